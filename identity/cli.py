@@ -1,0 +1,171 @@
+"""The ``identity`` command line (see INTERFACE.md for the commands users rely on)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn
+
+from identity.settings import Settings, SettingsError
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class CommandError(Exception):
+    """A failure the person at the terminal can act on; printed as one sentence."""
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    print(f"identity: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def print_json(value: dict[str, Any]) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def run_async(work: Awaitable[Any]) -> Any:
+    return asyncio.run(work)  # type: ignore[arg-type]
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from identity.server import serve
+
+    serve(settings, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from identity.commands import migrate
+
+    migrate(settings)
+    print("database is at the latest migration")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from identity.commands import rotate_signing_key
+
+    kid = run_async(rotate_signing_key(settings, args.alg or settings.signing_alg))
+    print_json({"kid": kid, "alg": args.alg or settings.signing_alg})
+    return 0
+
+
+def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
+    from identity.commands import create_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif args.password is not None:
+        password = args.password
+    else:
+        raise CommandError("give a password with --password or --password-stdin.")
+    user = run_async(create_user(settings, args.email, password, args.name, is_admin=args.admin))
+    print_json({"id": str(user.id), "email": user.email})
+    return 0
+
+
+def cmd_clients_create(args: argparse.Namespace, settings: Settings) -> int:
+    from identity.commands import create_client
+
+    print_json(run_async(create_client(settings, args)))
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="identity",
+        description="OAuth 2.0 / OpenID Connect provider and permission service.",
+        epilog="Settings come from IDENTITY_* environment variables; see README.md.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="serve the HTTP API and hosted pages")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (1)")
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations up to the latest")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    keys = commands.add_parser("keys", help="manage token signing keys")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    rotate = key_commands.add_parser("rotate", help="add a new signing key and make it current")
+    rotate.add_argument("--alg", choices=("RS256", "ES256"), help="default: IDENTITY_SIGNING_ALG")
+    rotate.set_defaults(handler=cmd_keys_rotate)
+
+    users = commands.add_parser("users", help="manage users")
+    user_commands = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    create_user = user_commands.add_parser("create", help="create a verified user")
+    create_user.add_argument("--email", required=True)
+    password = create_user.add_mutually_exclusive_group()
+    password.add_argument("--password", help="visible in the process list; prefer --password-stdin")
+    password.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    create_user.add_argument("--name", default="")
+    create_user.add_argument("--admin", action="store_true", help="staff administrator")
+    create_user.set_defaults(handler=cmd_users_create)
+
+    clients = commands.add_parser("clients", help="manage OAuth clients")
+    client_commands = clients.add_subparsers(
+        dest="clients_command", metavar="ACTION", required=True
+    )
+    create_client = client_commands.add_parser("create", help="register an OAuth client")
+    create_client.add_argument("--name", required=True)
+    create_client.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris")
+    create_client.add_argument(
+        "--post-logout-redirect-uri", action="append", default=[], dest="post_logout_redirect_uris"
+    )
+    create_client.add_argument("--public", action="store_true", help="no secret; PKCE always")
+    create_client.add_argument("--first-party", action="store_true", help="skip the consent page")
+    create_client.add_argument(
+        "--grant-type",
+        action="append",
+        dest="grant_types",
+        choices=("authorization_code", "refresh_token", "client_credentials"),
+        help="repeatable; default authorization_code and refresh_token",
+    )
+    create_client.add_argument("--scope", help='allowed scopes, e.g. "openid profile email"')
+    create_client.add_argument("--resource", action="append", default=[], dest="resources")
+    create_client.add_argument(
+        "--no-require-pkce", action="store_true", help="let a confidential client omit PKCE"
+    )
+    create_client.set_defaults(handler=cmd_clients_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as exc:
+        fail(f"{exc}.", 2)
+    if args.command == "serve" and not 0 < args.port < 65536:
+        fail("--port must be between 1 and 65535.", 2)
+    if args.command == "serve" and args.workers < 1:
+        fail("--workers must be 1 or more.", 2)
+    handler: Handler = args.handler
+    from identity.commands import StartupError
+
+    try:
+        return handler(args, settings)
+    except (CommandError, StartupError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Registered OAuth clients."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from identity.db.base import DIGEST, Base, now_column
+
+
+class OAuthClient(Base):
+    __tablename__ = "oauth_clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # SHA-256 of a 256-bit random secret: a password hash would cap the token endpoint.
+    secret_hash: Mapped[str | None] = mapped_column(DIGEST)
+    is_public: Mapped[bool] = mapped_column(default=False)
+    first_party: Mapped[bool] = mapped_column(default=False)
+    require_pkce: Mapped[bool] = mapped_column(default=True)
+    redirect_uris: Mapped[list[str]] = mapped_column(default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(default=list)
+    grant_types: Mapped[list[str]] = mapped_column(default=list)
+    scope: Mapped[str] = mapped_column(Text, default="openid")
+    resources: Mapped[list[str]] = mapped_column(default=list)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = now_column()

@@ -1,0 +1,126 @@
+"""What the command line does: each operation opens the database, does one thing, closes it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.models import User
+from identity.crypto import Encryptor
+from identity.db import migrate as migrations
+from identity.db.engine import Database, DatabaseUnavailable, create_engine
+from identity.keys.service import create_key, ensure_key
+from identity.secret_key import resolve_secret_key
+from identity.settings import Settings
+
+T = TypeVar("T")
+
+
+class StartupError(Exception):
+    """The service cannot start or the command cannot run; ``str()`` says why and what to do."""
+
+
+def _unreachable(settings: Settings, exc: BaseException) -> StartupError:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    where = url.database if settings.is_sqlite else f"{url.host or 'localhost'}:{url.port or 5432}"
+    reason = getattr(exc, "orig", None) or exc
+    first_line = (
+        str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+    )
+    return StartupError(
+        f"cannot use the database at {where} ({first_line}); check IDENTITY_DATABASE_URL and "
+        "that the database server is running."
+    )
+
+
+def migrate(settings: Settings) -> None:
+    try:
+        migrations.upgrade(settings)
+    except (DBAPIError, PoolTimeout, OSError) as exc:
+        raise _unreachable(settings, exc) from None
+
+
+async def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    db = Database(create_engine(settings))
+    try:
+        async with db.transaction() as session:
+            return await work(session)
+    except DatabaseUnavailable as exc:
+        raise _unreachable(settings, exc.__cause__ or exc) from None
+    finally:
+        await db.dispose()
+
+
+def _key_encryptor(settings: Settings) -> Encryptor:
+    return Encryptor(resolve_secret_key(settings), "signing-keys")
+
+
+def prepare(settings: Settings) -> int:
+    """Everything ``serve`` needs before it listens; returns how many users exist."""
+    try:
+        resolve_secret_key(settings)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create the secret key in {settings.data_dir} ({exc.strerror}); "
+            "check IDENTITY_DATA_DIR or set IDENTITY_SECRET_KEY."
+        ) from None
+    migrate(settings)
+    encryptor = _key_encryptor(settings)
+
+    async def work(session: AsyncSession) -> int:
+        await ensure_key(session, encryptor, settings.signing_alg)
+        return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+    return asyncio.run(_with_session(settings, work))
+
+
+async def rotate_signing_key(settings: Settings, alg: str) -> str:
+    encryptor = _key_encryptor(settings)
+
+    async def work(session: AsyncSession) -> str:
+        return (await create_key(session, encryptor, alg)).kid
+
+    return await _with_session(settings, work)
+
+
+async def create_user(
+    settings: Settings, email: str, password: str, name: str, *, is_admin: bool
+) -> User:
+    from identity.accounts.service import create_user as create
+
+    async def work(session: AsyncSession) -> User:
+        return await create(
+            session, settings, email=email, password=password, name=name, is_admin=is_admin
+        )
+
+    return await _with_session(settings, work)
+
+
+async def create_client(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from identity.clients.service import ClientSpec, register_client
+
+    spec = ClientSpec(
+        name=args.name,
+        redirect_uris=args.redirect_uris,
+        post_logout_redirect_uris=args.post_logout_redirect_uris,
+        public=args.public,
+        first_party=args.first_party,
+        grant_types=args.grant_types or ["authorization_code", "refresh_token"],
+        scope=args.scope,
+        resources=args.resources,
+        require_pkce=not args.no_require_pkce,
+    )
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return await register_client(session, spec)
+
+    return await _with_session(settings, work)

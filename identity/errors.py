@@ -1,0 +1,54 @@
+"""Domain errors: what went wrong in business terms, with no HTTP in them.
+
+The web layer maps each to a response; ``code`` is stable and becomes the problem ``type``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code = "error"
+    status = 400
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    code = "not-found"
+    status = 404
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    status = 409
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    status = 403
+
+
+class InvalidInput(DomainError):
+    code = "invalid-input"
+    status = 422
+
+
+class PolicyViolation(DomainError):
+    """A value breaks a policy (password rules, say); ``extra['reasons']`` lists reason ids."""
+
+    code = "policy-violation"
+    status = 422
+
+
+class RateLimited(DomainError):
+    code = "rate-limited"
+    status = 429
+
+    def __init__(self, detail: str, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after

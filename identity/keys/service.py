@@ -1,0 +1,76 @@
+"""Signing keys: creation, rotation, and the key set published as JWKS."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc.jwk import ECKey, RSAKey
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.clock import utcnow
+from identity.crypto import Encryptor
+from identity.keys import repository
+from identity.keys.models import SigningKey
+
+SUPPORTED_ALGS = ("RS256", "ES256")
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """The keys in force: ``current`` signs; ``public_jwks`` is what /jwks serves."""
+
+    current: RSAKey | ECKey
+    current_alg: str
+    by_kid: dict[str, RSAKey | ECKey]
+    public_jwks: dict[str, Any]
+
+
+def generate_key(alg: str) -> RSAKey | ECKey:
+    if alg == "RS256":
+        key: RSAKey | ECKey = RSAKey.generate_key(2048, auto_kid=False)
+    elif alg == "ES256":
+        key = ECKey.generate_key("P-256", auto_kid=False)
+    else:
+        raise ValueError(f"unsupported signing algorithm {alg}")
+    # The RFC 7638 thumbprint is a stable, collision-free kid.
+    key.ensure_kid()
+    return key
+
+
+async def create_key(session: AsyncSession, encryptor: Encryptor, alg: str) -> SigningKey:
+    key = generate_key(alg)
+    public = key.as_dict(private=False) | {"alg": alg, "use": "sig"}
+    row = SigningKey(
+        kid=key.kid,
+        alg=alg,
+        public_jwk=public,
+        private_jwk_encrypted=encryptor.encrypt(json.dumps(key.as_dict(private=True))),
+        created_at=utcnow(),
+    )
+    await repository.add(session, row)
+    return row
+
+
+async def ensure_key(session: AsyncSession, encryptor: Encryptor, alg: str) -> None:
+    """Create the first signing key when there is none (first start)."""
+    if not await repository.active_keys(session):
+        await create_key(session, encryptor, alg)
+
+
+async def load_keyset(session: AsyncSession, encryptor: Encryptor) -> KeySet | None:
+    rows = await repository.active_keys(session)
+    if not rows:
+        return None
+    by_kid: dict[str, RSAKey | ECKey] = {}
+    for row in rows:
+        data = json.loads(encryptor.decrypt(row.private_jwk_encrypted))
+        key_type = RSAKey if row.alg == "RS256" else ECKey
+        by_kid[row.kid] = key_type.import_key(data)
+    return KeySet(
+        current=by_kid[rows[0].kid],
+        current_alg=rows[0].alg,
+        by_kid=by_kid,
+        public_jwks={"keys": [row.public_jwk for row in rows]},
+    )

@@ -1,0 +1,35 @@
+"""``identity serve``: prepare the database once, then hand over to uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from identity.commands import prepare
+from identity.logs import configure_logging
+from identity.settings import Settings
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    configure_logging(settings.log_level)
+    # Migrations and the first key run here, once, before any worker starts: workers
+    # racing to migrate the same database would fail.
+    users = prepare(settings)
+    if users == 0:
+        print(
+            "No users yet. Create the first administrator with: "
+            "identity users create --email you@example.com --password-stdin --admin",
+            flush=True,
+        )
+    uvicorn.run(
+        "identity.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        # Client addresses from X-Forwarded-For are trusted only for IDENTITY_TRUSTED_PROXIES,
+        # which the service checks itself; uvicorn must not rewrite them first.
+        proxy_headers=False,
+        server_header=False,
+        access_log=False,
+    )

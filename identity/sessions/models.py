@@ -1,0 +1,30 @@
+"""Browser sessions on the hosted pages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from identity.db.base import DIGEST, Base, now_column, utcnow, uuid_pk
+
+
+class BrowserSession(Base):
+    __tablename__ = "browser_sessions"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    # The cookie carries a random token; only its SHA-256 is kept.
+    token_hash: Mapped[str] = mapped_column(DIGEST, unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    amr: Mapped[list[str]] = mapped_column(default=list)
+    auth_time: Mapped[datetime]
+    created_at: Mapped[datetime] = now_column()
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    revoked_at: Mapped[datetime | None]

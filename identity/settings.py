@@ -1,0 +1,246 @@
+"""Settings read once, at start-up, from ``IDENTITY_*`` environment variables.
+
+Every value is parsed and checked here so that a bad one stops the program with a
+sentence naming the variable, instead of failing later inside a request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+PREFIX = "IDENTITY_"
+PACKAGE_ROOT = Path(__file__).resolve().parent
+DEFAULT_POLICIES_DIR = PACKAGE_ROOT.parent / "policies"
+
+T = TypeVar("T")
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; ``str()`` is one sentence for a person."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable} {problem}")
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(raw: str) -> int:
+    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``30d``."""
+    match = _DURATION.match(raw)
+    if not match:
+        raise ValueError("must be a whole number of seconds, or a number followed by s, m, h or d")
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be longer than zero seconds")
+    return seconds
+
+
+def parse_positive_int(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+def parse_issuer(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http or https URL such as https://id.example.com")
+    if parts.query or parts.fragment:
+        raise ValueError("must not contain a query or a fragment (OpenID Connect Discovery §3)")
+    # Clients compare the issuer byte for byte, so one canonical form: no trailing slash.
+    return raw.strip().rstrip("/")
+
+
+def parse_database_url(raw: str) -> str:
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError:
+        raise ValueError(
+            "is not a database URL (expected e.g. postgresql+psycopg://host/db)"
+        ) from None
+    return async_database_url(url).render_as_string(hide_password=False)
+
+
+def async_database_url(url: URL) -> URL:
+    """The same database through an asyncio driver: we serve with SQLAlchemy's async API."""
+    backend = url.get_backend_name()
+    driver = url.get_driver_name()
+    if backend == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    if backend == "postgresql":
+        if driver in ("psycopg", "asyncpg"):
+            return url
+        if driver in ("psycopg2", "pg8000", "psycopg2cffi", ""):
+            return url.set(drivername="postgresql+psycopg")
+        raise ValueError(f"uses the PostgreSQL driver {driver!r}; use psycopg or asyncpg")
+    raise ValueError(f"names the database {backend!r}; only SQLite and PostgreSQL are supported")
+
+
+def parse_redis_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
+        raise ValueError("must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0")
+    return raw.strip()
+
+
+def parse_smtp_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("smtp", "smtps", "smtp+starttls") or not parts.hostname:
+        raise ValueError(
+            "must be smtp://host:port, smtp+starttls://host:port or smtps://user:pass@host:port"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ValueError("has a port that is not a number") from None
+    return raw.strip()
+
+
+def parse_networks(raw: str) -> tuple[IpNetwork, ...]:
+    networks = []
+    for item in raw.split(","):
+        if item.strip():
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"has {item.strip()!r}, which is not an IP address or network"
+                ) from None
+    return tuple(networks)
+
+
+def parse_log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+def parse_signing_alg(raw: str) -> str:
+    alg = raw.strip().upper()
+    if alg not in ("RS256", "ES256"):
+        raise ValueError("must be RS256 or ES256")
+    return alg
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    redis_url: str | None = None
+    redis_key_prefix: str = "identity:"
+    issuer: str = "http://127.0.0.1:8000"
+    smtp_url: str | None = None
+    mail_outbox: Path | None = None
+    mail_from: str = "Identity <no-reply@localhost>"
+    product_name: str = "Identity"
+    secret_key: str | None = None
+    policies_dir: Path = DEFAULT_POLICIES_DIR
+    password_policy: Path | None = None
+    log_level: str = "INFO"
+    max_body_bytes: int = 64 * 1024
+    db_pool_size: int = 10
+    trusted_proxies: tuple[IpNetwork, ...] = field(default_factory=tuple)
+    signing_alg: str = "RS256"
+    access_token_ttl: int = 600
+    id_token_ttl: int = 3600
+    authorization_code_ttl: int = 60
+    refresh_token_ttl: int = 30 * 86400
+    session_ttl: int = 12 * 3600
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.mail_outbox or self.data_dir / "outbox"
+
+    @property
+    def password_policy_path(self) -> Path:
+        return self.password_policy or self.policies_dir / "password.toml"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.issuer.startswith("https://")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from a mapping such as ``os.environ``; raises ``SettingsError``."""
+
+        def read(name: str, parse: Callable[[str], T], default: T) -> T:
+            variable = PREFIX + name
+            raw = environ.get(variable)
+            if raw is None or raw.strip() == "":
+                return default
+            try:
+                return parse(raw)
+            except ValueError as exc:
+                raise SettingsError(variable, str(exc)) from None
+
+        data_dir = read("DATA_DIR", lambda raw: Path(raw).expanduser(), Path("."))
+        default_db = f"sqlite+aiosqlite:///{(data_dir / 'identity.db').resolve()}"
+
+        def path(raw: str) -> Path:
+            return Path(raw).expanduser()
+
+        def existing_file(raw: str) -> Path:
+            candidate = path(raw)
+            if not candidate.is_file():
+                raise ValueError(f"names {raw!r}, which is not a readable file")
+            return candidate
+
+        def existing_dir(raw: str) -> Path:
+            candidate = path(raw)
+            if not candidate.is_dir():
+                raise ValueError(f"names {raw!r}, which is not a folder")
+            return candidate
+
+        def secret(raw: str) -> str:
+            if len(raw.strip()) < 32:
+                raise ValueError("must be at least 32 characters of random text")
+            return raw.strip()
+
+        return cls(
+            data_dir=data_dir,
+            database_url=read("DATABASE_URL", parse_database_url, default_db),
+            redis_url=read("REDIS_URL", parse_redis_url, None),
+            redis_key_prefix=read("REDIS_KEY_PREFIX", str.strip, "identity:"),
+            issuer=read("ISSUER", parse_issuer, "http://127.0.0.1:8000"),
+            smtp_url=read("SMTP_URL", parse_smtp_url, None),
+            mail_outbox=read("MAIL_OUTBOX", path, None),
+            mail_from=read("MAIL_FROM", str.strip, "Identity <no-reply@localhost>"),
+            product_name=read("PRODUCT_NAME", str.strip, "Identity"),
+            secret_key=read("SECRET_KEY", secret, None),
+            policies_dir=read("POLICIES_DIR", existing_dir, DEFAULT_POLICIES_DIR),
+            password_policy=read("PASSWORD_POLICY", existing_file, None),
+            log_level=read("LOG_LEVEL", parse_log_level, "INFO"),
+            max_body_bytes=read("MAX_BODY_BYTES", parse_positive_int, 64 * 1024),
+            db_pool_size=read("DB_POOL_SIZE", parse_positive_int, 10),
+            trusted_proxies=read("TRUSTED_PROXIES", parse_networks, ()),
+            signing_alg=read("SIGNING_ALG", parse_signing_alg, "RS256"),
+            access_token_ttl=read("ACCESS_TOKEN_TTL", parse_duration, 600),
+            id_token_ttl=read("ID_TOKEN_TTL", parse_duration, 3600),
+            authorization_code_ttl=read("AUTHORIZATION_CODE_TTL", parse_duration, 60),
+            refresh_token_ttl=read("REFRESH_TOKEN_TTL", parse_duration, 30 * 86400),
+            session_ttl=read("SESSION_TTL", parse_duration, 12 * 3600),
+        )

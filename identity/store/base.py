@@ -1,0 +1,35 @@
+"""The contract both stores keep; tests run the same cases against each."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class StoreUnavailable(Exception):
+    """The shared store did not answer."""
+
+
+class Store(Protocol):
+    async def set(self, key: str, value: bytes, ttl: int) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds, replacing any earlier value."""
+
+    async def add(self, key: str, value: bytes, ttl: int) -> bool:
+        """Keep ``value`` only if ``key`` holds nothing; False when it already did."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def consume(self, key: str) -> bytes | None:
+        """Return and delete the value in one step: of racing callers, exactly one gets it."""
+
+    async def delete(self, key: str) -> None: ...
+
+    async def incr(self, key: str, ttl: int) -> tuple[int, int]:
+        """Add one to a counter that lives ``ttl`` seconds from its first increment.
+
+        Returns the new count and the seconds left before the counter resets.
+        """
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` when the store cannot be reached."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,82 @@
+"""Fixed-window counters over the store, with a per-process fallback.
+
+When the shared store fails, counting moves to this process's memory: each process then
+limits on its own, which is never more open than no limit at all, and the next call tries
+the shared store again, so recovery needs no restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from identity.store.base import Store, StoreUnavailable
+from identity.store.memory import MemoryStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    name: str
+    max: int
+    window: int  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    count: int
+    retry_after: int
+
+
+class RateLimiter:
+    def __init__(self, store: Store, fallback: MemoryStore | None = None) -> None:
+        self._store = store
+        self._fallback = fallback or MemoryStore()
+        self.degraded = False
+
+    @staticmethod
+    def _key(limit: Limit, subject: str) -> str:
+        # Subjects are emails and IP addresses: keep them out of the shared store in clear.
+        digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
+        return f"rl:{limit.name}:{digest}"
+
+    async def _call_incr(self, key: str, ttl: int) -> tuple[int, int]:
+        try:
+            result = await self._store.incr(key, ttl)
+        except StoreUnavailable:
+            if not self.degraded:
+                log.warning("rate limits fall back to per-process counts: shared store down")
+            self.degraded = True
+            return await self._fallback.incr(key, ttl)
+        self.degraded = False
+        return result
+
+    async def hit(self, limit: Limit, subject: str) -> Verdict:
+        """Count one attempt; refused once the window holds more than ``limit.max``."""
+        count, remaining = await self._call_incr(self._key(limit, subject), limit.window)
+        allowed = count <= limit.max
+        return Verdict(allowed, count, 0 if allowed else remaining)
+
+    async def blocked(self, limit: Limit, subject: str) -> Verdict:
+        """Whether earlier hits already used up the window, without counting this one."""
+        key = self._key(limit, subject)
+        try:
+            raw = await self._store.get(key)
+        except StoreUnavailable:
+            self.degraded = True
+            raw = await self._fallback.get(key)
+        count = int(raw) if raw else 0
+        if count < limit.max:
+            return Verdict(True, count, 0)
+        return Verdict(False, count, limit.window)
+
+    async def reset(self, limit: Limit, subject: str) -> None:
+        key = self._key(limit, subject)
+        await self._fallback.delete(key)
+        try:
+            await self._store.delete(key)
+        except StoreUnavailable:
+            self.degraded = True

@@ -1,0 +1,76 @@
+"""A store in Redis, shared by every server process."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from identity.store.base import StoreUnavailable
+
+# INCR and the first EXPIRE in one step, so a crash between them cannot leave a counter
+# that never resets (a permanent lock-out).
+_INCR = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {count, ttl}
+"""
+
+
+class RedisStore:
+    def __init__(self, url: str, prefix: str) -> None:
+        self._redis = Redis.from_url(
+            url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+        )
+        self._prefix = prefix
+        self._incr = self._redis.register_script(_INCR)
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    async def set(self, key: str, value: bytes, ttl: int) -> None:
+        try:
+            await self._redis.set(self._key(key), value, ex=ttl)
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    async def add(self, key: str, value: bytes, ttl: int) -> bool:
+        try:
+            return bool(await self._redis.set(self._key(key), value, ex=ttl, nx=True))
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return await self._redis.get(self._key(key))
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    async def consume(self, key: str) -> bytes | None:
+        try:
+            return await self._redis.getdel(self._key(key))
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._redis.delete(self._key(key))
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    async def incr(self, key: str, ttl: int) -> tuple[int, int]:
+        try:
+            count, remaining = await self._incr(keys=[self._key(key)], args=[ttl])
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+        return int(count), int(remaining)
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,37 @@
+"""Liveness and readiness for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Response, get
+
+from identity.db.engine import DatabaseUnavailable
+from identity.runtime import Runtime
+from identity.store.base import StoreUnavailable
+from identity.web.problems import problem
+
+
+@get("/health/live", sync_to_thread=False, include_in_schema=False)
+def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/health/ready", include_in_schema=False, cache=False)
+async def ready(runtime: Runtime) -> Response[dict[str, Any]]:
+    checks: dict[str, str] = {}
+    try:
+        await runtime.db.ping()
+        checks["database"] = "ok"
+    except DatabaseUnavailable:
+        checks["database"] = "unavailable"
+    if runtime.settings.redis_url:
+        try:
+            await runtime.store.ping()
+            checks["redis"] = "ok"
+        except StoreUnavailable:
+            checks["redis"] = "unavailable"
+    down = [name for name, state in checks.items() if state != "ok"]
+    if down:
+        return problem(503, f"Not ready: {', '.join(down)} unavailable.", checks=checks)
+    return Response({"status": "ready", "checks": checks})

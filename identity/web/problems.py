@@ -1,0 +1,102 @@
+"""RFC 9457 problem details for every error that is not an OAuth protocol error."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from identity.db.engine import DatabaseUnavailable
+from identity.errors import DomainError, RateLimited
+from identity.store.base import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:identity:problem:"
+
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        # about:blank means "the status code says it all" (RFC 9457 §4.2.1).
+        "type": TYPE_PREFIX + code if code else "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _request_id(request: Request[Any, Any, Any]) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+def http_exception_handler(
+    request: Request[Any, Any, Any], exc: HTTPException
+) -> Response[dict[str, Any]]:
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        # Litestar's validation messages name the field and the rule; they hold no internals.
+        extra["errors"] = [
+            {"field": item.get("key"), "message": item.get("message")}
+            for item in exc.extra
+            if isinstance(item, dict)
+        ]
+    headers = {
+        k: v for k, v in (exc.headers or {}).items() if k.lower() in ("allow", "retry-after")
+    }
+    status = exc.status_code
+    detail = exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else None
+    if status >= 500:
+        detail = None
+    return problem(status, detail, headers=headers or None, **extra)
+
+
+def domain_error_handler(
+    request: Request[Any, Any, Any], exc: DomainError
+) -> Response[dict[str, Any]]:
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return problem(exc.status, exc.detail, code=exc.code, headers=headers, **exc.extra)
+
+
+def unavailable_handler(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, Any]]:
+    log.error("dependency unavailable: %s", type(exc).__name__, extra={"reason": str(exc)})
+    return problem(
+        503,
+        "The service is temporarily unavailable. Please try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+def internal_error_handler(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, Any]]:
+    log.exception("unhandled error", exc_info=exc)
+    return problem(
+        500,
+        "An unexpected error occurred. Quote the request id when you report it.",
+        request_id=_request_id(request),
+    )
+
+
+EXCEPTION_HANDLERS = {
+    HTTPException: http_exception_handler,
+    DomainError: domain_error_handler,
+    DatabaseUnavailable: unavailable_handler,
+    StoreUnavailable: unavailable_handler,
+    Exception: internal_error_handler,
+}
