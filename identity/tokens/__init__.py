@@ -1,0 +1,1 @@
+"""Storage of what the OAuth endpoints issue: codes, refresh tokens, consents, revocations."""

@@ -1,0 +1,70 @@
+"""OAuth error classes, one per error code, from Authlib where it has them.
+
+Each carries a ``description`` we wrote ourselves (never ``str(exc)`` of something else);
+``identity.web.oauth`` renders them as the endpoint in question requires.
+"""
+
+from __future__ import annotations
+
+from authlib.oauth2.base import OAuth2Error
+from authlib.oauth2.rfc6749.errors import (
+    AccessDeniedError,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    UnauthorizedClientError,
+    UnsupportedGrantTypeError,
+    UnsupportedResponseTypeError,
+    UnsupportedTokenTypeError,
+)
+from authlib.oauth2.rfc6750.errors import InsufficientScopeError, InvalidTokenError
+from authlib.oidc.core.errors import (
+    ConsentRequiredError,
+    InteractionRequiredError,
+    LoginRequiredError,
+    RequestNotSupportedError,
+    RequestURINotSupportedError,
+)
+
+
+class InvalidTargetError(OAuth2Error):
+    """RFC 8707 §2: the requested resource is invalid, unknown, or not allowed for the client."""
+
+    error = "invalid_target"
+
+
+class ServerError(OAuth2Error):
+    """RFC 6749 §4.1.2.1: anything unexpected leaves as ``server_error``, with no details."""
+
+    error = "server_error"
+    status_code = 500
+
+
+class TemporarilyUnavailableError(OAuth2Error):
+    error = "temporarily_unavailable"
+    status_code = 503
+
+
+__all__ = [
+    "AccessDeniedError",
+    "ConsentRequiredError",
+    "InsufficientScopeError",
+    "InteractionRequiredError",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidRequestError",
+    "InvalidScopeError",
+    "InvalidTargetError",
+    "InvalidTokenError",
+    "LoginRequiredError",
+    "OAuth2Error",
+    "RequestNotSupportedError",
+    "RequestURINotSupportedError",
+    "ServerError",
+    "TemporarilyUnavailableError",
+    "UnauthorizedClientError",
+    "UnsupportedGrantTypeError",
+    "UnsupportedResponseTypeError",
+    "UnsupportedTokenTypeError",
+]
