@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
@@ -17,12 +16,9 @@ from identity.logs import configure_logging
 from identity.runtime import Runtime
 from identity.settings import Settings
 from identity.web import health
+from identity.web.dependencies import provide_runtime
 from identity.web.problems import EXCEPTION_HANDLERS
 from identity.web.request_context import request_context_middleware
-
-
-def provide_runtime(state: State) -> Runtime:
-    return state.runtime
 
 
 def create_app(settings: Settings) -> Litestar:

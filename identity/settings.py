@@ -83,7 +83,9 @@ def parse_database_url(raw: str) -> str:
 def async_database_url(url: URL) -> URL:
     """The same database through an asyncio driver: we serve with SQLAlchemy's async API."""
     backend = url.get_backend_name()
-    driver = url.get_driver_name()
+    # The driver as written: SQLAlchemy's default for a bare "postgresql://" has changed
+    # between releases, so a bare URL is made explicit.
+    driver = url.drivername.partition("+")[2]
     if backend == "sqlite":
         return url.set(drivername="sqlite+aiosqlite")
     if backend == "postgresql":

@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
-
 from alembic import context
-from sqlalchemy import Connection, DateTime
+from sqlalchemy import Connection
 
-from identity.db.base import UTCDateTime
 from identity.db.engine import create_engine
+from identity.db.migrate import compare_type, render_item
 from identity.db.models import metadata
 from identity.settings import Settings
 
 config = context.config
-
-
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
-    # Migrations must not import application types: render ours as the plain type.
-    if type_ == "type" and isinstance(obj, UTCDateTime):
-        return "sa.DateTime(timezone=True)"
-    return False
-
-
-def compare_type(context: Any, inspected: Any, metadata_column: Any, *_: Any) -> bool | None:
-    if isinstance(metadata_column.type, UTCDateTime) and isinstance(inspected.type, DateTime):
-        return False
-    return None
 
 
 def do_run_migrations(connection: Connection) -> None:

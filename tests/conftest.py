@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
+from joserfc.jwk import RSAKey
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
 from identity.app import create_app
 from identity.crypto import Encryptor
 from identity.db.engine import create_engine
 from identity.db.models import metadata
-from identity.keys.service import ensure_key
+from identity.keys.service import create_key, generate_key
 from identity.runtime import Runtime
 from identity.settings import Settings
+from tests.asgi_lifespan import lifespan
 from tests.backends import TEST_SECRET_KEY, isolated_database, isolated_redis
 
 FAST_POLICY = Path(__file__).parent / "fixtures" / "password-fast.toml"
@@ -63,21 +66,41 @@ async def app(database: Settings) -> AsyncIterator[Litestar]:
     yield create_app(database)
 
 
+@asynccontextmanager
+async def serving(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to ``app`` in this test's own event loop.
+
+    Litestar's AsyncTestClient runs the app on a thread of its own and blocks the test's
+    loop per request, so concurrent requests would run one at a time and the app's pooled
+    connections would belong to another loop than the test's. httpx's ASGI transport keeps
+    app and test in one loop; the app's lifespan runs around it.
+    """
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with (
+        lifespan(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as http,
+    ):
+        yield http
+
+
 @pytest.fixture
-async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(app, base_url="http://testserver.local") as test_client:
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(app) as test_client:
         runtime: Runtime = app.state.runtime
         async with runtime.db.transaction() as session:
-            await ensure_key(session, Encryptor(TEST_SECRET_KEY, "signing-keys"), "RS256")
+            await create_key(
+                session, Encryptor(TEST_SECRET_KEY, "signing-keys"), "RS256", _rsa_key()
+            )
         yield test_client
 
 
+@functools.cache
+def _rsa_key() -> RSAKey:
+    # RSA generation costs ~100 ms; one key serves every test that needs no fresh one.
+    return generate_key("RS256")  # type: ignore[return-value]
+
+
 @pytest.fixture
-def runtime(app: Litestar, client: AsyncTestClient[Litestar]) -> Runtime:
+def runtime(app: Litestar, client: httpx.AsyncClient) -> Runtime:
     """The running app's runtime: its database, store and keys, for arranging test state."""
     return app.state.runtime
-
-
-@pytest.fixture(scope="session")
-def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
-    return asyncio.DefaultEventLoopPolicy()

@@ -39,8 +39,11 @@ def generate_key(alg: str) -> RSAKey | ECKey:
     return key
 
 
-async def create_key(session: AsyncSession, encryptor: Encryptor, alg: str) -> SigningKey:
-    key = generate_key(alg)
+async def create_key(
+    session: AsyncSession, encryptor: Encryptor, alg: str, key: RSAKey | ECKey | None = None
+) -> SigningKey:
+    """Store ``key`` (a new one unless given) as the current signing key."""
+    key = key or generate_key(alg)
     public = key.as_dict(private=False) | {"alg": alg, "use": "sig"}
     row = SigningKey(
         kid=key.kid,

@@ -7,8 +7,8 @@ from typing import Any
 from litestar import Response, get
 
 from identity.db.engine import DatabaseUnavailable
-from identity.runtime import Runtime
 from identity.store.base import StoreUnavailable
+from identity.web.dependencies import RuntimeDep
 from identity.web.problems import problem
 
 
@@ -18,7 +18,7 @@ def live() -> dict[str, str]:
 
 
 @get("/health/ready", include_in_schema=False, cache=False)
-async def ready(runtime: Runtime) -> Response[dict[str, Any]]:
+async def ready(runtime: RuntimeDep) -> Response[dict[str, Any]]:
     checks: dict[str, str] = {}
     try:
         await runtime.db.ping()

@@ -1,0 +1,81 @@
+"""Liveness, readiness, and what requests see while the database or Redis is away."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from identity.app import create_app
+from identity.settings import Settings
+from tests.backends import TEST_DATABASE_URL, TEST_REDIS_URL
+from tests.conftest import create_schema, serving
+from tests.tcp_proxy import TcpProxy
+
+
+async def test_live_answers_without_touching_the_database(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health/live")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_reports_each_dependency(client: httpx.AsyncClient, settings: Settings) -> None:
+    response = await client.get("/health/ready")
+    assert response.status_code == 200
+    expected = {"database": "ok"} | ({"redis": "ok"} if settings.redis_url else {})
+    assert response.json()["checks"] == expected
+
+
+@pytest.fixture
+async def proxied_postgres(settings: Settings) -> AsyncIterator[tuple[Settings, TcpProxy]]:
+    url = make_url(settings.database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    proxied = dataclasses.replace(
+        settings, database_url=url.set(port=proxy.port).render_as_string(hide_password=False)
+    )
+    await create_schema(proxied)
+    yield proxied, proxy
+    await proxy.cut()
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+async def test_database_outage_gives_503_and_recovers_without_restart(
+    proxied_postgres: tuple[Settings, TcpProxy],
+) -> None:
+    settings, proxy = proxied_postgres
+    async with serving(create_app(settings)) as client:
+        assert (await client.get("/health/ready")).status_code == 200
+        await proxy.cut()
+        down = await client.get("/health/ready")
+        assert down.status_code == 503
+        assert down.headers["content-type"] == "application/problem+json"
+        assert down.json()["checks"]["database"] == "unavailable"
+        assert "database" in down.json()["detail"]
+        await proxy.restore()
+        assert (await client.get("/health/ready")).status_code == 200
+
+
+@pytest.mark.skipif(TEST_REDIS_URL is None, reason="needs the Redis pass (.ci/run)")
+async def test_redis_outage_shows_in_readiness_and_recovers(settings: Settings) -> None:
+    from urllib.parse import urlsplit
+
+    target = urlsplit(settings.redis_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    proxied = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{proxy.port}/0")
+    await create_schema(proxied)
+    try:
+        async with serving(create_app(proxied)) as client:
+            assert (await client.get("/health/ready")).json()["checks"]["redis"] == "ok"
+            await proxy.cut()
+            down = await client.get("/health/ready")
+            assert down.status_code == 503
+            assert down.json()["checks"] == {"database": "ok", "redis": "unavailable"}
+            await proxy.restore()
+            assert (await client.get("/health/ready")).status_code == 200
+    finally:
+        await proxy.cut()

@@ -1,0 +1,120 @@
+"""The same contract on the in-process store and on Redis (when IDENTITY_TEST_REDIS_URL is set)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from identity.store.base import Store, StoreUnavailable
+from identity.store.memory import MemoryStore
+from identity.store.rate_limit import Limit, RateLimiter
+from identity.store.redis import RedisStore
+from tests.backends import TEST_REDIS_URL, isolated_redis
+
+BACKENDS = ["memory"] + (["redis"] if TEST_REDIS_URL else [])
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    with isolated_redis() as env:
+        redis_store = RedisStore(env["IDENTITY_REDIS_URL"], env["IDENTITY_REDIS_KEY_PREFIX"])
+        yield redis_store
+        await redis_store.close()
+
+
+async def test_a_value_expires_after_its_ttl(store: Store) -> None:
+    await store.set("k", b"v", ttl=1)
+    assert await store.get("k") == b"v"
+    await asyncio.sleep(1.2)
+    assert await store.get("k") is None
+
+
+async def test_consume_returns_the_value_once(store: Store) -> None:
+    await store.set("code", b"payload", ttl=60)
+    assert await store.consume("code") == b"payload"
+    assert await store.consume("code") is None
+    assert await store.get("code") is None
+
+
+async def test_ten_racing_consumers_get_exactly_one_value(store: Store) -> None:
+    await store.set("once", b"x", ttl=60)
+    results = await asyncio.gather(*(store.consume("once") for _ in range(10)))
+    assert results.count(b"x") == 1
+    assert results.count(None) == 9
+
+
+async def test_add_keeps_the_first_value(store: Store) -> None:
+    assert await store.add("nx", b"first", ttl=60)
+    assert not await store.add("nx", b"second", ttl=60)
+    assert await store.get("nx") == b"first"
+
+
+async def test_counter_counts_within_its_window_and_then_resets(store: Store) -> None:
+    assert (await store.incr("c", ttl=1))[0] == 1
+    count, remaining = await store.incr("c", ttl=1)
+    assert count == 2
+    assert 0 < remaining <= 1
+    await asyncio.sleep(1.2)
+    assert (await store.incr("c", ttl=1))[0] == 1
+
+
+async def test_delete_removes_the_value(store: Store) -> None:
+    await store.set("d", b"1", ttl=60)
+    await store.delete("d")
+    assert await store.get("d") is None
+
+
+async def test_rate_limit_refuses_past_the_maximum_and_says_when_to_retry(store: Store) -> None:
+    limiter = RateLimiter(store)
+    limit = Limit("login", max=3, window=60)
+    verdicts = [await limiter.hit(limit, "a@example.com") for _ in range(4)]
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    assert 0 < verdicts[-1].retry_after <= 60
+    assert (await limiter.hit(limit, "b@example.com")).allowed
+
+
+async def test_reset_clears_a_subjects_count(store: Store) -> None:
+    limiter = RateLimiter(store)
+    limit = Limit("login", max=1, window=60)
+    await limiter.hit(limit, "x")
+    assert not (await limiter.blocked(limit, "x")).allowed
+    await limiter.reset(limit, "x")
+    assert (await limiter.blocked(limit, "x")).allowed
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_an_unreachable_redis_raises_store_unavailable() -> None:
+    store = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", "x:")
+    with pytest.raises(StoreUnavailable):
+        await store.get("k")
+    await store.close()
+
+
+async def test_rate_limits_fall_back_to_process_counts_when_redis_is_down() -> None:
+    store = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", f"{uuid.uuid4().hex}:")
+    limiter = RateLimiter(store)
+    limit = Limit("forgot", max=2, window=60)
+    verdicts = [await limiter.hit(limit, "victim@example.com") for _ in range(3)]
+    # Still limiting (never open) while the shared store is down, and saying so.
+    assert [v.allowed for v in verdicts] == [True, True, False]
+    assert limiter.degraded
+    await store.close()
+
+
+async def test_memory_store_stays_bounded_under_a_flood_of_keys() -> None:
+    store = MemoryStore(max_items=100)
+    for i in range(1000):
+        await store.incr(f"flood:{i}", ttl=60)
+    assert len(store._items) <= 100

@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+
+from identity.settings import Settings, SettingsError
+
+
+def test_defaults_give_the_embedded_sqlite_database_in_the_data_folder(tmp_path: Path) -> None:
+    settings = Settings.from_env({"IDENTITY_DATA_DIR": str(tmp_path)})
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/identity.db"
+    assert settings.redis_url is None
+    assert settings.issuer == "http://127.0.0.1:8000"
+    assert settings.outbox_dir == tmp_path / "outbox"
+    assert settings.access_token_ttl == 600
+    assert settings.authorization_code_ttl == 60
+
+
+def test_empty_values_count_as_unset() -> None:
+    assert Settings.from_env({"IDENTITY_REDIS_URL": " "}).redis_url is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("postgresql://u@db/identity", "postgresql+psycopg://u@db/identity"),
+        ("postgresql+psycopg://u@db/identity", "postgresql+psycopg://u@db/identity"),
+        ("postgresql+asyncpg://u:p@db:5433/x", "postgresql+asyncpg://u:p@db:5433/x"),
+        ("sqlite:////var/lib/identity.db", "sqlite+aiosqlite:////var/lib/identity.db"),
+    ],
+)
+def test_database_urls_are_served_through_an_async_driver(raw: str, expected: str) -> None:
+    assert Settings.from_env({"IDENTITY_DATABASE_URL": raw}).database_url == expected
+
+
+def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
+    assert Settings.from_env({"IDENTITY_ISSUER": "https://id.example.com/"}).issuer == (
+        "https://id.example.com"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "phrase"),
+    [
+        ("IDENTITY_DATABASE_URL", "mysql://x@y/z", "only SQLite and PostgreSQL"),
+        ("IDENTITY_DATABASE_URL", "not a url", "is not a database URL"),
+        ("IDENTITY_REDIS_URL", "http://localhost", "redis://"),
+        ("IDENTITY_ISSUER", "id.example.com", "absolute http or https URL"),
+        ("IDENTITY_ISSUER", "https://id.example.com/?a=b", "query or a fragment"),
+        ("IDENTITY_SMTP_URL", "smtp://mail:notaport", "port"),
+        ("IDENTITY_SMTP_URL", "ftp://mail", "smtp://host:port"),
+        ("IDENTITY_ACCESS_TOKEN_TTL", "ten minutes", "whole number of seconds"),
+        ("IDENTITY_ACCESS_TOKEN_TTL", "0", "longer than zero"),
+        ("IDENTITY_MAX_BODY_BYTES", "-5", "greater than zero"),
+        ("IDENTITY_TRUSTED_PROXIES", "10.0.0.1,not-an-ip", "not an IP address"),
+        ("IDENTITY_LOG_LEVEL", "LOUD", "one of DEBUG"),
+        ("IDENTITY_SIGNING_ALG", "HS256", "RS256 or ES256"),
+        ("IDENTITY_SECRET_KEY", "short", "at least 32 characters"),
+        ("IDENTITY_PASSWORD_POLICY", "/nonexistent/policy.toml", "not a readable file"),
+    ],
+)
+def test_a_bad_value_names_the_variable_in_one_sentence(
+    variable: str, value: str, phrase: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value})
+    message = str(caught.value)
+    assert message.startswith(variable + " ")
+    assert phrase in message
+    assert "\n" not in message
+
+
+def test_durations_accept_units() -> None:
+    settings = Settings.from_env(
+        {
+            "IDENTITY_REFRESH_TOKEN_TTL": "30d",
+            "IDENTITY_SESSION_TTL": "8h",
+            "IDENTITY_ID_TOKEN_TTL": "15m",
+        }
+    )
+    assert settings.refresh_token_ttl == 30 * 86400
+    assert settings.session_ttl == 8 * 3600
+    assert settings.id_token_ttl == 900
+
+
+def test_trusted_proxies_parse_addresses_and_networks() -> None:
+    settings = Settings.from_env({"IDENTITY_TRUSTED_PROXIES": "10.0.0.0/8, ::1"})
+    assert [str(n) for n in settings.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+
+
+def test_cookies_are_secure_exactly_when_the_issuer_is_https() -> None:
+    assert Settings.from_env({"IDENTITY_ISSUER": "https://id.example.com"}).secure_cookies
+    assert not Settings.from_env({}).secure_cookies
