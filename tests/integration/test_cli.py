@@ -1,0 +1,57 @@
+"""The command line: clear sentences on bad input, explicit migrations, key rotation."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+
+from identity.db.engine import Database, create_engine
+from identity.keys.models import SigningKey
+from identity.settings import Settings
+from tests.processes import free_port, run_identity
+
+
+def test_help_lists_the_commands(env: dict[str, str]) -> None:
+    result = run_identity("--help", env=env)
+    assert result.returncode == 0
+    for command in ("serve", "migrate", "users", "clients", "keys"):
+        assert command in result.stdout
+
+
+def test_a_bad_setting_stops_with_one_sentence_naming_it(env: dict[str, str]) -> None:
+    result = run_identity("migrate", env=env | {"IDENTITY_ACCESS_TOKEN_TTL": "soon"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("identity: IDENTITY_ACCESS_TOKEN_TTL must be")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_database_stops_migrate_with_a_clear_message(env: dict[str, str]) -> None:
+    port = free_port()
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{port}/identity"
+    result = run_identity("migrate", env=env | {"IDENTITY_DATABASE_URL": url})
+    assert result.returncode == 1
+    assert f"cannot use the database at 127.0.0.1:{port}" in result.stderr
+    assert "IDENTITY_DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def _keys(settings: Settings) -> list[SigningKey]:
+    db = Database(create_engine(settings))
+    try:
+        async with db.transaction() as session:
+            return list((await session.scalars(select(SigningKey))).all())
+    finally:
+        await db.dispose()
+
+
+def test_migrate_then_rotate_adds_a_current_key(env: dict[str, str], settings: Settings) -> None:
+    assert run_identity("migrate", env=env).returncode == 0
+    first = run_identity("keys", "rotate", env=env)
+    second = run_identity("keys", "rotate", "--alg", "ES256", env=env)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    keys = asyncio.run(_keys(settings))
+    assert {key.alg for key in keys} == {"RS256", "ES256"}
+    assert all(key.retired_at is None for key in keys)
+    assert all("d" not in key.public_jwk for key in keys)

@@ -1,0 +1,79 @@
+"""Every failure leaves as an RFC 9457 problem with a request id, never a trace."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import httpx
+from litestar import Litestar, get
+
+from identity.logs import JsonFormatter
+from identity.web.problems import EXCEPTION_HANDLERS
+from identity.web.request_context import request_context_middleware
+from tests.conftest import serving
+
+
+async def test_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    response = await client.get("/no/such/page")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {"type": "about:blank", "title": "Not Found", "status": 404}
+    assert response.headers["x-request-id"]
+
+
+async def test_wrong_method_is_a_405_problem_naming_the_allowed_ones(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.delete("/health/live")
+    assert response.status_code == 405
+    assert "GET" in response.headers["allow"]
+    assert response.json()["status"] == 405
+
+
+async def test_a_plain_incoming_request_id_is_kept(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health/live", headers={"X-Request-ID": "lb-1234.abc"})
+    assert response.headers["x-request-id"] == "lb-1234.abc"
+
+
+async def test_a_hostile_incoming_request_id_is_replaced(client: httpx.AsyncClient) -> None:
+    forged = 'x"\n{"level": "critical"}' + "a" * 200
+    response = await client.get("/health/live", headers={"X-Request-ID": forged.replace("\n", " ")})
+    assert response.headers["x-request-id"] != forged
+    assert len(response.headers["x-request-id"]) == 32
+
+
+class Boom(Exception):
+    pass
+
+
+@get("/boom", sync_to_thread=False)
+def boom() -> None:
+    raise Boom("database password is hunter2")
+
+
+async def test_unhandled_error_is_a_500_problem_logged_with_its_request_id() -> None:
+    # The app's own exception handlers and middleware, around a handler that fails.
+    app = Litestar([boom], exception_handlers=EXCEPTION_HANDLERS, logging_config=None)  # type: ignore[arg-type]
+    app.asgi_handler = request_context_middleware(app.asgi_handler)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(handler)
+    try:
+        async with serving(app) as client:
+            response = await client.get("/boom")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert response.status_code == 500
+    body = response.json()
+    assert body["type"] == "about:blank"
+    assert "hunter2" not in response.text
+    assert "Traceback" not in response.text
+    request_id = response.headers["x-request-id"]
+    assert body["request_id"] == request_id
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    error = next(e for e in entries if e["msg"] == "unhandled error")
+    assert error["request_id"] == request_id
+    assert "Boom" in error["exc"]

@@ -1,0 +1,81 @@
+"""Real ``identity`` processes for tests: commands that run to the end, servers that keep running."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+
+
+def run_identity(
+    *args: str, env: dict[str, str], stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "identity.cli", *args],
+        env=os.environ | env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    base_url: str
+    process: subprocess.Popen[str]
+
+    def output(self) -> str:
+        self.process.terminate()
+        out, _ = self.process.communicate(timeout=20)
+        return out
+
+
+@contextmanager
+def identity_server(env: dict[str, str], *extra: str, timeout: float = 60) -> Iterator[Server]:
+    """``identity serve`` on a free port, ready when this yields; stopped afterwards."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "identity.cli", "serve", "--port", str(port), *extra],
+        env=os.environ | {"IDENTITY_ISSUER": base_url} | env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = Server(base_url, process)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"identity serve exited early:\n{server.output()}")
+            try:
+                if httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"identity serve not ready in {timeout}s:\n{server.output()}")
+            time.sleep(0.2)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
