@@ -1,4 +1,4 @@
-"""Real ``identity`` processes for tests: commands that run to the end, servers that keep running."""
+"""Real ``identity`` processes for tests: commands run to the end, servers kept running."""
 
 from __future__ import annotations
 
