@@ -26,6 +26,7 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         runtime = Runtime(settings)
         app.state.runtime = runtime
+        runtime.mail.start()
         try:
             yield
         finally:

@@ -7,6 +7,8 @@ import time
 from identity.crypto import Encryptor
 from identity.db.engine import Database, create_engine
 from identity.keys.service import KeySet, load_keyset
+from identity.mail.dispatcher import MailDispatcher
+from identity.mail.factory import create_transport
 from identity.secret_key import resolve_secret_key
 from identity.settings import Settings
 from identity.store.base import Store
@@ -31,6 +33,7 @@ class Runtime:
         self.limiter = RateLimiter(self.store)
         self.secret_key = resolve_secret_key(settings)
         self.key_encryptor = Encryptor(self.secret_key, "signing-keys")
+        self.mail = MailDispatcher(self.db, create_transport(settings), settings.mail_from)
         self._keyset: KeySet | None = None
         self._keyset_loaded_at = 0.0
 
@@ -45,5 +48,6 @@ class Runtime:
         return self._keyset
 
     async def close(self) -> None:
+        await self.mail.stop()
         await self.store.close()
         await self.db.dispose()

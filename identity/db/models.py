@@ -5,6 +5,7 @@ from identity.audit.models import AuditEvent
 from identity.clients.models import OAuthClient
 from identity.db.base import Base
 from identity.keys.models import SigningKey
+from identity.mail.models import OutgoingEmail
 from identity.mfa.models import RecoveryCode, TotpSecret
 from identity.permissions.models import (
     Account,
@@ -32,6 +33,7 @@ __all__ = [
     "MembershipPermission",
     "MembershipRole",
     "OAuthClient",
+    "OutgoingEmail",
     "PasswordCredential",
     "PasswordResetToken",
     "Permission",

@@ -1,0 +1,90 @@
+"""All SQL about the outgoing-mail queue."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.mail.models import OutgoingEmail
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    to: str
+    subject: str
+    text: str
+    html: str | None = None
+
+
+async def enqueue(session: AsyncSession, message: Message, now: datetime) -> uuid.UUID:
+    """Queue ``message`` in the caller's transaction: it is sent only if that commits."""
+    row = OutgoingEmail(
+        to_address=message.to,
+        subject=message.subject,
+        text_body=message.text,
+        html_body=message.html,
+        next_attempt_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+async def due(session: AsyncSession, now: datetime, limit: int) -> Sequence[uuid.UUID]:
+    result = await session.scalars(
+        select(OutgoingEmail.id)
+        .where(
+            OutgoingEmail.sent_at.is_(None),
+            OutgoingEmail.failed_at.is_(None),
+            OutgoingEmail.next_attempt_at <= now,
+            or_(OutgoingEmail.leased_until.is_(None), OutgoingEmail.leased_until < now),
+        )
+        .order_by(OutgoingEmail.next_attempt_at)
+        .limit(limit)
+    )
+    return result.all()
+
+
+async def lease(
+    session: AsyncSession, email_id: uuid.UUID, now: datetime, lease_for: timedelta
+) -> OutgoingEmail | None:
+    """Take the message for ``lease_for``; None when another sender holds it or it is done."""
+    result = await session.execute(
+        update(OutgoingEmail)
+        .where(
+            OutgoingEmail.id == email_id,
+            OutgoingEmail.sent_at.is_(None),
+            OutgoingEmail.failed_at.is_(None),
+            or_(OutgoingEmail.leased_until.is_(None), OutgoingEmail.leased_until < now),
+        )
+        .values(leased_until=now + lease_for, attempts=OutgoingEmail.attempts + 1)
+        .returning(OutgoingEmail)
+    )
+    return result.scalar_one_or_none()
+
+
+async def mark_sent(session: AsyncSession, email_id: uuid.UUID, now: datetime) -> None:
+    await session.execute(
+        update(OutgoingEmail)
+        .where(OutgoingEmail.id == email_id)
+        .values(sent_at=now, leased_until=None, last_error=None)
+    )
+
+
+async def mark_failed_attempt(
+    session: AsyncSession, email_id: uuid.UUID, error: str, retry_at: datetime | None, now: datetime
+) -> None:
+    """Schedule the next attempt, or give up (``retry_at`` None) after the last one."""
+    values: dict[str, object] = {"leased_until": None, "last_error": error[:500]}
+    if retry_at is None:
+        values["failed_at"] = now
+    else:
+        values["next_attempt_at"] = retry_at
+    await session.execute(
+        update(OutgoingEmail).where(OutgoingEmail.id == email_id).values(**values)
+    )

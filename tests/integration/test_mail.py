@@ -1,0 +1,129 @@
+"""Mail is queued with the change that causes it and delivered once, through SMTP or the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from identity.clock import utcnow
+from identity.db.engine import Database, create_engine
+from identity.mail import outbox
+from identity.mail.dispatcher import BACKOFF, MailDispatcher
+from identity.mail.models import OutgoingEmail
+from identity.mail.outbox import Message
+from identity.mail.transport import OutboxTransport, SmtpTransport
+from identity.settings import Settings
+from tests.processes import free_port
+from tests.smtp_server import smtp_server
+
+MESSAGE = Message(
+    to="ana@example.com",
+    subject="Cambia tu contraseña",
+    text="Abre https://id.example.com/reset?token=abc",
+    html="<p><a href='https://id.example.com/reset?token=abc'>Cambiar</a></p>",
+)
+
+
+@pytest.fixture
+async def db(database: Settings) -> AsyncIterator[Database]:
+    # Its own engine and no app: the app's background dispatcher would race these tests.
+    engine = Database(create_engine(database))
+    yield engine
+    await engine.dispose()
+
+
+async def _queue(db: Database, message: Message = MESSAGE) -> None:
+    async with db.transaction() as session:
+        await outbox.enqueue(session, message, utcnow())
+
+
+async def _rows(db: Database) -> list[OutgoingEmail]:
+    async with db.transaction() as session:
+        return list((await session.scalars(select(OutgoingEmail))).all())
+
+
+async def test_smtp_delivers_text_and_html_once(db: Database) -> None:
+    await _queue(db)
+    with smtp_server() as (port, inbox):
+        dispatcher = MailDispatcher(
+            db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "Id <no-reply@id.example.com>"
+        )
+        assert await dispatcher.run_once() == 1
+        assert await dispatcher.run_once() == 0
+    assert len(inbox.messages) == 1
+    received = inbox.messages[0]
+    assert received["To"] == "ana@example.com"
+    assert received["Subject"] == "Cambia tu contraseña"
+    assert received["Message-ID"].endswith("@id.example.com>")
+    assert "reset?token=abc" in received.get_body(("plain",)).get_content()
+    assert "<a href" in received.get_body(("html",)).get_content()
+    (row,) = await _rows(db)
+    assert row.sent_at is not None and row.attempts == 1
+
+
+async def test_a_rolled_back_change_queues_no_mail(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            await outbox.enqueue(session, MESSAGE, utcnow())
+            raise RuntimeError("the change failed")
+    assert await _rows(db) == []
+
+
+async def test_a_down_mail_server_is_retried_and_the_message_arrives_once_back(
+    db: Database,
+) -> None:
+    await _queue(db)
+    port = free_port()
+    dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "no-reply@x.test")
+    assert await dispatcher.run_once() == 0
+    (row,) = await _rows(db)
+    assert row.sent_at is None and row.attempts == 1
+    assert "ConnectionRefusedError" in (row.last_error or "")
+    assert row.next_attempt_at >= utcnow() + BACKOFF[0] - BACKOFF[0] / 2
+    # Not due yet: nothing is attempted before the backoff has passed.
+    assert await dispatcher.run_once() == 0
+    assert (await _rows(db))[0].attempts == 1
+    async with db.transaction() as session:  # let the backoff pass
+        await session.execute(update(OutgoingEmail).values(next_attempt_at=utcnow()))
+    with smtp_server(port) as (_, inbox):
+        assert await dispatcher.run_once() == 1
+        assert await dispatcher.run_once() == 0
+    assert len(inbox.messages) == 1
+
+
+async def test_after_the_last_attempt_the_message_is_marked_failed(db: Database) -> None:
+    await _queue(db)
+    async with db.transaction() as session:
+        await session.execute(update(OutgoingEmail).values(attempts=len(BACKOFF)))
+    dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{free_port()}"), "a@x.test")
+    await dispatcher.run_once()
+    (row,) = await _rows(db)
+    assert row.failed_at is not None and row.sent_at is None
+    assert await dispatcher.run_once() == 0
+
+
+async def test_two_racing_dispatchers_send_each_message_once(db: Database) -> None:
+    for i in range(5):
+        await _queue(db, Message(to=f"u{i}@example.com", subject="s", text="t"))
+    with smtp_server() as (port, inbox):
+        transport = SmtpTransport(f"smtp://127.0.0.1:{port}")
+        first = MailDispatcher(db, transport, "a@x.test")
+        second = MailDispatcher(db, transport, "a@x.test")
+        sent = await asyncio.gather(first.run_once(), second.run_once())
+    assert sum(sent) == 5
+    assert sorted(m["To"] for m in inbox.messages) == [f"u{i}@example.com" for i in range(5)]
+
+
+async def test_without_smtp_each_message_is_one_eml_file(db: Database, tmp_path: Path) -> None:
+    await _queue(db)
+    folder = tmp_path / "mail"
+    assert await MailDispatcher(db, OutboxTransport(folder), "a@x.test").run_once() == 1
+    (written,) = folder.glob("*.eml")
+    text = written.read_text()
+    assert "To: ana@example.com" in text
+    assert "multipart/alternative" in text
+    assert not list(folder.glob(".tmp-*"))
