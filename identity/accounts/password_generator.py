@@ -1,0 +1,43 @@
+"""Passwords proposed by the "generate password" button: random, readable aloud, policy-passing."""
+
+from __future__ import annotations
+
+import secrets
+
+from identity.accounts.password_policy import PasswordPolicy
+from identity.errors import InvalidInput
+
+# Characters that are easy to tell apart in any font: no 0/O/o, 1/l/I/i, 5/S, 2/Z, 8/B, and
+# no quotes, backslash or | that a terminal or a form might treat specially.
+CLASSES = {
+    "lower": "abcdefghjkmnpqrtuvwxyz",
+    "upper": "ACDEFGHJKLMNPQRTUVWXY",
+    "digit": "34679",
+    "symbol": "#$%&*+-=?@^_",
+}
+ALPHABET = "".join(CLASSES.values())
+DEFAULT_LENGTH = 16
+# Generation keeps drawing until the policy accepts (a random draw can spell a listed word);
+# far more draws than this would mean a policy no random password can pass.
+MAX_DRAWS = 1000
+_SHUFFLER = secrets.SystemRandom()
+
+
+def length_bounds(policy: PasswordPolicy) -> tuple[int, int]:
+    # At least one character of each class, and never shorter than 12 (~75 bits).
+    return max(policy.rules.min_length, len(CLASSES), 12), policy.rules.max_length
+
+
+def generate(policy: PasswordPolicy, length: int = DEFAULT_LENGTH) -> str:
+    """A password of ``length`` characters, one of each class at least, that ``policy`` accepts."""
+    low, high = length_bounds(policy)
+    if not low <= length <= high:
+        raise InvalidInput(f"The length must be from {low} to {high} characters.")
+    for _ in range(MAX_DRAWS):
+        chars = [secrets.choice(members) for members in CLASSES.values()]
+        chars += [secrets.choice(ALPHABET) for _ in range(length - len(chars))]
+        _SHUFFLER.shuffle(chars)  # so the guaranteed characters are not always first
+        candidate = "".join(chars)
+        if policy.check(candidate).accepted:
+            return candidate
+    raise RuntimeError("the password policy refused every generated password")

@@ -1,0 +1,200 @@
+"""The password policy: its rules, read from policies/password.toml, and the verdict on a password.
+
+One verdict serves every place a password is set (CLI, invitation, reset, change, API);
+each refusal carries a stable reason id whose texts live in identity/i18n.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from zxcvbn import zxcvbn
+
+from identity.accounts.password_messages import texts
+from identity.accounts.password_words import ZXCVBN_LOCK, Blocklist, fold
+
+CharacterClass = Literal["lower", "upper", "digit", "symbol"]
+CHARACTER_CLASSES: tuple[CharacterClass, ...] = ("lower", "upper", "digit", "symbol")
+DictionaryMode = Literal["contains", "whole"]
+# Every reason a verdict can give: stable ids, with texts in identity/i18n/passwords.*.toml.
+REASON_IDS = (
+    "password.too_short",
+    "password.too_long",
+    "password.invalid_characters",
+    *(f"password.missing_{cls}" for cls in CHARACTER_CLASSES),
+    "password.dictionary_word",
+    "password.personal_info",
+    "password.product_name",
+    "password.too_weak",
+)
+
+# zxcvbn's cost grows faster than the square of the length: measured worst cases (a string
+# of every leetspeak character, symbols folded as below) are 38 ms at 48 characters and
+# 91 ms at 64. It scores only this prefix; a longer tail can only add strength.
+ZXCVBN_MAX_CHARS = 48
+# zxcvbn's leetspeak matcher enumerates every substitution table a password's symbols allow
+# (736 for one holding them all: 1.4 s at 64 characters). Symbols are replaced by the letter
+# they imitate before scoring; digits stay, so years and dates are still recognised.
+_LEET_SYMBOLS = str.maketrans({"@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "(": "c",
+                               "{": "c", "[": "c", "<": "c", "%": "x"})  # fmt: skip
+# Raw input longer than this many times max_length is refused before NFKC normalisation,
+# whose output can be 18 times its input: a huge body must not cost CPU.
+RAW_LENGTH_FACTOR = 4
+# Parts of an email or name shorter than this are too common to refuse (``jo``, ``es``).
+MIN_PERSONAL_PART = 3
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Cn", "Zl", "Zp"})
+_SEPARATORS = re.compile(r"[\W_\d]+")
+_AROUND = re.compile(r"^[\W\d_]+|[\W\d_]+$")
+_REPEATED = re.compile(r"(.+?)(?:[\W_]*\1)+")
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    id: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def messages(self) -> dict[str, str]:
+        return texts(self.id, **self.params)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    reasons: tuple[Reason, ...]
+    score: int  # zxcvbn 0..4
+
+    @property
+    def accepted(self) -> bool:
+        return not self.reasons
+
+    @property
+    def reason_ids(self) -> list[str]:
+        return [reason.id for reason in self.reasons]
+
+    def as_problem_reasons(self) -> list[dict[str, Any]]:
+        return [{"id": r.id, "messages": r.messages} for r in self.reasons]
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    min_length: int
+    max_length: int
+    require: tuple[CharacterClass, ...]
+    min_score: int
+    dictionary: DictionaryMode
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2Parameters:
+    memory_kib: int
+    time_cost: int
+    parallelism: int
+    hash_length: int
+    salt_length: int
+    max_concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordPolicy:
+    preset: str
+    rules: Rules
+    blocklist: Blocklist
+    argon2: Argon2Parameters
+
+    def check(
+        self, password: str, *, email: str = "", name: str = "", product_name: str = ""
+    ) -> Verdict:
+        """The verdict on ``password`` for a user with this email and name, on this service."""
+        rules = self.rules
+        too_long = Verdict((Reason("password.too_long", {"max": rules.max_length}),), 0)
+        if len(password) > rules.max_length * RAW_LENGTH_FACTOR:
+            return too_long
+        password = unicodedata.normalize("NFKC", password)
+        if len(password) > rules.max_length:
+            return too_long
+        if any(unicodedata.category(ch) in _REFUSED_CATEGORIES for ch in password):
+            return Verdict((Reason("password.invalid_characters"),), 0)
+
+        reasons: list[Reason] = []
+        if len(password) < rules.min_length:
+            reasons.append(Reason("password.too_short", {"min": rules.min_length}))
+        reasons.extend(
+            Reason(f"password.missing_{cls}") for cls in rules.require if not _has(password, cls)
+        )
+        folded = fold(password)
+        if self._built_on_listed_word(password, folded):
+            reasons.append(Reason("password.dictionary_word"))
+        personal = personal_parts(email, name)
+        if any(part in folded for part in personal):
+            reasons.append(Reason("password.personal_info"))
+        product = name_parts(product_name)
+        if any(part in folded for part in product):
+            reasons.append(Reason("password.product_name"))
+        score = strength_score(password, [*personal, *product])
+        if score < rules.min_score:
+            reasons.append(Reason("password.too_weak", {"min_score": rules.min_score}))
+        return Verdict(tuple(reasons), score)
+
+    def _built_on_listed_word(self, password: str, folded: str) -> bool:
+        if self.rules.dictionary == "contains":
+            return self.blocklist.found_in(folded)
+        # "whole": the password is a listed word once the digits and symbols around it (a
+        # year, a "1!") are taken off; they may be leetspeak, so the unstripped form counts too.
+        # A word said again ("veranoverano", "hola hola") is still that word.
+        core = fold(_AROUND.sub("", password))
+        repeated = _REPEATED.fullmatch(core)
+        unit = repeated.group(1) if repeated else core
+        return any(self.blocklist.is_listed(form) for form in (folded, core, unit))
+
+    def describe(self) -> list[tuple[str, dict[str, Any]]]:
+        """The rules as (text id, placeholders), in the order a page lists them."""
+        rules = self.rules
+        items: list[tuple[str, dict[str, Any]]] = [
+            ("policy.min_length", {"min": rules.min_length}),
+            ("policy.max_length", {"max": rules.max_length}),
+        ]
+        items += [(f"policy.require_{cls}", {}) for cls in rules.require]
+        items.append((f"policy.dictionary_{rules.dictionary}", {}))
+        items.append(("policy.personal", {}))
+        if rules.min_score:
+            items.append(("policy.min_score", {"min_score": rules.min_score}))
+        return items
+
+
+def _has(password: str, cls: CharacterClass) -> bool:
+    if cls == "lower":
+        return any(ch.islower() for ch in password)
+    if cls == "upper":
+        return any(ch.isupper() for ch in password)
+    if cls == "digit":
+        return any(unicodedata.category(ch) == "Nd" for ch in password)
+    return any(unicodedata.category(ch)[0] in "PS" for ch in password)
+
+
+def name_parts(text: str) -> list[str]:
+    """Folded ``text`` and its words, each long enough to be worth refusing."""
+    candidates = [text, *_SEPARATORS.split(text)]
+    return sorted({fold(p) for p in candidates if len(p.strip()) >= MIN_PERSONAL_PART})
+
+
+def personal_parts(email: str, name: str) -> list[str]:
+    """The name and its words, the email, its local part and words, its domain's labels."""
+    local, _, domain = email.rpartition("@") if "@" in email else (email, "", "")
+    # The top-level domain (com, es) says nothing about the user and is in many words.
+    labels = [label for label in domain.split(".")[:-1] if len(label) >= MIN_PERSONAL_PART]
+    parts = {*name_parts(name), *name_parts(local), *map(fold, labels)}
+    if email:
+        parts.add(fold(email))
+    return sorted(parts)
+
+
+def strength_score(password: str, user_inputs: Iterable[str]) -> int:
+    """zxcvbn's 0..4 score of the password's first ``ZXCVBN_MAX_CHARS`` characters."""
+    sample = password[:ZXCVBN_MAX_CHARS].translate(_LEET_SYMBOLS)
+    with ZXCVBN_LOCK:
+        result = zxcvbn(sample, user_inputs=list(user_inputs), max_length=ZXCVBN_MAX_CHARS)
+    return int(result["score"])

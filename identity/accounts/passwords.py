@@ -1,0 +1,101 @@
+"""Password storage: argon2id with the policy's parameters, run off the event loop.
+
+``Passwords`` bundles the policy and the hasher: everything that sets or checks a password
+takes this one object, built once per process from the settings.
+"""
+
+from __future__ import annotations
+
+import secrets
+import unicodedata
+from dataclasses import dataclass
+
+import anyio
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from identity.accounts.password_generator import DEFAULT_LENGTH, generate
+from identity.accounts.password_policy import RAW_LENGTH_FACTOR, PasswordPolicy, Verdict
+from identity.accounts.password_policy_file import load_policy
+from identity.settings import Settings
+
+
+def password_bytes(password: str) -> bytes:
+    """What argon2 hashes: the NFKC form (NIST 800-63B §3.1.1.2), so a password typed on
+    another keyboard or OS, composed differently, still matches. ``surrogatepass`` turns a
+    lone surrogate from a hostile JSON body into bytes that match nothing, not an error."""
+    return unicodedata.normalize("NFKC", password).encode("utf-8", "surrogatepass")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Passwords:
+    policy: PasswordPolicy
+    product_name: str
+    hasher: PasswordHasher
+    # Each hash holds memory_kib for its duration: this bounds the memory, and more threads
+    # than CPUs would only queue inside the kernel instead of here.
+    limiter: anyio.CapacityLimiter
+    # The hash an unknown email is verified against, so it costs what a known one costs.
+    dummy_hash: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Passwords:
+        return cls.from_policy(load_policy(settings.password_policy_path), settings.product_name)
+
+    @classmethod
+    def from_policy(cls, policy: PasswordPolicy, product_name: str) -> Passwords:
+        argon2 = policy.argon2
+        hasher = PasswordHasher(
+            time_cost=argon2.time_cost,
+            memory_cost=argon2.memory_kib,
+            parallelism=argon2.parallelism,
+            hash_len=argon2.hash_length,
+            salt_len=argon2.salt_length,
+            type=Type.ID,
+        )
+        dummy = hasher.hash(secrets.token_bytes(32))
+        return cls(
+            policy, product_name, hasher, anyio.CapacityLimiter(argon2.max_concurrency), dummy
+        )
+
+    @property
+    def max_bytes(self) -> int:
+        # A stored password is at most max_length characters of 4 UTF-8 bytes; anything
+        # longer cannot match and is refused before argon2 reads it.
+        return self.policy.rules.max_length * RAW_LENGTH_FACTOR
+
+    async def check(self, password: str, *, email: str = "", name: str = "") -> Verdict:
+        """The policy's verdict, computed in a thread: zxcvbn takes up to ~20 ms."""
+        return await anyio.to_thread.run_sync(self._check, password, email, name)
+
+    def _check(self, password: str, email: str, name: str) -> Verdict:
+        return self.policy.check(password, email=email, name=name, product_name=self.product_name)
+
+    async def hash(self, password: str) -> str:
+        """The argon2id PHC string for a password the policy has accepted."""
+        return await anyio.to_thread.run_sync(
+            self.hasher.hash, password_bytes(password), limiter=self.limiter
+        )
+
+    async def verify(self, stored_hash: str | None, password: str) -> bool:
+        """Whether ``password`` matches; with no stored hash, the same work and False."""
+        if len(password) > self.max_bytes:
+            return False
+        data = password_bytes(password)
+        if len(data) > self.max_bytes:
+            return False
+        return await anyio.to_thread.run_sync(self._verify, stored_hash, data, limiter=self.limiter)
+
+    def _verify(self, stored_hash: str | None, data: bytes) -> bool:
+        try:
+            matched = self.hasher.verify(stored_hash or self.dummy_hash, data)
+        except (VerificationError, InvalidHashError):
+            return False
+        return matched and stored_hash is not None
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        """True when the stored hash was made with other parameters than the policy's."""
+        return self.hasher.check_needs_rehash(stored_hash)
+
+    def generate(self, length: int = DEFAULT_LENGTH) -> str:
+        return generate(self.policy, length)

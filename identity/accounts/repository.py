@@ -1,0 +1,67 @@
+"""All SQL for users and their password credentials."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.models import PasswordCredential, User
+from identity.clock import utcnow
+
+
+class EmailTaken(Exception):
+    """Another user holds the email (the unique index said so, perhaps after a race)."""
+
+
+async def email_exists(session: AsyncSession, email: str) -> bool:
+    found = await session.scalar(select(User.id).where(User.email == email))
+    return found is not None
+
+
+async def user_with_password(
+    session: AsyncSession, email: str
+) -> tuple[User, PasswordCredential | None] | None:
+    row = (
+        await session.execute(
+            select(User, PasswordCredential)
+            .outerjoin(PasswordCredential, PasswordCredential.user_id == User.id)
+            .where(User.email == email)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def insert_user(session: AsyncSession, user: User, password_hash: str) -> None:
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # The caller's transaction is now unusable: it must end (rolled back) with this error.
+        raise EmailTaken from None
+    session.add(PasswordCredential(user_id=user.id, hash=password_hash, changed_at=utcnow()))
+    await session.flush()
+
+
+async def replace_password(session: AsyncSession, user_id: uuid.UUID, password_hash: str) -> None:
+    """A new password: a new hash and a new ``changed_at``."""
+    credential = await session.get(PasswordCredential, user_id, with_for_update=True)
+    if credential is None:
+        session.add(PasswordCredential(user_id=user_id, hash=password_hash, changed_at=utcnow()))
+    else:
+        credential.hash, credential.changed_at = password_hash, utcnow()
+    await session.flush()
+
+
+async def upgrade_hash(
+    session: AsyncSession, user_id: uuid.UUID, old_hash: str, new_hash: str
+) -> None:
+    """The same password under new parameters; ``changed_at`` stays, and a password changed
+    meanwhile by another request (the hash no longer the one verified) is left alone."""
+    await session.execute(
+        update(PasswordCredential)
+        .where(PasswordCredential.user_id == user_id, PasswordCredential.hash == old_hash)
+        .values(hash=new_hash)
+    )

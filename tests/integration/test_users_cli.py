@@ -1,0 +1,83 @@
+"""`identity users create`: the password policy's verdict at the terminal."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from identity.cli import main
+from identity.settings import Settings
+
+
+@pytest.fixture
+def environment(
+    database: Settings, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def test_creates_a_user_and_prints_its_id_and_email(
+    environment: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["users", "create", "--email", "Admin@Example.com", "--password", "Kx7#mQ9!vB2$",
+                 "--admin"])  # fmt: skip
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["email"] == "admin@example.com"
+    assert printed["id"]
+
+
+def test_reads_the_password_from_stdin(
+    environment: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("Zq#8vK!m2Rx\n"))
+    assert main(["users", "create", "--email", "ana@example.com", "--password-stdin"]) == 0
+    assert json.loads(capsys.readouterr().out)["email"] == "ana@example.com"
+
+
+def test_a_refused_password_prints_the_policy_reasons_and_fails(
+    environment: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("Verano2025\n"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["users", "create", "--email", "ana@example.com", "--password-stdin"])
+    assert exit_.value.code == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("identity: the password was refused by the password policy.")
+    assert "Add a symbol such as $, % or &." in captured.err
+    assert "Avoid common words and passwords" in captured.err
+    assert "Verano2025" not in captured.err
+
+
+def test_an_email_in_use_fails_with_a_sentence(
+    environment: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["users", "create", "--email", "ana@example.com", "--password", "Kx7#mQ9!vB2$"])
+    with pytest.raises(SystemExit) as exit_:
+        main(["users", "create", "--email", "ANA@example.com", "--password", "Zq#8vK!m2Rx"])
+    assert exit_.value.code == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_a_broken_policy_file_is_named(
+    environment: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text('preset = "portal"\n', encoding="utf-8")
+    monkeypatch.setenv("IDENTITY_PASSWORD_POLICY", str(broken))
+    with pytest.raises(SystemExit):
+        main(["users", "create", "--email", "ana@example.com", "--password", "Kx7#mQ9!vB2$"])
+    assert f"{broken}: presets is missing" in capsys.readouterr().err

@@ -1,0 +1,79 @@
+"""Generated passwords pass the policy; no password the policy passes shows a listed word."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from identity.accounts.password_generator import ALPHABET, CLASSES, generate, length_bounds
+from identity.accounts.password_policy import PasswordPolicy
+from identity.accounts.password_policy_file import load_policy
+from identity.errors import InvalidInput
+from identity.settings import DEFAULT_POLICIES_DIR
+
+POLICY = load_policy(DEFAULT_POLICIES_DIR / "password.toml")
+LOW, HIGH = length_bounds(POLICY)
+LISTED = sorted(POLICY.blocklist.words)
+AMBIGUOUS = set("0Oo1lIi|5S2Z8B'\"`\\ ")
+
+
+@settings(max_examples=200, deadline=None)
+@given(length=st.integers(LOW, HIGH))
+def test_every_generated_password_passes_the_policy(length: int) -> None:
+    password = generate(POLICY, length)
+    assert len(password) == length
+    assert POLICY.check(password).accepted
+
+
+@settings(max_examples=100, deadline=None)
+@given(length=st.integers(LOW, HIGH))
+def test_generated_passwords_hold_every_class_and_no_look_alikes(length: int) -> None:
+    password = generate(POLICY, length)
+    assert set(password) <= set(ALPHABET)
+    assert not set(password) & AMBIGUOUS
+    assert all(set(password) & set(members) for members in CLASSES.values())
+
+
+def test_default_length_is_sixteen() -> None:
+    assert len(generate(POLICY)) == 16
+
+
+def test_generated_passwords_differ() -> None:
+    assert len({generate(POLICY) for _ in range(50)}) == 50
+
+
+@pytest.mark.parametrize("length", [LOW - 1, HIGH + 1, 0, -5])
+def test_length_outside_the_policy_is_refused(length: int) -> None:
+    with pytest.raises(InvalidInput, match=f"from {LOW} to {HIGH}"):
+        generate(POLICY, length)
+
+
+def _shows_listed_word(policy: PasswordPolicy, password: str) -> bool:
+    visible = unicodedata.normalize("NFKC", password).casefold()
+    return any(word in visible for word in policy.blocklist.words)
+
+
+surroundings = st.text(alphabet=ALPHABET + "0123456789!. ", max_size=8)
+casing = st.sampled_from([str.lower, str.upper, str.capitalize, str.swapcase])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=surroundings, word=st.sampled_from(LISTED), after=surroundings, case=casing)
+def test_a_password_showing_a_listed_word_is_refused(
+    before: str, word: str, after: str, case: object
+) -> None:
+    password = before + case(word) + after  # type: ignore[operator]
+    verdict = POLICY.check(password)
+    assert "password.dictionary_word" in verdict.reason_ids or "password.too_long" in (
+        verdict.reason_ids
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(password=st.text(alphabet=ALPHABET + "0123456789!. ñéÁ", min_size=LOW, max_size=24))
+def test_no_password_the_policy_passes_shows_a_listed_word(password: str) -> None:
+    if POLICY.check(password).accepted:
+        assert not _shows_listed_word(POLICY, password)

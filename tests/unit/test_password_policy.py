@@ -1,0 +1,253 @@
+"""The password policy: tables of verdicts in English and Spanish, the NIST preset, the limits."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from identity.accounts import password_policy
+from identity.accounts.password_messages import LANGUAGES, texts
+from identity.accounts.password_policy import (
+    CHARACTER_CLASSES,
+    RAW_LENGTH_FACTOR,
+    REASON_IDS,
+    ZXCVBN_MAX_CHARS,
+    PasswordPolicy,
+)
+from identity.accounts.password_policy_file import PolicyFileError, load_policy
+from identity.settings import DEFAULT_POLICIES_DIR
+
+DEFAULT_FILE = DEFAULT_POLICIES_DIR / "password.toml"
+USER = {"email": "maria.garcia@acme.com", "name": "María García", "product_name": "Zorblax"}
+
+
+def policy_copy(tmp_path: Path, old: str = "", new: str = "") -> Path:
+    """The default policy file, copied with its words file, with ``old`` replaced by ``new``."""
+    shutil.copy(DEFAULT_POLICIES_DIR / "password-words.txt", tmp_path / "password-words.txt")
+    text = (DEFAULT_POLICIES_DIR / "password.toml").read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "password.toml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def portal() -> PasswordPolicy:
+    return load_policy(DEFAULT_FILE)
+
+
+@pytest.fixture(scope="module")
+def nist(tmp_path_factory: pytest.TempPathFactory) -> PasswordPolicy:
+    tmp_path = tmp_path_factory.mktemp("nist")
+    return load_policy(policy_copy(tmp_path, 'preset = "portal"', 'preset = "nist"'))
+
+
+REFUSED = [
+    # The issue's three, and their cousins, in both languages.
+    ("P@ssw0rd2024!", {"password.dictionary_word", "password.too_weak"}),
+    ("Contraseña1$", {"password.dictionary_word", "password.too_weak"}),
+    ("Contrasena1$", {"password.dictionary_word", "password.too_weak"}),
+    ("Verano2025#", {"password.dictionary_word"}),
+    ("SUMMER2024!x", {"password.dictionary_word"}),
+    ("Mariposa#7Qx", {"password.dictionary_word"}),
+    ("M4r1p0s4#Qx7", {"password.dictionary_word"}),
+    ("#2024Bonjour!", {"password.dictionary_word"}),
+    ("Qwerty#123Zz", {"password.dictionary_word"}),
+    # Composition, as customers are told.
+    ("Ab1$xyz", {"password.too_short", "password.too_weak"}),
+    ("qz9#xw7!kp4&", {"password.missing_upper"}),
+    ("QZ9#XW7!KP4&", {"password.missing_lower"}),
+    ("Qz9xw7kp4Hr2", {"password.missing_symbol"}),
+    # The user's own data and the service's name.
+    ("Acme#Qz97xwR", {"password.personal_info"}),
+    ("Garcia#Qz97x", {"password.dictionary_word", "password.personal_info"}),
+    ("Mar1a$Qz97xK", {"password.dictionary_word", "password.personal_info"}),
+    ("Zorblax#Qz97", {"password.product_name"}),
+]
+
+ACCEPTED = ["Kx7#mQ9!vB2$", "Ñu#7qXz!pWk", "Zq#8vK!m2Rx", "Éxq#9Ztv!Ww2", "Qz9# xw7! Kp4&"]
+
+
+@pytest.mark.parametrize(("password", "reasons"), REFUSED)
+def test_portal_policy_refuses_with_reason_ids(
+    portal: PasswordPolicy, password: str, reasons: set[str]
+) -> None:
+    verdict = portal.check(password, **USER)
+    assert not verdict.accepted
+    assert set(verdict.reason_ids) == reasons
+
+
+@pytest.mark.parametrize("password", ACCEPTED)
+def test_portal_policy_accepts_strong_passwords_in_any_script(
+    portal: PasswordPolicy, password: str
+) -> None:
+    verdict = portal.check(password, **USER)
+    assert verdict.accepted, verdict.reason_ids
+    assert verdict.score >= portal.rules.min_score
+
+
+def test_every_refusal_has_a_message_in_english_and_spanish(portal: PasswordPolicy) -> None:
+    verdict = portal.check("Ab1xyz", **USER)
+    for reason in verdict.reasons:
+        assert set(reason.messages) == set(LANGUAGES)
+        assert all(text and "{" not in text for text in reason.messages.values())
+    too_short = next(r for r in verdict.reasons if r.id == "password.too_short")
+    assert too_short.messages == {
+        "en": "Use at least 8 characters.",
+        "es": "Usa al menos 8 caracteres.",
+    }
+
+
+RULE_IDS = [
+    "policy.min_length",
+    "policy.max_length",
+    *(f"policy.require_{cls}" for cls in CHARACTER_CLASSES),
+    "policy.dictionary_contains",
+    "policy.dictionary_whole",
+    "policy.personal",
+    "policy.min_score",
+]
+
+
+@pytest.mark.parametrize("text_id", [*REASON_IDS, *RULE_IDS])
+def test_every_reason_and_rule_has_texts_in_english_and_spanish(text_id: str) -> None:
+    messages = texts(text_id, min=8, max=64, min_score=3)
+    assert set(messages) == {"en", "es"}
+    assert messages["en"] != messages["es"]
+
+
+NIST_REFUSED = [
+    ("P@ssw0rd2024!", {"password.too_short", "password.dictionary_word"}),
+    ("P@ssw0rd2024!!!!", {"password.dictionary_word"}),
+    ("Contraseña2024!!!", {"password.dictionary_word"}),
+    ("verano verano verano", {"password.dictionary_word"}),
+    ("aaaaaaaaaaaaaaaa", {"password.too_weak"}),
+    ("abcdefghijklmnop", {"password.too_weak"}),
+    ("Zorblax Zorblax 1", {"password.product_name"}),
+]
+
+
+@pytest.mark.parametrize(("password", "reasons"), NIST_REFUSED)
+def test_nist_preset_refuses_blocklisted_and_short_passwords(
+    nist: PasswordPolicy, password: str, reasons: set[str]
+) -> None:
+    assert set(nist.check(password, **USER).reason_ids) == reasons
+
+
+@pytest.mark.parametrize(
+    "password", ["correct horse battery staple", "tiburon azul de mesa", "mi gato come pescado"]
+)
+def test_nist_preset_accepts_passphrases_without_composition_rules(
+    nist: PasswordPolicy, password: str
+) -> None:
+    assert nist.check(password, **USER).accepted
+
+
+def test_nist_preset_is_one_setting_away(nist: PasswordPolicy) -> None:
+    assert nist.preset == "nist"
+    assert nist.rules.min_length == 15
+    assert nist.rules.require == ()
+    assert nist.rules.dictionary == "whole"
+
+
+# --- limits ---------------------------------------------------------------------------
+
+
+def test_max_length_counts_characters_after_nfkc(portal: PasswordPolicy) -> None:
+    limit = portal.rules.max_length
+    strong = "Xk9#Qz7!Lp2w"
+    at_limit = (strong * 10)[:limit]
+    assert "password.too_long" not in portal.check(at_limit).reason_ids
+    assert portal.check(at_limit + "x").reason_ids == ["password.too_long"]
+    # U+FDFA is one character that NFKC expands to 18.
+    assert portal.check("\ufdfa" * 4).reason_ids == ["password.too_long"]
+
+
+def test_huge_input_is_refused_before_normalisation(
+    portal: PasswordPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    normalised: list[int] = []
+    real = password_policy.unicodedata.normalize
+
+    def normalise(form: str, text: str) -> str:
+        normalised.append(len(text))
+        return real(form, text)
+
+    monkeypatch.setattr(password_policy.unicodedata, "normalize", normalise)
+    huge = "a" * (portal.rules.max_length * RAW_LENGTH_FACTOR + 1) * 1000
+    verdict = portal.check(huge)
+    monkeypatch.undo()
+    assert verdict.reason_ids == ["password.too_long"]
+    assert normalised == []
+
+
+@pytest.mark.parametrize(
+    "control", ["\x00", "\t", "\n", "\r", "\x7f", "\x1b", "\u2028", "\ud800", "\U000e0080"]
+)
+def test_control_and_unencodable_characters_are_refused(
+    portal: PasswordPolicy, control: str
+) -> None:
+    verdict = portal.check(f"Kx7#mQ9{control}!vB2$")
+    assert verdict.reason_ids == ["password.invalid_characters"]
+
+
+def test_spaces_and_printable_unicode_are_allowed(portal: PasswordPolicy) -> None:
+    assert portal.check("Ωμέγα #7 Zq żółw Kx!").accepted
+
+
+def test_zxcvbn_sees_a_bounded_prefix_without_leet_symbols(
+    portal: PasswordPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+
+    def spy(password: str, user_inputs: list[str], max_length: int) -> dict[str, int]:
+        seen.append(password)
+        return {"score": 4}
+
+    monkeypatch.setattr(password_policy, "zxcvbn", spy)
+    # Every leetspeak symbol at once: unguarded, zxcvbn needs over a second for this.
+    portal.check(("4@8({[<3691!|70$5+%2" * 4)[: portal.rules.max_length])
+    assert len(seen[0]) == ZXCVBN_MAX_CHARS
+    assert not set(seen[0]) & set("@$!|+({[<%")
+
+
+# --- the policy file ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("min_length = 8 ", "min_length = 'eight' ", "presets.portal.min_length"),
+        ("max_length = 64       # 800", "max_length = 32       # 800", "presets.portal.max_length"),
+        ('require = ["lower",', 'require = ["lowercase",', "presets.portal.require"),
+        ("min_score = 3", "min_score = 5", "presets.portal.min_score"),
+        ('dictionary = "contains"', 'dictionary = "maybe"', "presets.portal.dictionary"),
+        ("min_score = 2", "min_scor = 2", "presets.nist.min_score"),
+        ('preset = "portal"', 'preset = "strict"', "presets.strict"),
+        ("wordfreq_languages = [", 'wordfreq_languages = ["de", ', "dictionary.wordfreq_languages"),
+        (
+            'extra_words = "password-words.txt"',
+            'extra_words = "nope.txt"',
+            "dictionary.extra_words",
+        ),
+        ("memory_kib = 19456", "memory_kib = 4", "argon2.memory_kib"),
+        ("time_cost = 2", "time_cost = true", "argon2.time_cost"),
+        ("salt_length = 16", "salt_length = 8", "argon2.salt_length"),
+        ("[argon2]", "pepper = 1\n[argon2]", "dictionary.pepper"),
+    ],
+)
+def test_a_bad_policy_file_names_the_file_and_the_key(
+    tmp_path: Path, old: str, new: str, key: str
+) -> None:
+    path = policy_copy(tmp_path, old, new)
+    with pytest.raises(PolicyFileError) as error:
+        load_policy(path)
+    assert str(error.value).startswith(f"{path}: {key} ")
+
+
+def test_a_policy_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
+    path = policy_copy(tmp_path, "[argon2]", "[argon2")
+    with pytest.raises(PolicyFileError, match="is not valid TOML"):
+        load_policy(path)
