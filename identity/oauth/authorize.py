@@ -1,0 +1,358 @@
+"""The authorization endpoint's rules: RFC 6749 §4.1, OIDC Core §3.1.2, RFC 7636, RFC 8707.
+
+A request is parsed once into an ``AuthorizationRequest``; ``validate`` runs the named checks
+in order and returns a ``ValidRequest``; ``next_step`` decides whether the browser must sign
+in, consent, or can have its code. Nothing here touches SQL, HTML or HTTP.
+
+Errors are Authlib's OAuth error classes. Until the redirect URI is verified an error carries
+no ``redirect_uri`` and the caller renders a page (RFC 6749 §4.1.2.1: never redirect to an
+unverified address); afterwards it carries the redirect URI and the state to send back.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from authlib.oauth2.rfc6749.util import scope_to_list
+
+from identity.clients.models import OAuthClient
+from identity.oauth import resources
+from identity.oauth.errors import (
+    AccessDeniedError,
+    ConsentRequiredError,
+    InvalidClientError,
+    InvalidRequestError,
+    InvalidScopeError,
+    LoginRequiredError,
+    OAuth2Error,
+    RequestNotSupportedError,
+    RequestURINotSupportedError,
+    UnauthorizedClientError,
+    UnsupportedResponseTypeError,
+)
+from identity.oauth.scopes import parse_scope
+
+# The parameters we read; any other is ignored (RFC 6749 §3.1). ``resource`` alone may repeat
+# (RFC 8707 §2); every other parameter sent twice is an invalid_request (RFC 6749 §3.1).
+PARAMETERS = frozenset(
+    {
+        "client_id",
+        "redirect_uri",
+        "response_type",
+        "response_mode",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "prompt",
+        "max_age",
+        "login_hint",
+        "id_token_hint",
+        "ui_locales",
+        "request",
+        "request_uri",
+    }
+)
+REPEATABLE = frozenset({"resource"})
+# Larger values are refused: they would be echoed in redirects and stored with codes.
+MAX_VALUE_LENGTH = 2048
+# An ID token with profile claims and an RSA signature can pass 2 KB; it is never echoed.
+MAX_HINT_LENGTH = 8192
+PROMPTS = frozenset({"none", "login", "consent"})
+# RFC 7636 §4.2: BASE64URL(SHA256(verifier)) is 43 characters of the unreserved set.
+_CODE_CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    """The parameters as sent: single values, the ``resource`` list, and what was malformed."""
+
+    params: dict[str, str]
+    resources: tuple[str, ...] = ()
+    repeated: frozenset[str] = frozenset()
+    too_long: frozenset[str] = frozenset()
+
+    def get(self, name: str) -> str | None:
+        return self.params.get(name)
+
+    def to_json(self) -> dict[str, Any]:
+        """For a pending flow; only requests that passed validation are stored."""
+        return {"params": self.params, "resources": list(self.resources)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AuthorizationRequest:
+        return cls(params=dict(data["params"]), resources=tuple(data["resources"]))
+
+
+def parse(items: Iterable[tuple[str, str]]) -> AuthorizationRequest:
+    """Parameters from a query string or form body, in any order."""
+    params: dict[str, str] = {}
+    resources: list[str] = []
+    repeated: set[str] = set()
+    too_long: set[str] = set()
+    for name, value in items:
+        # OIDC Core §3.1.2.1 / RFC 6749 §3.1: a parameter sent without a value is omitted.
+        if value == "" or (name not in PARAMETERS and name not in REPEATABLE):
+            continue
+        if len(value) > (MAX_HINT_LENGTH if name == "id_token_hint" else MAX_VALUE_LENGTH):
+            too_long.add(name)
+            continue
+        if name in REPEATABLE:
+            resources.append(value)
+        elif name in params:
+            repeated.add(name)
+        else:
+            params[name] = value
+    for name in repeated:
+        del params[name]
+    return AuthorizationRequest(params, tuple(resources), frozenset(repeated), frozenset(too_long))
+
+
+@dataclass(frozen=True, slots=True)
+class ValidRequest:
+    client: OAuthClient
+    redirect_uri: str
+    state: str | None
+    scopes: tuple[str, ...]
+    resources: tuple[str, ...]
+    nonce: str | None
+    code_challenge: str | None
+    code_challenge_method: str | None
+    prompt: frozenset[str]
+    max_age: int | None
+    login_hint: str | None
+    id_token_hint: str | None
+    ui_locales: str | None
+
+    @property
+    def scope(self) -> str:
+        return " ".join(self.scopes)
+
+
+def _malformed(request: AuthorizationRequest, name: str) -> str | None:
+    if name in request.repeated:
+        return f"The {name} parameter was sent more than once."
+    if name in request.too_long:
+        return f"The {name} parameter is too long."
+    return None
+
+
+# --- checks made before the redirect URI is trusted: failures render a page ---------------
+
+
+def check_client(request: AuthorizationRequest, client: OAuthClient | None) -> OAuthClient:
+    """``client`` is what the repository found for ``client_id`` (None: unknown or disabled)."""
+    if problem := _malformed(request, "client_id"):
+        raise InvalidRequestError(problem)
+    if not request.get("client_id"):
+        raise InvalidRequestError("The client_id parameter is missing.")
+    if client is None:
+        raise InvalidClientError("The client is unknown or disabled.")
+    return client
+
+
+def check_redirect_uri(request: AuthorizationRequest, client: OAuthClient) -> str:
+    """Exact string comparison with a registered URI (RFC 9700 §4.1.3): no prefix, no pattern."""
+    if problem := _malformed(request, "redirect_uri"):
+        raise InvalidRequestError(problem)
+    redirect_uri = request.get("redirect_uri")
+    # OIDC Core §3.1.2.1 makes redirect_uri required, so no default registered URI is assumed.
+    if not redirect_uri:
+        raise InvalidRequestError("The redirect_uri parameter is missing.")
+    if redirect_uri not in client.redirect_uris:
+        raise InvalidRequestError("The redirect_uri is not registered for this client.")
+    return redirect_uri
+
+
+# --- checks after it: failures are sent back to the client -------------------------------
+
+
+def check_parameters(request: AuthorizationRequest) -> None:
+    for name in sorted(request.repeated | request.too_long):
+        raise InvalidRequestError(_malformed(request, name))
+
+
+def check_response_type(request: AuthorizationRequest, client: OAuthClient) -> None:
+    response_type = request.get("response_type")
+    if not response_type:
+        raise InvalidRequestError("The response_type parameter is missing.")
+    if response_type != "code":
+        raise UnsupportedResponseTypeError(
+            response_type, description="Only the code response type is supported."
+        )
+    if "authorization_code" not in client.grant_types:
+        raise UnauthorizedClientError("The client may not use the authorization code grant.")
+    if request.get("response_mode") not in (None, "query"):
+        raise InvalidRequestError("Only the query response mode is supported.")
+
+
+def check_scope(request: AuthorizationRequest, client: OAuthClient) -> tuple[str, ...]:
+    """Requested scopes, de-duplicated in order: openid first, all within the client's own."""
+    scopes = tuple(parse_scope(request.get("scope") or ""))
+    if "openid" not in scopes:
+        raise InvalidScopeError("The openid scope is required.")
+    allowed = set(scope_to_list(client.scope))
+    if not set(scopes) <= allowed:
+        raise InvalidScopeError("The client may not request some of these scopes.")
+    return scopes
+
+
+def check_resources(request: AuthorizationRequest, client: OAuthClient) -> tuple[str, ...]:
+    return tuple(resources.check_resources(request.resources, client.resources))
+
+
+def check_pkce(request: AuthorizationRequest, client: OAuthClient) -> tuple[str | None, str | None]:
+    """S256 only; required for public clients and, unless relaxed per client, for all."""
+    challenge = request.get("code_challenge")
+    method = request.get("code_challenge_method")
+    if challenge is None:
+        if method is not None:
+            raise InvalidRequestError("code_challenge_method was sent without code_challenge.")
+        if client.is_public or client.require_pkce:
+            raise InvalidRequestError("PKCE is required: send code_challenge with S256.")
+        return None, None
+    # A missing method means "plain" (RFC 7636 §4.3), which we refuse like an explicit one.
+    if method != "S256":
+        raise InvalidRequestError("Only the S256 code_challenge_method is supported.")
+    if not _CODE_CHALLENGE.match(challenge):
+        raise InvalidRequestError("The code_challenge is malformed.")
+    return challenge, method
+
+
+def check_request_object(request: AuthorizationRequest) -> None:
+    """OIDC Core §6: request objects are not supported, and say so with their own errors."""
+    if request.get("request") is not None:
+        raise RequestNotSupportedError("Request objects are not supported.")
+    if request.get("request_uri") is not None:
+        raise RequestURINotSupportedError("request_uri is not supported.")
+
+
+def check_prompt(request: AuthorizationRequest) -> frozenset[str]:
+    prompt = frozenset(scope_to_list(request.get("prompt") or ""))
+    if not prompt <= PROMPTS:
+        raise InvalidRequestError("prompt may only hold none, login and consent.")
+    if "none" in prompt and len(prompt) > 1:
+        raise InvalidRequestError("prompt=none cannot be combined with other values.")
+    return prompt
+
+
+def check_max_age(request: AuthorizationRequest) -> int | None:
+    raw = request.get("max_age")
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit():
+        raise InvalidRequestError("max_age must be a whole number of seconds.")
+    return int(raw)
+
+
+def validate(request: AuthorizationRequest, client: OAuthClient | None) -> ValidRequest:
+    """Run every check in order; raise the first failure."""
+    verified_client = check_client(request, client)
+    redirect_uri = check_redirect_uri(request, verified_client)
+    # From here on the client gets its errors at its redirect URI, with its state.
+    state = None if "state" in request.repeated | request.too_long else request.get("state")
+    try:
+        check_parameters(request)
+        check_response_type(request, verified_client)
+        scopes = check_scope(request, verified_client)
+        resources = check_resources(request, verified_client)
+        challenge, method = check_pkce(request, verified_client)
+        check_request_object(request)
+        prompt = check_prompt(request)
+        max_age = check_max_age(request)
+    except OAuth2Error as exc:
+        raise redirectable(exc, redirect_uri, state) from None
+    return ValidRequest(
+        client=verified_client,
+        redirect_uri=redirect_uri,
+        state=state,
+        scopes=scopes,
+        resources=resources,
+        nonce=request.get("nonce"),
+        code_challenge=challenge,
+        code_challenge_method=method,
+        prompt=prompt,
+        max_age=max_age,
+        login_hint=request.get("login_hint"),
+        id_token_hint=request.get("id_token_hint"),
+        ui_locales=request.get("ui_locales"),
+    )
+
+
+def redirectable(exc: OAuth2Error, redirect_uri: str, state: str | None) -> OAuth2Error:
+    exc.redirect_uri = redirect_uri
+    exc.state = state
+    return exc
+
+
+# --- what the browser must do next --------------------------------------------------------
+
+
+class Step(enum.Enum):
+    LOGIN = "login"
+    CONSENT = "consent"
+    ISSUE = "issue"
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """What is known about the browser when deciding the next step."""
+
+    # auth_time of the browser's signed-in session, None when it has none.
+    auth_time: datetime | None
+    # The signed-in user, and the user a verified id_token_hint names (None: no hint).
+    subject: str | None
+    hinted_subject: str | None
+    # True when that session was created by signing in during this very request's flow,
+    # which satisfies prompt=login and max_age however they are set.
+    signed_in_now: bool
+    # The user's remembered consent covers the requested scopes (or the client needs none).
+    consent_covers: bool
+    # The user's answer on the consent page during this flow, if asked.
+    consent_given: bool | None
+
+
+def next_step(request: ValidRequest, interaction: Interaction, now: datetime) -> Step:
+    """OIDC Core §3.1.2.1 prompt and max_age, §3.1.2.6 errors for prompt=none."""
+    if interaction.auth_time is None:
+        needs_login = True
+    elif interaction.signed_in_now:
+        needs_login = False
+    else:
+        too_old = (
+            request.max_age is not None
+            and (now - interaction.auth_time).total_seconds() > request.max_age
+        )
+        # OIDC Core §3.1.2.1: a hint naming someone else than the signed-in user.
+        other_user = interaction.hinted_subject not in (None, interaction.subject)
+        needs_login = "login" in request.prompt or too_old or other_user
+    if needs_login:
+        if "none" in request.prompt:
+            raise redirectable(
+                LoginRequiredError("The user is not signed in."),
+                request.redirect_uri,
+                request.state,
+            )
+        return Step.LOGIN
+
+    if interaction.consent_given is False:
+        raise redirectable(
+            AccessDeniedError("The user denied the request."), request.redirect_uri, request.state
+        )
+    if request.client.first_party or interaction.consent_given:
+        return Step.ISSUE
+    if "consent" in request.prompt or not interaction.consent_covers:
+        if "none" in request.prompt:
+            raise redirectable(
+                ConsentRequiredError("The user has not consented to this client."),
+                request.redirect_uri,
+                request.state,
+            )
+        return Step.CONSENT
+    return Step.ISSUE

@@ -1,0 +1,53 @@
+"""Token endpoint grants, in Authlib's shape (a validate step, then a respond step) but async.
+
+``exchange`` runs: client authentication → grant type allowed → the grant's checks →
+issue. Everything from authentication to issuing is one transaction, so a code or refresh
+token is spent only together with the tokens that replace it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from identity.clients.cache import ClientCache
+from identity.db.engine import Database
+from identity.keys.service import KeySet
+from identity.oauth.client_auth import ClientCredentials, authenticate_client
+from identity.oauth.errors import UnauthorizedClientError, UnsupportedGrantTypeError
+from identity.oauth.grants.authorization_code import AuthorizationCodeGrant
+from identity.oauth.grants.base import Grant, GrantContext, Refusal, TokenRequest
+from identity.oauth.grants.client_credentials import ClientCredentialsGrant
+from identity.oauth.grants.refresh_token import RefreshTokenGrant
+from identity.settings import Settings
+
+GRANTS: dict[str, Grant] = {
+    "authorization_code": AuthorizationCodeGrant(),
+    "refresh_token": RefreshTokenGrant(),
+    "client_credentials": ClientCredentialsGrant(),
+}
+
+
+async def exchange(
+    db: Database,
+    clients: ClientCache,
+    settings: Settings,
+    keyset: KeySet,
+    credentials: ClientCredentials,
+    request: TokenRequest,
+    now: datetime,
+) -> dict[str, Any]:
+    """The token endpoint's steps in order; raises the OAuth error that stopped them."""
+    grant_type = request.require("grant_type")
+    grant = GRANTS.get(grant_type)
+    if grant is None:
+        raise UnsupportedGrantTypeError(grant_type[:50])
+    async with db.transaction() as session:
+        client = await authenticate_client(session, clients, credentials)
+        if grant_type not in client.grant_types:
+            raise UnauthorizedClientError("The client may not use this grant type.")
+        ctx = GrantContext(settings, keyset, client, now)
+        validated = await grant.validate(session, ctx, request)
+        if not isinstance(validated, Refusal):
+            return await grant.respond(session, ctx, validated)
+    raise validated.error

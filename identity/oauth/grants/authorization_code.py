@@ -1,0 +1,104 @@
+"""The authorization code grant (RFC 6749 §4.1.3, OIDC Core §3.1.3), with PKCE and replay
+revocation: a code redeemed twice revokes what its first redemption issued (§4.1.2).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.models import User
+from identity.crypto import digest
+from identity.oauth.errors import InvalidGrantError
+from identity.oauth.grants.base import GrantContext, Issue, Refusal, TokenRequest, issue_user_tokens
+from identity.oauth.pkce import check_code_verifier
+from identity.oauth.resources import check_resources
+from identity.tokens import codes, refresh, revocations
+from identity.tokens.models import AuthorizationCode
+from identity.tokens.subjects import active_user
+
+
+@dataclass(frozen=True, slots=True)
+class RedeemedCode:
+    code: AuthorizationCode
+    user: User
+    resources: list[str]
+
+
+class AuthorizationCodeGrant:
+    async def validate(
+        self, session: AsyncSession, ctx: GrantContext, request: TokenRequest
+    ) -> RedeemedCode | Refusal:
+        code_hash = digest(request.require("code"))
+        redirect_uri = request.require("redirect_uri")
+        code = await codes.redeem_code(session, code_hash, ctx.now)
+        if code is None:
+            return await self.refuse_replay(session, ctx, code_hash)
+        # Any failure below raises, which rolls the redemption back: the code stays unused,
+        # as in node-oidc-provider, where every check runs before the code is consumed.
+        check_code_client(code, ctx)
+        check_redirect_uri(code, redirect_uri)
+        check_code_verifier(
+            request.params.get("code_verifier"),
+            code.code_challenge,
+            code.code_challenge_method,
+            required=ctx.client.require_pkce or ctx.client.is_public,
+        )
+        resources = check_resources(
+            request.resources or code.resources, code.resources or ctx.client.resources
+        )
+        user = await active_user(session, code.user_id)
+        if user is None:
+            raise InvalidGrantError("The code is invalid, expired or already used.")
+        return RedeemedCode(code, user, resources)
+
+    async def refuse_replay(
+        self, session: AsyncSession, ctx: GrantContext, code_hash: str
+    ) -> Refusal:
+        """Unknown and expired codes are refused; a used one also loses what it issued."""
+        used = await codes.get_consumed_code(session, code_hash)
+        if used is not None and used.consumed_at is not None:
+            await refresh.revoke_issued_from_code(session, code_hash, ctx.now)
+            if used.access_jti is not None:
+                expires_at = used.consumed_at + timedelta(seconds=ctx.settings.access_token_ttl)
+                await revocations.revoke_access_token(session, used.access_jti, expires_at, ctx.now)
+        return Refusal(InvalidGrantError("The code is invalid, expired or already used."))
+
+    async def respond(
+        self, session: AsyncSession, ctx: GrantContext, redeemed: RedeemedCode
+    ) -> dict[str, Any]:
+        code = redeemed.code
+        body, issued = await issue_user_tokens(
+            session,
+            ctx,
+            Issue(
+                user=redeemed.user,
+                scope=code.scope,
+                resources=redeemed.resources,
+                auth_time=code.auth_time,
+                amr=list(code.amr),
+                family_id=uuid.uuid4(),
+                code_hash=code.code_hash,
+                session_id=code.session_id,
+                refresh_scope=code.scope,
+                refresh_resources=list(code.resources),
+                nonce=code.nonce,
+            ),
+        )
+        await codes.record_access_token(session, code.code_hash, issued.jti)
+        return body
+
+
+def check_code_client(code: AuthorizationCode, ctx: GrantContext) -> None:
+    if code.client_id != ctx.client.client_id:
+        raise InvalidGrantError("The code is invalid, expired or already used.")
+
+
+def check_redirect_uri(code: AuthorizationCode, redirect_uri: str) -> None:
+    """RFC 6749 §4.1.3: the same redirect_uri as in the authorization request, exactly."""
+    if redirect_uri != code.redirect_uri:
+        raise InvalidGrantError("redirect_uri does not match the authorization request.")

@@ -1,0 +1,154 @@
+"""What every grant shares: the request, the context, a refusal, and issuing user tokens."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.models import User
+from identity.clients.models import OAuthClient
+from identity.crypto import digest, random_token
+from identity.keys.service import KeySet
+from identity.oauth import tokens
+from identity.oauth.errors import InvalidRequestError, OAuth2Error
+from identity.oauth.resources import audience
+from identity.settings import Settings
+from identity.tokens.models import RefreshToken
+from identity.tokens.refresh import insert_refresh_token
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    """The token request's parameters: each given at most once, except ``resource``."""
+
+    params: Mapping[str, str]
+    resources: tuple[str, ...] = ()
+
+    def require(self, name: str) -> str:
+        value = self.params.get(name)
+        if not value:
+            raise InvalidRequestError(f"{name} is required.")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class GrantContext:
+    settings: Settings
+    keyset: KeySet
+    client: OAuthClient
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A refusal whose side effects (revocations) must be committed before it is answered."""
+
+    error: OAuth2Error
+
+
+class Grant(Protocol):
+    """Authlib's grant shape: ``validate`` checks and spends the grant (or returns a
+    ``Refusal``), ``respond`` issues the tokens; both run in one transaction.
+    """
+
+    async def validate(
+        self, session: AsyncSession, ctx: GrantContext, request: TokenRequest
+    ) -> Any: ...
+
+    async def respond(
+        self, session: AsyncSession, ctx: GrantContext, validated: Any
+    ) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """What a user-facing grant hands to ``issue_user_tokens``.
+
+    ``scope`` and ``resources`` are the access token's; ``refresh_scope`` and
+    ``refresh_resources`` what the refresh token keeps for later (RFC 6749 §6).
+    """
+
+    user: User
+    scope: str
+    resources: list[str]
+    auth_time: datetime | None
+    amr: list[str]
+    family_id: uuid.UUID
+    code_hash: str | None
+    session_id: uuid.UUID | None
+    refresh_scope: str
+    refresh_resources: list[str]
+    nonce: str | None = None
+
+
+def access_token_response(
+    ctx: GrantContext, issued: tokens.IssuedAccessToken, scope: str
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "access_token": issued.token,
+        "token_type": "Bearer",
+        "expires_in": ctx.settings.access_token_ttl,
+    }
+    if scope:
+        body["scope"] = scope
+    return body
+
+
+async def issue_user_tokens(
+    session: AsyncSession, ctx: GrantContext, issue: Issue
+) -> tuple[dict[str, Any], tokens.IssuedAccessToken]:
+    """Access token, rotated refresh token (when the client has the grant) and ID token."""
+    settings = ctx.settings
+    issued = tokens.mint_access_token(
+        ctx.keyset,
+        issuer=settings.issuer,
+        subject=str(issue.user.id),
+        audience=audience(issue.resources, ctx.client.client_id),
+        client_id=ctx.client.client_id,
+        scope=issue.scope,
+        now=ctx.now,
+        ttl=settings.access_token_ttl,
+        auth_time=issue.auth_time,
+    )
+    body = access_token_response(ctx, issued, issue.scope)
+    if "refresh_token" in ctx.client.grant_types:
+        refresh_token = random_token()
+        await insert_refresh_token(
+            session,
+            RefreshToken(
+                token_hash=digest(refresh_token),
+                family_id=issue.family_id,
+                client_id=ctx.client.client_id,
+                user_id=issue.user.id,
+                session_id=issue.session_id,
+                code_hash=issue.code_hash,
+                scope=issue.refresh_scope,
+                resources=issue.refresh_resources,
+                auth_time=issue.auth_time,
+                amr=issue.amr,
+                created_at=ctx.now,
+                expires_at=ctx.now + timedelta(seconds=settings.refresh_token_ttl),
+            ),
+        )
+        body["refresh_token"] = refresh_token
+    scope_list = issue.scope.split()
+    if "openid" in scope_list:
+        body["id_token"] = tokens.mint_id_token(
+            ctx.keyset,
+            issuer=settings.issuer,
+            user=issue.user,
+            client_id=ctx.client.client_id,
+            scope=scope_list,
+            now=ctx.now,
+            ttl=settings.id_token_ttl,
+            auth_time=issue.auth_time,
+            amr=issue.amr,
+            access_token=issued.token,
+            nonce=issue.nonce,
+        )
+    return body, issued

@@ -1,0 +1,55 @@
+"""The client credentials grant (RFC 6749 §4.4): a confidential client acting for itself.
+
+No refresh token (§4.4.3) and no user scopes: there is no person to describe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.oauth import tokens
+from identity.oauth.errors import InvalidScopeError, UnauthorizedClientError
+from identity.oauth.grants.base import GrantContext, TokenRequest, access_token_response
+from identity.oauth.resources import audience, check_resources
+from identity.oauth.scopes import USER_SCOPES, parse_scope
+
+
+@dataclass(frozen=True, slots=True)
+class ClientGrant:
+    scope: str
+    resources: list[str]
+
+
+class ClientCredentialsGrant:
+    async def validate(
+        self, session: AsyncSession, ctx: GrantContext, request: TokenRequest
+    ) -> ClientGrant:
+        if ctx.client.is_public:
+            raise UnauthorizedClientError("Public clients cannot use client_credentials.")
+        allowed = [s for s in parse_scope(ctx.client.scope) if s not in USER_SCOPES]
+        raw = request.params.get("scope")
+        asked = allowed if raw is None else parse_scope(raw)
+        if not set(asked) <= set(allowed):
+            raise InvalidScopeError("scope is not allowed for this client.")
+        resources = check_resources(request.resources, ctx.client.resources)
+        return ClientGrant(" ".join(asked), resources)
+
+    async def respond(
+        self, session: AsyncSession, ctx: GrantContext, granted: ClientGrant
+    ) -> dict[str, Any]:
+        client_id = ctx.client.client_id
+        issued = tokens.mint_access_token(
+            ctx.keyset,
+            issuer=ctx.settings.issuer,
+            # RFC 9068 §2.2: with no resource owner, the subject is the client itself.
+            subject=client_id,
+            audience=audience(granted.resources, client_id),
+            client_id=client_id,
+            scope=granted.scope,
+            now=ctx.now,
+            ttl=ctx.settings.access_token_ttl,
+        )
+        return access_token_response(ctx, issued, granted.scope)

@@ -1,0 +1,67 @@
+"""A pending authorization request, saved while the browser signs in or consents.
+
+Like a kratos flow: the validated parameters are kept in the shared store under a random id
+with a time to live, and /login?flow=ID and /consent?flow=ID resume them. The store is
+Redis when configured, so a flow begun on one server process finishes on any other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from identity.crypto import random_token
+from identity.oauth.authorize import AuthorizationRequest
+from identity.store.base import Store
+
+# Long enough to type a password and read a consent page; short enough that a stale link
+# fails with "start again" rather than resuming hours later.
+FLOW_TTL = 15 * 60
+_PREFIX = "flow:"
+
+
+@dataclass(slots=True)
+class Flow:
+    request: AuthorizationRequest
+    id: str = field(default_factory=random_token)
+    # The browser session created by signing in during this flow: it satisfies prompt=login
+    # and max_age when the flow resumes.
+    login_session_id: str | None = None
+
+    def dumps(self) -> bytes:
+        return json.dumps(
+            {"request": self.request.to_json(), "login_session_id": self.login_session_id}
+        ).encode()
+
+    @classmethod
+    def loads(cls, flow_id: str, raw: bytes) -> Flow:
+        data = json.loads(raw)
+        return cls(
+            request=AuthorizationRequest.from_json(data["request"]),
+            id=flow_id,
+            login_session_id=data["login_session_id"],
+        )
+
+
+class FlowStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def save(self, flow: Flow) -> None:
+        await self._store.set(_PREFIX + flow.id, flow.dumps(), FLOW_TTL)
+
+    async def load(self, flow_id: str | None) -> Flow | None:
+        if not flow_id:
+            return None
+        raw = await self._store.get(_PREFIX + flow_id)
+        return Flow.loads(flow_id, raw) if raw is not None else None
+
+    async def consume(self, flow_id: str | None) -> Flow | None:
+        """Take the flow out of the store: of two racing submissions only one gets it."""
+        if not flow_id:
+            return None
+        raw = await self._store.consume(_PREFIX + flow_id)
+        return Flow.loads(flow_id, raw) if raw is not None else None
+
+    async def delete(self, flow_id: str) -> None:
+        await self._store.delete(_PREFIX + flow_id)

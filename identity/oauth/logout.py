@@ -1,0 +1,71 @@
+"""RP-initiated logout rules (OpenID Connect RP-Initiated Logout 1.0 §2 and §3).
+
+The client sends the browser to the end_session_endpoint with an ``id_token_hint`` (an ID
+token we issued; expired ones are welcome, since a logout often follows expiry), optionally
+``client_id``, a ``post_logout_redirect_uri`` that must exactly match one registered for the
+client, and a ``state`` to get back. Failures here render a page: we never redirect to an
+address we could not tie to a client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from identity.clients.models import OAuthClient
+from identity.oauth.errors import InvalidRequestError
+
+PARAMETERS = frozenset(
+    {"id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales"}
+)
+
+
+def parse(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for name, value in items:
+        if name not in PARAMETERS or value == "":
+            continue
+        if name in params:
+            raise InvalidRequestError(f"The {name} parameter was sent more than once.")
+        params[name] = value
+    return params
+
+
+def client_id_of(params: dict[str, str], claims: dict[str, Any] | None) -> str | None:
+    """The client named by the hint's audience and/or ``client_id``; they must agree."""
+    client_id = params.get("client_id")
+    if claims is None:
+        return client_id
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else list(audience or [])
+    hinted = claims.get("azp") or (audiences[0] if len(audiences) == 1 else None)
+    if client_id is not None and client_id not in audiences:
+        raise InvalidRequestError("client_id does not match the id_token_hint.")
+    return client_id or hinted
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutRequest:
+    # The subject of a verified id_token_hint: the RP vouches for who is signing out.
+    subject: str | None
+    client: OAuthClient | None
+    post_logout_redirect_uri: str | None
+    state: str | None
+
+
+def check(
+    params: dict[str, str], claims: dict[str, Any] | None, client: OAuthClient | None
+) -> LogoutRequest:
+    uri = params.get("post_logout_redirect_uri")
+    if uri is not None:
+        if client is None:
+            raise InvalidRequestError("post_logout_redirect_uri needs a client to match it.")
+        if uri not in client.post_logout_redirect_uris:
+            raise InvalidRequestError("The post_logout_redirect_uri is not registered.")
+    return LogoutRequest(
+        subject=claims["sub"] if claims else None,
+        client=client,
+        post_logout_redirect_uri=uri,
+        state=params.get("state"),
+    )

@@ -1,0 +1,38 @@
+"""Resource indicators (RFC 8707): which resource servers an access token is meant for."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from identity.oauth.errors import InvalidTargetError
+
+
+def is_resource_uri(value: str) -> bool:
+    """RFC 8707 §2: an absolute URI without a fragment."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return bool(parts.scheme and (parts.netloc or parts.path)) and "#" not in value
+
+
+def check_resources(requested: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    """The requested resources, each well formed and among ``allowed``; else ``invalid_target``."""
+    for resource in requested:
+        if not is_resource_uri(resource):
+            raise InvalidTargetError("resource must be an absolute URI without a fragment.")
+        if resource not in allowed:
+            raise InvalidTargetError("resource is not allowed for this client.")
+    return list(dict.fromkeys(requested))
+
+
+def audience(resources: Sequence[str], client_id: str) -> str | list[str]:
+    """The access token's ``aud``: the resources asked for, else the client itself.
+
+    RFC 9068 §3 requires an audience; without a resource indicator the token is for the
+    client's own use against our endpoints (userinfo), so the client_id names it.
+    """
+    if not resources:
+        return client_id
+    return resources[0] if len(resources) == 1 else list(resources)

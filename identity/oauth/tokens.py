@@ -1,0 +1,144 @@
+"""Signed tokens: RFC 9068 JWT access tokens and OpenID Connect ID tokens.
+
+Access tokens carry everything a resource server needs, so a separate service can check
+them with our JWKS alone; their ``jti`` is what revocation lists.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from authlib.oidc.core.util import create_half_hash
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import GuestProtocol, Key
+from joserfc.jwt import JWTClaimsRegistry
+
+from identity.accounts.models import User
+from identity.keys.service import SUPPORTED_ALGS, KeySet
+from identity.oauth.errors import InvalidTokenError
+
+# RFC 9068 §2.1: the type keeps an ID token from passing as an access token.
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedAccessToken:
+    token: str
+    jti: str
+    expires_at: datetime
+
+
+def _sign(keyset: KeySet, claims: dict[str, Any], typ: str) -> str:
+    header = {"alg": keyset.current_alg, "kid": keyset.current.kid, "typ": typ}
+    return jwt.encode(header, claims, keyset.current, algorithms=[keyset.current_alg])
+
+
+def mint_access_token(
+    keyset: KeySet,
+    *,
+    issuer: str,
+    subject: str,
+    audience: str | list[str],
+    client_id: str,
+    scope: str,
+    now: datetime,
+    ttl: int,
+    auth_time: datetime | None = None,
+) -> IssuedAccessToken:
+    jti = uuid.uuid4().hex
+    expires_at = now + timedelta(seconds=ttl)
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "exp": int(expires_at.timestamp()),
+        "iat": int(now.timestamp()),
+        "jti": jti,
+        "client_id": client_id,
+        "scope": scope,
+    }
+    if auth_time is not None:
+        claims["auth_time"] = int(auth_time.timestamp())
+    return IssuedAccessToken(_sign(keyset, claims, ACCESS_TOKEN_TYPE), jti, expires_at)
+
+
+def user_claims(user: User, scope: Sequence[str]) -> dict[str, Any]:
+    """OIDC Core §5.4: the standard claims each scope releases, beside ``sub``."""
+    claims: dict[str, Any] = {"sub": str(user.id)}
+    if "profile" in scope:
+        claims["name"] = user.name
+        claims["updated_at"] = int(user.updated_at.timestamp())
+        if user.locale:
+            claims["locale"] = user.locale
+    if "email" in scope:
+        claims["email"] = user.email
+        claims["email_verified"] = user.email_verified
+    return claims
+
+
+def mint_id_token(
+    keyset: KeySet,
+    *,
+    issuer: str,
+    user: User,
+    client_id: str,
+    scope: Sequence[str],
+    now: datetime,
+    ttl: int,
+    auth_time: datetime | None,
+    amr: Sequence[str],
+    access_token: str,
+    nonce: str | None = None,
+) -> str:
+    """OIDC Core §2 and §3.1.3.6: the claims of an ID token issued at the token endpoint."""
+    claims = user_claims(user, scope) | {
+        "iss": issuer,
+        "aud": client_id,
+        "exp": int((now + timedelta(seconds=ttl)).timestamp()),
+        "iat": int(now.timestamp()),
+        "at_hash": create_half_hash(access_token, keyset.current_alg).decode(),
+    }
+    if auth_time is not None:
+        claims["auth_time"] = int(auth_time.timestamp())
+    if amr:
+        claims["amr"] = list(amr)
+    if nonce is not None:
+        claims["nonce"] = nonce
+    return _sign(keyset, claims, "JWT")
+
+
+def verify_access_token(
+    keyset: KeySet, token: str, *, issuer: str, now: datetime
+) -> dict[str, Any]:
+    """The claims of an access token we issued that has not expired; else ``invalid_token``.
+
+    Revocation is the caller's next step: it needs the database.
+    """
+
+    def key_for(guest: GuestProtocol) -> Key:
+        key = keyset.by_kid.get(str(guest.headers().get("kid")))
+        if key is None:
+            raise InvalidTokenError()
+        return key
+
+    try:
+        decoded = jwt.decode(token, key_for, algorithms=SUPPORTED_ALGS)
+        if decoded.header.get("typ") != ACCESS_TOKEN_TYPE:
+            raise InvalidTokenError()
+        registry = JWTClaimsRegistry(
+            now=int(now.timestamp()),
+            iss={"essential": True, "value": issuer},
+            exp={"essential": True},
+            jti={"essential": True},
+            sub={"essential": True},
+            client_id={"essential": True},
+        )
+        registry.validate(decoded.claims)
+    except (JoseError, ValueError, TypeError):
+        raise InvalidTokenError() from None
+    return decoded.claims
