@@ -1,0 +1,40 @@
+"""Sign-in throttling: consecutive failures per account and per client address.
+
+Counters live in ``runtime.limiter`` (Redis when configured, so every server process shares
+them) in fixed windows that expire on their own: a victim's account is never locked for
+longer than one window, however many times an attacker fails. A success clears the
+account's counter but not the address's, so signing in to one's own account cannot buy an
+attacker more guesses elsewhere.
+"""
+
+from __future__ import annotations
+
+from identity.settings import Settings
+from identity.store.rate_limit import Limit, RateLimiter
+
+
+def _account_key(email: str) -> str:
+    # Unknown emails are counted like known ones, so the throttle reveals nothing.
+    return email.strip().lower()
+
+
+class SignInThrottle:
+    def __init__(self, limiter: RateLimiter, settings: Settings) -> None:
+        self._limiter = limiter
+        window = settings.login_lockout
+        self._per_account = Limit("signin-account", settings.login_max_failures, window)
+        self._per_ip = Limit("signin-ip", settings.login_max_failures_per_ip, window)
+
+    async def blocked(self, email: str, ip: str) -> bool:
+        """True when either counter is used up: refuse without checking the password."""
+        for limit, subject in ((self._per_account, _account_key(email)), (self._per_ip, ip)):
+            if not (await self._limiter.blocked(limit, subject)).allowed:
+                return True
+        return False
+
+    async def failed(self, email: str, ip: str) -> None:
+        await self._limiter.hit(self._per_account, _account_key(email))
+        await self._limiter.hit(self._per_ip, ip)
+
+    async def succeeded(self, email: str) -> None:
+        await self._limiter.reset(self._per_account, _account_key(email))

@@ -1,0 +1,71 @@
+"""Message catalogues for the hosted pages and emails, keyed by stable ids.
+
+Each ``<topic>.<language>.toml`` file here (``pages.es.toml``, ``passwords.en.toml``) maps
+ids such as ``login.title`` to text with ``{name}`` placeholders, grouped in TOML sections
+that only organise the file. A language's catalogue is all of its files together, so a
+page can show any text by id. English is complete by definition; an id missing from
+another language falls back to English, so a new text never shows a raw id.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from pathlib import Path
+
+CATALOGUE_DIR = Path(__file__).resolve().parent
+DEFAULT_LOCALE = "en"
+SUPPORTED_LOCALES = ("en", "es")
+
+
+@cache
+def catalogue(locale: str) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for path in sorted(CATALOGUE_DIR.glob(f"*.{locale}.toml")):
+        with path.open("rb") as file:
+            for section in tomllib.load(file).values():
+                texts.update(section)
+    return texts
+
+
+class Messages:
+    """The texts of one language: ``messages("login.title")`` or with ``name=...`` values."""
+
+    def __init__(self, locale: str) -> None:
+        self.locale = locale if locale in SUPPORTED_LOCALES else DEFAULT_LOCALE
+
+    def __call__(self, key: str, **values: str) -> str:
+        text = catalogue(self.locale).get(key) or catalogue(DEFAULT_LOCALE)[key]
+        return text.format(**values) if values else text
+
+
+def _language(tag: str) -> str:
+    return tag.strip().split("-")[0].split("_")[0].lower()
+
+
+def _from_accept_language(header: str) -> str | None:
+    """The supported language the browser prefers most (RFC 9110 §12.5.4 quality values)."""
+    ranked: list[tuple[float, int, str]] = []
+    for position, item in enumerate(header.split(",")):
+        tag, _, params = item.partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        language = _language(tag)
+        if language in SUPPORTED_LOCALES and quality > 0:
+            # Higher quality first; among equals, the order the browser gave.
+            ranked.append((-quality, position, language))
+    return min(ranked)[2] if ranked else None
+
+
+def negotiate(ui_locales: str | None, accept_language: str | None) -> str:
+    """``ui_locales`` (OIDC Core §3.1.2.1, in order of preference), then Accept-Language."""
+    for tag in (ui_locales or "").split():
+        if _language(tag) in SUPPORTED_LOCALES:
+            return _language(tag)
+    return _from_accept_language(accept_language or "") or DEFAULT_LOCALE

@@ -1,0 +1,43 @@
+"""All SQL about browser sessions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.models import User
+from identity.sessions.models import BrowserSession
+
+
+async def add(session: AsyncSession, browser_session: BrowserSession) -> None:
+    session.add(browser_session)
+    await session.flush()
+
+
+async def find_live(session: AsyncSession, token_hash: str, now: datetime) -> BrowserSession | None:
+    """The session behind a cookie, unless revoked, expired, or its user disabled."""
+    result = await session.execute(
+        select(BrowserSession)
+        .join(User, User.id == BrowserSession.user_id)
+        .where(
+            BrowserSession.token_hash == token_hash,
+            BrowserSession.revoked_at.is_(None),
+            BrowserSession.expires_at > now,
+            User.disabled.is_(False),
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def revoke(session: AsyncSession, token_hash: str, now: datetime) -> uuid.UUID | None:
+    """Revoke the session behind a cookie; returns its id, or None when there was none live."""
+    result = await session.execute(
+        update(BrowserSession)
+        .where(BrowserSession.token_hash == token_hash, BrowserSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .returning(BrowserSession.id)
+    )
+    return result.scalar_one_or_none()

@@ -1,0 +1,61 @@
+"""The address of the browser behind a request, trusting X-Forwarded-For only from our proxies.
+
+Each proxy appends the address it received the request from, so the list reads
+``client, proxy1, proxy2`` and the direct peer is the last proxy. Only entries appended by a
+trusted proxy can be believed: walking from the right, the first address that is not one of
+ours is the client. Anything a client writes into the header itself sits further left and
+is never reached; a peer that is not a trusted proxy has its header ignored entirely.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from litestar import Request
+
+from identity.settings import IpNetwork
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _parse(value: str) -> IpAddress | None:
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    # An IPv4 client reaching an IPv6 socket shows up as ::ffff:a.b.c.d; count it as IPv4.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: IpAddress, proxies: Sequence[IpNetwork]) -> bool:
+    return any(address.version == net.version and address in net for net in proxies)
+
+
+def client_ip(
+    peer: str | None, forwarded_for: Iterable[str], trusted_proxies: Sequence[IpNetwork]
+) -> str:
+    """The client address; ``forwarded_for`` holds every X-Forwarded-For header, in order."""
+    nearest = _parse(peer or "")
+    if nearest is None:
+        return peer or "unknown"
+    if not _trusted(nearest, trusted_proxies):
+        return str(nearest)
+    hops = [hop for header in forwarded_for for hop in header.split(",")]
+    for hop in reversed(hops):
+        address = _parse(hop)
+        if address is None:
+            # A trusted proxy would not write garbage; stop at the last hop we could believe.
+            break
+        nearest = address
+        if not _trusted(address, trusted_proxies):
+            break
+    return str(nearest)
+
+
+def of_request(request: Request[Any, Any, Any], trusted_proxies: Sequence[IpNetwork]) -> str:
+    peer = request.client.host if request.client else None
+    return client_ip(peer, request.headers.getall("x-forwarded-for", []), trusted_proxies)

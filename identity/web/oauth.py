@@ -1,0 +1,327 @@
+"""Thin Litestar handlers for the token side of OAuth 2.0 / OpenID Connect.
+
+Each handler parses the HTTP request, calls ``identity.oauth``, and renders the result;
+OAuth errors leave as RFC 6749 §5.2 JSON, anything unexpected as ``server_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Collection
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from litestar import Request, Response, asgi, post, route
+from litestar.exceptions import HTTPException, MethodNotAllowedException
+from litestar.types import ExceptionHandlersMap, Receive, Scope, Send
+
+from identity.clock import utcnow
+from identity.crypto import digest
+from identity.db.engine import DatabaseUnavailable
+from identity.oauth import metadata
+from identity.oauth.client_auth import authenticate_client, parse_client_credentials
+from identity.oauth.errors import (
+    InsufficientScopeError,
+    InvalidClientError,
+    InvalidRequestError,
+    InvalidTokenError,
+    OAuth2Error,
+    ServerError,
+    TemporarilyUnavailableError,
+)
+from identity.oauth.grants import TokenRequest, exchange
+from identity.oauth.metadata import Published
+from identity.oauth.tokens import user_claims, verify_access_token
+from identity.runtime import Runtime
+from identity.store.base import StoreUnavailable
+from identity.tokens import refresh, revocations
+from identity.tokens.subjects import active_user
+from identity.web.dependencies import RuntimeDep
+
+log = logging.getLogger(__name__)
+
+FORM = "application/x-www-form-urlencoded"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+DISCOVERY_CACHE = b"public, max-age=3600"
+# Short, so that a retired key leaves relying parties' caches soon after it leaves ours.
+JWKS_CACHE = b"public, max-age=300"
+MAX_FIELDS = 50
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# --- rendering ------------------------------------------------------------------------
+
+
+def oauth_error_response(request: Request[Any, Any, Any], exc: OAuth2Error) -> Response[Any]:
+    status, body, headers = exc()
+    extra = {k: v for k, v in headers if k.lower() != "content-type"}
+    return Response(body, status_code=status, headers=NO_STORE | extra)
+
+
+def unavailable_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("dependency unavailable: %s", type(exc).__name__)
+    response = oauth_error_response(request, TemporarilyUnavailableError())
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def unexpected_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error in an OAuth endpoint", exc_info=exc)
+    return oauth_error_response(request, ServerError())
+
+
+OAUTH_ERRORS: ExceptionHandlersMap = {
+    OAuth2Error: oauth_error_response,
+    DatabaseUnavailable: unavailable_response,
+    StoreUnavailable: unavailable_response,
+    Exception: unexpected_error_response,
+}
+
+
+async def send_published(
+    scope: Scope, send: Send, document: Published, cache_control: bytes
+) -> None:
+    """Serve prebuilt bytes straight over ASGI: no request object, no serialisation.
+
+    These two documents are the most fetched of all (every relying party and resource
+    server polls them), so they skip Litestar's per-request machinery.
+    """
+    method = scope["method"]
+    if method not in ("GET", "HEAD"):
+        raise MethodNotAllowedException(headers={"Allow": "GET, HEAD"})
+    etag = document.etag.encode()
+    headers = [(b"etag", etag), (b"cache-control", cache_control)]
+    status, body = 200, document.body
+    for name, value in scope["headers"]:
+        if name == b"if-none-match" and (etag in value or value.strip() == b"*"):
+            status, body = 304, b""
+    if status == 200:
+        headers += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+
+# --- request parsing ------------------------------------------------------------------
+
+
+async def read_form(
+    request: Request[Any, Any, Any], repeatable: Collection[str] = ()
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The form body as single values, plus the values of the ``repeatable`` parameters.
+
+    RFC 6749 §3.1-3.2: form-encoded, parameters without a value count as omitted, and
+    none may be repeated; a control character has no business in any of them.
+    """
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != FORM:
+        raise InvalidRequestError("The body must be application/x-www-form-urlencoded.")
+    try:
+        body = await request.body()
+    except HTTPException:
+        raise InvalidRequestError("The request body is too large.") from None
+    try:
+        pairs = parse_qsl(
+            body.decode("ascii"), keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS
+        )
+    except ValueError:
+        raise InvalidRequestError("The body is not valid form data.") from None
+    single: dict[str, str] = {}
+    multiple: dict[str, list[str]] = {}
+    for name, value in pairs:
+        if _CONTROL.search(name) or _CONTROL.search(value):
+            raise InvalidRequestError("A parameter holds a control character.")
+        if not value:
+            continue
+        if name in repeatable:
+            multiple.setdefault(name, []).append(value)
+        elif name in single:
+            raise InvalidRequestError("A parameter is repeated.")
+        else:
+            single[name] = value
+    return single, multiple
+
+
+def bearer_token(request: Request[Any, Any, Any]) -> str:
+    """RFC 6750 §2.1: the access token from ``Authorization: Bearer``."""
+    scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidTokenError("An access token is required.")
+    return token.strip()
+
+
+# --- discovery and keys ---------------------------------------------------------------
+
+
+def _runtime(scope: Scope) -> Runtime:
+    return scope["litestar_app"].state.runtime  # type: ignore[no-any-return]
+
+
+@asgi(metadata.DISCOVERY_PATH, include_in_schema=False, copy_scope=False)
+async def discovery(scope: Scope, receive: Receive, send: Send) -> None:
+    await send_published(scope, send, _runtime(scope).published.discovery, DISCOVERY_CACHE)
+
+
+@asgi(metadata.JWKS_PATH, include_in_schema=False, copy_scope=False)
+async def jwks(scope: Scope, receive: Receive, send: Send) -> None:
+    runtime = _runtime(scope)
+    keyset = await runtime.keyset()
+    await send_published(scope, send, runtime.published.jwks(keyset), JWKS_CACHE)
+
+
+# --- token ----------------------------------------------------------------------------
+
+
+@post(
+    metadata.TOKEN_PATH, include_in_schema=False, exception_handlers=OAUTH_ERRORS, status_code=200
+)
+async def token(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    form, repeated = await read_form(request, repeatable=("resource",))
+    credentials = parse_client_credentials(request.headers.get("authorization"), form)
+    body = await exchange(
+        runtime.db,
+        runtime.clients,
+        runtime.settings,
+        await runtime.keyset(),
+        credentials,
+        TokenRequest(form, tuple(repeated.get("resource", ()))),
+        utcnow(),
+    )
+    return Response(body, headers=NO_STORE)
+
+
+# --- userinfo -------------------------------------------------------------------------
+
+
+@route(
+    metadata.USERINFO_PATH,
+    http_method=["GET", "POST"],
+    include_in_schema=False,
+    exception_handlers=OAUTH_ERRORS,
+    status_code=200,
+)
+async def userinfo(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    """OIDC Core §5.3: the claims the access token's scopes release about its user."""
+    now = utcnow()
+    claims = verify_access_token(
+        await runtime.keyset(), bearer_token(request), issuer=runtime.settings.issuer, now=now
+    )
+    # Only tokens meant for this client's own use (no resource indicator) reach userinfo.
+    if claims["aud"] != claims["client_id"]:
+        raise InvalidTokenError("The access token is meant for another audience.")
+    scope = str(claims.get("scope", "")).split()
+    if "openid" not in scope:
+        raise InsufficientScopeError("The access token lacks the openid scope.")
+    try:
+        user_id = uuid.UUID(str(claims["sub"]))
+    except ValueError:
+        raise InvalidTokenError("The access token has no user.") from None
+    async with runtime.db.transaction() as session:
+        if await revocations.is_revoked(session, claims["jti"]):
+            raise InvalidTokenError()
+        user = await active_user(session, user_id)
+    if user is None:
+        raise InvalidTokenError()
+    return Response(user_claims(user, scope), headers=NO_STORE)
+
+
+# --- introspection and revocation -----------------------------------------------------
+
+
+def _looks_like_jwt(value: str) -> bool:
+    return value.count(".") == 2
+
+
+@post(
+    metadata.INTROSPECTION_PATH,
+    include_in_schema=False,
+    exception_handlers=OAUTH_ERRORS,
+    status_code=200,
+)
+async def introspect(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    """RFC 7662, for confidential clients: any of our access tokens, and the caller's own
+    refresh tokens. Anything not live answers ``{"active": false}`` and nothing more.
+    """
+    form, _ = await read_form(request)
+    credentials = parse_client_credentials(request.headers.get("authorization"), form)
+    presented = form.get("token")
+    if presented is None:
+        raise InvalidRequestError("token is required.")
+    settings, now = runtime.settings, utcnow()
+    keyset = await runtime.keyset()
+    async with runtime.db.transaction() as session:
+        client = await authenticate_client(session, runtime.clients, credentials)
+        if client.is_public:
+            raise InvalidClientError("Public clients cannot introspect tokens.", status_code=401)
+        answer: dict[str, Any] = {"active": False}
+        if _looks_like_jwt(presented):
+            try:
+                claims = verify_access_token(keyset, presented, issuer=settings.issuer, now=now)
+            except InvalidTokenError:
+                claims = None
+            if claims is not None and not await revocations.is_revoked(session, claims["jti"]):
+                answer = {"active": True, "token_type": "Bearer"} | claims
+        else:
+            found = await refresh.find_refresh_token(session, digest(presented))
+            live = (
+                found is not None
+                and found.client_id == client.client_id
+                and found.rotated_at is None
+                and found.revoked_at is None
+                and found.expires_at > now
+            )
+            if found is not None and live:
+                answer = {
+                    "active": True,
+                    "token_type": "refresh_token",
+                    "iss": settings.issuer,
+                    "client_id": found.client_id,
+                    "scope": found.scope,
+                    "iat": int(found.created_at.timestamp()),
+                    "exp": int(found.expires_at.timestamp()),
+                }
+                if found.user_id is not None:
+                    answer["sub"] = str(found.user_id)
+    return Response(answer, headers=NO_STORE)
+
+
+@post(
+    metadata.REVOCATION_PATH,
+    include_in_schema=False,
+    exception_handlers=OAUTH_ERRORS,
+    status_code=200,
+)
+async def revoke(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    """RFC 7009: 200 whether or not the token was known (§2.2); only the client a token was
+    issued to can revoke it. A refresh token takes its whole family with it.
+    """
+    form, _ = await read_form(request)
+    credentials = parse_client_credentials(request.headers.get("authorization"), form)
+    presented = form.get("token")
+    if presented is None:
+        raise InvalidRequestError("token is required.")
+    settings, now = runtime.settings, utcnow()
+    keyset = await runtime.keyset()
+    async with runtime.db.transaction() as session:
+        client = await authenticate_client(session, runtime.clients, credentials)
+        if _looks_like_jwt(presented):
+            try:
+                claims = verify_access_token(keyset, presented, issuer=settings.issuer, now=now)
+            except InvalidTokenError:
+                claims = None
+            if claims is not None and claims["client_id"] == client.client_id:
+                expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
+                await revocations.revoke_access_token(session, claims["jti"], expires_at, now)
+        else:
+            found = await refresh.find_refresh_token(session, digest(presented))
+            if found is not None and found.client_id == client.client_id:
+                await refresh.revoke_family(session, found.family_id, now)
+    return Response(b"", headers=NO_STORE)
+
+
+ROUTES = [discovery, jwks, token, userinfo, introspect, revoke]

@@ -1,0 +1,290 @@
+"""The hosted pages: login, consent and logout (RP-initiated, OIDC end_session_endpoint)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post, route
+from litestar.datastructures import FormMultiDict
+from litestar.params import FromQuery
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Template
+from litestar.static_files import create_static_files_router
+from litestar.template import TemplateConfig
+
+from identity.accounts.service import authenticate
+from identity.accounts.throttle import SignInThrottle
+from identity.clients.repository import get_client
+from identity.clock import utcnow
+from identity.oauth import logout as logout_rules
+from identity.oauth.errors import OAuth2Error
+from identity.oauth.id_token_hint import verify_id_token_hint
+from identity.oauth.interaction import Flow, FlowStore
+from identity.oauth.scopes import parse_scope
+from identity.runtime import Runtime
+from identity.sessions import service as sessions
+from identity.settings import PACKAGE_ROOT
+from identity.web import client_ip, cookies, csrf
+from identity.web.authorization import authorization_endpoint, proceed, redirect, with_query
+from identity.web.dependencies import RuntimeDep
+from identity.web.rendering import error_page, locale_for, page
+
+# Long enough for any real address or passphrase; longer input is not worth hashing.
+MAX_EMAIL = 320
+MAX_PASSWORD = 1024
+
+
+def _field(form: FormMultiDict, name: str, limit: int = 4096) -> str:
+    value = form.get(name)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _flow_locale(request: Request[Any, Any, Any], flow: Flow | None) -> str:
+    return locale_for(request, flow.request.get("ui_locales") if flow else None)
+
+
+def _expired(request: Request[Any, Any, Any], runtime: Runtime) -> Template:
+    return error_page(request, runtime, "error.flow_expired", locale=locale_for(request, None))
+
+
+# --- login -------------------------------------------------------------------------------
+
+
+def _login_form(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    flow: Flow,
+    *,
+    email: str,
+    message_id: str | None = None,
+    status: int = 200,
+) -> Template:
+    return page(
+        request,
+        runtime,
+        "login.html",
+        locale=_flow_locale(request, flow),
+        status=status,
+        context={"flow": flow.id, "email": email, "message_id": message_id},
+    )
+
+
+@get("/login", include_in_schema=False, cache=False)
+async def login_page(
+    request: Request[Any, Any, Any], runtime: RuntimeDep, flow: FromQuery[str | None] = None
+) -> Response[Any]:
+    pending = await FlowStore(runtime.store).load(flow)
+    if pending is None:
+        return _expired(request, runtime)
+    return _login_form(request, runtime, pending, email=pending.request.get("login_hint") or "")
+
+
+@post("/login", include_in_schema=False, cache=False)
+async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    form = await request.form()
+    flows = FlowStore(runtime.store)
+    pending = await flows.load(_field(form, "flow"))
+    if pending is None:
+        return _expired(request, runtime)
+    email = _field(form, "email", MAX_EMAIL).strip()
+    settings = runtime.settings
+    if not csrf.verify(request.cookies, settings, runtime.secret_key, _field(form, csrf.FIELD)):
+        return _login_form(
+            request, runtime, pending, email=email, message_id="form.csrf_failed", status=400
+        )
+    ip = client_ip.of_request(request, settings.trusted_proxies)
+    throttle = SignInThrottle(runtime.limiter, settings)
+    if await throttle.blocked(email, ip):
+        return _login_form(
+            request, runtime, pending, email=email, message_id="login.throttled", status=429
+        )
+    password = _field(form, "password", MAX_PASSWORD)
+    previous = cookies.read(request.cookies, settings, cookies.SESSION)
+    async with runtime.db.transaction() as session:
+        user = await authenticate(session, runtime.passwords, email, password)
+        if user is not None:
+            established = await sessions.establish(
+                session,
+                user_id=user.id,
+                amr=["pwd"],
+                now=utcnow(),
+                ttl=settings.session_ttl,
+                previous_token=previous,
+                ip=ip,
+                user_agent=request.headers.get("user-agent"),
+            )
+    if user is None:
+        await throttle.failed(email, ip)
+        # One message for an unknown email, a wrong password and a disabled account.
+        return _login_form(
+            request, runtime, pending, email=email, message_id="login.invalid", status=400
+        )
+    await throttle.succeeded(email)
+    pending.login_session_id = str(established.session.id)
+    return await proceed(
+        request,
+        runtime,
+        pending,
+        session_token=established.token,
+        response_cookies=[cookies.session(settings, established.token)],
+    )
+
+
+# --- consent -----------------------------------------------------------------------------
+
+
+async def _consent_form(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    flow: Flow,
+    *,
+    message_id: str | None = None,
+    status: int = 200,
+) -> Response[Any]:
+    async with runtime.db.transaction() as session:
+        client = await get_client(session, flow.request.get("client_id") or "")
+    if client is None:
+        return _expired(request, runtime)
+    return page(
+        request,
+        runtime,
+        "consent.html",
+        locale=_flow_locale(request, flow),
+        status=status,
+        context={
+            "flow": flow.id,
+            "client_name": client.name,
+            "scopes": parse_scope(flow.request.get("scope") or ""),
+            "message_id": message_id,
+        },
+    )
+
+
+@get("/consent", include_in_schema=False, cache=False)
+async def consent_page(
+    request: Request[Any, Any, Any], runtime: RuntimeDep, flow: FromQuery[str | None] = None
+) -> Response[Any]:
+    pending = await FlowStore(runtime.store).load(flow)
+    if pending is None:
+        return _expired(request, runtime)
+    return await _consent_form(request, runtime, pending)
+
+
+@post("/consent", include_in_schema=False, cache=False)
+async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    form = await request.form()
+    flows = FlowStore(runtime.store)
+    flow_id = _field(form, "flow")
+    if not csrf.verify(
+        request.cookies, runtime.settings, runtime.secret_key, _field(form, csrf.FIELD)
+    ):
+        pending = await flows.load(flow_id)
+        if pending is None:
+            return _expired(request, runtime)
+        return await _consent_form(
+            request, runtime, pending, message_id="form.csrf_failed", status=400
+        )
+    # Taken, not read: a double submission issues one code, not two.
+    pending = await flows.consume(flow_id)
+    if pending is None:
+        return _expired(request, runtime)
+    return await proceed(
+        request,
+        runtime,
+        pending,
+        session_token=cookies.read(request.cookies, runtime.settings, cookies.SESSION),
+        consent_given=_field(form, "decision") == "allow",
+    )
+
+
+# --- logout ------------------------------------------------------------------------------
+
+
+@route("/logout", http_method=["GET", "POST"], include_in_schema=False, cache=False)
+async def logout(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    form = await request.form() if request.method == "POST" else None
+    source = form if form is not None else request.query_params
+    items = [(name, value) for name, value in source.multi_items() if isinstance(value, str)]
+    settings = runtime.settings
+    now = utcnow()
+    try:
+        params = logout_rules.parse(items)
+        locale = locale_for(request, params.get("ui_locales"))
+        hint = params.get("id_token_hint")
+        claims = (
+            verify_id_token_hint(hint, await runtime.keyset(), settings.issuer) if hint else None
+        )
+        client_id = logout_rules.client_id_of(params, claims)
+        async with runtime.db.transaction() as session:
+            client = await get_client(session, client_id) if client_id else None
+            resolved = logout_rules.check(params, claims, client)
+            token = cookies.read(request.cookies, settings, cookies.SESSION)
+            browser = await sessions.current(session, token, now)
+    except OAuth2Error:
+        return error_page(
+            request, runtime, "error.logout_invalid", locale=locale_for(request, None)
+        )
+
+    confirmed = form is not None and "confirm" in form
+    if confirmed and not csrf.verify(
+        request.cookies, settings, runtime.secret_key, _field(form, csrf.FIELD)
+    ):
+        return _logout_form(request, runtime, resolved, locale, "form.csrf_failed", 400)
+    # Without an ID token for the signed-in user, a link alone must not sign anyone out.
+    vouched = resolved.subject is not None and (
+        browser is None or str(browser.user_id) == resolved.subject
+    )
+    if browser is not None and not (confirmed or vouched):
+        return _logout_form(request, runtime, resolved, locale, None, 200)
+
+    async with runtime.db.transaction() as session:
+        await sessions.end(session, token, now)
+    goodbye = [cookies.clear_session(settings)]
+    if resolved.post_logout_redirect_uri:
+        return redirect(
+            with_query(resolved.post_logout_redirect_uri, {"state": resolved.state}), goodbye
+        )
+    return page(request, runtime, "logged_out.html", locale=locale, cookies=goodbye)
+
+
+def _logout_form(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    resolved: logout_rules.LogoutRequest,
+    locale: str,
+    message_id: str | None,
+    status: int,
+) -> Template:
+    return page(
+        request,
+        runtime,
+        "logout.html",
+        locale=locale,
+        status=status,
+        context={
+            "client_id": resolved.client.client_id if resolved.client else None,
+            "client_name": resolved.client.name if resolved.client else None,
+            "post_logout_redirect_uri": resolved.post_logout_redirect_uri,
+            "state": resolved.state,
+            "ui_locales": locale,
+            "message_id": message_id,
+        },
+    )
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    return TemplateConfig(directory=PACKAGE_ROOT / "templates", engine=JinjaTemplateEngine)
+
+
+# Everything the browser side serves, for identity.app to mount.
+ROUTES = [
+    authorization_endpoint,
+    login_page,
+    login_submit,
+    consent_page,
+    consent_submit,
+    logout,
+    create_static_files_router(
+        path="/static", directories=[PACKAGE_ROOT / "static"], include_in_schema=False
+    ),
+]

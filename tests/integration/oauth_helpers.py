@@ -1,0 +1,148 @@
+"""Arranging OAuth state without the hosted pages: clients, users and codes straight in the
+database, and the requests a relying party makes against the token side.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote_plus
+
+import httpx
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from identity.accounts.models import User
+from identity.clients.service import ClientSpec, register_client
+from identity.clock import utcnow
+from identity.crypto import digest, random_token
+from identity.runtime import Runtime
+from identity.tokens.codes import insert_code
+from identity.tokens.models import AuthorizationCode
+
+REDIRECT_URI = "https://app.example.com/callback"
+BILLING = "https://billing.example.com"
+
+
+@dataclass(frozen=True)
+class RegisteredClient:
+    client_id: str
+    secret: str | None
+
+    @property
+    def basic(self) -> dict[str, str]:
+        pair = f"{quote_plus(self.client_id)}:{quote_plus(self.secret or '')}"
+        return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+
+
+async def make_client(runtime: Runtime, **options: Any) -> RegisteredClient:
+    spec = ClientSpec(
+        name=options.pop("name", "Test app"),
+        redirect_uris=options.pop("redirect_uris", [REDIRECT_URI]),
+        **options,
+    )
+    async with runtime.db.transaction() as session:
+        shown = await register_client(session, spec)
+    return RegisteredClient(shown["client_id"], shown.get("client_secret"))
+
+
+async def make_user(runtime: Runtime, **fields: Any) -> User:
+    user = User(
+        email=fields.pop("email", f"{uuid.uuid4().hex[:8]}@example.com"),
+        name=fields.pop("name", "Ada Lovelace"),
+        email_verified=fields.pop("email_verified", True),
+        **fields,
+    )
+    async with runtime.db.transaction() as session:
+        session.add(user)
+    return user
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = random_token(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.rstrip(b"=").decode()
+
+
+async def issue_code(
+    runtime: Runtime,
+    client: RegisteredClient,
+    user: User,
+    *,
+    challenge: str | None = None,
+    scope: str = "openid profile email",
+    redirect_uri: str = REDIRECT_URI,
+    resources: list[str] | None = None,
+    nonce: str | None = "n-0S6_WzA2Mj",
+    ttl: int = 60,
+) -> str:
+    """A code as /authorize would issue it after sign-in and consent."""
+    code = random_token()
+    now = utcnow()
+    async with runtime.db.transaction() as session:
+        await insert_code(
+            session,
+            AuthorizationCode(
+                code_hash=digest(code),
+                client_id=client.client_id,
+                user_id=user.id,
+                redirect_uri=redirect_uri,
+                scope=scope,
+                resources=resources or [],
+                nonce=nonce,
+                code_challenge=challenge,
+                code_challenge_method="S256" if challenge else None,
+                auth_time=now - timedelta(seconds=5),
+                amr=["pwd"],
+                created_at=now,
+                expires_at=now + timedelta(seconds=ttl),
+            ),
+        )
+    return code
+
+
+async def redeem(
+    http: httpx.AsyncClient,
+    client: RegisteredClient,
+    code: str,
+    verifier: str | None,
+    **extra: str,
+) -> httpx.Response:
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}
+    if verifier is not None:
+        data["code_verifier"] = verifier
+    headers: dict[str, str] = {}
+    if client.secret is None:
+        data["client_id"] = client.client_id
+    else:
+        headers = client.basic
+    return await http.post("/token", data=data | extra, headers=headers)
+
+
+async def signed_in_tokens(
+    http: httpx.AsyncClient, runtime: Runtime, client: RegisteredClient, **code_options: Any
+) -> dict[str, Any]:
+    """The token response of a complete code exchange with PKCE."""
+    user = code_options.pop("user", None) or await make_user(runtime)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, client, user, challenge=challenge, **code_options)
+    response = await redeem(http, client, code, verifier)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def refresh(
+    http: httpx.AsyncClient, client: RegisteredClient, refresh_token: str, **extra: str
+) -> httpx.Response:
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token} | extra
+    return await http.post("/token", data=data, headers=client.basic)
+
+
+async def verify_with_jwks(http: httpx.AsyncClient, token: str) -> jwt.Token:
+    """What a separate resource server does: fetch the JWKS and check the signature."""
+    keys = KeySet.import_key_set((await http.get("/jwks.json")).json())
+    return jwt.decode(token, keys, algorithms=["RS256", "ES256"])

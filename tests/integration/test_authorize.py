@@ -1,0 +1,421 @@
+"""The authorization endpoint: each check's failure, and the code it issues on success."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from identity.crypto import digest
+from identity.db.engine import DatabaseUnavailable
+from identity.oauth.authorize import parse
+from identity.oauth.interaction import Flow, FlowStore
+from identity.runtime import Runtime
+from identity.sessions.models import BrowserSession
+from identity.tokens.models import AuthorizationCode
+from tests.browser import (
+    CLIENT_ID,
+    EMAIL,
+    REDIRECT_URI,
+    add_oauth_client,
+    add_user,
+    authorize_params,
+    form_fields,
+    id_token,
+    open_login,
+    query,
+    redirected_to_client,
+    sign_in,
+)
+
+
+@pytest.fixture
+async def first_party(runtime: Runtime) -> None:
+    """A user and a first-party client: no consent page in the way of these tests."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+
+
+async def signed_in(http: httpx.AsyncClient) -> dict[str, str]:
+    """Sign in once; returns the query of the redirect that carried the first code."""
+    return redirected_to_client(await sign_in(http))
+
+
+def assert_error_page(response: httpx.Response) -> None:
+    """An HTML page, and above all no redirect to an address nobody verified."""
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert response.headers["content-type"].startswith("text/html")
+
+
+# --- before the redirect URI is verified: a page, never a redirect ----------------------
+
+
+@pytest.mark.usefixtures("first_party")
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"client_id": "no-such-client"},
+        {"client_id": None},
+        {"redirect_uri": "https://attacker.example/callback"},
+        {"redirect_uri": REDIRECT_URI + "/"},
+        {"redirect_uri": REDIRECT_URI + "?extra=1"},
+        {"redirect_uri": "https://APP.example/callback"},
+        {"redirect_uri": None},
+    ],
+    ids=[
+        "unknown-client",
+        "missing-client",
+        "foreign-uri",
+        "trailing-slash",
+        "extra-query",
+        "case-changed",
+        "missing-uri",
+    ],
+)
+async def test_unverified_client_or_redirect_uri_renders_a_page_and_never_redirects(
+    client: httpx.AsyncClient, overrides: dict[str, str | None]
+) -> None:
+    # Every later check fails too: none of them may turn the page into a redirect.
+    params = authorize_params(response_type="token", code_challenge=None, **overrides)
+    response = await client.get("/authorize", params=params)
+    assert_error_page(response)
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_disabled_client_is_treated_as_unknown(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, client_id="old", disabled=True, first_party=True)
+    response = await client.get("/authorize", params=authorize_params(client_id="old"))
+    assert_error_page(response)
+    assert "invalid_client" in response.text
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_repeated_redirect_uri_renders_a_page(client: httpx.AsyncClient) -> None:
+    params = [*authorize_params().items(), ("redirect_uri", REDIRECT_URI)]
+    assert_error_page(await client.get("/authorize", params=params))
+
+
+# --- after it: errors go back to the client with state and iss --------------------------
+
+
+@pytest.mark.usefixtures("first_party")
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"response_type": "code id_token"}, "unsupported_response_type"),
+        ({"response_type": None}, "invalid_request"),
+        ({"response_mode": "fragment"}, "invalid_request"),
+        ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+        ({"code_challenge_method": "plain"}, "invalid_request"),
+        ({"code_challenge_method": None}, "invalid_request"),
+        ({"code_challenge": "too-short"}, "invalid_request"),
+        ({"request": "eyJhbGciOiJub25lIn0.e30."}, "request_not_supported"),
+        ({"request_uri": "https://app.example/request.jwt"}, "request_uri_not_supported"),
+        ({"scope": "profile email"}, "invalid_scope"),
+        ({"scope": "openid admin"}, "invalid_scope"),
+        ({"resource": "https://other.example/"}, "invalid_target"),
+        ({"prompt": "none login"}, "invalid_request"),
+        ({"prompt": "select_account"}, "invalid_request"),
+        ({"max_age": "-1"}, "invalid_request"),
+        ({"max_age": "soon"}, "invalid_request"),
+        ({"nonce": "n" * 5000}, "invalid_request"),
+    ],
+)
+async def test_invalid_request_is_redirected_with_error_state_and_iss(
+    client: httpx.AsyncClient, overrides: dict[str, str | None], error: str
+) -> None:
+    response = await client.get("/authorize", params=authorize_params(**overrides))
+    result = redirected_to_client(response)
+    assert result["error"] == error
+    assert result["error_description"]
+    assert result["state"] == "af0ifjsldkj"
+    assert result["iss"] == "http://testserver.local"
+    assert "code" not in result
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_repeated_parameter_is_an_invalid_request(client: httpx.AsyncClient) -> None:
+    params = [*authorize_params().items(), ("scope", "openid email")]
+    result = redirected_to_client(await client.get("/authorize", params=params))
+    assert result["error"] == "invalid_request"
+    assert "scope" in result["error_description"]
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_client_not_allowed_the_code_grant_is_unauthorized(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, client_id="m2m", grant_types=["client_credentials"])
+    params = authorize_params(client_id="m2m")
+    result = redirected_to_client(await client.get("/authorize", params=params))
+    assert result["error"] == "unauthorized_client"
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_confidential_client_with_pkce_relaxed_may_omit_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(
+        runtime, client_id="legacy", is_public=False, secret_hash=digest("s"), require_pkce=False
+    )
+    params = authorize_params(client_id="legacy", code_challenge=None, code_challenge_method=None)
+    await open_login(client, params)
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_public_client_needs_pkce_even_when_relaxed(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, client_id="spa", is_public=True, require_pkce=False)
+    params = authorize_params(client_id="spa", code_challenge=None, code_challenge_method=None)
+    assert redirected_to_client(await client.get("/authorize", params=params))["error"] == (
+        "invalid_request"
+    )
+
+
+# --- success ----------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_sign_in_returns_a_code_with_state_and_iss(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    result = await signed_in(client)
+    assert set(result) == {"code", "state", "iss"}
+    assert result["state"] == "af0ifjsldkj"
+    assert result["iss"] == "http://testserver.local"
+    async with runtime.db.transaction() as session:
+        code = await session.get(AuthorizationCode, digest(result["code"]))
+    assert code is not None
+    assert code.client_id == CLIENT_ID
+    assert code.redirect_uri == REDIRECT_URI
+    assert code.scope == "openid profile"
+    assert code.nonce == "n-0S6_WzA2Mj"
+    assert code.code_challenge_method == "S256"
+    assert code.amr == ["pwd"]
+    assert code.session_id is not None
+    assert code.expires_at - code.created_at == timedelta(seconds=60)
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_signed_in_browser_gets_a_code_without_seeing_a_page(
+    client: httpx.AsyncClient,
+) -> None:
+    await signed_in(client)
+    response = await client.get("/authorize", params=authorize_params(state="second"))
+    result = redirected_to_client(response)
+    assert result["state"] == "second"
+    assert result["code"]
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_post_works_like_get_with_parameters_in_any_order_and_unknown_ones_ignored(
+    client: httpx.AsyncClient,
+) -> None:
+    await signed_in(client)
+    params = [*reversed(authorize_params().items()), ("display", "page"), ("x", "y")]
+    response = await client.post("/authorize", data=dict(params))
+    assert redirected_to_client(response)["code"]
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_redirect_uri_query_is_kept_beside_the_response(client: httpx.AsyncClient) -> None:
+    await signed_in(client)
+    params = authorize_params(redirect_uri="https://app.example/cb?tenant=1")
+    response = await client.get("/authorize", params=params)
+    result = query(response.headers["location"])
+    assert result["tenant"] == "1"
+    assert result["code"]
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_registered_resource_is_stored_with_the_code(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    params = authorize_params(resource="https://billing.example/")
+    result = redirected_to_client(await sign_in(client, params))
+    async with runtime.db.transaction() as session:
+        code = await session.get(AuthorizationCode, digest(result["code"]))
+    assert code is not None
+    assert code.resources == ["https://billing.example/"]
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_state_is_optional(client: httpx.AsyncClient) -> None:
+    result = redirected_to_client(await sign_in(client, authorize_params(state=None)))
+    assert "state" not in result
+    assert result["code"]
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_login_hint_prefills_the_email(client: httpx.AsyncClient) -> None:
+    page = await open_login(client, authorize_params(login_hint="bob@example.com"))
+    assert form_fields(page.text)["email"] == "bob@example.com"
+
+
+# --- prompt and max_age -----------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_prompt_none_without_a_session_is_login_required(client: httpx.AsyncClient) -> None:
+    response = await client.get("/authorize", params=authorize_params(prompt="none"))
+    result = redirected_to_client(response)
+    assert result["error"] == "login_required"
+    assert result["state"] == "af0ifjsldkj"
+    assert result["iss"] == "http://testserver.local"
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_prompt_none_with_a_session_issues_a_code(client: httpx.AsyncClient) -> None:
+    await signed_in(client)
+    response = await client.get("/authorize", params=authorize_params(prompt="none"))
+    assert redirected_to_client(response)["code"]
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_prompt_login_asks_a_signed_in_user_to_sign_in_again(
+    client: httpx.AsyncClient,
+) -> None:
+    await signed_in(client)
+    page = await open_login(client, authorize_params(prompt="login"))
+    response = await client.post(
+        "/login", data=form_fields(page.text) | {"email": EMAIL, "password": "Qz7!mVt#pX2w"}
+    )
+    assert redirected_to_client(response)["code"]
+
+
+async def _age_sessions(runtime: Runtime, seconds: int) -> None:
+    async with runtime.db.transaction() as session:
+        for browser_session in await session.scalars(select(BrowserSession)):
+            browser_session.auth_time -= timedelta(seconds=seconds)
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_max_age_older_than_the_sign_in_asks_for_it_again(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await signed_in(client)
+    await _age_sessions(runtime, 600)
+    await open_login(client, authorize_params(max_age="300"))
+    fresh = await client.get("/authorize", params=authorize_params(max_age="3600"))
+    assert redirected_to_client(fresh)["code"]
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_max_age_too_old_with_prompt_none_is_login_required(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await signed_in(client)
+    await _age_sessions(runtime, 600)
+    response = await client.get("/authorize", params=authorize_params(max_age="60", prompt="none"))
+    assert redirected_to_client(response)["error"] == "login_required"
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_max_age_zero_then_sign_in_issues_a_code_with_the_new_auth_time(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await signed_in(client)
+    result = redirected_to_client(await sign_in(client, authorize_params(max_age="0")))
+    async with runtime.db.transaction() as session:
+        code = await session.get(AuthorizationCode, digest(result["code"]))
+        newest = await session.scalar(
+            select(BrowserSession).order_by(BrowserSession.created_at.desc()).limit(1)
+        )
+    assert code is not None and newest is not None
+    assert code.session_id == newest.id
+    assert code.auth_time == newest.auth_time
+
+
+async def test_id_token_hint_of_the_signed_in_user_gets_a_code_with_prompt_none(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    user = await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    await signed_in(client)
+    hint = await id_token(runtime, user)
+    params = authorize_params(prompt="none", id_token_hint=hint)
+    assert redirected_to_client(await client.get("/authorize", params=params))["code"]
+
+
+async def test_id_token_hint_of_another_user_needs_a_sign_in(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_user(runtime)
+    other = await add_user(runtime, "other@example.com")
+    await add_oauth_client(runtime, first_party=True)
+    await signed_in(client)
+    hint = await id_token(runtime, other)
+    silent = authorize_params(prompt="none", id_token_hint=hint)
+    assert redirected_to_client(await client.get("/authorize", params=silent))["error"] == (
+        "login_required"
+    )
+    await open_login(client, authorize_params(id_token_hint=hint))
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_id_token_hint_not_issued_here_is_an_invalid_request(
+    client: httpx.AsyncClient,
+) -> None:
+    params = authorize_params(id_token_hint="eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
+    result = redirected_to_client(await client.get("/authorize", params=params))
+    assert result["error"] == "invalid_request"
+    assert result["state"] == "af0ifjsldkj"
+
+
+@pytest.mark.usefixtures("first_party")
+@pytest.mark.parametrize(
+    ("failure", "error"),
+    [
+        (RuntimeError("disk on fire"), "server_error"),
+        (DatabaseUnavailable("OperationalError"), "temporarily_unavailable"),
+    ],
+)
+async def test_failure_after_the_redirect_uri_is_verified_is_sent_to_the_client(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, failure: Exception, error: str
+) -> None:
+    await signed_in(client)
+
+    async def failing_insert(*_: object) -> None:
+        raise failure
+
+    monkeypatch.setattr("identity.web.authorization.insert_code", failing_insert)
+    result = redirected_to_client(await client.get("/authorize", params=authorize_params()))
+    assert result["error"] == error
+    assert "disk on fire" not in result["error_description"]
+    assert result["state"] == "af0ifjsldkj"
+
+
+async def test_a_flow_survives_a_round_trip_through_the_store(runtime: Runtime) -> None:
+    # runtime.store is Redis when configured: what one process saves, another reads back.
+    flow = Flow(parse(authorize_params(resource="https://billing.example/").items()))
+    flow.login_session_id = "3f1c"
+    await FlowStore(runtime.store).save(flow)
+    loaded = await FlowStore(runtime.store).load(flow.id)
+    assert loaded is not None
+    assert (loaded.request, loaded.login_session_id) == (flow.request, "3f1c")
+    assert await FlowStore(runtime.store).consume(flow.id) is not None
+    assert await FlowStore(runtime.store).load(flow.id) is None
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_hostile_requests_get_the_error_page_not_a_500(client: httpx.AsyncClient) -> None:
+    responses = [
+        await client.post("/authorize", json=authorize_params()),
+        await client.post("/authorize", files={"client_id": ("x", b"webapp")}),
+        await client.get("/authorize?client_id=%ff%fe&redirect_uri=%00"),
+        await client.get("/authorize", params={"client_id": "x" * 10_000}),
+        await client.post(
+            "/authorize",
+            content=b"\xff\xfe=\x00",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        ),
+    ]
+    for response in responses:
+        assert_error_page(response)

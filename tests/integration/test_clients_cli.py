@@ -1,0 +1,113 @@
+"""``identity clients create``: JSON with the secret shown once, readable one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from identity.cli import main
+from identity.clients.models import OAuthClient
+from identity.crypto import digest
+from identity.db.engine import Database, create_engine
+from identity.settings import Settings
+
+
+@pytest.fixture
+def cli_env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["migrate"]) == 0
+    return Settings.from_env(env)
+
+
+def stored_client(settings: Settings, client_id: str) -> OAuthClient | None:
+    async def read() -> OAuthClient | None:
+        db = Database(create_engine(settings))
+        try:
+            async with db.transaction() as session:
+                return await session.get(OAuthClient, client_id)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(read())
+
+
+def test_confidential_client_gets_a_secret_stored_only_as_digest(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    code = main(
+        [
+            "clients",
+            "create",
+            "--name",
+            "Billing portal",
+            "--redirect-uri",
+            "https://billing.example.com/cb",
+            "--resource",
+            "https://billing.example.com",
+            "--scope",
+            "openid email",
+        ]
+    )
+
+    assert code == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert len(shown["client_secret"]) >= 43  # 32 random bytes, base64url
+    assert shown["grant_types"] == ["authorization_code", "refresh_token"]
+    assert shown["require_pkce"] is True
+    row = stored_client(cli_env, shown["client_id"])
+    assert row is not None
+    assert row.secret_hash == digest(shown["client_secret"])
+    assert row.resources == ["https://billing.example.com"]
+
+
+def test_public_client_has_no_secret_and_always_pkce(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    main(
+        ["clients", "create", "--name", "App", "--public", "--redirect-uri", "com.example.app:/cb"]
+    )
+
+    shown = json.loads(capsys.readouterr().out)
+    assert "client_secret" not in shown
+    assert shown["public"] is True and shown["require_pkce"] is True
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--redirect-uri", "http://app.example.com/cb"], "http"),
+        (["--redirect-uri", "https://app.example.com/cb#x"], "fragment"),
+        (["--redirect-uri", "/relative"], "absolute"),
+        (["--redirect-uri", "myapp:/cb"], "scheme"),
+        (["--redirect-uri", "https://a.example/cb", "--resource", "billing"], "resource"),
+        (["--redirect-uri", "https://a.example/cb", "--scope", 'bad"scope'], "scope"),
+        (["--public", "--no-require-pkce", "--redirect-uri", "https://a.example/cb"], "PKCE"),
+        (["--public", "--grant-type", "client_credentials"], "public"),
+        ([], "redirect-uri"),
+    ],
+)
+def test_bad_input_is_a_one_line_error_with_non_zero_exit(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["clients", "create", "--name", "App", *arguments])
+
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert err.startswith("identity: ")
+    assert len(err.strip().splitlines()) == 1
+    assert message in err
+
+
+def test_loopback_http_redirect_is_allowed(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    for uri in ("http://127.0.0.1:8080/cb", "http://localhost/cb", "http://[::1]/cb"):
+        assert main(["clients", "create", "--name", "CLI", "--redirect-uri", uri]) == 0

@@ -1,0 +1,132 @@
+"""The consent page: asked of third-party clients, remembered per client and scope."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from identity.runtime import Runtime
+from tests.browser import (
+    CLIENT_ID,
+    add_oauth_client,
+    add_user,
+    approve_consent,
+    authorize_params,
+    form_fields,
+    redirected_to_client,
+    sign_in,
+)
+
+
+@pytest.fixture
+async def third_party(runtime: Runtime) -> None:
+    await add_user(runtime)
+    await add_oauth_client(runtime)
+
+
+def sent_to_consent(response: httpx.Response) -> str:
+    assert response.status_code == 303, response.text
+    location = response.headers["location"]
+    assert location.startswith("/consent?flow="), location
+    return location
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_third_party_client_asks_consent_listing_the_scopes(
+    client: httpx.AsyncClient,
+) -> None:
+    location = sent_to_consent(await sign_in(client))
+    page = await client.get(location)
+    assert page.status_code == 200
+    assert "Web App" in page.text
+    assert "Know who you are" in page.text
+    assert "See your name" in page.text
+    assert "See your email address" not in page.text
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_allowing_issues_the_code_and_is_remembered(client: httpx.AsyncClient) -> None:
+    location = sent_to_consent(await sign_in(client))
+    assert redirected_to_client(await approve_consent(client, location))["code"]
+    again = await client.get("/authorize", params=authorize_params(state="again"))
+    assert redirected_to_client(again)["state"] == "again"
+    narrower = await client.get("/authorize", params=authorize_params(scope="openid"))
+    assert redirected_to_client(narrower)["code"]
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_a_wider_scope_asks_again_and_remembers_the_union(client: httpx.AsyncClient) -> None:
+    await approve_consent(client, sent_to_consent(await sign_in(client)))
+    wider = await client.get("/authorize", params=authorize_params(scope="openid email"))
+    await approve_consent(client, sent_to_consent(wider))
+    everything = authorize_params(scope="openid profile email", prompt="none")
+    assert redirected_to_client(await client.get("/authorize", params=everything))["code"]
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_denying_returns_access_denied_with_state_and_iss(client: httpx.AsyncClient) -> None:
+    location = sent_to_consent(await sign_in(client))
+    fields = form_fields((await client.get(location)).text)
+    result = redirected_to_client(await client.post("/consent", data=fields | {"decision": "deny"}))
+    assert result["error"] == "access_denied"
+    assert result["state"] == "af0ifjsldkj"
+    assert result["iss"] == "http://testserver.local"
+    # Nothing was remembered: the next request asks again.
+    sent_to_consent(await client.get("/authorize", params=authorize_params()))
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_prompt_none_needing_consent_is_consent_required(client: httpx.AsyncClient) -> None:
+    sent_to_consent(await sign_in(client))
+    response = await client.get("/authorize", params=authorize_params(prompt="none"))
+    assert redirected_to_client(response)["error"] == "consent_required"
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_prompt_consent_asks_even_when_remembered(client: httpx.AsyncClient) -> None:
+    await approve_consent(client, sent_to_consent(await sign_in(client)))
+    response = await client.get("/authorize", params=authorize_params(prompt="consent"))
+    assert redirected_to_client(await approve_consent(client, sent_to_consent(response)))["code"]
+
+
+async def test_first_party_client_skips_consent(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    assert redirected_to_client(await sign_in(client))["code"]
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_consent_without_csrf_token_shows_the_page_again(client: httpx.AsyncClient) -> None:
+    location = sent_to_consent(await sign_in(client))
+    fields = form_fields((await client.get(location)).text)
+    forged = fields | {"csrf_token": "f" * 64, "decision": "allow"}
+    response = await client.post("/consent", data=forged)
+    assert response.status_code == 400
+    assert "expired or was sent from another site" in response.text
+    # The flow is intact: the real form still works.
+    assert redirected_to_client(await approve_consent(client, location))["code"]
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_a_double_submission_issues_one_code(client: httpx.AsyncClient) -> None:
+    location = sent_to_consent(await sign_in(client))
+    fields = form_fields((await client.get(location)).text) | {"decision": "allow"}
+    first, second = [await client.post("/consent", data=fields) for _ in range(2)]
+    assert redirected_to_client(first)["code"]
+    assert second.status_code == 400
+    assert "expired" in second.text
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_consent_after_the_session_ended_goes_back_to_login(
+    client: httpx.AsyncClient,
+) -> None:
+    location = sent_to_consent(await sign_in(client))
+    fields = form_fields((await client.get(location)).text) | {"decision": "allow"}
+    client.cookies.delete("identity_session")
+    response = await client.post("/consent", data=fields)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?flow=")
+    assert CLIENT_ID not in response.headers["location"]

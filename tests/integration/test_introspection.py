@@ -1,0 +1,86 @@
+"""RFC 7662 introspection: authenticated confidential clients; inactive tokens say only that."""
+
+from __future__ import annotations
+
+import httpx
+
+from identity.runtime import Runtime
+from tests.integration.oauth_helpers import RegisteredClient, make_client, signed_in_tokens
+
+
+async def introspect(
+    http: httpx.AsyncClient, caller: RegisteredClient, token: str, **extra: str
+) -> httpx.Response:
+    return await http.post("/introspect", data={"token": token} | extra, headers=caller.basic)
+
+
+async def test_live_access_token_is_active_with_its_claims(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    resource_server = await make_client(
+        runtime, grant_types=["client_credentials"], redirect_uris=[], scope="api"
+    )
+    tokens = await signed_in_tokens(client, runtime, app)
+
+    response = await introspect(client, resource_server, tokens["access_token"])
+
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["active"] is True
+    assert body["client_id"] == app.client_id
+    assert body["scope"] == "openid profile email"
+    assert body["token_type"] == "Bearer"
+    assert {"sub", "exp", "iat", "iss", "aud", "jti"} <= set(body)
+
+
+async def test_refresh_token_is_active_for_its_own_client_only(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    other = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, app)
+
+    own = (await introspect(client, app, tokens["refresh_token"])).json()
+    foreign = (await introspect(client, other, tokens["refresh_token"])).json()
+
+    assert own["active"] is True
+    assert own["token_type"] == "refresh_token"
+    assert own["client_id"] == app.client_id
+    assert foreign == {"active": False}
+
+
+async def test_unknown_expired_or_garbage_tokens_are_inactive(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    for token in ("unknown", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "x" * 5000):
+        response = await introspect(client, app, token, token_type_hint="access_token")
+        assert response.json() == {"active": False}
+
+
+async def test_rotated_refresh_token_is_inactive(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, app)
+    await client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        headers=app.basic,
+    )
+
+    assert (await introspect(client, app, tokens["refresh_token"])).json() == {"active": False}
+
+
+async def test_unauthenticated_and_public_callers_are_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    public = await make_client(runtime, public=True)
+
+    anonymous = await client.post("/introspect", data={"token": "x"})
+    as_public = await client.post("/introspect", data={"token": "x", "client_id": public.client_id})
+
+    assert anonymous.status_code == as_public.status_code == 401
+    assert anonymous.json()["error"] == as_public.json()["error"] == "invalid_client"

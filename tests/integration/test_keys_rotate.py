@@ -1,0 +1,125 @@
+"""Key rotation: the new key signs, old keys stay published, old tokens still verify, and
+another process sees the change within the keyset refresh interval.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from identity import runtime as runtime_module
+from identity.cli import main
+from identity.commands import StartupError, retire_signing_key, rotate_signing_key
+from identity.runtime import Runtime
+from identity.settings import Settings
+from tests.integration.oauth_helpers import make_client, verify_with_jwks
+
+
+async def client_token(http: httpx.AsyncClient, runtime: Runtime) -> str:
+    app = await make_client(
+        runtime, grant_types=["client_credentials"], redirect_uris=[], scope="api"
+    )
+    response = await http.post(
+        "/token", data={"grant_type": "client_credentials"}, headers=app.basic
+    )
+    return response.json()["access_token"]
+
+
+async def test_rotation_makes_the_new_key_current_and_keeps_the_old_one_published(
+    client: httpx.AsyncClient, runtime: Runtime, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old_token = await client_token(client, runtime)
+    old_jwks = await client.get("/jwks.json")
+    old_kid = (await verify_with_jwks(client, old_token)).header["kid"]
+
+    new_kid = await rotate_signing_key(settings, "ES256")
+    # This process rereads keys only every KEYSET_REFRESH_SECONDS: let that time pass.
+    monkeypatch.setattr(runtime_module, "KEYSET_REFRESH_SECONDS", 0)
+
+    new_jwks = await client.get("/jwks.json", headers={"If-None-Match": old_jwks.headers["etag"]})
+    assert new_jwks.status_code == 200
+    assert {k["kid"] for k in new_jwks.json()["keys"]} == {old_kid, new_kid}
+    new_token = await client_token(client, runtime)
+    verified_new = await verify_with_jwks(client, new_token)
+    assert verified_new.header == {"typ": "at+jwt", "alg": "ES256", "kid": new_kid}
+    assert (await verify_with_jwks(client, old_token)).header["kid"] == old_kid
+    introspected = await client.post(
+        "/introspect", data={"token": old_token}, headers=(await make_client(runtime)).basic
+    )
+    assert introspected.json()["active"] is True
+
+
+async def test_rotation_waits_for_the_refresh_interval_in_a_running_process(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    before = (await client.get("/jwks.json")).json()
+
+    await rotate_signing_key(settings, "RS256")
+
+    assert (await client.get("/jwks.json")).json() == before
+
+
+def test_keys_rotate_command_prints_the_new_kid(
+    settings: Settings,
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["migrate"]) == 0
+    capsys.readouterr()
+
+    assert main(["keys", "rotate", "--alg", "ES256"]) == 0
+
+    out = capsys.readouterr().out
+    assert '"alg": "ES256"' in out and '"kid": ' in out
+
+
+async def test_retired_key_leaves_the_jwks_and_its_tokens_stop_verifying(
+    client: httpx.AsyncClient, runtime: Runtime, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old_token = await client_token(client, runtime)
+    old_kid = (await verify_with_jwks(client, old_token)).header["kid"]
+    await rotate_signing_key(settings, "RS256")
+
+    await retire_signing_key(settings, old_kid)
+    monkeypatch.setattr(runtime_module, "KEYSET_REFRESH_SECONDS", 0)
+
+    assert old_kid not in {k["kid"] for k in (await client.get("/jwks.json")).json()["keys"]}
+    introspected = await client.post(
+        "/introspect", data={"token": old_token}, headers=(await make_client(runtime)).basic
+    )
+    assert introspected.json() == {"active": False}
+
+
+async def test_the_last_active_key_cannot_be_retired(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    only_kid = (await client.get("/jwks.json")).json()["keys"][0]["kid"]
+
+    with pytest.raises(StartupError, match="only active signing key"):
+        await retire_signing_key(settings, only_kid)
+
+    with pytest.raises(StartupError, match="no active signing key"):
+        await retire_signing_key(settings, "no-such-kid")
+
+
+def test_keys_retire_command_reports_an_unknown_kid_in_one_line(
+    settings: Settings,
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    main(["migrate"])
+    capsys.readouterr()
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["keys", "retire", "--kid", "nope"])
+
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        "identity: There is no active signing key with kid 'nope'."
+    )

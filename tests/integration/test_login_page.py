@@ -1,0 +1,241 @@
+"""The login page: CSRF, one message for every credential failure, sessions, throttling."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from identity.app import create_app
+from identity.runtime import Runtime
+from identity.sessions.models import BrowserSession
+from identity.settings import Settings
+from tests.browser import (
+    EMAIL,
+    add_oauth_client,
+    add_user,
+    authorize_params,
+    form_fields,
+    open_login,
+    redirected_to_client,
+    submit_login,
+)
+from tests.conftest import serving
+
+Started = tuple[httpx.AsyncClient, Runtime]
+
+
+@pytest.fixture
+def start(database: Settings) -> Callable[..., AbstractAsyncContextManager[Started]]:
+    """Start the app with some settings changed; a user and a first-party client exist."""
+
+    @asynccontextmanager
+    async def started(**changes: Any) -> AsyncIterator[Started]:
+        app = create_app(dataclasses.replace(database, **changes))
+        async with serving(app) as http:
+            runtime: Runtime = app.state.runtime
+            await add_user(runtime)
+            await add_user(runtime, "off@example.com", disabled=True)
+            await add_oauth_client(runtime, first_party=True)
+            yield http, runtime
+
+    return started
+
+
+async def _sessions(runtime: Runtime) -> list[BrowserSession]:
+    async with runtime.db.transaction() as session:
+        return list(await session.scalars(select(BrowserSession)))
+
+
+def _message(response: httpx.Response) -> str:
+    start = response.text.index('role="alert">') + len('role="alert">')
+    return response.text[start : response.text.index("<", start)]
+
+
+async def test_login_form_carries_a_csrf_token_and_the_flow(start: Any) -> None:
+    async with start() as (http, _):
+        fields = form_fields((await open_login(http, authorize_params())).text)
+    assert len(fields["csrf_token"]) == 64
+    assert fields["flow"]
+    assert set(fields) == {"csrf_token", "flow", "email", "password"}
+
+
+async def test_post_without_a_valid_csrf_token_shows_the_form_again(start: Any) -> None:
+    async with start() as (http, runtime):
+        page = await open_login(http, authorize_params())
+        for token in ("", "0" * 64):
+            fields = form_fields(page.text) | {"email": EMAIL, "password": "Qz7!mVt#pX2w"}
+            response = await http.post("/login", data=fields | {"csrf_token": token})
+            assert response.status_code == 400
+            assert "expired or was sent from another site" in _message(response)
+            assert form_fields(response.text)["email"] == EMAIL
+        assert await _sessions(runtime) == []
+
+
+async def test_csrf_token_from_another_browser_is_refused(start: Any) -> None:
+    async with start() as (http, _):
+        page = await open_login(http, authorize_params())
+        http.cookies.clear()
+        response = await submit_login(http, page)
+    assert response.status_code == 400
+    assert "expired or was sent from another site" in _message(response)
+
+
+async def test_unknown_email_wrong_password_and_disabled_account_get_one_message(
+    start: Any,
+) -> None:
+    async with start() as (http, runtime):
+        answers = []
+        for email, password in [
+            ("nobody@example.com", "Qz7!mVt#pX2w"),
+            (EMAIL, "Wrong!Password1"),
+            ("off@example.com", "Qz7!mVt#pX2w"),
+        ]:
+            page = await open_login(http, authorize_params())
+            response = await submit_login(http, page, email=email, password=password)
+            answers.append((response.status_code, _message(response)))
+        assert await _sessions(runtime) == []
+    assert answers == [(400, "The email or password is incorrect.")] * 3
+
+
+async def test_sign_in_sets_a_fresh_http_only_lax_session_cookie(start: Any) -> None:
+    async with start() as (http, runtime):
+        http.cookies.set(
+            "identity_session", "planted-by-an-attacker", domain="testserver.local", path="/"
+        )
+        response = await submit_login(http, await open_login(http, authorize_params()))
+        redirected_to_client(response)
+        cookie = response.headers["set-cookie"]
+        token = http.cookies["identity_session"]
+        assert token != "planted-by-an-attacker"
+        assert "HttpOnly" in cookie
+        assert "SameSite=lax" in cookie or "SameSite=Lax" in cookie
+        assert "Path=/" in cookie
+        assert "Secure" not in cookie  # the test issuer is http
+        assert f"Max-Age={runtime.settings.session_ttl}" in cookie
+
+
+async def test_session_cookie_is_secure_when_the_issuer_is_https(database: Settings) -> None:
+    app = create_app(dataclasses.replace(database, issuer="https://id.example"))
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    # Secure cookies come back only over https, so this browser speaks https.
+    async with (
+        serving(app),
+        httpx.AsyncClient(transport=transport, base_url="https://id.example") as https,
+    ):
+        await add_user(app.state.runtime)
+        await add_oauth_client(app.state.runtime, first_party=True)
+        response = await submit_login(https, await open_login(https, authorize_params()))
+    redirected_to_client(response)
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("__Host-identity_session=")
+    assert "Secure" in cookie
+
+
+async def test_signing_in_again_replaces_the_session(start: Any) -> None:
+    async with start() as (http, runtime):
+        await submit_login(http, await open_login(http, authorize_params()))
+        first = http.cookies["identity_session"]
+        page = await open_login(http, authorize_params(prompt="login"))
+        redirected_to_client(await submit_login(http, page))
+        assert http.cookies["identity_session"] != first
+        sessions = await _sessions(runtime)
+    assert len(sessions) == 2
+    assert sum(s.revoked_at is None for s in sessions) == 1
+
+
+async def test_unknown_flow_shows_the_expired_page(start: Any) -> None:
+    async with start() as (http, _):
+        response = await http.get("/login", params={"flow": "nope"})
+        posted = await http.post("/login", data={"flow": "nope", "email": EMAIL})
+    assert response.status_code == posted.status_code == 400
+    assert "expired" in response.text
+
+
+# --- throttling ---------------------------------------------------------------------------
+
+
+async def _fail(http: httpx.AsyncClient, email: str = EMAIL, **headers: str) -> httpx.Response:
+    # prompt=login: the login page even when an earlier attempt signed this browser in.
+    page = await open_login(http, authorize_params(prompt="login"))
+    return await submit_login(http, page, email=email, password="Wrong!Password1", **headers)
+
+
+async def _good(http: httpx.AsyncClient, **headers: str) -> httpx.Response:
+    page = await open_login(http, authorize_params(prompt="login"))
+    return await submit_login(http, page, **headers)
+
+
+def _throttled(response: httpx.Response) -> bool:
+    return response.status_code == 429 and "try again later" in _message(response)
+
+
+async def test_account_is_throttled_after_consecutive_failures_even_with_the_right_password(
+    start: Any,
+) -> None:
+    async with start(login_max_failures=3) as (http, _):
+        for _ in range(3):
+            assert (await _fail(http)).status_code == 400
+        assert _throttled(await _good(http))
+        # Another account from the same address is not affected by this account's count.
+        assert not _throttled(await _fail(http, "someone@example.com"))
+
+
+async def test_unknown_email_is_throttled_like_a_known_one(start: Any) -> None:
+    async with start(login_max_failures=2) as (http, _):
+        for _ in range(2):
+            await _fail(http, "nobody@example.com")
+        assert _throttled(await _fail(http, "NOBODY@example.com"))
+
+
+async def test_success_resets_the_account_count(start: Any) -> None:
+    async with start(login_max_failures=3) as (http, _):
+        for _ in range(2):
+            await _fail(http)
+        redirected_to_client(await _good(http))
+        for _ in range(2):
+            assert not _throttled(await _fail(http))
+
+
+async def test_lock_out_expires_with_its_window(start: Any) -> None:
+    async with start(login_max_failures=2, login_lockout=1) as (http, _):
+        for _ in range(2):
+            await _fail(http)
+        assert _throttled(await _good(http))
+        await asyncio.sleep(2.1)
+        redirected_to_client(await _good(http))
+
+
+async def test_address_is_throttled_across_accounts(start: Any) -> None:
+    async with start(login_max_failures_per_ip=3) as (http, _):
+        for n in range(3):
+            await _fail(http, f"user{n}@example.com")
+        assert _throttled(await _good(http))
+
+
+async def test_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(start: Any) -> None:
+    async with start(login_max_failures_per_ip=3) as (http, _):
+        for n in range(3):
+            await _fail(http, f"user{n}@example.com", **{"X-Forwarded-For": f"198.51.100.{n}"})
+        assert _throttled(await _good(http, **{"X-Forwarded-For": "203.0.113.9"}))
+
+
+async def test_forwarded_for_from_a_trusted_proxy_names_the_client(start: Any) -> None:
+    proxies = (ipaddress.ip_network("127.0.0.0/8"),)
+    async with start(login_max_failures_per_ip=3, trusted_proxies=proxies) as (http, runtime):
+        for n in range(3):
+            await _fail(http, f"user{n}@example.com", **{"X-Forwarded-For": "198.51.100.7"})
+        assert _throttled(await _good(http, **{"X-Forwarded-For": "198.51.100.7"}))
+        # A client's own spoofed entry sits left of the one the proxy appended: ignored.
+        spoofed = "198.51.100.99, 198.51.100.7"
+        assert _throttled(await _good(http, **{"X-Forwarded-For": spoofed}))
+        redirected_to_client(await _good(http, **{"X-Forwarded-For": "203.0.113.9"}))
+        sessions = await _sessions(runtime)
+    assert [s.ip for s in sessions] == ["203.0.113.9"]

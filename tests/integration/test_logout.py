@@ -1,0 +1,171 @@
+"""RP-initiated logout: id_token_hint, exact post_logout_redirect_uri, state, confirmation."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from joserfc import jwt
+from sqlalchemy import select
+
+from identity.accounts.models import User
+from identity.keys.service import generate_key
+from identity.runtime import Runtime
+from identity.sessions.models import BrowserSession
+from tests.browser import (
+    CLIENT_ID,
+    POST_LOGOUT_URI,
+    add_oauth_client,
+    add_user,
+    form_fields,
+    id_token,
+    query,
+    redirected_to_client,
+    sign_in,
+)
+
+
+@pytest.fixture
+async def user(client: httpx.AsyncClient, runtime: Runtime) -> User:
+    """A user signed in in ``client``'s browser, through a first-party client."""
+    signed_in = await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    redirected_to_client(await sign_in(client))
+    return signed_in
+
+
+async def live_sessions(runtime: Runtime) -> int:
+    async with runtime.db.transaction() as session:
+        rows = await session.scalars(
+            select(BrowserSession).where(BrowserSession.revoked_at.is_(None))
+        )
+        return len(rows.all())
+
+
+def assert_signed_out_cookie(response: httpx.Response) -> None:
+    assert 'identity_session=""; HttpOnly; Max-Age=0' in response.headers["set-cookie"]
+
+
+async def test_expired_id_token_hint_signs_out_at_once_and_returns_with_state(
+    client: httpx.AsyncClient, runtime: Runtime, user: User
+) -> None:
+    params = {
+        "id_token_hint": await id_token(runtime, user),
+        "post_logout_redirect_uri": POST_LOGOUT_URI,
+        "state": "bye-123",
+    }
+    response = await client.get("/logout", params=params)
+    assert response.status_code == 303
+    assert response.headers["location"] == POST_LOGOUT_URI + "?state=bye-123"
+    assert_signed_out_cookie(response)
+    assert await live_sessions(runtime) == 0
+
+
+async def test_without_a_hint_the_user_is_asked_to_confirm(
+    client: httpx.AsyncClient, runtime: Runtime, user: User
+) -> None:
+    params = {"client_id": CLIENT_ID, "post_logout_redirect_uri": POST_LOGOUT_URI, "state": "s1"}
+    page = await client.get("/logout", params=params)
+    assert page.status_code == 200
+    assert "Web App asks you to sign out" in page.text
+    assert await live_sessions(runtime) == 1
+    response = await client.post("/logout", data=form_fields(page.text))
+    assert query(response.headers["location"]) == {"state": "s1"}
+    assert response.headers["location"].startswith(POST_LOGOUT_URI)
+    assert await live_sessions(runtime) == 0
+
+
+async def test_confirmation_without_csrf_token_signs_nobody_out(
+    client: httpx.AsyncClient, runtime: Runtime, user: User
+) -> None:
+    page = await client.get("/logout")
+    forged = form_fields(page.text) | {"csrf_token": "0" * 64}
+    response = await client.post("/logout", data=forged)
+    assert response.status_code == 400
+    assert "expired or was sent from another site" in response.text
+    assert await live_sessions(runtime) == 1
+
+
+async def test_post_from_the_relying_party_is_accepted_like_get(
+    client: httpx.AsyncClient, runtime: Runtime, user: User
+) -> None:
+    data = {
+        "id_token_hint": await id_token(runtime, user),
+        "post_logout_redirect_uri": POST_LOGOUT_URI,
+    }
+    response = await client.post("/logout", data=data)
+    assert response.status_code == 303
+    assert response.headers["location"] == POST_LOGOUT_URI
+    assert await live_sessions(runtime) == 0
+
+
+async def test_confirmed_logout_without_redirect_shows_the_signed_out_page(
+    client: httpx.AsyncClient, runtime: Runtime, user: User
+) -> None:
+    page = await client.get("/logout")
+    response = await client.post("/logout", data=form_fields(page.text))
+    assert response.status_code == 200
+    assert "You are signed out" in response.text
+    assert_signed_out_cookie(response)
+
+
+async def test_hint_for_another_user_asks_for_confirmation(
+    client: httpx.AsyncClient, runtime: Runtime, user: User
+) -> None:
+    other = await add_user(runtime, "other@example.com")
+    page = await client.get("/logout", params={"id_token_hint": await id_token(runtime, other)})
+    assert page.status_code == 200
+    assert "confirm" in form_fields(page.text)
+    assert await live_sessions(runtime) == 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"client_id": CLIENT_ID, "post_logout_redirect_uri": "https://attacker.example/"},
+        {"client_id": CLIENT_ID, "post_logout_redirect_uri": POST_LOGOUT_URI + "/"},
+        {"post_logout_redirect_uri": POST_LOGOUT_URI},
+        {"client_id": "unknown", "post_logout_redirect_uri": POST_LOGOUT_URI},
+        {"id_token_hint": "not-a-jwt"},
+    ],
+    ids=["foreign-uri", "trailing-slash", "no-client", "unknown-client", "garbage-hint"],
+)
+async def test_unverifiable_request_renders_a_page_and_never_redirects(
+    client: httpx.AsyncClient, runtime: Runtime, user: User, params: dict[str, str]
+) -> None:
+    response = await client.get("/logout", params=params)
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert "sign-out request is not valid" in response.text
+    assert await live_sessions(runtime) == 1
+
+
+async def test_hint_signed_by_a_foreign_key_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime, user: User
+) -> None:
+    forged = jwt.encode(
+        {"alg": "RS256", "kid": "foreign"},
+        {"iss": runtime.settings.issuer, "sub": str(user.id), "aud": CLIENT_ID},
+        generate_key("RS256"),
+    )
+    params = {"id_token_hint": forged, "post_logout_redirect_uri": POST_LOGOUT_URI}
+    response = await client.get("/logout", params=params)
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert await live_sessions(runtime) == 1
+
+
+async def test_hint_and_client_id_must_agree(
+    client: httpx.AsyncClient, runtime: Runtime, user: User
+) -> None:
+    params = {"id_token_hint": await id_token(runtime, user), "client_id": "someone-else"}
+    assert (await client.get("/logout", params=params)).status_code == 400
+
+
+async def test_an_access_token_is_no_id_token_hint(
+    client: httpx.AsyncClient, runtime: Runtime, user: User
+) -> None:
+    access_token = await id_token(runtime, user, typ="at+jwt")
+    params = {"id_token_hint": access_token, "post_logout_redirect_uri": POST_LOGOUT_URI}
+    response = await client.get("/logout", params=params)
+    assert response.status_code == 400
+    assert await live_sessions(runtime) == 1

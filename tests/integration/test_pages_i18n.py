@@ -1,0 +1,90 @@
+"""Page language: ui_locales first, then Accept-Language, then English."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from identity.i18n import SUPPORTED_LOCALES, catalogue, negotiate
+from identity.runtime import Runtime
+from tests.browser import add_oauth_client, add_user, authorize_params, open_login, submit_login
+
+
+@pytest.fixture
+async def setup(runtime: Runtime) -> None:
+    await add_user(runtime)
+    await add_oauth_client(runtime)
+
+
+@pytest.mark.usefixtures("setup")
+async def test_ui_locales_selects_spanish(client: httpx.AsyncClient) -> None:
+    page = await open_login(client, authorize_params(ui_locales="es-ES en"))
+    assert '<html lang="es">' in page.text
+    assert "Iniciar sesión" in page.text
+    assert "Contraseña" in page.text
+
+
+@pytest.mark.usefixtures("setup")
+async def test_accept_language_selects_spanish(client: httpx.AsyncClient) -> None:
+    client.headers["Accept-Language"] = "es-MX,es;q=0.9,en;q=0.5"
+    page = await open_login(client, authorize_params())
+    assert '<html lang="es">' in page.text
+    failed = await submit_login(client, page, password="Wrong!Password1")
+    assert "El correo electrónico o la contraseña no son correctos." in failed.text
+
+
+@pytest.mark.usefixtures("setup")
+async def test_ui_locales_wins_over_accept_language(client: httpx.AsyncClient) -> None:
+    client.headers["Accept-Language"] = "es"
+    page = await open_login(client, authorize_params(ui_locales="en"))
+    assert '<html lang="en">' in page.text
+    assert "Sign in" in page.text
+
+
+@pytest.mark.usefixtures("setup")
+async def test_english_is_the_default(client: httpx.AsyncClient) -> None:
+    client.headers["Accept-Language"] = "de-DE,fr;q=0.8"
+    page = await open_login(client, authorize_params(ui_locales="ja"))
+    assert '<html lang="en">' in page.text
+
+
+@pytest.mark.usefixtures("setup")
+async def test_error_page_is_translated(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/authorize", params={"client_id": "nope"}, headers={"Accept-Language": "es"}
+    )
+    assert response.status_code == 400
+    assert "no está registrada" in response.text
+
+
+@pytest.mark.usefixtures("setup")
+async def test_consent_page_is_translated(client: httpx.AsyncClient) -> None:
+    page = await open_login(client, authorize_params(ui_locales="es"))
+    consent = await submit_login(client, page)
+    text = (await client.get(consent.headers["location"])).text
+    assert "¿Permitir el acceso?" in text
+    assert "Ver tu nombre" in text
+
+
+@pytest.mark.parametrize(
+    ("ui_locales", "accept_language", "expected"),
+    [
+        ("es", None, "es"),
+        ("fr es", "en", "es"),
+        (None, "fr;q=1, es;q=0.8, en;q=0.5", "es"),
+        (None, "en;q=0.2, es;q=0.9", "es"),
+        (None, "es;q=0, en", "en"),
+        (None, "garbage;;q=x", "en"),
+        (None, None, "en"),
+    ],
+)
+def test_negotiation_order(
+    ui_locales: str | None, accept_language: str | None, expected: str
+) -> None:
+    assert negotiate(ui_locales, accept_language) == expected
+
+
+def test_every_language_has_every_page_text() -> None:
+    english = set(catalogue("en"))
+    for locale in SUPPORTED_LOCALES:
+        assert set(catalogue(locale)) == english, locale

@@ -1,0 +1,87 @@
+"""PKCE at the token endpoint: S256 only, verifier required and matched, none without challenge."""
+
+from __future__ import annotations
+
+import httpx
+
+from identity.runtime import Runtime
+from tests.integration.oauth_helpers import issue_code, make_client, make_user, pkce_pair, redeem
+
+
+async def test_wrong_verifier_is_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    app = await make_client(runtime, public=True)
+    user = await make_user(runtime)
+    _, challenge = pkce_pair()
+    other_verifier, _ = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=challenge)
+
+    response = await redeem(client, app, code, other_verifier)
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+
+
+async def test_missing_verifier_is_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    app = await make_client(runtime, public=True)
+    user = await make_user(runtime)
+    _, challenge = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=challenge)
+
+    response = await redeem(client, app, code, None)
+
+    assert response.json()["error"] == "invalid_grant"
+
+
+async def test_public_client_with_correct_verifier_gets_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime, public=True)
+    user = await make_user(runtime)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=challenge)
+
+    response = await redeem(client, app, code, verifier)
+
+    assert response.status_code == 200
+    assert response.json()["refresh_token"]
+
+
+async def test_verifier_for_a_code_without_challenge_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime, require_pkce=False)
+    user = await make_user(runtime)
+    verifier, _ = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=None)
+
+    response = await redeem(client, app, code, verifier)
+
+    assert response.json()["error"] == "invalid_grant"
+
+
+async def test_confidential_client_may_skip_pkce_only_when_registered_so(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    relaxed = await make_client(runtime, require_pkce=False)
+    strict = await make_client(runtime)
+    user = await make_user(runtime)
+
+    allowed = await redeem(client, relaxed, await issue_code(runtime, relaxed, user), None)
+    refused = await redeem(client, strict, await issue_code(runtime, strict, user), None)
+
+    assert allowed.status_code == 200
+    assert refused.json()["error"] == "invalid_grant"
+
+
+async def test_malformed_verifier_is_an_invalid_request(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime, public=True)
+    user = await make_user(runtime)
+    _, challenge = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=challenge)
+
+    response = await redeem(client, app, code, "short+and/not*unreserved")
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"

@@ -1,0 +1,99 @@
+"""Refresh tokens rotate on every use; reuse of a rotated one revokes the family."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from identity.runtime import Runtime
+from tests.integration.oauth_helpers import (
+    make_client,
+    refresh,
+    signed_in_tokens,
+    verify_with_jwks,
+)
+
+
+async def test_refresh_rotates_the_token(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    app = await make_client(runtime)
+    first = await signed_in_tokens(client, runtime, app)
+
+    response = await refresh(client, app, first["refresh_token"])
+
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["refresh_token"] != first["refresh_token"]
+    assert body["scope"] == "openid profile email"
+    id_token = await verify_with_jwks(client, body["id_token"])
+    assert "nonce" not in id_token.claims
+    assert (await refresh(client, app, body["refresh_token"])).status_code == 200
+
+
+async def test_reuse_of_a_rotated_token_revokes_the_family(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    first = await signed_in_tokens(client, runtime, app)
+    second = (await refresh(client, app, first["refresh_token"])).json()
+
+    reuse = await refresh(client, app, first["refresh_token"])
+
+    assert reuse.status_code == 400
+    assert reuse.json()["error"] == "invalid_grant"
+    assert (await refresh(client, app, second["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_parallel_refreshes_of_one_token_give_one_success(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    first = await signed_in_tokens(client, runtime, app)
+
+    responses = await asyncio.gather(
+        *(refresh(client, app, first["refresh_token"]) for _ in range(10))
+    )
+
+    assert sorted(r.status_code for r in responses) == [200] + [400] * 9
+
+
+async def test_another_clients_refresh_token_is_refused_and_left_alone(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_client(runtime)
+    other = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, owner)
+
+    stolen = await refresh(client, other, tokens["refresh_token"])
+
+    assert stolen.json()["error"] == "invalid_grant"
+    assert (await refresh(client, owner, tokens["refresh_token"])).status_code == 200
+
+
+async def test_scope_may_narrow_but_not_widen(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    app = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, app, scope="openid email")
+
+    wider = await refresh(client, app, tokens["refresh_token"], scope="openid email profile")
+    narrower = await refresh(client, app, tokens["refresh_token"], scope="openid")
+
+    assert wider.json()["error"] == "invalid_scope"
+    assert narrower.status_code == 200
+    body = narrower.json()
+    assert body["scope"] == "openid"
+    claims = (await verify_with_jwks(client, body["access_token"])).claims
+    assert claims["scope"] == "openid"
+    # The rotated refresh token keeps the full grant (RFC 6749 §6).
+    again = await refresh(client, app, body["refresh_token"], scope="openid email")
+    assert again.status_code == 200
+
+
+async def test_unknown_refresh_token_is_invalid_grant(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+
+    response = await refresh(client, app, "not-a-token")
+
+    assert response.json()["error"] == "invalid_grant"

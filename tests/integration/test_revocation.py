@@ -1,0 +1,112 @@
+"""RFC 7009 revocation: 200 for anything; refresh tokens take their family, access tokens
+go on the deny list until they expire.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import func, select
+
+from identity.clock import utcnow
+from identity.runtime import Runtime
+from identity.tokens.models import RevokedAccessToken
+from identity.tokens.revocations import revoke_access_token
+from tests.integration.oauth_helpers import (
+    RegisteredClient,
+    make_client,
+    refresh,
+    signed_in_tokens,
+)
+
+
+async def revoke(http: httpx.AsyncClient, caller: RegisteredClient, token: str) -> httpx.Response:
+    return await http.post("/revoke", data={"token": token}, headers=caller.basic)
+
+
+async def test_revoked_access_token_is_inactive_and_refused_by_userinfo(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, app)
+
+    response = await revoke(client, app, tokens["access_token"])
+
+    assert response.status_code == 200
+    introspected = await client.post(
+        "/introspect", data={"token": tokens["access_token"]}, headers=app.basic
+    )
+    assert introspected.json() == {"active": False}
+    userinfo = await client.get(
+        "/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert userinfo.status_code == 401
+
+
+async def test_revoking_a_refresh_token_revokes_its_family(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    first = await signed_in_tokens(client, runtime, app)
+    second = (await refresh(client, app, first["refresh_token"])).json()
+
+    assert (await revoke(client, app, first["refresh_token"])).status_code == 200
+
+    assert (await refresh(client, app, second["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_public_client_revokes_its_own_refresh_token(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime, public=True)
+    tokens = await signed_in_tokens(client, runtime, app)
+
+    response = await client.post(
+        "/revoke", data={"token": tokens["refresh_token"], "client_id": app.client_id}
+    )
+
+    assert response.status_code == 200
+    again = await client.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": app.client_id,
+        },
+    )
+    assert again.json()["error"] == "invalid_grant"
+
+
+async def test_unknown_tokens_and_other_clients_tokens_get_200_and_nothing_happens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_client(runtime)
+    other = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, owner)
+
+    assert (await revoke(client, other, "never-issued")).status_code == 200
+    assert (await revoke(client, other, tokens["refresh_token"])).status_code == 200
+    assert (await revoke(client, other, tokens["access_token"])).status_code == 200
+
+    assert (await refresh(client, owner, tokens["refresh_token"])).status_code == 200
+
+
+async def test_revocation_needs_client_authentication(client: httpx.AsyncClient) -> None:
+    response = await client.post("/revoke", data={"token": "x"})
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+
+
+async def test_deny_list_entries_are_pruned_once_expired(runtime: Runtime) -> None:
+    now = utcnow()
+    async with runtime.db.transaction() as session:
+        await revoke_access_token(session, "old", now + timedelta(seconds=1), now)
+        await revoke_access_token(session, "new", now + timedelta(hours=1), now)
+    later = now + timedelta(seconds=2)
+    async with runtime.db.transaction() as session:
+        await revoke_access_token(session, "newer", later + timedelta(hours=1), later)
+        remaining = await session.scalars(select(RevokedAccessToken.jti))
+        assert sorted(remaining.all()) == ["new", "newer"]
+        count = await session.scalar(select(func.count()).select_from(RevokedAccessToken))
+        assert count == 2

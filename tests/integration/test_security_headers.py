@@ -1,0 +1,64 @@
+"""Every hosted page: no framing, a strict CSP, no caching, and no script needed."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from identity.runtime import Runtime
+from tests.browser import (
+    add_oauth_client,
+    add_user,
+    authorize_params,
+    open_login,
+    submit_login,
+)
+
+
+@pytest.fixture
+async def pages(client: httpx.AsyncClient, runtime: Runtime) -> list[httpx.Response]:
+    await add_user(runtime)
+    await add_oauth_client(runtime)
+    login = await open_login(client, authorize_params())
+    failed = await submit_login(client, login, password="Wrong!Password1")
+    consent_redirect = await submit_login(client, login)
+    consent = await client.get(consent_redirect.headers["location"])
+    error = await client.get("/authorize", params={"client_id": "unknown"})
+    expired = await client.get("/login", params={"flow": "gone"})
+    logout = await client.get("/logout")
+    return [login, failed, consent, error, expired, logout]
+
+
+def test_pages_cannot_be_framed(pages: list[httpx.Response]) -> None:
+    for page in pages:
+        assert page.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def test_pages_have_a_strict_csp(pages: list[httpx.Response]) -> None:
+    for page in pages:
+        policy = page.headers["content-security-policy"]
+        assert "default-src 'none'" in policy
+        assert "unsafe-inline" not in policy
+        assert "unsafe-eval" not in policy
+        assert "script-src" not in policy  # default-src 'none' forbids every script
+
+
+def test_pages_are_not_cached_or_sniffed(pages: list[httpx.Response]) -> None:
+    for page in pages:
+        assert page.headers["cache-control"] == "no-store"
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["referrer-policy"] == "no-referrer"
+
+
+def test_pages_need_no_javascript(pages: list[httpx.Response]) -> None:
+    for page in pages:
+        assert page.headers["content-type"].startswith("text/html")
+        assert "<script" not in page.text.lower()
+        assert " on" not in page.text.lower().replace(" one", "")  # no onclick= handlers
+
+
+async def test_stylesheet_is_served_from_our_origin(client: httpx.AsyncClient) -> None:
+    response = await client.get("/static/identity.css")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/css")

@@ -1,0 +1,179 @@
+"""The authorization code grant: single use, expiry, same client and redirect URI, tokens."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from sqlalchemy import select
+
+from identity.runtime import Runtime
+from identity.tokens.models import RefreshToken
+from tests.integration.oauth_helpers import (
+    issue_code,
+    make_client,
+    make_user,
+    pkce_pair,
+    redeem,
+    refresh,
+    verify_with_jwks,
+)
+
+
+async def test_code_exchange_issues_access_refresh_and_id_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    user = await make_user(runtime, email="ada@example.com")
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=challenge)
+
+    response = await redeem(client, app, code, verifier)
+
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["pragma"] == "no-cache"
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 600
+    assert body["scope"] == "openid profile email"
+    assert body["refresh_token"]
+    id_token = await verify_with_jwks(client, body["id_token"])
+    assert id_token.claims["sub"] == str(user.id)
+    assert id_token.claims["aud"] == app.client_id
+    assert id_token.claims["nonce"] == "n-0S6_WzA2Mj"
+    assert id_token.claims["email"] == "ada@example.com"
+    assert id_token.claims["amr"] == ["pwd"]
+    assert {"iss", "exp", "iat", "auth_time", "at_hash"} <= set(id_token.claims)
+
+
+async def test_code_reuse_revokes_issued_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    user = await make_user(runtime)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=challenge)
+    first = (await redeem(client, app, code, verifier)).json()
+
+    second = await redeem(client, app, code, verifier)
+
+    assert second.status_code == 400
+    assert second.json()["error"] == "invalid_grant"
+    assert (await refresh(client, app, first["refresh_token"])).json()["error"] == "invalid_grant"
+    introspected = await client.post(
+        "/introspect", data={"token": first["access_token"]}, headers=app.basic
+    )
+    assert introspected.json() == {"active": False}
+    userinfo = await client.get(
+        "/userinfo", headers={"Authorization": f"Bearer {first['access_token']}"}
+    )
+    assert userinfo.status_code == 401
+
+
+async def test_ten_parallel_redemptions_give_exactly_one_success(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    user = await make_user(runtime)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=challenge)
+
+    responses = await asyncio.gather(*(redeem(client, app, code, verifier) for _ in range(10)))
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [400] * 9
+    assert {r.json()["error"] for r in responses if r.status_code == 400} == {"invalid_grant"}
+    # The losers are replays: what the winner got is revoked too.
+    async with runtime.db.transaction() as session:
+        rows = (await session.scalars(select(RefreshToken))).all()
+    assert len(rows) == 1
+    assert rows[0].revoked_at is not None
+
+
+async def test_expired_code_is_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    app = await make_client(runtime)
+    user = await make_user(runtime)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=challenge, ttl=-1)
+
+    response = await redeem(client, app, code, verifier)
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+
+
+async def test_code_default_lifetime_is_sixty_seconds(runtime: Runtime) -> None:
+    assert runtime.settings.authorization_code_ttl == 60
+
+
+async def test_code_issued_to_another_client_is_refused_and_stays_usable(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_client(runtime)
+    thief = await make_client(runtime)
+    user = await make_user(runtime)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, owner, user, challenge=challenge)
+
+    stolen = await redeem(client, thief, code, verifier)
+
+    assert stolen.status_code == 400
+    assert stolen.json()["error"] == "invalid_grant"
+    assert (await redeem(client, owner, code, verifier)).status_code == 200
+
+
+async def test_redirect_uri_must_match_exactly(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    app = await make_client(runtime)
+    user = await make_user(runtime)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=challenge)
+
+    response = await redeem(
+        client, app, code, verifier, redirect_uri="https://app.example.com/callback/"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+
+
+async def test_code_for_a_disabled_user_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    user = await make_user(runtime, disabled=True)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=challenge)
+
+    response = await redeem(client, app, code, verifier)
+
+    assert response.json()["error"] == "invalid_grant"
+
+
+async def test_client_without_refresh_grant_gets_no_refresh_token(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime, grant_types=["authorization_code"])
+    user = await make_user(runtime)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=challenge, scope="openid")
+
+    body = (await redeem(client, app, code, verifier)).json()
+
+    assert "refresh_token" not in body
+    assert "id_token" in body
+
+
+async def test_scope_without_openid_gets_no_id_token(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    user = await make_user(runtime)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=challenge, scope="profile")
+
+    body = (await redeem(client, app, code, verifier)).json()
+
+    assert "id_token" not in body
+    claims = (await verify_with_jwks(client, body["access_token"])).claims
+    assert claims["scope"] == "profile"

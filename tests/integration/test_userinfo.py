@@ -1,0 +1,88 @@
+"""Userinfo: bearer header, GET or POST, claims by scope, 401 with a Bearer challenge."""
+
+from __future__ import annotations
+
+import httpx
+
+from identity.runtime import Runtime
+from tests.integration.oauth_helpers import BILLING, make_client, make_user, signed_in_tokens
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_userinfo_by_get_and_post_releases_claims_by_scope(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    user = await make_user(runtime, email="grace@example.com", name="Grace Hopper")
+    tokens = await signed_in_tokens(client, runtime, app, user=user, scope="openid email")
+
+    by_get = await client.get("/userinfo", headers=bearer(tokens["access_token"]))
+    by_post = await client.post("/userinfo", headers=bearer(tokens["access_token"]))
+
+    assert by_get.status_code == by_post.status_code == 200
+    assert by_get.json() == by_post.json()
+    assert by_get.json() == {
+        "sub": str(user.id),
+        "email": "grace@example.com",
+        "email_verified": True,
+    }
+
+
+async def test_profile_scope_releases_the_name(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    app = await make_client(runtime)
+    user = await make_user(runtime, name="Grace Hopper")
+    tokens = await signed_in_tokens(client, runtime, app, user=user, scope="openid profile")
+
+    body = (await client.get("/userinfo", headers=bearer(tokens["access_token"]))).json()
+
+    assert body["name"] == "Grace Hopper"
+    assert "email" not in body
+
+
+async def test_missing_or_bad_token_is_401_with_bearer_challenge(
+    client: httpx.AsyncClient,
+) -> None:
+    for headers in ({}, bearer("garbage"), bearer("a.b.c"), {"Authorization": "Basic eDp5"}):
+        response = await client.get("/userinfo", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+        assert response.json()["error"] == "invalid_token"
+
+
+async def test_id_token_is_not_an_access_token(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    app = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, app)
+
+    response = await client.get("/userinfo", headers=bearer(tokens["id_token"]))
+
+    assert response.status_code == 401
+
+
+async def test_token_for_a_resource_server_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime, resources=[BILLING])
+    tokens = await signed_in_tokens(client, runtime, app, resources=[BILLING])
+
+    response = await client.get("/userinfo", headers=bearer(tokens["access_token"]))
+
+    assert response.status_code == 401
+
+
+async def test_client_credentials_token_has_no_user(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(
+        runtime, grant_types=["client_credentials"], redirect_uris=[], scope="api"
+    )
+    token = (
+        await client.post("/token", data={"grant_type": "client_credentials"}, headers=app.basic)
+    ).json()["access_token"]
+
+    response = await client.get("/userinfo", headers=bearer(token))
+
+    assert response.status_code == 403
+    assert response.json()["error"] == "insufficient_scope"
