@@ -1,0 +1,102 @@
+"""May this token's bearer do PERMISSION in ACCOUNT?
+
+From the token's own claims (:func:`permits`): no network, but a permission withdrawn after the
+token was issued still counts until it expires (10 minutes by default). For operations that
+must see a removal or revocation at once, :class:`Introspector` asks the issuer instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote_plus
+
+import httpx
+
+from identity.resource.claims import AccessToken, canonical_account_id
+from identity.resource.errors import BearerTokenError, IssuerUnavailable
+
+
+def permits(token: AccessToken, permission: str, account_id: str | uuid.UUID) -> bool:
+    """Whether ``token`` grants ``permission`` in the account ``account_id``.
+
+    ``permissions`` in the token are the member's effective permissions in its account (an
+    owner's list already holds every one), so nothing here widens them.
+    """
+    account = canonical_account_id(account_id)
+    return account is not None and token.account_id == account and permission in token.permissions
+
+
+def check_permission(token: AccessToken, permission: str, account_id: str | uuid.UUID) -> None:
+    """:func:`permits`, or a 403 ``insufficient_scope`` refusal (RFC 6750 §3.1)."""
+    if not permits(token, permission, account_id):
+        raise BearerTokenError(
+            "insufficient_scope",
+            f"The access token does not grant the {permission} permission in this account.",
+        )
+
+
+class Introspector:
+    """Asks the issuer's introspection endpoint (RFC 7662) whether a token is live right now.
+
+    The service authenticates as a confidential client with ``client_secret_basic``. Only an
+    active access token of our issuer (and audience, when set) passes; a refresh token
+    presented as a bearer token does not.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        locate: Callable[[], Awaitable[str]],
+        *,
+        issuer: str,
+        client_id: str,
+        client_secret: str,
+        audience: str | None = None,
+    ) -> None:
+        self._http = http
+        self._locate = locate
+        self._issuer = issuer
+        # RFC 6749 §2.3.1: id and secret are form-encoded before Basic's base64.
+        self._auth = httpx.BasicAuth(quote_plus(client_id), quote_plus(client_secret))
+        self._audience = audience
+
+    async def introspect(self, token: str) -> AccessToken:
+        endpoint = await self._locate()
+        try:
+            response = await self._http.post(
+                endpoint,
+                data={"token": token, "token_type_hint": "access_token"},
+                auth=self._auth,
+                headers={"accept": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            raise IssuerUnavailable(f"POST {endpoint} failed: {exc!r}") from exc
+        if response.status_code != 200:
+            raise IssuerUnavailable(f"POST {endpoint} answered {response.status_code}")
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise IssuerUnavailable(f"POST {endpoint} answered something that is not JSON") from exc
+        if not isinstance(answer, dict) or answer.get("active") is not True:
+            raise BearerTokenError("invalid_token", "The access token is not active.")
+        if str(answer.get("token_type", "Bearer")).lower() != "bearer" or not self._ours(answer):
+            raise BearerTokenError("invalid_token", "The access token is not meant for us.")
+        return AccessToken.from_claims(answer)
+
+    async def permits(self, token: str, permission: str, account_id: str | uuid.UUID) -> bool:
+        """:func:`permits`, decided on the issuer's current answer; an inactive token is no."""
+        try:
+            return permits(await self.introspect(token), permission, account_id)
+        except BearerTokenError:
+            return False
+
+    def _ours(self, answer: dict[str, object]) -> bool:
+        if answer.get("iss") != self._issuer:
+            return False
+        if self._audience is None:
+            return True
+        audience = answer.get("aud")
+        return audience == self._audience or (
+            isinstance(audience, list) and self._audience in audience
+        )

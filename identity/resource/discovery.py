@@ -1,0 +1,109 @@
+"""OpenID Connect discovery of the issuer: where its JWKS and introspection endpoint are."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from identity.resource.errors import IssuerUnavailable
+
+# Our discovery document and JWKS are a few kilobytes; a cap keeps a misbehaving or hostile
+# endpoint from filling the service's memory.
+MAX_DOCUMENT_BYTES = 512 * 1024
+DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedJSON:
+    document: dict[str, Any]
+    cache_control: str | None
+
+
+async def fetch_json(http: httpx.AsyncClient, url: str) -> FetchedJSON:
+    """GET a JSON object, refusing redirects, errors, and bodies over the cap."""
+    try:
+        async with http.stream("GET", url, headers={"accept": "application/json"}) as response:
+            if response.status_code != 200:
+                raise IssuerUnavailable(f"GET {url} answered {response.status_code}")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    raise IssuerUnavailable(f"GET {url} answered more than {MAX_DOCUMENT_BYTES} B")
+            cache_control = response.headers.get("cache-control")
+    except httpx.HTTPError as exc:
+        raise IssuerUnavailable(f"GET {url} failed: {exc!r}") from exc
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise IssuerUnavailable(f"GET {url} answered something that is not JSON") from exc
+    if not isinstance(document, dict):
+        raise IssuerUnavailable(f"GET {url} answered JSON that is not an object")
+    return FetchedJSON(document, cache_control)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerMetadata:
+    issuer: str
+    jwks_uri: str
+    introspection_endpoint: str | None
+
+
+def discovery_url(issuer: str) -> str:
+    # OpenID Connect Discovery §4: a terminating "/" of the issuer is removed before appending.
+    return issuer.rstrip("/") + DISCOVERY_SUFFIX
+
+
+async def discover(http: httpx.AsyncClient, issuer: str) -> IssuerMetadata:
+    """Fetch and check the issuer's discovery document.
+
+    OpenID Connect Discovery §4.3: the ``issuer`` it names must be exactly the one we were
+    configured with, or a document served elsewhere could make us trust another issuer's keys.
+    """
+    document = (await fetch_json(http, discovery_url(issuer))).document
+    if document.get("issuer") != issuer:
+        raise IssuerUnavailable(
+            f"the discovery document names issuer {document.get('issuer')!r}, not {issuer!r}"
+        )
+    jwks_uri = document.get("jwks_uri")
+    if not isinstance(jwks_uri, str) or not jwks_uri:
+        raise IssuerUnavailable("the discovery document has no jwks_uri")
+    introspection = document.get("introspection_endpoint")
+    return IssuerMetadata(
+        issuer=issuer,
+        jwks_uri=jwks_uri,
+        introspection_endpoint=introspection if isinstance(introspection, str) else None,
+    )
+
+
+class Discovery:
+    """The issuer's metadata, fetched on first use and kept for the life of the process.
+
+    A failed fetch is not kept, so the next caller tries again.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, issuer: str) -> None:
+        self._http = http
+        self._issuer = issuer
+        self._metadata: IssuerMetadata | None = None
+        self._lock = asyncio.Lock()
+
+    async def metadata(self) -> IssuerMetadata:
+        if self._metadata is None:
+            async with self._lock:
+                if self._metadata is None:
+                    self._metadata = await discover(self._http, self._issuer)
+        return self._metadata
+
+    async def jwks_uri(self) -> str:
+        return (await self.metadata()).jwks_uri
+
+    async def introspection_endpoint(self) -> str:
+        endpoint = (await self.metadata()).introspection_endpoint
+        if endpoint is None:
+            raise IssuerUnavailable("the issuer advertises no introspection_endpoint")
+        return endpoint

@@ -1,0 +1,60 @@
+"""The kit's two failures: a request's bearer token is refused, or the issuer cannot be reached.
+
+RFC 6750 §3 fixes how a refused token is answered: 401 (or 403 for missing privileges) with a
+``WWW-Authenticate: Bearer`` challenge. Both HTTP integrations render through
+:func:`error_response` so they answer alike.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+BearerErrorCode = Literal["invalid_token", "insufficient_scope"]
+
+
+class BearerTokenError(Exception):
+    """A request's bearer token was missing, invalid, or grants too little.
+
+    ``error`` is the RFC 6750 §3.1 code; it is ``None`` when the request carried no bearer
+    token at all, for which §3.1 says to send a challenge without an error code.
+    ``description`` is fixed text of ours, safe to show to the caller.
+    """
+
+    def __init__(self, error: BearerErrorCode | None, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+    @property
+    def status_code(self) -> int:
+        return 403 if self.error == "insufficient_scope" else 401
+
+    @property
+    def www_authenticate(self) -> str:
+        if self.error is None:
+            return "Bearer"
+        return f'Bearer error="{self.error}", error_description="{self.description}"'
+
+
+class IssuerUnavailable(Exception):
+    """The issuer's discovery document or JWKS could not be fetched or made no sense.
+
+    Not the caller's fault, so it is answered 503, never 401.
+    """
+
+
+def error_response(exc: BearerTokenError | IssuerUnavailable) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (beside the JSON content type) and JSON body answering ``exc``."""
+    if isinstance(exc, IssuerUnavailable):
+        body = {"error": "temporarily_unavailable", "error_description": "Try again later."}
+        return 503, {"retry-after": "10"}, _json(body)
+    headers = {"www-authenticate": exc.www_authenticate}
+    body = {"error_description": exc.description}
+    if exc.error is not None:
+        body["error"] = exc.error
+    return exc.status_code, headers, _json(body)
+
+
+def _json(body: dict[str, str]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()

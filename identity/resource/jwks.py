@@ -1,0 +1,137 @@
+"""The issuer's signing keys, cached, following rotation without a restart.
+
+Keys are refetched when the cached set expires (the JWKS response's ``Cache-Control: max-age``
+within bounds) and when a token names a ``kid`` the cache does not hold, which is how a new key
+after ``identity keys rotate`` is learnt. Any fetch happens at most once per
+``min_fetch_interval`` whatever the cause, decided under one lock shared by all concurrent
+callers: a flood of tokens with made-up ``kid`` values costs the issuer one request per
+interval, not one per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from joserfc.errors import JoseError
+from joserfc.jwk import Key, import_key
+
+from identity.resource.discovery import fetch_json
+from identity.resource.errors import IssuerUnavailable
+
+logger = logging.getLogger(__name__)
+
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
+_NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|$)", re.IGNORECASE)
+
+
+def cache_lifetime(
+    cache_control: str | None, *, default: float, bounds: tuple[float, float]
+) -> float:
+    """Seconds to keep a JWKS: its ``max-age``, or ``default``, clamped to ``bounds``.
+
+    The lower bound stops ``no-cache`` or ``max-age=0`` from turning every request into a
+    fetch; the upper one makes retired keys drop out within a known time.
+    """
+    low, high = bounds
+    if cache_control is None:
+        seconds = default
+    elif _NO_CACHE.search(cache_control):
+        seconds = low
+    elif match := _MAX_AGE.search(cache_control):
+        seconds = float(match.group(1))
+    else:
+        seconds = default
+    return min(max(seconds, low), high)
+
+
+def signing_keys(document: dict[str, Any]) -> dict[str, Key]:
+    """The usable signature keys of a JWKS by ``kid``.
+
+    RFC 7517 §5: members that cannot be understood are ignored, not fatal, so one odd key does
+    not take every other key down. Keys without a ``kid`` are skipped: our tokens always name one.
+    """
+    members = document.get("keys")
+    if not isinstance(members, list):
+        raise IssuerUnavailable("the JWKS has no keys array")
+    keys: dict[str, Key] = {}
+    for member in members:
+        if not isinstance(member, dict):
+            continue
+        kid = member.get("kid")
+        if not isinstance(kid, str) or member.get("use", "sig") != "sig":
+            continue
+        if member.get("kty") not in ("RSA", "EC"):
+            continue
+        try:
+            keys[kid] = import_key(member)
+        except (JoseError, ValueError, TypeError):
+            logger.warning("ignoring JWKS key %r: it does not import", kid)
+    return keys
+
+
+class JWKSCache:
+    """Signing keys by ``kid`` from the JWKS at the URI ``locate()`` returns."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        locate: Callable[[], Awaitable[str]],
+        *,
+        min_fetch_interval: float = 10.0,
+        default_max_age: float = 300.0,
+        max_age_bounds: tuple[float, float] = (60.0, 3600.0),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = http
+        self._locate = locate
+        self._min_fetch_interval = min_fetch_interval
+        self._default_max_age = default_max_age
+        self._max_age_bounds = max_age_bounds
+        self._clock = clock
+        self._keys: dict[str, Key] = {}
+        self._expires_at: float | None = None
+        self._attempted_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str) -> Key | None:
+        """The key named ``kid``, or ``None`` when the issuer does not publish it.
+
+        Raises :class:`IssuerUnavailable` only when no JWKS has ever been fetched.
+        """
+        if self._wants_fetch(kid):
+            async with self._lock:
+                # Callers that queued here while another fetched see its result first.
+                if self._wants_fetch(kid):
+                    await self._fetch()
+        if self._expires_at is None:
+            raise IssuerUnavailable("the issuer's JWKS has not been fetched yet")
+        return self._keys.get(kid)
+
+    def _wants_fetch(self, kid: str) -> bool:
+        now = self._clock()
+        needed = self._expires_at is None or now >= self._expires_at or kid not in self._keys
+        allowed = self._attempted_at is None or now - self._attempted_at >= self._min_fetch_interval
+        return needed and allowed
+
+    async def _fetch(self) -> None:
+        self._attempted_at = self._clock()
+        try:
+            fetched = await fetch_json(self._http, await self._locate())
+            keys = signing_keys(fetched.document)
+        except IssuerUnavailable:
+            if self._expires_at is None:
+                raise
+            # Keys we already hold stay good until the issuer is back: an outage of the
+            # issuer should not take every resource server down with it.
+            logger.warning("JWKS refresh failed; keeping the keys fetched before", exc_info=True)
+            return
+        self._keys = keys
+        self._expires_at = self._attempted_at + cache_lifetime(
+            fetched.cache_control, default=self._default_max_age, bounds=self._max_age_bounds
+        )

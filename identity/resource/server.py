@@ -1,0 +1,95 @@
+"""One object per resource server: discovery, the key cache and the validator, wired together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+
+import httpx
+
+from identity.resource.claims import AccessToken
+from identity.resource.decisions import Introspector
+from identity.resource.discovery import Discovery
+from identity.resource.jwks import JWKSCache
+from identity.resource.validator import DEFAULT_MAX_TOKEN_BYTES, TokenValidator, bearer_token
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceServerConfig:
+    """What a service says about the issuer it trusts and how strictly.
+
+    ``issuer``: exactly as the issuer's discovery document names itself.
+    ``audience``: this service's resource identifier; set it whenever clients ask tokens for it
+    (RFC 8707), so a token meant for another service is refused here.
+    ``min_jwks_fetch_interval``: the fewest seconds between two JWKS fetches, whatever asks.
+    """
+
+    issuer: str
+    audience: str | None = None
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    leeway: int = 30
+    max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
+    min_jwks_fetch_interval: float = 10.0
+    jwks_max_age_bounds: tuple[float, float] = (60.0, 3600.0)
+    http_timeout: float = 5.0
+
+
+class ResourceServer:
+    """Validates bearer tokens of one issuer; use ``async with`` or call :meth:`aclose`.
+
+    ``http`` may be passed to share a client (its timeouts are then the caller's); otherwise
+    one is made with ``config.http_timeout`` and no redirects followed.
+    """
+
+    def __init__(self, config: ResourceServerConfig, http: httpx.AsyncClient | None = None):
+        self.config = config
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=config.http_timeout)
+        self.discovery = Discovery(self._http, config.issuer)
+        self.keys = JWKSCache(
+            self._http,
+            self.discovery.jwks_uri,
+            min_fetch_interval=config.min_jwks_fetch_interval,
+            max_age_bounds=config.jwks_max_age_bounds,
+        )
+        self.validator = TokenValidator(
+            self.keys,
+            issuer=config.issuer,
+            audience=config.audience,
+            algorithms=config.algorithms,
+            leeway=config.leeway,
+            max_token_bytes=config.max_token_bytes,
+        )
+
+    async def validate(self, token: str) -> AccessToken:
+        return await self.validator.validate(token)
+
+    async def authenticate(self, authorization: str | None) -> AccessToken:
+        """The validated token of an ``Authorization`` header value."""
+        return await self.validator.validate(bearer_token(authorization))
+
+    def introspector(self, client_id: str, client_secret: str) -> Introspector:
+        """An :class:`Introspector` authenticating as the given confidential client."""
+        return Introspector(
+            self._http,
+            self.discovery.introspection_endpoint,
+            issuer=self.config.issuer,
+            audience=self.config.audience,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> ResourceServer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,143 @@
+"""The plain ASGI middleware in front of a bare ASGI app."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from identity.resource import ResourceServer, ResourceServerConfig
+from identity.resource.asgi import BearerAuthMiddleware, PathPermission
+from tests.resource_issuer import (
+    ACCOUNT_ID,
+    AUDIENCE,
+    OTHER_ACCOUNT_ID,
+    LocalIssuer,
+    issuer_fixture,  # noqa: F401 - the issuer fixture
+)
+
+INVOICES = PathPermission(r"/accounts/(?P<account_id>[^/]+)/invoices", "invoices")
+
+
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers with what the middleware told it about the bearer."""
+    body = json.dumps(
+        {"subject": scope["auth"].subject, "state": scope["state"]["access_token"].subject}
+    ).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+async def server(issuer: LocalIssuer) -> AsyncIterator[ResourceServer]:
+    async with ResourceServer(ResourceServerConfig(issuer.issuer, audience=AUDIENCE)) as kit:
+        yield kit
+
+
+@pytest.fixture
+async def http(server: ResourceServer) -> AsyncIterator[httpx.AsyncClient]:
+    app = BearerAuthMiddleware(echo, server, rules=[INVOICES])  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://billing.test") as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def test_a_valid_token_reaches_the_app_with_its_claims(
+    issuer: LocalIssuer, http: httpx.AsyncClient
+) -> None:
+    response = await http.get("/profile", headers=bearer(issuer.token(sub="user-7")))
+    assert response.status_code == 200
+    assert response.json() == {"subject": "user-7", "state": "user-7"}
+
+
+async def test_a_request_without_a_token_gets_401_with_a_bare_challenge(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get("/profile")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_an_expired_token_gets_401_with_the_reason(
+    issuer: LocalIssuer, http: httpx.AsyncClient
+) -> None:
+    now = int(time.time())
+    response = await http.get("/profile", headers=bearer(issuer.token(exp=now - 100)))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == (
+        'Bearer error="invalid_token", error_description="The access token has expired."'
+    )
+    assert response.json() == {
+        "error": "invalid_token",
+        "error_description": "The access token has expired.",
+    }
+
+
+async def test_a_path_rule_admits_the_permission_in_the_named_account(
+    issuer: LocalIssuer, http: httpx.AsyncClient
+) -> None:
+    response = await http.get(f"/accounts/{ACCOUNT_ID}/invoices", headers=bearer(issuer.token()))
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("account", "permissions"),
+    [(OTHER_ACCOUNT_ID, ["invoices"]), (ACCOUNT_ID, ["tickets"])],
+)
+async def test_a_path_rule_refuses_403_without_the_permission_in_that_account(
+    issuer: LocalIssuer, http: httpx.AsyncClient, account: str, permissions: list[str]
+) -> None:
+    token = issuer.token(permissions=permissions)
+    response = await http.get(f"/accounts/{account}/invoices", headers=bearer(token))
+    assert response.status_code == 403
+    assert response.headers["www-authenticate"].startswith('Bearer error="insufficient_scope"')
+
+
+async def test_an_issuer_that_cannot_be_reached_gets_503_not_401(
+    issuer: LocalIssuer, http: httpx.AsyncClient
+) -> None:
+    issuer.failing = True
+    response = await http.get("/profile", headers=bearer(issuer.token()))
+    assert response.status_code == 503
+    assert "www-authenticate" not in response.headers
+
+
+async def test_a_websocket_without_a_valid_token_is_closed_before_the_app_sees_it(
+    server: ResourceServer,
+) -> None:
+    reached: list[dict[str, Any]] = []
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        reached.append(scope)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/live", "headers": [(b"authorization", b"Bearer x")]}
+    await BearerAuthMiddleware(app, server)(scope, None, send)  # type: ignore[arg-type]
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+    assert reached == []
+
+
+async def test_lifespan_messages_pass_through_untouched(server: ResourceServer) -> None:
+    reached: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        reached.append(scope["type"])
+
+    await BearerAuthMiddleware(app, server)({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    assert reached == ["lifespan"]
+
+
+def test_a_path_rule_without_an_account_group_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="account_id"):
+        PathPermission(r"/accounts/[^/]+/invoices", "invoices")

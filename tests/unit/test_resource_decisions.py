@@ -1,0 +1,127 @@
+"""Permission decisions from a token's claims, and from the issuer's introspection endpoint."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from identity.resource import (
+    AccessToken,
+    BearerTokenError,
+    Introspector,
+    ResourceServer,
+    ResourceServerConfig,
+    check_permission,
+    permits,
+)
+from tests.resource_issuer import (
+    ACCOUNT_ID,
+    AUDIENCE,
+    INTROSPECTION_CLIENT,
+    OTHER_ACCOUNT_ID,
+    LocalIssuer,
+    issuer_fixture,  # noqa: F401 - the issuer fixture
+)
+
+
+def member(**claims: Any) -> AccessToken:
+    base = {
+        "sub": "user-1",
+        "client_id": "portal",
+        "exp": 2_000_000_000,
+        "scope": "openid",
+        "account_id": ACCOUNT_ID,
+        "permissions": ["invoices"],
+    }
+    return AccessToken.from_claims(base | claims)
+
+
+@pytest.mark.parametrize(
+    ("token", "permission", "account", "allowed"),
+    [
+        (member(), "invoices", ACCOUNT_ID, True),
+        (member(), "invoices", uuid.UUID(ACCOUNT_ID), True),
+        (member(), "invoices", ACCOUNT_ID.upper(), True),
+        (member(), "invoices", OTHER_ACCOUNT_ID, False),
+        (member(), "tickets", ACCOUNT_ID, False),
+        (member(), "invoices", "not-a-uuid", False),
+        (member(account_id=None, permissions=["invoices"]), "invoices", ACCOUNT_ID, False),
+        (member(permissions=[], account_owner=True), "invoices", ACCOUNT_ID, False),
+    ],
+)
+def test_a_permission_holds_only_in_the_tokens_own_account(
+    token: AccessToken, permission: str, account: str, allowed: bool
+) -> None:
+    assert permits(token, permission, account) is allowed
+
+
+def test_a_missing_permission_is_refused_with_insufficient_scope() -> None:
+    with pytest.raises(BearerTokenError) as caught:
+        check_permission(member(), "tickets", ACCOUNT_ID)
+    assert caught.value.status_code == 403
+    assert caught.value.www_authenticate == (
+        'Bearer error="insufficient_scope", error_description='
+        '"The access token does not grant the tickets permission in this account."'
+    )
+
+
+@pytest.fixture
+async def introspector(issuer: LocalIssuer) -> AsyncIterator[Introspector]:
+    async with ResourceServer(ResourceServerConfig(issuer.issuer, audience=AUDIENCE)) as kit:
+        yield kit.introspector(*INTROSPECTION_CLIENT)
+
+
+def active(issuer: LocalIssuer, **claims: Any) -> dict[str, Any]:
+    return {"active": True, "token_type": "Bearer"} | issuer.claims(**claims)
+
+
+async def test_introspection_authenticates_with_client_secret_basic(
+    issuer: LocalIssuer, introspector: Introspector
+) -> None:
+    issuer.introspection_answer = active(issuer)
+    await introspector.introspect("the-token")
+    authorization, form = issuer.introspection_requests[-1]
+    # RFC 6749 §2.3.1: both parts form-encoded before base64.
+    expected = base64.b64encode(b"billing-service:s3cret%3Awith+spaces%26symbols").decode()
+    assert authorization == f"Basic {expected}"
+    assert form == {"token": ["the-token"], "token_type_hint": ["access_token"]}
+
+
+async def test_an_active_token_is_decided_on_the_issuers_current_claims(
+    issuer: LocalIssuer, introspector: Introspector
+) -> None:
+    issuer.introspection_answer = active(issuer, permissions=["invoices"])
+    assert await introspector.permits("t", "invoices", ACCOUNT_ID)
+    issuer.introspection_answer = active(issuer, permissions=[])
+    assert not await introspector.permits("t", "invoices", ACCOUNT_ID)
+
+
+async def test_a_revoked_token_is_refused_at_once(
+    issuer: LocalIssuer, introspector: Introspector
+) -> None:
+    issuer.introspection_answer = {"active": False}
+    assert not await introspector.permits("t", "invoices", ACCOUNT_ID)
+    with pytest.raises(BearerTokenError) as caught:
+        await introspector.introspect("t")
+    assert caught.value.description == "The access token is not active."
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"token_type": "refresh_token"},
+        {"iss": "https://evil.example"},
+        {"aud": "https://tickets.example.test"},
+    ],
+)
+async def test_an_active_answer_for_something_else_is_refused(
+    issuer: LocalIssuer, introspector: Introspector, answer: dict[str, Any]
+) -> None:
+    issuer.introspection_answer = active(issuer) | answer
+    with pytest.raises(BearerTokenError) as caught:
+        await introspector.introspect("t")
+    assert caught.value.description == "The access token is not meant for us."

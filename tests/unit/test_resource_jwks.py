@@ -1,0 +1,215 @@
+"""Discovery and the JWKS cache: rotation, rate-limited refetches, expiry, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from identity.resource import BearerTokenError, IssuerUnavailable, TokenValidator
+from identity.resource.discovery import Discovery, discovery_url
+from identity.resource.jwks import JWKSCache, cache_lifetime, signing_keys
+from tests.resource_issuer import (
+    LocalIssuer,
+    ec_key,
+    issuer_fixture,  # noqa: F401 - the issuer fixture
+    rsa_key,
+)
+
+INTERVAL = 10.0
+
+
+@dataclass
+class Clock:
+    """Monotonic time that a test moves by hand."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Kit:
+    cache: JWKSCache
+    validator: TokenValidator
+    clock: Clock
+
+
+@pytest.fixture
+async def kit(issuer: LocalIssuer) -> AsyncIterator[Kit]:
+    clock = Clock()
+    async with httpx.AsyncClient(timeout=5) as http:
+        cache = JWKSCache(
+            http, Discovery(http, issuer.issuer).jwks_uri, min_fetch_interval=INTERVAL, clock=clock
+        )
+        yield Kit(cache, TokenValidator(cache, issuer=issuer.issuer), clock)
+
+
+async def accepted(kit: Kit, token: str) -> bool:
+    try:
+        await kit.validator.validate(token)
+    except BearerTokenError:
+        return False
+    return True
+
+
+def forged_with_unknown_kid(issuer: LocalIssuer) -> str:
+    return issuer.token(rsa_key(1), header={"kid": uuid.uuid4().hex})
+
+
+async def test_keys_are_fetched_once_and_then_served_from_the_cache(
+    issuer: LocalIssuer, kit: Kit
+) -> None:
+    for _ in range(5):
+        assert await accepted(kit, issuer.token())
+    assert issuer.jwks_fetches() == 1
+    assert issuer.hits["/.well-known/openid-configuration"] == 1
+
+
+async def test_unknown_kid_triggers_one_refetch_and_is_accepted_after_rotation(
+    issuer: LocalIssuer, kit: Kit
+) -> None:
+    assert await accepted(kit, issuer.token())
+    issuer.published = [rsa_key(1), rsa_key(0)]  # `identity keys rotate`
+    kit.clock.now += INTERVAL
+    assert await accepted(kit, issuer.token(rsa_key(1)))
+    assert await accepted(kit, issuer.token(rsa_key(0)))
+    assert issuer.jwks_fetches() == 2
+
+
+async def test_a_flood_of_unknown_kids_costs_the_issuer_one_fetch_per_interval(
+    issuer: LocalIssuer, kit: Kit
+) -> None:
+    assert await accepted(kit, issuer.token())
+    kit.clock.now += INTERVAL
+
+    async def flood() -> list[bool]:
+        tokens = [forged_with_unknown_kid(issuer) for _ in range(200)]
+        return await asyncio.gather(*(accepted(kit, token) for token in tokens))
+
+    assert not any(await flood())
+    assert issuer.jwks_fetches() == 2
+    kit.clock.now += INTERVAL / 2
+    assert not any(await flood())
+    assert issuer.jwks_fetches() == 2
+    kit.clock.now += INTERVAL / 2
+    assert not any(await flood())
+    assert issuer.jwks_fetches() == 3
+
+
+async def test_a_new_key_seen_right_after_a_fetch_is_accepted_once_the_interval_passes(
+    issuer: LocalIssuer, kit: Kit
+) -> None:
+    assert await accepted(kit, issuer.token())
+    issuer.published = [rsa_key(1), rsa_key(0)]
+    assert not await accepted(kit, issuer.token(rsa_key(1)))
+    kit.clock.now += INTERVAL
+    assert await accepted(kit, issuer.token(rsa_key(1)))
+
+
+async def test_a_retired_key_stops_verifying_when_the_cached_set_expires(
+    issuer: LocalIssuer, kit: Kit
+) -> None:
+    issuer.jwks_cache_control = "public, max-age=120"
+    assert await accepted(kit, issuer.token())
+    issuer.published = [rsa_key(1)]
+    kit.clock.now += 119
+    assert await accepted(kit, issuer.token())
+    assert issuer.jwks_fetches() == 1
+    kit.clock.now += 1
+    assert not await accepted(kit, issuer.token())
+    assert issuer.jwks_fetches() == 2
+
+
+async def test_cached_keys_keep_working_while_the_issuer_is_down(
+    issuer: LocalIssuer, kit: Kit
+) -> None:
+    assert await accepted(kit, issuer.token())
+    issuer.failing = True
+    kit.clock.now += 3600
+    assert await accepted(kit, issuer.token())
+    assert await accepted(kit, issuer.token())
+    assert issuer.jwks_fetches() == 2  # one failed retry, not one per request
+    kit.clock.now += INTERVAL
+    assert await accepted(kit, issuer.token())
+    assert issuer.jwks_fetches() == 3
+
+
+async def test_an_issuer_down_from_the_start_is_unavailable_not_an_invalid_token(
+    issuer: LocalIssuer, kit: Kit
+) -> None:
+    issuer.failing = True
+    with pytest.raises(IssuerUnavailable):
+        await kit.validator.validate(issuer.token())
+
+
+async def test_a_discovery_document_naming_another_issuer_is_not_trusted(
+    issuer: LocalIssuer, kit: Kit
+) -> None:
+    issuer.advertised_issuer = "https://evil.example"
+    with pytest.raises(IssuerUnavailable, match="names issuer"):
+        await kit.validator.validate(issuer.token())
+    assert issuer.jwks_fetches() == 0
+
+
+async def test_an_unreachable_issuer_is_unavailable() -> None:
+    async with httpx.AsyncClient(timeout=1) as http:
+        # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
+        cache = JWKSCache(http, Discovery(http, "http://127.0.0.1:9").jwks_uri)
+        with pytest.raises(IssuerUnavailable):
+            await cache.key("any")
+
+
+@pytest.mark.parametrize(
+    ("issuer_url", "document_url"),
+    [
+        ("https://id.example", "https://id.example/.well-known/openid-configuration"),
+        (
+            "https://id.example/tenant/",
+            "https://id.example/tenant/.well-known/openid-configuration",
+        ),
+    ],
+)
+def test_the_discovery_document_is_looked_for_under_the_issuer(
+    issuer_url: str, document_url: str
+) -> None:
+    assert discovery_url(issuer_url) == document_url
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "seconds"),
+    [
+        (None, 300),
+        ("max-age=120", 120),
+        ("public, max-age=900, must-revalidate", 900),
+        ("max-age=0", 60),
+        ("no-store", 60),
+        ("max-age=99999999", 3600),
+        ("private", 300),
+        ("s-maxage=30", 300),
+    ],
+)
+def test_the_cache_lifetime_follows_max_age_within_bounds(
+    cache_control: str | None, seconds: float
+) -> None:
+    assert cache_lifetime(cache_control, default=300, bounds=(60, 3600)) == seconds
+
+
+def test_keys_that_cannot_verify_our_tokens_are_left_out_of_the_set() -> None:
+    good = rsa_key(0).as_dict(private=False)
+    document = {
+        "keys": [
+            good,
+            ec_key(0).as_dict(private=False) | {"use": "enc"},
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"},
+            {"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"},
+            rsa_key(1).as_dict(private=False) | {"kid": None},
+            "not a key",
+        ]
+    }
+    assert list(signing_keys(document)) == [good["kid"]]
