@@ -6,10 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 import httpx
 
@@ -37,12 +39,15 @@ def free_port() -> int:
 @dataclass
 class Server:
     base_url: str
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
 
     def output(self) -> str:
+        """Stop the server and return everything it printed."""
         self.process.terminate()
-        out, _ = self.process.communicate(timeout=20)
-        return out
+        self.process.wait(timeout=20)
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
 
 @contextmanager
@@ -50,32 +55,38 @@ def identity_server(env: dict[str, str], *extra: str, timeout: float = 60) -> It
     """``identity serve`` on a free port, ready when this yields; stopped afterwards."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "identity.cli", "serve", "--port", str(port), *extra],
-        env=os.environ | {"IDENTITY_ISSUER": base_url} | env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    server = Server(base_url, process)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"identity serve exited early:\n{server.output()}")
-            try:
-                if httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"identity serve not ready in {timeout}s:\n{server.output()}")
-            time.sleep(0.2)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    # A file, not a pipe: nobody reads a pipe while the test runs, and a server whose
+    # full pipe blocks its log writes stops answering.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "identity.cli", "serve", "--port", str(port), *extra],
+            env=os.environ | {"IDENTITY_ISSUER": base_url} | env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        server = Server(base_url, process, log)
+        try:
+            _wait_until_ready(server, timeout)
+            yield server
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def _wait_until_ready(server: Server, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"identity serve exited early:\n{server.output()}")
+        try:
+            if httpx.get(f"{server.base_url}/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"identity serve not ready in {timeout}s:\n{server.output()}")
+        time.sleep(0.2)
