@@ -4,10 +4,11 @@ another process sees the change within the keyset refresh interval.
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 import pytest
 
-from identity import runtime as runtime_module
 from identity.cli import main
 from identity.commands import StartupError, retire_signing_key, rotate_signing_key
 from identity.runtime import Runtime
@@ -34,7 +35,7 @@ async def test_rotation_makes_the_new_key_current_and_keeps_the_old_one_publishe
 
     new_kid = await rotate_signing_key(settings, "ES256")
     # This process rereads keys only every KEYSET_REFRESH_SECONDS: let that time pass.
-    monkeypatch.setattr(runtime_module, "KEYSET_REFRESH_SECONDS", 0)
+    monkeypatch.setattr(runtime, "settings", dataclasses.replace(runtime.settings, keys_refresh=0))
 
     new_jwks = await client.get("/jwks.json", headers={"If-None-Match": old_jwks.headers["etag"]})
     assert new_jwks.status_code == 200
@@ -84,7 +85,7 @@ async def test_retired_key_leaves_the_jwks_and_its_tokens_stop_verifying(
     await rotate_signing_key(settings, "RS256")
 
     await retire_signing_key(settings, old_kid)
-    monkeypatch.setattr(runtime_module, "KEYSET_REFRESH_SECONDS", 0)
+    monkeypatch.setattr(runtime, "settings", dataclasses.replace(runtime.settings, keys_refresh=0))
 
     assert old_kid not in {k["kid"] for k in (await client.get("/jwks.json")).json()["keys"]}
     introspected = await client.post(
