@@ -46,7 +46,12 @@ class Role(Base):
     account_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
+    # The policies/roles.toml key of a template defined there (refreshed from the file);
+    # null for roles made through the API.
+    key: Mapped[str | None] = mapped_column(String(100), unique=True)
     name: Mapped[str] = mapped_column(String(100))
+    # Spanish name; empty when the role has only the one name its author typed.
+    name_es: Mapped[str] = mapped_column(String(100), default="")
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = now_column()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.tokens.models import AuthorizationCode
@@ -39,3 +39,41 @@ async def was_consumed(session: AsyncSession, code_hash: str) -> bool:
     """True when the code exists and was already redeemed: a replay, which revokes its tokens."""
     code = await session.get(AuthorizationCode, code_hash)
     return code is not None and code.consumed_at is not None
+
+
+async def get_consumed_code(session: AsyncSession, code_hash: str) -> AuthorizationCode | None:
+    """The code when it was already redeemed (a replay), read past any cached copy."""
+    code = await session.scalar(
+        select(AuthorizationCode)
+        .where(AuthorizationCode.code_hash == code_hash, AuthorizationCode.consumed_at.is_not(None))
+        .execution_options(populate_existing=True)
+    )
+    return code
+
+
+async def record_access_token(session: AsyncSession, code_hash: str, jti: str) -> None:
+    """Remember the access token a redemption issued, so that a replay can revoke it."""
+    await session.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.code_hash == code_hash)
+        .values(access_jti=jti)
+    )
+
+
+async def redeem_code(
+    session: AsyncSession, code_hash: str, now: datetime
+) -> AuthorizationCode | None:
+    """Like ``consume_code``, but an expired code is left untouched, so that None means
+    unknown, expired or already used, and ``get_consumed_code`` then tells a replay apart.
+    """
+    result = await session.execute(
+        update(AuthorizationCode)
+        .where(
+            AuthorizationCode.code_hash == code_hash,
+            AuthorizationCode.consumed_at.is_(None),
+            AuthorizationCode.expires_at > now,
+        )
+        .values(consumed_at=now)
+        .returning(AuthorizationCode)
+    )
+    return result.scalar_one_or_none()

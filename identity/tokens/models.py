@@ -35,6 +35,8 @@ class AuthorizationCode(Base):
     created_at: Mapped[datetime] = now_column()
     expires_at: Mapped[datetime]
     consumed_at: Mapped[datetime | None]
+    # The jti of the access token issued on redemption: a replay puts it on the revocation list.
+    access_jti: Mapped[str | None] = mapped_column(String(64))
 
 
 class RefreshToken(Base):

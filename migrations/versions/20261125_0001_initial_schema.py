@@ -140,6 +140,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("consumed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("access_jti", sa.String(length=64), nullable=True),
         sa.ForeignKeyConstraint(
             ["account_id"],
             ["accounts.id"],
@@ -384,7 +385,9 @@ def upgrade() -> None:
         "roles",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("account_id", sa.Uuid(), nullable=True),
+        sa.Column("key", sa.String(length=100), nullable=True),
         sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("name_es", sa.String(length=100), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -395,6 +398,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_roles")),
         sa.UniqueConstraint("account_id", "name", name=op.f("uq_roles_account_id_name")),
+        sa.UniqueConstraint("key", name=op.f("uq_roles_key")),
     )
     with op.batch_alter_table("roles", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_roles_account_id"), ["account_id"], unique=False)

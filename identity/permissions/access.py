@@ -1,0 +1,162 @@
+"""Who may do what through the management API: the authorization matrix, as data.
+
+Each action lists the relations to the account (or, for actions about no account, to the
+service) that may perform it. Someone with no relation to an account gets "not found" for
+everything in it, so ids cannot be probed to learn which accounts exist; a member lacking
+a right gets "forbidden", as they know the account exists anyway.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.errors import Forbidden, NotFound
+from identity.permissions import repository
+from identity.permissions.catalogue import Catalogue
+from identity.permissions.models import Membership
+from identity.permissions.service import effective_permissions
+
+# The permission that lets a member manage the account's users (policies/permissions.toml).
+MANAGE_USERS = "users"
+
+
+class Relation(StrEnum):
+    STAFF = "staff"  # identity:admin token of an administrator, or of a client allowed it
+    OWNER = "owner"
+    MANAGER = "manager"  # a member holding the `users` permission
+    MEMBER = "member"  # any other member of the account
+    OTHER_USER = "other-user"  # signed in, no membership in the account
+    SERVICE = "service"  # a client's own token with the identity:authz scope
+
+
+class Action(StrEnum):
+    ACCOUNT_CREATE = "account.create"
+    ACCOUNT_LIST_ALL = "account.list-all"
+    ACCOUNT_LIST_MINE = "account.list-mine"
+    ACCOUNT_READ = "account.read"
+    ACCOUNT_RENAME = "account.rename"
+    OWNERSHIP_CHANGE = "ownership.change"
+    OWNERSHIP_HAND_OVER = "ownership.hand-over"
+    MEMBER_READ = "member.read"
+    MEMBER_ADD = "member.add"
+    MEMBER_GRANTS = "member.grants"
+    MEMBER_REMOVE = "member.remove"
+    INVITATION_READ = "invitation.read"
+    INVITATION_WRITE = "invitation.write"
+    ACCOUNT_ROLE_READ = "account-role.read"
+    ACCOUNT_ROLE_WRITE = "account-role.write"
+    ACCOUNT_AUDIT_READ = "account-audit.read"
+    TEMPLATE_READ = "template.read"
+    TEMPLATE_WRITE = "template.write"
+    PERMISSION_READ = "permission.read"
+    PERMISSION_REGISTER = "permission.register"
+    USER_READ = "user.read"
+    AUDIT_READ_ALL = "audit.read-all"
+    AUTHZ_CHECK = "authz.check"
+
+
+STAFF, OWNER, MANAGER, MEMBER, OTHER_USER, SERVICE = (
+    Relation.STAFF,
+    Relation.OWNER,
+    Relation.MANAGER,
+    Relation.MEMBER,
+    Relation.OTHER_USER,
+    Relation.SERVICE,
+)
+
+MATRIX: dict[Action, frozenset[Relation]] = {
+    Action.ACCOUNT_CREATE: frozenset({STAFF}),
+    Action.ACCOUNT_LIST_ALL: frozenset({STAFF}),
+    Action.ACCOUNT_LIST_MINE: frozenset({STAFF, OTHER_USER}),
+    Action.ACCOUNT_READ: frozenset({STAFF, OWNER, MANAGER, MEMBER}),
+    Action.ACCOUNT_RENAME: frozenset({STAFF, OWNER}),
+    Action.OWNERSHIP_CHANGE: frozenset({STAFF, OWNER}),
+    Action.OWNERSHIP_HAND_OVER: frozenset({OWNER}),
+    Action.MEMBER_READ: frozenset({STAFF, OWNER, MANAGER}),
+    Action.MEMBER_ADD: frozenset({STAFF}),
+    Action.MEMBER_GRANTS: frozenset({STAFF, OWNER, MANAGER}),
+    Action.MEMBER_REMOVE: frozenset({STAFF, OWNER, MANAGER}),
+    Action.INVITATION_READ: frozenset({STAFF, OWNER, MANAGER}),
+    Action.INVITATION_WRITE: frozenset({STAFF, OWNER, MANAGER}),
+    Action.ACCOUNT_ROLE_READ: frozenset({STAFF, OWNER, MANAGER}),
+    Action.ACCOUNT_ROLE_WRITE: frozenset({STAFF, OWNER, MANAGER}),
+    Action.ACCOUNT_AUDIT_READ: frozenset({STAFF, OWNER}),
+    Action.TEMPLATE_READ: frozenset({STAFF, OTHER_USER}),
+    Action.TEMPLATE_WRITE: frozenset({STAFF}),
+    Action.PERMISSION_READ: frozenset({STAFF, OTHER_USER, SERVICE}),
+    Action.PERMISSION_REGISTER: frozenset({STAFF}),
+    Action.USER_READ: frozenset({STAFF}),
+    Action.AUDIT_READ_ALL: frozenset({STAFF}),
+    Action.AUTHZ_CHECK: frozenset({STAFF, SERVICE}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking, as the access token says: a user, or a client acting for itself."""
+
+    user_id: uuid.UUID | None
+    client_id: str
+    is_staff: bool
+    is_service: bool
+
+
+def allowed(action: Action, relation: Relation) -> bool:
+    return relation in MATRIX[action]
+
+
+async def relation_to(
+    session: AsyncSession,
+    caller: Caller,
+    account_id: uuid.UUID | None,
+    now: datetime,
+    catalogue: Catalogue,
+) -> Relation:
+    if caller.is_staff:
+        return Relation.STAFF
+    if caller.user_id is None:
+        return Relation.SERVICE if caller.is_service else Relation.OTHER_USER
+    if account_id is None:
+        return Relation.OTHER_USER
+    membership = await repository.get_membership(session, account_id, caller.user_id)
+    if membership is None:
+        return Relation.OTHER_USER
+    if membership.is_owner:
+        return Relation.OWNER
+    held = await effective_permissions(session, caller.user_id, account_id, now, catalogue)
+    return Relation.MANAGER if MANAGE_USERS in held else Relation.MEMBER
+
+
+async def authorize(
+    session: AsyncSession,
+    caller: Caller,
+    action: Action,
+    now: datetime,
+    catalogue: Catalogue,
+    account_id: uuid.UUID | None = None,
+) -> Relation:
+    """The caller's relation if the matrix lets it perform ``action``; else an error."""
+    relation = await relation_to(session, caller, account_id, now, catalogue)
+    if allowed(action, relation):
+        return relation
+    if account_id is not None and relation in (Relation.OTHER_USER, Relation.SERVICE):
+        raise NotFound("No such account.")
+    raise Forbidden("You may not do this.")
+
+
+def check_manager_edit(
+    relation: Relation, target: Membership, *, all_permissions: bool | None = None
+) -> None:
+    """A manager edits plain members only, and cannot hand out "all permissions": both
+    would let them raise their own rights to an owner's."""
+    if relation is not Relation.MANAGER:
+        return
+    if target.is_owner:
+        raise Forbidden("Only an owner can change another owner.")
+    if all_permissions:
+        raise Forbidden("Only an owner can grant all permissions.")

@@ -1,0 +1,219 @@
+"""The permission catalogue and role templates: policies/*.toml plus what staff register.
+
+The files are read once at start-up and checked entry by entry, so a typo stops the server
+with the file and key named instead of surfacing later as a permission nobody can grant.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.db.engine import Database
+from identity.errors import DomainError, InvalidInput
+from identity.permissions import repository
+from identity.settings import DEFAULT_POLICIES_DIR
+
+LANGUAGES = ("en", "es")
+MAX_NAME = 100  # the permissions.name and role_permissions.permission columns
+# Lower-case words joined by "-" or "_"; a registered permission is "service:name" so it can
+# never collide with a built-in one, nor two services with each other.
+_WORD = r"[a-z][a-z0-9_-]*"
+BUILTIN_NAME = re.compile(_WORD)
+REGISTERED_NAME = re.compile(rf"{_WORD}:{_WORD}")
+ANY_NAME_PATTERN = rf"^{_WORD}(:{_WORD})?$"
+
+
+class CatalogueError(ValueError):
+    """A policies file is missing or wrong; ``str()`` names the file and the key."""
+
+    def __init__(self, path: Path, key: str, problem: str) -> None:
+        self.path, self.key = path, key
+        super().__init__(f"{path}: {key}: {problem}" if key else f"{path}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionInfo:
+    name: str
+    label: dict[str, str]
+    description: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RoleTemplate:
+    key: str
+    name: dict[str, str]
+    permissions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    """What the files say; the registered permissions come from the database on top."""
+
+    permissions: dict[str, PermissionInfo]
+    roles: dict[str, RoleTemplate]
+
+    @property
+    def builtin_names(self) -> frozenset[str]:
+        return frozenset(self.permissions)
+
+
+def invalid_field(field: str, message: str, error: type[DomainError] = InvalidInput) -> DomainError:
+    """A domain refusal about one request field, rendered like Litestar's validation errors."""
+    return error(message, errors=[{"field": field, "message": message}])
+
+
+def check_registered_name(name: str) -> str:
+    """A name staff may register for a consuming service; raises ``InvalidInput``."""
+    if len(name) > MAX_NAME or not REGISTERED_NAME.fullmatch(name):
+        raise invalid_field(
+            "name",
+            "The permission name must look like service:action (lower-case letters, digits, "
+            f"'-' or '_', at most {MAX_NAME} characters), such as billing:refunds.",
+        )
+    return name
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise CatalogueError(path, "", "the file is missing") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogueError(path, "", f"is not valid TOML ({exc})") from None
+
+
+def _texts(path: Path, key: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or set(value) != set(LANGUAGES):
+        raise CatalogueError(path, key, "needs exactly the languages " + ", ".join(LANGUAGES))
+    if not all(isinstance(text, str) and text.strip() for text in value.values()):
+        raise CatalogueError(path, key, "every language needs non-empty text")
+    return {language: value[language].strip() for language in LANGUAGES}
+
+
+def _section(path: Path, document: dict[str, Any], name: str) -> dict[str, Any]:
+    section = document.get(name)
+    if not isinstance(section, dict) or not section:
+        raise CatalogueError(path, name, f"the file needs a non-empty [{name}] table")
+    unknown = set(document) - {name}
+    if unknown:
+        raise CatalogueError(path, sorted(unknown)[0], "is not a known table")
+    return section
+
+
+def _entry(path: Path, key: str, value: Any, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CatalogueError(path, key, "must be a table")
+    unknown = set(value) - allowed
+    if unknown:
+        raise CatalogueError(path, f"{key}.{sorted(unknown)[0]}", "is not a known field")
+    return value
+
+
+def load_permissions(path: Path) -> dict[str, PermissionInfo]:
+    permissions: dict[str, PermissionInfo] = {}
+    for name, raw in _section(path, _read(path), "permissions").items():
+        key = f"permissions.{name}"
+        if len(name) > MAX_NAME or not BUILTIN_NAME.fullmatch(name):
+            raise CatalogueError(path, key, "names must be lower-case letters, digits, - or _")
+        entry = _entry(path, key, raw, {"label", "description"})
+        permissions[name] = PermissionInfo(
+            name=name,
+            label=_texts(path, f"{key}.label", entry.get("label")),
+            description=_texts(path, f"{key}.description", entry.get("description")),
+        )
+    return permissions
+
+
+def load_roles(path: Path, permissions: dict[str, PermissionInfo]) -> dict[str, RoleTemplate]:
+    roles: dict[str, RoleTemplate] = {}
+    for role_key, raw in _section(path, _read(path), "roles").items():
+        key = f"roles.{role_key}"
+        entry = _entry(path, key, raw, {"name", "permissions"})
+        granted = entry.get("permissions")
+        if not isinstance(granted, list) or not granted:
+            raise CatalogueError(path, f"{key}.permissions", "must be a non-empty list")
+        for permission in granted:
+            if permission not in permissions:
+                raise CatalogueError(
+                    path, f"{key}.permissions", f"{permission!r} is not in permissions.toml"
+                )
+        name = _texts(path, f"{key}.name", entry.get("name"))
+        roles[role_key] = RoleTemplate(role_key, name, tuple(dict.fromkeys(granted)))
+    return roles
+
+
+def load_policies(directory: Path) -> Policies:
+    """Both files of ``directory`` (``IDENTITY_POLICIES_DIR``); raises ``CatalogueError``."""
+    if not directory.is_dir():
+        raise CatalogueError(directory, "", "is not a folder (IDENTITY_POLICIES_DIR)")
+    permissions = load_permissions(directory / "permissions.toml")
+    return Policies(permissions, load_roles(directory / "roles.toml", permissions))
+
+
+class Catalogue:
+    """The files' catalogue plus the permissions registered in the database.
+
+    Held by the runtime; ``ensure_templates`` copies roles.toml's templates into the roles
+    table the first time a process needs them, so role grants can point at them.
+    """
+
+    def __init__(self, policies: Policies) -> None:
+        self.policies = policies
+        self._templates_ready = False
+
+    async def names(self, session: AsyncSession) -> frozenset[str]:
+        """Every permission there is: what an owner or an "all permissions" member holds."""
+        return self.policies.builtin_names | await repository.registered_names(session)
+
+    async def unknown(self, session: AsyncSession, names: Iterable[str]) -> list[str]:
+        outside = set(names) - self.policies.builtin_names
+        return sorted(outside - await repository.registered_among(session, outside))
+
+    async def entries(self, session: AsyncSession) -> list[PermissionInfo]:
+        registered = [
+            PermissionInfo(
+                name=row.name,
+                label={"en": row.label_en, "es": row.label_es},
+                description={"en": row.description_en, "es": row.description_es},
+            )
+            for row in await repository.registered_permissions(session)
+        ]
+        return [*self.policies.permissions.values(), *registered]
+
+    async def ensure_templates(self, db: Database) -> None:
+        if self._templates_ready:
+            return
+        async with db.transaction() as session:
+            for template in self.policies.roles.values():
+                await repository.insert_template_if_missing(
+                    session, template.key, template.name["en"]
+                )
+            for role in await repository.file_templates(session):
+                template = self.policies.roles.get(role.key or "")
+                if template is None:
+                    continue  # removed from the file: kept, as members may still hold it
+                role.name, role.name_es = template.name["en"], template.name["es"]
+                await repository.replace_role_permissions(session, role.id, template.permissions)
+        self._templates_ready = True
+
+
+_installed: Policies | None = None
+
+
+def install(policies: Policies) -> None:
+    """Make ``policies`` the process's catalogue (the runtime does, from its settings)."""
+    global _installed
+    _installed = policies
+
+
+def installed() -> Policies:
+    """The process's catalogue, for callers with no runtime at hand (the token side)."""
+    return _installed if _installed is not None else load_policies(DEFAULT_POLICIES_DIR)

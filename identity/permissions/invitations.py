@@ -1,0 +1,388 @@
+"""Invitations: an email with a single-use link that makes its reader a member of an account.
+
+The link's token carries 256 bits and only its digest is stored. Accepting claims the
+invitation with one conditional update, so of concurrent accepts exactly one creates the
+membership; the others find it already used.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.emails import normalise_email
+from identity.accounts.models import User
+from identity.accounts.passwords import Passwords
+from identity.accounts.service import create_user
+from identity.audit.service import Actor, record_as
+from identity.clock import utcnow
+from identity.crypto import digest, random_token
+from identity.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
+from identity.i18n import DEFAULT_LOCALE, SUPPORTED_LOCALES, Messages
+from identity.mail import outbox
+from identity.permissions import repository
+from identity.permissions.catalogue import Catalogue, installed, invalid_field
+from identity.permissions.models import Account, Invitation, Membership
+from identity.permissions.service import Grant, RoleGrant, add_member, check_grants
+from identity.store.rate_limit import Limit, RateLimiter
+
+INVITATION_TTL = timedelta(days=7)
+# Where the hosted accept page lives; the link carries the token as ``?token=``.
+ACCEPT_PATH = "/invitations/accept"
+# An account invites a team, not a mailing list; one address is not pestered with resends.
+PER_ACCOUNT = Limit("invitations-account", max=50, window=3600)
+PER_EMAIL = Limit("invitations-email", max=5, window=86400)
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationRequest:
+    email: str
+    all_permissions: bool = False
+    permissions: Sequence[Grant] = ()
+    roles: Sequence[RoleGrant] = ()
+    locale: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingInvitation:
+    """What an accept page shows before the person decides."""
+
+    invitation: Invitation
+    account: Account
+
+
+def _grants(request: InvitationRequest) -> dict[str, list[dict[str, str | None]]]:
+    return {
+        "permissions": [
+            {"name": g.name, "expires_at": g.expires_at.isoformat() if g.expires_at else None}
+            for g in request.permissions
+        ],
+        "roles": [
+            {
+                "role_id": str(g.role_id),
+                "expires_at": g.expires_at.isoformat() if g.expires_at else None,
+            }
+            for g in request.roles
+        ],
+    }
+
+
+def _record(invitation: Invitation) -> dict[str, object]:
+    return {
+        "email": invitation.email,
+        "all_permissions": invitation.all_permissions,
+        "grants": invitation.grants,
+        "expires_at": invitation.expires_at.isoformat(),
+    }
+
+
+def accept_link(issuer: str, token: str) -> str:
+    return f"{issuer}{ACCEPT_PATH}?{urlencode({'token': token})}"
+
+
+async def send_invitation_email(
+    session: AsyncSession,
+    invitation: Invitation,
+    token: str,
+    *,
+    account_name: str,
+    inviter_name: str,
+    issuer: str,
+    now: datetime,
+) -> None:
+    """Queue the email in the caller's transaction (sent only if it commits)."""
+    texts = Messages(invitation.locale or DEFAULT_LOCALE)
+    values = {"inviter": inviter_name, "account": account_name}
+    body = texts(
+        "invitation.body",
+        **values,
+        link=accept_link(issuer, token),
+        expires=invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    message = outbox.Message(invitation.email, texts("invitation.subject", **values), body)
+    await outbox.enqueue(session, message, now)
+
+
+async def _limit(limiter: RateLimiter, limit: Limit, subject: str) -> None:
+    verdict = await limiter.hit(limit, subject)
+    if not verdict.allowed:
+        raise RateLimited(
+            "Too many invitations; try again later.", verdict.retry_after, limit=limit.name
+        )
+
+
+async def _inviter_name(session: AsyncSession, actor: Actor, fallback: str) -> str:
+    inviter = await repository.get_user(session, actor.user_id) if actor.user_id else None
+    return (inviter.name or inviter.email) if inviter else fallback
+
+
+async def invite(
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID,
+    request: InvitationRequest,
+    *,
+    catalogue: Catalogue,
+    limiter: RateLimiter,
+    issuer: str,
+    now: datetime,
+) -> Invitation:
+    """Invite ``request.email``; the email with the link is queued in this transaction."""
+    try:
+        email = normalise_email(request.email)
+    except InvalidInput as exc:
+        raise invalid_field("email", exc.detail) from None
+    if request.locale is not None and request.locale not in SUPPORTED_LOCALES:
+        raise invalid_field("locale", "The language must be one of " + ", ".join(SUPPORTED_LOCALES))
+    account = await repository.get_account(session, account_id)
+    if account is None:
+        raise NotFound("No such account.")
+    await check_grants(session, catalogue, account_id, request.permissions, request.roles, now)
+    existing = await repository.user_by_email(session, email)
+    if existing and await repository.get_membership(session, account_id, existing.id):
+        raise invalid_field("email", "This person is already a member of the account.", Conflict)
+    if await repository.pending_invitations(session, account_id, now, email):
+        raise invalid_field(
+            "email", "This email has a pending invitation already; resend it instead.", Conflict
+        )
+    await _limit(limiter, PER_ACCOUNT, str(account_id))
+    await _limit(limiter, PER_EMAIL, email)
+    token = random_token()
+    invitation = Invitation(
+        account_id=account_id,
+        email=email,
+        token_hash=digest(token),
+        invited_by=actor.user_id,
+        all_permissions=request.all_permissions,
+        grants=_grants(request),
+        locale=request.locale,
+        created_at=now,
+        expires_at=now + INVITATION_TTL,
+    )
+    await repository.insert_invitation(session, invitation)
+    await send_invitation_email(
+        session,
+        invitation,
+        token,
+        account_name=account.name,
+        inviter_name=await _inviter_name(session, actor, account.name),
+        issuer=issuer,
+        now=now,
+    )
+    await record_as(
+        session,
+        actor,
+        "invitation.created",
+        account_id=account_id,
+        target=("invitation", invitation.id),
+        new=_record(invitation),
+    )
+    return invitation
+
+
+async def pending(
+    session: AsyncSession, account_id: uuid.UUID, now: datetime
+) -> Sequence[Invitation]:
+    return await repository.pending_invitations(session, account_id, now)
+
+
+async def _get(
+    session: AsyncSession, account_id: uuid.UUID, invitation_id: uuid.UUID
+) -> Invitation:
+    invitation = await repository.get_invitation(session, account_id, invitation_id)
+    if invitation is None:
+        raise NotFound("No such invitation.")
+    return invitation
+
+
+async def resend(
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID,
+    invitation_id: uuid.UUID,
+    *,
+    limiter: RateLimiter,
+    issuer: str,
+    now: datetime,
+) -> Invitation:
+    """A fresh link and a fresh expiry; the previous link stops working."""
+    invitation = await _get(session, account_id, invitation_id)
+    await _limit(limiter, PER_EMAIL, invitation.email)
+    token = random_token()
+    expires_at = now + INVITATION_TTL
+    if not await repository.renew_invitation_token(
+        session, invitation.id, digest(token), expires_at
+    ):
+        raise Conflict("The invitation was accepted or cancelled already.")
+    invitation.expires_at = expires_at
+    account = await repository.get_account(session, account_id)
+    assert account is not None  # the invitation's foreign key
+    await send_invitation_email(
+        session,
+        invitation,
+        token,
+        account_name=account.name,
+        inviter_name=await _inviter_name(session, actor, account.name),
+        issuer=issuer,
+        now=now,
+    )
+    await record_as(
+        session,
+        actor,
+        "invitation.resent",
+        account_id=account_id,
+        target=("invitation", invitation.id),
+        new={"expires_at": expires_at.isoformat()},
+    )
+    return invitation
+
+
+async def cancel(
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID,
+    invitation_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    invitation = await _get(session, account_id, invitation_id)
+    if not await repository.cancel_invitation(session, invitation.id, now):
+        raise Conflict("The invitation was accepted or cancelled already.")
+    await record_as(
+        session,
+        actor,
+        "invitation.cancelled",
+        account_id=account_id,
+        target=("invitation", invitation.id),
+        old=_record(invitation),
+    )
+
+
+# --- accepting -----------------------------------------------------------------------------
+
+
+INVALID_LINK = "This invitation link is not valid. Ask for a new invitation."
+
+
+def _usable(invitation: Invitation | None, now: datetime) -> Invitation:
+    if invitation is None:
+        raise NotFound(INVALID_LINK)
+    if invitation.accepted_at is not None:
+        raise Conflict("This invitation has been accepted already.")
+    if invitation.cancelled_at is not None:
+        raise Conflict("This invitation was cancelled. Ask for a new invitation.")
+    if invitation.expires_at <= now:
+        raise Conflict("This invitation has expired. Ask for a new invitation.")
+    return invitation
+
+
+async def invitation_for_token(
+    session: AsyncSession, token: str, now: datetime | None = None
+) -> PendingInvitation:
+    """The invitation a link names, if it can still be accepted (for the accept page)."""
+    invitation = _usable(
+        await repository.invitation_by_token(session, digest(token)), now or utcnow()
+    )
+    account = await repository.get_account(session, invitation.account_id)
+    assert account is not None  # the invitation's foreign key
+    return PendingInvitation(invitation, account)
+
+
+async def _claim(session: AsyncSession, invitation: Invitation, now: datetime) -> None:
+    if not await repository.claim_invitation(session, invitation.id, now):
+        # Another accept won the race (or the invitation ended meanwhile).
+        raise Conflict("This invitation has been accepted already.")
+
+
+async def _enrol(
+    session: AsyncSession, invitation: Invitation, user: User, actor: Actor, now: datetime
+) -> Membership:
+    """The membership the (claimed) invitation describes, with the grants still valid."""
+    grants = invitation.grants
+    permissions = [
+        Grant(g["name"], datetime.fromisoformat(g["expires_at"]) if g["expires_at"] else None)
+        for g in grants.get("permissions", [])
+    ]
+    # A role deleted since the invitation was sent is left out, not an error for the invitee.
+    wanted = [uuid.UUID(g["role_id"]) for g in grants.get("roles", [])]
+    alive = {role.id for role in await repository.roles_by_id(session, wanted)}
+    roles = [
+        RoleGrant(
+            uuid.UUID(g["role_id"]),
+            datetime.fromisoformat(g["expires_at"]) if g["expires_at"] else None,
+        )
+        for g in grants.get("roles", [])
+        if uuid.UUID(g["role_id"]) in alive
+    ]
+    membership = await add_member(
+        session,
+        actor,
+        invitation.account_id,
+        user.id,
+        all_permissions=invitation.all_permissions,
+        permissions=[g for g in permissions if g.expires_at is None or g.expires_at > now],
+        roles=[g for g in roles if g.expires_at is None or g.expires_at > now],
+        catalogue=Catalogue(installed()),
+        now=now,
+    )
+    await record_as(
+        session,
+        actor,
+        "invitation.accepted",
+        account_id=invitation.account_id,
+        target=("invitation", invitation.id),
+        new={"user_id": str(user.id)},
+    )
+    return membership
+
+
+async def accept_invitation_as_existing_user(
+    session: AsyncSession,
+    token: str,
+    user: User,
+    *,
+    now: datetime | None = None,
+    ip: str | None = None,
+    request_id: str | None = None,
+) -> Membership:
+    """``user`` (signed in) joins; the invitation must be addressed to their email."""
+    now = now or utcnow()
+    invitation = _usable(await repository.invitation_by_token(session, digest(token)), now)
+    if normalise_email(user.email) != invitation.email:
+        raise Forbidden(
+            f"This invitation was sent to {invitation.email}, but you are signed in as "
+            f"{user.email}. Sign in with the invited address to accept it."
+        )
+    await _claim(session, invitation, now)
+    return await _enrol(session, invitation, user, Actor(user.id, None, ip, request_id), now)
+
+
+async def accept_invitation_as_new_user(
+    session: AsyncSession,
+    passwords: Passwords,
+    token: str,
+    *,
+    name: str,
+    password: str,
+    now: datetime | None = None,
+    ip: str | None = None,
+    request_id: str | None = None,
+) -> tuple[User, Membership]:
+    """A new user for the invited email, with ``password`` (the policy applies), and the
+    membership, in the caller's transaction. ``Conflict`` if the email has a user already
+    (they accept signed in instead); ``PolicyViolation`` lists the password's reasons."""
+    now = now or utcnow()
+    invitation = _usable(await repository.invitation_by_token(session, digest(token)), now)
+    # Claimed first, so two racing sign-ups cannot both get as far as hashing a password.
+    await _claim(session, invitation, now)
+    if await repository.user_by_email(session, invitation.email) is not None:
+        raise Conflict("An account with this email exists already; sign in to accept.")
+    user = await create_user(
+        session, passwords, email=invitation.email, password=password, name=name
+    )
+    membership = await _enrol(session, invitation, user, Actor(user.id, None, ip, request_id), now)
+    return user, membership

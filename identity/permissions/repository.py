@@ -1,0 +1,473 @@
+"""All SQL for accounts, memberships, grants, roles, registered permissions and invitations."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, delete, func, or_, select, tuple_, union_all, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.models import User
+from identity.permissions.models import (
+    Account,
+    Invitation,
+    Membership,
+    MembershipPermission,
+    MembershipRole,
+    Permission,
+    Role,
+    RolePermission,
+)
+from identity.tokens.models import RefreshToken
+
+
+class Duplicate(Exception):
+    """A unique constraint refused the row (perhaps after a race); the transaction must end."""
+
+
+async def _flush_new(session: AsyncSession, row: object) -> None:
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Duplicate from None
+
+
+def _live(expires_at: ColumnElement[datetime | None], now: datetime) -> ColumnElement[bool]:
+    # Expired grants stop counting at read time: no job has to delete them.
+    return or_(expires_at.is_(None), expires_at > now)
+
+
+# --- accounts --------------------------------------------------------------------------
+
+
+async def insert_account(session: AsyncSession, account: Account) -> None:
+    session.add(account)
+    await session.flush()
+
+
+async def get_account(session: AsyncSession, account_id: uuid.UUID) -> Account | None:
+    return await session.scalar(select(Account).where(Account.id == account_id))
+
+
+async def list_accounts(session: AsyncSession, offset: int, limit: int) -> Sequence[Account]:
+    result = await session.scalars(
+        select(Account).order_by(Account.created_at, Account.id).offset(offset).limit(limit)
+    )
+    return result.all()
+
+
+async def accounts_of_user(
+    session: AsyncSession, user_id: uuid.UUID
+) -> Sequence[tuple[Account, Membership]]:
+    result = await session.execute(
+        select(Account, Membership)
+        .join(Membership, Membership.account_id == Account.id)
+        .where(Membership.user_id == user_id)
+        .order_by(Account.name, Account.id)
+    )
+    return [(row[0], row[1]) for row in result]
+
+
+async def lock_account(session: AsyncSession, account_id: uuid.UUID) -> None:
+    """Serialise owner changes of one account until the transaction ends.
+
+    A no-op write: on PostgreSQL it takes the row's lock (later statements of a waiting
+    transaction then see the winner's commit), on SQLite it takes the database's write
+    lock before anything is read, so two "remove the other owner" requests cannot both
+    count two owners.
+    """
+    await session.execute(update(Account).where(Account.id == account_id).values(name=Account.name))
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    return await session.scalar(select(User).where(User.id == user_id))
+
+
+async def user_by_email(session: AsyncSession, email: str) -> User | None:
+    return await session.scalar(select(User).where(User.email == email))
+
+
+async def list_users(
+    session: AsyncSession, email_contains: str | None, offset: int, limit: int
+) -> Sequence[User]:
+    statement = select(User).order_by(User.email).offset(offset).limit(limit)
+    if email_contains:
+        statement = statement.where(User.email.contains(email_contains, autoescape=True))
+    return (await session.scalars(statement)).all()
+
+
+# --- memberships -----------------------------------------------------------------------
+
+
+async def get_membership(
+    session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID
+) -> Membership | None:
+    return await session.scalar(
+        select(Membership).where(Membership.account_id == account_id, Membership.user_id == user_id)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipRow:
+    """The columns a decision needs, without the cost of loading ORM objects."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    account_id: uuid.UUID
+    is_owner: bool
+    all_permissions: bool
+
+
+async def memberships_for(
+    session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
+) -> list[MembershipRow]:
+    """The memberships among (user_id, account_id) ``pairs``, in one query."""
+    wanted = list(pairs)
+    if not wanted:
+        return []
+    result = await session.execute(
+        select(
+            Membership.id,
+            Membership.user_id,
+            Membership.account_id,
+            Membership.is_owner,
+            Membership.all_permissions,
+        ).where(tuple_(Membership.user_id, Membership.account_id).in_(wanted))
+    )
+    return [MembershipRow(*row) for row in result]
+
+
+async def members(
+    session: AsyncSession, account_id: uuid.UUID
+) -> Sequence[tuple[Membership, User]]:
+    result = await session.execute(
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.account_id == account_id)
+        .order_by(User.email)
+    )
+    return [(row[0], row[1]) for row in result]
+
+
+async def insert_membership(session: AsyncSession, membership: Membership) -> None:
+    """Raises ``Duplicate`` when the user already belongs to the account."""
+    await _flush_new(session, membership)
+
+
+async def delete_membership(session: AsyncSession, membership_id: uuid.UUID) -> None:
+    await session.execute(delete(Membership).where(Membership.id == membership_id))
+
+
+async def count_owners(session: AsyncSession, account_id: uuid.UUID) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.account_id == account_id, Membership.is_owner.is_(True))
+    )
+    return int(count or 0)
+
+
+# --- grants ----------------------------------------------------------------------------
+
+
+async def permission_grants(
+    session: AsyncSession, membership_ids: Sequence[uuid.UUID]
+) -> Sequence[MembershipPermission]:
+    """Every direct grant, expired ones too (the API shows them with their expiry)."""
+    result = await session.scalars(
+        select(MembershipPermission)
+        .where(MembershipPermission.membership_id.in_(membership_ids))
+        .order_by(MembershipPermission.permission)
+    )
+    return result.all()
+
+
+async def role_grants(
+    session: AsyncSession, membership_ids: Sequence[uuid.UUID]
+) -> Sequence[tuple[MembershipRole, Role]]:
+    result = await session.execute(
+        select(MembershipRole, Role)
+        .join(Role, Role.id == MembershipRole.role_id)
+        .where(MembershipRole.membership_id.in_(membership_ids))
+        .order_by(Role.name)
+    )
+    return [(row[0], row[1]) for row in result]
+
+
+async def live_permissions(
+    session: AsyncSession, membership_ids: Sequence[uuid.UUID], now: datetime
+) -> Sequence[tuple[uuid.UUID, str]]:
+    """(membership id, permission) from unexpired direct grants and unexpired roles, at once."""
+    if not membership_ids:
+        return []
+    direct = select(MembershipPermission.membership_id, MembershipPermission.permission).where(
+        MembershipPermission.membership_id.in_(membership_ids),
+        _live(MembershipPermission.expires_at, now),
+    )
+    via_roles = (
+        select(MembershipRole.membership_id, RolePermission.permission)
+        .join(RolePermission, RolePermission.role_id == MembershipRole.role_id)
+        .where(
+            MembershipRole.membership_id.in_(membership_ids),
+            _live(MembershipRole.expires_at, now),
+        )
+    )
+    result = await session.execute(union_all(direct, via_roles))
+    return [(row[0], row[1]) for row in result]
+
+
+async def put_permission_grant(
+    session: AsyncSession, membership_id: uuid.UUID, permission: str, expires_at: datetime | None
+) -> None:
+    """Grant, or replace the expiry of an existing grant."""
+    await delete_permission_grant(session, membership_id, permission)
+    session.add(
+        MembershipPermission(
+            membership_id=membership_id, permission=permission, expires_at=expires_at
+        )
+    )
+    await session.flush()
+
+
+async def delete_permission_grant(
+    session: AsyncSession, membership_id: uuid.UUID, permission: str
+) -> bool:
+    result = await session.execute(
+        delete(MembershipPermission).where(
+            MembershipPermission.membership_id == membership_id,
+            MembershipPermission.permission == permission,
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def put_role_grant(
+    session: AsyncSession, membership_id: uuid.UUID, role_id: uuid.UUID, expires_at: datetime | None
+) -> None:
+    await delete_role_grant(session, membership_id, role_id)
+    session.add(MembershipRole(membership_id=membership_id, role_id=role_id, expires_at=expires_at))
+    await session.flush()
+
+
+async def delete_role_grant(
+    session: AsyncSession, membership_id: uuid.UUID, role_id: uuid.UUID
+) -> bool:
+    result = await session.execute(
+        delete(MembershipRole).where(
+            MembershipRole.membership_id == membership_id, MembershipRole.role_id == role_id
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def clear_grants(session: AsyncSession, membership_id: uuid.UUID) -> None:
+    await session.execute(
+        delete(MembershipPermission).where(MembershipPermission.membership_id == membership_id)
+    )
+    await session.execute(
+        delete(MembershipRole).where(MembershipRole.membership_id == membership_id)
+    )
+
+
+async def revoke_refresh_tokens(
+    session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID, now: datetime
+) -> None:
+    """A member lost rights in an account: refresh tokens naming it stop working at once."""
+    await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.user_id == user_id,
+            RefreshToken.account_id == account_id,
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+
+
+# --- roles -----------------------------------------------------------------------------
+
+
+async def get_role(session: AsyncSession, role_id: uuid.UUID) -> Role | None:
+    return await session.scalar(select(Role).where(Role.id == role_id))
+
+
+async def roles_by_id(session: AsyncSession, role_ids: Sequence[uuid.UUID]) -> Sequence[Role]:
+    return (await session.scalars(select(Role).where(Role.id.in_(role_ids)))).all()
+
+
+async def list_roles(session: AsyncSession, account_id: uuid.UUID | None) -> Sequence[Role]:
+    """Templates when ``account_id`` is None, else that account's own roles."""
+    owner = Role.account_id.is_(None) if account_id is None else Role.account_id == account_id
+    return (await session.scalars(select(Role).where(owner).order_by(Role.name))).all()
+
+
+async def role_name_taken(
+    session: AsyncSession, account_id: uuid.UUID | None, name: str, other_than: uuid.UUID | None
+) -> bool:
+    # The unique constraint cannot see duplicates among templates (NULL account_id), so ask.
+    owner = Role.account_id.is_(None) if account_id is None else Role.account_id == account_id
+    statement = select(Role.id).where(owner, func.lower(Role.name) == name.lower())
+    if other_than is not None:
+        statement = statement.where(Role.id != other_than)
+    return (await session.scalar(statement.limit(1))) is not None
+
+
+async def insert_role(session: AsyncSession, role: Role) -> None:
+    await _flush_new(session, role)
+
+
+async def delete_role(session: AsyncSession, role_id: uuid.UUID) -> None:
+    await session.execute(delete(Role).where(Role.id == role_id))
+
+
+async def role_permissions(
+    session: AsyncSession, role_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[str]]:
+    result = await session.execute(
+        select(RolePermission.role_id, RolePermission.permission)
+        .where(RolePermission.role_id.in_(role_ids))
+        .order_by(RolePermission.permission)
+    )
+    found: dict[uuid.UUID, list[str]] = {role_id: [] for role_id in role_ids}
+    for role_id, permission in result:
+        found[role_id].append(permission)
+    return found
+
+
+async def replace_role_permissions(
+    session: AsyncSession, role_id: uuid.UUID, permissions: Iterable[str]
+) -> None:
+    await session.execute(delete(RolePermission).where(RolePermission.role_id == role_id))
+    session.add_all(RolePermission(role_id=role_id, permission=name) for name in permissions)
+    await session.flush()
+
+
+async def insert_template_if_missing(session: AsyncSession, key: str, name: str) -> None:
+    """The template of policies/roles.toml ``key``; racing processes create it only once."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    await session.execute(
+        dialect.insert(Role)
+        .values(id=uuid.uuid4(), key=key, name=name, name_es="", description="")
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+
+
+async def file_templates(session: AsyncSession) -> Sequence[Role]:
+    return (await session.scalars(select(Role).where(Role.key.is_not(None)))).all()
+
+
+# --- registered permissions -------------------------------------------------------------
+
+
+async def registered_permissions(session: AsyncSession) -> Sequence[Permission]:
+    return (await session.scalars(select(Permission).order_by(Permission.name))).all()
+
+
+async def registered_among(session: AsyncSession, names: Iterable[str]) -> set[str]:
+    wanted = list(set(names))
+    if not wanted:
+        return set()
+    result = await session.scalars(select(Permission.name).where(Permission.name.in_(wanted)))
+    return set(result.all())
+
+
+async def registered_names(session: AsyncSession) -> set[str]:
+    return set((await session.scalars(select(Permission.name))).all())
+
+
+async def insert_permission(session: AsyncSession, permission: Permission) -> None:
+    """Raises ``Duplicate`` when the name is registered already."""
+    await _flush_new(session, permission)
+
+
+# --- invitations -----------------------------------------------------------------------
+
+
+async def insert_invitation(session: AsyncSession, invitation: Invitation) -> None:
+    session.add(invitation)
+    await session.flush()
+
+
+async def get_invitation(
+    session: AsyncSession, account_id: uuid.UUID, invitation_id: uuid.UUID
+) -> Invitation | None:
+    return await session.scalar(
+        select(Invitation).where(
+            Invitation.id == invitation_id, Invitation.account_id == account_id
+        )
+    )
+
+
+async def invitation_by_token(session: AsyncSession, token_hash: str) -> Invitation | None:
+    return await session.scalar(select(Invitation).where(Invitation.token_hash == token_hash))
+
+
+async def pending_invitations(
+    session: AsyncSession, account_id: uuid.UUID, now: datetime, email: str | None = None
+) -> Sequence[Invitation]:
+    statement = (
+        select(Invitation)
+        .where(
+            Invitation.account_id == account_id,
+            Invitation.accepted_at.is_(None),
+            Invitation.cancelled_at.is_(None),
+            Invitation.expires_at > now,
+        )
+        .order_by(Invitation.created_at)
+    )
+    if email is not None:
+        statement = statement.where(Invitation.email == email)
+    return (await session.scalars(statement)).all()
+
+
+async def claim_invitation(session: AsyncSession, invitation_id: uuid.UUID, now: datetime) -> bool:
+    """Mark the invitation accepted if it still can be: of racing accepts, one wins."""
+    result = await session.execute(
+        update(Invitation)
+        .where(
+            Invitation.id == invitation_id,
+            Invitation.accepted_at.is_(None),
+            Invitation.cancelled_at.is_(None),
+            Invitation.expires_at > now,
+        )
+        .values(accepted_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def cancel_invitation(session: AsyncSession, invitation_id: uuid.UUID, now: datetime) -> bool:
+    result = await session.execute(
+        update(Invitation)
+        .where(
+            Invitation.id == invitation_id,
+            Invitation.accepted_at.is_(None),
+            Invitation.cancelled_at.is_(None),
+        )
+        .values(cancelled_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def renew_invitation_token(
+    session: AsyncSession, invitation_id: uuid.UUID, token_hash: str, expires_at: datetime
+) -> bool:
+    """A new link for a pending invitation; the previous link stops working."""
+    result = await session.execute(
+        update(Invitation)
+        .where(
+            Invitation.id == invitation_id,
+            Invitation.accepted_at.is_(None),
+            Invitation.cancelled_at.is_(None),
+        )
+        .values(token_hash=token_hash, expires_at=expires_at)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,793 @@
+"""Business verbs for customer accounts: members, owners, grants, roles, decisions.
+
+Every change is recorded in the audit log in the caller's transaction. Owner changes lock
+the account first, so an account never ends with no owner, even under concurrent requests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.models import User
+from identity.audit.service import Actor, record_as
+from identity.errors import Conflict, Forbidden, NotFound
+from identity.permissions import repository
+from identity.permissions.catalogue import Catalogue, installed, invalid_field
+from identity.permissions.models import (
+    Account,
+    Membership,
+    MembershipPermission,
+    MembershipRole,
+    Permission,
+    Role,
+)
+
+MAX_ACCOUNT_NAME = 200
+MAX_ROLE_NAME = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A permission granted directly, until ``expires_at`` (None: until revoked)."""
+
+    name: str
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoleGrant:
+    role_id: uuid.UUID
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    membership: Membership
+    user: User
+    permissions: Sequence[MembershipPermission]
+    roles: Sequence[tuple[MembershipRole, Role]]
+    effective: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RoleView:
+    role: Role
+    permissions: list[str]
+
+
+def _default(catalogue: Catalogue | None) -> Catalogue:
+    return catalogue if catalogue is not None else Catalogue(installed())
+
+
+def _when(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+async def _effective(
+    session: AsyncSession, memberships: Sequence[Membership], now: datetime, catalogue: Catalogue
+) -> dict[uuid.UUID, frozenset[str]]:
+    full = [m.id for m in memberships if m.is_owner or m.all_permissions]
+    everything = await catalogue.names(session) if full else frozenset()
+    found: dict[uuid.UUID, set[str]] = {m.id: set() for m in memberships}
+    partial = [m.id for m in memberships if m.id not in full]
+    for membership_id, permission in await repository.live_permissions(session, partial, now):
+        found[membership_id].add(permission)
+    return {
+        membership_id: everything if membership_id in full else frozenset(names)
+        for membership_id, names in found.items()
+    }
+
+
+async def effective_permissions(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    account_id: uuid.UUID,
+    now: datetime,
+    catalogue: Catalogue | None = None,
+) -> frozenset[str]:
+    """Direct grants and roles that have not expired; everything for owners and "all"."""
+    membership = await repository.get_membership(session, account_id, user_id)
+    if membership is None:
+        return frozenset()
+    effective = await _effective(session, [membership], now, _default(catalogue))
+    return effective[membership.id]
+
+
+async def token_claims_for(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    account_id: uuid.UUID,
+    now: datetime,
+    catalogue: Catalogue | None = None,
+) -> dict[str, Any]:
+    """The account claims of an access token: ``account_id``, ``permissions``, ``account_owner``.
+
+    Raises ``Forbidden`` when the user is not a member of the account.
+    """
+    membership = await repository.get_membership(session, account_id, user_id)
+    if membership is None:
+        raise Forbidden("The user is not a member of this account.")
+    effective = await _effective(session, [membership], now, _default(catalogue))
+    return {
+        "account_id": str(account_id),
+        "permissions": sorted(effective[membership.id]),
+        "account_owner": membership.is_owner,
+    }
+
+
+async def check_batch(
+    session: AsyncSession,
+    checks: Sequence[tuple[uuid.UUID, uuid.UUID, str]],
+    now: datetime,
+    catalogue: Catalogue | None = None,
+) -> list[bool]:
+    """Allow or deny each (user_id, account_id, permission), in order, in three queries."""
+    catalogue = _default(catalogue)
+    memberships = await repository.memberships_for(
+        session, {(user_id, account_id) for user_id, account_id, _ in checks}
+    )
+    by_pair = {(m.user_id, m.account_id): m for m in memberships}
+    partial = [m.id for m in memberships if not (m.is_owner or m.all_permissions)]
+    held = set(await repository.live_permissions(session, partial, now))
+    # An owner holds what exists: built-in names, and those registered that were asked about.
+    asked = {permission for _, _, permission in checks}
+    existing = catalogue.policies.builtin_names & asked
+    if any(m.is_owner or m.all_permissions for m in memberships):
+        existing |= await repository.registered_among(session, asked - existing)
+    decisions = []
+    for user_id, account_id, permission in checks:
+        membership = by_pair.get((user_id, account_id))
+        if membership is None:
+            decisions.append(False)
+        elif membership.is_owner or membership.all_permissions:
+            decisions.append(permission in existing)
+        else:
+            decisions.append((membership.id, permission) in held)
+    return decisions
+
+
+async def get_account(session: AsyncSession, account_id: uuid.UUID) -> Account:
+    account = await repository.get_account(session, account_id)
+    if account is None:
+        raise NotFound("No such account.")
+    return account
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChoice:
+    """One account a user belongs to, as an account picker lists it."""
+
+    account: Account
+    owner: bool
+    permissions: frozenset[str]
+
+
+async def accounts_of(
+    session: AsyncSession, user_id: uuid.UUID, now: datetime, catalogue: Catalogue | None = None
+) -> list[AccountChoice]:
+    """The accounts a user belongs to, by name, with their effective permissions in each."""
+    rows = await repository.accounts_of_user(session, user_id)
+    effective = await _effective(session, [m for _, m in rows], now, _default(catalogue))
+    return [AccountChoice(a, m.is_owner, effective[m.id]) for a, m in rows]
+
+
+async def membership_of(
+    session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID
+) -> Membership:
+    membership = await repository.get_membership(session, account_id, user_id)
+    if membership is None:
+        raise NotFound("This user is not a member of the account.")
+    return membership
+
+
+async def _views(
+    session: AsyncSession,
+    rows: Sequence[tuple[Membership, User]],
+    now: datetime,
+    catalogue: Catalogue,
+) -> list[MemberView]:
+    ids = [membership.id for membership, _ in rows]
+    permissions: dict[uuid.UUID, list[MembershipPermission]] = {i: [] for i in ids}
+    for grant in await repository.permission_grants(session, ids):
+        permissions[grant.membership_id].append(grant)
+    roles: dict[uuid.UUID, list[tuple[MembershipRole, Role]]] = {i: [] for i in ids}
+    for role_grant, role in await repository.role_grants(session, ids):
+        roles[role_grant.membership_id].append((role_grant, role))
+    effective = await _effective(session, [m for m, _ in rows], now, catalogue)
+    return [
+        MemberView(m, user, permissions[m.id], roles[m.id], effective[m.id]) for m, user in rows
+    ]
+
+
+async def list_members(
+    session: AsyncSession, account_id: uuid.UUID, now: datetime, catalogue: Catalogue
+) -> list[MemberView]:
+    return await _views(session, await repository.members(session, account_id), now, catalogue)
+
+
+async def member(
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+    now: datetime,
+    catalogue: Catalogue,
+) -> MemberView:
+    membership = await membership_of(session, account_id, user_id)
+    user = await repository.get_user(session, user_id)
+    assert user is not None  # the membership's foreign key
+    return (await _views(session, [(membership, user)], now, catalogue))[0]
+
+
+# --- grants --------------------------------------------------------------------------------
+
+
+def _grants_record(
+    all_permissions: bool, permissions: Sequence[Grant], roles: Sequence[RoleGrant]
+) -> dict[str, Any]:
+    return {
+        "all_permissions": all_permissions,
+        "permissions": [{"name": g.name, "expires_at": _when(g.expires_at)} for g in permissions],
+        "roles": [{"role_id": str(g.role_id), "expires_at": _when(g.expires_at)} for g in roles],
+    }
+
+
+async def _current_grants(
+    session: AsyncSession, membership: Membership
+) -> tuple[list[Grant], list[RoleGrant]]:
+    permissions = [
+        Grant(g.permission, g.expires_at)
+        for g in await repository.permission_grants(session, [membership.id])
+    ]
+    roles = [
+        RoleGrant(g.role_id, g.expires_at)
+        for g, _ in await repository.role_grants(session, [membership.id])
+    ]
+    return permissions, roles
+
+
+async def check_grants(
+    session: AsyncSession,
+    catalogue: Catalogue,
+    account_id: uuid.UUID,
+    permissions: Sequence[Grant],
+    roles: Sequence[RoleGrant],
+    now: datetime,
+) -> None:
+    """Known permissions, roles usable in this account, expiries in the future."""
+    unknown = await catalogue.unknown(session, [g.name for g in permissions])
+    if unknown:
+        raise invalid_field("permissions", "Unknown permissions: " + ", ".join(unknown) + ".")
+    found = {r.id: r for r in await repository.roles_by_id(session, [g.role_id for g in roles])}
+    for grant in roles:
+        role = found.get(grant.role_id)
+        if role is None or role.account_id not in (None, account_id):
+            raise invalid_field("roles", f"Unknown role {grant.role_id}.")
+    for field, grants in (("permissions", permissions), ("roles", roles)):
+        if any(g.expires_at is not None and g.expires_at <= now for g in grants):
+            raise invalid_field(field, "An expiry date must be in the future.")
+
+
+async def _apply_grants(
+    session: AsyncSession,
+    membership: Membership,
+    permissions: Sequence[Grant],
+    roles: Sequence[RoleGrant],
+) -> None:
+    for grant in permissions:
+        await repository.put_permission_grant(session, membership.id, grant.name, grant.expires_at)
+    for role_grant in roles:
+        await repository.put_role_grant(
+            session, membership.id, role_grant.role_id, role_grant.expires_at
+        )
+
+
+async def add_member(
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    all_permissions: bool = False,
+    permissions: Sequence[Grant] = (),
+    roles: Sequence[RoleGrant] = (),
+    is_owner: bool = False,
+    catalogue: Catalogue,
+    now: datetime,
+) -> Membership:
+    """A new membership with its grants; ``Conflict`` when the user is a member already."""
+    await check_grants(session, catalogue, account_id, permissions, roles, now)
+    if await repository.get_user(session, user_id) is None:
+        raise invalid_field("user_id", "No such user.")
+    membership = Membership(
+        account_id=account_id,
+        user_id=user_id,
+        is_owner=is_owner,
+        all_permissions=all_permissions,
+        created_at=now,
+    )
+    try:
+        await repository.insert_membership(session, membership)
+    except repository.Duplicate:
+        raise Conflict("This user is already a member of the account.") from None
+    await _apply_grants(session, membership, permissions, roles)
+    await record_as(
+        session,
+        actor,
+        "member.added",
+        account_id=account_id,
+        target=("user", user_id),
+        new={"owner": is_owner} | _grants_record(all_permissions, permissions, roles),
+    )
+    return membership
+
+
+async def create_account(
+    session: AsyncSession, actor: Actor, *, name: str, owner_user_id: uuid.UUID, now: datetime
+) -> Account:
+    name = name.strip()
+    if not name or len(name) > MAX_ACCOUNT_NAME:
+        raise invalid_field("name", f"The name must be 1 to {MAX_ACCOUNT_NAME} characters.")
+    if await repository.get_user(session, owner_user_id) is None:
+        raise invalid_field("owner_user_id", "No such user.")
+    account = Account(name=name, created_at=now)
+    await repository.insert_account(session, account)
+    await record_as(
+        session,
+        actor,
+        "account.created",
+        account_id=account.id,
+        target=("account", account.id),
+        new={"name": name},
+    )
+    await add_member(
+        session,
+        actor,
+        account.id,
+        owner_user_id,
+        is_owner=True,
+        catalogue=Catalogue(installed()),
+        now=now,
+    )
+    return account
+
+
+async def rename_account(
+    session: AsyncSession, actor: Actor, account_id: uuid.UUID, name: str
+) -> Account:
+    account = await get_account(session, account_id)
+    name = name.strip()
+    if not name or len(name) > MAX_ACCOUNT_NAME:
+        raise invalid_field("name", f"The name must be 1 to {MAX_ACCOUNT_NAME} characters.")
+    old, account.name = account.name, name
+    await session.flush()
+    await record_as(
+        session,
+        actor,
+        "account.renamed",
+        account_id=account_id,
+        target=("account", account_id),
+        old={"name": old},
+        new={"name": name},
+    )
+    return account
+
+
+async def set_grants(
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    all_permissions: bool | None = None,
+    permissions: Sequence[Grant] | None = None,
+    roles: Sequence[RoleGrant] | None = None,
+    catalogue: Catalogue,
+    now: datetime,
+) -> None:
+    """Replace what is given (None leaves that part alone), as the Users page edits a member."""
+    membership = await membership_of(session, account_id, user_id)
+    old_permissions, old_roles = await _current_grants(session, membership)
+    new_permissions = old_permissions if permissions is None else list(permissions)
+    new_roles = old_roles if roles is None else list(roles)
+    new_all = membership.all_permissions if all_permissions is None else all_permissions
+    await check_grants(session, catalogue, account_id, new_permissions, new_roles, now)
+    old = _grants_record(membership.all_permissions, old_permissions, old_roles)
+    await repository.clear_grants(session, membership.id)
+    membership.all_permissions = new_all
+    await _apply_grants(session, membership, new_permissions, new_roles)
+    new = _grants_record(new_all, new_permissions, new_roles)
+    await record_as(
+        session,
+        actor,
+        "member.grants_changed",
+        account_id=account_id,
+        target=("user", user_id),
+        old=old,
+        new=new,
+    )
+    await _revoke_if_narrowed(session, membership, old, new, now)
+
+
+async def _revoke_if_narrowed(
+    session: AsyncSession,
+    membership: Membership,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    now: datetime,
+) -> None:
+    # Anything taken away: refresh tokens for the account go, so new tokens show it at once.
+    def granted(record: dict[str, Any]) -> set[Any]:
+        return {("p", g["name"]) for g in record["permissions"]} | {
+            ("r", g["role_id"]) for g in record["roles"]
+        }
+
+    narrowed = (old["all_permissions"] and not new["all_permissions"]) or bool(
+        granted(old) - granted(new)
+    )
+    if narrowed:
+        await repository.revoke_refresh_tokens(
+            session, membership.user_id, membership.account_id, now
+        )
+
+
+async def grant_permission(
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+    grant: Grant,
+    *,
+    catalogue: Catalogue,
+    now: datetime,
+) -> None:
+    """Grant one permission ("tickets for 14 days"); granting again replaces the expiry."""
+    membership = await membership_of(session, account_id, user_id)
+    await check_grants(session, catalogue, account_id, [grant], [], now)
+    await repository.put_permission_grant(session, membership.id, grant.name, grant.expires_at)
+    await record_as(
+        session,
+        actor,
+        "member.permission_granted",
+        account_id=account_id,
+        target=("user", user_id),
+        new={"name": grant.name, "expires_at": _when(grant.expires_at)},
+    )
+
+
+async def revoke_permission(
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+    name: str,
+    now: datetime,
+) -> None:
+    membership = await membership_of(session, account_id, user_id)
+    if not await repository.delete_permission_grant(session, membership.id, name):
+        raise NotFound("The member has no such permission granted directly.")
+    await record_as(
+        session,
+        actor,
+        "member.permission_revoked",
+        account_id=account_id,
+        target=("user", user_id),
+        old={"name": name},
+    )
+    await repository.revoke_refresh_tokens(session, user_id, account_id, now)
+
+
+async def grant_role(
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+    grant: RoleGrant,
+    *,
+    catalogue: Catalogue,
+    now: datetime,
+) -> None:
+    membership = await membership_of(session, account_id, user_id)
+    await check_grants(session, catalogue, account_id, [], [grant], now)
+    await repository.put_role_grant(session, membership.id, grant.role_id, grant.expires_at)
+    await record_as(
+        session,
+        actor,
+        "member.role_granted",
+        account_id=account_id,
+        target=("user", user_id),
+        new={"role_id": str(grant.role_id), "expires_at": _when(grant.expires_at)},
+    )
+
+
+async def revoke_role(
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+    role_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    membership = await membership_of(session, account_id, user_id)
+    if not await repository.delete_role_grant(session, membership.id, role_id):
+        raise NotFound("The member does not hold this role.")
+    await record_as(
+        session,
+        actor,
+        "member.role_revoked",
+        account_id=account_id,
+        target=("user", user_id),
+        old={"role_id": str(role_id)},
+    )
+    await repository.revoke_refresh_tokens(session, user_id, account_id, now)
+
+
+# --- owners and removal --------------------------------------------------------------------
+
+
+LAST_OWNER = "An account must keep at least one owner; make another member owner first."
+
+
+async def remove_member(
+    session: AsyncSession, actor: Actor, account_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+) -> None:
+    await repository.lock_account(session, account_id)
+    membership = await membership_of(session, account_id, user_id)
+    if membership.is_owner and await repository.count_owners(session, account_id) <= 1:
+        raise Conflict(LAST_OWNER)
+    old_permissions, old_roles = await _current_grants(session, membership)
+    await repository.delete_membership(session, membership.id)
+    await repository.revoke_refresh_tokens(session, user_id, account_id, now)
+    await record_as(
+        session,
+        actor,
+        "member.removed",
+        account_id=account_id,
+        target=("user", user_id),
+        old={"owner": membership.is_owner}
+        | _grants_record(membership.all_permissions, old_permissions, old_roles),
+    )
+
+
+async def set_owner(
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+    owner: bool,
+    now: datetime,
+) -> None:
+    """Make a member an owner, or an owner a plain member (never the last one)."""
+    await repository.lock_account(session, account_id)
+    membership = await membership_of(session, account_id, user_id)
+    if membership.is_owner == owner:
+        return
+    if not owner and await repository.count_owners(session, account_id) <= 1:
+        raise Conflict(LAST_OWNER)
+    membership.is_owner = owner
+    await session.flush()
+    await record_as(
+        session,
+        actor,
+        "member.owner_changed",
+        account_id=account_id,
+        target=("user", user_id),
+        old={"owner": not owner},
+        new={"owner": owner},
+    )
+    if not owner:
+        await repository.revoke_refresh_tokens(session, user_id, account_id, now)
+
+
+async def hand_over_ownership(
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID,
+    from_user_id: uuid.UUID,
+    to_user_id: uuid.UUID,
+    now: datetime,
+) -> None:
+    """``to_user_id`` (a member) becomes owner and ``from_user_id`` stops being one."""
+    if from_user_id == to_user_id:
+        raise invalid_field("user_id", "Hand ownership to another member.")
+    await set_owner(session, actor, account_id, to_user_id, True, now)
+    await set_owner(session, actor, account_id, from_user_id, False, now)
+
+
+# --- roles ---------------------------------------------------------------------------------
+
+
+async def _role_views(session: AsyncSession, roles: Sequence[Role]) -> list[RoleView]:
+    permissions = await repository.role_permissions(session, [r.id for r in roles])
+    return [RoleView(role, permissions[role.id]) for role in roles]
+
+
+async def list_roles(session: AsyncSession, account_id: uuid.UUID | None) -> list[RoleView]:
+    """Templates (``account_id`` None), or an account's own roles."""
+    return await _role_views(session, await repository.list_roles(session, account_id))
+
+
+async def get_role(
+    session: AsyncSession, account_id: uuid.UUID | None, role_id: uuid.UUID
+) -> RoleView:
+    """The role, only if it belongs where asked: another account's role is "not found"."""
+    role = await repository.get_role(session, role_id)
+    if role is None or role.account_id != account_id:
+        raise NotFound("No such role.")
+    return (await _role_views(session, [role]))[0]
+
+
+async def _check_role_fields(
+    session: AsyncSession,
+    catalogue: Catalogue,
+    account_id: uuid.UUID | None,
+    name: str,
+    permissions: Sequence[str],
+    role_id: uuid.UUID | None,
+) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_ROLE_NAME:
+        raise invalid_field("name", f"The name must be 1 to {MAX_ROLE_NAME} characters.")
+    if await repository.role_name_taken(session, account_id, name, role_id):
+        raise invalid_field("name", "A role with this name exists already.", Conflict)
+    unknown = await catalogue.unknown(session, permissions)
+    if unknown:
+        raise invalid_field("permissions", "Unknown permissions: " + ", ".join(unknown) + ".")
+    return name
+
+
+async def create_role(
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID | None,
+    *,
+    name: str,
+    name_es: str = "",
+    description: str = "",
+    permissions: Sequence[str],
+    catalogue: Catalogue,
+    now: datetime,
+) -> RoleView:
+    name = await _check_role_fields(session, catalogue, account_id, name, permissions, None)
+    role = Role(
+        account_id=account_id,
+        name=name,
+        name_es=name_es.strip(),
+        description=description.strip(),
+        created_at=now,
+    )
+    try:
+        await repository.insert_role(session, role)
+    except repository.Duplicate:
+        raise Conflict("A role with this name exists already.") from None
+    await repository.replace_role_permissions(session, role.id, dict.fromkeys(permissions))
+    await record_as(
+        session,
+        actor,
+        "role.created",
+        account_id=account_id,
+        target=("role", role.id),
+        new={"name": name, "permissions": sorted(set(permissions))},
+    )
+    return (await _role_views(session, [role]))[0]
+
+
+def _not_from_file(role: Role) -> None:
+    if role.key is not None:
+        raise Conflict(
+            "This template is defined in policies/roles.toml; change it there.",
+        )
+
+
+async def update_role(
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID | None,
+    role_id: uuid.UUID,
+    *,
+    name: str | None = None,
+    name_es: str | None = None,
+    description: str | None = None,
+    permissions: Sequence[str] | None = None,
+    catalogue: Catalogue,
+    now: datetime,
+) -> RoleView:
+    view = await get_role(session, account_id, role_id)
+    role = view.role
+    _not_from_file(role)
+    new_name = await _check_role_fields(
+        session,
+        catalogue,
+        account_id,
+        role.name if name is None else name,
+        view.permissions if permissions is None else permissions,
+        role.id,
+    )
+    old = {"name": role.name, "permissions": view.permissions}
+    role.name = new_name
+    if name_es is not None:
+        role.name_es = name_es.strip()
+    if description is not None:
+        role.description = description.strip()
+    await session.flush()
+    if permissions is not None:
+        await repository.replace_role_permissions(session, role.id, dict.fromkeys(permissions))
+    updated = (await _role_views(session, [role]))[0]
+    await record_as(
+        session,
+        actor,
+        "role.updated",
+        account_id=account_id,
+        target=("role", role.id),
+        old=old,
+        new={"name": role.name, "permissions": updated.permissions},
+    )
+    return updated
+
+
+async def delete_role(
+    session: AsyncSession, actor: Actor, account_id: uuid.UUID | None, role_id: uuid.UUID
+) -> None:
+    view = await get_role(session, account_id, role_id)
+    _not_from_file(view.role)
+    await repository.delete_role(session, role_id)
+    await record_as(
+        session,
+        actor,
+        "role.deleted",
+        account_id=account_id,
+        target=("role", role_id),
+        old={"name": view.role.name, "permissions": view.permissions},
+    )
+
+
+# --- registered permissions ------------------------------------------------------------------
+
+
+async def register_permission(
+    session: AsyncSession,
+    actor: Actor,
+    permission: Permission,
+    catalogue: Catalogue,
+) -> Permission:
+    """Add a consuming service's permission (``billing:refunds``) with its labels."""
+    if permission.name in catalogue.policies.builtin_names:
+        raise Conflict("This permission exists already.")
+    try:
+        await repository.insert_permission(session, permission)
+    except repository.Duplicate:
+        raise Conflict("This permission exists already.") from None
+    await record_as(
+        session,
+        actor,
+        "permission.registered",
+        account_id=None,
+        target=("permission", permission.name),
+        new={"label": {"en": permission.label_en, "es": permission.label_es}},
+    )
+    return permission
+
+
+async def user(session: AsyncSession, user_id: uuid.UUID) -> User:
+    found = await repository.get_user(session, user_id)
+    if found is None:
+        raise NotFound("No such user.")
+    return found
+
+
+async def list_users(
+    session: AsyncSession, email_contains: str | None, offset: int, limit: int
+) -> Sequence[User]:
+    return await repository.list_users(session, email_contains, offset, limit)
+
+
+async def list_accounts(session: AsyncSession, offset: int, limit: int) -> Sequence[Account]:
+    return await repository.list_accounts(session, offset, limit)

@@ -1,0 +1,81 @@
+"""The audit log, read-only: all of it for staff (/api/v1/audit), an account's own for its
+owners (/api/v1/accounts/{account_id}/audit). There are no routes that change it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.params import FromPath, FromQuery, Parameter
+
+from identity.audit.service import EventFilter, list_events
+from identity.clock import utcnow
+from identity.permissions.access import Action
+from identity.runtime import Runtime
+from identity.web.api import schemas
+from identity.web.api.auth import Principal
+from identity.web.api.common import Limit, PrincipalDep, allow, event_out
+from identity.web.dependencies import RuntimeDep
+
+Action_ = Annotated[str | None, Parameter(max_length=100, description="e.g. member.added")]
+BeforeId = Annotated[int | None, Parameter(ge=1, description="next_before_id of the last page")]
+When = Annotated[datetime | None, Parameter(description="RFC 3339 date-time")]
+
+
+async def _page(
+    runtime: Runtime,
+    principal: Principal,
+    action: Action,
+    where: EventFilter,
+    before_id: int | None,
+    limit: int,
+    account_id: uuid.UUID | None,
+) -> schemas.AuditPage:
+    """``account_id`` is what the caller is authorized against: None for the staff's view."""
+    async with runtime.db.transaction() as session:
+        await allow(session, runtime, principal, action, utcnow(), account_id)
+        events = await list_events(session, where, before_id, limit)
+    last = events[-1].id if len(events) == limit else None
+    return schemas.AuditPage([event_out(event) for event in events], last)
+
+
+class AuditController(Controller):
+    tags = ["audit"]  # noqa: RUF012 - Litestar reads it as a class attribute
+
+    @get("/audit", summary="The whole audit log, newest first (staff)")
+    async def all_events(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        account_id: FromQuery[uuid.UUID | None] = None,
+        action: Action_ = None,
+        actor_user_id: FromQuery[uuid.UUID | None] = None,
+        target_id: Annotated[str | None, Parameter(max_length=100)] = None,
+        since: When = None,
+        until: When = None,
+        before_id: BeforeId = None,
+        limit: Limit = 50,
+    ) -> schemas.AuditPage:
+        where = EventFilter(account_id, action, actor_user_id, target_id, since, until)
+        return await _page(runtime, principal, Action.AUDIT_READ_ALL, where, before_id, limit, None)
+
+    @get("/accounts/{account_id:uuid}/audit", summary="An account's audit log (owner, staff)")
+    async def account_events(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        account_id: FromPath[uuid.UUID],
+        action: Action_ = None,
+        actor_user_id: FromQuery[uuid.UUID | None] = None,
+        target_id: Annotated[str | None, Parameter(max_length=100)] = None,
+        since: When = None,
+        until: When = None,
+        before_id: BeforeId = None,
+        limit: Limit = 50,
+    ) -> schemas.AuditPage:
+        where = EventFilter(account_id, action, actor_user_id, target_id, since, until)
+        return await _page(
+            runtime, principal, Action.ACCOUNT_AUDIT_READ, where, before_id, limit, account_id
+        )

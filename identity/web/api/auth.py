@@ -1,0 +1,126 @@
+"""Bearer authentication for /api/v1 (RFC 6750): our RFC 9068 access tokens, and nothing else.
+
+A token is accepted when it is signed by one of our keys (by ``kid``), typed ``at+jwt``,
+issued by us, unexpired, not revoked, meant for use at this server (its audience is the
+client itself or our issuer, not another resource server), and carries one of our scopes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request, Response
+
+from identity.audit.service import Actor
+from identity.clock import utcnow
+from identity.oauth.errors import InvalidTokenError
+from identity.oauth.tokens import verify_access_token
+from identity.permissions.access import Caller
+from identity.tokens import revocations
+from identity.tokens.subjects import active_user
+from identity.web.client_ip import of_request
+from identity.web.dependencies import RuntimeDep
+from identity.web.problems import problem
+
+# Staff administration: an administrator's token, or a client allowed this scope.
+SCOPE_ADMIN = "identity:admin"
+# A user managing the accounts they belong to.
+SCOPE_ACCOUNTS = "identity:accounts"
+# A service asking for authorization decisions (POST /api/v1/authz/check).
+SCOPE_AUTHZ = "identity:authz"
+
+
+class BearerRefused(Exception):
+    """No usable token (401), or one without a scope this API accepts (403)."""
+
+    def __init__(
+        self, detail: str, *, missing: bool = False, insufficient_scope: bool = False
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.missing = missing
+        self.insufficient_scope = insufficient_scope
+
+
+def bearer_refused_handler(
+    request: Request[Any, Any, Any], exc: BearerRefused
+) -> Response[dict[str, Any]]:
+    if exc.insufficient_scope:
+        scopes = f"{SCOPE_ACCOUNTS} {SCOPE_ADMIN} {SCOPE_AUTHZ}"
+        challenge = f'Bearer error="insufficient_scope", scope="{scopes}"'
+        return problem(
+            403, exc.detail, code="insufficient-scope", headers={"WWW-Authenticate": challenge}
+        )
+    # RFC 6750 §3.1: a request with no credentials gets the bare challenge, no error code.
+    challenge = "Bearer" if exc.missing else 'Bearer error="invalid_token"'
+    return problem(401, exc.detail, code="unauthenticated", headers={"WWW-Authenticate": challenge})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    caller: Caller
+    scopes: frozenset[str]
+    ip: str
+    request_id: str | None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.caller.user_id, self.caller.client_id, self.ip, self.request_id)
+
+
+def _bearer(request: Request[Any, Any, Any]) -> str:
+    scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise BearerRefused("Send an access token: Authorization: Bearer <token>.", missing=True)
+    return token.strip()
+
+
+def _for_us(claims: dict[str, Any], issuer: str) -> bool:
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    return claims["client_id"] in audiences or issuer in audiences
+
+
+async def provide_principal(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Principal:
+    invalid = "The access token is invalid, expired or revoked."
+    now = utcnow()
+    try:
+        claims = verify_access_token(
+            await runtime.keyset(), _bearer(request), issuer=runtime.settings.issuer, now=now
+        )
+    except InvalidTokenError:
+        raise BearerRefused(invalid) from None
+    if not _for_us(claims, runtime.settings.issuer):
+        raise BearerRefused("The access token is meant for another resource server.")
+    scopes = frozenset(str(claims.get("scope", "")).split())
+    client_id = str(claims["client_id"])
+    # RFC 9068 §2.2: a client acting for itself is its own subject.
+    acting_for_itself = claims["sub"] == client_id
+    async with runtime.db.transaction() as session:
+        if await revocations.is_revoked(session, claims["jti"]):
+            raise BearerRefused(invalid)
+        if acting_for_itself:
+            user_id, is_admin = None, True
+        else:
+            try:
+                user = await active_user(session, uuid.UUID(str(claims["sub"])))
+            except ValueError:
+                user = None
+            if user is None:
+                raise BearerRefused(invalid)
+            user_id, is_admin = user.id, user.is_admin
+    is_staff = SCOPE_ADMIN in scopes and is_admin
+    is_service = user_id is None and SCOPE_AUTHZ in scopes
+    as_user = user_id is not None and SCOPE_ACCOUNTS in scopes
+    if not (is_staff or is_service or as_user):
+        raise BearerRefused(
+            "The access token lacks a scope this API accepts.", insufficient_scope=True
+        )
+    return Principal(
+        caller=Caller(user_id, client_id, is_staff, is_service),
+        scopes=scopes,
+        ip=of_request(request, runtime.settings.trusted_proxies),
+        request_id=request.scope.get("state", {}).get("request_id"),
+    )

@@ -1,0 +1,115 @@
+"""Invitations of an account: /api/v1/accounts/{account_id}/invitations."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Controller, delete, get, post
+from litestar.params import FromPath, JSONBody
+
+from identity.clock import utcnow
+from identity.errors import Forbidden
+from identity.permissions import invitations
+from identity.permissions.access import Action, Relation
+from identity.permissions.invitations import InvitationRequest
+from identity.web.api import schemas
+from identity.web.api.common import (
+    CatalogueDep,
+    PrincipalDep,
+    allow,
+    grants_in,
+    invitation_out,
+    role_grants_in,
+)
+from identity.web.dependencies import RuntimeDep
+
+
+class InvitationController(Controller):
+    path = "/accounts/{account_id:uuid}/invitations"
+    tags = ["invitations"]  # noqa: RUF012 - Litestar reads it as a class attribute
+
+    @get("", summary="Pending invitations (owner, manager, staff)")
+    async def list_pending(
+        self, runtime: RuntimeDep, principal: PrincipalDep, account_id: FromPath[uuid.UUID]
+    ) -> list[schemas.InvitationOut]:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.INVITATION_READ, now, account_id)
+            found = await invitations.pending(session, account_id, now)
+        return [invitation_out(invitation) for invitation in found]
+
+    @post("", summary="Invite an email with all or chosen permissions and roles")
+    async def invite(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        catalogue: CatalogueDep,
+        account_id: FromPath[uuid.UUID],
+        data: JSONBody[schemas.InvitationCreate],
+    ) -> schemas.InvitationOut:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            relation = await allow(
+                session, runtime, principal, Action.INVITATION_WRITE, now, account_id
+            )
+            if relation is Relation.MANAGER and data.all_permissions:
+                # As for editing members: a manager cannot create an owner-equivalent.
+                raise Forbidden("Only an owner can invite with all permissions.")
+            invitation = await invitations.invite(
+                session,
+                principal.actor,
+                account_id,
+                InvitationRequest(
+                    email=data.email,
+                    all_permissions=data.all_permissions,
+                    permissions=grants_in(data.permissions) or [],
+                    roles=role_grants_in(data.roles) or [],
+                    locale=data.locale,
+                ),
+                catalogue=catalogue,
+                limiter=runtime.limiter,
+                issuer=runtime.settings.issuer,
+                now=now,
+            )
+        runtime.mail.wake()
+        return invitation_out(invitation)
+
+    @post(
+        "/{invitation_id:uuid}/resend",
+        status_code=200,
+        summary="Send a new link (the previous one stops working) with a new expiry",
+    )
+    async def resend(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        account_id: FromPath[uuid.UUID],
+        invitation_id: FromPath[uuid.UUID],
+    ) -> schemas.InvitationOut:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.INVITATION_WRITE, now, account_id)
+            invitation = await invitations.resend(
+                session,
+                principal.actor,
+                account_id,
+                invitation_id,
+                limiter=runtime.limiter,
+                issuer=runtime.settings.issuer,
+                now=now,
+            )
+        runtime.mail.wake()
+        return invitation_out(invitation)
+
+    @delete("/{invitation_id:uuid}", summary="Cancel a pending invitation")
+    async def cancel(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        account_id: FromPath[uuid.UUID],
+        invitation_id: FromPath[uuid.UUID],
+    ) -> None:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.INVITATION_WRITE, now, account_id)
+            await invitations.cancel(session, principal.actor, account_id, invitation_id, now)

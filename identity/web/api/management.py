@@ -1,0 +1,61 @@
+"""The account management API under /api/v1: one router, so every route shares the bearer
+authentication, the catalogue dependency and the problem rendering of refused tokens."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import Request, Response, Router
+from litestar.di import Provide
+from litestar.exceptions import ValidationException
+
+from identity.web.api import accounts, audit, authz, invitations, members, permissions, roles
+from identity.web.api import users as users_api
+from identity.web.api.auth import BearerRefused, bearer_refused_handler, provide_principal
+from identity.web.api.common import provide_catalogue
+from identity.web.problems import http_exception_handler
+
+# msgspec names a missing or unknown field only in its message ("Object missing required
+# field `name`"), and Litestar then keys the error as the whole body; name the field instead.
+_FIELD_IN_MESSAGE = re.compile(r"field `([^`]+)`")
+
+
+def body_validation_handler(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, Any]]:
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        named = (
+            _FIELD_IN_MESSAGE.search(str(item.get("message", "")))
+            if isinstance(item, dict)
+            else None
+        )
+        if named:
+            key = item.get("key")
+            item["key"] = named.group(1) if key in (None, "data") else f"{key}.{named.group(1)}"
+    return http_exception_handler(request, exc)
+
+
+ROUTER = Router(
+    path="/api/v1",
+    route_handlers=[
+        accounts.AccountController,
+        accounts.MyAccountsController,
+        members.MemberController,
+        invitations.InvitationController,
+        roles.RoleTemplateController,
+        roles.AccountRoleController,
+        permissions.PermissionController,
+        users_api.UserController,
+        audit.AuditController,
+        authz.AuthzController,
+    ],
+    dependencies={
+        "principal": Provide(provide_principal),
+        "catalogue": Provide(provide_catalogue),
+    },
+    exception_handlers={  # type: ignore[dict-item]
+        BearerRefused: bearer_refused_handler,
+        ValidationException: body_validation_handler,
+    },
+)

@@ -1,0 +1,236 @@
+"""Members of an account and what each may do: /api/v1/accounts/{account_id}/members."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Controller, delete, get, patch, post
+from litestar.params import FromPath, JSONBody
+
+from identity.clock import utcnow
+from identity.permissions import service
+from identity.permissions.access import Action, check_manager_edit
+from identity.permissions.service import Grant, RoleGrant
+from identity.web.api import schemas
+from identity.web.api.common import (
+    CatalogueDep,
+    PrincipalDep,
+    allow,
+    grants_in,
+    member_out,
+    role_grants_in,
+)
+from identity.web.dependencies import RuntimeDep
+
+
+class MemberController(Controller):
+    path = "/accounts/{account_id:uuid}/members"
+    tags = ["members"]  # noqa: RUF012 - Litestar reads it as a class attribute
+
+    @get("", summary="The account's members with their grants (owner, manager, staff)")
+    async def list_members(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        catalogue: CatalogueDep,
+        account_id: FromPath[uuid.UUID],
+    ) -> list[schemas.MemberOut]:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.MEMBER_READ, now, account_id)
+            views = await service.list_members(session, account_id, now, catalogue)
+        return [member_out(view, now) for view in views]
+
+    @post("", summary="Add an existing user directly, without an invitation (staff)")
+    async def add(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        catalogue: CatalogueDep,
+        account_id: FromPath[uuid.UUID],
+        data: JSONBody[schemas.MemberAdd],
+    ) -> schemas.MemberOut:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.MEMBER_ADD, now, account_id)
+            await service.add_member(
+                session,
+                principal.actor,
+                account_id,
+                data.user_id,
+                all_permissions=data.all_permissions,
+                permissions=grants_in(data.permissions) or [],
+                roles=role_grants_in(data.roles) or [],
+                is_owner=data.owner,
+                catalogue=catalogue,
+                now=now,
+            )
+            view = await service.member(session, account_id, data.user_id, now, catalogue)
+        return member_out(view, now)
+
+    @get("/{user_id:uuid}", summary="One member (owner, manager, staff)")
+    async def read(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        catalogue: CatalogueDep,
+        account_id: FromPath[uuid.UUID],
+        user_id: FromPath[uuid.UUID],
+    ) -> schemas.MemberOut:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.MEMBER_READ, now, account_id)
+            view = await service.member(session, account_id, user_id, now, catalogue)
+        return member_out(view, now)
+
+    @patch(
+        "/{user_id:uuid}",
+        summary="Change a member: owner flag (owner, staff) and grants (owner, manager, staff)",
+    )
+    async def update(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        catalogue: CatalogueDep,
+        account_id: FromPath[uuid.UUID],
+        user_id: FromPath[uuid.UUID],
+        data: JSONBody[schemas.MemberUpdate],
+    ) -> schemas.MemberOut:
+        now = utcnow()
+        actor = principal.actor
+        changes_grants = (data.all_permissions, data.permissions, data.roles) != (None, None, None)
+        async with runtime.db.transaction() as session:
+            # Every check before any change: an owner who demotes themselves in this request
+            # must not lose the right to the rest of it half-way.
+            if data.owner is not None:
+                await allow(session, runtime, principal, Action.OWNERSHIP_CHANGE, now, account_id)
+            if changes_grants or data.owner is None:
+                relation = await allow(
+                    session, runtime, principal, Action.MEMBER_GRANTS, now, account_id
+                )
+                target = await service.membership_of(session, account_id, user_id)
+                check_manager_edit(relation, target, all_permissions=data.all_permissions)
+            if data.owner is not None:
+                await service.set_owner(session, actor, account_id, user_id, data.owner, now)
+            if changes_grants:
+                await service.set_grants(
+                    session,
+                    actor,
+                    account_id,
+                    user_id,
+                    all_permissions=data.all_permissions,
+                    permissions=grants_in(data.permissions),
+                    roles=role_grants_in(data.roles),
+                    catalogue=catalogue,
+                    now=now,
+                )
+            view = await service.member(session, account_id, user_id, now, catalogue)
+        return member_out(view, now)
+
+    @delete("/{user_id:uuid}", summary="Remove a member (owner, manager, staff)")
+    async def remove(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        account_id: FromPath[uuid.UUID],
+        user_id: FromPath[uuid.UUID],
+    ) -> None:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            relation = await allow(
+                session, runtime, principal, Action.MEMBER_REMOVE, now, account_id
+            )
+            check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
+            await service.remove_member(session, principal.actor, account_id, user_id, now)
+
+    @post("/{user_id:uuid}/permissions", summary="Grant one permission, perhaps until a date")
+    async def grant_permission(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        catalogue: CatalogueDep,
+        account_id: FromPath[uuid.UUID],
+        user_id: FromPath[uuid.UUID],
+        data: JSONBody[schemas.GrantIn],
+    ) -> schemas.MemberOut:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            relation = await allow(
+                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id
+            )
+            check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
+            await service.grant_permission(
+                session,
+                principal.actor,
+                account_id,
+                user_id,
+                Grant(data.name, data.expires_at),
+                catalogue=catalogue,
+                now=now,
+            )
+            view = await service.member(session, account_id, user_id, now, catalogue)
+        return member_out(view, now)
+
+    @delete("/{user_id:uuid}/permissions/{name:str}", summary="Revoke a direct permission")
+    async def revoke_permission(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        account_id: FromPath[uuid.UUID],
+        user_id: FromPath[uuid.UUID],
+        name: FromPath[str],
+    ) -> None:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            relation = await allow(
+                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id
+            )
+            check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
+            await service.revoke_permission(
+                session, principal.actor, account_id, user_id, name, now
+            )
+
+    @post("/{user_id:uuid}/roles", summary="Give a member a role, perhaps until a date")
+    async def grant_role(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        catalogue: CatalogueDep,
+        account_id: FromPath[uuid.UUID],
+        user_id: FromPath[uuid.UUID],
+        data: JSONBody[schemas.RoleGrantIn],
+    ) -> schemas.MemberOut:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            relation = await allow(
+                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id
+            )
+            check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
+            await service.grant_role(
+                session,
+                principal.actor,
+                account_id,
+                user_id,
+                RoleGrant(data.role_id, data.expires_at),
+                catalogue=catalogue,
+                now=now,
+            )
+            view = await service.member(session, account_id, user_id, now, catalogue)
+        return member_out(view, now)
+
+    @delete("/{user_id:uuid}/roles/{role_id:uuid}", summary="Take a role from a member")
+    async def revoke_role(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        account_id: FromPath[uuid.UUID],
+        user_id: FromPath[uuid.UUID],
+        role_id: FromPath[uuid.UUID],
+    ) -> None:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            relation = await allow(
+                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id
+            )
+            check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
+            await service.revoke_role(session, principal.actor, account_id, user_id, role_id, now)

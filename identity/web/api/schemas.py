@@ -1,0 +1,239 @@
+"""Request and response bodies of the account management API, as the OpenAPI document shows
+them. Requests refuse unknown fields, so a typo is an error naming it, not a silent no-op."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from identity.permissions.catalogue import ANY_NAME_PATTERN, MAX_NAME
+
+AwareDatetime = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
+PermissionName = Annotated[
+    str, Meta(pattern=ANY_NAME_PATTERN, max_length=MAX_NAME, examples=["tickets"])
+]
+Label = Annotated[str, Meta(min_length=1, max_length=200)]
+Description = Annotated[str, Meta(max_length=2000)]
+RoleName = Annotated[str, Meta(min_length=1, max_length=100)]
+MAX_ITEMS = 500
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True):
+    """A request body: unknown fields are refused."""
+
+
+# --- accounts and members ------------------------------------------------------------------
+
+
+class AccountCreate(Request):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    owner_user_id: uuid.UUID
+
+
+class AccountUpdate(Request):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class AccountOut(msgspec.Struct):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+class MyAccountOut(msgspec.Struct):
+    """An account the caller belongs to, as an account picker lists it."""
+
+    id: uuid.UUID
+    name: str
+    owner: bool
+    permissions: list[str]
+
+
+class GrantIn(Request):
+    name: PermissionName
+    expires_at: AwareDatetime | None = None
+
+
+class RoleGrantIn(Request):
+    role_id: uuid.UUID
+    expires_at: AwareDatetime | None = None
+
+
+Grants = Annotated[list[GrantIn], Meta(max_length=MAX_ITEMS)]
+RoleGrants = Annotated[list[RoleGrantIn], Meta(max_length=MAX_ITEMS)]
+
+
+class MemberAdd(Request):
+    user_id: uuid.UUID
+    owner: bool = False
+    all_permissions: bool = False
+    permissions: Grants = msgspec.field(default_factory=list)
+    roles: RoleGrants = msgspec.field(default_factory=list)
+
+
+class MemberUpdate(Request):
+    """Each field given replaces that part; fields left out stay as they are."""
+
+    owner: bool | None = None
+    all_permissions: bool | None = None
+    permissions: Grants | None = None
+    roles: RoleGrants | None = None
+
+
+class OwnershipHandOver(Request):
+    to_user_id: uuid.UUID
+
+
+class PermissionGrantOut(msgspec.Struct):
+    name: str
+    expires_at: datetime | None
+    expired: bool
+
+
+class RoleGrantOut(msgspec.Struct):
+    role_id: uuid.UUID
+    name: str
+    expires_at: datetime | None
+    expired: bool
+
+
+class MemberOut(msgspec.Struct):
+    user_id: uuid.UUID
+    email: str
+    name: str
+    owner: bool
+    all_permissions: bool
+    permissions: list[PermissionGrantOut]
+    roles: list[RoleGrantOut]
+    effective_permissions: list[str]
+    joined_at: datetime
+
+
+# --- invitations ---------------------------------------------------------------------------
+
+
+class InvitationCreate(Request):
+    email: Annotated[str, Meta(min_length=3, max_length=320)]
+    all_permissions: bool = False
+    permissions: Grants = msgspec.field(default_factory=list)
+    roles: RoleGrants = msgspec.field(default_factory=list)
+    locale: Literal["en", "es"] | None = None
+
+
+class InvitationOut(msgspec.Struct):
+    id: uuid.UUID
+    email: str
+    all_permissions: bool
+    grants: dict[str, Any]
+    locale: str | None
+    invited_by: uuid.UUID | None
+    created_at: datetime
+    expires_at: datetime
+
+
+# --- roles and permissions -------------------------------------------------------------------
+
+
+class RoleCreate(Request):
+    name: RoleName
+    name_es: Annotated[str, Meta(max_length=100)] = ""
+    description: Description = ""
+    permissions: Annotated[list[PermissionName], Meta(max_length=MAX_ITEMS)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class RoleUpdate(Request):
+    name: RoleName | None = None
+    name_es: Annotated[str, Meta(max_length=100)] | None = None
+    description: Description | None = None
+    permissions: Annotated[list[PermissionName], Meta(max_length=MAX_ITEMS)] | None = None
+
+
+class RoleOut(msgspec.Struct):
+    id: uuid.UUID
+    account_id: uuid.UUID | None
+    name: str
+    name_es: str
+    description: str
+    permissions: list[str]
+    # Set for templates defined in policies/roles.toml: change those there.
+    key: str | None
+
+
+class Texts(Request):
+    en: Label
+    es: Label
+
+
+class DescriptionTexts(Request):
+    en: Description = ""
+    es: Description = ""
+
+
+class PermissionCreate(Request):
+    name: Annotated[str, Meta(max_length=MAX_NAME, examples=["billing:refunds"])]
+    label: Texts
+    description: DescriptionTexts = msgspec.field(default_factory=DescriptionTexts)
+
+
+class PermissionOut(msgspec.Struct):
+    name: str
+    label: dict[str, str]
+    description: dict[str, str]
+    builtin: bool
+
+
+# --- users, audit, decisions ----------------------------------------------------------------
+
+
+class UserOut(msgspec.Struct):
+    id: uuid.UUID
+    email: str
+    name: str
+    email_verified: bool
+    is_admin: bool
+    disabled: bool
+    created_at: datetime
+
+
+class AuditEventOut(msgspec.Struct):
+    id: int
+    occurred_at: datetime
+    action: str
+    actor_user_id: uuid.UUID | None
+    actor_client_id: str | None
+    account_id: uuid.UUID | None
+    target_type: str | None
+    target_id: str | None
+    ip: str | None
+    request_id: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(msgspec.Struct):
+    events: list[AuditEventOut]
+    # Pass as ``before_id`` for the next (older) page; null on the last page.
+    next_before_id: int | None
+
+
+class AuthzCheck(Request):
+    user_id: uuid.UUID
+    account_id: uuid.UUID
+    permission: Annotated[str, Meta(min_length=1, max_length=MAX_NAME)]
+
+
+MAX_CHECKS = 1000
+
+
+class AuthzRequest(Request):
+    checks: Annotated[list[AuthzCheck], Meta(min_length=1, max_length=MAX_CHECKS)]
+
+
+class AuthzResponse(msgspec.Struct):
+    # One answer per check, in the order asked.
+    allowed: list[bool]

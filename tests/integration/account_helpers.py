@@ -1,0 +1,124 @@
+"""Arranging accounts, members and access tokens for the management API tests.
+
+Access tokens are minted here with joserfc and the signing key the ``client`` fixture
+stores, exactly as the token endpoint would shape them (RFC 9068), so these tests do not
+depend on the sign-in pages.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from joserfc import jwt
+
+from identity.accounts.models import User
+from identity.audit.service import Actor
+from identity.clock import utcnow
+from identity.permissions import service
+from identity.permissions.models import Account
+from identity.permissions.service import Grant, RoleGrant
+from identity.runtime import Runtime
+from identity.web.api.auth import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ
+from tests.integration.oauth_helpers import make_user
+
+CLIENT_ID = "portal"
+SYSTEM = Actor(client_id="tests")
+
+__all__ = ["CLIENT_ID", "SYSTEM", "make_user"]
+
+
+async def mint(
+    runtime: Runtime,
+    *,
+    sub: str,
+    scope: str,
+    client_id: str = CLIENT_ID,
+    aud: str | list[str] | None = None,
+    expires_in: int = 600,
+    typ: str = "at+jwt",
+    issuer: str | None = None,
+    jti: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    keyset = await runtime.keyset()
+    now = int(time.time())
+    claims = {
+        "iss": issuer or runtime.settings.issuer,
+        "sub": sub,
+        "aud": aud if aud is not None else client_id,
+        "exp": now + expires_in,
+        "iat": now,
+        "jti": jti or uuid.uuid4().hex,
+        "client_id": client_id,
+        "scope": scope,
+    } | (extra or {})
+    header = {"alg": keyset.current_alg, "kid": keyset.current.kid, "typ": typ}
+    return jwt.encode(header, claims, keyset.current, algorithms=[keyset.current_alg])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def user_headers(runtime: Runtime, user: User, scope: str = SCOPE_ACCOUNTS) -> dict[str, str]:
+    return bearer(await mint(runtime, sub=str(user.id), scope=scope))
+
+
+async def staff_headers(runtime: Runtime) -> dict[str, str]:
+    admin = await make_user(runtime, is_admin=True)
+    return await user_headers(runtime, admin, f"{SCOPE_ADMIN} {SCOPE_ACCOUNTS}")
+
+
+async def service_headers(runtime: Runtime, client_id: str = "billing") -> dict[str, str]:
+    """A client's own token (client_credentials shape: the client is its subject)."""
+    return bearer(await mint(runtime, sub=client_id, client_id=client_id, scope=SCOPE_AUTHZ))
+
+
+async def make_account(runtime: Runtime, owner: User, name: str = "Acme") -> Account:
+    async with runtime.db.transaction() as session:
+        return await service.create_account(
+            session, SYSTEM, name=name, owner_user_id=owner.id, now=utcnow()
+        )
+
+
+async def add_member(
+    runtime: Runtime,
+    account: Account,
+    user: User,
+    permissions: Sequence[str | Grant] = (),
+    *,
+    roles: Sequence[RoleGrant] = (),
+    all_permissions: bool = False,
+    owner: bool = False,
+) -> None:
+    await runtime.catalogue.ensure_templates(runtime.db)
+    grants = [p if isinstance(p, Grant) else Grant(p) for p in permissions]
+    async with runtime.db.transaction() as session:
+        await service.add_member(
+            session,
+            SYSTEM,
+            account.id,
+            user.id,
+            all_permissions=all_permissions,
+            permissions=grants,
+            roles=roles,
+            is_owner=owner,
+            catalogue=runtime.catalogue,
+            now=utcnow(),
+        )
+
+
+async def effective(runtime: Runtime, user: User, account: Account) -> frozenset[str]:
+    async with runtime.db.transaction() as session:
+        return await service.effective_permissions(session, user.id, account.id, utcnow())
+
+
+def problem_fields(body: dict[str, Any]) -> set[str]:
+    """The fields a problem's ``errors`` name, without Litestar's ``data.`` prefixes."""
+    return {
+        str(item.get("field") or "").removeprefix("data.").split("[")[0].split(".")[0]
+        for item in body.get("errors", [])
+    }

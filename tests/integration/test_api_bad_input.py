@@ -1,0 +1,149 @@
+"""Every endpoint with a body validates it and answers a problem naming the field."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from identity.runtime import Runtime
+from tests.integration.account_helpers import (
+    add_member,
+    make_account,
+    make_user,
+    problem_fields,
+    staff_headers,
+)
+
+MEMBER = "/accounts/{a}/members/{t}"
+UUID0 = "00000000-0000-0000-0000-000000000000"
+
+# (method, path, body, status, field): the body is wrong in exactly the field named.
+CASES: list[tuple[str, str, Any, int, str]] = [
+    ("POST", "/accounts", {"name": "Acme"}, 400, "owner_user_id"),
+    ("POST", "/accounts", {"name": "", "owner_user_id": "{u}"}, 400, "name"),
+    ("POST", "/accounts", {"name": "Acme", "owner_user_id": UUID0}, 422, "owner_user_id"),
+    ("POST", "/accounts", {"name": "A", "owner_user_id": "{u}", "plan": "gold"}, 400, "plan"),
+    ("PATCH", "/accounts/{a}", {"name": "x" * 201}, 400, "name"),
+    ("POST", "/accounts/{a}/ownership-transfer", {"to_user_id": "me"}, 400, "to_user_id"),
+    ("POST", "/accounts/{a}/members", {"user_id": "{u}", "owner": "yes"}, 400, "owner"),
+    ("POST", "/accounts/{a}/members", {"user_id": UUID0}, 422, "user_id"),
+    ("PATCH", MEMBER, {"permissions": [{"name": "Bad Name"}]}, 400, "permissions"),
+    ("PATCH", MEMBER, {"permissions": [{"name": "nope"}]}, 422, "permissions"),
+    ("PATCH", MEMBER, {"roles": [{"role_id": UUID0}]}, 422, "roles"),
+    ("PATCH", MEMBER, {"all_permissions": "all"}, 400, "all_permissions"),
+    (
+        "POST",
+        MEMBER + "/permissions",
+        {"name": "tickets", "expires_at": "2030-01-01T00:00:00"},
+        400,
+        "expires_at",
+    ),
+    ("POST", MEMBER + "/permissions", {}, 400, "name"),
+    ("POST", MEMBER + "/roles", {"role_id": 7}, 400, "role_id"),
+    ("POST", "/accounts/{a}/invitations", {"email": "not-an-email"}, 422, "email"),
+    (
+        "POST",
+        "/accounts/{a}/invitations",
+        {"email": "a@example.com", "locale": "fr"},
+        400,
+        "locale",
+    ),
+    ("POST", "/accounts/{a}/invitations", {"email": "a@example.com", "roles": {}}, 400, "roles"),
+    ("POST", "/accounts/{a}/roles", {"permissions": []}, 400, "name"),
+    ("POST", "/accounts/{a}/roles", {"name": "R", "permissions": ["nope"]}, 422, "permissions"),
+    ("PATCH", "/accounts/{a}/roles/{r}", {"description": 5}, 400, "description"),
+    ("POST", "/roles", {"name": "R", "permissions": "tickets"}, 400, "permissions"),
+    ("PATCH", "/roles/{r}", {"name_es": "x" * 101}, 400, "name_es"),
+    ("POST", "/permissions", {"name": "refunds", "label": {"en": "R", "es": "R"}}, 422, "name"),
+    ("POST", "/permissions", {"name": "billing:refunds", "label": {"en": "R"}}, 400, "label"),
+    ("POST", "/authz/check", {"checks": []}, 400, "checks"),
+    (
+        "POST",
+        "/authz/check",
+        {"checks": [{"user_id": UUID0, "account_id": UUID0}]},
+        400,
+        "checks",
+    ),
+]
+
+
+def _fill(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return value.format(**ids)
+    if isinstance(value, dict):
+        return {key: _fill(item, ids) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fill(item, ids) for item in value]
+    return value
+
+
+@pytest.fixture
+async def arranged(client: httpx.AsyncClient, runtime: Runtime) -> dict[str, Any]:
+    owner, target, outsider = [await make_user(runtime) for _ in range(3)]
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, target)
+    staff = await staff_headers(runtime)
+    role = await client.post(
+        f"/api/v1/accounts/{account.id}/roles", json={"name": "Desk"}, headers=staff
+    )
+    template = await client.post("/api/v1/roles", json={"name": f"T{uuid.uuid4()}"}, headers=staff)
+    return {
+        "headers": staff,
+        "ids": {"a": str(account.id), "t": str(target.id), "u": str(outsider.id)},
+        "role": role.json()["id"],
+        "template": template.json()["id"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"),
+    CASES,
+    ids=[f"{m} {p} {f}" for m, p, _, _, f in CASES],
+)
+async def test_a_bad_field_is_named_in_the_problem(
+    client: httpx.AsyncClient,
+    arranged: dict[str, Any],
+    method: str,
+    path: str,
+    body: Any,
+    status: int,
+    field: str,
+) -> None:
+    role = arranged["template"] if path.startswith("/roles") else arranged["role"]
+    ids = arranged["ids"] | {"r": role}
+    response = await client.request(
+        method, "/api/v1" + path.format(**ids), json=_fill(body, ids), headers=arranged["headers"]
+    )
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert field in problem_fields(response.json()), response.json()
+
+
+async def test_malformed_json_is_a_problem(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    response = await client.post(
+        "/api/v1/accounts",
+        content=b"{not json",
+        headers=await staff_headers(runtime) | {"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_bad_query_parameter_is_named(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    response = await client.get("/api/v1/users?limit=0", headers=await staff_headers(runtime))
+    assert response.status_code == 400
+    assert "limit" in problem_fields(response.json())
+
+
+async def test_the_openapi_document_shows_request_and_response_schemas(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    invite = document["paths"]["/api/v1/accounts/{account_id}/invitations"]["post"]
+    assert "requestBody" in invite
+    assert "201" in invite["responses"]
+    schemas = document["components"]["schemas"]
+    assert {"InvitationCreate", "InvitationOut", "MemberOut", "AuthzRequest"} <= set(schemas)

@@ -1,0 +1,124 @@
+"""The audit log: every change to memberships, permissions, roles and invitations, with who,
+from where, and the old and new values; read-only through the API."""
+
+from __future__ import annotations
+
+import httpx
+
+from identity.runtime import Runtime
+from tests.integration.account_helpers import (
+    add_member,
+    make_account,
+    make_user,
+    staff_headers,
+    user_headers,
+)
+
+
+async def _actions(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> list[dict]:
+    response = await client.get(url, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()["events"]
+
+
+async def test_every_kind_of_change_is_recorded_with_actor_ip_and_values(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["tickets"])
+    headers = await user_headers(runtime, owner) | {"X-Request-ID": "req-audit-1"}
+    base = f"/api/v1/accounts/{account.id}"
+    role = await client.post(
+        f"{base}/roles", json={"name": "Desk", "permissions": ["tickets"]}, headers=headers
+    )
+    await client.patch(
+        f"{base}/members/{clerk.id}", json={"permissions": [{"name": "invoices"}]}, headers=headers
+    )
+    await client.post(
+        f"{base}/members/{clerk.id}/roles", json={"role_id": role.json()["id"]}, headers=headers
+    )
+    invitation = await client.post(
+        f"{base}/invitations", json={"email": "x@example.com"}, headers=headers
+    )
+    await client.delete(f"{base}/invitations/{invitation.json()['id']}", headers=headers)
+    await client.delete(f"{base}/members/{clerk.id}", headers=headers)
+
+    events = await _actions(client, f"{base}/audit", headers)
+    actions = [e["action"] for e in reversed(events)]
+    assert actions == [
+        "account.created",
+        "member.added",
+        "member.added",
+        "role.created",
+        "member.grants_changed",
+        "member.role_granted",
+        "invitation.created",
+        "invitation.cancelled",
+        "member.removed",
+    ]
+    changed = next(e for e in events if e["action"] == "member.grants_changed")
+    assert changed["actor_user_id"] == str(owner.id)
+    assert changed["ip"] == "127.0.0.1"
+    assert changed["request_id"] == "req-audit-1"
+    assert changed["target_id"] == str(clerk.id)
+    assert [p["name"] for p in changed["details"]["old"]["permissions"]] == ["tickets"]
+    assert [p["name"] for p in changed["details"]["new"]["permissions"]] == ["invoices"]
+
+
+async def test_a_refused_change_leaves_no_event(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    headers = await user_headers(runtime, owner)
+    refused = await client.delete(
+        f"/api/v1/accounts/{account.id}/members/{owner.id}", headers=headers
+    )
+    assert refused.status_code == 409
+    events = await _actions(client, f"/api/v1/accounts/{account.id}/audit", headers)
+    assert "member.removed" not in {e["action"] for e in events}
+
+
+async def test_owners_see_only_their_accounts_log_and_staff_see_all(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, rival = await make_user(runtime), await make_user(runtime)
+    account, other = await make_account(runtime, owner), await make_account(runtime, rival)
+    mine = await _actions(
+        client, f"/api/v1/accounts/{account.id}/audit", await user_headers(runtime, owner)
+    )
+    assert {e["account_id"] for e in mine} == {str(account.id)}
+    theirs = await client.get(
+        f"/api/v1/accounts/{other.id}/audit", headers=await user_headers(runtime, owner)
+    )
+    assert theirs.status_code == 404
+    everything = await _actions(client, "/api/v1/audit", await staff_headers(runtime))
+    assert {str(account.id), str(other.id)} <= {e["account_id"] for e in everything}
+
+
+async def test_the_log_is_filtered_and_paged_newest_first(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    for _ in range(5):
+        await add_member(runtime, account, await make_user(runtime))
+    staff = await staff_headers(runtime)
+    url = f"/api/v1/audit?account_id={account.id}&action=member.added&limit=4"
+    first = (await client.get(url, headers=staff)).json()
+    assert len(first["events"]) == 4 and first["next_before_id"] is not None
+    second = (await client.get(f"{url}&before_id={first['next_before_id']}", headers=staff)).json()
+    ids = [e["id"] for e in first["events"] + second["events"]]
+    assert len(ids) == 6  # the owner and five members
+    assert ids == sorted(ids, reverse=True)
+    assert second["next_before_id"] is None
+
+
+async def test_the_log_cannot_be_changed_through_the_api(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await staff_headers(runtime)
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        response = await client.request(method, "/api/v1/audit", headers=staff)
+        assert response.status_code == 405, method

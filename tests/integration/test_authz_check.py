@@ -1,0 +1,118 @@
+"""POST /api/v1/authz/check: batched decisions for services that prefer to ask."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+
+from identity.clock import utcnow
+from identity.permissions import service
+from identity.runtime import Runtime
+from tests.integration.account_helpers import (
+    add_member,
+    bearer,
+    make_account,
+    make_user,
+    mint,
+    service_headers,
+    user_headers,
+)
+
+
+@contextmanager
+def counting_statements(runtime: Runtime) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    engine = runtime.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+async def test_each_check_is_answered_in_order(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    owner, clerk, stranger = [await make_user(runtime) for _ in range(3)]
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["invoices"])
+    asked = [
+        (clerk, "invoices", True),
+        (clerk, "tickets", False),
+        (owner, "tickets", True),
+        (owner, "no-such-permission", False),
+        (stranger, "invoices", False),
+    ]
+    response = await client.post(
+        "/api/v1/authz/check",
+        json={
+            "checks": [
+                {"user_id": str(u.id), "account_id": str(account.id), "permission": p}
+                for u, p, _ in asked
+            ]
+        },
+        headers=await service_headers(runtime),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"allowed": [expected for _, _, expected in asked]}
+
+
+async def test_a_batch_costs_a_few_queries_not_one_per_check(runtime: Runtime) -> None:
+    owners = [await make_user(runtime) for _ in range(5)]
+    accounts = [await make_account(runtime, owner) for owner in owners]
+    clerks = [await make_user(runtime) for _ in range(20)]
+    for number, clerk in enumerate(clerks):
+        await add_member(runtime, accounts[number % 5], clerk, ["tickets", "domains"])
+    checks = [
+        (user.id, account.id, permission)
+        for user in [*owners, *clerks]
+        for account in accounts
+        for permission in ("tickets", "invoices", "billing:refunds")
+    ]
+    with counting_statements(runtime) as statements:
+        async with runtime.db.transaction() as session:
+            decisions = await service.check_batch(session, checks, utcnow())
+    assert len(checks) == 375
+    # Owners: tickets and invoices in their own account; clerks: tickets in theirs.
+    assert sum(decisions) == 5 * 2 + 20 * 1
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) <= 3
+
+
+async def test_only_services_with_the_authz_scope_and_staff_may_ask(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    body = {
+        "checks": [
+            {"user_id": str(owner.id), "account_id": str(account.id), "permission": "tickets"}
+        ]
+    }
+    as_user = await client.post(
+        "/api/v1/authz/check", json=body, headers=await user_headers(runtime, owner)
+    )
+    other_scope = bearer(
+        await mint(runtime, sub="billing", client_id="billing", scope="identity:accounts")
+    )
+    as_plain_client = await client.post("/api/v1/authz/check", json=body, headers=other_scope)
+    assert as_user.status_code == 403
+    assert as_plain_client.status_code == 403
+    assert 'error="insufficient_scope"' in as_plain_client.headers["www-authenticate"]
+
+
+async def test_a_batch_is_bounded(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    check = {"user_id": str(uuid.uuid4()), "account_id": str(uuid.uuid4()), "permission": "x"}
+    response = await client.post(
+        "/api/v1/authz/check",
+        json={"checks": [check] * 1001},
+        headers=await service_headers(runtime),
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"].endswith("checks")

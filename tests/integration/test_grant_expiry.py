@@ -1,0 +1,104 @@
+"""Grants with an expiry ("tickets for 14 days") stop counting on their own, with no job."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import httpx
+
+from identity.clock import utcnow
+from identity.permissions import service
+from identity.permissions.service import Grant, RoleGrant
+from identity.runtime import Runtime
+from tests.integration.account_helpers import add_member, make_account, make_user, user_headers
+
+
+async def test_a_permission_counts_until_its_expiry_and_not_after(runtime: Runtime) -> None:
+    owner, helper = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    now = utcnow()
+    await add_member(runtime, account, helper, [Grant("tickets", now + timedelta(days=14))])
+    async with runtime.db.transaction() as session:
+        today = await service.effective_permissions(session, helper.id, account.id, now)
+        day_13 = await service.effective_permissions(
+            session, helper.id, account.id, now + timedelta(days=13)
+        )
+        day_15 = await service.effective_permissions(
+            session, helper.id, account.id, now + timedelta(days=15)
+        )
+    assert (today, day_13, day_15) == ({"tickets"}, {"tickets"}, frozenset())
+
+
+async def test_a_role_counts_until_its_expiry_and_not_after(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, helper = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    roles = await client.get("/api/v1/roles", headers=await user_headers(runtime, owner))
+    support = next(r for r in roles.json() if r["key"] == "support")
+    now = utcnow()
+    await add_member(
+        runtime,
+        account,
+        helper,
+        roles=[RoleGrant(uuid.UUID(support["id"]), now + timedelta(days=1))],
+    )
+    async with runtime.db.transaction() as session:
+        before = await service.effective_permissions(session, helper.id, account.id, now)
+        after = await service.effective_permissions(
+            session, helper.id, account.id, now + timedelta(days=2)
+        )
+    assert before == set(support["permissions"])
+    assert after == frozenset()
+
+
+async def test_batch_decisions_ignore_expired_grants(runtime: Runtime) -> None:
+    owner, helper = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    now = utcnow()
+    await add_member(
+        runtime,
+        account,
+        helper,
+        [Grant("tickets", now + timedelta(hours=1)), Grant("invoices")],
+    )
+    checks = [(helper.id, account.id, "tickets"), (helper.id, account.id, "invoices")]
+    async with runtime.db.transaction() as session:
+        soon = await service.check_batch(session, checks, now)
+        later = await service.check_batch(session, checks, now + timedelta(hours=2))
+    assert (soon, later) == ([True, True], [False, True])
+
+
+async def test_the_api_grants_for_a_period_and_shows_when_a_grant_has_expired(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, helper = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, helper)
+    headers = await user_headers(runtime, owner)
+    until = (utcnow() + timedelta(days=14)).isoformat()
+    granted = await client.post(
+        f"/api/v1/accounts/{account.id}/members/{helper.id}/permissions",
+        json={"name": "tickets", "expires_at": until},
+        headers=headers,
+    )
+    assert granted.status_code == 201, granted.text
+    grant = granted.json()["permissions"][0]
+    assert (grant["name"], grant["expired"]) == ("tickets", False)
+    assert granted.json()["effective_permissions"] == ["tickets"]
+
+
+async def test_an_expiry_in_the_past_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, helper = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, helper)
+    response = await client.post(
+        f"/api/v1/accounts/{account.id}/members/{helper.id}/permissions",
+        json={"name": "tickets", "expires_at": (utcnow() - timedelta(minutes=1)).isoformat()},
+        headers=await user_headers(runtime, owner),
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "permissions"

@@ -1,0 +1,296 @@
+"""Invitations: the email and its single-use link, accepting as a new or an existing user,
+and the clear refusals (already a member, unknown permission, rate limit, wrong person)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from identity.accounts.models import User
+from identity.clock import utcnow
+from identity.errors import Conflict, Forbidden, NotFound, PolicyViolation
+from identity.mail.models import OutgoingEmail
+from identity.permissions import invitations
+from identity.permissions.models import Account, Invitation, Membership
+from identity.runtime import Runtime
+from tests.integration.account_helpers import (
+    add_member,
+    effective,
+    make_account,
+    make_user,
+    user_headers,
+)
+
+LINK = re.compile(r"https?://\S+/invitations/accept\?token=\S+")
+
+
+async def _invite(
+    client: httpx.AsyncClient, runtime: Runtime, account: Account, owner: User, **body: Any
+) -> httpx.Response:
+    return await client.post(
+        f"/api/v1/accounts/{account.id}/invitations",
+        json={"email": "new.hire@example.com"} | body,
+        headers=await user_headers(runtime, owner),
+    )
+
+
+async def _emails(runtime: Runtime, to: str) -> list[OutgoingEmail]:
+    async with runtime.db.transaction() as session:
+        result = await session.scalars(
+            select(OutgoingEmail)
+            .where(OutgoingEmail.to_address == to)
+            .order_by(OutgoingEmail.created_at)
+        )
+        return list(result.all())
+
+
+def _token(email: OutgoingEmail) -> str:
+    match = LINK.search(email.text_body)
+    assert match, email.text_body
+    return parse_qs(urlsplit(match.group(0)).query)["token"][0]
+
+
+async def _memberships(runtime: Runtime, account: Account) -> list[Membership]:
+    async with runtime.db.transaction() as session:
+        result = await session.scalars(
+            select(Membership).where(Membership.account_id == account.id)
+        )
+        return list(result.all())
+
+
+async def _arrange(runtime: Runtime) -> tuple[User, Account]:
+    owner = await make_user(runtime, name="Olga Owner")
+    return owner, await make_account(runtime, owner, "Acme Hosting")
+
+
+async def test_an_invitation_emails_a_single_use_link_in_the_chosen_language(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    response = await _invite(
+        client, runtime, account, owner, permissions=[{"name": "invoices"}], locale="es"
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["email"] == "new.hire@example.com"
+    assert body["grants"]["permissions"] == [{"name": "invoices", "expires_at": None}]
+    (email,) = await _emails(runtime, "new.hire@example.com")
+    assert email.subject == "Olga Owner te invita a Acme Hosting"
+    token = _token(email)
+    assert len(token) >= 43  # 256 bits, URL-safe base64
+    async with runtime.db.transaction() as session:
+        stored = await session.scalar(select(Invitation.token_hash))
+    assert token not in (stored or "")
+
+
+async def test_the_invitation_expires_after_seven_days_by_default(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    body = (await _invite(client, runtime, account, owner)).json()
+    lifetime = datetime.fromisoformat(body["expires_at"]) - datetime.fromisoformat(
+        body["created_at"]
+    )
+    assert lifetime == timedelta(days=7)
+
+
+async def test_an_existing_user_accepts_and_gets_the_invited_permissions(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email="new.hire@example.com")
+    await _invite(client, runtime, account, owner, permissions=[{"name": "tickets"}])
+    token = _token((await _emails(runtime, invitee.email))[0])
+    async with runtime.db.transaction() as session:
+        await invitations.accept_invitation_as_existing_user(session, token, invitee)
+    assert await effective(runtime, invitee, account) == {"tickets"}
+    listed = await client.get(
+        f"/api/v1/accounts/{account.id}/invitations", headers=await user_headers(runtime, owner)
+    )
+    assert listed.json() == []
+
+
+async def test_accepting_while_signed_in_as_someone_else_is_refused_with_a_reason(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    other = await make_user(runtime, email="someone.else@example.com")
+    await _invite(client, runtime, account, owner)
+    token = _token((await _emails(runtime, "new.hire@example.com"))[0])
+    async with runtime.db.transaction() as session:
+        with pytest.raises(Forbidden) as refused:
+            await invitations.accept_invitation_as_existing_user(session, token, other)
+    assert "new.hire@example.com" in refused.value.detail
+    assert "someone.else@example.com" in refused.value.detail
+    assert len(await _memberships(runtime, account)) == 1
+
+
+async def test_a_new_person_accepts_with_a_name_and_a_password(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    await _invite(client, runtime, account, owner, all_permissions=True)
+    token = _token((await _emails(runtime, "new.hire@example.com"))[0])
+    async with runtime.db.transaction() as session:
+        user, membership = await invitations.accept_invitation_as_new_user(
+            session,
+            runtime.passwords,
+            token,
+            name="Nina New",
+            password=runtime.passwords.generate(20),
+        )
+    assert (user.email, user.name, membership.all_permissions) == (
+        "new.hire@example.com",
+        "Nina New",
+        True,
+    )
+    assert "users" in await effective(runtime, user, account)
+
+
+async def test_a_weak_password_leaves_the_invitation_usable(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    await _invite(client, runtime, account, owner)
+    token = _token((await _emails(runtime, "new.hire@example.com"))[0])
+    with pytest.raises(PolicyViolation):
+        async with runtime.db.transaction() as session:
+            await invitations.accept_invitation_as_new_user(
+                session, runtime.passwords, token, name="Nina", password="password"
+            )
+    async with runtime.db.transaction() as session:
+        pending = await invitations.invitation_for_token(session, token)
+    assert pending.account.name == "Acme Hosting"
+
+
+async def test_a_link_works_once(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    owner, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email="new.hire@example.com")
+    await _invite(client, runtime, account, owner)
+    token = _token((await _emails(runtime, invitee.email))[0])
+    async with runtime.db.transaction() as session:
+        await invitations.accept_invitation_as_existing_user(session, token, invitee)
+    async with runtime.db.transaction() as session:
+        with pytest.raises(Conflict, match="accepted already"):
+            await invitations.accept_invitation_as_existing_user(session, token, invitee)
+
+
+async def test_an_expired_link_is_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    owner, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email="new.hire@example.com")
+    await _invite(client, runtime, account, owner)
+    token = _token((await _emails(runtime, invitee.email))[0])
+    async with runtime.db.transaction() as session:
+        with pytest.raises(Conflict, match="expired"):
+            await invitations.accept_invitation_as_existing_user(
+                session, token, invitee, now=utcnow() + timedelta(days=8)
+            )
+
+
+async def test_an_unknown_link_is_not_found(runtime: Runtime) -> None:
+    invitee = await make_user(runtime)
+    async with runtime.db.transaction() as session:
+        with pytest.raises(NotFound):
+            await invitations.accept_invitation_as_existing_user(session, "forged", invitee)
+
+
+async def test_resending_replaces_the_link_and_cancelling_ends_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email="new.hire@example.com")
+    invitation = (await _invite(client, runtime, account, owner)).json()
+    headers = await user_headers(runtime, owner)
+    url = f"/api/v1/accounts/{account.id}/invitations/{invitation['id']}"
+    resent = await client.post(f"{url}/resend", headers=headers)
+    assert resent.status_code == 200, resent.text
+    first, second = await _emails(runtime, invitee.email)
+    async with runtime.db.transaction() as session:
+        with pytest.raises(NotFound):
+            await invitations.accept_invitation_as_existing_user(session, _token(first), invitee)
+    cancelled = await client.delete(url, headers=headers)
+    assert cancelled.status_code == 204
+    async with runtime.db.transaction() as session:
+        with pytest.raises(Conflict, match="cancelled"):
+            await invitations.accept_invitation_as_existing_user(session, _token(second), invitee)
+
+
+async def test_inviting_a_member_is_refused_naming_the_email(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    member = await make_user(runtime, email="already@example.com")
+    await add_member(runtime, account, member)
+    response = await _invite(client, runtime, account, owner, email="Already@Example.com")
+    assert response.status_code == 409
+    assert response.json()["errors"][0]["field"] == "email"
+    assert "already a member" in response.json()["detail"]
+
+
+async def test_inviting_with_an_unknown_permission_names_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    response = await _invite(client, runtime, account, owner, permissions=[{"name": "launch"}])
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "permissions"
+    assert "launch" in response.json()["detail"]
+    assert await _emails(runtime, "new.hire@example.com") == []
+
+
+async def test_too_many_invitations_are_refused_with_retry_after(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    statuses = []
+    for number in range(invitations.PER_ACCOUNT.max + 1):
+        response = await _invite(client, runtime, account, owner, email=f"p{number}@example.com")
+        statuses.append(response.status_code)
+    assert statuses[:-1] == [201] * invitations.PER_ACCOUNT.max
+    assert statuses[-1] == 429
+    assert int(response.headers["retry-after"]) > 0
+    assert response.json()["type"].endswith("rate-limited")
+
+
+async def test_concurrent_accepts_create_exactly_one_membership(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email="new.hire@example.com")
+    await _invite(client, runtime, account, owner, permissions=[{"name": "tickets"}])
+    token = _token((await _emails(runtime, invitee.email))[0])
+
+    async def accept() -> Membership:
+        async with runtime.db.transaction() as session:
+            return await invitations.accept_invitation_as_existing_user(session, token, invitee)
+
+    results = await asyncio.gather(*(accept() for _ in range(5)), return_exceptions=True)
+    assert sum(isinstance(r, Membership) for r in results) == 1
+    assert all(isinstance(r, Conflict) for r in results if not isinstance(r, Membership))
+    assert len(await _memberships(runtime, account)) == 2  # the owner and the invitee
+
+
+async def test_concurrent_sign_ups_from_one_link_create_one_user(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    await _invite(client, runtime, account, owner)
+    token = _token((await _emails(runtime, "new.hire@example.com"))[0])
+    password = runtime.passwords.generate(20)
+
+    async def sign_up() -> object:
+        async with runtime.db.transaction() as session:
+            return await invitations.accept_invitation_as_new_user(
+                session, runtime.passwords, token, name="Nina", password=password
+            )
+
+    results = await asyncio.gather(*(sign_up() for _ in range(3)), return_exceptions=True)
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert len(await _memberships(runtime, account)) == 2

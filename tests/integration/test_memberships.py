@@ -1,0 +1,266 @@
+"""Accounts, their members and what each member may do, through the service and the API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from identity.clock import utcnow
+from identity.crypto import digest, random_token
+from identity.errors import Forbidden
+from identity.permissions import service
+from identity.permissions.models import Permission
+from identity.runtime import Runtime
+from identity.tokens.models import RefreshToken
+from tests.integration.account_helpers import (
+    CLIENT_ID,
+    SYSTEM,
+    add_member,
+    effective,
+    make_account,
+    make_user,
+    staff_headers,
+    user_headers,
+)
+from tests.integration.oauth_helpers import make_client
+
+WHMCS = {
+    "profile",
+    "contacts",
+    "products",
+    "manageproducts",
+    "productsso",
+    "domains",
+    "managedomains",
+    "invoices",
+    "quotes",
+    "tickets",
+    "affiliates",
+    "emails",
+    "orders",
+    "users",
+}
+
+
+async def test_the_owner_holds_the_whole_catalogue(runtime: Runtime) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    assert await effective(runtime, owner, account) == WHMCS
+
+
+async def test_a_member_holds_only_what_was_granted(runtime: Runtime) -> None:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["invoices", "tickets"])
+    assert await effective(runtime, clerk, account) == {"invoices", "tickets"}
+
+
+async def test_a_non_member_holds_nothing(runtime: Runtime) -> None:
+    owner, stranger = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    assert await effective(runtime, stranger, account) == frozenset()
+
+
+async def test_all_permissions_covers_a_permission_registered_later(runtime: Runtime) -> None:
+    owner, deputy = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, deputy, all_permissions=True)
+    async with runtime.db.transaction() as session:
+        await service.register_permission(
+            session,
+            SYSTEM,
+            Permission(name="billing:refunds", label_en="Refunds", label_es="Reembolsos"),
+            runtime.catalogue,
+        )
+    assert "billing:refunds" in await effective(runtime, deputy, account)
+    assert "billing:refunds" in await effective(runtime, owner, account)
+
+
+async def test_token_claims_name_the_account_and_the_effective_permissions(
+    runtime: Runtime,
+) -> None:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["tickets", "invoices"])
+    async with runtime.db.transaction() as session:
+        claims = await service.token_claims_for(session, clerk.id, account.id, utcnow())
+        owner_claims = await service.token_claims_for(session, owner.id, account.id, utcnow())
+    assert claims == {
+        "account_id": str(account.id),
+        "permissions": ["invoices", "tickets"],
+        "account_owner": False,
+    }
+    assert owner_claims["account_owner"] is True
+    assert set(owner_claims["permissions"]) == WHMCS
+
+
+async def test_token_claims_refuse_a_user_who_is_not_a_member(runtime: Runtime) -> None:
+    owner, stranger = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    async with runtime.db.transaction() as session:
+        with pytest.raises(Forbidden):
+            await service.token_claims_for(session, stranger.id, account.id, utcnow())
+
+
+async def test_staff_create_an_account_whose_owner_is_the_named_user(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime)
+    response = await client.post(
+        "/api/v1/accounts",
+        json={"name": "Acme Hosting", "owner_user_id": str(owner.id)},
+        headers=await staff_headers(runtime),
+    )
+    assert response.status_code == 201, response.text
+    account_id = response.json()["id"]
+    mine = await client.get("/api/v1/me/accounts", headers=await user_headers(runtime, owner))
+    assert mine.json() == [
+        {"id": account_id, "name": "Acme Hosting", "owner": True, "permissions": sorted(WHMCS)}
+    ]
+
+
+async def test_owner_replaces_a_members_permissions_and_roles(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["tickets"])
+    headers = await user_headers(runtime, owner)
+    response = await client.patch(
+        f"/api/v1/accounts/{account.id}/members/{clerk.id}",
+        json={"permissions": [{"name": "invoices"}, {"name": "quotes"}]},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [p["name"] for p in body["permissions"]] == ["invoices", "quotes"]
+    assert body["effective_permissions"] == ["invoices", "quotes"]
+    assert await effective(runtime, clerk, account) == {"invoices", "quotes"}
+
+
+async def test_removing_a_member_takes_their_rights_and_refresh_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["tickets"])
+    registered = await make_client(runtime)
+    now = utcnow()
+    async with runtime.db.transaction() as session:
+        session.add(
+            RefreshToken(
+                token_hash=digest(random_token()),
+                family_id=uuid.uuid4(),
+                client_id=registered.client_id,
+                user_id=clerk.id,
+                account_id=account.id,
+                scope="openid",
+                created_at=now,
+                expires_at=now + timedelta(days=1),
+            )
+        )
+    response = await client.delete(
+        f"/api/v1/accounts/{account.id}/members/{clerk.id}",
+        headers=await user_headers(runtime, owner),
+    )
+    assert response.status_code == 204, response.text
+    assert await effective(runtime, clerk, account) == frozenset()
+    async with runtime.db.transaction() as session:
+        refresh = await session.scalar(
+            RefreshToken.__table__.select().where(RefreshToken.user_id == clerk.id)
+        )
+    assert refresh is not None
+    async with runtime.db.transaction() as session:
+        token = await session.get(RefreshToken, refresh)
+    assert token is not None and token.revoked_at is not None
+
+
+async def test_narrowing_permissions_revokes_refresh_tokens_for_the_account(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["tickets", "invoices"])
+    registered = await make_client(runtime)
+    now = utcnow()
+    token = RefreshToken(
+        token_hash=digest(random_token()),
+        family_id=uuid.uuid4(),
+        client_id=registered.client_id,
+        user_id=clerk.id,
+        account_id=account.id,
+        scope="openid",
+        created_at=now,
+        expires_at=now + timedelta(days=1),
+    )
+    async with runtime.db.transaction() as session:
+        session.add(token)
+    response = await client.delete(
+        f"/api/v1/accounts/{account.id}/members/{clerk.id}/permissions/invoices",
+        headers=await user_headers(runtime, owner),
+    )
+    assert response.status_code == 204, response.text
+    async with runtime.db.transaction() as session:
+        stored = await session.get(RefreshToken, token.id)
+    assert stored is not None and stored.revoked_at is not None
+    assert await effective(runtime, clerk, account) == {"tickets"}
+
+
+async def test_owner_hands_ownership_over_to_a_member(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, heir = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, heir)
+    response = await client.post(
+        f"/api/v1/accounts/{account.id}/ownership-transfer",
+        json={"to_user_id": str(heir.id)},
+        headers=await user_headers(runtime, owner),
+    )
+    assert response.status_code == 204, response.text
+    async with runtime.db.transaction() as session:
+        old = await service.membership_of(session, account.id, owner.id)
+        new = await service.membership_of(session, account.id, heir.id)
+    assert (old.is_owner, new.is_owner) == (False, True)
+
+
+async def test_a_manager_cannot_grant_all_permissions_nor_touch_an_owner(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, manager, clerk = [await make_user(runtime) for _ in range(3)]
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, manager, ["users"])
+    await add_member(runtime, account, clerk)
+    headers = await user_headers(runtime, manager)
+    members = f"/api/v1/accounts/{account.id}/members"
+    escalate = await client.patch(
+        f"{members}/{manager.id}", json={"all_permissions": True}, headers=headers
+    )
+    remove_owner = await client.delete(f"{members}/{owner.id}", headers=headers)
+    grant_clerk = await client.post(
+        f"{members}/{clerk.id}/permissions", json={"name": "tickets"}, headers=headers
+    )
+    assert (escalate.status_code, remove_owner.status_code) == (403, 403)
+    assert grant_clerk.status_code == 201, grant_clerk.text
+    assert await effective(runtime, clerk, account) == {"tickets"}
+
+
+async def test_the_access_token_client_is_the_audit_actors_client(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await client.patch(
+        f"/api/v1/accounts/{account.id}",
+        json={"name": "Renamed"},
+        headers=await user_headers(runtime, owner),
+    )
+    page = await client.get(
+        f"/api/v1/accounts/{account.id}/audit", headers=await user_headers(runtime, owner)
+    )
+    renamed = [e for e in page.json()["events"] if e["action"] == "account.renamed"]
+    assert renamed[0]["actor_client_id"] == CLIENT_ID
+    assert renamed[0]["actor_user_id"] == str(owner.id)
