@@ -11,6 +11,7 @@ from identity.clock import utcnow
 from identity.db.engine import Database, DatabaseUnavailable
 from identity.mail import outbox
 from identity.mail.transport import Transport, TransportError, build_message
+from identity.metrics import EMAILS
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class MailDispatcher:
                 retry_at = (
                     utcnow() + BACKOFF[row.attempts - 1] if row.attempts <= len(BACKOFF) else None
                 )
+                EMAILS.labels("failed" if retry_at is not None else "gave_up").inc()
                 log.warning(
                     "email not sent",
                     extra={
@@ -80,6 +82,7 @@ class MailDispatcher:
                 continue
             async with self._db.transaction() as session:
                 await outbox.mark_sent(session, row.id, utcnow())
+            EMAILS.labels("sent").inc()
             sent += 1
         return sent
 
@@ -101,7 +104,10 @@ class MailDispatcher:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Cancel until it has ended: a cancellation that lands while the loop is inside
+            # asyncio.wait_for can be swallowed there (Python 3.11, gh-86296), and the loop
+            # would run on, with stop() waiting for it for ever.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1)
             self._task = None

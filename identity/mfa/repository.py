@@ -1,0 +1,99 @@
+"""All SQL of second factors: TOTP secrets and recovery codes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.mfa.models import RecoveryCode, TotpSecret
+
+
+async def get_secret(session: AsyncSession, user_id: uuid.UUID) -> TotpSecret | None:
+    return await session.scalar(select(TotpSecret).where(TotpSecret.user_id == user_id))
+
+
+async def save_pending(
+    session: AsyncSession, user_id: uuid.UUID, secret_encrypted: str, now: datetime
+) -> None:
+    """A new unconfirmed secret, replacing an earlier unconfirmed one (a restarted
+    enrolment); a confirmed secret is never replaced here."""
+    await session.execute(
+        delete(TotpSecret).where(TotpSecret.user_id == user_id, TotpSecret.confirmed_at.is_(None))
+    )
+    session.add(TotpSecret(user_id=user_id, secret_encrypted=secret_encrypted, created_at=now))
+    await session.flush()
+
+
+async def confirm(session: AsyncSession, user_id: uuid.UUID, step: int, now: datetime) -> bool:
+    """Confirm the pending secret, spending the step of the code that confirmed it."""
+    result = await session.execute(
+        update(TotpSecret)
+        .where(TotpSecret.user_id == user_id, TotpSecret.confirmed_at.is_(None))
+        .values(confirmed_at=now, last_used_step=step)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def spend_step(session: AsyncSession, user_id: uuid.UUID, step: int) -> bool:
+    """Accept the code of ``step`` once: True only if no code of this step or a later one
+    was accepted before. The condition is in the UPDATE, so of two racing uses one wins."""
+    result = await session.execute(
+        update(TotpSecret)
+        .where(
+            TotpSecret.user_id == user_id,
+            TotpSecret.confirmed_at.is_not(None),
+            or_(TotpSecret.last_used_step.is_(None), TotpSecret.last_used_step < step),
+        )
+        .values(last_used_step=step)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def replace_recovery_codes(
+    session: AsyncSession, user_id: uuid.UUID, code_hashes: Iterable[str], now: datetime
+) -> None:
+    await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+    session.add_all(
+        RecoveryCode(user_id=user_id, code_hash=code_hash, created_at=now)
+        for code_hash in code_hashes
+    )
+    await session.flush()
+
+
+async def spend_recovery_code(
+    session: AsyncSession, user_id: uuid.UUID, code_hash: str, now: datetime
+) -> bool:
+    """Use a recovery code once; of two racing uses one wins."""
+    result = await session.execute(
+        update(RecoveryCode)
+        .where(
+            RecoveryCode.user_id == user_id,
+            RecoveryCode.code_hash == code_hash,
+            RecoveryCode.used_at.is_(None),
+        )
+        .values(used_at=now)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def unused_recovery_codes(session: AsyncSession, user_id: uuid.UUID) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(RecoveryCode)
+        .where(RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None))
+    )
+    return count or 0
+
+
+async def remove(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Remove the second factor and its recovery codes; True if one was confirmed."""
+    result = await session.execute(
+        delete(TotpSecret).where(TotpSecret.user_id == user_id).returning(TotpSecret.confirmed_at)
+    )
+    confirmed_at = result.scalar_one_or_none()
+    await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+    return confirmed_at is not None

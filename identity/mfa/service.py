@@ -1,0 +1,204 @@
+"""Two-step sign-in with an authenticator app (TOTP) and single-use recovery codes.
+
+Enrolment stores a pending secret (encrypted: codes are computed from it, so it cannot be
+hashed) that counts only once a first valid code confirms it; confirming hands out ten
+recovery codes, shown once and stored as digests. At sign-in, a code is accepted once:
+the service records the time step of the last accepted code and refuses that step and
+every earlier one, with the check inside the UPDATE so that two racing uses of one code
+give one success. Failures are counted per user like password failures.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts import repository as accounts
+from identity.accounts.models import User
+from identity.accounts.passwords import Passwords
+from identity.audit.service import Actor, record
+from identity.crypto import Encryptor
+from identity.errors import Conflict, DomainError, NotFound, RateLimited
+from identity.mail import messages, outbox
+from identity.mail.messages import Recipient
+from identity.mfa import recovery_codes, repository, totp
+from identity.recovery.service import required_reason
+from identity.settings import Settings
+from identity.store.rate_limit import Limit, RateLimiter
+
+if TYPE_CHECKING:
+    from identity.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# RFC 8176: a password, then a one-time password. A recovery code is a one-time password
+# too (NIST 800-63B "look-up secret"), and RFC 8176 has no value of its own for it.
+AMR_PASSWORD_AND_OTP = ("pwd", "otp")
+
+
+class InvalidCode(DomainError):
+    """Wrong, expired or already used code: one answer for all three."""
+
+    code = "invalid-code"
+    status = 400
+
+
+class InvalidPassword(DomainError):
+    code = "invalid-credentials"
+    status = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """What the enrolment page shows: the secret as text, as a URI and as a QR code."""
+
+    secret: str
+    uri: str
+    qr_svg: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecondFactor:
+    encryptor: Encryptor
+    limiter: RateLimiter
+    settings: Settings
+
+    @classmethod
+    def from_runtime(cls, runtime: Runtime) -> SecondFactor:
+        return cls(Encryptor(runtime.secret_key, "totp"), runtime.limiter, runtime.settings)
+
+    @property
+    def _failures(self) -> Limit:
+        return Limit("mfa-user", self.settings.login_max_failures, self.settings.login_lockout)
+
+    async def is_enrolled(self, session: AsyncSession, user_id: uuid.UUID) -> bool:
+        """Whether sign-in must ask this user for a code after the password."""
+        secret = await repository.get_secret(session, user_id)
+        return secret is not None and secret.confirmed_at is not None
+
+    async def unused_recovery_codes(self, session: AsyncSession, user_id: uuid.UUID) -> int:
+        return await repository.unused_recovery_codes(session, user_id)
+
+    async def begin_enrolment(self, session: AsyncSession, user: User, now: datetime) -> Enrolment:
+        """A new secret awaiting its first code; raises ``Conflict`` if one is in use."""
+        if await self.is_enrolled(session, user.id):
+            raise Conflict("Two-step verification is already on; turn it off first.")
+        secret = totp.new_secret()
+        await repository.save_pending(session, user.id, self.encryptor.encrypt(secret), now)
+        uri = totp.provisioning_uri(secret, account=user.email, issuer=self.settings.product_name)
+        return Enrolment(secret, uri, totp.qr_svg(uri))
+
+    async def confirm_enrolment(
+        self, session: AsyncSession, user_id: uuid.UUID, code: str, now: datetime
+    ) -> list[str]:
+        """Turn the pending secret on with a first valid code; returns the recovery codes,
+        which exist nowhere else in clear. Raises ``NotFound`` or ``InvalidCode``."""
+        pending = await repository.get_secret(session, user_id)
+        if pending is None or pending.confirmed_at is not None:
+            raise NotFound("There is no two-step verification set-up in progress.")
+        step = totp.matching_step(self.encryptor.decrypt(pending.secret_encrypted), code, now)
+        if step is None or not await repository.confirm(session, user_id, step, now):
+            raise InvalidCode("The code is not valid.")
+        codes = recovery_codes.generate()
+        await repository.replace_recovery_codes(
+            session, user_id, [recovery_codes.code_digest(c) for c in codes], now
+        )
+        return codes
+
+    async def _accepts(
+        self, session: AsyncSession, user_id: uuid.UUID, code: str, now: datetime
+    ) -> bool:
+        secret = await repository.get_secret(session, user_id)
+        if secret is None or secret.confirmed_at is None:
+            return False
+        step = totp.matching_step(self.encryptor.decrypt(secret.secret_encrypted), code, now)
+        if step is not None:
+            return await repository.spend_step(session, user_id, step)
+        if totp.normalise_code(code) is not None:
+            return False  # six digits: a TOTP code, never a recovery code
+        return await repository.spend_recovery_code(
+            session, user_id, recovery_codes.code_digest(code), now
+        )
+
+    async def verify(
+        self, session: AsyncSession, user_id: uuid.UUID, code: str, now: datetime
+    ) -> tuple[str, ...]:
+        """Check the second factor at sign-in: an authenticator code or a recovery code.
+
+        Returns the ``amr`` for the session and tokens. Raises ``RateLimited`` after too
+        many failures (before looking at the code) and ``InvalidCode``.
+        """
+        await self._refuse_if_throttled(user_id)
+        if not await self._accepts(session, user_id, code, now):
+            await self.limiter.hit(self._failures, str(user_id))
+            raise InvalidCode("The code is not valid.")
+        await self.limiter.reset(self._failures, str(user_id))
+        return AMR_PASSWORD_AND_OTP
+
+    async def _refuse_if_throttled(self, user_id: uuid.UUID) -> None:
+        verdict = await self.limiter.blocked(self._failures, str(user_id))
+        if not verdict.allowed:
+            raise RateLimited("Too many failed attempts; try again later.", verdict.retry_after)
+
+    async def disable(
+        self,
+        session: AsyncSession,
+        passwords: Passwords,
+        user: User,
+        password: str,
+        code: str,
+        now: datetime,
+    ) -> None:
+        """The user turns two-step verification off, proving both factors again.
+
+        Raises ``InvalidPassword``, ``InvalidCode``, ``RateLimited`` or ``NotFound``.
+        """
+        await self._refuse_if_throttled(user.id)
+        found = await accounts.user_with_password(session, user.email)
+        stored = found[1].hash if found and found[1] else None
+        if not await passwords.verify(stored, password):
+            # Counted with wrong codes: a stolen session must not be a password oracle.
+            await self.limiter.hit(self._failures, str(user.id))
+            raise InvalidPassword("The password is not correct.")
+        if not await self.is_enrolled(session, user.id):
+            raise NotFound("Two-step verification is not on.")
+        await self.verify(session, user.id, code, now)
+        await self._remove(session, user, now)
+
+    async def staff_reset(
+        self, session: AsyncSession, actor: Actor, user_id: uuid.UUID, reason: str, now: datetime
+    ) -> None:
+        """Staff remove a user's second factor (a lost phone), with a reason for the audit log.
+
+        Raises ``InvalidInput`` (no reason) or ``NotFound`` (no such user, or nothing to reset).
+        """
+        reason = required_reason(reason)
+        user = await session.get(User, user_id)
+        if user is None or not await self.is_enrolled(session, user_id):
+            raise NotFound("This user has no two-step verification to reset.")
+        await self._remove(session, user, now)
+        await record(
+            session,
+            action="user.second_factor_reset",
+            actor_user_id=actor.user_id,
+            actor_client_id=actor.client_id,
+            account_id=None,
+            target_type="user",
+            target_id=str(user_id),
+            ip=actor.ip,
+            request_id=actor.request_id,
+            details={"reason": reason},
+        )
+
+    async def _remove(self, session: AsyncSession, user: User, now: datetime) -> None:
+        await repository.remove(session, user.id)
+        notice = messages.second_factor_removed(
+            Recipient(user.email, user.locale or "en"), self.settings.product_name
+        )
+        await outbox.enqueue(session, notice, now)
+        log.info("second factor removed", extra={"user_id": str(user.id)})

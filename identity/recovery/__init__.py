@@ -1,0 +1,1 @@
+"""Account recovery: password reset by email link, and staff-assisted change of sign-in email."""

@@ -1,0 +1,91 @@
+"""A signed-in user moves their sign-in to another email address, proven by a link sent there.
+
+The pending change lives in the short-lived store (Redis when configured), under the digest
+of the link's token, and is consumed atomically, so a link works once. Asking never says
+whether the new address already has an account (that would let any user probe addresses):
+the link goes out regardless, and confirming answers ``Conflict`` if the address is taken.
+The old address is told once the change is made.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from urllib.parse import quote
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.emails import normalise_email
+from identity.accounts.models import User
+from identity.crypto import digest, random_token
+from identity.errors import Conflict, DomainError, InvalidInput
+from identity.mail import messages, outbox
+from identity.mail.messages import Recipient
+from identity.recovery import repository
+from identity.settings import Settings
+from identity.store.base import Store
+
+# The hosted page a confirmation link opens; it reads ``token`` from the query.
+CONFIRM_PAGE_PATH = "/confirm-email"
+TTL_SECONDS = 3600
+_KEY = "email-change:"
+
+
+class InvalidConfirmationLink(DomainError):
+    """Unknown, used or expired: the person can ask again from the security page."""
+
+    code = "invalid-confirmation-link"
+    status = 400
+
+
+async def request_email_change(
+    session: AsyncSession,
+    store: Store,
+    settings: Settings,
+    user: User,
+    new_email: str,
+    locale: str,
+    now: datetime,
+) -> None:
+    """Mail a confirmation link to ``new_email``; raises ``InvalidInput``. Call
+    ``runtime.mail.wake()`` after the commit."""
+    new_email = normalise_email(new_email)
+    if new_email == user.email:
+        raise InvalidInput("This is already the email address you sign in with.")
+    token = random_token()
+    pending = json.dumps({"user_id": str(user.id), "email": new_email}).encode()
+    await store.set(_KEY + digest(token), pending, TTL_SECONDS)
+    link = f"{settings.issuer}{CONFIRM_PAGE_PATH}?token={quote(token)}"
+    message = messages.email_change_confirmation(
+        Recipient(new_email, user.locale or locale), settings.product_name, link, TTL_SECONDS
+    )
+    await outbox.enqueue(session, message, now)
+
+
+async def confirm_email_change(
+    session: AsyncSession, store: Store, settings: Settings, token: str, now: datetime
+) -> User:
+    """Make the confirmed address the sign-in email and tell the old one.
+
+    Raises ``InvalidConfirmationLink`` or ``Conflict``. Call ``runtime.mail.wake()`` after
+    the commit.
+    """
+    raw = await store.consume(_KEY + digest(token))
+    if raw is None:
+        raise InvalidConfirmationLink("This confirmation link is not valid any more.")
+    pending = json.loads(raw)
+    found = await repository.user_with_credential(session, uuid.UUID(pending["user_id"]))
+    if found is None or found[0].disabled:
+        raise InvalidConfirmationLink("This confirmation link is not valid any more.")
+    user = found[0]
+    old_email = user.email
+    try:
+        await repository.change_email(session, user, pending["email"])
+    except repository.EmailTaken:
+        raise Conflict("Another account already uses this email address.") from None
+    notice = messages.email_changed(
+        Recipient(old_email, user.locale or "en"), settings.product_name, old_email, user.email
+    )
+    await outbox.enqueue(session, notice, now)
+    return user

@@ -1,0 +1,76 @@
+"""All SQL of account recovery: reset tokens and the sign-in email change."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.models import PasswordCredential, PasswordResetToken, User
+
+
+class EmailTaken(Exception):
+    """Another user holds the address (the unique index said so)."""
+
+
+async def insert_token(session: AsyncSession, token: PasswordResetToken) -> None:
+    session.add(token)
+    await session.flush()
+
+
+async def consume_token(
+    session: AsyncSession, token_hash: str, now: datetime
+) -> PasswordResetToken | None:
+    """Mark the token used if it is unused and unexpired, and return it; None otherwise.
+
+    The conditions sit in the UPDATE itself, so of racing callers exactly one gets a row:
+    the others wait for its row lock and then find ``used_at`` set.
+    """
+    result = await session.execute(
+        update(PasswordResetToken)
+        .where(
+            PasswordResetToken.token_hash == token_hash,
+            PasswordResetToken.used_at.is_(None),
+            PasswordResetToken.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(PasswordResetToken)
+    )
+    return result.scalar_one_or_none()
+
+
+async def find_token(session: AsyncSession, token_hash: str) -> PasswordResetToken | None:
+    return await session.scalar(
+        select(PasswordResetToken).where(PasswordResetToken.token_hash == token_hash)
+    )
+
+
+async def user_with_credential(
+    session: AsyncSession, user_id: uuid.UUID
+) -> tuple[User, PasswordCredential | None] | None:
+    row = (
+        await session.execute(
+            select(User, PasswordCredential)
+            .outerjoin(PasswordCredential, PasswordCredential.user_id == User.id)
+            .where(User.id == user_id)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def change_email(session: AsyncSession, user: User, new_email: str) -> None:
+    """Make ``new_email`` the sign-in address: its owner proved it by a link, or staff vouch."""
+    try:
+        await session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(email=new_email, email_verified=True)
+            .execution_options(synchronize_session=False)
+        )
+    except IntegrityError:
+        # The caller's transaction is now unusable: it must end (rolled back) with this error.
+        raise EmailTaken from None
+    user.email, user.email_verified = new_email, True

@@ -1,0 +1,249 @@
+"""Password reset by emailed link, and staff-assisted recovery.
+
+Asking for a reset answers the same, in content and in time, for every address. The answer
+waits only for work that is the same for every address (three rate-limit counters); the work
+that depends on whether the address has an account (look-up, token, email) is handed to
+``runtime.background`` and runs after the answer has left. Equalising the two paths in the
+request instead (same writes for unknown addresses) would still leave the database's timing
+of a hit and a miss visible, and would write rows for every address anybody types.
+
+Reset tokens carry 256 random bits; only their SHA-256 is stored. A token is valid until its
+own expiry, once, and only while the password is the one it was issued for: any password
+change, by any path, ends every token issued before it. A newer token never extends an
+older one, and does not end it either: mail can arrive out of order and people click the
+link in whichever message they open (Keycloak's reset links, too, each live to their own
+expiry); the first one used ends the others through the password change.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts import repository as accounts
+from identity.accounts.emails import normalise_email
+from identity.accounts.models import PasswordResetToken, User
+from identity.accounts.passwords import Passwords
+from identity.accounts.service import set_password
+from identity.audit.service import Actor, record
+from identity.clock import utcnow
+from identity.crypto import digest, random_token
+from identity.errors import Conflict, DomainError, InvalidInput, NotFound, RateLimited
+from identity.mail import messages, outbox
+from identity.mail.messages import Recipient
+from identity.recovery import repository
+from identity.sessions.revocation import revoke_all_for_user
+from identity.settings import Rate, Settings
+from identity.store.rate_limit import Limit
+
+if TYPE_CHECKING:
+    from identity.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# The hosted page a reset link opens; it reads ``token`` from the query.
+RESET_PAGE_PATH = "/reset-password"
+TOKEN_BYTES = 32
+MAX_REASON = 500
+
+
+class InvalidResetToken(DomainError):
+    """Unknown, tampered, expired, used, or issued before the password last changed: one
+    answer for all, since the person can do the same about each (ask for a new link)."""
+
+    code = "invalid-reset-token"
+    status = 400
+
+
+class PasswordMismatch(DomainError):
+    code = "password-mismatch"
+    status = 422
+
+
+@dataclass(frozen=True, slots=True)
+class ResetLimits:
+    per_email: Limit
+    per_ip: Limit
+    overall: Limit
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ResetLimits:
+        def limit(name: str, rate: Rate) -> Limit:
+            return Limit(name, rate.count, rate.window)
+
+        return cls(
+            limit("reset-email", settings.reset_limit_per_email),
+            limit("reset-ip", settings.reset_limit_per_ip),
+            limit("reset-all", settings.reset_limit_global),
+        )
+
+
+def required_reason(raw: str) -> str:
+    """The reason staff give for a recovery action, which the audit log must hold."""
+    reason = raw.strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise InvalidInput(f"Give the reason, in at most {MAX_REASON} characters.")
+    return reason
+
+
+def reset_link(issuer: str, token: str) -> str:
+    return f"{issuer}{RESET_PAGE_PATH}?token={quote(token)}"
+
+
+async def request_reset(runtime: Runtime, raw_email: str, *, ip: str, locale: str) -> None:
+    """Ask for a reset link to be mailed to ``raw_email`` if it belongs to an active user.
+
+    Returns the same way for every address. Raises ``InvalidInput`` for text that is not an
+    email address (that says nothing about accounts) and ``RateLimited`` when this client or
+    everybody together asked too often. The per-address limit is silent: refusing loudly
+    would tell a prober that someone else has been asking for that address, and the owner
+    already has links in their inbox.
+    """
+    email = normalise_email(raw_email)
+    limits = ResetLimits.from_settings(runtime.settings)
+    # Per client first, so that one client over its limit does not use up everybody's.
+    for limit, subject in ((limits.per_ip, ip), (limits.overall, "all")):
+        verdict = await runtime.limiter.hit(limit, subject)
+        if not verdict.allowed:
+            raise RateLimited("Too many requests; try again later.", verdict.retry_after)
+    if not (await runtime.limiter.hit(limits.per_email, email)).allowed:
+        return
+    runtime.background.start(_deliver_reset(runtime, email, locale), name="password-reset")
+
+
+async def _deliver_reset(runtime: Runtime, email: str, locale: str) -> None:
+    async with runtime.db.transaction() as session:
+        found = await accounts.user_with_password(session, email)
+        if found is None or found[0].disabled:
+            return
+        await send_reset_link(session, runtime.settings, found[0], locale, utcnow())
+    runtime.mail.wake()
+
+
+async def send_reset_link(
+    session: AsyncSession, settings: Settings, user: User, locale: str, now: datetime
+) -> None:
+    """Issue a token and queue the email holding its link, in the caller's transaction."""
+    token = random_token(TOKEN_BYTES)
+    ttl = settings.reset_token_ttl
+    await repository.insert_token(
+        session,
+        PasswordResetToken(
+            user_id=user.id,
+            token_hash=digest(token),
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+        ),
+    )
+    to = Recipient(user.email, user.locale or locale)
+    message = messages.password_reset(
+        to, settings.product_name, reset_link(settings.issuer, token), ttl
+    )
+    await outbox.enqueue(session, message, now)
+
+
+async def _owner_if_usable(session: AsyncSession, token: PasswordResetToken) -> User | None:
+    """The token's user, unless disabled or their password changed after the token was made."""
+    found = await repository.user_with_credential(session, token.user_id)
+    if found is None:
+        return None
+    user, credential = found
+    changed_since = credential is not None and credential.changed_at > token.created_at
+    return None if user.disabled or changed_since else user
+
+
+async def check_reset_token(session: AsyncSession, token: str, now: datetime) -> bool:
+    """Whether ``token`` would be accepted now: the reset page shows its form or says why not."""
+    row = await repository.find_token(session, digest(token))
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        return False
+    return await _owner_if_usable(session, row) is not None
+
+
+async def complete_reset(
+    session: AsyncSession,
+    passwords: Passwords,
+    token: str,
+    new_password: str,
+    confirm: str,
+    *,
+    product_name: str,
+    locale: str,
+    now: datetime,
+) -> User:
+    """Set the new password with the token, sign the user out everywhere, queue the notice.
+
+    Raises ``InvalidResetToken``, ``PasswordMismatch`` or ``PolicyViolation``; on any of
+    them the caller's transaction rolls back, so a refused password does not spend the
+    token. Call ``runtime.mail.wake()`` after the commit.
+    """
+    row = await repository.consume_token(session, digest(token), now)
+    user = await _owner_if_usable(session, row) if row is not None else None
+    if user is None:
+        raise InvalidResetToken("This password reset link is not valid any more.")
+    if new_password != confirm:
+        raise PasswordMismatch("The two passwords are not the same.")
+    await set_password(session, passwords, user, new_password)
+    await revoke_all_for_user(session, user.id, now)
+    to = Recipient(user.email, user.locale or locale)
+    await outbox.enqueue(session, messages.password_changed(to, product_name), now)
+    log.info("password reset", extra={"user_id": str(user.id)})
+    return user
+
+
+async def assisted_email_change(
+    session: AsyncSession,
+    settings: Settings,
+    actor: Actor,
+    user_id: uuid.UUID,
+    new_email: str,
+    reason: str,
+    now: datetime,
+) -> User:
+    """Staff, having checked who the customer is, move their sign-in to a new address.
+
+    The reason is required and audited; both addresses are told; the new one receives a
+    reset link, so the customer proves they hold it by using it. Raises ``InvalidInput``,
+    ``NotFound`` or ``Conflict``. Call ``runtime.mail.wake()`` after the commit.
+    """
+    reason = required_reason(reason)
+    new_email = normalise_email(new_email)
+    found = await repository.user_with_credential(session, user_id)
+    if found is None:
+        raise NotFound("No such user.")
+    user = found[0]
+    old_email = user.email
+    if new_email == old_email:
+        raise InvalidInput("The new email address is the one the user already has.")
+    if await accounts.email_exists(session, new_email):
+        raise Conflict("A user with this email address already exists.")
+    try:
+        await repository.change_email(session, user, new_email)
+    except repository.EmailTaken:
+        raise Conflict("A user with this email address already exists.") from None
+    await record(
+        session,
+        action="user.email_changed_by_staff",
+        actor_user_id=actor.user_id,
+        actor_client_id=actor.client_id,
+        account_id=None,
+        target_type="user",
+        target_id=str(user.id),
+        ip=actor.ip,
+        request_id=actor.request_id,
+        details={"old": old_email, "new": new_email, "reason": reason},
+    )
+    locale = user.locale or "en"
+    for address in (old_email, new_email):
+        notice = messages.email_changed(
+            Recipient(address, locale), settings.product_name, old_email, new_email
+        )
+        await outbox.enqueue(session, notice, now)
+    await send_reset_link(session, settings, user, locale, now)
+    return user

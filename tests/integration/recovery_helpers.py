@@ -1,0 +1,69 @@
+"""Shared by the password-reset, timing and second-factor tests: users and a real inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+
+from identity.accounts.models import User
+from identity.accounts.service import create_user
+from identity.runtime import Runtime
+from tests.smtp_server import Inbox
+
+PASSWORD = "Kx7#mQ9!vB2$"
+NEW_PASSWORD = "Qv6#tR2!wX9&"
+_RESET_LINK = re.compile(r"http://testserver\.local/reset-password\?token=([A-Za-z0-9_%-]+)")
+
+
+async def new_user(runtime: Runtime, email: str, **fields: Any) -> User:
+    async with runtime.db.transaction() as session:
+        user = await create_user(session, runtime.passwords, email=email, password=PASSWORD)
+        for name, value in fields.items():
+            setattr(user, name, value)
+    return user
+
+
+async def forgot(http: httpx.AsyncClient, email: str, **headers: str) -> httpx.Response:
+    return await http.post("/api/v1/password/forgot", json={"email": email}, headers=headers)
+
+
+async def reset(
+    http: httpx.AsyncClient, token: str, password: str = NEW_PASSWORD, confirm: str | None = None
+) -> httpx.Response:
+    body = {"token": token, "password": password, "password_confirm": confirm or password}
+    return await http.post("/api/v1/password/reset", json=body)
+
+
+async def mail(runtime: Runtime, inbox: Inbox, count: int) -> list[EmailMessage]:
+    """The first ``count`` messages the SMTP server received, once they have all arrived.
+
+    Background work (the reset look-up) runs first; then the test sends what is due itself
+    rather than waiting for the dispatcher's next poll.
+    """
+    await runtime.background.drain()
+    for _ in range(100):
+        await runtime.mail.run_once()
+        if len(inbox.messages) >= count:
+            return inbox.messages[:count]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"expected {count} messages, got {len(inbox.messages)}")
+
+
+def text_of(message: EmailMessage) -> str:
+    return message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def html_of(message: EmailMessage) -> str:
+    return message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+
+
+def reset_token(message: EmailMessage) -> str:
+    """The token of the link in the plain-text part; the HTML part must carry the same."""
+    match = _RESET_LINK.search(text_of(message))
+    assert match, text_of(message)
+    assert f'href="{match.group(0)}"' in html_of(message)
+    return match.group(1)

@@ -1,0 +1,99 @@
+"""A signed-in user changes their sign-in email, confirmed by a link sent to the new address."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from identity.accounts.models import User
+from identity.accounts.service import authenticate
+from identity.clock import utcnow
+from identity.errors import Conflict, InvalidInput
+from identity.mail.models import OutgoingEmail
+from identity.recovery.email_change import (
+    InvalidConfirmationLink,
+    confirm_email_change,
+    request_email_change,
+)
+from identity.runtime import Runtime
+from tests.integration.recovery_helpers import PASSWORD, new_user
+
+NEW = "ana.new@example.org"
+_LINK = re.compile(r"http://testserver\.local/confirm-email\?token=([A-Za-z0-9_-]+)")
+
+
+async def _ask(runtime: Runtime, user: User, new_email: str = NEW) -> str:
+    """Ask for the change; returns the token of the link mailed to the new address."""
+    async with runtime.db.transaction() as session:
+        await request_email_change(
+            session, runtime.store, runtime.settings, user, new_email, "en", utcnow()
+        )
+    (message,) = await _mail_to(runtime, new_email.lower())
+    assert message.subject == "Confirm your new Identity email address"
+    match = _LINK.search(message.text_body)
+    assert match and message.html_body and match.group(0) in message.html_body
+    return match.group(1)
+
+
+async def _confirm(runtime: Runtime, token: str) -> User:
+    async with runtime.db.transaction() as session:
+        return await confirm_email_change(session, runtime.store, runtime.settings, token, utcnow())
+
+
+async def _mail_to(runtime: Runtime, address: str) -> list[OutgoingEmail]:
+    async with runtime.db.transaction() as session:
+        statement = select(OutgoingEmail).where(OutgoingEmail.to_address == address)
+        return list((await session.scalars(statement)).all())
+
+
+async def test_the_confirmed_address_becomes_the_sign_in_email_and_the_old_one_is_told(
+    runtime: Runtime,
+) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    token = await _ask(runtime, user, "Ana.New@Example.org")
+    assert await _mail_to(runtime, "ana@example.com") == []  # nothing changed yet
+    changed = await _confirm(runtime, token)
+    assert changed.email == NEW and changed.email_verified
+    (notice,) = await _mail_to(runtime, "ana@example.com")
+    assert "from ana@example.com to ana.new@example.org" in notice.text_body
+    async with runtime.db.transaction() as session:
+        assert await authenticate(session, runtime.passwords, NEW, PASSWORD) is not None
+        assert await authenticate(session, runtime.passwords, "ana@example.com", PASSWORD) is None
+
+
+async def test_a_confirmation_link_works_once(runtime: Runtime) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    token = await _ask(runtime, user)
+    await _confirm(runtime, token)
+    with pytest.raises(InvalidConfirmationLink):
+        await _confirm(runtime, token)
+
+
+async def test_a_tampered_confirmation_link_is_refused(runtime: Runtime) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    token = await _ask(runtime, user)
+    with pytest.raises(InvalidConfirmationLink):
+        await _confirm(runtime, token[:-1] + ("A" if token[-1] != "A" else "B"))
+
+
+async def test_asking_for_a_taken_address_reveals_nothing_but_confirming_is_a_conflict(
+    runtime: Runtime,
+) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    await new_user(runtime, "bea@example.com")
+    token = await _ask(runtime, user, "bea@example.com")
+    with pytest.raises(Conflict):
+        await _confirm(runtime, token)
+    async with runtime.db.transaction() as session:
+        assert (await session.get(User, user.id)).email == "ana@example.com"  # type: ignore[union-attr]
+
+
+async def test_the_current_address_is_not_a_change(runtime: Runtime) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    with pytest.raises(InvalidInput):
+        async with runtime.db.transaction() as session:
+            await request_email_change(
+                session, runtime.store, runtime.settings, user, "ANA@example.com", "en", utcnow()
+            )

@@ -1,0 +1,273 @@
+"""Two-step verification with TOTP and recovery codes, against a real database and store."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pyotp
+import pytest
+from sqlalchemy import select
+
+from identity.accounts.models import User
+from identity.audit.models import AuditEvent
+from identity.audit.service import Actor
+from identity.clock import utcnow
+from identity.crypto import Encryptor
+from identity.errors import Conflict, InvalidInput, NotFound, RateLimited
+from identity.mail.models import OutgoingEmail
+from identity.mfa.models import RecoveryCode, TotpSecret
+from identity.mfa.service import InvalidCode, InvalidPassword, SecondFactor
+from identity.runtime import Runtime
+from tests.backends import TEST_SECRET_KEY
+from tests.integration.recovery_helpers import PASSWORD, new_user
+
+STAFF = Actor(user_id=None, client_id="support-desk", ip="203.0.113.9", request_id="req-1")
+
+
+@pytest.fixture
+def env(env: dict[str, str]) -> dict[str, str]:
+    return env | {"IDENTITY_PRODUCT_NAME": "Acme ID", "IDENTITY_LOGIN_MAX_FAILURES": "3"}
+
+
+@pytest.fixture
+def mfa(runtime: Runtime) -> SecondFactor:
+    return SecondFactor.from_runtime(runtime)
+
+
+async def _enrolled(runtime: Runtime, mfa: SecondFactor) -> tuple[User, pyotp.TOTP, list[str]]:
+    """A user with TOTP confirmed at a step in the past, so that now's code is unspent."""
+    user = await new_user(runtime, "ana@example.com")
+    async with runtime.db.transaction() as session:
+        enrolment = await mfa.begin_enrolment(session, user, utcnow())
+    generator = pyotp.TOTP(enrolment.secret)
+    earlier = utcnow() - timedelta(minutes=5)
+    async with runtime.db.transaction() as session:
+        codes = await mfa.confirm_enrolment(session, user.id, generator.at(earlier), earlier)
+    return user, generator, codes
+
+
+async def _verify(runtime: Runtime, mfa: SecondFactor, user: User, code: str) -> tuple[str, ...]:
+    async with runtime.db.transaction() as session:
+        return await mfa.verify(session, user.id, code, utcnow())
+
+
+async def _mail_to(runtime: Runtime, address: str) -> list[OutgoingEmail]:
+    async with runtime.db.transaction() as session:
+        statement = select(OutgoingEmail).where(OutgoingEmail.to_address == address)
+        return list((await session.scalars(statement)).all())
+
+
+async def test_enrolment_shows_the_secret_as_text_uri_and_qr_code(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    async with runtime.db.transaction() as session:
+        enrolment = await mfa.begin_enrolment(session, user, utcnow())
+        assert not await mfa.is_enrolled(session, user.id)
+    assert enrolment.uri.startswith("otpauth://totp/Acme%20ID:ana%40example.com?")
+    assert f"secret={enrolment.secret}" in enrolment.uri and "issuer=Acme%20ID" in enrolment.uri
+    assert enrolment.qr_svg.startswith("<svg")
+
+
+async def test_the_secret_is_stored_encrypted(runtime: Runtime, mfa: SecondFactor) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    async with runtime.db.transaction() as session:
+        enrolment = await mfa.begin_enrolment(session, user, utcnow())
+        row = await session.get(TotpSecret, user.id)
+    assert row is not None and enrolment.secret not in row.secret_encrypted
+    assert Encryptor(TEST_SECRET_KEY, "totp").decrypt(row.secret_encrypted) == enrolment.secret
+
+
+async def test_a_wrong_first_code_does_not_turn_it_on(runtime: Runtime, mfa: SecondFactor) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    async with runtime.db.transaction() as session:
+        enrolment = await mfa.begin_enrolment(session, user, utcnow())
+    wrong = pyotp.TOTP(enrolment.secret).at(utcnow() + timedelta(minutes=5))
+    with pytest.raises(InvalidCode):
+        async with runtime.db.transaction() as session:
+            await mfa.confirm_enrolment(session, user.id, wrong, utcnow())
+    async with runtime.db.transaction() as session:
+        assert not await mfa.is_enrolled(session, user.id)
+
+
+async def test_a_restarted_enrolment_replaces_the_pending_secret(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    async with runtime.db.transaction() as session:
+        first = await mfa.begin_enrolment(session, user, utcnow())
+    async with runtime.db.transaction() as session:
+        second = await mfa.begin_enrolment(session, user, utcnow())
+    with pytest.raises(InvalidCode):
+        async with runtime.db.transaction() as session:
+            await mfa.confirm_enrolment(session, user.id, pyotp.TOTP(first.secret).now(), utcnow())
+    async with runtime.db.transaction() as session:
+        codes = await mfa.confirm_enrolment(
+            session, user.id, pyotp.TOTP(second.secret).now(), utcnow()
+        )
+    assert len(codes) == 10
+
+
+async def test_confirming_hands_out_ten_recovery_codes_stored_only_as_digests(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user, _, codes = await _enrolled(runtime, mfa)
+    assert len(set(codes)) == 10
+    async with runtime.db.transaction() as session:
+        assert await mfa.is_enrolled(session, user.id)
+        stored = (await session.scalars(select(RecoveryCode.code_hash))).all()
+        assert await mfa.unused_recovery_codes(session, user.id) == 10
+    assert len(stored) == 10 and not set(codes) & set(stored)
+
+
+async def test_enrolling_again_while_on_is_a_conflict(runtime: Runtime, mfa: SecondFactor) -> None:
+    user, _, _ = await _enrolled(runtime, mfa)
+    with pytest.raises(Conflict):
+        async with runtime.db.transaction() as session:
+            await mfa.begin_enrolment(session, user, utcnow())
+
+
+async def test_a_current_code_signs_in_with_amr_pwd_and_otp(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user, generator, _ = await _enrolled(runtime, mfa)
+    assert await _verify(runtime, mfa, user, generator.now()) == ("pwd", "otp")
+
+
+async def test_a_code_is_accepted_once_only(runtime: Runtime, mfa: SecondFactor) -> None:
+    user, generator, _ = await _enrolled(runtime, mfa)
+    code = generator.now()
+    await _verify(runtime, mfa, user, code)
+    with pytest.raises(InvalidCode):
+        await _verify(runtime, mfa, user, code)
+
+
+async def test_an_older_code_is_refused_once_a_newer_one_was_used(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user, generator, _ = await _enrolled(runtime, mfa)
+    now = utcnow()
+    async with runtime.db.transaction() as session:
+        await mfa.verify(session, user.id, generator.at(now + timedelta(seconds=30)), now)
+    with pytest.raises(InvalidCode):
+        async with runtime.db.transaction() as session:
+            await mfa.verify(session, user.id, generator.at(now), now)
+
+
+async def test_two_parallel_uses_of_one_code_give_one_success(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user, generator, _ = await _enrolled(runtime, mfa)
+    code = generator.now()
+    results = await asyncio.gather(
+        *(_verify(runtime, mfa, user, code) for _ in range(5)), return_exceptions=True
+    )
+    assert sum(r == ("pwd", "otp") for r in results) == 1
+    assert all(isinstance(r, InvalidCode) for r in results if r != ("pwd", "otp"))
+
+
+async def test_the_confirming_code_cannot_be_replayed_at_sign_in(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    async with runtime.db.transaction() as session:
+        enrolment = await mfa.begin_enrolment(session, user, utcnow())
+    code = pyotp.TOTP(enrolment.secret).now()
+    async with runtime.db.transaction() as session:
+        await mfa.confirm_enrolment(session, user.id, code, utcnow())
+    with pytest.raises(InvalidCode):
+        await _verify(runtime, mfa, user, code)
+
+
+async def test_a_recovery_code_works_once_instead_of_a_code(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user, _, codes = await _enrolled(runtime, mfa)
+    assert await _verify(runtime, mfa, user, codes[3].upper()) == ("pwd", "otp")
+    with pytest.raises(InvalidCode):
+        await _verify(runtime, mfa, user, codes[3])
+    async with runtime.db.transaction() as session:
+        assert await mfa.unused_recovery_codes(session, user.id) == 9
+
+
+async def test_two_parallel_uses_of_one_recovery_code_give_one_success(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user, _, codes = await _enrolled(runtime, mfa)
+    results = await asyncio.gather(
+        *(_verify(runtime, mfa, user, codes[0]) for _ in range(5)), return_exceptions=True
+    )
+    assert sum(r == ("pwd", "otp") for r in results) == 1
+
+
+async def test_failed_codes_are_throttled_even_for_a_right_code(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user, generator, _ = await _enrolled(runtime, mfa)
+    for _ in range(3):  # IDENTITY_LOGIN_MAX_FAILURES
+        with pytest.raises(InvalidCode):
+            await _verify(runtime, mfa, user, "000000")
+    with pytest.raises(RateLimited) as refused:
+        await _verify(runtime, mfa, user, generator.now())
+    assert refused.value.retry_after > 0
+
+
+async def test_a_user_without_a_second_factor_has_no_code_to_verify(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    with pytest.raises(InvalidCode):
+        await _verify(runtime, mfa, user, "123456")
+
+
+async def test_disabling_needs_the_password_and_a_current_code(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user, generator, _ = await _enrolled(runtime, mfa)
+    with pytest.raises(InvalidPassword):
+        async with runtime.db.transaction() as session:
+            await mfa.disable(session, runtime.passwords, user, "wrong", generator.now(), utcnow())
+    with pytest.raises(InvalidCode):
+        async with runtime.db.transaction() as session:
+            await mfa.disable(session, runtime.passwords, user, PASSWORD, "000000", utcnow())
+    async with runtime.db.transaction() as session:
+        await mfa.disable(session, runtime.passwords, user, PASSWORD, generator.now(), utcnow())
+    async with runtime.db.transaction() as session:
+        assert not await mfa.is_enrolled(session, user.id)
+        assert await mfa.unused_recovery_codes(session, user.id) == 0
+    (notice,) = await _mail_to(runtime, user.email)
+    assert notice.subject == "Two-step verification was turned off for your Acme ID account"
+
+
+async def test_staff_reset_removes_the_factor_is_audited_and_tells_the_user(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user, _, _ = await _enrolled(runtime, mfa)
+    async with runtime.db.transaction() as session:
+        await mfa.staff_reset(session, STAFF, user.id, "  lost phone, ID checked  ", utcnow())
+    async with runtime.db.transaction() as session:
+        assert not await mfa.is_enrolled(session, user.id)
+        (event,) = (await session.scalars(select(AuditEvent))).all()
+    assert event.action == "user.second_factor_reset"
+    assert (event.actor_client_id, event.target_id) == ("support-desk", str(user.id))
+    assert event.details == {"reason": "lost phone, ID checked"}
+    assert event.ip == "203.0.113.9" and event.request_id == "req-1"
+    assert len(await _mail_to(runtime, user.email)) == 1
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "x" * 501])
+async def test_staff_reset_needs_a_reason(runtime: Runtime, mfa: SecondFactor, reason: str) -> None:
+    user, _, _ = await _enrolled(runtime, mfa)
+    with pytest.raises(InvalidInput):
+        async with runtime.db.transaction() as session:
+            await mfa.staff_reset(session, STAFF, user.id, reason, utcnow())
+
+
+async def test_staff_reset_of_a_user_without_a_factor_is_not_found(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    with pytest.raises(NotFound):
+        async with runtime.db.transaction() as session:
+            await mfa.staff_reset(session, STAFF, user.id, "lost phone", utcnow())

@@ -1,0 +1,463 @@
+"""Forgot password → email read from a real SMTP server → link → new password, and every way
+a reset token must refuse to work."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from identity.accounts.models import PasswordResetToken, User
+from identity.accounts.service import authenticate, set_password
+from identity.audit.models import AuditEvent
+from identity.audit.service import Actor
+from identity.clock import utcnow
+from identity.crypto import digest
+from identity.errors import Conflict, InvalidInput
+from identity.mail.models import OutgoingEmail
+from identity.recovery.service import assisted_email_change, check_reset_token
+from identity.runtime import Runtime
+from identity.sessions import service as sessions
+from tests.integration.oauth_helpers import make_client, refresh, signed_in_tokens
+from tests.integration.recovery_helpers import (
+    NEW_PASSWORD,
+    PASSWORD,
+    forgot,
+    html_of,
+    mail,
+    new_user,
+    reset,
+    reset_token,
+    text_of,
+)
+from tests.processes import free_port
+from tests.smtp_server import Inbox, smtp_server
+
+ANA = "ana@example.com"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Inbox]]:
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def inbox(smtp: tuple[int, Inbox]) -> Inbox:
+    return smtp[1]
+
+
+@pytest.fixture
+def env(env: dict[str, str], smtp: tuple[int, Inbox]) -> dict[str, str]:
+    return env | {
+        "IDENTITY_SMTP_URL": f"smtp://127.0.0.1:{smtp[0]}",
+        "IDENTITY_PRODUCT_NAME": "Acme ID",
+        "IDENTITY_MAIL_FROM": "Acme ID <no-reply@acme.test>",
+    }
+
+
+async def _password_works(runtime: Runtime, password: str, email: str = ANA) -> bool:
+    async with runtime.db.transaction() as session:
+        return await authenticate(session, runtime.passwords, email, password) is not None
+
+
+async def _token_rows(runtime: Runtime) -> list[PasswordResetToken]:
+    async with runtime.db.transaction() as session:
+        statement = select(PasswordResetToken).order_by(PasswordResetToken.created_at)
+        return list((await session.scalars(statement)).all())
+
+
+async def test_the_emailed_link_sets_a_new_password_and_signs_out_everywhere(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    user = await new_user(runtime, ANA)
+    async with runtime.db.transaction() as session:
+        browser = await sessions.establish(
+            session, user_id=user.id, amr=["pwd"], now=utcnow(), ttl=3600,
+            previous_token=None, ip=None, user_agent=None,
+        )  # fmt: skip
+    app = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, app, user=user, scope="openid offline_access")
+
+    answer = await forgot(client, "  ANA@example.com ")
+    assert answer.status_code == 202
+    (message,) = await mail(runtime, inbox, 1)
+    assert message["To"] == ANA
+    assert message["From"] == "Acme ID <no-reply@acme.test>"
+    assert message["Subject"] == "Change your Acme ID password"
+    assert "expires in 30 minutes" in text_of(message)
+    assert "If you did not ask for this, ignore this email" in text_of(message)
+    assert "copy this address into your browser" in html_of(message)
+
+    assert (await reset(client, reset_token(message))).status_code == 204
+    assert await _password_works(runtime, NEW_PASSWORD)
+    assert not await _password_works(runtime, PASSWORD)
+    async with runtime.db.transaction() as session:
+        assert await sessions.current(session, browser.token, utcnow()) is None
+    assert (await refresh(client, app, tokens["refresh_token"])).status_code == 400
+    (_, notice) = await mail(runtime, inbox, 2)
+    assert notice["To"] == ANA
+    assert notice["Subject"] == "Your Acme ID password was changed"
+    assert "signed out" in text_of(notice)
+
+
+async def test_known_and_unknown_addresses_get_the_same_answer_and_only_one_gets_mail(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    await new_user(runtime, ANA)
+    known = await forgot(client, ANA)
+    unknown = await forgot(client, "nobody@example.com")
+    assert known.status_code == unknown.status_code == 202
+    assert known.content == unknown.content
+    assert known.json()["status"] == "accepted"
+    drop = {"date", "x-request-id"}
+    assert {k: v for k, v in known.headers.items() if k not in drop} == {
+        k: v for k, v in unknown.headers.items() if k not in drop
+    }
+    await mail(runtime, inbox, 1)
+    await asyncio.sleep(0.2)
+    await runtime.mail.run_once()
+    assert [m["To"] for m in inbox.messages] == [ANA]
+
+
+async def test_a_disabled_user_gets_no_reset_mail(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await new_user(runtime, ANA, disabled=True)
+    assert (await forgot(client, ANA)).status_code == 202
+    await runtime.background.drain()
+    assert await _token_rows(runtime) == []
+
+
+async def test_text_that_is_not_an_email_address_is_invalid_input(
+    client: httpx.AsyncClient,
+) -> None:
+    answer = await forgot(client, "not an address")
+    assert answer.status_code == 422
+    assert answer.json()["type"] == "urn:identity:problem:invalid-input"
+
+
+async def test_the_email_speaks_the_users_language_else_the_browsers(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    await new_user(runtime, ANA)
+    await new_user(runtime, "bea@example.com", locale="es")
+    await forgot(client, ANA, **{"Accept-Language": "es-ES,es;q=0.9,en;q=0.5"})
+    await mail(runtime, inbox, 1)
+    await forgot(client, "bea@example.com", **{"Accept-Language": "en"})
+    first, second = await mail(runtime, inbox, 2)
+    for message in (first, second):
+        assert message["Subject"] == "Cambia tu contraseña de Acme ID"
+        assert "caduca en 30 minutos" in text_of(message)
+        assert 'lang="es"' in html_of(message)
+
+
+async def test_a_used_token_cannot_be_used_again(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+    assert (await reset(client, token)).status_code == 204
+    again = await reset(client, token, "Hj4%kT8@mW2!")
+    assert again.status_code == 400
+    assert again.json()["type"] == "urn:identity:problem:invalid-reset-token"
+    assert await _password_works(runtime, NEW_PASSWORD)
+
+
+async def test_an_expired_token_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(PasswordResetToken).values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert (await reset(client, token)).status_code == 400
+    assert await _password_works(runtime, PASSWORD)
+
+
+async def test_the_token_expires_after_the_configured_time(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    await new_user(runtime, ANA)
+    before = utcnow()
+    await forgot(client, ANA)
+    await mail(runtime, inbox, 1)
+    (row,) = await _token_rows(runtime)
+    lifetime = row.expires_at - row.created_at
+    assert lifetime == timedelta(minutes=30) and row.created_at >= before
+
+
+@pytest.mark.parametrize("change", ["flip_last", "truncate", "extend", "other"])
+async def test_a_tampered_token_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox, change: str
+) -> None:
+    await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+    tampered = {
+        "flip_last": token[:-1] + ("A" if token[-1] != "A" else "B"),
+        "truncate": token[:-1],
+        "extend": token + "A",
+        "other": "x" * len(token),
+    }[change]
+    assert (await reset(client, tampered)).status_code == 400
+    assert (await reset(client, token)).status_code == 204
+
+
+async def test_only_the_digest_of_a_token_is_stored(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+    assert len(token) >= 43  # 32 random bytes, URL-safe base64: 256 bits
+    (row,) = await _token_rows(runtime)
+    assert row.token_hash == digest(token) and token not in row.token_hash
+
+
+async def test_a_token_dies_when_the_password_changes_another_way(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    user = await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+    async with runtime.db.transaction() as session:
+        await set_password(session, runtime.passwords, user, "Hj4%kT8@mW2!")
+    assert (await reset(client, token)).status_code == 400
+    assert await _password_works(runtime, "Hj4%kT8@mW2!")
+
+
+async def test_a_newer_token_neither_extends_nor_ends_an_older_one(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    first = reset_token((await mail(runtime, inbox, 1))[0])
+    (older,) = await _token_rows(runtime)
+    await forgot(client, ANA)
+    second = reset_token((await mail(runtime, inbox, 2))[1])
+    rows = await _token_rows(runtime)
+    assert len(rows) == 2 and first != second
+    assert rows[0].expires_at == older.expires_at  # not extended by the newer one
+    assert rows[1].expires_at > rows[0].expires_at
+    # The older link expires on its own schedule while the newer one still works.
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(PasswordResetToken)
+            .where(PasswordResetToken.token_hash == digest(first))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert (await reset(client, first)).status_code == 400
+    assert (await reset(client, second)).status_code == 204
+
+
+async def test_using_one_token_ends_every_other_outstanding_token(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    await forgot(client, ANA)
+    first, second = (reset_token(m) for m in await mail(runtime, inbox, 2))
+    assert (await reset(client, first)).status_code == 204
+    assert (await reset(client, second, "Hj4%kT8@mW2!")).status_code == 400
+
+
+async def test_ten_parallel_uses_of_one_token_give_one_success(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+    answers = await asyncio.gather(*(reset(client, token) for _ in range(10)))
+    assert sorted(a.status_code for a in answers) == [204] + [400] * 9
+
+
+async def test_a_mismatched_confirmation_is_refused_and_keeps_the_token(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+    answer = await reset(client, token, NEW_PASSWORD, NEW_PASSWORD + "x")
+    assert answer.status_code == 422
+    assert answer.json()["type"] == "urn:identity:problem:password-mismatch"
+    assert (await reset(client, token)).status_code == 204
+
+
+async def test_a_password_the_policy_refuses_keeps_the_token(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+    answer = await reset(client, token, "password")
+    assert answer.status_code == 422
+    assert answer.json()["type"] == "urn:identity:problem:policy-violation"
+    assert answer.json()["reasons"]
+    assert (await reset(client, token)).status_code == 204
+    assert await _password_works(runtime, NEW_PASSWORD)
+
+
+class TestWithTheMailServerDown:
+    @pytest.fixture
+    def smtp(self) -> tuple[int, Inbox]:
+        """A port where nothing listens: every send fails and is retried later."""
+        return free_port(), Inbox()
+
+    async def test_a_failing_mail_server_does_not_fail_the_request(
+        self, client: httpx.AsyncClient, runtime: Runtime
+    ) -> None:
+        await new_user(runtime, ANA)
+        assert (await forgot(client, ANA)).status_code == 202
+        await runtime.background.drain()
+        for _ in range(100):  # the app's own dispatcher may hold the message for a moment
+            await runtime.mail.run_once()
+            async with runtime.db.transaction() as session:
+                (row,) = (await session.scalars(select(OutgoingEmail))).all()
+            if row.last_error:
+                break
+            await asyncio.sleep(0.05)
+        assert row.sent_at is None and row.failed_at is None and row.attempts == 1
+        assert "ConnectionRefusedError" in (row.last_error or "")
+        assert row.next_attempt_at > utcnow()  # retried later
+
+
+class TestRateLimits:
+    @pytest.fixture
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        # Clients are told apart by X-Forwarded-For from the test client's own address.
+        return env | {
+            "IDENTITY_TRUSTED_PROXIES": "127.0.0.1",
+            "IDENTITY_RESET_LIMIT_PER_IP": "4/hour",
+            "IDENTITY_RESET_LIMIT_GLOBAL": "6/hour",
+        }
+
+    async def test_over_the_per_address_limit_the_answer_is_the_same_but_no_mail_goes(
+        self, client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+    ) -> None:
+        await new_user(runtime, ANA)
+        answers = [await forgot(client, ANA, **_from(f"10.0.0.{i}")) for i in range(5)]
+        assert {a.status_code for a in answers} == {202}
+        assert len({a.content for a in answers}) == 1
+        await mail(runtime, inbox, 3)
+        await asyncio.sleep(0.2)
+        await runtime.mail.run_once()
+        assert len(inbox.messages) == 3  # the default: 3 per address per hour
+        assert len(await _token_rows(runtime)) == 3
+
+    async def test_over_the_per_client_limit_known_and_unknown_addresses_get_429(
+        self, client: httpx.AsyncClient, runtime: Runtime
+    ) -> None:
+        await new_user(runtime, ANA)
+        for i in range(4):
+            assert (await forgot(client, f"u{i}@example.com", **_from("10.0.0.1"))).is_success
+        known = await forgot(client, ANA, **_from("10.0.0.1"))
+        unknown = await forgot(client, "nobody@example.com", **_from("10.0.0.1"))
+        for answer in (known, unknown):
+            assert answer.status_code == 429
+            assert 0 < int(answer.headers["Retry-After"]) <= 3600
+            assert answer.json()["type"] == "urn:identity:problem:rate-limited"
+        assert known.content == unknown.content
+        # Another client is not affected.
+        assert (await forgot(client, ANA, **_from("10.0.0.2"))).status_code == 202
+
+    async def test_over_the_overall_limit_every_client_gets_429(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        for i in range(6):
+            answer = await forgot(client, f"u{i}@example.com", **_from(f"10.0.1.{i}"))
+            assert answer.status_code == 202
+        refused = await forgot(client, "u9@example.com", **_from("10.0.2.1"))
+        assert refused.status_code == 429 and "Retry-After" in refused.headers
+
+
+def _from(ip: str) -> dict[str, str]:
+    return {"X-Forwarded-For": ip}
+
+
+STAFF = Actor(user_id=None, client_id="support-desk", ip="203.0.113.9", request_id="req-1")
+REASON = "mailbox lost; passport checked in store"
+
+
+async def _staff_change(runtime: Runtime, user_id: uuid.UUID, email: str, reason: str) -> User:
+    async with runtime.db.transaction() as session:
+        user = await assisted_email_change(
+            session, runtime.settings, STAFF, user_id, email, reason, utcnow()
+        )
+    runtime.mail.wake()
+    return user
+
+
+async def test_staff_change_the_sign_in_email_tell_both_addresses_and_mail_a_reset_link(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    user = await new_user(runtime, ANA)
+    changed = await _staff_change(runtime, user.id, "Ana.New@Example.org", f"  {REASON} ")
+    assert changed.email == "ana.new@example.org"
+
+    messages = await mail(runtime, inbox, 3)
+    by_recipient = sorted((m["To"], m["Subject"]) for m in messages)
+    assert by_recipient == [
+        ("ana.new@example.org", "Change your Acme ID password"),
+        ("ana.new@example.org", "The sign-in email of your Acme ID account was changed"),
+        (ANA, "The sign-in email of your Acme ID account was changed"),
+    ]
+    notice = next(m for m in messages if m["To"] == ANA)
+    assert "from ana@example.com to ana.new@example.org" in text_of(notice)
+    link = next(m for m in messages if m["Subject"].startswith("Change"))
+    assert (await reset(client, reset_token(link))).status_code == 204
+    assert await _password_works(runtime, NEW_PASSWORD, "ana.new@example.org")
+    assert not await _password_works(runtime, NEW_PASSWORD, ANA)
+    async with runtime.db.transaction() as session:
+        (event,) = (await session.scalars(select(AuditEvent))).all()
+    assert event.action == "user.email_changed_by_staff"
+    assert event.details == {"old": ANA, "new": "ana.new@example.org", "reason": REASON}
+    assert (event.target_id, event.actor_client_id) == (str(user.id), "support-desk")
+    assert (event.ip, event.request_id) == ("203.0.113.9", "req-1")
+
+
+async def test_staff_cannot_move_a_user_to_an_address_another_user_holds(
+    runtime: Runtime,
+) -> None:
+    user = await new_user(runtime, ANA)
+    await new_user(runtime, "bea@example.com")
+    with pytest.raises(Conflict):
+        await _staff_change(runtime, user.id, "BEA@example.com", REASON)
+
+
+@pytest.mark.parametrize("reason", ["", "  ", "x" * 501])
+async def test_staff_must_give_a_reason_to_change_the_sign_in_email(
+    runtime: Runtime, reason: str
+) -> None:
+    user = await new_user(runtime, ANA)
+    with pytest.raises(InvalidInput):
+        await _staff_change(runtime, user.id, "ana.new@example.org", reason)
+    async with runtime.db.transaction() as session:
+        assert (await session.scalars(select(AuditEvent))).all() == []
+
+
+async def test_the_reset_page_can_tell_a_usable_token_from_a_spent_one(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+
+    async def usable(candidate: str) -> bool:
+        async with runtime.db.transaction() as session:
+            return await check_reset_token(session, candidate, utcnow())
+
+    assert await usable(token)
+    assert await usable(token)  # looking does not spend it
+    assert not await usable(token[:-2])
+    assert (await reset(client, token)).status_code == 204
+    assert not await usable(token)

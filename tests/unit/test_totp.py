@@ -1,0 +1,84 @@
+"""TOTP codes, their drift window, and recovery codes (no database)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pyotp
+import pytest
+
+from identity.mfa import recovery_codes, totp
+
+SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+AT = datetime(2026, 11, 25, 12, 0, 10, tzinfo=UTC)  # 10 s into a 30 s step
+STEP = int(AT.timestamp()) // 30
+
+
+def code_at(when: datetime) -> str:
+    return pyotp.TOTP(SECRET).at(when)
+
+
+def test_the_current_code_matches_its_own_step() -> None:
+    assert totp.matching_step(SECRET, code_at(AT), AT) == STEP
+
+
+@pytest.mark.parametrize("steps", [-1, 1])
+def test_a_code_one_step_off_is_accepted_as_clock_drift(steps: int) -> None:
+    code = code_at(AT + timedelta(seconds=30 * steps))
+    assert totp.matching_step(SECRET, code, AT) == STEP + steps
+
+
+@pytest.mark.parametrize("steps", [-3, -2, 2, 3])
+def test_a_code_two_or_more_steps_off_is_refused(steps: int) -> None:
+    assert totp.matching_step(SECRET, code_at(AT + timedelta(seconds=30 * steps)), AT) is None
+
+
+def test_spaces_in_a_typed_code_do_not_matter() -> None:
+    code = code_at(AT)
+    assert totp.matching_step(SECRET, f" {code[:3]} {code[3:]} ", AT) == STEP
+
+
+@pytest.mark.parametrize("typed", ["", "12345", "1234567", "abcdef", "١٢٣٤٥٦", "12 34 5"])
+def test_anything_but_six_ascii_digits_is_not_a_code(typed: str) -> None:
+    assert totp.normalise_code(typed) is None
+    assert totp.matching_step(SECRET, typed, AT) is None
+
+
+def test_secrets_carry_160_random_bits_and_differ() -> None:
+    first, second = totp.new_secret(), totp.new_secret()
+    assert len(first) == 32 and re.fullmatch(r"[A-Z2-7]{32}", first)
+    assert first != second
+
+
+def test_the_provisioning_uri_names_the_product_and_the_account() -> None:
+    uri = totp.provisioning_uri(SECRET, account="ana@example.com", issuer="Acme ID")
+    parts = urlsplit(uri)
+    assert (parts.scheme, parts.netloc) == ("otpauth", "totp")
+    assert unquote(parts.path) == "/Acme ID:ana@example.com"
+    query = parse_qs(parts.query)
+    assert query["secret"] == [SECRET] and query["issuer"] == ["Acme ID"]
+
+
+def test_the_qr_code_is_inline_svg_without_a_data_uri() -> None:
+    svg = totp.qr_svg("otpauth://totp/Acme:ana@example.com?secret=" + SECRET)
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert "data:" not in svg and "<script" not in svg
+
+
+def test_ten_recovery_codes_of_80_bits_all_different() -> None:
+    codes = recovery_codes.generate()
+    assert len(codes) == 10 == len(set(codes))
+    for code in codes:
+        assert re.fullmatch(r"([0-9a-hjkmnp-tv-z]{4}-){3}[0-9a-hjkmnp-tv-z]{4}", code)
+
+
+def test_a_recovery_code_matches_whatever_its_case_spacing_and_dashes() -> None:
+    code = "ab1c-0def-ghjk-mnpq"
+    stored = recovery_codes.code_digest(code)
+    assert recovery_codes.code_digest("AB1C 0DEF GHJK MNPQ") == stored
+    assert recovery_codes.code_digest("ab1c0defghjkmnpq") == stored
+    # Letters the alphabet leaves out are read as the digits they look like.
+    assert recovery_codes.code_digest("abIc-odef-ghjk-mnpq") == stored
+    assert recovery_codes.code_digest("ab1c-0def-ghjk-mnpr") != stored
