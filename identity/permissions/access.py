@@ -56,8 +56,10 @@ class Action(StrEnum):
     PERMISSION_READ = "permission.read"
     PERMISSION_REGISTER = "permission.register"
     USER_READ = "user.read"
+    USER_RECOVER = "user.recover"
     AUDIT_READ_ALL = "audit.read-all"
     AUTHZ_CHECK = "authz.check"
+    WEBHOOK_MANAGE = "webhook.manage"
 
 
 STAFF, OWNER, MANAGER, MEMBER, OTHER_USER, SERVICE = (
@@ -91,8 +93,10 @@ MATRIX: dict[Action, frozenset[Relation]] = {
     Action.PERMISSION_READ: frozenset({STAFF, OTHER_USER, SERVICE}),
     Action.PERMISSION_REGISTER: frozenset({STAFF}),
     Action.USER_READ: frozenset({STAFF}),
+    Action.USER_RECOVER: frozenset({STAFF}),
     Action.AUDIT_READ_ALL: frozenset({STAFF}),
     Action.AUTHZ_CHECK: frozenset({STAFF, SERVICE}),
+    Action.WEBHOOK_MANAGE: frozenset({STAFF}),
 }
 
 
@@ -160,3 +164,9 @@ def check_manager_edit(
         raise Forbidden("Only an owner can change another owner.")
     if all_permissions:
         raise Forbidden("Only an owner can grant all permissions.")
+
+
+def check_manager_invite(relation: Relation, *, all_permissions: bool) -> None:
+    """As for editing members: a manager cannot invite an owner-equivalent."""
+    if relation is Relation.MANAGER and all_permissions:
+        raise Forbidden("Only an owner can invite with all permissions.")

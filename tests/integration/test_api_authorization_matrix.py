@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 
 from identity.clock import utcnow
+from identity.mfa.service import SecondFactor
 from identity.permissions import invitations, service
 from identity.permissions.access import MATRIX, Action, Relation
 from identity.permissions.invitations import InvitationRequest
@@ -76,10 +78,21 @@ async def _account_with_things(runtime: Runtime, prefix: str) -> dict[str, Any]:
     }
 
 
+async def _enrol_second_factor(runtime: Runtime, user: Any) -> None:
+    """So that staff resetting this user's second factor has one to reset."""
+    second_factor = SecondFactor.from_runtime(runtime)
+    async with runtime.db.transaction() as session:
+        enrolment = await second_factor.begin_enrolment(session, user, utcnow())
+    async with runtime.db.transaction() as session:
+        code = pyotp.TOTP(enrolment.secret).now()
+        await second_factor.confirm_enrolment(session, user.id, code, utcnow())
+
+
 async def _world(runtime: Runtime) -> World:
     ours = await _account_with_things(runtime, "a")
     theirs = await _account_with_things(runtime, "x")
     outsider = await make_user(runtime)
+    await _enrol_second_factor(runtime, outsider)
     async with runtime.db.transaction() as session:
         template = await service.create_role(
             session,
@@ -196,6 +209,10 @@ ENDPOINTS = [
     ),
     Endpoint("GET", "/users", Action.USER_READ),
     Endpoint("GET", "/users/{u}", Action.USER_READ),
+    Endpoint("POST", "/users/{u}/email", Action.USER_RECOVER, {"email": "{fresh}", "reason": "R"}),
+    Endpoint(
+        "POST", "/users/{u}/second-factor/reset", Action.USER_RECOVER, {"reason": "Lost phone"}
+    ),
     Endpoint("GET", "/audit", Action.AUDIT_READ_ALL),
     Endpoint(
         "POST",

@@ -191,6 +191,15 @@ class PermissionOut(msgspec.Struct):
 # --- users, audit, decisions ----------------------------------------------------------------
 
 
+class SecondFactorReset(Request):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+
+
+class AssistedEmailChange(Request):
+    email: Annotated[str, Meta(min_length=3, max_length=320)]
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+
+
 class UserOut(msgspec.Struct):
     id: uuid.UUID
     email: str

@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from litestar import Controller, get
-from litestar.params import FromPath, Parameter
+from litestar import Controller, get, post
+from litestar.params import FromPath, JSONBody, Parameter
 
 from identity.clock import utcnow
+from identity.mfa.service import SecondFactor
 from identity.permissions import service
 from identity.permissions.access import Action
+from identity.recovery.service import assisted_email_change
 from identity.web.api import schemas
 from identity.web.api.common import Limit, Offset, PrincipalDep, allow, user_out
 from identity.web.dependencies import RuntimeDep
@@ -43,4 +45,45 @@ class UserController(Controller):
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.USER_READ, utcnow())
             user = await service.user(session, user_id)
+        return user_out(user)
+
+    @post(
+        "/{user_id:uuid}/second-factor/reset",
+        status_code=204,
+        summary="Reset a user's second factor (staff, audited)",
+    )
+    async def reset_second_factor(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        user_id: FromPath[uuid.UUID],
+        data: JSONBody[schemas.SecondFactorReset],
+    ) -> None:
+        async with runtime.db.transaction() as session:
+            now = utcnow()
+            await allow(session, runtime, principal, Action.USER_RECOVER, now)
+            await SecondFactor.from_runtime(runtime).staff_reset(
+                session, principal.actor, user_id, data.reason, now
+            )
+        runtime.mail.wake()
+
+    @post(
+        "/{user_id:uuid}/email",
+        status_code=200,
+        summary="Assisted recovery: move a user to a new sign-in email (staff, audited)",
+    )
+    async def change_email(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        user_id: FromPath[uuid.UUID],
+        data: JSONBody[schemas.AssistedEmailChange],
+    ) -> schemas.UserOut:
+        async with runtime.db.transaction() as session:
+            now = utcnow()
+            await allow(session, runtime, principal, Action.USER_RECOVER, now)
+            user = await assisted_email_change(
+                session, runtime.settings, principal.actor, user_id, data.email, data.reason, now
+            )
+        runtime.mail.wake()
         return user_out(user)
