@@ -19,8 +19,8 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check identity tests bench migrations
-	$(BIN)/ruff format --check identity tests bench migrations
+	$(BIN)/ruff check identity tests bench migrations examples
+	$(BIN)/ruff format --check identity tests bench migrations examples
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
