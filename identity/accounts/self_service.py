@@ -1,0 +1,94 @@
+"""What a signed-in user changes about their own account: name, password, other sessions.
+
+The email change (a link to the new address) lives in identity.recovery.email_change and
+the second factor in identity.mfa; this module holds the rest of the security page's verbs.
+Knowing the current password is required to change it, and wrong guesses are counted per
+user like second-factor failures: a stolen browser session must not become a password oracle.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts import repository
+from identity.accounts.models import User
+from identity.accounts.passwords import Passwords
+from identity.accounts.service import MAX_NAME, set_password
+from identity.errors import InvalidInput, RateLimited
+from identity.mail import messages, outbox
+from identity.mail.messages import Recipient
+from identity.mfa.service import InvalidPassword
+from identity.recovery.service import PasswordMismatch
+from identity.sessions import repository as sessions
+from identity.sessions.models import BrowserSession
+from identity.sessions.revocation import revoke_all_for_user, revoke_other_sessions
+from identity.settings import Settings
+from identity.store.rate_limit import Limit, RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+async def change_name(session: AsyncSession, user: User, raw_name: str) -> None:
+    """Raises ``InvalidInput`` for a name longer than the column holds."""
+    name = raw_name.strip()
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"The name must be at most {MAX_NAME} characters.")
+    user.name = name
+    await session.flush()
+
+
+async def change_password(
+    session: AsyncSession,
+    passwords: Passwords,
+    limiter: RateLimiter,
+    settings: Settings,
+    user: User,
+    *,
+    current: str,
+    new: str,
+    confirm: str,
+    keep_session_id: uuid.UUID,
+    locale: str,
+    now: datetime,
+) -> None:
+    """Replace the password, proven by the current one; signs out the user's other sessions,
+    revokes every refresh token and queues a notice email.
+
+    Raises ``RateLimited``, ``InvalidPassword``, ``PasswordMismatch`` or ``PolicyViolation``.
+    Call ``runtime.mail.wake()`` after the commit.
+    """
+    failures = Limit("password-change-user", settings.login_max_failures, settings.login_lockout)
+    verdict = await limiter.blocked(failures, str(user.id))
+    if not verdict.allowed:
+        raise RateLimited("Too many failed attempts; try again later.", verdict.retry_after)
+    found = await repository.user_with_password(session, user.email)
+    stored = found[1].hash if found and found[1] else None
+    if not await passwords.verify(stored, current):
+        await limiter.hit(failures, str(user.id))
+        raise InvalidPassword("The password is not correct.")
+    await limiter.reset(failures, str(user.id))
+    if new != confirm:
+        raise PasswordMismatch("The two passwords are not the same.")
+    await set_password(session, passwords, user, new)
+    await revoke_all_for_user(session, user.id, now, keep_session_id=keep_session_id)
+    notice = messages.password_changed(
+        Recipient(user.email, user.locale or locale), settings.product_name
+    )
+    await outbox.enqueue(session, notice, now)
+    log.info("password changed", extra={"user_id": str(user.id)})
+
+
+async def live_sessions(
+    session: AsyncSession, user_id: uuid.UUID, now: datetime
+) -> list[BrowserSession]:
+    return await sessions.live_for_user(session, user_id, now)
+
+
+async def sign_out_others(
+    session: AsyncSession, user_id: uuid.UUID, keep_session_id: uuid.UUID, now: datetime
+) -> int:
+    return await revoke_other_sessions(session, user_id, keep_session_id, now)

@@ -1,0 +1,380 @@
+"""The self-service security page of a signed-in user: /account/security.
+
+Profile (name, sign-in email), password, two-step verification and the list of sessions,
+each changed by a plain form post (CSRF-checked) answered with the page again and a notice
+or a translated message, so everything works without JavaScript. A browser without a
+session goes to the login page and comes back here. The work is the domain's:
+identity.accounts.self_service, identity.recovery.email_change and identity.mfa.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import FormMultiDict
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts import self_service
+from identity.accounts.models import User
+from identity.clock import utcnow
+from identity.errors import (
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotFound,
+    PolicyViolation,
+    RateLimited,
+)
+from identity.mfa import repository as mfa_repository
+from identity.mfa import totp
+from identity.mfa.service import Enrolment, InvalidCode, InvalidPassword, SecondFactor
+from identity.oauth.authorize import AuthorizationRequest
+from identity.oauth.interaction import Flow, FlowStore
+from identity.recovery.email_change import request_email_change
+from identity.recovery.service import PasswordMismatch
+from identity.runtime import Runtime
+from identity.sessions import service as sessions
+from identity.sessions.models import BrowserSession
+from identity.tokens.subjects import active_user
+from identity.web import cookies, password_form
+from identity.web.authorization import redirect
+from identity.web.dependencies import RuntimeDep
+from identity.web.forms import csrf_ok, field, page_locale
+from identity.web.rendering import page
+
+PATH = "/account/security"
+MAX_EMAIL = 320
+MAX_NAME = 400  # twice the column: longer input gets the "too long" message, not a cut
+MAX_PASSWORD = 1024
+MAX_CODE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    user: User
+    browser: BrowserSession
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """One form post to the page, from a signed-in visitor, CSRF already checked."""
+
+    runtime: Runtime
+    visitor: Visitor
+    form: FormMultiDict
+    locale: str
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How the security page answers a post: a notice, a message, reasons, a suggestion."""
+
+    notice_id: str | None = None
+    notice_values: dict[str, str] = dataclass_field(default_factory=dict)
+    message_id: str | None = None
+    reasons: list[str] | None = None
+    suggest: bool = False
+    status: int = 200
+
+
+Action = Callable[[AsyncSession, Posted], Awaitable["Outcome | Response[Any]"]]
+
+
+async def _visitor(
+    session: AsyncSession, request: Request[Any, Any, Any], runtime: Runtime, now: datetime
+) -> Visitor | None:
+    token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
+    browser = await sessions.current(session, token, now)
+    user = await active_user(session, browser.user_id) if browser else None
+    return Visitor(user, browser) if user and browser else None
+
+
+async def _sign_in_first(runtime: Runtime, locale: str) -> Response[Any]:
+    """To the login page, and back here once signed in."""
+    flow = Flow(AuthorizationRequest({"ui_locales": locale}), return_to=PATH)
+    await FlowStore(runtime.store).save(flow)
+    return redirect(f"/login?{urlencode({'flow': flow.id})}")
+
+
+async def _security_page(
+    request: Request[Any, Any, Any], runtime: Runtime, locale: str, outcome: Outcome
+) -> Response[Any]:
+    now = utcnow()
+    async with runtime.db.transaction() as session:
+        visitor = await _visitor(session, request, runtime, now)
+        if visitor is None:
+            # Signed out meanwhile: another tab's sign-out, or a password reset.
+            return await _sign_in_first(runtime, locale)
+        user_id = visitor.user.id
+        mfa = SecondFactor.from_runtime(runtime)
+        enrolled = await mfa.is_enrolled(session, user_id)
+        recovery_left = await mfa.unused_recovery_codes(session, user_id) if enrolled else 0
+        live = await self_service.live_sessions(session, user_id, now)
+    return page(
+        request,
+        runtime,
+        "account_security.html",
+        locale=locale,
+        status=outcome.status,
+        scripts=True,
+        context={
+            "user": visitor.user,
+            "enrolled": enrolled,
+            "recovery_left": recovery_left,
+            "sessions": [
+                {
+                    "this": s.id == visitor.browser.id,
+                    "since": s.auth_time.strftime("%Y-%m-%d %H:%M UTC"),
+                    "user_agent": s.user_agent,
+                    "ip": s.ip,
+                }
+                for s in live
+            ],
+            "notice_id": outcome.notice_id,
+            "notice_values": outcome.notice_values,
+            "message_id": outcome.message_id,
+            "reasons": outcome.reasons,
+            **await password_form.context(runtime, suggest=outcome.suggest),
+        },
+    )
+
+
+async def _act(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    action: Action,
+    errors: dict[type[DomainError], str],
+) -> Response[Any]:
+    """Run ``action`` in one transaction for the signed-in visitor, then answer with the
+    page; a domain error named in ``errors`` rolls it back and shows that message."""
+    form = await request.form()
+    locale = page_locale(request, form)
+    now = utcnow()
+    result: Outcome | Response[Any]
+    try:
+        async with runtime.db.transaction() as session:
+            visitor = await _visitor(session, request, runtime, now)
+            if visitor is None:
+                return await _sign_in_first(runtime, locale)
+            if not csrf_ok(request, runtime, form):
+                result = Outcome(message_id="form.csrf_failed", status=400)
+            else:
+                result = await action(session, Posted(runtime, visitor, form, locale, now))
+    except PolicyViolation as exc:
+        result = Outcome(reasons=password_form.refusal_reasons(exc, locale), status=400)
+    except DomainError as exc:
+        message_id = next((m for kind, m in errors.items() if isinstance(exc, kind)), None)
+        if message_id is None:
+            raise
+        result = Outcome(message_id=message_id, status=429 if exc.status == 429 else 400)
+    runtime.mail.wake()
+    if isinstance(result, Response):
+        return result
+    return await _security_page(request, runtime, locale, result)
+
+
+@get(PATH, include_in_schema=False, cache=False)
+async def security_page(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    return await _security_page(request, runtime, page_locale(request), Outcome())
+
+
+# --- profile -----------------------------------------------------------------------------
+
+
+async def _change_name(session: AsyncSession, posted: Posted) -> Outcome:
+    await self_service.change_name(
+        session, posted.visitor.user, field(posted.form, "name", MAX_NAME)
+    )
+    return Outcome(notice_id="security.name_saved")
+
+
+@post(f"{PATH}/name", include_in_schema=False, cache=False)
+async def change_name(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    return await _act(request, runtime, _change_name, {InvalidInput: "security.name_too_long"})
+
+
+async def _change_email(session: AsyncSession, posted: Posted) -> Outcome:
+    new_email = field(posted.form, "email", MAX_EMAIL).strip()
+    runtime = posted.runtime
+    await request_email_change(
+        session,
+        runtime.store,
+        runtime.settings,
+        posted.visitor.user,
+        new_email,
+        posted.locale,
+        posted.now,
+    )
+    return Outcome(notice_id="security.email_sent", notice_values={"email": new_email})
+
+
+@post(f"{PATH}/email", include_in_schema=False, cache=False)
+async def change_email(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    return await _act(request, runtime, _change_email, {InvalidInput: "security.email_invalid"})
+
+
+# --- password ----------------------------------------------------------------------------
+
+
+async def _change_password(session: AsyncSession, posted: Posted) -> Outcome:
+    if password_form.wants_suggestion(posted.form):
+        return Outcome(suggest=True)
+    runtime = posted.runtime
+    await self_service.change_password(
+        session,
+        runtime.passwords,
+        runtime.limiter,
+        runtime.settings,
+        posted.visitor.user,
+        current=field(posted.form, "current_password", MAX_PASSWORD),
+        new=field(posted.form, "password", MAX_PASSWORD),
+        confirm=field(posted.form, "password_confirm", MAX_PASSWORD),
+        keep_session_id=posted.visitor.browser.id,
+        locale=posted.locale,
+        now=posted.now,
+    )
+    return Outcome(notice_id="security.password_changed")
+
+
+@post(f"{PATH}/password", include_in_schema=False, cache=False)
+async def change_password(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    return await _act(
+        request,
+        runtime,
+        _change_password,
+        {
+            InvalidPassword: "security.wrong_password",
+            PasswordMismatch: "reset.mismatch",
+            RateLimited: "security.throttled",
+        },
+    )
+
+
+# --- two-step verification ---------------------------------------------------------------
+
+
+def _enrol_page(
+    posted: Posted,
+    request: Request[Any, Any, Any],
+    enrolment: Enrolment,
+    *,
+    message_id: str | None = None,
+    status: int = 200,
+) -> Response[Any]:
+    return page(
+        request,
+        posted.runtime,
+        "totp_enrol.html",
+        locale=posted.locale,
+        status=status,
+        context={"secret": enrolment.secret, "qr_svg": enrolment.qr_svg, "message_id": message_id},
+    )
+
+
+@post(f"{PATH}/totp", include_in_schema=False, cache=False)
+async def begin_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    async def begin(session: AsyncSession, posted: Posted) -> Outcome | Response[Any]:
+        mfa = SecondFactor.from_runtime(posted.runtime)
+        try:
+            enrolment = await mfa.begin_enrolment(session, posted.visitor.user, posted.now)
+        except Conflict:
+            return Outcome()  # already on (turned on in another tab): the page says so
+        return _enrol_page(posted, request, enrolment)
+
+    return await _act(request, runtime, begin, {})
+
+
+async def _pending_enrolment(session: AsyncSession, posted: Posted) -> Enrolment | None:
+    """The enrolment in progress, shown again after a wrong first code."""
+    pending = await mfa_repository.get_secret(session, posted.visitor.user.id)
+    if pending is None or pending.confirmed_at is not None:
+        return None
+    secret = SecondFactor.from_runtime(posted.runtime).encryptor.decrypt(pending.secret_encrypted)
+    uri = totp.provisioning_uri(
+        secret, account=posted.visitor.user.email, issuer=posted.runtime.settings.product_name
+    )
+    return Enrolment(secret, uri, totp.qr_svg(uri))
+
+
+@post(f"{PATH}/totp/confirm", include_in_schema=False, cache=False)
+async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    async def confirm(session: AsyncSession, posted: Posted) -> Outcome | Response[Any]:
+        mfa = SecondFactor.from_runtime(posted.runtime)
+        code = field(posted.form, "code", MAX_CODE)
+        try:
+            codes = await mfa.confirm_enrolment(session, posted.visitor.user.id, code, posted.now)
+        except NotFound:
+            return Outcome(message_id="enrol.expired", status=400)
+        except InvalidCode:
+            enrolment = await _pending_enrolment(session, posted)
+            if enrolment is None:
+                return Outcome(message_id="enrol.expired", status=400)
+            return _enrol_page(posted, request, enrolment, message_id="enrol.invalid", status=400)
+        return page(
+            request, runtime, "totp_codes.html", locale=posted.locale, context={"codes": codes}
+        )
+
+    return await _act(request, runtime, confirm, {})
+
+
+async def _disable_totp(session: AsyncSession, posted: Posted) -> Outcome:
+    runtime = posted.runtime
+    await SecondFactor.from_runtime(runtime).disable(
+        session,
+        runtime.passwords,
+        posted.visitor.user,
+        field(posted.form, "password", MAX_PASSWORD),
+        field(posted.form, "code", MAX_CODE),
+        posted.now,
+    )
+    return Outcome(notice_id="security.totp_disabled")
+
+
+@post(f"{PATH}/totp/disable", include_in_schema=False, cache=False)
+async def disable_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    return await _act(
+        request,
+        runtime,
+        _disable_totp,
+        {
+            InvalidPassword: "security.totp_invalid",
+            InvalidCode: "security.totp_invalid",
+            RateLimited: "security.throttled",
+            NotFound: "security.totp_disabled",
+        },
+    )
+
+
+# --- sessions ----------------------------------------------------------------------------
+
+
+async def _sign_out_others(session: AsyncSession, posted: Posted) -> Outcome:
+    visitor = posted.visitor
+    count = await self_service.sign_out_others(
+        session, visitor.user.id, visitor.browser.id, posted.now
+    )
+    return Outcome(notice_id="security.signed_out_others", notice_values={"count": str(count)})
+
+
+@post(f"{PATH}/sessions", include_in_schema=False, cache=False)
+async def sign_out_others(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    return await _act(request, runtime, _sign_out_others, {})
+
+
+ROUTES = [
+    security_page,
+    change_name,
+    change_email,
+    change_password,
+    begin_totp,
+    confirm_totp,
+    disable_totp,
+    sign_out_others,
+]

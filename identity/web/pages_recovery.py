@@ -1,0 +1,305 @@
+"""Hosted pages of account recovery: forgot password, reset password, confirm a new email.
+
+The work is identity.recovery's; these handlers read the form, check CSRF, and turn each
+domain answer into a page in the visitor's language. Links from emails open a page with a
+button rather than acting on GET, so a mail scanner that follows links spends nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.params import FromQuery
+from litestar.response import Template
+
+from identity.clock import utcnow
+from identity.errors import Conflict, InvalidInput, PolicyViolation, RateLimited
+from identity.recovery.email_change import (
+    CONFIRM_PAGE_PATH,
+    InvalidConfirmationLink,
+    confirm_email_change,
+)
+from identity.recovery.service import (
+    RESET_PAGE_PATH,
+    InvalidResetToken,
+    PasswordMismatch,
+    check_reset_token,
+    complete_reset,
+    request_reset,
+)
+from identity.runtime import Runtime
+from identity.web import client_ip, cookies, password_form
+from identity.web.dependencies import RuntimeDep
+from identity.web.forms import LOCALE_FIELD, csrf_ok, field, page_locale
+from identity.web.rendering import page
+
+FORGOT_PATH = "/password/forgot"
+SECURITY_PATH = "/account/security"
+MAX_EMAIL = 320
+MAX_PASSWORD = 1024
+# Our tokens are 43 characters; anything much longer is not one of them.
+MAX_TOKEN = 200
+
+
+def notice(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    locale: str,
+    title_id: str,
+    notice_id: str,
+    *,
+    link: tuple[str, str] | None = None,
+    status: int = 200,
+    values: dict[str, str] | None = None,
+    response_cookies: Sequence[Cookie] = (),
+) -> Template:
+    """A page that says one thing, with an optional link (path, text id) onwards."""
+    href, link_id = link or (None, None)
+    return page(
+        request,
+        runtime,
+        "notice.html",
+        locale=locale,
+        status=status,
+        cookies=response_cookies,
+        context={
+            "title_id": title_id,
+            "notice_id": notice_id,
+            "values": values,
+            "link_href": f"{href}?{urlencode({LOCALE_FIELD: locale})}" if href else None,
+            "link_id": link_id,
+        },
+    )
+
+
+# --- forgot password ---------------------------------------------------------------------
+
+
+def _forgot_form(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    locale: str,
+    *,
+    email: str = "",
+    message_id: str | None = None,
+    status: int = 200,
+) -> Template:
+    context = {"email": email, "message_id": message_id}
+    return page(request, runtime, "forgot.html", locale=locale, status=status, context=context)
+
+
+@get(FORGOT_PATH, include_in_schema=False, cache=False)
+async def forgot_page(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    return _forgot_form(request, runtime, page_locale(request))
+
+
+@post(FORGOT_PATH, include_in_schema=False, cache=False)
+async def forgot_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    form = await request.form()
+    locale = page_locale(request, form)
+    email = field(form, "email", MAX_EMAIL).strip()
+    if not csrf_ok(request, runtime, form):
+        return _forgot_form(
+            request, runtime, locale, email=email, message_id="form.csrf_failed", status=400
+        )
+    ip = client_ip.of_request(request, runtime.settings.trusted_proxies)
+    try:
+        await request_reset(runtime, email, ip=ip, locale=locale)
+    except InvalidInput:
+        return _forgot_form(
+            request, runtime, locale, email=email, message_id="forgot.invalid_email", status=400
+        )
+    except RateLimited as exc:
+        response = _forgot_form(
+            request, runtime, locale, email=email, message_id="forgot.throttled", status=429
+        )
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    return notice(request, runtime, locale, "forgot.sent_title", "forgot.sent")
+
+
+# --- reset password ----------------------------------------------------------------------
+
+
+async def _reset_form(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    locale: str,
+    token: str,
+    *,
+    suggest: bool = False,
+    message_id: str | None = None,
+    reasons: list[str] | None = None,
+    status: int = 200,
+) -> Template:
+    return page(
+        request,
+        runtime,
+        "reset.html",
+        locale=locale,
+        status=status,
+        scripts=True,
+        context={
+            "action": RESET_PAGE_PATH,
+            "token": token,
+            "message_id": message_id,
+            "reasons": reasons,
+            **await password_form.context(runtime, suggest=suggest),
+        },
+    )
+
+
+def _invalid_link(request: Request[Any, Any, Any], runtime: Runtime, locale: str) -> Template:
+    return notice(
+        request,
+        runtime,
+        locale,
+        "reset.invalid_title",
+        "reset.invalid",
+        link=(FORGOT_PATH, "reset.ask_again"),
+        status=400,
+    )
+
+
+@get(RESET_PAGE_PATH, include_in_schema=False, cache=False)
+async def reset_page(
+    request: Request[Any, Any, Any], runtime: RuntimeDep, token: FromQuery[str] = ""
+) -> Response[Any]:
+    locale = page_locale(request)
+    token = token[:MAX_TOKEN]
+    async with runtime.db.transaction() as session:
+        usable = bool(token) and await check_reset_token(session, token, utcnow())
+    if not usable:
+        return _invalid_link(request, runtime, locale)
+    return await _reset_form(request, runtime, locale, token)
+
+
+@post(RESET_PAGE_PATH, include_in_schema=False, cache=False)
+async def reset_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    form = await request.form()
+    locale = page_locale(request, form)
+    token = field(form, "token", MAX_TOKEN)
+    if not csrf_ok(request, runtime, form):
+        return await _reset_form(
+            request, runtime, locale, token, message_id="form.csrf_failed", status=400
+        )
+    if password_form.wants_suggestion(form):
+        return await _reset_form(request, runtime, locale, token, suggest=True)
+    try:
+        async with runtime.db.transaction() as session:
+            await complete_reset(
+                session,
+                runtime.passwords,
+                token,
+                field(form, "password", MAX_PASSWORD),
+                field(form, "password_confirm", MAX_PASSWORD),
+                product_name=runtime.settings.product_name,
+                locale=locale,
+                now=utcnow(),
+            )
+    except InvalidResetToken:
+        return _invalid_link(request, runtime, locale)
+    except PasswordMismatch:
+        return await _reset_form(
+            request, runtime, locale, token, message_id="reset.mismatch", status=400
+        )
+    except PolicyViolation as exc:
+        reasons = password_form.refusal_reasons(exc, locale)
+        return await _reset_form(request, runtime, locale, token, reasons=reasons, status=400)
+    runtime.mail.wake()
+    return notice(
+        request,
+        runtime,
+        locale,
+        "reset.done_title",
+        "reset.done",
+        link=(SECURITY_PATH, "reset.sign_in"),
+        # Every session was revoked; this browser's cookie is now worthless, so drop it.
+        response_cookies=[cookies.clear_session(runtime.settings)],
+    )
+
+
+# --- confirm a new sign-in email ---------------------------------------------------------
+
+
+def _confirm_form(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    locale: str,
+    token: str,
+    *,
+    message_id: str | None = None,
+    status: int = 200,
+) -> Template:
+    return page(
+        request,
+        runtime,
+        "confirm_email.html",
+        locale=locale,
+        status=status,
+        context={"action": CONFIRM_PAGE_PATH, "token": token, "message_id": message_id},
+    )
+
+
+@get(CONFIRM_PAGE_PATH, include_in_schema=False, cache=False)
+async def confirm_email_page(
+    request: Request[Any, Any, Any], runtime: RuntimeDep, token: FromQuery[str] = ""
+) -> Response[Any]:
+    return _confirm_form(request, runtime, page_locale(request), token[:MAX_TOKEN])
+
+
+@post(CONFIRM_PAGE_PATH, include_in_schema=False, cache=False)
+async def confirm_email_submit(
+    request: Request[Any, Any, Any], runtime: RuntimeDep
+) -> Response[Any]:
+    form = await request.form()
+    locale = page_locale(request, form)
+    token = field(form, "token", MAX_TOKEN)
+    if not csrf_ok(request, runtime, form):
+        return _confirm_form(
+            request, runtime, locale, token, message_id="form.csrf_failed", status=400
+        )
+    try:
+        async with runtime.db.transaction() as session:
+            user = await confirm_email_change(
+                session, runtime.store, runtime.settings, token, utcnow()
+            )
+            email = user.email
+    except InvalidConfirmationLink:
+        return notice(
+            request,
+            runtime,
+            locale,
+            "confirm_email.title",
+            "confirm_email.invalid",
+            link=(SECURITY_PATH, "security.title"),
+            status=400,
+        )
+    except Conflict:
+        return notice(
+            request, runtime, locale, "confirm_email.title", "confirm_email.taken", status=409
+        )
+    runtime.mail.wake()
+    return notice(
+        request,
+        runtime,
+        locale,
+        "confirm_email.done_title",
+        "confirm_email.done",
+        values={"email": email},
+        link=(SECURITY_PATH, "security.title"),
+    )
+
+
+ROUTES = [
+    forgot_page,
+    forgot_submit,
+    reset_page,
+    reset_submit,
+    confirm_email_page,
+    confirm_email_submit,
+]

@@ -1,0 +1,132 @@
+"""The second step of signing in, for users with two-step verification on.
+
+The login page calls ``requires_code`` once the password is right and, when it does, sends
+the browser here with ``ask_for_code`` instead of opening a session: the user the password
+proved is remembered beside the flow (in the shared store, as long as the flow lives), and
+the session is established only once a code is accepted, with ``amr`` ["pwd", "otp"].
+Codes are checked by identity.mfa (one use each, failures throttled per user).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Request, Response, get, post
+from litestar.params import FromQuery
+from litestar.response import Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.clock import utcnow
+from identity.errors import RateLimited
+from identity.mfa.service import InvalidCode, SecondFactor
+from identity.oauth.interaction import FLOW_TTL, Flow, FlowStore
+from identity.runtime import Runtime
+from identity.sessions import service as sessions
+from identity.web import client_ip, cookies
+from identity.web.authorization import proceed, redirect
+from identity.web.dependencies import RuntimeDep
+from identity.web.forms import csrf_ok, field
+from identity.web.rendering import error_page, locale_for, page
+
+PATH = "/login/second-factor"
+_PENDING = "second-factor:"
+# A six-digit code or a recovery code, with the spaces and dashes people type.
+MAX_CODE = 64
+
+
+async def requires_code(session: AsyncSession, runtime: Runtime, user_id: uuid.UUID) -> bool:
+    return await SecondFactor.from_runtime(runtime).is_enrolled(session, user_id)
+
+
+async def ask_for_code(runtime: Runtime, flow: Flow, user_id: uuid.UUID) -> Response[Any]:
+    """Remember who the password proved, for this flow only, and go to the code page."""
+    await runtime.store.set(_PENDING + flow.id, str(user_id).encode(), FLOW_TTL)
+    await FlowStore(runtime.store).save(flow)
+    return redirect(f"{PATH}?{urlencode({'flow': flow.id})}")
+
+
+async def _pending_user(runtime: Runtime, flow: Flow) -> uuid.UUID | None:
+    raw = await runtime.store.get(_PENDING + flow.id)
+    return uuid.UUID(raw.decode()) if raw is not None else None
+
+
+def _code_form(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    flow: Flow,
+    *,
+    message_id: str | None = None,
+    status: int = 200,
+) -> Template:
+    return page(
+        request,
+        runtime,
+        "second_factor.html",
+        locale=locale_for(request, flow.request.get("ui_locales")),
+        status=status,
+        context={"flow": flow.id, "message_id": message_id},
+    )
+
+
+def _expired(request: Request[Any, Any, Any], runtime: Runtime) -> Template:
+    return error_page(request, runtime, "error.flow_expired", locale=locale_for(request, None))
+
+
+@get(PATH, include_in_schema=False, cache=False)
+async def second_factor_page(
+    request: Request[Any, Any, Any], runtime: RuntimeDep, flow: FromQuery[str | None] = None
+) -> Response[Any]:
+    pending = await FlowStore(runtime.store).load(flow)
+    if pending is None or await _pending_user(runtime, pending) is None:
+        return _expired(request, runtime)
+    return _code_form(request, runtime, pending)
+
+
+@post(PATH, include_in_schema=False, cache=False)
+async def second_factor_submit(
+    request: Request[Any, Any, Any], runtime: RuntimeDep
+) -> Response[Any]:
+    form = await request.form()
+    pending = await FlowStore(runtime.store).load(field(form, "flow"))
+    user_id = await _pending_user(runtime, pending) if pending else None
+    if pending is None or user_id is None:
+        return _expired(request, runtime)
+    if not csrf_ok(request, runtime, form):
+        return _code_form(request, runtime, pending, message_id="form.csrf_failed", status=400)
+    settings = runtime.settings
+    now = utcnow()
+    try:
+        async with runtime.db.transaction() as session:
+            amr = await SecondFactor.from_runtime(runtime).verify(
+                session, user_id, field(form, "code", MAX_CODE), now
+            )
+            established = await sessions.establish(
+                session,
+                user_id=user_id,
+                amr=list(amr),
+                now=now,
+                ttl=settings.session_ttl,
+                previous_token=cookies.read(request.cookies, settings, cookies.SESSION),
+                ip=client_ip.of_request(request, settings.trusted_proxies),
+                user_agent=request.headers.get("user-agent"),
+            )
+    except InvalidCode:
+        return _code_form(request, runtime, pending, message_id="second_factor.invalid", status=400)
+    except RateLimited:
+        return _code_form(
+            request, runtime, pending, message_id="second_factor.throttled", status=429
+        )
+    await runtime.store.delete(_PENDING + pending.id)
+    pending.login_session_id = str(established.session.id)
+    return await proceed(
+        request,
+        runtime,
+        pending,
+        session_token=established.token,
+        response_cookies=[cookies.session(settings, established.token)],
+    )
+
+
+ROUTES = [second_factor_page, second_factor_submit]

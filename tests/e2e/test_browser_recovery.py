@@ -1,0 +1,245 @@
+"""In Chromium against a real ``identity serve`` and a real SMTP server: a forgotten password
+reset through the emailed link with the generate button, in English and Spanish; and
+two-step verification turned on from the security page, then used to sign in."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from urllib.parse import urlencode
+
+import httpx
+import pyotp
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.browser import PASSWORD, pkce_pair, query
+from tests.e2e.test_browser_sign_in import CHROMIUM_ARGS, redirect_listener
+from tests.processes import Server, identity_server, run_identity
+from tests.smtp_server import Inbox, smtp_server
+
+EMAIL = "rosa@example.com"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Inbox]]:
+    with smtp_server() as server:
+        yield server
+
+
+@pytest.fixture
+def server_env(env: dict[str, str], smtp: tuple[int, Inbox]) -> dict[str, str]:
+    # The issuer is the server's own address, which identity_server sets when env has none.
+    served = {name: value for name, value in env.items() if name != "IDENTITY_ISSUER"}
+    return served | {"IDENTITY_SMTP_URL": f"smtp://127.0.0.1:{smtp[0]}"}
+
+
+@pytest.fixture
+def server(server_env: dict[str, str]) -> Iterator[Server]:
+    with identity_server(server_env) as running:
+        created = run_identity(
+            "users", "create", "--email", EMAIL, "--name", "Rosa", "--password-stdin",
+            env=server_env, stdin=PASSWORD,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        yield running
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _new_page(browser: Browser, locale: str) -> Page:
+    context = browser.new_context(locale=locale, permissions=["clipboard-read", "clipboard-write"])
+    return context.new_page()
+
+
+def _wait_for_mail(inbox: Inbox, count: int, timeout: float = 20) -> list[EmailMessage]:
+    deadline = time.monotonic() + timeout
+    while len(inbox.messages) < count:
+        assert time.monotonic() < deadline, f"{len(inbox.messages)} of {count} emails arrived"
+        time.sleep(0.1)
+    return inbox.messages[:count]
+
+
+def _plain(message: EmailMessage) -> str:
+    return message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def _sign_in_on_security_page(page: Page, base_url: str, password: str) -> None:
+    page.goto(f"{base_url}/account/security")
+    page.wait_for_url(f"{base_url}/login?flow=*")
+    page.fill("input[name=email]", EMAIL)
+    page.fill("input[name=password]", password)
+    page.click("form[action='/login'] button[type=submit]")
+    page.wait_for_url(f"{base_url}/account/security")
+    assert page.text_content("[data-email]") == EMAIL
+
+
+TEXTS = {
+    "en-GB": {
+        "forgot": "Forgot your password?",
+        "sent": "Check your inbox and your spam folder too.",
+        "subject": "Change your Identity password",
+        "strong": "Strong enough.",
+        "done": "Sign in again with the new password.",
+        "changed": "Your Identity password was changed",
+    },
+    "es-ES": {
+        "forgot": "¿Has olvidado tu contraseña?",
+        "sent": "Revisa tu bandeja de entrada y también la carpeta de correo no deseado.",
+        "subject": "Cambia tu contraseña de Identity",
+        "strong": "Suficientemente segura.",
+        "done": "Vuelve a iniciar sesión con la contraseña nueva.",
+        "changed": "Se ha cambiado tu contraseña de Identity",
+    },
+}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("locale", ["en-GB", "es-ES"])
+def test_forgot_password_email_link_generated_password_then_sign_in(
+    server: Server, smtp: tuple[int, Inbox], browser: Browser, locale: str
+) -> None:
+    texts, base_url = TEXTS[locale], server.base_url
+    page = _new_page(browser, locale)
+    page.goto(f"{base_url}/account/security")
+    page.wait_for_url(f"{base_url}/login?flow=*")
+    page.click(f"text={texts['forgot']}")
+    page.wait_for_url(f"{base_url}/password/forgot?*")
+    page.fill("input[name=email]", EMAIL)
+    page.click("button[type=submit]")
+    assert texts["sent"] in page.text_content("[role=status]")  # type: ignore[operator]
+
+    (message,) = _wait_for_mail(smtp[1], 1)
+    assert message["Subject"] == texts["subject"]
+    match = re.search(rf"{re.escape(base_url)}/reset-password\?token=\S+", _plain(message))
+    assert match, _plain(message)
+    page.goto(match.group(0))
+    page_loads: list[str] = []
+    page.on("framenavigated", lambda frame: page_loads.append(frame.url))
+
+    # The generate button works in place (JavaScript): no navigation, both fields filled,
+    # the copy button shown, and the strength line checked with the API.
+    page.click("[data-password-generate]")
+    page.wait_for_selector("[data-password-suggestion]", state="visible")
+    generated = page.input_value("input[name=password]")
+    assert page.input_value("input[name=password_confirm]") == generated
+    assert page.input_value("#password_suggestion") == generated
+    page.wait_for_selector(f"text={texts['strong']}")
+    page.click("[data-password-copy]")
+    assert page.evaluate("navigator.clipboard.readText()") == generated
+    assert page_loads == []
+    page.click("form button[type=submit]:not([data-password-generate])")
+    assert texts["done"] in page.text_content("[role=status]")  # type: ignore[operator]
+
+    (_, changed) = _wait_for_mail(smtp[1], 2)
+    assert changed["Subject"] == texts["changed"]
+    _sign_in_on_security_page(page, base_url, generated)
+
+
+def _id_token_amr(
+    base_url: str, client: dict[str, str], code: str, verifier: str, redirect_uri: str
+) -> list[str]:
+    discovery = httpx.get(f"{base_url}/.well-known/openid-configuration").json()
+    tokens = httpx.post(
+        discovery["token_endpoint"],
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        },
+        auth=(client["client_id"], client["client_secret"]),
+    )
+    assert tokens.status_code == 200, tokens.text
+    jwks = KeySet.import_key_set(httpx.get(discovery["jwks_uri"]).json())
+    return jwt.decode(tokens.json()["id_token"], jwks).claims["amr"]
+
+
+@pytest.mark.e2e
+def test_turn_on_two_step_verification_then_sign_in_with_password_and_code(
+    server: Server, server_env: dict[str, str], browser: Browser
+) -> None:
+    base_url = server.base_url
+    page = _new_page(browser, "en-GB")
+    _sign_in_on_security_page(page, base_url, PASSWORD)
+    page.click("text=Turn on two-step verification")
+    page.wait_for_selector(".qr svg")
+    secret = page.text_content("[data-totp-secret]") or ""
+    generator = pyotp.TOTP(secret)
+    page.fill("input[name=code]", generator.now())
+    page.click("button[type=submit]")
+    page.wait_for_selector("[data-recovery-code]")
+    codes = page.locator("[data-recovery-code]").all_text_contents()
+    assert len(codes) == 10
+
+    with redirect_listener() as (redirect_uri, received):
+        created = run_identity(
+            "clients", "create", "--name", "Portal", "--first-party",
+            "--redirect-uri", redirect_uri, "--scope", "openid email",
+            env=server_env,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        client = json.loads(created.stdout)
+        verifier, challenge = pkce_pair()
+        fresh = _new_page(browser, "en-GB")
+        params = {
+            "client_id": client["client_id"],
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "scope": "openid email",
+            "state": "st",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+        fresh.goto(f"{base_url}/authorize?{urlencode(params)}")
+        fresh.fill("input[name=email]", EMAIL)
+        fresh.fill("input[name=password]", PASSWORD)
+        fresh.click("form[action='/login'] button[type=submit]")
+        fresh.wait_for_url(f"{base_url}/login/second-factor?flow=*")
+        # The enrolment spent the current step's code; the next step's is within the drift
+        # window and unspent.
+        fresh.fill("input[name=code]", generator.at(time.time() + 30))
+        fresh.click("button[type=submit]")
+        fresh.wait_for_url(f"{redirect_uri}?*")
+        callback = next(path for path in received if path.startswith("/callback?"))
+    amr = _id_token_amr(base_url, client, query(callback)["code"], verifier, redirect_uri)
+    assert amr == ["pwd", "otp"]
+
+
+@pytest.mark.e2e
+def test_the_reset_page_works_with_javascript_turned_off(
+    server: Server, smtp: tuple[int, Inbox], browser: Browser
+) -> None:
+    page = browser.new_context(java_script_enabled=False).new_page()
+    page.goto(f"{server.base_url}/password/forgot")
+    page.fill("input[name=email]", EMAIL)
+    page.click("button[type=submit]")
+    (message,) = _wait_for_mail(smtp[1], 1)
+    match = re.search(r"http://\S+/reset-password\?token=\S+", _plain(message))
+    assert match, _plain(message)
+    page.goto(match.group(0))
+    assert page.is_hidden("[data-password-copy]")
+    # "Generate" posts the form and the page comes back with a suggestion in both fields.
+    page.click("[data-password-generate]")
+    page.wait_for_selector("[data-password-suggestion]", state="visible")
+    generated = page.input_value("#password_suggestion")
+    assert generated and page.input_value("input[name=password]") == generated
+    assert page.input_value("input[name=password_confirm]") == generated
+    page.click("form button[type=submit]:not([data-password-generate])")
+    page.wait_for_selector("text=Password changed")
+    _sign_in_on_security_page(page, server.base_url, generated)

@@ -1,0 +1,76 @@
+"""Walking the recovery, second-factor and security pages as a browser without JavaScript."""
+
+from __future__ import annotations
+
+import html
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from sqlalchemy import select
+
+from identity.mail.models import OutgoingEmail
+from identity.runtime import Runtime
+from tests.browser import form_fields
+
+SECURITY = "/account/security"
+
+
+def _text_of(response: httpx.Response, role: str) -> str:
+    match = re.search(rf'role="{role}">(.*?)</(p|ul)>', response.text, re.S)
+    assert match, response.text
+    return html.unescape(re.sub(r"<[^>]+>", " ", match.group(1))).strip()
+
+
+def alert(response: httpx.Response) -> str:
+    """The page's error message (or refusal reasons), as text."""
+    return _text_of(response, "alert")
+
+
+def notice(response: httpx.Response) -> str:
+    return _text_of(response, "status")
+
+
+async def mail_to(runtime: Runtime, address: str) -> list[OutgoingEmail]:
+    """The emails queued for ``address``, once background work (a reset look-up) is done."""
+    await runtime.background.drain()
+    async with runtime.db.transaction() as session:
+        statement = select(OutgoingEmail).where(OutgoingEmail.to_address == address)
+        return list((await session.scalars(statement)).all())
+
+
+def link_in(message: OutgoingEmail, path: str) -> str:
+    """The local part (path and query) of the link to ``path`` in an email's text part."""
+    match = re.search(
+        rf"http://testserver\.local{re.escape(path)}\?token=[A-Za-z0-9_%-]+", message.text_body
+    )
+    assert match, message.text_body
+    assert message.html_body and match.group(0) in message.html_body
+    parts = urlsplit(match.group(0))
+    return f"{parts.path}?{parts.query}"
+
+
+def token_of(link: str) -> str:
+    return parse_qs(urlsplit(link).query)["token"][0]
+
+
+async def post_form(
+    http: httpx.AsyncClient, page: httpx.Response, action: str, **values: str
+) -> httpx.Response:
+    """Submit a form of ``page`` (its hidden fields, CSRF token included) with ``values``."""
+    return await http.post(action, data=form_fields(page.text) | values)
+
+
+async def sign_in_to_security_page(
+    http: httpx.AsyncClient, email: str, password: str, **headers: str
+) -> httpx.Response:
+    """Open the security page signed out: to the login page, sign in, and back."""
+    to_login = await http.get(SECURITY, headers=headers)
+    assert to_login.status_code == 303 and to_login.headers["location"].startswith("/login?flow=")
+    login = await http.get(to_login.headers["location"], headers=headers)
+    back = await post_form(http, login, "/login", email=email, password=password)
+    assert back.status_code == 303, back.text
+    assert back.headers["location"] == SECURITY
+    page = await http.get(SECURITY, headers=headers)
+    assert page.status_code == 200, page.text
+    return page

@@ -1,0 +1,285 @@
+"""The self-service security page: profile, email change, password, two-step verification,
+sessions; in English and Spanish, CSRF on every form, without JavaScript."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import httpx
+import pyotp
+import pytest
+from sqlalchemy import select, update
+
+from identity.accounts.models import User
+from identity.accounts.service import authenticate
+from identity.clock import utcnow
+from identity.mfa.service import SecondFactor
+from identity.runtime import Runtime
+from identity.sessions import service as sessions
+from identity.tokens.models import RefreshToken
+from tests.browser import form_fields
+from tests.integration.oauth_helpers import make_client, signed_in_tokens
+from tests.integration.page_helpers import (
+    SECURITY,
+    alert,
+    link_in,
+    mail_to,
+    notice,
+    post_form,
+    sign_in_to_security_page,
+)
+from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, new_user
+
+ANA = "ana@example.com"
+SPANISH = {"Accept-Language": "es"}
+
+
+@pytest.fixture
+def env(env: dict[str, str]) -> dict[str, str]:
+    return env | {"IDENTITY_LOGIN_MAX_FAILURES": "3"}
+
+
+@pytest.fixture
+async def ana(runtime: Runtime) -> User:
+    return await new_user(runtime, ANA, name="Ana")
+
+
+async def _user(runtime: Runtime, user: User) -> User:
+    async with runtime.db.transaction() as session:
+        found = await session.get(User, user.id)
+    assert found is not None
+    return found
+
+
+async def _other_session(runtime: Runtime, user: User) -> str:
+    """Another browser signed in as ``user``; returns its cookie value."""
+    async with runtime.db.transaction() as session:
+        other = await sessions.establish(
+            session,
+            user_id=user.id,
+            amr=["pwd"],
+            now=utcnow(),
+            ttl=3600,
+            previous_token=None,
+            ip="198.51.100.7",
+            user_agent="Other Browser",
+        )
+    return other.token
+
+
+async def _live(runtime: Runtime, token: str) -> bool:
+    async with runtime.db.transaction() as session:
+        return await sessions.current(session, token, utcnow()) is not None
+
+
+async def test_signed_out_visitors_sign_in_first_and_come_back_in_their_language(
+    client: httpx.AsyncClient, ana: User
+) -> None:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD, **SPANISH)
+    assert 'lang="es"' in page.text and "Seguridad" in page.text
+    assert f"<strong data-email>{ANA}</strong>" in page.text
+    assert form_fields(page.text)["name"] == "Ana"
+    assert "este navegador" in page.text
+    english = await client.get(SECURITY)
+    assert "Where you are signed in" in english.text
+    assert "script-src 'self'" in english.headers["content-security-policy"]
+
+
+async def test_every_form_refuses_a_post_without_the_csrf_token(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    await sign_in_to_security_page(client, ANA, PASSWORD)
+    for action in ("name", "email", "password", "totp", "totp/disable", "sessions"):
+        response = await client.post(
+            f"{SECURITY}/{action}",
+            data={"name": "Mallory", "email": "evil@example.com", "ui_locales": "es"},
+        )
+        assert response.status_code == 400, action
+        assert "se envió desde otro sitio" in alert(response)
+    assert (await _user(runtime, ana)).name == "Ana"
+    assert await mail_to(runtime, "evil@example.com") == []
+
+
+async def test_posts_without_a_session_go_to_the_login_page(client: httpx.AsyncClient) -> None:
+    response = await client.post(f"{SECURITY}/name", data={"name": "X"})
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?flow=")
+
+
+async def test_change_the_name(client: httpx.AsyncClient, runtime: Runtime, ana: User) -> None:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    saved = await post_form(client, page, f"{SECURITY}/name", name="  Ana María ")
+    assert saved.status_code == 200 and notice(saved) == "Your name was saved."
+    assert (await _user(runtime, ana)).name == "Ana María"
+    too_long = await post_form(client, page, f"{SECURITY}/name", name="x" * 300)
+    assert too_long.status_code == 400 and alert(too_long) == "The name is too long."
+    assert (await _user(runtime, ana)).name == "Ana María"
+
+
+async def test_change_the_email_through_a_link_sent_to_the_new_address(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    for bad in ("not an address", ANA):
+        refused = await post_form(client, page, f"{SECURITY}/email", email=bad)
+        assert refused.status_code == 400 and "valid email address" in alert(refused)
+    sent = await post_form(client, page, f"{SECURITY}/email", email="ana@new.example")
+    assert "We sent a link to ana@new.example." in notice(sent)
+    assert (await _user(runtime, ana)).email == ANA  # nothing changes before the link
+    (message,) = await mail_to(runtime, "ana@new.example")
+    link = link_in(message, "/confirm-email")
+
+    confirm = await client.get(link, headers=SPANISH)
+    assert confirm.status_code == 200 and "Confirma tu nuevo correo" in confirm.text
+    refused = await client.post(
+        "/confirm-email", data={"token": form_fields(confirm.text)["token"]}
+    )
+    assert refused.status_code == 400
+    done = await post_form(client, confirm, "/confirm-email")
+    assert done.status_code == 200
+    assert notice(done) == "A partir de ahora inicias sesión con ana@new.example."
+    assert (await _user(runtime, ana)).email == "ana@new.example"
+    (old_notice,) = await mail_to(runtime, ANA)
+    assert "ana@new.example" in old_notice.text_body
+    again = await post_form(client, confirm, "/confirm-email")
+    assert again.status_code == 400 and "ya se ha usado" in notice(again)
+
+
+async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_notice(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    other = await _other_session(runtime, ana)
+    await signed_in_tokens(client, runtime, await make_client(runtime), user=ana)
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    changed = await post_form(
+        client,
+        page,
+        f"{SECURITY}/password",
+        current_password=PASSWORD,
+        password=NEW_PASSWORD,
+        password_confirm=NEW_PASSWORD,
+    )
+    assert changed.status_code == 200, changed.text
+    assert notice(changed) == "Your password was changed. Your other devices were signed out."
+    assert not await _live(runtime, other)
+    assert await _live(runtime, client.cookies["identity_session"])
+    async with runtime.db.transaction() as session:
+        refresh_tokens = list(await session.scalars(select(RefreshToken)))
+        assert await authenticate(session, runtime.passwords, ANA, NEW_PASSWORD) is not None
+    assert refresh_tokens and all(token.revoked_at is not None for token in refresh_tokens)
+    (message,) = await mail_to(runtime, ANA)
+    assert message.subject == "Your Identity password was changed"
+
+
+async def test_password_change_refusals_are_readable(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD, **SPANISH)
+    action = f"{SECURITY}/password"
+    mismatch = await post_form(
+        client, page, action, current_password=PASSWORD, password=NEW_PASSWORD, password_confirm="x"
+    )
+    assert mismatch.status_code == 400 and alert(mismatch) == "Las dos contraseñas no coinciden."
+    weak = await post_form(
+        client,
+        page,
+        action,
+        current_password=PASSWORD,
+        password="Contraseña1$",
+        password_confirm="Contraseña1$",
+    )
+    assert weak.status_code == 400 and "palabra" in alert(weak).lower()
+    answers = []
+    for _ in range(4):
+        wrong = await post_form(
+            client,
+            page,
+            action,
+            current_password="Wrong!Pass9",
+            password=NEW_PASSWORD,
+            password_confirm=NEW_PASSWORD,
+        )
+        answers.append((wrong.status_code, alert(wrong)))
+    assert answers[0] == (400, "La contraseña actual no es correcta.")
+    assert answers[-1] == (429, "Demasiados intentos fallidos. Inténtalo de nuevo más tarde.")
+    async with runtime.db.transaction() as session:
+        assert await authenticate(session, runtime.passwords, ANA, PASSWORD) is not None
+
+
+async def test_generate_without_javascript_suggests_a_password_for_the_change_form(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    suggested = await post_form(client, page, f"{SECURITY}/password", suggest="1")
+    assert suggested.status_code == 200
+    generated = form_fields(suggested.text)["password"]
+    assert form_fields(suggested.text)["password_confirm"] == generated
+    assert f'readonly value="{html.escape(generated)}"' in suggested.text
+    changed = await post_form(client, suggested, f"{SECURITY}/password", current_password=PASSWORD)
+    assert notice(changed).startswith("Your password was changed.")
+
+
+def _secret(page: httpx.Response) -> str:
+    match = re.search(r"<code class=\"secret\" data-totp-secret>([A-Z2-7]+)</code>", page.text)
+    assert match, page.text
+    return match.group(1)
+
+
+async def test_turn_two_step_verification_on_and_off(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    assert "Off: signing in needs only your password." in page.text
+    enrol = await post_form(client, page, f"{SECURITY}/totp")
+    assert enrol.status_code == 200 and "<svg" in enrol.text
+    secret = _secret(enrol)
+    wrong = await post_form(client, enrol, f"{SECURITY}/totp/confirm", code="000000")
+    assert wrong.status_code == 400 and "This code is not valid." in alert(wrong)
+    assert _secret(wrong) == secret  # the same set-up, shown again
+    generator = pyotp.TOTP(secret)
+    codes_page = await post_form(client, wrong, f"{SECURITY}/totp/confirm", code=generator.now())
+    assert codes_page.status_code == 200
+    codes = re.findall(r"<li data-recovery-code>([0-9a-z-]+)</li>", codes_page.text)
+    assert len(codes) == 10
+    async with runtime.db.transaction() as session:
+        assert await SecondFactor.from_runtime(runtime).is_enrolled(session, ana.id)
+
+    page = await client.get(SECURITY)
+    assert "Recovery codes left: 10." in page.text
+    refused = await post_form(
+        client, page, f"{SECURITY}/totp/disable", password=PASSWORD, code="123456"
+    )
+    assert refused.status_code == 400
+    assert alert(refused) == "The password or the code is not correct."
+    # The code that confirmed the set-up is spent; a recovery code proves the factor too.
+    off = await post_form(
+        client, page, f"{SECURITY}/totp/disable", password=PASSWORD, code=codes[0]
+    )
+    assert off.status_code == 200 and notice(off) == "Two-step verification is off."
+    async with runtime.db.transaction() as session:
+        assert not await SecondFactor.from_runtime(runtime).is_enrolled(session, ana.id)
+    (message,) = await mail_to(runtime, ANA)
+    assert "Two-step verification was turned off" in message.subject
+
+
+async def test_list_sessions_and_sign_out_the_others(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    other = await _other_session(runtime, ana)
+    # A refresh token issued through the other browser's session ends with it.
+    await signed_in_tokens(client, runtime, await make_client(runtime), user=ana)
+    async with runtime.db.transaction() as session:
+        other_id = (await sessions.current(session, other, utcnow())).id  # type: ignore[union-attr]
+        await session.execute(update(RefreshToken).values(session_id=other_id))
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    assert "Other Browser · 198.51.100.7" in page.text
+    assert page.text.count("<li>", page.text.index('class="sessions"')) >= 2
+    done = await post_form(client, page, f"{SECURITY}/sessions")
+    assert notice(done) == "Your other sessions were signed out (1)."
+    assert not await _live(runtime, other)
+    assert await _live(runtime, client.cookies["identity_session"])
+    assert "Other Browser" not in done.text
+    async with runtime.db.transaction() as session:
+        (refresh_token,) = await session.scalars(select(RefreshToken))
+    assert refresh_token.revoked_at is not None

@@ -1,0 +1,218 @@
+"""The forgot-password and reset-password pages, in English and Spanish, without JavaScript."""
+
+from __future__ import annotations
+
+import html
+
+import httpx
+import pytest
+
+from identity.accounts.service import authenticate
+from identity.clock import utcnow
+from identity.runtime import Runtime
+from identity.sessions import service as sessions
+from tests.browser import form_fields
+from tests.integration.page_helpers import alert, link_in, mail_to, notice, post_form, token_of
+from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, new_user
+
+ANA = "ana@example.com"
+SPANISH = {"Accept-Language": "es-ES,es;q=0.9"}
+RESET = "/reset-password"
+
+
+@pytest.fixture
+def env(env: dict[str, str]) -> dict[str, str]:
+    return env | {"IDENTITY_RESET_LIMIT_PER_IP": "4/1h"}
+
+
+async def _forgot(http: httpx.AsyncClient, email: str, **headers: str) -> httpx.Response:
+    page = await http.get("/password/forgot", headers=headers)
+    assert page.status_code == 200
+    return await post_form(http, page, "/password/forgot", email=email)
+
+
+async def _reset_link(client: httpx.AsyncClient, runtime: Runtime, **headers: str) -> str:
+    assert (await _forgot(client, ANA, **headers)).status_code == 200
+    (message,) = await mail_to(runtime, ANA)
+    return link_in(message, RESET)
+
+
+async def test_the_login_page_links_to_the_forgot_page_in_its_language(
+    client: httpx.AsyncClient,
+) -> None:
+    english = await client.get("/password/forgot?ui_locales=en", headers=SPANISH)
+    spanish = await client.get("/password/forgot", headers=SPANISH)
+    assert "Forgot your password?" in english.text and 'lang="en"' in english.text
+    assert "¿Has olvidado tu contraseña?" in spanish.text and 'lang="es"' in spanish.text
+    assert set(form_fields(spanish.text)) == {"csrf_token", "ui_locales", "email"}
+
+
+async def test_known_and_unknown_emails_get_the_same_page(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await new_user(runtime, ANA)
+    known = await _forgot(client, ANA)
+    unknown = await _forgot(client, "nobody@example.com")
+    assert (known.status_code, known.text) == (unknown.status_code, unknown.text)
+    assert known.status_code == 200
+    assert "Check your inbox and your spam folder too." in notice(known)
+    assert len(await mail_to(runtime, ANA)) == 1
+    assert await mail_to(runtime, "nobody@example.com") == []
+
+
+async def test_the_answer_is_in_spanish_for_a_spanish_browser(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await new_user(runtime, ANA)
+    answer = await _forgot(client, ANA, **SPANISH)
+    assert "Revisa tu bandeja de entrada" in notice(answer)
+    (message,) = await mail_to(runtime, ANA)
+    assert message.subject == "Cambia tu contraseña de Identity"
+
+
+async def test_a_post_without_the_csrf_token_is_refused_and_sends_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await new_user(runtime, ANA)
+    await client.get("/password/forgot")
+    for token in ("", "0" * 64):
+        response = await client.post(
+            "/password/forgot", data={"email": ANA, "csrf_token": token, "ui_locales": "es"}
+        )
+        assert response.status_code == 400
+        assert "se envió desde otro sitio" in alert(response)
+    assert await mail_to(runtime, ANA) == []
+
+
+async def test_text_that_is_no_email_address_gets_a_readable_message(
+    client: httpx.AsyncClient,
+) -> None:
+    for value in ("not an address", "", "x" * 5000):
+        response = await _forgot(client, value)
+        assert response.status_code == 400
+        assert alert(response) == "Please type a valid email address."
+
+
+async def test_too_many_requests_from_one_address_get_a_friendly_page(
+    client: httpx.AsyncClient,
+) -> None:
+    answers = [await _forgot(client, f"user{n}@example.com") for n in range(5)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 429]
+    assert "Please wait a little and try again." in alert(answers[-1])
+    assert int(answers[-1].headers["retry-after"]) > 0
+    assert answers[-1].headers["content-type"].startswith("text/html")
+
+
+async def test_reset_page_sets_a_new_password_and_signs_out_everywhere(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    user = await new_user(runtime, ANA)
+    async with runtime.db.transaction() as session:
+        other = await sessions.establish(
+            session,
+            user_id=user.id,
+            amr=["pwd"],
+            now=utcnow(),
+            ttl=3600,
+            previous_token=None,
+            ip=None,
+            user_agent=None,
+        )
+    form = await client.get(await _reset_link(client, runtime))
+    assert form.status_code == 200
+    assert "script-src 'self'" in form.headers["content-security-policy"]
+    assert '<script src="/static/password.js" defer></script>' in form.text
+    assert {"password", "password_confirm", "token"} <= set(form_fields(form.text))
+
+    done = await post_form(
+        client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
+    )
+    assert done.status_code == 200, done.text
+    assert "every device signed in to your account was signed out" in notice(done)
+    assert 'href="/account/security?ui_locales=en"' in done.text
+    async with runtime.db.transaction() as session:
+        assert await sessions.current(session, other.token, utcnow()) is None
+        assert await authenticate(session, runtime.passwords, ANA, PASSWORD) is None
+        assert await authenticate(session, runtime.passwords, ANA, NEW_PASSWORD) is not None
+    subjects = [m.subject for m in await mail_to(runtime, ANA)]
+    assert subjects == ["Change your Identity password", "Your Identity password was changed"]
+
+
+async def test_generate_without_javascript_fills_both_fields_with_a_password_that_works(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await new_user(runtime, ANA)
+    form = await client.get(await _reset_link(client, runtime))
+    suggested = await post_form(client, form, RESET, suggest="1", password="", password_confirm="")
+    assert suggested.status_code == 200
+    fields = form_fields(suggested.text)
+    generated = fields["password"]
+    assert generated and fields["password_confirm"] == generated
+    assert f'readonly value="{html.escape(generated)}"' in suggested.text
+    assert (await runtime.passwords.check(generated, email=ANA)).accepted
+    done = await post_form(client, suggested, RESET)
+    assert done.status_code == 200 and "Password changed" in done.text
+    async with runtime.db.transaction() as session:
+        assert await authenticate(session, runtime.passwords, ANA, generated) is not None
+
+
+async def test_different_passwords_and_policy_refusals_are_explained_in_the_page_language(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await new_user(runtime, ANA)
+    form = await client.get(await _reset_link(client, runtime, **SPANISH), headers=SPANISH)
+    mismatch = await post_form(
+        client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD + "x"
+    )
+    assert mismatch.status_code == 400
+    assert alert(mismatch) == "Las dos contraseñas no coinciden."
+    weak = await post_form(
+        client, form, RESET, password="Verano2025#", password_confirm="Verano2025#"
+    )
+    assert weak.status_code == 400
+    assert "palabra" in alert(weak).lower()
+    # A refused password does not spend the link.
+    done = await post_form(
+        client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
+    )
+    assert "Se ha cambiado tu contraseña" in notice(done)
+
+
+@pytest.mark.parametrize(
+    ("headers", "text"),
+    [({}, "has expired, has already been used"), (SPANISH, "ha caducado, ya se ha usado")],
+)
+async def test_unknown_used_or_tampered_links_show_a_way_to_ask_again(
+    client: httpx.AsyncClient, runtime: Runtime, headers: dict[str, str], text: str
+) -> None:
+    await new_user(runtime, ANA)
+    link = await _reset_link(client, runtime)
+    form = await client.get(link, headers=headers)
+    await post_form(client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD)
+    for target in (link, link[:-2] + "xx", f"{RESET}?token=", RESET):
+        page = await client.get(target, headers=headers)
+        assert page.status_code == 400
+        assert text in notice(page)
+        assert 'href="/password/forgot?ui_locales=' in page.text
+    used = await post_form(
+        client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
+    )
+    assert used.status_code == 400 and text in notice(used)
+
+
+async def test_a_reset_post_without_the_csrf_token_changes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await new_user(runtime, ANA)
+    link = await _reset_link(client, runtime)
+    form = await client.get(link)
+    refused = await client.post(
+        RESET,
+        data={"token": token_of(link), "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
+    )
+    assert refused.status_code == 400
+    assert "expired or was sent from another site" in alert(refused)
+    done = await post_form(
+        client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
+    )
+    assert done.status_code == 200

@@ -1,0 +1,200 @@
+"""Signing in with a password and then an authenticator code (or a recovery code)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pyotp
+import pytest
+from sqlalchemy import select
+
+from identity.accounts.models import User
+from identity.clock import utcnow
+from identity.mfa.service import SecondFactor
+from identity.runtime import Runtime
+from identity.sessions.models import BrowserSession
+from tests.browser import form_fields, query
+from tests.integration.oauth_helpers import (
+    REDIRECT_URI,
+    RegisteredClient,
+    make_client,
+    pkce_pair,
+    redeem,
+    verify_with_jwks,
+)
+from tests.integration.page_helpers import alert, post_form
+from tests.integration.recovery_helpers import PASSWORD, new_user
+
+ANA = "ana@example.com"
+
+
+@pytest.fixture
+def env(env: dict[str, str]) -> dict[str, str]:
+    return env | {"IDENTITY_LOGIN_MAX_FAILURES": "3"}
+
+
+async def _enrolled(runtime: Runtime, email: str = ANA) -> tuple[User, pyotp.TOTP, list[str]]:
+    """A user with TOTP confirmed a few minutes ago, so that the current code is unspent."""
+    user = await new_user(runtime, email)
+    mfa = SecondFactor.from_runtime(runtime)
+    async with runtime.db.transaction() as session:
+        secret = (await mfa.begin_enrolment(session, user, utcnow())).secret
+    generator = pyotp.TOTP(secret)
+    earlier = utcnow() - timedelta(minutes=5)
+    async with runtime.db.transaction() as session:
+        codes = await mfa.confirm_enrolment(session, user.id, generator.at(earlier), earlier)
+    return user, generator, codes
+
+
+async def _password_step(
+    http: httpx.AsyncClient, app: RegisteredClient, challenge: str, **params: str
+) -> httpx.Response:
+    """Authorize and pass the password; returns the second-factor page."""
+    authorize = await http.get(
+        "/authorize",
+        params={
+            "client_id": app.client_id,
+            "redirect_uri": REDIRECT_URI,
+            "response_type": "code",
+            "scope": "openid email",
+            "state": "s1",
+            "nonce": "n1",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+        | params,
+    )
+    login = await http.get(authorize.headers["location"])
+    step = await post_form(http, login, "/login", email=ANA, password=PASSWORD)
+    assert step.status_code == 303, step.text
+    assert step.headers["location"].startswith("/login/second-factor?flow=")
+    assert "identity_session" not in step.headers.get("set-cookie", "")
+    page = await http.get(step.headers["location"])
+    assert page.status_code == 200
+    return page
+
+
+async def _sessions(runtime: Runtime) -> list[BrowserSession]:
+    async with runtime.db.transaction() as session:
+        return list(await session.scalars(select(BrowserSession)))
+
+
+async def test_a_code_after_the_password_signs_in_with_amr_pwd_and_otp(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    user, generator, _ = await _enrolled(runtime)
+    app = await make_client(runtime, first_party=True)
+    verifier, challenge = pkce_pair()
+    page = await _password_step(client, app, challenge)
+    assert set(form_fields(page.text)) == {"csrf_token", "flow", "code"}
+    assert await _sessions(runtime) == []
+
+    done = await post_form(client, page, "/login/second-factor", code=generator.now())
+    assert done.status_code == 303, done.text
+    assert done.headers["location"].startswith(REDIRECT_URI)
+    tokens = await redeem(client, app, query(done.headers["location"])["code"], verifier)
+    assert tokens.status_code == 200, tokens.text
+    claims = (await verify_with_jwks(client, tokens.json()["id_token"])).claims
+    assert claims["sub"] == str(user.id)
+    assert claims["amr"] == ["pwd", "otp"]
+    (browser,) = await _sessions(runtime)
+    assert browser.amr == ["pwd", "otp"]
+
+
+async def test_a_recovery_code_works_once_instead_of_a_code(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, _, codes = await _enrolled(runtime)
+    app = await make_client(runtime, first_party=True)
+    _, challenge = pkce_pair()
+    page = await _password_step(client, app, challenge)
+    done = await post_form(client, page, "/login/second-factor", code=codes[0].upper())
+    assert done.status_code == 303 and done.headers["location"].startswith(REDIRECT_URI)
+
+    client.cookies.clear()
+    page = await _password_step(client, app, challenge, prompt="login")
+    again = await post_form(client, page, "/login/second-factor", code=codes[0])
+    assert again.status_code == 400
+    assert "This code is not valid." in alert(again)
+
+
+async def test_wrong_codes_are_refused_then_throttled_in_spanish(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, generator, _ = await _enrolled(runtime)
+    app = await make_client(runtime, first_party=True)
+    _, challenge = pkce_pair()
+    page = await _password_step(client, app, challenge, ui_locales="es")
+    assert "Verificación en dos pasos" in page.text
+    answers = []
+    for code in ("000000", "not a code", "x" * 500):
+        answer = await post_form(client, page, "/login/second-factor", code=code)
+        answers.append((answer.status_code, alert(answer)))
+    invalid = (
+        "Este código no es válido. Los códigos cambian cada 30 segundos y solo sirven una vez."
+    )
+    assert answers == [(400, invalid)] * 3
+    # Now even the right code waits for the lockout to pass.
+    blocked = await post_form(client, page, "/login/second-factor", code=generator.now())
+    assert blocked.status_code == 429
+    assert alert(blocked) == "Demasiados códigos incorrectos. Inténtalo de nuevo más tarde."
+    assert await _sessions(runtime) == []
+
+
+async def test_a_code_post_without_the_csrf_token_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, generator, _ = await _enrolled(runtime)
+    app = await make_client(runtime, first_party=True)
+    _, challenge = pkce_pair()
+    page = await _password_step(client, app, challenge)
+    refused = await client.post(
+        "/login/second-factor",
+        data={"flow": form_fields(page.text)["flow"], "code": generator.now()},
+    )
+    assert refused.status_code == 400
+    assert "expired or was sent from another site" in alert(refused)
+    assert await _sessions(runtime) == []
+
+
+async def test_the_code_page_needs_a_flow_whose_password_was_right(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await _enrolled(runtime)
+    app = await make_client(runtime, first_party=True)
+    _, challenge = pkce_pair()
+    page = await _password_step(client, app, challenge)
+    flow = form_fields(page.text)["flow"]
+    for target in ("/login/second-factor", "/login/second-factor?flow=unknown"):
+        response = await client.get(target)
+        assert response.status_code == 400
+        assert "has expired" in alert(response)
+    forged = await post_form(client, page, "/login/second-factor", flow="unknown", code="123456")
+    assert forged.status_code == 400 and "has expired" in alert(forged)
+    assert flow  # the real flow still works after all that
+    assert (await client.get(f"/login/second-factor?flow={flow}")).status_code == 200
+
+
+async def test_users_without_a_second_factor_sign_in_with_the_password_alone(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await new_user(runtime, ANA)
+    app = await make_client(runtime, first_party=True)
+    verifier, challenge = pkce_pair()
+    authorize = await client.get(
+        "/authorize",
+        params={
+            "client_id": app.client_id,
+            "redirect_uri": REDIRECT_URI,
+            "response_type": "code",
+            "scope": "openid",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+    )
+    login = await client.get(authorize.headers["location"])
+    done = await post_form(client, login, "/login", email=ANA, password=PASSWORD)
+    tokens = await redeem(client, app, query(done.headers["location"])["code"], verifier)
+    claims = (await verify_with_jwks(client, tokens.json()["id_token"])).claims
+    assert claims["amr"] == ["pwd"]
