@@ -1,0 +1,92 @@
+"""Webhook subscriptions of consuming services, for staff: /api/v1/webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, delete, get, post
+from litestar.params import FromPath, JSONBody
+from msgspec import Meta
+
+from identity.clock import utcnow
+from identity.permissions.access import Action
+from identity.web.api.common import PrincipalDep, allow
+from identity.web.api.schemas import Request
+from identity.web.dependencies import RuntimeDep
+from identity.webhooks import service
+from identity.webhooks.events import EVENT_TYPES
+from identity.webhooks.models import WebhookSubscription
+
+
+class WebhookCreate(Request):
+    url: Annotated[
+        str, Meta(min_length=1, max_length=service.MAX_URL, examples=["https://billing/hook"])
+    ]
+    event_types: Annotated[
+        list[str], Meta(min_length=1, max_length=len(EVENT_TYPES), examples=[["member.removed"]])
+    ]
+    description: Annotated[str, Meta(max_length=service.MAX_DESCRIPTION)] = ""
+
+
+class WebhookOut(msgspec.Struct):
+    id: uuid.UUID
+    url: str
+    event_types: list[str]
+    description: str
+    created_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    # Shown in this answer only: keep it in the consumer's configuration now.
+    secret: str
+
+
+def _out(row: WebhookSubscription) -> WebhookOut:
+    return WebhookOut(row.id, row.url, row.event_types, row.description, row.created_at)
+
+
+class WebhookController(Controller):
+    path = "/webhooks"
+    tags = ["webhooks"]  # noqa: RUF012 - Litestar reads it as a class attribute
+
+    @post("", summary="Subscribe a consuming service's URL to events (staff)")
+    async def create(
+        self, runtime: RuntimeDep, principal: PrincipalDep, data: JSONBody[WebhookCreate]
+    ) -> WebhookCreated:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.WEBHOOK_MANAGE, now)
+            created = await service.create_subscription(
+                session,
+                principal.actor,
+                runtime.webhook_encryptor,
+                url=data.url,
+                event_types=data.event_types,
+                description=data.description,
+                allow_http_loopback=runtime.settings.webhooks_allow_http_loopback,
+                now=now,
+            )
+        row = created.subscription
+        return WebhookCreated(
+            row.id, row.url, row.event_types, row.description, row.created_at, created.secret
+        )
+
+    @get("", summary="Webhook subscriptions, without their secrets (staff)")
+    async def list_subscriptions(
+        self, runtime: RuntimeDep, principal: PrincipalDep
+    ) -> list[WebhookOut]:
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.WEBHOOK_MANAGE, utcnow())
+            rows = await service.list_subscriptions(session)
+        return [_out(row) for row in rows]
+
+    @delete("/{subscription_id:uuid}", summary="Unsubscribe; pending deliveries are dropped")
+    async def remove(
+        self, runtime: RuntimeDep, principal: PrincipalDep, subscription_id: FromPath[uuid.UUID]
+    ) -> None:
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.WEBHOOK_MANAGE, utcnow())
+            await service.delete_subscription(session, principal.actor, subscription_id)

@@ -1,0 +1,132 @@
+"""The background poster: takes due deliveries, posts them signed, retries with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import timedelta
+
+import httpx
+
+from identity.clock import utcnow
+from identity.crypto import DecryptionFailed, Encryptor
+from identity.db.engine import Database
+from identity.polling import PollingWorker
+from identity.resource.webhooks import SIGNATURE_HEADER, signature_header
+from identity.webhooks import repository
+from identity.webhooks.repository import Leased
+from identity.webhooks.service import refusal
+
+log = logging.getLogger(__name__)
+
+# Attempt n+1 waits FIRST_RETRY * 2**(n-1), capped at LONGEST_WAIT: 30 s, 1 min, 2 min ... 4 h.
+# MAX_ATTEMPTS spans about a day, so a consumer that is down for hours still gets every event.
+FIRST_RETRY = timedelta(seconds=30)
+LONGEST_WAIT = timedelta(hours=4)
+MAX_ATTEMPTS = 15
+# A consumer gets this long to answer; it must not hold a lease (or our sockets) for long.
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+LEASE = timedelta(minutes=2)
+BATCH = 20
+
+
+def retry_delay(attempts: int) -> timedelta | None:
+    """The wait after failed attempt number ``attempts`` (1-based); None: give up."""
+    if attempts >= MAX_ATTEMPTS:
+        return None
+    return min(FIRST_RETRY * 2 ** (attempts - 1), LONGEST_WAIT)
+
+
+class DeliveryFailed(Exception):
+    """The consumer did not take the delivery; it is tried again later."""
+
+
+class WebhookDispatcher(PollingWorker):
+    name = "webhook-dispatcher"
+
+    def __init__(
+        self,
+        db: Database,
+        encryptor: Encryptor,
+        *,
+        allow_http_loopback: bool,
+        poll_seconds: float = 2.0,
+        user_agent: str = "identity-webhooks",
+    ) -> None:
+        super().__init__(poll_seconds)
+        self._db = db
+        self._encryptor = encryptor
+        self._allow_http_loopback = allow_http_loopback
+        self._headers = {"Content-Type": "application/json", "User-Agent": user_agent}
+
+    async def run_once(self) -> int:
+        """Post what is due now, concurrently; returns how many consumers accepted theirs."""
+        async with self._db.transaction() as session:
+            ids = await repository.due(session, utcnow(), BATCH)
+        if not ids:
+            return 0
+        # Redirects are not followed: an https URL must not bounce us to an internal one.
+        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as http:
+            results = await asyncio.gather(
+                *(self._attempt(http, i) for i in ids), return_exceptions=True
+            )
+        # Raised only once every attempt has ended, so none is cut off with the client; a
+        # delivery whose attempt broke keeps its lease and is retried when the lease runs out.
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return sum(result is True for result in results)
+
+    async def _attempt(self, http: httpx.AsyncClient, delivery_id: uuid.UUID) -> bool:
+        async with self._db.transaction() as session:
+            leased = await repository.lease(session, delivery_id, utcnow(), LEASE)
+        if leased is None:
+            return False  # another process took it
+        try:
+            await self._post(http, leased)
+        except DeliveryFailed as exc:
+            delay = retry_delay(leased.attempts)
+            log.warning(
+                "webhook not delivered",
+                extra={
+                    "event_id": str(leased.event_id),
+                    "delivery_id": str(leased.delivery_id),
+                    "attempt": leased.attempts,
+                    "error": str(exc),
+                    "gave_up": delay is None,
+                },
+            )
+            now = utcnow()
+            retry_at = None if delay is None else now + delay
+            async with self._db.transaction() as session:
+                await repository.mark_failed_attempt(
+                    session, leased.delivery_id, str(exc), retry_at, now
+                )
+            return False
+        async with self._db.transaction() as session:
+            await repository.mark_delivered(session, leased.delivery_id, utcnow())
+        return True
+
+    async def _post(self, http: httpx.AsyncClient, leased: Leased) -> None:
+        # Checked again at each attempt: the setting may have been turned off since.
+        problem = refusal(leased.url, self._allow_http_loopback)
+        if problem:
+            raise DeliveryFailed(problem)
+        try:
+            secret = self._encryptor.decrypt(leased.secret_ciphertext)
+        except DecryptionFailed as exc:
+            raise DeliveryFailed(str(exc)) from None
+        body = leased.body.encode()
+        signature = signature_header([secret], int(time.time()), body)
+        try:
+            response = await http.post(
+                leased.url,
+                content=body,
+                headers=self._headers | {SIGNATURE_HEADER: signature},
+            )
+        except httpx.HTTPError as exc:
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+        if not response.is_success:
+            raise DeliveryFailed(f"HTTP {response.status_code}")

@@ -1,0 +1,54 @@
+"""Subscriptions, the events emitted, and each event's delivery to each subscription."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from identity.db.base import Base, now_column, utcnow, uuid_pk
+
+
+class WebhookSubscription(Base):
+    """A consuming service's endpoint and the event types it wants."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    url: Mapped[str] = mapped_column(String(2000))
+    event_types: Mapped[list[str]]
+    # HMAC needs the secret itself, so it is kept encrypted (Encryptor "webhooks"), not hashed.
+    secret_ciphertext: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = now_column()
+
+
+class WebhookEvent(Base):
+    __tablename__ = "webhook_events"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    type: Mapped[str] = mapped_column(String(100))
+    occurred_at: Mapped[datetime] = now_column()
+    # The JSON body exactly as sent: every attempt to every consumer carries the same bytes.
+    body: Mapped[str] = mapped_column(Text)
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    event_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
+    )
+    subscription_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), index=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # A dispatcher leases a delivery before posting it, so two processes never post it at once.
+    leased_until: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))

@@ -1,0 +1,135 @@
+"""All SQL about webhook subscriptions, events and deliveries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
+
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """A delivery taken for one attempt, with what posting it needs."""
+
+    delivery_id: uuid.UUID
+    attempts: int
+    event_id: uuid.UUID
+    body: str
+    url: str
+    secret_ciphertext: str
+
+
+async def insert_subscription(session: AsyncSession, subscription: WebhookSubscription) -> None:
+    session.add(subscription)
+    await session.flush()
+
+
+async def list_subscriptions(session: AsyncSession) -> Sequence[WebhookSubscription]:
+    result = await session.scalars(
+        select(WebhookSubscription).order_by(WebhookSubscription.created_at)
+    )
+    return result.all()
+
+
+async def delete_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> bool:
+    """Delete it with its pending deliveries; False when there was no such subscription."""
+    result = await session.execute(
+        delete(WebhookSubscription).where(WebhookSubscription.id == subscription_id)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def record_event(session: AsyncSession, event: WebhookEvent) -> None:
+    session.add(event)
+    await session.flush()
+    # Event types are few and subscriptions a handful per deployment: filtering the JSON list
+    # here keeps the query the same on SQLite and PostgreSQL.
+    for subscription in await list_subscriptions(session):
+        if event.type in subscription.event_types:
+            session.add(
+                WebhookDelivery(
+                    event_id=event.id,
+                    subscription_id=subscription.id,
+                    next_attempt_at=event.occurred_at,
+                )
+            )
+    await session.flush()
+
+
+def _open(now: datetime) -> tuple[object, ...]:
+    return (
+        WebhookDelivery.delivered_at.is_(None),
+        WebhookDelivery.failed_at.is_(None),
+        or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until < now),
+    )
+
+
+async def due(session: AsyncSession, now: datetime, limit: int) -> Sequence[uuid.UUID]:
+    result = await session.scalars(
+        select(WebhookDelivery.id)
+        .where(*_open(now), WebhookDelivery.next_attempt_at <= now)  # type: ignore[arg-type]
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+    )
+    return result.all()
+
+
+async def lease(
+    session: AsyncSession, delivery_id: uuid.UUID, now: datetime, lease_for: timedelta
+) -> Leased | None:
+    """Take the delivery for ``lease_for``; None when another process holds it or it is done."""
+    result = await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, *_open(now))  # type: ignore[arg-type]
+        .values(leased_until=now + lease_for, attempts=WebhookDelivery.attempts + 1)
+        .returning(WebhookDelivery.attempts)
+    )
+    attempts = result.scalar_one_or_none()
+    if attempts is None:
+        return None
+    event_id, body, url, secret_ciphertext = (
+        await session.execute(
+            select(
+                WebhookEvent.id,
+                WebhookEvent.body,
+                WebhookSubscription.url,
+                WebhookSubscription.secret_ciphertext,
+            )
+            .join(WebhookDelivery, WebhookDelivery.event_id == WebhookEvent.id)
+            .join(WebhookSubscription, WebhookDelivery.subscription_id == WebhookSubscription.id)
+            .where(WebhookDelivery.id == delivery_id)
+        )
+    ).one()
+    return Leased(delivery_id, attempts, event_id, body, url, secret_ciphertext)
+
+
+async def mark_delivered(session: AsyncSession, delivery_id: uuid.UUID, now: datetime) -> None:
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id)
+        .values(delivered_at=now, leased_until=None, last_error=None)
+    )
+
+
+async def mark_failed_attempt(
+    session: AsyncSession,
+    delivery_id: uuid.UUID,
+    error: str,
+    retry_at: datetime | None,
+    now: datetime,
+) -> None:
+    """Schedule the next attempt, or give up (``retry_at`` None) after the last one."""
+    values: dict[str, object] = {"leased_until": None, "last_error": error[:500]}
+    if retry_at is None:
+        values["failed_at"] = now
+    else:
+        values["next_attempt_at"] = retry_at
+    await session.execute(
+        update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(**values)
+    )

@@ -1,0 +1,133 @@
+"""Subscriptions: a consuming service's URL, the events it wants, and its signing secret."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.audit.service import Actor, record_as
+from identity.crypto import Encryptor, random_token
+from identity.errors import NotFound
+from identity.permissions.catalogue import invalid_field
+from identity.webhooks import repository
+from identity.webhooks.events import EVENT_TYPES
+from identity.webhooks.models import WebhookSubscription
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a marker on generated secrets
+MAX_URL = 2000
+MAX_DESCRIPTION = 200
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    subscription: WebhookSubscription
+    # Shown once, in the answer to the request that made it; only its ciphertext is kept.
+    secret: str
+
+
+def refusal(url: str, allow_http_loopback: bool) -> str | None:
+    """Why we will not post to ``url``, or None when we will.
+
+    The rule keeps staff (or a stolen staff token) from aiming our server at internal
+    services: https only, and never to an address literal on a private, loopback,
+    link-local (cloud metadata) or reserved network. Plain http is allowed to loopback alone,
+    and only when IDENTITY_WEBHOOKS_ALLOW_HTTP_LOOPBACK is on (development and tests).
+    Host names are not resolved here: DNS can change after the check, so a deployment that
+    must rule out internal names needs an egress proxy or firewall as well.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return "The URL is not a valid URL."
+    if not host or parts.username or parts.password or parts.fragment:
+        return "The URL needs a host, and no credentials or fragment."
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    loopback = host.lower() in LOOPBACK_NAMES or (address is not None and address.is_loopback)
+    if parts.scheme == "http" and loopback and allow_http_loopback:
+        return None
+    if parts.scheme != "https":
+        return "The URL must use https."
+    internal = loopback or (
+        address is not None and (address.is_private or address.is_link_local or address.is_reserved)
+    )
+    if internal:
+        return "The URL must not point at a private, loopback or link-local address."
+    return None
+
+
+def check_url(url: str, allow_http_loopback: bool) -> str:
+    url = url.strip()
+    problem = "The URL is too long." if len(url) > MAX_URL else refusal(url, allow_http_loopback)
+    if problem:
+        raise invalid_field("url", problem)
+    return url
+
+
+def check_event_types(event_types: Sequence[str]) -> list[str]:
+    known = ", ".join(sorted(EVENT_TYPES))
+    unknown = sorted(set(event_types) - EVENT_TYPES)
+    if unknown:
+        raise invalid_field("event_types", f"Unknown: {', '.join(unknown)}. Known: {known}.")
+    if not event_types:
+        raise invalid_field("event_types", f"Name at least one of: {known}.")
+    return sorted(set(event_types))
+
+
+async def create_subscription(
+    session: AsyncSession,
+    actor: Actor,
+    encryptor: Encryptor,
+    *,
+    url: str,
+    event_types: Sequence[str],
+    description: str,
+    allow_http_loopback: bool,
+    now: datetime,
+) -> Created:
+    description = description.strip()
+    if len(description) > MAX_DESCRIPTION:
+        raise invalid_field("description", f"At most {MAX_DESCRIPTION} characters.")
+    secret = SECRET_PREFIX + random_token(32)
+    subscription = WebhookSubscription(
+        url=check_url(url, allow_http_loopback),
+        event_types=check_event_types(event_types),
+        secret_ciphertext=encryptor.encrypt(secret),
+        description=description,
+        created_at=now,
+    )
+    await repository.insert_subscription(session, subscription)
+    await record_as(
+        session,
+        actor,
+        "webhook.subscribed",
+        account_id=None,
+        target=("webhook", subscription.id),
+        new={"url": subscription.url, "event_types": subscription.event_types},
+    )
+    return Created(subscription, secret)
+
+
+async def list_subscriptions(session: AsyncSession) -> Sequence[WebhookSubscription]:
+    return await repository.list_subscriptions(session)
+
+
+async def delete_subscription(
+    session: AsyncSession, actor: Actor, subscription_id: uuid.UUID
+) -> None:
+    if not await repository.delete_subscription(session, subscription_id):
+        raise NotFound("No such webhook subscription.")
+    await record_as(
+        session, actor, "webhook.unsubscribed", account_id=None, target=("webhook", subscription_id)
+    )

@@ -1,0 +1,506 @@
+"""Events for consumers: emitted in the change's transaction, delivered signed from the outbox
+to a real local HTTP receiver, retried with backoff while the consumer is down, and managed by
+staff through /api/v1/webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+
+from identity.accounts.models import PasswordResetToken
+from identity.clock import utcnow
+from identity.crypto import digest
+from identity.permissions import service as permissions
+from identity.permissions.service import Grant
+from identity.recovery import repository as recovery_repository
+from identity.recovery.service import complete_reset
+from identity.resource.webhooks import SIGNATURE_HEADER, WebhookError, verify
+from identity.runtime import Runtime
+from identity.sessions.revocation import revoke_all_for_user
+from identity.webhooks import events
+from identity.webhooks.dispatcher import FIRST_RETRY, LONGEST_WAIT, MAX_ATTEMPTS, retry_delay
+from identity.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
+from identity.webhooks.service import refusal
+from tests.integration.account_helpers import (
+    SYSTEM,
+    add_member,
+    make_account,
+    make_user,
+    problem_fields,
+    service_headers,
+    staff_headers,
+    user_headers,
+)
+from tests.integration.recovery_helpers import NEW_PASSWORD, new_user
+from tests.processes import free_port
+
+API = "/api/v1/webhooks"
+REMOVED = [events.MEMBER_REMOVED]
+
+
+@pytest.fixture
+def env(env: dict[str, str]) -> dict[str, str]:
+    # The receiver listens on http://127.0.0.1, which only this setting allows.
+    return env | {"IDENTITY_WEBHOOKS_ALLOW_HTTP_LOOPBACK": "true"}
+
+
+@pytest.fixture
+async def quiet(runtime: Runtime) -> Runtime:
+    """The runtime with its dispatcher stopped: each test posts with run_once, at its pace."""
+    await runtime.webhooks.stop()
+    return runtime
+
+
+class Receiver:
+    """A consumer: a real HTTP server on 127.0.0.1 that records what it is sent."""
+
+    def __init__(self, port: int = 0, status: int = 204) -> None:
+        self.status = status
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.requests.append((dict(self.headers.items()), body))
+                self.send_response(receiver.status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks/identity"
+
+    @contextmanager
+    def running(self) -> Iterator[Receiver]:
+        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._server.shutdown()
+            self._server.server_close()
+            thread.join()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver().running() as running:
+        yield running
+
+
+async def subscribe(
+    client: httpx.AsyncClient, runtime: Runtime, url: str, types: list[str] | None = None
+) -> dict[str, Any]:
+    body = {"url": url, "event_types": types or [events.MEMBER_REMOVED], "description": "billing"}
+    response = await client.post(API, json=body, headers=await staff_headers(runtime))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def deliveries(runtime: Runtime) -> list[WebhookDelivery]:
+    async with runtime.db.transaction() as session:
+        return list((await session.scalars(select(WebhookDelivery))).all())
+
+
+async def event_types(runtime: Runtime) -> list[str]:
+    async with runtime.db.transaction() as session:
+        statement = select(WebhookEvent.type).order_by(WebhookEvent.occurred_at)
+        return list((await session.scalars(statement)).all())
+
+
+async def make_due(runtime: Runtime) -> None:
+    """The passage of time: every pending retry becomes due now."""
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(WebhookDelivery).values(next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+async def member_of_new_account(runtime: Runtime) -> tuple[uuid.UUID, uuid.UUID]:
+    owner, member = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, member, ["invoices"])
+    return account.id, member.id
+
+
+# --- emitted with the change ------------------------------------------------------------------
+
+
+async def test_a_rolled_back_change_emits_nothing_and_a_committed_one_emits_once(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    await subscribe(client, quiet, receiver.url)
+    account_id, user_id = await member_of_new_account(quiet)
+
+    class Abandoned(Exception):
+        pass
+
+    with pytest.raises(Abandoned):
+        async with quiet.db.transaction() as session:
+            await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+            raise Abandoned
+    assert await event_types(quiet) == []
+    assert await deliveries(quiet) == []
+
+    async with quiet.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+    assert await event_types(quiet) == [events.MEMBER_REMOVED]
+    assert len(await deliveries(quiet)) == 1
+
+
+async def test_each_change_emits_its_event_to_the_subscriptions_that_want_it(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    everything = await subscribe(client, quiet, receiver.url, sorted(events.EVENT_TYPES))
+    removals = await subscribe(client, quiet, receiver.url, [events.MEMBER_REMOVED])
+    account_id, member_id = await member_of_new_account(quiet)
+    async with quiet.db.transaction() as session:
+        await permissions.grant_permission(
+            session,
+            SYSTEM,
+            account_id,
+            member_id,
+            Grant("tickets"),
+            catalogue=quiet.catalogue,
+            now=utcnow(),
+        )
+    user = await new_user(quiet, f"{uuid.uuid4().hex[:8]}@example.com")
+    async with quiet.db.transaction() as session:
+        await revoke_all_for_user(session, user.id, utcnow())
+    token = "reset-token-for-this-test"
+    async with quiet.db.transaction() as session:
+        now = utcnow()
+        await recovery_repository.insert_token(
+            session,
+            PasswordResetToken(
+                user_id=user.id,
+                token_hash=digest(token),
+                created_at=now,
+                expires_at=now + timedelta(minutes=5),
+            ),
+        )
+    async with quiet.db.transaction() as session:
+        await complete_reset(
+            session,
+            quiet.passwords,
+            token,
+            NEW_PASSWORD,
+            NEW_PASSWORD,
+            product_name="Acme ID",
+            locale="en",
+            now=utcnow(),
+        )
+    async with quiet.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, member_id, utcnow())
+
+    assert await event_types(quiet) == [
+        events.PERMISSIONS_CHANGED,
+        events.SESSIONS_REVOKED,
+        events.SESSIONS_REVOKED,  # the reset signs the user out everywhere
+        events.PASSWORD_RESET,
+        events.MEMBER_REMOVED,
+    ]
+    by_subscription: dict[str, int] = {}
+    for delivery in await deliveries(quiet):
+        key = str(delivery.subscription_id)
+        by_subscription[key] = by_subscription.get(key, 0) + 1
+    assert by_subscription == {everything["id"]: 5, removals["id"]: 1}
+
+
+# --- delivery ---------------------------------------------------------------------------------
+
+
+async def test_member_removed_reaches_the_consumer_signed_once(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    secret = (await subscribe(client, quiet, receiver.url))["secret"]
+    account_id, user_id = await member_of_new_account(quiet)
+    removed = await client.delete(
+        f"/api/v1/accounts/{account_id}/members/{user_id}", headers=await staff_headers(quiet)
+    )
+    assert removed.status_code == 204
+
+    assert await quiet.webhooks.run_once() == 1
+    assert await quiet.webhooks.run_once() == 0
+    ((headers, body),) = receiver.requests
+    assert headers["Content-Type"] == "application/json"
+    event = verify(headers, body, secret)
+    assert event["type"] == events.MEMBER_REMOVED
+    assert event["data"] == {"account_id": str(account_id), "user_id": str(user_id)}
+    assert set(event) == {"id", "type", "occurred_at", "data"}
+    assert event["occurred_at"].endswith("Z")
+    (delivery,) = await deliveries(quiet)
+    assert delivery.delivered_at is not None
+    assert delivery.attempts == 1
+
+
+async def test_the_delivered_signature_refuses_replay_tampering_and_other_secrets(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    secret = (await subscribe(client, quiet, receiver.url))["secret"]
+    account_id, user_id = await member_of_new_account(quiet)
+    async with quiet.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+    await quiet.webhooks.run_once()
+    ((headers, body),) = receiver.requests
+    signed_at = int(headers[SIGNATURE_HEADER].split(",")[0].removeprefix("t="))
+
+    assert verify(headers, body, secret, now=signed_at + 300)["type"] == events.MEMBER_REMOVED
+    with pytest.raises(WebhookError, match="tolerance"):
+        verify(headers, body, secret, now=signed_at + 301)
+    tampered = json.dumps(json.loads(body) | {"data": {"user_id": str(uuid.uuid4())}}).encode()
+    with pytest.raises(WebhookError, match="no signature matches"):
+        verify(headers, tampered, secret, now=signed_at)
+    with pytest.raises(WebhookError, match="no signature matches"):
+        verify(headers, body, "whsec_not_this_one", now=signed_at)
+
+
+async def test_a_consumer_that_is_down_gets_the_event_with_backoff_once_back(
+    client: httpx.AsyncClient, quiet: Runtime
+) -> None:
+    port = free_port()  # nothing listens here yet: the consumer is down
+    url = f"http://127.0.0.1:{port}/hooks/identity"
+    secret = (await subscribe(client, quiet, url))["secret"]
+    account_id, user_id = await member_of_new_account(quiet)
+    async with quiet.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+
+    waits = []
+    for attempt in (1, 2, 3):
+        before = utcnow()
+        assert await quiet.webhooks.run_once() == 0
+        (delivery,) = await deliveries(quiet)
+        assert delivery.attempts == attempt
+        assert delivery.delivered_at is None and delivery.failed_at is None
+        assert delivery.last_error and "Connect" in delivery.last_error
+        waits.append(delivery.next_attempt_at - before)
+        # Not due yet: running again attempts nothing.
+        assert await quiet.webhooks.run_once() == 0
+        assert (await deliveries(quiet))[0].attempts == attempt
+        await make_due(quiet)
+    # Exponential: 30 s, 1 min, 2 min (each measured from just before its attempt).
+    for wait, expected in zip(waits, (30, 60, 120), strict=True):
+        assert timedelta(seconds=expected) <= wait < timedelta(seconds=expected + 5)
+
+    with Receiver(port).running() as back:
+        assert await quiet.webhooks.run_once() == 1
+        assert await quiet.webhooks.run_once() == 0
+    ((headers, body),) = back.requests
+    assert verify(headers, body, secret)["data"]["user_id"] == str(user_id)
+    (delivery,) = await deliveries(quiet)
+    assert delivery.attempts == 4
+    assert delivery.delivered_at is not None and delivery.last_error is None
+
+
+async def test_an_error_answer_is_retried_and_the_last_attempt_gives_up(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    receiver.status = 500
+    await subscribe(client, quiet, receiver.url)
+    account_id, user_id = await member_of_new_account(quiet)
+    async with quiet.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+    assert await quiet.webhooks.run_once() == 0
+    (delivery,) = await deliveries(quiet)
+    assert delivery.last_error == "HTTP 500" and delivery.failed_at is None
+
+    async with quiet.db.transaction() as session:
+        await session.execute(update(WebhookDelivery).values(attempts=MAX_ATTEMPTS - 1))
+    await make_due(quiet)
+    assert await quiet.webhooks.run_once() == 0
+    (delivery,) = await deliveries(quiet)
+    assert delivery.attempts == MAX_ATTEMPTS and delivery.failed_at is not None
+    await make_due(quiet)
+    assert await quiet.webhooks.run_once() == 0
+    assert len(receiver.requests) == 2
+
+
+def test_the_backoff_doubles_up_to_a_cap_and_spans_more_than_a_few_hours() -> None:
+    delays = [retry_delay(n) for n in range(1, MAX_ATTEMPTS)]
+    assert delays[:4] == [FIRST_RETRY, FIRST_RETRY * 2, FIRST_RETRY * 4, FIRST_RETRY * 8]
+    assert all(d is not None and d <= LONGEST_WAIT for d in delays)
+    total = sum((d for d in delays if d is not None), timedelta())
+    assert total > timedelta(hours=12)
+    assert retry_delay(MAX_ATTEMPTS) is None
+
+
+async def test_deleting_a_subscription_drops_its_pending_deliveries(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    subscription = await subscribe(client, quiet, receiver.url)
+    account_id, user_id = await member_of_new_account(quiet)
+    async with quiet.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+    assert len(await deliveries(quiet)) == 1
+    gone = await client.delete(f"{API}/{subscription['id']}", headers=await staff_headers(quiet))
+    assert gone.status_code == 204
+    assert await deliveries(quiet) == []
+    assert await quiet.webhooks.run_once() == 0
+    assert receiver.requests == []
+
+
+async def test_the_running_app_delivers_on_its_own(
+    client: httpx.AsyncClient, runtime: Runtime, receiver: Receiver
+) -> None:
+    """The dispatcher started in the lifespan polls the outbox without being asked."""
+    await subscribe(client, runtime, receiver.url)
+    account_id, user_id = await member_of_new_account(runtime)
+    async with runtime.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+    for _ in range(100):
+        if receiver.requests:
+            break
+        await asyncio.sleep(0.05)
+    assert len(receiver.requests) == 1
+
+
+# --- the admin API ----------------------------------------------------------------------------
+
+
+async def test_the_secret_is_shown_once_and_stored_encrypted(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    created = await subscribe(client, runtime, "https://billing.example.com/hooks")
+    assert created["secret"].startswith("whsec_") and len(created["secret"]) > 40
+    assert created["event_types"] == [events.MEMBER_REMOVED]
+    listed = await client.get(API, headers=await staff_headers(runtime))
+    assert listed.status_code == 200
+    (item,) = listed.json()
+    assert "secret" not in item
+    assert item["id"] == created["id"] and item["url"] == "https://billing.example.com/hooks"
+    async with runtime.db.transaction() as session:
+        row = await session.get(WebhookSubscription, uuid.UUID(created["id"]))
+    assert row is not None and created["secret"] not in row.secret_ciphertext
+    assert runtime.webhook_encryptor.decrypt(row.secret_ciphertext) == created["secret"]
+
+
+async def test_only_staff_manage_subscriptions(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    created = await subscribe(client, runtime, "https://billing.example.com/hooks")
+    body = {"url": "https://evil.example.com/", "event_types": [events.MEMBER_REMOVED]}
+    owner = await make_user(runtime)
+    await make_account(runtime, owner)
+    for headers in (await user_headers(runtime, owner), await service_headers(runtime)):
+        for method, path, json_body in (
+            ("POST", API, body),
+            ("GET", API, None),
+            ("DELETE", f"{API}/{created['id']}", None),
+        ):
+            response = await client.request(method, path, json=json_body, headers=headers)
+            assert response.status_code == 403, (method, path)
+            assert response.headers["content-type"] == "application/problem+json"
+    anonymous = await client.get(API)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    async with runtime.db.transaction() as session:
+        count = await session.scalar(select(func.count()).select_from(WebhookSubscription))
+    assert count == 1
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8001/h", "http://localhost/h", "http://[::1]/h"])
+def test_http_to_loopback_needs_the_setting(url: str) -> None:
+    assert refusal(url, allow_http_loopback=True) is None
+    assert refusal(url, allow_http_loopback=False) == "The URL must use https."
+
+
+def test_http_elsewhere_is_refused_even_with_the_setting() -> None:
+    assert refusal("http://10.1.2.3/h", allow_http_loopback=True) == "The URL must use https."
+    assert refusal("https://billing.example.com/h", allow_http_loopback=False) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"url": "http://billing.example.com/h", "event_types": REMOVED}, 422, "url"),
+        ({"url": "https://10.0.0.7/h", "event_types": REMOVED}, 422, "url"),
+        ({"url": "https://169.254.169.254/latest", "event_types": REMOVED}, 422, "url"),
+        ({"url": "https://[::1]/h", "event_types": REMOVED}, 422, "url"),
+        ({"url": "https://localhost/h", "event_types": REMOVED}, 422, "url"),
+        ({"url": "ftp://billing.example.com/", "event_types": REMOVED}, 422, "url"),
+        (
+            {"url": "https://u:p@b.example.com/", "event_types": REMOVED},
+            422,
+            "url",
+        ),
+        (
+            {"url": "https://b.example.com:99999/", "event_types": REMOVED},
+            422,
+            "url",
+        ),
+        ({"url": "not a url", "event_types": REMOVED}, 422, "url"),
+        (
+            {"url": "https://billing.example.com/", "event_types": ["member.added"]},
+            422,
+            "event_types",
+        ),
+        ({"url": "https://billing.example.com/", "event_types": []}, 400, "event_types"),
+        ({"url": "https://billing.example.com/"}, 400, "event_types"),
+        ({"event_types": REMOVED}, 400, "url"),
+        ({"url": "https://b.example.com/", "event_types": REMOVED, "x": 1}, 400, "x"),
+        ({"url": "https://b.example.com/", "event_types": "member.removed"}, 400, "event_types"),
+    ],
+)
+async def test_bad_input_is_a_problem_naming_the_field(
+    client: httpx.AsyncClient, runtime: Runtime, body: dict[str, Any], status: int, field: str
+) -> None:
+    response = await client.post(API, json=body, headers=await staff_headers(runtime))
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert problem_fields(response.json()) == {field}
+
+
+async def test_deleting_an_unknown_subscription_is_not_found(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    headers = await staff_headers(runtime)
+    missing = await client.delete(f"{API}/{uuid.uuid4()}", headers=headers)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    malformed = await client.delete(f"{API}/not-a-uuid", headers=headers)
+    assert malformed.status_code == 404  # no route matches a path that is not a uuid
+
+
+async def test_staff_disabling_a_user_signs_them_out_and_emits_user_disabled(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    secret = (await subscribe(client, quiet, receiver.url, [events.USER_DISABLED]))["secret"]
+    user = await make_user(quiet)
+    their_token = await user_headers(quiet, user)
+    assert (await client.get("/api/v1/me/accounts", headers=their_token)).status_code == 200
+    staff = await staff_headers(quiet)
+
+    blank = await client.post(
+        f"/api/v1/users/{user.id}/disable", json={"reason": " "}, headers=staff
+    )
+    assert blank.status_code == 422 and problem_fields(blank.json()) == {"reason"}
+    disabled = await client.post(
+        f"/api/v1/users/{user.id}/disable", json={"reason": "Left the company"}, headers=staff
+    )
+    assert disabled.status_code == 200 and disabled.json()["disabled"] is True
+    again = await client.post(
+        f"/api/v1/users/{user.id}/disable", json={"reason": "Twice"}, headers=staff
+    )
+    assert again.status_code == 200
+
+    assert (await client.get("/api/v1/me/accounts", headers=their_token)).status_code == 401
+    assert await event_types(quiet) == [events.SESSIONS_REVOKED, events.USER_DISABLED]
+    assert await quiet.webhooks.run_once() == 1
+    ((headers, body),) = receiver.requests
+    assert verify(headers, body, secret)["data"] == {"user_id": str(user.id)}
+    missing = await client.post(
+        f"/api/v1/users/{uuid.uuid4()}/disable", json={"reason": "R"}, headers=staff
+    )
+    assert missing.status_code == 404
