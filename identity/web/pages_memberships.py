@@ -1,0 +1,724 @@
+"""Hosted pages about customer accounts: the account picker at sign-in, an account's Users
+page (owners and managers), and accepting an invitation.
+
+They work without JavaScript: every change is a form post carrying the CSRF token, answered
+with a redirect back to the page (or the page again with a translated message). Who may do
+what is decided by identity.permissions.access, the same matrix the management API uses,
+with the signed-in browser session as the caller.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import FormMultiDict
+from litestar.params import FromPath, FromQuery
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.accounts.emails import normalise_email
+from identity.accounts.models import User
+from identity.accounts.repository import email_exists
+from identity.audit.service import Actor
+from identity.clock import utcnow
+from identity.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PolicyViolation,
+    RateLimited,
+)
+from identity.i18n import SUPPORTED_LOCALES
+from identity.oauth import account_selection
+from identity.oauth.interaction import Flow, FlowStore
+from identity.permissions import invitations, service
+from identity.permissions.access import (
+    Action,
+    Caller,
+    Relation,
+    authorize,
+    check_manager_edit,
+    check_manager_invite,
+)
+from identity.permissions.invitations import ACCEPT_PATH, InvitationRequest
+from identity.permissions.service import Grant, RoleGrant
+from identity.runtime import Runtime
+from identity.sessions import service as sessions
+from identity.sessions.models import BrowserSession
+from identity.tokens.subjects import active_user
+from identity.web import client_ip, cookies, password_form
+from identity.web.authorization import ACCOUNT_PAGE, proceed, redirect, sign_in_then
+from identity.web.dependencies import RuntimeDep
+from identity.web.forms import csrf_ok, field
+from identity.web.pages import MAX_EMAIL, MAX_PASSWORD
+from identity.web.rendering import error_page, locale_for, page
+
+# Notices shown after a change, by the ``done`` query parameter of the redirect.
+DONE = frozenset({"invited", "resent", "cancelled", "saved", "removed"})
+
+
+def _fields(form: FormMultiDict, name: str) -> list[str]:
+    return [value[:200] for value in form.getall(name, []) if isinstance(value, str)]
+
+
+def _session_token(request: Request[Any, Any, Any], runtime: Runtime) -> str | None:
+    return cookies.read(request.cookies, runtime.settings, cookies.SESSION)
+
+
+async def _signed_in(
+    session: AsyncSession, request: Request[Any, Any, Any], runtime: Runtime, now: datetime
+) -> User | None:
+    """The user of the browser's live session, if any (and not disabled)."""
+    browser: BrowserSession | None = await sessions.current(
+        session, _session_token(request, runtime), now
+    )
+    return await active_user(session, browser.user_id) if browser else None
+
+
+def _actor(request: Request[Any, Any, Any], runtime: Runtime, user: User) -> Actor:
+    return Actor(
+        user.id,
+        None,
+        client_ip.of_request(request, runtime.settings.trusted_proxies),
+        request.scope.get("state", {}).get("request_id"),
+    )
+
+
+def _caller(user: User) -> Caller:
+    # The browser session speaks for the user alone: never staff, never a service, whatever
+    # scopes a token of theirs might carry.
+    return Caller(user_id=user.id, client_id="", is_staff=False, is_service=False)
+
+
+# --- the account picker --------------------------------------------------------------------
+
+
+async def _picker(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    flow: Flow,
+    *,
+    message_id: str | None = None,
+    status: int = 200,
+) -> Response[Any]:
+    now = utcnow()
+    async with runtime.db.transaction() as session:
+        user = await _signed_in(session, request, runtime, now)
+        choices = await service.accounts_of(session, user.id, now) if user else []
+    if user is None:
+        # Signed out meanwhile: the authorization step sends the browser to sign in again.
+        return await proceed(request, runtime, flow, session_token=_session_token(request, runtime))
+    requested = flow.request.get(account_selection.PARAMETER)
+    return page(
+        request,
+        runtime,
+        "login_account.html",
+        locale=locale_for(request, flow.request.get("ui_locales")),
+        status=status,
+        context={
+            "flow": flow.id,
+            "accounts": [(str(c.account.id), c.account.name, c.owner) for c in choices],
+            "requested_unknown": requested is not None
+            and requested not in {str(c.account.id) for c in choices},
+            "message_id": message_id,
+        },
+    )
+
+
+@get(ACCOUNT_PAGE, include_in_schema=False, cache=False)
+async def account_page(
+    request: Request[Any, Any, Any], runtime: RuntimeDep, flow: FromQuery[str | None] = None
+) -> Response[Any]:
+    pending = await FlowStore(runtime.store).load(flow)
+    if pending is None or pending.return_to is not None:
+        return error_page(request, runtime, "error.flow_expired", locale=locale_for(request, None))
+    return await _picker(request, runtime, pending)
+
+
+@post(ACCOUNT_PAGE, include_in_schema=False, cache=False)
+async def account_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    form = await request.form()
+    flows = FlowStore(runtime.store)
+    flow_id = field(form, "flow")
+    if not csrf_ok(request, runtime, form):
+        pending = await flows.load(flow_id)
+        if pending is None:
+            return error_page(
+                request, runtime, "error.flow_expired", locale=locale_for(request, None)
+            )
+        return await _picker(request, runtime, pending, message_id="form.csrf_failed", status=400)
+    # Taken, not read: a double submission resumes the authorization once.
+    pending = await flows.consume(flow_id)
+    if pending is None or pending.return_to is not None:
+        return error_page(request, runtime, "error.flow_expired", locale=locale_for(request, None))
+    # Only a hint: the authorization step accepts it only for an account the user is in.
+    pending.account_id = field(form, account_selection.PARAMETER, 64) or None
+    return await proceed(request, runtime, pending, session_token=_session_token(request, runtime))
+
+
+# --- the Users page ------------------------------------------------------------------------
+
+USERS_PAGE = "/accounts/{account_id:uuid}/users"
+
+
+def users_url(account_id: uuid.UUID, done: str | None = None) -> str:
+    query = f"?{urlencode({'done': done})}" if done else ""
+    return f"/accounts/{account_id}/users{query}"
+
+
+def _label(texts: dict[str, str], locale: str) -> str:
+    return texts.get(locale) or texts["en"]
+
+
+async def _users_context(
+    session: AsyncSession, runtime: Runtime, account_id: uuid.UUID, relation: Relation, locale: str
+) -> dict[str, Any]:
+    now = utcnow()
+    catalogue = runtime.catalogue
+    account = await service.get_account(session, account_id)
+    entries = await catalogue.entries(session)
+    labels = {info.name: _label(info.label, locale) for info in entries}
+    roles = [
+        *await service.list_roles(session, None),
+        *await service.list_roles(session, account_id),
+    ]
+    members = []
+    for view in await service.list_members(session, account_id, now, catalogue):
+        target = view.membership
+        members.append(
+            {
+                "user_id": str(view.user.id),
+                "name": view.user.name,
+                "email": view.user.email,
+                "owner": target.is_owner,
+                "all_permissions": target.all_permissions,
+                "direct": {g.permission for g in view.permissions},
+                "roles": {str(role.id) for _, role in view.roles},
+                "effective": sorted(labels.get(name, name) for name in view.effective),
+                # A manager edits and removes plain members only (check_manager_edit); an
+                # owner's grants are everything already, so there is nothing to edit.
+                "editable": not target.is_owner,
+                "removable": relation is Relation.OWNER or not target.is_owner,
+            }
+        )
+    return {
+        "account_id": str(account.id),
+        "account_name": account.name,
+        "can_grant_all": relation is Relation.OWNER,
+        "members": members,
+        "invitations": [
+            {
+                "id": str(invitation.id),
+                "email": invitation.email,
+                "all_permissions": invitation.all_permissions,
+                "permissions": [
+                    labels.get(g["name"], g["name"])
+                    for g in invitation.grants.get("permissions", [])
+                ],
+                "expires": invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+            }
+            for invitation in await invitations.pending(session, account_id, now)
+        ],
+        "permissions": [
+            (info.name, _label(info.label, locale), _label(info.description, locale))
+            for info in entries
+        ],
+        "roles": [
+            (str(view.role.id), (locale == "es" and view.role.name_es) or view.role.name)
+            for view in roles
+        ],
+        "locales": SUPPORTED_LOCALES,
+    }
+
+
+async def _users_page(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    user: User,
+    account_id: uuid.UUID,
+    *,
+    message_id: str | None = None,
+    status: int = 200,
+    done: str | None = None,
+    invite: dict[str, Any] | None = None,
+) -> Response[Any]:
+    """The page, if the user may see it; else the error page (404 to anyone outside the
+    account, so ids cannot be probed; 403 to a member without the right)."""
+    locale = locale_for(request, None)
+    await runtime.catalogue.ensure_templates(runtime.db)
+    try:
+        async with runtime.db.transaction() as session:
+            relation = await authorize(
+                session, _caller(user), Action.MEMBER_READ, utcnow(), runtime.catalogue, account_id
+            )
+            context = await _users_context(session, runtime, account_id, relation, locale)
+    except NotFound:
+        return error_page(request, runtime, "users.not_found", locale=locale, status=404)
+    except Forbidden:
+        return error_page(request, runtime, "users.forbidden", locale=locale, status=403)
+    return page(
+        request,
+        runtime,
+        "users.html",
+        locale=locale,
+        status=status,
+        context=context
+        | {
+            "wide": True,
+            "signed_in_as": user.email,
+            "message_id": message_id,
+            "done": done if done in DONE else None,
+            "invite": invite or {"email": "", "locale": locale, "permissions": [], "roles": []},
+        },
+    )
+
+
+@get(USERS_PAGE, include_in_schema=False, cache=False)
+async def users_page(
+    request: Request[Any, Any, Any],
+    runtime: RuntimeDep,
+    account_id: FromPath[uuid.UUID],
+    done: FromQuery[str | None] = None,
+) -> Response[Any]:
+    async with runtime.db.transaction() as session:
+        user = await _signed_in(session, request, runtime, utcnow())
+    if user is None:
+        return await sign_in_then(runtime, users_url(account_id))
+    return await _users_page(request, runtime, user, account_id, done=done)
+
+
+def _message_for(exc: DomainError, conflict_message: str) -> str:
+    """A refusal as a sentence in the page's language (the domain's own text is English)."""
+    fields = {str(item.get("field")) for item in exc.extra.get("errors", [])}
+    if isinstance(exc, RateLimited):
+        return "users.error.rate_limited"
+    if isinstance(exc, Forbidden):
+        return "users.error.forbidden"
+    if isinstance(exc, NotFound):
+        return "users.error.not_found"
+    if "email" in fields:
+        return "users.error.email_taken" if isinstance(exc, Conflict) else "users.error.email"
+    if fields & {"permissions", "roles"}:
+        return "users.error.grants"
+    if isinstance(exc, Conflict):
+        return conflict_message
+    return "users.error.invalid"
+
+
+# What a form post changes: given the session, the acting user, their relation to the
+# account, the form and the time; raises a domain error to refuse.
+Change = Callable[[AsyncSession, Actor, Relation, FormMultiDict, datetime], Awaitable[None]]
+
+
+async def _change(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    account_id: uuid.UUID,
+    action: Action,
+    change: Change,
+    *,
+    done: str,
+    conflict_message: str = "users.error.conflict",
+    invite_form: bool = False,
+) -> Response[Any]:
+    """One Users-page form post: sign-in, CSRF, the matrix's verdict, the change, redirect."""
+    form = await request.form()
+    now = utcnow()
+    async with runtime.db.transaction() as session:
+        user = await _signed_in(session, request, runtime, now)
+    if user is None:
+        return await sign_in_then(runtime, users_url(account_id))
+    # On a refused invitation the form comes back filled in, so nothing is typed twice.
+    invite = (
+        {
+            "email": field(form, "email", MAX_EMAIL),
+            "locale": field(form, "locale", 8),
+            "permissions": _fields(form, "permission"),
+            "roles": _fields(form, "role"),
+        }
+        if invite_form
+        else None
+    )
+    if not csrf_ok(request, runtime, form):
+        return await _users_page(
+            request,
+            runtime,
+            user,
+            account_id,
+            message_id="form.csrf_failed",
+            status=400,
+            invite=invite,
+        )
+    await runtime.catalogue.ensure_templates(runtime.db)
+    try:
+        async with runtime.db.transaction() as session:
+            relation = await authorize(
+                session, _caller(user), action, now, runtime.catalogue, account_id
+            )
+            await change(session, _actor(request, runtime, user), relation, form, now)
+    except DomainError as exc:
+        # Outsiders and plain members get the error page from _users_page's own check.
+        return await _users_page(
+            request,
+            runtime,
+            user,
+            account_id,
+            message_id=_message_for(exc, conflict_message),
+            status=exc.status,
+            invite=invite,
+        )
+    runtime.mail.wake()
+    return redirect(users_url(account_id, done))
+
+
+def _role_ids(form: FormMultiDict) -> list[uuid.UUID]:
+    try:
+        return [uuid.UUID(value) for value in _fields(form, "role")]
+    except ValueError:
+        raise InvalidInput("Unknown role.", errors=[{"field": "roles"}]) from None
+
+
+@post(f"{USERS_PAGE}/invite", include_in_schema=False, cache=False)
+async def invite_submit(
+    request: Request[Any, Any, Any], runtime: RuntimeDep, account_id: FromPath[uuid.UUID]
+) -> Response[Any]:
+    async def change(
+        session: AsyncSession, actor: Actor, relation: Relation, form: FormMultiDict, now: datetime
+    ) -> None:
+        all_permissions = field(form, "all_permissions") == "yes"
+        check_manager_invite(relation, all_permissions=all_permissions)
+        locale = field(form, "locale", 8)
+        await invitations.invite(
+            session,
+            actor,
+            account_id,
+            InvitationRequest(
+                email=field(form, "email", MAX_EMAIL),
+                all_permissions=all_permissions,
+                # "All" covers every permission, so single ones would only be noise.
+                permissions=[]
+                if all_permissions
+                else [Grant(n) for n in _fields(form, "permission")],
+                roles=[RoleGrant(role_id) for role_id in _role_ids(form)],
+                locale=locale if locale in SUPPORTED_LOCALES else None,
+            ),
+            catalogue=runtime.catalogue,
+            limiter=runtime.limiter,
+            issuer=runtime.settings.issuer,
+            now=now,
+        )
+
+    return await _change(
+        request,
+        runtime,
+        account_id,
+        Action.INVITATION_WRITE,
+        change,
+        done="invited",
+        invite_form=True,
+    )
+
+
+@post(f"{USERS_PAGE}/{{user_id:uuid}}/grants", include_in_schema=False, cache=False)
+async def grants_submit(
+    request: Request[Any, Any, Any],
+    runtime: RuntimeDep,
+    account_id: FromPath[uuid.UUID],
+    user_id: FromPath[uuid.UUID],
+) -> Response[Any]:
+    async def change(
+        session: AsyncSession, actor: Actor, relation: Relation, form: FormMultiDict, now: datetime
+    ) -> None:
+        all_permissions = field(form, "all_permissions") == "yes"
+        target = await service.membership_of(session, account_id, user_id)
+        check_manager_edit(relation, target, all_permissions=all_permissions)
+        # Grants that stay keep their expiry dates; the page sets no new ones.
+        view = await service.member(session, account_id, user_id, now, runtime.catalogue)
+        kept = {g.permission: g.expires_at for g in view.permissions}
+        kept_roles = {g.role_id: g.expires_at for g, _ in view.roles}
+        await service.set_grants(
+            session,
+            actor,
+            account_id,
+            user_id,
+            all_permissions=all_permissions,
+            permissions=[Grant(n, kept.get(n)) for n in dict.fromkeys(_fields(form, "permission"))],
+            roles=[RoleGrant(r, kept_roles.get(r)) for r in dict.fromkeys(_role_ids(form))],
+            catalogue=runtime.catalogue,
+            now=now,
+        )
+
+    return await _change(request, runtime, account_id, Action.MEMBER_GRANTS, change, done="saved")
+
+
+@post(f"{USERS_PAGE}/{{user_id:uuid}}/remove", include_in_schema=False, cache=False)
+async def remove_submit(
+    request: Request[Any, Any, Any],
+    runtime: RuntimeDep,
+    account_id: FromPath[uuid.UUID],
+    user_id: FromPath[uuid.UUID],
+) -> Response[Any]:
+    async def change(
+        session: AsyncSession, actor: Actor, relation: Relation, form: FormMultiDict, now: datetime
+    ) -> None:
+        check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
+        await service.remove_member(session, actor, account_id, user_id, now)
+
+    return await _change(
+        request,
+        runtime,
+        account_id,
+        Action.MEMBER_REMOVE,
+        change,
+        done="removed",
+        conflict_message="users.error.last_owner",
+    )
+
+
+@post(
+    f"{USERS_PAGE}/invitations/{{invitation_id:uuid}}/resend", include_in_schema=False, cache=False
+)
+async def resend_submit(
+    request: Request[Any, Any, Any],
+    runtime: RuntimeDep,
+    account_id: FromPath[uuid.UUID],
+    invitation_id: FromPath[uuid.UUID],
+) -> Response[Any]:
+    async def change(
+        session: AsyncSession, actor: Actor, relation: Relation, form: FormMultiDict, now: datetime
+    ) -> None:
+        await invitations.resend(
+            session,
+            actor,
+            account_id,
+            invitation_id,
+            limiter=runtime.limiter,
+            issuer=runtime.settings.issuer,
+            now=now,
+        )
+
+    return await _change(
+        request,
+        runtime,
+        account_id,
+        Action.INVITATION_WRITE,
+        change,
+        done="resent",
+        conflict_message="users.error.invitation_closed",
+    )
+
+
+@post(
+    f"{USERS_PAGE}/invitations/{{invitation_id:uuid}}/cancel", include_in_schema=False, cache=False
+)
+async def cancel_submit(
+    request: Request[Any, Any, Any],
+    runtime: RuntimeDep,
+    account_id: FromPath[uuid.UUID],
+    invitation_id: FromPath[uuid.UUID],
+) -> Response[Any]:
+    async def change(
+        session: AsyncSession, actor: Actor, relation: Relation, form: FormMultiDict, now: datetime
+    ) -> None:
+        await invitations.cancel(session, actor, account_id, invitation_id, now)
+
+    return await _change(
+        request,
+        runtime,
+        account_id,
+        Action.INVITATION_WRITE,
+        change,
+        done="cancelled",
+        conflict_message="users.error.invitation_closed",
+    )
+
+
+# --- accepting an invitation ---------------------------------------------------------------
+
+
+def _accept_url(token: str) -> str:
+    return f"{ACCEPT_PATH}?{urlencode({'token': token})}"
+
+
+def _closed(
+    request: Request[Any, Any, Any], runtime: Runtime, exc: DomainError, locale: str
+) -> Response[Any]:
+    """Unknown, used, cancelled or expired: one clear sentence, and what to do next."""
+    reason = exc.extra.get("reason", "invalid")
+    status = 404 if reason == "invalid" else 410
+    return error_page(request, runtime, f"invite.{reason}", locale=locale, status=status)
+
+
+async def _accept_page(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    token: str,
+    *,
+    name: str = "",
+    message_id: str | None = None,
+    reasons: list[str] | None = None,
+    suggest: bool = False,
+    status: int = 200,
+) -> Response[Any]:
+    now = utcnow()
+    async with runtime.db.transaction() as session:
+        try:
+            found = await invitations.invitation_for_token(session, token, now)
+        except (NotFound, Conflict) as exc:
+            return _closed(request, runtime, exc, locale_for(request, None))
+        user = await _signed_in(session, request, runtime, now)
+        registered = user is None and await email_exists(session, found.invitation.email)
+    invitation, account = found.invitation, found.account
+    locale = locale_for(request, None)
+    if user is not None:
+        # The rule accept_invitation_as_existing_user applies: the invited address only.
+        mode = "confirm" if normalise_email(user.email) == invitation.email else "wrong_user"
+    elif registered:
+        return await sign_in_then(runtime, _accept_url(token), login_hint=invitation.email)
+    else:
+        mode = "new"
+    password_fields = await password_form.context(runtime, suggest=suggest) if mode == "new" else {}
+    return page(
+        request,
+        runtime,
+        "invitation_accept.html",
+        locale=locale,
+        status=403 if mode == "wrong_user" and status == 200 else status,
+        scripts=mode == "new",
+        context=password_fields
+        | {
+            "mode": mode,
+            "token": token,
+            "account_name": account.name,
+            "invited_email": invitation.email,
+            "signed_in_as": user.email if user else None,
+            "name": name,
+            "message_id": message_id,
+            "reasons": reasons or [],
+        },
+    )
+
+
+@get(ACCEPT_PATH, include_in_schema=False, cache=False)
+async def accept_page(
+    request: Request[Any, Any, Any], runtime: RuntimeDep, token: FromQuery[str] = ""
+) -> Response[Any]:
+    return await _accept_page(request, runtime, token[:200])
+
+
+@post(ACCEPT_PATH, include_in_schema=False, cache=False)
+async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+    form = await request.form()
+    token = field(form, "token", 200)
+    settings = runtime.settings
+    if not csrf_ok(request, runtime, form):
+        return await _accept_page(
+            request, runtime, token, message_id="form.csrf_failed", status=400
+        )
+    # Not cut to the column's size: create_user refuses a long name rather than truncate it.
+    name = field(form, "name").strip()
+    if password_form.wants_suggestion(form):
+        # "Generate" without JavaScript: the same form with a generated password, no action.
+        return await _accept_page(request, runtime, token, name=name, suggest=True)
+    now = utcnow()
+    ip = client_ip.of_request(request, settings.trusted_proxies)
+    request_id = request.scope.get("state", {}).get("request_id")
+    password = field(form, "password", MAX_PASSWORD)
+    previous = _session_token(request, runtime)
+    async with runtime.db.transaction() as session:
+        signed_in = await _signed_in(session, request, runtime, now)
+    if signed_in is None and not name:
+        return await _accept_page(
+            request, runtime, token, message_id="invite.name_required", status=400
+        )
+    if signed_in is None and password != field(form, "password_confirm", MAX_PASSWORD):
+        return await _accept_page(
+            request, runtime, token, name=name, message_id="invite.password_mismatch", status=400
+        )
+    try:
+        async with runtime.db.transaction() as session:
+            established = None
+            user = await _signed_in(session, request, runtime, now)
+            if user is not None:
+                membership = await invitations.accept_invitation_as_existing_user(
+                    session, token, user, now=now, ip=ip, request_id=request_id
+                )
+            elif not name:
+                # Signed out between the two looks: the checks above did not run.
+                raise InvalidInput("A name is required.")
+            else:
+                user, membership = await invitations.accept_invitation_as_new_user(
+                    session,
+                    runtime.passwords,
+                    token,
+                    name=name,
+                    password=password,
+                    now=now,
+                    ip=ip,
+                    request_id=request_id,
+                )
+                # Signed in at once: the person has just proved they read the invited mailbox
+                # and chose the password.
+                established = await sessions.establish(
+                    session,
+                    user_id=user.id,
+                    amr=["pwd"],
+                    now=now,
+                    ttl=settings.session_ttl,
+                    previous_token=previous,
+                    ip=ip,
+                    user_agent=request.headers.get("user-agent"),
+                )
+            account = await service.get_account(session, membership.account_id)
+    except PolicyViolation as exc:
+        reasons = password_form.refusal_reasons(exc, locale_for(request, None))
+        return await _accept_page(
+            request,
+            runtime,
+            token,
+            name=name,
+            message_id="invite.password_weak",
+            reasons=reasons,
+            status=422,
+        )
+    except Forbidden:
+        # Signed in as someone else: the page explains it, naming both addresses.
+        return await _accept_page(request, runtime, token, status=403)
+    except (NotFound, Conflict) as exc:
+        if "reason" in exc.extra:
+            return _closed(request, runtime, exc, locale_for(request, None))
+        # The invited email got a user of its own meanwhile: they sign in to accept.
+        return await _accept_page(request, runtime, token)
+    except InvalidInput:
+        return await _accept_page(
+            request, runtime, token, name=name, message_id="invite.name_invalid", status=422
+        )
+    return page(
+        request,
+        runtime,
+        "invitation_done.html",
+        locale=locale_for(request, None),
+        context={"account_name": account.name, "email": user.email},
+        cookies=[cookies.session(settings, established.token)] if established else [],
+    )
+
+
+# Everything this module serves, for identity.app to mount.
+ROUTES = [
+    account_page,
+    account_submit,
+    users_page,
+    invite_submit,
+    grants_submit,
+    remove_submit,
+    resend_submit,
+    cancel_submit,
+    accept_page,
+    accept_submit,
+]

@@ -1,0 +1,178 @@
+"""An owner invites a sub-user on the Users page in Chromium; the sub-user accepts from the
+emailed link as a new person, signs in, and gets a token for the account with exactly the
+permissions the owner ticked."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import re
+import secrets
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from playwright.sync_api import Browser, sync_playwright
+
+from identity.audit.service import Actor
+from identity.clock import utcnow
+from identity.db.engine import Database
+from identity.permissions import service
+from identity.settings import Settings
+from tests.browser import PASSWORD, pkce_pair, query
+from tests.e2e.test_browser_sign_in import CHROMIUM_ARGS, _identity, redirect_listener
+from tests.processes import identity_server
+
+OWNER = "owner@example.com"
+SUB_USER = "billing.clerk@example.com"
+
+
+async def _create_account(settings: Settings, owner_id: str) -> str:
+    """No command creates accounts (staff use the API): arrange it through the service."""
+    db = Database.from_settings(settings)
+    try:
+        async with db.transaction() as session:
+            account = await service.create_account(
+                session,
+                Actor(client_id="e2e"),
+                name="Acme Hosting",
+                owner_user_id=uuid.UUID(owner_id),
+                now=utcnow(),
+            )
+        return str(account.id)
+    finally:
+        await db.dispose()
+
+
+def _invitation_link(outbox: Path, to: str, timeout: float = 15) -> str:
+    """The accept link of the invitation email the dispatcher wrote to the outbox."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in sorted(outbox.glob("*.eml")) if outbox.exists() else []:
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            if message["To"] == to:
+                body = message.get_body(preferencelist=("plain",))
+                assert body is not None
+                match = re.search(r"https?://\S+/invitations/accept\?token=\S+", body.get_content())
+                assert match, body.get_content()
+                return match.group(0)
+        time.sleep(0.2)
+    raise AssertionError(f"no invitation email to {to} in {outbox}")
+
+
+def _invite_on_the_users_page(browser: Browser, base_url: str, account_id: str) -> None:
+    page = browser.new_context().new_page()
+    users_page = f"{base_url}/accounts/{account_id}/users"
+    page.goto(users_page)
+    # Signed out: the login page first, then back to the Users page.
+    assert page.url.startswith(f"{base_url}/login?flow=")
+    page.fill("input[name=email]", OWNER)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(users_page)
+    assert "Users of Acme Hosting" in page.content()
+    page.fill("#invite-email", SUB_USER)
+    page.check("#invite-p-invoices")
+    page.check("#invite-p-tickets")
+    page.click("form#invite button[type=submit]")
+    page.wait_for_url(f"{users_page}?done=invited")
+    assert "The invitation has been sent." in page.content()
+    assert SUB_USER in page.text_content("table:nth-of-type(2)")  # pending invitations
+
+
+def _accept_as_new_person(browser: Browser, link: str) -> None:
+    page = browser.new_context().new_page()
+    page.goto(link)
+    assert "Acme Hosting" in page.content()
+    page.fill("#name", "Bill Clerk")
+    page.fill("#password", PASSWORD)
+    page.fill("#password_confirm", PASSWORD)
+    page.click("button[name=accept]")
+    page.wait_for_load_state()
+    page.wait_for_selector("text=You are now a member")
+
+
+@pytest.mark.e2e
+def test_an_owner_invites_a_sub_user_who_accepts_and_gets_the_chosen_permissions(
+    env: dict[str, str],
+) -> None:
+    env = {name: value for name, value in env.items() if name != "IDENTITY_ISSUER"}
+    with redirect_listener() as (redirect_uri, received), identity_server(env) as server:
+        owner = _identity(
+            env, "users", "create", "--email", OWNER, "--password-stdin", stdin=PASSWORD
+        )
+        registered = _identity(
+            env,
+            "clients",
+            "create",
+            "--name",
+            "Portal",
+            "--first-party",
+            "--redirect-uri",
+            redirect_uri,
+            "--scope",
+            "openid",
+        )
+        settings = Settings.from_env(env | {"IDENTITY_ISSUER": server.base_url})
+        account_id = asyncio.run(_create_account(settings, owner["id"]))
+        discovery = httpx.get(f"{server.base_url}/.well-known/openid-configuration").json()
+        verifier, challenge = pkce_pair()
+        authorize_url = (
+            discovery["authorization_endpoint"]
+            + "?"
+            + urlencode(
+                {
+                    "client_id": registered["client_id"],
+                    "redirect_uri": redirect_uri,
+                    "response_type": "code",
+                    "scope": "openid",
+                    "state": secrets.token_urlsafe(16),
+                    "code_challenge": challenge,
+                    "code_challenge_method": "S256",
+                }
+            )
+        )
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+            )
+            try:
+                _invite_on_the_users_page(browser, server.base_url, account_id)
+                link = _invitation_link(settings.outbox_dir, SUB_USER)
+                assert link.startswith(f"{server.base_url}/invitations/accept?token=")
+                _accept_as_new_person(browser, link)
+                # The sub-user signs in to the portal in a fresh browser: one account, no picker.
+                page = browser.new_context().new_page()
+                page.goto(authorize_url)
+                page.fill("input[name=email]", SUB_USER)
+                page.fill("input[name=password]", PASSWORD)
+                page.click("button[type=submit]")
+                page.wait_for_url(f"{redirect_uri}?*")
+            finally:
+                browser.close()
+
+        callbacks = [path for path in received if path.startswith("/callback?")]
+        assert len(callbacks) == 1
+        tokens = httpx.post(
+            discovery["token_endpoint"],
+            data={
+                "grant_type": "authorization_code",
+                "code": query(callbacks[0])["code"],
+                "redirect_uri": redirect_uri,
+                "code_verifier": verifier,
+            },
+            auth=(registered["client_id"], registered["client_secret"]),
+        )
+        assert tokens.status_code == 200, tokens.text
+        jwks = KeySet.import_key_set(httpx.get(discovery["jwks_uri"]).json())
+        claims = jwt.decode(tokens.json()["access_token"], jwks).claims
+        assert claims["account_id"] == account_id
+        assert claims["permissions"] == ["invoices", "tickets"]
+        assert claims["account_owner"] is False

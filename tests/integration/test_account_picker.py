@@ -1,0 +1,243 @@
+"""Choosing the customer account at sign-in: the picker page, the ``account_id`` request
+parameter, prompt=none, and the account the code and its tokens are then for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from identity.accounts.models import User
+from identity.permissions.models import Account
+from identity.runtime import Runtime
+from tests.browser import (
+    CLIENT_ID,
+    REDIRECT_URI,
+    add_oauth_client,
+    add_user,
+    authorize_params,
+    form_fields,
+    pkce_pair,
+    redirected_to_client,
+    sign_in,
+)
+from tests.integration.account_helpers import add_member, make_account
+from tests.integration.oauth_helpers import make_user, verify_with_jwks
+
+
+async def _two_accounts(runtime: Runtime) -> tuple[User, Account, Account]:
+    """The signed-in person owns Acme and may pay invoices at Globex."""
+    ana = await add_user(runtime)
+    acme = await make_account(runtime, ana, "Acme")
+    globex = await make_account(runtime, await make_user(runtime), "Globex")
+    await add_member(runtime, globex, ana, ["invoices"])
+    return ana, acme, globex
+
+
+async def _access_claims(
+    http: httpx.AsyncClient, response: httpx.Response, verifier: str
+) -> dict[str, Any]:
+    """Redeem the code the browser brought back; the access token's claims."""
+    code = redirected_to_client(response)["code"]
+    tokens = await http.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+            "client_id": CLIENT_ID,
+        },
+    )
+    assert tokens.status_code == 200, tokens.text
+    return dict((await verify_with_jwks(http, tokens.json()["access_token"])).claims)
+
+
+async def test_a_user_with_several_accounts_picks_one_after_signing_in(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, first_party=True)
+    _, acme, globex = await _two_accounts(runtime)
+    verifier, challenge = pkce_pair()
+
+    signed_in = await sign_in(client, authorize_params(code_challenge=challenge))
+
+    assert signed_in.status_code == 303
+    assert signed_in.headers["location"].startswith("/login/account?flow=")
+    picker = await client.get(signed_in.headers["location"])
+    assert picker.status_code == 200
+    assert "Acme" in picker.text and "Globex" in picker.text
+    chosen = await client.post(
+        "/login/account", data=form_fields(picker.text) | {"account_id": str(globex.id)}
+    )
+    claims = await _access_claims(client, chosen, verifier)
+    assert claims["account_id"] == str(globex.id)
+    assert claims["permissions"] == ["invoices"]
+    assert claims["account_owner"] is False
+    assert str(acme.id) not in str(claims)
+
+
+async def test_the_picker_speaks_spanish(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    await add_oauth_client(runtime, first_party=True)
+    await _two_accounts(runtime)
+
+    signed_in = await sign_in(client, authorize_params(ui_locales="es"))
+    picker = await client.get(signed_in.headers["location"])
+
+    assert picker.status_code == 200
+    assert '<html lang="es">' in picker.text
+    assert "Elige una cuenta" in picker.text and "Titular" in picker.text
+
+
+async def test_the_client_preselects_an_account_of_the_user(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, first_party=True)
+    _, acme, _ = await _two_accounts(runtime)
+    verifier, challenge = pkce_pair()
+
+    signed_in = await sign_in(
+        client, authorize_params(code_challenge=challenge, account_id=str(acme.id))
+    )
+
+    claims = await _access_claims(client, signed_in, verifier)
+    assert claims["account_id"] == str(acme.id)
+    assert claims["account_owner"] is True
+
+
+async def test_a_preselected_account_the_user_is_not_in_shows_the_picker(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, first_party=True)
+    ana = await add_user(runtime)
+    await make_account(runtime, ana, "Acme")
+    initech = await make_account(runtime, await make_user(runtime), "Initech")
+
+    signed_in = await sign_in(client, authorize_params(account_id=str(initech.id)))
+
+    # Not swapped silently for the one account Ana has: she sees what happened and picks.
+    assert signed_in.headers["location"].startswith("/login/account?flow=")
+    picker = await client.get(signed_in.headers["location"])
+    assert "not a member" in picker.text
+    assert "Acme" in picker.text and "Initech" not in picker.text
+
+
+async def test_a_user_with_one_account_skips_the_picker(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, first_party=True)
+    acme = await make_account(runtime, await add_user(runtime), "Acme")
+    verifier, challenge = pkce_pair()
+
+    signed_in = await sign_in(client, authorize_params(code_challenge=challenge))
+
+    claims = await _access_claims(client, signed_in, verifier)
+    assert claims["account_id"] == str(acme.id)
+
+
+async def test_a_user_without_accounts_gets_tokens_without_account_claims(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, first_party=True)
+    await add_user(runtime)
+    verifier, challenge = pkce_pair()
+
+    signed_in = await sign_in(client, authorize_params(code_challenge=challenge))
+
+    claims = await _access_claims(client, signed_in, verifier)
+    assert not {"account_id", "permissions", "account_owner"} & set(claims)
+
+
+async def test_prompt_none_with_several_accounts_answers_account_selection_required(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, first_party=True)
+    _, acme, _ = await _two_accounts(runtime)
+    signed_in = await sign_in(client, authorize_params(account_id=str(acme.id)))
+    redirected_to_client(signed_in)
+
+    silent = await client.get("/authorize", params=authorize_params(prompt="none"))
+    preselected = await client.get(
+        "/authorize", params=authorize_params(prompt="none", account_id=str(acme.id))
+    )
+
+    result = redirected_to_client(silent)
+    assert result["error"] == "account_selection_required"
+    assert result["state"] == "af0ifjsldkj"
+    assert "code" in redirected_to_client(preselected)
+
+
+async def test_picking_an_account_of_someone_else_shows_the_picker_again(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, first_party=True)
+    await _two_accounts(runtime)
+    initech = await make_account(runtime, await make_user(runtime), "Initech")
+    signed_in = await sign_in(client, authorize_params())
+    picker = await client.get(signed_in.headers["location"])
+
+    chosen = await client.post(
+        "/login/account", data=form_fields(picker.text) | {"account_id": str(initech.id)}
+    )
+
+    assert chosen.status_code == 303
+    assert chosen.headers["location"].startswith("/login/account?flow=")
+
+
+async def test_the_picker_refuses_a_post_without_its_csrf_token(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, first_party=True)
+    _, acme, _ = await _two_accounts(runtime)
+    signed_in = await sign_in(client, authorize_params())
+    picker = await client.get(signed_in.headers["location"])
+    fields = form_fields(picker.text)
+    del fields["csrf_token"]
+
+    refused = await client.post("/login/account", data=fields | {"account_id": str(acme.id)})
+
+    assert refused.status_code == 400
+    assert "This form has expired" in refused.text
+    assert "Acme" in refused.text
+
+
+async def test_the_account_is_picked_before_consent_and_kept_through_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime)
+    _, _, globex = await _two_accounts(runtime)
+    verifier, challenge = pkce_pair()
+    signed_in = await sign_in(client, authorize_params(code_challenge=challenge, prompt="consent"))
+    picker = await client.get(signed_in.headers["location"])
+
+    chosen = await client.post(
+        "/login/account", data=form_fields(picker.text) | {"account_id": str(globex.id)}
+    )
+    assert chosen.headers["location"].startswith("/consent?flow=")
+    consent = await client.get(chosen.headers["location"])
+    allowed = await client.post("/consent", data=form_fields(consent.text) | {"decision": "allow"})
+
+    claims = await _access_claims(client, allowed, verifier)
+    assert claims["account_id"] == str(globex.id)
+
+
+async def test_the_admin_scope_is_granted_to_administrators_only(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    scope = "openid identity:accounts identity:admin"
+    await add_oauth_client(runtime, first_party=True, scope=scope)
+    admin = await add_user(runtime, "root@example.com")
+    async with runtime.db.transaction() as session:
+        (await session.get(User, admin.id)).is_admin = True  # type: ignore[union-attr]
+    await add_user(runtime)
+    granted: dict[str, str] = {}
+    for email in ("root@example.com", "ana@example.com"):
+        client.cookies.clear()  # another person at a fresh browser
+        verifier, challenge = pkce_pair()
+        signed_in = await sign_in(
+            client, authorize_params(code_challenge=challenge, scope=scope), email=email
+        )
+        granted[email] = (await _access_claims(client, signed_in, verifier))["scope"]
+
+    assert granted["root@example.com"] == scope
+    assert granted["ana@example.com"] == "openid identity:accounts"

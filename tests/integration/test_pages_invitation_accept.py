@@ -1,0 +1,289 @@
+"""The page an invitation's link opens: accepting as a new person or as the invited user,
+the refusal for anyone else, and clear pages for links that no longer work."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from identity.accounts.models import User
+from identity.clock import utcnow
+from identity.permissions.models import Account, Invitation, Membership
+from identity.runtime import Runtime
+from tests.browser import PASSWORD, add_user, form_fields
+from tests.integration.account_helpers import effective, invite_and_read_link, make_account
+
+INVITED = "new.hire@example.com"
+STRONG = PASSWORD  # passes the policy (tests/browser.py)
+ACCEPT = "/invitations/accept"
+
+
+async def arrange(runtime: Runtime, **options: object) -> tuple[Account, str]:
+    owner = await add_user(runtime, "owner@example.com")
+    account = await make_account(runtime, owner, "Acme Hosting")
+    token = await invite_and_read_link(
+        runtime,
+        account,
+        INVITED,
+        options.pop("permissions", ["invoices", "tickets"]),  # type: ignore[arg-type]
+    )
+    return account, token
+
+
+async def memberships(runtime: Runtime, account: Account) -> list[Membership]:
+    async with runtime.db.transaction() as session:
+        found = await session.scalars(select(Membership).where(Membership.account_id == account.id))
+        return list(found.all())
+
+
+async def user_named(runtime: Runtime, email: str) -> User | None:
+    async with runtime.db.transaction() as session:
+        return await session.scalar(select(User).where(User.email == email))
+
+
+async def sign_up(
+    http: httpx.AsyncClient, token: str, *, name: str = "Nina Newhire", **fields: str
+) -> httpx.Response:
+    page = await http.get(ACCEPT, params={"token": token})
+    assert page.status_code == 200, page.text
+    data = form_fields(page.text) | {
+        "name": name,
+        "password": STRONG,
+        "password_confirm": STRONG,
+    }
+    return await http.post(ACCEPT, data=data | fields)
+
+
+# --- a new person ----------------------------------------------------------------------------
+
+
+async def test_a_new_person_sets_name_and_password_and_is_signed_in(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    account, token = await arrange(runtime)
+    page = await client.get(ACCEPT, params={"token": token})
+    assert "Acme Hosting" in page.text and INVITED in page.text
+    assert 'name="password_confirm"' in page.text
+
+    accepted = await sign_up(client, token)
+
+    assert accepted.status_code == 200, accepted.text
+    assert "You are now a member of “Acme Hosting”" in accepted.text
+    assert "identity_session" in accepted.headers["set-cookie"]
+    user = await user_named(runtime, INVITED)
+    assert user is not None and user.name == "Nina Newhire"
+    assert await effective(runtime, user, account) == {"invoices", "tickets"}
+    # Signed in: a page that needs a session now answers for Nina (a plain member: 403).
+    users_page = await client.get(f"/accounts/{account.id}/users")
+    assert users_page.status_code == 403
+
+
+async def test_the_page_speaks_spanish(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    _, token = await arrange(runtime)
+    spanish = {"Accept-Language": "es"}
+
+    page = await client.get(ACCEPT, params={"token": token}, headers=spanish)
+
+    assert '<html lang="es">' in page.text
+    assert "Te han invitado a unirte a la cuenta «Acme Hosting»" in page.text
+    assert "Aceptar invitación" in page.text
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "message"),
+    [
+        ({"password": "abc", "password_confirm": "abc"}, 422, "Choose another password"),
+        ({"password_confirm": "something else"}, 400, "The two passwords are not the same."),
+        ({"name": ""}, 400, "Enter your name."),
+        ({"name": "x" * 300}, 422, "This name is too long."),
+    ],
+)
+async def test_bad_input_is_explained_and_the_link_still_works(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    fields: dict[str, str],
+    status: int,
+    message: str,
+) -> None:
+    account, token = await arrange(runtime)
+
+    refused = await sign_up(client, token, **fields)
+
+    assert refused.status_code == status
+    assert message in refused.text
+    assert len(await memberships(runtime, account)) == 1
+    assert (await sign_up(client, token)).status_code == 200
+
+
+async def test_a_weak_password_lists_the_policy_reasons_in_spanish(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, token = await arrange(runtime)
+    client.headers["Accept-Language"] = "es"
+
+    refused = await sign_up(client, token, password="abc", password_confirm="abc")
+
+    assert refused.status_code == 422
+    assert "Elige otra contraseña" in refused.text
+    assert "Usa al menos" in refused.text
+
+
+async def test_generate_without_javascript_fills_a_password_and_accepts_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    account, token = await arrange(runtime)
+
+    suggested = await sign_up(client, token, suggest="1")
+
+    assert suggested.status_code == 200
+    fields = form_fields(suggested.text)
+    assert fields["password"] and fields["password"] == fields["password_confirm"]
+    assert fields["name"] == "Nina Newhire"
+    assert len(await memberships(runtime, account)) == 1
+
+
+async def test_a_post_without_the_csrf_token_changes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    account, token = await arrange(runtime)
+    page = await client.get(ACCEPT, params={"token": token})
+    data = form_fields(page.text) | {
+        "name": "N",
+        "password": STRONG,
+        "password_confirm": STRONG,
+        "csrf_token": "forged",
+    }
+
+    refused = await client.post(ACCEPT, data=data)
+
+    assert refused.status_code == 400
+    assert "This form has expired" in refused.text
+    assert await user_named(runtime, INVITED) is None
+    assert len(await memberships(runtime, account)) == 1
+
+
+async def test_concurrent_accepts_create_one_user_and_one_membership(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    account, token = await arrange(runtime)
+    page = await client.get(ACCEPT, params={"token": token})
+    data = form_fields(page.text) | {
+        "name": "Nina",
+        "password": STRONG,
+        "password_confirm": STRONG,
+    }
+
+    answers = await asyncio.gather(*(client.post(ACCEPT, data=data) for _ in range(4)))
+
+    assert sorted(a.status_code for a in answers) == [200, 410, 410, 410]
+    assert len(await memberships(runtime, account)) == 2
+    for refused in (a for a in answers if a.status_code == 410):
+        assert "accepted already" in refused.text
+
+
+# --- someone who has a user already -----------------------------------------------------------
+
+
+async def test_an_existing_user_signs_in_then_accepts(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    invitee = await add_user(runtime, INVITED)
+    account, token = await arrange(runtime)
+
+    sent = await client.get(ACCEPT, params={"token": token})
+    assert sent.status_code == 303 and sent.headers["location"].startswith("/login?flow=")
+    login = await client.get(sent.headers["location"])
+    assert f'value="{INVITED}"' in login.text  # the invited address, filled in
+    back = await client.post(
+        "/login", data=form_fields(login.text) | {"email": INVITED, "password": PASSWORD}
+    )
+    assert back.headers["location"] == f"{ACCEPT}?token={token}"
+    confirm = await client.get(back.headers["location"])
+    assert confirm.status_code == 200
+    assert f"You are signed in as {INVITED}" in confirm.text
+    assert 'name="password"' not in confirm.text
+    accepted = await client.post(ACCEPT, data=form_fields(confirm.text))
+
+    assert accepted.status_code == 200
+    assert "You are now a member" in accepted.text
+    assert await effective(runtime, invitee, account) == {"invoices", "tickets"}
+
+
+async def test_signed_in_as_someone_else_is_refused_with_an_explanation(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_user(runtime, "someone@example.com")
+    account, token = await arrange(runtime)
+    # Sign in as someone else through the accept page of another invitation to them.
+    other = await invite_and_read_link(runtime, account, "someone@example.com")
+    sent = await client.get(ACCEPT, params={"token": other})
+    login = await client.get(sent.headers["location"])
+    await client.post(
+        "/login",
+        data=form_fields(login.text) | {"email": "someone@example.com", "password": PASSWORD},
+    )
+
+    page = await client.get(ACCEPT, params={"token": token})
+    forced = await client.post(ACCEPT, data={"token": token} | csrf_of(login.text))
+
+    for refused in (page, forced):
+        assert refused.status_code == 403
+        assert f"This invitation was sent to {INVITED}" in refused.text
+        assert "signed in as someone@example.com" in refused.text
+    assert len(await memberships(runtime, account)) == 1
+    assert await user_named(runtime, INVITED) is None
+
+
+def csrf_of(html: str) -> dict[str, str]:
+    return {"csrf_token": form_fields(html)["csrf_token"]}
+
+
+# --- links that no longer work -----------------------------------------------------------------
+
+
+async def _end(runtime: Runtime, how: str) -> None:
+    now = utcnow()
+    values = {
+        "accepted": {"accepted_at": now},
+        "cancelled": {"cancelled_at": now},
+        "expired": {"expires_at": now - timedelta(minutes=1)},
+    }[how]
+    async with runtime.db.transaction() as session:
+        await session.execute(update(Invitation).values(**values))
+
+
+@pytest.mark.parametrize(
+    ("how", "status", "english", "spanish"),
+    [
+        ("accepted", 410, "has been accepted already", "ya se aceptó"),
+        ("cancelled", 410, "was cancelled", "se canceló"),
+        ("expired", 410, "has expired", "ha caducado"),
+        ("unknown", 404, "is not valid", "no es válido"),
+    ],
+)
+@pytest.mark.parametrize("language", ["en", "es"])
+async def test_a_link_that_no_longer_works_gets_a_clear_page(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    how: str,
+    status: int,
+    english: str,
+    spanish: str,
+    language: str,
+) -> None:
+    _, token = await arrange(runtime)
+    if how == "unknown":
+        token = "x" + token[1:]
+    else:
+        await _end(runtime, how)
+    headers = {"Accept-Language": language}
+
+    page = await client.get(ACCEPT, params={"token": token}, headers=headers)
+
+    assert page.status_code == status
+    assert (english if language == "en" else spanish) in page.text
+    assert 'name="password"' not in page.text

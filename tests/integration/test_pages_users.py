@@ -1,0 +1,504 @@
+"""The hosted Users page of an account: who sees it, what each form does, in both languages,
+with the same authorization rules as the management API."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from identity.accounts.models import User
+from identity.clock import utcnow
+from identity.permissions import invitations, repository, service
+from identity.permissions.invitations import InvitationRequest
+from identity.permissions.models import Account
+from identity.permissions.service import Grant
+from identity.runtime import Runtime
+from tests.browser import PASSWORD, add_user, form_fields
+from tests.integration.account_helpers import SYSTEM, add_member, effective, make_account
+
+
+def users_path(account: Account) -> str:
+    return f"/accounts/{account.id}/users"
+
+
+async def sign_in_at(
+    http: httpx.AsyncClient, path: str, email: str, **headers: str
+) -> dict[str, str]:
+    """Open ``path`` signed out, sign in on the login page it sends to, land back on it.
+
+    Returns the browser's CSRF field, which every form of every page carries.
+    """
+    sent = await http.get(path, headers=headers)
+    assert sent.status_code == 303, sent.text
+    assert sent.headers["location"].startswith("/login?flow="), sent.headers["location"]
+    login = await http.get(sent.headers["location"], headers=headers)
+    fields = form_fields(login.text)
+    back = await http.post(
+        "/login", data=fields | {"email": email, "password": PASSWORD}, headers=headers
+    )
+    assert back.status_code == 303, back.text
+    assert back.headers["location"] == path
+    return {"csrf_token": fields["csrf_token"]}
+
+
+async def invite(runtime: Runtime, account: Account, email: str) -> uuid.UUID:
+    async with runtime.db.transaction() as session:
+        invitation = await invitations.invite(
+            session,
+            SYSTEM,
+            account.id,
+            InvitationRequest(email=email, permissions=[Grant("tickets")]),
+            catalogue=runtime.catalogue,
+            limiter=runtime.limiter,
+            issuer=runtime.settings.issuer,
+            now=utcnow(),
+        )
+    return invitation.id
+
+
+async def pending_emails(runtime: Runtime, account: Account) -> list[str]:
+    async with runtime.db.transaction() as session:
+        return [i.email for i in await invitations.pending(session, account.id, utcnow())]
+
+
+async def is_member(runtime: Runtime, account: Account, user: User) -> bool:
+    async with runtime.db.transaction() as session:
+        return await repository.get_membership(session, account.id, user.id) is not None
+
+
+@dataclass
+class Team:
+    account: Account
+    owner: User
+    manager: User  # holds the `users` permission
+    member: User  # holds `invoices` only
+    target: User  # a plain member the forms act on
+    outsider: User  # owns another account
+    other: Account
+    invitation_id: uuid.UUID
+
+
+@pytest.fixture
+async def team(runtime: Runtime) -> Team:
+    owner = await add_user(runtime, "owner@example.com")
+    manager = await add_user(runtime, "manager@example.com")
+    member = await add_user(runtime, "member@example.com")
+    target = await add_user(runtime, "target@example.com")
+    outsider = await add_user(runtime, "outsider@example.com")
+    account = await make_account(runtime, owner, "Acme")
+    await add_member(runtime, account, manager, ["users"])
+    await add_member(runtime, account, member, ["invoices"])
+    await add_member(runtime, account, target, ["invoices"])
+    other = await make_account(runtime, outsider, "Globex")
+    invitation_id = await invite(runtime, account, "pending@example.com")
+    return Team(account, owner, manager, member, target, outsider, other, invitation_id)
+
+
+# --- signing in and reading ------------------------------------------------------------------
+
+
+async def test_signed_out_the_page_sends_to_login_and_back(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    await sign_in_at(client, users_path(team.account), "owner@example.com")
+
+    page = await client.get(users_path(team.account))
+
+    assert page.status_code == 200
+    assert "Users of Acme" in page.text
+    for email in ("owner@example.com", "manager@example.com", "target@example.com"):
+        assert email in page.text
+    assert "pending@example.com" in page.text
+    assert "Invoices" in page.text and "Send invitation" in page.text
+    assert page.headers["cache-control"] == "no-store"
+
+
+async def test_the_page_speaks_spanish_with_the_catalogue_labels(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    spanish = {"Accept-Language": "es"}
+    await sign_in_at(client, users_path(team.account), "owner@example.com", **spanish)
+
+    page = await client.get(users_path(team.account), headers=spanish)
+
+    assert '<html lang="es">' in page.text
+    assert "Usuarios de Acme" in page.text
+    assert "Facturas" in page.text and "Enviar invitación" in page.text
+    assert "Invoices" not in page.text
+
+
+async def test_only_an_owner_is_offered_all_permissions(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    await sign_in_at(client, users_path(team.account), "manager@example.com")
+
+    page = await client.get(users_path(team.account))
+
+    assert page.status_code == 200
+    assert 'name="all_permissions"' not in page.text
+    # A manager cannot edit or remove the owner, so no form for it is shown.
+    assert f"/users/{team.owner.id}/remove" not in page.text
+    assert f"/users/{team.target.id}/remove" in page.text
+
+
+# --- every cell: (relation, action) -> outcome -------------------------------------------------
+
+RELATIONS = {
+    "owner": "owner@example.com",
+    "manager": "manager@example.com",
+    "member": "member@example.com",
+    "outsider": "outsider@example.com",
+}
+# What each may do, as in identity.permissions.access.MATRIX: owners and managers act,
+# plain members are refused (403), anyone outside the account learns nothing (404).
+OUTCOME = {"owner": 303, "manager": 303, "member": 403, "outsider": 404}
+ACTIONS = ["invite", "grants", "remove", "resend", "cancel"]
+
+
+def action_request(team: Team, action: str) -> tuple[str, dict[str, str | list[str]]]:
+    base = users_path(team.account)
+    return {
+        "invite": (f"{base}/invite", {"email": "new@example.com", "permission": ["tickets"]}),
+        "grants": (f"{base}/{team.target.id}/grants", {"permission": ["domains"]}),
+        "remove": (f"{base}/{team.target.id}/remove", {}),
+        "resend": (f"{base}/invitations/{team.invitation_id}/resend", {}),
+        "cancel": (f"{base}/invitations/{team.invitation_id}/cancel", {}),
+    }[action]
+
+
+async def happened(runtime: Runtime, team: Team, action: str) -> bool:
+    pending = await pending_emails(runtime, team.account)
+    if action == "invite":
+        return "new@example.com" in pending
+    if action == "grants":
+        return await effective(runtime, team.target, team.account) == {"domains"}
+    if action == "remove":
+        return not await is_member(runtime, team.account, team.target)
+    if action == "cancel":
+        return "pending@example.com" not in pending
+    async with runtime.db.transaction() as session:  # resend: a new expiry and a new email
+        found = await repository.get_invitation(session, team.account.id, team.invitation_id)
+    assert found is not None
+    return found.expires_at > found.created_at + invitations.INVITATION_TTL
+
+
+@pytest.mark.parametrize("relation", list(RELATIONS))
+async def test_who_may_see_the_page(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team, relation: str
+) -> None:
+    await sign_in_at(client, users_path(team.account), RELATIONS[relation])
+
+    page = await client.get(users_path(team.account))
+
+    assert (
+        page.status_code == {"owner": 200, "manager": 200, "member": 403, "outsider": 404}[relation]
+    )
+    if page.status_code != 200:
+        assert "pending@example.com" not in page.text
+        assert "target@example.com" not in page.text
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+@pytest.mark.parametrize("relation", list(RELATIONS))
+async def test_every_cell_of_the_page_actions(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team, relation: str, action: str
+) -> None:
+    csrf = await sign_in_at(client, users_path(team.account), RELATIONS[relation])
+    path, data = action_request(team, action)
+
+    response = await client.post(path, data=csrf | data)
+
+    assert response.status_code == OUTCOME[relation], response.text
+    assert await happened(runtime, team, action) is (OUTCOME[relation] == 303)
+    if response.status_code == 303:
+        assert response.headers["location"].startswith(f"{users_path(team.account)}?done=")
+        done = await client.get(response.headers["location"])
+        assert 'role="status"' in done.text
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+async def test_every_action_needs_a_signed_in_browser(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team, action: str
+) -> None:
+    path, data = action_request(team, action)
+
+    response = await client.post(path, data=data)
+
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?flow=")
+    assert await happened(runtime, team, action) is False
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+async def test_every_action_needs_its_csrf_token(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team, action: str
+) -> None:
+    await sign_in_at(client, users_path(team.account), "owner@example.com")
+    path, data = action_request(team, action)
+
+    response = await client.post(path, data=data | {"csrf_token": "forged"})
+
+    assert response.status_code == 400
+    assert "This form has expired" in response.text
+    assert await happened(runtime, team, action) is False
+
+
+# --- other accounts' ids ---------------------------------------------------------------------
+
+
+async def test_an_owner_cannot_reach_another_accounts_members_or_invitations(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    stranger = await add_user(runtime, "stranger@example.com")
+    await add_member(runtime, team.other, stranger, ["invoices"])
+    foreign_invitation = await invite(runtime, team.other, "foreign@example.com")
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
+    base = users_path(team.account)
+
+    their_page = await client.get(users_path(team.other))
+    their_invite = await client.post(
+        f"{users_path(team.other)}/invite", data=csrf | {"email": "x@example.com"}
+    )
+    edit = await client.post(f"{base}/{stranger.id}/grants", data=csrf | {"permission": "users"})
+    remove = await client.post(f"{base}/{stranger.id}/remove", data=csrf)
+    cancel = await client.post(f"{base}/invitations/{foreign_invitation}/cancel", data=csrf)
+    resend = await client.post(f"{base}/invitations/{foreign_invitation}/resend", data=csrf)
+
+    assert their_page.status_code == 404 and "Globex" not in their_page.text
+    assert their_invite.status_code == 404
+    for response in (edit, remove, cancel, resend):
+        assert response.status_code == 404
+        assert "does not exist in this account" in response.text
+    assert await effective(runtime, stranger, team.other) == {"invoices"}
+    assert "foreign@example.com" in await pending_emails(runtime, team.other)
+
+
+# --- what the forms do, and their refusals -----------------------------------------------------
+
+
+async def test_the_owner_invites_with_chosen_permissions_and_a_role(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    await runtime.catalogue.ensure_templates(runtime.db)
+    async with runtime.db.transaction() as session:
+        role = (await service.list_roles(session, None))[0].role
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
+
+    sent = await client.post(
+        f"{users_path(team.account)}/invite",
+        data=csrf
+        | {
+            "email": "Carol@Example.com",
+            "locale": "es",
+            "permission": ["invoices", "tickets"],
+            "role": [str(role.id)],
+        },
+    )
+
+    assert sent.status_code == 303
+    async with runtime.db.transaction() as session:
+        found = [
+            i
+            for i in await invitations.pending(session, team.account.id, utcnow())
+            if i.email == "carol@example.com"
+        ]
+    assert len(found) == 1
+    assert found[0].locale == "es" and found[0].all_permissions is False
+    assert [g["name"] for g in found[0].grants["permissions"]] == ["invoices", "tickets"]
+    assert [g["role_id"] for g in found[0].grants["roles"]] == [str(role.id)]
+
+
+async def test_the_owner_invites_with_all_permissions(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
+
+    sent = await client.post(
+        f"{users_path(team.account)}/invite",
+        data=csrf | {"email": "all@example.com", "all_permissions": "yes", "permission": "tickets"},
+    )
+
+    assert sent.status_code == 303
+    async with runtime.db.transaction() as session:
+        found = [
+            i
+            for i in await invitations.pending(session, team.account.id, utcnow())
+            if i.email == "all@example.com"
+        ]
+    assert found[0].all_permissions is True
+    assert found[0].grants["permissions"] == []
+
+
+async def test_a_manager_cannot_invite_or_grant_with_all_permissions(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    csrf = await sign_in_at(client, users_path(team.account), "manager@example.com")
+
+    invited = await client.post(
+        f"{users_path(team.account)}/invite",
+        data=csrf | {"email": "all@example.com", "all_permissions": "yes"},
+    )
+    granted = await client.post(
+        f"{users_path(team.account)}/{team.target.id}/grants",
+        data=csrf | {"all_permissions": "yes"},
+    )
+
+    for response in (invited, granted):
+        assert response.status_code == 403
+        assert "only an owner can grant all permissions" in response.text
+    assert "all@example.com" not in await pending_emails(runtime, team.account)
+    assert await effective(runtime, team.target, team.account) == {"invoices"}
+
+
+async def test_a_manager_cannot_change_or_remove_an_owner(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    csrf = await sign_in_at(client, users_path(team.account), "manager@example.com")
+    base = users_path(team.account)
+
+    removed = await client.post(f"{base}/{team.owner.id}/remove", data=csrf)
+    edited = await client.post(f"{base}/{team.owner.id}/grants", data=csrf)
+
+    assert removed.status_code == edited.status_code == 403
+    assert await is_member(runtime, team.account, team.owner)
+
+
+async def test_editing_keeps_unchanged_grants_and_their_expiry(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    later = utcnow().replace(microsecond=0).replace(year=utcnow().year + 1)
+    async with runtime.db.transaction() as session:
+        await service.grant_permission(
+            session,
+            SYSTEM,
+            team.account.id,
+            team.target.id,
+            Grant("tickets", later),
+            catalogue=runtime.catalogue,
+            now=utcnow(),
+        )
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
+
+    saved = await client.post(
+        f"{users_path(team.account)}/{team.target.id}/grants",
+        data=csrf | {"permission": ["tickets", "domains"]},
+    )
+
+    assert saved.status_code == 303
+    async with runtime.db.transaction() as session:
+        view = await service.member(
+            session, team.account.id, team.target.id, utcnow(), runtime.catalogue
+        )
+    assert {g.permission: g.expires_at for g in view.permissions} == {
+        "tickets": later,
+        "domains": None,
+    }
+
+
+async def test_removing_the_last_owner_is_refused_with_a_message(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    spanish = {"Accept-Language": "es"}
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com", **spanish)
+
+    refused = await client.post(
+        f"{users_path(team.account)}/{team.owner.id}/remove",
+        data=csrf,
+        headers=spanish,
+    )
+
+    assert refused.status_code == 409
+    assert "Una cuenta debe conservar al menos un titular" in refused.text
+    assert await is_member(runtime, team.account, team.owner)
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "english", "spanish"),
+    [
+        (
+            {"email": "not an email"},
+            422,
+            "Enter a valid email address.",
+            "Escribe una dirección de correo válida.",
+        ),
+        (
+            {"email": "target@example.com"},
+            409,
+            "already a member of the account",
+            "ya es miembro de la cuenta",
+        ),
+        (
+            {"email": "pending@example.com"},
+            409,
+            "has a pending invitation",
+            "tiene una invitación pendiente",
+        ),
+        (
+            {"email": "x@example.com", "permission": "no-such-thing"},
+            422,
+            "Choose permissions and roles from the lists",
+            "Elige permisos y roles de las listas",
+        ),
+        (
+            {"email": "x@example.com", "role": "not-a-uuid"},
+            422,
+            "Choose permissions and roles from the lists",
+            "Elige permisos y roles de las listas",
+        ),
+    ],
+)
+@pytest.mark.parametrize("language", ["en", "es"])
+async def test_bad_input_gets_a_readable_message_and_the_form_back(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    team: Team,
+    data: dict[str, str],
+    status: int,
+    english: str,
+    spanish: str,
+    language: str,
+) -> None:
+    headers = {"Accept-Language": language}
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com", **headers)
+
+    refused = await client.post(
+        f"{users_path(team.account)}/invite",
+        data=csrf | data,
+        headers=headers,
+    )
+
+    assert refused.status_code == status
+    assert (english if language == "en" else spanish) in refused.text
+    assert f'value="{data["email"]}"' in refused.text  # nothing to type again
+
+
+async def test_cancelling_twice_says_the_invitation_is_closed(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
+    path = f"{users_path(team.account)}/invitations/{team.invitation_id}/cancel"
+
+    first = await client.post(path, data=csrf)
+    second = await client.post(path, data=csrf)
+
+    assert first.status_code == 303
+    assert second.status_code == 409
+    assert "accepted or cancelled already" in second.text
+
+
+async def test_too_many_invitations_are_refused_with_a_message(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
+    path = f"{users_path(team.account)}/invitations/{team.invitation_id}/resend"
+
+    statuses = [(await client.post(path, data=csrf)).status_code for _ in range(5)]
+    refused = await client.post(path, data=csrf)
+
+    # One email was already sent at the invitation: the address gets five a day.
+    assert statuses == [303] * 4 + [429]
+    assert refused.status_code == 429
+    assert "Too many invitations" in refused.text

@@ -1,0 +1,189 @@
+"""Account claims in access tokens: ``account_id``, ``permissions``, ``account_owner``,
+computed at every issue from the memberships, and the same through introspection."""
+
+from __future__ import annotations
+
+import httpx
+
+from identity.clock import utcnow
+from identity.permissions import service
+from identity.runtime import Runtime
+from tests.integration.account_helpers import SYSTEM, add_member, make_account
+from tests.integration.oauth_helpers import (
+    issue_code,
+    make_client,
+    make_user,
+    pkce_pair,
+    redeem,
+    refresh,
+    signed_in_tokens,
+    verify_with_jwks,
+)
+
+
+async def test_a_members_access_token_names_the_account_and_its_permissions(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["invoices", "tickets"])
+    registered = await make_client(runtime)
+
+    body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
+
+    claims = (await verify_with_jwks(client, body["access_token"])).claims
+    assert claims["account_id"] == str(account.id)
+    assert claims["permissions"] == ["invoices", "tickets"]
+    assert claims["account_owner"] is False
+    # The ID token describes the person, not what they may do in an account.
+    id_claims = (await verify_with_jwks(client, body["id_token"])).claims
+    assert "permissions" not in id_claims and "account_id" not in id_claims
+
+
+async def test_an_owner_gets_every_permission_of_the_catalogue(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    registered = await make_client(runtime)
+
+    body = await signed_in_tokens(client, runtime, registered, user=owner, account_id=account.id)
+
+    claims = (await verify_with_jwks(client, body["access_token"])).claims
+    assert claims["account_owner"] is True
+    assert {"invoices", "users", "domains", "profile"} <= set(claims["permissions"])
+
+
+async def test_a_token_without_an_account_has_no_account_claims(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    registered = await make_client(runtime)
+
+    body = await signed_in_tokens(client, runtime, registered)
+
+    claims = (await verify_with_jwks(client, body["access_token"])).claims
+    assert not {"account_id", "permissions", "account_owner"} & set(claims)
+
+
+async def test_a_refresh_recomputes_the_permissions(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["invoices"])
+    registered = await make_client(runtime)
+    body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
+    # A grant added later (a widening: refresh tokens stay valid) shows in the next token.
+    async with runtime.db.transaction() as session:
+        await service.grant_permission(
+            session,
+            SYSTEM,
+            account.id,
+            clerk.id,
+            service.Grant("tickets"),
+            catalogue=runtime.catalogue,
+            now=utcnow(),
+        )
+
+    refreshed = await refresh(client, registered, body["refresh_token"])
+
+    assert refreshed.status_code == 200, refreshed.text
+    claims = (await verify_with_jwks(client, refreshed.json()["access_token"])).claims
+    assert claims["account_id"] == str(account.id)
+    assert claims["permissions"] == ["invoices", "tickets"]
+
+
+async def test_removing_a_permission_ends_the_refresh_tokens_for_the_account(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["invoices", "tickets"])
+    registered = await make_client(runtime)
+    body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
+    async with runtime.db.transaction() as session:
+        await service.revoke_permission(session, SYSTEM, account.id, clerk.id, "tickets", utcnow())
+
+    refreshed = await refresh(client, registered, body["refresh_token"])
+
+    assert refreshed.status_code == 400
+    assert refreshed.json()["error"] == "invalid_grant"
+    # A new sign-in gets a token without the permission at once.
+    body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
+    claims = (await verify_with_jwks(client, body["access_token"])).claims
+    assert claims["permissions"] == ["invoices"]
+
+
+async def test_a_removed_member_cannot_refresh_or_redeem_a_code_for_the_account(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["invoices"])
+    registered = await make_client(runtime)
+    body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, registered, clerk, challenge=challenge, account_id=account.id)
+    async with runtime.db.transaction() as session:
+        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+
+    refreshed = await refresh(client, registered, body["refresh_token"])
+    redeemed = await redeem(client, registered, code, verifier)
+
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+    assert redeemed.status_code == 400 and redeemed.json()["error"] == "invalid_grant"
+
+
+async def test_a_refresh_after_removal_fails_even_when_the_token_was_not_revoked(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # The membership is checked at every issue, not only through the revocation on removal.
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["invoices"])
+    registered = await make_client(runtime)
+    body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
+    async with runtime.db.transaction() as session:
+        membership = await service.membership_of(session, account.id, clerk.id)
+        await session.delete(membership)
+
+    refreshed = await refresh(client, registered, body["refresh_token"])
+
+    assert refreshed.status_code == 400
+    assert refreshed.json()["error"] == "invalid_grant"
+
+
+async def test_introspection_returns_the_account_claims(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["domains"])
+    registered = await make_client(runtime)
+    body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
+
+    answer = await client.post(
+        "/introspect", data={"token": body["access_token"]}, headers=registered.basic
+    )
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["active"] is True
+    assert answer.json()["account_id"] == str(account.id)
+    assert answer.json()["permissions"] == ["domains"]
+    assert answer.json()["account_owner"] is False
+
+
+async def test_introspecting_the_refresh_token_names_its_account(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    registered = await make_client(runtime)
+    body = await signed_in_tokens(client, runtime, registered, user=owner, account_id=account.id)
+
+    answer = await client.post(
+        "/introspect", data={"token": body["refresh_token"]}, headers=registered.basic
+    )
+
+    assert answer.json()["active"] is True
+    assert answer.json()["account_id"] == str(account.id)

@@ -1,0 +1,44 @@
+"""The account-selection rules, as a table: memberships, picked, requested, prompt."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from authlib.oidc.core.errors import AccountSelectionRequiredError
+
+from identity.oauth.account_selection import Selection, select_account
+
+A, B, C = (uuid.UUID(int=n) for n in (1, 2, 3))
+
+
+@pytest.mark.parametrize(
+    ("member_of", "chosen", "requested", "expected"),
+    [
+        (set(), None, None, Selection(None)),
+        (set(), None, str(C), Selection(None)),
+        ({A}, None, None, Selection(A)),
+        ({A}, None, str(C), Selection(must_pick=True)),
+        ({A}, None, "not-a-uuid", Selection(must_pick=True)),
+        ({A, B}, None, None, Selection(must_pick=True)),
+        ({A, B}, None, str(B), Selection(B)),
+        ({A, B}, str(A), str(B), Selection(A)),
+        ({A, B}, str(C), None, Selection(must_pick=True)),
+        ({A, B}, str(C), str(B), Selection(B)),
+    ],
+)
+def test_selection(
+    member_of: set[uuid.UUID], chosen: str | None, requested: str | None, expected: Selection
+) -> None:
+    assert (
+        select_account(member_of, chosen=chosen, requested=requested, prompt=frozenset())
+        == expected
+    )
+
+
+def test_prompt_none_cannot_show_the_picker() -> None:
+    with pytest.raises(AccountSelectionRequiredError):
+        select_account({A, B}, chosen=None, requested=None, prompt=frozenset({"none"}))
+    assert select_account(
+        {A, B}, chosen=None, requested=str(A), prompt=frozenset({"none"})
+    ) == Selection(A)
