@@ -1,11 +1,14 @@
 """Token-side HTTP throughput against this machine's ceiling, measured in one run.
 
     .venv/bin/python -m bench.http [--seconds 10] [--connections 32] [--backend sqlite|postgres|all]
+                                   [--workers 1]
 
-For each backend it starts ``identity serve`` (one worker) and, beside it, the bare Litestar
-app of ``bench/ceiling.py`` on the same ASGI server, drives both with wrk, and prints
-requests per second, p50 and p99, and each endpoint's ratio to the ceiling. The PostgreSQL
-backend uses the machine's PostgreSQL and Redis (a fresh schema and key prefix each run).
+For each backend it starts ``identity serve`` (``--workers``, one by default) and, beside
+it, the bare Litestar app of ``bench/ceiling.py`` on the same ASGI server with as many
+workers, drives both with wrk (the ceiling's counterpart right before each endpoint), and
+prints requests per second, p50 and p99 of both, and each endpoint's ratio to the ceiling.
+The PostgreSQL backend uses the machine's PostgreSQL and Redis (a fresh schema and key
+prefix each run).
 """
 
 from __future__ import annotations
@@ -143,8 +146,11 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
 
 
-def measure_backend(name: str, args: argparse.Namespace) -> list[tuple[str, wrk.Result]]:
-    results: list[tuple[str, wrk.Result]] = []
+@contextmanager
+def identity_server(
+    name: str, args: argparse.Namespace
+) -> Iterator[tuple[str, dict[str, wrk.Request]]]:
+    """``identity serve`` on backend ``name``, and the requests of each scenario."""
     with backend_env(name) as env:
         identity_cli(env, "migrate")
         shown = json.loads(
@@ -160,53 +166,58 @@ def measure_backend(name: str, args: argparse.Namespace) -> list[tuple[str, wrk.
         pool_size = int(args.seconds * 4000)
         pool = asyncio.run(refresh_token_pool(env, shown["client_id"], pool_size))
         port = free_port()
-        command = [sys.executable, "-m", "identity.cli", "serve", "--port", str(port)]
+        command = [
+            sys.executable, "-m", "identity.cli", "serve", "--port", str(port),
+            "--workers", str(args.workers),
+        ]  # fmt: skip
         with server(command, env | {"IDENTITY_ISSUER": f"http://127.0.0.1:{port}"}, port) as base:
             grant = httpx.post(
                 base + "/token", data={"grant_type": "client_credentials"}, headers=auth
             )
             access_token = grant.json()["access_token"]
-            scenarios = {
-                "discovery": wrk.Request("/.well-known/openid-configuration"),
-                "jwks": wrk.Request("/jwks.json"),
-                "client_credentials": wrk.Request(
-                    "/token", "POST", auth | FORM, "grant_type=client_credentials"
-                ),
-                "refresh_token": wrk.Request(
-                    "/token",
-                    "POST",
-                    auth | FORM,
-                    pool=tuple(f"grant_type=refresh_token&refresh_token={t}" for t in pool),
-                ),
-                "introspection": wrk.Request(
-                    "/introspect", "POST", auth | FORM, f"token={access_token}"
-                ),
-            }
-            for label, request in scenarios.items():
-                result = wrk.run(base, request, seconds=args.seconds, connections=args.connections)
-                results.append((label, result))
-    return results
+            yield (
+                base,
+                {
+                    "discovery": wrk.Request("/.well-known/openid-configuration"),
+                    "jwks": wrk.Request("/jwks.json"),
+                    "client_credentials": wrk.Request(
+                        "/token", "POST", auth | FORM, "grant_type=client_credentials"
+                    ),
+                    "refresh_token": wrk.Request(
+                        "/token",
+                        "POST",
+                        auth | FORM,
+                        pool=tuple(f"grant_type=refresh_token&refresh_token={t}" for t in pool),
+                    ),
+                    "introspection": wrk.Request(
+                        "/introspect", "POST", auth | FORM, f"token={access_token}"
+                    ),
+                },
+            )
 
 
-def measure_ceiling(args: argparse.Namespace) -> dict[str, wrk.Result]:
+@contextmanager
+def ceiling_server(workers: int) -> Iterator[tuple[str, dict[str, wrk.Request]]]:
+    """The bare app of ``bench/ceiling.py``, and its request for each kind of work."""
     port = free_port()
+    # The options ``identity serve`` gives uvicorn (identity/server.py), so both run on the
+    # same server doing the same work: no proxy-header middleware, no Server header.
     command = [
         sys.executable, "-m", "uvicorn", "bench.ceiling:app", "--port", str(port),
-        "--log-level", "warning", "--no-access-log",
+        "--log-level", "warning", "--no-access-log", "--no-proxy-headers", "--no-server-header",
+        "--workers", str(workers),
     ]  # fmt: skip
     auth = basic(ceiling.CLIENT_ID, ceiling.CLIENT_SECRET)
     with server(command, {"PYTHONPATH": str(Path(__file__).parent.parent)}, port) as base:
-        return {
-            "document": wrk.run(
-                base, wrk.Request("/static"), seconds=args.seconds, connections=args.connections
-            ),
-            "token": wrk.run(
-                base,
-                wrk.Request("/token", "POST", auth | FORM, "grant_type=client_credentials"),
-                seconds=args.seconds,
-                connections=args.connections,
-            ),
-        }
+        yield (
+            base,
+            {
+                "document": wrk.Request("/static"),
+                "token": wrk.Request(
+                    "/token", "POST", auth | FORM, "grant_type=client_credentials"
+                ),
+            },
+        )
 
 
 # Which ceiling each endpoint is held against, and the issue's target ratio.
@@ -224,27 +235,37 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
+    # With 2, the ceiling runs 2 uvicorn workers too: the ratios compare like with like.
+    parser.add_argument("--workers", type=int, default=1, help="server processes, both sides")
     args = parser.parse_args()
     backends = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
-    ceilings = measure_ceiling(args)
+
+    def measure(base: str, request: wrk.Request) -> wrk.Result:
+        return wrk.run(base, request, seconds=args.seconds, connections=args.connections)
+
     print(
-        f"\nwrk -c{args.connections} -d{args.seconds}s, one worker each, same machine, same run\n"
+        f"\nwrk -c{args.connections} -d{args.seconds}s, {args.workers} worker(s) each, "
+        "same machine, same run;"
+        "\neach endpoint's ceiling is measured right before it, so that load from other"
+        "\nprocesses on the machine weighs on both sides of a ratio alike\n"
     )
     print(f"| {'backend':9} | {'endpoint':18} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} "
-          f"| {'ceiling req/s':>13} | {'ratio':>5} | {'target':>6} | {'fail':>4} |")  # fmt: skip
-    print("|" + "|".join("-" * w for w in (11, 20, 10, 9, 9, 15, 7, 8, 6)) + "|")
-    for label, result in ceilings.items():
-        blank = ""
-        print(f"| {'ceiling':9} | {label:18} | {result.rps:8.0f} | {result.p50_ms:7.2f} "
-              f"| {result.p99_ms:7.2f} | {blank:>13} | {blank:>5} | {blank:>6} "
-              f"| {result.failures:4} |")  # fmt: skip
-    for backend in backends:
-        for label, result in measure_backend(backend, args):
-            against, target = TARGETS[label]
-            ratio = result.rps / ceilings[against].rps
-            print(f"| {backend:9} | {label:18} | {result.rps:8.0f} | {result.p50_ms:7.2f} "
-                  f"| {result.p99_ms:7.2f} | {ceilings[against].rps:13.0f} | {ratio:5.2f} "
-                  f"| {target or '-':>6} | {result.failures:4} |")  # fmt: skip
+          f"| {'ceiling':8} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} "
+          f"| {'ratio':>5} | {'target':>6} | {'fail':>4} |")  # fmt: skip
+    print("|" + "|".join("-" * w for w in (11, 20, 10, 9, 9, 10, 10, 9, 9, 7, 8, 6)) + "|")
+    with ceiling_server(args.workers) as (ceiling_base, ceiling_requests):
+        for backend in backends:
+            with identity_server(backend, args) as (base, scenarios):
+                for label, request in scenarios.items():
+                    against, target = TARGETS[label]
+                    top = measure(ceiling_base, ceiling_requests[against])
+                    result = measure(base, request)
+                    ratio = result.rps / top.rps
+                    print(f"| {backend:9} | {label:18} | {result.rps:8.0f} | {result.p50_ms:7.2f} "
+                          f"| {result.p99_ms:7.2f} | {against:8} | {top.rps:8.0f} "
+                          f"| {top.p50_ms:7.2f} | {top.p99_ms:7.2f} | {ratio:5.2f} "
+                          f"| {target or '-':>6} | {result.failures:4} |",
+                          flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import uvicorn
 
 from identity.commands import prepare
 from identity.logs import configure_logging
+from identity.metrics import MULTIPROCESS_DIR_VAR
 from identity.settings import Settings
 
 
@@ -20,6 +25,21 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
             "identity users create --email you@example.com --password-stdin --admin",
             flush=True,
         )
+    # Several workers share one socket, so a scrape reaches any one of them: each writes its
+    # metrics to files in one folder, and /metrics sums them (identity/metrics.py). A fresh
+    # folder per start, so counts of an earlier run are not added in.
+    metrics_dir = None
+    if workers > 1 and not os.environ.get(MULTIPROCESS_DIR_VAR):
+        metrics_dir = tempfile.mkdtemp(prefix="identity-metrics-")
+        os.environ[MULTIPROCESS_DIR_VAR] = metrics_dir
+    try:
+        _run_uvicorn(host, port, workers)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_uvicorn(host: str, port: int, workers: int) -> None:
     uvicorn.run(
         "identity.app:create_app_from_env",
         factory=True,

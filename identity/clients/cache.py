@@ -7,6 +7,7 @@ client (disabled, new secret) therefore reaches every process within ``ttl`` sec
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clients.models import OAuthClient
 from identity.clients.repository import get_client
+from identity.db.engine import Database
 
 CLIENT_CACHE_SECONDS = 5.0
 
@@ -29,15 +31,37 @@ class ClientCache:
         self._clock = clock
         self._max_items = max_items
         self._items: dict[str, tuple[OAuthClient, float]] = {}
+        self._loading: dict[str, asyncio.Future[OAuthClient | None]] = {}
+
+    async def lookup(self, db: Database, client_id: str) -> OAuthClient | None:
+        """As ``get``, opening a transaction only when the client is not in memory: most
+        token requests then touch no connection at all for their client.
+        """
+        client = self._fresh(client_id, self._clock())
+        if client is not None:
+            return client
+        # When an entry expires under load, every request in flight for that client misses
+        # at once; one read serves them all instead of one each.
+        loading = self._loading.get(client_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(db, client_id))
+            self._loading[client_id] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(client_id, None))
+        # Shielded: a caller that goes away must not cancel the read the others wait for.
+        return await asyncio.shield(loading)
+
+    async def _load(self, db: Database, client_id: str) -> OAuthClient | None:
+        async with db.transaction() as session:
+            return await self.get(session, client_id)
 
     async def get(self, session: AsyncSession, client_id: str) -> OAuthClient | None:
         """The enabled client, from memory while fresh; unknown ids are never remembered,
         so guessing them cannot fill the cache.
         """
         now = self._clock()
-        hit = self._items.get(client_id)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        client = self._fresh(client_id, now)
+        if client is not None:
+            return client
         client = await get_client(session, client_id)
         if client is None:
             self._items.pop(client_id, None)
@@ -48,3 +72,7 @@ class ClientCache:
         session.expunge(client)
         self._items[client_id] = (client, now + self._ttl)
         return client
+
+    def _fresh(self, client_id: str, now: float) -> OAuthClient | None:
+        hit = self._items.get(client_id)
+        return hit[0] if hit is not None and hit[1] > now else None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+import sqlalchemy
+from sqlalchemy import Engine, Executable, event, make_url, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from identity.settings import Settings
 
@@ -36,45 +38,105 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    options: dict[str, Any] = {}
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     else:
-        options |= {
-            "pool_size": settings.db_pool_size,
-            "max_overflow": settings.db_pool_size,
-            "pool_timeout": 5,
-            "pool_recycle": 1800,
-        }
-        if settings.database_url.startswith("postgresql+psycopg"):
-            options["connect_args"] = {"connect_timeout": 5}
-        else:
-            options["connect_args"] = {"timeout": 5}
+        options |= _server_options(settings, settings.db_pool_size)
     engine = create_async_engine(settings.database_url, **options)
     if settings.is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
 
+def create_read_engine(settings: Settings) -> Engine | AsyncEngine | None:
+    """The engine of ``Database.scalar``, for lone reads asked on every request.
+
+    PostgreSQL: autocommit connections of their own, so a lone SELECT is one round trip
+    instead of three (BEGIN, SELECT, ROLLBACK).
+    SQLite: the synchronous driver, run on the event loop (see ``Database.scalar``).
+    """
+    url = make_url(settings.database_url)
+    if not settings.is_sqlite:
+        # No overflow: an overflow connection is opened for one SELECT and closed after it,
+        # and opening one costs far more than waiting for a pooled one to come back.
+        options = _server_options(settings, settings.db_pool_size) | {"max_overflow": 0}
+        return create_async_engine(url, isolation_level="AUTOCOMMIT", **options)
+    if url.database in (None, "", ":memory:"):
+        return None  # a private in-memory database: only the main engine's connection sees it
+    # Used only from the event loop's thread, one statement at a time: one connection.
+    engine = sqlalchemy.create_engine(
+        url.set(drivername="sqlite"), poolclass=QueuePool, pool_size=1, max_overflow=0
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _server_options(settings: Settings, pool_size: int) -> dict[str, Any]:
+    psycopg = settings.database_url.startswith("postgresql+psycopg")
+    timeout = "connect_timeout" if psycopg else "timeout"
+    return {
+        "pool_size": pool_size,
+        "max_overflow": pool_size,
+        "pool_timeout": 5,
+        "pool_recycle": 1800,
+        "connect_args": {timeout: 5},
+    }
+
+
 class Database:
     """One engine per process; a unit of work is ``async with db.transaction() as session``."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, reads: Engine | AsyncEngine | None = None) -> None:
         self.engine = engine
+        self._reads = reads
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._sqlite_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(create_engine(settings), create_read_engine(settings))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction: committed on success, rolled back on any error."""
-        try:
-            async with self._sessions() as session, session.begin():
+        async with _unavailable_on_disconnect(), self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def write_transaction(self) -> AsyncIterator[AsyncSession]:
+        """``transaction`` for a unit of work that writes from its first statement on.
+
+        SQLite has one writer at a time, and a writer that finds the lock taken waits in
+        SQLite's busy handler, which sleeps in growing steps: under load some requests
+        waited seconds. Writers of this process therefore queue here, in order, instead;
+        other processes still meet them at the busy handler.
+        """
+        if self._sqlite_writer is None:
+            async with self.transaction() as session:
                 yield session
-        except DBAPIError as exc:
-            if is_disconnect(exc):
-                raise DatabaseUnavailable(type(exc.orig).__name__) from exc
-            raise
-        except (PoolTimeout, OSError) as exc:
-            raise DatabaseUnavailable(type(exc).__name__) from exc
+            return
+        async with self._sqlite_writer, self.transaction() as session:
+            yield session
+
+    async def scalar(self, statement: Executable, params: Mapping[str, Any]) -> Any:
+        """The first column of the first row of one SELECT, outside any transaction: no ORM
+        session to build, no transaction to open and close, which a lone lookup asked on
+        every request (the access-token deny list) does not need. It runs on the read
+        engine (``create_read_engine``) when there is one.
+
+        On SQLite it runs right here on the event loop. aiosqlite would hand each of its
+        five steps (cursor, execute, fetch, close, rollback) to the connection's thread and
+        back, and under load every hand-over waits for the GIL, so the lookup took
+        milliseconds; done in place it takes microseconds. A WAL reader takes no lock that
+        a writer holds: only crash recovery could make it wait.
+        """
+        async with _unavailable_on_disconnect():
+            if isinstance(self._reads, Engine):
+                with self._reads.connect() as connection:
+                    return connection.scalar(statement, params)
+            async with (self._reads or self.engine).connect() as connection:
+                return await connection.scalar(statement, params)
 
     async def ping(self) -> None:
         try:
@@ -85,6 +147,22 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if isinstance(self._reads, Engine):
+            self._reads.dispose()
+        elif self._reads is not None:
+            await self._reads.dispose()
+
+
+@asynccontextmanager
+async def _unavailable_on_disconnect() -> AsyncIterator[None]:
+    try:
+        yield
+    except DBAPIError as exc:
+        if is_disconnect(exc):
+            raise DatabaseUnavailable(type(exc.orig).__name__) from exc
+        raise
+    except (PoolTimeout, OSError) as exc:
+        raise DatabaseUnavailable(type(exc).__name__) from exc
 
 
 def is_disconnect(exc: DBAPIError) -> bool:

@@ -49,7 +49,10 @@ def mint_access_token(
     now: datetime,
     ttl: int,
     auth_time: datetime | None = None,
+    account_claims: dict[str, Any] | None = None,
 ) -> IssuedAccessToken:
+    """``account_claims``: ``account_id``, ``permissions``, ``account_owner`` of the account
+    the authorization was for (identity.permissions.service.token_claims_for)."""
     jti = uuid.uuid4().hex
     expires_at = now + timedelta(seconds=ttl)
     claims: dict[str, Any] = {
@@ -64,6 +67,8 @@ def mint_access_token(
     }
     if auth_time is not None:
         claims["auth_time"] = int(auth_time.timestamp())
+    if account_claims:
+        claims |= account_claims
     return IssuedAccessToken(_sign(keyset, claims, ACCESS_TOKEN_TYPE), jti, expires_at)
 
 
@@ -71,7 +76,9 @@ def user_claims(user: User, scope: Sequence[str]) -> dict[str, Any]:
     """OIDC Core §5.4: the standard claims each scope releases, beside ``sub``."""
     claims: dict[str, Any] = {"sub": str(user.id)}
     if "profile" in scope:
-        claims["name"] = user.name
+        # §5.3.2: a claim with no value is left out, never sent as an empty string.
+        if user.name:
+            claims["name"] = user.name
         claims["updated_at"] = int(user.updated_at.timestamp())
         if user.locale:
             claims["locale"] = user.locale
@@ -112,6 +119,27 @@ def mint_id_token(
     return _sign(keyset, claims, "JWT")
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    key: Key
+    kid: str
+    verified_at: int
+    expires_at: int
+    claims: dict[str, Any]
+
+
+# Access tokens that passed ``verify_access_token``, by token and issuer. Resource servers
+# introspect the same token for every call they serve, and checking its signature and
+# claims again cost as much as the rest of an introspection. A token's bytes cannot change,
+# so what a hit re-checks is what can: the clock (not expired, and no earlier than the
+# first check, so ``iat`` still holds) and that the very key object that verified it is
+# still in the key set (a retired key, or a reloaded key set, is a miss). Revocation is
+# not cached here: callers ask the database every time. Only tokens that verified enter,
+# so garbage cannot fill it; it is emptied when full.
+_VERIFIED: dict[tuple[str, str], _Verified] = {}
+_VERIFIED_MAX = 10_000
+
+
 def verify_access_token(
     keyset: KeySet, token: str, *, issuer: str, now: datetime
 ) -> dict[str, Any]:
@@ -119,11 +147,18 @@ def verify_access_token(
 
     Revocation is the caller's next step: it needs the database.
     """
+    at = int(now.timestamp())
+    hit = _VERIFIED.get((token, issuer))
+    fresh = hit is not None and hit.verified_at <= at < hit.expires_at
+    if hit is not None and fresh and keyset.by_kid.get(hit.kid) is hit.key:
+        return dict(hit.claims)
+    used: list[Key] = []
 
     def key_for(guest: GuestProtocol) -> Key:
         key = keyset.by_kid.get(str(guest.headers().get("kid")))
         if key is None:
             raise InvalidTokenError()
+        used.append(key)
         return key
 
     try:
@@ -131,7 +166,7 @@ def verify_access_token(
         if decoded.header.get("typ") != ACCESS_TOKEN_TYPE:
             raise InvalidTokenError()
         registry = JWTClaimsRegistry(
-            now=int(now.timestamp()),
+            now=at,
             iss={"essential": True, "value": issuer},
             exp={"essential": True},
             jti={"essential": True},
@@ -141,4 +176,9 @@ def verify_access_token(
         registry.validate(decoded.claims)
     except (JoseError, ValueError, TypeError):
         raise InvalidTokenError() from None
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[token, issuer] = _Verified(
+        used[0], str(decoded.header["kid"]), at, int(decoded.claims["exp"]), dict(decoded.claims)
+    )
     return decoded.claims

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.db.engine import Database
 from identity.tokens.models import RevokedAccessToken
 
 
@@ -29,11 +30,16 @@ async def revoke_access_token(
     )
 
 
-async def is_revoked(session: AsyncSession, jti: str) -> bool:
-    found = await session.scalar(
-        select(RevokedAccessToken.jti).where(RevokedAccessToken.jti == jti)
-    )
-    return found is not None
+# Built once: asked on every introspection, where building the expression each time cost
+# about as much as running it.
+_IS_REVOKED = select(RevokedAccessToken.jti).where(RevokedAccessToken.jti == bindparam("jti"))
+
+
+async def is_revoked(reader: AsyncSession | Database, jti: str) -> bool:
+    """Inside a unit of work (a session), or as a lone read (``Database.scalar``), which is
+    how introspection asks: it needs nothing else from the database.
+    """
+    return await reader.scalar(_IS_REVOKED, {"jti": jti}) is not None
 
 
 async def prune(session: AsyncSession, now: datetime) -> None:

@@ -159,6 +159,9 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
 
 
 def _runtime(scope: Scope) -> Runtime:
+    """The runtime without dependency injection, which costs the busiest endpoints (token,
+    introspection, discovery, JWKS) a signature model and a ``State`` on every request.
+    """
     return scope["litestar_app"].state.runtime  # type: ignore[no-any-return]
 
 
@@ -180,7 +183,8 @@ async def jwks(scope: Scope, receive: Receive, send: Send) -> None:
 @post(
     metadata.TOKEN_PATH, include_in_schema=False, exception_handlers=OAUTH_ERRORS, status_code=200
 )
-async def token(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+async def token(request: Request[Any, Any, Any]) -> Response[Any]:
+    runtime = _runtime(request.scope)
     form, repeated = await read_form(request, repeatable=("resource",))
     credentials = parse_client_credentials(request.headers.get("authorization"), form)
     body = await exchange(
@@ -243,10 +247,11 @@ def _looks_like_jwt(value: str) -> bool:
     exception_handlers=OAUTH_ERRORS,
     status_code=200,
 )
-async def introspect(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
     """RFC 7662, for confidential clients: any of our access tokens, and the caller's own
     refresh tokens. Anything not live answers ``{"active": false}`` and nothing more.
     """
+    runtime = _runtime(request.scope)
     form, _ = await read_form(request)
     credentials = parse_client_credentials(request.headers.get("authorization"), form)
     presented = form.get("token")
@@ -254,39 +259,43 @@ async def introspect(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Re
         raise InvalidRequestError("token is required.")
     settings, now = runtime.settings, utcnow()
     keyset = await runtime.keyset()
+    client = await authenticate_client(runtime.db, runtime.clients, credentials)
+    if client.is_public:
+        raise InvalidClientError("Public clients cannot introspect tokens.", status_code=401)
+    answer: dict[str, Any] = {"active": False}
+    if _looks_like_jwt(presented):
+        try:
+            claims = verify_access_token(keyset, presented, issuer=settings.issuer, now=now)
+        except InvalidTokenError:
+            claims = None
+        # Only a token that verifies and is unexpired costs a look at the deny list, and
+        # that look is never cached: a revocation made by any process shows at once.
+        if claims is not None and not await revocations.is_revoked(runtime.db, claims["jti"]):
+            answer = {"active": True, "token_type": "Bearer"} | claims
+        return Response(answer, headers=NO_STORE)
     async with runtime.db.transaction() as session:
-        client = await authenticate_client(session, runtime.clients, credentials)
-        if client.is_public:
-            raise InvalidClientError("Public clients cannot introspect tokens.", status_code=401)
-        answer: dict[str, Any] = {"active": False}
-        if _looks_like_jwt(presented):
-            try:
-                claims = verify_access_token(keyset, presented, issuer=settings.issuer, now=now)
-            except InvalidTokenError:
-                claims = None
-            if claims is not None and not await revocations.is_revoked(session, claims["jti"]):
-                answer = {"active": True, "token_type": "Bearer"} | claims
-        else:
-            found = await refresh.find_refresh_token(session, digest(presented))
-            live = (
-                found is not None
-                and found.client_id == client.client_id
-                and found.rotated_at is None
-                and found.revoked_at is None
-                and found.expires_at > now
-            )
-            if found is not None and live:
-                answer = {
-                    "active": True,
-                    "token_type": "refresh_token",
-                    "iss": settings.issuer,
-                    "client_id": found.client_id,
-                    "scope": found.scope,
-                    "iat": int(found.created_at.timestamp()),
-                    "exp": int(found.expires_at.timestamp()),
-                }
-                if found.user_id is not None:
-                    answer["sub"] = str(found.user_id)
+        found = await refresh.find_refresh_token(session, digest(presented))
+        live = (
+            found is not None
+            and found.client_id == client.client_id
+            and found.rotated_at is None
+            and found.revoked_at is None
+            and found.expires_at > now
+        )
+        if found is not None and live:
+            answer = {
+                "active": True,
+                "token_type": "refresh_token",
+                "iss": settings.issuer,
+                "client_id": found.client_id,
+                "scope": found.scope,
+                "iat": int(found.created_at.timestamp()),
+                "exp": int(found.expires_at.timestamp()),
+            }
+            if found.user_id is not None:
+                answer["sub"] = str(found.user_id)
+            if found.account_id is not None:
+                answer["account_id"] = str(found.account_id)
     return Response(answer, headers=NO_STORE)
 
 
@@ -296,10 +305,11 @@ async def introspect(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Re
     exception_handlers=OAUTH_ERRORS,
     status_code=200,
 )
-async def revoke(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
+async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
     """RFC 7009: 200 whether or not the token was known (§2.2); only the client a token was
     issued to can revoke it. A refresh token takes its whole family with it.
     """
+    runtime = _runtime(request.scope)
     form, _ = await read_form(request)
     credentials = parse_client_credentials(request.headers.get("authorization"), form)
     presented = form.get("token")
@@ -307,8 +317,8 @@ async def revoke(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Respon
         raise InvalidRequestError("token is required.")
     settings, now = runtime.settings, utcnow()
     keyset = await runtime.keyset()
+    client = await authenticate_client(runtime.db, runtime.clients, credentials)
     async with runtime.db.transaction() as session:
-        client = await authenticate_client(session, runtime.clients, credentials)
         if _looks_like_jwt(presented):
             try:
                 claims = verify_access_token(keyset, presented, issuer=settings.issuer, now=now)

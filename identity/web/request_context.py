@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import logging
+import random
 import re
 import time
-import uuid
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from identity.logs import request_id_var
-
-log = logging.getLogger("identity.access")
+from identity.logs import log_request, request_id_var
 
 # An incoming X-Request-ID is kept (it ties our logs to the proxy's) only when it is short
 # and plain, so it cannot forge log lines or bloat them.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Request ids only correlate log lines (a caller may choose its own), so they need to be
+# unique, not unpredictable: 128 bits from the module's PRNG (reseeded after a fork) spare
+# the getrandom system call that uuid4 makes per request.
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
+    for name, value in scope["headers"]:
         if name == b"x-request-id":
             text = value.decode("latin-1")
             return text if _SAFE_ID.match(text) else None
@@ -31,7 +31,8 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = _incoming_request_id(scope) or f"{random.getrandbits(128):032x}"
+        header = (b"x-request-id", request_id.encode())
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
@@ -41,23 +42,14 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
+                message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
         try:
             await app(scope, receive, send_with_id)
         finally:
-            log.info(
-                "request",
-                extra={
-                    "method": scope.get("method"),
-                    "path": scope.get("path"),
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            log_request(request_id, scope["method"], scope["path"], status, duration_ms)
             request_id_var.reset(token)
 
     return middleware

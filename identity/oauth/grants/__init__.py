@@ -1,8 +1,9 @@
 """Token endpoint grants, in Authlib's shape (a validate step, then a respond step) but async.
 
 ``exchange`` runs: client authentication → grant type allowed → the grant's checks →
-issue. Everything from authentication to issuing is one transaction, so a code or refresh
-token is spent only together with the tokens that replace it.
+issue. Everything from the grant's checks to issuing is one transaction, so a code or
+refresh token is spent only together with the tokens that replace it; client_credentials
+spends nothing and reads nothing, so it runs without one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from identity.oauth.grants.client_credentials import ClientCredentialsGrant
 from identity.oauth.grants.refresh_token import RefreshTokenGrant
 from identity.settings import Settings
 
-GRANTS: dict[str, Grant] = {
+GRANTS: dict[str, Grant | ClientCredentialsGrant] = {
     "authorization_code": AuthorizationCodeGrant(),
     "refresh_token": RefreshTokenGrant(),
     "client_credentials": ClientCredentialsGrant(),
@@ -42,11 +43,14 @@ async def exchange(
     grant = GRANTS.get(grant_type)
     if grant is None:
         raise UnsupportedGrantTypeError(grant_type[:50])
-    async with db.transaction() as session:
-        client = await authenticate_client(session, clients, credentials)
-        if grant_type not in client.grant_types:
-            raise UnauthorizedClientError("The client may not use this grant type.")
-        ctx = GrantContext(settings, keyset, client, now)
+    client = await authenticate_client(db, clients, credentials)
+    if grant_type not in client.grant_types:
+        raise UnauthorizedClientError("The client may not use this grant type.")
+    ctx = GrantContext(settings, keyset, client, now)
+    if isinstance(grant, ClientCredentialsGrant):
+        return grant.respond(ctx, grant.validate(ctx, request))
+    # Both stored grants spend their code or token with their first statement.
+    async with db.write_transaction() as session:
         validated = await grant.validate(session, ctx, request)
         if not isinstance(validated, Refusal):
             return await grant.respond(session, ctx, validated)

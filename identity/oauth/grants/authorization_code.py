@@ -87,6 +87,7 @@ class AuthorizationCodeGrant:
                 refresh_scope=code.scope,
                 refresh_resources=list(code.resources),
                 nonce=code.nonce,
+                account_id=code.account_id,
             ),
         )
         await codes.record_access_token(session, code.code_hash, issued.jti)

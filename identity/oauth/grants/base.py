@@ -13,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.models import User
 from identity.clients.models import OAuthClient
 from identity.crypto import digest, random_token
+from identity.errors import Forbidden
 from identity.keys.service import KeySet
 from identity.oauth import tokens
-from identity.oauth.errors import InvalidRequestError, OAuth2Error
+from identity.oauth.errors import InvalidGrantError, InvalidRequestError, OAuth2Error
 from identity.oauth.resources import audience
+from identity.permissions.service import token_claims_for
 from identity.settings import Settings
 from identity.tokens.models import RefreshToken
 from identity.tokens.refresh import insert_refresh_token
@@ -84,6 +86,8 @@ class Issue:
     refresh_scope: str
     refresh_resources: list[str]
     nonce: str | None = None
+    # The customer account chosen at sign-in: its claims are recomputed at every issue.
+    account_id: uuid.UUID | None = None
 
 
 def access_token_response(
@@ -104,6 +108,15 @@ async def issue_user_tokens(
 ) -> tuple[dict[str, Any], tokens.IssuedAccessToken]:
     """Access token, rotated refresh token (when the client has the grant) and ID token."""
     settings = ctx.settings
+    account_claims = None
+    if issue.account_id is not None:
+        try:
+            account_claims = await token_claims_for(
+                session, issue.user.id, issue.account_id, ctx.now
+            )
+        except Forbidden:
+            # Removed from the account since: nothing more is issued for it.
+            raise InvalidGrantError("The user is no longer a member of the account.") from None
     issued = tokens.mint_access_token(
         ctx.keyset,
         issuer=settings.issuer,
@@ -114,6 +127,7 @@ async def issue_user_tokens(
         now=ctx.now,
         ttl=settings.access_token_ttl,
         auth_time=issue.auth_time,
+        account_claims=account_claims,
     )
     body = access_token_response(ctx, issued, issue.scope)
     if "refresh_token" in ctx.client.grant_types:
@@ -125,6 +139,7 @@ async def issue_user_tokens(
                 family_id=issue.family_id,
                 client_id=ctx.client.client_id,
                 user_id=issue.user.id,
+                account_id=issue.account_id,
                 session_id=issue.session_id,
                 code_hash=issue.code_hash,
                 scope=issue.refresh_scope,

@@ -1,14 +1,14 @@
 """The client credentials grant (RFC 6749 §4.4): a confidential client acting for itself.
 
-No refresh token (§4.4.3) and no user scopes: there is no person to describe.
+No refresh token (§4.4.3) and no user scopes: there is no person to describe. Nothing is
+read or spent either (the client is already authenticated), so unlike the other grants
+its steps are plain functions that need no session.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.oauth import tokens
 from identity.oauth.errors import InvalidScopeError, UnauthorizedClientError
@@ -24,9 +24,7 @@ class ClientGrant:
 
 
 class ClientCredentialsGrant:
-    async def validate(
-        self, session: AsyncSession, ctx: GrantContext, request: TokenRequest
-    ) -> ClientGrant:
+    def validate(self, ctx: GrantContext, request: TokenRequest) -> ClientGrant:
         if ctx.client.is_public:
             raise UnauthorizedClientError("Public clients cannot use client_credentials.")
         allowed = [s for s in parse_scope(ctx.client.scope) if s not in USER_SCOPES]
@@ -37,9 +35,7 @@ class ClientCredentialsGrant:
         resources = check_resources(request.resources, ctx.client.resources)
         return ClientGrant(" ".join(asked), resources)
 
-    async def respond(
-        self, session: AsyncSession, ctx: GrantContext, granted: ClientGrant
-    ) -> dict[str, Any]:
+    def respond(self, ctx: GrantContext, granted: ClientGrant) -> dict[str, Any]:
         client_id = ctx.client.client_id
         issued = tokens.mint_access_token(
             ctx.keyset,

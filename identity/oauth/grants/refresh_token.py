@@ -81,6 +81,7 @@ class RefreshTokenGrant:
                 # RFC 6749 §6: the new refresh token keeps the scope of the one it replaces.
                 refresh_scope=previous.scope,
                 refresh_resources=list(previous.resources),
+                account_id=previous.account_id,
             ),
         )
         return body
