@@ -9,6 +9,7 @@ attacker more guesses elsewhere.
 
 from __future__ import annotations
 
+from identity.metrics import SIGN_INS
 from identity.settings import Settings
 from identity.store.rate_limit import Limit, RateLimiter
 
@@ -29,12 +30,17 @@ class SignInThrottle:
         """True when either counter is used up: refuse without checking the password."""
         for limit, subject in ((self._per_account, _account_key(email)), (self._per_ip, ip)):
             if not (await self._limiter.blocked(limit, subject)).allowed:
+                SIGN_INS.labels("throttled").inc()
                 return True
         return False
 
     async def failed(self, email: str, ip: str) -> None:
+        # Every password sign-in ends in exactly one of blocked, failed or succeeded, so the
+        # sign-in outcomes are counted here.
+        SIGN_INS.labels("failed").inc()
         await self._limiter.hit(self._per_account, _account_key(email))
         await self._limiter.hit(self._per_ip, ip)
 
     async def succeeded(self, email: str) -> None:
+        SIGN_INS.labels("succeeded").inc()
         await self._limiter.reset(self._per_account, _account_key(email))

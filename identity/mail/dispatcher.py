@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
 from identity.clock import utcnow
-from identity.db.engine import Database, DatabaseUnavailable
+from identity.db.engine import Database
 from identity.mail import outbox
 from identity.mail.transport import Transport, TransportError, build_message
 from identity.metrics import EMAILS
+from identity.polling import PollingWorker
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +34,16 @@ LEASE = timedelta(minutes=2)
 BATCH = 20
 
 
-class MailDispatcher:
+class MailDispatcher(PollingWorker):
+    name = "mail-dispatcher"
+
     def __init__(
         self, db: Database, transport: Transport, sender: str, poll_seconds: float = 2.0
     ) -> None:
+        super().__init__(poll_seconds)
         self._db = db
         self._transport = transport
         self._sender = sender
-        self._poll_seconds = poll_seconds
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        """Send soon: called after a transaction that queued mail has committed."""
-        self._wakeup.set()
 
     async def run_once(self) -> int:
         """Send what is due now; returns how many were sent."""
@@ -85,29 +80,3 @@ class MailDispatcher:
             EMAILS.labels("sent").inc()
             sent += 1
         return sent
-
-    async def _run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except DatabaseUnavailable:
-                log.warning("mail dispatcher waits for the database")
-            except Exception:
-                # The loop must survive anything, or mail would silently stop until a restart.
-                log.exception("mail dispatcher failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._poll_seconds)
-            self._wakeup.clear()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run_forever(), name="mail-dispatcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            # Cancel until it has ended: a cancellation that lands while the loop is inside
-            # asyncio.wait_for can be swallowed there (Python 3.11, gh-86296), and the loop
-            # would run on, with stop() waiting for it for ever.
-            while not self._task.done():
-                self._task.cancel()
-                await asyncio.wait({self._task}, timeout=1)
-            self._task = None

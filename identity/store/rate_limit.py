@@ -11,6 +11,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
+from identity.metrics import RATE_LIMIT_FALLBACKS, RATE_LIMITED
 from identity.store.base import Store, StoreUnavailable
 from identity.store.memory import MemoryStore
 
@@ -50,6 +51,7 @@ class RateLimiter:
             if not self.degraded:
                 log.warning("rate limits fall back to per-process counts: shared store down")
             self.degraded = True
+            RATE_LIMIT_FALLBACKS.inc()
             return await self._fallback.incr(key, ttl)
         self.degraded = False
         return result
@@ -58,6 +60,8 @@ class RateLimiter:
         """Count one attempt; refused once the window holds more than ``limit.max``."""
         count, remaining = await self._call_incr(self._key(limit, subject), limit.window)
         allowed = count <= limit.max
+        if not allowed:
+            RATE_LIMITED.labels(limit.name).inc()
         return Verdict(allowed, count, 0 if allowed else remaining)
 
     async def blocked(self, limit: Limit, subject: str) -> Verdict:
@@ -67,10 +71,12 @@ class RateLimiter:
             raw = await self._store.get(key)
         except StoreUnavailable:
             self.degraded = True
+            RATE_LIMIT_FALLBACKS.inc()
             raw = await self._fallback.get(key)
         count = int(raw) if raw else 0
         if count < limit.max:
             return Verdict(True, count, 0)
+        RATE_LIMITED.labels(limit.name).inc()
         return Verdict(False, count, limit.window)
 
     async def reset(self, limit: Limit, subject: str) -> None:

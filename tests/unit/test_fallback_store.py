@@ -1,0 +1,55 @@
+"""The shared store with this process's memory taking over while it is down."""
+
+from __future__ import annotations
+
+import pytest
+
+from identity.store.base import StoreUnavailable
+from identity.store.fallback import FallbackStore
+from identity.store.memory import MemoryStore
+
+
+class FlakyStore(MemoryStore):
+    """A memory store that can be taken down, as Redis is by a network cut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def __getattribute__(self, name: str) -> object:
+        if name in (
+            "set",
+            "add",
+            "get",
+            "consume",
+            "delete",
+            "incr",
+            "ping",
+        ) and object.__getattribute__(self, "down"):
+            raise StoreUnavailable("down")
+        return object.__getattribute__(self, name)
+
+
+async def test_state_written_while_down_is_found_and_consumed_once_after_recovery() -> None:
+    shared = FlakyStore()
+    store = FallbackStore(shared)
+    shared.down = True
+    await store.set("flow:1", b"pending", 60)
+    assert await store.get("flow:1") == b"pending"
+    shared.down = False
+    # Back: new state goes to the shared store, the state kept meanwhile is still found.
+    await store.set("flow:2", b"new", 60)
+    assert await shared.get("flow:2") == b"new"
+    assert await store.consume("flow:1") == b"pending"
+    assert await store.consume("flow:1") is None
+
+
+async def test_counters_and_ping_are_not_taken_over() -> None:
+    shared = FlakyStore()
+    store = FallbackStore(shared)
+    shared.down = True
+    # The rate limiter keeps its own per-process counts; readiness must see the outage.
+    with pytest.raises(StoreUnavailable):
+        await store.incr("rl:x", 60)
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
