@@ -58,6 +58,14 @@ def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_keys_retire(args: argparse.Namespace, settings: Settings) -> int:
+    from identity.commands import retire_signing_key
+
+    run_async(retire_signing_key(settings, args.kid))
+    print_json({"retired": args.kid})
+    return 0
+
+
 def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
     from identity.commands import create_user
 
@@ -104,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = key_commands.add_parser("rotate", help="add a new signing key and make it current")
     rotate.add_argument("--alg", choices=("RS256", "ES256"), help="default: IDENTITY_SIGNING_ALG")
     rotate.set_defaults(handler=cmd_keys_rotate)
+    retire = key_commands.add_parser("retire", help="remove a signing key from the JWKS")
+    retire.add_argument("--kid", required=True, help="the key id, as listed in /jwks.json")
+    retire.set_defaults(handler=cmd_keys_retire)
 
     users = commands.add_parser("users", help="manage users")
     user_commands = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)

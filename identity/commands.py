@@ -16,7 +16,7 @@ from identity.accounts.models import User
 from identity.crypto import Encryptor
 from identity.db import migrate as migrations
 from identity.db.engine import Database, DatabaseUnavailable, create_engine
-from identity.keys.service import create_key, ensure_key
+from identity.keys.service import create_key, ensure_key, retire_key
 from identity.secret_key import resolve_secret_key
 from identity.settings import Settings
 
@@ -92,21 +92,48 @@ async def rotate_signing_key(settings: Settings, alg: str) -> str:
     return await _with_session(settings, work)
 
 
+async def retire_signing_key(settings: Settings, kid: str) -> None:
+    from identity.errors import InvalidInput
+
+    async def work(session: AsyncSession) -> None:
+        await retire_key(session, kid)
+
+    try:
+        await _with_session(settings, work)
+    except InvalidInput as exc:
+        raise StartupError(exc.detail) from None
+
+
 async def create_user(
     settings: Settings, email: str, password: str, name: str, *, is_admin: bool
 ) -> User:
+    from identity.accounts.password_policy_file import PolicyFileError
+    from identity.accounts.passwords import Passwords
     from identity.accounts.service import create_user as create
+    from identity.errors import DomainError, PolicyViolation
+
+    try:
+        passwords = Passwords.from_settings(settings)
+    except PolicyFileError as exc:
+        raise StartupError(f"{exc}; fix the password policy file.") from None
 
     async def work(session: AsyncSession) -> User:
         return await create(
-            session, settings, email=email, password=password, name=name, is_admin=is_admin
+            session, passwords, email=email, password=password, name=name, is_admin=is_admin
         )
 
-    return await _with_session(settings, work)
+    try:
+        return await _with_session(settings, work)
+    except PolicyViolation as exc:
+        reasons = " ".join(reason["messages"]["en"] for reason in exc.extra["reasons"])
+        raise StartupError(f"the password was refused by the password policy. {reasons}") from None
+    except DomainError as exc:
+        raise StartupError(exc.detail) from None
 
 
 async def create_client(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     from identity.clients.service import ClientSpec, register_client
+    from identity.errors import InvalidInput
 
     spec = ClientSpec(
         name=args.name,
@@ -123,4 +150,7 @@ async def create_client(settings: Settings, args: argparse.Namespace) -> dict[st
     async def work(session: AsyncSession) -> dict[str, Any]:
         return await register_client(session, spec)
 
-    return await _with_session(settings, work)
+    try:
+        return await _with_session(settings, work)
+    except InvalidInput as exc:
+        raise StartupError(exc.detail) from None

@@ -60,6 +60,26 @@ def parse_positive_int(raw: str) -> int:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most ``count`` events per ``window`` seconds."""
+
+    count: int
+    window: int
+
+
+_RATE_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def parse_rate(raw: str) -> Rate:
+    """``3/hour``, ``20/15m`` or ``1000/1d``: a count, a slash, then a period or a duration."""
+    count, slash, period = raw.partition("/")
+    if not slash:
+        raise ValueError("must be a count per period such as 3/hour or 20/15m")
+    window = _RATE_PERIODS.get(period.strip().lower())
+    return Rate(parse_positive_int(count), window or parse_duration(period))
+
+
 def parse_issuer(raw: str) -> str:
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -137,6 +157,13 @@ def parse_log_level(raw: str) -> str:
     return level
 
 
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ValueError("must be true or false")
+    return value in ("true", "1", "yes", "on")
+
+
 def parse_signing_alg(raw: str) -> str:
     alg = raw.strip().upper()
     if alg not in ("RS256", "ES256"):
@@ -168,6 +195,18 @@ class Settings:
     authorization_code_ttl: int = 60
     refresh_token_ttl: int = 30 * 86400
     session_ttl: int = 12 * 3600
+    # How often each process rereads the signing keys, so a rotation reaches all of them.
+    keys_refresh: int = 30
+    # Webhooks may go to http://127.0.0.1 (and other loopback) only when this is on: for
+    # development and tests; production subscriptions must use https.
+    webhooks_allow_http_loopback: bool = False
+    login_max_failures: int = 5
+    login_max_failures_per_ip: int = 20
+    login_lockout: int = 15 * 60
+    reset_token_ttl: int = 30 * 60
+    reset_limit_per_email: Rate = Rate(3, 3600)
+    reset_limit_per_ip: Rate = Rate(20, 3600)
+    reset_limit_global: Rate = Rate(1000, 3600)
 
     @property
     def outbox_dir(self) -> Path:
@@ -245,4 +284,13 @@ class Settings:
             authorization_code_ttl=read("AUTHORIZATION_CODE_TTL", parse_duration, 60),
             refresh_token_ttl=read("REFRESH_TOKEN_TTL", parse_duration, 30 * 86400),
             session_ttl=read("SESSION_TTL", parse_duration, 12 * 3600),
+            keys_refresh=read("KEYS_REFRESH", parse_duration, 30),
+            webhooks_allow_http_loopback=read("WEBHOOKS_ALLOW_HTTP_LOOPBACK", parse_bool, False),
+            login_max_failures=read("LOGIN_MAX_FAILURES", parse_positive_int, 5),
+            login_max_failures_per_ip=read("LOGIN_MAX_FAILURES_PER_IP", parse_positive_int, 20),
+            login_lockout=read("LOGIN_LOCKOUT", parse_duration, 15 * 60),
+            reset_token_ttl=read("RESET_TOKEN_TTL", parse_duration, 30 * 60),
+            reset_limit_per_email=read("RESET_LIMIT_PER_EMAIL", parse_rate, Rate(3, 3600)),
+            reset_limit_per_ip=read("RESET_LIMIT_PER_IP", parse_rate, Rate(20, 3600)),
+            reset_limit_global=read("RESET_LIMIT_GLOBAL", parse_rate, Rate(1000, 3600)),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+
 from alembic import context
 from sqlalchemy import Connection
 

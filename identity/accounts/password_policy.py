@@ -195,6 +195,8 @@ def personal_parts(email: str, name: str) -> list[str]:
 def strength_score(password: str, user_inputs: Iterable[str]) -> int:
     """zxcvbn's 0..4 score of the password's first ``ZXCVBN_MAX_CHARS`` characters."""
     sample = password[:ZXCVBN_MAX_CHARS].translate(_LEET_SYMBOLS)
+    if not sample:
+        return 0  # zxcvbn fails on the empty string (IndexError) instead of scoring it
     with ZXCVBN_LOCK:
         result = zxcvbn(sample, user_inputs=list(user_inputs), max_length=ZXCVBN_MAX_CHARS)
     return int(result["score"])

@@ -19,6 +19,7 @@ from identity.permissions.models import (
 )
 from identity.sessions.models import BrowserSession
 from identity.tokens.models import AuthorizationCode, Consent, RefreshToken, RevokedAccessToken
+from identity.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
 
 metadata = Base.metadata
 
@@ -45,5 +46,8 @@ __all__ = [
     "SigningKey",
     "TotpSecret",
     "User",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookSubscription",
     "metadata",
 ]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.keys.models import SigningKey
@@ -23,3 +24,14 @@ async def active_keys(session: AsyncSession) -> Sequence[SigningKey]:
 async def add(session: AsyncSession, key: SigningKey) -> None:
     session.add(key)
     await session.flush()
+
+
+async def retire(session: AsyncSession, kid: str, now: datetime) -> bool:
+    """Take ``kid`` out of service; False when no active key has that kid."""
+    result = await session.execute(
+        update(SigningKey)
+        .where(SigningKey.kid == kid, SigningKey.retired_at.is_(None))
+        .values(retired_at=now)
+        .returning(SigningKey.kid)
+    )
+    return result.scalar_one_or_none() is not None

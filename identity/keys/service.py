@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clock import utcnow
 from identity.crypto import Encryptor
+from identity.errors import InvalidInput
 from identity.keys import repository
 from identity.keys.models import SigningKey
 
@@ -60,6 +61,16 @@ async def ensure_key(session: AsyncSession, encryptor: Encryptor, alg: str) -> N
     """Create the first signing key when there is none (first start)."""
     if not await repository.active_keys(session):
         await create_key(session, encryptor, alg)
+
+
+async def retire_key(session: AsyncSession, kid: str) -> None:
+    """Remove a key from the JWKS: tokens it signed stop verifying. The last key stays."""
+    if not await repository.retire(session, kid, utcnow()):
+        raise InvalidInput(f"There is no active signing key with kid {kid!r}.")
+    if not await repository.active_keys(session):
+        raise InvalidInput(
+            f"{kid} is the only active signing key; run `identity keys rotate` first."
+        )
 
 
 async def load_keyset(session: AsyncSession, encryptor: Encryptor) -> KeySet | None:

@@ -57,6 +57,7 @@ PARAMETERS = frozenset(
         "ui_locales",
         "request",
         "request_uri",
+        "account_id",  # identity.oauth.account_selection: the client pre-selects an account
     }
 )
 REPEATABLE = frozenset({"resource"})
@@ -67,6 +68,7 @@ MAX_HINT_LENGTH = 8192
 PROMPTS = frozenset({"none", "login", "consent"})
 # RFC 7636 §4.2: BASE64URL(SHA256(verifier)) is 43 characters of the unreserved set.
 _CODE_CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,9 @@ class AuthorizationRequest:
     resources: tuple[str, ...] = ()
     repeated: frozenset[str] = frozenset()
     too_long: frozenset[str] = frozenset()
+    # With a control character: refused like the token side does (PostgreSQL cannot even
+    # compare a text value holding NUL, so an unchecked client_id was a 500).
+    control: frozenset[str] = frozenset()
 
     def get(self, name: str) -> str | None:
         return self.params.get(name)
@@ -96,12 +101,16 @@ def parse(items: Iterable[tuple[str, str]]) -> AuthorizationRequest:
     resources: list[str] = []
     repeated: set[str] = set()
     too_long: set[str] = set()
+    control: set[str] = set()
     for name, value in items:
         # OIDC Core §3.1.2.1 / RFC 6749 §3.1: a parameter sent without a value is omitted.
         if value == "" or (name not in PARAMETERS and name not in REPEATABLE):
             continue
         if len(value) > (MAX_HINT_LENGTH if name == "id_token_hint" else MAX_VALUE_LENGTH):
             too_long.add(name)
+            continue
+        if _CONTROL.search(value):
+            control.add(name)
             continue
         if name in REPEATABLE:
             resources.append(value)
@@ -111,7 +120,9 @@ def parse(items: Iterable[tuple[str, str]]) -> AuthorizationRequest:
             params[name] = value
     for name in repeated:
         del params[name]
-    return AuthorizationRequest(params, tuple(resources), frozenset(repeated), frozenset(too_long))
+    return AuthorizationRequest(
+        params, tuple(resources), frozenset(repeated), frozenset(too_long), frozenset(control)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +151,8 @@ def _malformed(request: AuthorizationRequest, name: str) -> str | None:
         return f"The {name} parameter was sent more than once."
     if name in request.too_long:
         return f"The {name} parameter is too long."
+    if name in request.control:
+        return f"The {name} parameter contains a control character."
     return None
 
 
@@ -174,7 +187,7 @@ def check_redirect_uri(request: AuthorizationRequest, client: OAuthClient) -> st
 
 
 def check_parameters(request: AuthorizationRequest) -> None:
-    for name in sorted(request.repeated | request.too_long):
+    for name in sorted(request.repeated | request.too_long | request.control):
         raise InvalidRequestError(_malformed(request, name))
 
 
@@ -296,6 +309,8 @@ def redirectable(exc: OAuth2Error, redirect_uri: str, state: str | None) -> OAut
 
 class Step(enum.Enum):
     LOGIN = "login"
+    # Picking a customer account (identity.oauth.account_selection): after login, before consent.
+    ACCOUNT = "account"
     CONSENT = "consent"
     ISSUE = "issue"
 

@@ -27,10 +27,20 @@ class Flow:
     # The browser session created by signing in during this flow: it satisfies prompt=login
     # and max_age when the flow resumes.
     login_session_id: str | None = None
+    # The account picked on /login/account during this flow (checked again on resume).
+    account_id: str | None = None
+    # A flow with no authorization request: after sign-in the browser goes back to this
+    # local path (a hosted page such as /account/users that needed a signed-in user).
+    return_to: str | None = None
 
     def dumps(self) -> bytes:
         return json.dumps(
-            {"request": self.request.to_json(), "login_session_id": self.login_session_id}
+            {
+                "request": self.request.to_json(),
+                "login_session_id": self.login_session_id,
+                "account_id": self.account_id,
+                "return_to": self.return_to,
+            }
         ).encode()
 
     @classmethod
@@ -40,6 +50,9 @@ class Flow:
             request=AuthorizationRequest.from_json(data["request"]),
             id=flow_id,
             login_session_id=data["login_session_id"],
+            # Flows saved by a process that predates these fields have none.
+            account_id=data.get("account_id"),
+            return_to=data.get("return_to"),
         )
 
 

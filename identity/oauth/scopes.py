@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from authlib.oauth2.rfc6749.util import list_to_scope, scope_to_list
 
 from identity.oauth.errors import InvalidScopeError
 
+# The management API's scopes (identity.web.api.auth reads them from every bearer token).
+# Staff administration: an administrator's token, or a client allowed it for itself.
+SCOPE_ADMIN = "identity:admin"
+# A user managing the accounts they belong to.
+SCOPE_ACCOUNTS = "identity:accounts"
+# A service asking for authorization decisions (POST /api/v1/authz/check).
+SCOPE_AUTHZ = "identity:authz"
+
 # Scopes about the signed-in person; they make no sense without one (client_credentials).
-USER_SCOPES = ("openid", "profile", "email")
-SCOPES_SUPPORTED = USER_SCOPES
+USER_SCOPES = ("openid", "profile", "email", SCOPE_ACCOUNTS)
+SCOPES_SUPPORTED = ("openid", "profile", "email", SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ)
 
 # RFC 6749 Appendix A.4: scope-token = 1*NQCHAR.
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,100}")
@@ -22,6 +31,12 @@ def parse_scope(raw: str) -> list[str]:
     if not all(SCOPE_TOKEN.fullmatch(token) for token in tokens):
         raise InvalidScopeError("scope holds a malformed value.")
     return list(dict.fromkeys(tokens))
+
+
+def for_user(scopes: Sequence[str], *, is_admin: bool) -> tuple[str, ...]:
+    """What a user's token may carry of ``scopes``: identity:admin only for administrators
+    (RFC 6749 §3.3 lets the server grant less than asked; the token response says so)."""
+    return tuple(s for s in scopes if s != SCOPE_ADMIN or is_admin)
 
 
 def narrow_scope(requested: str | None, granted: str) -> str:

@@ -269,14 +269,18 @@ INVALID_LINK = "This invitation link is not valid. Ask for a new invitation."
 
 
 def _usable(invitation: Invitation | None, now: datetime) -> Invitation:
+    """The invitation if it can be accepted; else an error whose ``reason`` (``invalid``,
+    ``accepted``, ``cancelled``, ``expired``) lets a page explain it in its language."""
     if invitation is None:
-        raise NotFound(INVALID_LINK)
+        raise NotFound(INVALID_LINK, reason="invalid")
     if invitation.accepted_at is not None:
-        raise Conflict("This invitation has been accepted already.")
+        raise Conflict("This invitation has been accepted already.", reason="accepted")
     if invitation.cancelled_at is not None:
-        raise Conflict("This invitation was cancelled. Ask for a new invitation.")
+        raise Conflict(
+            "This invitation was cancelled. Ask for a new invitation.", reason="cancelled"
+        )
     if invitation.expires_at <= now:
-        raise Conflict("This invitation has expired. Ask for a new invitation.")
+        raise Conflict("This invitation has expired. Ask for a new invitation.", reason="expired")
     return invitation
 
 
@@ -295,7 +299,7 @@ async def invitation_for_token(
 async def _claim(session: AsyncSession, invitation: Invitation, now: datetime) -> None:
     if not await repository.claim_invitation(session, invitation.id, now):
         # Another accept won the race (or the invitation ended meanwhile).
-        raise Conflict("This invitation has been accepted already.")
+        raise Conflict("This invitation has been accepted already.", reason="accepted")
 
 
 async def _enrol(

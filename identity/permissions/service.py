@@ -27,6 +27,7 @@ from identity.permissions.models import (
     Permission,
     Role,
 )
+from identity.webhooks.events import MEMBER_REMOVED, PERMISSIONS_CHANGED, about_member, emit
 
 MAX_ACCOUNT_NAME = 200
 MAX_ROLE_NAME = 100
@@ -415,6 +416,7 @@ async def set_grants(
         new=new,
     )
     await _revoke_if_narrowed(session, membership, old, new, now)
+    await emit(session, PERMISSIONS_CHANGED, about_member(account_id, user_id))
 
 
 async def _revoke_if_narrowed(
@@ -461,6 +463,7 @@ async def grant_permission(
         target=("user", user_id),
         new={"name": grant.name, "expires_at": _when(grant.expires_at)},
     )
+    await emit(session, PERMISSIONS_CHANGED, about_member(account_id, user_id))
 
 
 async def revoke_permission(
@@ -483,6 +486,7 @@ async def revoke_permission(
         old={"name": name},
     )
     await repository.revoke_refresh_tokens(session, user_id, account_id, now)
+    await emit(session, PERMISSIONS_CHANGED, about_member(account_id, user_id))
 
 
 async def grant_role(
@@ -506,6 +510,7 @@ async def grant_role(
         target=("user", user_id),
         new={"role_id": str(grant.role_id), "expires_at": _when(grant.expires_at)},
     )
+    await emit(session, PERMISSIONS_CHANGED, about_member(account_id, user_id))
 
 
 async def revoke_role(
@@ -528,6 +533,7 @@ async def revoke_role(
         old={"role_id": str(role_id)},
     )
     await repository.revoke_refresh_tokens(session, user_id, account_id, now)
+    await emit(session, PERMISSIONS_CHANGED, about_member(account_id, user_id))
 
 
 # --- owners and removal --------------------------------------------------------------------
@@ -555,6 +561,7 @@ async def remove_member(
         old={"owner": membership.is_owner}
         | _grants_record(membership.all_permissions, old_permissions, old_roles),
     )
+    await emit(session, MEMBER_REMOVED, about_member(account_id, user_id))
 
 
 async def set_owner(
@@ -585,6 +592,7 @@ async def set_owner(
     )
     if not owner:
         await repository.revoke_refresh_tokens(session, user_id, account_id, now)
+    await emit(session, PERMISSIONS_CHANGED, about_member(account_id, user_id))
 
 
 async def hand_over_ownership(

@@ -41,6 +41,7 @@ from identity.recovery import repository
 from identity.sessions.revocation import revoke_all_for_user
 from identity.settings import Rate, Settings
 from identity.store.rate_limit import Limit
+from identity.webhooks.events import PASSWORD_RESET, about_user, emit
 
 if TYPE_CHECKING:
     from identity.runtime import Runtime
@@ -193,6 +194,7 @@ async def complete_reset(
     await revoke_all_for_user(session, user.id, now)
     to = Recipient(user.email, user.locale or locale)
     await outbox.enqueue(session, messages.password_changed(to, product_name), now)
+    await emit(session, PASSWORD_RESET, about_user(user.id))
     log.info("password reset", extra={"user_id": str(user.id)})
     return user
 

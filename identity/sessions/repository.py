@@ -41,3 +41,19 @@ async def revoke(session: AsyncSession, token_hash: str, now: datetime) -> uuid.
         .returning(BrowserSession.id)
     )
     return result.scalar_one_or_none()
+
+
+async def live_for_user(
+    session: AsyncSession, user_id: uuid.UUID, now: datetime
+) -> list[BrowserSession]:
+    """The user's sessions that are neither revoked nor expired, newest sign-in first."""
+    result = await session.scalars(
+        select(BrowserSession)
+        .where(
+            BrowserSession.user_id == user_id,
+            BrowserSession.revoked_at.is_(None),
+            BrowserSession.expires_at > now,
+        )
+        .order_by(BrowserSession.auth_time.desc())
+    )
+    return list(result)

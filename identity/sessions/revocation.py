@@ -15,16 +15,57 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.sessions.models import BrowserSession
 from identity.tokens.models import RefreshToken
+from identity.webhooks.events import SESSIONS_REVOKED, about_user, emit
 
 
-async def revoke_all_for_user(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
-    await session.execute(
-        update(BrowserSession)
-        .where(BrowserSession.user_id == user_id, BrowserSession.revoked_at.is_(None))
-        .values(revoked_at=now)
+async def revoke_all_for_user(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    now: datetime,
+    *,
+    keep_session_id: uuid.UUID | None = None,
+) -> None:
+    """Revoke every session and refresh token of the user; ``keep_session_id`` spares the
+    browser session of a user who changed their own password while signed in."""
+    sessions = update(BrowserSession).where(
+        BrowserSession.user_id == user_id, BrowserSession.revoked_at.is_(None)
     )
+    if keep_session_id is not None:
+        sessions = sessions.where(BrowserSession.id != keep_session_id)
+    await session.execute(sessions.values(revoked_at=now))
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+    await emit(session, SESSIONS_REVOKED, about_user(user_id))
+
+
+async def revoke_other_sessions(
+    session: AsyncSession, user_id: uuid.UUID, keep_session_id: uuid.UUID, now: datetime
+) -> int:
+    """Sign out the user's other browsers, and the refresh tokens issued through them;
+    returns how many sessions ended."""
+    ended = (
+        (
+            await session.execute(
+                update(BrowserSession)
+                .where(
+                    BrowserSession.user_id == user_id,
+                    BrowserSession.revoked_at.is_(None),
+                    BrowserSession.id != keep_session_id,
+                )
+                .values(revoked_at=now)
+                .returning(BrowserSession.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if ended:
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.session_id.in_(ended), RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+    return len(ended)

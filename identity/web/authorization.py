@@ -1,13 +1,16 @@
 """The authorization endpoint (GET and POST /authorize) and the resumption of its flows.
 
 ``proceed`` is the one path every authorization request takes, first from /authorize and
-again from the login and consent pages: validate, look at the browser's session and
-consent, then send the browser to sign in, to consent, or back to the client with a code.
+again from the login, account and consent pages: validate, look at the browser's session,
+its accounts and consent, then send the browser to sign in, to pick an account, to consent,
+or back to the client with a code. A flow with ``return_to`` is a hosted page's sign-in
+instead, and goes back to that page.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -21,11 +24,14 @@ from identity.clients.repository import get_client
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.db.engine import DatabaseUnavailable
-from identity.oauth import authorize
+from identity.oauth import account_selection, authorize
+from identity.oauth.account_selection import Selection, select_account
 from identity.oauth.authorize import Interaction, Step, ValidRequest
 from identity.oauth.errors import OAuth2Error, ServerError, TemporarilyUnavailableError
 from identity.oauth.id_token_hint import verify_id_token_hint
 from identity.oauth.interaction import Flow, FlowStore
+from identity.oauth.scopes import SCOPE_ADMIN, for_user
+from identity.permissions.service import accounts_of
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
@@ -33,11 +39,14 @@ from identity.store.base import StoreUnavailable
 from identity.tokens import consents
 from identity.tokens.codes import insert_code
 from identity.tokens.models import AuthorizationCode
+from identity.tokens.subjects import active_user
 from identity.web import cookies
 from identity.web.dependencies import RuntimeDep
 from identity.web.rendering import error_page, locale_for
 
 log = logging.getLogger(__name__)
+# Where a user with several accounts picks the one this authorization is for.
+ACCOUNT_PAGE = "/login/account"
 
 
 def with_query(uri: str, params: dict[str, str | None]) -> str:
@@ -78,8 +87,13 @@ async def _issue_code(
     runtime: Runtime,
     valid: ValidRequest,
     browser: BrowserSession,
+    account_id: uuid.UUID | None,
     now: datetime,
 ) -> str:
+    scopes = valid.scopes
+    if SCOPE_ADMIN in scopes:
+        user = await active_user(session, browser.user_id)
+        scopes = for_user(scopes, is_admin=user is not None and user.is_admin)
     code = random_token()
     await insert_code(
         session,
@@ -87,9 +101,10 @@ async def _issue_code(
             code_hash=digest(code),
             client_id=valid.client.client_id,
             user_id=browser.user_id,
+            account_id=account_id,
             session_id=browser.id,
             redirect_uri=valid.redirect_uri,
-            scope=valid.scope,
+            scope=" ".join(scopes),
             resources=list(valid.resources),
             nonce=valid.nonce,
             code_challenge=valid.code_challenge,
@@ -132,6 +147,56 @@ async def _consent_covers(
     return set(valid.scopes) <= granted
 
 
+async def _select_account(
+    session: AsyncSession, valid: ValidRequest, flow: Flow, browser: BrowserSession, now: datetime
+) -> Selection:
+    member_of = {choice.account.id for choice in await accounts_of(session, browser.user_id, now)}
+    try:
+        return select_account(
+            member_of,
+            chosen=flow.account_id,
+            requested=flow.request.get(account_selection.PARAMETER),
+            prompt=valid.prompt,
+        )
+    except OAuth2Error as exc:
+        raise authorize.redirectable(exc, valid.redirect_uri, valid.state) from None
+
+
+async def _return_to(
+    runtime: Runtime,
+    flows: FlowStore,
+    flow: Flow,
+    session_token: str | None,
+    response_cookies: list[Cookie] | None,
+) -> Response[Any]:
+    """A hosted page's sign-in: back to the page once signed in, else to the login page."""
+    assert flow.return_to is not None
+    async with runtime.db.transaction() as session:
+        browser = await sessions.current(session, session_token, utcnow())
+    if browser is None:
+        await flows.save(flow)
+        return redirect(f"/login?{urlencode({'flow': flow.id})}", response_cookies)
+    await flows.delete(flow.id)
+    return redirect(flow.return_to, response_cookies)
+
+
+async def sign_in_then(
+    runtime: Runtime,
+    return_to: str,
+    *,
+    login_hint: str | None = None,
+    ui_locales: str | None = None,
+) -> Response[Any]:
+    """For a hosted page that needs a signed-in user: to the login page (in ``ui_locales``,
+    the email filled in with ``login_hint``), and back to ``return_to`` (a local path)
+    once signed in."""
+    wanted = {"login_hint": login_hint, "ui_locales": ui_locales}
+    params = {name: value for name, value in wanted.items() if value}
+    flow = Flow(authorize.AuthorizationRequest(params), return_to=return_to)
+    await FlowStore(runtime.store).save(flow)
+    return redirect(f"/login?{urlencode({'flow': flow.id})}")
+
+
 async def proceed(
     request: Request[Any, Any, Any],
     runtime: Runtime,
@@ -142,9 +207,11 @@ async def proceed(
     response_cookies: list[Cookie] | None = None,
 ) -> Response[Any]:
     """Take the authorization request in ``flow`` one step further."""
+    flows = FlowStore(runtime.store)
+    if flow.return_to is not None:
+        return await _return_to(runtime, flows, flow, session_token, response_cookies)
     locale = locale_for(request, flow.request.get("ui_locales"))
     now = utcnow()
-    flows = FlowStore(runtime.store)
     valid: ValidRequest | None = None
     try:
         async with runtime.db.transaction() as session:
@@ -166,8 +233,14 @@ async def proceed(
                 ),
                 now,
             )
+            if step is not Step.LOGIN and browser is not None:
+                selection = await _select_account(session, valid, flow, browser, now)
+                if selection.must_pick:
+                    step = Step.ACCOUNT
             if step is Step.ISSUE and browser is not None:
-                code = await _issue_code(session, runtime, valid, browser, now)
+                code = await _issue_code(
+                    session, runtime, valid, browser, selection.account_id, now
+                )
     except OAuth2Error as exc:
         return error_response(request, runtime, exc, locale)
     except Exception as exc:
@@ -192,7 +265,7 @@ async def proceed(
         )
         return redirect(location, response_cookies)
     await flows.save(flow)
-    page = "/login" if step is Step.LOGIN else "/consent"
+    page = {Step.LOGIN: "/login", Step.ACCOUNT: ACCOUNT_PAGE, Step.CONSENT: "/consent"}[step]
     return redirect(f"{page}?{urlencode({'flow': flow.id})}", response_cookies)
 
 

@@ -25,6 +25,7 @@ from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.settings import PACKAGE_ROOT
 from identity.web import client_ip, cookies, csrf
+from identity.web import pages_second_factor as second_factor
 from identity.web.authorization import authorization_endpoint, proceed, redirect, with_query
 from identity.web.dependencies import RuntimeDep
 from identity.web.rendering import error_page, locale_for, page
@@ -102,7 +103,10 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     previous = cookies.read(request.cookies, settings, cookies.SESSION)
     async with runtime.db.transaction() as session:
         user = await authenticate(session, runtime.passwords, email, password)
-        if user is not None:
+        needs_code = user is not None and await second_factor.requires_code(
+            session, runtime, user.id
+        )
+        if user is not None and not needs_code:
             established = await sessions.establish(
                 session,
                 user_id=user.id,
@@ -120,6 +124,8 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
             request, runtime, pending, email=email, message_id="login.invalid", status=400
         )
     await throttle.succeeded(email)
+    if needs_code:
+        return await second_factor.ask_for_code(runtime, pending, user.id)
     pending.login_session_id = str(established.session.id)
     return await proceed(
         request,

@@ -28,6 +28,11 @@ SECURITY_HEADERS = {
     # Pages carry CSRF tokens and personal data: never cached.
     "Cache-Control": "no-store",
 }
+# Pages where a password is set load /static/password.js (generate, copy, strength meter),
+# which calls /api/v1/password/*: scripts from our own origin only, still none inline.
+SCRIPT_SECURITY_HEADERS = SECURITY_HEADERS | {
+    "Content-Security-Policy": f"{CONTENT_SECURITY_POLICY}; script-src 'self'; connect-src 'self'"
+}
 
 
 def locale_for(request: Request[Any, Any, Any], ui_locales: str | None) -> str:
@@ -43,6 +48,7 @@ def page(
     status: int = 200,
     context: dict[str, Any] | None = None,
     cookies: Sequence[Cookie] = (),
+    scripts: bool = False,
 ) -> Template:
     state = csrf.prepare(request.cookies, runtime.settings, runtime.secret_key)
     messages = Messages(locale)
@@ -57,7 +63,7 @@ def page(
             **(context or {}),
         },
         status_code=status,
-        headers=SECURITY_HEADERS,
+        headers=SCRIPT_SECURITY_HEADERS if scripts else SECURITY_HEADERS,
         cookies=[*cookies, *([state.cookie] if state.cookie else [])],
     )
 

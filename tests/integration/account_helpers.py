@@ -7,17 +7,21 @@ depend on the sign-in pages.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from joserfc import jwt
+from sqlalchemy import select
 
 from identity.accounts.models import User
 from identity.audit.service import Actor
 from identity.clock import utcnow
-from identity.permissions import service
+from identity.mail.models import OutgoingEmail
+from identity.permissions import invitations, service
 from identity.permissions.models import Account
 from identity.permissions.service import Grant, RoleGrant
 from identity.runtime import Runtime
@@ -122,3 +126,40 @@ def problem_fields(body: dict[str, Any]) -> set[str]:
         str(item.get("field") or "").removeprefix("data.").split("[")[0].split(".")[0]
         for item in body.get("errors", [])
     }
+
+
+async def invite_and_read_link(
+    runtime: Runtime,
+    account: Account,
+    email: str,
+    permissions: Sequence[str] = (),
+    *,
+    all_permissions: bool = False,
+    locale: str | None = None,
+) -> str:
+    """Invite ``email`` and return the token of the link its (queued) email carries."""
+    async with runtime.db.transaction() as session:
+        await invitations.invite(
+            session,
+            SYSTEM,
+            account.id,
+            invitations.InvitationRequest(
+                email=email,
+                all_permissions=all_permissions,
+                permissions=[Grant(name) for name in permissions],
+                locale=locale,
+            ),
+            catalogue=runtime.catalogue,
+            limiter=runtime.limiter,
+            issuer=runtime.settings.issuer,
+            now=utcnow(),
+        )
+        sent = await session.scalars(
+            select(OutgoingEmail)
+            .where(OutgoingEmail.to_address == email)
+            .order_by(OutgoingEmail.created_at.desc())
+        )
+        body = sent.first().text_body  # type: ignore[union-attr]
+    match = re.search(r"/invitations/accept\?token=(\S+)", body)
+    assert match, body
+    return parse_qs(urlsplit(match.group(0)).query)["token"][0]

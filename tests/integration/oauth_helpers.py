@@ -79,6 +79,7 @@ async def issue_code(
     resources: list[str] | None = None,
     nonce: str | None = "n-0S6_WzA2Mj",
     ttl: int = 60,
+    account_id: uuid.UUID | None = None,
 ) -> str:
     """A code as /authorize would issue it after sign-in and consent."""
     code = random_token()
@@ -90,6 +91,7 @@ async def issue_code(
                 code_hash=digest(code),
                 client_id=client.client_id,
                 user_id=user.id,
+                account_id=account_id,
                 redirect_uri=redirect_uri,
                 scope=scope,
                 resources=resources or [],

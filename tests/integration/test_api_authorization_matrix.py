@@ -19,6 +19,7 @@ from identity.permissions.access import MATRIX, Action, Relation
 from identity.permissions.invitations import InvitationRequest
 from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
+from identity.webhooks import service as webhooks
 from tests.integration.account_helpers import (
     SYSTEM,
     add_member,
@@ -103,6 +104,17 @@ async def _world(runtime: Runtime) -> World:
             catalogue=runtime.catalogue,
             now=utcnow(),
         )
+    async with runtime.db.transaction() as session:
+        subscription = await webhooks.create_subscription(
+            session,
+            SYSTEM,
+            runtime.webhook_encryptor,
+            url="https://billing.example.com/hooks",
+            event_types=["member.removed"],
+            description="",
+            allow_http_loopback=False,
+            now=utcnow(),
+        )
     ids = {
         "a": ours["a"],
         "t": ours["t"],
@@ -116,6 +128,7 @@ async def _world(runtime: Runtime) -> World:
         "u": str(outsider.id),
         "fresh": f"{uuid.uuid4().hex[:8]}@example.com",
         "perm": f"svc{uuid.uuid4().hex[:6]}:act",
+        "w": str(subscription.subscription.id),
     }
     headers = {
         Relation.STAFF: await staff_headers(runtime),
@@ -210,6 +223,7 @@ ENDPOINTS = [
     Endpoint("GET", "/users", Action.USER_READ),
     Endpoint("GET", "/users/{u}", Action.USER_READ),
     Endpoint("POST", "/users/{u}/email", Action.USER_RECOVER, {"email": "{fresh}", "reason": "R"}),
+    Endpoint("POST", "/users/{u}/disable", Action.USER_RECOVER, {"reason": "Left the company"}),
     Endpoint(
         "POST", "/users/{u}/second-factor/reset", Action.USER_RECOVER, {"reason": "Lost phone"}
     ),
@@ -220,6 +234,14 @@ ENDPOINTS = [
         Action.AUTHZ_CHECK,
         {"checks": [{"user_id": "{t}", "account_id": "{a}", "permission": "tickets"}]},
     ),
+    Endpoint(
+        "POST",
+        "/webhooks",
+        Action.WEBHOOK_MANAGE,
+        {"url": "https://billing.example.com/hooks", "event_types": ["member.removed"]},
+    ),
+    Endpoint("GET", "/webhooks", Action.WEBHOOK_MANAGE),
+    Endpoint("DELETE", "/webhooks/{w}", Action.WEBHOOK_MANAGE),
 ]
 
 
@@ -238,6 +260,7 @@ def test_every_route_of_the_api_is_in_the_table(app: Any) -> None:
             ("user_id", "t"),
             ("role_id", "r"),
             ("invitation_id", "i"),
+            ("subscription_id", "w"),
         ):
             path = path.replace("{" + name + ":uuid}", "{" + short + "}")
         path = path.replace("/roles/{r}", "/roles/{tr}") if "/accounts/" not in path else path

@@ -47,7 +47,14 @@ async def test_discovery_states_our_capabilities(client: httpx.AsyncClient) -> N
         "none",
     }
     assert "RS256" in document["id_token_signing_alg_values_supported"]
-    assert document["scopes_supported"] == ["openid", "profile", "email"]
+    assert document["scopes_supported"] == [
+        "openid",
+        "profile",
+        "email",
+        "identity:accounts",
+        "identity:admin",
+        "identity:authz",
+    ]
     assert document["ui_locales_supported"] == ["en", "es"]
     assert document["subject_types_supported"] == ["public"]
 

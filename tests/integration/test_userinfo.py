@@ -5,7 +5,13 @@ from __future__ import annotations
 import httpx
 
 from identity.runtime import Runtime
-from tests.integration.oauth_helpers import BILLING, make_client, make_user, signed_in_tokens
+from tests.integration.oauth_helpers import (
+    BILLING,
+    make_client,
+    make_user,
+    signed_in_tokens,
+    verify_with_jwks,
+)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -40,6 +46,22 @@ async def test_profile_scope_releases_the_name(client: httpx.AsyncClient, runtim
 
     assert body["name"] == "Grace Hopper"
     assert "email" not in body
+
+
+async def test_a_user_without_a_name_gets_no_empty_name_claim(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # OIDC Core §5.3.2: an unset claim is omitted, not sent as "" (the interop test saw it).
+    app = await make_client(runtime)
+    user = await make_user(runtime, name="")
+    tokens = await signed_in_tokens(client, runtime, app, user=user, scope="openid profile")
+
+    body = (await client.get("/userinfo", headers=bearer(tokens["access_token"]))).json()
+    id_token = (await verify_with_jwks(client, tokens["id_token"])).claims
+
+    assert "name" not in body
+    assert "name" not in id_token
+    assert "updated_at" in body
 
 
 async def test_missing_or_bad_token_is_401_with_bearer_challenge(

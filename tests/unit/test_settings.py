@@ -56,6 +56,7 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_SIGNING_ALG", "HS256", "RS256 or ES256"),
         ("IDENTITY_SECRET_KEY", "short", "at least 32 characters"),
         ("IDENTITY_PASSWORD_POLICY", "/nonexistent/policy.toml", "not a readable file"),
+        ("IDENTITY_WEBHOOKS_ALLOW_HTTP_LOOPBACK", "maybe", "true or false"),
     ],
 )
 def test_a_bad_value_names_the_variable_in_one_sentence(
@@ -90,3 +91,10 @@ def test_trusted_proxies_parse_addresses_and_networks() -> None:
 def test_cookies_are_secure_exactly_when_the_issuer_is_https() -> None:
     assert Settings.from_env({"IDENTITY_ISSUER": "https://id.example.com"}).secure_cookies
     assert not Settings.from_env({}).secure_cookies
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("1", True), ("off", False)])
+def test_http_webhooks_to_loopback_are_off_unless_asked_for(raw: str, expected: bool) -> None:
+    assert Settings.from_env({}).webhooks_allow_http_loopback is False
+    variable = "IDENTITY_WEBHOOKS_ALLOW_HTTP_LOOPBACK"
+    assert Settings.from_env({variable: raw}).webhooks_allow_http_loopback is expected

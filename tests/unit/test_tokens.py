@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -71,6 +72,21 @@ def test_verification_accepts_a_live_token_and_refuses_expired_or_foreign_ones()
     ):
         with pytest.raises(InvalidTokenError):
             verify_access_token(keyset("RS256"), token, issuer=issuer, now=now)
+
+
+def test_a_token_verified_before_is_still_checked_for_expiry_and_its_key() -> None:
+    token = access()
+    claims = verify_access_token(keyset("RS256"), token, issuer=ISSUER, now=NOW)
+    claims["sub"] = "changed by a caller"
+    again = verify_access_token(keyset("RS256"), token, issuer=ISSUER, now=NOW)
+    assert again["sub"] == "user-1"
+    with pytest.raises(InvalidTokenError):
+        verify_access_token(keyset("RS256"), token, issuer=ISSUER, now=NOW + timedelta(seconds=600))
+    with pytest.raises(InvalidTokenError):
+        verify_access_token(keyset("RS256"), token, issuer=ISSUER, now=NOW - timedelta(seconds=1))
+    retired = dataclasses.replace(keyset("RS256"), by_kid={})
+    with pytest.raises(InvalidTokenError):
+        verify_access_token(retired, token, issuer=ISSUER, now=NOW)
 
 
 def test_id_token_is_not_accepted_as_an_access_token() -> None:

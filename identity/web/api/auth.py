@@ -16,6 +16,7 @@ from litestar import Request, Response
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.oauth.errors import InvalidTokenError
+from identity.oauth.scopes import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ
 from identity.oauth.tokens import verify_access_token
 from identity.permissions.access import Caller
 from identity.tokens import revocations
@@ -23,13 +24,6 @@ from identity.tokens.subjects import active_user
 from identity.web.client_ip import of_request
 from identity.web.dependencies import RuntimeDep
 from identity.web.problems import problem
-
-# Staff administration: an administrator's token, or a client allowed this scope.
-SCOPE_ADMIN = "identity:admin"
-# A user managing the accounts they belong to.
-SCOPE_ACCOUNTS = "identity:accounts"
-# A service asking for authorization decisions (POST /api/v1/authz/check).
-SCOPE_AUTHZ = "identity:authz"
 
 
 class BearerRefused(Exception):

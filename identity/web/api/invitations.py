@@ -8,9 +8,8 @@ from litestar import Controller, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from identity.clock import utcnow
-from identity.errors import Forbidden
 from identity.permissions import invitations
-from identity.permissions.access import Action, Relation
+from identity.permissions.access import Action, check_manager_invite
 from identity.permissions.invitations import InvitationRequest
 from identity.web.api import schemas
 from identity.web.api.common import (
@@ -52,9 +51,7 @@ class InvitationController(Controller):
             relation = await allow(
                 session, runtime, principal, Action.INVITATION_WRITE, now, account_id
             )
-            if relation is Relation.MANAGER and data.all_permissions:
-                # As for editing members: a manager cannot create an owner-equivalent.
-                raise Forbidden("Only an owner can invite with all permissions.")
+            check_manager_invite(relation, all_permissions=data.all_permissions)
             invitation = await invitations.invite(
                 session,
                 principal.actor,

@@ -12,6 +12,7 @@ from litestar.exceptions import ValidationException
 
 from identity.web.api import accounts, audit, authz, invitations, members, permissions, roles
 from identity.web.api import users as users_api
+from identity.web.api import webhooks as webhooks_api
 from identity.web.api.auth import BearerRefused, bearer_refused_handler, provide_principal
 from identity.web.api.common import provide_catalogue
 from identity.web.problems import http_exception_handler
@@ -49,6 +50,7 @@ ROUTER = Router(
         users_api.UserController,
         audit.AuditController,
         authz.AuthzController,
+        webhooks_api.WebhookController,
     ],
     dependencies={
         "principal": Provide(provide_principal),

@@ -195,6 +195,10 @@ class SecondFactorReset(Request):
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
 
 
+class UserDisable(Request):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+
+
 class AssistedEmailChange(Request):
     email: Annotated[str, Meta(min_length=3, max_length=320)]
     reason: Annotated[str, Meta(min_length=1, max_length=500)]

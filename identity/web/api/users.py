@@ -8,6 +8,7 @@ from typing import Annotated
 from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody, Parameter
 
+from identity.accounts.service import disable_user
 from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
 from identity.permissions import service
@@ -66,6 +67,25 @@ class UserController(Controller):
                 session, principal.actor, user_id, data.reason, now
             )
         runtime.mail.wake()
+
+    @post(
+        "/{user_id:uuid}/disable",
+        status_code=200,
+        summary="Disable a user: sign-in refused, sessions ended, consumers told (staff, audited)",
+    )
+    async def disable(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        user_id: FromPath[uuid.UUID],
+        data: JSONBody[schemas.UserDisable],
+    ) -> schemas.UserOut:
+        async with runtime.db.transaction() as session:
+            now = utcnow()
+            await allow(session, runtime, principal, Action.USER_RECOVER, now)
+            user = await disable_user(session, principal.actor, user_id, data.reason, now)
+        runtime.webhooks.wake()
+        return user_out(user)
 
     @post(
         "/{user_id:uuid}/email",
