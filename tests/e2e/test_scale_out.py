@@ -42,7 +42,11 @@ def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> dict[str,
 def cluster(env: dict[str, str]) -> Iterator[tuple[dict[str, str], Server, Server, dict[str, str]]]:
     # Both processes share the issuer (a load balancer's address) and the secret key; keys
     # are reread every second so the rotation test need not wait the default 30 seconds.
-    shared = env | {"IDENTITY_KEYS_REFRESH": "1", "IDENTITY_LOGIN_MAX_FAILURES": "4"}
+    shared = env | {
+        "IDENTITY_KEYS_REFRESH": "1",
+        "IDENTITY_LOGIN_MAX_FAILURES": "4",
+        "IDENTITY_RESET_LIMIT_PER_IP": "4/hour",
+    }
     assert run_identity("migrate", env=shared).returncode == 0
     _cli(shared, "users", "create", "--email", EMAIL, "--password-stdin", stdin=PASSWORD)
     client = _cli(
@@ -162,3 +166,16 @@ def test_a_rotated_key_is_used_and_published_by_both(cluster) -> None:  # type: 
 
 def _published_kids(server: Server) -> set[str]:
     return {key["kid"] for key in httpx.get(f"{server.base_url}/jwks.json").json()["keys"]}
+
+
+def test_a_forgot_password_limit_is_shared_by_both_processes(cluster) -> None:  # type: ignore[no-untyped-def]
+    # The per-client-address limit comes from the cluster's environment: 4 an hour.
+    _, first, second, _ = cluster
+    statuses = [
+        httpx.post(
+            f"{(first, second)[attempt % 2].base_url}/api/v1/password/forgot",
+            json={"email": f"someone{attempt}@example.com"},
+        ).status_code
+        for attempt in range(5)
+    ]
+    assert statuses == [202, 202, 202, 202, 429]
