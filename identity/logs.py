@@ -154,10 +154,11 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [JsonLineHandler(_writer)]
     root.setLevel(level)
-    # Database drivers log every statement with its parameters at DEBUG: queued mail bodies
-    # with reset links, fresh secrets. However verbose the service, they stay at INFO.
+    # Database libraries log statements with their parameters (SQLAlchemy from INFO, the
+    # drivers at DEBUG): queued mail bodies with reset links, fresh secrets. However verbose
+    # the service, they say only warnings and errors.
     for name in _PARAMETER_LOGGERS:
-        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     # Our access log replaces uvicorn's, which has no request id.
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):
