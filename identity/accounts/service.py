@@ -13,6 +13,7 @@ from identity.accounts.emails import normalise_email
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
 from identity.audit.service import Actor, record_as
+from identity.db.engine import Database
 from identity.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from identity.sessions.revocation import revoke_all_for_user
 from identity.webhooks.events import USER_DISABLED, about_user, emit
@@ -62,26 +63,30 @@ async def create_user(
 
 
 async def authenticate(
-    session: AsyncSession, passwords: Passwords, email: str, password: str
+    db: Database, passwords: Passwords, email: str, password: str
 ) -> User | None:
     """The user these credentials prove, or None; every failure costs one argon2 verify.
 
     Unknown email, wrong password, a user with no password and a disabled user all look
-    and take the same, so a caller cannot learn which emails have accounts.
+    and take the same, so a caller cannot learn which emails have accounts. The look-up and
+    the rehash are short transactions of their own: none is held open while argon2 runs.
     """
     try:
         email = normalise_email(email)
     except InvalidInput:
         found = None
     else:
-        found = await repository.user_with_password(session, email)
+        async with db.transaction() as session:
+            found = await repository.user_with_password(session, email)
     user, credential = found or (None, None)
     stored = credential.hash if credential else None
     if not await passwords.verify(stored, password) or user is None or user.disabled:
         return None
     assert stored is not None  # verify() is True only against a stored hash
     if passwords.needs_rehash(stored):
-        await repository.upgrade_hash(session, user.id, stored, await passwords.hash(password))
+        upgraded = await passwords.hash(password)
+        async with db.transaction() as session:
+            await repository.upgrade_hash(session, user.id, stored, upgraded)
         log.info("password hash upgraded", extra={"user_id": str(user.id)})
     return user
 

@@ -101,8 +101,8 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         )
     password = _field(form, "password", MAX_PASSWORD)
     previous = cookies.read(request.cookies, settings, cookies.SESSION)
+    user = await authenticate(runtime.db, runtime.passwords, email, password)
     async with runtime.db.transaction() as session:
-        user = await authenticate(session, runtime.passwords, email, password)
         needs_code = user is not None and await second_factor.requires_code(
             session, runtime, user.id
         )

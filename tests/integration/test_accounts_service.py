@@ -23,8 +23,7 @@ async def test_created_user_is_stored_normalised_and_authenticates(runtime: Runt
         )
     assert user.email == "maria@example.com"
     assert user.email_verified and not user.is_admin
-    async with runtime.db.transaction() as session:
-        found = await authenticate(session, runtime.passwords, "MARIA@example.com", STRONG)
+    found = await authenticate(runtime.db, runtime.passwords, "MARIA@example.com", STRONG)
     assert found is not None and found.id == user.id
 
 
@@ -61,8 +60,7 @@ async def test_wrong_password_and_unknown_email_both_fail(
 ) -> None:
     async with runtime.db.transaction() as session:
         await create_user(session, runtime.passwords, email="ana@example.com", password=STRONG)
-    async with runtime.db.transaction() as session:
-        assert await authenticate(session, runtime.passwords, email, password) is None
+    assert await authenticate(runtime.db, runtime.passwords, email, password) is None
 
 
 async def test_disabled_user_does_not_authenticate(runtime: Runtime) -> None:
@@ -71,8 +69,7 @@ async def test_disabled_user_does_not_authenticate(runtime: Runtime) -> None:
             session, runtime.passwords, email="ana@example.com", password=STRONG
         )
         user.disabled = True
-    async with runtime.db.transaction() as session:
-        assert await authenticate(session, runtime.passwords, "ana@example.com", STRONG) is None
+    assert await authenticate(runtime.db, runtime.passwords, "ana@example.com", STRONG) is None
 
 
 async def _credential(runtime: Runtime) -> PasswordCredential:
@@ -91,13 +88,11 @@ async def test_login_upgrades_a_hash_made_with_old_parameters(runtime: Runtime) 
     stronger = Passwords.from_policy(stronger_policy, "Identity")
     assert stronger.needs_rehash(before.hash)
 
-    async with runtime.db.transaction() as session:
-        assert await authenticate(session, stronger, "ana@example.com", STRONG) is not None
+    assert await authenticate(runtime.db, stronger, "ana@example.com", STRONG) is not None
     after = await _credential(runtime)
     assert after.hash != before.hash and not stronger.needs_rehash(after.hash)
     assert after.changed_at == before.changed_at  # same password, only stored anew
-    async with runtime.db.transaction() as session:
-        assert await authenticate(session, stronger, "ana@example.com", STRONG) is not None
+    assert await authenticate(runtime.db, stronger, "ana@example.com", STRONG) is not None
 
 
 async def test_wrong_password_leaves_an_old_hash_alone(runtime: Runtime) -> None:
@@ -109,8 +104,7 @@ async def test_wrong_password_leaves_an_old_hash_alone(runtime: Runtime) -> None
         dataclasses.replace(policy, argon2=dataclasses.replace(policy.argon2, memory_kib=128)),
         "Identity",
     )
-    async with runtime.db.transaction() as session:
-        assert await authenticate(session, stronger, "ana@example.com", "nope#Nope99") is None
+    assert await authenticate(runtime.db, stronger, "ana@example.com", "nope#Nope99") is None
     assert (await _credential(runtime)).hash == before.hash
 
 
@@ -130,6 +124,22 @@ async def test_set_password_checks_the_policy_and_records_the_change(runtime: Ru
     after = await _credential(runtime)
     assert after.changed_at > before.changed_at
     async with runtime.db.transaction() as session:
-        assert await authenticate(session, runtime.passwords, user.email, STRONG) is None
-        assert await authenticate(session, runtime.passwords, user.email, "Zq#8vK!m2Rx")
+        assert await authenticate(runtime.db, runtime.passwords, user.email, STRONG) is None
+        assert await authenticate(runtime.db, runtime.passwords, user.email, "Zq#8vK!m2Rx")
         assert (await session.get(User, user.id)) is not None
+
+
+async def test_no_database_connection_is_held_while_argon2_runs(runtime: Runtime) -> None:
+    async with runtime.db.transaction() as session:
+        await create_user(session, runtime.passwords, email="ana@example.com", password=STRONG)
+    held_during_verify: list[int] = []
+
+    class Watched(Passwords):
+        async def verify(self, stored_hash: str | None, password: str) -> bool:
+            held_during_verify.append(runtime.db.engine.pool.checkedout())
+            return await super().verify(stored_hash, password)
+
+    watched = Watched(*(getattr(runtime.passwords, f.name) for f in dataclasses.fields(Passwords)))
+    assert await authenticate(runtime.db, watched, "ana@example.com", STRONG) is not None
+    assert await authenticate(runtime.db, watched, "nobody@example.com", STRONG) is None
+    assert held_during_verify == [0, 0]

@@ -58,9 +58,8 @@ async def test_the_confirmed_address_becomes_the_sign_in_email_and_the_old_one_i
     assert changed.email == NEW and changed.email_verified
     (notice,) = await _mail_to(runtime, "ana@example.com")
     assert "from ana@example.com to ana.new@example.org" in notice.text_body
-    async with runtime.db.transaction() as session:
-        assert await authenticate(session, runtime.passwords, NEW, PASSWORD) is not None
-        assert await authenticate(session, runtime.passwords, "ana@example.com", PASSWORD) is None
+    assert await authenticate(runtime.db, runtime.passwords, NEW, PASSWORD) is not None
+    assert await authenticate(runtime.db, runtime.passwords, "ana@example.com", PASSWORD) is None
 
 
 async def test_a_confirmation_link_works_once(runtime: Runtime) -> None:

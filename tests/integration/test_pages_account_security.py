@@ -166,7 +166,7 @@ async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_noti
     assert await _live(runtime, client.cookies["identity_session"])
     async with runtime.db.transaction() as session:
         refresh_tokens = list(await session.scalars(select(RefreshToken)))
-        assert await authenticate(session, runtime.passwords, ANA, NEW_PASSWORD) is not None
+        assert await authenticate(runtime.db, runtime.passwords, ANA, NEW_PASSWORD) is not None
     assert refresh_tokens and all(token.revoked_at is not None for token in refresh_tokens)
     (message,) = await mail_to(runtime, ANA)
     assert message.subject == "Your Identity password was changed"
@@ -203,8 +203,7 @@ async def test_password_change_refusals_are_readable(
         answers.append((wrong.status_code, alert(wrong)))
     assert answers[0] == (400, "La contraseña actual no es correcta.")
     assert answers[-1] == (429, "Demasiados intentos fallidos. Inténtalo de nuevo más tarde.")
-    async with runtime.db.transaction() as session:
-        assert await authenticate(session, runtime.passwords, ANA, PASSWORD) is not None
+    assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is not None
 
 
 async def test_generate_without_javascript_suggests_a_password_for_the_change_form(

@@ -132,8 +132,8 @@ async def test_reset_page_sets_a_new_password_and_signs_out_everywhere(
     assert 'href="/account/security?ui_locales=en"' in done.text
     async with runtime.db.transaction() as session:
         assert await sessions.current(session, other.token, utcnow()) is None
-        assert await authenticate(session, runtime.passwords, ANA, PASSWORD) is None
-        assert await authenticate(session, runtime.passwords, ANA, NEW_PASSWORD) is not None
+        assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is None
+        assert await authenticate(runtime.db, runtime.passwords, ANA, NEW_PASSWORD) is not None
     subjects = [m.subject for m in await mail_to(runtime, ANA)]
     assert subjects == ["Change your Identity password", "Your Identity password was changed"]
 
@@ -152,8 +152,7 @@ async def test_generate_without_javascript_fills_both_fields_with_a_password_tha
     assert (await runtime.passwords.check(generated, email=ANA)).accepted
     done = await post_form(client, suggested, RESET)
     assert done.status_code == 200 and "Password changed" in done.text
-    async with runtime.db.transaction() as session:
-        assert await authenticate(session, runtime.passwords, ANA, generated) is not None
+    assert await authenticate(runtime.db, runtime.passwords, ANA, generated) is not None
 
 
 async def test_different_passwords_and_policy_refusals_are_explained_in_the_page_language(

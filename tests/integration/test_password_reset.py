@@ -62,8 +62,7 @@ def env(env: dict[str, str], smtp: tuple[int, Inbox]) -> dict[str, str]:
 
 
 async def _password_works(runtime: Runtime, password: str, email: str = ANA) -> bool:
-    async with runtime.db.transaction() as session:
-        return await authenticate(session, runtime.passwords, email, password) is not None
+    return await authenticate(runtime.db, runtime.passwords, email, password) is not None
 
 
 async def _token_rows(runtime: Runtime) -> list[PasswordResetToken]:
