@@ -32,10 +32,15 @@ def notice(response: httpx.Response) -> str:
 
 
 async def mail_to(runtime: Runtime, address: str) -> list[OutgoingEmail]:
-    """The emails queued for ``address``, once background work (a reset look-up) is done."""
+    """The emails queued for ``address`` in the order they were queued, once background work
+    (a reset look-up) is done."""
     await runtime.background.drain()
     async with runtime.db.transaction() as session:
-        statement = select(OutgoingEmail).where(OutgoingEmail.to_address == address)
+        statement = (
+            select(OutgoingEmail)
+            .where(OutgoingEmail.to_address == address)
+            .order_by(OutgoingEmail.created_at)
+        )
         return list((await session.scalars(statement)).all())
 
 
