@@ -15,32 +15,6 @@ async def insert_code(session: AsyncSession, code: AuthorizationCode) -> None:
     await session.flush()
 
 
-async def consume_code(
-    session: AsyncSession, code_hash: str, now: datetime
-) -> AuthorizationCode | None:
-    """Mark the code used and return it; None if unknown, expired or already used.
-
-    A single conditional UPDATE is the lock: of parallel redemptions exactly one matches
-    ``consumed_at IS NULL``, on SQLite and PostgreSQL alike.
-    """
-    result = await session.execute(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.code_hash == code_hash, AuthorizationCode.consumed_at.is_(None))
-        .values(consumed_at=now)
-        .returning(AuthorizationCode)
-    )
-    code = result.scalar_one_or_none()
-    if code is None or code.expires_at <= now:
-        return None
-    return code
-
-
-async def was_consumed(session: AsyncSession, code_hash: str) -> bool:
-    """True when the code exists and was already redeemed: a replay, which revokes its tokens."""
-    code = await session.get(AuthorizationCode, code_hash)
-    return code is not None and code.consumed_at is not None
-
-
 async def get_consumed_code(session: AsyncSession, code_hash: str) -> AuthorizationCode | None:
     """The code when it was already redeemed (a replay), read past any cached copy."""
     code = await session.scalar(
@@ -63,8 +37,10 @@ async def record_access_token(session: AsyncSession, code_hash: str, jti: str) -
 async def redeem_code(
     session: AsyncSession, code_hash: str, now: datetime
 ) -> AuthorizationCode | None:
-    """Like ``consume_code``, but an expired code is left untouched, so that None means
-    unknown, expired or already used, and ``get_consumed_code`` then tells a replay apart.
+    """Mark a live code used and return it; None when it is unknown, expired or already used.
+
+    The conditional UPDATE is the lock: of parallel redemptions exactly one matches. An
+    expired code is left untouched, so ``get_consumed_code`` then tells a replay apart.
     """
     result = await session.execute(
         update(AuthorizationCode)

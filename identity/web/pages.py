@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get, post, route
-from litestar.datastructures import FormMultiDict
 from litestar.params import FromQuery
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
@@ -28,16 +27,12 @@ from identity.web import client_ip, cookies, csrf
 from identity.web import pages_second_factor as second_factor
 from identity.web.authorization import authorization_endpoint, proceed, redirect, with_query
 from identity.web.dependencies import RuntimeDep
+from identity.web.forms import field
 from identity.web.rendering import error_page, locale_for, page
 
 # Long enough for any real address or passphrase; longer input is not worth hashing.
 MAX_EMAIL = 320
 MAX_PASSWORD = 1024
-
-
-def _field(form: FormMultiDict, name: str, limit: int = 4096) -> str:
-    value = form.get(name)
-    return value[:limit] if isinstance(value, str) else ""
 
 
 def _flow_locale(request: Request[Any, Any, Any], flow: Flow | None) -> str:
@@ -84,12 +79,12 @@ async def login_page(
 async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
     form = await request.form()
     flows = FlowStore(runtime.store)
-    pending = await flows.load(_field(form, "flow"))
+    pending = await flows.load(field(form, "flow"))
     if pending is None:
         return _expired(request, runtime)
-    email = _field(form, "email", MAX_EMAIL).strip()
+    email = field(form, "email", MAX_EMAIL).strip()
     settings = runtime.settings
-    if not csrf.verify(request.cookies, settings, runtime.secret_key, _field(form, csrf.FIELD)):
+    if not csrf.verify(request.cookies, settings, runtime.secret_key, field(form, csrf.FIELD)):
         return _login_form(
             request, runtime, pending, email=email, message_id="form.csrf_failed", status=400
         )
@@ -99,7 +94,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         return _login_form(
             request, runtime, pending, email=email, message_id="login.throttled", status=429
         )
-    password = _field(form, "password", MAX_PASSWORD)
+    password = field(form, "password", MAX_PASSWORD)
     previous = cookies.read(request.cookies, settings, cookies.SESSION)
     user = await authenticate(runtime.db, runtime.passwords, email, password)
     async with runtime.db.transaction() as session:
@@ -180,9 +175,9 @@ async def consent_page(
 async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
     form = await request.form()
     flows = FlowStore(runtime.store)
-    flow_id = _field(form, "flow")
+    flow_id = field(form, "flow")
     if not csrf.verify(
-        request.cookies, runtime.settings, runtime.secret_key, _field(form, csrf.FIELD)
+        request.cookies, runtime.settings, runtime.secret_key, field(form, csrf.FIELD)
     ):
         pending = await flows.load(flow_id)
         if pending is None:
@@ -199,7 +194,7 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
         runtime,
         pending,
         session_token=cookies.read(request.cookies, runtime.settings, cookies.SESSION),
-        consent_given=_field(form, "decision") == "allow",
+        consent_given=field(form, "decision") == "allow",
     )
 
 
@@ -233,7 +228,7 @@ async def logout(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Respon
 
     confirmed = form is not None and "confirm" in form
     if confirmed and not csrf.verify(
-        request.cookies, settings, runtime.secret_key, _field(form, csrf.FIELD)
+        request.cookies, settings, runtime.secret_key, field(form, csrf.FIELD)
     ):
         return _logout_form(request, runtime, resolved, locale, "form.csrf_failed", 400)
     # Without an ID token for the signed-in user, a link alone must not sign anyone out.

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import FormMultiDict
@@ -34,8 +33,6 @@ from identity.errors import (
 from identity.mfa import repository as mfa_repository
 from identity.mfa import totp
 from identity.mfa.service import Enrolment, InvalidCode, InvalidPassword, SecondFactor
-from identity.oauth.authorize import AuthorizationRequest
-from identity.oauth.interaction import Flow, FlowStore
 from identity.recovery.email_change import request_email_change
 from identity.recovery.service import PasswordMismatch
 from identity.runtime import Runtime
@@ -43,7 +40,7 @@ from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
 from identity.tokens.subjects import active_user
 from identity.web import cookies, password_form
-from identity.web.authorization import redirect
+from identity.web.authorization import sign_in_then
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import csrf_ok, field, page_locale
 from identity.web.rendering import page
@@ -96,13 +93,6 @@ async def _visitor(
     return Visitor(user, browser) if user and browser else None
 
 
-async def _sign_in_first(runtime: Runtime, locale: str) -> Response[Any]:
-    """To the login page, and back here once signed in."""
-    flow = Flow(AuthorizationRequest({"ui_locales": locale}), return_to=PATH)
-    await FlowStore(runtime.store).save(flow)
-    return redirect(f"/login?{urlencode({'flow': flow.id})}")
-
-
 async def _security_page(
     request: Request[Any, Any, Any], runtime: Runtime, locale: str, outcome: Outcome
 ) -> Response[Any]:
@@ -111,7 +101,7 @@ async def _security_page(
         visitor = await _visitor(session, request, runtime, now)
         if visitor is None:
             # Signed out meanwhile: another tab's sign-out, or a password reset.
-            return await _sign_in_first(runtime, locale)
+            return await sign_in_then(runtime, PATH, ui_locales=locale)
         user_id = visitor.user.id
         mfa = SecondFactor.from_runtime(runtime)
         enrolled = await mfa.is_enrolled(session, user_id)
@@ -162,7 +152,7 @@ async def _act(
         async with runtime.db.transaction() as session:
             visitor = await _visitor(session, request, runtime, now)
             if visitor is None:
-                return await _sign_in_first(runtime, locale)
+                return await sign_in_then(runtime, PATH, ui_locales=locale)
             if not csrf_ok(request, runtime, form):
                 result = Outcome(message_id="form.csrf_failed", status=400)
             else:

@@ -5,19 +5,18 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select
 
 from identity.accounts.models import User
 from identity.accounts.service import authenticate
 from identity.clock import utcnow
 from identity.errors import Conflict, InvalidInput
-from identity.mail.models import OutgoingEmail
 from identity.recovery.email_change import (
     InvalidConfirmationLink,
     confirm_email_change,
     request_email_change,
 )
 from identity.runtime import Runtime
+from tests.integration.page_helpers import mail_to
 from tests.integration.recovery_helpers import PASSWORD, new_user
 
 NEW = "ana.new@example.org"
@@ -30,7 +29,7 @@ async def _ask(runtime: Runtime, user: User, new_email: str = NEW) -> str:
         await request_email_change(
             session, runtime.store, runtime.settings, user, new_email, "en", utcnow()
         )
-    (message,) = await _mail_to(runtime, new_email.lower())
+    (message,) = await mail_to(runtime, new_email.lower())
     assert message.subject == "Confirm your new Identity email address"
     match = _LINK.search(message.text_body)
     assert match and message.html_body and match.group(0) in message.html_body
@@ -42,21 +41,15 @@ async def _confirm(runtime: Runtime, token: str) -> User:
         return await confirm_email_change(session, runtime.store, runtime.settings, token, utcnow())
 
 
-async def _mail_to(runtime: Runtime, address: str) -> list[OutgoingEmail]:
-    async with runtime.db.transaction() as session:
-        statement = select(OutgoingEmail).where(OutgoingEmail.to_address == address)
-        return list((await session.scalars(statement)).all())
-
-
 async def test_the_confirmed_address_becomes_the_sign_in_email_and_the_old_one_is_told(
     runtime: Runtime,
 ) -> None:
     user = await new_user(runtime, "ana@example.com")
     token = await _ask(runtime, user, "Ana.New@Example.org")
-    assert await _mail_to(runtime, "ana@example.com") == []  # nothing changed yet
+    assert await mail_to(runtime, "ana@example.com") == []  # nothing changed yet
     changed = await _confirm(runtime, token)
     assert changed.email == NEW and changed.email_verified
-    (notice,) = await _mail_to(runtime, "ana@example.com")
+    (notice,) = await mail_to(runtime, "ana@example.com")
     assert "from ana@example.com to ana.new@example.org" in notice.text_body
     assert await authenticate(runtime.db, runtime.passwords, NEW, PASSWORD) is not None
     assert await authenticate(runtime.db, runtime.passwords, "ana@example.com", PASSWORD) is None

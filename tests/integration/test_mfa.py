@@ -15,11 +15,11 @@ from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.crypto import Encryptor
 from identity.errors import Conflict, InvalidInput, NotFound, RateLimited
-from identity.mail.models import OutgoingEmail
 from identity.mfa.models import RecoveryCode, TotpSecret
 from identity.mfa.service import InvalidCode, InvalidPassword, SecondFactor
 from identity.runtime import Runtime
 from tests.backends import TEST_SECRET_KEY
+from tests.integration.page_helpers import mail_to
 from tests.integration.recovery_helpers import PASSWORD, new_user
 
 STAFF = Actor(user_id=None, client_id="support-desk", ip="203.0.113.9", request_id="req-1")
@@ -50,12 +50,6 @@ async def _enrolled(runtime: Runtime, mfa: SecondFactor) -> tuple[User, pyotp.TO
 async def _verify(runtime: Runtime, mfa: SecondFactor, user: User, code: str) -> tuple[str, ...]:
     async with runtime.db.transaction() as session:
         return await mfa.verify(session, user.id, code, utcnow())
-
-
-async def _mail_to(runtime: Runtime, address: str) -> list[OutgoingEmail]:
-    async with runtime.db.transaction() as session:
-        statement = select(OutgoingEmail).where(OutgoingEmail.to_address == address)
-        return list((await session.scalars(statement)).all())
 
 
 async def test_enrolment_shows_the_secret_as_text_uri_and_qr_code(
@@ -236,7 +230,7 @@ async def test_disabling_needs_the_password_and_a_current_code(
     async with runtime.db.transaction() as session:
         assert not await mfa.is_enrolled(session, user.id)
         assert await mfa.unused_recovery_codes(session, user.id) == 0
-    (notice,) = await _mail_to(runtime, user.email)
+    (notice,) = await mail_to(runtime, user.email)
     assert notice.subject == "Two-step verification was turned off for your Acme ID account"
 
 
@@ -253,7 +247,7 @@ async def test_staff_reset_removes_the_factor_is_audited_and_tells_the_user(
     assert (event.actor_client_id, event.target_id) == ("support-desk", str(user.id))
     assert event.details == {"reason": "lost phone, ID checked"}
     assert event.ip == "203.0.113.9" and event.request_id == "req-1"
-    assert len(await _mail_to(runtime, user.email)) == 1
+    assert len(await mail_to(runtime, user.email)) == 1
 
 
 @pytest.mark.parametrize("reason", ["", "   ", "x" * 501])
