@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clock import utcnow
 from identity.permissions import service
 from identity.permissions.access import Action, check_manager_edit
 from identity.permissions.service import Grant, RoleGrant
+from identity.runtime import Runtime
 from identity.web.api import schemas
+from identity.web.api.auth import Principal
 from identity.web.api.common import (
     CatalogueDep,
     PrincipalDep,
@@ -21,6 +25,20 @@ from identity.web.api.common import (
     role_grants_in,
 )
 from identity.web.dependencies import RuntimeDep
+
+
+async def _allow_member_edit(
+    session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    action: Action,
+    now: datetime,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+) -> None:
+    """The matrix allows ``action``, and a manager is not touching an owner."""
+    relation = await allow(session, runtime, principal, action, now, account_id)
+    check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
 
 
 class MemberController(Controller):
@@ -137,10 +155,9 @@ class MemberController(Controller):
     ) -> None:
         now = utcnow()
         async with runtime.db.transaction() as session:
-            relation = await allow(
-                session, runtime, principal, Action.MEMBER_REMOVE, now, account_id
+            await _allow_member_edit(
+                session, runtime, principal, Action.MEMBER_REMOVE, now, account_id, user_id
             )
-            check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
             await service.remove_member(session, principal.actor, account_id, user_id, now)
 
     @post("/{user_id:uuid}/permissions", summary="Grant one permission, perhaps until a date")
@@ -155,10 +172,9 @@ class MemberController(Controller):
     ) -> schemas.MemberOut:
         now = utcnow()
         async with runtime.db.transaction() as session:
-            relation = await allow(
-                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id
+            await _allow_member_edit(
+                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
-            check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
             await service.grant_permission(
                 session,
                 principal.actor,
@@ -182,10 +198,9 @@ class MemberController(Controller):
     ) -> None:
         now = utcnow()
         async with runtime.db.transaction() as session:
-            relation = await allow(
-                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id
+            await _allow_member_edit(
+                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
-            check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
             await service.revoke_permission(
                 session, principal.actor, account_id, user_id, name, now
             )
@@ -202,10 +217,9 @@ class MemberController(Controller):
     ) -> schemas.MemberOut:
         now = utcnow()
         async with runtime.db.transaction() as session:
-            relation = await allow(
-                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id
+            await _allow_member_edit(
+                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
-            check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
             await service.grant_role(
                 session,
                 principal.actor,
@@ -229,8 +243,7 @@ class MemberController(Controller):
     ) -> None:
         now = utcnow()
         async with runtime.db.transaction() as session:
-            relation = await allow(
-                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id
+            await _allow_member_edit(
+                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
-            check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
             await service.revoke_role(session, principal.actor, account_id, user_id, role_id, now)
