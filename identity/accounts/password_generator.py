@@ -28,8 +28,20 @@ def length_bounds(policy: PasswordPolicy) -> tuple[int, int]:
     return max(policy.rules.min_length, len(CLASSES), 12), policy.rules.max_length
 
 
-def generate(policy: PasswordPolicy, length: int = DEFAULT_LENGTH) -> str:
-    """A password of ``length`` characters, one of each class at least, that ``policy`` accepts."""
+def generate(
+    policy: PasswordPolicy,
+    length: int = DEFAULT_LENGTH,
+    *,
+    email: str = "",
+    name: str = "",
+    product_name: str = "",
+) -> str:
+    """A password of ``length`` characters, one of each class at least, that ``policy`` accepts.
+
+    The user's details and the product's name are checked too, when known: a random draw can
+    spell them (``N3w`` for a user called New), and a proposal the form then refuses is worse
+    than none.
+    """
     low, high = length_bounds(policy)
     if not low <= length <= high:
         raise InvalidInput(f"The length must be from {low} to {high} characters.")
@@ -38,6 +50,7 @@ def generate(policy: PasswordPolicy, length: int = DEFAULT_LENGTH) -> str:
         chars += [secrets.choice(ALPHABET) for _ in range(length - len(chars))]
         _SHUFFLER.shuffle(chars)  # so the guaranteed characters are not always first
         candidate = "".join(chars)
-        if policy.check(candidate).accepted:
+        verdict = policy.check(candidate, email=email, name=name, product_name=product_name)
+        if verdict.accepted:
             return candidate
     raise RuntimeError("the password policy refused every generated password")

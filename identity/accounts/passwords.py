@@ -97,5 +97,6 @@ class Passwords:
         """True when the stored hash was made with other parameters than the policy's."""
         return self.hasher.check_needs_rehash(stored_hash)
 
-    def generate(self, length: int = DEFAULT_LENGTH) -> str:
-        return generate(self.policy, length)
+    def generate(self, length: int = DEFAULT_LENGTH, *, email: str = "", name: str = "") -> str:
+        """A policy-passing password, one this user on this service may set (see ``check``)."""
+        return generate(self.policy, length, email=email, name=name, product_name=self.product_name)

@@ -159,12 +159,13 @@ async def _owner_if_usable(session: AsyncSession, token: PasswordResetToken) -> 
     return None if user.disabled or changed_since else user
 
 
-async def check_reset_token(session: AsyncSession, token: str, now: datetime) -> bool:
-    """Whether ``token`` would be accepted now: the reset page shows its form or says why not."""
+async def reset_token_owner(session: AsyncSession, token: str, now: datetime) -> User | None:
+    """The user whose password ``token`` would reset now, or None: the reset page shows its
+    form (with a suggestion that avoids the user's details) or says the link is spent."""
     row = await repository.find_token(session, digest(token))
     if row is None or row.used_at is not None or row.expires_at <= now:
-        return False
-    return await _owner_if_usable(session, row) is not None
+        return None
+    return await _owner_if_usable(session, row)
 
 
 async def complete_reset(

@@ -1,12 +1,15 @@
 // The password fields of the hosted pages (templates/_password_fields.html), improved when
 // JavaScript runs: "generate" fills both fields from /api/v1/password/generate without a
 // round trip, "copy" puts the password on the clipboard, and a strength line follows typing
-// (/api/v1/password/check). Without this file the page still works: "generate" then posts
+// (/api/v1/password/check) with the user's email and name, as the form's own check has them.
+// A generated password the contextual check refuses (it can spell part of the name) is
+// replaced by another, a few times at most. Without this file the page still works: "generate" then posts
 // the form and the server answers with a suggestion.
 "use strict";
 
 (function () {
   const CHECK_DELAY_MS = 400;
+  const GENERATE_TRIES = 3;
 
   function enhance(box) {
     const form = box.closest("form");
@@ -24,15 +27,16 @@
 
     generate.addEventListener("click", async (event) => {
       event.preventDefault();
-      const response = await fetch("/api/v1/password/generate", { credentials: "omit" });
-      if (!response.ok) {
-        form.requestSubmit(generate);  // the server-side suggestion still works
-        return;
+      for (let tries = 0; tries < GENERATE_TRIES; tries++) {
+        const response = await fetch("/api/v1/password/generate", { credentials: "omit" });
+        if (!response.ok) break;
+        const { password: generated } = await response.json();
+        password.value = confirm.value = shown.value = generated;
+        suggestion.hidden = false;
+        const verdict = await check();
+        if (!verdict || verdict.accepted) return;
       }
-      const { password: generated } = await response.json();
-      password.value = confirm.value = shown.value = generated;
-      suggestion.hidden = false;
-      check();
+      form.requestSubmit(generate);  // the server's suggestion knows the user's details
     });
 
     copy.addEventListener("click", async () => {
@@ -42,22 +46,30 @@
       strength.textContent = copy.dataset.copied;
     });
 
+    // The verdict shown, or null when there is none (rate limited or offline: the server
+    // checks on submit anyway).
     async function check() {
       if (!password.value) {
         strength.textContent = "";
-        return;
+        return null;
       }
+      const nameField = form.querySelector("input[name=name]");
       const response = await fetch("/api/v1/password/check", {
         method: "POST",
         credentials: "omit",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ password: password.value }),
+        body: JSON.stringify({
+          password: password.value,
+          email: box.dataset.forEmail,
+          name: nameField ? nameField.value : box.dataset.forName,
+        }),
       });
-      if (!response.ok) return;  // rate limited or offline: the server checks on submit
+      if (!response.ok) return null;
       const verdict = await response.json();
       strength.textContent = verdict.accepted
         ? strength.dataset.strong
         : verdict.reasons.map((r) => r.messages[language] || r.messages.en).join(" ");
+      return verdict;
     }
 
     password.addEventListener("input", () => {

@@ -131,7 +131,12 @@ async def _security_page(
             "notice_values": outcome.notice_values,
             "message_id": outcome.message_id,
             "reasons": outcome.reasons,
-            **await password_form.context(runtime, suggest=outcome.suggest),
+            **await password_form.context(
+                runtime,
+                suggest=outcome.suggest,
+                email=visitor.user.email,
+                name=visitor.user.name,
+            ),
         },
     )
 

@@ -583,7 +583,11 @@ async def _accept_page(
         return await sign_in_then(runtime, _accept_url(token), login_hint=invitation.email)
     else:
         mode = "new"
-    password_fields = await password_form.context(runtime, suggest=suggest) if mode == "new" else {}
+    password_fields = (
+        await password_form.context(runtime, suggest=suggest, email=invitation.email, name=name)
+        if mode == "new"
+        else {}
+    )
     return page(
         request,
         runtime,

@@ -27,9 +27,9 @@ from identity.recovery.service import (
     RESET_PAGE_PATH,
     InvalidResetToken,
     PasswordMismatch,
-    check_reset_token,
     complete_reset,
     request_reset,
+    reset_token_owner,
 )
 from identity.runtime import Runtime
 from identity.web import client_ip, cookies, password_form
@@ -135,7 +135,11 @@ async def _reset_form(
     message_id: str | None = None,
     reasons: list[str] | None = None,
     status: int = 200,
-) -> Template:
+) -> Response[Any]:
+    async with runtime.db.transaction() as session:
+        owner = await reset_token_owner(session, token, utcnow()) if token else None
+    if owner is None:
+        return _invalid_link(request, runtime, locale)
     return page(
         request,
         runtime,
@@ -148,7 +152,9 @@ async def _reset_form(
             "token": token,
             "message_id": message_id,
             "reasons": reasons,
-            **await password_form.context(runtime, suggest=suggest),
+            **await password_form.context(
+                runtime, suggest=suggest, email=owner.email, name=owner.name
+            ),
         },
     )
 
@@ -169,13 +175,7 @@ def _invalid_link(request: Request[Any, Any, Any], runtime: Runtime, locale: str
 async def reset_page(
     request: Request[Any, Any, Any], runtime: RuntimeDep, token: FromQuery[str] = ""
 ) -> Response[Any]:
-    locale = page_locale(request)
-    token = token[:MAX_TOKEN]
-    async with runtime.db.transaction() as session:
-        usable = bool(token) and await check_reset_token(session, token, utcnow())
-    if not usable:
-        return _invalid_link(request, runtime, locale)
-    return await _reset_form(request, runtime, locale, token)
+    return await _reset_form(request, runtime, page_locale(request), token[:MAX_TOKEN])
 
 
 @post(RESET_PAGE_PATH, include_in_schema=False, cache=False)

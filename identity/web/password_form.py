@@ -8,6 +8,7 @@ language.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import anyio
@@ -23,10 +24,25 @@ def wants_suggestion(form: FormMultiDict) -> bool:
     return form.get(SUGGEST_FIELD) is not None
 
 
-async def context(runtime: Runtime, *, suggest: bool = False) -> dict[str, Any]:
-    """What the macro needs: the policy's rules and, when asked for, a generated password."""
-    suggestion = await anyio.to_thread.run_sync(runtime.passwords.generate) if suggest else None
-    return {"password_rules": runtime.passwords.policy.describe(), "suggestion": suggestion}
+async def context(
+    runtime: Runtime, *, suggest: bool = False, email: str = "", name: str = ""
+) -> dict[str, Any]:
+    """What the macro needs: the policy's rules and, when asked for, a generated password.
+
+    ``email`` and ``name`` are the details of the user the password is for, where the page
+    knows them: the suggestion avoids them, and password.js sends them with its live check,
+    so both agree with the check the form's submission gets.
+    """
+    suggestion = (
+        await anyio.to_thread.run_sync(partial(runtime.passwords.generate, email=email, name=name))
+        if suggest
+        else None
+    )
+    return {
+        "password_rules": runtime.passwords.policy.describe(),
+        "suggestion": suggestion,
+        "password_for": {"email": email, "name": name},
+    }
 
 
 def refusal_reasons(exc: PolicyViolation, locale: str) -> list[str]:

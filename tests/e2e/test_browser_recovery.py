@@ -95,6 +95,7 @@ TEXTS = {
         "sent": "Check your inbox and your spam folder too.",
         "subject": "Change your Identity password",
         "strong": "Strong enough.",
+        "personal": "Do not use your email address or your name.",
         "done": "Sign in again with the new password.",
         "changed": "Your Identity password was changed",
     },
@@ -103,6 +104,7 @@ TEXTS = {
         "sent": "Revisa tu bandeja de entrada y también la carpeta de correo no deseado.",
         "subject": "Cambia tu contraseña de Identity",
         "strong": "Suficientemente segura.",
+        "personal": "No uses tu dirección de correo ni tu nombre.",
         "done": "Vuelve a iniciar sesión con la contraseña nueva.",
         "changed": "Se ha cambiado tu contraseña de Identity",
     },
@@ -129,6 +131,9 @@ def test_forgot_password_email_link_generated_password_then_sign_in(
     match = re.search(rf"{re.escape(base_url)}/reset-password\?token=\S+", _plain(message))
     assert match, _plain(message)
     page.goto(match.group(0))
+    # The live check knows whose password this is, as the form's own check does.
+    page.fill("input[name=password]", "Rosa#Tulip-Vane7")
+    page.wait_for_selector(f"text={texts['personal']}")
     page_loads: list[str] = []
     page.on("framenavigated", lambda frame: page_loads.append(frame.url))
 

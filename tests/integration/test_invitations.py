@@ -283,7 +283,7 @@ async def test_concurrent_sign_ups_from_one_link_create_one_user(
     owner, account = await _arrange(runtime)
     await _invite(client, runtime, account, owner)
     token = _token((await _emails(runtime, "new.hire@example.com"))[0])
-    password = runtime.passwords.generate(20)
+    password = runtime.passwords.generate(20, email="new.hire@example.com", name="Nina")
 
     async def sign_up() -> object:
         async with runtime.db.transaction() as session:

@@ -143,6 +143,7 @@ async def test_generate_without_javascript_fills_both_fields_with_a_password_tha
 ) -> None:
     await new_user(runtime, ANA)
     form = await client.get(await _reset_link(client, runtime))
+    assert f'data-for-email="{ANA}"' in form.text  # what password.js's live check sends
     suggested = await post_form(client, form, RESET, suggest="1", password="", password_confirm="")
     assert suggested.status_code == 200
     fields = form_fields(suggested.text)

@@ -37,6 +37,21 @@ def test_generated_passwords_hold_every_class_and_no_look_alikes(length: int) ->
     assert all(set(password) & set(members) for members in CLASSES.values())
 
 
+def test_generated_passwords_leave_out_the_users_details() -> None:
+    # Short words drawn from the generator's own letters: an unaware generator spells one of
+    # them in about one 64-character password out of six.
+    name = " ".join(a + b + c for a in "aeu" for b in "rtn" for c in "aei")
+    for _ in range(30):
+        password = generate(POLICY, HIGH, email="ute.ani@example.com", name=name)
+        assert POLICY.check(password, email="ute.ani@example.com", name=name).accepted
+
+
+def test_generated_passwords_leave_out_the_product_name() -> None:
+    for _ in range(30):
+        password = generate(POLICY, HIGH, product_name="Tea Net Rut Ant")
+        assert POLICY.check(password, product_name="Tea Net Rut Ant").accepted
+
+
 def test_default_length_is_sixteen() -> None:
     assert len(generate(POLICY)) == 16
 
