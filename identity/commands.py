@@ -110,6 +110,7 @@ async def create_user(
     from identity.accounts.password_policy_file import PolicyFileError
     from identity.accounts.passwords import Passwords
     from identity.accounts.service import create_user as create
+    from identity.accounts.service import prepare_user
     from identity.errors import DomainError, PolicyViolation
 
     try:
@@ -117,12 +118,13 @@ async def create_user(
     except PolicyFileError as exc:
         raise StartupError(f"{exc}; fix the password policy file.") from None
 
-    async def work(session: AsyncSession) -> User:
-        return await create(
-            session, passwords, email=email, password=password, name=name, is_admin=is_admin
-        )
-
     try:
+        # Hashed before the database is opened, so no transaction waits for argon2.
+        new_user = await prepare_user(passwords, email=email, password=password, name=name)
+
+        async def work(session: AsyncSession) -> User:
+            return await create(session, new_user, is_admin=is_admin)
+
         return await _with_session(settings, work)
     except PolicyViolation as exc:
         reasons = " ".join(reason["messages"]["en"] for reason in exc.extra["reasons"])

@@ -15,7 +15,7 @@ import httpx
 from joserfc import jwt
 
 from identity.accounts.models import User
-from identity.accounts.service import create_user
+from identity.accounts.service import create_user, prepare_user
 from identity.clients.models import OAuthClient
 from identity.clients.repository import add_client
 from identity.runtime import Runtime
@@ -30,8 +30,9 @@ POST_LOGOUT_URI = "https://app.example/signed-out"
 async def add_user(
     runtime: Runtime, email: str = EMAIL, password: str = PASSWORD, *, disabled: bool = False
 ) -> User:
+    new = await prepare_user(runtime.passwords, email=email, password=password)
     async with runtime.db.transaction() as session:
-        user = await create_user(session, runtime.passwords, email=email, password=password)
+        user = await create_user(session, new)
         user.disabled = disabled
     return user
 

@@ -45,6 +45,13 @@ async def insert_user(session: AsyncSession, user: User, password_hash: str) -> 
     await session.flush()
 
 
+async def password_hash(session: AsyncSession, user_id: uuid.UUID) -> str | None:
+    """The stored hash of the user's password; None for a user without one."""
+    return await session.scalar(
+        select(PasswordCredential.hash).where(PasswordCredential.user_id == user_id)
+    )
+
+
 async def replace_password(session: AsyncSession, user_id: uuid.UUID, password_hash: str) -> None:
     """A new password: a new hash and a new ``changed_at``."""
     credential = await session.get(PasswordCredential, user_id, with_for_update=True)
@@ -55,13 +62,22 @@ async def replace_password(session: AsyncSession, user_id: uuid.UUID, password_h
     await session.flush()
 
 
-async def upgrade_hash(
-    session: AsyncSession, user_id: uuid.UUID, old_hash: str, new_hash: str
-) -> None:
-    """The same password under new parameters; ``changed_at`` stays, and a password changed
-    meanwhile by another request (the hash no longer the one verified) is left alone."""
-    await session.execute(
+async def swap_hash(
+    session: AsyncSession, user_id: uuid.UUID, old_hash: str, new_hash: str, *, new_password: bool
+) -> bool:
+    """Store ``new_hash`` only if the stored hash is still ``old_hash``, the one verified
+    before the caller's transaction began: a password changed meanwhile by another request
+    is left alone, and the answer is False.
+
+    A new password gets a new ``changed_at``, which ends the reset tokens issued before it;
+    the same password under new parameters (a rehash) keeps its ``changed_at``.
+    """
+    values: dict[str, object] = {"hash": new_hash}
+    if new_password:
+        values["changed_at"] = utcnow()
+    result = await session.execute(
         update(PasswordCredential)
         .where(PasswordCredential.user_id == user_id, PasswordCredential.hash == old_hash)
-        .values(hash=new_hash)
+        .values(values)
     )
+    return result.rowcount == 1  # type: ignore[attr-defined]

@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts import repository
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
-from identity.accounts.service import MAX_NAME, set_password
-from identity.errors import InvalidInput, RateLimited
+from identity.accounts.service import checked_name, hash_password
+from identity.db.engine import Database
+from identity.errors import RateLimited
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
 from identity.mfa.service import InvalidPassword
@@ -34,15 +35,12 @@ log = logging.getLogger(__name__)
 
 async def change_name(session: AsyncSession, user: User, raw_name: str) -> None:
     """Raises ``InvalidInput`` for a name longer than the column holds."""
-    name = raw_name.strip()
-    if len(name) > MAX_NAME:
-        raise InvalidInput(f"The name must be at most {MAX_NAME} characters.")
-    user.name = name
+    user.name = checked_name(raw_name)
     await session.flush()
 
 
 async def change_password(
-    session: AsyncSession,
+    db: Database,
     passwords: Passwords,
     limiter: RateLimiter,
     settings: Settings,
@@ -58,27 +56,36 @@ async def change_password(
     """Replace the password, proven by the current one; signs out the user's other sessions,
     revokes every refresh token and queues a notice email.
 
-    Raises ``RateLimited``, ``InvalidPassword``, ``PasswordMismatch`` or ``PolicyViolation``.
-    Call ``runtime.mail.wake()`` after the commit.
+    Its transactions are its own and short: one reads the stored hash, argon2 verifies the
+    current password and hashes the new one with none open, and one stores the new hash
+    if the stored one is still the hash verified, with the sign-outs and the notice.
+    Raises ``RateLimited``, ``InvalidPassword`` (also when the password was changed
+    meanwhile, in another tab or by a reset: the one typed is no longer current),
+    ``PasswordMismatch`` or ``PolicyViolation``. Call ``runtime.mail.wake()`` afterwards.
     """
     failures = Limit("password-change-user", settings.login_max_failures, settings.login_lockout)
     verdict = await limiter.blocked(failures, str(user.id))
     if not verdict.allowed:
         raise RateLimited("Too many failed attempts; try again later.", verdict.retry_after)
-    found = await repository.user_with_password(session, user.email)
-    stored = found[1].hash if found and found[1] else None
+    async with db.transaction() as session:
+        stored = await repository.password_hash(session, user.id)
     if not await passwords.verify(stored, current):
         await limiter.hit(failures, str(user.id))
         raise InvalidPassword("The password is not correct.")
+    assert stored is not None  # verify() is True only against a stored hash
     await limiter.reset(failures, str(user.id))
     if new != confirm:
         raise PasswordMismatch("The two passwords are not the same.")
-    await set_password(session, passwords, user, new)
-    await revoke_all_for_user(session, user.id, now, keep_session_id=keep_session_id)
-    notice = messages.password_changed(
-        Recipient(user.email, user.locale or locale), settings.product_name
-    )
-    await outbox.enqueue(session, notice, now)
+    new_hash = await hash_password(passwords, new, email=user.email, name=user.name)
+    async with db.write_transaction() as session:
+        if not await repository.swap_hash(session, user.id, stored, new_hash, new_password=True):
+            # Not counted as a failure: the password typed was right when it was verified.
+            raise InvalidPassword("The password is not correct.")
+        await revoke_all_for_user(session, user.id, now, keep_session_id=keep_session_id)
+        notice = messages.password_changed(
+            Recipient(user.email, user.locale or locale), settings.product_name
+        )
+        await outbox.enqueue(session, notice, now)
     log.info("password changed", extra={"user_id": str(user.id)})
 
 

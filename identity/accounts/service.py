@@ -1,9 +1,15 @@
-"""What other parts of the service do with accounts: create users, check and set passwords."""
+"""What other parts of the service do with accounts: create users, check and hash passwords.
+
+Argon2 runs outside transactions: what hashes a password (``hash_password``,
+``prepare_user``) or verifies one (``authenticate``) is called with none open, and the
+transaction that stores the result comes after it.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,40 +29,71 @@ log = logging.getLogger(__name__)
 MAX_NAME = 200  # the users.name column
 
 
-async def _require_policy(passwords: Passwords, password: str, *, email: str, name: str) -> None:
+def checked_name(raw: str) -> str:
+    """The name as stored: trimmed; ``InvalidInput`` if longer than the column holds."""
+    name = raw.strip()
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"The name must be at most {MAX_NAME} characters.")
+    return name
+
+
+async def hash_password(passwords: Passwords, password: str, *, email: str, name: str) -> str:
+    """The stored form of a password the policy accepts for this user, or ``PolicyViolation``
+    (with ``reasons``).
+
+    Called with no transaction open: argon2 costs ~20 ms of CPU, and a transaction waiting
+    for it would hold its connection (and, on SQLite, the write lock) all that time.
+    """
     verdict = await passwords.check(password, email=email, name=name)
     if not verdict.accepted:
         raise PolicyViolation(
             "The password does not meet the password policy.",
             reasons=verdict.as_problem_reasons(),
         )
+    return await passwords.hash(password)
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    """A user ready to be stored, made by ``prepare_user`` for ``create_user``."""
+
+    email: str
+    name: str
+    password_hash: str = field(repr=False)
+
+
+async def prepare_user(
+    passwords: Passwords, *, email: str, password: str, name: str = ""
+) -> NewUser:
+    """A new user's details normalised and checked and the password hashed, before any
+    transaction (see ``hash_password``).
+
+    Raises ``InvalidInput`` (email, name) or ``PolicyViolation`` (password, with ``reasons``).
+    """
+    email = normalise_email(email)
+    name = checked_name(name)
+    return NewUser(email, name, await hash_password(passwords, password, email=email, name=name))
 
 
 async def create_user(
     session: AsyncSession,
-    passwords: Passwords,
+    new_user: NewUser,
     *,
-    email: str,
-    password: str,
-    name: str = "",
     is_admin: bool = False,
     email_verified: bool = True,
 ) -> User:
-    """A new user with a password the policy accepts.
-
-    Raises ``InvalidInput`` (email, name), ``PolicyViolation`` (password, with ``reasons``)
-    or ``Conflict`` (the email, whatever its case, belongs to another user).
-    """
-    email = normalise_email(email)
-    name = name.strip()
-    if len(name) > MAX_NAME:
-        raise InvalidInput(f"The name must be at most {MAX_NAME} characters.")
-    await _require_policy(passwords, password, email=email, name=name)
-    if await repository.email_exists(session, email):
+    """Store the user ``prepare_user`` made; ``Conflict`` if the email, whatever its case,
+    belongs to another user."""
+    if await repository.email_exists(session, new_user.email):
         raise Conflict("A user with this email address already exists.")
-    user = User(email=email, name=name, is_admin=is_admin, email_verified=email_verified)
+    user = User(
+        email=new_user.email,
+        name=new_user.name,
+        is_admin=is_admin,
+        email_verified=email_verified,
+    )
     try:
-        await repository.insert_user(session, user, await passwords.hash(password))
+        await repository.insert_user(session, user, new_user.password_hash)
     except repository.EmailTaken:
         raise Conflict("A user with this email address already exists.") from None
     return user
@@ -86,17 +123,9 @@ async def authenticate(
     if passwords.needs_rehash(stored):
         upgraded = await passwords.hash(password)
         async with db.transaction() as session:
-            await repository.upgrade_hash(session, user.id, stored, upgraded)
+            await repository.swap_hash(session, user.id, stored, upgraded, new_password=False)
         log.info("password hash upgraded", extra={"user_id": str(user.id)})
     return user
-
-
-async def set_password(
-    session: AsyncSession, passwords: Passwords, user: User, new_password: str
-) -> None:
-    """Replace ``user``'s password (reset, change); raises ``PolicyViolation``."""
-    await _require_policy(passwords, new_password, email=user.email, name=user.name)
-    await repository.replace_password(session, user.id, await passwords.hash(new_password))
 
 
 async def disable_user(

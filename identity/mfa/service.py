@@ -23,6 +23,7 @@ from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
 from identity.audit.service import Actor, record
 from identity.crypto import Encryptor
+from identity.db.engine import Database
 from identity.errors import Conflict, DomainError, NotFound, RateLimited
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
@@ -147,7 +148,7 @@ class SecondFactor:
 
     async def disable(
         self,
-        session: AsyncSession,
+        db: Database,
         passwords: Passwords,
         user: User,
         password: str,
@@ -156,19 +157,23 @@ class SecondFactor:
     ) -> None:
         """The user turns two-step verification off, proving both factors again.
 
-        Raises ``InvalidPassword``, ``InvalidCode``, ``RateLimited`` or ``NotFound``.
+        Its transactions are its own: argon2 verifies the password between a short one that
+        reads the stored hash and the one that checks the code and removes the factor.
+        Raises ``InvalidPassword``, ``InvalidCode``, ``RateLimited`` or ``NotFound``. Call
+        ``runtime.mail.wake()`` afterwards.
         """
         await self._refuse_if_throttled(user.id)
-        found = await accounts.user_with_password(session, user.email)
-        stored = found[1].hash if found and found[1] else None
+        async with db.transaction() as session:
+            stored = await accounts.password_hash(session, user.id)
         if not await passwords.verify(stored, password):
             # Counted with wrong codes: a stolen session must not be a password oracle.
             await self.limiter.hit(self._failures, str(user.id))
             raise InvalidPassword("The password is not correct.")
-        if not await self.is_enrolled(session, user.id):
-            raise NotFound("Two-step verification is not on.")
-        await self.verify(session, user.id, code, now)
-        await self._remove(session, user, now)
+        async with db.transaction() as session:
+            if not await self.is_enrolled(session, user.id):
+                raise NotFound("Two-step verification is not on.")
+            await self.verify(session, user.id, code, now)
+            await self._remove(session, user, now)
 
     async def staff_reset(
         self, session: AsyncSession, actor: Actor, user_id: uuid.UUID, reason: str, now: datetime

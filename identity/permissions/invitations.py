@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.emails import normalise_email
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
-from identity.accounts.service import create_user
+from identity.accounts.service import NewUser, create_user, prepare_user
 from identity.audit.service import Actor, record_as
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
+from identity.db.engine import Database
 from identity.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
 from identity.i18n import DEFAULT_LOCALE, SUPPORTED_LOCALES, Messages
 from identity.mail import outbox
@@ -365,28 +366,55 @@ async def accept_invitation_as_existing_user(
     return await _enrol(session, invitation, user, Actor(user.id, None, ip, request_id), now)
 
 
-async def accept_invitation_as_new_user(
-    session: AsyncSession,
+@dataclass(frozen=True, slots=True)
+class SignUp:
+    """An invitee's new user, checked and hashed by ``prepare_sign_up`` for
+    ``accept_invitation_as_new_user`` to store."""
+
+    token: str
+    user: NewUser
+
+
+async def prepare_sign_up(
+    db: Database,
     passwords: Passwords,
     token: str,
     *,
     name: str,
     password: str,
     now: datetime | None = None,
+) -> SignUp:
+    """Check a sign-up from an invitation link and hash its password, in no transaction:
+    the invitation (its email is what the policy compares the password with) is read in a
+    short one of its own, and nothing is claimed yet, so a refused password leaves it usable.
+
+    Raises what ``invitation_for_token`` raises, ``InvalidInput`` (name) or
+    ``PolicyViolation`` (password, with ``reasons``).
+    """
+    async with db.transaction() as session:
+        found = await repository.invitation_by_token(session, digest(token))
+    invitation = _usable(found, now or utcnow())
+    new_user = await prepare_user(passwords, email=invitation.email, password=password, name=name)
+    return SignUp(token, new_user)
+
+
+async def accept_invitation_as_new_user(
+    session: AsyncSession,
+    sign_up: SignUp,
+    *,
+    now: datetime | None = None,
     ip: str | None = None,
     request_id: str | None = None,
 ) -> tuple[User, Membership]:
-    """A new user for the invited email, with ``password`` (the policy applies), and the
-    membership, in the caller's transaction. ``Conflict`` if the email has a user already
-    (they accept signed in instead); ``PolicyViolation`` lists the password's reasons."""
+    """The user ``prepare_sign_up`` made, stored, and the membership, in the caller's
+    transaction. The invitation is claimed here, so of racing sign-ups one succeeds; the
+    others get ``Conflict``, as does an email that has a user already (they accept signed
+    in instead)."""
     now = now or utcnow()
-    invitation = _usable(await repository.invitation_by_token(session, digest(token)), now)
-    # Claimed first, so two racing sign-ups cannot both get as far as hashing a password.
+    invitation = _usable(await repository.invitation_by_token(session, digest(sign_up.token)), now)
     await _claim(session, invitation, now)
     if await repository.user_by_email(session, invitation.email) is not None:
         raise Conflict("An account with this email exists already; sign in to accept.")
-    user = await create_user(
-        session, passwords, email=invitation.email, password=password, name=name
-    )
+    user = await create_user(session, sign_up.user)
     membership = await _enrol(session, invitation, user, Actor(user.id, None, ip, request_id), now)
     return user, membership

@@ -30,10 +30,11 @@ from identity.accounts import repository as accounts
 from identity.accounts.emails import normalise_email
 from identity.accounts.models import PasswordResetToken, User
 from identity.accounts.passwords import Passwords
-from identity.accounts.service import set_password
+from identity.accounts.service import hash_password
 from identity.audit.service import Actor, record
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
+from identity.db.engine import Database
 from identity.errors import Conflict, DomainError, InvalidInput, NotFound, RateLimited
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
@@ -169,7 +170,7 @@ async def reset_token_owner(session: AsyncSession, token: str, now: datetime) ->
 
 
 async def complete_reset(
-    session: AsyncSession,
+    db: Database,
     passwords: Passwords,
     token: str,
     new_password: str,
@@ -181,23 +182,38 @@ async def complete_reset(
 ) -> User:
     """Set the new password with the token, sign the user out everywhere, queue the notice.
 
-    Raises ``InvalidResetToken``, ``PasswordMismatch`` or ``PolicyViolation``; on any of
-    them the caller's transaction rolls back, so a refused password does not spend the
-    token. Call ``runtime.mail.wake()`` after the commit.
+    Its transactions are its own and short: one finds the token's owner (whose email and
+    name the policy needs), argon2 hashes the new password with none open, and one spends
+    the token, checks its owner again and stores the hash with the sign-outs and the notice.
+    Raises ``InvalidResetToken``, ``PasswordMismatch`` or ``PolicyViolation``; a refused
+    password does not spend the token, and of racing uses of one token one succeeds. Call
+    ``runtime.mail.wake()`` afterwards.
     """
-    row = await repository.consume_token(session, digest(token), now)
-    user = await _owner_if_usable(session, row) if row is not None else None
-    if user is None:
-        raise InvalidResetToken("This password reset link is not valid any more.")
+    async with db.transaction() as session:
+        owner = await reset_token_owner(session, token, now)
+    if owner is None:
+        raise _spent()
     if new_password != confirm:
         raise PasswordMismatch("The two passwords are not the same.")
-    await set_password(session, passwords, user, new_password)
-    await revoke_all_for_user(session, user.id, now)
-    to = Recipient(user.email, user.locale or locale)
-    await outbox.enqueue(session, messages.password_changed(to, product_name), now)
-    await emit(session, PASSWORD_RESET, about_user(user.id))
+    password_hash = await hash_password(passwords, new_password, email=owner.email, name=owner.name)
+    async with db.write_transaction() as session:
+        row = await repository.consume_token(session, digest(token), now)
+        # Again, atomically with the write: the owner may have been disabled, or have
+        # changed the password another way, while the hash was made.
+        user = await _owner_if_usable(session, row) if row is not None else None
+        if user is None:
+            raise _spent()
+        await accounts.replace_password(session, user.id, password_hash)
+        await revoke_all_for_user(session, user.id, now)
+        to = Recipient(user.email, user.locale or locale)
+        await outbox.enqueue(session, messages.password_changed(to, product_name), now)
+        await emit(session, PASSWORD_RESET, about_user(user.id))
     log.info("password reset", extra={"user_id": str(user.id)})
     return user
+
+
+def _spent() -> InvalidResetToken:
+    return InvalidResetToken("This password reset link is not valid any more.")
 
 
 async def assisted_email_change(

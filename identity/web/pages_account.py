@@ -82,6 +82,10 @@ class Outcome:
 
 
 Action = Callable[[AsyncSession, Posted], Awaitable["Outcome | Response[Any]"]]
+# An action that verifies or hashes a password: it opens short transactions of its own, so
+# that none is held open while argon2 runs.
+PasswordAction = Callable[[Posted], Awaitable["Outcome | Response[Any]"]]
+Attempt = Callable[[FormMultiDict, str, datetime], Awaitable["Outcome | Response[Any]"]]
 
 
 async def _visitor(
@@ -141,27 +145,74 @@ async def _security_page(
     )
 
 
+async def _admitted(
+    session: AsyncSession,
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    form: FormMultiDict,
+    locale: str,
+    now: datetime,
+) -> Posted | Outcome | Response[Any]:
+    """The post of a signed-in visitor with a valid CSRF token, or the answer to any other."""
+    visitor = await _visitor(session, request, runtime, now)
+    if visitor is None:
+        return await sign_in_then(runtime, PATH, ui_locales=locale)
+    if not csrf_ok(request, runtime, form):
+        return Outcome(message_id="form.csrf_failed", status=400)
+    return Posted(runtime, visitor, form, locale, now)
+
+
 async def _act(
     request: Request[Any, Any, Any],
     runtime: Runtime,
     action: Action,
     errors: dict[type[DomainError], str],
 ) -> Response[Any]:
-    """Run ``action`` in one transaction for the signed-in visitor, then answer with the
-    page; a domain error named in ``errors`` rolls it back and shows that message."""
+    """Run ``action`` for the signed-in visitor in the transaction that found them; see
+    ``_answer``."""
+
+    async def in_one_transaction(
+        form: FormMultiDict, locale: str, now: datetime
+    ) -> Outcome | Response[Any]:
+        async with runtime.db.transaction() as session:
+            posted = await _admitted(session, request, runtime, form, locale, now)
+            return await action(session, posted) if isinstance(posted, Posted) else posted
+
+    return await _answer(request, runtime, in_one_transaction, errors)
+
+
+async def _act_on_password(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    action: PasswordAction,
+    errors: dict[type[DomainError], str],
+) -> Response[Any]:
+    """Run ``action`` for the signed-in visitor once the transaction that found them has
+    ended; see ``_answer``."""
+
+    async def after_the_look(
+        form: FormMultiDict, locale: str, now: datetime
+    ) -> Outcome | Response[Any]:
+        async with runtime.db.transaction() as session:
+            posted = await _admitted(session, request, runtime, form, locale, now)
+        return await action(posted) if isinstance(posted, Posted) else posted
+
+    return await _answer(request, runtime, after_the_look, errors)
+
+
+async def _answer(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    attempt: Attempt,
+    errors: dict[type[DomainError], str],
+) -> Response[Any]:
+    """Run ``attempt`` on the posted form, then answer with the page; a domain error named in
+    ``errors`` (its transaction rolled back) shows that message."""
     form = await request.form()
     locale = page_locale(request, form)
-    now = utcnow()
     result: Outcome | Response[Any]
     try:
-        async with runtime.db.transaction() as session:
-            visitor = await _visitor(session, request, runtime, now)
-            if visitor is None:
-                return await sign_in_then(runtime, PATH, ui_locales=locale)
-            if not csrf_ok(request, runtime, form):
-                result = Outcome(message_id="form.csrf_failed", status=400)
-            else:
-                result = await action(session, Posted(runtime, visitor, form, locale, now))
+        result = await attempt(form, locale, utcnow())
     except PolicyViolation as exc:
         result = Outcome(reasons=password_form.refusal_reasons(exc, locale), status=400)
     except DomainError as exc:
@@ -218,12 +269,12 @@ async def change_email(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
 # --- password ----------------------------------------------------------------------------
 
 
-async def _change_password(session: AsyncSession, posted: Posted) -> Outcome:
+async def _change_password(posted: Posted) -> Outcome:
     if password_form.wants_suggestion(posted.form):
         return Outcome(suggest=True)
     runtime = posted.runtime
     await self_service.change_password(
-        session,
+        runtime.db,
         runtime.passwords,
         runtime.limiter,
         runtime.settings,
@@ -240,7 +291,7 @@ async def _change_password(session: AsyncSession, posted: Posted) -> Outcome:
 
 @post(f"{PATH}/password", include_in_schema=False, cache=False)
 async def change_password(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    return await _act(
+    return await _act_on_password(
         request,
         runtime,
         _change_password,
@@ -319,10 +370,10 @@ async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     return await _act(request, runtime, confirm, {})
 
 
-async def _disable_totp(session: AsyncSession, posted: Posted) -> Outcome:
+async def _disable_totp(posted: Posted) -> Outcome:
     runtime = posted.runtime
     await SecondFactor.from_runtime(runtime).disable(
-        session,
+        runtime.db,
         runtime.passwords,
         posted.visitor.user,
         field(posted.form, "password", MAX_PASSWORD),
@@ -334,7 +385,7 @@ async def _disable_totp(session: AsyncSession, posted: Posted) -> Outcome:
 
 @post(f"{PATH}/totp/disable", include_in_schema=False, cache=False)
 async def disable_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    return await _act(
+    return await _act_on_password(
         request,
         runtime,
         _disable_totp,

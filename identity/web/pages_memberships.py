@@ -625,7 +625,7 @@ async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
         return await _accept_page(
             request, runtime, token, message_id="form.csrf_failed", status=400
         )
-    # Not cut to the column's size: create_user refuses a long name rather than truncate it.
+    # Not cut to the column's size: prepare_sign_up refuses a long name rather than cut it.
     name = field(form, "name").strip()
     if password_form.wants_suggestion(form):
         # "Generate" without JavaScript: the same form with a generated password, no action.
@@ -646,6 +646,12 @@ async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
             request, runtime, token, name=name, message_id="invite.password_mismatch", status=400
         )
     try:
+        sign_up = None
+        if signed_in is None:
+            # Checked and hashed before the transaction below, not while it is open.
+            sign_up = await invitations.prepare_sign_up(
+                runtime.db, runtime.passwords, token, name=name, password=password, now=now
+            )
         async with runtime.db.transaction() as session:
             established = None
             user = await _signed_in(session, request, runtime, now)
@@ -653,19 +659,12 @@ async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
                 membership = await invitations.accept_invitation_as_existing_user(
                     session, token, user, now=now, ip=ip, request_id=request_id
                 )
-            elif not name:
+            elif sign_up is None:
                 # Signed out between the two looks: the checks above did not run.
                 raise InvalidInput("A name is required.")
             else:
                 user, membership = await invitations.accept_invitation_as_new_user(
-                    session,
-                    runtime.passwords,
-                    token,
-                    name=name,
-                    password=password,
-                    now=now,
-                    ip=ip,
-                    request_id=request_id,
+                    session, sign_up, now=now, ip=ip, request_id=request_id
                 )
                 # Signed in at once: the person has just proved they read the invited mailbox
                 # and chose the password.

@@ -190,17 +190,16 @@ async def reset_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     if password_form.wants_suggestion(form):
         return await _reset_form(request, runtime, locale, token, suggest=True)
     try:
-        async with runtime.db.transaction() as session:
-            await complete_reset(
-                session,
-                runtime.passwords,
-                token,
-                field(form, "password", MAX_PASSWORD),
-                field(form, "password_confirm", MAX_PASSWORD),
-                product_name=runtime.settings.product_name,
-                locale=locale,
-                now=utcnow(),
-            )
+        await complete_reset(
+            runtime.db,
+            runtime.passwords,
+            token,
+            field(form, "password", MAX_PASSWORD),
+            field(form, "password_confirm", MAX_PASSWORD),
+            product_name=runtime.settings.product_name,
+            locale=locale,
+            now=utcnow(),
+        )
     except InvalidResetToken:
         return _invalid_link(request, runtime, locale)
     except PasswordMismatch:

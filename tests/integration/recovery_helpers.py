@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
+import pyotp
 
 from identity.accounts.models import User
-from identity.accounts.service import create_user
+from identity.accounts.service import create_user, prepare_user
+from identity.clock import utcnow
+from identity.mfa.service import SecondFactor
 from identity.runtime import Runtime
 from tests.smtp_server import Inbox
 
@@ -20,11 +24,28 @@ _RESET_LINK = re.compile(r"http://testserver\.local/reset-password\?token=([A-Za
 
 
 async def new_user(runtime: Runtime, email: str, **fields: Any) -> User:
+    new = await prepare_user(runtime.passwords, email=email, password=PASSWORD)
     async with runtime.db.transaction() as session:
-        user = await create_user(session, runtime.passwords, email=email, password=PASSWORD)
+        user = await create_user(session, new)
         for name, value in fields.items():
             setattr(user, name, value)
     return user
+
+
+async def enrolled_user(
+    runtime: Runtime, email: str = "ana@example.com"
+) -> tuple[User, pyotp.TOTP, list[str]]:
+    """A user with TOTP confirmed a few minutes ago, so that the current code is unspent;
+    with the code generator and the recovery codes."""
+    user = await new_user(runtime, email)
+    mfa = SecondFactor.from_runtime(runtime)
+    async with runtime.db.transaction() as session:
+        secret = (await mfa.begin_enrolment(session, user, utcnow())).secret
+    generator = pyotp.TOTP(secret)
+    earlier = utcnow() - timedelta(minutes=5)
+    async with runtime.db.transaction() as session:
+        codes = await mfa.confirm_enrolment(session, user.id, generator.at(earlier), earlier)
+    return user, generator, codes
 
 
 async def forgot(http: httpx.AsyncClient, email: str, **headers: str) -> httpx.Response:

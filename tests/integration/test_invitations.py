@@ -138,14 +138,15 @@ async def test_a_new_person_accepts_with_a_name_and_a_password(
     owner, account = await _arrange(runtime)
     await _invite(client, runtime, account, owner, all_permissions=True)
     token = _token((await _emails(runtime, "new.hire@example.com"))[0])
+    sign_up = await invitations.prepare_sign_up(
+        runtime.db,
+        runtime.passwords,
+        token,
+        name="Nina New",
+        password=runtime.passwords.generate(20),
+    )
     async with runtime.db.transaction() as session:
-        user, membership = await invitations.accept_invitation_as_new_user(
-            session,
-            runtime.passwords,
-            token,
-            name="Nina New",
-            password=runtime.passwords.generate(20),
-        )
+        user, membership = await invitations.accept_invitation_as_new_user(session, sign_up)
     assert (user.email, user.name, membership.all_permissions) == (
         "new.hire@example.com",
         "Nina New",
@@ -161,10 +162,9 @@ async def test_a_weak_password_leaves_the_invitation_usable(
     await _invite(client, runtime, account, owner)
     token = _token((await _emails(runtime, "new.hire@example.com"))[0])
     with pytest.raises(PolicyViolation):
-        async with runtime.db.transaction() as session:
-            await invitations.accept_invitation_as_new_user(
-                session, runtime.passwords, token, name="Nina", password="password"
-            )
+        await invitations.prepare_sign_up(
+            runtime.db, runtime.passwords, token, name="Nina", password="password"
+        )
     async with runtime.db.transaction() as session:
         pending = await invitations.invitation_for_token(session, token)
     assert pending.account.name == "Acme Hosting"
@@ -286,10 +286,11 @@ async def test_concurrent_sign_ups_from_one_link_create_one_user(
     password = runtime.passwords.generate(20, email="new.hire@example.com", name="Nina")
 
     async def sign_up() -> object:
+        prepared = await invitations.prepare_sign_up(
+            runtime.db, runtime.passwords, token, name="Nina", password=password
+        )
         async with runtime.db.transaction() as session:
-            return await invitations.accept_invitation_as_new_user(
-                session, runtime.passwords, token, name="Nina", password=password
-            )
+            return await invitations.accept_invitation_as_new_user(session, prepared)
 
     results = await asyncio.gather(*(sign_up() for _ in range(3)), return_exceptions=True)
     assert sum(not isinstance(r, Exception) for r in results) == 1

@@ -20,7 +20,7 @@ from identity.mfa.service import InvalidCode, InvalidPassword, SecondFactor
 from identity.runtime import Runtime
 from tests.backends import TEST_SECRET_KEY
 from tests.integration.page_helpers import mail_to
-from tests.integration.recovery_helpers import PASSWORD, new_user
+from tests.integration.recovery_helpers import PASSWORD, enrolled_user, new_user
 
 STAFF = Actor(user_id=None, client_id="support-desk", ip="203.0.113.9", request_id="req-1")
 
@@ -33,18 +33,6 @@ def env(env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 def mfa(runtime: Runtime) -> SecondFactor:
     return SecondFactor.from_runtime(runtime)
-
-
-async def _enrolled(runtime: Runtime, mfa: SecondFactor) -> tuple[User, pyotp.TOTP, list[str]]:
-    """A user with TOTP confirmed at a step in the past, so that now's code is unspent."""
-    user = await new_user(runtime, "ana@example.com")
-    async with runtime.db.transaction() as session:
-        enrolment = await mfa.begin_enrolment(session, user, utcnow())
-    generator = pyotp.TOTP(enrolment.secret)
-    earlier = utcnow() - timedelta(minutes=5)
-    async with runtime.db.transaction() as session:
-        codes = await mfa.confirm_enrolment(session, user.id, generator.at(earlier), earlier)
-    return user, generator, codes
 
 
 async def _verify(runtime: Runtime, mfa: SecondFactor, user: User, code: str) -> tuple[str, ...]:
@@ -106,7 +94,7 @@ async def test_a_restarted_enrolment_replaces_the_pending_secret(
 async def test_confirming_hands_out_ten_recovery_codes_stored_only_as_digests(
     runtime: Runtime, mfa: SecondFactor
 ) -> None:
-    user, _, codes = await _enrolled(runtime, mfa)
+    user, _, codes = await enrolled_user(runtime)
     assert len(set(codes)) == 10
     async with runtime.db.transaction() as session:
         assert await mfa.is_enrolled(session, user.id)
@@ -116,7 +104,7 @@ async def test_confirming_hands_out_ten_recovery_codes_stored_only_as_digests(
 
 
 async def test_enrolling_again_while_on_is_a_conflict(runtime: Runtime, mfa: SecondFactor) -> None:
-    user, _, _ = await _enrolled(runtime, mfa)
+    user, _, _ = await enrolled_user(runtime)
     with pytest.raises(Conflict):
         async with runtime.db.transaction() as session:
             await mfa.begin_enrolment(session, user, utcnow())
@@ -125,12 +113,12 @@ async def test_enrolling_again_while_on_is_a_conflict(runtime: Runtime, mfa: Sec
 async def test_a_current_code_signs_in_with_amr_pwd_and_otp(
     runtime: Runtime, mfa: SecondFactor
 ) -> None:
-    user, generator, _ = await _enrolled(runtime, mfa)
+    user, generator, _ = await enrolled_user(runtime)
     assert await _verify(runtime, mfa, user, generator.now()) == ("pwd", "otp")
 
 
 async def test_a_code_is_accepted_once_only(runtime: Runtime, mfa: SecondFactor) -> None:
-    user, generator, _ = await _enrolled(runtime, mfa)
+    user, generator, _ = await enrolled_user(runtime)
     code = generator.now()
     await _verify(runtime, mfa, user, code)
     with pytest.raises(InvalidCode):
@@ -140,7 +128,7 @@ async def test_a_code_is_accepted_once_only(runtime: Runtime, mfa: SecondFactor)
 async def test_an_older_code_is_refused_once_a_newer_one_was_used(
     runtime: Runtime, mfa: SecondFactor
 ) -> None:
-    user, generator, _ = await _enrolled(runtime, mfa)
+    user, generator, _ = await enrolled_user(runtime)
     now = utcnow()
     async with runtime.db.transaction() as session:
         await mfa.verify(session, user.id, generator.at(now + timedelta(seconds=30)), now)
@@ -152,7 +140,7 @@ async def test_an_older_code_is_refused_once_a_newer_one_was_used(
 async def test_two_parallel_uses_of_one_code_give_one_success(
     runtime: Runtime, mfa: SecondFactor
 ) -> None:
-    user, generator, _ = await _enrolled(runtime, mfa)
+    user, generator, _ = await enrolled_user(runtime)
     code = generator.now()
     results = await asyncio.gather(
         *(_verify(runtime, mfa, user, code) for _ in range(5)), return_exceptions=True
@@ -177,7 +165,7 @@ async def test_the_confirming_code_cannot_be_replayed_at_sign_in(
 async def test_a_recovery_code_works_once_instead_of_a_code(
     runtime: Runtime, mfa: SecondFactor
 ) -> None:
-    user, _, codes = await _enrolled(runtime, mfa)
+    user, _, codes = await enrolled_user(runtime)
     assert await _verify(runtime, mfa, user, codes[3].upper()) == ("pwd", "otp")
     with pytest.raises(InvalidCode):
         await _verify(runtime, mfa, user, codes[3])
@@ -188,7 +176,7 @@ async def test_a_recovery_code_works_once_instead_of_a_code(
 async def test_two_parallel_uses_of_one_recovery_code_give_one_success(
     runtime: Runtime, mfa: SecondFactor
 ) -> None:
-    user, _, codes = await _enrolled(runtime, mfa)
+    user, _, codes = await enrolled_user(runtime)
     results = await asyncio.gather(
         *(_verify(runtime, mfa, user, codes[0]) for _ in range(5)), return_exceptions=True
     )
@@ -198,7 +186,7 @@ async def test_two_parallel_uses_of_one_recovery_code_give_one_success(
 async def test_failed_codes_are_throttled_even_for_a_right_code(
     runtime: Runtime, mfa: SecondFactor
 ) -> None:
-    user, generator, _ = await _enrolled(runtime, mfa)
+    user, generator, _ = await enrolled_user(runtime)
     for _ in range(3):  # IDENTITY_LOGIN_MAX_FAILURES
         with pytest.raises(InvalidCode):
             await _verify(runtime, mfa, user, "000000")
@@ -218,15 +206,12 @@ async def test_a_user_without_a_second_factor_has_no_code_to_verify(
 async def test_disabling_needs_the_password_and_a_current_code(
     runtime: Runtime, mfa: SecondFactor
 ) -> None:
-    user, generator, _ = await _enrolled(runtime, mfa)
+    user, generator, _ = await enrolled_user(runtime)
     with pytest.raises(InvalidPassword):
-        async with runtime.db.transaction() as session:
-            await mfa.disable(session, runtime.passwords, user, "wrong", generator.now(), utcnow())
+        await mfa.disable(runtime.db, runtime.passwords, user, "wrong", generator.now(), utcnow())
     with pytest.raises(InvalidCode):
-        async with runtime.db.transaction() as session:
-            await mfa.disable(session, runtime.passwords, user, PASSWORD, "000000", utcnow())
-    async with runtime.db.transaction() as session:
-        await mfa.disable(session, runtime.passwords, user, PASSWORD, generator.now(), utcnow())
+        await mfa.disable(runtime.db, runtime.passwords, user, PASSWORD, "000000", utcnow())
+    await mfa.disable(runtime.db, runtime.passwords, user, PASSWORD, generator.now(), utcnow())
     async with runtime.db.transaction() as session:
         assert not await mfa.is_enrolled(session, user.id)
         assert await mfa.unused_recovery_codes(session, user.id) == 0
@@ -237,7 +222,7 @@ async def test_disabling_needs_the_password_and_a_current_code(
 async def test_staff_reset_removes_the_factor_is_audited_and_tells_the_user(
     runtime: Runtime, mfa: SecondFactor
 ) -> None:
-    user, _, _ = await _enrolled(runtime, mfa)
+    user, _, _ = await enrolled_user(runtime)
     async with runtime.db.transaction() as session:
         await mfa.staff_reset(session, STAFF, user.id, "  lost phone, ID checked  ", utcnow())
     async with runtime.db.transaction() as session:
@@ -252,7 +237,7 @@ async def test_staff_reset_removes_the_factor_is_audited_and_tells_the_user(
 
 @pytest.mark.parametrize("reason", ["", "   ", "x" * 501])
 async def test_staff_reset_needs_a_reason(runtime: Runtime, mfa: SecondFactor, reason: str) -> None:
-    user, _, _ = await _enrolled(runtime, mfa)
+    user, _, _ = await enrolled_user(runtime)
     with pytest.raises(InvalidInput):
         async with runtime.db.transaction() as session:
             await mfa.staff_reset(session, STAFF, user.id, reason, utcnow())

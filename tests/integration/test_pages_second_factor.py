@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import httpx
-import pyotp
 import pytest
 from sqlalchemy import select
 
-from identity.accounts.models import User
-from identity.clock import utcnow
-from identity.mfa.service import SecondFactor
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
 from tests.browser import form_fields, query
@@ -24,7 +18,7 @@ from tests.integration.oauth_helpers import (
     verify_with_jwks,
 )
 from tests.integration.page_helpers import alert, post_form
-from tests.integration.recovery_helpers import PASSWORD, new_user
+from tests.integration.recovery_helpers import PASSWORD, enrolled_user, new_user
 
 ANA = "ana@example.com"
 
@@ -32,19 +26,6 @@ ANA = "ana@example.com"
 @pytest.fixture
 def env(env: dict[str, str]) -> dict[str, str]:
     return env | {"IDENTITY_LOGIN_MAX_FAILURES": "3"}
-
-
-async def _enrolled(runtime: Runtime, email: str = ANA) -> tuple[User, pyotp.TOTP, list[str]]:
-    """A user with TOTP confirmed a few minutes ago, so that the current code is unspent."""
-    user = await new_user(runtime, email)
-    mfa = SecondFactor.from_runtime(runtime)
-    async with runtime.db.transaction() as session:
-        secret = (await mfa.begin_enrolment(session, user, utcnow())).secret
-    generator = pyotp.TOTP(secret)
-    earlier = utcnow() - timedelta(minutes=5)
-    async with runtime.db.transaction() as session:
-        codes = await mfa.confirm_enrolment(session, user.id, generator.at(earlier), earlier)
-    return user, generator, codes
 
 
 async def _password_step(
@@ -83,7 +64,7 @@ async def _sessions(runtime: Runtime) -> list[BrowserSession]:
 async def test_a_code_after_the_password_signs_in_with_amr_pwd_and_otp(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    user, generator, _ = await _enrolled(runtime)
+    user, generator, _ = await enrolled_user(runtime)
     app = await make_client(runtime, first_party=True)
     verifier, challenge = pkce_pair()
     page = await _password_step(client, app, challenge)
@@ -105,7 +86,7 @@ async def test_a_code_after_the_password_signs_in_with_amr_pwd_and_otp(
 async def test_a_recovery_code_works_once_instead_of_a_code(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    _, _, codes = await _enrolled(runtime)
+    _, _, codes = await enrolled_user(runtime)
     app = await make_client(runtime, first_party=True)
     _, challenge = pkce_pair()
     page = await _password_step(client, app, challenge)
@@ -122,7 +103,7 @@ async def test_a_recovery_code_works_once_instead_of_a_code(
 async def test_wrong_codes_are_refused_then_throttled_in_spanish(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    _, generator, _ = await _enrolled(runtime)
+    _, generator, _ = await enrolled_user(runtime)
     app = await make_client(runtime, first_party=True)
     _, challenge = pkce_pair()
     page = await _password_step(client, app, challenge, ui_locales="es")
@@ -145,7 +126,7 @@ async def test_wrong_codes_are_refused_then_throttled_in_spanish(
 async def test_a_code_post_without_the_csrf_token_is_refused(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    _, generator, _ = await _enrolled(runtime)
+    _, generator, _ = await enrolled_user(runtime)
     app = await make_client(runtime, first_party=True)
     _, challenge = pkce_pair()
     page = await _password_step(client, app, challenge)
@@ -161,7 +142,7 @@ async def test_a_code_post_without_the_csrf_token_is_refused(
 async def test_the_code_page_needs_a_flow_whose_password_was_right(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    await _enrolled(runtime)
+    await enrolled_user(runtime)
     app = await make_client(runtime, first_party=True)
     _, challenge = pkce_pair()
     page = await _password_step(client, app, challenge)

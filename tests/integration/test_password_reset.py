@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import select, update
 
 from identity.accounts.models import PasswordResetToken, User
-from identity.accounts.service import authenticate, set_password
+from identity.accounts.self_service import change_password
+from identity.accounts.service import authenticate
 from identity.audit.models import AuditEvent
 from identity.audit.service import Actor
 from identity.clock import utcnow
@@ -229,8 +230,19 @@ async def test_a_token_dies_when_the_password_changes_another_way(
     user = await new_user(runtime, ANA)
     await forgot(client, ANA)
     token = reset_token((await mail(runtime, inbox, 1))[0])
-    async with runtime.db.transaction() as session:
-        await set_password(session, runtime.passwords, user, "Hj4%kT8@mW2!")
+    await change_password(
+        runtime.db,
+        runtime.passwords,
+        runtime.limiter,
+        runtime.settings,
+        user,
+        current=PASSWORD,
+        new="Hj4%kT8@mW2!",
+        confirm="Hj4%kT8@mW2!",
+        keep_session_id=uuid.uuid4(),
+        locale="en",
+        now=utcnow(),
+    )
     assert (await reset(client, token)).status_code == 400
     assert await _password_works(runtime, "Hj4%kT8@mW2!")
 

@@ -193,17 +193,16 @@ async def test_each_change_emits_its_event_to_the_subscriptions_that_want_it(
                 expires_at=now + timedelta(minutes=5),
             ),
         )
-    async with quiet.db.transaction() as session:
-        await complete_reset(
-            session,
-            quiet.passwords,
-            token,
-            NEW_PASSWORD,
-            NEW_PASSWORD,
-            product_name="Acme ID",
-            locale="en",
-            now=utcnow(),
-        )
+    await complete_reset(
+        quiet.db,
+        quiet.passwords,
+        token,
+        NEW_PASSWORD,
+        NEW_PASSWORD,
+        product_name="Acme ID",
+        locale="en",
+        now=utcnow(),
+    )
     async with quiet.db.transaction() as session:
         await permissions.remove_member(session, SYSTEM, account_id, member_id, utcnow())
 

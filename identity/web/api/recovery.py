@@ -82,15 +82,14 @@ class RecoveryController(Controller):
     async def reset(
         self, request: Request[Any, Any, Any], runtime: RuntimeDep, data: JSONBody[ResetRequest]
     ) -> None:
-        async with runtime.db.transaction() as session:
-            await complete_reset(
-                session,
-                runtime.passwords,
-                data.token,
-                data.password,
-                data.password_confirm,
-                product_name=runtime.settings.product_name,
-                locale=_locale(request),
-                now=utcnow(),
-            )
+        await complete_reset(
+            runtime.db,
+            runtime.passwords,
+            data.token,
+            data.password,
+            data.password_confirm,
+            product_name=runtime.settings.product_name,
+            locale=_locale(request),
+            now=utcnow(),
+        )
         runtime.mail.wake()
