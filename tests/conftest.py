@@ -86,12 +86,14 @@ async def serving(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(app) as test_client:
-        runtime: Runtime = app.state.runtime
-        async with runtime.db.transaction() as session:
-            await create_key(
-                session, Encryptor(TEST_SECRET_KEY, "signing-keys"), "RS256", _rsa_key()
-            )
+        await add_signing_key(app.state.runtime)
         yield test_client
+
+
+async def add_signing_key(runtime: Runtime) -> None:
+    """The first signing key, as ``identity serve`` makes one on an empty database."""
+    async with runtime.db.transaction() as session:
+        await create_key(session, Encryptor(TEST_SECRET_KEY, "signing-keys"), "RS256", _rsa_key())
 
 
 @functools.cache

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 import sqlalchemy
 from sqlalchemy import Engine, Executable, event, make_url, text
-from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
+from identity.db.lone_reads import LoneReads
 from identity.settings import Settings
 
 
@@ -49,14 +51,19 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
-def create_read_engine(settings: Settings) -> Engine | AsyncEngine | None:
+def create_read_engine(
+    settings: Settings, dialect: Dialect
+) -> Engine | AsyncEngine | LoneReads | None:
     """The engine of ``Database.scalar``, for lone reads asked on every request.
 
     PostgreSQL: autocommit connections of their own, so a lone SELECT is one round trip
-    instead of three (BEGIN, SELECT, ROLLBACK).
+    instead of three (BEGIN, SELECT, ROLLBACK); with psycopg, its own pool and prepared
+    statements, without SQLAlchemy in between (see ``identity.db.lone_reads``).
     SQLite: the synchronous driver, run on the event loop (see ``Database.scalar``).
     """
     url = make_url(settings.database_url)
+    if url.get_driver_name() == "psycopg":
+        return LoneReads(url, dialect, settings.db_pool_size)
     if not settings.is_sqlite:
         # No overflow: an overflow connection is opened for one SELECT and closed after it,
         # and opening one costs far more than waiting for a pooled one to come back.
@@ -87,7 +94,9 @@ def _server_options(settings: Settings, pool_size: int) -> dict[str, Any]:
 class Database:
     """One engine per process; a unit of work is ``async with db.transaction() as session``."""
 
-    def __init__(self, engine: AsyncEngine, reads: Engine | AsyncEngine | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, reads: Engine | AsyncEngine | LoneReads | None = None
+    ) -> None:
         self.engine = engine
         self._reads = reads
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -95,7 +104,8 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
-        return cls(create_engine(settings), create_read_engine(settings))
+        engine = create_engine(settings)
+        return cls(engine, create_read_engine(settings, engine.dialect))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -132,6 +142,8 @@ class Database:
         a writer holds: only crash recovery could make it wait.
         """
         async with _unavailable_on_disconnect():
+            if isinstance(self._reads, LoneReads):
+                return await self._reads.scalar(statement, params)
             if isinstance(self._reads, Engine):
                 with self._reads.connect() as connection:
                     return connection.scalar(statement, params)
@@ -149,6 +161,8 @@ class Database:
         await self.engine.dispose()
         if isinstance(self._reads, Engine):
             self._reads.dispose()
+        elif isinstance(self._reads, LoneReads):
+            await self._reads.close()
         elif self._reads is not None:
             await self._reads.dispose()
 
@@ -161,7 +175,10 @@ async def _unavailable_on_disconnect() -> AsyncIterator[None]:
         if is_disconnect(exc):
             raise DatabaseUnavailable(type(exc.orig).__name__) from exc
         raise
-    except (PoolTimeout, OSError) as exc:
+    except (PoolTimeout, OSError, psycopg.OperationalError) as exc:
+        # psycopg's errors come from the lone reads (identity.db.lone_reads), which reach
+        # the driver without SQLAlchemy wrapping its errors; PoolTimeout of psycopg_pool is
+        # an OperationalError.
         raise DatabaseUnavailable(type(exc).__name__) from exc
 
 

@@ -12,7 +12,8 @@ from sqlalchemy.engine import make_url
 from identity.app import create_app
 from identity.settings import Settings
 from tests.backends import TEST_DATABASE_URL, TEST_REDIS_URL
-from tests.conftest import create_schema, serving
+from tests.conftest import add_signing_key, create_schema, serving
+from tests.integration.oauth_helpers import make_client
 from tests.tcp_proxy import TcpProxy
 
 
@@ -83,3 +84,31 @@ async def test_redis_outage_shows_as_degraded_readiness_and_recovers(settings: S
             assert (await client.get("/health/ready")).json()["status"] == "ready"
     finally:
         await proxy.cut()
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+async def test_introspection_answers_503_while_the_database_is_away_and_recovers(
+    proxied_postgres: tuple[Settings, TcpProxy],
+) -> None:
+    # Introspection's deny-list lookup goes through psycopg's own pool (identity.db.
+    # lone_reads), not SQLAlchemy's: its outage must look the same, and heal the same.
+    settings, proxy = proxied_postgres
+    app = create_app(settings)
+    async with serving(app) as client:
+        await add_signing_key(app.state.runtime)
+        caller = await make_client(
+            app.state.runtime, grant_types=["client_credentials"], redirect_uris=[], scope="api"
+        )
+        grant = await client.post(
+            "/token", data={"grant_type": "client_credentials"}, headers=caller.basic
+        )
+        introspection = {"token": grant.json()["access_token"]}
+        live = await client.post("/introspect", data=introspection, headers=caller.basic)
+        assert live.json()["active"] is True
+        await proxy.cut()
+        down = await client.post("/introspect", data=introspection, headers=caller.basic)
+        assert down.status_code == 503
+        assert down.json()["error"] == "temporarily_unavailable"  # an OAuth endpoint's error
+        await proxy.restore()
+        again = await client.post("/introspect", data=introspection, headers=caller.basic)
+        assert again.status_code == 200 and again.json()["active"] is True
