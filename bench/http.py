@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -54,8 +55,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Served:
+    """A server started by ``server``: where it answers, and how much CPU it has used."""
+
+    base: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server and its worker processes so far (Linux)."""
+        return sum(_own_cpu_seconds(pid) for pid in _process_tree(self.pid))
+
+
+def _process_tree(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(p for child in children for p in _process_tree(int(child)))]
+
+
+def _own_cpu_seconds(pid: int) -> float:
+    # Fields 14 and 15 of /proc/PID/stat (utime, stime), counted after the ")" that ends
+    # the command name, which may itself hold spaces.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
+def server(command: list[str], env: dict[str, str], port: int) -> Iterator[Served]:
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         command, env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -68,7 +93,7 @@ def server(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
                 break
             except httpx.TransportError:
                 time.sleep(0.2)
-        yield base
+        yield Served(base, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -170,7 +195,9 @@ def identity_server(
             sys.executable, "-m", "identity.cli", "serve", "--port", str(port),
             "--workers", str(args.workers),
         ]  # fmt: skip
-        with server(command, env | {"IDENTITY_ISSUER": f"http://127.0.0.1:{port}"}, port) as base:
+        served = env | {"IDENTITY_ISSUER": f"http://127.0.0.1:{port}"}
+        with server(command, served, port) as running:
+            base = running.base
             grant = httpx.post(
                 base + "/token", data={"grant_type": "client_credentials"}, headers=auth
             )
@@ -208,9 +235,9 @@ def ceiling_server(workers: int) -> Iterator[tuple[str, dict[str, wrk.Request]]]
         "--workers", str(workers),
     ]  # fmt: skip
     auth = basic(ceiling.CLIENT_ID, ceiling.CLIENT_SECRET)
-    with server(command, {"PYTHONPATH": str(Path(__file__).parent.parent)}, port) as base:
+    with server(command, {"PYTHONPATH": str(Path(__file__).parent.parent)}, port) as running:
         yield (
-            base,
+            running.base,
             {
                 "document": wrk.Request("/static"),
                 "token": wrk.Request(
