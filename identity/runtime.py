@@ -88,3 +88,4 @@ class Runtime:
         await self.webhooks.stop()
         await self.store.close()
         await self.db.dispose()
+        self.passwords.close()

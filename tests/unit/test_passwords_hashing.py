@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ from argon2 import PasswordHasher
 
 from identity.accounts.password_policy import PasswordPolicy
 from identity.accounts.password_policy_file import load_policy
-from identity.accounts.passwords import Passwords
+from identity.accounts.passwords import HASHING_NICENESS, Passwords
 from identity.settings import DEFAULT_POLICIES_DIR
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -108,6 +110,23 @@ async def test_hashing_runs_in_at_most_max_concurrency_threads() -> None:
     passwords = dataclasses.replace(base, hasher=hasher_for(Counting, FAST))
     await asyncio.gather(*(passwords.hash(f"pw{i}") for i in range(8)))
     assert peak == 2
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
+async def test_hashing_threads_run_at_a_lower_priority_than_the_event_loop() -> None:
+    niceness: list[int] = []
+
+    class Observing(PasswordHasher):
+        def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+            niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return super().hash(password, salt=salt)
+
+    base = Passwords.from_policy(FAST, "Zorblax")
+    passwords = dataclasses.replace(base, hasher=hasher_for(Observing, FAST))
+    await asyncio.gather(*(passwords.hash(f"pw{i}") for i in range(4)))
+    loop_thread = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert niceness == [min(19, loop_thread + HASHING_NICENESS)] * 4
+    passwords.close()
 
 
 async def test_hashing_leaves_the_event_loop_free() -> None:
