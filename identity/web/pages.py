@@ -19,7 +19,7 @@ from identity.oauth import logout as logout_rules
 from identity.oauth.errors import OAuth2Error
 from identity.oauth.id_token_hint import verify_id_token_hint
 from identity.oauth.interaction import Flow, FlowStore
-from identity.oauth.scopes import parse_scope
+from identity.oauth.scopes import SCOPES_SUPPORTED, parse_scope
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.settings import PACKAGE_ROOT
@@ -156,6 +156,9 @@ async def _consent_form(
             "flow": flow.id,
             "client_name": client.name,
             "scopes": parse_scope(flow.request.get("scope") or ""),
+            # Each scope we define has its own line in the page's language; others are
+            # shown by name.
+            "labelled_scopes": SCOPES_SUPPORTED,
             "message_id": message_id,
         },
     )

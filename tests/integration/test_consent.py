@@ -130,3 +130,15 @@ async def test_consent_after_the_session_ended_goes_back_to_login(
     assert response.status_code == 303
     assert response.headers["location"].startswith("/login?flow=")
     assert CLIENT_ID not in response.headers["location"]
+
+
+async def test_the_services_own_scopes_are_described_in_the_page_language(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_user(runtime)
+    await add_oauth_client(runtime, scope="openid identity:accounts acme:reports")
+    params = authorize_params(scope="openid identity:accounts acme:reports", ui_locales="es")
+    page = await client.get(sent_to_consent(await sign_in(client, params)))
+    assert "Gestionar las cuentas a las que perteneces" in page.text
+    assert "identity:accounts" not in page.text  # described, not named
+    assert "Usar «acme:reports»" in page.text  # a scope of another service: named
