@@ -127,6 +127,16 @@ class MembershipRow:
     all_permissions: bool
 
 
+# In the order of MembershipRow's fields.
+_ROW_COLUMNS = (
+    Membership.id,
+    Membership.user_id,
+    Membership.account_id,
+    Membership.is_owner,
+    Membership.all_permissions,
+)
+
+
 async def memberships_for(
     session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
 ) -> list[MembershipRow]:
@@ -135,13 +145,21 @@ async def memberships_for(
     if not wanted:
         return []
     result = await session.execute(
-        select(
-            Membership.id,
-            Membership.user_id,
-            Membership.account_id,
-            Membership.is_owner,
-            Membership.all_permissions,
-        ).where(tuple_(Membership.user_id, Membership.account_id).in_(wanted))
+        select(*_ROW_COLUMNS).where(tuple_(Membership.user_id, Membership.account_id).in_(wanted))
+    )
+    return [MembershipRow(*row) for row in result]
+
+
+async def role_holders(
+    session: AsyncSession, role_id: uuid.UUID, now: datetime
+) -> list[MembershipRow]:
+    """The memberships, in any account, holding the role unexpired, in one query."""
+    result = await session.execute(
+        select(*_ROW_COLUMNS)
+        .join(MembershipRole, MembershipRole.membership_id == Membership.id)
+        .where(MembershipRole.role_id == role_id, _live(MembershipRole.expires_at, now))
+        # One order for every caller: concurrent revocations then lock tokens in one order.
+        .order_by(Membership.account_id, Membership.user_id)
     )
     return [MembershipRow(*row) for row in result]
 

@@ -738,14 +738,24 @@ async def update_role(
         old=old,
         new={"name": role.name, "permissions": updated.permissions},
     )
+    before, after = set(view.permissions), set(updated.permissions)
+    if before != after:
+        holders = await repository.role_holders(session, role.id, now)
+        await _role_changed_for(session, holders, narrowed=bool(before - after), now=now)
     return updated
 
 
 async def delete_role(
-    session: AsyncSession, actor: Actor, account_id: uuid.UUID | None, role_id: uuid.UUID
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID | None,
+    role_id: uuid.UUID,
+    now: datetime,
 ) -> None:
     view = await get_role(session, account_id, role_id)
     _not_from_file(view.role)
+    # Read before deleting: the role's grants go with it.
+    holders = await repository.role_holders(session, role_id, now)
     await repository.delete_role(session, role_id)
     await record_as(
         session,
@@ -755,6 +765,24 @@ async def delete_role(
         target=("role", role_id),
         old={"name": view.role.name, "permissions": view.permissions},
     )
+    await _role_changed_for(session, holders, narrowed=True, now=now)
+
+
+async def _role_changed_for(
+    session: AsyncSession,
+    holders: Sequence[repository.MembershipRow],
+    *,
+    narrowed: bool,
+    now: datetime,
+) -> None:
+    """Tell consumers about each holder of a changed role; when it lost permissions, end the
+    holders' refresh tokens for their account, as ``_revoke_if_narrowed`` does for grants."""
+    for holder in holders:
+        # Owners and "all permissions" members hold everything whatever the role says: their
+        # tokens lose nothing, so they keep them.
+        if narrowed and not (holder.is_owner or holder.all_permissions):
+            await repository.revoke_refresh_tokens(session, holder.user_id, holder.account_id, now)
+        await emit(session, PERMISSIONS_CHANGED, about_member(holder.account_id, holder.user_id))
 
 
 # --- registered permissions ------------------------------------------------------------------

@@ -11,6 +11,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,13 +21,15 @@ from sqlalchemy import select
 from identity.accounts.models import User
 from identity.audit.service import Actor
 from identity.clock import utcnow
+from identity.crypto import digest, random_token
 from identity.mail.models import OutgoingEmail
 from identity.permissions import invitations, service
 from identity.permissions.models import Account
 from identity.permissions.service import Grant, RoleGrant
 from identity.runtime import Runtime
+from identity.tokens.models import RefreshToken
 from identity.web.api.auth import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ
-from tests.integration.oauth_helpers import make_user
+from tests.integration.oauth_helpers import make_client, make_user
 
 CLIENT_ID = "portal"
 SYSTEM = Actor(client_id="tests")
@@ -118,6 +121,32 @@ async def add_member(
 async def effective(runtime: Runtime, user: User, account: Account) -> frozenset[str]:
     async with runtime.db.transaction() as session:
         return await service.effective_permissions(session, user.id, account.id, utcnow())
+
+
+async def give_refresh_token(runtime: Runtime, user: User, account: Account) -> uuid.UUID:
+    """A live refresh token of ``user`` for ``account``, as a sign-in leaves one; its id."""
+    registered = await make_client(runtime)
+    now = utcnow()
+    token = RefreshToken(
+        token_hash=digest(random_token()),
+        family_id=uuid.uuid4(),
+        client_id=registered.client_id,
+        user_id=user.id,
+        account_id=account.id,
+        scope="openid",
+        created_at=now,
+        expires_at=now + timedelta(days=1),
+    )
+    async with runtime.db.transaction() as session:
+        session.add(token)
+    return token.id
+
+
+async def refresh_token_revoked(runtime: Runtime, token_id: uuid.UUID) -> bool:
+    async with runtime.db.transaction() as session:
+        token = await session.get(RefreshToken, token_id)
+    assert token is not None
+    return token.revoked_at is not None
 
 
 def problem_fields(body: dict[str, Any]) -> set[str]:

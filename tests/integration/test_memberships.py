@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
-
 import httpx
 import pytest
 
 from identity.clock import utcnow
-from identity.crypto import digest, random_token
 from identity.errors import Forbidden
 from identity.permissions import service
 from identity.permissions.models import Permission
 from identity.runtime import Runtime
-from identity.tokens.models import RefreshToken
 from tests.integration.account_helpers import (
     CLIENT_ID,
     SYSTEM,
     add_member,
     effective,
+    give_refresh_token,
     make_account,
     make_user,
+    refresh_token_revoked,
     staff_headers,
     user_headers,
 )
-from tests.integration.oauth_helpers import make_client
 
 WHMCS = {
     "profile",
@@ -147,35 +143,14 @@ async def test_removing_a_member_takes_their_rights_and_refresh_tokens(
     owner, clerk = await make_user(runtime), await make_user(runtime)
     account = await make_account(runtime, owner)
     await add_member(runtime, account, clerk, ["tickets"])
-    registered = await make_client(runtime)
-    now = utcnow()
-    async with runtime.db.transaction() as session:
-        session.add(
-            RefreshToken(
-                token_hash=digest(random_token()),
-                family_id=uuid.uuid4(),
-                client_id=registered.client_id,
-                user_id=clerk.id,
-                account_id=account.id,
-                scope="openid",
-                created_at=now,
-                expires_at=now + timedelta(days=1),
-            )
-        )
+    token_id = await give_refresh_token(runtime, clerk, account)
     response = await client.delete(
         f"/api/v1/accounts/{account.id}/members/{clerk.id}",
         headers=await user_headers(runtime, owner),
     )
     assert response.status_code == 204, response.text
     assert await effective(runtime, clerk, account) == frozenset()
-    async with runtime.db.transaction() as session:
-        refresh = await session.scalar(
-            RefreshToken.__table__.select().where(RefreshToken.user_id == clerk.id)
-        )
-    assert refresh is not None
-    async with runtime.db.transaction() as session:
-        token = await session.get(RefreshToken, refresh)
-    assert token is not None and token.revoked_at is not None
+    assert await refresh_token_revoked(runtime, token_id)
 
 
 async def test_narrowing_permissions_revokes_refresh_tokens_for_the_account(
@@ -184,28 +159,13 @@ async def test_narrowing_permissions_revokes_refresh_tokens_for_the_account(
     owner, clerk = await make_user(runtime), await make_user(runtime)
     account = await make_account(runtime, owner)
     await add_member(runtime, account, clerk, ["tickets", "invoices"])
-    registered = await make_client(runtime)
-    now = utcnow()
-    token = RefreshToken(
-        token_hash=digest(random_token()),
-        family_id=uuid.uuid4(),
-        client_id=registered.client_id,
-        user_id=clerk.id,
-        account_id=account.id,
-        scope="openid",
-        created_at=now,
-        expires_at=now + timedelta(days=1),
-    )
-    async with runtime.db.transaction() as session:
-        session.add(token)
+    token_id = await give_refresh_token(runtime, clerk, account)
     response = await client.delete(
         f"/api/v1/accounts/{account.id}/members/{clerk.id}/permissions/invoices",
         headers=await user_headers(runtime, owner),
     )
     assert response.status_code == 204, response.text
-    async with runtime.db.transaction() as session:
-        stored = await session.get(RefreshToken, token.id)
-    assert stored is not None and stored.revoked_at is not None
+    assert await refresh_token_revoked(runtime, token_id)
     assert await effective(runtime, clerk, account) == {"tickets"}
 
 

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import timedelta
 
 import httpx
+from sqlalchemy import select, update
 
+from identity.accounts.models import User
+from identity.clock import utcnow
+from identity.permissions.models import Account, MembershipRole
 from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
+from identity.webhooks.events import PERMISSIONS_CHANGED
+from identity.webhooks.models import WebhookEvent
 from tests.integration.account_helpers import (
     add_member,
     effective,
+    give_refresh_token,
     make_account,
     make_user,
+    refresh_token_revoked,
     staff_headers,
     user_headers,
 )
@@ -155,3 +165,172 @@ async def test_a_template_is_not_reachable_as_an_account_role(
         f"/api/v1/accounts/{account.id}/roles/{billing['id']}", headers=headers
     )
     assert response.status_code == 404
+
+
+# --- telling consumers when a role changes under its holders ---------------------------------
+
+
+async def _told(runtime: Runtime) -> list[tuple[str, str]]:
+    """The (account_id, user_id) of every ``member.permissions_changed`` event, as strings."""
+    async with runtime.db.transaction() as session:
+        bodies = await session.scalars(
+            select(WebhookEvent.body).where(WebhookEvent.type == PERMISSIONS_CHANGED)
+        )
+        data = [json.loads(body)["data"] for body in bodies]
+    return sorted((item["account_id"], item["user_id"]) for item in data)
+
+
+def _about(*pairs: tuple[Account, User]) -> list[tuple[str, str]]:
+    return sorted((str(account.id), str(user.id)) for account, user in pairs)
+
+
+async def _account_role(
+    client: httpx.AsyncClient, runtime: Runtime, account: Account, owner: User
+) -> str:
+    """The URL of a new role of the account with "domains" and "managedomains"."""
+    url = f"/api/v1/accounts/{account.id}/roles"
+    body = {"name": "Domain desk", "permissions": ["domains", "managedomains"]}
+    created = await client.post(url, json=body, headers=await user_headers(runtime, owner))
+    assert created.status_code == 201, created.text
+    return f"{url}/{created.json()['id']}"
+
+
+def _grant(role_url: str, expires_in: timedelta | None = None) -> list[RoleGrant]:
+    """A grant of the role at ``role_url``, until ``expires_in`` from now if given."""
+    role_id = uuid.UUID(role_url.rsplit("/", 1)[1])
+    return [RoleGrant(role_id, utcnow() + expires_in if expires_in else None)]
+
+
+async def test_narrowing_a_role_tells_its_holders_and_ends_their_refresh_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk, boss, bystander = [await make_user(runtime) for _ in range(4)]
+    account, elsewhere = await make_account(runtime, owner), await make_account(runtime, clerk)
+    role = await _account_role(client, runtime, account, owner)
+    await add_member(runtime, account, clerk, roles=_grant(role))
+    await add_member(runtime, account, boss, roles=_grant(role), all_permissions=True)
+    await add_member(runtime, account, bystander, ["domains", "managedomains"])
+    tokens = {
+        name: await give_refresh_token(runtime, user, where)
+        for name, user, where in (
+            ("clerk", clerk, account),
+            ("clerk elsewhere", clerk, elsewhere),
+            ("boss", boss, account),
+            ("bystander", bystander, account),
+        )
+    }
+
+    changed = await client.patch(
+        role, json={"permissions": ["domains"]}, headers=await user_headers(runtime, owner)
+    )
+
+    assert changed.status_code == 200, changed.text
+    assert await _told(runtime) == _about((account, clerk), (account, boss))
+    revoked = {
+        name for name, token in tokens.items() if await refresh_token_revoked(runtime, token)
+    }
+    # The boss holds everything whatever the role says: nothing narrowed for them.
+    assert revoked == {"clerk"}
+
+
+async def test_widening_a_role_tells_its_holders_and_keeps_their_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    role = await _account_role(client, runtime, account, owner)
+    await add_member(runtime, account, clerk, roles=_grant(role))
+    token = await give_refresh_token(runtime, clerk, account)
+
+    widened = await client.patch(
+        role,
+        json={"permissions": ["domains", "managedomains", "invoices"]},
+        headers=await user_headers(runtime, owner),
+    )
+
+    assert widened.status_code == 200, widened.text
+    assert await _told(runtime) == _about((account, clerk))
+    assert not await refresh_token_revoked(runtime, token)
+    assert await effective(runtime, clerk, account) == {"domains", "managedomains", "invoices"}
+
+
+async def test_renaming_a_role_or_resending_its_permissions_tells_nobody(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    role = await _account_role(client, runtime, account, owner)
+    await add_member(runtime, account, clerk, roles=_grant(role))
+    token = await give_refresh_token(runtime, clerk, account)
+    headers = await user_headers(runtime, owner)
+
+    for body in (
+        {"name": "Domains", "description": "Registrar work"},
+        {"permissions": ["managedomains", "domains", "domains"]},
+    ):
+        response = await client.patch(role, json=body, headers=headers)
+        assert response.status_code == 200, response.text
+
+    assert await _told(runtime) == []
+    assert not await refresh_token_revoked(runtime, token)
+
+
+async def test_deleting_a_role_tells_its_holders_and_ends_their_refresh_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk, lapsed, bystander = [await make_user(runtime) for _ in range(4)]
+    account = await make_account(runtime, owner)
+    role = await _account_role(client, runtime, account, owner)
+    await add_member(runtime, account, clerk, roles=_grant(role))
+    await add_member(runtime, account, lapsed, roles=_grant(role, timedelta(days=1)))
+    await add_member(runtime, account, bystander, ["domains"])
+    async with runtime.db.transaction() as session:
+        # The lapsed member's grant of the role has expired: it gave them nothing any more.
+        await session.execute(
+            update(MembershipRole)
+            .where(MembershipRole.expires_at.is_not(None))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    tokens = {
+        user.id: await give_refresh_token(runtime, user, account)
+        for user in (clerk, lapsed, bystander)
+    }
+
+    deleted = await client.delete(role, headers=await user_headers(runtime, owner))
+
+    assert deleted.status_code == 204, deleted.text
+    assert await _told(runtime) == _about((account, clerk))
+    assert await refresh_token_revoked(runtime, tokens[clerk.id])
+    assert not await refresh_token_revoked(runtime, tokens[lapsed.id])
+    assert not await refresh_token_revoked(runtime, tokens[bystander.id])
+
+
+async def test_changing_a_template_reaches_its_holders_in_every_account(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    first_owner, second_owner, clerk, auditor, bystander = [
+        await make_user(runtime) for _ in range(5)
+    ]
+    first, second = (
+        await make_account(runtime, first_owner),
+        await make_account(runtime, second_owner),
+    )
+    staff = await staff_headers(runtime)
+    created = await client.post(
+        "/api/v1/roles", json={"name": "Sales", "permissions": ["orders", "quotes"]}, headers=staff
+    )
+    assert created.status_code == 201, created.text
+    template = f"/api/v1/roles/{created.json()['id']}"
+    await add_member(runtime, first, clerk, roles=_grant(template))
+    await add_member(runtime, second, auditor, roles=_grant(template))
+    await add_member(runtime, second, bystander, ["orders", "quotes"])
+    tokens = [
+        await give_refresh_token(runtime, user, account)
+        for user, account in ((clerk, first), (auditor, second), (bystander, second))
+    ]
+
+    narrowed = await client.patch(template, json={"permissions": ["orders"]}, headers=staff)
+
+    assert narrowed.status_code == 200, narrowed.text
+    assert await _told(runtime) == _about((first, clerk), (second, auditor))
+    assert [await refresh_token_revoked(runtime, token) for token in tokens] == [True, True, False]

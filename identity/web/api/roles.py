@@ -101,9 +101,10 @@ async def _delete(
     account_id: uuid.UUID | None,
     role_id: FromPath[uuid.UUID],
 ) -> None:
+    now = utcnow()
     async with runtime.db.transaction() as session:
-        await allow(session, runtime, principal, action, utcnow(), account_id)
-        await service.delete_role(session, principal.actor, account_id, role_id)
+        await allow(session, runtime, principal, action, now, account_id)
+        await service.delete_role(session, principal.actor, account_id, role_id, now)
 
 
 class RoleTemplateController(Controller):
