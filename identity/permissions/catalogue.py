@@ -192,6 +192,7 @@ class Catalogue:
         if self._templates_ready:
             return
         async with db.transaction() as session:
+            await repository.lock_templates(session)
             for template in self.policies.roles.values():
                 await repository.insert_template_if_missing(
                     session, template.key, template.name["en"]

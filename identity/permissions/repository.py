@@ -369,6 +369,21 @@ async def replace_role_permissions(
     await session.flush()
 
 
+# The key of the PostgreSQL advisory lock below; any constant no other lock uses.
+_TEMPLATES_LOCK = 0x726F6C65  # "role"
+
+
+async def lock_templates(session: AsyncSession) -> None:
+    """Until the transaction ends, be the only process rewriting the file templates.
+
+    Processes that start together copy roles.toml at once, and two that replace a
+    template's permissions together insert the same rows: a unique violation. SQLite needs
+    no lock: the first INSERT of the copy takes its single write lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(_TEMPLATES_LOCK)))
+
+
 async def insert_template_if_missing(session: AsyncSession, key: str, name: str) -> None:
     """The template of policies/roles.toml ``key``; racing processes create it only once."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
