@@ -18,6 +18,7 @@ from identity.resource.webhooks import SIGNATURE_HEADER, signature_header
 from identity.webhooks import repository
 from identity.webhooks.repository import Leased
 from identity.webhooks.service import refusal
+from identity.webhooks.transport import VettedTransport
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,12 @@ class WebhookDispatcher(PollingWorker):
             ids = await repository.due(session, utcnow(), BATCH)
         if not ids:
             return 0
-        # Redirects are not followed: an https URL must not bounce us to an internal one.
-        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as http:
+        # Redirects are not followed: an https URL must not bounce us to an internal one. The
+        # transport connects only to vetted addresses and takes no proxy from the environment.
+        transport = VettedTransport(allow_loopback=self._allow_http_loopback)
+        async with httpx.AsyncClient(
+            transport=transport, timeout=TIMEOUT, follow_redirects=False, trust_env=False
+        ) as http:
             results = await asyncio.gather(
                 *(self._attempt(http, i) for i in ids), return_exceptions=True
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from identity.audit.service import Actor, record_as
 from identity.crypto import Encryptor, random_token
 from identity.errors import NotFound
 from identity.permissions.catalogue import invalid_field
-from identity.webhooks import repository
+from identity.webhooks import addresses, repository
 from identity.webhooks.events import EVENT_TYPES
 from identity.webhooks.models import WebhookSubscription
 
@@ -37,10 +36,10 @@ def refusal(url: str, allow_http_loopback: bool) -> str | None:
 
     The rule keeps staff (or a stolen staff token) from aiming our server at internal
     services: https only, and never to an address literal on a private, loopback,
-    link-local (cloud metadata) or reserved network. Plain http is allowed to loopback alone,
-    and only when IDENTITY_WEBHOOKS_ALLOW_HTTP_LOOPBACK is on (development and tests).
-    Host names are not resolved here: DNS can change after the check, so a deployment that
-    must rule out internal names needs an egress proxy or firewall as well.
+    link-local (cloud metadata), reserved or multicast network. Plain http is allowed to
+    loopback alone, and only when IDENTITY_WEBHOOKS_ALLOW_HTTP_LOOPBACK is on (development
+    and tests). Host names are not resolved here, since DNS can change after the check: the
+    dispatcher resolves and vets them at each connection (identity.webhooks.egress).
     """
     try:
         parts = urlsplit(url)
@@ -51,7 +50,7 @@ def refusal(url: str, allow_http_loopback: bool) -> str | None:
     if not host or parts.username or parts.password or parts.fragment:
         return "The URL needs a host, and no credentials or fragment."
     try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+        address: addresses.Address | None = addresses.parse(host)
     except ValueError:
         address = None
     loopback = host.lower() in LOOPBACK_NAMES or (address is not None and address.is_loopback)
@@ -59,10 +58,7 @@ def refusal(url: str, allow_http_loopback: bool) -> str | None:
         return None
     if parts.scheme != "https":
         return "The URL must use https."
-    internal = loopback or (
-        address is not None and (address.is_private or address.is_link_local or address.is_reserved)
-    )
-    if internal:
+    if loopback or (address is not None and addresses.is_internal(address)):
         return "The URL must not point at a private, loopback or link-local address."
     return None
 

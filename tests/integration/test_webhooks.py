@@ -29,7 +29,13 @@ from identity.resource.webhooks import SIGNATURE_HEADER, WebhookError, verify
 from identity.runtime import Runtime
 from identity.sessions.revocation import revoke_all_for_user
 from identity.webhooks import events
-from identity.webhooks.dispatcher import FIRST_RETRY, LONGEST_WAIT, MAX_ATTEMPTS, retry_delay
+from identity.webhooks.dispatcher import (
+    FIRST_RETRY,
+    LONGEST_WAIT,
+    MAX_ATTEMPTS,
+    WebhookDispatcher,
+    retry_delay,
+)
 from identity.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
 from identity.webhooks.service import refusal
 from tests.integration.account_helpers import (
@@ -326,6 +332,42 @@ async def test_an_error_answer_is_retried_and_the_last_attempt_gives_up(
     await make_due(quiet)
     assert await quiet.webhooks.run_once() == 0
     assert len(receiver.requests) == 2
+
+
+async def test_a_host_name_is_resolved_and_delivered_to_when_loopback_is_allowed(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    await subscribe(client, quiet, receiver.url.replace("127.0.0.1", "localhost"))
+    account_id, user_id = await member_of_new_account(quiet)
+    async with quiet.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+    assert await quiet.webhooks.run_once() == 1
+    assert len(receiver.requests) == 1
+
+
+async def test_a_name_resolving_to_an_internal_address_fails_at_connection_and_is_retried(
+    client: httpx.AsyncClient, quiet: Runtime
+) -> None:
+    # Not address literals, so the URL check passes them; the system resolver reads them as
+    # 127.0.0.1 and 169.254.169.254 (cloud metadata).
+    await subscribe(client, quiet, "https://127.1/hooks/identity")
+    await subscribe(client, quiet, "https://2852039166/latest/meta-data")
+    account_id, user_id = await member_of_new_account(quiet)
+    async with quiet.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+    strict = WebhookDispatcher(quiet.db, quiet.webhook_encryptor, allow_http_loopback=False)
+
+    before = utcnow()
+    assert await strict.run_once() == 0
+    failed = await deliveries(quiet)
+    assert sorted(delivery.last_error or "" for delivery in failed) == [
+        f"ConnectError: Refused: {name} resolves to {address}, "
+        "a private, loopback or link-local address."
+        for name, address in [("127.1", "127.0.0.1"), ("2852039166", "169.254.169.254")]
+    ]
+    for delivery in failed:
+        assert delivery.attempts == 1 and delivery.failed_at is None
+        assert delivery.next_attempt_at >= before + FIRST_RETRY
 
 
 def test_the_backoff_doubles_up_to_a_cap_and_spans_more_than_a_few_hours() -> None:

@@ -1,0 +1,234 @@
+"""Webhook egress: which addresses are internal, and connections made only to vetted ones, over
+real sockets on 127.0.0.1 (names resolved for real unless a test says otherwise)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import re
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpcore
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from identity.webhooks import addresses
+from identity.webhooks.egress import EgressRefused, Resolver, VettingBackend
+from identity.webhooks.service import refusal
+from identity.webhooks.transport import VettedTransport
+
+INTERNAL = [
+    "127.0.0.1",
+    "::1",
+    "::ffff:127.0.0.1",
+    "10.0.0.1",
+    "169.254.169.254",
+    "fd00::1",
+    "0.0.0.0",  # noqa: S104 - judged, not bound to
+    "::",
+    "224.0.0.1",
+    "ff02::1",
+    "100.64.0.1",
+    "::ffff:10.0.0.1",
+    "::7f00:1",
+]
+PUBLIC = ["93.184.216.34", "2606:2800:220:1::1", "::ffff:93.184.216.34"]
+
+
+@pytest.mark.parametrize("text", INTERNAL)
+def test_internal_addresses_are_internal(text: str) -> None:
+    assert addresses.is_internal(addresses.parse(text))
+
+
+@pytest.mark.parametrize("text", PUBLIC)
+def test_public_addresses_are_not(text: str) -> None:
+    assert not addresses.is_internal(addresses.parse(text))
+
+
+def test_an_ipv4_mapped_address_is_judged_as_its_ipv4_address() -> None:
+    assert addresses.parse("::ffff:127.0.0.1").is_loopback
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["[::ffff:10.0.0.1]", "224.0.0.1", "[ff02::1]", "0.0.0.0"],  # noqa: S104 - not bound to
+)
+def test_the_url_check_refuses_the_same_address_literals(host: str) -> None:
+    problem = "The URL must not point at a private, loopback or link-local address."
+    assert refusal(f"https://{host}/h", allow_http_loopback=True) == problem
+
+
+def test_the_url_check_allows_a_public_ipv4_mapped_address() -> None:
+    assert refusal("https://[::ffff:93.184.216.34]/h", allow_http_loopback=False) is None
+
+
+# --- connecting --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[int]:
+    """A TCP server on 127.0.0.1 that accepts and closes; yields its port."""
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+def resolving_to(*found: str) -> Resolver:
+    async def resolve(host: str) -> list[str]:
+        return list(found)
+
+    return resolve
+
+
+async def test_localhost_is_refused_unless_loopback_is_allowed(listener: int) -> None:
+    with pytest.raises(EgressRefused, match=r"localhost resolves to (127\.0\.0\.1|::1)"):
+        await VettingBackend(allow_loopback=False).connect_tcp("localhost", listener, timeout=5)
+
+    stream = await VettingBackend(allow_loopback=True).connect_tcp("localhost", listener, timeout=5)
+    assert stream.get_extra_info("server_addr") == ("127.0.0.1", listener)
+    await stream.aclose()
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [("10.1", "10.0.0.1"), ("2852039166", "169.254.169.254"), ("0x7f.1", "127.0.0.1")],
+)
+async def test_numeric_spellings_the_url_check_passes_are_refused_as_what_they_resolve_to(
+    host: str, address: str
+) -> None:
+    # The system resolver reads these as IPv4 addresses; ipaddress (and so refusal()) does not.
+    assert refusal(f"https://{host}/h", allow_http_loopback=False) is None
+    with pytest.raises(EgressRefused, match=re.escape(f"{host} resolves to {address}")):
+        await VettingBackend(allow_loopback=False).connect_tcp(host, 443, timeout=5)
+
+
+async def test_a_private_address_is_refused_even_with_loopback_allowed() -> None:
+    backend = VettingBackend(allow_loopback=True, resolver=resolving_to("10.0.0.1"))
+    with pytest.raises(EgressRefused, match=r"internal\.example resolves to 10\.0\.0\.1"):
+        await backend.connect_tcp("internal.example", 443, timeout=5)
+
+
+async def test_one_internal_address_among_public_ones_refuses_the_name() -> None:
+    backend = VettingBackend(
+        allow_loopback=False, resolver=resolving_to("93.184.216.34", "::ffff:169.254.169.254")
+    )
+    with pytest.raises(EgressRefused, match=r"resolves to 169\.254\.169\.254"):
+        await backend.connect_tcp("rebound.example", 443, timeout=5)
+
+
+async def test_the_connection_goes_to_the_next_address_when_one_does_not_answer(
+    listener: int,
+) -> None:
+    # Nothing listens on ::1 at this port (nor may IPv6 be there at all).
+    backend = VettingBackend(allow_loopback=True, resolver=resolving_to("::1", "127.0.0.1"))
+    stream = await backend.connect_tcp("consumer.example", listener, timeout=5)
+    assert stream.get_extra_info("server_addr") == ("127.0.0.1", listener)
+    await stream.aclose()
+
+
+async def test_resolving_counts_against_the_connect_timeout() -> None:
+    async def never(host: str) -> list[str]:
+        await asyncio.sleep(60)
+        return []
+
+    backend = VettingBackend(allow_loopback=False, resolver=never)
+    with pytest.raises(httpcore.ConnectTimeout):
+        await backend.connect_tcp("slow.example", 443, timeout=0.05)
+
+
+async def test_a_name_that_does_not_resolve_is_a_connect_error() -> None:
+    with pytest.raises(httpcore.ConnectError, match=r"nothing\.invalid does not resolve"):
+        await VettingBackend(allow_loopback=False).connect_tcp("nothing.invalid", 443, timeout=5)
+
+
+# --- TLS through the transport -----------------------------------------------------------------
+
+
+def write_localhost_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate naming DNS:localhost only, no IP address; (cert, key) files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+class HttpsReceiver:
+    """An HTTPS server on 127.0.0.1 answering 204, noting the SNI name each client sends."""
+
+    def __init__(self, cert_file: Path, key_file: Path) -> None:
+        self.server_names: list[str | None] = []
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert_file, key_file)
+        self.context.sni_callback = lambda _socket, name, _context: self.server_names.append(name)
+
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def https(tmp_path: Path) -> AsyncIterator[tuple[HttpsReceiver, int, ssl.SSLContext]]:
+    cert_file, key_file = write_localhost_certificate(tmp_path)
+    receiver = HttpsReceiver(cert_file, key_file)
+    server = await asyncio.start_server(receiver.answer, "127.0.0.1", 0, ssl=receiver.context)
+    async with server:
+        trusting = ssl.create_default_context(cafile=cert_file)
+        yield receiver, server.sockets[0].getsockname()[1], trusting
+
+
+async def test_tls_checks_the_url_host_name_while_connecting_by_ip(
+    https: tuple[HttpsReceiver, int, ssl.SSLContext],
+) -> None:
+    receiver, port, trusting = https
+    transport = VettedTransport(allow_loopback=True, ssl_context=trusting)
+    async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
+        response = await client.get(f"https://localhost:{port}/")
+        assert response.status_code == 204
+        assert receiver.server_names == ["localhost"]
+        # The certificate names no IP address, so it would not pass for the one connected to.
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.get(f"https://127.0.0.1:{port}/")
+
+
+async def test_the_transport_reports_a_refusal_as_an_httpx_connect_error(
+    https: tuple[HttpsReceiver, int, ssl.SSLContext],
+) -> None:
+    receiver, port, trusting = https
+    transport = VettedTransport(allow_loopback=False, ssl_context=trusting)
+    async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
+        with pytest.raises(httpx.ConnectError, match="Refused: localhost resolves to"):
+            await client.get(f"https://localhost:{port}/")
+    assert receiver.server_names == []
