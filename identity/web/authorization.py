@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from litestar import Request, Response, route
 from litestar.datastructures import Cookie
-from litestar.response import Redirect
+from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clients.repository import get_client
@@ -197,6 +197,16 @@ async def sign_in_then(
     return redirect(f"/login?{urlencode({'flow': flow.id})}")
 
 
+def flow_locale(request: Request[Any, Any, Any], flow: Flow | None) -> str:
+    """The language of a sign-in's pages: its ``ui_locales``, then Accept-Language."""
+    return locale_for(request, flow.request.get("ui_locales") if flow else None)
+
+
+def flow_expired(request: Request[Any, Any, Any], runtime: Runtime) -> Template:
+    """The page for a sign-in whose pending request is gone: expired, used, or never was."""
+    return error_page(request, runtime, "error.flow_expired", locale=locale_for(request, None))
+
+
 async def proceed(
     request: Request[Any, Any, Any],
     runtime: Runtime,
@@ -210,7 +220,7 @@ async def proceed(
     flows = FlowStore(runtime.store)
     if flow.return_to is not None:
         return await _return_to(runtime, flows, flow, session_token, response_cookies)
-    locale = locale_for(request, flow.request.get("ui_locales"))
+    locale = flow_locale(request, flow)
     now = utcnow()
     valid: ValidRequest | None = None
     try:

@@ -25,7 +25,14 @@ from identity.sessions import service as sessions
 from identity.settings import PACKAGE_ROOT
 from identity.web import client_ip, cookies, csrf
 from identity.web import pages_second_factor as second_factor
-from identity.web.authorization import authorization_endpoint, proceed, redirect, with_query
+from identity.web.authorization import (
+    authorization_endpoint,
+    flow_expired,
+    flow_locale,
+    proceed,
+    redirect,
+    with_query,
+)
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import field
 from identity.web.rendering import error_page, locale_for, page
@@ -33,14 +40,6 @@ from identity.web.rendering import error_page, locale_for, page
 # Long enough for any real address or passphrase; longer input is not worth hashing.
 MAX_EMAIL = 320
 MAX_PASSWORD = 1024
-
-
-def _flow_locale(request: Request[Any, Any, Any], flow: Flow | None) -> str:
-    return locale_for(request, flow.request.get("ui_locales") if flow else None)
-
-
-def _expired(request: Request[Any, Any, Any], runtime: Runtime) -> Template:
-    return error_page(request, runtime, "error.flow_expired", locale=locale_for(request, None))
 
 
 # --- login -------------------------------------------------------------------------------
@@ -59,7 +58,7 @@ def _login_form(
         request,
         runtime,
         "login.html",
-        locale=_flow_locale(request, flow),
+        locale=flow_locale(request, flow),
         status=status,
         context={"flow": flow.id, "email": email, "message_id": message_id},
     )
@@ -71,7 +70,7 @@ async def login_page(
 ) -> Response[Any]:
     pending = await FlowStore(runtime.store).load(flow)
     if pending is None:
-        return _expired(request, runtime)
+        return flow_expired(request, runtime)
     return _login_form(request, runtime, pending, email=pending.request.get("login_hint") or "")
 
 
@@ -81,7 +80,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     flows = FlowStore(runtime.store)
     pending = await flows.load(field(form, "flow"))
     if pending is None:
-        return _expired(request, runtime)
+        return flow_expired(request, runtime)
     email = field(form, "email", MAX_EMAIL).strip()
     settings = runtime.settings
     if not csrf.verify(request.cookies, settings, runtime.secret_key, field(form, csrf.FIELD)):
@@ -145,12 +144,12 @@ async def _consent_form(
     async with runtime.db.transaction() as session:
         client = await get_client(session, flow.request.get("client_id") or "")
     if client is None:
-        return _expired(request, runtime)
+        return flow_expired(request, runtime)
     return page(
         request,
         runtime,
         "consent.html",
-        locale=_flow_locale(request, flow),
+        locale=flow_locale(request, flow),
         status=status,
         context={
             "flow": flow.id,
@@ -170,7 +169,7 @@ async def consent_page(
 ) -> Response[Any]:
     pending = await FlowStore(runtime.store).load(flow)
     if pending is None:
-        return _expired(request, runtime)
+        return flow_expired(request, runtime)
     return await _consent_form(request, runtime, pending)
 
 
@@ -184,14 +183,14 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
     ):
         pending = await flows.load(flow_id)
         if pending is None:
-            return _expired(request, runtime)
+            return flow_expired(request, runtime)
         return await _consent_form(
             request, runtime, pending, message_id="form.csrf_failed", status=400
         )
     # Taken, not read: a double submission issues one code, not two.
     pending = await flows.consume(flow_id)
     if pending is None:
-        return _expired(request, runtime)
+        return flow_expired(request, runtime)
     return await proceed(
         request,
         runtime,

@@ -53,7 +53,14 @@ from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
 from identity.tokens.subjects import active_user
 from identity.web import client_ip, cookies, password_form
-from identity.web.authorization import ACCOUNT_PAGE, proceed, redirect, sign_in_then
+from identity.web.authorization import (
+    ACCOUNT_PAGE,
+    flow_expired,
+    flow_locale,
+    proceed,
+    redirect,
+    sign_in_then,
+)
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import csrf_ok, field
 from identity.web.pages import MAX_EMAIL, MAX_PASSWORD
@@ -119,7 +126,7 @@ async def _picker(
         request,
         runtime,
         "login_account.html",
-        locale=locale_for(request, flow.request.get("ui_locales")),
+        locale=flow_locale(request, flow),
         status=status,
         context={
             "flow": flow.id,
@@ -137,7 +144,7 @@ async def account_page(
 ) -> Response[Any]:
     pending = await FlowStore(runtime.store).load(flow)
     if pending is None or pending.return_to is not None:
-        return error_page(request, runtime, "error.flow_expired", locale=locale_for(request, None))
+        return flow_expired(request, runtime)
     return await _picker(request, runtime, pending)
 
 
@@ -149,14 +156,12 @@ async def account_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
     if not csrf_ok(request, runtime, form):
         pending = await flows.load(flow_id)
         if pending is None:
-            return error_page(
-                request, runtime, "error.flow_expired", locale=locale_for(request, None)
-            )
+            return flow_expired(request, runtime)
         return await _picker(request, runtime, pending, message_id="form.csrf_failed", status=400)
     # Taken, not read: a double submission resumes the authorization once.
     pending = await flows.consume(flow_id)
     if pending is None or pending.return_to is not None:
-        return error_page(request, runtime, "error.flow_expired", locale=locale_for(request, None))
+        return flow_expired(request, runtime)
     # Only a hint: the authorization step accepts it only for an account the user is in.
     pending.account_id = field(form, account_selection.PARAMETER, 64) or None
     return await proceed(request, runtime, pending, session_token=_session_token(request, runtime))

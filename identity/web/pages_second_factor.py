@@ -25,10 +25,10 @@ from identity.oauth.interaction import FLOW_TTL, Flow, FlowStore
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.web import client_ip, cookies
-from identity.web.authorization import proceed, redirect
+from identity.web.authorization import flow_expired, flow_locale, proceed, redirect
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import csrf_ok, field
-from identity.web.rendering import error_page, locale_for, page
+from identity.web.rendering import page
 
 PATH = "/login/second-factor"
 _PENDING = "second-factor:"
@@ -64,14 +64,10 @@ def _code_form(
         request,
         runtime,
         "second_factor.html",
-        locale=locale_for(request, flow.request.get("ui_locales")),
+        locale=flow_locale(request, flow),
         status=status,
         context={"flow": flow.id, "message_id": message_id},
     )
-
-
-def _expired(request: Request[Any, Any, Any], runtime: Runtime) -> Template:
-    return error_page(request, runtime, "error.flow_expired", locale=locale_for(request, None))
 
 
 @get(PATH, include_in_schema=False, cache=False)
@@ -80,7 +76,7 @@ async def second_factor_page(
 ) -> Response[Any]:
     pending = await FlowStore(runtime.store).load(flow)
     if pending is None or await _pending_user(runtime, pending) is None:
-        return _expired(request, runtime)
+        return flow_expired(request, runtime)
     return _code_form(request, runtime, pending)
 
 
@@ -92,7 +88,7 @@ async def second_factor_submit(
     pending = await FlowStore(runtime.store).load(field(form, "flow"))
     user_id = await _pending_user(runtime, pending) if pending else None
     if pending is None or user_id is None:
-        return _expired(request, runtime)
+        return flow_expired(request, runtime)
     if not csrf_ok(request, runtime, form):
         return _code_form(request, runtime, pending, message_id="form.csrf_failed", status=400)
     settings = runtime.settings
