@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.db import work_queue
 from identity.mail.models import OutgoingEmail
 
 
@@ -36,18 +37,7 @@ async def enqueue(session: AsyncSession, message: Message, now: datetime) -> uui
 
 
 async def due(session: AsyncSession, now: datetime, limit: int) -> Sequence[uuid.UUID]:
-    result = await session.scalars(
-        select(OutgoingEmail.id)
-        .where(
-            OutgoingEmail.sent_at.is_(None),
-            OutgoingEmail.failed_at.is_(None),
-            OutgoingEmail.next_attempt_at <= now,
-            or_(OutgoingEmail.leased_until.is_(None), OutgoingEmail.leased_until < now),
-        )
-        .order_by(OutgoingEmail.next_attempt_at)
-        .limit(limit)
-    )
-    return result.all()
+    return await work_queue.due(session, OutgoingEmail, OutgoingEmail.sent_at, now, limit)
 
 
 async def lease(
@@ -58,9 +48,7 @@ async def lease(
         update(OutgoingEmail)
         .where(
             OutgoingEmail.id == email_id,
-            OutgoingEmail.sent_at.is_(None),
-            OutgoingEmail.failed_at.is_(None),
-            or_(OutgoingEmail.leased_until.is_(None), OutgoingEmail.leased_until < now),
+            *work_queue.claimable(OutgoingEmail, OutgoingEmail.sent_at, now),
         )
         .values(leased_until=now + lease_for, attempts=OutgoingEmail.attempts + 1)
         .returning(OutgoingEmail)

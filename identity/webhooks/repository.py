@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.db import work_queue
 from identity.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
 
 
@@ -62,22 +63,8 @@ async def record_event(session: AsyncSession, event: WebhookEvent) -> None:
     await session.flush()
 
 
-def _open(now: datetime) -> tuple[object, ...]:
-    return (
-        WebhookDelivery.delivered_at.is_(None),
-        WebhookDelivery.failed_at.is_(None),
-        or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until < now),
-    )
-
-
 async def due(session: AsyncSession, now: datetime, limit: int) -> Sequence[uuid.UUID]:
-    result = await session.scalars(
-        select(WebhookDelivery.id)
-        .where(*_open(now), WebhookDelivery.next_attempt_at <= now)  # type: ignore[arg-type]
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(limit)
-    )
-    return result.all()
+    return await work_queue.due(session, WebhookDelivery, WebhookDelivery.delivered_at, now, limit)
 
 
 async def lease(
@@ -86,7 +73,10 @@ async def lease(
     """Take the delivery for ``lease_for``; None when another process holds it or it is done."""
     result = await session.execute(
         update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id, *_open(now))  # type: ignore[arg-type]
+        .where(
+            WebhookDelivery.id == delivery_id,
+            *work_queue.claimable(WebhookDelivery, WebhookDelivery.delivered_at, now),
+        )
         .values(leased_until=now + lease_for, attempts=WebhookDelivery.attempts + 1)
         .returning(WebhookDelivery.attempts)
     )

@@ -1,0 +1,41 @@
+"""Tables worked through by background senders: outgoing mail and webhook deliveries.
+
+Each row waits for ``next_attempt_at``, is leased by one process at a time until
+``leased_until``, and ends done (its ``done`` column) or given up (``failed_at``); these are
+the two questions every sender asks of such a table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+
+def claimable(
+    model: Any, done: InstrumentedAttribute[Any], now: datetime
+) -> tuple[ColumnElement[bool], ...]:
+    """Not done, not given up, and leased by nobody (or by a process whose lease ran out)."""
+    return (
+        done.is_(None),
+        model.failed_at.is_(None),
+        or_(model.leased_until.is_(None), model.leased_until < now),
+    )
+
+
+async def due(
+    session: AsyncSession, model: Any, done: InstrumentedAttribute[Any], now: datetime, limit: int
+) -> Sequence[uuid.UUID]:
+    """The ids of claimable rows whose next attempt is due, the longest waiting first."""
+    result = await session.scalars(
+        select(model.id)
+        .where(*claimable(model, done, now), model.next_attempt_at <= now)
+        .order_by(model.next_attempt_at)
+        .limit(limit)
+    )
+    return result.all()
