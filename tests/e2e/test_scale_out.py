@@ -6,7 +6,6 @@ finishes on the other, limits count across both, keys and revocations are seen b
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -17,8 +16,9 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from tests.backends import TEST_DATABASE_URL, TEST_REDIS_URL
-from tests.browser import PASSWORD, form_fields, pkce_pair, query
-from tests.processes import Server, identity_server, run_identity
+from tests.browser import PASSWORD, query
+from tests.e2e.flows import Client, cli, redeem, setup, start_sign_in, submit_login
+from tests.processes import Server, identity_server
 
 pytestmark = [
     pytest.mark.e2e,
@@ -29,17 +29,10 @@ pytestmark = [
 ]
 
 EMAIL = "scale@example.com"
-REDIRECT_URI = "https://app.example/callback"
-
-
-def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> dict[str, str]:
-    result = run_identity(*args, env=env, stdin=stdin)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 @pytest.fixture
-def cluster(env: dict[str, str]) -> Iterator[tuple[dict[str, str], Server, Server, dict[str, str]]]:
+def cluster(env: dict[str, str]) -> Iterator[tuple[dict[str, str], Server, Server, Client]]:
     # Both processes share the issuer (a load balancer's address) and the secret key; keys
     # are reread every second so the rotation test need not wait the default 30 seconds.
     shared = env | {
@@ -47,69 +40,21 @@ def cluster(env: dict[str, str]) -> Iterator[tuple[dict[str, str], Server, Serve
         "IDENTITY_LOGIN_MAX_FAILURES": "4",
         "IDENTITY_RESET_LIMIT_PER_IP": "4/hour",
     }
-    assert run_identity("migrate", env=shared).returncode == 0
-    _cli(shared, "users", "create", "--email", EMAIL, "--password-stdin", stdin=PASSWORD)
-    client = _cli(
-        shared,
-        "clients", "create", "--name", "Portal", "--first-party",
-        "--redirect-uri", REDIRECT_URI, "--scope", "openid email",
-    )  # fmt: skip
+    client = setup(shared, EMAIL, PASSWORD)
     with ExitStack() as stack:
         first = stack.enter_context(identity_server(shared))
         second = stack.enter_context(identity_server(shared))
         yield shared, first, second, client
 
 
-def _start_sign_in(http: httpx.Client, server: Server, client_id: str) -> tuple[str, str]:
-    verifier, challenge = pkce_pair()
-    started = http.get(
-        f"{server.base_url}/authorize",
-        params={
-            "client_id": client_id,
-            "redirect_uri": REDIRECT_URI,
-            "response_type": "code",
-            "scope": "openid email",
-            "state": "s1",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        },
-    )
-    assert started.status_code == 303, started.text
-    return started.headers["location"], verifier
-
-
-def _submit_login(
-    http: httpx.Client, server: Server, location: str, password: str
-) -> httpx.Response:
-    page = http.get(server.base_url + location)
-    assert page.status_code == 200, page.text
-    fields = form_fields(page.text) | {"email": EMAIL, "password": password}
-    return http.post(f"{server.base_url}/login", data=fields)
-
-
-def _redeem(server: Server, client: dict[str, str], code: str, verifier: str) -> dict[str, str]:
-    response = httpx.post(
-        f"{server.base_url}/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier,
-        },
-        auth=(client["client_id"], client["client_secret"]),
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def test_sign_in_started_on_one_process_finishes_on_the_other(cluster) -> None:  # type: ignore[no-untyped-def]
     _, first, second, client = cluster
     with httpx.Client() as http:
-        location, verifier = _start_sign_in(http, first, client["client_id"])
-        done = _submit_login(http, second, location, PASSWORD)
+        location, verifier = start_sign_in(http, first.base_url, client.client_id)
+        done = submit_login(http, second.base_url, location, EMAIL, PASSWORD)
     assert done.status_code == 303, done.text
     result = query(done.headers["location"])
-    tokens = _redeem(first, client, result["code"], verifier)
+    tokens = redeem(first.base_url, client, result["code"], verifier)
     assert tokens["token_type"].lower() == "bearer"
 
 
@@ -118,23 +63,23 @@ def test_failed_sign_ins_count_across_both_processes(cluster) -> None:  # type: 
     with httpx.Client() as http:
         for attempt in range(4):
             server = (first, second)[attempt % 2]
-            location, _ = _start_sign_in(http, server, client["client_id"])
-            refused = _submit_login(http, server, location, "Wrong-password-1!")
+            location, _ = start_sign_in(http, server.base_url, client.client_id)
+            refused = submit_login(http, server.base_url, location, EMAIL, "Wrong-password-1!")
             assert "The email or password is incorrect." in refused.text
         # The fifth attempt, even with the right password, is held back on either process.
         for server in (first, second):
-            location, _ = _start_sign_in(http, server, client["client_id"])
-            held = _submit_login(http, server, location, PASSWORD)
+            location, _ = start_sign_in(http, server.base_url, client.client_id)
+            held = submit_login(http, server.base_url, location, EMAIL, PASSWORD)
             assert "Too many failed sign-in attempts. Please try again later." in held.text
 
 
 def test_a_refresh_token_revoked_through_one_is_refused_by_the_other(cluster) -> None:  # type: ignore[no-untyped-def]
     _, first, second, client = cluster
     with httpx.Client() as http:
-        location, verifier = _start_sign_in(http, first, client["client_id"])
-        done = _submit_login(http, first, location, PASSWORD)
-    tokens = _redeem(first, client, query(done.headers["location"])["code"], verifier)
-    auth = (client["client_id"], client["client_secret"])
+        location, verifier = start_sign_in(http, first.base_url, client.client_id)
+        done = submit_login(http, first.base_url, location, EMAIL, PASSWORD)
+    tokens = redeem(first.base_url, client, query(done.headers["location"])["code"], verifier)
+    auth = client.auth
     revoked = httpx.post(
         f"{first.base_url}/revoke", data={"token": tokens["refresh_token"]}, auth=auth
     )
@@ -150,16 +95,16 @@ def test_a_refresh_token_revoked_through_one_is_refused_by_the_other(cluster) ->
 
 def test_a_rotated_key_is_used_and_published_by_both(cluster) -> None:  # type: ignore[no-untyped-def]
     env, first, second, client = cluster
-    new_kid = _cli(env, "keys", "rotate")["kid"]
+    new_kid = cli(env, "keys", "rotate")["kid"]
     for server in (first, second):
         deadline = time.monotonic() + 10  # each process rereads its keys every second
         while new_kid not in _published_kids(server) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert new_kid in _published_kids(server)
         with httpx.Client() as http:
-            location, verifier = _start_sign_in(http, server, client["client_id"])
-            done = _submit_login(http, server, location, PASSWORD)
-        tokens = _redeem(server, client, query(done.headers["location"])["code"], verifier)
+            location, verifier = start_sign_in(http, server.base_url, client.client_id)
+            done = submit_login(http, server.base_url, location, EMAIL, PASSWORD)
+        tokens = redeem(server.base_url, client, query(done.headers["location"])["code"], verifier)
         keys = KeySet.import_key_set(httpx.get(f"{server.base_url}/jwks.json").json())
         assert jwt.decode(tokens["id_token"], keys).header["kid"] == new_kid
 
