@@ -74,6 +74,13 @@ async def accounts_of_user(
     return [(row[0], row[1]) for row in result]
 
 
+async def account_ids_of_user(session: AsyncSession, user_id: uuid.UUID) -> set[uuid.UUID]:
+    result = await session.scalars(
+        select(Membership.account_id).where(Membership.user_id == user_id)
+    )
+    return set(result)
+
+
 async def lock_account(session: AsyncSession, account_id: uuid.UUID) -> None:
     """Serialise owner changes of one account until the transaction ends.
 

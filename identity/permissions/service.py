@@ -181,6 +181,12 @@ async def accounts_of(
     return [AccountChoice(a, m.is_owner, effective[m.id]) for a, m in rows]
 
 
+async def account_ids_of(session: AsyncSession, user_id: uuid.UUID) -> set[uuid.UUID]:
+    """The accounts a user belongs to, by id alone: all that choosing one at sign-in needs,
+    read on every authorization without the permissions ``accounts_of`` works out."""
+    return await repository.account_ids_of_user(session, user_id)
+
+
 async def membership_of(
     session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID
 ) -> Membership:

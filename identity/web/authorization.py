@@ -20,7 +20,6 @@ from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.clients.repository import get_client
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.db.engine import DatabaseUnavailable
@@ -31,10 +30,11 @@ from identity.oauth.errors import OAuth2Error, ServerError, TemporarilyUnavailab
 from identity.oauth.id_token_hint import verify_id_token_hint
 from identity.oauth.interaction import Flow, FlowStore
 from identity.oauth.scopes import SCOPE_ADMIN, for_user
-from identity.permissions.service import accounts_of
+from identity.permissions.service import account_ids_of
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
+from identity.sessions.service import Established
 from identity.store.base import StoreUnavailable
 from identity.tokens import consents
 from identity.tokens.codes import insert_code
@@ -148,12 +148,11 @@ async def _consent_covers(
 
 
 async def _select_account(
-    session: AsyncSession, valid: ValidRequest, flow: Flow, browser: BrowserSession, now: datetime
+    session: AsyncSession, valid: ValidRequest, flow: Flow, browser: BrowserSession
 ) -> Selection:
-    member_of = {choice.account.id for choice in await accounts_of(session, browser.user_id, now)}
     try:
         return select_account(
-            member_of,
+            await account_ids_of(session, browser.user_id),
             chosen=flow.account_id,
             requested=flow.request.get(account_selection.PARAMETER),
             prompt=valid.prompt,
@@ -167,12 +166,14 @@ async def _return_to(
     flows: FlowStore,
     flow: Flow,
     session_token: str | None,
+    browser: BrowserSession | None,
     response_cookies: list[Cookie] | None,
 ) -> Response[Any]:
     """A hosted page's sign-in: back to the page once signed in, else to the login page."""
     assert flow.return_to is not None
-    async with runtime.db.transaction() as session:
-        browser = await sessions.current(session, session_token, utcnow())
+    if browser is None:
+        async with runtime.db.transaction() as session:
+            browser = await sessions.current(session, session_token, utcnow())
     if browser is None:
         await flows.save(flow)
         return redirect(f"/login?{urlencode({'flow': flow.id})}", response_cookies)
@@ -213,23 +214,31 @@ async def proceed(
     flow: Flow,
     *,
     session_token: str | None,
+    browser: BrowserSession | None = None,
     consent_given: bool | None = None,
     response_cookies: list[Cookie] | None = None,
 ) -> Response[Any]:
-    """Take the authorization request in ``flow`` one step further."""
+    """Take the authorization request in ``flow`` one step further.
+
+    ``browser`` is the session behind ``session_token`` when the caller has just
+    established it (``signed_in``): it is not read back from the database.
+    """
     flows = FlowStore(runtime.store)
     if flow.return_to is not None:
-        return await _return_to(runtime, flows, flow, session_token, response_cookies)
+        return await _return_to(runtime, flows, flow, session_token, browser, response_cookies)
     locale = flow_locale(request, flow)
     now = utcnow()
     valid: ValidRequest | None = None
     try:
+        client_id = flow.request.get("client_id")
+        # From the clients the token endpoint also reads, a few seconds fresh: every
+        # sign-in passes here twice (authorize, then the login that resumes it).
+        client = await runtime.clients.lookup(runtime.db, client_id) if client_id else None
+        valid = authorize.validate(flow.request, client)
+        hinted_subject = await _hinted_subject(runtime, valid)
         async with runtime.db.transaction() as session:
-            client_id = flow.request.get("client_id")
-            client = await get_client(session, client_id) if client_id else None
-            valid = authorize.validate(flow.request, client)
-            hinted_subject = await _hinted_subject(runtime, valid)
-            browser = await sessions.current(session, session_token, now)
+            if browser is None:
+                browser = await sessions.current(session, session_token, now)
             covers = await _consent_covers(session, valid, browser, consent_given, now)
             step = authorize.next_step(
                 valid,
@@ -244,7 +253,7 @@ async def proceed(
                 now,
             )
             if step is not Step.LOGIN and browser is not None:
-                selection = await _select_account(session, valid, flow, browser, now)
+                selection = await _select_account(session, valid, flow, browser)
                 if selection.must_pick:
                     step = Step.ACCOUNT
             if step is Step.ISSUE and browser is not None:
@@ -277,6 +286,22 @@ async def proceed(
     await flows.save(flow)
     page = {Step.LOGIN: "/login", Step.ACCOUNT: ACCOUNT_PAGE, Step.CONSENT: "/consent"}[step]
     return redirect(f"{page}?{urlencode({'flow': flow.id})}", response_cookies)
+
+
+async def signed_in(
+    request: Request[Any, Any, Any], runtime: Runtime, flow: Flow, established: Established
+) -> Response[Any]:
+    """Resume ``flow`` with the session a sign-in (password, or second factor) just
+    established, and give the browser its cookie."""
+    flow.login_session_id = str(established.session.id)
+    return await proceed(
+        request,
+        runtime,
+        flow,
+        session_token=established.token,
+        browser=established.session,
+        response_cookies=[cookies.session(runtime.settings, established.token)],
+    )
 
 
 def _parameters(items: Any) -> list[tuple[str, str]]:

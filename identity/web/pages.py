@@ -31,6 +31,7 @@ from identity.web.authorization import (
     flow_locale,
     proceed,
     redirect,
+    signed_in,
     with_query,
 )
 from identity.web.dependencies import RuntimeDep
@@ -120,14 +121,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     await throttle.succeeded(email)
     if needs_code:
         return await second_factor.ask_for_code(runtime, pending, user.id)
-    pending.login_session_id = str(established.session.id)
-    return await proceed(
-        request,
-        runtime,
-        pending,
-        session_token=established.token,
-        response_cookies=[cookies.session(settings, established.token)],
-    )
+    return await signed_in(request, runtime, pending, established)
 
 
 # --- consent -----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from identity.oauth.interaction import FLOW_TTL, Flow, FlowStore
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.web import client_ip, cookies
-from identity.web.authorization import flow_expired, flow_locale, proceed, redirect
+from identity.web.authorization import flow_expired, flow_locale, redirect, signed_in
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import csrf_ok, field
 from identity.web.rendering import page
@@ -115,14 +115,7 @@ async def second_factor_submit(
             request, runtime, pending, message_id="second_factor.throttled", status=429
         )
     await runtime.store.delete(_PENDING + pending.id)
-    pending.login_session_id = str(established.session.id)
-    return await proceed(
-        request,
-        runtime,
-        pending,
-        session_token=established.token,
-        response_cookies=[cookies.session(settings, established.token)],
-    )
+    return await signed_in(request, runtime, pending, established)
 
 
 ROUTES = [second_factor_page, second_factor_submit]
