@@ -38,6 +38,10 @@ def _sign(keyset: KeySet, claims: dict[str, Any], typ: str) -> str:
     return jwt.encode(header, claims, keyset.current, algorithms=[keyset.current_alg])
 
 
+def new_jti() -> str:
+    return uuid.uuid4().hex
+
+
 def mint_access_token(
     keyset: KeySet,
     *,
@@ -50,10 +54,12 @@ def mint_access_token(
     ttl: int,
     auth_time: datetime | None = None,
     account_claims: dict[str, Any] | None = None,
+    jti: str | None = None,
 ) -> IssuedAccessToken:
     """``account_claims``: ``account_id``, ``permissions``, ``account_owner`` of the account
-    the authorization was for (identity.permissions.service.token_claims_for)."""
-    jti = uuid.uuid4().hex
+    the authorization was for (identity.permissions.service.token_claims_for). ``jti``: the
+    token's id when the caller chose it beforehand (``new_jti``), else a new one."""
+    jti = jti or new_jti()
     expires_at = now + timedelta(seconds=ttl)
     claims: dict[str, Any] = {
         "iss": issuer,

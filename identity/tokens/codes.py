@@ -25,22 +25,15 @@ async def get_consumed_code(session: AsyncSession, code_hash: str) -> Authorizat
     return code
 
 
-async def record_access_token(session: AsyncSession, code_hash: str, jti: str) -> None:
-    """Remember the access token a redemption issued, so that a replay can revoke it."""
-    await session.execute(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.code_hash == code_hash)
-        .values(access_jti=jti)
-    )
-
-
 async def redeem_code(
-    session: AsyncSession, code_hash: str, now: datetime
+    session: AsyncSession, code_hash: str, now: datetime, access_jti: str
 ) -> AuthorizationCode | None:
     """Mark a live code used and return it; None when it is unknown, expired or already used.
 
     The conditional UPDATE is the lock: of parallel redemptions exactly one matches. An
     expired code is left untouched, so ``get_consumed_code`` then tells a replay apart.
+    ``access_jti`` names the access token the redemption will issue, so that a replay can
+    revoke it; if the redemption fails after all, its transaction rolls this back too.
     """
     result = await session.execute(
         update(AuthorizationCode)
@@ -49,7 +42,7 @@ async def redeem_code(
             AuthorizationCode.consumed_at.is_(None),
             AuthorizationCode.expires_at > now,
         )
-        .values(consumed_at=now)
+        .values(consumed_at=now, access_jti=access_jti)
         .returning(AuthorizationCode)
     )
     return result.scalar_one_or_none()

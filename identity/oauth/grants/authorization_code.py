@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
 from identity.crypto import digest
+from identity.oauth import tokens
 from identity.oauth.errors import InvalidGrantError
 from identity.oauth.grants.base import GrantContext, Issue, Refusal, TokenRequest, issue_user_tokens
 from identity.oauth.pkce import check_code_verifier
@@ -27,6 +28,7 @@ class RedeemedCode:
     code: AuthorizationCode
     user: User
     resources: list[str]
+    access_jti: str
 
 
 class AuthorizationCodeGrant:
@@ -35,7 +37,10 @@ class AuthorizationCodeGrant:
     ) -> RedeemedCode | Refusal:
         code_hash = digest(request.require("code"))
         redirect_uri = request.require("redirect_uri")
-        code = await codes.redeem_code(session, code_hash, ctx.now)
+        # The access token's id is chosen now, so the statement that spends the code also
+        # records what it issues, for a replay to revoke.
+        access_jti = tokens.new_jti()
+        code = await codes.redeem_code(session, code_hash, ctx.now, access_jti)
         if code is None:
             return await self.refuse_replay(session, ctx, code_hash)
         # Any failure below raises, which rolls the redemption back: the code stays unused,
@@ -54,7 +59,7 @@ class AuthorizationCodeGrant:
         user = await active_user(session, code.user_id)
         if user is None:
             raise InvalidGrantError("The code is invalid, expired or already used.")
-        return RedeemedCode(code, user, resources)
+        return RedeemedCode(code, user, resources, access_jti)
 
     async def refuse_replay(
         self, session: AsyncSession, ctx: GrantContext, code_hash: str
@@ -72,7 +77,7 @@ class AuthorizationCodeGrant:
         self, session: AsyncSession, ctx: GrantContext, redeemed: RedeemedCode
     ) -> dict[str, Any]:
         code = redeemed.code
-        body, issued = await issue_user_tokens(
+        return await issue_user_tokens(
             session,
             ctx,
             Issue(
@@ -88,10 +93,9 @@ class AuthorizationCodeGrant:
                 refresh_resources=list(code.resources),
                 nonce=code.nonce,
                 account_id=code.account_id,
+                access_jti=redeemed.access_jti,
             ),
         )
-        await codes.record_access_token(session, code.code_hash, issued.jti)
-        return body
 
 
 def check_code_client(code: AuthorizationCode, ctx: GrantContext) -> None:

@@ -88,6 +88,8 @@ class Issue:
     nonce: str | None = None
     # The customer account chosen at sign-in: its claims are recomputed at every issue.
     account_id: uuid.UUID | None = None
+    # The access token's id, when the grant has recorded it already (a code's redemption).
+    access_jti: str | None = None
 
 
 def access_token_response(
@@ -105,7 +107,7 @@ def access_token_response(
 
 async def issue_user_tokens(
     session: AsyncSession, ctx: GrantContext, issue: Issue
-) -> tuple[dict[str, Any], tokens.IssuedAccessToken]:
+) -> dict[str, Any]:
     """Access token, rotated refresh token (when the client has the grant) and ID token."""
     settings = ctx.settings
     account_claims = None
@@ -128,6 +130,7 @@ async def issue_user_tokens(
         ttl=settings.access_token_ttl,
         auth_time=issue.auth_time,
         account_claims=account_claims,
+        jti=issue.access_jti,
     )
     body = access_token_response(ctx, issued, issue.scope)
     if "refresh_token" in ctx.client.grant_types:
@@ -166,4 +169,4 @@ async def issue_user_tokens(
             access_token=issued.token,
             nonce=issue.nonce,
         )
-    return body, issued
+    return body

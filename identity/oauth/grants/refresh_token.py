@@ -66,7 +66,7 @@ class RefreshTokenGrant:
         self, session: AsyncSession, ctx: GrantContext, rotated: RotatedToken
     ) -> dict[str, Any]:
         previous = rotated.previous
-        body, _ = await issue_user_tokens(
+        return await issue_user_tokens(
             session,
             ctx,
             Issue(
@@ -84,4 +84,3 @@ class RefreshTokenGrant:
                 account_id=previous.account_id,
             ),
         )
-        return body
