@@ -21,8 +21,12 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
+from identity.db import sqlite_inline
 from identity.db.lone_reads import LoneReads
 from identity.settings import Settings
+
+# How long a statement waits for another connection's write lock before it fails.
+SQLITE_BUSY_SECONDS = 5
 
 
 class DatabaseUnavailable(Exception):
@@ -34,7 +38,7 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     # WAL lets readers run beside the single writer; busy_timeout queues writers instead of
     # failing at once; SQLite leaves foreign keys off unless asked.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -43,6 +47,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     options: dict[str, Any] = {}
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = make_url(settings.database_url).database or ":memory:"
+        options["async_creator"] = sqlite_inline.connector(database, SQLITE_BUSY_SECONDS)
     else:
         options |= _server_options(settings, settings.db_pool_size)
     engine = create_async_engine(settings.database_url, **options)

@@ -1,0 +1,155 @@
+"""SQLite for the async engine, without a thread hand-over for every call.
+
+aiosqlite runs each call of a statement (open a cursor, execute, fetch, close) and of a
+transaction (commit, the pool's rollback) on the connection's own thread and hands the
+result back to the event loop: five hand-overs for a lone SELECT, and under load each one
+waits for the GIL. Yet SQLite answers most statements from its page cache in microseconds,
+and in WAL mode a reader never waits for a writer. So this connection, which SQLAlchemy's
+aiosqlite dialect adapts in aiosqlite's place (``async_creator``), runs statements right on
+the event loop, and sends to its thread only what can wait:
+
+- a statement that needs the write lock, i.e. any statement but a SELECT made outside a
+  transaction: the lock may be held by another connection, and SQLite's busy handler then
+  sleeps up to ``busy_timeout``; once it is held, the transaction's other statements cannot
+  wait for anything;
+- COMMIT, which syncs the log to disk and now and then checkpoints it into the database;
+- closing, which may checkpoint too.
+
+Each connection has its own thread, as with aiosqlite: a transaction waiting for the write
+lock must never stand in the way of the commit of the one that holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _may_wait(connection: sqlite3.Connection, sql: str) -> bool:
+    # sqlite3 opens a transaction only before a statement that writes; a SELECT outside one
+    # reads a snapshot and takes no lock a writer holds.
+    return not connection.in_transaction and sql.lstrip()[:6].upper() != "SELECT"
+
+
+class InlineCursor:
+    """The part of aiosqlite's cursor that SQLAlchemy's adapter calls."""
+
+    def __init__(self, connection: InlineConnection, cursor: sqlite3.Cursor) -> None:
+        self._connection = connection
+        self._cursor = cursor
+
+    async def __aenter__(self) -> InlineCursor:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._cursor.close()
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return self._cursor.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._cursor.arraysize = value
+
+    async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
+        if _may_wait(self._connection.raw, sql):
+            await self._connection.on_thread(self._cursor.execute, sql, parameters)
+        else:
+            self._cursor.execute(sql, parameters)
+        return self
+
+    async def executemany(self, sql: str, parameters: Iterable[Any]) -> InlineCursor:
+        if _may_wait(self._connection.raw, sql):
+            await self._connection.on_thread(self._cursor.executemany, sql, parameters)
+        else:
+            self._cursor.executemany(sql, parameters)
+        return self
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchmany(self, size: int | None = None) -> Sequence[Any]:
+        return self._cursor.fetchmany(self._cursor.arraysize if size is None else size)
+
+    async def fetchall(self) -> Sequence[Any]:
+        return self._cursor.fetchall()
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+
+class InlineConnection:
+    """The part of aiosqlite's connection that SQLAlchemy's adapter calls."""
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
+
+    # The adapter checks ``_connection`` (aiosqlite's own name) to know the connection is open.
+    @property
+    def _connection(self) -> sqlite3.Connection | None:
+        return self.raw
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self.raw.isolation_level
+
+    async def on_thread(self, work: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+
+    def cursor(self) -> InlineCursor:
+        return InlineCursor(self, self.raw.cursor())
+
+    async def commit(self) -> None:
+        if self.raw.in_transaction:
+            await self.on_thread(self.raw.commit)
+
+    async def rollback(self) -> None:
+        # Discards what the transaction wrote, in memory: nothing to wait for.
+        self.raw.rollback()
+
+    async def create_function(self, *args: Any, **kwargs: Any) -> None:
+        self.raw.create_function(*args, **kwargs)
+
+    async def close(self) -> None:
+        await self.on_thread(self.raw.close)
+        self._thread.shutdown(wait=False)
+
+    def stop(self) -> None:
+        """Close at once, from outside any event loop (SQLAlchemy's terminate)."""
+        self._thread.submit(self.raw.close)
+        self._thread.shutdown(wait=False)
+
+
+def connector(database: str, timeout: float) -> Callable[[], Any]:
+    """The ``async_creator`` of an engine on the SQLite file ``database``."""
+
+    async def connect() -> InlineConnection:
+        def open_file() -> sqlite3.Connection:
+            # isolation_level "" is sqlite3's default, and what aiosqlite is given: a
+            # transaction opens implicitly before the first statement that writes.
+            return sqlite3.connect(
+                database, timeout=timeout, isolation_level="", check_same_thread=False
+            )
+
+        return InlineConnection(await asyncio.to_thread(open_file))
+
+    return connect

@@ -1,0 +1,150 @@
+"""SQLite statements on the event loop (identity.db.sqlite_inline): only lock waits leave it.
+
+These run on a SQLite file of their own in both CI passes, since the embedded default
+is SQLite whatever the suite's backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text
+
+from identity.db import engine
+from identity.db.engine import Database, DatabaseUnavailable, create_engine
+from identity.settings import Settings
+
+meta = MetaData()
+notes = Table("notes", meta, Column("id", Integer, primary_key=True), Column("body", String))
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(create_engine(Settings.from_env({"IDENTITY_DATA_DIR": str(tmp_path)})))
+    async with database.engine.begin() as connection:
+        await connection.run_sync(meta.create_all)
+    yield database
+    await database.dispose()
+
+
+def _file(tmp_path: Path) -> str:
+    return str(tmp_path / "identity.db")
+
+
+async def _count(db: Database) -> int:
+    async with db.transaction() as session:
+        return int(await session.scalar(select(func.count()).select_from(notes)) or 0)
+
+
+async def test_reads_and_writes_round_trip_through_the_inline_connection(db: Database) -> None:
+    async with db.transaction() as session:
+        await session.execute(insert(notes).values(body="first"))
+        await session.execute(insert(notes).values(body="second"))
+    async with db.transaction() as session:
+        bodies = (await session.scalars(select(notes.c.body).order_by(notes.c.id))).all()
+    assert bodies == ["first", "second"]
+
+
+async def test_a_failed_transaction_leaves_nothing_behind(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            await session.execute(insert(notes).values(body="half"))
+            raise RuntimeError("after the first write")
+    assert await _count(db) == 0
+
+
+async def test_a_write_waiting_for_another_writer_leaves_the_event_loop_free(
+    db: Database, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(_file(tmp_path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+    try:
+
+        async def write() -> None:
+            async with db.transaction() as session:
+                await session.execute(insert(notes).values(body="waited"))
+
+        waiting = asyncio.create_task(write())
+        ticks = 0
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        # The loop ran all along, and reads do not wait for the writer either.
+        assert ticks == 20
+        assert not waiting.done()
+        assert await _count(db) == 0
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await asyncio.wait_for(waiting, 5)
+    assert await _count(db) == 1
+
+
+async def test_a_writer_waiting_for_the_lock_does_not_stop_the_holder_from_committing(
+    db: Database,
+) -> None:
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with db.transaction() as session:
+            await session.execute(insert(notes).values(body="holder"))
+            holding.set()
+            await release.wait()  # suspended mid-transaction, the write lock held
+
+    async def second() -> None:
+        await holding.wait()
+        async with db.transaction() as session:
+            await session.execute(insert(notes).values(body="second"))
+
+    tasks = [asyncio.create_task(holder()), asyncio.create_task(second())]
+    await holding.wait()
+    await asyncio.sleep(0.05)  # the second writer is now waiting for the lock
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert await _count(db) == 2
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_an_unavailable_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "SQLITE_BUSY_SECONDS", 0.2)
+    db = Database(create_engine(Settings.from_env({"IDENTITY_DATA_DIR": str(tmp_path)})))
+    async with db.engine.begin() as connection:
+        await connection.run_sync(meta.create_all)
+    other = sqlite3.connect(_file(tmp_path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with db.transaction() as session:
+                await session.execute(insert(notes).values(body="too late"))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        await db.dispose()
+
+
+async def test_reads_run_on_the_event_loop_and_lock_taking_writes_on_the_connections_thread(
+    db: Database,
+) -> None:
+    loop_thread = threading.get_ident()
+    async with db.engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        # SQLite calls a function on the thread that runs the statement.
+        raw.driver_connection.raw.create_function(  # type: ignore[union-attr]
+            "on_loop", 0, lambda: int(threading.get_ident() == loop_thread)
+        )
+        first_read = await connection.scalar(text("SELECT on_loop()"))
+        await connection.execute(text("INSERT INTO notes (body) VALUES (CAST(on_loop() AS TEXT))"))
+        in_transaction = await connection.scalar(text("SELECT on_loop()"))
+        await connection.commit()
+    async with db.transaction() as session:
+        write = await session.scalar(select(notes.c.body))
+    # The write that took the lock ran off the loop; once it held the lock, the
+    # transaction's next statement ran on the loop again.
+    assert (first_read, write, in_transaction) == (1, "0", 1)
