@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # wrk runs a Lua script per thread; this one sends the scenario's request and, when given a
 # pool, takes the next body from it so single-use tokens are each used once.
@@ -62,11 +63,33 @@ def _lua(value: object) -> str:
 def run(
     base_url: str, request: Request, *, seconds: int, connections: int, threads: int = 1
 ) -> Result:
-    if shutil.which("wrk") is None:
-        raise SystemExit("bench needs wrk: apt-get install wrk")
     script = _SCRIPT % tuple(
         _lua(v) for v in (request.method, request.path, request.headers, request.body, request.pool)
     )
+    data = run_script(base_url, script, seconds=seconds, connections=connections, threads=threads)
+    return Result(
+        rps=data["requests"] / data["seconds"],
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        failures=data["non2xx"] + data["errors"],
+    )
+
+
+def run_script(
+    base_url: str,
+    script: str,
+    *,
+    seconds: float,
+    connections: int,
+    threads: int = 1,
+    config: dict[str, object] | None = None,
+) -> dict[str, Any]:
+    """Run wrk with a Lua ``script`` whose ``done`` writes ``WRKJSON {...}`` to stderr, and
+    return that object. ``config`` becomes the script's global ``config`` table."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench needs wrk: apt-get install wrk")
+    if config is not None:
+        script = f"config = {_lua(config)}\n{script}"
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     try:
@@ -89,10 +112,4 @@ def run(
     match = re.search(r"WRKJSON (\{.*\})", completed.stderr)
     if match is None:
         raise RuntimeError(f"wrk printed no summary:\n{completed.stdout}\n{completed.stderr}")
-    data = json.loads(match.group(1))
-    return Result(
-        rps=data["requests"] / data["seconds"],
-        p50_ms=data["p50_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000,
-        failures=data["non2xx"] + data["errors"],
-    )
+    return dict(json.loads(match.group(1)))
