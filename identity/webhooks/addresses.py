@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -13,10 +14,30 @@ def parse(text: str) -> Address:
     An IPv4-mapped IPv6 address comes back as its IPv4 address, since a connection to
     ``::ffff:10.0.0.1`` reaches 10.0.0.1 and must be judged as it.
     """
-    address = ipaddress.ip_address(text)
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = _legacy_ipv4(text)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         return address.ipv4_mapped
     return address
+
+
+def _legacy_ipv4(text: str) -> ipaddress.IPv4Address:
+    """The IPv4 address in a spelling ipaddress refuses: ``127.1``, ``0x7f.1``, ``0177.0.0.1``,
+    ``2130706433``.
+
+    The C library's resolver reads a numeric host with inet_aton's grammar (one to four parts,
+    each decimal, octal or hex, the last filling the remaining bytes), so asking inet_aton itself
+    reads every spelling a connection would, where a pattern of our own could miss one. It also
+    reads "1" as 0.0.0.1, as the resolver does; and it ignores anything after whitespace, which
+    no URL host that reaches a resolver contains, so at worst a malformed host is judged as the
+    address before the space.
+    """
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(text))
+    except OSError:
+        raise ValueError(f"{text!r} does not spell an IP address") from None
 
 
 def is_internal(address: Address) -> bool:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -348,10 +350,10 @@ async def test_a_host_name_is_resolved_and_delivered_to_when_loopback_is_allowed
 async def test_a_name_resolving_to_an_internal_address_fails_at_connection_and_is_retried(
     client: httpx.AsyncClient, quiet: Runtime
 ) -> None:
-    # Not address literals, so the URL check passes them; the system resolver reads them as
-    # 127.0.0.1 and 169.254.169.254 (cloud metadata).
-    await subscribe(client, quiet, "https://127.1/hooks/identity")
-    await subscribe(client, quiet, "https://2852039166/latest/meta-data")
+    # This machine's own name: not an address, so the URL check passes it, and it resolves to
+    # one of the machine's addresses (loopback, or private on a LAN or in a container).
+    name = socket.gethostname()
+    await subscribe(client, quiet, f"https://{name}/hooks/identity")
     account_id, user_id = await member_of_new_account(quiet)
     async with quiet.db.transaction() as session:
         await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
@@ -359,15 +361,42 @@ async def test_a_name_resolving_to_an_internal_address_fails_at_connection_and_i
 
     before = utcnow()
     assert await strict.run_once() == 0
+    (failed,) = await deliveries(quiet)
+    assert re.fullmatch(
+        f"ConnectError: Refused: {re.escape(name)} resolves to [^ ]+, "
+        "a private, loopback or link-local address.",
+        failed.last_error or "",
+    )
+    assert failed.attempts == 1 and failed.failed_at is None
+    assert failed.next_attempt_at >= before + FIRST_RETRY
+
+
+async def test_a_subscription_stored_before_numeric_spellings_were_refused_is_never_posted_to(
+    quiet: Runtime,
+) -> None:
+    # Such rows may be in the database from before the URL check read these spellings; the
+    # check runs again before each attempt, so they fail without a connection being made.
+    async with quiet.db.transaction() as session:
+        for url in ("https://127.1/hooks/identity", "https://2852039166/latest/meta-data"):
+            session.add(
+                WebhookSubscription(
+                    url=url,
+                    event_types=REMOVED,
+                    secret_ciphertext=quiet.webhook_encryptor.encrypt("whsec_legacy"),
+                    description="",
+                    created_at=utcnow(),
+                )
+            )
+    account_id, user_id = await member_of_new_account(quiet)
+    async with quiet.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+    strict = WebhookDispatcher(quiet.db, quiet.webhook_encryptor, allow_http_loopback=False)
+
+    assert await strict.run_once() == 0
     failed = await deliveries(quiet)
-    assert sorted(delivery.last_error or "" for delivery in failed) == [
-        f"ConnectError: Refused: {name} resolves to {address}, "
-        "a private, loopback or link-local address."
-        for name, address in [("127.1", "127.0.0.1"), ("2852039166", "169.254.169.254")]
-    ]
-    for delivery in failed:
-        assert delivery.attempts == 1 and delivery.failed_at is None
-        assert delivery.next_attempt_at >= before + FIRST_RETRY
+    assert [delivery.last_error for delivery in failed] == [
+        "The URL must not point at a private, loopback or link-local address."
+    ] * 2
 
 
 def test_the_backoff_doubles_up_to_a_cap_and_spans_more_than_a_few_hours() -> None:
@@ -501,6 +530,27 @@ async def test_bad_input_is_a_problem_naming_the_field(
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert problem_fields(response.json()) == {field}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.1/hook",
+        "https://0x7f000001/hook",
+        "https://2852039166/hook",  # 169.254.169.254
+    ],
+)
+async def test_an_internal_address_in_any_spelling_is_refused_as_a_private_literal_is(
+    client: httpx.AsyncClient, runtime: Runtime, url: str
+) -> None:
+    headers = await staff_headers(runtime)
+    body = {"event_types": REMOVED}
+    literal = await client.post(API, json=body | {"url": "https://10.0.0.7/hook"}, headers=headers)
+    spelled = await client.post(API, json=body | {"url": url}, headers=headers)
+    assert (literal.status_code, spelled.status_code) == (422, 422)
+    assert spelled.headers["content-type"] == "application/problem+json"
+    assert spelled.json() == literal.json()
+    assert (await client.get(API, headers=headers)).json() == []
 
 
 async def test_deleting_an_unknown_subscription_is_not_found(

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from identity.webhooks import addresses
-from identity.webhooks.egress import EgressRefused, Resolver, VettingBackend
+from identity.webhooks.egress import EgressRefused, Resolver, VettingBackend, resolve
 from identity.webhooks.service import refusal
 from identity.webhooks.transport import VettedTransport
 
@@ -37,8 +37,24 @@ INTERNAL = [
     "100.64.0.1",
     "::ffff:10.0.0.1",
     "::7f00:1",
+    # Numeric spellings the system resolver reads as IPv4 addresses (inet_aton's forms).
+    "127.1",
+    "0x7f.1",
+    "0177.0.0.1",
+    "0x7f000001",
+    "2130706433",
+    "2852039166",  # 169.254.169.254
+    "10.1",
+    "1",  # 0.0.0.1
 ]
-PUBLIC = ["93.184.216.34", "2606:2800:220:1::1", "::ffff:93.184.216.34"]
+PUBLIC = [
+    "93.184.216.34",
+    "2606:2800:220:1::1",
+    "::ffff:93.184.216.34",
+    "8.8.8.8",
+    "134744072",  # 8.8.8.8
+    "0x8.0x8.0x8.0x8",
+]
 
 
 @pytest.mark.parametrize("text", INTERNAL)
@@ -57,15 +73,40 @@ def test_an_ipv4_mapped_address_is_judged_as_its_ipv4_address() -> None:
 
 @pytest.mark.parametrize(
     "host",
-    ["[::ffff:10.0.0.1]", "224.0.0.1", "[ff02::1]", "0.0.0.0"],  # noqa: S104 - not bound to
+    ["127.1", "0x7f.1", "0177.0.0.1", "0x7f000001", "2852039166", "10.1", "1", "134744072"],
 )
-def test_the_url_check_refuses_the_same_address_literals(host: str) -> None:
+async def test_numeric_spellings_are_read_as_the_system_resolver_reads_them(host: str) -> None:
+    assert [str(addresses.parse(host))] == await resolve(host)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "billing.example.com",
+        "127.0.0.1.",  # the resolver looks a trailing dot up as a name
+        "08.0.0.1",  # 8 is no octal digit
+        "4294967296",  # 2**32
+        "1.2.3.4.5",
+    ],
+)
+def test_a_host_that_spells_no_address_is_not_parsed_as_one(host: str) -> None:
+    with pytest.raises(ValueError, match="does not spell an IP address"):
+        addresses.parse(host)
+
+
+def url_to(address: str) -> str:
+    return f"https://[{address}]/h" if ":" in address else f"https://{address}/h"
+
+
+@pytest.mark.parametrize("text", INTERNAL)
+def test_the_url_check_refuses_every_internal_address(text: str) -> None:
     problem = "The URL must not point at a private, loopback or link-local address."
-    assert refusal(f"https://{host}/h", allow_http_loopback=True) == problem
+    assert refusal(url_to(text), allow_http_loopback=True) == problem
 
 
-def test_the_url_check_allows_a_public_ipv4_mapped_address() -> None:
-    assert refusal("https://[::ffff:93.184.216.34]/h", allow_http_loopback=False) is None
+@pytest.mark.parametrize("text", PUBLIC)
+def test_the_url_check_allows_every_public_address(text: str) -> None:
+    assert refusal(url_to(text), allow_http_loopback=False) is None
 
 
 # --- connecting --------------------------------------------------------------------------------
@@ -103,11 +144,10 @@ async def test_localhost_is_refused_unless_loopback_is_allowed(listener: int) ->
     ("host", "address"),
     [("10.1", "10.0.0.1"), ("2852039166", "169.254.169.254"), ("0x7f.1", "127.0.0.1")],
 )
-async def test_numeric_spellings_the_url_check_passes_are_refused_as_what_they_resolve_to(
+async def test_numeric_spellings_are_refused_at_connection_as_what_they_resolve_to(
     host: str, address: str
 ) -> None:
-    # The system resolver reads these as IPv4 addresses; ipaddress (and so refusal()) does not.
-    assert refusal(f"https://{host}/h", allow_http_loopback=False) is None
+    # The URL check refuses these hosts first; the connection refuses them on its own too.
     with pytest.raises(EgressRefused, match=re.escape(f"{host} resolves to {address}")):
         await VettingBackend(allow_loopback=False).connect_tcp(host, 443, timeout=5)
 
