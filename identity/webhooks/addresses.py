@@ -7,6 +7,11 @@ import socket
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# RFC 6052 §2.1: the IPv4 address is the last 32 bits. The local-use 64:ff9b:1::/48 (RFC 8215) is
+# left out on purpose: where its IPv4 address sits depends on the prefix length its operator
+# chose, so it cannot be read, and it stays internal as part of the reserved ::/8.
+WELL_KNOWN_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
 
 def parse(text: str) -> Address:
     """The address ``text`` spells (ValueError when it spells none).
@@ -41,7 +46,34 @@ def _legacy_ipv4(text: str) -> ipaddress.IPv4Address:
 
 
 def is_internal(address: Address) -> bool:
-    """Loopback, private, link-local (cloud metadata), reserved, multicast or unspecified."""
+    """Loopback, private, link-local (cloud metadata), reserved, multicast or unspecified, or
+    embedding such an IPv4 address (NAT64, 6to4, Teredo).
+
+    An address that embeds IPv4 addresses is judged by them alone: a translator or relay carries
+    the connection on to them, and the IPv6 ranges are no guide (Python files 64:ff9b::/96 under
+    the reserved ::/8, and counts 2002::/16 as global or not depending on whether the patch
+    release has the fix for CVE-2024-4032).
+    """
+    embedded = _embedded_ipv4(address)
+    if embedded:
+        return any(_is_internal(ipv4) for ipv4 in embedded)
+    return _is_internal(address)
+
+
+def _embedded_ipv4(address: Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses a connection to ``address`` is carried on to, if any."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return ()
+    if address in WELL_KNOWN_NAT64:
+        return (ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF),)
+    if address.sixtofour:  # RFC 3056: bits 16 to 47
+        return (address.sixtofour,)
+    # RFC 4380: the Teredo server's address, and the client's in the last 32 bits inverted;
+    # the relay talks to both.
+    return address.teredo or ()
+
+
+def _is_internal(address: Address) -> bool:
     # is_global is False for loopback, private, link-local, unspecified and shared (100.64/10)
     # addresses, but True for multicast and for IPv6 reserved ranges such as ::/8.
     return not address.is_global or address.is_multicast or address.is_reserved

@@ -37,10 +37,10 @@ def refusal(url: str, allow_http_loopback: bool) -> str | None:
     The rule keeps staff (or a stolen staff token) from aiming our server at internal
     services: https only, and never to an IP address on a private, loopback, link-local (cloud
     metadata), reserved or multicast network, in any spelling a resolver reads (``127.1``,
-    ``2130706433``). Plain http is allowed to loopback alone, and only when
-    IDENTITY_WEBHOOKS_ALLOW_HTTP_LOOPBACK is on (development and tests). Host names are not
-    resolved here, since DNS can change after the check: the dispatcher resolves and vets them
-    at each connection (identity.webhooks.egress).
+    ``2130706433``) or embedded in an IPv6 address (NAT64, 6to4, Teredo). Plain http is allowed
+    to loopback alone, and only when IDENTITY_WEBHOOKS_ALLOW_HTTP_LOOPBACK is on (development
+    and tests). Host names are not resolved here, since DNS can change after the check: the
+    dispatcher resolves and vets them at each connection (identity.webhooks.egress).
     """
     try:
         parts = urlsplit(url)

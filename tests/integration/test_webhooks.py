@@ -538,6 +538,8 @@ async def test_bad_input_is_a_problem_naming_the_field(
         "https://127.1/hook",
         "https://0x7f000001/hook",
         "https://2852039166/hook",  # 169.254.169.254
+        "https://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 to 169.254.169.254
+        "https://[2002:a00:1::1]/hook",  # 6to4 through 10.0.0.1
     ],
 )
 async def test_an_internal_address_in_any_spelling_is_refused_as_a_private_literal_is(

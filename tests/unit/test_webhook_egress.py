@@ -46,6 +46,14 @@ INTERNAL = [
     "2852039166",  # 169.254.169.254
     "10.1",
     "1",  # 0.0.0.1
+    # Addresses a translator or relay carries on to an internal IPv4 address.
+    "64:ff9b::7f00:1",  # NAT64, RFC 6052
+    "64:ff9b::a9fe:a9fe",
+    "64:ff9b:1::808:808",  # local-use NAT64, RFC 8215: internal whatever it embeds
+    "2002:a9fe:a9fe::1",  # 6to4, RFC 3056
+    "2002:a00:1::",
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, RFC 4380: client 10.0.0.1
+    "2001:0:a00:1:8000:63bf:f7f7:f7f7",  # Teredo: server 10.0.0.1
 ]
 PUBLIC = [
     "93.184.216.34",
@@ -54,6 +62,9 @@ PUBLIC = [
     "8.8.8.8",
     "134744072",  # 8.8.8.8
     "0x8.0x8.0x8.0x8",
+    "64:ff9b::808:808",
+    "2002:808:808::1",
+    "2001:0:4136:e378:8000:63bf:f7f7:f7f7",  # Teredo: server 65.54.227.120, client 8.8.8.8
 ]
 
 
@@ -109,6 +120,12 @@ def test_the_url_check_allows_every_public_address(text: str) -> None:
     assert refusal(url_to(text), allow_http_loopback=False) is None
 
 
+def test_http_to_a_translator_is_not_http_to_loopback() -> None:
+    # The loopback a NAT64 translator would reach is its own, not the one the setting allows.
+    url = "http://[64:ff9b::7f00:1]/h"
+    assert refusal(url, allow_http_loopback=True) == "The URL must use https."
+
+
 # --- connecting --------------------------------------------------------------------------------
 
 
@@ -150,6 +167,15 @@ async def test_numeric_spellings_are_refused_at_connection_as_what_they_resolve_
     # The URL check refuses these hosts first; the connection refuses them on its own too.
     with pytest.raises(EgressRefused, match=re.escape(f"{host} resolves to {address}")):
         await VettingBackend(allow_loopback=False).connect_tcp(host, 443, timeout=5)
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "2002:a00:1::"])
+async def test_a_name_resolving_to_an_address_embedding_an_internal_one_is_refused(
+    address: str,
+) -> None:
+    backend = VettingBackend(allow_loopback=True, resolver=resolving_to("93.184.216.34", address))
+    with pytest.raises(EgressRefused, match=re.escape(f"translated.example resolves to {address}")):
+        await backend.connect_tcp("translated.example", 443, timeout=5)
 
 
 async def test_a_private_address_is_refused_even_with_loopback_allowed() -> None:
