@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -52,14 +53,36 @@ async def password_hash(session: AsyncSession, user_id: uuid.UUID) -> str | None
     )
 
 
-async def replace_password(session: AsyncSession, user_id: uuid.UUID, password_hash: str) -> None:
-    """A new password: a new hash and a new ``changed_at``."""
-    credential = await session.get(PasswordCredential, user_id, with_for_update=True)
-    if credential is None:
-        session.add(PasswordCredential(user_id=user_id, hash=password_hash, changed_at=utcnow()))
-    else:
-        credential.hash, credential.changed_at = password_hash, utcnow()
+async def replace_password(
+    session: AsyncSession, user_id: uuid.UUID, new_hash: str, *, unchanged_since: datetime
+) -> bool:
+    """A new password (a new hash and a new ``changed_at``), stored only if the password has
+    not changed after ``unchanged_since``; if it has, nothing is stored and the answer is False.
+
+    The condition sits in the UPDATE itself, like ``swap_hash``'s: checked in a read before
+    the write, it would let a change committed in between (READ COMMITTED) be overwritten,
+    whereas PostgreSQL evaluates an UPDATE's condition on the newest committed row, after
+    waiting for any writer that holds it. That is simpler than a locking read before the
+    check, and holds no lock longer than the write's own. The condition is on
+    ``changed_at``, not on the hash as in ``swap_hash``: a rehash at sign-in (the same
+    password under new parameters) keeps ``changed_at`` and must not end the caller's claim.
+    """
+    result = await session.execute(
+        update(PasswordCredential)
+        .where(
+            PasswordCredential.user_id == user_id,
+            PasswordCredential.changed_at <= unchanged_since,
+        )
+        .values(hash=new_hash, changed_at=utcnow())
+    )
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        return True
+    if await password_hash(session, user_id) is not None:
+        return False
+    # A user without a password gets their first one.
+    session.add(PasswordCredential(user_id=user_id, hash=new_hash, changed_at=utcnow()))
     await session.flush()
+    return True
 
 
 async def swap_hash(

@@ -186,8 +186,9 @@ async def complete_reset(
     name the policy needs), argon2 hashes the new password with none open, and one spends
     the token, checks its owner again and stores the hash with the sign-outs and the notice.
     Raises ``InvalidResetToken``, ``PasswordMismatch`` or ``PolicyViolation``; a refused
-    password does not spend the token, and of racing uses of one token one succeeds. Call
-    ``runtime.mail.wake()`` afterwards.
+    password does not spend the token, of racing uses of one token one succeeds, and a
+    password change that commits first, however close, wins. Call ``runtime.mail.wake()``
+    afterwards.
     """
     async with db.transaction() as session:
         owner = await reset_token_owner(session, token, now)
@@ -197,19 +198,38 @@ async def complete_reset(
         raise PasswordMismatch("The two passwords are not the same.")
     password_hash = await hash_password(passwords, new_password, email=owner.email, name=owner.name)
     async with db.write_transaction() as session:
-        row = await repository.consume_token(session, digest(token), now)
-        # Again, atomically with the write: the owner may have been disabled, or have
-        # changed the password another way, while the hash was made.
-        user = await _owner_if_usable(session, row) if row is not None else None
+        user = await _spend_and_store(session, token, password_hash, now)
         if user is None:
             raise _spent()
-        await accounts.replace_password(session, user.id, password_hash)
         await revoke_all_for_user(session, user.id, now)
         to = Recipient(user.email, user.locale or locale)
         await outbox.enqueue(session, messages.password_changed(to, product_name), now)
         await emit(session, PASSWORD_RESET, about_user(user.id))
     log.info("password reset", extra={"user_id": str(user.id)})
     return user
+
+
+async def _spend_and_store(
+    session: AsyncSession, token: str, password_hash: str, now: datetime
+) -> User | None:
+    """Spend the token and store the new hash; None if the token or its owner is not usable
+    any more, and the caller's transaction must then roll back (the token may be marked spent).
+
+    The owner is checked again here, since they may have been disabled, or have changed the
+    password another way, while the hash was made. The write repeats the password part of
+    that check in its own condition: a change can still commit between this check and the
+    write, and must not be overwritten.
+    """
+    row = await repository.consume_token(session, digest(token), now)
+    if row is None:
+        return None
+    user = await _owner_if_usable(session, row)
+    if user is None:
+        return None
+    stored = await accounts.replace_password(
+        session, user.id, password_hash, unchanged_since=row.created_at
+    )
+    return user if stored else None
 
 
 def _spent() -> InvalidResetToken:

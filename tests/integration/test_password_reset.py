@@ -7,11 +7,13 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select, update
 
+from identity.accounts import repository as accounts_repository
 from identity.accounts.models import PasswordResetToken, User
 from identity.accounts.self_service import change_password
 from identity.accounts.service import authenticate
@@ -21,6 +23,7 @@ from identity.clock import utcnow
 from identity.crypto import digest
 from identity.errors import Conflict, InvalidInput
 from identity.mail.models import OutgoingEmail
+from identity.mfa.service import InvalidPassword
 from identity.recovery.service import assisted_email_change, reset_token_owner
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
@@ -224,12 +227,8 @@ async def test_only_the_digest_of_a_token_is_stored(
     assert row.token_hash == digest(token) and token not in row.token_hash
 
 
-async def test_a_token_dies_when_the_password_changes_another_way(
-    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
-) -> None:
-    user = await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    token = reset_token((await mail(runtime, inbox, 1))[0])
+async def _change_password(runtime: Runtime, user: User, new: str) -> None:
+    """The signed-in change of password, proven by the current one."""
     await change_password(
         runtime.db,
         runtime.passwords,
@@ -237,14 +236,59 @@ async def test_a_token_dies_when_the_password_changes_another_way(
         runtime.settings,
         user,
         current=PASSWORD,
-        new="Hj4%kT8@mW2!",
-        confirm="Hj4%kT8@mW2!",
+        new=new,
+        confirm=new,
         keep_session_id=uuid.uuid4(),
         locale="en",
         now=utcnow(),
     )
+
+
+async def test_a_token_dies_when_the_password_changes_another_way(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    user = await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+    await _change_password(runtime, user, "Hj4%kT8@mW2!")
     assert (await reset(client, token)).status_code == 400
     assert await _password_works(runtime, "Hj4%kT8@mW2!")
+
+
+async def test_a_password_change_committed_while_a_reset_writes_is_not_overwritten(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A password change commits after the reset has checked the token's owner and before
+    it stores the new hash. PostgreSQL lets it (each statement of a READ COMMITTED
+    transaction sees what committed before it): the change wins and the link is refused.
+    SQLite lets no other writer in while the reset's transaction writes: the change waits
+    for it and is then refused, since the password it verified is no longer the current one.
+    """
+    user = await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+    changed = "Hj4%kT8@mW2!"
+    real_write = accounts_repository.replace_password
+    change: list[asyncio.Task[None]] = []
+
+    async def write_after_a_change(*args: Any, **kwargs: Any) -> Any:
+        change.append(asyncio.create_task(_change_password(runtime, user, changed)))
+        if runtime.db.engine.dialect.name != "sqlite":
+            await change[0]  # it commits: nothing the reset holds stands in its way
+        return await real_write(*args, **kwargs)
+
+    monkeypatch.setattr(accounts_repository, "replace_password", write_after_a_change)
+    answer = await reset(client, token)
+    if runtime.db.engine.dialect.name == "sqlite":
+        assert answer.status_code == 204
+        with pytest.raises(InvalidPassword):
+            await change[0]
+        assert await _password_works(runtime, NEW_PASSWORD)
+    else:
+        assert answer.status_code == 400
+        assert answer.json()["type"] == "urn:identity:problem:invalid-reset-token"
+        assert await _password_works(runtime, changed)
+        assert not await _password_works(runtime, NEW_PASSWORD)
 
 
 async def test_a_newer_token_neither_extends_nor_ends_an_older_one(
