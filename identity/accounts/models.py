@@ -47,4 +47,5 @@ class PasswordResetToken(Base):
     token_hash: Mapped[str] = mapped_column(DIGEST, unique=True)
     created_at: Mapped[datetime] = now_column()
     expires_at: Mapped[datetime]
+    # When the token was spent: used for a reset, or ended unused by a change of sign-in email.
     used_at: Mapped[datetime | None]

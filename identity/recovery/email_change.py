@@ -4,7 +4,7 @@ The pending change lives in the short-lived store (Redis when configured), under
 of the link's token, and is consumed atomically, so a link works once. Asking never says
 whether the new address already has an account (that would let any user probe addresses):
 the link goes out regardless, and confirming answers ``Conflict`` if the address is taken.
-The old address is told once the change is made.
+The old address is told once the change is made, and the reset links mailed to it stop working.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ async def confirm_email_change(
     user = found[0]
     old_email = user.email
     try:
-        await repository.change_email(session, user, pending["email"])
+        await repository.change_email(session, user, pending["email"], now)
     except repository.EmailTaken:
         raise Conflict("Another account already uses this email address.") from None
     notice = messages.email_changed(

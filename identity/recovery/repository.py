@@ -61,8 +61,13 @@ async def user_with_credential(
     return (row[0], row[1]) if row else None
 
 
-async def change_email(session: AsyncSession, user: User, new_email: str) -> None:
-    """Make ``new_email`` the sign-in address: its owner proved it by a link, or staff vouch."""
+async def change_email(session: AsyncSession, user: User, new_email: str, now: datetime) -> None:
+    """Make ``new_email`` the sign-in address: its owner proved it by a link, or staff vouch.
+
+    The reset links mailed before, to the old address, end with it (marked used): whoever
+    reads that mailbox, perhaps the reason for the change, must not take the account back
+    with one. Links issued after this in the same transaction are not touched.
+    """
     try:
         await session.execute(
             update(User)
@@ -74,3 +79,8 @@ async def change_email(session: AsyncSession, user: User, new_email: str) -> Non
         # The caller's transaction is now unusable: it must end (rolled back) with this error.
         raise EmailTaken from None
     user.email, user.email_verified = new_email, True
+    await session.execute(
+        update(PasswordResetToken)
+        .where(PasswordResetToken.user_id == user.id, PasswordResetToken.used_at.is_(None))
+        .values(used_at=now)
+    )

@@ -9,7 +9,8 @@ of a hit and a miss visible, and would write rows for every address anybody type
 
 Reset tokens carry 256 random bits; only their SHA-256 is stored. A token is valid until its
 own expiry, once, and only while the password is the one it was issued for: any password
-change, by any path, ends every token issued before it. A newer token never extends an
+change, by any path, ends every token issued before it. A change of the sign-in email ends
+them too, since they were mailed to the old address. A newer token never extends an
 older one, and does not end it either: mail can arrive out of order and people click the
 link in whichever message they open (Keycloak's reset links, too, each live to their own
 expiry); the first one used ends the others through the password change.
@@ -56,8 +57,9 @@ MAX_REASON = 500
 
 
 class InvalidResetToken(DomainError):
-    """Unknown, tampered, expired, used, or issued before the password last changed: one
-    answer for all, since the person can do the same about each (ask for a new link)."""
+    """Unknown, tampered, expired, used, or issued before the password or the sign-in email
+    last changed: one answer for all, since the person can do the same about each (ask for
+    a new link)."""
 
     code = "invalid-reset-token"
     status = 400
@@ -247,8 +249,9 @@ async def assisted_email_change(
 ) -> User:
     """Staff, having checked who the customer is, move their sign-in to a new address.
 
-    The reason is required and audited; both addresses are told; the new one receives a
-    reset link, so the customer proves they hold it by using it. Raises ``InvalidInput``,
+    The reason is required and audited; both addresses are told; the reset links mailed
+    before, to the old address, stop working, and the new address receives a fresh one, so
+    the customer proves they hold it by using it. Raises ``InvalidInput``,
     ``NotFound`` or ``Conflict``. Call ``runtime.mail.wake()`` after the commit.
     """
     reason = required_reason(reason)
@@ -263,7 +266,7 @@ async def assisted_email_change(
     if await accounts.email_exists(session, new_email):
         raise Conflict("A user with this email address already exists.")
     try:
-        await repository.change_email(session, user, new_email)
+        await repository.change_email(session, user, new_email, now)
     except repository.EmailTaken:
         raise Conflict("A user with this email address already exists.") from None
     await record(

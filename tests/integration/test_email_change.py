@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 
 from identity.accounts.models import User
@@ -16,8 +17,8 @@ from identity.recovery.email_change import (
     request_email_change,
 )
 from identity.runtime import Runtime
-from tests.integration.page_helpers import mail_to
-from tests.integration.recovery_helpers import PASSWORD, new_user
+from tests.integration.page_helpers import link_in, mail_to, token_of
+from tests.integration.recovery_helpers import PASSWORD, forgot, new_user, reset
 
 NEW = "ana.new@example.org"
 _LINK = re.compile(r"http://testserver\.local/confirm-email\?token=([A-Za-z0-9_-]+)")
@@ -53,6 +54,21 @@ async def test_the_confirmed_address_becomes_the_sign_in_email_and_the_old_one_i
     assert "from ana@example.com to ana.new@example.org" in notice.text_body
     assert await authenticate(runtime.db, runtime.passwords, NEW, PASSWORD) is not None
     assert await authenticate(runtime.db, runtime.passwords, "ana@example.com", PASSWORD) is None
+
+
+async def test_reset_links_mailed_before_a_confirmed_email_change_no_longer_work(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    await forgot(client, "ana@example.com")
+    (message,) = await mail_to(runtime, "ana@example.com")
+    link = link_in(message, "/reset-password")
+    assert (await client.get(link)).status_code == 200  # usable until the change
+    await _confirm(runtime, await _ask(runtime, user))
+    refused = await reset(client, token_of(link))
+    assert refused.status_code == 400
+    assert refused.json()["type"] == "urn:identity:problem:invalid-reset-token"
+    assert await authenticate(runtime.db, runtime.passwords, NEW, PASSWORD) is not None
 
 
 async def test_a_confirmation_link_works_once(runtime: Runtime) -> None:

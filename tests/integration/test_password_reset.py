@@ -480,6 +480,27 @@ async def test_staff_change_the_sign_in_email_tell_both_addresses_and_mail_a_res
     assert (event.ip, event.request_id) == ("203.0.113.9", "req-1")
 
 
+async def test_reset_links_mailed_before_a_staff_email_change_no_longer_work(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    user = await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    before = reset_token((await mail(runtime, inbox, 1))[0])
+    assert (await client.get("/reset-password", params={"token": before})).status_code == 200
+    await _staff_change(runtime, user.id, "ana.new@example.org", REASON)
+    messages = await mail(runtime, inbox, 4)
+    (fresh,) = (m for m in messages[1:] if m["Subject"].startswith("Change"))
+    assert fresh["To"] == "ana.new@example.org"
+
+    refused = await reset(client, before)
+    assert refused.status_code == 400
+    assert refused.json()["type"] == "urn:identity:problem:invalid-reset-token"
+    assert await _password_works(runtime, PASSWORD, "ana.new@example.org")
+    # The link the change itself mailed to the new address is not ended with the old ones.
+    assert (await reset(client, reset_token(fresh))).status_code == 204
+    assert await _password_works(runtime, NEW_PASSWORD, "ana.new@example.org")
+
+
 async def test_staff_cannot_move_a_user_to_an_address_another_user_holds(
     runtime: Runtime,
 ) -> None:
