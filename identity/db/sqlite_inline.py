@@ -16,12 +16,15 @@ the event loop, and sends to its thread only what can wait:
 - closing, which may checkpoint too.
 
 Each connection has its own thread, as with aiosqlite: a transaction waiting for the write
-lock must never stand in the way of the commit of the one that holds it.
+lock must never stand in the way of the commit of the one that holds it. While that thread
+works, every call of its connection goes there too (a cancelled request's rollback, say):
+the connection serves one call at a time, and the event loop must not queue for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +50,7 @@ class InlineCursor:
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        self._cursor.close()
+        await self.close()
 
     @property
     def description(self) -> Any:
@@ -70,30 +73,27 @@ class InlineCursor:
         self._cursor.arraysize = value
 
     async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
-        if _may_wait(self._connection.raw, sql):
-            await self._connection.on_thread(self._cursor.execute, sql, parameters)
-        else:
-            self._cursor.execute(sql, parameters)
+        may_wait = _may_wait(self._connection.raw, sql)
+        await self._connection.run(self._cursor.execute, sql, parameters, may_wait=may_wait)
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> InlineCursor:
-        if _may_wait(self._connection.raw, sql):
-            await self._connection.on_thread(self._cursor.executemany, sql, parameters)
-        else:
-            self._cursor.executemany(sql, parameters)
+        may_wait = _may_wait(self._connection.raw, sql)
+        await self._connection.run(self._cursor.executemany, sql, parameters, may_wait=may_wait)
         return self
 
     async def fetchone(self) -> Any:
-        return self._cursor.fetchone()
+        return await self._connection.run(self._cursor.fetchone)
 
     async def fetchmany(self, size: int | None = None) -> Sequence[Any]:
-        return self._cursor.fetchmany(self._cursor.arraysize if size is None else size)
+        size = self._cursor.arraysize if size is None else size
+        return await self._connection.run(self._cursor.fetchmany, size)
 
     async def fetchall(self) -> Sequence[Any]:
-        return self._cursor.fetchall()
+        return await self._connection.run(self._cursor.fetchall)
 
     async def close(self) -> None:
-        self._cursor.close()
+        await self._connection.run(self._cursor.close)
 
 
 class InlineConnection:
@@ -102,6 +102,7 @@ class InlineConnection:
     def __init__(self, raw: sqlite3.Connection) -> None:
         self.raw = raw
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
+        self._on_thread = 0  # calls handed to the thread and not yet back
 
     # The adapter checks ``_connection`` (aiosqlite's own name) to know the connection is open.
     @property
@@ -112,25 +113,31 @@ class InlineConnection:
     def isolation_level(self) -> str | None:
         return self.raw.isolation_level
 
-    async def on_thread(self, work: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+    async def run(self, work: Callable[..., T], *args: Any, may_wait: bool = False) -> T:
+        """``work(*args)`` here, or on the thread when it may wait or the thread is busy."""
+        if not may_wait and not self._on_thread:
+            return work(*args)
+        self._on_thread += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+        finally:
+            self._on_thread -= 1
 
     def cursor(self) -> InlineCursor:
         return InlineCursor(self, self.raw.cursor())
 
     async def commit(self) -> None:
-        if self.raw.in_transaction:
-            await self.on_thread(self.raw.commit)
+        await self.run(self.raw.commit, may_wait=self.raw.in_transaction)
 
     async def rollback(self) -> None:
         # Discards what the transaction wrote, in memory: nothing to wait for.
-        self.raw.rollback()
+        await self.run(self.raw.rollback)
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
-        self.raw.create_function(*args, **kwargs)
+        await self.run(functools.partial(self.raw.create_function, *args, **kwargs))
 
     async def close(self) -> None:
-        await self.on_thread(self.raw.close)
+        await self.run(self.raw.close, may_wait=True)
         self._thread.shutdown(wait=False)
 
     def stop(self) -> None:

@@ -85,6 +85,35 @@ async def test_a_write_waiting_for_another_writer_leaves_the_event_loop_free(
     assert await _count(db) == 1
 
 
+async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_the_event_loop_free(
+    db: Database, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(_file(tmp_path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+
+        async def write() -> None:
+            async with db.transaction() as session:
+                await session.execute(insert(notes).values(body="cancelled"))
+
+        waiting = asyncio.create_task(write())
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        # The clean-up that follows the cancellation (SQLAlchemy closes the connection)
+        # queues behind the waiting statement on the connection's thread, instead of
+        # blocking the loop on the connection until that statement is done.
+        started = asyncio.get_running_loop().time()
+        for _ in range(10):
+            await asyncio.sleep(0.01)
+        assert asyncio.get_running_loop().time() - started < 1
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, 5)
+    assert await _count(db) == 0
+
+
 async def test_a_writer_waiting_for_the_lock_does_not_stop_the_holder_from_committing(
     db: Database,
 ) -> None:
