@@ -10,11 +10,12 @@ policy and measures, each right after the bound it is held against:
 - the login form POST alone (flows and CSRF tokens prepared beforehand): sign-ins per second
   and their ratio to that bound (goal 0.9);
 - whole authorization-code sign-ins (authorize, login page, login POST, code, token) per
-  second per core (goal 40);
+  second per core (goal 40), driven by wrk (bench/signin.lua): 4 browsers per CPU, each on
+  a kept-alive connection of its own;
 - the p99 of discovery and of a client_credentials token request (wrk, one connection) when
   idle and while whole sign-ins saturate the hashing (goal: within 3x).
 
-The load generator runs on the same CPUs as the server and takes its share of them, so
+The load generators run on the same CPUs as the server and take their share of them, so
 beside each wall-clock figure it prints the same figure per CPU-second the server itself used
 (read from /proc): verifications or sign-ins per CPU-second, which is what a server whose
 clients are elsewhere gets from each core.
