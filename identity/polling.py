@@ -1,5 +1,5 @@
-"""A background loop that works through a database queue: now when woken, else every few
-seconds, surviving any error, until stopped. The outboxes (mail, webhooks) run on it."""
+"""A background loop over the database: now when woken, else every so often, surviving any
+error, until stopped. The outboxes (mail, webhooks) and housekeeping run on it."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 class PollingWorker:
     name = "worker"
+    # The outboxes look at once: what was queued before a restart goes out without delay.
+    waits_before_first_run = False
 
     def __init__(self, poll_seconds: float) -> None:
         self._poll_seconds = poll_seconds
@@ -28,19 +30,28 @@ class PollingWorker:
         """Work soon: called after a transaction that queued work has committed."""
         self._wakeup.set()
 
+    def pause_seconds(self) -> float:
+        """How long to wait for the next run, unless woken sooner."""
+        return self._poll_seconds
+
+    async def _pause(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), self.pause_seconds())
+        self._wakeup.clear()
+
     async def _run_forever(self) -> None:
+        if self.waits_before_first_run:
+            await self._pause()
         while True:
             try:
                 await self.run_once()
             except DatabaseUnavailable:
                 log.warning("background worker waits for the database", extra={"worker": self.name})
             except Exception:
-                # The loop must survive anything, or the queue would silently stall until a
+                # The loop must survive anything, or its work would silently stop until a
                 # restart.
                 log.exception("background worker failed; retrying", extra={"worker": self.name})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._poll_seconds)
-            self._wakeup.clear()
+            await self._pause()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run_forever(), name=self.name)
