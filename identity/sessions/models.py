@@ -24,7 +24,8 @@ class BrowserSession(Base):
     auth_time: Mapped[datetime]
     created_at: Mapped[datetime] = now_column()
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime]
+    # Both indexed for housekeeping, which deletes sessions once expired or revoked.
+    expires_at: Mapped[datetime] = mapped_column(index=True)
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(300))
-    revoked_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -33,7 +33,8 @@ class AuthorizationCode(Base):
     auth_time: Mapped[datetime]
     amr: Mapped[list[str]] = mapped_column(default=list)
     created_at: Mapped[datetime] = now_column()
-    expires_at: Mapped[datetime]
+    # Indexed for housekeeping, which deletes codes some time after they expire.
+    expires_at: Mapped[datetime] = mapped_column(index=True)
     consumed_at: Mapped[datetime | None]
     # The jti of the access token issued on redemption: a replay puts it on the revocation list.
     access_jti: Mapped[str | None] = mapped_column(String(64))
@@ -63,7 +64,8 @@ class RefreshToken(Base):
     auth_time: Mapped[datetime | None]
     amr: Mapped[list[str]] = mapped_column(default=list)
     created_at: Mapped[datetime] = now_column()
-    expires_at: Mapped[datetime]
+    # Indexed for housekeeping, which deletes tokens once they expire.
+    expires_at: Mapped[datetime] = mapped_column(index=True)
     rotated_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
 
