@@ -13,6 +13,8 @@ def test_defaults_give_the_embedded_sqlite_database_in_the_data_folder(tmp_path:
     assert settings.outbox_dir == tmp_path / "outbox"
     assert settings.access_token_ttl == 600
     assert settings.authorization_code_ttl == 60
+    assert settings.housekeeping_interval == 600
+    assert settings.sent_retention == 86400
 
 
 def test_empty_values_count_as_unset() -> None:
@@ -57,6 +59,8 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_SECRET_KEY", "short", "at least 32 characters"),
         ("IDENTITY_PASSWORD_POLICY", "/nonexistent/policy.toml", "not a readable file"),
         ("IDENTITY_WEBHOOKS_ALLOW_HTTP_LOOPBACK", "maybe", "true or false"),
+        ("IDENTITY_HOUSEKEEPING_INTERVAL", "often", "whole number of seconds"),
+        ("IDENTITY_SENT_RETENTION", "0", "longer than zero"),
     ],
 )
 def test_a_bad_value_names_the_variable_in_one_sentence(
@@ -76,11 +80,15 @@ def test_durations_accept_units() -> None:
             "IDENTITY_REFRESH_TOKEN_TTL": "30d",
             "IDENTITY_SESSION_TTL": "8h",
             "IDENTITY_ID_TOKEN_TTL": "15m",
+            "IDENTITY_HOUSEKEEPING_INTERVAL": "5m",
+            "IDENTITY_SENT_RETENTION": "7d",
         }
     )
     assert settings.refresh_token_ttl == 30 * 86400
     assert settings.session_ttl == 8 * 3600
     assert settings.id_token_ttl == 900
+    assert settings.housekeeping_interval == 300
+    assert settings.sent_retention == 7 * 86400
 
 
 def test_trusted_proxies_parse_addresses_and_networks() -> None:
