@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.sessions.models import BrowserSession
@@ -44,8 +44,13 @@ async def revoke_all_for_user(
 async def revoke_other_sessions(
     session: AsyncSession, user_id: uuid.UUID, keep_session_id: uuid.UUID, now: datetime
 ) -> int:
-    """Sign out the user's other browsers, and the refresh tokens issued through them;
-    returns how many sessions ended."""
+    """Sign out the user's other browsers, and every refresh token not issued through this
+    one; returns how many sessions ended.
+
+    The refresh tokens are found by user, not through the sessions that ended: an app signed
+    in through a browser session that has since expired holds tokens that outlive it, and
+    housekeeping deletes expired sessions.
+    """
     ended = (
         (
             await session.execute(
@@ -62,10 +67,13 @@ async def revoke_other_sessions(
         .scalars()
         .all()
     )
-    if ended:
-        await session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.session_id.in_(ended), RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=now)
+    await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.user_id == user_id,
+            RefreshToken.revoked_at.is_(None),
+            or_(RefreshToken.session_id.is_(None), RefreshToken.session_id != keep_session_id),
         )
+        .values(revoked_at=now)
+    )
     return len(ended)
