@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> Litestar:
         app.state.runtime = runtime
         runtime.mail.start()
         runtime.webhooks.start()
+        runtime.housekeeping.start()
         try:
             yield
         finally:

@@ -10,6 +10,7 @@ from identity.background import BackgroundWork
 from identity.clients.cache import ClientCache
 from identity.crypto import Encryptor
 from identity.db.engine import Database
+from identity.housekeeping.housekeeper import Housekeeper
 from identity.keys.service import KeySet, load_keyset
 from identity.mail.dispatcher import MailDispatcher
 from identity.mail.factory import create_transport
@@ -55,6 +56,8 @@ class Runtime:
             self.webhook_encryptor,
             allow_http_loopback=settings.webhooks_allow_http_loopback,
         )
+        # Deletes rows that can no longer matter: expired sessions, spent codes, sent mail...
+        self.housekeeping = Housekeeper.from_settings(self.db, settings)
         # Clients as the token endpoints authenticate them, a few seconds at a time.
         self.clients = ClientCache()
         # Discovery and JWKS as served bytes; the JWKS follows keyset() rereads.
@@ -86,6 +89,7 @@ class Runtime:
         await self.background.drain()
         await self.mail.stop()
         await self.webhooks.stop()
+        await self.housekeeping.stop()
         await self.store.close()
         await self.db.dispose()
         self.passwords.close()

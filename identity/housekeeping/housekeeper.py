@@ -1,0 +1,79 @@
+"""The housekeeping loop, started and stopped by the Runtime like the outbox senders."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+
+from identity.clock import utcnow
+from identity.db.engine import Database
+from identity.housekeeping import repository
+from identity.housekeeping.repository import Cutoffs
+from identity.polling import PollingWorker
+from identity.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Rows per transaction: each holds its locks (and, on SQLite, the one write lock) briefly,
+# however much there is to delete.
+BATCH = 500
+# Each pause is the interval give or take this fraction, so that processes started together
+# (``identity serve --workers N``, a deploy) drift apart instead of sweeping in step.
+JITTER = 0.25
+
+
+class Housekeeper(PollingWorker):
+    name = "housekeeping"
+    # Not at start-up: every worker of a deploy would sweep at the same moment.
+    waits_before_first_run = True
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        interval_seconds: float,
+        access_token_ttl: timedelta,
+        sent_retention: timedelta,
+        batch_size: int = BATCH,
+    ) -> None:
+        super().__init__(interval_seconds)
+        self._db = db
+        self._access_token_ttl = access_token_ttl
+        self._sent_retention = sent_retention
+        self._batch_size = batch_size
+
+    @classmethod
+    def from_settings(cls, db: Database, settings: Settings) -> Housekeeper:
+        return cls(
+            db,
+            interval_seconds=settings.housekeeping_interval,
+            access_token_ttl=timedelta(seconds=settings.access_token_ttl),
+            sent_retention=timedelta(seconds=settings.sent_retention),
+        )
+
+    def pause_seconds(self) -> float:
+        spread = random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - spacing, not a secret
+        return self._poll_seconds * spread
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """Delete every row dead at ``now`` (the clock's, unless given), batch after batch;
+        returns how many went. Rows another process is deleting at the same time are left
+        to it."""
+        cutoffs = Cutoffs.at(
+            now or utcnow(),
+            access_token_ttl=self._access_token_ttl,
+            sent_retention=self._sent_retention,
+        )
+        deleted: dict[str, int] = {}
+        for rule in repository.RULES:
+            while True:
+                async with self._db.write_transaction() as session:
+                    count = await repository.delete_batch(session, rule, cutoffs, self._batch_size)
+                if count:
+                    deleted[rule.table] = deleted.get(rule.table, 0) + count
+                if count < self._batch_size:
+                    break
+        if deleted:
+            log.info("housekeeping deleted rows", extra={"deleted": deleted})
+        return sum(deleted.values())

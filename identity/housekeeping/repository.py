@@ -1,0 +1,172 @@
+"""All SQL of housekeeping: which rows can no longer change any answer, and their deletion in
+batches.
+
+Each rule says when a row of one table is dead, and why nothing needs it after that. Users,
+accounts, memberships, roles, invitations, clients, signing keys, consents, second factors and
+the audit log have no rule: they are deleted by people, or never.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from identity.accounts.models import PasswordResetToken
+from identity.db.base import Base
+from identity.mail.models import OutgoingEmail
+from identity.sessions.models import BrowserSession
+from identity.tokens.models import AuthorizationCode, RefreshToken, RevokedAccessToken
+from identity.webhooks.models import WebhookDelivery, WebhookEvent
+
+# How long a redeemed code outlives its expiry: see ``_codes``.
+REDEEMED_CODE_KEPT = timedelta(days=1)
+# How long a deny-list entry outlives its token: see ``_revoked_access_tokens``.
+CLOCK_SKEW = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Cutoffs:
+    """The moments one run compares rows with."""
+
+    now: datetime
+    # Deny-list entries whose tokens expired before this are deleted.
+    revoked_access_tokens: datetime
+    # Redeemed codes that expired before this are deleted.
+    redeemed_codes: datetime
+    # Mail and webhook deliveries finished before this are deleted.
+    finished_work: datetime
+
+    @classmethod
+    def at(
+        cls, now: datetime, *, access_token_ttl: timedelta, sent_retention: timedelta
+    ) -> Cutoffs:
+        return cls(
+            now=now,
+            revoked_access_tokens=now - CLOCK_SKEW,
+            redeemed_codes=now - max(REDEEMED_CODE_KEPT, access_token_ttl),
+            finished_work=now - sent_retention,
+        )
+
+
+def _sessions(at: Cutoffs) -> ColumnElement[bool]:
+    # A session is only ever looked for live (sessions.repository: find_live, live_for_user,
+    # and revoke, which passes over a revoked one). Codes and refresh tokens hold its id as a
+    # plain value, not a foreign key, and signing out elsewhere finds refresh tokens by user,
+    # not through session rows (sessions.revocation). An expired or revoked session answers
+    # exactly as a missing one does.
+    return or_(BrowserSession.expires_at <= at.now, BrowserSession.revoked_at.is_not(None))
+
+
+def _codes(at: Cutoffs) -> ColumnElement[bool]:
+    # Past its expiry a code is never redeemed (tokens.codes.redeem_code). One that was
+    # redeemed is still read when it comes back (get_consumed_code): a replay means it leaked,
+    # and revokes what the redemption issued (RFC 6749 §4.1.2), the access token by its jti
+    # until that token expires and the refresh tokens descended from it. A leaked code is
+    # replayed within moments of its issue (it lives 60 seconds); it is kept a day past its
+    # expiry, and never less than the access token it issued lives. Keeping it for as long as
+    # its refresh family lives would mean asking, on every run, about every code whose family
+    # is still in use (families rotate for ever); node-oidc-provider forgets a code at expiry.
+    return and_(
+        AuthorizationCode.expires_at <= at.now,
+        or_(
+            AuthorizationCode.consumed_at.is_(None),
+            AuthorizationCode.expires_at <= at.redeemed_codes,
+        ),
+    )
+
+
+def _refresh_tokens(at: Cutoffs) -> ColumnElement[bool]:
+    # Every reader refuses an expired token (rotation, introspection), so until it expires a
+    # row is kept whatever its state: a rotated token that comes back revokes its family
+    # (RFC 9700 §4.14.2), and a revoked one stays refused as revoked. After its expiry a
+    # reused token is refused as unknown; its family, which it can no longer extend, lives on.
+    return RefreshToken.expires_at <= at.now
+
+
+def _revoked_access_tokens(at: Cutoffs) -> ColumnElement[bool]:
+    # An expired access token fails verification before the deny list is asked. Deleting an
+    # entry early would bring its token back to life, so it outlives the token by a minute:
+    # another process whose clock is a little behind still takes the token for unexpired.
+    return RevokedAccessToken.expires_at <= at.revoked_access_tokens
+
+
+def _reset_tokens(at: Cutoffs) -> ColumnElement[bool]:
+    # A used or expired reset token is refused exactly as an unknown one
+    # (recovery.service.reset_token_owner, recovery.repository.consume_token). No index:
+    # the rate limits on asking keep the live ones few, and a run deletes the rest.
+    return or_(PasswordResetToken.used_at.is_not(None), PasswordResetToken.expires_at <= at.now)
+
+
+def _emails(at: Cutoffs) -> ColumnElement[bool]:
+    # Once sent or given up, a message is never read by the sender again; it stays for the
+    # retention so that an operator can see what went out, then goes, since reset and
+    # confirmation bodies hold working links. A message still being tried has neither stamp
+    # and is never deleted, however old. No index: the retention bounds the table.
+    return or_(
+        OutgoingEmail.sent_at <= at.finished_work, OutgoingEmail.failed_at <= at.finished_work
+    )
+
+
+def _deliveries(at: Cutoffs) -> ColumnElement[bool]:
+    # As mail: delivered or given up, then kept for the retention; one still being tried stays.
+    return or_(
+        WebhookDelivery.delivered_at <= at.finished_work,
+        WebhookDelivery.failed_at <= at.finished_work,
+    )
+
+
+def _events(at: Cutoffs) -> ColumnElement[bool]:
+    # An event is read only through its deliveries (webhooks.repository.lease), which are all
+    # made in the transaction that records it: once none remains, nothing can read it. Deleting
+    # it earlier would take its deliveries with it (ON DELETE CASCADE).
+    return and_(
+        WebhookEvent.occurred_at <= at.finished_work,
+        ~exists().where(WebhookDelivery.event_id == WebhookEvent.id),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    model: type[Base]
+    key: InstrumentedAttribute[Any]
+    dead: Callable[[Cutoffs], ColumnElement[bool]]
+
+    @property
+    def table(self) -> str:
+        return self.model.__tablename__
+
+
+# In this order: an event's deliveries go before the event.
+RULES = (
+    Rule(BrowserSession, BrowserSession.id, _sessions),
+    Rule(AuthorizationCode, AuthorizationCode.code_hash, _codes),
+    Rule(RefreshToken, RefreshToken.id, _refresh_tokens),
+    Rule(RevokedAccessToken, RevokedAccessToken.jti, _revoked_access_tokens),
+    Rule(PasswordResetToken, PasswordResetToken.id, _reset_tokens),
+    Rule(OutgoingEmail, OutgoingEmail.id, _emails),
+    Rule(WebhookDelivery, WebhookDelivery.id, _deliveries),
+    Rule(WebhookEvent, WebhookEvent.id, _events),
+)
+
+
+async def delete_batch(session: AsyncSession, rule: Rule, at: Cutoffs, limit: int) -> int:
+    """Delete up to ``limit`` dead rows of the rule's table; returns how many went.
+
+    On PostgreSQL the rows are chosen FOR UPDATE SKIP LOCKED: a process running at the same
+    time takes other rows instead of waiting for these, and a row that a request has just
+    changed is judged again as it is now (a code redeemed a moment ago is no longer unused).
+    SQLite has one writer at a time and no row locks; SQLAlchemy leaves the clause out there.
+    """
+    chosen = select(rule.key).where(rule.dead(at)).limit(limit).with_for_update(skip_locked=True)
+    result = await session.execute(
+        delete(rule.model)
+        .where(rule.key.in_(chosen))
+        .execution_options(synchronize_session=False)  # the session holds none of these rows
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

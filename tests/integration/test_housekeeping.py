@@ -1,0 +1,516 @@
+"""Housekeeping deletes each table's rows once they can no longer change an answer and keeps
+the others; in batches, from several processes at once, surviving database errors."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import InstrumentedAttribute
+
+from identity.accounts import self_service
+from identity.accounts.models import PasswordResetToken, User
+from identity.clock import utcnow
+from identity.crypto import digest, random_token
+from identity.db.engine import Database
+from identity.db.models import metadata
+from identity.housekeeping.housekeeper import Housekeeper
+from identity.housekeeping.repository import RULES
+from identity.mail.models import OutgoingEmail
+from identity.permissions.models import Invitation
+from identity.runtime import Runtime
+from identity.sessions.models import BrowserSession
+from identity.settings import Settings
+from identity.tokens.models import AuthorizationCode, Consent, RefreshToken, RevokedAccessToken
+from identity.tokens.revocations import revoke_access_token
+from identity.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
+from tests.conftest import serving
+from tests.integration.account_helpers import add_member, make_account
+from tests.integration.oauth_helpers import (
+    RegisteredClient,
+    issue_code,
+    make_client,
+    make_user,
+    pkce_pair,
+    redeem,
+    refresh,
+    signed_in_tokens,
+)
+from tests.integration.recovery_helpers import enrolled_user
+
+DAY = timedelta(days=1)
+SECOND = timedelta(seconds=1)
+
+
+async def add(runtime: Runtime, *rows: Any) -> None:
+    async with runtime.db.transaction() as session:
+        session.add_all(rows)
+
+
+async def keys(db: Database, key: InstrumentedAttribute[Any]) -> set[Any]:
+    async with db.transaction() as session:
+        return set((await session.scalars(select(key))).all())
+
+
+def browser_session(
+    user: User, expires_at: datetime, revoked_at: datetime | None = None
+) -> BrowserSession:
+    return BrowserSession(
+        id=uuid.uuid4(),
+        token_hash=digest(random_token()),
+        user_id=user.id,
+        amr=["pwd"],
+        auth_time=expires_at - DAY,
+        expires_at=expires_at,
+        revoked_at=revoked_at,
+    )
+
+
+def code(
+    client: RegisteredClient, user: User, expires_at: datetime, consumed_at: datetime | None
+) -> AuthorizationCode:
+    return AuthorizationCode(
+        code_hash=digest(random_token()),
+        client_id=client.client_id,
+        user_id=user.id,
+        redirect_uri="https://app.example.com/callback",
+        scope="openid",
+        auth_time=expires_at - timedelta(minutes=1),
+        expires_at=expires_at,
+        consumed_at=consumed_at,
+    )
+
+
+def refresh_token(client: RegisteredClient, expires_at: datetime, **state: Any) -> RefreshToken:
+    return RefreshToken(
+        id=uuid.uuid4(),
+        token_hash=digest(random_token()),
+        family_id=uuid.uuid4(),
+        client_id=client.client_id,
+        scope="openid",
+        expires_at=expires_at,
+        **state,
+    )
+
+
+def outgoing(now: datetime, **state: Any) -> OutgoingEmail:
+    """A queued message; unless told otherwise, still being tried, its next attempt later."""
+    row = OutgoingEmail(id=uuid.uuid4(), to_address="ana@example.com", subject="s", text_body="t")
+    row.next_attempt_at = now + timedelta(minutes=5)
+    for name, value in state.items():
+        setattr(row, name, value)
+    return row
+
+
+def keeper(db: Database, **options: Any) -> Housekeeper:
+    """A housekeeper as the Runtime makes one from the default settings, ``options`` apart."""
+    defaults: dict[str, Any] = {
+        "interval_seconds": 600,
+        "access_token_ttl": timedelta(minutes=10),
+        "sent_retention": DAY,
+    }
+    return Housekeeper(db, **(defaults | options))
+
+
+async def row_counts(db: Database, tables: list[str]) -> dict[str, int]:
+    async with db.transaction() as session:
+        return {
+            table: await session.scalar(select(func.count()).select_from(metadata.tables[table]))
+            for table in tables
+        }
+
+
+# --- each table's rule ----------------------------------------------------------------------
+
+
+async def test_expired_and_revoked_sessions_are_deleted_and_live_ones_kept(
+    runtime: Runtime,
+) -> None:
+    user = await make_user(runtime)
+    now = utcnow()
+    live = browser_session(user, now + SECOND)
+    expired = browser_session(user, now)
+    revoked = browser_session(user, now + DAY, revoked_at=now - SECOND)
+    await add(runtime, live, expired, revoked)
+
+    assert await runtime.housekeeping.run_once(now) == 2
+
+    assert await keys(runtime.db, BrowserSession.id) == {live.id}
+
+
+async def test_signing_out_everywhere_else_still_ends_tokens_issued_through_a_deleted_session(
+    runtime: Runtime,
+) -> None:
+    """An app signed in through a browser session keeps its refresh token after the session
+    expires and housekeeping deletes it; "sign out everywhere else" must still end it."""
+    user, client = await make_user(runtime), await make_client(runtime)
+    now = utcnow()
+    current, expired = browser_session(user, now + DAY), browser_session(user, now - SECOND)
+    elsewhere = refresh_token(client, now + DAY, user_id=user.id, session_id=expired.id)
+    here = refresh_token(client, now + DAY, user_id=user.id, session_id=current.id)
+    await add(runtime, current, expired, elsewhere, here)
+    await runtime.housekeeping.run_once(now)
+    assert await keys(runtime.db, BrowserSession.id) == {current.id}
+
+    async with runtime.db.transaction() as session:
+        await self_service.sign_out_others(session, user.id, current.id, now)
+
+    async with runtime.db.transaction() as session:
+        revoked = await session.scalars(
+            select(RefreshToken.id).where(RefreshToken.revoked_at.is_not(None))
+        )
+        assert set(revoked.all()) == {elsewhere.id}
+
+
+async def test_unredeemed_codes_go_at_expiry_and_redeemed_ones_a_day_later(
+    runtime: Runtime,
+) -> None:
+    client, user = await make_client(runtime), await make_user(runtime)
+    now = utcnow()
+    unused_live = code(client, user, now + SECOND, None)
+    unused_expired = code(client, user, now, None)
+    redeemed_recently = code(client, user, now - DAY + SECOND, now - DAY)
+    redeemed_long_ago = code(client, user, now - DAY, now - DAY - timedelta(minutes=1))
+    await add(runtime, unused_live, unused_expired, redeemed_recently, redeemed_long_ago)
+
+    assert await runtime.housekeeping.run_once(now) == 2
+
+    assert await keys(runtime.db, AuthorizationCode.code_hash) == {
+        unused_live.code_hash,
+        redeemed_recently.code_hash,
+    }
+
+
+async def test_a_redeemed_code_outlives_the_access_token_it_issued_however_long_that_lives(
+    runtime: Runtime,
+) -> None:
+    client, user = await make_client(runtime), await make_user(runtime)
+    now = utcnow()
+    # Redeemed two days ago, its access token (three days) still live: a replay revokes it.
+    redeemed = code(client, user, now - 2 * DAY + SECOND, now - 2 * DAY)
+    await add(runtime, redeemed)
+
+    assert await keeper(runtime.db, access_token_ttl=3 * DAY).run_once(now) == 0
+
+    assert await keys(runtime.db, AuthorizationCode.code_hash) == {redeemed.code_hash}
+
+
+async def test_a_redeemed_code_within_its_day_still_revokes_what_it_issued_when_replayed(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    verifier, challenge = pkce_pair()
+    used = await issue_code(runtime, app, await make_user(runtime), challenge=challenge)
+    first = (await redeem(client, app, used, verifier)).json()
+
+    # Nearly a day later, the code is still there: the replay revokes what it issued.
+    await runtime.housekeeping.run_once(utcnow() + DAY - timedelta(minutes=5))
+    replay = await redeem(client, app, used, verifier)
+
+    assert replay.json()["error"] == "invalid_grant"
+    assert (await refresh(client, app, first["refresh_token"])).json()["error"] == "invalid_grant"
+    introspected = await client.post(
+        "/introspect", data={"token": first["access_token"]}, headers=app.basic
+    )
+    assert introspected.json() == {"active": False}
+
+
+async def test_refresh_tokens_are_kept_until_they_expire_whatever_their_state(
+    runtime: Runtime,
+) -> None:
+    client = await make_client(runtime)
+    now = utcnow()
+    kept = [
+        refresh_token(client, now + SECOND),
+        refresh_token(client, now + SECOND, rotated_at=now - DAY),
+        refresh_token(client, now + SECOND, revoked_at=now - DAY),
+    ]
+    gone = [
+        refresh_token(client, now),
+        refresh_token(client, now - DAY, rotated_at=now - 2 * DAY),
+        refresh_token(client, now - DAY, revoked_at=now - 2 * DAY),
+    ]
+    await add(runtime, *kept, *gone)
+
+    assert await runtime.housekeeping.run_once(now) == 3
+
+    assert await keys(runtime.db, RefreshToken.id) == {row.id for row in kept}
+
+
+async def test_a_rotated_token_kept_until_it_expires_still_revokes_its_family_when_reused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    first = await signed_in_tokens(client, runtime, app)
+    second = (await refresh(client, app, first["refresh_token"])).json()
+
+    # A day before the rotated token expires, it is still there: its reuse is caught.
+    await runtime.housekeeping.run_once(utcnow() + timedelta(days=29))
+    reuse = await refresh(client, app, first["refresh_token"])
+
+    assert reuse.json()["error"] == "invalid_grant"
+    assert (await refresh(client, app, second["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_deny_list_entries_go_a_minute_after_their_token_expires(runtime: Runtime) -> None:
+    now = utcnow()
+    async with runtime.db.transaction() as session:
+        await revoke_access_token(session, "expiring", now + SECOND, now)
+        await revoke_access_token(session, "later", now + timedelta(hours=1), now)
+
+    # Another process's clock may be a little behind: the entry outlives its token a minute.
+    assert await runtime.housekeeping.run_once(now + timedelta(seconds=30)) == 0
+    assert await runtime.housekeeping.run_once(now + timedelta(minutes=1, seconds=1)) == 1
+
+    assert await keys(runtime.db, RevokedAccessToken.jti) == {"later"}
+
+
+async def test_used_and_expired_reset_tokens_are_deleted_and_usable_ones_kept(
+    runtime: Runtime,
+) -> None:
+    user = await make_user(runtime)
+    now = utcnow()
+
+    def token(expires_at: datetime, used_at: datetime | None = None) -> PasswordResetToken:
+        return PasswordResetToken(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            token_hash=digest(random_token()),
+            expires_at=expires_at,
+            used_at=used_at,
+        )
+
+    usable = token(now + SECOND)
+    await add(runtime, usable, token(now), token(now + timedelta(minutes=20), used_at=now))
+
+    assert await runtime.housekeeping.run_once(now) == 2
+
+    assert await keys(runtime.db, PasswordResetToken.id) == {usable.id}
+
+
+async def test_sent_and_given_up_mail_goes_after_a_day_and_mail_still_tried_stays(
+    runtime: Runtime,
+) -> None:
+    now = utcnow()
+    kept = [
+        outgoing(now, sent_at=now - DAY + SECOND),
+        outgoing(now, failed_at=now - DAY + SECOND, attempts=13),
+        # Unsent, however old: still being tried, or held by a sender right now.
+        outgoing(now, created_at=now - 30 * DAY, attempts=12, last_error="refused"),
+        outgoing(now, created_at=now - 30 * DAY, leased_until=now + timedelta(minutes=1)),
+    ]
+    gone = [outgoing(now, sent_at=now - DAY), outgoing(now, failed_at=now - DAY, attempts=13)]
+    await add(runtime, *kept, *gone)
+
+    assert await runtime.housekeeping.run_once(now) == 2
+
+    assert await keys(runtime.db, OutgoingEmail.id) == {row.id for row in kept}
+
+
+async def test_finished_deliveries_go_after_a_day_and_their_event_with_the_last_one(
+    runtime: Runtime,
+) -> None:
+    now = utcnow()
+    long_ago = now - DAY
+    subscription = WebhookSubscription(
+        id=uuid.uuid4(), url="https://billing.example.com/hook", event_types=["user.disabled"]
+    )
+    subscription.secret_ciphertext = "unused"
+    await add(runtime, subscription)
+
+    def event(occurred_at: datetime) -> WebhookEvent:
+        return WebhookEvent(id=uuid.uuid4(), type="user.disabled", occurred_at=occurred_at, body="")
+
+    def delivery(of: WebhookEvent, **state: Any) -> WebhookDelivery:
+        return WebhookDelivery(
+            id=uuid.uuid4(),
+            event_id=of.id,
+            subscription_id=subscription.id,
+            next_attempt_at=now + timedelta(minutes=5),
+            **state,
+        )
+
+    # ``unwanted`` was emitted when no subscription wanted its type: it has no delivery.
+    finished, half_done, unwanted = event(long_ago), event(long_ago), event(long_ago)
+    recent = event(now - SECOND)
+    await add(runtime, finished, half_done, unwanted, recent)
+    kept = [
+        delivery(half_done, attempts=9, last_error="HTTP 503"),  # still being tried
+        delivery(recent, delivered_at=now - SECOND),
+    ]
+    gone = [
+        delivery(finished, delivered_at=long_ago),
+        delivery(finished, failed_at=long_ago, attempts=15),
+        delivery(half_done, delivered_at=long_ago),
+    ]
+    await add(runtime, *kept, *gone)
+
+    assert await runtime.housekeeping.run_once(now) == len(gone) + 2  # + finished, unwanted
+
+    assert await keys(runtime.db, WebhookDelivery.id) == {row.id for row in kept}
+    assert await keys(runtime.db, WebhookEvent.id) == {half_done.id, recent.id}
+
+
+async def test_a_run_years_ahead_touches_no_table_without_a_rule(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """People, accounts, permissions, clients, keys, consents, second factors and the audit log
+    are never deleted by housekeeping, however old."""
+    user, _, _ = await enrolled_user(runtime)
+    account = await make_account(runtime, user)
+    await add_member(runtime, account, await make_user(runtime), ["invoices"])
+    app = await make_client(runtime)
+    await add(
+        runtime,
+        Consent(user_id=user.id, client_id=app.client_id, scope="openid"),
+        Invitation(
+            account_id=account.id,
+            email="bo@example.com",
+            token_hash=digest(random_token()),
+            expires_at=utcnow() - DAY,
+        ),
+    )
+    ruled = {rule.table for rule in RULES}
+    others = sorted(set(metadata.tables) - ruled)
+    before = await row_counts(runtime.db, others)
+
+    await runtime.housekeeping.run_once(utcnow() + timedelta(days=3650))
+
+    assert ruled == {
+        "browser_sessions",
+        "authorization_codes",
+        "refresh_tokens",
+        "revoked_access_tokens",
+        "password_reset_tokens",
+        "outgoing_emails",
+        "webhook_deliveries",
+        "webhook_events",
+    }
+    assert await row_counts(runtime.db, others) == before
+    arranged = (
+        "users",
+        "password_credentials",
+        "totp_secrets",
+        "recovery_codes",
+        "accounts",
+        "memberships",
+        "membership_permissions",
+        "invitations",
+        "oauth_clients",
+        "signing_keys",
+        "consents",
+        "audit_events",
+    )
+    assert all(before[table] > 0 for table in arranged)
+
+
+# --- batches and several processes -----------------------------------------------------------
+
+
+async def test_more_rows_than_one_batch_are_all_deleted_by_one_run(runtime: Runtime) -> None:
+    user = await make_user(runtime)
+    now = utcnow()
+    live = browser_session(user, now + DAY)
+    await add(runtime, live, *(browser_session(user, now - SECOND) for _ in range(25)))
+    housekeeper = keeper(runtime.db, batch_size=10)
+
+    assert await housekeeper.run_once(now) == 25
+
+    assert await keys(runtime.db, BrowserSession.id) == {live.id}
+
+
+@pytest.fixture
+async def second_process(database: Settings) -> AsyncIterator[Database]:
+    """What another server process has: an engine (on PostgreSQL, a pool) of its own."""
+    db = Database.from_settings(database)
+    yield db
+    await db.dispose()
+
+
+async def test_two_runs_at_once_both_succeed_and_delete_each_row_once(
+    runtime: Runtime, second_process: Database
+) -> None:
+    user, client = await make_user(runtime), await make_client(runtime)
+    now = utcnow()
+    await add(runtime, *(browser_session(user, now - SECOND) for _ in range(60)))
+    await add(runtime, *(refresh_token(client, now - SECOND) for _ in range(40)))
+    one, other = keeper(runtime.db, batch_size=5), keeper(second_process, batch_size=5)
+
+    deleted = await asyncio.gather(one.run_once(now), other.run_once(now))
+
+    assert sum(deleted) == 100
+    assert await keys(runtime.db, BrowserSession.id) == set()
+    assert await keys(runtime.db, RefreshToken.id) == set()
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+async def test_the_loop_survives_a_database_error_and_runs_again(
+    runtime: Runtime, second_process: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = await make_user(runtime)
+    await add(runtime, browser_session(user, utcnow() - SECOND))
+    await rename(runtime.db, "browser_sessions", "browser_sessions_away")
+    housekeeper = keeper(second_process, interval_seconds=0.02)
+    housekeeper.start()
+    try:
+
+        async def failed() -> bool:
+            return any(getattr(r, "worker", None) == "housekeeping" for r in caplog.records)
+
+        async def swept() -> bool:
+            return not await keys(runtime.db, BrowserSession.id)
+
+        await eventually(failed)
+        await rename(runtime.db, "browser_sessions_away", "browser_sessions")
+        await eventually(swept)
+    finally:
+        await housekeeper.stop()
+
+
+async def rename(db: Database, table: str, to: str) -> None:
+    async with db.write_transaction() as session:
+        await session.execute(text(f"ALTER TABLE {table} RENAME TO {to}"))
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]]) -> None:
+    """Wait for a background loop to bring ``condition`` about, for ten seconds at most."""
+    for _ in range(500):
+        if await condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the background loop never got there")
+
+
+async def test_the_running_app_starts_the_loop_and_stops_it_on_shutdown(app: Litestar) -> None:
+    async with serving(app):
+        runtime: Runtime = app.state.runtime
+        await add(runtime, browser_session(await make_user(runtime), utcnow() - SECOND))
+
+        async def swept() -> bool:
+            return not await keys(runtime.db, BrowserSession.id)
+
+        # Its first run is minutes away; woken, it runs now.
+        runtime.housekeeping.wake()
+        await eventually(swept)
+        assert running("housekeeping")
+    assert not running("housekeeping")
+
+
+def running(name: str) -> bool:
+    return any(task.get_name() == name and not task.done() for task in asyncio.all_tasks())
+
+
+async def test_each_pause_is_the_interval_give_or_take_a_quarter(runtime: Runtime) -> None:
+    pauses = [keeper(runtime.db).pause_seconds() for _ in range(200)]
+
+    assert all(450 <= pause <= 750 for pause in pauses)
+    assert min(pauses) < 500 and max(pauses) > 700
