@@ -1,12 +1,12 @@
 """All SQL about revoked access tokens: a deny list by ``jti``, each entry kept until the
-token it names would have expired anyway.
+token it names would have expired anyway (then housekeeping deletes it).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,8 +17,7 @@ from identity.tokens.models import RevokedAccessToken
 async def revoke_access_token(
     session: AsyncSession, jti: str, expires_at: datetime, now: datetime
 ) -> None:
-    """Deny ``jti`` until ``expires_at``; revoking twice is harmless. Prunes expired entries."""
-    await prune(session, now)
+    """Deny ``jti`` until ``expires_at``; revoking twice is harmless."""
     if expires_at <= now:
         return
     # Parallel revocations of one token (replays of one code) must not collide on the key.
@@ -40,8 +39,3 @@ async def is_revoked(reader: AsyncSession | Database, jti: str) -> bool:
     how introspection asks: it needs nothing else from the database.
     """
     return await reader.scalar(_IS_REVOKED, {"jti": jti}) is not None
-
-
-async def prune(session: AsyncSession, now: datetime) -> None:
-    """Forget entries whose tokens have expired: nobody can present those any more."""
-    await session.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at <= now))

@@ -4,15 +4,9 @@ go on the deny list until they expire.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import httpx
-from sqlalchemy import func, select
 
-from identity.clock import utcnow
 from identity.runtime import Runtime
-from identity.tokens.models import RevokedAccessToken
-from identity.tokens.revocations import revoke_access_token
 from tests.integration.oauth_helpers import (
     RegisteredClient,
     make_client,
@@ -96,17 +90,3 @@ async def test_revocation_needs_client_authentication(client: httpx.AsyncClient)
     response = await client.post("/revoke", data={"token": "x"})
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
-
-
-async def test_deny_list_entries_are_pruned_once_expired(runtime: Runtime) -> None:
-    now = utcnow()
-    async with runtime.db.transaction() as session:
-        await revoke_access_token(session, "old", now + timedelta(seconds=1), now)
-        await revoke_access_token(session, "new", now + timedelta(hours=1), now)
-    later = now + timedelta(seconds=2)
-    async with runtime.db.transaction() as session:
-        await revoke_access_token(session, "newer", later + timedelta(hours=1), later)
-        remaining = await session.scalars(select(RevokedAccessToken.jti))
-        assert sorted(remaining.all()) == ["new", "newer"]
-        count = await session.scalar(select(func.count()).select_from(RevokedAccessToken))
-        assert count == 2
