@@ -66,14 +66,19 @@ class Housekeeper(PollingWorker):
             sent_retention=self._sent_retention,
         )
         deleted: dict[str, int] = {}
-        for rule in repository.RULES:
-            while True:
-                async with self._db.write_transaction() as session:
-                    count = await repository.delete_batch(session, rule, cutoffs, self._batch_size)
-                if count:
-                    deleted[rule.table] = deleted.get(rule.table, 0) + count
-                if count < self._batch_size:
-                    break
-        if deleted:
-            log.info("housekeeping deleted rows", extra={"deleted": deleted})
+        try:
+            for rule in repository.RULES:
+                while True:
+                    async with self._db.write_transaction() as session:
+                        count = await repository.delete_batch(
+                            session, rule, cutoffs, self._batch_size
+                        )
+                    if count:
+                        deleted[rule.table] = deleted.get(rule.table, 0) + count
+                    if count < self._batch_size:
+                        break
+        finally:
+            # Batches are committed one by one: a run cut short has still deleted these.
+            if deleted:
+                log.info("housekeeping deleted rows", extra={"deleted": deleted})
         return sum(deleted.values())
