@@ -96,6 +96,17 @@ class InlineCursor:
         await self._connection.run(self._cursor.close)
 
 
+class _CallsInPlace:
+    """aiosqlite's queue of calls for its thread, as the adapter uses it: each call runs at once."""
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any], Callable[[], Any]]) -> None:
+        future, call = item
+        try:
+            future.set_result(call())
+        except Exception as exc:
+            future.set_exception(exc)
+
+
 class InlineConnection:
     """The part of aiosqlite's connection that SQLAlchemy's adapter calls."""
 
@@ -104,10 +115,20 @@ class InlineConnection:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
         self._on_thread = 0  # calls handed to the thread and not yet back
 
-    # The adapter checks ``_connection`` (aiosqlite's own name) to know the connection is open.
+    # SQLAlchemy's adapter reaches into aiosqlite's connection by these names: ``_connection``
+    # to know it is open, ``_conn`` and the queue ``_tx`` of calls for its thread to set the
+    # isolation level (as migrations that build indexes outside a transaction do).
     @property
     def _connection(self) -> sqlite3.Connection | None:
         return self.raw
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        return self.raw
+
+    @property
+    def _tx(self) -> _CallsInPlace:
+        return _CallsInPlace()
 
     @property
     def isolation_level(self) -> str | None:
