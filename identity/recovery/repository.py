@@ -61,6 +61,15 @@ async def user_with_credential(
     return (row[0], row[1]) if row else None
 
 
+async def email_now(session: AsyncSession, user_id: uuid.UUID) -> str | None:
+    """The user's sign-in email as last committed. On PostgreSQL the row is share-locked
+    until the caller's transaction ends: a change in progress is waited for, and one that
+    starts later waits for the caller (SQLite, one writer at a time, needs no lock)."""
+    return await session.scalar(
+        select(User.email).where(User.id == user_id).with_for_update(read=True)
+    )
+
+
 async def change_email(session: AsyncSession, user: User, new_email: str, now: datetime) -> None:
     """Make ``new_email`` the sign-in address: its owner proved it by a link, or staff vouch.
 

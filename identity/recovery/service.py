@@ -121,12 +121,26 @@ async def request_reset(runtime: Runtime, raw_email: str, *, ip: str, locale: st
     runtime.background.start(_deliver_reset(runtime, email, locale), name="password-reset")
 
 
+class _AddressChanged(Exception):
+    """The sign-in email changed while a reset link for the old one was being made."""
+
+
 async def _deliver_reset(runtime: Runtime, email: str, locale: str) -> None:
-    async with runtime.db.transaction() as session:
-        found = await accounts.user_with_password(session, email)
-        if found is None or found[0].disabled:
-            return
-        await send_reset_link(session, runtime.settings, found[0], locale, utcnow())
+    try:
+        async with runtime.db.transaction() as session:
+            found = await accounts.user_with_password(session, email)
+            if found is None or found[0].disabled:
+                return
+            user = found[0]
+            await send_reset_link(session, runtime.settings, user, locale, utcnow())
+            # A change of email committed since the look-up ended every link before it, and
+            # this one would reach the old address all the same. Asked after the insert, the
+            # email is the one a change committed before, and a later change, waiting for
+            # this transaction, ends this link with the others.
+            if await repository.email_now(session, user.id) != email:
+                raise _AddressChanged
+    except _AddressChanged:
+        return
     runtime.mail.wake()
 
 

@@ -24,6 +24,7 @@ from identity.crypto import digest
 from identity.errors import Conflict, InvalidInput
 from identity.mail.models import OutgoingEmail
 from identity.mfa.service import InvalidPassword
+from identity.recovery import repository as recovery_repository
 from identity.recovery.service import assisted_email_change, reset_token_owner
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
@@ -499,6 +500,34 @@ async def test_reset_links_mailed_before_a_staff_email_change_no_longer_work(
     # The link the change itself mailed to the new address is not ended with the old ones.
     assert (await reset(client, reset_token(fresh))).status_code == 204
     assert await _password_works(runtime, NEW_PASSWORD, "ana.new@example.org")
+
+
+async def test_an_email_change_during_a_forgotten_password_request_sends_no_link_to_the_old_address(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change commits after the request has found the user by the old address and
+    before it stores the link's token: the link would reach the old mailbox, live."""
+    user = await new_user(runtime, ANA)
+    real_insert = recovery_repository.insert_token
+
+    async def insert_after_a_change(*args: Any, **kwargs: Any) -> Any:
+        # Once: the change itself mails a link to the new address, through the real insert.
+        monkeypatch.setattr(recovery_repository, "insert_token", real_insert)
+        await _staff_change(runtime, user.id, "ana.new@example.org", REASON)
+        return await real_insert(*args, **kwargs)
+
+    monkeypatch.setattr(recovery_repository, "insert_token", insert_after_a_change)
+    assert (await forgot(client, ANA)).status_code == 202
+    messages = await mail(runtime, inbox, 3)
+    await asyncio.sleep(0.2)
+    await runtime.mail.run_once()
+    assert sorted((m["To"], m["Subject"]) for m in inbox.messages) == [
+        ("ana.new@example.org", "Change your Acme ID password"),
+        ("ana.new@example.org", "The sign-in email of your Acme ID account was changed"),
+        (ANA, "The sign-in email of your Acme ID account was changed"),
+    ]
+    fresh = next(m for m in messages if m["Subject"].startswith("Change"))
+    assert [row.token_hash for row in await _token_rows(runtime)] == [digest(reset_token(fresh))]
 
 
 async def test_staff_cannot_move_a_user_to_an_address_another_user_holds(
