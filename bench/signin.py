@@ -105,9 +105,9 @@ def argon2_bound(seconds: float) -> Rate:
     return Rate(sum(counts) / wall, sum(counts) / cpu)
 
 
-async def _open_login(http: httpx.AsyncClient, client_id: str) -> tuple[dict[str, str], str]:
-    """GET /authorize and the login page it leads to: the form's fields and the verifier."""
-    verifier, challenge = pkce_pair()
+async def _open_login(http: httpx.AsyncClient, client_id: str) -> dict[str, str]:
+    """GET /authorize and the login page it leads to: the form's fields, filled in."""
+    _, challenge = pkce_pair()
     started = await http.get(
         "/authorize",
         params={
@@ -123,7 +123,7 @@ async def _open_login(http: httpx.AsyncClient, client_id: str) -> tuple[dict[str
     assert started.status_code == 303, started.text
     page = await http.get(started.headers["location"])
     assert page.status_code == 200, page.text
-    return form_fields(page.text) | {"email": EMAIL, "password": PASSWORD}, verifier
+    return form_fields(page.text) | {"email": EMAIL, "password": PASSWORD}
 
 
 async def _workers(count: int, seconds: float, step: Callable[[], Awaitable[bool]]) -> int:
@@ -162,7 +162,7 @@ async def login_posts(served: Served, client_id: str, seconds: float, expected: 
         for start in range(0, len(browsers), 16):
             batch = browsers[start : start + 16]
             forms = await asyncio.gather(*(_open_login(b, client_id) for b in batch))
-            prepared.extend((b, fields) for b, (fields, _) in zip(batch, forms, strict=True))
+            prepared.extend(zip(batch, forms, strict=True))
         queue = iter(prepared)
 
         async def post() -> bool:

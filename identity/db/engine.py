@@ -48,7 +48,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         database = make_url(settings.database_url).database or ":memory:"
-        options["async_creator"] = sqlite_inline.connector(database, SQLITE_BUSY_SECONDS)
+        options["async_creator"] = sqlite_inline.connector(database)
     else:
         options |= _server_options(settings, settings.db_pool_size)
     engine = create_async_engine(settings.database_url, **options)

@@ -167,16 +167,15 @@ class InlineConnection:
         self._thread.shutdown(wait=False)
 
 
-def connector(database: str, timeout: float) -> Callable[[], Any]:
-    """The ``async_creator`` of an engine on the SQLite file ``database``."""
+def connector(database: str) -> Callable[[], Any]:
+    """The ``async_creator`` of an engine on the SQLite file ``database``; the engine's connect
+    hook sets the busy timeout (identity.db.engine)."""
 
     async def connect() -> InlineConnection:
         def open_file() -> sqlite3.Connection:
             # isolation_level "" is sqlite3's default, and what aiosqlite is given: a
             # transaction opens implicitly before the first statement that writes.
-            return sqlite3.connect(
-                database, timeout=timeout, isolation_level="", check_same_thread=False
-            )
+            return sqlite3.connect(database, isolation_level="", check_same_thread=False)
 
         return InlineConnection(await asyncio.to_thread(open_file))
 
