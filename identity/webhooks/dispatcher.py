@@ -44,6 +44,11 @@ class DeliveryFailed(Exception):
     """The consumer did not take the delivery; it is tried again later."""
 
 
+class DeliveryRefused(DeliveryFailed):
+    """We will not post to the subscription's URL: given up at once, since the URL and the
+    rules it breaks stay the same at every attempt, so a retry could only be refused again."""
+
+
 class WebhookDispatcher(PollingWorker):
     name = "webhook-dispatcher"
 
@@ -92,7 +97,7 @@ class WebhookDispatcher(PollingWorker):
         try:
             await self._post(http, leased)
         except DeliveryFailed as exc:
-            delay = retry_delay(leased.attempts)
+            delay = None if isinstance(exc, DeliveryRefused) else retry_delay(leased.attempts)
             log.warning(
                 "webhook not delivered",
                 extra={
@@ -115,10 +120,11 @@ class WebhookDispatcher(PollingWorker):
         return True
 
     async def _post(self, http: httpx.AsyncClient, leased: Leased) -> None:
-        # Checked again at each attempt: the setting may have been turned off since.
+        # Checked again at each attempt: the setting may have been turned off since, or the
+        # URL stored before a rule was added.
         problem = refusal(leased.url, self._allow_http_loopback)
         if problem:
-            raise DeliveryFailed(problem)
+            raise DeliveryRefused(problem)
         try:
             secret = self._encryptor.decrypt(leased.secret_ciphertext)
         except DecryptionFailed as exc:
@@ -132,6 +138,12 @@ class WebhookDispatcher(PollingWorker):
                 headers=self._headers | {SIGNATURE_HEADER: signature},
             )
         except httpx.HTTPError as exc:
+            # A host name refused for what it resolves to (egress.EgressRefused) is retried
+            # like any connection error, unlike a URL refused above: the URL cannot change,
+            # but DNS can, and the name is the consumer's to fix (a record mid-move, a
+            # resolver's answer for the wrong network), as it is when the name does not
+            # resolve at all. Retrying costs no safety: every attempt is vetted again and
+            # none connects to an internal address.
             raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
         if not response.is_success:
             raise DeliveryFailed(f"HTTP {response.status_code}")

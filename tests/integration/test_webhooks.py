@@ -371,11 +371,12 @@ async def test_a_name_resolving_to_an_internal_address_fails_at_connection_and_i
     assert failed.next_attempt_at >= before + FIRST_RETRY
 
 
-async def test_a_subscription_stored_before_numeric_spellings_were_refused_is_never_posted_to(
+async def test_a_subscription_stored_before_numeric_spellings_were_refused_gives_up_at_once(
     quiet: Runtime,
 ) -> None:
     # Such rows may be in the database from before the URL check read these spellings; the
-    # check runs again before each attempt, so they fail without a connection being made.
+    # check runs again before each attempt, so they fail without a connection being made, and
+    # for good: the same URL would be refused at every retry.
     async with quiet.db.transaction() as session:
         for url in ("https://127.1/hooks/identity", "https://2852039166/latest/meta-data"):
             session.add(
@@ -397,6 +398,10 @@ async def test_a_subscription_stored_before_numeric_spellings_were_refused_is_ne
     assert [delivery.last_error for delivery in failed] == [
         "The URL must not point at a private, loopback or link-local address."
     ] * 2
+    assert all(delivery.failed_at is not None and delivery.attempts == 1 for delivery in failed)
+    await make_due(quiet)
+    assert await strict.run_once() == 0
+    assert [delivery.attempts for delivery in await deliveries(quiet)] == [1, 1]
 
 
 def test_the_backoff_doubles_up_to_a_cap_and_spans_more_than_a_few_hours() -> None:
