@@ -16,6 +16,7 @@ from identity.db.engine import Database
 from identity.polling import PollingWorker
 from identity.resource.webhooks import SIGNATURE_HEADER, signature_header
 from identity.webhooks import repository
+from identity.webhooks.egress import Resolver, resolve
 from identity.webhooks.repository import Leased
 from identity.webhooks.service import refusal
 from identity.webhooks.transport import VettedTransport
@@ -60,11 +61,13 @@ class WebhookDispatcher(PollingWorker):
         allow_http_loopback: bool,
         poll_seconds: float = 2.0,
         user_agent: str = "identity-webhooks",
+        resolver: Resolver = resolve,
     ) -> None:
         super().__init__(poll_seconds)
         self._db = db
         self._encryptor = encryptor
         self._allow_http_loopback = allow_http_loopback
+        self._resolver = resolver
         self._headers = {"Content-Type": "application/json", "User-Agent": user_agent}
 
     async def run_once(self) -> int:
@@ -75,7 +78,9 @@ class WebhookDispatcher(PollingWorker):
             return 0
         # Redirects are not followed: an https URL must not bounce us to an internal one. The
         # transport connects only to vetted addresses and takes no proxy from the environment.
-        transport = VettedTransport(allow_loopback=self._allow_http_loopback)
+        transport = VettedTransport(
+            allow_loopback=self._allow_http_loopback, resolver=self._resolver
+        )
         async with httpx.AsyncClient(
             transport=transport, timeout=TIMEOUT, follow_redirects=False, trust_env=False
         ) as http:

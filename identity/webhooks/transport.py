@@ -17,18 +17,24 @@ import httpx
 # (while connecting and while reading the body); an httpx that moves them fails at import.
 from httpx._transports.default import AsyncResponseStream, map_httpcore_exceptions
 
-from identity.webhooks.egress import VettingBackend
+from identity.webhooks.egress import Resolver, VettingBackend, resolve
 
 
 class VettedTransport(httpx.AsyncBaseTransport):
-    def __init__(self, *, allow_loopback: bool, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        allow_loopback: bool,
+        ssl_context: ssl.SSLContext | None = None,
+        resolver: Resolver = resolve,
+    ) -> None:
         limits = httpx.Limits()  # httpx's defaults, as its own transport would use
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context or httpx.create_ssl_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=VettingBackend(allow_loopback=allow_loopback),
+            network_backend=VettingBackend(allow_loopback=allow_loopback, resolver=resolver),
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -350,25 +348,43 @@ async def test_a_host_name_is_resolved_and_delivered_to_when_loopback_is_allowed
 async def test_a_name_resolving_to_an_internal_address_fails_at_connection_and_is_retried(
     client: httpx.AsyncClient, quiet: Runtime
 ) -> None:
-    # This machine's own name: not an address, so the URL check passes it, and it resolves to
-    # one of the machine's addresses (loopback, or private on a LAN or in a container).
-    name = socket.gethostname()
+    # A name, not an address, so the URL check passes it: only the connection learns what it
+    # resolves to. DNS is a stand-in here, answering as a record pointed at an internal
+    # address would, whatever this machine's own names resolve to.
+    name = "billing.example.com"
     await subscribe(client, quiet, f"https://{name}/hooks/identity")
     account_id, user_id = await member_of_new_account(quiet)
     async with quiet.db.transaction() as session:
         await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
-    strict = WebhookDispatcher(quiet.db, quiet.webhook_encryptor, allow_http_loopback=False)
+    answers = {name: ["127.0.0.1"]}
+    asked: list[str] = []
+
+    async def dns(host: str) -> list[str]:
+        asked.append(host)
+        return answers[host]
+
+    strict = WebhookDispatcher(
+        quiet.db, quiet.webhook_encryptor, allow_http_loopback=False, resolver=dns
+    )
 
     before = utcnow()
     assert await strict.run_once() == 0
     (failed,) = await deliveries(quiet)
-    assert re.fullmatch(
-        f"ConnectError: Refused: {re.escape(name)} resolves to [^ ]+, "
-        "a private, loopback or link-local address.",
-        failed.last_error or "",
+    assert failed.last_error == (
+        f"ConnectError: Refused: {name} resolves to 127.0.0.1, "
+        "a private, loopback or link-local address."
     )
     assert failed.attempts == 1 and failed.failed_at is None
     assert failed.next_attempt_at >= before + FIRST_RETRY
+
+    # DNS can answer differently at the next attempt: the name is resolved and vetted again.
+    answers[name] = ["10.0.0.7"]
+    await make_due(quiet)
+    assert await strict.run_once() == 0
+    (failed,) = await deliveries(quiet)
+    assert failed.last_error and f"{name} resolves to 10.0.0.7" in failed.last_error
+    assert failed.attempts == 2 and failed.failed_at is None
+    assert asked == [name, name]
 
 
 async def test_a_subscription_stored_before_numeric_spellings_were_refused_gives_up_at_once(
