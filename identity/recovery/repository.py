@@ -61,6 +61,15 @@ async def user_with_credential(
     return (row[0], row[1]) if row else None
 
 
+async def hold_user(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Share-lock the user's row until the caller's transaction ends (PostgreSQL): a change to
+    it in progress, such as staff disabling the user, is waited for, and one that starts later
+    waits for the caller, so what the caller then reads of the user holds until it commits.
+    SQLite takes no row locks and needs none once the caller has written: its one writer at a
+    time shuts every other writer out until the commit."""
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update(read=True))
+
+
 async def email_now(session: AsyncSession, user_id: uuid.UUID) -> str | None:
     """The user's sign-in email as last committed. On PostgreSQL the row is share-locked
     until the caller's transaction ends: a change in progress is waited for, and one that

@@ -203,8 +203,8 @@ async def complete_reset(
     the token, checks its owner again and stores the hash with the sign-outs and the notice.
     Raises ``InvalidResetToken``, ``PasswordMismatch`` or ``PolicyViolation``; a refused
     password does not spend the token, of racing uses of one token one succeeds, and a
-    password change that commits first, however close, wins. Call ``runtime.mail.wake()``
-    afterwards.
+    password change or a disable of the user that commits first, however close, wins. Call
+    ``runtime.mail.wake()`` afterwards.
     """
     async with db.transaction() as session:
         owner = await reset_token_owner(session, token, now)
@@ -214,7 +214,7 @@ async def complete_reset(
         raise PasswordMismatch("The two passwords are not the same.")
     password_hash = await hash_password(passwords, new_password, email=owner.email, name=owner.name)
     async with db.write_transaction() as session:
-        user = await _spend_and_store(session, token, password_hash, now)
+        user = await _spend_and_store(session, owner.id, token, password_hash, now)
         if user is None:
             raise _spent()
         await revoke_all_for_user(session, user.id, now)
@@ -226,16 +226,23 @@ async def complete_reset(
 
 
 async def _spend_and_store(
-    session: AsyncSession, token: str, password_hash: str, now: datetime
+    session: AsyncSession, owner_id: uuid.UUID, token: str, password_hash: str, now: datetime
 ) -> User | None:
-    """Spend the token and store the new hash; None if the token or its owner is not usable
-    any more, and the caller's transaction must then roll back (the token may be marked spent).
+    """Spend the token of ``owner_id`` and store the new hash; None if the token or its owner
+    is not usable any more, and the caller's transaction must then roll back (the token may
+    be marked spent).
 
     The owner is checked again here, since they may have been disabled, or have changed the
-    password another way, while the hash was made. The write repeats the password part of
-    that check in its own condition: a change can still commit between this check and the
-    write, and must not be overwritten.
+    password another way, while the hash was made; and what the check found must still hold
+    when the new hash commits. Disabling writes the user's row, so that row is held first: a
+    disable in progress is waited for and then seen by the check, and one that starts later
+    waits for this transaction, so a reset never lands after a disable. It is held before the
+    token is spent because an email change takes the two in that order (user, then tokens);
+    the other order could deadlock with it. On SQLite, spending the token takes the one write
+    lock, and the check comes after it. A password change does not write the user's row: the
+    write repeats the password part of the check in its own condition instead.
     """
+    await repository.hold_user(session, owner_id)
     row = await repository.consume_token(session, digest(token), now)
     if row is None:
         return None

@@ -11,12 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from identity.accounts import repository as accounts_repository
 from identity.accounts.models import PasswordResetToken, User
 from identity.accounts.self_service import change_password
-from identity.accounts.service import authenticate
+from identity.accounts.service import authenticate, disable_user
 from identity.audit.models import AuditEvent
 from identity.audit.service import Actor
 from identity.clock import utcnow
@@ -28,6 +28,7 @@ from identity.recovery import repository as recovery_repository
 from identity.recovery.service import assisted_email_change, reset_token_owner
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
+from tests.integration.account_helpers import SYSTEM
 from tests.integration.oauth_helpers import make_client, refresh, signed_in_tokens
 from tests.integration.recovery_helpers import (
     NEW_PASSWORD,
@@ -290,6 +291,88 @@ async def test_a_password_change_committed_while_a_reset_writes_is_not_overwritt
         assert answer.json()["type"] == "urn:identity:problem:invalid-reset-token"
         assert await _password_works(runtime, changed)
         assert not await _password_works(runtime, NEW_PASSWORD)
+
+
+async def _disable(runtime: Runtime, user: User) -> None:
+    async with runtime.db.transaction() as session:
+        await disable_user(session, SYSTEM, user.id, "Left the company", utcnow())
+
+
+async def _until_waiting_or_done(runtime: Runtime, task: asyncio.Task[Any]) -> None:
+    """Return once ``task`` has ended or, on PostgreSQL, a transaction waits for a lock on a
+    row of this test's users table. A writer waiting on SQLite does so in its busy handler,
+    out of sight: there the task gets half a second (well within the busy timeout) to get as
+    far as it can."""
+    if runtime.db.engine.dialect.name == "sqlite":
+        await asyncio.wait({task}, timeout=0.5)
+        return
+    waiting = text(
+        "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid)"
+        " WHERE relation = 'users'::regclass AND wait_event_type = 'Lock'"
+    )
+    for _ in range(500):
+        if task.done():
+            return
+        async with runtime.db.transaction() as session:
+            if await session.scalar(waiting):
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the task neither ended nor waits for a lock")
+
+
+async def test_a_disable_while_a_reset_writes_waits_for_the_reset_to_land_first(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staff disable the user after the reset has checked the token's owner and before it
+    stores the new hash. The disable must not commit in between, or a reset would complete
+    for a disabled user: it waits for the reset (PostgreSQL: the reset holds the user's row;
+    SQLite: one writer at a time), so the reset lands first and the disable after it."""
+    user = await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+    real_write = accounts_repository.replace_password
+    disabling: list[asyncio.Task[None]] = []
+    disable_committed_in_between: list[bool] = []
+
+    async def write_during_a_disable(*args: Any, **kwargs: Any) -> Any:
+        disabling.append(asyncio.create_task(_disable(runtime, user)))
+        await _until_waiting_or_done(runtime, disabling[0])
+        disable_committed_in_between.append(disabling[0].done())
+        return await real_write(*args, **kwargs)
+
+    monkeypatch.setattr(accounts_repository, "replace_password", write_during_a_disable)
+    answer = await reset(client, token)
+    await disabling[0]
+    assert disable_committed_in_between == [False]
+    assert answer.status_code == 204
+    async with runtime.db.transaction() as session:
+        stored = await accounts_repository.password_hash(session, user.id)
+        disabled = await session.scalar(select(User.disabled).where(User.id == user.id))
+    assert stored is not None and await runtime.passwords.verify(stored, NEW_PASSWORD)
+    assert disabled
+
+
+async def test_a_reset_meeting_a_disable_in_progress_waits_and_is_refused_as_disabled(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    """The disable has written the user's row, not yet committed, when the reset comes to
+    store its hash: the reset waits for it and then refuses, as for any disabled user."""
+    user = await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+    async with runtime.db.transaction() as session:
+        await disable_user(session, SYSTEM, user.id, "Left the company", utcnow())
+        resetting = asyncio.create_task(reset(client, token))
+        await _until_waiting_or_done(runtime, resetting)
+    answer = await resetting
+    assert answer.status_code == 400
+    assert answer.json()["type"] == "urn:identity:problem:invalid-reset-token"
+    # The link of a user disabled before it was used answers the same.
+    again = await reset(client, token)
+    assert (again.status_code, again.json()["detail"]) == (400, answer.json()["detail"])
+    async with runtime.db.transaction() as session:
+        stored = await accounts_repository.password_hash(session, user.id)
+    assert stored is not None and await runtime.passwords.verify(stored, PASSWORD)
 
 
 async def test_a_newer_token_neither_extends_nor_ends_an_older_one(
