@@ -21,7 +21,6 @@ from identity.webhooks.models import WebhookSubscription
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a marker on generated secrets
 MAX_URL = 2000
 MAX_DESCRIPTION = 200
-LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +53,7 @@ def refusal(url: str, allow_http_loopback: bool) -> str | None:
         address: addresses.Address | None = addresses.parse(host)
     except ValueError:
         address = None
-    loopback = host.lower() in LOOPBACK_NAMES or (address is not None and address.is_loopback)
+    loopback = _is_loopback_name(host) or (address is not None and address.is_loopback)
     if parts.scheme == "http" and loopback and allow_http_loopback:
         return None
     if parts.scheme != "https":
@@ -62,6 +61,13 @@ def refusal(url: str, allow_http_loopback: bool) -> str | None:
     if loopback or (address is not None and addresses.is_internal(address)):
         return "The URL must not point at a private, loopback or link-local address."
     return None
+
+
+def _is_loopback_name(host: str) -> bool:
+    # RFC 6761 §6.3: every name under .localhost is loopback, and a trailing dot (the
+    # fully-qualified spelling) names the same host.
+    name = host.lower().removesuffix(".")
+    return name == "localhost" or name.endswith(".localhost")
 
 
 def check_url(url: str, allow_http_loopback: bool) -> str:

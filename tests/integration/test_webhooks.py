@@ -501,10 +501,32 @@ async def test_only_staff_manage_subscriptions(client: httpx.AsyncClient, runtim
     assert count == 1
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8001/h", "http://localhost/h", "http://[::1]/h"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8001/h",
+        "http://localhost/h",
+        "http://LOCALHOST./h",
+        "http://api.localhost:8001/h",
+        "http://[::1]/h",
+    ],
+)
 def test_http_to_loopback_needs_the_setting(url: str) -> None:
     assert refusal(url, allow_http_loopback=True) is None
     assert refusal(url, allow_http_loopback=False) == "The URL must use https."
+
+
+@pytest.mark.parametrize("host", ["localhost.", "Api.LocalHost", "a.b.localhost."])
+def test_every_name_under_localhost_is_loopback(host: str) -> None:
+    # RFC 6761: such names never leave the machine, whatever a resolver is configured to say.
+    assert refusal(f"https://{host}/h", allow_http_loopback=False) == (
+        "The URL must not point at a private, loopback or link-local address."
+    )
+
+
+@pytest.mark.parametrize("host", ["localhost.example.com", "notlocalhost", "localhostx"])
+def test_names_that_only_contain_localhost_are_not_loopback(host: str) -> None:
+    assert refusal(f"https://{host}/h", allow_http_loopback=False) is None
 
 
 def test_http_elsewhere_is_refused_even_with_the_setting() -> None:
