@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
-from identity.db import sqlite_inline
+from identity.db import sqlite_inline, text_guard
 from identity.db.lone_reads import LoneReads
 from identity.settings import Settings
 
@@ -52,6 +52,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     else:
         options |= _server_options(settings, settings.db_pool_size)
     engine = create_async_engine(settings.database_url, **options)
+    text_guard.install(engine.sync_engine)
     if settings.is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
@@ -74,7 +75,9 @@ def create_read_engine(
         # No overflow: an overflow connection is opened for one SELECT and closed after it,
         # and opening one costs far more than waiting for a pooled one to come back.
         options = _server_options(settings, settings.db_pool_size) | {"max_overflow": 0}
-        return create_async_engine(url, isolation_level="AUTOCOMMIT", **options)
+        reads = create_async_engine(url, isolation_level="AUTOCOMMIT", **options)
+        text_guard.install(reads.sync_engine)
+        return reads
     if url.database in (None, "", ":memory:"):
         return None  # a private in-memory database: only the main engine's connection sees it
     # Used only from the event loop's thread, one statement at a time: one connection.
@@ -82,6 +85,7 @@ def create_read_engine(
         url.set(drivername="sqlite"), poolclass=QueuePool, pool_size=1, max_overflow=0
     )
     event.listen(engine, "connect", _sqlite_pragmas)
+    text_guard.install(engine)
     return engine
 
 

@@ -20,6 +20,8 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import URL, Executable
 from sqlalchemy.engine import Dialect
 
+from identity.db import text_guard
+
 CONNECT_TIMEOUT = 5  # seconds, as the SQLAlchemy engines' connect_timeout
 CHECKOUT_TIMEOUT = 5  # seconds, as their pool_timeout
 
@@ -45,6 +47,7 @@ class LoneReads:
     async def scalar(self, statement: Executable, params: Mapping[str, Any]) -> Any:
         """The first column of the first row, or None. Raises ``psycopg.OperationalError``
         (``PoolTimeout`` is one) when the server cannot be reached."""
+        text_guard.check(params)  # as SQLAlchemy's engines do before every statement
         await self._open()
         try:
             async with self._pool.connection() as connection:
