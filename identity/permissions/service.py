@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,9 @@ from identity.webhooks.events import MEMBER_REMOVED, PERMISSIONS_CHANGED, about_
 
 MAX_ACCOUNT_NAME = 200
 MAX_ROLE_NAME = 100
+# Any later expiry, in the time zone it was given in, may have no UTC equivalent to store
+# (9999-12-31T23:00-05:00 is in the year 10000); none is meant as a real date anyway.
+LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +284,8 @@ async def check_grants(
     for field, grants in (("permissions", permissions), ("roles", roles)):
         if any(g.expires_at is not None and g.expires_at <= now for g in grants):
             raise invalid_field(field, "An expiry date must be in the future.")
+        if any(g.expires_at is not None and g.expires_at >= LATEST_EXPIRY for g in grants):
+            raise invalid_field(field, "An expiry date must be before the year 9999.")
 
 
 async def _apply_grants(

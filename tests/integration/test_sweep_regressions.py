@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+import pytest
+
+from identity.runtime import Runtime
+from tests.integration.account_helpers import (
+    make_account,
+    make_user,
+    problem_fields,
+    staff_headers,
+)
 
 
 async def test_an_empty_password_is_refused_not_a_server_error(client: httpx.AsyncClient) -> None:
@@ -38,3 +49,78 @@ async def test_a_control_character_in_an_authorize_parameter_is_refused_before_a
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("text/html")
     assert "Error code: invalid_request" in response.text
+
+
+# Found by a deeper schemathesis run (60 examples per operation) on PostgreSQL.
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/users?email=a%00b", None),
+        ("GET", "/api/v1/audit?action=member.added%00", None),
+        ("GET", "/api/v1/audit?target_id=%00", None),
+        ("POST", "/api/v1/accounts", {"name": "Acme\x00", "owner_user_id": "{u}"}),
+        ("POST", "/api/v1/roles", {"name": "Support\x00", "permissions": []}),
+    ],
+)
+async def test_a_nul_character_is_refused_as_bad_input_on_every_backend(
+    client: httpx.AsyncClient, runtime: Runtime, method: str, path: str, body: Any
+) -> None:
+    # PostgreSQL cannot hold NUL, even in a value only compared with: a 500. SQLite stored it.
+    headers = await staff_headers(runtime)
+    owner = await make_user(runtime)
+    if body is not None:
+        body = {k: str(owner.id) if v == "{u}" else v for k, v in body.items()}
+    response = await client.request(method, path, json=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "NUL (U+0000)" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        ("since=2026-01-01T00:00:00", "since", "Give the time zone"),
+        ("until=2026-01-01T09:30:00.5", "until", "Give the time zone"),
+        ("since=0001-01-01T00:00:00%2B23:00", "since", "out of range"),
+        ("until=9999-12-31T23:59:59-23:00", "until", "out of range"),
+    ],
+)
+async def test_an_audit_date_with_no_utc_moment_is_named(
+    client: httpx.AsyncClient, runtime: Runtime, query: str, field: str, message: str
+) -> None:
+    # A date-time without an offset reached the UTC column as naive, and one at the edge of
+    # the calendar overflowed converting to UTC: both were 500s, on both backends.
+    response = await client.get(f"/api/v1/audit?{query}", headers=await staff_headers(runtime))
+    assert response.status_code == 422, response.text
+    assert problem_fields(response.json()) == {field}
+    assert message in response.json()["detail"]
+
+
+async def test_an_audit_page_id_beyond_64_bits_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    headers = await staff_headers(runtime)
+    last = await client.get(f"/api/v1/audit?before_id={2**63 - 1}", headers=headers)
+    assert last.status_code == 200, last.text
+    response = await client.get(f"/api/v1/audit?before_id={2**63}", headers=headers)
+    assert response.status_code == 400
+    assert problem_fields(response.json()) == {"before_id"}
+
+
+async def test_a_grant_expiring_after_the_year_9999_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # 9999-12-31T23:59:59-23:00 is in the year 10000 in UTC: storing it overflowed, a 500.
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    grant = {"name": "tickets", "expires_at": "9999-12-31T23:59:59-23:00"}
+    response = await client.post(
+        f"/api/v1/accounts/{account.id}/invitations",
+        json={"email": "late@example.com", "permissions": [grant]},
+        headers=await staff_headers(runtime),
+    )
+    assert response.status_code == 422, response.text
+    assert problem_fields(response.json()) == {"permissions"}
+    assert "before the year 9999" in response.json()["detail"]

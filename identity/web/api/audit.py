@@ -4,7 +4,7 @@ owners (/api/v1/accounts/{account_id}/audit). There are no routes that change it
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from litestar import Controller, get
@@ -13,6 +13,7 @@ from litestar.params import FromPath, FromQuery, Parameter
 from identity.audit.service import EventFilter, list_events
 from identity.clock import utcnow
 from identity.permissions.access import Action
+from identity.permissions.catalogue import invalid_field
 from identity.runtime import Runtime
 from identity.web.api import schemas
 from identity.web.api.auth import Principal
@@ -20,8 +21,37 @@ from identity.web.api.common import Limit, PrincipalDep, allow, event_out
 from identity.web.dependencies import RuntimeDep
 
 Action_ = Annotated[str | None, Parameter(max_length=100, description="e.g. member.added")]
-BeforeId = Annotated[int | None, Parameter(ge=1, description="next_before_id of the last page")]
+# Ids are 64-bit: a larger one could only be refused by the database, as a 500.
+BeforeId = Annotated[
+    int | None, Parameter(ge=1, le=2**63 - 1, description="next_before_id of the last page")
+]
 When = Annotated[datetime | None, Parameter(description="RFC 3339 date-time")]
+
+
+def _filter(
+    account_id: uuid.UUID | None,
+    action: str | None,
+    actor_user_id: uuid.UUID | None,
+    target_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> EventFilter:
+    return EventFilter(
+        account_id, action, actor_user_id, target_id, _utc(since, "since"), _utc(until, "until")
+    )
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """Litestar also takes a date-time without an offset, which names no moment; and one at
+    the edge of the calendar (0001-01-01T00:00+01:00) has no UTC equivalent."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise invalid_field(name, "Give the time zone, e.g. 2026-01-31T09:00:00Z.")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise invalid_field(name, "The date is out of range.") from None
 
 
 async def _page(
@@ -58,7 +88,7 @@ class AuditController(Controller):
         before_id: BeforeId = None,
         limit: Limit = 50,
     ) -> schemas.AuditPage:
-        where = EventFilter(account_id, action, actor_user_id, target_id, since, until)
+        where = _filter(account_id, action, actor_user_id, target_id, since, until)
         return await _page(runtime, principal, Action.AUDIT_READ_ALL, where, before_id, limit, None)
 
     @get("/accounts/{account_id:uuid}/audit", summary="An account's audit log (owner, staff)")
@@ -75,7 +105,7 @@ class AuditController(Controller):
         before_id: BeforeId = None,
         limit: Limit = 50,
     ) -> schemas.AuditPage:
-        where = EventFilter(account_id, action, actor_user_id, target_id, since, until)
+        where = _filter(account_id, action, actor_user_id, target_id, since, until)
         return await _page(
             runtime, principal, Action.ACCOUNT_AUDIT_READ, where, before_id, limit, account_id
         )
