@@ -31,7 +31,10 @@ def token_for(secret_key: str, seed: str) -> str:
 def token_matches(secret_key: str, seed: str | None, token: str | None) -> bool:
     if not seed or not token:
         return False
-    return hmac.compare_digest(token_for(secret_key, seed), token)
+    # As bytes: compare_digest refuses a str with non-ASCII characters (TypeError), and the
+    # token is whatever a form posted.
+    expected = token_for(secret_key, seed).encode()
+    return hmac.compare_digest(expected, token.encode("utf-8", "surrogatepass"))
 
 
 @dataclass(frozen=True, slots=True)

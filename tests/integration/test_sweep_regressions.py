@@ -124,3 +124,17 @@ async def test_a_grant_expiring_after_the_year_9999_is_refused(
     assert response.status_code == 422, response.text
     assert problem_fields(response.json()) == {"permissions"}
     assert "before the year 9999" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/password/forgot", "/reset-password"])
+async def test_a_csrf_token_with_non_ascii_characters_is_a_failed_check(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    # hmac.compare_digest raises TypeError on a str with non-ASCII characters: with a seed
+    # cookie set, such a posted token was a 500 on every form.
+    page = await client.get("/password/forgot")
+    assert page.status_code == 200
+    assert client.cookies  # the CSRF seed the next post is checked against
+    response = await client.post(path, data={"csrf_token": "é\u202e", "email": "a@example.com"})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("text/html")
