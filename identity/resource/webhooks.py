@@ -51,6 +51,10 @@ def _parse(header: str) -> tuple[int, list[str]]:
     signatures = []
     for item in header.split(","):
         key, _, value = item.strip().partition("=")
+        # ASCII only: str.isdigit() is true of "²", which int() refuses, and compare_digest
+        # raises on non-ASCII text; a header is whatever the sender put there.
+        if not value.isascii():
+            continue
         if key == "t" and value.isdigit():
             timestamp = int(value)
         elif key == SCHEME and value:

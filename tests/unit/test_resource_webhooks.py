@@ -105,3 +105,16 @@ def test_the_default_tolerance_uses_the_clock() -> None:
     stale = signature_header([SECRET], int(time.time()) - 301, BODY)
     with pytest.raises(WebhookError):
         verify(headers(stale), BODY, SECRET)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "t=1800000000,v1=é" + "0" * 63,  # compare_digest raised TypeError on non-ASCII text
+        "t=²,v1=" + "0" * 64,  # "²".isdigit() is true, and int("²") raised ValueError
+        "t=١٨٠٠٠٠٠٠٠٠,v1=" + "0" * 64,  # Arabic-Indic digits: not a timestamp either
+    ],
+)
+def test_a_header_with_non_ascii_values_is_refused_as_a_webhook_error(header: str) -> None:
+    with pytest.raises(WebhookError):
+        verify(headers(header), BODY, SECRET, now=NOW)
