@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, or_, select
+from sqlalchemy import ColumnElement, and_, delete, exists, inspect, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
 from identity.accounts.models import PasswordResetToken
 from identity.db.base import Base
@@ -134,7 +132,6 @@ def _events(at: Cutoffs) -> ColumnElement[bool]:
 @dataclass(frozen=True, slots=True)
 class Rule:
     model: type[Base]
-    key: InstrumentedAttribute[Any]
     dead: Callable[[Cutoffs], ColumnElement[bool]]
 
     @property
@@ -144,14 +141,14 @@ class Rule:
 
 # In this order: an event's deliveries go before the event.
 RULES = (
-    Rule(BrowserSession, BrowserSession.id, _sessions),
-    Rule(AuthorizationCode, AuthorizationCode.code_hash, _codes),
-    Rule(RefreshToken, RefreshToken.id, _refresh_tokens),
-    Rule(RevokedAccessToken, RevokedAccessToken.jti, _revoked_access_tokens),
-    Rule(PasswordResetToken, PasswordResetToken.id, _reset_tokens),
-    Rule(OutgoingEmail, OutgoingEmail.id, _emails),
-    Rule(WebhookDelivery, WebhookDelivery.id, _deliveries),
-    Rule(WebhookEvent, WebhookEvent.id, _events),
+    Rule(BrowserSession, _sessions),
+    Rule(AuthorizationCode, _codes),
+    Rule(RefreshToken, _refresh_tokens),
+    Rule(RevokedAccessToken, _revoked_access_tokens),
+    Rule(PasswordResetToken, _reset_tokens),
+    Rule(OutgoingEmail, _emails),
+    Rule(WebhookDelivery, _deliveries),
+    Rule(WebhookEvent, _events),
 )
 
 
@@ -163,10 +160,12 @@ async def delete_batch(session: AsyncSession, rule: Rule, at: Cutoffs, limit: in
     changed is judged again as it is now (a code redeemed a moment ago is no longer unused).
     SQLite has one writer at a time and no row locks; SQLAlchemy leaves the clause out there.
     """
-    chosen = select(rule.key).where(rule.dead(at)).limit(limit).with_for_update(skip_locked=True)
+    # Rows are named by their primary key, of one column or of several.
+    key = inspect(rule.model).primary_key
+    chosen = select(*key).where(rule.dead(at)).limit(limit).with_for_update(skip_locked=True)
     result = await session.execute(
         delete(rule.model)
-        .where(rule.key.in_(chosen))
+        .where(tuple_(*key).in_(chosen))
         .execution_options(synchronize_session=False)  # the session holds none of these rows
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
