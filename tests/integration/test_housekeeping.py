@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from litestar import Litestar
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from identity.accounts import self_service
@@ -22,8 +22,9 @@ from identity.crypto import digest, random_token
 from identity.db.engine import Database
 from identity.db.models import metadata
 from identity.housekeeping.housekeeper import Housekeeper
-from identity.housekeeping.repository import RULES
+from identity.housekeeping.repository import ENDED_KEPT, RULES
 from identity.mail.models import OutgoingEmail
+from identity.permissions.invitations import ACCEPT_PATH
 from identity.permissions.models import Invitation
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
@@ -32,7 +33,7 @@ from identity.tokens.models import AuthorizationCode, Consent, RefreshToken, Rev
 from identity.tokens.revocations import revoke_access_token
 from identity.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
 from tests.conftest import serving
-from tests.integration.account_helpers import add_member, make_account
+from tests.integration.account_helpers import add_member, invite_and_read_link, make_account
 from tests.integration.oauth_helpers import (
     RegisteredClient,
     issue_code,
@@ -358,6 +359,76 @@ async def test_finished_deliveries_go_after_a_day_and_their_event_with_the_last_
     assert await keys(runtime.db, WebhookEvent.id) == {half_done.id, recent.id}
 
 
+async def test_invitations_go_thirty_days_after_they_were_accepted_cancelled_or_expired(
+    runtime: Runtime,
+) -> None:
+    account = await make_account(runtime, await make_user(runtime))
+    now = utcnow()
+    ended, lately = now - ENDED_KEPT, now - ENDED_KEPT + SECOND
+
+    def invitation(expires_at: datetime, **ended_at: datetime) -> Invitation:
+        return Invitation(
+            id=uuid.uuid4(),
+            account_id=account.id,
+            email="bo@example.com",
+            token_hash=digest(random_token()),
+            created_at=expires_at - 7 * DAY,
+            expires_at=expires_at,
+            **ended_at,
+        )
+
+    kept = [
+        invitation(now + SECOND),  # pending
+        invitation(lately),
+        invitation(now + DAY, accepted_at=lately),
+        invitation(now + DAY, cancelled_at=lately),
+    ]
+    gone = [
+        invitation(ended),
+        invitation(lately, accepted_at=ended),
+        invitation(lately, cancelled_at=ended),
+        # Cancelled after it had expired: it ended at its expiry.
+        invitation(ended, cancelled_at=lately),
+    ]
+    await add(runtime, *kept, *gone)
+
+    assert await runtime.housekeeping.run_once(now) == len(gone)
+
+    assert await keys(runtime.db, Invitation.id) == {row.id for row in kept}
+
+
+@pytest.mark.parametrize(
+    ("ending", "why"),
+    [
+        ("accepted_at", "has been accepted already"),
+        ("cancelled_at", "was cancelled"),
+        ("expires_at", "has expired"),
+    ],
+)
+async def test_a_deleted_invitations_link_is_answered_as_an_unknown_link(
+    client: httpx.AsyncClient, runtime: Runtime, ending: str, why: str
+) -> None:
+    account = await make_account(runtime, await make_user(runtime))
+    token = await invite_and_read_link(runtime, account, "bo@example.com", ["invoices"])
+    ended = utcnow() - SECOND
+    async with runtime.db.transaction() as session:
+        await session.execute(update(Invitation).values({ending: ended}))
+    unknown = await client.get(ACCEPT_PATH, params={"token": random_token()})
+
+    # Within its 30 days, the link says why it no longer works.
+    await runtime.housekeeping.run_once(ended + ENDED_KEPT - SECOND)
+    kept = await client.get(ACCEPT_PATH, params={"token": token})
+    assert (kept.status_code, why in kept.text) == (410, True)
+
+    # Afterwards it says what any link it does not know gets: not valid, ask for a new one.
+    assert await runtime.housekeeping.run_once(ended + ENDED_KEPT) == 1
+    deleted = await client.get(ACCEPT_PATH, params={"token": token})
+    assert unknown.status_code == deleted.status_code == 404
+    sentence = "This invitation link is not valid"
+    assert sentence in unknown.text and sentence in deleted.text
+    assert 'name="password"' not in deleted.text
+
+
 async def test_a_run_years_ahead_touches_no_table_without_a_rule(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
@@ -367,16 +438,7 @@ async def test_a_run_years_ahead_touches_no_table_without_a_rule(
     account = await make_account(runtime, user)
     await add_member(runtime, account, await make_user(runtime), ["invoices"])
     app = await make_client(runtime)
-    await add(
-        runtime,
-        Consent(user_id=user.id, client_id=app.client_id, scope="openid"),
-        Invitation(
-            account_id=account.id,
-            email="bo@example.com",
-            token_hash=digest(random_token()),
-            expires_at=utcnow() - DAY,
-        ),
-    )
+    await add(runtime, Consent(user_id=user.id, client_id=app.client_id, scope="openid"))
     ruled = {rule.table for rule in RULES}
     others = sorted(set(metadata.tables) - ruled)
     before = await row_counts(runtime.db, others)
@@ -389,6 +451,7 @@ async def test_a_run_years_ahead_touches_no_table_without_a_rule(
         "refresh_tokens",
         "revoked_access_tokens",
         "password_reset_tokens",
+        "invitations",
         "outgoing_emails",
         "webhook_deliveries",
         "webhook_events",
@@ -402,7 +465,6 @@ async def test_a_run_years_ahead_touches_no_table_without_a_rule(
         "accounts",
         "memberships",
         "membership_permissions",
-        "invitations",
         "oauth_clients",
         "signing_keys",
         "consents",
