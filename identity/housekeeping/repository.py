@@ -2,8 +2,8 @@
 batches.
 
 Each rule says when a row of one table is dead, and why nothing needs it after that. Users,
-accounts, memberships, roles, clients, signing keys, consents, second factors and the audit log
-have no rule: they are deleted by people, or never.
+accounts, memberships, roles, clients, signing keys, consents, authenticator secrets and the
+audit log have no rule: they are deleted by people, or never.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.models import PasswordResetToken
 from identity.db.base import Base
 from identity.mail.models import OutgoingEmail
-from identity.permissions.models import Invitation
+from identity.mfa.models import RecoveryCode
+from identity.permissions.models import Invitation, MembershipPermission, MembershipRole
 from identity.sessions.models import BrowserSession
 from identity.tokens.models import AuthorizationCode, RefreshToken, RevokedAccessToken
 from identity.webhooks.models import WebhookDelivery, WebhookEvent
@@ -27,7 +28,8 @@ from identity.webhooks.models import WebhookDelivery, WebhookEvent
 REDEEMED_CODE_KEPT = timedelta(days=1)
 # How long a deny-list entry outlives its token: see ``_revoked_access_tokens``.
 CLOCK_SKEW = timedelta(minutes=1)
-# How long an invitation is kept once it has ended: see ``_invitations``.
+# How long an invitation or a grant is kept once it has ended: see ``_invitations`` and
+# ``_permission_grants``.
 ENDED_KEPT = timedelta(days=30)
 
 
@@ -42,7 +44,7 @@ class Cutoffs:
     redeemed_codes: datetime
     # Mail and webhook deliveries finished before this are deleted.
     finished_work: datetime
-    # Invitations that ended before this are deleted.
+    # Invitations and grants that ended before this are deleted.
     ended: datetime
 
     @classmethod
@@ -150,6 +152,28 @@ def _invitations(at: Cutoffs) -> ColumnElement[bool]:
     )
 
 
+def _recovery_codes(at: Cutoffs) -> ColumnElement[bool]:
+    # Only an unused code is accepted (mfa.repository.spend_recovery_code) or counted among
+    # those left (unused_recovery_codes): a used code typed again is refused, and counted as
+    # a failed attempt, exactly as a code never issued is. Nothing else reads a used one.
+    return RecoveryCode.used_at.is_not(None)
+
+
+def _permission_grants(at: Cutoffs) -> ColumnElement[bool]:
+    # An expired grant gives nothing: decisions, the permissions of tokens and of the account
+    # picker, and a role's holders count unexpired grants only (permissions.repository:
+    # live_permissions, role_holders). The management API still lists it, marked expired, so
+    # that an owner sees what lapsed and grants it again; it is kept 30 days for that, as an
+    # ended invitation is. Then the member is shown without it, and revoking it is answered
+    # as for a grant never made (404). The audit log keeps the history.
+    return MembershipPermission.expires_at <= at.ended
+
+
+def _role_grants(at: Cutoffs) -> ColumnElement[bool]:
+    # As a permission granted directly: the same readers, the same 30 days.
+    return MembershipRole.expires_at <= at.ended
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     model: type[Base]
@@ -168,6 +192,9 @@ RULES = (
     Rule(RevokedAccessToken, _revoked_access_tokens),
     Rule(PasswordResetToken, _reset_tokens),
     Rule(Invitation, _invitations),
+    Rule(RecoveryCode, _recovery_codes),
+    Rule(MembershipPermission, _permission_grants),
+    Rule(MembershipRole, _role_grants),
     Rule(OutgoingEmail, _emails),
     Rule(WebhookDelivery, _deliveries),
     Rule(WebhookEvent, _events),

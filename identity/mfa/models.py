@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from identity.db.base import DIGEST, Base, now_column, uuid_pk
+from identity.db.base import DIGEST, Base, now_column, sparse_index, uuid_pk
 
 
 class TotpSecret(Base):
@@ -27,6 +27,8 @@ class TotpSecret(Base):
 
 class RecoveryCode(Base):
     __tablename__ = "recovery_codes"
+    # For housekeeping, which deletes used codes.
+    __table_args__ = (sparse_index("recovery_codes", "used_at"),)
 
     id: Mapped[uuid.UUID] = uuid_pk()
     user_id: Mapped[uuid.UUID] = mapped_column(

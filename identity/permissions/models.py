@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from identity.db.base import DIGEST, Base, now_column, uuid_pk
+from identity.db.base import DIGEST, Base, now_column, sparse_index, uuid_pk
 
 
 class Account(Base):
@@ -84,6 +84,8 @@ class Membership(Base):
 
 class MembershipPermission(Base):
     __tablename__ = "membership_permissions"
+    # For housekeeping, which deletes grants some time after they expire.
+    __table_args__ = (sparse_index("membership_permissions", "expires_at"),)
 
     membership_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("memberships.id", ondelete="CASCADE"), primary_key=True
@@ -94,6 +96,8 @@ class MembershipPermission(Base):
 
 class MembershipRole(Base):
     __tablename__ = "membership_roles"
+    # As membership_permissions.
+    __table_args__ = (sparse_index("membership_roles", "expires_at"),)
 
     membership_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("memberships.id", ondelete="CASCADE"), primary_key=True

@@ -39,7 +39,8 @@ async def _flush_new(session: AsyncSession, row: object) -> None:
 
 
 def _live(expires_at: ColumnElement[datetime | None], now: datetime) -> ColumnElement[bool]:
-    # Expired grants stop counting at read time: no job has to delete them.
+    # Expired grants stop counting at read time, not when housekeeping deletes them (a month
+    # later: identity.housekeeping.repository).
     return or_(expires_at.is_(None), expires_at > now)
 
 
@@ -207,7 +208,8 @@ async def count_owners(session: AsyncSession, account_id: uuid.UUID) -> int:
 async def permission_grants(
     session: AsyncSession, membership_ids: Sequence[uuid.UUID]
 ) -> Sequence[MembershipPermission]:
-    """Every direct grant, expired ones too (the API shows them with their expiry)."""
+    """Every direct grant, expired ones too (the API shows them with their expiry) until
+    housekeeping deletes them."""
     result = await session.scalars(
         select(MembershipPermission)
         .where(MembershipPermission.membership_id.in_(membership_ids))

@@ -24,8 +24,18 @@ from identity.db.models import metadata
 from identity.housekeeping.housekeeper import Housekeeper
 from identity.housekeeping.repository import ENDED_KEPT, RULES
 from identity.mail.models import OutgoingEmail
+from identity.mfa.models import RecoveryCode
+from identity.mfa.service import InvalidCode, SecondFactor
+from identity.permissions import service
 from identity.permissions.invitations import ACCEPT_PATH
-from identity.permissions.models import Invitation
+from identity.permissions.models import (
+    Account,
+    Invitation,
+    MembershipPermission,
+    MembershipRole,
+    Role,
+)
+from identity.permissions.repository import get_membership
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
 from identity.settings import Settings
@@ -33,7 +43,12 @@ from identity.tokens.models import AuthorizationCode, Consent, RefreshToken, Rev
 from identity.tokens.revocations import revoke_access_token
 from identity.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
 from tests.conftest import serving
-from tests.integration.account_helpers import add_member, invite_and_read_link, make_account
+from tests.integration.account_helpers import (
+    add_member,
+    invite_and_read_link,
+    make_account,
+    user_headers,
+)
 from tests.integration.oauth_helpers import (
     RegisteredClient,
     issue_code,
@@ -429,11 +444,115 @@ async def test_a_deleted_invitations_link_is_answered_as_an_unknown_link(
     assert 'name="password"' not in deleted.text
 
 
+async def test_used_recovery_codes_are_deleted_and_unused_ones_kept(runtime: Runtime) -> None:
+    user, _, codes = await enrolled_user(runtime)
+    mfa = SecondFactor.from_runtime(runtime)
+    async with runtime.db.transaction() as session:
+        for code in codes[:2]:
+            await mfa.verify(session, user.id, code, utcnow())
+
+    assert await runtime.housekeeping.run_once() == 2
+
+    async with runtime.db.transaction() as session:
+        assert await mfa.unused_recovery_codes(session, user.id) == 8
+        assert await session.scalar(select(func.count()).select_from(RecoveryCode)) == 8
+
+
+async def test_a_used_recovery_code_typed_again_after_its_deletion_is_still_refused(
+    runtime: Runtime,
+) -> None:
+    user, _, codes = await enrolled_user(runtime)
+    mfa = SecondFactor.from_runtime(runtime)
+    async with runtime.db.transaction() as session:
+        await mfa.verify(session, user.id, codes[0], utcnow())
+    await runtime.housekeeping.run_once()
+
+    with pytest.raises(InvalidCode):
+        async with runtime.db.transaction() as session:
+            await mfa.verify(session, user.id, codes[0], utcnow())
+    async with runtime.db.transaction() as session:
+        assert await mfa.verify(session, user.id, codes[1], utcnow()) == ("pwd", "otp")
+
+
+async def member_with_grants(
+    runtime: Runtime, account: Account, expiries: list[datetime | None]
+) -> tuple[User, list[MembershipPermission], list[MembershipRole]]:
+    """A member holding, for each expiry, a permission and a role granted until then."""
+    member = await make_user(runtime)
+    await add_member(runtime, account, member)
+    names = ["invoices", "tickets", "domains", "orders"][: len(expiries)]
+    roles = [Role(id=uuid.uuid4(), account_id=account.id, name=name) for name in names]
+    await add(runtime, *roles)
+    async with runtime.db.transaction() as session:
+        membership = await get_membership(session, account.id, member.id)
+    assert membership is not None
+    permissions = [
+        MembershipPermission(membership_id=membership.id, permission=name, expires_at=expiry)
+        for name, expiry in zip(names, expiries, strict=True)
+    ]
+    role_grants = [
+        MembershipRole(membership_id=membership.id, role_id=role.id, expires_at=expiry)
+        for role, expiry in zip(roles, expiries, strict=True)
+    ]
+    await add(runtime, *permissions, *role_grants)
+    return member, permissions, role_grants
+
+
+async def test_grants_go_thirty_days_after_they_expire(runtime: Runtime) -> None:
+    account = await make_account(runtime, await make_user(runtime))
+    now = utcnow()
+    expiries = [None, now + DAY, now - ENDED_KEPT + SECOND, now - ENDED_KEPT]
+    _, permissions, roles = await member_with_grants(runtime, account, expiries)
+
+    assert await runtime.housekeeping.run_once(now) == 2
+
+    assert await keys(runtime.db, MembershipPermission.permission) == {
+        grant.permission for grant in permissions[:3]
+    }
+    assert await keys(runtime.db, MembershipRole.role_id) == {grant.role_id for grant in roles[:3]}
+
+
+async def test_deleting_an_expired_grant_changes_no_decision_and_the_api_lists_it_until_then(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    now = utcnow()
+    member, _, _ = await member_with_grants(runtime, account, [None, now - SECOND])
+    url = f"/api/v1/accounts/{account.id}/members/{member.id}"
+    checks = [(member.id, account.id, name) for name in ("invoices", "tickets")]
+
+    async def answers() -> tuple[Any, ...]:
+        async with runtime.db.transaction() as session:
+            return (
+                await service.effective_permissions(session, member.id, account.id, now),
+                await service.token_claims_for(session, member.id, account.id, now),
+                await service.check_batch(session, checks, now),
+            )
+
+    before = await answers()
+    await runtime.housekeeping.run_once(now + ENDED_KEPT - 2 * SECOND)
+    listed = (await client.get(url, headers=await user_headers(runtime, owner))).json()
+    await runtime.housekeeping.run_once(now + ENDED_KEPT)
+    after = (await client.get(url, headers=await user_headers(runtime, owner))).json()
+
+    assert before == await answers()
+    assert before[2] == [True, False]
+    assert [(g["name"], g["expired"]) for g in listed["permissions"]] == [
+        ("invoices", False),
+        ("tickets", True),
+    ]
+    assert [(g["name"], g["expired"]) for g in after["permissions"]] == [("invoices", False)]
+    assert [g["expired"] for g in after["roles"]] == [False]
+    assert after["effective_permissions"] == listed["effective_permissions"]
+
+
 async def test_a_run_years_ahead_touches_no_table_without_a_rule(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    """People, accounts, permissions, clients, keys, consents, second factors and the audit log
-    are never deleted by housekeeping, however old."""
+    """People, accounts, memberships, clients, keys, consents, authenticator secrets and the
+    audit log are never deleted by housekeeping, however old; nor, in tables with a rule, are
+    unused recovery codes and grants without an expiry."""
     user, _, _ = await enrolled_user(runtime)
     account = await make_account(runtime, user)
     await add_member(runtime, account, await make_user(runtime), ["invoices"])
@@ -452,19 +571,24 @@ async def test_a_run_years_ahead_touches_no_table_without_a_rule(
         "revoked_access_tokens",
         "password_reset_tokens",
         "invitations",
+        "recovery_codes",
+        "membership_permissions",
+        "membership_roles",
         "outgoing_emails",
         "webhook_deliveries",
         "webhook_events",
     }
     assert await row_counts(runtime.db, others) == before
+    assert await row_counts(runtime.db, ["recovery_codes", "membership_permissions"]) == {
+        "recovery_codes": 10,
+        "membership_permissions": 1,
+    }
     arranged = (
         "users",
         "password_credentials",
         "totp_secrets",
-        "recovery_codes",
         "accounts",
         "memberships",
-        "membership_permissions",
         "oauth_clients",
         "signing_keys",
         "consents",

@@ -1,0 +1,53 @@
+"""sparse indexes for housekeeping: used recovery codes, grants with an expiry
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-05 10:20:41
+
+Built CONCURRENTLY on PostgreSQL, as 0004's. Each holds only the rows whose column is set (a
+partial index): most recovery codes are never used and most grants never expire, so a full
+index would be mostly nulls that housekeeping never looks for.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0005"
+down_revision: str | None = "0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+INDEXES = (
+    ("recovery_codes", "used_at"),
+    ("membership_permissions", "expires_at"),
+    ("membership_roles", "expires_at"),
+)
+
+
+def upgrade() -> None:
+    with op.get_context().autocommit_block():
+        for table, column in INDEXES:
+            where = sa.text(f"{column} IS NOT NULL")
+            op.create_index(
+                op.f(f"ix_{table}_{column}"),
+                table,
+                [column],
+                unique=False,
+                if_not_exists=True,
+                postgresql_concurrently=True,
+                postgresql_where=where,
+                sqlite_where=where,
+            )
+
+
+def downgrade() -> None:
+    with op.get_context().autocommit_block():
+        for table, column in reversed(INDEXES):
+            op.drop_index(
+                op.f(f"ix_{table}_{column}"),
+                table_name=table,
+                if_exists=True,
+                postgresql_concurrently=True,
+            )
