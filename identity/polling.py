@@ -14,8 +14,6 @@ log = logging.getLogger(__name__)
 
 class PollingWorker:
     name = "worker"
-    # The outboxes look at once: what was queued before a restart goes out without delay.
-    waits_before_first_run = False
 
     def __init__(self, poll_seconds: float) -> None:
         self._poll_seconds = poll_seconds
@@ -30,18 +28,24 @@ class PollingWorker:
         """Work soon: called after a transaction that queued work has committed."""
         self._wakeup.set()
 
+    def first_pause_seconds(self) -> float:
+        """How long after start to wait for the first run, unless woken sooner: nothing, so
+        that what the outboxes queued before a restart goes out without delay."""
+        return 0.0
+
     def pause_seconds(self) -> float:
         """How long to wait for the next run, unless woken sooner."""
         return self._poll_seconds
 
-    async def _pause(self) -> None:
+    async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), self.pause_seconds())
+            await asyncio.wait_for(self._wakeup.wait(), seconds)
         self._wakeup.clear()
 
     async def _run_forever(self) -> None:
-        if self.waits_before_first_run:
-            await self._pause()
+        first = self.first_pause_seconds()
+        if first > 0:
+            await self._pause(first)
         while True:
             try:
                 await self.run_once()
@@ -51,7 +55,7 @@ class PollingWorker:
                 # The loop must survive anything, or its work would silently stop until a
                 # restart.
                 log.exception("background worker failed; retrying", extra={"worker": self.name})
-            await self._pause()
+            await self._pause(self.pause_seconds())
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run_forever(), name=self.name)

@@ -25,8 +25,6 @@ JITTER = 0.25
 
 class Housekeeper(PollingWorker):
     name = "housekeeping"
-    # Not at start-up: every worker of a deploy would sweep at the same moment.
-    waits_before_first_run = True
 
     def __init__(
         self,
@@ -51,6 +49,13 @@ class Housekeeper(PollingWorker):
             access_token_ttl=timedelta(seconds=settings.access_token_ttl),
             sent_retention=timedelta(seconds=settings.sent_retention),
         )
+
+    def first_pause_seconds(self) -> float:
+        # Uniformly over (0, interval]. At start-up, every worker of a deploy would sweep at
+        # the same moment; after a whole interval, a process restarted more often than that
+        # would never sweep. This way one that lives a tenth of the interval sweeps one time
+        # in ten, and the workers of a deploy spread their sweeps over the interval.
+        return self._poll_seconds * (1.0 - random.random())  # noqa: S311 - spacing, not a secret
 
     def pause_seconds(self) -> float:
         spread = random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - spacing, not a secret

@@ -125,14 +125,14 @@ def outgoing(now: datetime, **state: Any) -> OutgoingEmail:
     return row
 
 
-def keeper(db: Database, **options: Any) -> Housekeeper:
+def keeper(db: Database, kind: type[Housekeeper] = Housekeeper, **options: Any) -> Housekeeper:
     """A housekeeper as the Runtime makes one from the default settings, ``options`` apart."""
     defaults: dict[str, Any] = {
         "interval_seconds": 600,
         "access_token_ttl": timedelta(minutes=10),
         "sent_retention": DAY,
     }
-    return Housekeeper(db, **(defaults | options))
+    return kind(db, **(defaults | options))
 
 
 async def row_counts(db: Database, tables: list[str]) -> dict[str, int]:
@@ -684,7 +684,7 @@ async def test_the_running_app_starts_the_loop_and_stops_it_on_shutdown(app: Lit
         async def swept() -> bool:
             return not await keys(runtime.db, BrowserSession.id)
 
-        # Its first run is minutes away; woken, it runs now.
+        # Its first run may be far off; woken, it runs now.
         runtime.housekeeping.wake()
         await eventually(swept)
         assert running("housekeeping")
@@ -700,3 +700,34 @@ async def test_each_pause_is_the_interval_give_or_take_a_quarter(runtime: Runtim
 
     assert all(450 <= pause <= 750 for pause in pauses)
     assert min(pauses) < 500 and max(pauses) > 700
+
+
+async def test_the_first_run_comes_at_any_moment_of_the_first_interval(runtime: Runtime) -> None:
+    """So that a process restarted more often than the interval still sweeps, and processes
+    started together do not sweep together."""
+    firsts = [keeper(runtime.db).first_pause_seconds() for _ in range(200)]
+
+    assert all(0 < first <= 600 for first in firsts)
+    assert min(firsts) < 60 and max(firsts) > 540
+
+
+async def test_the_loop_runs_first_after_the_first_pause_not_after_an_interval(
+    runtime: Runtime,
+) -> None:
+    class Soon(Housekeeper):
+        """The first pause drawn short, as it is one time in ten thousand."""
+
+        def first_pause_seconds(self) -> float:
+            return 0.06
+
+    await add(runtime, browser_session(await make_user(runtime), utcnow() - SECOND))
+    housekeeper = keeper(runtime.db, Soon, interval_seconds=3600)
+    housekeeper.start()
+    try:
+
+        async def swept() -> bool:
+            return not await keys(runtime.db, BrowserSession.id)
+
+        await eventually(swept)
+    finally:
+        await housekeeper.stop()
