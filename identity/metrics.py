@@ -53,6 +53,11 @@ EMAILS = Counter(
     "Email delivery attempts by outcome: sent, failed (will retry), gave_up (last attempt).",
     ["result"],
 )
+HOUSEKEEPING_DELETED = Counter(
+    "identity_housekeeping_deleted",
+    "Rows housekeeping deleted because they could no longer change any answer, by table.",
+    ["table"],
+)
 
 
 def exposition() -> tuple[bytes, str]:

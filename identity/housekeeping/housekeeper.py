@@ -10,6 +10,7 @@ from identity.clock import utcnow
 from identity.db.engine import Database
 from identity.housekeeping import repository
 from identity.housekeeping.repository import Cutoffs
+from identity.metrics import HOUSEKEEPING_DELETED
 from identity.polling import PollingWorker
 from identity.settings import Settings
 
@@ -80,6 +81,7 @@ class Housekeeper(PollingWorker):
                         )
                     if count:
                         deleted[rule.table] = deleted.get(rule.table, 0) + count
+                        HOUSEKEEPING_DELETED.labels(rule.table).inc(count)
                     if count < self._batch_size:
                         break
         finally:

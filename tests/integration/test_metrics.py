@@ -1,4 +1,5 @@
-"""/metrics: requests by route template, sign-ins, rate-limit hits and emails, for Prometheus.
+"""/metrics: requests by route template, sign-ins, rate-limit hits, emails and housekeeping's
+deletions, for Prometheus.
 
 The metrics live in the process's default registry, shared by every app a test run creates,
 so each test compares values before and after what it does.
@@ -10,6 +11,9 @@ import httpx
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from identity.accounts.models import PasswordResetToken
+from identity.clock import utcnow
+from identity.crypto import digest, random_token
 from identity.runtime import Runtime
 from tests.browser import add_oauth_client, add_user, authorize_params, open_login, submit_login
 
@@ -79,3 +83,22 @@ async def test_sign_ins_and_their_failures_and_rate_limit_hits_are_counted(
     assert _value("identity_sign_ins_total", result="throttled") == throttled + 1
     assert _value("identity_rate_limit_hits_total", limit="signin-account") == limited + 1
     assert _value("identity_sign_ins_total", result="succeeded") == succeeded
+
+
+async def test_rows_deleted_by_housekeeping_are_counted_by_table(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    user = await add_user(runtime)
+    now = utcnow()
+    async with runtime.db.transaction() as session:
+        session.add_all(
+            PasswordResetToken(user_id=user.id, token_hash=digest(random_token()), expires_at=now)
+            for _ in range(3)
+        )
+    before = _value("identity_housekeeping_deleted_total", table="password_reset_tokens")
+
+    await runtime.housekeeping.run_once(now)
+
+    scraped = await _scraped(client)
+    labels = frozenset({"table": "password_reset_tokens"}.items())
+    assert scraped[("identity_housekeeping_deleted_total", labels)] == before + 3
