@@ -2,7 +2,7 @@
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-05 10:20:41
+Create Date: 2026-12-04 20:10:00
 
 Built CONCURRENTLY on PostgreSQL, as 0004's. Each holds only the rows whose column is set (a
 partial index): most recovery codes are never used and most grants never expire, so a full
