@@ -50,6 +50,11 @@ class RoleGrant:
     expires_at: datetime | None = None
 
 
+def lapsed(expires_at: datetime | None, now: datetime) -> bool:
+    """A grant with this expiry gives nothing any more (it is kept, and listed, a while)."""
+    return expires_at is not None and expires_at <= now
+
+
 @dataclass(frozen=True, slots=True)
 class MemberView:
     membership: Membership
@@ -282,7 +287,7 @@ async def check_grants(
         if role is None or role.account_id not in (None, account_id):
             raise invalid_field("roles", f"Unknown role {grant.role_id}.")
     for field, grants in (("permissions", permissions), ("roles", roles)):
-        if any(g.expires_at is not None and g.expires_at <= now for g in grants):
+        if any(lapsed(g.expires_at, now) for g in grants):
             raise invalid_field(field, "An expiry date must be in the future.")
         if any(g.expires_at is not None and g.expires_at >= LATEST_EXPIRY for g in grants):
             raise invalid_field(field, "An expiry date must be before the year 9999.")
@@ -411,7 +416,17 @@ async def set_grants(
     new_permissions = old_permissions if permissions is None else list(permissions)
     new_roles = old_roles if roles is None else list(roles)
     new_all = membership.all_permissions if all_permissions is None else all_permissions
-    await check_grants(session, catalogue, account_id, new_permissions, new_roles, now)
+    # Only what is new or changed is checked: a grant kept as it is may have lapsed, or its
+    # permission left the catalogue, and editing the rest must not fail on it.
+    held = {*old_permissions, *old_roles}
+    await check_grants(
+        session,
+        catalogue,
+        account_id,
+        [g for g in new_permissions if g not in held],
+        [g for g in new_roles if g not in held],
+        now,
+    )
     old = _grants_record(membership.all_permissions, old_permissions, old_roles)
     await repository.clear_grants(session, membership.id)
     membership.all_permissions = new_all

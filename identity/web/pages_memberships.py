@@ -47,7 +47,7 @@ from identity.permissions.access import (
     check_manager_invite,
 )
 from identity.permissions.invitations import ACCEPT_PATH, InvitationRequest
-from identity.permissions.service import Grant, RoleGrant
+from identity.permissions.service import Grant, RoleGrant, lapsed
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
@@ -203,8 +203,10 @@ async def _users_context(
                 "email": view.user.email,
                 "owner": target.is_owner,
                 "all_permissions": target.all_permissions,
-                "direct": {g.permission for g in view.permissions},
-                "roles": {str(role.id) for _, role in view.roles},
+                # A lapsed grant gives nothing, so its box is not ticked: ticking it grants
+                # the permission again, with no expiry.
+                "direct": {g.permission for g in view.permissions if not lapsed(g.expires_at, now)},
+                "roles": {str(role.id) for g, role in view.roles if not lapsed(g.expires_at, now)},
                 "effective": sorted(labels.get(name, name) for name in view.effective),
                 # A manager edits and removes plain members only (check_manager_edit); an
                 # owner's grants are everything already, so there is nothing to edit.
@@ -443,10 +445,13 @@ async def grants_submit(
         all_permissions = field(form, "all_permissions") == "yes"
         target = await service.membership_of(session, account_id, user_id)
         check_manager_edit(relation, target, all_permissions=all_permissions)
-        # Grants that stay keep their expiry dates; the page sets no new ones.
+        # Grants that stay keep their expiry dates; the page sets no new ones. A lapsed one
+        # ticked again is a new grant (the page showed it unticked).
         view = await service.member(session, account_id, user_id, now, runtime.catalogue)
-        kept = {g.permission: g.expires_at for g in view.permissions}
-        kept_roles = {g.role_id: g.expires_at for g, _ in view.roles}
+        live = [g for g in view.permissions if not lapsed(g.expires_at, now)]
+        live_roles = [g for g, _ in view.roles if not lapsed(g.expires_at, now)]
+        kept = {g.permission: g.expires_at for g in live}
+        kept_roles = {g.role_id: g.expires_at for g in live_roles}
         await service.set_grants(
             session,
             actor,

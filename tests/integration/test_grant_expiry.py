@@ -6,9 +6,12 @@ import uuid
 from datetime import timedelta
 
 import httpx
+from sqlalchemy import update
 
+from identity.accounts.models import User
 from identity.clock import utcnow
 from identity.permissions import service
+from identity.permissions.models import Account, MembershipPermission
 from identity.permissions.service import Grant, RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import add_member, make_account, make_user, user_headers
@@ -102,3 +105,56 @@ async def test_an_expiry_in_the_past_is_refused(
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "permissions"
+
+
+async def _with_a_lapsed_grant(runtime: Runtime) -> tuple[User, User, Account]:
+    """An account whose member holds "tickets" until an hour ago and "invoices" for good."""
+    owner, helper = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(
+        runtime, account, helper, [Grant("tickets", utcnow() + timedelta(days=1)), "invoices"]
+    )
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(MembershipPermission)
+            .where(MembershipPermission.permission == "tickets")
+            .values(expires_at=utcnow() - timedelta(hours=1))
+        )
+    return owner, helper, account
+
+
+async def test_editing_a_member_keeps_a_lapsed_grant_as_it_is_without_refusing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # The lapsed grant was checked again as if new: "An expiry date must be in the future."
+    owner, helper, account = await _with_a_lapsed_grant(runtime)
+    member = f"/api/v1/accounts/{account.id}/members/{helper.id}"
+    headers = await user_headers(runtime, owner)
+    roles_only = await client.patch(member, json={"roles": []}, headers=headers)
+    assert roles_only.status_code == 200, roles_only.text
+    listed = {g["name"]: g["expired"] for g in roles_only.json()["permissions"]}
+    assert listed == {"tickets": True, "invoices": False}
+    # A client that sends back the grants it read, lapsed one included, changes nothing.
+    echoed = await client.patch(
+        member,
+        json={"permissions": [{"name": g["name"], "expires_at": g["expires_at"]}
+                              for g in roles_only.json()["permissions"]]},
+        headers=headers,
+    )  # fmt: skip
+    assert echoed.status_code == 200, echoed.text
+    assert echoed.json()["permissions"] == roles_only.json()["permissions"]
+    assert echoed.json()["effective_permissions"] == ["invoices"]
+
+
+async def test_a_new_grant_that_has_lapsed_already_is_still_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, helper, account = await _with_a_lapsed_grant(runtime)
+    lapsed = (utcnow() - timedelta(hours=2)).isoformat()
+    response = await client.patch(
+        f"/api/v1/accounts/{account.id}/members/{helper.id}",
+        json={"permissions": [{"name": "domains", "expires_at": lapsed}]},
+        headers=await user_headers(runtime, owner),
+    )
+    assert response.status_code == 422
+    assert "in the future" in response.json()["detail"]

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from identity.accounts.models import User
 from identity.clock import utcnow
 from identity.permissions import invitations, repository, service
 from identity.permissions.invitations import InvitationRequest
-from identity.permissions.models import Account
+from identity.permissions.models import Account, MembershipPermission
 from identity.permissions.service import Grant
 from identity.runtime import Runtime
 from tests.browser import PASSWORD, add_user, form_fields
@@ -395,6 +397,49 @@ async def test_editing_keeps_unchanged_grants_and_their_expiry(
     assert {g.permission: g.expires_at for g in view.permissions} == {
         "tickets": later,
         "domains": None,
+    }
+
+
+async def test_a_lapsed_grant_shows_unticked_and_the_form_saves_as_shown(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    # The lapsed grant's box was ticked, and saving the form unchanged was refused with "An
+    # expiry date must be in the future."
+    async with runtime.db.transaction() as session:
+        await service.grant_permission(
+            session,
+            SYSTEM,
+            team.account.id,
+            team.target.id,
+            Grant("tickets", utcnow() + timedelta(days=1)),
+            catalogue=runtime.catalogue,
+            now=utcnow(),
+        )
+        await session.execute(
+            update(MembershipPermission)
+            .where(MembershipPermission.permission == "tickets")
+            .values(expires_at=utcnow() - timedelta(hours=1))
+        )
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
+    page = await client.get(users_path(team.account))
+    box = f'id="m-{team.target.id}-p-tickets" type="checkbox" name="permission" value="tickets"'
+    assert f"{box}>" in page.text  # not ticked
+    assert f'id="m-{team.target.id}-p-invoices" type="checkbox"' in page.text
+    grants = f"{users_path(team.account)}/{team.target.id}/grants"
+
+    as_shown = await client.post(grants, data=csrf | {"permission": ["invoices"]})
+    assert as_shown.status_code == 303, as_shown.text
+    assert await effective(runtime, team.target, team.account) == {"invoices"}
+
+    ticked_again = await client.post(grants, data=csrf | {"permission": ["invoices", "tickets"]})
+    assert ticked_again.status_code == 303, ticked_again.text
+    async with runtime.db.transaction() as session:
+        view = await service.member(
+            session, team.account.id, team.target.id, utcnow(), runtime.catalogue
+        )
+    assert {g.permission: g.expires_at for g in view.permissions} == {
+        "invoices": None,
+        "tickets": None,
     }
 
 

@@ -16,7 +16,7 @@ from identity.audit.models import AuditEvent
 from identity.permissions.access import Action, Relation, authorize
 from identity.permissions.catalogue import Catalogue
 from identity.permissions.models import Account, Invitation
-from identity.permissions.service import Grant, MemberView, RoleGrant, RoleView
+from identity.permissions.service import Grant, MemberView, RoleGrant, RoleView, lapsed
 from identity.runtime import Runtime
 from identity.web.api import schemas
 from identity.web.api.auth import Principal
@@ -53,10 +53,6 @@ def role_grants_in(items: list[schemas.RoleGrantIn] | None) -> list[RoleGrant] |
     return None if items is None else [RoleGrant(g.role_id, g.expires_at) for g in items]
 
 
-def _expired(expires_at: datetime | None, now: datetime) -> bool:
-    return expires_at is not None and expires_at <= now
-
-
 def account_out(account: Account) -> schemas.AccountOut:
     return schemas.AccountOut(account.id, account.name, account.created_at)
 
@@ -70,11 +66,11 @@ def member_out(view: MemberView, now: datetime) -> schemas.MemberOut:
         owner=membership.is_owner,
         all_permissions=membership.all_permissions,
         permissions=[
-            schemas.PermissionGrantOut(g.permission, g.expires_at, _expired(g.expires_at, now))
+            schemas.PermissionGrantOut(g.permission, g.expires_at, lapsed(g.expires_at, now))
             for g in view.permissions
         ],
         roles=[
-            schemas.RoleGrantOut(r.id, r.name, g.expires_at, _expired(g.expires_at, now))
+            schemas.RoleGrantOut(r.id, r.name, g.expires_at, lapsed(g.expires_at, now))
             for g, r in view.roles
         ],
         effective_permissions=sorted(view.effective),
