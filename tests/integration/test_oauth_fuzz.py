@@ -23,6 +23,7 @@ from identity.crypto import Encryptor
 from identity.db.engine import Database
 from identity.keys.service import create_key
 from identity.settings import Settings
+from tests import sweep
 from tests.backends import TEST_SECRET_KEY
 from tests.integration.oauth_helpers import REDIRECT_URI, pkce_pair
 
@@ -84,7 +85,7 @@ def fuzzed(database: Settings) -> Iterator[tuple[TestClient[Any], str, str]]:
 
 
 FUZZ = settings(
-    max_examples=100,
+    max_examples=sweep.examples(100),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
