@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts import self_service
 from identity.accounts.models import User
 from identity.clock import utcnow
+from identity.db.text_guard import UnstorableText
 from identity.errors import (
     Conflict,
     DomainError,
@@ -215,6 +216,8 @@ async def _answer(
         result = await attempt(form, locale, utcnow())
     except PolicyViolation as exc:
         result = Outcome(reasons=password_form.refusal_reasons(exc, locale), status=400)
+    except UnstorableText:
+        result = Outcome(message_id="form.unstorable", status=400)
     except DomainError as exc:
         message_id = next((m for kind, m in errors.items() if isinstance(exc, kind)), None)
         if message_id is None:

@@ -25,6 +25,7 @@ from identity.accounts.models import User
 from identity.accounts.repository import email_exists
 from identity.audit.service import Actor
 from identity.clock import utcnow
+from identity.db.text_guard import UnstorableText
 from identity.errors import (
     Conflict,
     DomainError,
@@ -303,6 +304,8 @@ async def users_page(
 def _message_for(exc: DomainError, conflict_message: str) -> str:
     """A refusal as a sentence in the page's language (the domain's own text is English)."""
     fields = {str(item.get("field")) for item in exc.extra.get("errors", [])}
+    if isinstance(exc, UnstorableText):
+        return "form.unstorable"
     if isinstance(exc, RateLimited):
         return "users.error.rate_limited"
     if isinstance(exc, Forbidden):
@@ -708,9 +711,10 @@ async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
             return _closed(request, runtime, exc, locale_for(request, None))
         # The invited email got a user of its own meanwhile: they sign in to accept.
         return await _accept_page(request, runtime, token)
-    except InvalidInput:
+    except InvalidInput as exc:
+        message_id = "form.unstorable" if isinstance(exc, UnstorableText) else "invite.name_invalid"
         return await _accept_page(
-            request, runtime, token, name=name, message_id="invite.name_invalid", status=422
+            request, runtime, token, name=name, message_id=message_id, status=422
         )
     return page(
         request,

@@ -115,6 +115,14 @@ async def test_change_the_name(client: httpx.AsyncClient, runtime: Runtime, ana:
     too_long = await post_form(client, page, f"{SECURITY}/name", name="x" * 300)
     assert too_long.status_code == 400 and alert(too_long) == "The name is too long."
     assert (await _user(runtime, ana)).name == "Ana María"
+    # NUL reached PostgreSQL, which refuses it (a 500); SQLite stored it.
+    unstorable = await post_form(client, page, f"{SECURITY}/name", name="Ana\x00")
+    assert unstorable.status_code == 400
+    assert alert(unstorable) == (
+        "The form holds a character that cannot be saved, such as a NUL character. "
+        "Remove it and try again."
+    )
+    assert (await _user(runtime, ana)).name == "Ana María"
 
 
 async def test_change_the_email_through_a_link_sent_to_the_new_address(
