@@ -28,19 +28,6 @@ BeforeId = Annotated[
 When = Annotated[datetime | None, Parameter(description="RFC 3339 date-time")]
 
 
-def _filter(
-    account_id: uuid.UUID | None,
-    action: str | None,
-    actor_user_id: uuid.UUID | None,
-    target_id: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> EventFilter:
-    return EventFilter(
-        account_id, action, actor_user_id, target_id, _utc(since, "since"), _utc(until, "until")
-    )
-
-
 def _utc(value: datetime | None, name: str) -> datetime | None:
     """Litestar also takes a date-time without an offset, which names no moment; and one at
     the edge of the calendar (0001-01-01T00:00+01:00) has no UTC equivalent."""
@@ -88,7 +75,9 @@ class AuditController(Controller):
         before_id: BeforeId = None,
         limit: Limit = 50,
     ) -> schemas.AuditPage:
-        where = _filter(account_id, action, actor_user_id, target_id, since, until)
+        where = EventFilter(
+            account_id, action, actor_user_id, target_id, _utc(since, "since"), _utc(until, "until")
+        )
         return await _page(runtime, principal, Action.AUDIT_READ_ALL, where, before_id, limit, None)
 
     @get("/accounts/{account_id:uuid}/audit", summary="An account's audit log (owner, staff)")
@@ -105,7 +94,9 @@ class AuditController(Controller):
         before_id: BeforeId = None,
         limit: Limit = 50,
     ) -> schemas.AuditPage:
-        where = _filter(account_id, action, actor_user_id, target_id, since, until)
+        where = EventFilter(
+            account_id, action, actor_user_id, target_id, _utc(since, "since"), _utc(until, "until")
+        )
         return await _page(
             runtime, principal, Action.ACCOUNT_AUDIT_READ, where, before_id, limit, account_id
         )
