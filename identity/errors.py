@@ -38,6 +38,16 @@ class InvalidInput(DomainError):
     status = 422
 
 
+class UnstorableText(InvalidInput):
+    """Text no database can hold (identity.db.text_guard refuses it before any statement)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A text value holds a character that cannot be stored: NUL (U+0000) or an "
+            "unpaired surrogate (U+D800 to U+DFFF)."
+        )
+
+
 class PolicyViolation(DomainError):
     """A value breaks a policy (password rules, say); ``extra['reasons']`` lists reason ids."""
 

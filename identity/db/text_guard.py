@@ -17,17 +17,9 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from identity.errors import InvalidInput
+from identity.errors import UnstorableText
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-class UnstorableText(InvalidInput):
-    def __init__(self) -> None:
-        super().__init__(
-            "A text value holds a character that cannot be stored: NUL (U+0000) or an "
-            "unpaired surrogate (U+D800 to U+DFFF)."
-        )
 
 
 def check(parameters: object) -> None:

@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts import self_service
 from identity.accounts.models import User
 from identity.clock import utcnow
-from identity.db.text_guard import UnstorableText
 from identity.errors import (
     Conflict,
     DomainError,
@@ -30,6 +29,7 @@ from identity.errors import (
     NotFound,
     PolicyViolation,
     RateLimited,
+    UnstorableText,
 )
 from identity.mfa import repository as mfa_repository
 from identity.mfa import totp

@@ -25,7 +25,6 @@ from identity.accounts.models import User
 from identity.accounts.repository import email_exists
 from identity.audit.service import Actor
 from identity.clock import utcnow
-from identity.db.text_guard import UnstorableText
 from identity.errors import (
     Conflict,
     DomainError,
@@ -34,6 +33,7 @@ from identity.errors import (
     NotFound,
     PolicyViolation,
     RateLimited,
+    UnstorableText,
 )
 from identity.i18n import SUPPORTED_LOCALES
 from identity.oauth import account_selection

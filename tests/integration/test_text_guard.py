@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, func, select
 from identity.accounts.models import User
 from identity.db import text_guard
 from identity.db.engine import Database
-from identity.db.text_guard import UnstorableText
+from identity.errors import UnstorableText
 from identity.settings import Settings
 
 UNSTORABLE = ["a\x00b", "\ud800", "x\udfff"]
