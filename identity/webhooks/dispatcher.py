@@ -46,8 +46,9 @@ class DeliveryFailed(Exception):
 
 
 class DeliveryRefused(DeliveryFailed):
-    """We will not post to the subscription's URL: given up at once, since the URL and the
-    rules it breaks stay the same at every attempt, so a retry could only be refused again."""
+    """Given up at once, since a retry could only end the same way: we will not post to the
+    subscription's URL (the URL and the rules it breaks stay the same at every attempt), or
+    the consumer answered 410 Gone, which says the URL will not take events any more."""
 
 
 class WebhookDispatcher(PollingWorker):
@@ -150,5 +151,7 @@ class WebhookDispatcher(PollingWorker):
             # resolve at all. Retrying costs no safety: every attempt is vetted again and
             # none connects to an internal address.
             raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code == httpx.codes.GONE:
+            raise DeliveryRefused("HTTP 410: the consumer says this URL is gone")
         if not response.is_success:
             raise DeliveryFailed(f"HTTP {response.status_code}")

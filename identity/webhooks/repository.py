@@ -6,8 +6,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.db import work_queue
@@ -42,6 +43,83 @@ async def delete_subscription(session: AsyncSession, subscription_id: uuid.UUID)
     """Delete it with its pending deliveries; False when there was no such subscription."""
     result = await session.execute(
         delete(WebhookSubscription).where(WebhookSubscription.id == subscription_id)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def subscription_exists(session: AsyncSession, subscription_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        select(WebhookSubscription.id).where(WebhookSubscription.id == subscription_id)
+    )
+    return found is not None
+
+
+State = Literal["pending", "delivered", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    """A delivery as staff see it: where it stands, and which event it carries."""
+
+    delivery: WebhookDelivery
+    event_type: str
+    occurred_at: datetime
+
+    @property
+    def state(self) -> State:
+        if self.delivery.delivered_at is not None:
+            return "delivered"
+        return "failed" if self.delivery.failed_at is not None else "pending"
+
+
+def _in_state(state: State) -> tuple[ColumnElement[bool], ...]:
+    delivered, failed = WebhookDelivery.delivered_at, WebhookDelivery.failed_at
+    return {
+        "delivered": (delivered.is_not(None),),
+        "failed": (delivered.is_(None), failed.is_not(None)),
+        "pending": (delivered.is_(None), failed.is_(None)),
+    }[state]
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    subscription_id: uuid.UUID,
+    *,
+    delivery_id: uuid.UUID | None = None,
+    state: State | None = None,
+    offset: int = 0,
+    limit: int = 1,
+) -> list[DeliveryView]:
+    """The subscription's deliveries, newest event first (one of them, with ``delivery_id``)."""
+    conditions = [WebhookDelivery.subscription_id == subscription_id]
+    if delivery_id is not None:
+        conditions.append(WebhookDelivery.id == delivery_id)
+    if state is not None:
+        conditions.extend(_in_state(state))
+    result = await session.execute(
+        select(WebhookDelivery, WebhookEvent.type, WebhookEvent.occurred_at)
+        .join(WebhookEvent, WebhookDelivery.event_id == WebhookEvent.id)
+        .where(*conditions)
+        .order_by(WebhookEvent.occurred_at.desc(), WebhookDelivery.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return [DeliveryView(row[0], row[1], row[2]) for row in result]
+
+
+async def requeue(
+    session: AsyncSession, subscription_id: uuid.UUID, delivery_id: uuid.UUID, now: datetime
+) -> bool:
+    """Due now, with a fresh set of attempts, whatever its state; False when the
+    subscription has no such delivery. A lease held by an attempt in flight is left alone,
+    so that attempt is not joined by a second one."""
+    result = await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.subscription_id == subscription_id,
+        )
+        .values(attempts=0, next_attempt_at=now, delivered_at=None, failed_at=None, last_error=None)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -17,6 +17,7 @@ from identity.permissions.catalogue import invalid_field
 from identity.webhooks import addresses, repository
 from identity.webhooks.events import EVENT_TYPES
 from identity.webhooks.models import WebhookSubscription
+from identity.webhooks.repository import DeliveryView, State
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a marker on generated secrets
 MAX_URL = 2000
@@ -134,3 +135,43 @@ async def delete_subscription(
     await record_as(
         session, actor, "webhook.unsubscribed", account_id=None, target=("webhook", subscription_id)
     )
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    subscription_id: uuid.UUID,
+    state: State | None,
+    offset: int,
+    limit: int,
+) -> list[DeliveryView]:
+    """What became of the events sent to a subscription, newest first, for as long as they
+    are kept (finished ones for IDENTITY_SENT_RETENTION)."""
+    if not await repository.subscription_exists(session, subscription_id):
+        raise NotFound("No such webhook subscription.")
+    return await repository.list_deliveries(
+        session, subscription_id, state=state, offset=offset, limit=limit
+    )
+
+
+async def resend_delivery(
+    session: AsyncSession,
+    actor: Actor,
+    subscription_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    now: datetime,
+) -> DeliveryView:
+    """Send a delivery again, due now and with a fresh day of retries: one given up on while
+    the consumer was down, or one the consumer asks for again. The event keeps its id, so a
+    consumer that acted on it already recognises it."""
+    if not await repository.requeue(session, subscription_id, delivery_id, now):
+        raise NotFound("This webhook subscription has no such delivery.")
+    await record_as(
+        session,
+        actor,
+        "webhook.delivery_resent",
+        account_id=None,
+        target=("webhook_delivery", delivery_id),
+        new={"subscription_id": str(subscription_id)},
+    )
+    (view,) = await repository.list_deliveries(session, subscription_id, delivery_id=delivery_id)
+    return view

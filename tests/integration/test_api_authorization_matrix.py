@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
+from sqlalchemy import select
 
 from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
@@ -19,7 +20,9 @@ from identity.permissions.access import MATRIX, Action, Relation
 from identity.permissions.invitations import InvitationRequest
 from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
+from identity.webhooks import events
 from identity.webhooks import service as webhooks
+from identity.webhooks.models import WebhookDelivery
 from tests.integration.account_helpers import (
     SYSTEM,
     add_member,
@@ -115,6 +118,14 @@ async def _world(runtime: Runtime) -> World:
             allow_http_loopback=False,
             now=utcnow(),
         )
+        await events.emit(
+            session, events.MEMBER_REMOVED, events.about_member(uuid.uuid4(), outsider.id)
+        )
+        delivery_id = await session.scalar(
+            select(WebhookDelivery.id).where(
+                WebhookDelivery.subscription_id == subscription.subscription.id
+            )
+        )
     ids = {
         "a": ours["a"],
         "t": ours["t"],
@@ -129,6 +140,7 @@ async def _world(runtime: Runtime) -> World:
         "fresh": f"{uuid.uuid4().hex[:8]}@example.com",
         "perm": f"svc{uuid.uuid4().hex[:6]}:act",
         "w": str(subscription.subscription.id),
+        "d": str(delivery_id),
     }
     headers = {
         Relation.STAFF: await staff_headers(runtime),
@@ -242,6 +254,8 @@ ENDPOINTS = [
     ),
     Endpoint("GET", "/webhooks", Action.WEBHOOK_MANAGE),
     Endpoint("DELETE", "/webhooks/{w}", Action.WEBHOOK_MANAGE),
+    Endpoint("GET", "/webhooks/{w}/deliveries", Action.WEBHOOK_MANAGE),
+    Endpoint("POST", "/webhooks/{w}/deliveries/{d}/resend", Action.WEBHOOK_MANAGE),
 ]
 
 
@@ -261,6 +275,7 @@ def test_every_route_of_the_api_is_in_the_table(app: Any) -> None:
             ("role_id", "r"),
             ("invitation_id", "i"),
             ("subscription_id", "w"),
+            ("delivery_id", "d"),
         ):
             path = path.replace("{" + name + ":uuid}", "{" + short + "}")
         path = path.replace("/roles/{r}", "/roles/{tr}") if "/accounts/" not in path else path

@@ -640,3 +640,159 @@ async def test_staff_disabling_a_user_signs_them_out_and_emits_user_disabled(
         f"/api/v1/users/{uuid.uuid4()}/disable", json={"reason": "R"}, headers=staff
     )
     assert missing.status_code == 404
+
+
+# --- deliveries, as staff see and resend them ----------------------------------------------
+
+
+async def remove_a_member(runtime: Runtime) -> uuid.UUID:
+    """One member.removed event; returns the removed user's id."""
+    account_id, user_id = await member_of_new_account(runtime)
+    async with runtime.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+    return user_id
+
+
+async def give_up_on_pending(runtime: Runtime) -> None:
+    """The last retry of every pending delivery, due now and failing (the consumer answers 500)."""
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.delivered_at.is_(None))
+            .values(attempts=MAX_ATTEMPTS - 1)
+        )
+    await make_due(runtime)
+    assert await runtime.webhooks.run_once() == 0
+
+
+async def test_staff_see_what_became_of_each_event_newest_first(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    subscription = await subscribe(client, quiet, receiver.url)
+    headers = await staff_headers(quiet)
+    path = f"{API}/{subscription['id']}/deliveries"
+    delivered_user = await remove_a_member(quiet)
+    assert await quiet.webhooks.run_once() == 1
+    receiver.status = 500
+    failed_user = await remove_a_member(quiet)
+    await give_up_on_pending(quiet)
+    pending_user = await remove_a_member(quiet)
+    assert await quiet.webhooks.run_once() == 0
+
+    listed = await client.get(path, headers=headers)
+    assert listed.status_code == 200, listed.text
+    rows = listed.json()
+    bodies = {
+        json.loads(body)["data"]["user_id"]: json.loads(body) for _, body in receiver.requests
+    }
+    assert [row["event_id"] for row in rows] == [
+        bodies[str(user)]["id"] for user in (pending_user, failed_user, delivered_user)
+    ]
+    assert [row["state"] for row in rows] == ["pending", "failed", "delivered"]
+    assert [row["attempts"] for row in rows] == [1, MAX_ATTEMPTS, 1]
+    assert [row["last_error"] for row in rows] == ["HTTP 500", "HTTP 500", None]
+    assert {row["event_type"] for row in rows} == {events.MEMBER_REMOVED}
+    pending, failed, delivered = rows
+    assert pending["next_attempt_at"] and not pending["delivered_at"] and not pending["failed_at"]
+    assert failed["failed_at"] and failed["next_attempt_at"] is None
+    assert delivered["delivered_at"] and delivered["next_attempt_at"] is None
+
+    only_failed = await client.get(path, params={"state": "failed"}, headers=headers)
+    assert only_failed.json() == [failed]
+    second_page = await client.get(path, params={"offset": 1, "limit": 1}, headers=headers)
+    assert second_page.json() == [failed]
+    other = await subscribe(client, quiet, receiver.url.replace("identity", "other"))
+    assert (await client.get(f"{API}/{other['id']}/deliveries", headers=headers)).json() == []
+
+
+async def test_a_given_up_delivery_resent_reaches_the_consumer_with_a_fresh_day_of_retries(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    subscription = await subscribe(client, quiet, receiver.url)
+    receiver.status = 500
+    user_id = await remove_a_member(quiet)
+    assert await quiet.webhooks.run_once() == 0
+    await give_up_on_pending(quiet)
+    (given_up,) = await deliveries(quiet)
+    assert given_up.failed_at is not None
+    await make_due(quiet)
+    assert await quiet.webhooks.run_once() == 0  # given up: not tried again by itself
+
+    receiver.status = 204
+    headers = await staff_headers(quiet)
+    resent = await client.post(
+        f"{API}/{subscription['id']}/deliveries/{given_up.id}/resend", headers=headers
+    )
+    assert resent.status_code == 202, resent.text
+    body = resent.json()
+    assert (body["state"], body["attempts"], body["last_error"]) == ("pending", 0, None)
+    assert await quiet.webhooks.run_once() == 1
+    (first, *_, last) = receiver.requests
+    assert last[1] == first[1]  # the same event, byte for byte, under a fresh signature
+    assert verify(last[0], last[1], subscription["secret"])["data"]["user_id"] == str(user_id)
+    (delivered,) = await deliveries(quiet)
+    assert delivered.delivered_at is not None and delivered.attempts == 1
+
+    audit = await client.get("/api/v1/audit", headers=headers)
+    (entry,) = [e for e in audit.json()["events"] if e["action"] == "webhook.delivery_resent"]
+    assert entry["target_id"] == str(given_up.id)
+
+
+async def test_a_delivered_event_can_be_sent_again_on_request(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    subscription = await subscribe(client, quiet, receiver.url)
+    await remove_a_member(quiet)
+    assert await quiet.webhooks.run_once() == 1
+    (delivery,) = await deliveries(quiet)
+    resent = await client.post(
+        f"{API}/{subscription['id']}/deliveries/{delivery.id}/resend",
+        headers=await staff_headers(quiet),
+    )
+    assert resent.json()["state"] == "pending"
+    assert await quiet.webhooks.run_once() == 1
+    assert len(receiver.requests) == 2 and receiver.requests[0][1] == receiver.requests[1][1]
+
+
+async def test_resending_needs_a_delivery_of_that_subscription(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    ours = await subscribe(client, quiet, receiver.url)
+    theirs = await subscribe(client, quiet, receiver.url.replace("identity", "other"))
+    await remove_a_member(quiet)
+    assert await quiet.webhooks.run_once() == 2
+    (delivery, _) = [d for d in await deliveries(quiet) if str(d.subscription_id) == ours["id"]] * 2
+    headers = await staff_headers(quiet)
+    for subscription_id, delivery_id in (
+        (theirs["id"], delivery.id),
+        (ours["id"], uuid.uuid4()),
+        (uuid.uuid4(), delivery.id),
+    ):
+        response = await client.post(
+            f"{API}/{subscription_id}/deliveries/{delivery_id}/resend", headers=headers
+        )
+        assert response.status_code == 404, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+    assert await quiet.webhooks.run_once() == 0  # nothing was queued again
+    unknown = await client.get(f"{API}/{uuid.uuid4()}/deliveries", headers=headers)
+    assert unknown.status_code == 404
+    bad_state = await client.get(
+        f"{API}/{ours['id']}/deliveries", params={"state": "lost"}, headers=headers
+    )
+    assert bad_state.status_code == 400
+    assert bad_state.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_410_answer_gives_up_at_once(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    receiver.status = 410
+    await subscribe(client, quiet, receiver.url)
+    await remove_a_member(quiet)
+    assert await quiet.webhooks.run_once() == 0
+    (delivery,) = await deliveries(quiet)
+    assert delivery.failed_at is not None and delivery.attempts == 1
+    assert delivery.last_error == "HTTP 410: the consumer says this URL is gone"
+    await make_due(quiet)
+    assert await quiet.webhooks.run_once() == 0
+    assert len(receiver.requests) == 1

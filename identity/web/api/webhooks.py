@@ -8,17 +8,18 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, delete, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta
 
 from identity.clock import utcnow
 from identity.permissions.access import Action
-from identity.web.api.common import PrincipalDep, allow
+from identity.web.api.common import Limit, Offset, PrincipalDep, allow
 from identity.web.api.schemas import Request
 from identity.web.dependencies import RuntimeDep
 from identity.webhooks import service
 from identity.webhooks.events import EVENT_TYPES
 from identity.webhooks.models import WebhookSubscription
+from identity.webhooks.repository import DeliveryView, State
 
 
 class WebhookCreate(Request):
@@ -44,8 +45,39 @@ class WebhookCreated(WebhookOut):
     secret: str
 
 
+class DeliveryOut(msgspec.Struct):
+    id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    occurred_at: datetime
+    # pending: waiting for its next attempt (next_attempt_at); delivered: a 2xx came back;
+    # failed: given up, after the last retry or at once (last_error says why).
+    state: State
+    attempts: int
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    failed_at: datetime | None
+    last_error: str | None
+
+
 def _out(row: WebhookSubscription) -> WebhookOut:
     return WebhookOut(row.id, row.url, row.event_types, row.description, row.created_at)
+
+
+def _delivery_out(view: DeliveryView) -> DeliveryOut:
+    row = view.delivery
+    return DeliveryOut(
+        id=row.id,
+        event_id=row.event_id,
+        event_type=view.event_type,
+        occurred_at=view.occurred_at,
+        state=view.state,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at if view.state == "pending" else None,
+        delivered_at=row.delivered_at,
+        failed_at=row.failed_at,
+        last_error=row.last_error,
+    )
 
 
 class WebhookController(Controller):
@@ -90,3 +122,44 @@ class WebhookController(Controller):
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.WEBHOOK_MANAGE, utcnow())
             await service.delete_subscription(session, principal.actor, subscription_id)
+
+    @get(
+        "/{subscription_id:uuid}/deliveries",
+        summary="What became of the events sent to a subscription, newest first (staff)",
+    )
+    async def list_deliveries(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        subscription_id: FromPath[uuid.UUID],
+        # "state" is a name Litestar keeps for the application state; the query says state.
+        wanted: Annotated[
+            State | None, QueryParameter(name="state", description="only deliveries in this state")
+        ] = None,
+        offset: Offset = 0,
+        limit: Limit = 50,
+    ) -> list[DeliveryOut]:
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.WEBHOOK_MANAGE, utcnow())
+            views = await service.list_deliveries(session, subscription_id, wanted, offset, limit)
+        return [_delivery_out(view) for view in views]
+
+    @post(
+        "/{subscription_id:uuid}/deliveries/{delivery_id:uuid}/resend",
+        status_code=202,
+        summary="Send a delivery again now, with a fresh day of retries (staff)",
+    )
+    async def resend(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        subscription_id: FromPath[uuid.UUID],
+        delivery_id: FromPath[uuid.UUID],
+    ) -> DeliveryOut:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.WEBHOOK_MANAGE, now)
+            view = await service.resend_delivery(
+                session, principal.actor, subscription_id, delivery_id, now
+            )
+        return _delivery_out(view)
