@@ -157,8 +157,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _not_utf8(arguments: Sequence[str]) -> int | None:
+    """The position (from 1) of the first argument that is not UTF-8 text, if any.
+
+    Python hands such bytes over as lone surrogates (PEP 383), which no database stores."""
+    for position, argument in enumerate(arguments, start=1):
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            return position
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    position = _not_utf8(arguments)
+    if position is not None:
+        fail(f"argument {position} is not valid UTF-8 text.", 2)
+    args = build_parser().parse_args(arguments)
     try:
         settings = Settings.from_env(os.environ)
     except SettingsError as exc:

@@ -27,6 +27,16 @@ def test_a_bad_setting_stops_with_one_sentence_naming_it(env: dict[str, str]) ->
     assert "Traceback" not in result.stderr
 
 
+def test_an_argument_that_is_not_utf8_is_named_by_position(env: dict[str, str]) -> None:
+    # The child gets the raw byte 0xFF (subprocess encodes the lone surrogate back, PEP 383).
+    result = run_identity(
+        "clients", "create", "--name", "bill\udcffing", "--grant-type", "client_credentials",
+        env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == "identity: argument 4 is not valid UTF-8 text.\n"
+
+
 def test_an_unreachable_database_stops_migrate_with_a_clear_message(env: dict[str, str]) -> None:
     port = free_port()
     url = f"postgresql+psycopg://nobody@127.0.0.1:{port}/identity"
