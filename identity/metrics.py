@@ -53,6 +53,12 @@ EMAILS = Counter(
     "Email delivery attempts by outcome: sent, failed (will retry), gave_up (last attempt).",
     ["result"],
 )
+WEBHOOK_DELIVERIES = Counter(
+    "identity_webhook_deliveries",
+    "Webhook delivery attempts by outcome: delivered, failed (will retry), gave_up (last "
+    "attempt, or a URL or answer that a retry could not change).",
+    ["result"],
+)
 HOUSEKEEPING_DELETED = Counter(
     "identity_housekeeping_deleted",
     "Rows housekeeping deleted because they could no longer change any answer, by table.",

@@ -13,6 +13,7 @@ import httpx
 from identity.clock import utcnow
 from identity.crypto import DecryptionFailed, Encryptor
 from identity.db.engine import Database
+from identity.metrics import WEBHOOK_DELIVERIES
 from identity.polling import PollingWorker
 from identity.resource.webhooks import SIGNATURE_HEADER, signature_header
 from identity.webhooks import repository
@@ -120,9 +121,11 @@ class WebhookDispatcher(PollingWorker):
                 await repository.mark_failed_attempt(
                     session, leased.delivery_id, str(exc), retry_at, now
                 )
+            WEBHOOK_DELIVERIES.labels("gave_up" if delay is None else "failed").inc()
             return False
         async with self._db.transaction() as session:
             await repository.mark_delivered(session, leased.delivery_id, utcnow())
+        WEBHOOK_DELIVERIES.labels("delivered").inc()
         return True
 
     async def _post(self, http: httpx.AsyncClient, leased: Leased) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 
 from identity.accounts.models import PasswordResetToken
@@ -796,3 +797,26 @@ async def test_a_410_answer_gives_up_at_once(
     await make_due(quiet)
     assert await quiet.webhooks.run_once() == 0
     assert len(receiver.requests) == 1
+
+
+async def test_each_attempt_is_counted_by_outcome_on_metrics(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    def counted() -> list[float]:
+        return [
+            REGISTRY.get_sample_value("identity_webhook_deliveries_total", {"result": result})
+            or 0.0
+            for result in ("delivered", "failed", "gave_up")
+        ]
+
+    before = counted()
+    await subscribe(client, quiet, receiver.url)
+    await remove_a_member(quiet)
+    assert await quiet.webhooks.run_once() == 1
+    receiver.status = 503
+    await remove_a_member(quiet)
+    assert await quiet.webhooks.run_once() == 0
+    receiver.status = 410
+    await make_due(quiet)
+    assert await quiet.webhooks.run_once() == 0
+    assert [after - was for after, was in zip(counted(), before, strict=True)] == [1, 1, 1]
