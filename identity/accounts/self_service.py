@@ -64,13 +64,13 @@ async def change_password(
     ``PasswordMismatch`` or ``PolicyViolation``. Call ``runtime.mail.wake()`` afterwards.
     """
     failures = Limit("password-change-user", settings.login_max_failures, settings.login_lockout)
-    verdict = await limiter.blocked(failures, str(user.id))
+    # Counted before the check, so a burst sent at once gets no more guesses than the limit.
+    verdict = await limiter.hit(failures, str(user.id))
     if not verdict.allowed:
         raise RateLimited("Too many failed attempts; try again later.", verdict.retry_after)
     async with db.transaction() as session:
         stored = await repository.password_hash(session, user.id)
     if not await passwords.verify(stored, current):
-        await limiter.hit(failures, str(user.id))
         raise InvalidPassword("The password is not correct.")
     assert stored is not None  # verify() is True only against a stored hash
     await limiter.reset(failures, str(user.id))

@@ -5,6 +5,10 @@ them) in fixed windows that expire on their own: a victim's account is never loc
 longer than one window, however many times an attacker fails. A success clears the
 account's counter but not the address's, so signing in to one's own account cannot buy an
 attacker more guesses elsewhere.
+
+Each attempt is counted before its password is checked (``admit``) and a success gives
+the count back: a burst of guesses sent at once then gets no more checks than the limit,
+where asking "blocked?" first and counting failures after would let all of it through.
 """
 
 from __future__ import annotations
@@ -26,21 +30,25 @@ class SignInThrottle:
         self._per_account = Limit("signin-account", settings.login_max_failures, window)
         self._per_ip = Limit("signin-ip", settings.login_max_failures_per_ip, window)
 
-    async def blocked(self, email: str, ip: str) -> bool:
-        """True when either counter is used up: refuse without checking the password."""
-        for limit, subject in ((self._per_account, _account_key(email)), (self._per_ip, ip)):
-            if not (await self._limiter.blocked(limit, subject)).allowed:
-                SIGN_INS.labels("throttled").inc()
+    async def admit(self, email: str, ip: str) -> bool:
+        """Count this attempt against both limits; False when either is used up: refuse
+        without checking the password. Every admitted attempt ends in ``failed`` (it stays
+        counted) or ``succeeded``."""
+        account = _account_key(email)
+        if (await self._limiter.hit(self._per_account, account)).allowed:
+            if (await self._limiter.hit(self._per_ip, ip)).allowed:
                 return True
+            # Refused for the address: nothing was tried against this account.
+            await self._limiter.release(self._per_account, account)
+        SIGN_INS.labels("throttled").inc()
         return False
 
-    async def failed(self, email: str, ip: str) -> None:
-        # Every password sign-in ends in exactly one of blocked, failed or succeeded, so the
-        # sign-in outcomes are counted here.
+    def failed(self) -> None:
+        # Every password sign-in ends in exactly one of throttled, failed or succeeded, so
+        # the sign-in outcomes are counted here.
         SIGN_INS.labels("failed").inc()
-        await self._limiter.hit(self._per_account, _account_key(email))
-        await self._limiter.hit(self._per_ip, ip)
 
-    async def succeeded(self, email: str) -> None:
+    async def succeeded(self, email: str, ip: str) -> None:
         SIGN_INS.labels("succeeded").inc()
         await self._limiter.reset(self._per_account, _account_key(email))
+        await self._limiter.release(self._per_ip, ip)

@@ -5,7 +5,9 @@ hashed) that counts only once a first valid code confirms it; confirming hands o
 recovery codes, shown once and stored as digests. At sign-in, a code is accepted once:
 the service records the time step of the last accepted code and refuses that step and
 every earlier one, with the check inside the UPDATE so that two racing uses of one code
-give one success. Failures are counted per user like password failures.
+give one success. Failures are counted per user like password failures: each attempt
+is counted before its code is checked and a success clears the count, so that a burst of
+guesses sent at once gets no more checks than the limit.
 """
 
 from __future__ import annotations
@@ -134,15 +136,22 @@ class SecondFactor:
         Returns the ``amr`` for the session and tokens. Raises ``RateLimited`` after too
         many failures (before looking at the code) and ``InvalidCode``.
         """
-        await self._refuse_if_throttled(user_id)
+        await self._count_attempt(user_id)
+        return await self._check_counted(session, user_id, code, now)
+
+    async def _check_counted(
+        self, session: AsyncSession, user_id: uuid.UUID, code: str, now: datetime
+    ) -> tuple[str, ...]:
+        """``verify`` for an attempt ``_count_attempt`` has counted already."""
         if not await self._accepts(session, user_id, code, now):
-            await self.limiter.hit(self._failures, str(user_id))
             raise InvalidCode("The code is not valid.")
         await self.limiter.reset(self._failures, str(user_id))
         return AMR_PASSWORD_AND_OTP
 
-    async def _refuse_if_throttled(self, user_id: uuid.UUID) -> None:
-        verdict = await self.limiter.blocked(self._failures, str(user_id))
+    async def _count_attempt(self, user_id: uuid.UUID) -> None:
+        """Count an attempt before it is made (it stays counted unless it succeeds);
+        ``RateLimited`` when the window's attempts are used up."""
+        verdict = await self.limiter.hit(self._failures, str(user_id))
         if not verdict.allowed:
             raise RateLimited("Too many failed attempts; try again later.", verdict.retry_after)
 
@@ -162,17 +171,17 @@ class SecondFactor:
         Raises ``InvalidPassword``, ``InvalidCode``, ``RateLimited`` or ``NotFound``. Call
         ``runtime.mail.wake()`` afterwards.
         """
-        await self._refuse_if_throttled(user.id)
+        # One attempt for the password and the code together, counted with wrong codes: a
+        # stolen session must not be a password oracle.
+        await self._count_attempt(user.id)
         async with db.transaction() as session:
             stored = await accounts.password_hash(session, user.id)
         if not await passwords.verify(stored, password):
-            # Counted with wrong codes: a stolen session must not be a password oracle.
-            await self.limiter.hit(self._failures, str(user.id))
             raise InvalidPassword("The password is not correct.")
         async with db.transaction() as session:
             if not await self.is_enrolled(session, user.id):
                 raise NotFound("Two-step verification is not on.")
-            await self.verify(session, user.id, code, now)
+            await self._check_counted(session, user.id, code, now)
             await self._remove(session, user, now)
 
     async def staff_reset(

@@ -29,6 +29,10 @@ class Store(Protocol):
         Returns the new count and the seconds left before the counter resets.
         """
 
+    async def decr(self, key: str) -> None:
+        """Take one off a live counter, keeping its expiry; nothing when it has expired or
+        is at zero (a counter must never outlive its window or go below zero)."""
+
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` when the store cannot be reached."""
 

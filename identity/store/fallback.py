@@ -8,7 +8,7 @@ While Redis is down, state lives in the process that created it: with several pr
 sign-in that moves to another process mid-way has to start again, which is degraded, never
 less safe (a single-use value still exists in one place only).
 
-Counters (``incr``) are not taken over here: ``RateLimiter`` has its own per-process
+Counters (``incr``, ``decr``) are not taken over here: ``RateLimiter`` has its own per-process
 fallback and counts when it uses it. ``ping`` reports the shared store as it is, for
 readiness.
 """
@@ -89,6 +89,9 @@ class FallbackStore:
 
     async def incr(self, key: str, ttl: int) -> tuple[int, int]:
         return await self._shared.incr(key, ttl)
+
+    async def decr(self, key: str) -> None:
+        await self._shared.decr(key)
 
     async def ping(self) -> None:
         await self._shared.ping()

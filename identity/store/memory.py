@@ -73,6 +73,11 @@ class MemoryStore:
         self._items[key] = (str(count).encode(), item[1])
         return count, max(1, math.ceil(item[1] - now))
 
+    async def decr(self, key: str) -> None:
+        item = self._live(key)
+        if item is not None and int(item[0]) > 0:
+            self._items[key] = (str(int(item[0]) - 1).encode(), item[1])
+
     async def ping(self) -> None:
         return None
 

@@ -3,6 +3,11 @@
 When the shared store fails, counting moves to this process's memory: each process then
 limits on its own, which is never more open than no limit at all, and the next call tries
 the shared store again, so recovery needs no restart.
+
+A throttle of failures counts each attempt with ``hit`` before making it, never after:
+asked "blocked?" first and counted on failure, every request of a burst sent at once would
+pass the question before the first failure was counted. An attempt that turns out not to
+be a failure gives its count back (``release``) or clears the count (``reset``).
 """
 
 from __future__ import annotations
@@ -57,27 +62,24 @@ class RateLimiter:
         return result
 
     async def hit(self, limit: Limit, subject: str) -> Verdict:
-        """Count one attempt; refused once the window holds more than ``limit.max``."""
+        """Count one attempt; refused once the window holds more than ``limit.max``.
+
+        The increment is atomic, so of a burst at most ``limit.max`` are allowed."""
         count, remaining = await self._call_incr(self._key(limit, subject), limit.window)
         allowed = count <= limit.max
         if not allowed:
             RATE_LIMITED.labels(limit.name).inc()
         return Verdict(allowed, count, 0 if allowed else remaining)
 
-    async def blocked(self, limit: Limit, subject: str) -> Verdict:
-        """Whether earlier hits already used up the window, without counting this one."""
+    async def release(self, limit: Limit, subject: str) -> None:
+        """Give back one attempt counted by ``hit`` that was not a failure after all."""
         key = self._key(limit, subject)
         try:
-            raw = await self._store.get(key)
+            await self._store.decr(key)
         except StoreUnavailable:
             self.degraded = True
             RATE_LIMIT_FALLBACKS.inc()
-            raw = await self._fallback.get(key)
-        count = int(raw) if raw else 0
-        if count < limit.max:
-            return Verdict(True, count, 0)
-        RATE_LIMITED.labels(limit.name).inc()
-        return Verdict(False, count, limit.window)
+            await self._fallback.decr(key)
 
     async def reset(self, limit: Limit, subject: str) -> None:
         key = self._key(limit, subject)

@@ -17,6 +17,13 @@ if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) 
 return {count, ttl}
 """
 
+# DECR on a missing key would create a counter of -1 with no expiry: only a live one is
+# decremented (DECR keeps its TTL).
+_DECR = """
+local count = tonumber(redis.call('GET', KEYS[1]))
+if count and count > 0 then redis.call('DECR', KEYS[1]) end
+"""
+
 
 class RedisStore:
     def __init__(self, url: str, prefix: str) -> None:
@@ -25,6 +32,7 @@ class RedisStore:
         )
         self._prefix = prefix
         self._incr = self._redis.register_script(_INCR)
+        self._decr = self._redis.register_script(_DECR)
 
     def _key(self, key: str) -> str:
         return self._prefix + key
@@ -65,6 +73,12 @@ class RedisStore:
         except RedisError as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
         return int(count), int(remaining)
+
+    async def decr(self, key: str) -> None:
+        try:
+            await self._decr(keys=[self._key(key)])
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
 
     async def ping(self) -> None:
         try:

@@ -90,7 +90,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         )
     ip = client_ip.of_request(request, settings.trusted_proxies)
     throttle = SignInThrottle(runtime.limiter, settings)
-    if await throttle.blocked(email, ip):
+    if not await throttle.admit(email, ip):
         return _login_form(
             request, runtime, pending, email=email, message_id="login.throttled", status=429
         )
@@ -113,12 +113,12 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
                 user_agent=request.headers.get("user-agent"),
             )
     if user is None:
-        await throttle.failed(email, ip)
+        throttle.failed()
         # One message for an unknown email, a wrong password and a disabled account.
         return _login_form(
             request, runtime, pending, email=email, message_id="login.invalid", status=400
         )
-    await throttle.succeeded(email)
+    await throttle.succeeded(email, ip)
     if needs_code:
         return await second_factor.ask_for_code(runtime, pending, user.id)
     return await signed_in(request, runtime, pending, established)

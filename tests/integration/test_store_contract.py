@@ -84,9 +84,37 @@ async def test_reset_clears_a_subjects_count(store: Store) -> None:
     limiter = RateLimiter(store)
     limit = Limit("login", max=1, window=60)
     await limiter.hit(limit, "x")
-    assert not (await limiter.blocked(limit, "x")).allowed
     await limiter.reset(limit, "x")
-    assert (await limiter.blocked(limit, "x")).allowed
+    assert (await limiter.hit(limit, "x")).allowed
+
+
+async def test_release_gives_back_one_attempt(store: Store) -> None:
+    limiter = RateLimiter(store)
+    limit = Limit("login", max=2, window=60)
+    await limiter.hit(limit, "x")
+    await limiter.hit(limit, "x")
+    await limiter.release(limit, "x")
+    assert (await limiter.hit(limit, "x")).allowed
+    assert not (await limiter.hit(limit, "x")).allowed
+
+
+async def test_decr_never_makes_a_counter_that_does_not_expire(store: Store) -> None:
+    await store.decr("gone")
+    assert await store.get("gone") is None
+    await store.incr("c", ttl=1)
+    await store.decr("c")
+    await store.decr("c")
+    assert await store.get("c") == b"0"
+    await asyncio.sleep(1.2)
+    assert await store.get("c") is None
+    assert (await store.incr("c", ttl=60))[0] == 1
+
+
+async def test_a_burst_of_hits_allows_exactly_the_maximum(store: Store) -> None:
+    limiter = RateLimiter(store)
+    limit = Limit("login", max=3, window=60)
+    verdicts = await asyncio.gather(*(limiter.hit(limit, "x") for _ in range(12)))
+    assert sum(v.allowed for v in verdicts) == 3
 
 
 def _closed_port() -> int:
