@@ -24,6 +24,7 @@ from identity.permissions.models import (
     RolePermission,
 )
 from identity.tokens.models import RefreshToken
+from identity.tokens.refresh import revoke_matching
 
 
 class Duplicate(Exception):
@@ -309,14 +310,8 @@ async def revoke_refresh_tokens(
     session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID, now: datetime
 ) -> None:
     """A member lost rights in an account: refresh tokens naming it stop working at once."""
-    await session.execute(
-        update(RefreshToken)
-        .where(
-            RefreshToken.user_id == user_id,
-            RefreshToken.account_id == account_id,
-            RefreshToken.revoked_at.is_(None),
-        )
-        .values(revoked_at=now)
+    await revoke_matching(
+        session, now, RefreshToken.user_id == user_id, RefreshToken.account_id == account_id
     )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.sessions.models import BrowserSession
 from identity.tokens.models import RefreshToken
+from identity.tokens.refresh import revoke_matching
 from identity.webhooks.events import SESSIONS_REVOKED, about_user, emit
 
 
@@ -33,11 +34,7 @@ async def revoke_all_for_user(
     if keep_session_id is not None:
         sessions = sessions.where(BrowserSession.id != keep_session_id)
     await session.execute(sessions.values(revoked_at=now))
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    await revoke_matching(session, now, RefreshToken.user_id == user_id)
     await emit(session, SESSIONS_REVOKED, about_user(user_id))
 
 
@@ -67,13 +64,10 @@ async def revoke_other_sessions(
         .scalars()
         .all()
     )
-    await session.execute(
-        update(RefreshToken)
-        .where(
-            RefreshToken.user_id == user_id,
-            RefreshToken.revoked_at.is_(None),
-            or_(RefreshToken.session_id.is_(None), RefreshToken.session_id != keep_session_id),
-        )
-        .values(revoked_at=now)
+    await revoke_matching(
+        session,
+        now,
+        RefreshToken.user_id == user_id,
+        or_(RefreshToken.session_id.is_(None), RefreshToken.session_id != keep_session_id),
     )
     return len(ended)

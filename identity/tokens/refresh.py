@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.tokens.models import RefreshToken
@@ -46,17 +46,34 @@ async def find_refresh_token(session: AsyncSession, token_hash: str) -> RefreshT
     )
 
 
-async def revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
-    await session.execute(
+async def revoke_matching(
+    session: AsyncSession, now: datetime, *conditions: ColumnElement[bool]
+) -> None:
+    """Revoke every live refresh token matching ``conditions``, those that rotations
+    running right now are issuing included. Every revocation goes through here.
+
+    A rotation holds the row it rotates and inserts the next token (same family, code,
+    session and user) in its own transaction. One UPDATE waits for that row, but on
+    PostgreSQL (READ COMMITTED) it then revisits only the rows its statement began with:
+    the token inserted meanwhile is not among them and would live on. So the UPDATE is
+    repeated until it finds nothing live. A rotation starts only from a live token, which
+    the last UPDATE would have found and waited for; so once one finds none, no rotation
+    of these tokens is under way, and later ones find their token revoked. On SQLite, one
+    writer at a time, the second UPDATE finds nothing.
+    """
+    statement = (
         update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .where(*conditions, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
     )
+    while (await session.execute(statement)).rowcount:  # type: ignore[attr-defined]
+        pass
+
+
+async def revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
+    await revoke_matching(session, now, RefreshToken.family_id == family_id)
 
 
 async def revoke_issued_from_code(session: AsyncSession, code_hash: str, now: datetime) -> None:
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.code_hash == code_hash, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    await revoke_matching(session, now, RefreshToken.code_hash == code_hash)

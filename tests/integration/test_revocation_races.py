@@ -1,0 +1,119 @@
+"""A revocation that races a refresh takes the token that refresh issues with it.
+
+Revoking a family (reuse of a rotated refresh token, a replayed code, a sign-out
+everywhere) is an UPDATE of the family's live rows. A rotation running at the same time
+holds the row it rotates and inserts the next token; the revocation waits for that row,
+and on PostgreSQL then updates the rows its statement saw when it began, which did not
+include the new token. The new token lived on in a revoked family.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from identity.clock import utcnow
+from identity.runtime import Runtime
+from identity.sessions.revocation import revoke_all_for_user
+from tests.integration.oauth_helpers import (
+    RegisteredClient,
+    issue_code,
+    make_client,
+    make_user,
+    pkce_pair,
+    redeem,
+    refresh,
+)
+
+FAMILIES = 6
+
+
+async def _family_survivors(
+    http: httpx.AsyncClient, app: RegisteredClient, answers: list[httpx.Response]
+) -> list[str]:
+    """The refresh tokens that racing refreshes handed out and that still refresh."""
+    issued = [a.json()["refresh_token"] for a in answers if a.status_code == 200]
+    survivors = []
+    for token in issued:
+        if (await refresh(http, app, token)).status_code == 200:
+            survivors.append(token)
+    return survivors
+
+
+async def _signed_in(
+    http: httpx.AsyncClient, runtime: Runtime, app: RegisteredClient
+) -> tuple[str, str, dict[str, Any]]:
+    """A redeemed code, its verifier and the token response."""
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, app, await make_user(runtime), challenge=challenge)
+    response = await redeem(http, app, code, verifier)
+    assert response.status_code == 200, response.text
+    return code, verifier, response.json()
+
+
+async def test_reuse_of_a_rotated_token_revokes_a_refresh_racing_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    pairs = []
+    for _ in range(FAMILIES):
+        _, _, first = await _signed_in(client, runtime, app)
+        second = (await refresh(client, app, first["refresh_token"])).json()
+        pairs.append((first["refresh_token"], second["refresh_token"]))
+
+    answers = await asyncio.gather(
+        *(
+            request
+            for stolen, current in pairs
+            for request in (refresh(client, app, current), refresh(client, app, stolen))
+        )
+    )
+
+    assert all(a.status_code in (200, 400) for a in answers), [a.text for a in answers]
+    assert await _family_survivors(client, app, answers) == []
+
+
+async def test_a_replayed_code_revokes_a_refresh_racing_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    families = [await _signed_in(client, runtime, app) for _ in range(FAMILIES)]
+
+    answers = await asyncio.gather(
+        *(
+            request
+            for code, verifier, tokens in families
+            for request in (
+                refresh(client, app, tokens["refresh_token"]),
+                redeem(client, app, code, verifier),
+            )
+        )
+    )
+
+    assert all(a.status_code in (200, 400) for a in answers), [a.text for a in answers]
+    assert await _family_survivors(client, app, answers) == []
+
+
+async def test_signing_a_user_out_everywhere_revokes_refreshes_racing_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """What a password reset or change does to the user's refresh tokens."""
+    app = await make_client(runtime)
+    user = await make_user(runtime)
+    tokens = []
+    for _ in range(FAMILIES):
+        verifier, challenge = pkce_pair()
+        code = await issue_code(runtime, app, user, challenge=challenge)
+        tokens.append((await redeem(client, app, code, verifier)).json()["refresh_token"])
+
+    async def sign_out_everywhere() -> None:
+        async with runtime.db.write_transaction() as session:
+            await revoke_all_for_user(session, user.id, utcnow())
+
+    *answers, _ = await asyncio.gather(
+        *(refresh(client, app, token) for token in tokens), sign_out_everywhere()
+    )
+
+    assert await _family_survivors(client, app, answers) == []
