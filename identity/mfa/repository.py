@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.mfa.models import RecoveryCode, TotpSecret
@@ -18,14 +19,26 @@ async def get_secret(session: AsyncSession, user_id: uuid.UUID) -> TotpSecret | 
 
 async def save_pending(
     session: AsyncSession, user_id: uuid.UUID, secret_encrypted: str, now: datetime
-) -> None:
+) -> bool:
     """A new unconfirmed secret, replacing an earlier unconfirmed one (a restarted
-    enrolment); a confirmed secret is never replaced here."""
-    await session.execute(
-        delete(TotpSecret).where(TotpSecret.user_id == user_id, TotpSecret.confirmed_at.is_(None))
+    enrolment); a confirmed secret is never replaced: False then.
+
+    One upsert, not a delete and an insert: two set-ups started at once (a double click)
+    both deleted nothing and the second insert broke the primary key. Now the later one
+    waits for the earlier and replaces its secret, and the last one shown is the one kept.
+    """
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(TotpSecret).values(
+        user_id=user_id, secret_encrypted=secret_encrypted, created_at=now
     )
-    session.add(TotpSecret(user_id=user_id, secret_encrypted=secret_encrypted, created_at=now))
-    await session.flush()
+    stored = await session.scalar(
+        insert.on_conflict_do_update(
+            index_elements=[TotpSecret.user_id],
+            set_={"secret_encrypted": secret_encrypted, "created_at": now},
+            where=TotpSecret.confirmed_at.is_(None),
+        ).returning(TotpSecret.user_id)
+    )
+    return stored is not None
 
 
 async def confirm(session: AsyncSession, user_id: uuid.UUID, step: int, now: datetime) -> bool:

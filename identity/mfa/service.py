@@ -92,7 +92,8 @@ class SecondFactor:
         if await self.is_enrolled(session, user.id):
             raise Conflict("Two-step verification is already on; turn it off first.")
         secret = totp.new_secret()
-        await repository.save_pending(session, user.id, self.encryptor.encrypt(secret), now)
+        if not await repository.save_pending(session, user.id, self.encryptor.encrypt(secret), now):
+            raise Conflict("Two-step verification is already on; turn it off first.")
         uri = totp.provisioning_uri(secret, account=user.email, issuer=self.settings.product_name)
         return Enrolment(secret, uri, totp.qr_svg(uri))
 
