@@ -26,6 +26,22 @@ async def add(session: AsyncSession, key: SigningKey) -> None:
     await session.flush()
 
 
+async def hold_active(session: AsyncSession) -> None:
+    """Lock every active key until the caller's transaction ends (PostgreSQL), in one order.
+
+    Retiring one key and then counting those left is safe only if nobody retires another
+    in between: two retirements of the last two keys, each counting the other's key as
+    still there, left none. The second retirement now waits here and then counts after
+    the first. SQLite, one writer at a time, needs no lock.
+    """
+    await session.execute(
+        select(SigningKey.kid)
+        .where(SigningKey.retired_at.is_(None))
+        .order_by(SigningKey.kid)
+        .with_for_update()
+    )
+
+
 async def retire(session: AsyncSession, kid: str, now: datetime) -> bool:
     """Take ``kid`` out of service; False when no active key has that kid."""
     result = await session.execute(

@@ -65,6 +65,7 @@ async def ensure_key(session: AsyncSession, encryptor: Encryptor, alg: str) -> N
 
 async def retire_key(session: AsyncSession, kid: str) -> None:
     """Remove a key from the JWKS: tokens it signed stop verifying. The last key stays."""
+    await repository.hold_active(session)
     if not await repository.retire(session, kid, utcnow()):
         raise InvalidInput(f"There is no active signing key with kid {kid!r}.")
     if not await repository.active_keys(session):

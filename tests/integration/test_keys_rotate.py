@@ -4,13 +4,18 @@ another process sees the change within the keyset refresh interval.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from identity.cli import main
 from identity.commands import StartupError, retire_signing_key, rotate_signing_key
+from identity.db.engine import Database
+from identity.errors import InvalidInput
+from identity.keys.service import retire_key
 from identity.runtime import Runtime
 from identity.settings import Settings
 from tests.integration.oauth_helpers import make_client, verify_with_jwks
@@ -124,3 +129,29 @@ def test_keys_retire_command_reports_an_unknown_kid_in_one_line(
     assert capsys.readouterr().err.strip() == (
         "identity: There is no active signing key with kid 'nope'."
     )
+
+
+async def test_retiring_the_last_two_keys_at_once_keeps_one(
+    client: httpx.AsyncClient, runtime: Runtime, settings: Settings
+) -> None:
+    """Two operators (two processes) retire one key each of the last two: one is refused."""
+    first = (await client.get("/jwks.json")).json()["keys"][0]["kid"]
+    second = await rotate_signing_key(settings, "RS256")
+    processes = [Database.from_settings(settings) for _ in range(2)]
+    both_started = asyncio.Barrier(2)
+
+    async def retire(db: Database, kid: str) -> None:
+        async with db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+            await both_started.wait()
+            await retire_key(session, kid)
+
+    try:
+        results = await asyncio.gather(
+            retire(processes[0], first), retire(processes[1], second), return_exceptions=True
+        )
+    finally:
+        await asyncio.gather(*(db.dispose() for db in processes))
+
+    assert sum(isinstance(r, InvalidInput) for r in results) == 1, results
+    assert await runtime.keyset(refresh=True)
