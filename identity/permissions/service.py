@@ -133,6 +133,31 @@ async def token_claims_for(
     }
 
 
+async def still_granted(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    account_id: uuid.UUID,
+    issued: Sequence[str],
+    issued_owner: bool,
+    now: datetime,
+    catalogue: Catalogue | None = None,
+) -> dict[str, Any] | None:
+    """The account claims an access token issued earlier stands for now (introspection):
+    None once the user has left the account; else the token's permissions the member still
+    holds, and ``account_owner`` only while they still own it. Never more than the token
+    says: what was granted since belongs in a new token, not in this one."""
+    try:
+        current = await token_claims_for(session, user_id, account_id, now, catalogue)
+    except Forbidden:
+        return None
+    held = set(current["permissions"])
+    return {
+        "account_id": str(account_id),
+        "permissions": [name for name in issued if name in held],
+        "account_owner": issued_owner and current["account_owner"],
+    }
+
+
 async def check_batch(
     session: AsyncSession,
     checks: Sequence[tuple[uuid.UUID, uuid.UUID, str]],

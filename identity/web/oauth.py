@@ -35,6 +35,7 @@ from identity.oauth.errors import (
 from identity.oauth.grants import TokenRequest, exchange
 from identity.oauth.metadata import Published
 from identity.oauth.tokens import user_claims, verify_access_token
+from identity.permissions import service as permissions
 from identity.runtime import Runtime
 from identity.store.base import StoreUnavailable
 from identity.tokens import refresh, revocations
@@ -241,6 +242,35 @@ def _looks_like_jwt(value: str) -> bool:
     return value.count(".") == 2
 
 
+async def _as_granted_now(
+    runtime: Runtime, claims: dict[str, Any], now: datetime
+) -> dict[str, Any] | None:
+    """A user's access token as their rights stand now, which is what a service introspects
+    for: None (inactive) once the user is disabled or has left the token's account, and the
+    account claims narrowed to what the member still holds. A client's own token has no user
+    to look at."""
+    if claims["sub"] == claims["client_id"]:
+        return claims
+    async with runtime.db.transaction() as session:
+        try:
+            user = await active_user(session, uuid.UUID(str(claims["sub"])))
+        except ValueError:
+            user = None
+        if user is None:
+            return None
+        if "account_id" not in claims:
+            return claims
+        account = await permissions.still_granted(
+            session,
+            user.id,
+            uuid.UUID(str(claims["account_id"])),
+            [str(name) for name in claims.get("permissions", [])],
+            claims.get("account_owner") is True,
+            now,
+        )
+    return None if account is None else claims | account
+
+
 @post(
     metadata.INTROSPECTION_PATH,
     include_in_schema=False,
@@ -271,7 +301,9 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
         # Only a token that verifies and is unexpired costs a look at the deny list, and
         # that look is never cached: a revocation made by any process shows at once.
         if claims is not None and not await revocations.is_revoked(runtime.db, claims["jti"]):
-            answer = {"active": True, "token_type": "Bearer"} | claims
+            live = await _as_granted_now(runtime, claims, now)
+            if live is not None:
+                answer = {"active": True, "token_type": "Bearer"} | live
         return Response(answer, headers=NO_STORE)
     async with runtime.db.transaction() as session:
         found = await refresh.find_refresh_token(session, digest(presented))

@@ -1,0 +1,122 @@
+"""Introspection answers for the member's rights now, not when the token was issued: it is how
+a service sees a removal, a withdrawn permission or a disabled user at once (README, "Choosing
+the account at sign-in"; ``identity.resource.Introspector``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+
+from identity.accounts.models import User
+from identity.accounts.service import disable_user
+from identity.clock import utcnow
+from identity.permissions import repository, service
+from identity.permissions.models import Account
+from identity.runtime import Runtime
+from tests.integration.account_helpers import SYSTEM, add_member, make_account
+from tests.integration.oauth_helpers import (
+    RegisteredClient,
+    make_client,
+    make_user,
+    signed_in_tokens,
+)
+
+
+async def _clerk_token(
+    client: httpx.AsyncClient, runtime: Runtime, permissions: list[str | service.Grant]
+) -> tuple[RegisteredClient, Account, User, str]:
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, permissions)
+    app = await make_client(runtime)
+    body = await signed_in_tokens(client, runtime, app, user=clerk, account_id=account.id)
+    return app, account, clerk, body["access_token"]
+
+
+async def _introspect(
+    client: httpx.AsyncClient, caller: RegisteredClient, token: str
+) -> dict[str, object]:
+    response = await client.post("/introspect", data={"token": token}, headers=caller.basic)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_a_removed_members_access_token_is_inactive(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app, account, clerk, token = await _clerk_token(client, runtime, ["invoices"])
+    assert (await _introspect(client, app, token))["active"] is True
+    async with runtime.db.transaction() as session:
+        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+
+    assert await _introspect(client, app, token) == {"active": False}
+
+
+async def test_a_disabled_users_access_token_is_inactive(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app, _, clerk, token = await _clerk_token(client, runtime, ["invoices"])
+    async with runtime.db.transaction() as session:
+        await disable_user(session, SYSTEM, clerk.id, "left the company", utcnow())
+
+    assert await _introspect(client, app, token) == {"active": False}
+
+
+async def test_a_withdrawn_permission_leaves_the_introspected_claims(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app, account, clerk, token = await _clerk_token(client, runtime, ["invoices", "tickets"])
+    async with runtime.db.transaction() as session:
+        await service.revoke_permission(session, SYSTEM, account.id, clerk.id, "tickets", utcnow())
+        # A permission granted after the token was issued is not added to it.
+        await service.grant_permission(
+            session,
+            SYSTEM,
+            account.id,
+            clerk.id,
+            service.Grant("domains"),
+            catalogue=runtime.catalogue,
+            now=utcnow(),
+        )
+
+    answer = await _introspect(client, app, token)
+
+    assert answer["active"] is True
+    assert answer["permissions"] == ["invoices"]
+    assert answer["account_owner"] is False
+
+
+async def test_a_lapsed_grant_leaves_the_introspected_claims(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    soon = utcnow() + timedelta(minutes=5)
+    app, account, clerk, token = await _clerk_token(
+        client, runtime, ["invoices", service.Grant("tickets", soon)]
+    )
+    async with runtime.db.transaction() as session:
+        membership = await service.membership_of(session, account.id, clerk.id)
+        grants = await repository.permission_grants(session, [membership.id])
+        for grant in grants:
+            if grant.permission == "tickets":
+                grant.expires_at = utcnow() - timedelta(seconds=1)
+
+    assert (await _introspect(client, app, token))["permissions"] == ["invoices"]
+
+
+async def test_a_demoted_owners_token_no_longer_says_owner(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    first, second = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, first)
+    await add_member(runtime, account, second, ["invoices"], owner=True)
+    app = await make_client(runtime)
+    body = await signed_in_tokens(client, runtime, app, user=second, account_id=account.id)
+    async with runtime.db.transaction() as session:
+        await service.set_owner(session, SYSTEM, account.id, second.id, False, utcnow())
+
+    answer = await _introspect(client, app, body["access_token"])
+
+    assert answer["active"] is True
+    assert answer["account_owner"] is False
+    assert answer["permissions"] == ["invoices"]
