@@ -146,15 +146,21 @@ _ROW_COLUMNS = (
 )
 
 
-async def memberships_for(
+async def live_memberships_for(
     session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, uuid.UUID]]
 ) -> list[MembershipRow]:
-    """The memberships among (user_id, account_id) ``pairs``, in one query."""
+    """The memberships among (user_id, account_id) ``pairs`` of users not disabled, in one
+    query: a disabled user keeps their memberships, but they allow nothing."""
     wanted = list(pairs)
     if not wanted:
         return []
     result = await session.execute(
-        select(*_ROW_COLUMNS).where(tuple_(Membership.user_id, Membership.account_id).in_(wanted))
+        select(*_ROW_COLUMNS)
+        .join(User, User.id == Membership.user_id)
+        .where(
+            tuple_(Membership.user_id, Membership.account_id).in_(wanted),
+            User.disabled.is_(False),
+        )
     )
     return [MembershipRow(*row) for row in result]
 

@@ -164,9 +164,10 @@ async def check_batch(
     now: datetime,
     catalogue: Catalogue | None = None,
 ) -> list[bool]:
-    """Allow or deny each (user_id, account_id, permission), in order, in three queries."""
+    """Allow or deny each (user_id, account_id, permission), in order, in three queries.
+    A disabled user is denied everything, as their tokens and sign-ins are."""
     catalogue = _default(catalogue)
-    memberships = await repository.memberships_for(
+    memberships = await repository.live_memberships_for(
         session, {(user_id, account_id) for user_id, account_id, _ in checks}
     )
     by_pair = {(m.user_id, m.account_id): m for m in memberships}

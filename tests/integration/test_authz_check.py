@@ -10,10 +10,12 @@ from typing import Any
 import httpx
 from sqlalchemy import event
 
+from identity.accounts.service import disable_user
 from identity.clock import utcnow
 from identity.permissions import service
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
+    SYSTEM,
     add_member,
     bearer,
     make_account,
@@ -116,3 +118,29 @@ async def test_a_batch_is_bounded(client: httpx.AsyncClient, runtime: Runtime) -
     )
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"].endswith("checks")
+
+
+async def test_a_disabled_user_is_allowed_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Staff disabling a user is the strongest "stop" there is; a service that asks instead
+    # of trusting the token must see it at once, owners and "all permissions" included.
+    owner, clerk, helper = [await make_user(runtime) for _ in range(3)]
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["invoices"])
+    await add_member(runtime, account, helper, all_permissions=True)
+    async with runtime.db.transaction() as session:
+        for user in (owner, clerk, helper):
+            await disable_user(session, SYSTEM, user.id, "account takeover", utcnow())
+    response = await client.post(
+        "/api/v1/authz/check",
+        json={
+            "checks": [
+                {"user_id": str(u.id), "account_id": str(account.id), "permission": "invoices"}
+                for u in (owner, clerk, helper)
+            ]
+        },
+        headers=await service_headers(runtime),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["allowed"] == [False, False, False]
