@@ -20,6 +20,7 @@ from identity.permissions import repository
 from identity.permissions.catalogue import Catalogue
 from identity.permissions.models import Membership
 from identity.permissions.service import effective_permissions
+from identity.tokens.subjects import active_user
 
 # The permission that lets a member manage the account's users (policies/permissions.toml).
 MANAGE_USERS = "users"
@@ -166,7 +167,34 @@ def check_manager_edit(
         raise Forbidden("Only an owner can grant all permissions.")
 
 
+def _owner_only_invite(relation: Relation, all_permissions: bool) -> bool:
+    return relation is Relation.MANAGER and all_permissions
+
+
 def check_manager_invite(relation: Relation, *, all_permissions: bool) -> None:
     """As for editing members: a manager cannot invite an owner-equivalent."""
-    if relation is Relation.MANAGER and all_permissions:
+    if _owner_only_invite(relation, all_permissions):
         raise Forbidden("Only an owner can invite with all permissions.")
+
+
+async def could_still_invite(
+    session: AsyncSession,
+    inviter_id: uuid.UUID,
+    account_id: uuid.UUID,
+    *,
+    all_permissions: bool,
+    now: datetime,
+    catalogue: Catalogue,
+) -> bool:
+    """Whether the user who sent an invitation could send it now. An invitation hands out
+    its sender's authority when it is accepted, so it lasts only as long as that authority:
+    a manager removed, demoted or disabled cannot come back through a link sent before."""
+    inviter = await active_user(session, inviter_id)
+    if inviter is None:
+        return False
+    # An administrator could have sent it with their staff token whatever their membership.
+    caller = Caller(inviter.id, "", is_staff=inviter.is_admin, is_service=False)
+    relation = await relation_to(session, caller, account_id, now, catalogue)
+    return allowed(Action.INVITATION_WRITE, relation) and not _owner_only_invite(
+        relation, all_permissions
+    )

@@ -27,6 +27,7 @@ from identity.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLim
 from identity.i18n import DEFAULT_LOCALE, SUPPORTED_LOCALES, Messages
 from identity.mail import outbox
 from identity.permissions import repository
+from identity.permissions.access import could_still_invite
 from identity.permissions.catalogue import Catalogue, installed, invalid_field
 from identity.permissions.models import Account, Invitation, Membership
 from identity.permissions.service import Grant, RoleGrant, add_member, check_grants
@@ -267,6 +268,7 @@ async def cancel(
 
 
 INVALID_LINK = "This invitation link is not valid. Ask for a new invitation."
+CANCELLED = "This invitation was cancelled. Ask for a new invitation."
 
 
 def _usable(invitation: Invitation | None, now: datetime) -> Invitation:
@@ -277,11 +279,26 @@ def _usable(invitation: Invitation | None, now: datetime) -> Invitation:
     if invitation.accepted_at is not None:
         raise Conflict("This invitation has been accepted already.", reason="accepted")
     if invitation.cancelled_at is not None:
-        raise Conflict(
-            "This invitation was cancelled. Ask for a new invitation.", reason="cancelled"
-        )
+        raise Conflict(CANCELLED, reason="cancelled")
     if invitation.expires_at <= now:
         raise Conflict("This invitation has expired. Ask for a new invitation.", reason="expired")
+    return invitation
+
+
+async def _open(session: AsyncSession, token: str, now: datetime) -> Invitation:
+    """The invitation a link names if it can be accepted: ``_usable``, and its sender could
+    still send it (``could_still_invite``); else it counts as cancelled. One sent by a
+    client acting for itself (staff) has no sender to look at."""
+    invitation = _usable(await repository.invitation_by_token(session, digest(token)), now)
+    if invitation.invited_by is not None and not await could_still_invite(
+        session,
+        invitation.invited_by,
+        invitation.account_id,
+        all_permissions=invitation.all_permissions,
+        now=now,
+        catalogue=Catalogue(installed()),
+    ):
+        raise Conflict(CANCELLED, reason="cancelled")
     return invitation
 
 
@@ -289,9 +306,7 @@ async def invitation_for_token(
     session: AsyncSession, token: str, now: datetime | None = None
 ) -> PendingInvitation:
     """The invitation a link names, if it can still be accepted (for the accept page)."""
-    invitation = _usable(
-        await repository.invitation_by_token(session, digest(token)), now or utcnow()
-    )
+    invitation = await _open(session, token, now or utcnow())
     account = await repository.get_account(session, invitation.account_id)
     assert account is not None  # the invitation's foreign key
     return PendingInvitation(invitation, account)
@@ -356,7 +371,7 @@ async def accept_invitation_as_existing_user(
 ) -> Membership:
     """``user`` (signed in) joins; the invitation must be addressed to their email."""
     now = now or utcnow()
-    invitation = _usable(await repository.invitation_by_token(session, digest(token)), now)
+    invitation = await _open(session, token, now)
     if normalise_email(user.email) != invitation.email:
         raise Forbidden(
             f"This invitation was sent to {invitation.email}, but you are signed in as "
@@ -392,8 +407,7 @@ async def prepare_sign_up(
     ``PolicyViolation`` (password, with ``reasons``).
     """
     async with db.transaction() as session:
-        found = await repository.invitation_by_token(session, digest(token))
-    invitation = _usable(found, now or utcnow())
+        invitation = await _open(session, token, now or utcnow())
     new_user = await prepare_user(passwords, email=invitation.email, password=password, name=name)
     return SignUp(token, new_user)
 
@@ -411,7 +425,7 @@ async def accept_invitation_as_new_user(
     others get ``Conflict``, as does an email that has a user already (they accept signed
     in instead)."""
     now = now or utcnow()
-    invitation = _usable(await repository.invitation_by_token(session, digest(sign_up.token)), now)
+    invitation = await _open(session, sign_up.token, now)
     await _claim(session, invitation, now)
     if await repository.user_by_email(session, invitation.email) is not None:
         raise Conflict("An account with this email exists already; sign in to accept.")

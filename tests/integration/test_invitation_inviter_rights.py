@@ -1,0 +1,201 @@
+"""An invitation is only as good as its sender: it can be accepted while the person who sent it
+could still send it. Otherwise a manager about to be removed could invite a second address of
+their own with their rights (everything but "all permissions") and come back after removal."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from identity.accounts.models import User
+from identity.accounts.service import disable_user
+from identity.clock import utcnow
+from identity.errors import Conflict
+from identity.permissions import invitations, service
+from identity.permissions.models import Account, Membership
+from identity.runtime import Runtime
+from tests.integration.account_helpers import (
+    SYSTEM,
+    add_member,
+    make_account,
+    make_user,
+    user_headers,
+)
+from tests.integration.page_helpers import mail_to
+
+INVITEE = "second.address@example.com"
+LINK = re.compile(r"/invitations/accept\?token=[A-Za-z0-9_%-]+")
+
+
+async def _link_token(runtime: Runtime) -> str:
+    (message,) = await mail_to(runtime, INVITEE)
+    match = LINK.search(message.text_body)
+    assert match, message.text_body
+    return parse_qs(urlsplit(match.group(0)).query)["token"][0]
+
+
+async def _invite(
+    client: httpx.AsyncClient, runtime: Runtime, account: Account, sender: User, **body: Any
+) -> str:
+    """``sender`` invites INVITEE through the API; the token of the emailed link."""
+    response = await client.post(
+        f"/api/v1/accounts/{account.id}/invitations",
+        json={"email": INVITEE, "permissions": [{"name": "users"}, {"name": "invoices"}]} | body,
+        headers=await user_headers(runtime, sender),
+    )
+    assert response.status_code == 201, response.text
+    return await _link_token(runtime)
+
+
+async def _arrange(runtime: Runtime) -> tuple[User, User, Account]:
+    owner, manager = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, manager, ["users"])
+    return owner, manager, account
+
+
+async def _is_member(runtime: Runtime, account: Account, email: str) -> bool:
+    async with runtime.db.transaction() as session:
+        found = await session.scalar(
+            select(Membership.id)
+            .join(User, User.id == Membership.user_id)
+            .where(Membership.account_id == account.id, User.email == email)
+        )
+    return found is not None
+
+
+async def _accept_as_existing(runtime: Runtime, token: str, invitee: User) -> None:
+    async with runtime.db.transaction() as session:
+        await invitations.accept_invitation_as_existing_user(session, token, invitee)
+
+
+async def test_a_removed_managers_invitation_cannot_be_accepted(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, manager, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email=INVITEE)
+    token = await _invite(client, runtime, account, manager)
+    async with runtime.db.transaction() as session:
+        await service.remove_member(session, SYSTEM, account.id, manager.id, utcnow())
+
+    with pytest.raises(Conflict) as refused:
+        await _accept_as_existing(runtime, token, invitee)
+
+    assert refused.value.extra["reason"] == "cancelled"
+    assert not await _is_member(runtime, account, INVITEE)
+
+
+async def test_nor_by_a_new_person_once_the_manager_lost_the_users_permission(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, manager, account = await _arrange(runtime)
+    token = await _invite(client, runtime, account, manager)
+    async with runtime.db.transaction() as session:
+        await service.revoke_permission(session, SYSTEM, account.id, manager.id, "users", utcnow())
+
+    with pytest.raises(Conflict):
+        await invitations.prepare_sign_up(
+            runtime.db, runtime.passwords, token, name="Nina", password="unused"
+        )
+    with pytest.raises(Conflict):
+        async with runtime.db.transaction() as session:
+            await invitations.invitation_for_token(session, token)
+    assert not await _is_member(runtime, account, INVITEE)
+
+
+async def test_a_disabled_senders_invitation_cannot_be_accepted(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, _, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email=INVITEE)
+    token = await _invite(client, runtime, account, owner)
+    async with runtime.db.transaction() as session:
+        await disable_user(session, SYSTEM, owner.id, "account takeover", utcnow())
+
+    with pytest.raises(Conflict):
+        await _accept_as_existing(runtime, token, invitee)
+
+
+async def test_all_permissions_need_the_sender_to_be_an_owner_still(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, _, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email=INVITEE)
+    second = await make_user(runtime)
+    await add_member(runtime, account, second, owner=True)
+    token = await _invite(client, runtime, account, second, permissions=[], all_permissions=True)
+    # Demoted to a manager: they could no longer invite with "all permissions".
+    async with runtime.db.transaction() as session:
+        await service.set_owner(session, SYSTEM, account.id, second.id, False, utcnow())
+        await service.grant_permission(
+            session,
+            SYSTEM,
+            account.id,
+            second.id,
+            service.Grant("users"),
+            catalogue=runtime.catalogue,
+            now=utcnow(),
+        )
+
+    with pytest.raises(Conflict):
+        await _accept_as_existing(runtime, token, invitee)
+
+
+async def test_a_sender_who_keeps_the_right_is_honoured(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # The manager's other grants changed, but they still manage users.
+    _, manager, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email=INVITEE)
+    token = await _invite(client, runtime, account, manager)
+    async with runtime.db.transaction() as session:
+        await service.grant_permission(
+            session,
+            SYSTEM,
+            account.id,
+            manager.id,
+            service.Grant("tickets"),
+            catalogue=runtime.catalogue,
+            now=utcnow(),
+        )
+
+    await _accept_as_existing(runtime, token, invitee)
+
+    assert await _is_member(runtime, account, INVITEE)
+
+
+async def test_staff_who_are_not_members_may_invite(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    admin = await make_user(runtime, is_admin=True)
+    invitee = await make_user(runtime, email=INVITEE)
+    response = await client.post(
+        f"/api/v1/accounts/{account.id}/invitations",
+        json={"email": INVITEE, "all_permissions": True},
+        headers=await user_headers(runtime, admin, "identity:admin identity:accounts"),
+    )
+    assert response.status_code == 201, response.text
+
+    await _accept_as_existing(runtime, await _link_token(runtime), invitee)
+
+    assert await _is_member(runtime, account, INVITEE)
+
+
+async def test_the_accept_page_says_the_link_no_longer_works(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, manager, account = await _arrange(runtime)
+    token = await _invite(client, runtime, account, manager)
+    async with runtime.db.transaction() as session:
+        await service.remove_member(session, SYSTEM, account.id, manager.id, utcnow())
+
+    page = await client.get(invitations.ACCEPT_PATH, params={"token": token})
+
+    assert page.status_code == 410
