@@ -6,9 +6,11 @@ import asyncio
 
 import httpx
 
+from identity.accounts.models import User
 from identity.runtime import Runtime
 from tests.integration.oauth_helpers import (
     make_client,
+    make_user,
     refresh,
     signed_in_tokens,
     verify_with_jwks,
@@ -97,3 +99,30 @@ async def test_unknown_refresh_token_is_invalid_grant(
     response = await refresh(client, app, "not-a-token")
 
     assert response.json()["error"] == "invalid_grant"
+
+
+async def test_a_refresh_drops_the_admin_scope_of_a_user_no_longer_administrator(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # identity:admin is granted to administrators only, at every issue: a refresh token
+    # obtained while one was an administrator does not carry it past that.
+    app = await make_client(runtime, scope="openid identity:accounts identity:admin")
+    admin = await make_user(runtime, is_admin=True)
+    first = await signed_in_tokens(
+        client, runtime, app, user=admin, scope="openid identity:accounts identity:admin"
+    )
+    assert first["scope"] == "openid identity:accounts identity:admin"
+    async with runtime.db.transaction() as session:
+        (await session.get(User, admin.id)).is_admin = False  # type: ignore[union-attr]
+
+    refreshed = await refresh(client, app, first["refresh_token"])
+
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["scope"] == "openid identity:accounts"
+    claims = (await verify_with_jwks(client, refreshed.json()["access_token"])).claims
+    assert claims["scope"] == "openid identity:accounts"
+    # Nor can a later refresh ask for it back.
+    again = await refresh(
+        client, app, refreshed.json()["refresh_token"], scope="openid identity:admin"
+    )
+    assert again.status_code == 400 and again.json()["error"] == "invalid_scope"

@@ -18,6 +18,7 @@ from identity.keys.service import KeySet
 from identity.oauth import tokens
 from identity.oauth.errors import InvalidGrantError, InvalidRequestError, OAuth2Error
 from identity.oauth.resources import audience
+from identity.oauth.scopes import for_user
 from identity.permissions.service import token_claims_for
 from identity.settings import Settings
 from identity.tokens.models import RefreshToken
@@ -105,11 +106,19 @@ def access_token_response(
     return body
 
 
+def _for_user(scope: str, user: User) -> str:
+    return " ".join(for_user(scope.split(), is_admin=user.is_admin))
+
+
 async def issue_user_tokens(
     session: AsyncSession, ctx: GrantContext, issue: Issue
 ) -> dict[str, Any]:
     """Access token, rotated refresh token (when the client has the grant) and ID token."""
     settings = ctx.settings
+    # identity:admin is for administrators at every issue, not only at the authorization
+    # request: a refresh (or a late code redemption) after losing it must not carry it on.
+    scope = _for_user(issue.scope, issue.user)
+    refresh_scope = _for_user(issue.refresh_scope, issue.user)
     account_claims = None
     if issue.account_id is not None:
         try:
@@ -125,14 +134,14 @@ async def issue_user_tokens(
         subject=str(issue.user.id),
         audience=audience(issue.resources, ctx.client.client_id),
         client_id=ctx.client.client_id,
-        scope=issue.scope,
+        scope=scope,
         now=ctx.now,
         ttl=settings.access_token_ttl,
         auth_time=issue.auth_time,
         account_claims=account_claims,
         jti=issue.access_jti,
     )
-    body = access_token_response(ctx, issued, issue.scope)
+    body = access_token_response(ctx, issued, scope)
     if "refresh_token" in ctx.client.grant_types:
         refresh_token = random_token()
         await insert_refresh_token(
@@ -145,7 +154,7 @@ async def issue_user_tokens(
                 account_id=issue.account_id,
                 session_id=issue.session_id,
                 code_hash=issue.code_hash,
-                scope=issue.refresh_scope,
+                scope=refresh_scope,
                 resources=issue.refresh_resources,
                 auth_time=issue.auth_time,
                 amr=issue.amr,
@@ -154,7 +163,7 @@ async def issue_user_tokens(
             ),
         )
         body["refresh_token"] = refresh_token
-    scope_list = issue.scope.split()
+    scope_list = scope.split()
     if "openid" in scope_list:
         body["id_token"] = tokens.mint_id_token(
             ctx.keyset,
