@@ -68,6 +68,9 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     rotated_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # The jti of the access token issued together with this refresh token: revoking the
+    # family (reuse, a replayed code, RFC 7009) puts it on the revocation list too.
+    access_jti: Mapped[str | None] = mapped_column(String(64))
 
 
 class RevokedAccessToken(Base):

@@ -1,13 +1,15 @@
-"""All SQL about refresh tokens: issue, rotate once, revoke by family."""
+"""All SQL about refresh tokens: issue, rotate once, revoke by family (with the access
+tokens issued alongside)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.tokens import revocations
 from identity.tokens.models import RefreshToken
 
 
@@ -48,9 +50,10 @@ async def find_refresh_token(session: AsyncSession, token_hash: str) -> RefreshT
 
 async def revoke_matching(
     session: AsyncSession, now: datetime, *conditions: ColumnElement[bool]
-) -> None:
+) -> list[tuple[str, datetime]]:
     """Revoke every live refresh token matching ``conditions``, those that rotations
-    running right now are issuing included. Every revocation goes through here.
+    running right now are issuing included. Every revocation goes through here. Returns
+    the ``access_jti`` and issue time of the access token issued with each token revoked.
 
     A rotation holds the row it rotates and inserts the next token (same family, code,
     session and user) in its own transaction. One UPDATE waits for that row, but on
@@ -65,15 +68,33 @@ async def revoke_matching(
         update(RefreshToken)
         .where(*conditions, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
+        .returning(RefreshToken.access_jti, RefreshToken.created_at)
         .execution_options(synchronize_session=False)
     )
-    while (await session.execute(statement)).rowcount:  # type: ignore[attr-defined]
-        pass
+    issued: list[tuple[str, datetime]] = []
+    while rows := (await session.execute(statement)).all():
+        issued += [(jti, created_at) for jti, created_at in rows if jti is not None]
+    return issued
 
 
-async def revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
-    await revoke_matching(session, now, RefreshToken.family_id == family_id)
+async def revoke_family(
+    session: AsyncSession, family_id: uuid.UUID, now: datetime, access_ttl: int
+) -> None:
+    await _revoke_grant(session, now, access_ttl, RefreshToken.family_id == family_id)
 
 
-async def revoke_issued_from_code(session: AsyncSession, code_hash: str, now: datetime) -> None:
-    await revoke_matching(session, now, RefreshToken.code_hash == code_hash)
+async def revoke_issued_from_code(
+    session: AsyncSession, code_hash: str, now: datetime, access_ttl: int
+) -> None:
+    await _revoke_grant(session, now, access_ttl, RefreshToken.code_hash == code_hash)
+
+
+async def _revoke_grant(
+    session: AsyncSession, now: datetime, access_ttl: int, condition: ColumnElement[bool]
+) -> None:
+    """A leaked or revoked grant stops working as a whole (RFC 9700 §4.5 and §4.14.2,
+    RFC 7009 §2.1): its refresh tokens, and the access tokens issued with them, which would
+    otherwise stay live until they expire."""
+    for jti, created_at in await revoke_matching(session, now, condition):
+        expires_at = created_at + timedelta(seconds=access_ttl)
+        await revocations.revoke_access_token(session, jti, expires_at, now)

@@ -144,6 +144,13 @@ async def refresh(
     return await http.post("/token", data=data, headers=client.basic)
 
 
+async def is_active(http: httpx.AsyncClient, caller: RegisteredClient, access_token: str) -> bool:
+    """Whether introspection (which sees revocations at once) calls the token live."""
+    response = await http.post("/introspect", data={"token": access_token}, headers=caller.basic)
+    assert response.status_code == 200, response.text
+    return bool(response.json()["active"])
+
+
 async def verify_with_jwks(http: httpx.AsyncClient, token: str) -> jwt.Token:
     """What a separate resource server does: fetch the JWKS and check the signature."""
     keys = KeySet.import_key_set((await http.get("/jwks.json")).json())

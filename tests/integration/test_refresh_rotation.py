@@ -9,6 +9,7 @@ import httpx
 from identity.accounts.models import User
 from identity.runtime import Runtime
 from tests.integration.oauth_helpers import (
+    is_active,
     make_client,
     make_user,
     refresh,
@@ -45,6 +46,20 @@ async def test_reuse_of_a_rotated_token_revokes_the_family(
     assert reuse.status_code == 400
     assert reuse.json()["error"] == "invalid_grant"
     assert (await refresh(client, app, second["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_reuse_of_a_rotated_token_revokes_the_familys_access_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 9700 §4.14.2: after a reuse nobody in the family may go on, with any token."""
+    app = await make_client(runtime)
+    first = await signed_in_tokens(client, runtime, app)
+    second = (await refresh(client, app, first["refresh_token"])).json()
+
+    assert (await refresh(client, app, first["refresh_token"])).status_code == 400
+
+    assert not await is_active(client, app, first["access_token"])
+    assert not await is_active(client, app, second["access_token"])
 
 
 async def test_parallel_refreshes_of_one_token_give_one_success(

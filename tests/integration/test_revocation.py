@@ -9,6 +9,7 @@ import httpx
 from identity.runtime import Runtime
 from tests.integration.oauth_helpers import (
     RegisteredClient,
+    is_active,
     make_client,
     refresh,
     signed_in_tokens,
@@ -48,6 +49,20 @@ async def test_revoking_a_refresh_token_revokes_its_family(
     assert (await revoke(client, app, first["refresh_token"])).status_code == 200
 
     assert (await refresh(client, app, second["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_revoking_a_refresh_token_revokes_the_access_tokens_of_its_family(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 7009 §2.1: access tokens based on the same grant are invalidated as well."""
+    app = await make_client(runtime)
+    first = await signed_in_tokens(client, runtime, app)
+    second = (await refresh(client, app, first["refresh_token"])).json()
+
+    assert (await revoke(client, app, second["refresh_token"])).status_code == 200
+
+    assert not await is_active(client, app, first["access_token"])
+    assert not await is_active(client, app, second["access_token"])
 
 
 async def test_public_client_revokes_its_own_refresh_token(

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from identity.runtime import Runtime
 from identity.tokens.models import RefreshToken
 from tests.integration.oauth_helpers import (
+    is_active,
     issue_code,
     make_client,
     make_user,
@@ -69,6 +70,22 @@ async def test_code_reuse_revokes_issued_tokens(
         "/userinfo", headers={"Authorization": f"Bearer {first['access_token']}"}
     )
     assert userinfo.status_code == 401
+
+
+async def test_code_reuse_revokes_access_tokens_issued_by_later_refreshes(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 9700 §4.5: a replayed code revokes every token issued from it, not just the first."""
+    app = await make_client(runtime)
+    user = await make_user(runtime)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, app, user, challenge=challenge)
+    first = (await redeem(client, app, code, verifier)).json()
+    refreshed = (await refresh(client, app, first["refresh_token"])).json()
+
+    assert (await redeem(client, app, code, verifier)).status_code == 400
+
+    assert not await is_active(client, app, refreshed["access_token"])
 
 
 async def test_ten_parallel_redemptions_give_exactly_one_success(

@@ -67,9 +67,11 @@ class AuthorizationCodeGrant:
         """Unknown and expired codes are refused; a used one also loses what it issued."""
         used = await codes.get_consumed_code(session, code_hash)
         if used is not None and used.consumed_at is not None:
-            await refresh.revoke_issued_from_code(session, code_hash, ctx.now)
+            access_ttl = ctx.settings.access_token_ttl
+            await refresh.revoke_issued_from_code(session, code_hash, ctx.now, access_ttl)
+            # A client without the refresh grant has no refresh token naming this one.
             if used.access_jti is not None:
-                expires_at = used.consumed_at + timedelta(seconds=ctx.settings.access_token_ttl)
+                expires_at = used.consumed_at + timedelta(seconds=access_ttl)
                 await revocations.revoke_access_token(session, used.access_jti, expires_at, ctx.now)
         return Refusal(InvalidGrantError("The code is invalid, expired or already used."))
 

@@ -158,6 +158,7 @@ async def issue_user_tokens(
                 resources=issue.refresh_resources,
                 auth_time=issue.auth_time,
                 amr=issue.amr,
+                access_jti=issued.jti,
                 created_at=ctx.now,
                 expires_at=ctx.now + timedelta(seconds=settings.refresh_token_ttl),
             ),
