@@ -239,7 +239,12 @@ def check_pkce(request: AuthorizationRequest, client: OAuthClient) -> tuple[str 
 
 
 def check_request_object(request: AuthorizationRequest) -> None:
-    """OIDC Core §6: request objects are not supported, and say so with their own errors."""
+    """OIDC Core §6: request objects are not supported, and say so with their own errors.
+
+    §6.1 lets a client put any parameter but ``client_id``, ``response_type`` and ``scope``
+    only in the request object, so a missing ``code_challenge`` (say) would be a misleading
+    answer to a request that holds one there.
+    """
     if request.get("request") is not None:
         raise RequestNotSupportedError("Request objects are not supported.")
     if request.get("request_uri") is not None:
@@ -272,11 +277,12 @@ def validate(request: AuthorizationRequest, client: OAuthClient | None) -> Valid
     state = None if "state" in request.repeated | request.too_long else request.get("state")
     try:
         check_parameters(request)
+        # First: the parameters the other checks look for may be inside the request object.
+        check_request_object(request)
         check_response_type(request, verified_client)
         scopes = check_scope(request, verified_client)
         resources = check_resources(request, verified_client)
         challenge, method = check_pkce(request, verified_client)
-        check_request_object(request)
         prompt = check_prompt(request)
         max_age = check_max_age(request)
     except OAuth2Error as exc:

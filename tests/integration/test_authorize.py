@@ -117,6 +117,16 @@ async def test_repeated_redirect_uri_renders_a_page(client: httpx.AsyncClient) -
         ({"code_challenge": "too-short"}, "invalid_request"),
         ({"request": "eyJhbGciOiJub25lIn0.e30."}, "request_not_supported"),
         ({"request_uri": "https://app.example/request.jwt"}, "request_uri_not_supported"),
+        # OIDC Core §6.1: parameters may be inside the unread request object, so whatever
+        # is missing from the query, the answer is that request objects are not supported.
+        (
+            {"request": "eyJhbGciOiJub25lIn0.e30.", "code_challenge": None, "nonce": None},
+            "request_not_supported",
+        ),
+        (
+            {"request_uri": "https://app.example/r.jwt", "code_challenge_method": None},
+            "request_uri_not_supported",
+        ),
         ({"scope": "profile email"}, "invalid_scope"),
         ({"scope": "openid admin"}, "invalid_scope"),
         ({"resource": "https://other.example/"}, "invalid_target"),
