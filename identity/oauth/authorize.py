@@ -30,6 +30,7 @@ from identity.oauth.errors import (
     InvalidScopeError,
     LoginRequiredError,
     OAuth2Error,
+    RegistrationNotSupportedError,
     RequestNotSupportedError,
     RequestURINotSupportedError,
     UnauthorizedClientError,
@@ -57,6 +58,7 @@ PARAMETERS = frozenset(
         "ui_locales",
         "request",
         "request_uri",
+        "registration",
         "account_id",  # identity.oauth.account_selection: the client pre-selects an account
     }
 )
@@ -238,17 +240,24 @@ def check_pkce(request: AuthorizationRequest, client: OAuthClient) -> tuple[str 
     return challenge, method
 
 
-def check_request_object(request: AuthorizationRequest) -> None:
-    """OIDC Core §6: request objects are not supported, and say so with their own errors.
+# OIDC Core §3.1.2.6: parameters we do not support, each refused with its own error rather
+# than ignored (the client would otherwise believe its request object or registration data
+# was honoured).
+UNSUPPORTED: dict[str, type[OAuth2Error]] = {
+    "request": RequestNotSupportedError,
+    "request_uri": RequestURINotSupportedError,
+    "registration": RegistrationNotSupportedError,
+}
 
-    §6.1 lets a client put any parameter but ``client_id``, ``response_type`` and ``scope``
-    only in the request object, so a missing ``code_challenge`` (say) would be a misleading
-    answer to a request that holds one there.
+
+def check_unsupported_parameters(request: AuthorizationRequest) -> None:
+    """Runs first: OIDC Core §6.1 lets a client put any parameter but ``client_id``,
+    ``response_type`` and ``scope`` only in the request object, so a missing
+    ``code_challenge`` (say) would be a misleading answer to a request that holds one there.
     """
-    if request.get("request") is not None:
-        raise RequestNotSupportedError("Request objects are not supported.")
-    if request.get("request_uri") is not None:
-        raise RequestURINotSupportedError("request_uri is not supported.")
+    for name, error in UNSUPPORTED.items():
+        if request.get(name) is not None:
+            raise error(f"The {name} parameter is not supported.")
 
 
 def check_prompt(request: AuthorizationRequest) -> frozenset[str]:
@@ -277,8 +286,7 @@ def validate(request: AuthorizationRequest, client: OAuthClient | None) -> Valid
     state = None if "state" in request.repeated | request.too_long else request.get("state")
     try:
         check_parameters(request)
-        # First: the parameters the other checks look for may be inside the request object.
-        check_request_object(request)
+        check_unsupported_parameters(request)
         check_response_type(request, verified_client)
         scopes = check_scope(request, verified_client)
         resources = check_resources(request, verified_client)

@@ -23,6 +23,7 @@ from authlib.oidc.core.errors import (
     ConsentRequiredError,
     InteractionRequiredError,
     LoginRequiredError,
+    RegistrationNotSupportedError,
     RequestNotSupportedError,
     RequestURINotSupportedError,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "InvalidTokenError",
     "LoginRequiredError",
     "OAuth2Error",
+    "RegistrationNotSupportedError",
     "RequestNotSupportedError",
     "RequestURINotSupportedError",
     "ServerError",

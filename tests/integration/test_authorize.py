@@ -127,6 +127,7 @@ async def test_repeated_redirect_uri_renders_a_page(client: httpx.AsyncClient) -
             {"request_uri": "https://app.example/r.jwt", "code_challenge_method": None},
             "request_uri_not_supported",
         ),
+        ({"registration": '{"client_name": "Self"}'}, "registration_not_supported"),
         ({"scope": "profile email"}, "invalid_scope"),
         ({"scope": "openid admin"}, "invalid_scope"),
         ({"resource": "https://other.example/"}, "invalid_target"),
