@@ -18,7 +18,8 @@ from authlib.oauth2.rfc6749.errors import (
     UnsupportedResponseTypeError,
     UnsupportedTokenTypeError,
 )
-from authlib.oauth2.rfc6750.errors import InsufficientScopeError, InvalidTokenError
+from authlib.oauth2.rfc6750 import errors as rfc6750
+from authlib.oauth2.rfc6750.errors import InvalidTokenError
 from authlib.oidc.core.errors import (
     ConsentRequiredError,
     InteractionRequiredError,
@@ -33,6 +34,22 @@ class InvalidTargetError(OAuth2Error):
     """RFC 8707 §2: the requested resource is invalid, unknown, or not allowed for the client."""
 
     error = "invalid_target"
+
+
+class InsufficientScopeError(rfc6750.InsufficientScopeError):
+    """RFC 6750 §3.1: 403 for a token without the ``scope`` needed. §3 also asks for a
+    ``WWW-Authenticate`` challenge, which Authlib's class leaves out; it names the scope."""
+
+    def __init__(self, description: str, *, scope: str) -> None:
+        super().__init__(description)
+        self.scope = scope
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        challenge = (
+            f'Bearer error="{self.error}", error_description="{self.description}", '
+            f'scope="{self.scope}"'
+        )
+        return [*super().get_headers(), ("WWW-Authenticate", challenge)]
 
 
 class ServerError(OAuth2Error):

@@ -221,7 +221,7 @@ async def userinfo(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Resp
         raise InvalidTokenError("The access token is meant for another audience.")
     scope = str(claims.get("scope", "")).split()
     if "openid" not in scope:
-        raise InsufficientScopeError("The access token lacks the openid scope.")
+        raise InsufficientScopeError("The access token lacks the openid scope.", scope="openid")
     try:
         user_id = uuid.UUID(str(claims["sub"]))
     except ValueError:

@@ -108,3 +108,18 @@ async def test_client_credentials_token_has_no_user(
 
     assert response.status_code == 403
     assert response.json()["error"] == "insufficient_scope"
+
+
+async def test_token_without_openid_is_403_with_an_insufficient_scope_challenge(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 6750 §3: a token that does not enable access gets a WWW-Authenticate challenge."""
+    app = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, app, scope="profile")
+
+    response = await client.get("/userinfo", headers=bearer(tokens["access_token"]))
+
+    assert response.status_code == 403
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith('Bearer error="insufficient_scope"')
+    assert 'scope="openid"' in challenge
