@@ -52,6 +52,15 @@ class InsufficientScopeError(rfc6750.InsufficientScopeError):
         return [*super().get_headers(), ("WWW-Authenticate", challenge)]
 
 
+class MissingTokenError(InvalidTokenError):
+    """RFC 6750 §3.1: a request with no access token (or another scheme's credentials) gets
+    a bare ``Bearer`` challenge, with no error code: the client may not have known that it
+    had to authenticate."""
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        return [*super(InvalidTokenError, self).get_headers(), ("WWW-Authenticate", "Bearer")]
+
+
 class ServerError(OAuth2Error):
     """RFC 6749 §4.1.2.1: anything unexpected leaves as ``server_error``, with no details."""
 
@@ -76,6 +85,7 @@ __all__ = [
     "InvalidTargetError",
     "InvalidTokenError",
     "LoginRequiredError",
+    "MissingTokenError",
     "OAuth2Error",
     "RegistrationNotSupportedError",
     "RequestNotSupportedError",

@@ -28,6 +28,7 @@ from identity.oauth.errors import (
     InvalidClientError,
     InvalidRequestError,
     InvalidTokenError,
+    MissingTokenError,
     OAuth2Error,
     ServerError,
     TemporarilyUnavailableError,
@@ -152,7 +153,7 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
     """RFC 6750 §2.1: the access token from ``Authorization: Bearer``."""
     scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise InvalidTokenError("An access token is required.")
+        raise MissingTokenError("An access token is required.")
     return token.strip()
 
 

@@ -64,14 +64,22 @@ async def test_a_user_without_a_name_gets_no_empty_name_claim(
     assert "updated_at" in body
 
 
-async def test_missing_or_bad_token_is_401_with_bearer_challenge(
-    client: httpx.AsyncClient,
-) -> None:
-    for headers in ({}, bearer("garbage"), bearer("a.b.c"), {"Authorization": "Basic eDp5"}):
+async def test_bad_token_is_401_with_bearer_challenge(client: httpx.AsyncClient) -> None:
+    for headers in (bearer("garbage"), bearer("a.b.c")):
         response = await client.get("/userinfo", headers=headers)
         assert response.status_code == 401
         assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
         assert response.json()["error"] == "invalid_token"
+
+
+async def test_request_without_a_bearer_token_gets_the_bare_challenge(
+    client: httpx.AsyncClient,
+) -> None:
+    """RFC 6750 §3.1: with no credentials (or another scheme's) the challenge names no error."""
+    for headers in ({}, {"Authorization": "Basic eDp5"}, {"Authorization": "Bearer "}):
+        response = await client.get("/userinfo", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
 
 
 async def test_id_token_is_not_an_access_token(client: httpx.AsyncClient, runtime: Runtime) -> None:
