@@ -239,6 +239,15 @@ async def userinfo(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Resp
 # --- introspection and revocation -----------------------------------------------------
 
 
+def _required_token(form: dict[str, str]) -> str:
+    """The ``token`` parameter, read only once the caller is authenticated: RFC 7009 §2.1
+    validates the client first, so a stranger learns nothing about its request."""
+    presented = form.get("token")
+    if presented is None:
+        raise InvalidRequestError("token is required.")
+    return presented
+
+
 def _looks_like_jwt(value: str) -> bool:
     return value.count(".") == 2
 
@@ -285,14 +294,12 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = _runtime(request.scope)
     form, _ = await read_form(request)
     credentials = parse_client_credentials(request.headers.get("authorization"), form)
-    presented = form.get("token")
-    if presented is None:
-        raise InvalidRequestError("token is required.")
-    settings, now = runtime.settings, utcnow()
-    keyset = await runtime.keyset()
     client = await authenticate_client(runtime.db, runtime.clients, credentials)
     if client.is_public:
         raise InvalidClientError("Public clients cannot introspect tokens.", status_code=401)
+    presented = _required_token(form)
+    settings, now = runtime.settings, utcnow()
+    keyset = await runtime.keyset()
     answer: dict[str, Any] = {"active": False}
     if _looks_like_jwt(presented):
         try:
@@ -345,12 +352,10 @@ async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = _runtime(request.scope)
     form, _ = await read_form(request)
     credentials = parse_client_credentials(request.headers.get("authorization"), form)
-    presented = form.get("token")
-    if presented is None:
-        raise InvalidRequestError("token is required.")
+    client = await authenticate_client(runtime.db, runtime.clients, credentials)
+    presented = _required_token(form)
     settings, now = runtime.settings, utcnow()
     keyset = await runtime.keyset()
-    client = await authenticate_client(runtime.db, runtime.clients, credentials)
     async with runtime.db.transaction() as session:
         if _looks_like_jwt(presented):
             try:

@@ -84,3 +84,13 @@ async def test_unauthenticated_and_public_callers_are_refused(
 
     assert anonymous.status_code == as_public.status_code == 401
     assert anonymous.json()["error"] == as_public.json()["error"] == "invalid_client"
+
+
+async def test_the_caller_is_authenticated_before_its_request_is_judged(
+    client: httpx.AsyncClient,
+) -> None:
+    """RFC 7662 §2.1 / RFC 7009 §2.1: an unknown caller learns nothing about its request."""
+    for path in ("/introspect", "/revoke"):
+        response = await client.post(path, data={"client_id": "x", "client_secret": "y"})
+        assert response.status_code == 401, path
+        assert response.json()["error"] == "invalid_client"
