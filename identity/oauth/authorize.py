@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from authlib.oauth2.rfc6749.util import scope_to_list
 
@@ -173,16 +174,43 @@ def check_client(request: AuthorizationRequest, client: OAuthClient | None) -> O
 
 
 def check_redirect_uri(request: AuthorizationRequest, client: OAuthClient) -> str:
-    """Exact string comparison with a registered URI (RFC 9700 §4.1.3): no prefix, no pattern."""
+    """Exact string comparison with a registered URI (RFC 9700 §4.1.3): no prefix, no
+    pattern; only the port of a native app's loopback redirect may differ (``_loopback_key``)."""
     if problem := _malformed(request, "redirect_uri"):
         raise InvalidRequestError(problem)
     redirect_uri = request.get("redirect_uri")
     # OIDC Core §3.1.2.1 makes redirect_uri required, so no default registered URI is assumed.
     if not redirect_uri:
         raise InvalidRequestError("The redirect_uri parameter is missing.")
-    if redirect_uri not in client.redirect_uris:
+    if redirect_uri in client.redirect_uris:
+        return redirect_uri
+    key = _loopback_key(redirect_uri) if client.is_public else None
+    if key is None or key not in {_loopback_key(uri) for uri in client.redirect_uris}:
         raise InvalidRequestError("The redirect_uri is not registered for this client.")
     return redirect_uri
+
+
+LOOPBACK_IPS = frozenset({"127.0.0.1", "::1"})
+
+
+def _loopback_key(uri: str) -> str | None:
+    """``uri`` without its port, when it is an http URI to a loopback IP literal; else None.
+
+    RFC 8252 §7.3: a native app listens on a port the OS gives it at run time, so the
+    server MUST accept any port on a loopback IP redirect URI; everything else still matches
+    exactly. Only the IP literals: "localhost" may resolve elsewhere (RFC 8252 §8.3).
+    """
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        return None
+    if parts.scheme != "http" or parts.hostname not in LOOPBACK_IPS:
+        return None
+    if parts.username is not None or parts.password is not None:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return urlunsplit(parts._replace(netloc=host))
 
 
 # --- checks after it: failures are sent back to the client -------------------------------

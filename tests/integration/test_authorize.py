@@ -430,3 +430,56 @@ async def test_hostile_requests_get_the_error_page_not_a_500(client: httpx.Async
     ]
     for response in responses:
         assert_error_page(response)
+
+
+# --- native apps: any port on a loopback IP redirect (RFC 8252 §7.3) -----------------------
+
+LOOPBACK_CALLBACKS = ["http://127.0.0.1/callback", "http://[::1]:8400/callback"]
+
+
+@pytest.mark.parametrize(
+    "redirect_uri", ["http://127.0.0.1:51004/callback", "http://[::1]:3000/callback"]
+)
+async def test_a_public_client_s_loopback_redirect_takes_the_port_the_app_chose(
+    client: httpx.AsyncClient, runtime: Runtime, redirect_uri: str
+) -> None:
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True, redirect_uris=LOOPBACK_CALLBACKS)
+    response = await sign_in(client, authorize_params(redirect_uri=redirect_uri))
+    assert response.headers["location"].startswith(redirect_uri + "?")
+    result = redirected_to_client(response, redirect_uri)
+    async with runtime.db.transaction() as session:
+        code = await session.get(AuthorizationCode, digest(result["code"]))
+    # The token request must then name this very URI, port included (RFC 6749 §4.1.3).
+    assert code is not None and code.redirect_uri == redirect_uri
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        "http://127.0.0.1:51004/other",
+        "http://127.0.0.1:51004/callback?x=1",
+        "http://localhost:51004/callback",
+        "http://127.0.0.2:51004/callback",
+        "https://127.0.0.1:51004/callback",
+        "http://user@127.0.0.1:51004/callback",
+        "http://127.0.0.1:99999/callback",
+        "http://[::1%25lo]:3000/callback",
+    ],
+)
+async def test_only_the_port_of_a_loopback_redirect_may_differ(
+    client: httpx.AsyncClient, runtime: Runtime, redirect_uri: str
+) -> None:
+    await add_oauth_client(runtime, first_party=True, redirect_uris=LOOPBACK_CALLBACKS)
+    params = authorize_params(redirect_uri=redirect_uri)
+    assert_error_page(await client.get("/authorize", params=params))
+
+
+async def test_a_confidential_client_s_loopback_redirect_matches_exactly(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(
+        runtime, first_party=True, is_public=False, redirect_uris=LOOPBACK_CALLBACKS
+    )
+    params = authorize_params(redirect_uri="http://127.0.0.1:51004/callback")
+    assert_error_page(await client.get("/authorize", params=params))
