@@ -19,7 +19,7 @@ from identity.errors import Forbidden, NotFound
 from identity.permissions import repository
 from identity.permissions.catalogue import Catalogue
 from identity.permissions.models import Membership
-from identity.permissions.service import effective_permissions
+from identity.permissions.service import Delegation, delegation_of, effective_permissions
 from identity.tokens.subjects import active_user
 
 # The permission that lets a member manage the account's users (policies/permissions.toml).
@@ -165,6 +165,20 @@ def check_manager_edit(
         raise Forbidden("Only an owner can change another owner.")
     if all_permissions:
         raise Forbidden("Only an owner can grant all permissions.")
+
+
+async def delegation_for(
+    session: AsyncSession,
+    user_id: uuid.UUID | None,
+    relation: Relation,
+    account_id: uuid.UUID,
+    now: datetime,
+) -> Delegation | None:
+    """What the acting user may hand out in the account: limited for a manager only (owners
+    and staff hand out anything; the matrix keeps everyone else from granting at all)."""
+    if relation is not Relation.MANAGER or user_id is None:
+        return None
+    return await delegation_of(session, user_id, account_id, now)
 
 
 def _owner_only_invite(relation: Relation, all_permissions: bool) -> bool:

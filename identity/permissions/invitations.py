@@ -30,7 +30,7 @@ from identity.permissions import repository
 from identity.permissions.access import could_still_invite
 from identity.permissions.catalogue import Catalogue, installed, invalid_field
 from identity.permissions.models import Account, Invitation, Membership
-from identity.permissions.service import Grant, RoleGrant, add_member, check_grants
+from identity.permissions.service import Delegation, Grant, RoleGrant, add_member, check_grants
 from identity.store.rate_limit import Limit, RateLimiter
 
 INVITATION_TTL = timedelta(days=7)
@@ -133,8 +133,10 @@ async def invite(
     limiter: RateLimiter,
     issuer: str,
     now: datetime,
+    delegation: Delegation | None = None,
 ) -> Invitation:
-    """Invite ``request.email``; the email with the link is queued in this transaction."""
+    """Invite ``request.email``; the email with the link is queued in this transaction. A
+    manager (``delegation``) invites with no more than they hold themselves."""
     try:
         email = normalise_email(request.email)
     except InvalidInput as exc:
@@ -144,7 +146,9 @@ async def invite(
     account = await repository.get_account(session, account_id)
     if account is None:
         raise NotFound("No such account.")
-    await check_grants(session, catalogue, account_id, request.permissions, request.roles, now)
+    await check_grants(
+        session, catalogue, account_id, request.permissions, request.roles, now, delegation
+    )
     existing = await repository.user_by_email(session, email)
     if existing and await repository.get_membership(session, account_id, existing.id):
         raise invalid_field("email", "This person is already a member of the account.", Conflict)

@@ -259,6 +259,27 @@ async def live_permissions(
     return [(row[0], row[1]) for row in result]
 
 
+async def held_until(
+    session: AsyncSession, membership_id: uuid.UUID, now: datetime
+) -> Sequence[tuple[str, datetime | None]]:
+    """(permission, until when) of one membership's unexpired direct grants and roles; a
+    permission held several ways appears once for each."""
+    direct = select(MembershipPermission.permission, MembershipPermission.expires_at).where(
+        MembershipPermission.membership_id == membership_id,
+        _live(MembershipPermission.expires_at, now),
+    )
+    via_roles = (
+        select(RolePermission.permission, MembershipRole.expires_at)
+        .join(MembershipRole, RolePermission.role_id == MembershipRole.role_id)
+        .where(
+            MembershipRole.membership_id == membership_id,
+            _live(MembershipRole.expires_at, now),
+        )
+    )
+    result = await session.execute(union_all(direct, via_roles))
+    return [(row[0], row[1]) for row in result]
+
+
 async def put_permission_grant(
     session: AsyncSession, membership_id: uuid.UUID, permission: str, expires_at: datetime | None
 ) -> None:

@@ -7,7 +7,7 @@ the account first, so an account never ends with no owner, even under concurrent
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +48,49 @@ class Grant:
 class RoleGrant:
     role_id: uuid.UUID
     expires_at: datetime | None = None
+
+
+BEYOND_DELEGATION = "beyond_delegation"
+
+
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """What a manager may hand out: only permissions they hold, each for no longer than
+    they hold it (``until``; None: with no end). Otherwise a manager could give themselves,
+    or a second address of their own, every permission one by one, or keep ``users`` past
+    the expiry an owner set on it. Owners and staff hand out anything (no Delegation)."""
+
+    until: Mapping[str, datetime | None]
+
+    def covers(self, name: str, expires_at: datetime | None) -> bool:
+        if name not in self.until:
+            return False
+        limit = self.until[name]
+        return limit is None or (expires_at is not None and expires_at <= limit)
+
+    def check(self, names: Iterable[str], expires_at: datetime | None) -> None:
+        """``Forbidden`` naming the permissions not covered for that long."""
+        beyond = sorted({name for name in names if not self.covers(name, expires_at)})
+        if beyond:
+            raise Forbidden(
+                "A manager can grant only permissions they hold, for no longer than they "
+                "hold them: " + ", ".join(beyond) + ".",
+                reason=BEYOND_DELEGATION,
+            )
+
+
+async def delegation_of(
+    session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID, now: datetime
+) -> Delegation:
+    membership = await membership_of(session, account_id, user_id)
+    until: dict[str, datetime | None] = {}
+    for name, expires_at in await repository.held_until(session, membership.id, now):
+        if expires_at is None or (name in until and until[name] is None):
+            until[name] = None
+        else:
+            earlier = until.get(name)
+            until[name] = expires_at if earlier is None else max(earlier, expires_at)
+    return Delegation(until)
 
 
 def lapsed(expires_at: datetime | None, now: datetime) -> bool:
@@ -302,8 +345,10 @@ async def check_grants(
     permissions: Sequence[Grant],
     roles: Sequence[RoleGrant],
     now: datetime,
+    delegation: Delegation | None = None,
 ) -> None:
-    """Known permissions, roles usable in this account, expiries in the future."""
+    """Known permissions, roles usable in this account, expiries in the future, and for a
+    manager (``delegation``) nothing beyond what they hold themselves."""
     unknown = await catalogue.unknown(session, [g.name for g in permissions])
     if unknown:
         raise invalid_field("permissions", "Unknown permissions: " + ", ".join(unknown) + ".")
@@ -317,6 +362,12 @@ async def check_grants(
             raise invalid_field(field, "An expiry date must be in the future.")
         if any(g.expires_at is not None and g.expires_at >= LATEST_EXPIRY for g in grants):
             raise invalid_field(field, "An expiry date must be before the year 9999.")
+    if delegation is not None:
+        for grant in permissions:
+            delegation.check([grant.name], grant.expires_at)
+        held_by_role = await repository.role_permissions(session, [g.role_id for g in roles])
+        for role_grant in roles:
+            delegation.check(held_by_role[role_grant.role_id], role_grant.expires_at)
 
 
 async def _apply_grants(
@@ -435,6 +486,7 @@ async def set_grants(
     roles: Sequence[RoleGrant] | None = None,
     catalogue: Catalogue,
     now: datetime,
+    delegation: Delegation | None = None,
 ) -> None:
     """Replace what is given (None leaves that part alone), as the Users page edits a member."""
     membership = await membership_of(session, account_id, user_id)
@@ -452,6 +504,7 @@ async def set_grants(
         [g for g in new_permissions if g not in held],
         [g for g in new_roles if g not in held],
         now,
+        delegation,
     )
     old = _grants_record(membership.all_permissions, old_permissions, old_roles)
     await repository.clear_grants(session, membership.id)
@@ -502,10 +555,11 @@ async def grant_permission(
     *,
     catalogue: Catalogue,
     now: datetime,
+    delegation: Delegation | None = None,
 ) -> None:
     """Grant one permission ("tickets for 14 days"); granting again replaces the expiry."""
     membership = await membership_of(session, account_id, user_id)
-    await check_grants(session, catalogue, account_id, [grant], [], now)
+    await check_grants(session, catalogue, account_id, [grant], [], now, delegation)
     await repository.put_permission_grant(session, membership.id, grant.name, grant.expires_at)
     await record_as(
         session,
@@ -550,9 +604,10 @@ async def grant_role(
     *,
     catalogue: Catalogue,
     now: datetime,
+    delegation: Delegation | None = None,
 ) -> None:
     membership = await membership_of(session, account_id, user_id)
-    await check_grants(session, catalogue, account_id, [], [grant], now)
+    await check_grants(session, catalogue, account_id, [], [grant], now, delegation)
     await repository.put_role_grant(session, membership.id, grant.role_id, grant.expires_at)
     await record_as(
         session,
@@ -715,8 +770,12 @@ async def create_role(
     permissions: Sequence[str],
     catalogue: Catalogue,
     now: datetime,
+    delegation: Delegation | None = None,
 ) -> RoleView:
     name = await _check_role_fields(session, catalogue, account_id, name, permissions, None)
+    if delegation is not None:
+        # Whoever is granted the role later holds these with no end of the role's own.
+        delegation.check(permissions, None)
     role = Role(
         account_id=account_id,
         name=name,
@@ -759,10 +818,14 @@ async def update_role(
     permissions: Sequence[str] | None = None,
     catalogue: Catalogue,
     now: datetime,
+    delegation: Delegation | None = None,
 ) -> RoleView:
     view = await get_role(session, account_id, role_id)
     role = view.role
     _not_from_file(role)
+    if delegation is not None and permissions is not None:
+        # Added to a role, a permission reaches everyone holding it, at once and for good.
+        delegation.check(set(permissions) - set(view.permissions), None)
     new_name = await _check_role_fields(
         session,
         catalogue,

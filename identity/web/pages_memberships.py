@@ -46,9 +46,10 @@ from identity.permissions.access import (
     authorize,
     check_manager_edit,
     check_manager_invite,
+    delegation_for,
 )
 from identity.permissions.invitations import ACCEPT_PATH, InvitationRequest
-from identity.permissions.service import Grant, RoleGrant, lapsed
+from identity.permissions.service import BEYOND_DELEGATION, Grant, RoleGrant, lapsed
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
@@ -309,6 +310,8 @@ def _message_for(exc: DomainError, conflict_message: str) -> str:
     if isinstance(exc, RateLimited):
         return "users.error.rate_limited"
     if isinstance(exc, Forbidden):
+        if exc.extra.get("reason") == BEYOND_DELEGATION:
+            return "users.error.beyond_delegation"
         return "users.error.forbidden"
     if isinstance(exc, NotFound):
         return "users.error.not_found"
@@ -422,6 +425,7 @@ async def invite_submit(
             limiter=runtime.limiter,
             issuer=runtime.settings.issuer,
             now=now,
+            delegation=await delegation_for(session, actor.user_id, relation, account_id, now),
         )
 
     return await _change(
@@ -465,6 +469,7 @@ async def grants_submit(
             roles=[RoleGrant(r, kept_roles.get(r)) for r in dict.fromkeys(_role_ids(form))],
             catalogue=runtime.catalogue,
             now=now,
+            delegation=await delegation_for(session, actor.user_id, relation, account_id, now),
         )
 
     return await _change(request, runtime, account_id, Action.MEMBER_GRANTS, change, done="saved")

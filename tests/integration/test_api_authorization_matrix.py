@@ -47,7 +47,11 @@ class World:
 async def _account_with_things(runtime: Runtime, prefix: str) -> dict[str, Any]:
     owner, manager, member, target = [await make_user(runtime) for _ in range(4)]
     account = await make_account(runtime, owner)
-    await add_member(runtime, account, manager, ["users"])
+    # A manager hands out only what they hold (service.Delegation): this one holds what the
+    # endpoints below grant, so the matrix alone decides.
+    await add_member(
+        runtime, account, manager, ["users", "invoices", "quotes", "tickets", "domains"]
+    )
     await add_member(runtime, account, member, ["tickets"])
     async with runtime.db.transaction() as session:
         role = await service.create_role(

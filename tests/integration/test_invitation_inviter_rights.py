@@ -55,7 +55,8 @@ async def _invite(
 async def _arrange(runtime: Runtime) -> tuple[User, User, Account]:
     owner, manager = await make_user(runtime), await make_user(runtime)
     account = await make_account(runtime, owner)
-    await add_member(runtime, account, manager, ["users"])
+    # A manager invites with no more than they hold (service.Delegation).
+    await add_member(runtime, account, manager, ["users", "invoices"])
     return owner, manager, account
 
 

@@ -192,7 +192,7 @@ async def test_a_manager_cannot_grant_all_permissions_nor_touch_an_owner(
 ) -> None:
     owner, manager, clerk = [await make_user(runtime) for _ in range(3)]
     account = await make_account(runtime, owner)
-    await add_member(runtime, account, manager, ["users"])
+    await add_member(runtime, account, manager, ["users", "tickets"])
     await add_member(runtime, account, clerk)
     headers = await user_headers(runtime, manager)
     members = f"/api/v1/accounts/{account.id}/members"

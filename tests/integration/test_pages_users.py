@@ -75,7 +75,7 @@ async def is_member(runtime: Runtime, account: Account, user: User) -> bool:
 class Team:
     account: Account
     owner: User
-    manager: User  # holds the `users` permission
+    manager: User  # holds `users`, and `tickets` and `domains` to hand out
     member: User  # holds `invoices` only
     target: User  # a plain member the forms act on
     outsider: User  # owns another account
@@ -91,7 +91,8 @@ async def team(runtime: Runtime) -> Team:
     target = await add_user(runtime, "target@example.com")
     outsider = await add_user(runtime, "outsider@example.com")
     account = await make_account(runtime, owner, "Acme")
-    await add_member(runtime, account, manager, ["users"])
+    # What the actions below hand out: a manager grants only what they hold.
+    await add_member(runtime, account, manager, ["users", "tickets", "domains"])
     await add_member(runtime, account, member, ["invoices"])
     await add_member(runtime, account, target, ["invoices"])
     other = await make_account(runtime, outsider, "Globex")
@@ -547,3 +548,25 @@ async def test_too_many_invitations_are_refused_with_a_message(
     assert statuses == [303] * 4 + [429]
     assert refused.status_code == 429
     assert "Too many invitations" in refused.text
+
+
+async def test_a_manager_hands_out_on_the_page_only_what_they_hold(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    csrf = await sign_in_at(client, users_path(team.account), "manager@example.com")
+
+    invited = await client.post(
+        f"{users_path(team.account)}/invite",
+        data=csrf | {"email": "alt@example.com", "permission": ["tickets", "quotes"]},
+    )
+    # The target's `invoices` may stay (the manager lacks it); `quotes` may not come.
+    granted = await client.post(
+        f"{users_path(team.account)}/{team.target.id}/grants",
+        data=csrf | {"permission": ["invoices", "quotes"]},
+    )
+
+    for response in (invited, granted):
+        assert response.status_code == 403
+        assert "You can grant only permissions you hold yourself" in response.text
+    assert "alt@example.com" not in await pending_emails(runtime, team.account)
+    assert await effective(runtime, team.target, team.account) == {"invoices"}

@@ -9,7 +9,7 @@ from litestar.params import FromPath, JSONBody
 
 from identity.clock import utcnow
 from identity.permissions import invitations
-from identity.permissions.access import Action, check_manager_invite
+from identity.permissions.access import Action, check_manager_invite, delegation_for
 from identity.permissions.invitations import InvitationRequest
 from identity.web.api import schemas
 from identity.web.api.common import (
@@ -67,6 +67,9 @@ class InvitationController(Controller):
                 limiter=runtime.limiter,
                 issuer=runtime.settings.issuer,
                 now=now,
+                delegation=await delegation_for(
+                    session, principal.caller.user_id, relation, account_id, now
+                ),
             )
         runtime.mail.wake()
         return invitation_out(invitation)

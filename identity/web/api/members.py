@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clock import utcnow
 from identity.permissions import service
-from identity.permissions.access import Action, check_manager_edit
+from identity.permissions.access import Action, Relation, check_manager_edit, delegation_for
 from identity.permissions.service import Grant, RoleGrant
 from identity.runtime import Runtime
 from identity.web.api import schemas
@@ -35,10 +35,11 @@ async def _allow_member_edit(
     now: datetime,
     account_id: uuid.UUID,
     user_id: uuid.UUID,
-) -> None:
+) -> Relation:
     """The matrix allows ``action``, and a manager is not touching an owner."""
     relation = await allow(session, runtime, principal, action, now, account_id)
     check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
+    return relation
 
 
 class MemberController(Controller):
@@ -128,6 +129,9 @@ class MemberController(Controller):
                 )
                 target = await service.membership_of(session, account_id, user_id)
                 check_manager_edit(relation, target, all_permissions=data.all_permissions)
+                delegation = await delegation_for(
+                    session, principal.caller.user_id, relation, account_id, now
+                )
             if data.owner is not None:
                 await service.set_owner(session, actor, account_id, user_id, data.owner, now)
             if changes_grants:
@@ -141,6 +145,7 @@ class MemberController(Controller):
                     roles=role_grants_in(data.roles),
                     catalogue=catalogue,
                     now=now,
+                    delegation=delegation,
                 )
             view = await service.member(session, account_id, user_id, now, catalogue)
         return member_out(view, now)
@@ -172,7 +177,7 @@ class MemberController(Controller):
     ) -> schemas.MemberOut:
         now = utcnow()
         async with runtime.db.transaction() as session:
-            await _allow_member_edit(
+            relation = await _allow_member_edit(
                 session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
             await service.grant_permission(
@@ -183,6 +188,9 @@ class MemberController(Controller):
                 Grant(data.name, data.expires_at),
                 catalogue=catalogue,
                 now=now,
+                delegation=await delegation_for(
+                    session, principal.caller.user_id, relation, account_id, now
+                ),
             )
             view = await service.member(session, account_id, user_id, now, catalogue)
         return member_out(view, now)
@@ -217,7 +225,7 @@ class MemberController(Controller):
     ) -> schemas.MemberOut:
         now = utcnow()
         async with runtime.db.transaction() as session:
-            await _allow_member_edit(
+            relation = await _allow_member_edit(
                 session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
             await service.grant_role(
@@ -228,6 +236,9 @@ class MemberController(Controller):
                 RoleGrant(data.role_id, data.expires_at),
                 catalogue=catalogue,
                 now=now,
+                delegation=await delegation_for(
+                    session, principal.caller.user_id, relation, account_id, now
+                ),
             )
             view = await service.member(session, account_id, user_id, now, catalogue)
         return member_out(view, now)

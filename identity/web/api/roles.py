@@ -5,19 +5,36 @@ account (None for templates) and the matrix actions differ."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clock import utcnow
 from identity.permissions import service
-from identity.permissions.access import Action
+from identity.permissions.access import Action, delegation_for
 from identity.permissions.catalogue import Catalogue
 from identity.runtime import Runtime
 from identity.web.api import schemas
 from identity.web.api.auth import Principal
 from identity.web.api.common import CatalogueDep, PrincipalDep, allow, role_out
 from identity.web.dependencies import RuntimeDep
+
+
+async def _allow_writing(
+    session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    action: Action,
+    now: datetime,
+    account_id: uuid.UUID | None,
+) -> service.Delegation | None:
+    """The matrix allows ``action``; returns what a manager may put in an account's role."""
+    relation = await allow(session, runtime, principal, action, now, account_id)
+    if account_id is None:
+        return None  # templates: staff only
+    return await delegation_for(session, principal.caller.user_id, relation, account_id, now)
 
 
 async def _list(
@@ -52,7 +69,7 @@ async def _create(
 ) -> schemas.RoleOut:
     now = utcnow()
     async with runtime.db.transaction() as session:
-        await allow(session, runtime, principal, action, now, account_id)
+        delegation = await _allow_writing(session, runtime, principal, action, now, account_id)
         view = await service.create_role(
             session,
             principal.actor,
@@ -63,6 +80,7 @@ async def _create(
             permissions=data.permissions,
             catalogue=catalogue,
             now=now,
+            delegation=delegation,
         )
     return role_out(view)
 
@@ -78,7 +96,7 @@ async def _update(
 ) -> schemas.RoleOut:
     now = utcnow()
     async with runtime.db.transaction() as session:
-        await allow(session, runtime, principal, action, now, account_id)
+        delegation = await _allow_writing(session, runtime, principal, action, now, account_id)
         view = await service.update_role(
             session,
             principal.actor,
@@ -90,6 +108,7 @@ async def _update(
             permissions=data.permissions,
             catalogue=catalogue,
             now=now,
+            delegation=delegation,
         )
     return role_out(view)
 

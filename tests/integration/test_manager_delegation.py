@@ -1,0 +1,236 @@
+"""A manager hands out only what they hold, for no longer than they hold it: direct grants,
+roles, invitations and the account's roles alike. Owners and staff are not limited."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+
+from identity.clock import utcnow
+from identity.permissions import service
+from identity.permissions.models import Account
+from identity.permissions.service import Grant, RoleGrant
+from identity.runtime import Runtime
+from tests.integration.account_helpers import (
+    SYSTEM,
+    add_member,
+    effective,
+    make_account,
+    make_user,
+    user_headers,
+)
+
+BEYOND = "beyond_delegation"
+
+
+class Desk:
+    """An account whose manager holds `users` for a week, `tickets` for good and `domains`
+    through the role "Desk"; a clerk with `invoices` (which the manager lacks); and the
+    account's role "Billing" (`invoices`)."""
+
+    def __init__(self, account: Account, ids: dict[str, str], users_until: datetime) -> None:
+        self.account = account
+        self.ids = ids
+        self.users_until = users_until
+
+    def path(self, tail: str) -> str:
+        return f"/api/v1/accounts/{self.account.id}{tail.format(**self.ids)}"
+
+
+async def _role(runtime: Runtime, account: Account, name: str, permissions: list[str]) -> str:
+    async with runtime.db.transaction() as session:
+        view = await service.create_role(
+            session,
+            SYSTEM,
+            account.id,
+            name=name,
+            permissions=permissions,
+            catalogue=runtime.catalogue,
+            now=utcnow(),
+        )
+    return str(view.role.id)
+
+
+@pytest.fixture
+async def desk(runtime: Runtime) -> Desk:
+    owner, manager, clerk = [await make_user(runtime) for _ in range(3)]
+    account = await make_account(runtime, owner)
+    desk_role = await _role(runtime, account, "Desk", ["domains"])
+    billing = await _role(runtime, account, "Billing", ["invoices"])
+    users_until = utcnow() + timedelta(days=7)
+    await add_member(
+        runtime,
+        account,
+        manager,
+        [Grant("users", users_until), "tickets"],
+        roles=[RoleGrant(uuid.UUID(desk_role))],
+    )
+    await add_member(runtime, account, clerk, ["invoices"])
+    ids = {
+        "owner": str(owner.id),
+        "manager": str(manager.id),
+        "clerk": str(clerk.id),
+        "desk": desk_role,
+        "billing": billing,
+    }
+    return Desk(account, ids, users_until)
+
+
+async def _as(runtime: Runtime, desk: Desk, who: str) -> dict[str, str]:
+    async with runtime.db.transaction() as session:
+        user = await service.user(session, uuid.UUID(desk.ids[who]))
+    return await user_headers(runtime, user)
+
+
+def _refused(response: httpx.Response) -> None:
+    assert response.status_code == 403, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["reason"] == BEYOND
+
+
+async def _clerk_holds(runtime: Runtime, desk: Desk) -> frozenset[str]:
+    async with runtime.db.transaction() as session:
+        clerk = await service.user(session, uuid.UUID(desk.ids["clerk"]))
+    return await effective(runtime, clerk, desk.account)
+
+
+async def test_a_manager_grants_what_they_hold_directly_or_through_a_role_and_nothing_else(
+    client: httpx.AsyncClient, runtime: Runtime, desk: Desk
+) -> None:
+    headers = await _as(runtime, desk, "manager")
+    grant = desk.path("/members/{clerk}/permissions")
+    for name in ("tickets", "domains"):
+        response = await client.post(grant, json={"name": name}, headers=headers)
+        assert response.status_code == 201, response.text
+    _refused(await client.post(grant, json={"name": "quotes"}, headers=headers))
+    _refused(
+        await client.patch(
+            desk.path("/members/{clerk}"),
+            json={"permissions": [{"name": "invoices"}, {"name": "orders"}]},
+            headers=headers,
+        )
+    )
+    assert await _clerk_holds(runtime, desk) == {"invoices", "tickets", "domains"}
+
+
+async def test_nor_for_longer_than_they_hold_it(
+    client: httpx.AsyncClient, runtime: Runtime, desk: Desk
+) -> None:
+    headers = await _as(runtime, desk, "manager")
+    grant = desk.path("/members/{clerk}/permissions")
+    within = (desk.users_until - timedelta(days=1)).isoformat()
+    beyond = (desk.users_until + timedelta(days=1)).isoformat()
+    _refused(await client.post(grant, json={"name": "users"}, headers=headers))
+    _refused(
+        await client.post(grant, json={"name": "users", "expires_at": beyond}, headers=headers)
+    )
+    # Nor their own grant: an owner's end date on `users` must hold.
+    _refused(
+        await client.patch(
+            desk.path("/members/{manager}"),
+            json={"permissions": [{"name": "users"}, {"name": "tickets"}]},
+            headers=headers,
+        )
+    )
+    allowed = await client.post(
+        grant, json={"name": "users", "expires_at": within}, headers=headers
+    )
+    assert allowed.status_code == 201, allowed.text
+
+
+async def test_a_role_only_when_every_permission_in_it_is_held(
+    client: httpx.AsyncClient, runtime: Runtime, desk: Desk
+) -> None:
+    headers = await _as(runtime, desk, "manager")
+    roles = desk.path("/members/{clerk}/roles")
+    _refused(await client.post(roles, json={"role_id": desk.ids["billing"]}, headers=headers))
+    given = await client.post(roles, json={"role_id": desk.ids["desk"]}, headers=headers)
+    assert given.status_code == 201, given.text
+
+
+async def test_invitations_and_the_accounts_roles_are_held_to_the_same_rule(
+    client: httpx.AsyncClient, runtime: Runtime, desk: Desk
+) -> None:
+    headers = await _as(runtime, desk, "manager")
+    invite = desk.path("/invitations")
+    _refused(
+        await client.post(
+            invite,
+            json={"email": "alt@example.com", "permissions": [{"name": "invoices"}]},
+            headers=headers,
+        )
+    )
+    _refused(
+        await client.post(
+            invite,
+            json={"email": "alt@example.com", "roles": [{"role_id": desk.ids["billing"]}]},
+            headers=headers,
+        )
+    )
+    invited = await client.post(
+        invite,
+        json={"email": "alt@example.com", "permissions": [{"name": "tickets"}]},
+        headers=headers,
+    )
+    assert invited.status_code == 201, invited.text
+
+    roles = desk.path("/roles")
+    _refused(
+        await client.post(
+            roles, json={"name": "Sneaky", "permissions": ["tickets", "orders"]}, headers=headers
+        )
+    )
+    # Added to a role, a permission reaches its holders for good: held with an end, it cannot.
+    _refused(
+        await client.post(roles, json={"name": "Admins", "permissions": ["users"]}, headers=headers)
+    )
+    _refused(
+        await client.patch(
+            desk.path("/roles/{desk}"),
+            json={"permissions": ["domains", "invoices"]},
+            headers=headers,
+        )
+    )
+    made = await client.post(
+        roles, json={"name": "Support", "permissions": ["tickets"]}, headers=headers
+    )
+    assert made.status_code == 201, made.text
+    # Narrowing a role the manager does not fully hold is fine.
+    narrowed = await client.patch(
+        desk.path("/roles/{billing}"), json={"permissions": []}, headers=headers
+    )
+    assert narrowed.status_code == 200, narrowed.text
+
+
+async def test_grants_the_manager_lacks_may_stay_or_go_but_not_come(
+    client: httpx.AsyncClient, runtime: Runtime, desk: Desk
+) -> None:
+    headers = await _as(runtime, desk, "manager")
+    member = desk.path("/members/{clerk}")
+    kept = await client.patch(
+        member,
+        json={"permissions": [{"name": "invoices"}, {"name": "tickets"}]},
+        headers=headers,
+    )
+    assert kept.status_code == 200, kept.text
+    assert await _clerk_holds(runtime, desk) == {"invoices", "tickets"}
+    dropped = await client.patch(member, json={"permissions": []}, headers=headers)
+    assert dropped.status_code == 200, dropped.text
+    _refused(
+        await client.patch(member, json={"permissions": [{"name": "invoices"}]}, headers=headers)
+    )
+    assert await _clerk_holds(runtime, desk) == frozenset()
+
+
+async def test_owners_are_not_limited(
+    client: httpx.AsyncClient, runtime: Runtime, desk: Desk
+) -> None:
+    granted = await client.post(
+        desk.path("/members/{manager}/permissions"),
+        json={"name": "quotes"},
+        headers=await _as(runtime, desk, "owner"),
+    )
+    assert granted.status_code == 201, granted.text
