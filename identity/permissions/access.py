@@ -9,6 +9,7 @@ a right gets "forbidden", as they know the account exists anyway.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -19,7 +20,14 @@ from identity.errors import Forbidden, NotFound
 from identity.permissions import repository
 from identity.permissions.catalogue import Catalogue
 from identity.permissions.models import Membership
-from identity.permissions.service import Delegation, delegation_of, effective_permissions
+from identity.permissions.service import (
+    Delegation,
+    Grant,
+    RoleGrant,
+    check_delegation,
+    delegation_of,
+    effective_permissions,
+)
 from identity.tokens.subjects import active_user
 
 # The permission that lets a member manage the account's users (policies/permissions.toml).
@@ -197,18 +205,30 @@ async def could_still_invite(
     account_id: uuid.UUID,
     *,
     all_permissions: bool,
+    permissions: Sequence[Grant],
+    roles: Sequence[RoleGrant],
     now: datetime,
     catalogue: Catalogue,
 ) -> bool:
     """Whether the user who sent an invitation could send it now. An invitation hands out
     its sender's authority when it is accepted, so it lasts only as long as that authority:
-    a manager removed, demoted or disabled cannot come back through a link sent before."""
+    a manager removed, demoted or disabled, or who no longer holds what they invited with,
+    cannot come back through a link sent before."""
     inviter = await active_user(session, inviter_id)
     if inviter is None:
         return False
     # An administrator could have sent it with their staff token whatever their membership.
     caller = Caller(inviter.id, "", is_staff=inviter.is_admin, is_service=False)
     relation = await relation_to(session, caller, account_id, now, catalogue)
-    return allowed(Action.INVITATION_WRITE, relation) and not _owner_only_invite(
+    if not allowed(Action.INVITATION_WRITE, relation) or _owner_only_invite(
         relation, all_permissions
-    )
+    ):
+        return False
+    delegation = await delegation_for(session, inviter.id, relation, account_id, now)
+    if delegation is None:
+        return True
+    try:
+        await check_delegation(session, delegation, permissions, roles)
+    except Forbidden:
+        return False
+    return True

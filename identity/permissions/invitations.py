@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,7 +31,14 @@ from identity.permissions import repository
 from identity.permissions.access import could_still_invite
 from identity.permissions.catalogue import Catalogue, installed, invalid_field
 from identity.permissions.models import Account, Invitation, Membership
-from identity.permissions.service import Delegation, Grant, RoleGrant, add_member, check_grants
+from identity.permissions.service import (
+    Delegation,
+    Grant,
+    RoleGrant,
+    add_member,
+    check_grants,
+    lapsed,
+)
 from identity.store.rate_limit import Limit, RateLimiter
 
 INVITATION_TTL = timedelta(days=7)
@@ -294,11 +302,14 @@ async def _open(session: AsyncSession, token: str, now: datetime) -> Invitation:
     still send it (``could_still_invite``); else it counts as cancelled. One sent by a
     client acting for itself (staff) has no sender to look at."""
     invitation = _usable(await repository.invitation_by_token(session, digest(token)), now)
+    permissions, roles = _granted(invitation, now)
     if invitation.invited_by is not None and not await could_still_invite(
         session,
         invitation.invited_by,
         invitation.account_id,
         all_permissions=invitation.all_permissions,
+        permissions=permissions,
+        roles=roles,
         now=now,
         catalogue=Catalogue(installed()),
     ):
@@ -322,34 +333,36 @@ async def _claim(session: AsyncSession, invitation: Invitation, now: datetime) -
         raise Conflict("This invitation has been accepted already.", reason="accepted")
 
 
+def _granted(invitation: Invitation, now: datetime) -> tuple[list[Grant], list[RoleGrant]]:
+    """The permissions and roles the invitation gives, those whose expiry has passed left out."""
+
+    def until(grant: dict[str, Any]) -> datetime | None:
+        return datetime.fromisoformat(grant["expires_at"]) if grant["expires_at"] else None
+
+    grants = invitation.grants
+    permissions = [Grant(g["name"], until(g)) for g in grants.get("permissions", [])]
+    roles = [RoleGrant(uuid.UUID(g["role_id"]), until(g)) for g in grants.get("roles", [])]
+    return (
+        [g for g in permissions if not lapsed(g.expires_at, now)],
+        [g for g in roles if not lapsed(g.expires_at, now)],
+    )
+
+
 async def _enrol(
     session: AsyncSession, invitation: Invitation, user: User, actor: Actor, now: datetime
 ) -> Membership:
     """The membership the (claimed) invitation describes, with the grants still valid."""
-    grants = invitation.grants
-    permissions = [
-        Grant(g["name"], datetime.fromisoformat(g["expires_at"]) if g["expires_at"] else None)
-        for g in grants.get("permissions", [])
-    ]
+    permissions, roles = _granted(invitation, now)
     # A role deleted since the invitation was sent is left out, not an error for the invitee.
-    wanted = [uuid.UUID(g["role_id"]) for g in grants.get("roles", [])]
-    alive = {role.id for role in await repository.roles_by_id(session, wanted)}
-    roles = [
-        RoleGrant(
-            uuid.UUID(g["role_id"]),
-            datetime.fromisoformat(g["expires_at"]) if g["expires_at"] else None,
-        )
-        for g in grants.get("roles", [])
-        if uuid.UUID(g["role_id"]) in alive
-    ]
+    alive = {role.id for role in await repository.roles_by_id(session, [g.role_id for g in roles])}
     membership = await add_member(
         session,
         actor,
         invitation.account_id,
         user.id,
         all_permissions=invitation.all_permissions,
-        permissions=[g for g in permissions if g.expires_at is None or g.expires_at > now],
-        roles=[g for g in roles if g.expires_at is None or g.expires_at > now],
+        permissions=permissions,
+        roles=[g for g in roles if g.role_id in alive],
         catalogue=Catalogue(installed()),
         now=now,
     )

@@ -363,11 +363,22 @@ async def check_grants(
         if any(g.expires_at is not None and g.expires_at >= LATEST_EXPIRY for g in grants):
             raise invalid_field(field, "An expiry date must be before the year 9999.")
     if delegation is not None:
-        for grant in permissions:
-            delegation.check([grant.name], grant.expires_at)
-        held_by_role = await repository.role_permissions(session, [g.role_id for g in roles])
-        for role_grant in roles:
-            delegation.check(held_by_role[role_grant.role_id], role_grant.expires_at)
+        await check_delegation(session, delegation, permissions, roles)
+
+
+async def check_delegation(
+    session: AsyncSession,
+    delegation: Delegation,
+    permissions: Sequence[Grant],
+    roles: Sequence[RoleGrant],
+) -> None:
+    """``Forbidden`` unless the manager holds every permission given, and each role's, for
+    at least as long as it is given."""
+    for grant in permissions:
+        delegation.check([grant.name], grant.expires_at)
+    held_by_role = await repository.role_permissions(session, [g.role_id for g in roles])
+    for role_grant in roles:
+        delegation.check(held_by_role[role_grant.role_id], role_grant.expires_at)
 
 
 async def _apply_grants(

@@ -109,6 +109,22 @@ async def test_nor_by_a_new_person_once_the_manager_lost_the_users_permission(
     assert not await _is_member(runtime, account, INVITEE)
 
 
+async def test_nor_once_the_manager_no_longer_holds_what_they_invited_with(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, manager, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email=INVITEE)
+    token = await _invite(client, runtime, account, manager)
+    async with runtime.db.transaction() as session:
+        await service.revoke_permission(
+            session, SYSTEM, account.id, manager.id, "invoices", utcnow()
+        )
+
+    with pytest.raises(Conflict):
+        await _accept_as_existing(runtime, token, invitee)
+    assert not await _is_member(runtime, account, INVITEE)
+
+
 async def test_a_disabled_senders_invitation_cannot_be_accepted(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
