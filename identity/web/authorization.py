@@ -42,6 +42,7 @@ from identity.tokens.models import AuthorizationCode
 from identity.tokens.subjects import active_user
 from identity.web import cookies
 from identity.web.dependencies import RuntimeDep
+from identity.web.forms import read_form
 from identity.web.rendering import error_page, locale_for
 
 log = logging.getLogger(__name__)
@@ -314,7 +315,7 @@ async def authorization_endpoint(
     request: Request[Any, Any, Any], runtime: RuntimeDep
 ) -> Response[Any]:
     if request.method == "POST":
-        items = _parameters((await request.form()).multi_items())
+        items = _parameters((await read_form(request)).multi_items())
     else:
         items = _parameters(request.query_params.multi_items())
     return await proceed(

@@ -35,7 +35,7 @@ from identity.web.authorization import (
     with_query,
 )
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import field
+from identity.web.forms import field, read_form
 from identity.web.rendering import error_page, locale_for, page
 
 # Long enough for any real address or passphrase; longer input is not worth hashing.
@@ -77,7 +77,7 @@ async def login_page(
 
 @post("/login", include_in_schema=False, cache=False)
 async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    form = await request.form()
+    form = await read_form(request)
     flows = FlowStore(runtime.store)
     pending = await flows.load(field(form, "flow"))
     if pending is None:
@@ -169,7 +169,7 @@ async def consent_page(
 
 @post("/consent", include_in_schema=False, cache=False)
 async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    form = await request.form()
+    form = await read_form(request)
     flows = FlowStore(runtime.store)
     flow_id = field(form, "flow")
     if not csrf.verify(
@@ -199,7 +199,7 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
 
 @route("/logout", http_method=["GET", "POST"], include_in_schema=False, cache=False)
 async def logout(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    form = await request.form() if request.method == "POST" else None
+    form = await read_form(request) if request.method == "POST" else None
     source = form if form is not None else request.query_params
     items = [(name, value) for name, value in source.multi_items() if isinstance(value, str)]
     settings = runtime.settings

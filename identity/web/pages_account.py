@@ -43,7 +43,7 @@ from identity.tokens.subjects import active_user
 from identity.web import cookies, password_form
 from identity.web.authorization import sign_in_then
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import csrf_ok, field, page_locale
+from identity.web.forms import csrf_ok, field, page_locale, read_form
 from identity.web.rendering import page
 
 PATH = "/account/security"
@@ -209,7 +209,7 @@ async def _answer(
 ) -> Response[Any]:
     """Run ``attempt`` on the posted form, then answer with the page; a domain error named in
     ``errors`` (its transaction rolled back) shows that message."""
-    form = await request.form()
+    form = await read_form(request)
     locale = page_locale(request, form)
     result: Outcome | Response[Any]
     try:

@@ -64,7 +64,7 @@ from identity.web.authorization import (
     sign_in_then,
 )
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import csrf_ok, field
+from identity.web.forms import csrf_ok, field, read_form
 from identity.web.pages import MAX_EMAIL, MAX_PASSWORD
 from identity.web.rendering import error_page, locale_for, page
 
@@ -152,7 +152,7 @@ async def account_page(
 
 @post(ACCOUNT_PAGE, include_in_schema=False, cache=False)
 async def account_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    form = await request.form()
+    form = await read_form(request)
     flows = FlowStore(runtime.store)
     flow_id = field(form, "flow")
     if not csrf_ok(request, runtime, form):
@@ -341,7 +341,7 @@ async def _change(
     invite_form: bool = False,
 ) -> Response[Any]:
     """One Users-page form post: sign-in, CSRF, the matrix's verdict, the change, redirect."""
-    form = await request.form()
+    form = await read_form(request)
     now = utcnow()
     async with runtime.db.transaction() as session:
         user = await _signed_in(session, request, runtime, now)
@@ -636,7 +636,7 @@ async def accept_page(
 
 @post(ACCEPT_PATH, include_in_schema=False, cache=False)
 async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    form = await request.form()
+    form = await read_form(request)
     token = field(form, "token", 200)
     settings = runtime.settings
     if not csrf_ok(request, runtime, form):

@@ -34,7 +34,7 @@ from identity.recovery.service import (
 from identity.runtime import Runtime
 from identity.web import client_ip, cookies, password_form
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import LOCALE_FIELD, csrf_ok, field, page_locale
+from identity.web.forms import LOCALE_FIELD, csrf_ok, field, page_locale, read_form
 from identity.web.rendering import page
 
 FORGOT_PATH = "/password/forgot"
@@ -99,7 +99,7 @@ async def forgot_page(request: Request[Any, Any, Any], runtime: RuntimeDep) -> R
 
 @post(FORGOT_PATH, include_in_schema=False, cache=False)
 async def forgot_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    form = await request.form()
+    form = await read_form(request)
     locale = page_locale(request, form)
     email = field(form, "email", MAX_EMAIL).strip()
     if not csrf_ok(request, runtime, form):
@@ -180,7 +180,7 @@ async def reset_page(
 
 @post(RESET_PAGE_PATH, include_in_schema=False, cache=False)
 async def reset_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    form = await request.form()
+    form = await read_form(request)
     locale = page_locale(request, form)
     token = field(form, "token", MAX_TOKEN)
     if not csrf_ok(request, runtime, form):
@@ -255,7 +255,7 @@ async def confirm_email_page(
 async def confirm_email_submit(
     request: Request[Any, Any, Any], runtime: RuntimeDep
 ) -> Response[Any]:
-    form = await request.form()
+    form = await read_form(request)
     locale = page_locale(request, form)
     token = field(form, "token", MAX_TOKEN)
     if not csrf_ok(request, runtime, form):

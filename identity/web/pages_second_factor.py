@@ -27,7 +27,7 @@ from identity.sessions import service as sessions
 from identity.web import client_ip, cookies
 from identity.web.authorization import flow_expired, flow_locale, redirect, signed_in
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import csrf_ok, field
+from identity.web.forms import csrf_ok, field, read_form
 from identity.web.rendering import page
 
 PATH = "/login/second-factor"
@@ -84,7 +84,7 @@ async def second_factor_page(
 async def second_factor_submit(
     request: Request[Any, Any, Any], runtime: RuntimeDep
 ) -> Response[Any]:
-    form = await request.form()
+    form = await read_form(request)
     pending = await FlowStore(runtime.store).load(field(form, "flow"))
     user_id = await _pending_user(runtime, pending) if pending else None
     if pending is None or user_id is None:
