@@ -171,6 +171,20 @@ def parse_signing_alg(raw: str) -> str:
     return alg
 
 
+# The product name is the issuer of the TOTP enrolment QR code, in which it appears twice,
+# percent-encoded (up to 12 bytes a character). Beside the longest email (318 characters,
+# 64 of them up to 4 bytes), 51 characters still fit a QR code (version 40, level M,
+# 2331 bytes); 52 made segno raise on the enrolment page.
+MAX_PRODUCT_NAME = 50
+
+
+def parse_product_name(raw: str) -> str:
+    name = raw.strip()
+    if len(name) > MAX_PRODUCT_NAME:
+        raise ValueError(f"must be at most {MAX_PRODUCT_NAME} characters")
+    return name
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
@@ -274,7 +288,7 @@ class Settings:
             smtp_url=read("SMTP_URL", parse_smtp_url, None),
             mail_outbox=read("MAIL_OUTBOX", path, None),
             mail_from=read("MAIL_FROM", str.strip, "Identity <no-reply@localhost>"),
-            product_name=read("PRODUCT_NAME", str.strip, "Identity"),
+            product_name=read("PRODUCT_NAME", parse_product_name, "Identity"),
             secret_key=read("SECRET_KEY", secret, None),
             policies_dir=read("POLICIES_DIR", existing_dir, DEFAULT_POLICIES_DIR),
             password_policy=read("PASSWORD_POLICY", existing_file, None),
