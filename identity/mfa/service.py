@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts import repository as accounts
@@ -94,8 +95,14 @@ class SecondFactor:
         secret = totp.new_secret()
         if not await repository.save_pending(session, user.id, self.encryptor.encrypt(secret), now):
             raise Conflict("Two-step verification is already on; turn it off first.")
-        uri = totp.provisioning_uri(secret, account=user.email, issuer=self.settings.product_name)
-        return Enrolment(secret, uri, totp.qr_svg(uri))
+        return await self.enrolment(secret, user.email)
+
+    async def enrolment(self, secret: str, email: str) -> Enrolment:
+        """The page's view of ``secret``. The QR code is drawn in a worker thread: segno is
+        pure Python, and a user's own long address (318 characters) makes a version 26 to 40
+        code that costs 80 to 220 ms of CPU, against 7 ms for a usual one."""
+        uri = totp.provisioning_uri(secret, account=email, issuer=self.settings.product_name)
+        return Enrolment(secret, uri, await anyio.to_thread.run_sync(totp.qr_svg, uri))
 
     async def confirm_enrolment(
         self, session: AsyncSession, user_id: uuid.UUID, code: str, now: datetime

@@ -32,7 +32,6 @@ from identity.errors import (
     UnstorableText,
 )
 from identity.mfa import repository as mfa_repository
-from identity.mfa import totp
 from identity.mfa.service import Enrolment, InvalidCode, InvalidPassword, SecondFactor
 from identity.recovery.email_change import request_email_change
 from identity.recovery.service import PasswordMismatch
@@ -345,11 +344,9 @@ async def _pending_enrolment(session: AsyncSession, posted: Posted) -> Enrolment
     pending = await mfa_repository.get_secret(session, posted.visitor.user.id)
     if pending is None or pending.confirmed_at is not None:
         return None
-    secret = SecondFactor.from_runtime(posted.runtime).encryptor.decrypt(pending.secret_encrypted)
-    uri = totp.provisioning_uri(
-        secret, account=posted.visitor.user.email, issuer=posted.runtime.settings.product_name
-    )
-    return Enrolment(secret, uri, totp.qr_svg(uri))
+    mfa = SecondFactor.from_runtime(posted.runtime)
+    secret = mfa.encryptor.decrypt(pending.secret_encrypted)
+    return await mfa.enrolment(secret, posted.visitor.user.email)
 
 
 @post(f"{PATH}/totp/confirm", include_in_schema=False, cache=False)

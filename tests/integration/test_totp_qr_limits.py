@@ -1,18 +1,25 @@
-"""The TOTP enrolment QR code holds the longest product name beside the longest email.
+"""The TOTP enrolment QR code: it holds the longest product name beside the longest email,
+and is drawn off the event loop.
 
 segno raises DataOverflowError when the provisioning URI outgrows the largest QR code
 (version 40, level M, 2331 bytes): the product name appears there twice, percent-encoded.
+segno is pure Python: a code that large costs up to 220 ms of CPU.
 """
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 import pytest
 
 from identity.clock import utcnow
+from identity.mfa import totp
 from identity.mfa.service import SecondFactor
 from identity.runtime import Runtime
 from identity.settings import MAX_PRODUCT_NAME, Settings, SettingsError
-from tests.integration.recovery_helpers import new_user
+from tests.integration.page_helpers import SECURITY, post_form, sign_in_to_security_page
+from tests.integration.recovery_helpers import PASSWORD, new_user
 
 WIDE = "\U00020000"  # a letter 4 bytes long in UTF-8: 12 once percent-encoded
 LONGEST_EMAIL = WIDE * 64 + "@" + ".".join(["a" * 63] * 3 + ["b" * 61])
@@ -35,3 +42,27 @@ async def test_the_longest_product_name_and_email_fit_the_qr_code(runtime: Runti
             session, user, utcnow()
         )
     assert enrolment.qr_svg.startswith("<svg")
+
+
+async def test_the_qr_code_is_drawn_off_the_event_loop(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn_on: list[str] = []
+    draw = totp.qr_svg
+
+    def spy(uri: str) -> str:
+        try:
+            asyncio.get_running_loop()
+            drawn_on.append("event loop")
+        except RuntimeError:
+            drawn_on.append("worker thread")
+        return draw(uri)
+
+    monkeypatch.setattr(totp, "qr_svg", spy)
+    await new_user(runtime, LONGEST_EMAIL)
+    page = await sign_in_to_security_page(client, LONGEST_EMAIL, PASSWORD)
+    enrol = await post_form(client, page, f"{SECURITY}/totp")
+    wrong = await post_form(client, enrol, f"{SECURITY}/totp/confirm", code="000000")
+    assert (enrol.status_code, wrong.status_code) == (200, 400)
+    assert "<svg" in enrol.text and "<svg" in wrong.text
+    assert drawn_on == ["worker thread", "worker thread"]
