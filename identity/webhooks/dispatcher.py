@@ -31,6 +31,10 @@ LONGEST_WAIT = timedelta(hours=4)
 MAX_ATTEMPTS = 15
 # A consumer gets this long to answer; it must not hold a lease (or our sockets) for long.
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# httpx's timeouts are per network operation: a consumer sending its answer a byte at a
+# time never trips them. The whole exchange gets this long, well inside LEASE, so a batch
+# (whose deliveries run together) waits at most this for its slowest consumer.
+MAX_ATTEMPT_SECONDS = 30
 LEASE = timedelta(minutes=2)
 BATCH = 20
 
@@ -140,12 +144,17 @@ class WebhookDispatcher(PollingWorker):
             raise DeliveryFailed(str(exc)) from None
         body = leased.body.encode()
         signature = signature_header([secret], int(time.time()), body)
+        headers = self._headers | {SIGNATURE_HEADER: signature}
         try:
-            response = await http.post(
-                leased.url,
-                content=body,
-                headers=self._headers | {SIGNATURE_HEADER: signature},
-            )
+            async with (
+                asyncio.timeout(MAX_ATTEMPT_SECONDS),
+                # Streamed, and closed unread: the status is the consumer's whole answer, and
+                # a body without end would otherwise be read into memory.
+                http.stream("POST", leased.url, content=body, headers=headers) as response,
+            ):
+                status = response.status_code
+        except TimeoutError:
+            raise DeliveryFailed(f"No answer within {MAX_ATTEMPT_SECONDS} s") from None
         except httpx.HTTPError as exc:
             # A host name refused for what it resolves to (egress.EgressRefused) is retried
             # like any connection error, unlike a URL refused above: the URL cannot change,
@@ -154,7 +163,7 @@ class WebhookDispatcher(PollingWorker):
             # resolve at all. Retrying costs no safety: every attempt is vetted again and
             # none connects to an internal address.
             raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code == httpx.codes.GONE:
+        if status == httpx.codes.GONE:
             raise DeliveryRefused("HTTP 410: the consumer says this URL is gone")
-        if not response.is_success:
-            raise DeliveryFailed(f"HTTP {response.status_code}")
+        if not httpx.codes.is_success(status):
+            raise DeliveryFailed(f"HTTP {status}")

@@ -5,10 +5,12 @@ staff through /api/v1/webhooks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +31,7 @@ from identity.recovery.service import complete_reset
 from identity.resource.webhooks import SIGNATURE_HEADER, WebhookError, verify
 from identity.runtime import Runtime
 from identity.sessions.revocation import revoke_all_for_user
-from identity.webhooks import events
+from identity.webhooks import dispatcher, events
 from identity.webhooks.dispatcher import (
     FIRST_RETRY,
     LONGEST_WAIT,
@@ -820,3 +822,79 @@ async def test_each_attempt_is_counted_by_outcome_on_metrics(
     await make_due(quiet)
     assert await quiet.webhooks.run_once() == 0
     assert [after - was for after, was in zip(counted(), before, strict=True)] == [1, 1, 1]
+
+
+# --- hostile consumers: we read only the status, and the whole exchange has a deadline ------
+# httpx's timeouts are per network operation, so a consumer that kept sending (a body without
+# end, or its headers a byte at a time) was read for as long as it liked, while the
+# dispatcher waited for every delivery of its batch.
+
+HUGE_BODY = 64 * 1024 * 1024  # far more than the socket buffers between us can hold
+# Only so that a dispatcher without the deadline fails here instead of hanging the suite.
+GUARD_SECONDS = 60
+
+
+@contextmanager
+def consumer(answer: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A consumer on 127.0.0.1 that reads one request's head and then runs ``answer``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            with contextlib.suppress(OSError):  # the dispatcher hung up
+                answer(connection)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hooks"
+    finally:
+        listener.close()
+        thread.join(GUARD_SECONDS)
+
+
+async def deliver_one(client: httpx.AsyncClient, runtime: Runtime, url: str) -> int:
+    await subscribe(client, runtime, url)
+    account_id, user_id = await member_of_new_account(runtime)
+    async with runtime.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+    return await asyncio.wait_for(runtime.webhooks.run_once(), GUARD_SECONDS)
+
+
+async def test_the_answer_body_is_never_read(client: httpx.AsyncClient, quiet: Runtime) -> None:
+    sent = []
+
+    def endless_body(connection: socket.socket) -> None:
+        connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % HUGE_BODY)
+        chunk = b"x" * 65536
+        for _ in range(HUGE_BODY // len(chunk)):
+            connection.sendall(chunk)
+            sent.append(len(chunk))
+
+    with consumer(endless_body) as url:
+        assert await deliver_one(client, quiet, url) == 1
+    assert sum(sent) < HUGE_BODY  # we hung up once the status was in
+
+
+async def test_a_consumer_dripping_its_answer_is_cut_off_at_the_deadline(
+    client: httpx.AsyncClient, quiet: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatcher, "MAX_ATTEMPT_SECONDS", 1)
+    stop = threading.Event()
+
+    def drip(connection: socket.socket) -> None:
+        # Each byte well within httpx's 10 s read timeout, forever.
+        for byte in b"HTTP/1.1 200 OK\r\nx-padding: " + b"x" * 10_000:
+            if stop.wait(0.2):
+                return
+            connection.sendall(bytes([byte]))
+
+    with consumer(drip) as url:
+        try:
+            assert await deliver_one(client, quiet, url) == 0
+        finally:
+            stop.set()
+    (delivery,) = await deliveries(quiet)
+    assert delivery.last_error == "No answer within 1 s" and delivery.delivered_at is None
