@@ -13,14 +13,22 @@ where asking "blocked?" first and counting failures after would let all of it th
 
 from __future__ import annotations
 
+from identity.accounts.emails import normalise_email
+from identity.errors import InvalidInput
 from identity.metrics import SIGN_INS
 from identity.settings import Settings
 from identity.store.rate_limit import Limit, RateLimiter
 
 
 def _account_key(email: str) -> str:
-    # Unknown emails are counted like known ones, so the throttle reveals nothing.
-    return email.strip().lower()
+    """The address as sign-in looks it up, so that every spelling of one account (accents
+    composed or not, a Unicode or punycode domain) spends one count. Unknown emails are
+    counted like known ones, so the throttle reveals nothing; text that is no address at
+    all signs in to nobody, and is counted as typed."""
+    try:
+        return normalise_email(email)
+    except InvalidInput:
+        return email.strip().lower()
 
 
 class SignInThrottle:

@@ -195,6 +195,20 @@ async def test_unknown_email_is_throttled_like_a_known_one(start: Any) -> None:
         assert _throttled(await _fail(http, "NOBODY@example.com"))
 
 
+async def test_every_spelling_of_an_address_counts_against_one_account(start: Any) -> None:
+    # Each signs in to the same account (composed or decomposed accents, Unicode or
+    # punycode domain, any case), so each must spend the same count.
+    spellings = [
+        "josé@bücher.example",
+        "jose\u0301@bu\u0308cher.example",
+        "JOSÉ@XN--BCHER-KVA.EXAMPLE",
+    ]
+    async with start(login_max_failures=2) as (http, _):
+        for spelling in spellings[:2]:
+            assert not _throttled(await _fail(http, spelling))
+        assert _throttled(await _fail(http, spellings[2]))
+
+
 async def test_success_resets_the_account_count(start: Any) -> None:
     async with start(login_max_failures=3) as (http, _):
         for _ in range(2):
