@@ -196,6 +196,29 @@ async def insert_membership(session: AsyncSession, membership: Membership) -> No
     await _flush_new(session, membership)
 
 
+async def lock_membership(
+    session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID
+) -> Membership | None:
+    """The membership, fresh, with its row locked until the transaction ends (None if gone).
+
+    Edits of one member's grants delete and re-insert rows: two at once would insert the
+    same grant twice, and each would record "old" grants the other was replacing. The lock
+    is a no-op write, as ``lock_account``'s: on PostgreSQL the row's lock (a waiting edit
+    then reads the winner's grants), on SQLite the database's write lock, taken before the
+    grants are read. ``populate_existing``: the session may hold the row as read before.
+    """
+    where = (Membership.account_id == account_id, Membership.user_id == user_id)
+    await session.execute(
+        update(Membership)
+        .where(*where)
+        .values(all_permissions=Membership.all_permissions)
+        .execution_options(synchronize_session=False)
+    )
+    return await session.scalar(
+        select(Membership).where(*where).execution_options(populate_existing=True)
+    )
+
+
 async def delete_membership(session: AsyncSession, membership_id: uuid.UUID) -> None:
     await session.execute(delete(Membership).where(Membership.id == membership_id))
 

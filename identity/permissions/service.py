@@ -273,6 +273,16 @@ async def membership_of(
     return membership
 
 
+async def _locked_membership(
+    session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID
+) -> Membership:
+    """``membership_of`` for a change of the member's grants: one such change at a time."""
+    membership = await repository.lock_membership(session, account_id, user_id)
+    if membership is None:
+        raise NotFound("This user is not a member of the account.")
+    return membership
+
+
 async def _views(
     session: AsyncSession,
     rows: Sequence[tuple[Membership, User]],
@@ -500,7 +510,7 @@ async def set_grants(
     delegation: Delegation | None = None,
 ) -> None:
     """Replace what is given (None leaves that part alone), as the Users page edits a member."""
-    membership = await membership_of(session, account_id, user_id)
+    membership = await _locked_membership(session, account_id, user_id)
     old_permissions, old_roles = await _current_grants(session, membership)
     new_permissions = old_permissions if permissions is None else list(permissions)
     new_roles = old_roles if roles is None else list(roles)
@@ -569,7 +579,7 @@ async def grant_permission(
     delegation: Delegation | None = None,
 ) -> None:
     """Grant one permission ("tickets for 14 days"); granting again replaces the expiry."""
-    membership = await membership_of(session, account_id, user_id)
+    membership = await _locked_membership(session, account_id, user_id)
     await check_grants(session, catalogue, account_id, [grant], [], now, delegation)
     await repository.put_permission_grant(session, membership.id, grant.name, grant.expires_at)
     await record_as(
@@ -591,7 +601,7 @@ async def revoke_permission(
     name: str,
     now: datetime,
 ) -> None:
-    membership = await membership_of(session, account_id, user_id)
+    membership = await _locked_membership(session, account_id, user_id)
     if not await repository.delete_permission_grant(session, membership.id, name):
         raise NotFound("The member has no such permission granted directly.")
     await record_as(
@@ -617,7 +627,7 @@ async def grant_role(
     now: datetime,
     delegation: Delegation | None = None,
 ) -> None:
-    membership = await membership_of(session, account_id, user_id)
+    membership = await _locked_membership(session, account_id, user_id)
     await check_grants(session, catalogue, account_id, [], [grant], now, delegation)
     await repository.put_role_grant(session, membership.id, grant.role_id, grant.expires_at)
     await record_as(
@@ -639,7 +649,7 @@ async def revoke_role(
     role_id: uuid.UUID,
     now: datetime,
 ) -> None:
-    membership = await membership_of(session, account_id, user_id)
+    membership = await _locked_membership(session, account_id, user_id)
     if not await repository.delete_role_grant(session, membership.id, role_id):
         raise NotFound("The member does not hold this role.")
     await record_as(
