@@ -376,6 +376,24 @@ async def roles_by_id(session: AsyncSession, role_ids: Sequence[uuid.UUID]) -> S
     return (await session.scalars(select(Role).where(Role.id.in_(role_ids)))).all()
 
 
+async def lock_role(session: AsyncSession, role_id: uuid.UUID) -> Role | None:
+    """The role, fresh, locked until the transaction ends, before it is changed or deleted.
+
+    Two edits of one role replace its permission rows (delete, insert): at once they
+    inserted the same rows twice, and each recorded as "old" what the other was replacing.
+    A no-op write, as ``lock_account``.
+    """
+    await session.execute(
+        update(Role)
+        .where(Role.id == role_id)
+        .values(name=Role.name)
+        .execution_options(synchronize_session=False)
+    )
+    return await session.scalar(
+        select(Role).where(Role.id == role_id).execution_options(populate_existing=True)
+    )
+
+
 async def list_roles(session: AsyncSession, account_id: uuid.UUID | None) -> Sequence[Role]:
     """Templates when ``account_id`` is None, else that account's own roles."""
     owner = Role.account_id.is_(None) if account_id is None else Role.account_id == account_id

@@ -755,7 +755,19 @@ async def get_role(
     session: AsyncSession, account_id: uuid.UUID | None, role_id: uuid.UUID
 ) -> RoleView:
     """The role, only if it belongs where asked: another account's role is "not found"."""
-    role = await repository.get_role(session, role_id)
+    return await _role_view(session, account_id, await repository.get_role(session, role_id))
+
+
+async def _locked_role(
+    session: AsyncSession, account_id: uuid.UUID | None, role_id: uuid.UUID
+) -> RoleView:
+    """``get_role`` for a change of the role: one change at a time."""
+    return await _role_view(session, account_id, await repository.lock_role(session, role_id))
+
+
+async def _role_view(
+    session: AsyncSession, account_id: uuid.UUID | None, role: Role | None
+) -> RoleView:
     if role is None or role.account_id != account_id:
         raise NotFound("No such role.")
     return (await _role_views(session, [role]))[0]
@@ -841,7 +853,7 @@ async def update_role(
     now: datetime,
     delegation: Delegation | None = None,
 ) -> RoleView:
-    view = await get_role(session, account_id, role_id)
+    view = await _locked_role(session, account_id, role_id)
     role = view.role
     _not_from_file(role)
     if delegation is not None and permissions is not None:
