@@ -373,15 +373,24 @@ async def get_role(session: AsyncSession, role_id: uuid.UUID) -> Role | None:
 
 
 async def roles_by_id(session: AsyncSession, role_ids: Sequence[uuid.UUID]) -> Sequence[Role]:
-    return (await session.scalars(select(Role).where(Role.id.in_(role_ids)))).all()
+    """The roles among ``role_ids``, about to be granted: share-locked (PostgreSQL) until the
+    transaction ends, so a role is not deleted or changed under a grant of it. A delete waits
+    for the grant (and then sees its holder), or the grant waits and finds the role gone;
+    without the lock the grant's insert met the deleted role's foreign key, or deadlocked
+    with the delete's cascade. In id order, so two grants lock in one order."""
+    statement = (
+        select(Role).where(Role.id.in_(role_ids)).order_by(Role.id).with_for_update(read=True)
+    )
+    return (await session.scalars(statement)).all()
 
 
 async def lock_role(session: AsyncSession, role_id: uuid.UUID) -> Role | None:
     """The role, fresh, locked until the transaction ends, before it is changed or deleted.
 
     Two edits of one role replace its permission rows (delete, insert): at once they
-    inserted the same rows twice, and each recorded as "old" what the other was replacing.
-    A no-op write, as ``lock_account``.
+    inserted the same rows twice. Its holders, whose tokens a change ends, must be read
+    after every grant of the role in progress has committed. A no-op write, as
+    ``lock_account``: it waits for grants holding the role share-locked (``roles_by_id``).
     """
     await session.execute(
         update(Role)

@@ -518,6 +518,11 @@ async def set_grants(
     # Only what is new or changed is checked: a grant kept as it is may have lapsed, or its
     # permission left the catalogue, and editing the rest must not fail on it.
     held = {*old_permissions, *old_roles}
+    # Every role the member is to hold is share-locked before their grant rows are touched
+    # (``repository.roles_by_id``). A kept role deleted meanwhile took its grant with it and
+    # is left out; a new one is refused by ``check_grants`` below.
+    present = {r.id for r in await repository.roles_by_id(session, [g.role_id for g in new_roles])}
+    new_roles = [g for g in new_roles if g.role_id in present or g not in held]
     await check_grants(
         session,
         catalogue,
@@ -761,7 +766,7 @@ async def get_role(
 async def _locked_role(
     session: AsyncSession, account_id: uuid.UUID | None, role_id: uuid.UUID
 ) -> RoleView:
-    """``get_role`` for a change of the role: one change at a time."""
+    """``get_role`` for a change of the role: one change at a time, after pending grants."""
     return await _role_view(session, account_id, await repository.lock_role(session, role_id))
 
 
@@ -900,7 +905,7 @@ async def delete_role(
     role_id: uuid.UUID,
     now: datetime,
 ) -> None:
-    view = await get_role(session, account_id, role_id)
+    view = await _locked_role(session, account_id, role_id)
     _not_from_file(view.role)
     # Read before deleting: the role's grants go with it.
     holders = await repository.role_holders(session, role_id, now)

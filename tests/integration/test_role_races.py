@@ -1,19 +1,26 @@
-"""Two edits of one role at once: clean answers and an unbroken audit chain."""
+"""A role changed or deleted while it is being granted, and two edits of one role at once:
+clean answers, no grant of a deleted role, and the holders' tokens end as they should."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections import Counter
 
 import httpx
 from sqlalchemy import select
 
 from identity.audit.models import AuditEvent
+from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
+    add_member,
+    effective,
+    give_refresh_token,
     make_account,
     make_user,
+    refresh_token_revoked,
     staff_headers,
 )
 
@@ -26,6 +33,65 @@ async def _role(client: httpx.AsyncClient, base: str, headers: dict[str, str]) -
     )
     assert created.status_code == 201, created.text
     return str(created.json()["id"])
+
+
+async def test_a_role_deleted_while_it_is_being_given_leaves_no_grant_and_no_500(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, member = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, member)
+    token = await give_refresh_token(runtime, member, account)
+    headers = await staff_headers(runtime)
+    base = f"/api/v1/accounts/{account.id}"
+    role_id = await _role(client, base, headers)
+    member_url = f"{base}/members/{member.id}"
+
+    gives = [
+        client.post(f"{member_url}/roles", json={"role_id": role_id}, headers=headers)
+        if i % 2
+        else client.patch(member_url, json={"roles": [{"role_id": role_id}]}, headers=headers)
+        for i in range(BURST - 1)
+    ]
+    deleted, *given = await asyncio.gather(
+        client.delete(f"{base}/roles/{role_id}", headers=headers), *gives
+    )
+
+    assert deleted.status_code == 204, deleted.text
+    # Before the delete: given (201, 200); after it: an unknown role (422).
+    assert set(Counter(r.status_code for r in given)) <= {200, 201, 422}, [r.text for r in given]
+    assert await effective(runtime, member, account) == frozenset()
+    if any(r.status_code in (200, 201) for r in given):
+        # The member held the role when it was deleted: their tokens narrowed with it.
+        assert await refresh_token_revoked(runtime, token)
+
+
+async def test_a_member_edited_while_their_role_is_deleted_gets_a_clean_answer(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, member = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    headers = await staff_headers(runtime)
+    base = f"/api/v1/accounts/{account.id}"
+    role_id = await _role(client, base, headers)
+    await add_member(runtime, account, member, roles=[RoleGrant(uuid.UUID(role_id))])
+
+    # Each edit keeps the role as it is (roles not sent) and changes the direct grants.
+    edits = [
+        client.patch(
+            f"{base}/members/{member.id}",
+            json={"permissions": [{"name": ("quotes", "orders")[i % 2]}]},
+            headers=headers,
+        )
+        for i in range(BURST - 1)
+    ]
+    deleted, *edited = await asyncio.gather(
+        client.delete(f"{base}/roles/{role_id}", headers=headers), *edits
+    )
+
+    assert deleted.status_code == 204, deleted.text
+    assert Counter(r.status_code for r in edited) == {200: BURST - 1}, [r.text for r in edited]
+    assert "tickets" not in await effective(runtime, member, account)
 
 
 async def test_concurrent_edits_of_one_role_each_see_the_one_before(
