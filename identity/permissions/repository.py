@@ -7,7 +7,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, tuple_, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    delete,
+    false,
+    func,
+    or_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -463,6 +473,25 @@ async def lock_templates(session: AsyncSession) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(select(func.pg_advisory_xact_lock(_TEMPLATES_LOCK)))
+
+
+async def lock_role_names(session: AsyncSession, account_id: uuid.UUID | None) -> None:
+    """Until the transaction ends, be the only one naming roles of ``account_id`` (the
+    templates when None).
+
+    Role names are unique in their account without regard to case, which ``role_name_taken``
+    checks and no constraint can see (nor any duplicate among templates, whose account_id is
+    null): two creations of one name at once both found it free. An account's roles wait on
+    its row (``lock_account``); templates on the lock of the file templates' copy, which
+    names templates too. SQLite: any write statement, even one changing no row, takes its
+    single write lock before the name is looked up.
+    """
+    if account_id is not None:
+        await lock_account(session, account_id)
+    elif session.get_bind().dialect.name == "postgresql":
+        await lock_templates(session)
+    else:
+        await session.execute(update(Role).where(false()).values(name=Role.name))
 
 
 async def insert_template_if_missing(session: AsyncSession, key: str, name: str) -> None:

@@ -810,6 +810,7 @@ async def create_role(
     now: datetime,
     delegation: Delegation | None = None,
 ) -> RoleView:
+    await repository.lock_role_names(session, account_id)
     name = await _check_role_fields(session, catalogue, account_id, name, permissions, None)
     if delegation is not None:
         # Whoever is granted the role later holds these with no end of the role's own.
@@ -858,6 +859,8 @@ async def update_role(
     now: datetime,
     delegation: Delegation | None = None,
 ) -> RoleView:
+    # The names' lock before the role's: the order a grant with an owner change takes them in.
+    await repository.lock_role_names(session, account_id)
     view = await _locked_role(session, account_id, role_id)
     role = view.role
     _not_from_file(role)

@@ -9,6 +9,7 @@ import uuid
 from collections import Counter
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from identity.audit.models import AuditEvent
@@ -131,3 +132,48 @@ async def test_concurrent_edits_of_one_role_each_see_the_one_before(
         assert after.details["old"]["permissions"] == before.details["new"]["permissions"]
     current = await client.get(f"{base}/roles/{role_id}", headers=headers)
     assert current.json()["permissions"] == updates[-1].details["new"]["permissions"]
+
+
+@pytest.mark.parametrize("where", ["account", "templates"])
+async def test_one_role_name_created_many_times_at_once_makes_one_role(
+    client: httpx.AsyncClient, runtime: Runtime, where: str
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    headers = await staff_headers(runtime)
+    url = f"/api/v1/accounts/{account.id}/roles" if where == "account" else "/api/v1/roles"
+    spellings = ("Night shift", "night shift", "NIGHT SHIFT")
+    # Open the pool's connections first, or opening them would space the creations out.
+    await asyncio.gather(*(client.get(url, headers=headers) for _ in range(BURST)))
+
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                url, json={"name": spellings[i % 3], "permissions": ["tickets"]}, headers=headers
+            )
+            for i in range(BURST)
+        )
+    )
+
+    assert Counter(r.status_code for r in responses) == {201: 1, 409: BURST - 1}
+    listed = await client.get(url, headers=headers)
+    assert [r["name"].lower() for r in listed.json()].count("night shift") == 1
+
+
+async def test_two_roles_renamed_to_one_name_at_once_keep_their_names_apart(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    headers = await staff_headers(runtime)
+    base = f"/api/v1/accounts/{account.id}/roles"
+    ids = []
+    for name in ("Early", "Late"):
+        created = await client.post(base, json={"name": name}, headers=headers)
+        ids.append(created.json()["id"])
+
+    responses = await asyncio.gather(
+        *(client.patch(f"{base}/{i}", json={"name": "Weekend"}, headers=headers) for i in ids)
+    )
+
+    assert sorted(r.status_code for r in responses) == [200, 409]
