@@ -739,6 +739,12 @@ async def hand_over_ownership(
     """``to_user_id`` (a member) becomes owner and ``from_user_id`` stops being one."""
     if from_user_id == to_user_id:
         raise invalid_field("user_id", "Hand ownership to another member.")
+    # The caller's ownership was checked before the account's lock: another owner may have
+    # demoted or removed them since, and a former owner has no ownership left to give.
+    await repository.lock_account(session, account_id)
+    giver = await repository.lock_membership(session, account_id, from_user_id)
+    if giver is None or not giver.is_owner:
+        raise Forbidden("Only an owner can hand over their ownership.")
     await set_owner(session, actor, account_id, to_user_id, True, now)
     await set_owner(session, actor, account_id, from_user_id, False, now)
 

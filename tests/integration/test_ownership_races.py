@@ -1,0 +1,83 @@
+"""Ownership handed over while the receiver or the giver is being removed or demoted: the
+account keeps an owner, and only an owner hands ownership over.
+
+A request reads who is who when it checks the caller's rights, before it takes the
+account's lock; these tests let another request commit in between, as a second process
+would, and then let the first one finish.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from identity.audit.service import Actor
+from identity.clock import utcnow
+from identity.errors import Conflict, Forbidden
+from identity.permissions import service
+from identity.permissions.models import Account, Membership
+from identity.runtime import Runtime
+from tests.integration.account_helpers import add_member, make_account, make_user
+
+
+async def _owners(runtime: Runtime, account: Account) -> set[uuid.UUID]:
+    async with runtime.db.transaction() as session:
+        found = await session.scalars(
+            select(Membership.user_id).where(
+                Membership.account_id == account.id, Membership.is_owner.is_(True)
+            )
+        )
+        return set(found)
+
+
+async def _hand_over(
+    runtime: Runtime, account: Account, giver: uuid.UUID, receiver: uuid.UUID
+) -> None:
+    async with runtime.db.transaction() as session:
+        await service.hand_over_ownership(
+            session, Actor(giver), account.id, giver, receiver, utcnow()
+        )
+
+
+async def test_removing_the_receiver_of_a_hand_over_never_leaves_the_account_ownerless(
+    runtime: Runtime,
+) -> None:
+    owner, receiver = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, receiver)
+
+    with pytest.raises(Conflict):
+        async with runtime.db.transaction() as removal:
+            # The removal checks its target (a plain member, as the API's handler does) ...
+            assert not (await service.membership_of(removal, account.id, receiver.id)).is_owner
+            # ... the owner hands the account over to that member meanwhile ...
+            await _hand_over(runtime, account, owner.id, receiver.id)
+            # ... and the removal must now find the account's last owner.
+            await service.remove_member(removal, Actor(owner.id), account.id, receiver.id, utcnow())
+
+    assert await _owners(runtime, account) == {receiver.id}
+
+
+async def test_a_giver_demoted_meanwhile_hands_over_nothing(runtime: Runtime) -> None:
+    giver, partner, receiver = [await make_user(runtime) for _ in range(3)]
+    account = await make_account(runtime, giver)
+    await add_member(runtime, account, partner, owner=True)
+    await add_member(runtime, account, receiver)
+
+    with pytest.raises(Forbidden):
+        async with runtime.db.transaction() as hand_over:
+            # The hand-over checks that its caller owns the account (the API's authorization) ...
+            assert (await service.membership_of(hand_over, account.id, giver.id)).is_owner
+            # ... the partner demotes the giver meanwhile ...
+            async with runtime.db.transaction() as demotion:
+                await service.set_owner(
+                    demotion, Actor(partner.id), account.id, giver.id, False, utcnow()
+                )
+            # ... and the giver, no longer an owner, has no ownership to give.
+            await service.hand_over_ownership(
+                hand_over, Actor(giver.id), account.id, giver.id, receiver.id, utcnow()
+            )
+
+    assert await _owners(runtime, account) == {partner.id}
