@@ -679,7 +679,8 @@ async def remove_member(
     session: AsyncSession, actor: Actor, account_id: uuid.UUID, user_id: uuid.UUID, now: datetime
 ) -> None:
     await repository.lock_account(session, account_id)
-    membership = await membership_of(session, account_id, user_id)
+    # Read again under the lock: the caller may hold the row as read before it.
+    membership = await _locked_membership(session, account_id, user_id)
     if membership.is_owner and await repository.count_owners(session, account_id) <= 1:
         raise Conflict(LAST_OWNER)
     old_permissions, old_roles = await _current_grants(session, membership)
@@ -707,7 +708,8 @@ async def set_owner(
 ) -> None:
     """Make a member an owner, or an owner a plain member (never the last one)."""
     await repository.lock_account(session, account_id)
-    membership = await membership_of(session, account_id, user_id)
+    # Read again under the lock: the caller may hold the row as read before it.
+    membership = await _locked_membership(session, account_id, user_id)
     if membership.is_owner == owner:
         return
     if not owner and await repository.count_owners(session, account_id) <= 1:

@@ -13,6 +13,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from identity.audit.models import AuditEvent
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.errors import Conflict, Forbidden
@@ -58,6 +59,35 @@ async def test_removing_the_receiver_of_a_hand_over_never_leaves_the_account_own
             await service.remove_member(removal, Actor(owner.id), account.id, receiver.id, utcnow())
 
     assert await _owners(runtime, account) == {receiver.id}
+
+
+async def test_demoting_the_giver_of_a_hand_over_meanwhile_changes_nothing_more(
+    runtime: Runtime,
+) -> None:
+    owner, partner, receiver = [await make_user(runtime) for _ in range(3)]
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, partner, owner=True)
+    await add_member(runtime, account, receiver)
+
+    async with runtime.db.transaction() as demotion:
+        # The owner's demotion of the partner checks its target, and keeps it, as the API's
+        # PATCH handler does ...
+        target = await service.membership_of(demotion, account.id, partner.id)
+        assert target.is_owner
+        # ... the partner hands their ownership to the receiver meanwhile ...
+        await _hand_over(runtime, account, partner.id, receiver.id)
+        # ... and the demotion finds the partner a plain member already: nothing to change.
+        await service.set_owner(demotion, Actor(owner.id), account.id, partner.id, False, utcnow())
+
+    assert await _owners(runtime, account) == {owner.id, receiver.id}
+    async with runtime.db.transaction() as session:
+        demoted_by = await session.scalars(
+            select(AuditEvent.actor_user_id).where(
+                AuditEvent.action == "member.owner_changed",
+                AuditEvent.target_id == str(partner.id),
+            )
+        )
+        assert list(demoted_by) == [partner.id]
 
 
 async def test_a_giver_demoted_meanwhile_hands_over_nothing(runtime: Runtime) -> None:
