@@ -151,6 +151,9 @@ async def invite(
         raise invalid_field("email", exc.detail) from None
     if request.locale is not None and request.locale not in SUPPORTED_LOCALES:
         raise invalid_field("locale", "The language must be one of " + ", ".join(SUPPORTED_LOCALES))
+    # One pending invitation per address and account: invitations to the account wait for
+    # each other here, or two sent at once would both find none pending.
+    await repository.lock_account(session, account_id)
     account = await repository.get_account(session, account_id)
     if account is None:
         raise NotFound("No such account.")

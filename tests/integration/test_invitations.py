@@ -25,6 +25,7 @@ from tests.integration.account_helpers import (
     effective,
     make_account,
     make_user,
+    staff_headers,
     user_headers,
 )
 
@@ -295,3 +296,25 @@ async def test_concurrent_sign_ups_from_one_link_create_one_user(
     results = await asyncio.gather(*(sign_up() for _ in range(3)), return_exceptions=True)
     assert sum(not isinstance(r, Exception) for r in results) == 1
     assert len(await _memberships(runtime, account)) == 2
+
+
+async def test_one_address_invited_many_times_at_once_gets_one_invitation(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    headers = await staff_headers(runtime)
+    url = f"/api/v1/accounts/{account.id}/invitations"
+    # Open the pool's connections and load the catalogue first, or waiting for them would
+    # space the requests out.
+    await asyncio.gather(*(client.get(url, headers=headers) for _ in range(10)))
+    first = await client.post(url, json={"email": "first@example.com"}, headers=headers)
+    assert first.status_code == 201, first.text
+
+    responses = await asyncio.gather(
+        *(client.post(url, json={"email": "twice@example.com"}, headers=headers) for _ in range(10))
+    )
+
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 9
+    pending = await client.get(url, headers=headers)
+    assert [i["email"] for i in pending.json()].count("twice@example.com") == 1
