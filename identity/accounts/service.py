@@ -140,13 +140,12 @@ async def disable_user(
     reason = reason.strip()
     if not reason:
         raise InvalidInput("Give the reason.", errors=[{"field": "reason", "message": "Required."}])
-    user = await session.get(User, user_id)
+    changed = await repository.disable(session, user_id)
+    user = await session.get(User, user_id, populate_existing=True)
     if user is None:
         raise NotFound("No such user.")
-    if user.disabled:
+    if not changed:
         return user
-    user.disabled = True
-    await session.flush()
     await revoke_all_for_user(session, user.id, now)
     await record_as(
         session,
