@@ -75,6 +75,7 @@ async def confirm_email_change(
     if raw is None:
         raise InvalidConfirmationLink("This confirmation link is not valid any more.")
     pending = json.loads(raw)
+    await repository.lock_user(session, uuid.UUID(pending["user_id"]))
     found = await repository.user_with_credential(session, uuid.UUID(pending["user_id"]))
     if found is None or found[0].disabled:
         raise InvalidConfirmationLink("This confirmation link is not valid any more.")

@@ -56,9 +56,28 @@ async def user_with_credential(
             select(User, PasswordCredential)
             .outerjoin(PasswordCredential, PasswordCredential.user_id == User.id)
             .where(User.id == user_id)
+            # As stored now: the session may hold the user as read before a lock was taken.
+            .execution_options(populate_existing=True)
         )
     ).first()
     return (row[0], row[1]) if row else None
+
+
+async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Take the user's row for a change of their sign-in email, before reading it.
+
+    Two changes at once (staff twice, or staff and the user's own confirmation link) each
+    read the address before the other had replaced it: the audit log recorded both as moves
+    away from the first address, and the address in between was never told it was left.
+    A no-op write, exclusive where ``hold_user``'s share lock is not (two share locks, then
+    two writes, would deadlock): the row lock on PostgreSQL, the write lock on SQLite.
+    """
+    await session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(email=User.email)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def hold_user(session: AsyncSession, user_id: uuid.UUID) -> None:

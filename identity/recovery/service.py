@@ -277,6 +277,7 @@ async def assisted_email_change(
     """
     reason = required_reason(reason)
     new_email = normalise_email(new_email)
+    await repository.lock_user(session, user_id)
     found = await repository.user_with_credential(session, user_id)
     if found is None:
         raise NotFound("No such user.")

@@ -4,6 +4,7 @@ one audit entry and one event for consumers."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 
 import httpx
@@ -47,3 +48,39 @@ async def test_a_user_disabled_many_times_at_once_is_disabled_once(
         select(func.count()).select_from(WebhookEvent).where(WebhookEvent.type == "user.disabled")
     )
     assert await _count(runtime, told) == 1
+
+
+async def test_a_user_moved_to_several_addresses_at_once_has_each_move_audited_from_the_last(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    user = await make_user(runtime)
+    headers = await staff_headers(runtime)
+    url = f"/api/v1/users/{user.id}/email"
+    reads = (client.get(f"/api/v1/users/{user.id}", headers=headers) for _ in range(BURST))
+    await asyncio.gather(*reads)
+
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                url,
+                json={"email": f"new-{i}@example.com", "reason": "lost mailbox"},
+                headers=headers,
+            )
+            for i in range(BURST)
+        )
+    )
+
+    assert Counter(r.status_code for r in responses) == {200: BURST}
+    async with runtime.db.transaction() as session:
+        moves = list(
+            await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action == "user.email_changed_by_staff")
+                .order_by(AuditEvent.id)
+            )
+        )
+    assert moves[0].details["old"] == user.email
+    for before, after in itertools.pairwise(moves):
+        assert after.details["old"] == before.details["new"]
+    current = await client.get(f"/api/v1/users/{user.id}", headers=headers)
+    assert current.json()["email"] == moves[-1].details["new"]
