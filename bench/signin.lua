@@ -4,8 +4,9 @@
 -- one connection per thread (wrk -tN -cN), since wrk keeps this state per thread.
 --
 -- bench/signin.py prepends `config = {...}`: client_id, authorization (the client's Basic
--- header), redirect_uri and login (the form's email and password, form-encoded), and
--- pkce, a list of {verifier, challenge} pairs that browsers take in turn.
+-- header), redirect_uri, logins (one user's email and password, form-encoded, per browser:
+-- a sign-in load is many people, and attempts in flight count toward each account's
+-- throttle), and pkce, a list of {verifier, challenge} pairs that browsers take in turn.
 
 local step, pair, flow, flow_id, csrf_cookie, csrf_token, verifier, code
 completed, failures = 0, 0
@@ -38,7 +39,8 @@ request = function()
     return wrk.format("POST", "/login", {
       ["Content-Type"] = "application/x-www-form-urlencoded",
       ["Cookie"] = csrf_cookie,
-    }, "flow=" .. encode(flow_id) .. "&csrf_token=" .. csrf_token .. "&" .. config.login)
+    }, "flow=" .. encode(flow_id) .. "&csrf_token=" .. csrf_token .. "&"
+      .. config.logins[browser % #config.logins + 1])
   else
     return wrk.format("POST", "/token", {
       ["Content-Type"] = "application/x-www-form-urlencoded",
@@ -76,6 +78,7 @@ end
 local threads = {}
 
 setup = function(thread)
+  thread:set("browser", #threads)
   table.insert(threads, thread)
 end
 
