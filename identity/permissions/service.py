@@ -265,19 +265,12 @@ async def account_ids_of(session: AsyncSession, user_id: uuid.UUID) -> set[uuid.
 
 
 async def membership_of(
-    session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID
+    session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID, *, lock: bool = False
 ) -> Membership:
-    membership = await repository.get_membership(session, account_id, user_id)
-    if membership is None:
-        raise NotFound("This user is not a member of the account.")
-    return membership
-
-
-async def _locked_membership(
-    session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID
-) -> Membership:
-    """``membership_of`` for a change of the member's grants: one such change at a time."""
-    membership = await repository.lock_membership(session, account_id, user_id)
+    """``lock``: for a change of the member's grants or ownership, one such change at a
+    time, reading the row as stored under the lock."""
+    find = repository.lock_membership if lock else repository.get_membership
+    membership = await find(session, account_id, user_id)
     if membership is None:
         raise NotFound("This user is not a member of the account.")
     return membership
@@ -510,7 +503,7 @@ async def set_grants(
     delegation: Delegation | None = None,
 ) -> None:
     """Replace what is given (None leaves that part alone), as the Users page edits a member."""
-    membership = await _locked_membership(session, account_id, user_id)
+    membership = await membership_of(session, account_id, user_id, lock=True)
     old_permissions, old_roles = await _current_grants(session, membership)
     new_permissions = old_permissions if permissions is None else list(permissions)
     new_roles = old_roles if roles is None else list(roles)
@@ -584,7 +577,7 @@ async def grant_permission(
     delegation: Delegation | None = None,
 ) -> None:
     """Grant one permission ("tickets for 14 days"); granting again replaces the expiry."""
-    membership = await _locked_membership(session, account_id, user_id)
+    membership = await membership_of(session, account_id, user_id, lock=True)
     await check_grants(session, catalogue, account_id, [grant], [], now, delegation)
     await repository.put_permission_grant(session, membership.id, grant.name, grant.expires_at)
     await record_as(
@@ -606,7 +599,7 @@ async def revoke_permission(
     name: str,
     now: datetime,
 ) -> None:
-    membership = await _locked_membership(session, account_id, user_id)
+    membership = await membership_of(session, account_id, user_id, lock=True)
     if not await repository.delete_permission_grant(session, membership.id, name):
         raise NotFound("The member has no such permission granted directly.")
     await record_as(
@@ -632,7 +625,7 @@ async def grant_role(
     now: datetime,
     delegation: Delegation | None = None,
 ) -> None:
-    membership = await _locked_membership(session, account_id, user_id)
+    membership = await membership_of(session, account_id, user_id, lock=True)
     await check_grants(session, catalogue, account_id, [], [grant], now, delegation)
     await repository.put_role_grant(session, membership.id, grant.role_id, grant.expires_at)
     await record_as(
@@ -654,7 +647,7 @@ async def revoke_role(
     role_id: uuid.UUID,
     now: datetime,
 ) -> None:
-    membership = await _locked_membership(session, account_id, user_id)
+    membership = await membership_of(session, account_id, user_id, lock=True)
     if not await repository.delete_role_grant(session, membership.id, role_id):
         raise NotFound("The member does not hold this role.")
     await record_as(
@@ -680,7 +673,7 @@ async def remove_member(
 ) -> None:
     await repository.lock_account(session, account_id)
     # Read again under the lock: the caller may hold the row as read before it.
-    membership = await _locked_membership(session, account_id, user_id)
+    membership = await membership_of(session, account_id, user_id, lock=True)
     if membership.is_owner and await repository.count_owners(session, account_id) <= 1:
         raise Conflict(LAST_OWNER)
     old_permissions, old_roles = await _current_grants(session, membership)
@@ -709,7 +702,7 @@ async def set_owner(
     """Make a member an owner, or an owner a plain member (never the last one)."""
     await repository.lock_account(session, account_id)
     # Read again under the lock: the caller may hold the row as read before it.
-    membership = await _locked_membership(session, account_id, user_id)
+    membership = await membership_of(session, account_id, user_id, lock=True)
     if membership.is_owner == owner:
         return
     if not owner and await repository.count_owners(session, account_id) <= 1:
