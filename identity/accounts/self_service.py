@@ -19,7 +19,6 @@ from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import checked_name, hash_password
 from identity.db.engine import Database
-from identity.errors import RateLimited
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
 from identity.mfa.service import InvalidPassword
@@ -65,9 +64,7 @@ async def change_password(
     """
     failures = Limit("password-change-user", settings.login_max_failures, settings.login_lockout)
     # Counted before the check, so a burst sent at once gets no more guesses than the limit.
-    verdict = await limiter.hit(failures, str(user.id))
-    if not verdict.allowed:
-        raise RateLimited("Too many failed attempts; try again later.", verdict.retry_after)
+    await limiter.spend(failures, str(user.id), "Too many failed attempts; try again later.")
     async with db.transaction() as session:
         stored = await repository.password_hash(session, user.id)
     if not await passwords.verify(stored, current):

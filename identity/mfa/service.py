@@ -27,7 +27,7 @@ from identity.accounts.passwords import Passwords
 from identity.audit.service import Actor, record
 from identity.crypto import Encryptor
 from identity.db.engine import Database
-from identity.errors import Conflict, DomainError, NotFound, RateLimited
+from identity.errors import Conflict, DomainError, NotFound
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
 from identity.mfa import recovery_codes, repository, totp
@@ -159,9 +159,9 @@ class SecondFactor:
     async def _count_attempt(self, user_id: uuid.UUID) -> None:
         """Count an attempt before it is made (it stays counted unless it succeeds);
         ``RateLimited`` when the window's attempts are used up."""
-        verdict = await self.limiter.hit(self._failures, str(user_id))
-        if not verdict.allowed:
-            raise RateLimited("Too many failed attempts; try again later.", verdict.retry_after)
+        await self.limiter.spend(
+            self._failures, str(user_id), "Too many failed attempts; try again later."
+        )
 
     async def disable(
         self,

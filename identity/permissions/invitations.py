@@ -24,7 +24,7 @@ from identity.audit.service import Actor, record_as
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.db.engine import Database
-from identity.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited
+from identity.errors import Conflict, Forbidden, InvalidInput, NotFound
 from identity.i18n import DEFAULT_LOCALE, SUPPORTED_LOCALES, Messages
 from identity.mail import outbox
 from identity.permissions import repository
@@ -119,11 +119,7 @@ async def send_invitation_email(
 
 
 async def _limit(limiter: RateLimiter, limit: Limit, subject: str) -> None:
-    verdict = await limiter.hit(limit, subject)
-    if not verdict.allowed:
-        raise RateLimited(
-            "Too many invitations; try again later.", verdict.retry_after, limit=limit.name
-        )
+    await limiter.spend(limit, subject, "Too many invitations; try again later.", limit=limit.name)
 
 
 async def _inviter_name(session: AsyncSession, actor: Actor, fallback: str) -> str:

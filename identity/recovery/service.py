@@ -36,7 +36,7 @@ from identity.audit.service import Actor, record
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.db.engine import Database
-from identity.errors import Conflict, DomainError, InvalidInput, NotFound, RateLimited
+from identity.errors import Conflict, DomainError, InvalidInput, NotFound
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
 from identity.recovery import repository
@@ -113,9 +113,7 @@ async def request_reset(runtime: Runtime, raw_email: str, *, ip: str, locale: st
     limits = ResetLimits.from_settings(runtime.settings)
     # Per client first, so that one client over its limit does not use up everybody's.
     for limit, subject in ((limits.per_ip, ip), (limits.overall, "all")):
-        verdict = await runtime.limiter.hit(limit, subject)
-        if not verdict.allowed:
-            raise RateLimited("Too many requests; try again later.", verdict.retry_after)
+        await runtime.limiter.spend(limit, subject, "Too many requests; try again later.")
     if not (await runtime.limiter.hit(limits.per_email, email)).allowed:
         return
     runtime.background.start(_deliver_reset(runtime, email, locale), name="password-reset")

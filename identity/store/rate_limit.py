@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
+from identity.errors import RateLimited
 from identity.metrics import RATE_LIMIT_FALLBACKS, RATE_LIMITED
 from identity.store.base import Store, StoreUnavailable
 from identity.store.memory import MemoryStore
@@ -70,6 +72,12 @@ class RateLimiter:
         if not allowed:
             RATE_LIMITED.labels(limit.name).inc()
         return Verdict(allowed, count, 0 if allowed else remaining)
+
+    async def spend(self, limit: Limit, subject: str, message: str, /, **extra: Any) -> None:
+        """``hit``, refusing with ``RateLimited`` (``message``, when to retry) over the limit."""
+        verdict = await self.hit(limit, subject)
+        if not verdict.allowed:
+            raise RateLimited(message, verdict.retry_after, **extra)
 
     async def release(self, limit: Limit, subject: str) -> None:
         """Give back one attempt counted by ``hit`` that was not a failure after all."""

@@ -20,7 +20,6 @@ from litestar.params import JSONBody, Parameter
 from identity.accounts.password_generator import DEFAULT_LENGTH
 from identity.accounts.password_messages import texts
 from identity.accounts.password_policy import REASON_IDS, Verdict
-from identity.errors import RateLimited
 from identity.store.rate_limit import Limit
 from identity.web.client_ip import of_request
 from identity.web.dependencies import RuntimeDep
@@ -73,9 +72,7 @@ def require_json(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHan
 
 async def _count(request: Request[Any, Any, Any], runtime: RuntimeDep, limit: Limit) -> None:
     client = of_request(request, runtime.settings.trusted_proxies)
-    verdict = await runtime.limiter.hit(limit, client)
-    if not verdict.allowed:
-        raise RateLimited("Too many requests; try again later.", verdict.retry_after)
+    await runtime.limiter.spend(limit, client, "Too many requests; try again later.")
 
 
 def _result(verdict: Verdict) -> CheckResult:
