@@ -83,13 +83,11 @@ async def delegation_of(
     session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID, now: datetime
 ) -> Delegation:
     membership = await membership_of(session, account_id, user_id)
+    # A permission held several ways lasts as long as its longest grant (None: no end).
     until: dict[str, datetime | None] = {}
     for name, expires_at in await repository.held_until(session, membership.id, now):
-        if expires_at is None or (name in until and until[name] is None):
-            until[name] = None
-        else:
-            earlier = until.get(name)
-            until[name] = expires_at if earlier is None else max(earlier, expires_at)
+        held = until.get(name, expires_at)
+        until[name] = None if held is None or expires_at is None else max(held, expires_at)
     return Delegation(until)
 
 
@@ -758,22 +756,12 @@ async def list_roles(session: AsyncSession, account_id: uuid.UUID | None) -> lis
 
 
 async def get_role(
-    session: AsyncSession, account_id: uuid.UUID | None, role_id: uuid.UUID
+    session: AsyncSession, account_id: uuid.UUID | None, role_id: uuid.UUID, *, lock: bool = False
 ) -> RoleView:
-    """The role, only if it belongs where asked: another account's role is "not found"."""
-    return await _role_view(session, account_id, await repository.get_role(session, role_id))
-
-
-async def _locked_role(
-    session: AsyncSession, account_id: uuid.UUID | None, role_id: uuid.UUID
-) -> RoleView:
-    """``get_role`` for a change of the role: one change at a time, after pending grants."""
-    return await _role_view(session, account_id, await repository.lock_role(session, role_id))
-
-
-async def _role_view(
-    session: AsyncSession, account_id: uuid.UUID | None, role: Role | None
-) -> RoleView:
+    """The role, only if it belongs where asked: another account's role is "not found".
+    ``lock``: for a change of the role, one change at a time, after pending grants of it."""
+    find = repository.lock_role if lock else repository.get_role
+    role = await find(session, role_id)
     if role is None or role.account_id != account_id:
         raise NotFound("No such role.")
     return (await _role_views(session, [role]))[0]
@@ -862,7 +850,7 @@ async def update_role(
 ) -> RoleView:
     # The names' lock before the role's: the order a grant with an owner change takes them in.
     await repository.lock_role_names(session, account_id)
-    view = await _locked_role(session, account_id, role_id)
+    view = await get_role(session, account_id, role_id, lock=True)
     role = view.role
     _not_from_file(role)
     if delegation is not None and permissions is not None:
@@ -909,7 +897,7 @@ async def delete_role(
     role_id: uuid.UUID,
     now: datetime,
 ) -> None:
-    view = await _locked_role(session, account_id, role_id)
+    view = await get_role(session, account_id, role_id, lock=True)
     _not_from_file(view.role)
     # Read before deleting: the role's grants go with it.
     holders = await repository.role_holders(session, role_id, now)
