@@ -8,6 +8,7 @@ import tempfile
 
 import uvicorn
 
+from identity.bounded_http import BoundedHeadProtocol
 from identity.commands import prepare
 from identity.logs import configure_logging
 from identity.metrics import MULTIPROCESS_DIR_VAR
@@ -52,4 +53,5 @@ def _run_uvicorn(host: str, port: int, workers: int) -> None:
         proxy_headers=False,
         server_header=False,
         access_log=False,
+        http=BoundedHeadProtocol,
     )
