@@ -229,7 +229,7 @@ def ceiling_server(workers: int) -> Iterator[tuple[str, dict[str, wrk.Request]]]
     port = free_port()
     # The options ``identity serve`` gives uvicorn (identity/server.py), so both run on the
     # same server doing the same work: no proxy-header middleware, no Server header. The
-    # ceiling keeps uvicorn's own httptools protocol: our bound on heads counts against us.
+    # ceiling keeps uvicorn's own httptools protocol: our bounds on requests count against us.
     command = [
         sys.executable, "-m", "uvicorn", "bench.ceiling:app", "--port", str(port),
         "--log-level", "warning", "--no-access-log", "--no-proxy-headers", "--no-server-header",

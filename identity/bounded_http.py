@@ -1,13 +1,17 @@
-"""uvicorn's httptools protocol with a bound on a request's head (request line and headers).
+"""uvicorn's httptools protocol with bounds on how much and how long a client may send.
 
-httptools keeps a head of any size in memory until it ends, so one client could make a
-server process hold megabytes per connection (an 8 MB header reached the app). Like Node
-(16 KiB) and nginx (4 x 8 KiB), a head longer than ``MAX_HEAD_BYTES`` is answered 431 and
-its connection closed, before the app runs.
+uvicorn keeps a request head (request line and headers) of any size in memory until it ends
+(an 8 MB header reached the app), and waits forever for a head or a body that comes a byte at
+a time, or for a first request on a connection that sends nothing: a few hundred such
+connections hold every file descriptor a process has (slowloris). Like Node (16 KiB of head,
+60 s for headers) and nginx (4 x 8 KiB, 60 s), a head longer than ``MAX_HEAD_BYTES`` is
+answered 431, and a request not received whole within the read timeout 408, and the
+connection is closed, before the app sees more of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -15,26 +19,78 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 # Ample for our cookies and the longest authorization request we accept.
 MAX_HEAD_BYTES = 32 * 1024
 
-_MESSAGE = b"Request line and headers are too long."
-_REFUSAL = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: text/plain; charset=utf-8\r\n"
-    b"content-length: %d\r\n"
-    b"connection: close\r\n"
-    b"\r\n%s"
-) % (len(_MESSAGE), _MESSAGE)
+
+def _refusal(status: bytes, message: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 %s\r\n"
+        b"content-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\n"
+        b"connection: close\r\n"
+        b"\r\n%s"
+    ) % (status, len(message), message)
+
+
+_HEAD_TOO_LARGE = _refusal(
+    b"431 Request Header Fields Too Large", b"Request line and headers are too long."
+)
+_TOO_SLOW = _refusal(b"408 Request Timeout", b"The request was not received in time.")
 
 
 class _HeadTooLarge(Exception):
     pass
 
 
-class BoundedHeadProtocol(HttpToolsProtocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+class BoundedProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, read_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._read_timeout = read_timeout
+        self._read_deadline: asyncio.TimerHandle | None = None
         # Bytes received since the current head began; None while a body is read.
         self._head_bytes: int | None = 0
         self._head_too_large = False
+
+    # --- how long ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # From the start: a connection that never sends a byte is also held to it.
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm()
+        self._head_bytes = 0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._read_deadline is None:
+            self._read_deadline = self.loop.call_later(self._read_timeout, self._read_timed_out)
+
+    def _disarm(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _read_timed_out(self) -> None:
+        self._read_deadline = None
+        cycle = self.cycle
+        if self.pipeline:
+            # This request was pipelined behind one the app is still answering, and uvicorn
+            # reads no more of it until then: the client is not the one being slow.
+            self._arm()
+        elif cycle is None or cycle.response_complete or not cycle.response_started:
+            self._refuse(_TOO_SLOW)
+        else:
+            self.transport.close()  # the app answered early and the body still trickles in
+
+    # --- how much ---------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         if self._head_bytes is not None:
@@ -42,7 +98,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().data_received(data)
         # A head still unfinished after this many bytes can only be too long.
         if self._head_bytes is not None and self._head_bytes > MAX_HEAD_BYTES:
-            self._refuse()
+            self._refuse(_HEAD_TOO_LARGE)
 
     def on_headers_complete(self) -> None:
         # A whole head can arrive in one read: measure what the parser collected.
@@ -54,17 +110,13 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_bytes = None
         super().on_headers_complete()
 
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._head_bytes = 0
-
     def send_400_response(self, msg: str) -> None:
         if self._head_too_large:
-            self._refuse()
+            self._refuse(_HEAD_TOO_LARGE)
         else:
             super().send_400_response(msg)
 
-    def _refuse(self) -> None:
+    def _refuse(self, answer: bytes) -> None:
         if not self.transport.is_closing():
-            self.transport.write(_REFUSAL)
+            self.transport.write(answer)
             self.transport.close()

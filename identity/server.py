@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
 
 import uvicorn
 
-from identity.bounded_http import BoundedHeadProtocol
+from identity.bounded_http import BoundedProtocol
 from identity.commands import prepare
 from identity.logs import configure_logging
 from identity.metrics import MULTIPROCESS_DIR_VAR
@@ -34,13 +35,13 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
         metrics_dir = tempfile.mkdtemp(prefix="identity-metrics-")
         os.environ[MULTIPROCESS_DIR_VAR] = metrics_dir
     try:
-        _run_uvicorn(host, port, workers)
+        _run_uvicorn(settings, host, port, workers)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _run_uvicorn(host: str, port: int, workers: int) -> None:
+def _run_uvicorn(settings: Settings, host: str, port: int, workers: int) -> None:
     uvicorn.run(
         "identity.app:create_app_from_env",
         factory=True,
@@ -53,5 +54,6 @@ def _run_uvicorn(host: str, port: int, workers: int) -> None:
         proxy_headers=False,
         server_header=False,
         access_log=False,
-        http=BoundedHeadProtocol,
+        # A partial of a module-level class: workers are spawned, and it must pickle.
+        http=functools.partial(BoundedProtocol, read_timeout=settings.request_read_timeout),
     )

@@ -201,6 +201,8 @@ class Settings:
     password_policy: Path | None = None
     log_level: str = "INFO"
     max_body_bytes: int = 64 * 1024
+    # A client must send its whole request within this many seconds (identity/bounded_http.py).
+    request_read_timeout: int = 60
     db_pool_size: int = 10
     trusted_proxies: tuple[IpNetwork, ...] = field(default_factory=tuple)
     signing_alg: str = "RS256"
@@ -294,6 +296,7 @@ class Settings:
             password_policy=read("PASSWORD_POLICY", existing_file, None),
             log_level=read("LOG_LEVEL", parse_log_level, "INFO"),
             max_body_bytes=read("MAX_BODY_BYTES", parse_positive_int, 64 * 1024),
+            request_read_timeout=read("REQUEST_READ_TIMEOUT", parse_duration, 60),
             db_pool_size=read("DB_POOL_SIZE", parse_positive_int, 10),
             trusted_proxies=read("TRUSTED_PROXIES", parse_networks, ()),
             signing_alg=read("SIGNING_ALG", parse_signing_alg, "RS256"),

@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from identity.db.engine import DatabaseUnavailable
 from identity.errors import DomainError, RateLimited
 from identity.store.base import StoreUnavailable
+from identity.web.request_context import CLIENT_GONE
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ def http_exception_handler(
         k: v for k, v in (exc.headers or {}).items() if k.lower() in ("allow", "retry-after")
     }
     status = exc.status_code
+    if status >= 500 and request.scope.get("state", {}).get(CLIENT_GONE):
+        # Litestar's answer to a body cut short (a timeout, a client gone) is a 500: it is
+        # the client's doing, and must not count as a failure of ours in logs and metrics.
+        return problem(400, "The connection closed before the request was received whole.")
     detail = exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else None
     if status >= 500:
         detail = None

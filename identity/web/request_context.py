@@ -18,6 +18,10 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # the getrandom system call that uuid4 makes per request.
 
 
+# Set in a request's scope state when the client hung up before its body was whole.
+CLIENT_GONE = "client_gone"
+
+
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
@@ -34,9 +38,16 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
         request_id = _incoming_request_id(scope) or f"{random.getrandbits(128):032x}"
         header = (b"x-request-id", request_id.encode())
         token = request_id_var.set(request_id)
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+
+        async def receive_noting_disconnect() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                state[CLIENT_GONE] = True
+            return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -46,7 +57,7 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
             await send(message)
 
         try:
-            await app(scope, receive, send_with_id)
+            await app(scope, receive_noting_disconnect, send_with_id)
         finally:
             duration_ms = round((time.perf_counter() - started) * 1000, 2)
             log_request(request_id, scope["method"], scope["path"], status, duration_ms)

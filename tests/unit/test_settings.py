@@ -61,6 +61,7 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_WEBHOOKS_ALLOW_HTTP_LOOPBACK", "maybe", "true or false"),
         ("IDENTITY_HOUSEKEEPING_INTERVAL", "often", "whole number of seconds"),
         ("IDENTITY_SENT_RETENTION", "0", "longer than zero"),
+        ("IDENTITY_REQUEST_READ_TIMEOUT", "0", "longer than zero"),
     ],
 )
 def test_a_bad_value_names_the_variable_in_one_sentence(
@@ -82,6 +83,7 @@ def test_durations_accept_units() -> None:
             "IDENTITY_ID_TOKEN_TTL": "15m",
             "IDENTITY_HOUSEKEEPING_INTERVAL": "5m",
             "IDENTITY_SENT_RETENTION": "7d",
+            "IDENTITY_REQUEST_READ_TIMEOUT": "2m",
         }
     )
     assert settings.refresh_token_ttl == 30 * 86400
@@ -89,6 +91,7 @@ def test_durations_accept_units() -> None:
     assert settings.id_token_ttl == 900
     assert settings.housekeeping_interval == 300
     assert settings.sent_retention == 7 * 86400
+    assert settings.request_read_timeout == 120
 
 
 def test_trusted_proxies_parse_addresses_and_networks() -> None:

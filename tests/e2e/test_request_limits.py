@@ -1,22 +1,29 @@
-"""``identity serve`` answers an over-long request head 431 before the app or memory sees it."""
+"""``identity serve`` bounds what a client sends: a head over 32 KiB gets 431, a request not
+received whole within ``IDENTITY_REQUEST_READ_TIMEOUT`` gets 408, and the connection closes."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import socket
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from identity.bounded_http import MAX_HEAD_BYTES
 from tests.processes import identity_server
 
+READ_TIMEOUT = 2
+
 
 @pytest.fixture(scope="module")
 def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    # The limit lives in the HTTP layer, not the database: one embedded server serves all.
-    data_dir = tmp_path_factory.mktemp("head-limit")
-    with identity_server({"IDENTITY_DATA_DIR": str(data_dir)}) as server:
+    # The limits live in the HTTP layer, not the database: one embedded server serves all.
+    data_dir = tmp_path_factory.mktemp("request-limits")
+    env = {"IDENTITY_DATA_DIR": str(data_dir), "IDENTITY_REQUEST_READ_TIMEOUT": str(READ_TIMEOUT)}
+    with identity_server(env) as server:
         host, port = server.base_url.removeprefix("http://").split(":")
         yield host, int(port)
 
@@ -108,3 +115,80 @@ def test_a_body_is_not_counted_as_head(address: tuple[str, int]) -> None:
     )
     # Head and body in one piece: the server reads the body and the app answers it.
     assert _statuses(_exchange(address, request)) == [401]
+
+
+def _answer_after_silence(address: tuple[str, int], *trickle: bytes) -> tuple[bytes, float]:
+    """Send ``trickle`` a piece every quarter second, then wait: what the server says, and
+    when it hung up."""
+    with socket.create_connection(address, timeout=READ_TIMEOUT * 5) as conn:
+        started = time.monotonic()
+        for piece in trickle:
+            conn.sendall(piece)
+            time.sleep(0.25)
+        received = b""
+        while data := conn.recv(65536):
+            received += data
+        return received, time.monotonic() - started
+
+
+def test_a_connection_that_sends_nothing_is_closed(address: tuple[str, int]) -> None:
+    answer, after = _answer_after_silence(address)
+    assert _statuses(answer) == [408]
+    assert READ_TIMEOUT <= after < READ_TIMEOUT + 2
+
+
+def test_a_head_sent_a_byte_at_a_time_is_cut_off(address: tuple[str, int]) -> None:
+    # Still sending when the time is up: a byte every quarter second.
+    head = b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: "[: READ_TIMEOUT * 4 - 1]
+    answer, after = _answer_after_silence(address, *(bytes([b]) for b in head))
+    assert _statuses(answer) == [408]
+    assert answer.endswith(b"The request was not received in time.")
+    assert after < READ_TIMEOUT + 2
+
+
+def test_a_body_that_never_ends_is_cut_off(address: tuple[str, int]) -> None:
+    head = (
+        b"POST /token HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+    )
+    answer, after = _answer_after_silence(address, head, b"grant_type=")
+    assert _statuses(answer) == [408]
+    assert after < READ_TIMEOUT + 2
+
+
+def test_each_request_on_a_connection_has_its_own_time(address: tuple[str, int]) -> None:
+    conn = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        statuses = []
+        # Together longer than the read timeout, each request well within it.
+        for _ in range(4):
+            conn.request("GET", "/health/live")
+            answer = conn.getresponse()
+            answer.read()
+            statuses.append(answer.status)
+            time.sleep(READ_TIMEOUT / 3)
+        assert statuses == [200] * 4
+    finally:
+        conn.close()
+
+
+def test_a_body_cut_short_is_the_clients_failure_not_ours(tmp_path: Path) -> None:
+    env = {"IDENTITY_DATA_DIR": str(tmp_path), "IDENTITY_REQUEST_READ_TIMEOUT": "1"}
+    with identity_server(env) as server:
+        host, port = server.base_url.removeprefix("http://").split(":")
+        for path in ("/login", "/password/forgot", "/authorize"):
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: x\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+            )
+            answer, _ = _answer_after_silence((host, int(port)), head.encode(), b"flow=")
+            assert _statuses(answer) == [408]
+        time.sleep(0.5)  # the app's side of the last one is logged after the hang-up
+        lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    cut_short = [line for line in lines if line.get("method") == "POST"]
+    assert [(line["path"], line["status"]) for line in cut_short] == [
+        ("/login", 400),
+        ("/password/forgot", 400),
+        ("/authorize", 400),
+    ]
+    assert not [line for line in lines if line["level"] in ("error", "critical")]

@@ -1,0 +1,81 @@
+"""The read timeout of identity/bounded_http.py times the client's sending, never the app."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+import uvicorn
+from litestar.types import Receive, Scope, Send
+
+from identity.bounded_http import BoundedProtocol
+from tests.processes import free_port
+
+READ_TIMEOUT = 1
+
+
+async def _sleepy_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers ``GET /<seconds>`` after sleeping that long."""
+    await asyncio.sleep(float(scope["path"].strip("/")))
+    body = scope["path"].encode()
+    length = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": length})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    port = free_port()
+    config = uvicorn.Config(
+        _sleepy_app,  # type: ignore[arg-type]
+        port=port,
+        lifespan="off",
+        log_level="warning",
+        http=functools.partial(BoundedProtocol, read_timeout=READ_TIMEOUT),  # type: ignore[arg-type]
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+        await asyncio.sleep(0.01)
+    yield port
+    server.should_exit = True
+    await serving
+
+
+async def _answers(port: int, requests: bytes, expected: int, later: bytes = b"") -> bytes:
+    """Send ``requests`` in one write (pipelined), ``later`` a moment after, and read until
+    ``expected`` answers came or the server hung up."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(requests)
+    await asyncio.sleep(0.2)
+    writer.write(later)
+    await writer.drain()
+    received = b""
+    while len(re.findall(rb"HTTP/1.1 \d+ .*?\r\n\r\n/[\d.]+", received, re.S)) < expected:
+        data = await asyncio.wait_for(reader.read(65536), READ_TIMEOUT * 5)
+        if not data:
+            break
+        received += data
+    writer.close()
+    return received
+
+
+def _get(seconds: float) -> bytes:
+    return b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % str(seconds).encode()
+
+
+async def test_an_app_slower_than_the_read_timeout_still_answers(port: int) -> None:
+    answer = await _answers(port, _get(READ_TIMEOUT * 1.5), 1)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_a_request_pipelined_behind_a_slow_one_is_not_timed_out(port: int) -> None:
+    # The second request's body is not read until the app has answered the first: it is
+    # not the client that keeps it waiting.
+    post = b"POST /0 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nfive."
+    answer = await _answers(port, _get(READ_TIMEOUT * 1.5) + post, 2, later=b"more.")
+    assert answer.count(b"HTTP/1.1 200 ") == 2, answer
+    assert b"408" not in answer
