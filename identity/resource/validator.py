@@ -108,7 +108,8 @@ class TokenValidator:
             raise invalid("The access token is not a signed JWT.") from None
         header = signed.headers()
         alg = header.get("alg")
-        if alg not in self._algorithms:
+        # The header is the forger's: a list or object here is unhashable in a set look-up.
+        if not isinstance(alg, str) or alg not in self._algorithms:
             raise invalid("The access token's signing algorithm is not accepted.")
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:

@@ -156,6 +156,16 @@ async def test_an_alg_none_token_is_refused_without_fetching_keys(
     assert issuer.jwks_fetches() == 0
 
 
+@pytest.mark.parametrize("alg", [["RS256"], {"RS256": True}])
+async def test_a_non_string_alg_is_refused_not_raised(
+    issuer: LocalIssuer, server: ResourceServer, alg: object
+) -> None:
+    """A forger controls the header: an ``alg`` that is not a string is junk, not a crash."""
+    token = unsigned({"alg": alg, "typ": "at+jwt", "kid": rsa_key(0).kid}, issuer.claims())
+    error = await refusal(server, token + "c2ln")
+    assert error.description == "The access token's signing algorithm is not accepted."
+
+
 async def test_hs256_token_signed_with_the_public_key_is_refused(
     issuer: LocalIssuer, server: ResourceServer
 ) -> None:
