@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 from identity.accounts.passwords import Passwords
 from identity.background import BackgroundWork
 from identity.clients.cache import ClientCache
+from identity.clock import utcnow
 from identity.crypto import Encryptor
 from identity.db.engine import Database
 from identity.housekeeping.housekeeper import Housekeeper
@@ -77,8 +79,10 @@ class Runtime:
             async with self._keyset_lock:
                 if self._keyset is None or self._keyset_loaded_at < asked_at:
                     started = time.monotonic()
+                    # A key created one refresh interval ago is in every process's key set.
+                    published_since = utcnow() - timedelta(seconds=self.settings.keys_refresh)
                     async with self.db.transaction() as session:
-                        keyset = await load_keyset(session, self.key_encryptor)
+                        keyset = await load_keyset(session, self.key_encryptor, published_since)
                     if keyset is None:
                         raise SigningKeyMissing("no signing key; run `identity keys rotate`")
                     self._keyset, self._keyset_loaded_at = keyset, started

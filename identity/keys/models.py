@@ -20,5 +20,6 @@ class SigningKey(Base):
     # The private JWK, encrypted with a key derived from the service's secret key.
     private_jwk_encrypted: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = now_column()
-    # The newest key not retired signs; retired keys leave the JWKS.
+    # Keys not retired are published; the newest of them signs once every process has had
+    # time to publish it (keys.service.signer). Retired keys leave the JWKS.
     retired_at: Mapped[datetime | None]

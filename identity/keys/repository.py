@@ -12,7 +12,8 @@ from identity.keys.models import SigningKey
 
 
 async def active_keys(session: AsyncSession) -> Sequence[SigningKey]:
-    """Keys not retired, newest first: the first one signs, all are published."""
+    """Keys not retired, newest first: all are published (service.signer picks the one
+    that signs)."""
     result = await session.scalars(
         select(SigningKey)
         .where(SigningKey.retired_at.is_(None))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from joserfc.jwk import ECKey, RSAKey
@@ -20,7 +22,8 @@ SUPPORTED_ALGS = ("RS256", "ES256")
 
 @dataclass(frozen=True, slots=True)
 class KeySet:
-    """The keys in force: ``current`` signs; ``public_jwks`` is what /jwks serves."""
+    """The keys in force: ``current`` signs; ``public_jwks`` (every active key) is what
+    /jwks serves."""
 
     current: RSAKey | ECKey
     current_alg: str
@@ -74,7 +77,22 @@ async def retire_key(session: AsyncSession, kid: str) -> None:
         )
 
 
-async def load_keyset(session: AsyncSession, encryptor: Encryptor) -> KeySet | None:
+def signer(rows: Sequence[SigningKey], published_since: datetime) -> SigningKey:
+    """Of the active keys (newest first), the newest one created by ``published_since``;
+    else, when all are younger (the first key, or the older ones retired), the oldest.
+
+    Every process rereads the keys within IDENTITY_KEYS_REFRESH of a rotation. A new key
+    that signed at once made tokens that processes still on the old key set did not accept
+    (introspection, userinfo, /api/v1) and that relying parties could not verify with the
+    JWKS those processes served: it signs only once every process publishes it.
+    """
+    return next((row for row in rows if row.created_at <= published_since), rows[-1])
+
+
+async def load_keyset(
+    session: AsyncSession, encryptor: Encryptor, published_since: datetime
+) -> KeySet | None:
+    """The active keys, signing with :func:`signer`'s choice."""
     rows = await repository.active_keys(session)
     if not rows:
         return None
@@ -83,9 +101,10 @@ async def load_keyset(session: AsyncSession, encryptor: Encryptor) -> KeySet | N
         data = json.loads(encryptor.decrypt(row.private_jwk_encrypted))
         key_type = RSAKey if row.alg == "RS256" else ECKey
         by_kid[row.kid] = key_type.import_key(data)
+    current = signer(rows, published_since)
     return KeySet(
-        current=by_kid[rows[0].kid],
-        current_alg=rows[0].alg,
+        current=by_kid[current.kid],
+        current_alg=current.alg,
         by_kid=by_kid,
         public_jwks={"keys": [row.public_jwk for row in rows]},
     )

@@ -257,7 +257,7 @@ def _stored_keyset(env: dict[str, str]) -> KeySet:
         db = Database(create_engine(settings))
         try:
             async with db.transaction() as session:
-                keyset = await load_keyset(session, encryptor)
+                keyset = await load_keyset(session, encryptor, utcnow())
         finally:
             await db.dispose()
         assert keyset is not None

@@ -101,12 +101,21 @@ def test_a_rotated_key_is_used_and_published_by_both(cluster) -> None:  # type: 
         while new_kid not in _published_kids(server) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert new_kid in _published_kids(server)
-        with httpx.Client() as http:
-            location, verifier = start_sign_in(http, server.base_url, client.client_id)
-            done = submit_login(http, server.base_url, location, EMAIL, PASSWORD)
-        tokens = redeem(server.base_url, client, query(done.headers["location"])["code"], verifier)
-        keys = KeySet.import_key_set(httpx.get(f"{server.base_url}/jwks.json").json())
-        assert jwt.decode(tokens["id_token"], keys).header["kid"] == new_kid
+    # The new key signs once both have had a refresh interval to publish it.
+    for server in (first, second):
+        deadline = time.monotonic() + 10
+        while _id_token_kid(server, client) != new_kid:
+            assert time.monotonic() < deadline, f"{server.base_url} does not sign with {new_kid}"
+            time.sleep(0.3)
+
+
+def _id_token_kid(server: Server, client: Client) -> str:
+    with httpx.Client() as http:
+        location, verifier = start_sign_in(http, server.base_url, client.client_id)
+        done = submit_login(http, server.base_url, location, EMAIL, PASSWORD)
+    tokens = redeem(server.base_url, client, query(done.headers["location"])["code"], verifier)
+    keys = KeySet.import_key_set(httpx.get(f"{server.base_url}/jwks.json").json())
+    return str(jwt.decode(tokens["id_token"], keys).header["kid"])
 
 
 def _published_kids(server: Server) -> set[str]:

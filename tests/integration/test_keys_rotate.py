@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
+from identity.app import create_app
 from identity.cli import main
+from identity.clock import utcnow
 from identity.commands import StartupError, retire_signing_key, rotate_signing_key
 from identity.db.engine import Database
 from identity.errors import InvalidInput
+from identity.keys.models import SigningKey
 from identity.keys.service import retire_key
 from identity.runtime import Runtime
 from identity.settings import Settings
+from tests.conftest import serving
 from tests.integration.oauth_helpers import make_client, verify_with_jwks
 
 
@@ -63,6 +68,44 @@ async def test_rotation_waits_for_the_refresh_interval_in_a_running_process(
     await rotate_signing_key(settings, "RS256")
 
     assert (await client.get("/jwks.json")).json() == before
+
+
+async def test_a_rotated_key_signs_only_once_every_process_publishes_it(
+    client: httpx.AsyncClient, runtime: Runtime, settings: Settings
+) -> None:
+    """Two processes on one database: the first loaded its keys before the rotation and
+    rereads them only after IDENTITY_KEYS_REFRESH; the second starts after it. A token the
+    second signs must verify with the first's JWKS and at its introspection meanwhile."""
+    old_kid = (await verify_with_jwks(client, await client_token(client, runtime))).header["kid"]
+    new_kid = await rotate_signing_key(settings, "RS256")
+    second_app = create_app(settings)
+    async with serving(second_app) as second:
+        token = await client_token(second, second_app.state.runtime)
+        assert new_kid in {k["kid"] for k in (await second.get("/jwks.json")).json()["keys"]}
+
+    assert (await verify_with_jwks(client, token)).header["kid"] == old_kid
+    introspected = await client.post(
+        "/introspect", data={"token": token}, headers=(await make_client(runtime)).basic
+    )
+    assert introspected.json()["active"] is True
+
+
+async def test_a_rotated_key_signs_once_published_for_the_refresh_interval(
+    client: httpx.AsyncClient, runtime: Runtime, settings: Settings
+) -> None:
+    new_kid = await rotate_signing_key(settings, "ES256")
+    # As if the rotation was a refresh interval ago, and the first key long before it.
+    rotated_at = utcnow() - timedelta(seconds=settings.keys_refresh + 1)
+    async with runtime.db.transaction() as session:
+        await session.execute(update(SigningKey).values(created_at=rotated_at - timedelta(days=1)))
+        await session.execute(
+            update(SigningKey).where(SigningKey.kid == new_kid).values(created_at=rotated_at)
+        )
+    await runtime.keyset(refresh=True)
+
+    token = await client_token(client, runtime)
+
+    assert (await verify_with_jwks(client, token)).header["kid"] == new_kid
 
 
 def test_keys_rotate_command_prints_the_new_kid(
