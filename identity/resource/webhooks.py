@@ -30,6 +30,9 @@ from typing import Any
 SIGNATURE_HEADER = "Identity-Signature"
 SCHEME = "v1"
 DEFAULT_TOLERANCE_SECONDS = 300
+# Unix seconds have 10 digits until 2286. A longer ``t`` is junk, and a long enough one made
+# int() (past 4300 digits) or the comparison with time.time() (past a float) raise.
+_MAX_TIMESTAMP_DIGITS = 12
 
 
 class WebhookError(ValueError):
@@ -55,7 +58,7 @@ def _parse(header: str) -> tuple[int, list[str]]:
         # raises on non-ASCII text; a header is whatever the sender put there.
         if not value.isascii():
             continue
-        if key == "t" and value.isdigit():
+        if key == "t" and value.isdigit() and len(value) <= _MAX_TIMESTAMP_DIGITS:
             timestamp = int(value)
         elif key == SCHEME and value:
             signatures.append(value)

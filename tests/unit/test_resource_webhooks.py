@@ -118,3 +118,15 @@ def test_the_default_tolerance_uses_the_clock() -> None:
 def test_a_header_with_non_ascii_values_is_refused_as_a_webhook_error(header: str) -> None:
     with pytest.raises(WebhookError):
         verify(headers(header), BODY, SECRET, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "1" + "0" * 400,  # past a float: the check against time.time() raised OverflowError
+        "9" * 5000,  # past Python's 4300-digit limit: int() raised ValueError
+    ],
+)
+def test_an_absurdly_long_timestamp_is_refused_as_a_webhook_error(timestamp: str) -> None:
+    with pytest.raises(WebhookError):
+        verify(headers(f"t={timestamp},v1={'0' * 64}"), BODY, SECRET)
