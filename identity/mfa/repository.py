@@ -41,11 +41,19 @@ async def save_pending(
     return stored is not None
 
 
-async def confirm(session: AsyncSession, user_id: uuid.UUID, step: int, now: datetime) -> bool:
-    """Confirm the pending secret, spending the step of the code that confirmed it."""
+async def confirm(
+    session: AsyncSession, user_id: uuid.UUID, secret_encrypted: str, step: int, now: datetime
+) -> bool:
+    """Confirm the pending secret ``secret_encrypted``, spending the step of the code that
+    confirmed it. False when a restarted set-up has replaced it since its code was checked:
+    the replacement's secret is proved by no code, and the app holds the other one."""
     result = await session.execute(
         update(TotpSecret)
-        .where(TotpSecret.user_id == user_id, TotpSecret.confirmed_at.is_(None))
+        .where(
+            TotpSecret.user_id == user_id,
+            TotpSecret.confirmed_at.is_(None),
+            TotpSecret.secret_encrypted == secret_encrypted,
+        )
         .values(confirmed_at=now, last_used_step=step)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]

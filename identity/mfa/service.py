@@ -113,7 +113,9 @@ class SecondFactor:
         if pending is None or pending.confirmed_at is not None:
             raise NotFound("There is no two-step verification set-up in progress.")
         step = totp.matching_step(self.encryptor.decrypt(pending.secret_encrypted), code, now)
-        if step is None or not await repository.confirm(session, user_id, step, now):
+        if step is None or not await repository.confirm(
+            session, user_id, pending.secret_encrypted, step, now
+        ):
             raise InvalidCode("The code is not valid.")
         codes = recovery_codes.generate()
         await repository.replace_recovery_codes(

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 import httpx
 import pyotp
+import pytest
 from sqlalchemy import func, select
 
 from identity.accounts.models import User
+from identity.clock import utcnow
+from identity.mfa import repository
 from identity.mfa.models import TotpSecret
+from identity.mfa.service import InvalidCode, SecondFactor
 from identity.runtime import Runtime
 from tests.integration.page_helpers import SECURITY, post_form, sign_in_to_security_page
 from tests.integration.recovery_helpers import PASSWORD, new_user
@@ -47,3 +52,28 @@ async def test_concurrent_set_ups_each_answer_and_one_is_kept(
         done = await post_form(client, answer, f"{SECURITY}/totp/confirm", code=code)
         confirmed += done.status_code == 200
     assert confirmed == 1
+
+
+async def test_a_set_up_restarted_while_the_first_is_confirmed_is_not_turned_on(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second set-up (another tab) replaces the pending secret after the confirmation has
+    checked the first one's code and before it turns it on. The confirmation must not turn
+    on the replacement, whose secret no code has proved (the app holds the first one)."""
+    ana = await new_user(runtime, ANA)
+    mfa = SecondFactor.from_runtime(runtime)
+    async with runtime.db.transaction() as session:
+        first = await mfa.begin_enrolment(session, ana, utcnow())
+    real_confirm = repository.confirm
+
+    async def confirm_after_a_restart(*args: Any, **kwargs: Any) -> bool:
+        async with runtime.db.transaction() as other:
+            await mfa.begin_enrolment(other, ana, utcnow())
+        return await real_confirm(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "confirm", confirm_after_a_restart)
+    with pytest.raises(InvalidCode):
+        async with runtime.db.transaction() as session:
+            await mfa.confirm_enrolment(session, ana.id, pyotp.TOTP(first.secret).now(), utcnow())
+    async with runtime.db.transaction() as session:
+        assert not await mfa.is_enrolled(session, ana.id)
