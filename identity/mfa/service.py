@@ -203,9 +203,10 @@ class SecondFactor:
         """
         reason = required_reason(reason)
         user = await session.get(User, user_id)
-        if user is None or not await self.is_enrolled(session, user_id):
+        # Whether there was a factor is what the removal itself found: two resets at once
+        # both see one before either deletes it, and only one may audit and tell the user.
+        if user is None or not await self._remove(session, user, now):
             raise NotFound("This user has no two-step verification to reset.")
-        await self._remove(session, user, now)
         await record(
             session,
             action="user.second_factor_reset",
@@ -219,10 +220,13 @@ class SecondFactor:
             details={"reason": reason},
         )
 
-    async def _remove(self, session: AsyncSession, user: User, now: datetime) -> None:
-        await repository.remove(session, user.id)
+    async def _remove(self, session: AsyncSession, user: User, now: datetime) -> bool:
+        """Remove the factor and tell the user; False, telling nobody, when none was on."""
+        if not await repository.remove(session, user.id):
+            return False
         notice = messages.second_factor_removed(
             Recipient(user.email, user.locale or "en"), self.settings.product_name
         )
         await outbox.enqueue(session, notice, now)
         log.info("second factor removed", extra={"user_id": str(user.id)})
+        return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pyotp
 import pytest
@@ -15,6 +16,7 @@ from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.crypto import Encryptor
 from identity.errors import Conflict, InvalidInput, NotFound, RateLimited
+from identity.mfa import repository
 from identity.mfa.models import RecoveryCode, TotpSecret
 from identity.mfa.service import InvalidCode, InvalidPassword, SecondFactor
 from identity.runtime import Runtime
@@ -236,6 +238,30 @@ async def test_staff_reset_removes_the_factor_is_audited_and_tells_the_user(
     assert (event.actor_client_id, event.target_id) == ("support-desk", str(user.id))
     assert event.details == {"reason": "lost phone, ID checked"}
     assert event.ip == "203.0.113.9" and event.request_id == "req-1"
+    assert len(await mail_to(runtime, user.email)) == 1
+
+
+async def test_of_two_staff_resets_at_once_one_resets_and_the_other_finds_nothing(
+    runtime: Runtime, mfa: SecondFactor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both see the factor on; the other commits its removal before this one deletes. This
+    one removed nothing, so it must not audit a reset or email the user a second time."""
+    user, _, _ = await enrolled_user(runtime)
+    real_remove = repository.remove
+
+    async def remove_after_another_reset(*args: Any, **kwargs: Any) -> bool:
+        monkeypatch.setattr(repository, "remove", real_remove)
+        async with runtime.db.transaction() as other:
+            await mfa.staff_reset(other, STAFF, user.id, "lost phone, ticket 1", utcnow())
+        return await real_remove(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "remove", remove_after_another_reset)
+    with pytest.raises(NotFound):
+        async with runtime.db.transaction() as session:
+            await mfa.staff_reset(session, STAFF, user.id, "lost phone, ticket 2", utcnow())
+    async with runtime.db.transaction() as session:
+        (event,) = (await session.scalars(select(AuditEvent))).all()
+    assert event.details == {"reason": "lost phone, ticket 1"}
     assert len(await mail_to(runtime, user.email)) == 1
 
 
