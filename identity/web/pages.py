@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post, route
 from litestar.params import FromQuery
@@ -223,6 +224,11 @@ async def logout(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Respon
         )
 
     confirmed = form is not None and "confirm" in form
+    if form is not None and not confirmed and token is None:
+        # A relying party's form post comes from another site, so the browser left its
+        # SameSite=Lax session cookie behind: ask again as a GET navigation, which brings
+        # it, rather than say "signed out" while the session lives on.
+        return redirect(f"/logout?{urlencode(params)}")
     if confirmed and not csrf.verify(
         request.cookies, settings, runtime.secret_key, field(form, csrf.FIELD)
     ):

@@ -41,6 +41,16 @@ async def live_sessions(runtime: Runtime) -> int:
         return len(rows.all())
 
 
+async def post_from_another_site(
+    client: httpx.AsyncClient, path: str, data: dict[str, str]
+) -> httpx.Response:
+    """A form post from another site, as a browser sends it: its SameSite=Lax cookies stay
+    behind (they go only with same-site requests and top-level GET navigations)."""
+    request = client.build_request("POST", path, data=data)
+    del request.headers["cookie"]
+    return await client.send(request)
+
+
 def assert_signed_out_cookie(response: httpx.Response) -> None:
     assert 'identity_session=""; HttpOnly; Max-Age=0' in response.headers["set-cookie"]
 
@@ -95,6 +105,23 @@ async def test_post_from_the_relying_party_is_accepted_like_get(
     response = await client.post("/logout", data=data)
     assert response.status_code == 303
     assert response.headers["location"] == POST_LOGOUT_URI
+    assert await live_sessions(runtime) == 0
+
+
+async def test_post_from_another_site_signs_out_the_session_its_cookie_names(
+    client: httpx.AsyncClient, runtime: Runtime, user: User
+) -> None:
+    data = {
+        "id_token_hint": await id_token(runtime, user),
+        "post_logout_redirect_uri": POST_LOGOUT_URI,
+        "state": "bye-123",
+    }
+    response = await post_from_another_site(client, "/logout", data)
+    # The browser follows our redirects as top-level GET navigations, with its cookies.
+    while response.status_code == 303 and response.headers["location"].startswith("/"):
+        response = await client.get(response.headers["location"])
+    assert response.headers["location"] == POST_LOGOUT_URI + "?state=bye-123"
+    assert_signed_out_cookie(response)
     assert await live_sessions(runtime) == 0
 
 
