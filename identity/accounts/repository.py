@@ -53,6 +53,22 @@ async def password_hash(session: AsyncSession, user_id: uuid.UUID) -> str | None
     )
 
 
+async def password_unchanged_since(
+    session: AsyncSession, user_id: uuid.UUID, since: datetime
+) -> bool:
+    """Whether the user is enabled and has not changed their password after ``since``."""
+    found = await session.scalar(
+        select(PasswordCredential.user_id)
+        .join(User, User.id == PasswordCredential.user_id)
+        .where(
+            PasswordCredential.user_id == user_id,
+            PasswordCredential.changed_at <= since,
+            User.disabled.is_(False),
+        )
+    )
+    return found is not None
+
+
 async def replace_password(
     session: AsyncSession, user_id: uuid.UUID, new_hash: str, *, unchanged_since: datetime
 ) -> bool:

@@ -97,6 +97,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         )
     password = field(form, "password", MAX_PASSWORD)
     previous = cookies.read(request.cookies, settings, cookies.SESSION)
+    proved_at = utcnow()
     user = await authenticate(runtime.db, runtime.passwords, email, password)
     async with runtime.db.transaction() as session:
         needs_code = user is not None and await second_factor.requires_code(
@@ -121,7 +122,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         )
     await throttle.succeeded(email, ip)
     if needs_code:
-        return await second_factor.ask_for_code(runtime, pending, user.id)
+        return await second_factor.ask_for_code(runtime, pending, user.id, proved_at)
     return await signed_in(request, runtime, pending, established)
 
 

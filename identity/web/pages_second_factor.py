@@ -2,14 +2,17 @@
 
 The login page calls ``requires_code`` once the password is right and, when it does, sends
 the browser here with ``ask_for_code`` instead of opening a session: the user the password
-proved is remembered beside the flow (in the shared store, as long as the flow lives), and
-the session is established only once a code is accepted, with ``amr`` ["pwd", "otp"].
-Codes are checked by identity.mfa (one use each, failures throttled per user).
+proved, and when, are remembered beside the flow (in the shared store, as long as the flow
+lives), and the session is established only once a code is accepted, with ``amr``
+["pwd", "otp"], and only if the password has not changed and the user has not been disabled
+since. Codes are checked by identity.mfa (one use each, failures throttled per user).
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +21,7 @@ from litestar.params import FromQuery
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts.repository import password_unchanged_since
 from identity.clock import utcnow
 from identity.errors import RateLimited
 from identity.mfa.service import InvalidCode, SecondFactor
@@ -40,16 +44,33 @@ async def requires_code(session: AsyncSession, runtime: Runtime, user_id: uuid.U
     return await SecondFactor.from_runtime(runtime).is_enrolled(session, user_id)
 
 
-async def ask_for_code(runtime: Runtime, flow: Flow, user_id: uuid.UUID) -> Response[Any]:
-    """Remember who the password proved, for this flow only, and go to the code page."""
-    await runtime.store.set(_PENDING + flow.id, str(user_id).encode(), FLOW_TTL)
+@dataclass(frozen=True, slots=True)
+class PasswordProof:
+    user_id: uuid.UUID
+    # Taken before the password was read: a reset or change after it ends the proof.
+    proved_at: datetime
+
+
+async def ask_for_code(
+    runtime: Runtime, flow: Flow, user_id: uuid.UUID, proved_at: datetime
+) -> Response[Any]:
+    """Remember who the password proved, and when, for this flow only, and go to the code
+    page."""
+    proof = f"{user_id} {proved_at.isoformat()}"
+    await runtime.store.set(_PENDING + flow.id, proof.encode(), FLOW_TTL)
     await FlowStore(runtime.store).save(flow)
     return redirect(f"{PATH}?{urlencode({'flow': flow.id})}")
 
 
-async def _pending_user(runtime: Runtime, flow: Flow) -> uuid.UUID | None:
+async def _pending_proof(runtime: Runtime, flow: Flow) -> PasswordProof | None:
     raw = await runtime.store.get(_PENDING + flow.id)
-    return uuid.UUID(raw.decode()) if raw is not None else None
+    if raw is None:
+        return None
+    user_id, _, proved_at = raw.decode().partition(" ")
+    # Saved by a process that predates the time: the password is asked for again.
+    if not proved_at:
+        return None
+    return PasswordProof(uuid.UUID(user_id), datetime.fromisoformat(proved_at))
 
 
 def _code_form(
@@ -75,7 +96,7 @@ async def second_factor_page(
     request: Request[Any, Any, Any], runtime: RuntimeDep, flow: FromQuery[str | None] = None
 ) -> Response[Any]:
     pending = await FlowStore(runtime.store).load(flow)
-    if pending is None or await _pending_user(runtime, pending) is None:
+    if pending is None or await _pending_proof(runtime, pending) is None:
         return flow_expired(request, runtime)
     return _code_form(request, runtime, pending)
 
@@ -86,8 +107,8 @@ async def second_factor_submit(
 ) -> Response[Any]:
     form = await read_form(request)
     pending = await FlowStore(runtime.store).load(field(form, "flow"))
-    user_id = await _pending_user(runtime, pending) if pending else None
-    if pending is None or user_id is None:
+    proof = await _pending_proof(runtime, pending) if pending else None
+    if pending is None or proof is None:
         return flow_expired(request, runtime)
     if not csrf_ok(request, runtime, form):
         return _code_form(request, runtime, pending, message_id="form.csrf_failed", status=400)
@@ -95,12 +116,16 @@ async def second_factor_submit(
     now = utcnow()
     try:
         async with runtime.db.transaction() as session:
+            # A reset, a change or a disable since the password step signs out everywhere;
+            # a sign-in half done before it must not finish after it.
+            if not await password_unchanged_since(session, proof.user_id, proof.proved_at):
+                return flow_expired(request, runtime)
             amr = await SecondFactor.from_runtime(runtime).verify(
-                session, user_id, field(form, "code", MAX_CODE), now
+                session, proof.user_id, field(form, "code", MAX_CODE), now
             )
             established = await sessions.establish(
                 session,
-                user_id=user_id,
+                user_id=proof.user_id,
                 amr=list(amr),
                 now=now,
                 ttl=settings.session_ttl,
