@@ -145,6 +145,16 @@ async def sign_in(
     return await submit_login(http, page, **credentials)
 
 
+async def post_from_another_site(
+    client: httpx.AsyncClient, path: str, data: dict[str, str]
+) -> httpx.Response:
+    """A form post from another site, as a browser sends it: its SameSite=Lax cookies stay
+    behind (they go only with same-site requests and top-level GET navigations)."""
+    request = client.build_request("POST", path, data=data)
+    del request.headers["cookie"]
+    return await client.send(request)
+
+
 async def approve_consent(http: httpx.AsyncClient, consent_location: str) -> httpx.Response:
     page = await http.get(consent_location)
     assert page.status_code == 200, page.text

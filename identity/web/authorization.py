@@ -314,13 +314,21 @@ def _parameters(items: Any) -> list[tuple[str, str]]:
 async def authorization_endpoint(
     request: Request[Any, Any, Any], runtime: RuntimeDep
 ) -> Response[Any]:
+    session_token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
     if request.method == "POST":
         items = _parameters((await read_form(request)).multi_items())
+        known = [
+            (name, value)
+            for name, value in items
+            if name in authorize.PARAMETERS or name in authorize.REPEATABLE
+        ]
+        if session_token is None and known:
+            # A relying party posts from its own site, so the browser left its SameSite=Lax
+            # session cookie behind: ask again as a GET navigation, which brings it, rather
+            # than treat a signed-in user as signed out (prompt=none: login_required).
+            return redirect(f"/authorize?{urlencode(known, quote_via=quote)}")
     else:
         items = _parameters(request.query_params.multi_items())
     return await proceed(
-        request,
-        runtime,
-        Flow(authorize.parse(items)),
-        session_token=cookies.read(request.cookies, runtime.settings, cookies.SESSION),
+        request, runtime, Flow(authorize.parse(items)), session_token=session_token
     )

@@ -25,6 +25,7 @@ from tests.browser import (
     form_fields,
     id_token,
     open_login,
+    post_from_another_site,
     query,
     redirected_to_client,
     sign_in,
@@ -233,6 +234,21 @@ async def test_post_works_like_get_with_parameters_in_any_order_and_unknown_ones
     params = [*reversed(authorize_params().items()), ("display", "page"), ("x", "y")]
     response = await client.post("/authorize", data=dict(params))
     assert redirected_to_client(response)["code"]
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_post_from_another_site_finds_the_session_its_cookie_names(
+    client: httpx.AsyncClient,
+) -> None:
+    await signed_in(client)
+    params = authorize_params(prompt="none", state="posted")
+    response = await post_from_another_site(client, "/authorize", params)
+    # The browser follows our redirects as top-level GET navigations, with its cookies.
+    while response.status_code == 303 and response.headers["location"].startswith("/"):
+        response = await client.get(response.headers["location"])
+    result = redirected_to_client(response)
+    assert result["state"] == "posted"
+    assert result["code"]
 
 
 @pytest.mark.usefixtures("first_party")

@@ -18,6 +18,7 @@ from tests.browser import (
     add_user,
     form_fields,
     id_token,
+    post_from_another_site,
     query,
     redirected_to_client,
     sign_in,
@@ -39,16 +40,6 @@ async def live_sessions(runtime: Runtime) -> int:
             select(BrowserSession).where(BrowserSession.revoked_at.is_(None))
         )
         return len(rows.all())
-
-
-async def post_from_another_site(
-    client: httpx.AsyncClient, path: str, data: dict[str, str]
-) -> httpx.Response:
-    """A form post from another site, as a browser sends it: its SameSite=Lax cookies stay
-    behind (they go only with same-site requests and top-level GET navigations)."""
-    request = client.build_request("POST", path, data=data)
-    del request.headers["cookie"]
-    return await client.send(request)
 
 
 def assert_signed_out_cookie(response: httpx.Response) -> None:
