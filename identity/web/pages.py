@@ -12,6 +12,7 @@ from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
+from identity.accounts.repository import password_unchanged_since
 from identity.accounts.service import authenticate
 from identity.accounts.throttle import SignInThrottle
 from identity.clients.repository import get_client
@@ -100,6 +101,9 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     proved_at = utcnow()
     user = await authenticate(runtime.db, runtime.passwords, email, password)
     async with runtime.db.transaction() as session:
+        if user is not None and not await password_unchanged_since(session, user.id, proved_at):
+            # Changed, and every session ended, while argon2 checked the old one.
+            user = None
         needs_code = user is not None and await second_factor.requires_code(
             session, runtime, user.id
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -13,12 +14,17 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from identity.accounts import self_service
+from identity.accounts.models import User
+from identity.accounts.passwords import Passwords
 from identity.app import create_app
+from identity.clock import utcnow
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
 from identity.settings import Settings
 from tests.browser import (
     EMAIL,
+    PASSWORD,
     add_oauth_client,
     add_user,
     authorize_params,
@@ -120,6 +126,44 @@ async def test_sign_in_sets_a_fresh_http_only_lax_session_cookie(start: Any) -> 
         assert "Path=/" in cookie
         assert "Secure" not in cookie  # the test issuer is http
         assert f"Max-Age={runtime.settings.session_ttl}" in cookie
+
+
+async def test_a_password_changed_while_a_sign_in_checks_it_opens_no_session(
+    start: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """argon2 runs with no transaction open, so the owner can change the password (signing
+    out everywhere) while a sign-in checks the old one: that sign-in opens no session."""
+    async with start() as (http, runtime):
+        page = await open_login(http, authorize_params())
+        async with runtime.db.transaction() as session:
+            owner = (await session.scalars(select(User).where(User.email == EMAIL))).one()
+        real_verify = Passwords.verify
+
+        async def verify_while_a_change_lands(
+            self: Passwords, stored: str | None, password: str
+        ) -> bool:
+            monkeypatch.setattr(Passwords, "verify", real_verify)  # the change verifies too
+            verified = await real_verify(self, stored, password)
+            await self_service.change_password(
+                runtime.db,
+                runtime.passwords,
+                runtime.limiter,
+                runtime.settings,
+                owner,
+                current=PASSWORD,
+                new="Hj4%kT8@mW2!",
+                confirm="Hj4%kT8@mW2!",
+                keep_session_id=uuid.uuid4(),
+                locale="en",
+                now=utcnow(),
+            )
+            return verified
+
+        monkeypatch.setattr(Passwords, "verify", verify_while_a_change_lands)
+        response = await submit_login(http, page)
+        assert response.status_code == 400, response.headers
+        assert _message(response) == "The email or password is incorrect."
+        assert await _sessions(runtime) == []
 
 
 async def test_session_cookie_is_secure_when_the_issuer_is_https(database: Settings) -> None:
