@@ -22,7 +22,7 @@ CONTENT_SECURITY_POLICY = (
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
+    # X-Content-Type-Options: on every answer (identity.web.request_context).
     # Page URLs carry flow ids; they are nobody else's business.
     "Referrer-Policy": "no-referrer",
     # Pages carry CSRF tokens and personal data: never cached.

@@ -18,6 +18,9 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # the getrandom system call that uuid4 makes per request.
 
 
+# On every answer, JSON, static files and errors included, not only pages: no browser may
+# read one as another type than it is sent as.
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 # Set in a request's scope state when the client hung up before its body was whole.
 CLIENT_GONE = "client_gone"
 
@@ -36,7 +39,7 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         request_id = _incoming_request_id(scope) or f"{random.getrandbits(128):032x}"
-        header = (b"x-request-id", request_id.encode())
+        added = [(b"x-request-id", request_id.encode()), _NOSNIFF]
         token = request_id_var.set(request_id)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
@@ -53,7 +56,7 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), header]}
+                message = {**message, "headers": [*message.get("headers", ()), *added]}
             await send(message)
 
         try:

@@ -62,3 +62,17 @@ async def test_stylesheet_is_served_from_our_origin(client: httpx.AsyncClient) -
     response = await client.get("/static/identity.css")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/css")
+
+
+async def test_every_answer_forbids_sniffing_once(client: httpx.AsyncClient) -> None:
+    answers = [
+        await client.get("/accounts/not-a-uuid/users"),  # a 404 under a page path
+        await client.get("/.well-known/openid-configuration"),
+        await client.get("/jwks.json"),
+        await client.post("/token"),
+        await client.get("/static/nothing-here.css"),
+        await client.get("/api/v1/users"),  # 401
+        await client.get("/login", params={"flow": "gone"}),  # a page
+    ]
+    for answer in answers:
+        assert answer.headers.get_list("x-content-type-options") == ["nosniff"], answer.url
