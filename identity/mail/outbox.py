@@ -22,11 +22,19 @@ class Message:
     html: str | None = None
 
 
+def _subject(text: str) -> str:
+    """``text`` as one header line. Subjects name people and accounts, whose names may hold
+    line breaks; a header value with one cannot be built into a message (it would start a
+    header of its own), and the message would be retried to no end. Every run of whitespace,
+    line breaks included, becomes one space."""
+    return " ".join(text.split())
+
+
 async def enqueue(session: AsyncSession, message: Message, now: datetime) -> uuid.UUID:
     """Queue ``message`` in the caller's transaction: it is sent only if that commits."""
     row = OutgoingEmail(
         to_address=message.to,
-        subject=message.subject,
+        subject=_subject(message.subject),
         text_body=message.text,
         html_body=message.html,
         next_attempt_at=now,

@@ -17,6 +17,7 @@ from identity.accounts.models import User
 from identity.clock import utcnow
 from identity.errors import Conflict, Forbidden, NotFound, PolicyViolation
 from identity.mail.models import OutgoingEmail
+from identity.mail.transport import build_message
 from identity.permissions import invitations
 from identity.permissions.models import Account, Invitation, Membership
 from identity.runtime import Runtime
@@ -318,3 +319,16 @@ async def test_one_address_invited_many_times_at_once_gets_one_invitation(
     assert sorted(r.status_code for r in responses) == [201] + [409] * 9
     pending = await client.get(url, headers=headers)
     assert [i["email"] for i in pending.json()].count("twice@example.com") == 1
+
+
+async def test_names_with_line_breaks_make_a_one_line_subject_that_can_be_sent(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime, name="Olga\r\nBcc: everyone@example.com")
+    account = await make_account(runtime, owner, "Acme\nHosting")
+    assert (await _invite(client, runtime, account, owner)).status_code == 201
+    (email,) = await _emails(runtime, "new.hire@example.com")
+    assert email.subject == "Olga Bcc: everyone@example.com invites you to Acme Hosting"
+    built = build_message(email, runtime.settings.mail_from)
+    assert built["Bcc"] is None
+    assert built["Subject"] == email.subject
