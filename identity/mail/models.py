@@ -10,13 +10,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from identity.db.base import Base, now_column, utcnow, uuid_pk
 
+MAX_SUBJECT = 300
+
 
 class OutgoingEmail(Base):
     __tablename__ = "outgoing_emails"
 
     id: Mapped[uuid.UUID] = uuid_pk()
     to_address: Mapped[str] = mapped_column(String(320))
-    subject: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(String(MAX_SUBJECT))
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = now_column()

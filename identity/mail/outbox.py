@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.db import work_queue
-from identity.mail.models import OutgoingEmail
+from identity.mail.models import MAX_SUBJECT, OutgoingEmail
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +23,14 @@ class Message:
 
 
 def _subject(text: str) -> str:
-    """``text`` as one header line. Subjects name people and accounts, whose names may hold
-    line breaks; a header value with one cannot be built into a message (it would start a
-    header of its own), and the message would be retried to no end. Every run of whitespace,
-    line breaks included, becomes one space."""
-    return " ".join(text.split())
+    """``text`` as one header line that fits its column. Subjects name people and accounts,
+    whose names may hold line breaks; a header value with one cannot be built into a message
+    (it would start a header of its own), and the message would be retried to no end. Every
+    run of whitespace, line breaks included, becomes one space. Two long names together can
+    outgrow the column, which PostgreSQL enforces: the subject is cut, with an ellipsis,
+    rather than the change that sends it refused."""
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_SUBJECT else line[: MAX_SUBJECT - 1] + "…"
 
 
 async def enqueue(session: AsyncSession, message: Message, now: datetime) -> uuid.UUID:

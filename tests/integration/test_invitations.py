@@ -14,12 +14,14 @@ import pytest
 from sqlalchemy import select
 
 from identity.accounts.models import User
+from identity.accounts.service import MAX_NAME
 from identity.clock import utcnow
 from identity.errors import Conflict, Forbidden, NotFound, PolicyViolation
-from identity.mail.models import OutgoingEmail
+from identity.mail.models import MAX_SUBJECT, OutgoingEmail
 from identity.mail.transport import build_message
 from identity.permissions import invitations
 from identity.permissions.models import Account, Invitation, Membership
+from identity.permissions.service import MAX_ACCOUNT_NAME
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     add_member,
@@ -332,3 +334,16 @@ async def test_names_with_line_breaks_make_a_one_line_subject_that_can_be_sent(
     built = build_message(email, runtime.settings.mail_from)
     assert built["Bcc"] is None
     assert built["Subject"] == email.subject
+
+
+async def test_long_names_make_a_subject_cut_to_fit(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime, name="O" * MAX_NAME)
+    account = await make_account(runtime, owner, "A" * MAX_ACCOUNT_NAME)
+    response = await _invite(client, runtime, account, owner)
+    assert response.status_code == 201, response.text
+    (email,) = await _emails(runtime, "new.hire@example.com")
+    assert email.subject.startswith("O" * MAX_NAME + " invites you to AAA")
+    assert email.subject.endswith("…")
+    assert len(email.subject) == MAX_SUBJECT
