@@ -5,6 +5,11 @@ of the link's token, and is consumed atomically, so a link works once. Asking ne
 whether the new address already has an account (that would let any user probe addresses):
 the link goes out regardless, and confirming answers ``Conflict`` if the address is taken.
 The old address is told once the change is made, and the reset links mailed to it stop working.
+
+A link changes the account only as it was when the link was asked for: the same sign-in
+email and the same password. Whoever asked may have held a stolen session; the owner who then
+resets the password, or whom staff move to a new address, has taken the account back, and a
+link still waiting in the intruder's mailbox must not hand it over again.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from urllib.parse import quote
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.emails import normalise_email
-from identity.accounts.models import User
+from identity.accounts.models import PasswordCredential, User
 from identity.crypto import digest, random_token
 from identity.errors import Conflict, DomainError, InvalidInput
 from identity.mail import messages, outbox
@@ -54,13 +59,23 @@ async def request_email_change(
     if new_email == user.email:
         raise InvalidInput("This is already the email address you sign in with.")
     token = random_token()
-    pending = json.dumps({"user_id": str(user.id), "email": new_email}).encode()
+    pending = json.dumps(
+        {"user_id": str(user.id), "email": new_email, "from": user.email, "at": now.isoformat()}
+    ).encode()
     await store.set(_KEY + digest(token), pending, TTL_SECONDS)
     link = f"{settings.issuer}{CONFIRM_PAGE_PATH}?token={quote(token)}"
     message = messages.email_change_confirmation(
         Recipient(new_email, user.locale or locale), settings.product_name, link, TTL_SECONDS
     )
     await outbox.enqueue(session, message, now)
+
+
+def _as_asked(user: User, credential: PasswordCredential | None, pending: dict[str, str]) -> bool:
+    """The user is still enabled, with the email and the password they had when asking (a
+    link asked for before these were recorded, in the hour before an upgrade, is refused)."""
+    if user.disabled or "at" not in pending or user.email != pending.get("from"):
+        return False
+    return credential is None or credential.changed_at <= datetime.fromisoformat(pending["at"])
 
 
 async def confirm_email_change(
@@ -77,7 +92,7 @@ async def confirm_email_change(
     pending = json.loads(raw)
     await repository.lock_user(session, uuid.UUID(pending["user_id"]))
     found = await repository.user_with_credential(session, uuid.UUID(pending["user_id"]))
-    if found is None or found[0].disabled:
+    if found is None or not _as_asked(*found, pending):
         raise InvalidConfirmationLink("This confirmation link is not valid any more.")
     user = found[0]
     old_email = user.email

@@ -9,6 +9,7 @@ import pytest
 
 from identity.accounts.models import User
 from identity.accounts.service import authenticate
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.errors import Conflict, InvalidInput
 from identity.recovery.email_change import (
@@ -16,6 +17,7 @@ from identity.recovery.email_change import (
     confirm_email_change,
     request_email_change,
 )
+from identity.recovery.service import assisted_email_change
 from identity.runtime import Runtime
 from tests.integration.page_helpers import link_in, mail_to, token_of
 from tests.integration.recovery_helpers import PASSWORD, forgot, new_user, reset
@@ -105,3 +107,40 @@ async def test_the_current_address_is_not_a_change(runtime: Runtime) -> None:
             await request_email_change(
                 session, runtime.store, runtime.settings, user, "ANA@example.com", "en", utcnow()
             )
+
+
+async def test_a_password_reset_ends_the_confirmation_links_asked_for_before_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Whoever held a stolen session asked for their own address; the owner then takes the
+    # account back with a reset, which signs everybody out: the pending change goes too.
+    user = await new_user(runtime, "ana@example.com")
+    token = await _ask(runtime, user, "intruder@example.net")
+    await forgot(client, "ana@example.com")
+    (message,) = await mail_to(runtime, "ana@example.com")
+    assert (await reset(client, token_of(link_in(message, "/reset-password")))).status_code == 204
+    with pytest.raises(InvalidConfirmationLink):
+        await _confirm(runtime, token)
+    async with runtime.db.transaction() as session:
+        assert (await session.get(User, user.id)).email == "ana@example.com"  # type: ignore[union-attr]
+
+
+async def test_a_move_by_staff_ends_the_confirmation_links_asked_for_before_it(
+    runtime: Runtime,
+) -> None:
+    user = await new_user(runtime, "ana@example.com")
+    token = await _ask(runtime, user, "intruder@example.net")
+    async with runtime.db.transaction() as session:
+        await assisted_email_change(
+            session,
+            runtime.settings,
+            Actor(client_id="support"),
+            user.id,
+            "ana@example.org",
+            "Lost her mailbox; identity checked by phone.",
+            utcnow(),
+        )
+    with pytest.raises(InvalidConfirmationLink):
+        await _confirm(runtime, token)
+    async with runtime.db.transaction() as session:
+        assert (await session.get(User, user.id)).email == "ana@example.org"  # type: ignore[union-attr]
