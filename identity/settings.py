@@ -6,12 +6,14 @@ sentence naming the variable, instead of failing later inside a request.
 
 from __future__ import annotations
 
+import email.policy
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.headerregistry import AddressHeader
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import URL, make_url
@@ -78,6 +80,20 @@ def parse_rate(raw: str) -> Rate:
         raise ValueError("must be a count per period such as 3/hour or 20/15m")
     window = _RATE_PERIODS.get(period.strip().lower())
     return Rate(parse_positive_int(count), window or parse_duration(period))
+
+
+def parse_mail_from(raw: str) -> str:
+    """The sender of every email: one address, with or without a display name. Checked here,
+    since a sender the mail server refuses would fail every email only once queued."""
+    sender = raw.strip()
+    header = cast(AddressHeader, email.policy.default.header_factory("From", sender))
+    addresses = header.addresses
+    if header.defects or len(addresses) != 1 or not addresses[0].domain:
+        raise ValueError(
+            "must be one email address, such as Identity <no-reply@id.example.com> "
+            '(quote a name with a comma: "Acme, Inc." <no-reply@acme.example>)'
+        )
+    return sender
 
 
 def parse_issuer(raw: str) -> str:
@@ -289,7 +305,7 @@ class Settings:
             issuer=read("ISSUER", parse_issuer, "http://127.0.0.1:8000"),
             smtp_url=read("SMTP_URL", parse_smtp_url, None),
             mail_outbox=read("MAIL_OUTBOX", path, None),
-            mail_from=read("MAIL_FROM", str.strip, "Identity <no-reply@localhost>"),
+            mail_from=read("MAIL_FROM", parse_mail_from, "Identity <no-reply@localhost>"),
             product_name=read("PRODUCT_NAME", parse_product_name, "Identity"),
             secret_key=read("SECRET_KEY", secret, None),
             policies_dir=read("POLICIES_DIR", existing_dir, DEFAULT_POLICIES_DIR),

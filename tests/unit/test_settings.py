@@ -62,6 +62,10 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_HOUSEKEEPING_INTERVAL", "often", "whole number of seconds"),
         ("IDENTITY_SENT_RETENTION", "0", "longer than zero"),
         ("IDENTITY_REQUEST_READ_TIMEOUT", "0", "longer than zero"),
+        ("IDENTITY_MAIL_FROM", "Identity", "one email address"),
+        ("IDENTITY_MAIL_FROM", "Acme, Inc. <no-reply@acme.example>", "one email address"),
+        ("IDENTITY_MAIL_FROM", "a@acme.example, b@acme.example", "one email address"),
+        ("IDENTITY_MAIL_FROM", "Acme <no-reply@acme.example", "one email address"),
     ],
 )
 def test_a_bad_value_names_the_variable_in_one_sentence(
@@ -73,6 +77,14 @@ def test_a_bad_value_names_the_variable_in_one_sentence(
     assert message.startswith(variable + " ")
     assert phrase in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["Identity <no-reply@localhost>", "no-reply@id.example.com", '"Acme, Inc." <id@acme.example>'],
+)
+def test_the_mail_sender_is_one_address_with_or_without_a_name(sender: str) -> None:
+    assert Settings.from_env({"IDENTITY_MAIL_FROM": sender}).mail_from == sender
 
 
 def test_durations_accept_units() -> None:
