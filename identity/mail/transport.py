@@ -8,7 +8,7 @@ import smtplib
 import ssl
 import tempfile
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -32,10 +32,11 @@ def build_message(row: OutgoingEmail, sender: str) -> EmailMessage:
     message["To"] = row.to_address
     message["Subject"] = row.subject
     message["Date"] = format_datetime(row.created_at)
-    # Derived from the queue row, so a resend after a crash carries the same Message-ID and
-    # receiving servers can drop the duplicate.
+    # The queue row's id alone, so a resend after a crash carries the same Message-ID and
+    # receiving servers can drop the duplicate (make_msgid would add the time and a random
+    # number: a new id on every attempt).
     domain = sender.rpartition("@")[2].rstrip(">").strip() or "localhost"
-    message["Message-ID"] = make_msgid(idstring=row.id.hex, domain=domain)
+    message["Message-ID"] = f"<{row.id.hex}@{domain}>"
     message.set_content(row.text_body)
     if row.html_body:
         message.add_alternative(row.html_body, subtype="html")

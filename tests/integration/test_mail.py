@@ -127,3 +127,35 @@ async def test_without_smtp_each_message_is_one_eml_file(db: Database, tmp_path:
     assert "To: ana@example.com" in text
     assert "multipart/alternative" in text
     assert not list(folder.glob(".tmp-*"))
+
+
+async def _as_if_never_sent(db: Database) -> None:
+    """The state a crash between handing a message over and marking it sent leaves behind,
+    once the lease has run out."""
+    async with db.transaction() as session:
+        await session.execute(update(OutgoingEmail).values(sent_at=None, leased_until=None))
+
+
+async def test_a_resend_after_a_crash_carries_the_same_message_id(db: Database) -> None:
+    await _queue(db)
+    with smtp_server() as (port, inbox):
+        dispatcher = MailDispatcher(
+            db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "Id <no-reply@id.example.com>"
+        )
+        assert await dispatcher.run_once() == 1
+        await _as_if_never_sent(db)
+        assert await dispatcher.run_once() == 1
+    first, again = inbox.messages
+    assert first["Message-ID"] == again["Message-ID"]
+
+
+async def test_a_resend_after_a_crash_rewrites_the_same_eml_file(
+    db: Database, tmp_path: Path
+) -> None:
+    await _queue(db)
+    folder = tmp_path / "mail"
+    dispatcher = MailDispatcher(db, OutboxTransport(folder), "a@x.test")
+    assert await dispatcher.run_once() == 1
+    await _as_if_never_sent(db)
+    assert await dispatcher.run_once() == 1
+    assert len(list(folder.glob("*.eml"))) == 1
