@@ -30,11 +30,15 @@ from identity.mail.messages import Recipient
 from identity.recovery import repository
 from identity.settings import Settings
 from identity.store.base import Store
+from identity.store.rate_limit import Limit, RateLimiter
 
 # The hosted page a confirmation link opens; it reads ``token`` from the query.
 CONFIRM_PAGE_PATH = "/confirm-email"
 TTL_SECONDS = 3600
 _KEY = "email-change:"
+# Each request mails any address the user types, under our name: without a limit one
+# account could send as many as it liked, as forgot-password and invitations cannot.
+PER_USER = Limit("email-change-user", max=5, window=3600)
 
 
 class InvalidConfirmationLink(DomainError):
@@ -47,17 +51,19 @@ class InvalidConfirmationLink(DomainError):
 async def request_email_change(
     session: AsyncSession,
     store: Store,
+    limiter: RateLimiter,
     settings: Settings,
     user: User,
     new_email: str,
     locale: str,
     now: datetime,
 ) -> None:
-    """Mail a confirmation link to ``new_email``; raises ``InvalidInput``. Call
-    ``runtime.mail.wake()`` after the commit."""
+    """Mail a confirmation link to ``new_email``; raises ``InvalidInput`` or ``RateLimited``.
+    Call ``runtime.mail.wake()`` after the commit."""
     new_email = normalise_email(new_email)
     if new_email == user.email:
         raise InvalidInput("This is already the email address you sign in with.")
+    await limiter.spend(PER_USER, str(user.id), "Too many email changes; try again later.")
     token = random_token()
     pending = json.dumps(
         {"user_id": str(user.id), "email": new_email, "from": user.email, "at": now.isoformat()}

@@ -254,6 +254,7 @@ async def _change_email(session: AsyncSession, posted: Posted) -> Outcome:
     await request_email_change(
         session,
         runtime.store,
+        runtime.limiter,
         runtime.settings,
         posted.visitor.user,
         new_email,
@@ -265,7 +266,8 @@ async def _change_email(session: AsyncSession, posted: Posted) -> Outcome:
 
 @post(f"{PATH}/email", include_in_schema=False, cache=False)
 async def change_email(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    return await _act(request, runtime, _change_email, {InvalidInput: "security.email_invalid"})
+    errors = {InvalidInput: "security.email_invalid", RateLimited: "security.email_throttled"}
+    return await _act(request, runtime, _change_email, errors)
 
 
 # --- password ----------------------------------------------------------------------------

@@ -30,7 +30,14 @@ async def _ask(runtime: Runtime, user: User, new_email: str = NEW) -> str:
     """Ask for the change; returns the token of the link mailed to the new address."""
     async with runtime.db.transaction() as session:
         await request_email_change(
-            session, runtime.store, runtime.settings, user, new_email, "en", utcnow()
+            session,
+            runtime.store,
+            runtime.limiter,
+            runtime.settings,
+            user,
+            new_email,
+            "en",
+            utcnow(),
         )
     (message,) = await mail_to(runtime, new_email.lower())
     assert message.subject == "Confirm your new Identity email address"
@@ -105,7 +112,14 @@ async def test_the_current_address_is_not_a_change(runtime: Runtime) -> None:
     with pytest.raises(InvalidInput):
         async with runtime.db.transaction() as session:
             await request_email_change(
-                session, runtime.store, runtime.settings, user, "ANA@example.com", "en", utcnow()
+                session,
+                runtime.store,
+                runtime.limiter,
+                runtime.settings,
+                user,
+                "ANA@example.com",
+                "en",
+                utcnow(),
             )
 
 

@@ -15,6 +15,7 @@ from identity.accounts.models import User
 from identity.accounts.service import authenticate
 from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
+from identity.recovery.email_change import PER_USER
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.tokens.models import RefreshToken
@@ -32,6 +33,7 @@ from tests.integration.page_helpers import (
 from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, new_user
 
 ANA = "ana@example.com"
+EMAIL_CHANGES_PER_HOUR = PER_USER.max
 SPANISH = {"Accept-Language": "es"}
 
 
@@ -290,3 +292,23 @@ async def test_list_sessions_and_sign_out_the_others(
     async with runtime.db.transaction() as session:
         (refresh_token,) = await session.scalars(select(RefreshToken))
     assert refresh_token.revoked_at is not None
+
+
+async def test_asking_for_email_changes_is_limited_so_the_page_cannot_send_mail_to_everyone(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    answers = [
+        await post_form(client, page, f"{SECURITY}/email", email=f"victim{n}@example.org")
+        for n in range(EMAIL_CHANGES_PER_HOUR + 3)
+    ]
+    assert [a.status_code for a in answers[:EMAIL_CHANGES_PER_HOUR]] == [200] * (
+        EMAIL_CHANGES_PER_HOUR
+    )
+    refused = answers[EMAIL_CHANGES_PER_HOUR]
+    assert refused.status_code == 429
+    assert alert(refused) == "Too many email changes asked for. Please try again later."
+    sent = [
+        await mail_to(runtime, f"victim{n}@example.org") for n in range(EMAIL_CHANGES_PER_HOUR + 3)
+    ]
+    assert sum(len(messages) for messages in sent) == EMAIL_CHANGES_PER_HOUR
