@@ -10,6 +10,7 @@ name can never inject markup.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -31,42 +32,63 @@ class Recipient:
     locale: str
 
 
-def _render(shape: str, prefix: str, to: Recipient, product: str, **context: object) -> Message:
+def _render(
+    shape: str, prefix: str, to: Recipient, product: str, values: dict[str, str], **context: object
+) -> Message:
+    """``values`` fill the placeholders of the subject and of the message's own sentence."""
     t = Messages(to.locale)
-    values = {"t": t, "lang": t.locale, "product": product, "prefix": prefix, **context}
-    subject = t(f"{prefix}.subject", product=product)
-    values["subject"] = subject
+    subject = t(f"{prefix}.subject", product=product, **values)
+    context |= {"t": t, "lang": t.locale, "product": product, "prefix": prefix}
+    context |= {"values": values, "subject": subject}
     return Message(
         to=to.address,
         subject=subject,
-        text=_TEMPLATES.get_template(f"{shape}.txt").render(values),
-        html=_TEMPLATES.get_template(f"{shape}.html").render(values),
+        text=_TEMPLATES.get_template(f"{shape}.txt").render(context),
+        html=_TEMPLATES.get_template(f"{shape}.html").render(context),
     )
 
 
-def _minutes(seconds: int) -> str:
-    return str(max(1, seconds // 60))
+def _expires_in(seconds: int) -> dict[str, object]:
+    """An action's expiry line for a link that lives minutes."""
+    return {"expiry_id": "email.link_expiry", "expiry": {"minutes": str(max(1, seconds // 60))}}
 
 
 def password_reset(to: Recipient, product: str, link: str, ttl_seconds: int) -> Message:
-    return _render("action", "email.reset", to, product, link=link, minutes=_minutes(ttl_seconds))
+    return _render("action", "email.reset", to, product, {}, link=link, **_expires_in(ttl_seconds))
 
 
 def password_changed(to: Recipient, product: str) -> Message:
-    return _render("notice", "email.password_changed", to, product, values={})
+    return _render("notice", "email.password_changed", to, product, {})
 
 
 def email_change_confirmation(to: Recipient, product: str, link: str, ttl_seconds: int) -> Message:
     """To the new address: follow the link to make it the sign-in email."""
     return _render(
-        "action", "email.email_change", to, product, link=link, minutes=_minutes(ttl_seconds)
+        "action", "email.email_change", to, product, {}, link=link, **_expires_in(ttl_seconds)
+    )
+
+
+def invitation(
+    to: Recipient, product: str, link: str, *, inviter: str, account: str, expires: datetime
+) -> Message:
+    """To an invited address: follow the link to join ``account``; it lives days, so its
+    expiry is a moment rather than a number of minutes."""
+    return _render(
+        "action",
+        "email.invitation",
+        to,
+        product,
+        {"inviter": inviter, "account": account},
+        link=link,
+        expiry_id="email.invitation.expiry",
+        expiry={"expires": expires.strftime("%Y-%m-%d %H:%M UTC")},
     )
 
 
 def email_changed(to: Recipient, product: str, old: str, new: str) -> Message:
     """To the old address and, after assisted recovery, the new one: the change happened."""
-    return _render("notice", "email.email_changed", to, product, values={"old": old, "new": new})
+    return _render("notice", "email.email_changed", to, product, {"old": old, "new": new})
 
 
 def second_factor_removed(to: Recipient, product: str) -> Message:
-    return _render("notice", "email.second_factor_removed", to, product, values={})
+    return _render("notice", "email.second_factor_removed", to, product, {})

@@ -25,8 +25,9 @@ from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.db.engine import Database
 from identity.errors import Conflict, Forbidden, InvalidInput, NotFound
-from identity.i18n import DEFAULT_LOCALE, SUPPORTED_LOCALES, Messages
-from identity.mail import outbox
+from identity.i18n import DEFAULT_LOCALE, SUPPORTED_LOCALES
+from identity.mail import messages, outbox
+from identity.mail.messages import Recipient
 from identity.permissions import repository
 from identity.permissions.access import could_still_invite
 from identity.permissions.catalogue import Catalogue, installed, invalid_field
@@ -39,6 +40,7 @@ from identity.permissions.service import (
     check_grants,
     lapsed,
 )
+from identity.settings import Settings
 from identity.store.rate_limit import Limit, RateLimiter
 
 INVITATION_TTL = timedelta(days=7)
@@ -102,19 +104,18 @@ async def send_invitation_email(
     *,
     account_name: str,
     inviter_name: str,
-    issuer: str,
+    settings: Settings,
     now: datetime,
 ) -> None:
     """Queue the email in the caller's transaction (sent only if it commits)."""
-    texts = Messages(invitation.locale or DEFAULT_LOCALE)
-    values = {"inviter": inviter_name, "account": account_name}
-    body = texts(
-        "invitation.body",
-        **values,
-        link=accept_link(issuer, token),
-        expires=invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+    message = messages.invitation(
+        Recipient(invitation.email, invitation.locale or DEFAULT_LOCALE),
+        settings.product_name,
+        accept_link(settings.issuer, token),
+        inviter=inviter_name,
+        account=account_name,
+        expires=invitation.expires_at,
     )
-    message = outbox.Message(invitation.email, texts("invitation.subject", **values), body)
     await outbox.enqueue(session, message, now)
 
 
@@ -135,7 +136,7 @@ async def invite(
     *,
     catalogue: Catalogue,
     limiter: RateLimiter,
-    issuer: str,
+    settings: Settings,
     now: datetime,
     delegation: Delegation | None = None,
 ) -> Invitation:
@@ -184,7 +185,7 @@ async def invite(
         token,
         account_name=account.name,
         inviter_name=await _inviter_name(session, actor, account.name),
-        issuer=issuer,
+        settings=settings,
         now=now,
     )
     await record_as(
@@ -220,7 +221,7 @@ async def resend(
     invitation_id: uuid.UUID,
     *,
     limiter: RateLimiter,
-    issuer: str,
+    settings: Settings,
     now: datetime,
 ) -> Invitation:
     """A fresh link and a fresh expiry; the previous link stops working."""
@@ -241,7 +242,7 @@ async def resend(
         token,
         account_name=account.name,
         inviter_name=await _inviter_name(session, actor, account.name),
-        issuer=issuer,
+        settings=settings,
         now=now,
     )
     await record_as(

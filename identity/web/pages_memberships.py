@@ -423,7 +423,7 @@ async def invite_submit(
             ),
             catalogue=runtime.catalogue,
             limiter=runtime.limiter,
-            issuer=runtime.settings.issuer,
+            settings=runtime.settings,
             now=now,
             delegation=await delegation_for(session, actor.user_id, relation, account_id, now),
         )
@@ -517,7 +517,7 @@ async def resend_submit(
             account_id,
             invitation_id,
             limiter=runtime.limiter,
-            issuer=runtime.settings.issuer,
+            settings=runtime.settings,
             now=now,
         )
 

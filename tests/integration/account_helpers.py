@@ -180,7 +180,7 @@ async def invite_and_read_link(
             ),
             catalogue=runtime.catalogue,
             limiter=runtime.limiter,
-            issuer=runtime.settings.issuer,
+            settings=runtime.settings,
             now=utcnow(),
         )
         sent = await session.scalars(

@@ -72,7 +72,7 @@ async def _account_with_things(runtime: Runtime, prefix: str) -> dict[str, Any]:
             InvitationRequest(email=f"{prefix}-{uuid.uuid4().hex[:6]}@example.com"),
             catalogue=runtime.catalogue,
             limiter=runtime.limiter,
-            issuer=runtime.settings.issuer,
+            settings=runtime.settings,
             now=utcnow(),
         )
     return {

@@ -347,3 +347,23 @@ async def test_long_names_make_a_subject_cut_to_fit(
     assert email.subject.startswith("O" * MAX_NAME + " invites you to AAA")
     assert email.subject.endswith("…")
     assert len(email.subject) == MAX_SUBJECT
+
+
+@pytest.mark.parametrize(
+    ("locale", "product_line"),
+    [("en", "The Identity team"), ("es", "El equipo de Identity")],
+)
+async def test_the_invitation_email_has_a_text_and_an_html_part_naming_the_product(
+    client: httpx.AsyncClient, runtime: Runtime, locale: str, product_line: str
+) -> None:
+    owner = await make_user(runtime, name="Olga <b>Owner</b>")
+    account = await make_account(runtime, owner, "Acme & Co")
+    assert (await _invite(client, runtime, account, owner, locale=locale)).status_code == 201
+    (email,) = await _emails(runtime, "new.hire@example.com")
+    link = LINK.search(email.text_body)
+    assert link and product_line in email.text_body
+    assert "Olga <b>Owner</b>" in email.text_body and "Acme & Co" in email.text_body
+    assert email.html_body is not None and f'<html lang="{locale}">' in email.html_body
+    assert f'href="{link.group(0).replace("&", "&amp;")}"' in email.html_body
+    assert product_line in email.html_body
+    assert "Olga &lt;b&gt;Owner&lt;/b&gt;" in email.html_body and "Acme &amp; Co" in email.html_body

@@ -55,7 +55,7 @@ async def invite(runtime: Runtime, account: Account, email: str) -> uuid.UUID:
             InvitationRequest(email=email, permissions=[Grant("tickets")]),
             catalogue=runtime.catalogue,
             limiter=runtime.limiter,
-            issuer=runtime.settings.issuer,
+            settings=runtime.settings,
             now=utcnow(),
         )
     return invitation.id

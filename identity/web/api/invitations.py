@@ -65,7 +65,7 @@ class InvitationController(Controller):
                 ),
                 catalogue=catalogue,
                 limiter=runtime.limiter,
-                issuer=runtime.settings.issuer,
+                settings=runtime.settings,
                 now=now,
                 delegation=await delegation_for(
                     session, principal.caller.user_id, relation, account_id, now
@@ -95,7 +95,7 @@ class InvitationController(Controller):
                 account_id,
                 invitation_id,
                 limiter=runtime.limiter,
-                issuer=runtime.settings.issuer,
+                settings=runtime.settings,
                 now=now,
             )
         runtime.mail.wake()
