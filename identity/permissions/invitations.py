@@ -386,7 +386,9 @@ async def accept_invitation_as_existing_user(
     ip: str | None = None,
     request_id: str | None = None,
 ) -> Membership:
-    """``user`` (signed in) joins; the invitation must be addressed to their email."""
+    """``user`` (signed in) joins; the invitation must be addressed to their email. One who
+    joined the account another way meanwhile is told so (``Conflict``, reason ``member``):
+    the membership refused deep inside would look like no answer at all."""
     now = now or utcnow()
     invitation = await _open(session, token, now)
     if normalise_email(user.email) != invitation.email:
@@ -394,6 +396,8 @@ async def accept_invitation_as_existing_user(
             f"This invitation was sent to {invitation.email}, but you are signed in as "
             f"{user.email}. Sign in with the invited address to accept it."
         )
+    if await repository.get_membership(session, invitation.account_id, user.id) is not None:
+        raise Conflict("You are a member of this account already.", reason="member")
     await _claim(session, invitation, now)
     return await _enrol(session, invitation, user, Actor(user.id, None, ip, request_id), now)
 

@@ -567,7 +567,8 @@ def _accept_url(token: str) -> str:
 def _closed(
     request: Request[Any, Any, Any], runtime: Runtime, exc: DomainError, locale: str
 ) -> Response[Any]:
-    """Unknown, used, cancelled or expired: one clear sentence, and what to do next."""
+    """Unknown, used, cancelled, expired, or the visitor a member already: one clear
+    sentence, and what to do next."""
     reason = exc.extra.get("reason", "invalid")
     status = 404 if reason == "invalid" else 410
     return error_page(request, runtime, f"invite.{reason}", locale=locale, status=status)

@@ -15,7 +15,12 @@ from identity.clock import utcnow
 from identity.permissions.models import Account, Invitation, Membership
 from identity.runtime import Runtime
 from tests.browser import PASSWORD, add_user, form_fields
-from tests.integration.account_helpers import effective, invite_and_read_link, make_account
+from tests.integration.account_helpers import (
+    add_member,
+    effective,
+    invite_and_read_link,
+    make_account,
+)
 
 INVITED = "new.hire@example.com"
 STRONG = PASSWORD  # passes the policy (tests/browser.py)
@@ -211,6 +216,27 @@ async def test_an_existing_user_signs_in_then_accepts(
     assert accepted.status_code == 200
     assert "You are now a member" in accepted.text
     assert await effective(runtime, invitee, account) == {"invoices", "tickets"}
+
+
+async def test_a_member_already_is_told_so_rather_than_asked_to_accept_again(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    invitee = await add_user(runtime, INVITED)
+    account, token = await arrange(runtime)
+    await add_member(runtime, account, invitee, ["profile"])  # by staff, after the invitation
+    sent = await client.get(ACCEPT, params={"token": token})
+    login = await client.get(sent.headers["location"])
+    back = await client.post(
+        "/login", data=form_fields(login.text) | {"email": INVITED, "password": PASSWORD}
+    )
+    confirm = await client.get(back.headers["location"])
+
+    accepted = await client.post(ACCEPT, data=form_fields(confirm.text))
+
+    assert accepted.status_code == 410
+    assert "You are a member of this account already" in accepted.text
+    assert 'name="token"' not in accepted.text  # not the same form again
+    assert await effective(runtime, invitee, account) == {"profile"}
 
 
 async def test_signed_in_as_someone_else_is_refused_with_an_explanation(
