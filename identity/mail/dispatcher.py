@@ -8,6 +8,7 @@ from datetime import timedelta
 from identity.clock import utcnow
 from identity.db.engine import Database
 from identity.mail import outbox
+from identity.mail.models import OutgoingEmail
 from identity.mail.transport import Transport, TransportError, build_message
 from identity.metrics import EMAILS
 from identity.polling import PollingWorker
@@ -57,26 +58,35 @@ class MailDispatcher(PollingWorker):
             if row is None:
                 continue  # another process took it
             try:
-                await self._transport.send(build_message(row, self._sender))
+                message = build_message(row, self._sender)
+            except ValueError as exc:
+                # A header no message may hold (a line break, queued by an older release):
+                # every attempt would fail alike, and only a TransportError is retried.
+                await self._failed(row, f"cannot be built: {exc}", retry=False)
+                continue
+            try:
+                await self._transport.send(message)
             except TransportError as exc:
-                retry_at = (
-                    utcnow() + BACKOFF[row.attempts - 1] if row.attempts <= len(BACKOFF) else None
-                )
-                EMAILS.labels("failed" if retry_at is not None else "gave_up").inc()
-                log.warning(
-                    "email not sent",
-                    extra={
-                        "email_id": str(row.id),
-                        "attempt": row.attempts,
-                        "error": str(exc),
-                        "gave_up": retry_at is None,
-                    },
-                )
-                async with self._db.transaction() as session:
-                    await outbox.mark_failed_attempt(session, row.id, str(exc), retry_at, utcnow())
+                await self._failed(row, str(exc), retry=row.attempts <= len(BACKOFF))
                 continue
             async with self._db.transaction() as session:
                 await outbox.mark_sent(session, row.id, utcnow())
             EMAILS.labels("sent").inc()
             sent += 1
         return sent
+
+    async def _failed(self, row: OutgoingEmail, error: str, *, retry: bool) -> None:
+        """Record a failed attempt: try again after the backoff, or give up."""
+        retry_at = utcnow() + BACKOFF[row.attempts - 1] if retry else None
+        EMAILS.labels("failed" if retry else "gave_up").inc()
+        log.warning(
+            "email not sent",
+            extra={
+                "email_id": str(row.id),
+                "attempt": row.attempts,
+                "error": error,
+                "gave_up": not retry,
+            },
+        )
+        async with self._db.transaction() as session:
+            await outbox.mark_failed_attempt(session, row.id, error, retry_at, utcnow())

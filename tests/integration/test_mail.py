@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,25 @@ async def test_a_resend_after_a_crash_rewrites_the_same_eml_file(
     await _as_if_never_sent(db)
     assert await dispatcher.run_once() == 1
     assert len(list(folder.glob("*.eml"))) == 1
+
+
+async def test_a_message_that_cannot_be_built_is_given_up_at_once_and_the_rest_go_out(
+    db: Database, tmp_path: Path
+) -> None:
+    # As queued before subjects were made one line: a header value with a line break.
+    async with db.transaction() as session:
+        session.add(
+            OutgoingEmail(
+                to_address="ana@example.com",
+                subject="Olga\r\nBcc: everyone@example.com invites you",
+                text_body="t",
+                next_attempt_at=utcnow() - timedelta(minutes=1),
+            )
+        )
+    await _queue(db)
+    dispatcher = MailDispatcher(db, OutboxTransport(tmp_path / "mail"), "a@x.test")
+    assert await dispatcher.run_once() == 1
+    broken = next(row for row in await _rows(db) if "\n" in row.subject)
+    assert broken.failed_at is not None and broken.attempts == 1
+    assert "line" in (broken.last_error or "")
+    assert await dispatcher.run_once() == 0
