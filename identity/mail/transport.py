@@ -8,6 +8,7 @@ import smtplib
 import ssl
 import tempfile
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Protocol
@@ -78,6 +79,15 @@ class SmtpTransport:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
 
 
+def _file_policy(message: EmailMessage) -> Policy:
+    """How an ``.eml`` file writes ``message``: as smtplib sends it, in UTF-8 (RFC 6532) when
+    an address is not ASCII, since an encoded word is not allowed in an address (RFC 2047
+    §5) and would name another mailbox."""
+    addresses = [a.addr_spec for name in ("From", "To") for a in message[name].addresses]
+    ascii_only = all(address.isascii() for address in addresses)
+    return message.policy if ascii_only else message.policy.clone(utf8=True)
+
+
 class OutboxTransport:
     """One ``.eml`` file per message, written whole (temporary file, then rename)."""
 
@@ -89,7 +99,7 @@ class OutboxTransport:
         name = message["Message-ID"].strip("<>").partition("@")[0]
         fd, temporary = tempfile.mkstemp(dir=self._folder, prefix=".tmp-")
         with os.fdopen(fd, "wb") as handle:
-            handle.write(message.as_bytes())
+            handle.write(message.as_bytes(policy=_file_policy(message)))
         os.replace(temporary, self._folder / f"{name}.eml")
 
     async def send(self, message: EmailMessage) -> None:

@@ -182,3 +182,15 @@ async def test_a_message_that_cannot_be_built_is_given_up_at_once_and_the_rest_g
     assert broken.failed_at is not None and broken.attempts == 1
     assert "line" in (broken.last_error or "")
     assert await dispatcher.run_once() == 0
+
+
+async def test_the_eml_file_keeps_a_non_ascii_address_as_written(
+    db: Database, tmp_path: Path
+) -> None:
+    # An encoded word (=?utf-8?...?=) is not allowed inside an address (RFC 2047 §5): the
+    # file would name another mailbox. Like smtplib, the file holds it in UTF-8 (RFC 6532).
+    await _queue(db, Message(to="josé@xn--bcher-kva.de", subject="Hola", text="t"))
+    folder = tmp_path / "mail"
+    assert await MailDispatcher(db, OutboxTransport(folder), "a@x.test").run_once() == 1
+    (written,) = folder.glob("*.eml")
+    assert b"To: jos\xc3\xa9@xn--bcher-kva.de\n" in written.read_bytes()
