@@ -2,8 +2,9 @@
 
 The email change (a link to the new address) lives in identity.recovery.email_change and
 the second factor in identity.mfa; this module holds the rest of the security page's verbs.
-Knowing the current password is required to change it, and wrong guesses are counted per
-user like second-factor failures: a stolen browser session must not become a password oracle.
+Knowing the current password is required to change it, the sign-in email or the second
+factor (``prove_password``), and wrong guesses are counted per user like second-factor
+failures: a stolen browser session must become neither the account nor a password oracle.
 """
 
 from __future__ import annotations
@@ -38,6 +39,32 @@ async def change_name(session: AsyncSession, user: User, raw_name: str) -> None:
     await session.flush()
 
 
+async def prove_password(
+    db: Database,
+    passwords: Passwords,
+    limiter: RateLimiter,
+    settings: Settings,
+    user: User,
+    password: str,
+) -> str:
+    """The stored hash, once ``password`` proves the visitor is the user and not only holds
+    their session: asked before the password, the sign-in email or the second factor changes.
+
+    Reads the hash in a short transaction of its own and verifies with none open. Raises
+    ``RateLimited`` or ``InvalidPassword``; failures on every such form count together.
+    """
+    failures = Limit("current-password-user", settings.login_max_failures, settings.login_lockout)
+    # Counted before the check, so a burst sent at once gets no more guesses than the limit.
+    await limiter.spend(failures, str(user.id), "Too many failed attempts; try again later.")
+    async with db.transaction() as session:
+        stored = await repository.password_hash(session, user.id)
+    if not await passwords.verify(stored, password):
+        raise InvalidPassword("The password is not correct.")
+    assert stored is not None  # verify() is True only against a stored hash
+    await limiter.reset(failures, str(user.id))
+    return stored
+
+
 async def change_password(
     db: Database,
     passwords: Passwords,
@@ -62,15 +89,7 @@ async def change_password(
     meanwhile, in another tab or by a reset: the one typed is no longer current),
     ``PasswordMismatch`` or ``PolicyViolation``. Call ``runtime.mail.wake()`` afterwards.
     """
-    failures = Limit("password-change-user", settings.login_max_failures, settings.login_lockout)
-    # Counted before the check, so a burst sent at once gets no more guesses than the limit.
-    await limiter.spend(failures, str(user.id), "Too many failed attempts; try again later.")
-    async with db.transaction() as session:
-        stored = await repository.password_hash(session, user.id)
-    if not await passwords.verify(stored, current):
-        raise InvalidPassword("The password is not correct.")
-    assert stored is not None  # verify() is True only against a stored hash
-    await limiter.reset(failures, str(user.id))
+    stored = await prove_password(db, passwords, limiter, settings, user, current)
     if new != confirm:
         raise PasswordMismatch("The two passwords are not the same.")
     new_hash = await hash_password(passwords, new, email=user.email, name=user.name)

@@ -248,26 +248,48 @@ async def change_name(request: Request[Any, Any, Any], runtime: RuntimeDep) -> R
     return await _act(request, runtime, _change_name, {InvalidInput: "security.name_too_long"})
 
 
-async def _change_email(session: AsyncSession, posted: Posted) -> Outcome:
-    new_email = field(posted.form, "email", MAX_EMAIL).strip()
+async def _prove_password(posted: Posted) -> None:
     runtime = posted.runtime
-    await request_email_change(
-        session,
-        runtime.store,
+    await self_service.prove_password(
+        runtime.db,
+        runtime.passwords,
         runtime.limiter,
         runtime.settings,
         posted.visitor.user,
-        new_email,
-        posted.locale,
-        posted.now,
+        field(posted.form, "current_password", MAX_PASSWORD),
     )
+
+
+async def _change_email(posted: Posted) -> Outcome:
+    new_email = field(posted.form, "email", MAX_EMAIL).strip()
+    runtime = posted.runtime
+    try:
+        await _prove_password(posted)
+    except RateLimited:
+        # Too many wrong passwords, not too many changes (the limit ``errors`` names).
+        return Outcome(message_id="security.throttled", status=429)
+    async with runtime.db.transaction() as session:
+        await request_email_change(
+            session,
+            runtime.store,
+            runtime.limiter,
+            runtime.settings,
+            posted.visitor.user,
+            new_email,
+            posted.locale,
+            posted.now,
+        )
     return Outcome(notice_id="security.email_sent", notice_values={"email": new_email})
 
 
 @post(f"{PATH}/email", include_in_schema=False, cache=False)
 async def change_email(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    errors = {InvalidInput: "security.email_invalid", RateLimited: "security.email_throttled"}
-    return await _act(request, runtime, _change_email, errors)
+    errors = {
+        InvalidPassword: "security.wrong_password",
+        InvalidInput: "security.email_invalid",
+        RateLimited: "security.email_throttled",
+    }
+    return await _act_on_password(request, runtime, _change_email, errors)
 
 
 # --- password ----------------------------------------------------------------------------
@@ -330,15 +352,19 @@ def _enrol_page(
 
 @post(f"{PATH}/totp", include_in_schema=False, cache=False)
 async def begin_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    async def begin(session: AsyncSession, posted: Posted) -> Outcome | Response[Any]:
+    async def begin(posted: Posted) -> Outcome | Response[Any]:
+        # A second factor that only a session thief's phone holds locks the owner out.
+        await _prove_password(posted)
         mfa = SecondFactor.from_runtime(posted.runtime)
         try:
-            enrolment = await mfa.begin_enrolment(session, posted.visitor.user, posted.now)
+            async with runtime.db.transaction() as session:
+                enrolment = await mfa.begin_enrolment(session, posted.visitor.user, posted.now)
         except Conflict:
             return Outcome()  # already on (turned on in another tab): the page says so
         return _enrol_page(posted, request, enrolment)
 
-    return await _act(request, runtime, begin, {})
+    errors = {InvalidPassword: "security.wrong_password", RateLimited: "security.throttled"}
+    return await _act_on_password(request, runtime, begin, errors)
 
 
 async def _pending_enrolment(session: AsyncSession, posted: Posted) -> Enrolment | None:

@@ -182,6 +182,7 @@ def test_turn_on_two_step_verification_then_sign_in_with_password_and_code(
     base_url = server.base_url
     page = _new_page(browser, "en-GB")
     _sign_in_on_security_page(page, base_url, PASSWORD)
+    page.fill("#enable_password", PASSWORD)
     page.click("text=Turn on two-step verification")
     page.wait_for_selector(".qr svg")
     secret = page.text_content("[data-totp-secret]") or ""

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from identity.accounts.models import User
 from identity.accounts.service import authenticate
 from identity.clock import utcnow
+from identity.mfa import repository as mfa_repository
 from identity.mfa.service import SecondFactor
 from identity.recovery.email_change import PER_USER
 from identity.runtime import Runtime
@@ -132,9 +133,13 @@ async def test_change_the_email_through_a_link_sent_to_the_new_address(
 ) -> None:
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
     for bad in ("not an address", ANA):
-        refused = await post_form(client, page, f"{SECURITY}/email", email=bad)
+        refused = await post_form(
+            client, page, f"{SECURITY}/email", current_password=PASSWORD, email=bad
+        )
         assert refused.status_code == 400 and "valid email address" in alert(refused)
-    sent = await post_form(client, page, f"{SECURITY}/email", email="ana@new.example")
+    sent = await post_form(
+        client, page, f"{SECURITY}/email", current_password=PASSWORD, email="ana@new.example"
+    )
     assert "We sent a link to ana@new.example." in notice(sent)
     assert (await _user(runtime, ana)).email == ANA  # nothing changes before the link
     (message,) = await mail_to(runtime, "ana@new.example")
@@ -240,7 +245,7 @@ async def test_turn_two_step_verification_on_and_off(
 ) -> None:
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
     assert "Off: signing in needs only your password." in page.text
-    enrol = await post_form(client, page, f"{SECURITY}/totp")
+    enrol = await post_form(client, page, f"{SECURITY}/totp", current_password=PASSWORD)
     assert enrol.status_code == 200 and "<svg" in enrol.text
     secret = _secret(enrol)
     wrong = await post_form(client, enrol, f"{SECURITY}/totp/confirm", code="000000")
@@ -299,7 +304,13 @@ async def test_asking_for_email_changes_is_limited_so_the_page_cannot_send_mail_
 ) -> None:
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
     answers = [
-        await post_form(client, page, f"{SECURITY}/email", email=f"victim{n}@example.org")
+        await post_form(
+            client,
+            page,
+            f"{SECURITY}/email",
+            current_password=PASSWORD,
+            email=f"victim{n}@example.org",
+        )
         for n in range(EMAIL_CHANGES_PER_HOUR + 3)
     ]
     assert [a.status_code for a in answers[:EMAIL_CHANGES_PER_HOUR]] == [200] * (
@@ -312,3 +323,30 @@ async def test_asking_for_email_changes_is_limited_so_the_page_cannot_send_mail_
         await mail_to(runtime, f"victim{n}@example.org") for n in range(EMAIL_CHANGES_PER_HOUR + 3)
     ]
     assert sum(len(messages) for messages in sent) == EMAIL_CHANGES_PER_HOUR
+
+
+async def test_a_session_alone_cannot_move_the_email_or_turn_on_two_step(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    """Someone holding only a stolen session must not take the account: moving the sign-in
+    email (then resetting the password there) or adding a second factor of their own both
+    need the current password, and wrong guesses on any form count together."""
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    moved = await post_form(client, page, f"{SECURITY}/email", email="thief@example.org")
+    assert moved.status_code == 400 and alert(moved) == "The current password is not correct."
+    enrol = await post_form(client, page, f"{SECURITY}/totp", current_password="Wrong!Pass1")
+    assert enrol.status_code == 400 and alert(enrol) == "The current password is not correct."
+    assert "<svg" not in enrol.text
+    async with runtime.db.transaction() as session:
+        assert await mfa_repository.get_secret(session, ana.id) is None
+    assert await mail_to(runtime, "thief@example.org") == []
+
+    limit = runtime.settings.login_max_failures
+    for _ in range(limit - 2):
+        await post_form(client, page, f"{SECURITY}/password", current_password="Wrong!Pass1")
+    throttled = await post_form(
+        client, page, f"{SECURITY}/email", current_password=PASSWORD, email="thief@example.org"
+    )
+    assert throttled.status_code == 429
+    assert alert(throttled) == "Too many failed attempts. Please try again later."
+    assert await mail_to(runtime, "thief@example.org") == []

@@ -41,9 +41,16 @@ async def test_concurrent_set_ups_each_answer_and_one_is_kept(
     ana = await new_user(runtime, ANA, name="Ana")
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
 
-    answers = await asyncio.gather(*(post_form(client, page, f"{SECURITY}/totp") for _ in range(6)))
+    # As many as the password throttle lets through at once: it counts checks in flight.
+    tabs = runtime.settings.login_max_failures
+    answers = await asyncio.gather(
+        *(
+            post_form(client, page, f"{SECURITY}/totp", current_password=PASSWORD)
+            for _ in range(tabs)
+        )
+    )
 
-    assert [a.status_code for a in answers] == [200] * 6, [a.text[:300] for a in answers]
+    assert [a.status_code for a in answers] == [200] * tabs, [a.text[:300] for a in answers]
     assert await _secrets(runtime, ana) == 1
     # One of the secrets shown is the one kept: its code turns two-step verification on.
     confirmed = 0

@@ -61,7 +61,7 @@ async def test_the_qr_code_is_drawn_off_the_event_loop(
     monkeypatch.setattr(totp, "qr_svg", spy)
     await new_user(runtime, LONGEST_EMAIL)
     page = await sign_in_to_security_page(client, LONGEST_EMAIL, PASSWORD)
-    enrol = await post_form(client, page, f"{SECURITY}/totp")
+    enrol = await post_form(client, page, f"{SECURITY}/totp", current_password=PASSWORD)
     wrong = await post_form(client, enrol, f"{SECURITY}/totp/confirm", code="000000")
     assert (enrol.status_code, wrong.status_code) == (200, 400)
     assert "<svg" in enrol.text and "<svg" in wrong.text
