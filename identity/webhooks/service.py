@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.audit.service import Actor, record_as
@@ -22,6 +23,7 @@ from identity.webhooks.repository import DeliveryView, State
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a marker on generated secrets
 MAX_URL = 2000
 MAX_DESCRIPTION = 200
+INVALID = "The URL is not a valid URL."
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,7 @@ def refusal(url: str, allow_http_loopback: bool) -> str | None:
         host = parts.hostname or ""
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError:
-        return "The URL is not a valid URL."
+        return INVALID
     if not host or parts.username or parts.password or parts.fragment:
         return "The URL needs a host, and no credentials or fragment."
     try:
@@ -55,12 +57,17 @@ def refusal(url: str, allow_http_loopback: bool) -> str | None:
     except ValueError:
         address = None
     loopback = _is_loopback_name(host) or (address is not None and address.is_loopback)
-    if parts.scheme == "http" and loopback and allow_http_loopback:
-        return None
-    if parts.scheme != "https":
-        return "The URL must use https."
-    if loopback or (address is not None and addresses.is_internal(address)):
-        return "The URL must not point at a private, loopback or link-local address."
+    if not (parts.scheme == "http" and loopback and allow_http_loopback):
+        if parts.scheme != "https":
+            return "The URL must use https."
+        if loopback or (address is not None and addresses.is_internal(address)):
+            return "The URL must not point at a private, loopback or link-local address."
+    try:
+        # The client that posts it is stricter than urlsplit (IDNA hosts, control characters):
+        # a request it cannot build could never be delivered.
+        httpx.Request("POST", url)
+    except (ValueError, httpx.InvalidURL):
+        return INVALID
     return None
 
 

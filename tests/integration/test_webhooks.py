@@ -423,6 +423,54 @@ async def test_a_subscription_stored_before_numeric_spellings_were_refused_gives
     assert [delivery.attempts for delivery in await deliveries(quiet)] == [1, 1]
 
 
+# Hosts that urlsplit reads but the HTTP client cannot send to: not IDNA (a symbol, an
+# invisible character, a bad A-label), a control character, an IPv6 literal that is none.
+UNSENDABLE = [
+    "https://\u2603.example.com/hooks",
+    "https://bil\u00adling.example.com/hooks",
+    "https://xn--zz.example.com/hooks",
+    "https://billing.example.com/hooks/\x7f",
+    "https://[v1.x]/hooks",
+]
+
+
+@pytest.mark.parametrize("url", UNSENDABLE)
+async def test_a_url_the_http_client_cannot_send_to_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime, url: str
+) -> None:
+    body = {"url": url, "event_types": REMOVED}
+    response = await client.post(API, json=body, headers=await staff_headers(runtime))
+    assert response.status_code == 422, response.text
+    assert problem_fields(response.json()) == {"url"}
+
+
+async def test_a_stored_url_the_http_client_cannot_send_to_gives_up_at_once(
+    quiet: Runtime,
+) -> None:
+    # Such a URL made the HTTP client raise outside its transport errors: the attempt broke,
+    # kept its lease, and came back every lease for ever, with no reason stored.
+    async with quiet.db.transaction() as session:
+        for url in UNSENDABLE:
+            session.add(
+                WebhookSubscription(
+                    url=url,
+                    event_types=REMOVED,
+                    secret_ciphertext=quiet.webhook_encryptor.encrypt("whsec_legacy"),
+                    description="",
+                    created_at=utcnow(),
+                )
+            )
+    account_id, user_id = await member_of_new_account(quiet)
+    async with quiet.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+
+    assert await quiet.webhooks.run_once() == 0
+    failed = await deliveries(quiet)
+    assert len(failed) == len(UNSENDABLE)
+    assert {delivery.last_error for delivery in failed} == {"The URL is not a valid URL."}
+    assert all(delivery.failed_at is not None and delivery.attempts == 1 for delivery in failed)
+
+
 def test_the_backoff_doubles_up_to_a_cap_and_spans_more_than_a_few_hours() -> None:
     delays = [retry_delay(n) for n in range(1, MAX_ATTEMPTS)]
     assert delays[:4] == [FIRST_RETRY, FIRST_RETRY * 2, FIRST_RETRY * 4, FIRST_RETRY * 8]
