@@ -832,6 +832,8 @@ async def test_resending_needs_a_delivery_of_that_subscription(
     )
     assert bad_state.status_code == 400
     assert bad_state.headers["content-type"] == "application/problem+json"
+    # The query's name, not the handler argument's that Litestar knows it by.
+    assert problem_fields(bad_state.json()) == {"state"}
 
 
 async def test_a_410_answer_gives_up_at_once(

@@ -9,6 +9,7 @@ from typing import Any
 from litestar import Request, Response, Router
 from litestar.di import Provide
 from litestar.exceptions import ValidationException
+from litestar.params import ParameterKwarg
 
 from identity.web.api import accounts, audit, authz, invitations, members, permissions, roles
 from identity.web.api import users as users_api
@@ -25,15 +26,20 @@ _FIELD_IN_MESSAGE = re.compile(r"field `([^`]+)`")
 def body_validation_handler(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, Any]]:
+    parameters = request.route_handler.parsed_fn_signature.parameters
     for item in exc.extra if isinstance(exc.extra, list) else []:
-        named = (
-            _FIELD_IN_MESSAGE.search(str(item.get("message", "")))
-            if isinstance(item, dict)
-            else None
-        )
+        if not isinstance(item, dict):
+            continue
+        key = item.get("key")
+        named = _FIELD_IN_MESSAGE.search(str(item.get("message", "")))
         if named:
-            key = item.get("key")
             item["key"] = named.group(1) if key in (None, "data") else f"{key}.{named.group(1)}"
+        elif key in parameters:
+            # Litestar keys a parameter by the handler's argument; a client knows it by the
+            # name it sends (?state= is the argument "wanted", since "state" is Litestar's).
+            definition = parameters[key].kwarg_definition
+            if isinstance(definition, ParameterKwarg) and definition.name:
+                item["key"] = definition.name
     return http_exception_handler(request, exc)
 
 
