@@ -75,5 +75,8 @@ def _embedded_ipv4(address: Address) -> tuple[ipaddress.IPv4Address, ...]:
 
 def _is_internal(address: Address) -> bool:
     # is_global is False for loopback, private, link-local, unspecified and shared (100.64/10)
-    # addresses, but True for multicast and for IPv6 reserved ranges such as ::/8.
-    return not address.is_global or address.is_multicast or address.is_reserved
+    # addresses, but True for multicast and for IPv6 reserved ranges such as ::/8. Neither
+    # is_global nor is_reserved covers IPv6 site-local fec0::/10: deprecated (RFC 3879) and
+    # reserved by the IETF, but still routed inside networks that kept it.
+    site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
+    return not address.is_global or address.is_multicast or address.is_reserved or site_local

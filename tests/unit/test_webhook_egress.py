@@ -37,6 +37,7 @@ INTERNAL = [
     "100.64.0.1",
     "::ffff:10.0.0.1",
     "::7f00:1",
+    "fec0::1",  # site-local (RFC 3879): deprecated, yet routed inside older networks
     # Numeric spellings the system resolver reads as IPv4 addresses (inet_aton's forms).
     "127.1",
     "0x7f.1",
