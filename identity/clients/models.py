@@ -9,12 +9,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from identity.db.base import DIGEST, Base, now_column
 
+MAX_NAME = 200
+
 
 class OAuthClient(Base):
     __tablename__ = "oauth_clients"
 
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(MAX_NAME))
     # SHA-256 of a 256-bit random secret: a password hash would cap the token endpoint.
     secret_hash: Mapped[str | None] = mapped_column(DIGEST)
     is_public: Mapped[bool] = mapped_column(default=False)

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.clients.models import OAuthClient
+from identity.clients.models import MAX_NAME, OAuthClient
 from identity.clients.repository import add_client
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
@@ -114,8 +114,11 @@ def check_resource(resource: str) -> str:
 
 def build_client(spec: ClientSpec) -> tuple[OAuthClient, str | None]:
     """The client row and, for a confidential client, its secret in clear (shown once)."""
-    if not spec.name.strip():
+    name = spec.name.strip()
+    if not name:
         raise InvalidInput("The client needs a name.")
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"The client's name must be at most {MAX_NAME} characters.")
     if spec.public and not spec.require_pkce:
         raise InvalidInput(
             "--no-require-pkce is only for confidential clients: public ones always use PKCE."
@@ -131,7 +134,7 @@ def build_client(spec: ClientSpec) -> tuple[OAuthClient, str | None]:
     secret = None if spec.public else random_token(32)
     client = OAuthClient(
         client_id=random_token(16),
-        name=spec.name.strip(),
+        name=name,
         secret_hash=digest(secret) if secret is not None else None,
         is_public=spec.public,
         first_party=spec.first_party,

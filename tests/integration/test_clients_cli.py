@@ -88,6 +88,8 @@ def test_public_client_has_no_secret_and_always_pkce(
         (["--redirect-uri", "https://a.example/cb", "--scope", 'bad"scope'], "scope"),
         (["--public", "--no-require-pkce", "--redirect-uri", "https://a.example/cb"], "PKCE"),
         (["--public", "--grant-type", "client_credentials"], "public"),
+        # PostgreSQL refused it with a traceback, and SQLite stored it: the same error on both.
+        (["--name", "x" * 201, "--redirect-uri", "https://a.example/cb"], "name"),
         ([], "redirect-uri"),
     ],
 )
