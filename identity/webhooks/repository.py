@@ -39,12 +39,18 @@ async def list_subscriptions(session: AsyncSession) -> Sequence[WebhookSubscript
     return result.all()
 
 
-async def delete_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> bool:
-    """Delete it with its pending deliveries; False when there was no such subscription."""
+async def delete_subscription(
+    session: AsyncSession, subscription_id: uuid.UUID
+) -> tuple[str, list[str]] | None:
+    """Delete it with its pending deliveries; its URL and event types, or None when there
+    was no such subscription."""
     result = await session.execute(
-        delete(WebhookSubscription).where(WebhookSubscription.id == subscription_id)
+        delete(WebhookSubscription)
+        .where(WebhookSubscription.id == subscription_id)
+        .returning(WebhookSubscription.url, WebhookSubscription.event_types)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    row = result.one_or_none()
+    return None if row is None else (row.url, row.event_types)
 
 
 async def subscription_exists(session: AsyncSession, subscription_id: uuid.UUID) -> bool:

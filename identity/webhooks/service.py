@@ -137,10 +137,17 @@ async def list_subscriptions(session: AsyncSession) -> Sequence[WebhookSubscript
 async def delete_subscription(
     session: AsyncSession, actor: Actor, subscription_id: uuid.UUID
 ) -> None:
-    if not await repository.delete_subscription(session, subscription_id):
+    deleted = await repository.delete_subscription(session, subscription_id)
+    if deleted is None:
         raise NotFound("No such webhook subscription.")
+    url, event_types = deleted
     await record_as(
-        session, actor, "webhook.unsubscribed", account_id=None, target=("webhook", subscription_id)
+        session,
+        actor,
+        "webhook.unsubscribed",
+        account_id=None,
+        target=("webhook", subscription_id),
+        old={"url": url, "event_types": event_types},
     )
 
 

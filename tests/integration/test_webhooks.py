@@ -660,6 +660,23 @@ async def test_deleting_an_unknown_subscription_is_not_found(
     assert malformed.status_code == 404  # no route matches a path that is not a uuid
 
 
+async def test_unsubscribing_is_audited_with_what_was_removed(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    headers = await staff_headers(runtime)
+    created = await subscribe(client, runtime, "https://billing.example.com/hooks")
+    gone = await client.delete(f"{API}/{created['id']}", headers=headers)
+    assert gone.status_code == 204
+    audit = await client.get("/api/v1/audit", params={"target_id": created["id"]}, headers=headers)
+    unsubscribed, subscribed = audit.json()["events"]
+    stored = {"url": created["url"], "event_types": created["event_types"]}
+    assert (subscribed["action"], subscribed["details"]["new"]) == ("webhook.subscribed", stored)
+    # Once the row is gone, the log alone says which consumer stopped hearing what.
+    assert unsubscribed["action"] == "webhook.unsubscribed"
+    assert unsubscribed["details"]["old"] == stored
+    assert unsubscribed["actor_user_id"] is not None
+
+
 async def test_staff_disabling_a_user_signs_them_out_and_emits_user_disabled(
     client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
 ) -> None:
