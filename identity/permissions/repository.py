@@ -423,11 +423,15 @@ async def role_name_taken(
     session: AsyncSession, account_id: uuid.UUID | None, name: str, other_than: uuid.UUID | None
 ) -> bool:
     # The unique constraint cannot see duplicates among templates (NULL account_id), so ask.
+    # Compared here, not with SQL's lower(): SQLite's folds ASCII letters only ("Équipe" stayed
+    # "Équipe", so even the same name passed), and casefold also equates "Straße" and
+    # "STRASSE". An account has a handful of roles, the templates a few more.
     owner = Role.account_id.is_(None) if account_id is None else Role.account_id == account_id
-    statement = select(Role.id).where(owner, func.lower(Role.name) == name.lower())
+    statement = select(Role.name).where(owner)
     if other_than is not None:
         statement = statement.where(Role.id != other_than)
-    return (await session.scalar(statement.limit(1))) is not None
+    wanted = name.casefold()
+    return any(taken.casefold() == wanted for taken in await session.scalars(statement))
 
 
 async def insert_role(session: AsyncSession, role: Role) -> None:

@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 
 from identity.accounts.models import User
@@ -129,6 +130,31 @@ async def test_role_names_are_unique_within_an_account(
     again = await client.post(url, json={"name": "desk", "permissions": []}, headers=headers)
     assert again.status_code == 409
     assert again.json()["errors"][0]["field"] == "name"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("Équipe", "Équipe"),  # SQLite's lower() folds ASCII letters only: both were "Équipe"
+        ("Équipe", "équipe"),
+        ("ÄRZTE", "ärzte"),
+        ("Straße", "STRASSE"),
+    ],
+)
+async def test_role_names_are_unique_whatever_their_case_beyond_ascii(
+    client: httpx.AsyncClient, runtime: Runtime, first: str, second: str
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    staff = await staff_headers(runtime)
+    # Templates have no constraint behind the check; an account's roles have one for the
+    # exact name only.
+    for url in ("/api/v1/roles", f"/api/v1/accounts/{account.id}/roles"):
+        created = await client.post(url, json={"name": first}, headers=staff)
+        assert created.status_code == 201, created.text
+        again = await client.post(url, json={"name": second}, headers=staff)
+        assert again.status_code == 409, again.text
+        assert again.json()["errors"][0]["field"] == "name"
 
 
 async def test_staff_manage_templates_but_not_those_of_the_file(
