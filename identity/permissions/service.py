@@ -6,6 +6,7 @@ the account first, so an account never ends with no owner, even under concurrent
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -967,6 +968,10 @@ async def user(session: AsyncSession, user_id: uuid.UUID) -> User:
 async def list_users(
     session: AsyncSession, email_contains: str | None, offset: int, limit: int
 ) -> Sequence[User]:
+    # Addresses are stored in NFC and lower case (normalise_email), so the part looked for is
+    # put so too: LIKE ignores case on SQLite but not on PostgreSQL.
+    if email_contains:
+        email_contains = unicodedata.normalize("NFC", email_contains).lower()
     return await repository.list_users(session, email_contains, offset, limit)
 
 

@@ -1,0 +1,35 @@
+"""Staff's look-up of users: GET /api/v1/users?email=part."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from identity.runtime import Runtime
+from tests.integration.account_helpers import staff_headers
+from tests.integration.oauth_helpers import make_user
+
+
+@pytest.mark.parametrize("part", ["Ada.Byron", "ADA.BYRON@EXAMPLE", "ada.byron"])
+async def test_the_email_filter_ignores_case_on_every_backend(
+    client: httpx.AsyncClient, runtime: Runtime, part: str
+) -> None:
+    # Addresses are stored lower-cased. LIKE ignored the case of the part on SQLite and not on
+    # PostgreSQL, so staff typing an address as the customer spelled it found them on one only.
+    user = await make_user(runtime, email="ada.byron@example.com")
+    await make_user(runtime, email="someone.else@example.com")
+    found = await client.get(
+        "/api/v1/users", params={"email": part}, headers=await staff_headers(runtime)
+    )
+    assert found.status_code == 200, found.text
+    assert [row["id"] for row in found.json()] == [str(user.id)]
+
+
+async def test_the_email_filter_takes_wildcards_literally(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await make_user(runtime, email="ada.byron@example.com")
+    headers = await staff_headers(runtime)
+    for part in ("%", "_", "ada_byron"):
+        found = await client.get("/api/v1/users", params={"email": part}, headers=headers)
+        assert found.status_code == 200 and found.json() == [], part
