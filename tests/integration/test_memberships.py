@@ -137,6 +137,38 @@ async def test_owner_replaces_a_members_permissions_and_roles(
     assert await effective(runtime, clerk, account) == {"invoices", "quotes"}
 
 
+async def test_a_permission_or_role_listed_twice_is_refused_naming_the_field(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Stored, the last entry won; the audit log's "new" listed both, unlike what was kept
+    # (and unlike the next change's "old"), and the caller could not tell which one stood.
+    owner, clerk, newcomer = [await make_user(runtime) for _ in range(3)]
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["tickets"])
+    staff = await staff_headers(runtime)
+    role = await client.post(
+        f"/api/v1/accounts/{account.id}/roles", json={"name": "Desk"}, headers=staff
+    )
+    later = "2030-01-01T00:00:00Z"
+    permissions = [{"name": "invoices"}, {"name": "invoices", "expires_at": later}]
+    roles = [{"role_id": role.json()["id"], "expires_at": later}, {"role_id": role.json()["id"]}]
+    base = f"/api/v1/accounts/{account.id}"
+    for method, path, body in (
+        ("PATCH", f"{base}/members/{clerk.id}", {"permissions": permissions}),
+        ("PATCH", f"{base}/members/{clerk.id}", {"roles": roles}),
+        ("POST", f"{base}/members", {"user_id": str(newcomer.id), "permissions": permissions}),
+        ("POST", f"{base}/members", {"user_id": str(newcomer.id), "roles": roles}),
+        ("POST", f"{base}/invitations", {"email": "new@example.com", "permissions": permissions}),
+        ("POST", f"{base}/invitations", {"email": "new@example.com", "roles": roles}),
+    ):
+        response = await client.request(method, path, json=body, headers=staff)
+        assert response.status_code == 422, (path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        (field,) = body.keys() - {"user_id", "email"}
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert await effective(runtime, clerk, account) == {"tickets"}
+
+
 async def test_removing_a_member_takes_their_rights_and_refresh_tokens(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

@@ -4,8 +4,9 @@ conversion of domain objects to response bodies."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import datetime
-from typing import Annotated, TypeAlias
+from typing import Annotated, Any, TypeAlias
 
 from litestar.di import NamedDependency
 from litestar.params import Parameter
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.models import User
 from identity.audit.models import AuditEvent
 from identity.permissions.access import Action, Relation, authorize
-from identity.permissions.catalogue import Catalogue
+from identity.permissions.catalogue import Catalogue, invalid_field
 from identity.permissions.models import Account, Invitation
 from identity.permissions.service import Grant, MemberView, RoleGrant, RoleView, lapsed
 from identity.runtime import Runtime
@@ -45,12 +46,26 @@ async def allow(
     return await authorize(session, principal.caller, action, now, runtime.catalogue, account_id)
 
 
+def _once_each(field: str, keys: list[Any]) -> None:
+    # A member holds a permission or role once: of two entries, one would silently win, while
+    # the audit log recorded both.
+    twice = sorted(str(key) for key, times in Counter(keys).items() if times > 1)
+    if twice:
+        raise invalid_field(field, f"Listed more than once: {', '.join(twice)}.")
+
+
 def grants_in(items: list[schemas.GrantIn] | None) -> list[Grant] | None:
-    return None if items is None else [Grant(g.name, g.expires_at) for g in items]
+    if items is None:
+        return None
+    _once_each("permissions", [g.name for g in items])
+    return [Grant(g.name, g.expires_at) for g in items]
 
 
 def role_grants_in(items: list[schemas.RoleGrantIn] | None) -> list[RoleGrant] | None:
-    return None if items is None else [RoleGrant(g.role_id, g.expires_at) for g in items]
+    if items is None:
+        return None
+    _once_each("roles", [g.role_id for g in items])
+    return [RoleGrant(g.role_id, g.expires_at) for g in items]
 
 
 def account_out(account: Account) -> schemas.AccountOut:
