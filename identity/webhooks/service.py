@@ -52,22 +52,32 @@ def refusal(url: str, allow_http_loopback: bool) -> str | None:
         return INVALID
     if not host or parts.username or parts.password or parts.fragment:
         return "The URL needs a host, and no credentials or fragment."
+    problem = _host_refusal(parts.scheme, host, allow_http_loopback)
+    if problem:
+        return problem
+    try:
+        # The client that posts it is stricter than urlsplit (IDNA hosts, control characters):
+        # a request it cannot build could never be delivered. Nor does it always read the same
+        # host: IDNA maps other full stops to "." (127。0。0。1 is 127.0.0.1), so the host it
+        # connects to is judged too.
+        sent = httpx.Request("POST", url).url.raw_host.decode("ascii")
+    except (ValueError, httpx.InvalidURL):
+        return INVALID
+    return _host_refusal(parts.scheme, sent, allow_http_loopback)
+
+
+def _host_refusal(scheme: str, host: str, allow_http_loopback: bool) -> str | None:
     try:
         address: addresses.Address | None = addresses.parse(host)
     except ValueError:
         address = None
     loopback = _is_loopback_name(host) or (address is not None and address.is_loopback)
-    if not (parts.scheme == "http" and loopback and allow_http_loopback):
-        if parts.scheme != "https":
-            return "The URL must use https."
-        if loopback or (address is not None and addresses.is_internal(address)):
-            return "The URL must not point at a private, loopback or link-local address."
-    try:
-        # The client that posts it is stricter than urlsplit (IDNA hosts, control characters):
-        # a request it cannot build could never be delivered.
-        httpx.Request("POST", url)
-    except (ValueError, httpx.InvalidURL):
-        return INVALID
+    if scheme == "http" and loopback and allow_http_loopback:
+        return None
+    if scheme != "https":
+        return "The URL must use https."
+    if loopback or (address is not None and addresses.is_internal(address)):
+        return "The URL must not point at a private, loopback or link-local address."
     return None
 
 

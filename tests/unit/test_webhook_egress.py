@@ -121,6 +121,22 @@ def test_the_url_check_allows_every_public_address(text: str) -> None:
     assert refusal(url_to(text), allow_http_loopback=False) is None
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        # IDNA reads these dots as full stops (UTS #46): the client connects to the address.
+        "https://127\u30020\u30020\u30021/h",
+        "https://10\uff0e0\uff0e0\uff0e1/h",
+        "https://169\uff61254\uff61169\uff61254/latest/meta-data",
+        "https://localhost\u3002/h",
+        "https://api.localhost\u3002/h",
+    ],
+)
+def test_the_url_check_judges_the_host_the_client_will_connect_to(url: str) -> None:
+    problem = "The URL must not point at a private, loopback or link-local address."
+    assert refusal(url, allow_http_loopback=False) == problem
+
+
 def test_http_to_a_translator_is_not_http_to_loopback() -> None:
     # The loopback a NAT64 translator would reach is its own, not the one the setting allows.
     url = "http://[64:ff9b::7f00:1]/h"
