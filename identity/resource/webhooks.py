@@ -84,7 +84,12 @@ def verify(
     rotation) no more than ``tolerance`` seconds from ``now``; else ``WebhookError``.
 
     ``body`` must be the raw bytes received: parsing and re-serialising JSON changes them.
+    An empty secret (a setting left unset) raises ``ValueError``, not ``WebhookError``: it is
+    the consumer's mistake, and anyone can sign with it.
     """
+    secrets = [secret] if isinstance(secret, str) else secret
+    if not all(secrets):
+        raise ValueError("verify needs the subscription's secret: an empty one lets anyone sign")
     header = _header(headers, SIGNATURE_HEADER)
     if header is None:
         raise WebhookError(f"no {SIGNATURE_HEADER} header")
@@ -92,7 +97,6 @@ def verify(
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
         raise WebhookError("the signature's timestamp is outside the tolerance (a replay?)")
-    secrets = [secret] if isinstance(secret, str) else secret
     expected = [_mac(s, timestamp, body) for s in secrets]
     # Every pair is compared, each in constant time, so timing tells nothing of which matched.
     matches = [hmac.compare_digest(e, s) for e in expected for s in signatures]

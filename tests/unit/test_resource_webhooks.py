@@ -130,3 +130,12 @@ def test_a_header_with_non_ascii_values_is_refused_as_a_webhook_error(header: st
 def test_an_absurdly_long_timestamp_is_refused_as_a_webhook_error(timestamp: str) -> None:
     with pytest.raises(WebhookError):
         verify(headers(f"t={timestamp},v1={'0' * 64}"), BODY, SECRET)
+
+
+@pytest.mark.parametrize("secret", ["", [SECRET, ""]])
+def test_an_empty_secret_is_a_configuration_error_not_a_key(secret: str | list[str]) -> None:
+    # A consumer whose secret setting is missing would pass "": anyone can sign with it.
+    forged = signature_header([""], NOW, BODY)
+    with pytest.raises(ValueError, match="secret") as refused:
+        verify(headers(forged), BODY, secret, now=NOW)
+    assert not isinstance(refused.value, WebhookError)
