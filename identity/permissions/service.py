@@ -941,6 +941,10 @@ async def register_permission(
     catalogue: Catalogue,
 ) -> Permission:
     """Add a consuming service's permission (``billing:refunds``) with its labels."""
+    for language, label in (("en", permission.label_en), ("es", permission.label_es)):
+        # The pages show the label beside each permission's checkbox: one of spaces is none.
+        if not label.strip():
+            raise invalid_field(f"label.{language}", "Give a label in English and in Spanish.")
     if permission.name in catalogue.policies.builtin_names:
         raise Conflict("This permission exists already.")
     try:

@@ -59,6 +59,14 @@ CASES: list[tuple[str, str, Any, int, str]] = [
     ("PATCH", "/roles/{r}", {"name_es": "x" * 101}, 400, "name_es"),
     ("POST", "/permissions", {"name": "refunds", "label": {"en": "R", "es": "R"}}, 422, "name"),
     ("POST", "/permissions", {"name": "billing:refunds", "label": {"en": "R"}}, 400, "label"),
+    # Spaces passed the schema's minimum length, and were stripped to an empty label.
+    (
+        "POST",
+        "/permissions",
+        {"name": "billing:refunds", "label": {"en": " ", "es": "R"}},
+        422,
+        "label",
+    ),
     ("POST", "/authz/check", {"checks": []}, 400, "checks"),
     (
         "POST",
