@@ -25,6 +25,7 @@ from identity.mail.messages import Recipient
 from identity.mfa.service import InvalidPassword
 from identity.recovery.service import PasswordMismatch
 from identity.sessions import repository as sessions
+from identity.sessions import service as sessions_service
 from identity.sessions.models import BrowserSession
 from identity.sessions.revocation import revoke_all_for_user, revoke_other_sessions
 from identity.settings import Settings
@@ -78,9 +79,10 @@ async def change_password(
     keep_session_id: uuid.UUID,
     locale: str,
     now: datetime,
-) -> None:
+) -> str | None:
     """Replace the password, proven by the current one; signs out the user's other sessions,
-    revokes every refresh token and queues a notice email.
+    revokes every refresh token, queues a notice email, and returns the new token of the
+    session kept (None if it ended meanwhile): its old one may be in a thief's hands.
 
     Its transactions are its own and short: one reads the stored hash, argon2 verifies the
     current password and hashes the new one with none open, and one stores the new hash
@@ -98,11 +100,13 @@ async def change_password(
             # Not counted as a failure: the password typed was right when it was verified.
             raise InvalidPassword("The password is not correct.")
         await revoke_all_for_user(session, user.id, now, keep_session_id=keep_session_id)
+        token = await sessions_service.new_token(session, keep_session_id)
         notice = messages.password_changed(
             Recipient(user.email, user.locale or locale), settings.product_name
         )
         await outbox.enqueue(session, notice, now)
     log.info("password changed", extra={"user_id": str(user.id)})
+    return token
 
 
 async def live_sessions(

@@ -43,6 +43,16 @@ async def revoke(session: AsyncSession, token_hash: str, now: datetime) -> uuid.
     return result.scalar_one_or_none()
 
 
+async def replace_token(session: AsyncSession, session_id: uuid.UUID, token_hash: str) -> bool:
+    """Give a live session a new token; False when it ended meanwhile."""
+    result = await session.execute(
+        update(BrowserSession)
+        .where(BrowserSession.id == session_id, BrowserSession.revoked_at.is_(None))
+        .values(token_hash=token_hash)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def live_for_user(
     session: AsyncSession, user_id: uuid.UUID, now: datetime
 ) -> list[BrowserSession]:

@@ -79,6 +79,8 @@ class Outcome:
     reasons: list[str] | None = None
     suggest: bool = False
     status: int = 200
+    # The browser's session token when the post replaced it (a password change).
+    session_token: str | None = None
 
 
 Action = Callable[[AsyncSession, Posted], Awaitable["Outcome | Response[Any]"]]
@@ -89,9 +91,14 @@ Attempt = Callable[[FormMultiDict, str, datetime], Awaitable["Outcome | Response
 
 
 async def _visitor(
-    session: AsyncSession, request: Request[Any, Any, Any], runtime: Runtime, now: datetime
+    session: AsyncSession,
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    now: datetime,
+    token: str | None = None,
 ) -> Visitor | None:
-    token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
+    """The signed-in visitor, by ``token`` or else the browser's session cookie."""
+    token = token or cookies.read(request.cookies, runtime.settings, cookies.SESSION)
     browser = await sessions.current(session, token, now)
     user = await active_user(session, browser.user_id) if browser else None
     return Visitor(user, browser) if user and browser else None
@@ -102,7 +109,7 @@ async def _security_page(
 ) -> Response[Any]:
     now = utcnow()
     async with runtime.db.transaction() as session:
-        visitor = await _visitor(session, request, runtime, now)
+        visitor = await _visitor(session, request, runtime, now, outcome.session_token)
         if visitor is None:
             # Signed out meanwhile: another tab's sign-out, or a password reset.
             return await sign_in_then(runtime, PATH, ui_locales=locale)
@@ -111,6 +118,7 @@ async def _security_page(
         enrolled = await mfa.is_enrolled(session, user_id)
         recovery_left = await mfa.unused_recovery_codes(session, user_id) if enrolled else 0
         live = await self_service.live_sessions(session, user_id, now)
+    replaced = outcome.session_token
     return page(
         request,
         runtime,
@@ -118,6 +126,7 @@ async def _security_page(
         locale=locale,
         status=outcome.status,
         scripts=True,
+        cookies=[cookies.session(runtime.settings, replaced)] if replaced else (),
         context={
             "user": visitor.user,
             "enrolled": enrolled,
@@ -299,7 +308,7 @@ async def _change_password(posted: Posted) -> Outcome:
     if password_form.wants_suggestion(posted.form):
         return Outcome(suggest=True)
     runtime = posted.runtime
-    await self_service.change_password(
+    token = await self_service.change_password(
         runtime.db,
         runtime.passwords,
         runtime.limiter,
@@ -312,7 +321,7 @@ async def _change_password(posted: Posted) -> Outcome:
         locale=posted.locale,
         now=posted.now,
     )
-    return Outcome(notice_id="security.password_changed")
+    return Outcome(notice_id="security.password_changed", session_token=token)
 
 
 @post(f"{PATH}/password", include_in_schema=False, cache=False)

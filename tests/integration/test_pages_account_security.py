@@ -167,6 +167,7 @@ async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_noti
     other = await _other_session(runtime, ana)
     await signed_in_tokens(client, runtime, await make_client(runtime), user=ana)
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    before = client.cookies["identity_session"]
     changed = await post_form(
         client,
         page,
@@ -178,7 +179,11 @@ async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_noti
     assert changed.status_code == 200, changed.text
     assert notice(changed) == "Your password was changed. Your other devices were signed out."
     assert not await _live(runtime, other)
-    assert await _live(runtime, client.cookies["identity_session"])
+    # This browser stays signed in with a new token: a copy of its old cookie is worthless.
+    after = client.cookies["identity_session"]
+    assert after != before
+    assert await _live(runtime, after) and not await _live(runtime, before)
+    assert (await client.get(SECURITY)).status_code == 200
     async with runtime.db.transaction() as session:
         refresh_tokens = list(await session.scalars(select(RefreshToken)))
         assert await authenticate(runtime.db, runtime.passwords, ANA, NEW_PASSWORD) is not None
