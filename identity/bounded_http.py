@@ -58,12 +58,23 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # A keep-alive timer armed in on_message_complete must not close this request.
+        self._unset_keepalive_if_required()
         self._arm()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._disarm()
         self._head_bytes = 0
+        cycle = self.cycle
+        if cycle is not None and cycle.response_complete and not self.transport.is_closing():
+            # Answered before its body ended: uvicorn armed the keep-alive timer then, and the
+            # body's last bytes cancelled it. Idle from here, the connection needs it again, or
+            # it stays open, timed by nothing, for as long as the client likes.
+            self._unset_keepalive_if_required()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

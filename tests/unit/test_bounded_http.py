@@ -15,6 +15,7 @@ from identity.bounded_http import BoundedProtocol
 from tests.processes import free_port
 
 READ_TIMEOUT = 1
+KEEP_ALIVE = 1
 
 
 async def _sleepy_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -34,6 +35,7 @@ async def port() -> AsyncIterator[int]:
         port=port,
         lifespan="off",
         log_level="warning",
+        timeout_keep_alive=KEEP_ALIVE,
         http=functools.partial(BoundedProtocol, read_timeout=READ_TIMEOUT),  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
@@ -79,3 +81,26 @@ async def test_a_request_pipelined_behind_a_slow_one_is_not_timed_out(port: int)
     answer = await _answers(port, _get(READ_TIMEOUT * 1.5) + post, 2, later=b"more.")
     assert answer.count(b"HTTP/1.1 200 ") == 2, answer
     assert b"408" not in answer
+
+
+async def test_a_connection_answered_before_its_body_ended_still_goes_idle(port: int) -> None:
+    # The app answers without reading the body; the rest of it arrives after the answer, and
+    # then nothing more: the keep-alive timer must still close the connection.
+    post = b"POST /0 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nfive."
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post)
+    answer = await asyncio.wait_for(reader.readuntil(b"/0"), READ_TIMEOUT * 5)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    writer.write(b"more.")
+    await writer.drain()
+    try:
+        assert await asyncio.wait_for(reader.read(), (KEEP_ALIVE + READ_TIMEOUT) * 3) == b""
+    finally:
+        writer.close()
+
+
+async def test_the_keep_alive_timer_does_not_close_the_next_request(port: int) -> None:
+    post = b"POST /0 HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nfive."
+    # The body's end and a request the app takes longer than the keep-alive time to answer.
+    answer = await _answers(port, post, 2, later=b"more." + _get(KEEP_ALIVE * 1.5))
+    assert answer.count(b"HTTP/1.1 200 ") == 2, answer
