@@ -9,6 +9,7 @@ identity.accounts.self_service, identity.recovery.email_change and identity.mfa.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts import self_service
 from identity.accounts.models import User
 from identity.clock import utcnow
+from identity.crypto import digest
 from identity.errors import (
     Conflict,
     DomainError,
@@ -355,7 +357,12 @@ def _enrol_page(
         "totp_enrol.html",
         locale=posted.locale,
         status=status,
-        context={"secret": enrolment.secret, "qr_svg": enrolment.qr_svg, "message_id": message_id},
+        context={
+            "secret": enrolment.secret,
+            "qr_svg": enrolment.qr_svg,
+            "enrolment": digest(enrolment.secret),
+            "message_id": message_id,
+        },
     )
 
 
@@ -376,19 +383,27 @@ async def begin_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Re
     return await _act_on_password(request, runtime, begin, errors)
 
 
-async def _pending_enrolment(session: AsyncSession, posted: Posted) -> Enrolment | None:
-    """The enrolment in progress, shown again after a wrong first code."""
+async def _shown_secret(session: AsyncSession, posted: Posted) -> str | None:
+    """The pending secret, when the form posted is the set-up page that showed it.
+
+    Only beginning a set-up asks for the current password, and a set-up left pending stays:
+    a session alone must neither read its secret (a wrong first code shows the page again)
+    nor turn it on with a code from an app of its own, locking the owner out.
+    """
     pending = await mfa_repository.get_secret(session, posted.visitor.user.id)
     if pending is None or pending.confirmed_at is not None:
         return None
-    mfa = SecondFactor.from_runtime(posted.runtime)
-    secret = mfa.encryptor.decrypt(pending.secret_encrypted)
-    return await mfa.enrolment(secret, posted.visitor.user.email)
+    secret = SecondFactor.from_runtime(posted.runtime).encryptor.decrypt(pending.secret_encrypted)
+    shown = field(posted.form, "enrolment", 64).encode("utf-8", "surrogatepass")
+    return secret if hmac.compare_digest(digest(secret).encode(), shown) else None
 
 
 @post(f"{PATH}/totp/confirm", include_in_schema=False, cache=False)
 async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
     async def confirm(session: AsyncSession, posted: Posted) -> Outcome | Response[Any]:
+        secret = await _shown_secret(session, posted)
+        if secret is None:
+            return Outcome(message_id="enrol.expired", status=400)
         mfa = SecondFactor.from_runtime(posted.runtime)
         code = field(posted.form, "code", MAX_CODE)
         try:
@@ -396,9 +411,7 @@ async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         except NotFound:
             return Outcome(message_id="enrol.expired", status=400)
         except InvalidCode:
-            enrolment = await _pending_enrolment(session, posted)
-            if enrolment is None:
-                return Outcome(message_id="enrol.expired", status=400)
+            enrolment = await mfa.enrolment(secret, posted.visitor.user.email)
             return _enrol_page(posted, request, enrolment, message_id="enrol.invalid", status=400)
         return page(
             request, runtime, "totp_codes.html", locale=posted.locale, context={"codes": codes}

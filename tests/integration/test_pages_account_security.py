@@ -355,3 +355,32 @@ async def test_a_session_alone_cannot_move_the_email_or_turn_on_two_step(
     assert throttled.status_code == 429
     assert alert(throttled) == "Too many failed attempts. Please try again later."
     assert await mail_to(runtime, "thief@example.org") == []
+
+
+async def test_a_session_alone_can_neither_read_nor_turn_on_a_set_up_begun_with_the_password(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    """The owner began a set-up with the password and left it. Someone holding only the
+    session must not get its secret (a wrong first code shows the set-up again) and turn
+    it on with a code of their own: the owner would be locked out."""
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    begun = await post_form(client, page, f"{SECURITY}/totp", current_password=PASSWORD)
+    secret = _secret(begun)
+
+    security = await client.get(SECURITY)  # the thief's tab: the page's form, no set-up
+    peek = await post_form(client, security, f"{SECURITY}/totp/confirm", code="000000")
+    assert secret not in peek.text and "<svg" not in peek.text
+    odd = await post_form(client, security, f"{SECURITY}/totp/confirm", code="1", enrolment="é")
+    assert odd.status_code == 400
+    taken = await post_form(
+        client, security, f"{SECURITY}/totp/confirm", code=pyotp.TOTP(secret).now()
+    )
+    assert taken.status_code == 400, taken.text
+    async with runtime.db.transaction() as session:
+        assert not await SecondFactor.from_runtime(runtime).is_enrolled(session, ana.id)
+
+    # The page that showed the secret still turns it on.
+    wrong = await post_form(client, begun, f"{SECURITY}/totp/confirm", code="000000")
+    assert wrong.status_code == 400 and _secret(wrong) == secret
+    done = await post_form(client, wrong, f"{SECURITY}/totp/confirm", code=pyotp.TOTP(secret).now())
+    assert done.status_code == 200, done.text
