@@ -56,7 +56,22 @@ async def password_hash(session: AsyncSession, user_id: uuid.UUID) -> str | None
 async def password_unchanged_since(
     session: AsyncSession, user_id: uuid.UUID, since: datetime
 ) -> bool:
-    """Whether the user is enabled and has not changed their password after ``since``."""
+    """Whether the user is enabled and has not changed their password after ``since``, and
+    stays so until the caller's transaction ends.
+
+    A sign-in checks this and then opens its session: a change, reset or disable (each ends
+    every session) committing in between would miss that session, which would outlive it.
+    On PostgreSQL both rows are share-locked, so such a change in progress is waited for and
+    then seen, and one that starts later waits for the caller. SQLite takes no row locks: a
+    no-op write first takes its one write lock, which shuts every other writer out.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(
+            update(PasswordCredential)
+            .where(PasswordCredential.user_id == user_id)
+            .values(user_id=PasswordCredential.user_id)
+            .execution_options(synchronize_session=False)
+        )
     found = await session.scalar(
         select(PasswordCredential.user_id)
         .join(User, User.id == PasswordCredential.user_id)
@@ -65,6 +80,7 @@ async def password_unchanged_since(
             PasswordCredential.changed_at <= since,
             User.disabled.is_(False),
         )
+        .with_for_update(read=True)
     )
     return found is not None
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pyotp
+from sqlalchemy import text
 
 from identity.accounts.models import User
 from identity.accounts.service import create_user, prepare_user
@@ -88,3 +89,27 @@ def reset_token(message: EmailMessage) -> str:
     assert match, text_of(message)
     assert f'href="{match.group(0)}"' in html_of(message)
     return match.group(1)
+
+
+async def until_waiting_or_done(
+    runtime: Runtime, task: asyncio.Task[Any], table: str = "users"
+) -> None:
+    """Return once ``task`` has ended or, on PostgreSQL, a transaction waits for a lock on a
+    row of this test's ``table``. A writer waiting on SQLite does so in its busy handler,
+    out of sight: there the task gets half a second (well within the busy timeout) to get as
+    far as it can."""
+    if runtime.db.engine.dialect.name == "sqlite":
+        await asyncio.wait({task}, timeout=0.5)
+        return
+    waiting = text(
+        "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid)"
+        " WHERE relation = CAST(:table AS regclass) AND wait_event_type = 'Lock'"
+    )
+    for _ in range(500):
+        if task.done():
+            return
+        async with runtime.db.transaction() as session:
+            if await session.scalar(waiting, {"table": table}):
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the task neither ended nor waits for a lock")

@@ -22,6 +22,7 @@ from identity.clock import utcnow
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
 from identity.settings import Settings
+from identity.web import pages
 from tests.browser import (
     EMAIL,
     PASSWORD,
@@ -34,6 +35,7 @@ from tests.browser import (
     submit_login,
 )
 from tests.conftest import serving
+from tests.integration.recovery_helpers import until_waiting_or_done
 
 Started = tuple[httpx.AsyncClient, Runtime]
 
@@ -128,6 +130,28 @@ async def test_sign_in_sets_a_fresh_http_only_lax_session_cookie(start: Any) -> 
         assert f"Max-Age={runtime.settings.session_ttl}" in cookie
 
 
+async def _change_the_password(runtime: Runtime, owner: User) -> None:
+    """The owner changes the password in another browser, which signs out everywhere."""
+    await self_service.change_password(
+        runtime.db,
+        runtime.passwords,
+        runtime.limiter,
+        runtime.settings,
+        owner,
+        current=PASSWORD,
+        new="Hj4%kT8@mW2!",
+        confirm="Hj4%kT8@mW2!",
+        keep_session_id=uuid.uuid4(),
+        locale="en",
+        now=utcnow(),
+    )
+
+
+async def _owner(runtime: Runtime) -> User:
+    async with runtime.db.transaction() as session:
+        return (await session.scalars(select(User).where(User.email == EMAIL))).one()
+
+
 async def test_a_password_changed_while_a_sign_in_checks_it_opens_no_session(
     start: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -135,8 +159,7 @@ async def test_a_password_changed_while_a_sign_in_checks_it_opens_no_session(
     out everywhere) while a sign-in checks the old one: that sign-in opens no session."""
     async with start() as (http, runtime):
         page = await open_login(http, authorize_params())
-        async with runtime.db.transaction() as session:
-            owner = (await session.scalars(select(User).where(User.email == EMAIL))).one()
+        owner = await _owner(runtime)
         real_verify = Passwords.verify
 
         async def verify_while_a_change_lands(
@@ -144,19 +167,7 @@ async def test_a_password_changed_while_a_sign_in_checks_it_opens_no_session(
         ) -> bool:
             monkeypatch.setattr(Passwords, "verify", real_verify)  # the change verifies too
             verified = await real_verify(self, stored, password)
-            await self_service.change_password(
-                runtime.db,
-                runtime.passwords,
-                runtime.limiter,
-                runtime.settings,
-                owner,
-                current=PASSWORD,
-                new="Hj4%kT8@mW2!",
-                confirm="Hj4%kT8@mW2!",
-                keep_session_id=uuid.uuid4(),
-                locale="en",
-                now=utcnow(),
-            )
+            await _change_the_password(runtime, owner)
             return verified
 
         monkeypatch.setattr(Passwords, "verify", verify_while_a_change_lands)
@@ -164,6 +175,32 @@ async def test_a_password_changed_while_a_sign_in_checks_it_opens_no_session(
         assert response.status_code == 400, response.headers
         assert _message(response) == "The email or password is incorrect."
         assert await _sessions(runtime) == []
+
+
+async def test_a_password_changed_after_a_sign_in_found_it_unchanged_ends_its_session(
+    start: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change commits after the sign-in's transaction found the password unchanged and
+    before that transaction opens the session. On PostgreSQL nothing stopped it: the change
+    signed out every session it could see, and the one then opened outlived it. The check
+    now holds the rows it read until the session is open, so the change waits and ends it
+    too (on SQLite, one writer at a time has the same effect)."""
+    async with start() as (http, runtime):
+        page = await open_login(http, authorize_params())
+        owner = await _owner(runtime)
+        real_check = pages.password_unchanged_since
+        change: list[asyncio.Task[None]] = []
+
+        async def check_then_a_change(*args: Any, **kwargs: Any) -> bool:
+            unchanged = await real_check(*args, **kwargs)
+            change.append(asyncio.create_task(_change_the_password(runtime, owner)))
+            await until_waiting_or_done(runtime, change[0], "password_credentials")
+            return unchanged
+
+        monkeypatch.setattr(pages, "password_unchanged_since", check_then_a_change)
+        await submit_login(http, page)
+        await change[0]
+        assert [s for s in await _sessions(runtime) if s.revoked_at is None] == []
 
 
 async def test_session_cookie_is_secure_when_the_issuer_is_https(database: Settings) -> None:

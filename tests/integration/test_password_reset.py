@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from identity.accounts import repository as accounts_repository
 from identity.accounts.models import PasswordResetToken, User
@@ -40,6 +40,7 @@ from tests.integration.recovery_helpers import (
     reset,
     reset_token,
     text_of,
+    until_waiting_or_done,
 )
 from tests.processes import free_port
 from tests.smtp_server import Inbox, smtp_server
@@ -298,28 +299,6 @@ async def _disable(runtime: Runtime, user: User) -> None:
         await disable_user(session, SYSTEM, user.id, "Left the company", utcnow())
 
 
-async def _until_waiting_or_done(runtime: Runtime, task: asyncio.Task[Any]) -> None:
-    """Return once ``task`` has ended or, on PostgreSQL, a transaction waits for a lock on a
-    row of this test's users table. A writer waiting on SQLite does so in its busy handler,
-    out of sight: there the task gets half a second (well within the busy timeout) to get as
-    far as it can."""
-    if runtime.db.engine.dialect.name == "sqlite":
-        await asyncio.wait({task}, timeout=0.5)
-        return
-    waiting = text(
-        "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid)"
-        " WHERE relation = 'users'::regclass AND wait_event_type = 'Lock'"
-    )
-    for _ in range(500):
-        if task.done():
-            return
-        async with runtime.db.transaction() as session:
-            if await session.scalar(waiting):
-                return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the task neither ended nor waits for a lock")
-
-
 async def test_a_disable_while_a_reset_writes_waits_for_the_reset_to_land_first(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -336,7 +315,7 @@ async def test_a_disable_while_a_reset_writes_waits_for_the_reset_to_land_first(
 
     async def write_during_a_disable(*args: Any, **kwargs: Any) -> Any:
         disabling.append(asyncio.create_task(_disable(runtime, user)))
-        await _until_waiting_or_done(runtime, disabling[0])
+        await until_waiting_or_done(runtime, disabling[0])
         disable_committed_in_between.append(disabling[0].done())
         return await real_write(*args, **kwargs)
 
@@ -363,7 +342,7 @@ async def test_a_reset_meeting_a_disable_in_progress_waits_and_is_refused_as_dis
     async with runtime.db.transaction() as session:
         await disable_user(session, SYSTEM, user.id, "Left the company", utcnow())
         resetting = asyncio.create_task(reset(client, token))
-        await _until_waiting_or_done(runtime, resetting)
+        await until_waiting_or_done(runtime, resetting)
     answer = await resetting
     assert answer.status_code == 400
     assert answer.json()["type"] == "urn:identity:problem:invalid-reset-token"
