@@ -146,3 +146,25 @@ async def test_memory_store_stays_bounded_under_a_flood_of_keys() -> None:
     for i in range(1000):
         await store.incr(f"flood:{i}", ttl=60)
     assert len(store._items) <= 100
+
+
+class _CountingScans(dict[str, tuple[bytes, float]]):
+    scans = 0
+
+    def items(self):  # type: ignore[no-untyped-def]
+        self.scans += 1
+        return super().items()
+
+
+async def test_a_full_memory_store_does_not_scan_every_item_for_each_new_key() -> None:
+    # At 100,000 items a scan takes milliseconds: a flood of new keys (a spoofed email per
+    # request) must not pay one for each.
+    store = MemoryStore(max_items=1000)
+    items = store._items = _CountingScans()
+    for i in range(1000):
+        await store.incr(f"live:{i}", ttl=60)
+    for i in range(500):
+        await store.incr(f"flood:{i}", ttl=60)
+    assert len(items) <= 1000
+    assert items.scans <= 10
+    assert await store.get("flood:499") == b"1"
