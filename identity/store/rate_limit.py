@@ -2,7 +2,9 @@
 
 When the shared store fails, counting moves to this process's memory: each process then
 limits on its own, which is never more open than no limit at all, and the next call tries
-the shared store again, so recovery needs no restart.
+the shared store again, so recovery needs no restart. Every count the shared store answers
+is copied into that memory, so a process that has seen a subject goes on from the shared
+count when the store fails, not from zero: an outage hands nobody a fresh window.
 
 A throttle of failures counts each attempt with ``hit`` before making it, never after:
 asked "blocked?" first and counted on failure, every request of a burst sent at once would
@@ -53,7 +55,7 @@ class RateLimiter:
 
     async def _call_incr(self, key: str, ttl: int) -> tuple[int, int]:
         try:
-            result = await self._store.incr(key, ttl)
+            count, remaining = await self._store.incr(key, ttl)
         except StoreUnavailable:
             if not self.degraded:
                 log.warning("rate limits fall back to per-process counts: shared store down")
@@ -61,7 +63,8 @@ class RateLimiter:
             RATE_LIMIT_FALLBACKS.inc()
             return await self._fallback.incr(key, ttl)
         self.degraded = False
-        return result
+        await self._fallback.set(key, str(count).encode(), remaining)
+        return count, remaining
 
     async def hit(self, limit: Limit, subject: str) -> Verdict:
         """Count one attempt; refused once the window holds more than ``limit.max``.
@@ -82,12 +85,12 @@ class RateLimiter:
     async def release(self, limit: Limit, subject: str) -> None:
         """Give back one attempt counted by ``hit`` that was not a failure after all."""
         key = self._key(limit, subject)
+        await self._fallback.decr(key)
         try:
             await self._store.decr(key)
         except StoreUnavailable:
             self.degraded = True
             RATE_LIMIT_FALLBACKS.inc()
-            await self._fallback.decr(key)
 
     async def reset(self, limit: Limit, subject: str) -> None:
         key = self._key(limit, subject)

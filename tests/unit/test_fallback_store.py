@@ -7,6 +7,7 @@ import pytest
 from identity.store.base import StoreUnavailable
 from identity.store.fallback import FallbackStore
 from identity.store.memory import MemoryStore
+from identity.store.rate_limit import Limit, RateLimiter
 
 
 class FlakyStore(MemoryStore):
@@ -24,6 +25,7 @@ class FlakyStore(MemoryStore):
             "consume",
             "delete",
             "incr",
+            "decr",
             "ping",
         ) and object.__getattribute__(self, "down"):
             raise StoreUnavailable("down")
@@ -53,3 +55,29 @@ async def test_counters_and_ping_are_not_taken_over() -> None:
         await store.incr("rl:x", 60)
     with pytest.raises(StoreUnavailable):
         await store.ping()
+
+
+async def test_a_throttle_used_up_in_the_shared_store_stays_used_up_when_it_goes_down() -> None:
+    shared = FlakyStore()
+    limiter = RateLimiter(shared)
+    limit = Limit("signin-account", max=3, window=60)
+    for _ in range(3):
+        assert (await limiter.hit(limit, "victim@example.com")).allowed
+    shared.down = True
+    # Counting in this process goes on from the shared count, not from zero: an outage
+    # must not hand whoever used up the window a fresh one.
+    verdict = await limiter.hit(limit, "victim@example.com")
+    assert not verdict.allowed
+    assert 0 < verdict.retry_after <= 60
+
+
+async def test_attempts_given_back_to_the_shared_store_are_not_held_against_anyone_after() -> None:
+    shared = FlakyStore()
+    limiter = RateLimiter(shared)
+    limit = Limit("signin-ip", max=2, window=60)
+    await limiter.hit(limit, "203.0.113.7")
+    await limiter.hit(limit, "203.0.113.7")
+    await limiter.release(limit, "203.0.113.7")  # a success
+    shared.down = True
+    assert (await limiter.hit(limit, "203.0.113.7")).allowed
+    assert not (await limiter.hit(limit, "203.0.113.7")).allowed
