@@ -47,6 +47,9 @@ class FallbackStore:
             await self._local.set(key, value, ttl)
             return
         self._recovered()
+        # A copy kept here during an outage is now stale, and would be found again once
+        # the shared one is consumed.
+        await self._local.delete(key)
 
     async def add(self, key: str, value: bytes, ttl: int) -> bool:
         try:

@@ -81,3 +81,18 @@ async def test_attempts_given_back_to_the_shared_store_are_not_held_against_anyo
     shared.down = True
     assert (await limiter.hit(limit, "203.0.113.7")).allowed
     assert not (await limiter.hit(limit, "203.0.113.7")).allowed
+
+
+async def test_state_saved_again_after_recovery_is_consumed_once() -> None:
+    # A sign-in begun during the outage, resumed after it: the flow is saved again, to the
+    # shared store now, and consent takes it. A double submission must find nothing, or it
+    # would issue a second code from the copy kept here during the outage.
+    shared = FlakyStore()
+    store = FallbackStore(shared)
+    shared.down = True
+    await store.set("flow:1", b"pending", 60)
+    shared.down = False
+    await store.set("flow:1", b"signed in", 60)
+    assert await store.consume("flow:1") == b"signed in"
+    assert await store.consume("flow:1") is None
+    assert await store.get("flow:1") is None
