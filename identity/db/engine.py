@@ -43,8 +43,14 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.close()
 
 
+# SQLAlchemy quotes every parameter of a failed statement in its error, and those errors
+# reach the log with their tracebacks: mail bodies with reset links, password hashes,
+# addresses. The statement and the driver's own message are enough to diagnose.
+_HIDE_PARAMETERS = {"hide_parameters": True}
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = dict(_HIDE_PARAMETERS)
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         database = make_url(settings.database_url).database or ":memory:"
@@ -75,14 +81,20 @@ def create_read_engine(
         # No overflow: an overflow connection is opened for one SELECT and closed after it,
         # and opening one costs far more than waiting for a pooled one to come back.
         options = _server_options(settings, settings.db_pool_size) | {"max_overflow": 0}
-        reads = create_async_engine(url, isolation_level="AUTOCOMMIT", **options)
+        reads = create_async_engine(
+            url, isolation_level="AUTOCOMMIT", **options, **_HIDE_PARAMETERS
+        )
         text_guard.install(reads.sync_engine)
         return reads
     if url.database in (None, "", ":memory:"):
         return None  # a private in-memory database: only the main engine's connection sees it
     # Used only from the event loop's thread, one statement at a time: one connection.
     engine = sqlalchemy.create_engine(
-        url.set(drivername="sqlite"), poolclass=QueuePool, pool_size=1, max_overflow=0
+        url.set(drivername="sqlite"),
+        poolclass=QueuePool,
+        pool_size=1,
+        max_overflow=0,
+        **_HIDE_PARAMETERS,
     )
     event.listen(engine, "connect", _sqlite_pragmas)
     text_guard.install(engine)
