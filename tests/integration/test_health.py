@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -112,3 +114,30 @@ async def test_introspection_answers_503_while_the_database_is_away_and_recovers
         await proxy.restore()
         again = await client.post("/introspect", data=introspection, headers=caller.basic)
         assert again.status_code == 200 and again.json()["active"] is True
+
+
+async def test_a_redis_that_stops_answering_shows_as_degraded_within_a_probe_timeout(
+    settings: Settings,
+) -> None:
+    # A Redis host that dies drops packets: connections open (or hang) and nothing answers.
+    # Readiness must still answer "degraded" within an orchestrator's probe timeout (one
+    # second by default in Kubernetes), or every process is taken out at once.
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    stalled = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")
+    await create_schema(stalled)
+    try:
+        async with serving(create_app(stalled)) as client:
+            started = time.monotonic()
+            ready = await client.get("/health/ready")
+            assert time.monotonic() - started < 1
+            assert ready.status_code == 200
+            assert ready.json() == {
+                "status": "degraded",
+                "checks": {"database": "ok", "redis": "unavailable"},
+            }
+    finally:
+        server.close()
