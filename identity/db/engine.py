@@ -204,6 +204,16 @@ async def _unavailable_on_disconnect() -> AsyncIterator[None]:
         raise DatabaseUnavailable(type(exc).__name__) from exc
 
 
+# SQLSTATEs of a server that cannot serve now rather than of a statement gone wrong: a
+# connection exception (class 08), a shutdown or start-up under way (57P01-57P03), no
+# connection slot or other resource left (class 53). asyncpg's errors reach SQLAlchemy as
+# its generic ``Error`` whatever they say, where psycopg's are ``OperationalError``s.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53")
+
+
 def is_disconnect(exc: DBAPIError) -> bool:
     """True when the error means the server is unreachable, not that our SQL was wrong."""
-    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)
+    if exc.connection_invalidated or isinstance(exc, OperationalError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)

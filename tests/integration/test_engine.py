@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import struct
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import text
 
 from identity.background import BackgroundWork
 from identity.clock import utcnow
 from identity.crypto import random_token
-from identity.db.engine import Database
+from identity.db.engine import Database, DatabaseUnavailable
 from identity.logs import JsonFormatter
 from identity.mail.models import OutgoingEmail
 from identity.settings import Settings
@@ -54,3 +58,37 @@ async def test_a_failed_statement_is_logged_without_its_parameters(
     assert "IntegrityError" in line
     assert link not in line
     assert "a@example.com" not in line
+
+
+async def _starting_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A PostgreSQL server mid-restart: it refuses every session with SQLSTATE 57P03."""
+    while True:
+        length, code = struct.unpack("!II", await reader.readexactly(8))
+        if code in (80877103, 80877104):  # SSLRequest, GSSENCRequest: not spoken here
+            writer.write(b"N")
+            continue
+        await reader.readexactly(length - 8)  # the startup message
+        fields = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+        writer.write(b"E" + struct.pack("!I", len(fields) + 4) + fields)
+        await writer.drain()
+        writer.close()
+        return
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
+async def test_a_postgresql_restarting_is_unavailable_on_either_driver(
+    settings: Settings, driver: str
+) -> None:
+    # While PostgreSQL shuts down and starts again it refuses new connections; requests
+    # that need it answer 503 (DatabaseUnavailable), never 500, whichever driver the URL names.
+    server = await asyncio.start_server(_starting_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"postgresql+{driver}://identity:pw@127.0.0.1:{port}/identity"
+    db = Database.from_settings(dataclasses.replace(settings, database_url=url))
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with db.transaction() as session:
+                await session.execute(text("SELECT 1"))
+    finally:
+        await db.dispose()
+        server.close()
