@@ -144,6 +144,10 @@ def _flush_at_exit() -> None:
 
 
 _PARAMETER_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "psycopg", "asyncpg")
+# httpx writes every request's full URL at INFO, and a webhook URL often carries its
+# consumer's token (https://hooks.example/T0/B0/secret, ?token=...). The webhook
+# dispatcher logs each failed delivery itself, by id.
+_URL_LOGGERS = ("httpx", "httpcore")
 
 
 def configure_logging(level: str) -> None:
@@ -155,9 +159,9 @@ def configure_logging(level: str) -> None:
     root.handlers[:] = [JsonLineHandler(_writer)]
     root.setLevel(level)
     # Database libraries log statements with their parameters (SQLAlchemy from INFO, the
-    # drivers at DEBUG): queued mail bodies with reset links, fresh secrets. However verbose
-    # the service, they say only warnings and errors.
-    for name in _PARAMETER_LOGGERS:
+    # drivers at DEBUG): queued mail bodies with reset links, fresh secrets; HTTP clients
+    # log the URLs they call. However verbose the service, they say only warnings and errors.
+    for name in _PARAMETER_LOGGERS + _URL_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     # Our access log replaces uvicorn's, which has no request id.
     logging.getLogger("uvicorn.access").disabled = True
