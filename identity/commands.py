@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
@@ -19,6 +19,9 @@ from identity.db.engine import Database, DatabaseUnavailable, create_engine
 from identity.keys.service import create_key, ensure_key, retire_key
 from identity.secret_key import resolve_secret_key
 from identity.settings import Settings
+
+if TYPE_CHECKING:
+    from identity.accounts.password_policy import PasswordPolicy
 
 T = TypeVar("T")
 
@@ -64,8 +67,21 @@ def _key_encryptor(settings: Settings) -> Encryptor:
     return Encryptor(resolve_secret_key(settings), "signing-keys")
 
 
+def load_password_policy(settings: Settings) -> PasswordPolicy:
+    """The policy file in force, or a ``StartupError`` naming the file and the key."""
+    from identity.accounts.password_policy_file import PolicyFileError, load_policy
+
+    try:
+        return load_policy(settings.password_policy_path)
+    except PolicyFileError as exc:
+        raise StartupError(f"{exc}; fix the password policy file.") from None
+
+
 def prepare(settings: Settings) -> int:
     """Everything ``serve`` needs before it listens; returns how many users exist."""
+    # Read here, once, so a wrong key stops ``serve`` with a sentence: the workers that read
+    # it again could only fail with a traceback in the log.
+    load_password_policy(settings)
     try:
         resolve_secret_key(settings)
     except OSError as exc:
@@ -107,17 +123,12 @@ async def retire_signing_key(settings: Settings, kid: str) -> None:
 async def create_user(
     settings: Settings, email: str, password: str, name: str, *, is_admin: bool
 ) -> User:
-    from identity.accounts.password_policy_file import PolicyFileError
     from identity.accounts.passwords import Passwords
     from identity.accounts.service import create_user as create
     from identity.accounts.service import prepare_user
     from identity.errors import DomainError, PolicyViolation
 
-    try:
-        passwords = Passwords.from_settings(settings)
-    except PolicyFileError as exc:
-        raise StartupError(f"{exc}; fix the password policy file.") from None
-
+    passwords = Passwords.from_policy(load_password_policy(settings), settings.product_name)
     try:
         # Hashed before the database is opened, so no transaction waits for argon2.
         new_user = await prepare_user(passwords, email=email, password=password, name=name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -65,3 +66,17 @@ def test_migrate_then_rotate_adds_a_current_key(env: dict[str, str], settings: S
     assert {key.alg for key in keys} == {"RS256", "ES256"}
     assert all(key.retired_at is None for key in keys)
     assert all("d" not in key.public_jwk for key in keys)
+
+
+def test_a_bad_password_policy_stops_serve_with_one_sentence_naming_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    policy = tmp_path / "password.toml"
+    policy.write_text('preset = "portal"\n', encoding="utf-8")
+    result = run_identity(
+        "serve", "--port", str(free_port()), env=env | {"IDENTITY_PASSWORD_POLICY": str(policy)}
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"identity: {policy}: presets is missing; fix the password policy file.\n"
+    )
