@@ -48,7 +48,8 @@ RAW_LENGTH_FACTOR = 4
 MIN_PERSONAL_PART = 3
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Cn", "Zl", "Zp"})
 _SEPARATORS = re.compile(r"[\W_\d]+")
-_AROUND = re.compile(r"^[\W\d_]+|[\W\d_]+$")
+_LEADING = re.compile(r"^[\W\d_]+")
+_TRAILING = re.compile(r"[\W\d_]+\Z")
 _REPEATED = re.compile(r"(.+?)(?:[\W_]*\1)+")
 
 
@@ -143,12 +144,20 @@ class PasswordPolicy:
         if self.rules.dictionary == "contains":
             return self.blocklist.found_in(folded)
         # "whole": the password is a listed word once the digits and symbols around it (a
-        # year, a "1!") are taken off; they may be leetspeak, so the unstripped form counts too.
-        # A word said again ("veranoverano", "hola hola") is still that word.
-        core = fold(_AROUND.sub("", password))
-        repeated = _REPEATED.fullmatch(core)
-        unit = repeated.group(1) if repeated else core
-        return any(self.blocklist.is_listed(form) for form in (folded, core, unit))
+        # year, a "1!") are taken off. Some of them may be the word's own leetspeak letters
+        # ("@dministrador2024", "1nvierno!!"), so every cut through the runs around it is
+        # tried. A word said again ("veranoverano", "hola hola") is still that word.
+        size = len(password)
+        lead = size - len(_LEADING.sub("", password))  # where the letters may start at the latest
+        trail = len(_TRAILING.sub("", password))  # and end at the earliest
+        for start in range(lead + 1):
+            for end in range(max(trail, start + 1), size + 1):
+                core = fold(password[start:end])
+                repeated = _REPEATED.fullmatch(core)
+                unit = repeated.group(1) if repeated else core
+                if self.blocklist.is_listed(core) or self.blocklist.is_listed(unit):
+                    return True
+        return False
 
     def describe(self) -> list[tuple[str, dict[str, Any]]]:
         """The rules as (text id, placeholders), in the order a page lists them."""

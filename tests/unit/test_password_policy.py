@@ -126,6 +126,12 @@ NIST_REFUSED = [
     ("aaaaaaaaaaaaaaaa", {"password.too_weak"}),
     ("abcdefghijklmnop", {"password.too_weak"}),
     ("Zorblax Zorblax 1", {"password.product_name"}),
+    # Leetspeak at the word's edge, next to the digits and symbols added around it.
+    ("Contraseñ@2024!!!", {"password.dictionary_word"}),
+    ("@dministrador2024", {"password.dictionary_word"}),
+    ("1nvierno2024!!!!", {"password.dictionary_word"}),
+    ("Bienvenid@ 2024 !!", {"password.dictionary_word"}),
+    ("Kiß2024!!!!!!!!!", {"password.dictionary_word"}),  # ß folds to two letters
 ]
 
 
