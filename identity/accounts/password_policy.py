@@ -15,7 +15,7 @@ from typing import Any, Literal
 from zxcvbn import zxcvbn
 
 from identity.accounts.password_messages import texts
-from identity.accounts.password_words import ZXCVBN_LOCK, Blocklist, fold
+from identity.accounts.password_words import ZXCVBN_LOCK, Blocklist, fold, unaccented
 
 CharacterClass = Literal["lower", "upper", "digit", "symbol"]
 CHARACTER_CLASSES: tuple[CharacterClass, ...] = ("lower", "upper", "digit", "symbol")
@@ -186,7 +186,10 @@ def _has(password: str, cls: CharacterClass) -> bool:
 
 def name_parts(text: str) -> list[str]:
     """Folded ``text`` and its words, each long enough to be worth refusing."""
-    candidates = [text, *_SEPARATORS.split(text)]
+    # Accents come off first: in a decomposed name each combining mark is a separator, which
+    # would cut "Yáñez" into "Ya", "n", "ez", and a mark is no letter to count.
+    plain = unaccented(text)
+    candidates = [plain, *_SEPARATORS.split(plain)]
     return sorted({fold(p) for p in candidates if len(p.strip()) >= MIN_PERSONAL_PART})
 
 

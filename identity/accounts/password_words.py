@@ -48,11 +48,15 @@ _LEET = str.maketrans(
 )
 
 
+def unaccented(text: str) -> str:
+    """Lower-case and without accents, in whatever form they were composed."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
 def fold(text: str) -> str:
     """Lower-case, without accents, leetspeak undone: what a cracker's rules would try."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return plain.translate(_LEET)
+    return unaccented(text).translate(_LEET)
 
 
 def read_word_file(path: Path) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,16 @@ RULE_IDS = [
     "policy.personal",
     "policy.min_score",
 ]
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+def test_the_users_name_is_seen_however_its_accents_are_composed(
+    portal: PasswordPolicy, form: str
+) -> None:
+    name = unicodedata.normalize(form, "Inés Yáñez")
+    assert portal.check("Kx#Qz97Yanez", name=name).reason_ids == ["password.personal_info"]
+    # Too short to refuse once the accents are off, however many marks it carries.
+    assert portal.check("Kx#Qz97Bah", name=unicodedata.normalize(form, "Ấ")).accepted
 
 
 @pytest.mark.parametrize("text_id", [*REASON_IDS, *RULE_IDS])
