@@ -15,7 +15,7 @@ from typing import Any, Literal
 from zxcvbn import zxcvbn
 
 from identity.accounts.password_messages import texts
-from identity.accounts.password_words import ZXCVBN_LOCK, Blocklist, fold, unaccented
+from identity.accounts.password_words import ZXCVBN_LOCK, Blocklist, fold, unaccented, visible
 
 CharacterClass = Literal["lower", "upper", "digit", "symbol"]
 CHARACTER_CLASSES: tuple[CharacterClass, ...] = ("lower", "upper", "digit", "symbol")
@@ -121,7 +121,7 @@ class PasswordPolicy:
             return Verdict((Reason("password.invalid_characters"),), 0)
 
         reasons: list[Reason] = []
-        if len(password) < rules.min_length:
+        if len(visible(password)) < rules.min_length:
             reasons.append(Reason("password.too_short", {"min": rules.min_length}))
         reasons.extend(
             Reason(f"password.missing_{cls}") for cls in rules.require if not _has(password, cls)
@@ -205,8 +205,8 @@ def personal_parts(email: str, name: str) -> list[str]:
 
 
 def strength_score(password: str, user_inputs: Iterable[str]) -> int:
-    """zxcvbn's 0..4 score of the password's first ``ZXCVBN_MAX_CHARS`` characters."""
-    sample = password[:ZXCVBN_MAX_CHARS].translate(_LEET_SYMBOLS)
+    """zxcvbn's 0..4 score of the first ``ZXCVBN_MAX_CHARS`` visible characters."""
+    sample = visible(password)[:ZXCVBN_MAX_CHARS].translate(_LEET_SYMBOLS)
     if not sample:
         return 0  # zxcvbn fails on the empty string (IndexError) instead of scoring it
     with ZXCVBN_LOCK:

@@ -48,9 +48,27 @@ _LEET = str.maketrans(
 )
 
 
+# Unicode's default-ignorable code points other than format characters (Cf): variation
+# selectors, the combining grapheme joiner, Khmer and Mongolian invisibles, Hangul fillers.
+_IGNORABLE = frozenset(
+    {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x3164, 0xFFA0}
+    | set(range(0xFE00, 0xFE10))
+    | set(range(0xE0100, 0xE01F0))
+)
+
+
+def visible(text: str) -> str:
+    """``text`` without the characters a reader never sees (zero-width spaces and joiners,
+    soft hyphens, direction marks, variation selectors): slipped between the letters of a
+    word, they would hide it from every check while the password looks the same."""
+    return "".join(
+        ch for ch in text if unicodedata.category(ch) != "Cf" and ord(ch) not in _IGNORABLE
+    )
+
+
 def unaccented(text: str) -> str:
-    """Lower-case and without accents, in whatever form they were composed."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    """Lower-case and without accents, in whatever form they were composed, or invisibles."""
+    decomposed = unicodedata.normalize("NFKD", visible(text).casefold())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 

@@ -122,6 +122,23 @@ def test_the_users_name_is_seen_however_its_accents_are_composed(
     assert portal.check("Kx#Qz97Bah", name=unicodedata.normalize(form, "Ấ")).accepted
 
 
+# Zero-width space and joiner, soft hyphen, word joiner, variation selector, grapheme joiner.
+INVISIBLE = ["\u200b", "\u200d", "\u00ad", "\u2060", "\ufe0f", "\u034f"]
+
+
+@pytest.mark.parametrize("mark", INVISIBLE)
+def test_characters_nobody_sees_hide_nothing_from_the_checks(
+    portal: PasswordPolicy, nist: PasswordPolicy, mark: str
+) -> None:
+    user = USER | {"name": "Inés Yáñez"}
+    assert portal.check(f"Kx#Qz97Ya{mark}nez", **user).reason_ids == ["password.personal_info"]
+    assert portal.check(f"Kx#Qz97Zorb{mark}lax", **user).reason_ids == ["password.product_name"]
+    assert nist.check(f"P@ss{mark}w0rd2024!!!!", **user).reason_ids == ["password.dictionary_word"]
+    sequence = mark.join(["abcd", "efgh", "ijkl", "mnop"])
+    assert nist.check(sequence, **user).reason_ids == ["password.too_weak"]
+    assert nist.check("Kx#Qz97!Lp2w" + mark * 3, **user).reason_ids == ["password.too_short"]
+
+
 @pytest.mark.parametrize("text_id", [*REASON_IDS, *RULE_IDS])
 def test_every_reason_and_rule_has_texts_in_english_and_spanish(text_id: str) -> None:
     messages = texts(text_id, min=8, max=64, min_score=3)
