@@ -194,14 +194,23 @@ def name_parts(text: str) -> list[str]:
 
 
 def personal_parts(email: str, name: str) -> list[str]:
-    """The name and its words, the email, its local part and words, its domain's labels."""
+    """The name and its words, the email, its local part and words, its domain's labels and
+    their words."""
     local, _, domain = email.rpartition("@") if "@" in email else (email, "", "")
     # The top-level domain (com, es) says nothing about the user and is in many words.
-    labels = [label for label in domain.split(".")[:-1] if len(label) >= MIN_PERSONAL_PART]
-    parts = {*name_parts(name), *name_parts(local), *map(fold, labels)}
+    labels = [part for label in domain.split(".")[:-1] for part in name_parts(_unicode(label))]
+    parts = {*name_parts(name), *name_parts(local), *labels}
     if email:
         parts.add(fold(email))
     return sorted(parts)
+
+
+def _unicode(label: str) -> str:
+    """A domain label as its owner writes it: stored emails hold ``xn--`` (IDNA) labels."""
+    try:
+        return label.encode("ascii").decode("idna")
+    except UnicodeError:
+        return label
 
 
 def strength_score(password: str, user_inputs: Iterable[str]) -> int:

@@ -122,6 +122,20 @@ def test_the_users_name_is_seen_however_its_accents_are_composed(
     assert portal.check("Kx#Qz97Bah", name=unicodedata.normalize(form, "Ấ")).accepted
 
 
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [
+        ("ines@zorvex-cloud.com", "Kx#Qz97Zorvex"),  # a word of a hyphenated domain
+        ("ines@cloud2zorvex.es", "Kx#Qz97Zorvex"),
+        ("ines@xn--zrvex-jua.es", "Kx#Qz97Zörvex"),  # zörvex.es, stored as IDNA
+    ],
+)
+def test_the_words_of_the_users_email_domain_are_personal(
+    portal: PasswordPolicy, email: str, password: str
+) -> None:
+    assert portal.check(password, email=email).reason_ids == ["password.personal_info"]
+
+
 # Zero-width space and joiner, soft hyphen, word joiner, variation selector, grapheme joiner.
 INVISIBLE = ["\u200b", "\u200d", "\u00ad", "\u2060", "\ufe0f", "\u034f"]
 
