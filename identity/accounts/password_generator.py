@@ -30,7 +30,7 @@ def length_bounds(policy: PasswordPolicy) -> tuple[int, int]:
 
 def generate(
     policy: PasswordPolicy,
-    length: int = DEFAULT_LENGTH,
+    length: int | None = None,
     *,
     email: str = "",
     name: str = "",
@@ -38,11 +38,15 @@ def generate(
 ) -> str:
     """A password of ``length`` characters, one of each class at least, that ``policy`` accepts.
 
+    Without a length, ``DEFAULT_LENGTH`` or the policy's minimum when that is longer.
+
     The user's details and the product's name are checked too, when known: a random draw can
     spell them (``N3w`` for a user called New), and a proposal the form then refuses is worse
     than none.
     """
     low, high = length_bounds(policy)
+    if length is None:
+        length = max(DEFAULT_LENGTH, low)
     if not low <= length <= high:
         raise InvalidInput(f"The length must be from {low} to {high} characters.")
     for _ in range(MAX_DRAWS):

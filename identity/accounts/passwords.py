@@ -27,7 +27,7 @@ import anyio
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from identity.accounts.password_generator import DEFAULT_LENGTH, generate
+from identity.accounts.password_generator import generate
 from identity.accounts.password_policy import RAW_LENGTH_FACTOR, PasswordPolicy, Verdict
 from identity.accounts.password_policy_file import load_policy
 from identity.settings import Settings
@@ -130,6 +130,6 @@ class Passwords:
         """True when the stored hash was made with other parameters than the policy's."""
         return self.hasher.check_needs_rehash(stored_hash)
 
-    def generate(self, length: int = DEFAULT_LENGTH, *, email: str = "", name: str = "") -> str:
+    def generate(self, length: int | None = None, *, email: str = "", name: str = "") -> str:
         """A policy-passing password, one this user on this service may set (see ``check``)."""
         return generate(self.policy, length, email=email, name=name, product_name=self.product_name)

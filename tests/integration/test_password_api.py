@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import httpx
 import pytest
 
 from identity.runtime import Runtime
+from identity.settings import DEFAULT_POLICIES_DIR
 from identity.web.api.password import CHECK_LIMIT
+from tests.conftest import FAST_POLICY
 
 CHECK = "/api/v1/password/check"
 
@@ -129,6 +132,26 @@ async def test_generate_takes_a_length_within_the_policy(client: httpx.AsyncClie
     assert too_long.json()["detail"] == "The length must be from 12 to 64 characters."
     assert (await client.get("/api/v1/password/generate?length=2000")).status_code == 400
     assert (await client.get("/api/v1/password/generate?length=ten")).status_code == 400
+
+
+class TestAPolicyLongerThanTheDefaultLength:
+    @pytest.fixture
+    def env(self, env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+        words = DEFAULT_POLICIES_DIR / "password-words.txt"
+        text = FAST_POLICY.read_text(encoding="utf-8").replace("min_length = 8", "min_length = 20")
+        text = text.replace('"../../policies/password-words.txt"', f'"{words}"')
+        policy = tmp_path / "password-20.toml"
+        policy.write_text(text, encoding="utf-8")
+        return env | {"IDENTITY_PASSWORD_POLICY": str(policy)}
+
+    async def test_generate_without_a_length_proposes_the_minimum(
+        self, client: httpx.AsyncClient, runtime: Runtime
+    ) -> None:
+        response = await client.get("/api/v1/password/generate")
+        assert response.status_code == 200, response.text
+        password = response.json()["password"]
+        assert len(password) == 20
+        assert (await runtime.passwords.check(password)).accepted
 
 
 async def test_openapi_document_shows_the_password_schemas(client: httpx.AsyncClient) -> None:

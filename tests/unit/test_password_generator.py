@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 
 import pytest
@@ -54,6 +55,13 @@ def test_generated_passwords_leave_out_the_product_name() -> None:
 
 def test_default_length_is_sixteen() -> None:
     assert len(generate(POLICY)) == 16
+
+
+def test_default_length_is_the_policys_minimum_when_that_is_longer() -> None:
+    longer = dataclasses.replace(POLICY, rules=dataclasses.replace(POLICY.rules, min_length=20))
+    password = generate(longer)
+    assert len(password) == 20
+    assert longer.check(password).accepted
 
 
 def test_generated_passwords_differ() -> None:

@@ -124,8 +124,14 @@ class PasswordController(Controller):
         request: Request[Any, Any, Any],
         runtime: RuntimeDep,
         length: Annotated[
-            int, Parameter(ge=1, le=1024, description="characters; within the policy's lengths")
-        ] = DEFAULT_LENGTH,
+            int | None,
+            Parameter(
+                ge=1,
+                le=1024,
+                description=f"characters, within the policy's lengths; by default "
+                f"{DEFAULT_LENGTH}, or the policy's minimum when that is longer",
+            ),
+        ] = None,
     ) -> GeneratedPassword:
         await _count(request, runtime, GENERATE_LIMIT)
         password = await anyio.to_thread.run_sync(runtime.passwords.generate, length)
