@@ -92,6 +92,8 @@ def load_policy(path: Path) -> PasswordPolicy:
         raise PolicyFileError(path, "", f"cannot be read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyFileError(path, "", f"is not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise PolicyFileError(path, "", f"is not UTF-8 text (byte {exc.start + 1})") from None
     top = _Table(path, "", document)
     preset = top.text("preset")
     presets = top.table("presets")

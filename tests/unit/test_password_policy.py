@@ -299,3 +299,10 @@ def test_a_policy_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
     path = policy_copy(tmp_path, "[argon2]", "[argon2")
     with pytest.raises(PolicyFileError, match="is not valid TOML"):
         load_policy(path)
+
+
+def test_a_policy_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = policy_copy(tmp_path)
+    path.write_bytes(path.read_bytes() + "# contraseña\n".encode("latin-1"))
+    with pytest.raises(PolicyFileError, match=f"^{path} is not UTF-8 text"):
+        load_policy(path)
