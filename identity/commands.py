@@ -77,11 +77,22 @@ def load_password_policy(settings: Settings) -> PasswordPolicy:
         raise StartupError(f"{exc}; fix the password policy file.") from None
 
 
+def _check_policy_files(settings: Settings) -> None:
+    """The password policy, permission catalogue and role templates, read once before the
+    workers start: a wrong key then stops ``serve`` with a sentence, where the workers that
+    read them again could only fail with a traceback in the log."""
+    from identity.permissions.catalogue import CatalogueError, load_policies
+
+    load_password_policy(settings)
+    try:
+        load_policies(settings.policies_dir)
+    except CatalogueError as exc:
+        raise StartupError(f"{exc}; fix the policies file.") from None
+
+
 def prepare(settings: Settings) -> int:
     """Everything ``serve`` needs before it listens; returns how many users exist."""
-    # Read here, once, so a wrong key stops ``serve`` with a sentence: the workers that read
-    # it again could only fail with a traceback in the log.
-    load_password_policy(settings)
+    _check_policy_files(settings)
     try:
         resolve_secret_key(settings)
     except OSError as exc:

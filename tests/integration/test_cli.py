@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 from sqlalchemy import select
 
 from identity.db.engine import Database, create_engine
 from identity.keys.models import SigningKey
-from identity.settings import Settings
+from identity.settings import DEFAULT_POLICIES_DIR, Settings
 from tests.processes import free_port, run_identity
 
 
@@ -79,4 +80,21 @@ def test_a_bad_password_policy_stops_serve_with_one_sentence_naming_it(
     assert result.returncode == 1
     assert result.stderr == (
         f"identity: {policy}: presets is missing; fix the password policy file.\n"
+    )
+
+
+def test_a_bad_permission_catalogue_stops_serve_with_one_sentence_naming_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(DEFAULT_POLICIES_DIR, policies)
+    with (policies / "permissions.toml").open("a", encoding="utf-8") as catalogue:
+        catalogue.write("[surprise]\n")
+    result = run_identity(
+        "serve", "--port", str(free_port()), env=env | {"IDENTITY_POLICIES_DIR": str(policies)}
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"identity: {policies / 'permissions.toml'}: surprise: is not a known table; "
+        "fix the policies file.\n"
     )
