@@ -210,9 +210,10 @@ async def logout(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Respon
     items = [(name, value) for name, value in source.multi_items() if isinstance(value, str)]
     settings = runtime.settings
     now = utcnow()
+    # Read before the checks, so that a refused request is refused in the language it asked.
+    locale = locale_for(request, next((v for n, v in items if n == "ui_locales"), None))
     try:
         params = logout_rules.parse(items)
-        locale = locale_for(request, params.get("ui_locales"))
         hint = params.get("id_token_hint")
         claims = (
             verify_id_token_hint(hint, await runtime.keyset(), settings.issuer) if hint else None
@@ -224,9 +225,7 @@ async def logout(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Respon
             token = cookies.read(request.cookies, settings, cookies.SESSION)
             browser = await sessions.current(session, token, now)
     except OAuth2Error:
-        return error_page(
-            request, runtime, "error.logout_invalid", locale=locale_for(request, None)
-        )
+        return error_page(request, runtime, "error.logout_invalid", locale=locale)
 
     confirmed = form is not None and "confirm" in form
     if form is not None and not confirmed and token is None:

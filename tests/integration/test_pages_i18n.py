@@ -88,3 +88,21 @@ def test_every_language_has_every_page_text() -> None:
     english = set(catalogue("en"))
     for locale in SUPPORTED_LOCALES:
         assert set(catalogue(locale)) == english, locale
+
+
+@pytest.mark.usefixtures("setup")
+@pytest.mark.parametrize(
+    "refused",
+    [
+        [("post_logout_redirect_uri", "https://elsewhere.example/")],
+        [("id_token_hint", "not-a-token")],
+        [("state", "a"), ("state", "b")],
+    ],
+)
+async def test_refused_logout_speaks_the_requested_language(
+    client: httpx.AsyncClient, refused: list[tuple[str, str]]
+) -> None:
+    response = await client.get("/logout", params=[*refused, ("ui_locales", "es")])
+    assert response.status_code == 400
+    assert '<html lang="es">' in response.text
+    assert "Esta solicitud de cierre de sesión no es válida." in response.text
