@@ -64,7 +64,7 @@ from identity.web.authorization import (
     sign_in_then,
 )
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import csrf_ok, field, read_form
+from identity.web.forms import LOCALE_FIELD, csrf_ok, field, page_locale, read_form
 from identity.web.pages import MAX_EMAIL, MAX_PASSWORD
 from identity.web.rendering import error_page, locale_for, page
 
@@ -560,8 +560,8 @@ async def cancel_submit(
 # --- accepting an invitation ---------------------------------------------------------------
 
 
-def _accept_url(token: str) -> str:
-    return f"{ACCEPT_PATH}?{urlencode({'token': token})}"
+def _accept_url(token: str, locale: str) -> str:
+    return f"{ACCEPT_PATH}?{urlencode({'token': token, LOCALE_FIELD: locale})}"
 
 
 def _closed(
@@ -578,6 +578,7 @@ async def _accept_page(
     request: Request[Any, Any, Any],
     runtime: Runtime,
     token: str,
+    locale: str,
     *,
     name: str = "",
     message_id: str | None = None,
@@ -590,16 +591,20 @@ async def _accept_page(
         try:
             found = await invitations.invitation_for_token(session, token, now)
         except (NotFound, Conflict) as exc:
-            return _closed(request, runtime, exc, locale_for(request, None))
+            return _closed(request, runtime, exc, locale)
         user = await _signed_in(session, request, runtime, now)
         registered = user is None and await email_exists(session, found.invitation.email)
     invitation, account = found.invitation, found.account
-    locale = locale_for(request, None)
     if user is not None:
         # The rule accept_invitation_as_existing_user applies: the invited address only.
         mode = "confirm" if normalise_email(user.email) == invitation.email else "wrong_user"
     elif registered:
-        return await sign_in_then(runtime, _accept_url(token), login_hint=invitation.email)
+        return await sign_in_then(
+            runtime,
+            _accept_url(token, locale),
+            login_hint=invitation.email,
+            ui_locales=locale,
+        )
     else:
         mode = "new"
     password_fields = (
@@ -632,23 +637,24 @@ async def _accept_page(
 async def accept_page(
     request: Request[Any, Any, Any], runtime: RuntimeDep, token: FromQuery[str] = ""
 ) -> Response[Any]:
-    return await _accept_page(request, runtime, token[:200])
+    return await _accept_page(request, runtime, token[:200], page_locale(request))
 
 
 @post(ACCEPT_PATH, include_in_schema=False, cache=False)
 async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
     form = await read_form(request)
     token = field(form, "token", 200)
+    locale = page_locale(request, form)
     settings = runtime.settings
     if not csrf_ok(request, runtime, form):
         return await _accept_page(
-            request, runtime, token, message_id="form.csrf_failed", status=400
+            request, runtime, token, locale, message_id="form.csrf_failed", status=400
         )
     # Not cut to the column's size: prepare_sign_up refuses a long name rather than cut it.
     name = field(form, "name").strip()
     if password_form.wants_suggestion(form):
         # "Generate" without JavaScript: the same form with a generated password, no action.
-        return await _accept_page(request, runtime, token, name=name, suggest=True)
+        return await _accept_page(request, runtime, token, locale, name=name, suggest=True)
     now = utcnow()
     ip = client_ip.of_request(request, settings.trusted_proxies)
     request_id = request.scope.get("state", {}).get("request_id")
@@ -658,11 +664,17 @@ async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
         signed_in = await _signed_in(session, request, runtime, now)
     if signed_in is None and not name:
         return await _accept_page(
-            request, runtime, token, message_id="invite.name_required", status=400
+            request, runtime, token, locale, message_id="invite.name_required", status=400
         )
     if signed_in is None and password != field(form, "password_confirm", MAX_PASSWORD):
         return await _accept_page(
-            request, runtime, token, name=name, message_id="invite.password_mismatch", status=400
+            request,
+            runtime,
+            token,
+            locale,
+            name=name,
+            message_id="invite.password_mismatch",
+            status=400,
         )
     try:
         sign_up = None
@@ -699,11 +711,12 @@ async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
                 )
             account = await service.get_account(session, membership.account_id)
     except PolicyViolation as exc:
-        reasons = password_form.refusal_reasons(exc, locale_for(request, None))
+        reasons = password_form.refusal_reasons(exc, locale)
         return await _accept_page(
             request,
             runtime,
             token,
+            locale,
             name=name,
             message_id="invite.password_weak",
             reasons=reasons,
@@ -711,22 +724,22 @@ async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
         )
     except Forbidden:
         # Signed in as someone else: the page explains it, naming both addresses.
-        return await _accept_page(request, runtime, token, status=403)
+        return await _accept_page(request, runtime, token, locale, status=403)
     except (NotFound, Conflict) as exc:
         if "reason" in exc.extra:
-            return _closed(request, runtime, exc, locale_for(request, None))
+            return _closed(request, runtime, exc, locale)
         # The invited email got a user of its own meanwhile: they sign in to accept.
-        return await _accept_page(request, runtime, token)
+        return await _accept_page(request, runtime, token, locale)
     except InvalidInput as exc:
         message_id = "form.unstorable" if isinstance(exc, UnstorableText) else "invite.name_invalid"
         return await _accept_page(
-            request, runtime, token, name=name, message_id=message_id, status=422
+            request, runtime, token, locale, name=name, message_id=message_id, status=422
         )
     return page(
         request,
         runtime,
         "invitation_done.html",
-        locale=locale_for(request, None),
+        locale=locale,
         context={"account_name": account.name, "email": user.email},
         cookies=[cookies.session(settings, established.token)] if established else [],
     )

@@ -98,6 +98,29 @@ async def test_the_page_speaks_spanish(client: httpx.AsyncClient, runtime: Runti
     assert "Aceptar invitación" in page.text
 
 
+async def test_the_language_of_the_link_is_kept_through_every_post(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A link that asks for Spanish gets Spanish pages, whatever the browser prefers."""
+    _, token = await arrange(runtime)
+    client.headers["Accept-Language"] = "en"
+    page = await client.get(ACCEPT, params={"token": token, "ui_locales": "es"})
+    assert '<html lang="es">' in page.text
+    fields = form_fields(page.text) | {"name": "Nina", "password": STRONG}
+
+    mismatch = await client.post(ACCEPT, data=fields | {"password_confirm": "other"})
+    weak = await client.post(ACCEPT, data=fields | {"password": "abc", "password_confirm": "abc"})
+    accepted = await client.post(ACCEPT, data=fields | {"password_confirm": STRONG})
+    spent = await client.post(ACCEPT, data=fields | {"password_confirm": STRONG})
+
+    assert "Las dos contraseñas no coinciden." in mismatch.text
+    assert "Usa al menos" in weak.text
+    assert "Ya eres miembro de «Acme Hosting»" in accepted.text
+    assert "Esta invitación ya se aceptó." in spent.text
+    for answer in (mismatch, weak, accepted, spent):
+        assert '<html lang="es">' in answer.text
+
+
 @pytest.mark.parametrize(
     ("fields", "status", "message"),
     [
@@ -206,7 +229,7 @@ async def test_an_existing_user_signs_in_then_accepts(
     back = await client.post(
         "/login", data=form_fields(login.text) | {"email": INVITED, "password": PASSWORD}
     )
-    assert back.headers["location"] == f"{ACCEPT}?token={token}"
+    assert back.headers["location"] == f"{ACCEPT}?token={token}&ui_locales=en"
     confirm = await client.get(back.headers["location"])
     assert confirm.status_code == 200
     assert f"You are signed in as {INVITED}" in confirm.text
@@ -216,6 +239,26 @@ async def test_an_existing_user_signs_in_then_accepts(
     assert accepted.status_code == 200
     assert "You are now a member" in accepted.text
     assert await effective(runtime, invitee, account) == {"invoices", "tickets"}
+
+
+async def test_an_existing_user_signs_in_and_accepts_in_the_language_of_the_link(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_user(runtime, INVITED)
+    _, token = await arrange(runtime)
+    client.headers["Accept-Language"] = "en"
+
+    sent = await client.get(ACCEPT, params={"token": token, "ui_locales": "es"})
+    login = await client.get(sent.headers["location"])
+    back = await client.post(
+        "/login", data=form_fields(login.text) | {"email": INVITED, "password": PASSWORD}
+    )
+    confirm = await client.get(back.headers["location"])
+    accepted = await client.post(ACCEPT, data=form_fields(confirm.text))
+
+    assert "Iniciar sesión" in login.text
+    assert f"Has iniciado sesión como {INVITED}" in confirm.text
+    assert "Ya eres miembro" in accepted.text
 
 
 async def test_a_member_already_is_told_so_rather_than_asked_to_accept_again(
