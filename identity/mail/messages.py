@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -48,13 +49,24 @@ def _render(
     )
 
 
+def _action(
+    prefix: str, to: Recipient, product: str, link: str, values: dict[str, str], **context: object
+) -> Message:
+    """An email whose link (a token in its query) opens a hosted page: the page speaks the
+    email's language (``ui_locales``, which every such page reads), not whatever the browser
+    that follows the link prefers."""
+    language = Messages(to.locale).locale
+    link = f"{link}&{urlencode({'ui_locales': language})}"
+    return _render("action", prefix, to, product, values, link=link, **context)
+
+
 def _expires_in(seconds: int) -> dict[str, object]:
     """An action's expiry line for a link that lives minutes."""
     return {"expiry_id": "email.link_expiry", "expiry": {"minutes": str(max(1, seconds // 60))}}
 
 
 def password_reset(to: Recipient, product: str, link: str, ttl_seconds: int) -> Message:
-    return _render("action", "email.reset", to, product, {}, link=link, **_expires_in(ttl_seconds))
+    return _action("email.reset", to, product, link, {}, **_expires_in(ttl_seconds))
 
 
 def password_changed(to: Recipient, product: str) -> Message:
@@ -63,9 +75,7 @@ def password_changed(to: Recipient, product: str) -> Message:
 
 def email_change_confirmation(to: Recipient, product: str, link: str, ttl_seconds: int) -> Message:
     """To the new address: follow the link to make it the sign-in email."""
-    return _render(
-        "action", "email.email_change", to, product, {}, link=link, **_expires_in(ttl_seconds)
-    )
+    return _action("email.email_change", to, product, link, {}, **_expires_in(ttl_seconds))
 
 
 def invitation(
@@ -73,13 +83,12 @@ def invitation(
 ) -> Message:
     """To an invited address: follow the link to join ``account``; it lives days, so its
     expiry is a moment rather than a number of minutes."""
-    return _render(
-        "action",
+    return _action(
         "email.invitation",
         to,
         product,
+        link,
         {"inviter": inviter, "account": account},
-        link=link,
         expiry_id="email.invitation.expiry",
         expiry={"expires": expires.strftime("%Y-%m-%d %H:%M UTC")},
     )

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
+from identity.clock import utcnow
 from identity.i18n import SUPPORTED_LOCALES, catalogue, negotiate
+from identity.mail.models import OutgoingEmail
+from identity.recovery.email_change import request_email_change
 from identity.runtime import Runtime
-from tests.browser import add_oauth_client, add_user, authorize_params, open_login, submit_login
+from tests.browser import (
+    EMAIL,
+    add_oauth_client,
+    add_user,
+    authorize_params,
+    form_fields,
+    open_login,
+    submit_login,
+)
+from tests.integration.account_helpers import invite_and_read_link, make_account
+from tests.integration.page_helpers import mail_to
 
 
 @pytest.fixture
@@ -106,3 +121,63 @@ async def test_refused_logout_speaks_the_requested_language(
     assert response.status_code == 400
     assert '<html lang="es">' in response.text
     assert "Esta solicitud de cierre de sesión no es válida." in response.text
+
+
+def _emailed_link(message: OutgoingEmail) -> str:
+    """The path and query of the one link of an email's text part."""
+    match = re.search(r"http://testserver\.local(/\S+)", message.text_body)
+    assert match, message.text_body
+    return match.group(1)
+
+
+async def test_a_reset_link_opens_its_page_in_the_language_of_its_email(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_user(runtime)
+    client.headers["Accept-Language"] = "en"
+    forgot = await client.get("/password/forgot", params={"ui_locales": "es"})
+    await client.post("/password/forgot", data=form_fields(forgot.text) | {"email": EMAIL})
+    [email] = await mail_to(runtime, EMAIL)
+    assert email.subject == "Cambia tu contraseña de Identity"
+
+    reset = await client.get(_emailed_link(email))
+
+    assert '<html lang="es">' in reset.text
+    assert "Elige una contraseña nueva" in reset.text
+
+
+async def test_a_confirmation_link_opens_its_page_in_the_language_of_its_email(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    user = await add_user(runtime)
+    async with runtime.db.transaction() as session:
+        await request_email_change(
+            session,
+            runtime.store,
+            runtime.limiter,
+            runtime.settings,
+            user,
+            "ana.nueva@example.com",
+            "es",
+            utcnow(),
+        )
+    [email] = await mail_to(runtime, "ana.nueva@example.com")
+
+    page = await client.get(_emailed_link(email), headers={"Accept-Language": "en"})
+
+    assert '<html lang="es">' in page.text
+    assert "Confirma tu nuevo correo electrónico" in page.text
+
+
+async def test_an_invitation_link_opens_its_page_in_the_language_of_its_email(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await add_user(runtime, "owner@example.com")
+    account = await make_account(runtime, owner, "Acme")
+    await invite_and_read_link(runtime, account, "nina@example.com", locale="es")
+    [email] = await mail_to(runtime, "nina@example.com")
+
+    page = await client.get(_emailed_link(email), headers={"Accept-Language": "en"})
+
+    assert '<html lang="es">' in page.text
+    assert "Te han invitado a unirte a la cuenta «Acme»" in page.text
