@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from litestar import Request, Response, route
-from litestar.datastructures import Cookie
+from litestar.datastructures import Cookie, FormMultiDict
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,7 +42,7 @@ from identity.tokens.models import AuthorizationCode
 from identity.tokens.subjects import active_user
 from identity.web import cookies
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import read_form
+from identity.web.forms import page_locale, read_form
 from identity.web.rendering import error_page, locale_for
 
 log = logging.getLogger(__name__)
@@ -204,9 +204,12 @@ def flow_locale(request: Request[Any, Any, Any], flow: Flow | None) -> str:
     return locale_for(request, flow.request.get("ui_locales") if flow else None)
 
 
-def flow_expired(request: Request[Any, Any, Any], runtime: Runtime) -> Template:
-    """The page for a sign-in whose pending request is gone: expired, used, or never was."""
-    return error_page(request, runtime, "error.flow_expired", locale=locale_for(request, None))
+def flow_expired(
+    request: Request[Any, Any, Any], runtime: Runtime, form: FormMultiDict | None = None
+) -> Template:
+    """The page for a sign-in whose pending request is gone: expired, used, or never was.
+    Its ui_locales went with it, so a posted form's own copy tells the language."""
+    return error_page(request, runtime, "error.flow_expired", locale=page_locale(request, form))
 
 
 async def proceed(

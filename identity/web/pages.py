@@ -83,7 +83,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     flows = FlowStore(runtime.store)
     pending = await flows.load(field(form, "flow"))
     if pending is None:
-        return flow_expired(request, runtime)
+        return flow_expired(request, runtime, form)
     email = field(form, "email", MAX_EMAIL).strip()
     settings = runtime.settings
     if not csrf.verify(request.cookies, settings, runtime.secret_key, field(form, csrf.FIELD)):
@@ -183,14 +183,14 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
     ):
         pending = await flows.load(flow_id)
         if pending is None:
-            return flow_expired(request, runtime)
+            return flow_expired(request, runtime, form)
         return await _consent_form(
             request, runtime, pending, message_id="form.csrf_failed", status=400
         )
     # Taken, not read: a double submission issues one code, not two.
     pending = await flows.consume(flow_id)
     if pending is None:
-        return flow_expired(request, runtime)
+        return flow_expired(request, runtime, form)
     return await proceed(
         request,
         runtime,

@@ -158,12 +158,12 @@ async def account_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
     if not csrf_ok(request, runtime, form):
         pending = await flows.load(flow_id)
         if pending is None:
-            return flow_expired(request, runtime)
+            return flow_expired(request, runtime, form)
         return await _picker(request, runtime, pending, message_id="form.csrf_failed", status=400)
     # Taken, not read: a double submission resumes the authorization once.
     pending = await flows.consume(flow_id)
     if pending is None or pending.return_to is not None:
-        return flow_expired(request, runtime)
+        return flow_expired(request, runtime, form)
     # Only a hint: the authorization step accepts it only for an account the user is in.
     pending.account_id = field(form, account_selection.PARAMETER, 64) or None
     return await proceed(request, runtime, pending, session_token=_session_token(request, runtime))

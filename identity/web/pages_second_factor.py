@@ -108,7 +108,7 @@ async def second_factor_submit(
     pending = await FlowStore(runtime.store).load(field(form, "flow"))
     proof = await _pending_proof(runtime, pending) if pending else None
     if pending is None or proof is None:
-        return flow_expired(request, runtime)
+        return flow_expired(request, runtime, form)
     if not csrf_ok(request, runtime, form):
         return _code_form(request, runtime, pending, message_id="form.csrf_failed", status=400)
     settings = runtime.settings
@@ -118,7 +118,7 @@ async def second_factor_submit(
             # A reset, a change or a disable since the password step signs out everywhere;
             # a sign-in half done before it must not finish after it.
             if not await password_unchanged_since(session, proof.user_id, proof.proved_at):
-                return flow_expired(request, runtime)
+                return flow_expired(request, runtime, form)
             amr = await SecondFactor.from_runtime(runtime).verify(
                 session, proof.user_id, field(form, "code", MAX_CODE), now
             )

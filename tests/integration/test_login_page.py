@@ -72,7 +72,7 @@ async def test_login_form_carries_a_csrf_token_and_the_flow(start: Any) -> None:
         fields = form_fields((await open_login(http, authorize_params())).text)
     assert len(fields["csrf_token"]) == 64
     assert fields["flow"]
-    assert set(fields) == {"csrf_token", "flow", "email", "password"}
+    assert set(fields) == {"csrf_token", "flow", "ui_locales", "email", "password"}
 
 
 async def test_post_without_a_valid_csrf_token_shows_the_form_again(start: Any) -> None:

@@ -10,6 +10,7 @@ import pytest
 from identity.clock import utcnow
 from identity.i18n import SUPPORTED_LOCALES, catalogue, negotiate
 from identity.mail.models import OutgoingEmail
+from identity.oauth.interaction import FlowStore
 from identity.recovery.email_change import request_email_change
 from identity.runtime import Runtime
 from tests.browser import (
@@ -23,6 +24,8 @@ from tests.browser import (
 )
 from tests.integration.account_helpers import invite_and_read_link, make_account
 from tests.integration.page_helpers import mail_to
+from tests.integration.recovery_helpers import PASSWORD as RECOVERY_PASSWORD
+from tests.integration.recovery_helpers import enrolled_user
 
 
 @pytest.fixture
@@ -181,3 +184,60 @@ async def test_an_invitation_link_opens_its_page_in_the_language_of_its_email(
 
     assert '<html lang="es">' in page.text
     assert "Te han invitado a unirte a la cuenta «Acme»" in page.text
+
+
+async def _expire(runtime: Runtime, page: httpx.Response) -> None:
+    await FlowStore(runtime.store).delete(form_fields(page.text)["flow"])
+
+
+@pytest.mark.usefixtures("setup")
+async def test_a_sign_in_that_expired_on_the_login_page_says_so_in_its_language(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    client.headers["Accept-Language"] = "en"
+    page = await open_login(client, authorize_params(ui_locales="es"))
+    await _expire(runtime, page)
+
+    expired = await submit_login(client, page)
+
+    assert expired.status_code == 400
+    assert '<html lang="es">' in expired.text
+    assert "Esta página de inicio de sesión ha caducado." in expired.text
+
+
+@pytest.mark.usefixtures("setup")
+async def test_a_sign_in_that_expired_on_the_consent_page_says_so_in_its_language(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    client.headers["Accept-Language"] = "en"
+    consent = await submit_login(
+        client, await open_login(client, authorize_params(ui_locales="es"))
+    )
+    page = await client.get(consent.headers["location"])
+    await _expire(runtime, page)
+
+    expired = await client.post("/consent", data=form_fields(page.text) | {"decision": "allow"})
+
+    assert '<html lang="es">' in expired.text
+    assert "Esta página de inicio de sesión ha caducado." in expired.text
+
+
+async def test_a_sign_in_that_expired_on_the_code_page_says_so_in_its_language(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime)
+    _, generator, _ = await enrolled_user(runtime, EMAIL)
+    client.headers["Accept-Language"] = "en"
+    login = await open_login(client, authorize_params(ui_locales="es"))
+    to_code = await client.post(
+        "/login", data=form_fields(login.text) | {"email": EMAIL, "password": RECOVERY_PASSWORD}
+    )
+    page = await client.get(to_code.headers["location"])
+    await _expire(runtime, page)
+
+    expired = await client.post(
+        "/login/second-factor", data=form_fields(page.text) | {"code": generator.now()}
+    )
+
+    assert '<html lang="es">' in expired.text
+    assert "Esta página de inicio de sesión ha caducado." in expired.text

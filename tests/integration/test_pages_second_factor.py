@@ -76,7 +76,7 @@ async def test_a_code_after_the_password_signs_in_with_amr_pwd_and_otp(
     app = await make_client(runtime, first_party=True)
     verifier, challenge = pkce_pair()
     page = await _password_step(client, app, challenge)
-    assert set(form_fields(page.text)) == {"csrf_token", "flow", "code"}
+    assert set(form_fields(page.text)) == {"csrf_token", "flow", "ui_locales", "code"}
     assert await _sessions(runtime) == []
 
     done = await post_form(client, page, "/login/second-factor", code=generator.now())
