@@ -179,7 +179,9 @@ async def _return_to(
         await flows.save(flow)
         return redirect(f"/login?{urlencode({'flow': flow.id})}", response_cookies)
     await flows.delete(flow.id)
-    return redirect(flow.return_to, response_cookies)
+    # Back in the language the page sent the browser to sign in with.
+    back = with_query(flow.return_to, {"ui_locales": flow.request.get("ui_locales")})
+    return redirect(back, response_cookies)
 
 
 async def sign_in_then(
@@ -190,8 +192,8 @@ async def sign_in_then(
     ui_locales: str | None = None,
 ) -> Response[Any]:
     """For a hosted page that needs a signed-in user: to the login page (in ``ui_locales``,
-    the email filled in with ``login_hint``), and back to ``return_to`` (a local path)
-    once signed in."""
+    the email filled in with ``login_hint``), and back to ``return_to`` (a local path, in
+    ``ui_locales`` too) once signed in."""
     wanted = {"login_hint": login_hint, "ui_locales": ui_locales}
     params = {name: value for name, value in wanted.items() if value}
     flow = Flow(authorize.AuthorizationRequest(params), return_to=return_to)

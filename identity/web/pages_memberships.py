@@ -64,7 +64,7 @@ from identity.web.authorization import (
     sign_in_then,
 )
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import LOCALE_FIELD, csrf_ok, field, page_locale, read_form
+from identity.web.forms import csrf_ok, field, page_locale, read_form
 from identity.web.pages import MAX_EMAIL, MAX_PASSWORD
 from identity.web.rendering import error_page, locale_for, page
 
@@ -560,8 +560,8 @@ async def cancel_submit(
 # --- accepting an invitation ---------------------------------------------------------------
 
 
-def _accept_url(token: str, locale: str) -> str:
-    return f"{ACCEPT_PATH}?{urlencode({'token': token, LOCALE_FIELD: locale})}"
+def _accept_url(token: str) -> str:
+    return f"{ACCEPT_PATH}?{urlencode({'token': token})}"
 
 
 def _closed(
@@ -600,10 +600,7 @@ async def _accept_page(
         mode = "confirm" if normalise_email(user.email) == invitation.email else "wrong_user"
     elif registered:
         return await sign_in_then(
-            runtime,
-            _accept_url(token, locale),
-            login_hint=invitation.email,
-            ui_locales=locale,
+            runtime, _accept_url(token), login_hint=invitation.email, ui_locales=locale
         )
     else:
         mode = "new"

@@ -85,7 +85,7 @@ def _sign_in_on_security_page(page: Page, base_url: str, password: str) -> None:
     page.fill("input[name=email]", EMAIL)
     page.fill("input[name=password]", password)
     page.click("form[action='/login'] button[type=submit]")
-    page.wait_for_url(f"{base_url}/account/security")
+    page.wait_for_url(f"{base_url}/account/security?ui_locales=*")
     assert page.text_content("[data-email]") == EMAIL
 
 

@@ -89,6 +89,20 @@ async def test_signed_out_visitors_sign_in_first_and_come_back_in_their_language
     assert "script-src 'self'" in english.headers["content-security-policy"]
 
 
+async def test_a_link_in_spanish_stays_in_spanish_through_the_sign_in(
+    client: httpx.AsyncClient, ana: User
+) -> None:
+    client.headers["Accept-Language"] = "en"
+    to_login = await client.get(SECURITY, params={"ui_locales": "es"})
+    login = await client.get(to_login.headers["location"])
+    back = await post_form(client, login, "/login", email=ANA, password=PASSWORD)
+
+    page = await client.get(back.headers["location"])
+
+    assert "Iniciar sesión" in login.text
+    assert '<html lang="es">' in page.text and "Seguridad" in page.text
+
+
 async def test_every_form_refuses_a_post_without_the_csrf_token(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
