@@ -62,11 +62,12 @@ from identity.web.authorization import (
     proceed,
     redirect,
     sign_in_then,
+    with_query,
 )
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import csrf_ok, field, page_locale, read_form
+from identity.web.forms import LOCALE_FIELD, csrf_ok, field, page_locale, read_form
 from identity.web.pages import MAX_EMAIL, MAX_PASSWORD
-from identity.web.rendering import error_page, locale_for, page
+from identity.web.rendering import error_page, page
 
 # Notices shown after a change, by the ``done`` query parameter of the redirect.
 DONE = frozenset({"invited", "resent", "cancelled", "saved", "removed"})
@@ -251,6 +252,7 @@ async def _users_page(
     runtime: Runtime,
     user: User,
     account_id: uuid.UUID,
+    locale: str,
     *,
     message_id: str | None = None,
     status: int = 200,
@@ -259,7 +261,6 @@ async def _users_page(
 ) -> Response[Any]:
     """The page, if the user may see it; else the error page (404 to anyone outside the
     account, so ids cannot be probed; 403 to a member without the right)."""
-    locale = locale_for(request, None)
     await runtime.catalogue.ensure_templates(runtime.db)
     try:
         async with runtime.db.transaction() as session:
@@ -295,11 +296,12 @@ async def users_page(
     account_id: FromPath[uuid.UUID],
     done: FromQuery[str | None] = None,
 ) -> Response[Any]:
+    locale = page_locale(request)
     async with runtime.db.transaction() as session:
         user = await _signed_in(session, request, runtime, utcnow())
     if user is None:
-        return await sign_in_then(runtime, users_url(account_id))
-    return await _users_page(request, runtime, user, account_id, done=done)
+        return await sign_in_then(runtime, users_url(account_id), ui_locales=locale)
+    return await _users_page(request, runtime, user, account_id, locale, done=done)
 
 
 def _message_for(exc: DomainError, conflict_message: str) -> str:
@@ -342,11 +344,12 @@ async def _change(
 ) -> Response[Any]:
     """One Users-page form post: sign-in, CSRF, the matrix's verdict, the change, redirect."""
     form = await read_form(request)
+    locale = page_locale(request, form)
     now = utcnow()
     async with runtime.db.transaction() as session:
         user = await _signed_in(session, request, runtime, now)
     if user is None:
-        return await sign_in_then(runtime, users_url(account_id))
+        return await sign_in_then(runtime, users_url(account_id), ui_locales=locale)
     # On a refused invitation the form comes back filled in, so nothing is typed twice.
     invite = (
         {
@@ -364,6 +367,7 @@ async def _change(
             runtime,
             user,
             account_id,
+            locale,
             message_id="form.csrf_failed",
             status=400,
             invite=invite,
@@ -382,12 +386,13 @@ async def _change(
             runtime,
             user,
             account_id,
+            locale,
             message_id=_message_for(exc, conflict_message),
             status=exc.status,
             invite=invite,
         )
     runtime.mail.wake()
-    return redirect(users_url(account_id, done))
+    return redirect(with_query(users_url(account_id, done), {LOCALE_FIELD: locale}))
 
 
 def _role_ids(form: FormMultiDict) -> list[uuid.UUID]:

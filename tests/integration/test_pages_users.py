@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -42,7 +43,7 @@ async def sign_in_at(
         "/login", data=fields | {"email": email, "password": PASSWORD}, headers=headers
     )
     assert back.status_code == 303, back.text
-    assert back.headers["location"] == path
+    assert urlsplit(back.headers["location"]).path == path
     return {"csrf_token": fields["csrf_token"]}
 
 
@@ -131,6 +132,32 @@ async def test_the_page_speaks_spanish_with_the_catalogue_labels(
     assert "Usuarios de Acme" in page.text
     assert "Facturas" in page.text and "Enviar invitación" in page.text
     assert "Invoices" not in page.text
+
+
+async def test_a_link_in_spanish_keeps_the_page_spanish_through_sign_in_and_its_forms(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    client.headers["Accept-Language"] = "en"
+    path = users_path(team.account)
+    sent = await client.get(path, params={"ui_locales": "es"})
+    login = await client.get(sent.headers["location"])
+    back = await client.post(
+        "/login",
+        data=form_fields(login.text) | {"email": "owner@example.com", "password": PASSWORD},
+    )
+    page = await client.get(back.headers["location"])
+    fields = form_fields(page.text)
+    form = {"csrf_token": fields["csrf_token"], "ui_locales": fields["ui_locales"]}
+    cancel = f"{path}/invitations/{team.invitation_id}/cancel"
+
+    done = await client.post(cancel, data=form)
+    shown = await client.get(done.headers["location"])
+    again = await client.post(cancel, data=form)
+
+    assert "Iniciar sesión" in login.text
+    assert "Usuarios de Acme" in page.text
+    assert "Se ha cancelado la invitación." in shown.text
+    assert "Esta invitación ya se aceptó o se canceló." in again.text
 
 
 async def test_only_an_owner_is_offered_all_permissions(
