@@ -85,9 +85,11 @@ def _as_asked(user: User, credential: PasswordCredential | None, pending: dict[s
 
 
 async def confirm_email_change(
-    session: AsyncSession, store: Store, settings: Settings, token: str, now: datetime
+    session: AsyncSession, store: Store, settings: Settings, token: str, locale: str, now: datetime
 ) -> User:
-    """Make the confirmed address the sign-in email and tell the old one.
+    """Make the confirmed address the sign-in email and tell the old one, in the user's
+    language or else ``locale``, the confirmation page's (the link's: the language the
+    change was asked in).
 
     Raises ``InvalidConfirmationLink`` or ``Conflict``. Call ``runtime.mail.wake()`` after
     the commit.
@@ -107,7 +109,7 @@ async def confirm_email_change(
     except repository.EmailTaken:
         raise Conflict("Another account already uses this email address.") from None
     notice = messages.email_changed(
-        Recipient(old_email, user.locale or "en"), settings.product_name, old_email, user.email
+        Recipient(old_email, user.locale or locale), settings.product_name, old_email, user.email
     )
     await outbox.enqueue(session, notice, now)
     return user

@@ -265,7 +265,7 @@ async def confirm_email_submit(
     try:
         async with runtime.db.transaction() as session:
             user = await confirm_email_change(
-                session, runtime.store, runtime.settings, token, utcnow()
+                session, runtime.store, runtime.settings, token, locale, utcnow()
             )
             email = user.email
     except InvalidConfirmationLink:

@@ -48,7 +48,9 @@ async def _ask(runtime: Runtime, user: User, new_email: str = NEW) -> str:
 
 async def _confirm(runtime: Runtime, token: str) -> User:
     async with runtime.db.transaction() as session:
-        return await confirm_email_change(session, runtime.store, runtime.settings, token, utcnow())
+        return await confirm_email_change(
+            session, runtime.store, runtime.settings, token, "en", utcnow()
+        )
 
 
 async def test_the_confirmed_address_becomes_the_sign_in_email_and_the_old_one_is_told(

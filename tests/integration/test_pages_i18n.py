@@ -172,6 +172,33 @@ async def test_a_confirmation_link_opens_its_page_in_the_language_of_its_email(
     assert "Confirma tu nuevo correo electrónico" in page.text
 
 
+async def test_the_old_address_is_told_of_a_change_in_the_language_it_was_asked_in(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    user = await add_user(runtime)
+    async with runtime.db.transaction() as session:
+        await request_email_change(
+            session,
+            runtime.store,
+            runtime.limiter,
+            runtime.settings,
+            user,
+            "ana.nueva@example.com",
+            "es",
+            utcnow(),
+        )
+    [confirmation] = await mail_to(runtime, "ana.nueva@example.com")
+    page = await client.get(_emailed_link(confirmation))
+    confirmed = await client.post("/confirm-email", data=form_fields(page.text))
+    assert "A partir de ahora inicias sesión con ana.nueva@example.com." in confirmed.text
+
+    [notice] = await mail_to(runtime, EMAIL)
+
+    assert notice.subject == (
+        "Se ha cambiado el correo de inicio de sesión de tu cuenta de Identity"
+    )
+
+
 async def test_an_invitation_link_opens_its_page_in_the_language_of_its_email(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
