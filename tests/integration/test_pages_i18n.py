@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import re
+import string
+from pathlib import Path
 
 import httpx
 import pytest
 
+import identity
 from identity.clock import utcnow
 from identity.i18n import SUPPORTED_LOCALES, catalogue, negotiate
 from identity.mail.models import OutgoingEmail
+from identity.oauth.errors import InvalidClientError, InvalidRequestError
 from identity.oauth.interaction import FlowStore
+from identity.oauth.scopes import SCOPES_SUPPORTED
 from identity.recovery.email_change import request_email_change
 from identity.runtime import Runtime
+from identity.web.pages_memberships import DONE
 from tests.browser import (
     EMAIL,
     add_oauth_client,
@@ -268,3 +274,50 @@ async def test_a_sign_in_that_expired_on_the_code_page_says_so_in_its_language(
 
     assert '<html lang="es">' in expired.text
     assert "Esta página de inicio de sesión ha caducado." in expired.text
+
+
+def _placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+
+
+def test_every_text_has_the_same_placeholders_in_every_language() -> None:
+    english = catalogue("en")
+    for locale in SUPPORTED_LOCALES:
+        for key, text in catalogue(locale).items():
+            assert _placeholders(text) == _placeholders(english[key]), (locale, key)
+
+
+# A text id as code and templates write it: "<section>.<name>", not a file name.
+_TEXT_ID = re.compile(r"""["']([a-z_]+\.[a-z_.:]+)["']""")
+_NOT_IDS = (".html", ".txt", ".toml", ".id")
+
+
+def test_every_text_id_the_code_names_exists() -> None:
+    """Literal ids anywhere in the pages, emails and templates, and the ids they build."""
+    texts = catalogue("en")
+    sections = {key.split(".")[0] for key in texts}
+    root = Path(identity.__file__).parent
+    sources = [*root.glob("web/**/*.py"), *root.glob("mail/*.py"), *root.glob("templates/**/*")]
+    named = {
+        match.rstrip(".")
+        for path in sources
+        if path.is_file()
+        for match in _TEXT_ID.findall(path.read_text())
+        if match.split(".")[0] in sections and not match.endswith(_NOT_IDS)
+    }
+    # The invitation page names its closed-link text after the domain's reason.
+    reasons = re.findall(r'reason="(\w+)"', (root / "permissions" / "invitations.py").read_text())
+    built = {
+        *(f"users.done.{done}" for done in DONE),
+        *(f"language.{code}" for code in SUPPORTED_LOCALES),
+        *(f"scope.{scope}" for scope in SCOPES_SUPPORTED),
+        *(f"error.oauth.{error.error}" for error in (InvalidClientError, InvalidRequestError)),
+        *(f"invite.{reason}" for reason in reasons),
+    }
+    # A name that is only a prefix ("email.reset", "users.done.") must prefix some id.
+    missing = {
+        name
+        for name in named | built
+        if name not in texts and not any(key.startswith(f"{name}.") for key in texts)
+    }
+    assert reasons and not missing
