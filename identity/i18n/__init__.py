@@ -45,8 +45,8 @@ def _language(tag: str) -> str:
 
 def _from_accept_language(header: str) -> str | None:
     """The supported language the browser prefers most (RFC 9110 §12.5.4 quality values)."""
-    ranked: list[tuple[float, int, str]] = []
-    for position, item in enumerate(header.split(",")):
+    items: list[tuple[str, float]] = []
+    for item in header.split(","):
         tag, _, params = item.partition(";")
         quality = 1.0
         for param in params.split(";"):
@@ -56,10 +56,16 @@ def _from_accept_language(header: str) -> str | None:
                     quality = float(value)
                 except ValueError:
                     quality = 0.0
-        language = _language(tag)
-        if language in SUPPORTED_LOCALES and quality > 0:
-            # Higher quality first; among equals, the order the browser gave.
-            ranked.append((-quality, position, language))
+        items.append((_language(tag), quality))
+    # "*" stands for every language no other item names, whatever quality that one has.
+    named = {language for language, _ in items}
+    unnamed = [language for language in SUPPORTED_LOCALES if language not in named]
+    ranked: list[tuple[float, int, str]] = []
+    for position, (language, quality) in enumerate(items):
+        for candidate in unnamed if language == "*" else [language]:
+            if candidate in SUPPORTED_LOCALES and quality > 0:
+                # Higher quality first; among equals, the order the browser gave.
+                ranked.append((-quality, position, candidate))
     return min(ranked)[2] if ranked else None
 
 

@@ -99,6 +99,11 @@ async def test_consent_page_is_translated(client: httpx.AsyncClient) -> None:
         (None, "en;q=0.2, es;q=0.9", "es"),
         (None, "es;q=0, en", "en"),
         (None, "garbage;;q=x", "en"),
+        # "*" stands for every language the header does not name (RFC 9110 §12.5.4).
+        (None, "en;q=0, *", "es"),
+        (None, "es;q=0.5, *;q=0.9", "en"),
+        (None, "de, *;q=0.5, es;q=0.4", "en"),
+        (None, "*", "en"),
         (None, None, "en"),
     ],
 )
