@@ -81,6 +81,7 @@ async def create_user(
     *,
     is_admin: bool = False,
     email_verified: bool = True,
+    locale: str | None = None,
 ) -> User:
     """Store the user ``prepare_user`` made; ``Conflict`` if the email, whatever its case,
     belongs to another user."""
@@ -91,6 +92,7 @@ async def create_user(
         name=new_user.name,
         is_admin=is_admin,
         email_verified=email_verified,
+        locale=locale,
     )
     try:
         await repository.insert_user(session, user, new_user.password_hash)

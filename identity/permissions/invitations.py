@@ -440,16 +440,18 @@ async def accept_invitation_as_new_user(
     now: datetime | None = None,
     ip: str | None = None,
     request_id: str | None = None,
+    locale: str | None = None,
 ) -> tuple[User, Membership]:
     """The user ``prepare_sign_up`` made, stored, and the membership, in the caller's
     transaction. The invitation is claimed here, so of racing sign-ups one succeeds; the
     others get ``Conflict``, as does an email that has a user already (they accept signed
-    in instead)."""
+    in instead). The user's language is the one they signed up in (``locale``), else the
+    invitation's: their ID tokens' ``locale`` and the emails we send them later use it."""
     now = now or utcnow()
     invitation = await _open(session, sign_up.token, now)
     await _claim(session, invitation, now)
     if await repository.user_by_email(session, invitation.email) is not None:
         raise Conflict("An account with this email exists already; sign in to accept.")
-    user = await create_user(session, sign_up.user)
+    user = await create_user(session, sign_up.user, locale=locale or invitation.locale)
     membership = await _enrol(session, invitation, user, Actor(user.id, None, ip, request_id), now)
     return user, membership

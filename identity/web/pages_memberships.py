@@ -697,7 +697,7 @@ async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
                 raise InvalidInput("A name is required.")
             else:
                 user, membership = await invitations.accept_invitation_as_new_user(
-                    session, sign_up, now=now, ip=ip, request_id=request_id
+                    session, sign_up, now=now, ip=ip, request_id=request_id, locale=locale
                 )
                 # Signed in at once: the person has just proved they read the invited mailbox
                 # and chose the password.

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from identity.accounts.models import User
 from identity.clock import utcnow
+from identity.oauth.tokens import user_claims
 from identity.permissions.models import Account, Invitation, Membership
 from identity.runtime import Runtime
 from tests.browser import PASSWORD, add_user, form_fields
@@ -119,6 +120,10 @@ async def test_the_language_of_the_link_is_kept_through_every_post(
     assert "Esta invitación ya se aceptó." in spent.text
     for answer in (mismatch, weak, accepted, spent):
         assert '<html lang="es">' in answer.text
+    # The language signed up in is the user's: their ID tokens and later emails use it.
+    user = await user_named(runtime, INVITED)
+    assert user is not None and user.locale == "es"
+    assert user_claims(user, ["openid", "profile"])["locale"] == "es"
 
 
 @pytest.mark.parametrize(
