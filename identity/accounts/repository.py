@@ -53,25 +53,24 @@ async def password_hash(session: AsyncSession, user_id: uuid.UUID) -> str | None
     )
 
 
-async def password_unchanged_since(
-    session: AsyncSession, user_id: uuid.UUID, since: datetime
-) -> bool:
-    """Whether the user is enabled and has not changed their password after ``since``, and
-    stays so until the caller's transaction ends.
+class PasswordChanged(Exception):
+    """The password a sign-in proved has been replaced, or the user disabled, since."""
 
-    A sign-in checks this and then opens its session: a change, reset or disable (each ends
-    every session) committing in between would miss that session, which would outlive it.
-    On PostgreSQL both rows are share-locked, so such a change in progress is waited for and
-    then seen, and one that starts later waits for the caller. SQLite takes no row locks: a
-    no-op write first takes its one write lock, which shuts every other writer out.
+
+async def check_password_unchanged_since(
+    session: AsyncSession, user_id: uuid.UUID, since: datetime
+) -> None:
+    """Raise ``PasswordChanged`` unless the user is enabled and has not changed their
+    password after ``since``; it then stays so until the caller's transaction ends.
+
+    A sign-in proves the password with no transaction open, then opens its session: a
+    change, reset or disable (each ends every session) committing in between would miss
+    that session, which would outlive it. Call this after the transaction's first write
+    (the session's INSERT): on SQLite that write took the one write lock (Python's sqlite3
+    begins a transaction only there), so nothing else commits before this one does; on
+    PostgreSQL both rows are share-locked, so a change in progress is waited for and then
+    seen, and one that starts later waits for the caller.
     """
-    if session.get_bind().dialect.name == "sqlite":
-        await session.execute(
-            update(PasswordCredential)
-            .where(PasswordCredential.user_id == user_id)
-            .values(user_id=PasswordCredential.user_id)
-            .execution_options(synchronize_session=False)
-        )
     found = await session.scalar(
         select(PasswordCredential.user_id)
         .join(User, User.id == PasswordCredential.user_id)
@@ -82,7 +81,8 @@ async def password_unchanged_since(
         )
         .with_for_update(read=True)
     )
-    return found is not None
+    if found is None:
+        raise PasswordChanged
 
 
 async def replace_password(

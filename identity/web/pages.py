@@ -12,7 +12,7 @@ from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
-from identity.accounts.repository import password_unchanged_since
+from identity.accounts.repository import PasswordChanged, check_password_unchanged_since
 from identity.accounts.service import authenticate
 from identity.accounts.throttle import SignInThrottle
 from identity.clients.repository import get_client
@@ -100,24 +100,25 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     previous = cookies.read(request.cookies, settings, cookies.SESSION)
     proved_at = utcnow()
     user = await authenticate(runtime.db, runtime.passwords, email, password)
-    async with runtime.db.transaction() as session:
-        if user is not None and not await password_unchanged_since(session, user.id, proved_at):
-            # Changed, and every session ended, while argon2 checked the old one.
-            user = None
-        needs_code = user is not None and await second_factor.requires_code(
-            session, runtime, user.id
-        )
-        if user is not None and not needs_code:
-            established = await sessions.establish(
-                session,
-                user_id=user.id,
-                amr=["pwd"],
-                now=utcnow(),
-                ttl=settings.session_ttl,
-                previous_token=previous,
-                ip=ip,
-                user_agent=request.headers.get("user-agent"),
+    try:
+        async with runtime.db.transaction() as session:
+            needs_code = user is not None and await second_factor.requires_code(
+                session, runtime, user.id
             )
+            if user is not None and not needs_code:
+                established = await sessions.establish(
+                    session,
+                    user_id=user.id,
+                    amr=["pwd"],
+                    now=utcnow(),
+                    ttl=settings.session_ttl,
+                    previous_token=previous,
+                    ip=ip,
+                    user_agent=request.headers.get("user-agent"),
+                )
+                await check_password_unchanged_since(session, user.id, proved_at)
+    except PasswordChanged:
+        user = None  # changed, and every session ended, while argon2 checked the old one
     if user is None:
         throttle.failed()
         # One message for an unknown email, a wrong password and a disabled account.

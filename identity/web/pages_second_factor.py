@@ -21,7 +21,7 @@ from litestar.params import FromQuery
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.repository import password_unchanged_since
+from identity.accounts.repository import PasswordChanged, check_password_unchanged_since
 from identity.clock import utcnow
 from identity.errors import RateLimited
 from identity.mfa.service import InvalidCode, SecondFactor
@@ -115,10 +115,6 @@ async def second_factor_submit(
     now = utcnow()
     try:
         async with runtime.db.transaction() as session:
-            # A reset, a change or a disable since the password step signs out everywhere;
-            # a sign-in half done before it must not finish after it.
-            if not await password_unchanged_since(session, proof.user_id, proof.proved_at):
-                return flow_expired(request, runtime, form)
             amr = await SecondFactor.from_runtime(runtime).verify(
                 session, proof.user_id, field(form, "code", MAX_CODE), now
             )
@@ -132,6 +128,11 @@ async def second_factor_submit(
                 ip=client_ip.of_request(request, settings.trusted_proxies),
                 user_agent=request.headers.get("user-agent"),
             )
+            # A reset, a change or a disable since the password step signs out everywhere;
+            # a sign-in half done before it must not finish after it (nor spend the code).
+            await check_password_unchanged_since(session, proof.user_id, proof.proved_at)
+    except PasswordChanged:
+        return flow_expired(request, runtime, form)
     except InvalidCode:
         return _code_form(request, runtime, pending, message_id="second_factor.invalid", status=400)
     except RateLimited:

@@ -180,24 +180,23 @@ async def test_a_password_changed_while_a_sign_in_checks_it_opens_no_session(
 async def test_a_password_changed_after_a_sign_in_found_it_unchanged_ends_its_session(
     start: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The change commits after the sign-in's transaction found the password unchanged and
-    before that transaction opens the session. On PostgreSQL nothing stopped it: the change
-    signed out every session it could see, and the one then opened outlived it. The check
-    now holds the rows it read until the session is open, so the change waits and ends it
-    too (on SQLite, one writer at a time has the same effect)."""
+    """A change begins right after the sign-in's transaction found the password unchanged.
+    On PostgreSQL nothing stopped it before: it signed out every session it could see, and
+    the one then committed outlived it. The check holds what it read until the session is
+    committed (share locks; on SQLite, the write lock the session's INSERT took), so the
+    change waits and ends that session too."""
     async with start() as (http, runtime):
         page = await open_login(http, authorize_params())
         owner = await _owner(runtime)
-        real_check = pages.password_unchanged_since
+        real_check = pages.check_password_unchanged_since
         change: list[asyncio.Task[None]] = []
 
-        async def check_then_a_change(*args: Any, **kwargs: Any) -> bool:
-            unchanged = await real_check(*args, **kwargs)
+        async def check_then_a_change(*args: Any, **kwargs: Any) -> None:
+            await real_check(*args, **kwargs)
             change.append(asyncio.create_task(_change_the_password(runtime, owner)))
             await until_waiting_or_done(runtime, change[0], "password_credentials")
-            return unchanged
 
-        monkeypatch.setattr(pages, "password_unchanged_since", check_then_a_change)
+        monkeypatch.setattr(pages, "check_password_unchanged_since", check_then_a_change)
         await submit_login(http, page)
         await change[0]
         assert [s for s in await _sessions(runtime) if s.revoked_at is None] == []
