@@ -160,9 +160,8 @@ async def test_a_reset_link_opens_its_page_in_the_language_of_its_email(
     assert "Elige una contraseña nueva" in reset.text
 
 
-async def test_a_confirmation_link_opens_its_page_in_the_language_of_its_email(
-    client: httpx.AsyncClient, runtime: Runtime
-) -> None:
+async def _ask_in_spanish_to_move_to(runtime: Runtime, new_email: str) -> None:
+    """A user asks, on a Spanish page, to sign in with ``new_email`` from now on."""
     user = await add_user(runtime)
     async with runtime.db.transaction() as session:
         await request_email_change(
@@ -171,10 +170,16 @@ async def test_a_confirmation_link_opens_its_page_in_the_language_of_its_email(
             runtime.limiter,
             runtime.settings,
             user,
-            "ana.nueva@example.com",
+            new_email,
             "es",
             utcnow(),
         )
+
+
+async def test_a_confirmation_link_opens_its_page_in_the_language_of_its_email(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await _ask_in_spanish_to_move_to(runtime, "ana.nueva@example.com")
     [email] = await mail_to(runtime, "ana.nueva@example.com")
 
     page = await client.get(_emailed_link(email), headers={"Accept-Language": "en"})
@@ -186,18 +191,7 @@ async def test_a_confirmation_link_opens_its_page_in_the_language_of_its_email(
 async def test_the_old_address_is_told_of_a_change_in_the_language_it_was_asked_in(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    user = await add_user(runtime)
-    async with runtime.db.transaction() as session:
-        await request_email_change(
-            session,
-            runtime.store,
-            runtime.limiter,
-            runtime.settings,
-            user,
-            "ana.nueva@example.com",
-            "es",
-            utcnow(),
-        )
+    await _ask_in_spanish_to_move_to(runtime, "ana.nueva@example.com")
     [confirmation] = await mail_to(runtime, "ana.nueva@example.com")
     page = await client.get(_emailed_link(confirmation))
     confirmed = await client.post("/confirm-email", data=form_fields(page.text))
