@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
+from identity.db.row_locks import lock_rows
 from identity.permissions.models import (
     Account,
     Invitation,
@@ -101,7 +102,7 @@ async def lock_account(session: AsyncSession, account_id: uuid.UUID) -> None:
     lock before anything is read, so two "remove the other owner" requests cannot both
     count two owners.
     """
-    await session.execute(update(Account).where(Account.id == account_id).values(name=Account.name))
+    await lock_rows(session, Account.name, Account.id == account_id)
 
 
 # --- users -----------------------------------------------------------------------------
@@ -218,12 +219,7 @@ async def lock_membership(
     grants are read. ``populate_existing``: the session may hold the row as read before.
     """
     where = (Membership.account_id == account_id, Membership.user_id == user_id)
-    await session.execute(
-        update(Membership)
-        .where(*where)
-        .values(all_permissions=Membership.all_permissions)
-        .execution_options(synchronize_session=False)
-    )
+    await lock_rows(session, Membership.all_permissions, *where)
     return await session.scalar(
         select(Membership).where(*where).execution_options(populate_existing=True)
     )
@@ -402,12 +398,7 @@ async def lock_role(session: AsyncSession, role_id: uuid.UUID) -> Role | None:
     after every grant of the role in progress has committed. A no-op write, as
     ``lock_account``: it waits for grants holding the role share-locked (``roles_by_id``).
     """
-    await session.execute(
-        update(Role)
-        .where(Role.id == role_id)
-        .values(name=Role.name)
-        .execution_options(synchronize_session=False)
-    )
+    await lock_rows(session, Role.name, Role.id == role_id)
     return await session.scalar(
         select(Role).where(Role.id == role_id).execution_options(populate_existing=True)
     )
@@ -495,7 +486,7 @@ async def lock_role_names(session: AsyncSession, account_id: uuid.UUID | None) -
     elif session.get_bind().dialect.name == "postgresql":
         await lock_templates(session)
     else:
-        await session.execute(update(Role).where(false()).values(name=Role.name))
+        await lock_rows(session, Role.name, false())
 
 
 async def insert_template_if_missing(session: AsyncSession, key: str, name: str) -> None:

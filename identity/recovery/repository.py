@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import PasswordCredential, PasswordResetToken, User
+from identity.db.row_locks import lock_rows
 
 
 class EmailTaken(Exception):
@@ -72,12 +73,7 @@ async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> None:
     A no-op write, exclusive where ``hold_user``'s share lock is not (two share locks, then
     two writes, would deadlock): the row lock on PostgreSQL, the write lock on SQLite.
     """
-    await session.execute(
-        update(User)
-        .where(User.id == user_id)
-        .values(email=User.email)
-        .execution_options(synchronize_session=False)
-    )
+    await lock_rows(session, User.email, User.id == user_id)
 
 
 async def hold_user(session: AsyncSession, user_id: uuid.UUID) -> None:

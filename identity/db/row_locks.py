@@ -1,0 +1,28 @@
+"""Row locks taken by a no-op write: read-check-write code that must run one at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+
+async def lock_rows(
+    session: AsyncSession, column: InstrumentedAttribute[Any], *where: ColumnElement[bool]
+) -> None:
+    """Hold the rows of ``column``'s table that match ``where`` until the transaction ends,
+    by setting ``column`` to itself.
+
+    On PostgreSQL that takes the rows' lock: a second caller waits, and its later statements
+    see the first one's commit. ``column`` is one no foreign key refers to, so the lock does
+    not block inserts of rows that refer to these. On SQLite any write, even one that
+    matches no row, takes the database's one write lock before anything else is read.
+    """
+    await session.execute(
+        update(column.class_)
+        .where(*where)
+        .values({column: column})
+        .execution_options(synchronize_session=False)
+    )
