@@ -23,8 +23,11 @@ def digest(secret: str) -> str:
 
 
 def digest_matches(secret: str, expected_digest: str) -> bool:
-    """Constant-time comparison of a presented secret against a stored digest."""
-    return hmac.compare_digest(digest(secret), expected_digest)
+    """Constant-time comparison of a secret against a digest, stored or posted: as bytes,
+    since compare_digest refuses a str with non-ASCII characters (TypeError)."""
+    return hmac.compare_digest(
+        digest(secret).encode(), expected_digest.encode("utf-8", "surrogatepass")
+    )
 
 
 class DecryptionFailed(Exception):

@@ -9,7 +9,6 @@ identity.accounts.self_service, identity.recovery.email_change and identity.mfa.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -23,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts import self_service
 from identity.accounts.models import User
 from identity.clock import utcnow
-from identity.crypto import digest
+from identity.crypto import digest, digest_matches
 from identity.errors import (
     Conflict,
     DomainError,
@@ -394,8 +393,7 @@ async def _shown_secret(session: AsyncSession, posted: Posted) -> str | None:
     if pending is None or pending.confirmed_at is not None:
         return None
     secret = SecondFactor.from_runtime(posted.runtime).encryptor.decrypt(pending.secret_encrypted)
-    shown = field(posted.form, "enrolment", 64).encode("utf-8", "surrogatepass")
-    return secret if hmac.compare_digest(digest(secret).encode(), shown) else None
+    return secret if digest_matches(secret, field(posted.form, "enrolment", 64)) else None
 
 
 @post(f"{PATH}/totp/confirm", include_in_schema=False, cache=False)
