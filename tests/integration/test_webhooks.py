@@ -390,26 +390,34 @@ async def test_a_name_resolving_to_an_internal_address_fails_at_connection_and_i
     assert asked == [name, name]
 
 
+async def _stored_before_the_check(runtime: Runtime, urls: list[str]) -> None:
+    """Subscriptions to ``urls`` stored as an older release let them be, and an event for
+    each: a member removed."""
+    async with runtime.db.transaction() as session:
+        for url in urls:
+            session.add(
+                WebhookSubscription(
+                    url=url,
+                    event_types=REMOVED,
+                    secret_ciphertext=runtime.webhook_encryptor.encrypt("whsec_legacy"),
+                    description="",
+                    created_at=utcnow(),
+                )
+            )
+    account_id, user_id = await member_of_new_account(runtime)
+    async with runtime.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+
+
 async def test_a_subscription_stored_before_numeric_spellings_were_refused_gives_up_at_once(
     quiet: Runtime,
 ) -> None:
     # Such rows may be in the database from before the URL check read these spellings; the
     # check runs again before each attempt, so they fail without a connection being made, and
     # for good: the same URL would be refused at every retry.
-    async with quiet.db.transaction() as session:
-        for url in ("https://127.1/hooks/identity", "https://2852039166/latest/meta-data"):
-            session.add(
-                WebhookSubscription(
-                    url=url,
-                    event_types=REMOVED,
-                    secret_ciphertext=quiet.webhook_encryptor.encrypt("whsec_legacy"),
-                    description="",
-                    created_at=utcnow(),
-                )
-            )
-    account_id, user_id = await member_of_new_account(quiet)
-    async with quiet.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+    await _stored_before_the_check(
+        quiet, ["https://127.1/hooks/identity", "https://2852039166/latest/meta-data"]
+    )
     strict = WebhookDispatcher(quiet.db, quiet.webhook_encryptor, allow_http_loopback=False)
 
     assert await strict.run_once() == 0
@@ -449,20 +457,7 @@ async def test_a_stored_url_the_http_client_cannot_send_to_gives_up_at_once(
 ) -> None:
     # Such a URL made the HTTP client raise outside its transport errors: the attempt broke,
     # kept its lease, and came back every lease for ever, with no reason stored.
-    async with quiet.db.transaction() as session:
-        for url in UNSENDABLE:
-            session.add(
-                WebhookSubscription(
-                    url=url,
-                    event_types=REMOVED,
-                    secret_ciphertext=quiet.webhook_encryptor.encrypt("whsec_legacy"),
-                    description="",
-                    created_at=utcnow(),
-                )
-            )
-    account_id, user_id = await member_of_new_account(quiet)
-    async with quiet.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+    await _stored_before_the_check(quiet, UNSENDABLE)
 
     assert await quiet.webhooks.run_once() == 0
     failed = await deliveries(quiet)
