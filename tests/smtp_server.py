@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
@@ -25,12 +27,50 @@ class Inbox:
 
 
 @contextmanager
-def smtp_server(port: int | None = None) -> Iterator[tuple[int, Inbox]]:
-    inbox = Inbox()
+def smtp_server(
+    port: int | None = None, inbox: Inbox | None = None, **options: Any
+) -> Iterator[tuple[int, Inbox]]:
+    """``options`` go to aiosmtpd: ``ssl_context`` for TLS from the start, ``tls_context``
+    and ``require_starttls`` for STARTTLS."""
+    inbox = inbox or Inbox()
     port = port or free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield port, inbox
     finally:
         controller.stop()
+
+
+@contextmanager
+def trickling_smtp_server(seconds_per_byte: float = 0.1) -> Iterator[int]:
+    """A mail server that greets one byte at a time and never ends the line: every read
+    succeeds within any per-read timeout, so only a deadline ends the conversation."""
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+
+    def trickle(connection: socket.socket) -> None:
+        with connection:
+            while not stop.wait(seconds_per_byte):
+                try:
+                    connection.sendall(b"2")
+                except OSError:
+                    return  # the client hung up
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=trickle, args=(connection,), daemon=True).start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        acceptor.join()
+        listener.close()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import smtplib
+import socket
 import ssl
 import tempfile
+import threading
 from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import format_datetime
@@ -17,6 +20,10 @@ from urllib.parse import unquote, urlsplit
 from identity.mail.models import OutgoingEmail
 
 SMTP_TIMEOUT_SECONDS = 15
+# smtplib's timeout bounds each read and write, so a server trickling a byte at a time could
+# hold one send, and the sender's loop, for ever. The conversation is cut at this deadline,
+# well inside the dispatcher's lease: no other process may take the message while it goes.
+SMTP_DEADLINE_SECONDS = 60
 
 
 class TransportError(Exception):
@@ -54,22 +61,44 @@ class SmtpTransport:
         self._port = parts.port or (465 if parts.scheme == "smtps" else 25)
         self._username = unquote(parts.username) if parts.username else None
         self._password = unquote(parts.password) if parts.password else None
+        self._tls = ssl.create_default_context()
 
-    def _send_blocking(self, message: EmailMessage) -> None:
-        context = ssl.create_default_context()
+    def _client(self) -> smtplib.SMTP:
+        """A client not yet connected, so the deadline's watchdog can reach its socket while
+        it waits for the greeting (``SMTP(host)`` would connect before returning)."""
         client: smtplib.SMTP
         if self._scheme == "smtps":
-            client = smtplib.SMTP_SSL(
-                self._host, self._port, timeout=SMTP_TIMEOUT_SECONDS, context=context
-            )
+            client = smtplib.SMTP_SSL(timeout=SMTP_TIMEOUT_SECONDS, context=self._tls)
         else:
-            client = smtplib.SMTP(self._host, self._port, timeout=SMTP_TIMEOUT_SECONDS)
-        with client:
+            client = smtplib.SMTP(timeout=SMTP_TIMEOUT_SECONDS)
+        # What SMTP(host) sets: the name TLS checks the server's certificate against.
+        client._host = self._host
+        return client
+
+    def _send_blocking(self, message: EmailMessage) -> None:
+        client = self._client()
+        watchdog = _Watchdog(client, SMTP_DEADLINE_SECONDS)
+        try:
+            code, greeting = client.connect(self._host, self._port)
+            watchdog.check()
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, greeting)
             if self._scheme == "smtp+starttls":
-                client.starttls(context=context)
+                client.starttls(context=self._tls)
             if self._username:
                 client.login(self._username, self._password or "")
             client.send_message(message)
+        except Exception as exc:
+            watchdog.cancel()
+            client.close()
+            if watchdog.fired:
+                raise TimeoutError(f"the mail server took over {SMTP_DEADLINE_SECONDS} s") from exc
+            raise
+        # The server has taken the message: a goodbye that fails must not send it again.
+        with contextlib.suppress(smtplib.SMTPException, OSError, ValueError):
+            client.quit()
+        watchdog.cancel()
+        client.close()
 
     async def send(self, message: EmailMessage) -> None:
         try:
@@ -77,6 +106,34 @@ class SmtpTransport:
             await asyncio.to_thread(self._send_blocking, message)
         except (smtplib.SMTPException, OSError) as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class _Watchdog:
+    """Cuts a client's connection once ``seconds`` have passed since it was made."""
+
+    def __init__(self, client: smtplib.SMTP, seconds: float) -> None:
+        self._client = client
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = self._client.sock
+        if sock is not None:
+            # The plain socket's shutdown: it wakes a thread blocked reading or writing this
+            # socket (close would not), and on TLS it leaves that thread's SSL object alone.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def check(self) -> None:
+        """Raise if the deadline passed while connecting, before the socket could be cut."""
+        if self.fired:
+            raise TimeoutError("connecting took the whole deadline")
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 def _file_policy(message: EmailMessage) -> Policy:

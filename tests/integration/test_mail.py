@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import trustme
 from sqlalchemy import select, update
 
 from identity.clock import utcnow
 from identity.db.engine import Database, create_engine
-from identity.mail import outbox
-from identity.mail.dispatcher import BACKOFF, MailDispatcher
+from identity.mail import outbox, transport
+from identity.mail.dispatcher import BACKOFF, LEASE, MailDispatcher
 from identity.mail.models import OutgoingEmail
 from identity.mail.outbox import Message
-from identity.mail.transport import OutboxTransport, SmtpTransport
+from identity.mail.transport import OutboxTransport, SmtpTransport, TransportError
 from identity.settings import Settings
 from tests.processes import free_port
-from tests.smtp_server import smtp_server
+from tests.smtp_server import Inbox, smtp_server, trickling_smtp_server
 
 MESSAGE = Message(
     to="ana@example.com",
@@ -64,6 +68,102 @@ async def test_smtp_delivers_text_and_html_once(db: Database) -> None:
     assert "<a href" in received.get_body(("html",)).get_content()
     (row,) = await _rows(db)
     assert row.sent_at is not None and row.attempts == 1
+
+
+async def test_a_server_that_trickles_is_cut_off_at_the_deadline_and_retried(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each byte comes well within smtplib's per-read timeout: without a deadline this send,
+    # and every message queued behind it, would wait for ever, and once the lease ran out
+    # another process would send the message alongside.
+    monkeypatch.setattr(transport, "SMTP_DEADLINE_SECONDS", 1)
+    await _queue(db)
+    with trickling_smtp_server() as port:
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
+        started = time.monotonic()
+        assert await asyncio.wait_for(dispatcher.run_once(), timeout=10) == 0
+        assert time.monotonic() - started < 5
+    (row,) = await _rows(db)
+    assert row.sent_at is None and row.failed_at is None and row.attempts == 1
+    assert "took over 1 s" in (row.last_error or "")
+
+
+def test_the_lease_outlasts_a_whole_attempt() -> None:
+    # The deadline counts from before connecting; as long again is left to record the result.
+    assert LEASE.total_seconds() >= 2 * transport.SMTP_DEADLINE_SECONDS
+
+
+class _RudeGoodbye(Inbox):
+    async def handle_QUIT(self, server: object, session: object, envelope: object) -> str:
+        return "554 not now"
+
+
+async def test_a_goodbye_refused_after_delivery_does_not_send_again(db: Database) -> None:
+    await _queue(db)
+    with smtp_server(inbox=_RudeGoodbye()) as (port, inbox):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
+        assert await dispatcher.run_once() == 1
+    (row,) = await _rows(db)
+    assert row.sent_at is not None and row.attempts == 1
+    assert len(inbox.messages) == 1
+
+
+@pytest.fixture(scope="module")
+def tls_authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def server_tls(tls_authority: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_authority.issue_cert("mail.localhost", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def trusted(tls_authority: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # How an operator adds a private authority: OpenSSL reads SSL_CERT_FILE.
+    bundle = tmp_path / "authority.pem"
+    tls_authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+
+
+def _message() -> EmailMessage:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@x.test", "ana@example.com", "s"
+    message.set_content("t")
+    return message
+
+
+@pytest.mark.parametrize(
+    ("scheme", "tls_option"),
+    [("smtps", "ssl_context"), ("smtp+starttls", "tls_context")],
+)
+async def test_tls_delivers_to_a_server_whose_certificate_names_the_host(
+    db: Database, server_tls: ssl.SSLContext, trusted: None, scheme: str, tls_option: str
+) -> None:
+    await _queue(db)
+    options = {tls_option: server_tls, "require_starttls": tls_option == "tls_context"}
+    with smtp_server(**options) as (port, inbox):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"{scheme}://localhost:{port}"), "a@x.test")
+        assert await dispatcher.run_once() == 1
+    assert [m["To"] for m in inbox.messages] == ["ana@example.com"]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "tls_option"),
+    [("smtps", "ssl_context"), ("smtp+starttls", "tls_context")],
+)
+async def test_tls_refuses_a_certificate_for_another_host(
+    server_tls: ssl.SSLContext, trusted: None, scheme: str, tls_option: str
+) -> None:
+    # The certificate names localhost, not the address the URL gives.
+    with (
+        smtp_server(**{tls_option: server_tls}) as (port, inbox),
+        pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        await SmtpTransport(f"{scheme}://127.0.0.1:{port}").send(_message())
+    assert inbox.messages == []
 
 
 async def test_a_rolled_back_change_queues_no_mail(db: Database) -> None:
