@@ -7,11 +7,13 @@ from http import HTTPStatus
 from typing import Any
 
 from litestar import Request, Response
+from litestar.datastructures import Accept
 from litestar.exceptions import HTTPException, ValidationException
 
 from identity.db.engine import DatabaseUnavailable
 from identity.errors import DomainError, RateLimited
 from identity.store.base import StoreUnavailable
+from identity.web.rendering import error_page, locale_for
 from identity.web.request_context import CLIENT_GONE
 
 log = logging.getLogger(__name__)
@@ -40,13 +42,43 @@ def problem(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def _prefers_html(accept: str | None) -> bool:
+    try:
+        return Accept(accept or "").best_match([PROBLEM_JSON, "text/html"]) == "text/html"
+    except (ValueError, OverflowError):  # a q-value such as 1e400: no browser sends one
+        return False
+
+
+def _page_instead(
+    request: Request[Any, Any, Any],
+    status: int,
+    message_id: str,
+    *,
+    headers: dict[str, str] | None = None,
+    error_code: str | None = None,
+) -> Response[Any] | None:
+    """An error page in the visitor's language for a browser finding an error outside the
+    API (a mistyped page address, the database down on a form post): JSON would be a page of
+    code to a customer. API clients, and anyone not asking for HTML first, get the problem."""
+    if request.url.path.startswith("/api/") or not _prefers_html(request.headers.get("accept")):
+        return None
+    response = error_page(
+        request,
+        request.app.state.runtime,
+        message_id,
+        locale=locale_for(request, None),
+        status=status,
+        error_code=error_code,
+    )
+    response.headers.update(headers or {})
+    return response
+
+
 def _request_id(request: Request[Any, Any, Any]) -> str | None:
     return request.scope.get("state", {}).get("request_id")
 
 
-def http_exception_handler(
-    request: Request[Any, Any, Any], exc: HTTPException
-) -> Response[dict[str, Any]]:
+def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     extra: dict[str, Any] = {}
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
         # Litestar's validation messages name the field and the rule; they hold no internals.
@@ -63,6 +95,11 @@ def http_exception_handler(
         # Litestar's answer to a body cut short (a timeout, a client gone) is a 500: it is
         # the client's doing, and must not count as a failure of ours in logs and metrics.
         return problem(400, "The connection closed before the request was received whole.")
+    message_id = {404: "error.not_found", 405: "error.not_found"}.get(
+        status, "error.unexpected" if status >= 500 else "error.bad_request"
+    )
+    if shown := _page_instead(request, status, message_id, headers=headers):
+        return shown
     detail = exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else None
     if status >= 500:
         detail = None
@@ -76,25 +113,25 @@ def domain_error_handler(
     return problem(exc.status, exc.detail, code=exc.code, headers=headers, **exc.extra)
 
 
-def unavailable_handler(
-    request: Request[Any, Any, Any], exc: Exception
-) -> Response[dict[str, Any]]:
+def unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("dependency unavailable: %s", type(exc).__name__, extra={"reason": str(exc)})
+    headers = {"Retry-After": "5"}
+    if shown := _page_instead(request, 503, "error.unavailable", headers=headers):
+        return shown
     return problem(
-        503,
-        "The service is temporarily unavailable. Please try again shortly.",
-        headers={"Retry-After": "5"},
+        503, "The service is temporarily unavailable. Please try again shortly.", headers=headers
     )
 
 
-def internal_error_handler(
-    request: Request[Any, Any, Any], exc: Exception
-) -> Response[dict[str, Any]]:
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error", exc_info=exc)
+    request_id = _request_id(request)
+    if shown := _page_instead(request, 500, "error.unexpected", error_code=request_id):
+        return shown
     return problem(
         500,
         "An unexpected error occurred. Quote the request id when you report it.",
-        request_id=_request_id(request),
+        request_id=request_id,
     )
 
 

@@ -7,9 +7,12 @@ import json
 import logging
 
 import httpx
+import pytest
 from litestar import Litestar, get
 
 from identity.logs import JsonFormatter
+from identity.oauth.interaction import FlowStore
+from identity.store.base import StoreUnavailable
 from identity.web.problems import EXCEPTION_HANDLERS
 from identity.web.request_context import request_context_middleware
 from tests.conftest import serving
@@ -77,3 +80,71 @@ async def test_unhandled_error_is_a_500_problem_logged_with_its_request_id() -> 
     error = next(e for e in entries if e["msg"] == "unhandled error")
     assert error["request_id"] == request_id
     assert "Boom" in error["exc"]
+
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+async def test_a_browser_at_an_unknown_address_gets_a_page_in_its_language(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/login/oops", headers=BROWSER | {"Accept-Language": "es"})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'lang="es"' in response.text
+    assert "No hay ninguna página en esta dirección" in response.text
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+
+
+async def test_a_browser_using_the_wrong_method_gets_a_page_naming_the_allowed_ones(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.put("/login", headers=BROWSER)
+    assert response.status_code == 405
+    assert "POST" in response.headers["allow"]
+    assert "There is no page at this address" in response.text
+
+
+async def test_an_accept_header_that_does_not_parse_gets_the_problem(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/no/such/page", headers={"Accept": "text/html;q=1e400"})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_api_answers_a_browser_with_a_problem(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/no-such-thing", headers=BROWSER)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_page_whose_store_is_down_says_so_in_a_page(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down(*_: object) -> None:
+        raise StoreUnavailable("connection refused")
+
+    monkeypatch.setattr(FlowStore, "load", down)
+    page = await client.get("/login", params={"flow": "f"}, headers=BROWSER)
+    assert page.status_code == 503
+    assert page.headers["retry-after"] == "5"
+    assert "The service is briefly unavailable" in page.text
+    # A program asking the same gets the problem document, as before.
+    program = await client.get("/login", params={"flow": "f"})
+    assert program.status_code == 503
+    assert program.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_unexpected_failure_on_a_page_shows_the_request_id(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(FlowStore, "load", broken)
+    page = await client.get("/login", params={"flow": "f"}, headers=BROWSER)
+    assert page.status_code == 500
+    assert page.headers["content-type"].startswith("text/html")
+    assert "secret internals" not in page.text
+    assert page.headers["x-request-id"] in page.text
