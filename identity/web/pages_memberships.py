@@ -55,6 +55,7 @@ from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
 from identity.tokens.subjects import active_user
 from identity.web import client_ip, cookies, password_form
+from identity.web.actors import page_actor
 from identity.web.authorization import (
     ACCOUNT_PAGE,
     flow_expired,
@@ -89,15 +90,6 @@ async def _signed_in(
         session, _session_token(request, runtime), now
     )
     return await active_user(session, browser.user_id) if browser else None
-
-
-def _actor(request: Request[Any, Any, Any], runtime: Runtime, user: User) -> Actor:
-    return Actor(
-        user.id,
-        None,
-        client_ip.of_request(request, runtime.settings.trusted_proxies),
-        request.scope.get("state", {}).get("request_id"),
-    )
 
 
 def _caller(user: User) -> Caller:
@@ -378,7 +370,7 @@ async def _change(
             relation = await authorize(
                 session, _caller(user), action, now, runtime.catalogue, account_id
             )
-            await change(session, _actor(request, runtime, user), relation, form, now)
+            await change(session, page_actor(request, runtime, user.id), relation, form, now)
     except DomainError as exc:
         # Outsiders and plain members get the error page from _users_page's own check.
         return await _users_page(
