@@ -101,3 +101,7 @@ def email_changed(to: Recipient, product: str, old: str, new: str) -> Message:
 
 def second_factor_removed(to: Recipient, product: str) -> Message:
     return _render("notice", "email.second_factor_removed", to, product, {})
+
+
+def recovery_codes_replaced(to: Recipient, product: str) -> Message:
+    return _render("notice", "email.recovery_codes_replaced", to, product, {})

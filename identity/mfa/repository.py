@@ -10,11 +10,25 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.db.row_locks import lock_rows
 from identity.mfa.models import RecoveryCode, TotpSecret
 
 
 async def get_secret(session: AsyncSession, user_id: uuid.UUID) -> TotpSecret | None:
     return await session.scalar(select(TotpSecret).where(TotpSecret.user_id == user_id))
+
+
+async def hold_secret(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Hold the user's secret row until the transaction ends, as the first statement of a
+    change to a confirmed factor's codes (replacing them, turning the factor off).
+
+    Such changes then run one at a time and each sees what the one before it committed: two
+    replacements at once leave one set of ten, not twenty. And each takes the secret before
+    any code, the order that removing the factor follows too: turning off with a recovery
+    code (which holds that code's row) beside a replacement (which deletes every code)
+    would otherwise deadlock, each holding what the other waits for.
+    """
+    await lock_rows(session, TotpSecret.created_at, TotpSecret.user_id == user_id)
 
 
 async def save_pending(

@@ -189,10 +189,50 @@ class SecondFactor:
         if not await passwords.verify(stored, password):
             raise InvalidPassword("The password is not correct.")
         async with db.transaction() as session:
+            await repository.hold_secret(session, user.id)
             if not await self.is_enrolled(session, user.id):
                 raise NotFound("Two-step verification is not on.")
             await self._check_counted(session, user.id, code, now)
             await self._remove(session, user, now)
+
+    async def replace_recovery_codes(
+        self, db: Database, actor: Actor, user: User, locale: str, now: datetime
+    ) -> list[str]:
+        """Ten new recovery codes for the user, who has proved the password: every earlier
+        code, used or not, stops working as these commit. Returns them (they exist nowhere
+        else in clear), audited and told by email like the factor's removal, since a session
+        thief who knew the password could keep a way past the second factor this way.
+
+        A sign-in spending an old code either commits first (and the code is replaced with
+        the rest) or finds it gone. Raises ``NotFound`` when two-step verification is off.
+        Call ``runtime.mail.wake()`` afterwards.
+        """
+        codes = recovery_codes.generate()
+        async with db.write_transaction() as session:
+            await repository.hold_secret(session, user.id)
+            if not await self.is_enrolled(session, user.id):
+                raise NotFound("Two-step verification is not on.")
+            await repository.replace_recovery_codes(
+                session, user.id, [recovery_codes.code_digest(c) for c in codes], now
+            )
+            await record(
+                session,
+                action="user.recovery_codes_replaced",
+                actor_user_id=actor.user_id,
+                actor_client_id=actor.client_id,
+                account_id=None,
+                target_type="user",
+                target_id=str(user.id),
+                ip=actor.ip,
+                request_id=actor.request_id,
+                details={},
+            )
+            notice = messages.recovery_codes_replaced(
+                Recipient(user.email, user.locale or locale), self.settings.product_name
+            )
+            await outbox.enqueue(session, notice, now)
+        log.info("recovery codes replaced", extra={"user_id": str(user.id)})
+        return codes
 
     async def staff_reset(
         self, session: AsyncSession, actor: Actor, user_id: uuid.UUID, reason: str, now: datetime

@@ -41,6 +41,7 @@ from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
 from identity.tokens.subjects import active_user
 from identity.web import cookies, password_form
+from identity.web.actors import page_actor
 from identity.web.authorization import sign_in_then
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import csrf_ok, field, page_locale, read_form
@@ -411,11 +412,38 @@ async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         except InvalidCode:
             enrolment = await mfa.enrolment(secret, posted.visitor.user.email)
             return _enrol_page(posted, request, enrolment, message_id="enrol.invalid", status=400)
-        return page(
-            request, runtime, "totp_codes.html", locale=posted.locale, context={"codes": codes}
-        )
+        return _codes_page(request, posted, codes, "enrol.codes_intro")
 
     return await _act(request, runtime, confirm, {})
+
+
+def _codes_page(
+    request: Request[Any, Any, Any], posted: Posted, codes: list[str], intro_id: str
+) -> Response[Any]:
+    """Recovery codes, shown this once: after turning two-step on, or new ones."""
+    context = {"codes": codes, "intro_id": intro_id}
+    return page(request, posted.runtime, "totp_codes.html", locale=posted.locale, context=context)
+
+
+@post(f"{PATH}/recovery-codes", include_in_schema=False, cache=False)
+async def replace_recovery_codes(
+    request: Request[Any, Any, Any], runtime: RuntimeDep
+) -> Response[Any]:
+    async def replace(posted: Posted) -> Response[Any]:
+        # With the session alone, a thief could keep a way past the second factor.
+        await _prove_password(posted)
+        user = posted.visitor.user
+        codes = await SecondFactor.from_runtime(runtime).replace_recovery_codes(
+            runtime.db, page_actor(request, runtime, user.id), user, posted.locale, posted.now
+        )
+        return _codes_page(request, posted, codes, "enrol.codes_replaced")
+
+    errors = {
+        InvalidPassword: "security.wrong_password",
+        RateLimited: "security.throttled",
+        NotFound: "security.recovery_codes_off",
+    }
+    return await _act_on_password(request, runtime, replace, errors)
 
 
 async def _disable_totp(posted: Posted) -> Outcome:
@@ -470,5 +498,6 @@ ROUTES = [
     begin_totp,
     confirm_totp,
     disable_totp,
+    replace_recovery_codes,
     sign_out_others,
 ]

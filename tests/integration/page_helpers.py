@@ -66,14 +66,24 @@ async def post_form(
     return await http.post(action, data=form_fields(page.text) | values)
 
 
+async def second_step(http: httpx.AsyncClient, step: httpx.Response, code: str) -> httpx.Response:
+    """Type ``code`` on the second-factor page the password ``step`` sent the browser to."""
+    location = step.headers.get("location", "")
+    assert step.status_code == 303 and location.startswith("/login/second-factor?"), step.text
+    return await post_form(http, await http.get(location), "/login/second-factor", code=code)
+
+
 async def sign_in_to_security_page(
-    http: httpx.AsyncClient, email: str, password: str, **headers: str
+    http: httpx.AsyncClient, email: str, password: str, code: str | None = None, **headers: str
 ) -> httpx.Response:
-    """Open the security page signed out: to the login page, sign in, and back."""
+    """Open the security page signed out: to the login page, sign in (with ``code`` after the
+    password for a user with two-step verification), and back."""
     to_login = await http.get(SECURITY, headers=headers)
     assert to_login.status_code == 303 and to_login.headers["location"].startswith("/login?flow=")
     login = await http.get(to_login.headers["location"], headers=headers)
     back = await post_form(http, login, "/login", email=email, password=password)
+    if code is not None:
+        back = await second_step(http, back, code)
     assert back.status_code == 303, back.text
     assert urlsplit(back.headers["location"]).path == SECURITY
     page = await http.get(back.headers["location"], headers=headers)

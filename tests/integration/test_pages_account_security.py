@@ -107,7 +107,8 @@ async def test_every_form_refuses_a_post_without_the_csrf_token(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
     await sign_in_to_security_page(client, ANA, PASSWORD)
-    for action in ("name", "email", "password", "totp", "totp/disable", "sessions"):
+    actions = ("name", "email", "password", "totp", "totp/disable", "recovery-codes", "sessions")
+    for action in actions:
         response = await client.post(
             f"{SECURITY}/{action}",
             data={"name": "Mallory", "email": "evil@example.com", "ui_locales": "es"},
