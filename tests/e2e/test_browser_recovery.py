@@ -192,6 +192,12 @@ def test_turn_on_two_step_verification_then_sign_in_with_password_and_code(
     page.wait_for_selector("[data-recovery-code]")
     codes = page.locator("[data-recovery-code]").all_text_contents()
     assert len(codes) == 10
+    page.click("text=I have saved my codes")
+    page.fill("#codes_password", PASSWORD)
+    page.click("text=Generate new recovery codes")
+    page.wait_for_selector("text=Your old recovery codes no longer work")
+    new_codes = page.locator("[data-recovery-code]").all_text_contents()
+    assert len(new_codes) == 10 and not set(new_codes) & set(codes)
 
     with redirect_listener() as (redirect_uri, received):
         created = run_identity(
