@@ -30,6 +30,9 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
     # Several workers share one socket, so a scrape reaches any one of them: each writes its
     # metrics to files in one folder, and /metrics sums them (identity/metrics.py). A fresh
     # folder per start, so counts of an earlier run are not added in.
+    # Unless told how many processes share Redis across machines, this machine's workers do:
+    # each allows that share of a rate limit while Redis is down (identity/store/rate_limit.py).
+    os.environ.setdefault("IDENTITY_SERVER_PROCESSES", str(workers))
     metrics_dir = None
     if workers > 1 and not os.environ.get(MULTIPROCESS_DIR_VAR):
         metrics_dir = tempfile.mkdtemp(prefix="identity-metrics-")

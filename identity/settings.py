@@ -220,6 +220,9 @@ class Settings:
     # A client must send its whole request within this many seconds (identity/bounded_http.py).
     request_read_timeout: int = 60
     db_pool_size: int = 10
+    # Server processes sharing the Redis, every machine's together: while it is down each
+    # counts rate limits alone, allowing its share (rate_limit.py). ``serve`` sets its workers.
+    server_processes: int = 1
     trusted_proxies: tuple[IpNetwork, ...] = field(default_factory=tuple)
     signing_alg: str = "RS256"
     access_token_ttl: int = 600
@@ -314,6 +317,7 @@ class Settings:
             max_body_bytes=read("MAX_BODY_BYTES", parse_positive_int, 64 * 1024),
             request_read_timeout=read("REQUEST_READ_TIMEOUT", parse_duration, 60),
             db_pool_size=read("DB_POOL_SIZE", parse_positive_int, 10),
+            server_processes=read("SERVER_PROCESSES", parse_positive_int, 1),
             trusted_proxies=read("TRUSTED_PROXIES", parse_networks, ()),
             signing_alg=read("SIGNING_ALG", parse_signing_alg, "RS256"),
             access_token_ttl=read("ACCESS_TOKEN_TTL", parse_duration, 600),

@@ -1,10 +1,12 @@
 """Fixed-window counters over the store, with a per-process fallback.
 
 When the shared store fails, counting moves to this process's memory: each process then
-limits on its own, which is never more open than no limit at all, and the next call tries
-the shared store again, so recovery needs no restart. Every count the shared store answers
-is copied into that memory, so a process that has seen a subject goes on from the shared
-count when the store fails, not from zero: an outage hands nobody a fresh window.
+limits on its own, allowing its share of each limit (``processes`` of them share the store;
+at least one attempt each), so that together they stay near the limit rather than multiply
+it. The next call tries the shared store again, so recovery needs no restart. Every count the
+shared store answers is copied into that memory, so a process that has seen a subject goes
+on from the shared count when the store fails, not from zero: an outage hands nobody a fresh
+window.
 
 A throttle of failures counts each attempt with ``hit`` before making it, never after:
 asked "blocked?" first and counted on failure, every request of a burst sent at once would
@@ -42,9 +44,12 @@ class Verdict:
 
 
 class RateLimiter:
-    def __init__(self, store: Store, fallback: MemoryStore | None = None) -> None:
+    def __init__(
+        self, store: Store, fallback: MemoryStore | None = None, *, processes: int = 1
+    ) -> None:
         self._store = store
         self._fallback = fallback or MemoryStore()
+        self._processes = processes
         self.degraded = False
 
     @staticmethod
@@ -53,7 +58,8 @@ class RateLimiter:
         digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
         return f"rl:{limit.name}:{digest}"
 
-    async def _call_incr(self, key: str, ttl: int) -> tuple[int, int]:
+    async def _call_incr(self, key: str, ttl: int) -> tuple[int, int, bool]:
+        """The count and seconds left in the window, and whether the shared store counted."""
         try:
             count, remaining = await self._store.incr(key, ttl)
         except StoreUnavailable:
@@ -61,17 +67,18 @@ class RateLimiter:
                 log.warning("rate limits fall back to per-process counts: shared store down")
             self.degraded = True
             RATE_LIMIT_FALLBACKS.inc()
-            return await self._fallback.incr(key, ttl)
+            return *await self._fallback.incr(key, ttl), False
         self.degraded = False
         await self._fallback.set(key, str(count).encode(), remaining)
-        return count, remaining
+        return count, remaining, True
 
     async def hit(self, limit: Limit, subject: str) -> Verdict:
-        """Count one attempt; refused once the window holds more than ``limit.max``.
+        """Count one attempt; refused once the window holds more than ``limit.max``, or
+        than this process's share of it while the shared store is down.
 
         The increment is atomic, so of a burst at most ``limit.max`` are allowed."""
-        count, remaining = await self._call_incr(self._key(limit, subject), limit.window)
-        allowed = count <= limit.max
+        count, remaining, shared = await self._call_incr(self._key(limit, subject), limit.window)
+        allowed = count <= (limit.max if shared else max(1, limit.max // self._processes))
         if not allowed:
             RATE_LIMITED.labels(limit.name).inc()
         return Verdict(allowed, count, 0 if allowed else remaining)

@@ -141,6 +141,20 @@ async def test_rate_limits_fall_back_to_process_counts_when_redis_is_down() -> N
     await store.close()
 
 
+@pytest.mark.parametrize(("processes", "limit", "allowed"), [(2, 4, 2), (4, 3, 1), (1, 2, 2)])
+async def test_while_redis_is_down_each_process_allows_its_share_of_a_limit(
+    processes: int, limit: int, allowed: int
+) -> None:
+    # N processes counting alone would together allow N times the limit: each allows its
+    # share, and at least one attempt so that nobody is shut out for the outage.
+    store = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", f"{uuid.uuid4().hex}:")
+    limiter = RateLimiter(store, processes=processes)
+    rule = Limit("forgot", max=limit, window=60)
+    verdicts = [await limiter.hit(rule, "victim@example.com") for _ in range(limit + 1)]
+    assert [v.allowed for v in verdicts] == [True] * allowed + [False] * (limit + 1 - allowed)
+    await store.close()
+
+
 async def test_memory_store_stays_bounded_under_a_flood_of_keys() -> None:
     store = MemoryStore(max_items=100)
     for i in range(1000):

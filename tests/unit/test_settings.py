@@ -62,6 +62,7 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_HOUSEKEEPING_INTERVAL", "often", "whole number of seconds"),
         ("IDENTITY_SENT_RETENTION", "0", "longer than zero"),
         ("IDENTITY_REQUEST_READ_TIMEOUT", "0", "longer than zero"),
+        ("IDENTITY_SERVER_PROCESSES", "0", "greater than zero"),
         ("IDENTITY_MAIL_FROM", "Identity", "one email address"),
         ("IDENTITY_MAIL_FROM", "Acme, Inc. <no-reply@acme.example>", "one email address"),
         ("IDENTITY_MAIL_FROM", "a@acme.example, b@acme.example", "one email address"),

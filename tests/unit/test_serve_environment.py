@@ -1,0 +1,39 @@
+"""What ``identity serve`` tells the worker processes it starts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from identity import server
+from identity.metrics import MULTIPROCESS_DIR_VAR
+from identity.settings import Settings
+
+
+def _workers_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, workers: int) -> Settings:
+    """The settings a worker reads from the environment ``serve`` hands it (uvicorn's
+    workers inherit ``os.environ``); monkeypatch puts the environment back afterwards."""
+    monkeypatch.delenv(MULTIPROCESS_DIR_VAR, raising=False)
+    seen: list[Settings] = []
+    monkeypatch.setattr(
+        server, "_run_uvicorn", lambda *_: seen.append(Settings.from_env(os.environ))
+    )
+    settings = Settings.from_env({"IDENTITY_DATA_DIR": str(tmp_path)})
+    server.serve(settings, host="127.0.0.1", port=0, workers=workers)
+    return seen[0]
+
+
+def test_workers_share_rate_limits_by_their_number_while_redis_is_down(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("IDENTITY_SERVER_PROCESSES", raising=False)
+    assert _workers_settings(monkeypatch, tmp_path, 3).server_processes == 3
+
+
+def test_an_operators_count_of_processes_across_machines_is_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("IDENTITY_SERVER_PROCESSES", "12")
+    assert _workers_settings(monkeypatch, tmp_path, 3).server_processes == 12
