@@ -5,7 +5,9 @@ within bounds) and when a token names a ``kid`` the cache does not hold, which i
 after ``identity keys rotate`` is learnt. Any fetch happens at most once per
 ``min_fetch_interval`` whatever the cause, decided under one lock shared by all concurrent
 callers: a flood of tokens with made-up ``kid`` values costs the issuer one request per
-interval, not one per token.
+interval, not one per token. While the issuer cannot be reached, the keys held stay trusted
+for ``max_stale`` seconds past their expiry, then none is: a key the issuer has retired stops
+verifying within a known time even for a service cut off from it.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class JWKSCache:
         min_fetch_interval: float = 10.0,
         default_max_age: float = 300.0,
         max_age_bounds: tuple[float, float] = (60.0, 3600.0),
+        max_stale: float = 86400.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
@@ -93,6 +96,7 @@ class JWKSCache:
         self._min_fetch_interval = min_fetch_interval
         self._default_max_age = default_max_age
         self._max_age_bounds = max_age_bounds
+        self._max_stale = max_stale
         self._clock = clock
         self._keys: dict[str, Key] = {}
         self._expires_at: float | None = None
@@ -102,7 +106,8 @@ class JWKSCache:
     async def key(self, kid: str) -> Key | None:
         """The key named ``kid``, or ``None`` when the issuer does not publish it.
 
-        Raises :class:`IssuerUnavailable` only when no JWKS has ever been fetched.
+        Raises :class:`IssuerUnavailable` when no JWKS has been fetched yet, or none for
+        ``max_stale`` seconds past the last one's expiry.
         """
         if self._wants_fetch(kid):
             async with self._lock:
@@ -111,6 +116,8 @@ class JWKSCache:
                     await self._fetch()
         if self._expires_at is None:
             raise IssuerUnavailable("the issuer's JWKS has not been fetched yet")
+        if self._clock() - self._expires_at > self._max_stale:
+            raise IssuerUnavailable("the issuer's JWKS could not be refreshed for too long")
         return self._keys.get(kid)
 
     def _wants_fetch(self, kid: str) -> bool:
@@ -127,8 +134,8 @@ class JWKSCache:
         except IssuerUnavailable:
             if self._expires_at is None:
                 raise
-            # Keys we already hold stay good until the issuer is back: an outage of the
-            # issuer should not take every resource server down with it.
+            # Keys we already hold stay good while the issuer is away (up to max_stale): an
+            # outage of the issuer should not take every resource server down with it.
             logger.warning("JWKS refresh failed; keeping the keys fetched before", exc_info=True)
             return
         self._keys = keys

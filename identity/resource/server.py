@@ -22,6 +22,8 @@ class ResourceServerConfig:
     ``audience``: this service's resource identifier; set it whenever clients ask tokens for it
     (RFC 8707), so a token meant for another service is refused here.
     ``min_jwks_fetch_interval``: the fewest seconds between two JWKS fetches, whatever asks.
+    ``jwks_max_stale``: how long past their expiry the keys held stay trusted while the issuer
+    cannot be reached (then every token is refused as the issuer unavailable, 503).
     """
 
     issuer: str
@@ -31,6 +33,7 @@ class ResourceServerConfig:
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     min_jwks_fetch_interval: float = 10.0
     jwks_max_age_bounds: tuple[float, float] = (60.0, 3600.0)
+    jwks_max_stale: float = 86400.0
     http_timeout: float = 5.0
 
 
@@ -51,6 +54,7 @@ class ResourceServer:
             self.discovery.jwks_uri,
             min_fetch_interval=config.min_jwks_fetch_interval,
             max_age_bounds=config.jwks_max_age_bounds,
+            max_stale=config.jwks_max_stale,
         )
         self.validator = TokenValidator(
             self.keys,

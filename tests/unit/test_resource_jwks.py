@@ -140,6 +140,24 @@ async def test_cached_keys_keep_working_while_the_issuer_is_down(
     assert issuer.jwks_fetches() == 3
 
 
+async def test_keys_held_past_their_expiry_for_too_long_are_no_longer_trusted(
+    issuer: LocalIssuer, kit: Kit
+) -> None:
+    # A service cut off from its issuer must not go on trusting a key the issuer may have
+    # retired (for a leak) for ever: past max_stale every token is refused as unavailable.
+    issuer.jwks_cache_control = "public, max-age=120"
+    assert await accepted(kit, issuer.token())
+    issuer.failing = True
+    kit.clock.now += 120 + 86400
+    assert await accepted(kit, issuer.token())
+    kit.clock.now += 1
+    with pytest.raises(IssuerUnavailable):
+        await kit.validator.validate(issuer.token())
+    issuer.failing = False  # and back by itself once the issuer answers
+    kit.clock.now += INTERVAL
+    assert await accepted(kit, issuer.token())
+
+
 async def test_an_issuer_down_from_the_start_is_unavailable_not_an_invalid_token(
     issuer: LocalIssuer, kit: Kit
 ) -> None:
