@@ -123,7 +123,7 @@ class WebhookDispatcher(PollingWorker):
             retry_at = None if delay is None else now + delay
             async with self._db.transaction() as session:
                 await repository.mark_failed_attempt(
-                    session, leased.delivery_id, str(exc), retry_at, now
+                    session, leased.delivery_id, leased.attempts, str(exc), retry_at, now
                 )
             WEBHOOK_DELIVERIES.labels("gave_up" if delay is None else "failed").inc()
             return False

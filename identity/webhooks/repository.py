@@ -194,16 +194,26 @@ async def mark_delivered(session: AsyncSession, delivery_id: uuid.UUID, now: dat
 async def mark_failed_attempt(
     session: AsyncSession,
     delivery_id: uuid.UUID,
+    attempt: int,
     error: str,
     retry_at: datetime | None,
     now: datetime,
 ) -> None:
-    """Schedule the next attempt, or give up (``retry_at`` None) after the last one."""
+    """Schedule the next attempt, or give up (``retry_at`` None) after the last one.
+
+    A resend while attempt number ``attempt`` was out started a fresh count, due now: that
+    stands, and the attempt only gives its lease back (else a failed last attempt of the old
+    count would give up on the resend)."""
     values: dict[str, object] = {"leased_until": None, "last_error": error[:500]}
     if retry_at is None:
         values["failed_at"] = now
     else:
         values["next_attempt_at"] = retry_at
-    await session.execute(
-        update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(**values)
+    row = WebhookDelivery.id == delivery_id
+    marked = await session.execute(
+        update(WebhookDelivery).where(row, WebhookDelivery.attempts == attempt).values(**values)
     )
+    if not marked.rowcount:  # type: ignore[attr-defined]
+        await session.execute(
+            update(WebhookDelivery).where(row).values(leased_until=None, last_error=error[:500])
+        )

@@ -817,6 +817,35 @@ async def test_a_delivered_event_can_be_sent_again_on_request(
     assert len(receiver.requests) == 2 and receiver.requests[0][1] == receiver.requests[1][1]
 
 
+async def test_a_resend_while_the_last_attempt_is_in_flight_outlives_its_failure(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subscription = await subscribe(client, quiet, receiver.url)
+    receiver.status = 500
+    await remove_a_member(quiet)
+    async with quiet.db.transaction() as session:
+        await session.execute(update(WebhookDelivery).values(attempts=MAX_ATTEMPTS - 1))
+    (delivery,) = await deliveries(quiet)
+    resend = f"{API}/{subscription['id']}/deliveries/{delivery.id}/resend"
+    headers = await staff_headers(quiet)
+    post = WebhookDispatcher._post
+
+    async def resent_meanwhile(self: WebhookDispatcher, *args: Any) -> None:
+        try:
+            await post(self, *args)
+        finally:  # staff ask for it again while the last attempt is still out
+            assert (await client.post(resend, headers=headers)).status_code == 202
+
+    monkeypatch.setattr(WebhookDispatcher, "_post", resent_meanwhile)
+    assert await quiet.webhooks.run_once() == 0
+    monkeypatch.undo()
+    (after,) = await deliveries(quiet)
+    # The attempt that failed was the last of the old count, not of the fresh one.
+    assert after.failed_at is None and after.leased_until is None
+    receiver.status = 204
+    assert await quiet.webhooks.run_once() == 1
+
+
 async def test_resending_needs_a_delivery_of_that_subscription(
     client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
 ) -> None:
