@@ -20,6 +20,7 @@ from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
 from identity.audit.service import Actor, record_as
 from identity.db.engine import Database
+from identity.display_names import display_name
 from identity.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from identity.sessions.revocation import revoke_all_for_user
 from identity.webhooks.events import USER_DISABLED, about_user, emit
@@ -30,11 +31,8 @@ MAX_NAME = 200  # the users.name column
 
 
 def checked_name(raw: str) -> str:
-    """The name as stored: trimmed; ``InvalidInput`` if longer than the column holds."""
-    name = raw.strip()
-    if len(name) > MAX_NAME:
-        raise InvalidInput(f"The name must be at most {MAX_NAME} characters.")
-    return name
+    """The user's name as stored (it may be empty), or ``InvalidInput``."""
+    return display_name(raw, MAX_NAME, required=False)
 
 
 async def hash_password(passwords: Passwords, password: str, *, email: str, name: str) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
 from identity.audit.service import Actor, record_as
+from identity.display_names import display_name
 from identity.errors import Conflict, Forbidden, NotFound
 from identity.permissions import repository
 from identity.permissions.catalogue import Catalogue, installed, invalid_field
@@ -440,9 +441,7 @@ async def add_member(
 async def create_account(
     session: AsyncSession, actor: Actor, *, name: str, owner_user_id: uuid.UUID, now: datetime
 ) -> Account:
-    name = name.strip()
-    if not name or len(name) > MAX_ACCOUNT_NAME:
-        raise invalid_field("name", f"The name must be 1 to {MAX_ACCOUNT_NAME} characters.")
+    name = display_name(name, MAX_ACCOUNT_NAME)
     if await repository.get_user(session, owner_user_id) is None:
         raise invalid_field("owner_user_id", "No such user.")
     account = Account(name=name, created_at=now)
@@ -471,9 +470,7 @@ async def rename_account(
     session: AsyncSession, actor: Actor, account_id: uuid.UUID, name: str
 ) -> Account:
     account = await get_account(session, account_id)
-    name = name.strip()
-    if not name or len(name) > MAX_ACCOUNT_NAME:
-        raise invalid_field("name", f"The name must be 1 to {MAX_ACCOUNT_NAME} characters.")
+    name = display_name(name, MAX_ACCOUNT_NAME)
     old, account.name = account.name, name
     await session.flush()
     await record_as(
@@ -776,9 +773,7 @@ async def _check_role_fields(
     permissions: Sequence[str],
     role_id: uuid.UUID | None,
 ) -> str:
-    name = name.strip()
-    if not name or len(name) > MAX_ROLE_NAME:
-        raise invalid_field("name", f"The name must be 1 to {MAX_ROLE_NAME} characters.")
+    name = display_name(name, MAX_ROLE_NAME)
     if await repository.role_name_taken(session, account_id, name, role_id):
         raise invalid_field("name", "A role with this name exists already.", Conflict)
     unknown = await catalogue.unknown(session, permissions)
@@ -808,7 +803,7 @@ async def create_role(
     role = Role(
         account_id=account_id,
         name=name,
-        name_es=name_es.strip(),
+        name_es=display_name(name_es, MAX_ROLE_NAME, required=False, field="name_es"),
         description=description.strip(),
         created_at=now,
     )
@@ -868,7 +863,7 @@ async def update_role(
     old = {"name": role.name, "permissions": view.permissions}
     role.name = new_name
     if name_es is not None:
-        role.name_es = name_es.strip()
+        role.name_es = display_name(name_es, MAX_ROLE_NAME, required=False, field="name_es")
     if description is not None:
         role.description = description.strip()
     await session.flush()

@@ -256,7 +256,7 @@ async def _change_name(session: AsyncSession, posted: Posted) -> Outcome:
 
 @post(f"{PATH}/name", include_in_schema=False, cache=False)
 async def change_name(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    return await _act(request, runtime, _change_name, {InvalidInput: "security.name_too_long"})
+    return await _act(request, runtime, _change_name, {InvalidInput: "security.name_invalid"})
 
 
 async def _prove_password(posted: Posted) -> None:

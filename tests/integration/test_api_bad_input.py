@@ -57,6 +57,11 @@ CASES: list[tuple[str, str, Any, int, str]] = [
     ("PATCH", "/accounts/{a}/roles/{r}", {"description": 5}, 400, "description"),
     ("POST", "/roles", {"name": "R", "permissions": "tickets"}, 400, "permissions"),
     ("PATCH", "/roles/{r}", {"name_es": "x" * 101}, 400, "name_es"),
+    # Shown reversed to whoever reads it ("Trojan Source"), or as nothing at all.
+    ("PATCH", "/accounts/{a}", {"name": "Acme \u202egnillib"}, 422, "name"),
+    ("PATCH", "/accounts/{a}", {"name": "\u200b\u200b"}, 422, "name"),
+    ("POST", "/accounts/{a}/roles", {"name": "R\u2067x", "permissions": []}, 422, "name"),
+    ("PATCH", "/roles/{r}", {"name_es": "Soporte\ncopia"}, 422, "name_es"),
     ("POST", "/permissions", {"name": "refunds", "label": {"en": "R", "es": "R"}}, 422, "name"),
     ("POST", "/permissions", {"name": "billing:refunds", "label": {"en": "R"}}, 400, "label"),
     # Spaces passed the schema's minimum length, and were stripped to an empty label.

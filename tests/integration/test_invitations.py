@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from identity.accounts.models import User
 from identity.accounts.service import MAX_NAME
@@ -326,8 +326,16 @@ async def test_one_address_invited_many_times_at_once_gets_one_invitation(
 async def test_names_with_line_breaks_make_a_one_line_subject_that_can_be_sent(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner = await make_user(runtime, name="Olga\r\nBcc: everyone@example.com")
-    account = await make_account(runtime, owner, "Acme\nHosting")
+    # Names are refused with line breaks now; these were stored by an earlier release.
+    owner = await make_user(runtime, name="Olga")
+    account = await make_account(runtime, owner, "Acme")
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(User).where(User.id == owner.id).values(name="Olga\r\nBcc: everyone@example.com")
+        )
+        await session.execute(
+            update(Account).where(Account.id == account.id).values(name="Acme\nHosting")
+        )
     assert (await _invite(client, runtime, account, owner)).status_code == 201
     (email,) = await _emails(runtime, "new.hire@example.com")
     assert email.subject == "Olga Bcc: everyone@example.com invites you to Acme Hosting"

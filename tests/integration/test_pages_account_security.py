@@ -131,7 +131,11 @@ async def test_change_the_name(client: httpx.AsyncClient, runtime: Runtime, ana:
     assert saved.status_code == 200 and notice(saved) == "Your name was saved."
     assert (await _user(runtime, ana)).name == "Ana María"
     too_long = await post_form(client, page, f"{SECURITY}/name", name="x" * 300)
-    assert too_long.status_code == 400 and alert(too_long) == "The name is too long."
+    assert too_long.status_code == 400 and alert(too_long) == (
+        "Use a name of at most 200 characters, without line breaks or text direction controls."
+    )
+    reversed_text = await post_form(client, page, f"{SECURITY}/name", name="Ana\u202eairaM")
+    assert reversed_text.status_code == 400 and alert(reversed_text) == alert(too_long)
     assert (await _user(runtime, ana)).name == "Ana María"
     # NUL reached PostgreSQL, which refuses it (a 500); SQLite stored it.
     unstorable = await post_form(client, page, f"{SECURITY}/name", name="Ana\x00")

@@ -132,7 +132,16 @@ async def test_the_language_of_the_link_is_kept_through_every_post(
         ({"password": "abc", "password_confirm": "abc"}, 422, "Choose another password"),
         ({"password_confirm": "something else"}, 400, "The two passwords are not the same."),
         ({"name": ""}, 400, "Enter your name."),
-        ({"name": "x" * 300}, 422, "This name is too long."),
+        (
+            {"name": "x" * 300},
+            422,
+            "Use a name of at most 200 characters, without line breaks or text direction controls.",
+        ),
+        (
+            {"name": "Ana\u202eecnarusni"},
+            422,
+            "Use a name of at most 200 characters, without line breaks or text direction controls.",
+        ),
     ],
 )
 async def test_bad_input_is_explained_and_the_link_still_works(

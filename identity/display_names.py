@@ -1,0 +1,38 @@
+"""Names that people give and other people are shown: of users, accounts and roles.
+
+Trimmed and bounded, and refused when they hold characters that change how the text around
+them reads: control characters (a line break splits the email header a name is put in) and
+Unicode's direction overrides and isolates, with which an account named "Acme" followed by
+U+202E and "gnillib" is displayed as "Acmebilling" reversed, in invitations and on pages
+("Trojan Source", CVE-2021-42574). Other invisible characters stay allowed (Persian and emoji
+need joiners), but a name made only of them is no name.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from identity.accounts.password_words import visible
+from identity.db import text_guard
+from identity.errors import InvalidInput
+
+DIRECTION_CONTROLS = frozenset({*range(0x202A, 0x202F), *range(0x2066, 0x206A)})
+
+
+def display_name(raw: str, max_length: int, *, required: bool = True, field: str = "name") -> str:
+    """``raw`` trimmed, or ``InvalidInput`` about ``field`` saying why it cannot be shown
+    (``UnstorableText`` for what no database holds, as every other field)."""
+    text_guard.check(raw)
+    name = raw.strip()
+    if len(name) > max_length or (required and not name):
+        bounds = "1 to" if required else "at most"
+        message = f"The name must be {bounds} {max_length} characters."
+    elif any(unicodedata.category(ch) == "Cc" or ord(ch) in DIRECTION_CONTROLS for ch in name):
+        message = (
+            "The name may not contain line breaks, control characters or text direction overrides."
+        )
+    elif name and not visible(name).strip():
+        message = "The name must contain a visible character."
+    else:
+        return name
+    raise InvalidInput(message, errors=[{"field": field, "message": message}])
