@@ -19,6 +19,7 @@ from identity.accounts import repository
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import checked_name, hash_password
+from identity.audit.service import Actor, record_as
 from identity.db.engine import Database
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
@@ -73,6 +74,7 @@ async def change_password(
     settings: Settings,
     user: User,
     *,
+    actor: Actor,
     current: str,
     new: str,
     confirm: str,
@@ -81,12 +83,14 @@ async def change_password(
     now: datetime,
 ) -> str | None:
     """Replace the password, proven by the current one; signs out the user's other sessions,
-    revokes every refresh token, queues a notice email, and returns the new token of the
-    session kept (None if it ended meanwhile): its old one may be in a thief's hands.
+    revokes every refresh token, queues a notice email, records the change for ``actor`` (the
+    user, from where they are) and returns the new token of the session kept (None if it
+    ended meanwhile): its old one may be in a thief's hands.
 
     Its transactions are its own and short: one reads the stored hash, argon2 verifies the
     current password and hashes the new one with none open, and one stores the new hash
-    if the stored one is still the hash verified, with the sign-outs and the notice.
+    if the stored one is still the hash verified, with the sign-outs, the notice and the
+    audit entry.
     Raises ``RateLimited``, ``InvalidPassword`` (also when the password was changed
     meanwhile, in another tab or by a reset: the one typed is no longer current),
     ``PasswordMismatch`` or ``PolicyViolation``. Call ``runtime.mail.wake()`` afterwards.
@@ -105,6 +109,9 @@ async def change_password(
             Recipient(user.email, user.locale or locale), settings.product_name
         )
         await outbox.enqueue(session, notice, now)
+        await record_as(
+            session, actor, "user.password_changed", account_id=None, target=("user", user.id)
+        )
     log.info("password changed", extra={"user_id": str(user.id)})
     return token
 
@@ -116,6 +123,21 @@ async def live_sessions(
 
 
 async def sign_out_others(
-    session: AsyncSession, user_id: uuid.UUID, keep_session_id: uuid.UUID, now: datetime
+    session: AsyncSession,
+    actor: Actor,
+    user_id: uuid.UUID,
+    keep_session_id: uuid.UUID,
+    now: datetime,
 ) -> int:
-    return await revoke_other_sessions(session, user_id, keep_session_id, now)
+    """End the user's other sessions (the security page's "sign out everywhere else"),
+    recorded for ``actor``; returns how many ended."""
+    ended = await revoke_other_sessions(session, user_id, keep_session_id, now)
+    await record_as(
+        session,
+        actor,
+        "user.other_sessions_revoked",
+        account_id=None,
+        target=("user", user_id),
+        new={"sessions_ended": ended},
+    )
+    return ended

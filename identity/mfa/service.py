@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts import repository as accounts
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
-from identity.audit.service import Actor, record
+from identity.audit.service import Actor, record, record_as
 from identity.crypto import Encryptor
 from identity.db.engine import Database
 from identity.errors import Conflict, DomainError, NotFound
@@ -105,10 +105,11 @@ class SecondFactor:
         return Enrolment(secret, uri, await anyio.to_thread.run_sync(totp.qr_svg, uri))
 
     async def confirm_enrolment(
-        self, session: AsyncSession, user_id: uuid.UUID, code: str, now: datetime
+        self, session: AsyncSession, actor: Actor, user_id: uuid.UUID, code: str, now: datetime
     ) -> list[str]:
-        """Turn the pending secret on with a first valid code; returns the recovery codes,
-        which exist nowhere else in clear. Raises ``NotFound`` or ``InvalidCode``."""
+        """Turn the pending secret on with a first valid code, recorded for ``actor``; returns
+        the recovery codes, which exist nowhere else in clear. Raises ``NotFound`` or
+        ``InvalidCode``."""
         pending = await repository.get_secret(session, user_id)
         if pending is None or pending.confirmed_at is not None:
             raise NotFound("There is no two-step verification set-up in progress.")
@@ -120,6 +121,9 @@ class SecondFactor:
         codes = recovery_codes.generate()
         await repository.replace_recovery_codes(
             session, user_id, [recovery_codes.code_digest(c) for c in codes], now
+        )
+        await record_as(
+            session, actor, "user.second_factor_enabled", account_id=None, target=("user", user_id)
         )
         return codes
 
@@ -169,12 +173,14 @@ class SecondFactor:
         self,
         db: Database,
         passwords: Passwords,
+        actor: Actor,
         user: User,
         password: str,
         code: str,
         now: datetime,
     ) -> None:
-        """The user turns two-step verification off, proving both factors again.
+        """The user turns two-step verification off, proving both factors again; the removal
+        is recorded for ``actor`` (the user, from where they are).
 
         Its transactions are its own: argon2 verifies the password between a short one that
         reads the stored hash and the one that checks the code and removes the factor.
@@ -194,6 +200,13 @@ class SecondFactor:
                 raise NotFound("Two-step verification is not on.")
             await self._check_counted(session, user.id, code, now)
             await self._remove(session, user, now)
+            await record_as(
+                session,
+                actor,
+                "user.second_factor_disabled",
+                account_id=None,
+                target=("user", user.id),
+            )
 
     async def replace_recovery_codes(
         self, db: Database, actor: Actor, user: User, locale: str, now: datetime

@@ -14,6 +14,7 @@ link still waiting in the intruder's mailbox must not hand it over again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import datetime
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.emails import normalise_email
 from identity.accounts.models import PasswordCredential, User
+from identity.audit.service import Actor, record_as
 from identity.crypto import digest, random_token
 from identity.errors import Conflict, DomainError, InvalidInput
 from identity.mail import messages, outbox
@@ -85,11 +87,19 @@ def _as_asked(user: User, credential: PasswordCredential | None, pending: dict[s
 
 
 async def confirm_email_change(
-    session: AsyncSession, store: Store, settings: Settings, token: str, locale: str, now: datetime
+    session: AsyncSession,
+    store: Store,
+    settings: Settings,
+    origin: Actor,
+    token: str,
+    locale: str,
+    now: datetime,
 ) -> User:
     """Make the confirmed address the sign-in email and tell the old one, in the user's
     language or else ``locale``, the confirmation page's (the link's: the language the
-    change was asked in).
+    change was asked in). The change is recorded as the user's, from ``origin`` (the
+    request's address and id: the link may be opened where the user is not signed in),
+    with both addresses as a move by staff is.
 
     Raises ``InvalidConfirmationLink`` or ``Conflict``. Call ``runtime.mail.wake()`` after
     the commit.
@@ -108,6 +118,15 @@ async def confirm_email_change(
         await repository.change_email(session, user, pending["email"], now)
     except repository.EmailTaken:
         raise Conflict("Another account already uses this email address.") from None
+    await record_as(
+        session,
+        dataclasses.replace(origin, user_id=user.id),
+        "user.email_changed",
+        account_id=None,
+        target=("user", user.id),
+        old=old_email,
+        new=user.email,
+    )
     notice = messages.email_changed(
         Recipient(old_email, user.locale or locale), settings.product_name, old_email, user.email
     )

@@ -18,6 +18,7 @@ expiry); the first one used ends the others through the password change.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from identity.accounts.emails import normalise_email
 from identity.accounts.models import PasswordResetToken, User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import hash_password
-from identity.audit.service import Actor, record
+from identity.audit.service import Actor, record, record_as
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.db.engine import Database
@@ -190,11 +191,14 @@ async def complete_reset(
     new_password: str,
     confirm: str,
     *,
+    origin: Actor,
     product_name: str,
     locale: str,
     now: datetime,
 ) -> User:
-    """Set the new password with the token, sign the user out everywhere, queue the notice.
+    """Set the new password with the token, sign the user out everywhere, queue the notice,
+    and record the reset as the token's owner's, from ``origin`` (the request's address and
+    id: the link's holder has no session).
 
     Its transactions are its own and short: one finds the token's owner (whose email and
     name the policy needs), argon2 hashes the new password with none open, and one spends
@@ -219,6 +223,13 @@ async def complete_reset(
         to = Recipient(user.email, user.locale or locale)
         await outbox.enqueue(session, messages.password_changed(to, product_name), now)
         await emit(session, PASSWORD_RESET, about_user(user.id))
+        await record_as(
+            session,
+            dataclasses.replace(origin, user_id=user.id),
+            "user.password_reset",
+            account_id=None,
+            target=("user", user.id),
+        )
     log.info("password reset", extra={"user_id": str(user.id)})
     return user
 

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts import self_service
 from identity.accounts.models import User
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.crypto import digest, digest_matches
 from identity.errors import (
@@ -69,6 +70,8 @@ class Posted:
     form: FormMultiDict
     locale: str
     now: datetime
+    # The visitor, from where they are: who the audit log says made a change.
+    actor: Actor
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +173,8 @@ async def _admitted(
         return await sign_in_then(runtime, PATH, ui_locales=locale)
     if not csrf_ok(request, runtime, form):
         return Outcome(message_id="form.csrf_failed", status=400)
-    return Posted(runtime, visitor, form, locale, now)
+    actor = page_actor(request, runtime, visitor.user.id)
+    return Posted(runtime, visitor, form, locale, now, actor)
 
 
 async def _act(
@@ -316,6 +320,7 @@ async def _change_password(posted: Posted) -> Outcome:
         runtime.limiter,
         runtime.settings,
         posted.visitor.user,
+        actor=posted.actor,
         current=field(posted.form, "current_password", MAX_PASSWORD),
         new=field(posted.form, "password", MAX_PASSWORD),
         confirm=field(posted.form, "password_confirm", MAX_PASSWORD),
@@ -406,7 +411,9 @@ async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         mfa = SecondFactor.from_runtime(posted.runtime)
         code = field(posted.form, "code", MAX_CODE)
         try:
-            codes = await mfa.confirm_enrolment(session, posted.visitor.user.id, code, posted.now)
+            codes = await mfa.confirm_enrolment(
+                session, posted.actor, posted.visitor.user.id, code, posted.now
+            )
         except NotFound:
             return Outcome(message_id="enrol.expired", status=400)
         except InvalidCode:
@@ -434,7 +441,7 @@ async def replace_recovery_codes(
         await _prove_password(posted)
         user = posted.visitor.user
         codes = await SecondFactor.from_runtime(runtime).replace_recovery_codes(
-            runtime.db, page_actor(request, runtime, user.id), user, posted.locale, posted.now
+            runtime.db, posted.actor, user, posted.locale, posted.now
         )
         return _codes_page(request, posted, codes, "enrol.codes_replaced")
 
@@ -451,6 +458,7 @@ async def _disable_totp(posted: Posted) -> Outcome:
     await SecondFactor.from_runtime(runtime).disable(
         runtime.db,
         runtime.passwords,
+        posted.actor,
         posted.visitor.user,
         field(posted.form, "password", MAX_PASSWORD),
         field(posted.form, "code", MAX_CODE),
@@ -480,7 +488,7 @@ async def disable_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
 async def _sign_out_others(session: AsyncSession, posted: Posted) -> Outcome:
     visitor = posted.visitor
     count = await self_service.sign_out_others(
-        session, visitor.user.id, visitor.browser.id, posted.now
+        session, posted.actor, visitor.user.id, visitor.browser.id, posted.now
     )
     return Outcome(notice_id="security.signed_out_others", notice_values={"count": str(count)})
 

@@ -33,6 +33,7 @@ from identity.recovery.service import (
 )
 from identity.runtime import Runtime
 from identity.web import client_ip, cookies, password_form
+from identity.web.actors import request_origin
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import LOCALE_FIELD, csrf_ok, field, page_locale, read_form
 from identity.web.rendering import page
@@ -196,6 +197,7 @@ async def reset_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
             token,
             field(form, "password", MAX_PASSWORD),
             field(form, "password_confirm", MAX_PASSWORD),
+            origin=request_origin(request, runtime),
             product_name=runtime.settings.product_name,
             locale=locale,
             now=utcnow(),
@@ -265,7 +267,13 @@ async def confirm_email_submit(
     try:
         async with runtime.db.transaction() as session:
             user = await confirm_email_change(
-                session, runtime.store, runtime.settings, token, locale, utcnow()
+                session,
+                runtime.store,
+                runtime.settings,
+                request_origin(request, runtime),
+                token,
+                locale,
+                utcnow(),
             )
             email = user.email
     except InvalidConfirmationLink:

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from identity.accounts.models import User
 from identity.accounts.service import create_user, prepare_user
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
 from identity.runtime import Runtime
@@ -47,7 +48,9 @@ async def enrolled_user(
     generator = pyotp.TOTP(secret)
     earlier = utcnow() - timedelta(minutes=5)
     async with runtime.db.transaction() as session:
-        codes = await mfa.confirm_enrolment(session, user.id, generator.at(earlier), earlier)
+        codes = await mfa.confirm_enrolment(
+            session, Actor(user.id), user.id, generator.at(earlier), earlier
+        )
     return user, generator, codes
 
 

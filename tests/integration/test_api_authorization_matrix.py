@@ -13,6 +13,7 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
 from identity.permissions import invitations, service
@@ -93,7 +94,7 @@ async def _enrol_second_factor(runtime: Runtime, user: Any) -> None:
         enrolment = await second_factor.begin_enrolment(session, user, utcnow())
     async with runtime.db.transaction() as session:
         code = pyotp.TOTP(enrolment.secret).now()
-        await second_factor.confirm_enrolment(session, user.id, code, utcnow())
+        await second_factor.confirm_enrolment(session, Actor(user.id), user.id, code, utcnow())
 
 
 async def _world(runtime: Runtime) -> World:

@@ -24,6 +24,7 @@ from identity.accounts import self_service
 from identity.accounts.models import PasswordResetToken, User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import authenticate, create_user, prepare_user
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.crypto import digest
 from identity.mfa.service import InvalidPassword, SecondFactor
@@ -194,7 +195,7 @@ async def test_turning_two_step_verification_off(runtime: Runtime, held: list[in
     user, generator, _ = await enrolled_user(runtime)
     held.clear()
     await SecondFactor.from_runtime(runtime).disable(
-        runtime.db, runtime.passwords, user, PASSWORD, generator.now(), utcnow()
+        runtime.db, runtime.passwords, Actor(user.id), user, PASSWORD, generator.now(), utcnow()
     )
     assert held == [0]
 
@@ -217,6 +218,7 @@ async def test_a_password_reset_while_a_change_hashes_is_not_overwritten(
             token,
             NEW_PASSWORD,
             NEW_PASSWORD,
+            origin=Actor(),
             product_name="Identity",
             locale="en",
             now=utcnow(),
@@ -231,6 +233,7 @@ async def test_a_password_reset_while_a_change_hashes_is_not_overwritten(
             runtime.limiter,
             runtime.settings,
             user,
+            actor=Actor(user.id),
             current=PASSWORD,
             new="Hj4%kT8@mW2!",
             confirm="Hj4%kT8@mW2!",

@@ -49,7 +49,7 @@ async def _ask(runtime: Runtime, user: User, new_email: str = NEW) -> str:
 async def _confirm(runtime: Runtime, token: str) -> User:
     async with runtime.db.transaction() as session:
         return await confirm_email_change(
-            session, runtime.store, runtime.settings, token, "en", utcnow()
+            session, runtime.store, runtime.settings, Actor(), token, "en", utcnow()
         )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from identity.accounts import self_service
 from identity.accounts.models import PasswordResetToken, User
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.db.engine import Database
@@ -176,7 +177,7 @@ async def test_signing_out_everywhere_else_still_ends_tokens_issued_through_a_de
     assert await keys(runtime.db, BrowserSession.id) == {current.id}
 
     async with runtime.db.transaction() as session:
-        await self_service.sign_out_others(session, user.id, current.id, now)
+        await self_service.sign_out_others(session, Actor(user.id), user.id, current.id, now)
 
     async with runtime.db.transaction() as session:
         revoked = await session.scalars(

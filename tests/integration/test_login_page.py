@@ -18,6 +18,7 @@ from identity.accounts import self_service
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
 from identity.app import create_app
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
@@ -138,6 +139,7 @@ async def _change_the_password(runtime: Runtime, owner: User) -> None:
         runtime.limiter,
         runtime.settings,
         owner,
+        actor=Actor(owner.id),
         current=PASSWORD,
         new="Hj4%kT8@mW2!",
         confirm="Hj4%kT8@mW2!",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pyotp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from identity.accounts.models import User
 from identity.audit.models import AuditEvent
@@ -25,6 +25,11 @@ from tests.integration.page_helpers import mail_to
 from tests.integration.recovery_helpers import PASSWORD, enrolled_user, new_user
 
 STAFF = Actor(user_id=None, client_id="support-desk", ip="203.0.113.9", request_id="req-1")
+
+
+def _staff_resets() -> Select[tuple[AuditEvent]]:
+    """The audit log's staff resets (turning two-step on is recorded too)."""
+    return select(AuditEvent).where(AuditEvent.action == "user.second_factor_reset")
 
 
 @pytest.fixture
@@ -70,7 +75,7 @@ async def test_a_wrong_first_code_does_not_turn_it_on(runtime: Runtime, mfa: Sec
     wrong = pyotp.TOTP(enrolment.secret).at(utcnow() + timedelta(minutes=5))
     with pytest.raises(InvalidCode):
         async with runtime.db.transaction() as session:
-            await mfa.confirm_enrolment(session, user.id, wrong, utcnow())
+            await mfa.confirm_enrolment(session, Actor(user.id), user.id, wrong, utcnow())
     async with runtime.db.transaction() as session:
         assert not await mfa.is_enrolled(session, user.id)
 
@@ -85,10 +90,12 @@ async def test_a_restarted_enrolment_replaces_the_pending_secret(
         second = await mfa.begin_enrolment(session, user, utcnow())
     with pytest.raises(InvalidCode):
         async with runtime.db.transaction() as session:
-            await mfa.confirm_enrolment(session, user.id, pyotp.TOTP(first.secret).now(), utcnow())
+            await mfa.confirm_enrolment(
+                session, Actor(user.id), user.id, pyotp.TOTP(first.secret).now(), utcnow()
+            )
     async with runtime.db.transaction() as session:
         codes = await mfa.confirm_enrolment(
-            session, user.id, pyotp.TOTP(second.secret).now(), utcnow()
+            session, Actor(user.id), user.id, pyotp.TOTP(second.secret).now(), utcnow()
         )
     assert len(codes) == 10
 
@@ -163,7 +170,7 @@ async def test_the_confirming_code_cannot_be_replayed_at_sign_in(
         enrolment = await mfa.begin_enrolment(session, user, utcnow())
     code = pyotp.TOTP(enrolment.secret).now()
     async with runtime.db.transaction() as session:
-        await mfa.confirm_enrolment(session, user.id, code, utcnow())
+        await mfa.confirm_enrolment(session, Actor(user.id), user.id, code, utcnow())
     with pytest.raises(InvalidCode):
         await _verify(runtime, mfa, user, code)
 
@@ -214,10 +221,16 @@ async def test_disabling_needs_the_password_and_a_current_code(
 ) -> None:
     user, generator, _ = await enrolled_user(runtime)
     with pytest.raises(InvalidPassword):
-        await mfa.disable(runtime.db, runtime.passwords, user, "wrong", generator.now(), utcnow())
+        await mfa.disable(
+            runtime.db, runtime.passwords, Actor(user.id), user, "wrong", generator.now(), utcnow()
+        )
     with pytest.raises(InvalidCode):
-        await mfa.disable(runtime.db, runtime.passwords, user, PASSWORD, "000000", utcnow())
-    await mfa.disable(runtime.db, runtime.passwords, user, PASSWORD, generator.now(), utcnow())
+        await mfa.disable(
+            runtime.db, runtime.passwords, Actor(user.id), user, PASSWORD, "000000", utcnow()
+        )
+    await mfa.disable(
+        runtime.db, runtime.passwords, Actor(user.id), user, PASSWORD, generator.now(), utcnow()
+    )
     async with runtime.db.transaction() as session:
         assert not await mfa.is_enrolled(session, user.id)
         assert await mfa.unused_recovery_codes(session, user.id) == 0
@@ -233,8 +246,7 @@ async def test_staff_reset_removes_the_factor_is_audited_and_tells_the_user(
         await mfa.staff_reset(session, STAFF, user.id, "  lost phone, ID checked  ", utcnow())
     async with runtime.db.transaction() as session:
         assert not await mfa.is_enrolled(session, user.id)
-        (event,) = (await session.scalars(select(AuditEvent))).all()
-    assert event.action == "user.second_factor_reset"
+        (event,) = await session.scalars(_staff_resets())
     assert (event.actor_client_id, event.target_id) == ("support-desk", str(user.id))
     assert event.details == {"reason": "lost phone, ID checked"}
     assert event.ip == "203.0.113.9" and event.request_id == "req-1"
@@ -260,7 +272,7 @@ async def test_of_two_staff_resets_at_once_one_resets_and_the_other_finds_nothin
         async with runtime.db.transaction() as session:
             await mfa.staff_reset(session, STAFF, user.id, "lost phone, ticket 2", utcnow())
     async with runtime.db.transaction() as session:
-        (event,) = (await session.scalars(select(AuditEvent))).all()
+        (event,) = await session.scalars(_staff_resets())
     assert event.details == {"reason": "lost phone, ticket 1"}
     assert len(await mail_to(runtime, user.email)) == 1
 

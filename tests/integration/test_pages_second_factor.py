@@ -12,6 +12,7 @@ from sqlalchemy import select
 from identity.accounts import self_service
 from identity.accounts.models import User
 from identity.accounts.service import disable_user
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
@@ -197,6 +198,7 @@ async def _change_password(runtime: Runtime, user: User) -> None:
         runtime.limiter,
         runtime.settings,
         user,
+        actor=Actor(user.id),
         current=PASSWORD,
         new=NEW_PASSWORD,
         confirm=NEW_PASSWORD,

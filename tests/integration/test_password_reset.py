@@ -238,6 +238,7 @@ async def _change_password(runtime: Runtime, user: User, new: str) -> None:
         runtime.limiter,
         runtime.settings,
         user,
+        actor=Actor(user.id),
         current=PASSWORD,
         new=new,
         confirm=new,
@@ -536,8 +537,11 @@ async def test_staff_change_the_sign_in_email_tell_both_addresses_and_mail_a_res
     assert await _password_works(runtime, NEW_PASSWORD, "ana.new@example.org")
     assert not await _password_works(runtime, NEW_PASSWORD, ANA)
     async with runtime.db.transaction() as session:
-        (event,) = (await session.scalars(select(AuditEvent))).all()
-    assert event.action == "user.email_changed_by_staff"
+        event, reset_event = await session.scalars(select(AuditEvent).order_by(AuditEvent.id))
+    assert (event.action, reset_event.action) == (
+        "user.email_changed_by_staff",
+        "user.password_reset",
+    )
     assert event.details == {"old": ANA, "new": "ana.new@example.org", "reason": REASON}
     assert (event.target_id, event.actor_client_id) == (str(user.id), "support-desk")
     assert (event.ip, event.request_id) == ("203.0.113.9", "req-1")

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from identity.accounts.models import User
 from identity.audit.models import AuditEvent
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.mail.models import OutgoingEmail
 from identity.mfa.service import SecondFactor
@@ -23,7 +24,7 @@ async def _enrolled_user(runtime: Runtime) -> User:
         enrolment = await second_factor.begin_enrolment(session, user, utcnow())
     async with runtime.db.transaction() as session:
         code = pyotp.TOTP(enrolment.secret).now()
-        await second_factor.confirm_enrolment(session, user.id, code, utcnow())
+        await second_factor.confirm_enrolment(session, Actor(user.id), user.id, code, utcnow())
     return user
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from identity.accounts.self_service import change_password
 from identity.app import create_app
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.errors import RateLimited
 from identity.mfa.service import InvalidCode, SecondFactor
@@ -137,6 +138,7 @@ async def test_a_burst_of_wrong_current_passwords_gets_no_more_checks_than_the_l
                 runtime.limiter,
                 runtime.settings,
                 user,
+                actor=Actor(user.id),
                 current=WRONG,
                 new="An0ther!Secret#9",
                 confirm="An0ther!Secret#9",

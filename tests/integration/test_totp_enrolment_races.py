@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from identity.accounts.models import User
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.mfa import repository
 from identity.mfa.models import TotpSecret
@@ -81,6 +82,8 @@ async def test_a_set_up_restarted_while_the_first_is_confirmed_is_not_turned_on(
     monkeypatch.setattr(repository, "confirm", confirm_after_a_restart)
     with pytest.raises(InvalidCode):
         async with runtime.db.transaction() as session:
-            await mfa.confirm_enrolment(session, ana.id, pyotp.TOTP(first.secret).now(), utcnow())
+            await mfa.confirm_enrolment(
+                session, Actor(ana.id), ana.id, pyotp.TOTP(first.secret).now(), utcnow()
+            )
     async with runtime.db.transaction() as session:
         assert not await mfa.is_enrolled(session, ana.id)

@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 
 from identity.accounts.models import PasswordResetToken
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.crypto import digest
 from identity.permissions import service as permissions
@@ -208,6 +209,7 @@ async def test_each_change_emits_its_event_to_the_subscriptions_that_want_it(
         token,
         NEW_PASSWORD,
         NEW_PASSWORD,
+        origin=Actor(),
         product_name="Acme ID",
         locale="en",
         now=utcnow(),

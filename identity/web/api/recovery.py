@@ -17,6 +17,7 @@ from litestar.params import JSONBody
 from identity.clock import utcnow
 from identity.i18n import negotiate
 from identity.recovery.service import complete_reset, request_reset
+from identity.web.actors import request_origin
 from identity.web.api.password import require_json
 from identity.web.client_ip import of_request
 from identity.web.dependencies import RuntimeDep
@@ -88,6 +89,7 @@ class RecoveryController(Controller):
             data.token,
             data.password,
             data.password_confirm,
+            origin=request_origin(request, runtime),
             product_name=runtime.settings.product_name,
             locale=_locale(request),
             now=utcnow(),
