@@ -18,7 +18,7 @@ from identity.audit.models import AuditEvent
 from identity.audit.repository import EventFilter
 from identity.clock import utcnow
 
-__all__ = ["Actor", "EventFilter", "list_events", "record", "record_as"]
+__all__ = ["Actor", "EventFilter", "list_events", "record_as"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,36 +31,6 @@ class Actor:
     request_id: str | None = None
 
 
-async def record(
-    session: AsyncSession,
-    *,
-    action: str,
-    actor_user_id: uuid.UUID | None,
-    actor_client_id: str | None,
-    account_id: uuid.UUID | None,
-    target_type: str | None,
-    target_id: str | None,
-    ip: str | None,
-    request_id: str | None,
-    details: dict[str, Any],
-) -> None:
-    await repository.insert_event(
-        session,
-        AuditEvent(
-            occurred_at=utcnow(),
-            action=action,
-            actor_user_id=actor_user_id,
-            actor_client_id=actor_client_id,
-            account_id=account_id,
-            target_type=target_type,
-            target_id=target_id,
-            ip=ip[:45] if ip else None,
-            request_id=request_id,
-            details=details,
-        ),
-    )
-
-
 async def record_as(
     session: AsyncSession,
     actor: Actor,
@@ -70,19 +40,25 @@ async def record_as(
     target: tuple[str, Any],
     old: Any = None,
     new: Any = None,
+    reason: str | None = None,
 ) -> None:
-    """``record`` for a change made by ``actor``; ``target`` is (type, id)."""
-    await record(
+    """Record ``action`` on ``target`` (type, id) by ``actor``. Details hold the old and new
+    values, and the ``reason`` staff gave where they must give one."""
+    details = {"old": old, "new": new} | ({"reason": reason} if reason is not None else {})
+    await repository.insert_event(
         session,
-        action=action,
-        actor_user_id=actor.user_id,
-        actor_client_id=actor.client_id,
-        account_id=account_id,
-        target_type=target[0],
-        target_id=str(target[1]),
-        ip=actor.ip,
-        request_id=actor.request_id,
-        details={"old": old, "new": new},
+        AuditEvent(
+            occurred_at=utcnow(),
+            action=action,
+            actor_user_id=actor.user_id,
+            actor_client_id=actor.client_id,
+            account_id=account_id,
+            target_type=target[0],
+            target_id=str(target[1]),
+            ip=actor.ip[:45] if actor.ip else None,
+            request_id=actor.request_id,
+            details=details,
+        ),
     )
 
 

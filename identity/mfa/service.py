@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts import repository as accounts
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
-from identity.audit.service import Actor, record, record_as
+from identity.audit.service import Actor, record_as
 from identity.crypto import Encryptor
 from identity.db.engine import Database
 from identity.errors import Conflict, DomainError, NotFound
@@ -228,17 +228,12 @@ class SecondFactor:
             await repository.replace_recovery_codes(
                 session, user.id, [recovery_codes.code_digest(c) for c in codes], now
             )
-            await record(
+            await record_as(
                 session,
-                action="user.recovery_codes_replaced",
-                actor_user_id=actor.user_id,
-                actor_client_id=actor.client_id,
+                actor,
+                "user.recovery_codes_replaced",
                 account_id=None,
-                target_type="user",
-                target_id=str(user.id),
-                ip=actor.ip,
-                request_id=actor.request_id,
-                details={},
+                target=("user", user.id),
             )
             notice = messages.recovery_codes_replaced(
                 Recipient(user.email, user.locale or locale), self.settings.product_name
@@ -260,17 +255,13 @@ class SecondFactor:
         # both see one before either deletes it, and only one may audit and tell the user.
         if user is None or not await self._remove(session, user, now):
             raise NotFound("This user has no two-step verification to reset.")
-        await record(
+        await record_as(
             session,
-            action="user.second_factor_reset",
-            actor_user_id=actor.user_id,
-            actor_client_id=actor.client_id,
+            actor,
+            "user.second_factor_reset",
             account_id=None,
-            target_type="user",
-            target_id=str(user_id),
-            ip=actor.ip,
-            request_id=actor.request_id,
-            details={"reason": reason},
+            target=("user", user_id),
+            reason=reason,
         )
 
     async def _remove(self, session: AsyncSession, user: User, now: datetime) -> bool:

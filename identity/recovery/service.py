@@ -33,7 +33,7 @@ from identity.accounts.emails import normalise_email
 from identity.accounts.models import PasswordResetToken, User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import hash_password
-from identity.audit.service import Actor, record, record_as
+from identity.audit.service import Actor, record_as
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.db.engine import Database
@@ -300,17 +300,15 @@ async def assisted_email_change(
         await repository.change_email(session, user, new_email, now)
     except repository.EmailTaken:
         raise Conflict("A user with this email address already exists.") from None
-    await record(
+    await record_as(
         session,
-        action="user.email_changed_by_staff",
-        actor_user_id=actor.user_id,
-        actor_client_id=actor.client_id,
+        actor,
+        "user.email_changed_by_staff",
         account_id=None,
-        target_type="user",
-        target_id=str(user.id),
-        ip=actor.ip,
-        request_id=actor.request_id,
-        details={"old": old_email, "new": new_email, "reason": reason},
+        target=("user", user.id),
+        old=old_email,
+        new=new_email,
+        reason=reason,
     )
     locale = user.locale or "en"
     for address in (old_email, new_email):

@@ -248,7 +248,7 @@ async def test_staff_reset_removes_the_factor_is_audited_and_tells_the_user(
         assert not await mfa.is_enrolled(session, user.id)
         (event,) = await session.scalars(_staff_resets())
     assert (event.actor_client_id, event.target_id) == ("support-desk", str(user.id))
-    assert event.details == {"reason": "lost phone, ID checked"}
+    assert event.details == {"old": None, "new": None, "reason": "lost phone, ID checked"}
     assert event.ip == "203.0.113.9" and event.request_id == "req-1"
     assert len(await mail_to(runtime, user.email)) == 1
 
@@ -273,7 +273,7 @@ async def test_of_two_staff_resets_at_once_one_resets_and_the_other_finds_nothin
             await mfa.staff_reset(session, STAFF, user.id, "lost phone, ticket 2", utcnow())
     async with runtime.db.transaction() as session:
         (event,) = await session.scalars(_staff_resets())
-    assert event.details == {"reason": "lost phone, ticket 1"}
+    assert event.details == {"old": None, "new": None, "reason": "lost phone, ticket 1"}
     assert len(await mail_to(runtime, user.email)) == 1
 
 

@@ -103,7 +103,7 @@ async def test_the_replacement_is_audited_and_the_user_told_by_email(
         str(user.id),
     )
     assert event.ip == "127.0.0.1" and event.request_id
-    assert event.details == {}
+    assert event.details == {"old": None, "new": None}
     (message,) = await mail_to(runtime, ANA)
     assert message.subject == "New recovery codes were made for your Identity account"
     assert old[1] not in message.text_body
