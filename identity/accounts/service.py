@@ -153,7 +153,7 @@ async def disable_user(
         "user.disabled",
         account_id=None,
         target=("user", user.id),
-        new={"reason": reason},
+        reason=reason,
     )
     await emit(session, USER_DISABLED, about_user(user.id))
     return user

@@ -695,6 +695,9 @@ async def test_staff_disabling_a_user_signs_them_out_and_emits_user_disabled(
         f"/api/v1/users/{user.id}/disable", json={"reason": "Twice"}, headers=staff
     )
     assert again.status_code == 200
+    audit = await client.get("/api/v1/audit", params={"action": "user.disabled"}, headers=staff)
+    (entry,) = audit.json()["events"]  # once: the second changed nothing
+    assert entry["details"]["reason"] == "Left the company"
 
     assert (await client.get("/api/v1/me/accounts", headers=their_token)).status_code == 401
     assert await event_types(quiet) == [events.SESSIONS_REVOKED, events.USER_DISABLED]
