@@ -2,7 +2,8 @@
 
 The token endpoint authenticates a client on every request; reading its row each time
 costs more than the rest of a client_credentials exchange put together. A change to a
-client (disabled, new secret) therefore reaches every process within ``ttl`` seconds.
+client (disabled, new secret) therefore reaches every other process within ``ttl`` seconds;
+the process that made it ``forget``s the client and sees the change at once.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class ClientCache:
         self._max_items = max_items
         self._items: dict[str, tuple[OAuthClient, float]] = {}
         self._loading: dict[str, asyncio.Future[OAuthClient | None]] = {}
+        # Counts ``forget`` calls: a read that began before one may hold the row as it was.
+        self._forgotten = 0
 
     async def lookup(self, db: Database, client_id: str) -> OAuthClient | None:
         """As ``get``, opening a transaction only when the client is not in memory: most
@@ -50,6 +53,12 @@ class ClientCache:
         # Shielded: a caller that goes away must not cancel the read the others wait for.
         return await asyncio.shield(loading)
 
+    def forget(self, client_id: str) -> None:
+        """Drop the client, after a change to it has committed: the next request reads it."""
+        self._forgotten += 1
+        self._items.pop(client_id, None)
+        self._loading.pop(client_id, None)
+
     async def _load(self, db: Database, client_id: str) -> OAuthClient | None:
         async with db.transaction() as session:
             return await self.get(session, client_id)
@@ -62,6 +71,7 @@ class ClientCache:
         client = self._fresh(client_id, now)
         if client is not None:
             return client
+        forgotten = self._forgotten
         client = await get_client(session, client_id)
         if client is None:
             self._items.pop(client_id, None)
@@ -70,7 +80,8 @@ class ClientCache:
             self._items.clear()
         # Detached from its session: handlers only read it.
         session.expunge(client)
-        self._items[client_id] = (client, now + self._ttl)
+        if forgotten == self._forgotten:
+            self._items[client_id] = (client, now + self._ttl)
         return client
 
     def _fresh(self, client_id: str, now: float) -> OAuthClient | None:

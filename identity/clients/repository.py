@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clients.models import OAuthClient
@@ -13,6 +16,32 @@ async def get_client(session: AsyncSession, client_id: str) -> OAuthClient | Non
     return None if client is None or client.disabled else client
 
 
+async def find_client(
+    session: AsyncSession, client_id: str, *, for_update: bool = False
+) -> OAuthClient | None:
+    """The client, disabled or not. ``for_update`` locks it until the transaction ends, so
+    two changes to one client apply one after the other, each to what the other left."""
+    query = select(OAuthClient).where(OAuthClient.client_id == client_id)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query.execution_options(populate_existing=True))
+
+
+async def list_clients(session: AsyncSession, offset: int, limit: int) -> Sequence[OAuthClient]:
+    result = await session.scalars(
+        select(OAuthClient)
+        .order_by(OAuthClient.created_at, OAuthClient.client_id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return result.all()
+
+
 async def add_client(session: AsyncSession, client: OAuthClient) -> None:
     session.add(client)
     await session.flush()
+
+
+async def delete_client(session: AsyncSession, client_id: str) -> None:
+    """Its codes, refresh tokens and consents go with it (ON DELETE CASCADE)."""
+    await session.execute(delete(OAuthClient).where(OAuthClient.client_id == client_id))

@@ -1,23 +1,30 @@
-"""Registering OAuth clients: the business rules behind ``identity clients create``."""
+"""OAuth clients: the rules behind ``identity clients create``, and staff's changes to them
+through the management API."""
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.audit.service import Actor, record_as
+from identity.clients import repository
 from identity.clients.models import MAX_NAME, OAuthClient
 from identity.clients.repository import add_client
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
-from identity.errors import InvalidInput
+from identity.errors import Conflict, NotFound
 from identity.oauth.errors import InvalidScopeError
 from identity.oauth.metadata import GRANT_TYPES
 from identity.oauth.resources import is_resource_uri
 from identity.oauth.scopes import parse_scope
+from identity.permissions.catalogue import invalid_field
+from identity.tokens import client_grants
 
 DEFAULT_SCOPE = "openid profile email"
 LOOPBACK_HOSTS = ("localhost",)
@@ -47,33 +54,37 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def check_redirect_uri(uri: str, *, public: bool, what: str = "redirect URI") -> str:
+def check_redirect_uri(
+    uri: str, *, public: bool, what: str = "redirect URI", field: str = "redirect_uris"
+) -> str:
     """RFC 9700 §2.1 / RFC 8252: absolute, no fragment, https except on loopback; native
     (public) apps may also use a private-use scheme such as ``com.example.app:/callback``.
     """
     try:
         parts = urlsplit(uri)
     except ValueError:
-        raise InvalidInput(f"The {what} {uri!r} is not a valid URI.") from None
+        raise invalid_field(field, f"The {what} {uri!r} is not a valid URI.") from None
     if not parts.scheme or any(ord(c) < 0x21 or ord(c) == 0x7F for c in uri):
-        raise InvalidInput(f"The {what} {uri!r} must be an absolute URI without spaces.")
+        raise invalid_field(field, f"The {what} {uri!r} must be an absolute URI without spaces.")
     if parts.fragment or "#" in uri:
-        raise InvalidInput(f"The {what} {uri!r} must not contain a fragment (#...).")
+        raise invalid_field(field, f"The {what} {uri!r} must not contain a fragment (#...).")
     scheme = parts.scheme.lower()
     if scheme == "https":
         if not parts.hostname:
-            raise InvalidInput(f"The {what} {uri!r} has no host.")
+            raise invalid_field(field, f"The {what} {uri!r} has no host.")
     elif scheme == "http":
         if not _is_loopback(parts.hostname):
-            raise InvalidInput(
+            raise invalid_field(
+                field,
                 f"The {what} {uri!r} uses http, which is allowed only for localhost and "
-                "loopback addresses; use https."
+                "loopback addresses; use https.",
             )
     elif not public or "." not in scheme:
-        raise InvalidInput(
+        raise invalid_field(
+            field,
             f"The {what} {uri!r} uses the scheme {scheme!r}: only https (or http on loopback) "
             "is allowed, and a private-use scheme in reverse-domain form (com.example.app:/cb) "
-            "only for public native clients."
+            "only for public native clients.",
         )
     return uri
 
@@ -81,13 +92,18 @@ def check_redirect_uri(uri: str, *, public: bool, what: str = "redirect URI") ->
 def check_grant_types(grant_types: list[str], *, public: bool) -> list[str]:
     unknown = [g for g in grant_types if g not in GRANT_TYPES]
     if unknown:
-        raise InvalidInput(
-            f"Unknown grant type {unknown[0]!r}; choose from {', '.join(GRANT_TYPES)}."
+        raise invalid_field(
+            "grant_types",
+            f"Unknown grant type {unknown[0]!r}; choose from {', '.join(GRANT_TYPES)}.",
         )
     if public and "client_credentials" in grant_types:
-        raise InvalidInput("A public client cannot use client_credentials: it has no secret.")
+        raise invalid_field(
+            "grant_types", "A public client cannot use client_credentials: it has no secret."
+        )
     if "refresh_token" in grant_types and "authorization_code" not in grant_types:
-        raise InvalidInput("The refresh_token grant needs the authorization_code grant.")
+        raise invalid_field(
+            "grant_types", "The refresh_token grant needs the authorization_code grant."
+        )
     return list(dict.fromkeys(grant_types))
 
 
@@ -95,68 +111,88 @@ def check_scope(scope: str) -> str:
     try:
         tokens = parse_scope(scope)
     except InvalidScopeError:
-        raise InvalidInput(
-            f"The scope {scope!r} holds a malformed value; use space-separated words."
+        raise invalid_field(
+            "scope", f"The scope {scope!r} holds a malformed value; use space-separated words."
         ) from None
     if not tokens:
-        raise InvalidInput("The scope must name at least one value.")
+        raise invalid_field("scope", "The scope must name at least one value.")
     return " ".join(tokens)
 
 
 def check_resource(resource: str) -> str:
     if not is_resource_uri(resource):
-        raise InvalidInput(
+        raise invalid_field(
+            "resources",
             f"The resource {resource!r} must be an absolute URI without a fragment, "
-            "such as https://billing.example.com."
+            "such as https://billing.example.com.",
         )
     return resource
 
 
-def build_client(spec: ClientSpec) -> tuple[OAuthClient, str | None]:
-    """The client row and, for a confidential client, its secret in clear (shown once)."""
-    name = spec.name.strip()
+def check_name(raw: str) -> str:
+    name = raw.strip()
     if not name:
-        raise InvalidInput("The client needs a name.")
+        raise invalid_field("name", "The client needs a name.")
     if len(name) > MAX_NAME:
-        raise InvalidInput(f"The client's name must be at most {MAX_NAME} characters.")
+        raise invalid_field("name", f"The client's name must be at most {MAX_NAME} characters.")
+    return name
+
+
+def checked_settings(spec: ClientSpec) -> dict[str, Any]:
+    """The client's columns that ``spec`` sets, every rule checked (``InvalidInput`` naming
+    the field): the one check behind registering and changing a client."""
     if spec.public and not spec.require_pkce:
-        raise InvalidInput(
-            "--no-require-pkce is only for confidential clients: public ones always use PKCE."
+        raise invalid_field(
+            "require_pkce",
+            "PKCE cannot be turned off (--no-require-pkce) for a public client: "
+            "public clients always use it.",
         )
     grant_types = check_grant_types(spec.grant_types, public=spec.public)
     redirect_uris = [check_redirect_uri(u, public=spec.public) for u in spec.redirect_uris]
     if "authorization_code" in grant_types and not redirect_uris:
-        raise InvalidInput("The authorization_code grant needs at least one --redirect-uri.")
+        raise invalid_field(
+            "redirect_uris",
+            "The authorization_code grant needs at least one redirect URI (--redirect-uri).",
+        )
     post_logout = [
-        check_redirect_uri(u, public=spec.public, what="post-logout redirect URI")
+        check_redirect_uri(
+            u,
+            public=spec.public,
+            what="post-logout redirect URI",
+            field="post_logout_redirect_uris",
+        )
         for u in spec.post_logout_redirect_uris
     ]
+    return {
+        "name": check_name(spec.name),
+        "first_party": spec.first_party,
+        "require_pkce": spec.require_pkce or spec.public,
+        "redirect_uris": list(dict.fromkeys(redirect_uris)),
+        "post_logout_redirect_uris": list(dict.fromkeys(post_logout)),
+        "grant_types": grant_types,
+        "scope": check_scope(spec.scope if spec.scope is not None else DEFAULT_SCOPE),
+        "resources": list(dict.fromkeys(check_resource(r) for r in spec.resources)),
+    }
+
+
+def build_client(spec: ClientSpec) -> tuple[OAuthClient, str | None]:
+    """The client row and, for a confidential client, its secret in clear (shown once)."""
+    settings = checked_settings(spec)
     secret = None if spec.public else random_token(32)
     client = OAuthClient(
         client_id=random_token(16),
-        name=name,
         secret_hash=digest(secret) if secret is not None else None,
         is_public=spec.public,
-        first_party=spec.first_party,
-        require_pkce=spec.require_pkce or spec.public,
-        redirect_uris=list(dict.fromkeys(redirect_uris)),
-        post_logout_redirect_uris=list(dict.fromkeys(post_logout)),
-        grant_types=grant_types,
-        scope=check_scope(spec.scope if spec.scope is not None else DEFAULT_SCOPE),
-        resources=list(dict.fromkeys(check_resource(r) for r in spec.resources)),
+        disabled=False,
         created_at=utcnow(),
+        **settings,
     )
     return client, secret
 
 
-async def register_client(session: AsyncSession, spec: ClientSpec) -> dict[str, Any]:
-    """Store a new client; the returned dict is what ``identity clients create`` prints."""
-    client, secret = build_client(spec)
-    await add_client(session, client)
-    shown: dict[str, Any] = {"client_id": client.client_id}
-    if secret is not None:
-        shown["client_secret"] = secret
-    return shown | {
+def shown_settings(client: OAuthClient) -> dict[str, Any]:
+    """What the command line, the API and the audit log show of a client: never its secret."""
+    return {
         "name": client.name,
         "public": client.is_public,
         "first_party": client.first_party,
@@ -167,3 +203,154 @@ async def register_client(session: AsyncSession, spec: ClientSpec) -> dict[str, 
         "scope": client.scope,
         "resources": client.resources,
     }
+
+
+async def register_client(session: AsyncSession, spec: ClientSpec) -> dict[str, Any]:
+    """Store a new client; the returned dict is what ``identity clients create`` prints."""
+    client, secret = build_client(spec)
+    await add_client(session, client)
+    shown: dict[str, Any] = {"client_id": client.client_id}
+    if secret is not None:
+        shown["client_secret"] = secret
+    return shown | shown_settings(client)
+
+
+# --- staff's management through /api/v1/clients ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClientChange:
+    """The settings a change gives; None leaves one as it is. Whether a client is public is
+    fixed at registration: it decides whether it has a secret at all."""
+
+    name: str | None = None
+    redirect_uris: list[str] | None = None
+    post_logout_redirect_uris: list[str] | None = None
+    first_party: bool | None = None
+    grant_types: list[str] | None = None
+    scope: str | None = None
+    resources: list[str] | None = None
+    require_pkce: bool | None = None
+    disabled: bool | None = None
+
+
+def _target(client_id: str) -> tuple[str, str]:
+    return ("client", client_id)
+
+
+async def existing_client(
+    session: AsyncSession, client_id: str, *, for_update: bool = False
+) -> OAuthClient:
+    """The client, disabled or not (``for_update``: locked for a change); ``NotFound``."""
+    found = await repository.find_client(session, client_id, for_update=for_update)
+    if found is None:
+        raise NotFound("No such client.")
+    return found
+
+
+async def list_clients(session: AsyncSession, offset: int, limit: int) -> Sequence[OAuthClient]:
+    return await repository.list_clients(session, offset, limit)
+
+
+async def create_client(
+    session: AsyncSession, actor: Actor, spec: ClientSpec
+) -> tuple[OAuthClient, str | None]:
+    """``register_client`` for staff, audited: the client and its secret (shown once)."""
+    client, secret = build_client(spec)
+    await add_client(session, client)
+    await record_as(
+        session,
+        actor,
+        "client.created",
+        account_id=None,
+        target=_target(client.client_id),
+        new=shown_settings(client),
+    )
+    return client, secret
+
+
+async def update_client(
+    session: AsyncSession,
+    actor: Actor,
+    client_id: str,
+    change: ClientChange,
+    now: datetime,
+    access_ttl: int,
+) -> OAuthClient:
+    """Apply ``change`` under the rules of registration; the audit log gets the fields that
+    changed, before and after. Disabling refuses the client at the token and authorization
+    endpoints and denies the access tokens it holds; its refresh tokens stay, refused while
+    it is disabled, so enabling it again lets its users go on where they were.
+    """
+    client = await existing_client(session, client_id, for_update=True)
+    old = shown_settings(client) | {"disabled": client.disabled}
+    given = {
+        name: value
+        for name, value in asdict(change).items()
+        if value is not None and name != "disabled"
+    }
+    if given:
+        # Every rule of registration, on the settings as they would be: a grant type
+        # change needs its redirect URIs, a public client's new URIs may be native ones.
+        current = ClientSpec(
+            name=client.name,
+            redirect_uris=client.redirect_uris,
+            post_logout_redirect_uris=client.post_logout_redirect_uris,
+            public=client.is_public,
+            first_party=client.first_party,
+            grant_types=client.grant_types,
+            scope=client.scope,
+            resources=client.resources,
+            require_pkce=client.require_pkce,
+        )
+        for column, value in checked_settings(replace(current, **given)).items():
+            setattr(client, column, value)
+    if change.disabled is not None:
+        client.disabled = change.disabled
+    new = shown_settings(client) | {"disabled": client.disabled}
+    changed = [name for name in new if new[name] != old[name]]
+    if not changed:
+        return client
+    if client.disabled and not old["disabled"]:
+        await client_grants.deny_access_tokens(session, client_id, now, access_ttl)
+    await record_as(
+        session,
+        actor,
+        "client.updated",
+        account_id=None,
+        target=_target(client_id),
+        old={name: old[name] for name in changed},
+        new={name: new[name] for name in changed},
+    )
+    return client
+
+
+async def rotate_secret(
+    session: AsyncSession, actor: Actor, client_id: str
+) -> tuple[OAuthClient, str]:
+    """A new secret, shown once; the old one stops working at once (the token endpoint
+    compares against the stored digest, which is replaced). Tokens already issued stay.
+    """
+    client = await existing_client(session, client_id, for_update=True)
+    if client.is_public:
+        raise Conflict("A public client has no secret to rotate.")
+    secret = random_token(32)
+    client.secret_hash = digest(secret)
+    await record_as(
+        session, actor, "client.secret_rotated", account_id=None, target=_target(client_id)
+    )
+    return client, secret
+
+
+async def delete_client(
+    session: AsyncSession, actor: Actor, client_id: str, now: datetime, access_ttl: int
+) -> None:
+    """Delete the client with its codes, refresh tokens and consents; the access tokens a
+    code or refresh token recorded go on the deny list."""
+    client = await existing_client(session, client_id, for_update=True)
+    old = shown_settings(client) | {"disabled": client.disabled}
+    await client_grants.end_grants(session, client_id, now, access_ttl)
+    await repository.delete_client(session, client_id)
+    await record_as(
+        session, actor, "client.deleted", account_id=None, target=_target(client_id), old=old
+    )
