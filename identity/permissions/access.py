@@ -69,6 +69,7 @@ class Action(StrEnum):
     AUDIT_READ_ALL = "audit.read-all"
     AUTHZ_CHECK = "authz.check"
     WEBHOOK_MANAGE = "webhook.manage"
+    CLIENT_MANAGE = "client.manage"
 
 
 STAFF, OWNER, MANAGER, MEMBER, OTHER_USER, SERVICE = (
@@ -106,6 +107,7 @@ MATRIX: dict[Action, frozenset[Relation]] = {
     Action.AUDIT_READ_ALL: frozenset({STAFF}),
     Action.AUTHZ_CHECK: frozenset({STAFF, SERVICE}),
     Action.WEBHOOK_MANAGE: frozenset({STAFF}),
+    Action.CLIENT_MANAGE: frozenset({STAFF}),
 }
 
 

@@ -33,6 +33,7 @@ from tests.integration.account_helpers import (
     staff_headers,
     user_headers,
 )
+from tests.integration.oauth_helpers import make_client
 
 
 @dataclass
@@ -146,6 +147,7 @@ async def _world(runtime: Runtime) -> World:
         "perm": f"svc{uuid.uuid4().hex[:6]}:act",
         "w": str(subscription.subscription.id),
         "d": str(delivery_id),
+        "c": (await make_client(runtime)).client_id,
     }
     headers = {
         Relation.STAFF: await staff_headers(runtime),
@@ -261,6 +263,17 @@ ENDPOINTS = [
     Endpoint("DELETE", "/webhooks/{w}", Action.WEBHOOK_MANAGE),
     Endpoint("GET", "/webhooks/{w}/deliveries", Action.WEBHOOK_MANAGE),
     Endpoint("POST", "/webhooks/{w}/deliveries/{d}/resend", Action.WEBHOOK_MANAGE),
+    Endpoint(
+        "POST",
+        "/clients",
+        Action.CLIENT_MANAGE,
+        {"name": "App", "redirect_uris": ["https://app.example.com/cb"]},
+    ),
+    Endpoint("GET", "/clients", Action.CLIENT_MANAGE),
+    Endpoint("GET", "/clients/{c}", Action.CLIENT_MANAGE),
+    Endpoint("PATCH", "/clients/{c}", Action.CLIENT_MANAGE, {"disabled": True}),
+    Endpoint("POST", "/clients/{c}/secret", Action.CLIENT_MANAGE),
+    Endpoint("DELETE", "/clients/{c}", Action.CLIENT_MANAGE),
 ]
 
 
@@ -283,6 +296,7 @@ def test_every_route_of_the_api_is_in_the_table(app: Any) -> None:
             ("delivery_id", "d"),
         ):
             path = path.replace("{" + name + ":uuid}", "{" + short + "}")
+        path = path.replace("{client_id:str}", "{c}")
         path = path.replace("/roles/{r}", "/roles/{tr}") if "/accounts/" not in path else path
         path = path.replace("{name:str}", "tickets").replace("/users/{t}", "/users/{u}")
         for method in route.methods - {"HEAD", "OPTIONS"}:

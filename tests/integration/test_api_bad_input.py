@@ -16,9 +16,11 @@ from tests.integration.account_helpers import (
     problem_fields,
     staff_headers,
 )
+from tests.integration.oauth_helpers import make_client
 
 MEMBER = "/accounts/{a}/members/{t}"
 UUID0 = "00000000-0000-0000-0000-000000000000"
+CB = "https://app.example.com/cb"
 
 # (method, path, body, status, field): the body is wrong in exactly the field named.
 CASES: list[tuple[str, str, Any, int, str]] = [
@@ -72,6 +74,47 @@ CASES: list[tuple[str, str, Any, int, str]] = [
         422,
         "label",
     ),
+    # OAuth clients: the command line's rules, each refusal naming its field.
+    ("POST", "/clients", {"name": "x" * 201, "redirect_uris": [CB]}, 422, "name"),
+    ("POST", "/clients", {"name": " ", "redirect_uris": [CB]}, 422, "name"),
+    (
+        "POST",
+        "/clients",
+        {"name": "A", "redirect_uris": ["http://app.example.com/cb"]},
+        422,
+        "redirect_uris",
+    ),
+    ("POST", "/clients", {"name": "A", "redirect_uris": [CB, CB]}, 422, "redirect_uris"),
+    ("POST", "/clients", {"name": "A", "redirect_uris": "cb"}, 400, "redirect_uris"),
+    (
+        "POST",
+        "/clients",
+        {"name": "A", "redirect_uris": [CB], "public": True, "require_pkce": False},
+        422,
+        "require_pkce",
+    ),
+    (
+        "POST",
+        "/clients",
+        {"name": "A", "grant_types": ["client_credentials"] * 2},
+        422,
+        "grant_types",
+    ),
+    ("PATCH", "/clients/{c}", {"public": True}, 400, "public"),
+    ("PATCH", "/clients/{c}", {"name": "x" * 201}, 422, "name"),
+    ("PATCH", "/clients/{c}", {"grant_types": ["refresh_token"]}, 422, "grant_types"),
+    ("PATCH", "/clients/{c}", {"grant_types": ["password"]}, 422, "grant_types"),
+    ("PATCH", "/clients/{c}", {"redirect_uris": ["https://a.example/cb#x"]}, 422, "redirect_uris"),
+    (
+        "PATCH",
+        "/clients/{c}",
+        {"post_logout_redirect_uris": ["myapp:/"]},
+        422,
+        "post_logout_redirect_uris",
+    ),
+    ("PATCH", "/clients/{c}", {"resources": ["billing"]}, 422, "resources"),
+    ("PATCH", "/clients/{c}", {"scope": 'bad"scope'}, 422, "scope"),
+    ("PATCH", "/clients/{c}", {"disabled": "yes"}, 400, "disabled"),
     ("POST", "/authz/check", {"checks": []}, 400, "checks"),
     (
         "POST",
@@ -105,7 +148,12 @@ async def arranged(client: httpx.AsyncClient, runtime: Runtime) -> dict[str, Any
     template = await client.post("/api/v1/roles", json={"name": f"T{uuid.uuid4()}"}, headers=staff)
     return {
         "headers": staff,
-        "ids": {"a": str(account.id), "t": str(target.id), "u": str(outsider.id)},
+        "ids": {
+            "a": str(account.id),
+            "t": str(target.id),
+            "u": str(outsider.id),
+            "c": (await make_client(runtime)).client_id,
+        },
         "role": role.json()["id"],
         "template": template.json()["id"],
     }

@@ -18,6 +18,7 @@ STAFF_ONLY = {
     Action.PERMISSION_REGISTER,
     Action.USER_READ,
     Action.AUDIT_READ_ALL,
+    Action.CLIENT_MANAGE,
 }
 
 

@@ -46,7 +46,7 @@ async def allow(
     return await authorize(session, principal.caller, action, now, runtime.catalogue, account_id)
 
 
-def _once_each(field: str, keys: list[Any]) -> None:
+def once_each(field: str, keys: list[Any]) -> None:
     # A member holds a permission or role once: of two entries, one would silently win, while
     # the audit log recorded both.
     twice = sorted(str(key) for key, times in Counter(keys).items() if times > 1)
@@ -57,14 +57,14 @@ def _once_each(field: str, keys: list[Any]) -> None:
 def grants_in(items: list[schemas.GrantIn] | None) -> list[Grant] | None:
     if items is None:
         return None
-    _once_each("permissions", [g.name for g in items])
+    once_each("permissions", [g.name for g in items])
     return [Grant(g.name, g.expires_at) for g in items]
 
 
 def role_grants_in(items: list[schemas.RoleGrantIn] | None) -> list[RoleGrant] | None:
     if items is None:
         return None
-    _once_each("roles", [g.role_id for g in items])
+    once_each("roles", [g.role_id for g in items])
     return [RoleGrant(g.role_id, g.expires_at) for g in items]
 
 

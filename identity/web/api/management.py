@@ -11,7 +11,16 @@ from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.params import ParameterKwarg
 
-from identity.web.api import accounts, audit, authz, invitations, members, permissions, roles
+from identity.web.api import (
+    accounts,
+    audit,
+    authz,
+    clients,
+    invitations,
+    members,
+    permissions,
+    roles,
+)
 from identity.web.api import users as users_api
 from identity.web.api import webhooks as webhooks_api
 from identity.web.api.auth import BearerRefused, bearer_refused_handler, provide_principal
@@ -57,6 +66,7 @@ ROUTER = Router(
         audit.AuditController,
         authz.AuthzController,
         webhooks_api.WebhookController,
+        clients.ClientController,
     ],
     dependencies={
         "principal": Provide(provide_principal),

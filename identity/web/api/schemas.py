@@ -250,3 +250,80 @@ class AuthzRequest(Request):
 class AuthzResponse(msgspec.Struct):
     # One answer per check, in the order asked.
     allowed: list[bool]
+
+
+# --- OAuth clients ---------------------------------------------------------------------------
+
+MAX_URI = 2000
+MAX_URIS = 100
+Uris = Annotated[list[Annotated[str, Meta(max_length=MAX_URI)]], Meta(max_length=MAX_URIS)]
+GrantTypes = Annotated[
+    list[Annotated[str, Meta(max_length=50)]],
+    Meta(max_length=10, examples=[["authorization_code", "refresh_token"]]),
+]
+# The name's limit is the command line's, checked after trimming (422 naming the field).
+ClientName = Annotated[str, Meta(description="1 to 200 characters", examples=["Billing portal"])]
+ClientScope = Annotated[
+    str, Meta(max_length=MAX_URI, description="space-separated", examples=["openid profile"])
+]
+
+
+class ClientCreate(Request):
+    """As ``identity clients create``: the same defaults and the same rules."""
+
+    name: ClientName
+    redirect_uris: Uris = msgspec.field(default_factory=list)
+    post_logout_redirect_uris: Uris = msgspec.field(default_factory=list)
+    public: Annotated[
+        bool, Meta(description="an SPA or native app: no secret, PKCE always; cannot change")
+    ] = False
+    first_party: Annotated[bool, Meta(description="no consent screen")] = False
+    grant_types: GrantTypes = msgspec.field(
+        default_factory=lambda: ["authorization_code", "refresh_token"]
+    )
+    # Default "openid profile email".
+    scope: ClientScope | None = None
+    resources: Uris = msgspec.field(default_factory=list)
+    require_pkce: bool = True
+
+
+class ClientUpdate(Request):
+    """Each field given replaces that setting; fields left out stay as they are. Whether the
+    client is public cannot change."""
+
+    name: ClientName | None = None
+    redirect_uris: Uris | None = None
+    post_logout_redirect_uris: Uris | None = None
+    first_party: bool | None = None
+    grant_types: GrantTypes | None = None
+    scope: ClientScope | None = None
+    resources: Uris | None = None
+    require_pkce: bool | None = None
+    disabled: (
+        Annotated[bool, Meta(description="no tokens and no sign-ins until enabled again")] | None
+    ) = None
+
+
+class ClientOut(msgspec.Struct):
+    client_id: str
+    name: str
+    public: bool
+    first_party: bool
+    require_pkce: bool
+    redirect_uris: list[str]
+    post_logout_redirect_uris: list[str]
+    grant_types: list[str]
+    scope: str
+    resources: list[str]
+    disabled: bool
+    created_at: datetime
+
+
+class ClientWithSecret(ClientOut, omit_defaults=True):
+    client_secret: (
+        Annotated[
+            str,
+            Meta(description="a confidential client's secret, shown in this answer only"),
+        ]
+        | None
+    ) = None

@@ -1,0 +1,256 @@
+"""Staff's management of OAuth clients: /api/v1/clients, with the command line's rules."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from identity.clock import utcnow
+from identity.crypto import digest
+from identity.runtime import Runtime
+from identity.tokens.consents import remember
+from identity.tokens.models import AuthorizationCode, Consent, RefreshToken
+from tests.integration.account_helpers import staff_headers, user_headers
+from tests.integration.oauth_helpers import (
+    REDIRECT_URI,
+    RegisteredClient,
+    is_active,
+    issue_code,
+    make_client,
+    make_user,
+    refresh,
+    signed_in_tokens,
+)
+
+PORTAL = {
+    "name": "Portal",
+    "redirect_uris": [REDIRECT_URI],
+    "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+    "scope": "openid profile email reports:read",
+}
+
+
+async def _register(
+    http: httpx.AsyncClient, headers: dict[str, str], **body: Any
+) -> dict[str, Any]:
+    response = await http.post("/api/v1/clients", json=PORTAL | body, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def _client_credentials(http: httpx.AsyncClient, client: RegisteredClient) -> int:
+    data = {"grant_type": "client_credentials", "scope": "reports:read"}
+    return (await http.post("/token", data=data, headers=client.basic)).status_code
+
+
+async def test_a_confidential_clients_secret_is_shown_once_and_works(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff)
+    secret = created.pop("client_secret")
+    registered = RegisteredClient(created["client_id"], secret)
+
+    assert await _client_credentials(client, registered) == 200
+    assert created["public"] is False and created["disabled"] is False
+    assert created["grant_types"] == PORTAL["grant_types"]
+    read = await client.get(f"/api/v1/clients/{registered.client_id}", headers=staff)
+    listed = await client.get("/api/v1/clients", params={"limit": 200}, headers=staff)
+    assert read.status_code == 200 and read.json() == created
+    assert created in listed.json()
+    for answer in (read.text, listed.text):
+        assert secret not in answer and digest(secret) not in answer
+        assert "secret" not in answer
+
+
+async def test_a_public_client_has_no_secret_to_rotate(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await staff_headers(runtime)
+    created = await _register(
+        client,
+        staff,
+        public=True,
+        redirect_uris=["com.example.app:/cb"],
+        grant_types=["authorization_code"],
+    )
+
+    assert "client_secret" not in created
+    assert created["public"] is True and created["require_pkce"] is True
+    rotated = await client.post(f"/api/v1/clients/{created['client_id']}/secret", headers=staff)
+    assert rotated.status_code == 409, rotated.text
+    assert rotated.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_the_list_is_paged(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    staff = await staff_headers(runtime)
+    ids = [(await _register(client, staff, name=f"App {n}"))["client_id"] for n in range(3)]
+    pages = [
+        (await client.get("/api/v1/clients", params={"offset": o, "limit": 2}, headers=staff))
+        for o in (0, 2)
+    ]
+    seen = [row["client_id"] for page in pages for row in page.json()]
+    assert [len(page.json()) for page in pages] == [2, 1]
+    assert seen == ids
+
+
+async def test_a_disabled_client_gets_no_tokens_until_enabled_again(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff)
+    portal = RegisteredClient(created["client_id"], created["client_secret"])
+    resource_server = await make_client(runtime, grant_types=["client_credentials"])
+    tokens = await signed_in_tokens(client, runtime, portal)
+    # Now in this process's client cache, which the change must not wait for.
+    assert await _client_credentials(client, portal) == 200
+
+    path = f"/api/v1/clients/{portal.client_id}"
+    disabled = await client.patch(path, json={"disabled": True}, headers=staff)
+    assert disabled.status_code == 200 and disabled.json()["disabled"] is True
+
+    assert await _client_credentials(client, portal) == 401
+    assert (await refresh(client, portal, tokens["refresh_token"])).status_code == 401
+    assert not await is_active(client, resource_server, tokens["access_token"])
+
+    enabled = await client.patch(path, json={"disabled": False}, headers=staff)
+    assert enabled.status_code == 200 and enabled.json()["disabled"] is False
+    assert await _client_credentials(client, portal) == 200
+    refreshed = await refresh(client, portal, tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+
+
+async def test_a_rotated_secret_stops_the_old_one_at_once(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff)
+    old = RegisteredClient(created["client_id"], created["client_secret"])
+    assert await _client_credentials(client, old) == 200
+
+    rotated = await client.post(f"/api/v1/clients/{old.client_id}/secret", headers=staff)
+
+    assert rotated.status_code == 200, rotated.text
+    new = RegisteredClient(old.client_id, rotated.json()["client_secret"])
+    assert new.secret != old.secret
+    assert await _client_credentials(client, old) == 401
+    assert await _client_credentials(client, new) == 200
+
+
+async def _rows(runtime: Runtime, model: Any, client_id: str) -> int:
+    async with runtime.db.transaction() as session:
+        count = select(func.count()).select_from(model).where(model.client_id == client_id)
+        return int(await session.scalar(count) or 0)
+
+
+async def test_deleting_a_client_ends_what_it_holds(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff)
+    portal = RegisteredClient(created["client_id"], created["client_secret"])
+    resource_server = await make_client(runtime, grant_types=["client_credentials"])
+    user = await make_user(runtime)
+    tokens = await signed_in_tokens(client, runtime, portal, user=user)
+    await issue_code(runtime, portal, user)
+    async with runtime.db.transaction() as session:
+        await remember(session, user.id, portal.client_id, ["openid"], utcnow())
+
+    deleted = await client.delete(f"/api/v1/clients/{portal.client_id}", headers=staff)
+
+    assert deleted.status_code == 204, deleted.text
+    for model in (RefreshToken, AuthorizationCode, Consent):
+        assert await _rows(runtime, model, portal.client_id) == 0, model
+    assert (await refresh(client, portal, tokens["refresh_token"])).status_code == 401
+    assert not await is_active(client, resource_server, tokens["access_token"])
+    gone = await client.get(f"/api/v1/clients/{portal.client_id}", headers=staff)
+    assert gone.status_code == 404
+
+
+async def test_every_change_is_audited_without_secrets(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff)
+    client_id = created["client_id"]
+    path = f"/api/v1/clients/{client_id}"
+    await client.patch(path, json={"name": "Portal 2", "first_party": True}, headers=staff)
+    rotated = await client.post(f"{path}/secret", headers=staff)
+    await client.delete(path, headers=staff)
+
+    log = await client.get("/api/v1/audit", params={"target_id": client_id}, headers=staff)
+    events = list(reversed(log.json()["events"]))
+    assert [e["action"] for e in events] == [
+        "client.created",
+        "client.updated",
+        "client.secret_rotated",
+        "client.deleted",
+    ]
+    assert events[0]["details"]["new"]["name"] == "Portal"
+    assert events[1]["details"] == {
+        "old": {"name": "Portal", "first_party": False},
+        "new": {"name": "Portal 2", "first_party": True},
+    }
+    assert events[3]["details"]["old"]["name"] == "Portal 2"
+    text = json.dumps(events)
+    for secret in (created["client_secret"], rotated.json()["client_secret"]):
+        assert secret not in text and digest(secret) not in text
+
+
+async def test_a_change_keeps_the_registration_rules(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff)
+    path = f"/api/v1/clients/{created['client_id']}"
+
+    changed = await client.patch(
+        path,
+        json={"redirect_uris": ["https://new.example.com/cb"], "scope": "openid  email"},
+        headers=staff,
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["redirect_uris"] == ["https://new.example.com/cb"]
+    assert changed.json()["scope"] == "openid email"
+    # The authorization_code grant still needs a redirect URI.
+    refused = await client.patch(path, json={"redirect_uris": []}, headers=staff)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "redirect_uris"
+    assert (await client.get(path, headers=staff)).json() == changed.json()
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/secret")],
+)
+async def test_an_unknown_client_is_not_found(
+    client: httpx.AsyncClient, runtime: Runtime, method: str, suffix: str
+) -> None:
+    body = {"name": "X"} if method == "PATCH" else None
+    response = await client.request(
+        method, f"/api/v1/clients/nope{suffix}", json=body, headers=await staff_headers(runtime)
+    )
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_other_users_are_forbidden(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    portal = await make_client(runtime)
+    headers = await user_headers(runtime, await make_user(runtime))
+    for method, path in [
+        ("GET", "/api/v1/clients"),
+        ("POST", "/api/v1/clients"),
+        ("PATCH", f"/api/v1/clients/{portal.client_id}"),
+        ("POST", f"/api/v1/clients/{portal.client_id}/secret"),
+        ("DELETE", f"/api/v1/clients/{portal.client_id}"),
+    ]:
+        body = {"POST": PORTAL, "PATCH": {"disabled": True}}.get(method)
+        response = await client.request(method, path, json=body, headers=headers)
+        assert response.status_code == 403, (method, path, response.text)
+    staff = await staff_headers(runtime)
+    kept = await client.get(f"/api/v1/clients/{portal.client_id}", headers=staff)
+    assert kept.status_code == 200 and kept.json()["disabled"] is False
+    assert len((await client.get("/api/v1/clients", headers=staff)).json()) == 1
