@@ -20,10 +20,15 @@ async def find_client(
     session: AsyncSession, client_id: str, *, for_update: bool = False
 ) -> OAuthClient | None:
     """The client, disabled or not. ``for_update`` locks it until the transaction ends, so
-    two changes to one client apply one after the other, each to what the other left."""
+    two changes to one client apply one after the other, each to what the other left.
+
+    The lock is PostgreSQL's FOR NO KEY UPDATE, which lets rows referring to the client be
+    inserted meanwhile: a code redemption inserting a refresh token would otherwise wait
+    for the change, and deadlock with a delete that waits for the redemption's code.
+    """
     query = select(OAuthClient).where(OAuthClient.client_id == client_id)
     if for_update:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     return await session.scalar(query.execution_options(populate_existing=True))
 
 

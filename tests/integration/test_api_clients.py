@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -22,10 +23,13 @@ from tests.integration.oauth_helpers import (
     issue_code,
     make_client,
     make_user,
+    pkce_pair,
+    redeem,
     refresh,
     signed_in_tokens,
 )
 
+RACERS = 6
 PORTAL = {
     "name": "Portal",
     "redirect_uris": [REDIRECT_URI],
@@ -169,6 +173,35 @@ async def test_deleting_a_client_ends_what_it_holds(
     assert not await is_active(client, resource_server, tokens["access_token"])
     gone = await client.get(f"/api/v1/clients/{portal.client_id}", headers=staff)
     assert gone.status_code == 404
+
+
+async def test_a_delete_racing_refreshes_and_redemptions_leaves_nothing_live(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # On PostgreSQL a delete that locked the client row first deadlocked with a redemption
+    # (holding its code, inserting a refresh token that refers to the client): a 503.
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff)
+    portal = RegisteredClient(created["client_id"], created["client_secret"])
+    refresh_tokens = [
+        (await signed_in_tokens(client, runtime, portal))["refresh_token"] for _ in range(RACERS)
+    ]
+    redemptions = []
+    for _ in range(RACERS):
+        verifier, challenge = pkce_pair()
+        code = await issue_code(runtime, portal, await make_user(runtime), challenge=challenge)
+        redemptions.append(redeem(client, portal, code, verifier))
+    refreshes = [refresh(client, portal, token) for token in refresh_tokens]
+
+    deleted, *answers = await asyncio.gather(
+        client.delete(f"/api/v1/clients/{portal.client_id}", headers=staff),
+        *(request for pair in zip(refreshes, redemptions, strict=True) for request in pair),
+    )
+
+    assert deleted.status_code == 204, deleted.text
+    assert all(a.status_code in (200, 400, 401) for a in answers), [a.text for a in answers]
+    for model in (RefreshToken, AuthorizationCode, Consent):
+        assert await _rows(runtime, model, portal.client_id) == 0, model
 
 
 async def test_every_change_is_audited_without_secrets(
