@@ -238,6 +238,11 @@ def _target(client_id: str) -> tuple[str, str]:
     return ("client", client_id)
 
 
+def client_state(client: OAuthClient) -> dict[str, Any]:
+    """Its settings and whether it is disabled: what the API and the audit log show."""
+    return shown_settings(client) | {"disabled": client.disabled}
+
+
 async def existing_client(
     session: AsyncSession, client_id: str, *, for_update: bool = False
 ) -> OAuthClient:
@@ -264,7 +269,7 @@ async def create_client(
         "client.created",
         account_id=None,
         target=_target(client.client_id),
-        new=shown_settings(client),
+        new=client_state(client),
     )
     return client, secret
 
@@ -283,7 +288,7 @@ async def update_client(
     it is disabled, so enabling it again lets its users go on where they were.
     """
     client = await existing_client(session, client_id, for_update=True)
-    old = shown_settings(client) | {"disabled": client.disabled}
+    old = client_state(client)
     given = {
         name: value
         for name, value in asdict(change).items()
@@ -307,7 +312,7 @@ async def update_client(
             setattr(client, column, value)
     if change.disabled is not None:
         client.disabled = change.disabled
-    new = shown_settings(client) | {"disabled": client.disabled}
+    new = client_state(client)
     changed = [name for name in new if new[name] != old[name]]
     if not changed:
         return client
@@ -348,7 +353,7 @@ async def delete_client(
     """Delete the client with its codes, refresh tokens and consents; the access tokens a
     code or refresh token recorded go on the deny list."""
     client = await existing_client(session, client_id, for_update=True)
-    old = shown_settings(client) | {"disabled": client.disabled}
+    old = client_state(client)
     await client_grants.end_grants(session, client_id, now, access_ttl)
     await repository.delete_client(session, client_id)
     await record_as(

@@ -25,9 +25,8 @@ def _with_secret(client: OAuthClient, secret: str | None) -> schemas.ClientWithS
 
 
 def _out_fields(client: OAuthClient) -> dict[str, object]:
-    return service.shown_settings(client) | {
+    return service.client_state(client) | {
         "client_id": client.client_id,
-        "disabled": client.disabled,
         "created_at": client.created_at,
     }
 
