@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from identity.clients.cache import ClientCache
 from identity.clients.models import OAuthClient
@@ -126,3 +126,43 @@ async def test_disabled_client_is_refused_once_the_cache_interval_passes(
         now[0] = 5.1
         assert await cache.get(session, app.client_id) is None
         assert await cache.get(session, "never-registered") is None
+
+
+async def _disable(runtime: Runtime, client_id: str) -> None:
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(OAuthClient).where(OAuthClient.client_id == client_id).values(disabled=True)
+        )
+
+
+async def test_a_forgotten_client_is_read_again_at_once(runtime: Runtime) -> None:
+    app = await confidential(runtime)
+    cache = ClientCache(ttl=5, clock=lambda: 0.0)
+    async with runtime.db.transaction() as session:
+        assert await cache.get(session, app.client_id) is not None
+    await _disable(runtime, app.client_id)
+
+    cache.forget(app.client_id)
+
+    async with runtime.db.transaction() as session:
+        assert await cache.get(session, app.client_id) is None
+
+
+async def test_a_read_under_way_when_the_client_is_forgotten_is_not_kept(
+    runtime: Runtime,
+) -> None:
+    # The read began before the change committed, so it may hold the row as it was.
+    app = await confidential(runtime)
+    cache = ClientCache(ttl=5, clock=lambda: 0.0)
+    async with runtime.db.transaction() as session:
+        event.listen(
+            session.sync_session,
+            "do_orm_execute",
+            lambda _: cache.forget(app.client_id),
+            once=True,
+        )
+        assert await cache.get(session, app.client_id) is not None
+    await _disable(runtime, app.client_id)
+
+    async with runtime.db.transaction() as session:
+        assert await cache.get(session, app.client_id) is None
