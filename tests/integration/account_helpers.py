@@ -20,6 +20,9 @@ from sqlalchemy import select
 
 from identity.accounts.models import User
 from identity.audit.service import Actor
+from identity.clients.models import OAuthClient
+from identity.clients.repository import add_client
+from identity.clients.service import ClientSpec, build_client
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.mail.models import OutgoingEmail
@@ -79,8 +82,19 @@ async def staff_headers(runtime: Runtime) -> dict[str, str]:
     return await user_headers(runtime, admin, f"{SCOPE_ADMIN} {SCOPE_ACCOUNTS}")
 
 
+async def register_service(runtime: Runtime, client_id: str = "billing") -> None:
+    """A confidential client named ``client_id``, once: the API refuses a client's own token
+    once the client is gone or disabled."""
+    async with runtime.db.transaction() as session:
+        if await session.get(OAuthClient, client_id) is None:
+            client, _ = build_client(ClientSpec(name=client_id, grant_types=["client_credentials"]))
+            client.client_id = client_id
+            await add_client(session, client)
+
+
 async def service_headers(runtime: Runtime, client_id: str = "billing") -> dict[str, str]:
     """A client's own token (client_credentials shape: the client is its subject)."""
+    await register_service(runtime, client_id)
     return bearer(await mint(runtime, sub=client_id, client_id=client_id, scope=SCOPE_AUTHZ))
 
 

@@ -128,6 +128,30 @@ async def test_a_disabled_client_gets_no_tokens_until_enabled_again(
     assert refreshed.status_code == 200, refreshed.text
 
 
+@pytest.mark.parametrize("end", ["disable", "delete"])
+async def test_a_service_clients_own_token_stops_at_once_when_it_is_disabled_or_deleted(
+    client: httpx.AsyncClient, runtime: Runtime, end: str
+) -> None:
+    # client_credentials tokens are recorded nowhere to be denied one by one.
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff, scope="identity:authz")
+    service = RegisteredClient(created["client_id"], created["client_secret"])
+    data = {"grant_type": "client_credentials", "scope": "identity:authz"}
+    token = (await client.post("/token", data=data, headers=service.basic)).json()
+    its_own = {"Authorization": f"Bearer {token['access_token']}"}
+    check = {"checks": []}
+    assert (
+        await client.post("/api/v1/authz/check", json=check, headers=its_own)
+    ).status_code != 401
+    path = f"/api/v1/clients/{service.client_id}"
+    if end == "disable":
+        await client.patch(path, json={"disabled": True}, headers=staff)
+    else:
+        await client.delete(path, headers=staff)
+    refused = await client.post("/api/v1/authz/check", json=check, headers=its_own)
+    assert refused.status_code == 401
+
+
 async def test_a_rotated_secret_stops_the_old_one_at_once(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

@@ -21,6 +21,7 @@ from tests.integration.account_helpers import (
     make_account,
     make_user,
     mint,
+    register_service,
     service_headers,
     user_headers,
 )
@@ -100,6 +101,7 @@ async def test_only_services_with_the_authz_scope_and_staff_may_ask(
     as_user = await client.post(
         "/api/v1/authz/check", json=body, headers=await user_headers(runtime, owner)
     )
+    await register_service(runtime)
     other_scope = bearer(
         await mint(runtime, sub="billing", client_id="billing", scope="identity:accounts")
     )

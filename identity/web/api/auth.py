@@ -96,6 +96,10 @@ async def provide_principal(request: Request[Any, Any, Any], runtime: RuntimeDep
         if await revocations.is_revoked(session, claims["jti"]):
             raise BearerRefused(invalid)
         if acting_for_itself:
+            # Its grant is recorded nowhere to deny: a client disabled or deleted since must
+            # not keep its staff or service rights until the token expires.
+            if await runtime.clients.get(session, client_id) is None:
+                raise BearerRefused(invalid)
             user_id, is_admin = None, True
         else:
             try:
