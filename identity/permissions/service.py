@@ -412,6 +412,11 @@ async def add_member(
     now: datetime,
 ) -> Membership:
     """A new membership with its grants; ``Conflict`` when the user is a member already."""
+    # The roles are checked, then granted. On SQLite a role deleted in between met the
+    # grant's foreign key, so the write lock comes first: the no-op write on the membership,
+    # not there yet, takes it (on PostgreSQL it locks nothing: the roles are share-locked).
+    if await repository.lock_membership(session, account_id, user_id) is not None:
+        raise Conflict("This user is already a member of the account.")
     await check_grants(session, catalogue, account_id, permissions, roles, now)
     if await repository.get_user(session, user_id) is None:
         raise invalid_field("user_id", "No such user.")

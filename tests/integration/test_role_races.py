@@ -7,15 +7,20 @@ import asyncio
 import itertools
 import uuid
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
 from identity.audit.models import AuditEvent
+from identity.clock import utcnow
+from identity.errors import InvalidInput
+from identity.permissions import repository, service
 from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
+    SYSTEM,
     add_member,
     effective,
     give_refresh_token,
@@ -177,3 +182,37 @@ async def test_two_roles_renamed_to_one_name_at_once_keep_their_names_apart(
     )
 
     assert sorted(r.status_code for r in responses) == [200, 409]
+
+
+async def test_a_role_deleted_while_a_member_is_added_with_it_leaves_no_500(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adding a member reads the roles it gives before its first write. On SQLite that read
+    held nothing: a deletion committed right after it, and the grant then met the deleted
+    role's foreign key (a 500). The deletion must wait for the addition, or go first."""
+    owner, newcomer = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    base = f"/api/v1/accounts/{account.id}"
+    role_id = uuid.UUID(await _role(client, base, await staff_headers(runtime)))
+    real_get_user = repository.get_user
+    deletions: list[asyncio.Task[None]] = []
+
+    async def delete_role() -> None:
+        async with runtime.db.transaction() as session:
+            await service.delete_role(session, SYSTEM, account.id, role_id, utcnow())
+
+    async def get_user_as_the_role_goes(*args: Any, **kwargs: Any) -> Any:
+        # After the roles were checked: the deletion gets its chance to commit in between.
+        if not deletions:
+            deletions.append(asyncio.create_task(delete_role()))
+            await asyncio.wait(deletions, timeout=1)
+        return await real_get_user(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "get_user", get_user_as_the_role_goes)
+    try:
+        await add_member(runtime, account, newcomer, roles=[RoleGrant(role_id)])
+    except InvalidInput as refused:  # the role was gone when it was checked: a 422
+        assert refused.extra["errors"][0]["field"] == "roles"
+    await deletions[0]
+
+    assert await effective(runtime, newcomer, account) == frozenset()
