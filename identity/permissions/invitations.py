@@ -328,8 +328,10 @@ async def invitation_for_token(
 
 
 async def _claim(session: AsyncSession, invitation: Invitation, now: datetime) -> None:
-    if not await repository.claim_invitation(session, invitation.id, now):
-        # Another accept won the race (or the invitation ended meanwhile).
+    if not await repository.claim_invitation(session, invitation.id, invitation.token_hash, now):
+        # Another accept won the race, or since it was read the invitation was resent,
+        # cancelled or expired: read again after the claim's write, it tells which.
+        _usable(await repository.invitation_by_token(session, invitation.token_hash), now)
         raise Conflict("This invitation has been accepted already.", reason="accepted")
 
 

@@ -546,7 +546,12 @@ async def get_invitation(
 
 
 async def invitation_by_token(session: AsyncSession, token_hash: str) -> Invitation | None:
-    return await session.scalar(select(Invitation).where(Invitation.token_hash == token_hash))
+    return await session.scalar(
+        select(Invitation)
+        .where(Invitation.token_hash == token_hash)
+        # As stored now: after a failed claim the session holds the row as read before it.
+        .execution_options(populate_existing=True)
+    )
 
 
 async def pending_invitations(
@@ -567,12 +572,16 @@ async def pending_invitations(
     return (await session.scalars(statement)).all()
 
 
-async def claim_invitation(session: AsyncSession, invitation_id: uuid.UUID, now: datetime) -> bool:
-    """Mark the invitation accepted if it still can be: of racing accepts, one wins."""
+async def claim_invitation(
+    session: AsyncSession, invitation_id: uuid.UUID, token_hash: str, now: datetime
+) -> bool:
+    """Mark the invitation accepted if it still can be, by the link ``token_hash`` (a resend
+    replaces the link, and ends the one read before it): of racing accepts, one wins."""
     result = await session.execute(
         update(Invitation)
         .where(
             Invitation.id == invitation_id,
+            Invitation.token_hash == token_hash,
             Invitation.accepted_at.is_(None),
             Invitation.cancelled_at.is_(None),
             Invitation.expires_at > now,

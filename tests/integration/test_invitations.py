@@ -19,7 +19,7 @@ from identity.clock import utcnow
 from identity.errors import Conflict, Forbidden, NotFound, PolicyViolation
 from identity.mail.models import MAX_SUBJECT, OutgoingEmail
 from identity.mail.transport import build_message
-from identity.permissions import invitations
+from identity.permissions import invitations, repository
 from identity.permissions.models import Account, Invitation, Membership
 from identity.permissions.service import MAX_ACCOUNT_NAME
 from identity.runtime import Runtime
@@ -375,3 +375,35 @@ async def test_the_invitation_email_has_a_text_and_an_html_part_naming_the_produ
     assert f'href="{link.group(0).replace("&", "&amp;")}"' in email.html_body
     assert product_line in email.html_body
     assert "Olga &lt;b&gt;Owner&lt;/b&gt;" in email.html_body and "Acme &amp; Co" in email.html_body
+
+
+async def test_a_link_replaced_while_it_is_being_accepted_does_not_work(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resend that commits after an accept read the invitation by its old link, and before
+    the accept claimed it, ends that link: the accept must not then go through with it."""
+    owner, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email="new.hire@example.com")
+    invitation = (await _invite(client, runtime, account, owner)).json()
+    old_link = _token((await _emails(runtime, invitee.email))[0])
+    real_claim = repository.claim_invitation
+
+    async def claim_after_a_resend(*args: Any, **kwargs: Any) -> bool:
+        resent = await client.post(
+            f"/api/v1/accounts/{account.id}/invitations/{invitation['id']}/resend",
+            headers=await user_headers(runtime, owner),
+        )
+        assert resent.status_code == 200, resent.text
+        return await real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "claim_invitation", claim_after_a_resend)
+    async with runtime.db.transaction() as session:
+        with pytest.raises(NotFound):
+            await invitations.accept_invitation_as_existing_user(session, old_link, invitee)
+
+    monkeypatch.undo()
+    assert len(await _memberships(runtime, account)) == 1  # the owner alone
+    new_link = _token((await _emails(runtime, invitee.email))[-1])
+    async with runtime.db.transaction() as session:
+        await invitations.accept_invitation_as_existing_user(session, new_link, invitee)
+    assert len(await _memberships(runtime, account)) == 2
