@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.db.row_locks import lock_rows
 from identity.tokens.models import Consent
 
 
@@ -28,8 +29,13 @@ async def remember(
     now: datetime,
 ) -> None:
     """Add ``scopes`` to what the user has granted the client (earlier grants stay)."""
-    query = select(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id)
-    consent = await session.scalar(query.with_for_update())
+    where = (Consent.user_id == user_id, Consent.client_id == client_id)
+    query = select(Consent).where(*where)
+    # The union is read, then written: two consents at once (two tabs) each stored theirs
+    # over the other's. A SELECT ... FOR UPDATE holds nothing on SQLite before the
+    # transaction's first write; the no-op write holds the row, or SQLite's write lock.
+    await lock_rows(session, Consent.scope, *where)
+    consent = await session.scalar(query)
     if consent is None:
         try:
             # A savepoint: if a parallel consent inserted the row first, update that one.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -142,3 +144,27 @@ async def test_the_services_own_scopes_are_described_in_the_page_language(
     assert "Gestionar las cuentas a las que perteneces" in page.text
     assert "identity:accounts" not in page.text  # described, not named
     assert "Usar «acme:reports»" in page.text  # a scope of another service: named
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_two_consents_given_at_once_are_both_remembered(client: httpx.AsyncClient) -> None:
+    """Each approval reads what was granted before and stores it with its own scopes: on
+    SQLite both read before either wrote, and the second stored over the first."""
+    first = await sign_in(client, authorize_params(scope="openid"))
+    await approve_consent(client, sent_to_consent(first))
+    pages = []
+    for scope in ("openid profile", "openid email"):
+        wider = await client.get("/authorize", params=authorize_params(scope=scope))
+        pages.append(await client.get(sent_to_consent(wider)))
+
+    approvals = await asyncio.gather(
+        *(
+            client.post("/consent", data=form_fields(page.text) | {"decision": "allow"})
+            for page in pages
+        )
+    )
+
+    for approval in approvals:
+        assert redirected_to_client(approval)["code"]
+    everything = authorize_params(scope="openid profile email", prompt="none")
+    assert redirected_to_client(await client.get("/authorize", params=everything))["code"]
