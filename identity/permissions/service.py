@@ -474,8 +474,10 @@ async def create_account(
 async def rename_account(
     session: AsyncSession, actor: Actor, account_id: uuid.UUID, name: str
 ) -> Account:
-    account = await get_account(session, account_id)
     name = display_name(name, MAX_ACCOUNT_NAME)
+    # The name replaced is audited: two renames at once both read the first name otherwise.
+    await repository.lock_account(session, account_id)
+    account = await get_account(session, account_id)
     old, account.name = account.name, name
     await session.flush()
     await record_as(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
+from sqlalchemy import select
 
+from identity.audit.models import AuditEvent
 from identity.clock import utcnow
 from identity.errors import Forbidden
 from identity.permissions import service
@@ -256,3 +260,32 @@ async def test_the_access_token_client_is_the_audit_actors_client(
     renamed = [e for e in page.json()["events"] if e["action"] == "account.renamed"]
     assert renamed[0]["actor_client_id"] == CLIENT_ID
     assert renamed[0]["actor_user_id"] == str(owner.id)
+
+
+async def test_renames_at_once_each_record_the_name_before_them(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner, "Acme")
+    headers = await staff_headers(runtime)
+    url = f"/api/v1/accounts/{account.id}"
+    # Open the pool's connections first, or opening them would space the renames out.
+    await asyncio.gather(*(client.get(url, headers=headers) for _ in range(5)))
+
+    responses = await asyncio.gather(
+        *(client.patch(url, json={"name": f"Acme {i}"}, headers=headers) for i in range(5))
+    )
+
+    assert [r.status_code for r in responses] == [200] * 5
+    async with runtime.db.transaction() as session:
+        renames = list(
+            await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action == "account.renamed")
+                .order_by(AuditEvent.id)
+            )
+        )
+    # Each rename replaced the name the one before it stored, and the last one's is kept.
+    names = ["Acme", *(event.details["new"]["name"] for event in renames)]
+    assert [event.details["old"]["name"] for event in renames] == names[:-1]
+    assert (await client.get(url, headers=headers)).json()["name"] == names[-1]
