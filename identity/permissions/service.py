@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -672,11 +672,22 @@ LAST_OWNER = "An account must keep at least one owner; make another member owner
 
 
 async def remove_member(
-    session: AsyncSession, actor: Actor, account_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+    now: datetime,
+    *,
+    judge: Callable[[Membership], None] | None = None,
 ) -> None:
+    """``judge`` raises if the caller may not remove this member (a manager removes plain
+    members only): it sees the member as stored under the account's lock, so a promotion
+    committed since the caller's own checks counts."""
     await repository.lock_account(session, account_id)
     # Read again under the lock: the caller may hold the row as read before it.
     membership = await membership_of(session, account_id, user_id, lock=True)
+    if judge is not None:
+        judge(membership)
     if membership.is_owner and await repository.count_owners(session, account_id) <= 1:
         raise Conflict(LAST_OWNER)
     old_permissions, old_roles = await _current_grants(session, membership)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -482,8 +483,9 @@ async def remove_submit(
     async def change(
         session: AsyncSession, actor: Actor, relation: Relation, form: FormMultiDict, now: datetime
     ) -> None:
-        check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
-        await service.remove_member(session, actor, account_id, user_id, now)
+        await service.remove_member(
+            session, actor, account_id, user_id, now, judge=partial(check_manager_edit, relation)
+        )
 
     return await _change(
         request,

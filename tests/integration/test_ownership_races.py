@@ -9,7 +9,9 @@ would, and then let the first one finish.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -17,10 +19,10 @@ from identity.audit.models import AuditEvent
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.errors import Conflict, Forbidden
-from identity.permissions import service
+from identity.permissions import repository, service
 from identity.permissions.models import Account, Membership
 from identity.runtime import Runtime
-from tests.integration.account_helpers import add_member, make_account, make_user
+from tests.integration.account_helpers import add_member, make_account, make_user, user_headers
 
 
 async def _owners(runtime: Runtime, account: Account) -> set[uuid.UUID]:
@@ -111,3 +113,36 @@ async def test_a_giver_demoted_meanwhile_hands_over_nothing(runtime: Runtime) ->
             )
 
     assert await _owners(runtime, account) == {partner.id}
+
+
+async def test_a_member_made_owner_meanwhile_is_not_removed_by_a_manager(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manager removes plain members only. The removal judged its target before taking
+    the account's lock; an owner who promoted that member in between had their new
+    co-owner removed by the manager."""
+    owner, manager, clerk = [await make_user(runtime) for _ in range(3)]
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, manager, ["users"])
+    await add_member(runtime, account, clerk)
+    member_url = f"/api/v1/accounts/{account.id}/members/{clerk.id}"
+    real_lock = repository.lock_account
+    owner_headers = await user_headers(runtime, owner)
+    manager_headers = await user_headers(runtime, manager)
+    promotions: list[httpx.Response] = []
+    first = True
+
+    async def lock_after_a_promotion(*args: Any, **kwargs: Any) -> None:
+        nonlocal first
+        if first:  # the removal's lock; the promotion's own goes straight through
+            first = False
+            promotion = await client.patch(member_url, json={"owner": True}, headers=owner_headers)
+            promotions.append(promotion)
+        await real_lock(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "lock_account", lock_after_a_promotion)
+    removal = await client.delete(member_url, headers=manager_headers)
+
+    assert [p.status_code for p in promotions] == [200], promotions[0].text
+    assert removal.status_code == 403, removal.text
+    assert await _owners(runtime, account) == {owner.id, clerk.id}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import partial
 
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
@@ -160,10 +161,17 @@ class MemberController(Controller):
     ) -> None:
         now = utcnow()
         async with runtime.db.transaction() as session:
-            await _allow_member_edit(
-                session, runtime, principal, Action.MEMBER_REMOVE, now, account_id, user_id
+            relation = await allow(
+                session, runtime, principal, Action.MEMBER_REMOVE, now, account_id
             )
-            await service.remove_member(session, principal.actor, account_id, user_id, now)
+            await service.remove_member(
+                session,
+                principal.actor,
+                account_id,
+                user_id,
+                now,
+                judge=partial(check_manager_edit, relation),
+            )
 
     @post("/{user_id:uuid}/permissions", summary="Grant one permission, perhaps until a date")
     async def grant_permission(
