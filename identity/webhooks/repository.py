@@ -32,11 +32,17 @@ async def insert_subscription(session: AsyncSession, subscription: WebhookSubscr
     await session.flush()
 
 
-async def list_subscriptions(session: AsyncSession) -> Sequence[WebhookSubscription]:
-    result = await session.scalars(
-        select(WebhookSubscription).order_by(WebhookSubscription.created_at)
-    )
-    return result.all()
+async def list_subscriptions(
+    session: AsyncSession, *, hold: bool = False
+) -> Sequence[WebhookSubscription]:
+    """Every subscription; with ``hold``, share-locked (PostgreSQL) until the transaction
+    ends, for deliveries about to refer to them: a deletion waits, and its cascade then
+    takes the new deliveries too, where it would have left their foreign key dangling.
+    SQLite needs none: ``record_event`` asks after the event's INSERT took its write lock."""
+    statement = select(WebhookSubscription).order_by(WebhookSubscription.created_at)
+    if hold:
+        statement = statement.with_for_update(read=True)
+    return (await session.scalars(statement)).all()
 
 
 async def delete_subscription(
@@ -135,7 +141,7 @@ async def record_event(session: AsyncSession, event: WebhookEvent) -> None:
     await session.flush()
     # Event types are few and subscriptions a handful per deployment: filtering the JSON list
     # here keeps the query the same on SQLite and PostgreSQL.
-    for subscription in await list_subscriptions(session):
+    for subscription in await list_subscriptions(session, hold=True):
         if event.type in subscription.event_types:
             session.add(
                 WebhookDelivery(

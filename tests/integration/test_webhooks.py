@@ -33,6 +33,7 @@ from identity.resource.webhooks import SIGNATURE_HEADER, WebhookError, verify
 from identity.runtime import Runtime
 from identity.sessions.revocation import revoke_all_for_user
 from identity.webhooks import dispatcher, events
+from identity.webhooks import repository as webhooks_repository
 from identity.webhooks.dispatcher import (
     FIRST_RETRY,
     LONGEST_WAIT,
@@ -490,6 +491,36 @@ async def test_deleting_a_subscription_drops_its_pending_deliveries(
     assert await deliveries(quiet) == []
     assert await quiet.webhooks.run_once() == 0
     assert receiver.requests == []
+
+
+async def test_a_subscription_deleted_while_an_event_is_recorded_fails_neither(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event's deliveries go to the subscriptions it read a moment before. On
+    PostgreSQL one deleted in between left the delivery's foreign key dangling: the change
+    that emitted (here a removal; a disable alike) failed with a 500."""
+    subscription = await subscribe(client, quiet, receiver.url)
+    account_id, user_id = await member_of_new_account(quiet)
+    headers = await staff_headers(quiet)
+    real_list = webhooks_repository.list_subscriptions
+    deletions: list[asyncio.Task[httpx.Response]] = []
+
+    async def list_as_one_is_deleted(*args: Any, **kwargs: Any) -> Any:
+        found = await real_list(*args, **kwargs)
+        # The deletion gets its chance to commit before the deliveries are stored.
+        deletions.append(
+            asyncio.create_task(client.delete(f"{API}/{subscription['id']}", headers=headers))
+        )
+        await asyncio.wait(deletions, timeout=1)
+        return found
+
+    monkeypatch.setattr(webhooks_repository, "list_subscriptions", list_as_one_is_deleted)
+    async with quiet.db.transaction() as session:
+        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+    gone = await deletions[0]
+
+    assert gone.status_code == 204, gone.text
+    assert await deliveries(quiet) == []
 
 
 async def test_the_running_app_delivers_on_its_own(
