@@ -1,4 +1,4 @@
-"""Names that people give and other people are shown: of users, accounts and roles.
+"""Names that people give and other people are shown: of users, accounts, roles and clients.
 
 Trimmed and bounded, and refused when they hold characters that change how the text around
 them reads: control characters (a line break splits the email header a name is put in) and

@@ -18,6 +18,7 @@ from identity.clients.models import MAX_NAME, OAuthClient
 from identity.clients.repository import add_client
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
+from identity.display_names import display_name
 from identity.errors import Conflict, NotFound
 from identity.oauth.errors import InvalidScopeError
 from identity.oauth.metadata import GRANT_TYPES
@@ -129,15 +130,6 @@ def check_resource(resource: str) -> str:
     return resource
 
 
-def check_name(raw: str) -> str:
-    name = raw.strip()
-    if not name:
-        raise invalid_field("name", "The client needs a name.")
-    if len(name) > MAX_NAME:
-        raise invalid_field("name", f"The client's name must be at most {MAX_NAME} characters.")
-    return name
-
-
 def checked_settings(spec: ClientSpec) -> dict[str, Any]:
     """The client's columns that ``spec`` sets, every rule checked (``InvalidInput`` naming
     the field): the one check behind registering and changing a client."""
@@ -164,7 +156,7 @@ def checked_settings(spec: ClientSpec) -> dict[str, Any]:
         for u in spec.post_logout_redirect_uris
     ]
     return {
-        "name": check_name(spec.name),
+        "name": display_name(spec.name, MAX_NAME),
         "first_party": spec.first_party,
         "require_pkce": spec.require_pkce or spec.public,
         "redirect_uris": list(dict.fromkeys(redirect_uris)),

@@ -102,6 +102,7 @@ CASES: list[tuple[str, str, Any, int, str]] = [
     ),
     ("PATCH", "/clients/{c}", {"public": True}, 400, "public"),
     ("PATCH", "/clients/{c}", {"name": "x" * 201}, 422, "name"),
+    ("PATCH", "/clients/{c}", {"name": "Portal\u202elatroP"}, 422, "name"),
     ("PATCH", "/clients/{c}", {"grant_types": ["refresh_token"]}, 422, "grant_types"),
     ("PATCH", "/clients/{c}", {"grant_types": ["password"]}, 422, "grant_types"),
     ("PATCH", "/clients/{c}", {"redirect_uris": ["https://a.example/cb#x"]}, 422, "redirect_uris"),
