@@ -257,10 +257,10 @@ async def _as_granted_now(
 ) -> dict[str, Any] | None:
     """A user's access token as their rights stand now, which is what a service introspects
     for: None (inactive) once the user is disabled or has left the token's account, and the
-    account claims narrowed to what the member still holds. A client's own token has no user
-    to look at."""
+    account claims narrowed to what the member still holds. A client's own token is live
+    while the client is (its grant is recorded nowhere a disable could deny it)."""
     if claims["sub"] == claims["client_id"]:
-        return claims
+        return claims if await runtime.clients.lookup(runtime.db, claims["client_id"]) else None
     async with runtime.db.transaction() as session:
         try:
             user = await active_user(session, uuid.UUID(str(claims["sub"])))

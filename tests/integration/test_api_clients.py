@@ -150,6 +150,8 @@ async def test_a_service_clients_own_token_stops_at_once_when_it_is_disabled_or_
         await client.delete(path, headers=staff)
     refused = await client.post("/api/v1/authz/check", json=check, headers=its_own)
     assert refused.status_code == 401
+    introspector = await make_client(runtime, grant_types=["client_credentials"], redirect_uris=[])
+    assert not await is_active(client, introspector, token["access_token"])
 
 
 async def test_a_rotated_secret_stops_the_old_one_at_once(
