@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.browser import PASSWORD
+from tests.node_packages import install_locked, tool
 from tests.processes import identity_server, run_identity
 
 INTEROP = Path(__file__).parents[1] / "interop"
@@ -32,35 +32,17 @@ NEEDS_NODE = (
 )
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"`{name}` is not on PATH: {NEEDS_NODE}", pytrace=False)
-    return path
-
-
 @pytest.fixture(scope="session")
 def node() -> str:
     """Node.js with tests/interop's locked packages installed, reinstalled when the lock moves."""
-    node = _tool("node")
+    node = tool("node", NEEDS_NODE)
     version = subprocess.run(
         [node, "--version"], capture_output=True, text=True, timeout=30, check=False
     ).stdout.strip()
     major = re.match(r"v(\d+)\.", version)
     if major is None or int(major.group(1)) < NODE_MAJOR:
         pytest.fail(f"`node` is {version}: {NEEDS_NODE}", pytrace=False)
-    installed = INTEROP / "node_modules" / ".package-lock.json"
-    lock = INTEROP / "package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        result = subprocess.run(
-            [_tool("npm"), "ci", "--no-audit", "--no-fund", "--prefix", str(INTEROP)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if result.returncode != 0:
-            pytest.fail(f"npm ci in {INTEROP} failed:\n{result.stderr}", pytrace=False)
+    install_locked(INTEROP, NEEDS_NODE)
     return node
 
 
