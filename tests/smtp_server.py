@@ -43,15 +43,17 @@ def smtp_server(
 
 
 @contextmanager
-def trickling_smtp_server(seconds_per_byte: float = 0.1) -> Iterator[int]:
+def trickling_smtp_server(seconds_per_byte: float = 0.1, opening: bytes = b"") -> Iterator[int]:
     """A mail server that greets one byte at a time and never ends the line: every read
-    succeeds within any per-read timeout, so only a deadline ends the conversation."""
+    succeeds within any per-read timeout, so only a deadline ends the conversation.
+    ``opening`` is sent at once first: a TLS record's header, to trickle a TLS handshake."""
     stop = threading.Event()
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
 
     def trickle(connection: socket.socket) -> None:
         with connection:
+            connection.sendall(opening)
             while not stop.wait(seconds_per_byte):
                 try:
                     connection.sendall(b"2")

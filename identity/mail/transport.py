@@ -68,7 +68,7 @@ class SmtpTransport:
         it waits for the greeting (``SMTP(host)`` would connect before returning)."""
         client: smtplib.SMTP
         if self._scheme == "smtps":
-            client = smtplib.SMTP_SSL(timeout=SMTP_TIMEOUT_SECONDS, context=self._tls)
+            client = _WatchedSMTP_SSL(timeout=SMTP_TIMEOUT_SECONDS, context=self._tls)
         else:
             client = smtplib.SMTP(timeout=SMTP_TIMEOUT_SECONDS)
         # What SMTP(host) sets: the name TLS checks the server's certificate against.
@@ -106,6 +106,18 @@ class SmtpTransport:
             await asyncio.to_thread(self._send_blocking, message)
         except (smtplib.SMTPException, OSError) as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class _WatchedSMTP_SSL(smtplib.SMTP_SSL):
+    def _get_socket(self, host: str, port: int, timeout: float) -> ssl.SSLSocket:
+        """smtplib's, with ``sock`` set before the TLS handshake, not after it: the watchdog
+        then cuts a server trickling the handshake as it does one trickling its greeting."""
+        plain = smtplib.SMTP._get_socket(self, host, port, timeout)
+        self.sock = self.context.wrap_socket(
+            plain, server_hostname=self._host, do_handshake_on_connect=False
+        )
+        self.sock.do_handshake()
+        return self.sock
 
 
 class _Watchdog:

@@ -88,6 +88,22 @@ async def test_a_server_that_trickles_is_cut_off_at_the_deadline_and_retried(
     assert "took over 1 s" in (row.last_error or "")
 
 
+async def test_a_tls_handshake_that_trickles_is_cut_off_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # smtps shakes hands before smtplib hands the client its socket: the deadline must
+    # reach that socket too. The record header promises 16 KiB of handshake, sent a byte
+    # at a time: hours, each read well within the per-read timeout.
+    monkeypatch.setattr(transport, "SMTP_DEADLINE_SECONDS", 1)
+    with trickling_smtp_server(opening=b"\x16\x03\x03\x40\x00") as port:
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="took over 1 s"):
+            await asyncio.wait_for(
+                SmtpTransport(f"smtps://127.0.0.1:{port}").send(_message()), timeout=10
+            )
+        assert time.monotonic() - started < 5
+
+
 def test_the_lease_outlasts_a_whole_attempt() -> None:
     # The deadline counts from before connecting; as long again is left to record the result.
     assert LEASE.total_seconds() >= 2 * transport.SMTP_DEADLINE_SECONDS
