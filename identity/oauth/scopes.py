@@ -39,6 +39,13 @@ def for_user(scopes: Sequence[str], *, is_admin: bool) -> tuple[str, ...]:
     return tuple(s for s in scopes if s != SCOPE_ADMIN or is_admin)
 
 
+def still_allowed(scope: str, allowed: str) -> str:
+    """Of a client's own token's ``scope``, what the client's registration ``allowed`` now:
+    its rights are its registration's, which staff may have narrowed since the token."""
+    kept = set(scope_to_list(allowed) or [])
+    return " ".join(s for s in scope_to_list(scope) or [] if s in kept)
+
+
 def narrow_scope(requested: str | None, granted: str) -> str:
     """RFC 6749 §6: a refresh may ask for the granted scope or less, never more."""
     if requested is None:

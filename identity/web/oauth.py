@@ -35,6 +35,7 @@ from identity.oauth.errors import (
 )
 from identity.oauth.grants import TokenRequest, exchange
 from identity.oauth.metadata import Published
+from identity.oauth.scopes import still_allowed
 from identity.oauth.tokens import user_claims, verify_access_token
 from identity.permissions import service as permissions
 from identity.runtime import Runtime
@@ -258,9 +259,13 @@ async def _as_granted_now(
     """A user's access token as their rights stand now, which is what a service introspects
     for: None (inactive) once the user is disabled or has left the token's account, and the
     account claims narrowed to what the member still holds. A client's own token is live
-    while the client is (its grant is recorded nowhere a disable could deny it)."""
+    while the client is (its grant is recorded nowhere a disable could deny it), with the
+    scopes its registration still allows."""
     if claims["sub"] == claims["client_id"]:
-        return claims if await runtime.clients.lookup(runtime.db, claims["client_id"]) else None
+        client = await runtime.clients.lookup(runtime.db, claims["client_id"])
+        if client is None:
+            return None
+        return claims | {"scope": still_allowed(str(claims.get("scope", "")), client.scope)}
     async with runtime.db.transaction() as session:
         try:
             user = await active_user(session, uuid.UUID(str(claims["sub"])))

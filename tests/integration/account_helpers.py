@@ -87,7 +87,9 @@ async def register_service(runtime: Runtime, client_id: str = "billing") -> None
     once the client is gone or disabled."""
     async with runtime.db.transaction() as session:
         if await session.get(OAuthClient, client_id) is None:
-            client, _ = build_client(ClientSpec(name=client_id, grant_types=["client_credentials"]))
+            client, _ = build_client(
+                ClientSpec(name=client_id, grant_types=["client_credentials"], scope=SCOPE_AUTHZ)
+            )
             client.client_id = client_id
             await add_client(session, client)
 

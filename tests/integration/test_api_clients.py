@@ -154,6 +154,29 @@ async def test_a_service_clients_own_token_stops_at_once_when_it_is_disabled_or_
     assert not await is_active(client, introspector, token["access_token"])
 
 
+async def test_a_scope_taken_from_a_client_leaves_its_own_token_at_once(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # A client's own token is staff by its scope alone (no administrator stands behind it):
+    # staff taking identity:admin away from the client must end that, not in 10 minutes.
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff, scope="identity:admin reports:read")
+    robot = RegisteredClient(created["client_id"], created["client_secret"])
+    data = {"grant_type": "client_credentials", "scope": "identity:admin reports:read"}
+    token = (await client.post("/token", data=data, headers=robot.basic)).json()["access_token"]
+    its_own = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/api/v1/clients", headers=its_own)).status_code == 200
+
+    path = f"/api/v1/clients/{robot.client_id}"
+    narrowed = await client.patch(path, json={"scope": "reports:read"}, headers=staff)
+    assert narrowed.status_code == 200, narrowed.text
+
+    assert (await client.get("/api/v1/clients", headers=its_own)).status_code == 403
+    introspector = await make_client(runtime, grant_types=["client_credentials"], redirect_uris=[])
+    answer = await client.post("/introspect", data={"token": token}, headers=introspector.basic)
+    assert answer.json()["active"] is True and answer.json()["scope"] == "reports:read"
+
+
 async def test_a_rotated_secret_stops_the_old_one_at_once(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

@@ -16,7 +16,7 @@ from litestar import Request, Response
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.oauth.errors import InvalidTokenError
-from identity.oauth.scopes import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ
+from identity.oauth.scopes import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ, still_allowed
 from identity.oauth.tokens import verify_access_token
 from identity.permissions.access import Caller
 from identity.tokens import revocations
@@ -88,7 +88,7 @@ async def provide_principal(request: Request[Any, Any, Any], runtime: RuntimeDep
         raise BearerRefused(invalid) from None
     if not _for_us(claims, runtime.settings.issuer):
         raise BearerRefused("The access token is meant for another resource server.")
-    scopes = frozenset(str(claims.get("scope", "")).split())
+    scope = str(claims.get("scope", ""))
     client_id = str(claims["client_id"])
     # RFC 9068 §2.2: a client acting for itself is its own subject.
     acting_for_itself = claims["sub"] == client_id
@@ -96,10 +96,13 @@ async def provide_principal(request: Request[Any, Any, Any], runtime: RuntimeDep
         if await revocations.is_revoked(session, claims["jti"]):
             raise BearerRefused(invalid)
         if acting_for_itself:
-            # Its grant is recorded nowhere to deny: a client disabled or deleted since must
-            # not keep its staff or service rights until the token expires.
-            if await runtime.clients.get(session, client_id) is None:
+            # Its grant is recorded nowhere to deny: a client disabled or deleted since, or
+            # whose scopes staff narrowed, must not keep its staff or service rights until
+            # the token expires.
+            client = await runtime.clients.get(session, client_id)
+            if client is None:
                 raise BearerRefused(invalid)
+            scope = still_allowed(scope, client.scope)
             user_id, is_admin = None, True
         else:
             try:
@@ -109,6 +112,7 @@ async def provide_principal(request: Request[Any, Any, Any], runtime: RuntimeDep
             if user is None:
                 raise BearerRefused(invalid)
             user_id, is_admin = user.id, user.is_admin
+    scopes = frozenset(scope.split())
     is_staff = SCOPE_ADMIN in scopes and is_admin
     is_service = user_id is None and SCOPE_AUTHZ in scopes
     as_user = user_id is not None and SCOPE_ACCOUNTS in scopes
