@@ -1,7 +1,8 @@
 """Names that people give and other people are shown: of users, accounts, roles and clients.
 
 Trimmed and bounded, and refused when they hold characters that change how the text around
-them reads: control characters (a line break splits the email header a name is put in) and
+them reads: control characters and Unicode's line and paragraph separators (a line break
+splits the email header a name is put in, and fakes lines of its own in a message), and
 Unicode's direction overrides and isolates, with which an account named "Acme" followed by
 U+202E and "gnillib" is displayed as "Acmebilling" reversed, in invitations and on pages
 ("Trojan Source", CVE-2021-42574). Other invisible characters stay allowed (Persian and emoji
@@ -17,6 +18,8 @@ from identity.db import text_guard
 from identity.errors import InvalidInput
 
 DIRECTION_CONTROLS = frozenset({*range(0x202A, 0x202F), *range(0x2066, 0x206A)})
+# Control characters (line feed among them), and U+2028 and U+2029, which break lines too.
+LINE_BREAKING = frozenset({"Cc", "Zl", "Zp"})
 
 
 def display_name(raw: str, max_length: int, *, required: bool = True, field: str = "name") -> str:
@@ -27,7 +30,9 @@ def display_name(raw: str, max_length: int, *, required: bool = True, field: str
     if len(name) > max_length or (required and not name):
         bounds = "1 to" if required else "at most"
         message = f"The name must be {bounds} {max_length} characters."
-    elif any(unicodedata.category(ch) == "Cc" or ord(ch) in DIRECTION_CONTROLS for ch in name):
+    elif any(
+        unicodedata.category(ch) in LINE_BREAKING or ord(ch) in DIRECTION_CONTROLS for ch in name
+    ):
         message = (
             "The name may not contain line breaks, control characters or text direction overrides."
         )

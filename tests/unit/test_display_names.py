@@ -31,6 +31,10 @@ def test_ordinary_names_are_kept_trimmed(name: str) -> None:
         ("Acme\u2066x\u2069", "direction"),
         ("Acme\nBcc: victim@example.com", "line breaks"),
         ("Acme\x07", "control"),
+        # Unicode's own line and paragraph separators: a mail client or a terminal breaks
+        # the line there, as at a line feed, and the name can fake lines of its own.
+        ("Acme\u2028Accept at https://evil.example", "line breaks"),
+        ("Acme\u2029x", "line breaks"),
         ("\u200b\u00ad\u2060", "visible character"),
     ],
 )
