@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clients.models import OAuthClient
+from identity.db.row_locks import lock_rows
 
 
 async def get_client(session: AsyncSession, client_id: str) -> OAuthClient | None:
@@ -30,6 +31,26 @@ async def find_client(
     if for_update:
         query = query.with_for_update(key_share=True)
     return await session.scalar(query.execution_options(populate_existing=True))
+
+
+async def hold_enabled(session: AsyncSession, client_id: str) -> bool:
+    """Whether the client is registered and enabled, read as the first statement of a grant
+    that spends a code or refresh token and held until the transaction ends, so a disable or
+    delete is either seen here or sees what this grant issued, to deny it.
+
+    PostgreSQL: FOR SHARE waits for a change under way (it holds FOR NO KEY UPDATE), and a
+    later change waits for this grant. Taken before the code or token, as the changes take
+    the client before them. SQLite: a write matching no row first takes its one write lock,
+    which a change needs too, and the read then sees every change committed.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        await lock_rows(session, OAuthClient.name, false())
+    disabled = await session.scalar(
+        select(OAuthClient.disabled)
+        .where(OAuthClient.client_id == client_id)
+        .with_for_update(read=True)
+    )
+    return disabled is False
 
 
 async def list_clients(session: AsyncSession, offset: int, limit: int) -> Sequence[OAuthClient]:

@@ -253,6 +253,37 @@ async def test_a_delete_racing_refreshes_and_redemptions_leaves_nothing_live(
         assert await _rows(runtime, model, portal.client_id) == 0, model
 
 
+async def test_a_disable_racing_refreshes_and_redemptions_leaves_no_access_token_live(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Each grant authenticates its client from the cache, before the disable commits; the
+    # tokens issued after it were missed by its deny list, and lived for 10 minutes.
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff)
+    portal = RegisteredClient(created["client_id"], created["client_secret"])
+    resource_server = await make_client(runtime, grant_types=["client_credentials"])
+    refresh_tokens = [
+        (await signed_in_tokens(client, runtime, portal))["refresh_token"] for _ in range(RACERS)
+    ]
+    redemptions = []
+    for _ in range(RACERS):
+        verifier, challenge = pkce_pair()
+        code = await issue_code(runtime, portal, await make_user(runtime), challenge=challenge)
+        redemptions.append(redeem(client, portal, code, verifier))
+    refreshes = [refresh(client, portal, token) for token in refresh_tokens]
+
+    disabled, *answers = await asyncio.gather(
+        client.patch(f"/api/v1/clients/{portal.client_id}", json={"disabled": True}, headers=staff),
+        *(request for pair in zip(refreshes, redemptions, strict=True) for request in pair),
+    )
+
+    assert disabled.status_code == 200, disabled.text
+    assert all(a.status_code in (200, 400, 401) for a in answers), [a.text for a in answers]
+    issued = [a.json()["access_token"] for a in answers if a.status_code == 200]
+    live = [token for token in issued if await is_active(client, resource_server, token)]
+    assert live == [], f"{len(live)} of {len(issued)} issued"
+
+
 async def test_every_change_is_audited_without_secrets(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

@@ -11,10 +11,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from identity.clients import repository as clients_repository
 from identity.clients.cache import ClientCache
 from identity.db.engine import Database
 from identity.keys.service import KeySet
-from identity.oauth.client_auth import ClientCredentials, authenticate_client
+from identity.oauth.client_auth import (
+    ClientAuthenticationFailed,
+    ClientCredentials,
+    authenticate_client,
+)
 from identity.oauth.errors import UnauthorizedClientError, UnsupportedGrantTypeError
 from identity.oauth.grants.authorization_code import AuthorizationCodeGrant
 from identity.oauth.grants.base import Grant, GrantContext, Refusal, TokenRequest
@@ -49,8 +54,11 @@ async def exchange(
     ctx = GrantContext(settings, keyset, client, now)
     if isinstance(grant, ClientCredentialsGrant):
         return grant.respond(ctx, grant.validate(ctx, request))
-    # Both stored grants spend their code or token with their first statement.
     async with db.write_transaction() as session:
+        # The client comes from the cache, read maybe before a disable or delete committed:
+        # tokens issued after one would escape its deny list and live to their expiry.
+        if not await clients_repository.hold_enabled(session, client.client_id):
+            raise ClientAuthenticationFailed()
         validated = await grant.validate(session, ctx, request)
         if not isinstance(validated, Refusal):
             return await grant.respond(session, ctx, validated)
