@@ -94,9 +94,10 @@ class SmtpTransport:
             if watchdog.fired:
                 raise TimeoutError(f"the mail server took over {SMTP_DEADLINE_SECONDS} s") from exc
             raise
-        # The server has taken the message: a goodbye that fails must not send it again.
+        # The server has taken the message: a goodbye that fails must not send it again. QUIT
+        # without quit()'s close: the socket is closed only once the watchdog is stopped.
         with contextlib.suppress(smtplib.SMTPException, OSError, ValueError):
-            client.quit()
+            client.docmd("QUIT")
         watchdog.cancel()
         client.close()
 
@@ -126,18 +127,25 @@ class _Watchdog:
     def __init__(self, client: smtplib.SMTP, seconds: float) -> None:
         self._client = client
         self.fired = False
+        # Firing and cancelling exclude each other, and the sender cancels before it closes
+        # the socket: a shutdown must never reach a descriptor number reused meanwhile.
+        self._lock = threading.Lock()
+        self._cancelled = False
         self._timer = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
         self._timer.start()
 
     def _fire(self) -> None:
-        self.fired = True
-        sock = self._client.sock
-        if sock is not None:
-            # The plain socket's shutdown: it wakes a thread blocked reading or writing this
-            # socket (close would not), and on TLS it leaves that thread's SSL object alone.
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        with self._lock:
+            if self._cancelled:
+                return
+            self.fired = True
+            sock = self._client.sock
+            if sock is not None:
+                # The plain socket's shutdown: it wakes a thread blocked reading or writing
+                # this socket (close would not), and on TLS leaves that thread's SSL object.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def check(self) -> None:
         """Raise if the deadline passed while connecting, before the socket could be cut."""
@@ -145,6 +153,8 @@ class _Watchdog:
             raise TimeoutError("connecting took the whole deadline")
 
     def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
         self._timer.cancel()
 
 
