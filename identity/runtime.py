@@ -41,7 +41,9 @@ class Runtime:
         # Rate limits read and count the shared store themselves, with a fallback of their
         # own (rate_limit.py); sign-in state falls back to memory (store/fallback.py).
         self.store: Store = FallbackStore(shared) if settings.redis_url else shared
-        self.limiter = RateLimiter(shared, processes=settings.server_processes)
+        self.limiter = RateLimiter(
+            shared, processes=settings.server_processes, shared=bool(settings.redis_url)
+        )
         self.passwords = Passwords.from_settings(settings)
         # The permission catalogue and role templates, checked at start-up (policies/*.toml).
         self.catalogue = Catalogue(load_policies(settings.policies_dir))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import tempfile
@@ -14,6 +15,8 @@ from identity.commands import prepare
 from identity.logs import configure_logging
 from identity.metrics import MULTIPROCESS_DIR_VAR
 from identity.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
@@ -30,6 +33,12 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
     # Several workers share one socket, so a scrape reaches any one of them: each writes its
     # metrics to files in one folder, and /metrics sums them (identity/metrics.py). A fresh
     # folder per start, so counts of an earlier run are not added in.
+    if workers > 1 and not settings.redis_url:
+        log.warning(
+            "several workers without IDENTITY_REDIS_URL: each keeps its own pending sign-ins "
+            "(a browser whose requests reach another worker is asked to start again) and "
+            "allows its share of each rate limit; set IDENTITY_REDIS_URL to share them"
+        )
     # Unless told how many processes share Redis across machines, this machine's workers do:
     # each allows that share of a rate limit while Redis is down (identity/store/rate_limit.py).
     os.environ.setdefault("IDENTITY_SERVER_PROCESSES", str(workers))

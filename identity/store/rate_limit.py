@@ -45,11 +45,19 @@ class Verdict:
 
 class RateLimiter:
     def __init__(
-        self, store: Store, fallback: MemoryStore | None = None, *, processes: int = 1
+        self,
+        store: Store,
+        fallback: MemoryStore | None = None,
+        *,
+        processes: int = 1,
+        shared: bool = True,
     ) -> None:
         self._store = store
         self._fallback = fallback or MemoryStore()
         self._processes = processes
+        # Without Redis (the embedded default, ``shared`` False) the store is this process's
+        # memory: with several workers, each counts alone, as all do while Redis is down.
+        self._shared = shared
         self.degraded = False
 
     @staticmethod
@@ -69,6 +77,8 @@ class RateLimiter:
             RATE_LIMIT_FALLBACKS.inc()
             return *await self._fallback.incr(key, ttl), False
         self.degraded = False
+        if not self._shared:
+            return count, remaining, False
         await self._fallback.set(key, str(count).encode(), remaining)
         return count, remaining, True
 

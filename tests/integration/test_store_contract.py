@@ -6,9 +6,12 @@ import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from identity.runtime import Runtime
+from identity.settings import Settings
 from identity.store.base import Store, StoreUnavailable
 from identity.store.memory import MemoryStore
 from identity.store.rate_limit import Limit, RateLimiter
@@ -153,6 +156,20 @@ async def test_while_redis_is_down_each_process_allows_its_share_of_a_limit(
     verdicts = [await limiter.hit(rule, "victim@example.com") for _ in range(limit + 1)]
     assert [v.allowed for v in verdicts] == [True] * allowed + [False] * (limit + 1 - allowed)
     await store.close()
+
+
+async def test_without_redis_each_worker_allows_its_share_of_a_limit(tmp_path: Path) -> None:
+    # The embedded default's counters are each process's own memory, as in a Redis outage.
+    settings = Settings.from_env(
+        {"IDENTITY_DATA_DIR": str(tmp_path), "IDENTITY_SERVER_PROCESSES": "2"}
+    )
+    runtime = Runtime(settings)
+    limiter = runtime.limiter
+    rule = Limit("forgot", max=4, window=60)
+    verdicts = [await limiter.hit(rule, "victim@example.com") for _ in range(3)]
+    assert [v.allowed for v in verdicts] == [True, True, False]
+    assert not limiter.degraded
+    await runtime.close()
 
 
 async def test_memory_store_stays_bounded_under_a_flood_of_keys() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -37,3 +38,14 @@ def test_an_operators_count_of_processes_across_machines_is_kept(
 ) -> None:
     monkeypatch.setenv("IDENTITY_SERVER_PROCESSES", "12")
     assert _workers_settings(monkeypatch, tmp_path, 3).server_processes == 12
+
+
+def test_several_workers_without_redis_are_warned_of_what_they_do_not_share(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("IDENTITY_SERVER_PROCESSES", raising=False)
+    _workers_settings(monkeypatch, tmp_path, 2)
+    # serve logs JSON lines on stderr, warnings at once
+    entries = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    (warning,) = [e for e in entries if e["logger"] == "identity.server"]
+    assert warning["level"] == "warning" and "IDENTITY_REDIS_URL" in warning["msg"]
