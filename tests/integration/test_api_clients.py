@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Coroutine
 from typing import Any
 
 import httpx
@@ -224,6 +225,21 @@ async def test_deleting_a_client_ends_what_it_holds(
     assert gone.status_code == 404
 
 
+async def _grants_under_way(
+    http: httpx.AsyncClient, runtime: Runtime, portal: RegisteredClient
+) -> list[Coroutine[Any, Any, httpx.Response]]:
+    """Refreshes and code redemptions of ``portal``, interleaved, ready to race a change."""
+    refresh_tokens = [
+        (await signed_in_tokens(http, runtime, portal))["refresh_token"] for _ in range(RACERS)
+    ]
+    grants = []
+    for token in refresh_tokens:
+        verifier, challenge = pkce_pair()
+        code = await issue_code(runtime, portal, await make_user(runtime), challenge=challenge)
+        grants += [refresh(http, portal, token), redeem(http, portal, code, verifier)]
+    return grants
+
+
 async def test_a_delete_racing_refreshes_and_redemptions_leaves_nothing_live(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
@@ -232,19 +248,11 @@ async def test_a_delete_racing_refreshes_and_redemptions_leaves_nothing_live(
     staff = await staff_headers(runtime)
     created = await _register(client, staff)
     portal = RegisteredClient(created["client_id"], created["client_secret"])
-    refresh_tokens = [
-        (await signed_in_tokens(client, runtime, portal))["refresh_token"] for _ in range(RACERS)
-    ]
-    redemptions = []
-    for _ in range(RACERS):
-        verifier, challenge = pkce_pair()
-        code = await issue_code(runtime, portal, await make_user(runtime), challenge=challenge)
-        redemptions.append(redeem(client, portal, code, verifier))
-    refreshes = [refresh(client, portal, token) for token in refresh_tokens]
+    grants = await _grants_under_way(client, runtime, portal)
 
     deleted, *answers = await asyncio.gather(
         client.delete(f"/api/v1/clients/{portal.client_id}", headers=staff),
-        *(request for pair in zip(refreshes, redemptions, strict=True) for request in pair),
+        *grants,
     )
 
     assert deleted.status_code == 204, deleted.text
@@ -262,19 +270,11 @@ async def test_a_disable_racing_refreshes_and_redemptions_leaves_no_access_token
     created = await _register(client, staff)
     portal = RegisteredClient(created["client_id"], created["client_secret"])
     resource_server = await make_client(runtime, grant_types=["client_credentials"])
-    refresh_tokens = [
-        (await signed_in_tokens(client, runtime, portal))["refresh_token"] for _ in range(RACERS)
-    ]
-    redemptions = []
-    for _ in range(RACERS):
-        verifier, challenge = pkce_pair()
-        code = await issue_code(runtime, portal, await make_user(runtime), challenge=challenge)
-        redemptions.append(redeem(client, portal, code, verifier))
-    refreshes = [refresh(client, portal, token) for token in refresh_tokens]
+    grants = await _grants_under_way(client, runtime, portal)
 
     disabled, *answers = await asyncio.gather(
         client.patch(f"/api/v1/clients/{portal.client_id}", json={"disabled": True}, headers=staff),
-        *(request for pair in zip(refreshes, redemptions, strict=True) for request in pair),
+        *grants,
     )
 
     assert disabled.status_code == 200, disabled.text

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 
@@ -69,17 +70,8 @@ class ClientController(Controller):
         data: JSONBody[schemas.ClientCreate],
     ) -> schemas.ClientWithSecret:
         _listed_once(data)
-        spec = ClientSpec(
-            name=data.name,
-            redirect_uris=data.redirect_uris,
-            post_logout_redirect_uris=data.post_logout_redirect_uris,
-            public=data.public,
-            first_party=data.first_party,
-            grant_types=data.grant_types,
-            scope=data.scope,
-            resources=data.resources,
-            require_pkce=data.require_pkce,
-        )
+        # The request's fields are the command line's, name for name.
+        spec = ClientSpec(**msgspec.structs.asdict(data))
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.CLIENT_MANAGE, utcnow())
             client, secret = await service.create_client(session, principal.actor, spec)
@@ -94,17 +86,7 @@ class ClientController(Controller):
         data: JSONBody[schemas.ClientUpdate],
     ) -> schemas.ClientOut:
         _listed_once(data)
-        change = ClientChange(
-            name=data.name,
-            redirect_uris=data.redirect_uris,
-            post_logout_redirect_uris=data.post_logout_redirect_uris,
-            first_party=data.first_party,
-            grant_types=data.grant_types,
-            scope=data.scope,
-            resources=data.resources,
-            require_pkce=data.require_pkce,
-            disabled=data.disabled,
-        )
+        change = ClientChange(**msgspec.structs.asdict(data))
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.CLIENT_MANAGE, now)
