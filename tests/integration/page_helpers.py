@@ -89,3 +89,10 @@ async def sign_in_to_security_page(
     page = await http.get(back.headers["location"], headers=headers)
     assert page.status_code == 200, page.text
     return page
+
+
+def totp_secret(page: httpx.Response) -> str:
+    """The authenticator key the two-step set-up page shows beside its QR code."""
+    match = re.search(r"data-totp-secret>([A-Z2-7]+)</code>", page.text)
+    assert match, page.text
+    return match.group(1)

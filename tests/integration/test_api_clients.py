@@ -47,6 +47,11 @@ async def _register(
     return response.json()
 
 
+async def _registered(http: httpx.AsyncClient, headers: dict[str, str]) -> RegisteredClient:
+    created = await _register(http, headers)
+    return RegisteredClient(created["client_id"], created["client_secret"])
+
+
 async def _client_credentials(http: httpx.AsyncClient, client: RegisteredClient) -> int:
     data = {"grant_type": "client_credentials", "scope": "reports:read"}
     return (await http.post("/token", data=data, headers=client.basic)).status_code
@@ -107,8 +112,7 @@ async def test_a_disabled_client_gets_no_tokens_until_enabled_again(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     staff = await staff_headers(runtime)
-    created = await _register(client, staff)
-    portal = RegisteredClient(created["client_id"], created["client_secret"])
+    portal = await _registered(client, staff)
     resource_server = await make_client(runtime, grant_types=["client_credentials"])
     tokens = await signed_in_tokens(client, runtime, portal)
     # Now in this process's client cache, which the change must not wait for.
@@ -205,8 +209,7 @@ async def test_deleting_a_client_ends_what_it_holds(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     staff = await staff_headers(runtime)
-    created = await _register(client, staff)
-    portal = RegisteredClient(created["client_id"], created["client_secret"])
+    portal = await _registered(client, staff)
     resource_server = await make_client(runtime, grant_types=["client_credentials"])
     user = await make_user(runtime)
     tokens = await signed_in_tokens(client, runtime, portal, user=user)
@@ -246,8 +249,7 @@ async def test_a_delete_racing_refreshes_and_redemptions_leaves_nothing_live(
     # On PostgreSQL a delete that locked the client row first deadlocked with a redemption
     # (holding its code, inserting a refresh token that refers to the client): a 503.
     staff = await staff_headers(runtime)
-    created = await _register(client, staff)
-    portal = RegisteredClient(created["client_id"], created["client_secret"])
+    portal = await _registered(client, staff)
     grants = await _grants_under_way(client, runtime, portal)
 
     deleted, *answers = await asyncio.gather(
@@ -267,8 +269,7 @@ async def test_a_disable_racing_refreshes_and_redemptions_leaves_no_access_token
     # Each grant authenticates its client from the cache, before the disable commits; the
     # tokens issued after it were missed by its deny list, and lived for 10 minutes.
     staff = await staff_headers(runtime)
-    created = await _register(client, staff)
-    portal = RegisteredClient(created["client_id"], created["client_secret"])
+    portal = await _registered(client, staff)
     resource_server = await make_client(runtime, grant_types=["client_credentials"])
     grants = await _grants_under_way(client, runtime, portal)
 

@@ -28,6 +28,7 @@ from tests.integration.page_helpers import (
     post_form,
     sign_in_to_security_page,
     token_of,
+    totp_secret,
 )
 from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, forgot, new_user
 
@@ -173,18 +174,12 @@ async def test_an_email_confirmation_refused_as_taken_records_nothing(
     assert await _entries(client, runtime, ana) == []
 
 
-def _secret(page: httpx.Response) -> str:
-    match = re.search(r"<code class=\"secret\" data-totp-secret>([A-Z2-7]+)</code>", page.text)
-    assert match, page.text
-    return match.group(1)
-
-
 async def test_turning_two_step_verification_on_and_off_is_recorded(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
     enrol = await post_form(client, page, f"{SECURITY}/totp", current_password=PASSWORD)
-    secret = _secret(enrol)
+    secret = totp_secret(enrol)
     # A wrong first code shows the set-up again, its transaction committed: still nothing.
     wrong = await _post(client, enrol, f"{SECURITY}/totp/confirm", code="000000")
     assert wrong.status_code == 400

@@ -30,6 +30,7 @@ from tests.integration.page_helpers import (
     notice,
     post_form,
     sign_in_to_security_page,
+    totp_secret,
 )
 from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, new_user
 
@@ -258,12 +259,6 @@ async def test_generate_without_javascript_suggests_a_password_for_the_change_fo
     assert notice(changed).startswith("Your password was changed.")
 
 
-def _secret(page: httpx.Response) -> str:
-    match = re.search(r"<code class=\"secret\" data-totp-secret>([A-Z2-7]+)</code>", page.text)
-    assert match, page.text
-    return match.group(1)
-
-
 async def test_turn_two_step_verification_on_and_off(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
@@ -271,10 +266,10 @@ async def test_turn_two_step_verification_on_and_off(
     assert "Off: signing in needs only your password." in page.text
     enrol = await post_form(client, page, f"{SECURITY}/totp", current_password=PASSWORD)
     assert enrol.status_code == 200 and "<svg" in enrol.text
-    secret = _secret(enrol)
+    secret = totp_secret(enrol)
     wrong = await post_form(client, enrol, f"{SECURITY}/totp/confirm", code="000000")
     assert wrong.status_code == 400 and "This code is not valid." in alert(wrong)
-    assert _secret(wrong) == secret  # the same set-up, shown again
+    assert totp_secret(wrong) == secret  # the same set-up, shown again
     generator = pyotp.TOTP(secret)
     codes_page = await post_form(client, wrong, f"{SECURITY}/totp/confirm", code=generator.now())
     assert codes_page.status_code == 200
@@ -384,7 +379,7 @@ async def test_a_session_alone_can_neither_read_nor_turn_on_a_set_up_begun_with_
     it on with a code of their own: the owner would be locked out."""
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
     begun = await post_form(client, page, f"{SECURITY}/totp", current_password=PASSWORD)
-    secret = _secret(begun)
+    secret = totp_secret(begun)
 
     security = await client.get(SECURITY)  # the thief's tab: the page's form, no set-up
     peek = await post_form(client, security, f"{SECURITY}/totp/confirm", code="000000")
@@ -400,6 +395,6 @@ async def test_a_session_alone_can_neither_read_nor_turn_on_a_set_up_begun_with_
 
     # The page that showed the secret still turns it on.
     wrong = await post_form(client, begun, f"{SECURITY}/totp/confirm", code="000000")
-    assert wrong.status_code == 400 and _secret(wrong) == secret
+    assert wrong.status_code == 400 and totp_secret(wrong) == secret
     done = await post_form(client, wrong, f"{SECURITY}/totp/confirm", code=pyotp.TOTP(secret).now())
     assert done.status_code == 200, done.text
