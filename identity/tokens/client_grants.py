@@ -33,9 +33,7 @@ async def deny_access_tokens(
             AuthorizationCode.access_jti.is_not(None),
         ),
     )
-    for jti, issued_at in (await session.execute(issued)).all():
-        expires_at = issued_at + timedelta(seconds=access_ttl)
-        await revocations.revoke_access_token(session, jti, expires_at, now)
+    await revocations.deny_issued(session, (await session.execute(issued)).all(), access_ttl, now)
 
 
 async def end_grants(session: AsyncSession, client_id: str, now: datetime, access_ttl: int) -> None:

@@ -4,7 +4,7 @@ tokens issued alongside)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -95,6 +95,6 @@ async def _revoke_grant(
     """A leaked or revoked grant stops working as a whole (RFC 9700 §4.5 and §4.14.2,
     RFC 7009 §2.1): its refresh tokens, and the access tokens issued with them, which would
     otherwise stay live until they expire."""
-    for jti, created_at in await revoke_matching(session, now, condition):
-        expires_at = created_at + timedelta(seconds=access_ttl)
-        await revocations.revoke_access_token(session, jti, expires_at, now)
+    await revocations.deny_issued(
+        session, await revoke_matching(session, now, condition), access_ttl, now
+    )

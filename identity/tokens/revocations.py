@@ -4,7 +4,8 @@ token it names would have expired anyway (then housekeeping deletes it).
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -12,6 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.db.engine import Database
 from identity.tokens.models import RevokedAccessToken
+
+
+async def deny_issued(
+    session: AsyncSession, issued: Iterable[tuple[str, datetime]], access_ttl: int, now: datetime
+) -> None:
+    """Deny the access tokens ``issued`` as (jti, issue time), each until it expires."""
+    for jti, issued_at in issued:
+        await revoke_access_token(session, jti, issued_at + timedelta(seconds=access_ttl), now)
 
 
 async def revoke_access_token(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,8 +70,8 @@ class AuthorizationCodeGrant:
             await refresh.revoke_issued_from_code(session, code_hash, ctx.now, access_ttl)
             # A client without the refresh grant has no refresh token naming this one.
             if used.access_jti is not None:
-                expires_at = used.consumed_at + timedelta(seconds=access_ttl)
-                await revocations.revoke_access_token(session, used.access_jti, expires_at, ctx.now)
+                issued = [(used.access_jti, used.consumed_at)]
+                await revocations.deny_issued(session, issued, access_ttl, ctx.now)
         return Refusal(InvalidGrantError("The code is invalid, expired or already used."))
 
     async def respond(
