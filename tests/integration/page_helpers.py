@@ -9,8 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from sqlalchemy import select
 
+from identity.accounts.models import User
+from identity.clock import utcnow
 from identity.mail.models import OutgoingEmail
 from identity.runtime import Runtime
+from identity.sessions import service as sessions
 from tests.browser import form_fields
 
 SECURITY = "/account/security"
@@ -96,3 +99,19 @@ def totp_secret(page: httpx.Response) -> str:
     match = re.search(r"data-totp-secret>([A-Z2-7]+)</code>", page.text)
     assert match, page.text
     return match.group(1)
+
+
+async def other_session(runtime: Runtime, user: User) -> str:
+    """Another browser signed in as ``user``; returns its cookie value."""
+    async with runtime.db.transaction() as session:
+        other = await sessions.establish(
+            session,
+            user_id=user.id,
+            amr=["pwd"],
+            now=utcnow(),
+            ttl=3600,
+            previous_token=None,
+            ip="198.51.100.7",
+            user_agent="Other Browser",
+        )
+    return other.token

@@ -14,9 +14,7 @@ import pyotp
 import pytest
 
 from identity.accounts.models import User
-from identity.clock import utcnow
 from identity.runtime import Runtime
-from identity.sessions import service as sessions
 from tests.browser import form_fields
 from tests.integration.account_helpers import staff_headers
 from tests.integration.page_helpers import (
@@ -25,6 +23,7 @@ from tests.integration.page_helpers import (
     link_in,
     mail_to,
     notice,
+    other_session,
     post_form,
     sign_in_to_security_page,
     token_of,
@@ -139,14 +138,19 @@ async def test_a_reset_through_the_emailed_link_is_recorded_as_the_user(
     _by_the_user(entry, ana, NEW_PASSWORD, token_of(link), link)
 
 
+async def _ask_for_new_email(client: httpx.AsyncClient, runtime: Runtime) -> str:
+    """Ana asks to move her sign-in email to NEW_EMAIL; returns the confirmation link."""
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    await post_form(client, page, f"{SECURITY}/email", current_password=PASSWORD, email=NEW_EMAIL)
+    (message,) = await mail_to(runtime, NEW_EMAIL)
+    return link_in(message, "/confirm-email")
+
+
 async def test_a_confirmed_email_change_records_the_old_and_new_address(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
-    page = await sign_in_to_security_page(client, ANA, PASSWORD)
-    await post_form(client, page, f"{SECURITY}/email", current_password=PASSWORD, email=NEW_EMAIL)
+    link = await _ask_for_new_email(client, runtime)
     assert await _entries(client, runtime, ana) == []  # asking changes nothing yet
-    (message,) = await mail_to(runtime, NEW_EMAIL)
-    link = link_in(message, "/confirm-email")
     client.cookies.clear()  # opened in the new mailbox's browser, perhaps another one
     confirm = await client.get(link)
 
@@ -162,11 +166,9 @@ async def test_a_confirmed_email_change_records_the_old_and_new_address(
 async def test_an_email_confirmation_refused_as_taken_records_nothing(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
-    page = await sign_in_to_security_page(client, ANA, PASSWORD)
-    await post_form(client, page, f"{SECURITY}/email", current_password=PASSWORD, email=NEW_EMAIL)
-    (message,) = await mail_to(runtime, NEW_EMAIL)
+    link = await _ask_for_new_email(client, runtime)
     await new_user(runtime, NEW_EMAIL)  # someone signs up with it meanwhile
-    confirm = await client.get(link_in(message, "/confirm-email"))
+    confirm = await client.get(link)
 
     taken = await _post(client, confirm, "/confirm-email")
 
@@ -206,17 +208,7 @@ async def test_turning_two_step_verification_on_and_off_is_recorded(
 async def test_signing_out_everywhere_else_is_recorded_with_how_many_sessions_ended(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
-    async with runtime.db.transaction() as session:
-        other = await sessions.establish(
-            session,
-            user_id=ana.id,
-            amr=["pwd"],
-            now=utcnow(),
-            ttl=3600,
-            previous_token=None,
-            ip="198.51.100.7",
-            user_agent="Other Browser",
-        )
+    other = await other_session(runtime, ana)
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
 
     done = await _post(client, page, f"{SECURITY}/sessions")
@@ -225,4 +217,4 @@ async def test_signing_out_everywhere_else_is_recorded_with_how_many_sessions_en
     (entry,) = await _entries(client, runtime, ana)
     assert entry["action"] == "user.other_sessions_revoked"
     assert entry["details"] == {"old": None, "new": {"sessions_ended": 1}}
-    _by_the_user(entry, ana, other.token, client.cookies["identity_session"])
+    _by_the_user(entry, ana, other, client.cookies["identity_session"])

@@ -28,6 +28,7 @@ from tests.integration.page_helpers import (
     link_in,
     mail_to,
     notice,
+    other_session,
     post_form,
     sign_in_to_security_page,
     totp_secret,
@@ -54,22 +55,6 @@ async def _user(runtime: Runtime, user: User) -> User:
         found = await session.get(User, user.id)
     assert found is not None
     return found
-
-
-async def _other_session(runtime: Runtime, user: User) -> str:
-    """Another browser signed in as ``user``; returns its cookie value."""
-    async with runtime.db.transaction() as session:
-        other = await sessions.establish(
-            session,
-            user_id=user.id,
-            amr=["pwd"],
-            now=utcnow(),
-            ttl=3600,
-            previous_token=None,
-            ip="198.51.100.7",
-            user_agent="Other Browser",
-        )
-    return other.token
 
 
 async def _live(runtime: Runtime, token: str) -> bool:
@@ -184,7 +169,7 @@ async def test_change_the_email_through_a_link_sent_to_the_new_address(
 async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_notice(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
-    other = await _other_session(runtime, ana)
+    other = await other_session(runtime, ana)
     await signed_in_tokens(client, runtime, await make_client(runtime), user=ana)
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
     before = client.cookies["identity_session"]
@@ -299,7 +284,7 @@ async def test_turn_two_step_verification_on_and_off(
 async def test_list_sessions_and_sign_out_the_others(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
-    other = await _other_session(runtime, ana)
+    other = await other_session(runtime, ana)
     # A refresh token issued through the other browser's session ends with it.
     await signed_in_tokens(client, runtime, await make_client(runtime), user=ana)
     async with runtime.db.transaction() as session:
