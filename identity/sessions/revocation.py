@@ -70,4 +70,7 @@ async def revoke_other_sessions(
         RefreshToken.user_id == user_id,
         or_(RefreshToken.session_id.is_(None), RefreshToken.session_id != keep_session_id),
     )
+    # As after a password change that spares the browser: consumers keeping sessions of
+    # their own end them, and the user's remaining session is theirs to keep checking.
+    await emit(session, SESSIONS_REVOKED, about_user(user_id))
     return len(ended)

@@ -21,6 +21,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 
+from identity.accounts import self_service
 from identity.accounts.models import PasswordResetToken
 from identity.audit.service import Actor
 from identity.clock import utcnow
@@ -230,6 +231,23 @@ async def test_each_change_emits_its_event_to_the_subscriptions_that_want_it(
         key = str(delivery.subscription_id)
         by_subscription[key] = by_subscription.get(key, 0) + 1
     assert by_subscription == {everything["id"]: 5, removals["id"]: 1}
+
+
+async def test_signing_out_everywhere_else_emits_sessions_revoked_for_the_user(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    """The refresh tokens of the user's other apps end too: a consumer that keeps sessions
+    of its own must hear of it, as it does when a password change spares the browser."""
+    await subscribe(client, quiet, receiver.url, [events.SESSIONS_REVOKED])
+    user = await new_user(quiet, f"{uuid.uuid4().hex[:8]}@example.com")
+    async with quiet.db.transaction() as session:
+        await self_service.sign_out_others(session, Actor(user.id), user.id, uuid.uuid4(), utcnow())
+
+    assert await event_types(quiet) == [events.SESSIONS_REVOKED]
+    async with quiet.db.transaction() as session:
+        body = json.loads(await session.scalar(select(WebhookEvent.body)))
+    assert body["data"] == {"user_id": str(user.id)}
+    assert len(await deliveries(quiet)) == 1
 
 
 # --- delivery ---------------------------------------------------------------------------------
