@@ -55,13 +55,14 @@ async def request_email_change(
     store: Store,
     limiter: RateLimiter,
     settings: Settings,
+    actor: Actor,
     user: User,
     new_email: str,
     locale: str,
     now: datetime,
 ) -> None:
-    """Mail a confirmation link to ``new_email``; raises ``InvalidInput`` or ``RateLimited``.
-    Call ``runtime.mail.wake()`` after the commit."""
+    """Mail a confirmation link to ``new_email``, recorded for ``actor`` (the user); raises
+    ``InvalidInput`` or ``RateLimited``. Call ``runtime.mail.wake()`` after the commit."""
     new_email = normalise_email(new_email)
     if new_email == user.email:
         raise InvalidInput("This is already the email address you sign in with.")
@@ -76,6 +77,17 @@ async def request_email_change(
         Recipient(new_email, user.locale or locale), settings.product_name, link, TTL_SECONDS
     )
     await outbox.enqueue(session, message, now)
+    # Nothing changes until the link is opened, but a link to an address of the session
+    # holder's choosing is how a stolen session takes the account over: it must be findable.
+    await record_as(
+        session,
+        actor,
+        "user.email_change_requested",
+        account_id=None,
+        target=("user", user.id),
+        old=user.email,
+        new=new_email,
+    )
 
 
 def _as_asked(user: User, credential: PasswordCredential | None, pending: dict[str, str]) -> bool:

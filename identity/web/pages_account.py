@@ -289,6 +289,7 @@ async def _change_email(posted: Posted) -> Outcome:
             runtime.store,
             runtime.limiter,
             runtime.settings,
+            posted.actor,
             posted.visitor.user,
             new_email,
             posted.locale,

@@ -1,7 +1,7 @@
 """A user's own security changes in the audit log: password changed or reset, sign-in email
-changed, two-step verification on and off, other sessions signed out. Each entry names the
-user as actor and target, with the client's address and the request id, and holds no
-password, code, token or link; a refused or rolled-back change leaves none."""
+change asked for and confirmed, two-step verification on and off, other sessions signed out.
+Each entry names the user as actor and target, with the client's address and the request id,
+and holds no password, code, token or link; a refused or rolled-back change leaves none."""
 
 from __future__ import annotations
 
@@ -141,23 +141,36 @@ async def test_a_reset_through_the_emailed_link_is_recorded_as_the_user(
 async def _ask_for_new_email(client: httpx.AsyncClient, runtime: Runtime) -> str:
     """Ana asks to move her sign-in email to NEW_EMAIL; returns the confirmation link."""
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
-    await post_form(client, page, f"{SECURITY}/email", current_password=PASSWORD, email=NEW_EMAIL)
+    await _post(client, page, f"{SECURITY}/email", current_password=PASSWORD, email=NEW_EMAIL)
     (message,) = await mail_to(runtime, NEW_EMAIL)
     return link_in(message, "/confirm-email")
+
+
+async def test_asking_for_an_email_change_is_recorded_with_the_address_asked_for(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    """Nothing changes until the link is opened, but a link went, under our name, to an
+    address the session's holder chose: a stolen session's first step to taking the
+    account over, which the owner and staff must be able to find."""
+    link = await _ask_for_new_email(client, runtime)
+
+    (entry,) = await _entries(client, runtime, ana)
+    assert entry["action"] == "user.email_change_requested"
+    assert entry["details"] == {"old": ANA, "new": NEW_EMAIL}
+    _by_the_user(entry, ana, PASSWORD, token_of(link), link)
 
 
 async def test_a_confirmed_email_change_records_the_old_and_new_address(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
     link = await _ask_for_new_email(client, runtime)
-    assert await _entries(client, runtime, ana) == []  # asking changes nothing yet
     client.cookies.clear()  # opened in the new mailbox's browser, perhaps another one
     confirm = await client.get(link)
 
     done = await _post(client, confirm, "/confirm-email")
 
     assert done.status_code == 200, done.text
-    (entry,) = await _entries(client, runtime, ana)
+    _, entry = await _entries(client, runtime, ana)
     assert entry["action"] == "user.email_changed"
     assert entry["details"] == {"old": ANA, "new": NEW_EMAIL}
     _by_the_user(entry, ana, PASSWORD, token_of(link), link)
@@ -173,7 +186,9 @@ async def test_an_email_confirmation_refused_as_taken_records_nothing(
     taken = await _post(client, confirm, "/confirm-email")
 
     assert taken.status_code == 409
-    assert await _entries(client, runtime, ana) == []
+    assert [e["action"] for e in await _entries(client, runtime, ana)] == [
+        "user.email_change_requested"
+    ]
 
 
 async def test_turning_two_step_verification_on_and_off_is_recorded(

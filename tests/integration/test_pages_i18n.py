@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 import identity
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.i18n import SUPPORTED_LOCALES, catalogue, negotiate
 from identity.mail.models import OutgoingEmail
@@ -169,6 +170,7 @@ async def _ask_in_spanish_to_move_to(runtime: Runtime, new_email: str) -> None:
             runtime.store,
             runtime.limiter,
             runtime.settings,
+            Actor(user.id),
             user,
             new_email,
             "es",
