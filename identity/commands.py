@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -13,6 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
+from identity.audit.service import Actor, record_as
 from identity.crypto import Encryptor
 from identity.db import migrate as migrations
 from identity.db.engine import Database, DatabaseUnavailable, create_engine
@@ -61,6 +65,20 @@ async def _with_session(settings: Settings, work: Callable[[AsyncSession], Await
         raise _unreachable(settings, exc.__cause__ or exc) from None
     finally:
         await db.dispose()
+
+
+def _command_line_actor() -> Actor:
+    """Who runs this command, for the audit log: the login name (the environment's, as
+    ``getpass`` reads it: a record of who said they ran it, not proof) and the machine."""
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry: a bare container
+        who = f"uid {os.getuid()}"
+    return Actor(command_line=f"{who}@{socket.gethostname()}")
+
+
+def _signing_key(kid: str) -> tuple[str, str]:
+    return ("signing_key", kid)
 
 
 def _key_encryptor(settings: Settings) -> Encryptor:
@@ -114,7 +132,16 @@ async def rotate_signing_key(settings: Settings, alg: str) -> str:
     encryptor = _key_encryptor(settings)
 
     async def work(session: AsyncSession) -> str:
-        return (await create_key(session, encryptor, alg)).kid
+        kid = (await create_key(session, encryptor, alg)).kid
+        await record_as(
+            session,
+            _command_line_actor(),
+            "signing_key.created",
+            account_id=None,
+            target=_signing_key(kid),
+            new={"alg": alg},
+        )
+        return kid
 
     return await _with_session(settings, work)
 
@@ -124,6 +151,13 @@ async def retire_signing_key(settings: Settings, kid: str) -> None:
 
     async def work(session: AsyncSession) -> None:
         await retire_key(session, kid)
+        await record_as(
+            session,
+            _command_line_actor(),
+            "signing_key.retired",
+            account_id=None,
+            target=_signing_key(kid),
+        )
 
     try:
         await _with_session(settings, work)
@@ -145,7 +179,16 @@ async def create_user(
         new_user = await prepare_user(passwords, email=email, password=password, name=name)
 
         async def work(session: AsyncSession) -> User:
-            return await create(session, new_user, is_admin=is_admin)
+            user = await create(session, new_user, is_admin=is_admin)
+            await record_as(
+                session,
+                _command_line_actor(),
+                "user.created",
+                account_id=None,
+                target=("user", user.id),
+                new={"email": user.email, "name": user.name, "is_admin": is_admin},
+            )
+            return user
 
         return await _with_session(settings, work)
     except PolicyViolation as exc:
@@ -172,7 +215,7 @@ async def create_client(settings: Settings, args: argparse.Namespace) -> dict[st
     )
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        return await register_client(session, spec)
+        return await register_client(session, _command_line_actor(), spec)
 
     try:
         return await _with_session(settings, work)

@@ -29,6 +29,8 @@ class Actor:
     client_id: str | None = None
     ip: str | None = None
     request_id: str | None = None
+    # ``user@host`` of whoever ran an ``identity`` command: no request, no signed-in user.
+    command_line: str | None = None
 
 
 async def record_as(
@@ -43,8 +45,13 @@ async def record_as(
     reason: str | None = None,
 ) -> None:
     """Record ``action`` on ``target`` (type, id) by ``actor``. Details hold the old and new
-    values, and the ``reason`` staff gave where they must give one."""
-    details = {"old": old, "new": new} | ({"reason": reason} if reason is not None else {})
+    values, the ``reason`` staff gave where they must give one, and who ran the command
+    when the change came from the command line."""
+    details: dict[str, Any] = {"old": old, "new": new}
+    if reason is not None:
+        details["reason"] = reason
+    if actor.command_line is not None:
+        details["command_line"] = actor.command_line
     await repository.insert_event(
         session,
         AuditEvent(

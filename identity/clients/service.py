@@ -197,10 +197,9 @@ def shown_settings(client: OAuthClient) -> dict[str, Any]:
     }
 
 
-async def register_client(session: AsyncSession, spec: ClientSpec) -> dict[str, Any]:
-    """Store a new client; the returned dict is what ``identity clients create`` prints."""
-    client, secret = build_client(spec)
-    await add_client(session, client)
+async def register_client(session: AsyncSession, actor: Actor, spec: ClientSpec) -> dict[str, Any]:
+    """``create_client``, answered with what ``identity clients create`` prints."""
+    client, secret = await create_client(session, actor, spec)
     shown: dict[str, Any] = {"client_id": client.client_id}
     if secret is not None:
         shown["client_secret"] = secret
@@ -252,7 +251,7 @@ async def list_clients(session: AsyncSession, offset: int, limit: int) -> Sequen
 async def create_client(
     session: AsyncSession, actor: Actor, spec: ClientSpec
 ) -> tuple[OAuthClient, str | None]:
-    """``register_client`` for staff, audited: the client and its secret (shown once)."""
+    """Store a new client, audited: the client and its secret (shown once)."""
     client, secret = build_client(spec)
     await add_client(session, client)
     await record_as(

@@ -17,6 +17,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from identity.accounts.models import User
+from identity.audit.service import Actor
 from identity.clients.service import ClientSpec, register_client
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
@@ -46,7 +47,7 @@ async def make_client(runtime: Runtime, **options: Any) -> RegisteredClient:
         **options,
     )
     async with runtime.db.transaction() as session:
-        shown = await register_client(session, spec)
+        shown = await register_client(session, Actor(), spec)
     return RegisteredClient(shown["client_id"], shown.get("client_secret"))
 
 

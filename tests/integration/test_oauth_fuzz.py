@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from litestar.testing import TestClient
 
 from identity.app import create_app
+from identity.audit.service import Actor
 from identity.clients.service import ClientSpec, register_client
 from identity.crypto import Encryptor
 from identity.db.engine import Database
@@ -69,6 +70,7 @@ def fuzzed(database: Settings) -> Iterator[tuple[TestClient[Any], str, str]]:
                 await create_key(session, Encryptor(TEST_SECRET_KEY, "signing-keys"), "RS256")
                 return await register_client(
                     session,
+                    Actor(),
                     ClientSpec(
                         name="Fuzzed",
                         redirect_uris=[REDIRECT_URI],
