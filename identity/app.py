@@ -27,6 +27,7 @@ from identity.web import (
 )
 from identity.web.api import management, password, recovery
 from identity.web.dependencies import provide_runtime
+from identity.web.head_requests import head_as_get_middleware
 from identity.web.openapi import ProblemJsonRenderPlugin
 from identity.web.problems import EXCEPTION_HANDLERS
 from identity.web.request_context import request_context_middleware
@@ -76,8 +77,11 @@ def create_app(settings: Settings) -> Litestar:
     )
     # Outermost, around Litestar's router, so that 404s and 405s get a request id and an
     # access-log line too (route middleware only sees requests that matched a route).
-    # Metrics inside the request context, so they time what the access log times.
-    app.asgi_handler = request_context_middleware(metrics.metrics_middleware(app.asgi_handler))
+    # Metrics inside the request context, so they time what the access log times; both
+    # outside the HEAD-as-GET rewrite, so that they count a HEAD as one.
+    app.asgi_handler = request_context_middleware(
+        metrics.metrics_middleware(head_as_get_middleware(app.asgi_handler))
+    )
     return app
 
 

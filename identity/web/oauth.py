@@ -92,8 +92,8 @@ async def send_published(
     These two documents are the most fetched of all (every relying party and resource
     server polls them), so they skip Litestar's per-request machinery.
     """
-    method = scope["method"]
-    if method not in ("GET", "HEAD"):
+    # A HEAD arrives as a GET (identity.web.head_requests) and leaves without the body.
+    if scope["method"] != "GET":
         raise MethodNotAllowedException(headers={"Allow": "GET, HEAD"})
     etag = document.etag.encode()
     headers = [(b"etag", etag), (b"cache-control", cache_control)]
@@ -107,7 +107,7 @@ async def send_published(
             (b"content-length", str(len(body)).encode()),
         ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+    await send({"type": "http.response.body", "body": body})
 
 
 # --- request parsing ------------------------------------------------------------------
