@@ -31,6 +31,7 @@ from identity.web.head_requests import head_as_get_middleware
 from identity.web.openapi import ProblemJsonRenderPlugin
 from identity.web.problems import EXCEPTION_HANDLERS
 from identity.web.request_context import request_context_middleware
+from identity.web.requests import AppRequest
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
+        request_class=AppRequest,
         openapi_config=OpenAPIConfig(
             title="identity management API",
             version=__version__,
