@@ -35,7 +35,6 @@ from identity.oauth.errors import (
 )
 from identity.oauth.grants import TokenRequest, exchange
 from identity.oauth.metadata import Published
-from identity.oauth.scopes import still_allowed
 from identity.oauth.tokens import user_claims, verify_access_token
 from identity.permissions import service as permissions
 from identity.runtime import Runtime
@@ -43,6 +42,7 @@ from identity.store.base import StoreUnavailable
 from identity.tokens import refresh, revocations
 from identity.tokens.subjects import active_user
 from identity.web.dependencies import RuntimeDep
+from identity.web.token_scope import scope_now
 
 log = logging.getLogger(__name__)
 
@@ -221,16 +221,19 @@ async def userinfo(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Resp
     # Only tokens meant for this client's own use (no resource indicator) reach userinfo.
     if claims["aud"] != claims["client_id"]:
         raise InvalidTokenError("The access token is meant for another audience.")
-    scope = str(claims.get("scope", "")).split()
-    if "openid" not in scope:
-        raise InsufficientScopeError("The access token lacks the openid scope.", scope="openid")
-    try:
-        user_id = uuid.UUID(str(claims["sub"]))
-    except ValueError:
-        raise InvalidTokenError("The access token has no user.") from None
     async with runtime.db.transaction() as session:
         if await revocations.is_revoked(session, claims["jti"]):
             raise InvalidTokenError()
+        allowed = await scope_now(runtime, claims, session)
+        if allowed is None:
+            raise InvalidTokenError()
+        scope = allowed.split()
+        if "openid" not in scope:
+            raise InsufficientScopeError("The access token lacks the openid scope.", scope="openid")
+        try:
+            user_id = uuid.UUID(str(claims["sub"]))
+        except ValueError:
+            raise InvalidTokenError("The access token has no user.") from None
         user = await active_user(session, user_id)
     if user is None:
         raise InvalidTokenError()
@@ -256,16 +259,16 @@ def _looks_like_jwt(value: str) -> bool:
 async def _as_granted_now(
     runtime: Runtime, claims: dict[str, Any], now: datetime
 ) -> dict[str, Any] | None:
-    """A user's access token as their rights stand now, which is what a service introspects
-    for: None (inactive) once the user is disabled or has left the token's account, and the
-    account claims narrowed to what the member still holds. A client's own token is live
-    while the client is (its grant is recorded nowhere a disable could deny it), with the
-    scopes its registration still allows."""
+    """An access token as rights stand now, which is what a service introspects for: None
+    (inactive) once its client is disabled or gone, or its user disabled or out of the
+    token's account; its scopes narrowed to what the client's registration still allows, and
+    its account claims to what the member still holds."""
+    scope = await scope_now(runtime, claims)
+    if scope is None:
+        return None
+    claims = claims | {"scope": scope}
     if claims["sub"] == claims["client_id"]:
-        client = await runtime.clients.lookup(runtime.db, claims["client_id"])
-        if client is None:
-            return None
-        return claims | {"scope": still_allowed(str(claims.get("scope", "")), client.scope)}
+        return claims
     async with runtime.db.transaction() as session:
         try:
             user = await active_user(session, uuid.UUID(str(claims["sub"])))

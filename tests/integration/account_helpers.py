@@ -53,6 +53,7 @@ async def mint(
     jti: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> str:
+    await registered_for(runtime, client_id, scope)
     keyset = await runtime.keyset()
     now = int(time.time())
     claims = {
@@ -82,16 +83,25 @@ async def staff_headers(runtime: Runtime) -> dict[str, str]:
     return await user_headers(runtime, admin, f"{SCOPE_ADMIN} {SCOPE_ACCOUNTS}")
 
 
-async def register_service(runtime: Runtime, client_id: str = "billing") -> None:
-    """A confidential client named ``client_id``, once: the API refuses a client's own token
-    once the client is gone or disabled."""
+async def registered_for(runtime: Runtime, client_id: str, scope: str) -> None:
+    """The client ``client_id``, registered if it is not, and allowed ``scope``: what a token
+    may do is read from its client's registration as it stands now."""
     async with runtime.db.transaction() as session:
-        if await session.get(OAuthClient, client_id) is None:
+        client = await session.get(OAuthClient, client_id)
+        if client is None:
             client, _ = build_client(
-                ClientSpec(name=client_id, grant_types=["client_credentials"], scope=SCOPE_AUTHZ)
+                ClientSpec(name=client_id, grant_types=["client_credentials"], scope=scope)
             )
             client.client_id = client_id
             await add_client(session, client)
+        else:
+            client.scope = " ".join(sorted(set(client.scope.split()) | set(scope.split())))
+    runtime.clients.forget(client_id)
+
+
+async def register_service(runtime: Runtime, client_id: str = "billing") -> None:
+    """A confidential client named ``client_id`` allowed to ask for decisions."""
+    await registered_for(runtime, client_id, SCOPE_AUTHZ)
 
 
 async def service_headers(runtime: Runtime, client_id: str = "billing") -> dict[str, str]:

@@ -16,7 +16,7 @@ from identity.crypto import digest
 from identity.runtime import Runtime
 from identity.tokens.consents import remember
 from identity.tokens.models import AuthorizationCode, Consent, RefreshToken
-from tests.integration.account_helpers import staff_headers, user_headers
+from tests.integration.account_helpers import CLIENT_ID, staff_headers, user_headers
 from tests.integration.oauth_helpers import (
     REDIRECT_URI,
     RegisteredClient,
@@ -104,8 +104,9 @@ async def test_the_list_is_paged(client: httpx.AsyncClient, runtime: Runtime) ->
         for o in (0, 2)
     ]
     seen = [row["client_id"] for page in pages for row in page.json()]
-    assert [len(page.json()) for page in pages] == [2, 1]
-    assert seen == ids
+    # Besides the three, the client the staff token was issued through.
+    assert [len(page.json()) for page in pages] == [2, 2]
+    assert [client_id for client_id in seen if client_id != CLIENT_ID] == ids
 
 
 async def test_a_disabled_client_gets_no_tokens_until_enabled_again(
@@ -180,6 +181,35 @@ async def test_a_scope_taken_from_a_client_leaves_its_own_token_at_once(
     introspector = await make_client(runtime, grant_types=["client_credentials"], redirect_uris=[])
     answer = await client.post("/introspect", data={"token": token}, headers=introspector.basic)
     assert answer.json()["active"] is True and answer.json()["scope"] == "reports:read"
+
+
+async def test_a_scope_taken_from_a_client_leaves_its_users_tokens_at_once(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # An administrator's token is staff only through a client allowed identity:admin: staff
+    # taking that away (an admin console found compromised) must end it, not in 10 minutes.
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff, scope="openid email identity:admin")
+    console = RegisteredClient(created["client_id"], created["client_secret"])
+    admin = await make_user(runtime, is_admin=True)
+    tokens = await signed_in_tokens(
+        client, runtime, console, user=admin, scope="openid email identity:admin"
+    )
+    theirs = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert (await client.get("/api/v1/clients", headers=theirs)).status_code == 200
+    assert "email" in (await client.get("/userinfo", headers=theirs)).json()
+
+    path = f"/api/v1/clients/{console.client_id}"
+    narrowed = await client.patch(path, json={"scope": "openid"}, headers=staff)
+    assert narrowed.status_code == 200, narrowed.text
+
+    assert (await client.get("/api/v1/clients", headers=theirs)).status_code == 403
+    assert "email" not in (await client.get("/userinfo", headers=theirs)).json()
+    introspector = await make_client(runtime, grant_types=["client_credentials"], redirect_uris=[])
+    answer = await client.post(
+        "/introspect", data={"token": tokens["access_token"]}, headers=introspector.basic
+    )
+    assert answer.json()["active"] is True and answer.json()["scope"] == "openid"
 
 
 async def test_a_rotated_secret_stops_the_old_one_at_once(
@@ -367,4 +397,5 @@ async def test_other_users_are_forbidden(client: httpx.AsyncClient, runtime: Run
     staff = await staff_headers(runtime)
     kept = await client.get(f"/api/v1/clients/{portal.client_id}", headers=staff)
     assert kept.status_code == 200 and kept.json()["disabled"] is False
-    assert len((await client.get("/api/v1/clients", headers=staff)).json()) == 1
+    listed = (await client.get("/api/v1/clients", headers=staff)).json()
+    assert {row["client_id"] for row in listed} == {portal.client_id, CLIENT_ID}

@@ -16,7 +16,7 @@ from litestar import Request, Response
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.oauth.errors import InvalidTokenError
-from identity.oauth.scopes import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ, still_allowed
+from identity.oauth.scopes import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ
 from identity.oauth.tokens import verify_access_token
 from identity.permissions.access import Caller
 from identity.tokens import revocations
@@ -24,6 +24,7 @@ from identity.tokens.subjects import active_user
 from identity.web.client_ip import of_request
 from identity.web.dependencies import RuntimeDep
 from identity.web.problems import problem
+from identity.web.token_scope import scope_now
 
 
 class BearerRefused(Exception):
@@ -88,21 +89,16 @@ async def provide_principal(request: Request[Any, Any, Any], runtime: RuntimeDep
         raise BearerRefused(invalid) from None
     if not _for_us(claims, runtime.settings.issuer):
         raise BearerRefused("The access token is meant for another resource server.")
-    scope = str(claims.get("scope", ""))
     client_id = str(claims["client_id"])
     # RFC 9068 §2.2: a client acting for itself is its own subject.
     acting_for_itself = claims["sub"] == client_id
     async with runtime.db.transaction() as session:
         if await revocations.is_revoked(session, claims["jti"]):
             raise BearerRefused(invalid)
+        scope = await scope_now(runtime, claims, session)
+        if scope is None:
+            raise BearerRefused(invalid)
         if acting_for_itself:
-            # Its grant is recorded nowhere to deny: a client disabled or deleted since, or
-            # whose scopes staff narrowed, must not keep its staff or service rights until
-            # the token expires.
-            client = await runtime.clients.get(session, client_id)
-            if client is None:
-                raise BearerRefused(invalid)
-            scope = still_allowed(scope, client.scope)
             user_id, is_admin = None, True
         else:
             try:

@@ -1,0 +1,34 @@
+"""An access token's scope as its client's registration allows it now.
+
+A token's scope was checked against its client's registration when it was issued. Staff may
+since have taken scopes from the client (an admin console found compromised loses
+``identity:admin``), disabled it or deleted it; a token outlives that by up to the access
+token lifetime. Everything that acts on a token's scope here (the management API, userinfo,
+introspection) reads it through this, so the change holds at once for every token the
+client holds, its users' as well as its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from identity.oauth.scopes import still_allowed
+from identity.runtime import Runtime
+
+
+async def scope_now(
+    runtime: Runtime, claims: dict[str, Any], session: AsyncSession | None = None
+) -> str | None:
+    """The scopes of ``claims`` its client is still registered for; None once the client
+    is disabled or gone. From the client cache (a few seconds fresh in other processes),
+    read in ``session`` when the caller has one open."""
+    client_id = str(claims["client_id"])
+    if session is None:
+        client = await runtime.clients.lookup(runtime.db, client_id)
+    else:
+        client = await runtime.clients.get(session, client_id)
+    if client is None:
+        return None
+    return still_allowed(str(claims.get("scope", "")), client.scope)
