@@ -28,7 +28,7 @@ from identity.web import (
 from identity.web.api import management, password, recovery
 from identity.web.dependencies import provide_runtime
 from identity.web.head_requests import head_as_get_middleware
-from identity.web.openapi import ProblemJsonRenderPlugin
+from identity.web.openapi import COMPONENTS, ProblemJsonRenderPlugin
 from identity.web.problems import EXCEPTION_HANDLERS
 from identity.web.request_context import request_context_middleware
 from identity.web.requests import AppRequest
@@ -72,6 +72,7 @@ def create_app(settings: Settings) -> Litestar:
             title="identity management API",
             version=__version__,
             path="/schema",
+            components=COMPONENTS,
             render_plugins=[ProblemJsonRenderPlugin()],
         ),
         debug=False,

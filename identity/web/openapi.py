@@ -1,4 +1,9 @@
-"""The OpenAPI document as served: error answers documented as the problem details they are.
+"""The OpenAPI document as served: the bearer token the management API takes, and error
+answers documented as the problem details they are.
+
+Nothing said that /api/v1 takes ``Authorization: Bearer``: a client generated from the
+document sent no token, and every call was a 401. The management router requires
+``BEARER`` (``BEARER_REQUIREMENT``); the public password routes, outside it, do not.
 
 Litestar documents every error response (the automatic 400 for invalid input, above all)
 as ``application/json`` with the shape of its own ``ValidationException``. Our handlers
@@ -14,8 +19,30 @@ from typing import Any
 
 from litestar import Request
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 
+from identity.oauth.scopes import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ
 from identity.web.problems import PROBLEM_JSON
+
+BEARER = "BearerToken"
+BEARER_REQUIREMENT: SecurityRequirement = {BEARER: []}
+COMPONENTS = Components(
+    security_schemes={
+        BEARER: SecurityScheme(
+            type="http",
+            scheme="bearer",
+            bearer_format="JWT",
+            description=(
+                "An access token from this server's token endpoint (RFC 9068), meant for it, "
+                f"with one of these scopes: `{SCOPE_ACCOUNTS}` (a user managing the accounts "
+                f"they belong to), `{SCOPE_ADMIN}` (staff: an administrator, or a client "
+                f"allowed it for itself), `{SCOPE_AUTHZ}` (a client's own token asking for "
+                'authorization decisions). What each may do is in the README, "Who may do '
+                'what".'
+            ),
+        )
+    }
+)
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -1,5 +1,6 @@
 """The account management API under /api/v1: one router, so every route shares the bearer
-authentication, the catalogue dependency and the problem rendering of refused tokens."""
+authentication (documented as the bearer requirement), the catalogue dependency and the
+problem rendering of refused tokens."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from identity.web.api import users as users_api
 from identity.web.api import webhooks as webhooks_api
 from identity.web.api.auth import BearerRefused, bearer_refused_handler, provide_principal
 from identity.web.api.common import provide_catalogue
+from identity.web.openapi import BEARER_REQUIREMENT
 from identity.web.problems import http_exception_handler
 
 # msgspec names a missing or unknown field only in its message ("Object missing required
@@ -68,6 +70,7 @@ ROUTER = Router(
         webhooks_api.WebhookController,
         clients.ClientController,
     ],
+    security=[BEARER_REQUIREMENT],
     dependencies={
         "principal": Provide(provide_principal),
         "catalogue": Provide(provide_catalogue),
