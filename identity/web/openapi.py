@@ -1,5 +1,5 @@
-"""The OpenAPI document as served: the bearer token the management API takes, and error
-answers documented as the problem details they are.
+"""The OpenAPI document as served: the bearer token the management API takes, and every
+error answer an operation gives, documented as the problem details it is.
 
 Nothing said that /api/v1 takes ``Authorization: Bearer``: a client generated from the
 document sent no token, and every call was a 401. The management router requires
@@ -11,6 +11,14 @@ answer every error as RFC 9457 problem details (identity/web/problems.py), so a 
 generated from the document, or a schema check, would expect the wrong body and media type
 (schemathesis found it: ST105). Each error response is documented as
 ``application/problem+json`` with the ``Problem`` schema instead.
+
+Litestar documents only that 400, so the other errors were a client's surprise. A handler
+declares those its own code (and its services) give with ``responses=problems(...)``;
+the ones that follow from the document itself are added here, for every operation they
+apply to: 401 and 403 where a token is required, 404 where the path names something
+(Litestar's router answers it for an id of the wrong form, the services for one that
+names nothing, or an account hidden from the caller), 413 where there is a body (the
+app's size cap), 503 everywhere (the database or Redis down).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 
@@ -69,9 +78,55 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 _PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
+MEANINGS: dict[int, str] = {
+    401: "No access token, or one that is invalid, expired, revoked or meant for another server.",
+    403: "The token has no scope this API takes, or its holder may not do this.",
+    404: "Nothing has this id, or the caller may not know it exists (an account they have "
+    "no part in).",
+    409: "The current state forbids it: a duplicate, the last owner, something already "
+    "used or cancelled.",
+    413: "The body is larger than the server takes.",
+    415: "The body is not sent as application/json.",
+    422: "Well-formed but refused (`errors` names the fields), including text that no "
+    "database can store (NUL, unpaired surrogates).",
+    429: "Too many requests; Retry-After says when to try again.",
+    503: "The database or Redis is unavailable; try again shortly.",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+_HEADERS: dict[str, dict[str, Any]] = {
+    "401": {"WWW-Authenticate": {"description": "Bearer (RFC 6750)", "schema": {"type": "string"}}},
+    "429": _RETRY_AFTER,
+    "503": _RETRY_AFTER,
+}
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """The error answers a handler gives beyond those every operation of its kind gives
+    (``_following_from``), for its ``responses=``."""
+    return {status: ResponseSpec(None, description=MEANINGS[status]) for status in statuses}
+
+
+def _following_from(path: str, operation: dict[str, Any]) -> list[int]:
+    statuses = [503]
+    if operation.get("security"):
+        statuses += [401, 403]
+    if "{" in path:
+        statuses.append(404)
+    if "requestBody" in operation:
+        statuses.append(413)
+    return statuses
+
+
+def _as_problem(status: str, response: dict[str, Any]) -> dict[str, Any]:
+    if status[:1] not in ("4", "5"):
+        return response
+    headers = _HEADERS.get(status)
+    return response | {"content": _PROBLEM} | ({"headers": headers} if headers else {})
+
 
 def with_problem_errors(document: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``document`` in which every 4xx and 5xx response is a problem document."""
+    """A copy of ``document`` in which every operation lists the errors that follow from its
+    path, body and security, and every 4xx and 5xx response is a problem document."""
     paths: dict[str, Any] = {}
     for path, operations in document.get("paths", {}).items():
         paths[path] = {}
@@ -80,14 +135,14 @@ def with_problem_errors(document: dict[str, Any]) -> dict[str, Any]:
             if not responses:
                 paths[path][method] = operation
                 continue
+            implied = {
+                str(status): {"description": MEANINGS[status]}
+                for status in _following_from(path, operation)
+            }
+            merged = implied | {str(status): r for status, r in responses.items()}
             paths[path][method] = operation | {
                 "responses": {
-                    status: (
-                        response | {"content": _PROBLEM}
-                        if str(status)[:1] in ("4", "5")
-                        else response
-                    )
-                    for status, response in responses.items()
+                    status: _as_problem(status, merged[status]) for status in sorted(merged)
                 }
             }
     components = document.get("components", {})

@@ -4,7 +4,8 @@ A real ``identity serve``; an administrator and a client allowed ``identity:admi
 with the CLI, the client's token taken through client_credentials (a client acting for
 itself with that scope is staff: identity/web/api/auth.py). Schemathesis generates valid
 and invalid requests for every operation, a bounded number each, and checks that none is
-answered with a 5xx and that every answer matches the schema of its operation.
+answered with a 5xx, and that every answer has a status the document lists for its
+operation, with that response's media type and schema.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
+    status_code_conformance,
 )
 
 from tests import sweep
@@ -86,7 +88,12 @@ def test_api_never_fails_and_answers_as_documented(live_api: tuple[str, str]) ->
                 response = case.call(base_url=base_url, headers=headers)
                 assert response.status_code < 500, response.text
                 case.validate_response(
-                    response, checks=[response_schema_conformance, content_type_conformance]
+                    response,
+                    checks=[
+                        response_schema_conformance,
+                        content_type_conformance,
+                        status_code_conformance,
+                    ],
                 )
 
             try:

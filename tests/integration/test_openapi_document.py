@@ -9,6 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
+from identity.runtime import Runtime
+from identity.web.problems import PROBLEM_JSON
+from tests.integration.account_helpers import make_account, make_user, staff_headers
+
 # Password policy, check and generator, and forgotten passwords: for people not signed in.
 PUBLIC = {
     ("get", "/api/v1/password/policy"),
@@ -64,3 +68,63 @@ async def test_what_the_document_secures_refuses_a_request_without_a_token(
         url = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
         response = await client.request(method, url, json={})
         assert (response.status_code == 401) == ("security" in operation), f"{method} {path}"
+
+
+def _errors(operation: dict[str, Any]) -> set[str]:
+    return {status for status in operation["responses"] if status[0] in "45"}
+
+
+def test_an_account_id_documents_a_missing_token_a_refusal_and_a_hidden_account(
+    document: dict[str, Any],
+) -> None:
+    responses = document["paths"]["/api/v1/accounts/{account_id}"]["get"]["responses"]
+    for status in ("401", "403", "404", "503"):
+        assert list(responses[status]["content"]) == [PROBLEM_JSON], status
+    assert "WWW-Authenticate" in responses["401"]["headers"]
+
+
+def test_every_operation_documents_the_errors_its_kind_gives(document: dict[str, Any]) -> None:
+    for method, path, operation in _operations(document):
+        expected = {"503"}
+        expected |= {"401", "403"} if "security" in operation else set()
+        expected |= {"404"} if "{" in path else set()
+        expected |= {"413"} if "requestBody" in operation else set()
+        assert expected <= _errors(operation), f"{method} {path}"
+        for status in _errors(operation):
+            content = operation["responses"][status]["content"]
+            assert list(content) == [PROBLEM_JSON], f"{method} {path} {status}"
+
+
+def _assert_documented(
+    document: dict[str, Any], method: str, path: str, response: httpx.Response, status: int
+) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert str(status) in document["paths"][path][method]["responses"], f"{method} {path}"
+
+
+async def test_errors_that_random_requests_seldom_reach_are_documented(
+    client: httpx.AsyncClient, runtime: Runtime, document: dict[str, Any]
+) -> None:
+    # The schemathesis sweep (tests/e2e) checks every status it meets; these take a state
+    # or a count it does not arrange.
+    staff = await staff_headers(runtime)
+    roles = "/api/v1/roles"
+    await client.post(roles, json={"name": "Auditors"}, headers=staff)
+    twice = await client.post(roles, json={"name": "Auditors"}, headers=staff)
+    _assert_documented(document, "post", roles, twice, 409)
+
+    account = await make_account(runtime, await make_user(runtime))
+    hand_over = "/api/v1/accounts/{account_id}/ownership-transfer"
+    url = hand_over.format(account_id=account.id)
+    by_staff = await client.post(url, json={"to_user_id": str(uuid.uuid4())}, headers=staff)
+    _assert_documented(document, "post", hand_over, by_staff, 403)
+
+    check = "/api/v1/password/check"
+    as_text = await client.post(check, content=b"{}", headers={"content-type": "text/plain"})
+    _assert_documented(document, "post", check, as_text, 415)
+
+    generate = "/api/v1/password/generate"
+    for _ in range(30):
+        assert (await client.get(generate)).status_code == 200
+    _assert_documented(document, "get", generate, await client.get(generate), 429)

@@ -20,13 +20,14 @@ from identity.web.api.common import (
     allow,
 )
 from identity.web.dependencies import RuntimeDep
+from identity.web.openapi import problems
 
 
 class AccountController(Controller):
     path = "/accounts"
     tags = ["accounts"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @post("", summary="Create an account with its first owner (staff)")
+    @post("", summary="Create an account with its first owner (staff)", responses=problems(422))
     async def create(
         self, runtime: RuntimeDep, principal: PrincipalDep, data: JSONBody[schemas.AccountCreate]
     ) -> schemas.AccountOut:
@@ -56,7 +57,9 @@ class AccountController(Controller):
             account = await service.get_account(session, account_id)
         return account_out(account)
 
-    @patch("/{account_id:uuid}", summary="Rename an account (owner, staff)")
+    @patch(
+        "/{account_id:uuid}", summary="Rename an account (owner, staff)", responses=problems(422)
+    )
     async def rename(
         self,
         runtime: RuntimeDep,
@@ -71,6 +74,7 @@ class AccountController(Controller):
 
     @post(
         "/{account_id:uuid}/ownership-transfer",
+        responses=problems(422),
         status_code=204,
         summary="Hand your ownership to another member (owner)",
     )

@@ -19,6 +19,7 @@ from identity.web.api import schemas
 from identity.web.api.auth import Principal
 from identity.web.api.common import Limit, PrincipalDep, allow, event_out
 from identity.web.dependencies import RuntimeDep
+from identity.web.openapi import problems
 
 Action_ = Annotated[str | None, Parameter(max_length=100, description="e.g. member.added")]
 # Ids are 64-bit: a larger one could only be refused by the database, as a 500.
@@ -61,7 +62,7 @@ async def _page(
 class AuditController(Controller):
     tags = ["audit"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @get("/audit", summary="The whole audit log, newest first (staff)")
+    @get("/audit", summary="The whole audit log, newest first (staff)", responses=problems(422))
     async def all_events(
         self,
         runtime: RuntimeDep,
@@ -80,7 +81,11 @@ class AuditController(Controller):
         )
         return await _page(runtime, principal, Action.AUDIT_READ_ALL, where, before_id, limit, None)
 
-    @get("/accounts/{account_id:uuid}/audit", summary="An account's audit log (owner, staff)")
+    @get(
+        "/accounts/{account_id:uuid}/audit",
+        summary="An account's audit log (owner, staff)",
+        responses=problems(422),
+    )
     async def account_events(
         self,
         runtime: RuntimeDep,

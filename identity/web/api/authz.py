@@ -11,6 +11,7 @@ from identity.permissions.access import Action
 from identity.web.api import schemas
 from identity.web.api.common import CatalogueDep, PrincipalDep, allow
 from identity.web.dependencies import RuntimeDep
+from identity.web.openapi import problems
 
 MAX_BODY = 256 * 1024
 
@@ -25,6 +26,7 @@ class AuthzController(Controller):
         # A full batch of MAX_CHECKS is about 110 KB: above the general body cap.
         request_max_body_size=MAX_BODY,
         summary="Allow or deny each (user, account, permission), in order (identity:authz)",
+        responses=problems(422),
     )
     async def check(
         self,

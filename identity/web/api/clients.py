@@ -15,6 +15,7 @@ from identity.permissions.access import Action
 from identity.web.api import schemas
 from identity.web.api.common import Limit, Offset, PrincipalDep, allow, once_each
 from identity.web.dependencies import RuntimeDep
+from identity.web.openapi import problems
 
 
 def client_out(client: OAuthClient) -> schemas.ClientOut:
@@ -53,7 +54,11 @@ class ClientController(Controller):
             clients = await service.list_clients(session, offset, limit)
         return [client_out(client) for client in clients]
 
-    @get("/{client_id:str}", summary="One client, without its secret (staff)")
+    @get(
+        "/{client_id:str}",
+        summary="One client, without its secret (staff)",
+        responses=problems(422),
+    )
     async def read(
         self, runtime: RuntimeDep, principal: PrincipalDep, client_id: FromPath[str]
     ) -> schemas.ClientOut:
@@ -62,7 +67,11 @@ class ClientController(Controller):
             client = await service.existing_client(session, client_id)
         return client_out(client)
 
-    @post("", summary="Register a client; a confidential one's secret is shown once (staff)")
+    @post(
+        "",
+        summary="Register a client; a confidential one's secret is shown once (staff)",
+        responses=problems(422),
+    )
     async def create(
         self,
         runtime: RuntimeDep,
@@ -77,7 +86,11 @@ class ClientController(Controller):
             client, secret = await service.create_client(session, principal.actor, spec)
         return _with_secret(client, secret)
 
-    @patch("/{client_id:str}", summary="Change a client's settings, or disable it (staff)")
+    @patch(
+        "/{client_id:str}",
+        summary="Change a client's settings, or disable it (staff)",
+        responses=problems(422),
+    )
     async def update(
         self,
         runtime: RuntimeDep,
@@ -105,6 +118,7 @@ class ClientController(Controller):
         "/{client_id:str}/secret",
         status_code=200,
         summary="Replace a confidential client's secret; the old one stops working (staff)",
+        responses=problems(409, 422),
     )
     async def rotate_secret(
         self, runtime: RuntimeDep, principal: PrincipalDep, client_id: FromPath[str]
@@ -118,6 +132,7 @@ class ClientController(Controller):
     @delete(
         "/{client_id:str}",
         summary="Delete a client with its codes, refresh tokens and consents (staff)",
+        responses=problems(422),
     )
     async def remove(
         self, runtime: RuntimeDep, principal: PrincipalDep, client_id: FromPath[str]

@@ -21,6 +21,7 @@ from identity.web.api.common import (
     role_grants_in,
 )
 from identity.web.dependencies import RuntimeDep
+from identity.web.openapi import problems
 
 
 class InvitationController(Controller):
@@ -37,7 +38,11 @@ class InvitationController(Controller):
             found = await invitations.pending(session, account_id, now)
         return [invitation_out(invitation) for invitation in found]
 
-    @post("", summary="Invite an email with all or chosen permissions and roles")
+    @post(
+        "",
+        summary="Invite an email with all or chosen permissions and roles",
+        responses=problems(409, 422, 429),
+    )
     async def invite(
         self,
         runtime: RuntimeDep,
@@ -78,6 +83,7 @@ class InvitationController(Controller):
         "/{invitation_id:uuid}/resend",
         status_code=200,
         summary="Send a new link (the previous one stops working) with a new expiry",
+        responses=problems(409, 429),
     )
     async def resend(
         self,
@@ -101,7 +107,7 @@ class InvitationController(Controller):
         runtime.mail.wake()
         return invitation_out(invitation)
 
-    @delete("/{invitation_id:uuid}", summary="Cancel a pending invitation")
+    @delete("/{invitation_id:uuid}", summary="Cancel a pending invitation", responses=problems(409))
     async def cancel(
         self,
         runtime: RuntimeDep,

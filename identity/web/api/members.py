@@ -26,6 +26,7 @@ from identity.web.api.common import (
     role_grants_in,
 )
 from identity.web.dependencies import RuntimeDep
+from identity.web.openapi import problems
 
 
 async def _allow_member_edit(
@@ -61,7 +62,11 @@ class MemberController(Controller):
             views = await service.list_members(session, account_id, now, catalogue)
         return [member_out(view, now) for view in views]
 
-    @post("", summary="Add an existing user directly, without an invitation (staff)")
+    @post(
+        "",
+        summary="Add an existing user directly, without an invitation (staff)",
+        responses=problems(409, 422),
+    )
     async def add(
         self,
         runtime: RuntimeDep,
@@ -106,6 +111,7 @@ class MemberController(Controller):
     @patch(
         "/{user_id:uuid}",
         summary="Change a member: owner flag (owner, staff) and grants (owner, manager, staff)",
+        responses=problems(409, 422),
     )
     async def update(
         self,
@@ -151,7 +157,11 @@ class MemberController(Controller):
             view = await service.member(session, account_id, user_id, now, catalogue)
         return member_out(view, now)
 
-    @delete("/{user_id:uuid}", summary="Remove a member (owner, manager, staff)")
+    @delete(
+        "/{user_id:uuid}",
+        summary="Remove a member (owner, manager, staff)",
+        responses=problems(409),
+    )
     async def remove(
         self,
         runtime: RuntimeDep,
@@ -173,7 +183,11 @@ class MemberController(Controller):
                 judge=partial(check_manager_edit, relation),
             )
 
-    @post("/{user_id:uuid}/permissions", summary="Grant one permission, perhaps until a date")
+    @post(
+        "/{user_id:uuid}/permissions",
+        summary="Grant one permission, perhaps until a date",
+        responses=problems(422),
+    )
     async def grant_permission(
         self,
         runtime: RuntimeDep,
@@ -203,7 +217,11 @@ class MemberController(Controller):
             view = await service.member(session, account_id, user_id, now, catalogue)
         return member_out(view, now)
 
-    @delete("/{user_id:uuid}/permissions/{name:str}", summary="Revoke a direct permission")
+    @delete(
+        "/{user_id:uuid}/permissions/{name:str}",
+        summary="Revoke a direct permission",
+        responses=problems(422),
+    )
     async def revoke_permission(
         self,
         runtime: RuntimeDep,
@@ -221,7 +239,11 @@ class MemberController(Controller):
                 session, principal.actor, account_id, user_id, name, now
             )
 
-    @post("/{user_id:uuid}/roles", summary="Give a member a role, perhaps until a date")
+    @post(
+        "/{user_id:uuid}/roles",
+        summary="Give a member a role, perhaps until a date",
+        responses=problems(422),
+    )
     async def grant_role(
         self,
         runtime: RuntimeDep,

@@ -23,6 +23,7 @@ from identity.accounts.password_policy import REASON_IDS, Verdict
 from identity.store.rate_limit import Limit
 from identity.web.client_ip import of_request
 from identity.web.dependencies import RuntimeDep
+from identity.web.openapi import problems
 
 # A live strength meter checks as the user types (debounced): a few per second at most.
 CHECK_LIMIT = Limit("password-check", max=60, window=60)
@@ -106,6 +107,7 @@ class PasswordController(Controller):
         status_code=200,
         cache_control=NO_STORE,
         summary="The policy's verdict and a strength score (0-4) for a password",
+        responses=problems(415, 429),
     )
     async def check(
         self, request: Request[Any, Any, Any], runtime: RuntimeDep, data: JSONBody[CheckRequest]
@@ -118,6 +120,7 @@ class PasswordController(Controller):
         "/generate",
         cache_control=NO_STORE,
         summary="A random password that passes the policy, without look-alike characters",
+        responses=problems(422, 429),
     )
     async def generate(
         self,

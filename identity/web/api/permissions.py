@@ -13,6 +13,7 @@ from identity.permissions.models import Permission
 from identity.web.api import schemas
 from identity.web.api.common import CatalogueDep, PrincipalDep, allow
 from identity.web.dependencies import RuntimeDep
+from identity.web.openapi import problems
 
 
 class PermissionController(Controller):
@@ -32,7 +33,11 @@ class PermissionController(Controller):
             for e in entries
         ]
 
-    @post("", summary="Register a consuming service's permission, e.g. billing:refunds (staff)")
+    @post(
+        "",
+        summary="Register a consuming service's permission, e.g. billing:refunds (staff)",
+        responses=problems(409, 422),
+    )
     async def register(
         self,
         runtime: RuntimeDep,

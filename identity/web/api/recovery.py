@@ -21,6 +21,7 @@ from identity.web.actors import request_origin
 from identity.web.api.password import require_json
 from identity.web.client_ip import of_request
 from identity.web.dependencies import RuntimeDep
+from identity.web.openapi import problems
 
 NO_STORE = CacheControlHeader(no_store=True)
 ACCEPTED_DETAIL = (
@@ -61,6 +62,7 @@ class RecoveryController(Controller):
         status_code=202,
         cache_control=NO_STORE,
         summary="Email a password-reset link, if an account uses the address",
+        responses=problems(415, 422, 429),
         description="The same 202 answer for every address; 429 only for limits per client "
         "address and overall.",
     )
@@ -77,6 +79,7 @@ class RecoveryController(Controller):
         status_code=204,
         cache_control=NO_STORE,
         summary="Choose a new password with the token from a reset link",
+        responses=problems(415, 422),
         description="Signs the user out everywhere (sessions and refresh tokens) and emails "
         "a notice. 400 invalid-reset-token, 422 password-mismatch or policy-violation.",
     )

@@ -20,6 +20,7 @@ from identity.web.api import schemas
 from identity.web.api.auth import Principal
 from identity.web.api.common import CatalogueDep, PrincipalDep, allow, role_out
 from identity.web.dependencies import RuntimeDep
+from identity.web.openapi import problems
 
 
 async def _allow_writing(
@@ -136,7 +137,7 @@ class RoleTemplateController(Controller):
     ) -> list[schemas.RoleOut]:
         return await _list(runtime, principal, Action.TEMPLATE_READ, None)
 
-    @post("", summary="Create a role template (staff)")
+    @post("", summary="Create a role template (staff)", responses=problems(409, 422))
     async def create(
         self,
         runtime: RuntimeDep,
@@ -152,7 +153,11 @@ class RoleTemplateController(Controller):
     ) -> schemas.RoleOut:
         return await _read(runtime, principal, Action.TEMPLATE_READ, None, role_id)
 
-    @patch("/{role_id:uuid}", summary="Change a role template made through the API (staff)")
+    @patch(
+        "/{role_id:uuid}",
+        summary="Change a role template made through the API (staff)",
+        responses=problems(409, 422),
+    )
     async def update(
         self,
         runtime: RuntimeDep,
@@ -165,7 +170,11 @@ class RoleTemplateController(Controller):
             runtime, principal, catalogue, Action.TEMPLATE_WRITE, None, role_id, data
         )
 
-    @delete("/{role_id:uuid}", summary="Delete a role template made through the API (staff)")
+    @delete(
+        "/{role_id:uuid}",
+        summary="Delete a role template made through the API (staff)",
+        responses=problems(409),
+    )
     async def remove(
         self, runtime: RuntimeDep, principal: PrincipalDep, role_id: FromPath[uuid.UUID]
     ) -> None:
@@ -182,7 +191,11 @@ class AccountRoleController(Controller):
     ) -> list[schemas.RoleOut]:
         return await _list(runtime, principal, Action.ACCOUNT_ROLE_READ, account_id)
 
-    @post("", summary="Create a role for this account (owner, manager, staff)")
+    @post(
+        "",
+        summary="Create a role for this account (owner, manager, staff)",
+        responses=problems(409, 422),
+    )
     async def create(
         self,
         runtime: RuntimeDep,
@@ -205,7 +218,9 @@ class AccountRoleController(Controller):
     ) -> schemas.RoleOut:
         return await _read(runtime, principal, Action.ACCOUNT_ROLE_READ, account_id, role_id)
 
-    @patch("/{role_id:uuid}", summary="Change one of the account's roles")
+    @patch(
+        "/{role_id:uuid}", summary="Change one of the account's roles", responses=problems(409, 422)
+    )
     async def update(
         self,
         runtime: RuntimeDep,
@@ -219,7 +234,7 @@ class AccountRoleController(Controller):
             runtime, principal, catalogue, Action.ACCOUNT_ROLE_WRITE, account_id, role_id, data
         )
 
-    @delete("/{role_id:uuid}", summary="Delete one of the account's roles")
+    @delete("/{role_id:uuid}", summary="Delete one of the account's roles", responses=problems(409))
     async def remove(
         self,
         runtime: RuntimeDep,

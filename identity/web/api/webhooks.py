@@ -16,6 +16,7 @@ from identity.permissions.access import Action
 from identity.web.api.common import Limit, Offset, PrincipalDep, allow
 from identity.web.api.schemas import Request
 from identity.web.dependencies import RuntimeDep
+from identity.web.openapi import problems
 from identity.webhooks import service
 from identity.webhooks.events import EVENT_TYPES
 from identity.webhooks.models import WebhookSubscription
@@ -84,7 +85,9 @@ class WebhookController(Controller):
     path = "/webhooks"
     tags = ["webhooks"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @post("", summary="Subscribe a consuming service's URL to events (staff)")
+    @post(
+        "", summary="Subscribe a consuming service's URL to events (staff)", responses=problems(422)
+    )
     async def create(
         self, runtime: RuntimeDep, principal: PrincipalDep, data: JSONBody[WebhookCreate]
     ) -> WebhookCreated:
