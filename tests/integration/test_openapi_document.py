@@ -128,3 +128,19 @@ async def test_errors_that_random_requests_seldom_reach_are_documented(
     for _ in range(30):
         assert (await client.get(generate)).status_code == 200
     _assert_documented(document, "get", generate, await client.get(generate), 429)
+
+
+async def test_refusals_of_staff_user_recovery_are_documented(
+    client: httpx.AsyncClient, runtime: Runtime, document: dict[str, Any]
+) -> None:
+    staff = await staff_headers(runtime)
+    user, other = await make_user(runtime), await make_user(runtime)
+    disable = "/api/v1/users/{user_id}/disable"
+    blank = await client.post(disable.format(user_id=user.id), json={"reason": " "}, headers=staff)
+    _assert_documented(document, "post", disable, blank, 422)
+
+    email = "/api/v1/users/{user_id}/email"
+    taken = await client.post(
+        email.format(user_id=user.id), json={"email": other.email, "reason": "r"}, headers=staff
+    )
+    _assert_documented(document, "post", email, taken, 409)

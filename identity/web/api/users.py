@@ -17,13 +17,14 @@ from identity.recovery.service import assisted_email_change
 from identity.web.api import schemas
 from identity.web.api.common import Limit, Offset, PrincipalDep, allow, user_out
 from identity.web.dependencies import RuntimeDep
+from identity.web.openapi import problems
 
 
 class UserController(Controller):
     path = "/users"
     tags = ["users"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @get("", summary="Users by email (staff)")
+    @get("", summary="Users by email (staff)", responses=problems(422))
     async def list_users(
         self,
         runtime: RuntimeDep,
@@ -52,6 +53,7 @@ class UserController(Controller):
         "/{user_id:uuid}/second-factor/reset",
         status_code=204,
         summary="Reset a user's second factor (staff, audited)",
+        responses=problems(422),
     )
     async def reset_second_factor(
         self,
@@ -72,6 +74,7 @@ class UserController(Controller):
         "/{user_id:uuid}/disable",
         status_code=200,
         summary="Disable a user: sign-in refused, sessions ended, consumers told (staff, audited)",
+        responses=problems(422),
     )
     async def disable(
         self,
@@ -91,6 +94,7 @@ class UserController(Controller):
         "/{user_id:uuid}/email",
         status_code=200,
         summary="Assisted recovery: move a user to a new sign-in email (staff, audited)",
+        responses=problems(409, 422),
     )
     async def change_email(
         self,
