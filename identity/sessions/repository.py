@@ -32,6 +32,21 @@ async def find_live(session: AsyncSession, token_hash: str, now: datetime) -> Br
     return result.scalar_one_or_none()
 
 
+async def hold_unrevoked(session: AsyncSession, session_id: uuid.UUID | None) -> bool:
+    """Whether the session still exists unrevoked. On PostgreSQL its row is share-locked until
+    the caller's transaction ends: a sign-out in progress is waited for and then seen, and one
+    that starts later waits for the caller, whose refresh tokens it then finds and revokes
+    (identity.sessions.revocation). SQLite's one writer at a time needs no lock."""
+    if session_id is None:
+        return False
+    found = await session.scalar(
+        select(BrowserSession.id)
+        .where(BrowserSession.id == session_id, BrowserSession.revoked_at.is_(None))
+        .with_for_update(read=True)
+    )
+    return found is not None
+
+
 async def revoke(session: AsyncSession, token_hash: str, now: datetime) -> uuid.UUID | None:
     """Revoke the session behind a cookie; returns its id, or None when there was none live."""
     result = await session.execute(

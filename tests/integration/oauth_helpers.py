@@ -22,6 +22,7 @@ from identity.clients.service import ClientSpec, register_client
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.runtime import Runtime
+from identity.sessions import service as sessions
 from identity.tokens.codes import insert_code
 from identity.tokens.models import AuthorizationCode
 
@@ -81,11 +82,19 @@ async def issue_code(
     nonce: str | None = "n-0S6_WzA2Mj",
     ttl: int = 60,
     account_id: uuid.UUID | None = None,
+    session_id: uuid.UUID | None = None,
 ) -> str:
-    """A code as /authorize would issue it after sign-in and consent."""
+    """A code as /authorize would issue it after sign-in and consent, from the browser
+    session ``session_id`` (by default one of its own)."""
     code = random_token()
     now = utcnow()
     async with runtime.db.transaction() as session:
+        if session_id is None:
+            browser = await sessions.establish(
+                session, user_id=user.id, amr=["pwd"], now=now, ttl=3600,
+                previous_token=None, ip=None, user_agent=None,
+            )  # fmt: skip
+            session_id = browser.session.id
         await insert_code(
             session,
             AuthorizationCode(
@@ -93,6 +102,7 @@ async def issue_code(
                 client_id=client.client_id,
                 user_id=user.id,
                 account_id=account_id,
+                session_id=session_id,
                 redirect_uri=redirect_uri,
                 scope=scope,
                 resources=resources or [],

@@ -14,15 +14,19 @@ from identity.sessions.models import BrowserSession
 from tests.browser import (
     CLIENT_ID,
     POST_LOGOUT_URI,
+    REDIRECT_URI,
     add_oauth_client,
     add_user,
+    authorize_params,
     form_fields,
     id_token,
+    pkce_pair,
     post_from_another_site,
     query,
     redirected_to_client,
     sign_in,
 )
+from tests.integration.oauth_helpers import RegisteredClient, redeem
 
 
 @pytest.fixture
@@ -124,6 +128,26 @@ async def test_confirmed_logout_without_redirect_shows_the_signed_out_page(
     assert response.status_code == 200
     assert "You are signed out" in response.text
     assert_signed_out_cookie(response)
+
+
+async def test_a_code_issued_before_signing_out_is_refused_after_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The code was the session's to hand over: once the user has signed out, whoever holds
+    it (a relying party slow to redeem, or one that copied the address bar) gets nothing."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    verifier, challenge = pkce_pair()
+    signed_in = await sign_in(client, authorize_params(code_challenge=challenge))
+    code = redirected_to_client(signed_in)["code"]
+    page = await client.get("/logout")
+    assert (await client.post("/logout", data=form_fields(page.text))).status_code == 200
+
+    app = RegisteredClient(CLIENT_ID, None)
+    response = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_grant"
 
 
 async def test_hint_for_another_user_asks_for_confirmation(

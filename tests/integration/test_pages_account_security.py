@@ -9,7 +9,7 @@ import re
 import httpx
 import pyotp
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from identity.accounts.models import User
 from identity.accounts.service import authenticate
@@ -286,10 +286,10 @@ async def test_list_sessions_and_sign_out_the_others(
 ) -> None:
     other = await other_session(runtime, ana)
     # A refresh token issued through the other browser's session ends with it.
-    await signed_in_tokens(client, runtime, await make_client(runtime), user=ana)
     async with runtime.db.transaction() as session:
         other_id = (await sessions.current(session, other, utcnow())).id  # type: ignore[union-attr]
-        await session.execute(update(RefreshToken).values(session_id=other_id))
+    app = await make_client(runtime)
+    await signed_in_tokens(client, runtime, app, user=ana, session_id=other_id)
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
     assert "Other Browser · 198.51.100.7" in page.text
     assert page.text.count("<li>", page.text.index('class="sessions"')) >= 2

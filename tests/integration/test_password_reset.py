@@ -28,8 +28,23 @@ from identity.recovery import repository as recovery_repository
 from identity.recovery.service import assisted_email_change, reset_token_owner
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
+from tests.browser import (
+    CLIENT_ID,
+    REDIRECT_URI,
+    add_oauth_client,
+    authorize_params,
+    pkce_pair,
+    redirected_to_client,
+    sign_in,
+)
 from tests.integration.account_helpers import SYSTEM
-from tests.integration.oauth_helpers import make_client, refresh, signed_in_tokens
+from tests.integration.oauth_helpers import (
+    RegisteredClient,
+    make_client,
+    redeem,
+    refresh,
+    signed_in_tokens,
+)
 from tests.integration.recovery_helpers import (
     NEW_PASSWORD,
     PASSWORD,
@@ -110,6 +125,29 @@ async def test_the_emailed_link_sets_a_new_password_and_signs_out_everywhere(
     assert notice["To"] == ANA
     assert notice["Subject"] == "Your Acme ID password was changed"
     assert "signed out" in text_of(notice)
+
+
+async def test_a_code_issued_before_a_reset_is_refused_after_it(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    """Whoever held the session the reset ends may have a code from it still unredeemed: it
+    must not bring them a refresh token that outlives the reset."""
+    await new_user(runtime, ANA)
+    await add_oauth_client(runtime, first_party=True)
+    verifier, challenge = pkce_pair()
+    signed_in = await sign_in(
+        client, authorize_params(code_challenge=challenge), email=ANA, password=PASSWORD
+    )
+    code = redirected_to_client(signed_in)["code"]
+    await forgot(client, ANA)
+    (message,) = await mail(runtime, inbox, 1)
+    assert (await reset(client, reset_token(message))).status_code == 204
+
+    app = RegisteredClient(CLIENT_ID, None)
+    response = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_grant"
 
 
 async def test_known_and_unknown_addresses_get_the_same_answer_and_only_one_gets_mail(

@@ -17,6 +17,7 @@ from identity.oauth.errors import InvalidGrantError
 from identity.oauth.grants.base import GrantContext, Issue, Refusal, TokenRequest, issue_user_tokens
 from identity.oauth.pkce import check_code_verifier
 from identity.oauth.resources import check_resources
+from identity.sessions import repository as browser_sessions
 from identity.tokens import codes, refresh, revocations
 from identity.tokens.models import AuthorizationCode
 from identity.tokens.subjects import active_user
@@ -55,8 +56,12 @@ class AuthorizationCodeGrant:
         resources = check_resources(
             request.resources or code.resources, code.resources or ctx.client.resources
         )
+        # A code stands for the sign-in it came from, as in Keycloak: once that has ended (a
+        # sign-out, or every session ended by a password reset), whoever still holds the code
+        # must not turn it into a refresh token that outlives the sign-out.
+        signed_in = await browser_sessions.hold_unrevoked(session, code.session_id)
         user = await active_user(session, code.user_id)
-        if user is None:
+        if user is None or not signed_in:
             raise InvalidGrantError("The code is invalid, expired or already used.")
         return RedeemedCode(code, user, resources, access_jti)
 
