@@ -83,7 +83,8 @@ def create_app(settings: Settings) -> Litestar:
     # Metrics inside the request context, so they time what the access log times; both
     # outside the HEAD-as-GET rewrite, so that they count a HEAD as one.
     app.asgi_handler = request_context_middleware(
-        metrics.metrics_middleware(head_as_get_middleware(app.asgi_handler))
+        metrics.metrics_middleware(head_as_get_middleware(app.asgi_handler)),
+        https=settings.https,
     )
     return app
 

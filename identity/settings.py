@@ -260,7 +260,8 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
     @property
-    def secure_cookies(self) -> bool:
+    def https(self) -> bool:
+        """Browsers reach us over https: cookies are Secure and answers carry HSTS."""
         return self.issuer.startswith("https://")
 
     @classmethod

@@ -17,7 +17,7 @@ CSRF = "identity_csrf"
 
 
 def name(settings: Settings, base: str) -> str:
-    return f"__Host-{base}" if settings.secure_cookies else base
+    return f"__Host-{base}" if settings.https else base
 
 
 def read(cookies: dict[str, str], settings: Settings, base: str) -> str | None:
@@ -31,7 +31,7 @@ def make(settings: Settings, base: str, value: str, max_age: int) -> Cookie:
         max_age=max_age,
         path="/",
         httponly=True,
-        secure=settings.secure_cookies,
+        secure=settings.https,
         samesite="lax",
     )
 

@@ -1,4 +1,5 @@
-"""ASGI middleware: a request id for every request, and one access-log line each."""
+"""ASGI middleware: a request id for every request, one access-log line each, and the
+headers every answer carries."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # On every answer, JSON, static files and errors included, not only pages: no browser may
 # read one as another type than it is sent as.
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
+# Over https, every answer tells the browser to use nothing else for a year (HSTS): a visitor
+# who types the bare host name is not sent a plain-http sign-in page that someone on the
+# network could rewrite. Not includeSubDomains: the issuer's host may not own its siblings'.
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
 # Set in a request's scope state when the client hung up before its body was whole.
 CLIENT_GONE = "client_gone"
 
@@ -33,13 +38,16 @@ def _incoming_request_id(scope: Scope) -> str | None:
     return None
 
 
-def request_context_middleware(app: ASGIApp) -> ASGIApp:
+def request_context_middleware(app: ASGIApp, *, https: bool = False) -> ASGIApp:
+    """``https``: browsers reach the service over https (``Settings.https``)."""
+    always = [_NOSNIFF, _HSTS] if https else [_NOSNIFF]
+
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
         request_id = _incoming_request_id(scope) or f"{random.getrandbits(128):032x}"
-        added = [(b"x-request-id", request_id.encode()), _NOSNIFF]
+        added = [(b"x-request-id", request_id.encode()), *always]
         token = request_id_var.set(request_id)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 import pytest
 
+from identity.app import create_app
 from identity.runtime import Runtime
+from identity.settings import Settings
 from tests.browser import (
     add_oauth_client,
     add_user,
@@ -13,6 +17,7 @@ from tests.browser import (
     open_login,
     submit_login,
 )
+from tests.conftest import add_signing_key, serving
 
 
 @pytest.fixture
@@ -76,3 +81,27 @@ async def test_every_answer_forbids_sniffing_once(client: httpx.AsyncClient) -> 
     ]
     for answer in answers:
         assert answer.headers.get_list("x-content-type-options") == ["nosniff"], answer.url
+
+
+async def test_over_https_every_answer_tells_browsers_to_keep_to_https(database: Settings) -> None:
+    """HSTS: after one visit, a browser never again tries plain http, where someone on the
+    network could strip TLS from the sign-in page before the Secure cookies ever matter."""
+    app = create_app(dataclasses.replace(database, issuer="https://id.example"))
+    async with serving(app) as http:
+        await add_signing_key(app.state.runtime)
+        answers = [
+            await http.get("/password/forgot"),  # a page
+            await http.get("/.well-known/openid-configuration"),
+            await http.get("/static/identity.css"),
+            await http.get("/api/v1/users"),  # 401
+            await http.get("/no-such-page", headers={"accept": "text/html"}),
+        ]
+    for answer in answers:
+        assert answer.headers.get_list("strict-transport-security") == ["max-age=31536000"], (
+            answer.url
+        )
+
+
+async def test_over_plain_http_no_answer_claims_https(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/password/forgot")
+    assert "strict-transport-security" not in answer.headers

@@ -113,8 +113,8 @@ def test_trusted_proxies_parse_addresses_and_networks() -> None:
 
 
 def test_cookies_are_secure_exactly_when_the_issuer_is_https() -> None:
-    assert Settings.from_env({"IDENTITY_ISSUER": "https://id.example.com"}).secure_cookies
-    assert not Settings.from_env({}).secure_cookies
+    assert Settings.from_env({"IDENTITY_ISSUER": "https://id.example.com"}).https
+    assert not Settings.from_env({}).https
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("true", True), ("1", True), ("off", False)])
