@@ -2,7 +2,8 @@
 
 After a password reset (and anything else that means "whoever held a session may not be
 the owner"), nothing issued before may go on working. Access tokens are short-lived JWTs
-and expire on their own; refresh tokens and sessions are revoked here.
+and expire on their own; sessions, unredeemed authorization codes and refresh tokens are
+revoked here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.sessions.models import BrowserSession
+from identity.tokens.codes import end_unredeemed
 from identity.tokens.models import RefreshToken
 from identity.tokens.refresh import revoke_matching
 from identity.webhooks.events import SESSIONS_REVOKED, about_user, emit
@@ -26,8 +28,10 @@ async def revoke_all_for_user(
     *,
     keep_session_id: uuid.UUID | None = None,
 ) -> None:
-    """Revoke every session and refresh token of the user; ``keep_session_id`` spares the
-    browser session of a user who changed their own password while signed in."""
+    """Revoke every session, code not yet redeemed and refresh token of the user;
+    ``keep_session_id`` spares the browser session of a user who changed their own password
+    while signed in."""
+    await end_unredeemed(session, user_id, now)
     sessions = update(BrowserSession).where(
         BrowserSession.user_id == user_id, BrowserSession.revoked_at.is_(None)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -46,3 +47,19 @@ async def redeem_code(
         .returning(AuthorizationCode)
     )
     return result.scalar_one_or_none()
+
+
+async def end_unredeemed(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
+    """Expire the user's codes not yet redeemed, from every session, the one a password change
+    keeps included: a copy of that session's cookie may have fetched one. A redemption under
+    way holds its code's row, so this waits for it to commit; run it before revoking refresh
+    tokens, which then see the one the redemption issued."""
+    await session.execute(
+        update(AuthorizationCode)
+        .where(
+            AuthorizationCode.user_id == user_id,
+            AuthorizationCode.consumed_at.is_(None),
+            AuthorizationCode.expires_at > now,
+        )
+        .values(expires_at=now)
+    )

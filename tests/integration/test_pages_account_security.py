@@ -20,8 +20,16 @@ from identity.recovery.email_change import PER_USER
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.tokens.models import RefreshToken
-from tests.browser import form_fields
-from tests.integration.oauth_helpers import make_client, signed_in_tokens
+from tests.browser import (
+    CLIENT_ID,
+    REDIRECT_URI,
+    add_oauth_client,
+    authorize_params,
+    form_fields,
+    pkce_pair,
+    redirected_to_client,
+)
+from tests.integration.oauth_helpers import RegisteredClient, make_client, redeem, signed_in_tokens
 from tests.integration.page_helpers import (
     SECURITY,
     alert,
@@ -195,6 +203,34 @@ async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_noti
     assert refresh_tokens and all(token.revoked_at is not None for token in refresh_tokens)
     (message,) = await mail_to(runtime, ANA)
     assert message.subject == "Your Identity password was changed"
+
+
+async def test_a_code_this_browser_got_before_the_password_change_is_refused_after_it(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    """A thief with a copy of this browser's cookie can keep a fresh, unredeemed code in hand;
+    the change that makes their copy worthless must end that code too, or it would bring them
+    a refresh token the change never saw."""
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    await add_oauth_client(runtime, first_party=True)
+    verifier, challenge = pkce_pair()
+    authorized = await client.get("/authorize", params=authorize_params(code_challenge=challenge))
+    code = redirected_to_client(authorized)["code"]
+    changed = await post_form(
+        client,
+        page,
+        f"{SECURITY}/password",
+        current_password=PASSWORD,
+        password=NEW_PASSWORD,
+        password_confirm=NEW_PASSWORD,
+    )
+    assert changed.status_code == 200, changed.text
+
+    app = RegisteredClient(CLIENT_ID, None)
+    response = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_grant"
 
 
 async def test_password_change_refusals_are_readable(
