@@ -6,6 +6,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post, route
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotFoundException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromQuery
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
@@ -280,6 +283,13 @@ def _logout_form(
     )
 
 
+def _nameable_file(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """No file is named with a NUL character; asked for one, Litestar's static files router
+    let the operating system's ValueError out as a 500."""
+    if "\x00" in connection.scope["path"]:
+        raise NotFoundException()
+
+
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(directory=PACKAGE_ROOT / "templates", engine=JinjaTemplateEngine)
 
@@ -293,6 +303,9 @@ ROUTES = [
     consent_submit,
     logout,
     create_static_files_router(
-        path="/static", directories=[PACKAGE_ROOT / "static"], include_in_schema=False
+        path="/static",
+        directories=[PACKAGE_ROOT / "static"],
+        include_in_schema=False,
+        guards=[_nameable_file],
     ),
 ]

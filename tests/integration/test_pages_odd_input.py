@@ -65,3 +65,12 @@ async def test_a_link_with_odd_values_gets_a_page(
     response = await client.get(f"{path}?{query}")
     assert response.status_code < 500, response.text
     assert response.headers["content-type"].startswith("text/html"), response.text
+
+
+@pytest.mark.parametrize("value", ODD[:-2], ids=range(len(ODD) - 2))
+async def test_a_static_file_named_with_odd_values_is_not_found(
+    client: httpx.AsyncClient, value: str
+) -> None:
+    for path in (f"/static/{value}", f"/static/{value}.css"):
+        response = await client.get(path, headers={"Accept": "text/html"})
+        assert response.status_code == 404, response.text
