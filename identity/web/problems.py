@@ -100,10 +100,18 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     )
     if shown := _page_instead(request, status, message_id, headers=headers):
         return shown
-    detail = exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else None
-    if status >= 500:
-        detail = None
-    return problem(status, detail, headers=headers or None, **extra)
+    return problem(status, _own_detail(exc), headers=headers or None, **extra)
+
+
+def _own_detail(exc: HTTPException) -> str | None:
+    """The detail worth showing: ours, never one that quotes the request back. Litestar's
+    validation detail repeats the method, path and whole query ("Validation failed for GET
+    /api/v1/users?..."; its ``errors`` name the field), its static files 404 the path it
+    resolved against our folder, and a 5xx detail is internal."""
+    status = exc.status_code
+    if status >= 500 or status in (404, 405) or isinstance(exc, ValidationException):
+        return None
+    return exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else None
 
 
 def domain_error_handler(

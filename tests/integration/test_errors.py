@@ -26,6 +26,16 @@ async def test_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None
     assert response.headers["x-request-id"]
 
 
+async def test_a_missing_static_file_is_a_404_that_does_not_quote_the_path(
+    client: httpx.AsyncClient,
+) -> None:
+    """Litestar's static files router says which path it looked for, resolved against our
+    folder: the caller's input echoed, and a hint at our files, in every 404 under /static."""
+    response = await client.get("/static/%2e%2e/%3Cb%3Eapp.py")
+    assert response.status_code == 404
+    assert response.json() == {"type": "about:blank", "title": "Not Found", "status": 404}
+
+
 async def test_wrong_method_is_a_405_problem_naming_the_allowed_ones(
     client: httpx.AsyncClient,
 ) -> None:
