@@ -170,7 +170,7 @@ async def create_user(
 ) -> User:
     from identity.accounts.passwords import Passwords
     from identity.accounts.service import create_user as create
-    from identity.accounts.service import prepare_user
+    from identity.accounts.service import prepare_user, record_created
     from identity.errors import DomainError, PolicyViolation
 
     passwords = Passwords.from_policy(load_password_policy(settings), settings.product_name)
@@ -180,14 +180,7 @@ async def create_user(
 
         async def work(session: AsyncSession) -> User:
             user = await create(session, new_user, is_admin=is_admin)
-            await record_as(
-                session,
-                _command_line_actor(),
-                "user.created",
-                account_id=None,
-                target=("user", user.id),
-                new={"email": user.email, "name": user.name, "is_admin": is_admin},
-            )
+            await record_created(session, _command_line_actor(), user)
             return user
 
         return await _with_session(settings, work)

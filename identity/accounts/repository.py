@@ -35,15 +35,18 @@ async def user_with_password(
     return (row[0], row[1]) if row else None
 
 
-async def insert_user(session: AsyncSession, user: User, password_hash: str) -> None:
+async def insert_user(session: AsyncSession, user: User, password_hash: str | None) -> None:
+    """Store ``user``, with a password unless ``password_hash`` is None (the user then signs
+    in only once they have chosen one by an emailed link)."""
     session.add(user)
     try:
         await session.flush()
     except IntegrityError:
         # The caller's transaction is now unusable: it must end (rolled back) with this error.
         raise EmailTaken from None
-    session.add(PasswordCredential(user_id=user.id, hash=password_hash, changed_at=utcnow()))
-    await session.flush()
+    if password_hash is not None:
+        session.add(PasswordCredential(user_id=user.id, hash=password_hash, changed_at=utcnow()))
+        await session.flush()
 
 
 async def password_hash(session: AsyncSession, user_id: uuid.UUID) -> str | None:

@@ -53,11 +53,13 @@ async def hash_password(passwords: Passwords, password: str, *, email: str, name
 
 @dataclass(frozen=True, slots=True)
 class NewUser:
-    """A user ready to be stored, made by ``prepare_user`` for ``create_user``."""
+    """A user ready to be stored, made by ``prepare_user`` (or ``passwordless_user``) for
+    ``create_user``."""
 
     email: str
     name: str
-    password_hash: str = field(repr=False)
+    # None: no password yet; the user chooses one by an emailed link (staff onboarding).
+    password_hash: str | None = field(repr=False)
 
 
 async def prepare_user(
@@ -73,6 +75,16 @@ async def prepare_user(
     return NewUser(email, name, await hash_password(passwords, password, email=email, name=name))
 
 
+def passwordless_user(*, email: str, name: str = "") -> NewUser:
+    """A new user's details normalised and checked, with no password: sign-in fails for them
+    as for a wrong password until they choose one. Raises ``InvalidInput`` naming the field."""
+    try:
+        email = normalise_email(email)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.detail, errors=[{"field": "email", "message": exc.detail}]) from None
+    return NewUser(email, checked_name(name), None)
+
+
 async def create_user(
     session: AsyncSession,
     new_user: NewUser,
@@ -81,10 +93,10 @@ async def create_user(
     email_verified: bool = True,
     locale: str | None = None,
 ) -> User:
-    """Store the user ``prepare_user`` made; ``Conflict`` if the email, whatever its case,
-    belongs to another user."""
+    """Store the user ``prepare_user`` made; ``Conflict`` (naming the ``email`` field) if the
+    email, whatever its case, belongs to another user."""
     if await repository.email_exists(session, new_user.email):
-        raise Conflict("A user with this email address already exists.")
+        raise _email_taken()
     user = User(
         email=new_user.email,
         name=new_user.name,
@@ -95,8 +107,25 @@ async def create_user(
     try:
         await repository.insert_user(session, user, new_user.password_hash)
     except repository.EmailTaken:
-        raise Conflict("A user with this email address already exists.") from None
+        raise _email_taken() from None
     return user
+
+
+def _email_taken() -> Conflict:
+    message = "A user with this email address already exists."
+    return Conflict(message, errors=[{"field": "email", "message": message}])
+
+
+async def record_created(session: AsyncSession, actor: Actor, user: User) -> None:
+    """Audit a new user as the command line and staff make one, in the creating transaction."""
+    await record_as(
+        session,
+        actor,
+        "user.created",
+        account_id=None,
+        target=("user", user.id),
+        new={"email": user.email, "name": user.name, "is_admin": user.is_admin},
+    )
 
 
 async def authenticate(

@@ -78,19 +78,30 @@ def email_change_confirmation(to: Recipient, product: str, link: str, ttl_second
     return _action("email.email_change", to, product, link, {}, **_expires_in(ttl_seconds))
 
 
+def _expires_at(prefix: str, expires: datetime) -> dict[str, object]:
+    """The expiry line of a link that lives days: a moment rather than a number of minutes."""
+    return {
+        "expiry_id": f"{prefix}.expiry",
+        "expiry": {"expires": expires.strftime("%Y-%m-%d %H:%M UTC")},
+    }
+
+
+def welcome(to: Recipient, product: str, link: str, expires: datetime) -> Message:
+    """To a user staff created without a password: follow the link to choose one."""
+    return _action("email.welcome", to, product, link, {}, **_expires_at("email.welcome", expires))
+
+
 def invitation(
     to: Recipient, product: str, link: str, *, inviter: str, account: str, expires: datetime
 ) -> Message:
-    """To an invited address: follow the link to join ``account``; it lives days, so its
-    expiry is a moment rather than a number of minutes."""
+    """To an invited address: follow the link to join ``account``."""
     return _action(
         "email.invitation",
         to,
         product,
         link,
         {"inviter": inviter, "account": account},
-        expiry_id="email.invitation.expiry",
-        expiry={"expires": expires.strftime("%Y-%m-%d %H:%M UTC")},
+        **_expires_at("email.invitation", expires),
     )
 
 

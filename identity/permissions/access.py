@@ -66,6 +66,7 @@ class Action(StrEnum):
     PERMISSION_REGISTER = "permission.register"
     USER_READ = "user.read"
     USER_RECOVER = "user.recover"
+    USER_WRITE = "user.write"
     AUDIT_READ_ALL = "audit.read-all"
     AUTHZ_CHECK = "authz.check"
     WEBHOOK_MANAGE = "webhook.manage"
@@ -104,6 +105,7 @@ MATRIX: dict[Action, frozenset[Relation]] = {
     Action.PERMISSION_REGISTER: frozenset({STAFF}),
     Action.USER_READ: frozenset({STAFF}),
     Action.USER_RECOVER: frozenset({STAFF}),
+    Action.USER_WRITE: frozenset({STAFF}),
     Action.AUDIT_READ_ALL: frozenset({STAFF}),
     Action.AUTHZ_CHECK: frozenset({STAFF, SERVICE}),
     Action.WEBHOOK_MANAGE: frozenset({STAFF}),

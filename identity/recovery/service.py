@@ -38,6 +38,7 @@ from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.db.engine import Database
 from identity.errors import Conflict, DomainError, InvalidInput, NotFound
+from identity.i18n import DEFAULT_LOCALE
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
 from identity.recovery import repository
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 # The hosted page a reset link opens; it reads ``token`` from the query.
 RESET_PAGE_PATH = "/reset-password"
 TOKEN_BYTES = 32
+# The first password's link: as long as an invitation's.
+WELCOME_LINK_TTL = timedelta(days=7)
 MAX_REASON = 500
 
 
@@ -143,26 +146,44 @@ async def _deliver_reset(runtime: Runtime, email: str, locale: str) -> None:
     runtime.mail.wake()
 
 
+async def _issue_link(
+    session: AsyncSession, settings: Settings, user: User, expires_at: datetime, now: datetime
+) -> str:
+    """A new reset token of ``user``'s, stored, as the link that carries it."""
+    token = random_token(TOKEN_BYTES)
+    await repository.insert_token(
+        session,
+        PasswordResetToken(
+            user_id=user.id, token_hash=digest(token), created_at=now, expires_at=expires_at
+        ),
+    )
+    return reset_link(settings.issuer, token)
+
+
 async def send_reset_link(
     session: AsyncSession, settings: Settings, user: User, locale: str, now: datetime
 ) -> None:
     """Issue a token and queue the email holding its link, in the caller's transaction."""
-    token = random_token(TOKEN_BYTES)
     ttl = settings.reset_token_ttl
-    await repository.insert_token(
-        session,
-        PasswordResetToken(
-            user_id=user.id,
-            token_hash=digest(token),
-            created_at=now,
-            expires_at=now + timedelta(seconds=ttl),
-        ),
-    )
+    link = await _issue_link(session, settings, user, now + timedelta(seconds=ttl), now)
     to = Recipient(user.email, user.locale or locale)
-    message = messages.password_reset(
-        to, settings.product_name, reset_link(settings.issuer, token), ttl
+    await outbox.enqueue(
+        session, messages.password_reset(to, settings.product_name, link, ttl), now
     )
-    await outbox.enqueue(session, message, now)
+
+
+async def send_welcome_link(
+    session: AsyncSession, settings: Settings, user: User, now: datetime
+) -> None:
+    """Queue, in the caller's transaction, the email that lets a user staff created without a
+    password choose one: a reset link with its own text, living as long as an invitation's
+    (the person may not read it the same hour), and ending as every reset link does."""
+    expires_at = now + WELCOME_LINK_TTL
+    link = await _issue_link(session, settings, user, expires_at, now)
+    to = Recipient(user.email, user.locale or DEFAULT_LOCALE)
+    await outbox.enqueue(
+        session, messages.welcome(to, settings.product_name, link, expires_at), now
+    )
 
 
 async def _owner_if_usable(session: AsyncSession, token: PasswordResetToken) -> User | None:

@@ -240,6 +240,7 @@ ENDPOINTS = [
         {"name": "{perm}", "label": {"en": "E", "es": "S"}},
     ),
     Endpoint("GET", "/users", Action.USER_READ),
+    Endpoint("POST", "/users", Action.USER_WRITE, {"email": "{fresh}"}),
     Endpoint("GET", "/users/{u}", Action.USER_READ),
     Endpoint("POST", "/users/{u}/email", Action.USER_RECOVER, {"email": "{fresh}", "reason": "R"}),
     Endpoint("POST", "/users/{u}/disable", Action.USER_RECOVER, {"reason": "Left the company"}),

@@ -144,3 +144,14 @@ async def test_refusals_of_staff_user_recovery_are_documented(
         email.format(user_id=user.id), json={"email": other.email, "reason": "r"}, headers=staff
     )
     _assert_documented(document, "post", email, taken, 409)
+
+
+async def test_refusals_of_staff_user_creation_are_documented(
+    client: httpx.AsyncClient, runtime: Runtime, document: dict[str, Any]
+) -> None:
+    staff, user = await staff_headers(runtime), await make_user(runtime)
+    users = "/api/v1/users"
+    taken = await client.post(users, json={"email": user.email}, headers=staff)
+    _assert_documented(document, "post", users, taken, 409)
+    invalid = await client.post(users, json={"email": "not an address"}, headers=staff)
+    _assert_documented(document, "post", users, invalid, 422)

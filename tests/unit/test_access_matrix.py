@@ -17,6 +17,7 @@ STAFF_ONLY = {
     Action.TEMPLATE_WRITE,
     Action.PERMISSION_REGISTER,
     Action.USER_READ,
+    Action.USER_WRITE,
     Action.AUDIT_READ_ALL,
     Action.CLIENT_MANAGE,
 }

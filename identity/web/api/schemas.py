@@ -191,6 +191,16 @@ class PermissionOut(msgspec.Struct):
 # --- users, audit, decisions ----------------------------------------------------------------
 
 
+class UserCreate(Request):
+    """A user with no password: they get an email with a link to choose one (7 days)."""
+
+    email: Annotated[str, Meta(min_length=3, max_length=320)]
+    name: Annotated[str, Meta(max_length=200)] = ""
+    is_admin: bool = False
+    # The language of their emails (English without it) and of their ``locale`` claim.
+    locale: Literal["en", "es"] | None = None
+
+
 class SecondFactorReset(Request):
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody, Parameter
 
+from identity.accounts.onboarding import onboard_user
 from identity.accounts.service import disable_user
 from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
@@ -39,6 +40,31 @@ class UserController(Controller):
             await allow(session, runtime, principal, Action.USER_READ, utcnow())
             users = await service.list_users(session, email, offset, limit)
         return [user_out(user) for user in users]
+
+    @post(
+        "",
+        status_code=201,
+        summary="Create a user without a password; an email lets them choose it (staff, audited)",
+        responses=problems(409, 422),
+    )
+    async def create(
+        self, runtime: RuntimeDep, principal: PrincipalDep, data: JSONBody[schemas.UserCreate]
+    ) -> schemas.UserOut:
+        async with runtime.db.transaction() as session:
+            now = utcnow()
+            await allow(session, runtime, principal, Action.USER_WRITE, now)
+            user = await onboard_user(
+                session,
+                runtime.settings,
+                principal.actor,
+                email=data.email,
+                name=data.name,
+                is_admin=data.is_admin,
+                locale=data.locale,
+                now=now,
+            )
+        runtime.mail.wake()
+        return user_out(user)
 
     @get("/{user_id:uuid}", summary="One user (staff)")
     async def read(
