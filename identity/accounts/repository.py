@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -114,10 +115,17 @@ async def replace_password(
         return True
     if await password_hash(session, user_id) is not None:
         return False
-    # A user without a password gets their first one.
-    session.add(PasswordCredential(user_id=user_id, hash=new_hash, changed_at=utcnow()))
-    await session.flush()
-    return True
+    # A user without a password gets their first one, unless another first one (a second
+    # link used at the same time) is stored meanwhile: on PostgreSQL this insert waits for
+    # it and then adds nothing, where a plain insert broke the primary key.
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stored = await session.scalar(
+        dialect.insert(PasswordCredential)
+        .values(user_id=user_id, hash=new_hash, changed_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["user_id"])
+        .returning(PasswordCredential.user_id)
+    )
+    return stored is not None
 
 
 async def swap_hash(

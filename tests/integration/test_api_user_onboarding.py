@@ -3,6 +3,7 @@ who chooses one with the emailed link (the reset page), then signs in."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import timedelta
@@ -30,8 +31,16 @@ from tests.integration.page_helpers import (
     notice,
     post_form,
     sign_in_to_security_page,
+    token_of,
 )
-from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, forgot, new_user, reset
+from tests.integration.recovery_helpers import (
+    NEW_PASSWORD,
+    PASSWORD,
+    forgot,
+    new_user,
+    reset,
+    until_waiting_or_done,
+)
 
 ANA = "ana@example.com"
 RESET = "/reset-password"
@@ -228,3 +237,25 @@ async def test_the_link_stops_working_when_the_email_changes(
     assert moved.status_code == 200, moved.text
     refused = await _choose_password(client, link)
     assert refused.status_code == 400 and SPENT in notice(refused)
+
+
+async def test_a_first_password_stored_meanwhile_refuses_the_link_without_an_error(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The link is used while another first password (a forgot-password link's) is being
+    stored: on PostgreSQL both found no password and both inserted one, and the second insert
+    broke the primary key, a 500. The link must be refused as spent, as once the password
+    has changed."""
+    created = await _create(client, runtime)
+    user_id = uuid.UUID(created.json()["id"])
+    _, link = await _welcome(runtime)
+    other_hash = await runtime.passwords.hash(PASSWORD)
+    async with runtime.db.transaction() as session:
+        session.add(PasswordCredential(user_id=user_id, hash=other_hash, changed_at=utcnow()))
+        await session.flush()
+        using = asyncio.create_task(reset(client, token_of(link)))
+        await until_waiting_or_done(runtime, using, "password_credentials")
+    answer = await using
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["type"].endswith("invalid-reset-token")
+    assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is not None
