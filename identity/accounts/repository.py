@@ -149,16 +149,17 @@ async def swap_hash(
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-async def disable(session: AsyncSession, user_id: uuid.UUID) -> bool:
-    """Mark the user disabled unless they are already; True if this call changed the row.
+async def set_disabled(session: AsyncSession, user_id: uuid.UUID, disabled: bool) -> bool:
+    """Mark the user disabled (or enabled) unless they are already; True if this call changed
+    the row.
 
     Conditional, so that of two disables at once only one goes on to revoke, audit and tell
     consumers: the other waits for its row lock, then finds nothing left to change.
     """
     result = await session.execute(
         update(User)
-        .where(User.id == user_id, User.disabled.is_(False))
-        .values(disabled=True)
+        .where(User.id == user_id, User.disabled.is_not(disabled))
+        .values(disabled=disabled)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from identity.audit.service import Actor, record_as
 from identity.db.engine import Database
 from identity.display_names import display_name
 from identity.errors import Conflict, InvalidInput, NotFound, PolicyViolation
+from identity.recovery.repository import end_reset_tokens
 from identity.sessions.revocation import revoke_all_for_user
 from identity.webhooks.events import USER_DISABLED, about_user, emit
 
@@ -157,25 +158,39 @@ async def authenticate(
     return user
 
 
+def _required_reason(raw: str) -> str:
+    """The reason staff give for switching a user off or on, which the audit log must hold."""
+    reason = raw.strip()
+    if not reason:
+        raise InvalidInput("Give the reason.", errors=[{"field": "reason", "message": "Required."}])
+    return reason
+
+
+async def _user_now(session: AsyncSession, user_id: uuid.UUID) -> User:
+    user = await session.get(User, user_id, populate_existing=True)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
 async def disable_user(
     session: AsyncSession, actor: Actor, user_id: uuid.UUID, reason: str, now: datetime
 ) -> User:
-    """Staff switch a user off: no sign-in, no refresh, every session and refresh token ended.
+    """Staff switch a user off: no sign-in, no refresh, every session and refresh token ended,
+    and every reset link mailed so far ended for good (enabling the user does not revive one:
+    the mailbox may be why they were disabled).
 
     Access tokens already issued run to their expiry; the ``user.disabled`` event tells
     consuming services to stop trusting them sooner. Disabling a disabled user changes nothing.
     Raises ``NotFound`` or ``InvalidInput`` (no reason: the audit log must say why).
     """
-    reason = reason.strip()
-    if not reason:
-        raise InvalidInput("Give the reason.", errors=[{"field": "reason", "message": "Required."}])
-    changed = await repository.disable(session, user_id)
-    user = await session.get(User, user_id, populate_existing=True)
-    if user is None:
-        raise NotFound("No such user.")
+    reason = _required_reason(reason)
+    changed = await repository.set_disabled(session, user_id, True)
+    user = await _user_now(session, user_id)
     if not changed:
         return user
     await revoke_all_for_user(session, user.id, now)
+    await end_reset_tokens(session, user.id, now)
     await record_as(
         session,
         actor,
@@ -185,4 +200,26 @@ async def disable_user(
         reason=reason,
     )
     await emit(session, USER_DISABLED, about_user(user.id))
+    return user
+
+
+async def enable_user(session: AsyncSession, actor: Actor, user_id: uuid.UUID, reason: str) -> User:
+    """Staff switch a disabled user on again: they sign in with their password as before.
+
+    What the disable ended stays ended (sessions, refresh tokens, reset links). Enabling an
+    enabled user changes nothing and records nothing. Raises ``NotFound`` or ``InvalidInput``
+    (no reason).
+    """
+    reason = _required_reason(reason)
+    changed = await repository.set_disabled(session, user_id, False)
+    user = await _user_now(session, user_id)
+    if changed:
+        await record_as(
+            session,
+            actor,
+            "user.enabled",
+            account_id=None,
+            target=("user", user.id),
+            reason=reason,
+        )
     return user

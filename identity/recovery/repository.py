@@ -112,8 +112,13 @@ async def change_email(session: AsyncSession, user: User, new_email: str, now: d
         # The caller's transaction is now unusable: it must end (rolled back) with this error.
         raise EmailTaken from None
     user.email, user.email_verified = new_email, True
+    await end_reset_tokens(session, user.id, now)
+
+
+async def end_reset_tokens(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
+    """Mark the user's unused reset tokens used: their links stop working for good."""
     await session.execute(
         update(PasswordResetToken)
-        .where(PasswordResetToken.user_id == user.id, PasswordResetToken.used_at.is_(None))
+        .where(PasswordResetToken.user_id == user_id, PasswordResetToken.used_at.is_(None))
         .values(used_at=now)
     )

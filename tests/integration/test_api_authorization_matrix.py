@@ -244,6 +244,7 @@ ENDPOINTS = [
     Endpoint("GET", "/users/{u}", Action.USER_READ),
     Endpoint("POST", "/users/{u}/email", Action.USER_RECOVER, {"email": "{fresh}", "reason": "R"}),
     Endpoint("POST", "/users/{u}/disable", Action.USER_RECOVER, {"reason": "Left the company"}),
+    Endpoint("POST", "/users/{u}/enable", Action.USER_RECOVER, {"reason": "Back"}),
     Endpoint(
         "POST", "/users/{u}/second-factor/reset", Action.USER_RECOVER, {"reason": "Lost phone"}
     ),

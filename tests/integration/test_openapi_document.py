@@ -155,3 +155,12 @@ async def test_refusals_of_staff_user_creation_are_documented(
     _assert_documented(document, "post", users, taken, 409)
     invalid = await client.post(users, json={"email": "not an address"}, headers=staff)
     _assert_documented(document, "post", users, invalid, 422)
+
+
+async def test_refusals_of_enabling_a_user_are_documented(
+    client: httpx.AsyncClient, runtime: Runtime, document: dict[str, Any]
+) -> None:
+    staff, user = await staff_headers(runtime), await make_user(runtime)
+    enable = "/api/v1/users/{user_id}/enable"
+    blank = await client.post(enable.format(user_id=user.id), json={"reason": " "}, headers=staff)
+    _assert_documented(document, "post", enable, blank, 422)

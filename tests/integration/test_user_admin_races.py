@@ -50,6 +50,32 @@ async def test_a_user_disabled_many_times_at_once_is_disabled_once(
     assert await _count(runtime, told) == 1
 
 
+async def test_a_user_enabled_many_times_at_once_is_enabled_once(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    user = await make_user(runtime)
+    headers = await staff_headers(runtime)
+    disabled = await client.post(
+        f"/api/v1/users/{user.id}/disable", json={"reason": "fraud report"}, headers=headers
+    )
+    assert disabled.status_code == 200
+    url = f"/api/v1/users/{user.id}/enable"
+    await asyncio.gather(
+        *(client.get(f"/api/v1/users/{user.id}", headers=headers) for _ in range(BURST))
+    )
+
+    responses = await asyncio.gather(
+        *(client.post(url, json={"reason": "cleared"}, headers=headers) for _ in range(BURST))
+    )
+
+    assert Counter(r.status_code for r in responses) == {200: BURST}
+    assert not any(r.json()["disabled"] for r in responses)
+    audited = (
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "user.enabled")
+    )
+    assert await _count(runtime, audited) == 1
+
+
 async def test_a_user_moved_to_several_addresses_at_once_has_each_move_audited_from_the_last(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

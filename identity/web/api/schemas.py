@@ -206,6 +206,8 @@ class SecondFactorReset(Request):
 
 
 class UserDisable(Request):
+    """Disabling or enabling a user: why, for the audit log."""
+
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
 
 

@@ -9,7 +9,7 @@ from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody, Parameter
 
 from identity.accounts.onboarding import onboard_user
-from identity.accounts.service import disable_user
+from identity.accounts.service import disable_user, enable_user
 from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
 from identity.permissions import service
@@ -114,6 +114,24 @@ class UserController(Controller):
             await allow(session, runtime, principal, Action.USER_RECOVER, now)
             user = await disable_user(session, principal.actor, user_id, data.reason, now)
         runtime.webhooks.wake()
+        return user_out(user)
+
+    @post(
+        "/{user_id:uuid}/enable",
+        status_code=200,
+        summary="Enable a disabled user: sign-in allowed again (staff, audited)",
+        responses=problems(422),
+    )
+    async def enable(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        user_id: FromPath[uuid.UUID],
+        data: JSONBody[schemas.UserDisable],
+    ) -> schemas.UserOut:
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.USER_RECOVER, utcnow())
+            user = await enable_user(session, principal.actor, user_id, data.reason)
         return user_out(user)
 
     @post(
