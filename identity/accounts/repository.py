@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import PasswordCredential, User
 from identity.clock import utcnow
+from identity.db.row_locks import lock_rows
 
 
 class EmailTaken(Exception):
@@ -163,3 +164,23 @@ async def set_disabled(session: AsyncSession, user_id: uuid.UUID, disabled: bool
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def lock_administrators(session: AsyncSession) -> None:
+    """Serialise changes that may take away the last administrator, until the transaction
+    ends, as ``lock_account`` does for an account's last owner.
+
+    A no-op write of every administrator's row: on PostgreSQL a second demotion waits for
+    the first to commit and then counts what it left (rows the first demoted no longer match
+    and are skipped); a disable of an administrator, which writes their row, waits likewise.
+    On SQLite it takes the one write lock before anything is counted.
+    """
+    await lock_rows(session, User.is_admin, User.is_admin.is_(True))
+
+
+async def count_active_administrators(session: AsyncSession) -> int:
+    """Administrators who can still sign in: a disabled one administers nothing."""
+    found = await session.scalar(
+        select(func.count()).where(User.is_admin.is_(True), User.disabled.is_(False))
+    )
+    return int(found or 0)

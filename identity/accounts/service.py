@@ -223,3 +223,49 @@ async def enable_user(session: AsyncSession, actor: Actor, user_id: uuid.UUID, r
             reason=reason,
         )
     return user
+
+
+LAST_ADMINISTRATOR = (
+    "The service must keep at least one administrator who can sign in; make another user "
+    "an administrator first."
+)
+
+
+async def update_user(
+    session: AsyncSession,
+    actor: Actor,
+    user_id: uuid.UUID,
+    *,
+    name: str | None,
+    is_admin: bool | None,
+) -> User:
+    """Staff rename a user or give or take the administrator flag (None: leave as it is).
+
+    Audited ``user.updated`` with the old and new values of what changed; nothing changed,
+    nothing recorded. An administrator may take their own flag away (as in Keycloak), but
+    not the last enabled administrator's: ``Conflict``, also when several are taken at once.
+    Raises ``NotFound`` or ``InvalidInput`` (name) as well.
+    """
+    name = None if name is None else checked_name(name)
+    if is_admin is False:
+        await repository.lock_administrators(session)
+    user = await _user_now(session, user_id)  # read again under the lock
+    old: dict[str, object] = {}
+    new: dict[str, object] = {}
+    if name is not None and name != user.name:
+        old["name"], new["name"] = user.name, name
+    if is_admin is not None and is_admin != user.is_admin:
+        # Demoting a disabled administrator leaves as many able to act as before.
+        taking_an_active_one = not is_admin and not user.disabled
+        if taking_an_active_one and await repository.count_active_administrators(session) <= 1:
+            raise Conflict(LAST_ADMINISTRATOR)
+        old["is_admin"], new["is_admin"] = user.is_admin, is_admin
+    if not new:
+        return user
+    for field_name, value in new.items():
+        setattr(user, field_name, value)
+    await session.flush()
+    await record_as(
+        session, actor, "user.updated", account_id=None, target=("user", user.id), old=old, new=new
+    )
+    return user

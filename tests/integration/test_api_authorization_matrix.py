@@ -242,6 +242,7 @@ ENDPOINTS = [
     Endpoint("GET", "/users", Action.USER_READ),
     Endpoint("POST", "/users", Action.USER_WRITE, {"email": "{fresh}"}),
     Endpoint("GET", "/users/{u}", Action.USER_READ),
+    Endpoint("PATCH", "/users/{u}", Action.USER_WRITE, {"name": "Renamed"}),
     Endpoint("POST", "/users/{u}/email", Action.USER_RECOVER, {"email": "{fresh}", "reason": "R"}),
     Endpoint("POST", "/users/{u}/disable", Action.USER_RECOVER, {"reason": "Left the company"}),
     Endpoint("POST", "/users/{u}/enable", Action.USER_RECOVER, {"reason": "Back"}),

@@ -11,7 +11,7 @@ import pytest
 
 from identity.runtime import Runtime
 from identity.web.problems import PROBLEM_JSON
-from tests.integration.account_helpers import make_account, make_user, staff_headers
+from tests.integration.account_helpers import make_account, make_user, staff_headers, user_headers
 
 # Password policy, check and generator, and forgotten passwords: for people not signed in.
 PUBLIC = {
@@ -164,3 +164,17 @@ async def test_refusals_of_enabling_a_user_are_documented(
     enable = "/api/v1/users/{user_id}/enable"
     blank = await client.post(enable.format(user_id=user.id), json={"reason": " "}, headers=staff)
     _assert_documented(document, "post", enable, blank, 422)
+
+
+async def test_refusals_of_editing_a_user_are_documented(
+    client: httpx.AsyncClient, runtime: Runtime, document: dict[str, Any]
+) -> None:
+    admin = await make_user(runtime, is_admin=True)
+    staff = await user_headers(runtime, admin, "identity:admin")
+    one = "/api/v1/users/{user_id}"
+    bad_name = await client.patch(
+        one.format(user_id=admin.id), json={"name": "A\nB"}, headers=staff
+    )
+    _assert_documented(document, "patch", one, bad_name, 422)
+    last = await client.patch(one.format(user_id=admin.id), json={"is_admin": False}, headers=staff)
+    _assert_documented(document, "patch", one, last, 409)

@@ -201,6 +201,13 @@ class UserCreate(Request):
     locale: Literal["en", "es"] | None = None
 
 
+class UserUpdate(Request):
+    """What to change; a field left out stays as it is."""
+
+    name: Annotated[str, Meta(max_length=200)] | None = None
+    is_admin: bool | None = None
+
+
 class SecondFactorReset(Request):
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from litestar import Controller, get, post
+from litestar import Controller, get, patch, post
 from litestar.params import FromPath, JSONBody, Parameter
 
 from identity.accounts.onboarding import onboard_user
-from identity.accounts.service import disable_user, enable_user
+from identity.accounts.service import disable_user, enable_user, update_user
 from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
 from identity.permissions import service
@@ -73,6 +73,25 @@ class UserController(Controller):
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.USER_READ, utcnow())
             user = await service.user(session, user_id)
+        return user_out(user)
+
+    @patch(
+        "/{user_id:uuid}",
+        summary="Rename a user or set or unset administrator; never the last one (staff, audited)",
+        responses=problems(409, 422),
+    )
+    async def update(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        user_id: FromPath[uuid.UUID],
+        data: JSONBody[schemas.UserUpdate],
+    ) -> schemas.UserOut:
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.USER_WRITE, utcnow())
+            user = await update_user(
+                session, principal.actor, user_id, name=data.name, is_admin=data.is_admin
+            )
         return user_out(user)
 
     @post(
