@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import PasswordCredential, User
 from identity.clock import utcnow
+from identity.db.engine import Database
 from identity.db.row_locks import lock_rows
 
 
@@ -35,6 +36,24 @@ async def user_with_password(
         )
     ).first()
     return (row[0], row[1]) if row else None
+
+
+# Built once, and only the three columns a sign-in needs: asked on every login, where
+# building the statement and loading two whole entities cost more than running it.
+_SIGN_IN_CREDENTIALS = (
+    select(User.id, User.disabled, PasswordCredential.hash)
+    .outerjoin(PasswordCredential, PasswordCredential.user_id == User.id)
+    .where(User.email == bindparam("email"))
+)
+
+
+async def sign_in_credentials(
+    db: Database, email: str
+) -> tuple[uuid.UUID, bool, str | None] | None:
+    """(id, disabled, stored hash or None) of the user with this normalised email, or None;
+    a lone read (``Database.first``), since a sign-in reads nothing else before argon2."""
+    row = await db.first(_SIGN_IN_CREDENTIALS, {"email": email})
+    return None if row is None else (row[0], row[1], row[2])
 
 
 async def insert_user(session: AsyncSession, user: User, password_hash: str | None) -> None:

@@ -131,31 +131,31 @@ async def record_created(session: AsyncSession, actor: Actor, user: User) -> Non
 
 async def authenticate(
     db: Database, passwords: Passwords, email: str, password: str
-) -> User | None:
-    """The user these credentials prove, or None; every failure costs one argon2 verify.
+) -> uuid.UUID | None:
+    """The id of the user these credentials prove, or None; every failure costs one argon2
+    verify.
 
     Unknown email, wrong password, a user with no password and a disabled user all look
-    and take the same, so a caller cannot learn which emails have accounts. The look-up and
-    the rehash are short transactions of their own: none is held open while argon2 runs.
+    and take the same, so a caller cannot learn which emails have accounts. The look-up is a
+    lone read and the rehash a short transaction of its own: none is held open while argon2
+    runs.
     """
     try:
         email = normalise_email(email)
     except InvalidInput:
         found = None
     else:
-        async with db.transaction() as session:
-            found = await repository.user_with_password(session, email)
-    user, credential = found or (None, None)
-    stored = credential.hash if credential else None
-    if not await passwords.verify(stored, password) or user is None or user.disabled:
+        found = await repository.sign_in_credentials(db, email)
+    user_id, disabled, stored = found or (None, True, None)
+    if not await passwords.verify(stored, password) or user_id is None or disabled:
         return None
     assert stored is not None  # verify() is True only against a stored hash
     if passwords.needs_rehash(stored):
         upgraded = await passwords.hash(password)
         async with db.transaction() as session:
-            await repository.swap_hash(session, user.id, stored, upgraded, new_password=False)
-        log.info("password hash upgraded", extra={"user_id": str(user.id)})
-    return user
+            await repository.swap_hash(session, user_id, stored, upgraded, new_password=False)
+        log.info("password hash upgraded", extra={"user_id": str(user_id)})
+    return user_id
 
 
 def _required_reason(raw: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -67,12 +67,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
 def create_read_engine(
     settings: Settings, dialect: Dialect
 ) -> Engine | AsyncEngine | LoneReads | None:
-    """The engine of ``Database.scalar``, for lone reads asked on every request.
+    """The engine of ``Database.first``, for lone reads asked on every request.
 
     PostgreSQL: autocommit connections of their own, so a lone SELECT is one round trip
     instead of three (BEGIN, SELECT, ROLLBACK); with psycopg, its own pool and prepared
     statements, without SQLAlchemy in between (see ``identity.db.lone_reads``).
-    SQLite: the synchronous driver, run on the event loop (see ``Database.scalar``).
+    SQLite: the synchronous driver, run on the event loop (see ``Database.first``).
     """
     url = make_url(settings.database_url)
     if url.get_driver_name() == "psycopg":
@@ -152,10 +152,15 @@ class Database:
             yield session
 
     async def scalar(self, statement: Executable, params: Mapping[str, Any]) -> Any:
-        """The first column of the first row of one SELECT, outside any transaction: no ORM
-        session to build, no transaction to open and close, which a lone lookup asked on
-        every request (the access-token deny list) does not need. It runs on the read
-        engine (``create_read_engine``) when there is one.
+        """The first column of ``first``'s row, or None."""
+        row = await self.first(statement, params)
+        return None if row is None else row[0]
+
+    async def first(self, statement: Executable, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        """The first row of one SELECT, or None, outside any transaction: no ORM session to
+        build, no transaction to open and close, which a lone lookup asked on every request
+        (the access-token deny list, the credentials of a sign-in) does not need. It runs on
+        the read engine (``create_read_engine``) when there is one.
 
         On SQLite it runs right here on the event loop. aiosqlite would hand each of its
         five steps (cursor, execute, fetch, close, rollback) to the connection's thread and
@@ -165,12 +170,12 @@ class Database:
         """
         async with _unavailable_on_disconnect():
             if isinstance(self._reads, LoneReads):
-                return await self._reads.scalar(statement, params)
+                return await self._reads.first(statement, params)
             if isinstance(self._reads, Engine):
                 with self._reads.connect() as connection:
-                    return connection.scalar(statement, params)
+                    return connection.execute(statement, params).first()
             async with (self._reads or self.engine).connect() as connection:
-                return await connection.scalar(statement, params)
+                return (await connection.execute(statement, params)).first()
 
     async def ping(self) -> None:
         try:

@@ -6,13 +6,13 @@ cost ~280 µs of CPU on our machines, most of it the pool checkout across greenl
 cursor and result wrappers; straight through psycopg, with the statement prepared once per
 connection, ~90 µs. At introspection's rate that is a fifth of the service's CPU.
 
-Only for the psycopg driver: with asyncpg, ``Database.scalar`` keeps SQLAlchemy's path.
+Only for the psycopg driver: with asyncpg, ``Database.first`` keeps SQLAlchemy's path.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -27,7 +27,7 @@ CHECKOUT_TIMEOUT = 5  # seconds, as their pool_timeout
 
 
 class LoneReads:
-    """``scalar`` of one SELECT; connections opened on first use, at most ``pool_size``."""
+    """``first`` row of one SELECT; connections opened on first use, at most ``pool_size``."""
 
     def __init__(self, url: URL, dialect: Dialect, pool_size: int) -> None:
         self._dialect = dialect
@@ -44,8 +44,8 @@ class LoneReads:
         self._opening = asyncio.Lock()
         self._checking: asyncio.Task[None] | None = None
 
-    async def scalar(self, statement: Executable, params: Mapping[str, Any]) -> Any:
-        """The first column of the first row, or None. Raises ``psycopg.OperationalError``
+    async def first(self, statement: Executable, params: Mapping[str, Any]) -> Sequence[Any] | None:
+        """The first row, or None. Raises ``psycopg.OperationalError``
         (``PoolTimeout`` is one) when the server cannot be reached."""
         text_guard.check(params)  # as SQLAlchemy's engines do before every statement
         await self._open()
@@ -56,7 +56,7 @@ class LoneReads:
         except psycopg.OperationalError:
             self._check_idle_connections()
             raise
-        return None if row is None else row[0]
+        return row
 
     def _check_idle_connections(self) -> None:
         # A server that went away broke every idle connection too, and the pool learns that

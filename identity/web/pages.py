@@ -102,16 +102,16 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     password = field(form, "password", MAX_PASSWORD)
     previous = cookies.read(request.cookies, settings, cookies.SESSION)
     proved_at = utcnow()
-    user = await authenticate(runtime.db, runtime.passwords, email, password)
+    user_id = await authenticate(runtime.db, runtime.passwords, email, password)
     try:
         async with runtime.db.transaction() as session:
-            needs_code = user is not None and await second_factor.requires_code(
-                session, runtime, user.id
+            needs_code = user_id is not None and await second_factor.requires_code(
+                session, runtime, user_id
             )
-            if user is not None and not needs_code:
+            if user_id is not None and not needs_code:
                 established = await sessions.establish(
                     session,
-                    user_id=user.id,
+                    user_id=user_id,
                     amr=["pwd"],
                     now=utcnow(),
                     ttl=settings.session_ttl,
@@ -119,10 +119,10 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
                     ip=ip,
                     user_agent=request.headers.get("user-agent"),
                 )
-                await check_password_unchanged_since(session, user.id, proved_at)
+                await check_password_unchanged_since(session, user_id, proved_at)
     except PasswordChanged:
-        user = None  # changed, and every session ended, while argon2 checked the old one
-    if user is None:
+        user_id = None  # changed, and every session ended, while argon2 checked the old one
+    if user_id is None:
         throttle.failed()
         # One message for an unknown email, a wrong password and a disabled account.
         return _login_form(
@@ -130,7 +130,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         )
     await throttle.succeeded(email, ip)
     if needs_code:
-        return await second_factor.ask_for_code(runtime, pending, user.id, proved_at)
+        return await second_factor.ask_for_code(runtime, pending, user_id, proved_at)
     return await signed_in(request, runtime, pending, established)
 
 
