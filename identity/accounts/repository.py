@@ -95,18 +95,22 @@ async def check_password_unchanged_since(
     PostgreSQL both rows are share-locked, so a change in progress is waited for and then
     seen, and one that starts later waits for the caller.
     """
-    found = await session.scalar(
-        select(PasswordCredential.user_id)
-        .join(User, User.id == PasswordCredential.user_id)
-        .where(
-            PasswordCredential.user_id == user_id,
-            PasswordCredential.changed_at <= since,
-            User.disabled.is_(False),
-        )
-        .with_for_update(read=True)
-    )
+    found = await session.scalar(_UNCHANGED_SINCE, {"user_id": user_id, "since": since})
     if found is None:
         raise PasswordChanged
+
+
+# Built once: asked on every sign-in.
+_UNCHANGED_SINCE = (
+    select(PasswordCredential.user_id)
+    .join(User, User.id == PasswordCredential.user_id)
+    .where(
+        PasswordCredential.user_id == bindparam("user_id"),
+        PasswordCredential.changed_at <= bindparam("since"),
+        User.disabled.is_(False),
+    )
+    .with_for_update(read=True)
+)
 
 
 async def replace_password(

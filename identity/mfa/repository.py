@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +16,15 @@ from identity.mfa.models import RecoveryCode, TotpSecret
 
 async def get_secret(session: AsyncSession, user_id: uuid.UUID) -> TotpSecret | None:
     return await session.scalar(select(TotpSecret).where(TotpSecret.user_id == user_id))
+
+
+# Built once: asked on every sign-in.
+_CONFIRMED = select(TotpSecret.confirmed_at).where(TotpSecret.user_id == bindparam("user_id"))
+
+
+async def is_confirmed(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Whether the user has a secret that a first code has confirmed."""
+    return await session.scalar(_CONFIRMED, {"user_id": user_id}) is not None
 
 
 async def hold_secret(session: AsyncSession, user_id: uuid.UUID) -> None:

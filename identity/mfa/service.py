@@ -80,10 +80,11 @@ class SecondFactor:
     def _failures(self) -> Limit:
         return Limit("mfa-user", self.settings.login_max_failures, self.settings.login_lockout)
 
-    async def is_enrolled(self, session: AsyncSession, user_id: uuid.UUID) -> bool:
-        """Whether sign-in must ask this user for a code after the password."""
-        secret = await repository.get_secret(session, user_id)
-        return secret is not None and secret.confirmed_at is not None
+    @staticmethod
+    async def is_enrolled(session: AsyncSession, user_id: uuid.UUID) -> bool:
+        """Whether sign-in must ask this user for a code after the password (a static
+        method: the sign-in asks without the key derivation an instance makes)."""
+        return await repository.is_confirmed(session, user_id)
 
     async def unused_recovery_codes(self, session: AsyncSession, user_id: uuid.UUID) -> int:
         return await repository.unused_recovery_codes(session, user_id)

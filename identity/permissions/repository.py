@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     ColumnElement,
+    bindparam,
     delete,
     false,
     func,
@@ -87,11 +88,12 @@ async def accounts_of_user(
     return [(row[0], row[1]) for row in result]
 
 
+# Built once: asked on every sign-in.
+_ACCOUNT_IDS = select(Membership.account_id).where(Membership.user_id == bindparam("user_id"))
+
+
 async def account_ids_of_user(session: AsyncSession, user_id: uuid.UUID) -> set[uuid.UUID]:
-    result = await session.scalars(
-        select(Membership.account_id).where(Membership.user_id == user_id)
-    )
-    return set(result)
+    return set(await session.scalars(_ACCOUNT_IDS, {"user_id": user_id}))
 
 
 async def lock_account(session: AsyncSession, account_id: uuid.UUID) -> None:

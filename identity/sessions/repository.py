@@ -9,12 +9,15 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
+from identity.db.core_insert import insert_of, insert_row
 from identity.sessions.models import BrowserSession
+
+_INSERT = insert_of(BrowserSession)
 
 
 async def add(session: AsyncSession, browser_session: BrowserSession) -> None:
-    session.add(browser_session)
-    await session.flush()
+    """Store a new session, its ``id`` chosen by the caller (see ``identity.db.core_insert``)."""
+    await insert_row(session, _INSERT, browser_session)
 
 
 async def find_live(session: AsyncSession, token_hash: str, now: datetime) -> BrowserSession | None:

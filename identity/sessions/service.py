@@ -39,6 +39,7 @@ async def establish(
         await repository.revoke(session, digest(previous_token), now)
     token = random_token()
     browser_session = BrowserSession(
+        id=uuid.uuid4(),
         token_hash=digest(token),
         user_id=user_id,
         amr=amr,
@@ -48,6 +49,7 @@ async def establish(
         expires_at=now + timedelta(seconds=ttl),
         ip=ip[:45] if ip else None,
         user_agent=user_agent[:300] if user_agent else None,
+        revoked_at=None,
     )
     await repository.add(session, browser_session)
     return Established(token, browser_session)

@@ -8,12 +8,15 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.db.core_insert import insert_of, insert_row
 from identity.tokens.models import AuthorizationCode
+
+_INSERT = insert_of(AuthorizationCode)
 
 
 async def insert_code(session: AsyncSession, code: AuthorizationCode) -> None:
-    session.add(code)
-    await session.flush()
+    """Store a new code (see ``identity.db.core_insert``)."""
+    await insert_row(session, _INSERT, code)
 
 
 async def get_consumed_code(session: AsyncSession, code_hash: str) -> AuthorizationCode | None:

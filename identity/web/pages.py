@@ -105,9 +105,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     user_id = await authenticate(runtime.db, runtime.passwords, email, password)
     try:
         async with runtime.db.transaction() as session:
-            needs_code = user_id is not None and await second_factor.requires_code(
-                session, runtime, user_id
-            )
+            needs_code = user_id is not None and await second_factor.requires_code(session, user_id)
             if user_id is not None and not needs_code:
                 established = await sessions.establish(
                     session,

@@ -42,8 +42,8 @@ _PENDING = "second-factor-proof:"
 MAX_CODE = 64
 
 
-async def requires_code(session: AsyncSession, runtime: Runtime, user_id: uuid.UUID) -> bool:
-    return await SecondFactor.from_runtime(runtime).is_enrolled(session, user_id)
+async def requires_code(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    return await SecondFactor.is_enrolled(session, user_id)
 
 
 @dataclass(frozen=True, slots=True)
