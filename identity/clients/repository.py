@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, false, select
+from sqlalchemy import bindparam, delete, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clients.models import OAuthClient
-from identity.db.row_locks import lock_rows
+from identity.db.row_locks import lock_statement
 
 
 async def get_client(session: AsyncSession, client_id: str) -> OAuthClient | None:
@@ -44,13 +44,17 @@ async def hold_enabled(session: AsyncSession, client_id: str) -> bool:
     which a change needs too, and the read then sees every change committed.
     """
     if session.get_bind().dialect.name != "postgresql":
-        await lock_rows(session, OAuthClient.name, false())
-    disabled = await session.scalar(
-        select(OAuthClient.disabled)
-        .where(OAuthClient.client_id == client_id)
-        .with_for_update(read=True)
-    )
-    return disabled is False
+        await session.execute(_WRITE_LOCK)
+    return await session.scalar(_DISABLED, {"client_id": client_id}) is False
+
+
+# Built once: asked by every grant that spends a code or refresh token.
+_WRITE_LOCK = lock_statement(OAuthClient.name, false())
+_DISABLED = (
+    select(OAuthClient.disabled)
+    .where(OAuthClient.client_id == bindparam("client_id"))
+    .with_for_update(read=True)
+)
 
 
 async def list_clients(session: AsyncSession, offset: int, limit: int) -> Sequence[OAuthClient]:

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement, Update, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
+
+
+def lock_statement(column: InstrumentedAttribute[Any], *where: ColumnElement[bool]) -> Update:
+    """``lock_rows``'s statement, for a lock taken on every request to build once."""
+    return (
+        update(column.class_)
+        .where(*where)
+        .values({column: column})
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def lock_rows(
@@ -20,9 +30,4 @@ async def lock_rows(
     not block inserts of rows that refer to these. On SQLite any write, even one that
     matches no row, takes the database's one write lock before anything else is read.
     """
-    await session.execute(
-        update(column.class_)
-        .where(*where)
-        .values({column: column})
-        .execution_options(synchronize_session=False)
-    )
+    await session.execute(lock_statement(column, *where))

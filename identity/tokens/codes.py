@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.db.core_insert import insert_of, insert_row
@@ -39,17 +39,21 @@ async def redeem_code(
     ``access_jti`` names the access token the redemption will issue, so that a replay can
     revoke it; if the redemption fails after all, its transaction rolls this back too.
     """
-    result = await session.execute(
-        update(AuthorizationCode)
-        .where(
-            AuthorizationCode.code_hash == code_hash,
-            AuthorizationCode.consumed_at.is_(None),
-            AuthorizationCode.expires_at > now,
-        )
-        .values(consumed_at=now, access_jti=access_jti)
-        .returning(AuthorizationCode)
-    )
+    result = await session.execute(_REDEEM, {"hash": code_hash, "now": now, "jti": access_jti})
     return result.scalar_one_or_none()
+
+
+# Built once: run by every code redemption.
+_REDEEM = (
+    update(AuthorizationCode)
+    .where(
+        AuthorizationCode.code_hash == bindparam("hash"),
+        AuthorizationCode.consumed_at.is_(None),
+        AuthorizationCode.expires_at > bindparam("now"),
+    )
+    .values(consumed_at=bindparam("now"), access_jti=bindparam("jti"))
+    .returning(AuthorizationCode)
+)
 
 
 async def end_unredeemed(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
