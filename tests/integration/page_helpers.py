@@ -115,3 +115,17 @@ async def other_session(runtime: Runtime, user: User) -> str:
             user_agent="Other Browser",
         )
     return other.token
+
+
+async def change_password(
+    http: httpx.AsyncClient, page: httpx.Response, current: str, new: str
+) -> httpx.Response:
+    """The security page's password form, posted with the new password twice."""
+    return await post_form(
+        http,
+        page,
+        f"{SECURITY}/password",
+        current_password=current,
+        password=new,
+        password_confirm=new,
+    )

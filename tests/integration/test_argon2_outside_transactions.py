@@ -33,7 +33,12 @@ from identity.recovery.service import complete_reset
 from identity.runtime import Runtime
 from tests.browser import form_fields
 from tests.integration.account_helpers import invite_and_read_link, make_account, make_user
-from tests.integration.page_helpers import SECURITY, notice, post_form, sign_in_to_security_page
+from tests.integration.page_helpers import (
+    change_password,
+    notice,
+    post_form,
+    sign_in_to_security_page,
+)
 from tests.integration.recovery_helpers import (
     NEW_PASSWORD,
     PASSWORD,
@@ -179,14 +184,7 @@ async def test_changing_the_password_on_the_security_page(
     await new_user(runtime, ANA)
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
     held.clear()
-    changed = await post_form(
-        client,
-        page,
-        f"{SECURITY}/password",
-        current_password=PASSWORD,
-        password=NEW_PASSWORD,
-        password_confirm=NEW_PASSWORD,
-    )
+    changed = await change_password(client, page, PASSWORD, NEW_PASSWORD)
     assert notice(changed).startswith("Your password was changed."), changed.text
     assert held == [0, 0]  # the current password verified, the new one hashed
 

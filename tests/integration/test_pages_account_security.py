@@ -33,6 +33,7 @@ from tests.integration.oauth_helpers import RegisteredClient, make_client, redee
 from tests.integration.page_helpers import (
     SECURITY,
     alert,
+    change_password,
     link_in,
     mail_to,
     notice,
@@ -181,14 +182,7 @@ async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_noti
     await signed_in_tokens(client, runtime, await make_client(runtime), user=ana)
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
     before = client.cookies["identity_session"]
-    changed = await post_form(
-        client,
-        page,
-        f"{SECURITY}/password",
-        current_password=PASSWORD,
-        password=NEW_PASSWORD,
-        password_confirm=NEW_PASSWORD,
-    )
+    changed = await change_password(client, page, PASSWORD, NEW_PASSWORD)
     assert changed.status_code == 200, changed.text
     assert notice(changed) == "Your password was changed. Your other devices were signed out."
     assert not await _live(runtime, other)
@@ -216,14 +210,7 @@ async def test_a_code_this_browser_got_before_the_password_change_is_refused_aft
     verifier, challenge = pkce_pair()
     authorized = await client.get("/authorize", params=authorize_params(code_challenge=challenge))
     code = redirected_to_client(authorized)["code"]
-    changed = await post_form(
-        client,
-        page,
-        f"{SECURITY}/password",
-        current_password=PASSWORD,
-        password=NEW_PASSWORD,
-        password_confirm=NEW_PASSWORD,
-    )
+    changed = await change_password(client, page, PASSWORD, NEW_PASSWORD)
     assert changed.status_code == 200, changed.text
 
     app = RegisteredClient(CLIENT_ID, None)

@@ -12,7 +12,15 @@ from identity.clock import utcnow
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from tests.browser import form_fields
-from tests.integration.page_helpers import alert, link_in, mail_to, notice, post_form, token_of
+from tests.integration.page_helpers import (
+    alert,
+    link_in,
+    mail_to,
+    notice,
+    other_session,
+    post_form,
+    token_of,
+)
 from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, new_user
 
 ANA = "ana@example.com"
@@ -106,18 +114,7 @@ async def test_too_many_requests_from_one_address_get_a_friendly_page(
 async def test_reset_page_sets_a_new_password_and_signs_out_everywhere(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    user = await new_user(runtime, ANA)
-    async with runtime.db.transaction() as session:
-        other = await sessions.establish(
-            session,
-            user_id=user.id,
-            amr=["pwd"],
-            now=utcnow(),
-            ttl=3600,
-            previous_token=None,
-            ip=None,
-            user_agent=None,
-        )
+    other = await other_session(runtime, await new_user(runtime, ANA))
     form = await client.get(await _reset_link(client, runtime))
     assert form.status_code == 200
     assert "script-src 'self'" in form.headers["content-security-policy"]
@@ -131,7 +128,7 @@ async def test_reset_page_sets_a_new_password_and_signs_out_everywhere(
     assert "every device signed in to your account was signed out" in notice(done)
     assert 'href="/account/security?ui_locales=en"' in done.text
     async with runtime.db.transaction() as session:
-        assert await sessions.current(session, other.token, utcnow()) is None
+        assert await sessions.current(session, other, utcnow()) is None
         assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is None
         assert await authenticate(runtime.db, runtime.passwords, ANA, NEW_PASSWORD) is not None
     subjects = [m.subject for m in await mail_to(runtime, ANA)]
