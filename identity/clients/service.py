@@ -271,7 +271,6 @@ async def update_client(
     client_id: str,
     change: ClientChange,
     now: datetime,
-    access_ttl: int,
 ) -> OAuthClient:
     """Apply ``change`` under the rules of registration; the audit log gets the fields that
     changed, before and after. Disabling refuses the client at the token and authorization
@@ -308,7 +307,7 @@ async def update_client(
     if not changed:
         return client
     if client.disabled and not old["disabled"]:
-        await client_grants.deny_access_tokens(session, client_id, now, access_ttl)
+        await client_grants.deny_access_tokens(session, client_id, now)
     await record_as(
         session,
         actor,
@@ -338,14 +337,12 @@ async def rotate_secret(
     return client, secret
 
 
-async def delete_client(
-    session: AsyncSession, actor: Actor, client_id: str, now: datetime, access_ttl: int
-) -> None:
+async def delete_client(session: AsyncSession, actor: Actor, client_id: str, now: datetime) -> None:
     """Delete the client with its codes, refresh tokens and consents; the access tokens a
     code or refresh token recorded go on the deny list."""
     client = await existing_client(session, client_id, for_update=True)
     old = client_state(client)
-    await client_grants.end_grants(session, client_id, now, access_ttl)
+    await client_grants.end_grants(session, client_id, now)
     await repository.delete_client(session, client_id)
     await record_as(
         session, actor, "client.deleted", account_id=None, target=_target(client_id), old=old

@@ -32,13 +32,11 @@ class Housekeeper(PollingWorker):
         db: Database,
         *,
         interval_seconds: float,
-        access_token_ttl: timedelta,
         sent_retention: timedelta,
         batch_size: int = BATCH,
     ) -> None:
         super().__init__(interval_seconds)
         self._db = db
-        self._access_token_ttl = access_token_ttl
         self._sent_retention = sent_retention
         self._batch_size = batch_size
 
@@ -47,7 +45,6 @@ class Housekeeper(PollingWorker):
         return cls(
             db,
             interval_seconds=settings.housekeeping_interval,
-            access_token_ttl=timedelta(seconds=settings.access_token_ttl),
             sent_retention=timedelta(seconds=settings.sent_retention),
         )
 
@@ -66,11 +63,7 @@ class Housekeeper(PollingWorker):
         """Delete every row dead at ``now`` (the clock's, unless given), batch after batch;
         returns how many went. Rows another process is deleting at the same time are left
         to it."""
-        cutoffs = Cutoffs.at(
-            now or utcnow(),
-            access_token_ttl=self._access_token_ttl,
-            sent_retention=self._sent_retention,
-        )
+        cutoffs = Cutoffs.at(now or utcnow(), sent_retention=self._sent_retention)
         deleted: dict[str, int] = {}
         try:
             for rule in repository.RULES:

@@ -48,13 +48,11 @@ class Cutoffs:
     ended: datetime
 
     @classmethod
-    def at(
-        cls, now: datetime, *, access_token_ttl: timedelta, sent_retention: timedelta
-    ) -> Cutoffs:
+    def at(cls, now: datetime, *, sent_retention: timedelta) -> Cutoffs:
         return cls(
             now=now,
             revoked_access_tokens=now - CLOCK_SKEW,
-            redeemed_codes=now - max(REDEEMED_CODE_KEPT, access_token_ttl),
+            redeemed_codes=now - REDEEMED_CODE_KEPT,
             finished_work=now - sent_retention,
             ended=now - ENDED_KEPT,
         )
@@ -75,14 +73,19 @@ def _codes(at: Cutoffs) -> ColumnElement[bool]:
     # and revokes what the redemption issued (RFC 6749 §4.1.2), the access token by its jti
     # until that token expires and the refresh tokens descended from it. A leaked code is
     # replayed within moments of its issue (it lives 60 seconds); it is kept a day past its
-    # expiry, and never less than the access token it issued lives. Keeping it for as long as
-    # its refresh family lives would mean asking, on every run, about every code whose family
-    # is still in use (families rotate for ever); node-oidc-provider forgets a code at expiry.
+    # expiry, and never less than the access token it issued lives, by the expiry recorded
+    # at redemption (IDENTITY_ACCESS_TOKEN_TTL may have been lowered since). Keeping it for as
+    # long as its refresh family lives would mean asking, on every run, about every code whose
+    # family is still in use (families rotate for ever); node-oidc-provider forgets a code at
+    # expiry.
     return and_(
         AuthorizationCode.expires_at <= at.now,
         or_(
             AuthorizationCode.consumed_at.is_(None),
-            AuthorizationCode.expires_at <= at.redeemed_codes,
+            and_(
+                AuthorizationCode.expires_at <= at.redeemed_codes,
+                AuthorizationCode.access_expires_at <= at.now,
+            ),
         ),
     )
 

@@ -3,7 +3,7 @@ is disabled, and ending its codes and refresh tokens before it is deleted."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,30 +13,28 @@ from identity.tokens.models import AuthorizationCode, RefreshToken
 from identity.tokens.refresh import revoke_matching
 
 
-async def deny_access_tokens(
-    session: AsyncSession, client_id: str, now: datetime, access_ttl: int
-) -> None:
+async def deny_access_tokens(session: AsyncSession, client_id: str, now: datetime) -> None:
     """Put the client's unexpired access tokens on the deny list: those a code redemption or
-    a refresh token recorded (``access_jti``). client_credentials tokens are recorded
-    nowhere, as that grant writes nothing, so they run to their expiry.
+    a refresh token recorded (``access_jti``, with the expiry they were issued with).
+    client_credentials tokens are recorded nowhere, as that grant writes nothing, so they
+    run to their expiry.
     """
-    since = now - timedelta(seconds=access_ttl)
     issued = union_all(
-        select(RefreshToken.access_jti, RefreshToken.created_at).where(
+        select(RefreshToken.access_jti, RefreshToken.access_expires_at).where(
             RefreshToken.client_id == client_id,
-            RefreshToken.created_at > since,
+            RefreshToken.access_expires_at > now,
             RefreshToken.access_jti.is_not(None),
         ),
-        select(AuthorizationCode.access_jti, AuthorizationCode.consumed_at).where(
+        select(AuthorizationCode.access_jti, AuthorizationCode.access_expires_at).where(
             AuthorizationCode.client_id == client_id,
-            AuthorizationCode.consumed_at > since,
+            AuthorizationCode.access_expires_at > now,
             AuthorizationCode.access_jti.is_not(None),
         ),
     )
-    await revocations.deny_issued(session, (await session.execute(issued)).all(), access_ttl, now)
+    await revocations.deny_issued(session, (await session.execute(issued)).all(), now)
 
 
-async def end_grants(session: AsyncSession, client_id: str, now: datetime, access_ttl: int) -> None:
+async def end_grants(session: AsyncSession, client_id: str, now: datetime) -> None:
     """Before the client's row is deleted (its codes, refresh tokens and consents go with it,
     ON DELETE CASCADE): wait out what is being issued, then deny its access tokens.
 
@@ -53,4 +51,4 @@ async def end_grants(session: AsyncSession, client_id: str, now: datetime, acces
         .with_for_update()
     )
     await revoke_matching(session, now, RefreshToken.client_id == client_id)
-    await deny_access_tokens(session, client_id, now, access_ttl)
+    await deny_access_tokens(session, client_id, now)

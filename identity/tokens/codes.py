@@ -30,16 +30,24 @@ async def get_consumed_code(session: AsyncSession, code_hash: str) -> Authorizat
 
 
 async def redeem_code(
-    session: AsyncSession, code_hash: str, now: datetime, access_jti: str
+    session: AsyncSession,
+    code_hash: str,
+    now: datetime,
+    access_jti: str,
+    access_expires_at: datetime,
 ) -> AuthorizationCode | None:
     """Mark a live code used and return it; None when it is unknown, expired or already used.
 
     The conditional UPDATE is the lock: of parallel redemptions exactly one matches. An
     expired code is left untouched, so ``get_consumed_code`` then tells a replay apart.
-    ``access_jti`` names the access token the redemption will issue, so that a replay can
-    revoke it; if the redemption fails after all, its transaction rolls this back too.
+    ``access_jti`` and ``access_expires_at`` name the access token the redemption will
+    issue, so that a replay can revoke it until it expires; if the redemption fails after
+    all, its transaction rolls this back too.
     """
-    result = await session.execute(_REDEEM, {"hash": code_hash, "now": now, "jti": access_jti})
+    result = await session.execute(
+        _REDEEM,
+        {"hash": code_hash, "now": now, "jti": access_jti, "access_expires": access_expires_at},
+    )
     return result.scalar_one_or_none()
 
 
@@ -51,7 +59,11 @@ _REDEEM = (
         AuthorizationCode.consumed_at.is_(None),
         AuthorizationCode.expires_at > bindparam("now"),
     )
-    .values(consumed_at=bindparam("now"), access_jti=bindparam("jti"))
+    .values(
+        consumed_at=bindparam("now"),
+        access_jti=bindparam("jti"),
+        access_expires_at=bindparam("access_expires"),
+    )
     .returning(AuthorizationCode)
 )
 

@@ -38,6 +38,8 @@ class AuthorizationCode(Base):
     consumed_at: Mapped[datetime | None]
     # The jti of the access token issued on redemption: a replay puts it on the revocation list.
     access_jti: Mapped[str | None] = mapped_column(String(64))
+    # When that token expires, as issued: IDENTITY_ACCESS_TOKEN_TTL may have been lowered since.
+    access_expires_at: Mapped[datetime | None]
 
 
 class RefreshToken(Base):
@@ -71,6 +73,8 @@ class RefreshToken(Base):
     # The jti of the access token issued together with this refresh token: revoking the
     # family (reuse, a replayed code, RFC 7009) puts it on the revocation list too.
     access_jti: Mapped[str | None] = mapped_column(String(64))
+    # When that token expires, as issued: IDENTITY_ACCESS_TOKEN_TTL may have been lowered since.
+    access_expires_at: Mapped[datetime | None]
 
 
 class RevokedAccessToken(Base):

@@ -53,7 +53,7 @@ async def revoke_matching(
 ) -> list[tuple[str, datetime]]:
     """Revoke every live refresh token matching ``conditions``, those that rotations
     running right now are issuing included. Every revocation goes through here. Returns
-    the ``access_jti`` and issue time of the access token issued with each token revoked.
+    the ``access_jti`` and expiry of the access token issued with each token revoked.
 
     A rotation holds the row it rotates and inserts the next token (same family, code,
     session and user) in its own transaction. One UPDATE waits for that row, but on
@@ -68,33 +68,28 @@ async def revoke_matching(
         update(RefreshToken)
         .where(*conditions, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
-        .returning(RefreshToken.access_jti, RefreshToken.created_at)
+        .returning(RefreshToken.access_jti, RefreshToken.access_expires_at)
         .execution_options(synchronize_session=False)
     )
     issued: list[tuple[str, datetime]] = []
     while rows := (await session.execute(statement)).all():
-        issued += [(jti, created_at) for jti, created_at in rows if jti is not None]
+        # A row records both or neither (neither when older than migration 0006).
+        issued += [(jti, exp) for jti, exp in rows if jti is not None and exp is not None]
     return issued
 
 
-async def revoke_family(
-    session: AsyncSession, family_id: uuid.UUID, now: datetime, access_ttl: int
-) -> None:
-    await _revoke_grant(session, now, access_ttl, RefreshToken.family_id == family_id)
+async def revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
+    await _revoke_grant(session, now, RefreshToken.family_id == family_id)
 
 
-async def revoke_issued_from_code(
-    session: AsyncSession, code_hash: str, now: datetime, access_ttl: int
-) -> None:
-    await _revoke_grant(session, now, access_ttl, RefreshToken.code_hash == code_hash)
+async def revoke_issued_from_code(session: AsyncSession, code_hash: str, now: datetime) -> None:
+    await _revoke_grant(session, now, RefreshToken.code_hash == code_hash)
 
 
 async def _revoke_grant(
-    session: AsyncSession, now: datetime, access_ttl: int, condition: ColumnElement[bool]
+    session: AsyncSession, now: datetime, condition: ColumnElement[bool]
 ) -> None:
     """A leaked or revoked grant stops working as a whole (RFC 9700 §4.5 and §4.14.2,
     RFC 7009 §2.1): its refresh tokens, and the access tokens issued with them, which would
     otherwise stay live until they expire."""
-    await revocations.deny_issued(
-        session, await revoke_matching(session, now, condition), access_ttl, now
-    )
+    await revocations.deny_issued(session, await revoke_matching(session, now, condition), now)

@@ -5,7 +5,7 @@ token it names would have expired anyway (then housekeeping deletes it).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,11 +16,13 @@ from identity.tokens.models import RevokedAccessToken
 
 
 async def deny_issued(
-    session: AsyncSession, issued: Iterable[tuple[str, datetime]], access_ttl: int, now: datetime
+    session: AsyncSession, issued: Iterable[tuple[str, datetime]], now: datetime
 ) -> None:
-    """Deny the access tokens ``issued`` as (jti, issue time), each until it expires."""
-    for jti, issued_at in issued:
-        await revoke_access_token(session, jti, issued_at + timedelta(seconds=access_ttl), now)
+    """Deny the access tokens ``issued`` as (jti, expiry recorded at issue), each until it
+    expires. Not until issue time plus IDENTITY_ACCESS_TOKEN_TTL: lowered since, that would
+    let housekeeping delete the entry while its token still lives."""
+    for jti, expires_at in issued:
+        await revoke_access_token(session, jti, expires_at, now)
 
 
 async def revoke_access_token(

@@ -376,9 +376,7 @@ async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
         else:
             found = await refresh.find_refresh_token(session, digest(presented))
             if found is not None and found.client_id == client.client_id:
-                await refresh.revoke_family(
-                    session, found.family_id, now, settings.access_token_ttl
-                )
+                await refresh.revoke_family(session, found.family_id, now)
     return Response(b"", headers=NO_STORE)
 
 

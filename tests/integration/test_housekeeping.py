@@ -91,8 +91,13 @@ def browser_session(
 
 
 def code(
-    client: RegisteredClient, user: User, expires_at: datetime, consumed_at: datetime | None
+    client: RegisteredClient,
+    user: User,
+    expires_at: datetime,
+    consumed_at: datetime | None,
+    access_ttl: timedelta = timedelta(minutes=10),
 ) -> AuthorizationCode:
+    """A code; a redeemed one issued an access token living ``access_ttl``."""
     return AuthorizationCode(
         code_hash=digest(random_token()),
         client_id=client.client_id,
@@ -102,6 +107,8 @@ def code(
         auth_time=expires_at - timedelta(minutes=1),
         expires_at=expires_at,
         consumed_at=consumed_at,
+        access_jti=None if consumed_at is None else uuid.uuid4().hex,
+        access_expires_at=None if consumed_at is None else consumed_at + access_ttl,
     )
 
 
@@ -130,7 +137,6 @@ def keeper(db: Database, kind: type[Housekeeper] = Housekeeper, **options: Any) 
     """A housekeeper as the Runtime makes one from the default settings, ``options`` apart."""
     defaults: dict[str, Any] = {
         "interval_seconds": 600,
-        "access_token_ttl": timedelta(minutes=10),
         "sent_retention": DAY,
     }
     return kind(db, **(defaults | options))
@@ -211,10 +217,10 @@ async def test_a_redeemed_code_outlives_the_access_token_it_issued_however_long_
     client, user = await make_client(runtime), await make_user(runtime)
     now = utcnow()
     # Redeemed two days ago, its access token (three days) still live: a replay revokes it.
-    redeemed = code(client, user, now - 2 * DAY + SECOND, now - 2 * DAY)
+    redeemed = code(client, user, now - 2 * DAY + SECOND, now - 2 * DAY, access_ttl=3 * DAY)
     await add(runtime, redeemed)
 
-    assert await keeper(runtime.db, access_token_ttl=3 * DAY).run_once(now) == 0
+    assert await runtime.housekeeping.run_once(now) == 0
 
     assert await keys(runtime.db, AuthorizationCode.code_hash) == {redeemed.code_hash}
 

@@ -40,7 +40,9 @@ class AuthorizationCodeGrant:
         # The access token's id is chosen now, so the statement that spends the code also
         # records what it issues, for a replay to revoke.
         access_jti = tokens.new_jti()
-        code = await codes.redeem_code(session, code_hash, ctx.now, access_jti)
+        code = await codes.redeem_code(
+            session, code_hash, ctx.now, access_jti, ctx.access_expires_at
+        )
         if code is None:
             return await self.refuse_replay(session, ctx, code_hash)
         # Any failure below raises, which rolls the redemption back: the code stays unused,
@@ -71,12 +73,12 @@ class AuthorizationCodeGrant:
         """Unknown and expired codes are refused; a used one also loses what it issued."""
         used = await codes.get_consumed_code(session, code_hash)
         if used is not None and used.consumed_at is not None:
-            access_ttl = ctx.settings.access_token_ttl
-            await refresh.revoke_issued_from_code(session, code_hash, ctx.now, access_ttl)
+            await refresh.revoke_issued_from_code(session, code_hash, ctx.now)
             # A client without the refresh grant has no refresh token naming this one.
-            if used.access_jti is not None:
-                issued = [(used.access_jti, used.consumed_at)]
-                await revocations.deny_issued(session, issued, access_ttl, ctx.now)
+            if used.access_jti is not None and used.access_expires_at is not None:
+                await revocations.revoke_access_token(
+                    session, used.access_jti, used.access_expires_at, ctx.now
+                )
         return Refusal(InvalidGrantError("The code is invalid, expired or already used."))
 
     async def respond(

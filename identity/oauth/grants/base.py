@@ -46,6 +46,11 @@ class GrantContext:
     client: OAuthClient
     now: datetime
 
+    @property
+    def access_expires_at(self) -> datetime:
+        """When an access token issued by this request expires (its ``exp``)."""
+        return self.now + timedelta(seconds=self.settings.access_token_ttl)
+
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
@@ -159,6 +164,7 @@ async def issue_user_tokens(
                 auth_time=issue.auth_time,
                 amr=issue.amr,
                 access_jti=issued.jti,
+                access_expires_at=issued.expires_at,
                 created_at=ctx.now,
                 expires_at=ctx.now + timedelta(seconds=settings.refresh_token_ttl),
             ),

@@ -59,9 +59,7 @@ class RefreshTokenGrant:
             and found.client_id == ctx.client.client_id
             and found.rotated_at is not None
         ):
-            await refresh.revoke_family(
-                session, found.family_id, ctx.now, ctx.settings.access_token_ttl
-            )
+            await refresh.revoke_family(session, found.family_id, ctx.now)
         return Refusal(InvalidGrantError(INVALID))
 
     async def respond(

@@ -103,14 +103,7 @@ class ClientController(Controller):
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.CLIENT_MANAGE, now)
-            client = await service.update_client(
-                session,
-                principal.actor,
-                client_id,
-                change,
-                now,
-                runtime.settings.access_token_ttl,
-            )
+            client = await service.update_client(session, principal.actor, client_id, change, now)
         runtime.clients.forget(client_id)
         return client_out(client)
 
@@ -140,7 +133,5 @@ class ClientController(Controller):
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.CLIENT_MANAGE, now)
-            await service.delete_client(
-                session, principal.actor, client_id, now, runtime.settings.access_token_ttl
-            )
+            await service.delete_client(session, principal.actor, client_id, now)
         runtime.clients.forget(client_id)
