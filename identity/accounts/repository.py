@@ -190,13 +190,13 @@ async def set_disabled(session: AsyncSession, user_id: uuid.UUID, disabled: bool
 
 
 async def lock_administrators(session: AsyncSession) -> None:
-    """Serialise changes that may take away the last administrator, until the transaction
-    ends, as ``lock_account`` does for an account's last owner.
+    """Serialise changes that may take away the last administrator (demotions and disables),
+    until the transaction ends, as ``lock_account`` does for an account's last owner.
 
-    A no-op write of every administrator's row: on PostgreSQL a second demotion waits for
-    the first to commit and then counts what it left (rows the first demoted no longer match
-    and are skipped); a disable of an administrator, which writes their row, waits likewise.
-    On SQLite it takes the one write lock before anything is counted.
+    A no-op write of every administrator's row: on PostgreSQL a second demotion or disable
+    waits for the first to commit and then counts what it left (rows the first demoted no
+    longer match and are skipped; one it disabled is no longer counted). On SQLite it takes
+    the one write lock before anything is counted.
     """
     await lock_rows(session, User.is_admin, User.is_admin.is_(True))
 

@@ -173,6 +173,28 @@ async def _user_now(session: AsyncSession, user_id: uuid.UUID) -> User:
     return user
 
 
+LAST_ADMINISTRATOR = (
+    "The service must keep at least one administrator who can sign in; make another user "
+    "an administrator first."
+)
+
+
+async def _keeping_an_administrator(session: AsyncSession, user_id: uuid.UUID) -> User:
+    """The user, read under the administrators' lock, about to stop administering (a
+    demotion or a disable); ``Conflict`` if they are the last enabled administrator.
+
+    The lock stays until the caller's transaction ends, so two such changes at once are
+    counted one after the other and cannot both take one of the last two.
+    """
+    await repository.lock_administrators(session)
+    user = await _user_now(session, user_id)  # read again under the lock
+    # A disabled administrator or a plain user leaves as many able to act as before.
+    taking_an_active_one = user.is_admin and not user.disabled
+    if taking_an_active_one and await repository.count_active_administrators(session) <= 1:
+        raise Conflict(LAST_ADMINISTRATOR)
+    return user
+
+
 async def disable_user(
     session: AsyncSession, actor: Actor, user_id: uuid.UUID, reason: str, now: datetime
 ) -> User:
@@ -182,9 +204,11 @@ async def disable_user(
 
     Access tokens already issued run to their expiry; the ``user.disabled`` event tells
     consuming services to stop trusting them sooner. Disabling a disabled user changes nothing.
-    Raises ``NotFound`` or ``InvalidInput`` (no reason: the audit log must say why).
+    The last enabled administrator is not disabled (``Conflict``), as ``update_user`` keeps
+    their flag. Raises ``NotFound`` or ``InvalidInput`` (no reason: the audit log must say why).
     """
     reason = _required_reason(reason)
+    await _keeping_an_administrator(session, user_id)
     changed = await repository.set_disabled(session, user_id, True)
     user = await _user_now(session, user_id)
     if not changed:
@@ -225,12 +249,6 @@ async def enable_user(session: AsyncSession, actor: Actor, user_id: uuid.UUID, r
     return user
 
 
-LAST_ADMINISTRATOR = (
-    "The service must keep at least one administrator who can sign in; make another user "
-    "an administrator first."
-)
-
-
 async def update_user(
     session: AsyncSession,
     actor: Actor,
@@ -248,17 +266,14 @@ async def update_user(
     """
     name = None if name is None else checked_name(name)
     if is_admin is False:
-        await repository.lock_administrators(session)
-    user = await _user_now(session, user_id)  # read again under the lock
+        user = await _keeping_an_administrator(session, user_id)
+    else:
+        user = await _user_now(session, user_id)
     old: dict[str, object] = {}
     new: dict[str, object] = {}
     if name is not None and name != user.name:
         old["name"], new["name"] = user.name, name
     if is_admin is not None and is_admin != user.is_admin:
-        # Demoting a disabled administrator leaves as many able to act as before.
-        taking_an_active_one = not is_admin and not user.disabled
-        if taking_an_active_one and await repository.count_active_administrators(session) <= 1:
-            raise Conflict(LAST_ADMINISTRATOR)
         old["is_admin"], new["is_admin"] = user.is_admin, is_admin
     if not new:
         return user

@@ -178,3 +178,8 @@ async def test_refusals_of_editing_a_user_are_documented(
     _assert_documented(document, "patch", one, bad_name, 422)
     last = await client.patch(one.format(user_id=admin.id), json={"is_admin": False}, headers=staff)
     _assert_documented(document, "patch", one, last, 409)
+    disable = "/api/v1/users/{user_id}/disable"
+    last_one_off = await client.post(
+        disable.format(user_id=admin.id), json={"reason": "Leaving"}, headers=staff
+    )
+    _assert_documented(document, "post", disable, last_one_off, 409)

@@ -118,8 +118,11 @@ class UserController(Controller):
     @post(
         "/{user_id:uuid}/disable",
         status_code=200,
-        summary="Disable a user: sign-in refused, sessions ended, consumers told (staff, audited)",
-        responses=problems(422),
+        summary=(
+            "Disable a user: sign-in refused, sessions ended, consumers told; never the last "
+            "administrator (staff, audited)"
+        ),
+        responses=problems(409, 422),
     )
     async def disable(
         self,
