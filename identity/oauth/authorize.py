@@ -169,8 +169,14 @@ def check_client(request: AuthorizationRequest, client: OAuthClient | None) -> O
     if not request.get("client_id"):
         raise InvalidRequestError("The client_id parameter is missing.")
     if client is None:
-        raise InvalidClientError("The client is unknown or disabled.")
+        raise unknown_client()
     return client
+
+
+def unknown_client() -> InvalidClientError:
+    """The client is not (or no longer) registered and enabled. Never redirected: its
+    redirect URIs are not (or no longer) ones anybody vouches for, so the error is a page."""
+    return InvalidClientError("The client is unknown or disabled.")
 
 
 def check_redirect_uri(request: AuthorizationRequest, client: OAuthClient) -> str:

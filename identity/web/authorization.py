@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from litestar import Request, Response, route
 from litestar.datastructures import Cookie, FormMultiDict
 from litestar.response import Redirect, Template
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clock import utcnow
@@ -81,6 +82,14 @@ def error_response(
     return error_page(
         request, runtime, f"error.oauth.{exc.error}", locale=locale, error_code=exc.error
     )
+
+
+async def _still_registered(runtime: Runtime, valid: ValidRequest) -> bool:
+    """Whether the client ``valid`` was checked against (from this process's cache, a few
+    seconds old at most) is still registered and enabled, read afresh. Asked only after a
+    write naming it failed, so that a sign-in pays nothing for it."""
+    runtime.clients.forget(valid.client.client_id)
+    return await runtime.clients.lookup(runtime.db, valid.client.client_id) is not None
 
 
 async def _issue_code(
@@ -271,6 +280,11 @@ async def proceed(
     except Exception as exc:
         if valid is None:
             raise
+        if isinstance(exc, IntegrityError) and not await _still_registered(runtime, valid):
+            # Deleted through another process while this one's cache still held it: the
+            # code's or consent's foreign key refused the write. Its redirect URIs went with
+            # it, so the page an unknown client_id gets, never a redirect.
+            return error_response(request, runtime, authorize.unknown_client(), locale)
         # The client is known and its redirect URI verified: tell it, as RFC 6749 §4.1.2.1
         # asks, rather than leaving the user on a JSON problem page.
         if isinstance(exc, DatabaseUnavailable | StoreUnavailable):

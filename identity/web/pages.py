@@ -21,6 +21,7 @@ from identity.accounts.throttle import SignInThrottle
 from identity.clients.repository import get_client
 from identity.clock import utcnow
 from identity.oauth import logout as logout_rules
+from identity.oauth.authorize import unknown_client
 from identity.oauth.errors import OAuth2Error
 from identity.oauth.id_token_hint import verify_id_token_hint
 from identity.oauth.interaction import Flow, FlowStore
@@ -32,6 +33,7 @@ from identity.web import client_ip, cookies, csrf
 from identity.web import pages_second_factor as second_factor
 from identity.web.authorization import (
     authorization_endpoint,
+    error_response,
     flow_expired,
     flow_locale,
     proceed,
@@ -143,15 +145,17 @@ async def _consent_form(
     message_id: str | None = None,
     status: int = 200,
 ) -> Response[Any]:
+    locale = flow_locale(request, flow)
     async with runtime.db.transaction() as session:
         client = await get_client(session, flow.request.get("client_id") or "")
     if client is None:
-        return flow_expired(request, runtime)
+        # Deleted or disabled since the sign-in began: the page /authorize shows for it.
+        return error_response(request, runtime, unknown_client(), locale)
     return page(
         request,
         runtime,
         "consent.html",
-        locale=flow_locale(request, flow),
+        locale=locale,
         status=status,
         context={
             "flow": flow.id,
