@@ -24,7 +24,7 @@ from identity.display_names import display_name
 from identity.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from identity.recovery.repository import end_reset_tokens
 from identity.sessions.revocation import revoke_all_for_user
-from identity.webhooks.events import USER_DISABLED, about_user, emit
+from identity.webhooks.events import USER_DISABLED, USER_ENABLED, about_user, emit
 
 log = logging.getLogger(__name__)
 
@@ -230,9 +230,10 @@ async def disable_user(
 async def enable_user(session: AsyncSession, actor: Actor, user_id: uuid.UUID, reason: str) -> User:
     """Staff switch a disabled user on again: they sign in with their password as before.
 
-    What the disable ended stays ended (sessions, refresh tokens, reset links). Enabling an
-    enabled user changes nothing and records nothing. Raises ``NotFound`` or ``InvalidInput``
-    (no reason).
+    What the disable ended stays ended (sessions, refresh tokens, reset links). The
+    ``user.enabled`` event tells consuming services that stopped trusting the user on
+    ``user.disabled`` that they are back. Enabling an enabled user changes nothing, records
+    nothing and tells nobody. Raises ``NotFound`` or ``InvalidInput`` (no reason).
     """
     reason = _required_reason(reason)
     changed = await repository.set_disabled(session, user_id, False)
@@ -246,6 +247,7 @@ async def enable_user(session: AsyncSession, actor: Actor, user_id: uuid.UUID, r
             target=("user", user.id),
             reason=reason,
         )
+        await emit(session, USER_ENABLED, about_user(user.id))
     return user
 
 

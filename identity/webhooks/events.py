@@ -16,11 +16,19 @@ from identity.webhooks.models import WebhookEvent
 MEMBER_REMOVED = "member.removed"
 PERMISSIONS_CHANGED = "member.permissions_changed"
 USER_DISABLED = "user.disabled"
+USER_ENABLED = "user.enabled"
 PASSWORD_RESET = "user.password_reset"  # noqa: S105 - an event name, not a password
 SESSIONS_REVOKED = "user.sessions_revoked"
 
 EVENT_TYPES = frozenset(
-    {MEMBER_REMOVED, PERMISSIONS_CHANGED, USER_DISABLED, PASSWORD_RESET, SESSIONS_REVOKED}
+    {
+        MEMBER_REMOVED,
+        PERMISSIONS_CHANGED,
+        USER_DISABLED,
+        USER_ENABLED,
+        PASSWORD_RESET,
+        SESSIONS_REVOKED,
+    }
 )
 
 

@@ -74,6 +74,8 @@ async def test_a_user_enabled_many_times_at_once_is_enabled_once(
         select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "user.enabled")
     )
     assert await _count(runtime, audited) == 1
+    told = select(func.count()).select_from(WebhookEvent).where(WebhookEvent.type == "user.enabled")
+    assert await _count(runtime, told) == 1
 
 
 async def test_a_user_moved_to_several_addresses_at_once_has_each_move_audited_from_the_last(

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, update
 
 from identity.accounts import self_service
 from identity.accounts.models import PasswordResetToken
+from identity.accounts.service import enable_user
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.crypto import digest
@@ -757,6 +758,46 @@ async def test_staff_disabling_a_user_signs_them_out_and_emits_user_disabled(
         f"/api/v1/users/{uuid.uuid4()}/disable", json={"reason": "R"}, headers=staff
     )
     assert missing.status_code == 404
+
+
+async def test_staff_enabling_a_user_again_emits_user_enabled(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    """A consumer that stopped trusting a user on ``user.disabled`` learns they are back."""
+    secret = (await subscribe(client, quiet, receiver.url, [events.USER_ENABLED]))["secret"]
+    user = await make_user(quiet)
+    staff = await staff_headers(quiet)
+    url = f"/api/v1/users/{user.id}"
+    assert (await client.post(f"{url}/enable", json={"reason": "R"}, headers=staff)).json()[
+        "disabled"
+    ] is False  # enabled already: nothing changes, nothing is told
+    assert await event_types(quiet) == []
+    await client.post(f"{url}/disable", json={"reason": "Fraud report"}, headers=staff)
+
+    class Abandoned(Exception):
+        pass
+
+    with pytest.raises(Abandoned):
+        async with quiet.db.transaction() as session:
+            await enable_user(session, SYSTEM, user.id, "Cleared")
+            raise Abandoned
+    enabled = await client.post(f"{url}/enable", json={"reason": "Cleared"}, headers=staff)
+    again = await client.post(f"{url}/enable", json={"reason": "Twice"}, headers=staff)
+
+    assert enabled.status_code == 200 and enabled.json()["disabled"] is False
+    assert again.status_code == 200
+    assert await event_types(quiet) == [
+        events.SESSIONS_REVOKED,
+        events.USER_DISABLED,
+        events.USER_ENABLED,  # once: the rolled-back enable and the second one told nothing
+    ]
+    assert await quiet.webhooks.run_once() == 1
+    ((headers, body),) = receiver.requests
+    delivered = verify(headers, body, secret)
+    assert (delivered["type"], delivered["data"]) == (
+        events.USER_ENABLED,
+        {"user_id": str(user.id)},
+    )
 
 
 # --- deliveries, as staff see and resend them ----------------------------------------------

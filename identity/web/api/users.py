@@ -141,7 +141,7 @@ class UserController(Controller):
     @post(
         "/{user_id:uuid}/enable",
         status_code=200,
-        summary="Enable a disabled user: sign-in allowed again (staff, audited)",
+        summary="Enable a disabled user: sign-in allowed again, consumers told (staff, audited)",
         responses=problems(422),
     )
     async def enable(
@@ -154,6 +154,7 @@ class UserController(Controller):
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.USER_RECOVER, utcnow())
             user = await enable_user(session, principal.actor, user_id, data.reason)
+        runtime.webhooks.wake()
         return user_out(user)
 
     @post(
