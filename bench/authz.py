@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import httpx
 
@@ -107,6 +108,7 @@ async def run(seconds: float, accounts: int, members: int) -> None:
         async with runtime.db.transaction() as session:
             await ensure_key(session, runtime.key_encryptor, "RS256")
         pairs = await seed(runtime, accounts, members)
+        now = utcnow()
         token = mint_access_token(
             await runtime.keyset(),
             issuer=settings.issuer,
@@ -114,8 +116,8 @@ async def run(seconds: float, accounts: int, members: int) -> None:
             audience="bench",
             client_id="bench",
             scope=SCOPE_AUTHZ,
-            now=utcnow(),
-            ttl=3600,
+            now=now,
+            expires_at=now + timedelta(hours=1),
         ).token
         rng = random.Random(1)
         transport = httpx.ASGITransport(app=app)

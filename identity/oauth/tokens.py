@@ -51,16 +51,17 @@ def mint_access_token(
     client_id: str,
     scope: str,
     now: datetime,
-    ttl: int,
+    expires_at: datetime,
     auth_time: datetime | None = None,
     account_claims: dict[str, Any] | None = None,
     jti: str | None = None,
 ) -> IssuedAccessToken:
-    """``account_claims``: ``account_id``, ``permissions``, ``account_owner`` of the account
-    the authorization was for (identity.permissions.service.token_claims_for). ``jti``: the
-    token's id when the caller chose it beforehand (``new_jti``), else a new one."""
+    """``expires_at``: the caller's, as it records it beside the grant (a revocation denies
+    the token until then). ``account_claims``: ``account_id``, ``permissions``,
+    ``account_owner`` of the account the authorization was for
+    (identity.permissions.service.token_claims_for). ``jti``: the token's id when the caller
+    chose it beforehand (``new_jti``), else a new one."""
     jti = jti or new_jti()
-    expires_at = now + timedelta(seconds=ttl)
     claims: dict[str, Any] = {
         "iss": issuer,
         "sub": subject,

@@ -278,6 +278,7 @@ def test_forged_tokens_get_401_with_a_bearer_challenge(stack: Stack) -> None:
     keyset = _stored_keyset(stack.env)
 
     def with_identity_key(**changes: Any) -> str:
+        now = changes.get("now", utcnow())
         issued = mint_access_token(
             keyset,
             issuer=changes.get("issuer", stack.identity.base_url),
@@ -285,8 +286,8 @@ def test_forged_tokens_get_401_with_a_bearer_challenge(stack: Stack) -> None:
             audience=claims["aud"],
             client_id=claims["client_id"],
             scope=claims["scope"],
-            now=changes.get("now", utcnow()),
-            ttl=600,
+            now=now,
+            expires_at=now + timedelta(seconds=600),
         )
         return issued.token
 

@@ -40,7 +40,7 @@ def access(alg: str = "RS256", **overrides: object) -> str:
         "client_id": "app",
         "scope": "openid email",
         "now": NOW,
-        "ttl": 600,
+        "expires_at": NOW + timedelta(seconds=600),
         "auth_time": NOW - timedelta(minutes=1),
     } | overrides
     return mint_access_token(keyset(alg), **options).token  # type: ignore[arg-type]

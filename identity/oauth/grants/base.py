@@ -141,7 +141,7 @@ async def issue_user_tokens(
         client_id=ctx.client.client_id,
         scope=scope,
         now=ctx.now,
-        ttl=settings.access_token_ttl,
+        expires_at=ctx.access_expires_at,
         auth_time=issue.auth_time,
         account_claims=account_claims,
         jti=issue.access_jti,

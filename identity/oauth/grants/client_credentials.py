@@ -46,6 +46,6 @@ class ClientCredentialsGrant:
             client_id=client_id,
             scope=granted.scope,
             now=ctx.now,
-            ttl=ctx.settings.access_token_ttl,
+            expires_at=ctx.access_expires_at,
         )
         return access_token_response(ctx, issued, granted.scope)
