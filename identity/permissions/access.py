@@ -159,6 +159,15 @@ async def authorize(
 ) -> Relation:
     """The caller's relation if the matrix lets it perform ``action``; else an error."""
     relation = await relation_to(session, caller, account_id, now, catalogue)
+    # Staff relate to every account without a membership to read, so nothing else notices
+    # one that does not exist: its lists answered empty, and an insert under it broke the
+    # foreign key, which read as a duplicate (409).
+    if (
+        relation is Relation.STAFF
+        and account_id is not None
+        and await repository.get_account(session, account_id) is None
+    ):
+        raise NotFound("No such account.")
     if allowed(action, relation):
         return relation
     if account_id is not None and relation in (Relation.OTHER_USER, Relation.SERVICE):

@@ -366,6 +366,26 @@ async def test_another_accounts_ids_are_not_found_even_for_its_own_members_elsew
     assert {e["actor_client_id"] for e in audit.json()["events"]} == {"tests"}
 
 
+@pytest.mark.parametrize("endpoint", ACCOUNT_ENDPOINTS, ids=_label)
+async def test_staff_naming_an_account_that_does_not_exist_get_404(
+    client: httpx.AsyncClient, runtime: Runtime, endpoint: Endpoint
+) -> None:
+    """Staff relate to every account without a membership to read, so nothing looked the
+    account up: its members, invitations, roles and audit log listed empty (200), and adding
+    a member or a role answered 409 "already a member" or "name exists" (the foreign key's
+    refusal read as a duplicate)."""
+    user = await make_user(runtime)
+    ids = {name: str(uuid.uuid4()) for name in ("a", "t", "r", "i")}
+    world = World(
+        ids | {"u": str(user.id), "fresh": f"{uuid.uuid4().hex[:8]}@example.com"},
+        {Relation.STAFF: await staff_headers(runtime)},
+    )
+    method, path, body = endpoint.request(world)
+    response = await client.request(method, path, json=body, headers=world.headers[Relation.STAFF])
+    assert response.status_code == 404, response.text
+    assert response.json()["detail"] == "No such account.", response.text
+
+
 async def test_a_request_without_a_token_is_401_with_a_bearer_challenge(
     client: httpx.AsyncClient,
 ) -> None:
