@@ -65,6 +65,14 @@ def check_redirect_uri(
         parts = urlsplit(uri)
     except ValueError:
         raise invalid_field(field, f"The {what} {uri!r} is not a valid URI.") from None
+    try:
+        # urlsplit reads the port only when asked: a code sent to a URI no browser can
+        # follow would reach no one.
+        parts.port  # noqa: B018
+    except ValueError:
+        raise invalid_field(
+            field, f"The {what} {uri!r} has a port that is not a number from 0 to 65535."
+        ) from None
     if not parts.scheme or any(ord(c) < 0x21 or ord(c) == 0x7F for c in uri):
         raise invalid_field(field, f"The {what} {uri!r} must be an absolute URI without spaces.")
     if parts.fragment or "#" in uri:

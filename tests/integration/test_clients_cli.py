@@ -84,6 +84,18 @@ def test_public_client_has_no_secret_and_always_pkce(
         (["--redirect-uri", "https://app.example.com/cb#x"], "fragment"),
         (["--redirect-uri", "/relative"], "absolute"),
         (["--redirect-uri", "myapp:/cb"], "scheme"),
+        # Stored as given, and a code sent there reaches no one: no browser can follow it.
+        (["--redirect-uri", "https://app.example.com:99999/cb"], "port"),
+        (["--public", "--redirect-uri", "http://[::1]:abc/cb"], "port"),
+        (
+            [
+                "--redirect-uri",
+                "https://a.example/cb",
+                "--post-logout-redirect-uri",
+                "https://a.example:-1/",
+            ],
+            "port",
+        ),
         (["--redirect-uri", "https://a.example/cb", "--resource", "billing"], "resource"),
         (["--redirect-uri", "https://a.example/cb", "--scope", 'bad"scope'], "scope"),
         (["--public", "--no-require-pkce", "--redirect-uri", "https://a.example/cb"], "PKCE"),
