@@ -7,7 +7,10 @@ import unicodedata
 
 from identity.errors import InvalidInput
 
-MAX_EMAIL = 320  # RFC 3696 errata: 64 for the local part + "@" + 255 for the domain
+MAX_EMAIL = 320  # a local part (64) and a domain (255) as long as each may be, read at all
+# RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its angle brackets (RFC 3696 errata
+# 1690); octets, not characters, for a Unicode local part too (RFC 6531 §3.3).
+MAX_DELIVERABLE = 254
 MAX_LOCAL = 64
 MAX_DOMAIN = 253  # RFC 1035, as written without the trailing dot
 # Local parts as people type them: dot-atom (RFC 5322 §3.4.1), Unicode letters allowed
@@ -44,3 +47,16 @@ def normalise_email(raw: str) -> str:
     ):
         raise InvalidInput("The domain of the email address is not valid.")
     return f"{local}@{ascii_domain}"
+
+
+def deliverable_email(raw: str) -> str:
+    """``normalise_email``, for an address about to be stored (a new user, an invitation, a
+    changed sign-in email): it must also fit in an SMTP path, or every email to it fails.
+    Look-ups use ``normalise_email``, so an address stored before this rule still signs in."""
+    email = normalise_email(raw)
+    if len(email.encode()) > MAX_DELIVERABLE:
+        raise InvalidInput(
+            f"The email address is too long to receive mail: at most {MAX_DELIVERABLE} "
+            "characters (an accented letter counts as two)."
+        )
+    return email

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts import repository
-from identity.accounts.emails import normalise_email
+from identity.accounts.emails import deliverable_email, normalise_email
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
 from identity.audit.service import Actor, record_as
@@ -71,7 +71,7 @@ async def prepare_user(
 
     Raises ``InvalidInput`` (email, name) or ``PolicyViolation`` (password, with ``reasons``).
     """
-    email = normalise_email(email)
+    email = deliverable_email(email)
     name = checked_name(name)
     return NewUser(email, name, await hash_password(passwords, password, email=email, name=name))
 
@@ -80,7 +80,7 @@ def passwordless_user(*, email: str, name: str = "") -> NewUser:
     """A new user's details normalised and checked, with no password: sign-in fails for them
     as for a wrong password until they choose one. Raises ``InvalidInput`` naming the field."""
     try:
-        email = normalise_email(email)
+        email = deliverable_email(email)
     except InvalidInput as exc:
         raise InvalidInput(exc.detail, errors=[{"field": "email", "message": exc.detail}]) from None
     return NewUser(email, checked_name(name), None)

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.emails import normalise_email
+from identity.accounts.emails import deliverable_email, normalise_email
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import NewUser, create_user, prepare_user
@@ -143,7 +143,7 @@ async def invite(
     """Invite ``request.email``; the email with the link is queued in this transaction. A
     manager (``delegation``) invites with no more than they hold themselves."""
     try:
-        email = normalise_email(request.email)
+        email = deliverable_email(request.email)
     except InvalidInput as exc:
         raise invalid_field("email", exc.detail) from None
     if request.locale is not None and request.locale not in SUPPORTED_LOCALES:

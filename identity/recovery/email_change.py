@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.emails import normalise_email
+from identity.accounts.emails import deliverable_email
 from identity.accounts.models import PasswordCredential, User
 from identity.audit.service import Actor, record_as
 from identity.crypto import digest, random_token
@@ -63,7 +63,7 @@ async def request_email_change(
 ) -> None:
     """Mail a confirmation link to ``new_email``, recorded for ``actor`` (the user); raises
     ``InvalidInput`` or ``RateLimited``. Call ``runtime.mail.wake()`` after the commit."""
-    new_email = normalise_email(new_email)
+    new_email = deliverable_email(new_email)
     if new_email == user.email:
         raise InvalidInput("This is already the email address you sign in with.")
     await limiter.spend(PER_USER, str(user.id), "Too many email changes; try again later.")

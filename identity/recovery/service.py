@@ -29,7 +29,7 @@ from urllib.parse import quote
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts import repository as accounts
-from identity.accounts.emails import normalise_email
+from identity.accounts.emails import deliverable_email, normalise_email
 from identity.accounts.models import PasswordResetToken, User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import hash_password
@@ -306,7 +306,10 @@ async def assisted_email_change(
     ``NotFound`` or ``Conflict``. Call ``runtime.mail.wake()`` after the commit.
     """
     reason = required_reason(reason)
-    new_email = normalise_email(new_email)
+    try:
+        new_email = deliverable_email(new_email)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.detail, errors=[{"field": "email", "message": exc.detail}]) from None
     await repository.lock_user(session, user_id)
     found = await repository.user_with_credential(session, user_id)
     if found is None:

@@ -21,6 +21,9 @@ from tests.integration.oauth_helpers import make_client
 MEMBER = "/accounts/{a}/members/{t}"
 UUID0 = "00000000-0000-0000-0000-000000000000"
 CB = "https://app.example.com/cb"
+# 255 characters: no mail server takes an address over 254 (RFC 5321 §4.5.3.1.3), so the
+# welcome, invitation or confirmation email it was given for could never arrive.
+TOO_LONG_TO_MAIL = "a" * 64 + "@" + ".".join(["b" * 63, "c" * 63, "d" * 58, "com"])
 
 # (method, path, body, status, field): the body is wrong in exactly the field named.
 CASES: list[tuple[str, str, Any, int, str]] = [
@@ -46,6 +49,9 @@ CASES: list[tuple[str, str, Any, int, str]] = [
     ("POST", MEMBER + "/permissions", {}, 400, "name"),
     ("POST", MEMBER + "/roles", {"role_id": 7}, 400, "role_id"),
     ("POST", "/accounts/{a}/invitations", {"email": "not-an-email"}, 422, "email"),
+    ("POST", "/accounts/{a}/invitations", {"email": TOO_LONG_TO_MAIL}, 422, "email"),
+    ("POST", "/users", {"email": TOO_LONG_TO_MAIL}, 422, "email"),
+    ("POST", "/users/{t}/email", {"email": TOO_LONG_TO_MAIL, "reason": "R"}, 422, "email"),
     (
         "POST",
         "/accounts/{a}/invitations",

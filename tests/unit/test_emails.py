@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from identity.accounts.emails import normalise_email
+from identity.accounts.emails import deliverable_email, normalise_email
 from identity.errors import InvalidInput
 
 
@@ -42,3 +42,21 @@ def test_email_is_stored_trimmed_composed_and_lower_case(raw: str, stored: str) 
 def test_bad_email_is_invalid_input_saying_what_is_wrong(raw: str, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         normalise_email(raw)
+
+
+DOMAIN_189 = ".".join(["b" * 63, "c" * 63, "d" * 57, "com"])
+
+
+def test_an_address_too_long_to_receive_mail_is_refused_as_a_new_one_but_still_found() -> None:
+    """RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its angle brackets, so 254 for
+    the address (octets, RFC 6531 §3.3: an accented letter counts two). The 320 that a local
+    part and a domain may each reach together let longer ones in, and no email to them could
+    be sent. An address stored before is still looked up (sign-in, forgot password)."""
+    longest = "a" * 64 + "@" + DOMAIN_189
+    assert len(longest) == 254
+    assert deliverable_email(longest) == longest
+    one_more = longest.replace("d" * 57, "d" * 58)
+    for too_long in (one_more, "a" * 63 + "\u00e9@" + DOMAIN_189):
+        with pytest.raises(InvalidInput, match="254"):
+            deliverable_email(too_long)
+    assert normalise_email(one_more) == one_more
