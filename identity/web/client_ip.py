@@ -10,6 +10,7 @@ is never reached; a peer that is not a trusted proxy has its header ignored enti
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,10 +21,32 @@ from identity.settings import IpNetwork
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _parse(value: str) -> IpAddress | None:
+# Some proxies (Azure Application Gateway among them) write the client's port as well:
+# ``a.b.c.d:port``, ``[v6]:port`` or ``[v6]``. Unbracketed, an IPv6 address's last group is
+# part of the address, never a port.
+_WITH_PORT = re.compile(
+    r"\[(?P<v6>[^\]]+)\](?::(?P<port6>[0-9]{1,5}))?|(?P<v4>[^:]+):(?P<port4>[0-9]{1,5})"
+)
+
+
+def _ip(text: str, version: int | None = None) -> IpAddress | None:
     try:
-        address = ipaddress.ip_address(value.strip())
+        address = ipaddress.ip_address(text)
     except ValueError:
+        return None
+    return address if version in (None, address.version) else None
+
+
+def _parse(value: str) -> IpAddress | None:
+    entry = value.strip()
+    ported = _WITH_PORT.fullmatch(entry)
+    if ported is None:
+        address = _ip(entry)
+    elif int(ported["port6"] or ported["port4"] or 0) > 65535:
+        return None
+    else:
+        address = _ip(ported["v6"], 6) if ported["v6"] else _ip(ported["v4"], 4)
+    if address is None:
         return None
     # An IPv4 client reaching an IPv6 socket shows up as ::ffff:a.b.c.d; count it as IPv4.
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:

@@ -335,3 +335,17 @@ async def test_forwarded_for_from_a_trusted_proxy_names_the_client(start: Any) -
         redirected_to_client(await _good(http, **{"X-Forwarded-For": "203.0.113.9"}))
         sessions = await _sessions(runtime)
     assert [s.ip for s in sessions] == ["203.0.113.9"]
+
+
+async def test_clients_behind_a_proxy_that_writes_ports_are_throttled_apart(start: Any) -> None:
+    # Azure Application Gateway and others append "address:port"; each connection comes from a
+    # new port, yet it is one client, and another client's count is its own.
+    proxies = (ipaddress.ip_network("127.0.0.0/8"),)
+    async with start(login_max_failures_per_ip=3, trusted_proxies=proxies) as (http, runtime):
+        for n in range(3):
+            ported = f"198.51.100.7:{50000 + n}, 127.0.0.2:443"
+            await _fail(http, f"user{n}@example.com", **{"X-Forwarded-For": ported})
+        assert _throttled(await _good(http, **{"X-Forwarded-For": "198.51.100.7:50003"}))
+        redirected_to_client(await _good(http, **{"X-Forwarded-For": "[2001:db8::9]:443"}))
+        sessions = await _sessions(runtime)
+    assert [s.ip for s in sessions] == ["2001:db8::9"]

@@ -37,6 +37,17 @@ PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
         ("::ffff:10.0.0.2", ["198.51.100.1"], "198.51.100.1"),
         ("::ffff:203.0.113.5", ["198.51.100.1"], "203.0.113.5"),
         (" 10.0.0.2", [" 198.51.100.1 "], "198.51.100.1"),
+        # Entries with the client's port (Azure Application Gateway writes these): the address.
+        ("10.0.0.2", ["198.51.100.1:5678"], "198.51.100.1"),
+        ("10.0.0.2", ["[2001:db8::1]:443"], "2001:db8::1"),
+        ("10.0.0.2", ["[2001:db8::1]"], "2001:db8::1"),
+        ("10.0.0.2", ["[::ffff:198.51.100.1]:80"], "198.51.100.1"),
+        ("10.0.0.2", [" 198.51.100.1:5678 "], "198.51.100.1"),
+        # Our own proxies with ports are skipped like the ones without.
+        ("10.0.0.2", ["6.6.6.6, 198.51.100.1:5678, 10.0.0.3:443"], "198.51.100.1"),
+        ("fd00::1", ["[2001:db8::7]:5678, [fd00::2]:443"], "2001:db8::7"),
+        # Unbracketed, the last group is part of the IPv6 address, not a port.
+        ("10.0.0.2", ["2001:db8::1:443"], "2001:db8::1:443"),
     ],
 )
 def test_client_ip(peer: str, headers: list[str], expected: str) -> None:
@@ -50,3 +61,24 @@ def test_no_trusted_proxies_means_the_peer_always() -> None:
 def test_unparseable_or_missing_peer_is_kept_as_is() -> None:
     assert client_ip("testclient", ["198.51.100.1"], PROXIES) == "testclient"
     assert client_ip(None, [], PROXIES) == "unknown"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "198.51.100.1:",
+        "198.51.100.1:http",
+        "198.51.100.1:65536",
+        "198.51.100.1:123456",
+        "198.51.100.1:80:80",
+        "[198.51.100.1]:80",
+        "[2001:db8::1]:",
+        "[2001:db8::1]x",
+        "[2001:db8::1",
+        "2001:db8::1]:443",
+        "[]:443",
+        "host.example:443",
+    ],
+)
+def test_an_entry_with_a_malformed_port_stops_the_walk_like_any_garbage(entry: str) -> None:
+    assert client_ip("10.0.0.2", [f"198.51.100.1, {entry}, 10.0.0.3"], PROXIES) == "10.0.0.3"
