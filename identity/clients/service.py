@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -65,6 +65,14 @@ def check_redirect_uri(
         parts = urlsplit(uri)
     except ValueError:
         raise invalid_field(field, f"The {what} {uri!r} is not a valid URI.") from None
+    if "@" in parts.netloc:
+        # Credentials there are written into logs and browsers' history, and no browser
+        # follows them sensibly. The refusal does not repeat them.
+        shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        raise invalid_field(
+            field,
+            f"The {what} {shown!r} must not contain a user name or password (user:password@).",
+        )
     try:
         # urlsplit reads the port only when asked: a code sent to a URI no browser can
         # follow would reach no one.

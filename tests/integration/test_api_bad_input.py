@@ -91,6 +91,13 @@ CASES: list[tuple[str, str, Any, int, str]] = [
         "redirect_uris",
     ),
     ("POST", "/clients", {"name": "A", "redirect_uris": [CB, CB]}, 422, "redirect_uris"),
+    (
+        "POST",
+        "/clients",
+        {"name": "A", "redirect_uris": ["https://user:pw@app.example.com/cb"]},
+        422,
+        "redirect_uris",
+    ),
     ("POST", "/clients", {"name": "A", "redirect_uris": "cb"}, 400, "redirect_uris"),
     (
         "POST",
@@ -116,6 +123,13 @@ CASES: list[tuple[str, str, Any, int, str]] = [
         "PATCH",
         "/clients/{c}",
         {"post_logout_redirect_uris": ["myapp:/"]},
+        422,
+        "post_logout_redirect_uris",
+    ),
+    (
+        "PATCH",
+        "/clients/{c}",
+        {"post_logout_redirect_uris": ["https://user@app.example.com/"]},
         422,
         "post_logout_redirect_uris",
     ),

@@ -491,6 +491,18 @@ async def test_only_the_port_of_a_loopback_redirect_may_differ(
     assert_error_page(await client.get("/authorize", params=params))
 
 
+async def test_a_client_stored_before_credentials_were_refused_keeps_its_redirect(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Registration refuses user:password@ in a redirect URI now; a client already stored
+    # with one goes on working until staff change it.
+    stored = "https://user:pw@app.example/cb"
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True, redirect_uris=[stored])
+    response = await sign_in(client, authorize_params(redirect_uri=stored))
+    redirected_to_client(response, stored)
+
+
 async def test_a_confidential_client_s_loopback_redirect_matches_exactly(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

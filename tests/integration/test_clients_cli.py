@@ -96,6 +96,17 @@ def test_public_client_has_no_secret_and_always_pkce(
             ],
             "port",
         ),
+        # Credentials in a redirect URI end up in logs and browsers' history.
+        (["--redirect-uri", "https://user:pw@app.example.com/cb"], "user name or password"),
+        (
+            [
+                "--redirect-uri",
+                "https://a.example/cb",
+                "--post-logout-redirect-uri",
+                "https://user@a.example/",
+            ],
+            "user name or password",
+        ),
         (["--redirect-uri", "https://a.example/cb", "--resource", "billing"], "resource"),
         (["--redirect-uri", "https://a.example/cb", "--scope", 'bad"scope'], "scope"),
         (["--public", "--no-require-pkce", "--redirect-uri", "https://a.example/cb"], "PKCE"),
@@ -117,6 +128,18 @@ def test_bad_input_is_a_one_line_error_with_non_zero_exit(
     assert err.startswith("identity: ")
     assert len(err.strip().splitlines()) == 1
     assert message in err
+
+
+def test_a_refused_redirect_uri_does_not_show_its_password(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    uri = "https://user:hunter2@app.example.com/cb"
+    with pytest.raises(SystemExit):
+        main(["clients", "create", "--name", "App", "--redirect-uri", uri])
+
+    err = capsys.readouterr().err
+    assert "hunter2" not in err and "app.example.com/cb" in err
 
 
 def test_loopback_http_redirect_is_allowed(
