@@ -12,6 +12,13 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from identity.db.engine import DatabaseUnavailable
 from identity.errors import DomainError, RateLimited
+from identity.oauth.metadata import (
+    INTROSPECTION_PATH,
+    JWKS_PATH,
+    REVOCATION_PATH,
+    TOKEN_PATH,
+    USERINFO_PATH,
+)
 from identity.store.base import StoreUnavailable
 from identity.web.rendering import error_page, locale_for
 from identity.web.request_context import CLIENT_GONE
@@ -49,6 +56,26 @@ def _prefers_html(accept: str | None) -> bool:
         return False
 
 
+# Endpoints for programs: an OAuth library, a resource server or a monitor reads JSON even
+# when it sends a browser's Accept header, or a person opens one in the address bar.
+_FOR_PROGRAMS = (
+    "/api",
+    TOKEN_PATH,
+    INTROSPECTION_PATH,
+    REVOCATION_PATH,
+    USERINFO_PATH,
+    JWKS_PATH,
+    "/.well-known",
+    "/metrics",
+    "/health",
+    "/schema",
+)
+
+
+def _for_programs(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in _FOR_PROGRAMS)
+
+
 def _page_instead(
     request: Request[Any, Any, Any],
     status: int,
@@ -57,10 +84,11 @@ def _page_instead(
     headers: dict[str, str] | None = None,
     error_code: str | None = None,
 ) -> Response[Any] | None:
-    """An error page in the visitor's language for a browser finding an error outside the
-    API (a mistyped page address, the database down on a form post): JSON would be a page of
-    code to a customer. API clients, and anyone not asking for HTML first, get the problem."""
-    if request.url.path.startswith("/api/") or not _prefers_html(request.headers.get("accept")):
+    """An error page in the visitor's language for a browser finding an error on a hosted
+    page (a mistyped page address, the database down on a form post): JSON would be a page of
+    code to a customer. Programs' endpoints, and anyone not asking for HTML first, get the
+    problem."""
+    if _for_programs(request.url.path) or not _prefers_html(request.headers.get("accept")):
         return None
     response = error_page(
         request,
@@ -95,7 +123,7 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
         # Litestar's answer to a body cut short (a timeout, a client gone) is a 500: it is
         # the client's doing, and must not count as a failure of ours in logs and metrics.
         return problem(400, "The connection closed before the request was received whole.")
-    message_id = {404: "error.not_found", 405: "error.not_found"}.get(
+    message_id = {404: "error.not_found", 405: "error.not_found", 413: "error.too_large"}.get(
         status, "error.unexpected" if status >= 500 else "error.bad_request"
     )
     if shown := _page_instead(request, status, message_id, headers=headers):

@@ -200,6 +200,8 @@ def _walk(browser: Browser, site: Site, audit: Audit) -> None:
     page = browser.new_context(locale=locale).new_page()
     page.goto(f"{base_url}/authorize?client_id=nobody&response_type=code")
     audit(page, "error")
+    page.goto(f"{base_url}/logni")
+    audit(page, "error, no page at this address")
 
     authorize_url = _authorize_url(site)
     page.goto(authorize_url)

@@ -12,6 +12,7 @@ from litestar import Litestar, get
 
 from identity.logs import JsonFormatter
 from identity.oauth.interaction import FlowStore
+from identity.runtime import Runtime
 from identity.store.base import StoreUnavailable
 from identity.web.problems import EXCEPTION_HANDLERS
 from identity.web.request_context import request_context_middleware
@@ -113,6 +114,78 @@ async def test_a_browser_using_the_wrong_method_gets_a_page_naming_the_allowed_o
     assert response.status_code == 405
     assert "POST" in response.headers["allow"]
     assert "There is no page at this address" in response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/logni", 404), ("PUT", "/login", 405), ("DELETE", "/account/security", 405)],
+)
+async def test_a_browser_s_framework_error_is_a_page_in_its_language_keeping_the_status(
+    client: httpx.AsyncClient, method: str, path: str, status: int
+) -> None:
+    secret = "?token=hunter2&next=%3Cscript%3E"
+    response = await client.request(
+        method, path + secret, headers=BROWSER | {"Accept-Language": "es"}
+    )
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'lang="es"' in response.text
+    assert "No hay ninguna página en esta dirección" in response.text
+    # Nothing of the request comes back: not its path, not its query.
+    assert path not in response.text and "hunter2" not in response.text
+    assert "script%3E" not in response.text and "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/logni", 404), ("PUT", "/login", 405)],
+)
+async def test_a_program_s_framework_error_on_a_page_address_is_a_problem(
+    client: httpx.AsyncClient, method: str, path: str, status: int
+) -> None:
+    for accept in ({}, {"Accept": "application/json"}, {"Accept": "*/*"}):
+        response = await client.request(method, path, headers=accept)
+        assert response.status_code == status
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["status"] == status
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/v1/no-such-thing", 404),
+        ("GET", "/token", 405),
+        ("GET", "/introspect", 405),
+        ("GET", "/revoke", 405),
+        ("PUT", "/userinfo", 405),
+        ("POST", "/jwks.json", 405),
+        ("GET", "/.well-known/no-such-document", 404),
+        ("POST", "/metrics", 405),
+        ("GET", "/health/no-such-check", 404),
+        ("GET", "/schema/openapi.json/x", 404),
+    ],
+)
+async def test_machine_endpoints_answer_a_browser_with_a_problem(
+    client: httpx.AsyncClient, method: str, path: str, status: int
+) -> None:
+    """Whoever calls these is a program, even when the Accept header is a browser's: an
+    OAuth library or a monitor reads JSON."""
+    response = await client.request(method, path, headers=BROWSER)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_browser_posting_too_much_to_a_page_gets_a_page_saying_so(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    body = {"email": "a@example.com", "password": "x" * (runtime.settings.max_body_bytes + 1)}
+    page = await client.post("/login", data=body, headers=BROWSER | {"Accept-Language": "es"})
+    assert page.status_code == 413
+    assert page.headers["content-type"].startswith("text/html")
+    assert "Lo que has enviado es demasiado grande" in page.text
+    program = await client.post("/login", data=body)
+    assert program.status_code == 413
+    assert program.headers["content-type"] == "application/problem+json"
 
 
 async def test_an_accept_header_that_does_not_parse_gets_the_problem(
