@@ -26,6 +26,7 @@ from identity.web import (
     pages_second_factor,
 )
 from identity.web.api import management, password, recovery
+from identity.web.cors import cors_middleware
 from identity.web.dependencies import provide_runtime
 from identity.web.head_requests import head_as_get_middleware
 from identity.web.openapi import COMPONENTS, ProblemJsonRenderPlugin
@@ -81,9 +82,10 @@ def create_app(settings: Settings) -> Litestar:
     # Outermost, around Litestar's router, so that 404s and 405s get a request id and an
     # access-log line too (route middleware only sees requests that matched a route).
     # Metrics inside the request context, so they time what the access log times; both
-    # outside the HEAD-as-GET rewrite, so that they count a HEAD as one.
+    # outside the HEAD-as-GET rewrite, so that they count a HEAD as one. CORS inside it,
+    # so that a HEAD gets a GET's headers; around the router, so that it answers preflights.
     app.asgi_handler = request_context_middleware(
-        metrics.metrics_middleware(head_as_get_middleware(app.asgi_handler)),
+        metrics.metrics_middleware(head_as_get_middleware(cors_middleware(app.asgi_handler))),
         https=settings.https,
     )
     return app

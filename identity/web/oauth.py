@@ -35,14 +35,16 @@ from identity.oauth.errors import (
 )
 from identity.oauth.grants import TokenRequest, exchange
 from identity.oauth.metadata import Published
+from identity.oauth.origins import OriginNotAllowed, check_origin
 from identity.oauth.tokens import user_claims, verify_access_token
 from identity.permissions import service as permissions
 from identity.runtime import Runtime
 from identity.store.base import StoreUnavailable
 from identity.tokens import refresh, revocations
 from identity.tokens.subjects import active_user
+from identity.web import cors
 from identity.web.dependencies import RuntimeDep
-from identity.web.token_scope import scope_now
+from identity.web.token_scope import client_now, scope_now, scope_of
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def oauth_error_response(request: Request[Any, Any, Any], exc: OAuth2Error) -> Response[Any]:
+    if isinstance(exc, OriginNotAllowed):
+        cors.refuse(request.scope)
     status, body, headers = exc()
     extra = {k: v for k, v in headers if k.lower() != "content-type"}
     return Response(body, status_code=status, headers=NO_STORE | extra)
@@ -96,7 +100,7 @@ async def send_published(
     if scope["method"] != "GET":
         raise MethodNotAllowedException(headers={"Allow": "GET, HEAD"})
     etag = document.etag.encode()
-    headers = [(b"etag", etag), (b"cache-control", cache_control)]
+    headers = [(b"etag", etag), (b"cache-control", cache_control), cors.OPEN_TO_EVERY_ORIGIN]
     status, body = 200, document.body
     for name, value in scope["headers"]:
         if name == b"if-none-match" and (etag in value or value.strip() == b"*"):
@@ -198,6 +202,7 @@ async def token(request: Request[Any, Any, Any]) -> Response[Any]:
         credentials,
         TokenRequest(form, tuple(repeated.get("resource", ()))),
         utcnow(),
+        request.headers.get("origin"),
     )
     return Response(body, headers=NO_STORE)
 
@@ -224,10 +229,11 @@ async def userinfo(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Resp
     async with runtime.db.transaction() as session:
         if await revocations.is_revoked(session, claims["jti"]):
             raise InvalidTokenError()
-        allowed = await scope_now(runtime, claims, session)
-        if allowed is None:
+        client = await client_now(runtime, claims, session)
+        if client is None:
             raise InvalidTokenError()
-        scope = allowed.split()
+        check_origin(client, request.headers.get("origin"), bearer=True)
+        scope = scope_of(claims, client).split()
         if "openid" not in scope:
             raise InsufficientScopeError("The access token lacks the openid scope.", scope="openid")
         try:
@@ -361,6 +367,7 @@ async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
     form, _ = await read_form(request)
     credentials = parse_client_credentials(request.headers.get("authorization"), form)
     client = await authenticate_client(runtime.db, runtime.clients, credentials)
+    check_origin(client, request.headers.get("origin"))
     presented = _required_token(form)
     settings, now = runtime.settings, utcnow()
     keyset = await runtime.keyset()

@@ -14,21 +14,32 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.clients.models import OAuthClient
 from identity.oauth.scopes import still_allowed
 from identity.runtime import Runtime
+
+
+async def client_now(
+    runtime: Runtime, claims: dict[str, Any], session: AsyncSession | None = None
+) -> OAuthClient | None:
+    """The token's client as registered now; None once it is disabled or gone. From the
+    client cache (a few seconds fresh in other processes), read in ``session`` when the
+    caller has one open."""
+    client_id = str(claims["client_id"])
+    if session is None:
+        return await runtime.clients.lookup(runtime.db, client_id)
+    return await runtime.clients.get(session, client_id)
+
+
+def scope_of(claims: dict[str, Any], client: OAuthClient) -> str:
+    """The scopes of ``claims`` that ``client`` (from ``client_now``) is still registered for."""
+    return still_allowed(str(claims.get("scope", "")), client.scope)
 
 
 async def scope_now(
     runtime: Runtime, claims: dict[str, Any], session: AsyncSession | None = None
 ) -> str | None:
     """The scopes of ``claims`` its client is still registered for; None once the client
-    is disabled or gone. From the client cache (a few seconds fresh in other processes),
-    read in ``session`` when the caller has one open."""
-    client_id = str(claims["client_id"])
-    if session is None:
-        client = await runtime.clients.lookup(runtime.db, client_id)
-    else:
-        client = await runtime.clients.get(session, client_id)
-    if client is None:
-        return None
-    return still_allowed(str(claims.get("scope", "")), client.scope)
+    is disabled or gone."""
+    client = await client_now(runtime, claims, session)
+    return None if client is None else scope_of(claims, client)

@@ -123,16 +123,19 @@ async def redeem(
     client: RegisteredClient,
     code: str,
     verifier: str | None,
+    *,
+    origin: str | None = None,
     **extra: str,
 ) -> httpx.Response:
+    """The code exchange; ``origin``: as a browser app's page on that origin sends it."""
     data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}
     if verifier is not None:
         data["code_verifier"] = verifier
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = {} if origin is None else {"Origin": origin}
     if client.secret is None:
         data["client_id"] = client.client_id
     else:
-        headers = client.basic
+        headers |= client.basic
     return await http.post("/token", data=data | extra, headers=headers)
 
 

@@ -64,6 +64,21 @@ async def test_requests_are_counted_by_route_template_not_raw_path(
     )
 
 
+async def test_preflights_answered_before_the_router_are_counted_by_their_route(
+    client: httpx.AsyncClient,
+) -> None:
+    """The CORS middleware answers them without Litestar's router, which names the route."""
+    labels = {"method": "OPTIONS", "route": "/token", "status": "204"}
+    before = _value("identity_http_request_duration_seconds_count", **labels)
+
+    await client.options(
+        "/token",
+        headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"},
+    )
+
+    assert _value("identity_http_request_duration_seconds_count", **labels) == before + 1
+
+
 async def test_sign_ins_and_their_failures_and_rate_limit_hits_are_counted(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

@@ -1,9 +1,9 @@
 """Token endpoint grants, in Authlib's shape (a validate step, then a respond step) but async.
 
-``exchange`` runs: client authentication → grant type allowed → the grant's checks →
-issue. Everything from the grant's checks to issuing is one transaction, so a code or
-refresh token is spent only together with the tokens that replace it; client_credentials
-spends nothing and reads nothing, so it runs without one.
+``exchange`` runs: client authentication → the browser origin allowed → grant type
+allowed → the grant's checks → issue. Everything from the grant's checks to issuing is one
+transaction, so a code or refresh token is spent only together with the tokens that replace
+it; client_credentials spends nothing and reads nothing, so it runs without one.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from identity.oauth.grants.authorization_code import AuthorizationCodeGrant
 from identity.oauth.grants.base import Grant, GrantContext, Refusal, TokenRequest
 from identity.oauth.grants.client_credentials import ClientCredentialsGrant
 from identity.oauth.grants.refresh_token import RefreshTokenGrant
+from identity.oauth.origins import check_origin
 from identity.settings import Settings
 
 GRANTS: dict[str, Grant | ClientCredentialsGrant] = {
@@ -42,13 +43,18 @@ async def exchange(
     credentials: ClientCredentials,
     request: TokenRequest,
     now: datetime,
+    origin: str | None = None,
 ) -> dict[str, Any]:
-    """The token endpoint's steps in order; raises the OAuth error that stopped them."""
+    """The token endpoint's steps in order; raises the OAuth error that stopped them.
+
+    ``origin``: the ``Origin`` of a browser's request, refused before anything is spent
+    unless the client's app is served from it."""
     grant_type = request.require("grant_type")
     grant = GRANTS.get(grant_type)
     if grant is None:
         raise UnsupportedGrantTypeError(grant_type[:50])
     client = await authenticate_client(db, clients, credentials)
+    check_origin(client, origin)
     if grant_type not in client.grant_types:
         raise UnauthorizedClientError("The client may not use this grant type.")
     ctx = GrantContext(settings, keyset, client, now)
