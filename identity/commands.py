@@ -34,11 +34,17 @@ class StartupError(Exception):
     """The service cannot start or the command cannot run; ``str()`` says why and what to do."""
 
 
-def _unreachable(settings: Settings, exc: BaseException) -> StartupError:
+def _where(settings: Settings) -> str:
     from sqlalchemy.engine import make_url
 
     url = make_url(settings.database_url)
-    where = url.database if settings.is_sqlite else f"{url.host or 'localhost'}:{url.port or 5432}"
+    return (
+        str(url.database) if settings.is_sqlite else f"{url.host or 'localhost'}:{url.port or 5432}"
+    )
+
+
+def _unreachable(settings: Settings, exc: BaseException) -> StartupError:
+    where = _where(settings)
     reason = getattr(exc, "orig", None) or exc
     first_line = (
         str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
@@ -56,13 +62,41 @@ def migrate(settings: Settings) -> None:
         raise _unreachable(settings, exc) from None
 
 
+# A table or column this version's SQL names is missing (PostgreSQL's SQLSTATEs; SQLite
+# says it in words): the database is older than the code, not out of reach.
+_MISSING_SCHEMA_SQLSTATES = ("42P01", "42703")
+_MISSING_SCHEMA_SQLITE = ("no such table", "no such column")
+
+
+def _is_missing_schema(exc: BaseException) -> bool:
+    if not isinstance(exc, DBAPIError):
+        return False
+    if getattr(exc.orig, "sqlstate", None) in _MISSING_SCHEMA_SQLSTATES:
+        return True
+    return str(exc.orig).startswith(_MISSING_SCHEMA_SQLITE)
+
+
+def _not_migrated(settings: Settings) -> StartupError:
+    return StartupError(
+        f"the database at {_where(settings)} has no tables yet or is not at the latest "
+        "migration; run `identity migrate` first."
+    )
+
+
 async def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     db = Database(create_engine(settings))
     try:
         async with db.transaction() as session:
             return await work(session)
     except DatabaseUnavailable as exc:
-        raise _unreachable(settings, exc.__cause__ or exc) from None
+        cause = exc.__cause__ or exc
+        if _is_missing_schema(cause):  # SQLite's OperationalError counts as unavailable
+            raise _not_migrated(settings) from None
+        raise _unreachable(settings, cause) from None
+    except DBAPIError as exc:
+        if _is_missing_schema(exc):
+            raise _not_migrated(settings) from None
+        raise
     finally:
         await db.dispose()
 

@@ -6,6 +6,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from identity.db.engine import Database, create_engine
@@ -98,3 +99,23 @@ def test_a_bad_permission_catalogue_stops_serve_with_one_sentence_naming_it(
         f"identity: {policies / 'permissions.toml'}: surprise: is not a known table; "
         "fix the policies file.\n"
     )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("keys", "rotate"),
+        ("keys", "retire", "--kid", "k1"),
+        ("users", "create", "--email", "ana@example.com", "--password", "Kx7#mQ9!vB2$"),
+        ("clients", "create", "--name", "Billing", "--grant-type", "client_credentials"),
+    ],
+)
+def test_a_command_before_migrate_says_to_migrate(
+    env: dict[str, str], command: tuple[str, ...]
+) -> None:
+    result = run_identity(*command, env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("identity: the database at ")
+    assert "has no tables yet or is not at the latest migration" in result.stderr
+    assert "run `identity migrate`" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
