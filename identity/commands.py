@@ -21,7 +21,7 @@ from identity.crypto import Encryptor
 from identity.db import migrate as migrations
 from identity.db.engine import Database, DatabaseUnavailable, create_engine
 from identity.keys.service import create_key, ensure_key, retire_key
-from identity.secret_key import resolve_secret_key
+from identity.secret_key import SECRET_FILE, resolve_secret_key
 from identity.settings import Settings
 
 if TYPE_CHECKING:
@@ -115,8 +115,21 @@ def _signing_key(kid: str) -> tuple[str, str]:
     return ("signing_key", kid)
 
 
+def _secret_key(settings: Settings) -> str:
+    """The secret key, or a ``StartupError`` naming the file and what to do about it."""
+    try:
+        return resolve_secret_key(settings)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot read or create the secret key {settings.data_dir / SECRET_FILE} "
+            f"({exc.strerror}); check IDENTITY_DATA_DIR or set IDENTITY_SECRET_KEY."
+        ) from None
+    except ValueError as exc:
+        raise StartupError(f"{exc}; restore the key it held, or set IDENTITY_SECRET_KEY.") from None
+
+
 def _key_encryptor(settings: Settings) -> Encryptor:
-    return Encryptor(resolve_secret_key(settings), "signing-keys")
+    return Encryptor(_secret_key(settings), "signing-keys")
 
 
 def load_password_policy(settings: Settings) -> PasswordPolicy:
@@ -145,13 +158,7 @@ def _check_policy_files(settings: Settings) -> None:
 def prepare(settings: Settings) -> int:
     """Everything ``serve`` needs before it listens; returns how many users exist."""
     _check_policy_files(settings)
-    try:
-        resolve_secret_key(settings)
-    except OSError as exc:
-        raise StartupError(
-            f"cannot create the secret key in {settings.data_dir} ({exc.strerror}); "
-            "check IDENTITY_DATA_DIR or set IDENTITY_SECRET_KEY."
-        ) from None
+    _secret_key(settings)
     migrate(settings)
     encryptor = _key_encryptor(settings)
 

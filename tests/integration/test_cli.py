@@ -119,3 +119,32 @@ def test_a_command_before_migrate_says_to_migrate(
     assert "has no tables yet or is not at the latest migration" in result.stderr
     assert "run `identity migrate`" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _without_secret_key(env: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in env.items() if name != "IDENTITY_SECRET_KEY"}
+
+
+@pytest.mark.parametrize("command", [("keys", "rotate"), ("serve", "--port", "1")])
+def test_a_short_secret_key_file_stops_with_a_sentence_naming_it(
+    env: dict[str, str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    (tmp_path / "secret.key").write_text("short\n", encoding="utf-8")
+    assert run_identity("migrate", env=env).returncode == 0
+    result = run_identity(*command, env=_without_secret_key(env))
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"identity: {tmp_path / 'secret.key'} holds a secret key shorter than 32 characters; "
+        "restore the key it held, or set IDENTITY_SECRET_KEY.\n"
+    )
+
+
+def test_a_secret_key_that_cannot_be_created_is_named(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "secret.key").mkdir()
+    assert run_identity("migrate", env=env).returncode == 0
+    result = run_identity("keys", "rotate", env=_without_secret_key(env))
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"identity: cannot read or create the secret key {tmp_path / 'secret.key'} "
+        "(Is a directory); check IDENTITY_DATA_DIR or set IDENTITY_SECRET_KEY.\n"
+    )
