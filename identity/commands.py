@@ -55,7 +55,22 @@ def _unreachable(settings: Settings, exc: BaseException) -> StartupError:
     )
 
 
+def _make_data_dir(settings: Settings) -> None:
+    """The embedded database's folder, made before the engine would make it, so that a
+    folder that cannot be made is named as such, not as a database out of reach."""
+    if not settings.is_sqlite:
+        return
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create the data folder {settings.data_dir} ({exc.strerror}); "
+            "check IDENTITY_DATA_DIR."
+        ) from None
+
+
 def migrate(settings: Settings) -> None:
+    _make_data_dir(settings)
     try:
         migrations.upgrade(settings)
     except (DBAPIError, PoolTimeout, OSError) as exc:
@@ -84,6 +99,7 @@ def _not_migrated(settings: Settings) -> StartupError:
 
 
 async def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    _make_data_dir(settings)
     db = Database(create_engine(settings))
     try:
         async with db.transaction() as session:

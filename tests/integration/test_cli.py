@@ -148,3 +148,25 @@ def test_a_secret_key_that_cannot_be_created_is_named(env: dict[str, str], tmp_p
         f"identity: cannot read or create the secret key {tmp_path / 'secret.key'} "
         "(Is a directory); check IDENTITY_DATA_DIR or set IDENTITY_SECRET_KEY.\n"
     )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("migrate",),
+        ("users", "create", "--email", "ana@example.com", "--password", "Kx7#mQ9!vB2$"),
+        ("clients", "create", "--name", "Billing", "--grant-type", "client_credentials"),
+    ],
+)
+def test_a_data_folder_that_cannot_be_made_is_named(
+    env: dict[str, str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    data_dir = tmp_path / "a-file" / "identity"
+    embedded = {name: value for name, value in env.items() if name != "IDENTITY_DATABASE_URL"}
+    result = run_identity(*command, env=embedded | {"IDENTITY_DATA_DIR": str(data_dir)})
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"identity: cannot create the data folder {data_dir} (Not a directory); "
+        "check IDENTITY_DATA_DIR.\n"
+    )
