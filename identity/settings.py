@@ -39,14 +39,21 @@ class SettingsError(ValueError):
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Durations become timedeltas, datetimes, Redis expiries and sleeps: far beyond any sensible
+# lifetime, they overflow those (a traceback at start-up, or a 500 on every request).
+MAX_DURATION_DAYS = 3650
 
 
 def parse_duration(raw: str) -> int:
-    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``30d``."""
+    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``30d``, at most ten years."""
     match = _DURATION.match(raw)
     if not match:
         raise ValueError("must be a whole number of seconds, or a number followed by s, m, h or d")
-    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    digits = match.group(1).lstrip("0") or "0"
+    # Counted before int(), which refuses more than 4300 digits.
+    seconds = int(digits) * _UNITS[match.group(2)] if len(digits) <= 12 else None
+    if seconds is None or seconds > MAX_DURATION_DAYS * 86400:
+        raise ValueError(f"must be at most {MAX_DURATION_DAYS}d (ten years)")
     if seconds <= 0:
         raise ValueError("must be longer than zero seconds")
     return seconds

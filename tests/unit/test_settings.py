@@ -52,6 +52,9 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_SMTP_URL", "ftp://mail", "smtp://host:port"),
         ("IDENTITY_ACCESS_TOKEN_TTL", "ten minutes", "whole number of seconds"),
         ("IDENTITY_ACCESS_TOKEN_TTL", "0", "longer than zero"),
+        ("IDENTITY_SENT_RETENTION", "99999999999999d", "at most 3650d"),
+        ("IDENTITY_KEYS_REFRESH", "9" * 5000, "at most 3650d"),
+        ("IDENTITY_RESET_LIMIT_GLOBAL", "5/3651d", "at most 3650d"),
         ("IDENTITY_MAX_BODY_BYTES", "-5", "greater than zero"),
         ("IDENTITY_TRUSTED_PROXIES", "10.0.0.1,not-an-ip", "not an IP address"),
         ("IDENTITY_LOG_LEVEL", "LOUD", "one of DEBUG"),
@@ -105,6 +108,7 @@ def test_durations_accept_units() -> None:
     assert settings.housekeeping_interval == 300
     assert settings.sent_retention == 7 * 86400
     assert settings.request_read_timeout == 120
+    assert Settings.from_env({"IDENTITY_SESSION_TTL": "3650d"}).session_ttl == 3650 * 86400
 
 
 def test_trusted_proxies_parse_addresses_and_networks() -> None:
