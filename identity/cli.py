@@ -66,11 +66,20 @@ def cmd_keys_retire(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _password_from_stdin() -> str:
+    """The first line of stdin, as UTF-8 whatever the locale: the browser sends UTF-8, so
+    the same password typed there must give the same text here."""
+    try:
+        return sys.stdin.buffer.readline().decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise CommandError("the password on stdin is not valid UTF-8 text.") from None
+
+
 def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
     from identity.commands import create_user
 
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        password = _password_from_stdin()
     elif args.password is not None:
         password = args.password
     else:

@@ -32,14 +32,31 @@ def test_creates_a_user_and_prints_its_id_and_email(
     assert printed["id"]
 
 
+def _stdin(data: bytes) -> io.TextIOWrapper:
+    # Whatever the locale decodes stdin with, the password is read as the bytes it is.
+    return io.TextIOWrapper(io.BytesIO(data), encoding="latin-1")
+
+
 def test_reads_the_password_from_stdin(
     environment: dict[str, str],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO("Zq#8vK!m2Rx\n"))
+    monkeypatch.setattr("sys.stdin", _stdin("Zq#8vK!m2Rx€\n".encode()))
     assert main(["users", "create", "--email", "ana@example.com", "--password-stdin"]) == 0
     assert json.loads(capsys.readouterr().out)["email"] == "ana@example.com"
+
+
+def test_a_password_on_stdin_that_is_not_utf8_is_refused_as_such(
+    environment: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sys.stdin", _stdin(b"Zq#8vK!m2Rx\xff\n"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["users", "create", "--email", "ana@example.com", "--password-stdin"])
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == "identity: the password on stdin is not valid UTF-8 text.\n"
 
 
 def test_a_refused_password_prints_the_policy_reasons_and_fails(
@@ -47,7 +64,7 @@ def test_a_refused_password_prints_the_policy_reasons_and_fails(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO("Verano2025\n"))
+    monkeypatch.setattr("sys.stdin", _stdin(b"Verano2025\n"))
     with pytest.raises(SystemExit) as exit_:
         main(["users", "create", "--email", "ana@example.com", "--password-stdin"])
     assert exit_.value.code == 1
