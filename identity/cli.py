@@ -14,6 +14,10 @@ from identity.settings import Settings, SettingsError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
+# Far more processes than any machine serves with: uvicorn starts every worker before it
+# heeds SIGTERM, so a mistyped count would fill the machine with processes.
+MAX_WORKERS = 256
+
 
 class CommandError(Exception):
     """A failure the person at the terminal can act on; printed as one sentence."""
@@ -110,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the HTTP API and hosted pages")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
-    serve.add_argument("--workers", type=int, default=1, help="server processes (1)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help=f"server processes (1; at most {MAX_WORKERS})"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     migrate = commands.add_parser("migrate", help="apply database migrations up to the latest")
@@ -190,8 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(f"{exc}.", 2)
     if args.command == "serve" and not 0 < args.port < 65536:
         fail("--port must be between 1 and 65535.", 2)
-    if args.command == "serve" and args.workers < 1:
-        fail("--workers must be 1 or more.", 2)
+    if args.command == "serve" and not 0 < args.workers <= MAX_WORKERS:
+        fail(f"--workers must be between 1 and {MAX_WORKERS}.", 2)
     handler: Handler = args.handler
     from identity.commands import StartupError
 

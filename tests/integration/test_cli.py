@@ -170,3 +170,18 @@ def test_a_data_folder_that_cannot_be_made_is_named(
         f"identity: cannot create the data folder {data_dir} (Not a directory); "
         "check IDENTITY_DATA_DIR.\n"
     )
+
+
+@pytest.mark.parametrize("workers", ["0", "257", "99999999"])
+def test_serve_refuses_a_number_of_workers_it_could_not_run(
+    env: dict[str, str], workers: str
+) -> None:
+    # 99999999 used to spawn workers until the machine ran out, deaf to SIGTERM meanwhile.
+    # An unreachable database stops a serve that accepts the number before any worker starts.
+    unreachable = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/identity"
+    result = run_identity(
+        "serve", "--port", str(free_port()), "--workers", workers,
+        env=env | {"IDENTITY_DATABASE_URL": unreachable},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == "identity: --workers must be between 1 and 256.\n"
