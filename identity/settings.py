@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from email.headerregistry import AddressHeader
 from pathlib import Path
 from typing import TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -103,10 +103,25 @@ def parse_mail_from(raw: str) -> str:
     return sender
 
 
+_BAD_PORT = "has a port that is not a number from 1 to 65535"
+
+
+def _check_port(parts: SplitResult) -> None:
+    """A URL's port, if it names one, is one a socket can use: checked here, since the
+    libraries that get the URL later fail with a traceback or a message of their own."""
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(_BAD_PORT) from None
+    if port == 0:
+        raise ValueError(_BAD_PORT)
+
+
 def parse_issuer(raw: str) -> str:
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an absolute http or https URL such as https://id.example.com")
+    _check_port(parts)
     if parts.query or parts.fragment:
         raise ValueError("must not contain a query or a fragment (OpenID Connect Discovery §3)")
     # Clients compare the issuer byte for byte, so one canonical form: no trailing slash.
@@ -120,6 +135,10 @@ def parse_database_url(raw: str) -> str:
         raise ValueError(
             "is not a database URL (expected e.g. postgresql+psycopg://host/db)"
         ) from None
+    except ValueError:  # SQLAlchemy's int() of the port
+        raise ValueError(_BAD_PORT) from None
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ValueError(_BAD_PORT)
     return async_database_url(url).render_as_string(hide_password=False)
 
 
@@ -144,6 +163,11 @@ def parse_redis_url(raw: str) -> str:
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
         raise ValueError("must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0")
+    _check_port(parts)
+    # redis-py ignores a path that is not a number and uses database 0 instead.
+    database = parts.path.strip("/")
+    if parts.scheme != "unix" and database and not (database.isascii() and database.isdigit()):
+        raise ValueError("must end with a database number, such as redis://127.0.0.1:6379/0")
     return raw.strip()
 
 
@@ -153,10 +177,7 @@ def parse_smtp_url(raw: str) -> str:
         raise ValueError(
             "must be smtp://host:port, smtp+starttls://host:port or smtps://user:pass@host:port"
         )
-    try:
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
-        raise ValueError("has a port that is not a number") from None
+    _check_port(parts)
     return raw.strip()
 
 
