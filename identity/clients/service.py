@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,6 +55,14 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+def _has_bad_port(parts: SplitResult) -> bool:
+    """A port no browser or socket can use, which ``urlsplit`` keeps without a word."""
+    try:
+        return parts.port == 0
+    except ValueError:  # not a number, or out of range
+        return True
+
+
 def check_redirect_uri(
     uri: str, *, public: bool, what: str = "redirect URI", field: str = "redirect_uris"
 ) -> str:
@@ -73,14 +81,10 @@ def check_redirect_uri(
             field,
             f"The {what} {shown!r} must not contain a user name or password (user:password@).",
         )
-    try:
-        # urlsplit reads the port only when asked: a code sent to a URI no browser can
-        # follow would reach no one.
-        parts.port  # noqa: B018
-    except ValueError:
+    if _has_bad_port(parts):
         raise invalid_field(
-            field, f"The {what} {uri!r} has a port that is not a number from 0 to 65535."
-        ) from None
+            field, f"The {what} {uri!r} has a port that is not a number from 1 to 65535."
+        )
     if not parts.scheme or any(ord(c) < 0x21 or ord(c) == 0x7F for c in uri):
         raise invalid_field(field, f"The {what} {uri!r} must be an absolute URI without spaces.")
     if parts.fragment or "#" in uri:
@@ -142,6 +146,11 @@ def check_resource(resource: str) -> str:
             "resources",
             f"The resource {resource!r} must be an absolute URI without a fragment, "
             "such as https://billing.example.com.",
+        )
+    if _has_bad_port(urlsplit(resource)):
+        raise invalid_field(
+            "resources",
+            f"The resource {resource!r} has a port that is not a number from 1 to 65535.",
         )
     return resource
 

@@ -84,7 +84,8 @@ def test_public_client_has_no_secret_and_always_pkce(
         (["--redirect-uri", "https://app.example.com/cb#x"], "fragment"),
         (["--redirect-uri", "/relative"], "absolute"),
         (["--redirect-uri", "myapp:/cb"], "scheme"),
-        # Stored as given, and a code sent there reaches no one: no browser can follow it.
+        # Browsers cannot follow these: a client registered with one could never sign in.
+        (["--redirect-uri", "https://app.example.com:abc/cb"], "port"),
         (["--redirect-uri", "https://app.example.com:99999/cb"], "port"),
         (["--public", "--redirect-uri", "http://[::1]:abc/cb"], "port"),
         (
@@ -96,6 +97,16 @@ def test_public_client_has_no_secret_and_always_pkce(
             ],
             "port",
         ),
+        (
+            [
+                "--redirect-uri",
+                "https://a.example/cb",
+                "--post-logout-redirect-uri",
+                "https://app.example.com:0/bye",
+            ],
+            "port",
+        ),
+        (["--redirect-uri", "https://a.example/cb", "--resource", "https://b.example:x"], "port"),
         # Credentials in a redirect URI end up in logs and browsers' history.
         (["--redirect-uri", "https://user:pw@app.example.com/cb"], "user name or password"),
         (
