@@ -20,6 +20,7 @@ from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.display_names import display_name
 from identity.errors import Conflict, NotFound
+from identity.oauth.authorize import MAX_VALUE_LENGTH
 from identity.oauth.errors import InvalidScopeError
 from identity.oauth.metadata import GRANT_TYPES
 from identity.oauth.resources import is_resource_uri
@@ -63,12 +64,23 @@ def _has_bad_port(parts: SplitResult) -> bool:
         return True
 
 
+def _check_length(uri: str, what: str, field: str) -> None:
+    """The authorization endpoint refuses longer redirect URIs and resources, so a client
+    registered with one could never sign anyone in (post-logout URIs are held to the same
+    length); the URI itself is left out of a message it would flood."""
+    if len(uri) > MAX_VALUE_LENGTH:
+        raise invalid_field(
+            field, f"A {what} is longer than {MAX_VALUE_LENGTH} characters ({len(uri)})."
+        )
+
+
 def check_redirect_uri(
     uri: str, *, public: bool, what: str = "redirect URI", field: str = "redirect_uris"
 ) -> str:
     """RFC 9700 §2.1 / RFC 8252: absolute, no fragment, https except on loopback; native
     (public) apps may also use a private-use scheme such as ``com.example.app:/callback``.
     """
+    _check_length(uri, what, field)
     try:
         parts = urlsplit(uri)
     except ValueError:
@@ -141,6 +153,7 @@ def check_scope(scope: str) -> str:
 
 
 def check_resource(resource: str) -> str:
+    _check_length(resource, "resource", "resources")
     if not is_resource_uri(resource):
         raise invalid_field(
             "resources",

@@ -159,3 +159,27 @@ def test_loopback_http_redirect_is_allowed(
     capsys.readouterr()
     for uri in ("http://127.0.0.1:8080/cb", "http://localhost/cb", "http://[::1]/cb"):
         assert main(["clients", "create", "--name", "CLI", "--redirect-uri", uri]) == 0
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--redirect-uri", "https://a.example/" + "x" * 10_000],
+        ["--redirect-uri", "https://a.example/cb", "--post-logout-redirect-uri",
+         "https://a.example/" + "x" * 2031],
+        ["--redirect-uri", "https://a.example/cb", "--resource",
+         "https://r.example/" + "x" * 10_000],
+    ],
+)  # fmt: skip
+def test_a_uri_longer_than_the_authorization_endpoint_takes_is_refused_in_one_short_line(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str], arguments: list[str]
+) -> None:
+    # The authorization endpoint refuses longer values: such a client could never sign in.
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["clients", "create", "--name", "App", *arguments])
+
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "longer than 2048 characters" in err
+    assert len(err) < 200
