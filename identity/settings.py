@@ -306,11 +306,18 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(variable, str(exc)) from None
 
-        data_dir = read("DATA_DIR", lambda raw: Path(raw).expanduser(), Path("."))
-        default_db = f"sqlite+aiosqlite:///{(data_dir / 'identity.db').resolve()}"
-
         def path(raw: str) -> Path:
             return Path(raw).expanduser()
+
+        def folder(raw: str) -> Path:
+            """A folder that is made when first needed, so it need not exist yet."""
+            candidate = path(raw)
+            if candidate.exists() and not candidate.is_dir():
+                raise ValueError(f"names {raw!r}, which is a file, not a folder")
+            return candidate
+
+        data_dir = read("DATA_DIR", folder, Path("."))
+        default_db = f"sqlite+aiosqlite:///{(data_dir / 'identity.db').resolve()}"
 
         def existing_file(raw: str) -> Path:
             candidate = path(raw)
@@ -336,7 +343,7 @@ class Settings:
             redis_key_prefix=read("REDIS_KEY_PREFIX", str.strip, "identity:"),
             issuer=read("ISSUER", parse_issuer, "http://127.0.0.1:8000"),
             smtp_url=read("SMTP_URL", parse_smtp_url, None),
-            mail_outbox=read("MAIL_OUTBOX", path, None),
+            mail_outbox=read("MAIL_OUTBOX", folder, None),
             mail_from=read("MAIL_FROM", parse_mail_from, "Identity <no-reply@localhost>"),
             product_name=read("PRODUCT_NAME", parse_product_name, "Identity"),
             secret_key=read("SECRET_KEY", secret, None),

@@ -132,3 +132,18 @@ def test_http_webhooks_to_loopback_are_off_unless_asked_for(raw: str, expected: 
     assert Settings.from_env({}).webhooks_allow_http_loopback is False
     variable = "IDENTITY_WEBHOOKS_ALLOW_HTTP_LOOPBACK"
     assert Settings.from_env({variable: raw}).webhooks_allow_http_loopback is expected
+
+
+@pytest.mark.parametrize("variable", ["IDENTITY_DATA_DIR", "IDENTITY_MAIL_OUTBOX"])
+def test_a_folder_setting_that_names_a_file_is_refused(variable: str, tmp_path: Path) -> None:
+    # Every email would otherwise fail and be retried, and the data folder fail each command.
+    a_file = tmp_path / "a-file"
+    a_file.write_text("", encoding="utf-8")
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: str(a_file)})
+    assert str(caught.value) == f"{variable} names {str(a_file)!r}, which is a file, not a folder"
+
+
+def test_folder_settings_may_name_folders_still_to_be_made(tmp_path: Path) -> None:
+    settings = Settings.from_env({"IDENTITY_MAIL_OUTBOX": str(tmp_path / "new" / "outbox")})
+    assert settings.outbox_dir == tmp_path / "new" / "outbox"
