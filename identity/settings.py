@@ -301,6 +301,12 @@ class Settings:
             raw = environ.get(variable)
             if raw is None or raw.strip() == "":
                 return default
+            # Bytes that are not UTF-8 arrive as lone surrogates (PEP 383), which pass every
+            # check here and then fail wherever the value is encoded: a page, a token, a key.
+            try:
+                raw.encode("utf-8")
+            except UnicodeEncodeError:
+                raise SettingsError(variable, "is not valid UTF-8 text") from None
             try:
                 return parse(raw)
             except ValueError as exc:

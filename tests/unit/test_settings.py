@@ -147,3 +147,15 @@ def test_a_folder_setting_that_names_a_file_is_refused(variable: str, tmp_path: 
 def test_folder_settings_may_name_folders_still_to_be_made(tmp_path: Path) -> None:
     settings = Settings.from_env({"IDENTITY_MAIL_OUTBOX": str(tmp_path / "new" / "outbox")})
     assert settings.outbox_dir == tmp_path / "new" / "outbox"
+
+
+@pytest.mark.parametrize(
+    "variable", ["IDENTITY_SECRET_KEY", "IDENTITY_PRODUCT_NAME", "IDENTITY_ISSUER"]
+)
+def test_a_value_that_is_not_utf8_is_refused_as_such(variable: str) -> None:
+    # Python hands such bytes over as lone surrogates (PEP 383), which fail much later: the
+    # secret key with a traceback in every command, the others in pages and tokens.
+    value = {"IDENTITY_ISSUER": "https://id.example.com/\udcff"}.get(variable, "\udcff" * 40)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value})
+    assert str(caught.value) == f"{variable} is not valid UTF-8 text"
