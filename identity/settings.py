@@ -93,13 +93,17 @@ def parse_mail_from(raw: str) -> str:
     """The sender of every email: one address, with or without a display name. Checked here,
     since a sender the mail server refuses would fail every email only once queued."""
     sender = raw.strip()
-    header = cast(AddressHeader, email.policy.default.header_factory("From", sender))
-    addresses = header.addresses
+    refusal = ValueError(
+        "must be one email address, such as Identity <no-reply@id.example.com> "
+        '(quote a name with a comma: "Acme, Inc." <no-reply@acme.example>)'
+    )
+    try:
+        header = cast(AddressHeader, email.policy.default.header_factory("From", sender))
+        addresses = header.addresses
+    except ValueError:  # a line break, in the words of the email package
+        raise refusal from None
     if header.defects or len(addresses) != 1 or not addresses[0].domain:
-        raise ValueError(
-            "must be one email address, such as Identity <no-reply@id.example.com> "
-            '(quote a name with a comma: "Acme, Inc." <no-reply@acme.example>)'
-        )
+        raise refusal
     return sender
 
 

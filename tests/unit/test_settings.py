@@ -76,6 +76,7 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_MAIL_FROM", "Acme, Inc. <no-reply@acme.example>", "one email address"),
         ("IDENTITY_MAIL_FROM", "a@acme.example, b@acme.example", "one email address"),
         ("IDENTITY_MAIL_FROM", "Acme <no-reply@acme.example", "one email address"),
+        ("IDENTITY_MAIL_FROM", "Acme\nInc <no-reply@acme.example>", "one email address"),
     ],
 )
 def test_a_bad_value_names_the_variable_in_one_sentence(
