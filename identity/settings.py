@@ -128,6 +128,9 @@ def parse_issuer(raw: str) -> str:
     _check_port(parts)
     if parts.query or parts.fragment:
         raise ValueError("must not contain a query or a fragment (OpenID Connect Discovery §3)")
+    if parts.username is not None or parts.password is not None:
+        # It would be published in discovery and written into every emailed link.
+        raise ValueError("must not contain a user name or password (OpenID Connect Discovery §3)")
     # Clients compare the issuer byte for byte, so one canonical form: no trailing slash.
     return raw.strip().rstrip("/")
 

@@ -48,6 +48,7 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_REDIS_URL", "http://localhost", "redis://"),
         ("IDENTITY_ISSUER", "id.example.com", "absolute http or https URL"),
         ("IDENTITY_ISSUER", "https://id.example.com/?a=b", "query or a fragment"),
+        ("IDENTITY_ISSUER", "https://admin:pw@id.example.com", "user name or password"),
         ("IDENTITY_SMTP_URL", "smtp://mail:notaport", "port that is not a number from 1"),
         ("IDENTITY_SMTP_URL", "ftp://mail", "smtp://host:port"),
         ("IDENTITY_SMTP_URL", "smtp://mail:99999", "port that is not a number from 1 to 65535"),
