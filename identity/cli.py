@@ -28,8 +28,23 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
+class UnwrittenOutput(CommandError):
+    """Standard output did not take what a command printed (closed, a full disk)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"cannot write to standard output ({reason}).")
+
+
 def print_json(value: dict[str, Any]) -> None:
-    print(json.dumps(value, indent=2, default=str))
+    """Printed and flushed, so that an output that refuses it fails here, where the caller
+    can still undo what it reports, rather than at exit or not at all."""
+    if sys.stdout is None:  # started with standard output closed
+        raise UnwrittenOutput("it is closed")
+    try:
+        print(json.dumps(value, indent=2, default=str), flush=True)
+    except OSError as exc:
+        raise UnwrittenOutput(exc.strerror or type(exc).__name__) from None
 
 
 def run_async(work: Awaitable[Any]) -> Any:
@@ -96,7 +111,12 @@ def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_clients_create(args: argparse.Namespace, settings: Settings) -> int:
     from identity.commands import create_client
 
-    print_json(run_async(create_client(settings, args)))
+    try:
+        run_async(create_client(settings, args, show=print_json))
+    except UnwrittenOutput as exc:
+        raise CommandError(
+            f"cannot write to standard output ({exc.reason}); nothing was registered."
+        ) from None
     return 0
 
 

@@ -248,7 +248,11 @@ async def create_user(
         raise StartupError(exc.detail) from None
 
 
-async def create_client(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+async def create_client(
+    settings: Settings, args: argparse.Namespace, show: Callable[[dict[str, Any]], None]
+) -> None:
+    """Register the client and ``show`` it, secret included, before the commit: a secret is
+    shown only once, so if ``show`` raises, the client is not kept."""
     from identity.clients.service import ClientSpec, register_client
     from identity.errors import InvalidInput
 
@@ -264,10 +268,10 @@ async def create_client(settings: Settings, args: argparse.Namespace) -> dict[st
         require_pkce=not args.no_require_pkce,
     )
 
-    async def work(session: AsyncSession) -> dict[str, Any]:
-        return await register_client(session, _command_line_actor(), spec)
+    async def work(session: AsyncSession) -> None:
+        show(await register_client(session, _command_line_actor(), spec))
 
     try:
-        return await _with_session(settings, work)
+        await _with_session(settings, work)
     except InvalidInput as exc:
         raise StartupError(exc.detail) from None

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+from sqlalchemy import select
 
 from identity.cli import main
 from identity.clients.models import OAuthClient
@@ -183,3 +187,43 @@ def test_a_uri_longer_than_the_authorization_endpoint_takes_is_refused_in_one_sh
     err = capsys.readouterr().err
     assert "longer than 2048 characters" in err
     assert len(err) < 200
+
+
+def _client_names(settings: Settings) -> list[str]:
+    async def read() -> list[str]:
+        db = Database(create_engine(settings))
+        try:
+            async with db.transaction() as session:
+                return list((await session.scalars(select(OAuthClient.name))).all())
+        finally:
+            await db.dispose()
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize(
+    ("stdout", "reason"), [("/dev/full", "No space left on device"), (None, "it is closed")]
+)
+def test_a_secret_that_cannot_be_shown_is_not_kept(
+    cli_env: Settings, env: dict[str, str], stdout: str | None, reason: str
+) -> None:
+    # A client whose secret nobody saw is useless, and its secret cannot be shown again.
+    command = [sys.executable, "-m", "identity.cli", "clients", "create", "--name", "Lost",
+               "--grant-type", "client_credentials"]  # fmt: skip
+    with open(stdout or os.devnull, "wb") as output:
+        result = subprocess.run(
+            command,
+            env=os.environ | env,
+            stdin=subprocess.DEVNULL,
+            stdout=output if stdout else None,
+            stderr=subprocess.PIPE,
+            # No stdout at all: the command starts with file descriptor 1 closed.
+            preexec_fn=None if stdout else lambda: os.close(1),
+            check=False,
+        )
+
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        f"identity: cannot write to standard output ({reason}); nothing was registered.\n"
+    )
+    assert _client_names(cli_env) == []
