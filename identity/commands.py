@@ -17,10 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
 from identity.audit.service import Actor, record_as
-from identity.crypto import Encryptor
+from identity.clock import utcnow
+from identity.crypto import DecryptionFailed, Encryptor
 from identity.db import migrate as migrations
 from identity.db.engine import Database, DatabaseUnavailable, create_engine
-from identity.keys.service import create_key, ensure_key, retire_key
+from identity.keys.service import create_key, ensure_key, load_keyset, retire_key
 from identity.secret_key import SECRET_FILE, resolve_secret_key
 from identity.settings import Settings
 
@@ -148,6 +149,20 @@ def _key_encryptor(settings: Settings) -> Encryptor:
     return Encryptor(_secret_key(settings), "signing-keys")
 
 
+async def _check_keys_open(session: AsyncSession, encryptor: Encryptor) -> None:
+    """The stored signing keys open with this secret key: with another one the server would
+    answer 500 to every token and JWKS request, and a rotation would add a key beside ones
+    nothing can use."""
+    try:
+        await load_keyset(session, encryptor, utcnow())
+    except DecryptionFailed:
+        raise StartupError(
+            "the signing keys in the database do not open with this secret key; set "
+            "IDENTITY_SECRET_KEY (or secret.key in IDENTITY_DATA_DIR) to the one they were "
+            "made with."
+        ) from None
+
+
 def load_password_policy(settings: Settings) -> PasswordPolicy:
     """The policy file in force, or a ``StartupError`` naming the file and the key."""
     from identity.accounts.password_policy_file import PolicyFileError, load_policy
@@ -179,6 +194,7 @@ def prepare(settings: Settings) -> int:
     encryptor = _key_encryptor(settings)
 
     async def work(session: AsyncSession) -> int:
+        await _check_keys_open(session, encryptor)
         await ensure_key(session, encryptor, settings.signing_alg)
         return int(await session.scalar(select(func.count()).select_from(User)) or 0)
 
@@ -189,6 +205,7 @@ async def rotate_signing_key(settings: Settings, alg: str) -> str:
     encryptor = _key_encryptor(settings)
 
     async def work(session: AsyncSession) -> str:
+        await _check_keys_open(session, encryptor)
         kid = (await create_key(session, encryptor, alg)).kid
         await record_as(
             session,

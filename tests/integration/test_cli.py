@@ -125,7 +125,7 @@ def _without_secret_key(env: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if name != "IDENTITY_SECRET_KEY"}
 
 
-@pytest.mark.parametrize("command", [("keys", "rotate"), ("serve", "--port", "1")])
+@pytest.mark.parametrize("command", [("keys", "rotate"), ("serve", "--port", str(free_port()))])
 def test_a_short_secret_key_file_stops_with_a_sentence_naming_it(
     env: dict[str, str], tmp_path: Path, command: tuple[str, ...]
 ) -> None:
@@ -185,3 +185,23 @@ def test_serve_refuses_a_number_of_workers_it_could_not_run(
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr == "identity: --workers must be between 1 and 256.\n"
+
+
+@pytest.mark.parametrize("command", [("keys", "rotate"), ("serve", "--port", str(free_port()))])
+def test_signing_keys_made_with_another_secret_key_stop_with_a_sentence(
+    env: dict[str, str], command: tuple[str, ...]
+) -> None:
+    # serve used to start "ready" and answer 500 on /jwks.json and every token request;
+    # keys rotate added a key under the new secret beside the ones it could not open.
+    assert run_identity("migrate", env=env).returncode == 0
+    assert run_identity("keys", "rotate", env=env).returncode == 0
+    other = env | {"IDENTITY_SECRET_KEY": "another-secret-key-0123456789abcdefghijklmnop"}
+    result = run_identity(*command, env=other)
+    assert result.returncode == 1
+    # serve also logs its migration step, as JSON lines.
+    assert (
+        "identity: the signing keys in the database do not open with this secret key; "
+        "set IDENTITY_SECRET_KEY (or secret.key in IDENTITY_DATA_DIR) to the one they were "
+        "made with."
+    ) in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
