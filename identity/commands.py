@@ -44,15 +44,16 @@ def _where(settings: Settings) -> str:
     )
 
 
-def _unreachable(settings: Settings, exc: BaseException) -> StartupError:
-    where = _where(settings)
+def _first_line(exc: BaseException) -> str:
+    """What the driver said, without SQLAlchemy's statement and links below it."""
     reason = getattr(exc, "orig", None) or exc
-    first_line = (
-        str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
-    )
+    return str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
+
+
+def _unreachable(settings: Settings, exc: BaseException) -> StartupError:
     return StartupError(
-        f"cannot use the database at {where} ({first_line}); check IDENTITY_DATABASE_URL and "
-        "that the database server is running."
+        f"cannot use the database at {_where(settings)} ({_first_line(exc)}); check "
+        "IDENTITY_DATABASE_URL and that the database server is running."
     )
 
 
@@ -74,7 +75,16 @@ def migrate(settings: Settings) -> None:
     _make_data_dir(settings)
     try:
         migrations.upgrade(settings)
-    except (DBAPIError, PoolTimeout, OSError) as exc:
+    except DBAPIError as exc:
+        # The server answered and refused a statement: not a connection problem.
+        if exc.statement is not None and not exc.connection_invalidated:
+            raise StartupError(
+                f"the migration of the database at {_where(settings)} failed "
+                f"({_first_line(exc)}); if another `identity migrate` or `identity serve` was "
+                "starting, run it again, otherwise the database holds tables no migration made."
+            ) from None
+        raise _unreachable(settings, exc) from None
+    except (PoolTimeout, OSError) as exc:
         raise _unreachable(settings, exc) from None
 
 

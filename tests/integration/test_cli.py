@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from identity.db.engine import Database, create_engine
 from identity.keys.models import SigningKey
@@ -204,4 +204,27 @@ def test_signing_keys_made_with_another_secret_key_stop_with_a_sentence(
         "set IDENTITY_SECRET_KEY (or secret.key in IDENTITY_DATA_DIR) to the one they were "
         "made with."
     ) in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr
+
+
+async def _create_stray_table(settings: Settings) -> None:
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE users (id INTEGER)"))
+    finally:
+        await engine.dispose()
+
+
+def test_a_migration_that_fails_is_not_called_an_unreachable_server(
+    env: dict[str, str], settings: Settings
+) -> None:
+    # A table no migration made (or a second migrate racing this one): the server answered.
+    asyncio.run(_create_stray_table(settings))
+    result = run_identity("migrate", env=env)
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("identity: the migration of the database at ")
+    assert "already exists" in message
+    assert "server is running" not in message
     assert "Traceback" not in result.stderr
