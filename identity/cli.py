@@ -88,8 +88,11 @@ def cmd_keys_retire(args: argparse.Namespace, settings: Settings) -> int:
 def _password_from_stdin() -> str:
     """The first line of stdin, as UTF-8 whatever the locale: the browser sends UTF-8, so
     the same password typed there must give the same text here."""
+    line = sys.stdin.buffer.readline()
+    if not line:  # at its end already: nothing was piped in
+        raise CommandError("--password-stdin read nothing; give the password as a line on stdin.")
     try:
-        return sys.stdin.buffer.readline().decode("utf-8").rstrip("\r\n")
+        return line.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:
         raise CommandError("the password on stdin is not valid UTF-8 text.") from None
 

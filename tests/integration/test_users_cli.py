@@ -59,6 +59,21 @@ def test_a_password_on_stdin_that_is_not_utf8_is_refused_as_such(
     assert capsys.readouterr().err == "identity: the password on stdin is not valid UTF-8 text.\n"
 
 
+def test_an_empty_stdin_is_named_not_judged_by_the_policy(
+    environment: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nothing piped in (stdin at its end): the policy's list of missing letters misleads.
+    monkeypatch.setattr("sys.stdin", _stdin(b""))
+    with pytest.raises(SystemExit) as exit_:
+        main(["users", "create", "--email", "ana@example.com", "--password-stdin"])
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == (
+        "identity: --password-stdin read nothing; give the password as a line on stdin.\n"
+    )
+
+
 def test_a_refused_password_prints_the_policy_reasons_and_fails(
     environment: dict[str, str],
     capsys: pytest.CaptureFixture[str],
