@@ -19,6 +19,8 @@ from urllib.parse import SplitResult, urlsplit
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from identity.uris import BAD_PORT, has_unusable_port
+
 PREFIX = "IDENTITY_"
 PACKAGE_ROOT = Path(__file__).resolve().parent
 DEFAULT_POLICIES_DIR = PACKAGE_ROOT.parent / "policies"
@@ -107,18 +109,9 @@ def parse_mail_from(raw: str) -> str:
     return sender
 
 
-_BAD_PORT = "has a port that is not a number from 1 to 65535"
-
-
 def _check_port(parts: SplitResult) -> None:
-    """A URL's port, if it names one, is one a socket can use: checked here, since the
-    libraries that get the URL later fail with a traceback or a message of their own."""
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(_BAD_PORT) from None
-    if port == 0:
-        raise ValueError(_BAD_PORT)
+    if has_unusable_port(parts):
+        raise ValueError(BAD_PORT)
 
 
 def parse_issuer(raw: str) -> str:
@@ -143,9 +136,9 @@ def parse_database_url(raw: str) -> str:
             "is not a database URL (expected e.g. postgresql+psycopg://host/db)"
         ) from None
     except ValueError:  # SQLAlchemy's int() of the port
-        raise ValueError(_BAD_PORT) from None
+        raise ValueError(BAD_PORT) from None
     if url.port is not None and not 0 < url.port < 65536:
-        raise ValueError(_BAD_PORT)
+        raise ValueError(BAD_PORT)
     return async_database_url(url).render_as_string(hide_password=False)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +27,7 @@ from identity.oauth.resources import is_resource_uri
 from identity.oauth.scopes import parse_scope
 from identity.permissions.catalogue import invalid_field
 from identity.tokens import client_grants
+from identity.uris import BAD_PORT, has_unusable_port
 
 DEFAULT_SCOPE = "openid profile email"
 LOOPBACK_HOSTS = ("localhost",)
@@ -54,14 +55,6 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _has_bad_port(parts: SplitResult) -> bool:
-    """A port no browser or socket can use, which ``urlsplit`` keeps without a word."""
-    try:
-        return parts.port == 0
-    except ValueError:  # not a number, or out of range
-        return True
 
 
 def _check_length(uri: str, what: str, field: str) -> None:
@@ -93,10 +86,8 @@ def check_redirect_uri(
             field,
             f"The {what} {shown!r} must not contain a user name or password (user:password@).",
         )
-    if _has_bad_port(parts):
-        raise invalid_field(
-            field, f"The {what} {uri!r} has a port that is not a number from 1 to 65535."
-        )
+    if has_unusable_port(parts):
+        raise invalid_field(field, f"The {what} {uri!r} {BAD_PORT}.")
     if not parts.scheme or any(ord(c) < 0x21 or ord(c) == 0x7F for c in uri):
         raise invalid_field(field, f"The {what} {uri!r} must be an absolute URI without spaces.")
     if parts.fragment or "#" in uri:
@@ -160,10 +151,10 @@ def check_resource(resource: str) -> str:
             f"The resource {resource!r} must be an absolute URI without a fragment, "
             "such as https://billing.example.com.",
         )
-    if _has_bad_port(urlsplit(resource)):
+    if has_unusable_port(urlsplit(resource)):
         raise invalid_field(
             "resources",
-            f"The resource {resource!r} has a port that is not a number from 1 to 65535.",
+            f"The resource {resource!r} {BAD_PORT}.",
         )
     return resource
 
