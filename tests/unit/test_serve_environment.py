@@ -15,7 +15,10 @@ from identity.settings import Settings
 
 def _workers_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, workers: int) -> Settings:
     """The settings a worker reads from the environment ``serve`` hands it (uvicorn's
-    workers inherit ``os.environ``); monkeypatch puts the environment back afterwards."""
+    workers inherit ``os.environ``). ``serve`` writes into a copy: monkeypatch restores only
+    the variables it was asked to set or delete, and what ``serve`` added (a metrics folder
+    it has since removed) would reach every server later tests start."""
+    monkeypatch.setattr(os, "environ", dict(os.environ))
     monkeypatch.delenv(MULTIPROCESS_DIR_VAR, raising=False)
     seen: list[Settings] = []
     monkeypatch.setattr(
