@@ -32,7 +32,7 @@ from identity.web.head_requests import head_as_get_middleware
 from identity.web.openapi import COMPONENTS, ProblemJsonRenderPlugin
 from identity.web.problems import EXCEPTION_HANDLERS
 from identity.web.request_context import request_context_middleware
-from identity.web.requests import AppRequest
+from identity.web.requests import AppRequest, strict_json_bodies
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -79,6 +79,7 @@ def create_app(settings: Settings) -> Litestar:
         debug=False,
         logging_config=None,  # our JSON logging (identity.logs), not Litestar's default
     )
+    strict_json_bodies(app)
     # Outermost, around Litestar's router, so that 404s and 405s get a request id and an
     # access-log line too (route middleware only sees requests that matched a route).
     # Metrics inside the request context, so they time what the access log times; both
