@@ -1,4 +1,5 @@
-"""Names that people give and other people are shown: of users, accounts, roles and clients.
+"""Names that people give and other people are shown: of users, accounts, roles and clients,
+and the reasons staff give, which the audit log shows.
 
 Trimmed and bounded, and refused when they hold characters that change how the text around
 them reads: control characters and Unicode's line and paragraph separators (a line break
@@ -15,29 +16,36 @@ import unicodedata
 
 from identity.accounts.password_words import visible
 from identity.db import text_guard
-from identity.errors import InvalidInput
+from identity.errors import InvalidInput, UnstorableText
 
 DIRECTION_CONTROLS = frozenset({*range(0x202A, 0x202F), *range(0x2066, 0x206A)})
 # Control characters (line feed among them), and U+2028 and U+2029, which break lines too.
 LINE_BREAKING = frozenset({"Cc", "Zl", "Zp"})
 
 
-def display_name(raw: str, max_length: int, *, required: bool = True, field: str = "name") -> str:
-    """``raw`` trimmed, or ``InvalidInput`` about ``field`` saying why it cannot be shown
-    (``UnstorableText`` for what no database holds, as every other field)."""
-    text_guard.check(raw)
+def display_name(
+    raw: str, max_length: int, *, required: bool = True, field: str = "name", what: str = "name"
+) -> str:
+    """``raw`` trimmed, or ``InvalidInput`` about ``field`` saying why the ``what`` it holds
+    cannot be shown (``UnstorableText`` for what no database holds, as every other field,
+    naming ``field`` too)."""
+    try:
+        text_guard.check(raw)
+    except UnstorableText:
+        raise UnstorableText(field) from None
     name = raw.strip()
     if len(name) > max_length or (required and not name):
         bounds = "1 to" if required else "at most"
-        message = f"The name must be {bounds} {max_length} characters."
+        message = f"The {what} must be {bounds} {max_length} characters."
     elif any(
         unicodedata.category(ch) in LINE_BREAKING or ord(ch) in DIRECTION_CONTROLS for ch in name
     ):
         message = (
-            "The name may not contain line breaks, control characters or text direction overrides."
+            f"The {what} may not contain line breaks, control characters or text direction "
+            "overrides."
         )
     elif name and not visible(name).strip():
-        message = "The name must contain a visible character."
+        message = f"The {what} must contain a visible character."
     else:
         return name
     raise InvalidInput(message, errors=[{"field": field, "message": message}])

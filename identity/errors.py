@@ -41,11 +41,13 @@ class InvalidInput(DomainError):
 class UnstorableText(InvalidInput):
     """Text no database can hold (identity.db.text_guard refuses it before any statement)."""
 
-    def __init__(self) -> None:
-        super().__init__(
+    def __init__(self, field: str | None = None) -> None:
+        detail = (
             "A text value holds a character that cannot be stored: NUL (U+0000) or an "
             "unpaired surrogate (U+D800 to U+DFFF)."
         )
+        named = {"errors": [{"field": field, "message": detail}]} if field else {}
+        super().__init__(detail, **named)
 
 
 class PolicyViolation(DomainError):

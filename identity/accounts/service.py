@@ -18,7 +18,7 @@ from identity.accounts import repository
 from identity.accounts.emails import deliverable_email, normalise_email
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
-from identity.audit.service import Actor, record_as
+from identity.audit.service import Actor, record_as, required_reason
 from identity.db.engine import Database
 from identity.display_names import display_name
 from identity.errors import Conflict, InvalidInput, NotFound, PolicyViolation
@@ -158,14 +158,6 @@ async def authenticate(
     return user_id
 
 
-def _required_reason(raw: str) -> str:
-    """The reason staff give for switching a user off or on, which the audit log must hold."""
-    reason = raw.strip()
-    if not reason:
-        raise InvalidInput("Give the reason.", errors=[{"field": "reason", "message": "Required."}])
-    return reason
-
-
 async def _user_now(session: AsyncSession, user_id: uuid.UUID) -> User:
     user = await session.get(User, user_id, populate_existing=True)
     if user is None:
@@ -207,7 +199,7 @@ async def disable_user(
     The last enabled administrator is not disabled (``Conflict``), as ``update_user`` keeps
     their flag. Raises ``NotFound`` or ``InvalidInput`` (no reason: the audit log must say why).
     """
-    reason = _required_reason(reason)
+    reason = required_reason(reason)
     await _keeping_an_administrator(session, user_id)
     changed = await repository.set_disabled(session, user_id, True)
     user = await _user_now(session, user_id)
@@ -235,7 +227,7 @@ async def enable_user(session: AsyncSession, actor: Actor, user_id: uuid.UUID, r
     ``user.disabled`` that they are back. Enabling an enabled user changes nothing, records
     nothing and tells nobody. Raises ``NotFound`` or ``InvalidInput`` (no reason).
     """
-    reason = _required_reason(reason)
+    reason = required_reason(reason)
     changed = await repository.set_disabled(session, user_id, False)
     user = await _user_now(session, user_id)
     if changed:

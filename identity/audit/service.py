@@ -17,8 +17,11 @@ from identity.audit import repository
 from identity.audit.models import AuditEvent
 from identity.audit.repository import EventFilter
 from identity.clock import utcnow
+from identity.display_names import display_name
 
-__all__ = ["Actor", "EventFilter", "list_events", "record_as"]
+__all__ = ["Actor", "EventFilter", "list_events", "record_as", "required_reason"]
+
+MAX_REASON = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,14 @@ class Actor:
     request_id: str | None = None
     # ``user@host`` of whoever ran an ``identity`` command: no request, no signed-in user.
     command_line: str | None = None
+
+
+def required_reason(raw: str) -> str:
+    """The reason staff must give for a change (a recovery, switching a user off or on),
+    trimmed: other staff read it in the audit log, so it is held to the rules of a name shown
+    to people (no NUL, control character or direction override), or ``InvalidInput`` naming
+    ``reason``."""
+    return display_name(raw, MAX_REASON, field="reason", what="reason")
 
 
 async def record_as(

@@ -24,14 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts import repository as accounts
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
-from identity.audit.service import Actor, record_as
+from identity.audit.service import Actor, record_as, required_reason
 from identity.crypto import Encryptor
 from identity.db.engine import Database
 from identity.errors import Conflict, DomainError, NotFound
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
 from identity.mfa import recovery_codes, repository, totp
-from identity.recovery.service import required_reason
 from identity.settings import Settings
 from identity.store.rate_limit import Limit, RateLimiter
 

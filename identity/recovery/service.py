@@ -33,7 +33,7 @@ from identity.accounts.emails import deliverable_email, normalise_email
 from identity.accounts.models import PasswordResetToken, User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import hash_password
-from identity.audit.service import Actor, record_as
+from identity.audit.service import Actor, record_as, required_reason
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.db.engine import Database
@@ -57,7 +57,6 @@ RESET_PAGE_PATH = "/reset-password"
 TOKEN_BYTES = 32
 # The first password's link: as long as an invitation's.
 WELCOME_LINK_TTL = timedelta(days=7)
-MAX_REASON = 500
 
 
 class InvalidResetToken(DomainError):
@@ -90,14 +89,6 @@ class ResetLimits:
             limit("reset-ip", settings.reset_limit_per_ip),
             limit("reset-all", settings.reset_limit_global),
         )
-
-
-def required_reason(raw: str) -> str:
-    """The reason staff give for a recovery action, which the audit log must hold."""
-    reason = raw.strip()
-    if not reason or len(reason) > MAX_REASON:
-        raise InvalidInput(f"Give the reason, in at most {MAX_REASON} characters.")
-    return reason
 
 
 def reset_link(issuer: str, token: str) -> str:

@@ -68,6 +68,7 @@ CASES: list[tuple[str, str, Any, int, str]] = [
     # Shown reversed to whoever reads it ("Trojan Source"), or as nothing at all.
     ("PATCH", "/accounts/{a}", {"name": "Acme \u202egnillib"}, 422, "name"),
     ("PATCH", "/accounts/{a}", {"name": "\u200b\u200b"}, 422, "name"),
+    ("PATCH", "/accounts/{a}", {"name": "Acme\u0000"}, 422, "name"),
     ("POST", "/accounts/{a}/roles", {"name": "R\u2067x", "permissions": []}, 422, "name"),
     ("PATCH", "/roles/{r}", {"name_es": "Soporte\ncopia"}, 422, "name_es"),
     ("POST", "/permissions", {"name": "refunds", "label": {"en": "R", "es": "R"}}, 422, "name"),
