@@ -132,6 +132,33 @@ async def test_role_names_are_unique_within_an_account(
     assert again.json()["errors"][0]["field"] == "name"
 
 
+async def test_a_permission_listed_twice_in_a_role_is_refused_as_in_a_grant(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Stored once, silently, while a member's grants and an invitation's refuse the same list:
+    # the caller could not tell whether the role held what they meant.
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    staff = await staff_headers(runtime)
+    twice = ["tickets", "invoices", "tickets"]
+    for base in (f"/api/v1/accounts/{account.id}/roles", "/api/v1/roles"):
+        created = await client.post(base, json={"name": "Desk"}, headers=staff)
+        assert created.status_code == 201, created.text
+        role_url = f"{base}/{created.json()['id']}"
+        for response in (
+            await client.post(base, json={"name": "Other", "permissions": twice}, headers=staff),
+            await client.patch(role_url, json={"permissions": twice}, headers=staff),
+        ):
+            assert response.status_code == 422, (base, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["errors"] == [
+                {"field": "permissions", "message": "Listed more than once: tickets."}
+            ]
+        assert (await client.get(role_url, headers=staff)).json()["permissions"] == []
+        listed = (await client.get(base, headers=staff)).json()
+        assert "Other" not in {role["name"] for role in listed}
+
+
 @pytest.mark.parametrize(
     ("first", "second"),
     [
@@ -292,7 +319,7 @@ async def test_renaming_a_role_or_resending_its_permissions_tells_nobody(
 
     for body in (
         {"name": "Domains", "description": "Registrar work"},
-        {"permissions": ["managedomains", "domains", "domains"]},
+        {"permissions": ["managedomains", "domains"]},
     ):
         response = await client.patch(role, json=body, headers=headers)
         assert response.status_code == 200, response.text

@@ -47,8 +47,8 @@ async def allow(
 
 
 def once_each(field: str, keys: list[Any]) -> None:
-    # A member holds a permission or role once: of two entries, one would silently win, while
-    # the audit log recorded both.
+    # A member or a role holds a permission (a member, a role) once: of two entries, one
+    # would silently win, while the audit log recorded both.
     twice = sorted(str(key) for key, times in Counter(keys).items() if times > 1)
     if twice:
         raise invalid_field(field, f"Listed more than once: {', '.join(twice)}.")

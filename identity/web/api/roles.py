@@ -18,7 +18,7 @@ from identity.permissions.catalogue import Catalogue
 from identity.runtime import Runtime
 from identity.web.api import schemas
 from identity.web.api.auth import Principal
-from identity.web.api.common import CatalogueDep, PrincipalDep, allow, role_out
+from identity.web.api.common import CatalogueDep, PrincipalDep, allow, once_each, role_out
 from identity.web.dependencies import RuntimeDep
 from identity.web.openapi import problems
 
@@ -71,6 +71,7 @@ async def _create(
     now = utcnow()
     async with runtime.db.transaction() as session:
         delegation = await _allow_writing(session, runtime, principal, action, now, account_id)
+        once_each("permissions", data.permissions)
         view = await service.create_role(
             session,
             principal.actor,
@@ -98,6 +99,7 @@ async def _update(
     now = utcnow()
     async with runtime.db.transaction() as session:
         delegation = await _allow_writing(session, runtime, principal, action, now, account_id)
+        once_each("permissions", data.permissions or [])
         view = await service.update_role(
             session,
             principal.actor,
