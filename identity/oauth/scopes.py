@@ -46,12 +46,26 @@ def still_allowed(scope: str, allowed: str) -> str:
     return " ".join(s for s in scope_to_list(scope) or [] if s in kept)
 
 
+def requested_scope(raw: str | None) -> list[str] | None:
+    """A token request's ``scope``: None when omitted (sent without a value counts as omitted,
+    RFC 6749 §3.2, as the form reader does), else its tokens. One made only of spaces names no
+    scope-token (§3.3): ``invalid_scope`` saying so, as node-oidc-provider refuses it, rather
+    than reading it as a request for nothing."""
+    if raw is None:
+        return None
+    asked = parse_scope(raw)
+    if not asked:
+        raise InvalidScopeError(
+            "scope is blank: name at least one scope, or leave the parameter out."
+        )
+    return asked
+
+
 def narrow_scope(requested: str | None, granted: str) -> str:
     """RFC 6749 §6: a refresh may ask for the granted scope or less, never more."""
-    if requested is None:
+    asked = requested_scope(requested)
+    if asked is None:
         return granted
-    asked = parse_scope(requested)
-    allowed = set(scope_to_list(granted) or [])
-    if not asked or not set(asked) <= allowed:
+    if not set(asked) <= set(scope_to_list(granted) or []):
         raise InvalidScopeError("scope exceeds what was granted.")
     return list_to_scope(asked)

@@ -39,7 +39,8 @@ async def test_scope_beyond_the_clients_is_refused(
         runtime, grant_types=["client_credentials"], redirect_uris=[], scope="reports:read"
     )
 
-    for scope in ("reports:write", "openid"):
+    # A blank scope (RFC 6749 §3.3: no scope-token) was a token with no scope at all.
+    for scope in ("reports:write", "openid", " "):
         response = await client.post(
             "/token", data={"grant_type": "client_credentials", "scope": scope}, headers=app.basic
         )

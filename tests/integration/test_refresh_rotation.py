@@ -106,6 +106,30 @@ async def test_scope_may_narrow_but_not_widen(client: httpx.AsyncClient, runtime
     assert again.status_code == 200
 
 
+async def test_a_blank_scope_is_malformed_and_an_empty_one_is_omitted(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 6749 §3.2: a parameter sent without a value counts as omitted (the granted scope,
+    §6); one made only of spaces holds no scope-token (§3.3), which said "scope exceeds what
+    was granted". As node-oidc-provider: the empty one is left out, the blank one refused."""
+    app = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, app, scope="openid email")
+
+    for blank in (" ", "   "):
+        refused = await refresh(client, app, tokens["refresh_token"], scope=blank)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"] == "invalid_scope"
+        assert refused.json()["error_description"] == (
+            "scope is blank: name at least one scope, or leave the parameter out."
+        )
+    # Refused before anything was spent: the refresh token still works, and with scope=""
+    # keeps the whole grant.
+    empty = await refresh(client, app, tokens["refresh_token"], scope="")
+
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["scope"] == "openid email"
+
+
 async def test_unknown_refresh_token_is_invalid_grant(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

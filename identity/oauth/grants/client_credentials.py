@@ -14,7 +14,7 @@ from identity.oauth import tokens
 from identity.oauth.errors import InvalidScopeError, UnauthorizedClientError
 from identity.oauth.grants.base import GrantContext, TokenRequest, access_token_response
 from identity.oauth.resources import audience, check_resources
-from identity.oauth.scopes import USER_SCOPES, parse_scope
+from identity.oauth.scopes import USER_SCOPES, parse_scope, requested_scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +28,9 @@ class ClientCredentialsGrant:
         if ctx.client.is_public:
             raise UnauthorizedClientError("Public clients cannot use client_credentials.")
         allowed = [s for s in parse_scope(ctx.client.scope) if s not in USER_SCOPES]
-        raw = request.params.get("scope")
-        asked = allowed if raw is None else parse_scope(raw)
+        asked = requested_scope(request.params.get("scope"))
+        if asked is None:
+            asked = allowed
         if not set(asked) <= set(allowed):
             raise InvalidScopeError("scope is not allowed for this client.")
         resources = check_resources(request.resources, ctx.client.resources)
