@@ -80,8 +80,8 @@ def migrate(settings: Settings) -> None:
         if exc.statement is not None and not exc.connection_invalidated:
             raise StartupError(
                 f"the migration of the database at {_where(settings)} failed "
-                f"({_first_line(exc)}); if another `identity migrate` or `identity serve` was "
-                "starting, run it again, otherwise the database holds tables no migration made."
+                f"({_first_line(exc)}); the database refused one of its statements: it may hold "
+                "tables no migration made, or its user may lack the rights to create them."
             ) from None
         raise _unreachable(settings, exc) from None
     except (PoolTimeout, OSError) as exc:

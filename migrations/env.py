@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from identity.db.engine import create_engine
 from identity.db.migrate import compare_type, render_item
@@ -16,16 +17,47 @@ from identity.settings import Settings
 config = context.config
 
 
+# Several machines' `identity serve`, restarted together on an upgrade, each migrate the one
+# PostgreSQL first. They take turns under this advisory lock, and each after the first finds
+# nothing left to do. A session lock, not a transaction's: migrations that build indexes
+# outside a transaction commit on the way. (SQLite is one machine's: `serve` migrates once,
+# before its workers start.)
+MIGRATION_LOCK = 0x1D_E7_17_7E
+
+
+def _wait_for_turn(connection: Connection) -> None:
+    """Asked for again and again, each time in a short transaction of its own: a transaction
+    left waiting in pg_advisory_lock would be one the turn-holder's CREATE INDEX CONCURRENTLY
+    waits for in turn (it waits out every transaction older than itself), a deadlock."""
+    while True:
+        taken = connection.scalar(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK}
+        )
+        connection.commit()
+        if taken:
+            return
+        time.sleep(0.2)
+
+
 def do_run_migrations(connection: Connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=metadata,
-        render_as_batch=True,  # SQLite alters tables by copying them
-        render_item=render_item,
-        compare_type=compare_type,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+    take_turns = connection.dialect.name == "postgresql"
+    if take_turns:
+        _wait_for_turn(connection)
+    try:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=True,  # SQLite alters tables by copying them
+            render_item=render_item,
+            compare_type=compare_type,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if take_turns:
+            connection.rollback()  # what a failed migration left open
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
 
 
 async def run_async_migrations(settings: Settings) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from sqlalchemy import select, text
 from identity.db.engine import Database, create_engine
 from identity.keys.models import SigningKey
 from identity.settings import DEFAULT_POLICIES_DIR, Settings
+from tests.backends import TEST_DATABASE_URL
 from tests.processes import free_port, run_identity
 
 
@@ -228,3 +232,19 @@ def test_a_migration_that_fails_is_not_called_an_unreachable_server(
     assert "already exists" in message
     assert "server is running" not in message
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+def test_migrations_started_at_once_take_turns(env: dict[str, str]) -> None:
+    # Several machines' `identity serve` restarted together on an upgrade each migrate the one
+    # PostgreSQL first: the second must wait for the first and find nothing left to do, not
+    # fail on the tables the first is creating.
+    command = [sys.executable, "-m", "identity.cli", "migrate"]
+    started = [
+        subprocess.Popen(
+            command, env=os.environ | env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    results = [(process.wait(timeout=120), process.stderr.read()) for process in started]  # type: ignore[union-attr]
+    assert [code for code, _ in results] == [0, 0, 0], results
