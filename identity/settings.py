@@ -267,13 +267,25 @@ class Settings:
     login_max_failures_per_ip: int = 20
     login_lockout: int = 15 * 60
     reset_token_ttl: int = 30 * 60
-    reset_limit_per_email: Rate = Rate(3, 3600)
+    reset_limit_per_email: Rate = Rate(3, 30 * 60)
     reset_limit_per_ip: Rate = Rate(20, 3600)
     reset_limit_global: Rate = Rate(1000, 3600)
     # How often each process deletes rows that can no longer matter (identity.housekeeping).
     housekeeping_interval: int = 600
     # How long sent (or given-up) emails and webhook deliveries stay for an operator to see.
     sent_retention: int = 86400
+
+    def __post_init__(self) -> None:
+        # Anyone can use up an address's reset requests; its owner then relies on the links
+        # those requests mailed. A fixed window no longer than a link lives means a refused
+        # request always leaves one of them working in the owner's inbox.
+        if self.reset_limit_per_email.window > self.reset_token_ttl:
+            raise SettingsError(
+                PREFIX + "RESET_LIMIT_PER_EMAIL",
+                f"must count over no longer than {PREFIX}RESET_TOKEN_TTL "
+                f"({self.reset_token_ttl} seconds): once someone else used up an address's "
+                "requests, its owner would be left with no working link until the count ends",
+            )
 
     @property
     def outbox_dir(self) -> Path:
@@ -373,7 +385,7 @@ class Settings:
             login_max_failures_per_ip=read("LOGIN_MAX_FAILURES_PER_IP", parse_positive_int, 20),
             login_lockout=read("LOGIN_LOCKOUT", parse_duration, 15 * 60),
             reset_token_ttl=read("RESET_TOKEN_TTL", parse_duration, 30 * 60),
-            reset_limit_per_email=read("RESET_LIMIT_PER_EMAIL", parse_rate, Rate(3, 3600)),
+            reset_limit_per_email=read("RESET_LIMIT_PER_EMAIL", parse_rate, Rate(3, 30 * 60)),
             reset_limit_per_ip=read("RESET_LIMIT_PER_IP", parse_rate, Rate(20, 3600)),
             reset_limit_global=read("RESET_LIMIT_GLOBAL", parse_rate, Rate(1000, 3600)),
             housekeeping_interval=read("HOUSEKEEPING_INTERVAL", parse_duration, 600),

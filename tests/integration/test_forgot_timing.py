@@ -31,7 +31,7 @@ KNOWN, UNKNOWN = "ana@example.com", "nobody@example.com"
 def env(env: dict[str, str]) -> dict[str, str]:
     # Limits out of the way: a suppressed request would not exercise the known-user path.
     return env | {
-        "IDENTITY_RESET_LIMIT_PER_EMAIL": f"{10 * SAMPLES}/hour",
+        "IDENTITY_RESET_LIMIT_PER_EMAIL": f"{10 * SAMPLES}/30m",
         "IDENTITY_RESET_LIMIT_PER_IP": f"{10 * SAMPLES}/hour",
         "IDENTITY_RESET_LIMIT_GLOBAL": f"{10 * SAMPLES}/hour",
     }

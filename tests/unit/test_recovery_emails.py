@@ -78,8 +78,23 @@ def test_reset_limits_are_read_as_a_count_per_period(raw: str, rate: Rate) -> No
 
 def test_reset_settings_have_safe_defaults() -> None:
     settings = Settings.from_env({})
-    assert settings.reset_limit_per_email == Rate(3, 3600)
+    assert settings.reset_limit_per_email == Rate(3, 1800)
     assert settings.reset_token_ttl == 1800
+
+
+def test_an_address_limit_counting_longer_than_a_link_lives_is_refused() -> None:
+    # Someone else can use up an address's requests; its owner then relies on the links
+    # those requests sent. Counted over longer than a link lives, the owner would be left
+    # for the rest of the window with no working link and no way to ask for one.
+    with pytest.raises(SettingsError, match="IDENTITY_RESET_LIMIT_PER_EMAIL") as refused:
+        Settings.from_env(
+            {"IDENTITY_RESET_LIMIT_PER_EMAIL": "3/hour", "IDENTITY_RESET_TOKEN_TTL": "30m"}
+        )
+    assert "IDENTITY_RESET_TOKEN_TTL" in str(refused.value)
+    accepted = Settings.from_env(
+        {"IDENTITY_RESET_LIMIT_PER_EMAIL": "3/hour", "IDENTITY_RESET_TOKEN_TTL": "1h"}
+    )
+    assert accepted.reset_limit_per_email == Rate(3, 3600)
 
 
 @pytest.mark.parametrize("raw", ["3", "0/hour", "3/fortnight", "x/hour"])
