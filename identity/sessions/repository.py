@@ -50,15 +50,19 @@ async def hold_unrevoked(session: AsyncSession, session_id: uuid.UUID | None) ->
     return found is not None
 
 
-async def revoke(session: AsyncSession, token_hash: str, now: datetime) -> uuid.UUID | None:
-    """Revoke the session behind a cookie; returns its id, or None when there was none live."""
+async def revoke(
+    session: AsyncSession, token_hash: str, now: datetime
+) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """Revoke the session behind a cookie; returns its id and its user's, or None when there
+    was none live."""
     result = await session.execute(
         update(BrowserSession)
         .where(BrowserSession.token_hash == token_hash, BrowserSession.revoked_at.is_(None))
         .values(revoked_at=now)
-        .returning(BrowserSession.id)
+        .returning(BrowserSession.id, BrowserSession.user_id)
     )
-    return result.scalar_one_or_none()
+    row = result.one_or_none()
+    return None if row is None else (row.id, row.user_id)
 
 
 async def replace_token(session: AsyncSession, session_id: uuid.UUID, token_hash: str) -> bool:

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.crypto import digest, random_token
 from identity.sessions import repository
 from identity.sessions.models import BrowserSession
+from identity.tokens.models import RefreshToken
+from identity.tokens.refresh import revoke_matching
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,23 @@ async def current(session: AsyncSession, token: str | None, now: datetime) -> Br
 
 
 async def end(session: AsyncSession, token: str | None, now: datetime) -> uuid.UUID | None:
-    """End the browser's session; returns the id of the session ended, if there was one."""
+    """End the browser's session and the refresh tokens apps were issued through it; returns
+    the id of the session ended, if there was one.
+
+    A sign-out ends what the sign-in gave, as Keycloak ends a session's refresh tokens with it
+    and node-oidc-provider revokes the session's grants: an app the user signed out of gets
+    no new tokens. A code redemption under way holds the session's row
+    (``repository.hold_unrevoked``), so the update above waits for it and this then finds the
+    refresh token it issued.
+    """
     if not token:
         return None
-    return await repository.revoke(session, digest(token), now)
+    ended = await repository.revoke(session, digest(token), now)
+    if ended is None:
+        return None
+    session_id, user_id = ended
+    # By user first: user_id is indexed, session_id is not.
+    await revoke_matching(
+        session, now, RefreshToken.user_id == user_id, RefreshToken.session_id == session_id
+    )
+    return session_id

@@ -26,7 +26,7 @@ from tests.browser import (
     redirected_to_client,
     sign_in,
 )
-from tests.integration.oauth_helpers import RegisteredClient, redeem
+from tests.integration.oauth_helpers import RegisteredClient, redeem, signed_in_tokens
 
 
 @pytest.fixture
@@ -211,3 +211,33 @@ async def test_an_access_token_is_no_id_token_hint(
     response = await client.get("/logout", params=params)
     assert response.status_code == 400
     assert await live_sessions(runtime) == 1
+
+
+async def _refresh(http: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": CLIENT_ID}
+    return await http.post("/token", data=data)
+
+
+async def test_signing_out_ends_the_refresh_tokens_of_that_sign_in_only(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """As Keycloak ends a session's refresh tokens with it and node-oidc-provider revokes its
+    grants: an app signed in through the browser gets no new tokens once the user signed
+    out there. The same user's sign-in in another browser keeps its own."""
+    user = await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    app = RegisteredClient(CLIENT_ID, None)
+    verifier, challenge = pkce_pair()
+    signed_in = await sign_in(client, authorize_params(code_challenge=challenge))
+    code = redirected_to_client(signed_in)["code"]
+    here = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
+    assert here.status_code == 200, here.text
+    elsewhere = await signed_in_tokens(client, runtime, app, user=user)
+
+    params = {"id_token_hint": here.json()["id_token"], "post_logout_redirect_uri": POST_LOGOUT_URI}
+    assert (await client.get("/logout", params=params)).status_code == 303
+
+    refused = await _refresh(client, here.json()["refresh_token"])
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "invalid_grant"
+    assert (await _refresh(client, elsewhere["refresh_token"])).status_code == 200
