@@ -29,14 +29,28 @@ CLIENT_ID_SYNTAX = re.compile(r"[\x20-\x7e]{1,64}")
 _NO_SECRET = digest("")
 
 
+# RFC 7617 §2: every Basic challenge names the protection space the credentials are for.
+REALM = "oauth-clients"
+
+
 class ClientAuthenticationFailed(InvalidClientError):
-    """RFC 6749 §5.2: 401 with a ``WWW-Authenticate: Basic`` challenge; one message for all."""
+    """RFC 6749 §5.2: 401 with a ``WWW-Authenticate: Basic`` challenge; one message for every
+    credential failure, or ``description`` for a client that authenticated but may not use
+    the endpoint at all."""
 
     status_code = 401
     description = "Client authentication failed."
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, description: str | None = None) -> None:
+        super().__init__(description)
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        # Authlib's challenge leaves out the realm that RFC 7617 §2 requires.
+        challenge = (
+            f'Basic realm="{REALM}", error="{self.error}", '
+            f'error_description="{self.get_error_description()}"'
+        )
+        return [*super(InvalidClientError, self).get_headers(), ("WWW-Authenticate", challenge)]
 
 
 @dataclass(frozen=True, slots=True)

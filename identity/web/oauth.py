@@ -22,10 +22,13 @@ from identity.clock import utcnow
 from identity.crypto import digest
 from identity.db.engine import DatabaseUnavailable
 from identity.oauth import metadata
-from identity.oauth.client_auth import authenticate_client, parse_client_credentials
+from identity.oauth.client_auth import (
+    ClientAuthenticationFailed,
+    authenticate_client,
+    parse_client_credentials,
+)
 from identity.oauth.errors import (
     InsufficientScopeError,
-    InvalidClientError,
     InvalidRequestError,
     InvalidTokenError,
     MissingTokenError,
@@ -310,7 +313,7 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
     credentials = parse_client_credentials(request.headers.get("authorization"), form)
     client = await authenticate_client(runtime.db, runtime.clients, credentials)
     if client.is_public:
-        raise InvalidClientError("Public clients cannot introspect tokens.", status_code=401)
+        raise ClientAuthenticationFailed("Public clients cannot introspect tokens.")
     presented = _required_token(form)
     settings, now = runtime.settings, utcnow()
     keyset = await runtime.keyset()

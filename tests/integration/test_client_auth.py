@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import httpx
 from sqlalchemy import event, update
@@ -47,6 +48,27 @@ async def test_wrong_secret_is_invalid_client_with_a_basic_challenge(
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
     assert response.headers["www-authenticate"].startswith("Basic ")
+
+
+async def test_every_basic_challenge_names_its_realm(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 7617 §2: a Basic challenge must carry a realm; HTTP clients that parse challenges
+    (RFC 6749 §5.2 asks for one matching the scheme the client used) reject one without."""
+    app = await confidential(runtime)
+    wrong = RegisteredClient(app.client_id, "wrong")
+    public = await make_client(runtime, public=True)
+
+    refusals = [
+        await client.post("/token", data=CC, headers=wrong.basic),
+        await client.post("/revoke", data={"token": "x"}, headers=wrong.basic),
+        await client.post("/introspect", data={"token": "x", "client_id": public.client_id}),
+    ]
+
+    for response in refusals:
+        assert response.status_code == 401
+        challenge = response.headers["www-authenticate"]
+        assert re.fullmatch(r'Basic realm="[^"]+"(, error="invalid_client".*)?', challenge)
 
 
 async def test_unknown_client_and_wrong_secret_look_the_same(
