@@ -17,7 +17,7 @@ from identity.crypto import digest, random_token
 from identity.sessions import repository
 from identity.sessions.models import BrowserSession
 from identity.tokens.models import RefreshToken
-from identity.tokens.refresh import revoke_matching
+from identity.tokens.refresh import hand_over, revoke_matching
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +37,9 @@ async def establish(
     ip: str | None,
     user_agent: str | None,
 ) -> Established:
-    if previous_token:
-        await repository.revoke(session, digest(previous_token), now)
+    replaced = (
+        await repository.revoke(session, digest(previous_token), now) if previous_token else None
+    )
     token = random_token()
     browser_session = BrowserSession(
         id=uuid.uuid4(),
@@ -54,6 +55,11 @@ async def establish(
         revoked_at=None,
     )
     await repository.add(session, browser_session)
+    if replaced is not None and replaced[1] == user_id:
+        # The same person signing in again in this browser (prompt=login, max_age): what apps
+        # got through the replaced session is still this browser's sign-in, and ``end``
+        # must find it under the new one.
+        await hand_over(session, user_id, replaced[0], browser_session.id)
     return Established(token, browser_session)
 
 

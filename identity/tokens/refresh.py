@@ -40,6 +40,26 @@ async def rotate_refresh_token(
     return result.scalar_one_or_none()
 
 
+async def hand_over(
+    session: AsyncSession, user_id: uuid.UUID, from_session: uuid.UUID, to_session: uuid.UUID
+) -> None:
+    """The refresh tokens issued through browser session ``from_session`` count from now on
+    as issued through ``to_session``, which ends them when it ends.
+
+    Repeated until nothing moves, as ``revoke_matching`` is and for the same reason: a
+    rotation under way inserts the next token with the old session after this statement
+    began, and PostgreSQL's READ COMMITTED would leave that one behind.
+    """
+    statement = (
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.session_id == from_session)
+        .values(session_id=to_session)
+        .execution_options(synchronize_session=False)
+    )
+    while (await session.execute(statement)).rowcount:  # type: ignore[attr-defined]
+        pass
+
+
 async def find_refresh_token(session: AsyncSession, token_hash: str) -> RefreshToken | None:
     return await session.scalar(
         select(RefreshToken)

@@ -241,3 +241,30 @@ async def test_signing_out_ends_the_refresh_tokens_of_that_sign_in_only(
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"] == "invalid_grant"
     assert (await _refresh(client, elsewhere["refresh_token"])).status_code == 200
+
+
+async def test_signing_out_after_signing_in_again_ends_the_first_sign_in_s_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """prompt=login gives the browser a new session; what apps got through the one it
+    replaced is still this browser's sign-in, and ends with it."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    app = RegisteredClient(CLIENT_ID, None)
+    verifier, challenge = pkce_pair()
+    first = await sign_in(client, authorize_params(code_challenge=challenge))
+    code = redirected_to_client(first)["code"]
+    before = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
+    assert before.status_code == 200, before.text
+    again = await sign_in(client, authorize_params(prompt="login"))
+    assert redirected_to_client(again)["code"]
+
+    params = {
+        "id_token_hint": before.json()["id_token"],
+        "post_logout_redirect_uri": POST_LOGOUT_URI,
+    }
+    assert (await client.get("/logout", params=params)).status_code == 303
+
+    refused = await _refresh(client, before.json()["refresh_token"])
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "invalid_grant"
