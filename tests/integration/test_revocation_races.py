@@ -16,6 +16,7 @@ import httpx
 
 from identity.clock import utcnow
 from identity.runtime import Runtime
+from identity.sessions import service as sessions
 from identity.sessions.revocation import revoke_all_for_user
 from tests.integration.oauth_helpers import (
     RegisteredClient,
@@ -114,6 +115,36 @@ async def test_signing_a_user_out_everywhere_revokes_refreshes_racing_it(
 
     *answers, _ = await asyncio.gather(
         *(refresh(client, app, token) for token in tokens), sign_out_everywhere()
+    )
+
+    assert await _family_survivors(client, app, answers) == []
+
+
+async def test_signing_out_a_browser_revokes_refreshes_racing_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """What /logout does to the refresh tokens issued through the browser's session."""
+    app = await make_client(runtime)
+    user = await make_user(runtime)
+    async with runtime.db.transaction() as session:
+        browser = await sessions.establish(
+            session, user_id=user.id, amr=["pwd"], now=utcnow(), ttl=3600,
+            previous_token=None, ip=None, user_agent=None,
+        )  # fmt: skip
+    tokens = []
+    for _ in range(FAMILIES):
+        verifier, challenge = pkce_pair()
+        code = await issue_code(
+            runtime, app, user, challenge=challenge, session_id=browser.session.id
+        )
+        tokens.append((await redeem(client, app, code, verifier)).json()["refresh_token"])
+
+    async def sign_out() -> None:
+        async with runtime.db.write_transaction() as session:
+            await sessions.end(session, browser.token, utcnow())
+
+    *answers, _ = await asyncio.gather(
+        *(refresh(client, app, token) for token in tokens), sign_out()
     )
 
     assert await _family_survivors(client, app, answers) == []
