@@ -250,8 +250,12 @@ async def logout(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Respon
     if browser is not None and not (confirmed or vouched):
         return _logout_form(request, runtime, resolved, locale, None, 200)
 
-    async with runtime.db.transaction() as session:
-        await sessions.end(session, token, now)
+    if browser is not None:
+        # Only a live sign-in, which confirmed or vouched for this: a link from any site
+        # reaches here unasked when the session has expired, and must not end the refresh
+        # tokens that outlive it.
+        async with runtime.db.transaction() as session:
+            await sessions.end(session, token, now)
     goodbye = [cookies.clear_session(settings)]
     if resolved.post_logout_redirect_uri:
         return redirect(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 import pytest
 from joserfc import jwt
 from sqlalchemy import select
 
 from identity.accounts.models import User
+from identity.clock import utcnow
 from identity.keys.service import generate_key
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
@@ -268,3 +271,25 @@ async def test_signing_out_after_signing_in_again_ends_the_first_sign_in_s_token
     refused = await _refresh(client, before.json()["refresh_token"])
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"] == "invalid_grant"
+
+
+async def test_a_link_to_logout_leaves_the_tokens_of_an_expired_sign_in_alone(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """With the browser's session expired there is nobody to ask for confirmation, so a link
+    from any site gets the signed-out page; it must not end what apps still hold."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    app = RegisteredClient(CLIENT_ID, None)
+    verifier, challenge = pkce_pair()
+    signed_in = await sign_in(client, authorize_params(code_challenge=challenge))
+    code = redirected_to_client(signed_in)["code"]
+    issued = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
+    assert issued.status_code == 200, issued.text
+    async with runtime.db.transaction() as session:
+        for browser_session in await session.scalars(select(BrowserSession)):
+            browser_session.expires_at = utcnow() - timedelta(minutes=1)
+
+    assert (await client.get("/logout")).status_code == 200
+
+    assert (await _refresh(client, issued.json()["refresh_token"])).status_code == 200
