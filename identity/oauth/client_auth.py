@@ -20,6 +20,9 @@ from identity.crypto import digest, digest_matches
 from identity.db.engine import Database
 from identity.oauth.errors import InvalidClientError, InvalidRequestError
 
+# The form parameters client authentication reads (RFC 6749 §2.3.1).
+PARAMETERS = frozenset({"client_id", "client_secret"})
+
 Method = Literal["client_secret_basic", "client_secret_post", "none"]
 SUPPORTED_METHODS: tuple[Method, ...] = ("client_secret_basic", "client_secret_post", "none")
 

@@ -21,7 +21,7 @@ from litestar.types import ExceptionHandlersMap, Receive, Scope, Send
 from identity.clock import utcnow
 from identity.crypto import digest
 from identity.db.engine import DatabaseUnavailable
-from identity.oauth import metadata
+from identity.oauth import client_auth, grants, metadata
 from identity.oauth.client_auth import (
     ClientAuthenticationFailed,
     authenticate_client,
@@ -121,12 +121,14 @@ async def send_published(
 
 
 async def read_form(
-    request: Request[Any, Any, Any], repeatable: Collection[str] = ()
+    request: Request[Any, Any, Any], known: Collection[str], repeatable: Collection[str] = ()
 ) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """The form body as single values, plus the values of the ``repeatable`` parameters.
+    """The ``known`` parameters of the form body as single values, plus the values of the
+    ``repeatable`` ones.
 
-    RFC 6749 §3.1-3.2: form-encoded, parameters without a value count as omitted, and
-    none may be repeated; a control character has no business in any of them.
+    RFC 6749 §3.1-3.2: form-encoded, parameters without a value count as omitted, those
+    the endpoint does not recognize are ignored, and none it reads may be repeated; a
+    control character has no business in any of them.
     """
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if content_type != FORM:
@@ -144,7 +146,9 @@ async def read_form(
     single: dict[str, str] = {}
     multiple: dict[str, list[str]] = {}
     for name, value in pairs:
-        if _CONTROL.search(name) or _CONTROL.search(value):
+        if name not in known and name not in repeatable:
+            continue
+        if _CONTROL.search(value):
             raise InvalidRequestError("A parameter holds a control character.")
         if not value:
             continue
@@ -195,7 +199,7 @@ async def jwks(scope: Scope, receive: Receive, send: Send) -> None:
 )
 async def token(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = _runtime(request.scope)
-    form, repeated = await read_form(request, repeatable=("resource",))
+    form, repeated = await read_form(request, grants.PARAMETERS, grants.REPEATABLE)
     credentials = parse_client_credentials(request.headers.get("authorization"), form)
     body = await exchange(
         runtime.db,
@@ -250,6 +254,10 @@ async def userinfo(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Resp
 
 
 # --- introspection and revocation -----------------------------------------------------
+
+
+# What introspection (RFC 7662 §2.1) and revocation (RFC 7009 §2.1) read; others are ignored.
+TOKEN_PARAMETERS = client_auth.PARAMETERS | {"token", "token_type_hint"}
 
 
 def _required_token(form: dict[str, str]) -> str:
@@ -309,7 +317,7 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
     refresh tokens. Anything not live answers ``{"active": false}`` and nothing more.
     """
     runtime = _runtime(request.scope)
-    form, _ = await read_form(request)
+    form, _ = await read_form(request, TOKEN_PARAMETERS)
     credentials = parse_client_credentials(request.headers.get("authorization"), form)
     client = await authenticate_client(runtime.db, runtime.clients, credentials)
     if client.is_public:
@@ -367,7 +375,7 @@ async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
     issued to can revoke it. A refresh token takes its whole family with it.
     """
     runtime = _runtime(request.scope)
-    form, _ = await read_form(request)
+    form, _ = await read_form(request, TOKEN_PARAMETERS)
     credentials = parse_client_credentials(request.headers.get("authorization"), form)
     client = await authenticate_client(runtime.db, runtime.clients, credentials)
     check_origin(client, request.headers.get("origin"))

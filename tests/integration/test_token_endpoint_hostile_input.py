@@ -72,6 +72,32 @@ async def test_repeated_parameter_is_invalid_request(
     assert response.json()["error"] == "invalid_request"
 
 
+async def test_unrecognized_parameters_are_ignored_even_repeated(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 6749 §3.2 and RFC 7009/7662: the server MUST ignore parameters it does not
+    recognize; only its own may not repeat (node-oidc-provider's reject_dupes looks only at
+    the parameters it reads)."""
+    app = await make_client(
+        runtime, grant_types=["client_credentials"], redirect_uris=[], scope="api"
+    )
+    form = app.basic | {"Content-Type": "application/x-www-form-urlencoded"}
+    extensions = "audience=a&audience=b&trace=%01"
+
+    issued = await client.post(
+        "/token", content=f"grant_type=client_credentials&{extensions}", headers=form
+    )
+    assert issued.status_code == 200, issued.text
+    token = issued.json()["access_token"]
+    introspected = await client.post(
+        "/introspect", content=f"token={token}&{extensions}", headers=form
+    )
+    assert introspected.status_code == 200, introspected.text
+    assert introspected.json()["active"] is True
+    revoked = await client.post("/revoke", content=f"token={token}&{extensions}", headers=form)
+    assert revoked.status_code == 200, revoked.text
+
+
 async def test_missing_parameters_are_named_errors(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

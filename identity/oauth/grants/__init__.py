@@ -15,6 +15,7 @@ from identity.clients import repository as clients_repository
 from identity.clients.cache import ClientCache
 from identity.db.engine import Database
 from identity.keys.service import KeySet
+from identity.oauth import client_auth
 from identity.oauth.client_auth import (
     ClientAuthenticationFailed,
     ClientCredentials,
@@ -27,6 +28,18 @@ from identity.oauth.grants.client_credentials import ClientCredentialsGrant
 from identity.oauth.grants.refresh_token import RefreshTokenGrant
 from identity.oauth.origins import check_origin
 from identity.settings import Settings
+
+# The token request's parameters, of every grant; any other is ignored (RFC 6749 §3.2).
+# ``resource`` alone may repeat (RFC 8707 §2).
+PARAMETERS = client_auth.PARAMETERS | {
+    "grant_type",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+    "refresh_token",
+    "scope",
+}
+REPEATABLE = frozenset({"resource"})
 
 GRANTS: dict[str, Grant | ClientCredentialsGrant] = {
     "authorization_code": AuthorizationCodeGrant(),
