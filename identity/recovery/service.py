@@ -177,14 +177,22 @@ async def send_welcome_link(
     )
 
 
-async def _owner_if_usable(session: AsyncSession, token: PasswordResetToken) -> User | None:
+@dataclass(frozen=True, slots=True)
+class _Owner:
+    user: User
+    # No password yet (a user staff created, holding the welcome link): the one chosen now is
+    # the first, and no notice says a password was changed.
+    first_password: bool
+
+
+async def _owner_if_usable(session: AsyncSession, token: PasswordResetToken) -> _Owner | None:
     """The token's user, unless disabled or their password changed after the token was made."""
     found = await repository.user_with_credential(session, token.user_id)
     if found is None:
         return None
     user, credential = found
     changed_since = credential is not None and credential.changed_at > token.created_at
-    return None if user.disabled or changed_since else user
+    return None if user.disabled or changed_since else _Owner(user, credential is None)
 
 
 async def reset_token_owner(session: AsyncSession, token: str, now: datetime) -> User | None:
@@ -193,7 +201,8 @@ async def reset_token_owner(session: AsyncSession, token: str, now: datetime) ->
     row = await repository.find_token(session, digest(token))
     if row is None or row.used_at is not None or row.expires_at <= now:
         return None
-    return await _owner_if_usable(session, row)
+    owner = await _owner_if_usable(session, row)
+    return owner.user if owner else None
 
 
 async def complete_reset(
@@ -208,9 +217,10 @@ async def complete_reset(
     locale: str,
     now: datetime,
 ) -> User:
-    """Set the new password with the token, sign the user out everywhere, queue the notice,
-    and record the reset as the token's owner's, from ``origin`` (the request's address and
-    id: the link's holder has no session).
+    """Set the new password with the token, sign the user out everywhere, queue the notice
+    (unless it is the user's first password: nothing was changed), and record the reset as
+    the token's owner's, from ``origin`` (the request's address and id: the link's holder has
+    no session).
 
     Its transactions are its own and short: one finds the token's owner (whose email and
     name the policy needs), argon2 hashes the new password with none open, and one spends
@@ -228,12 +238,14 @@ async def complete_reset(
         raise PasswordMismatch("The two passwords are not the same.")
     password_hash = await hash_password(passwords, new_password, email=owner.email, name=owner.name)
     async with db.write_transaction() as session:
-        user = await _spend_and_store(session, owner.id, token, password_hash, now)
-        if user is None:
+        stored = await _spend_and_store(session, owner.id, token, password_hash, now)
+        if stored is None:
             raise _spent()
+        user = stored.user
         await revoke_all_for_user(session, user.id, now)
-        to = Recipient(user.email, user.locale or locale)
-        await outbox.enqueue(session, messages.password_changed(to, product_name), now)
+        if not stored.first_password:
+            to = Recipient(user.email, user.locale or locale)
+            await outbox.enqueue(session, messages.password_changed(to, product_name), now)
         await emit(session, PASSWORD_RESET, about_user(user.id))
         await record_as(
             session,
@@ -248,7 +260,7 @@ async def complete_reset(
 
 async def _spend_and_store(
     session: AsyncSession, owner_id: uuid.UUID, token: str, password_hash: str, now: datetime
-) -> User | None:
+) -> _Owner | None:
     """Spend the token of ``owner_id`` and store the new hash; None if the token or its owner
     is not usable any more, and the caller's transaction must then roll back (the token may
     be marked spent).
@@ -267,13 +279,13 @@ async def _spend_and_store(
     row = await repository.consume_token(session, digest(token), now)
     if row is None:
         return None
-    user = await _owner_if_usable(session, row)
-    if user is None:
+    owner = await _owner_if_usable(session, row)
+    if owner is None:
         return None
     stored = await accounts.replace_password(
-        session, user.id, password_hash, unchanged_since=row.created_at
+        session, owner.user.id, password_hash, unchanged_since=row.created_at
     )
-    return user if stored else None
+    return owner if stored else None
 
 
 def _spent() -> InvalidResetToken:

@@ -96,6 +96,25 @@ async def test_a_created_user_chooses_a_password_by_the_emailed_link_then_signs_
     assert ANA in page.text
 
 
+async def test_choosing_the_first_password_sends_no_password_changed_notice(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Nothing was changed: the welcome email is the only one, where a notice saying the
+    password was changed would alarm a new customer. A later reset still sends it."""
+    assert (await _create(client, runtime)).status_code == 201
+    welcome, link = await _welcome(runtime)
+    assert (await _choose_password(client, link)).status_code == 200
+    assert [m.id for m in await mail_to(runtime, ANA)] == [welcome.id]
+
+    assert (await forgot(client, ANA)).status_code == 202
+    *_, forgot_message = await mail_to(runtime, ANA)
+    assert (
+        await reset(client, token_of(link_in(forgot_message, RESET)), PASSWORD)
+    ).status_code == 204
+    subjects = [m.subject for m in await mail_to(runtime, ANA)]
+    assert subjects[-1] == "Your Identity password was changed", subjects
+
+
 async def test_before_choosing_a_password_signing_in_fails_as_a_wrong_password_does(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
