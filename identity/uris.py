@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult
 
 BAD_PORT = "has a port that is not a number from 1 to 65535"
+# The ``user:password@`` of an authority: up to its last "@", as ``urlsplit`` reads it.
+_USERINFO = re.compile(r"^((?:[^:/?#]+:)?//)[^/?#]*@")
 
 
 def has_unusable_port(parts: SplitResult) -> bool:
@@ -15,3 +18,9 @@ def has_unusable_port(parts: SplitResult) -> bool:
         return parts.port == 0
     except ValueError:  # not a number, or out of range
         return True
+
+
+def without_credentials(uri: str) -> str:
+    """``uri`` as a message may quote it: without any ``user:password@``, which would end up in
+    logs and terminals. It works on the text, so also on a URI ``urlsplit`` cannot parse."""
+    return _USERINFO.sub(r"\1", uri, count=1)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +27,7 @@ from identity.oauth.resources import is_resource_uri
 from identity.oauth.scopes import parse_scope
 from identity.permissions.catalogue import invalid_field
 from identity.tokens import client_grants
-from identity.uris import BAD_PORT, has_unusable_port
+from identity.uris import BAD_PORT, has_unusable_port, without_credentials
 
 DEFAULT_SCOPE = "openid profile email"
 LOOPBACK_HOSTS = ("localhost",)
@@ -77,11 +77,13 @@ def check_redirect_uri(
     try:
         parts = urlsplit(uri)
     except ValueError:
-        raise invalid_field(field, f"The {what} {uri!r} is not a valid URI.") from None
+        raise invalid_field(
+            field, f"The {what} {without_credentials(uri)!r} is not a valid URI."
+        ) from None
     if "@" in parts.netloc:
         # Credentials there are written into logs and browsers' history, and no browser
         # follows them sensibly. The refusal does not repeat them.
-        shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        shown = without_credentials(uri)
         raise invalid_field(
             field,
             f"The {what} {shown!r} must not contain a user name or password (user:password@).",
@@ -148,8 +150,8 @@ def check_resource(resource: str) -> str:
     if not is_resource_uri(resource):
         raise invalid_field(
             "resources",
-            f"The resource {resource!r} must be an absolute URI without a fragment, "
-            "such as https://billing.example.com.",
+            f"The resource {without_credentials(resource)!r} must be an absolute URI without a "
+            "fragment, such as https://billing.example.com.",
         )
     if has_unusable_port(urlsplit(resource)):
         raise invalid_field(

@@ -367,6 +367,22 @@ async def test_a_change_keeps_the_registration_rules(
 
 
 @pytest.mark.parametrize(
+    "uri",
+    ["https://user:hunter2@app.example.com/cb", "https://user:hunter2@[app.example.com/cb"],
+)
+async def test_a_refused_redirect_uri_does_not_show_its_password(
+    client: httpx.AsyncClient, runtime: Runtime, uri: str
+) -> None:
+    # The second is unparsable (an unclosed IPv6 bracket), refused before any other rule.
+    body = PORTAL | {"redirect_uris": [uri]}
+    refused = await client.post("/api/v1/clients", json=body, headers=await staff_headers(runtime))
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["errors"][0]["field"] == "redirect_uris"
+    assert "hunter2" not in refused.text and "app.example.com/cb" in refused.text
+
+
+@pytest.mark.parametrize(
     ("method", "suffix"),
     [("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/secret")],
 )

@@ -145,13 +145,24 @@ def test_bad_input_is_a_one_line_error_with_non_zero_exit(
     assert message in err
 
 
-def test_a_refused_redirect_uri_does_not_show_its_password(
-    cli_env: Settings, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--redirect-uri", "https://user:hunter2@app.example.com/cb"],
+        # Unparsable (an unclosed IPv6 bracket): the refusal cannot split off the password.
+        ["--redirect-uri", "https://user:hunter2@[app.example.com/cb"],
+        ["--redirect-uri", "https://a.example/cb",
+         "--post-logout-redirect-uri", "https://user:hunter2@[app.example.com/cb"],
+        ["--redirect-uri", "https://a.example/cb",
+         "--resource", "https://user:hunter2@[app.example.com/cb"],
+    ],
+)  # fmt: skip
+def test_a_refused_uri_does_not_show_its_password(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str], arguments: list[str]
 ) -> None:
     capsys.readouterr()
-    uri = "https://user:hunter2@app.example.com/cb"
     with pytest.raises(SystemExit):
-        main(["clients", "create", "--name", "App", "--redirect-uri", uri])
+        main(["clients", "create", "--name", "App", *arguments])
 
     err = capsys.readouterr().err
     assert "hunter2" not in err and "app.example.com/cb" in err
