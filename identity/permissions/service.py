@@ -33,6 +33,7 @@ from identity.webhooks.events import MEMBER_REMOVED, PERMISSIONS_CHANGED, about_
 
 MAX_ACCOUNT_NAME = 200
 MAX_ROLE_NAME = 100
+MAX_ROLE_DESCRIPTION = 2000
 # Any later expiry, in the time zone it was given in, may have no UTC equivalent to store
 # (9999-12-31T23:00-05:00 is in the year 10000); none is meant as a real date anyway.
 LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=UTC)
@@ -800,6 +801,13 @@ async def _check_role_fields(
     return name
 
 
+def _role_description(raw: str) -> str:
+    """Shown to members and staff beside the role's name: held to the same rules."""
+    return display_name(
+        raw, MAX_ROLE_DESCRIPTION, required=False, field="description", what="description"
+    )
+
+
 async def create_role(
     session: AsyncSession,
     actor: Actor,
@@ -822,7 +830,7 @@ async def create_role(
         account_id=account_id,
         name=name,
         name_es=display_name(name_es, MAX_ROLE_NAME, required=False, field="name_es"),
-        description=description.strip(),
+        description=_role_description(description),
         created_at=now,
     )
     try:
@@ -883,7 +891,7 @@ async def update_role(
     if name_es is not None:
         role.name_es = display_name(name_es, MAX_ROLE_NAME, required=False, field="name_es")
     if description is not None:
-        role.description = description.strip()
+        role.description = _role_description(description)
     await session.flush()
     if permissions is not None:
         await repository.replace_role_permissions(session, role.id, dict.fromkeys(permissions))

@@ -23,6 +23,7 @@ from tests.integration.account_helpers import (
     give_refresh_token,
     make_account,
     make_user,
+    problem_fields,
     refresh_token_revoked,
     staff_headers,
     user_headers,
@@ -387,3 +388,28 @@ async def test_changing_a_template_reaches_its_holders_in_every_account(
     assert narrowed.status_code == 200, narrowed.text
     assert await _told(runtime) == _about((first, clerk), (second, auditor))
     assert [await refresh_token_revoked(runtime, token) for token in tokens] == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    "description", ["Billing\x00", "Billing\nAdmin", "\x1b[2JBilling", "Billing\u202egnillib"]
+)
+async def test_a_description_that_would_misread_is_refused_naming_the_field(
+    client: httpx.AsyncClient, runtime: Runtime, description: str
+) -> None:
+    # Members and staff are shown it: the rules of every other text people are shown.
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    owners, staff = await user_headers(runtime, owner), await staff_headers(runtime)
+    role = await _account_role(client, runtime, account, owner)
+    body = {"name": "Desk", "description": description, "permissions": ["domains"]}
+    for method, url, headers in (
+        ("POST", f"/api/v1/accounts/{account.id}/roles", owners),
+        ("POST", "/api/v1/roles", staff),
+        ("PATCH", role, owners),
+    ):
+        refused = await client.request(method, url, json=body, headers=headers)
+        assert refused.status_code == 422, (method, url, refused.text)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert problem_fields(refused.json()) == {"description"}, refused.text
+    kept = await client.get(role, headers=owners)
+    assert (kept.json()["name"], kept.json()["description"]) == ("Domain desk", "")
