@@ -8,9 +8,10 @@ import getpass
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,8 +37,6 @@ class StartupError(Exception):
 
 
 def _where(settings: Settings) -> str:
-    from sqlalchemy.engine import make_url
-
     url = make_url(settings.database_url)
     return (
         str(url.database) if settings.is_sqlite else f"{url.host or 'localhost'}:{url.port or 5432}"
@@ -109,8 +108,19 @@ def _not_migrated(settings: Settings) -> StartupError:
     )
 
 
+def _require_embedded_database(settings: Settings) -> None:
+    """The embedded database's file, which only ``migrate`` makes: opening a missing one,
+    SQLite makes it empty, and the file left behind looked like a database."""
+    if not settings.is_sqlite:
+        return
+    database = make_url(settings.database_url).database
+    if database not in (None, "", ":memory:") and not Path(database).exists():
+        raise _not_migrated(settings)
+
+
 async def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     _make_data_dir(settings)
+    _require_embedded_database(settings)
     db = Database(create_engine(settings))
     try:
         async with db.transaction() as session:

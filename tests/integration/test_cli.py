@@ -105,15 +105,15 @@ def test_a_bad_permission_catalogue_stops_serve_with_one_sentence_naming_it(
     )
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ("keys", "rotate"),
-        ("keys", "retire", "--kid", "k1"),
-        ("users", "create", "--email", "ana@example.com", "--password", "Kx7#mQ9!vB2$"),
-        ("clients", "create", "--name", "Billing", "--grant-type", "client_credentials"),
-    ],
-)
+BEFORE_MIGRATE = [
+    ("keys", "rotate"),
+    ("keys", "retire", "--kid", "k1"),
+    ("users", "create", "--email", "ana@example.com", "--password", "Kx7#mQ9!vB2$"),
+    ("clients", "create", "--name", "Billing", "--grant-type", "client_credentials"),
+]
+
+
+@pytest.mark.parametrize("command", BEFORE_MIGRATE)
 def test_a_command_before_migrate_says_to_migrate(
     env: dict[str, str], command: tuple[str, ...]
 ) -> None:
@@ -123,6 +123,24 @@ def test_a_command_before_migrate_says_to_migrate(
     assert "has no tables yet or is not at the latest migration" in result.stderr
     assert "run `identity migrate`" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", BEFORE_MIGRATE)
+def test_a_command_before_migrate_leaves_no_embedded_database_behind(
+    env: dict[str, str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # An empty file there looked like a database to the next person, and to `serve`'s users.
+    embedded = {name: value for name, value in env.items() if name != "IDENTITY_DATABASE_URL"}
+    database = tmp_path / "identity.db"
+    result = run_identity(*command, env=embedded)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"identity: the database at {database} has no tables yet or is not at the latest "
+        "migration; run `identity migrate` first.\n"
+    )
+    assert not database.exists()
+    assert run_identity("migrate", env=embedded).returncode == 0
+    assert database.exists()
 
 
 def _without_secret_key(env: dict[str, str]) -> dict[str, str]:
