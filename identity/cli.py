@@ -8,9 +8,12 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from identity.settings import Settings, SettingsError
+
+if TYPE_CHECKING:  # identity.commands is imported where used, as by each command below
+    from identity.commands import Show
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -69,20 +72,27 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _shown(change: Callable[[Show], Awaitable[Any]], undone: str) -> int:
+    """Run ``change``, which prints its result with ``print_json`` before it commits: if
+    standard output refuses it, the change is rolled back, and the error says ``undone``."""
+    try:
+        run_async(change(print_json))
+    except UnwrittenOutput as exc:
+        raise CommandError(f"cannot write to standard output ({exc.reason}); {undone}") from None
+    return 0
+
+
 def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     from identity.commands import rotate_signing_key
 
-    kid = run_async(rotate_signing_key(settings, args.alg or settings.signing_alg))
-    print_json({"kid": kid, "alg": args.alg or settings.signing_alg})
-    return 0
+    alg = args.alg or settings.signing_alg
+    return _shown(lambda show: rotate_signing_key(settings, alg, show), "no key was added.")
 
 
 def cmd_keys_retire(args: argparse.Namespace, settings: Settings) -> int:
     from identity.commands import retire_signing_key
 
-    run_async(retire_signing_key(settings, args.kid))
-    print_json({"retired": args.kid})
-    return 0
+    return _shown(lambda show: retire_signing_key(settings, args.kid, show), "no key was retired.")
 
 
 def _password_from_stdin() -> str:
@@ -106,21 +116,18 @@ def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
         password = args.password
     else:
         raise CommandError("give a password with --password or --password-stdin.")
-    user = run_async(create_user(settings, args.email, password, args.name, is_admin=args.admin))
-    print_json({"id": str(user.id), "email": user.email})
-    return 0
+    return _shown(
+        lambda show: create_user(
+            settings, args.email, password, args.name, is_admin=args.admin, show=show
+        ),
+        "no user was created.",
+    )
 
 
 def cmd_clients_create(args: argparse.Namespace, settings: Settings) -> int:
     from identity.commands import create_client
 
-    try:
-        run_async(create_client(settings, args, show=print_json))
-    except UnwrittenOutput as exc:
-        raise CommandError(
-            f"cannot write to standard output ({exc.reason}); nothing was registered."
-        ) from None
-    return 0
+    return _shown(lambda show: create_client(settings, args, show), "nothing was registered.")
 
 
 # --- parser -----------------------------------------------------------------------------

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from identity.accounts.password_policy import PasswordPolicy
 
 T = TypeVar("T")
+# How a command that changes something prints what it did: called inside the change's
+# transaction, so that an output that refuses it (closed, a full disk) rolls the change back
+# and a command that exits with an error has changed nothing.
+Show = Callable[[dict[str, Any]], None]
 
 
 class StartupError(Exception):
@@ -221,7 +225,7 @@ def prepare(settings: Settings) -> int:
     return asyncio.run(_with_session(settings, work))
 
 
-async def rotate_signing_key(settings: Settings, alg: str) -> str:
+async def rotate_signing_key(settings: Settings, alg: str, show: Show) -> str:
     encryptor = _key_encryptor(settings)
 
     async def work(session: AsyncSession) -> str:
@@ -235,12 +239,13 @@ async def rotate_signing_key(settings: Settings, alg: str) -> str:
             target=_signing_key(kid),
             new={"alg": alg},
         )
+        show({"kid": kid, "alg": alg})
         return kid
 
     return await _with_session(settings, work)
 
 
-async def retire_signing_key(settings: Settings, kid: str) -> None:
+async def retire_signing_key(settings: Settings, kid: str, show: Show) -> None:
     from identity.errors import InvalidInput
 
     async def work(session: AsyncSession) -> None:
@@ -252,6 +257,7 @@ async def retire_signing_key(settings: Settings, kid: str) -> None:
             account_id=None,
             target=_signing_key(kid),
         )
+        show({"retired": kid})
 
     try:
         await _with_session(settings, work)
@@ -260,7 +266,7 @@ async def retire_signing_key(settings: Settings, kid: str) -> None:
 
 
 async def create_user(
-    settings: Settings, email: str, password: str, name: str, *, is_admin: bool
+    settings: Settings, email: str, password: str, name: str, *, is_admin: bool, show: Show
 ) -> User:
     from identity.accounts.passwords import Passwords
     from identity.accounts.service import create_user as create
@@ -275,6 +281,7 @@ async def create_user(
         async def work(session: AsyncSession) -> User:
             user = await create(session, new_user, is_admin=is_admin)
             await record_created(session, _command_line_actor(), user)
+            show({"id": str(user.id), "email": user.email})
             return user
 
         return await _with_session(settings, work)
@@ -285,11 +292,8 @@ async def create_user(
         raise StartupError(exc.detail) from None
 
 
-async def create_client(
-    settings: Settings, args: argparse.Namespace, show: Callable[[dict[str, Any]], None]
-) -> None:
-    """Register the client and ``show`` it, secret included, before the commit: a secret is
-    shown only once, so if ``show`` raises, the client is not kept."""
+async def create_client(settings: Settings, args: argparse.Namespace, show: Show) -> None:
+    """Register the client and ``show`` it, secret included (shown only once)."""
     from identity.clients.service import ClientSpec, register_client
     from identity.errors import InvalidInput
 

@@ -30,6 +30,28 @@ def run_identity(
     )
 
 
+# Standard outputs that refuse what a command prints, and the reason it gives: a full disk
+# (/dev/full), and none at all (None: the command starts with file descriptor 1 closed).
+UNWRITABLE_STDOUTS = [("/dev/full", "No space left on device"), (None, "it is closed")]
+
+
+def run_identity_unwritable(
+    *args: str, env: dict[str, str], stdout: str | None
+) -> subprocess.CompletedProcess[bytes]:
+    """``identity`` with a standard output from ``UNWRITABLE_STDOUTS``."""
+    with open(stdout or os.devnull, "wb") as output:
+        return subprocess.run(
+            [sys.executable, "-m", "identity.cli", *args],
+            env=os.environ | env,
+            stdin=subprocess.DEVNULL,
+            stdout=output if stdout else None,
+            stderr=subprocess.PIPE,
+            preexec_fn=None if stdout else lambda: os.close(1),
+            timeout=60,
+            check=False,
+        )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -125,8 +125,11 @@ async def test_creating_a_user(runtime: Runtime, held: list[int]) -> None:
 
 
 async def test_the_users_create_command(runtime: Runtime, held: list[int]) -> None:
-    user = await commands.create_user(runtime.settings, ANA, PASSWORD, "Ana", is_admin=True)
-    assert user.is_admin
+    shown: list[dict[str, Any]] = []
+    user = await commands.create_user(
+        runtime.settings, ANA, PASSWORD, "Ana", is_admin=True, show=shown.append
+    )
+    assert user.is_admin and shown == [{"id": str(user.id), "email": ANA}]
     assert held == [0]
 
 

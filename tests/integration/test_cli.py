@@ -16,7 +16,7 @@ from identity.db.engine import Database, create_engine
 from identity.keys.models import SigningKey
 from identity.settings import DEFAULT_POLICIES_DIR, Settings
 from tests.backends import TEST_DATABASE_URL
-from tests.processes import free_port, run_identity
+from tests.processes import UNWRITABLE_STDOUTS, free_port, run_identity, run_identity_unwritable
 
 
 def test_help_lists_the_commands(env: dict[str, str]) -> None:
@@ -72,6 +72,36 @@ def test_migrate_then_rotate_adds_a_current_key(env: dict[str, str], settings: S
     assert {key.alg for key in keys} == {"RS256", "ES256"}
     assert all(key.retired_at is None for key in keys)
     assert all("d" not in key.public_jwk for key in keys)
+
+
+@pytest.mark.parametrize(("stdout", "reason"), UNWRITABLE_STDOUTS)
+def test_a_key_whose_rotation_cannot_be_shown_is_not_added(
+    env: dict[str, str], settings: Settings, stdout: str | None, reason: str
+) -> None:
+    # The command fails: run again, it would have added a second key.
+    assert run_identity("migrate", env=env).returncode == 0
+    result = run_identity_unwritable("keys", "rotate", env=env, stdout=stdout)
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        f"identity: cannot write to standard output ({reason}); no key was added.\n"
+    )
+    assert asyncio.run(_keys(settings)) == []
+
+
+@pytest.mark.parametrize(("stdout", "reason"), UNWRITABLE_STDOUTS)
+def test_a_retirement_that_cannot_be_shown_is_undone(
+    env: dict[str, str], settings: Settings, stdout: str | None, reason: str
+) -> None:
+    assert run_identity("migrate", env=env).returncode == 0
+    for _ in range(2):
+        assert run_identity("keys", "rotate", env=env).returncode == 0
+    kid = asyncio.run(_keys(settings))[0].kid
+    result = run_identity_unwritable("keys", "retire", "--kid", kid, env=env, stdout=stdout)
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        f"identity: cannot write to standard output ({reason}); no key was retired.\n"
+    )
+    assert all(key.retired_at is None for key in asyncio.run(_keys(settings)))
 
 
 def test_a_bad_password_policy_stops_serve_with_one_sentence_naming_it(

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from sqlalchemy import select
@@ -16,6 +13,7 @@ from identity.clients.models import OAuthClient
 from identity.crypto import digest
 from identity.db.engine import Database, create_engine
 from identity.settings import Settings
+from tests.processes import UNWRITABLE_STDOUTS, run_identity_unwritable
 
 
 @pytest.fixture
@@ -212,26 +210,15 @@ def _client_names(settings: Settings) -> list[str]:
     return asyncio.run(read())
 
 
-@pytest.mark.parametrize(
-    ("stdout", "reason"), [("/dev/full", "No space left on device"), (None, "it is closed")]
-)
+@pytest.mark.parametrize(("stdout", "reason"), UNWRITABLE_STDOUTS)
 def test_a_secret_that_cannot_be_shown_is_not_kept(
     cli_env: Settings, env: dict[str, str], stdout: str | None, reason: str
 ) -> None:
     # A client whose secret nobody saw is useless, and its secret cannot be shown again.
-    command = [sys.executable, "-m", "identity.cli", "clients", "create", "--name", "Lost",
-               "--grant-type", "client_credentials"]  # fmt: skip
-    with open(stdout or os.devnull, "wb") as output:
-        result = subprocess.run(
-            command,
-            env=os.environ | env,
-            stdin=subprocess.DEVNULL,
-            stdout=output if stdout else None,
-            stderr=subprocess.PIPE,
-            # No stdout at all: the command starts with file descriptor 1 closed.
-            preexec_fn=None if stdout else lambda: os.close(1),
-            check=False,
-        )
+    result = run_identity_unwritable(
+        "clients", "create", "--name", "Lost", "--grant-type", "client_credentials",
+        env=env, stdout=stdout,
+    )  # fmt: skip
 
     assert result.returncode == 1
     assert result.stderr.decode() == (

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -26,6 +27,10 @@ from tests.conftest import serving
 from tests.integration.oauth_helpers import make_client, verify_with_jwks
 
 
+def _quiet(_: dict[str, Any]) -> None:
+    """What the commands show: these tests read what they return instead."""
+
+
 async def client_token(http: httpx.AsyncClient, runtime: Runtime) -> str:
     app = await make_client(
         runtime, grant_types=["client_credentials"], redirect_uris=[], scope="api"
@@ -43,7 +48,7 @@ async def test_rotation_makes_the_new_key_current_and_keeps_the_old_one_publishe
     old_jwks = await client.get("/jwks.json")
     old_kid = (await verify_with_jwks(client, old_token)).header["kid"]
 
-    new_kid = await rotate_signing_key(settings, "ES256")
+    new_kid = await rotate_signing_key(settings, "ES256", show=_quiet)
     # This process rereads keys only every KEYSET_REFRESH_SECONDS: let that time pass.
     monkeypatch.setattr(runtime, "settings", dataclasses.replace(runtime.settings, keys_refresh=0))
 
@@ -65,7 +70,7 @@ async def test_rotation_waits_for_the_refresh_interval_in_a_running_process(
 ) -> None:
     before = (await client.get("/jwks.json")).json()
 
-    await rotate_signing_key(settings, "RS256")
+    await rotate_signing_key(settings, "RS256", show=_quiet)
 
     assert (await client.get("/jwks.json")).json() == before
 
@@ -77,7 +82,7 @@ async def test_a_rotated_key_signs_only_once_every_process_publishes_it(
     rereads them only after IDENTITY_KEYS_REFRESH; the second starts after it. A token the
     second signs must verify with the first's JWKS and at its introspection meanwhile."""
     old_kid = (await verify_with_jwks(client, await client_token(client, runtime))).header["kid"]
-    new_kid = await rotate_signing_key(settings, "RS256")
+    new_kid = await rotate_signing_key(settings, "RS256", show=_quiet)
     second_app = create_app(settings)
     async with serving(second_app) as second:
         token = await client_token(second, second_app.state.runtime)
@@ -93,7 +98,7 @@ async def test_a_rotated_key_signs_only_once_every_process_publishes_it(
 async def test_a_rotated_key_signs_once_published_for_the_refresh_interval(
     client: httpx.AsyncClient, runtime: Runtime, settings: Settings
 ) -> None:
-    new_kid = await rotate_signing_key(settings, "ES256")
+    new_kid = await rotate_signing_key(settings, "ES256", show=_quiet)
     # As if the rotation was a refresh interval ago, and the first key long before it.
     rotated_at = utcnow() - timedelta(seconds=settings.keys_refresh + 1)
     async with runtime.db.transaction() as session:
@@ -130,9 +135,9 @@ async def test_retired_key_leaves_the_jwks_and_its_tokens_stop_verifying(
 ) -> None:
     old_token = await client_token(client, runtime)
     old_kid = (await verify_with_jwks(client, old_token)).header["kid"]
-    await rotate_signing_key(settings, "RS256")
+    await rotate_signing_key(settings, "RS256", show=_quiet)
 
-    await retire_signing_key(settings, old_kid)
+    await retire_signing_key(settings, old_kid, show=_quiet)
     monkeypatch.setattr(runtime, "settings", dataclasses.replace(runtime.settings, keys_refresh=0))
 
     assert old_kid not in {k["kid"] for k in (await client.get("/jwks.json")).json()["keys"]}
@@ -148,10 +153,10 @@ async def test_the_last_active_key_cannot_be_retired(
     only_kid = (await client.get("/jwks.json")).json()["keys"][0]["kid"]
 
     with pytest.raises(StartupError, match="only active signing key"):
-        await retire_signing_key(settings, only_kid)
+        await retire_signing_key(settings, only_kid, show=_quiet)
 
     with pytest.raises(StartupError, match="no active signing key"):
-        await retire_signing_key(settings, "no-such-kid")
+        await retire_signing_key(settings, "no-such-kid", show=_quiet)
 
 
 def test_keys_retire_command_reports_an_unknown_kid_in_one_line(
@@ -179,7 +184,7 @@ async def test_retiring_the_last_two_keys_at_once_keeps_one(
 ) -> None:
     """Two operators (two processes) retire one key each of the last two: one is refused."""
     first = (await client.get("/jwks.json")).json()["keys"][0]["kid"]
-    second = await rotate_signing_key(settings, "RS256")
+    second = await rotate_signing_key(settings, "RS256", show=_quiet)
     processes = [Database.from_settings(settings) for _ in range(2)]
     both_started = asyncio.Barrier(2)
 

@@ -10,6 +10,7 @@ import pytest
 
 from identity.cli import main
 from identity.settings import Settings
+from tests.processes import UNWRITABLE_STDOUTS, run_identity, run_identity_unwritable
 
 
 @pytest.fixture
@@ -113,3 +114,19 @@ def test_a_broken_policy_file_is_named(
     with pytest.raises(SystemExit):
         main(["users", "create", "--email", "ana@example.com", "--password", "Kx7#mQ9!vB2$"])
     assert f"{broken}: presets is missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("stdout", "reason"), UNWRITABLE_STDOUTS)
+def test_a_user_that_cannot_be_shown_is_not_kept(
+    environment: dict[str, str], stdout: str | None, reason: str
+) -> None:
+    # The command fails: a user kept anyway made the same command, run again, a conflict.
+    command = ("users", "create", "--email", "ana@example.com", "--password", "Kx7#mQ9!vB2$")
+    result = run_identity_unwritable(*command, env=environment, stdout=stdout)
+
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        f"identity: cannot write to standard output ({reason}); no user was created.\n"
+    )
+    again = run_identity(*command, env=environment)
+    assert again.returncode == 0, again.stderr
