@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -202,6 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unresolvable(host: str) -> str | None:
+    """Why ``--host`` cannot be looked up, if it cannot: uvicorn, failing to, logged the
+    resolver's words alone and exited 3, after the migrations. An empty host is every
+    address, as to uvicorn."""
+    try:
+        socket.getaddrinfo(host or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return exc.strerror or str(exc)
+    except UnicodeError:  # a label too long or empty for IDNA
+        return "not a valid host name"
+    return None
+
+
 def _not_utf8(arguments: Sequence[str]) -> int | None:
     """The position (from 1) of the first argument that is not UTF-8 text, if any.
 
@@ -228,6 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail("--port must be between 1 and 65535.", 2)
     if args.command == "serve" and not 0 < args.workers <= MAX_WORKERS:
         fail(f"--workers must be between 1 and {MAX_WORKERS}.", 2)
+    if args.command == "serve" and (reason := _unresolvable(args.host)):
+        fail(
+            f"--host {args.host!r} cannot be listened on ({reason}); give an address of this "
+            "machine, such as 127.0.0.1, or 0.0.0.0 for all of them.",
+            2,
+        )
     handler: Handler = args.handler
     from identity.commands import StartupError
 

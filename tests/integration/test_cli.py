@@ -177,6 +177,27 @@ def _without_secret_key(env: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if name != "IDENTITY_SECRET_KEY"}
 
 
+@pytest.mark.parametrize(
+    ("host", "workers", "reason"),
+    [
+        ("some.unresolvable.name.invalid", "1", "Name or service not known"),
+        ("some.unresolvable.name.invalid", "2", "Name or service not known"),
+        ("a" * 64 + ".example", "1", "not a valid host name"),
+    ],
+)
+def test_serve_names_a_host_it_cannot_look_up(
+    env: dict[str, str], host: str, workers: str, reason: str
+) -> None:
+    # uvicorn logged the resolver's "Name or service not known" alone, and exited 3.
+    result = run_identity(
+        "serve", "--host", host, "--port", str(free_port()), "--workers", workers, env=env
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"identity: --host {host!r} cannot be listened on ({reason})")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
 @pytest.mark.parametrize("command", [("keys", "rotate"), ("serve", "--port", str(free_port()))])
 def test_a_short_secret_key_file_stops_with_a_sentence_naming_it(
     env: dict[str, str], tmp_path: Path, command: tuple[str, ...]
