@@ -46,6 +46,7 @@ from identity.store.base import StoreUnavailable
 from identity.tokens import refresh, revocations
 from identity.tokens.subjects import active_user
 from identity.web import cors
+from identity.web.conditional import etag_matches
 from identity.web.dependencies import RuntimeDep
 from identity.web.token_scope import client_now, scope_now, scope_of
 
@@ -104,10 +105,7 @@ async def send_published(
         raise MethodNotAllowedException(headers={"Allow": "GET, HEAD"})
     etag = document.etag.encode()
     headers = [(b"etag", etag), (b"cache-control", cache_control), cors.OPEN_TO_EVERY_ORIGIN]
-    status, body = 200, document.body
-    for name, value in scope["headers"]:
-        if name == b"if-none-match" and (etag in value or value.strip() == b"*"):
-            status, body = 304, b""
+    status, body = (304, b"") if etag_matches(scope, etag) else (200, document.body)
     if status == 200:
         headers += [
             (b"content-type", b"application/json"),

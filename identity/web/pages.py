@@ -41,6 +41,7 @@ from identity.web.authorization import (
     signed_in,
     with_query,
 )
+from identity.web.conditional import not_modified_middleware
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import field, read_form
 from identity.web.rendering import error_page, locale_for, page
@@ -313,5 +314,6 @@ ROUTES = [
         directories=[PACKAGE_ROOT / "static"],
         include_in_schema=False,
         guards=[_nameable_file],
+        middleware=[not_modified_middleware],
     ),
 ]

@@ -69,6 +69,26 @@ async def test_stylesheet_is_served_from_our_origin(client: httpx.AsyncClient) -
     assert response.headers["content-type"].startswith("text/css")
 
 
+async def test_a_stylesheet_the_browser_holds_is_not_sent_again(
+    client: httpx.AsyncClient,
+) -> None:
+    # Every page loads it: a matching If-None-Match is answered 304, as discovery is.
+    first = await client.get("/static/identity.css")
+    etag = first.headers["etag"]
+    for method in ("GET", "HEAD"):
+        for condition in (etag, f'"other", W/{etag}', "*"):
+            again = await client.request(
+                method, "/static/identity.css", headers={"If-None-Match": condition}
+            )
+            assert again.status_code == 304, (method, condition)
+            assert again.content == b""
+            assert again.headers["etag"] == etag
+            assert "content-length" not in again.headers
+            assert again.headers.get_list("x-content-type-options") == ["nosniff"]
+    changed = await client.get("/static/identity.css", headers={"If-None-Match": '"other"'})
+    assert changed.status_code == 200 and changed.content == first.content
+
+
 async def test_every_answer_forbids_sniffing_once(client: httpx.AsyncClient) -> None:
     answers = [
         await client.get("/accounts/not-a-uuid/users"),  # a 404 under a page path
