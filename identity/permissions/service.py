@@ -34,6 +34,8 @@ from identity.webhooks.events import MEMBER_REMOVED, PERMISSIONS_CHANGED, about_
 MAX_ACCOUNT_NAME = 200
 MAX_ROLE_NAME = 100
 MAX_ROLE_DESCRIPTION = 2000
+MAX_PERMISSION_LABEL = 200
+MAX_PERMISSION_DESCRIPTION = 2000
 # Any later expiry, in the time zone it was given in, may have no UTC equivalent to store
 # (9999-12-31T23:00-05:00 is in the year 10000); none is meant as a real date anyway.
 LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=UTC)
@@ -962,10 +964,22 @@ async def register_permission(
     catalogue: Catalogue,
 ) -> Permission:
     """Add a consuming service's permission (``billing:refunds``) with its labels."""
-    for language, label in (("en", permission.label_en), ("es", permission.label_es)):
-        # The pages show the label beside each permission's checkbox: one of spaces is none.
-        if not label.strip():
-            raise invalid_field(f"label.{language}", "Give a label in English and in Spanish.")
+    # The Users page shows each label beside a checkbox and the description as its tooltip:
+    # both are held to the rules of names, so a label of spaces is none.
+    for language in ("en", "es"):
+        for text, limit, required in (
+            ("label", MAX_PERMISSION_LABEL, True),
+            ("description", MAX_PERMISSION_DESCRIPTION, False),
+        ):
+            column = f"{text}_{language}"
+            checked = display_name(
+                getattr(permission, column) or "",  # a description left out is empty
+                limit,
+                required=required,
+                field=f"{text}.{language}",
+                what=text,
+            )
+            setattr(permission, column, checked)
     if permission.name in catalogue.policies.builtin_names:
         raise Conflict("This permission exists already.")
     try:

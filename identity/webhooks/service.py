@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.audit.service import Actor, record_as
 from identity.crypto import Encryptor, random_token
+from identity.display_names import display_name
 from identity.errors import NotFound
 from identity.permissions.catalogue import invalid_field
 from identity.webhooks import addresses, repository
@@ -117,9 +118,11 @@ async def create_subscription(
     allow_http_loopback: bool,
     now: datetime,
 ) -> Created:
-    description = description.strip()
-    if len(description) > MAX_DESCRIPTION:
-        raise invalid_field("description", f"At most {MAX_DESCRIPTION} characters.")
+    # Shown to staff in the API and the audit log: a line break or direction override there
+    # would misread as the next line or the reverse.
+    description = display_name(
+        description, MAX_DESCRIPTION, required=False, field="description", what="description"
+    )
     secret = SECRET_PREFIX + random_token(32)
     subscription = WebhookSubscription(
         url=check_url(url, allow_http_loopback),

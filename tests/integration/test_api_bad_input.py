@@ -81,6 +81,32 @@ CASES: list[tuple[str, str, Any, int, str]] = [
         422,
         "label",
     ),
+    # Shown beside a checkbox on the Users page, and to staff in the API: as names are.
+    (
+        "POST",
+        "/permissions",
+        {"name": "billing:refunds", "label": {"en": "Refunds \u202eexit", "es": "R"}},
+        422,
+        "label",
+    ),
+    (
+        "POST",
+        "/permissions",
+        {"name": "billing:refunds", "label": {"en": "R", "es": "R"}, "description": {"es": "a\0"}},
+        422,
+        "description",
+    ),
+    (
+        "POST",
+        "/webhooks",
+        {
+            "url": "https://hooks.example.com/identity",
+            "event_types": ["member.removed"],
+            "description": "billing\r\nX-Injected: 1",
+        },
+        422,
+        "description",
+    ),
     # OAuth clients: the command line's rules, each refusal naming its field.
     ("POST", "/clients", {"name": "x" * 201, "redirect_uris": [CB]}, 422, "name"),
     ("POST", "/clients", {"name": " ", "redirect_uris": [CB]}, 422, "name"),
