@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from litestar import Request
@@ -15,6 +16,10 @@ from identity.web.rendering import locale_for
 # A hidden field (and query parameter) that keeps the page's language across posts, as the
 # sign-in flow's ui_locales does for the login page.
 LOCALE_FIELD = "ui_locales"
+# A hidden field naming the user a signed-in page was shown to. The CSRF token is one per
+# browser, so it still matches once another tab has signed in as someone else: this field
+# keeps a page left open from acting on that other person's account.
+SIGNED_IN_FIELD = "signed_in_user"
 
 
 async def read_form(request: Request[Any, Any, Any]) -> FormMultiDict:
@@ -40,6 +45,11 @@ def csrf_ok(request: Request[Any, Any, Any], runtime: Runtime, form: FormMultiDi
     return csrf.verify(
         request.cookies, runtime.settings, runtime.secret_key, field(form, csrf.FIELD)
     )
+
+
+def posted_by(form: FormMultiDict, user_id: uuid.UUID) -> bool:
+    """Whether the form comes from a page shown to ``user_id``."""
+    return field(form, SIGNED_IN_FIELD, 64) == str(user_id)
 
 
 def page_locale(request: Request[Any, Any, Any], form: FormMultiDict | None = None) -> str:

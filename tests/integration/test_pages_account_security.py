@@ -114,6 +114,36 @@ async def test_every_form_refuses_a_post_without_the_csrf_token(
     assert await mail_to(runtime, "evil@example.com") == []
 
 
+async def test_a_page_left_open_while_another_user_signed_in_changes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    # Another tab of this browser signs in as Bea: the CSRF token, one per browser, still
+    # matches, but Ana's page must not rename Bea or sign out Bea's other browsers.
+    bea = await new_user(runtime, "bea@example.com", name="Bea")
+    bea_elsewhere = await other_session(runtime, bea)
+    client.cookies.set("identity_session", await other_session(runtime, bea))
+    renamed = await post_form(client, page, f"{SECURITY}/name", name="Ana María", ui_locales="es")
+    signed_out = await post_form(client, page, f"{SECURITY}/sessions")
+    for response in (renamed, signed_out):
+        assert response.status_code == 409, response.text
+        assert "<strong data-email>bea@example.com</strong>" in response.text
+    assert alert(renamed) == (
+        "Esta página se abrió cuando había otra cuenta con la sesión iniciada, así que no se "
+        "ha cambiado nada. Esta es la página de la cuenta que tiene la sesión iniciada ahora."
+    )
+    assert alert(signed_out) == (
+        "This page was opened while someone else was signed in, so nothing was changed. "
+        "This is the page of the account signed in now."
+    )
+    assert (await _user(runtime, bea)).name == "Bea"
+    assert (await _user(runtime, ana)).name == "Ana"
+    assert await _live(runtime, bea_elsewhere)
+    # The page it answered with is Bea's own, and works.
+    saved = await post_form(client, renamed, f"{SECURITY}/name", name="Beatriz")
+    assert saved.status_code == 200 and (await _user(runtime, bea)).name == "Beatriz"
+
+
 async def test_posts_without_a_session_go_to_the_login_page(client: httpx.AsyncClient) -> None:
     response = await client.post(f"{SECURITY}/name", data={"name": "X"})
     assert response.status_code == 303
