@@ -67,7 +67,7 @@ from identity.web.authorization import (
     with_query,
 )
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import LOCALE_FIELD, csrf_ok, field, page_locale, read_form
+from identity.web.forms import LOCALE_FIELD, csrf_ok, field, page_locale, posted_by, read_form
 from identity.web.pages import MAX_EMAIL, MAX_PASSWORD
 from identity.web.rendering import error_page, page
 
@@ -275,6 +275,7 @@ async def _users_page(
         | {
             "wide": True,
             "signed_in_as": user.email,
+            "signed_in_user": str(user.id),
             "message_id": message_id,
             "done": done if done in DONE else None,
             "invite": invite or {"email": "", "locale": locale, "permissions": [], "roles": []},
@@ -354,15 +355,22 @@ async def _change(
         if invite_form
         else None
     )
+    refusal = None
     if not csrf_ok(request, runtime, form):
+        refusal = ("form.csrf_failed", 400)
+    elif not posted_by(form, user.id):
+        # A page left open while another tab signed in as someone else: theirs now, unchanged.
+        refusal = ("form.other_user", 409)
+    if refusal is not None:
+        message_id, status = refusal
         return await _users_page(
             request,
             runtime,
             user,
             account_id,
             locale,
-            message_id="form.csrf_failed",
-            status=400,
+            message_id=message_id,
+            status=status,
             invite=invite,
         )
     await runtime.catalogue.ensure_templates(runtime.db)

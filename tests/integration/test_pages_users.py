@@ -21,6 +21,7 @@ from identity.permissions.service import Grant
 from identity.runtime import Runtime
 from tests.browser import PASSWORD, add_user, form_fields
 from tests.integration.account_helpers import SYSTEM, add_member, effective, make_account
+from tests.integration.page_helpers import other_session
 
 
 def users_path(account: Account) -> str:
@@ -32,7 +33,8 @@ async def sign_in_at(
 ) -> dict[str, str]:
     """Open ``path`` signed out, sign in on the login page it sends to, land back on it.
 
-    Returns the browser's CSRF field, which every form of every page carries.
+    Returns the hidden fields every form of the page carries: the browser's CSRF token and,
+    where the page opens, the signed-in user it was shown to.
     """
     sent = await http.get(path, headers=headers)
     assert sent.status_code == 303, sent.text
@@ -44,7 +46,10 @@ async def sign_in_at(
     )
     assert back.status_code == 303, back.text
     assert urlsplit(back.headers["location"]).path == path
-    return {"csrf_token": fields["csrf_token"]}
+    shown = form_fields((await http.get(back.headers["location"], headers=headers)).text)
+    return {"csrf_token": fields["csrf_token"]} | {
+        name: shown[name] for name in ("signed_in_user",) if name in shown
+    }
 
 
 async def invite(runtime: Runtime, account: Account, email: str) -> uuid.UUID:
@@ -147,7 +152,7 @@ async def test_a_link_in_spanish_keeps_the_page_spanish_through_sign_in_and_its_
     )
     page = await client.get(back.headers["location"])
     fields = form_fields(page.text)
-    form = {"csrf_token": fields["csrf_token"], "ui_locales": fields["ui_locales"]}
+    form = {name: fields[name] for name in ("csrf_token", "ui_locales", "signed_in_user")}
     cancel = f"{path}/invitations/{team.invitation_id}/cancel"
 
     done = await client.post(cancel, data=form)
@@ -486,6 +491,34 @@ async def test_removing_the_last_owner_is_refused_with_a_message(
     assert refused.status_code == 409
     assert "Una cuenta debe conservar al menos un titular" in refused.text
     assert await is_member(runtime, team.account, team.owner)
+
+
+async def test_a_page_left_open_while_another_user_signed_in_changes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    await sign_in_at(client, users_path(team.account), "owner@example.com")
+    page = await client.get(users_path(team.account))
+    remove = f"{users_path(team.account)}/{team.target.id}/remove"
+    # Another tab of this browser signs in as the manager: the CSRF token, one per browser,
+    # still matches, but the owner's page must not act as (and be audited as) the manager.
+    client.cookies.set("identity_session", await other_session(runtime, team.manager))
+
+    removed = await client.post(remove, data=form_fields(page.text))
+    invited = await client.post(
+        f"{users_path(team.account)}/invite",
+        data=form_fields(page.text) | {"email": "carol@example.com", "permission": "tickets"},
+    )
+
+    for response in (removed, invited):
+        assert response.status_code == 409, response.text
+        assert "This page was opened while someone else was signed in" in response.text
+        assert "manager@example.com" in response.text
+    assert 'value="carol@example.com"' in invited.text
+    assert await is_member(runtime, team.account, team.target)
+    assert "carol@example.com" not in await pending_emails(runtime, team.account)
+    # The page it answered with is the manager's own, and works.
+    again = await client.post(remove, data=form_fields(removed.text))
+    assert again.status_code == 303 and not await is_member(runtime, team.account, team.target)
 
 
 @pytest.mark.parametrize(
