@@ -235,8 +235,9 @@ async def proceed(
 ) -> Response[Any]:
     """Take the authorization request in ``flow`` one step further.
 
-    ``browser`` is the session behind ``session_token`` when the caller has just
-    established it (``signed_in``): it is not read back from the database.
+    ``browser`` is the session behind ``session_token`` when the caller has it already
+    (``signed_in`` has just established it, the consent page has just read it): it is not
+    read back from the database.
     """
     flows = FlowStore(runtime.store)
     if flow.return_to is not None:

@@ -43,7 +43,7 @@ from identity.web.authorization import (
 )
 from identity.web.conditional import not_modified_middleware
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import field, read_form
+from identity.web.forms import field, posted_by, read_form
 from identity.web.rendering import error_page, locale_for, page
 
 # Long enough for any real address or passphrase; longer input is not worth hashing.
@@ -147,8 +147,10 @@ async def _consent_form(
     status: int = 200,
 ) -> Response[Any]:
     locale = flow_locale(request, flow)
+    token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
     async with runtime.db.transaction() as session:
         client = await get_client(session, flow.request.get("client_id") or "")
+        browser = await sessions.current(session, token, utcnow())
     if client is None:
         # Deleted or disabled since the sign-in began: the page /authorize shows for it.
         return error_response(request, runtime, unknown_client(), locale)
@@ -165,6 +167,7 @@ async def _consent_form(
             # Each scope we define has its own line in the page's language; others are
             # shown by name.
             "labelled_scopes": SCOPES_SUPPORTED,
+            "signed_in_user": browser.user_id if browser else "",
             "message_id": message_id,
         },
     )
@@ -194,6 +197,18 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
         return await _consent_form(
             request, runtime, pending, message_id="form.csrf_failed", status=400
         )
+    token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
+    async with runtime.db.transaction() as session:
+        browser = await sessions.current(session, token, utcnow())
+    if browser is not None and not posted_by(form, browser.user_id):
+        # Another tab signed in as someone else since the page was shown: their consent is
+        # theirs to give, on a page of their own.
+        pending = await flows.load(flow_id)
+        if pending is None:
+            return flow_expired(request, runtime, form)
+        return await _consent_form(
+            request, runtime, pending, message_id="form.other_user", status=409
+        )
     # Taken, not read: a double submission issues one code, not two.
     pending = await flows.consume(flow_id)
     if pending is None:
@@ -202,7 +217,8 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
         request,
         runtime,
         pending,
-        session_token=cookies.read(request.cookies, runtime.settings, cookies.SESSION),
+        session_token=token,
+        browser=browser,
         consent_given=field(form, "decision") == "allow",
     )
 

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from identity.runtime import Runtime
+from identity.tokens import consents
 from tests.browser import (
     CLIENT_ID,
     add_oauth_client,
@@ -18,6 +19,7 @@ from tests.browser import (
     redirected_to_client,
     sign_in,
 )
+from tests.integration.page_helpers import other_session
 
 
 @pytest.fixture
@@ -132,6 +134,27 @@ async def test_consent_after_the_session_ended_goes_back_to_login(
     assert response.status_code == 303
     assert response.headers["location"].startswith("/login?flow=")
     assert CLIENT_ID not in response.headers["location"]
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_a_page_left_open_while_another_user_signed_in_gives_no_consent(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    page = await client.get(sent_to_consent(await sign_in(client)))
+    # Another tab of this browser signs in as Bea: the page shown while Ana signed in must
+    # not hand the client Bea's account, nor remember a consent Bea never saw.
+    bea = await add_user(runtime, "bea@example.com")
+    client.cookies.set("identity_session", await other_session(runtime, bea))
+
+    refused = await client.post("/consent", data=form_fields(page.text) | {"decision": "allow"})
+
+    assert refused.status_code == 409, refused.headers
+    assert "This page was opened while someone else was signed in" in refused.text
+    async with runtime.db.transaction() as session:
+        assert await consents.granted_scopes(session, bea.id, CLIENT_ID) == set()
+    # The page it answered with is Bea's own, and works.
+    allowed = await client.post("/consent", data=form_fields(refused.text) | {"decision": "allow"})
+    assert redirected_to_client(allowed)["code"]
 
 
 async def test_the_services_own_scopes_are_described_in_the_page_language(
