@@ -127,6 +127,7 @@ async def _picker(
         context={
             "flow": flow.id,
             "accounts": [(str(c.account.id), c.account.name, c.owner) for c in choices],
+            "signed_in_user": str(user.id),
             "requested_unknown": requested is not None
             and requested not in {str(c.account.id) for c in choices},
             "message_id": message_id,
@@ -149,11 +150,22 @@ async def account_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
     form = await read_form(request)
     flows = FlowStore(runtime.store)
     flow_id = field(form, "flow")
+    refusal = None
     if not csrf_ok(request, runtime, form):
+        refusal = ("form.csrf_failed", 400)
+    else:
+        async with runtime.db.transaction() as session:
+            user = await _signed_in(session, request, runtime, utcnow())
+        if user is not None and not posted_by(form, user.id):
+            # Another tab signed in as someone else since the list was shown: they pick
+            # from a list of their own.
+            refusal = ("form.other_user", 409)
+    if refusal is not None:
         pending = await flows.load(flow_id)
         if pending is None:
             return flow_expired(request, runtime, form)
-        return await _picker(request, runtime, pending, message_id="form.csrf_failed", status=400)
+        message_id, status = refusal
+        return await _picker(request, runtime, pending, message_id=message_id, status=status)
     # Taken, not read: a double submission resumes the authorization once.
     pending = await flows.consume(flow_id)
     if pending is None or pending.return_to is not None:

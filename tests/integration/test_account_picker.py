@@ -23,6 +23,7 @@ from tests.browser import (
 )
 from tests.integration.account_helpers import add_member, make_account
 from tests.integration.oauth_helpers import make_user, verify_with_jwks
+from tests.integration.page_helpers import other_session
 
 
 async def _two_accounts(runtime: Runtime) -> tuple[User, Account, Account]:
@@ -182,6 +183,33 @@ async def test_picking_an_account_of_someone_else_shows_the_picker_again(
 
     assert chosen.status_code == 303
     assert chosen.headers["location"].startswith("/login/account?flow=")
+
+
+async def test_a_picker_left_open_while_another_user_signed_in_picks_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, first_party=True)
+    _, acme, globex = await _two_accounts(runtime)
+    bea = await add_user(runtime, "bea@example.com")
+    await add_member(runtime, acme, bea, ["tickets"])
+    await add_member(runtime, globex, bea, ["tickets"])
+    signed_in = await sign_in(client)
+    picker = await client.get(signed_in.headers["location"])
+    # Another tab of this browser signs in as Bea: the choice made on Ana's list must not
+    # send the client a code for Bea.
+    client.cookies.set("identity_session", await other_session(runtime, bea))
+
+    refused = await client.post(
+        "/login/account", data=form_fields(picker.text) | {"account_id": str(globex.id)}
+    )
+
+    assert refused.status_code == 409, refused.headers
+    assert "This page was opened while someone else was signed in" in refused.text
+    # The list it answered with is Bea's own, and works.
+    chosen = await client.post(
+        "/login/account", data=form_fields(refused.text) | {"account_id": str(acme.id)}
+    )
+    assert redirected_to_client(chosen)["code"]
 
 
 async def test_the_picker_refuses_a_post_without_its_csrf_token(
