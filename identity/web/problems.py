@@ -20,7 +20,8 @@ from identity.oauth.metadata import (
     USERINFO_PATH,
 )
 from identity.store.base import StoreUnavailable
-from identity.web.rendering import error_page, locale_for
+from identity.web.forms import page_locale
+from identity.web.rendering import error_page
 from identity.web.request_context import CLIENT_GONE
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ def _page_instead(
         request,
         request.app.state.runtime,
         message_id,
-        locale=locale_for(request, None),
+        # The link's ?ui_locales= first, as on every hosted page (a posted body is not read).
+        locale=page_locale(request),
         status=status,
         error_code=error_code,
     )

@@ -138,6 +138,22 @@ async def test_a_browser_s_framework_error_is_a_page_in_its_language_keeping_the
 
 @pytest.mark.parametrize(
     ("method", "path", "status"),
+    [("GET", "/accounts/not-an-id/users", 404), ("DELETE", "/account/security", 405)],
+)
+async def test_a_browser_s_framework_error_keeps_the_language_its_link_asked_for(
+    client: httpx.AsyncClient, method: str, path: str, status: int
+) -> None:
+    # Every hosted page takes ?ui_locales= in its link, over the browser's own preference.
+    response = await client.request(
+        method, f"{path}?ui_locales=es", headers=BROWSER | {"Accept-Language": "en"}
+    )
+    assert response.status_code == status
+    assert 'lang="es"' in response.text
+    assert "No hay ninguna página en esta dirección" in response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
     [("GET", "/logni", 404), ("PUT", "/login", 405)],
 )
 async def test_a_program_s_framework_error_on_a_page_address_is_a_problem(
