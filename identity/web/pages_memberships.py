@@ -76,7 +76,10 @@ DONE = frozenset({"invited", "resent", "cancelled", "saved", "removed"})
 
 
 def _fields(form: FormMultiDict, name: str) -> list[str]:
-    return [value[:200] for value in form.getall(name, []) if isinstance(value, str)]
+    """Every value of a repeated field (ticked boxes), each once: no page sends one twice,
+    and a hand-made post that does must not grant or invite the same thing twice over."""
+    values = [value[:200] for value in form.getall(name, []) if isinstance(value, str)]
+    return list(dict.fromkeys(values))
 
 
 def _session_token(request: Request[Any, Any, Any], runtime: Runtime) -> str | None:
@@ -410,7 +413,8 @@ async def _change(
 
 def _role_ids(form: FormMultiDict) -> list[uuid.UUID]:
     try:
-        return [uuid.UUID(value) for value in _fields(form, "role")]
+        # Once each also when one id is spelled two ways ("{...}", upper case).
+        return list(dict.fromkeys(uuid.UUID(value) for value in _fields(form, "role")))
     except ValueError:
         raise InvalidInput("Unknown role.", errors=[{"field": "roles"}]) from None
 
@@ -483,8 +487,8 @@ async def grants_submit(
             account_id,
             user_id,
             all_permissions=all_permissions,
-            permissions=[Grant(n, kept.get(n)) for n in dict.fromkeys(_fields(form, "permission"))],
-            roles=[RoleGrant(r, kept_roles.get(r)) for r in dict.fromkeys(_role_ids(form))],
+            permissions=[Grant(n, kept.get(n)) for n in _fields(form, "permission")],
+            roles=[RoleGrant(r, kept_roles.get(r)) for r in _role_ids(form)],
             catalogue=runtime.catalogue,
             now=now,
             delegation=await delegation_for(session, actor.user_id, relation, account_id, now),

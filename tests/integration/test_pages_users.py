@@ -581,6 +581,37 @@ async def test_bad_input_gets_a_readable_message_and_the_form_back(
     assert f'value="{data["email"]}"' in refused.text  # nothing to type again
 
 
+async def test_a_permission_or_role_posted_twice_is_invited_once(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    # No page sends a box twice; a hand-made post that does must not store (and list on the
+    # page and in the API) the same grant again and again, as the API refuses to.
+    await runtime.catalogue.ensure_templates(runtime.db)
+    async with runtime.db.transaction() as session:
+        role = (await service.list_roles(session, None))[0].role
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
+
+    sent = await client.post(
+        f"{users_path(team.account)}/invite",
+        data=csrf
+        | {
+            "email": "carol@example.com",
+            "permission": ["tickets", "invoices", "tickets"],
+            "role": [str(role.id), f"{{{role.id}}}"],
+        },
+    )
+
+    assert sent.status_code == 303, sent.text
+    async with runtime.db.transaction() as session:
+        (found,) = [
+            i
+            for i in await invitations.pending(session, team.account.id, utcnow())
+            if i.email == "carol@example.com"
+        ]
+    assert [g["name"] for g in found.grants["permissions"]] == ["tickets", "invoices"]
+    assert [g["role_id"] for g in found.grants["roles"]] == [str(role.id)]
+
+
 async def test_cancelling_twice_says_the_invitation_is_closed(
     client: httpx.AsyncClient, runtime: Runtime, team: Team
 ) -> None:
