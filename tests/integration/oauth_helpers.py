@@ -139,16 +139,54 @@ async def redeem(
     return await http.post("/token", data=data | extra, headers=headers)
 
 
+@dataclass(frozen=True)
+class FreshCode:
+    """A code as the browser brings it back to ``client`` after ``user`` signed in, and the
+    PKCE verifier its challenge was made from."""
+
+    code: str
+    verifier: str
+    client: RegisteredClient
+    user: User
+
+    async def redeem(self, http: httpx.AsyncClient, **options: Any) -> httpx.Response:
+        """The exchange the client makes with this code and its own verifier."""
+        return await redeem(http, self.client, self.code, self.verifier, **options)
+
+
+async def fresh_code(
+    runtime: Runtime,
+    client: RegisteredClient | None = None,
+    *,
+    user: User | None = None,
+    **code_options: Any,
+) -> FreshCode:
+    """A code with an S256 challenge for ``client`` and ``user`` (a new confidential client
+    and a new user where not given); ``code_options`` as for ``issue_code``."""
+    client = client or await make_client(runtime)
+    user = user or await make_user(runtime)
+    verifier, challenge = pkce_pair()
+    code = await issue_code(runtime, client, user, challenge=challenge, **code_options)
+    return FreshCode(code, verifier, client, user)
+
+
+async def redeemed_code(
+    http: httpx.AsyncClient, runtime: Runtime, client: RegisteredClient, **code_options: Any
+) -> tuple[FreshCode, dict[str, Any]]:
+    """A code already exchanged with success, for tests that replay it, and the token
+    response the exchange brought."""
+    fresh = await fresh_code(runtime, client, **code_options)
+    response = await fresh.redeem(http)
+    assert response.status_code == 200, response.text
+    return fresh, response.json()
+
+
 async def signed_in_tokens(
     http: httpx.AsyncClient, runtime: Runtime, client: RegisteredClient, **code_options: Any
 ) -> dict[str, Any]:
     """The token response of a complete code exchange with PKCE."""
-    user = code_options.pop("user", None) or await make_user(runtime)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, client, user, challenge=challenge, **code_options)
-    response = await redeem(http, client, code, verifier)
-    assert response.status_code == 200, response.text
-    return response.json()
+    _, tokens = await redeemed_code(http, runtime, client, **code_options)
+    return tokens
 
 
 async def refresh(

@@ -20,12 +20,11 @@ from tests.integration.account_helpers import CLIENT_ID, staff_headers, user_hea
 from tests.integration.oauth_helpers import (
     REDIRECT_URI,
     RegisteredClient,
+    fresh_code,
     is_active,
     issue_code,
     make_client,
     make_user,
-    pkce_pair,
-    redeem,
     refresh,
     signed_in_tokens,
 )
@@ -267,9 +266,8 @@ async def _grants_under_way(
     ]
     grants = []
     for token in refresh_tokens:
-        verifier, challenge = pkce_pair()
-        code = await issue_code(runtime, portal, await make_user(runtime), challenge=challenge)
-        grants += [refresh(http, portal, token), redeem(http, portal, code, verifier)]
+        fresh = await fresh_code(runtime, portal)
+        grants += [refresh(http, portal, token), fresh.redeem(http)]
     return grants
 
 

@@ -28,11 +28,8 @@ from tests.conftest import serving
 from tests.integration.account_helpers import staff_headers
 from tests.integration.oauth_helpers import (
     RegisteredClient,
-    issue_code,
+    fresh_code,
     make_client,
-    make_user,
-    pkce_pair,
-    redeem,
     refresh,
     signed_in_tokens,
 )
@@ -134,11 +131,10 @@ async def test_a_code_redeemed_after_its_client_was_deleted_elsewhere_is_invalid
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     portal = await _warmed(client, runtime)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, portal, await make_user(runtime), challenge=challenge)
+    fresh = await fresh_code(runtime, portal)
     await _delete_elsewhere(elsewhere, runtime, portal.client_id)
 
-    redeemed = await redeem(client, portal, code, verifier)
+    redeemed = await fresh.redeem(client)
 
     assert redeemed.status_code == 401, redeemed.text
     assert redeemed.json()["error"] == "invalid_client"

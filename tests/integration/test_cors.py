@@ -12,12 +12,9 @@ from identity.runtime import Runtime
 from tests.integration.oauth_helpers import (
     REDIRECT_URI,
     RegisteredClient,
+    fresh_code,
     is_active,
-    issue_code,
     make_client,
-    make_user,
-    pkce_pair,
-    redeem,
     signed_in_tokens,
 )
 
@@ -54,11 +51,6 @@ def assert_refused(response: httpx.Response, client: RegisteredClient, origin: s
     description = response.json()["error_description"]
     assert origin in description and client.client_id in description
     assert "access-control-allow-origin" not in response.headers
-
-
-async def public_code(runtime: Runtime, app: RegisteredClient) -> tuple[str, str]:
-    verifier, challenge = pkce_pair()
-    return await issue_code(runtime, app, await make_user(runtime), challenge=challenge), verifier
 
 
 # --- open endpoints ---------------------------------------------------------------------
@@ -135,10 +127,9 @@ async def test_other_endpoints_never_allow_a_browser_origin(
 async def test_public_client_exchanges_a_code_from_its_redirect_uris_origin(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    app = await make_client(runtime, public=True)
-    code, verifier = await public_code(runtime, app)
+    fresh = await fresh_code(runtime, await make_client(runtime, public=True))
 
-    response = await redeem(client, app, code, verifier, origin=APP_ORIGIN)
+    response = await fresh.redeem(client, origin=APP_ORIGIN)
 
     assert response.status_code == 200, response.text
     assert_allowed_answer(response, APP_ORIGIN)
@@ -147,13 +138,12 @@ async def test_public_client_exchanges_a_code_from_its_redirect_uris_origin(
 async def test_public_client_is_refused_from_another_origin_and_its_code_kept(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    app = await make_client(runtime, public=True)
-    code, verifier = await public_code(runtime, app)
+    fresh = await fresh_code(runtime, await make_client(runtime, public=True))
 
-    refused = await redeem(client, app, code, verifier, origin=OTHER_ORIGIN)
-    later = await redeem(client, app, code, verifier)
+    refused = await fresh.redeem(client, origin=OTHER_ORIGIN)
+    later = await fresh.redeem(client)
 
-    assert_refused(refused, app, OTHER_ORIGIN)
+    assert_refused(refused, fresh.client, OTHER_ORIGIN)
     # Refused before the grant ran: the code was not spent.
     assert later.status_code == 200, later.text
     assert "access-control-allow-origin" not in later.headers
@@ -163,15 +153,15 @@ async def test_an_opaque_origin_never_matches(client: httpx.AsyncClient, runtime
     """A sandboxed page or a file sends ``Origin: null``; so would a custom-scheme redirect
     URI's origin serialise, in a browser's URL parser."""
     app = await make_client(runtime, public=True, redirect_uris=["com.example.app:/callback"])
-    code, verifier = await public_code(runtime, app)
+    fresh = await fresh_code(runtime, app)
 
     response = await client.post(
         "/token",
         data={
             "grant_type": "authorization_code",
-            "code": code,
+            "code": fresh.code,
             "redirect_uri": "com.example.app:/callback",
-            "code_verifier": verifier,
+            "code_verifier": fresh.verifier,
             "client_id": app.client_id,
         },
         headers={"Origin": "null"},
@@ -185,12 +175,9 @@ async def test_a_default_port_in_the_redirect_uri_is_the_same_origin(
 ) -> None:
     uri = "https://APP.example.com:443/callback"
     app = await make_client(runtime, public=True, redirect_uris=[uri])
-    verifier, challenge = pkce_pair()
-    code = await issue_code(
-        runtime, app, await make_user(runtime), challenge=challenge, redirect_uri=uri
-    )
+    fresh = await fresh_code(runtime, app, redirect_uri=uri)
 
-    response = await redeem(client, app, code, verifier, redirect_uri=uri, origin=APP_ORIGIN)
+    response = await fresh.redeem(client, redirect_uri=uri, origin=APP_ORIGIN)
 
     assert response.status_code == 200, response.text
     assert_allowed_answer(response, APP_ORIGIN)
@@ -200,15 +187,12 @@ async def test_confidential_client_is_refused_from_a_browser_origin(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     """Its secret has no place in a browser; node-oidc-provider refuses it too."""
-    app = await make_client(runtime)
-    user = await make_user(runtime)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge)
+    fresh = await fresh_code(runtime)
 
-    refused = await redeem(client, app, code, verifier, origin=APP_ORIGIN)
-    later = await redeem(client, app, code, verifier)
+    refused = await fresh.redeem(client, origin=APP_ORIGIN)
+    later = await fresh.redeem(client)
 
-    assert_refused(refused, app, APP_ORIGIN)
+    assert_refused(refused, fresh.client, APP_ORIGIN)
     assert later.status_code == 200, later.text
 
 
@@ -229,11 +213,10 @@ async def test_an_error_before_the_client_is_known_is_readable(
 async def test_a_grant_error_of_an_allowed_client_is_readable(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    app = await make_client(runtime, public=True)
-    code, verifier = await public_code(runtime, app)
-    assert (await redeem(client, app, code, verifier)).status_code == 200
+    fresh = await fresh_code(runtime, await make_client(runtime, public=True))
+    assert (await fresh.redeem(client)).status_code == 200
 
-    again = await redeem(client, app, code, verifier, origin=APP_ORIGIN)
+    again = await fresh.redeem(client, origin=APP_ORIGIN)
 
     assert again.json()["error"] == "invalid_grant"
     assert_allowed_answer(again, APP_ORIGIN)

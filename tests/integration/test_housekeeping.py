@@ -52,11 +52,9 @@ from tests.integration.account_helpers import (
 )
 from tests.integration.oauth_helpers import (
     RegisteredClient,
-    issue_code,
     make_client,
     make_user,
-    pkce_pair,
-    redeem,
+    redeemed_code,
     refresh,
     signed_in_tokens,
 )
@@ -229,13 +227,11 @@ async def test_a_redeemed_code_within_its_day_still_revokes_what_it_issued_when_
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     app = await make_client(runtime)
-    verifier, challenge = pkce_pair()
-    used = await issue_code(runtime, app, await make_user(runtime), challenge=challenge)
-    first = (await redeem(client, app, used, verifier)).json()
+    used, first = await redeemed_code(client, runtime, app)
 
     # Nearly a day later, the code is still there: the replay revokes what it issued.
     await runtime.housekeeping.run_once(utcnow() + DAY - timedelta(minutes=5))
-    replay = await redeem(client, app, used, verifier)
+    replay = await used.redeem(client)
 
     assert replay.json()["error"] == "invalid_grant"
     assert (await refresh(client, app, first["refresh_token"])).json()["error"] == "invalid_grant"

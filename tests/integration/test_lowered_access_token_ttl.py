@@ -15,13 +15,9 @@ from identity.housekeeping.housekeeper import Housekeeper
 from identity.runtime import Runtime
 from tests.integration.account_helpers import staff_headers
 from tests.integration.oauth_helpers import (
-    RegisteredClient,
     is_active,
-    issue_code,
     make_client,
-    make_user,
-    pkce_pair,
-    redeem,
+    redeemed_code,
     refresh,
 )
 
@@ -41,17 +37,6 @@ async def sweep(runtime: Runtime, later: timedelta) -> None:
     await Housekeeper.from_settings(runtime.db, runtime.settings).run_once(utcnow() + later)
 
 
-async def code_exchange(
-    http: httpx.AsyncClient, runtime: Runtime, app: RegisteredClient
-) -> tuple[str, str, dict[str, str]]:
-    """A redeemed code, its verifier, and the token response it brought."""
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, await make_user(runtime), challenge=challenge)
-    response = await redeem(http, app, code, verifier)
-    assert response.status_code == 200, response.text
-    return code, verifier, response.json()
-
-
 @pytest.mark.parametrize("how", ["revoke", "reuse", "replay"])
 async def test_a_grant_revoked_after_the_ttl_was_lowered_keeps_its_access_tokens_denied(
     client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, how: str
@@ -59,7 +44,7 @@ async def test_a_grant_revoked_after_the_ttl_was_lowered_keeps_its_access_tokens
     app = await make_client(runtime)
     resource_server = await make_client(runtime, grant_types=["client_credentials"])
     set_access_token_ttl(monkeypatch, runtime, HOUR)
-    code, verifier, first = await code_exchange(client, runtime, app)
+    fresh, first = await redeemed_code(client, runtime, app)
     second = (await refresh(client, app, first["refresh_token"])).json()
 
     set_access_token_ttl(monkeypatch, runtime, MINUTE)
@@ -69,7 +54,7 @@ async def test_a_grant_revoked_after_the_ttl_was_lowered_keeps_its_access_tokens
     elif how == "reuse":
         assert (await refresh(client, app, first["refresh_token"])).status_code == 400
     else:
-        assert (await redeem(client, app, code, verifier)).status_code == 400
+        assert (await fresh.redeem(client)).status_code == 400
     # Past the new lifetime, and a minute's clock skew, but well within the hour.
     await sweep(runtime, timedelta(minutes=10))
 
@@ -84,12 +69,12 @@ async def test_a_redeemed_code_is_kept_while_its_access_token_lives_after_the_tt
     app = await make_client(runtime, grant_types=["authorization_code"])
     resource_server = await make_client(runtime, grant_types=["client_credentials"])
     set_access_token_ttl(monkeypatch, runtime, 3 * 24 * HOUR)
-    code, verifier, issued = await code_exchange(client, runtime, app)
+    fresh, issued = await redeemed_code(client, runtime, app)
 
     set_access_token_ttl(monkeypatch, runtime, MINUTE)
     # More than a day after the code expired: only its access token still needs it.
     await sweep(runtime, timedelta(days=2))
-    assert (await redeem(client, app, code, verifier)).status_code == 400
+    assert (await fresh.redeem(client)).status_code == 400
 
     assert not await is_active(client, resource_server, issued["access_token"])
 
@@ -101,7 +86,7 @@ async def test_a_client_disabled_after_the_ttl_was_lowered_has_every_live_access
     app = await make_client(runtime)
     resource_server = await make_client(runtime, grant_types=["client_credentials"])
     set_access_token_ttl(monkeypatch, runtime, HOUR)
-    _, _, issued = await code_exchange(client, runtime, app)
+    _, issued = await redeemed_code(client, runtime, app)
     refreshed = (await refresh(client, app, issued["refresh_token"])).json()
 
     set_access_token_ttl(monkeypatch, runtime, MINUTE)

@@ -5,29 +5,30 @@ from __future__ import annotations
 import httpx
 
 from identity.runtime import Runtime
-from tests.integration.oauth_helpers import issue_code, make_client, make_user, pkce_pair, redeem
+from tests.integration.oauth_helpers import (
+    fresh_code,
+    issue_code,
+    make_client,
+    make_user,
+    pkce_pair,
+    redeem,
+)
 
 
 async def test_wrong_verifier_is_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    app = await make_client(runtime, public=True)
-    user = await make_user(runtime)
-    _, challenge = pkce_pair()
+    fresh = await fresh_code(runtime, await make_client(runtime, public=True))
     other_verifier, _ = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge)
 
-    response = await redeem(client, app, code, other_verifier)
+    response = await redeem(client, fresh.client, fresh.code, other_verifier)
 
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
 
 
 async def test_missing_verifier_is_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    app = await make_client(runtime, public=True)
-    user = await make_user(runtime)
-    _, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge)
+    fresh = await fresh_code(runtime, await make_client(runtime, public=True))
 
-    response = await redeem(client, app, code, None)
+    response = await redeem(client, fresh.client, fresh.code, None)
 
     assert response.json()["error"] == "invalid_grant"
 
@@ -35,12 +36,9 @@ async def test_missing_verifier_is_refused(client: httpx.AsyncClient, runtime: R
 async def test_public_client_with_correct_verifier_gets_tokens(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    app = await make_client(runtime, public=True)
-    user = await make_user(runtime)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge)
+    fresh = await fresh_code(runtime, await make_client(runtime, public=True))
 
-    response = await redeem(client, app, code, verifier)
+    response = await fresh.redeem(client)
 
     assert response.status_code == 200
     assert response.json()["refresh_token"]
@@ -76,12 +74,9 @@ async def test_confidential_client_may_skip_pkce_only_when_registered_so(
 async def test_malformed_verifier_is_an_invalid_request(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    app = await make_client(runtime, public=True)
-    user = await make_user(runtime)
-    _, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge)
+    fresh = await fresh_code(runtime, await make_client(runtime, public=True))
 
-    response = await redeem(client, app, code, "short+and/not*unreserved")
+    response = await redeem(client, fresh.client, fresh.code, "short+and/not*unreserved")
 
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"

@@ -10,7 +10,6 @@ include the new token. The new token lived on in a revoked family.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 
@@ -20,11 +19,10 @@ from identity.sessions import service as sessions
 from identity.sessions.revocation import revoke_all_for_user
 from tests.integration.oauth_helpers import (
     RegisteredClient,
-    issue_code,
+    fresh_code,
     make_client,
     make_user,
-    pkce_pair,
-    redeem,
+    redeemed_code,
     refresh,
 )
 
@@ -43,24 +41,13 @@ async def _family_survivors(
     return survivors
 
 
-async def _signed_in(
-    http: httpx.AsyncClient, runtime: Runtime, app: RegisteredClient
-) -> tuple[str, str, dict[str, Any]]:
-    """A redeemed code, its verifier and the token response."""
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, await make_user(runtime), challenge=challenge)
-    response = await redeem(http, app, code, verifier)
-    assert response.status_code == 200, response.text
-    return code, verifier, response.json()
-
-
 async def test_reuse_of_a_rotated_token_revokes_a_refresh_racing_it(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     app = await make_client(runtime)
     pairs = []
     for _ in range(FAMILIES):
-        _, _, first = await _signed_in(client, runtime, app)
+        _, first = await redeemed_code(client, runtime, app)
         second = (await refresh(client, app, first["refresh_token"])).json()
         pairs.append((first["refresh_token"], second["refresh_token"]))
 
@@ -80,16 +67,13 @@ async def test_a_replayed_code_revokes_a_refresh_racing_it(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     app = await make_client(runtime)
-    families = [await _signed_in(client, runtime, app) for _ in range(FAMILIES)]
+    families = [await redeemed_code(client, runtime, app) for _ in range(FAMILIES)]
 
     answers = await asyncio.gather(
         *(
             request
-            for code, verifier, tokens in families
-            for request in (
-                refresh(client, app, tokens["refresh_token"]),
-                redeem(client, app, code, verifier),
-            )
+            for fresh, tokens in families
+            for request in (refresh(client, app, tokens["refresh_token"]), fresh.redeem(client))
         )
     )
 
@@ -105,9 +89,8 @@ async def test_signing_a_user_out_everywhere_revokes_refreshes_racing_it(
     user = await make_user(runtime)
     tokens = []
     for _ in range(FAMILIES):
-        verifier, challenge = pkce_pair()
-        code = await issue_code(runtime, app, user, challenge=challenge)
-        tokens.append((await redeem(client, app, code, verifier)).json()["refresh_token"])
+        fresh = await fresh_code(runtime, app, user=user)
+        tokens.append((await fresh.redeem(client)).json()["refresh_token"])
 
     async def sign_out_everywhere() -> None:
         async with runtime.db.write_transaction() as session:

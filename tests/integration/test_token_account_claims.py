@@ -10,11 +10,9 @@ from identity.permissions import service
 from identity.runtime import Runtime
 from tests.integration.account_helpers import SYSTEM, add_member, make_account
 from tests.integration.oauth_helpers import (
-    issue_code,
+    fresh_code,
     make_client,
     make_user,
-    pkce_pair,
-    redeem,
     refresh,
     signed_in_tokens,
     verify_with_jwks,
@@ -122,13 +120,12 @@ async def test_a_removed_member_cannot_refresh_or_redeem_a_code_for_the_account(
     await add_member(runtime, account, clerk, ["invoices"])
     registered = await make_client(runtime)
     body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, registered, clerk, challenge=challenge, account_id=account.id)
+    fresh = await fresh_code(runtime, registered, user=clerk, account_id=account.id)
     async with runtime.db.transaction() as session:
         await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
 
     refreshed = await refresh(client, registered, body["refresh_token"])
-    redeemed = await redeem(client, registered, code, verifier)
+    redeemed = await fresh.redeem(client)
 
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
     assert redeemed.status_code == 400 and redeemed.json()["error"] == "invalid_grant"

@@ -10,12 +10,12 @@ from sqlalchemy import select
 from identity.runtime import Runtime
 from identity.tokens.models import RefreshToken
 from tests.integration.oauth_helpers import (
+    fresh_code,
     is_active,
-    issue_code,
     make_client,
     make_user,
-    pkce_pair,
     redeem,
+    redeemed_code,
     refresh,
     verify_with_jwks,
 )
@@ -26,10 +26,9 @@ async def test_code_exchange_issues_access_refresh_and_id_tokens(
 ) -> None:
     app = await make_client(runtime)
     user = await make_user(runtime, email="ada@example.com")
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge)
+    fresh = await fresh_code(runtime, app, user=user)
 
-    response = await redeem(client, app, code, verifier)
+    response = await fresh.redeem(client)
 
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
@@ -52,12 +51,9 @@ async def test_code_reuse_revokes_issued_tokens(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     app = await make_client(runtime)
-    user = await make_user(runtime)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge)
-    first = (await redeem(client, app, code, verifier)).json()
+    fresh, first = await redeemed_code(client, runtime, app)
 
-    second = await redeem(client, app, code, verifier)
+    second = await fresh.redeem(client)
 
     assert second.status_code == 400
     assert second.json()["error"] == "invalid_grant"
@@ -77,13 +73,10 @@ async def test_code_reuse_revokes_access_tokens_issued_by_later_refreshes(
 ) -> None:
     """RFC 9700 §4.5: a replayed code revokes every token issued from it, not just the first."""
     app = await make_client(runtime)
-    user = await make_user(runtime)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge)
-    first = (await redeem(client, app, code, verifier)).json()
+    fresh, first = await redeemed_code(client, runtime, app)
     refreshed = (await refresh(client, app, first["refresh_token"])).json()
 
-    assert (await redeem(client, app, code, verifier)).status_code == 400
+    assert (await fresh.redeem(client)).status_code == 400
 
     assert not await is_active(client, app, refreshed["access_token"])
 
@@ -91,12 +84,9 @@ async def test_code_reuse_revokes_access_tokens_issued_by_later_refreshes(
 async def test_ten_parallel_redemptions_give_exactly_one_success(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    app = await make_client(runtime)
-    user = await make_user(runtime)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge)
+    fresh = await fresh_code(runtime)
 
-    responses = await asyncio.gather(*(redeem(client, app, code, verifier) for _ in range(10)))
+    responses = await asyncio.gather(*(fresh.redeem(client) for _ in range(10)))
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] + [400] * 9
@@ -109,12 +99,9 @@ async def test_ten_parallel_redemptions_give_exactly_one_success(
 
 
 async def test_expired_code_is_refused(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    app = await make_client(runtime)
-    user = await make_user(runtime)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge, ttl=-1)
+    fresh = await fresh_code(runtime, ttl=-1)
 
-    response = await redeem(client, app, code, verifier)
+    response = await fresh.redeem(client)
 
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
@@ -127,28 +114,20 @@ async def test_code_default_lifetime_is_sixty_seconds(runtime: Runtime) -> None:
 async def test_code_issued_to_another_client_is_refused_and_stays_usable(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner = await make_client(runtime)
+    fresh = await fresh_code(runtime)
     thief = await make_client(runtime)
-    user = await make_user(runtime)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, owner, user, challenge=challenge)
 
-    stolen = await redeem(client, thief, code, verifier)
+    stolen = await redeem(client, thief, fresh.code, fresh.verifier)
 
     assert stolen.status_code == 400
     assert stolen.json()["error"] == "invalid_grant"
-    assert (await redeem(client, owner, code, verifier)).status_code == 200
+    assert (await fresh.redeem(client)).status_code == 200
 
 
 async def test_redirect_uri_must_match_exactly(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    app = await make_client(runtime)
-    user = await make_user(runtime)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge)
+    fresh = await fresh_code(runtime)
 
-    response = await redeem(
-        client, app, code, verifier, redirect_uri="https://app.example.com/callback/"
-    )
+    response = await fresh.redeem(client, redirect_uri="https://app.example.com/callback/")
 
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
@@ -157,12 +136,9 @@ async def test_redirect_uri_must_match_exactly(client: httpx.AsyncClient, runtim
 async def test_code_for_a_disabled_user_is_refused(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    app = await make_client(runtime)
-    user = await make_user(runtime, disabled=True)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge)
+    fresh = await fresh_code(runtime, user=await make_user(runtime, disabled=True))
 
-    response = await redeem(client, app, code, verifier)
+    response = await fresh.redeem(client)
 
     assert response.json()["error"] == "invalid_grant"
 
@@ -171,11 +147,9 @@ async def test_client_without_refresh_grant_gets_no_refresh_token(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     app = await make_client(runtime, grant_types=["authorization_code"])
-    user = await make_user(runtime)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge, scope="openid")
+    fresh = await fresh_code(runtime, app, scope="openid")
 
-    body = (await redeem(client, app, code, verifier)).json()
+    body = (await fresh.redeem(client)).json()
 
     assert "refresh_token" not in body
     assert "id_token" in body
@@ -184,12 +158,9 @@ async def test_client_without_refresh_grant_gets_no_refresh_token(
 async def test_scope_without_openid_gets_no_id_token(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    app = await make_client(runtime)
-    user = await make_user(runtime)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge, scope="profile")
+    fresh = await fresh_code(runtime, scope="profile")
 
-    body = (await redeem(client, app, code, verifier)).json()
+    body = (await fresh.redeem(client)).json()
 
     assert "id_token" not in body
     claims = (await verify_with_jwks(client, body["access_token"])).claims

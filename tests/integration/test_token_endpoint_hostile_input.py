@@ -6,13 +6,7 @@ import httpx
 import pytest
 
 from identity.runtime import Runtime
-from tests.integration.oauth_helpers import (
-    issue_code,
-    make_client,
-    make_user,
-    pkce_pair,
-    redeem,
-)
+from tests.integration.oauth_helpers import fresh_code, make_client
 
 GARBAGE = [
     "",
@@ -101,10 +95,8 @@ async def test_unrecognized_parameters_are_ignored_even_repeated(
 async def test_missing_parameters_are_named_errors(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    app = await make_client(runtime)
-    user = await make_user(runtime)
-    verifier, challenge = pkce_pair()
-    code = await issue_code(runtime, app, user, challenge=challenge)
+    fresh = await fresh_code(runtime)
+    app = fresh.client
 
     no_grant = await client.post("/token", data={}, headers=app.basic)
     no_code = await client.post(
@@ -112,12 +104,16 @@ async def test_missing_parameters_are_named_errors(
     )
     no_redirect = await client.post(
         "/token",
-        data={"grant_type": "authorization_code", "code": code, "code_verifier": verifier},
+        data={
+            "grant_type": "authorization_code",
+            "code": fresh.code,
+            "code_verifier": fresh.verifier,
+        },
         headers=app.basic,
     )
 
     assert [r.json()["error"] for r in (no_grant, no_code, no_redirect)] == ["invalid_request"] * 3
-    assert (await redeem(client, app, code, verifier)).status_code == 200
+    assert (await fresh.redeem(client)).status_code == 200
 
 
 @pytest.mark.parametrize("field", FIELDS)
