@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import pyotp
 from sqlalchemy import text
 
+from identity.accounts import self_service
 from identity.accounts.models import User
 from identity.accounts.service import create_user, prepare_user
 from identity.audit.service import Actor
@@ -52,6 +54,27 @@ async def enrolled_user(
             session, Actor(user.id), user.id, generator.at(earlier), earlier
         )
     return user, generator, codes
+
+
+async def change_password_elsewhere(
+    runtime: Runtime, user: User, current: str = PASSWORD, new: str = NEW_PASSWORD
+) -> None:
+    """``user`` changes the password, proven by ``current``, in another browser: every
+    session but that one (none of this test's) ends and every refresh token is revoked."""
+    await self_service.change_password(
+        runtime.db,
+        runtime.passwords,
+        runtime.limiter,
+        runtime.settings,
+        user,
+        actor=Actor(user.id),
+        current=current,
+        new=new,
+        confirm=new,
+        keep_session_id=uuid.uuid4(),
+        locale="en",
+        now=utcnow(),
+    )
 
 
 async def forgot(http: httpx.AsyncClient, email: str, **headers: str) -> httpx.Response:

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import Pool
 
 from identity import commands
-from identity.accounts import self_service
 from identity.accounts.models import PasswordResetToken, User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import authenticate, create_user, prepare_user
@@ -42,6 +41,7 @@ from tests.integration.page_helpers import (
 from tests.integration.recovery_helpers import (
     NEW_PASSWORD,
     PASSWORD,
+    change_password_elsewhere,
     enrolled_user,
     new_user,
     reset,
@@ -228,19 +228,6 @@ async def test_a_password_reset_while_a_change_hashes_is_not_overwritten(
 
     monkeypatch.setattr(Passwords, "hash", hash_while_a_reset_lands)
     with pytest.raises(InvalidPassword):
-        await self_service.change_password(
-            runtime.db,
-            runtime.passwords,
-            runtime.limiter,
-            runtime.settings,
-            user,
-            actor=Actor(user.id),
-            current=PASSWORD,
-            new="Hj4%kT8@mW2!",
-            confirm="Hj4%kT8@mW2!",
-            keep_session_id=uuid.uuid4(),
-            locale="en",
-            now=utcnow(),
-        )
+        await change_password_elsewhere(runtime, user, new="Hj4%kT8@mW2!")
     assert await authenticate(runtime.db, runtime.passwords, ANA, NEW_PASSWORD) is not None
     assert await authenticate(runtime.db, runtime.passwords, ANA, "Hj4%kT8@mW2!") is None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -14,12 +13,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from identity.accounts import self_service
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
 from identity.app import create_app
-from identity.audit.service import Actor
-from identity.clock import utcnow
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
 from identity.settings import Settings
@@ -36,7 +32,7 @@ from tests.browser import (
     submit_login,
 )
 from tests.conftest import serving
-from tests.integration.recovery_helpers import until_waiting_or_done
+from tests.integration.recovery_helpers import change_password_elsewhere, until_waiting_or_done
 
 Started = tuple[httpx.AsyncClient, Runtime]
 
@@ -131,24 +127,6 @@ async def test_sign_in_sets_a_fresh_http_only_lax_session_cookie(start: Any) -> 
         assert f"Max-Age={runtime.settings.session_ttl}" in cookie
 
 
-async def _change_the_password(runtime: Runtime, owner: User) -> None:
-    """The owner changes the password in another browser, which signs out everywhere."""
-    await self_service.change_password(
-        runtime.db,
-        runtime.passwords,
-        runtime.limiter,
-        runtime.settings,
-        owner,
-        actor=Actor(owner.id),
-        current=PASSWORD,
-        new="Hj4%kT8@mW2!",
-        confirm="Hj4%kT8@mW2!",
-        keep_session_id=uuid.uuid4(),
-        locale="en",
-        now=utcnow(),
-    )
-
-
 async def _owner(runtime: Runtime) -> User:
     async with runtime.db.transaction() as session:
         return (await session.scalars(select(User).where(User.email == EMAIL))).one()
@@ -169,7 +147,7 @@ async def test_a_password_changed_while_a_sign_in_checks_it_opens_no_session(
         ) -> bool:
             monkeypatch.setattr(Passwords, "verify", real_verify)  # the change verifies too
             verified = await real_verify(self, stored, password)
-            await _change_the_password(runtime, owner)
+            await change_password_elsewhere(runtime, owner, PASSWORD, "Hj4%kT8@mW2!")
             return verified
 
         monkeypatch.setattr(Passwords, "verify", verify_while_a_change_lands)
@@ -195,7 +173,8 @@ async def test_a_password_changed_after_a_sign_in_found_it_unchanged_ends_its_se
 
         async def check_then_a_change(*args: Any, **kwargs: Any) -> None:
             await real_check(*args, **kwargs)
-            change.append(asyncio.create_task(_change_the_password(runtime, owner)))
+            changing = change_password_elsewhere(runtime, owner, PASSWORD, "Hj4%kT8@mW2!")
+            change.append(asyncio.create_task(changing))
             await until_waiting_or_done(runtime, change[0], "password_credentials")
 
         monkeypatch.setattr(pages, "check_password_unchanged_since", check_then_a_change)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from identity.accounts import self_service
 from identity.accounts.models import User
 from identity.accounts.service import disable_user
-from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
@@ -27,7 +24,12 @@ from tests.integration.oauth_helpers import (
     verify_with_jwks,
 )
 from tests.integration.page_helpers import alert, post_form
-from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, enrolled_user, new_user
+from tests.integration.recovery_helpers import (
+    PASSWORD,
+    change_password_elsewhere,
+    enrolled_user,
+    new_user,
+)
 
 ANA = "ana@example.com"
 
@@ -190,30 +192,14 @@ async def test_users_without_a_second_factor_sign_in_with_the_password_alone(
     assert claims["amr"] == ["pwd"]
 
 
-async def _change_password(runtime: Runtime, user: User) -> None:
-    """The user changes their password in another browser."""
-    await self_service.change_password(
-        runtime.db,
-        runtime.passwords,
-        runtime.limiter,
-        runtime.settings,
-        user,
-        actor=Actor(user.id),
-        current=PASSWORD,
-        new=NEW_PASSWORD,
-        confirm=NEW_PASSWORD,
-        keep_session_id=uuid.uuid4(),
-        locale="en",
-        now=utcnow(),
-    )
-
-
 async def _disable(runtime: Runtime, user: User) -> None:
     async with runtime.db.transaction() as session:
         await disable_user(session, SYSTEM, user.id, "account compromised", utcnow())
 
 
-@pytest.mark.parametrize("change", [_change_password, _disable], ids=["password", "disabled"])
+@pytest.mark.parametrize(
+    "change", [change_password_elsewhere, _disable], ids=["password", "disabled"]
+)
 async def test_a_password_proven_before_a_change_or_a_disable_no_longer_counts(
     client: httpx.AsyncClient,
     runtime: Runtime,

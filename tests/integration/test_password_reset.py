@@ -15,7 +15,6 @@ from sqlalchemy import select, update
 
 from identity.accounts import repository as accounts_repository
 from identity.accounts.models import PasswordResetToken, User
-from identity.accounts.self_service import change_password
 from identity.accounts.service import authenticate, disable_user
 from identity.audit.models import AuditEvent
 from identity.audit.service import Actor
@@ -48,6 +47,7 @@ from tests.integration.oauth_helpers import (
 from tests.integration.recovery_helpers import (
     NEW_PASSWORD,
     PASSWORD,
+    change_password_elsewhere,
     forgot,
     html_of,
     mail,
@@ -268,31 +268,13 @@ async def test_only_the_digest_of_a_token_is_stored(
     assert row.token_hash == digest(token) and token not in row.token_hash
 
 
-async def _change_password(runtime: Runtime, user: User, new: str) -> None:
-    """The signed-in change of password, proven by the current one."""
-    await change_password(
-        runtime.db,
-        runtime.passwords,
-        runtime.limiter,
-        runtime.settings,
-        user,
-        actor=Actor(user.id),
-        current=PASSWORD,
-        new=new,
-        confirm=new,
-        keep_session_id=uuid.uuid4(),
-        locale="en",
-        now=utcnow(),
-    )
-
-
 async def test_a_token_dies_when_the_password_changes_another_way(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
 ) -> None:
     user = await new_user(runtime, ANA)
     await forgot(client, ANA)
     token = reset_token((await mail(runtime, inbox, 1))[0])
-    await _change_password(runtime, user, "Hj4%kT8@mW2!")
+    await change_password_elsewhere(runtime, user, new="Hj4%kT8@mW2!")
     assert (await reset(client, token)).status_code == 400
     assert await _password_works(runtime, "Hj4%kT8@mW2!")
 
@@ -314,7 +296,7 @@ async def test_a_password_change_committed_while_a_reset_writes_is_not_overwritt
     change: list[asyncio.Task[None]] = []
 
     async def write_after_a_change(*args: Any, **kwargs: Any) -> Any:
-        change.append(asyncio.create_task(_change_password(runtime, user, changed)))
+        change.append(asyncio.create_task(change_password_elsewhere(runtime, user, new=changed)))
         if runtime.db.engine.dialect.name != "sqlite":
             await change[0]  # it commits: nothing the reset holds stands in its way
         return await real_write(*args, **kwargs)
