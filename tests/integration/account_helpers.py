@@ -144,6 +144,17 @@ async def add_member(
         )
 
 
+async def account_with_member(
+    runtime: Runtime, permissions: Sequence[str | Grant] = (), **member_options: Any
+) -> tuple[User, User, Account]:
+    """A new user's account and one other new user added to it (``permissions`` and
+    ``member_options`` as for ``add_member``): the owner, the member and the account."""
+    owner, member = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, member, permissions, **member_options)
+    return owner, member, account
+
+
 async def effective(runtime: Runtime, user: User, account: Account) -> frozenset[str]:
     async with runtime.db.transaction() as session:
         return await service.effective_permissions(session, user.id, account.id, utcnow())

@@ -7,6 +7,7 @@ import httpx
 
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
+    account_with_member,
     add_member,
     make_account,
     make_user,
@@ -24,9 +25,7 @@ async def _actions(client: httpx.AsyncClient, url: str, headers: dict[str, str])
 async def test_every_kind_of_change_is_recorded_with_actor_ip_and_values(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, clerk = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, clerk, ["tickets"])
+    owner, clerk, account = await account_with_member(runtime, ["tickets"])
     headers = await user_headers(runtime, owner) | {"X-Request-ID": "req-audit-1"}
     base = f"/api/v1/accounts/{account.id}"
     role = await client.post(

@@ -14,14 +14,20 @@ from identity.permissions import service
 from identity.permissions.models import Account, MembershipPermission
 from identity.permissions.service import Grant, RoleGrant
 from identity.runtime import Runtime
-from tests.integration.account_helpers import add_member, make_account, make_user, user_headers
+from tests.integration.account_helpers import (
+    account_with_member,
+    add_member,
+    make_account,
+    make_user,
+    user_headers,
+)
 
 
 async def test_a_permission_counts_until_its_expiry_and_not_after(runtime: Runtime) -> None:
-    owner, helper = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
     now = utcnow()
-    await add_member(runtime, account, helper, [Grant("tickets", now + timedelta(days=14))])
+    _, helper, account = await account_with_member(
+        runtime, [Grant("tickets", now + timedelta(days=14))]
+    )
     async with runtime.db.transaction() as session:
         today = await service.effective_permissions(session, helper.id, account.id, now)
         day_13 = await service.effective_permissions(
@@ -57,14 +63,9 @@ async def test_a_role_counts_until_its_expiry_and_not_after(
 
 
 async def test_batch_decisions_ignore_expired_grants(runtime: Runtime) -> None:
-    owner, helper = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
     now = utcnow()
-    await add_member(
-        runtime,
-        account,
-        helper,
-        [Grant("tickets", now + timedelta(hours=1)), Grant("invoices")],
+    _, helper, account = await account_with_member(
+        runtime, [Grant("tickets", now + timedelta(hours=1)), Grant("invoices")]
     )
     checks = [(helper.id, account.id, "tickets"), (helper.id, account.id, "invoices")]
     async with runtime.db.transaction() as session:
@@ -76,9 +77,7 @@ async def test_batch_decisions_ignore_expired_grants(runtime: Runtime) -> None:
 async def test_the_api_grants_for_a_period_and_shows_when_a_grant_has_expired(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, helper = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, helper)
+    owner, helper, account = await account_with_member(runtime)
     headers = await user_headers(runtime, owner)
     until = (utcnow() + timedelta(days=14)).isoformat()
     granted = await client.post(
@@ -95,9 +94,7 @@ async def test_the_api_grants_for_a_period_and_shows_when_a_grant_has_expired(
 async def test_an_expiry_in_the_past_is_refused(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, helper = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, helper)
+    owner, helper, account = await account_with_member(runtime)
     response = await client.post(
         f"/api/v1/accounts/{account.id}/members/{helper.id}/permissions",
         json={"name": "tickets", "expires_at": (utcnow() - timedelta(minutes=1)).isoformat()},
@@ -109,10 +106,8 @@ async def test_an_expiry_in_the_past_is_refused(
 
 async def _with_a_lapsed_grant(runtime: Runtime) -> tuple[User, User, Account]:
     """An account whose member holds "tickets" until an hour ago and "invoices" for good."""
-    owner, helper = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(
-        runtime, account, helper, [Grant("tickets", utcnow() + timedelta(days=1)), "invoices"]
+    owner, helper, account = await account_with_member(
+        runtime, [Grant("tickets", utcnow() + timedelta(days=1)), "invoices"]
     )
     async with runtime.db.transaction() as session:
         await session.execute(

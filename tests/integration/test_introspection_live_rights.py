@@ -14,11 +14,10 @@ from identity.clock import utcnow
 from identity.permissions import repository, service
 from identity.permissions.models import Account
 from identity.runtime import Runtime
-from tests.integration.account_helpers import SYSTEM, add_member, make_account
+from tests.integration.account_helpers import SYSTEM, account_with_member
 from tests.integration.oauth_helpers import (
     RegisteredClient,
     make_client,
-    make_user,
     signed_in_tokens,
 )
 
@@ -26,9 +25,7 @@ from tests.integration.oauth_helpers import (
 async def _clerk_token(
     client: httpx.AsyncClient, runtime: Runtime, permissions: list[str | service.Grant]
 ) -> tuple[RegisteredClient, Account, User, str]:
-    owner, clerk = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, clerk, permissions)
+    _, clerk, account = await account_with_member(runtime, permissions)
     app = await make_client(runtime)
     body = await signed_in_tokens(client, runtime, app, user=clerk, account_id=account.id)
     return app, account, clerk, body["access_token"]
@@ -107,9 +104,7 @@ async def test_a_lapsed_grant_leaves_the_introspected_claims(
 async def test_a_demoted_owners_token_no_longer_says_owner(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    first, second = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, first)
-    await add_member(runtime, account, second, ["invoices"], owner=True)
+    _, second, account = await account_with_member(runtime, ["invoices"], owner=True)
     app = await make_client(runtime)
     body = await signed_in_tokens(client, runtime, app, user=second, account_id=account.id)
     async with runtime.db.transaction() as session:

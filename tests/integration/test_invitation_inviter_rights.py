@@ -21,6 +21,7 @@ from identity.permissions.models import Account, Membership
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     SYSTEM,
+    account_with_member,
     add_member,
     make_account,
     make_user,
@@ -53,11 +54,8 @@ async def _invite(
 
 
 async def _arrange(runtime: Runtime) -> tuple[User, User, Account]:
-    owner, manager = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
     # A manager invites with no more than they hold (service.Delegation).
-    await add_member(runtime, account, manager, ["users", "invoices"])
-    return owner, manager, account
+    return await account_with_member(runtime, ["users", "invoices"])
 
 
 async def _is_member(runtime: Runtime, account: Account, email: str) -> bool:

@@ -15,7 +15,7 @@ from identity.permissions import repository, service
 from identity.permissions.models import Account
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
-    add_member,
+    account_with_member,
     make_account,
     make_user,
     staff_headers,
@@ -58,9 +58,7 @@ async def test_demoting_the_last_owner_is_refused(
 async def test_an_owner_may_step_down_once_another_owner_exists(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, partner = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, partner, owner=True)
+    owner, _co_owner, account = await account_with_member(runtime, owner=True)
     response = await client.patch(
         f"/api/v1/accounts/{account.id}/members/{owner.id}",
         json={"owner": False},
@@ -85,9 +83,7 @@ async def _demote(runtime: Runtime, account: Account, by: uuid.UUID, whom: uuid.
 async def test_two_owners_removing_each_other_at_once_leave_one_owner(
     runtime: Runtime, change: object
 ) -> None:
-    first, second = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, first)
-    await add_member(runtime, account, second, owner=True)
+    first, second, account = await account_with_member(runtime, owner=True)
     results = await asyncio.gather(
         change(runtime, account, first.id, second.id),  # type: ignore[operator]
         change(runtime, account, second.id, first.id),  # type: ignore[operator]

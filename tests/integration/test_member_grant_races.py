@@ -14,10 +14,8 @@ from sqlalchemy import select
 from identity.audit.models import AuditEvent
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
-    add_member,
+    account_with_member,
     effective,
-    make_account,
-    make_user,
     staff_headers,
 )
 
@@ -37,9 +35,7 @@ async def _grant_changes(runtime: Runtime) -> list[AuditEvent]:
 async def test_granting_one_permission_many_times_at_once_answers_each(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, member = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, member, ["tickets"])
+    _, member, account = await account_with_member(runtime, ["tickets"])
     headers = await staff_headers(runtime)
     url = f"/api/v1/accounts/{account.id}/members/{member.id}/permissions"
 
@@ -60,9 +56,7 @@ async def test_granting_one_permission_many_times_at_once_answers_each(
 async def test_giving_one_role_many_times_at_once_answers_each(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, member = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, member)
+    _, member, account = await account_with_member(runtime)
     headers = await staff_headers(runtime)
     base = f"/api/v1/accounts/{account.id}"
     role = await client.post(
@@ -88,9 +82,7 @@ async def test_giving_one_role_many_times_at_once_answers_each(
 async def test_concurrent_edits_of_a_member_each_see_the_one_before(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, member = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, member, ["tickets"])
+    _, member, account = await account_with_member(runtime, ["tickets"])
     headers = await staff_headers(runtime)
     url = f"/api/v1/accounts/{account.id}/members/{member.id}"
     choices = ("quotes", "orders", "domains")

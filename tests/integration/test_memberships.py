@@ -17,6 +17,7 @@ from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     CLIENT_ID,
     SYSTEM,
+    account_with_member,
     add_member,
     effective,
     give_refresh_token,
@@ -52,9 +53,7 @@ async def test_the_owner_holds_the_whole_catalogue(runtime: Runtime) -> None:
 
 
 async def test_a_member_holds_only_what_was_granted(runtime: Runtime) -> None:
-    owner, clerk = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, clerk, ["invoices", "tickets"])
+    _, clerk, account = await account_with_member(runtime, ["invoices", "tickets"])
     assert await effective(runtime, clerk, account) == {"invoices", "tickets"}
 
 
@@ -65,9 +64,7 @@ async def test_a_non_member_holds_nothing(runtime: Runtime) -> None:
 
 
 async def test_all_permissions_covers_a_permission_registered_later(runtime: Runtime) -> None:
-    owner, deputy = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, deputy, all_permissions=True)
+    owner, deputy, account = await account_with_member(runtime, all_permissions=True)
     async with runtime.db.transaction() as session:
         await service.register_permission(
             session,
@@ -82,9 +79,7 @@ async def test_all_permissions_covers_a_permission_registered_later(runtime: Run
 async def test_token_claims_name_the_account_and_the_effective_permissions(
     runtime: Runtime,
 ) -> None:
-    owner, clerk = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, clerk, ["tickets", "invoices"])
+    owner, clerk, account = await account_with_member(runtime, ["tickets", "invoices"])
     async with runtime.db.transaction() as session:
         claims = await service.token_claims_for(session, clerk.id, account.id, utcnow())
         owner_claims = await service.token_claims_for(session, owner.id, account.id, utcnow())
@@ -125,9 +120,7 @@ async def test_staff_create_an_account_whose_owner_is_the_named_user(
 async def test_owner_replaces_a_members_permissions_and_roles(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, clerk = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, clerk, ["tickets"])
+    owner, clerk, account = await account_with_member(runtime, ["tickets"])
     headers = await user_headers(runtime, owner)
     response = await client.patch(
         f"/api/v1/accounts/{account.id}/members/{clerk.id}",
@@ -176,9 +169,7 @@ async def test_a_permission_or_role_listed_twice_is_refused_naming_the_field(
 async def test_removing_a_member_takes_their_rights_and_refresh_tokens(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, clerk = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, clerk, ["tickets"])
+    owner, clerk, account = await account_with_member(runtime, ["tickets"])
     token_id = await give_refresh_token(runtime, clerk, account)
     response = await client.delete(
         f"/api/v1/accounts/{account.id}/members/{clerk.id}",
@@ -192,9 +183,7 @@ async def test_removing_a_member_takes_their_rights_and_refresh_tokens(
 async def test_narrowing_permissions_revokes_refresh_tokens_for_the_account(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, clerk = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, clerk, ["tickets", "invoices"])
+    owner, clerk, account = await account_with_member(runtime, ["tickets", "invoices"])
     token_id = await give_refresh_token(runtime, clerk, account)
     response = await client.delete(
         f"/api/v1/accounts/{account.id}/members/{clerk.id}/permissions/invoices",
@@ -208,9 +197,7 @@ async def test_narrowing_permissions_revokes_refresh_tokens_for_the_account(
 async def test_owner_hands_ownership_over_to_a_member(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, heir = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, heir)
+    owner, heir, account = await account_with_member(runtime)
     response = await client.post(
         f"/api/v1/accounts/{account.id}/ownership-transfer",
         json={"to_user_id": str(heir.id)},

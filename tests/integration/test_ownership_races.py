@@ -22,7 +22,13 @@ from identity.errors import Conflict, Forbidden
 from identity.permissions import repository, service
 from identity.permissions.models import Account, Membership
 from identity.runtime import Runtime
-from tests.integration.account_helpers import add_member, make_account, make_user, user_headers
+from tests.integration.account_helpers import (
+    account_with_member,
+    add_member,
+    make_account,
+    make_user,
+    user_headers,
+)
 
 
 async def _owners(runtime: Runtime, account: Account) -> set[uuid.UUID]:
@@ -47,9 +53,7 @@ async def _hand_over(
 async def test_removing_the_receiver_of_a_hand_over_never_leaves_the_account_ownerless(
     runtime: Runtime,
 ) -> None:
-    owner, receiver = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, receiver)
+    owner, receiver, account = await account_with_member(runtime)
 
     with pytest.raises(Conflict):
         async with runtime.db.transaction() as removal:

@@ -21,6 +21,7 @@ from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     SYSTEM,
+    account_with_member,
     add_member,
     effective,
     give_refresh_token,
@@ -44,9 +45,7 @@ async def _role(client: httpx.AsyncClient, base: str, headers: dict[str, str]) -
 async def test_a_role_deleted_while_it_is_being_given_leaves_no_grant_and_no_500(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, member = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, member)
+    _, member, account = await account_with_member(runtime)
     token = await give_refresh_token(runtime, member, account)
     headers = await staff_headers(runtime)
     base = f"/api/v1/accounts/{account.id}"

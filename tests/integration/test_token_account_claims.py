@@ -8,7 +8,7 @@ import httpx
 from identity.clock import utcnow
 from identity.permissions import service
 from identity.runtime import Runtime
-from tests.integration.account_helpers import SYSTEM, add_member, make_account
+from tests.integration.account_helpers import SYSTEM, account_with_member, make_account
 from tests.integration.oauth_helpers import (
     fresh_code,
     make_client,
@@ -22,9 +22,7 @@ from tests.integration.oauth_helpers import (
 async def test_a_members_access_token_names_the_account_and_its_permissions(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, clerk = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, clerk, ["invoices", "tickets"])
+    _, clerk, account = await account_with_member(runtime, ["invoices", "tickets"])
     registered = await make_client(runtime)
 
     body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
@@ -66,9 +64,7 @@ async def test_a_token_without_an_account_has_no_account_claims(
 async def test_a_refresh_recomputes_the_permissions(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, clerk = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, clerk, ["invoices"])
+    _, clerk, account = await account_with_member(runtime, ["invoices"])
     registered = await make_client(runtime)
     body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
     # A grant added later (a widening: refresh tokens stay valid) shows in the next token.
@@ -94,9 +90,7 @@ async def test_a_refresh_recomputes_the_permissions(
 async def test_removing_a_permission_ends_the_refresh_tokens_for_the_account(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, clerk = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, clerk, ["invoices", "tickets"])
+    _, clerk, account = await account_with_member(runtime, ["invoices", "tickets"])
     registered = await make_client(runtime)
     body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
     async with runtime.db.transaction() as session:
@@ -115,9 +109,7 @@ async def test_removing_a_permission_ends_the_refresh_tokens_for_the_account(
 async def test_a_removed_member_cannot_refresh_or_redeem_a_code_for_the_account(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, clerk = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, clerk, ["invoices"])
+    _, clerk, account = await account_with_member(runtime, ["invoices"])
     registered = await make_client(runtime)
     body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
     fresh = await fresh_code(runtime, registered, user=clerk, account_id=account.id)
@@ -135,9 +127,7 @@ async def test_a_refresh_after_removal_fails_even_when_the_token_was_not_revoked
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     # The membership is checked at every issue, not only through the revocation on removal.
-    owner, clerk = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, clerk, ["invoices"])
+    _, clerk, account = await account_with_member(runtime, ["invoices"])
     registered = await make_client(runtime)
     body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
     async with runtime.db.transaction() as session:
@@ -153,9 +143,7 @@ async def test_a_refresh_after_removal_fails_even_when_the_token_was_not_revoked
 async def test_introspection_returns_the_account_claims(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    owner, clerk = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, clerk, ["domains"])
+    _, clerk, account = await account_with_member(runtime, ["domains"])
     registered = await make_client(runtime)
     body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
 

@@ -47,7 +47,7 @@ from identity.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubsc
 from identity.webhooks.service import refusal
 from tests.integration.account_helpers import (
     SYSTEM,
-    add_member,
+    account_with_member,
     make_account,
     make_user,
     problem_fields,
@@ -144,9 +144,7 @@ async def make_due(runtime: Runtime) -> None:
 
 
 async def member_of_new_account(runtime: Runtime) -> tuple[uuid.UUID, uuid.UUID]:
-    owner, member = await make_user(runtime), await make_user(runtime)
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, member, ["invoices"])
+    _, member, account = await account_with_member(runtime, ["invoices"])
     return account.id, member.id
 
 
