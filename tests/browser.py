@@ -7,12 +7,15 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from joserfc import jwt
+from playwright.sync_api import Browser, sync_playwright
 
 from identity.accounts.models import User
 from identity.accounts.service import create_user, prepare_user
@@ -25,6 +28,13 @@ EMAIL = "ana@example.com"
 CLIENT_ID = "webapp"
 REDIRECT_URI = "https://app.example/callback"
 POST_LOGOUT_URI = "https://app.example/signed-out"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-gpu",
+]
 
 
 async def add_user(
@@ -90,6 +100,19 @@ def redirected_to_client(response: httpx.Response, redirect_uri: str = REDIRECT_
     location = response.headers["location"]
     assert location.split("?")[0] == redirect_uri.split("?")[0], location
     return query(location)
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium, headless under Playwright, closed however the block ends."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 class _Inputs(HTMLParser):

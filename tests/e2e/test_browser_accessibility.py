@@ -20,11 +20,11 @@ from urllib.parse import urlencode
 
 import pyotp
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from identity.settings import Settings
-from tests.browser import PASSWORD, pkce_pair
-from tests.e2e.test_browser_sign_in import CHROMIUM_ARGS, _identity, redirect_listener
+from tests.browser import PASSWORD, chromium, pkce_pair
+from tests.e2e.test_browser_sign_in import _identity, redirect_listener
 from tests.e2e.test_browser_users_page import _create_account, mailed_link
 from tests.node_packages import install_locked
 from tests.processes import identity_server
@@ -329,12 +329,6 @@ def test_every_hosted_page_meets_wcag_2_2_aa(
             locale,
         )  # fmt: skip
         audit = Audit(axe_source, lang)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-            )
-            try:
-                _walk(browser, site, audit)
-            finally:
-                browser.close()
+        with chromium() as browser:
+            _walk(browser, site, audit)
     assert audit.problems == {}, json.dumps(audit.problems, indent=2, ensure_ascii=False)

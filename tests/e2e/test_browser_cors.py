@@ -12,11 +12,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
-from tests.browser import PASSWORD, pkce_pair, query
+from tests.browser import PASSWORD, chromium, pkce_pair, query
 from tests.e2e.flows import cli
-from tests.e2e.test_browser_sign_in import CHROMIUM_ARGS
 from tests.processes import free_port, identity_server
 
 EMAIL = "spa@example.com"
@@ -143,37 +142,31 @@ def test_a_browser_app_on_another_origin_uses_the_token_side_by_fetch(
             }
         )
 
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-            )
-            try:
-                page = browser.new_page()
-                returned = sign_in(page, authorize_url, redirect_uri)
-                # The page the browser landed on is the app's, on the app's origin.
-                seen: dict[str, Any] = page.evaluate(
-                    SPA_SIGN_IN,
-                    {
-                        "issuer": server.base_url,
-                        "clientId": registered["client_id"],
-                        "redirectUri": redirect_uri,
-                        "code": returned["code"],
-                        "verifier": verifier,
-                    },
-                )
-                tokens = {
+        with chromium() as browser:
+            page = browser.new_page()
+            returned = sign_in(page, authorize_url, redirect_uri)
+            # The page the browser landed on is the app's, on the app's origin.
+            seen: dict[str, Any] = page.evaluate(
+                SPA_SIGN_IN,
+                {
                     "issuer": server.base_url,
                     "clientId": registered["client_id"],
-                    "accessToken": seen["tokens"]["access_token"],
-                    "refreshToken": seen["tokens"]["refresh_token"],
-                }
-                # "localhost" is another origin than "127.0.0.1", though the same server.
-                page.goto(origin.replace("127.0.0.1", "localhost") + "/elsewhere")
-                foreign = page.evaluate(FOREIGN_CALLS, tokens)
-                page.goto(origin + "/signed-in")
-                signed_out = page.evaluate(SPA_REFRESH_AND_SIGN_OUT, tokens)
-            finally:
-                browser.close()
+                    "redirectUri": redirect_uri,
+                    "code": returned["code"],
+                    "verifier": verifier,
+                },
+            )
+            tokens = {
+                "issuer": server.base_url,
+                "clientId": registered["client_id"],
+                "accessToken": seen["tokens"]["access_token"],
+                "refreshToken": seen["tokens"]["refresh_token"],
+            }
+            # "localhost" is another origin than "127.0.0.1", though the same server.
+            page.goto(origin.replace("127.0.0.1", "localhost") + "/elsewhere")
+            foreign = page.evaluate(FOREIGN_CALLS, tokens)
+            page.goto(origin + "/signed-in")
+            signed_out = page.evaluate(SPA_REFRESH_AND_SIGN_OUT, tokens)
 
     assert seen["issuer"] == server.base_url
     assert seen["keys"] >= 1

@@ -16,10 +16,10 @@ import pyotp
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from tests.browser import PASSWORD, pkce_pair, query
-from tests.e2e.test_browser_sign_in import CHROMIUM_ARGS, redirect_listener
+from tests.browser import PASSWORD, chromium, pkce_pair, query
+from tests.e2e.test_browser_sign_in import redirect_listener
 from tests.processes import Server, identity_server, run_identity
 from tests.smtp_server import Inbox, smtp_server
 
@@ -52,14 +52,8 @@ def server(server_env: dict[str, str]) -> Iterator[Server]:
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _new_page(browser: Browser, locale: str) -> Page:

@@ -14,18 +14,10 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from playwright.sync_api import sync_playwright
 
-from tests.browser import PASSWORD, pkce_pair, query
+from tests.browser import PASSWORD, chromium, pkce_pair, query
 from tests.processes import free_port, identity_server, run_identity
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-gpu",
-]
 EMAIL = "e2e@example.com"
 
 
@@ -100,24 +92,18 @@ def test_sign_in_through_the_login_and_consent_pages_then_redeem_the_code(
             )
         )
 
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-            )
-            try:
-                page = browser.new_page()
-                page.goto(authorize_url)
-                assert page.url.startswith(f"{server.base_url}/login?flow=")
-                page.fill("input[name=email]", EMAIL)
-                page.fill("input[name=password]", PASSWORD)
-                page.click("button[type=submit]")
-                page.wait_for_url(f"{server.base_url}/consent?flow=*")
-                assert "Portal" in page.content()
-                page.click("button[value=allow]")
-                page.wait_for_url(f"{redirect_uri}?*")
-                assert page.text_content("body") == "signed in"
-            finally:
-                browser.close()
+        with chromium() as browser:
+            page = browser.new_page()
+            page.goto(authorize_url)
+            assert page.url.startswith(f"{server.base_url}/login?flow=")
+            page.fill("input[name=email]", EMAIL)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{server.base_url}/consent?flow=*")
+            assert "Portal" in page.content()
+            page.click("button[value=allow]")
+            page.wait_for_url(f"{redirect_uri}?*")
+            assert page.text_content("body") == "signed in"
 
         # Chromium also asks the listener for /favicon.ico.
         callbacks = [path for path in received if path.startswith("/callback?")]

@@ -18,15 +18,15 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.db.engine import Database
 from identity.permissions import service
 from identity.settings import Settings
-from tests.browser import PASSWORD, pkce_pair, query
-from tests.e2e.test_browser_sign_in import CHROMIUM_ARGS, _identity, redirect_listener
+from tests.browser import PASSWORD, chromium, pkce_pair, query
+from tests.e2e.test_browser_sign_in import _identity, redirect_listener
 from tests.processes import identity_server
 
 OWNER = "owner@example.com"
@@ -138,24 +138,18 @@ def test_an_owner_invites_a_sub_user_who_accepts_and_gets_the_chosen_permissions
             )
         )
 
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-            )
-            try:
-                _invite_on_the_users_page(browser, server.base_url, account_id)
-                link = mailed_link(settings.outbox_dir, SUB_USER, "/invitations/accept")
-                assert link.startswith(f"{server.base_url}/invitations/accept?token=")
-                _accept_as_new_person(browser, link)
-                # The sub-user signs in to the portal in a fresh browser: one account, no picker.
-                page = browser.new_context().new_page()
-                page.goto(authorize_url)
-                page.fill("input[name=email]", SUB_USER)
-                page.fill("input[name=password]", PASSWORD)
-                page.click("button[type=submit]")
-                page.wait_for_url(f"{redirect_uri}?*")
-            finally:
-                browser.close()
+        with chromium() as browser:
+            _invite_on_the_users_page(browser, server.base_url, account_id)
+            link = mailed_link(settings.outbox_dir, SUB_USER, "/invitations/accept")
+            assert link.startswith(f"{server.base_url}/invitations/accept?token=")
+            _accept_as_new_person(browser, link)
+            # The sub-user signs in to the portal in a fresh browser: one account, no picker.
+            page = browser.new_context().new_page()
+            page.goto(authorize_url)
+            page.fill("input[name=email]", SUB_USER)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{redirect_uri}?*")
 
         callbacks = [path for path in received if path.startswith("/callback?")]
         assert len(callbacks) == 1
