@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.browser import form_fields, pkce_pair, query
+from tests.browser import authorize_params, form_fields, pkce_pair, query
 from tests.processes import run_identity
 
 REDIRECT_URI = "https://app.example/callback"
@@ -47,15 +47,14 @@ def start_sign_in(http: httpx.Client, base_url: str, client_id: str) -> tuple[st
     verifier, challenge = pkce_pair()
     started = http.get(
         f"{base_url}/authorize",
-        params={
-            "client_id": client_id,
-            "redirect_uri": REDIRECT_URI,
-            "response_type": "code",
-            "scope": "openid email",
-            "state": "s1",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        },
+        params=authorize_params(
+            client_id=client_id,
+            redirect_uri=REDIRECT_URI,
+            scope="openid email",
+            state="s1",
+            nonce=None,
+            code_challenge=challenge,
+        ),
     )
     assert started.status_code == 303, started.text
     return started.headers["location"], verifier

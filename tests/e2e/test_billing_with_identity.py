@@ -34,7 +34,7 @@ from identity.db.engine import Database, create_engine
 from identity.keys.service import KeySet, load_keyset
 from identity.oauth.tokens import mint_access_token
 from identity.settings import Settings
-from tests.browser import form_fields, pkce_pair, query
+from tests.browser import authorize_params, form_fields, pkce_pair, query
 from tests.processes import Server, free_port, identity_server, run_identity
 
 pytestmark = pytest.mark.e2e
@@ -94,16 +94,15 @@ def sign_in(stack: Stack, email: str, account_id: str) -> str:
     with httpx.Client(base_url=stack.identity.base_url, headers=close) as http:
         started = http.get(
             "/authorize",
-            params={
-                "client_id": stack.portal["client_id"],
-                "redirect_uri": REDIRECT_URI,
-                "response_type": "code",
-                "scope": "openid",
-                "state": "s1",
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-                "account_id": account_id,
-            },
+            params=authorize_params(
+                client_id=stack.portal["client_id"],
+                redirect_uri=REDIRECT_URI,
+                scope="openid",
+                state="s1",
+                nonce=None,
+                code_challenge=challenge,
+                account_id=account_id,
+            ),
         )
         assert started.status_code == 303, started.text
         page = http.get(started.headers["location"])

@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from identity.settings import Settings
-from tests.browser import PASSWORD, chromium, pkce_pair
+from tests.browser import PASSWORD, authorize_params, chromium
 from tests.e2e.test_browser_sign_in import _identity, redirect_listener
 from tests.e2e.test_browser_users_page import _create_account, mailed_link
 from tests.node_packages import install_locked
@@ -169,16 +169,13 @@ class Site:
 
 
 def _authorize_url(site: Site) -> str:
-    _, challenge = pkce_pair()
-    params = {
-        "client_id": site.client_id,
-        "redirect_uri": site.redirect_uri,
-        "response_type": "code",
-        "scope": "openid email",
-        "state": secrets.token_urlsafe(8),
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
+    params = authorize_params(
+        client_id=site.client_id,
+        redirect_uri=site.redirect_uri,
+        scope="openid email",
+        state=secrets.token_urlsafe(8),
+        nonce=None,
+    )
     return f"{site.base_url}/authorize?{urlencode(params)}"
 
 

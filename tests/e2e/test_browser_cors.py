@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from playwright.sync_api import Page
 
-from tests.browser import PASSWORD, chromium, pkce_pair, query
+from tests.browser import PASSWORD, authorize_params, chromium, pkce_pair, query
 from tests.e2e.flows import cli
 from tests.processes import free_port, identity_server
 
@@ -130,17 +130,15 @@ def test_a_browser_app_on_another_origin_uses_the_token_side_by_fetch(
             "--redirect-uri", redirect_uri, "--scope", "openid email",
         )  # fmt: skip
         verifier, challenge = pkce_pair()
-        authorize_url = f"{server.base_url}/authorize?" + urlencode(
-            {
-                "client_id": registered["client_id"],
-                "redirect_uri": redirect_uri,
-                "response_type": "code",
-                "scope": "openid email",
-                "state": "s1",
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-            }
+        params = authorize_params(
+            client_id=registered["client_id"],
+            redirect_uri=redirect_uri,
+            scope="openid email",
+            state="s1",
+            nonce=None,
+            code_challenge=challenge,
         )
+        authorize_url = f"{server.base_url}/authorize?{urlencode(params)}"
 
         with chromium() as browser:
             page = browser.new_page()

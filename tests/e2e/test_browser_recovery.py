@@ -18,7 +18,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from playwright.sync_api import Browser, Page
 
-from tests.browser import PASSWORD, chromium, pkce_pair, query
+from tests.browser import PASSWORD, authorize_params, chromium, pkce_pair, query
 from tests.e2e.test_browser_sign_in import redirect_listener
 from tests.processes import Server, identity_server, run_identity
 from tests.smtp_server import Inbox, smtp_server
@@ -203,15 +203,14 @@ def test_turn_on_two_step_verification_then_sign_in_with_password_and_code(
         client = json.loads(created.stdout)
         verifier, challenge = pkce_pair()
         fresh = _new_page(browser, "en-GB")
-        params = {
-            "client_id": client["client_id"],
-            "redirect_uri": redirect_uri,
-            "response_type": "code",
-            "scope": "openid email",
-            "state": "st",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        }
+        params = authorize_params(
+            client_id=client["client_id"],
+            redirect_uri=redirect_uri,
+            scope="openid email",
+            state="st",
+            nonce=None,
+            code_challenge=challenge,
+        )
         fresh.goto(f"{base_url}/authorize?{urlencode(params)}")
         fresh.fill("input[name=email]", EMAIL)
         fresh.fill("input[name=password]", PASSWORD)

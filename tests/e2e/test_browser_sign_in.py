@@ -15,7 +15,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.browser import PASSWORD, chromium, pkce_pair, query
+from tests.browser import PASSWORD, authorize_params, chromium, pkce_pair, query
 from tests.processes import free_port, identity_server, run_identity
 
 EMAIL = "e2e@example.com"
@@ -75,22 +75,15 @@ def test_sign_in_through_the_login_and_consent_pages_then_redeem_the_code(
         discovery = httpx.get(f"{server.base_url}/.well-known/openid-configuration").json()
         verifier, challenge = pkce_pair()
         state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-        authorize_url = (
-            discovery["authorization_endpoint"]
-            + "?"
-            + urlencode(
-                {
-                    "client_id": registered["client_id"],
-                    "redirect_uri": redirect_uri,
-                    "response_type": "code",
-                    "scope": "openid email",
-                    "state": state,
-                    "nonce": nonce,
-                    "code_challenge": challenge,
-                    "code_challenge_method": "S256",
-                }
-            )
+        params = authorize_params(
+            client_id=registered["client_id"],
+            redirect_uri=redirect_uri,
+            scope="openid email",
+            state=state,
+            nonce=nonce,
+            code_challenge=challenge,
         )
+        authorize_url = f"{discovery['authorization_endpoint']}?{urlencode(params)}"
 
         with chromium() as browser:
             page = browser.new_page()

@@ -25,7 +25,7 @@ from identity.clock import utcnow
 from identity.db.engine import Database
 from identity.permissions import service
 from identity.settings import Settings
-from tests.browser import PASSWORD, chromium, pkce_pair, query
+from tests.browser import PASSWORD, authorize_params, chromium, pkce_pair, query
 from tests.e2e.test_browser_sign_in import _identity, redirect_listener
 from tests.processes import identity_server
 
@@ -122,21 +122,15 @@ def test_an_owner_invites_a_sub_user_who_accepts_and_gets_the_chosen_permissions
         account_id = asyncio.run(_create_account(settings, owner["id"]))
         discovery = httpx.get(f"{server.base_url}/.well-known/openid-configuration").json()
         verifier, challenge = pkce_pair()
-        authorize_url = (
-            discovery["authorization_endpoint"]
-            + "?"
-            + urlencode(
-                {
-                    "client_id": registered["client_id"],
-                    "redirect_uri": redirect_uri,
-                    "response_type": "code",
-                    "scope": "openid",
-                    "state": secrets.token_urlsafe(16),
-                    "code_challenge": challenge,
-                    "code_challenge_method": "S256",
-                }
-            )
+        params = authorize_params(
+            client_id=registered["client_id"],
+            redirect_uri=redirect_uri,
+            scope="openid",
+            state=secrets.token_urlsafe(16),
+            nonce=None,
+            code_challenge=challenge,
         )
+        authorize_url = f"{discovery['authorization_endpoint']}?{urlencode(params)}"
 
         with chromium() as browser:
             _invite_on_the_users_page(browser, server.base_url, account_id)
