@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 from joserfc import jwt
 from sqlalchemy import select
 
@@ -32,7 +33,12 @@ from identity.permissions.service import Grant, RoleGrant
 from identity.runtime import Runtime
 from identity.tokens.models import RefreshToken
 from identity.web.api.auth import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ
-from tests.integration.oauth_helpers import make_client, make_user
+from tests.integration.oauth_helpers import (
+    RegisteredClient,
+    make_client,
+    make_user,
+    signed_in_tokens,
+)
 
 CLIENT_ID = "portal"
 SYSTEM = Actor(client_id="tests")
@@ -153,6 +159,20 @@ async def account_with_member(
     account = await make_account(runtime, owner)
     await add_member(runtime, account, member, permissions, **member_options)
     return owner, member, account
+
+
+async def signed_in_member(
+    http: httpx.AsyncClient,
+    runtime: Runtime,
+    permissions: Sequence[str | Grant] = (),
+    **member_options: Any,
+) -> tuple[User, Account, RegisteredClient, dict[str, Any]]:
+    """A member of a new account (as ``account_with_member`` makes them) signed in to a new
+    client for that account: the member, the account, the client and the token response."""
+    _, member, account = await account_with_member(runtime, permissions, **member_options)
+    client = await make_client(runtime)
+    tokens = await signed_in_tokens(http, runtime, client, user=member, account_id=account.id)
+    return member, account, client, tokens
 
 
 async def effective(runtime: Runtime, user: User, account: Account) -> frozenset[str]:

@@ -14,20 +14,16 @@ from identity.clock import utcnow
 from identity.permissions import repository, service
 from identity.permissions.models import Account
 from identity.runtime import Runtime
-from tests.integration.account_helpers import SYSTEM, account_with_member
+from tests.integration.account_helpers import SYSTEM, signed_in_member
 from tests.integration.oauth_helpers import (
     RegisteredClient,
-    make_client,
-    signed_in_tokens,
 )
 
 
 async def _clerk_token(
     client: httpx.AsyncClient, runtime: Runtime, permissions: list[str | service.Grant]
 ) -> tuple[RegisteredClient, Account, User, str]:
-    _, clerk, account = await account_with_member(runtime, permissions)
-    app = await make_client(runtime)
-    body = await signed_in_tokens(client, runtime, app, user=clerk, account_id=account.id)
+    clerk, account, app, body = await signed_in_member(client, runtime, permissions)
     return app, account, clerk, body["access_token"]
 
 
@@ -104,9 +100,7 @@ async def test_a_lapsed_grant_leaves_the_introspected_claims(
 async def test_a_demoted_owners_token_no_longer_says_owner(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    _, second, account = await account_with_member(runtime, ["invoices"], owner=True)
-    app = await make_client(runtime)
-    body = await signed_in_tokens(client, runtime, app, user=second, account_id=account.id)
+    second, account, app, body = await signed_in_member(client, runtime, ["invoices"], owner=True)
     async with runtime.db.transaction() as session:
         await service.set_owner(session, SYSTEM, account.id, second.id, False, utcnow())
 

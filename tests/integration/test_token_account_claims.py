@@ -8,7 +8,12 @@ import httpx
 from identity.clock import utcnow
 from identity.permissions import service
 from identity.runtime import Runtime
-from tests.integration.account_helpers import SYSTEM, account_with_member, make_account
+from tests.integration.account_helpers import (
+    SYSTEM,
+    account_with_member,
+    make_account,
+    signed_in_member,
+)
 from tests.integration.oauth_helpers import (
     fresh_code,
     make_client,
@@ -64,9 +69,7 @@ async def test_a_token_without_an_account_has_no_account_claims(
 async def test_a_refresh_recomputes_the_permissions(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    _, clerk, account = await account_with_member(runtime, ["invoices"])
-    registered = await make_client(runtime)
-    body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
+    clerk, account, registered, body = await signed_in_member(client, runtime, ["invoices"])
     # A grant added later (a widening: refresh tokens stay valid) shows in the next token.
     async with runtime.db.transaction() as session:
         await service.grant_permission(
@@ -90,9 +93,9 @@ async def test_a_refresh_recomputes_the_permissions(
 async def test_removing_a_permission_ends_the_refresh_tokens_for_the_account(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    _, clerk, account = await account_with_member(runtime, ["invoices", "tickets"])
-    registered = await make_client(runtime)
-    body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
+    clerk, account, registered, body = await signed_in_member(
+        client, runtime, ["invoices", "tickets"]
+    )
     async with runtime.db.transaction() as session:
         await service.revoke_permission(session, SYSTEM, account.id, clerk.id, "tickets", utcnow())
 
@@ -109,9 +112,7 @@ async def test_removing_a_permission_ends_the_refresh_tokens_for_the_account(
 async def test_a_removed_member_cannot_refresh_or_redeem_a_code_for_the_account(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    _, clerk, account = await account_with_member(runtime, ["invoices"])
-    registered = await make_client(runtime)
-    body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
+    clerk, account, registered, body = await signed_in_member(client, runtime, ["invoices"])
     fresh = await fresh_code(runtime, registered, user=clerk, account_id=account.id)
     async with runtime.db.transaction() as session:
         await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
@@ -127,9 +128,7 @@ async def test_a_refresh_after_removal_fails_even_when_the_token_was_not_revoked
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     # The membership is checked at every issue, not only through the revocation on removal.
-    _, clerk, account = await account_with_member(runtime, ["invoices"])
-    registered = await make_client(runtime)
-    body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
+    clerk, account, registered, body = await signed_in_member(client, runtime, ["invoices"])
     async with runtime.db.transaction() as session:
         membership = await service.membership_of(session, account.id, clerk.id)
         await session.delete(membership)
@@ -143,9 +142,7 @@ async def test_a_refresh_after_removal_fails_even_when_the_token_was_not_revoked
 async def test_introspection_returns_the_account_claims(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    _, clerk, account = await account_with_member(runtime, ["domains"])
-    registered = await make_client(runtime)
-    body = await signed_in_tokens(client, runtime, registered, user=clerk, account_id=account.id)
+    _, account, registered, body = await signed_in_member(client, runtime, ["domains"])
 
     answer = await client.post(
         "/introspect", data={"token": body["access_token"]}, headers=registered.basic
