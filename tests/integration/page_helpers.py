@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from sqlalchemy import select
 
 from identity.accounts.models import User
+from identity.app import create_app
 from identity.clock import utcnow
 from identity.mail.models import OutgoingEmail
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
-from tests.browser import form_fields
+from identity.settings import Settings
+from tests.browser import add_oauth_client, add_user, form_fields
+from tests.conftest import serving
 
 SECURITY = "/account/security"
+
+
+@asynccontextmanager
+async def served_for_sign_in(
+    database: Settings, **changes: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    """The app served with ``changes`` to its settings (the limits under test), with
+    tests.browser's user and a first-party client to sign in to."""
+    app = create_app(dataclasses.replace(database, **changes))
+    async with serving(app) as http:
+        runtime: Runtime = app.state.runtime
+        await add_user(runtime)
+        await add_oauth_client(runtime, first_party=True)
+        yield http, runtime
 
 
 def _text_of(response: httpx.Response, role: str) -> str:

@@ -32,6 +32,7 @@ from tests.browser import (
     submit_login,
 )
 from tests.conftest import serving
+from tests.integration.page_helpers import served_for_sign_in
 from tests.integration.recovery_helpers import change_password_elsewhere, until_waiting_or_done
 
 Started = tuple[httpx.AsyncClient, Runtime]
@@ -43,12 +44,8 @@ def start(database: Settings) -> Callable[..., AbstractAsyncContextManager[Start
 
     @asynccontextmanager
     async def started(**changes: Any) -> AsyncIterator[Started]:
-        app = create_app(dataclasses.replace(database, **changes))
-        async with serving(app) as http:
-            runtime: Runtime = app.state.runtime
-            await add_user(runtime)
+        async with served_for_sign_in(database, **changes) as (http, runtime):
             await add_user(runtime, "off@example.com", disabled=True)
-            await add_oauth_client(runtime, first_party=True)
             yield http, runtime
 
     return started

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -26,13 +27,13 @@ from identity.runtime import Runtime
 from identity.settings import Settings
 from tests.browser import (
     EMAIL,
-    add_oauth_client,
     add_user,
     authorize_params,
     open_login,
     submit_login,
 )
 from tests.conftest import serving
+from tests.integration.page_helpers import served_for_sign_in
 from tests.integration.recovery_helpers import change_password_elsewhere, enrolled_user
 
 BURST = 12
@@ -43,16 +44,7 @@ Started = tuple[httpx.AsyncClient, Runtime]
 
 @pytest.fixture
 def start(database: Settings) -> Callable[..., AbstractAsyncContextManager[Started]]:
-    @asynccontextmanager
-    async def started(**changes: Any) -> AsyncIterator[Started]:
-        app = create_app(dataclasses.replace(database, **changes))
-        async with serving(app) as http:
-            runtime: Runtime = app.state.runtime
-            await add_user(runtime)
-            await add_oauth_client(runtime, first_party=True)
-            yield http, runtime
-
-    return started
+    return functools.partial(served_for_sign_in, database)
 
 
 async def _login_burst(http: httpx.AsyncClient, emails: list[str]) -> list[int]:
