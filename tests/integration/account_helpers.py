@@ -206,6 +206,18 @@ async def refresh_token_revoked(runtime: Runtime, token_id: uuid.UUID) -> bool:
     return token.revoked_at is not None
 
 
+def with_ids(value: Any, ids: dict[str, str]) -> Any:
+    """A request body from a test table with its ``{name}`` placeholders, at any depth,
+    replaced by the ids the test arranged."""
+    if isinstance(value, str):
+        return value.format(**ids)
+    if isinstance(value, dict):
+        return {key: with_ids(item, ids) for key, item in value.items()}
+    if isinstance(value, list):
+        return [with_ids(item, ids) for item in value]
+    return value
+
+
 def problem_fields(body: dict[str, Any]) -> set[str]:
     """The fields a problem's ``errors`` name, without Litestar's ``data.`` prefixes."""
     return {

@@ -32,6 +32,7 @@ from tests.integration.account_helpers import (
     service_headers,
     staff_headers,
     user_headers,
+    with_ids,
 )
 from tests.integration.oauth_helpers import make_client
 
@@ -170,17 +171,7 @@ class Endpoint:
     def request(self, world: World, **swap: str) -> tuple[str, str, Any]:
         ids = world.ids | swap
         path = "/api/v1" + self.path.format(**ids)
-        return self.method, path, _fill(self.body, ids)
-
-
-def _fill(value: Any, ids: dict[str, str]) -> Any:
-    if isinstance(value, str):
-        return value.format(**ids)
-    if isinstance(value, dict):
-        return {key: _fill(item, ids) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_fill(item, ids) for item in value]
-    return value
+        return self.method, path, with_ids(self.body, ids)
 
 
 ENDPOINTS = [

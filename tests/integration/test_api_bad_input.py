@@ -15,6 +15,7 @@ from tests.integration.account_helpers import (
     make_user,
     problem_fields,
     staff_headers,
+    with_ids,
 )
 from tests.integration.oauth_helpers import make_client
 
@@ -174,16 +175,6 @@ CASES: list[tuple[str, str, Any, int, str]] = [
 ]
 
 
-def _fill(value: Any, ids: dict[str, str]) -> Any:
-    if isinstance(value, str):
-        return value.format(**ids)
-    if isinstance(value, dict):
-        return {key: _fill(item, ids) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_fill(item, ids) for item in value]
-    return value
-
-
 @pytest.fixture
 async def arranged(client: httpx.AsyncClient, runtime: Runtime) -> dict[str, Any]:
     owner, target, outsider = [await make_user(runtime) for _ in range(3)]
@@ -224,7 +215,10 @@ async def test_a_bad_field_is_named_in_the_problem(
     role = arranged["template"] if path.startswith("/roles") else arranged["role"]
     ids = arranged["ids"] | {"r": role}
     response = await client.request(
-        method, "/api/v1" + path.format(**ids), json=_fill(body, ids), headers=arranged["headers"]
+        method,
+        "/api/v1" + path.format(**ids),
+        json=with_ids(body, ids),
+        headers=arranged["headers"],
     )
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")

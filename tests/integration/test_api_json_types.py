@@ -19,6 +19,7 @@ from tests.integration.account_helpers import (
     make_user,
     problem_fields,
     staff_headers,
+    with_ids,
 )
 from tests.integration.oauth_helpers import make_client
 
@@ -71,14 +72,6 @@ CASES: list[tuple[str, str, dict[str, Any], str, str]] = [
 ]
 
 
-def _fill(value: Any, ids: dict[str, str]) -> Any:
-    if isinstance(value, str):
-        return value.format(**ids)
-    if isinstance(value, dict):
-        return {key: _fill(item, ids) for key, item in value.items()}
-    return value
-
-
 @pytest.fixture
 async def arranged(runtime: Runtime) -> dict[str, Any]:
     owner, target, outsider = [await make_user(runtime) for _ in range(3)]
@@ -114,7 +107,7 @@ async def test_a_value_of_the_wrong_type_is_refused_and_changes_nothing(
     before = (await client.get(probe_url, headers=headers)).json()
 
     response = await client.request(
-        method, "/api/v1" + path.format(**ids), json=_fill(body, ids), headers=headers
+        method, "/api/v1" + path.format(**ids), json=with_ids(body, ids), headers=headers
     )
 
     assert response.status_code == 400, response.text
