@@ -206,6 +206,20 @@ async def refresh_token_revoked(runtime: Runtime, token_id: uuid.UUID) -> bool:
     return token.revoked_at is not None
 
 
+async def table_ids(runtime: Runtime) -> dict[str, str]:
+    """The ids the API tests' tables name: an account ``a`` with a member ``t``, a user ``u``
+    outside it and a client ``c``."""
+    owner, target, outsider = [await make_user(runtime) for _ in range(3)]
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, target)
+    return {
+        "a": str(account.id),
+        "t": str(target.id),
+        "u": str(outsider.id),
+        "c": (await make_client(runtime)).client_id,
+    }
+
+
 def with_ids(value: Any, ids: dict[str, str]) -> Any:
     """A request body from a test table with its ``{name}`` placeholders, at any depth,
     replaced by the ids the test arranged."""

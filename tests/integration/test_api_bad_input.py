@@ -10,14 +10,11 @@ import pytest
 
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
-    add_member,
-    make_account,
-    make_user,
     problem_fields,
     staff_headers,
+    table_ids,
     with_ids,
 )
-from tests.integration.oauth_helpers import make_client
 
 MEMBER = "/accounts/{a}/members/{t}"
 UUID0 = "00000000-0000-0000-0000-000000000000"
@@ -177,22 +174,15 @@ CASES: list[tuple[str, str, Any, int, str]] = [
 
 @pytest.fixture
 async def arranged(client: httpx.AsyncClient, runtime: Runtime) -> dict[str, Any]:
-    owner, target, outsider = [await make_user(runtime) for _ in range(3)]
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, target)
+    ids = await table_ids(runtime)
     staff = await staff_headers(runtime)
     role = await client.post(
-        f"/api/v1/accounts/{account.id}/roles", json={"name": "Desk"}, headers=staff
+        f"/api/v1/accounts/{ids['a']}/roles", json={"name": "Desk"}, headers=staff
     )
     template = await client.post("/api/v1/roles", json={"name": f"T{uuid.uuid4()}"}, headers=staff)
     return {
         "headers": staff,
-        "ids": {
-            "a": str(account.id),
-            "t": str(target.id),
-            "u": str(outsider.id),
-            "c": (await make_client(runtime)).client_id,
-        },
+        "ids": ids,
         "role": role.json()["id"],
         "template": template.json()["id"],
     }

@@ -14,14 +14,11 @@ import pytest
 
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
-    add_member,
-    make_account,
-    make_user,
     problem_fields,
     staff_headers,
+    table_ids,
     with_ids,
 )
-from tests.integration.oauth_helpers import make_client
 
 MEMBER = "/accounts/{a}/members/{t}"
 CB = "https://app.example.com/cb"
@@ -74,18 +71,8 @@ CASES: list[tuple[str, str, dict[str, Any], str, str]] = [
 
 @pytest.fixture
 async def arranged(runtime: Runtime) -> dict[str, Any]:
-    owner, target, outsider = [await make_user(runtime) for _ in range(3)]
-    account = await make_account(runtime, owner)
-    await add_member(runtime, account, target)
-    return {
-        "headers": await staff_headers(runtime),
-        "ids": {
-            "a": str(account.id),
-            "t": str(target.id),
-            "u": str(outsider.id),
-            "c": (await make_client(runtime)).client_id,
-        },
-    }
+    ids = await table_ids(runtime)
+    return {"headers": await staff_headers(runtime), "ids": ids}
 
 
 @pytest.mark.parametrize(
