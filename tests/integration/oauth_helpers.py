@@ -64,6 +64,22 @@ async def make_user(runtime: Runtime, **fields: Any) -> User:
     return user
 
 
+async def service_client(runtime: Runtime) -> RegisteredClient:
+    """A back-end service's client: client credentials only, no redirect URI, scope "api"."""
+    return await make_client(
+        runtime, grant_types=["client_credentials"], redirect_uris=[], scope="api"
+    )
+
+
+async def service_token(http: httpx.AsyncClient, caller: RegisteredClient) -> str:
+    """The access token ``caller`` gets for itself with the client credentials grant."""
+    response = await http.post(
+        "/token", data={"grant_type": "client_credentials"}, headers=caller.basic
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
 def pkce_pair() -> tuple[str, str]:
     verifier = random_token(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())

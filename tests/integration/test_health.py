@@ -15,7 +15,7 @@ from identity.app import create_app
 from identity.settings import Settings
 from tests.backends import TEST_DATABASE_URL, TEST_REDIS_URL
 from tests.conftest import add_signing_key, create_schema, serving
-from tests.integration.oauth_helpers import make_client
+from tests.integration.oauth_helpers import service_client, service_token
 from tests.tcp_proxy import TcpProxy
 
 
@@ -98,13 +98,8 @@ async def test_introspection_answers_503_while_the_database_is_away_and_recovers
     app = create_app(settings)
     async with serving(app) as client:
         await add_signing_key(app.state.runtime)
-        caller = await make_client(
-            app.state.runtime, grant_types=["client_credentials"], redirect_uris=[], scope="api"
-        )
-        grant = await client.post(
-            "/token", data={"grant_type": "client_credentials"}, headers=caller.basic
-        )
-        introspection = {"token": grant.json()["access_token"]}
+        caller = await service_client(app.state.runtime)
+        introspection = {"token": await service_token(client, caller)}
         live = await client.post("/introspect", data=introspection, headers=caller.basic)
         assert live.json()["active"] is True
         await proxy.cut()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from identity.runtime import Runtime
-from tests.integration.oauth_helpers import make_client, verify_with_jwks
+from tests.integration.oauth_helpers import service_client, service_token, verify_with_jwks
 
 
 async def test_jwks_publishes_public_keys_with_kid(client: httpx.AsyncClient) -> None:
@@ -22,12 +22,7 @@ async def test_jwks_publishes_public_keys_with_kid(client: httpx.AsyncClient) ->
 async def test_access_token_validates_with_the_jwks_alone(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    app = await make_client(
-        runtime, grant_types=["client_credentials"], redirect_uris=[], scope="api"
-    )
-    token = (
-        await client.post("/token", data={"grant_type": "client_credentials"}, headers=app.basic)
-    ).json()["access_token"]
+    token = await service_token(client, await service_client(runtime))
 
     verified = await verify_with_jwks(client, token)
 

@@ -24,7 +24,12 @@ from identity.keys.service import retire_key
 from identity.runtime import Runtime
 from identity.settings import Settings
 from tests.conftest import serving
-from tests.integration.oauth_helpers import make_client, verify_with_jwks
+from tests.integration.oauth_helpers import (
+    make_client,
+    service_client,
+    service_token,
+    verify_with_jwks,
+)
 
 
 def _quiet(_: dict[str, Any]) -> None:
@@ -32,13 +37,7 @@ def _quiet(_: dict[str, Any]) -> None:
 
 
 async def client_token(http: httpx.AsyncClient, runtime: Runtime) -> str:
-    app = await make_client(
-        runtime, grant_types=["client_credentials"], redirect_uris=[], scope="api"
-    )
-    response = await http.post(
-        "/token", data={"grant_type": "client_credentials"}, headers=app.basic
-    )
-    return response.json()["access_token"]
+    return await service_token(http, await service_client(runtime))
 
 
 async def test_rotation_makes_the_new_key_current_and_keeps_the_old_one_published(

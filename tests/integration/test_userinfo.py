@@ -9,6 +9,8 @@ from tests.integration.oauth_helpers import (
     BILLING,
     make_client,
     make_user,
+    service_client,
+    service_token,
     signed_in_tokens,
     verify_with_jwks,
 )
@@ -105,12 +107,7 @@ async def test_token_for_a_resource_server_is_refused(
 async def test_client_credentials_token_has_no_user(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    app = await make_client(
-        runtime, grant_types=["client_credentials"], redirect_uris=[], scope="api"
-    )
-    token = (
-        await client.post("/token", data={"grant_type": "client_credentials"}, headers=app.basic)
-    ).json()["access_token"]
+    token = await service_token(client, await service_client(runtime))
 
     response = await client.get("/userinfo", headers=bearer(token))
 
