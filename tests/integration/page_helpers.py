@@ -15,8 +15,10 @@ from sqlalchemy import select
 
 from identity.accounts.models import User
 from identity.app import create_app
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.mail.models import OutgoingEmail
+from identity.recovery.email_change import request_email_change
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.settings import Settings
@@ -38,6 +40,25 @@ async def served_for_sign_in(
         await add_user(runtime)
         await add_oauth_client(runtime, first_party=True)
         yield http, runtime
+
+
+async def ask_email_change(
+    runtime: Runtime, user: User, new_email: str, locale: str = "en"
+) -> None:
+    """``user``, signed in, asks to sign in with ``new_email`` from now on, on a page in
+    ``locale``: a confirmation link goes to the new address."""
+    async with runtime.db.transaction() as session:
+        await request_email_change(
+            session,
+            runtime.store,
+            runtime.limiter,
+            runtime.settings,
+            Actor(user.id),
+            user,
+            new_email,
+            locale,
+            utcnow(),
+        )
 
 
 def _text_of(response: httpx.Response, role: str) -> str:

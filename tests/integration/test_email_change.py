@@ -15,11 +15,10 @@ from identity.errors import Conflict, InvalidInput
 from identity.recovery.email_change import (
     InvalidConfirmationLink,
     confirm_email_change,
-    request_email_change,
 )
 from identity.recovery.service import assisted_email_change
 from identity.runtime import Runtime
-from tests.integration.page_helpers import link_in, mail_to, token_of
+from tests.integration.page_helpers import ask_email_change, link_in, mail_to, token_of
 from tests.integration.recovery_helpers import PASSWORD, forgot, new_user, reset
 
 NEW = "ana.new@example.org"
@@ -28,18 +27,7 @@ _LINK = re.compile(r"http://testserver\.local/confirm-email\?token=([A-Za-z0-9_-
 
 async def _ask(runtime: Runtime, user: User, new_email: str = NEW) -> str:
     """Ask for the change; returns the token of the link mailed to the new address."""
-    async with runtime.db.transaction() as session:
-        await request_email_change(
-            session,
-            runtime.store,
-            runtime.limiter,
-            runtime.settings,
-            Actor(user.id),
-            user,
-            new_email,
-            "en",
-            utcnow(),
-        )
+    await ask_email_change(runtime, user, new_email)
     (message,) = await mail_to(runtime, new_email.lower())
     assert message.subject == "Confirm your new Identity email address"
     match = _LINK.search(message.text_body)
@@ -113,18 +101,7 @@ async def test_asking_for_a_taken_address_reveals_nothing_but_confirming_is_a_co
 async def test_the_current_address_is_not_a_change(runtime: Runtime) -> None:
     user = await new_user(runtime, "ana@example.com")
     with pytest.raises(InvalidInput):
-        async with runtime.db.transaction() as session:
-            await request_email_change(
-                session,
-                runtime.store,
-                runtime.limiter,
-                runtime.settings,
-                Actor(user.id),
-                user,
-                "ANA@example.com",
-                "en",
-                utcnow(),
-            )
+        await ask_email_change(runtime, user, "ANA@example.com")
 
 
 async def test_a_password_reset_ends_the_confirmation_links_asked_for_before_it(

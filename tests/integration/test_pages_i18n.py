@@ -10,14 +10,11 @@ import httpx
 import pytest
 
 import identity
-from identity.audit.service import Actor
-from identity.clock import utcnow
 from identity.i18n import SUPPORTED_LOCALES, catalogue, negotiate
 from identity.mail.models import OutgoingEmail
 from identity.oauth.errors import InvalidClientError, InvalidRequestError
 from identity.oauth.interaction import FlowStore
 from identity.oauth.scopes import SCOPES_SUPPORTED
-from identity.recovery.email_change import request_email_change
 from identity.runtime import Runtime
 from identity.web.pages_memberships import DONE
 from tests.browser import (
@@ -30,7 +27,7 @@ from tests.browser import (
     submit_login,
 )
 from tests.integration.account_helpers import invite_and_read_link, make_account
-from tests.integration.page_helpers import mail_to
+from tests.integration.page_helpers import ask_email_change, mail_to
 from tests.integration.recovery_helpers import PASSWORD as RECOVERY_PASSWORD
 from tests.integration.recovery_helpers import enrolled_user
 
@@ -164,18 +161,7 @@ async def test_a_reset_link_opens_its_page_in_the_language_of_its_email(
 async def _ask_in_spanish_to_move_to(runtime: Runtime, new_email: str) -> None:
     """A user asks, on a Spanish page, to sign in with ``new_email`` from now on."""
     user = await add_user(runtime)
-    async with runtime.db.transaction() as session:
-        await request_email_change(
-            session,
-            runtime.store,
-            runtime.limiter,
-            runtime.settings,
-            Actor(user.id),
-            user,
-            new_email,
-            "es",
-            utcnow(),
-        )
+    await ask_email_change(runtime, user, new_email, "es")
 
 
 async def test_a_confirmation_link_opens_its_page_in_the_language_of_its_email(
