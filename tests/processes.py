@@ -7,10 +7,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from socketserver import BaseServer
 from typing import IO
 
 import httpx
@@ -56,6 +58,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def serving_in_a_thread(server: BaseServer, poll_interval: float = 0.5) -> Iterator[None]:
+    """Run ``server`` (a stand-in a test talks to on loopback) on a daemon thread until the
+    block ends; then stop it, free its port and wait for the thread."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @dataclass

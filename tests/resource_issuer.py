@@ -29,6 +29,7 @@ from joserfc.jwk import ECKey, RSAKey
 from litestar import Litestar
 
 from tests.asgi_lifespan import lifespan
+from tests.processes import serving_in_a_thread
 
 ACCOUNT_ID = "6f1c2a3e-8d4b-4c1a-9e2f-0a1b2c3d4e5f"
 OTHER_ACCOUNT_ID = "0b9e8d7c-6a5f-4e3d-8c2b-1a0f9e8d7c6b"
@@ -171,16 +172,8 @@ class LocalIssuer:
     @contextmanager
     def running(self) -> Iterator[LocalIssuer]:
         # A short poll interval makes shutdown (and so each test) fast.
-        thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        thread.start()
-        try:
+        with serving_in_a_thread(self._server, poll_interval=0.02):
             yield self
-        finally:
-            self._server.shutdown()
-            self._server.server_close()
-            thread.join()
 
 
 @pytest.fixture(name="issuer")

@@ -4,7 +4,6 @@ a page on an origin its client did not register cannot read the answers."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +15,7 @@ from playwright.sync_api import Page
 
 from tests.browser import PASSWORD, authorize_params, chromium, pkce_pair, query
 from tests.e2e.flows import cli
-from tests.processes import free_port, identity_server
+from tests.processes import free_port, identity_server, serving_in_a_thread
 
 EMAIL = "spa@example.com"
 
@@ -99,12 +98,8 @@ def app_origin() -> Iterator[str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), App)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving_in_a_thread(server):
         yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def sign_in(page: Page, authorize_url: str, redirect_uri: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +15,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from tests.browser import PASSWORD, authorize_params, chromium, pkce_pair, query
-from tests.processes import free_port, identity_server, run_identity
+from tests.processes import free_port, identity_server, run_identity, serving_in_a_thread
 
 EMAIL = "e2e@example.com"
 
@@ -38,13 +37,8 @@ def redirect_listener() -> Iterator[tuple[str, list[str]]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), Callback)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving_in_a_thread(server):
         yield f"http://127.0.0.1:{server.server_port}/callback", received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _identity(env: dict[str, str], *args: str, stdin: str | None = None) -> dict[str, str]:

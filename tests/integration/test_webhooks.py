@@ -56,7 +56,7 @@ from tests.integration.account_helpers import (
     user_headers,
 )
 from tests.integration.recovery_helpers import NEW_PASSWORD, new_user
-from tests.processes import free_port
+from tests.processes import free_port, serving_in_a_thread
 
 API = "/api/v1/webhooks"
 REMOVED = [events.MEMBER_REMOVED]
@@ -99,14 +99,8 @@ class Receiver:
 
     @contextmanager
     def running(self) -> Iterator[Receiver]:
-        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with serving_in_a_thread(self._server):
             yield self
-        finally:
-            self._server.shutdown()
-            self._server.server_close()
-            thread.join()
 
 
 @pytest.fixture
