@@ -87,6 +87,12 @@ async def _password_works(runtime: Runtime, password: str, email: str = ANA) -> 
     return await authenticate(runtime.db, runtime.passwords, email, password) is not None
 
 
+async def _first_reset_token(http: httpx.AsyncClient, runtime: Runtime, inbox: Inbox) -> str:
+    """Ana asks for a reset link, the first mail of this test; the token of its link."""
+    await forgot(http, ANA)
+    return reset_token((await mail(runtime, inbox, 1))[0])
+
+
 async def _token_rows(runtime: Runtime) -> list[PasswordResetToken]:
     async with runtime.db.transaction() as session:
         statement = select(PasswordResetToken).order_by(PasswordResetToken.created_at)
@@ -205,8 +211,7 @@ async def test_a_used_token_cannot_be_used_again(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
 ) -> None:
     await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    token = reset_token((await mail(runtime, inbox, 1))[0])
+    token = await _first_reset_token(client, runtime, inbox)
     assert (await reset(client, token)).status_code == 204
     again = await reset(client, token, "Hj4%kT8@mW2!")
     assert again.status_code == 400
@@ -218,8 +223,7 @@ async def test_an_expired_token_is_refused(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
 ) -> None:
     await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    token = reset_token((await mail(runtime, inbox, 1))[0])
+    token = await _first_reset_token(client, runtime, inbox)
     async with runtime.db.transaction() as session:
         await session.execute(
             update(PasswordResetToken).values(expires_at=utcnow() - timedelta(seconds=1))
@@ -245,8 +249,7 @@ async def test_a_tampered_token_is_refused(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox, change: str
 ) -> None:
     await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    token = reset_token((await mail(runtime, inbox, 1))[0])
+    token = await _first_reset_token(client, runtime, inbox)
     tampered = {
         "flip_last": token[:-1] + ("A" if token[-1] != "A" else "B"),
         "truncate": token[:-1],
@@ -261,8 +264,7 @@ async def test_only_the_digest_of_a_token_is_stored(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
 ) -> None:
     await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    token = reset_token((await mail(runtime, inbox, 1))[0])
+    token = await _first_reset_token(client, runtime, inbox)
     assert len(token) >= 43  # 32 random bytes, URL-safe base64: 256 bits
     (row,) = await _token_rows(runtime)
     assert row.token_hash == digest(token) and token not in row.token_hash
@@ -272,8 +274,7 @@ async def test_a_token_dies_when_the_password_changes_another_way(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
 ) -> None:
     user = await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    token = reset_token((await mail(runtime, inbox, 1))[0])
+    token = await _first_reset_token(client, runtime, inbox)
     await change_password_elsewhere(runtime, user, new="Hj4%kT8@mW2!")
     assert (await reset(client, token)).status_code == 400
     assert await _password_works(runtime, "Hj4%kT8@mW2!")
@@ -289,8 +290,7 @@ async def test_a_password_change_committed_while_a_reset_writes_is_not_overwritt
     for it and is then refused, since the password it verified is no longer the current one.
     """
     user = await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    token = reset_token((await mail(runtime, inbox, 1))[0])
+    token = await _first_reset_token(client, runtime, inbox)
     changed = "Hj4%kT8@mW2!"
     real_write = accounts_repository.replace_password
     change: list[asyncio.Task[None]] = []
@@ -328,8 +328,7 @@ async def test_a_disable_while_a_reset_writes_waits_for_the_reset_to_land_first(
     for a disabled user: it waits for the reset (PostgreSQL: the reset holds the user's row;
     SQLite: one writer at a time), so the reset lands first and the disable after it."""
     user = await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    token = reset_token((await mail(runtime, inbox, 1))[0])
+    token = await _first_reset_token(client, runtime, inbox)
     real_write = accounts_repository.replace_password
     disabling: list[asyncio.Task[None]] = []
     disable_committed_in_between: list[bool] = []
@@ -358,8 +357,7 @@ async def test_a_reset_meeting_a_disable_in_progress_waits_and_is_refused_as_dis
     """The disable has written the user's row, not yet committed, when the reset comes to
     store its hash: the reset waits for it and then refuses, as for any disabled user."""
     user = await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    token = reset_token((await mail(runtime, inbox, 1))[0])
+    token = await _first_reset_token(client, runtime, inbox)
     async with runtime.db.transaction() as session:
         await disable_user(session, SYSTEM, user.id, "Left the company", utcnow())
         resetting = asyncio.create_task(reset(client, token))
@@ -379,8 +377,7 @@ async def test_a_newer_token_neither_extends_nor_ends_an_older_one(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
 ) -> None:
     await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    first = reset_token((await mail(runtime, inbox, 1))[0])
+    first = await _first_reset_token(client, runtime, inbox)
     (older,) = await _token_rows(runtime)
     await forgot(client, ANA)
     second = reset_token((await mail(runtime, inbox, 2))[1])
@@ -414,8 +411,7 @@ async def test_ten_parallel_uses_of_one_token_give_one_success(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
 ) -> None:
     await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    token = reset_token((await mail(runtime, inbox, 1))[0])
+    token = await _first_reset_token(client, runtime, inbox)
     answers = await asyncio.gather(*(reset(client, token) for _ in range(10)))
     assert sorted(a.status_code for a in answers) == [204] + [400] * 9
 
@@ -424,8 +420,7 @@ async def test_a_mismatched_confirmation_is_refused_and_keeps_the_token(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
 ) -> None:
     await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    token = reset_token((await mail(runtime, inbox, 1))[0])
+    token = await _first_reset_token(client, runtime, inbox)
     answer = await reset(client, token, NEW_PASSWORD, NEW_PASSWORD + "x")
     assert answer.status_code == 422
     assert answer.json()["type"] == "urn:identity:problem:password-mismatch"
@@ -436,8 +431,7 @@ async def test_a_password_the_policy_refuses_keeps_the_token(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
 ) -> None:
     await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    token = reset_token((await mail(runtime, inbox, 1))[0])
+    token = await _first_reset_token(client, runtime, inbox)
     answer = await reset(client, token, "password")
     assert answer.status_code == 422
     assert answer.json()["type"] == "urn:identity:problem:policy-violation"
@@ -571,8 +565,7 @@ async def test_reset_links_mailed_before_a_staff_email_change_no_longer_work(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
 ) -> None:
     user = await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    before = reset_token((await mail(runtime, inbox, 1))[0])
+    before = await _first_reset_token(client, runtime, inbox)
     assert (await client.get("/reset-password", params={"token": before})).status_code == 200
     await _staff_change(runtime, user.id, "ana.new@example.org", REASON)
     messages = await mail(runtime, inbox, 4)
@@ -640,8 +633,7 @@ async def test_the_reset_page_can_tell_a_usable_token_from_a_spent_one(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
 ) -> None:
     await new_user(runtime, ANA)
-    await forgot(client, ANA)
-    token = reset_token((await mail(runtime, inbox, 1))[0])
+    token = await _first_reset_token(client, runtime, inbox)
 
     async def usable(candidate: str) -> bool:
         async with runtime.db.transaction() as session:
