@@ -175,6 +175,22 @@ async def signed_in_member(
     return member, account, client, tokens
 
 
+async def grant(
+    runtime: Runtime, account_id: uuid.UUID, user_id: uuid.UUID, permission: str | Grant
+) -> None:
+    """A later grant of ``permission`` to the member ``user_id`` (as staff would give it)."""
+    async with runtime.db.transaction() as session:
+        await service.grant_permission(
+            session,
+            SYSTEM,
+            account_id,
+            user_id,
+            permission if isinstance(permission, Grant) else Grant(permission),
+            catalogue=runtime.catalogue,
+            now=utcnow(),
+        )
+
+
 async def effective(runtime: Runtime, user: User, account: Account) -> frozenset[str]:
     async with runtime.db.transaction() as session:
         return await service.effective_permissions(session, user.id, account.id, utcnow())

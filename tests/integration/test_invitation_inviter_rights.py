@@ -23,6 +23,7 @@ from tests.integration.account_helpers import (
     SYSTEM,
     account_with_member,
     add_member,
+    grant,
     make_account,
     make_user,
     user_headers,
@@ -168,16 +169,7 @@ async def test_a_sender_who_keeps_the_right_is_honoured(
     _, manager, account = await _arrange(runtime)
     invitee = await make_user(runtime, email=INVITEE)
     token = await _invite(client, runtime, account, manager)
-    async with runtime.db.transaction() as session:
-        await service.grant_permission(
-            session,
-            SYSTEM,
-            account.id,
-            manager.id,
-            service.Grant("tickets"),
-            catalogue=runtime.catalogue,
-            now=utcnow(),
-        )
+    await grant(runtime, account.id, manager.id, "tickets")
 
     await _accept_as_existing(runtime, token, invitee)
 

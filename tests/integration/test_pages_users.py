@@ -20,7 +20,7 @@ from identity.permissions.models import Account, MembershipPermission
 from identity.permissions.service import Grant
 from identity.runtime import Runtime
 from tests.browser import PASSWORD, add_user, form_fields
-from tests.integration.account_helpers import SYSTEM, add_member, effective, make_account
+from tests.integration.account_helpers import SYSTEM, add_member, effective, grant, make_account
 from tests.integration.page_helpers import other_session
 
 
@@ -405,16 +405,7 @@ async def test_editing_keeps_unchanged_grants_and_their_expiry(
     client: httpx.AsyncClient, runtime: Runtime, team: Team
 ) -> None:
     later = utcnow().replace(microsecond=0).replace(year=utcnow().year + 1)
-    async with runtime.db.transaction() as session:
-        await service.grant_permission(
-            session,
-            SYSTEM,
-            team.account.id,
-            team.target.id,
-            Grant("tickets", later),
-            catalogue=runtime.catalogue,
-            now=utcnow(),
-        )
+    await grant(runtime, team.account.id, team.target.id, Grant("tickets", later))
     csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
 
     saved = await client.post(

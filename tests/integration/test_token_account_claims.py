@@ -11,6 +11,7 @@ from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     SYSTEM,
     account_with_member,
+    grant,
     make_account,
     signed_in_member,
 )
@@ -71,16 +72,7 @@ async def test_a_refresh_recomputes_the_permissions(
 ) -> None:
     clerk, account, registered, body = await signed_in_member(client, runtime, ["invoices"])
     # A grant added later (a widening: refresh tokens stay valid) shows in the next token.
-    async with runtime.db.transaction() as session:
-        await service.grant_permission(
-            session,
-            SYSTEM,
-            account.id,
-            clerk.id,
-            service.Grant("tickets"),
-            catalogue=runtime.catalogue,
-            now=utcnow(),
-        )
+    await grant(runtime, account.id, clerk.id, "tickets")
 
     refreshed = await refresh(client, registered, body["refresh_token"])
 

@@ -28,7 +28,6 @@ from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.crypto import digest
 from identity.permissions import service as permissions
-from identity.permissions.service import Grant
 from identity.recovery import repository as recovery_repository
 from identity.recovery.service import complete_reset
 from identity.resource.webhooks import SIGNATURE_HEADER, WebhookError, verify
@@ -48,6 +47,7 @@ from identity.webhooks.service import refusal
 from tests.integration.account_helpers import (
     SYSTEM,
     account_with_member,
+    grant,
     make_account,
     make_user,
     problem_fields,
@@ -173,16 +173,7 @@ async def test_each_change_emits_its_event_to_the_subscriptions_that_want_it(
     everything = await subscribe(client, quiet, receiver.url, sorted(events.EVENT_TYPES))
     removals = await subscribe(client, quiet, receiver.url, [events.MEMBER_REMOVED])
     account_id, member_id = await member_of_new_account(quiet)
-    async with quiet.db.transaction() as session:
-        await permissions.grant_permission(
-            session,
-            SYSTEM,
-            account_id,
-            member_id,
-            Grant("tickets"),
-            catalogue=quiet.catalogue,
-            now=utcnow(),
-        )
+    await grant(quiet, account_id, member_id, "tickets")
     user = await new_user(quiet, f"{uuid.uuid4().hex[:8]}@example.com")
     async with quiet.db.transaction() as session:
         await revoke_all_for_user(session, user.id, utcnow())
