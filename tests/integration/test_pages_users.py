@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -401,6 +401,15 @@ async def test_a_manager_cannot_change_or_remove_an_owner(
     assert await is_member(runtime, team.account, team.owner)
 
 
+async def _target_grants(runtime: Runtime, team: Team) -> dict[str, datetime | None]:
+    """The target member's grants as the page's service shows them: permission to expiry."""
+    async with runtime.db.transaction() as session:
+        view = await service.member(
+            session, team.account.id, team.target.id, utcnow(), runtime.catalogue
+        )
+    return {g.permission: g.expires_at for g in view.permissions}
+
+
 async def test_editing_keeps_unchanged_grants_and_their_expiry(
     client: httpx.AsyncClient, runtime: Runtime, team: Team
 ) -> None:
@@ -414,11 +423,7 @@ async def test_editing_keeps_unchanged_grants_and_their_expiry(
     )
 
     assert saved.status_code == 303
-    async with runtime.db.transaction() as session:
-        view = await service.member(
-            session, team.account.id, team.target.id, utcnow(), runtime.catalogue
-        )
-    assert {g.permission: g.expires_at for g in view.permissions} == {
+    assert await _target_grants(runtime, team) == {
         "tickets": later,
         "domains": None,
     }
@@ -457,11 +462,7 @@ async def test_a_lapsed_grant_shows_unticked_and_the_form_saves_as_shown(
 
     ticked_again = await client.post(grants, data=csrf | {"permission": ["invoices", "tickets"]})
     assert ticked_again.status_code == 303, ticked_again.text
-    async with runtime.db.transaction() as session:
-        view = await service.member(
-            session, team.account.id, team.target.id, utcnow(), runtime.catalogue
-        )
-    assert {g.permission: g.expires_at for g in view.permissions} == {
+    assert await _target_grants(runtime, team) == {
         "invoices": None,
         "tickets": None,
     }
