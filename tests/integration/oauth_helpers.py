@@ -219,6 +219,19 @@ async def is_active(http: httpx.AsyncClient, caller: RegisteredClient, access_to
     return bool(response.json()["active"])
 
 
+async def assert_access_token_dead(
+    http: httpx.AsyncClient, caller: RegisteredClient, access_token: str
+) -> None:
+    """Revoked where it is checked live: introspection calls it inactive, and says nothing
+    more, and userinfo refuses it."""
+    introspected = await http.post(
+        "/introspect", data={"token": access_token}, headers=caller.basic
+    )
+    assert introspected.json() == {"active": False}
+    userinfo = await http.get("/userinfo", headers={"Authorization": f"Bearer {access_token}"})
+    assert userinfo.status_code == 401
+
+
 async def verify_with_jwks(http: httpx.AsyncClient, token: str) -> jwt.Token:
     """What a separate resource server does: fetch the JWKS and check the signature."""
     keys = KeySet.import_key_set((await http.get("/jwks.json")).json())

@@ -9,6 +9,7 @@ import httpx
 from identity.runtime import Runtime
 from tests.integration.oauth_helpers import (
     RegisteredClient,
+    assert_access_token_dead,
     is_active,
     make_client,
     refresh,
@@ -29,14 +30,7 @@ async def test_revoked_access_token_is_inactive_and_refused_by_userinfo(
     response = await revoke(client, app, tokens["access_token"])
 
     assert response.status_code == 200
-    introspected = await client.post(
-        "/introspect", data={"token": tokens["access_token"]}, headers=app.basic
-    )
-    assert introspected.json() == {"active": False}
-    userinfo = await client.get(
-        "/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
-    )
-    assert userinfo.status_code == 401
+    await assert_access_token_dead(client, app, tokens["access_token"])
 
 
 async def test_revoking_a_refresh_token_revokes_its_family(

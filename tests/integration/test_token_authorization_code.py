@@ -10,6 +10,7 @@ from sqlalchemy import select
 from identity.runtime import Runtime
 from identity.tokens.models import RefreshToken
 from tests.integration.oauth_helpers import (
+    assert_access_token_dead,
     fresh_code,
     is_active,
     make_client,
@@ -58,14 +59,7 @@ async def test_code_reuse_revokes_issued_tokens(
     assert second.status_code == 400
     assert second.json()["error"] == "invalid_grant"
     assert (await refresh(client, app, first["refresh_token"])).json()["error"] == "invalid_grant"
-    introspected = await client.post(
-        "/introspect", data={"token": first["access_token"]}, headers=app.basic
-    )
-    assert introspected.json() == {"active": False}
-    userinfo = await client.get(
-        "/userinfo", headers={"Authorization": f"Bearer {first['access_token']}"}
-    )
-    assert userinfo.status_code == 401
+    await assert_access_token_dead(client, app, first["access_token"])
 
 
 async def test_code_reuse_revokes_access_tokens_issued_by_later_refreshes(
