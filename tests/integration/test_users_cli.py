@@ -38,6 +38,19 @@ def _stdin(data: bytes) -> io.TextIOWrapper:
     return io.TextIOWrapper(io.BytesIO(data), encoding="latin-1")
 
 
+def _refused_from_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], data: bytes
+) -> tuple[str, str]:
+    """`users create --password-stdin` with ``data`` piped in fails with exit code 1; what
+    it printed (out, err)."""
+    monkeypatch.setattr("sys.stdin", _stdin(data))
+    with pytest.raises(SystemExit) as exit_:
+        main(["users", "create", "--email", "ana@example.com", "--password-stdin"])
+    assert exit_.value.code == 1
+    captured = capsys.readouterr()
+    return captured.out, captured.err
+
+
 def test_reads_the_password_from_stdin(
     environment: dict[str, str],
     capsys: pytest.CaptureFixture[str],
@@ -53,11 +66,8 @@ def test_a_password_on_stdin_that_is_not_utf8_is_refused_as_such(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("sys.stdin", _stdin(b"Zq#8vK!m2Rx\xff\n"))
-    with pytest.raises(SystemExit) as exit_:
-        main(["users", "create", "--email", "ana@example.com", "--password-stdin"])
-    assert exit_.value.code == 1
-    assert capsys.readouterr().err == "identity: the password on stdin is not valid UTF-8 text.\n"
+    _, err = _refused_from_stdin(monkeypatch, capsys, b"Zq#8vK!m2Rx\xff\n")
+    assert err == "identity: the password on stdin is not valid UTF-8 text.\n"
 
 
 def test_an_empty_stdin_is_named_not_judged_by_the_policy(
@@ -66,11 +76,8 @@ def test_an_empty_stdin_is_named_not_judged_by_the_policy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Nothing piped in (stdin at its end): the policy's list of missing letters misleads.
-    monkeypatch.setattr("sys.stdin", _stdin(b""))
-    with pytest.raises(SystemExit) as exit_:
-        main(["users", "create", "--email", "ana@example.com", "--password-stdin"])
-    assert exit_.value.code == 1
-    assert capsys.readouterr().err == (
+    _, err = _refused_from_stdin(monkeypatch, capsys, b"")
+    assert err == (
         "identity: --password-stdin read nothing; give the password as a line on stdin.\n"
     )
 
@@ -80,16 +87,12 @@ def test_a_refused_password_prints_the_policy_reasons_and_fails(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("sys.stdin", _stdin(b"Verano2025\n"))
-    with pytest.raises(SystemExit) as exit_:
-        main(["users", "create", "--email", "ana@example.com", "--password-stdin"])
-    assert exit_.value.code == 1
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err.startswith("identity: the password was refused by the password policy.")
-    assert "Add a symbol such as $, % or &." in captured.err
-    assert "Avoid common words and passwords" in captured.err
-    assert "Verano2025" not in captured.err
+    out, err = _refused_from_stdin(monkeypatch, capsys, b"Verano2025\n")
+    assert out == ""
+    assert err.startswith("identity: the password was refused by the password policy.")
+    assert "Add a symbol such as $, % or &." in err
+    assert "Avoid common words and passwords" in err
+    assert "Verano2025" not in err
 
 
 def test_an_email_in_use_fails_with_a_sentence(
