@@ -24,7 +24,8 @@ from playwright.sync_api import Browser, Page
 
 from identity.settings import Settings
 from tests.browser import PASSWORD, authorize_params, chromium
-from tests.e2e.test_browser_sign_in import _identity, redirect_listener
+from tests.e2e.flows import cli
+from tests.e2e.test_browser_sign_in import redirect_listener
 from tests.e2e.test_browser_users_page import _create_account, mailed_link
 from tests.node_packages import install_locked
 from tests.processes import identity_server
@@ -310,10 +311,8 @@ def test_every_hosted_page_meets_wcag_2_2_aa(
 ) -> None:
     env = {name: value for name, value in env.items() if name != "IDENTITY_ISSUER"}
     with redirect_listener() as (redirect_uri, _), identity_server(env) as server:
-        owner = _identity(
-            env, "users", "create", "--email", OWNER, "--password-stdin", stdin=PASSWORD
-        )
-        client = _identity(
+        owner = cli(env, "users", "create", "--email", OWNER, "--password-stdin", stdin=PASSWORD)
+        client = cli(
             env, "clients", "create", "--name", "Portal", "--redirect-uri", redirect_uri,
             "--scope", "openid email",
         )  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,8 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from tests.browser import PASSWORD, authorize_params, chromium, pkce_pair, query
-from tests.processes import free_port, identity_server, run_identity, serving_in_a_thread
+from tests.e2e.flows import cli
+from tests.processes import free_port, identity_server, serving_in_a_thread
 
 EMAIL = "e2e@example.com"
 
@@ -41,12 +41,6 @@ def redirect_listener() -> Iterator[tuple[str, list[str]]]:
         yield f"http://127.0.0.1:{server.server_port}/callback", received
 
 
-def _identity(env: dict[str, str], *args: str, stdin: str | None = None) -> dict[str, str]:
-    result = run_identity(*args, env=env, stdin=stdin)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
 @pytest.mark.e2e
 def test_sign_in_through_the_login_and_consent_pages_then_redeem_the_code(
     env: dict[str, str],
@@ -54,8 +48,8 @@ def test_sign_in_through_the_login_and_consent_pages_then_redeem_the_code(
     # The issuer is the server's own address, which identity_server sets when env has none.
     env = {name: value for name, value in env.items() if name != "IDENTITY_ISSUER"}
     with redirect_listener() as (redirect_uri, received), identity_server(env) as server:
-        _identity(env, "users", "create", "--email", EMAIL, "--password-stdin", stdin=PASSWORD)
-        registered = _identity(
+        cli(env, "users", "create", "--email", EMAIL, "--password-stdin", stdin=PASSWORD)
+        registered = cli(
             env,
             "clients",
             "create",

@@ -26,7 +26,8 @@ from identity.db.engine import Database
 from identity.permissions import service
 from identity.settings import Settings
 from tests.browser import PASSWORD, authorize_params, chromium, pkce_pair, query
-from tests.e2e.test_browser_sign_in import _identity, redirect_listener
+from tests.e2e.flows import cli
+from tests.e2e.test_browser_sign_in import redirect_listener
 from tests.processes import identity_server
 
 OWNER = "owner@example.com"
@@ -103,10 +104,8 @@ def test_an_owner_invites_a_sub_user_who_accepts_and_gets_the_chosen_permissions
 ) -> None:
     env = {name: value for name, value in env.items() if name != "IDENTITY_ISSUER"}
     with redirect_listener() as (redirect_uri, received), identity_server(env) as server:
-        owner = _identity(
-            env, "users", "create", "--email", OWNER, "--password-stdin", stdin=PASSWORD
-        )
-        registered = _identity(
+        owner = cli(env, "users", "create", "--email", OWNER, "--password-stdin", stdin=PASSWORD)
+        registered = cli(
             env,
             "clients",
             "create",

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.browser import PASSWORD
+from tests.e2e.flows import cli
 from tests.node_packages import install_locked, tool
-from tests.processes import identity_server, run_identity
+from tests.processes import identity_server
 
 INTEROP = Path(__file__).parents[1] / "interop"
 EMAIL = "interop@example.com"
@@ -46,12 +47,6 @@ def node() -> str:
     return node
 
 
-def _identity(env: dict[str, str], *args: str, stdin: str | None = None) -> dict[str, str]:
-    result = run_identity(*args, env=env, stdin=stdin)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
 @pytest.mark.e2e
 def test_openid_client_signs_in_refreshes_introspects_and_revokes(
     env: dict[str, str], node: str
@@ -59,12 +54,12 @@ def test_openid_client_signs_in_refreshes_introspects_and_revokes(
     # The issuer is the server's own address, which identity_server sets when env has none.
     env = {name: value for name, value in env.items() if name != "IDENTITY_ISSUER"}
     with identity_server(env) as server:
-        user = _identity(
+        user = cli(
             env, "users", "create", "--email", EMAIL, "--name", "Ana Interop",
             "--password-stdin", stdin=PASSWORD,
         )  # fmt: skip
         # Not first-party, so the consent page is part of the walk.
-        registered = _identity(
+        registered = cli(
             env,
             "clients",
             "create",
