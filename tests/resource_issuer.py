@@ -183,6 +183,11 @@ def issuer_fixture() -> Iterator[LocalIssuer]:
         yield running
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header a client of the resource server sends ``token`` in."""
+    return {"authorization": f"Bearer {token}"}
+
+
 @asynccontextmanager
 async def asgi_client(app: Litestar, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for ``app``, run in this test's loop with its startup and shutdown."""

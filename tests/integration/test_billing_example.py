@@ -18,6 +18,7 @@ from tests.resource_issuer import (
     OTHER_ACCOUNT_ID,
     LocalIssuer,
     asgi_client,
+    bearer,
     issuer_fixture,  # noqa: F401 - the issuer fixture
     rsa_key,
     unsigned,
@@ -31,10 +32,6 @@ async def billing(issuer: LocalIssuer) -> AsyncIterator[httpx.AsyncClient]:
     app = app_from_env({"BILLING_ISSUER": issuer.issuer, "BILLING_AUDIENCE": AUDIENCE})
     async with asgi_client(app, "http://billing.test") as http:
         yield http
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
 
 
 async def test_a_member_with_the_invoices_permission_reads_their_accounts_invoices(

@@ -19,6 +19,7 @@ from tests.resource_issuer import (
     OTHER_ACCOUNT_ID,
     LocalIssuer,
     asgi_client,
+    bearer,
     issuer_fixture,  # noqa: F401 - the issuer fixture
     rsa_key,
 )
@@ -45,10 +46,6 @@ async def http(issuer: LocalIssuer) -> AsyncIterator[httpx.AsyncClient]:
     app = Litestar([tickets, me, status], plugins=[ResourceServerPlugin(server)])
     async with asgi_client(app, "http://tickets.test") as client:
         yield client
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
 
 
 async def test_the_guard_admits_the_permission_in_the_named_account(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from identity.runtime import Runtime
+from tests.integration.account_helpers import bearer
 from tests.integration.oauth_helpers import (
     BILLING,
     make_client,
@@ -14,10 +15,6 @@ from tests.integration.oauth_helpers import (
     signed_in_tokens,
     verify_with_jwks,
 )
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_userinfo_by_get_and_post_releases_claims_by_scope(

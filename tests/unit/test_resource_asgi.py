@@ -17,6 +17,7 @@ from tests.resource_issuer import (
     AUDIENCE,
     OTHER_ACCOUNT_ID,
     LocalIssuer,
+    bearer,
     issuer_fixture,  # noqa: F401 - the issuer fixture
 )
 
@@ -44,10 +45,6 @@ async def http(server: ResourceServer) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://billing.test") as client:
         yield client
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
 
 
 async def test_a_valid_token_reaches_the_app_with_its_claims(
