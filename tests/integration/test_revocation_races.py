@@ -24,6 +24,7 @@ from tests.integration.oauth_helpers import (
     make_user,
     redeemed_code,
     refresh,
+    signed_in_tokens,
 )
 
 FAMILIES = 6
@@ -114,13 +115,11 @@ async def test_signing_out_a_browser_revokes_refreshes_racing_it(
             session, user_id=user.id, amr=["pwd"], now=utcnow(), ttl=3600,
             previous_token=None, ip=None, user_agent=None,
         )  # fmt: skip
-    tokens = []
-    for _ in range(FAMILIES):
-        verifier, challenge = pkce_pair()
-        code = await issue_code(
-            runtime, app, user, challenge=challenge, session_id=browser.session.id
-        )
-        tokens.append((await redeem(client, app, code, verifier)).json()["refresh_token"])
+    through_browser = {"user": user, "session_id": browser.session.id}
+    tokens = [
+        (await signed_in_tokens(client, runtime, app, **through_browser))["refresh_token"]
+        for _ in range(FAMILIES)
+    ]
 
     async def sign_out() -> None:
         async with runtime.db.write_transaction() as session:
