@@ -63,11 +63,16 @@ class Delegation:
     """What a manager may hand out: only permissions they hold, each for no longer than
     they hold it (``until``; None: with no end). Otherwise a manager could give themselves,
     or a second address of their own, every permission one by one, or keep ``users`` past
-    the expiry an owner set on it. Owners and staff hand out anything (no Delegation)."""
+    the expiry an owner set on it. Owners and staff hand out anything (no Delegation).
+    ``everything``: an "all permissions" member holds every permission, with no end, so
+    may hand out any one of them (but not "all permissions" itself: ``check_manager_edit``)."""
 
     until: Mapping[str, datetime | None]
+    everything: bool = False
 
     def covers(self, name: str, expires_at: datetime | None) -> bool:
+        if self.everything:
+            return True
         if name not in self.until:
             return False
         limit = self.until[name]
@@ -88,6 +93,8 @@ async def delegation_of(
     session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID, now: datetime
 ) -> Delegation:
     membership = await membership_of(session, account_id, user_id)
+    if membership.all_permissions:
+        return Delegation({}, everything=True)
     # A permission held several ways lasts as long as its longest grant (None: no end).
     until: dict[str, datetime | None] = {}
     for name, expires_at in await repository.held_until(session, membership.id, now):

@@ -234,3 +234,36 @@ async def test_owners_are_not_limited(
         headers=await _as(runtime, desk, "owner"),
     )
     assert granted.status_code == 201, granted.text
+
+
+async def test_an_all_permissions_manager_hands_out_any_single_permission_or_role(
+    client: httpx.AsyncClient, runtime: Runtime, desk: Desk
+) -> None:
+    # They hold the whole catalogue, with no end: only "all permissions" itself (and
+    # ownership) stays an owner's to give.
+    boss = await make_user(runtime)
+    await add_member(runtime, desk.account, boss, all_permissions=True)
+    headers = await user_headers(runtime, boss)
+    granted = await client.post(
+        desk.path("/members/{clerk}/permissions"), json={"name": "quotes"}, headers=headers
+    )
+    assert granted.status_code == 201, granted.text
+    given = await client.post(
+        desk.path("/members/{clerk}/roles"), json={"role_id": desk.ids["billing"]}, headers=headers
+    )
+    assert given.status_code == 201, given.text
+    invited = await client.post(
+        desk.path("/invitations"),
+        json={"email": "alt@example.com", "permissions": [{"name": "orders"}]},
+        headers=headers,
+    )
+    assert invited.status_code == 201, invited.text
+    made = await client.post(
+        desk.path("/roles"), json={"name": "Sales", "permissions": ["quotes"]}, headers=headers
+    )
+    assert made.status_code == 201, made.text
+    assert await _clerk_holds(runtime, desk) == {"invoices", "quotes"}
+    refused = await client.patch(
+        desk.path("/members/{clerk}"), json={"all_permissions": True}, headers=headers
+    )
+    assert refused.status_code == 403, refused.text
