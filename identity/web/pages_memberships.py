@@ -471,7 +471,10 @@ async def grants_submit(
     async def change(
         session: AsyncSession, actor: Actor, relation: Relation, form: FormMultiDict, now: datetime
     ) -> None:
-        all_permissions = field(form, "all_permissions") == "yes"
+        # Only an owner is shown the "all permissions" box (``can_grant_all``): anyone
+        # else's form lacks it, which leaves it as it is rather than taking it away unseen.
+        ticked = field(form, "all_permissions") == "yes"
+        all_permissions = ticked if ticked or relation is Relation.OWNER else None
         target = await service.membership_of(session, account_id, user_id)
         check_manager_edit(relation, target, all_permissions=all_permissions)
         # Grants that stay keep their expiry dates; the page sets no new ones. A lapsed one

@@ -388,6 +388,28 @@ async def test_a_manager_cannot_invite_or_grant_with_all_permissions(
     assert await effective(runtime, team.target, team.account) == {"invoices"}
 
 
+async def test_a_managers_save_leaves_all_permissions_they_were_not_shown(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    # The row says "All permissions", but only owners get its box: a manager's form never
+    # carries it, and saving it (to give a role, say) must not take it away unseen.
+    await add_member(runtime, team.account, team.outsider, all_permissions=True)
+    csrf = await sign_in_at(client, users_path(team.account), "manager@example.com")
+
+    saved = await client.post(
+        f"{users_path(team.account)}/{team.outsider.id}/grants",
+        data=csrf | {"permission": ["tickets"]},
+    )
+
+    assert saved.status_code == 303
+    async with runtime.db.transaction() as session:
+        view = await service.member(
+            session, team.account.id, team.outsider.id, utcnow(), runtime.catalogue
+        )
+    assert view.membership.all_permissions
+    assert [g.permission for g in view.permissions] == ["tickets"]
+
+
 async def test_a_manager_cannot_change_or_remove_an_owner(
     client: httpx.AsyncClient, runtime: Runtime, team: Team
 ) -> None:
