@@ -230,9 +230,9 @@ async def resend(
     token = random_token()
     expires_at = now + INVITATION_TTL
     if not await repository.renew_invitation_token(
-        session, invitation.id, digest(token), expires_at
+        session, invitation.id, digest(token), expires_at, now
     ):
-        raise Conflict("The invitation was accepted or cancelled already.")
+        raise Conflict("The invitation was accepted, cancelled or has expired; send a new one.")
     invitation.expires_at = expires_at
     account = await repository.get_account(session, account_id)
     assert account is not None  # the invitation's foreign key

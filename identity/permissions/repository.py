@@ -607,15 +607,21 @@ async def cancel_invitation(session: AsyncSession, invitation_id: uuid.UUID, now
 
 
 async def renew_invitation_token(
-    session: AsyncSession, invitation_id: uuid.UUID, token_hash: str, expires_at: datetime
+    session: AsyncSession,
+    invitation_id: uuid.UUID,
+    token_hash: str,
+    expires_at: datetime,
+    now: datetime,
 ) -> bool:
-    """A new link for a pending invitation; the previous link stops working."""
+    """A new link for a pending invitation; the previous link stops working. An expired one
+    stays expired: its address may have been invited afresh since."""
     result = await session.execute(
         update(Invitation)
         .where(
             Invitation.id == invitation_id,
             Invitation.accepted_at.is_(None),
             Invitation.cancelled_at.is_(None),
+            Invitation.expires_at > now,
         )
         .values(token_hash=token_hash, expires_at=expires_at)
     )

@@ -226,6 +226,35 @@ async def test_resending_replaces_the_link_and_cancelling_ends_it(
             await invitations.accept_invitation_as_existing_user(session, _token(second), invitee)
 
 
+async def test_an_expired_invitation_is_not_revived_by_a_resend(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Once expired it is no longer pending: the address may be invited afresh, and a resend
+    # of the old one would make two live invitations for one address (also bringing back
+    # the grants of a sender who chose them a week or more ago).
+    owner, account = await _arrange(runtime)
+    old = (await _invite(client, runtime, account, owner)).json()
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(Invitation)
+            .where(Invitation.account_id == account.id)
+            .values(expires_at=utcnow() - timedelta(minutes=1))
+        )
+    again = await _invite(client, runtime, account, owner)
+    assert again.status_code == 201, again.text
+    headers = await user_headers(runtime, owner)
+    url = f"/api/v1/accounts/{account.id}/invitations/{old['id']}/resend"
+
+    resent = await client.post(url, headers=headers)
+
+    assert resent.status_code == 409, resent.text
+    assert resent.headers["content-type"] == "application/problem+json"
+    assert "expired" in resent.json()["detail"]
+    listed = await client.get(f"/api/v1/accounts/{account.id}/invitations", headers=headers)
+    assert [i["id"] for i in listed.json()] == [again.json()["id"]]
+    assert len(await _emails(runtime, "new.hire@example.com")) == 2
+
+
 async def test_inviting_a_member_is_refused_naming_the_email(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
