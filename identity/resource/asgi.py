@@ -32,7 +32,8 @@ _WS_REFUSED, _WS_UNAVAILABLE = 1008, 1013
 class PathPermission:
     """Requests whose path matches ``pattern`` (from its start) need ``permission`` in the
     account its named group ``account_id`` captures, e.g.
-    ``PathPermission(r"/accounts/(?P<account_id>[^/]+)/invoices", "invoices")``.
+    ``PathPermission(r"/accounts/(?P<account_id>[^/]+)/invoices", "invoices")``. The path is
+    the one the app routes on: what follows the ``root_path`` it is served under.
     """
 
     pattern: str
@@ -65,14 +66,27 @@ class BearerAuthMiddleware:
             return
         try:
             token = await self.server.authenticate(_authorization(scope))
+            path = _route_path(scope)
             for rule in self.rules:
-                rule.check(token, scope["path"])
+                rule.check(token, path)
         except (BearerTokenError, IssuerUnavailable) as exc:
             await _refuse(scope, send, exc)
             return
         # ASGI: a middleware changes a copy of the scope, never the one it was given.
         state = {**scope.get("state", {}), "access_token": token}
         await self.app({**scope, "auth": token, "state": state}, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path within the app. ASGI's ``path`` includes the ``root_path`` an app is served
+    under (a proxy's prefix, a Mount), and frameworks route on what follows it, as
+    Starlette's ``get_route_path`` does: a rule matched against the whole path would never
+    apply there, and let every token through."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path) and path[len(root_path) :][:1] in ("", "/"):
+        return path[len(root_path) :]
+    return path
 
 
 def _authorization(scope: Scope) -> str | None:

@@ -98,6 +98,24 @@ async def test_a_path_rule_refuses_403_without_the_permission_in_that_account(
     assert response.headers["www-authenticate"].startswith('Bearer error="insufficient_scope"')
 
 
+async def test_a_path_rule_holds_for_an_app_served_under_a_root_path(
+    issuer: LocalIssuer, server: ResourceServer
+) -> None:
+    # Behind a proxy's prefix (uvicorn --root-path) or inside a Mount, ASGI's ``path`` starts
+    # with ``root_path``, and the app routes on what follows it: a rule matched against the
+    # whole path never applied there, letting any valid token into every account.
+    app = BearerAuthMiddleware(echo, server, rules=[INVOICES])  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app, root_path="/billing")
+    token = issuer.token(permissions=["invoices"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://billing.test") as client:
+        other = await client.get(
+            f"/billing/accounts/{OTHER_ACCOUNT_ID}/invoices", headers=bearer(token)
+        )
+        own = await client.get(f"/billing/accounts/{ACCOUNT_ID}/invoices", headers=bearer(token))
+    assert other.status_code == 403
+    assert own.status_code == 200
+
+
 async def test_an_issuer_that_cannot_be_reached_gets_503_not_401(
     issuer: LocalIssuer, http: httpx.AsyncClient
 ) -> None:
