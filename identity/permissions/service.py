@@ -884,9 +884,6 @@ async def update_role(
     view = await get_role(session, account_id, role_id, lock=True)
     role = view.role
     _not_from_file(role)
-    if delegation is not None and permissions is not None:
-        # Added to a role, a permission reaches everyone holding it, at once and for good.
-        delegation.check(set(permissions) - set(view.permissions), None)
     new_name = await _check_role_fields(
         session,
         catalogue,
@@ -895,6 +892,9 @@ async def update_role(
         view.permissions if permissions is None else permissions,
         role.id,
     )
+    if delegation is not None and permissions is not None:
+        # Added to a role, a permission reaches everyone holding it, at once and for good.
+        delegation.check(set(permissions) - set(view.permissions), None)
     old = {"name": role.name, "permissions": view.permissions}
     role.name = new_name
     if name_es is not None:

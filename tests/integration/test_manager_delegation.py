@@ -267,3 +267,23 @@ async def test_an_all_permissions_manager_hands_out_any_single_permission_or_rol
         desk.path("/members/{clerk}"), json={"all_permissions": True}, headers=headers
     )
     assert refused.status_code == 403, refused.text
+
+
+async def test_an_unknown_permission_is_named_as_unknown_whoever_edits_the_role(
+    client: httpx.AsyncClient, runtime: Runtime, desk: Desk
+) -> None:
+    # As when a role is made: the permission does not exist (422), rather than a manager
+    # being told they do not hold it.
+    headers = await _as(runtime, desk, "manager")
+    for response in (
+        await client.post(
+            desk.path("/roles"), json={"name": "Typo", "permissions": ["tickest"]}, headers=headers
+        ),
+        await client.patch(
+            desk.path("/roles/{desk}"),
+            json={"permissions": ["domains", "tickest"]},
+            headers=headers,
+        ),
+    ):
+        assert response.status_code == 422, response.text
+        assert "Unknown permissions: tickest" in response.json()["detail"]
