@@ -179,12 +179,13 @@ def check_manager_edit(
     relation: Relation, target: Membership, *, all_permissions: bool | None = None
 ) -> None:
     """A manager edits plain members only, and cannot hand out "all permissions": both
-    would let them raise their own rights to an owner's."""
+    would let them raise their own rights to an owner's. "All permissions" a member holds
+    already may be sent back as it is, as any grant they have."""
     if relation is not Relation.MANAGER:
         return
     if target.is_owner:
         raise Forbidden("Only an owner can change another owner.")
-    if all_permissions:
+    if all_permissions and not target.all_permissions:
         raise Forbidden("Only an owner can grant all permissions.")
 
 

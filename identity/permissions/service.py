@@ -514,9 +514,16 @@ async def set_grants(
     catalogue: Catalogue,
     now: datetime,
     delegation: Delegation | None = None,
+    judge: Callable[[Membership], None] | None = None,
 ) -> None:
-    """Replace what is given (None leaves that part alone), as the Users page edits a member."""
+    """Replace what is given (None leaves that part alone), as the Users page edits a member.
+    ``judge`` raises if the caller may not make this change (a manager edits plain members,
+    and keeps "all permissions" from those without it): it sees the member as stored under
+    the lock, so a promotion or a change of the flag committed since the caller's own checks
+    counts."""
     membership = await membership_of(session, account_id, user_id, lock=True)
+    if judge is not None:
+        judge(membership)
     old_permissions, old_roles = await _current_grants(session, membership)
     new_permissions = old_permissions if permissions is None else list(permissions)
     new_roles = old_roles if roles is None else list(roles)

@@ -495,6 +495,7 @@ async def grants_submit(
             catalogue=runtime.catalogue,
             now=now,
             delegation=await delegation_for(session, actor.user_id, relation, account_id, now),
+            judge=partial(check_manager_edit, relation, all_permissions=all_permissions),
         )
 
     return await _change(request, runtime, account_id, Action.MEMBER_GRANTS, change, done="saved")

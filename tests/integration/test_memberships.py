@@ -231,6 +231,29 @@ async def test_a_manager_cannot_grant_all_permissions_nor_touch_an_owner(
     assert await effective(runtime, clerk, account) == {"tickets"}
 
 
+async def test_a_manager_may_send_back_all_permissions_a_member_holds_already(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # As any grant a member has: a client that reads the member, changes the rest and sends
+    # it all back is not granting "all permissions", so it is not refused for it.
+    owner, manager, deputy = [await make_user(runtime) for _ in range(3)]
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, manager, ["users", "tickets"])
+    await add_member(runtime, account, deputy, all_permissions=True)
+    headers = await user_headers(runtime, manager)
+    member = f"/api/v1/accounts/{account.id}/members/{deputy.id}"
+
+    edited = await client.patch(
+        member,
+        json={"all_permissions": True, "permissions": [{"name": "tickets"}]},
+        headers=headers,
+    )
+
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["all_permissions"] is True
+    assert [g["name"] for g in edited.json()["permissions"]] == ["tickets"]
+
+
 async def test_the_access_token_client_is_the_audit_actors_client(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

@@ -153,6 +153,9 @@ class MemberController(Controller):
                     catalogue=catalogue,
                     now=now,
                     delegation=delegation,
+                    judge=partial(
+                        check_manager_edit, relation, all_permissions=data.all_permissions
+                    ),
                 )
             view = await service.member(session, account_id, user_id, now, catalogue)
         return member_out(view, now)
