@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 import unicodedata
 from pathlib import Path
 
@@ -191,6 +192,19 @@ def test_nist_preset_accepts_passphrases_without_composition_rules(
     nist: PasswordPolicy, password: str
 ) -> None:
     assert nist.check(password, **USER).accepted
+
+
+@pytest.mark.parametrize("unit", ["#%", "#%&", "!#"])
+def test_nist_check_of_symbols_takes_milliseconds_not_minutes(
+    nist: PasswordPolicy, unit: str
+) -> None:
+    # Symbols that repeat are where a backtracking search for "a word said again" explodes:
+    # 57 characters of "#%" took 80 s, so one request could hold a worker for good.
+    password = (unit * 64)[: nist.rules.max_length - 1] + "q"
+    started = time.perf_counter()
+    verdict = nist.check(password, **USER)
+    assert time.perf_counter() - started < 1
+    assert verdict.reason_ids == ["password.too_weak"]
 
 
 def test_nist_preset_is_one_setting_away(nist: PasswordPolicy) -> None:
