@@ -75,7 +75,10 @@ class _Table:
 
     def strings(self, key: str, choices: frozenset[str] | tuple[str, ...]) -> tuple[str, ...]:
         value = self._data.pop(key, None)
-        if not isinstance(value, list) or any(item not in choices for item in value):
+        valid = isinstance(value, list) and all(
+            isinstance(item, str) and item in choices for item in value
+        )
+        if not valid:
             raise self.error(key, f"must be a list of {', '.join(sorted(choices))}, not {value!r}")
         return tuple(value)
 
@@ -129,7 +132,7 @@ def _word_sources(path: Path, table: _Table) -> WordSources:
     extra_path = path.parent / extra_name
     try:
         extra = read_word_file(extra_path)
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the name
         raise table.error(
             "extra_words", f"names {str(extra_path)!r}, which cannot be read ({exc})"
         ) from None

@@ -298,6 +298,15 @@ def test_zxcvbn_sees_a_bounded_prefix_without_leet_symbols(
         ("time_cost = 2", "time_cost = true", "argon2.time_cost"),
         ("salt_length = 16", "salt_length = 8", "argon2.salt_length"),
         ("[argon2]", "pepper = 1\n[argon2]", "dictionary.pepper"),
+        # Values of the wrong type inside a list, or a name no file can have, are refused
+        # with the key named like any other mistake, not with a traceback.
+        ("zxcvbn_lists = [", "zxcvbn_lists = [{}, ", "dictionary.zxcvbn_lists"),
+        ("wordfreq_languages = [", "wordfreq_languages = [[], ", "dictionary.wordfreq_languages"),
+        (
+            'extra_words = "password-words.txt"',
+            'extra_words = "words\\u0000.txt"',
+            "dictionary.extra_words",
+        ),
     ],
 )
 def test_a_bad_policy_file_names_the_file_and_the_key(
