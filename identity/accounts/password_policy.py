@@ -130,10 +130,10 @@ class PasswordPolicy:
         if self._built_on_listed_word(password, folded):
             reasons.append(Reason("password.dictionary_word"))
         personal = personal_parts(email, name)
-        if any(part in folded for part in personal):
+        if _spelt_in(folded, personal):
             reasons.append(Reason("password.personal_info"))
         product = name_parts(product_name)
-        if any(part in folded for part in product):
+        if _spelt_in(folded, product):
             reasons.append(Reason("password.product_name"))
         score = strength_score(password, [*personal, *product])
         if score < rules.min_score:
@@ -193,6 +193,16 @@ def _has(password: str, cls: CharacterClass) -> bool:
     if cls == "digit":
         return any(unicodedata.category(ch) == "Nd" for ch in password)
     return any(unicodedata.category(ch)[0] in "PS" for ch in password)
+
+
+def _spelt_in(folded: str, parts: list[str]) -> bool:
+    """Whether a part is in the password as written, or letter for letter once the
+    separators are taken from both: "m-a-r-i-a" spells maria, "AlBo" the name "Al Bo"."""
+    if any(part in folded for part in parts):
+        return True
+    letters = _NOT_LETTERS.sub("", folded)
+    joined = (_NOT_LETTERS.sub("", part) for part in parts)
+    return any(part in letters for part in joined if len(part) >= MIN_PERSONAL_PART)
 
 
 def name_parts(text: str) -> list[str]:

@@ -137,6 +137,27 @@ def test_the_words_of_the_users_email_domain_are_personal(
     assert portal.check(password, email=email).reason_ids == ["password.personal_info"]
 
 
+@pytest.mark.parametrize(
+    ("password", "email", "name"),
+    [
+        ("Kx#Qz97q-u-i-l-m-a", "quilma@acme.com", ""),  # spelt out with separators
+        ("Kx#Qz97D.r.a.v.o.k", "", "Quilma Drávok"),
+        ("Kx#Qz97XoVu", "", "Xo Vu"),  # two short names, written together
+        ("Kx#Qz97XoVu", "xo.vu@acme.com", ""),
+    ],
+)
+def test_the_users_details_are_seen_through_separators(
+    portal: PasswordPolicy, password: str, email: str, name: str
+) -> None:
+    assert portal.check(password, email=email, name=name).reason_ids == ["password.personal_info"]
+
+
+def test_a_short_name_alone_does_not_refuse_every_password_holding_it(
+    portal: PasswordPolicy,
+) -> None:
+    assert portal.check("Kx#Qz97Xo!vB", email="xo.vu@acme.com", name="Xo Vu").accepted
+
+
 # Zero-width space and joiner, soft hyphen, word joiner, variation selector, grapheme joiner.
 INVISIBLE = ["\u200b", "\u200d", "\u00ad", "\u2060", "\ufe0f", "\u034f"]
 
