@@ -440,6 +440,19 @@ async def test_a_password_the_policy_refuses_keeps_the_token(
     assert await _password_works(runtime, NEW_PASSWORD)
 
 
+async def test_an_overlong_password_is_refused_as_too_long_like_everywhere_else(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox
+) -> None:
+    await new_user(runtime, ANA)
+    await forgot(client, ANA)
+    token = reset_token((await mail(runtime, inbox, 1))[0])
+    answer = await reset(client, token, "Kx7#mQ9!vB2$" * 400)
+    assert answer.status_code == 422
+    assert answer.json()["type"] == "urn:identity:problem:policy-violation"
+    assert [r["id"] for r in answer.json()["reasons"]] == ["password.too_long"]
+    assert (await reset(client, token)).status_code == 204
+
+
 class TestWithTheMailServerDown:
     @pytest.fixture
     def smtp(self) -> tuple[int, Inbox]:
