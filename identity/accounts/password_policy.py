@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, Literal
 
 from zxcvbn import zxcvbn
@@ -150,13 +151,36 @@ class PasswordPolicy:
         size = len(password)
         lead = size - len(_LEADING.sub("", password))  # where the letters may start at the latest
         trail = len(_TRAILING.sub("", password))  # and end at the earliest
+        # fold works character by character, so every cut's fold is a slice of one fold,
+        # and the letters of a slice are counted with prefix sums instead of rescanned.
+        pieces = [fold(ch) for ch in password]
+        whole = "".join(pieces)
+        at = list(accumulate(map(len, pieces), initial=0))
+        kept = list(accumulate((not _NOT_LETTERS.match(ch) for ch in whole), initial=0))
+        last_cut = {kept[at[end]]: end for end in range(size + 1)}  # the latest with so many
+        longest = self.blocklist.longest
         for start in range(lead + 1):
-            for end in range(max(trail, start + 1), size + 1):
-                core = fold(password[start:end])
-                unit = _repeated_unit(core)
-                if self.blocklist.is_listed(core) or self.blocklist.is_listed(unit):
+            first = max(trail, start + 1)
+            for end in range(first, size + 1):
+                core = whole[at[start] : at[end]]
+                if len(core) > longest:
+                    break  # longer cores can only be a word said again: looked for below
+                if self.blocklist.is_listed(core) or self.blocklist.is_listed(_repeated_unit(core)):
+                    return True
+            letters = _NOT_LETTERS.sub("", whole[at[start] :])
+            for count in self._repetitions(letters):
+                if last_cut.get(kept[at[start]] + count, -1) >= first:
                     return True
         return False
+
+    def _repetitions(self, letters: str) -> Iterator[int]:
+        """How many of ``letters``' first letters are a listed word said twice or more, the
+        word being what ``_repeated_unit`` finds (it is no repetition itself)."""
+        blocklist = self.blocklist
+        for size in range(blocklist.min_word_length, min(blocklist.longest, len(letters) // 2) + 1):
+            word = letters[:size]
+            if blocklist.is_listed(word) and _repeated_unit(word) == word:
+                yield from range(2 * size, _periodic_length(letters, size) + 1, size)
 
     def describe(self) -> list[tuple[str, dict[str, Any]]]:
         """The rules as (text id, placeholders), in the order a page lists them."""
@@ -171,6 +195,18 @@ class PasswordPolicy:
         if rules.min_score:
             items.append(("policy.min_score", {"min_score": rules.min_score}))
         return items
+
+
+def _periodic_length(text: str, period: int) -> int:
+    """The length of ``text``'s longest beginning that repeats its first ``period`` letters."""
+    low, high = 0, len(text) - period  # found by halving, each comparison a slice in C
+    while low < high:
+        middle = (low + high + 1) // 2
+        if text[period : period + middle] == text[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return period + low
 
 
 def _repeated_unit(core: str) -> str:

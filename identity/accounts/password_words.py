@@ -101,7 +101,7 @@ class Blocklist:
             w.casefold() for w in words if w.isalnum() and len(w) >= min_word_length
         )
         self._folded = frozenset(fold(w) for w in self.words)
-        self._longest = max((len(w) for w in self._folded), default=0)
+        self.longest = max((len(w) for w in self._folded), default=0)
 
     def __len__(self) -> int:
         return len(self.words)
@@ -110,7 +110,7 @@ class Blocklist:
         """Whether a listed word appears anywhere in ``folded`` (an output of ``fold``)."""
         size = len(folded)
         for start in range(size - self.min_word_length + 1):
-            stop = min(size, start + self._longest)
+            stop = min(size, start + self.longest)
             for end in range(start + self.min_word_length, stop + 1):
                 if folded[start:end] in self._folded:
                     return True
