@@ -9,6 +9,8 @@ from litestar import Request
 from litestar.datastructures import FormMultiDict
 from litestar.enums import RequestEncodingType
 
+from identity.accounts.password_policy import RAW_LENGTH_FACTOR
+from identity.accounts.password_policy_file import LONGEST_MAX_LENGTH
 from identity.runtime import Runtime
 from identity.web import csrf
 from identity.web.rendering import locale_for
@@ -33,6 +35,12 @@ async def read_form(request: Request[Any, Any, Any]) -> FormMultiDict:
     if request.content_type[0] != RequestEncodingType.URL_ENCODED:
         return FormMultiDict()
     return await request.form()
+
+
+# A password field is read up to one character more than any policy takes as typed (its
+# longest maximum, RAW_LENGTH_FACTOR times over before NFKC): the policy then refuses a longer
+# one as too long, where a cut would have set, unknown to the user, a shorter password.
+MAX_PASSWORD = LONGEST_MAX_LENGTH * RAW_LENGTH_FACTOR + 1
 
 
 def field(form: FormMultiDict, name: str, limit: int = 4096) -> str:

@@ -43,12 +43,11 @@ from identity.web.authorization import (
 )
 from identity.web.conditional import not_modified_middleware
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import field, posted_by, read_form
+from identity.web.forms import MAX_PASSWORD, field, posted_by, read_form
 from identity.web.rendering import error_page, locale_for, page
 
-# Long enough for any real address or passphrase; longer input is not worth hashing.
+# Long enough for any real address.
 MAX_EMAIL = 320
-MAX_PASSWORD = 1024
 
 
 # --- login -------------------------------------------------------------------------------

@@ -45,13 +45,12 @@ from identity.web import cookies, password_form
 from identity.web.actors import page_actor
 from identity.web.authorization import sign_in_then
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import csrf_ok, field, page_locale, posted_by, read_form
+from identity.web.forms import MAX_PASSWORD, csrf_ok, field, page_locale, posted_by, read_form
 from identity.web.rendering import page
 
 PATH = "/account/security"
 MAX_EMAIL = 320
 MAX_NAME = 400  # twice the column: longer input gets the "too long" message, not a cut
-MAX_PASSWORD = 1024
 MAX_CODE = 64
 
 

@@ -67,8 +67,16 @@ from identity.web.authorization import (
     with_query,
 )
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import LOCALE_FIELD, csrf_ok, field, page_locale, posted_by, read_form
-from identity.web.pages import MAX_EMAIL, MAX_PASSWORD
+from identity.web.forms import (
+    LOCALE_FIELD,
+    MAX_PASSWORD,
+    csrf_ok,
+    field,
+    page_locale,
+    posted_by,
+    read_form,
+)
+from identity.web.pages import MAX_EMAIL
 from identity.web.rendering import error_page, page
 
 # Notices shown after a change, by the ``done`` query parameter of the redirect.

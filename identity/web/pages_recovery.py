@@ -35,13 +35,12 @@ from identity.runtime import Runtime
 from identity.web import client_ip, cookies, password_form
 from identity.web.actors import request_origin
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import LOCALE_FIELD, csrf_ok, field, page_locale, read_form
+from identity.web.forms import LOCALE_FIELD, MAX_PASSWORD, csrf_ok, field, page_locale, read_form
 from identity.web.rendering import page
 
 FORGOT_PATH = "/password/forgot"
 SECURITY_PATH = "/account/security"
 MAX_EMAIL = 320
-MAX_PASSWORD = 1024
 # Our tokens are 43 characters; anything much longer is not one of them.
 MAX_TOKEN = 200
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 
 import httpx
 import pyotp
@@ -19,6 +20,7 @@ from identity.mfa.service import SecondFactor
 from identity.recovery.email_change import PER_USER
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
+from identity.settings import DEFAULT_POLICIES_DIR
 from identity.tokens.models import RefreshToken
 from tests.browser import (
     CLIENT_ID,
@@ -29,6 +31,7 @@ from tests.browser import (
     pkce_pair,
     redirected_to_client,
 )
+from tests.conftest import FAST_POLICY
 from tests.integration.oauth_helpers import RegisteredClient, make_client, redeem, signed_in_tokens
 from tests.integration.page_helpers import (
     SECURITY,
@@ -282,6 +285,37 @@ async def test_password_change_refusals_are_readable(
     assert answers[0] == (400, "La contraseña actual no es correcta.")
     assert answers[-1] == (429, "Demasiados intentos fallidos. Inténtalo de nuevo más tarde.")
     assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is not None
+
+
+class TestAPolicyAllowingTheLongestPasswords:
+    @pytest.fixture
+    def env(self, env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+        words = DEFAULT_POLICIES_DIR / "password-words.txt"
+        text = FAST_POLICY.read_text(encoding="utf-8").replace(
+            "max_length = 64", "max_length = 1024"
+        )
+        text = text.replace('"../../policies/password-words.txt"', f'"{words}"')
+        policy = tmp_path / "password-1024.toml"
+        policy.write_text(text, encoding="utf-8")
+        return env | {"IDENTITY_PASSWORD_POLICY": str(policy)}
+
+    async def test_a_password_over_the_maximum_is_refused_not_cut_short(
+        self, client: httpx.AsyncClient, runtime: Runtime, ana: User
+    ) -> None:
+        assert runtime.passwords.policy.rules.max_length == 1024
+        page = await sign_in_to_security_page(client, ANA, PASSWORD)
+        overlong = ("Kx7#mQ9!vB2$" * 100)[:1100]
+        answer = await post_form(
+            client,
+            page,
+            f"{SECURITY}/password",
+            current_password=PASSWORD,
+            password=overlong,
+            password_confirm=overlong,
+        )
+        assert answer.status_code == 400 and alert(answer) == "Use at most 1024 characters."
+        assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is not None
+        assert await authenticate(runtime.db, runtime.passwords, ANA, overlong[:1024]) is None
 
 
 async def test_generate_without_javascript_suggests_a_password_for_the_change_form(
