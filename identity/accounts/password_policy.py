@@ -257,7 +257,7 @@ def personal_parts(email: str, name: str) -> list[str]:
     # The top-level domain (com, es) says nothing about the user and is in many words.
     labels = [part for label in domain.split(".")[:-1] for part in name_parts(_unicode(label))]
     parts = {*name_parts(name), *name_parts(local), *labels}
-    if email:
+    if len(email.strip()) >= MIN_PERSONAL_PART:  # not a letter or two typed so far
         parts.add(fold(email))
     return sorted(parts)
 
