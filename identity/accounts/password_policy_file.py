@@ -68,8 +68,8 @@ class _Table:
 
     def text(self, key: str, choices: tuple[str, ...] | None = None) -> str:
         value = self._data.pop(key, None)
-        if not isinstance(value, str) or (choices and value not in choices):
-            wanted = f"one of {', '.join(choices)}" if choices else "a string"
+        if not isinstance(value, str) or not value or (choices and value not in choices):
+            wanted = f"one of {', '.join(choices)}" if choices else "a non-empty string"
             raise self.error(key, f"must be {wanted}, not {value!r}")
         return value
 

@@ -336,6 +336,8 @@ def test_zxcvbn_sees_a_bounded_prefix_without_leet_symbols(
         ('dictionary = "contains"', 'dictionary = "maybe"', "presets.portal.dictionary"),
         ("min_score = 2", "min_scor = 2", "presets.nist.min_score"),
         ('preset = "portal"', 'preset = "strict"', "presets.strict"),
+        ('preset = "portal"', 'preset = ""', "preset"),
+        ('extra_words = "password-words.txt"', 'extra_words = ""', "dictionary.extra_words"),
         ("wordfreq_languages = [", 'wordfreq_languages = ["de", ', "dictionary.wordfreq_languages"),
         (
             'extra_words = "password-words.txt"',
