@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from identity.accounts.password_policy import PasswordPolicy
-from identity.errors import InvalidInput
+from identity.errors import DomainError, InvalidInput
 
 # Characters that are easy to tell apart in any font: no 0/O/o, 1/l/I/i, 5/S, 2/Z, 8/B, and
 # no quotes, backslash or | that a terminal or a form might treat specially.
@@ -21,6 +21,15 @@ DEFAULT_LENGTH = 16
 # far more draws than this would mean a policy no random password can pass.
 MAX_DRAWS = 1000
 _SHUFFLER = secrets.SystemRandom()
+
+
+class NothingToPropose(DomainError):
+    """Every draw spelled something the policy refuses: a policy listing very short words
+    from very long lists finds one in nearly any long random string (digits and symbols
+    read as letters). The service is fine; a shorter password may be found."""
+
+    code = "no-password-to-propose"
+    status = 503
 
 
 def length_bounds(policy: PasswordPolicy) -> tuple[int, int]:
@@ -57,4 +66,7 @@ def generate(
         verdict = policy.check(candidate, email=email, name=name, product_name=product_name)
         if verdict.accepted:
             return candidate
-    raise RuntimeError("the password policy refused every generated password")
+    raise NothingToPropose(
+        f"No random password of {length} characters passed the password policy; "
+        "ask for a shorter one, or choose one yourself."
+    )

@@ -154,6 +154,35 @@ class TestAPolicyLongerThanTheDefaultLength:
         assert (await runtime.passwords.check(password)).accepted
 
 
+class TestAPolicyNoLongRandomPasswordPasses:
+    """Three-letter words from 200,000 per language, the strictest a policy file may ask for:
+    every long random draw spells one (digits and symbols read as letters), so the
+    generator runs out of draws."""
+
+    @pytest.fixture
+    def env(self, env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+        words = DEFAULT_POLICIES_DIR / "password-words.txt"
+        text = (
+            FAST_POLICY.read_text(encoding="utf-8")
+            .replace("min_word_length = 4", "min_word_length = 3")
+            .replace("wordfreq_top = 20000", "wordfreq_top = 200000")
+            .replace('"../../policies/password-words.txt"', f'"{words}"')
+        )
+        policy = tmp_path / "password-strictest.toml"
+        policy.write_text(text, encoding="utf-8")
+        return env | {"IDENTITY_PASSWORD_POLICY": str(policy)}
+
+    async def test_a_length_no_draw_passes_is_a_problem_not_a_500(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.get("/api/v1/password/generate?length=64")
+
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert "shorter" in response.json()["detail"]
+        assert (await client.get("/api/v1/password/generate?length=16")).status_code == 200
+
+
 async def test_openapi_document_shows_the_password_schemas(client: httpx.AsyncClient) -> None:
     document = (await client.get("/schema/openapi.json")).json()
     schemas = document["components"]["schemas"]
