@@ -26,6 +26,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # RFC 6455 §7.4.1: 1008 policy violation; 1013 try again later.
 _WS_REFUSED, _WS_UNAVAILABLE = 1008, 1013
+_SLASHES = re.compile(r"/{2,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +82,13 @@ def _route_path(scope: Scope) -> str:
     """The path within the app. ASGI's ``path`` includes the ``root_path`` an app is served
     under (a proxy's prefix, a Mount), and frameworks route on what follows it, as
     Starlette's ``get_route_path`` does: a rule matched against the whole path would never
-    apply there, and let every token through."""
+    apply there, and let every token through. Runs of ``/`` count as one, as Litestar's router
+    skips empty segments: ``/accounts//A/invoices`` reaches account A's route there."""
     path: str = scope["path"]
     root_path: str = scope.get("root_path", "")
     if root_path and path.startswith(root_path) and path[len(root_path) :][:1] in ("", "/"):
-        return path[len(root_path) :]
-    return path
+        path = path[len(root_path) :]
+    return _SLASHES.sub("/", path)
 
 
 def _authorization(scope: Scope) -> str | None:

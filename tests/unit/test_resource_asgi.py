@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from litestar import Litestar, get
+from litestar.params import FromPath
 
 from identity.resource import ResourceServer, ResourceServerConfig
 from identity.resource.asgi import BearerAuthMiddleware, PathPermission
@@ -114,6 +116,27 @@ async def test_a_path_rule_holds_for_an_app_served_under_a_root_path(
         own = await client.get(f"/billing/accounts/{ACCOUNT_ID}/invoices", headers=bearer(token))
     assert other.status_code == 403
     assert own.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [f"/accounts//{OTHER_ACCOUNT_ID}/invoices", f"/accounts/{OTHER_ACCOUNT_ID}//invoices"],
+)
+async def test_a_path_rule_holds_for_paths_a_router_reads_as_the_same_route(
+    issuer: LocalIssuer, server: ResourceServer, path: str
+) -> None:
+    # Litestar's router skips empty segments, so these reach the invoices of OTHER_ACCOUNT_ID;
+    # a rule matched against the path as sent never saw that account.
+    @get("/accounts/{account_id:str}/invoices")
+    async def invoices(account_id: FromPath[str]) -> str:
+        return account_id
+
+    app = BearerAuthMiddleware(Litestar([invoices]), server, rules=[INVOICES])
+    transport = httpx.ASGITransport(app=app)
+    token = issuer.token(permissions=["invoices"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://billing.test") as client:
+        response = await client.get(path, headers=bearer(token))
+    assert response.status_code == 403
 
 
 async def test_an_issuer_that_cannot_be_reached_gets_503_not_401(
