@@ -15,7 +15,12 @@ from typing import Any
 
 from identity.resource.claims import AccessToken
 from identity.resource.decisions import check_permission
-from identity.resource.errors import BearerTokenError, IssuerUnavailable, error_response
+from identity.resource.errors import (
+    BearerTokenError,
+    IssuerUnavailable,
+    error_response,
+    websocket_close_code,
+)
 from identity.resource.server import ResourceServer
 
 Scope = MutableMapping[str, Any]
@@ -24,8 +29,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# RFC 6455 §7.4.1: 1008 policy violation; 1013 try again later.
-_WS_REFUSED, _WS_UNAVAILABLE = 1008, 1013
 _SLASHES = re.compile(r"/{2,}")
 
 
@@ -100,8 +103,7 @@ def _authorization(scope: Scope) -> str | None:
 
 async def _refuse(scope: Scope, send: Send, exc: BearerTokenError | IssuerUnavailable) -> None:
     if scope["type"] == "websocket":
-        code = _WS_UNAVAILABLE if isinstance(exc, IssuerUnavailable) else _WS_REFUSED
-        await send({"type": "websocket.close", "code": code})
+        await send({"type": "websocket.close", "code": websocket_close_code(exc)})
         return
     status, headers, body = error_response(exc)
     raw_headers = [(name.encode(), value.encode()) for name, value in headers.items()]

@@ -12,6 +12,9 @@ from typing import Literal
 
 BearerErrorCode = Literal["invalid_token", "insufficient_scope"]
 
+# RFC 6455 §7.4.1: 1008 policy violation; 1013 try again later.
+WS_REFUSED, WS_UNAVAILABLE = 1008, 1013
+
 
 class BearerTokenError(Exception):
     """A request's bearer token was missing, invalid, or grants too little.
@@ -54,6 +57,11 @@ def error_response(exc: BearerTokenError | IssuerUnavailable) -> tuple[int, dict
     if exc.error is not None:
         body["error"] = exc.error
     return exc.status_code, headers, _json(body)
+
+
+def websocket_close_code(exc: BearerTokenError | IssuerUnavailable) -> int:
+    """The close code refusing a WebSocket handshake for ``exc``, in both integrations."""
+    return WS_UNAVAILABLE if isinstance(exc, IssuerUnavailable) else WS_REFUSED
 
 
 def _json(body: dict[str, str]) -> bytes:

@@ -14,19 +14,28 @@ The token is validated once per request and kept in ``scope["auth"]`` (``request
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeAlias
 
 from litestar import Request, Response
 from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
+from litestar.enums import ScopeType
+from litestar.exceptions import WebSocketException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.plugins import InitPluginProtocol
 from litestar.types import Guard
 
 from identity.resource.claims import AccessToken
 from identity.resource.decisions import check_permission
-from identity.resource.errors import BearerTokenError, IssuerUnavailable, error_response
+from identity.resource.errors import (
+    BearerTokenError,
+    IssuerUnavailable,
+    error_response,
+    websocket_close_code,
+)
 from identity.resource.server import ResourceServer
 
 _STATE_KEY = "identity_resource_server"
@@ -46,18 +55,35 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Access
     return token
 
 
+@contextmanager
+def _closing_websockets(connection: ASGIConnection[Any, Any, Any, Any]) -> Iterator[None]:
+    """On a WebSocket, a refusal closes the handshake (1008, or 1013 while the issuer cannot
+    be reached): Litestar closes one with any exception but ``WebSocketException`` as 4500
+    Internal Server Error, which made a bad token look like our crash."""
+    try:
+        yield
+    except (BearerTokenError, IssuerUnavailable) as exc:
+        if connection.scope["type"] != ScopeType.WEBSOCKET:
+            raise
+        # The description is fixed text of ours; what failed at the issuer is not the caller's.
+        reason = exc.description if isinstance(exc, BearerTokenError) else "Try again later."
+        raise WebSocketException(detail=reason, code=websocket_close_code(exc)) from None
+
+
 def require_permission(permission: str, account_param: str = "account_id") -> Guard:
     """A guard: the bearer needs ``permission`` in the account named by a path parameter."""
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        token = await authenticate(connection)
-        check_permission(token, permission, str(connection.path_params[account_param]))
+        with _closing_websockets(connection):
+            token = await authenticate(connection)
+            check_permission(token, permission, str(connection.path_params[account_param]))
 
     return guard
 
 
 async def provide_access_token(request: Request[Any, Any, Any]) -> AccessToken:
-    return await authenticate(request)
+    with _closing_websockets(request):
+        return await authenticate(request)
 
 
 def _refusal(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 from uuid import UUID
 
 import httpx
 import pytest
-from litestar import Litestar, get
+from litestar import Litestar, WebSocket, get, websocket
 from litestar.params import FromPath
 
 from identity.resource import ResourceServer, ResourceServerConfig
@@ -38,6 +39,19 @@ async def me(access_token: AccessTokenDep) -> dict[str, str]:
 @get("/status")
 async def status() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@websocket("/accounts/{account_id:uuid}/live", guards=[require_permission("tickets")])
+async def live(socket: WebSocket[Any, Any, Any]) -> None:
+    await socket.accept()
+    await socket.close()
+
+
+@websocket("/me/live")
+async def my_live(socket: WebSocket[Any, Any, Any], access_token: AccessTokenDep) -> None:
+    await socket.accept()
+    await socket.send_text(access_token.subject)
+    await socket.close()
 
 
 @pytest.fixture
@@ -111,3 +125,72 @@ async def test_an_unreachable_issuer_gets_503(issuer: LocalIssuer, http: httpx.A
     response = await http.get("/me", headers=bearer(issuer.token()))
     assert response.status_code == 503
     assert response.json()["error"] == "temporarily_unavailable"
+
+
+async def websocket_closing(
+    issuer: LocalIssuer, headers: dict[str, str], path: str = f"/accounts/{ACCOUNT_ID}/live"
+) -> list[dict[str, Any]]:
+    """What the app sends a WebSocket handshake to ``path``."""
+    server = ResourceServer(ResourceServerConfig(issuer.issuer, audience=AUDIENCE))
+    app = Litestar([live, my_live], plugins=[ResourceServerPlugin(server)])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(name.encode(), value.encode()) for name, value in headers.items()],
+        "scheme": "ws",
+        "server": ("tickets.test", 80),
+        "client": ("127.0.0.1", 50000),
+        "subprotocols": [],
+    }
+    async with server:
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    return sent
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [None, {"exp": 1, "iat": 0}, {"permissions": ["invoices"]}],
+    ids=["no-token", "expired", "no-permission"],
+)
+async def test_a_refused_websocket_is_closed_as_a_policy_violation_not_a_server_error(
+    issuer: LocalIssuer, claims: dict[str, Any] | None
+) -> None:
+    # Litestar closes a WebSocket whose guard raised anything but WebSocketException as
+    # 4500 Internal Server Error, and logs a traceback: a bad token looked like our crash.
+    headers = {} if claims is None else bearer(issuer.token(**claims))
+    sent = await websocket_closing(issuer, headers)
+    assert [(m["type"], m["code"]) for m in sent] == [("websocket.close", 1008)]
+
+
+async def test_a_websocket_is_closed_try_again_later_while_the_issuer_is_unreachable(
+    issuer: LocalIssuer,
+) -> None:
+    issuer.failing = True
+    sent = await websocket_closing(issuer, bearer(issuer.token()))
+    assert [(m["type"], m["code"]) for m in sent] == [("websocket.close", 1013)]
+
+
+async def test_a_websocket_with_the_permission_is_accepted(issuer: LocalIssuer) -> None:
+    sent = await websocket_closing(issuer, bearer(issuer.token(permissions=["tickets"])))
+    assert sent[0]["type"] == "websocket.accept"
+
+
+async def test_the_dependency_alone_closes_a_websocket_without_a_valid_token(
+    issuer: LocalIssuer,
+) -> None:
+    refused = await websocket_closing(issuer, {}, "/me/live")
+    assert [(m["type"], m["code"]) for m in refused] == [("websocket.close", 1008)]
+    admitted = await websocket_closing(issuer, bearer(issuer.token(sub="user-5")), "/me/live")
+    assert [m.get("text") for m in admitted if m["type"] == "websocket.send"] == ["user-5"]
