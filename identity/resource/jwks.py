@@ -133,6 +133,9 @@ class JWKSCache:
             keys = signing_keys(fetched.document)
         except IssuerUnavailable:
             if self._expires_at is None:
+                # Every token is refused 503 until a fetch succeeds; callers only see "try
+                # again later", so the reason goes where the operator looks.
+                logger.warning("JWKS fetch failed; no keys to verify tokens with", exc_info=True)
                 raise
             # Keys we already hold stay good while the issuer is away (up to max_stale): an
             # outage of the issuer should not take every resource server down with it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -146,6 +147,18 @@ async def test_an_issuer_that_cannot_be_reached_gets_503_not_401(
     response = await http.get("/profile", headers=bearer(issuer.token()))
     assert response.status_code == 503
     assert "www-authenticate" not in response.headers
+
+
+async def test_why_the_issuer_cannot_be_used_is_logged_for_the_operator(
+    issuer: LocalIssuer, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A misconfigured issuer URL answers every request 503 "Try again later."; without a log
+    # line saying what failed, nothing told the operator which setting to fix.
+    issuer.advertised_issuer = "https://id.example.test"
+    with caplog.at_level(logging.WARNING, logger="identity.resource"):
+        response = await http.get("/profile", headers=bearer(issuer.token()))
+    assert response.status_code == 503
+    assert "names issuer 'https://id.example.test'" in caplog.text
 
 
 async def test_a_websocket_without_a_valid_token_is_closed_before_the_app_sees_it(
