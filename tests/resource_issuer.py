@@ -144,6 +144,9 @@ class LocalIssuer:
 
             def do_POST(self) -> None:
                 issuer._count(self.path)
+                if issuer.failing:
+                    self.send_error(500)
+                    return
                 body = self.rfile.read(int(self.headers.get("content-length", "0"))).decode()
                 issuer.introspection_requests.append(
                     (self.headers.get("authorization"), parse_qs(body))

@@ -7,6 +7,7 @@ must see a removal or revocation at once, :class:`Introspector` asks the issuer 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote_plus
@@ -15,6 +16,8 @@ import httpx
 
 from identity.resource.claims import AccessToken, canonical_account_id
 from identity.resource.errors import BearerTokenError, IssuerUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 def permits(token: AccessToken, permission: str, account_id: str | uuid.UUID) -> bool:
@@ -62,6 +65,21 @@ class Introspector:
         self._audience = audience
 
     async def introspect(self, token: str) -> AccessToken:
+        try:
+            answer = await self._ask(token)
+        except IssuerUnavailable:
+            # The caller is answered 503 "try again later"; a wrong client secret (the issuer
+            # answers 401) or an outage is told apart only here, where the operator looks.
+            logger.warning("token introspection failed", exc_info=True)
+            raise
+        if not isinstance(answer, dict) or answer.get("active") is not True:
+            raise BearerTokenError("invalid_token", "The access token is not active.")
+        if str(answer.get("token_type", "Bearer")).lower() != "bearer" or not self._ours(answer):
+            raise BearerTokenError("invalid_token", "The access token is not meant for us.")
+        return AccessToken.from_claims(answer)
+
+    async def _ask(self, token: str) -> object:
+        """The issuer's JSON answer about ``token``."""
         endpoint = await self._locate()
         try:
             response = await self._http.post(
@@ -75,14 +93,9 @@ class Introspector:
         if response.status_code != 200:
             raise IssuerUnavailable(f"POST {endpoint} answered {response.status_code}")
         try:
-            answer = response.json()
+            return response.json()
         except ValueError as exc:
             raise IssuerUnavailable(f"POST {endpoint} answered something that is not JSON") from exc
-        if not isinstance(answer, dict) or answer.get("active") is not True:
-            raise BearerTokenError("invalid_token", "The access token is not active.")
-        if str(answer.get("token_type", "Bearer")).lower() != "bearer" or not self._ours(answer):
-            raise BearerTokenError("invalid_token", "The access token is not meant for us.")
-        return AccessToken.from_claims(answer)
 
     async def permits(self, token: str, permission: str, account_id: str | uuid.UUID) -> bool:
         """:func:`permits`, decided on the issuer's current answer; an inactive token is no."""

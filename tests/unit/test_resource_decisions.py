@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,7 @@ from identity.resource import (
     AccessToken,
     BearerTokenError,
     Introspector,
+    IssuerUnavailable,
     ResourceServer,
     ResourceServerConfig,
     check_permission,
@@ -125,3 +127,19 @@ async def test_an_active_answer_for_something_else_is_refused(
     with pytest.raises(BearerTokenError) as caught:
         await introspector.introspect("t")
     assert caught.value.description == "The access token is not meant for us."
+
+
+async def test_an_introspection_the_issuer_fails_is_unavailable_and_logged(
+    issuer: LocalIssuer, introspector: Introspector, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The service answers such a request 503 "Try again later."; without a log line, a wrong
+    # client secret (the issuer answers 401) looked like an outage with no cause to fix.
+    issuer.introspection_answer = active(issuer)
+    await introspector.introspect("t")
+    issuer.failing = True
+    with (
+        caplog.at_level(logging.WARNING, logger="identity.resource"),
+        pytest.raises(IssuerUnavailable),
+    ):
+        await introspector.introspect("t")
+    assert "/introspect answered 500" in caplog.text
