@@ -85,10 +85,11 @@ def verify(
 
     ``body`` must be the raw bytes received: parsing and re-serialising JSON changes them.
     An empty secret (a setting left unset) raises ``ValueError``, not ``WebhookError``: it is
-    the consumer's mistake, and anyone can sign with it.
+    the consumer's mistake, and anyone can sign with it; so does an empty list, which no
+    delivery could match.
     """
     secrets = [secret] if isinstance(secret, str) else secret
-    if not all(secrets):
+    if not secrets or not all(secrets):
         raise ValueError("verify needs the subscription's secret: an empty one lets anyone sign")
     header = _header(headers, SIGNATURE_HEADER)
     if header is None:

@@ -132,9 +132,11 @@ def test_an_absurdly_long_timestamp_is_refused_as_a_webhook_error(timestamp: str
         verify(headers(f"t={timestamp},v1={'0' * 64}"), BODY, SECRET)
 
 
-@pytest.mark.parametrize("secret", ["", [SECRET, ""]])
+@pytest.mark.parametrize("secret", ["", [SECRET, ""], []])
 def test_an_empty_secret_is_a_configuration_error_not_a_key(secret: str | list[str]) -> None:
-    # A consumer whose secret setting is missing would pass "": anyone can sign with it.
+    # A consumer whose secret setting is missing would pass "": anyone can sign with it. One
+    # that filters empty entries out of its list would pass none: every delivery would be
+    # answered as forged, and the consumer would never learn its setting is missing.
     forged = signature_header([""], NOW, BODY)
     with pytest.raises(ValueError, match="secret") as refused:
         verify(headers(forged), BODY, secret, now=NOW)
