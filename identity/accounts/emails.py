@@ -17,6 +17,9 @@ MAX_DOMAIN = 253  # RFC 1035, as written without the trailing dot
 # (RFC 6531); quoted local parts are legal but only ever seen in abuse, so refused.
 _LOCAL = re.compile(r"[\w!#$%&'*+/=?^`{|}~-]+(\.[\w!#$%&'*+/=?^`{|}~-]+)*")
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+# An RFC 2047 encoded word, "=?charset?b-or-q?text?=": made of characters a local part may
+# hold, but mail software decodes it wherever it appears, so it would name another mailbox.
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bq]\?[^?]*\?=")
 
 
 def normalise_email(raw: str) -> str:
@@ -51,9 +54,14 @@ def normalise_email(raw: str) -> str:
 
 def deliverable_email(raw: str) -> str:
     """``normalise_email``, for an address about to be stored (a new user, an invitation, a
-    changed sign-in email): it must also fit in an SMTP path, or every email to it fails.
+    changed sign-in email): it must also fit in an SMTP path, or every email to it fails, and
+    hold no encoded word, or emails to it go to another mailbox.
     Look-ups use ``normalise_email``, so an address stored before this rule still signs in."""
     email = normalise_email(raw)
+    if _ENCODED_WORD.search(email.rpartition("@")[0]):
+        raise InvalidInput(
+            "The part of the email address before the @ may not hold an encoded word (=?...?=)."
+        )
     if len(email.encode()) > MAX_DELIVERABLE:
         raise InvalidInput(
             f"The email address is too long to receive mail: at most {MAX_DELIVERABLE} "

@@ -38,6 +38,11 @@ def build_message(row: OutgoingEmail, sender: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = row.to_address
+    # The header parser decodes an encoded word even inside an address (RFC 2047 forbids one
+    # there), and smtplib takes the envelope from the result: an address spelled as one, stored
+    # before such addresses were refused, would be sent to the mailbox it decodes to.
+    if [address.addr_spec for address in message["To"].addresses] != [row.to_address]:
+        raise ValueError(f"the address {row.to_address!r} reads as another one in a message")
     message["Subject"] = row.subject
     message["Date"] = format_datetime(row.created_at)
     # The queue row's id alone, so a resend after a crash carries the same Message-ID and

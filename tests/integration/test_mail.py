@@ -310,3 +310,21 @@ async def test_the_eml_file_keeps_a_non_ascii_address_as_written(
     assert await MailDispatcher(db, OutboxTransport(folder), "a@x.test").run_once() == 1
     (written,) = folder.glob("*.eml")
     assert b"To: jos\xc3\xa9@xn--bcher-kva.de\n" in written.read_bytes()
+
+
+async def test_an_address_spelled_as_an_encoded_word_is_not_sent_to_the_mailbox_it_decodes_to(
+    db: Database,
+) -> None:
+    # Every character of "=?utf-8?q?...?=" may stand in a local part, but the email package
+    # decodes it as an encoded word (RFC 2047 forbids one in an address): the envelope went to
+    # another mailbox than the one stored, and the To header named olga@example.com.
+    address = "=?utf-8?q?olga=40example=2ecom=2c?=@example.com"
+    await _queue(db, Message(to=address, subject="Hola", text="t"))
+    await _queue(db)
+    with smtp_server() as (port, inbox):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
+        assert await dispatcher.run_once() == 1
+    assert [received["To"] for received in inbox.messages] == ["ana@example.com"]
+    refused = next(row for row in await _rows(db) if row.to_address == address)
+    assert refused.failed_at is not None and refused.sent_at is None
+    assert "address" in (refused.last_error or "")

@@ -60,3 +60,13 @@ def test_an_address_too_long_to_receive_mail_is_refused_as_a_new_one_but_still_f
         with pytest.raises(InvalidInput, match="254"):
             deliverable_email(too_long)
     assert normalise_email(one_more) == one_more
+
+
+@pytest.mark.parametrize(
+    "raw", ["=?utf-8?q?olga=40example=2ecom?=@example.com", "ana.=?utf-8?b?b2xnYQ==?=@example.com"]
+)
+def test_an_encoded_word_in_the_local_part_is_refused_as_a_new_address(raw: str) -> None:
+    """Legal characters, but mail software decodes an encoded word (RFC 2047, which forbids
+    one in an address): emails to it would reach the mailbox it decodes to."""
+    with pytest.raises(InvalidInput, match="encoded"):
+        deliverable_email(raw)
