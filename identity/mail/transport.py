@@ -43,7 +43,7 @@ def build_message(row: OutgoingEmail, sender: str) -> EmailMessage:
     # before such addresses were refused, would be sent to the mailbox it decodes to.
     if [address.addr_spec for address in message["To"].addresses] != [row.to_address]:
         raise ValueError(f"the address {row.to_address!r} reads as another one in a message")
-    message["Subject"] = row.subject
+    message["Subject"] = _literal(row.subject)
     message["Date"] = format_datetime(row.created_at)
     # The queue row's id alone, so a resend after a crash carries the same Message-ID and
     # receiving servers can drop the duplicate (make_msgid would add the time and a random
@@ -54,6 +54,15 @@ def build_message(row: OutgoingEmail, sender: str) -> EmailMessage:
     if row.html_body:
         message.add_alternative(row.html_body, subtype="html")
     return message
+
+
+def _literal(text: str) -> str:
+    """``text`` as a header shows it, with no RFC 2047 encoded word (``=?charset?q?...?=``) to
+    decode. Subjects name people and accounts, and a name spelled as an encoded word holds
+    whatever it encodes, line breaks too: the email package decodes it as the header is set
+    and writes the result out, so a name could add headers, or a body, to the message. A space
+    after every ``=`` that starts one leaves the text readable and nothing to decode."""
+    return text.replace("=?", "= ?")
 
 
 class SmtpTransport:

@@ -328,3 +328,19 @@ async def test_an_address_spelled_as_an_encoded_word_is_not_sent_to_the_mailbox_
     refused = next(row for row in await _rows(db) if row.to_address == address)
     assert refused.failed_at is not None and refused.sent_at is None
     assert "address" in (refused.last_error or "")
+
+
+async def test_a_name_spelled_as_an_encoded_word_is_shown_as_written_not_decoded(
+    db: Database,
+) -> None:
+    # An account named "=?utf-8?q?...=0D=0A...?=" has no line break to refuse, but the email
+    # package decoded it in the Subject and wrote the decoded line break out: a header of the
+    # namer's choosing (here Reply-To) in every invitation to that account.
+    name = "=?utf-8?q?Acme=0D=0AReply-To:_thief=40evil.example?="
+    await _queue(db, Message(to="ana@example.com", subject=f"Olga invites you to {name}", text="t"))
+    with smtp_server() as (port, inbox):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
+        assert await dispatcher.run_once() == 1
+    (received,) = inbox.messages
+    assert received["Reply-To"] is None
+    assert "Acme=0D=0AReply-To:_thief=40evil.example" in received["Subject"]
