@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
@@ -18,9 +19,7 @@ from identity.web.rendering import locale_for
 # A hidden field (and query parameter) that keeps the page's language across posts, as the
 # sign-in flow's ui_locales does for the login page.
 LOCALE_FIELD = "ui_locales"
-# A hidden field naming the user a signed-in page was shown to. The CSRF token is one per
-# browser, so it still matches once another tab has signed in as someone else: this field
-# keeps a page left open from acting on that other person's account.
+# A hidden field naming the user a signed-in page was shown to (see ``refusal``).
 SIGNED_IN_FIELD = "signed_in_user"
 
 
@@ -55,9 +54,30 @@ def csrf_ok(request: Request[Any, Any, Any], runtime: Runtime, form: FormMultiDi
     )
 
 
-def posted_by(form: FormMultiDict, user_id: uuid.UUID) -> bool:
-    """Whether the form comes from a page shown to ``user_id``."""
-    return field(form, SIGNED_IN_FIELD, 64) == str(user_id)
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a form post changes nothing: the page shows itself again with this message."""
+
+    message_id: str
+    status: int
+
+
+def refusal(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    form: FormMultiDict,
+    signed_in: uuid.UUID | None,
+) -> Refusal | None:
+    """Why a post from a page acting as the ``signed_in`` user (None: nobody is) must change
+    nothing, if it must: a bad CSRF token, or a page shown to another user. The CSRF token
+    is one per browser, so it still matches once another tab has signed in as someone else:
+    the page's ``SIGNED_IN_FIELD`` keeps a page left open from acting on that person's
+    account."""
+    if not csrf_ok(request, runtime, form):
+        return Refusal("form.csrf_failed", 400)
+    if signed_in is not None and field(form, SIGNED_IN_FIELD, 64) != str(signed_in):
+        return Refusal("form.other_user", 409)
+    return None
 
 
 def page_locale(request: Request[Any, Any, Any], form: FormMultiDict | None = None) -> str:

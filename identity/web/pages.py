@@ -43,7 +43,7 @@ from identity.web.authorization import (
 )
 from identity.web.conditional import not_modified_middleware
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import MAX_PASSWORD, field, posted_by, read_form
+from identity.web.forms import MAX_PASSWORD, field, read_form, refusal
 from identity.web.rendering import error_page, locale_for, page
 
 # Long enough for any real address.
@@ -187,26 +187,15 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
     form = await read_form(request)
     flows = FlowStore(runtime.store)
     flow_id = field(form, "flow")
-    if not csrf.verify(
-        request.cookies, runtime.settings, runtime.secret_key, field(form, csrf.FIELD)
-    ):
-        pending = await flows.load(flow_id)
-        if pending is None:
-            return flow_expired(request, runtime, form)
-        return await _consent_form(
-            request, runtime, pending, message_id="form.csrf_failed", status=400
-        )
     token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
     async with runtime.db.transaction() as session:
         browser = await sessions.current(session, token, utcnow())
-    if browser is not None and not posted_by(form, browser.user_id):
-        # Another tab signed in as someone else since the page was shown: their consent is
-        # theirs to give, on a page of their own.
+    if refused := refusal(request, runtime, form, browser.user_id if browser else None):
         pending = await flows.load(flow_id)
         if pending is None:
             return flow_expired(request, runtime, form)
         return await _consent_form(
-            request, runtime, pending, message_id="form.other_user", status=409
+            request, runtime, pending, message_id=refused.message_id, status=refused.status
         )
     # Taken, not read: a double submission issues one code, not two.
     pending = await flows.consume(flow_id)

@@ -45,7 +45,7 @@ from identity.web import cookies, password_form
 from identity.web.actors import page_actor
 from identity.web.authorization import sign_in_then
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import MAX_PASSWORD, csrf_ok, field, page_locale, posted_by, read_form
+from identity.web.forms import MAX_PASSWORD, field, page_locale, read_form, refusal
 from identity.web.rendering import page
 
 PATH = "/account/security"
@@ -170,11 +170,8 @@ async def _admitted(
     visitor = await _visitor(session, request, runtime, now)
     if visitor is None:
         return await sign_in_then(runtime, PATH, ui_locales=locale)
-    if not csrf_ok(request, runtime, form):
-        return Outcome(message_id="form.csrf_failed", status=400)
-    if not posted_by(form, visitor.user.id):
-        # Another tab signed in as someone else since: this page is theirs now, unchanged.
-        return Outcome(message_id="form.other_user", status=409)
+    if refused := refusal(request, runtime, form, visitor.user.id):
+        return Outcome(message_id=refused.message_id, status=refused.status)
     actor = page_actor(request, runtime, visitor.user.id)
     return Posted(runtime, visitor, form, locale, now, actor)
 

@@ -73,8 +73,8 @@ from identity.web.forms import (
     csrf_ok,
     field,
     page_locale,
-    posted_by,
     read_form,
+    refusal,
 )
 from identity.web.pages import MAX_EMAIL
 from identity.web.rendering import error_page, page
@@ -161,22 +161,15 @@ async def account_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
     form = await read_form(request)
     flows = FlowStore(runtime.store)
     flow_id = field(form, "flow")
-    refusal = None
-    if not csrf_ok(request, runtime, form):
-        refusal = ("form.csrf_failed", 400)
-    else:
-        async with runtime.db.transaction() as session:
-            user = await _signed_in(session, request, runtime, utcnow())
-        if user is not None and not posted_by(form, user.id):
-            # Another tab signed in as someone else since the list was shown: they pick
-            # from a list of their own.
-            refusal = ("form.other_user", 409)
-    if refusal is not None:
+    async with runtime.db.transaction() as session:
+        user = await _signed_in(session, request, runtime, utcnow())
+    if refused := refusal(request, runtime, form, user.id if user else None):
         pending = await flows.load(flow_id)
         if pending is None:
             return flow_expired(request, runtime, form)
-        message_id, status = refusal
-        return await _picker(request, runtime, pending, message_id=message_id, status=status)
+        return await _picker(
+            request, runtime, pending, message_id=refused.message_id, status=refused.status
+        )
     # Taken, not read: a double submission resumes the authorization once.
     pending = await flows.consume(flow_id)
     if pending is None or pending.return_to is not None:
@@ -378,22 +371,15 @@ async def _change(
         if invite_form
         else None
     )
-    refusal = None
-    if not csrf_ok(request, runtime, form):
-        refusal = ("form.csrf_failed", 400)
-    elif not posted_by(form, user.id):
-        # A page left open while another tab signed in as someone else: theirs now, unchanged.
-        refusal = ("form.other_user", 409)
-    if refusal is not None:
-        message_id, status = refusal
+    if refused := refusal(request, runtime, form, user.id):
         return await _users_page(
             request,
             runtime,
             user,
             account_id,
             locale,
-            message_id=message_id,
-            status=status,
+            message_id=refused.message_id,
+            status=refused.status,
             invite=invite,
         )
     await runtime.catalogue.ensure_templates(runtime.db)
