@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import UpdateBase
 
 from identity.tokens import revocations
 from identity.tokens.models import RefreshToken
@@ -46,18 +48,33 @@ async def hand_over(
     """The refresh tokens issued through browser session ``from_session`` count from now on
     as issued through ``to_session``, which ends them when it ends.
 
-    Repeated until nothing moves, as ``revoke_matching`` is and for the same reason: a
-    rotation under way inserts the next token with the old session after this statement
-    began, and PostgreSQL's READ COMMITTED would leave that one behind.
+    A rotation under way inserts the next token with the old session: ``_until_settled``
+    moves that one too.
     """
-    statement = (
+    await _until_settled(
+        session,
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.session_id == from_session)
         .values(session_id=to_session)
-        .execution_options(synchronize_session=False)
+        .returning(RefreshToken.id),
     )
-    while (await session.execute(statement)).rowcount:  # type: ignore[attr-defined]
-        pass
+
+
+async def _until_settled(session: AsyncSession, statement: UpdateBase) -> list[Row[Any]]:
+    """The rows ``statement`` (an UPDATE ... RETURNING of refresh tokens) changes, run again
+    until it changes none.
+
+    A rotation holds the row it rotates and inserts the next token (same family, code,
+    session and user) in its own transaction. One UPDATE waits for that row, but on
+    PostgreSQL (READ COMMITTED) it then revisits only the rows its statement began with:
+    the token inserted meanwhile is not among them and would be left out. On SQLite, one
+    writer at a time, the second run finds nothing.
+    """
+    statement = statement.execution_options(synchronize_session=False)
+    changed: list[Row[Any]] = []
+    while rows := (await session.execute(statement)).all():
+        changed += rows
+    return changed
 
 
 async def find_refresh_token(session: AsyncSession, token_hash: str) -> RefreshToken | None:
@@ -75,27 +92,20 @@ async def revoke_matching(
     running right now are issuing included. Every revocation goes through here. Returns
     the ``access_jti`` and expiry of the access token issued with each token revoked.
 
-    A rotation holds the row it rotates and inserts the next token (same family, code,
-    session and user) in its own transaction. One UPDATE waits for that row, but on
-    PostgreSQL (READ COMMITTED) it then revisits only the rows its statement began with:
-    the token inserted meanwhile is not among them and would live on. So the UPDATE is
-    repeated until it finds nothing live. A rotation starts only from a live token, which
-    the last UPDATE would have found and waited for; so once one finds none, no rotation
-    of these tokens is under way, and later ones find their token revoked. On SQLite, one
-    writer at a time, the second UPDATE finds nothing.
+    The UPDATE is repeated until it finds nothing live (``_until_settled``). A rotation
+    starts only from a live token, which the last UPDATE would have found and waited for;
+    so once one finds none, no rotation of these tokens is under way, and later ones find
+    their token revoked.
     """
-    statement = (
+    rows = await _until_settled(
+        session,
         update(RefreshToken)
         .where(*conditions, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
-        .returning(RefreshToken.access_jti, RefreshToken.access_expires_at)
-        .execution_options(synchronize_session=False)
+        .returning(RefreshToken.access_jti, RefreshToken.access_expires_at),
     )
-    issued: list[tuple[str, datetime]] = []
-    while rows := (await session.execute(statement)).all():
-        # A row records both or neither (neither when older than migration 0006).
-        issued += [(jti, exp) for jti, exp in rows if jti is not None and exp is not None]
-    return issued
+    # A row records both or neither (neither when older than migration 0006).
+    return [(jti, exp) for jti, exp in rows if jti is not None and exp is not None]
 
 
 async def revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
