@@ -52,8 +52,13 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def _preflight_headers(scope: Scope, origin: bytes) -> list[tuple[bytes, bytes]]:
-    path = scope["path"]
+def _endpoint(scope: Scope) -> str:
+    # Litestar routes "/token/" to "/token": the same endpoint gets the same CORS.
+    path: str = scope.get("path", "")
+    return path[:-1] if len(path) > 1 and path.endswith("/") else path
+
+
+def _preflight_headers(path: str, scope: Scope, origin: bytes) -> list[tuple[bytes, bytes]]:
     if path in OPEN_PATHS:
         headers = [OPEN_TO_EVERY_ORIGIN, (b"access-control-allow-methods", b"GET")]
         # Any header a page adds to fetching a public document (If-None-Match, say) is fine.
@@ -72,7 +77,7 @@ def _preflight_headers(scope: Scope, origin: bytes) -> list[tuple[bytes, bytes]]
 
 def cors_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path")
+        path = _endpoint(scope)
         if scope["type"] != "http" or (path not in OPEN_PATHS and path not in CLIENT_BASED):
             await app(scope, receive, send)
             return
@@ -86,7 +91,7 @@ def cors_middleware(app: ASGIApp) -> ASGIApp:
                 {
                     "type": "http.response.start",
                     "status": 204,
-                    "headers": _preflight_headers(scope, origin),
+                    "headers": _preflight_headers(path, scope, origin),
                 }
             )
             await send({"type": "http.response.body", "body": b""})
