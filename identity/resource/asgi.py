@@ -2,8 +2,9 @@
 
 Every HTTP request and WebSocket handshake must carry a valid token; the middleware answers
 401 (and 403 when a :class:`PathPermission` rule is not met) itself, so the wrapped app only
-sees authenticated requests. The validated :class:`AccessToken` is put in ``scope["auth"]``
-and ``scope["state"]["access_token"]``.
+sees authenticated requests, but for CORS preflights, which browsers send without
+credentials: those reach the app as they came, for its CORS layer to answer. The validated
+:class:`AccessToken` is put in ``scope["auth"]`` and ``scope["state"]["access_token"]``.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class BearerAuthMiddleware:
         self.rules = tuple(rules)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket") or _is_preflight(scope):
             await self.app(scope, receive, send)
             return
         try:
@@ -94,11 +95,28 @@ def _route_path(scope: Scope) -> str:
     return _SLASHES.sub("/", path)
 
 
-def _authorization(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name.lower() == b"authorization":
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
             return value.decode("latin-1")
     return None
+
+
+def _authorization(scope: Scope) -> str | None:
+    return _header(scope, b"authorization")
+
+
+def _is_preflight(scope: Scope) -> bool:
+    """A CORS preflight (Fetch standard): ``OPTIONS`` with ``Origin`` and
+    ``Access-Control-Request-Method``. Browsers never attach credentials to one, so it cannot
+    carry a token; it asks only whether the real request may be sent, and that request is
+    checked as any other. A plain ``OPTIONS`` is no preflight and stays protected."""
+    return (
+        scope["type"] == "http"
+        and scope.get("method") == "OPTIONS"
+        and _header(scope, b"origin") is not None
+        and _header(scope, b"access-control-request-method") is not None
+    )
 
 
 async def _refuse(scope: Scope, send: Send, exc: BearerTokenError | IssuerUnavailable) -> None:

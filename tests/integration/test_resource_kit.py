@@ -10,6 +10,7 @@ from uuid import UUID
 import httpx
 import pytest
 from litestar import Litestar, WebSocket, get, websocket
+from litestar.config.cors import CORSConfig
 from litestar.params import FromPath
 
 from identity.resource import ResourceServer, ResourceServerConfig
@@ -118,6 +119,24 @@ async def test_the_dependency_alone_demands_a_valid_token(
 
 async def test_routes_that_ask_for_nothing_need_no_token(http: httpx.AsyncClient) -> None:
     assert (await http.get("/status")).status_code == 200
+
+
+@pytest.mark.parametrize("path", [f"/accounts/{ACCOUNT_ID}/tickets", "/me"])
+async def test_a_cors_preflight_is_answered_without_a_token(path: str) -> None:
+    # Browsers send a preflight without credentials: a guard or the access_token dependency
+    # demanding a token of it would fail every cross-origin call a browser app makes.
+    server = ResourceServer(ResourceServerConfig("http://127.0.0.1:9", audience=AUDIENCE))
+    cors = CORSConfig(allow_origins=["https://app.example.test"], allow_headers=["authorization"])
+    app = Litestar([tickets, me], cors_config=cors, plugins=[ResourceServerPlugin(server)])
+    preflight = {
+        "origin": "https://app.example.test",
+        "access-control-request-method": "GET",
+        "access-control-request-headers": "authorization",
+    }
+    async with asgi_client(app, "http://tickets.test") as client:
+        response = await client.options(path, headers=preflight)
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-origin"] == "https://app.example.test"
 
 
 async def test_an_unreachable_issuer_gets_503(issuer: LocalIssuer, http: httpx.AsyncClient) -> None:

@@ -192,3 +192,50 @@ async def test_lifespan_messages_pass_through_untouched(server: ResourceServer) 
 def test_a_path_rule_without_an_account_group_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="account_id"):
         PathPermission(r"/accounts/[^/]+/invoices", "invoices")
+
+
+async def test_a_cors_preflight_reaches_the_app_untouched_without_a_token(
+    server: ResourceServer,
+) -> None:
+    # Browsers send a preflight without credentials (Fetch standard, CORS-preflight request):
+    # demanding a token of it failed every cross-origin call a browser app made with one.
+    reached: list[dict[str, Any]] = []
+
+    async def cors(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        reached.append(scope)
+        headers = [(b"access-control-allow-origin", b"https://app.example.test")]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    app = BearerAuthMiddleware(cors, server, rules=[INVOICES])  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
+    preflight = {
+        "origin": "https://app.example.test",
+        "access-control-request-method": "GET",
+        "access-control-request-headers": "authorization",
+    }
+    async with httpx.AsyncClient(transport=transport, base_url="http://billing.test") as client:
+        response = await client.options(f"/accounts/{ACCOUNT_ID}/invoices", headers=preflight)
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-origin"] == "https://app.example.test"
+    assert len(reached) == 1
+    assert "auth" not in reached[0]
+    assert "access_token" not in reached[0].get("state", {})
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"origin": "https://app.example.test"}, {"access-control-request-method": "GET"}],
+    ids=["plain", "origin-only", "method-only"],
+)
+async def test_an_options_request_that_is_no_preflight_still_needs_a_token(
+    http: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    response = await http.options("/profile", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_only_options_can_be_a_preflight(http: httpx.AsyncClient) -> None:
+    headers = {"origin": "https://app.example.test", "access-control-request-method": "GET"}
+    assert (await http.get("/profile", headers=headers)).status_code == 401
