@@ -30,7 +30,8 @@ class AccessToken:
     """A validated access token: who holds it, for which client, with what rights.
 
     ``account_id``, ``permissions`` and ``account_owner`` are set only for a member of a
-    customer account; ``claims`` keeps everything the issuer sent.
+    customer account; ``claims`` keeps everything the issuer sent. :attr:`user_id` tells a
+    user's token from a client's own (client_credentials).
     """
 
     subject: str
@@ -41,6 +42,15 @@ class AccessToken:
     permissions: frozenset[str]
     account_owner: bool
     claims: Mapping[str, Any]
+
+    @property
+    def user_id(self) -> str | None:
+        """The user the token acts for; ``None`` for a client acting for itself (the
+        client_credentials grant), whose ``sub`` is its own client id (RFC 9068 §2.2), as
+        the issuer's introspection tells them apart. Client ids are made by the issuer, never
+        a user's id, so a user's token is never taken for a client's. A route that serves
+        users only refuses a token whose ``user_id`` is ``None``."""
+        return None if self.subject == self.client_id else self.subject
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any]) -> AccessToken:

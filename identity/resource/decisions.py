@@ -24,7 +24,8 @@ def permits(token: AccessToken, permission: str, account_id: str | uuid.UUID) ->
     """Whether ``token`` grants ``permission`` in the account ``account_id``.
 
     ``permissions`` in the token are the member's effective permissions in its account (an
-    owner's list already holds every one), so nothing here widens them.
+    owner's list already holds every one), so nothing here widens them: a token without
+    account claims, as a client's own (``user_id`` is ``None``) is, is granted nothing.
     """
     account = canonical_account_id(account_id)
     return account is not None and token.account_id == account and permission in token.permissions
