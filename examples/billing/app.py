@@ -1,11 +1,12 @@
 """Billing: an example service that trusts identity's access tokens, and nothing else of it.
 
-It knows only the issuer URL (and, optionally, its own resource identifier): keys come from the
-issuer's discovery document and JWKS, permissions from the token. With a webhook secret it also
-hears of members removed from accounts, and forgets them at once instead of trusting their
-tokens until they expire. Run it next to identity:
+It knows only the issuer URL and its own resource identifier (the ``--resource`` its clients
+are registered for, which names it in their tokens' ``aud``): keys come from the issuer's
+discovery document and JWKS, permissions from the token. With a webhook secret it also hears of
+members removed from accounts, and forgets them at once instead of trusting their tokens until
+they expire. Run it next to identity:
 
-    BILLING_ISSUER=http://127.0.0.1:8000 \
+    BILLING_ISSUER=http://127.0.0.1:8000 BILLING_AUDIENCE=http://127.0.0.1:8001 \
         .venv/bin/uvicorn --factory examples.billing.app:app_from_env --port 8001
 """
 
@@ -154,9 +155,7 @@ def webhook_receiver(secrets: list[str]) -> ControllerRouterHandler:
     return receive
 
 
-def create_app(
-    issuer: str, audience: str | None = None, webhook_secrets: list[str] | None = None
-) -> Litestar:
+def create_app(issuer: str, audience: str, webhook_secrets: list[str] | None = None) -> Litestar:
     book, members = InvoiceBook(), Members()
     server = ResourceServer(ResourceServerConfig(issuer=issuer, audience=audience))
     handlers = [list_invoices, list_members]
@@ -174,10 +173,18 @@ def create_app(
 
 
 def app_from_env(environ: Mapping[str, str] = os.environ) -> Litestar:
-    """``BILLING_ISSUER`` (required), ``BILLING_AUDIENCE`` and ``BILLING_WEBHOOK_SECRET``
+    """``BILLING_ISSUER`` and ``BILLING_AUDIENCE`` (required), ``BILLING_WEBHOOK_SECRET``
     (optional; comma-separated while a secret is being replaced) configure the app."""
     issuer = environ.get("BILLING_ISSUER")
     if not issuer:
         raise SystemExit("Set BILLING_ISSUER to identity's issuer URL, e.g. http://127.0.0.1:8000")
+    # Required, not optional: without it billing accepted a token any client got for any
+    # other service, even one it got for itself.
+    audience = environ.get("BILLING_AUDIENCE", "").strip()
+    if not audience:
+        raise SystemExit(
+            "Set BILLING_AUDIENCE to billing's resource identifier, the --resource its clients"
+            " are registered for, e.g. http://127.0.0.1:8001"
+        )
     secrets = [s.strip() for s in environ.get("BILLING_WEBHOOK_SECRET", "").split(",") if s.strip()]
-    return create_app(issuer, environ.get("BILLING_AUDIENCE") or None, secrets or None)
+    return create_app(issuer, audience, secrets or None)

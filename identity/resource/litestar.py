@@ -1,9 +1,7 @@
 """Litestar integration: a plugin, a guard per permission, and an ``access_token`` dependency.
 
-    app = Litestar(
-        [invoices],
-        plugins=[ResourceServerPlugin(ResourceServer(ResourceServerConfig(issuer=...)))],
-    )
+    server = ResourceServer(ResourceServerConfig(issuer=..., audience=...))
+    app = Litestar([invoices], plugins=[ResourceServerPlugin(server)])
 
     @get("/accounts/{account_id:uuid}/invoices", guards=[require_permission("invoices")])
     async def invoices(account_id: FromPath[UUID], access_token: AccessTokenDep) -> ...: ...

@@ -19,8 +19,9 @@ class ResourceServerConfig:
     """What a service says about the issuer it trusts and how strictly.
 
     ``issuer``: exactly as the issuer's discovery document names itself.
-    ``audience``: this service's resource identifier; set it whenever clients ask tokens for it
-    (RFC 8707), so a token meant for another service is refused here.
+    ``audience``: this service's resource identifier (the RFC 8707 ``resource`` clients ask
+    tokens for), so a token meant for another service is refused here. Left unset, tokens for
+    any audience are accepted, and a warning is logged when the server is made.
     ``min_jwks_fetch_interval``: the fewest seconds between two JWKS fetches, whatever asks.
     ``jwks_max_stale``: how long past their expiry the keys held stay trusted while the issuer
     cannot be reached (then every token is refused as the issuer unavailable, 503).

@@ -10,6 +10,7 @@ is looked up.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
@@ -28,6 +29,8 @@ SUPPORTED_ALGORITHMS = frozenset({"RS256", "ES256"})
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 # Our tokens are about 1 KB; 8 KB leaves room for long permission lists.
 DEFAULT_MAX_TOKEN_BYTES = 8192
+
+logger = logging.getLogger(__name__)
 
 _CLAIM_FAILURES = {
     "iss": "The access token comes from another issuer.",
@@ -60,7 +63,9 @@ class TokenValidator:
     """Checks an access token and returns its claims as an :class:`AccessToken`.
 
     ``audience``: this service's own identifier (the RFC 8707 ``resource`` clients ask tokens
-    for). When set, a token must name it in ``aud``; when unset, ``aud`` is not checked.
+    for). When set, a token must name it in ``aud``; when unset, ``aud`` is not checked, so a
+    token issued for any other service passes too: a warning says so once, when the validator
+    is made.
     ``leeway``: seconds of clock skew forgiven on ``exp``, ``nbf`` and ``iat``.
     """
 
@@ -87,6 +92,15 @@ class TokenValidator:
         aud: dict[str, Any] = {"essential": True}
         if audience is not None:
             aud["value"] = audience
+        else:
+            # Kept valid for services with one issuer and one audience, but never silent: a
+            # token a client got for another service (or for itself) is accepted here.
+            logger.warning(
+                "no audience configured for issuer %s: access tokens issued for any service "
+                "are accepted; set ResourceServerConfig(audience=...) to this service's "
+                "resource identifier",
+                issuer,
+            )
         self._claims = JWTClaimsRegistry(
             now=lambda: int(now()),
             leeway=leeway,

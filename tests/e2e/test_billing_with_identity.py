@@ -102,6 +102,7 @@ def sign_in(stack: Stack, email: str, account_id: str) -> str:
                 nonce=None,
                 code_challenge=challenge,
                 account_id=account_id,
+                resource=stack.billing_url,
             ),
         )
         assert started.status_code == 303, started.text
@@ -138,8 +139,17 @@ def _wait_for_http(url: str, process: subprocess.Popen[bytes], log: Any) -> None
     raise RuntimeError("billing did not answer in 30 s")
 
 
+def _billing_resource(port: int) -> str:
+    """Billing's resource identifier: the portal is registered for it, and billing's own URL."""
+    return f"http://127.0.0.1:{port}"
+
+
 def _billing(port: int, issuer: str, secret: str) -> Iterator[str]:
-    env = os.environ | {"BILLING_ISSUER": issuer, "BILLING_WEBHOOK_SECRET": secret}
+    env = os.environ | {
+        "BILLING_ISSUER": issuer,
+        "BILLING_AUDIENCE": _billing_resource(port),
+        "BILLING_WEBHOOK_SECRET": secret,
+    }
     app = "examples.billing.app:app_from_env"
     command = [sys.executable, "-m", "uvicorn", "--factory", app, "--port", str(port)]
     with tempfile.TemporaryFile() as log:
@@ -151,7 +161,7 @@ def _billing(port: int, issuer: str, secret: str) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
         try:
-            url = f"http://127.0.0.1:{port}"
+            url = _billing_resource(port)
             _wait_for_http(url, process, log)
             yield url
         finally:
@@ -176,17 +186,18 @@ def stack(env: dict[str, str]) -> Iterator[Stack]:
         email: _cli(shared, "users", "create", "--email", email, "--password-stdin", stdin=PASSWORD)
         for email in ("owner@example.com", CLERK, INTERN)
     }
+    billing_port = free_port()
     portal = _cli(
         shared,
         "clients", "create", "--name", "Portal", "--first-party",
         "--redirect-uri", REDIRECT_URI, "--scope", "openid",
+        "--resource", _billing_resource(billing_port),
     )  # fmt: skip
     ops = _cli(
         shared,
         "clients", "create", "--name", "Ops",
         "--grant-type", "client_credentials", "--scope", "identity:admin",
     )  # fmt: skip
-    billing_port = free_port()
     with identity_server(shared) as identity:
         staff = _staff_headers(identity, ops)
         owner_id = users["owner@example.com"]["id"]
@@ -282,7 +293,7 @@ def test_forged_tokens_get_401_with_a_bearer_challenge(stack: Stack) -> None:
             keyset,
             issuer=changes.get("issuer", stack.identity.base_url),
             subject=claims["sub"],
-            audience=claims["aud"],
+            audience=changes.get("audience", claims["aud"]),
             client_id=claims["client_id"],
             scope=claims["scope"],
             now=now,
@@ -300,6 +311,8 @@ def test_forged_tokens_get_401_with_a_bearer_challenge(stack: Stack) -> None:
             header, claims, RSAKey.generate_key(2048), algorithms=[header["alg"]]
         ),
         "other issuer": with_identity_key(issuer="https://identity.evil.example"),
+        # What the portal gets when it asks for no resource: a token for itself.
+        "other audience": with_identity_key(audience=stack.portal["client_id"]),
         "alg none": f"{_b64(header | {'alg': 'none'})}.{claims_b64}.",
     }
     for name, token in forged.items():

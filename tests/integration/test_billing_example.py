@@ -115,6 +115,14 @@ def test_the_service_will_not_start_without_an_issuer() -> None:
         app_from_env({})
 
 
+def test_the_service_will_not_start_without_its_audience(issuer: LocalIssuer) -> None:
+    # Without one, billing accepted a token any client got for any other service.
+    with pytest.raises(SystemExit, match="BILLING_AUDIENCE"):
+        app_from_env({"BILLING_ISSUER": issuer.issuer})
+    with pytest.raises(SystemExit, match="BILLING_AUDIENCE"):
+        app_from_env({"BILLING_ISSUER": issuer.issuer, "BILLING_AUDIENCE": " "})
+
+
 WEBHOOK_SECRET = "whsec_billing_test"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -145,6 +146,34 @@ async def test_without_a_configured_audience_any_audience_is_accepted(
 ) -> None:
     async with ResourceServer(ResourceServerConfig(issuer.issuer)) as kit:
         await kit.validate(issuer.token(aud="portal"))
+
+
+def _audience_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.levelno == logging.WARNING and "audience" in record.getMessage()
+    ]
+
+
+async def test_a_kit_without_an_audience_warns_once_that_any_audience_passes(
+    issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Left unset, a token any client got for any other service was accepted here, silently.
+    with caplog.at_level(logging.WARNING, logger="identity.resource"):
+        async with ResourceServer(ResourceServerConfig(issuer.issuer)) as kit:
+            await kit.validate(issuer.token(aud="portal"))
+            await kit.validate(issuer.token(aud="https://tickets.example.test"))
+    assert len(_audience_warnings(caplog)) == 1
+
+
+async def test_a_kit_with_an_audience_does_not_warn(
+    issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="identity.resource"):
+        async with ResourceServer(ResourceServerConfig(issuer.issuer, audience=AUDIENCE)) as kit:
+            await kit.validate(issuer.token())
+    assert _audience_warnings(caplog) == []
 
 
 async def test_an_alg_none_token_is_refused_without_fetching_keys(
