@@ -79,7 +79,11 @@ def require_permission(permission: str, account_param: str = "account_id") -> Gu
     return guard
 
 
-async def provide_access_token(request: Request[Any, Any, Any]) -> AccessToken:
+async def provide_access_token(request: ASGIConnection[Any, Any, Any, Any]) -> AccessToken:
+    """The ``access_token`` dependency, for HTTP and WebSocket routes alike. ``request`` is
+    the reserved name Litestar 2 injects the connection under; typed ``ASGIConnection`` (what
+    both ``Request`` and ``WebSocket`` are), it is also the type Litestar 3 resolves it by,
+    where ``Request`` would stop resolving on a WebSocket route."""
     with _closing_websockets(request):
         return await authenticate(request)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -213,3 +214,21 @@ async def test_the_dependency_alone_closes_a_websocket_without_a_valid_token(
     assert [(m["type"], m["code"]) for m in refused] == [("websocket.close", 1008)]
     admitted = await websocket_closing(issuer, bearer(issuer.token(sub="user-5")), "/me/live")
     assert [m.get("text") for m in admitted if m["type"] == "websocket.send"] == ["user-5"]
+
+
+async def test_the_access_token_dependency_is_declared_as_litestar_3_resolves_it(
+    issuer: LocalIssuer,
+) -> None:
+    # Declared as ``request: Request``, the dependency made Litestar warn on every app with a
+    # WebSocket route using it: such a declaration stops resolving there in Litestar 3.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        refused = await websocket_closing(issuer, {}, "/me/live")
+        admitted = await websocket_closing(issuer, bearer(issuer.token(sub="user-6")), "/me/live")
+        server = ResourceServer(ResourceServerConfig(issuer.issuer, audience=AUDIENCE))
+        app = Litestar([me, my_live], plugins=[ResourceServerPlugin(server)])
+        async with asgi_client(app, "http://tickets.test") as client:
+            response = await client.get("/me", headers=bearer(issuer.token(sub="user-6")))
+    assert [(m["type"], m["code"]) for m in refused] == [("websocket.close", 1008)]
+    assert [m.get("text") for m in admitted if m["type"] == "websocket.send"] == ["user-6"]
+    assert response.json() == {"subject": "user-6"}
