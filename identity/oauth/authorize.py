@@ -383,17 +383,25 @@ class Interaction:
 
 def next_step(request: ValidRequest, interaction: Interaction, now: datetime) -> Step:
     """OIDC Core §3.1.2.1 prompt and max_age, §3.1.2.6 errors for prompt=none."""
+    # OIDC Core §3.1.2.1: a hint naming someone else than the signed-in user.
+    other_user = interaction.hinted_subject not in (None, interaction.subject)
     if interaction.auth_time is None:
         needs_login = True
     elif interaction.signed_in_now:
+        if other_user:
+            # Asked to sign in as the hinted user, they signed in as someone else: the
+            # client asked about one user and must not silently get a code for another.
+            raise redirectable(
+                LoginRequiredError("The user who signed in is not the one id_token_hint names."),
+                request.redirect_uri,
+                request.state,
+            )
         needs_login = False
     else:
         too_old = (
             request.max_age is not None
             and (now - interaction.auth_time).total_seconds() > request.max_age
         )
-        # OIDC Core §3.1.2.1: a hint naming someone else than the signed-in user.
-        other_user = interaction.hinted_subject not in (None, interaction.subject)
         needs_login = "login" in request.prompt or too_old or other_user
     if needs_login:
         if "none" in request.prompt:

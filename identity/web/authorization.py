@@ -64,9 +64,17 @@ def redirect(location: str, response_cookies: list[Cookie] | None = None) -> Red
 
 
 def error_response(
-    request: Request[Any, Any, Any], runtime: Runtime, exc: OAuth2Error, locale: str
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    exc: OAuth2Error,
+    locale: str,
+    response_cookies: list[Cookie] | None = None,
 ) -> Response[Any]:
-    """Back to the verified redirect URI when there is one (RFC 9207 ``iss`` included)."""
+    """Back to the verified redirect URI when there is one (RFC 9207 ``iss`` included).
+
+    ``response_cookies``: a session established on the way (a sign-in that ends in an
+    error) is still the browser's, and the one it replaced is gone.
+    """
     if exc.redirect_uri:
         return redirect(
             with_query(
@@ -77,7 +85,8 @@ def error_response(
                     "state": exc.state,
                     "iss": runtime.settings.issuer,
                 },
-            )
+            ),
+            response_cookies,
         )
     return error_page(
         request, runtime, f"error.oauth.{exc.error}", locale=locale, error_code=exc.error
@@ -277,7 +286,7 @@ async def proceed(
                     session, runtime, valid, browser, selection.account_id, now
                 )
     except OAuth2Error as exc:
-        return error_response(request, runtime, exc, locale)
+        return error_response(request, runtime, exc, locale, response_cookies)
     except Exception as exc:
         if valid is None:
             raise
@@ -295,7 +304,7 @@ async def proceed(
             log.exception("authorization failed")
             error = ServerError("An unexpected error occurred.")
         redirectable = authorize.redirectable(error, valid.redirect_uri, valid.state)
-        return error_response(request, runtime, redirectable, locale)
+        return error_response(request, runtime, redirectable, locale, response_cookies)
 
     if step is Step.ISSUE:
         await flows.delete(flow.id)

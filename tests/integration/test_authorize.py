@@ -29,6 +29,7 @@ from tests.browser import (
     query,
     redirected_to_client,
     sign_in,
+    submit_login,
 )
 
 
@@ -384,6 +385,45 @@ async def test_id_token_hint_of_another_user_needs_a_sign_in(
         "login_required"
     )
     await open_login(client, authorize_params(id_token_hint=hint))
+
+
+async def test_signing_in_as_someone_else_than_the_hint_names_is_login_required(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """OIDC Core §3.1.2.1: the hinted user is neither signed in nor signed in by the request,
+    so no code is issued for whoever did sign in; the browser keeps the session it made."""
+    await add_user(runtime)
+    other = await add_user(runtime, "other@example.com")
+    await add_oauth_client(runtime, first_party=True)
+    await signed_in(client)
+    page = await open_login(client, authorize_params(id_token_hint=await id_token(runtime, other)))
+
+    response = await submit_login(client, page)
+
+    result = redirected_to_client(response)
+    assert "code" not in result
+    assert result["error"] == "login_required"
+    assert result["state"] == "af0ifjsldkj"
+    assert result["iss"] == "http://testserver.local"
+    assert "identity_session" in response.headers.get("set-cookie", "")
+    silent = await client.get("/authorize", params=authorize_params(prompt="none"))
+    assert redirected_to_client(silent)["code"]
+
+
+async def test_signing_in_as_the_hinted_user_issues_the_code_for_them(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_user(runtime)
+    other = await add_user(runtime, "other@example.com")
+    await add_oauth_client(runtime, first_party=True)
+    await signed_in(client)
+    page = await open_login(client, authorize_params(id_token_hint=await id_token(runtime, other)))
+
+    result = redirected_to_client(await submit_login(client, page, email="other@example.com"))
+
+    async with runtime.db.transaction() as session:
+        code = await session.get(AuthorizationCode, digest(result["code"]))
+    assert code is not None and code.user_id == other.id
 
 
 @pytest.mark.usefixtures("first_party")

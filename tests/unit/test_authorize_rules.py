@@ -94,7 +94,7 @@ def interaction(**fields: object) -> Interaction:
         ({"prompt": "consent"}, {"consent_given": True}, Step.ISSUE),
         ({}, {"hinted_subject": "user-1"}, Step.ISSUE),
         ({}, {"hinted_subject": "user-2"}, Step.LOGIN),
-        ({}, {"hinted_subject": "user-2", "signed_in_now": True}, Step.ISSUE),
+        ({}, {"hinted_subject": "user-2", "subject": "user-2", "signed_in_now": True}, Step.ISSUE),
     ],
 )
 def test_next_step(extra: dict[str, str], fields: dict[str, object], expected: Step) -> None:
@@ -107,6 +107,13 @@ def test_next_step(extra: dict[str, str], fields: dict[str, object], expected: S
         ({"prompt": "none"}, {"auth_time": None}, "login_required"),
         ({"prompt": "none", "max_age": "1"}, {}, "login_required"),
         ({"prompt": "none"}, {"hinted_subject": "user-2"}, "login_required"),
+        # OIDC Core §3.1.2.1: asked to sign in as the hinted user, they signed in as another.
+        ({}, {"hinted_subject": "user-2", "signed_in_now": True}, "login_required"),
+        (
+            {"prompt": "login"},
+            {"hinted_subject": "user-2", "signed_in_now": True},
+            "login_required",
+        ),
         ({"prompt": "none"}, {"consent_covers": False}, "consent_required"),
         ({}, {"consent_given": False}, "access_denied"),
     ],
