@@ -1,5 +1,6 @@
 """Which customer account an authorization is for: the ``account_id`` request parameter,
-the account picker, and the OIDC ``account_selection_required`` error (Core §3.1.2.6).
+the account picker, ``prompt=select_account`` and the OIDC ``account_selection_required``
+error (Core §3.1.2.1, §3.1.2.6).
 
 The decision is pure: the caller looks up the accounts the user belongs to and asks.
 """
@@ -38,12 +39,19 @@ def select_account(
     chosen: str | None,
     requested: str | None,
     prompt: frozenset[str],
+    user_chose: bool = False,
 ) -> Selection:
     """``chosen`` comes from the picker, ``requested`` from the client's ``account_id``;
     either counts only if the user belongs to that account, checked again on every resume.
+    ``user_chose``: during this request the user signed in or answered the picker.
 
     Raises ``account_selection_required`` when the user must pick but ``prompt=none``.
     """
+    if "select_account" in prompt and not user_chose:
+        # The client asks that the user choose (who is signed in, which account) even where
+        # a session, a single account or its own account_id would decide alone. Never with
+        # prompt=none: authorize.check_prompt refuses the pair.
+        return Selection(must_pick=True)
     for candidate in (_as_uuid(chosen), _as_uuid(requested)):
         if candidate is not None and candidate in member_of:
             return Selection(candidate)

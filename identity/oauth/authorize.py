@@ -68,7 +68,7 @@ REPEATABLE = frozenset({"resource"})
 MAX_VALUE_LENGTH = 2048
 # An ID token with profile claims and an RSA signature can pass 2 KB; it is never echoed.
 MAX_HINT_LENGTH = 8192
-PROMPTS = frozenset({"none", "login", "consent"})
+PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 # RFC 7636 §4.2: BASE64URL(SHA256(verifier)) is 43 characters of the unreserved set.
 _CODE_CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -297,7 +297,7 @@ def check_unsupported_parameters(request: AuthorizationRequest) -> None:
 def check_prompt(request: AuthorizationRequest) -> frozenset[str]:
     prompt = frozenset(scope_to_list(request.get("prompt") or ""))
     if not prompt <= PROMPTS:
-        raise InvalidRequestError("prompt may only hold none, login and consent.")
+        raise InvalidRequestError("prompt may only hold none, login, consent and select_account.")
     if "none" in prompt and len(prompt) > 1:
         raise InvalidRequestError("prompt=none cannot be combined with other values.")
     return prompt

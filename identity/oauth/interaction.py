@@ -29,6 +29,8 @@ class Flow:
     login_session_id: str | None = None
     # The account picked on /login/account during this flow (checked again on resume).
     account_id: str | None = None
+    # The user answered /login/account during this flow: prompt=select_account is satisfied.
+    user_chose: bool = False
     # A flow with no authorization request: after sign-in the browser goes back to this
     # local path (a hosted page such as /account/users that needed a signed-in user).
     return_to: str | None = None
@@ -39,6 +41,7 @@ class Flow:
                 "request": self.request.to_json(),
                 "login_session_id": self.login_session_id,
                 "account_id": self.account_id,
+                "user_chose": self.user_chose,
                 "return_to": self.return_to,
             }
         ).encode()
@@ -52,6 +55,7 @@ class Flow:
             login_session_id=data["login_session_id"],
             # Flows saved by a process that predates these fields have none.
             account_id=data.get("account_id"),
+            user_chose=data.get("user_chose", False),
             return_to=data.get("return_to"),
         )
 

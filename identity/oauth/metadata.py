@@ -74,7 +74,7 @@ def discovery_document(settings: Settings) -> dict[str, Any]:
         "request_uri_parameter_supported": False,
         "require_request_uri_registration": False,
         "authorization_response_iss_parameter_supported": True,
-        "prompt_values_supported": ["none", "login", "consent"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": ["en", "es"],
     }
 

@@ -169,12 +169,15 @@ async def _consent_covers(
 async def _select_account(
     session: AsyncSession, valid: ValidRequest, flow: Flow, browser: BrowserSession
 ) -> Selection:
+    # Signing in during this flow is choosing who signs in, as answering the picker is.
+    signed_in_now = flow.login_session_id == str(browser.id)
     try:
         return select_account(
             await account_ids_of(session, browser.user_id),
             chosen=flow.account_id,
             requested=flow.request.get(account_selection.PARAMETER),
             prompt=valid.prompt,
+            user_chose=flow.user_chose or signed_in_now,
         )
     except OAuth2Error as exc:
         raise authorize.redirectable(exc, valid.redirect_uri, valid.state) from None

@@ -139,6 +139,7 @@ async def _picker(
             "flow": flow.id,
             "accounts": [(str(c.account.id), c.account.name, c.owner) for c in choices],
             "signed_in_user": str(user.id),
+            "signed_in_email": user.email,
             "requested_unknown": requested is not None
             and requested not in {str(c.account.id) for c in choices},
             "message_id": message_id,
@@ -176,6 +177,7 @@ async def account_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
         return flow_expired(request, runtime, form)
     # Only a hint: the authorization step accepts it only for an account the user is in.
     pending.account_id = field(form, account_selection.PARAMETER, 64) or None
+    pending.user_chose = True
     return await proceed(request, runtime, pending, session_token=_session_token(request, runtime))
 
 

@@ -134,7 +134,7 @@ async def test_repeated_redirect_uri_renders_a_page(client: httpx.AsyncClient) -
         ({"scope": "openid admin"}, "invalid_scope"),
         ({"resource": "https://other.example/"}, "invalid_target"),
         ({"prompt": "none login"}, "invalid_request"),
-        ({"prompt": "select_account"}, "invalid_request"),
+        ({"prompt": "select_account consent login none"}, "invalid_request"),
         ({"max_age": "-1"}, "invalid_request"),
         ({"max_age": "soon"}, "invalid_request"),
         ({"nonce": "n" * 5000}, "invalid_request"),

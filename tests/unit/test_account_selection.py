@@ -42,3 +42,30 @@ def test_prompt_none_cannot_show_the_picker() -> None:
     assert select_account(
         {A, B}, chosen=None, requested=str(A), prompt=frozenset({"none"})
     ) == Selection(A)
+
+
+SELECT = frozenset({"select_account"})
+
+
+@pytest.mark.parametrize(
+    ("member_of", "chosen", "requested"),
+    [(set(), None, None), ({A}, None, None), ({A, B}, None, str(B))],
+)
+def test_select_account_asks_until_the_user_chose(
+    member_of: set[uuid.UUID], chosen: str | None, requested: str | None
+) -> None:
+    asked = select_account(member_of, chosen=chosen, requested=requested, prompt=SELECT)
+    assert asked == Selection(must_pick=True)
+
+
+@pytest.mark.parametrize(
+    ("member_of", "chosen", "expected"),
+    [(set(), None, Selection(None)), ({A}, str(A), Selection(A)), ({A, B}, str(B), Selection(B))],
+)
+def test_select_account_is_satisfied_once_the_user_chose(
+    member_of: set[uuid.UUID], chosen: str | None, expected: Selection
+) -> None:
+    answered = select_account(
+        member_of, chosen=chosen, requested=None, prompt=SELECT, user_chose=True
+    )
+    assert answered == expected
