@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,17 +12,24 @@ from identity.oauth.authorize import Interaction, Step, ValidRequest, next_step,
 from identity.oauth.errors import OAuth2Error
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-CLIENT = OAuthClient(
-    client_id="app",
-    name="App",
-    is_public=True,
-    first_party=False,
-    require_pkce=True,
-    redirect_uris=["https://app.example/cb"],
-    grant_types=["authorization_code"],
-    scope="openid profile",
-    resources=[],
-)
+
+
+def _client(*, first_party: bool) -> OAuthClient:
+    return OAuthClient(
+        client_id="app",
+        name="App",
+        is_public=True,
+        first_party=first_party,
+        require_pkce=True,
+        redirect_uris=["https://app.example/cb"],
+        grant_types=["authorization_code"],
+        scope="openid profile",
+        resources=[],
+    )
+
+
+CLIENT = _client(first_party=False)
+FIRST_PARTY = _client(first_party=True)
 CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 
 
@@ -99,6 +107,21 @@ def interaction(**fields: object) -> Interaction:
 )
 def test_next_step(extra: dict[str, str], fields: dict[str, object], expected: Step) -> None:
     assert next_step(valid(**extra), interaction(**fields), NOW) is expected
+
+
+@pytest.mark.parametrize(
+    ("extra", "fields", "expected"),
+    [
+        ({}, {"consent_covers": False}, Step.ISSUE),
+        ({"prompt": "consent"}, {}, Step.CONSENT),
+        ({"prompt": "consent"}, {"consent_given": True}, Step.ISSUE),
+    ],
+)
+def test_next_step_for_a_first_party_client(
+    extra: dict[str, str], fields: dict[str, object], expected: Step
+) -> None:
+    request = dataclasses.replace(valid(**extra), client=FIRST_PARTY)
+    assert next_step(request, interaction(**fields), NOW) is expected
 
 
 @pytest.mark.parametrize(
