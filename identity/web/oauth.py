@@ -18,6 +18,7 @@ from litestar import Request, Response, asgi, post, route
 from litestar.exceptions import HTTPException, MethodNotAllowedException
 from litestar.types import ExceptionHandlersMap, Receive, Scope, Send
 
+from identity.clients.models import OAuthClient
 from identity.clock import utcnow
 from identity.crypto import digest
 from identity.db.engine import DatabaseUnavailable
@@ -362,6 +363,20 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
     return Response(answer, headers=NO_STORE)
 
 
+def _issued_to(caller: OAuthClient, owner: str) -> bool:
+    """Whether ``caller`` may revoke a token issued to client ``owner`` (RFC 7009 §2.1).
+
+    Another client's token is never revoked. A confidential client is refused with an
+    error, as §2.1 asks; a public client, which anyone can call as, gets the answer an
+    unknown token gets, lest the endpoint tell anyone which stolen tokens are live.
+    """
+    if owner == caller.client_id:
+        return True
+    if caller.is_public:
+        return False
+    raise InvalidRequestError("The token was not issued to this client.")
+
+
 @post(
     metadata.REVOCATION_PATH,
     include_in_schema=False,
@@ -370,7 +385,7 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
 )
 async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
     """RFC 7009: 200 whether or not the token was known (§2.2); only the client a token was
-    issued to can revoke it. A refresh token takes its whole family with it.
+    issued to can revoke it (``_issued_to``). A refresh token takes its whole family with it.
     """
     runtime = _runtime(request.scope)
     form, _ = await read_form(request, TOKEN_PARAMETERS)
@@ -386,12 +401,12 @@ async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
                 claims = verify_access_token(keyset, presented, issuer=settings.issuer, now=now)
             except InvalidTokenError:
                 claims = None
-            if claims is not None and claims["client_id"] == client.client_id:
+            if claims is not None and _issued_to(client, claims["client_id"]):
                 expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
                 await revocations.revoke_access_token(session, claims["jti"], expires_at, now)
         else:
             found = await refresh.find_refresh_token(session, digest(presented))
-            if found is not None and found.client_id == client.client_id:
+            if found is not None and _issued_to(client, found.client_id):
                 await refresh.revoke_family(session, found.family_id, now)
     return Response(b"", headers=NO_STORE)
 

@@ -81,18 +81,58 @@ async def test_public_client_revokes_its_own_refresh_token(
     assert again.json()["error"] == "invalid_grant"
 
 
-async def test_unknown_tokens_and_other_clients_tokens_get_200_and_nothing_happens(
+async def test_unknown_and_malformed_tokens_get_200(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
+    """RFC 7009 §2.2: an invalid token is no error, the client could do nothing about it."""
+    caller = await make_client(runtime)
+    for token in ("never-issued", "a.b.c", "eyJhbGciOiJub25lIn0.e30."):
+        response = await revoke(client, caller, token)
+        assert response.status_code == 200, token
+        assert response.content == b""
+
+
+async def _assert_untouched(
+    http: httpx.AsyncClient, owner: RegisteredClient, tokens: dict[str, str]
+) -> None:
+    assert await is_active(http, owner, tokens["access_token"])
+    assert (await refresh(http, owner, tokens["refresh_token"])).status_code == 200
+
+
+async def test_a_confidential_client_is_refused_another_client_s_tokens_and_revokes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 7009 §2.1: the server verifies the token was issued to the requesting client and
+    refuses the request otherwise (invalid_request, as node-oidc-provider and Keycloak do)."""
     owner = await make_client(runtime)
     other = await make_client(runtime)
     tokens = await signed_in_tokens(client, runtime, owner)
 
-    assert (await revoke(client, other, "never-issued")).status_code == 200
-    assert (await revoke(client, other, tokens["refresh_token"])).status_code == 200
-    assert (await revoke(client, other, tokens["access_token"])).status_code == 200
+    for kind in ("refresh_token", "access_token"):
+        response = await revoke(client, other, tokens[kind])
+        assert response.status_code == 400, kind
+        assert response.json()["error"] == "invalid_request"
+        assert response.headers["cache-control"] == "no-store"
 
-    assert (await refresh(client, owner, tokens["refresh_token"])).status_code == 200
+    await _assert_untouched(client, owner, tokens)
+
+
+async def test_a_public_client_gets_200_for_another_client_s_tokens_and_revokes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Anyone can call as a public client, knowing only its client_id: an answer that told
+    a live token of another client from a dead one would let anyone test stolen tokens."""
+    owner = await make_client(runtime)
+    other = await make_client(runtime, public=True)
+    tokens = await signed_in_tokens(client, runtime, owner)
+
+    for kind in ("refresh_token", "access_token"):
+        response = await client.post(
+            "/revoke", data={"token": tokens[kind], "client_id": other.client_id}
+        )
+        assert response.status_code == 200, kind
+
+    await _assert_untouched(client, owner, tokens)
 
 
 async def test_revocation_needs_client_authentication(client: httpx.AsyncClient) -> None:
