@@ -79,6 +79,15 @@ class SecondFactor:
     def _failures(self) -> Limit:
         return Limit("mfa-user", self.settings.login_max_failures, self.settings.login_lockout)
 
+    @property
+    def _disable_failures(self) -> Limit:
+        """Attempts to turn the factor off, counted apart from the sign-in's codes: a user
+        fumbling on the security page must not lock their own sign-in, nor someone guessing
+        codes at the sign-in stop the signed-in owner from turning it off."""
+        return Limit(
+            "mfa-disable-user", self.settings.login_max_failures, self.settings.login_lockout
+        )
+
     @staticmethod
     async def is_enrolled(session: AsyncSession, user_id: uuid.UUID) -> bool:
         """Whether sign-in must ask this user for a code after the password (a static
@@ -150,24 +159,22 @@ class SecondFactor:
         Returns the ``amr`` for the session and tokens. Raises ``RateLimited`` after too
         many failures (before looking at the code) and ``InvalidCode``.
         """
-        await self._count_attempt(user_id)
-        return await self._check_counted(session, user_id, code, now)
+        await self._count_attempt(self._failures, user_id)
+        return await self._check_counted(self._failures, session, user_id, code, now)
 
     async def _check_counted(
-        self, session: AsyncSession, user_id: uuid.UUID, code: str, now: datetime
+        self, limit: Limit, session: AsyncSession, user_id: uuid.UUID, code: str, now: datetime
     ) -> tuple[str, ...]:
-        """``verify`` for an attempt ``_count_attempt`` has counted already."""
+        """``verify`` for an attempt ``_count_attempt`` has counted already under ``limit``."""
         if not await self._accepts(session, user_id, code, now):
             raise InvalidCode("The code is not valid.")
-        await self.limiter.reset(self._failures, str(user_id))
+        await self.limiter.reset(limit, str(user_id))
         return AMR_PASSWORD_AND_OTP
 
-    async def _count_attempt(self, user_id: uuid.UUID) -> None:
+    async def _count_attempt(self, limit: Limit, user_id: uuid.UUID) -> None:
         """Count an attempt before it is made (it stays counted unless it succeeds);
         ``RateLimited`` when the window's attempts are used up."""
-        await self.limiter.spend(
-            self._failures, str(user_id), "Too many failed attempts; try again later."
-        )
+        await self.limiter.spend(limit, str(user_id), "Too many failed attempts; try again later.")
 
     async def disable(
         self,
@@ -187,9 +194,9 @@ class SecondFactor:
         Raises ``InvalidPassword``, ``InvalidCode``, ``RateLimited`` or ``NotFound``. Call
         ``runtime.mail.wake()`` afterwards.
         """
-        # One attempt for the password and the code together, counted with wrong codes: a
-        # stolen session must not be a password oracle.
-        await self._count_attempt(user.id)
+        # One attempt for the password and the code together: a stolen session must not be
+        # a password oracle.
+        await self._count_attempt(self._disable_failures, user.id)
         async with db.transaction() as session:
             stored = await accounts.password_hash(session, user.id)
         if not await passwords.verify(stored, password):
@@ -198,7 +205,7 @@ class SecondFactor:
             await repository.hold_secret(session, user.id)
             if not await self.is_enrolled(session, user.id):
                 raise NotFound("Two-step verification is not on.")
-            await self._check_counted(session, user.id, code, now)
+            await self._check_counted(self._disable_failures, session, user.id, code, now)
             await self._remove(session, user, now)
             await record_as(
                 session,

@@ -292,3 +292,37 @@ async def test_staff_reset_of_a_user_without_a_factor_is_not_found(
     with pytest.raises(NotFound):
         async with runtime.db.transaction() as session:
             await mfa.staff_reset(session, STAFF, user.id, "lost phone", utcnow())
+
+
+async def test_failed_attempts_to_turn_it_off_leave_the_sign_in_codes_alone(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user, generator, _ = await enrolled_user(runtime)
+    for _ in range(3):  # IDENTITY_LOGIN_MAX_FAILURES
+        with pytest.raises(InvalidCode):
+            await mfa.disable(
+                runtime.db, runtime.passwords, Actor(user.id), user, PASSWORD, "000000", utcnow()
+            )
+    with pytest.raises(RateLimited):
+        await mfa.disable(
+            runtime.db, runtime.passwords, Actor(user.id), user, PASSWORD, generator.now(), utcnow()
+        )
+    # Fumbling on the security page does not lock the user out of signing in.
+    assert await _verify(runtime, mfa, user, generator.now()) == ("pwd", "otp")
+
+
+async def test_failed_sign_in_codes_leave_turning_it_off_alone(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user, generator, _ = await enrolled_user(runtime)
+    for _ in range(3):  # IDENTITY_LOGIN_MAX_FAILURES
+        with pytest.raises(InvalidCode):
+            await _verify(runtime, mfa, user, "000000")
+    with pytest.raises(RateLimited):
+        await _verify(runtime, mfa, user, generator.now())
+    # Someone guessing at the sign-in does not stop the signed-in owner turning it off.
+    await mfa.disable(
+        runtime.db, runtime.passwords, Actor(user.id), user, PASSWORD, generator.now(), utcnow()
+    )
+    async with runtime.db.transaction() as session:
+        assert not await mfa.is_enrolled(session, user.id)
