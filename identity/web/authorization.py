@@ -227,6 +227,23 @@ def flow_locale(request: Request[Any, Any, Any], flow: Flow | None) -> str:
     return locale_for(request, flow.request.get("ui_locales") if flow else None)
 
 
+class FlowTaken(Exception):
+    """Another post of the same sign-in step claimed the flow first."""
+
+
+async def claim_flow(runtime: Runtime, flow_id: str) -> Flow:
+    """Take the flow out of the store for the one post of a sign-in step that hands it over
+    (opens the session, goes on to a code): called once that post's password or code has
+    proved right, before anything is written. Two posts at once (a double click, a tab with
+    the app's code beside one with a recovery code) both find the flow when they start, and
+    would otherwise both sign in and both get a code; of racing claims one wins, the other
+    raises ``FlowTaken`` and answers as for a used flow (``flow_expired``)."""
+    claimed = await FlowStore(runtime.store).consume(flow_id)
+    if claimed is None:
+        raise FlowTaken(flow_id)
+    return claimed
+
+
 def flow_expired(
     request: Request[Any, Any, Any], runtime: Runtime, form: FormMultiDict | None = None
 ) -> Template:

@@ -29,7 +29,14 @@ from identity.oauth.interaction import FLOW_TTL, Flow, FlowStore
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.web import client_ip, cookies
-from identity.web.authorization import flow_expired, flow_locale, redirect, signed_in
+from identity.web.authorization import (
+    FlowTaken,
+    claim_flow,
+    flow_expired,
+    flow_locale,
+    redirect,
+    signed_in,
+)
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import csrf_ok, field, read_form
 from identity.web.rendering import page
@@ -118,6 +125,9 @@ async def second_factor_submit(
             amr = await SecondFactor.from_runtime(runtime).verify(
                 session, proof.user_id, field(form, "code", MAX_CODE), now
             )
+            # A code that proved right: taking the flow rolls this back (the code unspent)
+            # when another post of this step has taken it.
+            pending = await claim_flow(runtime, pending.id)
             established = await sessions.establish(
                 session,
                 user_id=proof.user_id,
@@ -131,7 +141,7 @@ async def second_factor_submit(
             # A reset, a change or a disable since the password step signs out everywhere;
             # a sign-in half done before it must not finish after it (nor spend the code).
             await check_password_unchanged_since(session, proof.user_id, proof.proved_at)
-    except PasswordChanged:
+    except (PasswordChanged, FlowTaken):
         return flow_expired(request, runtime, form)
     except InvalidCode:
         return _code_form(request, runtime, pending, message_id="second_factor.invalid", status=400)
