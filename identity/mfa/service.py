@@ -99,12 +99,17 @@ class SecondFactor:
 
     async def begin_enrolment(self, session: AsyncSession, user: User, now: datetime) -> Enrolment:
         """A new secret awaiting its first code; raises ``Conflict`` if one is in use."""
+        return await self.enrolment(await self.start_enrolment(session, user, now), user.email)
+
+    async def start_enrolment(self, session: AsyncSession, user: User, now: datetime) -> str:
+        """``begin_enrolment`` without drawing its QR code, for a page that shows it later:
+        the new pending secret."""
         if await self.is_enrolled(session, user.id):
             raise Conflict("Two-step verification is already on; turn it off first.")
         secret = totp.new_secret()
         if not await repository.save_pending(session, user.id, self.encryptor.encrypt(secret), now):
             raise Conflict("Two-step verification is already on; turn it off first.")
-        return await self.enrolment(secret, user.email)
+        return secret
 
     async def enrolment(self, secret: str, email: str) -> Enrolment:
         """The page's view of ``secret``. The QR code is drawn in a worker thread: segno is

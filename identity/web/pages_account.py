@@ -1,14 +1,18 @@
 """The self-service security page of a signed-in user: /account/security.
 
 Profile (name, sign-in email), password, two-step verification and the list of sessions,
-each changed by a plain form post (CSRF-checked) answered with the page again and a notice
-or a translated message, so everything works without JavaScript. A browser without a
-session goes to the login page and comes back here. The work is the domain's:
+each changed by a plain form post (CSRF-checked), so everything works without JavaScript.
+A post that changed something is answered with a redirect (303) to the page, which shows
+its notice, or the secret it made (new recovery codes, a set-up's key), once
+(identity.web.shown_once): reloading that page never posts the form again. A refused post
+is answered with the page again and a translated message. A browser without a session goes
+to the login page and comes back here. The work is the domain's:
 identity.accounts.self_service, identity.recovery.email_change and identity.mfa.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -17,6 +21,7 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import FormMultiDict
+from litestar.params import FromQuery
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts import self_service
@@ -41,11 +46,11 @@ from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
 from identity.tokens.subjects import active_user
-from identity.web import cookies, password_form
+from identity.web import cookies, password_form, shown_once
 from identity.web.actors import page_actor
-from identity.web.authorization import sign_in_then
+from identity.web.authorization import redirect, sign_in_then, with_query
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import MAX_PASSWORD, field, page_locale, read_form, refusal
+from identity.web.forms import LOCALE_FIELD, MAX_PASSWORD, field, page_locale, read_form, refusal
 from identity.web.rendering import page
 
 PATH = "/account/security"
@@ -85,6 +90,15 @@ class Outcome:
     status: int = 200
     # The browser's session token when the post replaced it (a password change).
     session_token: str | None = None
+    # A secret made by the post, shown once by the page the browser is redirected to:
+    # {"codes": [...], "intro": message id} or {"enrolment": digest of the pending secret}.
+    secret: dict[str, Any] | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Whether the post was carried out (a change, or nothing left to change), to be
+        answered with a redirect; a suggestion only fills the form in, nothing changes."""
+        return self.status == 200 and not self.suggest
 
 
 Action = Callable[[AsyncSession, Posted], Awaitable["Outcome | Response[Any]"]]
@@ -99,30 +113,47 @@ async def _visitor(
     request: Request[Any, Any, Any],
     runtime: Runtime,
     now: datetime,
-    token: str | None = None,
 ) -> Visitor | None:
-    """The signed-in visitor, by ``token`` or else the browser's session cookie."""
-    token = token or cookies.read(request.cookies, runtime.settings, cookies.SESSION)
+    """The signed-in visitor, by the browser's session cookie."""
+    token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
     browser = await sessions.current(session, token, now)
     user = await active_user(session, browser.user_id) if browser else None
     return Visitor(user, browser) if user and browser else None
 
 
 async def _security_page(
-    request: Request[Any, Any, Any], runtime: Runtime, locale: str, outcome: Outcome
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    locale: str,
+    outcome: Outcome,
+    shown: str | None = None,
 ) -> Response[Any]:
+    """The page, or, when ``shown`` names what a post left for it, that once instead."""
     now = utcnow()
     async with runtime.db.transaction() as session:
-        visitor = await _visitor(session, request, runtime, now, outcome.session_token)
+        visitor = await _visitor(session, request, runtime, now)
         if visitor is None:
             # Signed out meanwhile: another tab's sign-out, or a password reset.
             return await sign_in_then(runtime, PATH, ui_locales=locale)
         user_id = visitor.user.id
+        left = await shown_once.take(runtime, shown, user_id) or {}
+        secret = None
+        if "enrolment" in left:
+            secret = await _pending_secret(session, runtime, user_id, left["enrolment"])
+            if secret is None:  # replaced by a set-up in another tab, or turned on there
+                outcome = Outcome(message_id="enrol.expired")
+        if "notice" in left:
+            outcome = Outcome(notice_id=left["notice"], notice_values=left["values"])
         mfa = SecondFactor.from_runtime(runtime)
         enrolled = await mfa.is_enrolled(session, user_id)
         recovery_left = await mfa.unused_recovery_codes(session, user_id) if enrolled else 0
         live = await self_service.live_sessions(session, user_id, now)
-    replaced = outcome.session_token
+    if "codes" in left:
+        return _codes_page(request, runtime, locale, left["codes"], left["intro"])
+    if secret is not None:
+        # Drawn once the transaction has ended: a long address's QR code takes a while.
+        enrolment = await SecondFactor.from_runtime(runtime).enrolment(secret, visitor.user.email)
+        return _enrol_page(request, runtime, locale, user_id, enrolment)
     return page(
         request,
         runtime,
@@ -130,7 +161,6 @@ async def _security_page(
         locale=locale,
         status=outcome.status,
         scripts=True,
-        cookies=[cookies.session(runtime.settings, replaced)] if replaced else (),
         context={
             "user": visitor.user,
             "enrolled": enrolled,
@@ -190,7 +220,10 @@ async def _act(
     ) -> Outcome | Response[Any]:
         async with runtime.db.transaction() as session:
             posted = await _admitted(session, request, runtime, form, locale, now)
-            return await action(session, posted) if isinstance(posted, Posted) else posted
+            if not isinstance(posted, Posted):
+                return posted
+            result = await action(session, posted)
+        return await _see_other(posted, result)
 
     return await _answer(request, runtime, in_one_transaction, errors)
 
@@ -209,9 +242,28 @@ async def _act_on_password(
     ) -> Outcome | Response[Any]:
         async with runtime.db.transaction() as session:
             posted = await _admitted(session, request, runtime, form, locale, now)
-        return await action(posted) if isinstance(posted, Posted) else posted
+        if not isinstance(posted, Posted):
+            return posted
+        return await _see_other(posted, await action(posted))
 
     return await _answer(request, runtime, after_the_look, errors)
+
+
+async def _see_other(posted: Posted, result: Outcome | Response[Any]) -> Outcome | Response[Any]:
+    """A post that was carried out: to the page, by a redirect naming what it shows once (a
+    post refused, or a suggestion, is answered with the page itself)."""
+    if not isinstance(result, Outcome) or not result.changed:
+        return result
+    what = result.secret
+    if what is None and result.notice_id is not None:
+        what = {"notice": result.notice_id, "values": result.notice_values}
+    query = {LOCALE_FIELD: posted.locale}
+    if what is not None:
+        user_id = posted.visitor.user.id
+        query[shown_once.PARAMETER] = await shown_once.leave(posted.runtime, user_id, what)
+    token = result.session_token
+    replaced = [cookies.session(posted.runtime.settings, token)] if token else None
+    return redirect(with_query(PATH, query), replaced)
 
 
 async def _answer(
@@ -220,8 +272,8 @@ async def _answer(
     attempt: Attempt,
     errors: dict[type[DomainError], str],
 ) -> Response[Any]:
-    """Run ``attempt`` on the posted form, then answer with the page; a domain error named in
-    ``errors`` (its transaction rolled back) shows that message."""
+    """Run ``attempt`` on the posted form, then answer with its redirect or the page; a domain
+    error named in ``errors`` (its transaction rolled back) shows that message."""
     form = await read_form(request)
     locale = page_locale(request, form)
     result: Outcome | Response[Any]
@@ -243,8 +295,10 @@ async def _answer(
 
 
 @get(PATH, include_in_schema=False, cache=False)
-async def security_page(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    return await _security_page(request, runtime, page_locale(request), Outcome())
+async def security_page(
+    request: Request[Any, Any, Any], runtime: RuntimeDep, shown: FromQuery[str | None] = None
+) -> Response[Any]:
+    return await _security_page(request, runtime, page_locale(request), Outcome(), shown)
 
 
 # --- profile -----------------------------------------------------------------------------
@@ -349,8 +403,10 @@ async def change_password(request: Request[Any, Any, Any], runtime: RuntimeDep) 
 
 
 def _enrol_page(
-    posted: Posted,
     request: Request[Any, Any, Any],
+    runtime: Runtime,
+    locale: str,
+    user_id: uuid.UUID,
     enrolment: Enrolment,
     *,
     message_id: str | None = None,
@@ -358,15 +414,15 @@ def _enrol_page(
 ) -> Response[Any]:
     return page(
         request,
-        posted.runtime,
+        runtime,
         "totp_enrol.html",
-        locale=posted.locale,
+        locale=locale,
         status=status,
         context={
             "secret": enrolment.secret,
             "qr_svg": enrolment.qr_svg,
             "enrolment": digest(enrolment.secret),
-            "signed_in_user": posted.visitor.user.id,
+            "signed_in_user": user_id,
             "message_id": message_id,
         },
     )
@@ -380,71 +436,83 @@ async def begin_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Re
         mfa = SecondFactor.from_runtime(posted.runtime)
         try:
             async with runtime.db.transaction() as session:
-                enrolment = await mfa.begin_enrolment(session, posted.visitor.user, posted.now)
+                secret = await mfa.start_enrolment(session, posted.visitor.user, posted.now)
         except Conflict:
             return Outcome()  # already on (turned on in another tab): the page says so
-        return _enrol_page(posted, request, enrolment)
+        return Outcome(secret={"enrolment": digest(secret)})
 
     errors = {InvalidPassword: "security.wrong_password", RateLimited: "security.throttled"}
     return await _act_on_password(request, runtime, begin, errors)
 
 
-async def _shown_secret(session: AsyncSession, posted: Posted) -> str | None:
-    """The pending secret, when the form posted is the set-up page that showed it.
+async def _pending_secret(
+    session: AsyncSession, runtime: Runtime, user_id: uuid.UUID, enrolment: str
+) -> str | None:
+    """The pending secret, when ``enrolment`` is its digest: from the set-up page that showed
+    it (posted back), or left by the post that began the set-up (shown_once).
 
     Only beginning a set-up asks for the current password, and a set-up left pending stays:
     a session alone must neither read its secret (a wrong first code shows the page again)
     nor turn it on with a code from an app of its own, locking the owner out.
     """
-    pending = await mfa_repository.get_secret(session, posted.visitor.user.id)
+    pending = await mfa_repository.get_secret(session, user_id)
     if pending is None or pending.confirmed_at is not None:
         return None
-    secret = SecondFactor.from_runtime(posted.runtime).encryptor.decrypt(pending.secret_encrypted)
-    return secret if digest_matches(secret, field(posted.form, "enrolment", 64)) else None
+    secret = SecondFactor.from_runtime(runtime).encryptor.decrypt(pending.secret_encrypted)
+    return secret if digest_matches(secret, enrolment) else None
 
 
 @post(f"{PATH}/totp/confirm", include_in_schema=False, cache=False)
 async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
     async def confirm(session: AsyncSession, posted: Posted) -> Outcome | Response[Any]:
-        secret = await _shown_secret(session, posted)
+        user_id = posted.visitor.user.id
+        secret = await _pending_secret(
+            session, posted.runtime, user_id, field(posted.form, "enrolment", 64)
+        )
         if secret is None:
             return Outcome(message_id="enrol.expired", status=400)
         mfa = SecondFactor.from_runtime(posted.runtime)
         code = field(posted.form, "code", MAX_CODE)
         try:
-            codes = await mfa.confirm_enrolment(
-                session, posted.actor, posted.visitor.user.id, code, posted.now
-            )
+            codes = await mfa.confirm_enrolment(session, posted.actor, user_id, code, posted.now)
         except NotFound:
             return Outcome(message_id="enrol.expired", status=400)
         except InvalidCode:
             enrolment = await mfa.enrolment(secret, posted.visitor.user.email)
-            return _enrol_page(posted, request, enrolment, message_id="enrol.invalid", status=400)
-        return _codes_page(request, posted, codes, "enrol.codes_intro")
+            return _enrol_page(
+                request,
+                posted.runtime,
+                posted.locale,
+                user_id,
+                enrolment,
+                message_id="enrol.invalid",
+                status=400,
+            )
+        return Outcome(secret={"codes": codes, "intro": "enrol.codes_intro"})
 
     return await _act(request, runtime, confirm, {})
 
 
 def _codes_page(
-    request: Request[Any, Any, Any], posted: Posted, codes: list[str], intro_id: str
+    request: Request[Any, Any, Any], runtime: Runtime, locale: str, codes: list[str], intro_id: str
 ) -> Response[Any]:
     """Recovery codes, shown this once: after turning two-step on, or new ones."""
     context = {"codes": codes, "intro_id": intro_id}
-    return page(request, posted.runtime, "totp_codes.html", locale=posted.locale, context=context)
+    return page(request, runtime, "totp_codes.html", locale=locale, context=context)
 
 
 @post(f"{PATH}/recovery-codes", include_in_schema=False, cache=False)
 async def replace_recovery_codes(
     request: Request[Any, Any, Any], runtime: RuntimeDep
 ) -> Response[Any]:
-    async def replace(posted: Posted) -> Response[Any]:
+    async def replace(posted: Posted) -> Outcome:
         # With the session alone, a thief could keep a way past the second factor.
         await _prove_password(posted)
         user = posted.visitor.user
         codes = await SecondFactor.from_runtime(runtime).replace_recovery_codes(
             runtime.db, posted.actor, user, posted.locale, posted.now
         )
-        return _codes_page(request, posted, codes, "enrol.codes_replaced")
+        return Outcome(secret={"codes": codes, "intro": "enrol.codes_replaced"})
 
     errors = {
         InvalidPassword: "security.wrong_password",

@@ -171,3 +171,14 @@ async def change_password(
         password=new,
         password_confirm=new,
     )
+
+
+async def followed(http: httpx.AsyncClient, posted: httpx.Response) -> httpx.Response:
+    """The page a post to the security page that changed something redirects to (303, so
+    that a reload does not post again), as the browser loads it."""
+    assert posted.status_code == 303, posted.text
+    location = posted.headers["location"]
+    assert urlsplit(location).path == SECURITY, location
+    page = await http.get(location)
+    assert page.status_code == 200, page.text
+    return page

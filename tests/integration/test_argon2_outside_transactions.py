@@ -34,6 +34,7 @@ from tests.browser import form_fields
 from tests.integration.account_helpers import invite_and_read_link, make_account, make_user
 from tests.integration.page_helpers import (
     change_password,
+    followed,
     notice,
     post_form,
     sign_in_to_security_page,
@@ -187,7 +188,7 @@ async def test_changing_the_password_on_the_security_page(
     await new_user(runtime, ANA)
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
     held.clear()
-    changed = await change_password(client, page, PASSWORD, NEW_PASSWORD)
+    changed = await followed(client, await change_password(client, page, PASSWORD, NEW_PASSWORD))
     assert notice(changed).startswith("Your password was changed."), changed.text
     assert held == [0, 0]  # the current password verified, the new one hashed
 

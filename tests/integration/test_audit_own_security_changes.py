@@ -20,6 +20,7 @@ from tests.integration.account_helpers import staff_headers
 from tests.integration.page_helpers import (
     SECURITY,
     alert,
+    followed,
     link_in,
     mail_to,
     notice,
@@ -81,7 +82,7 @@ async def test_a_password_change_on_the_security_page_is_recorded(
         password=NEW_PASSWORD,
         password_confirm=NEW_PASSWORD,
     )
-    assert changed.status_code == 200, changed.text
+    assert changed.status_code == 303, changed.text
 
     (entry,) = await _entries(client, runtime, ana)
     assert entry["action"] == "user.password_changed"
@@ -195,21 +196,27 @@ async def test_turning_two_step_verification_on_and_off_is_recorded(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
-    enrol = await post_form(client, page, f"{SECURITY}/totp", current_password=PASSWORD)
+    enrol = await followed(
+        client, await post_form(client, page, f"{SECURITY}/totp", current_password=PASSWORD)
+    )
     secret = totp_secret(enrol)
     # A wrong first code shows the set-up again, its transaction committed: still nothing.
     wrong = await _post(client, enrol, f"{SECURITY}/totp/confirm", code="000000")
     assert wrong.status_code == 400
     assert await _entries(client, runtime, ana) == []
     first_code = pyotp.TOTP(secret).now()
-    shown = await _post(client, wrong, f"{SECURITY}/totp/confirm", code=first_code)
-    assert shown.status_code == 200, shown.text
+    shown = await followed(
+        client, await _post(client, wrong, f"{SECURITY}/totp/confirm", code=first_code)
+    )
     codes = re.findall(r"<li data-recovery-code>([0-9a-z-]+)</li>", shown.text)
 
     page = await client.get(SECURITY)
     refused = await _post(client, page, f"{SECURITY}/totp/disable", password=PASSWORD, code="1")
     assert refused.status_code == 400
-    off = await _post(client, page, f"{SECURITY}/totp/disable", password=PASSWORD, code=codes[0])
+    off = await followed(
+        client,
+        await _post(client, page, f"{SECURITY}/totp/disable", password=PASSWORD, code=codes[0]),
+    )
     assert notice(off) == "Two-step verification is off."
 
     on_entry, off_entry = await _entries(client, runtime, ana)
@@ -226,7 +233,7 @@ async def test_signing_out_everywhere_else_is_recorded_with_how_many_sessions_en
     other = await other_session(runtime, ana)
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
 
-    done = await _post(client, page, f"{SECURITY}/sessions")
+    done = await followed(client, await _post(client, page, f"{SECURITY}/sessions"))
 
     assert notice(done) == "Your other sessions were signed out (1)."
     (entry,) = await _entries(client, runtime, ana)

@@ -19,6 +19,7 @@ from identity.mfa.service import InvalidCode, SecondFactor
 from identity.runtime import Runtime
 from tests.integration.page_helpers import (
     SECURITY,
+    alert,
     post_form,
     sign_in_to_security_page,
     totp_secret,
@@ -49,14 +50,20 @@ async def test_concurrent_set_ups_each_answer_and_one_is_kept(
         )
     )
 
-    assert [a.status_code for a in answers] == [200] * tabs, [a.text[:300] for a in answers]
+    assert [a.status_code for a in answers] == [303] * tabs, [a.text[:300] for a in answers]
     assert await _secrets(runtime, ana) == 1
-    # One of the secrets shown is the one kept: its code turns two-step verification on.
+    # Each tab shows the secret it made, or (already replaced by another tab's) none; the
+    # one kept is among those shown, and its code turns two-step verification on.
+    shown = [await client.get(answer.headers["location"]) for answer in answers]
+    set_ups = [page for page in shown if "data-totp-secret" in page.text]
+    assert set_ups
+    for replaced in (page for page in shown if page not in set_ups):
+        assert alert(replaced) == "This set-up has expired. Start again."
     confirmed = 0
-    for answer in answers:
-        code = pyotp.TOTP(totp_secret(answer)).now()
-        done = await post_form(client, answer, f"{SECURITY}/totp/confirm", code=code)
-        confirmed += done.status_code == 200
+    for set_up in set_ups:
+        code = pyotp.TOTP(totp_secret(set_up)).now()
+        done = await post_form(client, set_up, f"{SECURITY}/totp/confirm", code=code)
+        confirmed += done.status_code == 303
     assert confirmed == 1
 
 
