@@ -8,6 +8,7 @@ Codes use Crockford's base32 alphabet, which has no I, L, O or U to misread.
 from __future__ import annotations
 
 import secrets
+import unicodedata
 
 from identity.crypto import digest
 
@@ -27,6 +28,11 @@ def _group() -> str:
 
 
 def code_digest(raw: str) -> str:
-    """The stored form of a code as typed: case, spaces and dashes do not matter."""
-    cleaned = "".join(ch for ch in raw.lower() if ch not in " -\t").translate(_READ_AS)
+    """The stored form of a code as typed: case, spaces and dashes do not matter, whichever
+    ones a copy brought along (a web page's no-break spaces, a word processor's en dashes)."""
+    cleaned = "".join(ch for ch in raw.lower() if not _separator(ch)).translate(_READ_AS)
     return digest(cleaned)
+
+
+def _separator(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) == "Pd" or ch == "\N{MINUS SIGN}"

@@ -82,3 +82,24 @@ def test_a_recovery_code_matches_whatever_its_case_spacing_and_dashes() -> None:
     # Letters the alphabet leaves out are read as the digits they look like.
     assert recovery_codes.code_digest("abIc-odef-ghjk-mnpq") == stored
     assert recovery_codes.code_digest("ab1c-0def-ghjk-mnpr") != stored
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "ab1c\u00a00def\u00a0ghjk\u00a0mnpq",  # no-break spaces, as copied from a web page
+        "ab1c-0def-ghjk-mnpq\n",  # a whole line copied from a saved file
+        "ab1c\u20110def\u2011ghjk\u2011mnpq",  # non-breaking hyphens
+        "ab1c\u20130def\u2013ghjk\u2013mnpq",  # en dashes, as word processors write a dash
+        "ab1c\u22120def\u2212ghjk\u2212mnpq",  # minus signs
+    ],
+)
+def test_a_recovery_code_matches_whatever_spaces_and_dashes_it_was_copied_with(
+    typed: str,
+) -> None:
+    assert recovery_codes.code_digest(typed) == recovery_codes.code_digest("ab1c-0def-ghjk-mnpq")
+
+
+@pytest.mark.parametrize("typed", ["ab1c-0def-ghjk-mnp", "ab1c_0def_ghjk_mnpq", "ab1c.0def"])
+def test_other_characters_in_a_recovery_code_still_count(typed: str) -> None:
+    assert recovery_codes.code_digest(typed) != recovery_codes.code_digest("ab1c-0def-ghjk-mnpq")
