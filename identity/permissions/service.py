@@ -428,8 +428,11 @@ async def add_member(
     if await repository.lock_membership(session, account_id, user_id) is not None:
         raise Conflict("This user is already a member of the account.")
     await check_grants(session, catalogue, account_id, permissions, roles, now)
-    if await repository.get_user(session, user_id) is None:
+    added = await repository.get_user(session, user_id)
+    if added is None:
         raise invalid_field("user_id", "No such user.")
+    if is_owner:
+        check_can_own(added)
     membership = Membership(
         account_id=account_id,
         user_id=user_id,
@@ -457,8 +460,10 @@ async def create_account(
     session: AsyncSession, actor: Actor, *, name: str, owner_user_id: uuid.UUID, now: datetime
 ) -> Account:
     name = display_name(name, MAX_ACCOUNT_NAME)
-    if await repository.get_user(session, owner_user_id) is None:
+    owner = await repository.get_user(session, owner_user_id)
+    if owner is None:
         raise invalid_field("owner_user_id", "No such user.")
+    check_can_own(owner)
     account = Account(name=name, created_at=now)
     await repository.insert_account(session, account)
     await record_as(
@@ -686,6 +691,14 @@ async def revoke_role(
 
 
 LAST_OWNER = "An account must keep at least one owner; make another member owner first."
+DISABLED_OWNER = "A disabled user cannot sign in, so cannot own an account; enable them first."
+
+
+def check_can_own(user: User) -> None:
+    """An owner must be able to act for the account: a disabled user cannot sign in, and an
+    account whose owners all are disabled has nobody left to manage it."""
+    if user.disabled:
+        raise Conflict(DISABLED_OWNER)
 
 
 async def remove_member(
@@ -736,6 +749,8 @@ async def set_owner(
     membership = await membership_of(session, account_id, user_id, lock=True)
     if membership.is_owner == owner:
         return
+    if owner:
+        check_can_own(await user(session, user_id))
     if not owner and await repository.count_owners(session, account_id) <= 1:
         raise Conflict(LAST_OWNER)
     membership.is_owner = owner

@@ -27,7 +27,11 @@ class AccountController(Controller):
     path = "/accounts"
     tags = ["accounts"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @post("", summary="Create an account with its first owner (staff)", responses=problems(422))
+    @post(
+        "",
+        summary="Create an account with its first owner (staff)",
+        responses=problems(409, 422),
+    )
     async def create(
         self, runtime: RuntimeDep, principal: PrincipalDep, data: JSONBody[schemas.AccountCreate]
     ) -> schemas.AccountOut:
@@ -74,7 +78,7 @@ class AccountController(Controller):
 
     @post(
         "/{account_id:uuid}/ownership-transfer",
-        responses=problems(422),
+        responses=problems(409, 422),
         status_code=204,
         summary="Hand your ownership to another member (owner)",
     )
