@@ -240,6 +240,25 @@ async def count_owners(session: AsyncSession, account_id: uuid.UUID) -> int:
     return int(count or 0)
 
 
+async def other_enabled_owners(
+    session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID
+) -> int:
+    """How many owners of the account besides ``user_id`` are not disabled: those who would
+    be left able to sign in and act for it."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .join(User, User.id == Membership.user_id)
+        .where(
+            Membership.account_id == account_id,
+            Membership.is_owner.is_(True),
+            Membership.user_id != user_id,
+            User.disabled.is_(False),
+        )
+    )
+    return int(count or 0)
+
+
 # --- grants ----------------------------------------------------------------------------
 
 

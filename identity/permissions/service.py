@@ -690,7 +690,9 @@ async def revoke_role(
 # --- owners and removal --------------------------------------------------------------------
 
 
-LAST_OWNER = "An account must keep at least one owner; make another member owner first."
+LAST_OWNER = (
+    "An account must keep at least one owner who can sign in; make another member owner first."
+)
 DISABLED_OWNER = "A disabled user cannot sign in, so cannot own an account; enable them first."
 
 
@@ -699,6 +701,22 @@ def check_can_own(user: User) -> None:
     account whose owners all are disabled has nobody left to manage it."""
     if user.disabled:
         raise Conflict(DISABLED_OWNER)
+
+
+async def _keeping_an_owner(session: AsyncSession, membership: Membership) -> None:
+    """``Conflict`` unless the account keeps an owner who can sign in once ``membership``
+    stops being one. Only enabled owners count: a disabled one cannot act, and the last
+    enabled owner leaving beside them left the account with no owner to manage it. Any
+    owner, disabled too, stays while no enabled one would be left: staff make another
+    member owner first, so the account is never without an owner at all. The caller holds
+    the account's lock."""
+    if not membership.is_owner:
+        return
+    others = await repository.other_enabled_owners(
+        session, membership.account_id, membership.user_id
+    )
+    if others == 0:
+        raise Conflict(LAST_OWNER)
 
 
 async def remove_member(
@@ -718,8 +736,7 @@ async def remove_member(
     membership = await membership_of(session, account_id, user_id, lock=True)
     if judge is not None:
         judge(membership)
-    if membership.is_owner and await repository.count_owners(session, account_id) <= 1:
-        raise Conflict(LAST_OWNER)
+    await _keeping_an_owner(session, membership)
     old_permissions, old_roles = await _current_grants(session, membership)
     await repository.delete_membership(session, membership.id)
     await repository.revoke_refresh_tokens(session, user_id, account_id, now)
@@ -751,8 +768,8 @@ async def set_owner(
         return
     if owner:
         check_can_own(await user(session, user_id))
-    if not owner and await repository.count_owners(session, account_id) <= 1:
-        raise Conflict(LAST_OWNER)
+    else:
+        await _keeping_an_owner(session, membership)
     membership.is_owner = owner
     await session.flush()
     await record_as(

@@ -11,14 +11,17 @@ from identity.clock import utcnow
 from identity.permissions import repository
 from identity.permissions.models import Account
 from identity.runtime import Runtime
+from tests.browser import add_user
 from tests.integration.account_helpers import (
     SYSTEM,
     account_with_member,
+    add_member,
     make_account,
     make_user,
     staff_headers,
     user_headers,
 )
+from tests.integration.test_pages_users import sign_in_at
 
 
 async def _disable(runtime: Runtime, user: User) -> None:
@@ -102,3 +105,86 @@ async def test_an_account_is_not_created_for_a_disabled_owner(
     _refused_as_disabled(response)
     listed = await client.get("/api/v1/accounts", headers=await staff_headers(runtime))
     assert all(a["name"] != "Dormant Ltd" for a in listed.json())
+
+
+async def _with_a_disabled_co_owner(runtime: Runtime) -> tuple[User, User, Account]:
+    """An account whose owner has a co-owner that staff have disabled."""
+    owner, dormant, account = await account_with_member(runtime, owner=True)
+    await _disable(runtime, dormant)
+    return owner, dormant, account
+
+
+async def test_the_last_enabled_owner_cannot_step_down_beside_a_disabled_one(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, _, account = await _with_a_disabled_co_owner(runtime)
+    response = await client.patch(
+        f"/api/v1/accounts/{account.id}/members/{owner.id}",
+        json={"owner": False},
+        headers=await user_headers(runtime, owner),
+    )
+    assert response.status_code == 409, response.text
+    assert "at least one owner" in response.json()["detail"]
+    assert await _is_owner(runtime, account, owner)
+
+
+async def test_the_last_enabled_owner_cannot_leave_beside_a_disabled_one(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, _, account = await _with_a_disabled_co_owner(runtime)
+    response = await client.delete(
+        f"/api/v1/accounts/{account.id}/members/{owner.id}",
+        headers=await user_headers(runtime, owner),
+    )
+    assert response.status_code == 409, response.text
+    assert await _is_owner(runtime, account, owner)
+
+
+async def test_the_users_page_keeps_the_last_enabled_owner(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await add_user(runtime, "owner@example.com")
+    dormant = await add_user(runtime, "dormant@example.com")
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, dormant, owner=True)
+    await _disable(runtime, dormant)
+    path = f"/accounts/{account.id}/users"
+    csrf = await sign_in_at(client, path, "owner@example.com")
+
+    response = await client.post(f"{path}/{owner.id}/remove", data=csrf)
+
+    assert response.status_code == 409
+    assert "An account must keep at least one owner who can sign in" in response.text
+    assert await _is_owner(runtime, account, owner)
+
+
+async def test_a_disabled_owner_may_go_while_an_enabled_one_stays(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, dormant, account = await _with_a_disabled_co_owner(runtime)
+    response = await client.delete(
+        f"/api/v1/accounts/{account.id}/members/{dormant.id}",
+        headers=await user_headers(runtime, owner),
+    )
+    assert response.status_code == 204, response.text
+
+
+async def test_staff_may_disable_the_last_enabled_owner_and_then_appoint_another(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Disabling is how staff stop a taken-over user at once: it is not held back by the
+    # accounts the user owns. Staff can give such an account a new owner afterwards.
+    owner, member, account = await account_with_member(runtime)
+    headers = await staff_headers(runtime)
+    disabled = await client.post(
+        f"/api/v1/users/{owner.id}/disable", json={"reason": "Account takeover"}, headers=headers
+    )
+    assert disabled.status_code == 200, disabled.text
+    base = f"/api/v1/accounts/{account.id}/members"
+    # The disabled owner stays until another owner who can sign in exists.
+    early = await client.patch(f"{base}/{owner.id}", json={"owner": False}, headers=headers)
+    assert early.status_code == 409, early.text
+    promoted = await client.patch(f"{base}/{member.id}", json={"owner": True}, headers=headers)
+    assert promoted.status_code == 200, promoted.text
+    demoted = await client.patch(f"{base}/{owner.id}", json={"owner": False}, headers=headers)
+    assert demoted.status_code == 200, demoted.text
