@@ -95,12 +95,19 @@ async def delegation_of(
     membership = await membership_of(session, account_id, user_id)
     if membership.all_permissions:
         return Delegation({}, everything=True)
-    # A permission held several ways lasts as long as its longest grant (None: no end).
+    return Delegation(await _held_until(session, membership.id, now))
+
+
+async def _held_until(
+    session: AsyncSession, membership_id: uuid.UUID, now: datetime
+) -> dict[str, datetime | None]:
+    """Each permission a (partial) member holds now, with when it stops: a permission held
+    several ways lasts as long as its longest grant (None: no end)."""
     until: dict[str, datetime | None] = {}
-    for name, expires_at in await repository.held_until(session, membership.id, now):
+    for name, expires_at in await repository.held_until(session, membership_id, now):
         held = until.get(name, expires_at)
         until[name] = None if held is None or expires_at is None else max(held, expires_at)
-    return Delegation(until)
+    return until
 
 
 def lapsed(expires_at: datetime | None, now: datetime) -> bool:
@@ -164,6 +171,51 @@ async def effective_permissions(
     return effective[membership.id]
 
 
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """An access token's account claims, and ``until``: when the first grant they come from
+    ends (None: none ends), past which the token must not speak for them."""
+
+    claims: dict[str, Any]
+    until: datetime | None
+
+
+async def token_claims_lasting(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    account_id: uuid.UUID,
+    now: datetime,
+    *,
+    held_past: datetime,
+    catalogue: Catalogue | None = None,
+) -> TokenClaims:
+    """The account claims of an access token: ``account_id``, ``permissions``,
+    ``account_owner``; only permissions held beyond ``held_past`` (one ending before is left
+    out rather than cutting the token's life short to it).
+
+    Raises ``Forbidden`` when the user is not a member of the account.
+    """
+    membership = await repository.get_membership(session, account_id, user_id)
+    if membership is None:
+        raise Forbidden("The user is not a member of this account.")
+    held: dict[str, datetime | None]
+    if membership.is_owner or membership.all_permissions:
+        held = dict.fromkeys(await _default(catalogue).names(session))
+    else:
+        held = {
+            name: until
+            for name, until in (await _held_until(session, membership.id, now)).items()
+            if until is None or until > held_past
+        }
+    ends = [until for until in held.values() if until is not None]
+    claims = {
+        "account_id": str(account_id),
+        "permissions": sorted(held),
+        "account_owner": membership.is_owner,
+    }
+    return TokenClaims(claims, min(ends, default=None))
+
+
 async def token_claims_for(
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -171,19 +223,11 @@ async def token_claims_for(
     now: datetime,
     catalogue: Catalogue | None = None,
 ) -> dict[str, Any]:
-    """The account claims of an access token: ``account_id``, ``permissions``, ``account_owner``.
-
-    Raises ``Forbidden`` when the user is not a member of the account.
-    """
-    membership = await repository.get_membership(session, account_id, user_id)
-    if membership is None:
-        raise Forbidden("The user is not a member of this account.")
-    effective = await _effective(session, [membership], now, _default(catalogue))
-    return {
-        "account_id": str(account_id),
-        "permissions": sorted(effective[membership.id]),
-        "account_owner": membership.is_owner,
-    }
+    """The account claims the member holds at ``now``, as ``token_claims_lasting`` gives them."""
+    lasting = await token_claims_lasting(
+        session, user_id, account_id, now, held_past=now, catalogue=catalogue
+    )
+    return lasting.claims
 
 
 async def still_granted(

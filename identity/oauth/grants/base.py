@@ -19,10 +19,17 @@ from identity.oauth import tokens
 from identity.oauth.errors import InvalidGrantError, InvalidRequestError, OAuth2Error
 from identity.oauth.resources import audience
 from identity.oauth.scopes import for_user
-from identity.permissions.service import token_claims_for
+from identity.permissions.service import token_claims_lasting
 from identity.settings import Settings
 from identity.tokens.models import RefreshToken
 from identity.tokens.refresh import insert_refresh_token
+
+# An access token ends no later than the grants it carries, but never within less than this
+# of its issue: a shorter one would be spent on the way to a resource server, which forgives
+# as much clock skew on ``exp`` anyway (identity.resource: 30 s), and the client would come
+# back for another at once. A permission whose grant ends sooner is left out; it is lost at
+# most this long before its end, no more than that skew already lets a token run past its own.
+SHORTEST_GRANT_BOUND_LIFETIME = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +55,15 @@ class GrantContext:
 
     @property
     def access_expires_at(self) -> datetime:
-        """When an access token issued by this request expires (its ``exp``)."""
+        """When an access token issued by this request expires (its ``exp``) at the latest:
+        sooner when a grant of the permissions it carries ends sooner."""
         return self.now + timedelta(seconds=self.settings.access_token_ttl)
+
+    @property
+    def shortest_access_expires_at(self) -> datetime:
+        """The soonest a user's access token may expire to end with a grant it carries; a
+        grant ending before this is left out of the token instead."""
+        return min(self.now + SHORTEST_GRANT_BOUND_LIFETIME, self.access_expires_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +118,7 @@ def access_token_response(
     body: dict[str, Any] = {
         "access_token": issued.token,
         "token_type": "Bearer",
-        "expires_in": ctx.settings.access_token_ttl,
+        "expires_in": int((issued.expires_at - ctx.now).total_seconds()),
     }
     if scope:
         body["scope"] = scope
@@ -125,14 +139,24 @@ async def issue_user_tokens(
     scope = _for_user(issue.scope, issue.user)
     refresh_scope = _for_user(issue.refresh_scope, issue.user)
     account_claims = None
+    expires_at = ctx.access_expires_at
     if issue.account_id is not None:
         try:
-            account_claims = await token_claims_for(
-                session, issue.user.id, issue.account_id, ctx.now
+            account = await token_claims_lasting(
+                session,
+                issue.user.id,
+                issue.account_id,
+                ctx.now,
+                held_past=ctx.shortest_access_expires_at,
             )
         except Forbidden:
             # Removed from the account since: nothing more is issued for it.
             raise InvalidGrantError("The user is no longer a member of the account.") from None
+        account_claims = account.claims
+        # A token speaks for its grants only while they last: "tickets for 14 days" ends
+        # with the 14th day, not an access token's lifetime after it.
+        if account.until is not None:
+            expires_at = min(expires_at, account.until)
     issued = tokens.mint_access_token(
         ctx.keyset,
         issuer=settings.issuer,
@@ -141,7 +165,7 @@ async def issue_user_tokens(
         client_id=ctx.client.client_id,
         scope=scope,
         now=ctx.now,
-        expires_at=ctx.access_expires_at,
+        expires_at=expires_at,
         auth_time=issue.auth_time,
         account_claims=account_claims,
         jti=issue.access_jti,
