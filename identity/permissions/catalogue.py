@@ -15,9 +15,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.clock import utcnow
 from identity.db.engine import Database
 from identity.errors import DomainError, InvalidInput
-from identity.permissions import repository
+from identity.permissions import repository, role_holders
 from identity.settings import DEFAULT_POLICIES_DIR
 
 LANGUAGES = ("en", "es")
@@ -189,6 +190,10 @@ class Catalogue:
         return [*self.policies.permissions.values(), *registered]
 
     async def ensure_templates(self, db: Database) -> None:
+        """Also brings the stored copy up to the file's: a template edited in roles.toml
+        between restarts changes its holders' rights as an edit through the API would, and
+        tells them so (``role_holders``); the first process to start with the new file
+        does, those after it find the copy as the file says."""
         if self._templates_ready:
             return
         async with db.transaction() as session:
@@ -197,12 +202,19 @@ class Catalogue:
                 await repository.insert_template_if_missing(
                     session, template.key, template.name["en"]
                 )
-            for role in await repository.file_templates(session):
+            stored = await repository.file_templates(session)
+            held = await repository.role_permissions(session, [role.id for role in stored])
+            for role in stored:
                 template = self.policies.roles.get(role.key or "")
                 if template is None:
                     continue  # removed from the file: kept, as members may still hold it
+                if set(held[role.id]) != set(template.permissions):
+                    # Locked before it changes: ``replace_permissions`` says why.
+                    await repository.lock_role(session, role.id)
+                    await role_holders.replace_permissions(
+                        session, role.id, template.permissions, utcnow()
+                    )
                 role.name, role.name_es = template.name["en"], template.name["es"]
-                await repository.replace_role_permissions(session, role.id, template.permissions)
         self._templates_ready = True
 
 

@@ -19,7 +19,7 @@ from identity.accounts.models import User
 from identity.audit.service import Actor, record_as
 from identity.display_names import display_name
 from identity.errors import Conflict, Forbidden, NotFound
-from identity.permissions import repository
+from identity.permissions import repository, role_holders
 from identity.permissions.catalogue import Catalogue, installed, invalid_field
 from identity.permissions.models import (
     Account,
@@ -986,7 +986,7 @@ async def update_role(
         role.description = _role_description(description)
     await session.flush()
     if permissions is not None:
-        await repository.replace_role_permissions(session, role.id, dict.fromkeys(permissions))
+        await role_holders.replace_permissions(session, role.id, permissions, now)
     updated = (await _role_views(session, [role]))[0]
     await record_as(
         session,
@@ -997,10 +997,6 @@ async def update_role(
         old=old,
         new={"name": role.name, "permissions": updated.permissions},
     )
-    before, after = set(view.permissions), set(updated.permissions)
-    if before != after:
-        holders = await repository.role_holders(session, role.id, now)
-        await _role_changed_for(session, holders, narrowed=bool(before - after), now=now)
     return updated
 
 
@@ -1024,24 +1020,7 @@ async def delete_role(
         target=("role", role_id),
         old={"name": view.role.name, "permissions": view.permissions},
     )
-    await _role_changed_for(session, holders, narrowed=True, now=now)
-
-
-async def _role_changed_for(
-    session: AsyncSession,
-    holders: Sequence[repository.MembershipRow],
-    *,
-    narrowed: bool,
-    now: datetime,
-) -> None:
-    """Tell consumers about each holder of a changed role; when it lost permissions, end the
-    holders' refresh tokens for their account, as ``_revoke_if_narrowed`` does for grants."""
-    for holder in holders:
-        # Owners and "all permissions" members hold everything whatever the role says: their
-        # tokens lose nothing, so they keep them.
-        if narrowed and not (holder.is_owner or holder.all_permissions):
-            await repository.revoke_refresh_tokens(session, holder.user_id, holder.account_id, now)
-        await emit(session, PERMISSIONS_CHANGED, about_member(holder.account_id, holder.user_id))
+    await role_holders.tell_holders(session, holders, narrowed=True, now=now)
 
 
 # --- registered permissions ------------------------------------------------------------------

@@ -7,6 +7,7 @@ depend on the sign-in pages.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -33,6 +34,8 @@ from identity.permissions.service import Grant, RoleGrant
 from identity.runtime import Runtime
 from identity.tokens.models import RefreshToken
 from identity.web.api.auth import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ
+from identity.webhooks.events import PERMISSIONS_CHANGED
+from identity.webhooks.models import WebhookEvent
 from tests.integration.oauth_helpers import (
     RegisteredClient,
     make_client,
@@ -220,6 +223,16 @@ async def refresh_token_revoked(runtime: Runtime, token_id: uuid.UUID) -> bool:
         token = await session.get(RefreshToken, token_id)
     assert token is not None
     return token.revoked_at is not None
+
+
+async def told_permissions_changed(runtime: Runtime) -> list[tuple[str, str]]:
+    """The (account_id, user_id) of every ``member.permissions_changed`` event, as strings."""
+    async with runtime.db.transaction() as session:
+        bodies = await session.scalars(
+            select(WebhookEvent.body).where(WebhookEvent.type == PERMISSIONS_CHANGED)
+        )
+        data = [json.loads(body)["data"] for body in bodies]
+    return sorted((item["account_id"], item["user_id"]) for item in data)
 
 
 async def table_ids(runtime: Runtime) -> dict[str, str]:

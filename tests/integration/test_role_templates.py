@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from dataclasses import replace
 
 from sqlalchemy import select
 
+from identity.accounts.models import User
 from identity.db.engine import Database
-from identity.permissions.catalogue import Catalogue, load_policies
-from identity.permissions.models import Role, RolePermission
+from identity.permissions.catalogue import Catalogue, Policies, load_policies
+from identity.permissions.models import Account, Role, RolePermission
+from identity.permissions.service import RoleGrant
+from identity.runtime import Runtime
 from identity.settings import Settings
+from tests.integration.account_helpers import (
+    account_with_member,
+    effective,
+    give_refresh_token,
+    refresh_token_revoked,
+    told_permissions_changed,
+)
 
 PROCESSES = 4
 
@@ -39,3 +51,68 @@ async def test_processes_starting_together_copy_the_templates_once(database: Set
         await asyncio.gather(*(db.dispose() for db in databases))
     assert len(roles) == len(policies.roles)
     assert held == {key: set(t.permissions) for key, t in policies.roles.items()}
+
+
+# --- a template changed in roles.toml between restarts ---------------------------------------
+
+
+def _with_template(policies: Policies, key: str, permissions: tuple[str, ...]) -> Policies:
+    """``policies`` with the template ``key`` holding ``permissions``, as after an edit of
+    roles.toml and a restart."""
+    changed = replace(policies.roles[key], permissions=permissions)
+    return replace(policies, roles=policies.roles | {key: changed})
+
+
+async def _template_holder(runtime: Runtime, key: str) -> tuple[User, Account, uuid.UUID]:
+    """A member holding the template ``key`` and their live refresh token for the account."""
+    async with runtime.db.transaction() as session:
+        role = await session.scalar(select(Role).where(Role.key == key))
+    assert role is not None
+    _, member, account = await account_with_member(runtime, roles=[RoleGrant(role.id)])
+    return member, account, await give_refresh_token(runtime, member, account)
+
+
+async def _restart_with(runtime: Runtime, policies: Policies) -> None:
+    await Catalogue(policies).ensure_templates(runtime.db)
+
+
+async def test_a_template_narrowed_in_the_file_ends_its_holders_refresh_tokens(
+    runtime: Runtime,
+) -> None:
+    await runtime.catalogue.ensure_templates(runtime.db)
+    policies = runtime.catalogue.policies
+    key, template = next(iter(policies.roles.items()))
+    assert len(template.permissions) > 1
+    member, account, token = await _template_holder(runtime, key)
+
+    await _restart_with(runtime, _with_template(policies, key, template.permissions[:1]))
+
+    assert await refresh_token_revoked(runtime, token)
+    assert await told_permissions_changed(runtime) == [(str(account.id), str(member.id))]
+    assert await effective(runtime, member, account) == set(template.permissions[:1])
+
+
+async def test_a_template_widened_in_the_file_tells_its_holders_and_keeps_their_tokens(
+    runtime: Runtime,
+) -> None:
+    await runtime.catalogue.ensure_templates(runtime.db)
+    policies = runtime.catalogue.policies
+    key, template = next(iter(policies.roles.items()))
+    extra = next(name for name in policies.permissions if name not in template.permissions)
+    member, account, token = await _template_holder(runtime, key)
+
+    await _restart_with(runtime, _with_template(policies, key, (*template.permissions, extra)))
+
+    assert not await refresh_token_revoked(runtime, token)
+    assert await told_permissions_changed(runtime) == [(str(account.id), str(member.id))]
+
+
+async def test_a_restart_with_the_file_unchanged_tells_nobody(runtime: Runtime) -> None:
+    await runtime.catalogue.ensure_templates(runtime.db)
+    key = next(iter(runtime.catalogue.policies.roles))
+    _, _, token = await _template_holder(runtime, key)
+
+    await _restart_with(runtime, runtime.catalogue.policies)
+
+    assert not await refresh_token_revoked(runtime, token)
+    assert await told_permissions_changed(runtime) == []

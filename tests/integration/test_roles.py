@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from identity.accounts.models import User
 from identity.clock import utcnow
 from identity.permissions.models import Account, MembershipRole
 from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
-from identity.webhooks.events import PERMISSIONS_CHANGED
-from identity.webhooks.models import WebhookEvent
 from tests.integration.account_helpers import (
     add_member,
     effective,
@@ -26,6 +23,7 @@ from tests.integration.account_helpers import (
     problem_fields,
     refresh_token_revoked,
     staff_headers,
+    told_permissions_changed,
     user_headers,
 )
 
@@ -224,16 +222,6 @@ async def test_a_template_is_not_reachable_as_an_account_role(
 # --- telling consumers when a role changes under its holders ---------------------------------
 
 
-async def _told(runtime: Runtime) -> list[tuple[str, str]]:
-    """The (account_id, user_id) of every ``member.permissions_changed`` event, as strings."""
-    async with runtime.db.transaction() as session:
-        bodies = await session.scalars(
-            select(WebhookEvent.body).where(WebhookEvent.type == PERMISSIONS_CHANGED)
-        )
-        data = [json.loads(body)["data"] for body in bodies]
-    return sorted((item["account_id"], item["user_id"]) for item in data)
-
-
 def _about(*pairs: tuple[Account, User]) -> list[tuple[str, str]]:
     return sorted((str(account.id), str(user.id)) for account, user in pairs)
 
@@ -279,7 +267,7 @@ async def test_narrowing_a_role_tells_its_holders_and_ends_their_refresh_tokens(
     )
 
     assert changed.status_code == 200, changed.text
-    assert await _told(runtime) == _about((account, clerk), (account, boss))
+    assert await told_permissions_changed(runtime) == _about((account, clerk), (account, boss))
     revoked = {
         name for name, token in tokens.items() if await refresh_token_revoked(runtime, token)
     }
@@ -303,7 +291,7 @@ async def test_widening_a_role_tells_its_holders_and_keeps_their_tokens(
     )
 
     assert widened.status_code == 200, widened.text
-    assert await _told(runtime) == _about((account, clerk))
+    assert await told_permissions_changed(runtime) == _about((account, clerk))
     assert not await refresh_token_revoked(runtime, token)
     assert await effective(runtime, clerk, account) == {"domains", "managedomains", "invoices"}
 
@@ -325,7 +313,7 @@ async def test_renaming_a_role_or_resending_its_permissions_tells_nobody(
         response = await client.patch(role, json=body, headers=headers)
         assert response.status_code == 200, response.text
 
-    assert await _told(runtime) == []
+    assert await told_permissions_changed(runtime) == []
     assert not await refresh_token_revoked(runtime, token)
 
 
@@ -353,7 +341,7 @@ async def test_deleting_a_role_tells_its_holders_and_ends_their_refresh_tokens(
     deleted = await client.delete(role, headers=await user_headers(runtime, owner))
 
     assert deleted.status_code == 204, deleted.text
-    assert await _told(runtime) == _about((account, clerk))
+    assert await told_permissions_changed(runtime) == _about((account, clerk))
     assert await refresh_token_revoked(runtime, tokens[clerk.id])
     assert not await refresh_token_revoked(runtime, tokens[lapsed.id])
     assert not await refresh_token_revoked(runtime, tokens[bystander.id])
@@ -386,7 +374,7 @@ async def test_changing_a_template_reaches_its_holders_in_every_account(
     narrowed = await client.patch(template, json={"permissions": ["orders"]}, headers=staff)
 
     assert narrowed.status_code == 200, narrowed.text
-    assert await _told(runtime) == _about((first, clerk), (second, auditor))
+    assert await told_permissions_changed(runtime) == _about((first, clerk), (second, auditor))
     assert [await refresh_token_revoked(runtime, token) for token in tokens] == [True, True, False]
 
 
