@@ -231,15 +231,6 @@ async def delete_membership(session: AsyncSession, membership_id: uuid.UUID) -> 
     await session.execute(delete(Membership).where(Membership.id == membership_id))
 
 
-async def count_owners(session: AsyncSession, account_id: uuid.UUID) -> int:
-    count = await session.scalar(
-        select(func.count())
-        .select_from(Membership)
-        .where(Membership.account_id == account_id, Membership.is_owner.is_(True))
-    )
-    return int(count or 0)
-
-
 async def other_enabled_owners(
     session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID
 ) -> int:

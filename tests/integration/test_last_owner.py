@@ -7,12 +7,13 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.errors import Conflict
-from identity.permissions import repository, service
-from identity.permissions.models import Account
+from identity.permissions import service
+from identity.permissions.models import Account, Membership
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     account_with_member,
@@ -25,7 +26,12 @@ from tests.integration.account_helpers import (
 
 async def _owners(runtime: Runtime, account: Account) -> int:
     async with runtime.db.transaction() as session:
-        return await repository.count_owners(session, account.id)
+        count = await session.scalar(
+            select(func.count())
+            .select_from(Membership)
+            .where(Membership.account_id == account.id, Membership.is_owner.is_(True))
+        )
+    return int(count or 0)
 
 
 async def test_removing_the_last_owner_is_refused(
