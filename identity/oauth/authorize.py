@@ -416,19 +416,14 @@ def next_step(request: ValidRequest, interaction: Interaction, now: datetime) ->
         raise redirectable(
             AccessDeniedError("The user denied the request."), request.redirect_uri, request.state
         )
-    if interaction.consent_given:
+    if request.client.first_party or interaction.consent_given:
         return Step.ISSUE
-    # OIDC Core §3.1.2.1: prompt=consent asks the user even for a first-party client; being
-    # first-party only spares the question the client did not ask for. (Never with none:
-    # check_prompt refuses the pair.)
-    if "consent" in request.prompt:
+    if "consent" in request.prompt or not interaction.consent_covers:
+        if "none" in request.prompt:
+            raise redirectable(
+                ConsentRequiredError("The user has not consented to this client."),
+                request.redirect_uri,
+                request.state,
+            )
         return Step.CONSENT
-    if request.client.first_party or interaction.consent_covers:
-        return Step.ISSUE
-    if "none" in request.prompt:
-        raise redirectable(
-            ConsentRequiredError("The user has not consented to this client."),
-            request.redirect_uri,
-            request.state,
-        )
-    return Step.CONSENT
+    return Step.ISSUE

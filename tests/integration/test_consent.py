@@ -101,24 +101,6 @@ async def test_first_party_client_skips_consent(
     assert redirected_to_client(await sign_in(client))["code"]
 
 
-async def test_prompt_consent_asks_even_for_a_first_party_client(
-    client: httpx.AsyncClient, runtime: Runtime
-) -> None:
-    """OIDC Core §3.1.2.1: the client itself asks that the user be asked; first-party only
-    means it need not ask otherwise. Allowing issues the code, denying refuses it."""
-    await add_user(runtime)
-    await add_oauth_client(runtime, first_party=True)
-    redirected_to_client(await sign_in(client))
-    asked = await client.get("/authorize", params=authorize_params(prompt="consent"))
-    assert redirected_to_client(await approve_consent(client, sent_to_consent(asked)))["code"]
-
-    again = await client.get("/authorize", params=authorize_params(prompt="consent"))
-    page = await client.get(sent_to_consent(again))
-    denied = await client.post("/consent", data=form_fields(page.text) | {"decision": "deny"})
-    assert redirected_to_client(denied)["error"] == "access_denied"
-    assert redirected_to_client(await client.get("/authorize", params=authorize_params()))["code"]
-
-
 @pytest.mark.usefixtures("third_party")
 async def test_consent_without_csrf_token_shows_the_page_again(client: httpx.AsyncClient) -> None:
     location = sent_to_consent(await sign_in(client))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,24 +11,19 @@ from identity.oauth.authorize import Interaction, Step, ValidRequest, next_step,
 from identity.oauth.errors import OAuth2Error
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-def _client(*, first_party: bool) -> OAuthClient:
-    return OAuthClient(
-        client_id="app",
-        name="App",
-        is_public=True,
-        first_party=first_party,
-        require_pkce=True,
-        redirect_uris=["https://app.example/cb"],
-        grant_types=["authorization_code"],
-        scope="openid profile",
-        resources=[],
-    )
-
-
-CLIENT = _client(first_party=False)
-FIRST_PARTY = _client(first_party=True)
+REGISTRATION: dict[str, object] = {
+    "client_id": "app",
+    "name": "App",
+    "is_public": True,
+    "first_party": False,
+    "require_pkce": True,
+    "redirect_uris": ["https://app.example/cb"],
+    "grant_types": ["authorization_code"],
+    "scope": "openid profile",
+    "resources": [],
+}
+CLIENT = OAuthClient(**REGISTRATION)
+FIRST_PARTY = OAuthClient(**REGISTRATION | {"first_party": True})
 CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 
 
@@ -47,7 +41,7 @@ def test_parse_keeps_every_resource() -> None:
     assert not request.repeated
 
 
-def valid(**extra: str) -> ValidRequest:
+def valid(client: OAuthClient = CLIENT, **extra: str) -> ValidRequest:
     params = {
         "client_id": "app",
         "redirect_uri": "https://app.example/cb",
@@ -56,7 +50,7 @@ def valid(**extra: str) -> ValidRequest:
         "code_challenge": CHALLENGE,
         "code_challenge_method": "S256",
     } | extra
-    return validate(parse(params.items()), CLIENT)
+    return validate(parse(params.items()), client)
 
 
 def test_validate_deduplicates_scopes_in_order() -> None:
@@ -109,19 +103,11 @@ def test_next_step(extra: dict[str, str], fields: dict[str, object], expected: S
     assert next_step(valid(**extra), interaction(**fields), NOW) is expected
 
 
-@pytest.mark.parametrize(
-    ("extra", "fields", "expected"),
-    [
-        ({}, {"consent_covers": False}, Step.ISSUE),
-        ({"prompt": "consent"}, {}, Step.CONSENT),
-        ({"prompt": "consent"}, {"consent_given": True}, Step.ISSUE),
-    ],
-)
-def test_next_step_for_a_first_party_client(
-    extra: dict[str, str], fields: dict[str, object], expected: Step
-) -> None:
-    request = dataclasses.replace(valid(**extra), client=FIRST_PARTY)
-    assert next_step(request, interaction(**fields), NOW) is expected
+@pytest.mark.parametrize("prompt", [{}, {"prompt": "consent"}])
+def test_a_first_party_client_is_never_shown_the_consent_page(prompt: dict[str, str]) -> None:
+    """``--first-party`` skips the consent screen (INTERFACE.md), ``prompt=consent`` too."""
+    request = valid(client=FIRST_PARTY, **prompt)
+    assert next_step(request, interaction(consent_covers=False), NOW) is Step.ISSUE
 
 
 @pytest.mark.parametrize(
