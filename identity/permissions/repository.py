@@ -469,6 +469,7 @@ async def replace_role_permissions(
 
 # The key of the PostgreSQL advisory lock below; any constant no other lock uses.
 _TEMPLATES_LOCK = 0x726F6C65  # "role"
+_CATALOGUE_LOCK = 0x70657273  # "pers"
 
 
 async def lock_templates(session: AsyncSession) -> None:
@@ -528,6 +529,17 @@ async def registered_among(session: AsyncSession, names: Iterable[str]) -> set[s
         return set()
     result = await session.scalars(select(Permission.name).where(Permission.name.in_(wanted)))
     return set(result.all())
+
+
+async def lock_catalogue(session: AsyncSession) -> None:
+    """Until the transaction ends, be the only one registering a permission: each one
+    registered is measured against what the catalogue already holds (``service``'s size
+    rule), which two registrations at once would each measure without the other. SQLite: any
+    write, even one matching no row, takes its single write lock first."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(_CATALOGUE_LOCK)))
+    else:
+        await lock_rows(session, Permission.name, false())
 
 
 async def registered_names(session: AsyncSession) -> set[str]:

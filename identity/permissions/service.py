@@ -6,6 +6,7 @@ the account first, so an account never ends with no owner, even under concurrent
 
 from __future__ import annotations
 
+import json
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,6 +30,7 @@ from identity.permissions.models import (
     Permission,
     Role,
 )
+from identity.resource.validator import DEFAULT_MAX_TOKEN_BYTES
 from identity.webhooks.events import MEMBER_REMOVED, PERMISSIONS_CHANGED, about_member, emit
 
 MAX_ACCOUNT_NAME = 200
@@ -1026,6 +1028,22 @@ async def delete_role(
 # --- registered permissions ------------------------------------------------------------------
 
 
+# An owner's access token lists the whole catalogue, and services refuse a token longer than
+# the resource kit's limit (8 KB) as malformed: past that, every owner would be locked out of
+# every service at their next token. Half the limit for the list leaves the rest of the token
+# (a signature, the other claims, base64's third more) room below it.
+MAX_CATALOGUE = DEFAULT_MAX_TOKEN_BYTES // 2
+CATALOGUE_FULL = (
+    "The permission catalogue is full: an owner's access token lists every permission, and"
+    f" their names may take at most {MAX_CATALOGUE} bytes so that services still accept it."
+)
+
+
+def _listed_size(names: Iterable[str]) -> int:
+    """The bytes of the ``permissions`` claim listing ``names``."""
+    return len(json.dumps(sorted(names), separators=(",", ":")).encode())
+
+
 async def register_permission(
     session: AsyncSession,
     actor: Actor,
@@ -1051,6 +1069,10 @@ async def register_permission(
             setattr(permission, column, checked)
     if permission.name in catalogue.policies.builtin_names:
         raise Conflict("This permission exists already.")
+    await repository.lock_catalogue(session)
+    names = await catalogue.names(session)
+    if permission.name not in names and _listed_size({*names, permission.name}) > MAX_CATALOGUE:
+        raise Conflict(CATALOGUE_FULL)
     try:
         await repository.insert_permission(session, permission)
     except repository.Duplicate:
