@@ -27,6 +27,28 @@ def check_resources(requested: Sequence[str], allowed: Sequence[str]) -> list[st
     return list(dict.fromkeys(requested))
 
 
+def granted_resources(
+    requested: Sequence[str], granted: Sequence[str], registered: Sequence[str]
+) -> list[str]:
+    """The resources a token from a code or refresh token is for (RFC 8707 §2.2): those
+    ``requested``, each among those ``granted`` (a grant for none in particular: any the
+    client is ``registered`` for); none requested, every one granted.
+
+    Only resources the client is still registered for count: staff may have taken one away
+    since the grant, and a resource server trusts ``aud`` with the JWKS alone. With none
+    requested, the ones taken away are left out, as a refresh may narrow; a grant left with
+    none is ``invalid_target``, never a token for the client itself instead.
+    """
+    if not granted:
+        return check_resources(requested, registered)
+    allowed = [resource for resource in granted if resource in registered]
+    if requested:
+        return check_resources(requested, allowed)
+    if not allowed:
+        raise InvalidTargetError("resource is not allowed for this client.")
+    return allowed
+
+
 def audience(resources: Sequence[str], client_id: str) -> str | list[str]:
     """The access token's ``aud``: the resources asked for, else the client itself.
 

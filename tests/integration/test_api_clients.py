@@ -18,6 +18,7 @@ from identity.tokens.consents import remember
 from identity.tokens.models import AuthorizationCode, Consent, RefreshToken
 from tests.integration.account_helpers import CLIENT_ID, staff_headers, user_headers
 from tests.integration.oauth_helpers import (
+    BILLING,
     REDIRECT_URI,
     RegisteredClient,
     fresh_code,
@@ -27,9 +28,11 @@ from tests.integration.oauth_helpers import (
     make_user,
     refresh,
     signed_in_tokens,
+    verify_with_jwks,
 )
 
 RACERS = 6
+PLANS = "https://plans.example.com"
 PORTAL = {
     "name": "Portal",
     "redirect_uris": [REDIRECT_URI],
@@ -413,3 +416,64 @@ async def test_other_users_are_forbidden(client: httpx.AsyncClient, runtime: Run
     assert kept.status_code == 200 and kept.json()["disabled"] is False
     listed = (await client.get("/api/v1/clients", headers=staff)).json()
     assert {row["client_id"] for row in listed} == {portal.client_id, CLIENT_ID}
+
+
+async def test_a_resource_taken_from_a_client_is_not_issued_again_by_refresh_or_code(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # A resource server checks aud with the JWKS alone: a refresh token granted for it
+    # before staff took the resource from the client must not mint new tokens naming it.
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff, resources=[BILLING, PLANS])
+    portal = RegisteredClient(created["client_id"], created["client_secret"])
+    tokens = await signed_in_tokens(client, runtime, portal, resources=[BILLING])
+    both = await signed_in_tokens(client, runtime, portal, resources=[BILLING, PLANS])
+    pending = await fresh_code(runtime, portal, resources=[BILLING])
+
+    path = f"/api/v1/clients/{portal.client_id}"
+    narrowed = await client.patch(path, json={"resources": [PLANS]}, headers=staff)
+    assert narrowed.status_code == 200, narrowed.text
+
+    for answer in (
+        await refresh(client, portal, tokens["refresh_token"]),
+        await refresh(client, portal, tokens["refresh_token"], resource=BILLING),
+        await refresh(client, portal, both["refresh_token"], resource=BILLING),
+        await pending.redeem(client),
+        await pending.redeem(client, resource=BILLING),
+    ):
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] == "invalid_target"
+    # A grant for several goes on for those still registered, as a narrowing refresh would.
+    kept = await refresh(client, portal, both["refresh_token"])
+    assert kept.status_code == 200, kept.text
+    assert (await verify_with_jwks(client, kept.json()["access_token"])).claims["aud"] == PLANS
+
+
+async def test_a_scope_taken_from_a_client_is_not_issued_again_by_refresh_or_code(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # The token's own scope claim is what other services read: once staff take a scope
+    # from the client, a token issued afterwards must not carry it (nor the response claim it).
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff, scope="openid email reports:read")
+    portal = RegisteredClient(created["client_id"], created["client_secret"])
+    scope = "openid email reports:read"
+    tokens = await signed_in_tokens(client, runtime, portal, scope=scope)
+    pending = await fresh_code(runtime, portal, scope=scope)
+
+    path = f"/api/v1/clients/{portal.client_id}"
+    narrowed = await client.patch(path, json={"scope": "openid email"}, headers=staff)
+    assert narrowed.status_code == 200, narrowed.text
+
+    refreshed = await refresh(client, portal, tokens["refresh_token"])
+    redeemed = await pending.redeem(client)
+    for answer in (refreshed, redeemed):
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        claims = (await verify_with_jwks(client, body["access_token"])).claims
+        assert claims["scope"] == "openid email"
+        assert body["scope"] == "openid email"
+    # Asked for by name, it is left out as identity:admin is for a user who lost it: the
+    # response's scope says what was granted (RFC 6749 §3.3).
+    asked = await refresh(client, portal, refreshed.json()["refresh_token"], scope=scope)
+    assert asked.status_code == 200 and asked.json()["scope"] == "openid email"

@@ -16,7 +16,7 @@ from identity.oauth import tokens
 from identity.oauth.errors import InvalidGrantError
 from identity.oauth.grants.base import GrantContext, Issue, Refusal, TokenRequest, issue_user_tokens
 from identity.oauth.pkce import check_code_verifier
-from identity.oauth.resources import check_resources
+from identity.oauth.resources import granted_resources
 from identity.sessions import repository as browser_sessions
 from identity.tokens import codes, refresh, revocations
 from identity.tokens.models import AuthorizationCode
@@ -55,9 +55,7 @@ class AuthorizationCodeGrant:
             code.code_challenge_method,
             required=ctx.client.require_pkce or ctx.client.is_public,
         )
-        resources = check_resources(
-            request.resources or code.resources, code.resources or ctx.client.resources
-        )
+        resources = granted_resources(request.resources, code.resources, ctx.client.resources)
         # A code stands for the sign-in it came from, as in Keycloak: once that has ended (a
         # sign-out, or every session ended by a password reset), whoever still holds the code
         # must not turn it into a refresh token that outlives the sign-out.

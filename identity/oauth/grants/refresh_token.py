@@ -13,7 +13,7 @@ from identity.accounts.models import User
 from identity.crypto import digest
 from identity.oauth.errors import InvalidGrantError
 from identity.oauth.grants.base import GrantContext, Issue, Refusal, TokenRequest, issue_user_tokens
-from identity.oauth.resources import check_resources
+from identity.oauth.resources import granted_resources
 from identity.oauth.scopes import narrow_scope
 from identity.tokens import refresh
 from identity.tokens.models import RefreshToken
@@ -41,9 +41,7 @@ class RefreshTokenGrant:
         if previous is None:
             return await self.refuse_reuse(session, ctx, token_hash)
         scope = narrow_scope(request.params.get("scope"), previous.scope)
-        resources = check_resources(
-            request.resources or previous.resources, previous.resources or ctx.client.resources
-        )
+        resources = granted_resources(request.resources, previous.resources, ctx.client.resources)
         user = await active_user(session, previous.user_id) if previous.user_id else None
         if user is None:
             raise InvalidGrantError(INVALID)
