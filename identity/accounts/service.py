@@ -97,7 +97,7 @@ async def create_user(
     """Store the user ``prepare_user`` made; ``Conflict`` (naming the ``email`` field) if the
     email, whatever its case, belongs to another user."""
     if await repository.email_exists(session, new_user.email):
-        raise _email_taken()
+        raise email_taken()
     user = User(
         email=new_user.email,
         name=new_user.name,
@@ -108,11 +108,12 @@ async def create_user(
     try:
         await repository.insert_user(session, user, new_user.password_hash)
     except repository.EmailTaken:
-        raise _email_taken() from None
+        raise email_taken() from None
     return user
 
 
-def _email_taken() -> Conflict:
+def email_taken() -> Conflict:
+    """The refusal of an address another user holds, naming the field, wherever one is set."""
     message = "A user with this email address already exists."
     return Conflict(message, errors=[{"field": "email", "message": message}])
 

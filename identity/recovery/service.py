@@ -32,15 +32,16 @@ from identity.accounts import repository as accounts
 from identity.accounts.emails import deliverable_email, normalise_email
 from identity.accounts.models import PasswordResetToken, User
 from identity.accounts.passwords import Passwords
-from identity.accounts.service import hash_password
+from identity.accounts.service import email_taken, hash_password
 from identity.audit.service import Actor, record_as, required_reason
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.db.engine import Database
-from identity.errors import Conflict, DomainError, InvalidInput, NotFound
+from identity.errors import DomainError, InvalidInput, NotFound
 from identity.i18n import DEFAULT_LOCALE
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
+from identity.permissions.catalogue import invalid_field
 from identity.recovery import repository
 from identity.sessions.revocation import revoke_all_for_user
 from identity.settings import Rate, Settings
@@ -312,7 +313,7 @@ async def assisted_email_change(
     try:
         new_email = deliverable_email(new_email)
     except InvalidInput as exc:
-        raise InvalidInput(exc.detail, errors=[{"field": "email", "message": exc.detail}]) from None
+        raise invalid_field("email", exc.detail) from None
     await repository.lock_user(session, user_id)
     found = await repository.user_with_credential(session, user_id)
     if found is None:
@@ -320,13 +321,13 @@ async def assisted_email_change(
     user = found[0]
     old_email = user.email
     if new_email == old_email:
-        raise InvalidInput("The new email address is the one the user already has.")
+        raise invalid_field("email", "The new email address is the one the user already has.")
     if await accounts.email_exists(session, new_email):
-        raise Conflict("A user with this email address already exists.")
+        raise email_taken()
     try:
         await repository.change_email(session, user, new_email, now)
     except repository.EmailTaken:
-        raise Conflict("A user with this email address already exists.") from None
+        raise email_taken() from None
     await record_as(
         session,
         actor,

@@ -79,3 +79,24 @@ async def test_assisted_email_change_moves_the_sign_in_and_tells_both_addresses(
         )
     assert {"old-mailbox@example.com", "new-mailbox@example.com"} <= recipients
     assert event is not None and event.details["reason"] == "Lost access to old mailbox"
+
+
+async def test_a_move_to_a_taken_or_the_same_address_is_refused_naming_the_field(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # A staff console shows the refusal beside the field, as for creating a user.
+    await make_user(runtime, email="josé@example.com")
+    user = await make_user(runtime, email="moving@example.com")
+    headers = await staff_headers(runtime)
+    url = f"/api/v1/users/{user.id}/email"
+    for email, status in (
+        ("JOSÉ@Example.com", 409),
+        ("jose\u0301@example.com", 409),  # the same address, decomposed (NFD)
+        ("Moving@example.com", 422),
+    ):
+        response = await client.post(url, json={"email": email, "reason": "lost"}, headers=headers)
+        assert response.status_code == status, response.text
+        assert problem_fields(response.json()) == {"email"}, response.text
+    assert (await client.get(f"/api/v1/users/{user.id}", headers=headers)).json()["email"] == (
+        "moving@example.com"
+    )
