@@ -38,6 +38,9 @@ from identity.store.rate_limit import Limit, RateLimiter
 CONFIRM_PAGE_PATH = "/confirm-email"
 TTL_SECONDS = 3600
 _KEY = "email-change:"
+# When a user's pending changes were last ended outright (a disable): every link asked for
+# until then is refused. Kept as long as a link lives, after which none asked before is left.
+_ENDED_KEY = "email-change-ended:"
 # Each request mails any address the user types, under our name: without a limit one
 # account could send as many as it liked, as forgot-password and invitations cannot.
 PER_USER = Limit("email-change-user", max=5, window=3600)
@@ -90,12 +93,27 @@ async def request_email_change(
     )
 
 
-def _as_asked(user: User, credential: PasswordCredential | None, pending: dict[str, str]) -> bool:
-    """The user is still enabled, with the email and the password they had when asking (a
-    link asked for before these were recorded, in the hour before an upgrade, is refused)."""
+async def end_email_changes(store: Store, user_id: uuid.UUID, now: datetime) -> None:
+    """End, for good, every confirmation link the user asked for until ``now``: staff
+    disabled them, perhaps because someone else held their session, and enabling them again
+    must not revive a link that intruder sent to their own address (as it revives no reset
+    link or session). Call it once the disable is committed: until then the link is refused
+    anyway, its user being disabled."""
+    await store.set(_ENDED_KEY + str(user_id), now.isoformat().encode(), TTL_SECONDS)
+
+
+def _as_asked(
+    user: User, credential: PasswordCredential | None, pending: dict[str, str], ended: bytes | None
+) -> bool:
+    """The user is still enabled, with the email and the password they had when asking, and
+    was not disabled since (a link asked for before these were recorded, in the hour before
+    an upgrade, is refused)."""
     if user.disabled or "at" not in pending or user.email != pending.get("from"):
         return False
-    return credential is None or credential.changed_at <= datetime.fromisoformat(pending["at"])
+    asked_at = datetime.fromisoformat(pending["at"])
+    if ended is not None and asked_at <= datetime.fromisoformat(ended.decode()):
+        return False
+    return credential is None or credential.changed_at <= asked_at
 
 
 async def confirm_email_change(
@@ -122,7 +140,8 @@ async def confirm_email_change(
     pending = json.loads(raw)
     await repository.lock_user(session, uuid.UUID(pending["user_id"]))
     found = await repository.user_with_credential(session, uuid.UUID(pending["user_id"]))
-    if found is None or not _as_asked(*found, pending):
+    ended = await store.get(_ENDED_KEY + pending["user_id"])
+    if found is None or not _as_asked(*found, pending, ended):
         raise InvalidConfirmationLink("This confirmation link is not valid any more.")
     user = found[0]
     old_email = user.email

@@ -18,6 +18,7 @@ from identity.recovery.email_change import (
 )
 from identity.recovery.service import assisted_email_change
 from identity.runtime import Runtime
+from tests.integration.account_helpers import staff_headers
 from tests.integration.page_helpers import ask_email_change, link_in, mail_to, token_of
 from tests.integration.recovery_helpers import PASSWORD, forgot, new_user, reset
 
@@ -139,3 +140,26 @@ async def test_a_move_by_staff_ends_the_confirmation_links_asked_for_before_it(
         await _confirm(runtime, token)
     async with runtime.db.transaction() as session:
         assert (await session.get(User, user.id)).email == "ana@example.org"  # type: ignore[union-attr]
+
+
+async def test_a_disable_ends_the_confirmation_links_asked_for_before_it_for_good(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Staff disable a user whose session was taken, and enable them once the owner is
+    # reached: the link the intruder asked for, to their own address, must stay dead, as
+    # the sessions and reset links the disable ended do.
+    user = await new_user(runtime, "ana@example.com")
+    token = await _ask(runtime, user, "intruder@example.net")
+    headers = await staff_headers(runtime)
+    for action in ("disable", "enable"):
+        answer = await client.post(
+            f"/api/v1/users/{user.id}/{action}", json={"reason": "session taken"}, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+    with pytest.raises(InvalidConfirmationLink):
+        await _confirm(runtime, token)
+    async with runtime.db.transaction() as session:
+        assert (await session.get(User, user.id)).email == "ana@example.com"  # type: ignore[union-attr]
+    # A link asked for after the enable works.
+    later = await _ask(runtime, user, "ana@example.org")
+    assert (await _confirm(runtime, later)).email == "ana@example.org"

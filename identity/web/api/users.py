@@ -14,6 +14,7 @@ from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
 from identity.permissions import service
 from identity.permissions.access import Action
+from identity.recovery.email_change import end_email_changes
 from identity.recovery.service import assisted_email_change
 from identity.web.api import schemas
 from identity.web.api.common import Limit, Offset, PrincipalDep, allow, user_out
@@ -135,6 +136,7 @@ class UserController(Controller):
             now = utcnow()
             await allow(session, runtime, principal, Action.USER_RECOVER, now)
             user = await disable_user(session, principal.actor, user_id, data.reason, now)
+        await end_email_changes(runtime.store, user.id, now)
         runtime.webhooks.wake()
         return user_out(user)
 
