@@ -2,10 +2,10 @@
 
 A token's scope was checked against its client's registration when it was issued. Staff may
 since have taken scopes from the client (an admin console found compromised loses
-``identity:admin``), disabled it or deleted it; a token outlives that by up to the access
-token lifetime. Everything that acts on a token's scope here (the management API, userinfo,
-introspection) reads it through this, so the change holds at once for every token the
-client holds, its users' as well as its own.
+``identity:admin``) or its client_credentials grant, disabled it or deleted it; a token
+outlives that by up to the access token lifetime. Everything that acts on a token's scope
+here (the management API, userinfo, introspection) reads it through this, so the change
+holds at once for every token the client holds, its users' as well as its own.
 """
 
 from __future__ import annotations
@@ -22,13 +22,20 @@ from identity.runtime import Runtime
 async def client_now(
     runtime: Runtime, claims: dict[str, Any], session: AsyncSession | None = None
 ) -> OAuthClient | None:
-    """The token's client as registered now; None once it is disabled or gone. From the
-    client cache (a few seconds fresh in other processes), read in ``session`` when the
-    caller has one open."""
+    """The token's client as registered now; None once it is disabled or gone, and, for a
+    client's own token, once it may no longer act for itself (staff took client_credentials
+    away, as they may take a scope). From the client cache (a few seconds fresh in other
+    processes), read in ``session`` when the caller has one open."""
     client_id = str(claims["client_id"])
     if session is None:
-        return await runtime.clients.lookup(runtime.db, client_id)
-    return await runtime.clients.get(session, client_id)
+        client = await runtime.clients.lookup(runtime.db, client_id)
+    else:
+        client = await runtime.clients.get(session, client_id)
+    # RFC 9068 §2.2: a client acting for itself is its token's subject.
+    acting_for_itself = claims.get("sub") == client_id
+    if client is not None and acting_for_itself and "client_credentials" not in client.grant_types:
+        return None
+    return client
 
 
 def scope_of(claims: dict[str, Any], client: OAuthClient) -> str:

@@ -185,6 +185,28 @@ async def test_a_scope_taken_from_a_client_leaves_its_own_token_at_once(
     assert answer.json()["active"] is True and answer.json()["scope"] == "reports:read"
 
 
+async def test_a_client_no_longer_acting_for_itself_loses_its_own_tokens_at_once(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Its own token's rights are its registration's: once staff take client_credentials
+    # away, the staff token it got through that grant must not act for 10 more minutes.
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff, scope="openid identity:admin")
+    robot = RegisteredClient(created["client_id"], created["client_secret"])
+    data = {"grant_type": "client_credentials", "scope": "identity:admin"}
+    token = (await client.post("/token", data=data, headers=robot.basic)).json()["access_token"]
+    its_own = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/api/v1/clients", headers=its_own)).status_code == 200
+
+    path = f"/api/v1/clients/{robot.client_id}"
+    grants = {"grant_types": ["authorization_code", "refresh_token"]}
+    assert (await client.patch(path, json=grants, headers=staff)).status_code == 200
+
+    assert (await client.get("/api/v1/clients", headers=its_own)).status_code == 401
+    introspector = await make_client(runtime, grant_types=["client_credentials"], redirect_uris=[])
+    assert not await is_active(client, introspector, token)
+
+
 async def test_a_scope_taken_from_a_client_leaves_its_users_tokens_at_once(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
