@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import idna
+
 from identity.errors import InvalidInput
 
 MAX_EMAIL = 320  # a local part (64) and a domain (255) as long as each may be, read at all
@@ -22,6 +24,19 @@ _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _ENCODED_WORD = re.compile(r"=\?[^?]*\?[bq]\?[^?]*\?=")
 
 
+def _ascii_domain(domain: str) -> str:
+    """The domain as DNS and mail servers name it: IDNA2008 as UTS #46 maps it, without
+    the transitional mappings, as browsers and mail providers read it. Python's own "idna"
+    codec is IDNA2003, which spells straße.de as strasse.de and ς as σ: other domains, with
+    other owners, which would get this address's mail. An ASCII domain is its own name."""
+    if domain.isascii():
+        return domain
+    try:
+        return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+    except UnicodeError:  # idna.IDNAError is one
+        raise InvalidInput("The domain of the email address is not valid.") from None
+
+
 def normalise_email(raw: str) -> str:
     """``raw`` stripped, NFC, lower-cased, its domain in ASCII (IDNA); raises ``InvalidInput``.
 
@@ -37,10 +52,7 @@ def normalise_email(raw: str) -> str:
     local, domain = email.split("@")
     if not local or len(local) > MAX_LOCAL or not _LOCAL.fullmatch(local):
         raise InvalidInput("The part of the email address before the @ is not valid.")
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise InvalidInput("The domain of the email address is not valid.") from None
+    ascii_domain = _ascii_domain(domain)
     labels = ascii_domain.split(".")
     if (
         len(ascii_domain) > MAX_DOMAIN
