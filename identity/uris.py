@@ -1,9 +1,12 @@
-"""Checks of URIs that settings and client registration share."""
+"""Checks of URIs that settings and client registration share, and host names as DNS,
+browsers and mail servers spell them."""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import SplitResult
+
+import idna
 
 BAD_PORT = "has a port that is not a number from 1 to 65535"
 # The ``user:password@`` of an authority: up to its last "@", as ``urlsplit`` reads it.
@@ -24,3 +27,14 @@ def without_credentials(uri: str) -> str:
     """``uri`` as a message may quote it: without any ``user:password@``, which would end up in
     logs and terminals. It works on the text, so also on a URI ``urlsplit`` cannot parse."""
     return _USERINFO.sub(r"\1", uri, count=1)
+
+
+def ascii_host(host: str) -> str:
+    """``host`` as DNS knows it: IDNA2008 as UTS #46 maps it, without the transitional
+    mappings, as the WHATWG URL standard (browsers) and mail providers spell it. Python's
+    own "idna" codec is IDNA2003, which spells straße.example as strasse.example and ς as
+    σ: other names, with other owners. An ASCII host is returned as it is. Raises
+    ``UnicodeError`` (``idna.IDNAError`` is one) for a name IDNA2008 does not allow."""
+    if host.isascii():
+        return host
+    return idna.encode(host, uts46=True, transitional=False).decode("ascii")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-import idna
-
 from identity.errors import InvalidInput
+from identity.uris import ascii_host
 
 MAX_EMAIL = 320  # a local part (64) and a domain (255) as long as each may be, read at all
 # RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its angle brackets (RFC 3696 errata
@@ -25,15 +24,10 @@ _ENCODED_WORD = re.compile(r"=\?[^?]*\?[bq]\?[^?]*\?=")
 
 
 def _ascii_domain(domain: str) -> str:
-    """The domain as DNS and mail servers name it: IDNA2008 as UTS #46 maps it, without
-    the transitional mappings, as browsers and mail providers read it. Python's own "idna"
-    codec is IDNA2003, which spells straße.de as strasse.de and ς as σ: other domains, with
-    other owners, which would get this address's mail. An ASCII domain is its own name."""
-    if domain.isascii():
-        return domain
+    # Mail for straße.example must not go to strasse.example (see ``ascii_host``).
     try:
-        return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
-    except UnicodeError:  # idna.IDNAError is one
+        return ascii_host(domain)
+    except UnicodeError:
         raise InvalidInput("The domain of the email address is not valid.") from None
 
 

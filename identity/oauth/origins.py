@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from identity.clients.models import OAuthClient
 from identity.oauth.errors import InvalidRequestError
+from identity.uris import ascii_host
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # RFC 6454 §6.2's serialisation (scheme, host, port), or "null": shown back in the error only
@@ -52,12 +53,11 @@ def origin_of(uri: str) -> str | None:
     scheme, host = parts.scheme.lower(), parts.hostname
     if scheme not in _DEFAULT_PORTS or not host:
         return None
-    if not host.isascii():
+    try:
         # A browser sends an internationalised host name in its ASCII (punycode) form.
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
+        host = ascii_host(host)
+    except UnicodeError:
+        return None
     if ":" in host:
         host = f"[{host}]"
     if port is None or port == _DEFAULT_PORTS[scheme]:

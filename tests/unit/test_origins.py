@@ -20,6 +20,9 @@ from identity.oauth.origins import OriginNotAllowed, check_origin, origin_of
         ("http://[::1]:8080/cb", "http://[::1]:8080"),
         ("https://user:pw@app.example.com/cb", "https://app.example.com"),
         ("https://bücher.example/cb", "https://xn--bcher-kva.example"),
+        # As the WHATWG URL standard maps hosts (UTS #46, non-transitional), not IDNA2003:
+        # strasse.example is another site, which must not be allowed for this client.
+        ("https://straße.example/cb", "https://xn--strae-oqa.example"),
     ],
 )
 def test_origin_of_a_web_redirect_uri_is_what_a_browser_sends(uri: str, origin: str) -> None:
