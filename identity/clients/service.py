@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,6 +67,18 @@ def _check_length(uri: str, what: str, field: str) -> None:
         )
 
 
+def _refuse_credentials(uri: str, parts: SplitResult, what: str, field: str) -> None:
+    """Credentials before the host are written into logs and browsers' history (a redirect
+    URI), or into every token's ``aud`` (a resource), and no browser follows them sensibly.
+    The refusal does not repeat them."""
+    if "@" in parts.netloc:
+        shown = without_credentials(uri)
+        raise invalid_field(
+            field,
+            f"The {what} {shown!r} must not contain a user name or password (user:password@).",
+        )
+
+
 def check_redirect_uri(
     uri: str, *, public: bool, what: str = "redirect URI", field: str = "redirect_uris"
 ) -> str:
@@ -80,14 +92,7 @@ def check_redirect_uri(
         raise invalid_field(
             field, f"The {what} {without_credentials(uri)!r} is not a valid URI."
         ) from None
-    if "@" in parts.netloc:
-        # Credentials there are written into logs and browsers' history, and no browser
-        # follows them sensibly. The refusal does not repeat them.
-        shown = without_credentials(uri)
-        raise invalid_field(
-            field,
-            f"The {what} {shown!r} must not contain a user name or password (user:password@).",
-        )
+    _refuse_credentials(uri, parts, what, field)
     if has_unusable_port(parts):
         raise invalid_field(field, f"The {what} {uri!r} {BAD_PORT}.")
     if not parts.scheme or any(ord(c) < 0x21 or ord(c) == 0x7F for c in uri):
@@ -153,7 +158,9 @@ def check_resource(resource: str) -> str:
             f"The resource {without_credentials(resource)!r} must be an absolute URI without a "
             "fragment, such as https://billing.example.com.",
         )
-    if has_unusable_port(urlsplit(resource)):
+    parts = urlsplit(resource)
+    _refuse_credentials(resource, parts, "resource", "resources")
+    if has_unusable_port(parts):
         raise invalid_field(
             "resources",
             f"The resource {resource!r} {BAD_PORT}.",

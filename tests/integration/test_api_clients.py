@@ -405,6 +405,18 @@ async def test_a_refused_redirect_uri_does_not_show_its_password(
     assert "hunter2" not in refused.text and "app.example.com/cb" in refused.text
 
 
+async def test_a_resource_with_a_password_is_refused_without_showing_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # A resource becomes the aud of every token for it: readable by each holder of one and
+    # written into the logs of the services that check it.
+    body = PORTAL | {"resources": ["https://billing:hunter2@billing.example.com"]}
+    refused = await client.post("/api/v1/clients", json=body, headers=await staff_headers(runtime))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "resources"
+    assert "hunter2" not in refused.text and "billing.example.com" in refused.text
+
+
 @pytest.mark.parametrize(
     ("method", "suffix"),
     [("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/secret")],
