@@ -106,7 +106,7 @@ async def change_password(
         await revoke_all_for_user(session, user.id, now, keep_session_id=keep_session_id)
         token = await sessions_service.new_token(session, keep_session_id)
         notice = messages.password_changed(
-            Recipient(user.email, user.locale or locale), settings.product_name
+            Recipient(user.email, user.locale or locale), settings.product_name, everywhere=False
         )
         await outbox.enqueue(session, notice, now)
         await record_as(

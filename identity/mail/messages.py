@@ -40,6 +40,7 @@ def _render(
     t = Messages(to.locale)
     subject = t(f"{prefix}.subject", product=product, **values)
     context |= {"t": t, "lang": t.locale, "product": product, "prefix": prefix}
+    context.setdefault("body_id", f"{prefix}.body")
     context |= {"values": values, "subject": subject}
     return Message(
         to=to.address,
@@ -69,8 +70,12 @@ def password_reset(to: Recipient, product: str, link: str, ttl_seconds: int) -> 
     return _action("email.reset", to, product, link, {}, **_expires_in(ttl_seconds))
 
 
-def password_changed(to: Recipient, product: str) -> Message:
-    return _render("notice", "email.password_changed", to, product, {})
+def password_changed(to: Recipient, product: str, *, everywhere: bool) -> Message:
+    """``everywhere``: every device was signed out (a reset); else the one that made the change
+    stays signed in, and the notice must say so: an owner told that every device was signed
+    out would think an intruder who changed it was signed out too."""
+    body_id = "email.password_changed.body" if everywhere else "email.password_changed.body_kept"
+    return _render("notice", "email.password_changed", to, product, {}, body_id=body_id)
 
 
 def email_change_confirmation(to: Recipient, product: str, link: str, ttl_seconds: int) -> Message:

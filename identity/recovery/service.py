@@ -246,7 +246,9 @@ async def complete_reset(
         await revoke_all_for_user(session, user.id, now)
         if not stored.first_password:
             to = Recipient(user.email, user.locale or locale)
-            await outbox.enqueue(session, messages.password_changed(to, product_name), now)
+            await outbox.enqueue(
+                session, messages.password_changed(to, product_name, everywhere=True), now
+            )
         await emit(session, PASSWORD_RESET, about_user(user.id))
         await record_as(
             session,

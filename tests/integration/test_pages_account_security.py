@@ -237,6 +237,31 @@ async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_noti
     assert message.subject == "Your Identity password was changed"
 
 
+@pytest.mark.parametrize(
+    ("headers", "stays", "others"),
+    [
+        ({}, "stays signed in", "every other device"),
+        (SPANISH, "sigue con la sesión iniciada", "todos los demás"),
+    ],
+)
+async def test_the_password_changed_notice_says_the_device_that_changed_it_stays_signed_in(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    ana: User,
+    headers: dict[str, str],
+    stays: str,
+    others: str,
+) -> None:
+    """Told that every device was signed out, an owner whose password an intruder changed
+    would believe the intruder's browser signed out too, when it is the one kept signed in."""
+    page = await sign_in_to_security_page(client, ANA, PASSWORD, **headers)
+    await followed(client, await change_password(client, page, PASSWORD, NEW_PASSWORD))
+
+    (message,) = await mail_to(runtime, ANA)
+    for part in (message.text_body, message.html_body or ""):
+        assert stays in part and others in part
+
+
 async def test_a_code_this_browser_got_before_the_password_change_is_refused_after_it(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:

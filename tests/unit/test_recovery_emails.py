@@ -47,7 +47,8 @@ def test_every_email_exists_in_english_and_spanish_with_both_parts() -> None:
         to = Recipient("a@example.com", locale)
         for message in (
             messages.password_reset(to, "Acme", LINK, 1800),
-            messages.password_changed(to, "Acme"),
+            messages.password_changed(to, "Acme", everywhere=True),
+            messages.password_changed(to, "Acme", everywhere=False),
             messages.email_change_confirmation(to, "Acme", LINK, 3600),
             messages.email_changed(to, "Acme", "old@example.com", "new@example.com"),
             messages.second_factor_removed(to, "Acme"),
