@@ -276,6 +276,30 @@ async def cancel(
     )
 
 
+async def end_for_left_address(
+    session: AsyncSession, actor: Actor, email: str, now: datetime
+) -> None:
+    """Cancel the pending invitations to ``email``, which its user has just left for another
+    sign-in address, each recorded as cancelled by ``actor`` (who moved the user).
+
+    While the address was the user's, its link asked whoever opened it to sign in as that
+    user. Left behind, it would let whoever reads the old mailbox (perhaps the reason for
+    the move) join as a new person with what was meant for the user, as a reset link
+    mailed there would take their account: both end with the move. The inviter sends a new
+    invitation if they still want one.
+    """
+    for invitation in await repository.pending_invitations_to(session, email, now):
+        if await repository.cancel_invitation(session, invitation.id, now):
+            await record_as(
+                session,
+                actor,
+                "invitation.cancelled",
+                account_id=invitation.account_id,
+                target=("invitation", invitation.id),
+                old=_record(invitation),
+            )
+
+
 # --- accepting -----------------------------------------------------------------------------
 
 

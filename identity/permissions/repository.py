@@ -596,6 +596,24 @@ async def pending_invitations(
     return (await session.scalars(statement)).all()
 
 
+async def pending_invitations_to(
+    session: AsyncSession, email: str, now: datetime
+) -> Sequence[Invitation]:
+    """The invitations to ``email`` that can still be accepted, to any account."""
+    return (
+        await session.scalars(
+            select(Invitation)
+            .where(
+                Invitation.email == email,
+                Invitation.accepted_at.is_(None),
+                Invitation.cancelled_at.is_(None),
+                Invitation.expires_at > now,
+            )
+            .order_by(Invitation.created_at)
+        )
+    ).all()
+
+
 async def claim_invitation(
     session: AsyncSession, invitation_id: uuid.UUID, token_hash: str, now: datetime
 ) -> bool:

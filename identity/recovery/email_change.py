@@ -4,7 +4,8 @@ The pending change lives in the short-lived store (Redis when configured), under
 of the link's token, and is consumed atomically, so a link works once. Asking never says
 whether the new address already has an account (that would let any user probe addresses):
 the link goes out regardless, and confirming answers ``Conflict`` if the address is taken.
-The old address is told once the change is made, and the reset links mailed to it stop working.
+The old address is told once the change is made, and the reset links and pending
+invitations mailed to it stop working.
 
 A link changes the account only as it was when the link was asked for: the same sign-in
 email and the same password. Whoever asked may have held a stolen session; the owner who then
@@ -29,6 +30,7 @@ from identity.crypto import digest, random_token
 from identity.errors import Conflict, DomainError, InvalidInput
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
+from identity.permissions.invitations import end_for_left_address
 from identity.recovery import repository
 from identity.settings import Settings
 from identity.store.base import Store
@@ -149,9 +151,11 @@ async def confirm_email_change(
         await repository.change_email(session, user, pending["email"], now)
     except repository.EmailTaken:
         raise Conflict("Another account already uses this email address.") from None
+    actor = dataclasses.replace(origin, user_id=user.id)
+    await end_for_left_address(session, actor, old_email, now)
     await record_as(
         session,
-        dataclasses.replace(origin, user_id=user.id),
+        actor,
         "user.email_changed",
         account_id=None,
         target=("user", user.id),

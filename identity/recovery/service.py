@@ -42,6 +42,7 @@ from identity.i18n import DEFAULT_LOCALE
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
 from identity.permissions.catalogue import invalid_field
+from identity.permissions.invitations import end_for_left_address
 from identity.recovery import repository
 from identity.sessions.revocation import revoke_all_for_user
 from identity.settings import Rate, Settings
@@ -306,9 +307,9 @@ async def assisted_email_change(
 ) -> User:
     """Staff, having checked who the customer is, move their sign-in to a new address.
 
-    The reason is required and audited; both addresses are told; the reset links mailed
-    before, to the old address, stop working, and the new address receives a fresh one, so
-    the customer proves they hold it by using it. Raises ``InvalidInput``,
+    The reason is required and audited; both addresses are told; the reset links and pending
+    invitations mailed before, to the old address, stop working, and the new address receives
+    a fresh reset link, so the customer proves they hold it by using it. Raises ``InvalidInput``,
     ``NotFound`` or ``Conflict``. Call ``runtime.mail.wake()`` after the commit.
     """
     reason = required_reason(reason)
@@ -330,6 +331,7 @@ async def assisted_email_change(
         await repository.change_email(session, user, new_email, now)
     except repository.EmailTaken:
         raise email_taken() from None
+    await end_for_left_address(session, actor, old_email, now)
     await record_as(
         session,
         actor,

@@ -4,6 +4,7 @@ the refusal for anyone else, and clear pages for links that no longer work."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import httpx
@@ -11,9 +12,13 @@ import pytest
 from sqlalchemy import select, update
 
 from identity.accounts.models import User
+from identity.audit.models import AuditEvent
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.oauth.tokens import user_claims
 from identity.permissions.models import Account, Invitation, Membership
+from identity.recovery.email_change import confirm_email_change
+from identity.recovery.service import assisted_email_change
 from identity.runtime import Runtime
 from tests.browser import PASSWORD, add_user, form_fields
 from tests.integration.account_helpers import (
@@ -22,6 +27,7 @@ from tests.integration.account_helpers import (
     invite_and_read_link,
     make_account,
 )
+from tests.integration.page_helpers import ask_email_change, link_in, mail_to, token_of
 
 INVITED = "new.hire@example.com"
 STRONG = PASSWORD  # passes the policy (tests/browser.py)
@@ -370,3 +376,74 @@ async def test_a_link_that_no_longer_works_gets_a_clear_page(
     assert page.status_code == status
     assert (english if language == "en" else spanish) in page.text
     assert 'name="password"' not in page.text
+
+
+# --- the invited address left by its user ----------------------------------------------------
+
+
+async def _move_by_link(runtime: Runtime, user: User, new_email: str) -> None:
+    await ask_email_change(runtime, user, new_email)
+    (message,) = await mail_to(runtime, new_email)
+    async with runtime.db.transaction() as session:
+        await confirm_email_change(
+            session,
+            runtime.store,
+            runtime.settings,
+            Actor(),
+            token_of(link_in(message, "/confirm-email")),
+            "en",
+            utcnow(),
+        )
+
+
+async def _move_by_staff(runtime: Runtime, user: User, new_email: str) -> None:
+    async with runtime.db.transaction() as session:
+        await assisted_email_change(
+            session,
+            runtime.settings,
+            Actor(client_id="support"),
+            user.id,
+            new_email,
+            "Lost her mailbox; identity checked by phone.",
+            utcnow(),
+        )
+
+
+@pytest.mark.parametrize("move", [_move_by_link, _move_by_staff])
+async def test_an_invitation_to_an_address_its_user_left_no_longer_works(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    move: Callable[[Runtime, User, str], Awaitable[None]],
+) -> None:
+    """Sent to a user's address, the link asked whoever opened it to sign in as that user.
+    Once the user moves to another address (perhaps because someone else reads the old
+    mailbox), whoever reads the old mailbox must not join the account as a new person
+    with the link, as they must not take the user's account with a reset link sent there."""
+    invitee = await add_user(runtime, INVITED)
+    account, token = await arrange(runtime)
+    await move(runtime, invitee, "nina@example.org")
+
+    page = await client.get(ACCEPT, params={"token": token})
+
+    assert page.status_code == 410
+    assert 'name="password"' not in page.text
+    attempt = await client.post(
+        ACCEPT,
+        data=form_fields((await client.get("/password/forgot")).text)
+        | {"token": token, "name": "Mallory", "password": STRONG, "password_confirm": STRONG},
+    )
+    assert attempt.status_code == 410
+    assert await user_named(runtime, INVITED) is None
+    assert [m.user_id for m in await memberships(runtime, account)] == [
+        (await user_named(runtime, "owner@example.com")).id  # type: ignore[union-attr]
+    ]
+    async with runtime.db.transaction() as session:
+        cancelled = (
+            await session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "invitation.cancelled",
+                    AuditEvent.account_id == account.id,
+                )
+            )
+        ).all()
+    assert len(cancelled) == 1
