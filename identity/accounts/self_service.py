@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -122,16 +123,25 @@ async def live_sessions(
     return await sessions.live_for_user(session, user_id, now)
 
 
+@dataclass(frozen=True, slots=True)
+class SignedOutOthers:
+    ended: int
+    # The kept session's new token (None if it ended meanwhile).
+    token: str | None
+
+
 async def sign_out_others(
     session: AsyncSession,
     actor: Actor,
     user_id: uuid.UUID,
     keep_session_id: uuid.UUID,
     now: datetime,
-) -> int:
+) -> SignedOutOthers:
     """End the user's other sessions (the security page's "sign out everywhere else"),
-    recorded for ``actor``; returns how many ended."""
+    recorded for ``actor``, and give the kept one a new token: whoever holds a copy of this
+    browser's cookie is somewhere else too, though listed as this session."""
     ended = await revoke_other_sessions(session, user_id, keep_session_id, now)
+    token = await sessions_service.new_token(session, keep_session_id)
     await record_as(
         session,
         actor,
@@ -140,4 +150,4 @@ async def sign_out_others(
         target=("user", user_id),
         new={"sessions_ended": ended},
     )
-    return ended
+    return SignedOutOthers(ended, token)

@@ -45,13 +45,15 @@ async def revoke_all_for_user(
 async def revoke_other_sessions(
     session: AsyncSession, user_id: uuid.UUID, keep_session_id: uuid.UUID, now: datetime
 ) -> int:
-    """Sign out the user's other browsers, and every refresh token not issued through this
+    """Sign out the user's other browsers, every code not yet redeemed (this browser's too: a
+    copy of its cookie may have fetched one) and every refresh token not issued through this
     one; returns how many sessions ended.
 
     The refresh tokens are found by user, not through the sessions that ended: an app signed
     in through a browser session that has since expired holds tokens that outlive it, and
     housekeeping deletes expired sessions.
     """
+    await end_unredeemed(session, user_id, now)
     ended = (
         (
             await session.execute(

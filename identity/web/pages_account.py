@@ -88,7 +88,8 @@ class Outcome:
     reasons: list[str] | None = None
     suggest: bool = False
     status: int = 200
-    # The browser's session token when the post replaced it (a password change).
+    # The browser's session token when the post replaced it (a password change, or signing
+    # out everywhere else).
     session_token: str | None = None
     # A secret made by the post, shown once by the page the browser is redirected to:
     # {"codes": [...], "intro": message id} or {"enrolment": digest of the pending secret}.
@@ -556,10 +557,14 @@ async def disable_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
 
 async def _sign_out_others(session: AsyncSession, posted: Posted) -> Outcome:
     visitor = posted.visitor
-    count = await self_service.sign_out_others(
+    signed_out = await self_service.sign_out_others(
         session, posted.actor, visitor.user.id, visitor.browser.id, posted.now
     )
-    return Outcome(notice_id="security.signed_out_others", notice_values={"count": str(count)})
+    return Outcome(
+        notice_id="security.signed_out_others",
+        notice_values={"count": str(signed_out.ended)},
+        session_token=signed_out.token,
+    )
 
 
 @post(f"{PATH}/sessions", include_in_schema=False, cache=False)

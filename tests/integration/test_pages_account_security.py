@@ -426,6 +426,30 @@ async def test_list_sessions_and_sign_out_the_others(
     assert refresh_token.revoked_at is not None
 
 
+async def test_signing_out_everywhere_else_ends_a_copy_of_this_browsers_cookie(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    """A thief holding a copy of this browser's cookie is somewhere else too, though the list
+    shows them as this session: "sign out everywhere else" must sign them out, as a password
+    change does, with a code their copy may have fetched; this browser stays signed in."""
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    copy = client.cookies["identity_session"]
+    await add_oauth_client(runtime, first_party=True)
+    verifier, challenge = pkce_pair()
+    authorized = await client.get("/authorize", params=authorize_params(code_challenge=challenge))
+    code = redirected_to_client(authorized)["code"]
+
+    await followed(client, await post_form(client, page, f"{SECURITY}/sessions"))
+
+    assert not await _live(runtime, copy)
+    assert client.cookies["identity_session"] != copy
+    assert await _live(runtime, client.cookies["identity_session"])
+    assert (await client.get(SECURITY)).status_code == 200
+    app = RegisteredClient(CLIENT_ID, None)
+    redeemed = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
+    assert redeemed.status_code == 400 and redeemed.json()["error"] == "invalid_grant"
+
+
 async def test_asking_for_email_changes_is_limited_so_the_page_cannot_send_mail_to_everyone(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
