@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, Literal
@@ -127,23 +127,27 @@ class PasswordPolicy:
         reasons.extend(
             Reason(f"password.missing_{cls}") for cls in rules.require if not _has(password, cls)
         )
-        folded = fold(password)
-        if self._built_on_listed_word(password, folded):
+        if self._built_on_listed_word(password):
             reasons.append(Reason("password.dictionary_word"))
         personal = personal_parts(email, name)
-        if _spelt_in(folded, personal):
+        if _spelt(password, _holding(personal)):
             reasons.append(Reason("password.personal_info"))
         product = name_parts(product_name)
-        if _spelt_in(folded, product):
+        if _spelt(password, _holding(product)):
             reasons.append(Reason("password.product_name"))
         score = strength_score(password, [*personal, *product])
         if score < rules.min_score:
             reasons.append(Reason("password.too_weak", {"min_score": rules.min_score}))
         return Verdict(tuple(reasons), score)
 
-    def _built_on_listed_word(self, password: str, folded: str) -> bool:
+    def _built_on_listed_word(self, password: str) -> bool:
         if self.rules.dictionary == "contains":
-            return self.blocklist.found_in(folded)
+            return self.blocklist.found_in(fold(password)) or self._found_across_separators(
+                password
+            )
+        return _spelt(password, self._is_listed_word)
+
+    def _is_listed_word(self, password: str) -> bool:
         # "whole": the password is a listed word once the digits and symbols around it (a
         # year, a "1!") are taken off. Some of them may be the word's own leetspeak letters
         # ("@dministrador2024", "1nvierno!!"), so every cut through the runs around it is
@@ -170,6 +174,30 @@ class PasswordPolicy:
             letters = _NOT_LETTERS.sub("", whole[at[start] :])
             for count in self._repetitions(letters):
                 if last_cut.get(kept[at[start]] + count, -1) >= first:
+                    return True
+        return False
+
+    def _found_across_separators(self, password: str) -> bool:
+        """Whether a listed word is spelt with separators between its letters or parts
+        ("p.a.s.s.w.o.r.d", "dra-gon-fly"), beginning and ending where a part does.
+
+        Joining the parts and searching the whole would find words nobody sees in random
+        text ("Tqab#leZ" shows no "able"): random 16-character draws like the generator's
+        were refused 1.7 times as often (7.9% instead of 4.7%), while whole parts leave
+        that rate as it was.
+        """
+        kept, parts = _parts(password)
+        pieces = [fold(ch) for ch in kept]
+        at = list(accumulate(map(len, pieces), initial=0))
+        letters, edges = "".join(pieces), [at[edge] for edge in parts]
+        blocklist = self.blocklist
+        for index, start in enumerate(edges):
+            for end in edges[index + 1 : index + 2 + blocklist.longest]:
+                if end - start > blocklist.longest:
+                    break
+                if end - start >= blocklist.min_word_length and blocklist.is_listed(
+                    letters[start:end]
+                ):
                     return True
         return False
 
@@ -231,14 +259,60 @@ def _has(password: str, cls: CharacterClass) -> bool:
     return any(unicodedata.category(ch)[0] in "PS" for ch in password)
 
 
-def _spelt_in(folded: str, parts: list[str]) -> bool:
-    """Whether a part is in the password as written, or letter for letter once the
-    separators are taken from both: "m-a-r-i-a" spells maria, "AlBo" the name "Al Bo"."""
-    if any(part in folded for part in parts):
-        return True
-    letters = _NOT_LETTERS.sub("", folded)
+def _spelt(password: str, found: Callable[[str], bool]) -> bool:
+    """Whether ``found`` sees what it looks for in the password as written, or letter for
+    letter once the separators are taken out: "p.a.s.s.w.o.r.d" spells password, "m-a-r-i-a"
+    the name maria.
+
+    A separator is what folds to no letter: spaces and the symbols that imitate none. Digits
+    and leetspeak symbols stay, so "P@ss w0rd" still reads as "P@ssw0rd".
+    """
+    return found(password) or found(_without_separators(password))
+
+
+def _without_separators(text: str) -> str:
+    return _parts(text)[0]
+
+
+def _parts(text: str) -> tuple[str, list[int]]:
+    """``text`` without the separators beside its letters, and where in that its parts
+    begin or end.
+
+    Separators between two digits or leetspeak symbols stay: "!#!#!#q" is no "!!!!!q",
+    nor "#1#1#1#1" a "1111" said again, to anyone reading them.
+    """
+    kept: list[str] = []
+    edges = {0}
+    run: list[str] = []  # the separators since the last character seen
+    last = ""  # that character
+    for ch in text:
+        folded = fold(ch)
+        if folded and _NOT_LETTERS.fullmatch(folded):
+            run.append(ch)
+            continue
+        if folded:  # invisible characters neither separate nor are separated
+            if run and last and not (last.isalpha() or ch.isalpha()):
+                kept.extend(run)
+            if run:
+                edges.add(len(kept))
+                run.clear()
+            last = ch
+        kept.append(ch)
+    edges.add(len(kept))
+    return "".join(kept), sorted(edges)
+
+
+def _holding(parts: list[str]) -> Callable[[str], bool]:
+    """Whether a password holds one of ``parts``, as written or with the separators taken
+    from the part too: "AlBo" holds the name "Al Bo"."""
     joined = (_NOT_LETTERS.sub("", part) for part in parts)
-    return any(part in letters for part in joined if len(part) >= MIN_PERSONAL_PART)
+    wanted = [*parts, *(part for part in joined if len(part) >= MIN_PERSONAL_PART)]
+
+    def holds(password: str) -> bool:
+        folded = fold(password)
+        return any(part in folded for part in wanted)
+
+    return holds
 
 
 def name_parts(text: str) -> list[str]:

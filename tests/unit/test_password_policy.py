@@ -140,7 +140,7 @@ def test_the_words_of_the_users_email_domain_are_personal(
 @pytest.mark.parametrize(
     ("password", "email", "name"),
     [
-        ("Kx#Qz97q-u-i-l-m-a", "quilma@acme.com", ""),  # spelt out with separators
+        ("Kx#Qz97q-u-x-v-o-r", "quxvor@acme.com", ""),  # spelt out with separators
         ("Kx#Qz97D.r.a.v.o.k", "", "Quilma Drávok"),
         ("Kx#Qz97XoVu", "", "Xo Vu"),  # two short names, written together
         ("Kx#Qz97XoVu", "xo.vu@acme.com", ""),
@@ -150,6 +150,37 @@ def test_the_users_details_are_seen_through_separators(
     portal: PasswordPolicy, password: str, email: str, name: str
 ) -> None:
     assert portal.check(password, email=email, name=name).reason_ids == ["password.personal_info"]
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "Qz#7 p.a.s.s.w.o.r.d",
+        "Qz#7 p.a.s.s.w.o.r.d1",
+        "C-o-n-t-r-a-s-e-ñ-a#Qz7",
+        "Kx#Q m a r i p o s a",
+        "Kx#Q7 dra-gon-fly",
+        "Kx#Q7 d\u200br-a-g-o-n",
+    ],
+)
+def test_a_listed_word_is_seen_through_separators_between_its_letters(
+    portal: PasswordPolicy, password: str
+) -> None:
+    assert "password.dictionary_word" in portal.check(password, **USER).reason_ids
+
+
+def test_separators_join_whole_parts_only(portal: PasswordPolicy) -> None:
+    # "able" runs across the "#", but neither "qab" nor "leZ" is a part of it a reader sees.
+    assert portal.check("Tqab#leZ97!x", **USER).accepted
+
+
+@pytest.mark.parametrize(
+    "password", ["p.a.s.s.w.o.r.d 2024!!", "c-o-n-t-r-a-s-e-ñ-a 2024", "sun shine 2024 !!!!"]
+)
+def test_nist_sees_a_listed_word_through_separators_between_its_letters(
+    nist: PasswordPolicy, password: str
+) -> None:
+    assert "password.dictionary_word" in nist.check(password, **USER).reason_ids
 
 
 def test_a_short_name_alone_does_not_refuse_every_password_holding_it(
