@@ -48,6 +48,19 @@ _LEET = str.maketrans(
 )
 
 
+# Letters of other scripts drawn like a Latin one, so "раssword" with a Cyrillic р and а
+# looks like password: the Greek and Cyrillic letters whose prototype in Unicode's
+# confusables.txt (UTS #39) is one Latin letter. Taken as a table rather than a dependency:
+# the data is small and stable, and the Python packages that carry it (confusable_homoglyphs,
+# last released in January 2024) detect mixed scripts rather than map letters. Fullwidth
+# Latin needs no entry: NFKC has made it ASCII before any check.
+_LOOK_ALIKES = str.maketrans(
+    "αΑΒΕϜΗιϳͿΚΙΜϺΝοσΟρΡΤυνΧγΥΖ"  # Greek
+    "аАЬВсСԁеҽЕԌһНіӏјЈКІӀМоОрРԛгѕЅТѵѴѡԝԜхХуүУҮ",  # Cyrillic
+    "aABEFHijJKlMMNooOpPTuvXyYZaAbBcCdeeEGhHiijJKllMoOpPqrsSTvVwwWxXyyYY",
+)
+
+
 # Unicode's default-ignorable code points other than format characters (Cf): variation
 # selectors, the combining grapheme joiner, Khmer and Mongolian invisibles, Hangul fillers.
 _IGNORABLE = frozenset(
@@ -67,8 +80,10 @@ def visible(text: str) -> str:
 
 
 def unaccented(text: str) -> str:
-    """Lower-case and without accents, in whatever form they were composed, or invisibles."""
-    decomposed = unicodedata.normalize("NFKD", visible(text).casefold())
+    """Lower-case and without accents, in whatever form they were composed, or invisibles,
+    with letters of other scripts that look Latin read as the Latin ones."""
+    # Look-alikes first: Cyrillic Н is an H, but its lower case н looks like no h.
+    decomposed = unicodedata.normalize("NFKD", visible(text).translate(_LOOK_ALIKES).casefold())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 

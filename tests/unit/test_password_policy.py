@@ -169,6 +169,33 @@ def test_a_listed_word_is_seen_through_separators_between_its_letters(
     assert "password.dictionary_word" in portal.check(password, **USER).reason_ids
 
 
+# Cyrillic р, а, о, ѕ; Greek ο, Ρ, α; fullwidth Latin: each looks like the Latin letter.
+LOOK_ALIKES = [
+    "Qz#7 \u0440\u0430ssword",
+    "Qz#7 passw\u043erd",
+    "Qz#7 pa\u0455\u0455word",
+    "Qz#7 passw\u03bfrd",
+    "Qz#7 \u03a1\u03b1ssword",
+    "Qz#7 \uff50\uff41\uff53\uff53\uff57\uff4f\uff52\uff44",
+]
+
+
+@pytest.mark.parametrize("password", LOOK_ALIKES)
+def test_letters_of_other_scripts_that_look_latin_hide_no_word(
+    portal: PasswordPolicy, nist: PasswordPolicy, password: str
+) -> None:
+    assert "password.dictionary_word" in portal.check(password, **USER).reason_ids
+    whole = password.removeprefix("Qz#7 ") + " 2024!!!!"
+    assert "password.dictionary_word" in nist.check(whole, **USER).reason_ids
+
+
+def test_letters_of_other_scripts_that_look_latin_hide_no_name(portal: PasswordPolicy) -> None:
+    # Cyrillic а in "Gаrcía", Greek Κ and Cyrillic о in "Κxо": the details as they look.
+    assert "password.personal_info" in portal.check("Kx#Qz97G\u0430rcia", **USER).reason_ids
+    user = USER | {"name": "Kxo Vu"}
+    assert "password.personal_info" in portal.check("\u039ax\u043e#Qz97!", **user).reason_ids
+
+
 def test_separators_join_whole_parts_only(portal: PasswordPolicy) -> None:
     # "able" runs across the "#", but neither "qab" nor "leZ" is a part of it a reader sees.
     assert portal.check("Tqab#leZ97!x", **USER).accepted
