@@ -196,6 +196,17 @@ def test_letters_of_other_scripts_that_look_latin_hide_no_name(portal: PasswordP
     assert "password.personal_info" in portal.check("\u039ax\u043e#Qz97!", **user).reason_ids
 
 
+@pytest.mark.parametrize("password", ["كلمة#مرور7سرية", "密码#安全7很长的", "סיסמה#חזקה7ארוכה"])
+def test_letters_of_a_script_without_case_count_as_neither_lower_nor_upper(
+    portal: PasswordPolicy, nist: PasswordPolicy, password: str
+) -> None:
+    # What the README tells administrators: portal asks for cased letters, nist does not.
+    missing = {"password.missing_lower", "password.missing_upper"}
+    assert missing <= set(portal.check(password, **USER).reason_ids)
+    assert not missing & set(nist.check(password, **USER).reason_ids)
+    assert "password.missing_upper" not in portal.check(password + "Ж", **USER).reason_ids
+
+
 def test_separators_join_whole_parts_only(portal: PasswordPolicy) -> None:
     # "able" runs across the "#", but neither "qab" nor "leZ" is a part of it a reader sees.
     assert portal.check("Tqab#leZ97!x", **USER).accepted
