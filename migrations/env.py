@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 
 from alembic import context
 from sqlalchemy import Connection, text
@@ -20,8 +24,7 @@ config = context.config
 # Several machines' `identity serve`, restarted together on an upgrade, each migrate the one
 # PostgreSQL first. They take turns under this advisory lock, and each after the first finds
 # nothing left to do. A session lock, not a transaction's: migrations that build indexes
-# outside a transaction commit on the way. (SQLite is one machine's: `serve` migrates once,
-# before its workers start.)
+# outside a transaction commit on the way.
 MIGRATION_LOCK = 0x1D_E7_17_7E
 
 
@@ -39,11 +42,43 @@ def _wait_for_turn(connection: Connection) -> None:
         time.sleep(0.2)
 
 
-def do_run_migrations(connection: Connection) -> None:
-    take_turns = connection.dialect.name == "postgresql"
-    if take_turns:
-        _wait_for_turn(connection)
+@contextmanager
+def _postgresql_turn(connection: Connection) -> Iterator[None]:
+    _wait_for_turn(connection)
     try:
+        yield
+    finally:
+        connection.rollback()  # what a failed migration left open
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+        connection.commit()
+
+
+@contextmanager
+def _sqlite_turn(database: str | None) -> Iterator[None]:
+    """Two processes migrating one SQLite file at once (two `serve`s started together) both
+    found it empty and both created its tables: the second failed half-way. SQLite runs DDL
+    outside transactions here, so its own locks cannot make them take turns; a lock on the
+    file's folder does. The folder, not the file: closing any descriptor of the database
+    file would drop the locks SQLite holds on it in this process."""
+    if not database or database == ":memory:":
+        yield
+        return
+    folder = os.open(Path(database).resolve().parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)  # released when the descriptor closes
+        yield
+    finally:
+        os.close(folder)
+
+
+def _turn(connection: Connection) -> AbstractContextManager[None]:
+    if connection.dialect.name == "postgresql":
+        return _postgresql_turn(connection)
+    return _sqlite_turn(connection.engine.url.database)
+
+
+def do_run_migrations(connection: Connection) -> None:
+    with _turn(connection):
         context.configure(
             connection=connection,
             target_metadata=metadata,
@@ -53,11 +88,6 @@ def do_run_migrations(connection: Connection) -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
-    finally:
-        if take_turns:
-            connection.rollback()  # what a failed migration left open
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
-            connection.commit()
 
 
 async def run_async_migrations(settings: Settings) -> None:
