@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.db.row_locks import lock_rows
 from identity.keys.models import SigningKey
 
 
@@ -20,6 +21,24 @@ async def active_keys(session: AsyncSession) -> Sequence[SigningKey]:
         .order_by(SigningKey.created_at.desc(), SigningKey.kid)
     )
     return result.all()
+
+
+# The key of the PostgreSQL advisory lock below; any constant no other lock uses.
+_FIRST_KEY_LOCK = 0x6B657973  # "keys"
+
+
+async def hold_first_key(session: AsyncSession) -> None:
+    """Until the transaction ends, be the only one looking for a first key to make.
+
+    Processes started together on an empty database each found no key and each made one;
+    with their clocks apart, one signed with the key another would publish only at its
+    next reread. There is no row yet to lock: PostgreSQL waits on an advisory lock, SQLite
+    on its single write lock, which any write takes, even one that matches no row.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(_FIRST_KEY_LOCK)))
+    else:
+        await lock_rows(session, SigningKey.retired_at, false())
 
 
 async def add(session: AsyncSession, key: SigningKey) -> None:

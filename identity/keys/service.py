@@ -62,6 +62,7 @@ async def create_key(
 
 async def ensure_key(session: AsyncSession, encryptor: Encryptor, alg: str) -> None:
     """Create the first signing key when there is none (first start)."""
+    await repository.hold_first_key(session)
     if not await repository.active_keys(session):
         await create_key(session, encryptor, alg)
 

@@ -17,12 +17,15 @@ from identity.app import create_app
 from identity.cli import main
 from identity.clock import utcnow
 from identity.commands import StartupError, retire_signing_key, rotate_signing_key
+from identity.crypto import Encryptor
 from identity.db.engine import Database
 from identity.errors import InvalidInput
 from identity.keys.models import SigningKey
-from identity.keys.service import retire_key
+from identity.keys.repository import active_keys
+from identity.keys.service import ensure_key, retire_key
 from identity.runtime import Runtime
 from identity.settings import Settings
+from tests.backends import TEST_SECRET_KEY
 from tests.conftest import serving
 from tests.integration.oauth_helpers import (
     make_client,
@@ -202,3 +205,28 @@ async def test_retiring_the_last_two_keys_at_once_keeps_one(
 
     assert sum(isinstance(r, InvalidInput) for r in results) == 1, results
     assert await runtime.keyset(refresh=True)
+
+
+async def test_processes_starting_at_once_on_an_empty_database_make_one_first_key(
+    database: Settings,
+) -> None:
+    """Several `identity serve` started together (behind one load balancer) each found no key
+    and each made one: with clocks apart, one process signed with a key another did not
+    publish until its next reread."""
+    encryptor = Encryptor(TEST_SECRET_KEY, "signing-keys")
+    processes = [Database.from_settings(database) for _ in range(2)]
+    both_started = asyncio.Barrier(2)
+
+    async def start(db: Database) -> None:
+        async with db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+            await both_started.wait()
+            await ensure_key(session, encryptor, "ES256")
+
+    try:
+        await asyncio.gather(*(start(db) for db in processes))
+        async with processes[0].transaction() as session:
+            keys = await active_keys(session)
+    finally:
+        await asyncio.gather(*(db.dispose() for db in processes))
+    assert len(keys) == 1
