@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import socket
@@ -216,6 +217,43 @@ def _unresolvable(host: str) -> str | None:
     return None
 
 
+def _unlistenable(host: str, port: int, workers: int) -> str | None:
+    """Why ``serve`` could not listen on ``host`` and ``port``, if it could not: uvicorn,
+    failing to bind, logged a line of its own and exited 3, after the migrations and the
+    first key. Bound as uvicorn binds, then closed at once: with one worker, every address
+    the host names, passing over those the machine lacks as asyncio does (IPv6 off); with
+    several, the first one, IPv6 for a host with a colon."""
+    family = socket.AF_UNSPEC
+    if workers > 1:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        addresses = socket.getaddrinfo(
+            host or None, port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:  # a name with no address of the one family uvicorn uses
+        return f"cannot listen on {host}:{port} ({exc.strerror}); give --host an IPv4 address."
+    unavailable = None
+    bound = 0
+    for family, kind, proto, _, address in dict.fromkeys(addresses):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and workers == 1:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                shown = f"[{address[0]}]" if family == socket.AF_INET6 else address[0]
+                reason = f"cannot listen on {shown}:{port} ({exc.strerror or type(exc).__name__})"
+                if exc.errno != errno.EADDRNOTAVAIL:
+                    return f"{reason}; choose another --port, or stop the program listening there."
+                unavailable = unavailable or f"{reason}; give --host an address of this machine."
+            else:
+                bound += 1
+        if workers > 1:
+            break
+    return unavailable if bound == 0 else None
+
+
 def _not_utf8(arguments: Sequence[str]) -> int | None:
     """The position (from 1) of the first argument that is not UTF-8 text, if any.
 
@@ -248,6 +286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "machine, such as 127.0.0.1, or 0.0.0.0 for all of them.",
             2,
         )
+    if args.command == "serve" and (
+        unlistenable := _unlistenable(args.host, args.port, args.workers)
+    ):
+        fail(unlistenable)
     handler: Handler = args.handler
     from identity.commands import StartupError
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -195,6 +196,23 @@ def test_serve_names_a_host_it_cannot_look_up(
     )
     assert result.returncode == 2
     assert result.stderr.startswith(f"identity: --host {host!r} cannot be listened on ({reason}")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_port_in_use_stops_with_one_sentence_before_migrating(
+    env: dict[str, str], workers: str
+) -> None:
+    # uvicorn logged its own JSON line and exited 3, after migrating and printing the hint
+    # for an empty database; with one worker, after starting the app too.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_identity("serve", "--port", str(port), "--workers", workers, env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"identity: cannot listen on 127.0.0.1:{port} (")
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stdout == ""
 
