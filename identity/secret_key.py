@@ -18,7 +18,10 @@ def resolve_secret_key(settings: Settings) -> str:
     path = settings.data_dir / SECRET_FILE
     if not path.exists():
         _create(path)
-    value = path.read_text().strip()
+    try:
+        value = path.read_bytes().decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} does not hold a secret key (it is not text)") from None
     if len(value) < 32:
         raise ValueError(f"{path} holds a secret key shorter than 32 characters")
     return value

@@ -231,6 +231,20 @@ def test_a_short_secret_key_file_stops_with_a_sentence_naming_it(
     )
 
 
+def test_a_secret_key_file_of_binary_garbage_stops_with_a_sentence_naming_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # The decoder's "'utf-8' codec can't decode byte 0xff..." named neither the file nor key.
+    (tmp_path / "secret.key").write_bytes(b"\xff\xfe" * 32)
+    assert run_identity("migrate", env=env).returncode == 0
+    result = run_identity("keys", "rotate", env=_without_secret_key(env))
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"identity: {tmp_path / 'secret.key'} does not hold a secret key (it is not text); "
+        "restore the key it held, or set IDENTITY_SECRET_KEY.\n"
+    )
+
+
 def test_a_secret_key_that_cannot_be_created_is_named(env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "secret.key").mkdir()
     assert run_identity("migrate", env=env).returncode == 0
