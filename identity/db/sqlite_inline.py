@@ -24,7 +24,9 @@ the connection serves one call at a time, and the event loop must not queue for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -167,12 +169,25 @@ class InlineConnection:
         self._thread.shutdown(wait=False)
 
 
+def _create_private(database: str) -> None:
+    """Make a missing database file readable by its owner alone (SQLite gives its -wal and
+    -shm files the same mode): SQLite would make it as the umask allows, often readable by
+    every user of the machine, and it holds password hashes and queued emails with
+    password-reset links."""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    # Made already, or not makeable: SQLite opens it, or says why not, as before.
+    with contextlib.suppress(OSError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def connector(database: str) -> Callable[[], Any]:
     """The ``async_creator`` of an engine on the SQLite file ``database``; the engine's connect
     hook sets the busy timeout (identity.db.engine)."""
 
     async def connect() -> InlineConnection:
         def open_file() -> sqlite3.Connection:
+            _create_private(database)
             # isolation_level "" is sqlite3's default, and what aiosqlite is given: a
             # transaction opens implicitly before the first statement that writes.
             return sqlite3.connect(database, isolation_level="", check_same_thread=False)

@@ -245,6 +245,25 @@ def test_a_secret_key_file_of_binary_garbage_stops_with_a_sentence_naming_it(
     )
 
 
+def test_the_embedded_database_and_secret_key_are_readable_by_their_owner_alone(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # The database was made as umask allowed, readable by every user of the machine: its
+    # queued emails hold password-reset links, beside password hashes and addresses.
+    embedded = {k: v for k, v in _without_secret_key(env).items() if k != "IDENTITY_DATABASE_URL"}
+    umask = os.umask(0o022)  # the usual one, which left group and others read access
+    try:
+        assert run_identity("migrate", env=embedded).returncode == 0
+        assert run_identity("keys", "rotate", env=embedded).returncode == 0
+    finally:
+        os.umask(umask)
+    files = [*tmp_path.glob("identity.db*"), tmp_path / "secret.key"]
+    assert tmp_path / "identity.db" in files
+    assert {path.name: path.stat().st_mode & 0o077 for path in files} == dict.fromkeys(
+        (path.name for path in files), 0
+    )
+
+
 def test_a_secret_key_that_cannot_be_created_is_named(env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "secret.key").mkdir()
     assert run_identity("migrate", env=env).returncode == 0
