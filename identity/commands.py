@@ -218,8 +218,11 @@ def prepare(settings: Settings) -> int:
     encryptor = _key_encryptor(settings)
 
     async def work(session: AsyncSession) -> int:
-        await _check_keys_open(session, encryptor)
+        # Checked after ensure_key, which waits for a first key another server may be making:
+        # checked before, with no key yet, a server whose secret key differs passed and
+        # then served the other's key, which it cannot open.
         await ensure_key(session, encryptor, settings.signing_alg)
+        await _check_keys_open(session, encryptor)
         return int(await session.scalar(select(func.count()).select_from(User)) or 0)
 
     return asyncio.run(_with_session(settings, work))

@@ -24,7 +24,7 @@ async def active_keys(session: AsyncSession) -> Sequence[SigningKey]:
 
 
 # The key of the PostgreSQL advisory lock below; any constant no other lock uses.
-_FIRST_KEY_LOCK = 0x6B657973  # "keys"
+FIRST_KEY_LOCK = 0x6B657973  # "keys"
 
 
 async def hold_first_key(session: AsyncSession) -> None:
@@ -36,7 +36,7 @@ async def hold_first_key(session: AsyncSession) -> None:
     on its single write lock, which any write takes, even one that matches no row.
     """
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(func.pg_advisory_xact_lock(_FIRST_KEY_LOCK)))
+        await session.execute(select(func.pg_advisory_xact_lock(FIRST_KEY_LOCK)))
     else:
         await lock_rows(session, SigningKey.retired_at, false())
 

@@ -16,16 +16,17 @@ from sqlalchemy import text, update
 from identity.app import create_app
 from identity.cli import main
 from identity.clock import utcnow
-from identity.commands import StartupError, retire_signing_key, rotate_signing_key
+from identity.commands import StartupError, prepare, retire_signing_key, rotate_signing_key
 from identity.crypto import Encryptor
+from identity.db import migrate
 from identity.db.engine import Database
 from identity.errors import InvalidInput
 from identity.keys.models import SigningKey
-from identity.keys.repository import active_keys
-from identity.keys.service import ensure_key, retire_key
+from identity.keys.repository import FIRST_KEY_LOCK, active_keys, hold_first_key
+from identity.keys.service import create_key, ensure_key, retire_key
 from identity.runtime import Runtime
 from identity.settings import Settings
-from tests.backends import TEST_SECRET_KEY
+from tests.backends import TEST_DATABASE_URL, TEST_SECRET_KEY
 from tests.conftest import serving
 from tests.integration.oauth_helpers import (
     make_client,
@@ -230,3 +231,39 @@ async def test_processes_starting_at_once_on_an_empty_database_make_one_first_ke
     finally:
         await asyncio.gather(*(db.dispose() for db in processes))
     assert len(keys) == 1
+
+
+async def _waits_for_first_key_lock(db: Database) -> bool:
+    async with db.engine.connect() as connection:
+        waiting = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND objid = :key"
+            ),
+            {"key": FIRST_KEY_LOCK},
+        )
+    return bool(waiting)
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="watches PostgreSQL's locks (.ci/run)")
+async def test_a_server_whose_secret_key_differs_is_refused_though_it_started_with_the_first(
+    env: dict[str, str], settings: Settings
+) -> None:
+    """Two machines started together on an empty database, one without the shared
+    IDENTITY_SECRET_KEY: it checked that the keys open with its secret while there were none,
+    then found the other's first key and served it, answering 500 to every token request."""
+    await asyncio.to_thread(migrate.upgrade, settings)
+    other = Settings.from_env(env | {"IDENTITY_SECRET_KEY": "another-secret-key-" + "x" * 32})
+    db = Database.from_settings(settings)
+    try:
+        async with db.transaction() as session:
+            await hold_first_key(session)
+            await create_key(session, Encryptor(TEST_SECRET_KEY, "signing-keys"), "ES256")
+            racing = asyncio.ensure_future(asyncio.to_thread(prepare, other))
+            while not await _waits_for_first_key_lock(db):
+                assert not racing.done(), racing.result()
+                await asyncio.sleep(0.05)
+        with pytest.raises(StartupError, match="do not open with this secret key"):
+            await racing
+    finally:
+        await db.dispose()
