@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, insert, inspect, select
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from identity.clock import utcnow
 from identity.db import migrate
@@ -17,6 +29,7 @@ from identity.db.engine import create_engine
 from identity.db.migrate import compare_type, render_item
 from identity.db.models import metadata
 from identity.settings import Settings
+from tests.processes import run_identity
 
 
 def _differences(connection: Connection) -> list[Any]:
@@ -124,3 +137,197 @@ async def test_rows_from_before_0007_keep_their_access_tokens_revocable_at_least
             }
     finally:
         await engine.dispose()
+
+
+def _schema(connection: Connection) -> dict[str, list[str]]:
+    found = inspect(connection)
+    return {
+        table: sorted(column["name"] for column in found.get_columns(table))
+        for table in found.get_table_names()
+    }
+
+
+def _version(connection: Connection) -> str | None:
+    return connection.scalar(text("SELECT version_num FROM alembic_version"))
+
+
+async def _add_rows(settings: Settings) -> None:
+    """A user with a password and an authorization code, rows every revision since 0001 keeps."""
+    users = metadata.tables["users"]
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            user = insert(users).values(email="ada@example.com").returning(users.c.id)
+            user_id = await connection.scalar(user)
+            await connection.execute(
+                insert(metadata.tables["password_credentials"]).values(
+                    user_id=user_id, hash="$argon2id$stand-in"
+                )
+            )
+            await connection.execute(
+                insert(metadata.tables["oauth_clients"]).values(client_id="app", name="App")
+            )
+            now = utcnow()
+            await connection.execute(
+                insert(metadata.tables["authorization_codes"]).values(
+                    code_hash="code",
+                    client_id="app",
+                    user_id=user_id,
+                    redirect_uri="https://app.example.com/callback",
+                    scope="openid",
+                    auth_time=now,
+                    expires_at=now,
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+def _rows(connection: Connection) -> dict[str, list[Any]]:
+    return {
+        "users": list(connection.scalars(text("SELECT email FROM users"))),
+        "password_credentials": list(
+            connection.scalars(text("SELECT hash FROM password_credentials"))
+        ),
+        "authorization_codes": list(
+            connection.scalars(text("SELECT code_hash FROM authorization_codes"))
+        ),
+    }
+
+
+_ROWS = {
+    "users": ["ada@example.com"],
+    "password_credentials": ["$argon2id$stand-in"],
+    "authorization_codes": ["code"],
+}
+
+
+# `identity migrate`, stopped just before a statement of a later revision: by an error (a full
+# disk, say) or by SIGKILL (a crash, the machine losing power).
+_INTERRUPTED_MIGRATE = """
+import os, signal, sys
+from sqlalchemy import Engine, event
+from identity.cli import main
+
+how, stop_at = sys.argv[1:]
+
+def interrupt(connection, cursor, statement, *_):
+    if statement.lstrip().startswith(stop_at):
+        if how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise RuntimeError("interrupted")
+
+event.listen(Engine, "before_cursor_execute", interrupt)
+sys.exit(main(["migrate"]))
+"""
+
+
+@pytest.mark.parametrize("how", ["raise", "kill"])
+@pytest.mark.parametrize(
+    ("before", "stop_at"),
+    [
+        # 0003's second table, after its first
+        ("0002", "CREATE TABLE webhook_events"),
+        # 0007's update, after it added a column to authorization_codes and refresh_tokens
+        ("0006", "UPDATE refresh_tokens"),
+    ],
+)
+async def test_a_migration_stopped_part_way_leaves_the_revision_before(
+    how: str, before: str, stop_at: str, env: dict[str, str], settings: Settings
+) -> None:
+    """On SQLite each statement of a revision was committed on its own: 0003's first table
+    stayed while the version stayed 0002, and every later `identity migrate` failed with
+    "table webhook_subscriptions already exists" until the operator repaired the file."""
+    await asyncio.to_thread(migrate.upgrade, settings, before)
+    await _add_rows(settings)
+    schema = await _inspect(settings, _schema)
+
+    stopped = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", _INTERRUPTED_MIGRATE, how, stop_at],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if how == "kill":
+        assert stopped.returncode == -signal.SIGKILL
+    else:
+        assert stopped.returncode != 0
+        assert "interrupted" in stopped.stderr
+    assert await _inspect(settings, _version) == before
+    assert await _inspect(settings, _schema) == schema
+    assert await _inspect(settings, _rows) == _ROWS
+
+    again = await asyncio.to_thread(run_identity, "migrate", env=env)
+    assert again.returncode == 0, again.stderr
+    assert await _inspect(settings, _differences) == []
+    assert await _inspect(settings, _rows) == _ROWS
+
+
+def _with_revision(tmp_path: Path, settings: Settings, upgrade: str) -> Config:
+    """The project's migrations and, after their head, one more whose upgrade is ``upgrade``."""
+    folder = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    config = migrate.alembic_config(settings)
+    config.set_main_option("script_location", str(folder))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    body = textwrap.indent(textwrap.dedent(upgrade).strip(), "    ")
+    script = f"""
+import uuid
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "after_head"
+down_revision = "{head}"
+
+def upgrade() -> None:
+{body}
+"""
+    (folder / "versions" / "99999999_after_head.py").write_text(script)
+    return config
+
+
+async def test_a_revision_that_rebuilds_a_table_keeps_the_rows_that_reference_it(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """SQLite alters a column by copying the table and dropping the original, and dropping a
+    table while foreign keys are on deletes the rows that reference it (ON DELETE CASCADE):
+    a revision changing users.email would have deleted every password. Foreign keys cannot
+    be turned off inside the revision's transaction, so they are off around it."""
+    config = _with_revision(
+        tmp_path,
+        settings,
+        """
+        with op.batch_alter_table("users") as batch_op:
+            batch_op.alter_column("email", type_=sa.String(400), existing_nullable=False)
+        """,
+    )
+    await asyncio.to_thread(migrate.upgrade, settings)
+    await _add_rows(settings)
+    await asyncio.to_thread(command.upgrade, config, "head")
+    assert await _inspect(settings, _version) == "after_head"
+    assert await _inspect(settings, _rows) == _ROWS
+
+
+async def test_a_revision_that_breaks_a_reference_is_rolled_back(
+    tmp_path: Path, settings: Settings
+) -> None:
+    # With foreign keys off during SQLite's migrations, only the check before each commit
+    # stops a revision from leaving a password whose user does not exist.
+    config = _with_revision(
+        tmp_path,
+        settings,
+        f"""
+        passwords = sa.table("password_credentials", sa.column("user_id", sa.Uuid()))
+        op.execute(passwords.update().values(user_id=sa.literal(uuid.UUID("{uuid.uuid4()}"))))
+        """,
+    )
+    await asyncio.to_thread(migrate.upgrade, settings)
+    head = await _inspect(settings, _version)
+    await _add_rows(settings)
+    with pytest.raises((RuntimeError, IntegrityError)):
+        await asyncio.to_thread(command.upgrade, config, "head")
+    assert await _inspect(settings, _version) == head
+    assert await _inspect(settings, _rows) == _ROWS
