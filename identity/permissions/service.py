@@ -147,11 +147,13 @@ async def _effective(
     session: AsyncSession, memberships: Sequence[Membership], now: datetime, catalogue: Catalogue
 ) -> dict[uuid.UUID, frozenset[str]]:
     full = [m.id for m in memberships if m.is_owner or m.all_permissions]
-    everything = await catalogue.names(session) if full else frozenset()
+    everything = await catalogue.names(session) if memberships else frozenset()
     found: dict[uuid.UUID, set[str]] = {m.id: set() for m in memberships}
     partial = [m.id for m in memberships if m.id not in full]
     for membership_id, permission in await repository.live_permissions(session, partial, now):
-        found[membership_id].add(permission)
+        # A grant outlives its name's removal from policies/permissions.toml.
+        if permission in everything:
+            found[membership_id].add(permission)
     return {
         membership_id: everything if membership_id in full else frozenset(names)
         for membership_id, names in found.items()
@@ -201,13 +203,15 @@ async def token_claims_lasting(
     if membership is None:
         raise Forbidden("The user is not a member of this account.")
     held: dict[str, datetime | None]
+    everything = await _default(catalogue).names(session)
     if membership.is_owner or membership.all_permissions:
-        held = dict.fromkeys(await _default(catalogue).names(session))
+        held = dict.fromkeys(everything)
     else:
+        # As ``_effective``: a grant of a name no longer in the catalogue gives nothing.
         held = {
             name: until
             for name, until in (await _held_until(session, membership.id, now)).items()
-            if until is None or until > held_past
+            if name in everything and (until is None or until > held_past)
         }
     ends = [until for until in held.values() if until is not None]
     claims = {
@@ -272,10 +276,12 @@ async def check_batch(
     by_pair = {(m.user_id, m.account_id): m for m in memberships}
     partial = [m.id for m in memberships if not (m.is_owner or m.all_permissions)]
     held = set(await repository.live_permissions(session, partial, now))
-    # An owner holds what exists: built-in names, and those registered that were asked about.
+    # Only what exists is held, by owners and by a grant alike (a grant outlives its name's
+    # removal from policies/permissions.toml): built-in names, and those registered that
+    # were asked about.
     asked = {permission for _, _, permission in checks}
     existing = catalogue.policies.builtin_names & asked
-    if any(m.is_owner or m.all_permissions for m in memberships):
+    if memberships:
         existing |= await repository.registered_among(session, asked - existing)
     decisions = []
     for user_id, account_id, permission in checks:
@@ -285,7 +291,7 @@ async def check_batch(
         elif membership.is_owner or membership.all_permissions:
             decisions.append(permission in existing)
         else:
-            decisions.append((membership.id, permission) in held)
+            decisions.append(permission in existing and (membership.id, permission) in held)
     return decisions
 
 

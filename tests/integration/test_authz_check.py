@@ -12,7 +12,9 @@ from sqlalchemy import event
 
 from identity.accounts.service import disable_user
 from identity.clock import utcnow
-from identity.permissions import service
+from identity.permissions import repository, service
+from identity.permissions.models import MembershipPermission, RolePermission
+from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     SYSTEM,
@@ -25,6 +27,9 @@ from tests.integration.account_helpers import (
     service_headers,
     user_headers,
 )
+
+# A name policies/permissions.toml once held and no longer does.
+RETIRED = "retired"
 
 
 @contextmanager
@@ -146,3 +151,53 @@ async def test_a_disabled_user_is_allowed_nothing(
     )
     assert response.status_code == 200, response.text
     assert response.json()["allowed"] == [False, False, False]
+
+
+async def test_a_permission_taken_out_of_the_catalogue_is_held_by_nobody(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Grants outlive their permission's entry in policies/permissions.toml (nothing deletes
+    # them when the file is edited). Owners stop holding a name that is gone; a member given
+    # it directly or through a role must stop too, here and in their tokens alike.
+    owner, clerk, crew = [await make_user(runtime) for _ in range(3)]
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["invoices"])
+    async with runtime.db.transaction() as session:
+        role = await service.create_role(
+            session,
+            SYSTEM,
+            account.id,
+            name="Crew",
+            permissions=["tickets"],
+            catalogue=runtime.catalogue,
+            now=utcnow(),
+        )
+    await add_member(runtime, account, crew, roles=[RoleGrant(role.role.id)])
+    async with runtime.db.transaction() as session:
+        # What a grant of `affiliates` and a role holding it are once the file drops it.
+        membership = await repository.get_membership(session, account.id, clerk.id)
+        assert membership is not None
+        session.add(MembershipPermission(membership_id=membership.id, permission=RETIRED))
+        session.add(RolePermission(role_id=role.role.id, permission=RETIRED))
+    response = await client.post(
+        "/api/v1/authz/check",
+        json={
+            "checks": [
+                {"user_id": str(u.id), "account_id": str(account.id), "permission": p}
+                for u, p in ((owner, RETIRED), (clerk, RETIRED), (crew, RETIRED), (crew, "tickets"))
+            ]
+        },
+        headers=await service_headers(runtime),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["allowed"] == [False, False, False, True]
+    async with runtime.db.transaction() as session:
+        for user in (clerk, crew):
+            claims = await service.token_claims_for(
+                session, user.id, account.id, utcnow(), runtime.catalogue
+            )
+            assert RETIRED not in claims["permissions"]
+            held = await service.effective_permissions(
+                session, user.id, account.id, utcnow(), runtime.catalogue
+            )
+            assert RETIRED not in held
