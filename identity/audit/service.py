@@ -34,6 +34,9 @@ class Actor:
     request_id: str | None = None
     # ``user@host`` of whoever ran an ``identity`` command: no request, no signed-in user.
     command_line: str | None = None
+    # A file the server applied as it started (policies/roles.toml): nobody asked for the
+    # change, so the entry names where it came from instead.
+    source: str | None = None
 
 
 def required_reason(raw: str) -> str:
@@ -57,12 +60,14 @@ async def record_as(
 ) -> None:
     """Record ``action`` on ``target`` (type, id) by ``actor``. Details hold the old and new
     values, the ``reason`` staff gave where they must give one, and who ran the command
-    when the change came from the command line."""
+    when the change came from the command line (or the file it came from)."""
     details: dict[str, Any] = {"old": old, "new": new}
     if reason is not None:
         details["reason"] = reason
     if actor.command_line is not None:
         details["command_line"] = actor.command_line
+    if actor.source is not None:
+        details["source"] = actor.source
     await repository.insert_event(
         session,
         AuditEvent(

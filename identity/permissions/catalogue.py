@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.audit.service import Actor, record_as
 from identity.clock import utcnow
 from identity.db.engine import Database
 from identity.errors import DomainError, InvalidInput
@@ -22,6 +23,7 @@ from identity.permissions import repository, role_holders
 from identity.settings import DEFAULT_POLICIES_DIR
 
 LANGUAGES = ("en", "es")
+FROM_ROLES_FILE = Actor(source="policies/roles.toml")
 MAX_NAME = 100  # the permissions.name and role_permissions.permission columns
 # Lower-case words joined by "-" or "_"; a registered permission is "service:name" so it can
 # never collide with a built-in one, nor two services with each other.
@@ -198,6 +200,8 @@ class Catalogue:
             return
         async with db.transaction() as session:
             await repository.lock_templates(session)
+            # A template new to the table is no change to anyone's rights: not audited.
+            known = {role.key for role in await repository.file_templates(session)}
             for template in self.policies.roles.values():
                 await repository.insert_template_if_missing(
                     session, template.key, template.name["en"]
@@ -208,6 +212,7 @@ class Catalogue:
                 template = self.policies.roles.get(role.key or "")
                 if template is None:
                     continue  # removed from the file: kept, as members may still hold it
+                old = {"name": role.name, "permissions": held[role.id]}
                 if set(held[role.id]) != set(template.permissions):
                     # Locked before it changes: ``replace_permissions`` says why.
                     await repository.lock_role(session, role.id)
@@ -215,6 +220,18 @@ class Catalogue:
                         session, role.id, template.permissions, utcnow()
                     )
                 role.name, role.name_es = template.name["en"], template.name["es"]
+                new = {"name": role.name, "permissions": sorted(template.permissions)}
+                if role.key in known and new != old:
+                    # As an edit through the API is: it changes what its holders may do.
+                    await record_as(
+                        session,
+                        FROM_ROLES_FILE,
+                        "role.updated",
+                        account_id=None,
+                        target=("role", role.id),
+                        old=old,
+                        new=new,
+                    )
         self._templates_ready = True
 
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from sqlalchemy import select
 
 from identity.accounts.models import User
+from identity.audit.models import AuditEvent
 from identity.db.engine import Database
 from identity.permissions.catalogue import Catalogue, Policies, load_policies
 from identity.permissions.models import Account, Role, RolePermission
@@ -116,3 +117,34 @@ async def test_a_restart_with_the_file_unchanged_tells_nobody(runtime: Runtime) 
 
     assert not await refresh_token_revoked(runtime, token)
     assert await told_permissions_changed(runtime) == []
+
+
+async def _role_updates(runtime: Runtime) -> list[AuditEvent]:
+    async with runtime.db.transaction() as session:
+        found = await session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "role.updated").order_by(AuditEvent.id)
+        )
+        return list(found.all())
+
+
+async def test_a_template_changed_in_the_file_is_in_the_audit_log(runtime: Runtime) -> None:
+    # Its holders' rights change and their refresh tokens end: whoever reads the log after
+    # an incident must find why, as for an edit through the API.
+    await runtime.catalogue.ensure_templates(runtime.db)
+    policies = runtime.catalogue.policies
+    key, template = next(iter(policies.roles.items()))
+    await _template_holder(runtime, key)
+
+    await _restart_with(runtime, policies)
+    assert [e.details for e in await _role_updates(runtime)] == []
+    await _restart_with(runtime, _with_template(policies, key, template.permissions[:1]))
+
+    [entry] = await _role_updates(runtime)
+    async with runtime.db.transaction() as session:
+        role = await session.scalar(select(Role).where(Role.key == key))
+    assert role is not None
+    assert (entry.target_type, entry.target_id, entry.account_id) == ("role", str(role.id), None)
+    assert entry.actor_user_id is None and entry.actor_client_id is None and entry.ip is None
+    assert entry.details["old"]["permissions"] == sorted(template.permissions)
+    assert entry.details["new"]["permissions"] == [template.permissions[0]]
+    assert entry.details["source"] == "policies/roles.toml"
