@@ -51,6 +51,7 @@ from identity.web.actors import page_actor
 from identity.web.authorization import redirect, sign_in_then, with_query
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import LOCALE_FIELD, MAX_PASSWORD, field, page_locale, read_form, refusal
+from identity.web.head_requests import asked_with_head
 from identity.web.rendering import page
 
 PATH = "/account/security"
@@ -299,6 +300,10 @@ async def _answer(
 async def security_page(
     request: Request[Any, Any, Any], runtime: RuntimeDep, shown: FromQuery[str | None] = None
 ) -> Response[Any]:
+    # A HEAD (a link checker, a prefetch) has no body to show it in: what was left stays for
+    # the GET, or new recovery codes would be spent unseen.
+    if asked_with_head(request):
+        shown = None
     return await _security_page(request, runtime, page_locale(request), Outcome(), shown)
 
 

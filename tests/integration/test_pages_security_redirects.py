@@ -130,3 +130,21 @@ async def test_what_a_post_left_is_shown_to_its_user_only(
     for made_up in ("x" * 43, "é", "x" * 5000):
         answer = await client.get(SECURITY, params={"shown": made_up})
         assert answer.status_code == 200 and 'role="status"' not in answer.text
+
+
+async def test_a_head_request_leaves_what_the_page_shows_once_for_the_get(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # A link checker, a prefetch or `curl -I` asks with HEAD: its answer has no body, so
+    # spending the handle there lost the new recovery codes while the old ones were gone.
+    _, _, old = await enrolled_user(runtime, ANA)
+    page = await sign_in_to_security_page(client, ANA, PASSWORD, code=old[0])
+    location = _to_the_page(
+        await post_form(client, page, f"{SECURITY}/recovery-codes", current_password=PASSWORD)
+    )
+
+    head = await client.head(location)
+    shown = await client.get(location)
+
+    assert head.status_code == 200 and head.content == b""
+    assert len(_codes(shown)) == 10
