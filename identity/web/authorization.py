@@ -73,7 +73,8 @@ def error_response(
     """Back to the verified redirect URI when there is one (RFC 9207 ``iss`` included).
 
     ``response_cookies``: a session established on the way (a sign-in that ends in an
-    error) is still the browser's, and the one it replaced is gone.
+    error) is still the browser's, and the one it replaced is gone: given with the error
+    page too, when there is no client left to go back to.
     """
     if exc.redirect_uri:
         return redirect(
@@ -89,7 +90,12 @@ def error_response(
             response_cookies,
         )
     return error_page(
-        request, runtime, f"error.oauth.{exc.error}", locale=locale, error_code=exc.error
+        request,
+        runtime,
+        f"error.oauth.{exc.error}",
+        locale=locale,
+        error_code=exc.error,
+        cookies=response_cookies or (),
     )
 
 
@@ -314,7 +320,9 @@ async def proceed(
             # Deleted through another process while this one's cache still held it: the
             # code's or consent's foreign key refused the write. Its redirect URIs went with
             # it, so the page an unknown client_id gets, never a redirect.
-            return error_response(request, runtime, authorize.unknown_client(), locale)
+            return error_response(
+                request, runtime, authorize.unknown_client(), locale, response_cookies
+            )
         # The client is known and its redirect URI verified: tell it, as RFC 6749 §4.1.2.1
         # asks, rather than leaving the user on a JSON problem page.
         if isinstance(exc, DatabaseUnavailable | StoreUnavailable):

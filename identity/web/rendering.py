@@ -76,6 +76,7 @@ def error_page(
     locale: str,
     status: int = 400,
     error_code: str | None = None,
+    cookies: Sequence[Cookie] = (),
 ) -> Template:
     """The error page: a translated sentence for people, the OAuth code for developers."""
     return page(
@@ -85,4 +86,5 @@ def error_page(
         locale=locale,
         status=status,
         context={"message_id": message_id, "error_code": error_code},
+        cookies=cookies,
     )

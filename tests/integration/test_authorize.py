@@ -31,6 +31,7 @@ from tests.browser import (
     sign_in,
     submit_login,
 )
+from tests.integration.account_helpers import staff_headers
 
 
 @pytest.fixture
@@ -408,6 +409,27 @@ async def test_signing_in_as_someone_else_than_the_hint_names_is_login_required(
     assert "identity_session" in response.headers.get("set-cookie", "")
     silent = await client.get("/authorize", params=authorize_params(prompt="none"))
     assert redirected_to_client(silent)["code"]
+
+
+async def test_a_sign_in_ending_on_the_error_page_keeps_the_session_it_made(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The client was deleted while its user signed in: the error page, with no client to
+    go back to, still gives the browser the session that replaced its previous one, rather
+    than leave it signed out with a session nobody holds."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    page = await open_login(client, authorize_params())
+    deleted = await client.delete(
+        f"/api/v1/clients/{CLIENT_ID}", headers=await staff_headers(runtime)
+    )
+    assert deleted.status_code == 204, deleted.text
+
+    response = await submit_login(client, page)
+
+    assert response.status_code == 400 and "location" not in response.headers
+    assert "identity_session" in response.headers.get("set-cookie", "")
+    assert (await client.get("/account/security")).status_code == 200
 
 
 async def test_signing_in_as_the_hinted_user_issues_the_code_for_them(
