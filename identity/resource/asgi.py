@@ -3,7 +3,8 @@
 Every HTTP request and WebSocket handshake must carry a valid token; the middleware answers
 401 (and 403 when a :class:`PathPermission` rule is not met) itself, so the wrapped app only
 sees authenticated requests, but for CORS preflights, which browsers send without
-credentials: those reach the app as they came, for its CORS layer to answer. The validated
+credentials: those reach the app as they came, for its CORS layer to answer, and its answer
+is forwarded only when that layer gave it. The validated
 :class:`AccessToken` is put in ``scope["auth"]`` and ``scope["state"]["access_token"]``.
 """
 
@@ -23,6 +24,7 @@ from identity.resource.errors import (
     websocket_close_code,
 )
 from identity.resource.server import ResourceServer
+from identity.resource.validator import token_required
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -66,8 +68,11 @@ class BearerAuthMiddleware:
         self.rules = tuple(rules)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or _is_preflight(scope):
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
+            return
+        if _is_preflight(scope):
+            await self.app(scope, receive, _only_cors_answers(scope, send))
             return
         try:
             token = await self.server.authenticate(_authorization(scope))
@@ -117,6 +122,26 @@ def _is_preflight(scope: Scope) -> bool:
         and _header(scope, b"origin") is not None
         and _header(scope, b"access-control-request-method") is not None
     )
+
+
+def _only_cors_answers(scope: Scope, send: Send) -> Send:
+    """Forward the app's answer to a preflight only if its CORS layer gave it (it allows an
+    origin); anything else is refused as a request without a token. Anyone can send a
+    preflight's two headers: a handler that does not look at the method, in an app with no
+    CORS layer in front of it, would otherwise serve its data to a request without a token."""
+    forwarded = False
+
+    async def send_if_cors(message: Message) -> None:
+        nonlocal forwarded
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", ())
+            forwarded = any(name.lower() == b"access-control-allow-origin" for name, _ in headers)
+            if not forwarded:
+                await _refuse(scope, send, token_required())
+        if forwarded:
+            await send(message)
+
+    return send_if_cors
 
 
 async def _refuse(scope: Scope, send: Send, exc: BearerTokenError | IssuerUnavailable) -> None:

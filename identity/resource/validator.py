@@ -48,11 +48,16 @@ def invalid(description: str) -> BearerTokenError:
     return BearerTokenError("invalid_token", description)
 
 
+def token_required() -> BearerTokenError:
+    """A request without a bearer token: a bare challenge, no error code (RFC 6750 §3.1)."""
+    return BearerTokenError(None, "A bearer access token is required.")
+
+
 def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization: Bearer`` header (RFC 6750 §2.1)."""
     scheme, _, token = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer":
-        raise BearerTokenError(None, "A bearer access token is required.")
+        raise token_required()
     token = token.strip()
     if not token or " " in token:
         raise invalid("The Authorization header is malformed.")

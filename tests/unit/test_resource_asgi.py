@@ -239,3 +239,22 @@ async def test_an_options_request_that_is_no_preflight_still_needs_a_token(
 async def test_only_options_can_be_a_preflight(http: httpx.AsyncClient) -> None:
     headers = {"origin": "https://app.example.test", "access-control-request-method": "GET"}
     assert (await http.get("/profile", headers=headers)).status_code == 401
+
+
+async def test_a_preflight_the_app_answers_without_cors_gets_401_not_the_apps_answer(
+    server: ResourceServer,
+) -> None:
+    # An app with no CORS layer, whose handler serves whatever the method (a bare ASGI app, a
+    # view that never looks at it): passed through, a token-less preflight would read its data.
+    async def careless(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"invoices": ["secret"]}'})
+
+    app = BearerAuthMiddleware(careless, server)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app)
+    preflight = {"origin": "https://evil.example.test", "access-control-request-method": "GET"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://billing.test") as client:
+        response = await client.options(f"/accounts/{ACCOUNT_ID}/invoices", headers=preflight)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert b"secret" not in response.content
