@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -237,17 +239,37 @@ class FlowTaken(Exception):
     """Another post of the same sign-in step claimed the flow first."""
 
 
-async def claim_flow(runtime: Runtime, flow_id: str) -> Flow:
-    """Take the flow out of the store for the one post of a sign-in step that hands it over
-    (opens the session, goes on to a code): called once that post's password or code has
-    proved right, before anything is written. Two posts at once (a double click, a tab with
-    the app's code beside one with a recovery code) both find the flow when they start, and
-    would otherwise both sign in and both get a code; of racing claims one wins, the other
-    raises ``FlowTaken`` and answers as for a used flow (``flow_expired``)."""
-    claimed = await FlowStore(runtime.store).consume(flow_id)
-    if claimed is None:
-        raise FlowTaken(flow_id)
-    return claimed
+Claim = Callable[[str], Awaitable[Flow]]
+
+
+@asynccontextmanager
+async def handing_over(runtime: Runtime) -> AsyncIterator[Claim]:
+    """Around the transaction of the one post of a sign-in step that hands its flow over
+    (opens the session, goes on to a code); yields ``claim``, which takes the flow out of the
+    store once that post's password or code has proved right, before anything is written.
+
+    Two posts at once (a double click, a tab with the app's code beside one with a recovery
+    code) both find the flow when they start, and would otherwise both sign in and both get
+    a code; of racing claims one wins, the other raises ``FlowTaken`` and answers as for a
+    used flow (``flow_expired``). When the transaction fails after the claim (a password
+    changed meanwhile, the database gone), nothing was handed over: the flow goes back, so
+    the user may post the step again."""
+    flows = FlowStore(runtime.store)
+    claimed: list[Flow] = []
+
+    async def claim(flow_id: str) -> Flow:
+        flow = await flows.consume(flow_id)
+        if flow is None:
+            raise FlowTaken(flow_id)
+        claimed.append(flow)
+        return flow
+
+    try:
+        yield claim
+    except Exception:
+        for flow in claimed:
+            await flows.save(flow)
+        raise
 
 
 def flow_expired(

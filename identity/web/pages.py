@@ -34,10 +34,10 @@ from identity.web import pages_second_factor as second_factor
 from identity.web.authorization import (
     FlowTaken,
     authorization_endpoint,
-    claim_flow,
     error_response,
     flow_expired,
     flow_locale,
+    handing_over,
     proceed,
     redirect,
     signed_in,
@@ -107,12 +107,11 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     previous = cookies.read(request.cookies, settings, cookies.SESSION)
     proved_at = utcnow()
     user_id = await authenticate(runtime.db, runtime.passwords, email, password)
-    claimed: Flow | None = None
     try:
-        async with runtime.db.transaction() as session:
+        async with handing_over(runtime) as claim, runtime.db.transaction() as session:
             needs_code = user_id is not None and await second_factor.requires_code(session, user_id)
             if user_id is not None and not needs_code:
-                claimed = pending = await claim_flow(runtime, pending.id)
+                pending = await claim(pending.id)
                 established = await sessions.establish(
                     session,
                     user_id=user_id,
@@ -125,9 +124,9 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
                 )
                 await check_password_unchanged_since(session, user_id, proved_at)
     except PasswordChanged:
-        user_id = None  # changed, and every session ended, while argon2 checked the old one
-        if claimed is not None:
-            await flows.save(claimed)  # nothing handed over: the new password may try it
+        # Changed, and every session ended, while argon2 checked the old one; nothing was
+        # handed over, and the flow is back for the new password to try.
+        user_id = None
     except FlowTaken:
         # The password was right: the post that took the flow signs in, this one made
         # nothing and gives its attempt back.

@@ -31,9 +31,9 @@ from identity.sessions import service as sessions
 from identity.web import client_ip, cookies
 from identity.web.authorization import (
     FlowTaken,
-    claim_flow,
     flow_expired,
     flow_locale,
+    handing_over,
     redirect,
     signed_in,
 )
@@ -121,13 +121,13 @@ async def second_factor_submit(
     settings = runtime.settings
     now = utcnow()
     try:
-        async with runtime.db.transaction() as session:
+        async with handing_over(runtime) as claim, runtime.db.transaction() as session:
             amr = await SecondFactor.from_runtime(runtime).verify(
                 session, proof.user_id, field(form, "code", MAX_CODE), now
             )
             # A code that proved right: taking the flow rolls this back (the code unspent)
             # when another post of this step has taken it.
-            pending = await claim_flow(runtime, pending.id)
+            pending = await claim(pending.id)
             established = await sessions.establish(
                 session,
                 user_id=proof.user_id,

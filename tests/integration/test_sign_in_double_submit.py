@@ -4,9 +4,12 @@ one session, one authorization code; the other post is told to start again."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
@@ -81,4 +84,59 @@ async def test_a_code_step_posted_twice_at_once_issues_one_code(
     )
 
     _one_handed_over(list(answers))
+    assert len(await _sessions(runtime)) == 1
+
+
+@contextmanager
+def failing_inserts_of_sessions(runtime: Runtime) -> Iterator[None]:
+    """The database failing (a disk error, a server gone) as the session is being written,
+    after the post has taken the flow."""
+
+    engine = runtime.db.engine.sync_engine
+    # The driver's own error, as a lost server or a failing disk raises it.
+    driver_error = engine.dialect.dbapi.OperationalError  # type: ignore[union-attr]
+
+    def fail(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO BROWSER_SESSIONS"):
+            raise driver_error("disk I/O error")
+
+    event.listen(engine, "before_cursor_execute", fail)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", fail)
+
+
+async def test_a_step_the_database_failed_can_be_posted_again(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, generator, _ = await enrolled_user(runtime, ANA)
+    login = await _login_page(client, runtime)
+    fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
+    step = await client.post("/login", data=fields)
+    page = form_fields((await client.get(step.headers["location"])).text)
+    code = {"code": generator.now()}
+
+    with failing_inserts_of_sessions(runtime):
+        failed = await client.post("/login/second-factor", data=page | code)
+    again = await client.post("/login/second-factor", data=page | code)
+
+    assert failed.status_code == 503, failed.text
+    assert again.status_code == 303 and again.headers["location"].startswith(REDIRECT_URI)
+    assert len(await _sessions(runtime)) == 1
+
+
+async def test_a_password_step_the_database_failed_can_be_posted_again(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await new_user(runtime, ANA)
+    login = await _login_page(client, runtime)
+    fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
+
+    with failing_inserts_of_sessions(runtime):
+        failed = await client.post("/login", data=fields)
+    again = await client.post("/login", data=fields)
+
+    assert failed.status_code == 503, failed.text
+    assert again.status_code == 303 and again.headers["location"].startswith(REDIRECT_URI)
     assert len(await _sessions(runtime)) == 1
