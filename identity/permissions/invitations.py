@@ -264,16 +264,26 @@ async def cancel(
     now: datetime,
 ) -> None:
     invitation = await _get(session, account_id, invitation_id)
-    if not await repository.cancel_invitation(session, invitation.id, now):
+    if not await _cancelled(session, actor, invitation, now):
         raise Conflict("The invitation was accepted or cancelled already.")
+
+
+async def _cancelled(
+    session: AsyncSession, actor: Actor, invitation: Invitation, now: datetime
+) -> bool:
+    """Cancel a pending invitation and record it; False when it was accepted or cancelled
+    meanwhile."""
+    if not await repository.cancel_invitation(session, invitation.id, now):
+        return False
     await record_as(
         session,
         actor,
         "invitation.cancelled",
-        account_id=account_id,
+        account_id=invitation.account_id,
         target=("invitation", invitation.id),
         old=_record(invitation),
     )
+    return True
 
 
 async def end_for_left_address(
@@ -289,15 +299,7 @@ async def end_for_left_address(
     invitation if they still want one.
     """
     for invitation in await repository.pending_invitations_to(session, email, now):
-        if await repository.cancel_invitation(session, invitation.id, now):
-            await record_as(
-                session,
-                actor,
-                "invitation.cancelled",
-                account_id=invitation.account_id,
-                target=("invitation", invitation.id),
-                old=_record(invitation),
-            )
+        await _cancelled(session, actor, invitation, now)
 
 
 # --- accepting -----------------------------------------------------------------------------
