@@ -176,9 +176,16 @@ class Catalogue:
         """Every permission there is: what an owner or an "all permissions" member holds."""
         return self.policies.builtin_names | await repository.registered_names(session)
 
+    async def among(self, session: AsyncSession, names: Iterable[str]) -> set[str]:
+        """Those of ``names`` the catalogue holds, asking the database only about names
+        outside the files' (none, for most members)."""
+        wanted = set(names)
+        outside = wanted - self.policies.builtin_names
+        return (wanted - outside) | await repository.registered_among(session, outside)
+
     async def unknown(self, session: AsyncSession, names: Iterable[str]) -> list[str]:
-        outside = set(names) - self.policies.builtin_names
-        return sorted(outside - await repository.registered_among(session, outside))
+        wanted = set(names)
+        return sorted(wanted - await self.among(session, wanted))
 
     async def entries(self, session: AsyncSession) -> list[PermissionInfo]:
         registered = [

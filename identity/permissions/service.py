@@ -147,12 +147,14 @@ async def _effective(
     session: AsyncSession, memberships: Sequence[Membership], now: datetime, catalogue: Catalogue
 ) -> dict[uuid.UUID, frozenset[str]]:
     full = [m.id for m in memberships if m.is_owner or m.all_permissions]
-    everything = await catalogue.names(session) if memberships else frozenset()
+    everything = await catalogue.names(session) if full else frozenset()
     found: dict[uuid.UUID, set[str]] = {m.id: set() for m in memberships}
     partial = [m.id for m in memberships if m.id not in full]
-    for membership_id, permission in await repository.live_permissions(session, partial, now):
-        # A grant outlives its name's removal from policies/permissions.toml.
-        if permission in everything:
+    granted = await repository.live_permissions(session, partial, now)
+    # A grant outlives its name's removal from policies/permissions.toml, and gives nothing.
+    existing = await catalogue.among(session, {permission for _, permission in granted})
+    for membership_id, permission in granted:
+        if permission in existing:
             found[membership_id].add(permission)
     return {
         membership_id: everything if membership_id in full else frozenset(names)
@@ -203,15 +205,17 @@ async def token_claims_lasting(
     if membership is None:
         raise Forbidden("The user is not a member of this account.")
     held: dict[str, datetime | None]
-    everything = await _default(catalogue).names(session)
+    catalogue = _default(catalogue)
     if membership.is_owner or membership.all_permissions:
-        held = dict.fromkeys(everything)
+        held = dict.fromkeys(await catalogue.names(session))
     else:
+        granted = await _held_until(session, membership.id, now)
         # As ``_effective``: a grant of a name no longer in the catalogue gives nothing.
+        existing = await catalogue.among(session, granted)
         held = {
             name: until
-            for name, until in (await _held_until(session, membership.id, now)).items()
-            if name in everything and (until is None or until > held_past)
+            for name, until in granted.items()
+            if name in existing and (until is None or until > held_past)
         }
     ends = [until for until in held.values() if until is not None]
     claims = {
@@ -277,12 +281,9 @@ async def check_batch(
     partial = [m.id for m in memberships if not (m.is_owner or m.all_permissions)]
     held = set(await repository.live_permissions(session, partial, now))
     # Only what exists is held, by owners and by a grant alike (a grant outlives its name's
-    # removal from policies/permissions.toml): built-in names, and those registered that
-    # were asked about.
+    # removal from policies/permissions.toml).
     asked = {permission for _, _, permission in checks}
-    existing = catalogue.policies.builtin_names & asked
-    if memberships:
-        existing |= await repository.registered_among(session, asked - existing)
+    existing = await catalogue.among(session, asked) if memberships else set()
     decisions = []
     for user_id, account_id, permission in checks:
         membership = by_pair.get((user_id, account_id))
