@@ -24,6 +24,7 @@ from identity.sessions import service as sessions
 from identity.settings import Settings
 from tests.browser import add_oauth_client, add_user, form_fields
 from tests.conftest import serving
+from tests.integration.oauth_helpers import REDIRECT_URI, RegisteredClient
 
 SECURITY = "/account/security"
 
@@ -40,6 +41,28 @@ async def served_for_sign_in(
         await add_user(runtime)
         await add_oauth_client(runtime, first_party=True)
         yield http, runtime
+
+
+async def login_page(
+    http: httpx.AsyncClient, app: RegisteredClient, challenge: str, **params: str
+) -> httpx.Response:
+    """The login page an authorization request of ``app`` (PKCE ``challenge``) leads to."""
+    authorize = await http.get(
+        "/authorize",
+        params={
+            "client_id": app.client_id,
+            "redirect_uri": REDIRECT_URI,
+            "response_type": "code",
+            "scope": "openid email",
+            "state": "s1",
+            "nonce": "n1",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+        | params,
+    )
+    assert authorize.status_code == 303, authorize.text
+    return await http.get(authorize.headers["location"])
 
 
 async def ask_email_change(

@@ -23,7 +23,7 @@ from tests.integration.oauth_helpers import (
     redeem,
     verify_with_jwks,
 )
-from tests.integration.page_helpers import alert, post_form
+from tests.integration.page_helpers import alert, login_page, post_form
 from tests.integration.recovery_helpers import (
     PASSWORD,
     change_password_elsewhere,
@@ -43,21 +43,7 @@ async def _password_step(
     http: httpx.AsyncClient, app: RegisteredClient, challenge: str, **params: str
 ) -> httpx.Response:
     """Authorize and pass the password; returns the second-factor page."""
-    authorize = await http.get(
-        "/authorize",
-        params={
-            "client_id": app.client_id,
-            "redirect_uri": REDIRECT_URI,
-            "response_type": "code",
-            "scope": "openid email",
-            "state": "s1",
-            "nonce": "n1",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        }
-        | params,
-    )
-    login = await http.get(authorize.headers["location"])
+    login = await login_page(http, app, challenge, **params)
     step = await post_form(http, login, "/login", email=ANA, password=PASSWORD)
     assert step.status_code == 303, step.text
     assert step.headers["location"].startswith("/login/second-factor?flow=")
@@ -174,18 +160,7 @@ async def test_users_without_a_second_factor_sign_in_with_the_password_alone(
     await new_user(runtime, ANA)
     app = await make_client(runtime, first_party=True)
     verifier, challenge = pkce_pair()
-    authorize = await client.get(
-        "/authorize",
-        params={
-            "client_id": app.client_id,
-            "redirect_uri": REDIRECT_URI,
-            "response_type": "code",
-            "scope": "openid",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        },
-    )
-    login = await client.get(authorize.headers["location"])
+    login = await login_page(client, app, challenge, scope="openid")
     done = await post_form(client, login, "/login", email=ANA, password=PASSWORD)
     tokens = await redeem(client, app, query(done.headers["location"])["code"], verifier)
     claims = (await verify_with_jwks(client, tokens.json()["id_token"])).claims

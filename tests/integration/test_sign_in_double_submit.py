@@ -15,7 +15,7 @@ from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
 from tests.browser import form_fields
 from tests.integration.oauth_helpers import REDIRECT_URI, make_client, pkce_pair
-from tests.integration.page_helpers import alert
+from tests.integration.page_helpers import alert, login_page
 from tests.integration.recovery_helpers import PASSWORD, enrolled_user, new_user
 
 ANA = "ana@example.com"
@@ -24,20 +24,7 @@ ANA = "ana@example.com"
 async def _login_page(http: httpx.AsyncClient, runtime: Runtime) -> httpx.Response:
     app = await make_client(runtime, first_party=True)
     _, challenge = pkce_pair()
-    authorize = await http.get(
-        "/authorize",
-        params={
-            "client_id": app.client_id,
-            "redirect_uri": REDIRECT_URI,
-            "response_type": "code",
-            "scope": "openid email",
-            "state": "s1",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        },
-    )
-    assert authorize.status_code == 303, authorize.text
-    return await http.get(authorize.headers["location"])
+    return await login_page(http, app, challenge)
 
 
 async def _sessions(runtime: Runtime) -> list[BrowserSession]:
