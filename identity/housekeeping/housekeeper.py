@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from identity.clock import utcnow
 from identity.db.engine import Database
-from identity.housekeeping import repository
+from identity.housekeeping import audit, repository
 from identity.housekeeping.repository import Cutoffs
 from identity.metrics import HOUSEKEEPING_DELETED
 from identity.polling import PollingWorker
@@ -69,9 +69,12 @@ class Housekeeper(PollingWorker):
             for rule in repository.RULES:
                 while True:
                     async with self._db.write_transaction() as session:
-                        count = await repository.delete_batch(
+                        rows = await repository.delete_batch(
                             session, rule, cutoffs, self._batch_size
                         )
+                        if rule.audited and rows:
+                            await audit.record_deleted(session, rule, rows)
+                    count = len(rows)
                     if count:
                         deleted[rule.table] = deleted.get(rule.table, 0) + count
                         HOUSEKEEPING_DELETED.labels(rule.table).inc(count)

@@ -3,23 +3,41 @@ batches.
 
 Each rule says when a row of one table is dead, and why nothing needs it after that. Users,
 accounts, memberships, roles, clients, signing keys, consents, authenticator secrets and the
-audit log have no rule: they are deleted by people, or never.
+audit log have no rule: they are deleted by people, or never. A grant's deletion is audited
+(``audit``), so the rule hands back what its entry needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, exists, inspect, or_, select, tuple_
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Row,
+    and_,
+    delete,
+    exists,
+    inspect,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import PasswordResetToken
 from identity.db.base import Base
 from identity.mail.models import OutgoingEmail
 from identity.mfa.models import RecoveryCode
-from identity.permissions.models import Invitation, MembershipPermission, MembershipRole
+from identity.permissions.models import (
+    Invitation,
+    Membership,
+    MembershipPermission,
+    MembershipRole,
+)
 from identity.sessions.models import BrowserSession
 from identity.tokens.models import AuthorizationCode, RefreshToken, RevokedAccessToken
 from identity.webhooks.models import WebhookDelivery, WebhookEvent
@@ -181,10 +199,17 @@ def _role_grants(at: Cutoffs) -> ColumnElement[bool]:
 class Rule:
     model: type[Base]
     dead: Callable[[Cutoffs], ColumnElement[bool]]
+    # A rule whose deletions are audited hands back each deleted row whole.
+    audited: bool = False
 
     @property
     def table(self) -> str:
         return self.model.__tablename__
+
+    @property
+    def returned(self) -> Sequence[Column[object]]:
+        mapper = inspect(self.model)
+        return list(mapper.columns if self.audited else mapper.primary_key)
 
 
 # In this order: an event's deliveries go before the event.
@@ -196,16 +221,19 @@ RULES = (
     Rule(PasswordResetToken, _reset_tokens),
     Rule(Invitation, _invitations),
     Rule(RecoveryCode, _recovery_codes),
-    Rule(MembershipPermission, _permission_grants),
-    Rule(MembershipRole, _role_grants),
+    Rule(MembershipPermission, _permission_grants, audited=True),
+    Rule(MembershipRole, _role_grants, audited=True),
     Rule(OutgoingEmail, _emails),
     Rule(WebhookDelivery, _deliveries),
     Rule(WebhookEvent, _events),
 )
 
 
-async def delete_batch(session: AsyncSession, rule: Rule, at: Cutoffs, limit: int) -> int:
-    """Delete up to ``limit`` dead rows of the rule's table; returns how many went.
+async def delete_batch(
+    session: AsyncSession, rule: Rule, at: Cutoffs, limit: int
+) -> Sequence[Row[tuple[object, ...]]]:
+    """Delete up to ``limit`` dead rows of the rule's table; returns those that went (their
+    primary key, or the whole row for an audited rule).
 
     On PostgreSQL the rows are chosen FOR UPDATE SKIP LOCKED: a process running at the same
     time takes other rows instead of waiting for these, and a row that a request has just
@@ -218,6 +246,21 @@ async def delete_batch(session: AsyncSession, rule: Rule, at: Cutoffs, limit: in
     result = await session.execute(
         delete(rule.model)
         .where(tuple_(*key).in_(chosen))
+        .returning(*rule.returned)
         .execution_options(synchronize_session=False)  # the session holds none of these rows
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return result.all()
+
+
+async def members(
+    session: AsyncSession, membership_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[uuid.UUID, uuid.UUID]]:
+    """Each membership's account and user. A grant row being deleted keeps its membership
+    until this transaction ends: deleting a membership deletes its grants (ON DELETE
+    CASCADE), which waits for their locks."""
+    rows = await session.execute(
+        select(Membership.id, Membership.account_id, Membership.user_id).where(
+            Membership.id.in_(set(membership_ids))
+        )
+    )
+    return {row.id: (row.account_id, row.user_id) for row in rows}

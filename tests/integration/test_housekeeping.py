@@ -515,6 +515,71 @@ async def test_grants_go_thirty_days_after_they_expire(runtime: Runtime) -> None
     assert await keys(runtime.db, MembershipRole.role_id) == {grant.role_id for grant in roles[:3]}
 
 
+async def audited_revocations(
+    client: httpx.AsyncClient, runtime: Runtime, owner: User, account: Account
+) -> list[dict[str, Any]]:
+    headers = await user_headers(runtime, owner)
+    events = []
+    for action in ("member.permission_revoked", "member.role_revoked"):
+        response = await client.get(
+            f"/api/v1/accounts/{account.id}/audit",
+            params={"action": action, "limit": 100},
+            headers=headers,
+        )
+        events += response.json()["events"]
+    return events
+
+
+async def test_each_deleted_grant_is_audited_as_revoked_by_housekeeping_with_its_expiry(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The account's log shows when a time-limited grant went, and until when it counted."""
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    now = utcnow()
+    ended = now - ENDED_KEPT
+    member, _, roles = await member_with_grants(runtime, account, [None, ended, now - DAY])
+
+    await runtime.housekeeping.run_once(now)
+
+    events = await audited_revocations(client, runtime, owner, account)
+    assert sorted((e["action"], str(e["details"]["old"])) for e in events) == sorted(
+        [
+            (
+                "member.permission_revoked",
+                str({"name": "tickets", "expires_at": ended.isoformat()}),
+            ),
+            (
+                "member.role_revoked",
+                str({"role_id": str(roles[1].role_id), "expires_at": ended.isoformat()}),
+            ),
+        ]
+    )
+    for event in events:
+        assert event["target_id"] == str(member.id)
+        assert event["actor_user_id"] is None
+        assert event["actor_client_id"] is None
+        assert event["ip"] is None
+        assert event["details"]["source"] == "housekeeping"
+
+
+async def test_two_runs_at_once_audit_each_deleted_grant_once(
+    client: httpx.AsyncClient, runtime: Runtime, second_process: Database
+) -> None:
+    now = utcnow()
+    owners = [await make_user(runtime) for _ in range(6)]
+    accounts = [await make_account(runtime, owner) for owner in owners]
+    for account in accounts:
+        await member_with_grants(runtime, account, [now - ENDED_KEPT] * 4)
+    one, other = keeper(runtime.db, batch_size=5), keeper(second_process, batch_size=5)
+
+    deleted = await asyncio.gather(one.run_once(now), other.run_once(now))
+
+    assert sum(deleted) == 48
+    for owner, account in zip(owners, accounts, strict=True):
+        assert len(await audited_revocations(client, runtime, owner, account)) == 8
+
+
 async def test_deleting_an_expired_grant_changes_no_decision_and_the_api_lists_it_until_then(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
