@@ -115,6 +115,10 @@ def email_changed(to: Recipient, product: str, old: str, new: str) -> Message:
     return _render("notice", "email.email_changed", to, product, {"old": old, "new": new})
 
 
+def second_factor_added(to: Recipient, product: str) -> Message:
+    return _render("notice", "email.second_factor_added", to, product, {})
+
+
 def second_factor_removed(to: Recipient, product: str) -> Message:
     return _render("notice", "email.second_factor_removed", to, product, {})
 

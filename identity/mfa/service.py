@@ -121,9 +121,9 @@ class SecondFactor:
     async def confirm_enrolment(
         self, session: AsyncSession, actor: Actor, user_id: uuid.UUID, code: str, now: datetime
     ) -> list[str]:
-        """Turn the pending secret on with a first valid code, recorded for ``actor``; returns
-        the recovery codes, which exist nowhere else in clear. Raises ``NotFound`` or
-        ``InvalidCode``."""
+        """Turn the pending secret on with a first valid code, recorded for ``actor`` and told
+        to the user by email; returns the recovery codes, which exist nowhere else in clear.
+        Raises ``NotFound`` or ``InvalidCode``. Call ``runtime.mail.wake()`` afterwards."""
         pending = await repository.get_secret(session, user_id)
         if pending is None or pending.confirmed_at is not None:
             raise NotFound("There is no two-step verification set-up in progress.")
@@ -139,6 +139,14 @@ class SecondFactor:
         await record_as(
             session, actor, "user.second_factor_enabled", account_id=None, target=("user", user_id)
         )
+        # Whoever holds the password and a session could turn it on with an app of their own
+        # and lock the owner out: the owner hears of it, as of its removal.
+        user = await session.get(User, user_id)
+        assert user is not None  # the secret just confirmed is theirs (ON DELETE CASCADE)
+        notice = messages.second_factor_added(
+            Recipient(user.email, user.locale or "en"), self.settings.product_name
+        )
+        await outbox.enqueue(session, notice, now)
         return codes
 
     async def _accepts(

@@ -18,8 +18,10 @@ from identity.accounts.models import User
 from identity.accounts.service import create_user, prepare_user
 from identity.audit.service import Actor
 from identity.clock import utcnow
+from identity.mail.models import OutgoingEmail
 from identity.mfa.service import SecondFactor
 from identity.runtime import Runtime
+from tests.integration.page_helpers import mail_to
 from tests.smtp_server import Inbox
 
 PASSWORD = "Kx7#mQ9!vB2$"
@@ -42,7 +44,8 @@ async def enrolled_user(
     runtime: Runtime, email: str = "ana@example.com"
 ) -> tuple[User, pyotp.TOTP, list[str]]:
     """A user with TOTP confirmed a few minutes ago, so that the current code is unspent;
-    with the code generator and the recovery codes."""
+    with the code generator and the recovery codes. They were told by email
+    (``mail_since_enrolment``)."""
     user = await new_user(runtime, email)
     mfa = SecondFactor.from_runtime(runtime)
     async with runtime.db.transaction() as session:
@@ -54,6 +57,14 @@ async def enrolled_user(
             session, Actor(user.id), user.id, generator.at(earlier), earlier
         )
     return user, generator, codes
+
+
+async def mail_since_enrolment(runtime: Runtime, address: str) -> list[OutgoingEmail]:
+    """The emails queued for ``address`` after the one saying two-step verification was
+    turned on."""
+    turned_on, *since = await mail_to(runtime, address)
+    assert turned_on.subject.startswith("Two-step verification was turned on")
+    return since
 
 
 async def change_password_elsewhere(

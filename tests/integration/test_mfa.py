@@ -22,7 +22,12 @@ from identity.mfa.service import InvalidCode, InvalidPassword, SecondFactor
 from identity.runtime import Runtime
 from tests.backends import TEST_SECRET_KEY
 from tests.integration.page_helpers import mail_to
-from tests.integration.recovery_helpers import PASSWORD, enrolled_user, new_user
+from tests.integration.recovery_helpers import (
+    PASSWORD,
+    enrolled_user,
+    mail_since_enrolment,
+    new_user,
+)
 
 STAFF = Actor(user_id=None, client_id="support-desk", ip="203.0.113.9", request_id="req-1")
 
@@ -110,6 +115,15 @@ async def test_confirming_hands_out_ten_recovery_codes_stored_only_as_digests(
         stored = (await session.scalars(select(RecoveryCode.code_hash))).all()
         assert await mfa.unused_recovery_codes(session, user.id) == 10
     assert len(stored) == 10 and not set(codes) & set(stored)
+
+
+async def test_turning_it_on_tells_the_user_by_email(runtime: Runtime) -> None:
+    """Someone holding the password and a session could turn it on with an app of their own
+    and lock the owner out: the owner must hear of it, as of its removal."""
+    user, _, codes = await enrolled_user(runtime)
+    (notice,) = await mail_to(runtime, user.email)
+    assert notice.subject == "Two-step verification was turned on for your Acme ID account"
+    assert not any(code in notice.text_body for code in codes)
 
 
 async def test_enrolling_again_while_on_is_a_conflict(runtime: Runtime, mfa: SecondFactor) -> None:
@@ -234,7 +248,7 @@ async def test_disabling_needs_the_password_and_a_current_code(
     async with runtime.db.transaction() as session:
         assert not await mfa.is_enrolled(session, user.id)
         assert await mfa.unused_recovery_codes(session, user.id) == 0
-    (notice,) = await mail_to(runtime, user.email)
+    (notice,) = await mail_since_enrolment(runtime, user.email)
     assert notice.subject == "Two-step verification was turned off for your Acme ID account"
 
 
@@ -250,7 +264,7 @@ async def test_staff_reset_removes_the_factor_is_audited_and_tells_the_user(
     assert (event.actor_client_id, event.target_id) == ("support-desk", str(user.id))
     assert event.details == {"old": None, "new": None, "reason": "lost phone, ID checked"}
     assert event.ip == "203.0.113.9" and event.request_id == "req-1"
-    assert len(await mail_to(runtime, user.email)) == 1
+    assert len(await mail_since_enrolment(runtime, user.email)) == 1
 
 
 async def test_of_two_staff_resets_at_once_one_resets_and_the_other_finds_nothing(
@@ -274,7 +288,7 @@ async def test_of_two_staff_resets_at_once_one_resets_and_the_other_finds_nothin
     async with runtime.db.transaction() as session:
         (event,) = await session.scalars(_staff_resets())
     assert event.details == {"old": None, "new": None, "reason": "lost phone, ticket 1"}
-    assert len(await mail_to(runtime, user.email)) == 1
+    assert len(await mail_since_enrolment(runtime, user.email)) == 1
 
 
 @pytest.mark.parametrize("reason", ["", "   ", "x" * 501])

@@ -18,13 +18,17 @@ from identity.mfa.service import SecondFactor
 from identity.runtime import Runtime
 from tests.integration.page_helpers import (
     SECURITY,
-    mail_to,
     other_session,
     post_form,
     sign_in_to_security_page,
     totp_secret,
 )
-from tests.integration.recovery_helpers import PASSWORD, enrolled_user, new_user
+from tests.integration.recovery_helpers import (
+    PASSWORD,
+    enrolled_user,
+    mail_since_enrolment,
+    new_user,
+)
 
 ANA = "ana@example.com"
 
@@ -80,7 +84,7 @@ async def test_new_recovery_codes_are_shown_once_and_a_reload_replaces_nothing(
     assert _codes(reloaded) == [] and "Recovery codes left: 10." in reloaded.text
     assert not any(code in reloaded.text for code in new)
     assert await _replacements(runtime) == 1
-    assert len(await mail_to(runtime, ANA)) == 1
+    assert len(await mail_since_enrolment(runtime, ANA)) == 1
     # The codes shown are the ones that work.
     async with runtime.db.transaction() as session:
         mfa = SecondFactor.from_runtime(runtime)

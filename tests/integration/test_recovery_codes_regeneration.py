@@ -24,12 +24,16 @@ from tests.integration.page_helpers import (
     SECURITY,
     alert,
     followed,
-    mail_to,
     post_form,
     second_step,
     sign_in_to_security_page,
 )
-from tests.integration.recovery_helpers import PASSWORD, enrolled_user, new_user
+from tests.integration.recovery_helpers import (
+    PASSWORD,
+    enrolled_user,
+    mail_since_enrolment,
+    new_user,
+)
 
 ANA = "ana@example.com"
 SPANISH = {"Accept-Language": "es"}
@@ -106,7 +110,7 @@ async def test_the_replacement_is_audited_and_the_user_told_by_email(
     )
     assert event.ip == "127.0.0.1" and event.request_id
     assert event.details == {"old": None, "new": None}
-    (message,) = await mail_to(runtime, ANA)
+    (message,) = await mail_since_enrolment(runtime, ANA)
     assert message.subject == "New recovery codes were made for your Identity account"
     assert old[1] not in message.text_body
 
@@ -125,7 +129,7 @@ async def test_in_spanish_the_codes_page_speaks_spanish(
     assert 'lang="es"' in shown.text
     assert "Tus códigos de recuperación anteriores ya no sirven" in shown.text
     assert len(_codes(shown)) == 10
-    (message,) = await mail_to(runtime, ANA)
+    (message,) = await mail_since_enrolment(runtime, ANA)
     assert message.subject.startswith("Se han generado nuevos códigos de recuperación")
 
 
@@ -147,7 +151,7 @@ async def test_a_wrong_password_is_refused_and_counts_with_the_other_forms(
     assert throttled.status_code == 429
     assert alert(throttled) == "Demasiados intentos fallidos. Inténtalo de nuevo más tarde."
     assert _codes(throttled) == [] and await _stored(runtime, user) == before
-    assert await mail_to(runtime, ANA) == []
+    assert await mail_since_enrolment(runtime, ANA) == []
 
 
 async def test_without_two_step_verification_the_page_says_there_is_nothing_to_replace(

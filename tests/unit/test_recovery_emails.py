@@ -51,7 +51,9 @@ def test_every_email_exists_in_english_and_spanish_with_both_parts() -> None:
             messages.password_changed(to, "Acme", everywhere=False),
             messages.email_change_confirmation(to, "Acme", LINK, 3600),
             messages.email_changed(to, "Acme", "old@example.com", "new@example.com"),
+            messages.second_factor_added(to, "Acme"),
             messages.second_factor_removed(to, "Acme"),
+            messages.recovery_codes_replaced(to, "Acme"),
         ):
             assert message.subject and "Acme" in message.subject
             assert message.text.strip() and message.html
