@@ -188,12 +188,17 @@ def check_redirect_uri(request: AuthorizationRequest, client: OAuthClient) -> st
     # OIDC Core §3.1.2.1 makes redirect_uri required, so no default registered URI is assumed.
     if not redirect_uri:
         raise InvalidRequestError("The redirect_uri parameter is missing.")
-    if redirect_uri in client.redirect_uris:
-        return redirect_uri
-    key = _loopback_key(redirect_uri) if client.is_public else None
-    if key is None or key not in {_loopback_key(uri) for uri in client.redirect_uris}:
+    if not is_registered(redirect_uri, client):
         raise InvalidRequestError("The redirect_uri is not registered for this client.")
     return redirect_uri
+
+
+def is_registered(redirect_uri: str, client: OAuthClient) -> bool:
+    """Whether ``redirect_uri`` is one of the client's, as its registration stands now."""
+    if redirect_uri in client.redirect_uris:
+        return True
+    key = _loopback_key(redirect_uri) if client.is_public else None
+    return key is not None and key in {_loopback_key(uri) for uri in client.redirect_uris}
 
 
 LOOPBACK_IPS = frozenset({"127.0.0.1", "::1"})

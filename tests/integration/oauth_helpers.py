@@ -164,9 +164,12 @@ class FreshCode:
     verifier: str
     client: RegisteredClient
     user: User
+    redirect_uri: str
 
     async def redeem(self, http: httpx.AsyncClient, **options: Any) -> httpx.Response:
-        """The exchange the client makes with this code and its own verifier."""
+        """The exchange the client makes with this code, its own verifier and the redirect
+        URI the code was sent to."""
+        options = {"redirect_uri": self.redirect_uri} | options
         return await redeem(http, self.client, self.code, self.verifier, **options)
 
 
@@ -183,7 +186,7 @@ async def fresh_code(
     user = user or await make_user(runtime)
     verifier, challenge = pkce_pair()
     code = await issue_code(runtime, client, user, challenge=challenge, **code_options)
-    return FreshCode(code, verifier, client, user)
+    return FreshCode(code, verifier, client, user, code_options.get("redirect_uri", REDIRECT_URI))
 
 
 async def redeemed_code(

@@ -511,3 +511,46 @@ async def test_a_scope_taken_from_a_client_is_not_issued_again_by_refresh_or_cod
     # response's scope says what was granted (RFC 6749 §3.3).
     asked = await refresh(client, portal, refreshed.json()["refresh_token"], scope=scope)
     assert asked.status_code == 200 and asked.json()["scope"] == "openid email"
+
+
+LOOPBACK = "http://127.0.0.1/callback"
+
+
+@pytest.mark.parametrize(
+    ("public", "registered", "used"),
+    [
+        (False, REDIRECT_URI, REDIRECT_URI),
+        # A native app's loopback redirect, any port (RFC 8252 §7.3), goes with its URI.
+        (True, LOOPBACK, "http://127.0.0.1:51004/callback"),
+    ],
+    ids=["exact", "loopback-port"],
+)
+async def test_a_code_for_a_redirect_uri_taken_from_the_client_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime, public: bool, registered: str, used: str
+) -> None:
+    # As Keycloak and node-oidc-provider check the redirect URI against the registration at
+    # redemption: staff removing an address (one whose site was lost, say) must stop the
+    # codes already sent to it, not leave them to be exchanged for their 60 seconds.
+    staff = await staff_headers(runtime)
+    created = await _register(
+        client,
+        staff,
+        public=public,
+        grant_types=["authorization_code", "refresh_token"],
+        redirect_uris=[registered, "https://new.example.com/cb"],
+    )
+    portal = RegisteredClient(created["client_id"], created.get("client_secret"))
+    kept = await fresh_code(runtime, portal, redirect_uri=used)
+    assert (await kept.redeem(client)).status_code == 200
+    pending = await fresh_code(runtime, portal, redirect_uri=used)
+
+    path = f"/api/v1/clients/{portal.client_id}"
+    narrowed = await client.patch(
+        path, json={"redirect_uris": ["https://new.example.com/cb"]}, headers=staff
+    )
+    assert narrowed.status_code == 200, narrowed.text
+
+    for _ in range(2):
+        refused = await pending.redeem(client)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"] == "invalid_grant"

@@ -235,7 +235,7 @@ async def test_signing_out_ends_the_refresh_tokens_of_that_sign_in_only(
     code = redirected_to_client(signed_in)["code"]
     here = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
     assert here.status_code == 200, here.text
-    elsewhere = await signed_in_tokens(client, runtime, app, user=user)
+    elsewhere = await signed_in_tokens(client, runtime, app, user=user, redirect_uri=REDIRECT_URI)
 
     params = {"id_token_hint": here.json()["id_token"], "post_logout_redirect_uri": POST_LOGOUT_URI}
     assert (await client.get("/logout", params=params)).status_code == 303

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.models import User
 from identity.crypto import digest
 from identity.oauth import tokens
+from identity.oauth.authorize import is_registered
 from identity.oauth.errors import InvalidGrantError
 from identity.oauth.grants.base import GrantContext, Issue, Refusal, TokenRequest, issue_user_tokens
 from identity.oauth.pkce import check_code_verifier
@@ -48,7 +49,7 @@ class AuthorizationCodeGrant:
         # Any failure below raises, which rolls the redemption back: the code stays unused,
         # as in node-oidc-provider, where every check runs before the code is consumed.
         check_code_client(code, ctx)
-        check_redirect_uri(code, redirect_uri)
+        check_redirect_uri(code, redirect_uri, ctx)
         check_code_verifier(
             request.params.get("code_verifier"),
             code.code_challenge,
@@ -109,7 +110,11 @@ def check_code_client(code: AuthorizationCode, ctx: GrantContext) -> None:
         raise InvalidGrantError("The code is invalid, expired or already used.")
 
 
-def check_redirect_uri(code: AuthorizationCode, redirect_uri: str) -> None:
-    """RFC 6749 §4.1.3: the same redirect_uri as in the authorization request, exactly."""
+def check_redirect_uri(code: AuthorizationCode, redirect_uri: str, ctx: GrantContext) -> None:
+    """RFC 6749 §4.1.3: the same redirect_uri as in the authorization request, exactly; and
+    still registered, as Keycloak and node-oidc-provider check at redemption: once staff
+    take an address from the client, the codes already sent to it are worth nothing."""
     if redirect_uri != code.redirect_uri:
         raise InvalidGrantError("redirect_uri does not match the authorization request.")
+    if not is_registered(redirect_uri, ctx.client):
+        raise InvalidGrantError("redirect_uri is no longer registered for this client.")
