@@ -64,7 +64,10 @@ def check(
         if uri not in client.post_logout_redirect_uris:
             raise InvalidRequestError("The post_logout_redirect_uri is not registered.")
     return LogoutRequest(
-        subject=claims["sub"] if claims else None,
+        # A hint vouches only while the client it was issued to is registered and enabled
+        # (``client`` is None otherwise): one staff disabled or deleted, perhaps for being
+        # taken over, must not sign users out unasked.
+        subject=claims["sub"] if claims and client else None,
         client=client,
         post_logout_redirect_uri=uri,
         state=params.get("state"),

@@ -29,6 +29,7 @@ from tests.browser import (
     redirected_to_client,
     sign_in,
 )
+from tests.integration.account_helpers import staff_headers
 from tests.integration.oauth_helpers import RegisteredClient, redeem, signed_in_tokens
 
 
@@ -213,6 +214,46 @@ async def test_an_access_token_is_no_id_token_hint(
     params = {"id_token_hint": access_token, "post_logout_redirect_uri": POST_LOGOUT_URI}
     response = await client.get("/logout", params=params)
     assert response.status_code == 400
+    assert await live_sessions(runtime) == 1
+
+
+async def _disable(http: httpx.AsyncClient, runtime: Runtime, how: str) -> None:
+    path, staff = f"/api/v1/clients/{CLIENT_ID}", await staff_headers(runtime)
+    if how == "disabled":
+        changed = await http.patch(path, json={"disabled": True}, headers=staff)
+    else:
+        changed = await http.delete(path, headers=staff)
+    assert changed.status_code in (200, 204), changed.text
+
+
+@pytest.mark.parametrize("how", ["disabled", "deleted"])
+async def test_a_hint_from_a_client_no_longer_registered_asks_for_confirmation(
+    client: httpx.AsyncClient, runtime: Runtime, user: User, how: str
+) -> None:
+    # As node-oidc-provider, which refuses a hint whose client it cannot find: a client
+    # staff disabled or deleted (one taken over, say) vouches for nobody's sign-out any more.
+    hint = await id_token(runtime, user)
+    await _disable(client, runtime, how)
+
+    page = await client.get("/logout", params={"id_token_hint": hint})
+    assert page.status_code == 200
+    assert "confirm" in form_fields(page.text)
+    assert await live_sessions(runtime) == 1
+    signed_out = await client.post("/logout", data=form_fields(page.text))
+    assert signed_out.status_code == 200
+    assert "You are signed out" in signed_out.text
+
+
+@pytest.mark.parametrize("how", ["disabled", "deleted"])
+async def test_a_client_no_longer_registered_gets_no_post_logout_redirect(
+    client: httpx.AsyncClient, runtime: Runtime, user: User, how: str
+) -> None:
+    hint = await id_token(runtime, user)
+    await _disable(client, runtime, how)
+
+    params = {"id_token_hint": hint, "post_logout_redirect_uri": POST_LOGOUT_URI, "state": "s"}
+    response = await client.get("/logout", params=params)
+    assert "location" not in response.headers
     assert await live_sessions(runtime) == 1
 
 
