@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from identity.runtime import Runtime
@@ -15,6 +16,7 @@ from tests.integration.oauth_helpers import (
     is_active,
     make_client,
     make_user,
+    pkce_pair,
     redeem,
     redeemed_code,
     refresh,
@@ -60,6 +62,29 @@ async def test_code_reuse_revokes_issued_tokens(
     assert second.json()["error"] == "invalid_grant"
     assert (await refresh(client, app, first["refresh_token"])).json()["error"] == "invalid_grant"
     await assert_access_token_dead(client, app, first["access_token"])
+
+
+@pytest.mark.parametrize("replay", ["another-client", "no-verifier", "wrong-verifier"])
+async def test_a_replay_that_could_not_have_redeemed_the_code_revokes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, replay: str
+) -> None:
+    """As node-oidc-provider checks the client, redirect URI and PKCE verifier before it
+    revokes for a replay, and as a refresh token another client presents is left alone: a
+    used code leaks easily (browser history, logs) and anyone may call as a public client,
+    but only its app holds the verifier. Without it, the owner's tokens are nobody's to
+    revoke."""
+    app = await make_client(runtime, public=True)
+    fresh, first = await redeemed_code(client, runtime, app)
+    presenter = await make_client(runtime, public=True) if replay == "another-client" else app
+    verifier = {"another-client": fresh.verifier, "no-verifier": None}.get(replay, pkce_pair()[0])
+
+    replayed = await redeem(client, presenter, fresh.code, verifier)
+
+    assert replayed.json()["error"] == "invalid_grant"
+    assert await is_active(client, await make_client(runtime), first["access_token"])
+    data = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    kept = await client.post("/token", data=data | {"client_id": app.client_id})
+    assert kept.status_code == 200, kept.text
 
 
 async def test_code_reuse_revokes_access_tokens_issued_by_later_refreshes(

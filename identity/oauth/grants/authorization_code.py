@@ -14,7 +14,7 @@ from identity.accounts.models import User
 from identity.crypto import digest
 from identity.oauth import tokens
 from identity.oauth.authorize import is_registered
-from identity.oauth.errors import InvalidGrantError
+from identity.oauth.errors import InvalidGrantError, OAuth2Error
 from identity.oauth.grants.base import GrantContext, Issue, Refusal, TokenRequest, issue_user_tokens
 from identity.oauth.pkce import check_code_verifier
 from identity.oauth.resources import granted_resources
@@ -44,18 +44,12 @@ class AuthorizationCodeGrant:
         code = await codes.redeem_code(
             session, code_hash, ctx.now, access_jti, ctx.access_expires_at
         )
+        verifier = request.params.get("code_verifier")
         if code is None:
-            return await self.refuse_replay(session, ctx, code_hash)
+            return await self.refuse_replay(session, ctx, code_hash, redirect_uri, verifier)
         # Any failure below raises, which rolls the redemption back: the code stays unused,
         # as in node-oidc-provider, where every check runs before the code is consumed.
-        check_code_client(code, ctx)
-        check_redirect_uri(code, redirect_uri, ctx)
-        check_code_verifier(
-            request.params.get("code_verifier"),
-            code.code_challenge,
-            code.code_challenge_method,
-            required=ctx.client.require_pkce or ctx.client.is_public,
-        )
+        check_presenter(code, ctx, redirect_uri, verifier)
         resources = granted_resources(request.resources, code.resources, ctx.client.resources)
         # A code stands for the sign-in it came from, as in Keycloak: once that has ended (a
         # sign-out, or every session ended by a password reset), whoever still holds the code
@@ -67,11 +61,20 @@ class AuthorizationCodeGrant:
         return RedeemedCode(code, user, resources, access_jti)
 
     async def refuse_replay(
-        self, session: AsyncSession, ctx: GrantContext, code_hash: str
+        self,
+        session: AsyncSession,
+        ctx: GrantContext,
+        code_hash: str,
+        redirect_uri: str,
+        verifier: str | None,
     ) -> Refusal:
-        """Unknown and expired codes are refused; a used one also loses what it issued."""
+        """Unknown and expired codes are refused; a used one also loses what it issued, when
+        the request would have redeemed it unused: its client, redirect URI and PKCE
+        verifier, as node-oidc-provider checks them before it revokes. A used code leaks
+        easily (browser history, logs) and anyone may call as a public client, but only the
+        app holds the verifier: a replay without it must not sign that app out."""
         used = await codes.get_consumed_code(session, code_hash)
-        if used is not None and used.consumed_at is not None:
+        if used is not None and could_redeem(used, ctx, redirect_uri, verifier):
             await refresh.revoke_issued_from_code(session, code_hash, ctx.now)
             # A client without the refresh grant has no refresh token naming this one.
             if used.access_jti is not None and used.access_expires_at is not None:
@@ -103,6 +106,31 @@ class AuthorizationCodeGrant:
                 access_jti=redeemed.access_jti,
             ),
         )
+
+
+def check_presenter(
+    code: AuthorizationCode, ctx: GrantContext, redirect_uri: str, verifier: str | None
+) -> None:
+    """The request comes from whoever the code was issued to: its client, at its redirect
+    URI, with the verifier of its challenge."""
+    check_code_client(code, ctx)
+    check_redirect_uri(code, redirect_uri, ctx)
+    check_code_verifier(
+        verifier,
+        code.code_challenge,
+        code.code_challenge_method,
+        required=ctx.client.require_pkce or ctx.client.is_public,
+    )
+
+
+def could_redeem(
+    code: AuthorizationCode, ctx: GrantContext, redirect_uri: str, verifier: str | None
+) -> bool:
+    try:
+        check_presenter(code, ctx, redirect_uri, verifier)
+    except OAuth2Error:
+        return False
+    return True
 
 
 def check_code_client(code: AuthorizationCode, ctx: GrantContext) -> None:
