@@ -27,6 +27,17 @@ FLUSH_LINES = 512
 ACCESS_LOGGER = "identity.access"
 _access = logging.getLogger(ACCESS_LOGGER)
 
+# Line breaks JSON leaves unescaped inside strings, but that Python's splitlines, JavaScript
+# and other log readers break lines at: a request's path (or any text a caller chose) holding
+# one would end its line early and let the rest pose as a line of its own.
+_UNESCAPED_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _one_line(json_text: str) -> str:
+    """``json_text`` with every line break escaped: one line, the same JSON value."""
+    # Every access-log line passes here; an ASCII one (nearly all) is checked, not rewritten.
+    return json_text if json_text.isascii() else json_text.translate(_UNESCAPED_BREAKS)
+
 
 def _timestamp(created: float) -> str:
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
@@ -46,7 +57,7 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _one_line(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 class LineWriter:
@@ -130,10 +141,12 @@ def log_request(request_id: str, method: str, path: str, status: int, duration_m
         _access.info("request", extra=extra)
         return
     _writer.write(
-        f'{{"ts": "{_timestamp(time.time())}", "level": "info", "logger": "{ACCESS_LOGGER}", '
-        f'"msg": "request", "request_id": {encode_basestring(request_id)}, '
-        f'"method": {encode_basestring(method)}, "path": {encode_basestring(path)}, '
-        f'"status": {int(status)}, "duration_ms": {float(duration_ms)}}}\n'
+        _one_line(
+            f'{{"ts": "{_timestamp(time.time())}", "level": "info", "logger": "{ACCESS_LOGGER}", '
+            f'"msg": "request", "request_id": {encode_basestring(request_id)}, '
+            f'"method": {encode_basestring(method)}, "path": {encode_basestring(path)}, '
+            f'"status": {int(status)}, "duration_ms": {float(duration_ms)}}}\n'
+        )
     )
 
 

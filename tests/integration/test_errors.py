@@ -10,6 +10,7 @@ import httpx
 import pytest
 from litestar import Litestar, get
 
+from identity import logs
 from identity.logs import JsonFormatter
 from identity.oauth.interaction import FlowStore
 from identity.runtime import Runtime
@@ -247,3 +248,24 @@ async def test_an_unexpected_failure_on_a_page_shows_the_request_id(
     assert page.headers["content-type"].startswith("text/html")
     assert "secret internals" not in page.text
     assert page.headers["x-request-id"] in page.text
+
+
+async def test_a_path_with_unicode_line_breaks_stays_on_its_own_log_line(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A log line is one JSON object, and readers that split text into lines the way Python's
+    ``splitlines`` or JavaScript do also break at U+2028, U+2029 and U+0085. The path is the
+    caller's (percent-decoded), so it could otherwise forge a line of its own."""
+    stream = io.StringIO()
+    monkeypatch.setattr(logs, "_writer", logs.LineWriter(stream))
+    caplog.set_level(logging.INFO, logger=logs.ACCESS_LOGGER)
+    forged = '{"level": "error", "msg": "forged"}'
+    for separator in ("%E2%80%A8", "%E2%80%A9", "%C2%85"):
+        await client.get(f"/x{separator}{forged}")
+    logs._writer.flush()  # type: ignore[union-attr]
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        entry = json.loads(line)
+        assert entry["logger"] == logs.ACCESS_LOGGER
+        assert entry["path"].endswith(forged)

@@ -1,8 +1,9 @@
+import json
 import logging
 
 import pytest
 
-from identity.logs import configure_logging
+from identity.logs import JsonFormatter, configure_logging
 
 
 @pytest.mark.parametrize("level", ["DEBUG", "INFO"])
@@ -32,3 +33,12 @@ def test_http_client_libraries_never_log_the_urls_they_call(level: str) -> None:
     finally:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
+
+
+def test_a_record_holding_unicode_line_breaks_is_written_as_one_line() -> None:
+    record = logging.LogRecord("identity", logging.WARNING, "", 0, "name\u2028x", (), None)
+    record.error = "a\x85b\u2029c"
+    line = JsonFormatter().format(record)
+    assert len(line.splitlines()) == 1
+    entry = json.loads(line)
+    assert (entry["msg"], entry["error"]) == ("name\u2028x", "a\x85b\u2029c")
