@@ -106,6 +106,13 @@ class BoundedProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._head_bytes is not None:
             self._head_bytes += len(data)
+            cycle = self.cycle
+            if cycle is None or cycle.response_complete:
+                # Between requests: empty lines, which the parser skips without starting a
+                # request (RFC 9112 §2.2), stop uvicorn's keep-alive timer all the same. They
+                # start the next request's time instead, or a line break every few seconds
+                # would hold the connection for ever.
+                self._arm()
         super().data_received(data)
         # A head still unfinished after this many bytes can only be too long.
         if self._head_bytes is not None and self._head_bytes > MAX_HEAD_BYTES:

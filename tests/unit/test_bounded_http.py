@@ -104,3 +104,29 @@ async def test_the_keep_alive_timer_does_not_close_the_next_request(port: int) -
     # The body's end and a request the app takes longer than the keep-alive time to answer.
     answer = await _answers(port, post, 2, later=b"more." + _get(KEEP_ALIVE * 1.5))
     assert answer.count(b"HTTP/1.1 200 ") == 2, answer
+
+
+async def test_line_breaks_between_requests_do_not_keep_a_connection_open(port: int) -> None:
+    # A parser skips empty lines before a request line (RFC 9112 §2.2) without starting a
+    # request, while any bytes received stop uvicorn's keep-alive timer: a client sending a
+    # line break every so often after its first request would hold the connection for ever.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(_get(0))
+    answer = await asyncio.wait_for(reader.readuntil(b"/0"), READ_TIMEOUT * 5)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (KEEP_ALIVE + READ_TIMEOUT) * 3
+    closed = False
+    try:
+        while not closed and loop.time() < deadline:
+            writer.write(b"\r\n")
+            await writer.drain()
+            try:
+                closed = await asyncio.wait_for(reader.read(65536), KEEP_ALIVE / 2) == b""
+            except TimeoutError:
+                continue
+    except ConnectionError:
+        closed = True
+    finally:
+        writer.close()
+    assert closed
