@@ -7,6 +7,11 @@ connections hold every file descriptor a process has (slowloris). Like Node (16 
 60 s for headers) and nginx (4 x 8 KiB, 60 s), a head longer than ``MAX_HEAD_BYTES`` is
 answered 431, and a request not received whole within the read timeout 408, and the
 connection is closed, before the app sees more of it.
+
+The other way round, an answer the client does not read waits in the process's write buffer,
+and closing the connection waits for that buffer to empty: a client that never reads would
+hold the connection for ever. Like nginx's ``send_timeout``, an answer of which the client
+takes nothing for the read timeout is dropped with its connection.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class BoundedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._read_timeout = read_timeout
         self._read_deadline: asyncio.TimerHandle | None = None
+        self._send_deadline: asyncio.TimerHandle | None = None
         # Bytes received since the current head began; None while a body is read.
         self._head_bytes: int | None = 0
         self._head_too_large = False
@@ -55,6 +61,10 @@ class BoundedProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         # From the start: a connection that never sends a byte is also held to it.
         self._arm()
+        # Writing pauses whenever the kernel leaves any of an answer to the process's buffer,
+        # which starts the send deadline; the default allowance (64 KiB) would leave an answer
+        # up to that size waiting untimed.
+        transport.set_write_buffer_limits(high=0)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -78,6 +88,7 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._stop_send_deadline()
         super().connection_lost(exc)
 
     def _arm(self) -> None:
@@ -100,6 +111,33 @@ class BoundedProtocol(HttpToolsProtocol):
             self._refuse(_TOO_SLOW)
         else:
             self.transport.close()  # the app answered early and the body still trickles in
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._stop_send_deadline()
+        self._watch_sending(None)
+
+    def resume_writing(self) -> None:
+        self._stop_send_deadline()
+        super().resume_writing()
+
+    def _watch_sending(self, buffered_before: int | None) -> None:
+        """Drop the connection if the client took nothing of the buffered answer since the
+        last look, a read timeout ago. While writing is paused nothing is added to the buffer
+        (uvicorn waits to send more), so a buffer no smaller means no progress."""
+        buffered = self.transport.get_write_buffer_size()
+        if buffered_before is not None and buffered >= buffered_before:
+            self._send_deadline = None
+            self.transport.abort()  # close() would wait for the buffer to empty
+            return
+        self._send_deadline = self.loop.call_later(
+            self._read_timeout, self._watch_sending, buffered
+        )
+
+    def _stop_send_deadline(self) -> None:
+        if self._send_deadline is not None:
+            self._send_deadline.cancel()
+            self._send_deadline = None
 
     # --- how much ---------------------------------------------------------------------
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 import uvicorn
-from litestar.types import Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from identity.bounded_http import BoundedProtocol
 from tests.processes import free_port
@@ -27,12 +29,11 @@ async def _sleepy_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture
-async def port() -> AsyncIterator[int]:
-    port = free_port()
+@contextlib.asynccontextmanager
+async def _serving(app: ASGIApp) -> AsyncIterator[uvicorn.Server]:
     config = uvicorn.Config(
-        _sleepy_app,  # type: ignore[arg-type]
-        port=port,
+        app,  # type: ignore[arg-type]
+        port=free_port(),
         lifespan="off",
         log_level="warning",
         timeout_keep_alive=KEEP_ALIVE,
@@ -42,9 +43,15 @@ async def port() -> AsyncIterator[int]:
     serving = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
         await asyncio.sleep(0.01)
-    yield port
+    yield server
     server.should_exit = True
     await serving
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    async with _serving(_sleepy_app) as server:
+        yield server.config.port
 
 
 async def _answers(port: int, requests: bytes, expected: int, later: bytes = b"") -> bytes:
@@ -130,3 +137,57 @@ async def test_line_breaks_between_requests_do_not_keep_a_connection_open(port: 
     finally:
         writer.close()
     assert closed
+
+
+# More than the kernel's buffers take on behalf of a client that reads nothing.
+LARGE_BODY = 16 * 1024 * 1024
+
+
+async def _large_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers every request with ``LARGE_BODY`` bytes, in one piece as our pages are sent."""
+    body = b"x" * LARGE_BODY
+    length = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": length})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def test_a_client_that_stops_reading_its_answer_is_cut_off() -> None:
+    # Slowloris the other way round: the answer waits in our buffer for a client that never
+    # reads it, and closing the connection waits for the buffer to empty, so it never ends.
+    async with _serving(_large_app) as server:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(("127.0.0.1", server.config.port))
+        try:
+            client.sendall(_get(0))
+            loop = asyncio.get_running_loop()
+            while not server.server_state.connections:  # noqa: ASYNC110 (nor for connections)
+                await asyncio.sleep(0.01)
+            deadline = loop.time() + (KEEP_ALIVE + READ_TIMEOUT) * 3
+            while server.server_state.connections and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+            assert not server.server_state.connections
+        finally:
+            client.close()
+
+
+async def test_a_client_reading_steadily_gets_its_whole_answer() -> None:
+    # Taking longer than the read timeout over the whole answer, but always taking some.
+    async with _serving(_large_app) as server:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.config.port, limit=LARGE_BODY
+        )
+        writer.write(_get(0))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+            received = 0
+            while received < LARGE_BODY:
+                data = await asyncio.wait_for(reader.read(1024 * 1024), READ_TIMEOUT * 5)
+                assert data, f"closed after {received} bytes"
+                received += len(data)
+                await asyncio.sleep(READ_TIMEOUT / 10)
+        finally:
+            writer.close()
+        assert loop.time() - started > READ_TIMEOUT
