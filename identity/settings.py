@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from email.headerregistry import AddressHeader
 from pathlib import Path
 from typing import TypeVar, cast
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -178,6 +178,10 @@ def parse_smtp_url(raw: str) -> str:
             "must be smtp://host:port, smtp+starttls://host:port or smtps://user:pass@host:port"
         )
     _check_port(parts)
+    # Python's mail client sends both as ASCII whatever the login method: with any other
+    # character every login fails, and every email stays queued, only once mail is sent.
+    if not (unquote(parts.username or "") + unquote(parts.password or "")).isascii():
+        raise ValueError("must give its user name and password in ASCII")
     return raw.strip()
 
 
