@@ -182,6 +182,13 @@ def parse_smtp_url(raw: str) -> str:
     # character every login fails, and every email stays queued, only once mail is sent.
     if not (unquote(parts.username or "") + unquote(parts.password or "")).isascii():
         raise ValueError("must give its user name and password in ASCII")
+    # Plain smtp:// would send the password unencrypted, readable (and, by anyone who can
+    # answer for the server, collectable) on the way.
+    if parts.scheme == "smtp" and (parts.username or parts.password):
+        raise ValueError(
+            "would send its password unencrypted; use smtp+starttls:// or smtps:// with a "
+            "user name and password"
+        )
     return raw.strip()
 
 

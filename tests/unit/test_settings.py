@@ -54,6 +54,7 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_SMTP_URL", "smtp://mail:99999", "port that is not a number from 1 to 65535"),
         ("IDENTITY_SMTP_URL", "smtps://mailer:p%C3%A4ss@mail:465", "password in ASCII"),
         ("IDENTITY_SMTP_URL", "smtps://mäiler:pass@mail:465", "password in ASCII"),
+        ("IDENTITY_SMTP_URL", "smtp://mailer:secret@mail:25", "unencrypted"),
         ("IDENTITY_DATABASE_URL", "postgresql://u@db:five/x", "port that is not a number from"),
         ("IDENTITY_DATABASE_URL", "postgresql://u@db:99999/x", "port that is not a number from"),
         ("IDENTITY_REDIS_URL", "redis://cache:abc/0", "port that is not a number from 1 to"),
