@@ -191,9 +191,16 @@ class OutboxTransport:
         self._folder.mkdir(parents=True, exist_ok=True)
         name = message["Message-ID"].strip("<>").partition("@")[0]
         fd, temporary = tempfile.mkstemp(dir=self._folder, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(message.as_bytes(policy=_file_policy(message)))
-        os.replace(temporary, self._folder / f"{name}.eml")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(message.as_bytes(policy=_file_policy(message)))
+            os.replace(temporary, self._folder / f"{name}.eml")
+        except BaseException:
+            # A full disk would otherwise keep a part of the message (its link too) at every
+            # attempt.
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
 
     async def send(self, message: EmailMessage) -> None:
         try:

@@ -246,6 +246,21 @@ async def test_without_smtp_each_message_is_one_eml_file(db: Database, tmp_path:
     assert not list(folder.glob(".tmp-*"))
 
 
+async def test_a_file_that_cannot_be_written_leaves_nothing_behind(
+    db: Database, tmp_path: Path
+) -> None:
+    # As a full disk would: each failed attempt left its temporary file, holding the whole
+    # message (a reset link) or part of it, one more at every retry.
+    await _queue(db)
+    (row,) = await _rows(db)
+    folder = tmp_path / "mail"
+    (folder / f"{row.id.hex}.eml").mkdir(parents=True)  # nothing can be moved there
+    assert await MailDispatcher(db, OutboxTransport(folder), "a@x.test").run_once() == 0
+    (row,) = await _rows(db)
+    assert row.sent_at is None and row.last_error
+    assert not list(folder.glob(".tmp-*"))
+
+
 async def _as_if_never_sent(db: Database) -> None:
     """The state a crash between handing a message over and marking it sent leaves behind,
     once the lease has run out."""
