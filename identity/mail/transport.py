@@ -48,7 +48,9 @@ def build_message(row: OutgoingEmail, sender: str) -> EmailMessage:
     # The queue row's id alone, so a resend after a crash carries the same Message-ID and
     # receiving servers can drop the duplicate (make_msgid would add the time and a random
     # number: a new id on every attempt).
-    domain = sender.rpartition("@")[2].rstrip(">").strip() or "localhost"
+    # The sender's domain as the header parser reads it: a comment after the address is no
+    # part of it (IDENTITY_MAIL_FROM has exactly one address, with a domain).
+    domain = message["From"].addresses[0].domain
     message["Message-ID"] = f"<{row.id.hex}@{domain}>"
     message.set_content(row.text_body)
     if row.html_body:

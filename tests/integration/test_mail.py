@@ -281,6 +281,30 @@ async def test_a_resend_after_a_crash_carries_the_same_message_id(db: Database) 
     assert first["Message-ID"] == again["Message-ID"]
 
 
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "no-reply@id.example.com (Identity)",
+        "Identity <no-reply@id.example.com> (sign-in)",
+        '"a@b, Inc." <no-reply@id.example.com>',
+    ],
+)
+async def test_the_message_id_is_well_formed_whatever_form_the_sender_takes(
+    db: Database, sender: str
+) -> None:
+    # Every form IDENTITY_MAIL_FROM accepts; a comment after the address once ended up
+    # inside the Message-ID, which a mail server may then replace (and with it the one
+    # thing that lets a resend after a crash be recognised).
+    await _queue(db)
+    (row,) = await _rows(db)
+    with smtp_server() as (port, inbox):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), sender)
+        assert await dispatcher.run_once() == 1
+    (received,) = inbox.messages
+    assert received["Message-ID"] == f"<{row.id.hex}@id.example.com>"
+    assert not received["Message-ID"].defects
+
+
 async def test_a_resend_after_a_crash_rewrites_the_same_eml_file(
     db: Database, tmp_path: Path
 ) -> None:
