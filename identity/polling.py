@@ -69,3 +69,27 @@ class PollingWorker:
                 self._task.cancel()
                 await asyncio.wait({self._task}, timeout=1)
             self._task = None
+
+
+class BatchWorker(PollingWorker):
+    """A worker over a queue it takes ``batch_size`` items at a time. Each run works through
+    every full batch due, not one per poll: a backlog (an event for each of thousands of
+    members holding a changed role) would otherwise go out one batch per poll interval, and
+    anything queued behind it, a member's removal, would wait minutes."""
+
+    batch_size: int
+
+    async def run_once(self) -> int:
+        done = 0
+        while True:
+            handled, taken = await self.run_batch()
+            done += handled
+            # Whatever a batch took is done, given up or not due again for a while, so a
+            # full batch means more may be waiting, and the loop ends once they are through.
+            if taken < self.batch_size:
+                return done
+
+    async def run_batch(self) -> tuple[int, int]:
+        """Work on one batch of what is due now: how many items were done, and how many
+        were taken."""
+        raise NotImplementedError

@@ -11,7 +11,7 @@ from identity.mail import outbox
 from identity.mail.models import OutgoingEmail
 from identity.mail.transport import Transport, TransportError, build_message
 from identity.metrics import EMAILS
-from identity.polling import PollingWorker
+from identity.polling import BatchWorker
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,9 @@ LEASE = timedelta(minutes=2)
 BATCH = 20
 
 
-class MailDispatcher(PollingWorker):
+class MailDispatcher(BatchWorker):
     name = "mail-dispatcher"
+    batch_size = BATCH
 
     def __init__(
         self, db: Database, transport: Transport, sender: str, poll_seconds: float = 2.0
@@ -46,8 +47,8 @@ class MailDispatcher(PollingWorker):
         self._transport = transport
         self._sender = sender
 
-    async def run_once(self) -> int:
-        """Send what is due now; returns how many were sent."""
+    async def run_batch(self) -> tuple[int, int]:
+        """Send a batch of what is due now: how many were sent, and how many taken."""
         now = utcnow()
         async with self._db.transaction() as session:
             ids = await outbox.due(session, now, BATCH)
@@ -73,7 +74,7 @@ class MailDispatcher(PollingWorker):
                 await outbox.mark_sent(session, row.id, utcnow())
             EMAILS.labels("sent").inc()
             sent += 1
-        return sent
+        return sent, len(ids)
 
     async def _failed(self, row: OutgoingEmail, error: str, *, retry: bool) -> None:
         """Record a failed attempt: try again after the backoff, or give up."""

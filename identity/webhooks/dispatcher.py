@@ -14,7 +14,7 @@ from identity.clock import utcnow
 from identity.crypto import DecryptionFailed, Encryptor
 from identity.db.engine import Database
 from identity.metrics import WEBHOOK_DELIVERIES
-from identity.polling import PollingWorker
+from identity.polling import BatchWorker
 from identity.resource.webhooks import SIGNATURE_HEADER, signature_header
 from identity.webhooks import repository
 from identity.webhooks.egress import Resolver, resolve
@@ -56,8 +56,9 @@ class DeliveryRefused(DeliveryFailed):
     the consumer answered 410 Gone, which says the URL will not take events any more."""
 
 
-class WebhookDispatcher(PollingWorker):
+class WebhookDispatcher(BatchWorker):
     name = "webhook-dispatcher"
+    batch_size = BATCH
 
     def __init__(
         self,
@@ -76,12 +77,13 @@ class WebhookDispatcher(PollingWorker):
         self._resolver = resolver
         self._headers = {"Content-Type": "application/json", "User-Agent": user_agent}
 
-    async def run_once(self) -> int:
-        """Post what is due now, concurrently; returns how many consumers accepted theirs."""
+    async def run_batch(self) -> tuple[int, int]:
+        """Post a batch of what is due now, concurrently: how many consumers accepted theirs,
+        and how many deliveries were taken."""
         async with self._db.transaction() as session:
             ids = await repository.due(session, utcnow(), BATCH)
         if not ids:
-            return 0
+            return 0, 0
         # Redirects are not followed: an https URL must not bounce us to an internal one. The
         # transport connects only to vetted addresses and takes no proxy from the environment.
         transport = VettedTransport(
@@ -98,7 +100,7 @@ class WebhookDispatcher(PollingWorker):
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        return sum(result is True for result in results)
+        return sum(result is True for result in results), len(ids)
 
     async def _attempt(self, http: httpx.AsyncClient, delivery_id: uuid.UUID) -> bool:
         async with self._db.transaction() as session:

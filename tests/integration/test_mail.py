@@ -246,6 +246,17 @@ async def test_without_smtp_each_message_is_one_eml_file(db: Database, tmp_path:
     assert not list(folder.glob(".tmp-*"))
 
 
+async def test_a_backlog_larger_than_a_batch_goes_out_in_one_run(
+    db: Database, tmp_path: Path
+) -> None:
+    # Not a batch of 20 per poll interval while a reset email waits behind the rest.
+    for _ in range(41):
+        await _queue(db)
+    folder = tmp_path / "mail"
+    assert await MailDispatcher(db, OutboxTransport(folder), "a@x.test").run_once() == 41
+    assert len(list(folder.glob("*.eml"))) == 41
+
+
 async def test_a_file_that_cannot_be_written_leaves_nothing_behind(
     db: Database, tmp_path: Path
 ) -> None:

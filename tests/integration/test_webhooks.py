@@ -75,6 +75,12 @@ async def quiet(runtime: Runtime) -> Runtime:
     return runtime
 
 
+class _Server(ThreadingHTTPServer):
+    # The dispatcher posts a batch of 20 at once; the default queue of 5 connections waiting
+    # to be accepted drops the rest under load, to be retried a second later or time out.
+    request_queue_size = 64
+
+
 class Receiver:
     """A consumer: a real HTTP server on 127.0.0.1 that records what it is sent."""
 
@@ -94,7 +100,7 @@ class Receiver:
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Server(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks/identity"
 
     @contextmanager
@@ -538,6 +544,22 @@ async def test_the_running_app_delivers_on_its_own(
             break
         await asyncio.sleep(0.05)
     assert len(receiver.requests) == 1
+
+
+async def test_a_backlog_larger_than_a_batch_goes_out_without_waiting_between_batches(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    """A role change reaching many members queues an event for each; a member removed meanwhile
+    must not wait a poll interval for every batch of 20 ahead of it (10 a second)."""
+    await subscribe(client, quiet, receiver.url)
+    count = dispatcher.BATCH * 2 + 1
+    async with quiet.db.transaction() as session:
+        for _ in range(count):
+            await events.emit(session, events.MEMBER_REMOVED, events.about_user(uuid.uuid4()))
+    delivered = await quiet.webhooks.run_once()
+    errors = {row.last_error for row in await deliveries(quiet)} - {None}
+    assert (delivered, errors) == (count, set())
+    assert len(receiver.requests) == count
 
 
 # --- the admin API ----------------------------------------------------------------------------
