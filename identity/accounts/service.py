@@ -195,10 +195,12 @@ async def disable_user(
     and every reset link mailed so far ended for good (enabling the user does not revive one:
     the mailbox may be why they were disabled).
 
-    Access tokens already issued run to their expiry; the ``user.disabled`` event tells
-    consuming services to stop trusting them sooner. Disabling a disabled user changes nothing.
-    The last enabled administrator is not disabled (``Conflict``), as ``update_user`` keeps
-    their flag. Raises ``NotFound`` or ``InvalidInput`` (no reason: the audit log must say why).
+    Its access tokens go on the deny list with its refresh tokens (introspection and userinfo
+    refuse a disabled user's anyway); the ``user.disabled`` event tells consuming services
+    that check JWTs alone to stop trusting them before they expire. Disabling a disabled
+    user changes nothing. The last enabled administrator is not disabled (``Conflict``), as
+    ``update_user`` keeps their flag. Raises ``NotFound`` or ``InvalidInput`` (no reason:
+    the audit log must say why).
     """
     reason = required_reason(reason)
     await _keeping_an_administrator(session, user_id)

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.crypto import digest, random_token
 from identity.sessions import repository
 from identity.sessions.models import BrowserSession
-from identity.tokens.models import RefreshToken
-from identity.tokens.refresh import hand_over, revoke_matching
+from identity.sessions.revocation import end_tokens
+from identity.tokens.refresh import hand_over
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +77,15 @@ async def current(session: AsyncSession, token: str | None, now: datetime) -> Br
 
 
 async def end(session: AsyncSession, token: str | None, now: datetime) -> uuid.UUID | None:
-    """End the browser's session and the refresh tokens apps were issued through it; returns
-    the id of the session ended, if there was one.
+    """End the browser's session and the refresh and access tokens apps were issued through
+    it; returns the id of the session ended, if there was one.
 
     A sign-out ends what the sign-in gave, as Keycloak ends a session's refresh tokens with it
-    and node-oidc-provider revokes the session's grants: an app the user signed out of gets
-    no new tokens. A code redemption under way holds the session's row
-    (``repository.hold_unrevoked``), so the update above waits for it and this then finds the
-    refresh token it issued.
+    (and calls its access tokens inactive at introspection) and node-oidc-provider revokes
+    the session's grants: an app the user signed out of gets no new tokens, and services
+    that introspect stop accepting the ones it holds. A code redemption under way holds the
+    session's row (``repository.hold_unrevoked``), so the update above waits for it and this
+    then finds the tokens it issued.
     """
     if not token:
         return None
@@ -92,8 +93,5 @@ async def end(session: AsyncSession, token: str | None, now: datetime) -> uuid.U
     if ended is None:
         return None
     session_id, user_id = ended
-    # By user first: user_id is indexed, session_id is not.
-    await revoke_matching(
-        session, now, RefreshToken.user_id == user_id, RefreshToken.session_id == session_id
-    )
+    await end_tokens(session, user_id, now, through=session_id)
     return session_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, union_all
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.tokens import revocations
@@ -15,23 +15,15 @@ from identity.tokens.refresh import revoke_matching
 
 async def deny_access_tokens(session: AsyncSession, client_id: str, now: datetime) -> None:
     """Put the client's unexpired access tokens on the deny list: those a code redemption or
-    a refresh token recorded (``access_jti``, with the expiry they were issued with).
-    client_credentials tokens are recorded nowhere, as that grant writes nothing, so they
-    run to their expiry.
+    a refresh token recorded. client_credentials tokens are recorded nowhere, as that grant
+    writes nothing, so they run to their expiry.
     """
-    issued = union_all(
-        select(RefreshToken.access_jti, RefreshToken.access_expires_at).where(
-            RefreshToken.client_id == client_id,
-            RefreshToken.access_expires_at > now,
-            RefreshToken.access_jti.is_not(None),
-        ),
-        select(AuthorizationCode.access_jti, AuthorizationCode.access_expires_at).where(
-            AuthorizationCode.client_id == client_id,
-            AuthorizationCode.access_expires_at > now,
-            AuthorizationCode.access_jti.is_not(None),
-        ),
+    await revocations.deny_recorded(
+        session,
+        now,
+        RefreshToken.client_id == client_id,
+        AuthorizationCode.client_id == client_id,
     )
-    await revocations.deny_issued(session, (await session.execute(issued)).all(), now)
 
 
 async def end_grants(session: AsyncSession, client_id: str, now: datetime) -> None:

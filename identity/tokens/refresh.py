@@ -87,25 +87,23 @@ async def find_refresh_token(session: AsyncSession, token_hash: str) -> RefreshT
 
 async def revoke_matching(
     session: AsyncSession, now: datetime, *conditions: ColumnElement[bool]
-) -> list[tuple[str, datetime]]:
+) -> None:
     """Revoke every live refresh token matching ``conditions``, those that rotations
-    running right now are issuing included. Every revocation goes through here. Returns
-    the ``access_jti`` and expiry of the access token issued with each token revoked.
+    running right now are issuing included. Every revocation goes through here; the access
+    tokens issued with them are denied by ``revocations.deny_recorded``, run after this.
 
     The UPDATE is repeated until it finds nothing live (``_until_settled``). A rotation
     starts only from a live token, which the last UPDATE would have found and waited for;
     so once one finds none, no rotation of these tokens is under way, and later ones find
     their token revoked.
     """
-    rows = await _until_settled(
+    await _until_settled(
         session,
         update(RefreshToken)
         .where(*conditions, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
-        .returning(RefreshToken.access_jti, RefreshToken.access_expires_at),
+        .returning(RefreshToken.id),
     )
-    # A row records both or neither (neither when older than migration 0006).
-    return [(jti, exp) for jti, exp in rows if jti is not None and exp is not None]
 
 
 async def revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
@@ -122,4 +120,5 @@ async def _revoke_grant(
     """A leaked or revoked grant stops working as a whole (RFC 9700 §4.5 and §4.14.2,
     RFC 7009 §2.1): its refresh tokens, and the access tokens issued with them, which would
     otherwise stay live until they expire."""
-    await revocations.deny_issued(session, await revoke_matching(session, now, condition), now)
+    await revoke_matching(session, now, condition)
+    await revocations.deny_recorded(session, now, condition)

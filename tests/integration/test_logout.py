@@ -30,7 +30,14 @@ from tests.browser import (
     sign_in,
 )
 from tests.integration.account_helpers import staff_headers
-from tests.integration.oauth_helpers import RegisteredClient, redeem, signed_in_tokens
+from tests.integration.oauth_helpers import (
+    RegisteredClient,
+    assert_access_token_dead,
+    is_active,
+    make_client,
+    redeem,
+    signed_in_tokens,
+)
 
 
 @pytest.fixture
@@ -285,6 +292,57 @@ async def test_signing_out_ends_the_refresh_tokens_of_that_sign_in_only(
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"] == "invalid_grant"
     assert (await _refresh(client, elsewhere["refresh_token"])).status_code == 200
+
+
+async def test_signing_out_ends_the_access_tokens_of_that_sign_in_only(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """As Keycloak answers introspection once the user session has ended: the access tokens
+    the sign-in gave, through its code and through a refresh, are refused at once, not
+    after their 10 minutes. Those of the same user's other browser live on."""
+    user = await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    app = RegisteredClient(CLIENT_ID, None)
+    service = await make_client(runtime)
+    verifier, challenge = pkce_pair()
+    signed_in = await sign_in(client, authorize_params(code_challenge=challenge))
+    code = redirected_to_client(signed_in)["code"]
+    here = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
+    assert here.status_code == 200, here.text
+    refreshed = await _refresh(client, here.json()["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    elsewhere = await signed_in_tokens(client, runtime, app, user=user, redirect_uri=REDIRECT_URI)
+
+    params = {"id_token_hint": here.json()["id_token"], "post_logout_redirect_uri": POST_LOGOUT_URI}
+    assert (await client.get("/logout", params=params)).status_code == 303
+
+    await assert_access_token_dead(client, service, here.json()["access_token"])
+    await assert_access_token_dead(client, service, refreshed.json()["access_token"])
+    assert await is_active(client, service, elsewhere["access_token"])
+    bearer = {"Authorization": f"Bearer {elsewhere['access_token']}"}
+    assert (await client.get("/userinfo", headers=bearer)).status_code == 200
+
+
+async def test_signing_out_ends_the_access_token_of_an_app_without_refresh_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """An app registered without the refresh grant has only its code's access token, which
+    ends with the sign-in too."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True, grant_types=["authorization_code"])
+    app = RegisteredClient(CLIENT_ID, None)
+    service = await make_client(runtime)
+    verifier, challenge = pkce_pair()
+    signed_in = await sign_in(client, authorize_params(code_challenge=challenge))
+    code = redirected_to_client(signed_in)["code"]
+    here = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
+    assert here.status_code == 200, here.text
+    assert "refresh_token" not in here.json()
+
+    params = {"id_token_hint": here.json()["id_token"], "post_logout_redirect_uri": POST_LOGOUT_URI}
+    assert (await client.get("/logout", params=params)).status_code == 303
+
+    await assert_access_token_dead(client, service, here.json()["access_token"])
 
 
 async def test_signing_out_after_signing_in_again_ends_the_first_sign_in_s_tokens(

@@ -32,7 +32,13 @@ from tests.browser import (
     redirected_to_client,
 )
 from tests.conftest import FAST_POLICY
-from tests.integration.oauth_helpers import RegisteredClient, make_client, redeem, signed_in_tokens
+from tests.integration.oauth_helpers import (
+    RegisteredClient,
+    assert_access_token_dead,
+    make_client,
+    redeem,
+    signed_in_tokens,
+)
 from tests.integration.page_helpers import (
     SECURITY,
     alert,
@@ -223,7 +229,8 @@ async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_noti
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
     other = await other_session(runtime, ana)
-    await signed_in_tokens(client, runtime, await make_client(runtime), user=ana)
+    app = await make_client(runtime)
+    issued = await signed_in_tokens(client, runtime, app, user=ana)
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
     before = client.cookies["identity_session"]
     changed = await followed(client, await change_password(client, page, PASSWORD, NEW_PASSWORD))
@@ -238,6 +245,7 @@ async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_noti
         refresh_tokens = list(await session.scalars(select(RefreshToken)))
         assert await authenticate(runtime.db, runtime.passwords, ANA, NEW_PASSWORD) is not None
     assert refresh_tokens and all(token.revoked_at is not None for token in refresh_tokens)
+    await assert_access_token_dead(client, app, issued["access_token"])
     (message,) = await mail_to(runtime, ANA)
     assert message.subject == "Your Identity password was changed"
 
@@ -417,7 +425,7 @@ async def test_list_sessions_and_sign_out_the_others(
     async with runtime.db.transaction() as session:
         other_id = (await sessions.current(session, other, utcnow())).id  # type: ignore[union-attr]
     app = await make_client(runtime)
-    await signed_in_tokens(client, runtime, app, user=ana, session_id=other_id)
+    issued = await signed_in_tokens(client, runtime, app, user=ana, session_id=other_id)
     page = await sign_in_to_security_page(client, ANA, PASSWORD)
     assert "Other Browser · 198.51.100.7" in page.text
     assert page.text.count("<li>", page.text.index('class="sessions"')) >= 2
@@ -429,6 +437,8 @@ async def test_list_sessions_and_sign_out_the_others(
     async with runtime.db.transaction() as session:
         (refresh_token,) = await session.scalars(select(RefreshToken))
     assert refresh_token.revoked_at is not None
+    # Its access token too, at once, as Keycloak's introspection of an ended session.
+    await assert_access_token_dead(client, app, issued["access_token"])
 
 
 async def test_signing_out_everywhere_else_ends_a_copy_of_this_browsers_cookie(

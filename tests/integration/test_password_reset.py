@@ -39,6 +39,7 @@ from tests.browser import (
 from tests.integration.account_helpers import SYSTEM
 from tests.integration.oauth_helpers import (
     RegisteredClient,
+    assert_access_token_dead,
     make_client,
     redeem,
     refresh,
@@ -127,6 +128,7 @@ async def test_the_emailed_link_sets_a_new_password_and_signs_out_everywhere(
     async with runtime.db.transaction() as session:
         assert await sessions.current(session, browser.token, utcnow()) is None
     assert (await refresh(client, app, tokens["refresh_token"])).status_code == 400
+    await assert_access_token_dead(client, app, tokens["access_token"])
     (_, notice) = await mail(runtime, inbox, 2)
     assert notice["To"] == ANA
     assert notice["Subject"] == "Your Acme ID password was changed"
