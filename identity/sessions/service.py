@@ -17,6 +17,7 @@ from identity.crypto import digest, random_token
 from identity.sessions import repository
 from identity.sessions.models import BrowserSession
 from identity.sessions.revocation import end_tokens
+from identity.tokens.codes import hand_over_redeemed
 from identity.tokens.refresh import hand_over
 
 
@@ -60,6 +61,7 @@ async def establish(
         # got through the replaced session is still this browser's sign-in, and ``end``
         # must find it under the new one.
         await hand_over(session, user_id, replaced[0], browser_session.id)
+        await hand_over_redeemed(session, user_id, replaced[0], browser_session.id)
     return Established(token, browser_session)
 
 

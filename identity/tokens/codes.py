@@ -68,6 +68,25 @@ _REDEEM = (
 )
 
 
+async def hand_over_redeemed(
+    session: AsyncSession, user_id: uuid.UUID, from_session: uuid.UUID, to_session: uuid.UUID
+) -> None:
+    """The codes redeemed through browser session ``from_session`` count from now on as
+    redeemed through ``to_session``, whose end then denies the access tokens they issued
+    (a client without the refresh grant has no other record of them). Codes not redeemed
+    stay with the session that ended, which refuses them."""
+    await session.execute(
+        update(AuthorizationCode)
+        .where(
+            AuthorizationCode.user_id == user_id,
+            AuthorizationCode.session_id == from_session,
+            AuthorizationCode.consumed_at.is_not(None),
+        )
+        .values(session_id=to_session)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def end_unredeemed(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
     """Expire the user's codes not yet redeemed, from every session, the one a password change
     keeps included: a copy of that session's cookie may have fetched one. A redemption under

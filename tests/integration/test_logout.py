@@ -372,6 +372,51 @@ async def test_signing_out_after_signing_in_again_ends_the_first_sign_in_s_token
     assert refused.json()["error"] == "invalid_grant"
 
 
+async def test_signing_out_after_signing_in_again_ends_the_first_sign_in_s_access_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The replaced session's access tokens are the sign-in's too: an app without refresh
+    tokens has only its code's record of the one it got before ``prompt=login``."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True, grant_types=["authorization_code"])
+    app = RegisteredClient(CLIENT_ID, None)
+    service = await make_client(runtime)
+    verifier, challenge = pkce_pair()
+    first = await sign_in(client, authorize_params(code_challenge=challenge))
+    code = redirected_to_client(first)["code"]
+    before = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
+    assert before.status_code == 200, before.text
+    again = await sign_in(client, authorize_params(prompt="login"))
+    assert redirected_to_client(again)["code"]
+
+    params = {
+        "id_token_hint": before.json()["id_token"],
+        "post_logout_redirect_uri": POST_LOGOUT_URI,
+    }
+    assert (await client.get("/logout", params=params)).status_code == 303
+
+    await assert_access_token_dead(client, service, before.json()["access_token"])
+
+
+async def test_a_code_fetched_before_signing_in_again_stays_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Handing the first sign-in's redeemed codes over to the new session must not revive
+    one not yet redeemed: it was fetched by a session that has ended."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    app = RegisteredClient(CLIENT_ID, None)
+    verifier, challenge = pkce_pair()
+    first = await sign_in(client, authorize_params(code_challenge=challenge))
+    code = redirected_to_client(first)["code"]
+    again = await sign_in(client, authorize_params(prompt="login"))
+    assert redirected_to_client(again)["code"]
+
+    refused = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "invalid_grant"
+
+
 async def test_a_link_to_logout_leaves_the_tokens_of_an_expired_sign_in_alone(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
