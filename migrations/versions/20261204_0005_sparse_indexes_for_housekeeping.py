@@ -11,8 +11,7 @@ index would be mostly nulls that housekeeping never looks for.
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
+from identity.db import online_indexes
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -27,27 +26,8 @@ INDEXES = (
 
 
 def upgrade() -> None:
-    with op.get_context().autocommit_block():
-        for table, column in INDEXES:
-            where = sa.text(f"{column} IS NOT NULL")
-            op.create_index(
-                op.f(f"ix_{table}_{column}"),
-                table,
-                [column],
-                unique=False,
-                if_not_exists=True,
-                postgresql_concurrently=True,
-                postgresql_where=where,
-                sqlite_where=where,
-            )
+    online_indexes.create(INDEXES, sparse=True)
 
 
 def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        for table, column in reversed(INDEXES):
-            op.drop_index(
-                op.f(f"ix_{table}_{column}"),
-                table_name=table,
-                if_exists=True,
-                postgresql_concurrently=True,
-            )
+    online_indexes.drop(INDEXES)

@@ -1,0 +1,42 @@
+"""Indexes a migration adds to tables that are written on every request.
+
+On PostgreSQL they are built CONCURRENTLY, outside the migration's transaction: a plain
+CREATE INDEX would block every write to the table (each token request, each sign-in) while
+it reads the whole table. IF NOT EXISTS lets a run that stopped half-way be run again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+
+def create(indexes: Sequence[tuple[str, str]], *, sparse: bool = False) -> None:
+    """One index per (table, column), named as SQLAlchemy's ``index=True`` names it; a sparse
+    one holds only the rows whose column is set."""
+    with op.get_context().autocommit_block():
+        for table, column in indexes:
+            where = sa.text(f"{column} IS NOT NULL") if sparse else None
+            op.create_index(
+                op.f(f"ix_{table}_{column}"),
+                table,
+                [column],
+                unique=False,
+                if_not_exists=True,
+                postgresql_concurrently=True,
+                postgresql_where=where,
+                sqlite_where=where,
+            )
+
+
+def drop(indexes: Sequence[tuple[str, str]]) -> None:
+    with op.get_context().autocommit_block():
+        for table, column in reversed(indexes):
+            op.drop_index(
+                op.f(f"ix_{table}_{column}"),
+                table_name=table,
+                if_exists=True,
+                postgresql_concurrently=True,
+            )
