@@ -38,7 +38,7 @@ async def end_tokens(
     """
 
     def issued(model: type[RefreshToken] | type[AuthorizationCode]) -> ColumnElement[bool]:
-        # By user first: user_id is indexed, session_id is not.
+        # By user first: user_id is indexed in both tables, session_id is not.
         conditions = [model.user_id == user_id]
         if through is not None:
             conditions.append(model.session_id == through)

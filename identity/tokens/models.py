@@ -19,7 +19,10 @@ class AuthorizationCode(Base):
     client_id: Mapped[str] = mapped_column(
         ForeignKey("oauth_clients.client_id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Indexed: a sign-out, a password change and a disabled user find the user's codes by it.
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     account_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE")
     )
