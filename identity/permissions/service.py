@@ -945,9 +945,20 @@ async def create_role(
         "role.created",
         account_id=account_id,
         target=("role", role.id),
-        new={"name": name, "permissions": sorted(set(permissions))},
+        new=_role_record(role, permissions),
     )
     return (await _role_views(session, [role]))[0]
+
+
+def _role_record(role: Role, permissions: Sequence[str]) -> dict[str, Any]:
+    """A role as the audit log holds it: everything members read of it, so a change of any
+    part shows in the old and new values."""
+    return {
+        "name": role.name,
+        "name_es": role.name_es,
+        "description": role.description,
+        "permissions": sorted(set(permissions)),
+    }
 
 
 def _not_from_file(role: Role) -> None:
@@ -987,7 +998,7 @@ async def update_role(
     if delegation is not None and permissions is not None:
         # Added to a role, a permission reaches everyone holding it, at once and for good.
         delegation.check(set(permissions) - set(view.permissions), None)
-    old = {"name": role.name, "permissions": view.permissions}
+    old = _role_record(role, view.permissions)
     role.name = new_name
     if name_es is not None:
         role.name_es = display_name(name_es, MAX_ROLE_NAME, required=False, field="name_es")
@@ -1004,7 +1015,7 @@ async def update_role(
         account_id=account_id,
         target=("role", role.id),
         old=old,
-        new={"name": role.name, "permissions": updated.permissions},
+        new=_role_record(role, updated.permissions),
     )
     return updated
 
@@ -1027,7 +1038,7 @@ async def delete_role(
         "role.deleted",
         account_id=account_id,
         target=("role", role_id),
-        old={"name": view.role.name, "permissions": view.permissions},
+        old=_role_record(view.role, view.permissions),
     )
     await role_holders.tell_holders(session, holders, narrowed=True, now=now)
 

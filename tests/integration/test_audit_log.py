@@ -121,3 +121,34 @@ async def test_the_log_cannot_be_changed_through_the_api(
     for method in ("POST", "PUT", "PATCH", "DELETE"):
         response = await client.request(method, "/api/v1/audit", headers=staff)
         assert response.status_code == 405, method
+
+
+async def test_a_roles_description_and_spanish_name_are_recorded_when_they_change(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Members read both beside the role's name: a change of either was recorded as
+    ``role.updated`` with the same old and new values, so nobody could tell what changed."""
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    headers = await user_headers(runtime, owner)
+    base = f"/api/v1/accounts/{account.id}"
+    role = await client.post(
+        f"{base}/roles",
+        json={"name": "Desk", "name_es": "Mostrador", "description": "Front desk"},
+        headers=headers,
+    )
+    changed = await client.patch(
+        f"{base}/roles/{role.json()['id']}",
+        json={"name_es": "Recepción", "description": "Answers the phone"},
+        headers=headers,
+    )
+    assert changed.status_code == 200, changed.text
+
+    events = await _actions(client, f"{base}/audit", headers)
+    created = next(e for e in events if e["action"] == "role.created")
+    assert created["details"]["new"]["name_es"] == "Mostrador"
+    assert created["details"]["new"]["description"] == "Front desk"
+    updated = next(e for e in events if e["action"] == "role.updated")
+    old, new = updated["details"]["old"], updated["details"]["new"]
+    assert (old["name_es"], old["description"]) == ("Mostrador", "Front desk")
+    assert (new["name_es"], new["description"]) == ("Recepción", "Answers the phone")
