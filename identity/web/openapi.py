@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
+from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
@@ -98,6 +99,19 @@ _HEADERS: dict[str, dict[str, Any]] = {
     "429": _RETRY_AFTER,
     "503": _RETRY_AFTER,
 }
+
+
+# On the 201 of an operation answering with ``common.created``; Litestar documents a header's
+# type from its value (a string), and sends none, as the handler sets it.
+LOCATION = [
+    ResponseHeader(
+        name="Location",
+        value="",
+        documentation_only=True,
+        description="The URL of what was created",
+        required=True,
+    )
+]
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from litestar import Controller, get, patch, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import FromPath, JSONBody
 
 from identity.clock import utcnow
@@ -18,9 +19,10 @@ from identity.web.api.common import (
     PrincipalDep,
     account_out,
     allow,
+    created,
 )
 from identity.web.dependencies import RuntimeDep
-from identity.web.openapi import problems
+from identity.web.openapi import LOCATION, problems
 
 
 class AccountController(Controller):
@@ -31,17 +33,22 @@ class AccountController(Controller):
         "",
         summary="Create an account with its first owner (staff)",
         responses=problems(409, 422),
+        response_headers=LOCATION,
     )
     async def create(
-        self, runtime: RuntimeDep, principal: PrincipalDep, data: JSONBody[schemas.AccountCreate]
-    ) -> schemas.AccountOut:
+        self,
+        request: Request[Any, Any, Any],
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        data: JSONBody[schemas.AccountCreate],
+    ) -> Response[schemas.AccountOut]:
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.ACCOUNT_CREATE, now)
             account = await service.create_account(
                 session, principal.actor, name=data.name, owner_user_id=data.owner_user_id, now=now
             )
-        return account_out(account)
+        return created(request, account_out(account), account.id)
 
     @get("", summary="Every account, oldest first (staff)")
     async def list_all(

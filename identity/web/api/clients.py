@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 
 from identity.clients import service
@@ -13,9 +15,9 @@ from identity.clients.service import ClientChange, ClientSpec
 from identity.clock import utcnow
 from identity.permissions.access import Action
 from identity.web.api import schemas
-from identity.web.api.common import Limit, Offset, PrincipalDep, allow, once_each
+from identity.web.api.common import Limit, Offset, PrincipalDep, allow, created, once_each
 from identity.web.dependencies import RuntimeDep
-from identity.web.openapi import problems
+from identity.web.openapi import LOCATION, problems
 
 
 def client_out(client: OAuthClient) -> schemas.ClientOut:
@@ -71,20 +73,22 @@ class ClientController(Controller):
         "",
         summary="Register a client; a confidential one's secret is shown once (staff)",
         responses=problems(422),
+        response_headers=LOCATION,
     )
     async def create(
         self,
+        request: Request[Any, Any, Any],
         runtime: RuntimeDep,
         principal: PrincipalDep,
         data: JSONBody[schemas.ClientCreate],
-    ) -> schemas.ClientWithSecret:
+    ) -> Response[schemas.ClientWithSecret]:
         _listed_once(data)
         # The request's fields are the command line's, name for name.
         spec = ClientSpec(**msgspec.structs.asdict(data))
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.CLIENT_MANAGE, utcnow())
             client, secret = await service.create_client(session, principal.actor, spec)
-        return _with_secret(client, secret)
+        return created(request, _with_secret(client, secret), client.client_id)
 
     @patch(
         "/{client_id:str}",

@@ -6,8 +6,10 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from datetime import datetime
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, Any, TypeAlias, TypeVar
+from urllib.parse import quote
 
+from litestar import Request, Response
 from litestar.di import NamedDependency
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +29,15 @@ PrincipalDep: TypeAlias = NamedDependency[Principal]
 CatalogueDep: TypeAlias = NamedDependency[Catalogue]
 Offset = Annotated[int, Parameter(ge=0, le=1_000_000, description="items to skip")]
 Limit = Annotated[int, Parameter(ge=1, le=200, description="items per page")]
+Body = TypeVar("Body")
+
+
+def created(request: Request[Any, Any, Any], body: Body, new_id: object) -> Response[Body]:
+    """201 naming what was made in ``Location`` (RFC 9110 §15.3.2): without it, the created
+    resource is the URL the request was sent to, the collection. Each collection keeps its
+    items one path segment below it."""
+    location = f"{request.url.path.rstrip('/')}/{quote(str(new_id), safe='')}"
+    return Response(body, status_code=201, headers={"Location": location})
 
 
 async def provide_catalogue(runtime: RuntimeDep) -> Catalogue:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from identity.clock import utcnow
@@ -16,12 +17,13 @@ from identity.web.api.common import (
     CatalogueDep,
     PrincipalDep,
     allow,
+    created,
     grants_in,
     invitation_out,
     role_grants_in,
 )
 from identity.web.dependencies import RuntimeDep
-from identity.web.openapi import problems
+from identity.web.openapi import LOCATION, problems
 
 
 class InvitationController(Controller):
@@ -42,15 +44,17 @@ class InvitationController(Controller):
         "",
         summary="Invite an email with all or chosen permissions and roles",
         responses=problems(409, 422, 429),
+        response_headers=LOCATION,
     )
     async def invite(
         self,
+        request: Request[Any, Any, Any],
         runtime: RuntimeDep,
         principal: PrincipalDep,
         catalogue: CatalogueDep,
         account_id: FromPath[uuid.UUID],
         data: JSONBody[schemas.InvitationCreate],
-    ) -> schemas.InvitationOut:
+    ) -> Response[schemas.InvitationOut]:
         now = utcnow()
         async with runtime.db.transaction() as session:
             relation = await allow(
@@ -77,7 +81,7 @@ class InvitationController(Controller):
                 ),
             )
         runtime.mail.wake()
-        return invitation_out(invitation)
+        return created(request, invitation_out(invitation), invitation.id)
 
     @post(
         "/{invitation_id:uuid}/resend",

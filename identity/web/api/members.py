@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from functools import partial
+from typing import Any
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,12 +22,13 @@ from identity.web.api.common import (
     CatalogueDep,
     PrincipalDep,
     allow,
+    created,
     grants_in,
     member_out,
     role_grants_in,
 )
 from identity.web.dependencies import RuntimeDep
-from identity.web.openapi import problems
+from identity.web.openapi import LOCATION, problems
 
 
 async def _allow_member_edit(
@@ -66,15 +68,17 @@ class MemberController(Controller):
         "",
         summary="Add an existing user directly, without an invitation (staff)",
         responses=problems(409, 422),
+        response_headers=LOCATION,
     )
     async def add(
         self,
+        request: Request[Any, Any, Any],
         runtime: RuntimeDep,
         principal: PrincipalDep,
         catalogue: CatalogueDep,
         account_id: FromPath[uuid.UUID],
         data: JSONBody[schemas.MemberAdd],
-    ) -> schemas.MemberOut:
+    ) -> Response[schemas.MemberOut]:
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.MEMBER_ADD, now, account_id)
@@ -91,7 +95,7 @@ class MemberController(Controller):
                 now=now,
             )
             view = await service.member(session, account_id, data.user_id, now, catalogue)
-        return member_out(view, now)
+        return created(request, member_out(view, now), data.user_id)
 
     @get("/{user_id:uuid}", summary="One member (owner, manager, staff)")
     async def read(

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,9 +19,9 @@ from identity.permissions.catalogue import Catalogue
 from identity.runtime import Runtime
 from identity.web.api import schemas
 from identity.web.api.auth import Principal
-from identity.web.api.common import CatalogueDep, PrincipalDep, allow, once_each, role_out
+from identity.web.api.common import CatalogueDep, PrincipalDep, allow, created, once_each, role_out
 from identity.web.dependencies import RuntimeDep
-from identity.web.openapi import problems
+from identity.web.openapi import LOCATION, problems
 
 
 async def _allow_writing(
@@ -139,15 +140,22 @@ class RoleTemplateController(Controller):
     ) -> list[schemas.RoleOut]:
         return await _list(runtime, principal, Action.TEMPLATE_READ, None)
 
-    @post("", summary="Create a role template (staff)", responses=problems(409, 422))
+    @post(
+        "",
+        summary="Create a role template (staff)",
+        responses=problems(409, 422),
+        response_headers=LOCATION,
+    )
     async def create(
         self,
+        request: Request[Any, Any, Any],
         runtime: RuntimeDep,
         principal: PrincipalDep,
         catalogue: CatalogueDep,
         data: JSONBody[schemas.RoleCreate],
-    ) -> schemas.RoleOut:
-        return await _create(runtime, principal, catalogue, Action.TEMPLATE_WRITE, None, data)
+    ) -> Response[schemas.RoleOut]:
+        role = await _create(runtime, principal, catalogue, Action.TEMPLATE_WRITE, None, data)
+        return created(request, role, role.id)
 
     @get("/{role_id:uuid}", summary="One role template")
     async def read(
@@ -197,18 +205,21 @@ class AccountRoleController(Controller):
         "",
         summary="Create a role for this account (owner, manager, staff)",
         responses=problems(409, 422),
+        response_headers=LOCATION,
     )
     async def create(
         self,
+        request: Request[Any, Any, Any],
         runtime: RuntimeDep,
         principal: PrincipalDep,
         catalogue: CatalogueDep,
         account_id: FromPath[uuid.UUID],
         data: JSONBody[schemas.RoleCreate],
-    ) -> schemas.RoleOut:
-        return await _create(
+    ) -> Response[schemas.RoleOut]:
+        role = await _create(
             runtime, principal, catalogue, Action.ACCOUNT_ROLE_WRITE, account_id, data
         )
+        return created(request, role, role.id)
 
     @get("/{role_id:uuid}", summary="One of the account's roles")
     async def read(

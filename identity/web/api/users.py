@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, get, patch, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import FromPath, JSONBody, Parameter
 
 from identity.accounts.onboarding import onboard_user
@@ -17,9 +17,9 @@ from identity.permissions.access import Action
 from identity.recovery.email_change import end_email_changes
 from identity.recovery.service import assisted_email_change
 from identity.web.api import schemas
-from identity.web.api.common import Limit, Offset, PrincipalDep, allow, user_out
+from identity.web.api.common import Limit, Offset, PrincipalDep, allow, created, user_out
 from identity.web.dependencies import RuntimeDep
-from identity.web.openapi import problems
+from identity.web.openapi import LOCATION, problems
 
 
 class UserController(Controller):
@@ -47,10 +47,15 @@ class UserController(Controller):
         status_code=201,
         summary="Create a user without a password; an email lets them choose it (staff, audited)",
         responses=problems(409, 422),
+        response_headers=LOCATION,
     )
     async def create(
-        self, runtime: RuntimeDep, principal: PrincipalDep, data: JSONBody[schemas.UserCreate]
-    ) -> schemas.UserOut:
+        self,
+        request: Request[Any, Any, Any],
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        data: JSONBody[schemas.UserCreate],
+    ) -> Response[schemas.UserOut]:
         async with runtime.db.transaction() as session:
             now = utcnow()
             await allow(session, runtime, principal, Action.USER_WRITE, now)
@@ -65,7 +70,7 @@ class UserController(Controller):
                 now=now,
             )
         runtime.mail.wake()
-        return user_out(user)
+        return created(request, user_out(user), user.id)
 
     @get("/{user_id:uuid}", summary="One user (staff)")
     async def read(

@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
+import litestar
 import msgspec
-from litestar import Controller, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta
 
 from identity.clock import utcnow
 from identity.permissions.access import Action
-from identity.web.api.common import Limit, Offset, PrincipalDep, allow
-from identity.web.api.schemas import Request
+from identity.web.api import schemas
+from identity.web.api.common import Limit, Offset, PrincipalDep, allow, created
 from identity.web.dependencies import RuntimeDep
-from identity.web.openapi import problems
+from identity.web.openapi import LOCATION, problems
 from identity.webhooks import service
 from identity.webhooks.events import EVENT_TYPES
 from identity.webhooks.models import WebhookSubscription
 from identity.webhooks.repository import DeliveryView, State
 
 
-class WebhookCreate(Request):
+class WebhookCreate(schemas.Request):
     url: Annotated[
         str, Meta(min_length=1, max_length=service.MAX_URL, examples=["https://billing/hook"])
     ]
@@ -86,15 +87,22 @@ class WebhookController(Controller):
     tags = ["webhooks"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
     @post(
-        "", summary="Subscribe a consuming service's URL to events (staff)", responses=problems(422)
+        "",
+        summary="Subscribe a consuming service's URL to events (staff)",
+        responses=problems(422),
+        response_headers=LOCATION,
     )
     async def create(
-        self, runtime: RuntimeDep, principal: PrincipalDep, data: JSONBody[WebhookCreate]
-    ) -> WebhookCreated:
+        self,
+        request: litestar.Request[Any, Any, Any],
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        data: JSONBody[WebhookCreate],
+    ) -> Response[WebhookCreated]:
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.WEBHOOK_MANAGE, now)
-            created = await service.create_subscription(
+            made = await service.create_subscription(
                 session,
                 principal.actor,
                 runtime.webhook_encryptor,
@@ -104,10 +112,11 @@ class WebhookController(Controller):
                 allow_http_loopback=runtime.settings.webhooks_allow_http_loopback,
                 now=now,
             )
-        row = created.subscription
-        return WebhookCreated(
-            row.id, row.url, row.event_types, row.description, row.created_at, created.secret
+        row = made.subscription
+        body = WebhookCreated(
+            row.id, row.url, row.event_types, row.description, row.created_at, made.secret
         )
+        return created(request, body, row.id)
 
     @get("", summary="Webhook subscriptions, without their secrets (staff)")
     async def list_subscriptions(
