@@ -127,7 +127,7 @@ def _following_from(path: str, operation: dict[str, Any]) -> list[int]:
     if "{" in path:
         statuses.append(404)
     if "requestBody" in operation:
-        statuses.append(413)
+        statuses += [413, 415]
     return statuses
 
 

@@ -270,3 +270,53 @@ async def test_the_openapi_document_shows_request_and_response_schemas(
     assert "201" in invite["responses"]
     schemas = document["components"]["schemas"]
     assert {"InvitationCreate", "InvitationOut", "MemberOut", "AuthzRequest"} <= set(schemas)
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "text/json"]
+)
+async def test_a_body_not_sent_as_json_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, content_type: str | None
+) -> None:
+    """The API takes JSON, and its OpenAPI document says so; a body sent as anything else
+    was parsed as JSON all the same and acted on. 415, as the password endpoints answer."""
+    ids = await table_ids(runtime)
+    staff = await staff_headers(runtime)
+    headers = staff | ({"Content-Type": content_type} if content_type else {})
+    response = await client.patch(
+        f"/api/v1/accounts/{ids['a']}", content=b'{"name": "Renamed"}', headers=headers
+    )
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    account = await client.get(f"/api/v1/accounts/{ids['a']}", headers=staff)
+    assert account.json()["name"] == "Acme"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=utf-8", "Application/JSON", "application/merge-patch+json"],
+)
+async def test_json_under_any_json_media_type_is_taken(
+    client: httpx.AsyncClient, runtime: Runtime, content_type: str
+) -> None:
+    ids = await table_ids(runtime)
+    response = await client.patch(
+        f"/api/v1/accounts/{ids['a']}",
+        content=b'{"name": "Renamed"}',
+        headers=await staff_headers(runtime) | {"Content-Type": content_type},
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_a_request_with_no_body_needs_no_content_type(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    ids = await table_ids(runtime)
+    staff = await staff_headers(runtime)
+    invited = await client.post(
+        f"/api/v1/accounts/{ids['a']}/invitations", json={"email": "x@example.com"}, headers=staff
+    )
+    resend = await client.post(
+        f"/api/v1/accounts/{ids['a']}/invitations/{invited.json()['id']}/resend", headers=staff
+    )
+    assert resend.status_code == 200, resend.text

@@ -26,6 +26,7 @@ from identity.web.api import users as users_api
 from identity.web.api import webhooks as webhooks_api
 from identity.web.api.auth import BearerRefused, bearer_refused_handler, provide_principal
 from identity.web.api.common import provide_catalogue
+from identity.web.api.password import require_json
 from identity.web.openapi import BEARER_REQUIREMENT
 from identity.web.problems import http_exception_handler
 
@@ -71,6 +72,7 @@ ROUTER = Router(
         clients.ClientController,
     ],
     security=[BEARER_REQUIREMENT],
+    guards=[require_json],
     dependencies={
         "principal": Provide(provide_principal),
         "catalogue": Provide(provide_catalogue),

@@ -65,7 +65,13 @@ class GeneratedPassword(msgspec.Struct):
     password: str
 
 
-def require_json(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def require_json(
+    connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler
+) -> None:
+    """415 for a body sent as anything but JSON, which it would be parsed as all the same.
+    A handler that takes no body (a GET, a resend) takes any request."""
+    if "data" not in route_handler.parsed_fn_signature.parameters:
+        return
     media_type = connection.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise HTTPException(status_code=415, detail="Send the body as application/json.")
