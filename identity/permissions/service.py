@@ -603,6 +603,12 @@ async def set_grants(
         now,
         delegation,
     )
+    if (new_all, set(new_permissions), set(new_roles)) == (
+        membership.all_permissions,
+        set(old_permissions),
+        set(old_roles),
+    ):
+        return  # sent back as they are (a form saved unchanged): no change to record or tell
     old = _grants_record(membership.all_permissions, old_permissions, old_roles)
     await repository.clear_grants(session, membership.id)
     membership.all_permissions = new_all
@@ -657,6 +663,8 @@ async def grant_permission(
     """Grant one permission ("tickets for 14 days"); granting again replaces the expiry."""
     membership = await membership_of(session, account_id, user_id, lock=True)
     await check_grants(session, catalogue, account_id, [grant], [], now, delegation)
+    if grant in (await _current_grants(session, membership))[0]:
+        return  # held so already: no change to record or tell
     await repository.put_permission_grant(session, membership.id, grant.name, grant.expires_at)
     await record_as(
         session,
@@ -705,6 +713,8 @@ async def grant_role(
 ) -> None:
     membership = await membership_of(session, account_id, user_id, lock=True)
     await check_grants(session, catalogue, account_id, [], [grant], now, delegation)
+    if grant in (await _current_grants(session, membership))[1]:
+        return  # held so already: no change to record or tell
     await repository.put_role_grant(session, membership.id, grant.role_id, grant.expires_at)
     await record_as(
         session,

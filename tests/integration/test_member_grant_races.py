@@ -100,7 +100,9 @@ async def test_concurrent_edits_of_a_member_each_see_the_one_before(
 
     assert Counter(r.status_code for r in responses) == {200: BURST}
     changes = await _grant_changes(runtime)
-    assert len(changes) == BURST
+    # An edit that found the member as it would leave them changed nothing, and is not
+    # recorded; at least the first changed something.
+    assert 1 <= len(changes) <= BURST
     # Each edit replaced what the previous one stored: no edit's "old" is a state that
     # another edit overwrote unseen, and the last "new" is what is stored now.
     for before, after in itertools.pairwise(changes):

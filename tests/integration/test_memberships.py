@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from identity.clock import utcnow
 from identity.errors import Forbidden
 from identity.permissions import service
 from identity.permissions.models import Permission
+from identity.permissions.service import Grant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     CLIENT_ID,
@@ -25,6 +27,7 @@ from tests.integration.account_helpers import (
     make_user,
     refresh_token_revoked,
     staff_headers,
+    told_permissions_changed,
     user_headers,
 )
 
@@ -299,3 +302,47 @@ async def test_renames_at_once_each_record_the_name_before_them(
     names = ["Acme", *(event.details["new"]["name"] for event in renames)]
     assert [event.details["old"]["name"] for event in renames] == names[:-1]
     assert (await client.get(url, headers=headers)).json()["name"] == names[-1]
+
+
+async def _record_counts(runtime: Runtime) -> tuple[int, int]:
+    """How many audit events and webhook events there are."""
+    async with runtime.db.transaction() as session:
+        events = len((await session.scalars(select(AuditEvent))).all())
+    return events, len(await told_permissions_changed(runtime))
+
+
+async def test_sending_a_members_grants_back_unchanged_records_and_tells_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The Users page saves the whole form: a save with nothing changed was recorded as
+    ``member.grants_changed`` with equal old and new values, and every consuming service was
+    told the member's permissions had changed, as a second disable records nothing."""
+    until = "2090-01-31T09:00:00+00:00"
+    owner, member, account = await account_with_member(
+        runtime, [Grant("tickets", datetime.fromisoformat(until)), "invoices"]
+    )
+    headers = await user_headers(runtime, owner)
+    base = f"/api/v1/accounts/{account.id}"
+    url = f"{base}/members/{member.id}"
+    role = (await client.post(f"{base}/roles", json={"name": "Desk"}, headers=headers)).json()
+    given = await client.post(f"{url}/roles", json={"role_id": role["id"]}, headers=headers)
+    assert given.status_code == 201, given.text
+    before = await _record_counts(runtime)
+
+    same = {
+        "permissions": [{"name": "invoices"}, {"name": "tickets", "expires_at": until}],
+        "roles": [{"role_id": role["id"]}],
+        "all_permissions": False,
+    }
+    response = await client.patch(url, json=same, headers=headers)
+    assert response.status_code == 200, response.text
+    for tail, body in (
+        ("permissions", {"name": "tickets", "expires_at": until}),
+        ("roles", {"role_id": role["id"]}),
+    ):
+        again = await client.post(f"{url}/{tail}", json=body, headers=headers)
+        assert again.status_code == 201, again.text
+
+    assert await _record_counts(runtime) == before
+    assert {p["name"] for p in response.json()["permissions"]} == {"tickets", "invoices"}
+    assert [r["role_id"] for r in response.json()["roles"]] == [role["id"]]
