@@ -547,6 +547,8 @@ async def rename_account(
     await repository.lock_account(session, account_id)
     account = await get_account(session, account_id)
     old, account.name = account.name, name
+    if old == name:
+        return account  # saved as it is: no change to record
     await session.flush()
     await record_as(
         session,
@@ -1018,15 +1020,17 @@ async def update_role(
     if permissions is not None:
         await role_holders.replace_permissions(session, role.id, permissions, now)
     updated = (await _role_views(session, [role]))[0]
-    await record_as(
-        session,
-        actor,
-        "role.updated",
-        account_id=account_id,
-        target=("role", role.id),
-        old=old,
-        new=_role_record(role, updated.permissions),
-    )
+    new = _role_record(role, updated.permissions)
+    if new != old:  # a role saved as it is changed nothing to record
+        await record_as(
+            session,
+            actor,
+            "role.updated",
+            account_id=account_id,
+            target=("role", role.id),
+            old=old,
+            new=new,
+        )
     return updated
 
 

@@ -152,3 +152,29 @@ async def test_a_roles_description_and_spanish_name_are_recorded_when_they_chang
     old, new = updated["details"]["old"], updated["details"]["new"]
     assert (old["name_es"], old["description"]) == ("Mostrador", "Front desk")
     assert (new["name_es"], new["description"]) == ("Recepción", "Answers the phone")
+
+
+async def test_a_rename_or_role_edit_to_what_is_stored_records_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Saved unchanged, an account or a role was recorded as renamed or updated with equal
+    old and new values: changes nobody made, in the log read after an incident."""
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    headers = await user_headers(runtime, owner)
+    base = f"/api/v1/accounts/{account.id}"
+    role = await client.post(
+        f"{base}/roles", json={"name": "Desk", "permissions": ["tickets"]}, headers=headers
+    )
+    before = await _actions(client, f"{base}/audit", headers)
+
+    renamed = await client.patch(base, json={"name": account.name}, headers=headers)
+    assert renamed.status_code == 200, renamed.text
+    edited = await client.patch(
+        f"{base}/roles/{role.json()['id']}",
+        json={"name": "Desk", "permissions": ["tickets"], "description": ""},
+        headers=headers,
+    )
+    assert edited.status_code == 200, edited.text
+
+    assert await _actions(client, f"{base}/audit", headers) == before
