@@ -214,6 +214,12 @@ async def _get(
     return invitation
 
 
+SENDER_GONE = (
+    "Whoever sent this invitation can no longer give what it gives, so it cannot be accepted;"
+    " cancel it and send a new one."
+)
+
+
 async def resend(
     session: AsyncSession,
     actor: Actor,
@@ -226,6 +232,9 @@ async def resend(
 ) -> Invitation:
     """A fresh link and a fresh expiry; the previous link stops working."""
     invitation = await _get(session, account_id, invitation_id)
+    if not await _sender_could_still_send(session, invitation, now):
+        # Its link would open on "cancelled": nothing to send.
+        raise Conflict(SENDER_GONE)
     await _limit(limiter, PER_EMAIL, invitation.email)
     token = random_token()
     expires_at = now + INVITATION_TTL
@@ -325,11 +334,22 @@ def _usable(invitation: Invitation | None, now: datetime) -> Invitation:
 
 async def _open(session: AsyncSession, token: str, now: datetime) -> Invitation:
     """The invitation a link names if it can be accepted: ``_usable``, and its sender could
-    still send it (``could_still_invite``); else it counts as cancelled. One sent by a
-    client acting for itself (staff) has no sender to look at."""
+    still send it; else it counts as cancelled."""
     invitation = _usable(await repository.invitation_by_token(session, digest(token)), now)
+    if not await _sender_could_still_send(session, invitation, now):
+        raise Conflict(CANCELLED, reason="cancelled")
+    return invitation
+
+
+async def _sender_could_still_send(
+    session: AsyncSession, invitation: Invitation, now: datetime
+) -> bool:
+    """``could_still_invite`` for the invitation's sender. One sent by a client acting for
+    itself (staff) has no sender to look at."""
+    if invitation.invited_by is None:
+        return True
     permissions, roles = _granted(invitation, now)
-    if invitation.invited_by is not None and not await could_still_invite(
+    return await could_still_invite(
         session,
         invitation.invited_by,
         invitation.account_id,
@@ -338,9 +358,7 @@ async def _open(session: AsyncSession, token: str, now: datetime) -> Invitation:
         roles=roles,
         now=now,
         catalogue=Catalogue(installed()),
-    ):
-        raise Conflict(CANCELLED, reason="cancelled")
-    return invitation
+    )
 
 
 async def invitation_for_token(

@@ -206,3 +206,23 @@ async def test_the_accept_page_says_the_link_no_longer_works(
     page = await client.get(invitations.ACCEPT_PATH, params={"token": token})
 
     assert page.status_code == 410
+
+
+async def test_resending_an_invitation_its_sender_could_no_longer_send_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The resend answered 200 and emailed a new link, which said "cancelled" when opened:
+    the invitee got a dead link and the owner was told it had gone out."""
+    owner, manager, account = await _arrange(runtime)
+    await _invite(client, runtime, account, manager)
+    async with runtime.db.transaction() as session:
+        await service.remove_member(session, SYSTEM, account.id, manager.id, utcnow())
+    headers = await user_headers(runtime, owner)
+    base = f"/api/v1/accounts/{account.id}/invitations"
+    (pending,) = (await client.get(base, headers=headers)).json()
+
+    resent = await client.post(f"{base}/{pending['id']}/resend", headers=headers)
+
+    assert resent.status_code == 409, resent.text
+    assert resent.headers["content-type"] == "application/problem+json"
+    assert len(await mail_to(runtime, INVITEE)) == 1  # the first invitation's email only
