@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from identity.crypto import Encryptor, random_token
 from identity.display_names import display_name
 from identity.errors import NotFound
 from identity.permissions.catalogue import invalid_field
+from identity.uris import BAD_PORT, has_unusable_port
 from identity.webhooks import addresses, repository
 from identity.webhooks.events import EVENT_TYPES
 from identity.webhooks.models import WebhookSubscription
@@ -25,6 +27,12 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 - a marker on generated secrets
 MAX_URL = 2000
 MAX_DESCRIPTION = 200
 INVALID = "The URL is not a valid URL."
+# A host name as DNS has it (RFC 1123 §2.1): labels of letters, digits and hyphens (and the
+# underscore some services' names carry), 63 characters each, 253 in all.
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}\.?$)(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
+    r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +56,10 @@ def refusal(url: str, allow_http_loopback: bool) -> str | None:
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises on a malformed port
     except ValueError:
         return INVALID
+    if has_unusable_port(parts):
+        return f"The URL {BAD_PORT}."
     if not host or parts.username or parts.password or parts.fragment:
         return "The URL needs a host, and no credentials or fragment."
     problem = _host_refusal(parts.scheme, host, allow_http_loopback)
@@ -64,7 +73,18 @@ def refusal(url: str, allow_http_loopback: bool) -> str | None:
         sent = httpx.Request("POST", url).url.raw_host.decode("ascii")
     except (ValueError, httpx.InvalidURL):
         return INVALID
+    if not (_DNS_NAME.fullmatch(sent) or _is_address(sent)):
+        # The client sends a space or "%" percent-encoded where no DNS name has one.
+        return "The URL's host is not a valid host name or IP address."
     return _host_refusal(parts.scheme, sent, allow_http_loopback)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        addresses.parse(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _host_refusal(scheme: str, host: str, allow_http_loopback: bool) -> str | None:

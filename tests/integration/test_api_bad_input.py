@@ -105,6 +105,17 @@ CASES: list[tuple[str, str, Any, int, str]] = [
         422,
         "description",
     ),
+    # Hosts and ports no connection can reach: the subscription failed every delivery.
+    *(
+        ("POST", "/webhooks", {"url": url, "event_types": ["member.removed"]}, 422, "url")
+        for url in (
+            "https://hooks example.com/identity",
+            "https://%zz/identity",
+            "https://hooks.example.com:0/identity",
+            "https://" + "h" * 64 + ".example.com/identity",
+            "https://hooks_.example.com\t/identity",
+        )
+    ),
     # OAuth clients: the command line's rules, each refusal naming its field.
     ("POST", "/clients", {"name": "x" * 201, "redirect_uris": [CB]}, 422, "name"),
     ("POST", "/clients", {"name": " ", "redirect_uris": [CB]}, 422, "name"),
