@@ -79,6 +79,20 @@ async def test_a_confidential_clients_secret_is_shown_once_and_works(
         assert "secret" not in answer
 
 
+async def test_answers_showing_a_secret_or_listing_clients_are_never_cached(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    staff = await staff_headers(runtime)
+    created = await client.post("/api/v1/clients", json=PORTAL, headers=staff)
+    client_id = created.json()["client_id"]
+    rotated = await client.post(f"/api/v1/clients/{client_id}/secret", headers=staff)
+    listed = await client.get("/api/v1/clients", headers=staff)
+
+    assert "client_secret" in created.json() and "client_secret" in rotated.json()
+    for answer in (created, rotated, listed):
+        assert answer.headers["cache-control"] == "no-store", answer.request.url
+
+
 async def test_a_public_client_has_no_secret_to_rotate(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

@@ -26,7 +26,7 @@ from identity.web.api import users as users_api
 from identity.web.api import webhooks as webhooks_api
 from identity.web.api.auth import BearerRefused, bearer_refused_handler, provide_principal
 from identity.web.api.common import provide_catalogue
-from identity.web.api.password import require_json
+from identity.web.api.password import NO_STORE, require_json
 from identity.web.openapi import BEARER_REQUIREMENT
 from identity.web.problems import http_exception_handler
 
@@ -73,6 +73,9 @@ ROUTER = Router(
     ],
     security=[BEARER_REQUIREMENT],
     guards=[require_json],
+    # Answers hold personal data and secrets shown once (a client's, a webhook's): no cache
+    # along the way, nor the browser's, may keep a copy.
+    cache_control=NO_STORE,
     dependencies={
         "principal": Provide(provide_principal),
         "catalogue": Provide(provide_catalogue),

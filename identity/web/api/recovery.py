@@ -11,19 +11,17 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, post
-from litestar.datastructures import CacheControlHeader
 from litestar.params import JSONBody
 
 from identity.clock import utcnow
 from identity.i18n import negotiate
 from identity.recovery.service import complete_reset, request_reset
 from identity.web.actors import request_origin
-from identity.web.api.password import require_json
+from identity.web.api.password import NO_STORE, require_json
 from identity.web.client_ip import of_request
 from identity.web.dependencies import RuntimeDep
 from identity.web.openapi import problems
 
-NO_STORE = CacheControlHeader(no_store=True)
 ACCEPTED_DETAIL = (
     "If an account uses this email address, a message with a link to choose a new password "
     "is on its way. Check the spam folder too."
