@@ -109,13 +109,22 @@ def parse_mail_from(raw: str) -> str:
     return sender
 
 
+def _split_url(raw: str) -> SplitResult:
+    try:
+        return urlsplit(raw.strip())
+    except ValueError:  # its words ("Invalid IPv6 URL") would follow the variable's name
+        raise ValueError(
+            "is not a valid URL: check its host, and the [ ] around an IPv6 address"
+        ) from None
+
+
 def _check_port(parts: SplitResult) -> None:
     if has_unusable_port(parts):
         raise ValueError(BAD_PORT)
 
 
 def parse_issuer(raw: str) -> str:
-    parts = urlsplit(raw.strip())
+    parts = _split_url(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an absolute http or https URL such as https://id.example.com")
     _check_port(parts)
@@ -160,7 +169,7 @@ def async_database_url(url: URL) -> URL:
 
 
 def parse_redis_url(raw: str) -> str:
-    parts = urlsplit(raw.strip())
+    parts = _split_url(raw)
     if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
         raise ValueError("must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379/0")
     _check_port(parts)
@@ -172,7 +181,7 @@ def parse_redis_url(raw: str) -> str:
 
 
 def parse_smtp_url(raw: str) -> str:
-    parts = urlsplit(raw.strip())
+    parts = _split_url(raw)
     if parts.scheme not in ("smtp", "smtps", "smtp+starttls") or not parts.hostname:
         raise ValueError(
             "must be smtp://host:port, smtp+starttls://host:port or smtps://user:pass@host:port"

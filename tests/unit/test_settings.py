@@ -164,3 +164,18 @@ def test_a_value_that_is_not_utf8_is_refused_as_such(variable: str) -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({variable: value})
     assert str(caught.value) == f"{variable} is not valid UTF-8 text"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("IDENTITY_ISSUER", "https://[::1"),
+        ("IDENTITY_REDIS_URL", "redis://[::1/0"),
+        ("IDENTITY_SMTP_URL", "smtp://[mail.example:25"),
+    ],
+)
+def test_a_url_that_cannot_be_parsed_is_refused_in_a_sentence(variable: str, value: str) -> None:
+    # urlsplit's own words ("Invalid IPv6 URL") followed the variable's name: no sentence.
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value})
+    assert str(caught.value).startswith(f"{variable} is not a valid URL")
