@@ -110,6 +110,10 @@ def parse_mail_from(raw: str) -> str:
 
 
 def _split_url(raw: str) -> SplitResult:
+    # urlsplit drops tabs and line breaks and keeps spaces, so the value used afterwards,
+    # as written, would not be the URL that was checked.
+    if any(ord(character) <= 0x20 or ord(character) == 0x7F for character in raw.strip()):
+        raise ValueError("must not contain spaces or control characters")
     try:
         return urlsplit(raw.strip())
     except ValueError:  # its words ("Invalid IPv6 URL") would follow the variable's name
@@ -125,6 +129,13 @@ def _check_port(parts: SplitResult) -> None:
 
 def parse_issuer(raw: str) -> str:
     parts = _split_url(raw)
+    if not raw.isascii():
+        # Clients compare it byte for byte with the URL they were given, which browsers and
+        # HTTP libraries spell in ASCII: a look-alike or invisible character never matches.
+        raise ValueError(
+            "must be written in ASCII: an international domain name in its xn-- form, "
+            "other characters percent-encoded"
+        )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an absolute http or https URL such as https://id.example.com")
     _check_port(parts)
