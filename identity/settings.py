@@ -159,6 +159,12 @@ def parse_database_url(raw: str) -> str:
         raise ValueError(BAD_PORT) from None
     if url.port is not None and not 0 < url.port < 65536:
         raise ValueError(BAD_PORT)
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        # Each command, and each server process, would open one of its own, empty.
+        raise ValueError(
+            "names an in-memory SQLite database, which nothing outlives; name a file, "
+            "such as sqlite:////var/lib/identity/identity.db"
+        )
     return async_database_url(url).render_as_string(hide_password=False)
 
 

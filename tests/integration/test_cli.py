@@ -54,6 +54,19 @@ def test_an_unreachable_database_stops_migrate_with_a_clear_message(env: dict[st
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_refused_before_migrate_reports_success(
+    env: dict[str, str], url: str
+) -> None:
+    # Each command opens its own, empty: migrate said it was done, and serve then asked for
+    # `identity migrate` (naming the database "None") however often it was run.
+    result = run_identity("migrate", env=env | {"IDENTITY_DATABASE_URL": url})
+    assert result.returncode == 2
+    assert result.stderr.startswith("identity: IDENTITY_DATABASE_URL names an in-memory ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
 async def _keys(settings: Settings) -> list[SigningKey]:
     db = Database(create_engine(settings))
     try:
