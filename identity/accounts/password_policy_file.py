@@ -7,7 +7,6 @@ start-up with the file and the key named, instead of silently weakening the poli
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any, cast, get_args
 
@@ -25,6 +24,7 @@ from identity.accounts.password_words import (
     load_blocklist,
     read_word_file,
 )
+from identity.toml_file import UnreadableToml, read_toml
 
 # Above this, zxcvbn and argon2 would cost more than any passphrase is worth.
 LONGEST_MAX_LENGTH = 1024
@@ -89,14 +89,9 @@ class _Table:
 
 def load_policy(path: Path) -> PasswordPolicy:
     try:
-        with path.open("rb") as file:
-            document = tomllib.load(file)
-    except OSError as exc:
-        raise PolicyFileError(path, "", f"cannot be read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyFileError(path, "", f"is not valid TOML ({exc})") from None
-    except UnicodeDecodeError as exc:
-        raise PolicyFileError(path, "", f"is not UTF-8 text (byte {exc.start + 1})") from None
+        document = read_toml(path)
+    except UnreadableToml as exc:
+        raise PolicyFileError(path, "", str(exc)) from None
     top = _Table(path, "", document)
     preset = top.text("preset")
     presets = top.table("presets")

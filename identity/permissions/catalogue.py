@@ -7,7 +7,6 @@ with the file and key named instead of surfacing later as a permission nobody ca
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from identity.db.engine import Database
 from identity.errors import DomainError, InvalidInput
 from identity.permissions import repository, role_holders
 from identity.settings import DEFAULT_POLICIES_DIR
+from identity.toml_file import UnreadableToml, read_toml
 
 LANGUAGES = ("en", "es")
 FROM_ROLES_FILE = Actor(source="policies/roles.toml")
@@ -85,12 +85,9 @@ def check_registered_name(name: str) -> str:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
-    except FileNotFoundError:
-        raise CatalogueError(path, "", "the file is missing") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogueError(path, "", f"is not valid TOML ({exc})") from None
+        return read_toml(path)
+    except UnreadableToml as exc:
+        raise CatalogueError(path, "", str(exc)) from None
 
 
 def _texts(path: Path, key: str, value: Any) -> dict[str, str]:

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,29 @@ def test_a_bad_permission_catalogue_stops_serve_with_one_sentence_naming_it(
     assert result.stderr == (
         f"identity: {policies / 'permissions.toml'}: surprise: is not a known table; "
         "fix the policies file.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda file: file.write_bytes(b"\xff\xfe"), "is not UTF-8 text (byte 1)"),
+        (lambda file: (file.unlink(), file.mkdir()), "cannot be read (Is a directory)"),
+    ],
+)
+def test_a_permission_catalogue_file_that_cannot_be_read_stops_serve_with_one_sentence(
+    env: dict[str, str], tmp_path: Path, damage: Callable[[Path], object], problem: str
+) -> None:
+    # Said so of the password policy file, these ended serve (and the app) with a traceback.
+    policies = tmp_path / "policies"
+    shutil.copytree(DEFAULT_POLICIES_DIR, policies)
+    damage(policies / "roles.toml")
+    result = run_identity(
+        "serve", "--port", str(free_port()), env=env | {"IDENTITY_POLICIES_DIR": str(policies)}
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"identity: {policies / 'roles.toml'}: {problem}; fix the policies file.\n"
     )
 
 
