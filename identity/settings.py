@@ -7,6 +7,7 @@ sentence naming the variable, instead of failing later inside a request.
 from __future__ import annotations
 
 import email.policy
+import inspect
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -159,6 +160,7 @@ def parse_database_url(raw: str) -> str:
         raise ValueError(BAD_PORT) from None
     if url.port is not None and not 0 < url.port < 65536:
         raise ValueError(BAD_PORT)
+    _check_asyncpg_options(url)
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         # Each command, and each server process, would open one of its own, empty.
         raise ValueError(
@@ -166,6 +168,26 @@ def parse_database_url(raw: str) -> str:
             "such as sqlite:////var/lib/identity/identity.db"
         )
     return async_database_url(url).render_as_string(hide_password=False)
+
+
+# Query options SQLAlchemy's asyncpg dialect takes itself rather than passing them on.
+_ASYNCPG_DIALECT_OPTIONS = frozenset({"prepared_statement_cache_size"})
+
+
+def _check_asyncpg_options(url: URL) -> None:
+    """asyncpg takes the URL's query as keyword arguments: one it does not know (libpq's
+    sslmode, a typo) raised TypeError at the first connection, a traceback."""
+    if url.get_driver_name() != "asyncpg":
+        return
+    import asyncpg  # only for a URL that names it
+
+    known = _ASYNCPG_DIALECT_OPTIONS | set(inspect.signature(asyncpg.connect).parameters)
+    for option in url.query:
+        if option not in known:
+            hint = (
+                "; asyncpg takes ssl=require where libpq takes sslmode" if "ssl" in option else ""
+            )
+            raise ValueError(f"has the option {option!r}, which asyncpg does not take{hint}")
 
 
 def async_database_url(url: URL) -> URL:

@@ -57,6 +57,9 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_SMTP_URL", "smtp://mailer:secret@mail:25", "unencrypted"),
         ("IDENTITY_DATABASE_URL", "postgresql://u@db:five/x", "port that is not a number from"),
         ("IDENTITY_DATABASE_URL", "postgresql://u@db:99999/x", "port that is not a number from"),
+        # asyncpg takes the query as keyword arguments: these raised TypeError on connecting.
+        ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?sslmode=require", "ssl=require"),
+        ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?timeout_s=5", "'timeout_s'"),
         ("IDENTITY_REDIS_URL", "redis://cache:abc/0", "port that is not a number from 1 to"),
         ("IDENTITY_REDIS_URL", "redis://cache:6379/zero", "database number"),
         ("IDENTITY_ISSUER", "https://id.example.com:abc", "port that is not a number from 1"),
