@@ -382,6 +382,10 @@ class Settings:
                 return parse(raw)
             except ValueError as exc:
                 raise SettingsError(variable, str(exc)) from None
+            except OSError as exc:  # a path's checks: a name too long, a folder we may not enter
+                raise SettingsError(
+                    variable, f"names a path that cannot be looked up ({exc.strerror})"
+                ) from None
 
         def path(raw: str) -> Path:
             return Path(raw).expanduser()

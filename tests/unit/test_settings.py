@@ -204,3 +204,23 @@ def test_a_url_with_characters_no_url_holds_is_refused(
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({variable: value})
     assert phrase in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "IDENTITY_DATA_DIR",
+        "IDENTITY_MAIL_OUTBOX",
+        "IDENTITY_POLICIES_DIR",
+        "IDENTITY_PASSWORD_POLICY",
+    ],
+)
+def test_a_path_the_system_cannot_look_up_is_refused_in_a_sentence(variable: str) -> None:
+    # Path.exists() and its kin raise on a name longer than the system takes (or under a
+    # folder we may not enter): a traceback, where a missing path was a sentence.
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: "/tmp/" + "a" * 300})
+    assert (
+        str(caught.value)
+        == f"{variable} names a path that cannot be looked up (File name too long)"
+    )
