@@ -74,13 +74,18 @@ def _make_data_dir(settings: Settings) -> None:
         ) from None
 
 
+def _refused_a_statement(exc: DBAPIError) -> bool:
+    """The server answered and refused a statement: not a connection problem. Connecting
+    (SQLite's pragmas included, which meet a file that is not a database) has none."""
+    return exc.statement is not None and not exc.connection_invalidated
+
+
 def migrate(settings: Settings) -> None:
     _make_data_dir(settings)
     try:
         migrations.upgrade(settings)
     except DBAPIError as exc:
-        # The server answered and refused a statement: not a connection problem.
-        if exc.statement is not None and not exc.connection_invalidated:
+        if _refused_a_statement(exc):
             raise StartupError(
                 f"the migration of the database at {_where(settings)} failed "
                 f"({_first_line(exc)}); the database refused one of its statements: it may hold "
@@ -137,6 +142,8 @@ async def _with_session(settings: Settings, work: Callable[[AsyncSession], Await
     except DBAPIError as exc:
         if _is_missing_schema(exc):
             raise _not_migrated(settings) from None
+        if not _refused_a_statement(exc):
+            raise _unreachable(settings, exc) from None
         raise
     finally:
         await db.dispose()

@@ -210,6 +210,22 @@ def test_a_command_before_migrate_leaves_no_embedded_database_behind(
     assert database.exists()
 
 
+@pytest.mark.parametrize("command", BEFORE_MIGRATE)
+def test_an_embedded_database_that_is_not_one_is_named_in_a_sentence(
+    env: dict[str, str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # A damaged file, or a URL naming another file: migrate and serve said so, the others
+    # stopped with SQLAlchemy's traceback.
+    database = tmp_path / "identity.db"
+    database.write_bytes(b"not a database\n" * 100)
+    result = run_identity(*command, env=env | {"IDENTITY_DATABASE_URL": f"sqlite:///{database}"})
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"identity: cannot use the database at {database} (file is not a database); "
+    )
+    assert len(result.stderr.splitlines()) == 1
+
+
 def _without_secret_key(env: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if name != "IDENTITY_SECRET_KEY"}
 
