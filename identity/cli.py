@@ -100,6 +100,10 @@ def cmd_keys_retire(args: argparse.Namespace, settings: Settings) -> int:
 def _password_from_stdin() -> str:
     """The first line of stdin, as UTF-8 whatever the locale: the browser sends UTF-8, so
     the same password typed there must give the same text here."""
+    if sys.stdin is None:  # started with file descriptor 0 closed
+        raise CommandError(
+            "--password-stdin found standard input closed; give the password as a line on stdin."
+        )
     line = sys.stdin.buffer.readline()
     if not line:  # at its end already: nothing was piped in
         raise CommandError("--password-stdin read nothing; give the password as a line on stdin.")

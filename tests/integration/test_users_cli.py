@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,6 +82,26 @@ def test_an_empty_stdin_is_named_not_judged_by_the_policy(
     _, err = _refused_from_stdin(monkeypatch, capsys, b"")
     assert err == (
         "identity: --password-stdin read nothing; give the password as a line on stdin.\n"
+    )
+
+
+def test_a_closed_stdin_is_named_not_a_traceback(environment: dict[str, str]) -> None:
+    # Started with file descriptor 0 closed (`<&-`, some service managers), Python has no
+    # sys.stdin at all, and --password-stdin stopped with an AttributeError.
+    result = subprocess.run(
+        [sys.executable, "-m", "identity.cli", "users", "create", "--email", "ana@example.com",
+         "--password-stdin"],
+        env=os.environ | environment,
+        capture_output=True,
+        preexec_fn=lambda: os.close(0),
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == (
+        "identity: --password-stdin found standard input closed; "
+        "give the password as a line on stdin.\n"
     )
 
 
