@@ -145,8 +145,9 @@ def parse_issuer(raw: str) -> str:
     if parts.username is not None or parts.password is not None:
         # It would be published in discovery and written into every emailed link.
         raise ValueError("must not contain a user name or password (OpenID Connect Discovery §3)")
-    # Clients compare the issuer byte for byte, so one canonical form: no trailing slash.
-    return raw.strip().rstrip("/")
+    # Clients compare the issuer byte for byte, so one canonical form: scheme and host in
+    # lower case, as browsers and clients write them (RFC 3986 §6.2.2.1), no trailing slash.
+    return f"{parts.scheme}://{parts.netloc.lower()}{parts.path}".rstrip("/")
 
 
 def parse_database_url(raw: str) -> str:

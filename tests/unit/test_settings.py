@@ -224,3 +224,11 @@ def test_a_path_the_system_cannot_look_up_is_refused_in_a_sentence(variable: str
         str(caught.value)
         == f"{variable} names a path that cannot be looked up (File name too long)"
     )
+
+
+def test_an_issuer_in_capitals_is_written_as_clients_see_it_and_counts_as_https() -> None:
+    # Scheme and host are case-insensitive (RFC 3986 §6.2.2.1): browsers and clients lower
+    # them, and "HTTPS://" was taken for http: cookies without Secure, answers without HSTS.
+    settings = Settings.from_env({"IDENTITY_ISSUER": "HTTPS://ID.Example.COM:8443/Tenant/"})
+    assert settings.issuer == "https://id.example.com:8443/Tenant"
+    assert settings.https
