@@ -60,18 +60,27 @@ def _unreachable(settings: Settings, exc: BaseException) -> StartupError:
     )
 
 
+def _make_folder(folder: Path, what: str, variable: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create the {what} {folder} ({exc.strerror}); check {variable}."
+        ) from None
+
+
 def _make_data_dir(settings: Settings) -> None:
     """The embedded database's folder, made before the engine would make it, so that a
     folder that cannot be made is named as such, not as a database out of reach."""
-    if not settings.is_sqlite:
-        return
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StartupError(
-            f"cannot create the data folder {settings.data_dir} ({exc.strerror}); "
-            "check IDENTITY_DATA_DIR."
-        ) from None
+    if settings.is_sqlite:
+        _make_folder(settings.data_dir, "data folder", "IDENTITY_DATA_DIR")
+
+
+def _make_mail_outbox(settings: Settings) -> None:
+    """With no SMTP URL every email is written there: a folder that cannot be made failed
+    each one, retried to no end, while the server answered as if all were well."""
+    if not settings.smtp_url:
+        _make_folder(settings.outbox_dir, "mail outbox folder", "IDENTITY_MAIL_OUTBOX")
 
 
 def _refused_a_statement(exc: DBAPIError) -> bool:
@@ -221,6 +230,7 @@ def prepare(settings: Settings) -> int:
     """Everything ``serve`` needs before it listens; returns how many users exist."""
     _check_policy_files(settings)
     _secret_key(settings)
+    _make_mail_outbox(settings)
     migrate(settings)
     encryptor = _key_encryptor(settings)
 

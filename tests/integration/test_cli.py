@@ -350,6 +350,21 @@ def test_a_data_folder_that_cannot_be_made_is_named(
     )
 
 
+def test_serve_names_a_mail_outbox_that_cannot_be_made(env: dict[str, str], tmp_path: Path) -> None:
+    # With no SMTP URL every email goes there: the server started and answered ready while
+    # each password-reset email failed, retried to no end.
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    outbox = tmp_path / "a-file" / "outbox"
+    result = run_identity(
+        "serve", "--port", str(free_port()), env=env | {"IDENTITY_MAIL_OUTBOX": str(outbox)}
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"identity: cannot create the mail outbox folder {outbox} (Not a directory); "
+        "check IDENTITY_MAIL_OUTBOX.\n"
+    )
+
+
 @pytest.mark.parametrize("workers", ["0", "257", "99999999"])
 def test_serve_refuses_a_number_of_workers_it_could_not_run(
     env: dict[str, str], workers: str
