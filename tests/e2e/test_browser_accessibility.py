@@ -189,7 +189,7 @@ def _submit(page: Page, button: str) -> None:
 def _sign_in(page: Page, password: str = PASSWORD) -> None:
     page.fill("input[name=email]", OWNER)
     page.fill("input[name=password]", password)
-    _submit(page, "form[action='/login'] button[type=submit]")
+    _submit(page, "form[action^='/login?'] button[type=submit]")
 
 
 def _walk(browser: Browser, site: Site, audit: Audit) -> None:
@@ -221,11 +221,11 @@ def _walk(browser: Browser, site: Site, audit: Audit) -> None:
     page.fill("#current_password", PASSWORD)
     page.fill("input#password", WEAK)
     page.fill("#password_confirm", WEAK)
-    _submit(page, "form[action$='/password'] button[type=submit]:not([data-password-generate])")
+    _submit(page, "form[action*='/password?'] button[type=submit]:not([data-password-generate])")
     audit(page, "security, new password refused", invalid_field="input#password")
     page.fill("#new_email", f"new-{locale.lower()}@example.com")
     page.fill("#email_password", PASSWORD)
-    _submit(page, "form[action$='/email'] button[type=submit]")
+    _submit(page, "form[action*='/email?'] button[type=submit]")
     page.wait_for_selector("[role=status]")
     audit(page, "security, email change sent")
     page.goto(mailed_link(outbox, f"new-{locale.lower()}@example.com", "/confirm-email"))
@@ -233,7 +233,7 @@ def _walk(browser: Browser, site: Site, audit: Audit) -> None:
 
     page.goto(security)
     page.fill("#enable_password", PASSWORD)
-    _submit(page, "form[action$='/totp'] button[type=submit]")
+    _submit(page, "form[action*='/totp?'] button[type=submit]")
     page.wait_for_selector(".qr svg")
     audit(page, "two-step set-up", qr=True)
     generator = pyotp.TOTP(page.text_content("[data-totp-secret]") or "")

@@ -78,7 +78,7 @@ def _sign_in_on_security_page(page: Page, base_url: str, password: str) -> None:
     page.wait_for_url(f"{base_url}/login?flow=*")
     page.fill("input[name=email]", EMAIL)
     page.fill("input[name=password]", password)
-    page.click("form[action='/login'] button[type=submit]")
+    page.click("form[action^='/login?'] button[type=submit]")
     page.wait_for_url(f"{base_url}/account/security?ui_locales=*")
     assert page.text_content("[data-email]") == EMAIL
 
@@ -257,7 +257,7 @@ def test_turn_on_two_step_verification_then_sign_in_with_password_and_code(
         fresh.goto(f"{base_url}/authorize?{urlencode(params)}")
         fresh.fill("input[name=email]", EMAIL)
         fresh.fill("input[name=password]", PASSWORD)
-        fresh.click("form[action='/login'] button[type=submit]")
+        fresh.click("form[action^='/login?'] button[type=submit]")
         fresh.wait_for_url(f"{base_url}/login/second-factor?flow=*")
         # The enrolment spent the current step's code; the next step's is within the drift
         # window and unspent.

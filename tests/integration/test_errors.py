@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import logging
+import re
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ from identity.runtime import Runtime
 from identity.store.base import StoreUnavailable
 from identity.web.problems import EXCEPTION_HANDLERS
 from identity.web.request_context import request_context_middleware
+from tests.browser import add_oauth_client, add_user, authorize_params, open_login
 from tests.conftest import serving
 
 
@@ -203,6 +206,28 @@ async def test_a_browser_posting_too_much_to_a_page_gets_a_page_saying_so(
     program = await client.post("/login", data=body)
     assert program.status_code == 413
     assert program.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_post_failing_before_its_form_is_read_answers_in_the_page_s_language(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A page shown in Spanish because its link asked (ui_locales), not the browser: a post
+    refused before its body is read (too large here; the database down alike) can only
+    learn the language from the address the form posts to."""
+    await add_user(runtime)
+    await add_oauth_client(runtime)
+    client.headers["Accept-Language"] = "en"
+    pages = [
+        await open_login(client, authorize_params(ui_locales="es")),
+        await client.get("/password/forgot", params={"ui_locales": "es"}),
+    ]
+    too_much = {"email": "a@example.com", "password": "x" * (runtime.settings.max_body_bytes + 1)}
+    for page in pages:
+        assert '<html lang="es">' in page.text
+        [action] = re.findall(r'<form method="post" action="([^"]+)"', page.text)
+        answer = await client.post(html.unescape(action), data=too_much, headers=BROWSER)
+        assert answer.status_code == 413
+        assert "Lo que has enviado es demasiado grande" in answer.text, action
 
 
 async def test_an_accept_header_that_does_not_parse_gets_the_problem(
