@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.audit.service import Actor, record_as
 from identity.clock import utcnow
 from identity.db.engine import Database
+from identity.display_names import display_name
 from identity.errors import DomainError, InvalidInput
 from identity.permissions import repository, role_holders
 from identity.settings import DEFAULT_POLICIES_DIR
@@ -25,6 +26,10 @@ from identity.toml_file import UnreadableToml, read_toml
 LANGUAGES = ("en", "es")
 FROM_ROLES_FILE = Actor(source="policies/roles.toml")
 MAX_NAME = 100  # the permissions.name and role_permissions.permission columns
+# Names shown on the Users page, from these files or registered through the API alike.
+MAX_ROLE_NAME = 100  # the roles.name column
+MAX_PERMISSION_LABEL = 200
+MAX_PERMISSION_DESCRIPTION = 2000
 # Lower-case words joined by "-" or "_"; a registered permission is "service:name" so it can
 # never collide with a built-in one, nor two services with each other.
 _WORD = r"[a-z][a-z0-9_-]*"
@@ -90,12 +95,17 @@ def _read(path: Path) -> dict[str, Any]:
         raise CatalogueError(path, "", str(exc)) from None
 
 
-def _texts(path: Path, key: str, value: Any) -> dict[str, str]:
+def _texts(path: Path, key: str, value: Any, max_length: int) -> dict[str, str]:
+    """Held to the rules of names the API applies (``display_name``): a role name too long
+    for its column, a line break or a direction override would otherwise reach the pages."""
     if not isinstance(value, dict) or set(value) != set(LANGUAGES):
         raise CatalogueError(path, key, "needs exactly the languages " + ", ".join(LANGUAGES))
     if not all(isinstance(text, str) and text.strip() for text in value.values()):
         raise CatalogueError(path, key, "every language needs non-empty text")
-    return {language: value[language].strip() for language in LANGUAGES}
+    try:
+        return {language: display_name(value[language], max_length) for language in LANGUAGES}
+    except InvalidInput as exc:
+        raise CatalogueError(path, key, exc.detail) from None
 
 
 def _section(path: Path, document: dict[str, Any], name: str) -> dict[str, Any]:
@@ -126,8 +136,10 @@ def load_permissions(path: Path) -> dict[str, PermissionInfo]:
         entry = _entry(path, key, raw, {"label", "description"})
         permissions[name] = PermissionInfo(
             name=name,
-            label=_texts(path, f"{key}.label", entry.get("label")),
-            description=_texts(path, f"{key}.description", entry.get("description")),
+            label=_texts(path, f"{key}.label", entry.get("label"), MAX_PERMISSION_LABEL),
+            description=_texts(
+                path, f"{key}.description", entry.get("description"), MAX_PERMISSION_DESCRIPTION
+            ),
         )
     return permissions
 
@@ -145,7 +157,7 @@ def load_roles(path: Path, permissions: dict[str, PermissionInfo]) -> dict[str, 
                 raise CatalogueError(
                     path, f"{key}.permissions", f"{permission!r} is not in permissions.toml"
                 )
-        name = _texts(path, f"{key}.name", entry.get("name"))
+        name = _texts(path, f"{key}.name", entry.get("name"), MAX_ROLE_NAME)
         roles[role_key] = RoleTemplate(role_key, name, tuple(dict.fromkeys(granted)))
     return roles
 

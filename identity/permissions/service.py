@@ -21,7 +21,14 @@ from identity.audit.service import Actor, record_as
 from identity.display_names import display_name
 from identity.errors import Conflict, Forbidden, NotFound
 from identity.permissions import repository, role_holders
-from identity.permissions.catalogue import Catalogue, installed, invalid_field
+from identity.permissions.catalogue import (
+    MAX_PERMISSION_DESCRIPTION,
+    MAX_PERMISSION_LABEL,
+    MAX_ROLE_NAME,
+    Catalogue,
+    installed,
+    invalid_field,
+)
 from identity.permissions.models import (
     Account,
     Membership,
@@ -34,10 +41,7 @@ from identity.resource.validator import DEFAULT_MAX_TOKEN_BYTES
 from identity.webhooks.events import MEMBER_REMOVED, PERMISSIONS_CHANGED, about_member, emit
 
 MAX_ACCOUNT_NAME = 200
-MAX_ROLE_NAME = 100
 MAX_ROLE_DESCRIPTION = 2000
-MAX_PERMISSION_LABEL = 200
-MAX_PERMISSION_DESCRIPTION = 2000
 # Any later expiry, in the time zone it was given in, may have no UTC equivalent to store
 # (9999-12-31T23:00-05:00 is in the year 10000); none is meant as a real date anyway.
 LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=UTC)
