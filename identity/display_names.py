@@ -49,3 +49,14 @@ def display_name(
     else:
         return name
     raise InvalidInput(message, errors=[{"field": field, "message": message}])
+
+
+def same_name(a: str, b: str) -> bool:
+    """Whether two names read the same to a person picking one by its name: whatever their
+    case, an accent composed or combined, a ligature or the letters it joins, and with the
+    characters nobody sees (a zero-width space, a soft hyphen) left out."""
+    return _compared(a) == _compared(b)
+
+
+def _compared(name: str) -> str:
+    return unicodedata.normalize("NFKC", visible(name)).casefold()

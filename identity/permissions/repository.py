@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
 from identity.db.row_locks import lock_rows
+from identity.display_names import same_name
 from identity.permissions.models import (
     Account,
     Invitation,
@@ -427,14 +428,14 @@ async def role_name_taken(
 ) -> bool:
     # The unique constraint cannot see duplicates among templates (NULL account_id), so ask.
     # Compared here, not with SQL's lower(): SQLite's folds ASCII letters only ("Équipe" stayed
-    # "Équipe", so even the same name passed), and casefold also equates "Straße" and
-    # "STRASSE". An account has a handful of roles, the templates a few more.
+    # "Équipe", so even the same name passed), and same_name also equates "Straße" and
+    # "STRASSE", and names that differ only by what nobody sees on the Users page. An account
+    # has a handful of roles, the templates a few more.
     owner = Role.account_id.is_(None) if account_id is None else Role.account_id == account_id
     statement = select(Role.name).where(owner)
     if other_than is not None:
         statement = statement.where(Role.id != other_than)
-    wanted = name.casefold()
-    return any(taken.casefold() == wanted for taken in await session.scalars(statement))
+    return any(same_name(taken, name) for taken in await session.scalars(statement))
 
 
 async def insert_role(session: AsyncSession, role: Role) -> None:

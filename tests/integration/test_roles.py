@@ -165,6 +165,10 @@ async def test_a_permission_listed_twice_in_a_role_is_refused_as_in_a_grant(
         ("Équipe", "équipe"),
         ("ÄRZTE", "ärzte"),
         ("Straße", "STRASSE"),
+        # Names that look the same on the Users page, where a role is picked by its name:
+        ("Équipe", "E\u0301quipe"),  # the accent composed, and combined
+        ("Helpdesk", "Help\u200bdesk"),  # a zero-width space
+        ("Helpdesk", "Help\u00addesk"),  # a soft hyphen
     ],
 )
 async def test_role_names_are_unique_whatever_their_case_beyond_ascii(
