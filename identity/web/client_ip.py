@@ -82,3 +82,16 @@ def client_ip(
 def of_request(request: Request[Any, Any, Any], trusted_proxies: Sequence[IpNetwork]) -> str:
     peer = request.client.host if request.client else None
     return client_ip(peer, request.headers.getall("x-forwarded-for", []), trusted_proxies)
+
+
+def rate_subject(address: str) -> str:
+    """What a per-client rate limit counts for ``address``: an IPv4 address whole, an IPv6
+    address's /64. One subscriber's line is handed a whole /64 (RFC 6177) and picks addresses
+    in it at will, so counted per address it would never meet a limit."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # no address at all ("unknown"): counted as it is
+    if isinstance(parsed, ipaddress.IPv4Address):
+        return str(parsed)
+    return str(ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64)))

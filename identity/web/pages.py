@@ -99,7 +99,8 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         )
     ip = client_ip.of_request(request, settings.trusted_proxies)
     throttle = SignInThrottle(runtime.limiter, settings)
-    if not await throttle.admit(email, ip):
+    client = client_ip.rate_subject(ip)
+    if not await throttle.admit(email, client):
         return _login_form(
             request, runtime, pending, email=email, message_id="login.throttled", status=429
         )
@@ -130,7 +131,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     except FlowTaken:
         # The password was right: the post that took the flow signs in, this one made
         # nothing and gives its attempt back.
-        await throttle.succeeded(email, ip)
+        await throttle.succeeded(email, client)
         return flow_expired(request, runtime, form)
     if user_id is None:
         throttle.failed()
@@ -138,7 +139,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         return _login_form(
             request, runtime, pending, email=email, message_id="login.invalid", status=400
         )
-    await throttle.succeeded(email, ip)
+    await throttle.succeeded(email, client)
     if needs_code:
         return await second_factor.ask_for_code(runtime, pending, user_id, proved_at)
     return await signed_in(request, runtime, pending, established)

@@ -106,7 +106,7 @@ async def forgot_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
         return _forgot_form(
             request, runtime, locale, email=email, message_id="form.csrf_failed", status=400
         )
-    ip = client_ip.of_request(request, runtime.settings.trusted_proxies)
+    ip = client_ip.rate_subject(client_ip.of_request(request, runtime.settings.trusted_proxies))
     try:
         await request_reset(runtime, email, ip=ip, locale=locale)
     except InvalidInput:

@@ -325,3 +325,18 @@ async def test_clients_behind_a_proxy_that_writes_ports_are_throttled_apart(star
         redirected_to_client(await _good(http, **{"X-Forwarded-For": "[2001:db8::9]:443"}))
         sessions = await _sessions(runtime)
     assert [s.ip for s in sessions] == ["2001:db8::9"]
+
+
+async def test_ipv6_clients_are_throttled_by_their_64_network(start: Any) -> None:
+    # One subscriber's line gets a whole /64 (RFC 6177): counted per /128, a guesser who takes
+    # a new address for every attempt would never meet the per-address limit.
+    proxies = (ipaddress.ip_network("127.0.0.0/8"),)
+    async with start(login_max_failures_per_ip=3, trusted_proxies=proxies) as (http, runtime):
+        for n in range(3):
+            spread = {"X-Forwarded-For": f"2001:db8:0:1:{n}::{n + 1}"}
+            await _fail(http, f"user{n}@example.com", **spread)
+        assert _throttled(await _good(http, **{"X-Forwarded-For": "2001:db8:0:1:ffff::9"}))
+        # The neighbouring /64 is another subscriber; the address itself is recorded whole.
+        redirected_to_client(await _good(http, **{"X-Forwarded-For": "2001:db8:0:2::9"}))
+        sessions = await _sessions(runtime)
+    assert [s.ip for s in sessions] == ["2001:db8:0:2::9"]

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from identity.web.client_ip import client_ip
+from identity.web.client_ip import client_ip, rate_subject
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
 
@@ -82,3 +82,17 @@ def test_unparseable_or_missing_peer_is_kept_as_is() -> None:
 )
 def test_an_entry_with_a_malformed_port_stops_the_walk_like_any_garbage(entry: str) -> None:
     assert client_ip("10.0.0.2", [f"198.51.100.1, {entry}, 10.0.0.3"], PROXIES) == "10.0.0.3"
+
+
+@pytest.mark.parametrize(
+    ("address", "subject"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8:0:1:ffff:ffff:ffff:ffff", "2001:db8:0:1::/64"),
+        ("2001:db8:0:1::1", "2001:db8:0:1::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_a_rate_limit_counts_an_ipv6_client_by_its_64(address: str, subject: str) -> None:
+    assert rate_subject(address) == subject

@@ -21,7 +21,7 @@ from identity.accounts.password_generator import DEFAULT_LENGTH
 from identity.accounts.password_messages import texts
 from identity.accounts.password_policy import REASON_IDS, Verdict
 from identity.store.rate_limit import Limit
-from identity.web.client_ip import of_request
+from identity.web.client_ip import of_request, rate_subject
 from identity.web.dependencies import RuntimeDep
 from identity.web.openapi import problems
 
@@ -78,7 +78,7 @@ def require_json(
 
 
 async def _count(request: Request[Any, Any, Any], runtime: RuntimeDep, limit: Limit) -> None:
-    client = of_request(request, runtime.settings.trusted_proxies)
+    client = rate_subject(of_request(request, runtime.settings.trusted_proxies))
     await runtime.limiter.spend(limit, client, "Too many requests; try again later.")
 
 

@@ -18,7 +18,7 @@ from identity.i18n import negotiate
 from identity.recovery.service import complete_reset, request_reset
 from identity.web.actors import request_origin
 from identity.web.api.password import NO_STORE, require_json
-from identity.web.client_ip import of_request
+from identity.web.client_ip import of_request, rate_subject
 from identity.web.dependencies import RuntimeDep
 from identity.web.openapi import problems
 
@@ -69,7 +69,7 @@ class RecoveryController(Controller):
     async def forgot(
         self, request: Request[Any, Any, Any], runtime: RuntimeDep, data: JSONBody[ForgotRequest]
     ) -> Accepted:
-        ip = of_request(request, runtime.settings.trusted_proxies)
+        ip = rate_subject(of_request(request, runtime.settings.trusted_proxies))
         await request_reset(runtime, data.email, ip=ip, locale=_locale(request))
         return ACCEPTED
 
