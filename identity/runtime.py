@@ -23,6 +23,7 @@ from identity.settings import Settings
 from identity.store.base import Store
 from identity.store.factory import create_store
 from identity.store.fallback import FallbackStore
+from identity.store.memory import MemoryStore
 from identity.store.rate_limit import RateLimiter
 from identity.webhooks.dispatcher import WebhookDispatcher
 
@@ -41,8 +42,12 @@ class Runtime:
         # Rate limits read and count the shared store themselves, with a fallback of their
         # own (rate_limit.py); sign-in state falls back to memory (store/fallback.py).
         self.store: Store = FallbackStore(shared) if settings.redis_url else shared
+        # Without Redis, counts get a memory of their own: sharing the bounded one that holds
+        # sign-in state, a flood of opened sign-ins (anyone may open them) would push them out
+        # and lift every lock-out.
+        counts = shared if settings.redis_url else MemoryStore()
         self.limiter = RateLimiter(
-            shared, processes=settings.server_processes, shared=bool(settings.redis_url)
+            counts, processes=settings.server_processes, shared=bool(settings.redis_url)
         )
         self.passwords = Passwords.from_settings(settings)
         # The permission catalogue and role templates, checked at start-up (policies/*.toml).

@@ -340,3 +340,15 @@ async def test_ipv6_clients_are_throttled_by_their_64_network(start: Any) -> Non
         redirected_to_client(await _good(http, **{"X-Forwarded-For": "2001:db8:0:2::9"}))
         sessions = await _sessions(runtime)
     assert [s.ip for s in sessions] == ["2001:db8:0:2::9"]
+
+
+async def test_a_flood_of_pending_sign_ins_does_not_lift_a_lock_out(start: Any) -> None:
+    # Without Redis, this process's memory holds pending sign-ins and failure counts and is
+    # bounded by dropping its oldest items: opening enough authorization requests (anyone
+    # may) used to drop the counts first, and with them every lock-out.
+    async with start(login_max_failures=2, redis_url=None) as (http, runtime):
+        for _ in range(2):
+            await _fail(http)
+        for n in range(100_000):
+            await runtime.store.set(f"flow:flood-{n}", b"{}", 600)
+        assert _throttled(await _good(http))
