@@ -42,12 +42,13 @@ class SignInThrottle:
         """Count this attempt against both limits; False when either is used up: refuse
         without checking the password. Every admitted attempt ends in ``failed`` (it stays
         counted) or ``succeeded``."""
-        account = _account_key(email)
-        if (await self._limiter.hit(self._per_account, account)).allowed:
-            if (await self._limiter.hit(self._per_ip, ip)).allowed:
+        # The address first: a client refused for it makes no counter for each email it
+        # names, which in bounded memory would push out older counters, its own among them.
+        if (await self._limiter.hit(self._per_ip, ip)).allowed:
+            if (await self._limiter.hit(self._per_account, _account_key(email))).allowed:
                 return True
-            # Refused for the address: nothing was tried against this account.
-            await self._limiter.release(self._per_account, account)
+            # Refused for the account: nothing was tried from this address.
+            await self._limiter.release(self._per_ip, ip)
         SIGN_INS.labels("throttled").inc()
         return False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from identity.accounts.throttle import SignInThrottle
 from identity.runtime import Runtime
 from identity.settings import Settings
 from identity.store.base import Store, StoreUnavailable
@@ -199,3 +201,18 @@ async def test_a_full_memory_store_does_not_scan_every_item_for_each_new_key() -
     assert len(items) <= 1000
     assert items.scans <= 10
     assert await store.get("flood:499") == b"1"
+
+
+async def test_a_client_refused_for_its_address_cannot_push_its_count_out(
+    settings: Settings,
+) -> None:
+    # Counting in this process's bounded memory (no Redis, or Redis down), a client refused
+    # for its address used to make a counter for every email it named, and enough of them
+    # pushed out the oldest counters: its own address's first, then every lock-out.
+    limiter = RateLimiter(MemoryStore(max_items=100), shared=False)
+    throttle = SignInThrottle(limiter, dataclasses.replace(settings, login_max_failures_per_ip=3))
+    for n in range(3):
+        assert await throttle.admit(f"user{n}@example.com", "198.51.100.7")
+    for n in range(1000):
+        assert not await throttle.admit(f"flood{n}@example.com", "198.51.100.7")
+    assert not await throttle.admit("user0@example.com", "198.51.100.7")
