@@ -8,13 +8,14 @@ from redis.exceptions import RedisError
 from identity.store.base import StoreUnavailable
 
 # INCR and the first EXPIRE in one step, so a crash between them cannot leave a counter
-# that never resets (a permanent lock-out).
+# that never resets (a permanent lock-out). The time left is rounded up from milliseconds:
+# TTL rounds to the nearest second, and would say 0 while the counter still counts.
 _INCR = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('TTL', KEYS[1])
-if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-return {count, ttl}
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); left = tonumber(ARGV[1]) * 1000 end
+return {count, math.ceil(left / 1000)}
 """
 
 # DECR on a missing key would create a counter of -1 with no expiry: only a live one is
