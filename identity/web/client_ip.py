@@ -94,4 +94,9 @@ def rate_subject(address: str) -> str:
         return address  # no address at all ("unknown"): counted as it is
     if isinstance(parsed, ipaddress.IPv4Address):
         return str(parsed)
+    # 6to4 gives one IPv4 address a /48 (65,536 /64s); Teredo puts every client of a server
+    # in one /64. Both embed the client's IPv4 address: that is the client.
+    embedded = parsed.sixtofour or (parsed.teredo or (None, None))[1]
+    if embedded is not None:
+        return str(embedded)
     return str(ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64)))

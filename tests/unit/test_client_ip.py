@@ -91,6 +91,11 @@ def test_an_entry_with_a_malformed_port_stops_the_walk_like_any_garbage(entry: s
         ("2001:db8:0:1:ffff:ffff:ffff:ffff", "2001:db8:0:1::/64"),
         ("2001:db8:0:1::1", "2001:db8:0:1::/64"),
         ("fe80::1%eth0", "fe80::/64"),
+        # 6to4 hands one IPv4 address a /48 of 65,536 /64s; Teredo puts every client of one
+        # server in one /64. Each is counted by the IPv4 address it embeds.
+        ("2002:c633:6407:1::1", "198.51.100.7"),
+        ("2002:c633:6407:2::1", "198.51.100.7"),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "192.0.2.45"),
         ("unknown", "unknown"),
     ],
 )
