@@ -4,9 +4,9 @@ When the shared store fails, counting moves to this process's memory: each proce
 limits on its own, allowing its share of each limit (``processes`` of them share the store;
 at least one attempt each), so that together they stay near the limit rather than multiply
 it. The next call tries the shared store again, so recovery needs no restart. Every count the
-shared store answers is copied into that memory, so a process that has seen a subject goes
-on from the shared count when the store fails, not from zero: an outage hands nobody a fresh
-window.
+shared store answers is copied into that memory (unless this process has counted more), so a
+process that has seen a subject goes on from the shared count when the store fails, not from
+zero: an outage, or a store that answers now and then, hands nobody a fresh window.
 
 A throttle of failures counts each attempt with ``hit`` before making it, never after:
 asked "blocked?" first and counted on failure, every request of a burst sent at once would
@@ -79,7 +79,11 @@ class RateLimiter:
         self.degraded = False
         if not self._shared:
             return count, remaining, False
-        await self._fallback.set(key, str(count).encode(), remaining)
+        # Attempts counted here while the shared store did not answer are not in its count:
+        # overwritten by it, each answer would open this process's share again.
+        seen = await self._fallback.get(key)
+        if seen is None or int(seen) < count:
+            await self._fallback.set(key, str(count).encode(), remaining)
         return count, remaining, True
 
     async def hit(self, limit: Limit, subject: str) -> Verdict:

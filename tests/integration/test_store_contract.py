@@ -156,6 +156,28 @@ async def test_rate_limits_fall_back_to_process_counts_when_redis_is_down() -> N
     await store.close()
 
 
+@pytest.mark.skipif(not TEST_REDIS_URL, reason="needs Redis answering now and then")
+async def test_redis_failing_now_and_then_hands_out_no_fresh_attempts() -> None:
+    # One process's counts, as Redis answers some calls and times out on others: each answer
+    # used to overwrite the process's own count with Redis's (which never saw the attempts
+    # counted here), so every answer opened the fallback's share again.
+    fallback = MemoryStore()
+    down = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", "x:")
+    with isolated_redis() as env:
+        up = RedisStore(env["IDENTITY_REDIS_URL"], env["IDENTITY_REDIS_KEY_PREFIX"])
+        answered, failed = RateLimiter(up, fallback), RateLimiter(down, fallback)
+        limit = Limit("login", max=3, window=60)
+        allowed = 0
+        for _ in range(4):
+            for _ in range(3):
+                allowed += (await failed.hit(limit, "victim@example.com")).allowed
+            allowed += (await answered.hit(limit, "victim@example.com")).allowed
+        await up.close()
+    await down.close()
+    # What Redis counted, plus this process's share while it did not answer.
+    assert allowed == 3 + 3
+
+
 @pytest.mark.parametrize(("processes", "limit", "allowed"), [(2, 4, 2), (4, 3, 1), (1, 2, 2)])
 async def test_while_redis_is_down_each_process_allows_its_share_of_a_limit(
     processes: int, limit: int, allowed: int
