@@ -13,9 +13,6 @@ class Store(Protocol):
     async def set(self, key: str, value: bytes, ttl: int) -> None:
         """Keep ``value`` under ``key`` for ``ttl`` seconds, replacing any earlier value."""
 
-    async def add(self, key: str, value: bytes, ttl: int) -> bool:
-        """Keep ``value`` only if ``key`` holds nothing; False when it already did."""
-
     async def get(self, key: str) -> bytes | None: ...
 
     async def consume(self, key: str) -> bytes | None:

@@ -51,15 +51,6 @@ class FallbackStore:
         # the shared one is consumed.
         await self._local.delete(key)
 
-    async def add(self, key: str, value: bytes, ttl: int) -> bool:
-        try:
-            added = await self._shared.add(key, value, ttl)
-        except StoreUnavailable:
-            self._fell_back()
-            return await self._local.add(key, value, ttl)
-        self._recovered()
-        return added
-
     async def get(self, key: str) -> bytes | None:
         try:
             value = await self._shared.get(key)

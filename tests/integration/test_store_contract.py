@@ -55,12 +55,6 @@ async def test_ten_racing_consumers_get_exactly_one_value(store: Store) -> None:
     assert results.count(None) == 9
 
 
-async def test_add_keeps_the_first_value(store: Store) -> None:
-    assert await store.add("nx", b"first", ttl=60)
-    assert not await store.add("nx", b"second", ttl=60)
-    assert await store.get("nx") == b"first"
-
-
 async def test_counter_counts_within_its_window_and_then_resets(store: Store) -> None:
     assert (await store.incr("c", ttl=1))[0] == 1
     count, remaining = await store.incr("c", ttl=1)
