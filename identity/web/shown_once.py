@@ -4,8 +4,9 @@ again (replacing recovery codes twice, or starting a second set-up).
 
 The post leaves what to show (a notice, or a secret such as new recovery codes) in the
 shared store under a random handle that goes in the redirect's query; the page takes it out
-atomically, so it is shown once, and only to the user who posted (a handle found in the
-history of a browser someone else signs in to shows nothing). The link carries no text of
+atomically, so it is shown once, and only to the user who posted: the handle is looked up
+with that user's id, so in the history of a browser someone else signs in to it shows them
+nothing and spends nothing. The link carries no text of
 its own, so a crafted link cannot make our page say anything. What is left is encrypted,
 since it may be a secret that exists nowhere else in clear, and it is kept only as long as
 following a redirect can take.
@@ -31,11 +32,15 @@ def _sealer(runtime: Runtime) -> Encryptor:
     return Encryptor(runtime.secret_key, "shown-once")
 
 
+def _key(handle: str, user_id: uuid.UUID) -> str:
+    return _KEY + digest(f"{user_id}:{handle}")
+
+
 async def leave(runtime: Runtime, user_id: uuid.UUID, what: dict[str, Any]) -> str:
     """Keep ``what`` (JSON) for ``user_id``'s next page; returns the handle for its link."""
     handle = random_token()
-    sealed = _sealer(runtime).encrypt(json.dumps({"user": str(user_id), "what": what}))
-    await runtime.store.set(_KEY + digest(handle), sealed.encode(), TTL_SECONDS)
+    sealed = _sealer(runtime).encrypt(json.dumps(what))
+    await runtime.store.set(_key(handle, user_id), sealed.encode(), TTL_SECONDS)
     return handle
 
 
@@ -43,11 +48,11 @@ async def take(runtime: Runtime, handle: str | None, user_id: uuid.UUID) -> dict
     """What ``handle`` names, once, if it was left for ``user_id``; None otherwise."""
     if not handle or len(handle) > _MAX_HANDLE:
         return None
-    sealed = await runtime.store.consume(_KEY + digest(handle))
+    sealed = await runtime.store.consume(_key(handle, user_id))
     if sealed is None:
         return None
     try:
-        left = json.loads(_sealer(runtime).decrypt(sealed.decode()))
+        what: dict[str, Any] = json.loads(_sealer(runtime).decrypt(sealed.decode()))
     except DecryptionFailed:
         return None  # left before IDENTITY_SECRET_KEY changed
-    return left["what"] if left["user"] == str(user_id) else None
+    return what
