@@ -15,6 +15,7 @@ from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
+from identity.accounts.models import User
 from identity.accounts.repository import PasswordChanged, check_password_unchanged_since
 from identity.accounts.service import authenticate
 from identity.accounts.throttle import SignInThrottle
@@ -25,7 +26,7 @@ from identity.oauth.authorize import unknown_client
 from identity.oauth.errors import OAuth2Error
 from identity.oauth.id_token_hint import verify_id_token_hint
 from identity.oauth.interaction import Flow, FlowStore
-from identity.oauth.scopes import SCOPES_SUPPORTED, parse_scope
+from identity.oauth.scopes import SCOPES_SUPPORTED, for_user, parse_scope
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.settings import PACKAGE_ROOT
@@ -161,6 +162,7 @@ async def _consent_form(
     async with runtime.db.transaction() as session:
         client = await get_client(session, flow.request.get("client_id") or "")
         browser = await sessions.current(session, token, utcnow())
+        user = await session.get(User, browser.user_id) if browser else None
     if client is None:
         # Deleted or disabled since the sign-in began: the page /authorize shows for it.
         return error_response(request, runtime, unknown_client(), locale)
@@ -173,7 +175,12 @@ async def _consent_form(
         context={
             "flow": flow.id,
             "client_name": client.name,
-            "scopes": parse_scope(flow.request.get("scope") or ""),
+            # What the tokens will carry: a user who is not staff is not asked to allow
+            # identity:admin, which their tokens leave out.
+            "scopes": for_user(
+                parse_scope(flow.request.get("scope") or ""),
+                is_admin=user is not None and user.is_admin,
+            ),
             # Each scope we define has its own line in the page's language; others are
             # shown by name.
             "labelled_scopes": SCOPES_SUPPORTED,

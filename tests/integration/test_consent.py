@@ -6,7 +6,9 @@ import asyncio
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from identity.accounts.models import User
 from identity.runtime import Runtime
 from identity.tokens import consents
 from tests.browser import (
@@ -46,6 +48,22 @@ async def test_third_party_client_asks_consent_listing_the_scopes(
     assert "Know who you are" in page.text
     assert "See your name" in page.text
     assert "See your email address" not in page.text
+
+
+@pytest.mark.parametrize("is_admin", [False, True])
+async def test_the_staff_scope_is_listed_only_for_staff_whose_tokens_carry_it(
+    client: httpx.AsyncClient, runtime: Runtime, is_admin: bool
+) -> None:
+    user = await add_user(runtime)
+    async with runtime.db.transaction() as session:
+        await session.execute(update(User).where(User.id == user.id).values(is_admin=is_admin))
+    await add_oauth_client(runtime, scope="openid profile identity:admin")
+
+    signed_in = await sign_in(client, authorize_params(scope="openid identity:admin"))
+    page = await client.get(sent_to_consent(signed_in))
+
+    assert "Know who you are" in page.text
+    assert ("Administer this service" in page.text) is is_admin
 
 
 @pytest.mark.usefixtures("third_party")
