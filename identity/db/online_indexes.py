@@ -2,7 +2,9 @@
 
 On PostgreSQL they are built CONCURRENTLY, outside the migration's transaction: a plain
 CREATE INDEX would block every write to the table (each token request, each sign-in) while
-it reads the whole table. IF NOT EXISTS lets a run that stopped half-way be run again.
+it reads the whole table. IF NOT EXISTS lets a run that stopped half-way be run again; a
+build interrupted there leaves its index behind marked invalid (never read, still written),
+which is dropped first so that the run builds it anew.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ def create(indexes: Sequence[tuple[str, str]], *, sparse: bool = False) -> None:
     one holds only the rows whose column is set."""
     with op.get_context().autocommit_block():
         for table, column in indexes:
+            _drop_if_invalid(op.f(f"ix_{table}_{column}"))
             where = sa.text(f"{column} IS NOT NULL") if sparse else None
             op.create_index(
                 op.f(f"ix_{table}_{column}"),
@@ -29,6 +32,18 @@ def create(indexes: Sequence[tuple[str, str]], *, sparse: bool = False) -> None:
                 postgresql_where=where,
                 sqlite_where=where,
             )
+
+
+def _drop_if_invalid(name: str) -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    invalid = bind.scalar(
+        sa.text("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"),
+        {"name": name},
+    )
+    if invalid:
+        op.execute(sa.text(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"'))
 
 
 def drop(indexes: Sequence[tuple[str, str]]) -> None:

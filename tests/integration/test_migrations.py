@@ -331,3 +331,36 @@ async def test_a_revision_that_breaks_a_reference_is_rolled_back(
         await asyncio.to_thread(command.upgrade, config, "head")
     assert await _inspect(settings, _version) == head
     assert await _inspect(settings, _rows) == _ROWS
+
+
+async def test_an_index_left_invalid_by_an_interrupted_build_is_built_again(
+    settings: Settings,
+) -> None:
+    """An interrupted CREATE INDEX CONCURRENTLY leaves the index behind, marked invalid: no
+    query uses it and it is still written on every insert. IF NOT EXISTS alone would take it
+    for done, so running the migration again must build it anew."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("only PostgreSQL builds indexes CONCURRENTLY")
+    await asyncio.to_thread(migrate.upgrade, settings, "0007")
+    engine = create_engine(settings)
+    valid = text(
+        "SELECT indisvalid FROM pg_index"
+        " WHERE indexrelid = to_regclass('ix_authorization_codes_user_id')"
+    )
+    try:
+        async with engine.begin() as connection:
+            # The state a build stopped part-way leaves (as a cancelled or failed one does).
+            await connection.execute(
+                text("CREATE INDEX ix_authorization_codes_user_id ON authorization_codes (user_id)")
+            )
+            await connection.execute(
+                text(
+                    "UPDATE pg_index SET indisvalid = false"
+                    " WHERE indexrelid = to_regclass('ix_authorization_codes_user_id')"
+                )
+            )
+        await asyncio.to_thread(migrate.upgrade, settings)
+        async with engine.connect() as connection:
+            assert await connection.scalar(valid) is True
+    finally:
+        await engine.dispose()
