@@ -17,6 +17,7 @@ from typing import Any
 from litestar import Request
 
 from identity.settings import IpNetwork
+from identity.webhooks.addresses import embedded_ipv4
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -95,8 +96,9 @@ def rate_subject(address: str) -> str:
     if isinstance(parsed, ipaddress.IPv4Address):
         return str(parsed)
     # 6to4 gives one IPv4 address a /48 (65,536 /64s); Teredo puts every client of a server
-    # in one /64. Both embed the client's IPv4 address: that is the client.
-    embedded = parsed.sixtofour or (parsed.teredo or (None, None))[1]
-    if embedded is not None:
-        return str(embedded)
+    # in one /64, and a translator (NAT64/SIIT) every IPv4 client. Each embeds the client's
+    # IPv4 address: that is the client.
+    embedded = embedded_ipv4(parsed)
+    if embedded:
+        return str(embedded[-1])
     return str(ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64)))

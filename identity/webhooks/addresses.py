@@ -54,14 +54,15 @@ def is_internal(address: Address) -> bool:
     the reserved ::/8, and counts 2002::/16 as global or not depending on whether the patch
     release has the fix for CVE-2024-4032).
     """
-    embedded = _embedded_ipv4(address)
+    embedded = embedded_ipv4(address)
     if embedded:
         return any(_is_internal(ipv4) for ipv4 in embedded)
     return _is_internal(address)
 
 
-def _embedded_ipv4(address: Address) -> tuple[ipaddress.IPv4Address, ...]:
-    """The IPv4 addresses a connection to ``address`` is carried on to, if any."""
+def embedded_ipv4(address: Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses a connection to ``address`` is carried on to, if any; the last is
+    the host's own (a Teredo client's, after its server's)."""
     if isinstance(address, ipaddress.IPv4Address):
         return ()
     if address in WELL_KNOWN_NAT64:

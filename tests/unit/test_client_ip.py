@@ -96,6 +96,10 @@ def test_an_entry_with_a_malformed_port_stops_the_walk_like_any_garbage(entry: s
         ("2002:c633:6407:1::1", "198.51.100.7"),
         ("2002:c633:6407:2::1", "198.51.100.7"),
         ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "192.0.2.45"),
+        # Behind a translator (SIIT-DC, RFC 7755) every IPv4 client shares 64:ff9b::/64, where
+        # one guesser would lock all of them out: counted by the IPv4 address, as before /64s.
+        ("64:ff9b::c633:6407", "198.51.100.7"),
+        ("64:ff9b::c000:22d", "192.0.2.45"),
         ("unknown", "unknown"),
     ],
 )
