@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,6 +109,17 @@ async def _still_registered(runtime: Runtime, valid: ValidRequest) -> bool:
     return await runtime.clients.lookup(runtime.db, valid.client.client_id) is not None
 
 
+async def scopes_for_user(
+    session: AsyncSession, scopes: Sequence[str], user_id: uuid.UUID
+) -> tuple[str, ...]:
+    """What of ``scopes`` the user's tokens carry (``for_user``), as the consent page lists
+    them; the user is read only when identity:admin is asked for."""
+    if SCOPE_ADMIN not in scopes:
+        return tuple(scopes)
+    user = await active_user(session, user_id)
+    return for_user(scopes, is_admin=user is not None and user.is_admin)
+
+
 async def _issue_code(
     session: AsyncSession,
     runtime: Runtime,
@@ -117,10 +128,7 @@ async def _issue_code(
     account_id: uuid.UUID | None,
     now: datetime,
 ) -> str:
-    scopes = valid.scopes
-    if SCOPE_ADMIN in scopes:
-        user = await active_user(session, browser.user_id)
-        scopes = for_user(scopes, is_admin=user is not None and user.is_admin)
+    scopes = await scopes_for_user(session, valid.scopes, browser.user_id)
     code = random_token()
     await insert_code(
         session,
@@ -167,11 +175,14 @@ async def _consent_covers(
     """Whether remembered consent covers the request; records consent just given."""
     if browser is None or valid.client.first_party:
         return False
+    # What the page listed, and the tokens will carry: identity:admin allowed by a user who
+    # is not staff was never shown to them, and must not count once they are made staff.
+    scopes = await scopes_for_user(session, valid.scopes, browser.user_id)
     if consent_given:
-        await consents.remember(session, browser.user_id, valid.client.client_id, valid.scopes, now)
+        await consents.remember(session, browser.user_id, valid.client.client_id, scopes, now)
         return True
     granted = await consents.granted_scopes(session, browser.user_id, valid.client.client_id)
-    return set(valid.scopes) <= granted
+    return set(scopes) <= granted
 
 
 async def _select_account(

@@ -15,7 +15,6 @@ from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
-from identity.accounts.models import User
 from identity.accounts.repository import PasswordChanged, check_password_unchanged_since
 from identity.accounts.service import authenticate
 from identity.accounts.throttle import SignInThrottle
@@ -41,6 +40,7 @@ from identity.web.authorization import (
     handing_over,
     proceed,
     redirect,
+    scopes_for_user,
     signed_in,
     with_query,
 )
@@ -162,7 +162,14 @@ async def _consent_form(
     async with runtime.db.transaction() as session:
         client = await get_client(session, flow.request.get("client_id") or "")
         browser = await sessions.current(session, token, utcnow())
-        user = await session.get(User, browser.user_id) if browser else None
+        asked = parse_scope(flow.request.get("scope") or "")
+        # What the tokens will carry, and consent records: a user who is not staff is not
+        # asked to allow identity:admin, which their tokens leave out.
+        scopes = (
+            await scopes_for_user(session, asked, browser.user_id)
+            if browser
+            else for_user(asked, is_admin=False)
+        )
     if client is None:
         # Deleted or disabled since the sign-in began: the page /authorize shows for it.
         return error_response(request, runtime, unknown_client(), locale)
@@ -175,12 +182,7 @@ async def _consent_form(
         context={
             "flow": flow.id,
             "client_name": client.name,
-            # What the tokens will carry: a user who is not staff is not asked to allow
-            # identity:admin, which their tokens leave out.
-            "scopes": for_user(
-                parse_scope(flow.request.get("scope") or ""),
-                is_admin=user is not None and user.is_admin,
-            ),
+            "scopes": scopes,
             # Each scope we define has its own line in the page's language; others are
             # shown by name.
             "labelled_scopes": SCOPES_SUPPORTED,

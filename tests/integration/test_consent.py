@@ -66,6 +66,27 @@ async def test_the_staff_scope_is_listed_only_for_staff_whose_tokens_carry_it(
     assert ("Administer this service" in page.text) is is_admin
 
 
+async def test_allowing_a_page_without_the_staff_scope_does_not_consent_to_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A user who is not staff allows what the page lists, which leaves identity:admin out:
+    made staff later, they are asked before the app gets it, not handed it silently."""
+    user = await add_user(runtime)
+    await add_oauth_client(runtime, scope="openid profile identity:admin")
+    asked = authorize_params(scope="openid identity:admin")
+    await approve_consent(client, sent_to_consent(await sign_in(client, asked)))
+    async with runtime.db.transaction() as session:
+        await session.execute(update(User).where(User.id == user.id).values(is_admin=True))
+
+    again = await client.get("/authorize", params=asked | {"state": "again"})
+
+    page = await client.get(sent_to_consent(again))
+    assert "Administer this service" in page.text
+    # Until then, what they did allow is still remembered.
+    narrower = await client.get("/authorize", params=authorize_params(scope="openid"))
+    assert redirected_to_client(narrower)["code"]
+
+
 @pytest.mark.usefixtures("third_party")
 async def test_allowing_issues_the_code_and_is_remembered(client: httpx.AsyncClient) -> None:
     location = sent_to_consent(await sign_in(client))
