@@ -218,6 +218,8 @@ SENDER_GONE = (
     "Whoever sent this invitation can no longer give what it gives, so it cannot be accepted;"
     " cancel it and send a new one."
 )
+# The Users page says this refusal in the page's language, not as an invitation closed.
+SENDER_GONE_REASON = "sender_gone"
 
 
 async def resend(
@@ -234,7 +236,7 @@ async def resend(
     invitation = await _get(session, account_id, invitation_id)
     if not await _sender_could_still_send(session, invitation, now):
         # Its link would open on "cancelled": nothing to send.
-        raise Conflict(SENDER_GONE)
+        raise Conflict(SENDER_GONE, reason=SENDER_GONE_REASON)
     await _limit(limiter, PER_EMAIL, invitation.email)
     token = random_token()
     expires_at = now + INVITATION_TTL

@@ -334,6 +334,8 @@ def _message_for(exc: DomainError, conflict_message: str) -> str:
     if fields & {"permissions", "roles"}:
         return "users.error.grants"
     if isinstance(exc, Conflict):
+        if exc.extra.get("reason") == invitations.SENDER_GONE_REASON:
+            return "users.error.sender_gone"
         return conflict_message
     return "users.error.invalid"
 

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import update
 
 from identity.accounts.models import User
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.permissions import invitations, repository, service
 from identity.permissions.invitations import InvitationRequest
@@ -638,6 +639,34 @@ async def test_cancelling_twice_says_the_invitation_is_closed(
     assert first.status_code == 303
     assert second.status_code == 409
     assert "accepted or cancelled already" in second.text
+
+
+async def test_resending_an_invitation_its_sender_could_no_longer_send_says_so(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    """Still listed as pending, it is refused because its sender was removed: the page says
+    that, not that it was accepted or cancelled, which would leave the owner puzzled."""
+    async with runtime.db.transaction() as session:
+        sent = await invitations.invite(
+            session,
+            Actor(user_id=team.manager.id),
+            team.account.id,
+            InvitationRequest(email="by.manager@example.com", permissions=[Grant("tickets")]),
+            catalogue=runtime.catalogue,
+            limiter=runtime.limiter,
+            settings=runtime.settings,
+            now=utcnow(),
+        )
+        await service.remove_member(session, SYSTEM, team.account.id, team.manager.id, utcnow())
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
+
+    resent = await client.post(
+        f"{users_path(team.account)}/invitations/{sent.id}/resend", data=csrf
+    )
+
+    assert resent.status_code == 409
+    assert "accepted or cancelled" not in resent.text
+    assert "cancel it and send a new one" in resent.text
 
 
 async def test_too_many_invitations_are_refused_with_a_message(
