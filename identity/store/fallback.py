@@ -8,6 +8,9 @@ While Redis is down, state lives in the process that created it: with several pr
 sign-in that moves to another process mid-way has to start again, which is degraded, never
 less safe (a single-use value still exists in one place only).
 
+Once Redis has failed to answer, it is not asked again for a few seconds (breaker.py): a
+Redis that stops answering rather than refusing would make every call wait out a timeout.
+
 Counters (``incr``, ``decr``) are not taken over here: ``RateLimiter`` has its own per-process
 fallback and counts when it uses it. ``ping`` reports the shared store as it is, for
 readiness.

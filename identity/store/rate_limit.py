@@ -3,10 +3,11 @@
 When the shared store fails, counting moves to this process's memory: each process then
 limits on its own, allowing its share of each limit (``processes`` of them share the store;
 at least one attempt each), so that together they stay near the limit rather than multiply
-it. The next call tries the shared store again, so recovery needs no restart. Every count the
-shared store answers is copied into that memory (unless this process has counted more), so a
-process that has seen a subject goes on from the shared count when the store fails, not from
-zero: an outage, or a store that answers now and then, hands nobody a fresh window.
+it. The shared store is asked again within seconds (breaker.py), so recovery needs no
+restart. Every count the shared store answers is copied into that memory (unless this process
+has counted more), so a process that has seen a subject goes on from the shared count when the
+store fails, not from zero: an outage, or a store that answers now and then, hands nobody a
+fresh window.
 
 A throttle of failures counts each attempt with ``hit`` before making it, never after:
 asked "blocked?" first and counted on failure, every request of a burst sent at once would

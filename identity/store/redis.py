@@ -7,6 +7,9 @@ from redis.exceptions import RedisError
 
 from identity.store.base import StoreUnavailable
 
+# How long a call waits for a Redis that does not answer (connecting, or for a reply).
+SOCKET_TIMEOUT = 2
+
 # INCR and the first EXPIRE in one step, so a crash between them cannot leave a counter
 # that never resets (a permanent lock-out). The time left is rounded up from milliseconds:
 # TTL rounds to the nearest second, and would say 0 while the counter still counts.
@@ -29,7 +32,10 @@ if count and count > 0 then redis.call('DECR', KEYS[1]) end
 class RedisStore:
     def __init__(self, url: str, prefix: str) -> None:
         self._redis = Redis.from_url(
-            url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+            url,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+            health_check_interval=30,
         )
         self._prefix = prefix
         self._incr = self._redis.register_script(_INCR)
