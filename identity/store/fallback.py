@@ -61,17 +61,22 @@ class FallbackStore:
             self._fell_back()
             return await self._local.get(key)
         self._recovered()
-        # A miss may be state written here during an outage.
-        return value if value is not None else await self._local.get(key)
+        # A copy kept here is newer than the shared one (a write the shared store takes
+        # deletes it): an older "email changes ended" time would revive a link it ended.
+        kept = await self._local.get(key)
+        return kept if kept is not None else value
 
     async def consume(self, key: str) -> bytes | None:
+        # Both copies go, or the one left would be taken a second time; the one here first,
+        # in one step, so that of this process's racing callers only one gets it.
+        kept = await self._local.consume(key)
         try:
             value = await self._shared.consume(key)
         except StoreUnavailable:
             self._fell_back()
-            return await self._local.consume(key)
+            return kept
         self._recovered()
-        return value if value is not None else await self._local.consume(key)
+        return kept if kept is not None else value
 
     async def delete(self, key: str) -> None:
         await self._local.delete(key)

@@ -96,3 +96,20 @@ async def test_state_saved_again_after_recovery_is_consumed_once() -> None:
     assert await store.consume("flow:1") == b"signed in"
     assert await store.consume("flow:1") is None
     assert await store.get("flow:1") is None
+
+
+async def test_state_saved_again_while_down_wins_over_the_older_shared_copy() -> None:
+    # Saved to the shared store, then saved again while it was down: the copy kept here is
+    # the newer one. Read back after recovery, the older shared one used to win (a second
+    # "ended" time for email changes lost, reviving a link it ended), and taking it left the
+    # copy here to be taken a second time (two codes from one sign-in step).
+    shared = FlakyStore()
+    store = FallbackStore(shared)
+    await store.set("flow:1", b"older", 60)
+    shared.down = True
+    await store.set("flow:1", b"newer", 60)
+    shared.down = False
+    assert await store.get("flow:1") == b"newer"
+    assert await store.consume("flow:1") == b"newer"
+    assert await store.consume("flow:1") is None
+    assert await store.get("flow:1") is None
