@@ -25,12 +25,19 @@ from identity.oauth.errors import InvalidScopeError
 from identity.oauth.metadata import GRANT_TYPES
 from identity.oauth.resources import is_resource_uri
 from identity.oauth.scopes import parse_scope
-from identity.permissions.catalogue import invalid_field
+from identity.permissions.catalogue import invalid_field, once_each
+from identity.resource.validator import DEFAULT_MAX_TOKEN_BYTES
 from identity.tokens import client_grants
 from identity.uris import BAD_PORT, has_unusable_port, without_credentials
 
 DEFAULT_SCOPE = "openid profile email"
 LOOPBACK_HOSTS = ("localhost",)
+# Of redirect URIs, post-logout URIs or resources: far more than any client has.
+MAX_LISTED = 100
+# Every access token lists the scope it grants, next to the permissions (at most half the
+# resource kit's 8 KB limit, see MAX_CATALOGUE) and the other claims: a longer scope makes
+# tokens services refuse as malformed. Scope values are ASCII, so characters are bytes.
+MAX_SCOPE = DEFAULT_MAX_TOKEN_BYTES // 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +132,7 @@ def check_grant_types(grant_types: list[str], *, public: bool) -> list[str]:
     if unknown:
         raise invalid_field(
             "grant_types",
-            f"Unknown grant type {unknown[0]!r}; choose from {', '.join(GRANT_TYPES)}.",
+            f"Unknown grant type {unknown[0][:50]!r}; choose from {', '.join(GRANT_TYPES)}.",
         )
     if public and "client_credentials" in grant_types:
         raise invalid_field(
@@ -135,10 +142,14 @@ def check_grant_types(grant_types: list[str], *, public: bool) -> list[str]:
         raise invalid_field(
             "grant_types", "The refresh_token grant needs the authorization_code grant."
         )
-    return list(dict.fromkeys(grant_types))
+    return grant_types
 
 
 def check_scope(scope: str) -> str:
+    if len(scope) > MAX_SCOPE:
+        raise invalid_field(
+            "scope", f"The scope may hold at most {MAX_SCOPE} characters ({len(scope)})."
+        )
     try:
         tokens = parse_scope(scope)
     except InvalidScopeError:
@@ -168,9 +179,20 @@ def check_resource(resource: str) -> str:
     return resource
 
 
+def _check_list(field: str, items: list[str]) -> None:
+    """At most ``MAX_LISTED`` entries, none twice: of two, one would silently win while the
+    audit log recorded both."""
+    if len(items) > MAX_LISTED:
+        raise invalid_field(field, f"{field} may list at most {MAX_LISTED} entries ({len(items)}).")
+    once_each(field, items)
+
+
 def checked_settings(spec: ClientSpec) -> dict[str, Any]:
     """The client's columns that ``spec`` sets, every rule checked (``InvalidInput`` naming
-    the field): the one check behind registering and changing a client."""
+    the field): the one check behind registering and changing a client, through the command
+    line or the API."""
+    for name in ("redirect_uris", "post_logout_redirect_uris", "grant_types", "resources"):
+        _check_list(name, getattr(spec, name))
     if spec.public and not spec.require_pkce:
         raise invalid_field(
             "require_pkce",
@@ -197,11 +219,11 @@ def checked_settings(spec: ClientSpec) -> dict[str, Any]:
         "name": display_name(spec.name, MAX_NAME),
         "first_party": spec.first_party,
         "require_pkce": spec.require_pkce or spec.public,
-        "redirect_uris": list(dict.fromkeys(redirect_uris)),
-        "post_logout_redirect_uris": list(dict.fromkeys(post_logout)),
+        "redirect_uris": redirect_uris,
+        "post_logout_redirect_uris": post_logout,
         "grant_types": grant_types,
         "scope": check_scope(spec.scope if spec.scope is not None else DEFAULT_SCOPE),
-        "resources": list(dict.fromkeys(check_resource(r) for r in spec.resources)),
+        "resources": [check_resource(r) for r in spec.resources],
     }
 
 

@@ -7,6 +7,7 @@ with the file and key named instead of surfacing later as a permission nobody ca
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,15 @@ class Policies:
 def invalid_field(field: str, message: str, error: type[DomainError] = InvalidInput) -> DomainError:
     """A domain refusal about one request field, rendered like Litestar's validation errors."""
     return error(message, errors=[{"field": field, "message": message}])
+
+
+def once_each(field: str, keys: Iterable[Any]) -> None:
+    """Refuse ``keys`` naming an entry twice: of a member's or a role's two grants of one
+    permission, or a client's two equal URIs, one would silently win while the audit log
+    recorded both."""
+    twice = sorted(str(key) for key, times in Counter(keys).items() if times > 1)
+    if twice:
+        raise invalid_field(field, f"Listed more than once: {', '.join(twice)}.")
 
 
 def check_registered_name(name: str) -> str:

@@ -568,3 +568,25 @@ async def test_a_code_for_a_redirect_uri_taken_from_the_client_is_refused(
         refused = await pending.redeem(client)
         assert refused.status_code == 400, refused.text
         assert refused.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"redirect_uris": [REDIRECT_URI, REDIRECT_URI]}, "redirect_uris"),
+        ({"redirect_uris": [f"https://a{i}.example/cb" for i in range(101)]}, "redirect_uris"),
+        ({"scope": " ".join(f"s{i}" for i in range(300))}, "scope"),
+    ],
+)
+async def test_the_command_lines_rules_answer_422_naming_the_field(
+    client: httpx.AsyncClient, runtime: Runtime, body: dict[str, Any], field: str
+) -> None:
+    staff = await staff_headers(runtime)
+    refused = await client.post("/api/v1/clients", json=PORTAL | body, headers=staff)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == field
+    created = await _register(client, staff)
+    path = f"/api/v1/clients/{created['client_id']}"
+    refused = await client.patch(path, json=body, headers=staff)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == field

@@ -225,3 +225,59 @@ def test_a_secret_that_cannot_be_shown_is_not_kept(
         f"identity: cannot write to standard output ({reason}); nothing was registered.\n"
     )
     assert _client_names(cli_env) == []
+
+
+URI = "https://a.example/cb"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        (["--redirect-uri", URI, "--redirect-uri", URI], "redirect_uris"),
+        (["--redirect-uri", URI, "--post-logout-redirect-uri", URI,
+          "--post-logout-redirect-uri", URI], "post_logout_redirect_uris"),
+        (["--redirect-uri", URI, "--grant-type", "authorization_code",
+          "--grant-type", "authorization_code"], "grant_types"),
+        (["--redirect-uri", URI, "--resource", "https://r.example",
+          "--resource", "https://r.example"], "resources"),
+    ],
+)  # fmt: skip
+def test_an_entry_given_twice_is_refused_as_the_api_refuses_it(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str], arguments: list[str], field: str
+) -> None:
+    # One of the two would silently win, while the audit log recorded what was asked.
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["clients", "create", "--name", "App", *arguments])
+
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "Listed more than once" in err
+    assert _client_names(cli_env) == []
+
+
+def _many(option: str, count: int) -> list[str]:
+    return [a for i in range(count) for a in (option, f"https://a{i}.example/cb")]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        _many("--redirect-uri", 101),
+        ["--redirect-uri", URI, *_many("--post-logout-redirect-uri", 101)],
+        ["--redirect-uri", URI, *_many("--resource", 101)],
+        # Every token lists the scope it grants: 3,000 of them made tokens no service accepts.
+        ["--redirect-uri", URI, "--scope", " ".join(f"s{i}" for i in range(3000))],
+    ],
+)
+def test_the_apis_limits_on_counts_and_scope_hold_for_the_command_too(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str], arguments: list[str]
+) -> None:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["clients", "create", "--name", "App", *arguments])
+
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "at most" in err and len(err) < 300
+    assert _client_names(cli_env) == []

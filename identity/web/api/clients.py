@@ -15,7 +15,7 @@ from identity.clients.service import ClientChange, ClientSpec
 from identity.clock import utcnow
 from identity.permissions.access import Action
 from identity.web.api import schemas
-from identity.web.api.common import Limit, Offset, PrincipalDep, allow, created, once_each
+from identity.web.api.common import Limit, Offset, PrincipalDep, allow, created
 from identity.web.dependencies import RuntimeDep
 from identity.web.openapi import LOCATION, problems
 
@@ -33,14 +33,6 @@ def _out_fields(client: OAuthClient) -> dict[str, object]:
         "client_id": client.client_id,
         "created_at": client.created_at,
     }
-
-
-def _listed_once(data: schemas.ClientCreate | schemas.ClientUpdate) -> None:
-    # As for grants: an entry given twice is a mistake worth naming, not one to drop.
-    for field in ("redirect_uris", "post_logout_redirect_uris", "grant_types", "resources"):
-        items = getattr(data, field)
-        if items is not None:
-            once_each(field, items)
 
 
 class ClientController(Controller):
@@ -82,7 +74,6 @@ class ClientController(Controller):
         principal: PrincipalDep,
         data: JSONBody[schemas.ClientCreate],
     ) -> Response[schemas.ClientWithSecret]:
-        _listed_once(data)
         # The request's fields are the command line's, name for name.
         spec = ClientSpec(**msgspec.structs.asdict(data))
         async with runtime.db.transaction() as session:
@@ -102,7 +93,6 @@ class ClientController(Controller):
         client_id: FromPath[str],
         data: JSONBody[schemas.ClientUpdate],
     ) -> schemas.ClientOut:
-        _listed_once(data)
         change = ClientChange(**msgspec.structs.asdict(data))
         now = utcnow()
         async with runtime.db.transaction() as session:

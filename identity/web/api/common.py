@@ -4,7 +4,6 @@ conversion of domain objects to response bodies."""
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any, TypeAlias, TypeVar
 from urllib.parse import quote
@@ -17,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.models import User
 from identity.audit.models import AuditEvent
 from identity.permissions.access import Action, Relation, authorize
-from identity.permissions.catalogue import Catalogue, invalid_field
+from identity.permissions.catalogue import Catalogue, once_each
 from identity.permissions.models import Account, Invitation
 from identity.permissions.service import Grant, MemberView, RoleGrant, RoleView, lapsed
 from identity.runtime import Runtime
@@ -55,14 +54,6 @@ async def allow(
     account_id: uuid.UUID | None = None,
 ) -> Relation:
     return await authorize(session, principal.caller, action, now, runtime.catalogue, account_id)
-
-
-def once_each(field: str, keys: list[Any]) -> None:
-    # A member or a role holds a permission (a member, a role) once: of two entries, one
-    # would silently win, while the audit log recorded both.
-    twice = sorted(str(key) for key, times in Counter(keys).items() if times > 1)
-    if twice:
-        raise invalid_field(field, f"Listed more than once: {', '.join(twice)}.")
 
 
 def grants_in(items: list[schemas.GrantIn] | None) -> list[Grant] | None:
