@@ -4,6 +4,7 @@ through the management API."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -28,7 +29,7 @@ from identity.oauth.scopes import parse_scope
 from identity.permissions.catalogue import invalid_field, once_each
 from identity.resource.validator import DEFAULT_MAX_TOKEN_BYTES
 from identity.tokens import client_grants
-from identity.uris import BAD_PORT, has_unusable_port, without_credentials
+from identity.uris import BAD_PORT, ascii_host, has_unusable_port, without_credentials
 
 DEFAULT_SCOPE = "openid profile email"
 LOOPBACK_HOSTS = ("localhost",)
@@ -38,6 +39,8 @@ MAX_LISTED = 100
 # resource kit's 8 KB limit, see MAX_CATALOGUE) and the other claims: a longer scope makes
 # tokens services refuse as malformed. Scope values are ASCII, so characters are bytes.
 MAX_SCOPE = DEFAULT_MAX_TOKEN_BYTES // 8
+# A DNS name's labels (underscores too, which browsers accept); an IP literal is read apart.
+_DNS_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,22 @@ def _is_loopback(host: str | None) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
+        return False
+
+
+def _is_host(host: str) -> bool:
+    """Whether a browser sent to ``host`` goes to that host: ``*.example.com`` is stored as it
+    is and never matches (redirect URIs match exactly), and browsers read a backslash as the
+    end of the host, so ``https://evil.example\\.app.example/cb`` sends codes to evil.example.
+    """
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        return _DNS_NAME.fullmatch(ascii_host(host)) is not None
+    except UnicodeError:
         return False
 
 
@@ -110,6 +129,12 @@ def check_redirect_uri(
     if scheme == "https":
         if not parts.hostname:
             raise invalid_field(field, f"The {what} {uri!r} has no host.")
+        if not _is_host(parts.hostname):
+            raise invalid_field(
+                field,
+                f"The {what} {uri!r} must name its host as a DNS name or an IP address: "
+                "redirect URIs match exactly, so a wildcard (*.example.com) never matches.",
+            )
     elif scheme == "http":
         if not _is_loopback(parts.hostname):
             raise invalid_field(

@@ -576,6 +576,7 @@ async def test_a_code_for_a_redirect_uri_taken_from_the_client_is_refused(
         ({"redirect_uris": [REDIRECT_URI, REDIRECT_URI]}, "redirect_uris"),
         ({"redirect_uris": [f"https://a{i}.example/cb" for i in range(101)]}, "redirect_uris"),
         ({"scope": " ".join(f"s{i}" for i in range(300))}, "scope"),
+        ({"redirect_uris": ["https://*.example.com/cb"]}, "redirect_uris"),
     ],
 )
 async def test_the_command_lines_rules_answer_422_naming_the_field(

@@ -15,6 +15,8 @@ from identity.db.engine import Database, create_engine
 from identity.settings import Settings
 from tests.processes import UNWRITABLE_STDOUTS, run_identity_unwritable
 
+URI = "https://a.example/cb"
+
 
 @pytest.fixture
 def cli_env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -109,6 +111,12 @@ def test_public_client_has_no_secret_and_always_pkce(
             "port",
         ),
         (["--redirect-uri", "https://a.example/cb", "--resource", "https://b.example:x"], "port"),
+        # Redirect URIs match exactly: a wildcard never matches; a browser reads a backslash
+        # as the end of the host, so codes went to the host "evil.example".
+        (["--redirect-uri", "https://*.example.com/cb"], "host"),
+        (["--redirect-uri", "https://evil.example\\.a.example/cb"], "host"),
+        (["--redirect-uri", "https://a%2eexample.com/cb"], "host"),
+        (["--redirect-uri", URI, "--post-logout-redirect-uri", "https://*.a.example/"], "host"),
         # Credentials in a redirect URI end up in logs and browsers' history.
         (["--redirect-uri", "https://user:pw@app.example.com/cb"], "user name or password"),
         (
@@ -225,9 +233,6 @@ def test_a_secret_that_cannot_be_shown_is_not_kept(
         f"identity: cannot write to standard output ({reason}); nothing was registered.\n"
     )
     assert _client_names(cli_env) == []
-
-
-URI = "https://a.example/cb"
 
 
 @pytest.mark.parametrize(
