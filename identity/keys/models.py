@@ -10,11 +10,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from identity.db.base import Base, now_column
 
+MAX_KID = 64
+
 
 class SigningKey(Base):
     __tablename__ = "signing_keys"
 
-    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kid: Mapped[str] = mapped_column(String(MAX_KID), primary_key=True)
     alg: Mapped[str] = mapped_column(String(10))
     public_jwk: Mapped[dict[str, Any]]
     # The private JWK, encrypted with a key derived from the service's secret key.

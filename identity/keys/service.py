@@ -15,7 +15,7 @@ from identity.clock import utcnow
 from identity.crypto import Encryptor
 from identity.errors import InvalidInput
 from identity.keys import repository
-from identity.keys.models import SigningKey
+from identity.keys.models import MAX_KID, SigningKey
 
 SUPPORTED_ALGS = ("RS256", "ES256")
 
@@ -71,7 +71,9 @@ async def retire_key(session: AsyncSession, kid: str) -> None:
     """Remove a key from the JWKS: tokens it signed stop verifying. The last key stays."""
     await repository.hold_active(session)
     if not await repository.retire(session, kid, utcnow()):
-        raise InvalidInput(f"There is no active signing key with kid {kid!r}.")
+        # No kid is longer: what was given (a token or a file, pasted) is not shown whole.
+        shown = kid if len(kid) <= MAX_KID else kid[:MAX_KID] + "…"
+        raise InvalidInput(f"There is no active signing key with kid {shown!r}.")
     if not await repository.active_keys(session):
         raise InvalidInput(
             f"{kid} is the only active signing key; run `identity keys rotate` first."

@@ -437,3 +437,12 @@ def test_migrations_started_at_once_take_turns(env: dict[str, str]) -> None:
     ]
     results = [(process.wait(timeout=120), process.stderr.read()) for process in started]  # type: ignore[union-attr]
     assert [code for code, _ in results] == [0, 0, 0, 0], results
+
+
+def test_retiring_an_unknown_kid_echoes_it_only_in_part(env: dict[str, str]) -> None:
+    # A pasted token or file, taken for a kid, filled the terminal and the logs.
+    assert run_identity("migrate", env=env).returncode == 0
+    result = run_identity("keys", "retire", "--kid", "k" * 5000, env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("identity: There is no active signing key with kid 'kkk")
+    assert len(result.stderr) < 200
