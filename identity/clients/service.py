@@ -83,6 +83,12 @@ def _is_host(host: str) -> bool:
         return False
 
 
+def _has_space_or_control(uri: str) -> bool:
+    """Whether ``uri`` holds what no request can spell as is (and a NUL PostgreSQL's JSON
+    keeps): such a URI, matched exactly, never matches."""
+    return any(ord(c) < 0x21 or ord(c) == 0x7F for c in uri)
+
+
 def _check_length(uri: str, what: str, field: str) -> None:
     """The authorization endpoint refuses longer redirect URIs and resources, so a client
     registered with one could never sign anyone in (post-logout URIs are held to the same
@@ -121,7 +127,7 @@ def check_redirect_uri(
     _refuse_credentials(uri, parts, what, field)
     if has_unusable_port(parts):
         raise invalid_field(field, f"The {what} {uri!r} {BAD_PORT}.")
-    if not parts.scheme or any(ord(c) < 0x21 or ord(c) == 0x7F for c in uri):
+    if not parts.scheme or _has_space_or_control(uri):
         raise invalid_field(field, f"The {what} {uri!r} must be an absolute URI without spaces.")
     if parts.fragment or "#" in uri:
         raise invalid_field(field, f"The {what} {uri!r} must not contain a fragment (#...).")
@@ -188,11 +194,11 @@ def check_scope(scope: str) -> str:
 
 def check_resource(resource: str) -> str:
     _check_length(resource, "resource", "resources")
-    if not is_resource_uri(resource):
+    if not is_resource_uri(resource) or _has_space_or_control(resource):
         raise invalid_field(
             "resources",
-            f"The resource {without_credentials(resource)!r} must be an absolute URI without a "
-            "fragment, such as https://billing.example.com.",
+            f"The resource {without_credentials(resource)!r} must be an absolute URI without "
+            "spaces or a fragment, such as https://billing.example.com.",
         )
     parts = urlsplit(resource)
     _refuse_credentials(resource, parts, "resource", "resources")

@@ -286,3 +286,22 @@ def test_the_apis_limits_on_counts_and_scope_hold_for_the_command_too(
     err = capsys.readouterr().err
     assert "at most" in err and len(err) < 300
     assert _client_names(cli_env) == []
+
+
+@pytest.mark.parametrize(
+    "resource", ["https://r.example/a b", "https://r.example/\nx", "https://r.example/\x00"]
+)
+def test_a_resource_with_spaces_or_control_characters_is_refused_as_a_redirect_uri_is(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str], resource: str
+) -> None:
+    # It becomes the aud of every token for it, and is matched exactly against the request's
+    # resource: one no request can spell (or a NUL, PostgreSQL stored) was never usable.
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["clients", "create", "--name", "App", "--redirect-uri", URI, "--resource", resource])
+
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("identity: ") and len(err.strip().splitlines()) == 1
+    assert "resource" in err
+    assert _client_names(cli_env) == []
