@@ -270,12 +270,23 @@ def _not_utf8(arguments: Sequence[str]) -> int | None:
     return None
 
 
+def _kid_attached(arguments: Sequence[str]) -> list[str]:
+    """``--kid K`` as ``--kid=K``: a kid is a base64url thumbprint, one in 64 starts with "-",
+    and argparse takes a separate value starting with "-" for an option."""
+    joined: list[str] = []
+    rest = iter(arguments)
+    for argument in rest:
+        value = next(rest, None) if argument == "--kid" else None
+        joined.append(argument if value is None else f"--kid={value}")
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     position = _not_utf8(arguments)
     if position is not None:
         fail(f"argument {position} is not valid UTF-8 text.", 2)
-    args = build_parser().parse_args(arguments)
+    args = build_parser().parse_args(_kid_attached(arguments))
     try:
         settings = Settings.from_env(os.environ)
     except SettingsError as exc:

@@ -446,3 +446,14 @@ def test_retiring_an_unknown_kid_echoes_it_only_in_part(env: dict[str, str]) -> 
     assert result.returncode == 1
     assert result.stderr.startswith("identity: There is no active signing key with kid 'kkk")
     assert len(result.stderr) < 200
+
+
+def test_a_kid_starting_with_a_hyphen_can_be_retired(
+    env: dict[str, str], settings: Settings
+) -> None:
+    # A kid is a base64url thumbprint: one in 64 starts with "-", which argparse took for an
+    # option ("expected one argument"), so that key could not be retired as documented.
+    assert run_identity("migrate", env=env).returncode == 0
+    result = run_identity("keys", "retire", "--kid", "-nQ9xx00", env=env)
+    assert result.returncode == 1
+    assert result.stderr == "identity: There is no active signing key with kid '-nQ9xx00'.\n"
