@@ -81,6 +81,15 @@ def test_public_client_has_no_secret_and_always_pkce(
     assert shown["public"] is True and shown["require_pkce"] is True
 
 
+def _refused(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int | str | None, str]:
+    """``clients create --name App`` with ``arguments``, which must stop it: its exit code
+    and what it wrote on stderr."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["clients", "create", "--name", "App", *arguments])
+    return exit_info.value.code, capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -140,12 +149,8 @@ def test_public_client_has_no_secret_and_always_pkce(
 def test_bad_input_is_a_one_line_error_with_non_zero_exit(
     cli_env: Settings, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
 ) -> None:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["clients", "create", "--name", "App", *arguments])
-
-    assert exit_info.value.code != 0
-    err = capsys.readouterr().err
+    code, err = _refused(capsys, *arguments)
+    assert code != 0
     assert err.startswith("identity: ")
     assert len(err.strip().splitlines()) == 1
     assert message in err
@@ -166,11 +171,7 @@ def test_bad_input_is_a_one_line_error_with_non_zero_exit(
 def test_a_refused_uri_does_not_show_its_password(
     cli_env: Settings, capsys: pytest.CaptureFixture[str], arguments: list[str]
 ) -> None:
-    capsys.readouterr()
-    with pytest.raises(SystemExit):
-        main(["clients", "create", "--name", "App", *arguments])
-
-    err = capsys.readouterr().err
+    _, err = _refused(capsys, *arguments)
     assert "hunter2" not in err and "app.example.com/cb" in err
 
 
@@ -196,12 +197,8 @@ def test_a_uri_longer_than_the_authorization_endpoint_takes_is_refused_in_one_sh
     cli_env: Settings, capsys: pytest.CaptureFixture[str], arguments: list[str]
 ) -> None:
     # The authorization endpoint refuses longer values: such a client could never sign in.
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["clients", "create", "--name", "App", *arguments])
-
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err
+    code, err = _refused(capsys, *arguments)
+    assert code == 1
     assert "longer than 2048 characters" in err
     assert len(err) < 200
 
@@ -251,12 +248,8 @@ def test_an_entry_given_twice_is_refused_as_the_api_refuses_it(
     cli_env: Settings, capsys: pytest.CaptureFixture[str], arguments: list[str], field: str
 ) -> None:
     # One of the two would silently win, while the audit log recorded what was asked.
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["clients", "create", "--name", "App", *arguments])
-
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err
+    code, err = _refused(capsys, *arguments)
+    assert code == 1
     assert "Listed more than once" in err
     assert _client_names(cli_env) == []
 
@@ -278,12 +271,8 @@ def _many(option: str, count: int) -> list[str]:
 def test_the_apis_limits_on_counts_and_scope_hold_for_the_command_too(
     cli_env: Settings, capsys: pytest.CaptureFixture[str], arguments: list[str]
 ) -> None:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["clients", "create", "--name", "App", *arguments])
-
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err
+    code, err = _refused(capsys, *arguments)
+    assert code == 1
     assert "at most" in err and len(err) < 300
     assert _client_names(cli_env) == []
 
@@ -296,12 +285,8 @@ def test_a_resource_with_spaces_or_control_characters_is_refused_as_a_redirect_u
 ) -> None:
     # It becomes the aud of every token for it, and is matched exactly against the request's
     # resource: one no request can spell (or a NUL, PostgreSQL stored) was never usable.
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["clients", "create", "--name", "App", "--redirect-uri", URI, "--resource", resource])
-
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err
+    code, err = _refused(capsys, "--redirect-uri", URI, "--resource", resource)
+    assert code == 1
     assert err.startswith("identity: ") and len(err.strip().splitlines()) == 1
     assert "resource" in err
     assert _client_names(cli_env) == []

@@ -345,40 +345,16 @@ async def test_signing_out_ends_the_access_token_of_an_app_without_refresh_token
     await assert_access_token_dead(client, service, here.json()["access_token"])
 
 
+@pytest.mark.parametrize("refresh", [True, False], ids=["with-refresh", "code-only"])
 async def test_signing_out_after_signing_in_again_ends_the_first_sign_in_s_tokens(
-    client: httpx.AsyncClient, runtime: Runtime
+    client: httpx.AsyncClient, runtime: Runtime, refresh: bool
 ) -> None:
     """prompt=login gives the browser a new session; what apps got through the one it
-    replaced is still this browser's sign-in, and ends with it."""
+    replaced is still this browser's sign-in, and ends with it: refresh tokens, and access
+    tokens, of which an app without refresh tokens has only its code's record."""
     await add_user(runtime)
-    await add_oauth_client(runtime, first_party=True)
-    app = RegisteredClient(CLIENT_ID, None)
-    verifier, challenge = pkce_pair()
-    first = await sign_in(client, authorize_params(code_challenge=challenge))
-    code = redirected_to_client(first)["code"]
-    before = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
-    assert before.status_code == 200, before.text
-    again = await sign_in(client, authorize_params(prompt="login"))
-    assert redirected_to_client(again)["code"]
-
-    params = {
-        "id_token_hint": before.json()["id_token"],
-        "post_logout_redirect_uri": POST_LOGOUT_URI,
-    }
-    assert (await client.get("/logout", params=params)).status_code == 303
-
-    refused = await _refresh(client, before.json()["refresh_token"])
-    assert refused.status_code == 400, refused.text
-    assert refused.json()["error"] == "invalid_grant"
-
-
-async def test_signing_out_after_signing_in_again_ends_the_first_sign_in_s_access_tokens(
-    client: httpx.AsyncClient, runtime: Runtime
-) -> None:
-    """The replaced session's access tokens are the sign-in's too: an app without refresh
-    tokens has only its code's record of the one it got before ``prompt=login``."""
-    await add_user(runtime)
-    await add_oauth_client(runtime, first_party=True, grant_types=["authorization_code"])
+    grants = ["authorization_code", "refresh_token"] if refresh else ["authorization_code"]
+    await add_oauth_client(runtime, first_party=True, grant_types=grants)
     app = RegisteredClient(CLIENT_ID, None)
     service = await make_client(runtime)
     verifier, challenge = pkce_pair()
@@ -396,6 +372,10 @@ async def test_signing_out_after_signing_in_again_ends_the_first_sign_in_s_acces
     assert (await client.get("/logout", params=params)).status_code == 303
 
     await assert_access_token_dead(client, service, before.json()["access_token"])
+    if refresh:
+        refused = await _refresh(client, before.json()["refresh_token"])
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"] == "invalid_grant"
 
 
 async def test_a_code_fetched_before_signing_in_again_stays_refused(
