@@ -12,6 +12,7 @@ import httpx
 import pyotp
 from sqlalchemy import func, select
 
+from identity.accounts.models import User
 from identity.audit.models import AuditEvent
 from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
@@ -44,6 +45,15 @@ def _to_the_page(posted: httpx.Response) -> str:
     return location
 
 
+async def _new_recovery_codes(client: httpx.AsyncClient, runtime: Runtime) -> tuple[User, str]:
+    """Ana, enrolled and signed in, replaces her recovery codes: she, and the address the post
+    sends her to, which shows the new ones."""
+    user, _, old = await enrolled_user(runtime, ANA)
+    page = await sign_in_to_security_page(client, ANA, PASSWORD, code=old[0])
+    posted = await post_form(client, page, f"{SECURITY}/recovery-codes", current_password=PASSWORD)
+    return user, _to_the_page(posted)
+
+
 async def _replacements(runtime: Runtime) -> int:
     async with runtime.db.transaction() as session:
         statement = select(func.count()).where(AuditEvent.action == "user.recovery_codes_replaced")
@@ -69,11 +79,7 @@ async def test_a_saved_change_redirects_and_its_notice_is_shown_once(
 async def test_new_recovery_codes_are_shown_once_and_a_reload_replaces_nothing(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    user, _, old = await enrolled_user(runtime, ANA)
-    page = await sign_in_to_security_page(client, ANA, PASSWORD, code=old[0])
-    location = _to_the_page(
-        await post_form(client, page, f"{SECURITY}/recovery-codes", current_password=PASSWORD)
-    )
+    user, location = await _new_recovery_codes(client, runtime)
     assert not _codes(await client.get(SECURITY))  # the plain page shows none
 
     shown = await client.get(location)
@@ -117,11 +123,7 @@ async def test_the_set_up_key_is_shown_once_and_its_page_still_turns_it_on(
 async def test_what_a_post_left_is_shown_to_its_user_only(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    _, _, old = await enrolled_user(runtime, ANA)
-    page = await sign_in_to_security_page(client, ANA, PASSWORD, code=old[0])
-    location = _to_the_page(
-        await post_form(client, page, f"{SECURITY}/recovery-codes", current_password=PASSWORD)
-    )
+    _, location = await _new_recovery_codes(client, runtime)
     ana_cookie = client.cookies["identity_session"]
     # Bea signs in to this browser and opens the address in its history.
     bea = await new_user(runtime, "bea@example.com")
@@ -143,11 +145,7 @@ async def test_a_head_request_leaves_what_the_page_shows_once_for_the_get(
 ) -> None:
     # A link checker, a prefetch or `curl -I` asks with HEAD: its answer has no body, so
     # spending the handle there lost the new recovery codes while the old ones were gone.
-    _, _, old = await enrolled_user(runtime, ANA)
-    page = await sign_in_to_security_page(client, ANA, PASSWORD, code=old[0])
-    location = _to_the_page(
-        await post_form(client, page, f"{SECURITY}/recovery-codes", current_password=PASSWORD)
-    )
+    _, location = await _new_recovery_codes(client, runtime)
 
     head = await client.head(location)
     shown = await client.get(location)

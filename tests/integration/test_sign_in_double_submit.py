@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pyotp
 from sqlalchemy import event, select
 
 from identity.runtime import Runtime
@@ -53,15 +54,23 @@ async def test_a_password_step_posted_twice_at_once_issues_one_code(
     assert len(await _sessions(runtime)) == 1
 
 
-async def test_a_code_step_posted_twice_at_once_issues_one_code(
+async def _at_the_code_step(
     client: httpx.AsyncClient, runtime: Runtime
-) -> None:
+) -> tuple[pyotp.TOTP, list[str], dict[str, str]]:
+    """Ana, enrolled, past her password: her authenticator, her recovery codes and the code
+    step's form."""
     _, generator, codes = await enrolled_user(runtime, ANA)
     login = await _login_page(client, runtime)
     fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
     step = await client.post("/login", data=fields)
     assert step.status_code == 303 and step.headers["location"].startswith("/login/second-factor")
-    page = form_fields((await client.get(step.headers["location"])).text)
+    return generator, codes, form_fields((await client.get(step.headers["location"])).text)
+
+
+async def test_a_code_step_posted_twice_at_once_issues_one_code(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    generator, codes, page = await _at_the_code_step(client, runtime)
 
     # Two good codes (a tab with the app's code, another with a recovery code): each alone
     # would sign in, together they must not sign in twice.
@@ -97,11 +106,7 @@ def failing_inserts_of_sessions(runtime: Runtime) -> Iterator[None]:
 async def test_a_step_the_database_failed_can_be_posted_again(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    _, generator, _ = await enrolled_user(runtime, ANA)
-    login = await _login_page(client, runtime)
-    fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
-    step = await client.post("/login", data=fields)
-    page = form_fields((await client.get(step.headers["location"])).text)
+    generator, _, page = await _at_the_code_step(client, runtime)
     code = {"code": generator.now()}
 
     with failing_inserts_of_sessions(runtime):
