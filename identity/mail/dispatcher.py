@@ -51,7 +51,7 @@ class MailDispatcher(BatchWorker):
         """Send a batch of what is due now: how many were sent, and how many taken."""
         now = utcnow()
         async with self._db.transaction() as session:
-            ids = await outbox.due(session, now, BATCH)
+            ids = await outbox.due(session, now, self.batch_size)
         sent = 0
         for email_id in ids:
             async with self._db.transaction() as session:

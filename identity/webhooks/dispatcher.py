@@ -81,7 +81,7 @@ class WebhookDispatcher(BatchWorker):
         """Post a batch of what is due now, concurrently: how many consumers accepted theirs,
         and how many deliveries were taken."""
         async with self._db.transaction() as session:
-            ids = await repository.due(session, utcnow(), BATCH)
+            ids = await repository.due(session, utcnow(), self.batch_size)
         if not ids:
             return 0, 0
         # Redirects are not followed: an https URL must not bounce us to an internal one. The
