@@ -203,14 +203,31 @@ async def delegation_for(
     return await delegation_of(session, user_id, account_id, now)
 
 
-def _owner_only_invite(relation: Relation, all_permissions: bool) -> bool:
-    return relation is Relation.MANAGER and all_permissions
-
-
 def check_manager_invite(relation: Relation, *, all_permissions: bool) -> None:
     """As for editing members: a manager cannot invite an owner-equivalent."""
-    if _owner_only_invite(relation, all_permissions):
+    if relation is Relation.MANAGER and all_permissions:
         raise Forbidden("Only an owner can invite with all permissions.")
+
+
+async def check_may_invite(
+    session: AsyncSession,
+    relation: Relation,
+    user_id: uuid.UUID | None,
+    account_id: uuid.UUID,
+    *,
+    all_permissions: bool,
+    permissions: Sequence[Grant],
+    roles: Sequence[RoleGrant],
+    now: datetime,
+) -> None:
+    """``Forbidden`` unless whoever holds ``relation`` to the account may send an invitation
+    giving this: the rule for sending one, applied to one that exists (resent, or accepted)."""
+    if not allowed(Action.INVITATION_WRITE, relation):
+        raise Forbidden("You may not do this.")
+    check_manager_invite(relation, all_permissions=all_permissions)
+    delegation = await delegation_for(session, user_id, relation, account_id, now)
+    if delegation is not None:
+        await check_delegation(session, delegation, permissions, roles)
 
 
 async def could_still_invite(
@@ -234,15 +251,17 @@ async def could_still_invite(
     # An administrator could have sent it with their staff token whatever their membership.
     caller = Caller(inviter.id, "", is_staff=inviter.is_admin, is_service=False)
     relation = await relation_to(session, caller, account_id, now, catalogue)
-    if not allowed(Action.INVITATION_WRITE, relation) or _owner_only_invite(
-        relation, all_permissions
-    ):
-        return False
-    delegation = await delegation_for(session, inviter.id, relation, account_id, now)
-    if delegation is None:
-        return True
     try:
-        await check_delegation(session, delegation, permissions, roles)
+        await check_may_invite(
+            session,
+            relation,
+            inviter.id,
+            account_id,
+            all_permissions=all_permissions,
+            permissions=permissions,
+            roles=roles,
+            now=now,
+        )
     except Forbidden:
         return False
     return True

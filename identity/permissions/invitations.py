@@ -29,7 +29,7 @@ from identity.i18n import DEFAULT_LOCALE, SUPPORTED_LOCALES
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
 from identity.permissions import repository
-from identity.permissions.access import could_still_invite
+from identity.permissions.access import Relation, check_may_invite, could_still_invite
 from identity.permissions.catalogue import Catalogue, installed, invalid_field
 from identity.permissions.models import Account, Invitation, Membership
 from identity.permissions.service import (
@@ -220,6 +220,7 @@ SENDER_GONE = (
 )
 # The Users page says this refusal in the page's language, not as an invitation closed.
 SENDER_GONE_REASON = "sender_gone"
+BEYOND_RESENDER_REASON = "beyond_resender"
 
 
 async def resend(
@@ -228,15 +229,36 @@ async def resend(
     account_id: uuid.UUID,
     invitation_id: uuid.UUID,
     *,
+    relation: Relation,
     limiter: RateLimiter,
     settings: Settings,
     now: datetime,
 ) -> Invitation:
-    """A fresh link and a fresh expiry; the previous link stops working."""
+    """A fresh link and a fresh expiry; the previous link stops working. The resender
+    (``actor``, ``relation`` to the account) must be able to send it themselves: a resend
+    keeps it alive another week, so a manager could otherwise prolong an owner's "all
+    permissions" invitation the owner let lapse."""
     invitation = await _get(session, account_id, invitation_id)
     if not await _sender_could_still_send(session, invitation, now):
         # Its link would open on "cancelled": nothing to send.
         raise Conflict(SENDER_GONE, reason=SENDER_GONE_REASON)
+    permissions, roles = _granted(invitation, now)
+    try:
+        await check_may_invite(
+            session,
+            relation,
+            actor.user_id,
+            account_id,
+            all_permissions=invitation.all_permissions,
+            permissions=permissions,
+            roles=roles,
+            now=now,
+        )
+    except Forbidden as exc:
+        raise Forbidden(
+            f"You can resend only an invitation you could send yourself. {exc.detail}",
+            reason=BEYOND_RESENDER_REASON,
+        ) from None
     await _limit(limiter, PER_EMAIL, invitation.email)
     token = random_token()
     expires_at = now + INVITATION_TTL

@@ -326,6 +326,8 @@ def _message_for(exc: DomainError, conflict_message: str) -> str:
     if isinstance(exc, Forbidden):
         if exc.extra.get("reason") == BEYOND_DELEGATION:
             return "users.error.beyond_delegation"
+        if exc.extra.get("reason") == invitations.BEYOND_RESENDER_REASON:
+            return "users.error.beyond_resender"
         return "users.error.forbidden"
     if isinstance(exc, NotFound):
         return "users.error.not_found"
@@ -541,6 +543,7 @@ async def resend_submit(
             actor,
             account_id,
             invitation_id,
+            relation=relation,
             limiter=runtime.limiter,
             settings=runtime.settings,
             now=now,

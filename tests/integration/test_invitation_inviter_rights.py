@@ -226,3 +226,60 @@ async def test_resending_an_invitation_its_sender_could_no_longer_send_is_refuse
     assert resent.status_code == 409, resent.text
     assert resent.headers["content-type"] == "application/problem+json"
     assert len(await mail_to(runtime, INVITEE)) == 1  # the first invitation's email only
+
+
+async def _owner_invites(
+    client: httpx.AsyncClient, runtime: Runtime, account: Account, owner: User, **body: Any
+) -> str:
+    """The id of the invitation ``owner`` sends INVITEE."""
+    response = await client.post(
+        f"/api/v1/accounts/{account.id}/invitations",
+        json={"email": INVITEE} | body,
+        headers=await user_headers(runtime, owner),
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+@pytest.mark.parametrize(
+    "gives",
+    [{"all_permissions": True}, {"permissions": [{"name": "tickets"}]}],
+    ids=["all-permissions", "a-permission-the-manager-lacks"],
+)
+async def test_a_manager_cannot_resend_an_invitation_they_could_not_send(
+    client: httpx.AsyncClient, runtime: Runtime, gives: dict[str, Any]
+) -> None:
+    """A resend renews the link for another week: a manager could keep an owner's invitation
+    alive (and its "all permissions" with it) long after the owner meant it to lapse."""
+    owner, manager, account = await _arrange(runtime)
+    invitation_id = await _owner_invites(client, runtime, account, owner, **gives)
+    base = f"/api/v1/accounts/{account.id}/invitations"
+    (before,) = (await client.get(base, headers=await user_headers(runtime, owner))).json()
+
+    resent = await client.post(
+        f"{base}/{invitation_id}/resend", headers=await user_headers(runtime, manager)
+    )
+
+    assert resent.status_code == 403, resent.text
+    assert resent.headers["content-type"] == "application/problem+json"
+    assert "could send yourself" in resent.json()["detail"]
+    (after,) = (await client.get(base, headers=await user_headers(runtime, owner))).json()
+    assert after["expires_at"] == before["expires_at"]
+    assert len(await mail_to(runtime, INVITEE)) == 1  # the first invitation's email only
+
+
+async def test_a_manager_may_resend_an_owners_invitation_within_their_rights(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, manager, account = await _arrange(runtime)
+    invitation_id = await _owner_invites(
+        client, runtime, account, owner, permissions=[{"name": "invoices"}]
+    )
+
+    resent = await client.post(
+        f"/api/v1/accounts/{account.id}/invitations/{invitation_id}/resend",
+        headers=await user_headers(runtime, manager),
+    )
+
+    assert resent.status_code == 200, resent.text
+    assert len(await mail_to(runtime, INVITEE)) == 2

@@ -669,6 +669,30 @@ async def test_resending_an_invitation_its_sender_could_no_longer_send_says_so(
     assert "cancel it and send a new one" in resent.text
 
 
+async def test_a_manager_resending_an_owners_all_permissions_invitation_is_told_why(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    async with runtime.db.transaction() as session:
+        sent = await invitations.invite(
+            session,
+            Actor(user_id=team.owner.id),
+            team.account.id,
+            InvitationRequest(email="deputy@example.com", all_permissions=True),
+            catalogue=runtime.catalogue,
+            limiter=runtime.limiter,
+            settings=runtime.settings,
+            now=utcnow(),
+        )
+    csrf = await sign_in_at(client, users_path(team.account), "manager@example.com")
+
+    resent = await client.post(
+        f"{users_path(team.account)}/invitations/{sent.id}/resend", data=csrf
+    )
+
+    assert resent.status_code == 403
+    assert "You can resend only an invitation you could send yourself" in resent.text
+
+
 async def test_too_many_invitations_are_refused_with_a_message(
     client: httpx.AsyncClient, runtime: Runtime, team: Team
 ) -> None:

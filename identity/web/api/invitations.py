@@ -98,12 +98,15 @@ class InvitationController(Controller):
     ) -> schemas.InvitationOut:
         now = utcnow()
         async with runtime.db.transaction() as session:
-            await allow(session, runtime, principal, Action.INVITATION_WRITE, now, account_id)
+            relation = await allow(
+                session, runtime, principal, Action.INVITATION_WRITE, now, account_id
+            )
             invitation = await invitations.resend(
                 session,
                 principal.actor,
                 account_id,
                 invitation_id,
+                relation=relation,
                 limiter=runtime.limiter,
                 settings=runtime.settings,
                 now=now,
