@@ -160,10 +160,7 @@ async def invite(
     existing = await repository.user_by_email(session, email)
     if existing and await repository.get_membership(session, account_id, existing.id):
         raise invalid_field("email", "This person is already a member of the account.", Conflict)
-    if await repository.pending_invitations(session, account_id, now, email):
-        raise invalid_field(
-            "email", "This email has a pending invitation already; resend it instead.", Conflict
-        )
+    await _replace_dead_invitations(session, actor, account_id, email, now)
     await _limit(limiter, PER_ACCOUNT, str(account_id))
     await _limit(limiter, PER_EMAIL, email)
     token = random_token()
@@ -197,6 +194,21 @@ async def invite(
         new=_record(invitation),
     )
     return invitation
+
+
+async def _replace_dead_invitations(
+    session: AsyncSession, actor: Actor, account_id: uuid.UUID, email: str, now: datetime
+) -> None:
+    """Make way for a new invitation to ``email``: refused while a live one is pending
+    (resend it instead); one its sender could no longer send opens as "cancelled" and cannot
+    be resent, so it is cancelled here (as by ``actor``) rather than block the address until
+    someone thinks of cancelling it by hand."""
+    for invitation in await repository.pending_invitations(session, account_id, now, email):
+        if await _sender_could_still_send(session, invitation, now):
+            raise invalid_field(
+                "email", "This email has a pending invitation already; resend it instead.", Conflict
+            )
+        await _cancelled(session, actor, invitation, now)
 
 
 async def pending(

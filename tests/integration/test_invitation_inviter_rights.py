@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from identity.accounts.models import User
 from identity.accounts.service import disable_user
+from identity.audit.models import AuditEvent
 from identity.clock import utcnow
 from identity.errors import Conflict
 from identity.permissions import invitations, service
@@ -283,3 +284,30 @@ async def test_a_manager_may_resend_an_owners_invitation_within_their_rights(
 
     assert resent.status_code == 200, resent.text
     assert len(await mail_to(runtime, INVITEE)) == 2
+
+
+async def test_a_new_invitation_replaces_one_whose_sender_could_no_longer_send_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The dead invitation was still "pending", so inviting the address again was refused
+    (resend it instead) while resending it was refused too (its sender is gone)."""
+    owner, manager, account = await _arrange(runtime)
+    dead = await _invite(client, runtime, account, manager)
+    async with runtime.db.transaction() as session:
+        await service.remove_member(session, SYSTEM, account.id, manager.id, utcnow())
+        (old,) = await invitations.pending(session, account.id, utcnow())
+
+    await _owner_invites(client, runtime, account, owner, permissions=[{"name": "invoices"}])
+
+    async with runtime.db.transaction() as session:
+        (live,) = await invitations.pending(session, account.id, utcnow())
+        cancelled = await session.scalar(
+            select(AuditEvent).where(
+                AuditEvent.action == "invitation.cancelled", AuditEvent.target_id == str(old.id)
+            )
+        )
+    assert live.id != old.id
+    assert cancelled is not None and cancelled.actor_user_id == owner.id
+    with pytest.raises(Conflict):
+        async with runtime.db.transaction() as session:
+            await invitations.invitation_for_token(session, dead)
