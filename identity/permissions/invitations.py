@@ -254,7 +254,7 @@ async def resend(
     if not await _sender_could_still_send(session, invitation, now):
         # Its link would open on "cancelled": nothing to send.
         raise Conflict(SENDER_GONE, reason=SENDER_GONE_REASON)
-    permissions, roles = _granted(invitation, now)
+    permissions, roles = await _granted(session, invitation, now)
     try:
         await check_may_invite(
             session,
@@ -384,7 +384,7 @@ async def _sender_could_still_send(
     itself (staff) has no sender to look at."""
     if invitation.invited_by is None:
         return True
-    permissions, roles = _granted(invitation, now)
+    permissions, roles = await _granted(session, invitation, now)
     return await could_still_invite(
         session,
         invitation.invited_by,
@@ -415,8 +415,12 @@ async def _claim(session: AsyncSession, invitation: Invitation, now: datetime) -
         raise Conflict("This invitation has been accepted already.", reason="accepted")
 
 
-def _granted(invitation: Invitation, now: datetime) -> tuple[list[Grant], list[RoleGrant]]:
-    """The permissions and roles the invitation gives, those whose expiry has passed left out."""
+async def _granted(
+    session: AsyncSession, invitation: Invitation, now: datetime
+) -> tuple[list[Grant], list[RoleGrant]]:
+    """The permissions and roles the invitation still gives: those whose expiry has passed,
+    a permission taken out of the catalogue and a role deleted since it was sent are left
+    out (not an error for the invitee, nor held against its sender)."""
 
     def until(grant: dict[str, Any]) -> datetime | None:
         return datetime.fromisoformat(grant["expires_at"]) if grant["expires_at"] else None
@@ -424,9 +428,11 @@ def _granted(invitation: Invitation, now: datetime) -> tuple[list[Grant], list[R
     grants = invitation.grants
     permissions = [Grant(g["name"], until(g)) for g in grants.get("permissions", [])]
     roles = [RoleGrant(uuid.UUID(g["role_id"]), until(g)) for g in grants.get("roles", [])]
+    known = await Catalogue(installed()).among(session, [g.name for g in permissions])
+    alive = {role.id for role in await repository.roles_by_id(session, [g.role_id for g in roles])}
     return (
-        [g for g in permissions if not lapsed(g.expires_at, now)],
-        [g for g in roles if not lapsed(g.expires_at, now)],
+        [g for g in permissions if g.name in known and not lapsed(g.expires_at, now)],
+        [g for g in roles if g.role_id in alive and not lapsed(g.expires_at, now)],
     )
 
 
@@ -434,9 +440,7 @@ async def _enrol(
     session: AsyncSession, invitation: Invitation, user: User, actor: Actor, now: datetime
 ) -> Membership:
     """The membership the (claimed) invitation describes, with the grants still valid."""
-    permissions, roles = _granted(invitation, now)
-    # A role deleted since the invitation was sent is left out, not an error for the invitee.
-    alive = {role.id for role in await repository.roles_by_id(session, [g.role_id for g in roles])}
+    permissions, roles = await _granted(session, invitation, now)
     membership = await add_member(
         session,
         actor,
@@ -444,7 +448,7 @@ async def _enrol(
         user.id,
         all_permissions=invitation.all_permissions,
         permissions=permissions,
-        roles=[g for g in roles if g.role_id in alive],
+        roles=roles,
         catalogue=Catalogue(installed()),
         now=now,
     )

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from identity.accounts.models import User
 from identity.accounts.service import disable_user
@@ -18,7 +18,7 @@ from identity.audit.models import AuditEvent
 from identity.clock import utcnow
 from identity.errors import Conflict
 from identity.permissions import invitations, service
-from identity.permissions.models import Account, Membership
+from identity.permissions.models import Account, Invitation, Membership
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     SYSTEM,
@@ -311,3 +311,23 @@ async def test_a_new_invitation_replaces_one_whose_sender_could_no_longer_send_i
     with pytest.raises(Conflict):
         async with runtime.db.transaction() as session:
             await invitations.invitation_for_token(session, dead)
+
+
+async def test_a_permission_taken_out_of_the_catalogue_is_not_held_against_the_sender(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Nobody holds a permission the catalogue no longer has, so its sender seemed gone.
+    _, manager, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email=INVITEE)
+    token = await _invite(client, runtime, account, manager)
+    async with runtime.db.transaction() as session:
+        (sent,) = await invitations.pending(session, account.id, utcnow())
+        dropped = {"name": "fax", "expires_at": None}
+        grants = sent.grants | {"permissions": [*sent.grants["permissions"], dropped]}
+        await session.execute(
+            update(Invitation).where(Invitation.id == sent.id).values(grants=grants)
+        )
+
+    await _accept_as_existing(runtime, token, invitee)
+
+    assert await _is_member(runtime, account, INVITEE)

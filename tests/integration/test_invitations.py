@@ -436,3 +436,33 @@ async def test_a_link_replaced_while_it_is_being_accepted_does_not_work(
     async with runtime.db.transaction() as session:
         await invitations.accept_invitation_as_existing_user(session, new_link, invitee)
     assert len(await _memberships(runtime, account)) == 2
+
+
+async def test_a_permission_taken_out_of_the_catalogue_since_the_invitation_is_left_out(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """As a role deleted meanwhile is: the invitee joins with the rest. The grant of the
+    vanished name was refused deep inside, so the link could never be used, and the accept
+    page blamed the name the invitee typed."""
+    owner, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email="new.hire@example.com")
+    sent = await _invite(client, runtime, account, owner, permissions=[{"name": "invoices"}])
+    assert sent.status_code == 201, sent.text
+    async with runtime.db.transaction() as session:
+        # What policies/permissions.toml held when it was sent, and an upgrade dropped.
+        grants = {
+            "permissions": [
+                {"name": "invoices", "expires_at": None},
+                {"name": "fax", "expires_at": None},
+            ],
+            "roles": [],
+        }
+        await session.execute(
+            update(Invitation).where(Invitation.account_id == account.id).values(grants=grants)
+        )
+    (email,) = await _emails(runtime, "new.hire@example.com")
+
+    async with runtime.db.transaction() as session:
+        await invitations.accept_invitation_as_existing_user(session, _token(email), invitee)
+
+    assert await effective(runtime, invitee, account) == {"invoices"}
