@@ -8,9 +8,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from identity.audit.service import Actor
+from identity.clients.service import ClientChange, update_client
+from identity.clock import utcnow
 from identity.runtime import Runtime
 from identity.tokens.models import RefreshToken
 from tests.integration.oauth_helpers import (
+    REDIRECT_URI,
+    RegisteredClient,
     assert_access_token_dead,
     fresh_code,
     is_active,
@@ -150,6 +155,32 @@ async def test_redirect_uri_must_match_exactly(client: httpx.AsyncClient, runtim
 
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
+
+
+async def set_redirect_uris(runtime: Runtime, app: RegisteredClient, uris: list[str]) -> None:
+    """Staff's change of the client's redirect URIs, as the management API makes it."""
+    async with runtime.db.transaction() as session:
+        change = ClientChange(redirect_uris=uris)
+        await update_client(session, Actor(), app.client_id, change, utcnow())
+    runtime.clients.forget(app.client_id)
+
+
+async def test_a_code_refused_for_its_unregistered_redirect_uri_is_spent(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Once staff take the address from the client, the code sent there is refused; putting
+    the address back within the code's minute must not make it good again."""
+    app = await make_client(runtime)
+    fresh = await fresh_code(runtime, app)
+    await set_redirect_uris(runtime, app, ["https://app.example.com/other"])
+
+    refused = await fresh.redeem(client)
+    await set_redirect_uris(runtime, app, [REDIRECT_URI])
+    again = await fresh.redeem(client)
+
+    assert refused.json()["error"] == "invalid_grant"
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_grant"
 
 
 async def test_code_for_a_disabled_user_is_refused(

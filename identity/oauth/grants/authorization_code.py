@@ -23,6 +23,8 @@ from identity.tokens import codes, refresh, revocations
 from identity.tokens.models import AuthorizationCode
 from identity.tokens.subjects import active_user
 
+UNREGISTERED = "redirect_uri is no longer registered for this client."
+
 
 @dataclass(frozen=True, slots=True)
 class RedeemedCode:
@@ -47,6 +49,12 @@ class AuthorizationCodeGrant:
         verifier = request.params.get("code_verifier")
         if code is None:
             return await self.refuse_replay(session, ctx, code_hash, redirect_uri, verifier)
+        check_code_client(code, ctx)
+        if not is_registered(code.redirect_uri, ctx.client):
+            # Refused, not raised: the redemption commits, so the code stays spent. Were it
+            # rolled back, staff putting the address back within the code's lifetime would
+            # make a code already refused good again.
+            return Refusal(InvalidGrantError(UNREGISTERED))
         # Any failure below raises, which rolls the redemption back: the code stays unused,
         # as in node-oidc-provider, where every check runs before the code is consumed.
         check_presenter(code, ctx, redirect_uri, verifier)
@@ -145,4 +153,4 @@ def check_redirect_uri(code: AuthorizationCode, redirect_uri: str, ctx: GrantCon
     if redirect_uri != code.redirect_uri:
         raise InvalidGrantError("redirect_uri does not match the authorization request.")
     if not is_registered(redirect_uri, ctx.client):
-        raise InvalidGrantError("redirect_uri is no longer registered for this client.")
+        raise InvalidGrantError(UNREGISTERED)
