@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -291,6 +291,41 @@ def flow_expired(
     return error_page(request, runtime, "error.flow_expired", locale=page_locale(request, form))
 
 
+async def _ended(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    flows: FlowStore,
+    flow: Flow,
+    exc: OAuth2Error,
+    locale: str,
+    response_cookies: list[Cookie] | None,
+) -> Response[Any]:
+    """The authorization request ends in ``exc``: its pending flow goes with it, so that
+    nothing resumes a sign-in the client (or the page) was told had ended. With the store
+    out of reach the flow cannot be read either; the error is still told."""
+    with suppress(StoreUnavailable):
+        await flows.delete(flow.id)
+    return error_response(request, runtime, exc, locale, response_cookies)
+
+
+async def _unexpected(runtime: Runtime, valid: ValidRequest, exc: Exception) -> OAuth2Error:
+    """The OAuth error for a failure that is not one, once the redirect URI is verified."""
+    if isinstance(exc, IntegrityError) and not await _still_registered(runtime, valid):
+        # Deleted through another process while this one's cache still held it: the
+        # code's or consent's foreign key refused the write. Its redirect URIs went with
+        # it, so the page an unknown client_id gets, never a redirect.
+        return authorize.unknown_client()
+    # The client is known and its redirect URI verified: tell it, as RFC 6749 §4.1.2.1
+    # asks, rather than leaving the user on a JSON problem page.
+    if isinstance(exc, DatabaseUnavailable | StoreUnavailable):
+        log.error("authorization unavailable: %s", type(exc).__name__)
+        error: OAuth2Error = TemporarilyUnavailableError("Please try again shortly.")
+    else:
+        log.exception("authorization failed")
+        error = ServerError("An unexpected error occurred.")
+    return authorize.redirectable(error, valid.redirect_uri, valid.state)
+
+
 async def proceed(
     request: Request[Any, Any, Any],
     runtime: Runtime,
@@ -345,27 +380,12 @@ async def proceed(
                     session, runtime, valid, browser, selection.account_id, now
                 )
     except OAuth2Error as exc:
-        return error_response(request, runtime, exc, locale, response_cookies)
+        return await _ended(request, runtime, flows, flow, exc, locale, response_cookies)
     except Exception as exc:
         if valid is None:
             raise
-        if isinstance(exc, IntegrityError) and not await _still_registered(runtime, valid):
-            # Deleted through another process while this one's cache still held it: the
-            # code's or consent's foreign key refused the write. Its redirect URIs went with
-            # it, so the page an unknown client_id gets, never a redirect.
-            return error_response(
-                request, runtime, authorize.unknown_client(), locale, response_cookies
-            )
-        # The client is known and its redirect URI verified: tell it, as RFC 6749 §4.1.2.1
-        # asks, rather than leaving the user on a JSON problem page.
-        if isinstance(exc, DatabaseUnavailable | StoreUnavailable):
-            log.error("authorization unavailable: %s", type(exc).__name__)
-            error: OAuth2Error = TemporarilyUnavailableError("Please try again shortly.")
-        else:
-            log.exception("authorization failed")
-            error = ServerError("An unexpected error occurred.")
-        redirectable = authorize.redirectable(error, valid.redirect_uri, valid.state)
-        return error_response(request, runtime, redirectable, locale, response_cookies)
+        error = await _unexpected(runtime, valid, exc)
+        return await _ended(request, runtime, flows, flow, error, locale, response_cookies)
 
     if step is Step.ISSUE:
         await flows.delete(flow.id)

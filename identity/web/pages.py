@@ -171,7 +171,9 @@ async def _consent_form(
             else for_user(asked, is_admin=False)
         )
     if client is None:
-        # Deleted or disabled since the sign-in began: the page /authorize shows for it.
+        # Deleted or disabled since the sign-in began: the page /authorize shows for it,
+        # which ends the sign-in.
+        await FlowStore(runtime.store).delete(flow.id)
         return error_response(request, runtime, unknown_client(), locale)
     return page(
         request,

@@ -8,6 +8,9 @@ from typing import Any
 import httpx
 
 from identity.accounts.models import User
+from identity.audit.service import Actor
+from identity.clients.service import ClientChange, update_client
+from identity.clock import utcnow
 from identity.permissions.models import Account
 from identity.runtime import Runtime
 from tests.browser import (
@@ -269,3 +272,30 @@ async def test_the_admin_scope_is_granted_to_administrators_only(
 
     assert granted["root@example.com"] == scope
     assert granted["ana@example.com"] == "openid identity:accounts"
+
+
+async def set_client_disabled(runtime: Runtime, disabled: bool) -> None:
+    async with runtime.db.transaction() as session:
+        change = ClientChange(disabled=disabled)
+        await update_client(session, Actor(), CLIENT_ID, change, utcnow())
+    runtime.clients.forget(CLIENT_ID)
+
+
+async def test_a_sign_in_that_ended_in_an_error_cannot_be_resumed(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The picker resumes its flow when the browser has signed out meanwhile; a flow that
+    ended there in an error is gone, and does not come back with the client."""
+    await add_oauth_client(runtime, first_party=True)
+    await _two_accounts(runtime)
+    picker = (await sign_in(client)).headers["location"]
+    client.cookies.delete("identity_session")
+    await set_client_disabled(runtime, True)
+
+    ended = await client.get(picker)
+    await set_client_disabled(runtime, False)
+    resumed = await client.get(picker)
+
+    assert ended.status_code == 400
+    assert resumed.status_code == 400
+    assert "This sign-in page has expired" in resumed.text
