@@ -82,7 +82,25 @@ async def login_page(
     pending = await FlowStore(runtime.store).load(flow)
     if pending is None:
         return flow_expired(request, runtime)
-    return _login_form(request, runtime, pending, email=pending.request.get("login_hint") or "")
+    return _login_form(request, runtime, pending, email=await _hinted_email(runtime, pending))
+
+
+async def _hinted_email(runtime: Runtime, flow: Flow) -> str:
+    """The email to fill in: the one a valid ``id_token_hint`` of ours carries, else
+    ``login_hint`` (as node-oidc-provider and Keycloak fill in the username). Only the
+    hint's own claim: whoever holds the token can read it there already, while the user's
+    email from the database would tell a client never granted the email scope. A hint
+    that is not ours fills in nothing."""
+    hint = flow.request.get("id_token_hint")
+    if hint is not None:
+        try:
+            claims = verify_id_token_hint(hint, await runtime.keyset(), runtime.settings.issuer)
+        except OAuth2Error:
+            claims = {}
+        email = claims.get("email")
+        if isinstance(email, str) and len(email) <= MAX_EMAIL:
+            return email
+    return flow.request.get("login_hint") or ""
 
 
 @post("/login", include_in_schema=False, cache=False)

@@ -288,6 +288,33 @@ async def test_login_hint_prefills_the_email(client: httpx.AsyncClient) -> None:
     assert form_fields(page.text)["email"] == "bob@example.com"
 
 
+async def test_id_token_hint_prefills_the_email_it_carries(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    user = await add_user(runtime, "ana@example.com")
+    await add_oauth_client(runtime, first_party=True)
+    hint = await id_token(runtime, user, email="ana@example.com")
+
+    page = await open_login(client, authorize_params(id_token_hint=hint))
+
+    assert form_fields(page.text)["email"] == "ana@example.com"
+
+
+async def test_id_token_hint_without_email_tells_nothing_of_the_user(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A client granted only ``openid`` has no email in its ID tokens: the login page it can
+    open with one as hint must not show the user's address."""
+    user = await add_user(runtime, "ana@example.com")
+    await add_oauth_client(runtime, first_party=True)
+    hint = await id_token(runtime, user)
+
+    page = await open_login(client, authorize_params(id_token_hint=hint, login_hint="x@y.example"))
+
+    assert "ana@example.com" not in page.text
+    assert form_fields(page.text)["email"] == "x@y.example"
+
+
 # --- prompt and max_age -----------------------------------------------------------------
 
 
