@@ -527,6 +527,26 @@ async def test_a_scope_taken_from_a_client_is_not_issued_again_by_refresh_or_cod
     assert asked.status_code == 200 and asked.json()["scope"] == "openid email"
 
 
+async def test_a_refresh_left_with_no_scope_says_so(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 6749 §5.1: ``scope`` may be left out only when it is what was asked for. Once staff
+    take every scope the token had from the client, leaving it out would tell the client it
+    still has them all."""
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff, scope="reports:read")
+    portal = RegisteredClient(created["client_id"], created["client_secret"])
+    tokens = await signed_in_tokens(client, runtime, portal, scope="reports:read")
+    path = f"/api/v1/clients/{portal.client_id}"
+    narrowed = await client.patch(path, json={"scope": "reports:write"}, headers=staff)
+    assert narrowed.status_code == 200, narrowed.text
+
+    refreshed = await refresh(client, portal, tokens["refresh_token"])
+
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["scope"] == ""
+
+
 LOOPBACK = "http://127.0.0.1/callback"
 
 

@@ -115,14 +115,15 @@ class Issue:
 def access_token_response(
     ctx: GrantContext, issued: tokens.IssuedAccessToken, scope: str
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
+    """The response's access token part. ``scope`` is always given, empty when nothing was
+    granted: RFC 6749 §5.1 lets it be left out only when it equals what was asked for, and
+    left out it would claim everything asked for (node-oidc-provider always gives it)."""
+    return {
         "access_token": issued.token,
         "token_type": "Bearer",
         "expires_in": int((issued.expires_at - ctx.now).total_seconds()),
+        "scope": scope,
     }
-    if scope:
-        body["scope"] = scope
-    return body
 
 
 def _for_user(scope: str, user: User) -> str:
