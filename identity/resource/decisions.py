@@ -14,6 +14,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
+from identity.resource.audience import warn_if_any_audience
 from identity.resource.claims import AccessToken, canonical_account_id
 from identity.resource.errors import BearerTokenError, IssuerUnavailable
 
@@ -45,7 +46,8 @@ class Introspector:
 
     The service authenticates as a confidential client with ``client_secret_basic``. Only an
     active access token of our issuer (and audience, when set) passes; a refresh token
-    presented as a bearer token does not.
+    presented as a bearer token does not. Without ``audience`` a warning says, once when it
+    is made, that tokens for any service pass.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class Introspector:
         # RFC 6749 §2.3.1: id and secret are form-encoded before Basic's base64.
         self._auth = httpx.BasicAuth(quote_plus(client_id), quote_plus(client_secret))
         self._audience = audience
+        warn_if_any_audience(audience, issuer, "introspector")
 
     async def introspect(self, token: str) -> AccessToken:
         try:

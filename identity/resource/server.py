@@ -65,6 +65,7 @@ class ResourceServer:
             leeway=config.leeway,
             max_token_bytes=config.max_token_bytes,
         )
+        self._introspectors: dict[tuple[str, str], Introspector] = {}
 
     async def validate(self, token: str) -> AccessToken:
         return await self.validator.validate(token)
@@ -74,15 +75,20 @@ class ResourceServer:
         return await self.validator.validate(bearer_token(authorization))
 
     def introspector(self, client_id: str, client_secret: str) -> Introspector:
-        """An :class:`Introspector` authenticating as the given confidential client."""
-        return Introspector(
-            self._http,
-            self.discovery.introspection_endpoint,
-            issuer=self.config.issuer,
-            audience=self.config.audience,
-            client_id=client_id,
-            client_secret=client_secret,
-        )
+        """An :class:`Introspector` authenticating as the given confidential client; made once
+        per client, so that asking for it on every request warns (no audience) only once."""
+        credentials = (client_id, client_secret)
+        made = self._introspectors.get(credentials)
+        if made is None:
+            made = self._introspectors[credentials] = Introspector(
+                self._http,
+                self.discovery.introspection_endpoint,
+                issuer=self.config.issuer,
+                audience=self.config.audience,
+                client_id=client_id,
+                client_secret=client_secret,
+            )
+        return made
 
     async def aclose(self) -> None:
         if self._owns_http:

@@ -10,7 +10,6 @@ is looked up.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
@@ -21,6 +20,7 @@ from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
 
+from identity.resource.audience import warn_if_any_audience
 from identity.resource.claims import AccessToken
 from identity.resource.errors import BearerTokenError
 
@@ -30,7 +30,6 @@ ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 # Our tokens are about 1 KB; 8 KB leaves room for long permission lists.
 DEFAULT_MAX_TOKEN_BYTES = 8192
 
-logger = logging.getLogger(__name__)
 
 _CLAIM_FAILURES = {
     "iss": "The access token comes from another issuer.",
@@ -97,15 +96,7 @@ class TokenValidator:
         aud: dict[str, Any] = {"essential": True}
         if audience is not None:
             aud["value"] = audience
-        else:
-            # Kept valid for services with one issuer and one audience, but never silent: a
-            # token a client got for another service (or for itself) is accepted here.
-            logger.warning(
-                "no audience configured for issuer %s: access tokens issued for any service "
-                "are accepted; set ResourceServerConfig(audience=...) to this service's "
-                "resource identifier",
-                issuer,
-            )
+        warn_if_any_audience(audience, issuer, "token validator")
         self._claims = JWTClaimsRegistry(
             now=lambda: int(now()),
             leeway=leeway,

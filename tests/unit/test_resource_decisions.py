@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
 from identity.resource import (
@@ -143,3 +144,43 @@ async def test_an_introspection_the_issuer_fails_is_unavailable_and_logged(
     ):
         await introspector.introspect("t")
     assert "/introspect answered 500" in caplog.text
+
+
+def _audience_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.WARNING and "audience" in record.getMessage()
+    ]
+
+
+async def _nowhere() -> str:
+    return "https://id.example.test/introspect"
+
+
+@pytest.mark.parametrize(("audience", "warnings"), [(None, 1), (AUDIENCE, 0)])
+def test_an_introspector_made_without_an_audience_warns_as_the_kit_does(
+    caplog: pytest.LogCaptureFixture, audience: str | None, warnings: int
+) -> None:
+    # Without one, an active token the issuer answers for any service is accepted here.
+    with caplog.at_level(logging.WARNING, logger="identity.resource"):
+        Introspector(
+            httpx.AsyncClient(),
+            _nowhere,
+            issuer="https://id.example.test",
+            client_id="svc",
+            client_secret="s",
+            audience=audience,
+        )
+    assert len(_audience_warnings(caplog)) == warnings
+
+
+async def test_a_kit_without_an_audience_warns_once_for_its_introspectors(
+    issuer: LocalIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # README shows server.introspector(...) called per request: not a warning each time.
+    with caplog.at_level(logging.WARNING, logger="identity.resource"):
+        async with ResourceServer(ResourceServerConfig(issuer.issuer)) as kit:
+            for _ in range(3):
+                kit.introspector(*INTROSPECTION_CLIENT)
+    assert len(_audience_warnings(caplog)) <= 2
