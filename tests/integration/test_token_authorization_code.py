@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from identity.accounts.models import User
 from identity.audit.service import Actor
 from identity.clients.service import ClientChange, update_client
 from identity.clock import utcnow
@@ -191,6 +193,28 @@ async def test_code_for_a_disabled_user_is_refused(
     response = await fresh.redeem(client)
 
     assert response.json()["error"] == "invalid_grant"
+
+
+async def test_a_code_refused_for_its_disabled_user_is_spent(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Enabling the user again within the code's minute must not make a refused code good."""
+    user = await make_user(runtime)
+    fresh = await fresh_code(runtime, user=user)
+    await set_disabled(runtime, user.id, True)
+
+    refused = await fresh.redeem(client)
+    await set_disabled(runtime, user.id, False)
+    again = await fresh.redeem(client)
+
+    assert refused.json()["error"] == "invalid_grant"
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_grant"
+
+
+async def set_disabled(runtime: Runtime, user_id: uuid.UUID, disabled: bool) -> None:
+    async with runtime.db.transaction() as session:
+        await session.execute(update(User).where(User.id == user_id).values(disabled=disabled))
 
 
 async def test_client_without_refresh_grant_gets_no_refresh_token(

@@ -55,8 +55,9 @@ class AuthorizationCodeGrant:
             # rolled back, staff putting the address back within the code's lifetime would
             # make a code already refused good again.
             return Refusal(InvalidGrantError(UNREGISTERED))
-        # Any failure below raises, which rolls the redemption back: the code stays unused,
-        # as in node-oidc-provider, where every check runs before the code is consumed.
+        # A presenter that is not the code's own (redirect URI, verifier, resources) raises,
+        # which rolls the redemption back: the code stays unused for its app, as in
+        # node-oidc-provider, where these checks run before the code is consumed.
         check_presenter(code, ctx, redirect_uri, verifier)
         resources = granted_resources(request.resources, code.resources, ctx.client.resources)
         # A code stands for the sign-in it came from, as in Keycloak: once that has ended (a
@@ -65,7 +66,9 @@ class AuthorizationCodeGrant:
         signed_in = await browser_sessions.hold_unrevoked(session, code.session_id)
         user = await active_user(session, code.user_id)
         if user is None or not signed_in:
-            raise InvalidGrantError("The code is invalid, expired or already used.")
+            # Spent, as for an unregistered redirect URI: enabling the user again within
+            # the code's lifetime must not revive a code refused for them.
+            return Refusal(InvalidGrantError("The code is invalid, expired or already used."))
         return RedeemedCode(code, user, resources, access_jti)
 
     async def refuse_replay(
