@@ -95,6 +95,9 @@ class Outcome:
     # A secret made by the post, shown once by the page the browser is redirected to:
     # {"codes": [...], "intro": message id} or {"enrolment": digest of the pending secret}.
     secret: dict[str, Any] | None = None
+    # Where the page shows ``secret`` (or, with none, what an earlier post left there): set
+    # by a post that a double click may repeat, so that the repeat leads to the same.
+    handle: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -262,7 +265,11 @@ async def _see_other(posted: Posted, result: Outcome | Response[Any]) -> Outcome
     query = {LOCALE_FIELD: posted.locale}
     if what is not None:
         user_id = posted.visitor.user.id
-        query[shown_once.PARAMETER] = await shown_once.leave(posted.runtime, user_id, what)
+        query[shown_once.PARAMETER] = await shown_once.leave(
+            posted.runtime, user_id, what, result.handle
+        )
+    elif result.handle is not None:
+        query[shown_once.PARAMETER] = result.handle
     token = result.session_token
     replaced = [cookies.session(posted.runtime.settings, token)] if token else None
     return redirect(with_query(PATH, query), replaced)
@@ -451,50 +458,86 @@ async def begin_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Re
     return await _act_on_password(request, runtime, begin, errors)
 
 
+async def _set_up_secret(
+    session: AsyncSession, runtime: Runtime, user_id: uuid.UUID, enrolment: str
+) -> tuple[str, bool] | None:
+    """The user's secret and whether it is on, when ``enrolment`` is its digest: from the
+    set-up page that showed it (posted back), or left by the post that began the set-up
+    (shown_once); None for another secret, or none."""
+    stored = await mfa_repository.get_secret(session, user_id)
+    if stored is None:
+        return None
+    secret = SecondFactor.from_runtime(runtime).encryptor.decrypt(stored.secret_encrypted)
+    return (secret, stored.confirmed_at is not None) if digest_matches(secret, enrolment) else None
+
+
 async def _pending_secret(
     session: AsyncSession, runtime: Runtime, user_id: uuid.UUID, enrolment: str
 ) -> str | None:
-    """The pending secret, when ``enrolment`` is its digest: from the set-up page that showed
-    it (posted back), or left by the post that began the set-up (shown_once).
+    """The pending secret, when ``enrolment`` is its digest (see ``_set_up_secret``).
 
     Only beginning a set-up asks for the current password, and a set-up left pending stays:
     a session alone must neither read its secret (a wrong first code shows the page again)
     nor turn it on with a code from an app of its own, locking the owner out.
     """
-    pending = await mfa_repository.get_secret(session, user_id)
-    if pending is None or pending.confirmed_at is not None:
-        return None
-    secret = SecondFactor.from_runtime(runtime).encryptor.decrypt(pending.secret_encrypted)
-    return secret if digest_matches(secret, enrolment) else None
+    found = await _set_up_secret(session, runtime, user_id, enrolment)
+    return found[0] if found is not None and not found[1] else None
+
+
+def _codes_handle(enrolment: str) -> str:
+    """Where the page shows the recovery codes that turning ``enrolment`` on made: known to
+    whoever posts its confirmation, so a second post (a double click, whose answer is the
+    one the browser shows) leads to the codes the first one stored, not to a refusal."""
+    return digest(f"enrolment-codes:{enrolment}")
+
+
+async def _turned_on_by(session: AsyncSession, posted: Posted, enrolment: str) -> bool:
+    """Whether the user's secret is on and ``enrolment`` is its digest: this very set-up's
+    confirmation was posted before (a double click)."""
+    found = await _set_up_secret(session, posted.runtime, posted.visitor.user.id, enrolment)
+    return found is not None and found[1]
+
+
+async def _confirmed_again(session: AsyncSession, posted: Posted, enrolment: str) -> Outcome:
+    """A confirmation that found no set-up pending: when this set-up's first post turned it
+    on, the way to its codes (gone once seen: the page then says it is on)."""
+    if await _turned_on_by(session, posted, enrolment):
+        return Outcome(handle=_codes_handle(enrolment))
+    return Outcome(message_id="enrol.expired", status=400)
 
 
 @post(f"{PATH}/totp/confirm", include_in_schema=False, cache=False)
 async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
     async def confirm(session: AsyncSession, posted: Posted) -> Outcome | Response[Any]:
         user_id = posted.visitor.user.id
-        secret = await _pending_secret(
-            session, posted.runtime, user_id, field(posted.form, "enrolment", 64)
-        )
+        enrolment = field(posted.form, "enrolment", 64)
+        secret = await _pending_secret(session, posted.runtime, user_id, enrolment)
         if secret is None:
-            return Outcome(message_id="enrol.expired", status=400)
+            return await _confirmed_again(session, posted, enrolment)
         mfa = SecondFactor.from_runtime(posted.runtime)
         code = field(posted.form, "code", MAX_CODE)
         try:
             codes = await mfa.confirm_enrolment(session, posted.actor, user_id, code, posted.now)
         except NotFound:
-            return Outcome(message_id="enrol.expired", status=400)
+            return await _confirmed_again(session, posted, enrolment)
         except InvalidCode:
-            enrolment = await mfa.enrolment(secret, posted.visitor.user.email)
+            # Its code spent by a post of the same form that committed while this one
+            # waited to turn it on.
+            if await _turned_on_by(session, posted, enrolment):
+                return Outcome(handle=_codes_handle(enrolment))
+            enrolment_page = await mfa.enrolment(secret, posted.visitor.user.email)
             return _enrol_page(
                 request,
                 posted.runtime,
                 posted.locale,
                 user_id,
-                enrolment,
+                enrolment_page,
                 message_id="enrol.invalid",
                 status=400,
             )
-        return Outcome(secret={"codes": codes, "intro": "enrol.codes_intro"})
+        return Outcome(
+            secret={"codes": codes, "intro": "enrol.codes_intro"}, handle=_codes_handle(enrolment)
+        )
 
     return await _act(request, runtime, confirm, {})
 

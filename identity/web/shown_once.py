@@ -36,9 +36,15 @@ def _key(handle: str, user_id: uuid.UUID) -> str:
     return _KEY + digest(f"{user_id}:{handle}")
 
 
-async def leave(runtime: Runtime, user_id: uuid.UUID, what: dict[str, Any]) -> str:
-    """Keep ``what`` (JSON) for ``user_id``'s next page; returns the handle for its link."""
-    handle = random_token()
+async def leave(
+    runtime: Runtime, user_id: uuid.UUID, what: dict[str, Any], handle: str | None = None
+) -> str:
+    """Keep ``what`` (JSON) for ``user_id``'s next page; returns the handle for its link.
+
+    A post that a double click may repeat passes a ``handle`` of its own, derived from what
+    the form posted: the repeat can then send the browser to what the first post left.
+    """
+    handle = handle or random_token()
     sealed = _sealer(runtime).encrypt(json.dumps(what))
     await runtime.store.set(_key(handle, user_id), sealed.encode(), TTL_SECONDS)
     return handle

@@ -1,0 +1,99 @@
+"""The two-step set-up's confirmation posted twice (a double click): whichever answer the
+browser shows, the recovery codes it shows are the ones stored, or none at all and the page
+says two-step verification is on; never codes that do not work, nor a refusal after the
+codes were made unseen."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+import pyotp
+from sqlalchemy import select
+
+from identity.accounts.models import User
+from identity.mfa import recovery_codes
+from identity.mfa.models import RecoveryCode
+from identity.runtime import Runtime
+from tests.integration.page_helpers import (
+    SECURITY,
+    followed,
+    post_form,
+    sign_in_to_security_page,
+    totp_secret,
+)
+from tests.integration.recovery_helpers import PASSWORD, new_user
+
+ANA = "ana@example.com"
+
+
+def _codes(page: httpx.Response) -> list[str]:
+    return re.findall(r"<li data-recovery-code>([0-9a-z-]+)</li>", page.text)
+
+
+async def _stored(runtime: Runtime, user: User) -> set[str]:
+    async with runtime.db.transaction() as session:
+        statement = select(RecoveryCode.code_hash).where(RecoveryCode.user_id == user.id)
+        return set(await session.scalars(statement))
+
+
+async def _set_up_page(client: httpx.AsyncClient) -> httpx.Response:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    return await followed(
+        client, await post_form(client, page, f"{SECURITY}/totp", current_password=PASSWORD)
+    )
+
+
+async def test_a_second_confirmation_shows_the_codes_the_first_one_stored(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    ana = await new_user(runtime, ANA)
+    set_up = await _set_up_page(client)
+    code = pyotp.TOTP(totp_secret(set_up)).now()
+
+    await post_form(client, set_up, f"{SECURITY}/totp/confirm", code=code)
+    # The browser drops the first answer and follows the second.
+    second = await post_form(client, set_up, f"{SECURITY}/totp/confirm", code=code)
+    shown = await followed(client, second)
+
+    assert len(_codes(shown)) == 10
+    assert {recovery_codes.code_digest(c) for c in _codes(shown)} == await _stored(runtime, ana)
+
+
+async def test_once_the_codes_were_seen_a_second_confirmation_says_it_is_on(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    ana = await new_user(runtime, ANA)
+    set_up = await _set_up_page(client)
+    code = pyotp.TOTP(totp_secret(set_up)).now()
+    first = await followed(
+        client, await post_form(client, set_up, f"{SECURITY}/totp/confirm", code=code)
+    )
+    stored = await _stored(runtime, ana)
+
+    second = await followed(
+        client, await post_form(client, set_up, f"{SECURITY}/totp/confirm", code=code)
+    )
+
+    assert {recovery_codes.code_digest(c) for c in _codes(first)} == stored
+    assert _codes(second) == [] and 'role="alert"' not in second.text
+    assert "data-totp-disable" in second.text or "/totp/disable" in second.text
+    assert await _stored(runtime, ana) == stored
+
+
+async def test_two_confirmations_at_once_both_lead_to_the_stored_codes(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    ana = await new_user(runtime, ANA)
+    set_up = await _set_up_page(client)
+    code = pyotp.TOTP(totp_secret(set_up)).now()
+
+    answers = await asyncio.gather(
+        *(post_form(client, set_up, f"{SECURITY}/totp/confirm", code=code) for _ in range(2))
+    )
+
+    assert [a.status_code for a in answers] == [303, 303], [a.text[:300] for a in answers]
+    # Whichever answer the browser follows shows the codes stored.
+    shown = await followed(client, answers[-1])
+    assert {recovery_codes.code_digest(c) for c in _codes(shown)} == await _stored(runtime, ana)
