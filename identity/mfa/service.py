@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 # RFC 8176: a password, then a one-time password. A recovery code is a one-time password
 # too (NIST 800-63B "look-up secret"), and RFC 8176 has no value of its own for it.
 AMR_PASSWORD_AND_OTP = ("pwd", "otp")
+# The longest code taken as typed: a six-digit code or a recovery code, with the spaces and
+# dashes people type. A form reads one character more, so that a longer one reaches
+# ``_typed`` and is refused whole, never cut to a prefix that could be a code.
+MAX_CODE = 64
 
 
 class InvalidCode(DomainError):
@@ -54,6 +58,11 @@ class InvalidCode(DomainError):
 class InvalidPassword(DomainError):
     code = "invalid-credentials"
     status = 400
+
+
+def _typed(code: str) -> str | None:
+    """The code to check, or None for one too long to be any code."""
+    return code if len(code) <= MAX_CODE else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +136,9 @@ class SecondFactor:
         pending = await repository.get_secret(session, user_id)
         if pending is None or pending.confirmed_at is not None:
             raise NotFound("There is no two-step verification set-up in progress.")
-        step = totp.matching_step(self.encryptor.decrypt(pending.secret_encrypted), code, now)
+        typed = _typed(code)
+        secret = self.encryptor.decrypt(pending.secret_encrypted)
+        step = totp.matching_step(secret, typed, now) if typed is not None else None
         if step is None or not await repository.confirm(
             session, user_id, pending.secret_encrypted, step, now
         ):
@@ -153,7 +164,7 @@ class SecondFactor:
         self, session: AsyncSession, user_id: uuid.UUID, code: str, now: datetime
     ) -> bool:
         secret = await repository.get_secret(session, user_id)
-        if secret is None or secret.confirmed_at is None:
+        if secret is None or secret.confirmed_at is None or _typed(code) is None:
             return False
         step = totp.matching_step(self.encryptor.decrypt(secret.secret_encrypted), code, now)
         if step is not None:

@@ -39,7 +39,13 @@ from identity.errors import (
     UnstorableText,
 )
 from identity.mfa import repository as mfa_repository
-from identity.mfa.service import Enrolment, InvalidCode, InvalidPassword, SecondFactor
+from identity.mfa.service import (
+    MAX_CODE,
+    Enrolment,
+    InvalidCode,
+    InvalidPassword,
+    SecondFactor,
+)
 from identity.recovery.email_change import request_email_change
 from identity.recovery.service import PasswordMismatch
 from identity.runtime import Runtime
@@ -57,7 +63,6 @@ from identity.web.rendering import page
 PATH = "/account/security"
 MAX_EMAIL = 320
 MAX_NAME = 400  # twice the column: longer input gets the "too long" message, not a cut
-MAX_CODE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,7 +520,7 @@ async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         if secret is None:
             return await _confirmed_again(session, posted, enrolment)
         mfa = SecondFactor.from_runtime(posted.runtime)
-        code = field(posted.form, "code", MAX_CODE)
+        code = field(posted.form, "code", MAX_CODE + 1)
         try:
             codes = await mfa.confirm_enrolment(session, posted.actor, user_id, code, posted.now)
         except NotFound:
@@ -579,7 +584,7 @@ async def _disable_totp(posted: Posted) -> Outcome:
         posted.actor,
         posted.visitor.user,
         field(posted.form, "password", MAX_PASSWORD),
-        field(posted.form, "code", MAX_CODE),
+        field(posted.form, "code", MAX_CODE + 1),
         posted.now,
     )
     return Outcome(notice_id="security.totp_disabled")

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.repository import PasswordChanged, check_password_unchanged_since
 from identity.clock import utcnow
 from identity.errors import RateLimited
-from identity.mfa.service import InvalidCode, SecondFactor
+from identity.mfa.service import MAX_CODE, InvalidCode, SecondFactor
 from identity.oauth.interaction import FLOW_TTL, Flow, FlowStore
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
@@ -45,8 +45,6 @@ PATH = "/login/second-factor"
 # Not the "second-factor:" of releases that kept only the user id there: a process of one
 # release must not read the other's entries (it would misread them), only miss them.
 _PENDING = "second-factor-proof:"
-# A six-digit code or a recovery code, with the spaces and dashes people type.
-MAX_CODE = 64
 
 
 async def requires_code(session: AsyncSession, user_id: uuid.UUID) -> bool:
@@ -123,7 +121,7 @@ async def second_factor_submit(
     try:
         async with handing_over(runtime) as claim, runtime.db.transaction() as session:
             amr = await SecondFactor.from_runtime(runtime).verify(
-                session, proof.user_id, field(form, "code", MAX_CODE), now
+                session, proof.user_id, field(form, "code", MAX_CODE + 1), now
             )
             # A code that proved right: taking the flow rolls this back (the code unspent)
             # when another post of this step has taken it.
