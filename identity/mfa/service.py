@@ -28,6 +28,7 @@ from identity.audit.service import Actor, record_as, required_reason
 from identity.crypto import Encryptor
 from identity.db.engine import Database
 from identity.errors import Conflict, DomainError, NotFound
+from identity.i18n import DEFAULT_LOCALE
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
 from identity.mfa import recovery_codes, repository, totp
@@ -128,10 +129,18 @@ class SecondFactor:
         return Enrolment(secret, uri, await anyio.to_thread.run_sync(totp.qr_svg, uri))
 
     async def confirm_enrolment(
-        self, session: AsyncSession, actor: Actor, user_id: uuid.UUID, code: str, now: datetime
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        user_id: uuid.UUID,
+        code: str,
+        now: datetime,
+        *,
+        locale: str = DEFAULT_LOCALE,
     ) -> list[str]:
         """Turn the pending secret on with a first valid code, recorded for ``actor`` and told
-        to the user by email; returns the recovery codes, which exist nowhere else in clear.
+        to the user by email (in ``locale``, the page's, unless the user chose a language);
+        returns the recovery codes, which exist nowhere else in clear.
         Raises ``NotFound`` or ``InvalidCode``. Call ``runtime.mail.wake()`` afterwards."""
         pending = await repository.get_secret(session, user_id)
         if pending is None or pending.confirmed_at is not None:
@@ -155,7 +164,7 @@ class SecondFactor:
         user = await session.get(User, user_id)
         assert user is not None  # the secret just confirmed is theirs (ON DELETE CASCADE)
         notice = messages.second_factor_added(
-            Recipient(user.email, user.locale or "en"), self.settings.product_name
+            Recipient(user.email, user.locale or locale), self.settings.product_name
         )
         await outbox.enqueue(session, notice, now)
         return codes
@@ -209,9 +218,12 @@ class SecondFactor:
         password: str,
         code: str,
         now: datetime,
+        *,
+        locale: str = DEFAULT_LOCALE,
     ) -> None:
         """The user turns two-step verification off, proving both factors again; the removal
-        is recorded for ``actor`` (the user, from where they are).
+        is recorded for ``actor`` (the user, from where they are) and told to the user as
+        ``confirm_enrolment`` tells its start.
 
         Its transactions are its own: argon2 verifies the password between a short one that
         reads the stored hash and the one that checks the code and removes the factor.
@@ -230,7 +242,7 @@ class SecondFactor:
             if not await self.is_enrolled(session, user.id):
                 raise NotFound("Two-step verification is not on.")
             await self._check_counted(self._disable_failures, session, user.id, code, now)
-            await self._remove(session, user, now)
+            await self._remove(session, user, locale, now)
             await record_as(
                 session,
                 actor,
@@ -284,7 +296,7 @@ class SecondFactor:
         user = await session.get(User, user_id)
         # Whether there was a factor is what the removal itself found: two resets at once
         # both see one before either deletes it, and only one may audit and tell the user.
-        if user is None or not await self._remove(session, user, now):
+        if user is None or not await self._remove(session, user, DEFAULT_LOCALE, now):
             raise NotFound("This user has no two-step verification to reset.")
         await record_as(
             session,
@@ -295,12 +307,13 @@ class SecondFactor:
             reason=reason,
         )
 
-    async def _remove(self, session: AsyncSession, user: User, now: datetime) -> bool:
-        """Remove the factor and tell the user; False, telling nobody, when none was on."""
+    async def _remove(self, session: AsyncSession, user: User, locale: str, now: datetime) -> bool:
+        """Remove the factor and tell the user (in ``locale`` unless they chose a language);
+        False, telling nobody, when none was on."""
         if not await repository.remove(session, user.id):
             return False
         notice = messages.second_factor_removed(
-            Recipient(user.email, user.locale or "en"), self.settings.product_name
+            Recipient(user.email, user.locale or locale), self.settings.product_name
         )
         await outbox.enqueue(session, notice, now)
         log.info("second factor removed", extra={"user_id": str(user.id)})

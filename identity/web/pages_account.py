@@ -522,7 +522,9 @@ async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         mfa = SecondFactor.from_runtime(posted.runtime)
         code = field(posted.form, "code", MAX_CODE + 1)
         try:
-            codes = await mfa.confirm_enrolment(session, posted.actor, user_id, code, posted.now)
+            codes = await mfa.confirm_enrolment(
+                session, posted.actor, user_id, code, posted.now, locale=posted.locale
+            )
         except NotFound:
             return await _confirmed_again(session, posted, enrolment)
         except InvalidCode:
@@ -586,6 +588,7 @@ async def _disable_totp(posted: Posted) -> Outcome:
         field(posted.form, "password", MAX_PASSWORD),
         field(posted.form, "code", MAX_CODE + 1),
         posted.now,
+        locale=posted.locale,
     )
     return Outcome(notice_id="security.totp_disabled")
 
