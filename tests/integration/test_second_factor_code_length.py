@@ -4,6 +4,8 @@ code on every page that takes one, never cut to a prefix that is then checked: a
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pyotp
 import pytest
@@ -83,3 +85,30 @@ async def test_a_too_long_code_does_not_turn_two_step_verification_off(
     assert refused.status_code == 400, refused.text
     assert alert(refused) == "The password or the code is not correct."
     assert "/totp/disable" in (await client.get(SECURITY)).text
+
+
+def _code_inputs(page: httpx.Response) -> list[str]:
+    return re.findall(r'<input [^>]*name="code"[^>]*>', page.text)
+
+
+async def test_no_page_lets_the_browser_cut_a_code(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A browser cuts a pasted text to the input's maxlength without a word, and the cut code
+    would be checked: the server refuses a long one instead."""
+    _, _, codes = await enrolled_user(runtime)
+    login = await client.get((await client.get(SECURITY)).headers["location"])
+    step = await post_form(client, login, "/login", email=ANA, password=PASSWORD)
+    second_step = await client.get(step.headers["location"])
+    back = await post_form(client, second_step, "/login/second-factor", code=codes[0])
+    security = await client.get(back.headers["location"])
+    client.cookies.clear()
+    await new_user(runtime, "bea@example.com")
+    page = await sign_in_to_security_page(client, "bea@example.com", PASSWORD)
+    set_up = await followed(
+        client, await post_form(client, page, f"{SECURITY}/totp", current_password=PASSWORD)
+    )
+
+    inputs = [*_code_inputs(second_step), *_code_inputs(security), *_code_inputs(set_up)]
+    assert len(inputs) == 3
+    assert not [i for i in inputs if "maxlength" in i]
