@@ -205,6 +205,10 @@ class PasswordPolicy:
         For building a password a character at a time (identity.accounts.password_generator):
         when no prefix of a password ends in a listed word, no listed word is in it. It looks
         only at the words ending last, so each step costs as much as the longest word.
+
+        A word spelt across separators counts here even when a longer text would go on with
+        its last part ("1E^14" ends in "ieia", "1E^140" spells none): the generator then
+        passes over a character it could have kept, never keeps one the check refuses.
         """
         blocklist = self.blocklist
         folded = fold(text)

@@ -128,3 +128,13 @@ def test_a_password_showing_a_listed_word_is_refused(
 def test_no_password_the_policy_passes_shows_a_listed_word(password: str) -> None:
     if POLICY.check(password).accepted:
         assert not _shows_listed_word(POLICY, password)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=ALPHABET + "0125!. ", min_size=1, max_size=24))
+def test_every_listed_word_the_check_finds_ends_some_prefix(text: str) -> None:
+    """What the generator relies on: a text none of whose prefixes ends in a listed word
+    passes the check's dictionary test. (The other way round does not hold: "1E^14" ends in
+    "ieia" spelt across the "^", while in "1E^140" that part goes on and spells no word.)"""
+    if "password.dictionary_word" in POLICY.check(text).reason_ids:
+        assert any(POLICY.ends_in_listed_word(text[:end]) for end in range(1, len(text) + 1))
