@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any
 
 from litestar import Response, get
@@ -12,11 +13,36 @@ from identity.store.base import StoreUnavailable
 from identity.web.dependencies import RuntimeDep
 from identity.web.problems import problem
 
-# A Redis host that dies often drops packets instead of refusing connections: its commands
-# wait out their socket timeout (2 s). Readiness answers "degraded" well within an
-# orchestrator's probe timeout (Kubernetes: 1 s), or the probe would fail on every process
-# at once, which is what answering "degraded" rather than 503 is for.
-REDIS_PING_SECONDS = 0.5
+# A host that dies often drops packets instead of refusing connections: Redis's commands
+# wait out their socket timeout (2 s), the database's its connect and pool timeouts (5 s),
+# and a statement on a pooled connection waits for ever. Readiness answers well within an
+# orchestrator's probe timeout (Kubernetes: 1 s): a probe that times out says nothing of
+# which dependency is away, and for Redis it would fail every process at once, which is
+# what answering "degraded" rather than 503 is for.
+PING_SECONDS = 0.5
+
+# Pings given up on, kept referenced while they unwind (asyncio holds tasks only weakly).
+_abandoned: set[asyncio.Task[None]] = set()
+
+
+async def _ping(check: Coroutine[Any, Any, None]) -> None:
+    """Run ``check``, raising TimeoutError after PING_SECONDS without waiting for it to
+    unwind: psycopg answers a cancelled statement by sending the server a cancel request
+    over a new connection, which to a hung host waits out the connect timeout in turn."""
+    task = asyncio.ensure_future(check)
+    done, _ = await asyncio.wait({task}, timeout=PING_SECONDS)
+    if not done:
+        task.cancel()
+        _abandoned.add(task)
+        task.add_done_callback(_forget)
+        raise TimeoutError
+    task.result()
+
+
+def _forget(task: asyncio.Task[None]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # the outage was already reported; asyncio would log it again
 
 
 @get("/health/live", sync_to_thread=False, include_in_schema=False)
@@ -28,14 +54,13 @@ def live() -> dict[str, str]:
 async def ready(runtime: RuntimeDep) -> Response[dict[str, Any]]:
     checks: dict[str, str] = {}
     try:
-        await runtime.db.ping()
+        await _ping(runtime.db.ping())
         checks["database"] = "ok"
-    except DatabaseUnavailable:
+    except (DatabaseUnavailable, TimeoutError):
         checks["database"] = "unavailable"
     if runtime.settings.redis_url:
         try:
-            async with asyncio.timeout(REDIS_PING_SECONDS):
-                await runtime.store.ping()
+            await _ping(runtime.store.ping())
             checks["redis"] = "ok"
         except (StoreUnavailable, TimeoutError):
             checks["redis"] = "unavailable"

@@ -136,3 +136,24 @@ async def test_a_redis_that_stops_answering_shows_as_degraded_within_a_probe_tim
             }
     finally:
         server.close()
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+async def test_a_database_that_stops_answering_gives_503_within_a_probe_timeout(
+    proxied_postgres: tuple[Settings, TcpProxy],
+) -> None:
+    # A hung database host accepts connections and answers nothing: its connection and
+    # pool timeouts (5 s) outlast a probe's, and a readiness check that waits them out
+    # reads to the orchestrator as a timed-out probe rather than as "not ready".
+    settings, proxy = proxied_postgres
+    async with serving(create_app(settings)) as client:
+        assert (await client.get("/health/ready")).status_code == 200
+        await proxy.blackhole()
+        started = time.monotonic()
+        down = await client.get("/health/ready")
+        assert time.monotonic() - started < 1
+        assert down.status_code == 503
+        assert down.headers["content-type"] == "application/problem+json"
+        assert down.json()["checks"]["database"] == "unavailable"
+        assert "database" in down.json()["detail"]
+        await proxy.heal()
