@@ -182,6 +182,8 @@ def _check_asyncpg_options(url: URL) -> None:
         return
     import asyncpg  # only for a URL that names it
 
+    from identity.db import asyncpg_options
+
     known = _ASYNCPG_DIALECT_OPTIONS | set(inspect.signature(asyncpg.connect).parameters)
     for option in url.query:
         if option not in known:
@@ -189,6 +191,7 @@ def _check_asyncpg_options(url: URL) -> None:
                 "; asyncpg takes ssl=require where libpq takes sslmode" if "ssl" in option else ""
             )
             raise ValueError(f"has the option {option!r}, which asyncpg does not take{hint}")
+    asyncpg_options.converted(url.query)
 
 
 def async_database_url(url: URL) -> URL:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
-from identity.db import sqlite_inline, text_guard
+from identity.db import asyncpg_options, sqlite_inline, text_guard
 from identity.db.lone_reads import LoneReads
 from identity.settings import Settings
 
@@ -102,14 +102,17 @@ def create_read_engine(
 
 
 def _server_options(settings: Settings, pool_size: int) -> dict[str, Any]:
-    psycopg = settings.database_url.startswith("postgresql+psycopg")
-    timeout = "connect_timeout" if psycopg else "timeout"
+    url = make_url(settings.database_url)
+    if url.get_driver_name() == "psycopg":
+        connect_args: dict[str, Any] = {"connect_timeout": 5}
+    else:
+        connect_args = {"timeout": 5} | asyncpg_options.converted(url.query)
     return {
         "pool_size": pool_size,
         "max_overflow": pool_size,
         "pool_timeout": 5,
         "pool_recycle": 1800,
-        "connect_args": {timeout: 5},
+        "connect_args": connect_args,
     }
 
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from identity.background import BackgroundWork
 from identity.clock import utcnow
@@ -19,6 +20,7 @@ from identity.db.engine import Database, DatabaseUnavailable
 from identity.logs import JsonFormatter
 from identity.mail.models import OutgoingEmail
 from identity.settings import Settings
+from tests.backends import TEST_DATABASE_URL
 
 
 @pytest.fixture
@@ -92,3 +94,16 @@ async def test_a_postgresql_restarting_is_unavailable_on_either_driver(
     finally:
         await db.dispose()
         server.close()
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+async def test_asyncpg_takes_numbers_and_flags_from_the_url(settings: Settings) -> None:
+    # The query reaches asyncpg as text: these well-formed values raised TypeError before.
+    base = make_url(TEST_DATABASE_URL or "").set(drivername="postgresql+asyncpg", query={})
+    query = "statement_cache_size=10&command_timeout=5&timeout=3&direct_tls=false&ssl=disable"
+    url = f"{base.render_as_string(hide_password=False)}?{query}"
+    db = Database.from_settings(Settings.from_env({"IDENTITY_DATABASE_URL": url}))
+    try:
+        await db.ping()
+    finally:
+        await db.dispose()

@@ -60,6 +60,13 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         # asyncpg takes the query as keyword arguments: these raised TypeError on connecting.
         ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?sslmode=require", "ssl=require"),
         ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?timeout_s=5", "'timeout_s'"),
+        # ... and as text, where these want numbers, flags or one of a few words.
+        ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?command_timeout=abc", "seconds"),
+        ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?statement_cache_size=x", "whole"),
+        ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?ssl=maybe", "verify-full"),
+        ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?direct_tls=2", "true or false"),
+        ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?ssl=a&ssl=b", "more than once"),
+        ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?record_class=x", "in a URL"),
         ("IDENTITY_REDIS_URL", "redis://cache:abc/0", "port that is not a number from 1 to"),
         ("IDENTITY_REDIS_URL", "redis://cache:6379/zero", "database number"),
         ("IDENTITY_ISSUER", "https://id.example.com:abc", "port that is not a number from 1"),
