@@ -281,7 +281,18 @@ def _kid_attached(arguments: Sequence[str]) -> list[str]:
     return joined
 
 
+def _errors_nowhere_without_stderr() -> None:
+    """Started with file descriptor 2 closed (`2>&-`), Python has no sys.stderr, and
+    print(file=None), argparse's usage among them, writes to stdout instead: into the
+    secrets and JSON that scripts read from it. Errors then go nowhere; the exit status
+    still tells. Opening /dev/null takes descriptor 2 too, so no file opened later (the
+    SQLite database) can receive what C code writes to it."""
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _errors_nowhere_without_stderr()
     arguments = sys.argv[1:] if argv is None else argv
     position = _not_utf8(arguments)
     if position is not None:

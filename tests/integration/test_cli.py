@@ -457,3 +457,28 @@ def test_a_kid_starting_with_a_hyphen_can_be_retired(
     result = run_identity("keys", "retire", "--kid", "-nQ9xx00", env=env)
     assert result.returncode == 1
     assert result.stderr == "identity: There is no active signing key with kid '-nQ9xx00'.\n"
+
+
+@pytest.mark.parametrize(
+    "args, extra_env",
+    [
+        (("migrate",), {"IDENTITY_ACCESS_TOKEN_TTL": "soon"}),  # a setting refused
+        (("clients", "create", "--grant-type", "nonsense"), {}),  # an argument refused
+    ],
+)
+def test_with_stderr_closed_errors_go_nowhere_not_to_stdout(
+    env: dict[str, str], args: tuple[str, ...], extra_env: dict[str, str]
+) -> None:
+    # Python starts with sys.stderr None when file descriptor 2 is closed (`2>&-`), and
+    # print(file=None) writes to stdout: which carries secrets and JSON for scripts.
+    result = subprocess.run(
+        [sys.executable, "-m", "identity.cli", *args],
+        env=os.environ | env | extra_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        preexec_fn=lambda: os.close(2),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == b""
