@@ -24,7 +24,12 @@ from identity.web.api import (
 )
 from identity.web.api import users as users_api
 from identity.web.api import webhooks as webhooks_api
-from identity.web.api.auth import BearerRefused, bearer_refused_handler, provide_principal
+from identity.web.api.auth import (
+    BearerRefused,
+    authenticate,
+    bearer_refused_handler,
+    provide_principal,
+)
 from identity.web.api.common import provide_catalogue
 from identity.web.api.password import NO_STORE, require_json
 from identity.web.openapi import BEARER_REQUIREMENT
@@ -72,12 +77,12 @@ ROUTER = Router(
         clients.ClientController,
     ],
     security=[BEARER_REQUIREMENT],
-    guards=[require_json],
+    guards=[authenticate, require_json],  # in this order: see authenticate
     # Answers hold personal data and secrets shown once (a client's, a webhook's): no cache
     # along the way, nor the browser's, may keep a copy.
     cache_control=NO_STORE,
     dependencies={
-        "principal": Provide(provide_principal),
+        "principal": Provide(provide_principal, sync_to_thread=False),
         "catalogue": Provide(provide_catalogue),
     },
     exception_handlers={  # type: ignore[dict-item]
