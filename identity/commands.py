@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError as AlembicCommandError
 from sqlalchemy import func, make_url, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -103,6 +105,16 @@ def migrate(settings: Settings) -> None:
         raise _unreachable(settings, exc) from None
     except (PoolTimeout, OSError) as exc:
         raise _unreachable(settings, exc) from None
+    except AlembicCommandError as exc:
+        # A release rolled back after a newer one migrated: Alembic cannot place the
+        # database's revision among ours.
+        if not isinstance(exc.__cause__, ResolutionError):
+            raise
+        raise StartupError(
+            f"the database at {_where(settings)} is at migration "
+            f"'{exc.__cause__.argument}', which this version does not know: a newer version "
+            "migrated it; run that version, or restore a backup from before it."
+        ) from None
 
 
 # A table or column this version's SQL names is missing (PostgreSQL's SQLSTATEs; SQLite

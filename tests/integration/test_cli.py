@@ -482,3 +482,28 @@ def test_with_stderr_closed_errors_go_nowhere_not_to_stdout(
     )
     assert result.returncode == 2
     assert result.stdout == b""
+
+
+async def _stamp(settings: Settings, revision: str) -> None:
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE alembic_version SET version_num = :r"), {"r": revision}
+            )
+    finally:
+        await engine.dispose()
+
+
+def test_a_database_from_a_newer_version_is_named_as_such(
+    env: dict[str, str], settings: Settings
+) -> None:
+    # A rollback to an older release after the newer one migrated: Alembic cannot find
+    # the database's revision among ours, and migrate (and serve) stopped with a traceback.
+    assert run_identity("migrate", env=env).returncode == 0
+    asyncio.run(_stamp(settings, "9999"))
+    result = run_identity("migrate", env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("identity: the database at ")
+    assert "migration '9999', which this version does not know" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
