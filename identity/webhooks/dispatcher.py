@@ -6,7 +6,8 @@ import asyncio
 import logging
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import httpx
 
@@ -56,6 +57,20 @@ class DeliveryRefused(DeliveryFailed):
     the consumer answered 410 Gone, which says the URL will not take events any more."""
 
 
+class NoAnswer(DeliveryFailed):
+    """The consumer gave no answer at all: it could not be reached, or stayed silent past a
+    deadline. That is a matter of its endpoint, not of this event, so its other deliveries
+    wait with this one rather than each making a batch wait out the same timeout."""
+
+
+class Backoff(NamedTuple):
+    """An attempt its consumer gave no answer to: nothing more for the subscription until
+    this attempt's retry."""
+
+    subscription_id: uuid.UUID
+    until: datetime
+
+
 class WebhookDispatcher(BatchWorker):
     name = "webhook-dispatcher"
     batch_size = BATCH
@@ -95,6 +110,7 @@ class WebhookDispatcher(BatchWorker):
             results = await asyncio.gather(
                 *(self._attempt(http, i) for i in ids), return_exceptions=True
             )
+        await self._back_off([result for result in results if isinstance(result, Backoff)])
         # Raised only once every attempt has ended, so none is cut off with the client; a
         # delivery whose attempt broke keeps its lease and is retried when the lease runs out.
         for result in results:
@@ -102,7 +118,24 @@ class WebhookDispatcher(BatchWorker):
                 raise result
         return sum(result is True for result in results), len(ids)
 
-    async def _attempt(self, http: httpx.AsyncClient, delivery_id: uuid.UUID) -> bool:
+    async def _back_off(self, backoffs: list[Backoff]) -> None:
+        """Defer the rest of each silent consumer's deliveries to the latest retry its
+        attempts got: the next batches go to the others instead of waiting out its timeouts
+        again. Once per subscription and batch, in one transaction, rather than as each
+        attempt fails: deferrals of one subscription running together would lock its rows
+        against each other."""
+        until: dict[uuid.UUID, datetime] = {}
+        for subscription_id, retry_at in backoffs:
+            until[subscription_id] = max(retry_at, until.get(subscription_id, retry_at))
+        if not until:
+            return
+        async with self._db.transaction() as session:
+            now = utcnow()
+            for subscription_id, retry_at in sorted(until.items()):
+                await repository.defer(session, subscription_id, retry_at, now)
+
+    async def _attempt(self, http: httpx.AsyncClient, delivery_id: uuid.UUID) -> bool | Backoff:
+        """Whether the consumer took it, or a Backoff when it gave no answer."""
         async with self._db.transaction() as session:
             leased = await repository.lease(session, delivery_id, utcnow(), LEASE)
         if leased is None:
@@ -128,6 +161,8 @@ class WebhookDispatcher(BatchWorker):
                     session, leased.delivery_id, leased.attempts, str(exc), retry_at, now
                 )
             WEBHOOK_DELIVERIES.labels("gave_up" if delay is None else "failed").inc()
+            if isinstance(exc, NoAnswer) and retry_at is not None:
+                return Backoff(leased.subscription_id, retry_at)
             return False
         async with self._db.transaction() as session:
             await repository.mark_delivered(session, leased.delivery_id, utcnow())
@@ -156,7 +191,7 @@ class WebhookDispatcher(BatchWorker):
             ):
                 status = response.status_code
         except TimeoutError:
-            raise DeliveryFailed(f"No answer within {MAX_ATTEMPT_SECONDS} s") from None
+            raise NoAnswer(f"No answer within {MAX_ATTEMPT_SECONDS} s") from None
         except httpx.HTTPError as exc:
             # A host name refused for what it resolves to (egress.EgressRefused) is retried
             # like any connection error, unlike a URL refused above: the URL cannot change,
@@ -164,7 +199,7 @@ class WebhookDispatcher(BatchWorker):
             # resolver's answer for the wrong network), as it is when the name does not
             # resolve at all. Retrying costs no safety: every attempt is vetted again and
             # none connects to an internal address.
-            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+            raise NoAnswer(f"{type(exc).__name__}: {exc}") from exc
         if status == httpx.codes.GONE:
             raise DeliveryRefused("HTTP 410: the consumer says this URL is gone")
         if not httpx.codes.is_success(status):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.db import work_queue
@@ -21,6 +21,7 @@ class Leased:
 
     delivery_id: uuid.UUID
     attempts: int
+    subscription_id: uuid.UUID
     event_id: uuid.UUID
     body: str
     url: str
@@ -154,7 +155,60 @@ async def record_event(session: AsyncSession, event: WebhookEvent) -> None:
 
 
 async def due(session: AsyncSession, now: datetime, limit: int) -> Sequence[uuid.UUID]:
-    return await work_queue.due(session, WebhookDelivery, WebhookDelivery.delivered_at, now, limit)
+    """The ids of up to ``limit`` deliveries due now, taken in turns: each subscription's
+    longest waiting, then each one's second, and so on. A subscription with a backlog (a role
+    change reaching thousands of members) then leaves room in every batch for the others'
+    deliveries, however much older its own are, yet fills a batch when it alone has any due.
+    Each subscription's own come in the order they became due, events in the order they
+    occurred where that ties (deliveries deferred together, see ``defer``)."""
+    in_order = (WebhookDelivery.next_attempt_at, WebhookEvent.occurred_at, WebhookDelivery.id)
+    ranked = (
+        select(
+            WebhookDelivery.id,
+            func.row_number()
+            .over(partition_by=WebhookDelivery.subscription_id, order_by=in_order)
+            .label("turn"),
+            *in_order[:2],
+        )
+        .join(WebhookEvent, WebhookDelivery.event_id == WebhookEvent.id)
+        .where(
+            *work_queue.claimable(WebhookDelivery, WebhookDelivery.delivered_at, now),
+            WebhookDelivery.next_attempt_at <= now,
+        )
+        .subquery()
+    )
+    result = await session.scalars(
+        select(ranked.c.id)
+        .order_by(ranked.c.turn, ranked.c.next_attempt_at, ranked.c.occurred_at, ranked.c.id)
+        .limit(limit)
+    )
+    return result.all()
+
+
+async def defer(
+    session: AsyncSession, subscription_id: uuid.UUID, until: datetime, now: datetime
+) -> None:
+    """Nothing more for the subscription before ``until``: its deliveries not leased by an
+    attempt under way wait till then, keeping their attempts (none is made) and their order
+    (each comes no earlier than it would have, and those due together are told apart by
+    their events' order)."""
+    # Locked in id order (PostgreSQL), so two processes deferring one subscription at once
+    # wait for each other instead of deadlocking over rows each locked first.
+    rows = (
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.subscription_id == subscription_id,
+            *work_queue.claimable(WebhookDelivery, WebhookDelivery.delivered_at, now),
+            WebhookDelivery.next_attempt_at < until,
+        )
+        .order_by(WebhookDelivery.id)
+        .with_for_update()
+    )
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(rows.scalar_subquery()))
+        .values(next_attempt_at=until)
+    )
 
 
 async def lease(
@@ -173,9 +227,10 @@ async def lease(
     attempts = result.scalar_one_or_none()
     if attempts is None:
         return None
-    event_id, body, url, secret_ciphertext = (
+    subscription_id, event_id, body, url, secret_ciphertext = (
         await session.execute(
             select(
+                WebhookSubscription.id,
                 WebhookEvent.id,
                 WebhookEvent.body,
                 WebhookSubscription.url,
@@ -186,7 +241,7 @@ async def lease(
             .where(WebhookDelivery.id == delivery_id)
         )
     ).one()
-    return Leased(delivery_id, attempts, event_id, body, url, secret_ciphertext)
+    return Leased(delivery_id, attempts, subscription_id, event_id, body, url, secret_ciphertext)
 
 
 async def mark_delivered(session: AsyncSession, delivery_id: uuid.UUID, now: datetime) -> None:

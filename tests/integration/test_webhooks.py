@@ -562,6 +562,129 @@ async def test_a_backlog_larger_than_a_batch_goes_out_without_waiting_between_ba
     assert len(receiver.requests) == count
 
 
+# --- a consumer that is down does not hold up the others -----------------------------------
+
+
+@contextmanager
+def unanswering_consumer() -> Iterator[int]:
+    """A consumer whose host takes connections and never answers: a listener never accepting,
+    so the kernel completes a connection or two (whose requests get no answer) and drops the
+    rest's handshakes, as a host dropping packets does. Yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+async def emit_removals(runtime: Runtime, count: int) -> list[uuid.UUID]:
+    """``count`` events, one after the other; their ids, oldest first."""
+    async with runtime.db.transaction() as session:
+        for _ in range(count):
+            await events.emit(session, events.MEMBER_REMOVED, events.about_user(uuid.uuid4()))
+        statement = select(WebhookEvent.id).order_by(WebhookEvent.occurred_at)
+        return list((await session.scalars(statement)).all())[-count:]
+
+
+async def deliveries_to(runtime: Runtime, subscription: dict[str, Any]) -> list[WebhookDelivery]:
+    wanted = uuid.UUID(subscription["id"])
+    return [row for row in await deliveries(runtime) if row.subscription_id == wanted]
+
+
+@pytest.fixture
+def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A second to connect instead of 5, and 5 to answer instead of 10 (ample for the healthy
+    # consumer): each batch that tries the silent consumer waits this long, as it would wait
+    # out the real ones.
+    monkeypatch.setattr(dispatcher, "TIMEOUT", httpx.Timeout(5.0, connect=1.0))
+
+
+async def test_a_down_consumer_with_a_backlog_does_not_hold_up_the_others(
+    client: httpx.AsyncClient,
+    quiet: Runtime,
+    receiver: Receiver,
+    short_timeouts: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A role change reaching thousands of members queued an event each for a consumer that is
+    down; a healthy consumer's events, queued after them, go out in the first batches, and the
+    down one's backlog waits for its retry instead of being tried batch after batch."""
+    with unanswering_consumer() as port:
+        down = await subscribe(client, quiet, f"http://127.0.0.1:{port}/hooks")
+        await emit_removals(quiet, dispatcher.BATCH * 3)
+        await subscribe(client, quiet, receiver.url)
+        await emit_removals(quiet, 30)
+
+        delivered_after_each_batch = []
+        run_batch = quiet.webhooks.run_batch
+
+        async def counted() -> tuple[int, int]:
+            result = await run_batch()
+            delivered_after_each_batch.append(len(receiver.requests))
+            return result
+
+        monkeypatch.setattr(quiet.webhooks, "run_batch", counted)
+        await asyncio.wait_for(quiet.webhooks.run_once(), GUARD_SECONDS)
+
+    # Half the first batch, as the down consumer had due deliveries too; the rest next.
+    assert delivered_after_each_batch[:2] == [10, 30]
+    waiting = await deliveries_to(quiet, down)
+    assert len(waiting) == dispatcher.BATCH * 3 + 30
+    assert sum(row.attempts for row in waiting) == 10
+    assert all(row.delivered_at is None and row.failed_at is None for row in waiting)
+    assert min(row.next_attempt_at for row in waiting) > utcnow()
+
+
+async def test_a_down_consumer_s_backlog_keeps_its_order_and_arrives_whole_once_back(
+    client: httpx.AsyncClient, quiet: Runtime, short_timeouts: None
+) -> None:
+    with unanswering_consumer() as port:
+        down = await subscribe(client, quiet, f"http://127.0.0.1:{port}/hooks")
+        emitted = await emit_removals(quiet, dispatcher.BATCH + 10)
+        assert await asyncio.wait_for(quiet.webhooks.run_once(), GUARD_SECONDS) == 0
+
+    tried, deferred = emitted[: dispatcher.BATCH], emitted[dispatcher.BATCH :]
+    rows = {row.event_id: row for row in await deliveries_to(quiet, down)}
+    assert {rows[event_id].attempts for event_id in tried} == {1}
+    # Deferred without using an attempt, to no earlier than any tried one's retry: once due,
+    # the subscription's deliveries come in the order they were due before.
+    assert {rows[event_id].attempts for event_id in deferred} == {0}
+    assert max(rows[i].next_attempt_at for i in tried) <= rows[deferred[0]].next_attempt_at
+    later = max(row.next_attempt_at for row in rows.values())
+    async with quiet.db.transaction() as session:
+        due = await webhooks_repository.due(session, later, len(emitted))
+    by_id = {row.id: event_id for event_id, row in rows.items()}
+    assert set(due[: dispatcher.BATCH]) == {rows[i].id for i in tried}
+    assert [by_id[i] for i in due[dispatcher.BATCH :]] == deferred
+
+    with Receiver(port).running() as back:
+        await make_due(quiet)
+        assert await quiet.webhooks.run_once() == len(emitted)
+    received = [json.loads(body)["id"] for _, body in back.requests]
+    assert sorted(received) == sorted(str(event_id) for event_id in emitted)
+
+
+async def test_processes_deferring_one_subscription_at_once_wait_for_each_other(
+    client: httpx.AsyncClient, quiet: Runtime
+) -> None:
+    """Several processes' dispatchers may each find the same consumer silent: their
+    deferrals lock its deliveries in one order, so none deadlocks, and the latest stands."""
+    down = await subscribe(client, quiet, f"http://127.0.0.1:{free_port()}/hooks")
+    await emit_removals(quiet, 400)
+    now = utcnow()
+
+    async def defer(seconds: int) -> None:
+        async with quiet.db.transaction() as session:
+            await webhooks_repository.defer(
+                session, uuid.UUID(down["id"]), now + timedelta(seconds=seconds), now
+            )
+
+    for _ in range(5):
+        await asyncio.gather(*(defer(30 + k) for k in range(6)))
+    rows = await deliveries_to(quiet, down)
+    assert {row.next_attempt_at for row in rows} == {now + timedelta(seconds=35)}
+
+
 # --- the admin API ----------------------------------------------------------------------------
 
 
