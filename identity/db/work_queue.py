@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -28,14 +28,22 @@ def claimable(
     )
 
 
-async def due(
-    session: AsyncSession, model: Any, done: InstrumentedAttribute[Any], now: datetime, limit: int
-) -> Sequence[uuid.UUID]:
-    """The ids of claimable rows whose next attempt is due, the longest waiting first."""
-    result = await session.scalars(
-        select(model.id)
+def longest_waiting(
+    model: Any, done: InstrumentedAttribute[Any], now: datetime, limit: int
+) -> Select[tuple[Any]]:
+    """Up to ``limit`` claimable rows whose next attempt is due, the longest waiting first
+    (read through the index on ``next_attempt_at``)."""
+    return (
+        select(model)
         .where(*claimable(model, done, now), model.next_attempt_at <= now)
         .order_by(model.next_attempt_at)
         .limit(limit)
     )
-    return result.all()
+
+
+async def due(
+    session: AsyncSession, model: Any, done: InstrumentedAttribute[Any], now: datetime, limit: int
+) -> Sequence[uuid.UUID]:
+    """The ids of ``longest_waiting``."""
+    rows = longest_waiting(model, done, now, limit).with_only_columns(model.id)
+    return (await session.scalars(rows)).all()

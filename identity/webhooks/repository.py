@@ -154,6 +154,10 @@ async def record_event(session: AsyncSession, event: WebhookEvent) -> None:
     await session.flush()
 
 
+# How many of the longest-waiting deliveries ``due`` shares out in turns.
+CANDIDATES = 1000
+
+
 async def due(session: AsyncSession, now: datetime, limit: int) -> Sequence[uuid.UUID]:
     """The ids of up to ``limit`` deliveries due now, taken in turns: each subscription's
     longest waiting, then each one's second, and so on. A subscription with a backlog (a role
@@ -161,20 +165,23 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> Sequence[uuid
     deliveries, however much older its own are, yet fills a batch when it alone has any due.
     Each subscription's own come in the order they became due, events in the order they
     occurred where that ties (deliveries deferred together, see ``defer``)."""
-    in_order = (WebhookDelivery.next_attempt_at, WebhookEvent.occurred_at, WebhookDelivery.id)
+    # Turns are taken among the CANDIDATES longest waiting, read through the due index:
+    # ranking every due delivery would sort a whole backlog (100,000 after a role change
+    # reaching as many members) for each batch. A down consumer's backlog leaves that window
+    # at its first batch without an answer (``defer``).
+    waiting = work_queue.longest_waiting(
+        WebhookDelivery, WebhookDelivery.delivered_at, now, CANDIDATES
+    ).subquery()
+    in_order = (waiting.c.next_attempt_at, WebhookEvent.occurred_at, waiting.c.id)
     ranked = (
         select(
-            WebhookDelivery.id,
+            waiting.c.id,
             func.row_number()
-            .over(partition_by=WebhookDelivery.subscription_id, order_by=in_order)
+            .over(partition_by=waiting.c.subscription_id, order_by=in_order)
             .label("turn"),
             *in_order[:2],
         )
-        .join(WebhookEvent, WebhookDelivery.event_id == WebhookEvent.id)
-        .where(
-            *work_queue.claimable(WebhookDelivery, WebhookDelivery.delivered_at, now),
-            WebhookDelivery.next_attempt_at <= now,
-        )
+        .join(WebhookEvent, waiting.c.event_id == WebhookEvent.id)
         .subquery()
     )
     result = await session.scalars(
