@@ -58,6 +58,22 @@ def normalise_email(raw: str) -> str:
     return f"{local}@{ascii_domain}"
 
 
+def searched_forms(part: str) -> list[str]:
+    """The forms a part of an address takes as ``normalise_email`` stores it: NFC and lower
+    case, and also, when what follows its last @ (or the whole part, with none) is a
+    Unicode domain, with that domain in IDNA. Staff type an address as the customer spells
+    it (jan@straße.de), but the domain is stored as mail servers name it (xn--strae-oqa.de).
+    The form as typed is kept: a Unicode local part is stored as it is."""
+    typed = unicodedata.normalize("NFC", part).lower()
+    before, at, domain = typed.rpartition("@")
+    if domain.isascii():
+        return [typed]
+    try:
+        return [typed, f"{before}{at}{ascii_host(domain)}"]
+    except UnicodeError:  # not a domain, or only part of one: the typed form alone
+        return [typed]
+
+
 def deliverable_email(raw: str) -> str:
     """``normalise_email``, for an address about to be stored (a new user, an invitation, a
     changed sign-in email): it must also fit in an SMTP path, or every email to it fails, and

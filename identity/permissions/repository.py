@@ -120,11 +120,14 @@ async def user_by_email(session: AsyncSession, email: str) -> User | None:
 
 
 async def list_users(
-    session: AsyncSession, email_contains: str | None, offset: int, limit: int
+    session: AsyncSession, email_parts: Sequence[str], offset: int, limit: int
 ) -> Sequence[User]:
+    """Users in email order; with ``email_parts``, those whose email holds any of them."""
     statement = select(User).order_by(User.email).offset(offset).limit(limit)
-    if email_contains:
-        statement = statement.where(User.email.contains(email_contains, autoescape=True))
+    if email_parts:
+        statement = statement.where(
+            or_(*(User.email.contains(part, autoescape=True) for part in email_parts))
+        )
     return (await session.scalars(statement)).all()
 
 

@@ -7,7 +7,6 @@ the account first, so an account never ends with no owner, even under concurrent
 from __future__ import annotations
 
 import json
-import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts.emails import searched_forms
 from identity.accounts.models import User
 from identity.audit.service import Actor, record_as
 from identity.display_names import display_name
@@ -1134,11 +1134,10 @@ async def user(session: AsyncSession, user_id: uuid.UUID) -> User:
 async def list_users(
     session: AsyncSession, email_contains: str | None, offset: int, limit: int
 ) -> Sequence[User]:
-    # Addresses are stored in NFC and lower case (normalise_email), so the part looked for is
-    # put so too: LIKE ignores case on SQLite but not on PostgreSQL.
-    if email_contains:
-        email_contains = unicodedata.normalize("NFC", email_contains).lower()
-    return await repository.list_users(session, email_contains, offset, limit)
+    # The part looked for is put as addresses are stored (normalise_email): LIKE ignores case
+    # on SQLite but not on PostgreSQL, and a domain is stored in IDNA.
+    forms = searched_forms(email_contains) if email_contains else []
+    return await repository.list_users(session, forms, offset, limit)
 
 
 async def list_accounts(session: AsyncSession, offset: int, limit: int) -> Sequence[Account]:

@@ -33,3 +33,34 @@ async def test_the_email_filter_takes_wildcards_literally(
     for part in ("%", "_", "ada_byron"):
         found = await client.get("/api/v1/users", params={"email": part}, headers=headers)
         assert found.status_code == 200 and found.json() == [], part
+
+
+@pytest.mark.parametrize(
+    ("part", "who"),
+    [("jan@straße.de", {"jan"}), ("JAN@STRAßE.DE", {"jan"}), ("straße.de", {"jan", "jürgen"})],
+)
+async def test_the_email_filter_finds_a_domain_written_in_unicode(
+    client: httpx.AsyncClient, runtime: Runtime, part: str, who: set[str]
+) -> None:
+    # Domains are stored as mail servers name them (IDNA: straße.de is xn--strae-oqa.de), so
+    # staff typing the address as the customer spells it found nobody.
+    users = {
+        "jan": await make_user(runtime, email="jan@xn--strae-oqa.de"),
+        "jürgen": await make_user(runtime, email="jürgen@xn--strae-oqa.de"),
+        "other": await make_user(runtime, email="jan@strasse.de"),  # another domain and owner
+    }
+    found = await client.get(
+        "/api/v1/users", params={"email": part}, headers=await staff_headers(runtime)
+    )
+    assert found.status_code == 200, found.text
+    assert {row["id"] for row in found.json()} == {str(users[name].id) for name in who}
+
+
+async def test_the_email_filter_still_finds_a_unicode_local_part(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    jurgen = await make_user(runtime, email="jürgen@xn--strae-oqa.de")
+    found = await client.get(
+        "/api/v1/users", params={"email": "JÜRGEN"}, headers=await staff_headers(runtime)
+    )
+    assert [row["id"] for row in found.json()] == [str(jurgen.id)]
