@@ -29,7 +29,7 @@ from identity.web.api import management, password, recovery
 from identity.web.cors import cors_middleware
 from identity.web.dependencies import provide_runtime
 from identity.web.head_requests import head_as_get_middleware
-from identity.web.openapi import COMPONENTS, ProblemJsonRenderPlugin
+from identity.web.openapi import COMPONENTS, ClosedBodiesPlugin, ProblemJsonRenderPlugin
 from identity.web.problems import EXCEPTION_HANDLERS
 from identity.web.request_context import request_context_middleware
 from identity.web.requests import AppRequest, strict_json_bodies
@@ -69,6 +69,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         request_class=AppRequest,
+        plugins=[ClosedBodiesPlugin()],
         openapi_config=OpenAPIConfig(
             title="identity management API",
             version=__version__,

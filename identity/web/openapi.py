@@ -25,11 +25,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
+from litestar.openapi.spec import Components, Schema, SecurityRequirement, SecurityScheme
+from litestar.plugins import OpenAPISchemaPlugin
+from litestar.typing import FieldDefinition
 
 from identity.oauth.scopes import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ
 from identity.web.problems import PROBLEM_JSON
@@ -167,3 +170,30 @@ def with_problem_errors(document: dict[str, Any]) -> dict[str, Any]:
 class ProblemJsonRenderPlugin(JsonRenderPlugin):
     def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:  # type: ignore[type-arg]
         return self.render_json(request, with_problem_errors(openapi_schema))
+
+
+class ClosedBodiesPlugin(OpenAPISchemaPlugin):
+    """Documents ``additionalProperties: false`` on the bodies that refuse unknown fields
+    (``forbid_unknown_fields``, as ``schemas.Request``).
+
+    Litestar's own schema for a msgspec struct says nothing of it, so the document allowed
+    any extra field where the API answers 400: a client generated from it, or a test
+    generating bodies from it, sent fields it believed were fine. The schema itself is still
+    Litestar's (the plugin after this one that takes the struct); only the flag is added.
+    """
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        if field_definition.is_union or not field_definition.is_subclass_of(msgspec.Struct):
+            return False
+        info = msgspec.inspect.type_info(field_definition.type_)
+        return isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
+        litestars = next(
+            plugin
+            for plugin in schema_creator.plugins
+            if plugin is not self and schema_creator.plugin_supports_field(plugin, field_definition)
+        )
+        schema: Schema = litestars.to_openapi_schema(field_definition, schema_creator)
+        schema.additional_properties = False
+        return schema
