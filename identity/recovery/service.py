@@ -309,8 +309,9 @@ async def assisted_email_change(
 
     The reason is required and audited; both addresses are told; the reset links and pending
     invitations mailed before, to the old address, stop working, and the new address receives
-    a fresh reset link, so the customer proves they hold it by using it. Raises ``InvalidInput``,
-    ``NotFound`` or ``Conflict``. Call ``runtime.mail.wake()`` after the commit.
+    a fresh reset link (the welcome link, for a user with no password yet), so the customer
+    proves they hold it by using it. Raises ``InvalidInput``, ``NotFound`` or ``Conflict``.
+    Call ``runtime.mail.wake()`` after the commit.
     """
     reason = required_reason(reason)
     try:
@@ -321,7 +322,7 @@ async def assisted_email_change(
     found = await repository.user_with_credential(session, user_id)
     if found is None:
         raise NotFound("No such user.")
-    user = found[0]
+    user, credential = found
     old_email = user.email
     if new_email == old_email:
         raise invalid_field("email", "The new email address is the one the user already has.")
@@ -348,5 +349,11 @@ async def assisted_email_change(
             Recipient(address, locale), settings.product_name, old_email, new_email
         )
         await outbox.enqueue(session, notice, now)
-    await send_reset_link(session, settings, user, locale, now)
+    if credential is None:
+        # Created by staff and no password chosen yet (often a typo in the address being
+        # fixed): the new address gets the welcome, which lasts days, not a reset of a
+        # password there is none of.
+        await send_welcome_link(session, settings, user, now)
+    else:
+        await send_reset_link(session, settings, user, locale, now)
     return user

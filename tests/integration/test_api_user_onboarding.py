@@ -258,6 +258,29 @@ async def test_the_link_stops_working_when_the_email_changes(
     assert refused.status_code == 400 and SPENT in notice(refused)
 
 
+async def test_a_user_moved_before_choosing_a_password_gets_a_new_welcome_link(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Staff fixing a typo in the address of a customer they just created: the new address got
+    # a password reset email ("Someone asked to change the password", 30 minutes) for an
+    # account its reader had never heard of and that has no password to change.
+    headers = await staff_headers(runtime)
+    created = await _create(client, runtime, headers, email="ana@exmaple.com")
+    moved = await client.post(
+        f"/api/v1/users/{created.json()['id']}/email",
+        json={"email": ANA, "reason": "Typo in the address"},
+        headers=headers,
+    )
+    assert moved.status_code == 200, moved.text
+    changed, welcome = sorted(await mail_to(runtime, ANA), key=lambda m: "ready" in m.subject)
+    assert changed.subject == "The sign-in email of your Identity account was changed"
+    assert welcome.subject == "Your Identity account is ready: choose your password"
+    expires = (utcnow() + timedelta(days=7)).strftime("%Y-%m-%d")
+    assert f"The link works once, until {expires}" in welcome.text_body
+    chosen = await _choose_password(client, link_in(welcome, RESET))
+    assert chosen.status_code == 200 and "Password changed" in chosen.text
+
+
 async def test_a_first_password_stored_meanwhile_refuses_the_link_without_an_error(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
