@@ -99,8 +99,9 @@ async def end_email_changes(store: Store, user_id: uuid.UUID, now: datetime) -> 
     """End, for good, every confirmation link the user asked for until ``now``: staff
     disabled them, perhaps because someone else held their session, and enabling them again
     must not revive a link that intruder sent to their own address (as it revives no reset
-    link or session). Call it once the disable is committed: until then the link is refused
-    anyway, its user being disabled."""
+    link or session); or staff moved them to another address, and moving them back must not
+    revive one either. Call it once the change is committed: until then the link is refused
+    anyway, its user being disabled or its sign-in email another."""
     await store.set(_ENDED_KEY + str(user_id), now.isoformat().encode(), TTL_SECONDS)
 
 

@@ -142,6 +142,28 @@ async def test_a_move_by_staff_ends_the_confirmation_links_asked_for_before_it(
         assert (await session.get(User, user.id)).email == "ana@example.org"  # type: ignore[union-attr]
 
 
+async def test_a_move_by_staff_ends_those_links_also_once_the_user_is_moved_back(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # A link was refused only while the sign-in email differed from the one it was asked
+    # from: staff moving the customer back (their mailbox recovered, or a move undone) within
+    # the hour revived the link an intruder holding the session had sent to their own address.
+    user = await new_user(runtime, "ana@example.com")
+    token = await _ask(runtime, user, "intruder@example.net")
+    headers = await staff_headers(runtime)
+    for address in ("ana@example.org", "ana@example.com"):
+        moved = await client.post(
+            f"/api/v1/users/{user.id}/email",
+            json={"email": address, "reason": "Lost her mailbox; identity checked by phone."},
+            headers=headers,
+        )
+        assert moved.status_code == 200, moved.text
+    with pytest.raises(InvalidConfirmationLink):
+        await _confirm(runtime, token)
+    async with runtime.db.transaction() as session:
+        assert (await session.get(User, user.id)).email == "ana@example.com"  # type: ignore[union-attr]
+
+
 async def test_a_disable_ends_the_confirmation_links_asked_for_before_it_for_good(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

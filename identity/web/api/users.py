@@ -183,5 +183,8 @@ class UserController(Controller):
             user = await assisted_email_change(
                 session, runtime.settings, principal.actor, user_id, data.email, data.reason, now
             )
+        # Staff took the account back: a link asked for before must stay dead even if the
+        # user is moved back to the address it was asked from.
+        await end_email_changes(runtime.store, user.id, now)
         runtime.mail.wake()
         return user_out(user)
