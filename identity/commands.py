@@ -177,7 +177,14 @@ def _command_line_actor() -> Actor:
         who = getpass.getuser()
     except (KeyError, OSError):  # no login name and no passwd entry: a bare container
         who = f"uid {os.getuid()}"
-    return Actor(command_line=f"{who}@{socket.gethostname()}")
+    return Actor(command_line=f"{_readable(who)}@{_readable(socket.gethostname())}")
+
+
+def _readable(name: str) -> str:
+    """A name the system gave, its bytes that are not UTF-8 written as ``\\xNN``: a login
+    name in another encoding (josé in Latin-1) reaches Python as lone surrogates, which no
+    JSON answer can hold, and the audit log would fail on every page holding the entry."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _signing_key(kid: str) -> tuple[str, str]:

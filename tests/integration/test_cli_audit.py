@@ -10,11 +10,16 @@ import getpass
 import json
 import socket
 
+import httpx
+import pytest
 from sqlalchemy import select
 
 from identity.audit.models import AuditEvent
+from identity.commands import create_user
 from identity.db.engine import Database, create_engine
+from identity.runtime import Runtime
 from identity.settings import Settings
+from tests.integration.account_helpers import staff_headers
 from tests.processes import run_identity
 
 PASSWORD = "Zr8@kWq3!nTy6^bx"
@@ -84,3 +89,20 @@ def test_a_refused_command_records_nothing(env: dict[str, str], settings: Settin
 
     assert weak.returncode == 1 and unknown.returncode == 1
     assert asyncio.run(_entries(settings)) == []
+
+
+async def test_a_login_name_in_another_encoding_is_recorded_so_the_log_stays_readable(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A login name that is not UTF-8 (josé in Latin-1) reaches Python as a lone surrogate,
+    # which no JSON answer can hold: the staff's audit log answered 500 on every page holding
+    # the entry.
+    monkeypatch.setenv("LOGNAME", "jos\udce9")
+    await create_user(settings, "ana@example.com", PASSWORD, "", is_admin=False, show=print)
+    answer = await client.get("/api/v1/audit", headers=await staff_headers(runtime))
+    assert answer.status_code == 200, answer.text
+    (entry,) = answer.json()["events"]
+    assert entry["details"]["command_line"] == f"jos\\xe9@{socket.gethostname()}"
