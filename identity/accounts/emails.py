@@ -63,8 +63,9 @@ def searched_forms(part: str) -> list[str]:
     case, and also, when what follows its last @ (or the whole part, with none) is a
     Unicode domain, with that domain in IDNA. Staff type an address as the customer spells
     it (jan@straße.de), but the domain is stored as mail servers name it (xn--strae-oqa.de).
-    The form as typed is kept: a Unicode local part is stored as it is."""
-    typed = unicodedata.normalize("NFC", part).lower()
+    The form as typed is kept: a Unicode local part is stored as it is. Spaces around the
+    part are dropped, as from an address being stored: no stored address holds one."""
+    typed = unicodedata.normalize("NFC", part.strip()).lower()
     before, at, domain = typed.rpartition("@")
     if domain.isascii():
         return [typed]

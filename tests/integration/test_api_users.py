@@ -64,3 +64,17 @@ async def test_the_email_filter_still_finds_a_unicode_local_part(
         "/api/v1/users", params={"email": "JÜRGEN"}, headers=await staff_headers(runtime)
     )
     assert [row["id"] for row in found.json()] == [str(jurgen.id)]
+
+
+async def test_the_email_filter_ignores_spaces_around_a_pasted_address(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # No stored address holds a space (normalise_email strips them), so an address pasted
+    # with the spaces or the line break around it found nobody.
+    user = await make_user(runtime, email="ada.byron@example.com")
+    found = await client.get(
+        "/api/v1/users",
+        params={"email": " ada.byron@example.com\n"},
+        headers=await staff_headers(runtime),
+    )
+    assert [row["id"] for row in found.json()] == [str(user.id)]
