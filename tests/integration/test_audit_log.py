@@ -178,3 +178,19 @@ async def test_a_rename_or_role_edit_to_what_is_stored_records_nothing(
     assert edited.status_code == 200, edited.text
 
     assert await _actions(client, f"{base}/audit", headers) == before
+
+
+async def test_a_target_id_finds_its_entries_however_the_uuid_is_written(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Ids are recorded as the API writes them (lower case, hyphens); a user id copied from a
+    # tool that shows UUIDs in capitals, or without hyphens, named the same user and found
+    # nothing, where actor_user_id and account_id, read as UUIDs, took either.
+    account = await make_account(runtime, await make_user(runtime))
+    member = await make_user(runtime)
+    await add_member(runtime, account, member)
+    staff = await staff_headers(runtime)
+    for written in (str(member.id).upper(), member.id.hex, f"{{{member.id}}}"):
+        events = await _actions(client, f"/api/v1/audit?target_id={written}", staff)
+        assert [e["action"] for e in events] == ["member.added"], written
+        assert events[0]["target_id"] == str(member.id)

@@ -42,6 +42,19 @@ def _utc(value: datetime | None, name: str) -> datetime | None:
         raise invalid_field(name, "The date is out of range.") from None
 
 
+def _as_recorded(target_id: str | None) -> str | None:
+    """The target id as entries record it: a UUID (a user, account, role, invitation...) in
+    lower case with hyphens, whichever way it was written (capitals, no hyphens, braces), as
+    ``actor_user_id`` takes it. Other ids (a client's, a key's, a permission's name) hold
+    characters no UUID does, and are taken as they are."""
+    if target_id is None:
+        return None
+    try:
+        return str(uuid.UUID(target_id))
+    except ValueError:
+        return target_id
+
+
 async def _page(
     runtime: Runtime,
     principal: Principal,
@@ -77,7 +90,12 @@ class AuditController(Controller):
         limit: Limit = 50,
     ) -> schemas.AuditPage:
         where = EventFilter(
-            account_id, action, actor_user_id, target_id, _utc(since, "since"), _utc(until, "until")
+            account_id,
+            action,
+            actor_user_id,
+            _as_recorded(target_id),
+            _utc(since, "since"),
+            _utc(until, "until"),
         )
         return await _page(runtime, principal, Action.AUDIT_READ_ALL, where, before_id, limit, None)
 
@@ -100,7 +118,12 @@ class AuditController(Controller):
         limit: Limit = 50,
     ) -> schemas.AuditPage:
         where = EventFilter(
-            account_id, action, actor_user_id, target_id, _utc(since, "since"), _utc(until, "until")
+            account_id,
+            action,
+            actor_user_id,
+            _as_recorded(target_id),
+            _utc(since, "since"),
+            _utc(until, "until"),
         )
         return await _page(
             runtime, principal, Action.ACCOUNT_AUDIT_READ, where, before_id, limit, account_id
