@@ -106,13 +106,15 @@ async def test_consent_after_its_client_was_deleted_elsewhere_shows_the_unknown_
     consent_page = await client.get(to_consent.headers["location"])
     await _delete_elsewhere(elsewhere, runtime, CLIENT_ID)
 
-    shown_again = await client.get(to_consent.headers["location"])
     allowed = await client.post(
         "/consent", data=form_fields(consent_page.text) | {"decision": "allow"}
     )
+    shown_again = await client.get(to_consent.headers["location"])
 
-    assert_unknown_application_page(shown_again)
     assert_unknown_application_page(allowed)
+    # That page ended the sign-in: its consent link now says to start again.
+    assert shown_again.status_code == 400
+    assert "This sign-in page has expired" in shown_again.text
     assert (await _rows(runtime, Consent), await _rows(runtime, AuthorizationCode)) == (0, 0)
     assert _errors_logged(caplog) == []
 
