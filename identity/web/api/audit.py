@@ -55,6 +55,25 @@ def _as_recorded(target_id: str | None) -> str | None:
         return target_id
 
 
+def _filter(
+    account_id: uuid.UUID | None,
+    action: str | None,
+    actor_user_id: uuid.UUID | None,
+    target_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> EventFilter:
+    """The filters both views take, as the entries record them."""
+    return EventFilter(
+        account_id,
+        action,
+        actor_user_id,
+        _as_recorded(target_id),
+        _utc(since, "since"),
+        _utc(until, "until"),
+    )
+
+
 async def _page(
     runtime: Runtime,
     principal: Principal,
@@ -89,14 +108,7 @@ class AuditController(Controller):
         before_id: BeforeId = None,
         limit: Limit = 50,
     ) -> schemas.AuditPage:
-        where = EventFilter(
-            account_id,
-            action,
-            actor_user_id,
-            _as_recorded(target_id),
-            _utc(since, "since"),
-            _utc(until, "until"),
-        )
+        where = _filter(account_id, action, actor_user_id, target_id, since, until)
         return await _page(runtime, principal, Action.AUDIT_READ_ALL, where, before_id, limit, None)
 
     @get(
@@ -117,14 +129,7 @@ class AuditController(Controller):
         before_id: BeforeId = None,
         limit: Limit = 50,
     ) -> schemas.AuditPage:
-        where = EventFilter(
-            account_id,
-            action,
-            actor_user_id,
-            _as_recorded(target_id),
-            _utc(since, "since"),
-            _utc(until, "until"),
-        )
+        where = _filter(account_id, action, actor_user_id, target_id, since, until)
         return await _page(
             runtime, principal, Action.ACCOUNT_AUDIT_READ, where, before_id, limit, account_id
         )
