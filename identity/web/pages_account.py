@@ -100,8 +100,8 @@ class Outcome:
     # A secret made by the post, shown once by the page the browser is redirected to:
     # {"codes": [...], "intro": message id} or {"enrolment": digest of the pending secret}.
     secret: dict[str, Any] | None = None
-    # Where the page shows ``secret`` (or, with none, what an earlier post left there): set
-    # by a post that a double click may repeat, so that the repeat leads to the same.
+    # Where the page shows what a post left there itself, before its commit: set by a post
+    # that a double click may repeat, so that the repeat leads to the same.
     handle: str | None = None
 
     @property
@@ -270,9 +270,7 @@ async def _see_other(posted: Posted, result: Outcome | Response[Any]) -> Outcome
     query = {LOCALE_FIELD: posted.locale}
     if what is not None:
         user_id = posted.visitor.user.id
-        query[shown_once.PARAMETER] = await shown_once.leave(
-            posted.runtime, user_id, what, result.handle
-        )
+        query[shown_once.PARAMETER] = await shown_once.leave(posted.runtime, user_id, what)
     elif result.handle is not None:
         query[shown_once.PARAMETER] = result.handle
     token = result.session_token
@@ -542,9 +540,13 @@ async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
                 message_id="enrol.invalid",
                 status=400,
             )
-        return Outcome(
-            secret={"codes": codes, "intro": "enrol.codes_intro"}, handle=_codes_handle(enrolment)
+        # Left before the commit, not after as a secret: the commit lets a second post of
+        # this form through, whose answer sends the browser to the codes at once.
+        codes_shown = {"codes": codes, "intro": "enrol.codes_intro"}
+        handle = await shown_once.leave(
+            posted.runtime, user_id, codes_shown, _codes_handle(enrolment)
         )
+        return Outcome(handle=handle)
 
     return await _act(request, runtime, confirm, {})
 

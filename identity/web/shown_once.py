@@ -3,7 +3,8 @@
 again (replacing recovery codes twice, or starting a second set-up).
 
 The post leaves what to show (a notice, or a secret such as new recovery codes) in the
-shared store under a random handle that goes in the redirect's query; the page takes it out
+shared store under a handle that goes in the redirect's query (random, or derived from what
+a form posted where a double click may post it twice: see ``leave``); the page takes it out
 atomically, so it is shown once, and only to the user who posted: the handle is looked up
 with that user's id, so in the history of a browser someone else signs in to it shows them
 nothing and spends nothing. The link carries no text of

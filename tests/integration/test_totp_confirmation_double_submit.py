@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
+from typing import Any
 
 import httpx
 import pyotp
+import pytest
 from sqlalchemy import select
 
 from identity.accounts.models import User
 from identity.mfa import recovery_codes
 from identity.mfa.models import RecoveryCode
 from identity.runtime import Runtime
+from identity.web import shown_once
 from tests.integration.page_helpers import (
     SECURITY,
     followed,
@@ -96,4 +100,35 @@ async def test_two_confirmations_at_once_both_lead_to_the_stored_codes(
     assert [a.status_code for a in answers] == [303, 303], [a.text[:300] for a in answers]
     # Whichever answer the browser follows shows the codes stored.
     shown = await followed(client, answers[-1])
+    assert {recovery_codes.code_digest(c) for c in _codes(shown)} == await _stored(runtime, ana)
+
+
+async def test_the_second_answer_followed_at_once_finds_the_codes_already_left(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first post left its codes for the page only after its commit: the second post,
+    # let through by that commit, could send the browser to the codes' handle before they
+    # were there, and the page then said two-step verification was on, the codes never seen.
+    ana = await new_user(runtime, ANA)
+    set_up = await _set_up_page(client)
+    code = pyotp.TOTP(totp_secret(set_up)).now()
+    leaving_codes = asyncio.Event()
+    real_leave = shown_once.leave
+
+    async def slow_leave(
+        runtime: Runtime, user_id: uuid.UUID, what: dict[str, Any], handle: str | None = None
+    ) -> str:
+        if "codes" in what:
+            leaving_codes.set()
+            await asyncio.sleep(0.5)
+        return await real_leave(runtime, user_id, what, handle)
+
+    monkeypatch.setattr(shown_once, "leave", slow_leave)
+    first = asyncio.create_task(post_form(client, set_up, f"{SECURITY}/totp/confirm", code=code))
+    await leaving_codes.wait()
+    shown = await followed(
+        client, await post_form(client, set_up, f"{SECURITY}/totp/confirm", code=code)
+    )
+    await first
+
     assert {recovery_codes.code_digest(c) for c in _codes(shown)} == await _stored(runtime, ana)
