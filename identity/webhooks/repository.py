@@ -221,12 +221,14 @@ async def defer(
 async def lease(
     session: AsyncSession, delivery_id: uuid.UUID, now: datetime, lease_for: timedelta
 ) -> Leased | None:
-    """Take the delivery for ``lease_for``; None when another process holds it or it is done."""
+    """Take the delivery for ``lease_for``; None when another process holds it or it is done,
+    or when it is no longer due: ``defer`` may have moved it since it was read as due."""
     result = await session.execute(
         update(WebhookDelivery)
         .where(
             WebhookDelivery.id == delivery_id,
             *work_queue.claimable(WebhookDelivery, WebhookDelivery.delivered_at, now),
+            WebhookDelivery.next_attempt_at <= now,
         )
         .values(leased_until=now + lease_for, attempts=WebhookDelivery.attempts + 1)
         .returning(WebhookDelivery.attempts)

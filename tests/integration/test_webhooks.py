@@ -685,6 +685,32 @@ async def test_processes_deferring_one_subscription_at_once_wait_for_each_other(
     assert {row.next_attempt_at for row in rows} == {now + timedelta(seconds=35)}
 
 
+async def test_a_delivery_deferred_after_it_was_read_as_due_is_not_attempted(
+    client: httpx.AsyncClient, quiet: Runtime
+) -> None:
+    """Another process's dispatcher may find the consumer silent between this one reading a
+    delivery as due and leasing it: the lease took it all the same, spending an attempt on a
+    consumer known to be down, which a deferral promises not to."""
+    down = await subscribe(client, quiet, f"http://127.0.0.1:{free_port()}/hooks")
+    await emit_removals(quiet, 1)
+    now = utcnow()
+    async with quiet.db.transaction() as session:
+        [delivery_id] = await webhooks_repository.due(session, now, 10)
+    async with quiet.db.transaction() as session:
+        await webhooks_repository.defer(
+            session, uuid.UUID(down["id"]), now + timedelta(minutes=5), now
+        )
+
+    async with quiet.db.transaction() as session:
+        leased = await webhooks_repository.lease(
+            session, delivery_id, utcnow(), timedelta(minutes=1)
+        )
+
+    assert leased is None
+    [row] = await deliveries_to(quiet, down)
+    assert row.attempts == 0 and row.leased_until is None
+
+
 # --- the admin API ----------------------------------------------------------------------------
 
 
