@@ -63,6 +63,9 @@ _CONVERT: dict[str, Callable[[str], Any]] = {
 _NOT_FROM_TEXT = frozenset(
     {"loop", "connection_class", "record_class", "server_settings", "dsn", "database"}
 )
+# Read by SQLAlchemy itself, not handed on as text: each given once per host to fail over
+# between (``?host=db1:5432&host=db2:5432``).
+_HOSTS = frozenset({"host", "port"})
 
 
 def converted(query: Mapping[str, str | tuple[str, ...]]) -> dict[str, Any]:
@@ -72,7 +75,7 @@ def converted(query: Mapping[str, str | tuple[str, ...]]) -> dict[str, Any]:
     for option, value in query.items():
         if option in _NOT_FROM_TEXT:
             raise ValueError(f"has the option {option!r}, which cannot be given in a URL")
-        if isinstance(value, tuple):
+        if isinstance(value, tuple) and option not in _HOSTS:
             raise ValueError(f"gives the option {option!r} more than once")
         if option in _CONVERT:
             try:

@@ -107,3 +107,17 @@ async def test_asyncpg_takes_numbers_and_flags_from_the_url(settings: Settings) 
         await db.ping()
     finally:
         await db.dispose()
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+async def test_asyncpg_takes_several_hosts_from_the_url(settings: Settings) -> None:
+    # SQLAlchemy's failover form was refused as "the option 'host' more than once".
+    base = make_url(TEST_DATABASE_URL or "").set(drivername="postgresql+asyncpg", query={})
+    where = f"{base.host}:{base.port or 5432}"
+    url = f"{base.set(host=None, port=None).render_as_string(hide_password=False)}"
+    url += f"?host={where}&host={where}&target_session_attrs=read-write"
+    db = Database.from_settings(Settings.from_env({"IDENTITY_DATABASE_URL": url}))
+    try:
+        await db.ping()
+    finally:
+        await db.dispose()

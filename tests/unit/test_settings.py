@@ -27,6 +27,11 @@ def test_empty_values_count_as_unset() -> None:
         ("postgresql://u@db/identity", "postgresql+psycopg://u@db/identity"),
         ("postgresql+psycopg://u@db/identity", "postgresql+psycopg://u@db/identity"),
         ("postgresql+asyncpg://u:p@db:5433/x", "postgresql+asyncpg://u:p@db:5433/x"),
+        # SQLAlchemy's form for several hosts to fail over between, each named once per host.
+        (
+            "postgresql+asyncpg://u@/x?host=db1:5432&host=db2:5433",
+            "postgresql+asyncpg://u@/x?host=db1%3A5432&host=db2%3A5433",
+        ),
         ("sqlite:////var/lib/identity.db", "sqlite+aiosqlite:////var/lib/identity.db"),
     ],
 )
