@@ -46,6 +46,7 @@ def _one_of(*choices: str) -> Callable[[str], str]:
 _CONVERT: dict[str, Callable[[str], Any]] = {
     "timeout": _seconds,
     "command_timeout": _seconds,
+    "port": _whole,  # see converted
     "statement_cache_size": _whole,
     "prepared_statement_cache_size": _whole,
     "max_cached_statement_lifetime": _whole,
@@ -68,6 +69,13 @@ _NOT_FROM_TEXT = frozenset(
 _HOSTS = frozenset({"host", "port"})
 
 
+def _checked(option: str, value: str) -> Any:
+    try:
+        return _CONVERT[option](value)
+    except ValueError as exc:
+        raise ValueError(f"has {option}={value!r}; it must be {exc}") from None
+
+
 def converted(query: Mapping[str, str | tuple[str, ...]]) -> dict[str, Any]:
     """The options of ``query`` that asyncpg wants as something other than text; raises
     ValueError, worded to follow the setting's name, for one it would refuse."""
@@ -75,11 +83,14 @@ def converted(query: Mapping[str, str | tuple[str, ...]]) -> dict[str, Any]:
     for option, value in query.items():
         if option in _NOT_FROM_TEXT:
             raise ValueError(f"has the option {option!r}, which cannot be given in a URL")
-        if isinstance(value, tuple) and option not in _HOSTS:
+        values = value if isinstance(value, tuple) else (value,)
+        if option == "port":
+            # Checked only: SQLAlchemy reads it, and a word there failed on connecting, as
+            # a traceback.
+            for port in values:
+                _checked(option, port)
+        elif len(values) > 1 and option not in _HOSTS:
             raise ValueError(f"gives the option {option!r} more than once")
-        if option in _CONVERT:
-            try:
-                options[option] = _CONVERT[option](value)
-            except ValueError as exc:
-                raise ValueError(f"has {option}={value!r}; it must be {exc}") from None
+        elif option in _CONVERT:
+            options[option] = _checked(option, values[0])
     return options

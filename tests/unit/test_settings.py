@@ -72,6 +72,8 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?direct_tls=2", "true or false"),
         ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?ssl=a&ssl=b", "more than once"),
         ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?record_class=x", "in a URL"),
+        ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@/x?port=abc", "port='abc'"),
+        ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@/x?host=a&host=b&port=1&port=x", "whole"),
         ("IDENTITY_REDIS_URL", "redis://cache:abc/0", "port that is not a number from 1 to"),
         ("IDENTITY_REDIS_URL", "redis://cache:6379/zero", "database number"),
         ("IDENTITY_ISSUER", "https://id.example.com:abc", "port that is not a number from 1"),
