@@ -37,6 +37,11 @@ TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 # (whose deliveries run together) waits at most this for its slowest consumer.
 MAX_ATTEMPT_SECONDS = 30
 LEASE = timedelta(minutes=2)
+# A silent consumer's other deliveries wait at most this long (see _back_off): each delivery
+# tried keeps its own backoff, but one bad minute of old deliveries near their last attempt
+# (retried 4 h on) must not hold its new events for hours. A consumer that stays down costs
+# one batch's share of timeouts this often.
+LONGEST_DEFERRAL = timedelta(minutes=2)
 BATCH = 20
 
 
@@ -120,10 +125,10 @@ class WebhookDispatcher(BatchWorker):
 
     async def _back_off(self, backoffs: list[Backoff]) -> None:
         """Defer the rest of each silent consumer's deliveries to the latest retry its
-        attempts got: the next batches go to the others instead of waiting out its timeouts
-        again. Once per subscription and batch, in one transaction, rather than as each
-        attempt fails: deferrals of one subscription running together would lock its rows
-        against each other."""
+        attempts got, LONGEST_DEFERRAL at most: the next batches go to the others instead of
+        waiting out its timeouts again. Once per subscription and batch, in one transaction,
+        rather than as each attempt fails: deferrals of one subscription running together
+        would lock its rows against each other."""
         until: dict[uuid.UUID, datetime] = {}
         for subscription_id, retry_at in backoffs:
             until[subscription_id] = max(retry_at, until.get(subscription_id, retry_at))
@@ -132,7 +137,8 @@ class WebhookDispatcher(BatchWorker):
         async with self._db.transaction() as session:
             now = utcnow()
             for subscription_id, retry_at in sorted(until.items()):
-                await repository.defer(session, subscription_id, retry_at, now)
+                latest = min(retry_at, now + LONGEST_DEFERRAL)
+                await repository.defer(session, subscription_id, latest, now)
 
     async def _attempt(self, http: httpx.AsyncClient, delivery_id: uuid.UUID) -> bool | Backoff:
         """Whether the consumer took it, or a Backoff when it gave no answer."""

@@ -664,6 +664,31 @@ async def test_a_down_consumer_s_backlog_keeps_its_order_and_arrives_whole_once_
     assert sorted(received) == sorted(str(event_id) for event_id in emitted)
 
 
+async def test_one_long_retry_does_not_hold_a_consumer_s_new_events_for_hours(
+    client: httpx.AsyncClient, quiet: Runtime, short_timeouts: None
+) -> None:
+    """A batch of old deliveries near their last attempts (retried 4 h on) that get no
+    answer, perhaps one bad minute of a consumer otherwise up: the new event waiting behind
+    them is held back a few minutes at most, not the 4 h of their own retry."""
+    with unanswering_consumer() as port:
+        down = await subscribe(client, quiet, f"http://127.0.0.1:{port}/hooks")
+        emitted = await emit_removals(quiet, dispatcher.BATCH + 1)
+        async with quiet.db.transaction() as session:
+            await session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.event_id.in_(emitted[: dispatcher.BATCH]))
+                .values(attempts=MAX_ATTEMPTS - 2)
+            )
+        before = utcnow()
+        await asyncio.wait_for(quiet.webhooks.run_once(), GUARD_SECONDS)
+
+    rows = {row.event_id: row for row in await deliveries_to(quiet, down)}
+    assert min(rows[i].next_attempt_at for i in emitted[:-1]) >= before + LONGEST_WAIT
+    newest = rows[emitted[-1]]
+    assert newest.attempts == 0
+    assert newest.next_attempt_at <= utcnow() + dispatcher.LONGEST_DEFERRAL
+
+
 async def test_processes_deferring_one_subscription_at_once_wait_for_each_other(
     client: httpx.AsyncClient, quiet: Runtime
 ) -> None:
