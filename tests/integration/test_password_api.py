@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from identity.accounts import password_generator
 from identity.runtime import Runtime
 from identity.settings import DEFAULT_POLICIES_DIR
 from identity.web.api.password import CHECK_LIMIT
@@ -133,6 +134,18 @@ async def test_generate_takes_a_length_within_the_policy(client: httpx.AsyncClie
     assert too_long.json()["detail"] == "The length must be from 12 to 64 characters."
     assert (await client.get("/api/v1/password/generate?length=2000")).status_code == 400
     assert (await client.get("/api/v1/password/generate?length=ten")).status_code == 400
+
+
+async def test_a_policy_no_draw_passes_is_a_problem_not_a_500(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generator's way out when its draws run out (a policy no password can pass): no
+    policy file here is that strict any more, so the draws are cut to none."""
+    monkeypatch.setattr(password_generator, "MAX_DRAWS", 0)
+    response = await client.get("/api/v1/password/generate?length=64")
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "shorter" in response.json()["detail"]
 
 
 class TestAPolicyLongerThanTheDefaultLength:
