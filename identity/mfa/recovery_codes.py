@@ -8,9 +8,9 @@ Codes use Crockford's base32 alphabet, which has no I, L, O or U to misread.
 from __future__ import annotations
 
 import secrets
-import unicodedata
 
 from identity.crypto import digest
+from identity.mfa.typed_codes import compact
 
 COUNT = 10
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -28,11 +28,7 @@ def _group() -> str:
 
 
 def code_digest(raw: str) -> str:
-    """The stored form of a code as typed: case, spaces and dashes do not matter, whichever
-    ones a copy brought along (a web page's no-break spaces, a word processor's en dashes)."""
-    cleaned = "".join(ch for ch in raw.lower() if not _separator(ch)).translate(_READ_AS)
-    return digest(cleaned)
-
-
-def _separator(ch: str) -> bool:
-    return ch.isspace() or unicodedata.category(ch) == "Pd" or ch == "\N{MINUS SIGN}"
+    """The stored form of a code as typed: case, width, spaces and dashes do not matter,
+    whichever ones a copy brought along (a web page's no-break spaces, a word processor's
+    en dashes)."""
+    return digest(compact(raw).lower().translate(_READ_AS))

@@ -9,6 +9,8 @@ from datetime import datetime
 import pyotp
 import segno
 
+from identity.mfa.typed_codes import compact
+
 DIGITS = 6
 # One step either side: a phone clock up to ~30 s off, or a code typed as it rolled over.
 DRIFT_STEPS = 1
@@ -34,8 +36,8 @@ def qr_svg(uri: str) -> str:
 
 
 def normalise_code(raw: str) -> str | None:
-    """Six digits, however they were spaced; None for anything else."""
-    code = "".join(raw.split())
+    """Six ASCII digits, however they were spaced, dashed or widened; None for anything else."""
+    code = compact(raw)
     return code if len(code) == DIGITS and code.isascii() and code.isdigit() else None
 
 

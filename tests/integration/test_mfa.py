@@ -140,6 +140,23 @@ async def test_a_current_code_signs_in_with_amr_pwd_and_otp(
     assert await _verify(runtime, mfa, user, generator.now()) == ("pwd", "otp")
 
 
+@pytest.mark.parametrize("spell", ["{}-{}", "{} {}", "{}\uff0d{}"])
+async def test_a_code_typed_with_a_dash_or_space_signs_in(
+    runtime: Runtime, mfa: SecondFactor, spell: str
+) -> None:
+    user, generator, _ = await enrolled_user(runtime)
+    code = generator.now()
+    assert await _verify(runtime, mfa, user, spell.format(code[:3], code[3:])) == ("pwd", "otp")
+
+
+async def test_a_code_typed_in_full_width_digits_signs_in(
+    runtime: Runtime, mfa: SecondFactor
+) -> None:
+    user, generator, _ = await enrolled_user(runtime)
+    full_width = generator.now().translate({ord(d): 0xFF10 + int(d) for d in "0123456789"})
+    assert await _verify(runtime, mfa, user, full_width) == ("pwd", "otp")
+
+
 async def test_a_code_is_accepted_once_only(runtime: Runtime, mfa: SecondFactor) -> None:
     user, generator, _ = await enrolled_user(runtime)
     code = generator.now()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -40,7 +41,26 @@ def test_spaces_in_a_typed_code_do_not_matter() -> None:
     assert totp.matching_step(SECRET, f" {code[:3]} {code[3:]} ", AT) == STEP
 
 
-@pytest.mark.parametrize("typed", ["", "12345", "1234567", "abcdef", "١٢٣٤٥٦", "12 34 5"])
+@pytest.mark.parametrize(
+    "spell",
+    [
+        lambda c: f"{c[:3]}-{c[3:]}",  # as some apps show it
+        lambda c: f"{c[:3]}\u2013{c[3:]}",  # an en dash, as a word processor writes one
+        lambda c: f"{c[:3]}\u00a0{c[3:]}",  # a no-break space, as copied from a web page
+        lambda c: c.translate({ord(d): 0xFF10 + int(d) for d in "0123456789"}),  # full width
+        lambda c: f"{c[:3]}\uff0d{c[3:]}",  # a full-width hyphen, from a CJK input method
+    ],
+    ids=["hyphen", "en-dash", "no-break-space", "full-width-digits", "full-width-hyphen"],
+)
+def test_a_code_typed_with_dashes_or_full_width_digits_matches(
+    spell: Callable[[str], str],
+) -> None:
+    assert totp.matching_step(SECRET, spell(code_at(AT)), AT) == STEP
+
+
+@pytest.mark.parametrize(
+    "typed", ["", "12345", "1234567", "abcdef", "١٢٣٤٥٦", "12 34 5", "12.3456"]
+)
 def test_anything_but_six_ascii_digits_is_not_a_code(typed: str) -> None:
     assert totp.normalise_code(typed) is None
     assert totp.matching_step(SECRET, typed, AT) is None
@@ -98,6 +118,13 @@ def test_a_recovery_code_matches_whatever_spaces_and_dashes_it_was_copied_with(
     typed: str,
 ) -> None:
     assert recovery_codes.code_digest(typed) == recovery_codes.code_digest("ab1c-0def-ghjk-mnpq")
+
+
+def test_a_recovery_code_typed_full_width_matches() -> None:
+    full_width = "ａｂ１ｃ－０ｄｅｆ　ｇｈｊｋ　ｍｎｐｑ"
+    assert recovery_codes.code_digest(full_width) == recovery_codes.code_digest(
+        "ab1c-0def-ghjk-mnpq"
+    )
 
 
 @pytest.mark.parametrize("typed", ["ab1c-0def-ghjk-mnp", "ab1c_0def_ghjk_mnpq", "ab1c.0def"])
