@@ -189,9 +189,14 @@ class SecondFactor:
     ) -> tuple[str, ...]:
         """Check the second factor at sign-in: an authenticator code or a recovery code.
 
-        Returns the ``amr`` for the session and tokens. Raises ``RateLimited`` after too
-        many failures (before looking at the code) and ``InvalidCode``.
+        Returns the ``amr`` for the session and tokens. Raises ``NotFound``, counting no
+        attempt, when the user has no second factor (any more: a staff reset or the user
+        turning it off elsewhere while the sign-in waited for a code, which no code can
+        pass), ``RateLimited`` after too many failures (before looking at the code) and
+        ``InvalidCode``.
         """
+        if not await self.is_enrolled(session, user_id):
+            raise NotFound("Two-step verification is not on.")
         await self._count_attempt(self._failures, user_id)
         return await self._check_counted(self._failures, session, user_id, code, now)
 

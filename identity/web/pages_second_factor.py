@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.repository import PasswordChanged, check_password_unchanged_since
 from identity.clock import utcnow
-from identity.errors import RateLimited
+from identity.errors import NotFound, RateLimited
 from identity.mfa.service import MAX_CODE, InvalidCode, SecondFactor
 from identity.oauth.interaction import FLOW_TTL, Flow, FlowStore
 from identity.runtime import Runtime
@@ -140,6 +140,11 @@ async def second_factor_submit(
             # a sign-in half done before it must not finish after it (nor spend the code).
             await check_password_unchanged_since(session, proof.user_id, proof.proved_at)
     except (PasswordChanged, FlowTaken):
+        return flow_expired(request, runtime, form)
+    except NotFound:
+        # The second factor was removed since the password step: no code can pass, so the
+        # step ends and the user signs in again, with the password alone this time.
+        await runtime.store.delete(_PENDING + pending.id)
         return flow_expired(request, runtime, form)
     except InvalidCode:
         return _code_form(request, runtime, pending, message_id="second_factor.invalid", status=400)

@@ -10,7 +10,9 @@ from sqlalchemy import select
 
 from identity.accounts.models import User
 from identity.accounts.service import disable_user
+from identity.audit.service import Actor
 from identity.clock import utcnow
+from identity.mfa.service import SecondFactor
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
 from tests.browser import form_fields, query
@@ -188,4 +190,39 @@ async def test_a_password_proven_before_a_change_or_a_disable_no_longer_counts(
     late = await post_form(client, page, "/login/second-factor", code=generator.now())
     assert late.status_code == 400, late.headers
     assert "has expired" in alert(late)
+    assert await _sessions(runtime) == []
+
+
+async def _staff_reset(runtime: Runtime, user: User) -> None:
+    async with runtime.db.transaction() as session:
+        await SecondFactor.from_runtime(runtime).staff_reset(
+            session, SYSTEM, user.id, "lost phone", utcnow()
+        )
+
+
+async def _turned_off_elsewhere(runtime: Runtime, user: User, code: str) -> None:
+    await SecondFactor.from_runtime(runtime).disable(
+        runtime.db, runtime.passwords, Actor(user.id), user, PASSWORD, code, utcnow()
+    )
+
+
+@pytest.mark.parametrize("removal", ["staff-reset", "turned-off"])
+async def test_a_second_factor_removed_while_its_code_is_awaited_ends_the_step(
+    client: httpx.AsyncClient, runtime: Runtime, removal: str
+) -> None:
+    user, generator, _ = await enrolled_user(runtime)
+    app = await make_client(runtime, first_party=True)
+    _, challenge = pkce_pair()
+    page = await _password_step(client, app, challenge)
+    if removal == "staff-reset":
+        await _staff_reset(runtime, user)
+    else:
+        await _turned_off_elsewhere(runtime, user, generator.now())
+    # Any code, the old app's included: none can be right, and the user must start again.
+    late = await post_form(client, page, "/login/second-factor", code="000000")
+    assert late.status_code == 400
+    assert "has expired" in alert(late)
+    assert "not valid" not in alert(late)
+    reload = await client.get(f"/login/second-factor?flow={form_fields(page.text)['flow']}")
+    assert reload.status_code == 400 and "has expired" in alert(reload)
     assert await _sessions(runtime) == []
