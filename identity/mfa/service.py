@@ -232,8 +232,10 @@ class SecondFactor:
 
         Its transactions are its own: argon2 verifies the password between a short one that
         reads the stored hash and the one that checks the code and removes the factor.
-        Raises ``InvalidPassword``, ``InvalidCode``, ``RateLimited`` or ``NotFound``. Call
-        ``runtime.mail.wake()`` afterwards.
+        Raises ``InvalidPassword``, ``InvalidCode``, ``RateLimited``, or ``NotFound`` when it
+        is off already (a double click's second post, or another tab's): not a failed
+        attempt, so it gives back the attempt it counted. Call ``runtime.mail.wake()``
+        afterwards.
         """
         # One attempt for the password and the code together: a stolen session must not be
         # a password oracle.
@@ -245,6 +247,7 @@ class SecondFactor:
         async with db.transaction() as session:
             await repository.hold_secret(session, user.id)
             if not await self.is_enrolled(session, user.id):
+                await self.limiter.release(self._disable_failures, str(user.id))
                 raise NotFound("Two-step verification is not on.")
             await self._check_counted(self._disable_failures, session, user.id, code, now)
             await self._remove(session, user, locale, now)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime
@@ -582,16 +583,19 @@ async def replace_recovery_codes(
 
 async def _disable_totp(posted: Posted) -> Outcome:
     runtime = posted.runtime
-    await SecondFactor.from_runtime(runtime).disable(
-        runtime.db,
-        runtime.passwords,
-        posted.actor,
-        posted.visitor.user,
-        field(posted.form, "password", MAX_PASSWORD),
-        field(posted.form, "code", MAX_CODE + 1),
-        posted.now,
-        locale=posted.locale,
-    )
+    # Off already (a double click's second post, or another tab's): what the user asked for
+    # is done, so the answer is the first post's, not a refusal.
+    with suppress(NotFound):
+        await SecondFactor.from_runtime(runtime).disable(
+            runtime.db,
+            runtime.passwords,
+            posted.actor,
+            posted.visitor.user,
+            field(posted.form, "password", MAX_PASSWORD),
+            field(posted.form, "code", MAX_CODE + 1),
+            posted.now,
+            locale=posted.locale,
+        )
     return Outcome(notice_id="security.totp_disabled")
 
 
@@ -605,7 +609,6 @@ async def disable_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
             InvalidPassword: "security.totp_invalid",
             InvalidCode: "security.totp_invalid",
             RateLimited: "security.throttled",
-            NotFound: "security.totp_disabled",
         },
     )
 
