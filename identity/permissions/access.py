@@ -9,7 +9,7 @@ a right gets "forbidden", as they know the account exists anyway.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -24,7 +24,6 @@ from identity.permissions.service import (
     Delegation,
     Grant,
     RoleGrant,
-    check_delegation,
     delegation_of,
     effective_permissions,
 )
@@ -209,6 +208,43 @@ def check_manager_invite(relation: Relation, *, all_permissions: bool) -> None:
         raise Forbidden("Only an owner can invite with all permissions.")
 
 
+@dataclass(frozen=True, slots=True)
+class InviteRights:
+    """What whoever holds ``relation`` to an account may put in an invitation: anything, or
+    for a manager (``delegation``) only what they hold and never "all permissions"."""
+
+    relation: Relation
+    delegation: Delegation | None
+
+    def check(
+        self,
+        *,
+        all_permissions: bool,
+        permissions: Sequence[Grant],
+        roles: Sequence[RoleGrant],
+        held_by_role: Mapping[uuid.UUID, Sequence[str]],
+    ) -> None:
+        """``Forbidden`` unless an invitation giving this is within these rights; a role's
+        permissions are looked up in ``held_by_role``."""
+        check_manager_invite(self.relation, all_permissions=all_permissions)
+        if self.delegation is not None:
+            self.delegation.check_grants(permissions, roles, held_by_role)
+
+
+async def invite_rights(
+    session: AsyncSession,
+    relation: Relation,
+    user_id: uuid.UUID | None,
+    account_id: uuid.UUID,
+    now: datetime,
+) -> InviteRights:
+    """The rights of whoever holds ``relation`` to the account to send invitations;
+    ``Forbidden`` when they may send none."""
+    if not allowed(Action.INVITATION_WRITE, relation):
+        raise Forbidden("You may not do this.")
+    return InviteRights(relation, await delegation_for(session, user_id, relation, account_id, now))
+
+
 async def check_may_invite(
     session: AsyncSession,
     relation: Relation,
@@ -222,12 +258,50 @@ async def check_may_invite(
 ) -> None:
     """``Forbidden`` unless whoever holds ``relation`` to the account may send an invitation
     giving this: the rule for sending one, applied to one that exists (resent, or accepted)."""
-    if not allowed(Action.INVITATION_WRITE, relation):
-        raise Forbidden("You may not do this.")
-    check_manager_invite(relation, all_permissions=all_permissions)
-    delegation = await delegation_for(session, user_id, relation, account_id, now)
-    if delegation is not None:
-        await check_delegation(session, delegation, permissions, roles)
+    rights = await invite_rights(session, relation, user_id, account_id, now)
+    await _check_within(session, rights, all_permissions, permissions, roles)
+
+
+async def _check_within(
+    session: AsyncSession,
+    rights: InviteRights,
+    all_permissions: bool,
+    permissions: Sequence[Grant],
+    roles: Sequence[RoleGrant],
+) -> None:
+    """``rights.check``, looking up the roles' permissions only where they matter."""
+    held_by_role = (
+        await repository.role_permissions(session, [g.role_id for g in roles])
+        if rights.delegation is not None
+        else {}
+    )
+    rights.check(
+        all_permissions=all_permissions,
+        permissions=permissions,
+        roles=roles,
+        held_by_role=held_by_role,
+    )
+
+
+async def inviter_rights(
+    session: AsyncSession,
+    inviter_id: uuid.UUID,
+    account_id: uuid.UUID,
+    now: datetime,
+    catalogue: Catalogue,
+) -> InviteRights | None:
+    """The rights the user who sent an invitation has now; None when they can send none (a
+    user disabled or deleted, a member removed or demoted)."""
+    inviter = await active_user(session, inviter_id)
+    if inviter is None:
+        return None
+    # An administrator could have sent it with their staff token whatever their membership.
+    caller = Caller(inviter.id, "", is_staff=inviter.is_admin, is_service=False)
+    relation = await relation_to(session, caller, account_id, now, catalogue)
+    try:
+        return await invite_rights(session, relation, inviter.id, account_id, now)
+    except Forbidden:
+        return None
 
 
 async def could_still_invite(
@@ -245,23 +319,11 @@ async def could_still_invite(
     its sender's authority when it is accepted, so it lasts only as long as that authority:
     a manager removed, demoted or disabled, or who no longer holds what they invited with,
     cannot come back through a link sent before."""
-    inviter = await active_user(session, inviter_id)
-    if inviter is None:
+    rights = await inviter_rights(session, inviter_id, account_id, now, catalogue)
+    if rights is None:
         return False
-    # An administrator could have sent it with their staff token whatever their membership.
-    caller = Caller(inviter.id, "", is_staff=inviter.is_admin, is_service=False)
-    relation = await relation_to(session, caller, account_id, now, catalogue)
     try:
-        await check_may_invite(
-            session,
-            relation,
-            inviter.id,
-            account_id,
-            all_permissions=all_permissions,
-            permissions=permissions,
-            roles=roles,
-            now=now,
-        )
+        await _check_within(session, rights, all_permissions, permissions, roles)
     except Forbidden:
         return False
     return True

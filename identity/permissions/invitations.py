@@ -29,7 +29,14 @@ from identity.i18n import DEFAULT_LOCALE, SUPPORTED_LOCALES
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
 from identity.permissions import repository
-from identity.permissions.access import Relation, check_may_invite, could_still_invite
+from identity.permissions.access import (
+    InviteRights,
+    Relation,
+    check_may_invite,
+    could_still_invite,
+    invite_rights,
+    inviter_rights,
+)
 from identity.permissions.catalogue import Catalogue, installed, invalid_field
 from identity.permissions.models import Account, Invitation, Membership
 from identity.permissions.service import (
@@ -415,25 +422,93 @@ async def _claim(session: AsyncSession, invitation: Invitation, now: datetime) -
         raise Conflict("This invitation has been accepted already.", reason="accepted")
 
 
-async def _granted(
-    session: AsyncSession, invitation: Invitation, now: datetime
-) -> tuple[list[Grant], list[RoleGrant]]:
+Granted = tuple[list[Grant], list[RoleGrant]]
+
+
+async def _granted(session: AsyncSession, invitation: Invitation, now: datetime) -> Granted:
     """The permissions and roles the invitation still gives: those whose expiry has passed,
     a permission taken out of the catalogue and a role deleted since it was sent are left
     out (not an error for the invitee, nor held against its sender)."""
+    return (await _granted_by_each(session, [invitation], now))[invitation.id]
+
+
+async def _granted_by_each(
+    session: AsyncSession, sent: Sequence[Invitation], now: datetime
+) -> dict[uuid.UUID, Granted]:
+    """``_granted`` for each invitation, in two statements whatever their number."""
 
     def until(grant: dict[str, Any]) -> datetime | None:
         return datetime.fromisoformat(grant["expires_at"]) if grant["expires_at"] else None
 
-    grants = invitation.grants
-    permissions = [Grant(g["name"], until(g)) for g in grants.get("permissions", [])]
-    roles = [RoleGrant(uuid.UUID(g["role_id"]), until(g)) for g in grants.get("roles", [])]
-    known = await Catalogue(installed()).among(session, [g.name for g in permissions])
-    alive = {role.id for role in await repository.roles_by_id(session, [g.role_id for g in roles])}
-    return (
-        [g for g in permissions if g.name in known and not lapsed(g.expires_at, now)],
-        [g for g in roles if g.role_id in alive and not lapsed(g.expires_at, now)],
-    )
+    asked = {
+        invitation.id: (
+            [Grant(g["name"], until(g)) for g in invitation.grants.get("permissions", [])],
+            [
+                RoleGrant(uuid.UUID(g["role_id"]), until(g))
+                for g in invitation.grants.get("roles", [])
+            ],
+        )
+        for invitation in sent
+    }
+    names = {g.name for permissions, _ in asked.values() for g in permissions}
+    role_ids = {g.role_id for _, roles in asked.values() for g in roles}
+    known = await Catalogue(installed()).among(session, sorted(names))
+    alive = {role.id for role in await repository.roles_by_id(session, sorted(role_ids))}
+    return {
+        invitation_id: (
+            [g for g in permissions if g.name in known and not lapsed(g.expires_at, now)],
+            [g for g in roles if g.role_id in alive and not lapsed(g.expires_at, now)],
+        )
+        for invitation_id, (permissions, roles) in asked.items()
+    }
+
+
+async def resendable(
+    session: AsyncSession,
+    relation: Relation,
+    user_id: uuid.UUID | None,
+    account_id: uuid.UUID,
+    sent: Sequence[Invitation],
+    now: datetime,
+) -> set[uuid.UUID]:
+    """Those of ``sent`` (the account's pending invitations) that ``resend`` would send
+    again for this resender rather than refuse: their sender could still send them and so
+    could the resender. For a page that lists them all: its statements grow with the
+    number of different senders, not of invitations."""
+    try:
+        mine = await invite_rights(session, relation, user_id, account_id, now)
+    except Forbidden:
+        return set()
+    granted = await _granted_by_each(session, sent, now)
+    role_ids = sorted({g.role_id for _, roles in granted.values() for g in roles})
+    held_by_role = await repository.role_permissions(session, role_ids) if role_ids else {}
+    catalogue = Catalogue(installed())
+    senders: dict[uuid.UUID, InviteRights | None] = {}
+    for inviter_id in dict.fromkeys(i.invited_by for i in sent if i.invited_by is not None):
+        senders[inviter_id] = await inviter_rights(session, inviter_id, account_id, now, catalogue)
+
+    def within(rights: InviteRights | None, invitation: Invitation) -> bool:
+        if rights is None:
+            return False
+        permissions, roles = granted[invitation.id]
+        try:
+            rights.check(
+                all_permissions=invitation.all_permissions,
+                permissions=permissions,
+                roles=roles,
+                held_by_role=held_by_role,
+            )
+        except Forbidden:
+            return False
+        return True
+
+    return {
+        invitation.id
+        for invitation in sent
+        if within(mine, invitation)
+        # One sent by a client acting for itself (staff) has no sender to look at.
+        and (invitation.invited_by is None or within(senders[invitation.invited_by], invitation))
+    }
 
 
 async def _enrol(

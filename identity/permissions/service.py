@@ -94,6 +94,19 @@ class Delegation:
                 reason=BEYOND_DELEGATION,
             )
 
+    def check_grants(
+        self,
+        permissions: Sequence[Grant],
+        roles: Sequence[RoleGrant],
+        held_by_role: Mapping[uuid.UUID, Sequence[str]],
+    ) -> None:
+        """``check`` for each permission given, and for each role's (``held_by_role``), for
+        as long as it is given."""
+        for grant in permissions:
+            self.check([grant.name], grant.expires_at)
+        for role_grant in roles:
+            self.check(held_by_role[role_grant.role_id], role_grant.expires_at)
+
 
 async def delegation_of(
     session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID, now: datetime
@@ -444,11 +457,8 @@ async def check_delegation(
 ) -> None:
     """``Forbidden`` unless the manager holds every permission given, and each role's, for
     at least as long as it is given."""
-    for grant in permissions:
-        delegation.check([grant.name], grant.expires_at)
     held_by_role = await repository.role_permissions(session, [g.role_id for g in roles])
-    for role_grant in roles:
-        delegation.check(held_by_role[role_grant.role_id], role_grant.expires_at)
+    delegation.check_grants(permissions, roles, held_by_role)
 
 
 async def _apply_grants(

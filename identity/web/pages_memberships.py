@@ -196,7 +196,12 @@ def _label(texts: dict[str, str], locale: str) -> str:
 
 
 async def _users_context(
-    session: AsyncSession, runtime: Runtime, account_id: uuid.UUID, relation: Relation, locale: str
+    session: AsyncSession,
+    runtime: Runtime,
+    viewer: User,
+    account_id: uuid.UUID,
+    relation: Relation,
+    locale: str,
 ) -> dict[str, Any]:
     now = utcnow()
     catalogue = runtime.catalogue
@@ -207,6 +212,11 @@ async def _users_context(
         *await service.list_roles(session, None),
         *await service.list_roles(session, account_id),
     ]
+    pending = await invitations.pending(session, account_id, now)
+    # Offered only where the resend would be sent, not refused after the click.
+    resendable = await invitations.resendable(
+        session, relation, viewer.id, account_id, pending, now
+    )
     members = []
     for view in await service.list_members(session, account_id, now, catalogue):
         target = view.membership
@@ -243,8 +253,9 @@ async def _users_context(
                     for g in invitation.grants.get("permissions", [])
                 ],
                 "expires": invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+                "resendable": invitation.id in resendable,
             }
-            for invitation in await invitations.pending(session, account_id, now)
+            for invitation in pending
         ],
         "permissions": [
             (info.name, _label(info.label, locale), _label(info.description, locale))
@@ -278,7 +289,7 @@ async def _users_page(
             relation = await authorize(
                 session, _caller(user), Action.MEMBER_READ, utcnow(), runtime.catalogue, account_id
             )
-            context = await _users_context(session, runtime, account_id, relation, locale)
+            context = await _users_context(session, runtime, user, account_id, relation, locale)
     except NotFound:
         return error_page(request, runtime, "users.not_found", locale=locale, status=404)
     except Forbidden:
