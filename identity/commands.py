@@ -110,11 +110,25 @@ def migrate(settings: Settings) -> None:
         # database's revision among ours.
         if not isinstance(exc.__cause__, ResolutionError):
             raise
-        raise StartupError(
-            f"the database at {_where(settings)} is at migration "
-            f"'{exc.__cause__.argument}', which this version does not know: a newer version "
-            "migrated it; run that version, or restore a backup from before it."
-        ) from None
+        raise _from_newer_version(settings, exc.__cause__.argument) from None
+
+
+def _from_newer_version(settings: Settings, revision: str) -> StartupError:
+    return StartupError(
+        f"the database at {_where(settings)} is at migration '{revision}', which this "
+        "version does not know: a newer version migrated it; run that version, or restore a "
+        "backup from before it."
+    )
+
+
+async def _check_not_newer(settings: Settings, session: AsyncSession) -> None:
+    """Refuse a database a newer version migrated (a release rolled back): its tables may
+    not have the shape this version reads and writes. ``migrate`` (and so ``serve``) hears
+    it from Alembic; every other command asks here before its work."""
+    known = migrations.known_revisions(settings)
+    for revision in await migrations.database_revisions(session):
+        if revision not in known:
+            raise _from_newer_version(settings, revision)
 
 
 # A table or column this version's SQL names is missing (PostgreSQL's SQLSTATEs; SQLite
@@ -154,6 +168,7 @@ async def _with_session(settings: Settings, work: Callable[[AsyncSession], Await
     db = Database(create_engine(settings))
     try:
         async with db.transaction() as session:
+            await _check_not_newer(settings, session)
             return await work(session)
     except DatabaseUnavailable as exc:
         cause = exc.__cause__ or exc

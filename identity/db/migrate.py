@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import DateTime
+from alembic.script import ScriptDirectory
+from sqlalchemy import DateTime, column, inspect, select, table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.db.base import UTCDateTime
 from identity.settings import PACKAGE_ROOT, Settings
 
 MIGRATIONS_DIR = PACKAGE_ROOT.parent / "migrations"
+# Where Alembic records the migrations a database is at.
+VERSION_TABLE = "alembic_version"
 
 
 def alembic_config(settings: Settings) -> Config:
@@ -28,6 +33,24 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
 
 def downgrade(settings: Settings, revision: str) -> None:
     command.downgrade(alembic_config(settings), revision)
+
+
+async def database_revisions(session: AsyncSession) -> Sequence[str]:
+    """The migrations the database says it is at (Alembic's own table; one row per head).
+    Nothing for a database without that table: no migration ran there, and the statements
+    that need its tables say so (a schema made from the metadata, as the tests make it,
+    works)."""
+    connection = await session.connection()
+    if not await connection.run_sync(lambda sync: inspect(sync).has_table(VERSION_TABLE)):
+        return []
+    version = table(VERSION_TABLE, column("version_num"))
+    return (await session.scalars(select(version.c.version_num))).all()
+
+
+def known_revisions(settings: Settings) -> frozenset[str]:
+    """Every migration this version ships."""
+    scripts = ScriptDirectory.from_config(alembic_config(settings))
+    return frozenset(script.revision for script in scripts.walk_revisions())
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
