@@ -56,9 +56,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _unreachable(settings: Settings, exc: BaseException) -> StartupError:
+    # SQLite has no server: a file it cannot write (or open) is this user's rights to it,
+    # and to its folder, where SQLite writes its journal.
+    advice = (
+        "that this user can write to the file and its folder"
+        if settings.is_sqlite
+        else "that the database server is running"
+    )
     return StartupError(
         f"cannot use the database at {_where(settings)} ({_first_line(exc)}); check "
-        "IDENTITY_DATABASE_URL and that the database server is running."
+        f"IDENTITY_DATABASE_URL and {advice}."
     )
 
 

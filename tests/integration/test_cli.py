@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,7 +51,7 @@ def test_an_unreachable_database_stops_migrate_with_a_clear_message(env: dict[st
     result = run_identity("migrate", env=env | {"IDENTITY_DATABASE_URL": url})
     assert result.returncode == 1
     assert f"cannot use the database at 127.0.0.1:{port}" in result.stderr
-    assert "IDENTITY_DATABASE_URL" in result.stderr
+    assert "check IDENTITY_DATABASE_URL and that the database server is running" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -511,3 +511,42 @@ def test_a_database_from_a_newer_version_is_named_as_such(
     assert "migration '9999', which this version does not know" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert [k.kid for k in asyncio.run(_keys(settings))] == [k.kid for k in before]
+
+
+@pytest.fixture
+def unwritable() -> Iterator[Callable[[Path], None]]:
+    """Makes a file unwritable to this user, undone at teardown. Root writes through file
+    modes, so as root the file is made immutable (chattr +i) instead."""
+    as_root = os.geteuid() == 0
+    made: list[Path] = []
+
+    def make(path: Path) -> None:
+        if as_root:
+            subprocess.run(["chattr", "+i", str(path)], check=True)
+        else:
+            path.chmod(0o400)
+        made.append(path)
+
+    yield make
+    for path in made:
+        if as_root:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o600)
+
+
+def test_a_read_only_embedded_database_is_named_with_advice_for_a_file(
+    env: dict[str, str], tmp_path: Path, unwritable: Callable[[Path], None]
+) -> None:
+    # The advice was the server's ("check ... that the database server is running"), which
+    # SQLite has none of: the file and its folder are what to look at.
+    embedded = {name: value for name, value in env.items() if name != "IDENTITY_DATABASE_URL"}
+    assert run_identity("migrate", env=embedded).returncode == 0
+    database = tmp_path / "identity.db"
+    unwritable(database)
+    result = run_identity("keys", "rotate", env=embedded)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"identity: cannot use the database at {database} (attempt to write a readonly "
+        "database); check IDENTITY_DATABASE_URL and that this user can write to the file "
+        "and its folder.\n"
+    )
