@@ -49,15 +49,15 @@ class AuthorizationCodeGrant:
         verifier = request.params.get("code_verifier")
         if code is None:
             return await self.refuse_replay(session, ctx, code_hash, redirect_uri, verifier)
+        # A presenter that is not the code's own (client, redirect URI, verifier, resources)
+        # raises, which rolls the redemption back: the code stays unused for its app, as in
+        # node-oidc-provider, where these checks run before the code is consumed.
         check_code_client(code, ctx)
         if not is_registered(code.redirect_uri, ctx.client):
             # Refused, not raised: the redemption commits, so the code stays spent. Were it
             # rolled back, staff putting the address back within the code's lifetime would
             # make a code already refused good again.
             return Refusal(InvalidGrantError(UNREGISTERED))
-        # A presenter that is not the code's own (redirect URI, verifier, resources) raises,
-        # which rolls the redemption back: the code stays unused for its app, as in
-        # node-oidc-provider, where these checks run before the code is consumed.
         check_presenter(code, ctx, redirect_uri, verifier)
         resources = granted_resources(request.resources, code.resources, ctx.client.resources)
         # A code stands for the sign-in it came from, as in Keycloak: once that has ended (a
@@ -122,10 +122,11 @@ class AuthorizationCodeGrant:
 def check_presenter(
     code: AuthorizationCode, ctx: GrantContext, redirect_uri: str, verifier: str | None
 ) -> None:
-    """The request comes from whoever the code was issued to: its client, at its redirect
-    URI, with the verifier of its challenge."""
-    check_code_client(code, ctx)
-    check_redirect_uri(code, redirect_uri, ctx)
+    """The code's own client (checked first) presents it at its redirect URI (RFC 6749
+    §4.1.3: the same as in the authorization request, exactly) with the verifier of its
+    challenge."""
+    if redirect_uri != code.redirect_uri:
+        raise InvalidGrantError("redirect_uri does not match the authorization request.")
     check_code_verifier(
         verifier,
         code.code_challenge,
@@ -137,23 +138,17 @@ def check_presenter(
 def could_redeem(
     code: AuthorizationCode, ctx: GrantContext, redirect_uri: str, verifier: str | None
 ) -> bool:
+    """Whether this request would have redeemed the code unused: its client, at a redirect
+    URI still registered (as Keycloak and node-oidc-provider check at redemption), as its
+    presenter."""
     try:
+        check_code_client(code, ctx)
         check_presenter(code, ctx, redirect_uri, verifier)
     except OAuth2Error:
         return False
-    return True
+    return is_registered(code.redirect_uri, ctx.client)
 
 
 def check_code_client(code: AuthorizationCode, ctx: GrantContext) -> None:
     if code.client_id != ctx.client.client_id:
         raise InvalidGrantError("The code is invalid, expired or already used.")
-
-
-def check_redirect_uri(code: AuthorizationCode, redirect_uri: str, ctx: GrantContext) -> None:
-    """RFC 6749 §4.1.3: the same redirect_uri as in the authorization request, exactly; and
-    still registered, as Keycloak and node-oidc-provider check at redemption: once staff
-    take an address from the client, the codes already sent to it are worth nothing."""
-    if redirect_uri != code.redirect_uri:
-        raise InvalidGrantError("redirect_uri does not match the authorization request.")
-    if not is_registered(redirect_uri, ctx.client):
-        raise InvalidGrantError(UNREGISTERED)
