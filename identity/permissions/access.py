@@ -230,6 +230,26 @@ class InviteRights:
         if self.delegation is not None:
             self.delegation.check_grants(permissions, roles, held_by_role)
 
+    def allows(
+        self,
+        *,
+        all_permissions: bool,
+        permissions: Sequence[Grant],
+        roles: Sequence[RoleGrant],
+        held_by_role: Mapping[uuid.UUID, Sequence[str]],
+    ) -> bool:
+        """``check`` as a yes or no."""
+        try:
+            self.check(
+                all_permissions=all_permissions,
+                permissions=permissions,
+                roles=roles,
+                held_by_role=held_by_role,
+            )
+        except Forbidden:
+            return False
+        return True
+
 
 async def invite_rights(
     session: AsyncSession,
@@ -259,28 +279,21 @@ async def check_may_invite(
     """``Forbidden`` unless whoever holds ``relation`` to the account may send an invitation
     giving this: the rule for sending one, applied to one that exists (resent, or accepted)."""
     rights = await invite_rights(session, relation, user_id, account_id, now)
-    await _check_within(session, rights, all_permissions, permissions, roles)
-
-
-async def _check_within(
-    session: AsyncSession,
-    rights: InviteRights,
-    all_permissions: bool,
-    permissions: Sequence[Grant],
-    roles: Sequence[RoleGrant],
-) -> None:
-    """``rights.check``, looking up the roles' permissions only where they matter."""
-    held_by_role = (
-        await repository.role_permissions(session, [g.role_id for g in roles])
-        if rights.delegation is not None
-        else {}
-    )
     rights.check(
         all_permissions=all_permissions,
         permissions=permissions,
         roles=roles,
-        held_by_role=held_by_role,
+        held_by_role=await _held_by_role(session, rights, roles),
     )
+
+
+async def _held_by_role(
+    session: AsyncSession, rights: InviteRights, roles: Sequence[RoleGrant]
+) -> Mapping[uuid.UUID, Sequence[str]]:
+    """The roles' permissions, looked up only where they matter (a manager's rights)."""
+    if rights.delegation is None:
+        return {}
+    return await repository.role_permissions(session, [g.role_id for g in roles])
 
 
 async def inviter_rights(
@@ -320,10 +333,9 @@ async def could_still_invite(
     a manager removed, demoted or disabled, or who no longer holds what they invited with,
     cannot come back through a link sent before."""
     rights = await inviter_rights(session, inviter_id, account_id, now, catalogue)
-    if rights is None:
-        return False
-    try:
-        await _check_within(session, rights, all_permissions, permissions, roles)
-    except Forbidden:
-        return False
-    return True
+    return rights is not None and rights.allows(
+        all_permissions=all_permissions,
+        permissions=permissions,
+        roles=roles,
+        held_by_role=await _held_by_role(session, rights, roles),
+    )

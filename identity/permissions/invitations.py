@@ -488,19 +488,13 @@ async def resendable(
         senders[inviter_id] = await inviter_rights(session, inviter_id, account_id, now, catalogue)
 
     def within(rights: InviteRights | None, invitation: Invitation) -> bool:
-        if rights is None:
-            return False
         permissions, roles = granted[invitation.id]
-        try:
-            rights.check(
-                all_permissions=invitation.all_permissions,
-                permissions=permissions,
-                roles=roles,
-                held_by_role=held_by_role,
-            )
-        except Forbidden:
-            return False
-        return True
+        return rights is not None and rights.allows(
+            all_permissions=invitation.all_permissions,
+            permissions=permissions,
+            roles=roles,
+            held_by_role=held_by_role,
+        )
 
     return {
         invitation.id
