@@ -11,7 +11,7 @@ import psycopg
 import sqlalchemy
 from sqlalchemy import Engine, Executable, event, make_url, text
 from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -23,6 +23,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from identity.db import asyncpg_options, sqlite_inline, text_guard
 from identity.db.lone_reads import LoneReads
+from identity.errors import UnstorableText
 from identity.settings import Settings
 
 # How long a statement waits for another connection's write lock before it fails.
@@ -43,14 +44,17 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.close()
 
 
-# SQLAlchemy quotes every parameter of a failed statement in its error, and those errors
-# reach the log with their tracebacks: mail bodies with reset links, password hashes,
-# addresses. The statement and the driver's own message are enough to diagnose.
-_HIDE_PARAMETERS = {"hide_parameters": True}
+_EVERY_ENGINE: dict[str, Any] = {
+    # SQLAlchemy quotes every parameter of a failed statement in its error, and those errors
+    # reach the log with their tracebacks: mail bodies with reset links, password hashes,
+    # addresses. The statement and the driver's own message are enough to diagnose.
+    "hide_parameters": True,
+    "json_serializer": text_guard.dumps,
+}
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    options: dict[str, Any] = dict(_HIDE_PARAMETERS)
+    options: dict[str, Any] = dict(_EVERY_ENGINE)
     if settings.is_sqlite:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         database = make_url(settings.database_url).database or ":memory:"
@@ -81,9 +85,7 @@ def create_read_engine(
         # No overflow: an overflow connection is opened for one SELECT and closed after it,
         # and opening one costs far more than waiting for a pooled one to come back.
         options = _server_options(settings, settings.db_pool_size) | {"max_overflow": 0}
-        reads = create_async_engine(
-            url, isolation_level="AUTOCOMMIT", **options, **_HIDE_PARAMETERS
-        )
+        reads = create_async_engine(url, isolation_level="AUTOCOMMIT", **options, **_EVERY_ENGINE)
         text_guard.install(reads.sync_engine)
         return reads
     if url.database in (None, "", ":memory:"):
@@ -94,7 +96,7 @@ def create_read_engine(
         poolclass=QueuePool,
         pool_size=1,
         max_overflow=0,
-        **_HIDE_PARAMETERS,
+        **_EVERY_ENGINE,
     )
     event.listen(engine, "connect", _sqlite_pragmas)
     text_guard.install(engine)
@@ -135,7 +137,7 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction: committed on success, rolled back on any error."""
-        async with _unavailable_on_disconnect(), self._sessions() as session, session.begin():
+        async with _translated_errors(), self._sessions() as session, session.begin():
             yield session
 
     @asynccontextmanager
@@ -171,7 +173,7 @@ class Database:
         milliseconds; done in place it takes microseconds. A WAL reader takes no lock that
         a writer holds: only crash recovery could make it wait.
         """
-        async with _unavailable_on_disconnect():
+        async with _translated_errors():
             if isinstance(self._reads, LoneReads):
                 return await self._reads.first(statement, params)
             if isinstance(self._reads, Engine):
@@ -198,12 +200,20 @@ class Database:
 
 
 @asynccontextmanager
-async def _unavailable_on_disconnect() -> AsyncIterator[None]:
+async def _translated_errors() -> AsyncIterator[None]:
+    """A lost connection as ``DatabaseUnavailable``; text the database cannot store as the
+    ``UnstorableText`` it is, however SQLAlchemy wrapped it."""
     try:
         yield
     except DBAPIError as exc:
         if is_disconnect(exc):
             raise DatabaseUnavailable(type(exc.orig).__name__) from exc
+        raise
+    except StatementError as exc:
+        # A JSON column's serializer (text_guard.dumps) raised while SQLAlchemy prepared
+        # the statement's parameters, which it reports wrapped.
+        if isinstance(exc.orig, UnstorableText):
+            raise exc.orig from None
         raise
     except (PoolTimeout, OSError, psycopg.OperationalError) as exc:
         # psycopg's errors come from the lone reads (identity.db.lone_reads), which reach

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import bindparam, func, select
 
 from identity.accounts.models import User
+from identity.audit.models import AuditEvent
 from identity.db import text_guard
 from identity.db.engine import Database
 from identity.errors import UnstorableText
@@ -65,3 +66,15 @@ def test_every_shape_of_parameters_is_looked_into(parameters: object) -> None:
 
 def test_bytes_may_hold_any_byte() -> None:
     text_guard.check((b"\x00\xff", bytearray(b"\x00"), "fine"))
+
+
+@pytest.mark.parametrize("value", UNSTORABLE)
+async def test_text_inside_a_json_value_is_refused_too(db: Database, value: str) -> None:
+    # A JSON column's value reaches the statement already serialized, where an escape
+    # ("\\ud800") hides the character: SQLite stored it, and every later read of the row
+    # handed back text no JSON answer can hold.
+    with pytest.raises(UnstorableText):
+        async with db.transaction() as session:
+            session.add(AuditEvent(action="test", details={"old": [value]}))
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(AuditEvent)) == 0
