@@ -99,9 +99,10 @@ async def end_email_changes(store: Store, user_id: uuid.UUID, now: datetime) -> 
     """End, for good, every confirmation link the user asked for until ``now``: staff
     disabled them, perhaps because someone else held their session, and enabling them again
     must not revive a link that intruder sent to their own address (as it revives no reset
-    link or session); or staff moved them to another address, and moving them back must not
-    revive one either. Call it once the change is committed: until then the link is refused
-    anyway, its user being disabled or its sign-in email another."""
+    link or session); or the sign-in email changed, by staff or by a confirmed link, and
+    moving back to the address a link was asked from must not revive it either. Call it with
+    the change or once it is committed: until then the link is refused anyway, its user being
+    disabled or its sign-in email another."""
     await store.set(_ENDED_KEY + str(user_id), now.isoformat().encode(), TTL_SECONDS)
 
 
@@ -152,6 +153,7 @@ async def confirm_email_change(
         await repository.change_email(session, user, pending["email"], now)
     except repository.EmailTaken:
         raise Conflict("Another account already uses this email address.") from None
+    await end_email_changes(store, user.id, now)
     actor = dataclasses.replace(origin, user_id=user.id)
     await end_for_left_address(session, actor, old_email, now)
     await record_as(
