@@ -32,6 +32,7 @@ from identity.recovery.service import (
     reset_token_owner,
 )
 from identity.runtime import Runtime
+from identity.sessions import service as sessions
 from identity.web import client_ip, cookies, password_form
 from identity.web.actors import request_origin
 from identity.web.dependencies import RuntimeDep
@@ -218,9 +219,20 @@ async def reset_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         "reset.done_title",
         "reset.done",
         link=(SECURITY_PATH, "reset.sign_in"),
-        # Every session was revoked; this browser's cookie is now worthless, so drop it.
-        response_cookies=[cookies.clear_session(runtime.settings)],
+        response_cookies=await _dead_session_cookie(request, runtime),
     )
+
+
+async def _dead_session_cookie(request: Request[Any, Any, Any], runtime: Runtime) -> list[Cookie]:
+    """The browser's session cookie, to be dropped, when the reset ended its session (it was
+    the user's). A browser signed in as someone else stays so: the reset is not theirs, and
+    dropping the cookie would only hide a session that lives on."""
+    token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
+    if token is None:
+        return []
+    async with runtime.db.transaction() as session:
+        live = await sessions.current(session, token, utcnow())
+    return [] if live else [cookies.clear_session(runtime.settings)]
 
 
 # --- confirm a new sign-in email ---------------------------------------------------------

@@ -19,6 +19,7 @@ from tests.integration.page_helpers import (
     notice,
     other_session,
     post_form,
+    sign_in_to_security_page,
     token_of,
 )
 from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, new_user
@@ -213,3 +214,34 @@ async def test_a_reset_post_without_the_csrf_token_changes_nothing(
         client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
     )
     assert done.status_code == 200
+
+
+async def test_a_reset_in_a_browser_signed_in_as_someone_else_leaves_their_session_alone(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # The page dropped the browser's session cookie whoever it named: Bea, signed in, lost
+    # her sign-in to Ana's reset, while her session lived on unended on the server.
+    await new_user(runtime, ANA)
+    await new_user(runtime, "bea@example.com")
+    await sign_in_to_security_page(client, "bea@example.com", PASSWORD)
+    form = await client.get(await _reset_link(client, runtime))
+    done = await post_form(
+        client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
+    )
+    assert done.status_code == 200 and "set-cookie" not in done.headers
+    page = await client.get("/account/security")
+    assert page.status_code == 200 and "bea@example.com" in page.text
+
+
+async def test_a_reset_in_the_browser_signed_in_as_its_user_drops_the_ended_session(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await new_user(runtime, ANA)
+    await sign_in_to_security_page(client, ANA, PASSWORD)
+    form = await client.get(await _reset_link(client, runtime))
+    done = await post_form(
+        client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
+    )
+    assert done.status_code == 200
+    assert done.headers["set-cookie"].startswith('identity_session=""; HttpOnly; Max-Age=0;')
+    assert "identity_session" not in client.cookies
