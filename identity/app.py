@@ -31,6 +31,7 @@ from identity.web.dependencies import provide_runtime
 from identity.web.head_requests import head_as_get_middleware
 from identity.web.openapi import COMPONENTS, ClosedBodiesPlugin, ProblemJsonRenderPlugin
 from identity.web.problems import EXCEPTION_HANDLERS
+from identity.web.public_path import public_path_middleware
 from identity.web.request_context import request_context_middleware
 from identity.web.requests import AppRequest, strict_json_bodies
 
@@ -86,8 +87,14 @@ def create_app(settings: Settings) -> Litestar:
     # Metrics inside the request context, so they time what the access log times; both
     # outside the HEAD-as-GET rewrite, so that they count a HEAD as one. CORS inside it,
     # so that a HEAD gets a GET's headers; around the router, so that it answers preflights.
+    # Redirects under the issuer's path: outside CORS and HEAD handling, which answer with
+    # no Location of their own.
     app.asgi_handler = request_context_middleware(
-        metrics.metrics_middleware(head_as_get_middleware(cors_middleware(app.asgi_handler))),
+        metrics.metrics_middleware(
+            public_path_middleware(
+                head_as_get_middleware(cors_middleware(app.asgi_handler)), settings.public_path
+            )
+        ),
         https=settings.https,
     )
     return app

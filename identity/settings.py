@@ -363,6 +363,12 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
     @property
+    def public_path(self) -> str:
+        """The issuer's path (``/auth`` of ``https://host/auth``, else empty): a proxy takes it
+        off before a request reaches us, so our own addresses must put it back."""
+        return urlsplit(self.issuer).path
+
+    @property
     def https(self) -> bool:
         """Browsers reach us over https: cookies are Secure and answers carry HSTS."""
         return self.issuer.startswith("https://")

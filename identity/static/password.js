@@ -28,7 +28,7 @@
     generate.addEventListener("click", async (event) => {
       event.preventDefault();
       for (let tries = 0; tries < GENERATE_TRIES; tries++) {
-        const response = await fetch("/api/v1/password/generate", { credentials: "omit" });
+        const response = await fetch(`${box.dataset.api}/generate`, { credentials: "omit" });
         if (!response.ok) break;
         const { password: generated } = await response.json();
         password.value = confirm.value = shown.value = generated;
@@ -54,7 +54,7 @@
         return null;
       }
       const nameField = form.querySelector("input[name=name]");
-      const response = await fetch("/api/v1/password/check", {
+      const response = await fetch(`${box.dataset.api}/check`, {
         method: "POST",
         credentials: "omit",
         headers: { "Content-Type": "application/json" },

@@ -58,6 +58,8 @@ def page(
             "t": messages,
             "lang": messages.locale,
             "product_name": runtime.settings.product_name,
+            # Every link, form and script of a page is under it (identity.web.public_path).
+            "base": runtime.settings.public_path,
             "csrf_field": csrf.FIELD,
             "csrf_token": state.token,
             **(context or {}),
