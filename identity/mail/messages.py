@@ -62,8 +62,13 @@ def _action(
 
 
 def _expires_in(seconds: int) -> dict[str, object]:
-    """An action's expiry line for a link that lives minutes."""
-    return {"expiry_id": "email.link_expiry", "expiry": {"minutes": str(max(1, seconds // 60))}}
+    """An action's expiry line for a link that lives minutes or hours (the reset link's
+    lifetime is the operator's choice): in whole hours when it is some, else in minutes
+    (rounded down: never promised longer than it works), the noun singular for one."""
+    hours, minutes = divmod(max(60, seconds) // 60, 60)
+    unit, count = ("hours", hours) if hours and not minutes else ("minutes", hours * 60 + minutes)
+    expiry_id = f"email.link_expiry.{unit}" if count > 1 else f"email.link_expiry.{unit[:-1]}"
+    return {"expiry_id": expiry_id, "expiry": {"count": str(count)}}
 
 
 def password_reset(to: Recipient, product: str, link: str, ttl_seconds: int) -> Message:

@@ -104,3 +104,22 @@ def test_an_address_limit_counting_longer_than_a_link_lives_is_refused() -> None
 def test_a_malformed_reset_limit_names_the_variable(raw: str) -> None:
     with pytest.raises(SettingsError, match="IDENTITY_RESET_LIMIT_PER_EMAIL"):
         Settings.from_env({"IDENTITY_RESET_LIMIT_PER_EMAIL": raw})
+
+
+@pytest.mark.parametrize(
+    ("locale", "seconds", "line"),
+    [
+        ("en", 60, "expires in 1 minute."),
+        ("es", 90, "caduca en 1 minuto."),
+        ("en", 3600, "expires in 1 hour."),
+        ("es", 3600, "caduca en 1 hora."),
+        ("en", 86400, "expires in 24 hours."),
+        ("es", 7200, "caduca en 2 horas."),
+        ("es", 5400, "caduca en 90 minutos."),
+    ],
+)
+def test_the_expiry_line_agrees_with_its_number(locale: str, seconds: int, line: str) -> None:
+    """IDENTITY_RESET_TOKEN_TTL may be a minute or a day: never "1 minutes" or "1440 minutes"."""
+    message = messages.password_reset(Recipient("a@example.com", locale), "Acme", LINK, seconds)
+    assert line in message.text
+    assert message.html is not None and line in message.html
