@@ -2,12 +2,8 @@
 and the reasons staff give, which the audit log shows.
 
 Trimmed and bounded, and refused when they hold characters that change how the text around
-them reads: control characters and Unicode's line and paragraph separators (a line break
-splits the email header a name is put in, and fakes lines of its own in a message), and
-Unicode's direction overrides and isolates, with which an account named "Acme" followed by
-U+202E and "gnillib" is displayed as "Acmebilling" reversed, in invitations and on pages
-("Trojan Source", CVE-2021-42574). Other invisible characters stay allowed (Persian and emoji
-need joiners), but a name made only of them is no name.
+them reads (identity.unreadable), in invitations and on pages. Other invisible characters
+stay allowed (Persian and emoji need joiners), but a name made only of them is no name.
 """
 
 from __future__ import annotations
@@ -17,10 +13,7 @@ import unicodedata
 from identity.accounts.password_words import visible
 from identity.db import text_guard
 from identity.errors import InvalidInput, UnstorableText
-
-DIRECTION_CONTROLS = frozenset({*range(0x202A, 0x202F), *range(0x2066, 0x206A)})
-# Control characters (line feed among them), and U+2028 and U+2029, which break lines too.
-LINE_BREAKING = frozenset({"Cc", "Zl", "Zp"})
+from identity.unreadable import REFUSAL, breaks_reading
 
 
 def display_name(
@@ -37,13 +30,8 @@ def display_name(
     if len(name) > max_length or (required and not name):
         bounds = "1 to" if required else "at most"
         message = f"The {what} must be {bounds} {max_length} characters."
-    elif any(
-        unicodedata.category(ch) in LINE_BREAKING or ord(ch) in DIRECTION_CONTROLS for ch in name
-    ):
-        message = (
-            f"The {what} may not contain line breaks, control characters or text direction "
-            "overrides."
-        )
+    elif breaks_reading(name):
+        message = f"The {what} {REFUSAL}."
     elif name and not visible(name).strip():
         message = f"The {what} must contain a visible character."
     else:

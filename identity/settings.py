@@ -20,6 +20,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from identity.unreadable import REFUSAL, breaks_reading
 from identity.uris import BAD_PORT, has_unusable_port
 
 PREFIX = "IDENTITY_"
@@ -289,6 +290,10 @@ def parse_product_name(raw: str) -> str:
     name = raw.strip()
     if len(name) > MAX_PRODUCT_NAME:
         raise ValueError(f"must be at most {MAX_PRODUCT_NAME} characters")
+    # It is in every email's Subject: a line break there would fail every message once
+    # queued, never at start-up.
+    if breaks_reading(name):
+        raise ValueError(REFUSAL)
     return name
 
 

@@ -107,6 +107,10 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_ISSUER", "https://id.example.com/\u200f", "ASCII"),
         ("IDENTITY_REDIS_URL", "redis://ca che:6379/0", "spaces or control characters"),
         ("IDENTITY_SMTP_URL", "smtp://mail\thost:25", "spaces or control characters"),
+        # It is in every email's Subject, where a line break fails every message once queued.
+        ("IDENTITY_PRODUCT_NAME", "Acme\r\nBcc: x@evil.example", "line breaks"),
+        ("IDENTITY_PRODUCT_NAME", "Acme\u2028Portal", "line breaks"),
+        ("IDENTITY_PRODUCT_NAME", "Acme\u202egnillib", "text direction overrides"),
     ],
 )
 def test_a_bad_value_names_the_variable_in_one_sentence(
