@@ -100,9 +100,26 @@ async def second_factor_page(
     request: Request[Any, Any, Any], runtime: RuntimeDep, flow: FromQuery[str | None] = None
 ) -> Response[Any]:
     pending = await FlowStore(runtime.store).load(flow)
-    if pending is None or await _pending_proof(runtime, pending) is None:
+    proof = await _pending_proof(runtime, pending) if pending else None
+    if pending is None or proof is None or not await _can_still_finish(runtime, pending, proof):
         return flow_expired(request, runtime)
     return _code_form(request, runtime, pending)
+
+
+async def _can_still_finish(runtime: Runtime, flow: Flow, proof: PasswordProof) -> bool:
+    """Whether a code could still finish the step: the user still has a second factor, and
+    the password has not been changed or reset, nor the user disabled, since it proved
+    them. Else opening the page ends it as posting any code would, rather than ask for a
+    code no answer can pass."""
+    async with runtime.db.transaction() as session:
+        if not await requires_code(session, proof.user_id):
+            await runtime.store.delete(_PENDING + flow.id)
+            return False
+        try:
+            await check_password_unchanged_since(session, proof.user_id, proof.proved_at)
+        except PasswordChanged:
+            return False
+    return True
 
 
 @post(PATH, include_in_schema=False, cache=False)

@@ -187,6 +187,9 @@ async def test_a_password_proven_before_a_change_or_a_disable_no_longer_counts(
     _, challenge = pkce_pair()
     page = await _password_step(client, app, challenge)
     await change(runtime, user)
+    # Opening the page again says so at once, as the post does, not after a code is typed.
+    reload = await client.get(f"/login/second-factor?flow={form_fields(page.text)['flow']}")
+    assert reload.status_code == 400 and "has expired" in alert(reload)
     late = await post_form(client, page, "/login/second-factor", code=generator.now())
     assert late.status_code == 400, late.headers
     assert "has expired" in alert(late)
@@ -225,4 +228,28 @@ async def test_a_second_factor_removed_while_its_code_is_awaited_ends_the_step(
     assert "not valid" not in alert(late)
     reload = await client.get(f"/login/second-factor?flow={form_fields(page.text)['flow']}")
     assert reload.status_code == 400 and "has expired" in alert(reload)
+    assert await _sessions(runtime) == []
+
+
+@pytest.mark.parametrize("removal", ["staff-reset", "turned-off"])
+async def test_the_code_page_opened_after_the_second_factor_was_removed_says_start_again(
+    client: httpx.AsyncClient, runtime: Runtime, removal: str
+) -> None:
+    """A reload must not offer a form no code can pass: it ends the step as the post does."""
+    user, generator, _ = await enrolled_user(runtime)
+    app = await make_client(runtime, first_party=True)
+    _, challenge = pkce_pair()
+    page = await _password_step(client, app, challenge)
+    if removal == "staff-reset":
+        await _staff_reset(runtime, user)
+    else:
+        await _turned_off_elsewhere(runtime, user, generator.now())
+
+    reload = await client.get(f"/login/second-factor?flow={form_fields(page.text)['flow']}")
+
+    assert reload.status_code == 400
+    assert "has expired" in alert(reload)
+    assert 'name="code"' not in reload.text
+    late = await post_form(client, page, "/login/second-factor", code="000000")
+    assert late.status_code == 400 and "has expired" in alert(late)
     assert await _sessions(runtime) == []
