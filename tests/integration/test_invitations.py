@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from identity.accounts.models import User
 from identity.accounts.service import MAX_NAME
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.errors import Conflict, Forbidden, NotFound, PolicyViolation
 from identity.mail.models import MAX_SUBJECT, OutgoingEmail
@@ -466,3 +467,42 @@ async def test_a_permission_taken_out_of_the_catalogue_since_the_invitation_is_l
         await invitations.accept_invitation_as_existing_user(session, _token(email), invitee)
 
     assert await effective(runtime, invitee, account) == {"invoices"}
+
+
+async def test_two_transactions_inviting_one_address_at_once_make_one_invitation(
+    runtime: Runtime,
+) -> None:
+    """The second invitation is looked for while the first is written but not committed:
+    it must wait for the first and be refused as "already invited", not see none pending."""
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    first_written = asyncio.Event()
+
+    async def invite(*, hold: bool) -> None:
+        async with runtime.db.transaction() as session:
+            await invitations.invite(
+                session,
+                Actor(user_id=owner.id),
+                account.id,
+                invitations.InvitationRequest(email="twice@example.com"),
+                catalogue=runtime.catalogue,
+                limiter=runtime.limiter,
+                settings=runtime.settings,
+                now=utcnow(),
+            )
+            if hold:
+                first_written.set()
+                await asyncio.sleep(0.5)  # the second one starts meanwhile
+
+    async def second() -> None:
+        await first_written.wait()
+        await invite(hold=False)
+
+    first, late = await asyncio.gather(invite(hold=True), second(), return_exceptions=True)
+
+    assert first is None
+    assert isinstance(late, Conflict), late
+    assert "pending invitation already" in late.detail
+    async with runtime.db.transaction() as session:
+        pending = await invitations.pending(session, account.id, utcnow())
+    assert [i.email for i in pending] == ["twice@example.com"]
