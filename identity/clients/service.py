@@ -165,6 +165,14 @@ def check_grant_types(grant_types: list[str], *, public: bool) -> list[str]:
             "grant_types",
             f"Unknown grant type {unknown[0][:50]!r}; choose from {', '.join(GRANT_TYPES)}.",
         )
+    # A confidential client with none is a resource server that only introspects; a public
+    # one may not introspect, so with none it could do nothing at all.
+    if public and not grant_types:
+        raise invalid_field(
+            "grant_types",
+            "A public client needs a grant type (authorization_code): with none it can do "
+            "nothing, since only confidential clients may introspect tokens.",
+        )
     if public and "client_credentials" in grant_types:
         raise invalid_field(
             "grant_types", "A public client cannot use client_credentials: it has no secret."

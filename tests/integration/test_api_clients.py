@@ -611,3 +611,47 @@ async def test_the_command_lines_rules_answer_422_naming_the_field(
     refused = await client.patch(path, json=body, headers=staff)
     assert refused.status_code == 422, refused.text
     assert refused.json()["errors"][0]["field"] == field
+
+
+async def test_a_public_client_with_no_grant_type_is_refused_naming_the_field(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """With no grant a public client could do nothing at all: it may not introspect, and
+    has no secret for client_credentials. A registration that cannot work is a mistake
+    to point out, not a client to store."""
+    staff = await staff_headers(runtime)
+    public = {"public": True, "grant_types": ["authorization_code"]}
+    refused = await client.post(
+        "/api/v1/clients", json=PORTAL | public | {"grant_types": []}, headers=staff
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["errors"][0]["field"] == "grant_types"
+    assert "needs a grant type" in refused.json()["errors"][0]["message"]
+    created = await _register(client, staff, **public)
+    path = f"/api/v1/clients/{created['client_id']}"
+    emptied = await client.patch(path, json={"grant_types": []}, headers=staff)
+    assert emptied.status_code == 422, emptied.text
+    assert emptied.json()["errors"][0]["field"] == "grant_types"
+
+
+async def test_a_confidential_client_with_no_grant_type_only_introspects(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A resource server that only asks /introspect needs no grant, as in node-oidc-provider
+    (grant_types []) and Keycloak (every flow off): least privilege, not a mistake."""
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff, grant_types=[], redirect_uris=[])
+    introspector = RegisteredClient(created["client_id"], created["client_secret"])
+    service = await _registered(client, staff)
+
+    token = (
+        await client.post(
+            "/token",
+            data={"grant_type": "client_credentials", "scope": "reports:read"},
+            headers=service.basic,
+        )
+    ).json()["access_token"]
+
+    assert await is_active(client, introspector, token)
+    assert await _client_credentials(client, introspector) == 400
