@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Server
 
 from identity import __version__
 from identity.logs import configure_logging
@@ -75,6 +76,8 @@ def create_app(settings: Settings) -> Litestar:
             title="identity management API",
             version=__version__,
             path="/schema",
+            # Relative to where the document is fetched: under the issuer's path, if any.
+            servers=[Server(url=settings.public_path or "/")],
             components=COMPONENTS,
             render_plugins=[ProblemJsonRenderPlugin()],
         ),

@@ -108,3 +108,13 @@ async def test_the_emailed_reset_link_opens_a_page_whose_form_stays_under_the_pa
     # The password fields' script, and the API it calls, are the service's too.
     assert f'src="{PREFIX}/static/password.js"' in reset.text
     assert f'data-api="{PREFIX}/api/v1/password"' in reset.text
+
+
+async def test_the_openapi_document_names_the_api_under_the_path(
+    served: tuple[httpx.AsyncClient, Runtime],
+) -> None:
+    # A client generated from the document, or a tool such as Schemathesis, calls the server
+    # it names, relative to where the document was fetched: "/" left the service.
+    http, _ = served
+    document = (await http.get(f"{PREFIX}/schema/openapi.json")).json()
+    assert document["servers"] == [{"url": PREFIX}]
