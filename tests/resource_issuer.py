@@ -64,6 +64,8 @@ def unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
 class LocalIssuer:
     def __init__(self) -> None:
         self.published: list[RSAKey | ECKey] = [rsa_key(0)]
+        # JWKS members published after the keys, as they are: keys of kinds the kit cannot use.
+        self.foreign_members: list[dict[str, Any]] = []
         self.jwks_cache_control: str | None = "max-age=300"
         self.advertised_issuer: str | None = None
         # While set, every request answers 500, as an issuer in trouble does.
@@ -138,6 +140,7 @@ class LocalIssuer:
                     )
                 elif self.path == "/jwks.json":
                     keys = [key.as_dict(private=False) for key in issuer.published]
+                    keys += issuer.foreign_members
                     self._json({"keys": keys}, issuer.jwks_cache_control)
                 else:
                     self.send_error(404)

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from joserfc.errors import JoseError
 from joserfc.jwk import Key, import_key
 
 from identity.resource.discovery import fetch_json
@@ -72,7 +71,10 @@ def signing_keys(document: dict[str, Any]) -> dict[str, Key]:
             continue
         try:
             keys[kid] = import_key(member)
-        except (JoseError, ValueError, TypeError):
+        # Not only JoseError: joserfc reads a member as it comes and fails as the lookup
+        # that failed does (an unknown ``crv`` is a KeyError). Whatever it raises, it is
+        # this one key that is unusable, not the set.
+        except Exception:
             logger.warning("ignoring JWKS key %r: it does not import", kid)
     return keys
 

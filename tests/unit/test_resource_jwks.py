@@ -231,3 +231,13 @@ def test_keys_that_cannot_verify_our_tokens_are_left_out_of_the_set() -> None:
         ]
     }
     assert list(signing_keys(document)) == [good["kid"]]
+
+
+@pytest.mark.parametrize("crv", ["BP-256", "Ed25519", 5])
+async def test_a_published_key_on_a_curve_we_do_not_know_leaves_the_others_working(
+    issuer: LocalIssuer, kit: Kit, crv: object
+) -> None:
+    # An issuer may publish keys of kinds this kit has no use for (RFC 7517 §5: ignore
+    # them); one such key made every token fail with the library's KeyError, a 500.
+    issuer.foreign_members = [ec_key(1).as_dict(private=False) | {"kid": "other", "crv": crv}]
+    assert await accepted(kit, issuer.token())
