@@ -68,6 +68,7 @@ class LocalIssuer:
         self.foreign_members: list[dict[str, Any]] = []
         self.jwks_cache_control: str | None = "max-age=300"
         self.advertised_issuer: str | None = None
+        self.advertised_jwks_uri: str | None = None
         # While set, every request answers 500, as an issuer in trouble does.
         self.failing = False
         self.introspection_answer: dict[str, Any] = {"active": False}
@@ -134,7 +135,7 @@ class LocalIssuer:
                     self._json(
                         {
                             "issuer": issuer.advertised_issuer or issuer.issuer,
-                            "jwks_uri": issuer.issuer + "/jwks.json",
+                            "jwks_uri": issuer.advertised_jwks_uri or issuer.issuer + "/jwks.json",
                             "introspection_endpoint": issuer.issuer + "/introspect",
                         }
                     )

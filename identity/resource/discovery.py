@@ -69,15 +69,35 @@ async def discover(http: httpx.AsyncClient, issuer: str) -> IssuerMetadata:
         raise IssuerUnavailable(
             f"the discovery document names issuer {document.get('issuer')!r}, not {issuer!r}"
         )
-    jwks_uri = document.get("jwks_uri")
-    if not isinstance(jwks_uri, str) or not jwks_uri:
-        raise IssuerUnavailable("the discovery document has no jwks_uri")
-    introspection = document.get("introspection_endpoint")
+    jwks_uri = endpoint_url(document.get("jwks_uri"))
+    if jwks_uri is None:
+        raise IssuerUnavailable(
+            f"the discovery document's jwks_uri is no URL: {document.get('jwks_uri')!r:.200}"
+        )
     return IssuerMetadata(
         issuer=issuer,
         jwks_uri=jwks_uri,
-        introspection_endpoint=introspection if isinstance(introspection, str) else None,
+        # Only the introspector needs it: one that is no URL must not stop tokens validating.
+        introspection_endpoint=endpoint_url(document.get("introspection_endpoint")),
     )
+
+
+def endpoint_url(value: object) -> str | None:
+    """``value`` if it is an absolute http(s) URL httpx can send to, else ``None``.
+
+    Checked once, here, because httpx refuses a malformed URL with InvalidURL, and a port
+    out of range with an error from its connection pool, neither of them an HTTPError: they
+    escaped every fetch as a 500 without naming the document that caused them.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL:
+        return None
+    port_ok = url.port is None or 0 < url.port < 65536
+    usable = url.scheme in ("http", "https") and bool(url.host) and port_ok
+    return value if usable else None
 
 
 class Discovery:
@@ -105,5 +125,5 @@ class Discovery:
     async def introspection_endpoint(self) -> str:
         endpoint = (await self.metadata()).introspection_endpoint
         if endpoint is None:
-            raise IssuerUnavailable("the issuer advertises no introspection_endpoint")
+            raise IssuerUnavailable("the issuer advertises no usable introspection_endpoint")
         return endpoint

@@ -175,6 +175,27 @@ async def test_a_discovery_document_naming_another_issuer_is_not_trusted(
     assert issuer.jwks_fetches() == 0
 
 
+@pytest.mark.parametrize(
+    "jwks_uri",
+    [
+        "http://[::1",
+        "http://127.0.0.1:99999/jwks.json",
+        "http://127.0.0.1:0/jwks.json",
+        "http://id.example\n/jwks.json",
+        "/jwks",
+    ],
+)
+async def test_a_discovery_document_with_an_unusable_jwks_uri_is_unavailable_not_a_crash(
+    issuer: LocalIssuer, kit: Kit, jwks_uri: str
+) -> None:
+    # httpx raises InvalidURL (no HTTPError) or, for a port out of range, an ExceptionGroup
+    # from its connection pool: either was a 500 on every request, with nothing in the log
+    # naming the issuer's document as the cause.
+    issuer.advertised_jwks_uri = jwks_uri
+    with pytest.raises(IssuerUnavailable, match="jwks_uri"):
+        await kit.validator.validate(issuer.token())
+
+
 async def test_an_unreachable_issuer_is_unavailable() -> None:
     async with httpx.AsyncClient(timeout=1) as http:
         # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
