@@ -24,6 +24,10 @@ from identity.oauth.errors import InvalidTokenError
 
 # RFC 9068 §2.1: the type keeps an ID token from passing as an access token.
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
+# Seconds an ``iat`` may be ahead of this process's clock. Processes on several machines
+# verify each other's tokens, often the moment they are issued (userinfo right after the
+# token endpoint), and their clocks differ a little; the resource kit forgives as much.
+ISSUED_AT_SKEW = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +143,10 @@ class _Verified:
 # introspect the same token for every call they serve, and checking its signature and
 # claims again cost as much as the rest of an introspection. A token's bytes cannot change,
 # so what a hit re-checks is what can: the clock (not expired, and no earlier than the
-# first check, so ``iat`` still holds) and that the very key object that verified it is
-# still in the key set (a retired key, or a reloaded key set, is a miss). Revocation is
-# not cached here: callers ask the database every time. Only tokens that verified enter,
-# so garbage cannot fill it; it is emptied when full.
+# first check, so ``iat`` still holds; earlier is a miss, checked in full) and that the
+# very key object that verified it is still in the key set (a retired key, or a reloaded
+# key set, is a miss). Revocation is not cached here: callers ask the database every time.
+# Only tokens that verified enter, so garbage cannot fill it; it is emptied when full.
 _VERIFIED: dict[tuple[str, str], _Verified] = {}
 _VERIFIED_MAX = 10_000
 
@@ -180,7 +184,10 @@ def verify_access_token(
             sub={"essential": True},
             client_id={"essential": True},
         )
-        registry.validate(decoded.claims)
+        # ``exp`` is held to this clock exactly; only ``iat`` gets the skew.
+        registry.validate({name: v for name, v in decoded.claims.items() if name != "iat"})
+        if "iat" in decoded.claims:
+            JWTClaimsRegistry(now=at, leeway=ISSUED_AT_SKEW).validate_iat(decoded.claims["iat"])
     except (JoseError, ValueError, TypeError):
         raise InvalidTokenError() from None
     if len(_VERIFIED) >= _VERIFIED_MAX:
