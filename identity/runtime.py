@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
 
 from identity.accounts.passwords import Passwords
 from identity.background import BackgroundWork
@@ -13,7 +12,7 @@ from identity.clock import utcnow
 from identity.crypto import Encryptor
 from identity.db.engine import Database
 from identity.housekeeping.housekeeper import Housekeeper
-from identity.keys.service import KeySet, load_keyset
+from identity.keys.service import KeySet, load_keyset, signing_cutoff
 from identity.mail.dispatcher import MailDispatcher
 from identity.mail.factory import create_transport
 from identity.oauth.metadata import PublishedDocuments
@@ -86,10 +85,9 @@ class Runtime:
             async with self._keyset_lock:
                 if self._keyset is None or self._keyset_loaded_at < asked_at:
                     started = time.monotonic()
-                    # A key created one refresh interval ago is in every process's key set.
-                    published_since = utcnow() - timedelta(seconds=self.settings.keys_refresh)
+                    cutoff = signing_cutoff(utcnow(), self.settings.keys_refresh)
                     async with self.db.transaction() as session:
-                        keyset = await load_keyset(session, self.key_encryptor, published_since)
+                        keyset = await load_keyset(session, self.key_encryptor, cutoff)
                     if keyset is None:
                         raise SigningKeyMissing("no signing key; run `identity keys rotate`")
                     self._keyset, self._keyset_loaded_at = keyset, started

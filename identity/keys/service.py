@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from joserfc.jwk import ECKey, RSAKey
@@ -18,6 +18,11 @@ from identity.keys import repository
 from identity.keys.models import MAX_KID, SigningKey
 
 SUPPORTED_ALGS = ("RS256", "ES256")
+# How long after every process publishes a new key it waits to sign. A relying party that
+# fetched the JWKS a moment before the last process published the key holds a set without
+# it, and fetches again on a token's unknown kid only after a cooldown (identity.resource:
+# 10 s; jose: 30 s); a key signing at once had its tokens refused there for that long.
+RELYING_PARTY_REFETCH = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,20 +85,27 @@ async def retire_key(session: AsyncSession, kid: str) -> None:
         )
 
 
-def signer(rows: Sequence[SigningKey], published_since: datetime) -> SigningKey:
-    """Of the active keys (newest first), the newest one created by ``published_since``;
-    else, when all are younger (the first key, or the older ones retired), the oldest.
+def signing_cutoff(now: datetime, keys_refresh: int) -> datetime:
+    """Keys created by this time may sign.
 
     Every process rereads the keys within IDENTITY_KEYS_REFRESH of a rotation. A new key
     that signed at once made tokens that processes still on the old key set did not accept
     (introspection, userinfo, /api/v1) and that relying parties could not verify with the
-    JWKS those processes served: it signs only once every process publishes it.
+    JWKS those processes served: it signs only once every process publishes it, and
+    relying parties have had RELYING_PARTY_REFETCH since to fetch it.
     """
-    return next((row for row in rows if row.created_at <= published_since), rows[-1])
+    return now - timedelta(seconds=keys_refresh) - RELYING_PARTY_REFETCH
+
+
+def signer(rows: Sequence[SigningKey], cutoff: datetime) -> SigningKey:
+    """Of the active keys (newest first), the newest one created by ``cutoff``
+    (:func:`signing_cutoff`); else, when all are younger (the first key, or the older ones
+    retired), the oldest."""
+    return next((row for row in rows if row.created_at <= cutoff), rows[-1])
 
 
 async def load_keyset(
-    session: AsyncSession, encryptor: Encryptor, published_since: datetime
+    session: AsyncSession, encryptor: Encryptor, cutoff: datetime
 ) -> KeySet | None:
     """The active keys, signing with :func:`signer`'s choice."""
     rows = await repository.active_keys(session)
@@ -104,7 +116,7 @@ async def load_keyset(
         data = json.loads(encryptor.decrypt(row.private_jwk_encrypted))
         key_type = RSAKey if row.alg == "RS256" else ECKey
         by_kid[row.kid] = key_type.import_key(data)
-    current = signer(rows, published_since)
+    current = signer(rows, cutoff)
     return KeySet(
         current=by_kid[current.kid],
         current_alg=current.alg,

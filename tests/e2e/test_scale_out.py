@@ -15,6 +15,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from identity.keys.service import RELYING_PARTY_REFETCH
 from tests.backends import TEST_DATABASE_URL, TEST_REDIS_URL
 from tests.browser import PASSWORD, query
 from tests.e2e.flows import Client, cli, redeem, setup, start_sign_in, submit_login
@@ -101,9 +102,10 @@ def test_a_rotated_key_is_used_and_published_by_both(cluster) -> None:  # type: 
         while new_kid not in _published_kids(server) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert new_kid in _published_kids(server)
-    # The new key signs once both have had a refresh interval to publish it.
+    # The new key signs once both have had a refresh interval to publish it, and relying
+    # parties RELYING_PARTY_REFETCH to fetch it.
     for server in (first, second):
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 10 + RELYING_PARTY_REFETCH.total_seconds()
         while _id_token_kid(server, client) != new_kid:
             assert time.monotonic() < deadline, f"{server.base_url} does not sign with {new_kid}"
             time.sleep(0.3)

@@ -23,7 +23,7 @@ from identity.db.engine import Database
 from identity.errors import InvalidInput
 from identity.keys.models import SigningKey
 from identity.keys.repository import FIRST_KEY_LOCK, active_keys, hold_first_key
-from identity.keys.service import create_key, ensure_key, retire_key
+from identity.keys.service import RELYING_PARTY_REFETCH, create_key, ensure_key, retire_key
 from identity.runtime import Runtime
 from identity.settings import Settings
 from tests.backends import TEST_DATABASE_URL, TEST_SECRET_KEY
@@ -44,6 +44,19 @@ async def client_token(http: httpx.AsyncClient, runtime: Runtime) -> str:
     return await service_token(http, await service_client(runtime))
 
 
+async def _rotated_seconds_ago(runtime: Runtime, settings: Settings, seconds: float) -> str:
+    """Rotate, as if that was ``seconds`` ago and the first key long before it; the new kid."""
+    new_kid = await rotate_signing_key(settings, "ES256", show=_quiet)
+    rotated_at = utcnow() - timedelta(seconds=seconds)
+    async with runtime.db.transaction() as session:
+        await session.execute(update(SigningKey).values(created_at=rotated_at - timedelta(days=1)))
+        await session.execute(
+            update(SigningKey).where(SigningKey.kid == new_kid).values(created_at=rotated_at)
+        )
+    await runtime.keyset(refresh=True)
+    return new_kid
+
+
 async def test_rotation_makes_the_new_key_current_and_keeps_the_old_one_published(
     client: httpx.AsyncClient, runtime: Runtime, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -51,9 +64,10 @@ async def test_rotation_makes_the_new_key_current_and_keeps_the_old_one_publishe
     old_jwks = await client.get("/jwks.json")
     old_kid = (await verify_with_jwks(client, old_token)).header["kid"]
 
-    new_kid = await rotate_signing_key(settings, "ES256", show=_quiet)
-    # This process rereads keys only every KEYSET_REFRESH_SECONDS: let that time pass.
+    # This process rereads keys only every IDENTITY_KEYS_REFRESH: let that time pass, and
+    # relying parties' time to fetch the new key.
     monkeypatch.setattr(runtime, "settings", dataclasses.replace(runtime.settings, keys_refresh=0))
+    new_kid = await _rotated_seconds_ago(runtime, settings, RELYING_PARTY_REFETCH.total_seconds())
 
     new_jwks = await client.get("/jwks.json", headers={"If-None-Match": old_jwks.headers["etag"]})
     assert new_jwks.status_code == 200
@@ -98,22 +112,28 @@ async def test_a_rotated_key_signs_only_once_every_process_publishes_it(
     assert introspected.json()["active"] is True
 
 
-async def test_a_rotated_key_signs_once_published_for_the_refresh_interval(
+async def test_a_rotated_key_signs_once_relying_parties_may_have_fetched_it(
     client: httpx.AsyncClient, runtime: Runtime, settings: Settings
 ) -> None:
-    new_kid = await rotate_signing_key(settings, "ES256", show=_quiet)
-    # As if the rotation was a refresh interval ago, and the first key long before it.
-    rotated_at = utcnow() - timedelta(seconds=settings.keys_refresh + 1)
-    async with runtime.db.transaction() as session:
-        await session.execute(update(SigningKey).values(created_at=rotated_at - timedelta(days=1)))
-        await session.execute(
-            update(SigningKey).where(SigningKey.kid == new_kid).values(created_at=rotated_at)
-        )
-    await runtime.keyset(refresh=True)
+    waited = settings.keys_refresh + RELYING_PARTY_REFETCH.total_seconds() + 1
+    new_kid = await _rotated_seconds_ago(runtime, settings, waited)
 
     token = await client_token(client, runtime)
 
     assert (await verify_with_jwks(client, token)).header["kid"] == new_kid
+
+
+async def test_a_rotated_key_does_not_sign_as_soon_as_every_process_publishes_it(
+    client: httpx.AsyncClient, runtime: Runtime, settings: Settings
+) -> None:
+    # A relying party that fetched the JWKS a moment before the last process published the
+    # key holds a set without it, and fetches again on an unknown kid only after a cooldown
+    # (the kit: 10 s): a key signing right then had its tokens refused that long.
+    new_kid = await _rotated_seconds_ago(runtime, settings, settings.keys_refresh + 1)
+
+    token = await client_token(client, runtime)
+
+    assert (await verify_with_jwks(client, token)).header["kid"] != new_kid
 
 
 def test_keys_rotate_command_prints_the_new_kid(
