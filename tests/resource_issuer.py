@@ -71,6 +71,9 @@ class LocalIssuer:
         self.advertised_jwks_uri: str | None = None
         # While set, every request answers 500, as an issuer in trouble does.
         self.failing = False
+        # While cleared, JWKS requests wait (up to 10 s) before answering, as a slow issuer's do.
+        self.jwks_answering = threading.Event()
+        self.jwks_answering.set()
         self.introspection_answer: dict[str, Any] = {"active": False}
         self.introspection_requests: list[tuple[str | None, dict[str, list[str]]]] = []
         self.hits: Counter[str] = Counter()
@@ -140,6 +143,7 @@ class LocalIssuer:
                         }
                     )
                 elif self.path == "/jwks.json":
+                    issuer.jwks_answering.wait(timeout=10)
                     keys = [key.as_dict(private=False) for key in issuer.published]
                     keys += issuer.foreign_members
                     self._json({"keys": keys}, issuer.jwks_cache_control)

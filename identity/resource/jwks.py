@@ -3,11 +3,12 @@
 Keys are refetched when the cached set expires (the JWKS response's ``Cache-Control: max-age``
 within bounds) and when a token names a ``kid`` the cache does not hold, which is how a new key
 after ``identity keys rotate`` is learnt. Any fetch happens at most once per
-``min_fetch_interval`` whatever the cause, decided under one lock shared by all concurrent
-callers: a flood of tokens with made-up ``kid`` values costs the issuer one request per
-interval, not one per token. While the issuer cannot be reached, the keys held stay trusted
-for ``max_stale`` seconds past their expiry, then none is: a key the issuer has retired stops
-verifying within a known time even for a service cut off from it.
+``min_fetch_interval`` whatever the cause: a flood of tokens with made-up ``kid`` values
+costs the issuer one request per interval, not one per token. Callers lacking a key wait for
+the fetch under way rather than being refused while it arrives. While the issuer cannot be
+reached, the keys held stay trusted for ``max_stale`` seconds past their expiry, then none
+is: a key the issuer has retired stops verifying within a known time even for a service cut
+off from it.
 """
 
 from __future__ import annotations
@@ -103,7 +104,10 @@ class JWKSCache:
         self._keys: dict[str, Key] = {}
         self._expires_at: float | None = None
         self._attempted_at: float | None = None
-        self._lock = asyncio.Lock()
+        # Why the first fetch failed, for callers refused until one succeeds.
+        self._failure: str | None = None
+        # The latest fetch, kept until done: a task nothing references may be collected.
+        self._fetching: asyncio.Task[None] | None = None
 
     async def key(self, kid: str) -> Key | None:
         """The key named ``kid``, or ``None`` when the issuer does not publish it.
@@ -111,13 +115,20 @@ class JWKSCache:
         Raises :class:`IssuerUnavailable` when no JWKS has been fetched yet, or none for
         ``max_stale`` seconds past the last one's expiry.
         """
-        if self._wants_fetch(kid):
-            async with self._lock:
-                # Callers that queued here while another fetched see its result first.
-                if self._wants_fetch(kid):
-                    await self._fetch()
+        started = self._wants_fetch(kid)
+        if started:
+            # No await since the check: one fetch, however many callers ask at once.
+            self._attempted_at = self._clock()
+            self._fetching = asyncio.create_task(self._fetch(self._attempted_at))
+        fetching = self._fetching
+        if fetching is not None and not fetching.done() and (started or kid not in self._keys):
+            # Whoever lacks the key waits for the fetch under way, which may bring it: else
+            # the tokens arriving with the first ones after a start (503) or a rotation (401)
+            # were refused while it was on its way. Shielded: a caller given up (its request
+            # timed out, its client left) does not cancel it for everyone else.
+            await asyncio.shield(fetching)
         if self._expires_at is None:
-            raise IssuerUnavailable("the issuer's JWKS has not been fetched yet")
+            raise IssuerUnavailable(self._failure or "the issuer's JWKS has not been fetched yet")
         if self._clock() - self._expires_at > self._max_stale:
             raise IssuerUnavailable("the issuer's JWKS could not be refreshed for too long")
         return self._keys.get(kid)
@@ -128,22 +139,22 @@ class JWKSCache:
         allowed = self._attempted_at is None or now - self._attempted_at >= self._min_fetch_interval
         return needed and allowed
 
-    async def _fetch(self) -> None:
-        self._attempted_at = self._clock()
+    async def _fetch(self, started_at: float) -> None:
         try:
             fetched = await fetch_json(self._http, await self._locate())
             keys = signing_keys(fetched.document)
-        except IssuerUnavailable:
+        except IssuerUnavailable as exc:
             if self._expires_at is None:
                 # Every token is refused 503 until a fetch succeeds; callers only see "try
                 # again later", so the reason goes where the operator looks.
                 logger.warning("JWKS fetch failed; no keys to verify tokens with", exc_info=True)
-                raise
+                self._failure = str(exc)
+                return
             # Keys we already hold stay good while the issuer is away (up to max_stale): an
             # outage of the issuer should not take every resource server down with it.
             logger.warning("JWKS refresh failed; keeping the keys fetched before", exc_info=True)
             return
         self._keys = keys
-        self._expires_at = self._attempted_at + cache_lifetime(
+        self._expires_at = started_at + cache_lifetime(
             fetched.cache_control, default=self._default_max_age, bounds=self._max_age_bounds
         )

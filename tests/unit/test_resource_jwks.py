@@ -140,6 +140,36 @@ async def test_cached_keys_keep_working_while_the_issuer_is_down(
     assert issuer.jwks_fetches() == 3
 
 
+async def test_a_request_given_up_during_the_first_fetch_does_not_abort_it(
+    issuer: LocalIssuer, kit: Kit
+) -> None:
+    # A request timeout shorter than a slow issuer's answer cancelled every fetch it began,
+    # leaving the service with no keys (503) for each interval, for as long as that lasted.
+    issuer.jwks_answering.clear()
+    first = asyncio.create_task(kit.validator.validate(issuer.token()))
+    while not issuer.jwks_fetches():  # noqa: ASYNC110 (the issuer counts on its own thread)
+        await asyncio.sleep(0.01)
+    first.cancel()
+    issuer.jwks_answering.set()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await accepted(kit, issuer.token())
+    assert issuer.jwks_fetches() == 1
+
+
+async def test_tokens_arriving_while_keys_are_fetched_wait_for_them(
+    issuer: LocalIssuer, kit: Kit
+) -> None:
+    # Only the token that started a fetch waited for it: every other arriving meanwhile was
+    # refused, 503 after a start and 401 (unknown key) after a rotation.
+    assert all(await asyncio.gather(*(accepted(kit, issuer.token()) for _ in range(20))))
+    issuer.published = [rsa_key(1), rsa_key(0)]
+    kit.clock.now += INTERVAL
+    rotated = [issuer.token(rsa_key(1)) for _ in range(20)]
+    assert all(await asyncio.gather(*(accepted(kit, token) for token in rotated)))
+    assert issuer.jwks_fetches() == 2
+
+
 async def test_keys_held_past_their_expiry_for_too_long_are_no_longer_trusted(
     issuer: LocalIssuer, kit: Kit
 ) -> None:
