@@ -69,7 +69,7 @@ async def discover(http: httpx.AsyncClient, issuer: str) -> IssuerMetadata:
         raise IssuerUnavailable(
             f"the discovery document names issuer {document.get('issuer')!r}, not {issuer!r}"
         )
-    jwks_uri = endpoint_url(document.get("jwks_uri"))
+    jwks_uri = endpoint_url(document.get("jwks_uri"), issuer)
     if jwks_uri is None:
         raise IssuerUnavailable(
             f"the discovery document's jwks_uri is no URL: {document.get('jwks_uri')!r:.200}"
@@ -78,16 +78,18 @@ async def discover(http: httpx.AsyncClient, issuer: str) -> IssuerMetadata:
         issuer=issuer,
         jwks_uri=jwks_uri,
         # Only the introspector needs it: one that is no URL must not stop tokens validating.
-        introspection_endpoint=endpoint_url(document.get("introspection_endpoint")),
+        introspection_endpoint=endpoint_url(document.get("introspection_endpoint"), issuer),
     )
 
 
-def endpoint_url(value: object) -> str | None:
-    """``value`` if it is an absolute http(s) URL httpx can send to, else ``None``.
+def endpoint_url(value: object, issuer: str) -> str | None:
+    """``value`` if it is an absolute http(s) URL httpx can send to, https when ``issuer``
+    is, else ``None``.
 
     Checked once, here, because httpx refuses a malformed URL with InvalidURL, and a port
     out of range with an error from its connection pool, neither of them an HTTPError: they
-    escaped every fetch as a 500 without naming the document that caused them.
+    escaped every fetch as a 500 without naming the document that caused them. And keys
+    fetched over plain HTTP for an issuer trusted over TLS are anyone's on the path.
     """
     if not isinstance(value, str):
         return None
@@ -96,7 +98,8 @@ def endpoint_url(value: object) -> str | None:
     except httpx.InvalidURL:
         return None
     port_ok = url.port is None or 0 < url.port < 65536
-    usable = url.scheme in ("http", "https") and bool(url.host) and port_ok
+    schemes = ("https",) if issuer.lower().startswith("https:") else ("http", "https")
+    usable = url.scheme in schemes and bool(url.host) and port_ok
     return value if usable else None
 
 

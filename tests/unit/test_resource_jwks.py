@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from identity.resource import BearerTokenError, IssuerUnavailable, TokenValidator
-from identity.resource.discovery import Discovery, discovery_url
+from identity.resource.discovery import Discovery, discovery_url, endpoint_url
 from identity.resource.jwks import JWKSCache, cache_lifetime, signing_keys
 from tests.resource_issuer import (
     LocalIssuer,
@@ -224,6 +224,21 @@ async def test_a_discovery_document_with_an_unusable_jwks_uri_is_unavailable_not
     issuer.advertised_jwks_uri = jwks_uri
     with pytest.raises(IssuerUnavailable, match="jwks_uri"):
         await kit.validator.validate(issuer.token())
+
+
+@pytest.mark.parametrize(
+    ("issuer_url", "url", "usable"),
+    [
+        ("https://id.example", "https://id.example/jwks.json", True),
+        ("https://id.example", "https://keys.example:8443/jwks.json", True),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000/jwks.json", True),
+        # An issuer trusted over TLS whose keys come over plain HTTP: anyone on the path
+        # could hand us keys of their own and sign any token with them.
+        ("https://id.example", "http://id.example/jwks.json", False),
+    ],
+)
+def test_an_https_issuer_s_endpoints_must_be_https(issuer_url: str, url: str, usable: bool) -> None:
+    assert (endpoint_url(url, issuer_url) == url) is usable
 
 
 async def test_an_unreachable_issuer_is_unavailable() -> None:
