@@ -74,6 +74,9 @@ class LocalIssuer:
         # While cleared, JWKS requests wait (up to 10 s) before answering, as a slow issuer's do.
         self.jwks_answering = threading.Event()
         self.jwks_answering.set()
+        # While set, the JWKS answer trickles out a byte at a time, each well within any
+        # read timeout, for up to 10 s: a path that is alive but next to useless.
+        self.jwks_trickling = False
         self.introspection_answer: dict[str, Any] = {"active": False}
         self.introspection_requests: list[tuple[str | None, dict[str, list[str]]]] = []
         self.hits: Counter[str] = Counter()
@@ -144,6 +147,9 @@ class LocalIssuer:
                     )
                 elif self.path == "/jwks.json":
                     issuer.jwks_answering.wait(timeout=10)
+                    if issuer.jwks_trickling:
+                        self._trickle()
+                        return
                     keys = [key.as_dict(private=False) for key in issuer.published]
                     keys += issuer.foreign_members
                     self._json({"keys": keys}, issuer.jwks_cache_control)
@@ -160,6 +166,19 @@ class LocalIssuer:
                     (self.headers.get("authorization"), parse_qs(body))
                 )
                 self._json(issuer.introspection_answer)
+
+            def _trickle(self) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", "100")
+                self.end_headers()
+                try:
+                    for _ in range(50):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                except OSError:
+                    pass  # the client gave up, as it should
 
             def _json(self, document: dict[str, Any], cache_control: str | None = None) -> None:
                 body = json.dumps(document).encode()

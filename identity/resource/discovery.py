@@ -15,6 +15,9 @@ from identity.resource.errors import IssuerUnavailable
 # endpoint from filling the service's memory.
 MAX_DOCUMENT_BYTES = 512 * 1024
 DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
+# The HTTP client's timeouts bound each wait for a packet, not the whole answer: one that
+# trickles in, each byte in time, kept every request lacking a key waiting on it.
+FETCH_DEADLINE_SECONDS = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +27,18 @@ class FetchedJSON:
 
 
 async def fetch_json(http: httpx.AsyncClient, url: str) -> FetchedJSON:
-    """GET a JSON object, refusing redirects, errors, and bodies over the cap."""
+    """GET a JSON object, refusing redirects, errors, bodies over the cap, and answers that
+    take more than ``FETCH_DEADLINE_SECONDS`` in all."""
+    try:
+        async with asyncio.timeout(FETCH_DEADLINE_SECONDS):
+            return await _get_json(http, url)
+    except TimeoutError:
+        raise IssuerUnavailable(
+            f"GET {url} took more than {FETCH_DEADLINE_SECONDS} seconds"
+        ) from None
+
+
+async def _get_json(http: httpx.AsyncClient, url: str) -> FetchedJSON:
     try:
         async with http.stream("GET", url, headers={"accept": "application/json"}) as response:
             if response.status_code != 200:
