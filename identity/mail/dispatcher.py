@@ -68,7 +68,8 @@ class MailDispatcher(BatchWorker):
             try:
                 await self._transport.send(message)
             except TransportError as exc:
-                await self._failed(row, str(exc), retry=row.attempts <= len(BACKOFF))
+                retry = not exc.permanent and row.attempts <= len(BACKOFF)
+                await self._failed(row, str(exc), retry=retry)
                 continue
             async with self._db.transaction() as session:
                 await outbox.mark_sent(session, row.id, utcnow())

@@ -27,7 +27,12 @@ SMTP_DEADLINE_SECONDS = 60
 
 
 class TransportError(Exception):
-    """The message was not handed over; it stays queued for another attempt."""
+    """The message was not handed over: it stays queued for another attempt unless the
+    refusal was ``permanent``."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class Transport(Protocol):
@@ -122,7 +127,16 @@ class SmtpTransport:
             # smtplib blocks; a slow mail server must not stall the event loop.
             await asyncio.to_thread(self._send_blocking, message)
         except (smtplib.SMTPException, OSError) as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+            raise TransportError(f"{type(exc).__name__}: {exc}", permanent=_final(exc)) from exc
+
+
+def _final(exc: Exception) -> bool:
+    """Whether the server refused this message for good: a 5xx answer to its recipient or to
+    its content (RFC 5321 §4.2.1: not to be asked again). A refused sender or sign-in is the
+    same for every message, a setting an operator can fix while the queue waits: retried."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    return isinstance(exc, smtplib.SMTPDataError) and exc.smtp_code >= 500
 
 
 class _WatchedSMTP_SSL(smtplib.SMTP_SSL):

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -394,3 +395,55 @@ async def test_a_name_spelled_as_an_encoded_word_is_shown_as_written_not_decoded
     (received,) = inbox.messages
     assert received["Reply-To"] is None
     assert "Acme=0D=0AReply-To:_thief=40evil.example" in received["Subject"]
+
+
+class _Refusing(Inbox):
+    """A mail server that answers every recipient (``stage`` RCPT) or every message
+    (``stage`` DATA) with ``answer``."""
+
+    def __init__(self, stage: str, answer: str) -> None:
+        super().__init__()
+        self.stage = stage
+        self.answer = answer
+        self.refused = 0
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if self.stage == "RCPT":
+            self.refused += 1
+            return self.answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.refused += 1
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    ("stage", "answer", "given_up"),
+    [
+        ("RCPT", "550 5.1.1 No such user", True),
+        ("RCPT", "553 5.1.3 Bad recipient address syntax", True),
+        ("DATA", "554 5.6.0 Message refused", True),
+        ("RCPT", "450 4.2.1 Mailbox busy, try again later", False),
+        ("RCPT", "451 4.7.1 Greylisted, come back later", False),
+        ("DATA", "452 4.3.1 Insufficient system storage", False),
+    ],
+)
+async def test_a_permanent_refusal_is_given_up_at_once_a_temporary_one_retried(
+    db: Database, stage: str, answer: str, given_up: bool
+) -> None:
+    # A 5xx answer is final (RFC 5321 §4.2.1: the client SHOULD NOT repeat the request);
+    # a 4xx answer asks to come back later. Asking a day long for a mailbox that does not
+    # exist is what a mail server's reputation checks count against the sender.
+    await _queue(db)
+    inbox = _Refusing(stage, answer)
+    with smtp_server(inbox=inbox) as (port, _):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
+        assert await dispatcher.run_once() == 0
+    (row,) = await _rows(db)
+    assert row.sent_at is None and row.attempts == 1 and inbox.refused == 1
+    assert answer.split()[0] in (row.last_error or "")
+    assert (row.failed_at is not None) is given_up
