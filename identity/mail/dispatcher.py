@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from identity.clock import utcnow
 from identity.db.engine import Database
@@ -14,6 +17,7 @@ from identity.metrics import EMAILS
 from identity.polling import BatchWorker
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Delay before attempt 2, 3, ...: a mail server that is down for an hour still gets every
 # message; after the last attempt (about a day) the message is marked failed and logged.
@@ -58,24 +62,32 @@ class MailDispatcher(BatchWorker):
                 row = await outbox.lease(session, email_id, utcnow(), LEASE)
             if row is None:
                 continue  # another process took it
-            try:
-                message = build_message(row, self._sender)
-            except ValueError as exc:
-                # A header no message may hold (a line break, queued by an older release):
-                # every attempt would fail alike, and only a TransportError is retried.
-                await self._failed(row, f"cannot be built: {exc}", retry=False)
-                continue
-            try:
-                await self._transport.send(message)
-            except TransportError as exc:
-                retry = not exc.permanent and row.attempts <= len(BACKOFF)
-                await self._failed(row, str(exc), retry=retry)
-                continue
-            async with self._db.transaction() as session:
-                await outbox.mark_sent(session, row.id, utcnow())
-            EMAILS.labels("sent").inc()
-            sent += 1
+            # A message handed to smtplib's thread goes out even if this task is cancelled (a
+            # stop, at a deploy): its outcome must be recorded first, or it is sent again
+            # once the lease runs out.
+            if await _despite_cancellation(self._deliver(row)):
+                sent += 1
         return sent, len(ids)
+
+    async def _deliver(self, row: OutgoingEmail) -> bool:
+        """Hand ``row`` over and record how it went; whether it was sent."""
+        try:
+            message = build_message(row, self._sender)
+        except ValueError as exc:
+            # A header no message may hold (a line break, queued by an older release):
+            # every attempt would fail alike, and only a TransportError is retried.
+            await self._failed(row, f"cannot be built: {exc}", retry=False)
+            return False
+        try:
+            await self._transport.send(message)
+        except TransportError as exc:
+            retry = not exc.permanent and row.attempts <= len(BACKOFF)
+            await self._failed(row, str(exc), retry=retry)
+            return False
+        async with self._db.transaction() as session:
+            await outbox.mark_sent(session, row.id, utcnow())
+        EMAILS.labels("sent").inc()
+        return True
 
     async def _failed(self, row: OutgoingEmail, error: str, *, retry: bool) -> None:
         """Record a failed attempt: try again after the backoff, or give up."""
@@ -92,3 +104,18 @@ class MailDispatcher(BatchWorker):
         )
         async with self._db.transaction() as session:
             await outbox.mark_failed_attempt(session, row.id, error, retry_at, utcnow())
+
+
+async def _despite_cancellation(work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work`` to its end even if the caller is cancelled meanwhile (as often as
+    ``PollingWorker.stop`` asks), then pass the cancellation on."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()

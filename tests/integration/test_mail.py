@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -447,3 +448,38 @@ async def test_a_permanent_refusal_is_given_up_at_once_a_temporary_one_retried(
     assert row.sent_at is None and row.attempts == 1 and inbox.refused == 1
     assert answer.split()[0] in (row.last_error or "")
     assert (row.failed_at is not None) is given_up
+
+
+class _Slow(Inbox):
+    """A mail server that takes ``seconds`` to accept a message; ``receiving`` is set once one
+    is on its way."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.receiving = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.receiving.set()
+        await asyncio.sleep(self.seconds)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_stopping_during_a_send_records_what_the_server_took(db: Database) -> None:
+    # A deploy stops the sender while a message is being handed over. smtplib goes on in its
+    # thread and delivers it; the sender, cancelled, never marked it sent, so every restart
+    # under way sent that email a second time once its lease ran out.
+    await _queue(db)
+    inbox = _Slow(1.0)
+    with smtp_server(inbox=inbox) as (port, _):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
+        dispatcher.start()
+        assert await asyncio.to_thread(inbox.receiving.wait, 10)
+        await dispatcher.stop()
+        for _ in range(50):  # for a send the stop left behind to end
+            if inbox.messages:
+                break
+            await asyncio.sleep(0.1)
+    assert len(inbox.messages) == 1
+    (row,) = await _rows(db)
+    assert row.sent_at is not None
