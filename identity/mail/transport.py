@@ -11,7 +11,7 @@ import ssl
 import tempfile
 import threading
 from email.message import EmailMessage
-from email.policy import Policy
+from email.policy import Policy, default
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +24,12 @@ SMTP_TIMEOUT_SECONDS = 15
 # hold one send, and the sender's loop, for ever. The conversation is cut at this deadline,
 # well inside the dispatcher's lease: no other process may take the message while it goes.
 SMTP_DEADLINE_SECONDS = 60
+
+
+# Bodies that are not ASCII (every Spanish one) encoded as quoted-printable or base64, not sent
+# as 8-bit data: smtplib does not declare BODY=8BITMIME, without which RFC 6152 forbids 8-bit
+# data, and a relay may strip the eighth bit or convert the body, breaking its DKIM signature.
+_SEVEN_BIT = default.clone(cte_type="7bit")
 
 
 class TransportError(Exception):
@@ -40,7 +46,7 @@ class Transport(Protocol):
 
 
 def build_message(row: OutgoingEmail, sender: str) -> EmailMessage:
-    message = EmailMessage()
+    message = EmailMessage(policy=_SEVEN_BIT)
     message["From"] = sender
     message["To"] = row.to_address
     # The header parser decodes an encoded word even inside an address (RFC 2047 forbids one

@@ -483,3 +483,35 @@ async def test_stopping_during_a_send_records_what_the_server_took(db: Database)
     assert len(inbox.messages) == 1
     (row,) = await _rows(db)
     assert row.sent_at is not None
+
+
+class _Envelopes(Inbox):
+    """Keeps each message as it came over the wire, with its MAIL FROM parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.envelopes: list[tuple[bytes, list[str]]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append((envelope.original_content, list(envelope.mail_options)))
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_non_ascii_body_goes_over_smtp_as_seven_bit_data(db: Database) -> None:
+    # Spanish bodies went as 8-bit data with no BODY=8BITMIME on MAIL FROM, which RFC 6152
+    # forbids: a relay without 8BITMIME may strip the eighth bit or refuse the message, and
+    # one that converts it breaks the DKIM signature made over the original.
+    spanish = "Cambia tu contraseña aquí: https://id.example.com/reset?token=abc"
+    await _queue(
+        db, Message(to="ana@example.com", subject="Contraseña", text=spanish, html=spanish)
+    )
+    inbox = _Envelopes()
+    with smtp_server(inbox=inbox) as (port, _):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
+        assert await dispatcher.run_once() == 1
+    ((wire, options),) = inbox.envelopes
+    assert wire.isascii() or "BODY=8BITMIME" in options
+    (received,) = inbox.messages
+    assert received["Subject"] == "Contraseña"
+    for part in ("plain", "html"):
+        assert received.get_body((part,)).get_content().splitlines() == [spanish]
