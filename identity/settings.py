@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.headerregistry import AddressHeader
+from email.headerregistry import Address, AddressHeader
 from pathlib import Path
 from typing import TypeVar, cast
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from identity.unreadable import REFUSAL, breaks_reading
-from identity.uris import BAD_PORT, has_unusable_port
+from identity.uris import BAD_PORT, ascii_host, has_unusable_port
 
 PREFIX = "IDENTITY_"
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -108,7 +108,16 @@ def parse_mail_from(raw: str) -> str:
         raise refusal from None
     if header.defects or len(addresses) != 1 or not addresses[0].domain:
         raise refusal
-    return sender
+    address = addresses[0]
+    if address.domain.isascii():
+        return sender
+    # As mail servers name it: in Unicode, the envelope needs SMTPUTF8 (which most relays do
+    # not offer) and the Message-ID, made of this domain, cannot be written at all.
+    try:
+        domain = ascii_host(address.domain)
+    except UnicodeError:
+        raise refusal from None
+    return str(Address(address.display_name, address.username, domain))
 
 
 def _split_url(raw: str) -> SplitResult:

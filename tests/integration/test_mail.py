@@ -515,3 +515,21 @@ async def test_a_non_ascii_body_goes_over_smtp_as_seven_bit_data(db: Database) -
     assert received["Subject"] == "Contraseña"
     for part in ("plain", "html"):
         assert received.get_body((part,)).get_content().splitlines() == [spanish]
+
+
+async def test_a_sender_with_an_international_domain_is_sent_in_its_ascii_form(
+    db: Database,
+) -> None:
+    # The domain was kept in Unicode: every email then needed SMTPUTF8 (most relays do not
+    # offer it, and each email was retried a day, then given up), and its Message-ID, made
+    # of the sender's domain, could not even be written to an .eml file.
+    sender = Settings.from_env({"IDENTITY_MAIL_FROM": "Bücher <no-reply@bücher.example>"})
+    await _queue(db)
+    (row,) = await _rows(db)
+    with smtp_server() as (port, inbox):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), sender.mail_from)
+        assert await dispatcher.run_once() == 1
+    (received,) = inbox.messages
+    assert received["From"].addresses[0].addr_spec == "no-reply@xn--bcher-kva.example"
+    assert received["From"].addresses[0].display_name == "Bücher"
+    assert received["Message-ID"] == f"<{row.id.hex}@xn--bcher-kva.example>"

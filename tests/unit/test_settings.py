@@ -98,6 +98,7 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_MAIL_FROM", "a@acme.example, b@acme.example", "one email address"),
         ("IDENTITY_MAIL_FROM", "Acme <no-reply@acme.example", "one email address"),
         ("IDENTITY_MAIL_FROM", "Acme\nInc <no-reply@acme.example>", "one email address"),
+        ("IDENTITY_MAIL_FROM", "Acme <no-reply@☃.example>", "one email address"),
         # urlsplit drops tabs and line breaks and keeps spaces: such a value passed, and the
         # issuer went as written into discovery, every token's iss and every emailed link.
         ("IDENTITY_ISSUER", "https://id.exa mple.com", "spaces or control characters"),
