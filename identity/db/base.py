@@ -68,6 +68,16 @@ def now_column() -> Mapped[datetime]:
 DIGEST = String(64)
 
 
+def waiting_index(table: str, done: str) -> Index:
+    """The index background senders find due work by (``identity.db.work_queue``): next
+    attempt times of the rows neither ``done`` nor given up. Finished rows are kept a day for
+    operators with their old times, first in a full index: every poll would read them all."""
+    where = text(f"{done} IS NULL AND failed_at IS NULL")
+    return Index(
+        f"ix_{table}_waiting", "next_attempt_at", postgresql_where=where, sqlite_where=where
+    )
+
+
 def sparse_index(table: str, column: str) -> Index:
     """An index of only the rows where ``column`` is set, for a column that is mostly null (a
     used recovery code, a grant's expiry) and that housekeeping looks rows up by: it finds

@@ -20,18 +20,29 @@ def create(indexes: Sequence[tuple[str, str]], *, sparse: bool = False) -> None:
     one holds only the rows whose column is set."""
     with op.get_context().autocommit_block():
         for table, column in indexes:
-            _drop_if_invalid(op.f(f"ix_{table}_{column}"))
-            where = sa.text(f"{column} IS NOT NULL") if sparse else None
-            op.create_index(
+            create_one(
                 op.f(f"ix_{table}_{column}"),
                 table,
-                [column],
-                unique=False,
-                if_not_exists=True,
-                postgresql_concurrently=True,
-                postgresql_where=where,
-                sqlite_where=where,
+                column,
+                f"{column} IS NOT NULL" if sparse else None,
             )
+
+
+def create_one(name: str, table: str, column: str, where: str | None = None) -> None:
+    """One index on ``column``, of only the rows ``where`` holds for when given; inside an
+    ``autocommit_block``."""
+    _drop_if_invalid(name)
+    condition = sa.text(where) if where else None
+    op.create_index(
+        name,
+        table,
+        [column],
+        unique=False,
+        if_not_exists=True,
+        postgresql_concurrently=True,
+        postgresql_where=condition,
+        sqlite_where=condition,
+    )
 
 
 def _drop_if_invalid(name: str) -> None:

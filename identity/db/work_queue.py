@@ -32,7 +32,7 @@ def longest_waiting(
     model: Any, done: InstrumentedAttribute[Any], now: datetime, limit: int
 ) -> Select[tuple[Any]]:
     """Up to ``limit`` claimable rows whose next attempt is due, the longest waiting first
-    (read through the index on ``next_attempt_at``)."""
+    (read through ``base.waiting_index``, which holds these rows alone)."""
     return (
         select(model)
         .where(*claimable(model, done, now), model.next_attempt_at <= now)

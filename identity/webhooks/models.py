@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from identity.db.base import Base, now_column, utcnow, uuid_pk
+from identity.db.base import Base, now_column, utcnow, uuid_pk, waiting_index
 
 
 class WebhookSubscription(Base):
@@ -37,6 +37,7 @@ class WebhookEvent(Base):
 
 class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
+    __table_args__ = (waiting_index("webhook_deliveries", "delivered_at"),)
 
     id: Mapped[uuid.UUID] = uuid_pk()
     event_id: Mapped[uuid.UUID] = mapped_column(
@@ -46,7 +47,7 @@ class WebhookDelivery(Base):
         ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), index=True
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     # A dispatcher leases a delivery before posting it, so two processes never post it at once.
     leased_until: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
