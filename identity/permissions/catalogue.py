@@ -237,7 +237,7 @@ class Catalogue:
             for role in stored:
                 template = self.policies.roles.get(role.key or "")
                 if template is None:
-                    continue  # removed from the file: kept, as members may still hold it
+                    continue  # removed from the file: kept for its holders, now staff's to change
                 old = {"name": role.name, "permissions": held[role.id]}
                 if set(held[role.id]) != set(template.permissions):
                     # Locked before it changes: ``replace_permissions`` says why.

@@ -987,8 +987,10 @@ def _role_record(role: Role, permissions: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _not_from_file(role: Role) -> None:
-    if role.key is not None:
+def _not_from_file(role: Role, catalogue: Catalogue) -> None:
+    # Only while policies/roles.toml holds it: one taken out of the file stays for its
+    # holders, and is then staff's to edit or delete like any template they made.
+    if role.key in catalogue.policies.roles:
         raise Conflict(
             "This template is defined in policies/roles.toml; change it there.",
         )
@@ -1012,7 +1014,7 @@ async def update_role(
     await repository.lock_role_names(session, account_id)
     view = await get_role(session, account_id, role_id, lock=True)
     role = view.role
-    _not_from_file(role)
+    _not_from_file(role, catalogue)
     new_name = await _check_role_fields(
         session,
         catalogue,
@@ -1054,9 +1056,10 @@ async def delete_role(
     account_id: uuid.UUID | None,
     role_id: uuid.UUID,
     now: datetime,
+    catalogue: Catalogue | None = None,
 ) -> None:
     view = await get_role(session, account_id, role_id, lock=True)
-    _not_from_file(view.role)
+    _not_from_file(view.role, _default(catalogue))
     # Read before deleting: the role's grants go with it.
     holders = await repository.role_holders(session, role_id, now)
     await repository.delete_role(session, role_id)

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from dataclasses import replace
 
+import httpx
 from sqlalchemy import select
 
 from identity.accounts.models import User
@@ -21,6 +22,7 @@ from tests.integration.account_helpers import (
     effective,
     give_refresh_token,
     refresh_token_revoked,
+    staff_headers,
     told_permissions_changed,
 )
 
@@ -62,6 +64,11 @@ def _with_template(policies: Policies, key: str, permissions: tuple[str, ...]) -
     roles.toml and a restart."""
     changed = replace(policies.roles[key], permissions=permissions)
     return replace(policies, roles=policies.roles | {key: changed})
+
+
+def _without_template(policies: Policies, key: str) -> Policies:
+    """``policies`` with the template ``key`` taken out of roles.toml."""
+    return replace(policies, roles={k: t for k, t in policies.roles.items() if k != key})
 
 
 async def _template_holder(runtime: Runtime, key: str) -> tuple[User, Account, uuid.UUID]:
@@ -148,3 +155,31 @@ async def test_a_template_changed_in_the_file_is_in_the_audit_log(runtime: Runti
     assert entry.details["old"]["permissions"] == sorted(template.permissions)
     assert entry.details["new"]["permissions"] == [template.permissions[0]]
     assert entry.details["source"] == "policies/roles.toml"
+
+
+async def test_a_template_taken_out_of_the_file_is_left_to_staff(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Its holders keep it across the restart (nothing changes anyone's rights unasked), but
+    # staff must then be able to edit or delete it: "change it in policies/roles.toml" is no
+    # answer for a template that is not there, and left so it was granted on for ever.
+    await runtime.catalogue.ensure_templates(runtime.db)
+    key, template = next(iter(runtime.catalogue.policies.roles.items()))
+    member, account, token = await _template_holder(runtime, key)
+    async with runtime.db.transaction() as session:
+        role = await session.scalar(select(Role).where(Role.key == key))
+    assert role is not None
+    runtime.catalogue = Catalogue(_without_template(runtime.catalogue.policies, key))
+    await runtime.catalogue.ensure_templates(runtime.db)
+    assert await effective(runtime, member, account) == set(template.permissions)
+    headers = await staff_headers(runtime)
+
+    renamed = await client.patch(
+        f"/api/v1/roles/{role.id}", json={"name": "Retired template"}, headers=headers
+    )
+    assert renamed.status_code == 200, renamed.text
+    deleted = await client.delete(f"/api/v1/roles/{role.id}", headers=headers)
+    assert deleted.status_code == 204, deleted.text
+
+    assert await effective(runtime, member, account) == set()
+    assert await refresh_token_revoked(runtime, token)

@@ -127,7 +127,9 @@ async def _delete(
     now = utcnow()
     async with runtime.db.transaction() as session:
         await allow(session, runtime, principal, action, now, account_id)
-        await service.delete_role(session, principal.actor, account_id, role_id, now)
+        await service.delete_role(
+            session, principal.actor, account_id, role_id, now, runtime.catalogue
+        )
 
 
 class RoleTemplateController(Controller):
