@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,9 +14,11 @@ from sqlalchemy import event
 from identity.accounts.service import disable_user
 from identity.clock import utcnow
 from identity.permissions import repository, service
+from identity.permissions.catalogue import MAX_NAME
 from identity.permissions.models import MembershipPermission, RolePermission
 from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
+from identity.web.api.schemas import MAX_CHECKS
 from tests.integration.account_helpers import (
     SYSTEM,
     add_member,
@@ -120,11 +123,40 @@ async def test_a_batch_is_bounded(client: httpx.AsyncClient, runtime: Runtime) -
     check = {"user_id": str(uuid.uuid4()), "account_id": str(uuid.uuid4()), "permission": "x"}
     response = await client.post(
         "/api/v1/authz/check",
-        json={"checks": [check] * 1001},
+        json={"checks": [check] * (MAX_CHECKS + 1)},
         headers=await service_headers(runtime),
     )
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"].endswith("checks")
+
+
+async def test_a_full_batch_of_the_longest_names_is_answered(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # The limit itself must be usable: every pair and name different, each name as long as
+    # one may be, written with the spaces Python's json.dumps puts in.
+    owner, clerk = await make_user(runtime), await make_user(runtime)
+    account = await make_account(runtime, owner)
+    await add_member(runtime, account, clerk, ["invoices"])
+    checks = [
+        {
+            "user_id": str(uuid.uuid4()),
+            "account_id": str(uuid.uuid4()),
+            "permission": f"billing:{number:04}".ljust(MAX_NAME, "x"),
+        }
+        for number in range(MAX_CHECKS - 2)
+    ]
+    checks += [
+        {"user_id": str(u.id), "account_id": str(account.id), "permission": "invoices"}
+        for u in (owner, clerk)
+    ]
+    response = await client.post(
+        "/api/v1/authz/check",
+        content=json.dumps({"checks": checks}),
+        headers={**await service_headers(runtime), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["allowed"] == [False] * (MAX_CHECKS - 2) + [True, True]
 
 
 async def test_a_disabled_user_is_allowed_nothing(

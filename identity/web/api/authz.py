@@ -23,7 +23,8 @@ class AuthzController(Controller):
     @post(
         "/check",
         status_code=200,
-        # A full batch of MAX_CHECKS is about 110 KB: above the general body cap.
+        # A full batch of MAX_CHECKS, names as long as they may be, is about 230 KB: above
+        # the general body cap.
         request_max_body_size=MAX_BODY,
         summary="Allow or deny each (user, account, permission), in order (identity:authz)",
         responses=problems(422),
