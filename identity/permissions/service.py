@@ -916,13 +916,16 @@ async def _check_role_fields(
     catalogue: Catalogue,
     account_id: uuid.UUID | None,
     name: str,
-    permissions: Sequence[str],
+    added: Iterable[str],
     role_id: uuid.UUID | None,
 ) -> str:
+    """The role's name as stored; ``added``: the permissions it did not hold, which must be
+    in the catalogue (one it holds may have left policies/permissions.toml since, and
+    editing the rest must not fail on it, as for a member's grants)."""
     name = display_name(name, MAX_ROLE_NAME)
     if await repository.role_name_taken(session, account_id, name, role_id):
         raise invalid_field("name", "A role with this name exists already.", Conflict)
-    unknown = await catalogue.unknown(session, permissions)
+    unknown = await catalogue.unknown(session, added)
     if unknown:
         raise invalid_field("permissions", "Unknown permissions: " + ", ".join(unknown) + ".")
     return name
@@ -1020,7 +1023,7 @@ async def update_role(
         catalogue,
         account_id,
         role.name if name is None else name,
-        view.permissions if permissions is None else permissions,
+        set(permissions or ()) - set(view.permissions),
         role.id,
     )
     if delegation is not None and permissions is not None:

@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from identity.accounts.models import User
 from identity.clock import utcnow
-from identity.permissions.models import Account, MembershipRole
+from identity.permissions.models import Account, MembershipRole, RolePermission
 from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
@@ -319,6 +319,33 @@ async def test_renaming_a_role_or_resending_its_permissions_tells_nobody(
 
     assert await told_permissions_changed(runtime) == []
     assert not await refresh_token_revoked(runtime, token)
+
+
+async def test_a_role_holding_a_retired_permission_can_still_be_edited(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # A permission taken out of policies/permissions.toml stays in the roles that held it
+    # (counting for nothing), as in members' grants: editing the rest of the role, or
+    # sending its permissions back as they are, must not fail on it. Only additions are
+    # checked against the catalogue.
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    role = await _account_role(client, runtime, account, owner)
+    async with runtime.db.transaction() as session:
+        session.add(RolePermission(role_id=_grant(role)[0].role_id, permission="retired"))
+    headers = await user_headers(runtime, owner)
+
+    renamed = await client.patch(role, json={"name": "Registrar desk"}, headers=headers)
+    assert renamed.status_code == 200, renamed.text
+    resent = await client.patch(
+        role, json={"permissions": ["domains", "managedomains", "retired"]}, headers=headers
+    )
+    assert resent.status_code == 200, resent.text
+    narrowed = await client.patch(role, json={"permissions": ["domains"]}, headers=headers)
+    assert narrowed.status_code == 200, narrowed.text
+    added = await client.patch(role, json={"permissions": ["domains", "retired"]}, headers=headers)
+    assert added.status_code == 422, added.text
+    assert problem_fields(added.json()) == {"permissions"}
 
 
 async def test_deleting_a_role_tells_its_holders_and_ends_their_refresh_tokens(
