@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import httpx
+from sqlalchemy import update
 
 from identity.accounts.models import User
+from identity.clock import utcnow
+from identity.crypto import digest
 from identity.runtime import Runtime
+from identity.tokens.models import RefreshToken
 from tests.integration.oauth_helpers import (
     is_active,
     make_client,
@@ -60,6 +65,28 @@ async def test_reuse_of_a_rotated_token_revokes_the_familys_access_tokens(
 
     assert not await is_active(client, app, first["access_token"])
     assert not await is_active(client, app, second["access_token"])
+
+
+async def test_a_rotated_token_back_after_its_expiry_revokes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Past its expiry a token is refused as unknown, whether or not housekeeping has
+    deleted its row yet: its family, which it can no longer extend, lives on."""
+    app = await make_client(runtime)
+    first = await signed_in_tokens(client, runtime, app)
+    second = (await refresh(client, app, first["refresh_token"])).json()
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == digest(first["refresh_token"]))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+    late = await refresh(client, app, first["refresh_token"])
+
+    assert late.json()["error"] == "invalid_grant"
+    assert await is_active(client, app, second["access_token"])
+    assert (await refresh(client, app, second["refresh_token"])).status_code == 200
 
 
 async def test_parallel_refreshes_of_one_token_give_one_success(
