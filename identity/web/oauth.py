@@ -40,6 +40,7 @@ from identity.oauth.errors import (
 from identity.oauth.grants import TokenRequest, exchange
 from identity.oauth.metadata import Published
 from identity.oauth.origins import OriginNotAllowed, check_origin
+from identity.oauth.scopes import still_allowed
 from identity.oauth.tokens import user_claims, verify_access_token
 from identity.permissions import service as permissions
 from identity.runtime import Runtime
@@ -352,7 +353,9 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
                 "token_type": "refresh_token",
                 "iss": settings.issuer,
                 "client_id": found.client_id,
-                "scope": found.scope,
+                # The caller is the token's client: what it may still be given, as for an
+                # access token; the row keeps what was granted (RFC 6749 §6).
+                "scope": still_allowed(found.scope, client.scope),
                 "iat": int(found.created_at.timestamp()),
                 "exp": int(found.expires_at.timestamp()),
             }

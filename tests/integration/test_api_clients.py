@@ -250,6 +250,27 @@ async def test_a_scope_taken_from_a_client_leaves_its_users_tokens_at_once(
     assert answer.json()["active"] is True and answer.json()["scope"] == "openid"
 
 
+async def test_a_scope_taken_from_a_client_leaves_its_introspected_refresh_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The refresh token keeps what was granted, but what it is good for now is only what
+    the client may still have: introspection says so, as for access tokens."""
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff, scope="openid email profile")
+    app = RegisteredClient(created["client_id"], created["client_secret"])
+    tokens = await signed_in_tokens(client, runtime, app, scope="openid email profile")
+
+    path = f"/api/v1/clients/{app.client_id}"
+    narrowed = await client.patch(path, json={"scope": "openid email"}, headers=staff)
+    assert narrowed.status_code == 200, narrowed.text
+
+    answer = await client.post(
+        "/introspect", data={"token": tokens["refresh_token"]}, headers=app.basic
+    )
+    assert answer.json()["active"] is True
+    assert answer.json()["scope"] == "openid email"
+
+
 async def test_a_rotated_secret_stops_the_old_one_at_once(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
