@@ -39,6 +39,11 @@ def for_user(scopes: Sequence[str], *, is_admin: bool) -> tuple[str, ...]:
     return tuple(s for s in scopes if s != SCOPE_ADMIN or is_admin)
 
 
+def user_may_hold(scope: str, *, is_admin: bool) -> str:
+    """``for_user`` of a token's space-separated ``scope``."""
+    return " ".join(for_user(scope.split(), is_admin=is_admin))
+
+
 def still_allowed(scope: str, allowed: str) -> str:
     """Of a client's own token's ``scope``, what the client's registration ``allowed`` now:
     its rights are its registration's, which staff may have narrowed since the token."""

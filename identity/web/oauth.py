@@ -40,7 +40,7 @@ from identity.oauth.errors import (
 from identity.oauth.grants import TokenRequest, exchange
 from identity.oauth.metadata import Published
 from identity.oauth.origins import OriginNotAllowed, check_origin
-from identity.oauth.scopes import still_allowed
+from identity.oauth.scopes import still_allowed, user_may_hold
 from identity.oauth.tokens import user_claims, verify_access_token
 from identity.permissions import service as permissions
 from identity.runtime import Runtime
@@ -278,8 +278,9 @@ async def _as_granted_now(
 ) -> dict[str, Any] | None:
     """An access token as rights stand now, which is what a service introspects for: None
     (inactive) once its client is disabled or gone, or its user disabled or out of the
-    token's account; its scopes narrowed to what the client's registration still allows, and
-    its account claims to what the member still holds."""
+    token's account; its scopes narrowed to what the client's registration still allows
+    (and identity:admin to administrators), and its account claims to what the member
+    still holds."""
     scope = await scope_now(runtime, claims)
     if scope is None:
         return None
@@ -293,6 +294,7 @@ async def _as_granted_now(
             user = None
         if user is None:
             return None
+        claims["scope"] = user_may_hold(scope, is_admin=user.is_admin)
         if "account_id" not in claims:
             return claims
         account = await permissions.still_granted(

@@ -9,7 +9,8 @@ from datetime import timedelta
 import httpx
 
 from identity.accounts.models import User
-from identity.accounts.service import disable_user
+from identity.accounts.service import disable_user, update_user
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.permissions import repository, service
 from identity.permissions.models import Account
@@ -17,6 +18,9 @@ from identity.runtime import Runtime
 from tests.integration.account_helpers import SYSTEM, signed_in_member
 from tests.integration.oauth_helpers import (
     RegisteredClient,
+    make_client,
+    make_user,
+    signed_in_tokens,
 )
 
 
@@ -109,3 +113,23 @@ async def test_a_demoted_owners_token_no_longer_says_owner(
     assert answer["active"] is True
     assert answer["account_owner"] is False
     assert answer["permissions"] == ["invoices"]
+
+
+async def test_a_demoted_administrators_token_no_longer_says_identity_admin(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The management API stops treating the token as staff's at once; a service reading
+    ``scope`` from introspection must not go on seeing identity:admin."""
+    console = await make_client(runtime, scope="openid email identity:admin")
+    admin = await make_user(runtime, is_admin=True)
+    await make_user(runtime, is_admin=True)  # so that this one is not the last
+    tokens = await signed_in_tokens(
+        client, runtime, console, user=admin, scope="openid email identity:admin"
+    )
+    async with runtime.db.transaction() as session:
+        await update_user(session, Actor(), admin.id, name=None, is_admin=False)
+
+    answer = await _introspect(client, console, tokens["access_token"])
+
+    assert answer["active"] is True
+    assert answer["scope"] == "openid email"

@@ -18,7 +18,7 @@ from identity.keys.service import KeySet
 from identity.oauth import tokens
 from identity.oauth.errors import InvalidGrantError, InvalidRequestError, OAuth2Error
 from identity.oauth.resources import audience
-from identity.oauth.scopes import for_user, still_allowed
+from identity.oauth.scopes import still_allowed, user_may_hold
 from identity.permissions.service import token_claims_lasting
 from identity.settings import Settings
 from identity.tokens.models import RefreshToken
@@ -126,16 +126,12 @@ def access_token_response(
     }
 
 
-def _for_user(scope: str, user: User) -> str:
-    return " ".join(for_user(scope.split(), is_admin=user.is_admin))
-
-
 def _issued_scope(scope: str, user: User, client: OAuthClient) -> str:
     """What an access token issued now may carry of a code's or refresh token's ``scope``:
     identity:admin only for administrators, and only scopes the client is still registered
     for. Other services read ``scope`` from the token alone, so one staff took from the
     client since the grant must not come back in a new token."""
-    return still_allowed(_for_user(scope, user), client.scope)
+    return still_allowed(user_may_hold(scope, is_admin=user.is_admin), client.scope)
 
 
 async def issue_user_tokens(
@@ -147,7 +143,7 @@ async def issue_user_tokens(
     # code redemption) after the user lost identity:admin, or the client a scope, must not
     # carry it on. The refresh token keeps what was granted (RFC 6749 §6).
     scope = _issued_scope(issue.scope, issue.user, ctx.client)
-    refresh_scope = _for_user(issue.refresh_scope, issue.user)
+    refresh_scope = user_may_hold(issue.refresh_scope, is_admin=issue.user.is_admin)
     account_claims = None
     expires_at = ctx.access_expires_at
     if issue.account_id is not None:
