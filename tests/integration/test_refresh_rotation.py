@@ -100,6 +100,10 @@ async def test_parallel_refreshes_of_one_token_give_one_success(
     )
 
     assert sorted(r.status_code for r in responses) == [200] + [400] * 9
+    # The losers presented a replaced token: what the winner got is revoked too (README).
+    (won,) = (r.json() for r in responses if r.status_code == 200)
+    assert (await refresh(client, app, won["refresh_token"])).json()["error"] == "invalid_grant"
+    assert not await is_active(client, app, won["access_token"])
 
 
 async def test_another_clients_refresh_token_is_refused_and_left_alone(
