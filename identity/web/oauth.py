@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 from litestar import Request, Response, asgi, post, route
 from litestar.exceptions import HTTPException, MethodNotAllowedException
 from litestar.types import ExceptionHandlersMap, Receive, Scope, Send
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clients.models import OAuthClient
 from identity.clock import utcnow
@@ -38,9 +39,10 @@ from identity.oauth.errors import (
     TemporarilyUnavailableError,
 )
 from identity.oauth.grants import TokenRequest, exchange
+from identity.oauth.grants.base import issued_scope
 from identity.oauth.metadata import Published
 from identity.oauth.origins import OriginNotAllowed, check_origin
-from identity.oauth.scopes import still_allowed, user_may_hold
+from identity.oauth.scopes import user_may_hold
 from identity.oauth.tokens import user_claims, verify_access_token
 from identity.permissions import service as permissions
 from identity.runtime import Runtime
@@ -341,31 +343,42 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
                 answer = {"active": True, "token_type": "Bearer"} | live
         return Response(answer, headers=NO_STORE)
     async with runtime.db.transaction() as session:
-        found = await refresh.find_refresh_token(session, digest(presented))
-        live = (
-            found is not None
-            and found.client_id == client.client_id
-            and found.rotated_at is None
-            and found.revoked_at is None
-            and found.expires_at > now
-        )
-        if found is not None and live:
-            answer = {
-                "active": True,
-                "token_type": "refresh_token",
-                "iss": settings.issuer,
-                "client_id": found.client_id,
-                # The caller is the token's client: what it may still be given, as for an
-                # access token; the row keeps what was granted (RFC 6749 §6).
-                "scope": still_allowed(found.scope, client.scope),
-                "iat": int(found.created_at.timestamp()),
-                "exp": int(found.expires_at.timestamp()),
-            }
-            if found.user_id is not None:
-                answer["sub"] = str(found.user_id)
-            if found.account_id is not None:
-                answer["account_id"] = str(found.account_id)
-    return Response(answer, headers=NO_STORE)
+        live = await _refresh_token_now(session, client, presented, settings.issuer, now)
+    return Response(live or answer, headers=NO_STORE)
+
+
+async def _refresh_token_now(
+    session: AsyncSession, client: OAuthClient, presented: str, issuer: str, now: datetime
+) -> dict[str, Any] | None:
+    """The caller's own live refresh token, with the scope a refresh would issue now (the
+    row keeps what was granted, RFC 6749 §6); None when it is not live, or its user is
+    disabled."""
+    found = await refresh.find_refresh_token(session, digest(presented))
+    if (
+        found is None
+        or found.client_id != client.client_id
+        or found.rotated_at is not None
+        or found.revoked_at is not None
+        or found.expires_at <= now
+        or found.user_id is None
+    ):
+        return None
+    user = await active_user(session, found.user_id)
+    if user is None:
+        return None
+    answer = {
+        "active": True,
+        "token_type": "refresh_token",
+        "iss": issuer,
+        "client_id": found.client_id,
+        "scope": issued_scope(found.scope, user, client),
+        "sub": str(found.user_id),
+        "iat": int(found.created_at.timestamp()),
+        "exp": int(found.expires_at.timestamp()),
+    }
+    if found.account_id is not None:
+        answer["account_id"] = str(found.account_id)
+    return answer
 
 
 def _issued_to(caller: OAuthClient, owner: str) -> bool:

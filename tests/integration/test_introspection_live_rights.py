@@ -115,11 +115,10 @@ async def test_a_demoted_owners_token_no_longer_says_owner(
     assert answer["permissions"] == ["invoices"]
 
 
-async def test_a_demoted_administrators_token_no_longer_says_identity_admin(
+async def _demoted_administrators_tokens(
     client: httpx.AsyncClient, runtime: Runtime
-) -> None:
-    """The management API stops treating the token as staff's at once; a service reading
-    ``scope`` from introspection must not go on seeing identity:admin."""
+) -> tuple[RegisteredClient, dict[str, str]]:
+    """The tokens an administrator got with identity:admin, once staff took the flag away."""
     console = await make_client(runtime, scope="openid email identity:admin")
     admin = await make_user(runtime, is_admin=True)
     await make_user(runtime, is_admin=True)  # so that this one is not the last
@@ -128,8 +127,29 @@ async def test_a_demoted_administrators_token_no_longer_says_identity_admin(
     )
     async with runtime.db.transaction() as session:
         await update_user(session, Actor(), admin.id, name=None, is_admin=False)
+    return console, tokens
+
+
+async def test_a_demoted_administrators_token_no_longer_says_identity_admin(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The management API stops treating the token as staff's at once; a service reading
+    ``scope`` from introspection must not go on seeing identity:admin."""
+    console, tokens = await _demoted_administrators_tokens(client, runtime)
 
     answer = await _introspect(client, console, tokens["access_token"])
+
+    assert answer["active"] is True
+    assert answer["scope"] == "openid email"
+
+
+async def test_a_demoted_administrators_refresh_token_no_longer_says_identity_admin(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A refresh token introspects with the scope a refresh would issue now."""
+    console, tokens = await _demoted_administrators_tokens(client, runtime)
+
+    answer = await _introspect(client, console, tokens["refresh_token"])
 
     assert answer["active"] is True
     assert answer["scope"] == "openid email"

@@ -126,7 +126,7 @@ def access_token_response(
     }
 
 
-def _issued_scope(scope: str, user: User, client: OAuthClient) -> str:
+def issued_scope(scope: str, user: User, client: OAuthClient) -> str:
     """What an access token issued now may carry of a code's or refresh token's ``scope``:
     identity:admin only for administrators, and only scopes the client is still registered
     for. Other services read ``scope`` from the token alone, so one staff took from the
@@ -142,7 +142,7 @@ async def issue_user_tokens(
     # Checked at every issue, not only at the authorization request: a refresh (or a late
     # code redemption) after the user lost identity:admin, or the client a scope, must not
     # carry it on. The refresh token keeps what was granted (RFC 6749 §6).
-    scope = _issued_scope(issue.scope, issue.user, ctx.client)
+    scope = issued_scope(issue.scope, issue.user, ctx.client)
     refresh_scope = user_may_hold(issue.refresh_scope, is_admin=issue.user.is_admin)
     account_claims = None
     expires_at = ctx.access_expires_at
