@@ -22,6 +22,7 @@ from sqlalchemy import (
     delete,
     exists,
     inspect,
+    not_,
     or_,
     select,
     tuple_,
@@ -39,11 +40,10 @@ from identity.permissions.models import (
     MembershipRole,
 )
 from identity.sessions.models import BrowserSession
+from identity.tokens import codes
 from identity.tokens.models import AuthorizationCode, RefreshToken, RevokedAccessToken
 from identity.webhooks.models import WebhookDelivery, WebhookEvent
 
-# How long a redeemed code outlives its expiry: see ``_codes``.
-REDEEMED_CODE_KEPT = timedelta(days=1)
 # How long a deny-list entry outlives its token: see ``_revoked_access_tokens``.
 CLOCK_SKEW = timedelta(minutes=1)
 # How long an invitation or a grant is kept once it has ended: see ``_invitations`` and
@@ -58,8 +58,6 @@ class Cutoffs:
     now: datetime
     # Deny-list entries whose tokens expired before this are deleted.
     revoked_access_tokens: datetime
-    # Redeemed codes that expired before this are deleted.
-    redeemed_codes: datetime
     # Mail and webhook deliveries finished before this are deleted.
     finished_work: datetime
     # Invitations and grants that ended before this are deleted.
@@ -70,7 +68,6 @@ class Cutoffs:
         return cls(
             now=now,
             revoked_access_tokens=now - CLOCK_SKEW,
-            redeemed_codes=now - REDEEMED_CODE_KEPT,
             finished_work=now - sent_retention,
             ended=now - ENDED_KEPT,
         )
@@ -90,21 +87,17 @@ def _codes(at: Cutoffs) -> ColumnElement[bool]:
     # redeemed is still read when it comes back (get_consumed_code): a replay means it leaked,
     # and revokes what the redemption issued (RFC 6749 §4.1.2), the access token by its jti
     # until that token expires and the refresh tokens descended from it. A leaked code is
-    # replayed within moments of its issue (it lives 60 seconds); it is kept a day past its
-    # expiry, and never less than the access token it issued lives, by the expiry recorded
-    # at redemption (IDENTITY_ACCESS_TOKEN_TTL may have been lowered since). Keeping it for as
-    # long as its refresh family lives would mean asking, on every run, about every code whose
-    # family is still in use (families rotate for ever); node-oidc-provider forgets a code at
+    # replayed within moments of its issue (it lives 60 seconds); it is kept as long as a
+    # replay revokes (codes.replay_revokes: a day past its expiry, and never less than the
+    # access token it issued lives, by the expiry recorded at redemption, as
+    # IDENTITY_ACCESS_TOKEN_TTL may have been lowered since), and that reader ignores it
+    # afterwards, so when this run comes changes no answer. Keeping it for as long as its
+    # refresh family lives would mean asking, on every run, about every code whose family
+    # is still in use (families rotate for ever); node-oidc-provider forgets a code at
     # expiry.
     return and_(
         AuthorizationCode.expires_at <= at.now,
-        or_(
-            AuthorizationCode.consumed_at.is_(None),
-            and_(
-                AuthorizationCode.expires_at <= at.redeemed_codes,
-                AuthorizationCode.access_expires_at <= at.now,
-            ),
-        ),
+        or_(AuthorizationCode.consumed_at.is_(None), not_(codes.replay_revokes(at.now))),
     )
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.db.core_insert import insert_of, insert_row
@@ -13,17 +13,36 @@ from identity.tokens.models import AuthorizationCode
 
 _INSERT = insert_of(AuthorizationCode)
 
+# How long past its expiry a redeemed code coming back still revokes what it issued (at
+# least as long as that access token lives); housekeeping keeps it as long, no longer.
+REPLAY_REVOKES_FOR = timedelta(days=1)
+
+
+def replay_revokes(now: datetime) -> ColumnElement[bool]:
+    """Whether a redeemed code presented again at ``now`` revokes what it issued."""
+    return or_(
+        AuthorizationCode.expires_at > now - REPLAY_REVOKES_FOR,
+        AuthorizationCode.access_expires_at > now,
+    )
+
 
 async def insert_code(session: AsyncSession, code: AuthorizationCode) -> None:
     """Store a new code (see ``identity.db.core_insert``)."""
     await insert_row(session, _INSERT, code)
 
 
-async def get_consumed_code(session: AsyncSession, code_hash: str) -> AuthorizationCode | None:
-    """The code when it was already redeemed (a replay), read past any cached copy."""
+async def get_consumed_code(
+    session: AsyncSession, code_hash: str, now: datetime
+) -> AuthorizationCode | None:
+    """The code when it was already redeemed and a replay revokes what it issued, read past
+    any cached copy; past that window it is as unknown as once housekeeping deleted it."""
     code = await session.scalar(
         select(AuthorizationCode)
-        .where(AuthorizationCode.code_hash == code_hash, AuthorizationCode.consumed_at.is_not(None))
+        .where(
+            AuthorizationCode.code_hash == code_hash,
+            AuthorizationCode.consumed_at.is_not(None),
+            replay_revokes(now),
+        )
         .execution_options(populate_existing=True)
     )
     return code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -13,8 +14,9 @@ from identity.accounts.models import User
 from identity.audit.service import Actor
 from identity.clients.service import ClientChange, update_client
 from identity.clock import utcnow
+from identity.crypto import digest
 from identity.runtime import Runtime
-from identity.tokens.models import RefreshToken
+from identity.tokens.models import AuthorizationCode, RefreshToken
 from tests.integration.oauth_helpers import (
     REDIRECT_URI,
     RegisteredClient,
@@ -69,6 +71,31 @@ async def test_code_reuse_revokes_issued_tokens(
     assert second.json()["error"] == "invalid_grant"
     assert (await refresh(client, app, first["refresh_token"])).json()["error"] == "invalid_grant"
     await assert_access_token_dead(client, app, first["access_token"])
+
+
+async def test_a_replay_past_its_window_revokes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A replay revokes for a day after the code expires or while its access token lives
+    (README); past both it is refused as an unknown code is, whether or not housekeeping
+    has deleted the row yet."""
+    app = await make_client(runtime)
+    fresh, first = await redeemed_code(client, runtime, app)
+    now = utcnow()
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.code_hash == digest(fresh.code))
+            .values(
+                expires_at=now - timedelta(days=1, seconds=1),
+                access_expires_at=now - timedelta(seconds=1),
+            )
+        )
+
+    late = await fresh.redeem(client)
+
+    assert late.json()["error"] == "invalid_grant"
+    assert (await refresh(client, app, first["refresh_token"])).status_code == 200
 
 
 @pytest.mark.parametrize("replay", ["another-client", "no-verifier", "wrong-verifier"])

@@ -84,7 +84,7 @@ class AuthorizationCodeGrant:
         verifier, as node-oidc-provider checks them before it revokes. A used code leaks
         easily (browser history, logs) and anyone may call as a public client, but only the
         app holds the verifier: a replay without it must not sign that app out."""
-        used = await codes.get_consumed_code(session, code_hash)
+        used = await codes.get_consumed_code(session, code_hash, ctx.now)
         if used is not None and could_redeem(used, ctx, redirect_uri, verifier):
             await refresh.revoke_issued_from_code(session, code_hash, ctx.now)
             # A client without the refresh grant has no refresh token naming this one.
