@@ -102,7 +102,8 @@ def _codes(at: Cutoffs) -> ColumnElement[bool]:
 
 
 def _refresh_tokens(at: Cutoffs) -> ColumnElement[bool]:
-    # Every reader refuses an expired token (rotation, introspection), so until it expires a
+    # Every reader ignores an expired token (rotation, and refresh.find_refresh_token for
+    # reuse detection, introspection and revocation), so until it expires a
     # row is kept whatever its state: a rotated token that comes back revokes its family
     # (RFC 9700 §4.14.2), and a revoked one stays refused as revoked. After its expiry a
     # reused token is refused as unknown; its family, which it can no longer extend, lives on.

@@ -77,10 +77,14 @@ async def _until_settled(session: AsyncSession, statement: UpdateBase) -> list[R
     return changed
 
 
-async def find_refresh_token(session: AsyncSession, token_hash: str) -> RefreshToken | None:
+async def find_refresh_token(
+    session: AsyncSession, token_hash: str, now: datetime
+) -> RefreshToken | None:
+    """The token, in whatever state, until it expires: after that it is as unknown as once
+    housekeeping has deleted it, whenever that run comes."""
     return await session.scalar(
         select(RefreshToken)
-        .where(RefreshToken.token_hash == token_hash)
+        .where(RefreshToken.token_hash == token_hash, RefreshToken.expires_at > now)
         .execution_options(populate_existing=True)
     )
 

@@ -353,13 +353,12 @@ async def _refresh_token_now(
     """The caller's own live refresh token, with the scope a refresh would issue now (the
     row keeps what was granted, RFC 6749 §6); None when it is not live, or its user is
     disabled."""
-    found = await refresh.find_refresh_token(session, digest(presented))
+    found = await refresh.find_refresh_token(session, digest(presented), now)
     if (
         found is None
         or found.client_id != client.client_id
         or found.rotated_at is not None
         or found.revoked_at is not None
-        or found.expires_at <= now
         or found.user_id is None
     ):
         return None
@@ -423,7 +422,7 @@ async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
                 expires_at = datetime.fromtimestamp(int(claims["exp"]), UTC)
                 await revocations.revoke_access_token(session, claims["jti"], expires_at, now)
         else:
-            found = await refresh.find_refresh_token(session, digest(presented))
+            found = await refresh.find_refresh_token(session, digest(presented), now)
             if found is not None and _issued_to(client, found.client_id):
                 await refresh.revoke_family(session, found.family_id, now)
     return Response(b"", headers=NO_STORE)

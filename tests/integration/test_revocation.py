@@ -4,9 +4,15 @@ go on the deny list until they expire.
 
 from __future__ import annotations
 
-import httpx
+from datetime import timedelta
 
+import httpx
+from sqlalchemy import update
+
+from identity.clock import utcnow
+from identity.crypto import digest
 from identity.runtime import Runtime
+from identity.tokens.models import RefreshToken
 from tests.integration.oauth_helpers import (
     RegisteredClient,
     assert_access_token_dead,
@@ -43,6 +49,28 @@ async def test_revoking_a_refresh_token_revokes_its_family(
     assert (await revoke(client, app, first["refresh_token"])).status_code == 200
 
     assert (await refresh(client, app, second["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_an_expired_refresh_token_is_revoked_as_an_unknown_one_is(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Past its expiry a token is unknown to every reader, as once housekeeping deletes it:
+    its family, which it can no longer extend, lives on whenever that run comes."""
+    app = await make_client(runtime)
+    other = await make_client(runtime)
+    first = await signed_in_tokens(client, runtime, app)
+    second = (await refresh(client, app, first["refresh_token"])).json()
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == digest(first["refresh_token"]))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+    assert (await revoke(client, other, first["refresh_token"])).status_code == 200
+    assert (await revoke(client, app, first["refresh_token"])).status_code == 200
+
+    assert (await refresh(client, app, second["refresh_token"])).status_code == 200
 
 
 async def test_revoking_a_refresh_token_revokes_the_access_tokens_of_its_family(

@@ -50,16 +50,12 @@ class RefreshTokenGrant:
     async def refuse_reuse(
         self, session: AsyncSession, ctx: GrantContext, token_hash: str
     ) -> Refusal:
-        """A rotated token coming back means it leaked: nobody in its family may go on.
-
-        Only until it expires: after that it is refused as unknown, as it is once
-        housekeeping has deleted it, whenever that run comes."""
-        found = await refresh.find_refresh_token(session, token_hash)
+        """A rotated token coming back means it leaked: nobody in its family may go on."""
+        found = await refresh.find_refresh_token(session, token_hash, ctx.now)
         if (
             found is not None
             and found.client_id == ctx.client.client_id
             and found.rotated_at is not None
-            and found.expires_at > ctx.now
         ):
             await refresh.revoke_family(session, found.family_id, ctx.now)
         return Refusal(InvalidGrantError(INVALID))
