@@ -37,6 +37,7 @@ from identity.oauth.errors import (
     UnauthorizedClientError,
     UnsupportedResponseTypeError,
 )
+from identity.oauth.parameters import CONTROL_CHARACTER
 from identity.oauth.scopes import parse_scope
 
 # The parameters we read; any other is ignored (RFC 6749 §3.1). ``resource`` alone may repeat
@@ -71,7 +72,6 @@ MAX_HINT_LENGTH = 8192
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 # RFC 7636 §4.2: BASE64URL(SHA256(verifier)) is 43 characters of the unreserved set.
 _CODE_CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +112,7 @@ def parse(items: Iterable[tuple[str, str]]) -> AuthorizationRequest:
         if len(value) > (MAX_HINT_LENGTH if name == "id_token_hint" else MAX_VALUE_LENGTH):
             too_long.add(name)
             continue
-        if _CONTROL.search(value):
+        if CONTROL_CHARACTER.search(value):
             control.add(name)
             continue
         if name in REPEATABLE:

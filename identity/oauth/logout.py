@@ -15,6 +15,7 @@ from typing import Any
 
 from identity.clients.models import OAuthClient
 from identity.oauth.errors import InvalidRequestError
+from identity.oauth.parameters import CONTROL_CHARACTER
 
 PARAMETERS = frozenset(
     {"id_token_hint", "client_id", "post_logout_redirect_uri", "state", "ui_locales"}
@@ -28,6 +29,8 @@ def parse(items: Iterable[tuple[str, str]]) -> dict[str, str]:
             continue
         if name in params:
             raise InvalidRequestError(f"The {name} parameter was sent more than once.")
+        if CONTROL_CHARACTER.search(value):
+            raise InvalidRequestError(f"The {name} parameter contains a control character.")
         params[name] = value
     return params
 

@@ -7,7 +7,6 @@ OAuth errors leave as RFC 6749 §5.2 JSON, anything unexpected as ``server_error
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Collection
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from identity.oauth.grants import TokenRequest, exchange
 from identity.oauth.grants.base import issued_scope
 from identity.oauth.metadata import Published
 from identity.oauth.origins import OriginNotAllowed, check_origin
+from identity.oauth.parameters import CONTROL_CHARACTER
 from identity.oauth.scopes import user_may_hold
 from identity.oauth.tokens import user_claims, verify_access_token
 from identity.permissions import service as permissions
@@ -62,7 +62,6 @@ DISCOVERY_CACHE = b"public, max-age=3600"
 # Short, so that a retired key leaves relying parties' caches soon after it leaves ours.
 JWKS_CACHE = b"public, max-age=300"
 MAX_FIELDS = 50
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # --- rendering ------------------------------------------------------------------------
@@ -150,7 +149,7 @@ async def read_form(
     for name, value in pairs:
         if name not in known and name not in repeatable:
             continue
-        if _CONTROL.search(value):
+        if CONTROL_CHARACTER.search(value):
             raise InvalidRequestError("A parameter holds a control character.")
         if not value:
             continue

@@ -138,3 +138,19 @@ async def test_a_csrf_token_with_non_ascii_characters_is_a_failed_check(
     response = await client.post(path, data={"csrf_token": "é\u202e", "email": "a@example.com"})
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_control_character_in_a_logout_client_id_gets_the_logout_error_page(
+    client: httpx.AsyncClient, method: str
+) -> None:
+    # Alone (no id_token_hint to fail first), a client_id holding NUL reached the client
+    # lookup: on PostgreSQL, a problem+json answer where a browser expects a page.
+    query = {"client_id": "web\x00app", "state": "s"}
+    if method == "GET":
+        response = await client.get("/logout", params=query)
+    else:
+        response = await client.post("/logout", data=query)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert "This sign-out request is not valid" in response.text
