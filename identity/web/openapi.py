@@ -172,6 +172,30 @@ class ProblemJsonRenderPlugin(JsonRenderPlugin):
         return self.render_json(request, with_problem_errors(openapi_schema))
 
 
+def _string_constraints(kind: Any) -> msgspec.inspect.StrType | None:
+    kind = kind.type if isinstance(kind, msgspec.inspect.Metadata) else kind
+    return kind if isinstance(kind, msgspec.inspect.StrType) else None
+
+
+def _document_item_constraints(schema: Schema, struct: msgspec.inspect.StructType) -> None:
+    """Litestar keeps the constraints of a field's own type but drops those of a list's items
+    (a role's permission names): the document said any string, where the API answers 400."""
+    for field in struct.fields:
+        kinds = (
+            field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
+        )
+        lists = [k for k in kinds if isinstance(k, msgspec.inspect.ListType)]
+        item = _string_constraints(lists[0].item_type) if lists else None
+        documented = (schema.properties or {}).get(field.encode_name)
+        if item is None or not isinstance(documented, Schema):
+            continue
+        for array in [documented, *(documented.one_of or [])]:
+            if isinstance(array, Schema) and isinstance(array.items, Schema):
+                array.items.pattern = item.pattern
+                array.items.min_length = item.min_length
+                array.items.max_length = item.max_length
+
+
 class ClosedBodiesPlugin(OpenAPISchemaPlugin):
     """Documents ``additionalProperties: false`` on the bodies that refuse unknown fields
     (``forbid_unknown_fields``, as ``schemas.Request``).
@@ -179,7 +203,8 @@ class ClosedBodiesPlugin(OpenAPISchemaPlugin):
     Litestar's own schema for a msgspec struct says nothing of it, so the document allowed
     any extra field where the API answers 400: a client generated from it, or a test
     generating bodies from it, sent fields it believed were fine. The schema itself is still
-    Litestar's (the plugin after this one that takes the struct); only the flag is added.
+    Litestar's (the plugin after this one that takes the struct); only the flag is added,
+    and the constraints of list items Litestar leaves out.
     """
 
     def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
@@ -196,4 +221,5 @@ class ClosedBodiesPlugin(OpenAPISchemaPlugin):
         )
         schema: Schema = litestars.to_openapi_schema(field_definition, schema_creator)
         schema.additional_properties = False
+        _document_item_constraints(schema, msgspec.inspect.type_info(field_definition.type_))
         return schema

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 import pytest
 
+from identity.permissions.catalogue import ANY_NAME_PATTERN, MAX_NAME
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     make_account,
@@ -154,3 +156,21 @@ async def test_a_control_character_in_a_logout_client_id_gets_the_logout_error_p
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith("text/html")
     assert "This sign-out request is not valid" in response.text
+
+
+@pytest.mark.parametrize("body", ["RoleCreate", "RoleUpdate"])
+async def test_the_permission_names_a_role_takes_are_documented_as_checked(
+    client: httpx.AsyncClient, runtime: Runtime, body: str
+) -> None:
+    # The document said only "string" for each name, so schemathesis (and a generated
+    # client) sent "" as valid; the API refuses it, as the pattern it now documents says.
+    document = (await client.get("/schema/openapi.json")).json()
+    field = document["components"]["schemas"][body]["properties"]["permissions"]
+    arrays = [s for s in field.get("oneOf", [field]) if s.get("type") == "array"]
+    assert [a["items"]["pattern"] for a in arrays] == [ANY_NAME_PATTERN]
+    assert arrays[0]["items"]["maxLength"] == MAX_NAME
+    assert re.fullmatch(ANY_NAME_PATTERN, "") is None
+    role = {"name": "Support", "permissions": [""]}
+    response = await client.post("/api/v1/roles", json=role, headers=await staff_headers(runtime))
+    assert response.status_code == 400, response.text
+    assert problem_fields(response.json()) == {"permissions"}
