@@ -15,6 +15,7 @@ from urllib.parse import quote_plus
 import httpx
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from sqlalchemy import update
 
 from identity.accounts.models import User
 from identity.audit.service import Actor
@@ -24,7 +25,7 @@ from identity.crypto import digest, random_token
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.tokens.codes import insert_code
-from identity.tokens.models import AuthorizationCode
+from identity.tokens.models import AuthorizationCode, RefreshToken
 
 REDIRECT_URI = "https://app.example.com/callback"
 BILLING = "https://billing.example.com"
@@ -213,6 +214,16 @@ async def refresh(
 ) -> httpx.Response:
     data = {"grant_type": "refresh_token", "refresh_token": refresh_token} | extra
     return await http.post("/token", data=data, headers=client.basic)
+
+
+async def expire_refresh_token(runtime: Runtime, token: str) -> None:
+    """Make ``token`` expired a second ago, as if its lifetime had run out."""
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == digest(token))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
 
 
 async def is_active(http: httpx.AsyncClient, caller: RegisteredClient, access_token: str) -> bool:

@@ -209,33 +209,14 @@ async def _turned_off_elsewhere(runtime: Runtime, user: User, code: str) -> None
     )
 
 
+@pytest.mark.parametrize("first", ["post", "reload"])
 @pytest.mark.parametrize("removal", ["staff-reset", "turned-off"])
 async def test_a_second_factor_removed_while_its_code_is_awaited_ends_the_step(
-    client: httpx.AsyncClient, runtime: Runtime, removal: str
+    client: httpx.AsyncClient, runtime: Runtime, removal: str, first: str
 ) -> None:
-    user, generator, _ = await enrolled_user(runtime)
-    app = await make_client(runtime, first_party=True)
-    _, challenge = pkce_pair()
-    page = await _password_step(client, app, challenge)
-    if removal == "staff-reset":
-        await _staff_reset(runtime, user)
-    else:
-        await _turned_off_elsewhere(runtime, user, generator.now())
-    # Any code, the old app's included: none can be right, and the user must start again.
-    late = await post_form(client, page, "/login/second-factor", code="000000")
-    assert late.status_code == 400
-    assert "has expired" in alert(late)
-    assert "not valid" not in alert(late)
-    reload = await client.get(f"/login/second-factor?flow={form_fields(page.text)['flow']}")
-    assert reload.status_code == 400 and "has expired" in alert(reload)
-    assert await _sessions(runtime) == []
-
-
-@pytest.mark.parametrize("removal", ["staff-reset", "turned-off"])
-async def test_the_code_page_opened_after_the_second_factor_was_removed_says_start_again(
-    client: httpx.AsyncClient, runtime: Runtime, removal: str
-) -> None:
-    """A reload must not offer a form no code can pass: it ends the step as the post does."""
+    """Whichever comes first, a post of any code (the old app's included: none can be
+    right) or a reload (which must not offer a form no code can pass), the step is over and
+    the user must start again."""
     user, generator, _ = await enrolled_user(runtime)
     app = await make_client(runtime, first_party=True)
     _, challenge = pkce_pair()
@@ -245,11 +226,15 @@ async def test_the_code_page_opened_after_the_second_factor_was_removed_says_sta
     else:
         await _turned_off_elsewhere(runtime, user, generator.now())
 
-    reload = await client.get(f"/login/second-factor?flow={form_fields(page.text)['flow']}")
+    async def post() -> httpx.Response:
+        return await post_form(client, page, "/login/second-factor", code="000000")
 
-    assert reload.status_code == 400
-    assert "has expired" in alert(reload)
-    assert 'name="code"' not in reload.text
-    late = await post_form(client, page, "/login/second-factor", code="000000")
-    assert late.status_code == 400 and "has expired" in alert(late)
+    async def reload() -> httpx.Response:
+        return await client.get(f"/login/second-factor?flow={form_fields(page.text)['flow']}")
+
+    for step in (post, reload) if first == "post" else (reload, post):
+        answer = await step()
+        assert answer.status_code == 400
+        assert "has expired" in alert(answer) and "not valid" not in alert(answer)
+        assert 'name="code"' not in answer.text
     assert await _sessions(runtime) == []

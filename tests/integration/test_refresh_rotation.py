@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import httpx
-from sqlalchemy import update
 
 from identity.accounts.models import User
-from identity.clock import utcnow
-from identity.crypto import digest
 from identity.runtime import Runtime
-from identity.tokens.models import RefreshToken
 from tests.integration.oauth_helpers import (
+    expire_refresh_token,
     is_active,
     make_client,
     make_user,
@@ -75,12 +71,7 @@ async def test_a_rotated_token_back_after_its_expiry_revokes_nothing(
     app = await make_client(runtime)
     first = await signed_in_tokens(client, runtime, app)
     second = (await refresh(client, app, first["refresh_token"])).json()
-    async with runtime.db.transaction() as session:
-        await session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.token_hash == digest(first["refresh_token"]))
-            .values(expires_at=utcnow() - timedelta(seconds=1))
-        )
+    await expire_refresh_token(runtime, first["refresh_token"])
 
     late = await refresh(client, app, first["refresh_token"])
 

@@ -4,18 +4,13 @@ go on the deny list until they expire.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import httpx
-from sqlalchemy import update
 
-from identity.clock import utcnow
-from identity.crypto import digest
 from identity.runtime import Runtime
-from identity.tokens.models import RefreshToken
 from tests.integration.oauth_helpers import (
     RegisteredClient,
     assert_access_token_dead,
+    expire_refresh_token,
     is_active,
     make_client,
     refresh,
@@ -60,12 +55,7 @@ async def test_an_expired_refresh_token_is_revoked_as_an_unknown_one_is(
     other = await make_client(runtime)
     first = await signed_in_tokens(client, runtime, app)
     second = (await refresh(client, app, first["refresh_token"])).json()
-    async with runtime.db.transaction() as session:
-        await session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.token_hash == digest(first["refresh_token"]))
-            .values(expires_at=utcnow() - timedelta(seconds=1))
-        )
+    await expire_refresh_token(runtime, first["refresh_token"])
 
     assert (await revoke(client, other, first["refresh_token"])).status_code == 200
     assert (await revoke(client, app, first["refresh_token"])).status_code == 200
