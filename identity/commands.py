@@ -19,7 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
-from identity.audit.service import Actor, record_as
+from identity.audit.service import Actor, readable, record_as
 from identity.clock import utcnow
 from identity.crypto import DecryptionFailed, Encryptor
 from identity.db import migrate as migrations
@@ -199,14 +199,7 @@ def _command_line_actor() -> Actor:
         who = getpass.getuser()
     except (KeyError, OSError):  # no login name and no passwd entry: a bare container
         who = f"uid {os.getuid()}"
-    return Actor(command_line=f"{_readable(who)}@{_readable(socket.gethostname())}")
-
-
-def _readable(name: str) -> str:
-    """A name the system gave, its bytes that are not UTF-8 written as ``\\xNN``: a login
-    name in another encoding (josé in Latin-1) reaches Python as lone surrogates, which no
-    JSON answer can hold, and the audit log would fail on every page holding the entry."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return Actor(command_line=f"{readable(who)}@{readable(socket.gethostname())}")
 
 
 def _signing_key(kid: str) -> tuple[str, str]:

@@ -6,6 +6,7 @@ committed one always has its event.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,9 +20,18 @@ from identity.audit.repository import EventFilter
 from identity.clock import utcnow
 from identity.display_names import display_name
 
-__all__ = ["Actor", "EventFilter", "list_events", "record_as", "required_reason"]
+__all__ = [
+    "Actor",
+    "EventFilter",
+    "list_events",
+    "readable",
+    "readable_details",
+    "record_as",
+    "required_reason",
+]
 
 MAX_REASON = 500
+_UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +47,30 @@ class Actor:
     # A file the server applied as it started (policies/roles.toml): nobody asked for the
     # change, so the entry names where it came from instead.
     source: str | None = None
+
+
+def readable(text: str) -> str:
+    """``text`` with its unpaired surrogates, which no JSON answer can hold, written as
+    escapes: a byte that was not UTF-8 (Python hands one over as U+DC80 to U+DCFF, PEP 383:
+    a login name in Latin-1, josé) as ``\\xNN``, any other as ``\\uXXXX``."""
+    return _UNPAIRED_SURROGATE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def readable_details(value: Any) -> Any:
+    """An entry's details with every text in them ``readable``: one written before such
+    text was refused (a non-UTF-8 login name) made every page holding it a 500."""
+    if isinstance(value, str):
+        return readable(value)
+    if isinstance(value, dict):
+        return {readable(k): readable_details(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [readable_details(v) for v in value]
+    return value
 
 
 def required_reason(raw: str) -> str:

@@ -15,7 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from identity.audit.models import AuditEvent
+from identity.clock import utcnow
 from identity.commands import create_user
+from identity.db import text_guard
 from identity.db.engine import Database, create_engine
 from identity.runtime import Runtime
 from identity.settings import Settings
@@ -106,3 +108,26 @@ async def test_a_login_name_in_another_encoding_is_recorded_so_the_log_stays_rea
     assert answer.status_code == 200, answer.text
     (entry,) = answer.json()["events"]
     assert entry["details"]["command_line"] == f"jos\\xe9@{socket.gethostname()}"
+
+
+async def test_an_entry_recorded_before_such_names_were_escaped_is_shown_escaped(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Entries written by earlier releases hold the lone surrogate itself (the JSON column
+    # stored its escape), and every page holding one answered 500.
+    with monkeypatch.context() as guard_off:
+        guard_off.setattr(text_guard, "check", lambda parameters: None)
+        async with runtime.db.transaction() as session:
+            session.add(
+                AuditEvent(
+                    occurred_at=utcnow(),
+                    action="user.created",
+                    details={"old": None, "new": None, "command_line": "jos\udce9@h\ud800st"},
+                )
+            )
+    answer = await client.get(
+        "/api/v1/audit", params={"action": "user.created"}, headers=await staff_headers(runtime)
+    )
+    assert answer.status_code == 200, answer.text
+    (entry,) = answer.json()["events"]
+    assert entry["details"]["command_line"] == "jos\\xe9@h\\ud800st"

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
 from identity.audit.models import AuditEvent
+from identity.audit.service import readable_details
 from identity.permissions.access import Action, Relation, authorize
 from identity.permissions.catalogue import Catalogue, once_each
 from identity.permissions.models import Account, Invitation
@@ -145,5 +146,5 @@ def event_out(event: AuditEvent) -> schemas.AuditEventOut:
         target_id=event.target_id,
         ip=event.ip,
         request_id=event.request_id,
-        details=event.details,
+        details=readable_details(event.details),
     )
