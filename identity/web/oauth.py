@@ -42,7 +42,6 @@ from identity.oauth.grants.base import issued_scope
 from identity.oauth.metadata import Published
 from identity.oauth.origins import OriginNotAllowed, check_origin
 from identity.oauth.parameters import CONTROL_CHARACTER
-from identity.oauth.scopes import user_may_hold
 from identity.oauth.tokens import user_claims, verify_access_token
 from identity.permissions import service as permissions
 from identity.runtime import Runtime
@@ -52,7 +51,7 @@ from identity.tokens.subjects import active_user
 from identity.web import cors
 from identity.web.conditional import etag_matches
 from identity.web.dependencies import RuntimeDep
-from identity.web.token_scope import client_now, scope_now, scope_of
+from identity.web.token_scope import client_now, scope_of
 
 log = logging.getLogger(__name__)
 
@@ -282,12 +281,11 @@ async def _as_granted_now(
     token's account; its scopes narrowed to what the client's registration still allows
     (and identity:admin to administrators), and its account claims to what the member
     still holds."""
-    scope = await scope_now(runtime, claims)
-    if scope is None:
+    client = await client_now(runtime, claims)
+    if client is None:
         return None
-    claims = claims | {"scope": scope}
     if claims["sub"] == claims["client_id"]:
-        return claims
+        return claims | {"scope": scope_of(claims, client)}
     async with runtime.db.transaction() as session:
         try:
             user = await active_user(session, uuid.UUID(str(claims["sub"])))
@@ -295,7 +293,9 @@ async def _as_granted_now(
             user = None
         if user is None:
             return None
-        claims["scope"] = user_may_hold(scope, is_admin=user.is_admin)
+        # The rule a refresh applies, so that introspection reports what a token issued
+        # now would carry, for access and refresh tokens alike.
+        claims = claims | {"scope": issued_scope(str(claims.get("scope", "")), user, client)}
         if "account_id" not in claims:
             return claims
         account = await permissions.still_granted(
