@@ -50,8 +50,10 @@ def client_id_of(params: dict[str, str], claims: dict[str, Any] | None) -> str |
 
 @dataclass(frozen=True, slots=True)
 class LogoutRequest:
-    # The subject of a verified id_token_hint: the RP vouches for who is signing out.
+    # The subject and session (``sid``) of a verified id_token_hint: the RP vouches for who
+    # is signing out, and of which sign-in.
     subject: str | None
+    sid: str | None
     client: OAuthClient | None
     post_logout_redirect_uri: str | None
     state: str | None
@@ -66,12 +68,22 @@ def check(
             raise InvalidRequestError("post_logout_redirect_uri needs a client to match it.")
         if uri not in client.post_logout_redirect_uris:
             raise InvalidRequestError("The post_logout_redirect_uri is not registered.")
+    sid = claims.get("sid") if claims and client else None
     return LogoutRequest(
         # A hint vouches only while the client it was issued to is registered and enabled
         # (``client`` is None otherwise): one staff disabled or deleted, perhaps for being
         # taken over, must not sign users out unasked.
         subject=claims["sub"] if claims and client else None,
+        sid=sid if isinstance(sid, str) else None,
         client=client,
         post_logout_redirect_uri=uri,
         state=params.get("state"),
     )
+
+
+def vouches_for(request: LogoutRequest, user_id: str, sid: str | None) -> bool:
+    """Whether the hint names the signed-in user's current session. §2: the OP must ask
+    when the ID token "does not belong to the current OP session with the RP and/or currently
+    logged in End-User": one from an earlier sign-in of the same user, left at an app or
+    replayed by a page that got hold of it, must not end a newer session unasked."""
+    return request.subject == user_id and sid is not None and request.sid == sid

@@ -38,6 +38,7 @@ CLAIMS_SUPPORTED = (
     "nonce",
     "amr",
     "at_hash",
+    "sid",
     "name",
     "locale",
     "updated_at",

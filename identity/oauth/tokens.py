@@ -112,8 +112,10 @@ def mint_id_token(
     amr: Sequence[str],
     access_token: str,
     nonce: str | None = None,
+    sid: str | None = None,
 ) -> str:
-    """OIDC Core §2 and §3.1.3.6: the claims of an ID token issued at the token endpoint."""
+    """OIDC Core §2 and §3.1.3.6: the claims of an ID token issued at the token endpoint,
+    with the browser session's ``sid`` (OIDC Front-Channel Logout §3) when it has one."""
     claims = user_claims(user, scope) | {
         "iss": issuer,
         "aud": client_id,
@@ -127,6 +129,8 @@ def mint_id_token(
         claims["amr"] = list(amr)
     if nonce is not None:
         claims["nonce"] = nonce
+    if sid is not None:
+        claims["sid"] = sid
     return _sign(keyset, claims, "JWT")
 
 

@@ -20,6 +20,11 @@ class BrowserSession(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
+    # The ``sid`` of the ID tokens issued through this session (OIDC Front-Channel Logout §3):
+    # random, so it tells the apps that see it nothing of the cookie. The same user signing
+    # in again before it expires (prompt=login, max_age) keeps it; any other sign-in starts
+    # a new one. None for sessions begun before ID tokens carried it.
+    sid: Mapped[uuid.UUID | None]
     amr: Mapped[list[str]] = mapped_column(default=list)
     auth_time: Mapped[datetime]
     created_at: Mapped[datetime] = now_column()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,34 +36,51 @@ async def find_live(session: AsyncSession, token_hash: str, now: datetime) -> Br
     return result.scalar_one_or_none()
 
 
-async def hold_unrevoked(session: AsyncSession, session_id: uuid.UUID | None) -> bool:
-    """Whether the session still exists unrevoked. On PostgreSQL its row is share-locked until
+async def hold_unrevoked(
+    session: AsyncSession, session_id: uuid.UUID | None
+) -> BrowserSession | None:
+    """The session, if it still exists unrevoked. On PostgreSQL its row is share-locked until
     the caller's transaction ends: a sign-out in progress is waited for and then seen, and one
     that starts later waits for the caller, whose refresh tokens it then finds and revokes
     (identity.sessions.revocation). SQLite's one writer at a time needs no lock."""
     if session_id is None:
-        return False
-    found = await session.scalar(
-        select(BrowserSession.id)
+        return None
+    return await session.scalar(
+        select(BrowserSession)
         .where(BrowserSession.id == session_id, BrowserSession.revoked_at.is_(None))
         .with_for_update(read=True)
     )
-    return found is not None
 
 
-async def revoke(
-    session: AsyncSession, token_hash: str, now: datetime
-) -> tuple[uuid.UUID, uuid.UUID] | None:
-    """Revoke the session behind a cookie; returns its id and its user's, or None when there
-    was none live."""
+class Revoked(NamedTuple):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    sid: uuid.UUID | None
+    expires_at: datetime
+
+
+async def revoke(session: AsyncSession, token_hash: str, now: datetime) -> Revoked | None:
+    """Revoke the session behind a cookie, expired or not; None when there was none unrevoked."""
     result = await session.execute(
         update(BrowserSession)
         .where(BrowserSession.token_hash == token_hash, BrowserSession.revoked_at.is_(None))
         .values(revoked_at=now)
-        .returning(BrowserSession.id, BrowserSession.user_id)
+        .returning(
+            BrowserSession.id,
+            BrowserSession.user_id,
+            BrowserSession.sid,
+            BrowserSession.expires_at,
+        )
     )
     row = result.one_or_none()
-    return None if row is None else (row.id, row.user_id)
+    return None if row is None else Revoked(row.id, row.user_id, row.sid, row.expires_at)
+
+
+async def sid_of(session: AsyncSession, session_id: uuid.UUID | None) -> uuid.UUID | None:
+    """The ``sid`` of a session, ended or not; None when it has none or is gone."""
+    if session_id is None:
+        return None
+    return await session.scalar(select(BrowserSession.sid).where(BrowserSession.id == session_id))
 
 
 async def replace_token(session: AsyncSession, session_id: uuid.UUID, token_hash: str) -> bool:

@@ -41,11 +41,18 @@ async def establish(
     replaced = (
         await repository.revoke(session, digest(previous_token), now) if previous_token else None
     )
+    if replaced is not None and replaced.user_id != user_id:
+        # Another person signing in in this browser: nothing of the first one carries over.
+        replaced = None
+    # Signing in again before the session expired continues it, and the ID tokens issued
+    # through it still name it; after it expired, the sign-in starts a new one.
+    continued = replaced if replaced is not None and replaced.expires_at > now else None
     token = random_token()
     browser_session = BrowserSession(
         id=uuid.uuid4(),
         token_hash=digest(token),
         user_id=user_id,
+        sid=(continued.sid if continued else None) or uuid.uuid4(),
         amr=amr,
         auth_time=now,
         created_at=now,
@@ -56,12 +63,12 @@ async def establish(
         revoked_at=None,
     )
     await repository.add(session, browser_session)
-    if replaced is not None and replaced[1] == user_id:
+    if replaced is not None:
         # The same person signing in again in this browser (prompt=login, max_age): what apps
         # got through the replaced session is still this browser's sign-in, and ``end``
         # must find it under the new one.
-        await hand_over(session, user_id, replaced[0], browser_session.id)
-        await hand_over_redeemed(session, user_id, replaced[0], browser_session.id)
+        await hand_over(session, user_id, replaced.id, browser_session.id)
+        await hand_over_redeemed(session, user_id, replaced.id, browser_session.id)
     return Established(token, browser_session)
 
 
@@ -94,6 +101,5 @@ async def end(session: AsyncSession, token: str | None, now: datetime) -> uuid.U
     ended = await repository.revoke(session, digest(token), now)
     if ended is None:
         return None
-    session_id, user_id = ended
-    await end_tokens(session, user_id, now, through=session_id)
-    return session_id
+    await end_tokens(session, ended.user_id, now, through=ended.id)
+    return ended.id

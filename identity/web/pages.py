@@ -288,11 +288,13 @@ async def logout(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Respon
         request.cookies, settings, runtime.secret_key, field(form, csrf.FIELD)
     ):
         return _logout_form(request, runtime, resolved, locale, "form.csrf_failed", 400)
-    # Without an ID token for the signed-in user, a link alone must not sign anyone out.
-    vouched = resolved.subject is not None and (
-        browser is None or str(browser.user_id) == resolved.subject
-    )
-    if browser is not None and not (confirmed or vouched):
+    # Without an ID token for this sign-in, a link alone must not sign anyone out.
+    if browser is not None and not (
+        confirmed
+        or logout_rules.vouches_for(
+            resolved, str(browser.user_id), str(browser.sid) if browser.sid else None
+        )
+    ):
         return _logout_form(request, runtime, resolved, locale, None, 200)
 
     if browser is not None:

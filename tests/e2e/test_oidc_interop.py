@@ -136,6 +136,7 @@ def test_openid_client_signs_in_refreshes_introspects_and_revokes(
         again = refresh["id_token_claims"]
         assert (again["sub"], again["aud"], again["iss"]) == (user["id"], claims["aud"], issuer)
         assert again["auth_time"] == claims["auth_time"]
+        assert again["sid"] == claims["sid"]
         assert again.get("nonce") in (None, claims["nonce"])
 
     introspection = seen["introspection"]

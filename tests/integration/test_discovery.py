@@ -59,6 +59,22 @@ async def test_discovery_states_our_capabilities(client: httpx.AsyncClient) -> N
     assert document["subject_types_supported"] == ["public"]
 
 
+async def test_discovery_names_sid_but_no_front_or_back_channel_logout(
+    client: httpx.AsyncClient,
+) -> None:
+    """ID tokens carry ``sid`` for RP-initiated logout; nothing is sent to apps at sign-out,
+    so neither channel (nor its session support) may be claimed."""
+    document = (await client.get("/.well-known/openid-configuration")).json()
+
+    assert "sid" in document["claims_supported"]
+    assert not {
+        "frontchannel_logout_supported",
+        "frontchannel_logout_session_supported",
+        "backchannel_logout_supported",
+        "backchannel_logout_session_supported",
+    } & set(document)
+
+
 async def test_discovery_answers_304_to_a_matching_etag(client: httpx.AsyncClient) -> None:
     first = await client.get("/.well-known/openid-configuration")
     etag = first.headers["etag"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -37,6 +38,7 @@ from tests.integration.oauth_helpers import (
     make_client,
     redeem,
     signed_in_tokens,
+    verify_with_jwks,
 )
 
 
@@ -57,6 +59,15 @@ async def live_sessions(runtime: Runtime) -> int:
         return len(rows.all())
 
 
+async def hint_for_this_sign_in(runtime: Runtime, user: User) -> str:
+    """An expired ID token naming the browser's current session, as the app got it."""
+    async with runtime.db.transaction() as session:
+        sid = await session.scalar(
+            select(BrowserSession.sid).where(BrowserSession.revoked_at.is_(None))
+        )
+    return await id_token(runtime, user, sid=str(sid))
+
+
 def assert_signed_out_cookie(response: httpx.Response) -> None:
     assert 'identity_session=""; HttpOnly; Max-Age=0' in response.headers["set-cookie"]
 
@@ -65,7 +76,7 @@ async def test_expired_id_token_hint_signs_out_at_once_and_returns_with_state(
     client: httpx.AsyncClient, runtime: Runtime, user: User
 ) -> None:
     params = {
-        "id_token_hint": await id_token(runtime, user),
+        "id_token_hint": await hint_for_this_sign_in(runtime, user),
         "post_logout_redirect_uri": POST_LOGOUT_URI,
         "state": "bye-123",
     }
@@ -105,7 +116,7 @@ async def test_post_from_the_relying_party_is_accepted_like_get(
     client: httpx.AsyncClient, runtime: Runtime, user: User
 ) -> None:
     data = {
-        "id_token_hint": await id_token(runtime, user),
+        "id_token_hint": await hint_for_this_sign_in(runtime, user),
         "post_logout_redirect_uri": POST_LOGOUT_URI,
     }
     response = await client.post("/logout", data=data)
@@ -118,7 +129,7 @@ async def test_post_from_another_site_signs_out_the_session_its_cookie_names(
     client: httpx.AsyncClient, runtime: Runtime, user: User
 ) -> None:
     data = {
-        "id_token_hint": await id_token(runtime, user),
+        "id_token_hint": await hint_for_this_sign_in(runtime, user),
         "post_logout_redirect_uri": POST_LOGOUT_URI,
         "state": "bye-123",
     }
@@ -417,3 +428,107 @@ async def test_a_link_to_logout_leaves_the_tokens_of_an_expired_sign_in_alone(
     assert (await client.get("/logout")).status_code == 200
 
     assert (await _refresh(client, issued.json()["refresh_token"])).status_code == 200
+
+
+async def _signed_in_app_tokens(client: httpx.AsyncClient, prompt: str | None = None) -> Any:
+    """Sign in through the app in ``client``'s browser; the app's token response."""
+    verifier, challenge = pkce_pair()
+    extra = {"prompt": prompt} if prompt else {}
+    signed_in = await sign_in(client, authorize_params(code_challenge=challenge, **extra))
+    code = redirected_to_client(signed_in)["code"]
+    issued = await redeem(
+        client, RegisteredClient(CLIENT_ID, None), code, verifier, redirect_uri=REDIRECT_URI
+    )
+    assert issued.status_code == 200, issued.text
+    return issued.json()
+
+
+async def _sid(http: httpx.AsyncClient, id_token: str) -> Any:
+    return (await verify_with_jwks(http, id_token)).claims.get("sid")
+
+
+async def test_a_hint_from_a_sign_in_since_signed_out_asks_for_confirmation(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RP-Initiated Logout §2: an ID token that does not belong to the current session gets
+    the question. One from an earlier sign-in, left at an app or replayed by a page that
+    got hold of it, must not end the one the user has made since."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    earlier = await _signed_in_app_tokens(client)
+    page = await client.get("/logout")
+    assert (await client.post("/logout", data=form_fields(page.text))).status_code == 200
+    await _signed_in_app_tokens(client)
+
+    page = await client.get("/logout", params={"id_token_hint": earlier["id_token"]})
+
+    assert page.status_code == 200
+    assert "confirm" in form_fields(page.text)
+    assert await live_sessions(runtime) == 1
+
+
+async def test_a_hint_from_a_sign_in_since_expired_asks_for_confirmation(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Signing in again once the session has expired starts a new one, even in the same
+    browser: the expired session's ID tokens no longer speak for it."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    earlier = await _signed_in_app_tokens(client)
+    async with runtime.db.transaction() as session:
+        for browser_session in await session.scalars(select(BrowserSession)):
+            browser_session.expires_at = utcnow() - timedelta(minutes=1)
+    current = await _signed_in_app_tokens(client)
+
+    page = await client.get("/logout", params={"id_token_hint": earlier["id_token"]})
+
+    assert page.status_code == 200
+    assert "confirm" in form_fields(page.text)
+    assert await live_sessions(runtime) == 1
+    assert await _sid(client, current["id_token"]) != await _sid(client, earlier["id_token"])
+
+
+async def test_a_hint_without_a_session_id_asks_for_confirmation(
+    client: httpx.AsyncClient, runtime: Runtime, user: User
+) -> None:
+    """An ID token issued before they carried ``sid`` cannot show it belongs to this session."""
+    page = await client.get("/logout", params={"id_token_hint": await id_token(runtime, user)})
+    assert page.status_code == 200
+    assert "confirm" in form_fields(page.text)
+    assert await live_sessions(runtime) == 1
+
+
+async def test_an_id_token_from_a_refresh_signs_its_session_out_at_once(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A refresh token stays with the session that granted it: the ID tokens it brings name
+    that session, as the first one did."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    first = await _signed_in_app_tokens(client)
+    refreshed = await _refresh(client, first["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert await _sid(client, refreshed.json()["id_token"]) == await _sid(client, first["id_token"])
+
+    params = {"id_token_hint": refreshed.json()["id_token"]}
+    response = await client.get("/logout", params=params)
+
+    assert response.status_code == 200
+    assert "You are signed out" in response.text
+    assert await live_sessions(runtime) == 0
+
+
+async def test_the_session_id_reveals_nothing_of_the_cookie(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """``sid`` goes to every app; the cookie alone signs a browser in."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    issued = await _signed_in_app_tokens(client)
+    sid = await _sid(client, issued["id_token"])
+    cookie = client.cookies["identity_session"]
+    async with runtime.db.transaction() as session:
+        stored = await session.scalar(select(BrowserSession))
+    assert stored is not None
+    assert isinstance(sid, str) and sid
+    assert sid not in (cookie, stored.token_hash, str(stored.id))

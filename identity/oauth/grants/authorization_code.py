@@ -32,6 +32,7 @@ class RedeemedCode:
     user: User
     resources: list[str]
     access_jti: str
+    sid: uuid.UUID | None
 
 
 class AuthorizationCodeGrant:
@@ -65,11 +66,11 @@ class AuthorizationCodeGrant:
         # must not turn it into a refresh token that outlives the sign-out.
         signed_in = await browser_sessions.hold_unrevoked(session, code.session_id)
         user = await active_user(session, code.user_id)
-        if user is None or not signed_in:
+        if user is None or signed_in is None:
             # Spent, as for an unregistered redirect URI: enabling the user again within
             # the code's lifetime must not revive a code refused for them.
             return Refusal(InvalidGrantError("The code is invalid, expired or already used."))
-        return RedeemedCode(code, user, resources, access_jti)
+        return RedeemedCode(code, user, resources, access_jti, signed_in.sid)
 
     async def refuse_replay(
         self,
@@ -110,6 +111,7 @@ class AuthorizationCodeGrant:
                 family_id=uuid.uuid4(),
                 code_hash=code.code_hash,
                 session_id=code.session_id,
+                sid=redeemed.sid,
                 refresh_scope=code.scope,
                 refresh_resources=list(code.resources),
                 nonce=code.nonce,

@@ -103,6 +103,8 @@ class Issue:
     family_id: uuid.UUID
     code_hash: str | None
     session_id: uuid.UUID | None
+    # The browser session's ``sid`` for the ID token; None leaves the claim out.
+    sid: uuid.UUID | None
     refresh_scope: str
     refresh_resources: list[str]
     nonce: str | None = None
@@ -214,5 +216,6 @@ async def issue_user_tokens(
             amr=issue.amr,
             access_token=issued.token,
             nonce=issue.nonce,
+            sid=str(issue.sid) if issue.sid else None,
         )
     return body
