@@ -12,8 +12,9 @@ identity.accounts.self_service, identity.recovery.email_change and identity.mfa.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -104,6 +105,10 @@ class Outcome:
     # Where the page shows what a post left there itself, before its commit: set by a post
     # that a double click may repeat, so that the repeat leads to the same.
     handle: str | None = None
+    # A refused post: the ids of the fields its message is about (marked invalid and
+    # described by it), and what was typed in the page's text fields, shown again.
+    invalid: tuple[str, ...] = ()
+    typed: dict[str, str] = dataclass_field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -117,6 +122,10 @@ Action = Callable[[AsyncSession, Posted], Awaitable["Outcome | Response[Any]"]]
 # that none is held open while argon2 runs.
 PasswordAction = Callable[[Posted], Awaitable["Outcome | Response[Any]"]]
 Attempt = Callable[[FormMultiDict, str, datetime], Awaitable["Outcome | Response[Any]"]]
+# For one form: the ids of the fields each of its refusal messages is about.
+AtFault = Mapping[str, tuple[str, ...]]
+# The page's text fields a refused post shows again as typed (passwords never are).
+TYPED_FIELDS = {"name": MAX_NAME, "email": MAX_EMAIL}
 
 
 async def _visitor(
@@ -189,6 +198,8 @@ async def _security_page(
             "notice_values": outcome.notice_values,
             "message_id": outcome.message_id,
             "reasons": outcome.reasons,
+            "invalid": outcome.invalid,
+            "typed": outcome.typed,
             **await password_form.context(
                 runtime,
                 suggest=outcome.suggest,
@@ -222,6 +233,7 @@ async def _act(
     runtime: Runtime,
     action: Action,
     errors: dict[type[DomainError], str],
+    at_fault: AtFault | None = None,
 ) -> Response[Any]:
     """Run ``action`` for the signed-in visitor in the transaction that found them; see
     ``_answer``."""
@@ -236,7 +248,7 @@ async def _act(
             result = await action(session, posted)
         return await _see_other(posted, result)
 
-    return await _answer(request, runtime, in_one_transaction, errors)
+    return await _answer(request, runtime, in_one_transaction, errors, at_fault)
 
 
 async def _act_on_password(
@@ -244,6 +256,7 @@ async def _act_on_password(
     runtime: Runtime,
     action: PasswordAction,
     errors: dict[type[DomainError], str],
+    at_fault: AtFault | None = None,
 ) -> Response[Any]:
     """Run ``action`` for the signed-in visitor once the transaction that found them has
     ended; see ``_answer``."""
@@ -257,7 +270,7 @@ async def _act_on_password(
             return posted
         return await _see_other(posted, await action(posted))
 
-    return await _answer(request, runtime, after_the_look, errors)
+    return await _answer(request, runtime, after_the_look, errors, at_fault)
 
 
 async def _see_other(posted: Posted, result: Outcome | Response[Any]) -> Outcome | Response[Any]:
@@ -284,9 +297,11 @@ async def _answer(
     runtime: Runtime,
     attempt: Attempt,
     errors: dict[type[DomainError], str],
+    at_fault: AtFault | None,
 ) -> Response[Any]:
     """Run ``attempt`` on the posted form, then answer with its redirect or the page; a domain
-    error named in ``errors`` (its transaction rolled back) shows that message."""
+    error named in ``errors`` (its transaction rolled back) shows that message, tied to the
+    fields ``at_fault`` names for it, above the form as it was typed."""
     form = await read_form(request)
     locale = page_locale(request, form)
     result: Outcome | Response[Any]
@@ -304,6 +319,14 @@ async def _answer(
     runtime.mail.wake()
     if isinstance(result, Response):
         return result
+    # A page shown to another user (another tab signed in) gets nothing typed for the first.
+    if result.message_id not in (None, "form.other_user"):
+        typed = {name: field(form, name, limit) for name, limit in TYPED_FIELDS.items()}
+        result = dataclasses.replace(
+            result,
+            invalid=(at_fault or {}).get(result.message_id, ()),
+            typed={name: value for name, value in typed.items() if name in form},
+        )
     return await _security_page(request, runtime, locale, result)
 
 
@@ -330,7 +353,15 @@ async def _change_name(session: AsyncSession, posted: Posted) -> Outcome:
 
 @post(f"{PATH}/name", include_in_schema=False, cache=False)
 async def change_name(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
-    return await _act(request, runtime, _change_name, {InvalidInput: "security.name_invalid"})
+    at_fault = {"security.name_invalid": ("name",), "form.unstorable": ("name",)}
+    return await _act(
+        request, runtime, _change_name, {InvalidInput: "security.name_invalid"}, at_fault
+    )
+
+
+def _current_password_at_fault(field_id: str) -> AtFault:
+    """A form's refusals of its current password, tied to its field ``field_id``."""
+    return {"security.wrong_password": (field_id,), "security.throttled": (field_id,)}
 
 
 async def _prove_password(posted: Posted) -> None:
@@ -375,7 +406,13 @@ async def change_email(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         InvalidInput: "security.email_invalid",
         RateLimited: "security.email_throttled",
     }
-    return await _act_on_password(request, runtime, _change_email, errors)
+    at_fault = {
+        "security.wrong_password": ("email_password",),
+        "security.throttled": ("email_password",),
+        "security.email_invalid": ("new_email",),
+        "form.unstorable": ("new_email",),
+    }
+    return await _act_on_password(request, runtime, _change_email, errors, at_fault)
 
 
 # --- password ----------------------------------------------------------------------------
@@ -413,6 +450,7 @@ async def change_password(request: Request[Any, Any, Any], runtime: RuntimeDep) 
             PasswordMismatch: "reset.mismatch",
             RateLimited: "security.throttled",
         },
+        _current_password_at_fault("current_password"),
     )
 
 
@@ -459,7 +497,9 @@ async def begin_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Re
         return Outcome(secret={"enrolment": digest(secret)})
 
     errors = {InvalidPassword: "security.wrong_password", RateLimited: "security.throttled"}
-    return await _act_on_password(request, runtime, begin, errors)
+    return await _act_on_password(
+        request, runtime, begin, errors, _current_password_at_fault("enable_password")
+    )
 
 
 async def _set_up_secret(
@@ -578,7 +618,9 @@ async def replace_recovery_codes(
         RateLimited: "security.throttled",
         NotFound: "security.recovery_codes_off",
     }
-    return await _act_on_password(request, runtime, replace, errors)
+    return await _act_on_password(
+        request, runtime, replace, errors, _current_password_at_fault("codes_password")
+    )
 
 
 async def _disable_totp(posted: Posted) -> Outcome:
@@ -609,6 +651,11 @@ async def disable_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
             InvalidPassword: "security.totp_invalid",
             InvalidCode: "security.totp_invalid",
             RateLimited: "security.throttled",
+        },
+        {
+            # One message for either, as at sign-in: it does not say which was wrong.
+            "security.totp_invalid": ("disable_password", "disable_code"),
+            "security.throttled": ("disable_password", "disable_code"),
         },
     )
 

@@ -7,6 +7,7 @@ import html
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -97,6 +98,24 @@ def alert(response: httpx.Response) -> str:
 
 def notice(response: httpx.Response) -> str:
     return _text_of(response, "status")
+
+
+class _InvalidFields(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if values.get("aria-invalid") == "true":
+            self.found[values.get("id") or ""] = values.get("aria-describedby") or ""
+
+
+def invalid_fields(response: httpx.Response) -> dict[str, str]:
+    """The id of each field a page marks invalid, with the ids of what describes it."""
+    parser = _InvalidFields()
+    parser.feed(response.text)
+    return parser.found
 
 
 async def mail_to(runtime: Runtime, address: str) -> list[OutgoingEmail]:

@@ -44,6 +44,7 @@ from tests.integration.page_helpers import (
     alert,
     change_password,
     followed,
+    invalid_fields,
     link_in,
     mail_to,
     notice,
@@ -153,6 +154,8 @@ async def test_a_page_left_open_while_another_user_signed_in_changes_nothing(
     )
     assert (await _user(runtime, bea)).name == "Bea"
     assert (await _user(runtime, ana)).name == "Ana"
+    # Nor does Bea's page offer what was typed on Ana's, to be saved as Bea's by mistake.
+    assert form_fields(renamed.text)["name"] == "Bea"
     assert await _live(runtime, bea_elsewhere)
     # The page it answered with is Bea's own, and works.
     await followed(client, await post_form(client, renamed, f"{SECURITY}/name", name="Beatriz"))
@@ -223,6 +226,47 @@ async def test_change_the_email_through_a_link_sent_to_the_new_address(
     assert "ana@new.example" in old_notice.text_body
     again = await post_form(client, confirm, "/confirm-email")
     assert again.status_code == 400 and "ya se ha usado" in notice(again)
+
+
+async def test_a_refused_email_change_keeps_the_address_and_marks_the_field_at_fault(
+    client: httpx.AsyncClient, ana: User
+) -> None:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD, **SPANISH)
+    action = f"{SECURITY}/email"
+    wrong = await post_form(
+        client, page, action, current_password="Wrong!Pass9", email="ana@new.example"
+    )
+    assert wrong.status_code == 400 and alert(wrong) == "La contraseña actual no es correcta."
+    assert form_fields(wrong.text)["email"] == "ana@new.example"
+    assert invalid_fields(wrong) == {"email_password": "message"}
+    bad = await post_form(client, page, action, current_password=PASSWORD, email="ana@")
+    assert bad.status_code == 400
+    assert form_fields(bad.text)["email"] == "ana@"
+    assert invalid_fields(bad) == {"new_email": "message"}
+
+
+async def test_a_wrong_current_password_marks_the_field_of_the_form_it_was_typed_in(
+    client: httpx.AsyncClient, ana: User
+) -> None:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    changed = await post_form(
+        client,
+        page,
+        f"{SECURITY}/password",
+        current_password="Wrong!Pass9",
+        password=NEW_PASSWORD,
+        password_confirm=NEW_PASSWORD,
+    )
+    assert changed.status_code == 400
+    assert invalid_fields(changed) == {"current_password": "message"}
+    enabled = await post_form(client, page, f"{SECURITY}/totp", current_password="Wrong!Pass9")
+    assert enabled.status_code == 400
+    assert invalid_fields(enabled) == {"enable_password": "message"}
+    # A refusal that is about no field (a stale form) marks none.
+    stale = await post_form(
+        client, page, f"{SECURITY}/totp", current_password=PASSWORD, csrf_token="x"
+    )
+    assert stale.status_code == 400 and invalid_fields(stale) == {}
 
 
 async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_notice(
