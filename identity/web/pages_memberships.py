@@ -599,6 +599,11 @@ async def cancel_submit(
 # --- accepting an invitation ---------------------------------------------------------------
 
 
+# The accept page's messages about its name field: the field is marked invalid and
+# described by the message (the password fields' own errors are _password_fields.html's).
+NAME_MESSAGES = frozenset({"invite.name_required", "invite.name_invalid", "form.unstorable"})
+
+
 def _accept_url(token: str) -> str:
     return f"{ACCEPT_PATH}?{urlencode({'token': token})}"
 
@@ -664,6 +669,7 @@ async def _accept_page(
             "signed_in_as": user.email if user else None,
             "name": name,
             "message_id": message_id,
+            "name_messages": NAME_MESSAGES,
             "reasons": reasons or [],
         },
     )
@@ -682,12 +688,12 @@ async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
     token = field(form, "token", 200)
     locale = page_locale(request, form)
     settings = runtime.settings
-    if not csrf_ok(request, runtime, form):
-        return await _accept_page(
-            request, runtime, token, locale, message_id="form.csrf_failed", status=400
-        )
     # Not cut to the column's size: prepare_sign_up refuses a long name rather than cut it.
     name = field(form, "name").strip()
+    if not csrf_ok(request, runtime, form):
+        return await _accept_page(
+            request, runtime, token, locale, name=name, message_id="form.csrf_failed", status=400
+        )
     if password_form.wants_suggestion(form):
         # "Generate" without JavaScript: the same form with a generated password, no action.
         return await _accept_page(request, runtime, token, locale, name=name, suggest=True)

@@ -27,7 +27,13 @@ from tests.integration.account_helpers import (
     invite_and_read_link,
     make_account,
 )
-from tests.integration.page_helpers import ask_email_change, link_in, mail_to, token_of
+from tests.integration.page_helpers import (
+    ask_email_change,
+    invalid_fields,
+    link_in,
+    mail_to,
+    token_of,
+)
 
 INVITED = "new.hire@example.com"
 STRONG = PASSWORD  # passes the policy (tests/browser.py)
@@ -132,30 +138,36 @@ async def test_the_language_of_the_link_is_kept_through_every_post(
     assert user_claims(user, ["openid", "profile"])["locale"] == "es"
 
 
+NAME_RULE = "Use a name of at most 200 characters, without line breaks or text direction controls."
+
+
 @pytest.mark.parametrize(
-    ("fields", "status", "message"),
+    ("fields", "status", "message", "at_fault"),
     [
-        ({"password": "abc", "password_confirm": "abc"}, 422, "Choose another password"),
-        ({"password_confirm": "something else"}, 400, "The two passwords are not the same."),
-        ({"name": ""}, 400, "Enter your name."),
         (
-            {"name": "x" * 300},
+            {"password": "abc", "password_confirm": "abc"},
             422,
-            "Use a name of at most 200 characters, without line breaks or text direction controls.",
+            "Choose another password",
+            {"password": "password-reasons password-rules"},
         ),
         (
-            {"name": "Ana\u202eecnarusni"},
-            422,
-            "Use a name of at most 200 characters, without line breaks or text direction controls.",
+            {"password_confirm": "something else"},
+            400,
+            "The two passwords are not the same.",
+            {"password_confirm": "message"},
         ),
+        ({"name": ""}, 400, "Enter your name.", {"name": "message"}),
+        ({"name": "x" * 300}, 422, NAME_RULE, {"name": "message"}),
+        ({"name": "Ana\u202eecnarusni"}, 422, NAME_RULE, {"name": "message"}),
     ],
 )
-async def test_bad_input_is_explained_and_the_link_still_works(
+async def test_bad_input_is_explained_at_its_field_and_the_link_still_works(
     client: httpx.AsyncClient,
     runtime: Runtime,
     fields: dict[str, str],
     status: int,
     message: str,
+    at_fault: dict[str, str],
 ) -> None:
     account, token = await arrange(runtime)
 
@@ -163,6 +175,7 @@ async def test_bad_input_is_explained_and_the_link_still_works(
 
     assert refused.status_code == status
     assert message in refused.text
+    assert invalid_fields(refused) == at_fault
     assert len(await memberships(runtime, account)) == 1
     assert (await sign_up(client, token)).status_code == 200
 
@@ -210,6 +223,7 @@ async def test_a_post_without_the_csrf_token_changes_nothing(
 
     assert refused.status_code == 400
     assert "This form has expired" in refused.text
+    assert form_fields(refused.text)["name"] == "N"  # not typed again to post it afresh
     assert await user_named(runtime, INVITED) is None
     assert len(await memberships(runtime, account)) == 1
 
