@@ -81,6 +81,8 @@ from identity.web.rendering import error_page, page
 
 # Notices shown after a change, by the ``done`` query parameter of the redirect.
 DONE = frozenset({"invited", "resent", "cancelled", "saved", "removed"})
+# The refusals of an invitation that are about its email field.
+INVITE_EMAIL_MESSAGES = frozenset({"users.error.email", "users.error.email_taken"})
 
 
 def _fields(form: FormMultiDict, name: str) -> list[str]:
@@ -306,6 +308,8 @@ async def _users_page(
             "signed_in_as": user.email,
             "signed_in_user": str(user.id),
             "message_id": message_id,
+            # Marked invalid and described by the message, for a screen reader on the field.
+            "invite_email_at_fault": invite is not None and message_id in INVITE_EMAIL_MESSAGES,
             "done": done if done in DONE else None,
             "invite": invite or {"email": "", "locale": locale, "permissions": [], "roles": []},
         },

@@ -22,7 +22,7 @@ from identity.permissions.service import Grant
 from identity.runtime import Runtime
 from tests.browser import PASSWORD, add_user, form_fields
 from tests.integration.account_helpers import SYSTEM, add_member, effective, grant, make_account
-from tests.integration.page_helpers import other_session
+from tests.integration.page_helpers import invalid_fields, other_session
 
 
 def users_path(account: Account) -> str:
@@ -537,37 +537,42 @@ async def test_a_page_left_open_while_another_user_signed_in_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    ("data", "status", "english", "spanish"),
+    ("data", "status", "english", "spanish", "at_fault"),
     [
         (
             {"email": "not an email"},
             422,
             "Enter a valid email address.",
             "Escribe una dirección de correo válida.",
+            {"invite-email": "message"},
         ),
         (
             {"email": "target@example.com"},
             409,
             "already a member of the account",
             "ya es miembro de la cuenta",
+            {"invite-email": "message"},
         ),
         (
             {"email": "pending@example.com"},
             409,
             "has a pending invitation",
             "tiene una invitación pendiente",
+            {"invite-email": "message"},
         ),
         (
             {"email": "x@example.com", "permission": "no-such-thing"},
             422,
             "Choose permissions and roles from the lists",
             "Elige permisos y roles de las listas",
+            {},
         ),
         (
             {"email": "x@example.com", "role": "not-a-uuid"},
             422,
             "Choose permissions and roles from the lists",
             "Elige permisos y roles de las listas",
+            {},
         ),
     ],
 )
@@ -580,6 +585,7 @@ async def test_bad_input_gets_a_readable_message_and_the_form_back(
     status: int,
     english: str,
     spanish: str,
+    at_fault: dict[str, str],
     language: str,
 ) -> None:
     headers = {"Accept-Language": language}
@@ -594,6 +600,7 @@ async def test_bad_input_gets_a_readable_message_and_the_form_back(
     assert refused.status_code == status
     assert (english if language == "en" else spanish) in refused.text
     assert f'value="{data["email"]}"' in refused.text  # nothing to type again
+    assert invalid_fields(refused) == at_fault
 
 
 async def test_a_permission_or_role_posted_twice_is_invited_once(
