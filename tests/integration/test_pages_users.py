@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import httpx
@@ -124,6 +125,61 @@ async def test_signed_out_the_page_sends_to_login_and_back(
     assert "pending@example.com" in page.text
     assert "Invoices" in page.text and "Send invitation" in page.text
     assert page.headers["cache-control"] == "no-store"
+
+
+class _RowControls(HTMLParser):
+    """The accessible name of each per-row control: its aria-label, else its text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+        self._open: dict[str, str | None] | None = None
+        self._text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("button", "summary") and self._open is None:
+            self._open, self._text = dict(attrs), ""
+
+    def handle_data(self, data: str) -> None:
+        self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("button", "summary") and self._open is not None:
+            self.names.append(self._open.get("aria-label") or " ".join(self._text.split()))
+            self._open = None
+
+
+@pytest.mark.parametrize(
+    ("language", "remove", "edit", "resend", "cancel"),
+    [
+        ("en", "Remove", "Edit permissions", "Resend", "Cancel invitation"),
+        ("es", "Quitar", "Editar permisos", "Reenviar", "Cancelar invitación"),
+    ],
+)
+async def test_each_row_control_says_whom_it_acts_on(
+    client: httpx.AsyncClient,
+    team: Team,
+    language: str,
+    remove: str,
+    edit: str,
+    resend: str,
+    cancel: str,
+) -> None:
+    """A screen reader lists a page's buttons by name: ten "Remove" buttons say nothing of
+    whom each removes. Each name starts with the visible label (WCAG 2.5.3)."""
+    headers = {"Accept-Language": language}
+    await sign_in_at(client, users_path(team.account), "owner@example.com", **headers)
+
+    page = await client.get(users_path(team.account), headers=headers)
+
+    parser = _RowControls()
+    parser.feed(page.text)
+    for email in ("manager@example.com", "target@example.com"):
+        assert sum(name.startswith(remove) and email in name for name in parser.names) == 1
+        assert sum(name.startswith(edit) and email in name for name in parser.names) == 1
+    for label in (resend, cancel):
+        assert sum(n.startswith(label) and "pending@example.com" in n for n in parser.names) == 1
+    assert [name for name in parser.names if name in (remove, edit, resend, cancel)] == []
 
 
 async def test_the_page_speaks_spanish_with_the_catalogue_labels(
