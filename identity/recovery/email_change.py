@@ -43,6 +43,10 @@ _KEY = "email-change:"
 # When a user's pending changes were last ended outright (a disable): every link asked for
 # until then is refused. Kept as long as a link lives, after which none asked before is left.
 _ENDED_KEY = "email-change-ended:"
+# A link just spent, by the address it confirms: a second post of its page (a double click,
+# a reload) is answered with the change the first made, not told that the link was used.
+_SPENT_KEY = "email-change-spent:"
+_SPENT_TTL_SECONDS = 300
 # Each request mails any address the user types, under our name: without a limit one
 # account could send as many as it liked, as forgot-password and invitations cannot.
 PER_USER = Limit("email-change-user", max=5, window=3600)
@@ -95,6 +99,24 @@ async def request_email_change(
     )
 
 
+async def confirmed_by(session: AsyncSession, store: Store, token: str) -> User | None:
+    """The user whose sign-in email ``token``'s link, spent in the last few minutes, made
+    the one it confirms; None for any other link, or one whose change was refused.
+
+    Takes the user's row first, as a confirmation does: a post that spent the link and has
+    yet to commit is waited for."""
+    raw = await store.get(_SPENT_KEY + digest(token))
+    if raw is None:
+        return None
+    pending = json.loads(raw)
+    user_id = uuid.UUID(pending["user_id"])
+    await repository.lock_user(session, user_id)
+    found = await repository.user_with_credential(session, user_id)
+    if found is None or found[0].disabled or found[0].email != pending["email"]:
+        return None
+    return found[0]
+
+
 async def end_email_changes(store: Store, user_id: uuid.UUID, now: datetime) -> None:
     """End, for good, every confirmation link the user asked for until ``now``: staff
     disabled them, perhaps because someone else held their session, and enabling them again
@@ -141,6 +163,8 @@ async def confirm_email_change(
     raw = await store.consume(_KEY + digest(token))
     if raw is None:
         raise InvalidConfirmationLink("This confirmation link is not valid any more.")
+    # Before the change commits: a second post waits on the user's row for its outcome.
+    await store.set(_SPENT_KEY + digest(token), raw, _SPENT_TTL_SECONDS)
     pending = json.loads(raw)
     await repository.lock_user(session, uuid.UUID(pending["user_id"]))
     found = await repository.user_with_credential(session, uuid.UUID(pending["user_id"]))

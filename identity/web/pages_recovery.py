@@ -22,6 +22,7 @@ from identity.recovery.email_change import (
     CONFIRM_PAGE_PATH,
     InvalidConfirmationLink,
     confirm_email_change,
+    confirmed_by,
 )
 from identity.recovery.service import (
     RESET_PAGE_PATH,
@@ -288,15 +289,21 @@ async def confirm_email_submit(
             )
             email = user.email
     except InvalidConfirmationLink:
-        return notice(
-            request,
-            runtime,
-            locale,
-            "confirm_email.title",
-            "confirm_email.invalid",
-            link=(SECURITY_PATH, "security.title"),
-            status=400,
-        )
+        # Spent by this form's first post (a double click): its change is the answer.
+        async with runtime.db.transaction() as session:
+            done = await confirmed_by(session, runtime.store, token)
+            spent_for = done.email if done else None
+        if spent_for is None:
+            return notice(
+                request,
+                runtime,
+                locale,
+                "confirm_email.title",
+                "confirm_email.invalid",
+                link=(SECURITY_PATH, "security.title"),
+                status=400,
+            )
+        email = spent_for
     except Conflict:
         return notice(
             request, runtime, locale, "confirm_email.title", "confirm_email.taken", status=409

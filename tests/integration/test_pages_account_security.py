@@ -3,6 +3,7 @@ sessions; in English and Spanish, CSRF on every form, without JavaScript."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from pathlib import Path
@@ -224,8 +225,11 @@ async def test_change_the_email_through_a_link_sent_to_the_new_address(
     assert (await _user(runtime, ana)).email == "ana@new.example"
     (old_notice,) = await mail_to(runtime, ANA)
     assert "ana@new.example" in old_notice.text_body
+    # Posted again (a double click, a reload): the change it made, not a refusal.
     again = await post_form(client, confirm, "/confirm-email")
-    assert again.status_code == 400 and "ya se ha usado" in notice(again)
+    assert again.status_code == 200
+    assert notice(again) == "A partir de ahora inicias sesión con ana@new.example."
+    assert len(await mail_to(runtime, ANA)) == 1
 
 
 async def test_a_refused_email_change_keeps_the_address_and_marks_the_field_at_fault(
@@ -267,6 +271,43 @@ async def test_a_wrong_current_password_marks_the_field_of_the_form_it_was_typed
         client, page, f"{SECURITY}/totp", current_password=PASSWORD, csrf_token="x"
     )
     assert stale.status_code == 400 and invalid_fields(stale) == {}
+
+
+async def test_a_confirmation_posted_twice_at_once_changes_once_and_both_say_done(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    await post_form(
+        client, page, f"{SECURITY}/email", current_password=PASSWORD, email="ana@new.example"
+    )
+    (message,) = await mail_to(runtime, "ana@new.example")
+    confirm = await client.get(link_in(message, "/confirm-email"))
+
+    answers = await asyncio.gather(*(post_form(client, confirm, "/confirm-email") for _ in "ab"))
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert {notice(a) for a in answers} == {"From now on you sign in with ana@new.example."}
+    assert (await _user(runtime, ana)).email == "ana@new.example"
+    assert len(await mail_to(runtime, ANA)) == 1  # one change, one notice to the old address
+
+
+async def test_a_confirmation_refused_once_is_not_done_when_posted_again(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    await post_form(
+        client, page, f"{SECURITY}/email", current_password=PASSWORD, email="bea@example.com"
+    )
+    (message,) = await mail_to(runtime, "bea@example.com")
+    await new_user(runtime, "bea@example.com")  # the address is taken meanwhile
+    confirm = await client.get(link_in(message, "/confirm-email"))
+
+    taken = await post_form(client, confirm, "/confirm-email")
+    again = await post_form(client, confirm, "/confirm-email")
+
+    assert taken.status_code == 409
+    assert again.status_code == 400 and "has already been used" in notice(again)
+    assert (await _user(runtime, ana)).email == ANA
 
 
 async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_notice(
