@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import httpx
-from sqlalchemy import event
 
 from identity.accounts.service import disable_user
 from identity.clock import utcnow
@@ -30,24 +26,10 @@ from tests.integration.account_helpers import (
     service_headers,
     user_headers,
 )
+from tests.integration.db_helpers import counting_statements
 
 # A name policies/permissions.toml once held and no longer does.
 RETIRED = "retired"
-
-
-@contextmanager
-def counting_statements(runtime: Runtime) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(*args: Any) -> None:
-        statements.append(args[2])
-
-    engine = runtime.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 async def test_each_check_is_answered_in_order(client: httpx.AsyncClient, runtime: Runtime) -> None:

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from sqlalchemy import event
 
 from identity.audit.service import Actor
 from identity.clock import utcnow
@@ -21,6 +18,7 @@ from identity.permissions.invitations import InvitationRequest
 from identity.permissions.service import Grant, RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import SYSTEM
+from tests.integration.db_helpers import counting_statements
 from tests.integration.test_pages_users import Team, sign_in_at, team, users_path
 
 __all__ = ["team"]  # the fixture, shared with the page's other tests
@@ -82,21 +80,6 @@ async def test_a_manager_is_not_offered_to_resend_what_they_could_not_send(
     assert _offered(page, team.invitation_id) == {"resend", "cancel"}
 
 
-@contextmanager
-def _statements(runtime: Runtime) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    engine = runtime.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 async def _desk_role(runtime: Runtime, team: Team) -> uuid.UUID:
     """A role giving "domains", which the manager holds too."""
     async with runtime.db.transaction() as session:
@@ -128,10 +111,10 @@ async def test_deciding_what_to_offer_costs_no_statements_per_invitation(
 
     await invite_more(3)  # from each sender, with a role and without
     await sign_in_at(client, users_path(team.account), "manager@example.com")
-    with _statements(runtime) as few:
+    with counting_statements(runtime) as few:
         assert (await client.get(users_path(team.account))).status_code == 200
     await invite_more(8)
-    with _statements(runtime) as many:
+    with counting_statements(runtime) as many:
         page = await client.get(users_path(team.account))
     assert page.text.count("/resend") == 12  # the team's invitation and these eleven
     assert len(many) == len(few)
