@@ -9,6 +9,7 @@ another language falls back to English, so a new text never shows a raw id.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -43,20 +44,32 @@ def _language(tag: str) -> str:
     return tag.strip().split("-")[0].split("_")[0].lower()
 
 
+# RFC 9110 §12.4.2: "0" to "1" with at most three decimals; anything else is no qvalue.
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+
+
+def _quality(params: str) -> float | None:
+    """An item's weight, or None when its qvalue breaks the grammar (``q=2``, ``q=abc``).
+
+    Such an item is dropped rather than guessed at, so a malformed weight can never outrank
+    a well-formed one.
+    """
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.lower() == "q":
+            value = value.strip()
+            return float(value) if _QVALUE.fullmatch(value) else None
+    return 1.0
+
+
 def _from_accept_language(header: str) -> str | None:
     """The supported language the browser prefers most (RFC 9110 §12.5.4 quality values)."""
     items: list[tuple[str, float]] = []
     for item in header.split(","):
         tag, _, params = item.partition(";")
-        quality = 1.0
-        for param in params.split(";"):
-            name, _, value = param.strip().partition("=")
-            if name.lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        items.append((_language(tag), quality))
+        quality = _quality(params)
+        if quality is not None:
+            items.append((_language(tag), quality))
     # "*" stands for every language no other item names, whatever quality that one has.
     named = {language for language, _ in items}
     unnamed = [language for language in SUPPORTED_LOCALES if language not in named]

@@ -103,6 +103,18 @@ async def test_consent_page_is_translated(client: httpx.AsyncClient) -> None:
         (None, "de, *;q=0.5, es;q=0.4", "en"),
         (None, "*", "en"),
         (None, None, "en"),
+        # A qvalue outside RFC 9110 §12.4.2's grammar drops its language range, so it
+        # can never outrank a well-formed one.
+        (None, "es;q=2, en", "en"),
+        (None, "es;q=1.5, en", "en"),
+        (None, "es;q=-1, en;q=0.1", "en"),
+        (None, "es;q=0.1234, en;q=0.1", "en"),
+        (None, "es;q=abc, en;q=0.1", "en"),
+        (None, "es;q=inf, en", "en"),
+        (None, "es;q=1e0, en;q=0.5", "en"),
+        (None, "es;q=.9, en;q=0.5", "en"),
+        (None, "es;q=1.000, en;q=0.5", "es"),
+        (None, "en;q=abc, es;q=0.001", "es"),
     ],
 )
 def test_negotiation_order(
