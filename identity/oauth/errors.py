@@ -55,10 +55,14 @@ class InsufficientScopeError(rfc6750.InsufficientScopeError):
 class MissingTokenError(InvalidTokenError):
     """RFC 6750 §3.1: a request with no access token (or another scheme's credentials) gets
     a bare ``Bearer`` challenge, with no error code: the client may not have known that it
-    had to authenticate."""
+    had to authenticate. The body names no code either, so it cannot contradict the header
+    (the same rule as the resource kit's ``error_response``)."""
 
     def get_headers(self) -> list[tuple[str, str]]:
         return [*super(InvalidTokenError, self).get_headers(), ("WWW-Authenticate", "Bearer")]
+
+    def get_body(self) -> list[tuple[str, str]]:
+        return [(name, value) for name, value in super().get_body() if name != "error"]
 
 
 class ServerError(OAuth2Error):

@@ -74,11 +74,13 @@ async def test_bad_token_is_401_with_bearer_challenge(client: httpx.AsyncClient)
 async def test_request_without_a_bearer_token_gets_the_bare_challenge(
     client: httpx.AsyncClient,
 ) -> None:
-    """RFC 6750 §3.1: with no credentials (or another scheme's) the challenge names no error."""
+    """RFC 6750 §3.1: with no credentials (or another scheme's) the challenge names no error,
+    and the body agrees with it, as the resource kit's and /api/v1's do."""
     for headers in ({}, {"Authorization": "Basic eDp5"}, {"Authorization": "Bearer "}):
         response = await client.get("/userinfo", headers=headers)
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json() == {"error_description": "An access token is required."}
 
 
 async def test_id_token_is_not_an_access_token(client: httpx.AsyncClient, runtime: Runtime) -> None:
