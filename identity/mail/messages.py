@@ -38,9 +38,11 @@ def _render(
 ) -> Message:
     """``values`` fill the placeholders of the subject and of the message's own sentence."""
     t = Messages(to.locale)
-    subject = t(f"{prefix}.subject", product=product, **values)
+    context.setdefault("subject_id", f"{prefix}.subject")
+    subject = t(str(context["subject_id"]), product=product, **values)
     context |= {"t": t, "lang": t.locale, "product": product, "prefix": prefix}
     context.setdefault("body_id", f"{prefix}.body")
+    context.setdefault("intro_id", f"{prefix}.intro")
     context |= {"values": values, "subject": subject}
     return Message(
         to=to.address,
@@ -102,17 +104,25 @@ def welcome(to: Recipient, product: str, link: str, expires: datetime) -> Messag
 
 
 def invitation(
-    to: Recipient, product: str, link: str, *, inviter: str, account: str, expires: datetime
+    to: Recipient, product: str, link: str, *, inviter: str | None, account: str, expires: datetime
 ) -> Message:
-    """To an invited address: follow the link to join ``account``."""
-    return _action(
-        "email.invitation",
-        to,
-        product,
-        link,
-        {"inviter": inviter, "account": account},
-        **_expires_at("email.invitation", expires),
-    )
+    """To an invited address: follow the link to join ``account``. ``inviter`` is the person
+    who sent it; ``None`` for a client acting for itself (a staff console), whose email then
+    names no sender rather than putting something else where a person's name belongs."""
+    expiry = _expires_at("email.invitation", expires)
+    if inviter is None:
+        return _action(
+            "email.invitation",
+            to,
+            product,
+            link,
+            {"account": account},
+            subject_id="email.invitation.subject_no_inviter",
+            intro_id="email.invitation.intro_no_inviter",
+            **expiry,
+        )
+    values = {"inviter": inviter, "account": account}
+    return _action("email.invitation", to, product, link, values, **expiry)
 
 
 def email_changed(to: Recipient, product: str, old: str, new: str) -> Message:

@@ -110,7 +110,7 @@ async def send_invitation_email(
     token: str,
     *,
     account_name: str,
-    inviter_name: str,
+    inviter_name: str | None,
     settings: Settings,
     now: datetime,
 ) -> None:
@@ -130,9 +130,10 @@ async def _limit(limiter: RateLimiter, limit: Limit, subject: str) -> None:
     await limiter.spend(limit, subject, "Too many invitations; try again later.", limit=limit.name)
 
 
-async def _inviter_name(session: AsyncSession, actor: Actor, fallback: str) -> str:
+async def _inviter_name(session: AsyncSession, actor: Actor) -> str | None:
+    """The person sending, as the email names them; ``None`` for a client acting alone."""
     inviter = await repository.get_user(session, actor.user_id) if actor.user_id else None
-    return (inviter.name or inviter.email) if inviter else fallback
+    return (inviter.name or inviter.email) if inviter else None
 
 
 async def invite(
@@ -188,7 +189,7 @@ async def invite(
         invitation,
         token,
         account_name=account.name,
-        inviter_name=await _inviter_name(session, actor, account.name),
+        inviter_name=await _inviter_name(session, actor),
         settings=settings,
         now=now,
     )
@@ -293,7 +294,7 @@ async def resend(
         invitation,
         token,
         account_name=account.name,
-        inviter_name=await _inviter_name(session, actor, account.name),
+        inviter_name=await _inviter_name(session, actor),
         settings=settings,
         now=now,
     )

@@ -20,15 +20,18 @@ from identity.clock import utcnow
 from identity.errors import Conflict, Forbidden, NotFound, PolicyViolation
 from identity.mail.models import MAX_SUBJECT, OutgoingEmail
 from identity.mail.transport import build_message
+from identity.oauth.scopes import SCOPE_ACCOUNTS, SCOPE_ADMIN
 from identity.permissions import invitations, repository
 from identity.permissions.models import Account, Invitation, Membership
 from identity.permissions.service import MAX_ACCOUNT_NAME
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     add_member,
+    bearer,
     effective,
     make_account,
     make_user,
+    mint,
     staff_headers,
     user_headers,
 )
@@ -351,6 +354,45 @@ async def test_one_address_invited_many_times_at_once_gets_one_invitation(
     assert sorted(r.status_code for r in responses) == [201] + [409] * 9
     pending = await client.get(url, headers=headers)
     assert [i["email"] for i in pending.json()].count("twice@example.com") == 1
+
+
+@pytest.mark.parametrize(
+    ("locale", "subject", "intro"),
+    [
+        (
+            "en",
+            "You are invited to Acme",
+            "You are invited to join the account “Acme” on Identity.",
+        ),
+        (
+            "es",
+            "Te han invitado a Acme",
+            "Te han invitado a unirte a la cuenta «Acme» en Identity.",
+        ),
+    ],
+)
+async def test_an_invitation_a_client_sends_names_no_inviter(
+    client: httpx.AsyncClient, runtime: Runtime, locale: str, subject: str, intro: str
+) -> None:
+    """A staff console's own token has no person behind it: the email must not put the
+    account's name where a person's would be ("Acme invites you to Acme")."""
+    owner = await make_user(runtime, name="Olga Owner")
+    account = await make_account(runtime, owner, "Acme")
+    console = bearer(
+        await mint(
+            runtime, sub="console", client_id="console", scope=f"{SCOPE_ADMIN} {SCOPE_ACCOUNTS}"
+        )
+    )
+    response = await client.post(
+        f"/api/v1/accounts/{account.id}/invitations",
+        json={"email": "new.hire@example.com", "locale": locale},
+        headers=console,
+    )
+    assert response.status_code == 201, response.text
+    (email,) = await _emails(runtime, "new.hire@example.com")
+    assert email.subject == subject
+    assert intro in email.text_body
+    assert email.html_body is not None and intro in email.html_body
 
 
 async def test_names_with_line_breaks_make_a_one_line_subject_that_can_be_sent(
