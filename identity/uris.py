@@ -38,3 +38,15 @@ def ascii_host(host: str) -> str:
     if host.isascii():
         return host
     return idna.encode(host, uts46=True, transitional=False).decode("ascii")
+
+
+def unicode_host(host: str) -> str:
+    """``host`` as people write it, for showing a name ``ascii_host`` stored: its ``xn--``
+    labels decoded (IDNA2008). A name with none, or one that does not decode, is returned
+    as it is, so that nothing is ever shown as something it is not."""
+    if "xn--" not in host.lower():
+        return host
+    try:
+        return idna.decode(host)
+    except UnicodeError:
+        return host

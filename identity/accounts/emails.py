@@ -6,7 +6,7 @@ import re
 import unicodedata
 
 from identity.errors import InvalidInput
-from identity.uris import ascii_host
+from identity.uris import ascii_host, unicode_host
 
 MAX_EMAIL = 320  # a local part (64) and a domain (255) as long as each may be, read at all
 # RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its angle brackets (RFC 3696 errata
@@ -56,6 +56,13 @@ def normalise_email(raw: str) -> str:
     ):
         raise InvalidInput("The domain of the email address is not valid.")
     return f"{local}@{ascii_domain}"
+
+
+def shown_email(email: str) -> str:
+    """A stored address as its owner writes it, for pages: its domain in Unicode again
+    (straße.de, stored as xn--strae-oqa.de), so that one address reads the same everywhere."""
+    local, at, domain = email.rpartition("@")
+    return f"{local}{at}{unicode_host(domain)}"
 
 
 def searched_forms(part: str) -> list[str]:

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from identity.accounts.emails import shown_email
 from identity.i18n import Messages
 from identity.mail.outbox import Message
 from identity.settings import PACKAGE_ROOT
@@ -126,8 +127,10 @@ def invitation(
 
 
 def email_changed(to: Recipient, product: str, old: str, new: str) -> Message:
-    """To the old address and, after assisted recovery, the new one: the change happened."""
-    return _render("notice", "email.email_changed", to, product, {"old": old, "new": new})
+    """To the old address and, after assisted recovery, the new one: the change happened.
+    Both addresses are named as their owner writes them, as the pages name them."""
+    values = {"old": shown_email(old), "new": shown_email(new)}
+    return _render("notice", "email.email_changed", to, product, values)
 
 
 def second_factor_added(to: Recipient, product: str) -> Message:

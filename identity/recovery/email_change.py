@@ -69,9 +69,10 @@ async def request_email_change(
     new_email: str,
     locale: str,
     now: datetime,
-) -> None:
-    """Mail a confirmation link to ``new_email``, recorded for ``actor`` (the user); raises
-    ``InvalidInput`` or ``RateLimited``. Call ``runtime.mail.wake()`` after the commit."""
+) -> str:
+    """Mail a confirmation link to ``new_email``, recorded for ``actor`` (the user), and
+    return the address as stored; raises ``InvalidInput`` or ``RateLimited``. Call
+    ``runtime.mail.wake()`` after the commit."""
     new_email = deliverable_email(new_email)
     if new_email == user.email:
         raise InvalidInput("This is already the email address you sign in with.")
@@ -97,6 +98,7 @@ async def request_email_change(
         old=user.email,
         new=new_email,
     )
+    return new_email
 
 
 async def confirmed_by(session: AsyncSession, store: Store, token: str) -> User | None:

@@ -27,6 +27,7 @@ from litestar.params import FromQuery
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts import self_service
+from identity.accounts.emails import shown_email
 from identity.accounts.models import User
 from identity.audit.service import Actor
 from identity.clock import utcnow
@@ -183,6 +184,7 @@ async def _security_page(
         scripts=True,
         context={
             "user": visitor.user,
+            "email": shown_email(visitor.user.email),
             "enrolled": enrolled,
             "recovery_left": recovery_left,
             "sessions": [
@@ -385,7 +387,7 @@ async def _change_email(posted: Posted) -> Outcome:
         # Too many wrong passwords, not too many changes (the limit ``errors`` names).
         return Outcome(message_id="security.throttled", status=429)
     async with runtime.db.transaction() as session:
-        await request_email_change(
+        pending = await request_email_change(
             session,
             runtime.store,
             runtime.limiter,
@@ -396,7 +398,8 @@ async def _change_email(posted: Posted) -> Outcome:
             posted.locale,
             posted.now,
         )
-    return Outcome(notice_id="security.email_sent", notice_values={"email": new_email})
+    # As stored (no stray capitals) and as people write it, as every page shows an address.
+    return Outcome(notice_id="security.email_sent", notice_values={"email": shown_email(pending)})
 
 
 @post(f"{PATH}/email", include_in_schema=False, cache=False)

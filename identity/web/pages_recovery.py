@@ -16,6 +16,7 @@ from litestar.datastructures import Cookie
 from litestar.params import FromQuery
 from litestar.response import Template
 
+from identity.accounts.emails import shown_email
 from identity.clock import utcnow
 from identity.errors import Conflict, InvalidInput, PolicyViolation, RateLimited
 from identity.recovery.email_change import (
@@ -287,7 +288,7 @@ async def confirm_email_submit(
                 locale,
                 utcnow(),
             )
-            email = user.email
+            email = shown_email(user.email)
     except InvalidConfirmationLink:
         # Spent by this form's first post (a double click): its change is the answer.
         async with runtime.db.transaction() as session:

@@ -310,6 +310,30 @@ async def test_a_confirmation_refused_once_is_not_done_when_posted_again(
     assert (await _user(runtime, ana)).email == ANA
 
 
+async def test_an_international_address_is_shown_as_people_write_it_on_every_page(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    """Stored with its domain in IDNA (as mail servers name it), an address is shown in its
+    Unicode form, one spelling from the request to the confirmation to the security page."""
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    sent = await followed(
+        client,
+        await post_form(
+            client, page, f"{SECURITY}/email", current_password=PASSWORD, email=" Ana@Straße.de "
+        ),
+    )
+    assert "We sent a link to ana@straße.de." in notice(sent)
+    (message,) = await mail_to(runtime, "ana@xn--strae-oqa.de")
+    confirm = await client.get(link_in(message, "/confirm-email"))
+    done = await post_form(client, confirm, "/confirm-email")
+    assert notice(done) == "From now on you sign in with ana@straße.de."
+    assert (await _user(runtime, ana)).email == "ana@xn--strae-oqa.de"
+    security = await client.get(SECURITY)
+    assert "<strong data-email>ana@straße.de</strong>" in security.text
+    (old_notice,) = await mail_to(runtime, ANA)
+    assert "ana@straße.de" in old_notice.text_body
+
+
 async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_notice(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from identity.accounts.emails import deliverable_email, normalise_email
+from identity.accounts.emails import deliverable_email, normalise_email, shown_email
 from identity.errors import InvalidInput
 
 
@@ -19,6 +19,21 @@ from identity.errors import InvalidInput
 )
 def test_email_is_stored_trimmed_composed_and_lower_case(raw: str, stored: str) -> None:
     assert normalise_email(raw) == stored
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("ana@xn--strae-oqa.de", "ana@straße.de"),
+        ("jürgen@mail.xn--hxarsa0b.gr", "jürgen@mail.ελλάς.gr"),
+        ("ana@example.com", "ana@example.com"),
+        # Not an A-label IDNA2008 decodes: shown as stored, never as a guess.
+        ("ana@xn--zz.example.com", "ana@xn--zz.example.com"),
+    ],
+)
+def test_a_stored_address_is_shown_with_its_domain_in_unicode(stored: str, shown: str) -> None:
+    assert shown_email(stored) == shown
+    assert normalise_email(shown) == stored or shown == stored
 
 
 @pytest.mark.parametrize(
