@@ -147,9 +147,15 @@ async def invite(
     settings: Settings,
     now: datetime,
     delegation: Delegation | None = None,
+    by_staff: bool = False,
 ) -> Invitation:
     """Invite ``request.email``; the email with the link is queued in this transaction. A
-    manager (``delegation``) invites with no more than they hold themselves."""
+    manager (``delegation``) invites with no more than they hold themselves.
+
+    A disabled user cannot sign in to accept. Staff (``by_staff``), who see who is disabled
+    anyway, are refused such an invitation (``Conflict``); anyone else is not told, as
+    sign-in tells no one: a customer must not learn that another's user was disabled. Their
+    invitation goes out as to anyone, and works once staff enable the user."""
     try:
         email = deliverable_email(request.email)
     except InvalidInput as exc:
@@ -168,6 +174,12 @@ async def invite(
     existing = await repository.user_by_email(session, email)
     if existing and await repository.get_membership(session, account_id, existing.id):
         raise invalid_field("email", "This person is already a member of the account.", Conflict)
+    if existing and existing.disabled and by_staff:
+        raise invalid_field(
+            "email",
+            "This user is disabled and could not accept an invitation; enable them first.",
+            Conflict,
+        )
     await _replace_dead_invitations(session, actor, account_id, email, now)
     await _limit(limiter, PER_ACCOUNT, str(account_id))
     await _limit(limiter, PER_EMAIL, email)

@@ -271,6 +271,42 @@ async def test_inviting_a_member_is_refused_naming_the_email(
     assert "already a member" in response.json()["detail"]
 
 
+async def test_staff_inviting_a_disabled_user_are_told_to_enable_them_first(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Its link could not be used (a disabled user cannot sign in to accept it): staff, who
+    can see who is disabled anyway, are told so rather than sending it."""
+    _, account = await _arrange(runtime)
+    await make_user(runtime, email="gone@example.com", disabled=True)
+    response = await client.post(
+        f"/api/v1/accounts/{account.id}/invitations",
+        json={"email": "Gone@Example.com"},
+        headers=await staff_headers(runtime),
+    )
+    assert response.status_code == 409, response.text
+    assert response.json()["errors"][0]["field"] == "email"
+    assert "disabled" in response.json()["detail"]
+    assert await _emails(runtime, "gone@example.com") == []
+
+
+async def test_an_owner_inviting_a_disabled_user_learns_nothing_of_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Sign-in tells no one that a user is disabled, so neither does an invitation to a
+    customer's owner: it goes out as to anyone, and works once staff enable the user."""
+    owner, account = await _arrange(runtime)
+    gone = await make_user(runtime, email="gone@example.com", disabled=True)
+    response = await _invite(client, runtime, account, owner, email="gone@example.com")
+    assert response.status_code == 201, response.text
+    (email,) = await _emails(runtime, "gone@example.com")
+    async with runtime.db.transaction() as session:
+        await session.execute(update(User).where(User.id == gone.id).values(disabled=False))
+        found = await session.get(User, gone.id)
+        assert found is not None
+        await invitations.accept_invitation_as_existing_user(session, _token(email), found)
+    assert {m.user_id for m in await _memberships(runtime, account)} == {owner.id, gone.id}
+
+
 async def test_inviting_with_an_unknown_permission_names_it(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

@@ -79,6 +79,7 @@ class InvitationController(Controller):
                 delegation=await delegation_for(
                     session, principal.caller.user_id, relation, account_id, now
                 ),
+                by_staff=principal.caller.is_staff,
             )
         runtime.mail.wake()
         return created(request, invitation_out(invitation), invitation.id)
