@@ -21,7 +21,7 @@ from litestar.datastructures import FormMultiDict
 from litestar.params import FromPath, FromQuery
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.emails import normalise_email
+from identity.accounts.emails import normalise_email, shown_email
 from identity.accounts.models import User
 from identity.accounts.repository import email_exists
 from identity.audit.service import Actor
@@ -226,7 +226,7 @@ async def _users_context(
             {
                 "user_id": str(view.user.id),
                 "name": view.user.name,
-                "email": view.user.email,
+                "email": shown_email(view.user.email),
                 "owner": target.is_owner,
                 "all_permissions": target.all_permissions,
                 # A lapsed grant gives nothing, so its box is not ticked: ticking it grants
@@ -248,7 +248,7 @@ async def _users_context(
         "invitations": [
             {
                 "id": str(invitation.id),
-                "email": invitation.email,
+                "email": shown_email(invitation.email),
                 "all_permissions": invitation.all_permissions,
                 "permissions": [
                     labels.get(g["name"], g["name"])
@@ -305,7 +305,7 @@ async def _users_page(
         context=context
         | {
             "wide": True,
-            "signed_in_as": user.email,
+            "signed_in_as": shown_email(user.email),
             "signed_in_user": str(user.id),
             "message_id": message_id,
             # Marked invalid and described by the message, for a screen reader on the field.
@@ -669,8 +669,8 @@ async def _accept_page(
             "mode": mode,
             "token": token,
             "account_name": account.name,
-            "invited_email": invitation.email,
-            "signed_in_as": user.email if user else None,
+            "invited_email": shown_email(invitation.email),
+            "signed_in_as": shown_email(user.email) if user else None,
             "name": name,
             "message_id": message_id,
             "name_messages": NAME_MESSAGES,
@@ -786,7 +786,7 @@ async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
         runtime,
         "invitation_done.html",
         locale=locale,
-        context={"account_name": account.name, "email": user.email},
+        context={"account_name": account.name, "email": shown_email(user.email)},
         cookies=[cookies.session(settings, established.token)] if established else [],
     )
 

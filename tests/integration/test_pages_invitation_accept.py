@@ -100,6 +100,19 @@ async def test_a_new_person_sets_name_and_password_and_is_signed_in(
     assert users_page.status_code == 403
 
 
+async def test_an_international_address_is_shown_as_people_write_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Stored as mail servers name it (xn--), shown as the security page shows it."""
+    owner = await add_user(runtime, "owner@example.com")
+    account = await make_account(runtime, owner, "Acme Hosting")
+    token = await invite_and_read_link(runtime, account, "nina@xn--bcher-kva.de", ["invoices"])
+    page = await client.get(ACCEPT, params={"token": token})
+    assert "Choose your name and a password for nina@bücher.de." in page.text
+    accepted = await sign_up(client, token)
+    assert "You are now a member of “Acme Hosting” as nina@bücher.de." in accepted.text
+
+
 async def test_the_page_speaks_spanish(client: httpx.AsyncClient, runtime: Runtime) -> None:
     _, token = await arrange(runtime)
     spanish = {"Accept-Language": "es"}

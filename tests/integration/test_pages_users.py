@@ -182,6 +182,23 @@ async def test_each_row_control_says_whom_it_acts_on(
     assert [name for name in parser.names if name in (remove, edit, resend, cancel)] == []
 
 
+async def test_international_addresses_are_shown_as_people_write_them(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    """Stored as mail servers name them (xn--), shown as every other page shows them."""
+    jan = await add_user(runtime, "jan@xn--strae-oqa.de")
+    await add_member(runtime, team.account, jan, ["users"])
+    await invite(runtime, team.account, "nina@bücher.de")
+    await sign_in_at(client, users_path(team.account), "jan@straße.de")
+
+    page = await client.get(users_path(team.account))
+
+    assert '<span class="hint">jan@straße.de</span>' in page.text
+    assert "<td>nina@bücher.de</td>" in page.text
+    assert "jan@straße.de" in page.text.split("<table")[0]  # "signed in as"
+    assert "xn--" not in page.text
+
+
 async def test_the_page_speaks_spanish_with_the_catalogue_labels(
     client: httpx.AsyncClient, runtime: Runtime, team: Team
 ) -> None:
