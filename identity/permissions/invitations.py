@@ -126,6 +126,19 @@ async def send_invitation_email(
     await outbox.enqueue(session, message, now)
 
 
+def _check_invitee(user: User | None, *, by_staff: bool) -> None:
+    """A disabled user cannot sign in to accept. Staff, who see who is disabled anyway, are
+    refused a link that could not be used (``Conflict``); anyone else is not told, as sign-in
+    tells no one: a customer must not learn that another's user was disabled. Their
+    invitation goes out as to anyone, and works once staff enable the user."""
+    if by_staff and user is not None and user.disabled:
+        raise invalid_field(
+            "email",
+            "This user is disabled and could not accept an invitation; enable them first.",
+            Conflict,
+        )
+
+
 async def _limit(limiter: RateLimiter, limit: Limit, subject: str) -> None:
     await limiter.spend(limit, subject, "Too many invitations; try again later.", limit=limit.name)
 
@@ -150,12 +163,8 @@ async def invite(
     by_staff: bool = False,
 ) -> Invitation:
     """Invite ``request.email``; the email with the link is queued in this transaction. A
-    manager (``delegation``) invites with no more than they hold themselves.
-
-    A disabled user cannot sign in to accept. Staff (``by_staff``), who see who is disabled
-    anyway, are refused such an invitation (``Conflict``); anyone else is not told, as
-    sign-in tells no one: a customer must not learn that another's user was disabled. Their
-    invitation goes out as to anyone, and works once staff enable the user."""
+    manager (``delegation``) invites with no more than they hold themselves. Staff
+    (``by_staff``) are refused an invitation to a disabled user (see ``_check_invitee``)."""
     try:
         email = deliverable_email(request.email)
     except InvalidInput as exc:
@@ -174,12 +183,7 @@ async def invite(
     existing = await repository.user_by_email(session, email)
     if existing and await repository.get_membership(session, account_id, existing.id):
         raise invalid_field("email", "This person is already a member of the account.", Conflict)
-    if existing and existing.disabled and by_staff:
-        raise invalid_field(
-            "email",
-            "This user is disabled and could not accept an invitation; enable them first.",
-            Conflict,
-        )
+    _check_invitee(existing, by_staff=by_staff)
     await _replace_dead_invitations(session, actor, account_id, email, now)
     await _limit(limiter, PER_ACCOUNT, str(account_id))
     await _limit(limiter, PER_EMAIL, email)
@@ -291,6 +295,8 @@ async def resend(
             f"You can resend only an invitation you could send yourself. {exc.detail}",
             reason=BEYOND_RESENDER_REASON,
         ) from None
+    if relation is Relation.STAFF:
+        _check_invitee(await repository.user_by_email(session, invitation.email), by_staff=True)
     await _limit(limiter, PER_EMAIL, invitation.email)
     token = random_token()
     expires_at = now + INVITATION_TTL

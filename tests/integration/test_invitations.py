@@ -289,6 +289,26 @@ async def test_staff_inviting_a_disabled_user_are_told_to_enable_them_first(
     assert await _emails(runtime, "gone@example.com") == []
 
 
+async def test_staff_resending_to_a_user_disabled_since_are_told_so_too(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email="new.hire@example.com")
+    invitation = (await _invite(client, runtime, account, owner)).json()
+    async with runtime.db.transaction() as session:
+        await session.execute(update(User).where(User.id == invitee.id).values(disabled=True))
+    url = f"/api/v1/accounts/{account.id}/invitations/{invitation['id']}/resend"
+
+    resent = await client.post(url, headers=await staff_headers(runtime))
+
+    assert resent.status_code == 409, resent.text
+    assert "disabled" in resent.json()["detail"]
+    assert len(await _emails(runtime, "new.hire@example.com")) == 1
+    # The owner is not told, as for a new invitation.
+    by_owner = await client.post(url, headers=await user_headers(runtime, owner))
+    assert by_owner.status_code == 200, by_owner.text
+
+
 async def test_an_owner_inviting_a_disabled_user_learns_nothing_of_it(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
