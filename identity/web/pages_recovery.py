@@ -293,7 +293,7 @@ async def confirm_email_submit(
         # Spent by this form's first post (a double click): its change is the answer.
         async with runtime.db.transaction() as session:
             done = await confirmed_by(session, runtime.store, token)
-            spent_for = done.email if done else None
+            spent_for = shown_email(done.email) if done else None
         if spent_for is None:
             return notice(
                 request,
