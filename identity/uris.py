@@ -4,6 +4,7 @@ browsers and mail servers spell them."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from urllib.parse import SplitResult
 
 import idna
@@ -47,6 +48,18 @@ def unicode_host(host: str) -> str:
     if "xn--" not in host.lower():
         return host
     try:
-        return idna.decode(host)
+        decoded = idna.decode(host)
     except UnicodeError:
         return host
+    # A label mixing scripts (a Cyrillic "а" among Latin letters) is how a look-alike of
+    # another name is made; browsers show such a name as stored, and so do we. Scripts a
+    # language mixes (Japanese kanji and kana) are shown as stored too: safe, if less kind.
+    if any(len(_scripts(label)) > 1 for label in decoded.split(".")):
+        return host
+    return decoded
+
+
+def _scripts(label: str) -> set[str]:
+    """The scripts of ``label``'s letters, by the first word of their Unicode names
+    (LATIN, CYRILLIC, GREEK, CJK...): close enough to UAX #24 for telling mixtures apart."""
+    return {unicodedata.name(char, "?").split()[0] for char in label if char.isalpha()}

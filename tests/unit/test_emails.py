@@ -29,6 +29,11 @@ def test_email_is_stored_trimmed_composed_and_lower_case(raw: str, stored: str) 
         ("ana@example.com", "ana@example.com"),
         # Not an A-label IDNA2008 decodes: shown as stored, never as a guess.
         ("ana@xn--zz.example.com", "ana@xn--zz.example.com"),
+        ("ana@xn--wgv71a119e.jp", "ana@日本語.jp"),
+        # A Cyrillic "а" among Latin letters, as a look-alike of example.com is made: shown
+        # as stored, as browsers show such a name, so that it does not pass for the other.
+        ("bob@xn--exmple-4nf.com", "bob@xn--exmple-4nf.com"),
+        ("bob@mail.xn--exmple-4nf.com", "bob@mail.xn--exmple-4nf.com"),
     ],
 )
 def test_a_stored_address_is_shown_with_its_domain_in_unicode(stored: str, shown: str) -> None:
