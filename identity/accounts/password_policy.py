@@ -13,10 +13,18 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, Literal
 
+import idna
 from zxcvbn import zxcvbn
 
 from identity.accounts.password_messages import texts
-from identity.accounts.password_words import ZXCVBN_LOCK, Blocklist, fold, unaccented, visible
+from identity.accounts.password_words import (
+    ZXCVBN_LOCK,
+    Blocklist,
+    fold,
+    leet_undone,
+    unaccented,
+    visible,
+)
 
 CharacterClass = Literal["lower", "upper", "digit", "symbol"]
 CHARACTER_CLASSES: tuple[CharacterClass, ...] = ("lower", "upper", "digit", "symbol")
@@ -355,7 +363,7 @@ def name_parts(text: str) -> list[str]:
     # would cut "Yáñez" into "Ya", "n", "ez", and a mark is no letter to count.
     plain = unaccented(text)
     candidates = [plain, *_SEPARATORS.split(plain)]
-    return sorted({fold(p) for p in candidates if len(p.strip()) >= MIN_PERSONAL_PART})
+    return sorted({leet_undone(p) for p in candidates if len(p.strip()) >= MIN_PERSONAL_PART})
 
 
 def personal_parts(email: str, name: str) -> list[str]:
@@ -371,9 +379,11 @@ def personal_parts(email: str, name: str) -> list[str]:
 
 
 def _unicode(label: str) -> str:
-    """A domain label as its owner writes it: stored emails hold ``xn--`` (IDNA) labels."""
+    """A domain label as its owner writes it: stored emails hold ``xn--`` labels, IDNA2008
+    as ``normalise_email`` stores them (Python's own codec, IDNA2003, cannot read back a
+    label with ß or a final ς)."""
     try:
-        return label.encode("ascii").decode("idna")
+        return idna.decode(label)
     except UnicodeError:
         return label
 

@@ -89,7 +89,14 @@ def unaccented(text: str) -> str:
 
 def fold(text: str) -> str:
     """Lower-case, without accents, leetspeak undone: what a cracker's rules would try."""
-    return unaccented(text).translate(_LEET)
+    return leet_undone(unaccented(text))
+
+
+def leet_undone(text: str) -> str:
+    """``fold`` of text already ``unaccented``. Not ``fold`` again: ``unaccented`` reads
+    look-alikes before lower-casing, so a second pass reads more (a final ς lower-cases to
+    σ, which looks like o) and would no longer match a password folded once."""
+    return text.translate(_LEET)
 
 
 def read_word_file(path: Path) -> list[str]:
