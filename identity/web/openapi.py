@@ -26,8 +26,11 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request
+from litestar import Request, Router
+from litestar.connection import ASGIConnection
 from litestar.datastructures import ResponseHeader
+from litestar.exceptions import NotFoundException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, Schema, SecurityRequirement, SecurityScheme
@@ -167,9 +170,25 @@ def with_problem_errors(document: dict[str, Any]) -> dict[str, Any]:
     return document | {"paths": paths, "components": components | {"schemas": schemas}}
 
 
+# Litestar's handler for a path under /schema that no render plugin serves: it answers with
+# an HTML page of its own, where every other endpoint for programs answers a problem.
+_LITESTAR_SCHEMA_NOT_FOUND = "handle_schema_path_not_found"
+
+
+def _not_found_as_problem(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    if handler.handler_name == _LITESTAR_SCHEMA_NOT_FOUND:
+        raise NotFoundException
+
+
 class ProblemJsonRenderPlugin(JsonRenderPlugin):
     def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:  # type: ignore[type-arg]
         return self.render_json(request, with_problem_errors(openapi_schema))
+
+    def receive_router(self, router: Router) -> None:
+        # Before the router joins the app, which is when its handlers resolve their guards.
+        router.guards = [*(router.guards or ()), _not_found_as_problem]
 
 
 def _string_constraints(kind: Any) -> msgspec.inspect.StrType | None:

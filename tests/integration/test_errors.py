@@ -183,6 +183,9 @@ async def test_a_program_s_framework_error_on_a_page_address_is_a_problem(
         ("POST", "/metrics", 405),
         ("GET", "/health/no-such-check", 404),
         ("GET", "/schema/openapi.json/x", 404),
+        # One segment under /schema, where Litestar answers with an HTML page of its own.
+        ("GET", "/schema/swagger", 404),
+        ("GET", "/schema/no-such-document", 404),
     ],
 )
 async def test_machine_endpoints_answer_a_browser_with_a_problem(
