@@ -61,6 +61,21 @@ class RoleGrant:
     expires_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class GrantFields:
+    """The request fields a refused grant is reported under: the lists of a member, an
+    invitation or a new membership by default; a single grant's own body fields below."""
+
+    permission: str = "permissions"
+    role: str = "roles"
+    permission_expiry: str = "permissions"
+    role_expiry: str = "roles"
+
+
+ONE_PERMISSION = GrantFields(permission="name", permission_expiry="expires_at")
+ONE_ROLE = GrantFields(role="role_id", role_expiry="expires_at")
+
+
 BEYOND_DELEGATION = "beyond_delegation"
 
 
@@ -429,18 +444,20 @@ async def check_grants(
     roles: Sequence[RoleGrant],
     now: datetime,
     delegation: Delegation | None = None,
+    fields: GrantFields = GrantFields(),
 ) -> None:
     """Known permissions, roles usable in this account, expiries in the future, and for a
     manager (``delegation``) nothing beyond what they hold themselves."""
     unknown = await catalogue.unknown(session, [g.name for g in permissions])
     if unknown:
-        raise invalid_field("permissions", "Unknown permissions: " + ", ".join(unknown) + ".")
+        raise invalid_field(fields.permission, "Unknown permissions: " + ", ".join(unknown) + ".")
     found = {r.id: r for r in await repository.roles_by_id(session, [g.role_id for g in roles])}
     for grant in roles:
         role = found.get(grant.role_id)
         if role is None or role.account_id not in (None, account_id):
-            raise invalid_field("roles", f"Unknown role {grant.role_id}.")
-    for field, grants in (("permissions", permissions), ("roles", roles)):
+            raise invalid_field(fields.role, f"Unknown role {grant.role_id}.")
+    expiries = ((fields.permission_expiry, permissions), (fields.role_expiry, roles))
+    for field, grants in expiries:
         if any(lapsed(g.expires_at, now) for g in grants):
             raise invalid_field(field, "An expiry date must be in the future.")
         if any(g.expires_at is not None and g.expires_at >= LATEST_EXPIRY for g in grants):
@@ -678,7 +695,7 @@ async def grant_permission(
 ) -> None:
     """Grant one permission ("tickets for 14 days"); granting again replaces the expiry."""
     membership = await membership_of(session, account_id, user_id, lock=True)
-    await check_grants(session, catalogue, account_id, [grant], [], now, delegation)
+    await check_grants(session, catalogue, account_id, [grant], [], now, delegation, ONE_PERMISSION)
     if grant in (await _current_grants(session, membership))[0]:
         return  # held so already: no change to record or tell
     await repository.put_permission_grant(session, membership.id, grant.name, grant.expires_at)
@@ -728,7 +745,7 @@ async def grant_role(
     delegation: Delegation | None = None,
 ) -> None:
     membership = await membership_of(session, account_id, user_id, lock=True)
-    await check_grants(session, catalogue, account_id, [], [grant], now, delegation)
+    await check_grants(session, catalogue, account_id, [], [grant], now, delegation, ONE_ROLE)
     if grant in (await _current_grants(session, membership))[1]:
         return  # held so already: no change to record or tell
     await repository.put_role_grant(session, membership.id, grant.role_id, grant.expires_at)

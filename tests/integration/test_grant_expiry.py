@@ -101,7 +101,30 @@ async def test_an_expiry_in_the_past_is_refused(
         headers=await user_headers(runtime, owner),
     )
     assert response.status_code == 422
-    assert response.json()["errors"][0]["field"] == "permissions"
+    # The body's own field: a form showing the error beside it finds it.
+    assert response.json()["errors"][0]["field"] == "expires_at"
+
+
+async def test_a_single_grant_s_refusal_names_a_field_of_its_body(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, helper, account = await account_with_member(runtime)
+    member = f"/api/v1/accounts/{account.id}/members/{helper.id}"
+    headers = await user_headers(runtime, owner)
+    refusals = {
+        "name": await client.post(f"{member}/permissions", json={"name": "nope"}, headers=headers),
+        "role_id": await client.post(
+            f"{member}/roles", json={"role_id": str(uuid.uuid4())}, headers=headers
+        ),
+        "expires_at": await client.post(
+            f"{member}/permissions",
+            json={"name": "tickets", "expires_at": "9999-12-31T23:00:00Z"},
+            headers=headers,
+        ),
+    }
+    for field, response in refusals.items():
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == field, response.text
 
 
 async def _with_a_lapsed_grant(runtime: Runtime) -> tuple[User, User, Account]:

@@ -115,7 +115,7 @@ async def test_another_accounts_role_cannot_be_granted(
         headers=await user_headers(runtime, owner),
     )
     assert response.status_code == 422
-    assert response.json()["errors"][0]["field"] == "roles"
+    assert response.json()["errors"][0]["field"] == "role_id"
 
 
 async def test_role_names_are_unique_within_an_account(
