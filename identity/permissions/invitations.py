@@ -241,6 +241,17 @@ async def pending(
     return await repository.pending_invitations(session, account_id, now)
 
 
+async def pending_one(
+    session: AsyncSession, account_id: uuid.UUID, invitation_id: uuid.UUID, now: datetime
+) -> Invitation:
+    """One of ``pending``: an invitation accepted, cancelled or expired is not found, as it
+    is not in the list."""
+    invitation = await _get(session, account_id, invitation_id)
+    if invitation.accepted_at or invitation.cancelled_at or invitation.expires_at <= now:
+        raise NotFound("No such invitation.")
+    return invitation
+
+
 async def _get(
     session: AsyncSession, account_id: uuid.UUID, invitation_id: uuid.UUID
 ) -> Invitation:

@@ -204,6 +204,7 @@ ENDPOINTS = [
     Endpoint("POST", "/accounts/{a}/members/{t}/roles", Action.MEMBER_GRANTS, {"role_id": "{r}"}),
     Endpoint("DELETE", "/accounts/{a}/members/{t}/roles/{r}", Action.MEMBER_GRANTS),
     Endpoint("GET", "/accounts/{a}/invitations", Action.INVITATION_READ),
+    Endpoint("GET", "/accounts/{a}/invitations/{i}", Action.INVITATION_READ),
     Endpoint("POST", "/accounts/{a}/invitations", Action.INVITATION_WRITE, {"email": "{fresh}"}),
     Endpoint("POST", "/accounts/{a}/invitations/{i}/resend", Action.INVITATION_WRITE),
     Endpoint("DELETE", "/accounts/{a}/invitations/{i}", Action.INVITATION_WRITE),

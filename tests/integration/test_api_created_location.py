@@ -25,8 +25,8 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "client_id",
         "GET",
     ),
-    # No route reads one of these alone; the Location is where it is cancelled or deleted.
-    ("/accounts/{a}/invitations", {"email": "invitee-{n}@example.com"}, "id", "DELETE"),
+    ("/accounts/{a}/invitations", {"email": "invitee-{n}@example.com"}, "id", "GET"),
+    # No route reads one of these alone; the Location is where it is deleted.
     (
         "/webhooks",
         {"url": "https://hooks.example.com/identity", "event_types": ["member.removed"]},

@@ -40,6 +40,23 @@ class InvitationController(Controller):
             found = await invitations.pending(session, account_id, now)
         return [invitation_out(invitation) for invitation in found]
 
+    @get(
+        "/{invitation_id:uuid}",
+        summary="A pending invitation (owner, manager, staff)",
+    )
+    async def read(
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        account_id: FromPath[uuid.UUID],
+        invitation_id: FromPath[uuid.UUID],
+    ) -> schemas.InvitationOut:
+        now = utcnow()
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.INVITATION_READ, now, account_id)
+            invitation = await invitations.pending_one(session, account_id, invitation_id, now)
+        return invitation_out(invitation)
+
     @post(
         "",
         summary="Invite an email with all or chosen permissions and roles",
