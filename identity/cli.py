@@ -12,12 +12,13 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from identity.settings import Settings, SettingsError
-
-if TYPE_CHECKING:  # identity.commands is imported where used, as by each command below
+if TYPE_CHECKING:
+    # Imported where used: until main() runs, Python turns Ctrl-C into a traceback, so the
+    # entry point loads nothing that takes longer than the interpreter's own start.
     from identity.commands import Show
+    from identity.settings import Settings
 
-Handler = Callable[[argparse.Namespace, Settings], int]
+Handler = Callable[[argparse.Namespace, "Settings"], int]
 
 # Far more processes than any machine serves with: uvicorn starts every worker before it
 # heeds SIGTERM, so a mistyped count would fill the machine with processes.
@@ -291,12 +292,9 @@ def _errors_nowhere_without_stderr() -> None:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    _errors_nowhere_without_stderr()
-    arguments = sys.argv[1:] if argv is None else argv
-    position = _not_utf8(arguments)
-    if position is not None:
-        fail(f"argument {position} is not valid UTF-8 text.", 2)
+def _run(arguments: Sequence[str]) -> int:
+    from identity.settings import Settings, SettingsError
+
     args = build_parser().parse_args(_kid_attached(arguments))
     try:
         settings = Settings.from_env(os.environ)
@@ -323,8 +321,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, settings)
     except (CommandError, StartupError) as exc:
         fail(str(exc))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _errors_nowhere_without_stderr()
+    arguments = sys.argv[1:] if argv is None else argv
+    position = _not_utf8(arguments)
+    if position is not None:
+        fail(f"argument {position} is not valid UTF-8 text.", 2)
+    try:
+        return _run(arguments)
     except KeyboardInterrupt:
-        return 130
+        # Whenever it comes, also while the settings are read and the modules a command
+        # needs are imported: what was not committed is rolled back, and a migration stops
+        # at the last one completed.
+        fail("interrupted.", 130)
 
 
 if __name__ == "__main__":

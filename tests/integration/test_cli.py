@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+from identity import cli
 from identity.db.engine import Database, create_engine
 from identity.keys.models import SigningKey
 from identity.settings import DEFAULT_POLICIES_DIR, Settings
@@ -43,6 +44,57 @@ def test_an_argument_that_is_not_utf8_is_named_by_position(env: dict[str, str]) 
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr == "identity: argument 4 is not valid UTF-8 text.\n"
+
+
+def _interrupted_at(
+    monkeypatch: pytest.MonkeyPatch, target: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[object, str]:
+    """``identity migrate`` with Ctrl-C pressed when ``target`` runs: its exit code, its stderr."""
+
+    def press_ctrl_c(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, press_ctrl_c)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["migrate"])
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt left main() as a KeyboardInterrupt: a traceback")
+    return exit_.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        # While the settings are read and the command's modules imported (a second or two
+        # after Enter), and while the command runs.
+        "identity.settings.Settings.from_env",
+        "identity.commands.migrate",
+    ],
+)
+def test_ctrl_c_exits_130_with_one_sentence_and_no_traceback(
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    target: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, err = _interrupted_at(monkeypatch, target, capsys)
+    assert code == 130
+    assert err == "identity: interrupted.\n"
+
+
+def test_the_command_line_starts_without_loading_the_database_libraries() -> None:
+    # Python turns Ctrl-C into a traceback until main() is running: importing the entry
+    # point must take no longer than the interpreter's own start.
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys, identity.cli; print('sqlalchemy' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout == "False\n"
 
 
 def test_an_unreachable_database_stops_migrate_with_a_clear_message(env: dict[str, str]) -> None:
