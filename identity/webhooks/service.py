@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 from collections.abc import Sequence
@@ -81,10 +82,12 @@ def refusal(url: str, allow_http_loopback: bool) -> str | None:
 
 def _is_address(host: str) -> bool:
     try:
-        addresses.parse(host)
+        address = addresses.parse(host)
     except ValueError:
         return False
-    return True
+    # A zone ("%25eth0") picks an interface of this machine rather than naming the consumer's
+    # host; browsers refuse it (WHATWG URL), and spelled as URLs spell it no resolver reads it.
+    return not (isinstance(address, ipaddress.IPv6Address) and address.scope_id)
 
 
 def _host_refusal(scheme: str, host: str, allow_http_loopback: bool) -> str | None:

@@ -137,6 +137,22 @@ def test_the_url_check_judges_the_host_the_client_will_connect_to(url: str) -> N
     assert refusal(url, allow_http_loopback=False) == problem
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://bill ing.example.com/h",
+        "https://bill%69ng.example.com/h",
+        # A zone names an interface of the sending machine, not a host; browsers refuse it
+        # (WHATWG URL), and the client sends it percent-encoded, which no resolver reads.
+        "https://[2606:4700:4700::1111%25eth0]/h",
+        "https://[2606:4700:4700::1111%eth0]/h",
+    ],
+)
+def test_the_url_check_refuses_a_host_that_could_never_be_reached(url: str) -> None:
+    problem = "The URL's host is not a valid host name or IP address."
+    assert refusal(url, allow_http_loopback=False) == problem
+
+
 def test_http_to_a_translator_is_not_http_to_loopback() -> None:
     # The loopback a NAT64 translator would reach is its own, not the one the setting allows.
     url = "http://[64:ff9b::7f00:1]/h"
