@@ -172,6 +172,14 @@ def parse_database_url(raw: str) -> str:
     if url.port is not None and not 0 < url.port < 65536:
         raise ValueError(BAD_PORT)
     _check_asyncpg_options(url)
+    if url.get_backend_name() == "sqlite" and url.query:
+        # The server opens the file itself (identity.db.sqlite_inline) and would ignore them,
+        # while the migrations' driver read them: a bad value stopped it with a traceback,
+        # and uri=true made it look for a file other commands do not.
+        raise ValueError(
+            f"has the option {next(iter(url.query))!r}, which an SQLite URL does not take; "
+            "name the file alone, such as sqlite:////var/lib/identity/identity.db"
+        )
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         # Each command, and each server process, would open one of its own, empty.
         raise ValueError(

@@ -74,6 +74,12 @@ def test_issuer_loses_a_trailing_slash_so_it_compares_exactly() -> None:
         ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@db/x?record_class=x", "in a URL"),
         ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@/x?port=abc", "port='abc'"),
         ("IDENTITY_DATABASE_URL", "postgresql+asyncpg://u@/x?host=a&host=b&port=1&port=x", "whole"),
+        # The server opens SQLite files itself and takes no option from the URL; the migrations
+        # did, and a wrong value (timeout=abc) stopped them with a traceback, a URI filename
+        # (uri=true) with "run identity migrate" for ever after.
+        ("IDENTITY_DATABASE_URL", "sqlite:////srv/identity.db?timeout=abc", "'timeout'"),
+        ("IDENTITY_DATABASE_URL", "sqlite:///file:/srv/identity.db?uri=true", "'uri'"),
+        ("IDENTITY_DATABASE_URL", "sqlite:////srv/identity.db?mode=ro", "'mode'"),
         ("IDENTITY_REDIS_URL", "redis://cache:abc/0", "port that is not a number from 1 to"),
         ("IDENTITY_REDIS_URL", "redis://cache:6379/zero", "database number"),
         ("IDENTITY_ISSUER", "https://id.example.com:abc", "port that is not a number from 1"),
