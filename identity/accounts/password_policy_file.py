@@ -59,28 +59,33 @@ class _Table:
         return _Table(self.path, f"{self.prefix}.{key}".lstrip("."), self._data.pop(key))
 
     def integer(self, key: str, low: int, high: int, default: int | None = None) -> int:
-        value = self._data.pop(key, default)
-        if value is None:
-            raise self.error(key, "is missing")
+        value = self._present(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise self.error(key, f"must be a whole number from {low} to {high}, not {value!r}")
         return value
 
     def text(self, key: str, choices: tuple[str, ...] | None = None) -> str:
-        value = self._data.pop(key, None)
+        value = self._present(key)
         if not isinstance(value, str) or not value or (choices and value not in choices):
             wanted = f"one of {', '.join(choices)}" if choices else "a non-empty string"
             raise self.error(key, f"must be {wanted}, not {value!r}")
         return value
 
     def strings(self, key: str, choices: frozenset[str] | tuple[str, ...]) -> tuple[str, ...]:
-        value = self._data.pop(key, None)
+        value = self._present(key)
         valid = isinstance(value, list) and all(
             isinstance(item, str) and item in choices for item in value
         )
         if not valid:
             raise self.error(key, f"must be a list of {', '.join(sorted(choices))}, not {value!r}")
         return tuple(value)
+
+    def _present(self, key: str, default: Any = None) -> Any:
+        """The key's value, taken off the unread ones; a key left out is called missing."""
+        value = self._data.pop(key, default)
+        if value is None:
+            raise self.error(key, "is missing")
+        return value
 
     def done(self) -> None:
         if self._data:

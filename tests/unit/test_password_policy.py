@@ -446,6 +446,26 @@ def test_a_bad_policy_file_names_the_file_and_the_key(
     assert str(error.value).startswith(f"{path}: {key} ")
 
 
+@pytest.mark.parametrize(
+    ("old", "key"),
+    [
+        ('preset = "portal"', "preset"),
+        ('extra_words = "password-words.txt"', "dictionary.extra_words"),
+        ('zxcvbn_lists = ["passwords", "english_wikipedia"]', "dictionary.zxcvbn_lists"),
+        ('require = ["lower", "upper", "symbol"]', "presets.portal.require"),
+    ],
+)
+def test_a_key_left_out_of_the_policy_file_is_called_missing(
+    tmp_path: Path, old: str, key: str
+) -> None:
+    # It was "must be a non-empty string, not None": Python's word for nothing, to a person
+    # who wrote no value at all.
+    path = policy_copy(tmp_path, old, "")
+    with pytest.raises(PolicyFileError) as error:
+        load_policy(path)
+    assert str(error.value) == f"{path}: {key} is missing"
+
+
 def test_a_policy_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
     path = policy_copy(tmp_path, "[argon2]", "[argon2")
     with pytest.raises(PolicyFileError, match="is not valid TOML"):
