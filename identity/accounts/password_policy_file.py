@@ -37,8 +37,8 @@ class PolicyFileError(ValueError):
     """The policy file cannot be used; ``str()`` names the file and the key."""
 
     def __init__(self, path: Path, key: str, problem: str) -> None:
-        where = f"{path}: {key}" if key else str(path)
-        super().__init__(f"{where} {problem}")
+        # One wording for every policies file, the permission catalogue's among them.
+        super().__init__(f"{path}: {key} {problem}" if key else f"{path}: {problem}")
 
 
 class _Table:

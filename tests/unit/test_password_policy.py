@@ -475,5 +475,14 @@ def test_a_policy_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
 def test_a_policy_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     path = policy_copy(tmp_path)
     path.write_bytes(path.read_bytes() + "# contraseña\n".encode("latin-1"))
-    with pytest.raises(PolicyFileError, match=f"^{path} is not UTF-8 text"):
+    with pytest.raises(PolicyFileError, match=f"^{path}: is not UTF-8 text"):
         load_policy(path)
+
+
+def test_a_missing_policy_file_is_named_as_a_missing_policies_file_is(tmp_path: Path) -> None:
+    # It read "<path> the file is missing", where the permission catalogue's reads
+    # "<path>: the file is missing".
+    path = tmp_path / "password.toml"
+    with pytest.raises(PolicyFileError) as error:
+        load_policy(path)
+    assert str(error.value) == f"{path}: the file is missing"
