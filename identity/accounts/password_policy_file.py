@@ -130,9 +130,12 @@ def _rules(table: _Table) -> Rules:
 def _word_sources(path: Path, table: _Table) -> WordSources:
     extra_name = table.text("extra_words")
     extra_path = path.parent / extra_name
+    if not extra_path.is_file():
+        # Opened, a named pipe waits for a writer and /dev/zero never ends: the command hung.
+        raise table.error("extra_words", f"names {str(extra_path)!r}, which is not a readable file")
     try:
         extra = read_word_file(extra_path)
-    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the name
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8
         raise table.error(
             "extra_words", f"names {str(extra_path)!r}, which cannot be read ({exc})"
         ) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import unicodedata
@@ -464,6 +465,21 @@ def test_a_key_left_out_of_the_policy_file_is_called_missing(
     with pytest.raises(PolicyFileError) as error:
         load_policy(path)
     assert str(error.value) == f"{path}: {key} is missing"
+
+
+def test_an_extra_words_file_that_is_not_a_regular_file_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    # A named pipe (or /dev/zero) was read until a writer came, or memory ran out: every
+    # command hung at start, where the policy file itself is refused in one sentence.
+    os.mkfifo(tmp_path / "words.fifo")
+    path = policy_copy(tmp_path, '"password-words.txt"', '"words.fifo"')
+    with pytest.raises(PolicyFileError) as error:
+        load_policy(path)
+    assert str(error.value) == (
+        f"{path}: dictionary.extra_words names '{tmp_path / 'words.fifo'}', "
+        "which is not a readable file"
+    )
 
 
 def test_a_policy_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
