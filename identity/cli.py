@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 Handler = Callable[[argparse.Namespace, "Settings"], int]
 
+# The longest DNS name (RFC 1035): of a longer --host, only this much is echoed.
+SHOWN_HOST = 253
 # Far more processes than any machine serves with: uvicorn starts every worker before it
 # heeds SIGTERM, so a mistyped count would fill the machine with processes.
 MAX_WORKERS = 256
@@ -305,8 +307,9 @@ def _run(arguments: Sequence[str]) -> int:
     if args.command == "serve" and not 0 < args.workers <= MAX_WORKERS:
         fail(f"--workers must be between 1 and {MAX_WORKERS}.", 2)
     if args.command == "serve" and (reason := _unresolvable(args.host)):
+        shown = args.host if len(args.host) <= SHOWN_HOST else args.host[:SHOWN_HOST] + "…"
         fail(
-            f"--host {args.host!r} cannot be listened on ({reason}); give an address of this "
+            f"--host {shown!r} cannot be listened on ({reason}); give an address of this "
             "machine, such as 127.0.0.1, or 0.0.0.0 for all of them.",
             2,
         )

@@ -305,6 +305,20 @@ def test_serve_names_a_host_it_cannot_look_up(
     assert result.stdout == ""
 
 
+def test_serve_echoes_a_host_longer_than_any_dns_name_only_in_part(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A 10 kB --host came back whole in the one-line error.
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["serve", "--host", "a" * 10_000])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"identity: --host '{'a' * 253}…' cannot be listened on (")
+    assert len(err) < 500
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_on_a_port_in_use_stops_with_one_sentence_before_migrating(
     env: dict[str, str], workers: str
