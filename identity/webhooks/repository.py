@@ -67,6 +67,12 @@ async def subscription_exists(session: AsyncSession, subscription_id: uuid.UUID)
     return found is not None
 
 
+async def get_subscription(
+    session: AsyncSession, subscription_id: uuid.UUID
+) -> WebhookSubscription | None:
+    return await session.get(WebhookSubscription, subscription_id)
+
+
 State = Literal["pending", "delivered", "failed"]
 
 

@@ -170,6 +170,15 @@ async def list_subscriptions(session: AsyncSession) -> Sequence[WebhookSubscript
     return await repository.list_subscriptions(session)
 
 
+async def get_subscription(
+    session: AsyncSession, subscription_id: uuid.UUID
+) -> WebhookSubscription:
+    found = await repository.get_subscription(session, subscription_id)
+    if found is None:
+        raise NotFound("No such webhook subscription.")
+    return found
+
+
 async def delete_subscription(
     session: AsyncSession, actor: Actor, subscription_id: uuid.UUID
 ) -> None:

@@ -255,6 +255,7 @@ ENDPOINTS = [
         {"url": "https://billing.example.com/hooks", "event_types": ["member.removed"]},
     ),
     Endpoint("GET", "/webhooks", Action.WEBHOOK_MANAGE),
+    Endpoint("GET", "/webhooks/{w}", Action.WEBHOOK_MANAGE),
     Endpoint("DELETE", "/webhooks/{w}", Action.WEBHOOK_MANAGE),
     Endpoint("GET", "/webhooks/{w}/deliveries", Action.WEBHOOK_MANAGE),
     Endpoint("POST", "/webhooks/{w}/deliveries/{d}/resend", Action.WEBHOOK_MANAGE),

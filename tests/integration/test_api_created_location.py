@@ -26,12 +26,11 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "GET",
     ),
     ("/accounts/{a}/invitations", {"email": "invitee-{n}@example.com"}, "id", "GET"),
-    # No route reads one of these alone; the Location is where it is deleted.
     (
         "/webhooks",
         {"url": "https://hooks.example.com/identity", "event_types": ["member.removed"]},
         "id",
-        "DELETE",
+        "GET",
     ),
 ]
 
@@ -74,3 +73,24 @@ async def test_the_openapi_document_promises_location_on_those_201s(
         path = "/api/v1" + collection.replace("{a}", "{account_id}")
         created = paths[path]["post"]["responses"]["201"]
         assert created["headers"]["Location"]["schema"]["type"] == "string", path
+
+
+@pytest.mark.parametrize(
+    ("collection", "body"),
+    [(c[0], c[1]) for c in CASES if c[0] in ("/accounts/{a}/invitations", "/webhooks")],
+)
+async def test_once_cancelled_or_deleted_the_location_reads_404(
+    client: httpx.AsyncClient, runtime: Runtime, collection: str, body: dict[str, Any]
+) -> None:
+    ids = await table_ids(runtime) | {"n": uuid.uuid4().hex[:8]}
+    staff = await staff_headers(runtime)
+    created = await client.post(
+        "/api/v1" + collection.format(**ids), json=with_ids(body, ids), headers=staff
+    )
+    location = created.headers["location"]
+    assert (await client.delete(location, headers=staff)).status_code == 204
+
+    gone = await client.get(location, headers=staff)
+
+    assert gone.status_code == 404
+    assert gone.headers["content-type"] == "application/problem+json"

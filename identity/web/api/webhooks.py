@@ -127,6 +127,15 @@ class WebhookController(Controller):
             rows = await service.list_subscriptions(session)
         return [_out(row) for row in rows]
 
+    @get("/{subscription_id:uuid}", summary="A webhook subscription, without its secret (staff)")
+    async def read(
+        self, runtime: RuntimeDep, principal: PrincipalDep, subscription_id: FromPath[uuid.UUID]
+    ) -> WebhookOut:
+        async with runtime.db.transaction() as session:
+            await allow(session, runtime, principal, Action.WEBHOOK_MANAGE, utcnow())
+            row = await service.get_subscription(session, subscription_id)
+        return _out(row)
+
     @delete("/{subscription_id:uuid}", summary="Unsubscribe; pending deliveries are dropped")
     async def remove(
         self, runtime: RuntimeDep, principal: PrincipalDep, subscription_id: FromPath[uuid.UUID]
