@@ -841,6 +841,8 @@ def test_http_elsewhere_is_refused_even_with_the_setting() -> None:
         ({"event_types": REMOVED}, 400, "url"),
         ({"url": "https://b.example.com/", "event_types": REMOVED, "x": 1}, 400, "x"),
         ({"url": "https://b.example.com/", "event_types": "member.removed"}, 400, "event_types"),
+        # Longer than any event's name: refused as such, not echoed back in full.
+        ({"url": "https://b.example.com/", "event_types": ["x" * 60_000]}, 400, "event_types"),
     ],
 )
 async def test_bad_input_is_a_problem_naming_the_field(
@@ -850,6 +852,7 @@ async def test_bad_input_is_a_problem_naming_the_field(
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert problem_fields(response.json()) == {field}
+    assert len(response.content) < 2_000
 
 
 @pytest.mark.parametrize(

@@ -23,13 +23,17 @@ from identity.webhooks.events import EVENT_TYPES
 from identity.webhooks.models import WebhookSubscription
 from identity.webhooks.repository import DeliveryView, State
 
+# No longer than the longest event's name: an unknown one is named in the refusal.
+EventName = Annotated[str, Meta(max_length=max(map(len, EVENT_TYPES)))]
+
 
 class WebhookCreate(schemas.Request):
     url: Annotated[
         str, Meta(min_length=1, max_length=service.MAX_URL, examples=["https://billing/hook"])
     ]
     event_types: Annotated[
-        list[str], Meta(min_length=1, max_length=len(EVENT_TYPES), examples=[["member.removed"]])
+        list[EventName],
+        Meta(min_length=1, max_length=len(EVENT_TYPES), examples=[["member.removed"]]),
     ]
     description: Annotated[str, Meta(max_length=service.MAX_DESCRIPTION)] = ""
 
