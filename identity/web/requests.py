@@ -5,6 +5,8 @@
   turns only the latter into a 400. So 20 KB of brackets, well inside the body limit,
   answered 500 on every JSON endpoint, and before authentication, since a handler's body is
   read before its dependencies.
+- One holding an escape of half a surrogate pair (``"\\ud800"``) is called that: msgspec
+  says "Input data was truncated", which sends the caller looking for a cut-off body.
 - Its values must have the types the handler declares. Litestar converts a handler's
   arguments with msgspec's lax rules (``strict=False``, meant for query strings and paths,
   where everything is text), under which ``"true"`` and ``1`` are booleans and a number is a
@@ -17,6 +19,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from functools import partial
@@ -32,6 +35,13 @@ from litestar.routes import HTTPRoute
 from litestar.serialization import default_deserializer
 from litestar.typing import FieldDefinition
 
+from identity.db import text_guard
+from identity.errors import UnstorableText
+
+UNPAIRED_SURROGATE = (
+    "The JSON body holds an unpaired surrogate escape (such as \\ud800), which stands for no "
+    "character."
+)
 # msgspec ends its message with where the value is: "Expected `bool`, got `str` - at `$.x`".
 _WHERE = re.compile(r" - at `\$\.?(?P<path>.*)`$")
 
@@ -44,6 +54,22 @@ class AppRequest(Request[Any, Any, Any]):
             return await super().json()
         except RecursionError:
             raise SerializationException("The JSON body is nested too deeply.") from None
+        except SerializationException:
+            if await self._holds_unpaired_surrogate():
+                raise SerializationException(UNPAIRED_SURROGATE) from None
+            raise
+
+    async def _holds_unpaired_surrogate(self) -> bool:
+        """Whether the body is JSON but for an escape of half a surrogate pair ("\\ud800"),
+        which msgspec refuses as "Input data was truncated". Python's decoder, asked only
+        once msgspec has refused the body, takes such an escape."""
+        try:
+            text_guard.check(json.loads(await self.body()))
+        except UnstorableText:
+            return True  # or a NUL, which msgspec takes: it did not refuse for that
+        except (ValueError, RecursionError):
+            pass
+        return False
 
 
 def strict_json_bodies(app: Litestar) -> None:

@@ -236,6 +236,23 @@ async def test_malformed_json_is_a_problem(client: httpx.AsyncClient, runtime: R
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
+@pytest.mark.parametrize("escape", [b"\\ud800", b"\\ud800x", b"\\udc00"])
+async def test_an_unpaired_surrogate_escape_is_called_what_it_is(
+    client: httpx.AsyncClient, runtime: Runtime, escape: bytes
+) -> None:
+    """msgspec refuses "\\ud800" in a string as "Input data was truncated", which sends the
+    caller looking for a cut-off body."""
+    response = await client.post(
+        "/api/v1/accounts",
+        content=b'{"name": "Acme' + escape + b'"}',
+        headers=await staff_headers(runtime) | {"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "unpaired surrogate" in response.json()["detail"]
+    assert "truncated" not in response.text
+
+
 # Deeper than Python's recursion limit.
 DEEPLY_NESTED = b'{"name": "Acme", "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
 
