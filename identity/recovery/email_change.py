@@ -32,6 +32,7 @@ from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
 from identity.permissions.invitations import end_for_left_address
 from identity.recovery import repository
+from identity.recovery.spent_links import just_spent, mark_spent
 from identity.settings import Settings
 from identity.store.base import Store
 from identity.store.rate_limit import Limit, RateLimiter
@@ -43,10 +44,8 @@ _KEY = "email-change:"
 # When a user's pending changes were last ended outright (a disable): every link asked for
 # until then is refused. Kept as long as a link lives, after which none asked before is left.
 _ENDED_KEY = "email-change-ended:"
-# A link just spent, by the address it confirms: a second post of its page (a double click,
-# a reload) is answered with the change the first made, not told that the link was used.
-_SPENT_KEY = "email-change-spent:"
-_SPENT_TTL_SECONDS = 300
+# Links just spent, with the change each asked for (see spent_links).
+_SPENT_KIND = "email-change"
 # Each request mails any address the user types, under our name: without a limit one
 # account could send as many as it liked, as forgot-password and invitations cannot.
 PER_USER = Limit("email-change-user", max=5, window=3600)
@@ -107,16 +106,10 @@ async def confirmed_by(session: AsyncSession, store: Store, token: str) -> User 
 
     Takes the user's row first, as a confirmation does: a post that spent the link and has
     yet to commit is waited for."""
-    raw = await store.get(_SPENT_KEY + digest(token))
-    if raw is None:
+    spent = await just_spent(session, store, _SPENT_KIND, token)
+    if spent is None or spent.user.email != spent.record["email"]:
         return None
-    pending = json.loads(raw)
-    user_id = uuid.UUID(pending["user_id"])
-    await repository.lock_user(session, user_id)
-    found = await repository.user_with_credential(session, user_id)
-    if found is None or found[0].disabled or found[0].email != pending["email"]:
-        return None
-    return found[0]
+    return spent.user
 
 
 async def end_email_changes(store: Store, user_id: uuid.UUID, now: datetime) -> None:
@@ -165,9 +158,9 @@ async def confirm_email_change(
     raw = await store.consume(_KEY + digest(token))
     if raw is None:
         raise InvalidConfirmationLink("This confirmation link is not valid any more.")
-    # Before the change commits: a second post waits on the user's row for its outcome.
-    await store.set(_SPENT_KEY + digest(token), raw, _SPENT_TTL_SECONDS)
     pending = json.loads(raw)
+    # Before the change commits: a second post waits on the user's row for its outcome.
+    await mark_spent(store, _SPENT_KIND, token, pending)
     await repository.lock_user(session, uuid.UUID(pending["user_id"]))
     found = await repository.user_with_credential(session, uuid.UUID(pending["user_id"]))
     ended = await store.get(_ENDED_KEY + pending["user_id"])

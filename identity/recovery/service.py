@@ -44,8 +44,10 @@ from identity.mail.messages import Recipient
 from identity.permissions.catalogue import invalid_field
 from identity.permissions.invitations import end_for_left_address
 from identity.recovery import repository
+from identity.recovery.spent_links import just_spent, mark_spent
 from identity.sessions.revocation import revoke_all_for_user
 from identity.settings import Rate, Settings
+from identity.store.base import Store
 from identity.store.rate_limit import Limit
 from identity.webhooks.events import PASSWORD_RESET, about_user, emit
 
@@ -59,6 +61,8 @@ RESET_PAGE_PATH = "/reset-password"
 TOKEN_BYTES = 32
 # The first password's link: as long as an invitation's.
 WELCOME_LINK_TTL = timedelta(days=7)
+# Links just spent, with when (see spent_links).
+_SPENT_KIND = "password-reset"
 
 
 class InvalidResetToken(DomainError):
@@ -209,6 +213,7 @@ async def reset_token_owner(session: AsyncSession, token: str, now: datetime) ->
 
 async def complete_reset(
     db: Database,
+    store: Store,
     passwords: Passwords,
     token: str,
     new_password: str,
@@ -230,7 +235,7 @@ async def complete_reset(
     Raises ``InvalidResetToken``, ``PasswordMismatch`` or ``PolicyViolation``; a refused
     password does not spend the token, of racing uses of one token one succeeds, and a
     password change or a disable of the user that commits first, however close, wins. Call
-    ``runtime.mail.wake()`` afterwards.
+    ``runtime.mail.wake()`` afterwards. The link is recorded as just spent, for ``reset_by``.
     """
     async with db.transaction() as session:
         owner = await reset_token_owner(session, token, now)
@@ -244,6 +249,9 @@ async def complete_reset(
         if stored is None:
             raise _spent()
         user = stored.user
+        # Before the reset commits: a second post waits on the user's row for its outcome.
+        record = {"user_id": str(user.id), "at": now.isoformat()}
+        await mark_spent(store, _SPENT_KIND, token, record)
         await revoke_all_for_user(session, user.id, now)
         if not stored.first_password:
             to = Recipient(user.email, user.locale or locale)
@@ -260,6 +268,17 @@ async def complete_reset(
         )
     log.info("password reset", extra={"user_id": str(user.id)})
     return user
+
+
+async def reset_by(session: AsyncSession, store: Store, token: str) -> User | None:
+    """The user whose password ``token``'s link, spent in the last few minutes, reset; None
+    for any other link, or one whose reset did not commit. Nothing is checked against the
+    password posted again: the reset is known by the password's change time alone."""
+    spent = await just_spent(session, store, _SPENT_KIND, token)
+    if spent is None or spent.credential is None:
+        return None
+    reset_at = datetime.fromisoformat(spent.record["at"])
+    return spent.user if spent.credential.changed_at >= reset_at else None
 
 
 async def _spend_and_store(

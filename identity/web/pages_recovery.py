@@ -31,6 +31,7 @@ from identity.recovery.service import (
     PasswordMismatch,
     complete_reset,
     request_reset,
+    reset_by,
     reset_token_owner,
 )
 from identity.runtime import Runtime
@@ -195,6 +196,7 @@ async def reset_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     try:
         await complete_reset(
             runtime.db,
+            runtime.store,
             runtime.passwords,
             token,
             field(form, "password", MAX_PASSWORD),
@@ -205,7 +207,12 @@ async def reset_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
             now=utcnow(),
         )
     except InvalidResetToken:
-        return _invalid_link(request, runtime, locale)
+        # Spent by this form's first post (a double click): its reset is the answer, with
+        # nothing done again.
+        async with runtime.db.transaction() as session:
+            done = await reset_by(session, runtime.store, token) is not None
+        if not done:
+            return _invalid_link(request, runtime, locale)
     except PasswordMismatch:
         return await _reset_form(
             request, runtime, locale, token, message_id="reset.mismatch", status=400

@@ -216,6 +216,7 @@ async def test_a_password_reset_while_a_change_hashes_is_not_overwritten(
         monkeypatch.setattr(Passwords, "hash", real_hash)  # the reset hashes too
         await complete_reset(
             runtime.db,
+            runtime.store,
             runtime.passwords,
             token,
             NEW_PASSWORD,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 
 import httpx
 import pytest
 
-from identity.accounts.service import authenticate
+from identity.accounts import repository as accounts
+from identity.accounts.service import authenticate, disable_user
+from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
@@ -183,7 +186,7 @@ async def test_different_passwords_and_policy_refusals_are_explained_in_the_page
 async def test_unknown_used_or_tampered_links_show_a_way_to_ask_again(
     client: httpx.AsyncClient, runtime: Runtime, headers: dict[str, str], text: str
 ) -> None:
-    await new_user(runtime, ANA)
+    ana = await new_user(runtime, ANA)
     link = await _reset_link(client, runtime)
     form = await client.get(link, headers=headers)
     await post_form(client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD)
@@ -192,8 +195,14 @@ async def test_unknown_used_or_tampered_links_show_a_way_to_ask_again(
         assert page.status_code == 400
         assert text in notice(page)
         assert 'href="/password/forgot?ui_locales=' in page.text
+    # A link spent by another route (here ended as its user was disabled and enabled again).
+    await _forgot(client, ANA)
+    spent = await client.get(link_in((await mail_to(runtime, ANA))[-1], RESET), headers=headers)
+    async with runtime.db.transaction() as session:
+        await disable_user(session, Actor(), ana.id, "checking who this is", utcnow())
+        await accounts.set_disabled(session, ana.id, False)
     used = await post_form(
-        client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
+        client, spent, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
     )
     assert used.status_code == 400 and text in notice(used)
 
@@ -245,3 +254,54 @@ async def test_a_reset_in_the_browser_signed_in_as_its_user_drops_the_ended_sess
     assert done.status_code == 200
     assert done.headers["set-cookie"].startswith('identity_session=""; HttpOnly; Max-Age=0;')
     assert "identity_session" not in client.cookies
+
+
+async def test_a_reset_posted_twice_resets_once_and_both_say_done(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # A double click, or a reload of the answer (which resubmits): the second post told the
+    # user the link no longer worked, and to ask again, though their password had been reset.
+    other = await other_session(runtime, await new_user(runtime, ANA))
+    await sign_in_to_security_page(client, ANA, PASSWORD)
+    form = await client.get(await _reset_link(client, runtime))
+
+    answers = await asyncio.gather(
+        *(
+            post_form(client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD)
+            for _ in "ab"
+        )
+    )
+    again = await post_form(
+        client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
+    )
+
+    assert [a.status_code for a in (*answers, again)] == [200, 200, 200]
+    assert {notice(a) for a in (*answers, again)} == {notice(answers[0])}
+    assert "every device signed in to your account was signed out" in notice(again)
+    # Each post carried the session the reset ended: each drops it, the last has none to drop.
+    assert all(a.headers["set-cookie"].startswith('identity_session="";') for a in answers)
+    assert "set-cookie" not in again.headers
+    async with runtime.db.transaction() as session:
+        assert await sessions.current(session, other, utcnow()) is None
+    assert await authenticate(runtime.db, runtime.passwords, ANA, NEW_PASSWORD) is not None
+    subjects = [m.subject for m in await mail_to(runtime, ANA)]
+    assert subjects == ["Change your Identity password", "Your Identity password was changed"]
+
+
+async def test_a_reset_whose_user_was_disabled_since_is_not_done_when_posted_again(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    ana = await new_user(runtime, ANA)
+    form = await client.get(await _reset_link(client, runtime))
+    done = await post_form(
+        client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
+    )
+    async with runtime.db.transaction() as session:
+        await disable_user(session, Actor(), ana.id, "checking who this is", utcnow())
+
+    again = await post_form(
+        client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
+    )
+
+    assert done.status_code == 200
+    assert again.status_code == 400 and "has already been used" in notice(again)

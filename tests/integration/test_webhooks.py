@@ -197,6 +197,7 @@ async def test_each_change_emits_its_event_to_the_subscriptions_that_want_it(
         )
     await complete_reset(
         quiet.db,
+        quiet.store,
         quiet.passwords,
         token,
         NEW_PASSWORD,

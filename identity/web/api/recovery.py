@@ -88,6 +88,7 @@ class RecoveryController(Controller):
     ) -> None:
         await complete_reset(
             runtime.db,
+            runtime.store,
             runtime.passwords,
             data.token,
             data.password,
