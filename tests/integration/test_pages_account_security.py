@@ -57,6 +57,7 @@ from tests.integration.page_helpers import (
 from tests.integration.recovery_helpers import (
     NEW_PASSWORD,
     PASSWORD,
+    enrolled_user,
     mail_since_enrolment,
     new_user,
 )
@@ -524,6 +525,36 @@ async def test_turn_two_step_verification_on_and_off(
         assert not await SecondFactor.from_runtime(runtime).is_enrolled(session, ana.id)
     (message,) = await mail_since_enrolment(runtime, ANA)
     assert "Two-step verification was turned off" in message.subject
+
+
+def _forms_with_a_password(page: httpx.Response) -> dict[str, str]:
+    """Each form of the page that holds a password field, by the address it posts to."""
+    forms = re.findall(
+        r'<form method="post" action="/account/security/([^"?]+)[^>]*>(.*?)</form>', page.text, re.S
+    )
+    return {action: body for action, body in forms if 'type="password"' in body}
+
+
+async def test_every_form_with_a_password_names_the_user_for_password_managers(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    # Without a username field, Chromium warns and a password manager may save the
+    # password under whatever text it finds, or offer the wrong account's.
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    off = _forms_with_a_password(page)
+    _, generator, _ = await enrolled_user(runtime, "bea@example.com")
+    client.cookies.clear()
+    on = _forms_with_a_password(
+        await sign_in_to_security_page(client, "bea@example.com", PASSWORD, generator.now())
+    )
+
+    assert set(off) == {"email", "password", "totp"}
+    assert set(on) == {"email", "password", "totp/disable", "recovery-codes"}
+    for forms, email in ((off, ANA), (on, "bea@example.com")):
+        for body in forms.values():
+            username = f'name="username" value="{email}" autocomplete="username" hidden>'
+            assert username in body
+            assert body.index(username) < body.index('type="password"')
 
 
 async def test_list_sessions_and_sign_out_the_others(
