@@ -51,6 +51,9 @@ from identity.settings import Settings
 from identity.store.rate_limit import Limit, RateLimiter
 
 INVITATION_TTL = timedelta(days=7)
+# How recent a pending invitation the same person asks for again, the same, is taken for
+# their form posted twice (a double click) rather than a second invitation.
+JUST_SENT = timedelta(seconds=10)
 # Where the hosted accept page lives; the link carries the token as ``?token=``.
 ACCEPT_PATH = "/invitations/accept"
 # An account invites a team, not a mailing list; one address is not pestered with resends.
@@ -184,7 +187,7 @@ async def invite(
     if existing and await repository.get_membership(session, account_id, existing.id):
         raise invalid_field("email", "This person is already a member of the account.", Conflict)
     _check_invitee(existing, by_staff=by_staff)
-    await _replace_dead_invitations(session, actor, account_id, email, now)
+    await _replace_dead_invitations(session, actor, account_id, email, request, now)
     await _limit(limiter, PER_ACCOUNT, str(account_id))
     await _limit(limiter, PER_EMAIL, email)
     token = random_token()
@@ -220,8 +223,36 @@ async def invite(
     return invitation
 
 
+class AlreadyInvited(Conflict):
+    """The address has a live pending invitation: resend it instead. ``just_sent``: it is
+    the very one asked for, sent by the same person moments ago (their form posted twice)."""
+
+    def __init__(self, *, just_sent: bool) -> None:
+        message = "This email has a pending invitation already; resend it instead."
+        super().__init__(message, errors=[{"field": "email", "message": message}])
+        self.just_sent = just_sent
+
+
+def _same_as_asked(
+    invitation: Invitation, actor: Actor, request: InvitationRequest, now: datetime
+) -> bool:
+    return (
+        actor.user_id is not None
+        and invitation.invited_by == actor.user_id
+        and now - invitation.created_at <= JUST_SENT
+        and invitation.all_permissions == request.all_permissions
+        and invitation.grants == _grants(request)
+        and invitation.locale == request.locale
+    )
+
+
 async def _replace_dead_invitations(
-    session: AsyncSession, actor: Actor, account_id: uuid.UUID, email: str, now: datetime
+    session: AsyncSession,
+    actor: Actor,
+    account_id: uuid.UUID,
+    email: str,
+    request: InvitationRequest,
+    now: datetime,
 ) -> None:
     """Make way for a new invitation to ``email``: refused while a live one is pending
     (resend it instead); one its sender could no longer send opens as "cancelled" and cannot
@@ -229,9 +260,7 @@ async def _replace_dead_invitations(
     someone thinks of cancelling it by hand."""
     for invitation in await repository.pending_invitations(session, account_id, now, email):
         if await _sender_could_still_send(session, invitation, now):
-            raise invalid_field(
-                "email", "This email has a pending invitation already; resend it instead.", Conflict
-            )
+            raise AlreadyInvited(just_sent=_same_as_asked(invitation, actor, request, now))
         await _cancelled(session, actor, invitation, now)
 
 

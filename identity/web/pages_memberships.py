@@ -444,26 +444,31 @@ async def invite_submit(
         all_permissions = field(form, "all_permissions") == "yes"
         check_manager_invite(relation, all_permissions=all_permissions)
         locale = field(form, "locale", 8)
-        await invitations.invite(
-            session,
-            actor,
-            account_id,
-            InvitationRequest(
-                email=field(form, "email", MAX_EMAIL),
-                all_permissions=all_permissions,
-                # "All" covers every permission, so single ones would only be noise.
-                permissions=[]
-                if all_permissions
-                else [Grant(n) for n in _fields(form, "permission")],
-                roles=[RoleGrant(role_id) for role_id in _role_ids(form)],
-                locale=locale if locale in SUPPORTED_LOCALES else None,
-            ),
-            catalogue=runtime.catalogue,
-            limiter=runtime.limiter,
-            settings=runtime.settings,
-            now=now,
-            delegation=await delegation_for(session, actor.user_id, relation, account_id, now),
-        )
+        try:
+            await invitations.invite(
+                session,
+                actor,
+                account_id,
+                InvitationRequest(
+                    email=field(form, "email", MAX_EMAIL),
+                    all_permissions=all_permissions,
+                    # "All" covers every permission, so single ones would only be noise.
+                    permissions=[]
+                    if all_permissions
+                    else [Grant(n) for n in _fields(form, "permission")],
+                    roles=[RoleGrant(role_id) for role_id in _role_ids(form)],
+                    locale=locale if locale in SUPPORTED_LOCALES else None,
+                ),
+                catalogue=runtime.catalogue,
+                limiter=runtime.limiter,
+                settings=runtime.settings,
+                now=now,
+                delegation=await delegation_for(session, actor.user_id, relation, account_id, now),
+            )
+        except invitations.AlreadyInvited as exc:
+            # Sent by this form's first post (a double click): answered as that one was.
+            if not exc.just_sent:
+                raise
 
     return await _change(
         request,

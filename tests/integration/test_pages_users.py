@@ -3,6 +3,7 @@ with the same authorization rules as the management API."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from identity.permissions.service import Grant
 from identity.runtime import Runtime
 from tests.browser import PASSWORD, add_user, form_fields
 from tests.integration.account_helpers import SYSTEM, add_member, effective, grant, make_account
-from tests.integration.page_helpers import invalid_fields, other_session
+from tests.integration.page_helpers import invalid_fields, mail_to, other_session
 
 
 def users_path(account: Account) -> str:
@@ -705,6 +706,28 @@ async def test_a_permission_or_role_posted_twice_is_invited_once(
         ]
     assert [g["name"] for g in found.grants["permissions"]] == ["tickets", "invoices"]
     assert [g["role_id"] for g in found.grants["roles"]] == [str(role.id)]
+
+
+async def test_an_invitation_posted_twice_is_sent_once_and_both_say_sent(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    # A double click on "Invite": the second post said the address had a pending invitation
+    # (resend it instead), though the first had just sent it.
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
+    path = f"{users_path(team.account)}/invite"
+    form = csrf | {"email": "carol@example.com", "permission": ["tickets"]}
+
+    answers = await asyncio.gather(*(client.post(path, data=form) for _ in "ab"))
+    other_grants = await client.post(path, data=form | {"permission": ["invoices"]})
+
+    assert [a.status_code for a in answers] == [303, 303]
+    assert {a.headers["location"] for a in answers} == {
+        f"{users_path(team.account)}?done=invited&ui_locales=en"
+    }
+    assert (await pending_emails(runtime, team.account)).count("carol@example.com") == 1
+    assert len(await mail_to(runtime, "carol@example.com")) == 1
+    # Not the same invitation: a real clash, said as before.
+    assert other_grants.status_code == 409 and "has a pending invitation" in other_grants.text
 
 
 async def test_cancelling_twice_says_the_invitation_is_closed(
