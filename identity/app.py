@@ -17,6 +17,7 @@ from identity.logs import configure_logging
 from identity.runtime import Runtime
 from identity.settings import Settings
 from identity.web import (
+    form_addresses,
     health,
     metrics,
     oauth,
@@ -35,6 +36,15 @@ from identity.web.problems import EXCEPTION_HANDLERS
 from identity.web.public_path import public_path_middleware
 from identity.web.request_context import request_context_middleware
 from identity.web.requests import AppRequest, strict_json_bodies
+
+# The hosted pages' handlers: their forms' addresses, opened with GET, lead to their pages.
+PAGE_ROUTES = [
+    *pages.ROUTES,
+    *pages_memberships.ROUTES,
+    *pages_recovery.ROUTES,
+    *pages_second_factor.ROUTES,
+    *pages_account.ROUTES,
+]
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -59,11 +69,8 @@ def create_app(settings: Settings) -> Litestar:
             management.ROUTER,
             recovery.RecoveryController,
             *oauth.ROUTES,
-            *pages.ROUTES,
-            *pages_memberships.ROUTES,
-            *pages_recovery.ROUTES,
-            *pages_second_factor.ROUTES,
-            *pages_account.ROUTES,
+            *PAGE_ROUTES,
+            *form_addresses.back_to_their_pages(PAGE_ROUTES),
         ],
         template_config=pages.template_config(),
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},

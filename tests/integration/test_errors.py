@@ -140,6 +140,41 @@ async def test_a_browser_s_framework_error_is_a_page_in_its_language_keeping_the
     assert "script%3E" not in response.text and "Traceback" not in response.text
 
 
+ACCOUNT = "/accounts/0b7e6f3c-5f2a-4a53-9d3e-2f1f4c6f8a10"
+USER = "4c9d2e1a-7b3f-4e8a-9c6d-1a2b3c4d5e6f"
+
+
+@pytest.mark.parametrize(
+    ("path", "page"),
+    [
+        ("/account/security/email", "/account/security"),
+        ("/account/security/totp", "/account/security"),
+        ("/account/security/totp/confirm", "/account/security"),
+        (f"{ACCOUNT}/users/invite", f"{ACCOUNT}/users"),
+        (f"{ACCOUNT}/users/{USER}/grants", f"{ACCOUNT}/users"),
+        (f"{ACCOUNT}/users/invitations/{USER}/resend", f"{ACCOUNT}/users"),
+    ],
+)
+async def test_a_form_address_opened_directly_leads_to_its_page_in_its_language(
+    client: httpx.AsyncClient, path: str, page: str
+) -> None:
+    # From the address bar or a bookmark: the address exists, only for the form's post, and
+    # a "no page at this address" left the person to find the page by themselves.
+    for method in ("GET", "HEAD"):
+        spanish = await client.request(method, f"{path}?ui_locales=es&x=1", headers=BROWSER)
+        assert spanish.status_code == 303
+        assert spanish.headers["location"] == f"{page}?ui_locales=es"
+    plain = await client.get(path, headers=BROWSER)
+    assert plain.status_code == 303 and plain.headers["location"] == page
+
+
+async def test_an_unknown_address_under_a_page_is_still_not_found(
+    client: httpx.AsyncClient,
+) -> None:
+    for path in ("/account/security/oops", "/account/security/totp/oops", f"{ACCOUNT}/users/x"):
+        assert (await client.get(path, headers=BROWSER)).status_code == 404
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [("GET", "/accounts/not-an-id/users", 404), ("DELETE", "/account/security", 405)],
