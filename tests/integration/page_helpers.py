@@ -180,9 +180,9 @@ async def sign_in_to_security_page(
 
 def totp_secret(page: httpx.Response) -> str:
     """The authenticator key the two-step set-up page shows beside its QR code."""
-    match = re.search(r"data-totp-secret>([A-Z2-7]+)</code>", page.text)
+    match = re.search(r"data-totp-secret>((?:<span>[A-Z2-7]+</span>)+)</code>", page.text)
     assert match, page.text
-    return match.group(1)
+    return re.sub(r"</?span>", "", match.group(1))
 
 
 async def other_session(runtime: Runtime, user: User) -> str:

@@ -557,6 +557,23 @@ async def test_every_form_with_a_password_names_the_user_for_password_managers(
             assert body.index(username) < body.index('type="password"')
 
 
+async def test_the_set_up_key_reads_in_groups_of_four_and_copies_as_one(
+    client: httpx.AsyncClient, ana: User
+) -> None:
+    # 32 letters in one block are easy to misread when typed into an authenticator app; the
+    # groups are drawn apart by the style sheet, so no space is copied with the key.
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    enrol = await followed(
+        client, await post_form(client, page, f"{SECURITY}/totp", current_password=PASSWORD)
+    )
+    shown = re.search(r"data-totp-secret>(.*?)</code>", enrol.text)
+    assert shown is not None
+    groups = re.findall(r"<span>([A-Z2-7]+)</span>", shown.group(1))
+    assert "".join(f"<span>{group}</span>" for group in groups) == shown.group(1)
+    assert [len(group) for group in groups] == [4] * 8
+    assert "".join(groups) == totp_secret(enrol)
+
+
 async def test_list_sessions_and_sign_out_the_others(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
