@@ -155,13 +155,20 @@ async def confirm_email_change(
     Raises ``InvalidConfirmationLink`` or ``Conflict``. Call ``runtime.mail.wake()`` after
     the commit.
     """
+    # The user's row first, then the link marked spent, then spent: a second post of the
+    # form (a double click) either waits here and finds the link gone, or finds it gone and
+    # marked, and waits on the row in ``confirmed_by`` for this post's outcome. Marked after
+    # the row, it could take the row first and read the email not yet changed.
+    seen = await store.get(_KEY + digest(token))
+    if seen is None:
+        raise InvalidConfirmationLink("This confirmation link is not valid any more.")
+    asked = json.loads(seen)
+    await repository.lock_user(session, uuid.UUID(asked["user_id"]))
+    await mark_spent(store, _SPENT_KIND, token, asked)
     raw = await store.consume(_KEY + digest(token))
     if raw is None:
         raise InvalidConfirmationLink("This confirmation link is not valid any more.")
     pending = json.loads(raw)
-    # Before the change commits: a second post waits on the user's row for its outcome.
-    await mark_spent(store, _SPENT_KIND, token, pending)
-    await repository.lock_user(session, uuid.UUID(pending["user_id"]))
     found = await repository.user_with_credential(session, uuid.UUID(pending["user_id"]))
     ended = await store.get(_ENDED_KEY + pending["user_id"])
     if found is None or not _as_asked(*found, pending, ended):

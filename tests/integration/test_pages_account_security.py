@@ -6,18 +6,21 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import uuid
 from pathlib import Path
 
 import httpx
 import pyotp
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
 from identity.accounts.service import authenticate
 from identity.clock import utcnow
 from identity.mfa import repository as mfa_repository
 from identity.mfa.service import SecondFactor
+from identity.recovery import repository as recovery_repository
 from identity.recovery.email_change import PER_USER
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
@@ -290,6 +293,35 @@ async def test_a_confirmation_posted_twice_at_once_changes_once_and_both_say_don
     assert {notice(a) for a in answers} == {"From now on you sign in with ana@new.example."}
     assert (await _user(runtime, ana)).email == "ana@new.example"
     assert len(await mail_to(runtime, ANA)) == 1  # one change, one notice to the old address
+
+
+async def test_a_confirmation_posted_twice_says_done_whichever_post_takes_the_user_first(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The post that spent the link took the user's row only afterwards: the repeat could
+    # take it first, read the email not yet changed, and say the link was used.
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    await post_form(
+        client, page, f"{SECURITY}/email", current_password=PASSWORD, email="ana@new.example"
+    )
+    (message,) = await mail_to(runtime, "ana@new.example")
+    confirm = await client.get(link_in(message, "/confirm-email"))
+    lock_user = recovery_repository.lock_user
+    calls = 0
+
+    async def first_one_late(session: AsyncSession, user_id: uuid.UUID) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(0.3)
+        await lock_user(session, user_id)
+
+    monkeypatch.setattr(recovery_repository, "lock_user", first_one_late)
+    answers = await asyncio.gather(*(post_form(client, confirm, "/confirm-email") for _ in "ab"))
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert (await _user(runtime, ana)).email == "ana@new.example"
+    assert len(await mail_to(runtime, ANA)) == 1
 
 
 async def test_a_confirmation_refused_once_is_not_done_when_posted_again(
