@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -447,37 +448,32 @@ async def _sid(http: httpx.AsyncClient, id_token: str) -> Any:
     return (await verify_with_jwks(http, id_token)).claims.get("sid")
 
 
-async def test_a_hint_from_a_sign_in_since_signed_out_asks_for_confirmation(
-    client: httpx.AsyncClient, runtime: Runtime
-) -> None:
-    """RP-Initiated Logout §2: an ID token that does not belong to the current session gets
-    the question. One from an earlier sign-in, left at an app or replayed by a page that
-    got hold of it, must not end the one the user has made since."""
-    await add_user(runtime)
-    await add_oauth_client(runtime, first_party=True)
-    earlier = await _signed_in_app_tokens(client)
+async def _sign_out(client: httpx.AsyncClient, runtime: Runtime) -> None:
     page = await client.get("/logout")
     assert (await client.post("/logout", data=form_fields(page.text))).status_code == 200
-    await _signed_in_app_tokens(client)
-
-    page = await client.get("/logout", params={"id_token_hint": earlier["id_token"]})
-
-    assert page.status_code == 200
-    assert "confirm" in form_fields(page.text)
-    assert await live_sessions(runtime) == 1
 
 
-async def test_a_hint_from_a_sign_in_since_expired_asks_for_confirmation(
-    client: httpx.AsyncClient, runtime: Runtime
-) -> None:
-    """Signing in again once the session has expired starts a new one, even in the same
-    browser: the expired session's ID tokens no longer speak for it."""
-    await add_user(runtime)
-    await add_oauth_client(runtime, first_party=True)
-    earlier = await _signed_in_app_tokens(client)
+async def _expire_sessions(client: httpx.AsyncClient, runtime: Runtime) -> None:
     async with runtime.db.transaction() as session:
         for browser_session in await session.scalars(select(BrowserSession)):
             browser_session.expires_at = utcnow() - timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("end_it", [_sign_out, _expire_sessions], ids=["signed_out", "expired"])
+async def test_a_hint_from_an_earlier_sign_in_asks_for_confirmation(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    end_it: Callable[[httpx.AsyncClient, Runtime], Awaitable[None]],
+) -> None:
+    """RP-Initiated Logout §2: an ID token that does not belong to the current session gets
+    the question. One from an earlier sign-in, left at an app or replayed by a page that
+    got hold of it, must not end the one the user has made since: after a sign-out, or
+    after the session expired (signing in again then starts a new one, even in the same
+    browser)."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    earlier = await _signed_in_app_tokens(client)
+    await end_it(client, runtime)
     current = await _signed_in_app_tokens(client)
 
     page = await client.get("/logout", params={"id_token_hint": earlier["id_token"]})
