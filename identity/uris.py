@@ -41,16 +41,23 @@ def ascii_host(host: str) -> str:
     return idna.encode(host, uts46=True, transitional=False).decode("ascii")
 
 
-def unicode_host(host: str) -> str:
-    """``host`` as people write it, for showing a name ``ascii_host`` stored: its ``xn--``
-    labels decoded (IDNA2008). A name with none, or one that does not decode, is returned
-    as it is, so that nothing is ever shown as something it is not."""
+def decoded_host(host: str) -> str:
+    """``host`` with the ``xn--`` labels ``ascii_host`` stored decoded (IDNA2008, which
+    Python's own codec is not: it cannot read back a label with ß or a final ς). A name
+    with none, or one that does not decode, is returned as it is."""
     if "xn--" not in host.lower():
         return host
     try:
-        decoded = idna.decode(host)
+        return idna.decode(host)
     except UnicodeError:
         return host
+
+
+def unicode_host(host: str) -> str:
+    """``host`` as people write it, for showing a name ``ascii_host`` stored: ``decoded_host``
+    unless that could pass for another name, so that nothing is ever shown as something it
+    is not."""
+    decoded = decoded_host(host)
     # A label mixing scripts (a Cyrillic "а" among Latin letters) is how a look-alike of
     # another name is made; browsers show such a name as stored, and so do we. Scripts a
     # language mixes (Japanese kanji and kana) are shown as stored too: safe, if less kind.

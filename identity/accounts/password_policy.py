@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, Literal
 
-import idna
 from zxcvbn import zxcvbn
 
 from identity.accounts.password_messages import texts
@@ -25,6 +24,7 @@ from identity.accounts.password_words import (
     unaccented,
     visible,
 )
+from identity.uris import decoded_host
 
 CharacterClass = Literal["lower", "upper", "digit", "symbol"]
 CHARACTER_CLASSES: tuple[CharacterClass, ...] = ("lower", "upper", "digit", "symbol")
@@ -371,21 +371,11 @@ def personal_parts(email: str, name: str) -> list[str]:
     their words."""
     local, _, domain = email.rpartition("@") if "@" in email else (email, "", "")
     # The top-level domain (com, es) says nothing about the user and is in many words.
-    labels = [part for label in domain.split(".")[:-1] for part in name_parts(_unicode(label))]
+    labels = [part for label in domain.split(".")[:-1] for part in name_parts(decoded_host(label))]
     parts = {*name_parts(name), *name_parts(local), *labels}
     if len(email.strip()) >= MIN_PERSONAL_PART:  # not a letter or two typed so far
         parts.add(fold(email))
     return sorted(parts)
-
-
-def _unicode(label: str) -> str:
-    """A domain label as its owner writes it: stored emails hold ``xn--`` labels, IDNA2008
-    as ``normalise_email`` stores them (Python's own codec, IDNA2003, cannot read back a
-    label with ß or a final ς)."""
-    try:
-        return idna.decode(label)
-    except UnicodeError:
-        return label
 
 
 def strength_score(password: str, user_inputs: Iterable[str]) -> int:
