@@ -300,8 +300,7 @@ async def confirm_email_submit(
         # Spent by this form's first post (a double click): its change is the answer.
         async with runtime.db.transaction() as session:
             done = await confirmed_by(session, runtime.store, token)
-            spent_for = shown_email(done.email) if done else None
-        if spent_for is None:
+        if done is None:
             return notice(
                 request,
                 runtime,
@@ -311,7 +310,7 @@ async def confirm_email_submit(
                 link=(SECURITY_PATH, "security.title"),
                 status=400,
             )
-        email = spent_for
+        email = shown_email(done.email)
     except Conflict:
         return notice(
             request, runtime, locale, "confirm_email.title", "confirm_email.taken", status=409
