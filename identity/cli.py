@@ -12,6 +12,8 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from identity.unreadable import clipped
+
 if TYPE_CHECKING:
     # Imported where used: until main() runs, Python turns Ctrl-C into a traceback, so the
     # entry point loads nothing that takes longer than the interpreter's own start.
@@ -307,10 +309,9 @@ def _run(arguments: Sequence[str]) -> int:
     if args.command == "serve" and not 0 < args.workers <= MAX_WORKERS:
         fail(f"--workers must be between 1 and {MAX_WORKERS}.", 2)
     if args.command == "serve" and (reason := _unresolvable(args.host)):
-        shown = args.host if len(args.host) <= SHOWN_HOST else args.host[:SHOWN_HOST] + "…"
         fail(
-            f"--host {shown!r} cannot be listened on ({reason}); give an address of this "
-            "machine, such as 127.0.0.1, or 0.0.0.0 for all of them.",
+            f"--host {clipped(args.host, SHOWN_HOST)!r} cannot be listened on ({reason}); "
+            "give an address of this machine, such as 127.0.0.1, or 0.0.0.0 for all of them.",
             2,
         )
     if args.command == "serve" and (

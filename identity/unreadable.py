@@ -4,7 +4,8 @@ the email header a name is put in, and fakes lines of its own in a message), and
 direction overrides and isolates, with which "Acme" followed by U+202E and "gnillib" is
 displayed as "Acmebilling" reversed ("Trojan Source", CVE-2021-42574).
 
-A module of its own, free of imports, so that the settings can apply it too.
+Also how much of a value a message echoes. A module of its own, free of imports, so that the
+settings can apply it too.
 """
 
 from __future__ import annotations
@@ -22,3 +23,10 @@ def breaks_reading(text: str) -> bool:
     return any(
         unicodedata.category(ch) in LINE_BREAKING or ord(ch) in DIRECTION_CONTROLS for ch in text
     )
+
+
+def clipped(text: str, limit: int) -> str:
+    """``text`` as a message echoes it: whole up to ``limit`` characters (the longest value
+    that could be right), else its start and an ellipsis, so that a pasted token or file
+    does not become the message."""
+    return text if len(text) <= limit else text[:limit] + "…"

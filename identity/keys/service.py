@@ -16,6 +16,7 @@ from identity.crypto import Encryptor
 from identity.errors import InvalidInput
 from identity.keys import repository
 from identity.keys.models import MAX_KID, SigningKey
+from identity.unreadable import clipped
 
 SUPPORTED_ALGS = ("RS256", "ES256")
 # How long after every process publishes a new key it waits to sign. A relying party that
@@ -77,8 +78,7 @@ async def retire_key(session: AsyncSession, kid: str) -> None:
     await repository.hold_active(session)
     if not await repository.retire(session, kid, utcnow()):
         # No kid is longer: what was given (a token or a file, pasted) is not shown whole.
-        shown = kid if len(kid) <= MAX_KID else kid[:MAX_KID] + "…"
-        raise InvalidInput(f"There is no active signing key with kid {shown!r}.")
+        raise InvalidInput(f"There is no active signing key with kid {clipped(kid, MAX_KID)!r}.")
     if not await repository.active_keys(session):
         raise InvalidInput(
             f"{kid} is the only active signing key; run `identity keys rotate` first."
