@@ -2,7 +2,8 @@
 page (owners and managers), and accepting an invitation.
 
 They work without JavaScript: every change is a form post carrying the CSRF token, answered
-with a redirect back to the page (or the page again with a translated message). Who may do
+with a redirect back to the page (or the page again with a translated message). Removing a
+member takes two: the row's post only asks, on a page naming whom and from where. Who may do
 what is decided by identity.permissions.access, the same matrix the management API uses,
 with the signed-in browser session as the caller.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -50,6 +52,7 @@ from identity.permissions.access import (
     delegation_for,
 )
 from identity.permissions.invitations import ACCEPT_PATH, InvitationRequest
+from identity.permissions.models import Membership
 from identity.permissions.service import BEYOND_DELEGATION, Grant, RoleGrant, lapsed
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
@@ -83,6 +86,10 @@ from identity.web.rendering import error_page, page
 DONE = frozenset({"invited", "resent", "cancelled", "saved", "removed"})
 # The refusals of an invitation that are about its email field.
 INVITE_EMAIL_MESSAGES = frozenset({"users.error.email", "users.error.email_taken"})
+# The field of a removal's confirming post: the id of the membership the question named.
+CONFIRM_FIELD = "confirm"
+# A confirmation about a membership that ended, though the person is a member again.
+MEMBER_CHANGED_REASON = "member_changed"
 
 
 def _fields(form: FormMultiDict, name: str) -> list[str]:
@@ -353,6 +360,8 @@ def _message_for(exc: DomainError, conflict_message: str) -> str:
     if isinstance(exc, Conflict):
         if exc.extra.get("reason") == invitations.SENDER_GONE_REASON:
             return "users.error.sender_gone"
+        if exc.extra.get("reason") == MEMBER_CHANGED_REASON:
+            return "users.error.member_changed"
         return conflict_message
     return "users.error.invalid"
 
@@ -360,6 +369,20 @@ def _message_for(exc: DomainError, conflict_message: str) -> str:
 # What a form post changes: given the session, the acting user, their relation to the
 # account, the form and the time; raises a domain error to refuse.
 Change = Callable[[AsyncSession, Actor, Relation, FormMultiDict, datetime], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Question:
+    """A page asking to confirm a change, shown in place of making it."""
+
+    template: str
+    context: dict[str, Any]
+
+
+# Whether a form post must first be confirmed: given the session, the signed-in user, their
+# relation to the account and the form, the question to show, or None to make the change.
+# Raises a domain error where the change would be refused anyway.
+Ask = Callable[[AsyncSession, User, Relation, FormMultiDict], Awaitable[Question | None]]
 
 
 async def _change(
@@ -372,8 +395,10 @@ async def _change(
     done: str,
     conflict_message: str = "users.error.conflict",
     invite_form: bool = False,
+    ask: Ask | None = None,
 ) -> Response[Any]:
-    """One Users-page form post: sign-in, CSRF, the matrix's verdict, the change, redirect."""
+    """One Users-page form post: sign-in, CSRF, the matrix's verdict, the change (or the
+    question ``ask`` puts first), redirect."""
     form = await read_form(request)
     locale = page_locale(request, form)
     now = utcnow()
@@ -409,7 +434,9 @@ async def _change(
             relation = await authorize(
                 session, _caller(user), action, now, runtime.catalogue, account_id
             )
-            await change(session, page_actor(request, runtime, user.id), relation, form, now)
+            question = await ask(session, user, relation, form) if ask else None
+            if question is None:
+                await change(session, page_actor(request, runtime, user.id), relation, form, now)
     except DomainError as exc:
         # Outsiders and plain members get the error page from _users_page's own check.
         return await _users_page(
@@ -422,6 +449,9 @@ async def _change(
             status=exc.status,
             invite=invite,
         )
+    if question is not None:
+        context = question.context | {"signed_in_user": str(user.id)}
+        return page(request, runtime, question.template, locale=locale, context=context)
     runtime.mail.wake()
     return redirect(with_query(users_url(account_id, done), {LOCALE_FIELD: locale}))
 
@@ -528,12 +558,26 @@ async def remove_submit(
     account_id: FromPath[uuid.UUID],
     user_id: FromPath[uuid.UUID],
 ) -> Response[Any]:
+    async def ask(
+        session: AsyncSession, viewer: User, relation: Relation, form: FormMultiDict
+    ) -> Question | None:
+        if _confirmed(form) is not None:
+            return None
+        target = await service.membership_of(session, account_id, user_id)
+        check_manager_edit(relation, target)
+        return await _removal_question(session, viewer, target)
+
     async def change(
         session: AsyncSession, actor: Actor, relation: Relation, form: FormMultiDict, now: datetime
     ) -> None:
-        await service.remove_member(
-            session, actor, account_id, user_id, now, judge=partial(check_manager_edit, relation)
-        )
+        asked_about = _confirmed(form)
+
+        def judge(membership: Membership) -> None:
+            check_manager_edit(relation, membership)
+            if membership.id != asked_about:
+                raise Conflict("Not the membership confirmed.", reason=MEMBER_CHANGED_REASON)
+
+        await service.remove_member(session, actor, account_id, user_id, now, judge=judge)
 
     return await _change(
         request,
@@ -543,6 +587,38 @@ async def remove_submit(
         change,
         done="removed",
         conflict_message="users.error.last_owner",
+        ask=ask,
+    )
+
+
+def _confirmed(form: FormMultiDict) -> uuid.UUID | None:
+    """The membership a removal's confirming post names; None for the row's first post
+    (or a hand-made one naming none), which only asks."""
+    try:
+        return uuid.UUID(field(form, CONFIRM_FIELD, 64))
+    except ValueError:
+        return None
+
+
+async def _removal_question(session: AsyncSession, viewer: User, target: Membership) -> Question:
+    """Whom the removal takes out of which account, named as the Users page names them."""
+    person = await session.get(User, target.user_id)
+    account = await service.get_account(session, target.account_id)
+    if person is None:  # the membership's foreign key keeps the user while it exists
+        raise NotFound("This user is not a member of the account.")
+    email = shown_email(person.email)
+    return Question(
+        "users_remove.html",
+        {
+            "account_id": str(account.id),
+            "account_name": account.name,
+            "member_id": str(person.id),
+            "membership_id": str(target.id),
+            "named": person.name or email,
+            "who": f"{person.name} ({email})" if person.name else email,
+            "email": email,
+            "yourself": person.id == viewer.id,
+        },
     )
 
 

@@ -272,6 +272,9 @@ def _walk(browser: Browser, site: Site, audit: Audit) -> None:
     page.goto(f"{base_url}/accounts/{site.account_id}/users")
     page.click("tbody details summary")
     audit(page, "users, member's grants open")
+    _submit(page, f"tr:has-text('{sub_user}') form.remove button")
+    audit(page, "remove a member")
+    _submit(page, "a.button")
 
     fresh = browser.new_context(locale=locale).new_page()
     fresh.goto(f"{base_url}/password/forgot")

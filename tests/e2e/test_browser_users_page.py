@@ -1,6 +1,6 @@
 """An owner invites a sub-user on the Users page in Chromium; the sub-user accepts from the
 emailed link as a new person, signs in, and gets a token for the account with exactly the
-permissions the owner ticked."""
+permissions the owner ticked. And removing a member there asks first: "Cancel" keeps them."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.db.engine import Database
 from identity.permissions import service
+from identity.permissions.catalogue import Catalogue, load_policies
 from identity.settings import Settings
 from tests.browser import PASSWORD, authorize_params, chromium, pkce_pair, query
 from tests.e2e.flows import cli
@@ -32,6 +33,7 @@ from tests.processes import identity_server
 
 OWNER = "owner@example.com"
 SUB_USER = "billing.clerk@example.com"
+COLLEAGUE = "colleague@example.com"
 
 
 async def _create_account(settings: Settings, owner_id: str) -> str:
@@ -47,6 +49,22 @@ async def _create_account(settings: Settings, owner_id: str) -> str:
                 now=utcnow(),
             )
         return str(account.id)
+    finally:
+        await db.dispose()
+
+
+async def _add_member(settings: Settings, account_id: str, user_id: str) -> None:
+    db = Database.from_settings(settings)
+    try:
+        async with db.transaction() as session:
+            await service.add_member(
+                session,
+                Actor(client_id="e2e"),
+                uuid.UUID(account_id),
+                uuid.UUID(user_id),
+                catalogue=Catalogue(load_policies(settings.policies_dir)),
+                now=utcnow(),
+            )
     finally:
         await db.dispose()
 
@@ -162,3 +180,45 @@ def test_an_owner_invites_a_sub_user_who_accepts_and_gets_the_chosen_permissions
         assert claims["account_id"] == account_id
         assert claims["permissions"] == ["invoices", "tickets"]
         assert claims["account_owner"] is False
+
+
+@pytest.mark.e2e
+def test_removing_a_member_asks_first_and_cancel_keeps_them(env: dict[str, str]) -> None:
+    env = {name: value for name, value in env.items() if name != "IDENTITY_ISSUER"}
+    with identity_server(env) as server:
+        owner = cli(env, "users", "create", "--email", OWNER, "--password-stdin", stdin=PASSWORD)
+        colleague = cli(
+            env, "users", "create", "--email", COLLEAGUE, "--password-stdin", stdin=PASSWORD
+        )
+        settings = Settings.from_env(env | {"IDENTITY_ISSUER": server.base_url})
+        account_id = asyncio.run(_create_account(settings, owner["id"]))
+        asyncio.run(_add_member(settings, account_id, colleague["id"]))
+        users_page = f"{server.base_url}/accounts/{account_id}/users"
+
+        with chromium() as browser:
+            page = browser.new_context().new_page()
+            page.goto(users_page)
+            page.fill("input[name=email]", OWNER)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{users_page}?ui_locales=en")
+            members = page.locator("table").first
+
+            with page.expect_navigation():
+                page.get_by_role("button", name=f"Remove {COLLEAGUE}").click()
+            assert page.locator("h1").text_content() == f"Remove {COLLEAGUE}?"
+            assert page.title().startswith(f"Remove {COLLEAGUE}?")
+            question = f"Remove {COLLEAGUE} from Acme Hosting? They lose access at once."
+            assert page.locator("#remove-question").text_content() == question
+            with page.expect_navigation():
+                page.get_by_role("link", name="Cancel").click()
+            assert page.url == f"{users_page}?ui_locales=en"
+            assert COLLEAGUE in (members.text_content() or "")
+
+            with page.expect_navigation():
+                page.get_by_role("button", name=f"Remove {COLLEAGUE}").click()
+            with page.expect_navigation():
+                page.get_by_role("button", name="Remove", exact=True).click()
+            assert page.url == f"{users_page}?done=removed&ui_locales=en"
+            assert page.get_by_role("status").text_content() == "The member has been removed."
+            assert COLLEAGUE not in (members.text_content() or "")

@@ -21,7 +21,7 @@ from tests.integration.account_helpers import (
     staff_headers,
     user_headers,
 )
-from tests.integration.test_pages_users import sign_in_at
+from tests.integration.test_pages_users import confirming, sign_in_at
 
 
 async def _disable(runtime: Runtime, user: User) -> None:
@@ -151,7 +151,9 @@ async def test_the_users_page_keeps_the_last_enabled_owner(
     path = f"/accounts/{account.id}/users"
     csrf = await sign_in_at(client, path, "owner@example.com")
 
-    response = await client.post(f"{path}/{owner.id}/remove", data=csrf)
+    response = await client.post(
+        f"{path}/{owner.id}/remove", data=csrf | await confirming(runtime, account, owner)
+    )
 
     assert response.status_code == 409
     assert "An account must keep at least one owner who can sign in" in response.text

@@ -80,6 +80,15 @@ async def is_member(runtime: Runtime, account: Account, user: User) -> bool:
         return await repository.get_membership(session, account.id, user.id) is not None
 
 
+async def confirming(runtime: Runtime, account: Account, user: User) -> dict[str, str]:
+    """The field a removal's confirming post adds (the Remove button's first post only asks):
+    the membership the question was about."""
+    async with runtime.db.transaction() as session:
+        found = await repository.get_membership(session, account.id, user.id)
+    assert found is not None
+    return {"confirm": str(found.id)}
+
+
 @dataclass
 class Team:
     account: Account
@@ -268,12 +277,16 @@ OUTCOME = {"owner": 303, "manager": 303, "member": 403, "outsider": 404}
 ACTIONS = ["invite", "grants", "remove", "resend", "cancel"]
 
 
-def action_request(team: Team, action: str) -> tuple[str, dict[str, str | list[str]]]:
+async def action_request(
+    runtime: Runtime, team: Team, action: str
+) -> tuple[str, dict[str, str | list[str]]]:
     base = users_path(team.account)
+    # Removal as confirmed; the question before it: test_pages_users_remove.py.
+    confirmed = await confirming(runtime, team.account, team.target)
     return {
         "invite": (f"{base}/invite", {"email": "new@example.com", "permission": ["tickets"]}),
         "grants": (f"{base}/{team.target.id}/grants", {"permission": ["domains"]}),
-        "remove": (f"{base}/{team.target.id}/remove", {}),
+        "remove": (f"{base}/{team.target.id}/remove", {**confirmed}),
         "resend": (f"{base}/invitations/{team.invitation_id}/resend", {}),
         "cancel": (f"{base}/invitations/{team.invitation_id}/cancel", {}),
     }[action]
@@ -317,7 +330,7 @@ async def test_every_cell_of_the_page_actions(
     client: httpx.AsyncClient, runtime: Runtime, team: Team, relation: str, action: str
 ) -> None:
     csrf = await sign_in_at(client, users_path(team.account), RELATIONS[relation])
-    path, data = action_request(team, action)
+    path, data = await action_request(runtime, team, action)
 
     response = await client.post(path, data=csrf | data)
 
@@ -333,7 +346,7 @@ async def test_every_cell_of_the_page_actions(
 async def test_every_action_needs_a_signed_in_browser(
     client: httpx.AsyncClient, runtime: Runtime, team: Team, action: str
 ) -> None:
-    path, data = action_request(team, action)
+    path, data = await action_request(runtime, team, action)
 
     response = await client.post(path, data=data)
 
@@ -347,7 +360,7 @@ async def test_every_action_needs_its_csrf_token(
     client: httpx.AsyncClient, runtime: Runtime, team: Team, action: str
 ) -> None:
     await sign_in_at(client, users_path(team.account), "owner@example.com")
-    path, data = action_request(team, action)
+    path, data = await action_request(runtime, team, action)
 
     response = await client.post(path, data=data | {"csrf_token": "forged"})
 
@@ -491,7 +504,10 @@ async def test_a_manager_cannot_change_or_remove_an_owner(
     csrf = await sign_in_at(client, users_path(team.account), "manager@example.com")
     base = users_path(team.account)
 
-    removed = await client.post(f"{base}/{team.owner.id}/remove", data=csrf)
+    removed = await client.post(
+        f"{base}/{team.owner.id}/remove",
+        data=csrf | await confirming(runtime, team.account, team.owner),
+    )
     edited = await client.post(f"{base}/{team.owner.id}/grants", data=csrf)
 
     assert removed.status_code == edited.status_code == 403
@@ -573,7 +589,7 @@ async def test_removing_the_last_owner_is_refused_with_a_message(
 
     refused = await client.post(
         f"{users_path(team.account)}/{team.owner.id}/remove",
-        data=csrf,
+        data=csrf | await confirming(runtime, team.account, team.owner),
         headers=spanish,
     )
 
@@ -592,7 +608,8 @@ async def test_a_page_left_open_while_another_user_signed_in_changes_nothing(
     # still matches, but the owner's page must not act as (and be audited as) the manager.
     client.cookies.set("identity_session", await other_session(runtime, team.manager))
 
-    removed = await client.post(remove, data=form_fields(page.text))
+    confirmed = await confirming(runtime, team.account, team.target)
+    removed = await client.post(remove, data=form_fields(page.text) | confirmed)
     invited = await client.post(
         f"{users_path(team.account)}/invite",
         data=form_fields(page.text) | {"email": "carol@example.com", "permission": "tickets"},
@@ -606,7 +623,7 @@ async def test_a_page_left_open_while_another_user_signed_in_changes_nothing(
     assert await is_member(runtime, team.account, team.target)
     assert "carol@example.com" not in await pending_emails(runtime, team.account)
     # The page it answered with is the manager's own, and works.
-    again = await client.post(remove, data=form_fields(removed.text))
+    again = await client.post(remove, data=form_fields(removed.text) | confirmed)
     assert again.status_code == 303 and not await is_member(runtime, team.account, team.target)
 
 
