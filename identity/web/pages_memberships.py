@@ -616,7 +616,6 @@ async def _removal_question(session: AsyncSession, viewer: User, target: Members
             "membership_id": str(target.id),
             "named": person.name or email,
             "who": f"{person.name} ({email})" if person.name else email,
-            "email": email,
             "yourself": person.id == viewer.id,
         },
     )
