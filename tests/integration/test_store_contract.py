@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -23,21 +23,43 @@ from tests.backends import TEST_REDIS_URL, isolated_redis
 BACKENDS = ["memory"] + (["redis"] if TEST_REDIS_URL else [])
 
 
+# Lets the given seconds pass for the store under test.
+Elapse = Callable[[float], Awaitable[None]]
+
+
 @pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Store, Elapse]]:
     if request.param == "memory":
-        yield MemoryStore()
+        # A clock the test moves: its expiries are then exact, however late a loaded
+        # machine would have woken the test from a sleep.
+        now = [0.0]
+
+        async def elapse(seconds: float) -> None:
+            now[0] += seconds
+
+        yield MemoryStore(clock=lambda: now[0]), elapse
         return
     with isolated_redis() as env:
         redis_store = RedisStore(env["IDENTITY_REDIS_URL"], env["IDENTITY_REDIS_KEY_PREFIX"])
-        yield redis_store
+        # Redis keeps its own time: the test sleeps it out.
+        yield redis_store, asyncio.sleep
         await redis_store.close()
 
 
-async def test_a_value_expires_after_its_ttl(store: Store) -> None:
+@pytest.fixture
+def store(backend: tuple[Store, Elapse]) -> Store:
+    return backend[0]
+
+
+@pytest.fixture
+def elapse(backend: tuple[Store, Elapse]) -> Elapse:
+    return backend[1]
+
+
+async def test_a_value_expires_after_its_ttl(store: Store, elapse: Elapse) -> None:
     await store.set("k", b"v", ttl=1)
     assert await store.get("k") == b"v"
-    await asyncio.sleep(1.2)
+    await elapse(1.2)
     assert await store.get("k") is None
 
 
@@ -55,21 +77,25 @@ async def test_ten_racing_consumers_get_exactly_one_value(store: Store) -> None:
     assert results.count(None) == 9
 
 
-async def test_counter_counts_within_its_window_and_then_resets(store: Store) -> None:
+async def test_counter_counts_within_its_window_and_then_resets(
+    store: Store, elapse: Elapse
+) -> None:
     assert (await store.incr("c", ttl=1))[0] == 1
     count, remaining = await store.incr("c", ttl=1)
     assert count == 2
     assert 0 < remaining <= 1
-    await asyncio.sleep(1.2)
+    await elapse(1.2)
     assert (await store.incr("c", ttl=1))[0] == 1
 
 
-async def test_a_counter_never_says_it_has_reset_before_it_has(store: Store) -> None:
+async def test_a_counter_never_says_it_has_reset_before_it_has(
+    store: Store, elapse: Elapse
+) -> None:
     # Redis's TTL rounds to the nearest second: 0.4 s left read as 0, a Retry-After that
     # sends a client back while it is still refused, and a copy for the outage fallback that
     # expired at once (the count started again from zero in that window's last moments).
     await store.incr("c", ttl=2)
-    await asyncio.sleep(1.6)
+    await elapse(1.6)
     count, remaining = await store.incr("c", ttl=2)
     assert (count, remaining) == (2, 1)
 
@@ -107,14 +133,16 @@ async def test_release_gives_back_one_attempt(store: Store) -> None:
     assert not (await limiter.hit(limit, "x")).allowed
 
 
-async def test_decr_never_makes_a_counter_that_does_not_expire(store: Store) -> None:
+async def test_decr_never_makes_a_counter_that_does_not_expire(
+    store: Store, elapse: Elapse
+) -> None:
     await store.decr("gone")
     assert await store.get("gone") is None
     await store.incr("c", ttl=1)
     await store.decr("c")
     await store.decr("c")
     assert await store.get("c") == b"0"
-    await asyncio.sleep(1.2)
+    await elapse(1.2)
     assert await store.get("c") is None
     assert (await store.incr("c", ttl=60))[0] == 1
 
