@@ -99,7 +99,10 @@ def test_under_the_strictest_policy_a_few_draws_find_a_password(
         assert len(password) == length
         assert real_check(strictest, password, email="ute.ani@example.com", name="Ute Ani").accepted
     # Ten passwords: a draw refused now and then (a weak score, the user's name), no more.
-    assert len(checks) <= 20, len(checks)
+    # About one draw in five is refused: more than 10 refusals come once in some 1,800 runs
+    # (a bound of 20 failed one run of the suite in 450), more than 30 under once in 10^13;
+    # draws blind to the listed words took 478 checks and more.
+    assert len(checks) <= 40, len(checks)
 
 
 def _shows_listed_word(policy: PasswordPolicy, password: str) -> bool:
