@@ -82,6 +82,13 @@ class Server:
     process: subprocess.Popen[bytes]
     log: IO[bytes]
 
+    def printed(self) -> str:
+        """What the still running server has printed so far. Read at an offset: seeking
+        would move the write position the server shares with this open file."""
+        return os.pread(self.log.fileno(), os.fstat(self.log.fileno()).st_size, 0).decode(
+            errors="replace"
+        )
+
     def output(self) -> str:
         """Stop the server and return everything it printed."""
         self.process.terminate()

@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,6 +174,15 @@ def test_each_request_on_a_connection_has_its_own_time(address: tuple[str, int])
         conn.close()
 
 
+def _logged(printed: str) -> list[dict[str, Any]]:
+    """The JSON log lines printed whole: the last may still be being written."""
+    return [json.loads(line) for line in printed.split("\n")[:-1] if line.startswith("{")]
+
+
+def _posts(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [line for line in lines if line.get("method") == "POST"]
+
+
 def test_a_body_cut_short_is_the_clients_failure_not_ours(tmp_path: Path) -> None:
     env = {"IDENTITY_DATA_DIR": str(tmp_path), "IDENTITY_REQUEST_READ_TIMEOUT": "1"}
     with identity_server(env) as server:
@@ -184,9 +194,12 @@ def test_a_body_cut_short_is_the_clients_failure_not_ours(tmp_path: Path) -> Non
             )
             answer, _ = _answer_after_silence((host, int(port)), head.encode(), b"flow=")
             assert _statuses(answer) == [408]
-        time.sleep(0.5)  # the app's side of the last one is logged after the hang-up
-        lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
-    cut_short = [line for line in lines if line.get("method") == "POST"]
+        # The app's side of each is logged after the hang-up, by when is the server's affair.
+        deadline = time.monotonic() + 10
+        while len(_posts(_logged(server.printed()))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = _logged(server.output())
+    cut_short = _posts(lines)
     assert [(line["path"], line["status"]) for line in cut_short] == [
         ("/login", 400),
         ("/password/forgot", 400),
