@@ -31,6 +31,7 @@ from tests.integration.page_helpers import (
     totp_secret,
 )
 from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, forgot, new_user
+from tests.wrong_codes import wrong_code
 
 ANA = "ana@example.com"
 NEW_EMAIL = "ana@new.example"
@@ -201,7 +202,7 @@ async def test_turning_two_step_verification_on_and_off_is_recorded(
     )
     secret = totp_secret(enrol)
     # A wrong first code shows the set-up again, its transaction committed: still nothing.
-    wrong = await _post(client, enrol, f"{SECURITY}/totp/confirm", code="000000")
+    wrong = await _post(client, enrol, f"{SECURITY}/totp/confirm", code=wrong_code(secret))
     assert wrong.status_code == 400
     assert await _entries(client, runtime, ana) == []
     first_code = pyotp.TOTP(secret).now()

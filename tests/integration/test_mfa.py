@@ -28,6 +28,7 @@ from tests.integration.recovery_helpers import (
     mail_since_enrolment,
     new_user,
 )
+from tests.wrong_codes import wrong_code
 
 STAFF = Actor(user_id=None, client_id="support-desk", ip="203.0.113.9", request_id="req-1")
 
@@ -77,7 +78,7 @@ async def test_a_wrong_first_code_does_not_turn_it_on(runtime: Runtime, mfa: Sec
     user = await new_user(runtime, "ana@example.com")
     async with runtime.db.transaction() as session:
         enrolment = await mfa.begin_enrolment(session, user, utcnow())
-    wrong = pyotp.TOTP(enrolment.secret).at(utcnow() + timedelta(minutes=5))
+    wrong = wrong_code(enrolment.secret)
     with pytest.raises(InvalidCode):
         async with runtime.db.transaction() as session:
             await mfa.confirm_enrolment(session, Actor(user.id), user.id, wrong, utcnow())
@@ -233,7 +234,7 @@ async def test_failed_codes_are_throttled_even_for_a_right_code(
     user, generator, _ = await enrolled_user(runtime)
     for _ in range(3):  # IDENTITY_LOGIN_MAX_FAILURES
         with pytest.raises(InvalidCode):
-            await _verify(runtime, mfa, user, "000000")
+            await _verify(runtime, mfa, user, wrong_code(generator.secret))
     with pytest.raises(RateLimited) as refused:
         await _verify(runtime, mfa, user, generator.now())
     assert refused.value.retry_after > 0
@@ -257,9 +258,10 @@ async def test_disabling_needs_the_password_and_a_current_code(
         await mfa.disable(
             runtime.db, runtime.passwords, Actor(user.id), user, "wrong", generator.now(), utcnow()
         )
+    wrong = wrong_code(generator.secret)
     with pytest.raises(InvalidCode):
         await mfa.disable(
-            runtime.db, runtime.passwords, Actor(user.id), user, PASSWORD, "000000", utcnow()
+            runtime.db, runtime.passwords, Actor(user.id), user, PASSWORD, wrong, utcnow()
         )
     await mfa.disable(
         runtime.db, runtime.passwords, Actor(user.id), user, PASSWORD, generator.now(), utcnow()
@@ -331,10 +333,11 @@ async def test_failed_attempts_to_turn_it_off_leave_the_sign_in_codes_alone(
     runtime: Runtime, mfa: SecondFactor
 ) -> None:
     user, generator, _ = await enrolled_user(runtime)
+    wrong = wrong_code(generator.secret)
     for _ in range(3):  # IDENTITY_LOGIN_MAX_FAILURES
         with pytest.raises(InvalidCode):
             await mfa.disable(
-                runtime.db, runtime.passwords, Actor(user.id), user, PASSWORD, "000000", utcnow()
+                runtime.db, runtime.passwords, Actor(user.id), user, PASSWORD, wrong, utcnow()
             )
     with pytest.raises(RateLimited):
         await mfa.disable(
@@ -350,7 +353,7 @@ async def test_failed_sign_in_codes_leave_turning_it_off_alone(
     user, generator, _ = await enrolled_user(runtime)
     for _ in range(3):  # IDENTITY_LOGIN_MAX_FAILURES
         with pytest.raises(InvalidCode):
-            await _verify(runtime, mfa, user, "000000")
+            await _verify(runtime, mfa, user, wrong_code(generator.secret))
     with pytest.raises(RateLimited):
         await _verify(runtime, mfa, user, generator.now())
     # Someone guessing at the sign-in does not stop the signed-in owner turning it off.

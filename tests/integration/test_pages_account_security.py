@@ -64,6 +64,7 @@ from tests.integration.recovery_helpers import (
     mail_since_enrolment,
     new_user,
 )
+from tests.wrong_codes import wrong_code
 
 ANA = "ana@example.com"
 EMAIL_CHANGES_PER_HOUR = PER_USER.max
@@ -517,7 +518,7 @@ async def test_turn_two_step_verification_on_and_off(
     )
     assert "<svg" in enrol.text
     secret = totp_secret(enrol)
-    wrong = await post_form(client, enrol, f"{SECURITY}/totp/confirm", code="000000")
+    wrong = await post_form(client, enrol, f"{SECURITY}/totp/confirm", code=wrong_code(secret))
     assert wrong.status_code == 400 and "This code is not valid." in alert(wrong)
     assert totp_secret(wrong) == secret  # the same set-up, shown again
     generator = pyotp.TOTP(secret)
@@ -532,7 +533,7 @@ async def test_turn_two_step_verification_on_and_off(
     page = await client.get(SECURITY)
     assert "Recovery codes left: 10." in page.text
     refused = await post_form(
-        client, page, f"{SECURITY}/totp/disable", password=PASSWORD, code="123456"
+        client, page, f"{SECURITY}/totp/disable", password=PASSWORD, code=wrong_code(secret)
     )
     assert refused.status_code == 400
     assert alert(refused) == "The password or the code is not correct."
@@ -709,7 +710,7 @@ async def test_a_session_alone_can_neither_read_nor_turn_on_a_set_up_begun_with_
     secret = totp_secret(begun)
 
     security = await client.get(SECURITY)  # the thief's tab: the page's form, no set-up
-    peek = await post_form(client, security, f"{SECURITY}/totp/confirm", code="000000")
+    peek = await post_form(client, security, f"{SECURITY}/totp/confirm", code=wrong_code(secret))
     assert secret not in peek.text and "<svg" not in peek.text
     odd = await post_form(client, security, f"{SECURITY}/totp/confirm", code="1", enrolment="é")
     assert odd.status_code == 400
@@ -721,7 +722,7 @@ async def test_a_session_alone_can_neither_read_nor_turn_on_a_set_up_begun_with_
         assert not await SecondFactor.from_runtime(runtime).is_enrolled(session, ana.id)
 
     # The page that showed the secret still turns it on.
-    wrong = await post_form(client, begun, f"{SECURITY}/totp/confirm", code="000000")
+    wrong = await post_form(client, begun, f"{SECURITY}/totp/confirm", code=wrong_code(secret))
     assert wrong.status_code == 400 and totp_secret(wrong) == secret
     done = await post_form(client, wrong, f"{SECURITY}/totp/confirm", code=pyotp.TOTP(secret).now())
     assert done.status_code == 303, done.text

@@ -32,6 +32,7 @@ from tests.integration.recovery_helpers import (
     enrolled_user,
     new_user,
 )
+from tests.wrong_codes import wrong_code
 
 ANA = "ana@example.com"
 
@@ -108,7 +109,7 @@ async def test_wrong_codes_are_refused_then_throttled_in_spanish(
     page = await _password_step(client, app, challenge, ui_locales="es")
     assert "Verificación en dos pasos" in page.text
     answers = []
-    for code in ("000000", "not a code", "x" * 500):
+    for code in (wrong_code(generator.secret), "not a code", "x" * 500):
         answer = await post_form(client, page, "/login/second-factor", code=code)
         answers.append((answer.status_code, alert(answer)))
     invalid = (

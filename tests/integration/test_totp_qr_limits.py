@@ -25,8 +25,10 @@ from tests.integration.page_helpers import (
     followed,
     post_form,
     sign_in_to_security_page,
+    totp_secret,
 )
 from tests.integration.recovery_helpers import PASSWORD, new_user
+from tests.wrong_codes import wrong_code
 
 WIDE = "\U00020000"  # a letter 4 bytes long in UTF-8: 12 once percent-encoded
 # The longest address sign-in reads. New addresses stop at 254 octets (what a mail server
@@ -82,7 +84,9 @@ async def test_the_qr_code_is_drawn_off_the_event_loop(
     enrol = await followed(
         client, await post_form(client, page, f"{SECURITY}/totp", current_password=PASSWORD)
     )
-    wrong = await post_form(client, enrol, f"{SECURITY}/totp/confirm", code="000000")
+    wrong = await post_form(
+        client, enrol, f"{SECURITY}/totp/confirm", code=wrong_code(totp_secret(enrol))
+    )
     assert wrong.status_code == 400
     assert "<svg" in enrol.text and "<svg" in wrong.text
     assert drawn_on == ["worker thread", "worker thread"]
