@@ -50,20 +50,22 @@ def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
+async def _state(check: Coroutine[Any, Any, None], failure: type[Exception]) -> str:
+    try:
+        await _ping(check)
+    except (failure, TimeoutError):
+        return "unavailable"
+    return "ok"
+
+
 @get("/health/ready", include_in_schema=False, cache=False)
 async def ready(runtime: RuntimeDep) -> Response[dict[str, Any]]:
-    checks: dict[str, str] = {}
-    try:
-        await _ping(runtime.db.ping())
-        checks["database"] = "ok"
-    except (DatabaseUnavailable, TimeoutError):
-        checks["database"] = "unavailable"
+    # Pinged together: one network fault can take both hosts away, and two waits one after
+    # the other would reach the probe timeout themselves.
+    pings = {"database": _state(runtime.db.ping(), DatabaseUnavailable)}
     if runtime.settings.redis_url:
-        try:
-            await _ping(runtime.store.ping())
-            checks["redis"] = "ok"
-        except (StoreUnavailable, TimeoutError):
-            checks["redis"] = "unavailable"
+        pings["redis"] = _state(runtime.store.ping(), StoreUnavailable)
+    checks = dict(zip(pings, await asyncio.gather(*pings.values()), strict=True))
     if checks["database"] != "ok":
         down = [name for name, state in checks.items() if state != "ok"]
         return problem(503, f"Not ready: {', '.join(down)} unavailable.", checks=checks)

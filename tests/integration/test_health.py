@@ -111,31 +111,36 @@ async def test_introspection_answers_503_while_the_database_is_away_and_recovers
         assert again.status_code == 200 and again.json()["active"] is True
 
 
-async def test_a_redis_that_stops_answering_shows_as_degraded_within_a_probe_timeout(
-    settings: Settings,
-) -> None:
-    # A Redis host that dies drops packets: connections open (or hang) and nothing answers.
-    # Readiness must still answer "degraded" within an orchestrator's probe timeout (one
-    # second by default in Kubernetes), or every process is taken out at once.
+@pytest.fixture
+async def silent_redis() -> AsyncIterator[str]:
+    """The URL of a Redis host that died dropping packets: connections open (or hang) and
+    nothing answers."""
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    stalled = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")
+    yield f"redis://127.0.0.1:{port}/0"
+    server.close()
+
+
+async def test_a_redis_that_stops_answering_shows_as_degraded_within_a_probe_timeout(
+    settings: Settings, silent_redis: str
+) -> None:
+    # Readiness must still answer "degraded" within an orchestrator's probe timeout (one
+    # second by default in Kubernetes), or every process is taken out at once.
+    stalled = dataclasses.replace(settings, redis_url=silent_redis)
     await create_schema(stalled)
-    try:
-        async with serving(create_app(stalled)) as client:
-            started = time.monotonic()
-            ready = await client.get("/health/ready")
-            assert time.monotonic() - started < 1
-            assert ready.status_code == 200
-            assert ready.json() == {
-                "status": "degraded",
-                "checks": {"database": "ok", "redis": "unavailable"},
-            }
-    finally:
-        server.close()
+    async with serving(create_app(stalled)) as client:
+        started = time.monotonic()
+        ready = await client.get("/health/ready")
+        assert time.monotonic() - started < 1
+        assert ready.status_code == 200
+        assert ready.json() == {
+            "status": "degraded",
+            "checks": {"database": "ok", "redis": "unavailable"},
+        }
 
 
 @pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
@@ -156,4 +161,22 @@ async def test_a_database_that_stops_answering_gives_503_within_a_probe_timeout(
         assert down.headers["content-type"] == "application/problem+json"
         assert down.json()["checks"]["database"] == "unavailable"
         assert "database" in down.json()["detail"]
+        await proxy.heal()
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+async def test_both_stopping_answering_still_gives_503_within_a_probe_timeout(
+    proxied_postgres: tuple[Settings, TcpProxy], silent_redis: str
+) -> None:
+    # One network fault can take both hosts away: pinged one after the other, their two
+    # waits together would reach the probe timeout, and the orchestrator would read a
+    # timed-out probe instead of the answer.
+    settings, proxy = proxied_postgres
+    async with serving(create_app(dataclasses.replace(settings, redis_url=silent_redis))) as client:
+        await proxy.blackhole()
+        started = time.monotonic()
+        down = await client.get("/health/ready")
+        assert time.monotonic() - started < 1
+        assert down.status_code == 503
+        assert down.json()["checks"] == {"database": "unavailable", "redis": "unavailable"}
         await proxy.heal()
