@@ -43,7 +43,7 @@ from identity.tokens import consents
 from identity.tokens.codes import insert_code
 from identity.tokens.models import AuthorizationCode
 from identity.tokens.subjects import active_user
-from identity.web import cookies
+from identity.web import cookies, repeated_posts
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import page_locale, read_form
 from identity.web.rendering import error_page, locale_for
@@ -250,7 +250,7 @@ class FlowTaken(Exception):
     """Another post of the same sign-in step claimed the flow first."""
 
 
-Claim = Callable[[str], Awaitable[Flow]]
+Claim = Callable[[str, str | None], Awaitable[Flow]]
 
 
 @asynccontextmanager
@@ -264,22 +264,30 @@ async def handing_over(runtime: Runtime) -> AsyncIterator[Claim]:
     a code; of racing claims one wins, the other raises ``FlowTaken`` and answers as for a
     used flow (``flow_expired``). When the transaction fails after the claim (a password
     changed meanwhile, the database gone), nothing was handed over: the flow goes back, so
-    the user may post the step again."""
-    flows = FlowStore(runtime.store)
-    claimed: list[Flow] = []
+    the user may post the step again.
 
-    async def claim(flow_id: str) -> Flow:
+    ``repeat``, the key (``repeated_posts.key_of``) of the post that claims: a repeat of it
+    waits for its answer, and is answered as the usual repeat once the claim is given back.
+    """
+    flows = FlowStore(runtime.store)
+    claimed: list[tuple[Flow, str | None]] = []
+
+    async def claim(flow_id: str, repeat: str | None) -> Flow:
         flow = await flows.consume(flow_id)
         if flow is None:
             raise FlowTaken(flow_id)
-        claimed.append(flow)
+        claimed.append((flow, repeat))
+        if repeat is not None:
+            await repeated_posts.under_way(runtime, repeat)
         return flow
 
     try:
         yield claim
     except Exception:
-        for flow in claimed:
+        for flow, repeat in claimed:
             await flows.save(flow)
+            if repeat is not None:
+                await repeated_posts.withdraw(runtime, repeat)
         raise
 
 
@@ -400,11 +408,18 @@ async def proceed(
 
 
 async def signed_in(
-    request: Request[Any, Any, Any], runtime: Runtime, flow: Flow, established: Established
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    flow: Flow,
+    established: Established,
+    repeat: str | None = None,
 ) -> Response[Any]:
     """Resume ``flow`` with the session a sign-in (password, or second factor) just
-    established, and give the browser its cookie."""
+    established, and give the browser its cookie. ``repeat``: the key of the post that
+    signed in, for ``signed_in_before`` to answer the same post again."""
     flow.login_session_id = str(established.session.id)
+    if repeat is not None:
+        await repeated_posts.answered(runtime, repeat, established.session.id, flow)
     return await proceed(
         request,
         runtime,
@@ -412,6 +427,23 @@ async def signed_in(
         session_token=established.token,
         browser=established.session,
         response_cookies=[cookies.session(runtime.settings, established.token)],
+    )
+
+
+async def signed_in_before(
+    request: Request[Any, Any, Any], runtime: Runtime, repeat: str | None
+) -> Response[Any] | None:
+    """The answer to a sign-in post made again (``repeated_posts``): its flow resumed with
+    the session the first post opened, now the browser's; None when it is no repeat."""
+    first = await repeated_posts.first_sign_in(runtime, repeat)
+    if first is None:
+        return None
+    return await proceed(
+        request,
+        runtime,
+        first.flow,
+        session_token=first.token,
+        response_cookies=[cookies.session(runtime.settings, first.token)],
     )
 
 

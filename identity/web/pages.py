@@ -131,7 +131,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         async with handing_over(runtime) as claim, runtime.db.transaction() as session:
             needs_code = user_id is not None and await second_factor.requires_code(session, user_id)
             if user_id is not None and not needs_code:
-                pending = await claim(pending.id)
+                pending = await claim(pending.id, None)
                 established = await sessions.establish(
                     session,
                     user_id=user_id,

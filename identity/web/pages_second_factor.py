@@ -28,7 +28,7 @@ from identity.mfa.service import MAX_CODE, InvalidCode, SecondFactor
 from identity.oauth.interaction import FLOW_TTL, Flow, FlowStore
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
-from identity.web import client_ip, cookies
+from identity.web import client_ip, cookies, repeated_posts
 from identity.web.authorization import (
     FlowTaken,
     flow_expired,
@@ -36,6 +36,7 @@ from identity.web.authorization import (
     handing_over,
     redirect,
     signed_in,
+    signed_in_before,
 )
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import csrf_ok, field, read_form
@@ -127,7 +128,15 @@ async def second_factor_submit(
     request: Request[Any, Any, Any], runtime: RuntimeDep
 ) -> Response[Any]:
     form = await read_form(request)
-    pending = await FlowStore(runtime.store).load(field(form, "flow"))
+    flow_id, code = field(form, "flow"), field(form, "code", MAX_CODE + 1)
+    # The same browser posting the code that just signed it in, in this flow (a double
+    # click): the code is spent and the flow gone, and the first post's answer is the one.
+    repeat = repeated_posts.key_of(request, runtime, PATH, flow_id, code)
+    if csrf_ok(request, runtime, form) and (
+        first := await signed_in_before(request, runtime, repeat)
+    ):
+        return first
+    pending = await FlowStore(runtime.store).load(flow_id)
     proof = await _pending_proof(runtime, pending) if pending else None
     if pending is None or proof is None:
         return flow_expired(request, runtime, form)
@@ -137,12 +146,10 @@ async def second_factor_submit(
     now = utcnow()
     try:
         async with handing_over(runtime) as claim, runtime.db.transaction() as session:
-            amr = await SecondFactor.from_runtime(runtime).verify(
-                session, proof.user_id, field(form, "code", MAX_CODE + 1), now
-            )
+            amr = await SecondFactor.from_runtime(runtime).verify(session, proof.user_id, code, now)
             # A code that proved right: taking the flow rolls this back (the code unspent)
             # when another post of this step has taken it.
-            pending = await claim(pending.id)
+            pending = await claim(pending.id, repeat)
             established = await sessions.establish(
                 session,
                 user_id=proof.user_id,
@@ -156,21 +163,26 @@ async def second_factor_submit(
             # A reset, a change or a disable since the password step signs out everywhere;
             # a sign-in half done before it must not finish after it (nor spend the code).
             await check_password_unchanged_since(session, proof.user_id, proof.proved_at)
-    except (PasswordChanged, FlowTaken):
+    except PasswordChanged:
         return flow_expired(request, runtime, form)
+    except (FlowTaken, InvalidCode) as exc:
+        # Posted again while the first post was under way: its answer, once it has one.
+        if first := await signed_in_before(request, runtime, repeat):
+            return first
+        if isinstance(exc, FlowTaken):
+            return flow_expired(request, runtime, form)
+        return _code_form(request, runtime, pending, message_id="second_factor.invalid", status=400)
     except NotFound:
         # The second factor was removed since the password step: no code can pass, so the
         # step ends and the user signs in again, with the password alone this time.
         await runtime.store.delete(_PENDING + pending.id)
         return flow_expired(request, runtime, form)
-    except InvalidCode:
-        return _code_form(request, runtime, pending, message_id="second_factor.invalid", status=400)
     except RateLimited:
         return _code_form(
             request, runtime, pending, message_id="second_factor.throttled", status=429
         )
     await runtime.store.delete(_PENDING + pending.id)
-    return await signed_in(request, runtime, pending, established)
+    return await signed_in(request, runtime, pending, established, repeat)
 
 
 ROUTES = [second_factor_page, second_factor_submit]

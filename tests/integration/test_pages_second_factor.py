@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -239,3 +240,83 @@ async def test_a_second_factor_removed_while_its_code_is_awaited_ends_the_step(
         assert "has expired" in alert(answer) and "not valid" not in alert(answer)
         assert 'name="code"' not in answer.text
     assert await _sessions(runtime) == []
+
+
+async def _posted_twice(
+    http: httpx.AsyncClient, page: httpx.Response, code: str
+) -> tuple[httpx.Response, httpx.Response]:
+    """The code page's form posted twice with the same cookies, as a browser does on a double
+    click: it drops the first answer (and its Set-Cookie) and shows the second."""
+    before = httpx.Cookies(http.cookies)
+    first = await post_form(http, page, "/login/second-factor", code=code)
+    http.cookies = before
+    second = await post_form(http, page, "/login/second-factor", code=code)
+    return first, second
+
+
+@pytest.mark.parametrize("kind", ["totp", "recovery"])
+async def test_a_code_posted_twice_signs_in_with_the_first_posts_session(
+    client: httpx.AsyncClient, runtime: Runtime, kind: str
+) -> None:
+    user, generator, codes = await enrolled_user(runtime)
+    app = await make_client(runtime, first_party=True)
+    verifier, challenge = pkce_pair()
+    page = await _password_step(client, app, challenge)
+    code = generator.now() if kind == "totp" else codes[0]
+
+    first, second = await _posted_twice(client, page, code)
+
+    assert first.status_code == 303, first.text
+    assert second.status_code == 303, second.text
+    assert second.headers["location"].startswith(REDIRECT_URI)
+    assert "identity_session" in second.headers.get("set-cookie", "")
+    tokens = await redeem(client, app, query(second.headers["location"])["code"], verifier)
+    assert tokens.status_code == 200, tokens.text
+    claims = (await verify_with_jwks(client, tokens.json()["id_token"])).claims
+    assert claims["sub"] == str(user.id) and claims["amr"] == ["pwd", "otp"]
+    # One sign-in, one session: the first post's, now under the cookie the browser kept.
+    (only,) = await _sessions(runtime)
+    assert only.revoked_at is None and claims["sid"] == str(only.sid)
+    assert (await client.get("/account/security")).status_code == 200
+
+
+async def test_a_repeat_must_carry_the_same_browser_and_code(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, _, codes = await enrolled_user(runtime)
+    app = await make_client(runtime, first_party=True)
+    _, challenge = pkce_pair()
+    page = await _password_step(client, app, challenge)
+    before = httpx.Cookies(client.cookies)
+    done = await post_form(client, page, "/login/second-factor", code=codes[0])
+    assert done.status_code == 303, done.text
+
+    # Another code of the user's, or the same code from a browser with another CSRF seed:
+    # not the first post again, so the step is over for them.
+    client.cookies = before
+    other_code = await post_form(client, page, "/login/second-factor", code=codes[1])
+    assert other_code.status_code == 400 and "has expired" in alert(other_code)
+    client.cookies.clear()
+    elsewhere = await client.get(page.url)
+    other_browser = await post_form(client, elsewhere, "/login/second-factor", code=codes[0])
+    assert other_browser.status_code == 400
+    assert "identity_session" not in other_browser.headers.get("set-cookie", "")
+    (only,) = await _sessions(runtime)
+    assert only.revoked_at is None
+
+
+async def test_a_code_posted_twice_at_once_answers_both_with_the_same_sign_in(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, generator, _ = await enrolled_user(runtime)
+    app = await make_client(runtime, first_party=True)
+    _, challenge = pkce_pair()
+    page = await _password_step(client, app, challenge)
+    code = generator.now()
+    answers = await asyncio.gather(
+        *(post_form(client, page, "/login/second-factor", code=code) for _ in range(2))
+    )
+    assert [answer.status_code for answer in answers] == [303, 303], answers[1].text
+    assert all(answer.headers["location"].startswith(REDIRECT_URI) for answer in answers)
+    (only,) = await _sessions(runtime)
+    assert only.revoked_at is None

@@ -1,0 +1,114 @@
+"""A sign-in step's form posted twice (a double click, a reload that resubmits): the second
+post answers as the first did, rather than with "invalid code" or "sign-in expired".
+
+The browser shows only the last answer, so the first one's session cookie and its redirect
+(back to the app, with the app's code) never reach it. The first post leaves what it
+answered in the shared store for a few seconds, under a key only the same post again can
+name: an HMAC of the browser's CSRF seed (an HttpOnly cookie), the flow and what was typed,
+so nothing typed is kept in clear and no other browser, flow or code finds it. The repeat
+gives the first post's session a fresh token (the first token was never seen, only its
+digest is stored) and resumes the flow from where the first left it: one session, the one
+the security page lists. The app gets a code of its own from the repeat (the first one's
+never reached it): replaying the first's would make a reload after the app redeemed it a
+code reuse, which revokes what the app was given.
+
+Like ``identity.recovery.spent_links`` for emailed links, but shorter-lived and sealed, as
+the answer holds the app's code and the key stands for a typed secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+
+from identity.crypto import DecryptionFailed, Encryptor
+from identity.oauth.interaction import Flow
+from identity.runtime import Runtime
+from identity.sessions import service as sessions
+from identity.web import cookies
+
+# As long as the Users page's invitation repeat: a double click or a quick reload, no more.
+WINDOW_SECONDS = 10
+# A repeat waits up to 5 seconds for a first post still under way to answer.
+_POLL_SECONDS = 0.05
+_POLLS = 100
+_PREFIX = "repeated-post:"
+# Left by a first post whose answer is not known yet; sealed answers never look like it.
+_UNDER_WAY = b"-"
+
+
+def key_of(request: Request[Any, Any, Any], runtime: Runtime, step: str, *typed: str) -> str | None:
+    """The key of this post of ``step`` (its flow, what was typed) from this browser; None
+    for a browser without a CSRF seed, whose posts are refused anyway."""
+    seed = cookies.read(request.cookies, runtime.settings, cookies.CSRF)
+    if not seed:
+        return None
+    message = "\0".join((step, seed, *typed)).encode("utf-8", "surrogatepass")
+    return _PREFIX + hmac.new(runtime.secret_key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _sealer(runtime: Runtime) -> Encryptor:
+    return Encryptor(runtime.secret_key, "repeated-post")
+
+
+async def under_way(runtime: Runtime, key: str) -> None:
+    """The post of ``key`` proved right and is handing the flow over: a repeat waits."""
+    await runtime.store.set(key, _UNDER_WAY, WINDOW_SECONDS)
+
+
+async def withdraw(runtime: Runtime, key: str) -> None:
+    """The post of ``key`` handed nothing over after all: a repeat is answered as usual."""
+    await runtime.store.delete(key)
+
+
+async def answered(runtime: Runtime, key: str, session_id: uuid.UUID, flow: Flow) -> None:
+    """Keep what the post of ``key`` signed in to: the session it opened, and its flow as
+    that session resumed it."""
+    record = json.dumps(
+        {"session_id": str(session_id), "flow_id": flow.id, "flow": flow.dumps().decode()}
+    )
+    await runtime.store.set(key, _sealer(runtime).encrypt(record).encode(), WINDOW_SECONDS)
+
+
+async def _settled(runtime: Runtime, key: str) -> bytes | None:
+    """What ``key`` keeps, once the first post has answered (None if it gave up, or has not
+    answered in a few seconds)."""
+    # Polled: the first post may run in another process, and the store has no wake-up.
+    for _ in range(_POLLS):
+        raw = await runtime.store.get(key)
+        if raw != _UNDER_WAY:
+            return raw
+        await asyncio.sleep(_POLL_SECONDS)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class FirstSignIn:
+    """The sign-in a repeated post resumes: the first post's session, and its flow."""
+
+    token: str
+    flow: Flow
+
+
+async def first_sign_in(runtime: Runtime, key: str | None) -> FirstSignIn | None:
+    """For a repeat of the post of ``key``: the first post's session, under a fresh token,
+    and its flow; None when this is no repeat (or that session has ended since)."""
+    raw = await _settled(runtime, key) if key else None
+    if raw is None:
+        return None
+    try:
+        record = json.loads(_sealer(runtime).decrypt(raw.decode()))
+    except DecryptionFailed:
+        return None  # left before IDENTITY_SECRET_KEY changed
+    async with runtime.db.transaction() as session:
+        token = await sessions.new_token(session, uuid.UUID(record["session_id"]))
+    if token is None:
+        return None
+    return FirstSignIn(token, Flow.loads(record["flow_id"], record["flow"].encode()))
