@@ -29,7 +29,7 @@ from identity.oauth.scopes import SCOPES_SUPPORTED, for_user, parse_scope
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.settings import PACKAGE_ROOT
-from identity.web import client_ip, cookies, csrf
+from identity.web import client_ip, cookies, csrf, repeated_posts
 from identity.web import pages_second_factor as second_factor
 from identity.web.authorization import (
     FlowTaken,
@@ -42,6 +42,7 @@ from identity.web.authorization import (
     redirect,
     scopes_for_user,
     signed_in,
+    signed_in_before,
     with_query,
 )
 from identity.web.conditional import not_modified_middleware
@@ -51,6 +52,7 @@ from identity.web.rendering import error_page, locale_for, page
 
 # Long enough for any real address.
 MAX_EMAIL = 320
+LOGIN = "/login"
 
 
 # --- login -------------------------------------------------------------------------------
@@ -107,31 +109,49 @@ async def _hinted_email(runtime: Runtime, flow: Flow) -> str:
 async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
     form = await read_form(request)
     flows = FlowStore(runtime.store)
-    pending = await flows.load(field(form, "flow"))
-    if pending is None:
-        return flow_expired(request, runtime, form)
+    flow_id = field(form, "flow")
     email = field(form, "email", MAX_EMAIL).strip()
+    pending = await flows.load(flow_id)
+    # The same browser posting the email that just signed it in, in this flow (a double
+    # click): once its password proves right again, it continues the first post's sign-in.
+    repeat = repeated_posts.key_of(request, runtime, LOGIN, flow_id, email)
+    if pending is None and not await repeated_posts.recorded(runtime, repeat):
+        return flow_expired(request, runtime, form)
+
+    def refused(message_id: str, status: int) -> Response[Any]:
+        if pending is None:  # a repeat that is not one after all: its flow is gone
+            return flow_expired(request, runtime, form)
+        return _login_form(
+            request, runtime, pending, email=email, message_id=message_id, status=status
+        )
+
     settings = runtime.settings
     if not csrf.verify(request.cookies, settings, runtime.secret_key, field(form, csrf.FIELD)):
-        return _login_form(
-            request, runtime, pending, email=email, message_id="form.csrf_failed", status=400
-        )
+        return refused("form.csrf_failed", 400)
     ip = client_ip.of_request(request, settings.trusted_proxies)
     throttle = SignInThrottle(runtime.limiter, settings)
     client = client_ip.rate_subject(ip)
     if not await throttle.admit(email, client):
-        return _login_form(
-            request, runtime, pending, email=email, message_id="login.throttled", status=429
-        )
+        return refused("login.throttled", 429)
     password = field(form, "password", MAX_PASSWORD)
     previous = cookies.read(request.cookies, settings, cookies.SESSION)
     proved_at = utcnow()
     user_id = await authenticate(runtime.db, runtime.passwords, email, password)
+    if user_id is not None and (first := await signed_in_before(request, runtime, repeat)):
+        await throttle.succeeded(email, client)
+        return first
+    if pending is None:
+        # A repeat with another password, or whose first sign-in has ended since.
+        if user_id is None:
+            throttle.failed()
+        else:
+            await throttle.succeeded(email, client)
+        return flow_expired(request, runtime, form)
     try:
         async with handing_over(runtime) as claim, runtime.db.transaction() as session:
             needs_code = user_id is not None and await second_factor.requires_code(session, user_id)
             if user_id is not None and not needs_code:
-                pending = await claim(pending.id, None)
+                pending = await claim(pending.id, repeat)
                 established = await sessions.establish(
                     session,
                     user_id=user_id,
@@ -149,19 +169,18 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         user_id = None
     except FlowTaken:
         # The password was right: the post that took the flow signs in, this one made
-        # nothing and gives its attempt back.
+        # nothing and gives its attempt back; the same post again answers as that one.
         await throttle.succeeded(email, client)
-        return flow_expired(request, runtime, form)
+        first = await signed_in_before(request, runtime, repeat)
+        return first or flow_expired(request, runtime, form)
     if user_id is None:
         throttle.failed()
         # One message for an unknown email, a wrong password and a disabled account.
-        return _login_form(
-            request, runtime, pending, email=email, message_id="login.invalid", status=400
-        )
+        return refused("login.invalid", 400)
     await throttle.succeeded(email, client)
     if needs_code:
         return await second_factor.ask_for_code(runtime, pending, user_id, proved_at)
-    return await signed_in(request, runtime, pending, established)
+    return await signed_in(request, runtime, pending, established, repeat)
 
 
 # --- consent -----------------------------------------------------------------------------

@@ -77,6 +77,11 @@ async def answered(runtime: Runtime, key: str, session_id: uuid.UUID, flow: Flow
     await runtime.store.set(key, _sealer(runtime).encrypt(record).encode(), WINDOW_SECONDS)
 
 
+async def recorded(runtime: Runtime, key: str | None) -> bool:
+    """Whether a post of ``key`` has handed its flow over in the last few seconds."""
+    return key is not None and await runtime.store.get(key) is not None
+
+
 async def _settled(runtime: Runtime, key: str) -> bytes | None:
     """What ``key`` keeps, once the first post has answered (None if it gave up, or has not
     answered in a few seconds)."""

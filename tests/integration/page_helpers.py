@@ -153,6 +153,17 @@ async def post_form(
     return await http.post(action, data=form_fields(page.text) | values)
 
 
+async def posted_twice(
+    http: httpx.AsyncClient, action: str, fields: dict[str, str]
+) -> tuple[httpx.Response, httpx.Response]:
+    """A form posted twice with the same cookies, as a browser does on a double click: it
+    drops the first answer (and its Set-Cookie) and shows the second."""
+    before = httpx.Cookies(http.cookies)
+    first = await http.post(action, data=fields)
+    http.cookies = before
+    return first, await http.post(action, data=fields)
+
+
 async def second_step(http: httpx.AsyncClient, step: httpx.Response, code: str) -> httpx.Response:
     """Type ``code`` on the second-factor page the password ``step`` sent the browser to."""
     location = step.headers.get("location", "")

@@ -16,7 +16,13 @@ from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
 from tests.browser import form_fields
 from tests.integration.oauth_helpers import REDIRECT_URI, make_client, pkce_pair
-from tests.integration.page_helpers import alert, login_page
+from tests.integration.page_helpers import (
+    SECURITY,
+    alert,
+    login_page,
+    posted_twice,
+    second_step,
+)
 from tests.integration.recovery_helpers import PASSWORD, enrolled_user, new_user
 
 ANA = "ana@example.com"
@@ -41,7 +47,7 @@ def _one_handed_over(answers: list[httpx.Response]) -> None:
     assert "identity_session" not in other.headers.get("set-cookie", "")
 
 
-async def test_a_password_step_posted_twice_at_once_issues_one_code(
+async def test_a_password_step_posted_twice_at_once_signs_in_once(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     await new_user(runtime, ANA)
@@ -50,8 +56,55 @@ async def test_a_password_step_posted_twice_at_once_issues_one_code(
 
     answers = await asyncio.gather(*(client.post("/login", data=fields) for _ in range(2)))
 
-    _one_handed_over(list(answers))
+    # The same post twice (a double click): both answers lead to the app.
+    assert all(a.headers.get("location", "").startswith(REDIRECT_URI) for a in answers)
     assert len(await _sessions(runtime)) == 1
+
+
+async def test_a_password_step_posted_twice_continues_the_first_sign_in(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await new_user(runtime, ANA)
+    login = await _login_page(client, runtime)
+    fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
+
+    first, second = await posted_twice(client, "/login", fields)
+
+    assert first.status_code == 303, first.text
+    assert second.status_code == 303, second.text
+    assert second.headers["location"].startswith(REDIRECT_URI)
+    (only,) = await _sessions(runtime)
+    assert only.revoked_at is None
+    assert (await client.get(SECURITY)).status_code == 200  # the cookie the browser kept
+
+
+async def test_a_repeated_password_post_proves_the_password_again(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await new_user(runtime, ANA)
+    login = await _login_page(client, runtime)
+    fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
+    first, _ = await posted_twice(client, "/login", fields)
+    assert first.status_code == 303, first.text
+
+    client.cookies.clear()
+    wrong = await client.post("/login", data=fields | {"password": "not " + PASSWORD})
+    assert wrong.status_code == 400 and "has expired" in alert(wrong)
+    assert "identity_session" not in wrong.headers.get("set-cookie", "")
+
+
+async def test_a_password_step_posted_twice_asks_for_the_code_both_times(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, generator, _ = await enrolled_user(runtime, ANA)
+    login = await _login_page(client, runtime)
+    fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
+
+    first, second = await posted_twice(client, "/login", fields)
+
+    assert first.headers["location"] == second.headers["location"]
+    done = await second_step(client, second, generator.now())
+    assert done.status_code == 303 and done.headers["location"].startswith(REDIRECT_URI)
 
 
 async def _at_the_code_step(
