@@ -419,7 +419,7 @@ async def signed_in(
     signed in, for ``signed_in_before`` to answer the same post again."""
     flow.login_session_id = str(established.session.id)
     if repeat is not None:
-        await repeated_posts.answered(runtime, repeat, established.session.id, flow)
+        await repeated_posts.answered(runtime, repeat, flow, established.session.id)
     return await proceed(
         request,
         runtime,
@@ -435,16 +435,30 @@ async def signed_in_before(
 ) -> Response[Any] | None:
     """The answer to a sign-in post made again (``repeated_posts``): its flow resumed with
     the session the first post opened, now the browser's; None when it is no repeat."""
-    first = await repeated_posts.first_sign_in(runtime, repeat)
-    if first is None:
+    first = await repeated_posts.first_post(runtime, repeat)
+    if first is None or first.session_token is None:
         return None
     return await proceed(
         request,
         runtime,
         first.flow,
-        session_token=first.token,
-        response_cookies=[cookies.session(runtime.settings, first.token)],
+        session_token=first.session_token,
+        response_cookies=[cookies.session(runtime.settings, first.session_token)],
     )
+
+
+async def take_flow(runtime: Runtime, flow_id: str, repeat: str | None) -> Flow | None:
+    """The flow for a post of a step that hands it on without signing in (the account
+    picker, consent): taken, not read, so that of two posts at once one resumes it; the
+    same post again (``repeat``, its ``repeated_posts`` key) gets it as the first took it.
+    None when it is gone for this post."""
+    flow = await FlowStore(runtime.store).consume(flow_id)
+    if flow is None:
+        first = await repeated_posts.first_post(runtime, repeat)
+        return first.flow if first is not None else None
+    if repeat is not None:
+        await repeated_posts.answered(runtime, repeat, flow)
+    return flow
 
 
 def _parameters(items: Any) -> list[tuple[str, str]]:

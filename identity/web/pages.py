@@ -43,6 +43,7 @@ from identity.web.authorization import (
     scopes_for_user,
     signed_in,
     signed_in_before,
+    take_flow,
     with_query,
 )
 from identity.web.conditional import not_modified_middleware
@@ -241,7 +242,10 @@ async def consent_page(
     return await _consent_form(request, runtime, pending)
 
 
-@post("/consent", include_in_schema=False, cache=False)
+CONSENT = "/consent"
+
+
+@post(CONSENT, include_in_schema=False, cache=False)
 async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
     form = await read_form(request)
     flows = FlowStore(runtime.store)
@@ -256,8 +260,9 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
         return await _consent_form(
             request, runtime, pending, message_id=refused.message_id, status=refused.status
         )
-    # Taken, not read: a double submission issues one code, not two.
-    pending = await flows.consume(flow_id)
+    decision = field(form, "decision")
+    repeat = repeated_posts.key_of(request, runtime, CONSENT, flow_id, token or "", decision)
+    pending = await take_flow(runtime, flow_id, repeat)
     if pending is None:
         return flow_expired(request, runtime, form)
     return await proceed(
@@ -266,7 +271,7 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
         pending,
         session_token=token,
         browser=browser,
-        consent_given=field(form, "decision") == "allow",
+        consent_given=decision == "allow",
     )
 
 

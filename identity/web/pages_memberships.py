@@ -58,7 +58,7 @@ from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
 from identity.tokens.subjects import active_user
-from identity.web import client_ip, cookies, password_form
+from identity.web import client_ip, cookies, password_form, repeated_posts
 from identity.web.actors import page_actor
 from identity.web.authorization import (
     ACCOUNT_PAGE,
@@ -67,6 +67,7 @@ from identity.web.authorization import (
     proceed,
     redirect,
     sign_in_then,
+    take_flow,
     with_query,
 )
 from identity.web.dependencies import RuntimeDep
@@ -180,14 +181,16 @@ async def account_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
         return await _picker(
             request, runtime, pending, message_id=refused.message_id, status=refused.status
         )
-    # Taken, not read: a double submission resumes the authorization once.
-    pending = await flows.consume(flow_id)
+    chosen = field(form, account_selection.PARAMETER, 64)
+    token = _session_token(request, runtime)
+    repeat = repeated_posts.key_of(request, runtime, ACCOUNT_PAGE, flow_id, token or "", chosen)
+    pending = await take_flow(runtime, flow_id, repeat)
     if pending is None or pending.return_to is not None:
         return flow_expired(request, runtime, form)
     # Only a hint: the authorization step accepts it only for an account the user is in.
-    pending.account_id = field(form, account_selection.PARAMETER, 64) or None
+    pending.account_id = chosen or None
     pending.user_chose = True
-    return await proceed(request, runtime, pending, session_token=_session_token(request, runtime))
+    return await proceed(request, runtime, pending, session_token=token)
 
 
 # --- the Users page ------------------------------------------------------------------------

@@ -1,19 +1,22 @@
 """A sign-in step's form posted twice (a double click, a reload that resubmits): the second
 post answers as the first did, rather than with "invalid code" or "sign-in expired".
 
-The browser shows only the last answer, so the first one's session cookie and its redirect
-(back to the app, with the app's code) never reach it. The first post leaves what it
-answered in the shared store for a few seconds, under a key only the same post again can
-name: an HMAC of the browser's CSRF seed (an HttpOnly cookie), the flow and what was typed,
-so nothing typed is kept in clear and no other browser, flow or code finds it. The repeat
-gives the first post's session a fresh token (the first token was never seen, only its
-digest is stored) and resumes the flow from where the first left it: one session, the one
-the security page lists. The app gets a code of its own from the repeat (the first one's
-never reached it): replaying the first's would make a reload after the app redeemed it a
-code reuse, which revokes what the app was given.
+The browser shows only the last answer, so the first one's redirect (back to the app, with
+the app's code) and, for the password and code forms, its session cookie never reach it.
+The first post leaves what it handed on in the shared store for a few seconds, under a key
+only the same post again can name: an HMAC of the browser's CSRF seed (an HttpOnly cookie),
+the flow and what was posted (the email, the code, the decision, the account; with the
+session cookie for the steps after sign-in), so nothing typed is kept in clear and no other
+browser, flow or answer finds it. A password is not in the key: the repeat proves it again.
+
+The repeat resumes the flow from where the first post left it. After a sign-in it gives the
+first post's session a fresh token (the first token was never seen, only its digest is
+stored): one session, the one the security page lists. The app gets a code of its own from
+the repeat (the first one's never reached it): replaying the first's would make a reload
+after the app redeemed it a code reuse, which revokes what the app was given.
 
 Like ``identity.recovery.spent_links`` for emailed links, but shorter-lived and sealed, as
-the answer holds the app's code and the key stands for a typed secret.
+the record holds the authorization request and the key stands for a typed secret.
 """
 
 from __future__ import annotations
@@ -68,13 +71,16 @@ async def withdraw(runtime: Runtime, key: str) -> None:
     await runtime.store.delete(key)
 
 
-async def answered(runtime: Runtime, key: str, session_id: uuid.UUID, flow: Flow) -> None:
-    """Keep what the post of ``key`` signed in to: the session it opened, and its flow as
-    that session resumed it."""
-    record = json.dumps(
-        {"session_id": str(session_id), "flow_id": flow.id, "flow": flow.dumps().decode()}
-    )
-    await runtime.store.set(key, _sealer(runtime).encrypt(record).encode(), WINDOW_SECONDS)
+async def answered(
+    runtime: Runtime, key: str, flow: Flow, session_id: uuid.UUID | None = None
+) -> None:
+    """Keep what the post of ``key`` handed on: the flow as it took it and, for a sign-in,
+    the session it opened."""
+    record = {"flow_id": flow.id, "flow": flow.dumps().decode()}
+    if session_id is not None:
+        record["session_id"] = str(session_id)
+    sealed = _sealer(runtime).encrypt(json.dumps(record))
+    await runtime.store.set(key, sealed.encode(), WINDOW_SECONDS)
 
 
 async def recorded(runtime: Runtime, key: str | None) -> bool:
@@ -95,16 +101,17 @@ async def _settled(runtime: Runtime, key: str) -> bytes | None:
 
 
 @dataclass(frozen=True, slots=True)
-class FirstSignIn:
-    """The sign-in a repeated post resumes: the first post's session, and its flow."""
+class FirstPost:
+    """What a repeated post resumes: the flow as the first post took it and, for a sign-in,
+    the first post's session under a fresh token."""
 
-    token: str
     flow: Flow
+    session_token: str | None
 
 
-async def first_sign_in(runtime: Runtime, key: str | None) -> FirstSignIn | None:
-    """For a repeat of the post of ``key``: the first post's session, under a fresh token,
-    and its flow; None when this is no repeat (or that session has ended since)."""
+async def first_post(runtime: Runtime, key: str | None) -> FirstPost | None:
+    """For a repeat of the post of ``key``, what the first one handed on; None when this is
+    no repeat (or the session the first post opened has ended since)."""
     raw = await _settled(runtime, key) if key else None
     if raw is None:
         return None
@@ -112,8 +119,9 @@ async def first_sign_in(runtime: Runtime, key: str | None) -> FirstSignIn | None
         record = json.loads(_sealer(runtime).decrypt(raw.decode()))
     except DecryptionFailed:
         return None  # left before IDENTITY_SECRET_KEY changed
+    flow = Flow.loads(record["flow_id"], record["flow"].encode())
+    if "session_id" not in record:
+        return FirstPost(flow, None)
     async with runtime.db.transaction() as session:
         token = await sessions.new_token(session, uuid.UUID(record["session_id"]))
-    if token is None:
-        return None
-    return FirstSignIn(token, Flow.loads(record["flow_id"], record["flow"].encode()))
+    return FirstPost(flow, token) if token is not None else None

@@ -26,7 +26,7 @@ from tests.browser import (
 )
 from tests.integration.account_helpers import add_member, make_account
 from tests.integration.oauth_helpers import make_user, verify_with_jwks
-from tests.integration.page_helpers import other_session
+from tests.integration.page_helpers import other_session, posted_twice
 
 
 async def _two_accounts(runtime: Runtime) -> tuple[User, Account, Account]:
@@ -79,6 +79,25 @@ async def test_a_user_with_several_accounts_picks_one_after_signing_in(
     assert claims["permissions"] == ["invoices"]
     assert claims["account_owner"] is False
     assert str(acme.id) not in str(claims)
+
+
+async def test_a_choice_posted_twice_answers_as_the_first(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, first_party=True)
+    _, _, globex = await _two_accounts(runtime)
+    verifier, challenge = pkce_pair()
+    signed_in = await sign_in(client, authorize_params(code_challenge=challenge))
+    picker = await client.get(signed_in.headers["location"])
+    fields = form_fields(picker.text) | {"account_id": str(globex.id)}
+
+    first, second = await posted_twice(client, "/login/account", fields)
+
+    assert redirected_to_client(first)["code"]
+    assert (await _access_claims(client, second, verifier))["account_id"] == str(globex.id)
+    # Another account is another choice, not the first one again: the step is over.
+    other = await client.post("/login/account", data=fields | {"account_id": "x"})
+    assert other.status_code == 400 and "expired" in other.text
 
 
 async def test_the_picker_speaks_spanish(client: httpx.AsyncClient, runtime: Runtime) -> None:

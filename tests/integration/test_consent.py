@@ -13,15 +13,17 @@ from identity.runtime import Runtime
 from identity.tokens import consents
 from tests.browser import (
     CLIENT_ID,
+    REDIRECT_URI,
     add_oauth_client,
     add_user,
     approve_consent,
     authorize_params,
     form_fields,
+    pkce_pair,
     redirected_to_client,
     sign_in,
 )
-from tests.integration.page_helpers import other_session
+from tests.integration.page_helpers import other_session, posted_twice
 
 
 @pytest.fixture
@@ -152,14 +154,41 @@ async def test_consent_without_csrf_token_shows_the_page_again(client: httpx.Asy
     assert redirected_to_client(await approve_consent(client, location))["code"]
 
 
+@pytest.mark.parametrize("decision", ["allow", "deny"])
 @pytest.mark.usefixtures("third_party")
-async def test_a_double_submission_issues_one_code(client: httpx.AsyncClient) -> None:
-    location = sent_to_consent(await sign_in(client))
-    fields = form_fields((await client.get(location)).text) | {"decision": "allow"}
-    first, second = [await client.post("/consent", data=fields) for _ in range(2)]
+async def test_a_double_submission_answers_as_the_first(
+    client: httpx.AsyncClient, decision: str
+) -> None:
+    verifier, challenge = pkce_pair()
+    location = sent_to_consent(await sign_in(client, authorize_params(code_challenge=challenge)))
+    fields = form_fields((await client.get(location)).text) | {"decision": decision}
+    first, second = await posted_twice(client, "/consent", fields)
+    if decision == "deny":
+        assert redirected_to_client(first)["error"] == "access_denied"
+        assert redirected_to_client(second)["error"] == "access_denied"
+        return
     assert redirected_to_client(first)["code"]
-    assert second.status_code == 400
-    assert "expired" in second.text
+    # The code the browser brings back is the second answer's, and it is good.
+    exchange = {
+        "grant_type": "authorization_code",
+        "code": redirected_to_client(second)["code"],
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+        "client_id": CLIENT_ID,
+    }
+    tokens = await client.post("/token", data=exchange)
+    assert tokens.status_code == 200, tokens.text
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_a_consent_posted_again_with_another_decision_is_no_repeat(
+    client: httpx.AsyncClient,
+) -> None:
+    location = sent_to_consent(await sign_in(client))
+    fields = form_fields((await client.get(location)).text)
+    assert redirected_to_client(await client.post("/consent", data=fields | {"decision": "deny"}))
+    other = await client.post("/consent", data=fields | {"decision": "allow"})
+    assert other.status_code == 400 and "expired" in other.text
 
 
 @pytest.mark.usefixtures("third_party")
