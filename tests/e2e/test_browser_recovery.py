@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from email.message import EmailMessage
 from urllib.parse import urlencode
 
@@ -16,7 +17,7 @@ import pyotp
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Route
 
 from tests.browser import PASSWORD, authorize_params, chromium, pkce_pair, query
 from tests.e2e.test_browser_sign_in import redirect_listener
@@ -225,6 +226,52 @@ def _id_token_amr(
     return jwt.decode(tokens.json()["id_token"], jwks).claims["amr"]
 
 
+@dataclass(frozen=True)
+class _CodePage:
+    """A fresh browser at the code step of an app's sign-in: the page, the app, its PKCE
+    verifier and redirect URI."""
+
+    page: Page
+    client: dict[str, str]
+    verifier: str
+    redirect_uri: str
+
+
+def _at_the_code_step(
+    browser: Browser, base_url: str, server_env: dict[str, str], redirect_uri: str
+) -> _CodePage:
+    created = run_identity(
+        "clients", "create", "--name", "Portal", "--first-party",
+        "--redirect-uri", redirect_uri, "--scope", "openid email",
+        env=server_env,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    client = json.loads(created.stdout)
+    verifier, challenge = pkce_pair()
+    fresh = _new_page(browser, "en-GB")
+    params = authorize_params(
+        client_id=client["client_id"],
+        redirect_uri=redirect_uri,
+        scope="openid email",
+        state="st",
+        nonce=None,
+        code_challenge=challenge,
+    )
+    fresh.goto(f"{base_url}/authorize?{urlencode(params)}")
+    fresh.fill("input[name=email]", EMAIL)
+    fresh.fill("input[name=password]", PASSWORD)
+    fresh.click("form[action^='/login?'] button[type=submit]")
+    fresh.wait_for_url(f"{base_url}/login/second-factor?flow=*")
+    return _CodePage(fresh, client, verifier, redirect_uri)
+
+
+def _amr_of_callback(base_url: str, step: _CodePage, received: list[str]) -> list[str]:
+    """The ``amr`` of the ID token for the code the app was sent back with last."""
+    callback = [path for path in received if path.startswith("/callback?")][-1]
+    code = query(callback)["code"]
+    return _id_token_amr(base_url, step.client, code, step.verifier, step.redirect_uri)
+
+
 @pytest.mark.e2e
 def test_turn_on_two_step_verification_then_sign_in_with_password_and_code(
     server: Server, server_env: dict[str, str], browser: Browser
@@ -237,36 +284,54 @@ def test_turn_on_two_step_verification_then_sign_in_with_password_and_code(
     assert not set(new_codes) & set(codes)
 
     with redirect_listener() as (redirect_uri, received):
-        created = run_identity(
-            "clients", "create", "--name", "Portal", "--first-party",
-            "--redirect-uri", redirect_uri, "--scope", "openid email",
-            env=server_env,
-        )  # fmt: skip
-        assert created.returncode == 0, created.stderr
-        client = json.loads(created.stdout)
-        verifier, challenge = pkce_pair()
-        fresh = _new_page(browser, "en-GB")
-        params = authorize_params(
-            client_id=client["client_id"],
-            redirect_uri=redirect_uri,
-            scope="openid email",
-            state="st",
-            nonce=None,
-            code_challenge=challenge,
-        )
-        fresh.goto(f"{base_url}/authorize?{urlencode(params)}")
-        fresh.fill("input[name=email]", EMAIL)
-        fresh.fill("input[name=password]", PASSWORD)
-        fresh.click("form[action^='/login?'] button[type=submit]")
-        fresh.wait_for_url(f"{base_url}/login/second-factor?flow=*")
+        step = _at_the_code_step(browser, base_url, server_env, redirect_uri)
         # The enrolment spent the current step's code; the next step's is within the drift
         # window and unspent.
-        fresh.fill("input[name=code]", generator.at(time.time() + 30))
-        fresh.click("button[type=submit]")
-        fresh.wait_for_url(f"{redirect_uri}?*")
-        callback = next(path for path in received if path.startswith("/callback?"))
-    amr = _id_token_amr(base_url, client, query(callback)["code"], verifier, redirect_uri)
-    assert amr == ["pwd", "otp"]
+        step.page.fill("input[name=code]", generator.at(time.time() + 30))
+        step.page.click("button[type=submit]")
+        step.page.wait_for_url(f"{redirect_uri}?*")
+    assert _amr_of_callback(base_url, step, received) == ["pwd", "otp"]
+
+
+@pytest.mark.e2e
+def test_the_code_form_posted_twice_signs_in(
+    server: Server, server_env: dict[str, str], browser: Browser
+) -> None:
+    """A double click as the browser lives it: the first post reaches the server, whose
+    answer (the session cookie, the redirect to the app) the browser drops for the second
+    click's. Chromium merges a ``dblclick`` into one post, and two clicks race the first
+    answer: the first answer is taken out of the browser's hands instead, so that the
+    second click always posts after the first post has signed in."""
+    base_url = server.base_url
+    page = _new_page(browser, "en-GB")
+    _sign_in_on_security_page(page, base_url, PASSWORD)
+    _, codes = _turn_on_two_step(page)
+
+    with redirect_listener() as (redirect_uri, received):
+        step = _at_the_code_step(browser, base_url, server_env, redirect_uri)
+        first_answers: list[int] = []
+
+        def drop_the_first_answer(route: Route) -> None:
+            if first_answers:
+                route.continue_()
+                return
+            first_answers.append(route.fetch(max_redirects=0).status)
+            route.fulfill(status=204)  # no content: the browser stays on the code page
+
+        step.page.route("**/login/second-factor?*", drop_the_first_answer)
+        step.page.fill("input[name=code]", codes[0])
+        context = step.page.context
+        cookies_before = context.cookies()
+        with step.page.expect_response(lambda answer: answer.request.method == "POST"):
+            step.page.click("button[type=submit]")
+        assert first_answers == [303]
+        # Playwright's fetch kept the first answer's cookie for the browser: dropped too.
+        context.clear_cookies()
+        context.add_cookies(cookies_before)  # type: ignore[arg-type]
+        step.page.click("button[type=submit]")
+        step.page.wait_for_url(f"{redirect_uri}?*")
+        assert step.page.text_content("body") == "signed in"
+    assert _amr_of_callback(base_url, step, received) == ["pwd", "otp"]
 
 
 @pytest.mark.e2e
