@@ -262,12 +262,12 @@ async def handing_over(runtime: Runtime) -> AsyncIterator[Claim]:
     Two posts at once (a double click, a tab with the app's code beside one with a recovery
     code) both find the flow when they start, and would otherwise both sign in and both get
     a code; of racing claims one wins, the other raises ``FlowTaken`` and answers as for a
-    used flow (``flow_expired``). When the transaction fails after the claim (a password
-    changed meanwhile, the database gone), nothing was handed over: the flow goes back, so
-    the user may post the step again.
+    used flow (``flow_expired``), unless it is the same post again (``signed_in_before``).
+    When the transaction fails after the claim (a password changed meanwhile, the database
+    gone), nothing was handed over: the flow goes back, so the user may post the step again.
 
-    ``repeat``, the key (``repeated_posts.key_of``) of the post that claims: a repeat of it
-    waits for its answer, and is answered as the usual repeat once the claim is given back.
+    ``claim``'s ``repeat`` is the post's ``repeated_posts`` key: the same post again waits
+    for this one's answer, or for the claim to be given back.
     """
     flows = FlowStore(runtime.store)
     claimed: list[tuple[Flow, str | None]] = []

@@ -1,5 +1,6 @@
 """A sign-in step posted twice at once (a double click, a resent request) hands over once:
-one session, one authorization code; the other post is told to start again."""
+one session; another post is told to start again, and the same post again continues the
+first one's sign-in."""
 
 from __future__ import annotations
 
