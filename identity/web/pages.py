@@ -53,7 +53,9 @@ from identity.web.rendering import error_page, locale_for, page
 
 # Long enough for any real address.
 MAX_EMAIL = 320
+# The login and consent pages; also the names of their posts for repeated_posts.
 LOGIN = "/login"
+CONSENT = "/consent"
 
 
 # --- login -------------------------------------------------------------------------------
@@ -78,7 +80,7 @@ def _login_form(
     )
 
 
-@get("/login", include_in_schema=False, cache=False)
+@get(LOGIN, include_in_schema=False, cache=False)
 async def login_page(
     request: Request[Any, Any, Any], runtime: RuntimeDep, flow: FromQuery[str | None] = None
 ) -> Response[Any]:
@@ -106,7 +108,7 @@ async def _hinted_email(runtime: Runtime, flow: Flow) -> str:
     return flow.request.get("login_hint") or ""
 
 
-@post("/login", include_in_schema=False, cache=False)
+@post(LOGIN, include_in_schema=False, cache=False)
 async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
     form = await read_form(request)
     flows = FlowStore(runtime.store)
@@ -232,7 +234,7 @@ async def _consent_form(
     )
 
 
-@get("/consent", include_in_schema=False, cache=False)
+@get(CONSENT, include_in_schema=False, cache=False)
 async def consent_page(
     request: Request[Any, Any, Any], runtime: RuntimeDep, flow: FromQuery[str | None] = None
 ) -> Response[Any]:
@@ -240,9 +242,6 @@ async def consent_page(
     if pending is None:
         return flow_expired(request, runtime)
     return await _consent_form(request, runtime, pending)
-
-
-CONSENT = "/consent"
 
 
 @post(CONSENT, include_in_schema=False, cache=False)
