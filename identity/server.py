@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -15,6 +16,7 @@ from identity.commands import prepare
 from identity.logs import configure_logging
 from identity.metrics import MULTIPROCESS_DIR_VAR
 from identity.settings import Settings
+from identity.uris import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,14 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
             "No users yet. Create the first administrator with: "
             "identity users create --email you@example.com --password-stdin --admin",
             flush=True,
+        )
+    if not settings.https and not is_loopback(urlsplit(settings.issuer).hostname):
+        # Refusing it would break development set-ups reached by a LAN address or a
+        # container name; in production it means cookies and tokens travel in clear.
+        log.warning(
+            "IDENTITY_ISSUER is http:// on a host other than this machine: session cookies "
+            "are not Secure and passwords and tokens cross the network unencrypted; behind "
+            "a TLS proxy, set it to the https:// address browsers use"
         )
     # Several workers share one socket, so a scrape reaches any one of them: each writes its
     # metrics to files in one folder, and /metrics sums them (identity/metrics.py). A fresh

@@ -3,6 +3,7 @@ browsers and mail servers spell them."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from urllib.parse import SplitResult
@@ -22,6 +23,19 @@ def has_unusable_port(parts: SplitResult) -> bool:
         return parts.port == 0
     except ValueError:  # not a number, or out of range
         return True
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (as ``urlsplit`` reads it) is this machine: ``localhost`` or a loopback
+    address, where plain http never leaves the machine."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def without_credentials(uri: str) -> str:

@@ -29,10 +29,15 @@ from identity.oauth.scopes import parse_scope
 from identity.permissions.catalogue import invalid_field, once_each
 from identity.resource.validator import DEFAULT_MAX_TOKEN_BYTES
 from identity.tokens import client_grants
-from identity.uris import BAD_PORT, ascii_host, has_unusable_port, without_credentials
+from identity.uris import (
+    BAD_PORT,
+    ascii_host,
+    has_unusable_port,
+    is_loopback,
+    without_credentials,
+)
 
 DEFAULT_SCOPE = "openid profile email"
-LOOPBACK_HOSTS = ("localhost",)
 # Of redirect URIs, post-logout URIs or resources: far more than any client has.
 MAX_LISTED = 100
 # Every access token lists the scope it grants, next to the permissions (at most half the
@@ -54,17 +59,6 @@ class ClientSpec:
     scope: str | None = None
     resources: list[str] = field(default_factory=list)
     require_pkce: bool = True
-
-
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host.lower() in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _is_host(host: str) -> bool:
@@ -142,7 +136,7 @@ def check_redirect_uri(
                 "redirect URIs match exactly, so a wildcard (*.example.com) never matches.",
             )
     elif scheme == "http":
-        if not _is_loopback(parts.hostname):
+        if not is_loopback(parts.hostname):
             raise invalid_field(
                 field,
                 f"The {what} {uri!r} uses http, which is allowed only for localhost and "

@@ -13,7 +13,9 @@ from identity.metrics import MULTIPROCESS_DIR_VAR
 from identity.settings import Settings
 
 
-def _workers_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, workers: int) -> Settings:
+def _workers_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, workers: int, issuer: str | None = None
+) -> Settings:
     """The settings a worker reads from the environment ``serve`` hands it (uvicorn's
     workers inherit ``os.environ``). ``serve`` writes into a copy: monkeypatch restores only
     the variables it was asked to set or delete, and what ``serve`` added (a metrics folder
@@ -24,7 +26,8 @@ def _workers_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, workers: 
     monkeypatch.setattr(
         server, "_run_uvicorn", lambda *_: seen.append(Settings.from_env(os.environ))
     )
-    settings = Settings.from_env({"IDENTITY_DATA_DIR": str(tmp_path)})
+    environ = {"IDENTITY_DATA_DIR": str(tmp_path)}
+    settings = Settings.from_env(environ | ({"IDENTITY_ISSUER": issuer} if issuer else {}))
     server.serve(settings, host="127.0.0.1", port=0, workers=workers)
     return seen[0]
 
@@ -48,7 +51,34 @@ def test_several_workers_without_redis_are_warned_of_what_they_do_not_share(
 ) -> None:
     monkeypatch.delenv("IDENTITY_SERVER_PROCESSES", raising=False)
     _workers_settings(monkeypatch, tmp_path, 2)
+    (warning,) = _warnings(capsys)
+    assert "IDENTITY_REDIS_URL" in warning
+
+
+def _warnings(capsys: pytest.CaptureFixture[str]) -> list[str]:
     # serve logs JSON lines on stderr, warnings at once
     entries = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
-    (warning,) = [e for e in entries if e["logger"] == "identity.server"]
-    assert warning["level"] == "warning" and "IDENTITY_REDIS_URL" in warning["msg"]
+    return [e["msg"] for e in entries if e["logger"] == "identity.server"]
+
+
+@pytest.mark.parametrize(
+    ("issuer", "warned"),
+    [
+        ("http://id.example.com", True),
+        ("http://192.168.1.20:8000", True),
+        ("http://127.0.0.1:8000", False),
+        ("http://localhost:8000", False),
+        ("http://[::1]:8000", False),
+        ("https://id.example.com", False),
+    ],
+)
+def test_an_http_issuer_beyond_this_machine_is_warned_of(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    issuer: str,
+    warned: bool,
+) -> None:
+    _workers_settings(monkeypatch, tmp_path, 1, issuer)
+    about_issuer = [w for w in _warnings(capsys) if "IDENTITY_ISSUER" in w]
+    assert len(about_issuer) == (1 if warned else 0)
