@@ -580,7 +580,13 @@ async def remove_submit(
             if membership.id != asked_about:
                 raise Conflict("Not the membership confirmed.", reason=MEMBER_CHANGED_REASON)
 
-        await service.remove_member(session, actor, account_id, user_id, now, judge=judge)
+        try:
+            await service.remove_member(session, actor, account_id, user_id, now, judge=judge)
+        except NotFound:
+            # Gone already, by this confirmation posted a moment ago (a double click, a
+            # reload) or by someone else: what was confirmed is done, so it answers as done,
+            # with nothing recorded or announced twice.
+            return
 
     return await _change(
         request,

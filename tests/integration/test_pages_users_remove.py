@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from identity.accounts.models import User
+from identity.audit.repository import EventFilter, list_events
 from identity.clock import utcnow
 from identity.permissions import service
 from identity.runtime import Runtime
@@ -23,6 +24,13 @@ __all__ = ["team"]  # the fixture, shared with the page's other tests
 
 def remove_path(team: Team, user_id: uuid.UUID) -> str:
     return f"{users_path(team.account)}/{user_id}/remove"
+
+
+async def removals(runtime: Runtime, team: Team, user: User) -> int:
+    """How many times the audit log says ``user`` was taken out of the team's account."""
+    where = EventFilter(account_id=team.account.id, action="member.removed", target_id=str(user.id))
+    async with runtime.db.transaction() as session:
+        return len(await list_events(session, where, None, 10))
 
 
 async def test_the_rows_remove_asks_first_and_the_confirmation_removes(
@@ -82,7 +90,24 @@ async def test_removing_oneself_asks_in_the_first_person(
     assert not await is_member(runtime, team.account, team.outsider)
 
 
-async def test_a_confirmation_for_a_member_already_gone_says_so(
+async def test_a_confirmation_posted_twice_answers_as_the_first(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    # A double click, or a reload that resubmits: the browser shows the second answer only.
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
+    asked = await client.post(remove_path(team, team.target.id), data=csrf)
+    confirmation = form_fields(asked.text)
+
+    first = await client.post(remove_path(team, team.target.id), data=confirmation)
+    second = await client.post(remove_path(team, team.target.id), data=confirmation)
+
+    assert first.status_code == second.status_code == 303, second.text
+    assert second.headers["location"] == first.headers["location"]
+    assert first.headers["location"].startswith(f"{users_path(team.account)}?done=removed")
+    assert await removals(runtime, team, team.target) == 1  # recorded (and announced) once
+
+
+async def test_a_confirmation_for_a_member_already_gone_answers_as_done(
     client: httpx.AsyncClient, runtime: Runtime, team: Team
 ) -> None:
     csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
@@ -92,8 +117,9 @@ async def test_a_confirmation_for_a_member_already_gone_says_so(
 
     again = await client.post(remove_path(team, team.target.id), data=form_fields(asked.text))
 
-    assert again.status_code == 404
-    assert "does not exist in this account (any more)" in again.text
+    assert again.status_code == 303, again.text
+    assert again.headers["location"].startswith(f"{users_path(team.account)}?done=removed")
+    assert await removals(runtime, team, team.target) == 1
 
 
 async def test_a_confirmation_does_not_remove_someone_who_left_and_came_back(
