@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.emails import searched_forms
 from identity.accounts.models import User
-from identity.audit.service import Actor, record_as
+from identity.audit.repository import EventFilter
+from identity.audit.service import Actor, list_events, record_as
 from identity.display_names import display_name
 from identity.errors import Conflict, Forbidden, NotFound
 from identity.permissions import repository, role_holders
@@ -846,6 +847,16 @@ async def remove_member(
         | _grants_record(membership.all_permissions, old_permissions, old_roles),
     )
     await emit(session, MEMBER_REMOVED, about_member(account_id, user_id))
+
+
+async def left_on_their_own(
+    session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID
+) -> bool:
+    """Whether the user's last removal from the account was their own doing (they left),
+    by the audit log: proof they were a member, which a user never in it cannot give."""
+    where = EventFilter(account_id=account_id, action="member.removed", target_id=str(user_id))
+    last = await list_events(session, where, limit=1)
+    return bool(last) and last[0].actor_user_id == user_id
 
 
 async def set_owner(

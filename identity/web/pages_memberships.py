@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -41,7 +42,7 @@ from identity.errors import (
 from identity.i18n import SUPPORTED_LOCALES
 from identity.oauth import account_selection
 from identity.oauth.interaction import Flow, FlowStore
-from identity.permissions import invitations, service
+from identity.permissions import invitations, repository, service
 from identity.permissions.access import (
     Action,
     Caller,
@@ -80,7 +81,9 @@ from identity.web.forms import (
     read_form,
     refusal,
 )
+from identity.web.notices import notice
 from identity.web.pages import MAX_EMAIL
+from identity.web.pages_account import PATH as SECURITY_PATH
 from identity.web.rendering import error_page, page
 
 # Notices shown after a change, by the ``done`` query parameter of the redirect.
@@ -370,8 +373,11 @@ def _message_for(exc: DomainError, conflict_message: str) -> str:
 
 
 # What a form post changes: given the session, the acting user, their relation to the
-# account, the form and the time; raises a domain error to refuse.
-Change = Callable[[AsyncSession, Actor, Relation, FormMultiDict, datetime], Awaitable[None]]
+# account, the form and the time; raises a domain error to refuse. Returns the answer, or
+# None for the redirect back to the page.
+Change = Callable[
+    [AsyncSession, Actor, Relation, FormMultiDict, datetime], Awaitable[Response[Any] | None]
+]
 
 
 @dataclass(frozen=True)
@@ -387,6 +393,11 @@ class Question:
 # Raises a domain error where the change would be refused anyway.
 Ask = Callable[[AsyncSession, User, Relation, FormMultiDict], Awaitable[Question | None]]
 
+# For a form post made again whose first post left the signed-in user outside the account
+# (so the matrix refuses them now): given the session, the user and the form, the first
+# post's answer; None when the post is no such repeat.
+Repeat = Callable[[AsyncSession, User, FormMultiDict], Awaitable[Response[Any] | None]]
+
 
 async def _change(
     request: Request[Any, Any, Any],
@@ -399,9 +410,10 @@ async def _change(
     conflict_message: str = "users.error.conflict",
     invite_form: bool = False,
     ask: Ask | None = None,
+    repeat: Repeat | None = None,
 ) -> Response[Any]:
     """One Users-page form post: sign-in, CSRF, the matrix's verdict, the change (or the
-    question ``ask`` puts first), redirect."""
+    question ``ask`` puts first), redirect (or the change's own answer)."""
     form = await read_form(request)
     locale = page_locale(request, form)
     now = utcnow()
@@ -434,12 +446,16 @@ async def _change(
     await runtime.catalogue.ensure_templates(runtime.db)
     try:
         async with runtime.db.transaction() as session:
+            if repeat and (again := await repeat(session, user, form)):
+                return again
             relation = await authorize(
                 session, _caller(user), action, now, runtime.catalogue, account_id
             )
             question = await ask(session, user, relation, form) if ask else None
+            answer = None
             if question is None:
-                await change(session, page_actor(request, runtime, user.id), relation, form, now)
+                actor = page_actor(request, runtime, user.id)
+                answer = await change(session, actor, relation, form, now)
     except DomainError as exc:
         # Outsiders and plain members get the error page from _users_page's own check.
         return await _users_page(
@@ -456,7 +472,7 @@ async def _change(
         context = question.context | {"signed_in_user": str(user.id)}
         return page(request, runtime, question.template, locale=locale, context=context)
     runtime.mail.wake()
-    return redirect(with_query(users_url(account_id, done), {LOCALE_FIELD: locale}))
+    return answer or redirect(with_query(users_url(account_id, done), {LOCALE_FIELD: locale}))
 
 
 def _role_ids(form: FormMultiDict) -> list[uuid.UUID]:
@@ -570,9 +586,35 @@ async def remove_submit(
         check_manager_edit(relation, target)
         return await _removal_question(session, viewer, target)
 
+    async def left(session: AsyncSession, form: FormMultiDict) -> Response[Any]:
+        # Not the Users page, which is for members only; shown, not redirected to, as a
+        # page to redirect to would name the account to anyone not in it. A reload posts
+        # the confirmation again, which answers the same (see repeat).
+        account = await service.get_account(session, account_id)
+        return notice(
+            request,
+            runtime,
+            page_locale(request, form),
+            "users.left_title",
+            "users.left",
+            values={"account": account.name},
+            link=(SECURITY_PATH, "security.title"),
+        )
+
+    async def repeat(
+        session: AsyncSession, viewer: User, form: FormMultiDict
+    ) -> Response[Any] | None:
+        if viewer.id != user_id or _confirmed(form) is None:
+            return None
+        if await repository.get_membership(session, account_id, viewer.id) is not None:
+            return None
+        if not await service.left_on_their_own(session, account_id, viewer.id):
+            return None  # never a member: the matrix's 404, naming nothing
+        return await left(session, form)
+
     async def change(
         session: AsyncSession, actor: Actor, relation: Relation, form: FormMultiDict, now: datetime
-    ) -> None:
+    ) -> Response[Any] | None:
         asked_about = _confirmed(form)
 
         def judge(membership: Membership) -> None:
@@ -580,13 +622,12 @@ async def remove_submit(
             if membership.id != asked_about:
                 raise Conflict("Not the membership confirmed.", reason=MEMBER_CHANGED_REASON)
 
-        try:
+        # Gone already, by this confirmation posted a moment ago (a double click, a reload)
+        # or by someone else: what was confirmed is done, so it answers as done, with
+        # nothing recorded or announced twice.
+        with suppress(NotFound):
             await service.remove_member(session, actor, account_id, user_id, now, judge=judge)
-        except NotFound:
-            # Gone already, by this confirmation posted a moment ago (a double click, a
-            # reload) or by someone else: what was confirmed is done, so it answers as done,
-            # with nothing recorded or announced twice.
-            return
+        return await left(session, form) if actor.user_id == user_id else None
 
     return await _change(
         request,
@@ -597,6 +638,7 @@ async def remove_submit(
         done="removed",
         conflict_message="users.error.last_owner",
         ask=ask,
+        repeat=repeat,
     )
 
 

@@ -7,9 +7,7 @@ button rather than acting on GET, so a mail scanner that follows links spends no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
@@ -39,7 +37,8 @@ from identity.sessions import service as sessions
 from identity.web import client_ip, cookies, password_form
 from identity.web.actors import request_origin
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import LOCALE_FIELD, MAX_PASSWORD, csrf_ok, field, page_locale, read_form
+from identity.web.forms import MAX_PASSWORD, csrf_ok, field, page_locale, read_form
+from identity.web.notices import notice
 from identity.web.rendering import page
 
 FORGOT_PATH = "/password/forgot"
@@ -47,37 +46,6 @@ SECURITY_PATH = "/account/security"
 MAX_EMAIL = 320
 # Our tokens are 43 characters; anything much longer is not one of them.
 MAX_TOKEN = 200
-
-
-def notice(
-    request: Request[Any, Any, Any],
-    runtime: Runtime,
-    locale: str,
-    title_id: str,
-    notice_id: str,
-    *,
-    link: tuple[str, str] | None = None,
-    status: int = 200,
-    values: dict[str, str] | None = None,
-    response_cookies: Sequence[Cookie] = (),
-) -> Template:
-    """A page that says one thing, with an optional link (path, text id) onwards."""
-    href, link_id = link or (None, None)
-    return page(
-        request,
-        runtime,
-        "notice.html",
-        locale=locale,
-        status=status,
-        cookies=response_cookies,
-        context={
-            "title_id": title_id,
-            "notice_id": notice_id,
-            "values": values,
-            "link_href": f"{href}?{urlencode({LOCALE_FIELD: locale})}" if href else None,
-            "link_id": link_id,
-        },
-    )
 
 
 # --- forgot password ---------------------------------------------------------------------

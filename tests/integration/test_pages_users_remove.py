@@ -75,7 +75,7 @@ async def test_the_question_in_spanish(
     assert await is_member(runtime, team.account, team.target)
 
 
-async def test_removing_oneself_asks_in_the_first_person(
+async def test_removing_oneself_asks_in_the_first_person_and_says_one_has_left(
     client: httpx.AsyncClient, runtime: Runtime, team: Team
 ) -> None:
     await add_member(runtime, team.account, team.outsider, owner=True)
@@ -86,8 +86,59 @@ async def test_removing_oneself_asks_in_the_first_person(
 
     assert "<h1>Leave Acme?</h1>" in asked.text
     assert "You lose access to Acme at once" in asked.text
-    assert left.status_code == 303
+    # Not the Users page: that one is for members, which the person no longer is.
+    assert left.status_code == 200, left.text
+    assert "You have left Acme." in left.text
+    assert 'href="/account/security?ui_locales=en"' in left.text
     assert not await is_member(runtime, team.account, team.outsider)
+
+
+async def test_leaving_posted_twice_says_so_twice_in_spanish(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    spanish = {"Accept-Language": "es"}
+    await add_member(runtime, team.account, team.outsider, owner=True)
+    csrf = await sign_in_at(client, users_path(team.account), "outsider@example.com", **spanish)
+    asked = await client.post(remove_path(team, team.outsider.id), data=csrf, headers=spanish)
+    confirmation = form_fields(asked.text)
+
+    first = await client.post(remove_path(team, team.outsider.id), data=confirmation)
+    second = await client.post(remove_path(team, team.outsider.id), data=confirmation)
+
+    for answer in (first, second):
+        assert answer.status_code == 200, answer.text
+        assert "Has salido de Acme." in answer.text
+        assert 'href="/account/security?ui_locales=es"' in answer.text
+    assert await removals(runtime, team, team.outsider) == 1
+
+
+async def test_a_leave_confirmation_from_someone_who_never_was_a_member_names_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    # Posted by hand, with a made-up membership: the account's name stays with its members.
+    csrf = await sign_in_at(client, users_path(team.account), "outsider@example.com")
+
+    probe = await client.post(
+        remove_path(team, team.outsider.id), data=csrf | {"confirm": str(uuid.uuid4())}
+    )
+
+    assert probe.status_code == 404, probe.text
+    assert "Acme" not in probe.text
+
+
+async def test_a_leave_confirmation_after_being_removed_by_someone_else_is_no_leaving(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    await add_member(runtime, team.account, team.outsider)
+    csrf = await sign_in_at(client, users_path(team.account), "outsider@example.com")
+    asked = await client.post(remove_path(team, team.outsider.id), data=csrf)
+    async with runtime.db.transaction() as session:
+        await service.remove_member(session, SYSTEM, team.account.id, team.outsider.id, utcnow())
+
+    stale = await client.post(remove_path(team, team.outsider.id), data=form_fields(asked.text))
+
+    assert stale.status_code == 404, stale.text
+    assert "You have left" not in stale.text
 
 
 async def test_a_confirmation_posted_twice_answers_as_the_first(
