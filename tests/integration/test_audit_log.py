@@ -194,3 +194,18 @@ async def test_a_target_id_finds_its_entries_however_the_uuid_is_written(
         events = await _actions(client, f"/api/v1/audit?target_id={written}", staff)
         assert [e["action"] for e in events] == ["member.added"], written
         assert events[0]["target_id"] == str(member.id)
+
+
+async def test_since_and_until_take_rfc_3339_date_times_in_any_offset(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, _, account = await account_with_member(runtime, ["tickets"])
+    headers = await user_headers(runtime, owner)
+    url = f"/api/v1/accounts/{account.id}/audit"
+
+    past = await _actions(client, f"{url}?since=2000-01-01T01:00:00%2B01:00", headers)
+    future = await _actions(client, f"{url}?since=2999-12-31t23:59:59z", headers)
+    before = await _actions(client, f"{url}?until=2000-01-01 00:00:00Z", headers)
+
+    assert {e["action"] for e in past} == {"account.created", "member.added"}
+    assert future == before == []

@@ -100,6 +100,29 @@ async def test_an_audit_date_with_no_utc_moment_is_named(
     assert message in response.json()["detail"]
 
 
+@pytest.mark.parametrize("query", ["since=2026", "until=1.5", "since=-1", "until=yesterday"])
+async def test_an_audit_date_that_is_no_rfc_3339_date_time_is_named(
+    client: httpx.AsyncClient, runtime: Runtime, query: str
+) -> None:
+    # A bare number was taken as a Unix time: since=2026 meant 1970-01-01T00:33:46Z, and
+    # someone who meant a year got the wrong page, silently.
+    response = await client.get(f"/api/v1/audit?{query}", headers=await staff_headers(runtime))
+    assert response.status_code == 422, response.text
+    assert problem_fields(response.json()) == {query.split("=")[0]}
+    assert "RFC 3339 date-time" in response.json()["detail"]
+
+
+async def test_audit_dates_are_documented_as_rfc_3339_date_times(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    parameters = document["paths"]["/api/v1/audit"]["get"]["parameters"]
+    dates = {p["name"]: p["schema"] for p in parameters if p["name"] in {"since", "until"}}
+    for schema in dates.values():
+        # On the parameter's schema or on its string alternative (the other one is null).
+        formats = {schema.get("format")} | {s.get("format") for s in schema.get("oneOf", [])}
+        assert "date-time" in formats, schema
+    assert set(dates) == {"since", "until"}
+
+
 async def test_an_audit_page_id_beyond_64_bits_is_refused(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

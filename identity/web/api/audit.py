@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, get
 from litestar.params import FromPath, FromQuery, Parameter
 
@@ -26,14 +27,30 @@ Action_ = Annotated[str | None, Parameter(max_length=100, description="e.g. memb
 BeforeId = Annotated[
     int | None, Parameter(ge=1, le=2**63 - 1, description="next_before_id of the last page")
 ]
-When = Annotated[datetime | None, Parameter(description="RFC 3339 date-time")]
+# Read as text and parsed here: as a datetime, Litestar also took a bare number as a Unix
+# time (since=2026 was 1970-01-01T00:33:46Z), silently the wrong page for someone who meant
+# a year. The document still says what is taken: an RFC 3339 date-time.
+When = Annotated[
+    str | None,
+    Parameter(
+        max_length=64,
+        description="RFC 3339 date-time with a time zone, e.g. 2026-01-31T09:00:00Z",
+        schema_extra={"format": "date-time"},
+    ),
+]
 
 
-def _utc(value: datetime | None, name: str) -> datetime | None:
-    """Litestar also takes a date-time without an offset, which names no moment; and one at
-    the edge of the calendar (0001-01-01T00:00+01:00) has no UTC equivalent."""
-    if value is None:
+def _utc(text: str | None, name: str) -> datetime | None:
+    """Also refused: a date-time without an offset, which names no moment; and one at the
+    edge of the calendar (0001-01-01T00:00+01:00), which has no UTC equivalent."""
+    if text is None:
         return None
+    try:
+        value = msgspec.convert(text, datetime, strict=True)
+    except msgspec.ValidationError:
+        raise invalid_field(
+            name, "Give an RFC 3339 date-time with a time zone, e.g. 2026-01-31T09:00:00Z."
+        ) from None
     if value.tzinfo is None:
         raise invalid_field(name, "Give the time zone, e.g. 2026-01-31T09:00:00Z.")
     try:
@@ -60,8 +77,8 @@ def _filter(
     action: str | None,
     actor_user_id: uuid.UUID | None,
     target_id: str | None,
-    since: datetime | None,
-    until: datetime | None,
+    since: str | None,
+    until: str | None,
 ) -> EventFilter:
     """The filters both views take, as the entries record them."""
     return EventFilter(
