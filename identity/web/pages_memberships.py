@@ -3,7 +3,8 @@ page (owners and managers), and accepting an invitation.
 
 They work without JavaScript: every change is a form post carrying the CSRF token, answered
 with a redirect back to the page (or the page again with a translated message). Removing a
-member takes two: the row's post only asks, on a page naming whom and from where. Who may do
+member takes two: the row's post only asks, on a page naming whom and from where (leaving,
+the user's own removal, ends on a page saying so: the Users page is for members). Who may do
 what is decided by identity.permissions.access, the same matrix the management API uses,
 with the signed-in browser session as the caller.
 """
