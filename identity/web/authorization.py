@@ -419,7 +419,7 @@ async def signed_in(
     signed in, for ``signed_in_before`` to answer the same post again."""
     flow.login_session_id = str(established.session.id)
     if repeat is not None:
-        await repeated_posts.answered(runtime, repeat, flow, established.session.id)
+        await repeated_posts.answered(runtime, repeat, flow, established.token)
     return await proceed(
         request,
         runtime,
@@ -443,6 +443,7 @@ async def signed_in_before(
         runtime,
         first.flow,
         session_token=first.session_token,
+        browser=first.browser,
         response_cookies=[cookies.session(runtime.settings, first.session_token)],
     )
 

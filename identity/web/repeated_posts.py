@@ -9,14 +9,18 @@ the flow and what was posted (the email, the code, the decision, the account; wi
 session cookie for the steps after sign-in), so nothing typed is kept in clear and no other
 browser, flow or answer finds it. A password is not in the key: the repeat proves it again.
 
-The repeat resumes the flow from where the first post left it. After a sign-in it gives the
-first post's session a fresh token (the first token was never seen, only its digest is
-stored): one session, the one the security page lists. The app gets a code of its own from
-the repeat (the first one's never reached it): replaying the first's would make a reload
-after the app redeemed it a code reuse, which revokes what the app was given.
+The repeat resumes the flow from where the first post left it. After a sign-in it gets the
+first post's session and token, kept sealed in the record (the database holds only the
+token's digest): one session, the one the security page lists, and one cookie, whichever
+of three posts the server finishes last (a fresh token per repeat would leave every
+answer's cookie but the last finished dead, the one the browser shows among them). The
+app gets a code of its own from the repeat (the first one's never reached it): replaying
+the first's would make a reload after the app redeemed it a code reuse, which revokes what
+the app was given.
 
 Like ``identity.recovery.spent_links`` for emailed links, but shorter-lived and sealed, as
-the record holds the authorization request and the key stands for a typed secret.
+the record holds the authorization request and a session token, and the key stands for a
+typed secret.
 """
 
 from __future__ import annotations
@@ -25,16 +29,17 @@ import asyncio
 import hashlib
 import hmac
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
 
+from identity.clock import utcnow
 from identity.crypto import DecryptionFailed, Encryptor
 from identity.oauth.interaction import Flow
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
+from identity.sessions.models import BrowserSession
 from identity.web import cookies
 
 # As long as the Users page's invitation repeat: a double click or a quick reload, no more.
@@ -72,13 +77,13 @@ async def withdraw(runtime: Runtime, key: str) -> None:
 
 
 async def answered(
-    runtime: Runtime, key: str, flow: Flow, session_id: uuid.UUID | None = None
+    runtime: Runtime, key: str, flow: Flow, session_token: str | None = None
 ) -> None:
     """Keep what the post of ``key`` handed on: the flow as it took it and, for a sign-in,
-    the session it opened."""
+    the token of the session it opened."""
     record = {"flow_id": flow.id, "flow": flow.dumps().decode()}
-    if session_id is not None:
-        record["session_id"] = str(session_id)
+    if session_token is not None:
+        record["session_token"] = session_token
     sealed = _sealer(runtime).encrypt(json.dumps(record))
     await runtime.store.set(key, sealed.encode(), WINDOW_SECONDS)
 
@@ -103,10 +108,11 @@ async def _settled(runtime: Runtime, key: str) -> bytes | None:
 @dataclass(frozen=True, slots=True)
 class FirstPost:
     """What a repeated post resumes: the flow as the first post took it and, for a sign-in,
-    the first post's session under a fresh token."""
+    the first post's session and its token."""
 
     flow: Flow
-    session_token: str | None
+    session_token: str | None = None
+    browser: BrowserSession | None = None
 
 
 async def first_post(runtime: Runtime, key: str | None) -> FirstPost | None:
@@ -120,8 +126,9 @@ async def first_post(runtime: Runtime, key: str | None) -> FirstPost | None:
     except DecryptionFailed:
         return None  # left before IDENTITY_SECRET_KEY changed
     flow = Flow.loads(record["flow_id"], record["flow"].encode())
-    if "session_id" not in record:
-        return FirstPost(flow, None)
+    token = record.get("session_token")
+    if token is None:
+        return FirstPost(flow)
     async with runtime.db.transaction() as session:
-        token = await sessions.new_token(session, uuid.UUID(record["session_id"]))
-    return FirstPost(flow, token) if token is not None else None
+        browser = await sessions.current(session, token, utcnow())
+    return FirstPost(flow, token, browser) if browser is not None else None
