@@ -11,11 +11,17 @@ from typing import Any
 
 import httpx
 import pyotp
+import pytest
 from sqlalchemy import event, select
 
+from identity.accounts.models import User
+from identity.accounts.service import disable_user
+from identity.clock import utcnow
 from identity.runtime import Runtime
+from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
 from tests.browser import form_fields
+from tests.integration.account_helpers import SYSTEM
 from tests.integration.oauth_helpers import REDIRECT_URI, make_client, pkce_pair
 from tests.integration.page_helpers import (
     SECURITY,
@@ -26,6 +32,7 @@ from tests.integration.page_helpers import (
 )
 from tests.integration.recovery_helpers import (
     PASSWORD,
+    change_password_elsewhere,
     enrolled_user,
     new_user,
 )
@@ -190,6 +197,42 @@ async def test_a_password_step_the_database_failed_can_be_posted_again(
     assert failed.status_code == 503, failed.text
     assert again.status_code == 303 and again.headers["location"].startswith(REDIRECT_URI)
     assert len(await _sessions(runtime)) == 1
+
+
+async def _ended_by(how: str, runtime: Runtime, user: User, token: str) -> None:
+    if how == "signed out":
+        async with runtime.db.transaction() as session:
+            assert await sessions.end(session, token, utcnow()) is not None
+    elif how == "disabled":
+        async with runtime.db.transaction() as session:
+            await disable_user(session, SYSTEM, user.id, "left", utcnow())
+    else:
+        await change_password_elsewhere(runtime, user)
+
+
+@pytest.mark.parametrize("how", ["signed out", "disabled", "password changed"])
+async def test_a_code_posted_again_after_its_sign_in_ended_does_not_sign_in(
+    client: httpx.AsyncClient, runtime: Runtime, how: str
+) -> None:
+    generator, _, page = await _at_the_code_step(client, runtime)
+    fields = page | {"code": generator.now()}
+    before = httpx.Cookies(client.cookies)
+    first = await client.post("/login/second-factor", data=fields)
+    assert first.status_code == 303, first.text
+    (user,) = [s.user_id for s in await _sessions(runtime)]
+    token = first.cookies["identity_session"]
+    await _ended_by(how, runtime, await _user(runtime, user), token)
+
+    client.cookies = before
+    again = await client.post("/login/second-factor", data=fields)
+
+    assert again.status_code == 400 and "has expired" in alert(again), again.text
+    assert "identity_session" not in again.headers.get("set-cookie", "")
+
+
+async def _user(runtime: Runtime, user_id: Any) -> User:
+    async with runtime.db.transaction() as session:
+        return await session.get_one(User, user_id)
 
 
 async def test_the_last_of_three_posts_keeps_a_working_cookie(
