@@ -253,3 +253,22 @@ async def test_the_last_of_three_posts_keeps_a_working_cookie(
 
     client.cookies = shown
     assert (await client.get(SECURITY)).status_code == 200
+
+
+async def test_a_password_post_again_from_the_same_browser_needs_the_right_password(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await new_user(runtime, ANA)
+    login = await _login_page(client, runtime)
+    fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
+    before = httpx.Cookies(client.cookies)
+    first = await client.post("/login", data=fields)
+    assert first.status_code == 303, first.text
+
+    # The same browser, flow and email within the window: the repeat's key, with a wrong
+    # password (someone at the keyboard after the user left).
+    client.cookies = before
+    wrong = await client.post("/login", data=fields | {"password": "not " + PASSWORD})
+
+    assert wrong.status_code == 400 and "has expired" in alert(wrong), wrong.text
+    assert "identity_session" not in wrong.headers.get("set-cookie", "")

@@ -81,3 +81,14 @@ async def test_a_first_post_given_back_leaves_nothing_to_repeat() -> None:
     await repeated_posts.withdraw(runtime, key)
     assert not await repeated_posts.recorded(runtime, key)
     assert await repeated_posts.first_post(runtime, key) is None
+
+
+async def test_the_session_token_a_sign_in_leaves_is_sealed() -> None:
+    runtime = _runtime(_Clock())
+    key = repeated_posts.key_of(_post("seed"), runtime, "/login", "flow", "ana@example.com")
+    assert key is not None
+    token = "session-token-of-the-first-post"
+    await repeated_posts.answered(runtime, key, Flow(AuthorizationRequest({})), token)
+
+    stored = await runtime.store.get(key)
+    assert stored is not None and token.encode() not in stored
