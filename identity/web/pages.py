@@ -260,7 +260,12 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
             request, runtime, pending, message_id=refused.message_id, status=refused.status
         )
     decision = field(form, "decision")
-    repeat = repeated_posts.key_of(request, runtime, CONSENT, flow_id, token or "", decision)
+    # Signed out since the first post: its sign-in is over, and no repeat brings it back.
+    repeat = (
+        repeated_posts.key_of(request, runtime, CONSENT, flow_id, token, decision)
+        if browser is not None and token is not None
+        else None
+    )
     pending = await take_flow(runtime, flow_id, repeat)
     if pending is None:
         return flow_expired(request, runtime, form)

@@ -187,7 +187,12 @@ async def account_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
         )
     chosen = field(form, account_selection.PARAMETER, 64)
     token = _session_token(request, runtime)
-    repeat = repeated_posts.key_of(request, runtime, ACCOUNT_PAGE, flow_id, token or "", chosen)
+    # Signed out since the first post: its sign-in is over, and no repeat brings it back.
+    repeat = (
+        repeated_posts.key_of(request, runtime, ACCOUNT_PAGE, flow_id, token, chosen)
+        if user is not None and token is not None
+        else None
+    )
     pending = await take_flow(runtime, flow_id, repeat)
     if pending is None or pending.return_to is not None:
         return flow_expired(request, runtime, form)

@@ -13,6 +13,7 @@ from identity.clients.service import ClientChange, update_client
 from identity.clock import utcnow
 from identity.permissions.models import Account
 from identity.runtime import Runtime
+from identity.sessions import service as sessions
 from tests.browser import (
     CLIENT_ID,
     REDIRECT_URI,
@@ -318,3 +319,19 @@ async def test_a_sign_in_that_ended_in_an_error_cannot_be_resumed(
     assert ended.status_code == 400
     assert resumed.status_code == 400
     assert "This sign-in page has expired" in resumed.text
+
+
+async def test_a_choice_posted_again_after_signing_out_is_no_repeat(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime, first_party=True)
+    _, _, globex = await _two_accounts(runtime)
+    signed_in = await sign_in(client, authorize_params())
+    picker = await client.get(signed_in.headers["location"])
+    fields = form_fields(picker.text) | {"account_id": str(globex.id)}
+    assert redirected_to_client(await client.post("/login/account", data=fields))["code"]
+    async with runtime.db.transaction() as session:
+        assert await sessions.end(session, client.cookies["identity_session"], utcnow())
+
+    again = await client.post("/login/account", data=fields)
+    assert again.status_code == 400 and "expired" in again.text

@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import update
 
 from identity.accounts.models import User
+from identity.clock import utcnow
 from identity.runtime import Runtime
+from identity.sessions import service as sessions
 from identity.tokens import consents
 from tests.browser import (
     CLIENT_ID,
@@ -259,3 +261,19 @@ async def test_two_consents_given_at_once_are_both_remembered(client: httpx.Asyn
         assert redirected_to_client(approval)["code"]
     everything = authorize_params(scope="openid profile email", prompt="none")
     assert redirected_to_client(await client.get("/authorize", params=everything))["code"]
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_a_consent_posted_again_after_signing_out_is_no_repeat(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    location = sent_to_consent(await sign_in(client))
+    fields = form_fields((await client.get(location)).text) | {"decision": "allow"}
+    assert redirected_to_client(await client.post("/consent", data=fields))["code"]
+    async with runtime.db.transaction() as session:
+        assert await sessions.end(session, client.cookies["identity_session"], utcnow())
+
+    # The sign-in is over: the request that issued its code does not come back to life.
+    again = await client.post("/consent", data=fields)
+    assert again.status_code == 400 and "expired" in again.text
+    assert (await client.get(location.replace("/consent", "/login"))).status_code == 400
