@@ -11,6 +11,8 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -209,8 +211,10 @@ def test_an_owner_invites_a_sub_user_who_accepts_and_gets_the_chosen_permissions
         assert claims["account_owner"] is False
 
 
-@pytest.mark.e2e
-def test_removing_a_member_asks_first_and_cancel_keeps_them(env: dict[str, str]) -> None:
+@contextmanager
+def _users_page_of(env: dict[str, str], who: str, *, colleague_owner: bool) -> Iterator[Page]:
+    """Chromium on Acme Hosting's Users page, signed in as ``who`` (the owner or the
+    colleague, who is a member too: an owner as well if ``colleague_owner``)."""
     env = {name: value for name, value in env.items() if name != "IDENTITY_ISSUER"}
     with identity_server(env) as server:
         owner = cli(env, "users", "create", "--email", OWNER, "--password-stdin", stdin=PASSWORD)
@@ -219,65 +223,55 @@ def test_removing_a_member_asks_first_and_cancel_keeps_them(env: dict[str, str])
         )
         settings = Settings.from_env(env | {"IDENTITY_ISSUER": server.base_url})
         account_id = asyncio.run(_create_account(settings, owner["id"]))
-        asyncio.run(_add_member(settings, account_id, colleague["id"]))
+        asyncio.run(_add_member(settings, account_id, colleague["id"], owner=colleague_owner))
         users_page = f"{server.base_url}/accounts/{account_id}/users"
 
         with chromium() as browser:
             page = browser.new_context().new_page()
             page.goto(users_page)
-            page.fill("input[name=email]", OWNER)
+            page.fill("input[name=email]", who)
             page.fill("input[name=password]", PASSWORD)
             page.click("button[type=submit]")
             page.wait_for_url(f"{users_page}?ui_locales=en")
-            members = page.locator("table").first
+            yield page
 
-            with page.expect_navigation():
-                page.get_by_role("button", name=f"Remove {COLLEAGUE}").click()
-            assert page.locator("h1").text_content() == f"Remove {COLLEAGUE}?"
-            assert page.title().startswith(f"Remove {COLLEAGUE}?")
-            question = f"Remove {COLLEAGUE} from Acme Hosting? They lose access at once."
-            assert page.locator("#remove-question").text_content() == question
-            with page.expect_navigation():
-                page.get_by_role("link", name="Cancel").click()
-            assert page.url == f"{users_page}?ui_locales=en"
-            assert COLLEAGUE in (members.text_content() or "")
 
-            with page.expect_navigation():
-                page.get_by_role("button", name=f"Remove {COLLEAGUE}").click()
-            _confirm_twice(page)
-            # The second post finds the colleague gone already: done, as the first said.
-            assert page.url == f"{users_page}?done=removed&ui_locales=en"
-            assert page.get_by_role("status").text_content() == "The member has been removed."
-            assert COLLEAGUE not in (members.text_content() or "")
+@pytest.mark.e2e
+def test_removing_a_member_asks_first_and_cancel_keeps_them(env: dict[str, str]) -> None:
+    with _users_page_of(env, OWNER, colleague_owner=False) as page:
+        users_page = page.url
+        members = page.locator("table").first
+
+        with page.expect_navigation():
+            page.get_by_role("button", name=f"Remove {COLLEAGUE}").click()
+        assert page.locator("h1").text_content() == f"Remove {COLLEAGUE}?"
+        assert page.title().startswith(f"Remove {COLLEAGUE}?")
+        question = f"Remove {COLLEAGUE} from Acme Hosting? They lose access at once."
+        assert page.locator("#remove-question").text_content() == question
+        with page.expect_navigation():
+            page.get_by_role("link", name="Cancel").click()
+        assert page.url == users_page
+        assert COLLEAGUE in (members.text_content() or "")
+
+        with page.expect_navigation():
+            page.get_by_role("button", name=f"Remove {COLLEAGUE}").click()
+        _confirm_twice(page)
+        # The second post finds the colleague gone already: done, as the first said.
+        assert page.url == users_page.replace("?ui_locales=en", "?done=removed&ui_locales=en")
+        assert page.get_by_role("status").text_content() == "The member has been removed."
+        assert COLLEAGUE not in (members.text_content() or "")
 
 
 @pytest.mark.e2e
 def test_leaving_an_account_posted_twice_says_one_has_left(env: dict[str, str]) -> None:
-    env = {name: value for name, value in env.items() if name != "IDENTITY_ISSUER"}
-    with identity_server(env) as server:
-        owner = cli(env, "users", "create", "--email", OWNER, "--password-stdin", stdin=PASSWORD)
-        colleague = cli(
-            env, "users", "create", "--email", COLLEAGUE, "--password-stdin", stdin=PASSWORD
-        )
-        settings = Settings.from_env(env | {"IDENTITY_ISSUER": server.base_url})
-        account_id = asyncio.run(_create_account(settings, owner["id"]))
-        asyncio.run(_add_member(settings, account_id, colleague["id"], owner=True))
-        users_page = f"{server.base_url}/accounts/{account_id}/users"
+    with _users_page_of(env, COLLEAGUE, colleague_owner=True) as page:
+        base_url = page.url.split("/accounts/")[0]
+        with page.expect_navigation():
+            page.get_by_role("button", name=f"Remove {COLLEAGUE}").click()
+        assert page.locator("h1").text_content() == "Leave Acme Hosting?"
+        _confirm_twice(page)
 
-        with chromium() as browser:
-            page = browser.new_context().new_page()
-            page.goto(users_page)
-            page.fill("input[name=email]", COLLEAGUE)
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{users_page}?ui_locales=en")
-
-            with page.expect_navigation():
-                page.get_by_role("button", name=f"Remove {COLLEAGUE}").click()
-            assert page.locator("h1").text_content() == "Leave Acme Hosting?"
-            _confirm_twice(page)
-
-            assert page.get_by_role("status").text_content() == "You have left Acme Hosting."
-            with page.expect_navigation():
-                page.get_by_role("link", name="Security").click()
-            assert page.url == f"{server.base_url}/account/security?ui_locales=en"
+        assert page.get_by_role("status").text_content() == "You have left Acme Hosting."
+        with page.expect_navigation():
+            page.get_by_role("link", name="Security").click()
+        assert page.url == f"{base_url}/account/security?ui_locales=en"
