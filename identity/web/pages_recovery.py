@@ -39,10 +39,10 @@ from identity.web.actors import request_origin
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import MAX_PASSWORD, csrf_ok, field, page_locale, read_form
 from identity.web.notices import notice
+from identity.web.pages_account import PATH as SECURITY_PATH
 from identity.web.rendering import page
 
 FORGOT_PATH = "/password/forgot"
-SECURITY_PATH = "/account/security"
 MAX_EMAIL = 320
 # Our tokens are 43 characters; anything much longer is not one of them.
 MAX_TOKEN = 200
