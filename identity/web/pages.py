@@ -140,16 +140,16 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     previous = cookies.read(request.cookies, settings, cookies.SESSION)
     proved_at = utcnow()
     user_id = await authenticate(runtime.db, runtime.passwords, email, password)
-    if user_id is not None and (first := await signed_in_before(request, runtime, repeat)):
-        await throttle.succeeded(email, client)
-        return first
     if pending is None:
-        # A repeat with another password, or whose first sign-in has ended since.
+        # Only a repeat gets here (a flow still there was claimed by no post yet, and one
+        # claimed meanwhile shows as FlowTaken below): the first post's answer once the
+        # password proved right; else another password, or a first sign-in ended since.
         if user_id is None:
             throttle.failed()
-        else:
-            await throttle.succeeded(email, client)
-        return flow_expired(request, runtime, form)
+            return flow_expired(request, runtime, form)
+        await throttle.succeeded(email, client)
+        first = await signed_in_before(request, runtime, repeat)
+        return first or flow_expired(request, runtime, form)
     try:
         async with handing_over(runtime) as claim, runtime.db.transaction() as session:
             needs_code = user_id is not None and await second_factor.requires_code(session, user_id)

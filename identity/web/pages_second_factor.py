@@ -132,11 +132,14 @@ async def second_factor_submit(
     # The same browser posting the code that just signed it in, in this flow (a double
     # click): the code is spent and the flow gone, and the first post's answer is the one.
     repeat = repeated_posts.key_of(request, runtime, PATH, flow_id, code)
-    if csrf_ok(request, runtime, form) and (
-        first := await signed_in_before(request, runtime, repeat)
+    pending = await FlowStore(runtime.store).load(flow_id)
+    # Only a repeat finds the flow gone (one claimed meanwhile shows as FlowTaken below).
+    if (
+        pending is None
+        and csrf_ok(request, runtime, form)
+        and (first := await signed_in_before(request, runtime, repeat))
     ):
         return first
-    pending = await FlowStore(runtime.store).load(flow_id)
     proof = await _pending_proof(runtime, pending) if pending else None
     if pending is None or proof is None:
         return flow_expired(request, runtime, form)
