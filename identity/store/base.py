@@ -13,6 +13,10 @@ class Store(Protocol):
     async def set(self, key: str, value: bytes, ttl: int) -> None:
         """Keep ``value`` under ``key`` for ``ttl`` seconds, replacing any earlier value."""
 
+    async def add(self, key: str, value: bytes, ttl: int) -> bool:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds unless a value is there already:
+        of racing callers, exactly one gets True."""
+
     async def get(self, key: str) -> bytes | None: ...
 
     async def consume(self, key: str) -> bytes | None:

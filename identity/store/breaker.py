@@ -57,6 +57,9 @@ class Breaker:
     async def set(self, key: str, value: bytes, ttl: int) -> None:
         await self._call(self._store.set, key, value, ttl)
 
+    async def add(self, key: str, value: bytes, ttl: int) -> bool:
+        return await self._call(self._store.add, key, value, ttl)
+
     async def get(self, key: str) -> bytes | None:
         return await self._call(self._store.get, key)
 

@@ -54,6 +54,18 @@ class FallbackStore:
         # the shared one is consumed.
         await self._local.delete(key)
 
+    async def add(self, key: str, value: bytes, ttl: int) -> bool:
+        # A value kept here during an outage is there, as ``get`` finds it.
+        if await self._local.get(key) is not None:
+            return False
+        try:
+            added = await self._shared.add(key, value, ttl)
+        except StoreUnavailable:
+            self._fell_back()
+            return await self._local.add(key, value, ttl)
+        self._recovered()
+        return added
+
     async def get(self, key: str) -> bytes | None:
         try:
             value = await self._shared.get(key)

@@ -44,6 +44,12 @@ class MemoryStore:
         self._items.pop(key, None)
         self._items[key] = (value, self._clock() + ttl)
 
+    async def add(self, key: str, value: bytes, ttl: int) -> bool:
+        if self._live(key) is not None:
+            return False
+        await self.set(key, value, ttl)
+        return True
+
     async def get(self, key: str) -> bytes | None:
         item = self._live(key)
         return item[0] if item else None

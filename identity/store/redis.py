@@ -50,6 +50,12 @@ class RedisStore:
         except RedisError as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
 
+    async def add(self, key: str, value: bytes, ttl: int) -> bool:
+        try:
+            return bool(await self._redis.set(self._key(key), value, ex=ttl, nx=True))
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
     async def get(self, key: str) -> bytes | None:
         try:
             return await self._redis.get(self._key(key))

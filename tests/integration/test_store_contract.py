@@ -77,6 +77,21 @@ async def test_ten_racing_consumers_get_exactly_one_value(store: Store) -> None:
     assert results.count(None) == 9
 
 
+async def test_add_keeps_a_value_only_where_there_is_none(store: Store, elapse: Elapse) -> None:
+    assert await store.add("mark", b"first", ttl=1)
+    assert not await store.add("mark", b"second", ttl=1)
+    assert await store.get("mark") == b"first"
+    await elapse(1.2)
+    assert await store.add("mark", b"third", ttl=60)
+    assert await store.get("mark") == b"third"
+
+
+async def test_ten_racing_adders_leave_exactly_one_value(store: Store) -> None:
+    added = await asyncio.gather(*(store.add("once", str(n).encode(), 60) for n in range(10)))
+    assert added.count(True) == 1
+    assert await store.get("once") == str(added.index(True)).encode()
+
+
 async def test_counter_counts_within_its_window_and_then_resets(
     store: Store, elapse: Elapse
 ) -> None:

@@ -113,3 +113,17 @@ async def test_state_saved_again_while_down_wins_over_the_older_shared_copy() ->
     assert await store.consume("flow:1") == b"newer"
     assert await store.consume("flow:1") is None
     assert await store.get("flow:1") is None
+
+
+async def test_a_value_added_while_down_is_still_there_for_add_after_recovery() -> None:
+    shared = FlakyStore()
+    store = FallbackStore(shared)
+    shared.down = True
+    assert await store.add("mark:1", b"first", 60)
+    assert not await store.add("mark:1", b"second", 60)
+    shared.down = False
+    # Back: the shared store has no such key, but the one kept here still holds it.
+    assert not await store.add("mark:1", b"third", 60)
+    assert await store.get("mark:1") == b"first"
+    assert await store.add("mark:2", b"new", 60)
+    assert await shared.get("mark:2") == b"new"
