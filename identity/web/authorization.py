@@ -273,12 +273,18 @@ async def handing_over(runtime: Runtime) -> AsyncIterator[Claim]:
     claimed: list[tuple[Flow, str | None]] = []
 
     async def claim(flow_id: str, repeat: str | None) -> Flow:
+        # Marked before the flow is taken, in one step of the store: the same post again,
+        # landing between the two, would find neither the flow nor the mark and be told to
+        # start again; and it must not take a flow the first post has handed on to the next
+        # step under the same id (consent), nor sign in a second time.
+        if repeat is not None and not await repeated_posts.under_way(runtime, repeat):
+            raise FlowTaken(flow_id)
         flow = await flows.consume(flow_id)
         if flow is None:
+            if repeat is not None:
+                await repeated_posts.withdraw(runtime, repeat)
             raise FlowTaken(flow_id)
         claimed.append((flow, repeat))
-        if repeat is not None:
-            await repeated_posts.under_way(runtime, repeat)
         return flow
 
     try:

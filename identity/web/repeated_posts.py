@@ -66,9 +66,10 @@ def _sealer(runtime: Runtime) -> Encryptor:
     return Encryptor(runtime.secret_key, "repeated-post")
 
 
-async def under_way(runtime: Runtime, key: str) -> None:
-    """The post of ``key`` proved right and is handing the flow over: a repeat waits."""
-    await runtime.store.set(key, _UNDER_WAY, WINDOW_SECONDS)
+async def under_way(runtime: Runtime, key: str) -> bool:
+    """The post of ``key`` proved right and is handing the flow over: a repeat waits. False
+    when the same post was marked first: this one is its repeat."""
+    return await runtime.store.add(key, _UNDER_WAY, WINDOW_SECONDS)
 
 
 async def withdraw(runtime: Runtime, key: str) -> None:

@@ -272,3 +272,56 @@ async def test_a_password_post_again_from_the_same_browser_needs_the_right_passw
 
     assert wrong.status_code == 400 and "has expired" in alert(wrong), wrong.text
     assert "identity_session" not in wrong.headers.get("set-cookie", "")
+
+
+async def test_a_password_step_posted_twice_before_consent_signs_in_once(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # An app that must ask for consent: the first post hands the flow on to the consent page,
+    # under the same flow id, where the repeat must not find it free and sign in again.
+    await new_user(runtime, ANA)
+    app = await make_client(runtime)
+    _, challenge = pkce_pair()
+    login = await login_page(client, app, challenge)
+    fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
+
+    first, second = await posted_twice(client, "/login", fields)
+
+    assert first.status_code == 303 and first.headers["location"].startswith("/consent?")
+    assert second.status_code == 303, second.text
+    assert second.headers["location"] == first.headers["location"]
+    (only,) = await _sessions(runtime)
+    assert only.revoked_at is None
+    assert (await client.get(SECURITY)).status_code == 200  # the cookie the browser kept
+
+
+async def test_the_same_post_landing_just_after_the_first_took_the_flow_waits_for_it(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await new_user(runtime, ANA)
+    login = await _login_page(client, runtime)
+    fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
+    taken, release = asyncio.Event(), asyncio.Event()
+    consume = runtime.store.consume
+
+    async def held_after_taking(key: str) -> bytes | None:
+        value = await consume(key)
+        if value is not None and not taken.is_set():
+            taken.set()  # the first post has the flow: hold it there
+            await release.wait()
+        return value
+
+    monkeypatch.setattr(runtime.store, "consume", held_after_taking)
+    cookies = httpx.Cookies(client.cookies)
+    first = asyncio.create_task(client.post("/login", data=fields))
+    await taken.wait()
+    client.cookies = cookies
+    second = asyncio.create_task(client.post("/login", data=fields))
+    # The repeat finds the flow gone; it must wait for the first post, not answer "expired".
+    done, _ = await asyncio.wait({second}, timeout=0.5)
+    release.set()
+    answers = [await first, await second]
+
+    assert not done, second.result().text
+    assert all(a.headers.get("location", "").startswith(REDIRECT_URI) for a in answers)
+    assert len(await _sessions(runtime)) == 1
