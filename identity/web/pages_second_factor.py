@@ -133,14 +133,15 @@ async def second_factor_submit(
     # click): the code is spent and the flow gone, and the first post's answer is the one.
     repeat = repeated_posts.key_of(request, runtime, PATH, flow_id, code)
     pending = await FlowStore(runtime.store).load(flow_id)
-    # Only a repeat finds the flow gone (one claimed meanwhile shows as FlowTaken below).
+    proof = await _pending_proof(runtime, pending) if pending else None
+    # Only a repeat finds the code step over: the flow gone, or handed on to consent under
+    # the same id (one claimed meanwhile shows as FlowTaken below).
     if (
-        pending is None
+        proof is None
         and csrf_ok(request, runtime, form)
         and (first := await signed_in_before(request, runtime, repeat))
     ):
         return first
-    proof = await _pending_proof(runtime, pending) if pending else None
     if pending is None or proof is None:
         return flow_expired(request, runtime, form)
     if not csrf_ok(request, runtime, form):

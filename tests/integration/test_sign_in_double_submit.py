@@ -325,3 +325,25 @@ async def test_the_same_post_landing_just_after_the_first_took_the_flow_waits_fo
     assert not done, second.result().text
     assert all(a.headers.get("location", "").startswith(REDIRECT_URI) for a in answers)
     assert len(await _sessions(runtime)) == 1
+
+
+async def test_a_code_step_posted_twice_before_consent_continues_the_first_sign_in(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, generator, _ = await enrolled_user(runtime, ANA)
+    app = await make_client(runtime)  # one that asks for consent: the flow goes on to it
+    _, challenge = pkce_pair()
+    login = await login_page(client, app, challenge)
+    fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
+    step = await client.post("/login", data=fields)
+    page = form_fields((await client.get(step.headers["location"])).text)
+
+    first, second = await posted_twice(
+        client, "/login/second-factor", page | {"code": generator.now()}
+    )
+
+    assert first.status_code == 303 and first.headers["location"].startswith("/consent?")
+    assert second.headers.get("location") == first.headers["location"], second.text
+    (only,) = await _sessions(runtime)
+    assert only.revoked_at is None
+    assert (await client.get(SECURITY)).status_code == 200  # the cookie the browser kept
