@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote_plus
 
 import httpx
@@ -17,6 +18,7 @@ import httpx
 from identity.resource.audience import warn_if_any_audience
 from identity.resource.claims import AccessToken, canonical_account_id
 from identity.resource.errors import BearerTokenError, IssuerUnavailable
+from identity.resource.fetch import fetch_json
 
 logger = logging.getLogger(__name__)
 
@@ -76,30 +78,22 @@ class Introspector:
             # answers 401) or an outage is told apart only here, where the operator looks.
             logger.warning("token introspection failed", exc_info=True)
             raise
-        if not isinstance(answer, dict) or answer.get("active") is not True:
+        if answer.get("active") is not True:
             raise BearerTokenError("invalid_token", "The access token is not active.")
         if str(answer.get("token_type", "Bearer")).lower() != "bearer" or not self._ours(answer):
             raise BearerTokenError("invalid_token", "The access token is not meant for us.")
         return AccessToken.from_claims(answer)
 
-    async def _ask(self, token: str) -> object:
-        """The issuer's JSON answer about ``token``."""
-        endpoint = await self._locate()
-        try:
-            response = await self._http.post(
-                endpoint,
-                data={"token": token, "token_type_hint": "access_token"},
-                auth=self._auth,
-                headers={"accept": "application/json"},
-            )
-        except httpx.HTTPError as exc:
-            raise IssuerUnavailable(f"POST {endpoint} failed: {exc!r}") from exc
-        if response.status_code != 200:
-            raise IssuerUnavailable(f"POST {endpoint} answered {response.status_code}")
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise IssuerUnavailable(f"POST {endpoint} answered something that is not JSON") from exc
+    async def _ask(self, token: str) -> dict[str, Any]:
+        """The issuer's JSON answer about ``token``, as bounded as its keys' fetches are."""
+        fetched = await fetch_json(
+            self._http,
+            await self._locate(),
+            method="POST",
+            data={"token": token, "token_type_hint": "access_token"},
+            auth=self._auth,
+        )
+        return fetched.document
 
     async def permits(self, token: str, permission: str, account_id: str | uuid.UUID) -> bool:
         """:func:`permits`, decided on the issuer's current answer; an inactive token is no."""

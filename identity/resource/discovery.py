@@ -3,61 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
 from identity.resource.errors import IssuerUnavailable
+from identity.resource.fetch import fetch_json
 
-# Our discovery document and JWKS are a few kilobytes; a cap keeps a misbehaving or hostile
-# endpoint from filling the service's memory.
-MAX_DOCUMENT_BYTES = 512 * 1024
 DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
-# The HTTP client's timeouts bound each wait for a packet, not the whole answer: one that
-# trickles in, each byte in time, kept every request lacking a key waiting on it.
-FETCH_DEADLINE_SECONDS = 15.0
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedJSON:
-    document: dict[str, Any]
-    cache_control: str | None
-
-
-async def fetch_json(http: httpx.AsyncClient, url: str) -> FetchedJSON:
-    """GET a JSON object, refusing redirects, errors, bodies over the cap, and answers that
-    take more than ``FETCH_DEADLINE_SECONDS`` in all."""
-    try:
-        async with asyncio.timeout(FETCH_DEADLINE_SECONDS):
-            return await _get_json(http, url)
-    except TimeoutError:
-        raise IssuerUnavailable(
-            f"GET {url} took more than {FETCH_DEADLINE_SECONDS} seconds"
-        ) from None
-
-
-async def _get_json(http: httpx.AsyncClient, url: str) -> FetchedJSON:
-    try:
-        async with http.stream("GET", url, headers={"accept": "application/json"}) as response:
-            if response.status_code != 200:
-                raise IssuerUnavailable(f"GET {url} answered {response.status_code}")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_DOCUMENT_BYTES:
-                    raise IssuerUnavailable(f"GET {url} answered more than {MAX_DOCUMENT_BYTES} B")
-            cache_control = response.headers.get("cache-control")
-    except httpx.HTTPError as exc:
-        raise IssuerUnavailable(f"GET {url} failed: {exc!r}") from exc
-    try:
-        document = json.loads(body)
-    except ValueError as exc:
-        raise IssuerUnavailable(f"GET {url} answered something that is not JSON") from exc
-    if not isinstance(document, dict):
-        raise IssuerUnavailable(f"GET {url} answered JSON that is not an object")
-    return FetchedJSON(document, cache_control)
 
 
 @dataclass(frozen=True, slots=True)

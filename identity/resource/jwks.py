@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 from joserfc.jwk import Key, import_key
 
-from identity.resource.discovery import fetch_json
 from identity.resource.errors import IssuerUnavailable
+from identity.resource.fetch import fetch_json
 
 logger = logging.getLogger(__name__)
 

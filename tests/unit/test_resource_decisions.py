@@ -21,6 +21,7 @@ from identity.resource import (
     check_permission,
     permits,
 )
+from identity.resource.fetch import MAX_DOCUMENT_BYTES
 from tests.resource_issuer import (
     ACCOUNT_ID,
     AUDIENCE,
@@ -144,6 +145,16 @@ async def test_an_introspection_the_issuer_fails_is_unavailable_and_logged(
     ):
         await introspector.introspect("t")
     assert "/introspect answered 500" in caplog.text
+
+
+async def test_an_introspection_answer_over_the_cap_is_unavailable_not_read_whole(
+    issuer: LocalIssuer, introspector: Introspector
+) -> None:
+    # Discovery and the JWKS were capped, the introspection answer was not: a broken issuer,
+    # or a proxy in between, had the service read a body of any size into memory.
+    issuer.introspection_answer = active(issuer) | {"padding": "x" * (2 * MAX_DOCUMENT_BYTES)}
+    with pytest.raises(IssuerUnavailable, match=f"more than {MAX_DOCUMENT_BYTES} B"):
+        await introspector.introspect("t")
 
 
 def _audience_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

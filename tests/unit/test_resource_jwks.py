@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from identity.resource import BearerTokenError, IssuerUnavailable, TokenValidator, discovery
+from identity.resource import BearerTokenError, IssuerUnavailable, TokenValidator, fetch
 from identity.resource.discovery import Discovery, discovery_url, endpoint_url
 from identity.resource.jwks import JWKSCache, cache_lifetime, signing_keys
 from tests.resource_issuer import (
@@ -162,7 +162,7 @@ async def test_a_fetch_that_trickles_in_is_given_up_at_its_deadline(
 ) -> None:
     # Each byte came well within the read timeout, so nothing ended the fetch, and every
     # request lacking a key waited on it for as long as the issuer kept trickling.
-    monkeypatch.setattr(discovery, "FETCH_DEADLINE_SECONDS", 1.0)
+    monkeypatch.setattr(fetch, "FETCH_DEADLINE_SECONDS", 1.0)
     issuer.jwks_trickling = True
     with pytest.raises(IssuerUnavailable, match="seconds"):
         await asyncio.wait_for(kit.validator.validate(issuer.token()), timeout=5)
