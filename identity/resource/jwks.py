@@ -108,13 +108,15 @@ class JWKSCache:
         self._failure: str | None = None
         # The latest fetch, kept until done: a task nothing references may be collected.
         self._fetching: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def key(self, kid: str) -> Key | None:
         """The key named ``kid``, or ``None`` when the issuer does not publish it.
 
         Raises :class:`IssuerUnavailable` when no JWKS has been fetched yet, or none for
-        ``max_stale`` seconds past the last one's expiry.
+        ``max_stale`` seconds past the last one's expiry, or once the cache is closed.
         """
+        self._refuse_if_closed()
         started = self._wants_fetch(kid)
         if started:
             # No await since the check: one fetch, however many callers ask at once.
@@ -124,14 +126,33 @@ class JWKSCache:
         if fetching is not None and not fetching.done() and (started or kid not in self._keys):
             # Whoever lacks the key waits for the fetch under way, which may bring it: else
             # the tokens arriving with the first ones after a start (503) or a rotation (401)
-            # were refused while it was on its way. Shielded: a caller given up (its request
-            # timed out, its client left) does not cancel it for everyone else.
-            await asyncio.shield(fetching)
+            # were refused while it was on its way. A caller given up (its request timed out,
+            # its client left) cancels its wait, not the fetch others wait for; only aclose()
+            # cancels that, and its waiters are then told the server is closed.
+            await asyncio.wait((fetching,))
+            self._refuse_if_closed()
+            fetching.result()  # a failure the fetch did not expect reaches its waiters
         if self._expires_at is None:
             raise IssuerUnavailable(self._failure or "the issuer's JWKS has not been fetched yet")
         if self._clock() - self._expires_at > self._max_stale:
             raise IssuerUnavailable("the issuer's JWKS could not be refreshed for too long")
         return self._keys.get(kid)
+
+    async def aclose(self) -> None:
+        """Stop the fetch under way and refuse every call from now on.
+
+        Left running, a fetch outlived the service shutting down (cut short at exit as a task
+        destroyed while pending), and the requests waiting on it waited out its deadline.
+        """
+        self._closed = True
+        fetching = self._fetching
+        if fetching is not None and not fetching.done():
+            fetching.cancel()
+            await asyncio.wait((fetching,))
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise IssuerUnavailable("the resource server is closed")
 
     def _wants_fetch(self, kid: str) -> bool:
         now = self._clock()

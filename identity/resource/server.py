@@ -10,6 +10,7 @@ import httpx
 from identity.resource.claims import AccessToken
 from identity.resource.decisions import Introspector
 from identity.resource.discovery import Discovery
+from identity.resource.errors import IssuerUnavailable
 from identity.resource.jwks import JWKSCache
 from identity.resource.validator import DEFAULT_MAX_TOKEN_BYTES, TokenValidator, bearer_token
 
@@ -66,6 +67,7 @@ class ResourceServer:
             max_token_bytes=config.max_token_bytes,
         )
         self._introspectors: dict[tuple[str, str], Introspector] = {}
+        self._closed = False
 
     async def validate(self, token: str) -> AccessToken:
         return await self.validator.validate(token)
@@ -82,7 +84,7 @@ class ResourceServer:
         if made is None:
             made = self._introspectors[credentials] = Introspector(
                 self._http,
-                self.discovery.introspection_endpoint,
+                self._introspection_endpoint,
                 issuer=self.config.issuer,
                 audience=self.config.audience,
                 client_id=client_id,
@@ -90,7 +92,17 @@ class ResourceServer:
             )
         return made
 
+    async def _introspection_endpoint(self) -> str:
+        # Checked on each introspection: an introspector may be kept past the server's close.
+        if self._closed:
+            raise IssuerUnavailable("the resource server is closed")
+        return await self.discovery.introspection_endpoint()
+
     async def aclose(self) -> None:
+        """End the key fetch under way, if any; from now on tokens are refused as the issuer
+        unavailable (503)."""
+        self._closed = True
+        await self.keys.aclose()
         if self._owns_http:
             await self._http.aclose()
 

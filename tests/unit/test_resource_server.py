@@ -1,0 +1,75 @@
+"""The resource server's life: what closing it does to fetches under way and to later calls."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from identity.resource import IssuerUnavailable, ResourceServer, ResourceServerConfig
+from tests.resource_issuer import (
+    AUDIENCE,
+    INTROSPECTION_CLIENT,
+    LocalIssuer,
+    issuer_fixture,  # noqa: F401 - the issuer fixture
+)
+
+
+@contextmanager
+def silent_issuer() -> Iterator[str]:
+    """The URL of a listener that takes connections (the kernel completes them) and never
+    answers, as an issuer stuck behind a proxy does."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_closing_ends_a_fetch_in_flight_and_refuses_later_calls(
+    issuer: LocalIssuer, shared: bool
+) -> None:
+    # aclose() only closed an HTTP client of its own: with a shared one, the key fetch under
+    # way ran on (a "Task was destroyed but it is pending" at exit) and the request waiting
+    # on it waited out the HTTP timeout; with its own, that request was told of a read error
+    # and the next one failed as a 500, on a client that was closed.
+    with silent_issuer() as url:
+        async with httpx.AsyncClient(timeout=5) as http:
+            await _close_during_a_fetch(
+                ResourceServer(
+                    ResourceServerConfig(url, audience=AUDIENCE), http if shared else None
+                ),
+                issuer,
+            )
+
+
+async def _close_during_a_fetch(server: ResourceServer, issuer: LocalIssuer) -> None:
+    waiting = asyncio.create_task(server.validate(issuer.token()))
+    await asyncio.sleep(0.1)  # the fetch is under way: discovery waits on the listener
+    assert not waiting.done()
+    await asyncio.wait_for(server.aclose(), timeout=1)
+    with pytest.raises(IssuerUnavailable, match="closed"):
+        await asyncio.wait_for(waiting, timeout=1)
+    with pytest.raises(IssuerUnavailable, match="closed"):
+        await asyncio.wait_for(server.validate(issuer.token()), timeout=1)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_an_introspector_of_a_closed_server_is_refused_as_unavailable(
+    issuer: LocalIssuer, shared: bool
+) -> None:
+    # With the server's own HTTP client, httpx refused the request with a RuntimeError (a 500
+    # from every route asking); with a shared one, the closed server went on introspecting.
+    issuer.introspection_answer = {"active": False}
+    async with httpx.AsyncClient(timeout=5) as http:
+        server = ResourceServer(
+            ResourceServerConfig(issuer.issuer, audience=AUDIENCE), http if shared else None
+        )
+        introspector = server.introspector(*INTROSPECTION_CLIENT)
+        await server.aclose()
+        with pytest.raises(IssuerUnavailable, match="closed"):
+            await introspector.introspect(issuer.token())
+    assert not issuer.introspection_requests
