@@ -4,8 +4,9 @@ Keys are refetched when the cached set expires (the JWKS response's ``Cache-Cont
 within bounds) and when a token names a ``kid`` the cache does not hold, which is how a new key
 after ``identity keys rotate`` is learnt. Any fetch happens at most once per
 ``min_fetch_interval`` whatever the cause: a flood of tokens with made-up ``kid`` values
-costs the issuer one request per interval, not one per token. Callers lacking a key wait for
-the fetch under way rather than being refused while it arrives. While the issuer cannot be
+costs the issuer one request per interval, not one per token. Callers lacking a key they may
+trust (none held, or one held too long, below) wait for the fetch under way rather than being
+refused while it arrives. While the issuer cannot be
 reached, the keys held stay trusted for ``max_stale`` seconds past their expiry, then none
 is: a key the issuer has retired stops verifying within a known time even for a service cut
 off from it.
@@ -123,20 +124,32 @@ class JWKSCache:
             self._attempted_at = self._clock()
             self._fetching = asyncio.create_task(self._fetch(self._attempted_at))
         fetching = self._fetching
-        if fetching is not None and not fetching.done() and (started or kid not in self._keys):
-            # Whoever lacks the key waits for the fetch under way, which may bring it: else
-            # the tokens arriving with the first ones after a start (503) or a rotation (401)
-            # were refused while it was on its way. A caller given up (its request timed out,
-            # its client left) cancels its wait, not the fetch others wait for; only aclose()
-            # cancels that, and its waiters are then told the server is closed.
+        if fetching is not None and not fetching.done() and (started or not self._trusted(kid)):
+            # Whoever lacks a key it may trust, none held or one held for too long, waits for
+            # the fetch under way, which may bring it: else the tokens arriving with the first
+            # ones after a start (503), a rotation (401) or a long outage (503) were refused
+            # while it was on its way, and the one that started it was not. A caller given up
+            # (its request timed out, its client left) cancels its wait, not the fetch others
+            # wait for; only aclose() cancels that, and its waiters are then told so.
             await asyncio.wait((fetching,))
             self._refuse_if_closed()
             fetching.result()  # a failure the fetch did not expect reaches its waiters
         if self._expires_at is None:
             raise IssuerUnavailable(self._failure or "the issuer's JWKS has not been fetched yet")
-        if self._clock() - self._expires_at > self._max_stale:
+        if self._too_stale(self._expires_at):
             raise IssuerUnavailable("the issuer's JWKS could not be refreshed for too long")
         return self._keys.get(kid)
+
+    def _trusted(self, kid: str) -> bool:
+        return (
+            kid in self._keys
+            and self._expires_at is not None
+            and not self._too_stale(self._expires_at)
+        )
+
+    def _too_stale(self, expires_at: float) -> bool:
+        """Past ``max_stale`` after expiry: a key the issuer may have retired since."""
+        return self._clock() - expires_at > self._max_stale
 
     async def aclose(self) -> None:
         """Stop the fetch under way and refuse every call from now on.

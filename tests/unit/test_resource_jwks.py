@@ -199,6 +199,32 @@ async def test_keys_held_past_their_expiry_for_too_long_are_no_longer_trusted(
     assert await accepted(kit, issuer.token())
 
 
+async def test_a_key_held_too_long_waits_for_the_fetch_under_way_as_a_missing_one_does(
+    issuer: LocalIssuer, kit: Kit
+) -> None:
+    # More than a day into an outage, the request that started a refetch waited for it and
+    # was accepted when it came back, while one arriving meanwhile with the same key was
+    # refused 503 at once: the answer hung on which request came first, not on the keys.
+    issuer.jwks_cache_control = "public, max-age=120"
+    assert await accepted(kit, issuer.token())
+    issuer.failing = True
+    kit.clock.now += 120 + 86400 + 1
+    with pytest.raises(IssuerUnavailable):
+        await kit.validator.validate(issuer.token())
+    issuer.failing = False
+    issuer.jwks_answering.clear()
+    kit.clock.now += INTERVAL
+    first = asyncio.create_task(accepted(kit, issuer.token()))
+    while issuer.jwks_fetches() < 3:  # noqa: ASYNC110 (the issuer counts on its own thread)
+        await asyncio.sleep(0.01)
+    meanwhile = asyncio.create_task(accepted(kit, issuer.token()))
+    await asyncio.sleep(0)  # it has looked at the cache before the fetch is answered
+    issuer.jwks_answering.set()
+    assert await first
+    assert await meanwhile
+    assert issuer.jwks_fetches() == 3
+
+
 async def test_an_issuer_down_from_the_start_is_unavailable_not_an_invalid_token(
     issuer: LocalIssuer, kit: Kit
 ) -> None:
