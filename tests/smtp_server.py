@@ -76,3 +76,46 @@ def trickling_smtp_server(seconds_per_byte: float = 0.1, opening: bytes = b"") -
         stop.set()
         acceptor.join()
         listener.close()
+
+
+class SilentServer:
+    """What a mail server that accepts connections and then says nothing (``hang_up`` False)
+    or hangs up at once (``hang_up`` True) was asked: how many connections."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.connections = 0
+
+
+@contextmanager
+def silent_smtp_server(hang_up: bool = False) -> Iterator[SilentServer]:
+    """A listener that takes every connection and never greets: the client's wait for the
+    greeting ends only at its timeout, or at once when ``hang_up`` closes the connection."""
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    server = SilentServer(listener.getsockname()[1])
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            server.connections += 1
+            if hang_up:
+                connection.close()
+            else:
+                held.append(connection)
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield server
+    finally:
+        stop.set()
+        acceptor.join()
+        for connection in held:
+            connection.close()
+        listener.close()

@@ -50,6 +50,12 @@ class MailDispatcher(BatchWorker):
         self._db = db
         self._transport = transport
         self._sender = sender
+        # Why the mail server was found unreachable in the current run, if it was.
+        self._unreachable: TransportError | None = None
+
+    async def run_once(self) -> int:
+        self._unreachable = None
+        return await super().run_once()
 
     async def run_batch(self) -> tuple[int, int]:
         """Send a batch of what is due now: how many were sent, and how many taken."""
@@ -62,6 +68,12 @@ class MailDispatcher(BatchWorker):
                 row = await outbox.lease(session, email_id, utcnow(), LEASE)
             if row is None:
                 continue  # another process took it
+            if self._unreachable is not None:
+                # A server that times out would cost each message its whole timeout, one
+                # after another. This attempt fails as it would have, and the message waits
+                # its backoff: the same schedule, for the price of one timeout per run.
+                await self._failed(row, f"not tried: {self._unreachable}")
+                continue
             # A message handed to smtplib's thread goes out even if this task is cancelled (a
             # stop, at a deploy): its outcome must be recorded first, or it is sent again
             # once the lease runs out.
@@ -76,21 +88,24 @@ class MailDispatcher(BatchWorker):
         except ValueError as exc:
             # A header no message may hold (a line break, queued by an older release):
             # every attempt would fail alike, and only a TransportError is retried.
-            await self._failed(row, f"cannot be built: {exc}", retry=False)
+            await self._failed(row, f"cannot be built: {exc}", permanent=True)
             return False
         try:
             await self._transport.send(message)
         except TransportError as exc:
-            retry = not exc.permanent and row.attempts <= len(BACKOFF)
-            await self._failed(row, str(exc), retry=retry)
+            if exc.unreachable:
+                self._unreachable = exc
+            await self._failed(row, str(exc), permanent=exc.permanent)
             return False
         async with self._db.transaction() as session:
             await outbox.mark_sent(session, row.id, utcnow())
         EMAILS.labels("sent").inc()
         return True
 
-    async def _failed(self, row: OutgoingEmail, error: str, *, retry: bool) -> None:
-        """Record a failed attempt: try again after the backoff, or give up."""
+    async def _failed(self, row: OutgoingEmail, error: str, *, permanent: bool = False) -> None:
+        """Record a failed attempt: try again after the backoff, or give up (a ``permanent``
+        failure, or the last attempt)."""
+        retry = not permanent and row.attempts <= len(BACKOFF)
         retry_at = utcnow() + BACKOFF[row.attempts - 1] if retry else None
         EMAILS.labels("failed" if retry else "gave_up").inc()
         log.warning(

@@ -34,11 +34,13 @@ _SEVEN_BIT = default.clone(cte_type="7bit")
 
 class TransportError(Exception):
     """The message was not handed over: it stays queued for another attempt unless the
-    refusal was ``permanent``."""
+    refusal was ``permanent``. ``unreachable``: the server could not be reached or stopped
+    answering, which every other message would meet alike."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, unreachable: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.unreachable = unreachable
 
 
 class Transport(Protocol):
@@ -133,7 +135,9 @@ class SmtpTransport:
             # smtplib blocks; a slow mail server must not stall the event loop.
             await asyncio.to_thread(self._send_blocking, message)
         except (smtplib.SMTPException, OSError) as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}", permanent=_final(exc)) from exc
+            raise TransportError(
+                f"{type(exc).__name__}: {exc}", permanent=_final(exc), unreachable=_down(exc)
+            ) from exc
 
 
 def _final(exc: Exception) -> bool:
@@ -143,6 +147,19 @@ def _final(exc: Exception) -> bool:
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return all(code >= 500 for code, _ in exc.recipients.values())
     return isinstance(exc, smtplib.SMTPDataError) and exc.smtp_code >= 500
+
+
+def _down(exc: OSError) -> bool:
+    """Whether the server itself failed rather than this message: refused or dropped the
+    connection, never greeted, timed out (a socket's timeout or the deadline), failed TLS,
+    or is closing down (421, RFC 5321 §3.8). The other messages of a run need not each wait
+    out the same timeout to learn it. Every other answer of the server (an SMTPException,
+    itself an OSError) is about this message or a setting, and comes at once."""
+    if isinstance(exc, smtplib.SMTPServerDisconnected | smtplib.SMTPConnectError):
+        return True
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code == 421
+    return not isinstance(exc, smtplib.SMTPException)
 
 
 class _WatchedSMTP_SSL(smtplib.SMTP_SSL):

@@ -25,7 +25,7 @@ from identity.mail.outbox import Message
 from identity.mail.transport import OutboxTransport, SmtpTransport, TransportError
 from identity.settings import Settings
 from tests.processes import free_port
-from tests.smtp_server import Inbox, smtp_server, trickling_smtp_server
+from tests.smtp_server import Inbox, silent_smtp_server, smtp_server, trickling_smtp_server
 
 MESSAGE = Message(
     to="ana@example.com",
@@ -212,6 +212,45 @@ async def test_a_down_mail_server_is_retried_and_the_message_arrives_once_back(
         assert await dispatcher.run_once() == 1
         assert await dispatcher.run_once() == 0
     assert len(inbox.messages) == 1
+
+
+@pytest.mark.parametrize("hang_up", [False, True], ids=["silent", "hanging-up"])
+async def test_an_unreachable_server_is_tried_once_per_run_and_the_rest_wait_their_backoff(
+    db: Database, monkeypatch: pytest.MonkeyPatch, hang_up: bool
+) -> None:
+    # Each due message waited out its own timeout, one after another: 20 messages queued
+    # behind a stalled server held the sender for 20 x 15 s, and every run after that again.
+    monkeypatch.setattr(transport, "SMTP_TIMEOUT_SECONDS", 0.5)
+    for i in range(25):  # more than a batch: the next batch is not tried either
+        await _queue(db, Message(to=f"u{i}@example.com", subject="s", text="t"))
+    async with db.transaction() as session:  # one of them already on its last attempt
+        await session.execute(
+            update(OutgoingEmail)
+            .where(OutgoingEmail.to_address == "u24@example.com")
+            .values(attempts=len(BACKOFF))
+        )
+    with silent_smtp_server(hang_up=hang_up) as server:
+        dispatcher = MailDispatcher(
+            db, SmtpTransport(f"smtp://127.0.0.1:{server.port}"), "a@x.test"
+        )
+        assert await dispatcher.run_once() == 0
+        assert server.connections == 1
+        # Each waits its backoff as after an attempt of its own: none is due again yet.
+        assert await dispatcher.run_once() == 0
+        assert server.connections == 1
+    rows = await _rows(db)
+    last = next(row for row in rows if row.to_address == "u24@example.com")
+    assert last.failed_at is not None and last.attempts == len(BACKOFF) + 1
+    waiting = [row for row in rows if row is not last]
+    assert all(row.sent_at is None and row.failed_at is None for row in waiting)
+    assert all(row.attempts == 1 for row in waiting)
+    assert all(row.next_attempt_at > utcnow() + BACKOFF[0] / 2 for row in waiting)
+    async with db.transaction() as session:  # let the backoff pass
+        await session.execute(update(OutgoingEmail).values(next_attempt_at=utcnow()))
+    with smtp_server() as (port, inbox):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
+        assert await dispatcher.run_once() == 24
+    assert sorted(m["To"] for m in inbox.messages) == sorted(r.to_address for r in waiting)
 
 
 async def test_after_the_last_attempt_the_message_is_marked_failed(db: Database) -> None:
@@ -448,6 +487,36 @@ async def test_a_permanent_refusal_is_given_up_at_once_a_temporary_one_retried(
     assert row.sent_at is None and row.attempts == 1 and inbox.refused == 1
     assert answer.split()[0] in (row.last_error or "")
     assert (row.failed_at is not None) is given_up
+
+
+class _RefusingOne(Inbox):
+    """A mail server that answers the recipient ``nobody@example.com`` with ``answer``."""
+
+    def __init__(self, answer: str) -> None:
+        super().__init__()
+        self.answer = answer
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address == "nobody@example.com":
+            return self.answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+@pytest.mark.parametrize("answer", ["550 5.1.1 No such user", "450 4.2.1 Mailbox busy"])
+async def test_a_refused_message_does_not_hold_back_the_others_of_its_run(
+    db: Database, answer: str
+) -> None:
+    # Only a server that cannot be reached defers the rest of a run; one refusing a
+    # recipient still takes every other message.
+    await _queue(db, Message(to="nobody@example.com", subject="s", text="t"))
+    await _queue(db)
+    with smtp_server(inbox=_RefusingOne(answer)) as (port, inbox):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
+        assert await dispatcher.run_once() == 1
+    assert [received["To"] for received in inbox.messages] == ["ana@example.com"]
 
 
 class _Slow(Inbox):
