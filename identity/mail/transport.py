@@ -116,7 +116,15 @@ class SmtpTransport:
                 client.starttls(context=self._tls)
             if self._username:
                 client.login(self._username, self._password or "")
-            client.send_message(message)
+            try:
+                client.send_message(message)
+            except smtplib.SMTPNotSupportedError as exc:
+                # send_message raises it only for SMTPUTF8 (STARTTLS and AUTH are asked for
+                # before). A recipient this server will never take; a sender that is not
+                # ASCII is a setting, the same for every message, and is retried.
+                if message["From"].addresses[0].addr_spec.isascii():
+                    raise SmtpUtf8NotOffered from exc
+                raise
         except Exception as exc:
             watchdog.cancel()
             client.close()
@@ -140,10 +148,23 @@ class SmtpTransport:
             ) from exc
 
 
+class SmtpUtf8NotOffered(smtplib.SMTPException):
+    """The recipient's address is not ASCII and the server does not offer SMTPUTF8."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the recipient's address is not ASCII and needs SMTPUTF8 (RFC 6531), "
+            "which the mail server does not offer"
+        )
+
+
 def _final(exc: Exception) -> bool:
     """Whether the server refused this message for good: a 5xx answer to its recipient or to
-    its content (RFC 5321 §4.2.1: not to be asked again). A refused sender or sign-in is the
-    same for every message, a setting an operator can fix while the queue waits: retried."""
+    its content (RFC 5321 §4.2.1: not to be asked again), or an address it cannot take at
+    all. A refused sender or sign-in is the same for every message, a setting an operator
+    can fix while the queue waits: retried."""
+    if isinstance(exc, SmtpUtf8NotOffered):
+        return True
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return all(code >= 500 for code, _ in exc.recipients.values())
     return isinstance(exc, smtplib.SMTPDataError) and exc.smtp_code >= 500

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import trustme
+from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
 from identity.clock import utcnow
@@ -517,6 +518,48 @@ async def test_a_refused_message_does_not_hold_back_the_others_of_its_run(
         dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
         assert await dispatcher.run_once() == 1
     assert [received["To"] for received in inbox.messages] == ["ana@example.com"]
+
+
+def _emails_total(result: str) -> float:
+    return REGISTRY.get_sample_value("identity_emails_total", {"result": result}) or 0.0
+
+
+@pytest.mark.parametrize("address", ["josé@example.com", "ana@bücher.example"])
+async def test_an_address_needing_smtputf8_is_given_up_at_once_where_the_server_lacks_it(
+    db: Database, address: str
+) -> None:
+    # Such an address can only go to a server offering SMTPUTF8 (RFC 6531); it was retried
+    # for a day against one that does not, although no attempt could ever succeed there.
+    await _queue(db, Message(to=address, subject="Hola", text="t"))
+    await _queue(db)
+    given_up = _emails_total("gave_up")
+    with smtp_server(enable_SMTPUTF8=False) as (port, inbox):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
+        assert await dispatcher.run_once() == 1
+    assert [received["To"] for received in inbox.messages] == ["ana@example.com"]
+    refused = next(row for row in await _rows(db) if row.to_address == address)
+    assert refused.failed_at is not None and refused.sent_at is None and refused.attempts == 1
+    assert "SMTPUTF8" in (refused.last_error or "")
+    assert _emails_total("gave_up") == given_up + 1
+
+
+async def test_a_sender_needing_smtputf8_is_retried_as_a_setting_to_fix(db: Database) -> None:
+    # The same for every message: an operator can change IDENTITY_MAIL_FROM, or the server,
+    # while the queue waits.
+    await _queue(db)
+    with smtp_server(enable_SMTPUTF8=False) as (port, _):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "josé@x.test")
+        assert await dispatcher.run_once() == 0
+    (row,) = await _rows(db)
+    assert row.failed_at is None and row.attempts == 1 and "SMTPUTF8" in (row.last_error or "")
+
+
+async def test_an_address_needing_smtputf8_goes_to_a_server_offering_it(db: Database) -> None:
+    await _queue(db, Message(to="josé@example.com", subject="Hola", text="t"))
+    with smtp_server(enable_SMTPUTF8=True) as (port, inbox):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
+        assert await dispatcher.run_once() == 1
+    assert [received["To"] for received in inbox.messages] == ["josé@example.com"]
 
 
 class _Slow(Inbox):
