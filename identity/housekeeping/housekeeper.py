@@ -67,21 +67,35 @@ class Housekeeper(PollingWorker):
         deleted: dict[str, int] = {}
         try:
             for rule in repository.RULES:
-                while True:
-                    async with self._db.write_transaction() as session:
-                        rows = await repository.delete_batch(
-                            session, rule, cutoffs, self._batch_size
-                        )
-                        if rule.audited and rows:
-                            await audit.record_deleted(session, rule, rows)
-                    count = len(rows)
-                    if count:
-                        deleted[rule.table] = deleted.get(rule.table, 0) + count
-                        HOUSEKEEPING_DELETED.labels(rule.table).inc(count)
-                    if count < self._batch_size:
-                        break
+                try:
+                    await self._clean(rule, cutoffs, deleted)
+                except Exception:
+                    # Each table on its own: one that fails (a lock held, a table a
+                    # migration broke) must not keep the others from being cleaned. It is
+                    # tried again at the next run; its rows deleted so far stay deleted.
+                    log.warning(
+                        "housekeeping of a table failed; the others go on",
+                        exc_info=True,
+                        extra={"worker": self.name, "table": rule.table},
+                    )
         finally:
             # Batches are committed one by one: a run cut short has still deleted these.
             if deleted:
                 log.info("housekeeping deleted rows", extra={"deleted": deleted})
         return sum(deleted.values())
+
+    async def _clean(
+        self, rule: repository.Rule, cutoffs: Cutoffs, deleted: dict[str, int]
+    ) -> None:
+        """Delete the rule's dead rows batch after batch, adding each batch to ``deleted``."""
+        while True:
+            async with self._db.write_transaction() as session:
+                rows = await repository.delete_batch(session, rule, cutoffs, self._batch_size)
+                if rule.audited and rows:
+                    await audit.record_deleted(session, rule, rows)
+            count = len(rows)
+            if count:
+                deleted[rule.table] = deleted.get(rule.table, 0) + count
+                HOUSEKEEPING_DELETED.labels(rule.table).inc(count)
+            if count < self._batch_size:
+                return
