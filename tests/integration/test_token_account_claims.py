@@ -11,6 +11,7 @@ from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     SYSTEM,
     account_with_member,
+    add_member,
     grant,
     make_account,
     signed_in_member,
@@ -114,6 +115,23 @@ async def test_a_removed_member_cannot_refresh_or_redeem_a_code_for_the_account(
 
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
     assert redeemed.status_code == 400 and redeemed.json()["error"] == "invalid_grant"
+
+
+async def test_a_code_refused_for_a_removed_member_is_spent(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Adding the member back within the code's minute must not make a refused code good."""
+    _, clerk, account = await account_with_member(runtime, ["invoices"])
+    fresh = await fresh_code(runtime, user=clerk, account_id=account.id)
+    async with runtime.db.transaction() as session:
+        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+
+    refused = await fresh.redeem(client)
+    await add_member(runtime, account, clerk, ["invoices"])
+    again = await fresh.redeem(client)
+
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
 
 
 async def test_a_refresh_after_removal_fails_even_when_the_token_was_not_revoked(

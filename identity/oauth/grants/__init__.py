@@ -3,7 +3,8 @@
 ``exchange`` runs: client authentication → the browser origin allowed → grant type
 allowed → the grant's checks → issue. Everything from the grant's checks to issuing is one
 transaction, so a code or refresh token is spent only together with the tokens that replace
-it; client_credentials spends nothing and reads nothing, so it runs without one.
+it, or with a ``Refusal`` that must keep it spent; client_credentials spends nothing and
+reads nothing, so it runs without one.
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ async def exchange(
         if not await clients_repository.hold_enabled(session, client.client_id):
             raise ClientAuthenticationFailed()
         validated = await grant.validate(session, ctx, request)
-        if not isinstance(validated, Refusal):
-            return await grant.respond(session, ctx, validated)
-    raise validated.error
+        answer = (
+            validated
+            if isinstance(validated, Refusal)
+            else await grant.respond(session, ctx, validated)
+        )
+        if not isinstance(answer, Refusal):
+            return answer
+    raise answer.error

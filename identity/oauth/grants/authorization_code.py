@@ -97,7 +97,7 @@ class AuthorizationCodeGrant:
 
     async def respond(
         self, session: AsyncSession, ctx: GrantContext, redeemed: RedeemedCode
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | Refusal:
         code = redeemed.code
         return await issue_user_tokens(
             session,

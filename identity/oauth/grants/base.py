@@ -75,7 +75,8 @@ class Refusal:
 
 class Grant(Protocol):
     """Authlib's grant shape: ``validate`` checks and spends the grant (or returns a
-    ``Refusal``), ``respond`` issues the tokens; both run in one transaction.
+    ``Refusal``), ``respond`` issues the tokens (or returns a ``Refusal``, the grant staying
+    spent); both run in one transaction.
     """
 
     async def validate(
@@ -84,7 +85,7 @@ class Grant(Protocol):
 
     async def respond(
         self, session: AsyncSession, ctx: GrantContext, validated: Any
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any] | Refusal: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +139,9 @@ def issued_scope(scope: str, user: User, client: OAuthClient) -> str:
 
 async def issue_user_tokens(
     session: AsyncSession, ctx: GrantContext, issue: Issue
-) -> dict[str, Any]:
-    """Access token, rotated refresh token (when the client has the grant) and ID token."""
+) -> dict[str, Any] | Refusal:
+    """Access token, rotated refresh token (when the client has the grant) and ID token;
+    a ``Refusal`` when the user has left the account the grant was for."""
     settings = ctx.settings
     # Checked at every issue, not only at the authorization request: a refresh (or a late
     # code redemption) after the user lost identity:admin, or the client a scope, must not
@@ -158,8 +160,10 @@ async def issue_user_tokens(
                 held_past=ctx.shortest_access_expires_at,
             )
         except Forbidden:
-            # Removed from the account since: nothing more is issued for it.
-            raise InvalidGrantError("The user is no longer a member of the account.") from None
+            # Removed from the account since: nothing more is issued for it. Refused, not
+            # raised, so the code or refresh token stays spent: adding the member back must
+            # not make a grant already refused for them good again.
+            return Refusal(InvalidGrantError("The user is no longer a member of the account."))
         account_claims = account.claims
         # A token speaks for its grants only while they last: "tickets for 14 days" ends
         # with the 14th day, not an access token's lifetime after it.

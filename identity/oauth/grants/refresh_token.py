@@ -68,7 +68,7 @@ class RefreshTokenGrant:
 
     async def respond(
         self, session: AsyncSession, ctx: GrantContext, rotated: RotatedToken
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | Refusal:
         previous = rotated.previous
         return await issue_user_tokens(
             session,
