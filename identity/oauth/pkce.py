@@ -14,6 +14,8 @@ SUPPORTED_METHODS = ("S256",)
 # RFC 7636 §4.1: 43 to 128 characters of [A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~".
 VERIFIER_SYNTAX = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 
+NO_CHALLENGE = "The client must use PKCE: the code has no code_challenge."
+
 
 def check_code_verifier(
     verifier: str | None, challenge: str | None, method: str | None, *, required: bool
@@ -29,7 +31,7 @@ def check_code_verifier(
         if verifier is not None:
             raise InvalidGrantError("code_verifier was sent but the code has no code_challenge.")
         if required:
-            raise InvalidGrantError("The client must use PKCE: the code has no code_challenge.")
+            raise InvalidGrantError(NO_CHALLENGE)
         return
     if verifier is None:
         raise InvalidGrantError("code_verifier is required for this code.")

@@ -16,7 +16,7 @@ from identity.oauth import tokens
 from identity.oauth.authorize import is_registered
 from identity.oauth.errors import InvalidGrantError, OAuth2Error
 from identity.oauth.grants.base import GrantContext, Issue, Refusal, TokenRequest, issue_user_tokens
-from identity.oauth.pkce import check_code_verifier
+from identity.oauth.pkce import NO_CHALLENGE, check_code_verifier
 from identity.oauth.resources import granted_resources
 from identity.sessions import repository as browser_sessions
 from identity.tokens import codes, refresh, revocations
@@ -59,6 +59,11 @@ class AuthorizationCodeGrant:
             # rolled back, staff putting the address back within the code's lifetime would
             # make a code already refused good again.
             return Refusal(InvalidGrantError(UNREGISTERED))
+        if redirect_uri == code.redirect_uri and lacks_required_challenge(code, ctx):
+            # Spent, though checked with the presenter: no verifier can ever redeem it while
+            # the client requires PKCE, so spending it takes nothing from its app, and
+            # staff relaxing the client again within its lifetime must not revive it.
+            return Refusal(InvalidGrantError(NO_CHALLENGE))
         check_presenter(code, ctx, redirect_uri, verifier)
         resources = granted_resources(request.resources, code.resources, ctx.client.resources)
         # A code stands for the sign-in it came from, as in Keycloak: once that has ended (a
@@ -133,8 +138,18 @@ def check_presenter(
         verifier,
         code.code_challenge,
         code.code_challenge_method,
-        required=ctx.client.require_pkce or ctx.client.is_public,
+        required=pkce_required(ctx),
     )
+
+
+def pkce_required(ctx: GrantContext) -> bool:
+    """The client's setting now, which may have changed since the code was issued."""
+    return ctx.client.require_pkce or ctx.client.is_public
+
+
+def lacks_required_challenge(code: AuthorizationCode, ctx: GrantContext) -> bool:
+    """Whether the code was issued without a challenge to a client that now requires PKCE."""
+    return code.code_challenge is None and pkce_required(ctx)
 
 
 def could_redeem(
