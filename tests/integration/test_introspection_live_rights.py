@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+import pytest
 
 from identity.accounts.models import User
 from identity.accounts.service import disable_user, update_user
@@ -48,6 +49,36 @@ async def test_a_removed_members_access_token_is_inactive(
         await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
 
     assert await _introspect(client, app, token) == {"active": False}
+
+
+async def test_adding_a_removed_member_back_does_not_revive_their_earlier_token(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Removal ends the member's tokens for the account for good: once they are added back
+    (a few seconds later, by a moved clock), only tokens issued since are active."""
+    app, account, clerk, token = await _clerk_token(client, runtime, ["invoices"])
+    async with runtime.db.transaction() as session:
+        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+    removed = await _introspect(client, app, token)
+    later = utcnow() + timedelta(seconds=5)
+    async with runtime.db.transaction() as session:
+        await service.add_member(
+            session,
+            SYSTEM,
+            account.id,
+            clerk.id,
+            permissions=[service.Grant("invoices")],
+            catalogue=runtime.catalogue,
+            now=later,
+        )
+    monkeypatch.setattr("identity.web.oauth.utcnow", lambda: later)
+    since = await signed_in_tokens(client, runtime, app, user=clerk, account_id=account.id)
+
+    assert removed == {"active": False}
+    assert await _introspect(client, app, token) == {"active": False}
+    answer = await _introspect(client, app, since["access_token"])
+    assert answer["active"] is True
+    assert answer["permissions"] == ["invoices"]
 
 
 async def test_a_disabled_users_access_token_is_inactive(
