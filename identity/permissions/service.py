@@ -261,20 +261,6 @@ async def token_claims_lasting(
     return TokenClaims(claims, min(ends, default=None), membership.created_at)
 
 
-async def token_claims_for(
-    session: AsyncSession,
-    user_id: uuid.UUID,
-    account_id: uuid.UUID,
-    now: datetime,
-    catalogue: Catalogue | None = None,
-) -> dict[str, Any]:
-    """The account claims the member holds at ``now``, as ``token_claims_lasting`` gives them."""
-    lasting = await token_claims_lasting(
-        session, user_id, account_id, now, held_past=now, catalogue=catalogue
-    )
-    return lasting.claims
-
-
 async def still_granted(
     session: AsyncSession,
     user_id: uuid.UUID,

@@ -12,13 +12,14 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from joserfc import jwt
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
 from identity.audit.service import Actor
@@ -29,6 +30,7 @@ from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.mail.models import OutgoingEmail
 from identity.permissions import invitations, service
+from identity.permissions.catalogue import Catalogue
 from identity.permissions.models import Account
 from identity.permissions.service import Grant, RoleGrant
 from identity.runtime import Runtime
@@ -197,6 +199,20 @@ async def grant(
 async def effective(runtime: Runtime, user: User, account: Account) -> frozenset[str]:
     async with runtime.db.transaction() as session:
         return await service.effective_permissions(session, user.id, account.id, utcnow())
+
+
+async def token_claims(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    account_id: uuid.UUID,
+    now: datetime,
+    catalogue: Catalogue | None = None,
+) -> dict[str, Any]:
+    """The account claims a token issued at ``now`` would carry."""
+    lasting = await service.token_claims_lasting(
+        session, user_id, account_id, now, held_past=now, catalogue=catalogue
+    )
+    return lasting.claims
 
 
 async def give_refresh_token(runtime: Runtime, user: User, account: Account) -> uuid.UUID:

@@ -24,6 +24,7 @@ from tests.integration.account_helpers import (
     mint,
     register_service,
     service_headers,
+    token_claims,
     user_headers,
 )
 from tests.integration.db_helpers import counting_statements
@@ -207,9 +208,7 @@ async def test_a_permission_taken_out_of_the_catalogue_is_held_by_nobody(
     assert response.json()["allowed"] == [False, False, False, True]
     async with runtime.db.transaction() as session:
         for user in (clerk, crew):
-            claims = await service.token_claims_for(
-                session, user.id, account.id, utcnow(), runtime.catalogue
-            )
+            claims = await token_claims(session, user.id, account.id, utcnow(), runtime.catalogue)
             assert RETIRED not in claims["permissions"]
             held = await service.effective_permissions(
                 session, user.id, account.id, utcnow(), runtime.catalogue

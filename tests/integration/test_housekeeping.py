@@ -48,6 +48,7 @@ from tests.integration.account_helpers import (
     add_member,
     invite_and_read_link,
     make_account,
+    token_claims,
     user_headers,
 )
 from tests.integration.oauth_helpers import (
@@ -594,7 +595,7 @@ async def test_deleting_an_expired_grant_changes_no_decision_and_the_api_lists_i
         async with runtime.db.transaction() as session:
             return (
                 await service.effective_permissions(session, member.id, account.id, now),
-                await service.token_claims_for(session, member.id, account.id, now),
+                await token_claims(session, member.id, account.id, now),
                 await service.check_batch(session, checks, now),
             )
 

@@ -27,6 +27,7 @@ from tests.integration.account_helpers import (
     make_user,
     refresh_token_revoked,
     staff_headers,
+    token_claims,
     told_permissions_changed,
     user_headers,
 )
@@ -84,8 +85,8 @@ async def test_token_claims_name_the_account_and_the_effective_permissions(
 ) -> None:
     owner, clerk, account = await account_with_member(runtime, ["tickets", "invoices"])
     async with runtime.db.transaction() as session:
-        claims = await service.token_claims_for(session, clerk.id, account.id, utcnow())
-        owner_claims = await service.token_claims_for(session, owner.id, account.id, utcnow())
+        claims = await token_claims(session, clerk.id, account.id, utcnow())
+        owner_claims = await token_claims(session, owner.id, account.id, utcnow())
     assert claims == {
         "account_id": str(account.id),
         "permissions": ["invoices", "tickets"],
@@ -100,7 +101,7 @@ async def test_token_claims_refuse_a_user_who_is_not_a_member(runtime: Runtime) 
     account = await make_account(runtime, owner)
     async with runtime.db.transaction() as session:
         with pytest.raises(Forbidden):
-            await service.token_claims_for(session, stranger.id, account.id, utcnow())
+            await token_claims(session, stranger.id, account.id, utcnow())
 
 
 async def test_staff_create_an_account_whose_owner_is_the_named_user(
