@@ -6,8 +6,9 @@ import email
 import email.policy
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
@@ -43,22 +44,12 @@ def smtp_server(
 
 
 @contextmanager
-def trickling_smtp_server(seconds_per_byte: float = 0.1, opening: bytes = b"") -> Iterator[int]:
-    """A mail server that greets one byte at a time and never ends the line: every read
-    succeeds within any per-read timeout, so only a deadline ends the conversation.
-    ``opening`` is sent at once first: a TLS record's header, to trickle a TLS handshake."""
+def _listening(handle: Callable[[socket.socket, threading.Event], None]) -> Iterator[int]:
+    """A listener on a free local port, its port, handing each connection to ``handle``
+    with the event set when the block ends."""
     stop = threading.Event()
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
-
-    def trickle(connection: socket.socket) -> None:
-        with connection:
-            connection.sendall(opening)
-            while not stop.wait(seconds_per_byte):
-                try:
-                    connection.sendall(b"2")
-                except OSError:
-                    return  # the client hung up
 
     def accept() -> None:
         while not stop.is_set():
@@ -66,7 +57,7 @@ def trickling_smtp_server(seconds_per_byte: float = 0.1, opening: bytes = b"") -
                 connection, _ = listener.accept()
             except TimeoutError:
                 continue
-            threading.Thread(target=trickle, args=(connection,), daemon=True).start()
+            handle(connection, stop)
 
     acceptor = threading.Thread(target=accept, daemon=True)
     acceptor.start()
@@ -78,44 +69,55 @@ def trickling_smtp_server(seconds_per_byte: float = 0.1, opening: bytes = b"") -
         listener.close()
 
 
+@contextmanager
+def trickling_smtp_server(seconds_per_byte: float = 0.1, opening: bytes = b"") -> Iterator[int]:
+    """A mail server that greets one byte at a time and never ends the line: every read
+    succeeds within any per-read timeout, so only a deadline ends the conversation.
+    ``opening`` is sent at once first: a TLS record's header, to trickle a TLS handshake."""
+
+    def trickle(connection: socket.socket, stop: threading.Event) -> None:
+        with connection:
+            connection.sendall(opening)
+            while not stop.wait(seconds_per_byte):
+                try:
+                    connection.sendall(b"2")
+                except OSError:
+                    return  # the client hung up
+
+    def handle(connection: socket.socket, stop: threading.Event) -> None:
+        threading.Thread(target=trickle, args=(connection, stop), daemon=True).start()
+
+    with _listening(handle) as port:
+        yield port
+
+
+@dataclass
 class SilentServer:
     """What a mail server that accepts connections and then says nothing (``hang_up`` False)
-    or hangs up at once (``hang_up`` True) was asked: how many connections."""
+    or hangs up at once (``hang_up`` True) was asked: its connections."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.connections = 0
+    port: int
+    accepted: list[socket.socket] = field(default_factory=list)
+
+    @property
+    def connections(self) -> int:
+        return len(self.accepted)
 
 
 @contextmanager
 def silent_smtp_server(hang_up: bool = False) -> Iterator[SilentServer]:
     """A listener that takes every connection and never greets: the client's wait for the
     greeting ends only at its timeout, or at once when ``hang_up`` closes the connection."""
-    stop = threading.Event()
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.1)
-    server = SilentServer(listener.getsockname()[1])
-    held: list[socket.socket] = []
+    accepted: list[socket.socket] = []
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            server.connections += 1
-            if hang_up:
-                connection.close()
-            else:
-                held.append(connection)
-
-    acceptor = threading.Thread(target=accept, daemon=True)
-    acceptor.start()
-    try:
-        yield server
-    finally:
-        stop.set()
-        acceptor.join()
-        for connection in held:
+    def handle(connection: socket.socket, _: threading.Event) -> None:
+        accepted.append(connection)
+        if hang_up:
             connection.close()
-        listener.close()
+
+    with _listening(handle) as port:
+        try:
+            yield SilentServer(port, accepted)
+        finally:
+            for connection in accepted:
+                connection.close()
