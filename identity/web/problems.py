@@ -47,6 +47,9 @@ def problem(
     if detail:
         body["detail"] = detail
     body.update(extra)
+    # A problem is about one request and may quote it (the address a 409 or a 422 names);
+    # without this, a shared cache may keep a 404 or a 405 on its own (RFC 9111 §4.2.2).
+    headers = (headers or {}) | {"Cache-Control": "no-store"}
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
