@@ -329,8 +329,9 @@ async def assisted_email_change(
     The reason is required and audited; both addresses are told; the reset links and pending
     invitations mailed before, to the old address, stop working, and the new address receives
     a fresh reset link (the welcome link, for a user with no password yet), so the customer
-    proves they hold it by using it. Raises ``InvalidInput``, ``NotFound`` or ``Conflict``.
-    Call ``runtime.mail.wake()`` after the commit.
+    proves they hold it by using it; none while the user is disabled. Raises
+    ``InvalidInput``, ``NotFound`` or ``Conflict``. Call ``runtime.mail.wake()`` after the
+    commit.
     """
     reason = required_reason(reason)
     try:
@@ -368,6 +369,11 @@ async def assisted_email_change(
             Recipient(address, locale), settings.product_name, old_email, new_email
         )
         await outbox.enqueue(session, notice, now)
+    if user.disabled:
+        # Neither signs in nor resets: a link would only tell the new address about an account
+        # it cannot use, and would start working if staff enabled the user within its life.
+        # Enabled again, the user asks for one with "Forgot your password?".
+        return user
     if credential is None:
         # Created by staff and no password chosen yet (often a typo in the address being
         # fixed): the new address gets the welcome, which lasts days, not a reset of a

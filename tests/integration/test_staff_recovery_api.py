@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pyotp
+import pytest
 from sqlalchemy import select
 
-from identity.accounts.models import User
+from identity.accounts.models import PasswordResetToken, User
 from identity.audit.models import AuditEvent
 from identity.audit.service import Actor
 from identity.clock import utcnow
@@ -15,6 +16,8 @@ from identity.mfa.service import SecondFactor
 from identity.runtime import Runtime
 from tests.integration.account_helpers import problem_fields, staff_headers
 from tests.integration.oauth_helpers import make_user
+from tests.integration.page_helpers import mail_to
+from tests.integration.recovery_helpers import new_user
 
 
 async def _enrolled_user(runtime: Runtime) -> User:
@@ -100,3 +103,37 @@ async def test_a_move_to_a_taken_or_the_same_address_is_refused_naming_the_field
     assert (await client.get(f"/api/v1/users/{user.id}", headers=headers)).json()["email"] == (
         "moving@example.com"
     )
+
+
+@pytest.mark.parametrize("has_password", [True, False], ids=["password", "no-password"])
+async def test_a_disabled_user_moved_to_a_new_address_gets_no_link_there(
+    client: httpx.AsyncClient, runtime: Runtime, has_password: bool
+) -> None:
+    # A disabled user can neither sign in nor reset: a link would tell the new address about
+    # an account it cannot use, and would work once staff enabled the user again.
+    old, new = "switched-off@example.com", "moved@example.com"
+    user = await (new_user(runtime, old) if has_password else make_user(runtime, email=old))
+    headers = await staff_headers(runtime)
+    disabled = await client.post(
+        f"/api/v1/users/{user.id}/disable", json={"reason": "Left the company"}, headers=headers
+    )
+    assert disabled.status_code == 200, disabled.text
+    moved = await client.post(
+        f"/api/v1/users/{user.id}/email",
+        json={"email": new, "reason": "Ticket 5120: old mailbox closed"},
+        headers=headers,
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["email"] == new and moved.json()["disabled"] is True
+    assert [m.subject for m in await mail_to(runtime, new)] == [
+        "The sign-in email of your Identity account was changed"
+    ]
+    async with runtime.db.transaction() as session:
+        links = await session.scalars(
+            select(PasswordResetToken).where(PasswordResetToken.user_id == user.id)
+        )
+        assert links.all() == []
+        event = await session.scalar(
+            select(AuditEvent).where(AuditEvent.action == "user.email_changed_by_staff")
+        )
+    assert event is not None and event.details["new"] == new
