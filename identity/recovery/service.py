@@ -326,7 +326,8 @@ async def assisted_email_change(
 ) -> User:
     """Staff, having checked who the customer is, move their sign-in to a new address.
 
-    The reason is required and audited; both addresses are told; the reset links and pending
+    The reason is required and audited; both addresses are told (only the new one if the user
+    has no password yet, so never had a way in through the old); the reset links and pending
     invitations mailed before, to the old address, stop working, and the new address receives
     a fresh reset link (the welcome link, for a user with no password yet), so the customer
     proves they hold it by using it; none while the user is disabled. Raises
@@ -364,7 +365,10 @@ async def assisted_email_change(
         reason=reason,
     )
     locale = user.locale or "en"
-    for address in (old_email, new_email):
+    # With no password yet, the old address never had a way in (often it is a typo's, a
+    # stranger's): telling it would only hand it the customer's real address.
+    told = (old_email, new_email) if credential is not None else (new_email,)
+    for address in told:
         notice = messages.email_changed(
             Recipient(address, locale), settings.product_name, old_email, new_email
         )

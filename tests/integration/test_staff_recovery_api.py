@@ -67,7 +67,7 @@ async def test_a_reset_without_a_reason_is_refused_naming_the_field(
 async def test_assisted_email_change_moves_the_sign_in_and_tells_both_addresses(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    user = await make_user(runtime, email="old-mailbox@example.com")
+    user = await new_user(runtime, "old-mailbox@example.com")
     response = await client.post(
         f"/api/v1/users/{user.id}/email",
         json={"email": "New-Mailbox@Example.com", "reason": "Lost access to old mailbox"},
@@ -82,6 +82,31 @@ async def test_assisted_email_change_moves_the_sign_in_and_tells_both_addresses(
         )
     assert {"old-mailbox@example.com", "new-mailbox@example.com"} <= recipients
     assert event is not None and event.details["reason"] == "Lost access to old mailbox"
+    # As after a change the user confirmed: the holder of the old address, if not the
+    # customer, learns where the account went and can tell support.
+    [notice] = await mail_to(runtime, "old-mailbox@example.com")
+    assert "new-mailbox@example.com" in notice.text_body
+
+
+async def test_a_user_with_no_password_yet_is_moved_without_a_word_to_the_old_address(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Staff fixing a typo in the address of a user who never chose a password: the old
+    # address, often a stranger's, never had a way in, and a notice would hand it the
+    # customer's real address. Keycloak and Ory mail nobody on an administrator's change.
+    typo, fixed = "ana@exmaple.com", "ana@example.com"
+    user = await make_user(runtime, email=typo)
+    moved = await client.post(
+        f"/api/v1/users/{user.id}/email",
+        json={"email": fixed, "reason": "Typo in the address"},
+        headers=await staff_headers(runtime),
+    )
+    assert moved.status_code == 200, moved.text
+    assert await mail_to(runtime, typo) == []
+    assert sorted(m.subject for m in await mail_to(runtime, fixed)) == [
+        "The sign-in email of your Identity account was changed",
+        "Your Identity account is ready: choose your password",
+    ]
 
 
 async def test_a_move_to_a_taken_or_the_same_address_is_refused_naming_the_field(
