@@ -1,7 +1,8 @@
 """Client authentication at the token, introspection and revocation endpoints.
 
 RFC 6749 §2.3: ``client_secret_basic`` (preferred), ``client_secret_post``, and ``none``
-for public clients, which only name themselves. Exactly one method per request.
+for public clients, which only name themselves. Exactly one method per request. A JWT
+client assertion (``private_key_jwt``, ``client_secret_jwt``) is refused, never ignored.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ from identity.crypto import digest, digest_matches
 from identity.db.engine import Database
 from identity.oauth.errors import InvalidClientError, InvalidRequestError
 
+# RFC 7521 §4.2 / RFC 7523 §2.2: how private_key_jwt and client_secret_jwt authenticate.
+# Neither is supported (nor advertised), but a request carrying them must not be read as
+# one that carries no credentials at all (a public client's ``none``).
+ASSERTION_PARAMETERS = frozenset({"client_assertion", "client_assertion_type"})
 # The form parameters client authentication reads (RFC 6749 §2.3.1).
-PARAMETERS = frozenset({"client_id", "client_secret"})
+PARAMETERS = frozenset({"client_id", "client_secret"}) | ASSERTION_PARAMETERS
 
 Method = Literal["client_secret_basic", "client_secret_post", "none"]
 SUPPORTED_METHODS: tuple[Method, ...] = ("client_secret_basic", "client_secret_post", "none")
@@ -86,6 +91,10 @@ def parse_client_credentials(
 ) -> ClientCredentials:
     """Which client the request claims to come from, and how it proves it."""
     body_id, body_secret = form.get("client_id"), form.get("client_secret")
+    if ASSERTION_PARAMETERS & form.keys():
+        if authorization is not None or body_secret is not None:
+            raise InvalidRequestError("Use one client authentication method, not two.")
+        raise ClientAuthenticationFailed("Client assertions are not supported.")
     if authorization is not None:
         if body_secret is not None:
             raise InvalidRequestError("Use one client authentication method, not two.")

@@ -248,11 +248,62 @@ async def test_every_advertised_token_endpoint_auth_method_authenticates(
         assert response.status_code == 200, (method, response.text)
 
 
+ASSERTION = {
+    # RFC 7523 §2.2: private_key_jwt and client_secret_jwt both send these two parameters.
+    "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+    "client_assertion": "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln",
+}
+
+
 def assert_refused_as_invalid_client(response: httpx.Response) -> None:
     """RFC 6749 §5.2: 401 and a challenge, as for any other failed client authentication."""
     assert response.status_code == 401, response.text
     assert response.json()["error"] == "invalid_client"
     assert response.headers["www-authenticate"].startswith("Basic realm=")
+
+
+@pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke"])
+async def test_an_unadvertised_jwt_client_assertion_is_refused_as_invalid_client(
+    client: httpx.AsyncClient, runtime: Runtime, path: str
+) -> None:
+    """private_key_jwt and client_secret_jwt are not advertised: a client that authenticates
+    with an assertion must not be let in on the strength of its client_id alone (as a
+    public client would be) or of other credentials beside it."""
+    document = await discovered(client)
+    for endpoint in ("token", "introspection", "revocation"):
+        listed = document[f"{endpoint}_endpoint_auth_methods_supported"]
+        assert not {"private_key_jwt", "client_secret_jwt"} & set(listed)
+    public = await make_client(runtime, public=True, grant_types=["authorization_code"])
+    data = {"grant_type": "authorization_code", "code": "x", "token": "x"} | ASSERTION
+
+    response = await client.post(path, data=data | {"client_id": public.client_id})
+
+    assert_refused_as_invalid_client(response)
+
+
+async def test_a_public_client_redeeming_a_code_with_an_assertion_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    public = await make_client(runtime, public=True, grant_types=["authorization_code"])
+    fresh = await fresh_code(runtime, public)
+
+    response = await fresh.redeem(client, **ASSERTION)
+
+    assert_refused_as_invalid_client(response)
+
+
+async def test_a_secret_beside_an_assertion_is_two_methods_at_once(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 6749 §2.3: one authentication method per request, as with basic and post."""
+    service = await service_client(runtime)
+
+    response = await client.post(
+        "/token", data={"grant_type": "client_credentials"} | ASSERTION, headers=service.basic
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
 
 
 async def test_introspection_takes_exactly_its_advertised_methods(
