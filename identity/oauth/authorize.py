@@ -403,9 +403,10 @@ def next_step(request: ValidRequest, interaction: Interaction, now: datetime) ->
             )
         needs_login = False
     else:
-        too_old = (
-            request.max_age is not None
-            and (now - interaction.auth_time).total_seconds() > request.max_age
+        # OIDC Core §3.1.2.1: max_age=0 is prompt=login, however recent the sign-in looks by
+        # this process's clock (another's may run ahead of it, or both read the same tick).
+        too_old = request.max_age is not None and (
+            request.max_age == 0 or (now - interaction.auth_time).total_seconds() > request.max_age
         )
         needs_login = "login" in request.prompt or too_old or other_user
     if needs_login:

@@ -8,14 +8,17 @@ reads the value from it rather than from a copy here.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from sqlalchemy import select
 
 from identity.runtime import Runtime
+from identity.sessions.models import BrowserSession
 from tests.browser import (
     add_oauth_client,
     add_user,
@@ -170,6 +173,21 @@ async def test_request_objects_are_refused_as_discovery_says(
     result = redirected_to_client(await client.get("/authorize", params=params))
 
     assert result["error"] == error
+
+
+@pytest.mark.usefixtures("first_party")
+async def test_max_age_zero_asks_for_a_sign_in_even_from_a_session_begun_this_instant(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """OIDC Core §3.1.2.1: "max_age=0 is equivalent to prompt=login". A session whose
+    auth_time is not yet in this process's past (another server's clock a little ahead, or
+    the same tick) must not count as young enough."""
+    await signed_in(client)
+    async with runtime.db.transaction() as session:
+        for browser in await session.scalars(select(BrowserSession)):
+            browser.auth_time += timedelta(seconds=2)
+
+    await open_login(client, authorize_params(max_age="0"))
 
 
 # --- the token endpoint ---------------------------------------------------------------
