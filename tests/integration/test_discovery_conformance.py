@@ -156,6 +156,36 @@ async def test_an_unadvertised_prompt_value_is_an_invalid_request(
 
 @pytest.mark.usefixtures("first_party")
 @pytest.mark.parametrize(
+    "extra",
+    [
+        {"display": "popup"},
+        {"display": "touch"},
+        {"acr_values": "urn:mace:incommon:iap:silver"},
+        {"claims": '{"id_token": {"acr": {"essential": true}}}'},
+        {"claims_locales": "fr"},
+        {"ui_locales": "fr-CA de"},
+    ],
+    ids=["display-popup", "display-touch", "acr_values", "claims", "claims_locales", "ui_locales"],
+)
+async def test_optional_parameters_the_document_claims_no_support_for_are_ignored(
+    client: httpx.AsyncClient, extra: dict[str, str]
+) -> None:
+    """OIDC Core §3.1.2.1 and §5.5: display, acr_values, claims (claims_parameter_supported
+    is false), claims_locales and unsupported ui_locales are the OP's to ignore; none of them
+    may stop the flow or be echoed as if honoured."""
+    document = await discovered(client)
+    assert document["claims_parameter_supported"] is False
+    assert not {"display_values_supported", "acr_values_supported"} & set(document)
+    await signed_in(client)
+
+    params = authorize_params(**extra)
+    result = redirected_to_client(await client.get("/authorize", params=params))
+
+    assert set(result) == {"code", "state", "iss"}
+
+
+@pytest.mark.usefixtures("first_party")
+@pytest.mark.parametrize(
     ("parameter", "flag", "error"),
     [
         ("request", "request_parameter_supported", "request_not_supported"),
