@@ -143,8 +143,9 @@ async def test_every_advertised_prompt_value_is_honoured(client: httpx.AsyncClie
 async def test_an_unadvertised_prompt_value_is_an_invalid_request(
     client: httpx.AsyncClient, prompt: str
 ) -> None:
-    """OpenID Connect Prompt Create 1.0 §4.1: a prompt value not in prompt_values_supported
-    gets invalid_request (it would otherwise silently skip the registration asked for)."""
+    """A prompt value not in prompt_values_supported gets invalid_request, as in
+    node-oidc-provider: OIDC Core leaves the choice to the OP, and ignoring prompt=create
+    (Initiating User Registration 1.0) would silently skip the sign-up the client asked for."""
     assert prompt not in (await discovered(client))["prompt_values_supported"]
     await signed_in(client)
 
