@@ -20,9 +20,12 @@ from sqlalchemy import select
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
 from tests.browser import (
+    CLIENT_ID,
+    POST_LOGOUT_URI,
     add_oauth_client,
     add_user,
     authorize_params,
+    id_token,
     open_login,
     redirected_to_client,
     sign_in,
@@ -421,3 +424,40 @@ async def test_claims_are_exactly_those_advertised(
     # No userinfo_signing_alg_values_supported: userinfo answers plain JSON.
     assert "userinfo_signing_alg_values_supported" not in document
     assert userinfo.headers["content-type"].startswith("application/json")
+
+
+# --- the end-session endpoint ---------------------------------------------------------
+
+
+async def test_end_session_takes_every_rp_initiated_logout_parameter(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RP-Initiated Logout 1.0 §2-3: with a hint for the current session, the user is
+    signed out at once and sent to the registered post_logout_redirect_uri with the state;
+    logout_hint and ui_locales may be sent too (the OP may ignore them), and no front- or
+    back-channel logout is claimed, since none is sent."""
+    document = await discovered(client)
+    assert document["end_session_endpoint"] == "http://testserver.local/logout"
+    assert not {"frontchannel_logout_supported", "backchannel_logout_supported"} & set(document)
+    user = await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    await signed_in(client)
+    async with runtime.db.transaction() as session:
+        sid = await session.scalar(select(BrowserSession.sid))
+
+    response = await client.get(
+        "/logout",
+        params={
+            "id_token_hint": await id_token(runtime, user, sid=str(sid)),
+            "logout_hint": user.email,
+            "client_id": CLIENT_ID,
+            "post_logout_redirect_uri": POST_LOGOUT_URI,
+            "state": "bye",
+            "ui_locales": "es",
+        },
+    )
+
+    assert response.status_code == 303
+    assert response.headers["location"] == POST_LOGOUT_URI + "?state=bye"
+    silent = await client.get("/authorize", params=authorize_params(prompt="none"))
+    assert redirected_to_client(silent)["error"] == "login_required"
