@@ -38,7 +38,7 @@ from identity.oauth.errors import (
     UnsupportedResponseTypeError,
 )
 from identity.oauth.parameters import CONTROL_CHARACTER
-from identity.oauth.scopes import parse_scope
+from identity.oauth.scopes import requested_at_authorize
 
 # The parameters we read; any other is ignored (RFC 6749 §3.1). ``resource`` alone may repeat
 # (RFC 8707 §2); every other parameter sent twice is an invalid_request (RFC 6749 §3.1).
@@ -247,8 +247,9 @@ def check_response_type(request: AuthorizationRequest, client: OAuthClient) -> N
 
 
 def check_scope(request: AuthorizationRequest, client: OAuthClient) -> tuple[str, ...]:
-    """Requested scopes, de-duplicated in order: openid first, all within the client's own."""
-    scopes = tuple(parse_scope(request.get("scope") or ""))
+    """Requested scopes, de-duplicated in order, offline_access dropped: openid first, all
+    within the client's own."""
+    scopes = tuple(requested_at_authorize(request.get("scope") or ""))
     if "openid" not in scopes:
         raise InvalidScopeError("The openid scope is required.")
     allowed = set(scope_to_list(client.scope))

@@ -21,6 +21,12 @@ SCOPE_AUTHZ = "identity:authz"
 USER_SCOPES = ("openid", "profile", "email", SCOPE_ACCOUNTS)
 SCOPES_SUPPORTED = ("openid", "profile", "email", SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ)
 
+# OIDC Core §11 asks with offline_access for a refresh token, which client libraries (MSAL,
+# many oidc-client setups) always request. Refresh tokens here follow the client's
+# refresh_token grant alone, and §11 lets the server ignore the request: it is accepted from any
+# client and dropped, so it is never granted, shown for consent or carried by a token.
+OFFLINE_ACCESS = "offline_access"
+
 # RFC 6749 Appendix A.4: scope-token = 1*NQCHAR.
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,100}")
 
@@ -31,6 +37,11 @@ def parse_scope(raw: str) -> list[str]:
     if not all(SCOPE_TOKEN.fullmatch(token) for token in tokens):
         raise InvalidScopeError("scope holds a malformed value.")
     return list(dict.fromkeys(tokens))
+
+
+def requested_at_authorize(raw: str) -> list[str]:
+    """An authorization request's scope tokens (``parse_scope``) less ``offline_access``."""
+    return [s for s in parse_scope(raw) if s != OFFLINE_ACCESS]
 
 
 def for_user(scopes: Sequence[str], *, is_admin: bool) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from identity.oauth.authorize import unknown_client
 from identity.oauth.errors import OAuth2Error
 from identity.oauth.id_token_hint import verify_id_token_hint
 from identity.oauth.interaction import Flow, FlowStore
-from identity.oauth.scopes import SCOPES_SUPPORTED, for_user, parse_scope
+from identity.oauth.scopes import SCOPES_SUPPORTED, for_user, requested_at_authorize
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.settings import PACKAGE_ROOT
@@ -202,7 +202,7 @@ async def _consent_form(
     async with runtime.db.transaction() as session:
         client = await get_client(session, flow.request.get("client_id") or "")
         browser = await sessions.current(session, token, utcnow())
-        asked = parse_scope(flow.request.get("scope") or "")
+        asked = requested_at_authorize(flow.request.get("scope") or "")
         # What the tokens will carry, and consent records: a user who is not staff is not
         # asked to allow identity:admin, which their tokens leave out.
         scopes = (
