@@ -39,9 +39,13 @@ def parse_scope(raw: str) -> list[str]:
     return list(dict.fromkeys(tokens))
 
 
+def without_offline_access(scopes: Sequence[str]) -> list[str]:
+    return [s for s in scopes if s != OFFLINE_ACCESS]
+
+
 def requested_at_authorize(raw: str) -> list[str]:
     """An authorization request's scope tokens (``parse_scope``) less ``offline_access``."""
-    return [s for s in parse_scope(raw) if s != OFFLINE_ACCESS]
+    return without_offline_access(parse_scope(raw))
 
 
 def for_user(scopes: Sequence[str], *, is_admin: bool) -> tuple[str, ...]:
@@ -66,7 +70,8 @@ def requested_scope(raw: str | None) -> list[str] | None:
     """A token request's ``scope``: None when omitted (sent without a value counts as omitted,
     RFC 6749 §3.2, as the form reader does), else its tokens. One made only of spaces names no
     scope-token (§3.3): ``invalid_scope`` saying so, as node-oidc-provider refuses it, rather
-    than reading it as a request for nothing."""
+    than reading it as a request for nothing. ``offline_access`` is dropped as at /authorize;
+    one naming nothing else is then ``scope=`` with it taken out, so counts as omitted."""
     if raw is None:
         return None
     asked = parse_scope(raw)
@@ -74,7 +79,7 @@ def requested_scope(raw: str | None) -> list[str] | None:
         raise InvalidScopeError(
             "scope is blank: name at least one scope, or leave the parameter out."
         )
-    return asked
+    return without_offline_access(asked) or None
 
 
 def narrow_scope(requested: str | None, granted: str) -> str:

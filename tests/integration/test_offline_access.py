@@ -19,6 +19,7 @@ from tests.browser import (
     redirected_to_client,
     sign_in,
 )
+from tests.integration.oauth_helpers import make_client, refresh, signed_in_tokens
 
 MSAL_SCOPE = "openid profile offline_access"
 
@@ -68,3 +69,39 @@ async def test_any_other_scope_outside_the_registration_is_still_invalid(
         "/authorize", params=authorize_params(scope="openid offline_access admin")
     )
     assert redirected_to_client(response)["error"] == "invalid_scope"
+
+
+async def test_a_refresh_asking_for_offline_access_drops_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """MSAL sends its scopes, offline_access among them, with every refresh: dropped as at
+    /authorize; alone it leaves nothing, which counts as omitted (the granted scope), as
+    ``scope=`` does."""
+    app = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, app, scope="openid email")
+
+    narrowed = await refresh(client, app, tokens["refresh_token"], scope="openid offline_access")
+    assert narrowed.status_code == 200, narrowed.text
+    assert narrowed.json()["scope"] == "openid"
+    alone = await refresh(client, app, narrowed.json()["refresh_token"], scope="offline_access")
+    assert alone.status_code == 200, alone.text
+    assert alone.json()["scope"] == "openid email"
+    wider = await refresh(
+        client, app, alone.json()["refresh_token"], scope="openid profile offline_access"
+    )
+    assert wider.json()["error"] == "invalid_scope"
+
+
+async def test_client_credentials_asking_for_offline_access_drops_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(
+        runtime, grant_types=["client_credentials"], redirect_uris=[], scope="reports:read"
+    )
+    for scope in ("reports:read offline_access", "offline_access"):
+        response = await client.post(
+            "/token", data={"grant_type": "client_credentials", "scope": scope}, headers=app.basic
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["scope"] == "reports:read"
+        assert "refresh_token" not in response.json()
