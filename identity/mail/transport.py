@@ -10,6 +10,7 @@ import socket
 import ssl
 import tempfile
 import threading
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import Policy, default
 from email.utils import format_datetime
@@ -104,7 +105,7 @@ class SmtpTransport:
         client._host = self._host
         return client
 
-    def _send_blocking(self, message: EmailMessage) -> None:
+    def _send_blocking(self, message: EmailMessage, session: _Session) -> None:
         client = self._client()
         watchdog = _Watchdog(client, SMTP_DEADLINE_SECONDS)
         try:
@@ -116,6 +117,7 @@ class SmtpTransport:
                 client.starttls(context=self._tls)
             if self._username:
                 client.login(self._username, self._password or "")
+            session.at_message = True
             try:
                 client.send_message(message)
             except smtplib.SMTPNotSupportedError as exc:
@@ -139,13 +141,25 @@ class SmtpTransport:
         client.close()
 
     async def send(self, message: EmailMessage) -> None:
+        session = _Session()
         try:
             # smtplib blocks; a slow mail server must not stall the event loop.
-            await asyncio.to_thread(self._send_blocking, message)
+            await asyncio.to_thread(self._send_blocking, message, session)
         except (smtplib.SMTPException, OSError) as exc:
             raise TransportError(
-                f"{type(exc).__name__}: {exc}", permanent=_final(exc), unreachable=_down(exc)
+                f"{type(exc).__name__}: {exc}",
+                permanent=_final(exc),
+                # Once the server has greeted, let us in and been handed this message, what
+                # ends the session is about the message (one it cannot take), not the server.
+                unreachable=not session.at_message and _down(exc),
             ) from exc
+
+
+@dataclass
+class _Session:
+    """How far a delivery went: ``at_message`` once the server was ready for the message."""
+
+    at_message: bool = False
 
 
 class SmtpUtf8NotOffered(smtplib.SMTPException):
@@ -171,7 +185,7 @@ def _final(exc: Exception) -> bool:
 
 
 def _down(exc: OSError) -> bool:
-    """Whether the server itself failed rather than this message: refused or dropped the
+    """Whether the server itself failed, before it was handed the message: refused or dropped the
     connection, never greeted, timed out (a socket's timeout or the deadline), failed TLS,
     or is closing down (421, RFC 5321 §3.8). The other messages of a run need not each wait
     out the same timeout to learn it. Every other answer of the server (an SMTPException,

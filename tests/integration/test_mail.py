@@ -520,6 +520,32 @@ async def test_a_refused_message_does_not_hold_back_the_others_of_its_run(
     assert [received["To"] for received in inbox.messages] == ["ana@example.com"]
 
 
+class _DroppingOne(Inbox):
+    """A mail server that ends the session over the message to ``nobody@example.com``, once
+    it has its content (421, RFC 5321 §3.8: as a server does over one it cannot take)."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if "nobody@example.com" in envelope.rcpt_tos:
+            return "421 4.3.0 Closing the connection"
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_session_ended_over_one_message_does_not_hold_back_the_others(
+    db: Database,
+) -> None:
+    # The server was reached and took the session as far as this message: what ended it is
+    # about the message. Read as the server being down, one such message made every other
+    # message of each run it was tried in wait untried, and lose an attempt each time.
+    await _queue(db, Message(to="nobody@example.com", subject="s", text="t"))
+    await _queue(db)
+    with smtp_server(inbox=_DroppingOne()) as (port, inbox):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
+        assert await dispatcher.run_once() == 1
+    assert [received["To"] for received in inbox.messages] == ["ana@example.com"]
+    dropped = next(row for row in await _rows(db) if row.to_address == "nobody@example.com")
+    assert dropped.failed_at is None and dropped.attempts == 1  # retried after its backoff
+
+
 def _emails_total(result: str) -> float:
     return REGISTRY.get_sample_value("identity_emails_total", {"result": result}) or 0.0
 
