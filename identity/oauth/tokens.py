@@ -7,9 +7,9 @@ them with our JWKS alone; their ``jti`` is what revocation lists.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from authlib.oidc.core.util import create_half_hash
@@ -81,12 +81,6 @@ def mint_access_token(
     if account_claims:
         claims |= account_claims
     return IssuedAccessToken(_sign(keyset, claims, ACCESS_TOKEN_TYPE), jti, expires_at)
-
-
-def issued_at(claims: Mapping[str, Any]) -> datetime:
-    """When a verified access token was issued, to the second. Every token we sign carries
-    ``iat``; one without is taken as the oldest there is."""
-    return datetime.fromtimestamp(int(claims.get("iat", 0)), UTC)
 
 
 def user_claims(user: User, scope: Sequence[str]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     ColumnElement,
+    and_,
     bindparam,
     delete,
     false,
@@ -36,8 +37,9 @@ from identity.permissions.models import (
     Role,
     RolePermission,
 )
-from identity.tokens.models import RefreshToken
+from identity.tokens.models import AuthorizationCode, RefreshToken
 from identity.tokens.refresh import revoke_matching
+from identity.tokens.revocations import deny_recorded
 
 
 class Duplicate(Exception):
@@ -384,6 +386,23 @@ async def revoke_refresh_tokens(
     """A member lost rights in an account: refresh tokens naming it stop working at once."""
     await revoke_matching(
         session, now, RefreshToken.user_id == user_id, RefreshToken.account_id == account_id
+    )
+
+
+async def end_member_tokens(
+    session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID, now: datetime
+) -> None:
+    """A member left the account: their refresh tokens for it stop working, and the access
+    tokens recorded as issued for it are denied. Introspection already answers those
+    inactive while the user is no member; denied, they stay so if the member is added back
+    (``iat`` against the new membership's start would compare two machines' clocks)."""
+    member_of = (RefreshToken.user_id == user_id, RefreshToken.account_id == account_id)
+    await revoke_matching(session, now, *member_of)
+    await deny_recorded(
+        session,
+        now,
+        and_(*member_of),
+        and_(AuthorizationCode.user_id == user_id, AuthorizationCode.account_id == account_id),
     )
 
 

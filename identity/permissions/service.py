@@ -213,12 +213,10 @@ async def effective_permissions(
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     """An access token's account claims, and ``until``: when the first grant they come from
-    ends (None: none ends), past which the token must not speak for them; ``member_since``:
-    when the membership they come from began."""
+    ends (None: none ends), past which the token must not speak for them."""
 
     claims: dict[str, Any]
     until: datetime | None
-    member_since: datetime
 
 
 async def token_claims_lasting(
@@ -258,7 +256,7 @@ async def token_claims_lasting(
         "permissions": sorted(held),
         "account_owner": membership.is_owner,
     }
-    return TokenClaims(claims, min(ends, default=None), membership.created_at)
+    return TokenClaims(claims, min(ends, default=None))
 
 
 async def still_granted(
@@ -267,25 +265,19 @@ async def still_granted(
     account_id: uuid.UUID,
     issued: Sequence[str],
     issued_owner: bool,
-    issued_at: datetime,
     now: datetime,
     catalogue: Catalogue | None = None,
 ) -> dict[str, Any] | None:
-    """The account claims an access token issued at ``issued_at`` stands for now
-    (introspection): None once the user has left the account, for good: a token issued
-    before the membership began was issued for an earlier one, which a removal ended.
-    Else the token's permissions the member still holds, and ``account_owner`` only while
-    they still own it. Never more than the token says: what was granted since belongs in a
-    new token, not in this one."""
+    """The account claims an access token issued earlier stands for now (introspection):
+    None once the user has left the account; else the token's permissions the member still
+    holds, and ``account_owner`` only while they still own it. Never more than the token
+    says: what was granted since belongs in a new token, not in this one. (A token issued
+    before a removal is denied by it, so adding the member back does not revive it.)"""
     try:
         current = await token_claims_lasting(
             session, user_id, account_id, now, held_past=now, catalogue=catalogue
         )
     except Forbidden:
-        return None
-    # ``iat`` counts whole seconds: a token issued in the second the membership began is
-    # taken as its own, so a removal and re-adding within that one second go unseen.
-    if issued_at < current.member_since.replace(microsecond=0):
         return None
     held = set(current.claims["permissions"])
     return {
@@ -833,7 +825,7 @@ async def remove_member(
     await _keeping_an_owner(session, membership)
     old_permissions, old_roles = await _current_grants(session, membership)
     await repository.delete_membership(session, membership.id)
-    await repository.revoke_refresh_tokens(session, user_id, account_id, now)
+    await repository.end_member_tokens(session, user_id, account_id, now)
     await record_as(
         session,
         actor,

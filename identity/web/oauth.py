@@ -42,7 +42,7 @@ from identity.oauth.grants.base import issued_scope
 from identity.oauth.metadata import Published
 from identity.oauth.origins import OriginNotAllowed, check_origin
 from identity.oauth.parameters import CONTROL_CHARACTER
-from identity.oauth.tokens import issued_at, user_claims, verify_access_token
+from identity.oauth.tokens import user_claims, verify_access_token
 from identity.permissions import service as permissions
 from identity.runtime import Runtime
 from identity.store.base import StoreUnavailable
@@ -278,9 +278,10 @@ async def _as_granted_now(
 ) -> dict[str, Any] | None:
     """An access token as rights stand now, which is what a service introspects for: None
     (inactive) once its client is disabled or gone, or its user disabled or out of the
-    token's account at any time since it was issued (added back or not); its scopes
-    narrowed to what the client's registration still allows (and identity:admin to
-    administrators), and its account claims to what the member still holds."""
+    token's account (a removal denies the tokens it had, so adding the member back does not
+    revive them); its scopes narrowed to what the client's registration still allows
+    (and identity:admin to administrators), and its account claims to what the member
+    still holds."""
     client = await client_now(runtime, claims)
     if client is None:
         return None
@@ -304,7 +305,6 @@ async def _as_granted_now(
             uuid.UUID(str(claims["account_id"])),
             [str(name) for name in claims.get("permissions", [])],
             claims.get("account_owner") is True,
-            issued_at(claims),
             now,
         )
     return None if account is None else claims | account

@@ -81,6 +81,32 @@ async def test_adding_a_removed_member_back_does_not_revive_their_earlier_token(
     assert answer["permissions"] == ["invoices"]
 
 
+async def test_a_token_issued_after_a_member_is_added_back_on_a_machine_ahead_is_active(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Machines' clocks may differ (README: up to 30 s). Compared with the membership's
+    # start, a token this machine issued right after its adding through a machine 2 s ahead
+    # read as older than the membership, and inactive for its whole life.
+    app, account, clerk, _ = await _clerk_token(client, runtime, ["invoices"])
+    async with runtime.db.transaction() as session:
+        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+    ahead = utcnow() + timedelta(seconds=2)
+    async with runtime.db.transaction() as session:
+        await service.add_member(
+            session,
+            SYSTEM,
+            account.id,
+            clerk.id,
+            permissions=[service.Grant("invoices")],
+            catalogue=runtime.catalogue,
+            now=ahead,
+        )
+    since = await signed_in_tokens(client, runtime, app, user=clerk, account_id=account.id)
+
+    answer = await _introspect(client, app, since["access_token"])
+    assert answer["active"] is True
+
+
 async def test_a_disabled_users_access_token_is_inactive(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
