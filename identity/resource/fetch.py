@@ -56,6 +56,10 @@ async def _request_json(
     auth: httpx.Auth | None,
 ) -> FetchedJSON:
     request = f"{method} {url}"
+    if http.is_closed:
+        # Closed with the resource server while this request waited (for discovery, say):
+        # httpx would raise a RuntimeError, a 500 for the service.
+        raise IssuerUnavailable(f"{request}: the resource server is closed")
     try:
         async with http.stream(
             method, url, data=data, auth=auth, headers={"accept": "application/json"}

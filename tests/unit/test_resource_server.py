@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from identity.resource import IssuerUnavailable, ResourceServer, ResourceServerConfig
+from identity.resource.fetch import fetch_json
 from tests.resource_issuer import (
     AUDIENCE,
     INTROSPECTION_CLIENT,
@@ -73,3 +74,12 @@ async def test_an_introspector_of_a_closed_server_is_refused_as_unavailable(
         with pytest.raises(IssuerUnavailable, match="closed"):
             await introspector.introspect(issuer.token())
     assert not issuer.introspection_requests
+
+
+async def test_a_request_on_a_client_closed_meanwhile_is_unavailable_not_a_runtime_error() -> None:
+    # The server closed while an introspection waited for discovery: the request that
+    # followed, on the closed client, raised httpx's RuntimeError, a 500 for the service.
+    http = httpx.AsyncClient()
+    await http.aclose()
+    with pytest.raises(IssuerUnavailable, match="closed"):
+        await fetch_json(http, "http://127.0.0.1:9/introspect", method="POST", data={})
