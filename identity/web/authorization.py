@@ -9,6 +9,7 @@ instead, and goes back to that page.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -270,30 +271,33 @@ async def handing_over(runtime: Runtime) -> AsyncIterator[Claim]:
     for this one's answer, or for the claim to be given back.
     """
     flows = FlowStore(runtime.store)
-    claimed: list[tuple[Flow, str | None]] = []
+    taken: list[Flow] = []
+    marked: list[str] = []
 
     async def claim(flow_id: str, repeat: str | None) -> Flow:
         # Marked before the flow is taken, in one step of the store: the same post again,
         # landing between the two, would find neither the flow nor the mark and be told to
         # start again; and it must not take a flow the first post has handed on to the next
         # step under the same id (consent), nor sign in a second time.
-        if repeat is not None and not await repeated_posts.under_way(runtime, repeat):
-            raise FlowTaken(flow_id)
+        if repeat is not None:
+            if not await repeated_posts.under_way(runtime, repeat):
+                raise FlowTaken(flow_id)
+            marked.append(repeat)
         flow = await flows.consume(flow_id)
         if flow is None:
-            if repeat is not None:
-                await repeated_posts.withdraw(runtime, repeat)
             raise FlowTaken(flow_id)
-        claimed.append((flow, repeat))
+        taken.append(flow)
         return flow
 
     try:
         yield claim
-    except Exception:
-        for flow, repeat in claimed:
+    except (Exception, asyncio.CancelledError):
+        # Cancelled too (a stop): a mark left behind would hold the same post again for
+        # seconds, and then send it to start again.
+        for flow in taken:
             await flows.save(flow)
-            if repeat is not None:
-                await repeated_posts.withdraw(runtime, repeat)
+        for repeat in marked:
+            await repeated_posts.withdraw(runtime, repeat)
         raise
 
 

@@ -20,6 +20,7 @@ from identity.clock import utcnow
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
+from identity.store.base import StoreUnavailable
 from tests.browser import form_fields
 from tests.integration.account_helpers import SYSTEM
 from tests.integration.oauth_helpers import REDIRECT_URI, make_client, pkce_pair
@@ -347,3 +348,26 @@ async def test_a_code_step_posted_twice_before_consent_continues_the_first_sign_
     (only,) = await _sessions(runtime)
     assert only.revoked_at is None
     assert (await client.get(SECURITY)).status_code == 200  # the cookie the browser kept
+
+
+async def test_a_password_step_whose_flow_could_not_be_taken_can_be_posted_again(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Marked "under way", then failing to take the flow: the mark stayed, and the same post
+    # again waited 5 s for an answer that never came and was told to start again.
+    await new_user(runtime, ANA)
+    login = await _login_page(client, runtime)
+    fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
+    consume = runtime.store.consume
+
+    async def unreachable(key: str) -> bytes | None:
+        raise StoreUnavailable("down")
+
+    monkeypatch.setattr(runtime.store, "consume", unreachable)
+    failed = await client.post("/login", data=fields)
+    monkeypatch.setattr(runtime.store, "consume", consume)
+    again = await asyncio.wait_for(client.post("/login", data=fields), timeout=3)
+
+    assert failed.status_code == 503, failed.text
+    assert again.status_code == 303 and again.headers["location"].startswith(REDIRECT_URI)
+    assert len(await _sessions(runtime)) == 1
