@@ -396,12 +396,11 @@ async def end_member_tokens(
     tokens recorded as issued for it are denied. Introspection already answers those
     inactive while the user is no member; denied, they stay so if the member is added back
     (``iat`` against the new membership's start would compare two machines' clocks)."""
-    member_of = (RefreshToken.user_id == user_id, RefreshToken.account_id == account_id)
-    await revoke_matching(session, now, *member_of)
+    await revoke_refresh_tokens(session, user_id, account_id, now)
     await deny_recorded(
         session,
         now,
-        and_(*member_of),
+        and_(RefreshToken.user_id == user_id, RefreshToken.account_id == account_id),
         and_(AuthorizationCode.user_id == user_id, AuthorizationCode.account_id == account_id),
     )
 
