@@ -4,10 +4,9 @@ the account at sign-in"; ``identity.resource.Introspector``)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
-import pytest
 
 from identity.accounts.models import User
 from identity.accounts.service import disable_user, update_user
@@ -40,6 +39,20 @@ async def _introspect(
     return response.json()
 
 
+async def _add_back(runtime: Runtime, account: Account, clerk: User, at: datetime) -> None:
+    """The removed clerk made a member of ``account`` again at ``at``, holding invoices."""
+    async with runtime.db.transaction() as session:
+        await service.add_member(
+            session,
+            SYSTEM,
+            account.id,
+            clerk.id,
+            permissions=[service.Grant("invoices")],
+            catalogue=runtime.catalogue,
+            now=at,
+        )
+
+
 async def test_a_removed_members_access_token_is_inactive(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
@@ -52,26 +65,16 @@ async def test_a_removed_members_access_token_is_inactive(
 
 
 async def test_adding_a_removed_member_back_does_not_revive_their_earlier_token(
-    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    """Removal ends the member's tokens for the account for good: once they are added back
-    (a few seconds later, by a moved clock), only tokens issued since are active."""
+    """Removal ends the member's tokens for the account for good: once they are added back,
+    only tokens issued since are active."""
     app, account, clerk, token = await _clerk_token(client, runtime, ["invoices"])
     async with runtime.db.transaction() as session:
         await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
     removed = await _introspect(client, app, token)
     later = utcnow() + timedelta(seconds=5)
-    async with runtime.db.transaction() as session:
-        await service.add_member(
-            session,
-            SYSTEM,
-            account.id,
-            clerk.id,
-            permissions=[service.Grant("invoices")],
-            catalogue=runtime.catalogue,
-            now=later,
-        )
-    monkeypatch.setattr("identity.web.oauth.utcnow", lambda: later)
+    await _add_back(runtime, account, clerk, later)
     since = await signed_in_tokens(client, runtime, app, user=clerk, account_id=account.id)
 
     assert removed == {"active": False}
@@ -91,16 +94,7 @@ async def test_a_token_issued_after_a_member_is_added_back_on_a_machine_ahead_is
     async with runtime.db.transaction() as session:
         await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
     ahead = utcnow() + timedelta(seconds=2)
-    async with runtime.db.transaction() as session:
-        await service.add_member(
-            session,
-            SYSTEM,
-            account.id,
-            clerk.id,
-            permissions=[service.Grant("invoices")],
-            catalogue=runtime.catalogue,
-            now=ahead,
-        )
+    await _add_back(runtime, account, clerk, ahead)
     since = await signed_in_tokens(client, runtime, app, user=clerk, account_id=account.id)
 
     answer = await _introspect(client, app, since["access_token"])

@@ -41,8 +41,12 @@ from tests.integration.recovery_helpers import (
 ANA = "ana@example.com"
 
 
-async def _login_page(http: httpx.AsyncClient, runtime: Runtime) -> httpx.Response:
-    app = await make_client(runtime, first_party=True)
+async def _login_page(
+    http: httpx.AsyncClient, runtime: Runtime, *, first_party: bool = True
+) -> httpx.Response:
+    """The login page of a sign-in to a new app: a first-party one unless ``first_party`` is
+    False, when the sign-in goes on to consent."""
+    app = await make_client(runtime, first_party=first_party)
     _, challenge = pkce_pair()
     return await login_page(http, app, challenge)
 
@@ -281,9 +285,7 @@ async def test_a_password_step_posted_twice_before_consent_signs_in_once(
     # An app that must ask for consent: the first post hands the flow on to the consent page,
     # under the same flow id, where the repeat must not find it free and sign in again.
     await new_user(runtime, ANA)
-    app = await make_client(runtime)
-    _, challenge = pkce_pair()
-    login = await login_page(client, app, challenge)
+    login = await _login_page(client, runtime, first_party=False)
     fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
 
     first, second = await posted_twice(client, "/login", fields)
@@ -332,9 +334,7 @@ async def test_a_code_step_posted_twice_before_consent_continues_the_first_sign_
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     _, generator, _ = await enrolled_user(runtime, ANA)
-    app = await make_client(runtime)  # one that asks for consent: the flow goes on to it
-    _, challenge = pkce_pair()
-    login = await login_page(client, app, challenge)
+    login = await _login_page(client, runtime, first_party=False)
     fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
     step = await client.post("/login", data=fields)
     page = form_fields((await client.get(step.headers["location"])).text)
