@@ -36,6 +36,13 @@ class InvalidTargetError(OAuth2Error):
     error = "invalid_target"
 
 
+def bearer_challenge(error: OAuth2Error, **params: str) -> tuple[str, str]:
+    """RFC 6750 §3: the ``WWW-Authenticate`` header with which a protected resource (userinfo)
+    refuses a request, naming the error, its description and any further ``params``."""
+    fields = {"error": error.error, "error_description": error.description} | params
+    return "WWW-Authenticate", "Bearer " + ", ".join(f'{k}="{v}"' for k, v in fields.items())
+
+
 class InsufficientScopeError(rfc6750.InsufficientScopeError):
     """RFC 6750 §3.1: 403 for a token without the ``scope`` needed. §3 also asks for a
     ``WWW-Authenticate`` challenge, which Authlib's class leaves out; it names the scope."""
@@ -45,11 +52,16 @@ class InsufficientScopeError(rfc6750.InsufficientScopeError):
         self.scope = scope
 
     def get_headers(self) -> list[tuple[str, str]]:
-        challenge = (
-            f'Bearer error="{self.error}", error_description="{self.description}", '
-            f'scope="{self.scope}"'
-        )
-        return [*super().get_headers(), ("WWW-Authenticate", challenge)]
+        return [*super().get_headers(), bearer_challenge(self, scope=self.scope)]
+
+
+class InvalidBearerRequestError(InvalidRequestError):
+    """RFC 6750 §3.1: 400 for a malformed request to a protected resource, with the Bearer
+    challenge §3 asks of its every refusal (Authlib's class, made for the token endpoint,
+    has none)."""
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        return [*super().get_headers(), bearer_challenge(self)]
 
 
 class MissingTokenError(InvalidTokenError):
@@ -82,6 +94,7 @@ __all__ = [
     "ConsentRequiredError",
     "InsufficientScopeError",
     "InteractionRequiredError",
+    "InvalidBearerRequestError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidRequestError",

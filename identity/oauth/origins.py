@@ -14,7 +14,7 @@ import re
 from urllib.parse import urlsplit
 
 from identity.clients.models import OAuthClient
-from identity.oauth.errors import InvalidRequestError
+from identity.oauth.errors import InvalidRequestError, bearer_challenge
 from identity.uris import ascii_host
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -36,8 +36,7 @@ class OriginNotAllowed(InvalidRequestError):
         if not self.bearer:
             return headers
         # RFC 6750 §3: a protected resource states its refusal in a Bearer challenge.
-        challenge = f'Bearer error="{self.error}", error_description="{self.description}"'
-        return [*headers, ("WWW-Authenticate", challenge)]
+        return [*headers, bearer_challenge(self)]
 
 
 def origin_of(uri: str) -> str | None:

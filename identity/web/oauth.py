@@ -30,6 +30,7 @@ from identity.oauth.client_auth import (
 )
 from identity.oauth.errors import (
     InsufficientScopeError,
+    InvalidBearerRequestError,
     InvalidRequestError,
     InvalidTokenError,
     MissingTokenError,
@@ -120,6 +121,11 @@ async def send_published(
 # --- request parsing ------------------------------------------------------------------
 
 
+def is_form(request: Request[Any, Any, Any]) -> bool:
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return content_type == FORM
+
+
 async def read_form(
     request: Request[Any, Any, Any], known: Collection[str], repeatable: Collection[str] = ()
 ) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -130,8 +136,7 @@ async def read_form(
     the endpoint does not recognize are ignored, and none it reads may be repeated; a
     control character has no business in any of them.
     """
-    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if content_type != FORM:
+    if not is_form(request):
         raise InvalidRequestError("The body must be application/x-www-form-urlencoded.")
     try:
         body = await request.body()
@@ -167,6 +172,25 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise MissingTokenError("An access token is required.")
     return token.strip()
+
+
+async def presented_access_token(request: Request[Any, Any, Any]) -> str:
+    """The access token from ``Authorization: Bearer`` or, in a POST's form body, from the
+    ``access_token`` field (RFC 6750 §2.2), which OIDC Core §5.3.1 lets clients use at
+    userinfo. §2 forbids sending it both ways (or beside another scheme's credentials): that
+    ambiguity is refused, never settled by picking one."""
+    in_body = None
+    if request.method == "POST" and is_form(request):
+        try:
+            form, _ = await read_form(request, {"access_token"})
+        except InvalidRequestError as exc:
+            raise InvalidBearerRequestError(exc.description) from None
+        in_body = form.get("access_token")
+    if in_body is None:
+        return bearer_token(request)
+    if "authorization" in request.headers:
+        raise InvalidBearerRequestError("Send the access token one way, not two.")
+    return in_body
 
 
 # --- discovery and keys ---------------------------------------------------------------
@@ -228,7 +252,10 @@ async def userinfo(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Resp
     """OIDC Core §5.3: the claims the access token's scopes release about its user."""
     now = utcnow()
     claims = verify_access_token(
-        await runtime.keyset(), bearer_token(request), issuer=runtime.settings.issuer, now=now
+        await runtime.keyset(),
+        await presented_access_token(request),
+        issuer=runtime.settings.issuer,
+        now=now,
     )
     # Only tokens meant for this client's own use (no resource indicator) reach userinfo.
     if claims["aud"] != claims["client_id"]:

@@ -1,4 +1,5 @@
-"""Userinfo: bearer header, GET or POST, claims by scope, 401 with a Bearer challenge."""
+"""Userinfo: bearer header (or a POST's form body), GET or POST, claims by scope, 401 with a
+Bearer challenge."""
 
 from __future__ import annotations
 
@@ -34,6 +35,71 @@ async def test_userinfo_by_get_and_post_releases_claims_by_scope(
         "email": "grace@example.com",
         "email_verified": True,
     }
+
+
+async def test_a_post_may_carry_the_token_in_its_form_body(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """OIDC Core §5.3.1 sends the token "per Section 2 of RFC 6750", whose §2.2 is the
+    access_token field of a form-encoded POST body (as node-oidc-provider accepts it)."""
+    app = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, app, scope="openid email")
+
+    in_body = await client.post("/userinfo", data={"access_token": tokens["access_token"]})
+    in_header = await client.get("/userinfo", headers=bearer(tokens["access_token"]))
+
+    assert in_body.status_code == 200, in_body.text
+    assert in_body.json() == in_header.json()
+
+
+async def test_a_token_sent_two_ways_at_once_is_an_invalid_request(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 6750 §2: a client MUST NOT send the token by more than one method; §3.1 answers
+    such a request with 400 invalid_request, in a Bearer challenge too (§3)."""
+    app = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, app)
+    token = tokens["access_token"]
+
+    for headers in (bearer(token), bearer("another"), {"Authorization": "Basic eDp5"}):
+        response = await client.post("/userinfo", data={"access_token": token}, headers=headers)
+
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_request"
+        assert response.headers["www-authenticate"].startswith('Bearer error="invalid_request"')
+        assert response.headers["cache-control"] == "no-store"
+
+
+async def test_a_malformed_form_body_is_an_invalid_request_with_a_challenge(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    app = await make_client(runtime)
+    token = (await signed_in_tokens(client, runtime, app))["access_token"]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    for body in (f"access_token={token}&access_token={token}", "access_token=a%00b"):
+        response = await client.post("/userinfo", content=body, headers=form)
+
+        assert response.status_code == 400, response.text
+        assert response.headers["www-authenticate"].startswith('Bearer error="invalid_request"')
+
+
+async def test_a_post_body_that_is_no_form_is_not_read_for_a_token(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 6750 §2.2: only an application/x-www-form-urlencoded body carries a token; any
+    other is no credential, so the header alone counts."""
+    app = await make_client(runtime)
+    token = (await signed_in_tokens(client, runtime, app))["access_token"]
+
+    with_header = await client.post(
+        "/userinfo", json={"access_token": "ignored"}, headers=bearer(token)
+    )
+    without = await client.post("/userinfo", json={"access_token": token})
+
+    assert with_header.status_code == 200, with_header.text
+    assert without.status_code == 401
+    assert without.headers["www-authenticate"] == "Bearer"
 
 
 async def test_profile_scope_releases_the_name(client: httpx.AsyncClient, runtime: Runtime) -> None:
