@@ -89,6 +89,10 @@ class AuthorizationRequest:
     def get(self, name: str) -> str | None:
         return self.params.get(name)
 
+    def sent(self, name: str) -> bool:
+        """Whether ``name`` came with a value, well formed or not."""
+        return name in self.params or name in self.repeated | self.too_long | self.control
+
     def to_json(self) -> dict[str, Any]:
         """For a pending flow; only requests that passed validation are stored."""
         return {"params": self.params, "resources": list(self.resources)}
@@ -228,7 +232,10 @@ def _loopback_key(uri: str) -> str | None:
 
 
 def check_parameters(request: AuthorizationRequest) -> None:
-    for name in sorted(request.repeated | request.too_long | request.control):
+    """Every parameter we read is well formed; the unsupported ones are never read, and
+    ``check_unsupported_parameters`` refuses them whatever their form."""
+    malformed = request.repeated | request.too_long | request.control
+    for name in sorted(malformed - UNSUPPORTED.keys()):
         raise InvalidRequestError(_malformed(request, name))
 
 
@@ -294,9 +301,11 @@ def check_unsupported_parameters(request: AuthorizationRequest) -> None:
     """Runs first: OIDC Core §6.1 lets a client put any parameter but ``client_id``,
     ``response_type`` and ``scope`` only in the request object, so a missing
     ``code_challenge`` (say) would be a misleading answer to a request that holds one there.
+    Sent at all is enough, malformed too: an encrypted request object is longer than any
+    value we echo, and "too long" would tell its client to shorten what we never read.
     """
     for name, error in UNSUPPORTED.items():
-        if request.get(name) is not None:
+        if request.sent(name):
             raise error(f"The {name} parameter is not supported.")
 
 

@@ -130,6 +130,10 @@ async def test_repeated_redirect_uri_renders_a_page(client: httpx.AsyncClient) -
             {"request_uri": "https://app.example/r.jwt", "code_challenge_method": None},
             "request_uri_not_supported",
         ),
+        # Whatever its size: an encrypted or richly signed request object passes the 2 KB
+        # any echoed value is held to, and it is still unsupported, not a malformed value.
+        ({"request": "eyJhbGciOiJSU0EtT0FFUCJ9." + "e" * 3000}, "request_not_supported"),
+        ({"request_uri": "https://app.example/" + "r" * 3000}, "request_uri_not_supported"),
         ({"registration": '{"client_name": "Self"}'}, "registration_not_supported"),
         ({"scope": "profile email"}, "invalid_scope"),
         ({"scope": "openid admin"}, "invalid_scope"),
