@@ -15,6 +15,7 @@ from typing import Any
 
 from identity.clients.models import OAuthClient
 from identity.oauth.errors import InvalidRequestError
+from identity.oauth.id_token_hint import issued_to
 from identity.oauth.parameters import CONTROL_CHARACTER
 
 PARAMETERS = frozenset(
@@ -36,16 +37,15 @@ def parse(items: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def client_id_of(params: dict[str, str], claims: dict[str, Any] | None) -> str | None:
-    """The client named by the hint's audience and/or ``client_id``; they must agree."""
+    """The client named by ``client_id`` and/or the client the hint was issued to; §2: they
+    must be the same ("the one used when issuing the ID Token", not another audience)."""
     client_id = params.get("client_id")
     if claims is None:
         return client_id
-    audience = claims.get("aud")
-    audiences = [audience] if isinstance(audience, str) else list(audience or [])
-    hinted = claims.get("azp") or (audiences[0] if len(audiences) == 1 else None)
-    if client_id is not None and client_id not in audiences:
+    hinted = issued_to(claims)
+    if client_id is not None and client_id != hinted:
         raise InvalidRequestError("client_id does not match the id_token_hint.")
-    return client_id or hinted
+    return hinted
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,7 +159,10 @@ async def _hinted_subject(runtime: Runtime, valid: ValidRequest) -> str | None:
         return None
     try:
         claims = verify_id_token_hint(
-            valid.id_token_hint, await runtime.keyset(), runtime.settings.issuer
+            valid.id_token_hint,
+            await runtime.keyset(),
+            runtime.settings.issuer,
+            client_id=valid.client.client_id,
         )
     except OAuth2Error as exc:
         raise authorize.redirectable(exc, valid.redirect_uri, valid.state) from None

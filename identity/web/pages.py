@@ -99,7 +99,12 @@ async def _hinted_email(runtime: Runtime, flow: Flow) -> str:
     hint = flow.request.get("id_token_hint")
     if hint is not None:
         try:
-            claims = verify_id_token_hint(hint, await runtime.keyset(), runtime.settings.issuer)
+            claims = verify_id_token_hint(
+                hint,
+                await runtime.keyset(),
+                runtime.settings.issuer,
+                client_id=flow.request.get("client_id"),
+            )
         except OAuth2Error:
             claims = {}
         email = claims.get("email")

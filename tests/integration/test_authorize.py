@@ -479,6 +479,30 @@ async def test_signing_in_as_the_hinted_user_issues_the_code_for_them(
     assert code is not None and code.user_id == other.id
 
 
+@pytest.mark.parametrize(
+    "issued_to",
+    [{"aud": "other-app"}, {"aud": ["other-app", CLIENT_ID]}, {"azp": "other-app"}],
+)
+async def test_id_token_hint_issued_to_another_client_is_an_invalid_request(
+    client: httpx.AsyncClient, runtime: Runtime, issued_to: dict[str, object]
+) -> None:
+    """OIDC Core §3.1.2.1: the hint is about the user's session "with the Client", so it is
+    an ID token issued to the client asking (its ``azp``, else its one audience), as
+    node-oidc-provider validates it; another app's is refused however right its user."""
+    user = await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    await signed_in(client)
+    hint = await id_token(runtime, user, **issued_to)
+
+    params = authorize_params(prompt="none", id_token_hint=hint)
+    result = redirected_to_client(await client.get("/authorize", params=params))
+
+    assert result["error"] == "invalid_request"
+    assert result["state"] == "af0ifjsldkj"
+    assert result["iss"] == "http://testserver.local"
+    assert "code" not in result
+
+
 @pytest.mark.usefixtures("first_party")
 async def test_id_token_hint_not_issued_here_is_an_invalid_request(
     client: httpx.AsyncClient,

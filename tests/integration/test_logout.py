@@ -226,6 +226,41 @@ async def test_hint_and_client_id_must_agree(
     assert (await client.get("/logout", params=params)).status_code == 400
 
 
+async def test_client_id_must_be_the_one_the_hint_was_issued_to(
+    client: httpx.AsyncClient, runtime: Runtime, user: User
+) -> None:
+    """RP-Initiated Logout §2: client_id must match "the one used when issuing the ID
+    Token", its ``azp``: another of its audiences names a client it was not issued to."""
+    await add_oauth_client(
+        runtime, client_id="other", post_logout_redirect_uris=["https://other.example/bye"]
+    )
+    hint = await id_token(runtime, user, aud=[CLIENT_ID, "other"], azp=CLIENT_ID)
+    params = {
+        "id_token_hint": hint,
+        "client_id": "other",
+        "post_logout_redirect_uri": "https://other.example/bye",
+    }
+
+    response = await client.get("/logout", params=params)
+
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert await live_sessions(runtime) == 1
+
+
+@pytest.mark.parametrize("audience", [123, [1, 2], None, {"client": CLIENT_ID}])
+async def test_a_hint_with_an_audience_naming_no_client_is_refused_not_a_crash(
+    client: httpx.AsyncClient, runtime: Runtime, user: User, audience: object
+) -> None:
+    hint = await id_token(runtime, user, aud=audience)
+
+    for extra in ({}, {"client_id": CLIENT_ID}):
+        response = await client.get("/logout", params={"id_token_hint": hint} | extra)
+
+        assert response.status_code == 400, response.text
+        assert await live_sessions(runtime) == 1
+
+
 async def test_an_access_token_is_no_id_token_hint(
     client: httpx.AsyncClient, runtime: Runtime, user: User
 ) -> None:
