@@ -38,10 +38,10 @@ async def user_with_password(
     return (row[0], row[1]) if row else None
 
 
-# Built once, and only the three columns a sign-in needs: asked on every login, where
-# building the statement and loading two whole entities cost more than running it.
+# Built once, and only the columns a sign-in needs: asked on every login, where building
+# the statement and loading two whole entities cost more than running it.
 _SIGN_IN_CREDENTIALS = (
-    select(User.id, User.disabled, PasswordCredential.hash)
+    select(User.id, User.disabled, PasswordCredential.hash, PasswordCredential.changed_at)
     .outerjoin(PasswordCredential, PasswordCredential.user_id == User.id)
     .where(User.email == bindparam("email"))
 )
@@ -49,11 +49,12 @@ _SIGN_IN_CREDENTIALS = (
 
 async def sign_in_credentials(
     db: Database, email: str
-) -> tuple[uuid.UUID, bool, str | None] | None:
-    """(id, disabled, stored hash or None) of the user with this normalised email, or None;
-    a lone read (``Database.first``), since a sign-in reads nothing else before argon2."""
+) -> tuple[uuid.UUID, bool, str | None, datetime | None] | None:
+    """(id, disabled, stored hash or None, when that password was set) of the user with this
+    normalised email, or None; a lone read (``Database.first``), since a sign-in reads
+    nothing else before argon2."""
     row = await db.first(_SIGN_IN_CREDENTIALS, {"email": email})
-    return None if row is None else (row[0], row[1], row[2])
+    return None if row is None else (row[0], row[1], row[2], row[3])
 
 
 async def insert_user(session: AsyncSession, user: User, password_hash: str | None) -> None:
@@ -86,6 +87,11 @@ async def check_password_unchanged_since(
 ) -> None:
     """Raise ``PasswordChanged`` unless the user is enabled and has not changed their
     password after ``since``; it then stays so until the caller's transaction ends.
+
+    ``since`` is the ``changed_at`` the sign-in read with the hash it verified
+    (``Authenticated.password_set_at``), not a clock read of its own: a change stamps its
+    ``changed_at`` before it commits, so a sign-in that read the old hash in between would
+    have a later clock time and pass, its session outliving the change.
 
     A sign-in proves the password with no transaction open, then opens its session: a
     change, reset or disable (each ends every session) committing in between would miss

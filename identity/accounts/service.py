@@ -130,11 +130,20 @@ async def record_created(session: AsyncSession, actor: Actor, user: User) -> Non
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """Who a password proved, and which of their passwords it was: the one set at
+    ``password_set_at`` (its ``changed_at``, read with the hash), for
+    ``check_password_unchanged_since`` when the sign-in opens its session."""
+
+    user_id: uuid.UUID
+    password_set_at: datetime
+
+
 async def authenticate(
     db: Database, passwords: Passwords, email: str, password: str
-) -> uuid.UUID | None:
-    """The id of the user these credentials prove, or None; every failure costs one argon2
-    verify.
+) -> Authenticated | None:
+    """Who these credentials prove, or None; every failure costs one argon2 verify.
 
     Unknown email, wrong password, a user with no password and a disabled user all look
     and take the same, so a caller cannot learn which emails have accounts. The look-up is a
@@ -147,16 +156,17 @@ async def authenticate(
         found = None
     else:
         found = await repository.sign_in_credentials(db, email)
-    user_id, disabled, stored = found or (None, True, None)
+    user_id, disabled, stored, set_at = found or (None, True, None, None)
     if not await passwords.verify(stored, password) or user_id is None or disabled:
         return None
-    assert stored is not None  # verify() is True only against a stored hash
+    assert stored is not None and set_at is not None  # verify() is True only against a hash
     if passwords.needs_rehash(stored):
         upgraded = await passwords.hash(password)
         async with db.transaction() as session:
+            # The same password: its changed_at, and so this proof, stays.
             await repository.swap_hash(session, user_id, stored, upgraded, new_password=False)
         log.info("password hash upgraded", extra={"user_id": str(user_id)})
-    return user_id
+    return Authenticated(user_id, set_at)
 
 
 async def _user_now(session: AsyncSession, user_id: uuid.UUID) -> User:

@@ -143,13 +143,12 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         return refused("login.throttled", 429)
     password = field(form, "password", MAX_PASSWORD)
     previous = cookies.read(request.cookies, settings, cookies.SESSION)
-    proved_at = utcnow()
-    user_id = await authenticate(runtime.db, runtime.passwords, email, password)
+    proof = await authenticate(runtime.db, runtime.passwords, email, password)
     if pending is None:
         # Only a repeat gets here (a flow still there was claimed by no post yet, and one
         # claimed meanwhile shows as FlowTaken below): the first post's answer once the
         # password proved right; else another password, or a first sign-in ended since.
-        if user_id is None:
+        if proof is None:
             throttle.failed()
             return flow_expired(request, runtime, form)
         await throttle.succeeded(email, client)
@@ -157,12 +156,14 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         return first or flow_expired(request, runtime, form)
     try:
         async with handing_over(runtime) as claim, runtime.db.transaction() as session:
-            needs_code = user_id is not None and await second_factor.requires_code(session, user_id)
-            if user_id is not None and not needs_code:
+            needs_code = proof is not None and await second_factor.requires_code(
+                session, proof.user_id
+            )
+            if proof is not None and not needs_code:
                 pending = await claim(pending.id, repeat)
                 established = await sessions.establish(
                     session,
-                    user_id=user_id,
+                    user_id=proof.user_id,
                     amr=["pwd"],
                     now=utcnow(),
                     ttl=settings.session_ttl,
@@ -170,24 +171,25 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
                     ip=ip,
                     user_agent=request.headers.get("user-agent"),
                 )
-                await check_password_unchanged_since(session, user_id, proved_at)
+                await check_password_unchanged_since(session, proof.user_id, proof.password_set_at)
     except PasswordChanged:
-        # Changed, and every session ended, while argon2 checked the old one; nothing was
-        # handed over, and the flow is back for the new password to try.
-        user_id = None
+        # Changed, and every session ended, while argon2 checked the old one (or before its
+        # change had committed); nothing was handed over, and the flow is back for the new
+        # password to try.
+        proof = None
     except FlowTaken:
         # The password was right: the post that took the flow signs in, this one made
         # nothing and gives its attempt back; the same post again answers as that one.
         await throttle.succeeded(email, client)
         first = await signed_in_before(request, runtime, repeat)
         return first or flow_expired(request, runtime, form)
-    if user_id is None:
+    if proof is None:
         throttle.failed()
         # One message for an unknown email, a wrong password and a disabled account.
         return refused("login.invalid", 400)
     await throttle.succeeded(email, client)
     if needs_code:
-        return await second_factor.ask_for_code(runtime, pending, user_id, proved_at)
+        return await second_factor.ask_for_code(runtime, pending, proof)
     return await signed_in(request, runtime, pending, established, repeat)
 
 

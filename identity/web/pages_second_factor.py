@@ -2,10 +2,11 @@
 
 The login page calls ``requires_code`` once the password is right and, when it does, sends
 the browser here with ``ask_for_code`` instead of opening a session: the user the password
-proved, and when, are remembered beside the flow (in the shared store, as long as the flow
-lives), and the session is established only once a code is accepted, with ``amr``
-["pwd", "otp"], and only if the password has not changed and the user has not been disabled
-since. Codes are checked by identity.mfa (one use each, failures throttled per user).
+proved, and which of their passwords it was, are remembered beside the flow (in the shared
+store, as long as the flow lives), and the session is established only once a code is
+accepted, with ``amr`` ["pwd", "otp"], and only if the password has not changed and the
+user has not been disabled since. Codes are checked by identity.mfa (one use each,
+failures throttled per user).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.repository import PasswordChanged, check_password_unchanged_since
+from identity.accounts.service import Authenticated
 from identity.clock import utcnow
 from identity.errors import NotFound, RateLimited
 from identity.mfa.service import MAX_CODE, InvalidCode, SecondFactor
@@ -55,16 +57,14 @@ async def requires_code(session: AsyncSession, user_id: uuid.UUID) -> bool:
 @dataclass(frozen=True, slots=True)
 class PasswordProof:
     user_id: uuid.UUID
-    # Taken before the password was read: a reset or change after it ends the proof.
-    proved_at: datetime
+    # When the password proved was set: a reset or change after it ends the proof.
+    password_set_at: datetime
 
 
-async def ask_for_code(
-    runtime: Runtime, flow: Flow, user_id: uuid.UUID, proved_at: datetime
-) -> Response[Any]:
-    """Remember who the password proved, and when, for this flow only, and go to the code
-    page."""
-    proof = f"{user_id} {proved_at.isoformat()}"
+async def ask_for_code(runtime: Runtime, flow: Flow, proved: Authenticated) -> Response[Any]:
+    """Remember who the password proved, and which password, for this flow only, and go to
+    the code page."""
+    proof = f"{proved.user_id} {proved.password_set_at.isoformat()}"
     await runtime.store.set(_PENDING + flow.id, proof.encode(), FLOW_TTL)
     await FlowStore(runtime.store).save(flow)
     return redirect(f"{PATH}?{urlencode({'flow': flow.id})}")
@@ -74,8 +74,8 @@ async def _pending_proof(runtime: Runtime, flow: Flow) -> PasswordProof | None:
     raw = await runtime.store.get(_PENDING + flow.id)
     if raw is None:
         return None
-    user_id, _, proved_at = raw.decode().partition(" ")
-    return PasswordProof(uuid.UUID(user_id), datetime.fromisoformat(proved_at))
+    user_id, _, password_set_at = raw.decode().partition(" ")
+    return PasswordProof(uuid.UUID(user_id), datetime.fromisoformat(password_set_at))
 
 
 def _code_form(
@@ -117,7 +117,7 @@ async def _can_still_finish(runtime: Runtime, flow: Flow, proof: PasswordProof) 
             await runtime.store.delete(_PENDING + flow.id)
             return False
         try:
-            await check_password_unchanged_since(session, proof.user_id, proof.proved_at)
+            await check_password_unchanged_since(session, proof.user_id, proof.password_set_at)
         except PasswordChanged:
             return False
     return True
@@ -166,7 +166,7 @@ async def second_factor_submit(
             )
             # A reset, a change or a disable since the password step signs out everywhere;
             # a sign-in half done before it must not finish after it (nor spend the code).
-            await check_password_unchanged_since(session, proof.user_id, proof.proved_at)
+            await check_password_unchanged_since(session, proof.user_id, proof.password_set_at)
     except PasswordChanged:
         return flow_expired(request, runtime, form)
     except (FlowTaken, InvalidCode) as exc:

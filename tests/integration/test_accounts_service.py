@@ -26,7 +26,8 @@ async def test_created_user_is_stored_normalised_and_authenticates(runtime: Runt
     user = await _create(runtime, "  Maria@Example.COM ", name="María")
     assert user.email == "maria@example.com"
     assert user.email_verified and not user.is_admin
-    assert await authenticate(runtime.db, runtime.passwords, "MARIA@example.com", STRONG) == user.id
+    proved = await authenticate(runtime.db, runtime.passwords, "MARIA@example.com", STRONG)
+    assert proved is not None and proved.user_id == user.id
 
 
 async def test_email_is_taken_whatever_its_case(runtime: Runtime) -> None:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from identity.accounts import self_service
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
 from identity.app import create_app
@@ -179,6 +180,46 @@ async def test_a_password_changed_after_a_sign_in_found_it_unchanged_ends_its_se
         monkeypatch.setattr(pages, "check_password_unchanged_since", check_then_a_change)
         await submit_login(http, page)
         await change[0]
+        assert [s for s in await _sessions(runtime) if s.revoked_at is None] == []
+
+
+async def test_a_sign_in_with_the_old_password_while_a_change_commits_opens_no_session(
+    start: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change has written the new password (and its time) and signed out every session,
+    and has yet to commit, when a sign-in reads the old hash and proves the old password.
+    The sign-in's own clock read came after the change's, so comparing the two let its
+    session outlive the change; what counts is whether the password it proved is the one
+    stored when its session is."""
+    async with start() as (http, runtime):
+        page = await open_login(http, authorize_params())
+        owner = await _owner(runtime)
+        changing, proved, go = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        real_revoke, real_authenticate = self_service.revoke_all_for_user, pages.authenticate
+
+        async def revoke_then_wait(*args: Any, **kwargs: Any) -> None:
+            await real_revoke(*args, **kwargs)
+            changing.set()
+            await go.wait()  # the change's transaction stays open, its new password written
+
+        async def authenticate_then_tell(*args: Any) -> Any:
+            found = await real_authenticate(*args)
+            proved.set()
+            return found
+
+        monkeypatch.setattr(self_service, "revoke_all_for_user", revoke_then_wait)
+        monkeypatch.setattr(pages, "authenticate", authenticate_then_tell)
+        change = asyncio.create_task(
+            change_password_elsewhere(runtime, owner, PASSWORD, "Hj4%kT8@mW2!")
+        )
+        await changing.wait()
+        sign_in = asyncio.create_task(submit_login(http, page))
+        await proved.wait()  # the old hash read, the old password proved
+        go.set()
+        await change
+        response = await sign_in
+        assert response.status_code == 400, response.headers
+        assert _message(response) == "The email or password is incorrect."
         assert [s for s in await _sessions(runtime) if s.revoked_at is None] == []
 
 
