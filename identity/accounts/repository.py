@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, select, update
@@ -71,11 +72,24 @@ async def insert_user(session: AsyncSession, user: User, password_hash: str | No
         await session.flush()
 
 
-async def password_hash(session: AsyncSession, user_id: uuid.UUID) -> str | None:
-    """The stored hash of the user's password; None for a user without one."""
-    return await session.scalar(
-        select(PasswordCredential.hash).where(PasswordCredential.user_id == user_id)
-    )
+@dataclass(frozen=True, slots=True)
+class StoredPassword:
+    hash: str
+    # When this password was set (its changed_at): what proving it allowed ends with a
+    # later change (see ``check_password_unchanged_since``).
+    set_at: datetime
+
+
+async def stored_password(session: AsyncSession, user_id: uuid.UUID) -> StoredPassword | None:
+    """The user's password as stored; None for a user without one."""
+    row = (
+        await session.execute(
+            select(PasswordCredential.hash, PasswordCredential.changed_at).where(
+                PasswordCredential.user_id == user_id
+            )
+        )
+    ).first()
+    return StoredPassword(row[0], row[1]) if row else None
 
 
 class PasswordChanged(Exception):
@@ -143,7 +157,7 @@ async def replace_password(
     )
     if result.rowcount == 1:  # type: ignore[attr-defined]
         return True
-    if await password_hash(session, user_id) is not None:
+    if await stored_password(session, user_id) is not None:
         return False
     # A user without a password gets their first one, unless another first one (a second
     # link used at the same time) is stored meanwhile: on PostgreSQL this insert waits for

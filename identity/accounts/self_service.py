@@ -49,9 +49,10 @@ async def prove_password(
     settings: Settings,
     user: User,
     password: str,
-) -> str:
-    """The stored hash, once ``password`` proves the visitor is the user and not only holds
-    their session: asked before the password, the sign-in email or the second factor changes.
+) -> repository.StoredPassword:
+    """The password as stored, once ``password`` proves the visitor is the user and not only
+    holds their session: asked before the password, the sign-in email or the second factor
+    changes.
 
     Reads the hash in a short transaction of its own and verifies with none open. Raises
     ``RateLimited`` or ``InvalidPassword``; failures on every such form count together.
@@ -60,8 +61,8 @@ async def prove_password(
     # Counted before the check, so a burst sent at once gets no more guesses than the limit.
     await limiter.spend(failures, str(user.id), "Too many failed attempts; try again later.")
     async with db.transaction() as session:
-        stored = await repository.password_hash(session, user.id)
-    if not await passwords.verify(stored, password):
+        stored = await repository.stored_password(session, user.id)
+    if not await passwords.verify(stored.hash if stored else None, password):
         raise InvalidPassword("The password is not correct.")
     assert stored is not None  # verify() is True only against a stored hash
     await limiter.reset(failures, str(user.id))
@@ -101,7 +102,9 @@ async def change_password(
         raise PasswordMismatch("The two passwords are not the same.")
     new_hash = await hash_password(passwords, new, email=user.email, name=user.name)
     async with db.write_transaction() as session:
-        if not await repository.swap_hash(session, user.id, stored, new_hash, new_password=True):
+        if not await repository.swap_hash(
+            session, user.id, stored.hash, new_hash, new_password=True
+        ):
             # Not counted as a failure: the password typed was right when it was verified.
             raise InvalidPassword("The password is not correct.")
         await revoke_all_for_user(session, user.id, now, keep_session_id=keep_session_id)

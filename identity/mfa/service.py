@@ -241,8 +241,8 @@ class SecondFactor:
         # a password oracle.
         await self._count_attempt(self._disable_failures, user.id)
         async with db.transaction() as session:
-            stored = await accounts.password_hash(session, user.id)
-        if not await passwords.verify(stored, password):
+            stored = await accounts.stored_password(session, user.id)
+        if not await passwords.verify(stored.hash if stored else None, password):
             raise InvalidPassword("The password is not correct.")
         async with db.transaction() as session:
             await repository.hold_secret(session, user.id)

@@ -68,9 +68,12 @@ async def request_email_change(
     new_email: str,
     locale: str,
     now: datetime,
+    *,
+    password_set_at: datetime,
 ) -> str:
-    """Mail a confirmation link to ``new_email``, recorded for ``actor`` (the user), and
-    return the address as stored; raises ``InvalidInput`` or ``RateLimited``. Call
+    """Mail a confirmation link to ``new_email``, recorded for ``actor`` (the user), who
+    has just proved the password set at ``password_set_at`` (``StoredPassword.set_at``),
+    and return the address as stored; raises ``InvalidInput`` or ``RateLimited``. Call
     ``runtime.mail.wake()`` after the commit."""
     new_email = deliverable_email(new_email)
     if new_email == user.email:
@@ -78,7 +81,13 @@ async def request_email_change(
     await limiter.spend(PER_USER, str(user.id), "Too many email changes; try again later.")
     token = random_token()
     pending = json.dumps(
-        {"user_id": str(user.id), "email": new_email, "from": user.email, "at": now.isoformat()}
+        {
+            "user_id": str(user.id),
+            "email": new_email,
+            "from": user.email,
+            "at": now.isoformat(),
+            "password_set_at": password_set_at.isoformat(),
+        }
     ).encode()
     await store.set(_KEY + digest(token), pending, TTL_SECONDS)
     link = f"{settings.issuer}{CONFIRM_PAGE_PATH}?token={quote(token)}"
@@ -128,13 +137,19 @@ def _as_asked(
 ) -> bool:
     """The user is still enabled, with the email and the password they had when asking, and
     was not disabled since (a link asked for before these were recorded, in the hour before
-    an upgrade, is refused)."""
-    if user.disabled or "at" not in pending or user.email != pending.get("from"):
+    an upgrade, is refused).
+
+    The password is the one proved when asking, known by its ``changed_at`` as read with
+    its hash, not by when the link was asked: a reset stamps its ``changed_at`` before it
+    commits, and an intruder's session proving the old password in between asked later
+    than that stamp."""
+    if user.disabled or "password_set_at" not in pending or user.email != pending.get("from"):
         return False
     asked_at = datetime.fromisoformat(pending["at"])
     if ended is not None and asked_at <= datetime.fromisoformat(ended.decode()):
         return False
-    return credential is None or credential.changed_at <= asked_at
+    proved = datetime.fromisoformat(pending["password_set_at"])
+    return credential is None or credential.changed_at <= proved
 
 
 async def confirm_email_change(

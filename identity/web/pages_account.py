@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts import self_service
 from identity.accounts.emails import shown_email
 from identity.accounts.models import User
+from identity.accounts.repository import StoredPassword
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.crypto import digest, digest_matches
@@ -366,9 +367,9 @@ def _current_password_at_fault(field_id: str) -> AtFault:
     return {"security.wrong_password": (field_id,), "security.throttled": (field_id,)}
 
 
-async def _prove_password(posted: Posted) -> None:
+async def _prove_password(posted: Posted) -> StoredPassword:
     runtime = posted.runtime
-    await self_service.prove_password(
+    return await self_service.prove_password(
         runtime.db,
         runtime.passwords,
         runtime.limiter,
@@ -382,7 +383,7 @@ async def _change_email(posted: Posted) -> Outcome:
     new_email = field(posted.form, "email", MAX_EMAIL).strip()
     runtime = posted.runtime
     try:
-        await _prove_password(posted)
+        proven = await _prove_password(posted)
     except RateLimited:
         # Too many wrong passwords, not too many changes (the limit ``errors`` names).
         return Outcome(message_id="security.throttled", status=429)
@@ -397,6 +398,7 @@ async def _change_email(posted: Posted) -> Outcome:
             new_email,
             posted.locale,
             posted.now,
+            password_set_at=proven.set_at,
         )
     # As stored (no stray capitals) and as people write it, as every page shows an address.
     return Outcome(notice_id="security.email_sent", notice_values={"email": shown_email(pending)})

@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy import select
 
 from identity.accounts.models import User
+from identity.accounts.repository import stored_password
 from identity.app import create_app
 from identity.audit.service import Actor
 from identity.clock import utcnow
@@ -72,6 +73,8 @@ async def ask_email_change(
     """``user``, signed in, asks to sign in with ``new_email`` from now on, on a page in
     ``locale``: a confirmation link goes to the new address."""
     async with runtime.db.transaction() as session:
+        proven = await stored_password(session, user.id)
+        assert proven is not None
         await request_email_change(
             session,
             runtime.store,
@@ -82,6 +85,7 @@ async def ask_email_change(
             new_email,
             locale,
             utcnow(),
+            password_set_at=proven.set_at,
         )
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from typing import Any
 
 import httpx
 import pytest
 
+from identity.accounts import self_service
 from identity.accounts.models import User
 from identity.accounts.service import authenticate
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.errors import Conflict, InvalidInput
+from identity.recovery import service as recovery_service
 from identity.recovery.email_change import (
     InvalidConfirmationLink,
     confirm_email_change,
@@ -19,10 +23,19 @@ from identity.recovery.email_change import (
 from identity.recovery.service import assisted_email_change
 from identity.runtime import Runtime
 from tests.integration.account_helpers import staff_headers
-from tests.integration.page_helpers import ask_email_change, link_in, mail_to, token_of
+from tests.integration.page_helpers import (
+    SECURITY,
+    ask_email_change,
+    link_in,
+    mail_to,
+    post_form,
+    sign_in_to_security_page,
+    token_of,
+)
 from tests.integration.recovery_helpers import PASSWORD, forgot, new_user, reset
 
 NEW = "ana.new@example.org"
+INTRUDER = "intruder@example.net"
 _LINK = re.compile(r"http://testserver\.local/confirm-email\?token=([A-Za-z0-9_-]+)")
 
 
@@ -200,5 +213,48 @@ async def test_a_confirmed_change_ends_the_other_links_for_good_even_once_moved_
     assert (await _confirm(runtime, back)).email == "ana@example.com"
     with pytest.raises(InvalidConfirmationLink):
         await _confirm(runtime, stale)
+    async with runtime.db.transaction() as session:
+        assert (await session.get(User, user.id)).email == "ana@example.com"  # type: ignore[union-attr]
+
+
+async def test_a_link_asked_for_with_the_old_password_while_a_reset_commits_does_not_work(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner's reset has written the new password (and its time) and signed everybody
+    out, and has yet to commit, when the intruder's session proves the old password and
+    asks for their own address. The link was judged by the time it was asked, later than
+    the reset's stamp, and so outlived the reset that took the account back."""
+    user = await new_user(runtime, "ana@example.com")
+    page = await sign_in_to_security_page(client, "ana@example.com", PASSWORD)
+    await forgot(client, "ana@example.com")
+    await runtime.background.drain()
+    (message,) = await mail_to(runtime, "ana@example.com")
+    resetting, proved, go = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    real_revoke, real_prove = recovery_service.revoke_all_for_user, self_service.prove_password
+
+    async def revoke_then_wait(*args: Any, **kwargs: Any) -> None:
+        await real_revoke(*args, **kwargs)
+        resetting.set()
+        await go.wait()  # the reset's transaction stays open, its new password written
+
+    async def prove_then_tell(*args: Any) -> Any:
+        stored = await real_prove(*args)
+        proved.set()
+        return stored
+
+    monkeypatch.setattr(recovery_service, "revoke_all_for_user", revoke_then_wait)
+    monkeypatch.setattr(self_service, "prove_password", prove_then_tell)
+    owner = asyncio.create_task(reset(client, token_of(link_in(message, "/reset-password"))))
+    await resetting.wait()
+    intruder = asyncio.create_task(
+        post_form(client, page, f"{SECURITY}/email", current_password=PASSWORD, email=INTRUDER)
+    )
+    await proved.wait()  # the old password proved, with the old hash
+    go.set()
+    assert (await owner).status_code == 204
+    await intruder
+    (confirmation,) = await mail_to(runtime, INTRUDER)
+    with pytest.raises(InvalidConfirmationLink):
+        await _confirm(runtime, token_of(link_in(confirmation, "/confirm-email")))
     async with runtime.db.transaction() as session:
         assert (await session.get(User, user.id)).email == "ana@example.com"  # type: ignore[union-attr]

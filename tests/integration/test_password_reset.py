@@ -347,9 +347,9 @@ async def test_a_disable_while_a_reset_writes_waits_for_the_reset_to_land_first(
     assert disable_committed_in_between == [False]
     assert answer.status_code == 204
     async with runtime.db.transaction() as session:
-        stored = await accounts_repository.password_hash(session, user.id)
+        stored = await accounts_repository.stored_password(session, user.id)
         disabled = await session.scalar(select(User.disabled).where(User.id == user.id))
-    assert stored is not None and await runtime.passwords.verify(stored, NEW_PASSWORD)
+    assert stored is not None and await runtime.passwords.verify(stored.hash, NEW_PASSWORD)
     assert disabled
 
 
@@ -371,8 +371,8 @@ async def test_a_reset_meeting_a_disable_in_progress_waits_and_is_refused_as_dis
     again = await reset(client, token)
     assert (again.status_code, again.json()["detail"]) == (400, answer.json()["detail"])
     async with runtime.db.transaction() as session:
-        stored = await accounts_repository.password_hash(session, user.id)
-    assert stored is not None and await runtime.passwords.verify(stored, PASSWORD)
+        stored = await accounts_repository.stored_password(session, user.id)
+    assert stored is not None and await runtime.passwords.verify(stored.hash, PASSWORD)
 
 
 async def test_a_newer_token_neither_extends_nor_ends_an_older_one(
