@@ -189,7 +189,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         return refused("login.invalid", 400)
     await throttle.succeeded(email, client)
     if needs_code:
-        return await second_factor.ask_for_code(runtime, pending, proof)
+        return await second_factor.ask_for_code(request, runtime, pending, proof)
     return await signed_in(request, runtime, pending, established, repeat)
 
 

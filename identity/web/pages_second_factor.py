@@ -3,7 +3,8 @@
 The login page calls ``requires_code`` once the password is right and, when it does, sends
 the browser here with ``ask_for_code`` instead of opening a session: the user the password
 proved, and which of their passwords it was, are remembered beside the flow (in the shared
-store, as long as the flow lives), and the session is established only once a code is
+store, as long as the flow lives) for the browser that passed the password only, and the
+session is established only once a code is
 accepted, with ``amr`` ["pwd", "otp"], and only if the password has not changed and the
 user has not been disabled since. Codes are checked by identity.mfa (one use each,
 failures throttled per user).
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.repository import PasswordChanged, check_password_unchanged_since
 from identity.accounts.service import Authenticated
 from identity.clock import utcnow
+from identity.crypto import digest, digest_matches
 from identity.errors import NotFound, RateLimited
 from identity.mfa.service import MAX_CODE, InvalidCode, SecondFactor
 from identity.oauth.interaction import FLOW_TTL, Flow, FlowStore
@@ -45,9 +47,10 @@ from identity.web.forms import csrf_ok, field, read_form
 from identity.web.rendering import page
 
 PATH = "/login/second-factor"
-# Not the "second-factor:" of releases that kept only the user id there: a process of one
-# release must not read the other's entries (it would misread them), only miss them.
-_PENDING = "second-factor-proof:"
+# Not the "second-factor:" nor "second-factor-proof:" of releases that kept less there (the
+# user id; then not the browser): a process of one release must not read the other's
+# entries (it would misread them, or take them for any browser's), only miss them.
+_PENDING = "second-factor-browser-proof:"
 
 
 async def requires_code(session: AsyncSession, user_id: uuid.UUID) -> bool:
@@ -61,20 +64,38 @@ class PasswordProof:
     password_set_at: datetime
 
 
-async def ask_for_code(runtime: Runtime, flow: Flow, proved: Authenticated) -> Response[Any]:
-    """Remember who the password proved, and which password, for this flow only, and go to
-    the code page."""
-    proof = f"{proved.user_id} {proved.password_set_at.isoformat()}"
+def _browser_seed(request: Request[Any, Any, Any], runtime: Runtime) -> str:
+    """What tells the browser apart: its CSRF seed, an HttpOnly cookie that every post of
+    the sign-in carries already ("" for none, which no post gets past the CSRF check with)."""
+    return cookies.read(request.cookies, runtime.settings, cookies.CSRF) or ""
+
+
+async def ask_for_code(
+    request: Request[Any, Any, Any], runtime: Runtime, flow: Flow, proved: Authenticated
+) -> Response[Any]:
+    """Remember who the password proved, and which password, for this flow and this browser
+    only, and go to the code page.
+
+    The flow's id is in the code page's address, where history, logs and screenshots keep
+    it: bound to the flow alone, the proof let whoever had the id and a code skip the
+    password. Only the seed's digest is kept, as for any secret of the browser's."""
+    browser = digest(_browser_seed(request, runtime))
+    proof = f"{proved.user_id} {proved.password_set_at.isoformat()} {browser}"
     await runtime.store.set(_PENDING + flow.id, proof.encode(), FLOW_TTL)
     await FlowStore(runtime.store).save(flow)
     return redirect(f"{PATH}?{urlencode({'flow': flow.id})}")
 
 
-async def _pending_proof(runtime: Runtime, flow: Flow) -> PasswordProof | None:
+async def _pending_proof(
+    request: Request[Any, Any, Any], runtime: Runtime, flow: Flow
+) -> PasswordProof | None:
+    """The proof the password step left for this flow, if it was this browser's."""
     raw = await runtime.store.get(_PENDING + flow.id)
     if raw is None:
         return None
-    user_id, _, password_set_at = raw.decode().partition(" ")
+    user_id, password_set_at, browser = raw.decode().split(" ")
+    if not digest_matches(_browser_seed(request, runtime), browser):
+        return None
     return PasswordProof(uuid.UUID(user_id), datetime.fromisoformat(password_set_at))
 
 
@@ -101,7 +122,7 @@ async def second_factor_page(
     request: Request[Any, Any, Any], runtime: RuntimeDep, flow: FromQuery[str | None] = None
 ) -> Response[Any]:
     pending = await FlowStore(runtime.store).load(flow)
-    proof = await _pending_proof(runtime, pending) if pending else None
+    proof = await _pending_proof(request, runtime, pending) if pending else None
     if pending is None or proof is None or not await _can_still_finish(runtime, pending, proof):
         return flow_expired(request, runtime)
     return _code_form(request, runtime, pending)
@@ -133,7 +154,7 @@ async def second_factor_submit(
     # click): the code is spent and the flow gone, and the first post's answer is the one.
     repeat = repeated_posts.key_of(request, runtime, PATH, flow_id, code)
     pending = await FlowStore(runtime.store).load(flow_id)
-    proof = await _pending_proof(runtime, pending) if pending else None
+    proof = await _pending_proof(request, runtime, pending) if pending else None
     # Only a repeat finds the code step over: the flow gone, or handed on to consent under
     # the same id (one claimed meanwhile shows as FlowTaken below).
     if (

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
+from litestar import Litestar
 from sqlalchemy import select
 
 from identity.accounts.models import User
@@ -156,6 +157,32 @@ async def test_the_code_page_needs_a_flow_whose_password_was_right(
     assert forged.status_code == 400 and "has expired" in alert(forged)
     assert flow  # the real flow still works after all that
     assert (await client.get(f"/login/second-factor?flow={flow}")).status_code == 200
+
+
+async def test_the_code_step_belongs_to_the_browser_that_passed_the_password(
+    client: httpx.AsyncClient, runtime: Runtime, app: Litestar
+) -> None:
+    """The flow's id is in the code page's address (history, logs, a shared screenshot):
+    with it, another browser holding a code (a phone looked at, an app's backup) signed in
+    without the password. As node-oidc-provider, Keycloak and Kratos bind a sign-in to the
+    browser's cookie, the step is this browser's."""
+    _, generator, _ = await enrolled_user(runtime)
+    oauth_app = await make_client(runtime, first_party=True)
+    _, challenge = pkce_pair()
+    page = await _password_step(client, oauth_app, challenge)
+    flow = form_fields(page.text)["flow"]
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 50001))
+    async with httpx.AsyncClient(transport=transport, base_url=str(client.base_url)) as other:
+        opened = await other.get(f"/login/second-factor?flow={flow}")
+        assert opened.status_code == 400 and "has expired" in alert(opened)
+        a_form = await other.get("/password/forgot")  # any form: this browser's CSRF token
+        posted = await post_form(
+            other, a_form, "/login/second-factor", flow=flow, code=generator.now()
+        )
+        assert posted.status_code == 400 and "has expired" in alert(posted)
+    assert await _sessions(runtime) == []
+    done = await post_form(client, page, "/login/second-factor", code=generator.now())
+    assert done.status_code == 303 and done.headers["location"].startswith(REDIRECT_URI)
 
 
 async def test_users_without_a_second_factor_sign_in_with_the_password_alone(
