@@ -16,7 +16,9 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.clients.repository import get_client
 from identity.errors import Forbidden, NotFound
+from identity.oauth.scopes import SCOPE_ADMIN
 from identity.permissions import repository
 from identity.permissions.catalogue import Catalogue
 from identity.permissions.models import Membership
@@ -315,6 +317,23 @@ async def inviter_rights(
         return await invite_rights(session, relation, inviter.id, account_id, now)
     except Forbidden:
         return None
+
+
+async def client_sender_rights(session: AsyncSession, client_id: str | None) -> InviteRights | None:
+    """The rights a client that sent an invitation with its own token has now: staff's while
+    its own tokens would be staff's (identity.web.api.auth: enabled, still acting for itself,
+    still allowed identity:admin), else none. ``client_id`` None: sent before the client was
+    recorded, honoured as it was then."""
+    staff = InviteRights(Relation.STAFF, None)
+    if client_id is None:
+        return staff
+    client = await get_client(session, client_id)
+    may_act_as_staff = (
+        client is not None
+        and "client_credentials" in client.grant_types
+        and SCOPE_ADMIN in client.scope.split()
+    )
+    return staff if may_act_as_staff else None
 
 
 async def could_still_invite(

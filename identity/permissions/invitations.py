@@ -33,6 +33,7 @@ from identity.permissions.access import (
     InviteRights,
     Relation,
     check_may_invite,
+    client_sender_rights,
     could_still_invite,
     invite_rights,
     inviter_rights,
@@ -196,6 +197,8 @@ async def invite(
         email=email,
         token_hash=digest(token),
         invited_by=actor.user_id,
+        # A client's own token: the invitation lasts while the client may still act as staff.
+        invited_by_client=actor.client_id if actor.user_id is None and by_staff else None,
         all_permissions=request.all_permissions,
         grants=_grants(request),
         locale=request.locale,
@@ -446,10 +449,10 @@ async def _open(session: AsyncSession, token: str, now: datetime) -> Invitation:
 async def _sender_could_still_send(
     session: AsyncSession, invitation: Invitation, now: datetime
 ) -> bool:
-    """``could_still_invite`` for the invitation's sender. One sent by a client acting for
-    itself (staff) has no sender to look at."""
+    """``could_still_invite`` for the invitation's sender: its user, else the client that
+    sent it with its own token (staff, who may send anything, while it still is)."""
     if invitation.invited_by is None:
-        return True
+        return await client_sender_rights(session, invitation.invited_by_client) is not None
     permissions, roles = await _granted(session, invitation, now)
     return await could_still_invite(
         session,
@@ -522,6 +525,22 @@ async def _granted_by_each(
     }
 
 
+def _sender(invitation: Invitation) -> tuple[uuid.UUID | None, str | None]:
+    return invitation.invited_by, invitation.invited_by_client
+
+
+async def _sender_rights(
+    session: AsyncSession, invitation: Invitation, now: datetime, catalogue: Catalogue
+) -> InviteRights | None:
+    """What the invitation's sender may send now: its user's rights, else those of the
+    client that sent it with its own token."""
+    if invitation.invited_by is None:
+        return await client_sender_rights(session, invitation.invited_by_client)
+    return await inviter_rights(
+        session, invitation.invited_by, invitation.account_id, now, catalogue
+    )
+
+
 async def resendable(
     session: AsyncSession,
     relation: Relation,
@@ -542,9 +561,10 @@ async def resendable(
     role_ids = sorted({g.role_id for _, roles in granted.values() for g in roles})
     held_by_role = await repository.role_permissions(session, role_ids) if role_ids else {}
     catalogue = Catalogue(installed())
-    senders: dict[uuid.UUID, InviteRights | None] = {}
-    for inviter_id in dict.fromkeys(i.invited_by for i in sent if i.invited_by is not None):
-        senders[inviter_id] = await inviter_rights(session, inviter_id, account_id, now, catalogue)
+    senders: dict[tuple[uuid.UUID | None, str | None], InviteRights | None] = {}
+    for invitation in sent:
+        if _sender(invitation) not in senders:
+            senders[_sender(invitation)] = await _sender_rights(session, invitation, now, catalogue)
 
     def within(rights: InviteRights | None, invitation: Invitation) -> bool:
         permissions, roles = granted[invitation.id]
@@ -558,9 +578,7 @@ async def resendable(
     return {
         invitation.id
         for invitation in sent
-        if within(mine, invitation)
-        # One sent by a client acting for itself (staff) has no sender to look at.
-        and (invitation.invited_by is None or within(senders[invitation.invited_by], invitation))
+        if within(mine, invitation) and within(senders[_sender(invitation)], invitation)
     }
 
 

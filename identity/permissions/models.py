@@ -120,6 +120,10 @@ class Invitation(Base):
     invited_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )
+    # The client that sent it with its own token, as staff (``invited_by`` None): the
+    # invitation lasts while that client may still act as staff. No foreign key: a client
+    # deleted since must end it, not leave an invitation with no sender to look at.
+    invited_by_client: Mapped[str | None] = mapped_column(String(64))
     all_permissions: Mapped[bool] = mapped_column(default=False)
     # {"permissions": [{"name": ..., "expires_at": ...}], "roles": [...]}: applied on accept.
     grants: Mapped[dict[str, Any]] = mapped_column(default=dict)

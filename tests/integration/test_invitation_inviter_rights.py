@@ -15,18 +15,22 @@ from sqlalchemy import select, update
 from identity.accounts.models import User
 from identity.accounts.service import disable_user
 from identity.audit.models import AuditEvent
+from identity.clients.models import OAuthClient
 from identity.clock import utcnow
 from identity.errors import Conflict
 from identity.permissions import invitations, service
+from identity.permissions.access import Relation
 from identity.permissions.models import Account, Invitation, Membership
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     SYSTEM,
     account_with_member,
     add_member,
+    bearer,
     grant,
     make_account,
     make_user,
+    mint,
     user_headers,
 )
 from tests.integration.page_helpers import mail_to
@@ -328,6 +332,85 @@ async def test_a_permission_taken_out_of_the_catalogue_is_not_held_against_the_s
             update(Invitation).where(Invitation.id == sent.id).values(grants=grants)
         )
 
+    await _accept_as_existing(runtime, token, invitee)
+
+    assert await _is_member(runtime, account, INVITEE)
+
+
+CONSOLE = "staff-console"
+
+
+async def _console_invites(client: httpx.AsyncClient, runtime: Runtime, account: Account) -> str:
+    """A client acting for itself as staff (its own identity:admin token) invites INVITEE with
+    all permissions; the token of the emailed link."""
+    own_token = await mint(runtime, sub=CONSOLE, client_id=CONSOLE, scope="identity:admin")
+    response = await client.post(
+        f"/api/v1/accounts/{account.id}/invitations",
+        json={"email": INVITEE, "all_permissions": True},
+        headers=bearer(own_token),
+    )
+    assert response.status_code == 201, response.text
+    return await _link_token(runtime)
+
+
+async def _change_console(runtime: Runtime, **registration: Any) -> None:
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(OAuthClient).where(OAuthClient.client_id == CONSOLE).values(**registration)
+        )
+    runtime.clients.forget(CONSOLE)
+
+
+async def _resend_offered(runtime: Runtime, account: Account, owner: User) -> set[Any]:
+    """The pending invitations the Users page offers ``owner`` to resend."""
+    async with runtime.db.transaction() as session:
+        sent = await invitations.pending(session, account.id, utcnow())
+        return await invitations.resendable(
+            session, Relation.OWNER, owner.id, account.id, sent, utcnow()
+        )
+
+
+@pytest.mark.parametrize(
+    "registration",
+    [
+        {"disabled": True},
+        # Its own tokens are no longer staff's: /api/v1 reads the scope from the registration.
+        {"scope": "identity:authz"},
+        # It may no longer act for itself at all.
+        {"grant_types": ["authorization_code"]},
+    ],
+    ids=["disabled", "identity:admin taken", "client_credentials taken"],
+)
+async def test_a_clients_invitation_lasts_only_while_the_client_may_act_as_staff(
+    client: httpx.AsyncClient, runtime: Runtime, registration: dict[str, Any]
+) -> None:
+    """A console found compromised is disabled or loses identity:admin: what it sent as staff
+    must stop there too, or its "all permissions" links let whoever holds them in for a week."""
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    invitee = await make_user(runtime, email=INVITEE)
+    token = await _console_invites(client, runtime, account)
+    await _change_console(runtime, **registration)
+
+    assert await _resend_offered(runtime, account, owner) == set()
+    with pytest.raises(Conflict) as refused:
+        await _accept_as_existing(runtime, token, invitee)
+
+    assert refused.value.extra["reason"] == "cancelled"
+    assert not await _is_member(runtime, account, INVITEE)
+
+
+async def test_a_client_that_may_still_act_as_staff_is_honoured(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner = await make_user(runtime)
+    account = await make_account(runtime, owner)
+    invitee = await make_user(runtime, email=INVITEE)
+    token = await _console_invites(client, runtime, account)
+    # Changes that leave it staff: another scope added.
+    await _change_console(runtime, scope="identity:admin identity:authz")
+
+    assert len(await _resend_offered(runtime, account, owner)) == 1
     await _accept_as_existing(runtime, token, invitee)
 
     assert await _is_member(runtime, account, INVITEE)
