@@ -225,6 +225,10 @@ async def token(request: Request[Any, Any, Any]) -> Response[Any]:
     runtime = _runtime(request.scope)
     form, repeated = await read_form(request, grants.PARAMETERS, grants.REPEATABLE)
     credentials = parse_client_credentials(request.headers.get("authorization"), form)
+    # A user's token lists the permissions of their roles: roles.toml edited before this
+    # process started must have reached the stored templates first (and ended the refresh
+    # tokens of holders it narrowed), not wait for a request to the Users page or /api/v1.
+    await runtime.catalogue.ensure_templates(runtime.db)
     body = await exchange(
         runtime.db,
         runtime.clients,
@@ -314,6 +318,9 @@ async def _as_granted_now(
         return None
     if claims["sub"] == claims["client_id"]:
         return claims | {"scope": scope_of(claims, client)}
+    if "account_id" in claims:
+        # Narrowed by the roles as stored, which must be roles.toml's first (see ``token``).
+        await runtime.catalogue.ensure_templates(runtime.db)
     async with runtime.db.transaction() as session:
         try:
             user = await active_user(session, uuid.UUID(str(claims["sub"])))

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from identity.accounts.models import User
 from identity.audit.models import AuditEvent
 from identity.db.engine import Database
-from identity.permissions.catalogue import Catalogue, Policies, load_policies
+from identity.permissions.catalogue import Catalogue, Policies, install, load_policies
 from identity.permissions.models import Account, Role, RolePermission
 from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
@@ -22,9 +25,11 @@ from tests.integration.account_helpers import (
     effective,
     give_refresh_token,
     refresh_token_revoked,
+    signed_in_member,
     staff_headers,
     told_permissions_changed,
 )
+from tests.integration.oauth_helpers import RegisteredClient, refresh
 
 PROCESSES = 4
 
@@ -183,3 +188,69 @@ async def test_a_template_taken_out_of_the_file_is_left_to_staff(
 
     assert await effective(runtime, member, account) == set()
     assert await refresh_token_revoked(runtime, token)
+
+
+# --- what tokens carry after such a restart -------------------------------------------------
+
+
+async def _signed_in_template_holder(
+    http: httpx.AsyncClient, runtime: Runtime, key: str
+) -> tuple[Account, RegisteredClient, dict[str, Any]]:
+    """A member holding the template ``key``, signed in to a client for the account: the
+    account, the client and the token response."""
+    async with runtime.db.transaction() as session:
+        role = await session.scalar(select(Role).where(Role.key == key))
+    assert role is not None
+    _, account, registered, body = await signed_in_member(http, runtime, roles=[RoleGrant(role.id)])
+    return account, registered, body
+
+
+def _started_again_with(runtime: Runtime, policies: Policies) -> None:
+    """The process as started again with an edited roles.toml: nothing applied yet."""
+    runtime.catalogue = Catalogue(policies)
+    install(policies)
+
+
+@pytest.fixture
+async def narrowed(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> AsyncIterator[tuple[tuple[str, ...], RegisteredClient, dict[str, Any]]]:
+    """A template holder signed in, then the process started again with the template narrowed
+    in the file; its first request is the test's own. What the template keeps, the client and
+    the token response from before."""
+    await runtime.catalogue.ensure_templates(runtime.db)
+    policies = runtime.catalogue.policies
+    key, template = next(iter(policies.roles.items()))
+    assert len(template.permissions) > 1
+    _, registered, body = await _signed_in_template_holder(client, runtime, key)
+    kept = template.permissions[:1]
+    _started_again_with(runtime, _with_template(policies, key, kept))
+    yield kept, registered, body
+    install(policies)
+
+
+async def test_a_refresh_first_after_the_restart_ends_as_after_an_edit_of_the_role(
+    client: httpx.AsyncClient,
+    narrowed: tuple[tuple[str, ...], RegisteredClient, dict[str, Any]],
+) -> None:
+    """Services read ``permissions`` from the token alone: a refresh must not hand out what
+    the file took away because no request to the management API or the Users page came first."""
+    _, registered, body = narrowed
+
+    refreshed = await refresh(client, registered, body["refresh_token"])
+
+    assert refreshed.status_code == 400, refreshed.text
+    assert refreshed.json()["error"] == "invalid_grant"
+
+
+async def test_introspection_first_after_the_restart_narrows_to_what_the_template_keeps(
+    client: httpx.AsyncClient,
+    narrowed: tuple[tuple[str, ...], RegisteredClient, dict[str, Any]],
+) -> None:
+    kept, registered, body = narrowed
+
+    introspected = await client.post(
+        "/introspect", data={"token": body["access_token"]}, headers=registered.basic
+    )
+
+    assert introspected.json()["permissions"] == sorted(kept)
