@@ -37,6 +37,7 @@ from identity.permissions.models import (
     Role,
     RolePermission,
 )
+from identity.tokens.codes import end_unredeemed
 from identity.tokens.models import AuthorizationCode, RefreshToken
 from identity.tokens.refresh import revoke_matching
 from identity.tokens.revocations import deny_recorded
@@ -392,10 +393,13 @@ async def revoke_refresh_tokens(
 async def end_member_tokens(
     session: AsyncSession, user_id: uuid.UUID, account_id: uuid.UUID, now: datetime
 ) -> None:
-    """A member left the account: their refresh tokens for it stop working, and the access
-    tokens recorded as issued for it are denied. Introspection already answers those
-    inactive while the user is no member; denied, they stay so if the member is added back
-    (``iat`` against the new membership's start would compare two machines' clocks)."""
+    """A member left the account: their codes not yet redeemed and refresh tokens for it stop
+    working, and the access tokens recorded as issued for it are denied. Introspection
+    already answers those inactive while the user is no member; denied, they stay so if the
+    member is added back (``iat`` against the new membership's start would compare two
+    machines' clocks), and a code of the membership that ended cannot start a new family
+    then either."""
+    await end_unredeemed(session, user_id, now, account_id=account_id)
     await revoke_refresh_tokens(session, user_id, account_id, now)
     await deny_recorded(
         session,

@@ -106,17 +106,23 @@ async def hand_over_redeemed(
     )
 
 
-async def end_unredeemed(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
+async def end_unredeemed(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    now: datetime,
+    *,
+    account_id: uuid.UUID | None = None,
+) -> None:
     """Expire the user's codes not yet redeemed, from every session, the one a password change
-    keeps included: a copy of that session's cookie may have fetched one. A redemption under
-    way holds its code's row, so this waits for it to commit; run it before revoking refresh
-    tokens, which then see the one the redemption issued."""
-    await session.execute(
-        update(AuthorizationCode)
-        .where(
-            AuthorizationCode.user_id == user_id,
-            AuthorizationCode.consumed_at.is_(None),
-            AuthorizationCode.expires_at > now,
-        )
-        .values(expires_at=now)
-    )
+    keeps included: a copy of that session's cookie may have fetched one. ``account_id``: only
+    those for that account (the user left it). A redemption under way holds its code's row,
+    so this waits for it to commit; run it before revoking refresh tokens, which then see the
+    one the redemption issued."""
+    where = [
+        AuthorizationCode.user_id == user_id,
+        AuthorizationCode.consumed_at.is_(None),
+        AuthorizationCode.expires_at > now,
+    ]
+    if account_id is not None:
+        where.append(AuthorizationCode.account_id == account_id)
+    await session.execute(update(AuthorizationCode).where(*where).values(expires_at=now))

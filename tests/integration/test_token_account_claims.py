@@ -134,6 +134,38 @@ async def test_a_code_refused_for_a_removed_member_is_spent(
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
 
 
+async def test_a_code_issued_before_a_removal_is_no_good_once_the_member_is_back(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The code was for the membership that ended: its redemption after the member was added
+    back gave tokens (a refresh token going on for good) that no one granted the new one."""
+    _, clerk, account = await account_with_member(runtime, ["invoices"])
+    fresh = await fresh_code(runtime, user=clerk, account_id=account.id)
+    async with runtime.db.transaction() as session:
+        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+    await add_member(runtime, account, clerk, ["invoices"])
+
+    redeemed = await fresh.redeem(client)
+
+    assert redeemed.status_code == 400, redeemed.text
+    assert redeemed.json()["error"] == "invalid_grant"
+
+
+async def test_a_removal_leaves_the_members_codes_for_other_accounts_alone(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, clerk, account = await account_with_member(runtime, ["invoices"])
+    other = await make_account(runtime, await make_user(runtime), name="Other")
+    await add_member(runtime, other, clerk, ["tickets"])
+    fresh = await fresh_code(runtime, user=clerk, account_id=other.id)
+    async with runtime.db.transaction() as session:
+        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+
+    redeemed = await fresh.redeem(client)
+
+    assert redeemed.status_code == 200, redeemed.text
+
+
 async def test_a_refresh_after_removal_fails_even_when_the_token_was_not_revoked(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
