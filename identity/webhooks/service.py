@@ -90,11 +90,24 @@ def _is_address(host: str) -> bool:
     return not (isinstance(address, ipaddress.IPv6Address) and address.scope_id)
 
 
+def _host_address(host: str) -> addresses.Address | None:
+    """The address a URL's ``host`` names, if it names one.
+
+    A trailing dot counts as absent: the WHATWG URL standard (browsers, and clients built on
+    it) reads ``127.0.0.1.`` or ``0x7f.1.`` as the IPv4 address before the dot, though the
+    system resolver looks it up as a name (no public one can exist: no top-level domain is
+    all digits), so a URL refused without the dot is refused with it.
+    """
+    for spelling in (host, host.removesuffix(".")):
+        try:
+            return addresses.parse(spelling)
+        except ValueError:
+            continue
+    return None
+
+
 def _host_refusal(scheme: str, host: str, allow_http_loopback: bool) -> str | None:
-    try:
-        address: addresses.Address | None = addresses.parse(host)
-    except ValueError:
-        address = None
+    address = _host_address(host)
     loopback = _is_loopback_name(host) or (address is not None and address.is_loopback)
     if scheme == "http" and loopback and allow_http_loopback:
         return None

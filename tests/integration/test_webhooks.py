@@ -864,6 +864,12 @@ async def test_bad_input_is_a_problem_naming_the_field(
         "https://2852039166/hook",  # 169.254.169.254
         "https://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 to 169.254.169.254
         "https://[2002:a00:1::1]/hook",  # 6to4 through 10.0.0.1
+        # A trailing dot: URL parsers (WHATWG) read the host as the address without it.
+        "https://127.0.0.1./hook",
+        "https://0x7f.1./hook",
+        "https://2130706433./hook",
+        "https://169.254.169.254.:443/hook",
+        "https://127\u30020\u30020\u30021\u3002/hook",  # ideographic full stops, IDNA's "."
     ],
 )
 async def test_an_internal_address_in_any_spelling_is_refused_as_a_private_literal_is(
