@@ -62,7 +62,8 @@ class Housekeeper(PollingWorker):
     async def run_once(self, now: datetime | None = None) -> int:
         """Delete every row dead at ``now`` (the clock's, unless given), batch after batch;
         returns how many went. Rows another process is deleting at the same time are left
-        to it."""
+        to it. Raises DatabaseUnavailable, leaving the remaining tables to the next run, when
+        the database itself stopped answering."""
         cutoffs = Cutoffs.at(now or utcnow(), sent_retention=self._sent_retention)
         deleted: dict[str, int] = {}
         try:
@@ -70,10 +71,14 @@ class Housekeeper(PollingWorker):
                 try:
                     await self._clean(rule, cutoffs, deleted)
                 except Exception:
+                    # Asked, not read from the error: SQLite reports a missing table as the
+                    # OperationalError a lost connection is. Raised from the ping, the
+                    # outage is logged once by the loop (identity.polling), not per table.
+                    await self._db.ping()
                     # Each table on its own: one that fails (a lock held, a table a
                     # migration broke) must not keep the others from being cleaned. It is
-                    # tried again at the next run; its rows deleted so far stay deleted.
-                    log.warning(
+                    # tried again at the next run, and fails again until someone repairs it.
+                    log.error(
                         "housekeeping of a table failed; the others go on",
                         exc_info=True,
                         extra={"worker": self.name, "table": rule.table},
