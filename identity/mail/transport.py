@@ -150,8 +150,9 @@ class SmtpTransport:
                 f"{type(exc).__name__}: {exc}",
                 permanent=_final(exc),
                 # Once the server has greeted, let us in and been handed this message, what
-                # ends the session is about the message (one it cannot take), not the server.
-                unreachable=not session.at_message and _down(exc),
+                # ends the session is about the message (one it cannot take), not the server,
+                # unless the server says it is closing down.
+                unreachable=_closing(exc) or (not session.at_message and _down(exc)),
             ) from exc
 
 
@@ -186,15 +187,26 @@ def _final(exc: Exception) -> bool:
 
 def _down(exc: OSError) -> bool:
     """Whether the server itself failed, before it was handed the message: refused or dropped the
-    connection, never greeted, timed out (a socket's timeout or the deadline), failed TLS,
-    or is closing down (421, RFC 5321 §3.8). The other messages of a run need not each wait
-    out the same timeout to learn it. Every other answer of the server (an SMTPException,
-    itself an OSError) is about this message or a setting, and comes at once."""
+    connection, never greeted (a 421 greeting among them), timed out (a socket's timeout or the
+    deadline) or failed TLS. The other messages of a run need not each wait out the same
+    timeout to learn it. Every other answer of the server (an SMTPException, itself an
+    OSError) is about this message or a setting, and comes at once."""
     if isinstance(exc, smtplib.SMTPServerDisconnected | smtplib.SMTPConnectError):
         return True
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return exc.smtp_code == 421
     return not isinstance(exc, smtplib.SMTPException)
+
+
+def _closing(exc: OSError) -> bool:
+    """Whether the server said it is closing down (421, RFC 5321 §3.8) before it had the
+    message's content: to EHLO, STARTTLS, AUTH, the sender or a recipient, a 421 is about the
+    service, which every other message of the run would meet too (smtplib reports one to a
+    recipient as that recipient refused). A 421 to the content itself may be over that
+    message alone (a content filter ending the session), so the others still go."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return any(code == 421 for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPDataError):
+        return False
+    return isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code == 421
 
 
 class _WatchedSMTP_SSL(smtplib.SMTP_SSL):

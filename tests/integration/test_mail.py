@@ -439,14 +439,24 @@ async def test_a_name_spelled_as_an_encoded_word_is_shown_as_written_not_decoded
 
 
 class _Refusing(Inbox):
-    """A mail server that answers every recipient (``stage`` RCPT) or every message
-    (``stage`` DATA) with ``answer``."""
+    """A mail server that answers every sender (``stage`` MAIL), every recipient (``stage``
+    RCPT) or every message (``stage`` DATA) with ``answer``."""
 
     def __init__(self, stage: str, answer: str) -> None:
         super().__init__()
         self.stage = stage
         self.answer = answer
         self.refused = 0
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if self.stage == "MAIL":
+            self.refused += 1
+            return self.answer
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -488,6 +498,27 @@ async def test_a_permanent_refusal_is_given_up_at_once_a_temporary_one_retried(
     assert row.sent_at is None and row.attempts == 1 and inbox.refused == 1
     assert answer.split()[0] in (row.last_error or "")
     assert (row.failed_at is not None) is given_up
+
+
+@pytest.mark.parametrize("stage", ["MAIL", "RCPT"])
+async def test_a_server_closing_down_ends_the_run_and_every_message_waits_its_backoff(
+    db: Database, stage: str
+) -> None:
+    # 421 (RFC 5321 §3.8) says the service is closing, whichever command it answers. Given
+    # to a recipient, smtplib reports it as that recipient refused: the run went on to open
+    # a session for every message with the closing server, as if each were to blame.
+    for i in range(3):
+        await _queue(db, Message(to=f"u{i}@example.com", subject="s", text="t"))
+    given_up = _emails_total("gave_up")
+    inbox = _Refusing(stage, "421 4.3.2 Service shutting down")
+    with smtp_server(inbox=inbox) as (port, _):
+        dispatcher = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{port}"), "a@x.test")
+        assert await dispatcher.run_once() == 0
+    assert inbox.refused == 1
+    rows = await _rows(db)
+    assert all(row.failed_at is None and row.attempts == 1 for row in rows)
+    assert all(row.next_attempt_at > utcnow() + BACKOFF[0] / 2 for row in rows)
+    assert _emails_total("gave_up") == given_up
 
 
 class _RefusingOne(Inbox):
