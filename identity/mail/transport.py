@@ -19,6 +19,7 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from identity.mail.models import OutgoingEmail
+from identity.uris import ascii_host
 
 SMTP_TIMEOUT_SECONDS = 15
 # smtplib's timeout bounds each read and write, so a server trickling a byte at a time could
@@ -51,11 +52,12 @@ class Transport(Protocol):
 def build_message(row: OutgoingEmail, sender: str) -> EmailMessage:
     message = EmailMessage(policy=_SEVEN_BIT)
     message["From"] = sender
-    message["To"] = row.to_address
+    to = _ascii_domain(row.to_address)
+    message["To"] = to
     # The header parser decodes an encoded word even inside an address (RFC 2047 forbids one
     # there), and smtplib takes the envelope from the result: an address spelled as one, stored
     # before such addresses were refused, would be sent to the mailbox it decodes to.
-    if [address.addr_spec for address in message["To"].addresses] != [row.to_address]:
+    if [address.addr_spec for address in message["To"].addresses] != [to]:
         raise ValueError(f"the address {row.to_address!r} reads as another one in a message")
     message["Subject"] = _literal(row.subject)
     message["Date"] = format_datetime(row.created_at)
@@ -70,6 +72,21 @@ def build_message(row: OutgoingEmail, sender: str) -> EmailMessage:
     if row.html_body:
         message.add_alternative(row.html_body, subtype="html")
     return message
+
+
+def _ascii_domain(address: str) -> str:
+    """``address`` with its domain in IDNA form when the rest is ASCII: the same mailbox
+    (RFC 5890), which a server takes without SMTPUTF8. Addresses are stored so
+    (``identity.accounts.emails``), but messages queued by releases before that hold the
+    Unicode domain. A local part that is not ASCII has no such form: the address goes as it
+    is, to a server offering SMTPUTF8 only."""
+    local, at, domain = address.rpartition("@")
+    if not local.isascii():
+        return address
+    try:
+        return f"{local}{at}{ascii_host(domain)}"
+    except UnicodeError:  # no IDNA form: as it is, as a Unicode local part goes
+        return address
 
 
 def _literal(text: str) -> str:
