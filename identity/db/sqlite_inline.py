@@ -12,6 +12,8 @@ the event loop, and sends to its thread only what can wait:
   transaction: the lock may be held by another connection, and SQLite's busy handler then
   sleeps up to ``busy_timeout``; once it is held, the transaction's other statements cannot
   wait for anything;
+- a SAVEPOINT that opens the transaction, which takes the write lock first (see
+  ``InlineCursor.execute``);
 - COMMIT, which syncs the log to disk and now and then checkpoints it into the database;
 - closing, which may checkpoint too.
 
@@ -75,7 +77,15 @@ class InlineCursor:
         self._cursor.arraysize = value
 
     async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
-        may_wait = _may_wait(self._connection.raw, sql)
+        raw = self._connection.raw
+        if not raw.in_transaction and sql.lstrip()[:9].upper() == "SAVEPOINT":
+            # A SAVEPOINT outside a transaction opens one without taking the write lock, and
+            # the statements after it, inside a transaction, run here: one waiting for the
+            # lock would hold the event loop, the holder's commit behind it. A savepoint is
+            # taken to write (``begin_nested`` around an insert that may be refused), so the
+            # lock is taken first, where waiting for it is harmless.
+            await self._connection.run(raw.execute, "BEGIN IMMEDIATE", may_wait=True)
+        may_wait = _may_wait(raw, sql)
         await self._connection.run(self._cursor.execute, sql, parameters, may_wait=may_wait)
         return self
 

@@ -139,6 +139,34 @@ async def test_a_writer_waiting_for_the_lock_does_not_stop_the_holder_from_commi
     assert await _count(db) == 2
 
 
+async def test_a_write_in_a_savepoint_that_opens_the_transaction_waits_off_the_event_loop(
+    db: Database,
+) -> None:
+    # A SAVEPOINT outside a transaction opens one without taking the write lock, and the
+    # write after it, counted as inside a transaction, waited for the lock on the event
+    # loop: the holder could not commit, and the writer failed at the busy timeout.
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with db.transaction() as session:
+            await session.execute(insert(notes).values(body="holder"))
+            holding.set()
+            await release.wait()
+
+    async def second() -> None:
+        await holding.wait()
+        async with db.transaction() as session, session.begin_nested():
+            await session.execute(insert(notes).values(body="second"))
+
+    tasks = [asyncio.create_task(holder()), asyncio.create_task(second())]
+    await holding.wait()
+    await asyncio.sleep(0.05)  # the second writer is now waiting for the lock
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert await _count(db) == 2
+
+
 async def test_a_lock_held_past_the_busy_timeout_is_an_unavailable_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
