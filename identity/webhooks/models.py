@@ -17,7 +17,9 @@ class WebhookSubscription(Base):
     __tablename__ = "webhook_subscriptions"
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    url: Mapped[str] = mapped_column(String(2000))
+    # One subscription per URL: a second would post every event there twice, signed with a
+    # secret the consumer does not keep.
+    url: Mapped[str] = mapped_column(String(2000), index=True, unique=True)
     event_types: Mapped[list[str]]
     # HMAC needs the secret itself, so it is kept encrypted (Encryptor "webhooks"), not hashed.
     secret_ciphertext: Mapped[str] = mapped_column(Text)

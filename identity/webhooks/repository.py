@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.db import work_queue
@@ -28,9 +29,26 @@ class Leased:
     secret_ciphertext: str
 
 
+class UrlTaken(Exception):
+    """The URL has a subscription already: ``existing``, read after the refused insert, so
+    also one a concurrent transaction committed meanwhile (None if deleted again since)."""
+
+    def __init__(self, existing: uuid.UUID | None) -> None:
+        super().__init__(existing)
+        self.existing = existing
+
+
 async def insert_subscription(session: AsyncSession, subscription: WebhookSubscription) -> None:
-    session.add(subscription)
-    await session.flush()
+    """Store it; UrlTaken when its URL has a subscription already."""
+    try:
+        # A savepoint: the refusal leaves the caller's transaction usable for the look-up.
+        async with session.begin_nested():
+            session.add(subscription)
+    except IntegrityError:
+        existing = await session.scalar(
+            select(WebhookSubscription.id).where(WebhookSubscription.url == subscription.url)
+        )
+        raise UrlTaken(existing) from None
 
 
 async def list_subscriptions(

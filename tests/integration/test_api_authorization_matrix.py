@@ -119,7 +119,8 @@ async def _world(runtime: Runtime) -> World:
             session,
             SYSTEM,
             runtime.webhook_encryptor,
-            url="https://billing.example.com/hooks",
+            # One subscription per URL: each world (one per relation) has its own.
+            url=f"https://billing.example.com/hooks/{uuid.uuid4()}",
             event_types=["member.removed"],
             description="",
             allow_http_loopback=False,
@@ -252,7 +253,7 @@ ENDPOINTS = [
         "POST",
         "/webhooks",
         Action.WEBHOOK_MANAGE,
-        {"url": "https://billing.example.com/hooks", "event_types": ["member.removed"]},
+        {"url": "https://billing.example.com/new/{a}", "event_types": ["member.removed"]},
     ),
     Endpoint("GET", "/webhooks", Action.WEBHOOK_MANAGE),
     Endpoint("GET", "/webhooks/{w}", Action.WEBHOOK_MANAGE),

@@ -140,6 +140,81 @@ async def test_rows_from_before_0007_keep_their_access_tokens_revocable_at_least
         await engine.dispose()
 
 
+async def test_subscriptions_to_one_url_before_0012_are_merged_into_the_oldest(
+    settings: Settings,
+) -> None:
+    """The unique index could not be built over them: the oldest stays, with every event type
+    and every event any of them was to deliver, once each."""
+    await asyncio.to_thread(migrate.upgrade, settings, "0011")
+    subscriptions = metadata.tables["webhook_subscriptions"]
+    events = metadata.tables["webhook_events"]
+    deliveries = metadata.tables["webhook_deliveries"]
+    now = utcnow()
+    oldest, later, elsewhere = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    removed, disabled = uuid.uuid4(), uuid.uuid4()
+    hook = "https://billing.example.com/hooks"
+    subscription = {"secret_ciphertext": "x", "description": ""}
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(subscriptions),
+                [
+                    subscription
+                    | {"id": later, "url": hook, "event_types": ["user.disabled"]}
+                    | {"created_at": now - timedelta(hours=1)},
+                    subscription
+                    | {"id": oldest, "url": hook, "event_types": ["member.removed"]}
+                    | {"created_at": now - timedelta(hours=2)},
+                    subscription
+                    | {"id": elsewhere, "url": hook + "/other", "event_types": ["user.disabled"]}
+                    | {"created_at": now},
+                ],
+            )
+            await connection.execute(
+                insert(events),
+                [
+                    {"id": removed, "type": "member.removed", "occurred_at": now, "body": "{}"},
+                    {"id": disabled, "type": "user.disabled", "occurred_at": now, "body": "{}"},
+                ],
+            )
+            await connection.execute(
+                insert(deliveries),
+                [
+                    {"id": uuid.uuid4(), "event_id": event, "subscription_id": to}
+                    | {"attempts": 0, "next_attempt_at": now}
+                    for event, to in [
+                        (removed, oldest),
+                        (removed, later),  # the oldest has its own: dropped
+                        (disabled, later),  # the oldest has none: moved to it
+                        (disabled, elsewhere),
+                    ]
+                ],
+            )
+        await asyncio.to_thread(migrate.upgrade, settings)
+        async with engine.connect() as connection:
+            kept = await connection.execute(select(subscriptions.c.id, subscriptions.c.event_types))
+            sent = await connection.execute(
+                select(deliveries.c.event_id, deliveries.c.subscription_id)
+            )
+            assert dict(kept.all()) == {
+                oldest: ["member.removed", "user.disabled"],
+                elsewhere: ["user.disabled"],
+            }
+            assert sorted(sent.all()) == sorted(
+                [(removed, oldest), (disabled, oldest), (disabled, elsewhere)]
+            )
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as connection:
+                await connection.execute(
+                    insert(subscriptions).values(
+                        subscription | {"url": hook, "event_types": ["user.enabled"]}
+                    )
+                )
+    finally:
+        await engine.dispose()
+
+
 def _schema(connection: Connection) -> dict[str, list[str]]:
     found = inspect(connection)
     return {

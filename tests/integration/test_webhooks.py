@@ -177,7 +177,8 @@ async def test_each_change_emits_its_event_to_the_subscriptions_that_want_it(
     client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
 ) -> None:
     everything = await subscribe(client, quiet, receiver.url, sorted(events.EVENT_TYPES))
-    removals = await subscribe(client, quiet, receiver.url, [events.MEMBER_REMOVED])
+    removals_url = receiver.url.replace("identity", "removals")
+    removals = await subscribe(client, quiet, removals_url, [events.MEMBER_REMOVED])
     account_id, member_id = await member_of_new_account(quiet)
     await grant(quiet, account_id, member_id, "tickets")
     user = await new_user(quiet, f"{uuid.uuid4().hex[:8]}@example.com")
@@ -883,6 +884,58 @@ async def test_an_internal_address_in_any_spelling_is_refused_as_a_private_liter
     assert spelled.headers["content-type"] == "application/problem+json"
     assert spelled.json() == literal.json()
     assert (await client.get(API, headers=headers)).json() == []
+
+
+async def test_a_url_subscribed_already_is_a_conflict_naming_its_subscription(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # A second subscription to one URL posted every event twice, under a second secret the
+    # consumer did not keep: a POST retried after a timeout was enough to make one.
+    headers = await staff_headers(runtime)
+    first = await subscribe(client, runtime, "https://billing.example.com/hooks")
+    again = await client.post(
+        API,
+        json={"url": " https://billing.example.com/hooks", "event_types": [events.USER_DISABLED]},
+        headers=headers,
+    )
+    assert again.status_code == 409, again.text
+    assert again.headers["content-type"] == "application/problem+json"
+    assert again.json()["subscription_id"] == first["id"]
+    assert problem_fields(again.json()) == {"url"}
+    assert [row["id"] for row in (await client.get(API, headers=headers)).json()] == [first["id"]]
+    audit = await client.get(
+        "/api/v1/audit", params={"action": "webhook.subscribed"}, headers=headers
+    )
+    assert [event["target_id"] for event in audit.json()["events"]] == [first["id"]]
+
+
+async def test_a_url_longer_than_its_limit_in_bytes_is_refused_as_too_long(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Within 2,000 characters, but not bytes: PostgreSQL's index of URLs (one subscription
+    # per URL) takes at most about 2,700 bytes an entry, and refused it with a 500.
+    # Characters that do not repeat, or PostgreSQL would compress the entry to fit.
+    url = "https://billing.example.com/" + "".join(chr(0x4E00 + i) for i in range(1900))
+    body = {"url": url, "event_types": REMOVED}
+    refused = await client.post(API, json=body, headers=await staff_headers(runtime))
+    assert refused.status_code == 422, refused.text
+    assert problem_fields(refused.json()) == {"url"}
+    assert "too long" in refused.json()["detail"]
+
+
+async def test_one_url_subscribed_by_several_requests_at_once_is_subscribed_once(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    headers = await staff_headers(runtime)
+    body = {"url": "https://billing.example.com/hooks", "event_types": REMOVED}
+    answers = await asyncio.gather(
+        *(client.post(API, json=body, headers=headers) for _ in range(5))
+    )
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [201, 409, 409, 409, 409], [answer.text for answer in answers]
+    (made,) = [answer.json()["id"] for answer in answers if answer.status_code == 201]
+    assert {a.json()["subscription_id"] for a in answers if a.status_code == 409} == {made}
+    assert [row["id"] for row in (await client.get(API, headers=headers)).json()] == [made]
 
 
 async def test_deleting_an_unknown_subscription_is_not_found(

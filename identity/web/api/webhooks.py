@@ -93,7 +93,7 @@ class WebhookController(Controller):
     @post(
         "",
         summary="Subscribe a consuming service's URL to events (staff)",
-        responses=problems(422),
+        responses=problems(409, 422),
         response_headers=LOCATION,
     )
     async def create(
