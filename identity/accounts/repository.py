@@ -99,13 +99,16 @@ class PasswordChanged(Exception):
 async def check_password_unchanged_since(
     session: AsyncSession, user_id: uuid.UUID, since: datetime
 ) -> None:
-    """Raise ``PasswordChanged`` unless the user is enabled and has not changed their
-    password after ``since``; it then stays so until the caller's transaction ends.
+    """Raise ``PasswordChanged`` unless the user is enabled and their password is still the
+    one set at ``since``; it then stays so until the caller's transaction ends.
 
     ``since`` is the ``changed_at`` the sign-in read with the hash it verified
     (``Authenticated.password_set_at``), not a clock read of its own: a change stamps its
     ``changed_at`` before it commits, so a sign-in that read the old hash in between would
-    have a later clock time and pass, its session outliving the change.
+    have a later clock time and pass, its session outliving the change. It is matched
+    exactly, not as "no later change": a change stamped by a server whose clock is behind
+    the one that set the proved password has an earlier ``changed_at``, and is another
+    password all the same.
 
     A sign-in proves the password with no transaction open, then opens its session: a
     change, reset or disable (each ends every session) committing in between would miss
@@ -126,7 +129,7 @@ _UNCHANGED_SINCE = (
     .join(User, User.id == PasswordCredential.user_id)
     .where(
         PasswordCredential.user_id == bindparam("user_id"),
-        PasswordCredential.changed_at <= bindparam("since"),
+        PasswordCredential.changed_at == bindparam("since"),
         User.disabled.is_(False),
     )
     .with_for_update(read=True)

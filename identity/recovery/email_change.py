@@ -142,14 +142,15 @@ def _as_asked(
     The password is the one proved when asking, known by its ``changed_at`` as read with
     its hash, not by when the link was asked: a reset stamps its ``changed_at`` before it
     commits, and an intruder's session proving the old password in between asked later
-    than that stamp."""
+    than that stamp. Matched exactly: a change stamped on a clock behind is earlier, and
+    another password all the same."""
     if user.disabled or "password_set_at" not in pending or user.email != pending.get("from"):
         return False
     asked_at = datetime.fromisoformat(pending["at"])
     if ended is not None and asked_at <= datetime.fromisoformat(ended.decode()):
         return False
     proved = datetime.fromisoformat(pending["password_set_at"])
-    return credential is None or credential.changed_at <= proved
+    return credential is None or credential.changed_at == proved
 
 
 async def confirm_email_change(

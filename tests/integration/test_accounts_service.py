@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
+from identity.accounts import repository
 from identity.accounts.models import PasswordCredential, User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import authenticate, create_user, hash_password, prepare_user
@@ -108,3 +110,28 @@ async def test_a_password_is_checked_against_the_users_details(runtime: Runtime)
     assert [r["id"] for r in error.value.extra["reasons"]] == ["password.personal_info"]
     stored = await hash_password(runtime.passwords, "Zq#8vK!m2Rx", **details)
     assert await runtime.passwords.verify(stored, "Zq#8vK!m2Rx")
+
+
+async def test_a_password_changed_on_a_clock_behind_ends_what_the_old_one_proved(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sign-in's proof is the password set at its changed_at. A change stamped by a server
+    # whose clock is behind the one that set the old password has an earlier changed_at:
+    # it is still another password, and the old one's proof must not open a session.
+    user = await _create(runtime)
+    proved = await authenticate(runtime.db, runtime.passwords, user.email, STRONG)
+    assert proved is not None
+    behind = proved.password_set_at - timedelta(minutes=1)
+    monkeypatch.setattr(repository, "utcnow", lambda: behind)
+    new_hash = await runtime.passwords.hash("Hj4%kT8@mW2!")
+    async with runtime.db.transaction() as session:
+        stored = await repository.stored_password(session, user.id)
+        assert stored is not None
+        assert await repository.swap_hash(
+            session, user.id, stored.hash, new_hash, new_password=True
+        )
+    async with runtime.db.transaction() as session:
+        with pytest.raises(repository.PasswordChanged):
+            await repository.check_password_unchanged_since(
+                session, user.id, proved.password_set_at
+            )

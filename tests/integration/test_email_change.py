@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from identity.accounts import repository as accounts_repository
 from identity.accounts import self_service
 from identity.accounts.models import User
 from identity.accounts.service import authenticate
@@ -258,3 +260,25 @@ async def test_a_link_asked_for_with_the_old_password_while_a_reset_commits_does
         await _confirm(runtime, token_of(link_in(confirmation, "/confirm-email")))
     async with runtime.db.transaction() as session:
         assert (await session.get(User, user.id)).email == "ana@example.com"  # type: ignore[union-attr]
+
+
+async def test_a_link_ends_with_a_password_changed_on_a_clock_behind(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The link holds the password it was asked with, by its changed_at. A change stamped
+    by a server whose clock is behind the one that set that password has an earlier
+    changed_at, and is still another password: the link must not outlive it."""
+    user = await new_user(runtime, "ana@example.com")
+    token = await _ask(runtime, user)
+    async with runtime.db.transaction() as session:
+        stored = await accounts_repository.stored_password(session, user.id)
+        assert stored is not None
+        behind = stored.set_at - timedelta(minutes=1)
+        monkeypatch.setattr(accounts_repository, "utcnow", lambda: behind)
+        new_hash = await runtime.passwords.hash("Hj4%kT8@mW2!")
+        swapped = await accounts_repository.swap_hash(
+            session, user.id, stored.hash, new_hash, new_password=True
+        )
+        assert swapped
+    with pytest.raises(InvalidConfirmationLink):
+        await _confirm(runtime, token)
