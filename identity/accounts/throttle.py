@@ -14,7 +14,7 @@ where asking "blocked?" first and counting failures after would let all of it th
 from __future__ import annotations
 
 from identity.accounts.emails import normalise_email
-from identity.errors import InvalidInput
+from identity.errors import InvalidInput, RateLimited
 from identity.metrics import SIGN_INS
 from identity.settings import Settings
 from identity.store.rate_limit import Limit, RateLimiter
@@ -38,19 +38,22 @@ class SignInThrottle:
         self._per_account = Limit("signin-account", settings.login_max_failures, window)
         self._per_ip = Limit("signin-ip", settings.login_max_failures_per_ip, window)
 
-    async def admit(self, email: str, ip: str) -> bool:
-        """Count this attempt against both limits; False when either is used up: refuse
-        without checking the password. Every admitted attempt ends in ``failed`` (it stays
-        counted) or ``succeeded``."""
+    async def admit(self, email: str, ip: str) -> None:
+        """Count this attempt against both limits; ``RateLimited``, with the time left in
+        the window of the limit that refused, when either is used up: refuse without
+        checking the password. Every admitted attempt ends in ``failed`` (it stays counted)
+        or ``succeeded``."""
         # The address first: a client refused for it makes no counter for each email it
         # names, which in bounded memory would push out older counters, its own among them.
-        if (await self._limiter.hit(self._per_ip, ip)).allowed:
-            if (await self._limiter.hit(self._per_account, _account_key(email))).allowed:
-                return True
+        verdict = await self._limiter.hit(self._per_ip, ip)
+        if verdict.allowed:
+            verdict = await self._limiter.hit(self._per_account, _account_key(email))
+            if verdict.allowed:
+                return
             # Refused for the account: nothing was tried from this address.
             await self._limiter.release(self._per_ip, ip)
         SIGN_INS.labels("throttled").inc()
-        return False
+        raise RateLimited("Too many failed sign-in attempts; try again later.", verdict.retry_after)
 
     def failed(self) -> None:
         # Every password sign-in ends in exactly one of throttled, failed or succeeded, so

@@ -20,6 +20,7 @@ from identity.accounts.service import authenticate
 from identity.accounts.throttle import SignInThrottle
 from identity.clients.repository import get_client
 from identity.clock import utcnow
+from identity.errors import RateLimited
 from identity.oauth import logout as logout_rules
 from identity.oauth.authorize import unknown_client
 from identity.oauth.errors import OAuth2Error
@@ -50,6 +51,7 @@ from identity.web.conditional import not_modified_middleware
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import MAX_PASSWORD, field, read_form, refusal
 from identity.web.rendering import error_page, locale_for, page
+from identity.web.retry_after import retry_after
 
 # Long enough for any real address.
 MAX_EMAIL = 320
@@ -126,12 +128,16 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     if pending is None and not await repeated_posts.recorded(runtime, repeat):
         return flow_expired(request, runtime, form)
 
-    def refused(message_id: str, status: int) -> Response[Any]:
+    def refused(
+        message_id: str, status: int, headers: dict[str, str] | None = None
+    ) -> Response[Any]:
         if pending is None:  # a repeat that is not one after all: its flow is gone
             return flow_expired(request, runtime, form)
-        return _login_form(
+        response = _login_form(
             request, runtime, pending, email=email, message_id=message_id, status=status
         )
+        response.headers.update(headers or {})
+        return response
 
     settings = runtime.settings
     if not csrf.verify(request.cookies, settings, runtime.secret_key, field(form, csrf.FIELD)):
@@ -139,8 +145,10 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     ip = client_ip.of_request(request, settings.trusted_proxies)
     throttle = SignInThrottle(runtime.limiter, settings)
     client = client_ip.rate_subject(ip)
-    if not await throttle.admit(email, client):
-        return refused("login.throttled", 429)
+    try:
+        await throttle.admit(email, client)
+    except RateLimited as exc:
+        return refused("login.throttled", 429, retry_after(exc))
     password = field(form, "password", MAX_PASSWORD)
     previous = cookies.read(request.cookies, settings, cookies.SESSION)
     proof = await authenticate(runtime.db, runtime.passwords, email, password)

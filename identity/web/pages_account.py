@@ -63,6 +63,7 @@ from identity.web.dependencies import RuntimeDep
 from identity.web.forms import LOCALE_FIELD, MAX_PASSWORD, field, page_locale, read_form, refusal
 from identity.web.head_requests import asked_with_head
 from identity.web.rendering import page
+from identity.web.retry_after import retry_after
 
 PATH = "/account/security"
 MAX_EMAIL = 320
@@ -111,6 +112,8 @@ class Outcome:
     # described by it), and what was typed in the page's text fields, shown again.
     invalid: tuple[str, ...] = ()
     typed: dict[str, str] = dataclass_field(default_factory=dict)
+    # A refused post's own headers: a throttled one's Retry-After.
+    headers: dict[str, str] = dataclass_field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -176,7 +179,7 @@ async def _security_page(
         # Drawn once the transaction has ended: a long address's QR code takes a while.
         enrolment = await SecondFactor.from_runtime(runtime).enrolment(secret, visitor.user.email)
         return _enrol_page(request, runtime, locale, user_id, enrolment)
-    return page(
+    shown = page(
         request,
         runtime,
         "account_security.html",
@@ -211,6 +214,8 @@ async def _security_page(
             ),
         },
     )
+    shown.headers.update(outcome.headers)
+    return shown
 
 
 async def _admitted(
@@ -318,7 +323,11 @@ async def _answer(
         message_id = next((m for kind, m in errors.items() if isinstance(exc, kind)), None)
         if message_id is None:
             raise
-        result = Outcome(message_id=message_id, status=429 if exc.status == 429 else 400)
+        result = Outcome(
+            message_id=message_id,
+            status=429 if exc.status == 429 else 400,
+            headers=retry_after(exc),
+        )
     runtime.mail.wake()
     if isinstance(result, Response):
         return result
@@ -384,9 +393,9 @@ async def _change_email(posted: Posted) -> Outcome:
     runtime = posted.runtime
     try:
         proven = await _prove_password(posted)
-    except RateLimited:
+    except RateLimited as exc:
         # Too many wrong passwords, not too many changes (the limit ``errors`` names).
-        return Outcome(message_id="security.throttled", status=429)
+        return Outcome(message_id="security.throttled", status=429, headers=retry_after(exc))
     async with runtime.db.transaction() as session:
         pending = await request_email_change(
             session,

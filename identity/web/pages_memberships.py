@@ -86,6 +86,7 @@ from identity.web.notices import notice
 from identity.web.pages import MAX_EMAIL
 from identity.web.pages_account import PATH as SECURITY_PATH
 from identity.web.rendering import error_page, page
+from identity.web.retry_after import retry_after
 
 # Notices shown after a change, by the ``done`` query parameter of the redirect.
 DONE = frozenset({"invited", "resent", "cancelled", "saved", "removed"})
@@ -299,11 +300,13 @@ async def _users_page(
     *,
     message_id: str | None = None,
     status: int = 200,
+    headers: dict[str, str] | None = None,
     done: str | None = None,
     invite: dict[str, Any] | None = None,
 ) -> Response[Any]:
-    """The page, if the user may see it; else the error page (404 to anyone outside the
-    account, so ids cannot be probed; 403 to a member without the right)."""
+    """The page, if the user may see it, with a refusal's ``headers``; else the error page
+    (404 to anyone outside the account, so ids cannot be probed; 403 to a member without the
+    right)."""
     await runtime.catalogue.ensure_templates(runtime.db)
     try:
         async with runtime.db.transaction() as session:
@@ -315,7 +318,7 @@ async def _users_page(
         return error_page(request, runtime, "users.not_found", locale=locale, status=404)
     except Forbidden:
         return error_page(request, runtime, "users.forbidden", locale=locale, status=403)
-    return page(
+    shown = page(
         request,
         runtime,
         "users.html",
@@ -333,6 +336,8 @@ async def _users_page(
             "invite": invite or {"email": "", "locale": locale, "permissions": [], "roles": []},
         },
     )
+    shown.headers.update(headers or {})
+    return shown
 
 
 @get(USERS_PAGE, include_in_schema=False, cache=False)
@@ -472,6 +477,7 @@ async def _change(
             locale,
             message_id=_message_for(exc, conflict_message),
             status=exc.status,
+            headers=retry_after(exc),
             invite=invite,
         )
     if question is not None:

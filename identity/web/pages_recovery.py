@@ -41,6 +41,7 @@ from identity.web.forms import MAX_PASSWORD, csrf_ok, field, page_locale, read_f
 from identity.web.notices import notice
 from identity.web.pages_account import PATH as SECURITY_PATH
 from identity.web.rendering import page
+from identity.web.retry_after import retry_after
 
 FORGOT_PATH = "/password/forgot"
 MAX_EMAIL = 320
@@ -89,7 +90,7 @@ async def forgot_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
         response = _forgot_form(
             request, runtime, locale, email=email, message_id="forgot.throttled", status=429
         )
-        response.headers["Retry-After"] = str(exc.retry_after)
+        response.headers.update(retry_after(exc))
         return response
     return notice(request, runtime, locale, "forgot.sent_title", "forgot.sent")
 

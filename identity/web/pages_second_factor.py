@@ -45,6 +45,7 @@ from identity.web.authorization import (
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import csrf_ok, field, read_form
 from identity.web.rendering import page
+from identity.web.retry_after import retry_after
 
 PATH = "/login/second-factor"
 # Not the "second-factor:" nor "second-factor-proof:" of releases that kept less there (the
@@ -202,10 +203,12 @@ async def second_factor_submit(
         # step ends and the user signs in again, with the password alone this time.
         await runtime.store.delete(_PENDING + pending.id)
         return flow_expired(request, runtime, form)
-    except RateLimited:
-        return _code_form(
+    except RateLimited as exc:
+        response = _code_form(
             request, runtime, pending, message_id="second_factor.throttled", status=429
         )
+        response.headers.update(retry_after(exc))
+        return response
     await runtime.store.delete(_PENDING + pending.id)
     return await signed_in(request, runtime, pending, established, repeat)
 

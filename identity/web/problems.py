@@ -11,7 +11,7 @@ from litestar.datastructures import Accept
 from litestar.exceptions import HTTPException, ValidationException
 
 from identity.db.engine import DatabaseUnavailable
-from identity.errors import DomainError, RateLimited
+from identity.errors import DomainError
 from identity.oauth.metadata import (
     INTROSPECTION_PATH,
     JWKS_PATH,
@@ -23,6 +23,7 @@ from identity.store.base import StoreUnavailable
 from identity.web.forms import page_locale
 from identity.web.rendering import error_page
 from identity.web.request_context import CLIENT_GONE
+from identity.web.retry_after import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def _own_detail(exc: HTTPException) -> str | None:
 def domain_error_handler(
     request: Request[Any, Any, Any], exc: DomainError
 ) -> Response[dict[str, Any]]:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    headers = retry_after(exc) or None
     return problem(exc.status, exc.detail, code=exc.code, headers=headers, **exc.extra)
 
 

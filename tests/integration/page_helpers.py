@@ -104,6 +104,18 @@ def notice(response: httpx.Response) -> str:
     return _text_of(response, "status")
 
 
+def retry_after(response: httpx.Response) -> int:
+    """The seconds a 429 tells the client to wait (Retry-After, RFC 6585 §4)."""
+    assert response.status_code == 429
+    return int(response.headers["retry-after"])
+
+
+def waits_out(response: httpx.Response, window: int) -> bool:
+    """Whether a 429 tells the client to wait out what is left of a ``window``-second limit
+    that began moments ago: all of it bar the seconds the test took, not a fixed guess."""
+    return window - 60 < retry_after(response) <= window
+
+
 class _InvalidFields(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

@@ -56,6 +56,7 @@ from tests.integration.page_helpers import (
     post_form,
     sign_in_to_security_page,
     totp_secret,
+    waits_out,
 )
 from tests.integration.recovery_helpers import (
     NEW_PASSWORD,
@@ -458,6 +459,7 @@ async def test_password_change_refusals_are_readable(
         answers.append((wrong.status_code, alert(wrong)))
     assert answers[0] == (400, "La contraseña actual no es correcta.")
     assert answers[-1] == (429, "Demasiados intentos fallidos. Inténtalo de nuevo más tarde.")
+    assert waits_out(wrong, runtime.settings.login_lockout)
     assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is not None
 
 
@@ -664,6 +666,7 @@ async def test_asking_for_email_changes_is_limited_so_the_page_cannot_send_mail_
     refused = answers[EMAIL_CHANGES_PER_HOUR]
     assert refused.status_code == 429
     assert alert(refused) == "Too many email changes asked for. Please try again later."
+    assert waits_out(refused, PER_USER.window)
     sent = [
         await mail_to(runtime, f"victim{n}@example.org") for n in range(EMAIL_CHANGES_PER_HOUR + 3)
     ]
@@ -694,6 +697,7 @@ async def test_a_session_alone_cannot_move_the_email_or_turn_on_two_step(
     )
     assert throttled.status_code == 429
     assert alert(throttled) == "Too many failed attempts. Please try again later."
+    assert waits_out(throttled, runtime.settings.login_lockout)
     assert await mail_to(runtime, "thief@example.org") == []
 
 

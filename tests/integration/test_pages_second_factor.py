@@ -27,7 +27,13 @@ from tests.integration.oauth_helpers import (
     redeem,
     verify_with_jwks,
 )
-from tests.integration.page_helpers import alert, login_page, post_form, posted_twice
+from tests.integration.page_helpers import (
+    alert,
+    login_page,
+    post_form,
+    posted_twice,
+    waits_out,
+)
 from tests.integration.recovery_helpers import (
     PASSWORD,
     change_password_elsewhere,
@@ -122,6 +128,7 @@ async def test_wrong_codes_are_refused_then_throttled_in_spanish(
     blocked = await post_form(client, page, "/login/second-factor", code=generator.now())
     assert blocked.status_code == 429
     assert alert(blocked) == "Demasiados códigos incorrectos. Inténtalo de nuevo más tarde."
+    assert waits_out(blocked, runtime.settings.login_lockout)
     assert await _sessions(runtime) == []
 
 

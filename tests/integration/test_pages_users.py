@@ -24,7 +24,7 @@ from identity.permissions.service import Grant
 from identity.runtime import Runtime
 from tests.browser import PASSWORD, add_user, form_fields
 from tests.integration.account_helpers import SYSTEM, add_member, effective, grant, make_account
-from tests.integration.page_helpers import invalid_fields, mail_to, other_session
+from tests.integration.page_helpers import invalid_fields, mail_to, other_session, waits_out
 
 
 def users_path(account: Account) -> str:
@@ -826,6 +826,7 @@ async def test_too_many_invitations_are_refused_with_a_message(
     assert statuses == [303] * 4 + [429]
     assert refused.status_code == 429
     assert "Too many invitations" in refused.text
+    assert waits_out(refused, invitations.PER_EMAIL.window)
 
 
 async def test_a_manager_hands_out_on_the_page_only_what_they_hold(
