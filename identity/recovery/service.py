@@ -222,7 +222,6 @@ async def complete_reset(
     origin: Actor,
     product_name: str,
     locale: str,
-    now: datetime,
 ) -> User:
     """Set the new password with the token, sign the user out everywhere, queue the notice
     (unless it is the user's first password: nothing was changed), and record the reset as
@@ -236,15 +235,19 @@ async def complete_reset(
     password does not spend the token, of racing uses of one token one succeeds, and a
     password change or a disable of the user that commits first, however close, wins. Call
     ``runtime.mail.wake()`` afterwards. The link is recorded as just spent, for ``reset_by``.
+
+    The clock is read at each step, not once: argon2 may wait for a thread, and a link that
+    expires meanwhile is expired when it is spent, however valid it was when the post came.
     """
     async with db.transaction() as session:
-        owner = await reset_token_owner(session, token, now)
+        owner = await reset_token_owner(session, token, utcnow())
     if owner is None:
         raise _spent()
     if new_password != confirm:
         raise PasswordMismatch("The two passwords are not the same.")
     password_hash = await hash_password(passwords, new_password, email=owner.email, name=owner.name)
     async with db.write_transaction() as session:
+        now = utcnow()
         stored = await _spend_and_store(session, owner.id, token, password_hash, now)
         if stored is None:
             raise _spent()

@@ -173,7 +173,6 @@ async def reset_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
             origin=request_origin(request, runtime),
             product_name=runtime.settings.product_name,
             locale=locale,
-            now=utcnow(),
         )
     except InvalidResetToken:
         # Spent by this form's first post (a double click): its reset is the answer, with

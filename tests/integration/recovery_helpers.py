@@ -11,10 +11,12 @@ from typing import Any
 
 import httpx
 import pyotp
-from sqlalchemy import text
+import pytest
+from sqlalchemy import text, update
 
 from identity.accounts import self_service
-from identity.accounts.models import User
+from identity.accounts.models import PasswordResetToken, User
+from identity.accounts.passwords import Passwords
 from identity.accounts.service import create_user, prepare_user
 from identity.audit.service import Actor
 from identity.clock import utcnow
@@ -152,3 +154,16 @@ async def until_waiting_or_done(
                 return
         await asyncio.sleep(0.01)
     raise AssertionError("the task neither ended nor waits for a lock")
+
+
+def links_expire_while_hashing(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every reset link expires while argon2 hashes the new password, as one does when the
+    hashing waits for a thread past the link's last moment."""
+    real_hash = Passwords.hash
+
+    async def hash_as_links_expire(self: Passwords, password: str) -> str:
+        async with runtime.db.transaction() as session:
+            await session.execute(update(PasswordResetToken).values(expires_at=utcnow()))
+        return await real_hash(self, password)
+
+    monkeypatch.setattr(Passwords, "hash", hash_as_links_expire)

@@ -224,7 +224,6 @@ async def test_a_password_reset_while_a_change_hashes_is_not_overwritten(
             origin=Actor(),
             product_name="Identity",
             locale="en",
-            now=utcnow(),
         )
         return await real_hash(self, password)
 

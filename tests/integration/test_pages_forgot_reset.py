@@ -25,7 +25,12 @@ from tests.integration.page_helpers import (
     sign_in_to_security_page,
     token_of,
 )
-from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, new_user
+from tests.integration.recovery_helpers import (
+    NEW_PASSWORD,
+    PASSWORD,
+    links_expire_while_hashing,
+    new_user,
+)
 
 ANA = "ana@example.com"
 SPANISH = {"Accept-Language": "es-ES,es;q=0.9"}
@@ -205,6 +210,20 @@ async def test_unknown_used_or_tampered_links_show_a_way_to_ask_again(
         client, spent, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
     )
     assert used.status_code == 400 and text in notice(used)
+
+
+async def test_a_link_that_expires_while_the_new_password_hashes_changes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await new_user(runtime, ANA)
+    form = await client.get(await _reset_link(client, runtime))
+    links_expire_while_hashing(runtime, monkeypatch)
+    late = await post_form(
+        client, form, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
+    )
+    assert late.status_code == 400
+    assert 'href="/password/forgot?ui_locales=' in late.text
+    assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is not None
 
 
 async def test_a_reset_post_without_the_csrf_token_changes_nothing(

@@ -51,6 +51,7 @@ from tests.integration.recovery_helpers import (
     change_password_elsewhere,
     forgot,
     html_of,
+    links_expire_while_hashing,
     mail,
     new_user,
     reset,
@@ -231,6 +232,20 @@ async def test_an_expired_token_is_refused(
             update(PasswordResetToken).values(expires_at=utcnow() - timedelta(seconds=1))
         )
     assert (await reset(client, token)).status_code == 400
+    assert await _password_works(runtime, PASSWORD)
+
+
+async def test_a_token_that_expires_while_the_new_password_hashes_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The expiry is judged when the token is spent: a wait for argon2's thread must not
+    stretch a link's life past the moment written in it."""
+    await new_user(runtime, ANA)
+    token = await _first_reset_token(client, runtime, inbox)
+    links_expire_while_hashing(runtime, monkeypatch)
+    answer = await reset(client, token)
+    assert answer.status_code == 400
+    assert answer.json()["type"] == "urn:identity:problem:invalid-reset-token"
     assert await _password_works(runtime, PASSWORD)
 
 

@@ -206,7 +206,6 @@ async def test_each_change_emits_its_event_to_the_subscriptions_that_want_it(
         origin=Actor(),
         product_name="Acme ID",
         locale="en",
-        now=utcnow(),
     )
     async with quiet.db.transaction() as session:
         await permissions.remove_member(session, SYSTEM, account_id, member_id, utcnow())

@@ -13,7 +13,6 @@ import msgspec
 from litestar import Controller, Request, post
 from litestar.params import JSONBody
 
-from identity.clock import utcnow
 from identity.i18n import negotiate
 from identity.recovery.service import complete_reset, request_reset
 from identity.web.actors import request_origin
@@ -96,6 +95,5 @@ class RecoveryController(Controller):
             origin=request_origin(request, runtime),
             product_name=runtime.settings.product_name,
             locale=_locale(request),
-            now=utcnow(),
         )
         runtime.mail.wake()
