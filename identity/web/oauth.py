@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 
 from litestar import Request, Response, asgi, post, route
 from litestar.exceptions import HTTPException, MethodNotAllowedException
+from litestar.response.base import ASGIResponse
 from litestar.types import ExceptionHandlersMap, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -73,6 +74,19 @@ def oauth_error_response(request: Request[Any, Any, Any], exc: OAuth2Error) -> R
     status, body, headers = exc()
     extra = {k: v for k, v in headers if k.lower() != "content-type"}
     return Response(body, status_code=status, headers=NO_STORE | extra)
+
+
+class NoContent(Response[bytes]):
+    """200 with no content, and so no Content-Type: Litestar types every 200 (JSON unless told
+    otherwise), and a JSON type over no bytes announces a document no JSON parser accepts."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        super().__init__(b"", status_code=200, headers=headers)
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        response = super().to_asgi_response(*args, **kwargs)
+        response.headers.pop("content-type", None)
+        return response
 
 
 def unavailable_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -459,7 +473,8 @@ async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
             found = await refresh.find_refresh_token(session, digest(presented), now)
             if found is not None and _issued_to(client, found.client_id):
                 await refresh.revoke_family(session, found.family_id, now)
-    return Response(b"", headers=NO_STORE)
+    # RFC 7009 §2.2 gives the answer no content; node-oidc-provider sends none either.
+    return NoContent(NO_STORE)
 
 
 ROUTES = [discovery, jwks, token, userinfo, introspect, revoke]

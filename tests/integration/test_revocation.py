@@ -110,6 +110,23 @@ async def test_unknown_and_malformed_tokens_get_200(
         assert response.content == b""
 
 
+async def test_the_answer_is_200_with_no_content_and_no_content_type(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 7009 §2.2 gives the answer no body: a JSON content type over no bytes is JSON no
+    parser accepts (node-oidc-provider answers with no content and no JSON type either).
+    Known or not, the answer is the same, and no cache keeps it."""
+    caller = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, caller)
+    for token in (tokens["refresh_token"], tokens["access_token"], "never-issued"):
+        response = await revoke(client, caller, token)
+        assert response.status_code == 200
+        assert response.content == b""
+        assert "content-type" not in response.headers
+        assert response.headers["content-length"] == "0"
+        assert response.headers["cache-control"] == "no-store"
+
+
 async def _assert_untouched(
     http: httpx.AsyncClient, owner: RegisteredClient, tokens: dict[str, str]
 ) -> None:
