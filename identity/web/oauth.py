@@ -53,6 +53,7 @@ from identity.tokens.subjects import active_user
 from identity.web import cors
 from identity.web.conditional import etag_matches
 from identity.web.dependencies import RuntimeDep
+from identity.web.retry_after import UNAVAILABLE
 from identity.web.token_scope import client_now, scope_of
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class NoContent(Response[bytes]):
 def unavailable_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("dependency unavailable: %s", type(exc).__name__)
     response = oauth_error_response(request, TemporarilyUnavailableError())
-    response.headers["Retry-After"] = "5"
+    response.headers["Retry-After"] = UNAVAILABLE
     return response
 
 

@@ -23,7 +23,7 @@ from identity.store.base import StoreUnavailable
 from identity.web.forms import page_locale
 from identity.web.rendering import error_page
 from identity.web.request_context import CLIENT_GONE
-from identity.web.retry_after import retry_after
+from identity.web.retry_after import UNAVAILABLE, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def domain_error_handler(
 
 def unavailable_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("dependency unavailable: %s", type(exc).__name__, extra={"reason": str(exc)})
-    headers = {"Retry-After": "5"}
+    headers = {"Retry-After": UNAVAILABLE}
     if shown := _page_instead(request, 503, "error.unavailable", headers=headers):
         return shown
     return problem(
