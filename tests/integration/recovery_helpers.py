@@ -167,3 +167,35 @@ def links_expire_while_hashing(runtime: Runtime, monkeypatch: pytest.MonkeyPatch
         return await real_hash(self, password)
 
     monkeypatch.setattr(Passwords, "hash", hash_as_links_expire)
+
+
+def held_after(
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """Once ``owner.name`` has run, its caller waits (its transaction stays open) until the
+    second event is set; the first tells the test it got there."""
+    real = getattr(owner, name)
+    reached, go = asyncio.Event(), asyncio.Event()
+
+    async def then_wait(*args: Any, **kwargs: Any) -> Any:
+        result = await real(*args, **kwargs)
+        reached.set()
+        await go.wait()
+        return result
+
+    monkeypatch.setattr(owner, name, then_wait)
+    return reached, go
+
+
+def told_after(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> asyncio.Event:
+    """Set once ``owner.name`` has run, its caller going on at once."""
+    real = getattr(owner, name)
+    done = asyncio.Event()
+
+    async def then_tell(*args: Any, **kwargs: Any) -> Any:
+        result = await real(*args, **kwargs)
+        done.set()
+        return result
+
+    monkeypatch.setattr(owner, name, then_tell)
+    return done

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -34,7 +33,14 @@ from tests.integration.page_helpers import (
     sign_in_to_security_page,
     token_of,
 )
-from tests.integration.recovery_helpers import PASSWORD, forgot, new_user, reset
+from tests.integration.recovery_helpers import (
+    PASSWORD,
+    forgot,
+    held_after,
+    new_user,
+    reset,
+    told_after,
+)
 
 NEW = "ana.new@example.org"
 INTRUDER = "intruder@example.net"
@@ -231,21 +237,9 @@ async def test_a_link_asked_for_with_the_old_password_while_a_reset_commits_does
     await forgot(client, "ana@example.com")
     await runtime.background.drain()
     (message,) = await mail_to(runtime, "ana@example.com")
-    resetting, proved, go = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    real_revoke, real_prove = recovery_service.revoke_all_for_user, self_service.prove_password
-
-    async def revoke_then_wait(*args: Any, **kwargs: Any) -> None:
-        await real_revoke(*args, **kwargs)
-        resetting.set()
-        await go.wait()  # the reset's transaction stays open, its new password written
-
-    async def prove_then_tell(*args: Any) -> Any:
-        stored = await real_prove(*args)
-        proved.set()
-        return stored
-
-    monkeypatch.setattr(recovery_service, "revoke_all_for_user", revoke_then_wait)
-    monkeypatch.setattr(self_service, "prove_password", prove_then_tell)
+    # The reset's transaction stays open once it has written the new password.
+    resetting, go = held_after(monkeypatch, recovery_service, "revoke_all_for_user")
+    proved = told_after(monkeypatch, self_service, "prove_password")
     owner = asyncio.create_task(reset(client, token_of(link_in(message, "/reset-password"))))
     await resetting.wait()
     intruder = asyncio.create_task(

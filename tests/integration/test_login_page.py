@@ -36,7 +36,12 @@ from tests.browser import (
 )
 from tests.conftest import serving
 from tests.integration.page_helpers import retry_after, served_for_sign_in, waits_out
-from tests.integration.recovery_helpers import change_password_elsewhere, until_waiting_or_done
+from tests.integration.recovery_helpers import (
+    change_password_elsewhere,
+    held_after,
+    told_after,
+    until_waiting_or_done,
+)
 
 Started = tuple[httpx.AsyncClient, Runtime]
 
@@ -194,21 +199,9 @@ async def test_a_sign_in_with_the_old_password_while_a_change_commits_opens_no_s
     async with start() as (http, runtime):
         page = await open_login(http, authorize_params())
         owner = await _owner(runtime)
-        changing, proved, go = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        real_revoke, real_authenticate = self_service.revoke_all_for_user, pages.authenticate
-
-        async def revoke_then_wait(*args: Any, **kwargs: Any) -> None:
-            await real_revoke(*args, **kwargs)
-            changing.set()
-            await go.wait()  # the change's transaction stays open, its new password written
-
-        async def authenticate_then_tell(*args: Any) -> Any:
-            found = await real_authenticate(*args)
-            proved.set()
-            return found
-
-        monkeypatch.setattr(self_service, "revoke_all_for_user", revoke_then_wait)
-        monkeypatch.setattr(pages, "authenticate", authenticate_then_tell)
+        # The change's transaction stays open once it has written the new password.
+        changing, go = held_after(monkeypatch, self_service, "revoke_all_for_user")
+        proved = told_after(monkeypatch, pages, "authenticate")
         change = asyncio.create_task(
             change_password_elsewhere(runtime, owner, PASSWORD, "Hj4%kT8@mW2!")
         )
