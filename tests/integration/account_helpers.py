@@ -137,6 +137,7 @@ async def add_member(
     roles: Sequence[RoleGrant] = (),
     all_permissions: bool = False,
     owner: bool = False,
+    now: datetime | None = None,
 ) -> None:
     await runtime.catalogue.ensure_templates(runtime.db)
     grants = [p if isinstance(p, Grant) else Grant(p) for p in permissions]
@@ -151,7 +152,7 @@ async def add_member(
             roles=roles,
             is_owner=owner,
             catalogue=runtime.catalogue,
-            now=utcnow(),
+            now=now or utcnow(),
         )
 
 

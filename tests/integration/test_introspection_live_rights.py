@@ -4,7 +4,7 @@ the account at sign-in"; ``identity.resource.Introspector``)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import httpx
 
@@ -15,7 +15,7 @@ from identity.clock import utcnow
 from identity.permissions import repository, service
 from identity.permissions.models import Account
 from identity.runtime import Runtime
-from tests.integration.account_helpers import SYSTEM, signed_in_member
+from tests.integration.account_helpers import SYSTEM, add_member, signed_in_member
 from tests.integration.oauth_helpers import (
     RegisteredClient,
     make_client,
@@ -39,20 +39,6 @@ async def _introspect(
     return response.json()
 
 
-async def _add_back(runtime: Runtime, account: Account, clerk: User, at: datetime) -> None:
-    """The removed clerk made a member of ``account`` again at ``at``, holding invoices."""
-    async with runtime.db.transaction() as session:
-        await service.add_member(
-            session,
-            SYSTEM,
-            account.id,
-            clerk.id,
-            permissions=[service.Grant("invoices")],
-            catalogue=runtime.catalogue,
-            now=at,
-        )
-
-
 async def test_a_removed_members_access_token_is_inactive(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
@@ -74,7 +60,7 @@ async def test_adding_a_removed_member_back_does_not_revive_their_earlier_token(
         await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
     removed = await _introspect(client, app, token)
     later = utcnow() + timedelta(seconds=5)
-    await _add_back(runtime, account, clerk, later)
+    await add_member(runtime, account, clerk, ["invoices"], now=later)
     since = await signed_in_tokens(client, runtime, app, user=clerk, account_id=account.id)
 
     assert removed == {"active": False}
@@ -94,7 +80,7 @@ async def test_a_token_issued_after_a_member_is_added_back_on_a_machine_ahead_is
     async with runtime.db.transaction() as session:
         await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
     ahead = utcnow() + timedelta(seconds=2)
-    await _add_back(runtime, account, clerk, ahead)
+    await add_member(runtime, account, clerk, ["invoices"], now=ahead)
     since = await signed_in_tokens(client, runtime, app, user=clerk, account_id=account.id)
 
     answer = await _introspect(client, app, since["access_token"])

@@ -74,6 +74,16 @@ async def _is_member(runtime: Runtime, account: Account, email: str) -> bool:
     return found is not None
 
 
+async def _refused_as_cancelled(
+    runtime: Runtime, token: str, invitee: User, account: Account
+) -> None:
+    """Accepting the invitation is refused as cancelled, and makes the invitee no member."""
+    with pytest.raises(Conflict) as refused:
+        await _accept_as_existing(runtime, token, invitee)
+    assert refused.value.extra["reason"] == "cancelled"
+    assert not await _is_member(runtime, account, INVITEE)
+
+
 async def _accept_as_existing(runtime: Runtime, token: str, invitee: User) -> None:
     async with runtime.db.transaction() as session:
         await invitations.accept_invitation_as_existing_user(session, token, invitee)
@@ -88,11 +98,7 @@ async def test_a_removed_managers_invitation_cannot_be_accepted(
     async with runtime.db.transaction() as session:
         await service.remove_member(session, SYSTEM, account.id, manager.id, utcnow())
 
-    with pytest.raises(Conflict) as refused:
-        await _accept_as_existing(runtime, token, invitee)
-
-    assert refused.value.extra["reason"] == "cancelled"
-    assert not await _is_member(runtime, account, INVITEE)
+    await _refused_as_cancelled(runtime, token, invitee, account)
 
 
 async def test_nor_by_a_new_person_once_the_manager_lost_the_users_permission(
@@ -393,11 +399,7 @@ async def test_a_clients_invitation_lasts_only_while_the_client_may_act_as_staff
     await _change_console(runtime, **registration)
 
     assert await _resend_offered(runtime, account, owner) == set()
-    with pytest.raises(Conflict) as refused:
-        await _accept_as_existing(runtime, token, invitee)
-
-    assert refused.value.extra["reason"] == "cancelled"
-    assert not await _is_member(runtime, account, INVITEE)
+    await _refused_as_cancelled(runtime, token, invitee, account)
 
 
 async def test_a_client_that_may_still_act_as_staff_is_honoured(
