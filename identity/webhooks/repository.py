@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.db import work_queue
+from identity.webhooks import url_key
 from identity.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
 
 
@@ -46,7 +47,9 @@ async def insert_subscription(session: AsyncSession, subscription: WebhookSubscr
             session.add(subscription)
     except IntegrityError:
         existing = await session.scalar(
-            select(WebhookSubscription.id).where(WebhookSubscription.url == subscription.url)
+            select(WebhookSubscription.id).where(
+                WebhookSubscription.url_digest == url_key.digest(subscription.url)
+            )
         )
         raise UrlTaken(existing) from None
 

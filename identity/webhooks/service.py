@@ -127,8 +127,9 @@ def _is_loopback_name(host: str) -> bool:
 
 def check_url(url: str, allow_http_loopback: bool) -> str:
     url = url.strip()
-    # Counted in UTF-8 bytes: the index that keeps one subscription per URL takes entries of
-    # at most about 2,700 bytes on PostgreSQL, and a non-ASCII path's are 2 to 4 a character.
+    # Counted in UTF-8 bytes (a non-ASCII path's are 2 to 4 a character), the unit the
+    # column's limit is in on some databases. No index holds the URL itself: one subscription
+    # per URL is kept by its digest (url_key), whatever the limit.
     too_long = len(url.encode(errors="surrogatepass")) > MAX_URL
     problem = "The URL is too long." if too_long else refusal(url, allow_http_loopback)
     if problem:

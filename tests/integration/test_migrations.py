@@ -20,7 +20,20 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, insert, inspect, select, text
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    String,
+    Text,
+    Uuid,
+    column,
+    insert,
+    inspect,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.exc import IntegrityError
 
 from identity.clock import utcnow
@@ -29,8 +42,20 @@ from identity.db.engine import create_engine
 from identity.db.migrate import compare_type, render_item
 from identity.db.models import metadata
 from identity.settings import Settings
+from identity.webhooks import url_key
 from tests.backends import TEST_DATABASE_URL
 from tests.processes import run_identity
+
+# The subscriptions table as the revisions before 0013 left it, without url_digest.
+SUBSCRIPTIONS_BEFORE_0013 = table(
+    "webhook_subscriptions",
+    column("id", Uuid()),
+    column("url", String()),
+    column("event_types", JSON()),
+    column("secret_ciphertext", Text()),
+    column("description", String()),
+    column("created_at", DateTime(timezone=True)),
+)
 
 
 def _differences(connection: Connection) -> list[Any]:
@@ -146,7 +171,7 @@ async def test_subscriptions_to_one_url_before_0012_are_merged_into_the_oldest(
     """The unique index could not be built over them: the oldest stays, with every event type
     and every event any of them was to deliver, once each."""
     await asyncio.to_thread(migrate.upgrade, settings, "0011")
-    subscriptions = metadata.tables["webhook_subscriptions"]
+    subscriptions = SUBSCRIPTIONS_BEFORE_0013
     events = metadata.tables["webhook_events"]
     deliveries = metadata.tables["webhook_deliveries"]
     now = utcnow()
@@ -207,12 +232,70 @@ async def test_subscriptions_to_one_url_before_0012_are_merged_into_the_oldest(
         with pytest.raises(IntegrityError):
             async with engine.begin() as connection:
                 await connection.execute(
-                    insert(subscriptions).values(
+                    insert(metadata.tables["webhook_subscriptions"]).values(
                         subscription | {"url": hook, "event_types": ["user.enabled"]}
                     )
                 )
     finally:
         await engine.dispose()
+
+
+# Outside the tests, SQLite's migrations and PostgreSQL's run the same code: a URL of over
+# 2,700 bytes broke the index of URLs that 0012 built on PostgreSQL alone. Characters that do
+# not repeat, or PostgreSQL would compress the entry to fit.
+LONG_URL = "https://billing.example.com/" + "".join(chr(0x4E00 + i) for i in range(1900))
+
+
+async def test_a_url_too_long_for_an_index_of_urls_is_kept_unique_by_its_digest(
+    settings: Settings,
+) -> None:
+    """0012 as released failed on PostgreSQL with "index row size exceeds" over such a URL,
+    stored when its limit was counted in characters."""
+    await asyncio.to_thread(migrate.upgrade, settings, "0011")
+    subscription = {"secret_ciphertext": "x", "description": "", "event_types": ["user.enabled"]}
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(SUBSCRIPTIONS_BEFORE_0013).values(
+                    subscription | {"id": uuid.uuid4(), "url": LONG_URL, "created_at": utcnow()}
+                )
+            )
+        await asyncio.to_thread(migrate.upgrade, settings)
+        subscriptions = metadata.tables["webhook_subscriptions"]
+        async with engine.connect() as connection:
+            stored = await connection.execute(
+                select(subscriptions.c.url, subscriptions.c.url_digest)
+            )
+            assert stored.all() == [(LONG_URL, url_key.digest(LONG_URL))]
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as connection:
+                await connection.execute(
+                    insert(subscriptions).values(subscription | {"url": LONG_URL})
+                )
+    finally:
+        await engine.dispose()
+
+
+async def test_the_index_of_urls_0012_built_as_released_gives_way_to_the_digests(
+    settings: Settings,
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, settings, "0012")
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "CREATE UNIQUE INDEX ix_webhook_subscriptions_url"
+                    " ON webhook_subscriptions (url)"
+                )
+            )
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(migrate.upgrade, settings)
+    assert await _inspect(settings, _differences) == []
+    await asyncio.to_thread(migrate.downgrade, settings, "0011")
+    assert await _inspect(settings, _version) == "0011"
 
 
 def _schema(connection: Connection) -> dict[str, list[str]]:

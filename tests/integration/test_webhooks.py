@@ -911,8 +911,8 @@ async def test_a_url_subscribed_already_is_a_conflict_naming_its_subscription(
 async def test_a_url_longer_than_its_limit_in_bytes_is_refused_as_too_long(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    # Within 2,000 characters, but not bytes: PostgreSQL's index of URLs (one subscription
-    # per URL) takes at most about 2,700 bytes an entry, and refused it with a 500.
+    # Within 2,000 characters, but not bytes, the unit of the limit. (PostgreSQL's index of
+    # the URLs themselves, since replaced by one of their digests, refused it with a 500.)
     # Characters that do not repeat, or PostgreSQL would compress the entry to fit.
     url = "https://billing.example.com/" + "".join(chr(0x4E00 + i) for i in range(1900))
     body = {"url": url, "event_types": REMOVED}
