@@ -26,8 +26,9 @@ class WebhookSubscription(Base):
     url: Mapped[str] = mapped_column(String(2000))
     # One subscription per URL: a second would post every event there twice, signed with a
     # secret the consumer does not keep. Unique by digest: PostgreSQL's index of the URLs
-    # themselves refuses one over about 2,700 bytes. Made from the URL by every insert that
-    # does not give it.
+    # themselves refuses one over about 2,700 bytes. Of the URL normalised (url_key), while
+    # ``url`` keeps it as staff wrote it: what they see and what the audit log recorded.
+    # Made from the URL by every insert that does not give it.
     url_digest: Mapped[str] = mapped_column(
         String(64), index=True, unique=True, default=_url_digest
     )

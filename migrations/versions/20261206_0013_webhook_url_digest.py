@@ -8,6 +8,9 @@ Create Date: 2026-12-06 18:00:00
 cannot build or extend over a URL of more than about 2,700 bytes. The index is dropped where
 it was built, and a fixed-size digest of each URL (identity.webhooks.url_key) is indexed
 instead, after merging the subscriptions whose URLs share one (identity.webhooks.duplicates).
+The digest is of the URL as the client posts it (scheme and host in lower case, the host in
+IDNA form, no default port), so URLs 0012 kept apart, such as https://Billing.example.com/h
+and https://billing.example.com:443/h, are merged here as it merged URLs written alike.
 """
 
 from collections.abc import Sequence

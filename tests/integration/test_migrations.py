@@ -524,3 +524,38 @@ async def test_an_index_left_invalid_by_an_interrupted_build_is_built_again(
             assert await connection.scalar(valid) is True
     finally:
         await engine.dispose()
+
+
+async def test_subscriptions_to_one_url_spelled_two_ways_are_merged_into_the_oldest(
+    settings: Settings,
+) -> None:
+    """Merged as 0012 merges those written alike: since 0013 they are one URL."""
+    await asyncio.to_thread(migrate.upgrade, settings, "0012")
+    now = utcnow()
+    oldest, later = uuid.uuid4(), uuid.uuid4()
+    subscription = {"secret_ciphertext": "x", "description": ""}
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(SUBSCRIPTIONS_BEFORE_0013),
+                [
+                    subscription
+                    | {"id": later, "url": "https://billing.example.com:443/hooks"}
+                    | {"event_types": ["user.disabled"], "created_at": now},
+                    subscription
+                    | {"id": oldest, "url": "https://Billing.Example.com/hooks"}
+                    | {"event_types": ["member.removed"], "created_at": now - timedelta(hours=1)},
+                ],
+            )
+        await asyncio.to_thread(migrate.upgrade, settings)
+        subscriptions = metadata.tables["webhook_subscriptions"]
+        async with engine.connect() as connection:
+            kept = await connection.execute(
+                select(subscriptions.c.id, subscriptions.c.url, subscriptions.c.event_types)
+            )
+            assert kept.all() == [
+                (oldest, "https://Billing.Example.com/hooks", ["member.removed", "user.disabled"])
+            ]
+    finally:
+        await engine.dispose()

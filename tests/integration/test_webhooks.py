@@ -1325,3 +1325,25 @@ async def test_a_consumer_dripping_its_answer_is_cut_off_at_the_deadline(
             stop.set()
     (delivery,) = await deliveries(quiet)
     assert delivery.last_error == "No answer within 1 s" and delivery.delivered_at is None
+
+
+@pytest.mark.parametrize(
+    ("first", "again"),
+    [
+        ("https://Billing.Example.com/hooks", "https://billing.example.com/hooks"),
+        ("HTTPS://billing.example.com:443/hooks", "https://billing.example.com/hooks"),
+        ("https://bücher.example.com/hooks", "https://xn--bcher-kva.example.com/hooks"),
+    ],
+)
+async def test_a_url_spelled_another_way_is_subscribed_already(
+    client: httpx.AsyncClient, runtime: Runtime, first: str, again: str
+) -> None:
+    # Scheme and host are case-insensitive, an IDNA host is its xn-- form, and 443 is https's
+    # port: each pair is one consumer, which two subscriptions would send every event twice.
+    headers = await staff_headers(runtime)
+    made = await subscribe(client, runtime, first)
+    refused = await client.post(API, json={"url": again, "event_types": REMOVED}, headers=headers)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["subscription_id"] == made["id"]
+    # Shown as staff wrote it.
+    assert [row["url"] for row in (await client.get(API, headers=headers)).json()] == [first]
