@@ -48,6 +48,18 @@ async def get_consumed_code(
     return code
 
 
+async def is_unredeemed(session: AsyncSession, code_hash: str, now: datetime) -> bool:
+    """Whether the code is live and not redeemed yet: its app may still present it."""
+    found = await session.scalar(
+        select(AuthorizationCode.code_hash).where(
+            AuthorizationCode.code_hash == code_hash,
+            AuthorizationCode.consumed_at.is_(None),
+            AuthorizationCode.expires_at > now,
+        )
+    )
+    return found is not None
+
+
 async def redeem_code(
     session: AsyncSession,
     code_hash: str,

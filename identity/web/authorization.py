@@ -41,7 +41,7 @@ from identity.sessions.models import BrowserSession
 from identity.sessions.service import Established
 from identity.store.base import StoreUnavailable
 from identity.tokens import consents
-from identity.tokens.codes import insert_code
+from identity.tokens.codes import insert_code, is_unredeemed
 from identity.tokens.models import AuthorizationCode
 from identity.tokens.subjects import active_user
 from identity.web import cookies, repeated_posts
@@ -461,18 +461,58 @@ async def signed_in_before(
     )
 
 
-async def take_flow(runtime: Runtime, flow_id: str, repeat: str | None) -> Flow | None:
-    """The flow for a post of a step that hands it on without signing in (the account
-    picker, consent): taken, not read, so that of two posts at once one resumes it; the
-    same post again (``repeat``, its ``repeated_posts`` key) gets it as the first took it.
-    None when it is gone for this post."""
+async def resume_once(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    flow_id: str,
+    repeat: str | None,
+    resume: Callable[[Flow], Awaitable[Response[Any]]],
+) -> Response[Any] | None:
+    """The answer to a post of a step that hands its flow on without signing in (the
+    account picker, consent): ``resume`` with the flow, taken, not read, so that of two
+    posts at once one resumes it. The same post again (``repeat``, its ``repeated_posts``
+    key) waits for the first's answer and gets the same redirect: one answer gives the app
+    one code. None when the flow is gone for this post."""
+    if repeat is not None and not await repeated_posts.under_way(runtime, repeat):
+        return await _answered_before(request, runtime, repeat)
     flow = await FlowStore(runtime.store).consume(flow_id)
-    if flow is None:
-        first = await repeated_posts.first_post(runtime, repeat)
-        return first.flow if first is not None else None
-    if repeat is not None:
-        await repeated_posts.answered(runtime, repeat, flow)
-    return flow
+    recorded = False
+    try:
+        if flow is None:
+            return None
+        response = await resume(flow)
+        if repeat is not None and isinstance(response, Redirect):
+            await repeated_posts.answered(runtime, repeat, flow, location=response.url)
+            recorded = True
+        return response
+    finally:
+        if repeat is not None and not recorded:
+            # Nothing handed on (the flow gone, a page rather than a redirect, a failure):
+            # the same post again is answered as any other.
+            await repeated_posts.withdraw(runtime, repeat)
+
+
+async def _answered_before(
+    request: Request[Any, Any, Any], runtime: Runtime, repeat: str
+) -> Response[Any] | None:
+    first = await repeated_posts.first_post(runtime, repeat)
+    if first is None or first.location is None:
+        return None
+    code = dict(parse_qsl(urlsplit(first.location).query)).get("code")
+    if code is not None:
+        async with runtime.db.transaction() as session:
+            unredeemed = await is_unredeemed(session, digest(code), utcnow())
+        if not unredeemed:
+            # The app has it (or it expired): presenting it again would revoke what the
+            # app was given, and a new one would be a second code for one answer.
+            return error_page(
+                request,
+                runtime,
+                "error.already_answered",
+                locale=flow_locale(request, first.flow),
+                status=409,
+            )
+    return redirect(first.location)
 
 
 def _parameters(items: Any) -> list[tuple[str, str]]:

@@ -41,10 +41,10 @@ from identity.web.authorization import (
     handing_over,
     proceed,
     redirect,
+    resume_once,
     scopes_for_user,
     signed_in,
     signed_in_before,
-    take_flow,
     with_query,
 )
 from identity.web.conditional import not_modified_middleware
@@ -281,17 +281,19 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
         if browser is not None and token is not None
         else None
     )
-    pending = await take_flow(runtime, flow_id, repeat)
-    if pending is None:
-        return flow_expired(request, runtime, form)
-    return await proceed(
-        request,
-        runtime,
-        pending,
-        session_token=token,
-        browser=browser,
-        consent_given=decision == "allow",
-    )
+
+    async def answer(pending: Flow) -> Response[Any]:
+        return await proceed(
+            request,
+            runtime,
+            pending,
+            session_token=token,
+            browser=browser,
+            consent_given=decision == "allow",
+        )
+
+    answered = await resume_once(request, runtime, flow_id, repeat, answer)
+    return answered or flow_expired(request, runtime, form)
 
 
 # --- logout ------------------------------------------------------------------------------

@@ -68,8 +68,8 @@ from identity.web.authorization import (
     flow_locale,
     proceed,
     redirect,
+    resume_once,
     sign_in_then,
-    take_flow,
     with_query,
 )
 from identity.web.dependencies import RuntimeDep
@@ -194,13 +194,17 @@ async def account_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
         if user is not None and token is not None
         else None
     )
-    pending = await take_flow(runtime, flow_id, repeat)
-    if pending is None or pending.return_to is not None:
-        return flow_expired(request, runtime, form)
-    # Only a hint: the authorization step accepts it only for an account the user is in.
-    pending.account_id = chosen or None
-    pending.user_chose = True
-    return await proceed(request, runtime, pending, session_token=token)
+
+    async def pick(pending: Flow) -> Response[Any]:
+        if pending.return_to is not None:
+            return flow_expired(request, runtime, form)
+        # Only a hint: the authorization step accepts it only for an account the user is in.
+        pending.account_id = chosen or None
+        pending.user_chose = True
+        return await proceed(request, runtime, pending, session_token=token)
+
+    picked = await resume_once(request, runtime, flow_id, repeat, pick)
+    return picked or flow_expired(request, runtime, form)
 
 
 # --- the Users page ------------------------------------------------------------------------

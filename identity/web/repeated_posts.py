@@ -13,10 +13,11 @@ The repeat resumes the flow from where the first post left it. After a sign-in i
 first post's session and token, kept sealed in the record (the database holds only the
 token's digest): one session, the one the security page lists, and one cookie, whichever
 of three posts the server finishes last (a fresh token per repeat would leave every
-answer's cookie but the last finished dead, the one the browser shows among them). The
-app gets a code of its own from the repeat (the first one's never reached it): replaying
-the first's would make a reload after the app redeemed it a code reuse, which revokes what
-the app was given.
+answer's cookie but the last finished dead, the one the browser shows among them). A step
+after sign-in (consent, the account picker) is answered once: the repeat gets the first
+post's redirect, so one answer gives the app one code; once the app has redeemed that code
+the repeat gets a page saying the request was answered, as presenting it again would be a
+code reuse, which revokes what the app was given.
 
 Like ``identity.recovery.spent_links`` for emailed links, but shorter-lived and sealed, as
 the record holds the authorization request and a session token, and the key stands for a
@@ -78,13 +79,19 @@ async def withdraw(runtime: Runtime, key: str) -> None:
 
 
 async def answered(
-    runtime: Runtime, key: str, flow: Flow, session_token: str | None = None
+    runtime: Runtime,
+    key: str,
+    flow: Flow,
+    session_token: str | None = None,
+    location: str | None = None,
 ) -> None:
     """Keep what the post of ``key`` handed on: the flow as it took it and, for a sign-in,
-    the token of the session it opened."""
+    the token of the session it opened; for a step after sign-in, where it sent the browser."""
     record = {"flow_id": flow.id, "flow": flow.dumps().decode()}
     if session_token is not None:
         record["session_token"] = session_token
+    if location is not None:
+        record["location"] = location
     sealed = _sealer(runtime).encrypt(json.dumps(record))
     await runtime.store.set(key, sealed.encode(), WINDOW_SECONDS)
 
@@ -109,11 +116,12 @@ async def _settled(runtime: Runtime, key: str) -> bytes | None:
 @dataclass(frozen=True, slots=True)
 class FirstPost:
     """What a repeated post resumes: the flow as the first post took it and, for a sign-in,
-    the first post's session and its token."""
+    the first post's session and its token; for a step after sign-in, its redirect."""
 
     flow: Flow
     session_token: str | None = None
     browser: BrowserSession | None = None
+    location: str | None = None
 
 
 async def first_post(runtime: Runtime, key: str | None) -> FirstPost | None:
@@ -129,7 +137,7 @@ async def first_post(runtime: Runtime, key: str | None) -> FirstPost | None:
     flow = Flow.loads(record["flow_id"], record["flow"].encode())
     token = record.get("session_token")
     if token is None:
-        return FirstPost(flow)
+        return FirstPost(flow, location=record.get("location"))
     async with runtime.db.transaction() as session:
         browser = await sessions.current(session, token, utcnow())
     return FirstPost(flow, token, browser) if browser is not None else None

@@ -6,13 +6,14 @@ import asyncio
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from identity.accounts.models import User
 from identity.clock import utcnow
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.tokens import consents
+from identity.tokens.models import AuthorizationCode
 from tests.browser import (
     CLIENT_ID,
     REDIRECT_URI,
@@ -156,30 +157,67 @@ async def test_consent_without_csrf_token_shows_the_page_again(client: httpx.Asy
     assert redirected_to_client(await approve_consent(client, location))["code"]
 
 
-@pytest.mark.parametrize("decision", ["allow", "deny"])
-@pytest.mark.usefixtures("third_party")
-async def test_a_double_submission_answers_as_the_first(
-    client: httpx.AsyncClient, decision: str
-) -> None:
-    verifier, challenge = pkce_pair()
-    location = sent_to_consent(await sign_in(client, authorize_params(code_challenge=challenge)))
-    fields = form_fields((await client.get(location)).text) | {"decision": decision}
-    first, second = await posted_twice(client, "/consent", fields)
-    if decision == "deny":
-        assert redirected_to_client(first)["error"] == "access_denied"
-        assert redirected_to_client(second)["error"] == "access_denied"
-        return
-    assert redirected_to_client(first)["code"]
-    # The code the browser brings back is the second answer's, and it is good.
-    exchange = {
+async def _codes_issued(runtime: Runtime) -> int:
+    async with runtime.db.transaction() as session:
+        return await session.scalar(select(func.count()).select_from(AuthorizationCode)) or 0
+
+
+def _exchange(code: str, verifier: str) -> dict[str, str]:
+    return {
         "grant_type": "authorization_code",
-        "code": redirected_to_client(second)["code"],
+        "code": code,
         "redirect_uri": REDIRECT_URI,
         "code_verifier": verifier,
         "client_id": CLIENT_ID,
     }
-    tokens = await client.post("/token", data=exchange)
+
+
+@pytest.mark.parametrize("at_once", [False, True])
+@pytest.mark.parametrize("decision", ["allow", "deny"])
+@pytest.mark.usefixtures("third_party")
+async def test_a_double_submission_answers_as_the_first(
+    client: httpx.AsyncClient, runtime: Runtime, decision: str, at_once: bool
+) -> None:
+    verifier, challenge = pkce_pair()
+    location = sent_to_consent(await sign_in(client, authorize_params(code_challenge=challenge)))
+    fields = form_fields((await client.get(location)).text) | {"decision": decision}
+    if at_once:
+        first, second = await asyncio.gather(
+            *(client.post("/consent", data=fields) for _ in range(2))
+        )
+    else:
+        first, second = await posted_twice(client, "/consent", fields)
+    # The same redirect twice: one consent gives the app one code, whichever answer the
+    # browser shows.
+    assert first.headers["location"] == second.headers["location"]
+    if decision == "deny":
+        assert redirected_to_client(second)["error"] == "access_denied"
+        assert await _codes_issued(runtime) == 0
+        return
+    assert await _codes_issued(runtime) == 1
+    tokens = await client.post(
+        "/token", data=_exchange(redirected_to_client(second)["code"], verifier)
+    )
     assert tokens.status_code == 200, tokens.text
+
+
+@pytest.mark.usefixtures("third_party")
+async def test_a_consent_posted_again_after_its_code_was_redeemed_says_so(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    verifier, challenge = pkce_pair()
+    location = sent_to_consent(await sign_in(client, authorize_params(code_challenge=challenge)))
+    fields = form_fields((await client.get(location)).text) | {"decision": "allow"}
+    code = redirected_to_client(await client.post("/consent", data=fields))["code"]
+    assert (await client.post("/token", data=_exchange(code, verifier))).status_code == 200
+
+    # Back and the same answer again: the code the app holds is not handed out a second
+    # time (the app presenting it again would revoke its tokens), nor is a new one issued.
+    again = await client.post("/consent", data=fields)
+
+    assert again.status_code == 409, again.headers
+    assert "already answered" in again.text
+    assert await _codes_issued(runtime) == 1
 
 
 @pytest.mark.usefixtures("third_party")
