@@ -276,8 +276,10 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
         )
     decision = field(form, "decision")
     # Signed out since the first post: its sign-in is over, and no repeat brings it back.
+    # The decision is not in the key: the first answer is the one, and a second (allow, then
+    # deny) is told its outcome rather than the consent and code it already gave.
     repeat = (
-        repeated_posts.key_of(request, runtime, CONSENT, flow_id, token, decision)
+        repeated_posts.key_of(request, runtime, CONSENT, flow_id, token)
         if browser is not None and token is not None
         else None
     )

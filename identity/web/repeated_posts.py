@@ -5,9 +5,10 @@ The browser shows only the last answer, so the first one's redirect (back to the
 the app's code) and, for the password and code forms, its session cookie never reach it.
 The first post leaves what it handed on in the shared store for a few seconds, under a key
 only the same post again can name: an HMAC of the browser's CSRF seed (an HttpOnly cookie),
-the flow and what was posted (the email, the code, the decision, the account; with the
-session cookie for the steps after sign-in), so nothing typed is kept in clear and no other
-browser, flow or answer finds it. A password is not in the key: the repeat proves it again.
+the flow and what was posted (the email, the code, the account; with the session cookie
+for the steps after sign-in; not the consent decision, as a consent's first answer is the
+one), so nothing typed is kept in clear and no other browser, flow or answer finds it. A
+password is not in the key: the repeat proves it again.
 
 The repeat resumes the flow from where the first post left it. After a sign-in it gets the
 first post's session and token, kept sealed in the record (the database holds only the

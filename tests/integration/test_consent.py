@@ -220,15 +220,23 @@ async def test_a_consent_posted_again_after_its_code_was_redeemed_says_so(
     assert await _codes_issued(runtime) == 1
 
 
+@pytest.mark.parametrize(("first", "then"), [("allow", "deny"), ("deny", "allow")])
 @pytest.mark.usefixtures("third_party")
-async def test_a_consent_posted_again_with_another_decision_is_no_repeat(
-    client: httpx.AsyncClient,
+async def test_a_consent_posted_again_with_another_decision_gets_the_first_answer(
+    client: httpx.AsyncClient, runtime: Runtime, first: str, then: str
 ) -> None:
     location = sent_to_consent(await sign_in(client))
     fields = form_fields((await client.get(location)).text)
-    assert redirected_to_client(await client.post("/consent", data=fields | {"decision": "deny"}))
-    other = await client.post("/consent", data=fields | {"decision": "allow"})
-    assert other.status_code == 400 and "expired" in other.text
+    answer = await client.post("/consent", data=fields | {"decision": first})
+
+    other = await client.post("/consent", data=fields | {"decision": then})
+
+    # The first answer is the one: the second is told its outcome, with no second code.
+    assert other.headers["location"] == answer.headers["location"]
+    assert await _codes_issued(runtime) == (1 if first == "allow" else 0)
+    remembered = authorize_params(prompt="none")
+    outcome = redirected_to_client(await client.get("/authorize", params=remembered))
+    assert ("code" in outcome) == (first == "allow")
 
 
 @pytest.mark.usefixtures("third_party")
