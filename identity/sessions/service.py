@@ -63,12 +63,13 @@ async def establish(
         revoked_at=None,
     )
     await repository.add(session, browser_session)
-    if replaced is not None:
+    if continued is not None:
         # The same person signing in again in this browser (prompt=login, max_age): what apps
         # got through the replaced session is still this browser's sign-in, and ``end``
-        # must find it under the new one.
-        await hand_over(session, user_id, replaced.id, browser_session.id)
-        await hand_over_redeemed(session, user_id, replaced.id, browser_session.id)
+        # must find it under the new one. An expired session is over: its tokens stay its
+        # own, living on to their own expiry as those of any expired sign-in do.
+        await hand_over(session, user_id, continued.id, browser_session.id)
+        await hand_over_redeemed(session, user_id, continued.id, browser_session.id)
     return Established(token, browser_session)
 
 

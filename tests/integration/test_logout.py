@@ -563,3 +563,27 @@ async def test_the_session_id_reveals_nothing_of_the_cookie(
     assert stored is not None
     assert isinstance(sid, str) and sid
     assert sid not in (cookie, stored.token_hash, str(stored.id))
+
+
+async def test_a_sign_in_after_the_session_expired_does_not_take_over_its_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """An expired session is over: signing in again in that browser starts a new one, and
+    the refresh tokens of the old sign-in stay its own (valid until their own expiry, as
+    any token of an expired sign-in), so the new one's sign-out leaves them alone and the
+    ID tokens they bring still name the old session."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    service = await make_client(runtime)
+    earlier = await _signed_in_app_tokens(client)
+    await _expire_sessions(client, runtime)
+    current = await _signed_in_app_tokens(client)
+    await _sign_out(client, runtime)
+
+    assert await is_active(client, service, earlier["access_token"])
+    refreshed = await _refresh(client, earlier["refresh_token"])
+
+    assert refreshed.status_code == 200, refreshed.text
+    sid = await _sid(client, refreshed.json()["id_token"])
+    assert sid == await _sid(client, earlier["id_token"])
+    assert sid != await _sid(client, current["id_token"])
