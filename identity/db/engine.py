@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -227,6 +228,24 @@ async def _translated_errors() -> AsyncIterator[None]:
 # connection slot or other resource left (class 53). asyncpg's errors reach SQLAlchemy as
 # its generic ``Error`` whatever they say, where psycopg's are ``OperationalError``s.
 _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53")
+
+
+# PostgreSQL's lock_not_available (lock_timeout, NOWAIT); SQLite's busy and locked, its
+# primary result codes, which an extended code keeps in its low byte.
+_LOCK_SQLSTATE = "55P03"
+_SQLITE_LOCK_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def is_lock_unavailable(exc: BaseException) -> bool:
+    """True when a statement gave up waiting for a lock another transaction held: the same
+    work is likely to succeed later. ``exc`` may be the ``DatabaseUnavailable`` it became."""
+    cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) else exc
+    if not isinstance(cause, DBAPIError):
+        return False
+    code = getattr(cause.orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _SQLITE_LOCK_CODES
+    return getattr(cause.orig, "sqlstate", None) == _LOCK_SQLSTATE
 
 
 def is_disconnect(exc: DBAPIError) -> bool:

@@ -7,7 +7,7 @@ import random
 from datetime import datetime, timedelta
 
 from identity.clock import utcnow
-from identity.db.engine import Database
+from identity.db.engine import Database, is_lock_unavailable
 from identity.housekeeping import audit, repository
 from identity.housekeeping.repository import Cutoffs
 from identity.metrics import HOUSEKEEPING_DELETED
@@ -70,15 +70,18 @@ class Housekeeper(PollingWorker):
             for rule in repository.RULES:
                 try:
                     await self._clean(rule, cutoffs, deleted)
-                except Exception:
-                    # Asked, not read from the error: SQLite reports a missing table as the
-                    # OperationalError a lost connection is. Raised from the ping, the
-                    # outage is logged once by the loop (identity.polling), not per table.
+                except Exception as exc:
+                    # Asked, not read from the error: a lock wait given up on is reported
+                    # as the database unavailable too. Raised from the ping, the outage
+                    # is logged once by the loop (identity.polling), not per table.
                     await self._db.ping()
                     # Each table on its own: one that fails (a lock held, a table a
                     # migration broke) must not keep the others from being cleaned. It is
-                    # tried again at the next run, and fails again until someone repairs it.
-                    log.error(
+                    # tried again at the next run: a lock held meanwhile is a warning, as
+                    # it has usually gone by then; anything else fails again until someone
+                    # repairs it.
+                    log.log(
+                        logging.WARNING if is_lock_unavailable(exc) else logging.ERROR,
                         "housekeeping of a table failed; the others go on",
                         exc_info=True,
                         extra={"worker": self.name, "table": rule.table},
