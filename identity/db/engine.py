@@ -248,9 +248,21 @@ def is_lock_unavailable(exc: BaseException) -> bool:
     return getattr(cause.orig, "sqlstate", None) == _LOCK_SQLSTATE
 
 
+# SQLite's primary result codes of a database file it cannot use now: busy or locked past
+# the busy timeout, not openable, a disk I/O error. It calls every failure OperationalError,
+# a missing table too, which like PostgreSQL's undefined table is the statement's error: an
+# unmigrated or wrong database file does not become available by trying again.
+_UNAVAILABLE_SQLITE_CODES = (*_SQLITE_LOCK_CODES, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR)
+
+
 def is_disconnect(exc: DBAPIError) -> bool:
     """True when the error means the server is unreachable, not that our SQL was wrong."""
-    if exc.connection_invalidated or isinstance(exc, OperationalError):
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _UNAVAILABLE_SQLITE_CODES
+    if isinstance(exc, OperationalError):
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)

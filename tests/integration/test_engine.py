@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from identity.background import BackgroundWork
 from identity.clock import utcnow
@@ -60,6 +61,22 @@ async def test_a_failed_statement_is_logged_without_its_parameters(
     assert "IntegrityError" in line
     assert link not in line
     assert "a@example.com" not in line
+
+
+async def test_a_missing_table_is_a_failed_statement_not_an_unavailable_database(
+    db: Database,
+) -> None:
+    # SQLite names every failure OperationalError, "no such table" too, and all of them
+    # became DatabaseUnavailable (503, "try again"): an unmigrated or wrong database file
+    # never becomes available. As PostgreSQL's undefined table, it is the statement's error.
+    statement = text("SELECT 1 FROM no_such_table")
+    with pytest.raises(DBAPIError):
+        async with db.transaction() as session:
+            await session.execute(statement)
+    # psycopg's own error on its lone reads, not wrapped by SQLAlchemy.
+    with pytest.raises(Exception) as raised:
+        await db.first(statement, {})
+    assert not isinstance(raised.value, DatabaseUnavailable)
 
 
 async def _starting_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
