@@ -190,6 +190,16 @@ class Database:
         except (DBAPIError, PoolTimeout, OSError) as exc:
             raise DatabaseUnavailable(type(exc).__name__) from exc
 
+    async def migrated(self) -> bool:
+        """Whether the database holds our tables: False on an empty or wrong database, which
+        answers (``ping``) but can serve nothing until ``identity migrate`` runs."""
+        try:
+            async with _translated_errors(), self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1 FROM users WHERE 1 = 0"))
+        except DBAPIError:  # an outage leaves as DatabaseUnavailable
+            return False
+        return True
+
     async def dispose(self) -> None:
         await self.engine.dispose()
         if isinstance(self._reads, Engine):

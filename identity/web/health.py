@@ -66,6 +66,10 @@ async def ready(runtime: RuntimeDep) -> Response[dict[str, Any]]:
     if runtime.settings.redis_url:
         pings["redis"] = _state(runtime.store.ping(), StoreUnavailable)
     checks = dict(zip(pings, await asyncio.gather(*pings.values()), strict=True))
+    if checks["database"] == "ok" and not await runtime.db.migrated():
+        # Not an outage: nothing changes until someone runs the migrations.
+        checks["database"] = "not_migrated"
+        return problem(503, "Not ready: the database is not migrated.", checks=checks)
     if checks["database"] != "ok":
         down = [name for name, state in checks.items() if state != "ok"]
         return problem(503, f"Not ready: {', '.join(down)} unavailable.", checks=checks)

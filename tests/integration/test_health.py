@@ -182,16 +182,20 @@ async def test_both_stopping_answering_still_gives_503_within_a_probe_timeout(
         await proxy.heal()
 
 
-async def test_a_database_without_tables_is_a_server_error_not_an_outage(
+async def test_a_database_without_tables_is_not_ready_and_a_server_error_not_an_outage(
     settings: Settings,
 ) -> None:
     # On SQLite a missing table was reported as the database unavailable (503, try again
     # later), which an unmigrated database never stops being. As on PostgreSQL it is the
-    # generic 500 problem, its details left in the log.
+    # generic 500 problem, its details left in the log, and readiness says what to do.
     async with serving(create_app(settings)) as http:
         response = await http.post(
             "/token", data={"grant_type": "client_credentials", "client_id": "app"}
         )
+        ready = await http.get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.json()["detail"] == "Not ready: the database is not migrated."
+    assert ready.json()["checks"]["database"] == "not_migrated"
     assert response.status_code == 500, response.text
     assert response.json()["error"] == "server_error"
     assert "oauth_clients" not in response.text and "Traceback" not in response.text
