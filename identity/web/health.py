@@ -8,7 +8,7 @@ from typing import Any
 
 from litestar import Response, get
 
-from identity.db.engine import DatabaseUnavailable
+from identity.db.engine import Database, DatabaseUnavailable
 from identity.store.base import StoreUnavailable
 from identity.web.dependencies import RuntimeDep
 from identity.web.problems import problem
@@ -50,9 +50,22 @@ def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
+class _NotMigrated(Exception):
+    """The database answers without our tables: not an outage, nothing changes until
+    someone runs ``identity migrate``."""
+
+
+async def _database(db: Database) -> None:
+    await db.ping()
+    if not await db.migrated():
+        raise _NotMigrated
+
+
 async def _state(check: Coroutine[Any, Any, None], failure: type[Exception]) -> str:
     try:
         await _ping(check)
+    except _NotMigrated:
+        return "not_migrated"
     except (failure, TimeoutError):
         return "unavailable"
     return "ok"
@@ -62,13 +75,11 @@ async def _state(check: Coroutine[Any, Any, None], failure: type[Exception]) -> 
 async def ready(runtime: RuntimeDep) -> Response[dict[str, Any]]:
     # Pinged together: one network fault can take both hosts away, and two waits one after
     # the other would reach the probe timeout themselves.
-    pings = {"database": _state(runtime.db.ping(), DatabaseUnavailable)}
+    pings = {"database": _state(_database(runtime.db), DatabaseUnavailable)}
     if runtime.settings.redis_url:
         pings["redis"] = _state(runtime.store.ping(), StoreUnavailable)
     checks = dict(zip(pings, await asyncio.gather(*pings.values()), strict=True))
-    if checks["database"] == "ok" and not await runtime.db.migrated():
-        # Not an outage: nothing changes until someone runs the migrations.
-        checks["database"] = "not_migrated"
+    if checks["database"] == "not_migrated":
         return problem(503, "Not ready: the database is not migrated.", checks=checks)
     if checks["database"] != "ok":
         down = [name for name, state in checks.items() if state != "ok"]
