@@ -47,5 +47,8 @@ class PasswordResetToken(Base):
     token_hash: Mapped[str] = mapped_column(DIGEST, unique=True)
     created_at: Mapped[datetime] = now_column()
     expires_at: Mapped[datetime]
+    # The changed_at of the password the token was issued for, None if the user had none: the
+    # token resets only that password (matched exactly, not by clock; see recovery.service).
+    password_set_at: Mapped[datetime | None]
     # When the token was spent: used for a reset, or ended unused by a change of sign-in email.
     used_at: Mapped[datetime | None]

@@ -137,10 +137,12 @@ _UNCHANGED_SINCE = (
 
 
 async def replace_password(
-    session: AsyncSession, user_id: uuid.UUID, new_hash: str, *, unchanged_since: datetime
+    session: AsyncSession, user_id: uuid.UUID, new_hash: str, *, set_at: datetime | None
 ) -> bool:
-    """A new password (a new hash and a new ``changed_at``), stored only if the password has
-    not changed after ``unchanged_since``; if it has, nothing is stored and the answer is False.
+    """A new password (a new hash and a new ``changed_at``), stored only if the password is
+    still the one set at ``set_at`` (its ``changed_at``, matched exactly as in
+    ``check_password_unchanged_since``), or, for None, the user still has none; otherwise
+    nothing is stored and the answer is False.
 
     The condition sits in the UPDATE itself, like ``swap_hash``'s: checked in a read before
     the write, it would let a change committed in between (READ COMMITTED) be overwritten,
@@ -154,13 +156,13 @@ async def replace_password(
         update(PasswordCredential)
         .where(
             PasswordCredential.user_id == user_id,
-            PasswordCredential.changed_at <= unchanged_since,
+            PasswordCredential.changed_at == set_at,
         )
         .values(hash=new_hash, changed_at=utcnow())
     )
     if result.rowcount == 1:  # type: ignore[attr-defined]
         return True
-    if await stored_password(session, user_id) is not None:
+    if set_at is not None or await stored_password(session, user_id) is not None:
         return False
     # A user without a password gets their first one, unless another first one (a second
     # link used at the same time) is stored meanwhile: on PostgreSQL this insert waits for

@@ -8,12 +8,15 @@ request instead (same writes for unknown addresses) would still leave the databa
 of a hit and a miss visible, and would write rows for every address anybody types.
 
 Reset tokens carry 256 random bits; only their SHA-256 is stored. A token is valid until its
-own expiry, once, and only while the password is the one it was issued for: any password
-change, by any path, ends every token issued before it. A change of the sign-in email ends
-them too, since they were mailed to the old address. A newer token never extends an
-older one, and does not end it either: mail can arrive out of order and people click the
-link in whichever message they open (Keycloak's reset links, too, each live to their own
-expiry); the first one used ends the others through the password change.
+own expiry, once, and only while the password is the one it was issued for (the token holds
+that password's ``changed_at``, matched exactly): any password change, by any path, ends
+every token issued before it. Not by comparing the change's time with the token's: a change
+stamped by a server whose clock is behind the issuing one's would seem older than the token.
+A change of the sign-in email ends them too, since they were mailed to the old address. A
+newer token never extends an older one, and does not end it either: mail can arrive out of
+order and people click the link in whichever message they open (Keycloak's reset links, too,
+each live to their own expiry); the first one used ends the others through the password
+change.
 """
 
 from __future__ import annotations
@@ -146,12 +149,18 @@ async def _deliver_reset(runtime: Runtime, email: str, locale: str) -> None:
 async def _issue_link(
     session: AsyncSession, settings: Settings, user: User, expires_at: datetime, now: datetime
 ) -> str:
-    """A new reset token of ``user``'s, stored, as the link that carries it."""
+    """A new reset token of ``user``'s, for the password they have now, stored, as the link
+    that carries it."""
     token = random_token(TOKEN_BYTES)
+    password = await accounts.stored_password(session, user.id)
     await repository.insert_token(
         session,
         PasswordResetToken(
-            user_id=user.id, token_hash=digest(token), created_at=now, expires_at=expires_at
+            user_id=user.id,
+            token_hash=digest(token),
+            created_at=now,
+            expires_at=expires_at,
+            password_set_at=password.set_at if password else None,
         ),
     )
     return reset_link(settings.issuer, token)
@@ -192,13 +201,16 @@ class _Owner:
 
 
 async def _owner_if_usable(session: AsyncSession, token: PasswordResetToken) -> _Owner | None:
-    """The token's user, unless disabled or their password changed after the token was made."""
+    """The token's user, unless disabled or their password is not the one the token was
+    issued for (a first one chosen since, for a token issued when there was none)."""
     found = await repository.user_with_credential(session, token.user_id)
     if found is None:
         return None
     user, credential = found
-    changed_since = credential is not None and credential.changed_at > token.created_at
-    return None if user.disabled or changed_since else _Owner(user, credential is None)
+    set_at = credential.changed_at if credential is not None else None
+    if user.disabled or set_at != token.password_set_at:
+        return None
+    return _Owner(user, credential is None)
 
 
 async def reset_token_owner(session: AsyncSession, token: str, now: datetime) -> User | None:
@@ -309,7 +321,7 @@ async def _spend_and_store(
     if owner is None:
         return None
     stored = await accounts.replace_password(
-        session, owner.user.id, password_hash, unchanged_since=row.created_at
+        session, owner.user.id, password_hash, set_at=row.password_set_at
     )
     return owner if stored else None
 

@@ -14,14 +14,17 @@ import pyotp
 import pytest
 from sqlalchemy import text, update
 
+from identity.accounts import repository as accounts_repository
 from identity.accounts import self_service
 from identity.accounts.models import PasswordResetToken, User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import create_user, prepare_user
 from identity.audit.service import Actor
 from identity.clock import utcnow
+from identity.crypto import digest
 from identity.mail.models import OutgoingEmail
 from identity.mfa.service import SecondFactor
+from identity.recovery import repository as recovery_repository
 from identity.runtime import Runtime
 from tests.integration.page_helpers import mail_to
 from tests.smtp_server import Inbox
@@ -40,6 +43,25 @@ async def new_user(runtime: Runtime, email: str, **fields: Any) -> User:
         for name, value in fields.items():
             setattr(user, name, value)
     return user
+
+
+async def stored_reset_token(runtime: Runtime, user: User) -> str:
+    """A reset token of ``user``'s for their current password, stored as if mailed, that
+    works for five minutes."""
+    token = f"reset-{uuid.uuid4().hex}"
+    now = utcnow()
+    async with runtime.db.transaction() as session:
+        password = await accounts_repository.stored_password(session, user.id)
+        assert password is not None
+        row = PasswordResetToken(
+            user_id=user.id,
+            token_hash=digest(token),
+            created_at=now,
+            expires_at=now + timedelta(minutes=5),
+            password_set_at=password.set_at,
+        )
+        await recovery_repository.insert_token(session, row)
+    return token
 
 
 async def enrolled_user(

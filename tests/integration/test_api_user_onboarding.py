@@ -10,8 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
+from identity.accounts import repository as accounts_repository
 from identity.accounts.models import PasswordCredential, PasswordResetToken, User
 from identity.accounts.service import authenticate
 from identity.audit.models import AuditEvent
@@ -246,6 +248,29 @@ async def test_the_link_stops_working_once_a_password_is_set_another_way(
     forgot_token = re.search(r"token=([A-Za-z0-9_-]+)", forgot_message.text_body)
     assert forgot_token
     assert (await reset(client, forgot_token.group(1), PASSWORD)).status_code == 204
+    refused = await _choose_password(client, link)
+    assert refused.status_code == 400 and SPENT in notice(refused)
+    assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is not None
+
+
+async def test_the_link_stops_working_once_a_password_is_set_on_a_clock_behind(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The link was sent for a user with no password: a first one stamped by a server whose
+    clock is behind the one that sent the link seems older than the link, and still ends it."""
+    assert (await _create(client, runtime)).status_code == 201
+    _, link = await _welcome(runtime)
+    async with runtime.db.transaction() as session:
+        welcome = (await session.scalars(select(PasswordResetToken))).one()
+    assert (await forgot(client, ANA)).status_code == 202
+    *_, forgot_message = await mail_to(runtime, ANA)
+    forgot_token = re.search(r"token=([A-Za-z0-9_-]+)", forgot_message.text_body)
+    assert forgot_token
+    with monkeypatch.context() as clock:
+        clock.setattr(
+            accounts_repository, "utcnow", lambda: welcome.created_at - timedelta(minutes=1)
+        )
+        assert (await reset(client, forgot_token.group(1), PASSWORD)).status_code == 204
     refused = await _choose_password(client, link)
     assert refused.status_code == 400 and SPENT in notice(refused)
     assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is not None

@@ -8,9 +8,7 @@ checked out of the pools. Every count must be 0.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -20,14 +18,11 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import Pool
 
 from identity import commands
-from identity.accounts.models import PasswordResetToken, User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import authenticate, create_user, prepare_user
 from identity.audit.service import Actor
 from identity.clock import utcnow
-from identity.crypto import digest
 from identity.mfa.service import InvalidPassword, SecondFactor
-from identity.recovery import repository as recovery
 from identity.recovery.service import complete_reset
 from identity.runtime import Runtime
 from tests.browser import form_fields
@@ -46,6 +41,7 @@ from tests.integration.recovery_helpers import (
     enrolled_user,
     new_user,
     reset,
+    stored_reset_token,
 )
 
 ANA = "ana@example.com"
@@ -146,24 +142,10 @@ async def test_signing_up_from_an_invitation(
     assert held == [0]
 
 
-async def _reset_token(runtime: Runtime, user: User) -> str:
-    token = f"reset-{uuid.uuid4().hex}"
-    now = utcnow()
-    row = PasswordResetToken(
-        user_id=user.id,
-        token_hash=digest(token),
-        created_at=now,
-        expires_at=now + timedelta(minutes=5),
-    )
-    async with runtime.db.transaction() as session:
-        await recovery.insert_token(session, row)
-    return token
-
-
 async def test_resetting_by_the_api(
     client: httpx.AsyncClient, runtime: Runtime, held: list[int]
 ) -> None:
-    token = await _reset_token(runtime, await new_user(runtime, ANA))
+    token = await stored_reset_token(runtime, await new_user(runtime, ANA))
     held.clear()
     assert (await reset(client, token)).status_code == 204
     assert held == [0]
@@ -172,7 +154,7 @@ async def test_resetting_by_the_api(
 async def test_resetting_on_the_page(
     client: httpx.AsyncClient, runtime: Runtime, held: list[int]
 ) -> None:
-    token = await _reset_token(runtime, await new_user(runtime, ANA))
+    token = await stored_reset_token(runtime, await new_user(runtime, ANA))
     page = await client.get("/reset-password", params={"token": token})
     held.clear()
     done = await post_form(
@@ -209,7 +191,7 @@ async def test_a_password_reset_while_a_change_hashes_is_not_overwritten(
     meanwhile: the change then stores nothing (its hash replaces only the one it verified)
     and says the current password is not correct any more."""
     user = await new_user(runtime, ANA)
-    token = await _reset_token(runtime, user)
+    token = await stored_reset_token(runtime, user)
     real_hash = Passwords.hash
 
     async def hash_while_a_reset_lands(self: Passwords, password: str) -> str:

@@ -277,6 +277,52 @@ async def test_a_url_too_long_for_an_index_of_urls_is_kept_unique_by_its_digest(
         await engine.dispose()
 
 
+async def test_reset_tokens_from_before_0014_hold_the_password_the_clock_said_they_were_for(
+    settings: Settings,
+) -> None:
+    """A token issued after its user's password was set holds that password's changed_at and
+    works on; one the old rule already refused (the password set after it) and one for a
+    user with no password hold none, and work only while the user has no password."""
+    await asyncio.to_thread(migrate.upgrade, settings, "0013")
+    users = metadata.tables["users"]
+    credentials = metadata.tables["password_credentials"]
+    tokens = metadata.tables["password_reset_tokens"]
+    now = utcnow()
+    set_at = now - timedelta(hours=1)
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            ada, bo = uuid.uuid4(), uuid.uuid4()
+            await connection.execute(
+                insert(users),
+                [{"id": ada, "email": "ada@example.com"}, {"id": bo, "email": "bo@example.com"}],
+            )
+            await connection.execute(
+                insert(credentials).values(
+                    user_id=ada, hash="$argon2id$stand-in", changed_at=set_at
+                )
+            )
+            issued = {
+                "after": (ada, set_at + timedelta(minutes=1)),
+                "before": (ada, set_at - timedelta(minutes=1)),
+                "no-password": (bo, now),
+            }
+            await connection.execute(
+                insert(tokens),
+                [
+                    {"user_id": user_id, "token_hash": name, "created_at": at}
+                    | {"expires_at": now + timedelta(hours=1)}
+                    for name, (user_id, at) in issued.items()
+                ],
+            )
+        await asyncio.to_thread(migrate.upgrade, settings)
+        async with engine.connect() as connection:
+            held = await connection.execute(select(tokens.c.token_hash, tokens.c.password_set_at))
+            assert dict(held.all()) == {"after": set_at, "before": None, "no-password": None}
+    finally:
+        await engine.dispose()
+
+
 async def test_the_index_of_urls_0012_built_as_released_gives_way_to_the_digests(
     settings: Settings,
 ) -> None:

@@ -297,6 +297,23 @@ async def test_a_token_dies_when_the_password_changes_another_way(
     assert await _password_works(runtime, "Hj4%kT8@mW2!")
 
 
+async def test_a_token_dies_when_the_password_changes_on_a_clock_behind(
+    client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The link holds the password it was issued for. A change stamped by a server whose
+    clock is behind the one that issued the link has a changed_at before the link's
+    created_at, and is another password all the same: the link must not outlive it."""
+    user = await new_user(runtime, ANA)
+    token = await _first_reset_token(client, runtime, inbox)
+    (row,) = await _token_rows(runtime)
+    behind = row.created_at - timedelta(minutes=1)
+    with monkeypatch.context() as clock:
+        clock.setattr(accounts_repository, "utcnow", lambda: behind)
+        await change_password_elsewhere(runtime, user, new="Hj4%kT8@mW2!")
+    assert (await reset(client, token)).status_code == 400
+    assert await _password_works(runtime, "Hj4%kT8@mW2!")
+
+
 async def test_a_password_change_committed_while_a_reset_writes_is_not_overwritten(
     client: httpx.AsyncClient, runtime: Runtime, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:

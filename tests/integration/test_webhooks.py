@@ -22,13 +22,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 
 from identity.accounts import self_service
-from identity.accounts.models import PasswordResetToken
 from identity.accounts.service import enable_user
 from identity.audit.service import Actor
 from identity.clock import utcnow
-from identity.crypto import digest
 from identity.permissions import service as permissions
-from identity.recovery import repository as recovery_repository
 from identity.recovery.service import complete_reset
 from identity.resource.webhooks import SIGNATURE_HEADER, WebhookError, verify
 from identity.runtime import Runtime
@@ -55,7 +52,7 @@ from tests.integration.account_helpers import (
     staff_headers,
     user_headers,
 )
-from tests.integration.recovery_helpers import NEW_PASSWORD, new_user
+from tests.integration.recovery_helpers import NEW_PASSWORD, new_user, stored_reset_token
 from tests.processes import free_port, serving_in_a_thread
 
 API = "/api/v1/webhooks"
@@ -184,18 +181,7 @@ async def test_each_change_emits_its_event_to_the_subscriptions_that_want_it(
     user = await new_user(quiet, f"{uuid.uuid4().hex[:8]}@example.com")
     async with quiet.db.transaction() as session:
         await revoke_all_for_user(session, user.id, utcnow())
-    token = "reset-token-for-this-test"
-    async with quiet.db.transaction() as session:
-        now = utcnow()
-        await recovery_repository.insert_token(
-            session,
-            PasswordResetToken(
-                user_id=user.id,
-                token_hash=digest(token),
-                created_at=now,
-                expires_at=now + timedelta(minutes=5),
-            ),
-        )
+    token = await stored_reset_token(quiet, user)
     await complete_reset(
         quiet.db,
         quiet.store,
