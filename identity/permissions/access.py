@@ -124,8 +124,41 @@ class Caller:
     is_service: bool
 
 
+# The changes to an account a member may make by the rights their membership gives them.
+_MEMBER_CHANGES = frozenset(
+    {
+        Action.ACCOUNT_RENAME,
+        Action.OWNERSHIP_CHANGE,
+        Action.OWNERSHIP_HAND_OVER,
+        Action.MEMBER_GRANTS,
+        Action.MEMBER_REMOVE,
+        Action.INVITATION_WRITE,
+        Action.ACCOUNT_ROLE_WRITE,
+    }
+)
+
+
 def allowed(action: Action, relation: Relation) -> bool:
     return relation in MATRIX[action]
+
+
+async def _lock_acting_member(
+    session: AsyncSession, caller: Caller, action: Action, account_id: uuid.UUID | None
+) -> None:
+    """Before a member's rights to change the account are read, hold them until the change
+    commits. Read first, an owner could take ``users`` from a manager and commit while the
+    manager's edit, judged by the rights read before, went on to commit after. Every change
+    of a membership's rights locks its row (``membership_of(lock=True)``), or the account's
+    for owners and removals: the acting member's change now waits for one in progress and
+    reads what it left, or makes that one wait. The account first, in the order removals
+    and owner changes take them: two managers editing each other then never each hold the
+    row the other waits for."""
+    if action not in _MEMBER_CHANGES or account_id is None:
+        return
+    if caller.is_staff or caller.user_id is None:
+        return  # their rights come from no membership
+    await repository.lock_account(session, account_id)
+    await repository.lock_membership(session, account_id, caller.user_id)
 
 
 async def relation_to(
@@ -159,6 +192,7 @@ async def authorize(
     account_id: uuid.UUID | None = None,
 ) -> Relation:
     """The caller's relation if the matrix lets it perform ``action``; else an error."""
+    await _lock_acting_member(session, caller, action, account_id)
     relation = await relation_to(session, caller, account_id, now, catalogue)
     # Staff relate to every account without a membership to read, so nothing else notices
     # one that does not exist: its lists answered empty, and an insert under it broke the

@@ -3,8 +3,10 @@ roles, invitations and the account's roles alike. Owners and staff are not limit
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +24,7 @@ from tests.integration.account_helpers import (
     make_user,
     user_headers,
 )
+from tests.integration.recovery_helpers import until_waiting_or_done
 
 BEYOND = "beyond_delegation"
 
@@ -287,3 +290,58 @@ async def test_an_unknown_permission_is_named_as_unknown_whoever_edits_the_role(
     ):
         assert response.status_code == 422, response.text
         assert "Unknown permissions: tickest" in response.json()["detail"]
+
+
+async def test_an_owner_taking_users_from_a_manager_waits_for_their_edit_in_progress(
+    client: httpx.AsyncClient, runtime: Runtime, desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manager's grant has been judged by their rights when the owner takes `users` from
+    them. The owner's change must not commit in between, or the grant would land after it on
+    rights the manager no longer had: it waits, so the grant lands first and the revoke
+    after it."""
+    manager, owner = await _as(runtime, desk, "manager"), await _as(runtime, desk, "owner")
+    real_grant = service.grant_permission
+    revoking: list[asyncio.Task[httpx.Response]] = []
+    revoke_committed_in_between: list[bool] = []
+
+    async def grant_during_a_revoke(*args: Any, **kwargs: Any) -> Any:
+        take = client.delete(desk.path("/members/{manager}/permissions/users"), headers=owner)
+        revoking.append(asyncio.create_task(take))
+        await until_waiting_or_done(runtime, revoking[0], "accounts")
+        revoke_committed_in_between.append(revoking[0].done())
+        return await real_grant(*args, **kwargs)
+
+    monkeypatch.setattr(service, "grant_permission", grant_during_a_revoke)
+    granted = await client.post(
+        desk.path("/members/{clerk}/permissions"), json={"name": "tickets"}, headers=manager
+    )
+    assert revoke_committed_in_between == [False]
+    assert granted.status_code == 201, granted.text
+    assert (await revoking[0]).status_code == 204
+    assert await _clerk_holds(runtime, desk) == {"invoices", "tickets"}
+    monkeypatch.undo()
+    again = await client.post(
+        desk.path("/members/{clerk}/permissions"), json={"name": "quotes"}, headers=manager
+    )
+    assert again.status_code == 403, again.text
+
+
+async def test_a_managers_edit_meeting_a_revoke_of_their_users_in_progress_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime, desk: Desk
+) -> None:
+    """Staff have taken `users` from the manager, not yet committed, when the manager's
+    edit comes: it waits for that change and is judged by the rights it left."""
+    manager = await _as(runtime, desk, "manager")
+    async with runtime.db.transaction() as session:
+        await service.revoke_permission(
+            session, SYSTEM, desk.account.id, uuid.UUID(desk.ids["manager"]), "users", utcnow()
+        )
+        granting = asyncio.create_task(
+            client.post(
+                desk.path("/members/{clerk}/permissions"), json={"name": "tickets"}, headers=manager
+            )
+        )
+        await until_waiting_or_done(runtime, granting, "memberships")
+    answer = await granting
+    assert answer.status_code == 403, answer.text
+    assert await _clerk_holds(runtime, desk) == {"invoices"}
