@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.db.core_insert import insert_of, insert_row
@@ -129,12 +129,14 @@ async def end_unredeemed(
     keeps included: a copy of that session's cookie may have fetched one. ``account_id``: only
     those for that account (the user left it). A redemption under way holds its code's row,
     so this waits for it to commit; run it before revoking refresh tokens, which then see the
-    one the redemption issued."""
-    where = [
-        AuthorizationCode.user_id == user_id,
-        AuthorizationCode.consumed_at.is_(None),
-        AuthorizationCode.expires_at > now,
-    ]
+    one the redemption issued.
+
+    Codes expired by ``now`` are written too (their expiry kept): a redemption judges expiry
+    by its own ``now``, read as its request came in, which may be earlier. Passed over, such
+    a code was redeemed without waiting for this transaction, by a redemption that read the
+    membership or session before this one committed, and its token escaped the deny list."""
+    where = [AuthorizationCode.user_id == user_id, AuthorizationCode.consumed_at.is_(None)]
     if account_id is not None:
         where.append(AuthorizationCode.account_id == account_id)
-    await session.execute(update(AuthorizationCode).where(*where).values(expires_at=now))
+    ends = case((AuthorizationCode.expires_at > now, now), else_=AuthorizationCode.expires_at)
+    await session.execute(update(AuthorizationCode).where(*where).values(expires_at=ends))

@@ -3,11 +3,17 @@ computed at every issue from the memberships, and the same through introspection
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 import httpx
+from sqlalchemy import select
 
 from identity.clock import utcnow
+from identity.crypto import digest
 from identity.permissions import service
 from identity.runtime import Runtime
+from identity.tokens.models import AuthorizationCode
 from tests.integration.account_helpers import (
     SYSTEM,
     account_with_member,
@@ -24,6 +30,7 @@ from tests.integration.oauth_helpers import (
     signed_in_tokens,
     verify_with_jwks,
 )
+from tests.integration.recovery_helpers import until_waiting_or_done
 
 
 async def test_a_members_access_token_names_the_account_and_its_permissions(
@@ -211,3 +218,30 @@ async def test_introspecting_the_refresh_token_names_its_account(
 
     assert answer.json()["active"] is True
     assert answer.json()["account_id"] == str(account.id)
+
+
+async def test_a_code_redeemed_while_a_removal_commits_issues_nothing_it_misses(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The removal's clock has passed the code's expiry; the redemption's, read as its
+    request came in, has not. The removal passed over the code as dead, so the redemption
+    did not wait for it: it read the membership before the removal committed and issued a
+    token that the removal's deny list did not name, live again once the member is back."""
+    _, clerk, account = await account_with_member(runtime, ["invoices"])
+    fresh = await fresh_code(runtime, user=clerk, account_id=account.id)
+    async with runtime.db.transaction() as session:
+        expires_at = await session.scalar(
+            select(AuthorizationCode.expires_at).where(
+                AuthorizationCode.code_hash == digest(fresh.code)
+            )
+        )
+        assert expires_at is not None
+        later = expires_at + timedelta(seconds=1)
+        await service.remove_member(session, SYSTEM, account.id, clerk.id, later)
+        redeeming = asyncio.create_task(fresh.redeem(client))
+        await until_waiting_or_done(runtime, redeeming, "authorization_codes")
+
+    redeemed = await redeeming
+
+    assert redeemed.status_code == 400, redeemed.text
+    assert redeemed.json()["error"] == "invalid_grant"
