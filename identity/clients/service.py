@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +21,7 @@ from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.display_names import display_name
 from identity.errors import Conflict, NotFound
+from identity.oauth import authorize, logout
 from identity.oauth.authorize import MAX_VALUE_LENGTH
 from identity.oauth.errors import InvalidScopeError
 from identity.oauth.metadata import GRANT_TYPES
@@ -105,11 +106,31 @@ def _refuse_credentials(uri: str, parts: SplitResult, what: str, field: str) -> 
         )
 
 
+def _refuse_response_parameters(
+    uri: str, parts: SplitResult, reserved: frozenset[str], what: str, field: str
+) -> None:
+    """The answer sent to ``uri`` adds the ``reserved`` names to its query: one already there
+    would reach the client twice, and which of the two is ours would be up to its parser."""
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if name in reserved:
+            raise invalid_field(
+                field,
+                f"The {what} {uri!r} must not have a {name!r} parameter in its query: "
+                f"the response adds its own {name!r}, so the client would get it twice.",
+            )
+
+
 def check_redirect_uri(
-    uri: str, *, public: bool, what: str = "redirect URI", field: str = "redirect_uris"
+    uri: str,
+    *,
+    public: bool,
+    what: str = "redirect URI",
+    field: str = "redirect_uris",
+    reserved: frozenset[str] = authorize.RESPONSE_PARAMETERS,
 ) -> str:
     """RFC 9700 §2.1 / RFC 8252: absolute, no fragment, https except on loopback; native
     (public) apps may also use a private-use scheme such as ``com.example.app:/callback``.
+    No name of ``reserved`` (what the response adds) in its query.
     """
     _check_length(uri, what, field)
     try:
@@ -149,6 +170,7 @@ def check_redirect_uri(
             "is allowed, and a private-use scheme in reverse-domain form (com.example.app:/cb) "
             "only for public native clients.",
         )
+    _refuse_response_parameters(uri, parts, reserved, what, field)
     return uri
 
 
@@ -245,6 +267,7 @@ def checked_settings(spec: ClientSpec) -> dict[str, Any]:
             public=spec.public,
             what="post-logout redirect URI",
             field="post_logout_redirect_uris",
+            reserved=logout.RESPONSE_PARAMETERS,
         )
         for u in spec.post_logout_redirect_uris
     ]

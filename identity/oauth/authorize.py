@@ -65,6 +65,12 @@ PARAMETERS = frozenset(
     }
 )
 REPEATABLE = frozenset({"resource"})
+# What the authorization response adds to the redirect URI's query (RFC 6749 §4.1.2 and
+# §4.1.2.1, RFC 9207), with the names the OIDC Session Management response may carry: a
+# redirect URI whose own query holds one would reach its client with the name twice.
+RESPONSE_PARAMETERS = frozenset(
+    {"code", "state", "iss", "error", "error_description", "error_uri", "session_state"}
+)
 # Larger values are refused: they would be echoed in redirects and stored with codes.
 MAX_VALUE_LENGTH = 2048
 # An ID token with profile claims and an RSA signature can pass 2 KB; it is never echoed.

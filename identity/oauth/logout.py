@@ -23,6 +23,10 @@ PARAMETERS = frozenset(
 )
 
 
+# What the logout answer adds to the post-logout redirect URI's query (§3).
+RESPONSE_PARAMETERS = frozenset({"state"})
+
+
 def parse(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     params: dict[str, str] = {}
     for name, value in items:

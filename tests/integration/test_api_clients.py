@@ -440,6 +440,51 @@ async def test_a_refused_redirect_uri_does_not_show_its_password(
     assert "hunter2" not in refused.text and "app.example.com/cb" in refused.text
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["code", "state", "iss", "error", "error_description", "error_uri", "session_state"],
+)
+async def test_a_redirect_uri_already_holding_a_response_parameter_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime, name: str
+) -> None:
+    # The authorization response adds these to the query: the client would get each twice
+    # and could not tell ours from its own.
+    staff = await staff_headers(runtime)
+    uri = f"https://app.example.com/cb?tenant=1&{name}=x"
+    refused = await client.post(
+        "/api/v1/clients", json=PORTAL | {"redirect_uris": [uri]}, headers=staff
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    error = refused.json()["errors"][0]
+    assert error["field"] == "redirect_uris" and repr(name) in error["message"]
+
+    path = f"/api/v1/clients/{(await _register(client, staff))['client_id']}"
+    changed = await client.patch(path, json={"redirect_uris": [uri]}, headers=staff)
+    assert changed.status_code == 422, changed.text
+    assert changed.json()["errors"][0]["field"] == "redirect_uris"
+
+
+async def test_a_post_logout_redirect_uri_already_holding_state_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # The logout answer adds the client's state to it.
+    body = PORTAL | {"post_logout_redirect_uris": ["https://app.example.com/bye?state=1"]}
+    refused = await client.post("/api/v1/clients", json=body, headers=await staff_headers(runtime))
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["errors"][0]
+    assert error["field"] == "post_logout_redirect_uris" and "'state'" in error["message"]
+
+
+async def test_a_redirect_uri_query_without_response_parameters_is_accepted(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Names are compared whole and exactly: these are not the response's parameters.
+    uri = "https://app.example.com/cb?tenant=1&state_id=2&Code=3&next=code"
+    created = await _register(client, await staff_headers(runtime), redirect_uris=[uri])
+    assert created["redirect_uris"] == [uri]
+
+
 async def test_a_resource_with_a_password_is_refused_without_showing_it(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

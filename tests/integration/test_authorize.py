@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -265,6 +266,21 @@ async def test_redirect_uri_query_is_kept_beside_the_response(client: httpx.Asyn
     result = query(response.headers["location"])
     assert result["tenant"] == "1"
     assert result["code"]
+
+
+async def test_a_client_stored_with_a_response_parameter_in_its_redirect_uri_still_signs_in(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Registration refuses such a URI now; one stored before keeps working as it did (its
+    # own value first, ours after it), rather than locking its users out.
+    uri = "https://app.example/cb?state=own"
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True, redirect_uris=[REDIRECT_URI, uri])
+    await signed_in(client)
+    response = await client.get("/authorize", params=authorize_params(redirect_uri=uri))
+    sent = parse_qsl(urlsplit(response.headers["location"]).query)
+    assert [name for name, _ in sent] == ["state", "code", "state", "iss"]
+    assert sent[0][1] == "own" and sent[2][1] == "af0ifjsldkj"
 
 
 @pytest.mark.usefixtures("first_party")
