@@ -17,15 +17,18 @@ SCOPE_ACCOUNTS = "identity:accounts"
 # A service asking for authorization decisions (POST /api/v1/authz/check).
 SCOPE_AUTHZ = "identity:authz"
 
-# Scopes about the signed-in person; they make no sense without one (client_credentials).
-USER_SCOPES = ("openid", "profile", "email", SCOPE_ACCOUNTS)
-SCOPES_SUPPORTED = ("openid", "profile", "email", SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ)
-
 # OIDC Core §11 asks with offline_access for a refresh token, which client libraries (MSAL,
 # many oidc-client setups) always request. Refresh tokens here follow the client's
 # refresh_token grant alone, and §11 lets the server ignore the request: it is accepted from any
 # client and dropped, so it is never granted, shown for consent or carried by a token.
 OFFLINE_ACCESS = "offline_access"
+
+# Scopes about the signed-in person; they make no sense without one (client_credentials).
+# offline_access too: a client's registration may hold it for its users' sign-ins, but its
+# own tokens have no user to be offline for and no refresh token (RFC 6749 §4.4.3).
+USER_SCOPES = ("openid", "profile", "email", SCOPE_ACCOUNTS, OFFLINE_ACCESS)
+SCOPES_SUPPORTED = ("openid", "profile", "email", SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ)
+
 
 # RFC 6749 Appendix A.4: scope-token = 1*NQCHAR.
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,100}")

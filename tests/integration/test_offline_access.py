@@ -19,7 +19,12 @@ from tests.browser import (
     redirected_to_client,
     sign_in,
 )
-from tests.integration.oauth_helpers import make_client, refresh, signed_in_tokens
+from tests.integration.oauth_helpers import (
+    make_client,
+    refresh,
+    signed_in_tokens,
+    verify_with_jwks,
+)
 
 MSAL_SCOPE = "openid profile offline_access"
 
@@ -105,3 +110,22 @@ async def test_client_credentials_asking_for_offline_access_drops_it(
         assert response.status_code == 200, response.text
         assert response.json()["scope"] == "reports:read"
         assert "refresh_token" not in response.json()
+
+
+@pytest.mark.parametrize("scope", [None, "reports:read", "offline_access"])
+async def test_client_credentials_never_grant_offline_access_the_client_is_registered_for(
+    client: httpx.AsyncClient, runtime: Runtime, scope: str | None
+) -> None:
+    # There is no user to be offline for and no refresh token: registered with it (for its
+    # users' sign-ins), the client's own tokens still leave it out, asked for or not.
+    app = await make_client(
+        runtime,
+        grant_types=["authorization_code", "refresh_token", "client_credentials"],
+        scope="openid offline_access reports:read",
+    )
+    data = {"grant_type": "client_credentials"} | ({"scope": scope} if scope else {})
+    response = await client.post("/token", data=data, headers=app.basic)
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == "reports:read"
+    token = await verify_with_jwks(client, response.json()["access_token"])
+    assert token.claims["scope"] == "reports:read"
