@@ -182,10 +182,14 @@ async def read_form(
 
 
 def bearer_token(request: Request[Any, Any, Any]) -> str:
-    """RFC 6750 §2.1: the access token from ``Authorization: Bearer``."""
+    """RFC 6750 §2.1: the access token from ``Authorization: Bearer``. §3.1: no credentials
+    (or another scheme's) get the bare challenge; the Bearer scheme with no token after it is
+    a malformed request, ``invalid_request``."""
     scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if scheme.lower() != "bearer":
         raise MissingTokenError("An access token is required.")
+    if not token.strip():
+        raise InvalidBearerRequestError("The Authorization header names Bearer but no token.")
     return token.strip()
 
 

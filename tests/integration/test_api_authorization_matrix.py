@@ -387,3 +387,15 @@ async def test_a_request_without_a_token_is_401_with_a_bearer_challenge(
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("authorization", ["Bearer", "Bearer ", "bearer    "])
+async def test_the_bearer_scheme_without_a_token_is_a_400_invalid_request(
+    client: httpx.AsyncClient, authorization: str
+) -> None:
+    # RFC 6750 §3.1: a malformed request, not one that carried no credentials.
+    response = await client.get("/api/v1/me/accounts", headers={"Authorization": authorization})
+    assert response.status_code == 400, response.text
+    assert response.headers["www-authenticate"].startswith('Bearer error="invalid_request"')
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["type"] == "urn:identity:problem:invalid-request"

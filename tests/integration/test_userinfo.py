@@ -4,6 +4,7 @@ Bearer challenge."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from identity.runtime import Runtime
 from tests.integration.account_helpers import bearer
@@ -142,11 +143,24 @@ async def test_request_without_a_bearer_token_gets_the_bare_challenge(
 ) -> None:
     """RFC 6750 §3.1: with no credentials (or another scheme's) the challenge names no error,
     and the body agrees with it, as the resource kit's and /api/v1's do."""
-    for headers in ({}, {"Authorization": "Basic eDp5"}, {"Authorization": "Bearer "}):
+    for headers in ({}, {"Authorization": "Basic eDp5"}):
         response = await client.get("/userinfo", headers=headers)
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
         assert response.json() == {"error_description": "An access token is required."}
+
+
+@pytest.mark.parametrize("authorization", ["Bearer", "Bearer ", "bearer    "])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_the_bearer_scheme_without_a_token_is_a_malformed_request(
+    client: httpx.AsyncClient, authorization: str, method: str
+) -> None:
+    """RFC 6750 §3.1: naming the Bearer scheme and sending no token is a malformed request,
+    400 invalid_request, not the bare challenge of a request that carried no credentials."""
+    response = await client.request(method, "/userinfo", headers={"Authorization": authorization})
+    assert response.status_code == 400, response.text
+    assert response.headers["www-authenticate"].startswith('Bearer error="invalid_request"')
+    assert response.json()["error"] == "invalid_request"
 
 
 async def test_id_token_is_not_an_access_token(client: httpx.AsyncClient, runtime: Runtime) -> None:

@@ -17,7 +17,12 @@ from litestar.handlers import BaseRouteHandler
 
 from identity.audit.service import Actor
 from identity.clock import utcnow
-from identity.oauth.errors import InvalidTokenError
+from identity.oauth.errors import (
+    InvalidBearerRequestError,
+    InvalidTokenError,
+    MissingTokenError,
+    bearer_challenge,
+)
 from identity.oauth.scopes import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ
 from identity.oauth.tokens import verify_access_token
 from identity.permissions.access import Caller
@@ -25,19 +30,27 @@ from identity.runtime import Runtime
 from identity.tokens import revocations
 from identity.tokens.subjects import active_user
 from identity.web.client_ip import of_request
+from identity.web.oauth import bearer_token
 from identity.web.problems import problem
 from identity.web.token_scope import scope_now
 
 
 class BearerRefused(Exception):
-    """No usable token (401), or one without a scope this API accepts (403)."""
+    """No usable token (401), a malformed Authorization header (400), or a token without a
+    scope this API accepts (403)."""
 
     def __init__(
-        self, detail: str, *, missing: bool = False, insufficient_scope: bool = False
+        self,
+        detail: str,
+        *,
+        missing: bool = False,
+        malformed: bool = False,
+        insufficient_scope: bool = False,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.missing = missing
+        self.malformed = malformed
         self.insufficient_scope = insufficient_scope
 
 
@@ -50,6 +63,9 @@ def bearer_refused_handler(
         return problem(
             403, exc.detail, code="insufficient-scope", headers={"WWW-Authenticate": challenge}
         )
+    if exc.malformed:
+        name, challenge = bearer_challenge(InvalidBearerRequestError(exc.detail))
+        return problem(400, exc.detail, code="invalid-request", headers={name: challenge})
     # RFC 6750 §3.1: a request with no credentials gets the bare challenge, no error code.
     challenge = "Bearer" if exc.missing else 'Bearer error="invalid_token"'
     return problem(401, exc.detail, code="unauthenticated", headers={"WWW-Authenticate": challenge})
@@ -68,10 +84,15 @@ class Principal:
 
 
 def _bearer(request: Request[Any, Any, Any]) -> str:
-    scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise BearerRefused("Send an access token: Authorization: Bearer <token>.", missing=True)
-    return token.strip()
+    """The token as userinfo reads it, refused as this API answers."""
+    try:
+        return bearer_token(request)
+    except MissingTokenError:
+        raise BearerRefused(
+            "Send an access token: Authorization: Bearer <token>.", missing=True
+        ) from None
+    except InvalidBearerRequestError as exc:
+        raise BearerRefused(exc.description, malformed=True) from None
 
 
 def _for_us(claims: dict[str, Any], issuer: str) -> bool:
