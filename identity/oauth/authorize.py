@@ -349,7 +349,9 @@ def validate(request: AuthorizationRequest, client: OAuthClient | None) -> Valid
         prompt = check_prompt(request)
         max_age = check_max_age(request)
     except OAuth2Error as exc:
-        raise redirectable(exc, redirect_uri, state) from None
+        raise redirectable(
+            exc, redirect_uri, state, fragment=answers_in_fragment(request)
+        ) from None
     return ValidRequest(
         client=verified_client,
         redirect_uri=redirect_uri,
@@ -367,9 +369,24 @@ def validate(request: AuthorizationRequest, client: OAuthClient | None) -> Valid
     )
 
 
-def redirectable(exc: OAuth2Error, redirect_uri: str, state: str | None) -> OAuth2Error:
+def answers_in_fragment(request: AuthorizationRequest) -> bool:
+    """Whether the client reads its answer from the fragment, where its refusal must go too:
+    asked with response_mode, else the default of its response type (a token or ID token in
+    it, OAuth 2.0 Multiple Response Type Encoding Practices §2.1; RFC 6749 §4.2.2.1), as
+    node-oidc-provider decides. Only ``code`` is supported, so this matters only for errors.
+    """
+    mode = request.get("response_mode")
+    if mode in ("query", "fragment"):
+        return mode == "fragment"
+    return not {"token", "id_token"}.isdisjoint((request.get("response_type") or "").split())
+
+
+def redirectable(
+    exc: OAuth2Error, redirect_uri: str, state: str | None, *, fragment: bool = False
+) -> OAuth2Error:
     exc.redirect_uri = redirect_uri
     exc.state = state
+    exc.redirect_fragment = fragment
     return exc
 
 

@@ -54,12 +54,20 @@ log = logging.getLogger(__name__)
 ACCOUNT_PAGE = "/login/account"
 
 
+def _given(params: dict[str, str | None]) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in params.items() if value is not None]
+
+
 def with_query(uri: str, params: dict[str, str | None]) -> str:
     """``uri`` with ``params`` added to any query it already has (RFC 6749 §3.1.2)."""
     parts = urlsplit(uri)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    query += [(name, value) for name, value in params.items() if value is not None]
+    query = parse_qsl(parts.query, keep_blank_values=True) + _given(params)
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+def with_fragment(uri: str, params: dict[str, str | None]) -> str:
+    """``uri`` with ``params`` as its fragment (RFC 6749 §4.2.2); a redirect URI has none."""
+    return urlunsplit(urlsplit(uri)._replace(fragment=urlencode(_given(params), quote_via=quote)))
 
 
 def redirect(location: str, response_cookies: list[Cookie] | None = None) -> Redirect:
@@ -80,8 +88,10 @@ def error_response(
     page too, when there is no client left to go back to.
     """
     if exc.redirect_uri:
+        # A client that reads its answer from the fragment (``authorize.answers_in_fragment``).
+        add = with_fragment if exc.redirect_fragment else with_query
         return redirect(
-            with_query(
+            add(
                 exc.redirect_uri,
                 {
                     "error": exc.error,

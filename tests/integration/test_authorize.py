@@ -111,10 +111,7 @@ async def test_repeated_redirect_uri_renders_a_page(client: httpx.AsyncClient) -
 @pytest.mark.parametrize(
     ("overrides", "error"),
     [
-        ({"response_type": "token"}, "unsupported_response_type"),
-        ({"response_type": "code id_token"}, "unsupported_response_type"),
         ({"response_type": None}, "invalid_request"),
-        ({"response_mode": "fragment"}, "invalid_request"),
         ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
         ({"code_challenge_method": "plain"}, "invalid_request"),
         ({"code_challenge_method": None}, "invalid_request"),
@@ -156,6 +153,52 @@ async def test_invalid_request_is_redirected_with_error_state_and_iss(
     assert result["state"] == "af0ifjsldkj"
     assert result["iss"] == "http://testserver.local"
     assert "code" not in result
+
+
+@pytest.mark.usefixtures("first_party")
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"response_type": "id_token"}, "unsupported_response_type"),
+        ({"response_type": "code id_token"}, "unsupported_response_type"),
+        ({"response_type": "id_token token"}, "unsupported_response_type"),
+        ({"response_type": "token", "response_mode": "form_post"}, "unsupported_response_type"),
+        ({"response_mode": "fragment"}, "invalid_request"),
+    ],
+)
+async def test_a_request_for_a_fragment_answer_gets_its_error_in_the_fragment(
+    client: httpx.AsyncClient, overrides: dict[str, str | None], error: str
+) -> None:
+    # RFC 6749 §4.2.2.1 and OAuth 2.0 Multiple Response Type Encoding Practices §2.1: a
+    # response type with a token answers in the fragment, where its client reads; so does
+    # response_mode=fragment. node-oidc-provider answers these errors there too.
+    response = await client.get("/authorize", params=authorize_params(**overrides))
+    assert response.status_code == 303, response.text
+    parts = urlsplit(response.headers["location"])
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == REDIRECT_URI
+    assert parts.query == ""
+    result = dict(parse_qsl(parts.fragment))
+    assert result["error"] == error
+    assert result["state"] == "af0ifjsldkj"
+    assert result["iss"] == "http://testserver.local"
+
+
+@pytest.mark.usefixtures("first_party")
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"response_type": "token", "response_mode": "query"},
+        {"response_type": "unknown"},
+    ],
+)
+async def test_other_errors_about_the_response_type_stay_in_the_query(
+    client: httpx.AsyncClient, overrides: dict[str, str | None]
+) -> None:
+    response = await client.get("/authorize", params=authorize_params(**overrides))
+    result = redirected_to_client(response)
+    assert result["error"] == "unsupported_response_type"
+    assert "#" not in response.headers["location"]
 
 
 @pytest.mark.usefixtures("first_party")

@@ -133,8 +133,10 @@ def test_malformed_authorize_requests_get_spec_errors(
     if response.status_code in (302, 303):
         location = response.headers["location"]
         if location.startswith(REDIRECT_URI):
-            # Only to the registered URI, with a spec error code or, if all was well, a code.
-            answer = parse_qs(urlsplit(location).query)
+            # Only to the registered URI, with a spec error code or, if all was well, a code;
+            # in the fragment for a client that reads its answer there (response_type=token).
+            parts = urlsplit(location)
+            answer = parse_qs(parts.fragment or parts.query)
             assert answer.get("error", ["?"])[0] in AUTHORIZE_ERRORS or "code" in answer
         else:
             assert location.startswith(("/login", "/consent")), location
