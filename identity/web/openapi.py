@@ -86,6 +86,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 _PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 MEANINGS: dict[int, str] = {
+    400: "Malformed: input the operation does not take, or an Authorization header that names "
+    "Bearer without a token.",
     401: "No access token, or one that is invalid, expired, revoked or meant for another server.",
     403: "The token has no scope this API takes, or its holder may not do this.",
     404: "Nothing has this id, or the caller may not know it exists (an account they have "
@@ -100,8 +102,11 @@ MEANINGS: dict[int, str] = {
     503: "The database or Redis is unavailable; try again shortly.",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+_CHALLENGE = {"description": "Bearer (RFC 6750)", "schema": {"type": "string"}}
 _HEADERS: dict[str, dict[str, Any]] = {
-    "401": {"WWW-Authenticate": {"description": "Bearer (RFC 6750)", "schema": {"type": "string"}}},
+    # On a 400 only for a malformed Authorization header: RFC 6750 §3.1's invalid_request.
+    "400": {"WWW-Authenticate": _CHALLENGE | {"required": False}},
+    "401": {"WWW-Authenticate": _CHALLENGE},
     "429": _RETRY_AFTER,
     "503": _RETRY_AFTER,
 }
@@ -129,7 +134,7 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
 def _following_from(path: str, operation: dict[str, Any]) -> list[int]:
     statuses = [503]
     if operation.get("security"):
-        statuses += [401, 403]
+        statuses += [400, 401, 403]
     if "{" in path:
         statuses.append(404)
     if "requestBody" in operation:

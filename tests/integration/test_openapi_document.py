@@ -70,6 +70,19 @@ async def test_what_the_document_secures_refuses_a_request_without_a_token(
         assert (response.status_code == 401) == ("security" in operation), f"{method} {path}"
 
 
+async def test_a_secured_operation_documents_the_400_of_a_bearer_header_without_a_token(
+    client: httpx.AsyncClient, document: dict[str, Any]
+) -> None:
+    for method, path, operation in _operations(document):
+        if "security" not in operation:
+            continue
+        url = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+        response = await client.request(method, url, json={}, headers={"Authorization": "Bearer"})
+        assert response.status_code == 400, f"{method} {path}"
+        assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_request"')
+        assert "WWW-Authenticate" in operation["responses"]["400"]["headers"], f"{method} {path}"
+
+
 def _errors(operation: dict[str, Any]) -> set[str]:
     return {status for status in operation["responses"] if status[0] in "45"}
 
@@ -86,7 +99,7 @@ def test_an_account_id_documents_a_missing_token_a_refusal_and_a_hidden_account(
 def test_every_operation_documents_the_errors_its_kind_gives(document: dict[str, Any]) -> None:
     for method, path, operation in _operations(document):
         expected = {"503"}
-        expected |= {"401", "403"} if "security" in operation else set()
+        expected |= {"400", "401", "403"} if "security" in operation else set()
         expected |= {"404"} if "{" in path else set()
         expected |= {"413"} if "requestBody" in operation else set()
         assert expected <= _errors(operation), f"{method} {path}"
