@@ -79,6 +79,20 @@ async def test_a_missing_table_is_a_failed_statement_not_an_unavailable_database
     assert not isinstance(raised.value, DatabaseUnavailable)
 
 
+@pytest.mark.skipif(TEST_DATABASE_URL is not None, reason="SQLite's own result code")
+async def test_a_full_sqlite_database_is_unavailable_as_a_full_postgresql_disk_is(
+    db: Database,
+) -> None:
+    # PostgreSQL's disk full (SQLSTATE 53100, class 53) is DatabaseUnavailable, 503: the
+    # service works again once space is freed. SQLite's SQLITE_FULL is the same condition and
+    # must not become a 500 with a traceback. The page limit makes it full for real.
+    with pytest.raises(DatabaseUnavailable):
+        async with db.transaction() as session:
+            pages = (await session.execute(text("PRAGMA page_count"))).scalar_one()
+            await session.execute(text(f"PRAGMA max_page_count = {pages}"))
+            await session.execute(text("CREATE TABLE filler (x)"))
+
+
 async def _starting_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """A PostgreSQL server mid-restart: it refuses every session with SQLSTATE 57P03."""
     while True:
