@@ -126,7 +126,6 @@ def _refused(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int |
         (["--redirect-uri", "https://evil.example\\.a.example/cb"], "host"),
         (["--redirect-uri", "https://a%2eexample.com/cb"], "host"),
         (["--redirect-uri", URI, "--post-logout-redirect-uri", "https://*.a.example/"], "host"),
-        # Credentials in a redirect URI end up in logs and browsers' history.
         # The authorization response adds these: the client would get them twice.
         (["--redirect-uri", "https://app.example.com/cb?code=1"], "'code'"),
         (["--redirect-uri", "https://app.example.com/cb?a=1&iss=x"], "'iss'"),
@@ -134,6 +133,7 @@ def _refused(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int |
             ["--redirect-uri", URI, "--post-logout-redirect-uri", "https://a.example/?state="],
             "'state'",
         ),
+        # Credentials in a redirect URI end up in logs and browsers' history.
         (["--redirect-uri", "https://user:pw@app.example.com/cb"], "user name or password"),
         (
             [
