@@ -95,11 +95,16 @@ def query(location: str) -> dict[str, str]:
     return {name: values[0] for name, values in parsed.items()}
 
 
-def redirected_to_client(response: httpx.Response, redirect_uri: str = REDIRECT_URI) -> dict:
+def redirected_to_client(
+    response: httpx.Response, redirect_uri: str = REDIRECT_URI, *, fragment: bool = False
+) -> dict:
+    """The answer a redirect to the client carries: in its query, or, for a client that reads
+    it there, in its fragment (and then nothing in the query)."""
     assert response.status_code == 303, response.text
-    location = response.headers["location"]
+    location, _, answer = response.headers["location"].partition("#")
+    assert bool(answer) == fragment, response.headers["location"]
     assert location.split("?")[0] == redirect_uri.split("?")[0], location
-    return query(location)
+    return query("?" + answer) if fragment else query(location)
 
 
 @contextmanager

@@ -81,11 +81,13 @@ async def test_an_unadvertised_response_type_is_sent_back_as_unsupported(
     client: httpx.AsyncClient, response_type: str
 ) -> None:
     """OIDC Core §3.1.2.6 / RFC 6749 §4.1.2.1: once the client and its redirect URI are
-    verified, the error goes to the client, with its state and RFC 9207 ``iss``."""
+    verified, the error goes to the client, with its state and RFC 9207 ``iss``; in the
+    fragment for a response type that answers there (a token or ID token in it)."""
     assert response_type not in (await discovered(client))["response_types_supported"]
 
     params = authorize_params(response_type=response_type)
-    result = redirected_to_client(await client.get("/authorize", params=params))
+    response = await client.get("/authorize", params=params)
+    result = redirected_to_client(response, fragment=response_type != "none")
 
     assert result["error"] == "unsupported_response_type"
     assert result["state"] == "af0ifjsldkj"
@@ -95,14 +97,16 @@ async def test_an_unadvertised_response_type_is_sent_back_as_unsupported(
 
 @pytest.mark.usefixtures("first_party")
 @pytest.mark.parametrize("mode", ["form_post", "fragment", "query.jwt", "jwt", "web_message"])
-async def test_an_unadvertised_response_mode_is_an_invalid_request_in_the_query(
+async def test_an_unadvertised_response_mode_is_an_invalid_request(
     client: httpx.AsyncClient, mode: str
 ) -> None:
+    """In the query, but in the fragment for a client that asked to read its answer there."""
     assert mode not in (await discovered(client))["response_modes_supported"]
     await signed_in(client)
 
     params = authorize_params(response_mode=mode)
-    result = redirected_to_client(await client.get("/authorize", params=params))
+    response = await client.get("/authorize", params=params)
+    result = redirected_to_client(response, fragment=mode == "fragment")
 
     assert result["error"] == "invalid_request"
     assert "code" not in result
