@@ -28,14 +28,23 @@ def claimable(
     )
 
 
+def leasable(
+    model: Any, done: InstrumentedAttribute[Any], now: datetime
+) -> tuple[ColumnElement[bool], ...]:
+    """Claimable, and its next attempt due. A lease asks it again of the row it read as due:
+    meanwhile another process may have taken it, failed and scheduled the retry, which a
+    lease on ``claimable`` alone would make at once, out of its backoff."""
+    return (*claimable(model, done, now), model.next_attempt_at <= now)
+
+
 def longest_waiting(
     model: Any, done: InstrumentedAttribute[Any], now: datetime, limit: int
 ) -> Select[tuple[Any]]:
-    """Up to ``limit`` claimable rows whose next attempt is due, the longest waiting first
-    (read through ``base.waiting_index``, which holds these rows alone)."""
+    """Up to ``limit`` leasable rows, the longest waiting first (read through
+    ``base.waiting_index``, which holds these rows alone)."""
     return (
         select(model)
-        .where(*claimable(model, done, now), model.next_attempt_at <= now)
+        .where(*leasable(model, done, now))
         .order_by(model.next_attempt_at)
         .limit(limit)
     )

@@ -54,12 +54,13 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> Sequence[uuid
 async def lease(
     session: AsyncSession, email_id: uuid.UUID, now: datetime, lease_for: timedelta
 ) -> OutgoingEmail | None:
-    """Take the message for ``lease_for``; None when another sender holds it or it is done."""
+    """Take the message for ``lease_for``; None when another sender holds it or it is done,
+    or when it is no longer due (another sender failed it since it was read as due)."""
     result = await session.execute(
         update(OutgoingEmail)
         .where(
             OutgoingEmail.id == email_id,
-            *work_queue.claimable(OutgoingEmail, OutgoingEmail.sent_at, now),
+            *work_queue.leasable(OutgoingEmail, OutgoingEmail.sent_at, now),
         )
         .values(leased_until=now + lease_for, attempts=OutgoingEmail.attempts + 1)
         .returning(OutgoingEmail)

@@ -254,8 +254,7 @@ async def lease(
         update(WebhookDelivery)
         .where(
             WebhookDelivery.id == delivery_id,
-            *work_queue.claimable(WebhookDelivery, WebhookDelivery.delivered_at, now),
-            WebhookDelivery.next_attempt_at <= now,
+            *work_queue.leasable(WebhookDelivery, WebhookDelivery.delivered_at, now),
         )
         .values(leased_until=now + lease_for, attempts=WebhookDelivery.attempts + 1)
         .returning(WebhookDelivery.attempts)

@@ -277,6 +277,23 @@ async def test_two_racing_dispatchers_send_each_message_once(db: Database) -> No
     assert sorted(m["To"] for m in inbox.messages) == [f"u{i}@example.com" for i in range(5)]
 
 
+async def test_a_message_read_as_due_before_another_sender_failed_it_waits_its_backoff(
+    db: Database,
+) -> None:
+    """Two senders: one reads the message as due, the other then takes it, fails and
+    schedules the retry. The first's lease must see the retry is not due yet, or the message
+    is attempted again at once and gives up its backoff schedule early."""
+    await _queue(db)
+    async with db.transaction() as session:
+        (due,) = await outbox.due(session, utcnow(), 10)
+    other = MailDispatcher(db, SmtpTransport(f"smtp://127.0.0.1:{free_port()}"), "a@x.test")
+    assert await other.run_once() == 0
+    async with db.transaction() as session:
+        assert await outbox.lease(session, due, utcnow(), LEASE) is None
+    (row,) = await _rows(db)
+    assert row.attempts == 1 and row.next_attempt_at > utcnow()
+
+
 async def test_without_smtp_each_message_is_one_eml_file(db: Database, tmp_path: Path) -> None:
     await _queue(db)
     folder = tmp_path / "mail"
