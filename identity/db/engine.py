@@ -259,14 +259,15 @@ def is_lock_unavailable(exc: BaseException) -> bool:
 
 
 # SQLite's primary result codes of a database file it cannot use now: busy or locked past
-# the busy timeout, not openable, a disk I/O error, the disk or memory full (PostgreSQL's
-# class 53, insufficient resources, gone once space is freed). It calls every failure
-# OperationalError, a missing table too, which like PostgreSQL's undefined table is the
-# statement's error: an unmigrated or wrong database file does not become available by
-# trying again.
+# the busy timeout, not openable or writable (its permissions), a disk I/O error, the disk
+# or memory full (PostgreSQL's class 53, insufficient resources, gone once space is freed).
+# It calls every failure OperationalError, a missing table too, which like PostgreSQL's
+# undefined table is the statement's error: an unmigrated or wrong database file does not
+# become available by trying again.
 _UNAVAILABLE_SQLITE_CODES = (
     *_SQLITE_LOCK_CODES,
     sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_READONLY,
     sqlite3.SQLITE_IOERR,
     sqlite3.SQLITE_FULL,
     sqlite3.SQLITE_NOMEM,
