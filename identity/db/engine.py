@@ -240,10 +240,16 @@ async def _translated_errors() -> AsyncIterator[None]:
 _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53")
 
 
-# PostgreSQL's lock_not_available (lock_timeout, NOWAIT); SQLite's busy and locked, its
-# primary result codes, which an extended code keeps in its low byte.
+# PostgreSQL's lock_not_available (lock_timeout, NOWAIT); SQLite's busy and locked.
 _LOCK_SQLSTATE = "55P03"
 _SQLITE_LOCK_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _sqlite_code(exc: DBAPIError) -> int | None:
+    """SQLite's primary result code of ``exc`` (an extended code keeps it in its low byte);
+    None for another database's error."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
 
 
 def is_lock_unavailable(exc: BaseException) -> bool:
@@ -252,9 +258,9 @@ def is_lock_unavailable(exc: BaseException) -> bool:
     cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) else exc
     if not isinstance(cause, DBAPIError):
         return False
-    code = getattr(cause.orig, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return code & 0xFF in _SQLITE_LOCK_CODES
+    code = _sqlite_code(cause)
+    if code is not None:
+        return code in _SQLITE_LOCK_CODES
     return getattr(cause.orig, "sqlstate", None) == _LOCK_SQLSTATE
 
 
@@ -278,9 +284,9 @@ def is_disconnect(exc: DBAPIError) -> bool:
     """True when the error means the server is unreachable, not that our SQL was wrong."""
     if exc.connection_invalidated:
         return True
-    code = getattr(exc.orig, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return code & 0xFF in _UNAVAILABLE_SQLITE_CODES
+    code = _sqlite_code(exc)
+    if code is not None:
+        return code in _UNAVAILABLE_SQLITE_CODES
     if isinstance(exc, OperationalError):
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
