@@ -22,6 +22,10 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(default=False)
     disabled: Mapped[bool] = mapped_column(default=False)
     locale: Mapped[str | None] = mapped_column(String(16))
+    # Raised by every disable and every change of sign-in email, never lowered: an email
+    # change link works only while it is the value read when the link was asked for (see
+    # recovery.email_change). A count, not a time: servers' clocks differ.
+    email_change_epoch: Mapped[int] = mapped_column(server_default="0")
     created_at: Mapped[datetime] = now_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -203,12 +203,14 @@ async def set_disabled(session: AsyncSession, user_id: uuid.UUID, disabled: bool
     the row.
 
     Conditional, so that of two disables at once only one goes on to revoke, audit and tell
-    consumers: the other waits for its row lock, then finds nothing left to change.
+    consumers: the other waits for its row lock, then finds nothing left to change. A
+    disable ends the user's pending email change links for good (``email_change_epoch``,
+    which an enable does not lower).
     """
     result = await session.execute(
         update(User)
         .where(User.id == user_id, User.disabled.is_not(disabled))
-        .values(disabled=disabled)
+        .values(disabled=disabled, email_change_epoch=User.email_change_epoch + int(disabled))
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -7,10 +7,12 @@ the link goes out regardless, and confirming answers ``Conflict`` if the address
 The old address is told once the change is made, and the reset links and pending
 invitations mailed to it stop working.
 
-A link changes the account only as it was when the link was asked for: the same sign-in
-email and the same password. Whoever asked may have held a stolen session; the owner who then
-resets the password, or whom staff move to a new address, has taken the account back, and a
-link still waiting in the intruder's mailbox must not hand it over again.
+A link changes the account only as it was when the link was asked for: the same password,
+and no disable or change of sign-in email since (``User.email_change_epoch``, raised by each,
+never lowered). Whoever asked may have held a stolen session; the owner who then resets the
+password, or whom staff disable or move to a new address, has taken the account back, and a
+link still waiting in the intruder's mailbox must not hand it over again, even once the user
+is enabled again or moved back. Both are matched exactly, not by clock: servers' clocks differ.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import dataclasses
 import json
 import uuid
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,9 +44,6 @@ from identity.store.rate_limit import Limit, RateLimiter
 CONFIRM_PAGE_PATH = "/confirm-email"
 TTL_SECONDS = 3600
 _KEY = "email-change:"
-# When a user's pending changes were last ended outright (a disable): every link asked for
-# until then is refused. Kept as long as a link lives, after which none asked before is left.
-_ENDED_KEY = "email-change-ended:"
 # Links just spent, with the change each asked for (see spent_links).
 _SPENT_KIND = "email-change"
 # Each request mails any address the user types, under our name: without a limit one
@@ -69,14 +69,24 @@ async def request_email_change(
     locale: str,
     now: datetime,
     *,
+    browser_id: uuid.UUID,
     password_set_at: datetime,
-) -> str:
-    """Mail a confirmation link to ``new_email``, recorded for ``actor`` (the user), who
-    has just proved the password set at ``password_set_at`` (``StoredPassword.set_at``),
-    and return the address as stored; raises ``InvalidInput`` or ``RateLimited``. Call
-    ``runtime.mail.wake()`` after the commit."""
+) -> str | None:
+    """Mail a confirmation link to ``new_email``, recorded for ``actor`` (the user, signed
+    in with the browser session ``browser_id``), who has just proved the password set at
+    ``password_set_at`` (``StoredPassword.set_at``), and return the address as stored; None,
+    and nothing mailed, if that session has ended or the user was disabled meanwhile.
+    Raises ``InvalidInput`` or ``RateLimited``. Call ``runtime.mail.wake()`` after the
+    commit."""
     new_email = deliverable_email(new_email)
-    if new_email == user.email:
+    # The row first, as a disable or a move takes it: one under way is waited for and then
+    # seen (its sessions ended), and one that starts later waits for this link to be stored
+    # and then raises the count it holds. On SQLite, a write from the first statement on.
+    await repository.lock_user(session, user.id)
+    asking = await repository.asking_as(session, user.id, browser_id, now)
+    if asking is None:
+        return None
+    if new_email == asking.email:
         raise InvalidInput("This is already the email address you sign in with.")
     await limiter.spend(PER_USER, str(user.id), "Too many email changes; try again later.")
     token = random_token()
@@ -84,8 +94,7 @@ async def request_email_change(
         {
             "user_id": str(user.id),
             "email": new_email,
-            "from": user.email,
-            "at": now.isoformat(),
+            "epoch": asking.email_change_epoch,
             "password_set_at": password_set_at.isoformat(),
         }
     ).encode()
@@ -103,7 +112,7 @@ async def request_email_change(
         "user.email_change_requested",
         account_id=None,
         target=("user", user.id),
-        old=user.email,
+        old=asking.email,
         new=new_email,
     )
     return new_email
@@ -121,33 +130,19 @@ async def confirmed_by(session: AsyncSession, store: Store, token: str) -> User 
     return spent.user
 
 
-async def end_email_changes(store: Store, user_id: uuid.UUID, now: datetime) -> None:
-    """End, for good, every confirmation link the user asked for until ``now``: staff
-    disabled them, perhaps because someone else held their session, and enabling them again
-    must not revive a link that intruder sent to their own address (as it revives no reset
-    link or session); or the sign-in email changed, by staff or by a confirmed link, and
-    moving back to the address a link was asked from must not revive it either. Call it with
-    the change or once it is committed: until then the link is refused anyway, its user being
-    disabled or its sign-in email another."""
-    await store.set(_ENDED_KEY + str(user_id), now.isoformat().encode(), TTL_SECONDS)
-
-
-def _as_asked(
-    user: User, credential: PasswordCredential | None, pending: dict[str, str], ended: bytes | None
-) -> bool:
-    """The user is still enabled, with the email and the password they had when asking, and
-    was not disabled since (a link asked for before these were recorded, in the hour before
-    an upgrade, is refused).
+def _as_asked(user: User, credential: PasswordCredential | None, pending: dict[str, Any]) -> bool:
+    """The user is still enabled, was neither disabled nor moved to another sign-in email
+    since the link was asked for, and has the password proved then (a link asked for before
+    these were recorded, in the hour before an upgrade, is refused).
 
     The password is the one proved when asking, known by its ``changed_at`` as read with
     its hash, not by when the link was asked: a reset stamps its ``changed_at`` before it
     commits, and an intruder's session proving the old password in between asked later
     than that stamp. Matched exactly: a change stamped on a clock behind is earlier, and
     another password all the same."""
-    if user.disabled or "password_set_at" not in pending or user.email != pending.get("from"):
+    if user.disabled or "password_set_at" not in pending:
         return False
-    asked_at = datetime.fromisoformat(pending["at"])
-    if ended is not None and asked_at <= datetime.fromisoformat(ended.decode()):
+    if pending.get("epoch") != user.email_change_epoch:
         return False
     proved = datetime.fromisoformat(pending["password_set_at"])
     return credential is None or credential.changed_at == proved
@@ -186,8 +181,7 @@ async def confirm_email_change(
         raise InvalidConfirmationLink("This confirmation link is not valid any more.")
     pending = json.loads(raw)
     found = await repository.user_with_credential(session, uuid.UUID(pending["user_id"]))
-    ended = await store.get(_ENDED_KEY + pending["user_id"])
-    if found is None or not _as_asked(*found, pending, ended):
+    if found is None or not _as_asked(*found, pending):
         raise InvalidConfirmationLink("This confirmation link is not valid any more.")
     user = found[0]
     old_email = user.email
@@ -195,7 +189,6 @@ async def confirm_email_change(
         await repository.change_email(session, user, pending["email"], now)
     except repository.EmailTaken:
         raise Conflict("Another account already uses this email address.") from None
-    await end_email_changes(store, user.id, now)
     actor = dataclasses.replace(origin, user_id=user.id)
     await end_for_left_address(session, actor, old_email, now)
     await record_as(

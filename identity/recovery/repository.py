@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import PasswordCredential, PasswordResetToken, User
 from identity.db.row_locks import lock_rows
+from identity.sessions.models import BrowserSession
 
 
 class EmailTaken(Exception):
@@ -76,6 +78,36 @@ async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> None:
     await lock_rows(session, User.email, User.id == user_id)
 
 
+class AskingAs(NamedTuple):
+    email: str
+    email_change_epoch: int
+
+
+async def asking_as(
+    session: AsyncSession, user_id: uuid.UUID, browser_id: uuid.UUID, now: datetime
+) -> AskingAs | None:
+    """The user's sign-in email and ``email_change_epoch``, read in one statement with the
+    asking browser session found live and the user enabled; None otherwise.
+
+    One statement, one snapshot: a disable that committed before it is seen (its user
+    disabled, its sessions ended), and one that commits after it raises the count read here.
+    """
+    row = (
+        await session.execute(
+            select(User.email, User.email_change_epoch)
+            .join(BrowserSession, BrowserSession.user_id == User.id)
+            .where(
+                User.id == user_id,
+                User.disabled.is_(False),
+                BrowserSession.id == browser_id,
+                BrowserSession.revoked_at.is_(None),
+                BrowserSession.expires_at > now,
+            )
+        )
+    ).first()
+    return AskingAs(row.email, row.email_change_epoch) if row else None
+
+
 async def hold_user(session: AsyncSession, user_id: uuid.UUID) -> None:
     """Share-lock the user's row until the caller's transaction ends (PostgreSQL): a change to
     it in progress, such as staff disabling the user, is waited for, and one that starts later
@@ -99,13 +131,19 @@ async def change_email(session: AsyncSession, user: User, new_email: str, now: d
 
     The reset links mailed before, to the old address, end with it (marked used): whoever
     reads that mailbox, perhaps the reason for the change, must not take the account back
-    with one. Links issued after this in the same transaction are not touched.
+    with one. Links issued after this in the same transaction are not touched. So do the
+    email change links asked for before (``User.email_change_epoch``), even once the user is
+    moved back to the address they were asked from.
     """
     try:
         await session.execute(
             update(User)
             .where(User.id == user.id)
-            .values(email=new_email, email_verified=True)
+            .values(
+                email=new_email,
+                email_verified=True,
+                email_change_epoch=User.email_change_epoch + 1,
+            )
             .execution_options(synchronize_session=False)
         )
     except IntegrityError:

@@ -388,7 +388,7 @@ async def _prove_password(posted: Posted) -> StoredPassword:
     )
 
 
-async def _change_email(posted: Posted) -> Outcome:
+async def _change_email(posted: Posted) -> Outcome | Response[Any]:
     new_email = field(posted.form, "email", MAX_EMAIL).strip()
     runtime = posted.runtime
     try:
@@ -396,7 +396,7 @@ async def _change_email(posted: Posted) -> Outcome:
     except RateLimited as exc:
         # Too many wrong passwords, not too many changes (the limit ``errors`` names).
         return Outcome(message_id="security.throttled", status=429, headers=retry_after(exc))
-    async with runtime.db.transaction() as session:
+    async with runtime.db.write_transaction() as session:
         pending = await request_email_change(
             session,
             runtime.store,
@@ -407,8 +407,12 @@ async def _change_email(posted: Posted) -> Outcome:
             new_email,
             posted.locale,
             posted.now,
+            browser_id=posted.visitor.browser.id,
             password_set_at=proven.set_at,
         )
+    if pending is None:
+        # Signed out (or disabled) while the password was checked: nothing was sent.
+        return await sign_in_then(runtime, PATH, ui_locales=posted.locale)
     # As stored (no stray capitals) and as people write it, as every page shows an address.
     return Outcome(notice_id="security.email_sent", notice_values={"email": shown_email(pending)})
 

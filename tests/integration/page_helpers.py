@@ -72,10 +72,21 @@ async def ask_email_change(
 ) -> None:
     """``user``, signed in, asks to sign in with ``new_email`` from now on, on a page in
     ``locale``: a confirmation link goes to the new address."""
+    now = utcnow()
     async with runtime.db.transaction() as session:
         proven = await stored_password(session, user.id)
         assert proven is not None
-        await request_email_change(
+        browser = await sessions.establish(
+            session,
+            user_id=user.id,
+            amr=["pwd"],
+            now=now,
+            ttl=3600,
+            previous_token=None,
+            ip=None,
+            user_agent=None,
+        )
+        asked = await request_email_change(
             session,
             runtime.store,
             runtime.limiter,
@@ -84,9 +95,11 @@ async def ask_email_change(
             user,
             new_email,
             locale,
-            utcnow(),
+            now,
+            browser_id=browser.session.id,
             password_set_at=proven.set_at,
         )
+    assert asked is not None
 
 
 def _text_of(response: httpx.Response, role: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from datetime import timedelta
 
@@ -12,10 +13,12 @@ import pytest
 from identity.accounts import repository as accounts_repository
 from identity.accounts import self_service
 from identity.accounts.models import User
-from identity.accounts.service import authenticate
+from identity.accounts.service import authenticate, disable_user, enable_user
 from identity.audit.service import Actor
 from identity.clock import utcnow
+from identity.crypto import digest
 from identity.errors import Conflict, InvalidInput
+from identity.recovery import repository as email_change_repository
 from identity.recovery import service as recovery_service
 from identity.recovery.email_change import (
     InvalidConfirmationLink,
@@ -23,6 +26,7 @@ from identity.recovery.email_change import (
 )
 from identity.recovery.service import assisted_email_change
 from identity.runtime import Runtime
+from identity.web.api import users as users_api
 from tests.integration.account_helpers import staff_headers
 from tests.integration.page_helpers import (
     SECURITY,
@@ -249,9 +253,10 @@ async def test_a_link_asked_for_with_the_old_password_while_a_reset_commits_does
     go.set()
     assert (await owner).status_code == 204
     await intruder
-    (confirmation,) = await mail_to(runtime, INTRUDER)
-    with pytest.raises(InvalidConfirmationLink):
-        await _confirm(runtime, token_of(link_in(confirmation, "/confirm-email")))
+    # Mailed if asked before the reset committed; if after, refused as signed out.
+    for confirmation in await mail_to(runtime, INTRUDER):
+        with pytest.raises(InvalidConfirmationLink):
+            await _confirm(runtime, token_of(link_in(confirmation, "/confirm-email")))
     async with runtime.db.transaction() as session:
         assert (await session.get(User, user.id)).email == "ana@example.com"  # type: ignore[union-attr]
 
@@ -274,5 +279,104 @@ async def test_a_link_ends_with_a_password_changed_on_a_clock_behind(
             session, user.id, stored.hash, new_hash, new_password=True
         )
         assert swapped
+    with pytest.raises(InvalidConfirmationLink):
+        await _confirm(runtime, token)
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [("disable", {}), ("enable", {})],
+        [("email", {"email": "ana@example.org"}), ("email", {"email": "ana@example.com"})],
+    ],
+    ids=["disabled-and-enabled", "moved-and-moved-back"],
+)
+async def test_staff_on_a_clock_behind_end_the_confirmation_links_asked_for_before(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    steps: list[tuple[str, dict[str, str]]],
+) -> None:
+    """A link was refused when asked no later than the time staff last ended the user's
+    links, two clock readings: a disable or a move on a server whose clock is behind the
+    asking one's seemed earlier than the link, which outlived it once the user was enabled
+    or moved back."""
+    user = await new_user(runtime, "ana@example.com")
+    token = await _ask(runtime, user, INTRUDER)
+    behind = utcnow() - timedelta(minutes=1)
+    monkeypatch.setattr(users_api, "utcnow", lambda: behind)
+    headers = await staff_headers(runtime)
+    for action, body in steps:
+        answer = await client.post(
+            f"/api/v1/users/{user.id}/{action}",
+            json=body | {"reason": "Session taken; identity checked by phone."},
+            headers=headers,
+        )
+        assert answer.status_code == 200, answer.text
+    with pytest.raises(InvalidConfirmationLink):
+        await _confirm(runtime, token)
+    async with runtime.db.transaction() as session:
+        assert (await session.get(User, user.id)).email == "ana@example.com"  # type: ignore[union-attr]
+
+
+async def _disable_and_enable(runtime: Runtime, user: User) -> None:
+    staff = Actor(client_id="support")
+    async with runtime.db.write_transaction() as session:
+        await disable_user(session, staff, user.id, "Session taken.", utcnow())
+    async with runtime.db.write_transaction() as session:
+        await enable_user(session, staff, user.id, "Owner reached by phone.")
+
+
+async def test_an_ask_under_way_when_staff_disable_the_user_sends_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The intruder's session has proved the password when staff disable the user (ending
+    its sessions) and enable them again: the ask must not go on to mail a link that holds
+    the count as the disable left it, and so outlives it."""
+    user = await new_user(runtime, "ana@example.com")
+    page = await sign_in_to_security_page(client, "ana@example.com", PASSWORD)
+    proved, go = held_after(monkeypatch, self_service, "prove_password")
+    intruder = asyncio.create_task(
+        post_form(client, page, f"{SECURITY}/email", current_password=PASSWORD, email=INTRUDER)
+    )
+    await proved.wait()
+    await _disable_and_enable(runtime, user)
+    go.set()
+    answer = await intruder
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/login?flow=")
+    assert await mail_to(runtime, INTRUDER) == []
+
+
+async def test_a_disable_started_while_a_link_is_stored_ends_it(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ask has read the user's count when staff disable the user: the disable waits for
+    the link to be stored, then raises the count, and the link is refused once the user is
+    enabled again."""
+    user = await new_user(runtime, "ana@example.com")
+    read, go = held_after(monkeypatch, email_change_repository, "asking_as")
+    asking = asyncio.create_task(_ask(runtime, user, INTRUDER))
+    await read.wait()
+    staff = asyncio.create_task(_disable_and_enable(runtime, user))
+    await asyncio.sleep(0.2)
+    assert not staff.done()  # it waits for the ask
+    go.set()
+    token = await asking
+    await staff
+    with pytest.raises(InvalidConfirmationLink):
+        await _confirm(runtime, token)
+    async with runtime.db.transaction() as session:
+        assert (await session.get(User, user.id)).email == "ana@example.com"  # type: ignore[union-attr]
+
+
+async def test_a_link_asked_for_before_the_upgrade_is_refused(runtime: Runtime) -> None:
+    """A link stored before the count existed holds none: it is refused (it lives an hour)."""
+    user = await new_user(runtime, "ana@example.com")
+    token = await _ask(runtime, user)
+    key = "email-change:" + digest(token)
+    pending = json.loads(await runtime.store.get(key) or b"{}")
+    del pending["epoch"]
+    await runtime.store.set(key, json.dumps(pending).encode(), 3600)
     with pytest.raises(InvalidConfirmationLink):
         await _confirm(runtime, token)

@@ -323,6 +323,23 @@ async def test_reset_tokens_from_before_0014_hold_the_password_the_clock_said_th
         await engine.dispose()
 
 
+async def test_users_from_before_0015_start_their_email_change_count_at_0(
+    settings: Settings,
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, settings, "0014")
+    users = metadata.tables["users"]
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(insert(users).values(id=uuid.uuid4(), email="ada@example.com"))
+        await asyncio.to_thread(migrate.upgrade, settings)
+        async with engine.connect() as connection:
+            counts = await connection.execute(select(users.c.email_change_epoch))
+            assert counts.scalars().all() == [0]
+    finally:
+        await engine.dispose()
+
+
 async def test_the_index_of_urls_0012_built_as_released_gives_way_to_the_digests(
     settings: Settings,
 ) -> None:

@@ -14,7 +14,6 @@ from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
 from identity.permissions import service
 from identity.permissions.access import Action
-from identity.recovery.email_change import end_email_changes
 from identity.recovery.service import assisted_email_change
 from identity.web.api import schemas
 from identity.web.api.common import Limit, Offset, PrincipalDep, allow, created, user_out
@@ -141,7 +140,6 @@ class UserController(Controller):
             now = utcnow()
             await allow(session, runtime, principal, Action.USER_RECOVER, now)
             user = await disable_user(session, principal.actor, user_id, data.reason, now)
-        await end_email_changes(runtime.store, user.id, now)
         runtime.webhooks.wake()
         return user_out(user)
 
@@ -183,8 +181,5 @@ class UserController(Controller):
             user = await assisted_email_change(
                 session, runtime.settings, principal.actor, user_id, data.email, data.reason, now
             )
-        # Staff took the account back: a link asked for before must stay dead even if the
-        # user is moved back to the address it was asked from.
-        await end_email_changes(runtime.store, user.id, now)
         runtime.mail.wake()
         return user_out(user)
