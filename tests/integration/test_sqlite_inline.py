@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.db import engine
 from identity.db.engine import Database, DatabaseUnavailable, create_engine
@@ -39,6 +40,44 @@ def _file(tmp_path: Path) -> str:
 async def _count(db: Database) -> int:
     async with db.transaction() as session:
         return int(await session.scalar(select(func.count()).select_from(notes)) or 0)
+
+
+class _LockWait:
+    """Whether a writer is asleep in SQLite's busy handler, waiting for another's write lock:
+    a test that needs it waiting goes on once it is, instead of sleeping a guessed while.
+
+    SQLite's trace callback, called as a statement starts, tells which thread runs the
+    statement that takes the lock; the kernel tells when that thread sleeps. Before the
+    statement returns, nothing but the busy handler puts it to sleep.
+    """
+
+    def __init__(self) -> None:
+        self._thread: int | None = None
+
+    async def watch(self, session: AsyncSession) -> None:
+        """Follow the statements of ``session``'s connection from now on."""
+
+        def started(sql: str) -> None:
+            # The implicit BEGIN before a write takes no lock; the write after it, or the
+            # BEGIN IMMEDIATE that opens a savepoint, does.
+            if sql.startswith(("INSERT", "BEGIN IMMEDIATE")):
+                self._thread = threading.get_native_id()
+
+        raw = await (await session.connection()).get_raw_connection()
+        raw.driver_connection.raw.set_trace_callback(started)
+
+    async def waiting(self, writer: asyncio.Task[None]) -> None:
+        """Return once the writer sleeps in its lock-taking statement, or has ended (waiting
+        on the event loop, it ends before this can look: its error then fails the test)."""
+        while not writer.done():
+            if self._thread and _asleep(self._thread):
+                return
+            await asyncio.sleep(0.001)
+
+
+def _asleep(thread: int) -> bool:
+    stat = Path(f"/proc/self/task/{thread}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "S"
 
 
 async def test_reads_and_writes_round_trip_through_the_inline_connection(db: Database) -> None:
@@ -90,14 +129,17 @@ async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_the_event_lo
 ) -> None:
     other = sqlite3.connect(_file(tmp_path), isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
+    lock = _LockWait()
     try:
 
         async def write() -> None:
             async with db.transaction() as session:
+                await lock.watch(session)
                 await session.execute(insert(notes).values(body="cancelled"))
 
         waiting = asyncio.create_task(write())
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(lock.waiting(waiting), 10)
+        assert not waiting.done()
         waiting.cancel()
         # The clean-up that follows the cancellation (SQLAlchemy closes the connection)
         # queues behind the waiting statement on the connection's thread, instead of
@@ -123,6 +165,7 @@ async def test_a_writer_waiting_for_the_lock_does_not_stop_the_holder_from_commi
     # for the lock on the event loop, where the holder could then never commit.
     holding = asyncio.Event()
     release = asyncio.Event()
+    lock = _LockWait()
 
     async def holder() -> None:
         async with db.transaction() as session:
@@ -133,6 +176,7 @@ async def test_a_writer_waiting_for_the_lock_does_not_stop_the_holder_from_commi
     async def second() -> None:
         await holding.wait()
         async with db.transaction() as session:
+            await lock.watch(session)
             if savepoint:
                 async with session.begin_nested():
                     await session.execute(insert(notes).values(body="second"))
@@ -140,8 +184,7 @@ async def test_a_writer_waiting_for_the_lock_does_not_stop_the_holder_from_commi
                 await session.execute(insert(notes).values(body="second"))
 
     tasks = [asyncio.create_task(holder()), asyncio.create_task(second())]
-    await holding.wait()
-    await asyncio.sleep(0.05)  # the second writer is now waiting for the lock
+    await asyncio.wait_for(lock.waiting(tasks[1]), 10)
     release.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert await _count(db) == 2
