@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
@@ -78,6 +78,9 @@ class LocalIssuer:
         # read timeout, for up to 10 s: a path that is alive but next to useless.
         self.jwks_trickling = False
         self.introspection_answer: dict[str, Any] = {"active": False}
+        # While cleared, introspection requests, once recorded, wait (up to 10 s) to be answered.
+        self.introspection_answering = threading.Event()
+        self.introspection_answering.set()
         self.introspection_requests: list[tuple[str | None, dict[str, list[str]]]] = []
         self.hits: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -165,7 +168,10 @@ class LocalIssuer:
                 issuer.introspection_requests.append(
                     (self.headers.get("authorization"), parse_qs(body))
                 )
-                self._json(issuer.introspection_answer)
+                issuer.introspection_answering.wait(timeout=10)
+                # The client may have given up waiting, as a closed resource server does.
+                with suppress(OSError):
+                    self._json(issuer.introspection_answer)
 
             def _trickle(self) -> None:
                 self.send_response(200)

@@ -7,6 +7,7 @@ must see a removal or revocation at once, :class:`Introspector` asks the issuer 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,7 @@ import httpx
 from identity.resource.audience import warn_if_any_audience
 from identity.resource.claims import AccessToken, canonical_account_id
 from identity.resource.errors import BearerTokenError, IssuerUnavailable
-from identity.resource.fetch import fetch_json
+from identity.resource.fetch import FetchedJSON, fetch_json
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,9 @@ class Introspector:
         self._auth = httpx.BasicAuth(quote_plus(client_id), quote_plus(client_secret))
         self._audience = audience
         warn_if_any_audience(audience, issuer, "introspector")
+        # Each introspection's exchange with the issuer, kept until done, for aclose() to end.
+        self._exchanges: set[asyncio.Task[FetchedJSON]] = set()
+        self._closed = False
 
     async def introspect(self, token: str) -> AccessToken:
         try:
@@ -85,15 +89,53 @@ class Introspector:
         return AccessToken.from_claims(answer)
 
     async def _ask(self, token: str) -> dict[str, Any]:
-        """The issuer's JSON answer about ``token``, as bounded as its keys' fetches are."""
-        fetched = await fetch_json(
+        """The issuer's JSON answer about ``token``, as bounded as its keys' fetches are.
+
+        The exchange runs as a task of its own, so that aclose() can end it without
+        cancelling the caller: left to run, it answered after the close as if nothing had
+        happened (a shared HTTP client), or failed with the read error of a client closed
+        under it (the server's own).
+        """
+        self._refuse_if_closed()
+        exchange = asyncio.create_task(self._exchange(token))
+        self._exchanges.add(exchange)
+        exchange.add_done_callback(self._forget)
+        try:
+            await asyncio.wait((exchange,))
+        finally:
+            exchange.cancel()  # a caller given up takes its request with it
+        self._refuse_if_closed()
+        return exchange.result().document
+
+    async def _exchange(self, token: str) -> FetchedJSON:
+        return await fetch_json(
             self._http,
             await self._locate(),
             method="POST",
             data={"token": token, "token_type_hint": "access_token"},
             auth=self._auth,
         )
-        return fetched.document
+
+    def _forget(self, exchange: asyncio.Task[FetchedJSON]) -> None:
+        self._exchanges.discard(exchange)
+        if not exchange.cancelled():
+            # Read here: a failure that nobody reads, its caller given up or refused as
+            # closed, is logged as "Task exception was never retrieved".
+            exchange.exception()
+
+    async def aclose(self) -> None:
+        """End the introspections under way, refused as the issuer unavailable, as is every
+        call from now on. An HTTP client passed in is left open for its owner to close."""
+        self._closed = True
+        exchanges = tuple(self._exchanges)
+        for exchange in exchanges:
+            exchange.cancel()
+        if exchanges:
+            await asyncio.wait(exchanges)
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise IssuerUnavailable("the resource server is closed")
 
     async def permits(self, token: str, permission: str, account_id: str | uuid.UUID) -> bool:
         """:func:`permits`, decided on the issuer's current answer; an inactive token is no."""

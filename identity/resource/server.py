@@ -99,10 +99,17 @@ class ResourceServer:
         return await self.discovery.introspection_endpoint()
 
     async def aclose(self) -> None:
-        """End the key fetch under way, if any; from now on tokens are refused as the issuer
-        unavailable (503)."""
+        """End the key fetch and the introspections under way, if any; from now on tokens are
+        refused as the issuer unavailable (503). Closing again does nothing."""
+        if self._closed:
+            return
         self._closed = True
         await self.keys.aclose()
+        # A copy: one asked for meanwhile joins the dict (and is refused by its endpoint).
+        for introspector in tuple(self._introspectors.values()):
+            await introspector.aclose()
+        # Only once nothing uses it: a request still reading from the client as it closed
+        # failed with a read error rather than as closed.
         if self._owns_http:
             await self._http.aclose()
 

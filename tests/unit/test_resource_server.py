@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -83,3 +85,36 @@ async def test_a_request_on_a_client_closed_meanwhile_is_unavailable_not_a_runti
     await http.aclose()
     with pytest.raises(IssuerUnavailable, match="closed"):
         await fetch_json(http, "http://127.0.0.1:9/introspect", method="POST", data={})
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_closing_ends_an_introspection_in_flight(issuer: LocalIssuer, shared: bool) -> None:
+    # aclose() left an introspection under way alone: on a shared client the issuer's answer,
+    # arriving after the close, was returned as if nothing had happened; on the server's own
+    # client, closed under it, the request failed with a ReadError.
+    issuer.introspection_answer = {"active": True, "token_type": "Bearer"} | issuer.claims()
+    issuer.introspection_answering.clear()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            async with httpx.AsyncClient(timeout=5) as http:
+                server = ResourceServer(
+                    ResourceServerConfig(issuer.issuer, audience=AUDIENCE), http if shared else None
+                )
+                introspecting = asyncio.create_task(
+                    server.introspector(*INTROSPECTION_CLIENT).introspect(issuer.token())
+                )
+                while not issuer.introspection_requests:  # the issuer holds the request
+                    assert not introspecting.done(), introspecting.result()
+                    await asyncio.sleep(0.01)
+                await asyncio.wait_for(server.aclose(), timeout=1)
+                await server.aclose()  # again, as ``async with`` after an explicit close does
+                issuer.introspection_answering.set()  # the answer comes, too late
+                with pytest.raises(IssuerUnavailable, match="closed"):
+                    await asyncio.wait_for(introspecting, timeout=1)
+                assert asyncio.all_tasks() == {asyncio.current_task()}
+                assert http.is_closed is False
+            gc.collect()
+        assert [str(warning.message) for warning in caught] == []
+    finally:
+        issuer.introspection_answering.set()
