@@ -18,6 +18,7 @@ subscriptions = sa.table(
     sa.column("url", sa.String()),
     sa.column("event_types", sa.JSON()),
     sa.column("created_at", sa.DateTime(timezone=True)),
+    sa.column("url_digest", sa.String()),
 )
 deliveries = sa.table(
     "webhook_deliveries",
@@ -51,6 +52,18 @@ def merge(key: Callable[[str], str]) -> dict[object, str]:
             .values(event_types=sorted(wanted))
         )
     return {oldest: same for same, (oldest, _) in kept.items()}
+
+
+def merge_by_digest(digest: Callable[[str], str]) -> None:
+    """Merge the subscriptions whose URLs have one ``digest`` and store it on each one kept.
+    Row by row, yet the unique index never sees two alike: a digest stored already is of the
+    URL as an earlier rule read it, and URLs an earlier rule read alike this one reads alike,
+    so the subscription holding it was merged with any kept one whose new digest it is."""
+    connection = op.get_bind()
+    for kept, same in merge(digest).items():
+        connection.execute(
+            subscriptions.update().where(subscriptions.c.id == kept).values(url_digest=same)
+        )
 
 
 def _merge(duplicate: object, *, into: object) -> None:

@@ -32,14 +32,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("webhook_subscriptions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("url_digest", sa.String(length=64), nullable=True))
-    subscriptions = sa.table(
-        "webhook_subscriptions", sa.column("id", sa.Uuid()), sa.column("url_digest", sa.String())
-    )
-    connection = op.get_bind()
-    for kept, digest in duplicates.merge(url_key.digest).items():
-        connection.execute(
-            subscriptions.update().where(subscriptions.c.id == kept).values(url_digest=digest)
-        )
+    duplicates.merge_by_digest(url_key.digest)
     with op.batch_alter_table("webhook_subscriptions", schema=None) as batch_op:
         batch_op.alter_column("url_digest", existing_type=sa.String(length=64), nullable=False)
         batch_op.create_index(

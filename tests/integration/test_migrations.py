@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import signal
@@ -620,5 +621,96 @@ async def test_subscriptions_to_one_url_spelled_two_ways_are_merged_into_the_old
             assert kept.all() == [
                 (oldest, "https://Billing.Example.com/hooks", ["member.removed", "user.disabled"])
             ]
+    finally:
+        await engine.dispose()
+
+
+async def test_subscriptions_whose_urls_one_trailing_dot_or_escape_case_told_apart_are_merged(
+    settings: Settings,
+) -> None:
+    """Stored under the digests of the earlier rule, which kept such spellings apart: each
+    digest is made again, and the subscriptions that now share one merge into the oldest, with
+    its pending events once each, as 0012 merges URLs written alike. Going down keeps them so."""
+    scripts = ScriptDirectory.from_config(migrate.alembic_config(settings))
+    before = scripts.get_revision("0016").down_revision
+    assert isinstance(before, str)
+    await asyncio.to_thread(migrate.upgrade, settings, before)
+    subscriptions = metadata.tables["webhook_subscriptions"]
+    events = metadata.tables["webhook_events"]
+    deliveries = metadata.tables["webhook_deliveries"]
+    now = utcnow()
+    dotted, plain, lower, upper = (uuid.uuid4() for _ in range(4))
+    removed, disabled = uuid.uuid4(), uuid.uuid4()
+    stored = {
+        plain: ("https://billing.example.com/hooks", ["user.disabled"], now),
+        dotted: (
+            "https://billing.example.com./hooks",
+            ["member.removed"],
+            now - timedelta(hours=1),
+        ),
+        upper: ("https://crm.example.com/h?to=a%2Fb", ["user.disabled"], now),
+        lower: ("https://crm.example.com/h?to=a%2fb", ["user.disabled"], now - timedelta(hours=1)),
+    }
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(subscriptions),
+                [
+                    {"id": id_, "url": url, "event_types": types, "created_at": at}
+                    # The earlier rule's digest: each URL is as it normalised it already.
+                    | {"url_digest": hashlib.sha256(url.encode()).hexdigest()}
+                    | {"secret_ciphertext": "x", "description": ""}
+                    for id_, (url, types, at) in stored.items()
+                ],
+            )
+            await connection.execute(
+                insert(events),
+                [
+                    {"id": removed, "type": "member.removed", "occurred_at": now, "body": "{}"},
+                    {"id": disabled, "type": "user.disabled", "occurred_at": now, "body": "{}"},
+                ],
+            )
+            await connection.execute(
+                insert(deliveries),
+                [
+                    {"id": uuid.uuid4(), "event_id": event, "subscription_id": to}
+                    | {"attempts": 0, "next_attempt_at": now}
+                    for event, to in [
+                        (removed, dotted),
+                        (disabled, plain),  # the oldest has none: moved to it
+                        (disabled, lower),
+                        (disabled, upper),  # the oldest has its own: dropped
+                    ]
+                ],
+            )
+        await asyncio.to_thread(migrate.upgrade, settings)
+        async with engine.connect() as connection:
+            kept = await connection.execute(
+                select(subscriptions.c.id, subscriptions.c.event_types, subscriptions.c.url_digest)
+            )
+            sent = await connection.execute(
+                select(deliveries.c.event_id, deliveries.c.subscription_id)
+            )
+            assert sorted(kept.all()) == sorted(
+                [
+                    (dotted, ["member.removed", "user.disabled"], url_key.digest(stored[plain][0])),
+                    (lower, ["user.disabled"], url_key.digest(stored[upper][0])),
+                ]
+            )
+            assert sorted(sent.all()) == sorted(
+                [(removed, dotted), (disabled, dotted), (disabled, lower)]
+            )
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as connection:
+                await connection.execute(
+                    insert(subscriptions).values(
+                        url=stored[plain][0], event_types=["user.enabled"], secret_ciphertext="x"
+                    )
+                )
+        await asyncio.to_thread(migrate.downgrade, settings, before)
+        async with engine.connect() as connection:
+            left = await connection.execute(select(subscriptions.c.id))
+            assert sorted(left.scalars().all()) == sorted([dotted, lower])
     finally:
         await engine.dispose()

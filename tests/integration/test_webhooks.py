@@ -1319,13 +1319,21 @@ async def test_a_consumer_dripping_its_answer_is_cut_off_at_the_deadline(
         ("https://Billing.Example.com/hooks", "https://billing.example.com/hooks"),
         ("HTTPS://billing.example.com:443/hooks", "https://billing.example.com/hooks"),
         ("https://bücher.example.com/hooks", "https://xn--bcher-kva.example.com/hooks"),
+        ("https://billing.example.com./hooks", "https://billing.example.com/hooks"),
+        (
+            "https://billing.example.com/hooks?to=a%2fb",
+            "https://billing.example.com/hooks?to=a%2Fb",
+        ),
+        ("https://billing.example.com/%7Eada/hooks", "https://billing.example.com/~ada/hooks"),
     ],
 )
 async def test_a_url_spelled_another_way_is_subscribed_already(
     client: httpx.AsyncClient, runtime: Runtime, first: str, again: str
 ) -> None:
-    # Scheme and host are case-insensitive, an IDNA host is its xn-- form, and 443 is https's
-    # port: each pair is one consumer, which two subscriptions would send every event twice.
+    # Scheme and host are case-insensitive, an IDNA host is its xn-- form, 443 is https's port,
+    # a trailing dot names the same host, and percent-escapes are equivalent in either case or
+    # as the unreserved character they escape: each pair is one consumer, which two
+    # subscriptions would send every event twice.
     headers = await staff_headers(runtime)
     made = await subscribe(client, runtime, first)
     refused = await client.post(API, json={"url": again, "event_types": REMOVED}, headers=headers)
