@@ -48,7 +48,13 @@ class VettedTransport(httpx.AsyncBaseTransport):
             ),
             headers=request.headers.raw,
             content=request.stream,
-            extensions=request.extensions,
+            # httpcore would check the certificate for the host as written, but SNI and
+            # certificates name a host without a trailing dot (RFC 6066 §3): with one, no
+            # consumer's certificate would pass, though the dot names the same host.
+            extensions={
+                **request.extensions,
+                "sni_hostname": request.url.raw_host.decode("ascii").removesuffix("."),
+            },
         )
         with map_httpcore_exceptions():
             response = await self._pool.handle_async_request(core_request)

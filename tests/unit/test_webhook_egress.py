@@ -331,3 +331,20 @@ async def test_the_transport_reports_a_refusal_as_an_httpx_connect_error(
         with pytest.raises(httpx.ConnectError, match="Refused: localhost resolves to"):
             await client.get(f"https://localhost:{port}/")
     assert receiver.server_names == []
+
+
+async def test_tls_checks_a_host_name_written_with_a_trailing_dot_as_the_name(
+    https: tuple[HttpsReceiver, int, ssl.SSLContext],
+) -> None:
+    # "localhost." is "localhost" fully qualified, one host (and one subscription, url_key),
+    # but no certificate names it with the dot, and SNI carries names without one (RFC 6066
+    # §3): sent as written, every delivery to such a URL failed the certificate check. (DNS
+    # resolves either; this machine's hosts file knows "localhost" alone.)
+    receiver, port, trusting = https
+    transport = VettedTransport(
+        allow_loopback=True, ssl_context=trusting, resolver=resolving_to("127.0.0.1")
+    )
+    async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
+        response = await client.get(f"https://localhost.:{port}/")
+        assert response.status_code == 204
+        assert receiver.server_names == ["localhost"]
