@@ -1,7 +1,7 @@
 """webhook URL digests read a trailing dot and percent-escapes as consumers do
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-06 21:00:00
 
 The digest 0013 made told https://billing.example.com./h from https://billing.example.com/h,
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from identity.webhooks import duplicates, url_key
 
 revision: str = "0016"
-down_revision: str | None = "0014"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
