@@ -264,14 +264,15 @@ class FlowTaken(Exception):
     """Another post of the same sign-in step claimed the flow first."""
 
 
-Claim = Callable[[str, str | None], Awaitable[Flow]]
+Claim = Callable[[str], Awaitable[Flow]]
 
 
 @asynccontextmanager
-async def handing_over(runtime: Runtime) -> AsyncIterator[Claim]:
-    """Around the transaction of the one post of a sign-in step that hands its flow over
-    (opens the session, goes on to a code); yields ``claim``, which takes the flow out of the
-    store once that post's password or code has proved right, before anything is written.
+async def handing_over(runtime: Runtime, repeat: str | None) -> AsyncIterator[Claim]:
+    """Around the check and the transaction of the one post of a sign-in step that hands its
+    flow over (opens the session, goes on to a code); yields ``claim``, which takes the flow
+    out of the store once that post's password or code has proved right, before anything is
+    written.
 
     Two posts at once (a double click, a tab with the app's code beside one with a recovery
     code) both find the flow when they start, and would otherwise both sign in and both get
@@ -280,22 +281,23 @@ async def handing_over(runtime: Runtime) -> AsyncIterator[Claim]:
     When the transaction fails after the claim (a password changed meanwhile, the database
     gone), nothing was handed over: the flow goes back, so the user may post the step again.
 
-    ``claim``'s ``repeat`` is the post's ``repeated_posts`` key: the same post again waits
-    for this one's answer, or for the claim to be given back.
+    ``repeat`` is the post's ``repeated_posts`` key, marked under way on entry, before what
+    is checked inside: the same post again waits here for this one's answer and raises
+    ``FlowTaken``, rather than spend an attempt of its own on the code this one is spending
+    (at the last attempt, it was told "too many codes" while this one signed in). A post
+    that hands nothing over (a wrong code, a failure) withdraws the mark on its way out, and
+    a repeat waiting for it is then checked as any post.
     """
+    # Marked before the flow is taken, not in between: the same post again, landing between
+    # the two, would find neither the flow nor the mark and be told to start again; and it
+    # must not take a flow the first post has handed on to the next step under the same id
+    # (consent), nor sign in a second time.
+    if repeat is not None and not await repeated_posts.take_turn(runtime, repeat):
+        raise FlowTaken()
     flows = FlowStore(runtime.store)
     taken: list[Flow] = []
-    marked: list[str] = []
 
-    async def claim(flow_id: str, repeat: str | None) -> Flow:
-        # Marked before the flow is taken, in one step of the store: the same post again,
-        # landing between the two, would find neither the flow nor the mark and be told to
-        # start again; and it must not take a flow the first post has handed on to the next
-        # step under the same id (consent), nor sign in a second time.
-        if repeat is not None:
-            if not await repeated_posts.under_way(runtime, repeat):
-                raise FlowTaken(flow_id)
-            marked.append(repeat)
+    async def claim(flow_id: str) -> Flow:
         flow = await flows.consume(flow_id)
         if flow is None:
             raise FlowTaken(flow_id)
@@ -309,9 +311,11 @@ async def handing_over(runtime: Runtime) -> AsyncIterator[Claim]:
         # seconds, and then send it to start again.
         for flow in taken:
             await flows.save(flow)
-        for repeat in marked:
+        if repeat is not None:
             await repeated_posts.withdraw(runtime, repeat)
         raise
+    if repeat is not None and not taken:
+        await repeated_posts.withdraw(runtime, repeat)
 
 
 def flow_expired(

@@ -163,12 +163,15 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         first = await signed_in_before(request, runtime, repeat)
         return first or flow_expired(request, runtime, form)
     try:
-        async with handing_over(runtime) as claim, runtime.db.transaction() as session:
+        # Only a right password marks the post under way: a wrong one, the same post again
+        # in the repeat's key, must never be handed the first post's sign-in.
+        marked = repeat if proof is not None else None
+        async with handing_over(runtime, marked) as claim, runtime.db.transaction() as session:
             needs_code = proof is not None and await second_factor.requires_code(
                 session, proof.user_id
             )
             if proof is not None and not needs_code:
-                pending = await claim(pending.id, repeat)
+                pending = await claim(pending.id)
                 established = await sessions.establish(
                     session,
                     user_id=proof.user_id,

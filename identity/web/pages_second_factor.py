@@ -171,11 +171,13 @@ async def second_factor_submit(
     settings = runtime.settings
     now = utcnow()
     try:
-        async with handing_over(runtime) as claim, runtime.db.transaction() as session:
+        # The same post again waits on entry for this one's answer: checked as well, it
+        # would be refused the code this one spends, or the attempt (429 at the last one).
+        async with handing_over(runtime, repeat) as claim, runtime.db.transaction() as session:
             amr = await SecondFactor.from_runtime(runtime).verify(session, proof.user_id, code, now)
             # A code that proved right: taking the flow rolls this back (the code unspent)
             # when another post of this step has taken it.
-            pending = await claim(pending.id, repeat)
+            pending = await claim(pending.id)
             established = await sessions.establish(
                 session,
                 user_id=proof.user_id,
@@ -191,12 +193,11 @@ async def second_factor_submit(
             await check_password_unchanged_since(session, proof.user_id, proof.password_set_at)
     except PasswordChanged:
         return flow_expired(request, runtime, form)
-    except (FlowTaken, InvalidCode) as exc:
-        # Posted again while the first post was under way: its answer, once it has one.
-        if first := await signed_in_before(request, runtime, repeat):
-            return first
-        if isinstance(exc, FlowTaken):
-            return flow_expired(request, runtime, form)
+    except FlowTaken:
+        # Posted again while the first post was under way: its answer, now it has one.
+        first = await signed_in_before(request, runtime, repeat)
+        return first or flow_expired(request, runtime, form)
+    except InvalidCode:
         return _code_form(request, runtime, pending, message_id="second_factor.invalid", status=400)
     except NotFound:
         # The second factor was removed since the password step: no code can pass, so the

@@ -69,9 +69,22 @@ def _sealer(runtime: Runtime) -> Encryptor:
 
 
 async def under_way(runtime: Runtime, key: str) -> bool:
-    """The post of ``key`` proved right and is handing the flow over: a repeat waits. False
-    when the same post was marked first: this one is its repeat."""
+    """The post of ``key`` is under way (being checked, or handing the flow over): a repeat
+    waits. False when the same post was marked first: this one is its repeat."""
     return await runtime.store.add(key, _UNDER_WAY, WINDOW_SECONDS)
+
+
+async def take_turn(runtime: Runtime, key: str) -> bool:
+    """Mark the post of ``key`` under way once no other post of ``key`` is: True for the post
+    to make (the first, or one after a first that handed nothing over and withdrew); False
+    for a repeat of a post that has answered, or has not in a few seconds."""
+    for _ in range(_POLLS):
+        if await under_way(runtime, key):
+            return True
+        if await runtime.store.get(key) not in (_UNDER_WAY, None):
+            return False
+        await asyncio.sleep(_POLL_SECONDS)
+    return False
 
 
 async def withdraw(runtime: Runtime, key: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
+from identity.store.rate_limit import Limit
 from tests.browser import form_fields, query
 from tests.integration.account_helpers import SYSTEM
 from tests.integration.oauth_helpers import (
@@ -343,3 +345,87 @@ async def test_a_code_posted_twice_at_once_answers_both_with_the_same_sign_in(
     assert all(answer.headers["location"].startswith(REDIRECT_URI) for answer in answers)
     (only,) = await _sessions(runtime)
     assert only.revoked_at is None
+
+
+async def _posted_again_while_the_first_is_held(
+    http: httpx.AsyncClient,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    fields: dict[str, str],
+    held_at: str,
+) -> list[httpx.Response]:
+    """The code form posted twice at once: the first post held as it reaches the code
+    throttle's ``held_at`` ("hit": before its code is checked; "reset": after it proved
+    right) until the second has answered on its own or waits for the first one's answer."""
+    reached, release, waiting = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    counted, add = getattr(runtime.limiter, held_at), runtime.store.add
+
+    async def held(limit: Limit, subject: str) -> Any:
+        if limit.name == "mfa-user" and not reached.is_set():
+            reached.set()
+            await release.wait()
+        return await counted(limit, subject)
+
+    async def noting_a_wait(key: str, value: bytes, ttl: int) -> bool:
+        added = await add(key, value, ttl)
+        if not added and key.startswith("repeated-post:"):
+            waiting.set()  # a post of the same key found the first one under way
+        return added
+
+    monkeypatch.setattr(runtime.limiter, held_at, held)
+    monkeypatch.setattr(runtime.store, "add", noting_a_wait)
+    first = asyncio.create_task(http.post("/login/second-factor", data=fields))
+    await reached.wait()
+    second = asyncio.create_task(http.post("/login/second-factor", data=fields))
+    noticed = asyncio.create_task(waiting.wait())
+    await asyncio.wait({second, noticed}, return_when=asyncio.FIRST_COMPLETED)
+    noticed.cancel()
+    release.set()
+    return [await first, await second]
+
+
+async def test_a_code_posted_twice_at_once_on_the_last_attempt_answers_both_with_the_sign_in(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first post spends the last attempt and signs in; the same post again, at the same
+    # moment, was checked against the spent budget and told "too many codes" (429).
+    _, generator, _ = await enrolled_user(runtime)
+    app = await make_client(runtime, first_party=True)
+    _, challenge = pkce_pair()
+    page = await _password_step(client, app, challenge)
+    for _ in range(2):  # of IDENTITY_LOGIN_MAX_FAILURES (3): one attempt left
+        wrong = await post_form(
+            client, page, "/login/second-factor", code=wrong_code(generator.secret)
+        )
+        assert wrong.status_code == 400, wrong.text
+    fields = form_fields(page.text) | {"code": generator.now()}
+
+    answers = await _posted_again_while_the_first_is_held(
+        client, runtime, monkeypatch, fields, held_at="reset"
+    )
+
+    assert [answer.status_code for answer in answers] == [303, 303], answers[1].text
+    assert all(answer.headers["location"].startswith(REDIRECT_URI) for answer in answers)
+    (only,) = await _sessions(runtime)
+    assert only.revoked_at is None
+
+
+async def test_a_wrong_code_posted_twice_at_once_is_refused_twice_not_ended(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The repeat waits for the first post, which hands nothing over: it withdraws its mark,
+    # and the repeat is checked as any post rather than sent to start again.
+    _, generator, _ = await enrolled_user(runtime)
+    app = await make_client(runtime, first_party=True)
+    _, challenge = pkce_pair()
+    page = await _password_step(client, app, challenge)
+    fields = form_fields(page.text) | {"code": wrong_code(generator.secret)}
+
+    answers = await _posted_again_while_the_first_is_held(
+        client, runtime, monkeypatch, fields, held_at="hit"
+    )
+
+    assert [answer.status_code for answer in answers] == [400, 400], answers[1].text
+    assert all("This code is not valid." in alert(answer) for answer in answers)
+    right = await post_form(client, page, "/login/second-factor", code=generator.now())
+    assert right.status_code == 303 and right.headers["location"].startswith(REDIRECT_URI)

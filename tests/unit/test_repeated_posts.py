@@ -3,6 +3,7 @@ only by the same browser, flow and answer, is sealed, and lasts ten seconds."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -81,6 +82,25 @@ async def test_a_first_post_given_back_leaves_nothing_to_repeat() -> None:
     await repeated_posts.withdraw(runtime, key)
     assert not await repeated_posts.recorded(runtime, key)
     assert await repeated_posts.first_post(runtime, key) is None
+
+
+async def test_the_same_post_takes_its_turn_once_the_first_withdraws_not_once_it_answers() -> None:
+    runtime = _runtime(_Clock())
+    key = repeated_posts.key_of(_post("seed"), runtime, "/login/second-factor", "flow", CODE)
+    assert key is not None
+    assert await repeated_posts.take_turn(runtime, key)
+
+    withdrawn = asyncio.create_task(repeated_posts.take_turn(runtime, key))
+    await asyncio.sleep(0)
+    assert not withdrawn.done()  # waits for the first post
+    await repeated_posts.withdraw(runtime, key)
+    assert await withdrawn
+
+    answered = asyncio.create_task(repeated_posts.take_turn(runtime, key))
+    await asyncio.sleep(0)
+    assert not answered.done()
+    await repeated_posts.answered(runtime, key, Flow(AuthorizationRequest({})), "token")
+    assert not await answered
 
 
 async def test_the_session_token_a_sign_in_leaves_is_sealed() -> None:
