@@ -226,22 +226,47 @@ async def _translated_errors() -> AsyncIterator[None]:
         if isinstance(exc.orig, UnstorableText):
             raise exc.orig from None
         raise
-    except (PoolTimeout, OSError, psycopg.OperationalError) as exc:
+    except (PoolTimeout, OSError) as exc:
+        raise DatabaseUnavailable(type(exc).__name__) from exc
+    except psycopg.Error as exc:
         # psycopg's errors come from the lone reads (identity.db.lone_reads), which reach
         # the driver without SQLAlchemy wrapping its errors; PoolTimeout of psycopg_pool is
-        # an OperationalError.
-        raise DatabaseUnavailable(type(exc).__name__) from exc
-
-
-# SQLSTATEs of a server that cannot serve now rather than of a statement gone wrong: a
-# connection exception (class 08), a shutdown or start-up under way (57P01-57P03), no
-# connection slot or other resource left (class 53). asyncpg's errors reach SQLAlchemy as
-# its generic ``Error`` whatever they say, where psycopg's are ``OperationalError``s.
-_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53")
+        # an OperationalError without a SQLSTATE.
+        if _server_unavailable(exc, isinstance(exc, psycopg.OperationalError)):
+            raise DatabaseUnavailable(type(exc).__name__) from exc
+        raise
 
 
 # PostgreSQL's lock_not_available (lock_timeout, NOWAIT); SQLite's busy and locked.
 _LOCK_SQLSTATE = "55P03"
+
+# SQLSTATEs of a server that cannot serve now rather than of a statement gone wrong, so the
+# same work is likely to succeed later: a connection exception (class 08), our login
+# refused (28), a serialization failure or deadlock that rolled the transaction back
+# (40001, 40P01), no connection slot, disk or memory left (53), a lock or the statement
+# timed out, or an operator's shutdown, restart or cancel (55P03, class 57), an I/O error
+# (58). The SQLSTATE decides whichever driver raised the error: psycopg calls all of these
+# ``OperationalError`` (and some statement errors too), while asyncpg's reach SQLAlchemy as
+# its generic ``Error`` whatever they say, and a lock timeout was a 500 there.
+_UNAVAILABLE_SQLSTATES = ("08", "28", "40001", "40P01", "53", _LOCK_SQLSTATE, "57", "58")
+
+
+def _sqlstate(error: BaseException | None) -> str | None:
+    """The SQLSTATE PostgreSQL gave ``error`` (a driver's error, as psycopg raises it or as
+    SQLAlchemy's asyncpg adapter carries it); None for SQLite's and for a failure on our
+    side of the connection."""
+    code = getattr(error, "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
+def _server_unavailable(error: BaseException | None, operational: bool) -> bool:
+    """Whether a PostgreSQL driver's ``error`` means the server cannot serve now;
+    ``operational``, whether the driver called it an OperationalError, decides for an error
+    the server did not answer with (a refused or lost connection)."""
+    code = _sqlstate(error)
+    return operational if code is None else code.startswith(_UNAVAILABLE_SQLSTATES)
+
+
 _SQLITE_LOCK_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
@@ -261,7 +286,7 @@ def is_lock_unavailable(exc: BaseException) -> bool:
     code = _sqlite_code(cause)
     if code is not None:
         return code in _SQLITE_LOCK_CODES
-    return getattr(cause.orig, "sqlstate", None) == _LOCK_SQLSTATE
+    return _sqlstate(cause.orig) == _LOCK_SQLSTATE
 
 
 # SQLite's primary result codes of a database file it cannot use now: busy or locked past
@@ -287,7 +312,4 @@ def is_disconnect(exc: DBAPIError) -> bool:
     code = _sqlite_code(exc)
     if code is not None:
         return code in _UNAVAILABLE_SQLITE_CODES
-    if isinstance(exc, OperationalError):
-        return True
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    return _server_unavailable(exc.orig, isinstance(exc, OperationalError))

@@ -152,3 +152,45 @@ async def test_asyncpg_takes_several_hosts_from_the_url(settings: Settings) -> N
         await db.ping()
     finally:
         await db.dispose()
+
+
+@pytest.fixture
+async def other_driver(
+    database: Settings, request: pytest.FixtureRequest
+) -> AsyncIterator[Database]:
+    """The test's database through the driver ``request.param`` names: asyncpg takes no
+    search_path from the URL, so its statements name the test's schema themselves."""
+    url = make_url(database.database_url).set(drivername=f"postgresql+{request.param}", query={})
+    db = Database.from_settings(
+        dataclasses.replace(database, database_url=url.render_as_string(hide_password=False))
+    )
+    yield db
+    await db.dispose()
+
+
+WAITS = {
+    # A lock held elsewhere past lock_timeout (SQLSTATE 55P03), as a migration's ALTER
+    # TABLE or a long transaction holds one.
+    "lock": ("SET LOCAL lock_timeout = '100ms'", 'SELECT 1 FROM "{schema}".users'),
+    # A statement past statement_timeout (57014).
+    "statement": ("SET LOCAL statement_timeout = '100ms'", "SELECT pg_sleep(2)"),
+}
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+@pytest.mark.parametrize("other_driver", ["psycopg", "asyncpg"], indirect=True)
+@pytest.mark.parametrize("wait", sorted(WAITS))
+async def test_a_timed_out_wait_is_unavailable_on_either_driver(
+    db: Database, other_driver: Database, wait: str
+) -> None:
+    # psycopg raises both timeouts as OperationalError, and requests answered 503 (busy,
+    # try again); asyncpg's reach SQLAlchemy as its generic Error, and the same wait was a
+    # 500 with a traceback on a postgresql+asyncpg:// URL. Their SQLSTATE decides on both.
+    setting, statement = WAITS[wait]
+    async with db.transaction() as holder:
+        schema = await holder.scalar(text("SELECT current_schema()"))
+        await holder.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+        with pytest.raises(DatabaseUnavailable):
+            async with other_driver.transaction() as session:
+                await session.execute(text(setting))
+                await session.execute(text(statement.format(schema=schema)))
