@@ -132,7 +132,7 @@ async def _check_not_newer(settings: Settings, session: AsyncSession) -> None:
     """Refuse a database a newer version migrated (a release rolled back): its tables may
     not have the shape this version reads and writes. ``migrate`` (and so ``serve``) hears
     it from Alembic; every other command asks here before its work."""
-    known = migrations.known_revisions(settings)
+    known = migrations.known_revisions()
     for revision in await migrations.database_revisions(session):
         if revision not in known:
             raise _from_newer_version(settings, revision)

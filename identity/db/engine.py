@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from identity.db import asyncpg_options, sqlite_inline, text_guard
+from identity.db import migrate as migrations
 from identity.db.lone_reads import LoneReads
 from identity.errors import UnstorableText
 from identity.settings import Settings
@@ -191,11 +192,18 @@ class Database:
             raise DatabaseUnavailable(type(exc).__name__) from exc
 
     async def migrated(self) -> bool:
-        """Whether the database holds our tables: False on an empty or wrong database, which
-        answers (``ping``) but can serve nothing until ``identity migrate`` runs."""
+        """Whether the database has what this version reads and writes: False on an empty
+        or wrong database, or one an older version migrated, which answers (``ping``) but
+        fails requests until ``identity migrate`` runs. One a newer version migrated counts
+        (``migrations.is_behind``)."""
         try:
-            async with _translated_errors(), self.engine.connect() as connection:
-                await connection.execute(text("SELECT 1 FROM users WHERE 1 = 0"))
+            async with _translated_errors(), self._sessions() as session:
+                revisions = await migrations.database_revisions(session)
+                if revisions:
+                    return not migrations.is_behind(revisions)
+                # No migration recorded: tables made straight from the models, as the
+                # tests make them, or none.
+                await session.execute(text("SELECT 1 FROM users WHERE 1 = 0"))
         except DBAPIError:  # an outage leaves as DatabaseUnavailable
             return False
         return True

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from alembic import command
@@ -47,10 +48,25 @@ async def database_revisions(session: AsyncSession) -> Sequence[str]:
     return (await session.scalars(select(version.c.version_num))).all()
 
 
-def known_revisions(settings: Settings) -> frozenset[str]:
+# Read once per process: readiness asks on every probe, and parsing the migration files
+# takes milliseconds.
+@functools.cache
+def known_revisions() -> frozenset[str]:
     """Every migration this version ships."""
-    scripts = ScriptDirectory.from_config(alembic_config(settings))
-    return frozenset(script.revision for script in scripts.walk_revisions())
+    return frozenset(script.revision for script in ScriptDirectory(MIGRATIONS_DIR).walk_revisions())
+
+
+@functools.cache
+def code_heads() -> frozenset[str]:
+    """The last migration of each branch: what this version's SQL expects to find."""
+    return frozenset(ScriptDirectory(MIGRATIONS_DIR).get_heads())
+
+
+def is_behind(revisions: Collection[str]) -> bool:
+    """Whether a database at ``revisions`` lacks migrations this version needs: each is
+    ours, and not every head is among them. A revision this version does not know is a
+    newer version's, whose migrations include ours."""
+    return known_revisions().issuperset(revisions) and not code_heads().issubset(revisions)
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:

@@ -9,9 +9,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from identity.app import create_app
+from identity.db import migrate
+from identity.db.engine import create_engine
 from identity.settings import Settings
 from tests.backends import TEST_DATABASE_URL, TEST_REDIS_URL
 from tests.conftest import add_signing_key, create_schema, serving
@@ -199,3 +202,38 @@ async def test_a_database_without_tables_is_not_ready_and_a_server_error_not_an_
     assert response.status_code == 500, response.text
     assert response.json()["error"] == "server_error"
     assert "oauth_clients" not in response.text and "Traceback" not in response.text
+
+
+async def test_a_database_an_older_version_migrated_is_not_ready_until_migrated(
+    settings: Settings,
+) -> None:
+    # Readiness looked only for the users table: a database at an older migration said
+    # ready, and requests then failed on the columns it lacks.
+    await asyncio.to_thread(migrate.upgrade, settings, "0013")
+    app = create_app(settings)
+    async with serving(app) as http:
+        behind = await http.get("/health/ready")
+        await asyncio.to_thread(migrate.upgrade, settings)
+        migrated = await http.get("/health/ready")
+    assert behind.status_code == 503
+    assert behind.json()["detail"] == "Not ready: the database is not migrated."
+    assert behind.json()["checks"]["database"] == "not_migrated"
+    assert migrated.status_code == 200, migrated.text
+    assert migrated.json()["checks"]["database"] == "ok"
+
+
+async def test_a_database_a_newer_version_migrated_stays_ready(settings: Settings) -> None:
+    # During a rolling deploy the first process of the new version migrates the database
+    # while the old ones still serve: were they all to leave the load balancer at once, the
+    # deploy would be an outage. Starting an old version on it is refused (identity migrate).
+    await asyncio.to_thread(migrate.upgrade, settings)
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        await engine.dispose()
+    async with serving(create_app(settings)) as http:
+        ready = await http.get("/health/ready")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["database"] == "ok"
