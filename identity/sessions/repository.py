@@ -76,13 +76,6 @@ async def revoke(session: AsyncSession, token_hash: str, now: datetime) -> Revok
     return None if row is None else Revoked(row.id, row.user_id, row.sid, row.expires_at)
 
 
-async def sid_of(session: AsyncSession, session_id: uuid.UUID | None) -> uuid.UUID | None:
-    """The ``sid`` of a session, ended or not; None when it has none or is gone."""
-    if session_id is None:
-        return None
-    return await session.scalar(select(BrowserSession.sid).where(BrowserSession.id == session_id))
-
-
 async def replace_token(session: AsyncSession, session_id: uuid.UUID, token_hash: str) -> bool:
     """Give a live session a new token; False when it ended meanwhile."""
     result = await session.execute(

@@ -62,6 +62,9 @@ class RefreshToken(Base):
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
     session_id: Mapped[uuid.UUID | None]
+    # That session's ``sid``, for the ID tokens a refresh issues: kept here because
+    # housekeeping deletes the session once it expires, while its refresh tokens live on.
+    sid: Mapped[uuid.UUID | None]
     # The code this family came from, so a replayed code can revoke what it issued.
     code_hash: Mapped[str | None] = mapped_column(DIGEST, index=True)
     scope: Mapped[str] = mapped_column(Text)

@@ -587,3 +587,21 @@ async def test_a_sign_in_after_the_session_expired_does_not_take_over_its_tokens
     sid = await _sid(client, refreshed.json()["id_token"])
     assert sid == await _sid(client, earlier["id_token"])
     assert sid != await _sid(client, current["id_token"])
+
+
+async def test_an_id_token_from_a_refresh_keeps_its_sid_once_the_session_is_deleted(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Housekeeping deletes a session once it has expired, while the refresh tokens it
+    granted live on: their ID tokens still name the sign-in they came from."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    first = await _signed_in_app_tokens(client)
+    await _expire_sessions(client, runtime)
+    await runtime.housekeeping.run_once(utcnow())
+    assert await live_sessions(runtime) == 0
+
+    refreshed = await _refresh(client, first["refresh_token"])
+
+    assert refreshed.status_code == 200, refreshed.text
+    assert await _sid(client, refreshed.json()["id_token"]) == await _sid(client, first["id_token"])

@@ -341,6 +341,44 @@ async def test_users_from_before_0015_start_their_email_change_count_at_0(
         await engine.dispose()
 
 
+async def test_refresh_tokens_from_before_0017_hold_their_sessions_sid_where_it_is_left(
+    settings: Settings,
+) -> None:
+    await asyncio.to_thread(migrate.upgrade, settings, "0016")
+    now = utcnow()
+    users, clients = metadata.tables["users"], metadata.tables["oauth_clients"]
+    sessions, tokens = metadata.tables["browser_sessions"], metadata.tables["refresh_tokens"]
+    sid = uuid.uuid4()
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            user = insert(users).values(email="ada@example.com").returning(users.c.id)
+            user_id = await connection.scalar(user)
+            await connection.execute(insert(clients).values(client_id="app", name="App"))
+            browser = {"user_id": user_id, "auth_time": now, "expires_at": now}
+            kept = await connection.scalar(
+                insert(sessions)
+                .values(browser | {"token_hash": "kept", "sid": sid})
+                .returning(sessions.c.id)
+            )
+            token = {"client_id": "app", "scope": "openid", "family_id": uuid.uuid4()}
+            await connection.execute(
+                insert(tokens),
+                [
+                    token | {"token_hash": "kept", "session_id": kept, "expires_at": now},
+                    token
+                    | {"token_hash": "deleted", "session_id": uuid.uuid4(), "expires_at": now},
+                    token | {"token_hash": "none", "session_id": None, "expires_at": now},
+                ],
+            )
+        await asyncio.to_thread(migrate.upgrade, settings)
+        async with engine.connect() as connection:
+            held = await connection.execute(select(tokens.c.token_hash, tokens.c.sid))
+            assert dict(held.all()) == {"kept": sid, "deleted": None, "none": None}
+    finally:
+        await engine.dispose()
+
+
 async def test_the_index_of_urls_0012_built_as_released_gives_way_to_the_digests(
     settings: Settings,
 ) -> None:

@@ -194,6 +194,7 @@ async def issue_user_tokens(
                 user_id=issue.user.id,
                 account_id=issue.account_id,
                 session_id=issue.session_id,
+                sid=issue.sid,
                 code_hash=issue.code_hash,
                 scope=refresh_scope,
                 resources=issue.refresh_resources,

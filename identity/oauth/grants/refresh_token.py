@@ -4,7 +4,6 @@ presenting a token that was already rotated revokes its whole family.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,6 @@ from identity.oauth.errors import InvalidGrantError
 from identity.oauth.grants.base import GrantContext, Issue, Refusal, TokenRequest, issue_user_tokens
 from identity.oauth.resources import granted_resources
 from identity.oauth.scopes import narrow_scope
-from identity.sessions import repository as browser_sessions
 from identity.tokens import refresh
 from identity.tokens.models import RefreshToken
 from identity.tokens.subjects import active_user
@@ -30,7 +28,6 @@ class RotatedToken:
     user: User
     scope: str
     resources: list[str]
-    sid: uuid.UUID | None
 
 
 class RefreshTokenGrant:
@@ -48,10 +45,7 @@ class RefreshTokenGrant:
         user = await active_user(session, previous.user_id) if previous.user_id else None
         if user is None:
             raise InvalidGrantError(INVALID)
-        # The session that granted the family (or, once the user signed in again in that
-        # browser, the one that continued it): its ID tokens name it as the first one did.
-        sid = await browser_sessions.sid_of(session, previous.session_id)
-        return RotatedToken(previous, user, scope, resources, sid)
+        return RotatedToken(previous, user, scope, resources)
 
     async def refuse_reuse(
         self, session: AsyncSession, ctx: GrantContext, token_hash: str
@@ -82,7 +76,10 @@ class RefreshTokenGrant:
                 family_id=previous.family_id,
                 code_hash=previous.code_hash,
                 session_id=previous.session_id,
-                sid=rotated.sid,
+                # The session that granted the family (or, once the user signed in again in
+                # that browser, the one that continued it, which keeps its sid): its ID
+                # tokens name it as the first one did, even once the session is deleted.
+                sid=previous.sid,
                 # RFC 6749 §6: the new refresh token keeps the scope of the one it replaces.
                 refresh_scope=previous.scope,
                 refresh_resources=list(previous.resources),
