@@ -152,13 +152,20 @@ async def _lock_acting_member(
     for owners and removals: the acting member's change now waits for one in progress and
     reads what it left, or makes that one wait. The account first, in the order removals
     and owner changes take them: two managers editing each other then never each hold the
-    row the other waits for."""
+    row the other waits for.
+
+    Rights that come through a role change with the role, whose edit or deletion locks the
+    role's row (and a template's, no account's): the member's roles are share-locked last,
+    as a grant of roles does (``repository.roles_by_id``), and a role's change takes no
+    account or membership lock after its own, so neither waits for the other in a cycle."""
     if action not in _MEMBER_CHANGES or account_id is None:
         return
     if caller.is_staff or caller.user_id is None:
         return  # their rights come from no membership
     await repository.lock_account(session, account_id)
-    await repository.lock_membership(session, account_id, caller.user_id)
+    membership = await repository.lock_membership(session, account_id, caller.user_id)
+    if membership is not None:
+        await repository.hold_roles_of(session, membership.id)
 
 
 async def relation_to(

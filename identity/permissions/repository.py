@@ -428,13 +428,25 @@ async def roles_by_id(session: AsyncSession, role_ids: Sequence[uuid.UUID]) -> S
     return (await session.scalars(statement)).all()
 
 
+async def hold_roles_of(session: AsyncSession, membership_id: uuid.UUID) -> None:
+    """Share-lock (PostgreSQL) the roles the membership holds until the transaction ends, as
+    ``roles_by_id`` does those about to be granted: a change or deletion of one in progress
+    (``lock_role``) is waited for, and its permissions are then read as it left them; one
+    starting later waits for the caller. SQLite's one writer needs no row locks."""
+    held = select(MembershipRole.role_id).where(MembershipRole.membership_id == membership_id)
+    await session.execute(
+        select(Role.id).where(Role.id.in_(held)).order_by(Role.id).with_for_update(read=True)
+    )
+
+
 async def lock_role(session: AsyncSession, role_id: uuid.UUID) -> Role | None:
     """The role, fresh, locked until the transaction ends, before it is changed or deleted.
 
     Two edits of one role replace its permission rows (delete, insert): at once they
     inserted the same rows twice. Its holders, whose tokens a change ends, must be read
     after every grant of the role in progress has committed. A no-op write, as
-    ``lock_account``: it waits for grants holding the role share-locked (``roles_by_id``).
+    ``lock_account``: it waits for grants holding the role share-locked (``roles_by_id``),
+    and for changes judged by rights that come through it (``hold_roles_of``).
     """
     await lock_rows(session, Role.name, Role.id == role_id)
     return await session.scalar(
@@ -539,7 +551,11 @@ async def insert_template_if_missing(session: AsyncSession, key: str, name: str)
 
 
 async def file_templates(session: AsyncSession) -> Sequence[Role]:
-    return (await session.scalars(select(Role).where(Role.key.is_not(None)))).all()
+    # In id order: the roles.toml copy locks those it changes in this order, as every
+    # other holder of several roles' locks does (``roles_by_id``, ``hold_roles_of``).
+    return (
+        await session.scalars(select(Role).where(Role.key.is_not(None)).order_by(Role.id))
+    ).all()
 
 
 # --- registered permissions -------------------------------------------------------------
