@@ -216,6 +216,19 @@ async def set_disabled(session: AsyncSession, user_id: uuid.UUID, disabled: bool
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def hold_user(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Share-lock the user's row until the caller's transaction ends (PostgreSQL): a change to
+    it in progress, such as staff disabling the user, is waited for, and one that starts later
+    waits for the caller, so what the caller then reads of the user holds until it commits.
+    SQLite takes no row locks and needs none once the caller has written: its one writer at a
+    time shuts every other writer out until the commit. Whether the user exists and is not
+    disabled, as committed when the lock was taken."""
+    disabled = await session.scalar(
+        select(User.disabled).where(User.id == user_id).with_for_update(read=True)
+    )
+    return disabled is False
+
+
 async def lock_administrators(session: AsyncSession) -> None:
     """Serialise changes that may take away the last administrator (demotions and disables),
     until the transaction ends, as ``lock_account`` does for an account's last owner.

@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts.repository import hold_user
 from identity.clients.repository import get_client
 from identity.errors import Forbidden, NotFound
 from identity.oauth.scopes import SCOPE_ADMIN
@@ -157,7 +158,11 @@ async def _lock_acting_member(
     Rights that come through a role change with the role, whose edit or deletion locks the
     role's row (and a template's, no account's): the member's roles are share-locked last,
     as a grant of roles does (``repository.roles_by_id``), and a role's change takes no
-    account or membership lock after its own, so neither waits for the other in a cycle."""
+    account or membership lock after its own, so neither waits for the other in a cycle.
+
+    So do they with the member's user, which staff disable by writing its row: held last
+    (a disable takes no account, membership or role lock), it is read as the lock found it,
+    and a member disabled since their token was checked acts for nobody."""
     if action not in _MEMBER_CHANGES or account_id is None:
         return
     if caller.is_staff or caller.user_id is None:
@@ -166,6 +171,8 @@ async def _lock_acting_member(
     membership = await repository.lock_membership(session, account_id, caller.user_id)
     if membership is not None:
         await repository.hold_roles_of(session, membership.id)
+    if not await hold_user(session, caller.user_id):
+        raise Forbidden("You may not do this.")
 
 
 async def relation_to(

@@ -72,8 +72,9 @@ async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> None:
     Two changes at once (staff twice, or staff and the user's own confirmation link) each
     read the address before the other had replaced it: the audit log recorded both as moves
     away from the first address, and the address in between was never told it was left.
-    A no-op write, exclusive where ``hold_user``'s share lock is not (two share locks, then
-    two writes, would deadlock): the row lock on PostgreSQL, the write lock on SQLite.
+    A no-op write, exclusive where ``accounts.repository.hold_user``'s share lock is not
+    (two share locks, then two writes, would deadlock): the row lock on PostgreSQL, the
+    write lock on SQLite.
     """
     await lock_rows(session, User.email, User.id == user_id)
 
@@ -106,15 +107,6 @@ async def asking_as(
         )
     ).first()
     return AskingAs(row.email, row.email_change_epoch) if row else None
-
-
-async def hold_user(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Share-lock the user's row until the caller's transaction ends (PostgreSQL): a change to
-    it in progress, such as staff disabling the user, is waited for, and one that starts later
-    waits for the caller, so what the caller then reads of the user holds until it commits.
-    SQLite takes no row locks and needs none once the caller has written: its one writer at a
-    time shuts every other writer out until the commit."""
-    await session.execute(select(User.id).where(User.id == user_id).with_for_update(read=True))
 
 
 async def email_now(session: AsyncSession, user_id: uuid.UUID) -> str | None:

@@ -313,7 +313,7 @@ async def _spend_and_store(
     lock, and the check comes after it. A password change does not write the user's row: the
     write repeats the password part of the check in its own condition instead.
     """
-    await repository.hold_user(session, owner_id)
+    await accounts.hold_user(session, owner_id)
     row = await repository.consume_token(session, digest(token), now)
     if row is None:
         return None

@@ -1,7 +1,8 @@
 """A manager's change meeting a change of the rights it is judged by, where those rights come
-through a role (of the account, or a template): one waits for the other. A manager's change
-that arrives while their role loses `users` is judged by what that left (403); one already
-judged lands before the role's change commits, never after it."""
+through a role (of the account, or a template) or hang on the manager's user being enabled:
+one waits for the other. A manager's change that arrives while their role loses `users`, or
+their user is disabled, is judged by what that left (403); one already judged lands before
+the role's change or the disable commits, never after it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
+from identity.accounts.service import disable_user
 from identity.clock import utcnow
 from identity.permissions import service
 from identity.permissions.models import Account
@@ -59,15 +61,20 @@ class Team:
             now=utcnow(),
         )
 
+    async def disable_manager(self, session: AsyncSession) -> None:
+        await disable_user(session, SYSTEM, self.manager.id, "left the company", utcnow())
+
 
 Change = Callable[[Team, AsyncSession], Awaitable[None]]
 
 # Each takes `users` from the manager; a role's edit through the account's lock (an account
-# role narrowed) is ordered with the manager's change by that lock already.
+# role narrowed) is ordered with the manager's change by that lock already. (Whether the
+# manager's role is a template matters only to the role's changes.)
 TAKING_USERS: dict[str, tuple[bool, Change]] = {
     "account-role-deleted": (False, Team.delete_role),
     "template-narrowed": (True, Team.narrow_role),
     "template-deleted": (True, Team.delete_role),
+    "manager-disabled": (False, Team.disable_manager),
 }
 
 
@@ -100,6 +107,10 @@ async def _grant_tickets(client: httpx.AsyncClient, team: Team) -> httpx.Respons
     )
 
 
+def _waits_on(name: str) -> str:
+    return "users" if name == "manager-disabled" else "roles"
+
+
 @pytest.mark.parametrize("name", TAKING_USERS)
 async def test_a_managers_edit_meeting_the_loss_of_users_in_progress_is_refused(
     client: httpx.AsyncClient, runtime: Runtime, name: str
@@ -109,7 +120,7 @@ async def test_a_managers_edit_meeting_the_loss_of_users_in_progress_is_refused(
     async with runtime.db.transaction() as session:
         await change(team, session)
         granting = asyncio.create_task(_grant_tickets(client, team))
-        await until_waiting_or_done(runtime, granting, "roles")
+        await until_waiting_or_done(runtime, granting, _waits_on(name))
     answer = await granting
     assert answer.status_code == 403, answer.text
     assert await effective(runtime, team.clerk, team.account) == frozenset()
@@ -133,7 +144,7 @@ async def test_the_loss_of_users_waits_for_a_managers_edit_in_progress(
 
     async def grant_while_users_is_taken(*args: Any, **kwargs: Any) -> Any:
         taking.append(asyncio.create_task(take()))
-        await until_waiting_or_done(runtime, taking[0], "roles")
+        await until_waiting_or_done(runtime, taking[0], _waits_on(name))
         committed_in_between.append(taking[0].done())
         return await real_grant(*args, **kwargs)
 
