@@ -167,12 +167,21 @@ async def _lock_acting_member(
         return
     if caller.is_staff or caller.user_id is None:
         return  # their rights come from no membership
+    if not await hold_member_rights(session, account_id, caller.user_id):
+        raise Forbidden("You may not do this.")
+
+
+async def hold_member_rights(
+    session: AsyncSession, account_id: uuid.UUID, user_id: uuid.UUID
+) -> bool:
+    """Hold what the user's rights in the account come from until the transaction ends, in
+    ``_lock_acting_member``'s order (account, membership, its roles, the user); whether the
+    user is enabled, as held."""
     await repository.lock_account(session, account_id)
-    membership = await repository.lock_membership(session, account_id, caller.user_id)
+    membership = await repository.lock_membership(session, account_id, user_id)
     if membership is not None:
         await repository.hold_roles_of(session, membership.id)
-    if not await hold_user(session, caller.user_id):
-        raise Forbidden("You may not do this.")
+    return await hold_user(session, user_id)
 
 
 async def relation_to(

@@ -35,6 +35,7 @@ from identity.permissions.access import (
     check_may_invite,
     client_sender_rights,
     could_still_invite,
+    hold_member_rights,
     invite_rights,
     inviter_rights,
 )
@@ -437,10 +438,20 @@ def _usable(invitation: Invitation | None, now: datetime) -> Invitation:
     return invitation
 
 
-async def _open(session: AsyncSession, token: str, now: datetime) -> Invitation:
+async def _open(
+    session: AsyncSession, token: str, now: datetime, *, accepting: bool = False
+) -> Invitation:
     """The invitation a link names if it can be accepted: ``_usable``, and its sender could
-    still send it; else it counts as cancelled."""
+    still send it; else it counts as cancelled.
+
+    ``accepting``: the sender's rights are held until the membership commits, taken as a
+    change by the sender would take them (``hold_member_rights``): read unlocked, a removal
+    of the sender's `users` could commit between the check and the membership, which was
+    then made on rights the sender no longer had."""
     invitation = _usable(await repository.invitation_by_token(session, digest(token)), now)
+    if accepting and invitation.invited_by is not None:
+        # Whether the sender is still enabled is read by the check below.
+        await hold_member_rights(session, invitation.account_id, invitation.invited_by)
     if not await _sender_could_still_send(session, invitation, now):
         raise Conflict(CANCELLED, reason="cancelled")
     return invitation
@@ -622,7 +633,7 @@ async def accept_invitation_as_existing_user(
     joined the account another way meanwhile is told so (``Conflict``, reason ``member``):
     the membership refused deep inside would look like no answer at all."""
     now = now or utcnow()
-    invitation = await _open(session, token, now)
+    invitation = await _open(session, token, now, accepting=True)
     if normalise_email(user.email) != invitation.email:
         raise Forbidden(
             f"This invitation was sent to {invitation.email}, but you are signed in as "
@@ -680,7 +691,7 @@ async def accept_invitation_as_new_user(
     in instead). The user's language is the one they signed up in (``locale``), else the
     invitation's: their ID tokens' ``locale`` and the emails we send them later use it."""
     now = now or utcnow()
-    invitation = await _open(session, sign_up.token, now)
+    invitation = await _open(session, sign_up.token, now, accepting=True)
     await _claim(session, invitation, now)
     if await repository.user_by_email(session, invitation.email) is not None:
         raise Conflict("An account with this email exists already; sign in to accept.")

@@ -4,6 +4,7 @@ their own with their rights (everything but "all permissions") and come back aft
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,6 +35,7 @@ from tests.integration.account_helpers import (
     user_headers,
 )
 from tests.integration.page_helpers import mail_to
+from tests.integration.recovery_helpers import until_waiting_or_done
 
 INVITEE = "second.address@example.com"
 LINK = re.compile(r"/invitations/accept\?token=[A-Za-z0-9_%-]+")
@@ -415,4 +417,52 @@ async def test_a_client_that_may_still_act_as_staff_is_honoured(
     assert len(await _resend_offered(runtime, account, owner)) == 1
     await _accept_as_existing(runtime, token, invitee)
 
+    assert await _is_member(runtime, account, INVITEE)
+
+
+async def _take_users(runtime: Runtime, account: Account, manager: User) -> None:
+    async with runtime.db.transaction() as session:
+        await service.revoke_permission(session, SYSTEM, account.id, manager.id, "users", utcnow())
+
+
+async def test_an_acceptance_meeting_a_revoke_of_the_senders_users_in_progress_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, manager, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email=INVITEE)
+    token = await _invite(client, runtime, account, manager)
+    async with runtime.db.transaction() as session:
+        await service.revoke_permission(session, SYSTEM, account.id, manager.id, "users", utcnow())
+        accepting = asyncio.create_task(_accept_as_existing(runtime, token, invitee))
+        await until_waiting_or_done(runtime, accepting, "memberships")
+
+    with pytest.raises(Conflict) as refused:
+        await accepting
+    assert refused.value.extra["reason"] == "cancelled"
+    assert not await _is_member(runtime, account, INVITEE)
+
+
+async def test_a_revoke_of_the_senders_users_waits_for_an_acceptance_in_progress(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The acceptance has found the sender still able to send it: taking `users` from them
+    must not commit before the membership does, or it would be made on rights gone."""
+    _, manager, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email=INVITEE)
+    token = await _invite(client, runtime, account, manager)
+    real_add = invitations.add_member
+    revoking: list[asyncio.Task[None]] = []
+    committed_in_between: list[bool] = []
+
+    async def enrol_while_users_is_taken(*args: Any, **kwargs: Any) -> Any:
+        revoking.append(asyncio.create_task(_take_users(runtime, account, manager)))
+        await until_waiting_or_done(runtime, revoking[0], "memberships")
+        committed_in_between.append(revoking[0].done())
+        return await real_add(*args, **kwargs)
+
+    monkeypatch.setattr(invitations, "add_member", enrol_while_users_is_taken)
+    await _accept_as_existing(runtime, token, invitee)
+
+    assert committed_in_between == [False]
+    await revoking[0]
     assert await _is_member(runtime, account, INVITEE)

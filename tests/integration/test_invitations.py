@@ -514,17 +514,21 @@ async def test_a_link_replaced_while_it_is_being_accepted_does_not_work(
     invitee = await make_user(runtime, email="new.hire@example.com")
     invitation = (await _invite(client, runtime, account, owner)).json()
     old_link = _token((await _emails(runtime, invitee.email))[0])
-    real_claim = repository.claim_invitation
+    real_read = repository.invitation_by_token
+    headers = await user_headers(runtime, owner)
 
-    async def claim_after_a_resend(*args: Any, **kwargs: Any) -> bool:
+    async def read_before_a_resend(*args: Any, **kwargs: Any) -> Invitation | None:
+        found = await real_read(*args, **kwargs)
+        monkeypatch.setattr(repository, "invitation_by_token", real_read)
         resent = await client.post(
             f"/api/v1/accounts/{account.id}/invitations/{invitation['id']}/resend",
-            headers=await user_headers(runtime, owner),
+            headers=headers,
         )
         assert resent.status_code == 200, resent.text
-        return await real_claim(*args, **kwargs)
+        return found
 
-    monkeypatch.setattr(repository, "claim_invitation", claim_after_a_resend)
+    # The accept then waits for no lock the resend holds: its own come after the read.
+    monkeypatch.setattr(repository, "invitation_by_token", read_before_a_resend)
     async with runtime.db.transaction() as session:
         with pytest.raises(NotFound):
             await invitations.accept_invitation_as_existing_user(session, old_link, invitee)
