@@ -48,18 +48,23 @@ async def database_revisions(session: AsyncSession) -> Sequence[str]:
     return (await session.scalars(select(version.c.version_num))).all()
 
 
-# Read once per process: readiness asks on every probe, and parsing the migration files
-# takes milliseconds.
+# Read once per process, for both questions below: readiness asks on every probe, and
+# parsing the migration files takes milliseconds.
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory(MIGRATIONS_DIR)
+
+
 @functools.cache
 def known_revisions() -> frozenset[str]:
     """Every migration this version ships."""
-    return frozenset(script.revision for script in ScriptDirectory(MIGRATIONS_DIR).walk_revisions())
+    return frozenset(script.revision for script in _scripts().walk_revisions())
 
 
 @functools.cache
 def code_heads() -> frozenset[str]:
     """The last migration of each branch: what this version's SQL expects to find."""
-    return frozenset(ScriptDirectory(MIGRATIONS_DIR).get_heads())
+    return frozenset(_scripts().get_heads())
 
 
 def is_behind(revisions: Collection[str]) -> bool:
