@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import socket
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -22,12 +21,27 @@ from tests.resource_issuer import (
 )
 
 
-@contextmanager
-def silent_issuer() -> Iterator[str]:
-    """The URL of a listener that takes connections (the kernel completes them) and never
-    answers, as an issuer stuck behind a proxy does."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+@asynccontextmanager
+async def silent_issuer() -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """The URL of an issuer that takes requests and never answers, as one stuck behind a
+    proxy does, and an event set once a request has reached it: a fetch is then under way."""
+    asked = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.readuntil(b"\r\n\r\n")  # the request's head: it is waiting for us
+        asked.set()
+        await reader.read()  # until the client gives up and closes the connection
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", asked
+    finally:
+        server.close()
+        for writer in held:
+            writer.transport.abort()
+        await server.wait_closed()
 
 
 @pytest.mark.parametrize("shared", [False, True])
@@ -38,19 +52,19 @@ async def test_closing_ends_a_fetch_in_flight_and_refuses_later_calls(
     # way ran on (a "Task was destroyed but it is pending" at exit) and the request waiting
     # on it waited out the HTTP timeout; with its own, that request was told of a read error
     # and the next one failed as a 500, on a client that was closed.
-    with silent_issuer() as url:
-        async with httpx.AsyncClient(timeout=5) as http:
-            await _close_during_a_fetch(
-                ResourceServer(
-                    ResourceServerConfig(url, audience=AUDIENCE), http if shared else None
-                ),
-                issuer,
-            )
+    async with silent_issuer() as (url, asked), httpx.AsyncClient(timeout=5) as http:
+        await _close_during_a_fetch(
+            ResourceServer(ResourceServerConfig(url, audience=AUDIENCE), http if shared else None),
+            issuer,
+            asked,
+        )
 
 
-async def _close_during_a_fetch(server: ResourceServer, issuer: LocalIssuer) -> None:
+async def _close_during_a_fetch(
+    server: ResourceServer, issuer: LocalIssuer, asked: asyncio.Event
+) -> None:
     waiting = asyncio.create_task(server.validate(issuer.token()))
-    await asyncio.sleep(0.1)  # the fetch is under way: discovery waits on the listener
+    await asyncio.wait_for(asked.wait(), timeout=1)  # discovery waits on the issuer
     assert not waiting.done()
     await asyncio.wait_for(server.aclose(), timeout=1)
     with pytest.raises(IssuerUnavailable, match="closed"):
