@@ -119,6 +119,13 @@ class _CallsInPlace:
             future.set_exception(exc)
 
 
+def _call_back(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """``callback`` on ``loop``, from the connection's thread; none once the loop is closed
+    (as ``asyncio.wrap_future`` does), when nothing is left to count for."""
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(callback)
+
+
 class InlineConnection:
     """The part of aiosqlite's connection that SQLAlchemy's adapter calls."""
 
@@ -150,11 +157,18 @@ class InlineConnection:
         """``work(*args)`` here, or on the thread when it may wait or the thread is busy."""
         if not may_wait and not self._on_thread:
             return work(*args)
+        loop = asyncio.get_running_loop()
         self._on_thread += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
-        finally:
-            self._on_thread -= 1
+        handed = self._thread.submit(work, *args)
+        # Counted until the thread is done with it, not until the caller stops waiting: a
+        # cancelled caller leaves the statement running there, and the connection's next call
+        # must queue behind it. Added before the caller's wait, so the count is down before
+        # the caller is back.
+        handed.add_done_callback(lambda _: _call_back(loop, self._handed_back))
+        return await asyncio.wrap_future(handed)
+
+    def _handed_back(self) -> None:
+        self._on_thread -= 1
 
     def cursor(self) -> InlineCursor:
         return InlineCursor(self, self.raw.cursor())

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.db import engine
+from identity.db import engine, sqlite_inline
 from identity.db.engine import Database, DatabaseUnavailable, create_engine
 from identity.settings import Settings
 
@@ -56,6 +56,11 @@ class _LockWait:
 
     async def watch(self, session: AsyncSession) -> None:
         """Follow the statements of ``session``'s connection from now on."""
+        raw = await (await session.connection()).get_raw_connection()
+        self.follow(raw.driver_connection.raw)
+
+    def follow(self, raw: sqlite3.Connection) -> None:
+        """Follow the statements of the SQLite connection ``raw`` from now on."""
 
         def started(sql: str) -> None:
             # The implicit BEGIN before a write takes no lock; the write after it, or the
@@ -63,8 +68,7 @@ class _LockWait:
             if sql.startswith(("INSERT", "BEGIN IMMEDIATE")):
                 self._thread = threading.get_native_id()
 
-        raw = await (await session.connection()).get_raw_connection()
-        raw.driver_connection.raw.set_trace_callback(started)
+        raw.set_trace_callback(started)
 
     async def waiting(self, writer: asyncio.Task[None]) -> None:
         """Return once the writer sleeps in its lock-taking statement, or has ended (waiting
@@ -153,6 +157,40 @@ async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_the_event_lo
         other.close()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(waiting, 5)
+    assert await _count(db) == 0
+
+
+async def test_a_call_after_a_cancelled_lock_wait_queues_behind_it_on_the_thread(
+    db: Database, tmp_path: Path
+) -> None:
+    # A cancelled call stops its caller waiting, not the thread: the statement goes on
+    # waiting there for the lock. The connection's next call was let run on the event loop,
+    # where SQLite made it wait for that statement, the loop stopped for up to the busy
+    # timeout. (SQLAlchemy closes a connection after a cancel, and a close goes to the thread
+    # anyway: the test above cannot see this; a rollback, say, here.)
+    connection = await sqlite_inline.connector(_file(tmp_path))()
+    other = sqlite3.connect(_file(tmp_path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    lock = _LockWait()
+    lock.follow(connection.raw)
+    try:
+        cursor = connection.cursor()
+        writing = asyncio.create_task(cursor.execute("INSERT INTO notes (body) VALUES ('x')"))
+        await asyncio.wait_for(lock.waiting(writing), 10)
+        writing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writing
+        rolling_back = asyncio.create_task(connection.rollback())
+        started = asyncio.get_running_loop().time()
+        for _ in range(10):
+            await asyncio.sleep(0.01)
+        assert asyncio.get_running_loop().time() - started < 1
+        assert not rolling_back.done()  # queued behind the statement still waiting
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await asyncio.wait_for(rolling_back, 5)  # the insert, done once the lock came, undone
+    await connection.close()
     assert await _count(db) == 0
 
 
