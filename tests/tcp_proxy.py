@@ -21,6 +21,9 @@ class TcpProxy:
         # Writers that are sent nothing any more: every one open when the hole was made.
         self._dropped: set[asyncio.StreamWriter] = set()
         self._blackholed = False
+        # Set when the hole drops what a client sent: a request is then waiting on it. A
+        # test clears it before the request it waits for.
+        self.dropped_a_request = asyncio.Event()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -69,7 +72,9 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
-                if writer not in self._dropped:
+                if writer in self._dropped:
+                    self.dropped_a_request.set()
+                else:
                     writer.write(data)
                     await writer.drain()
         except (ConnectionError, OSError):

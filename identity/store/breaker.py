@@ -28,8 +28,9 @@ RETRY_SECONDS = 3.0
 
 
 class Breaker:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
+        self._clock = clock
         self._retry_at: float | None = None  # None while the store answers
         self._asking = False
 
@@ -37,7 +38,7 @@ class Breaker:
         try:
             result = await call
         except StoreUnavailable:
-            self._retry_at = time.monotonic() + RETRY_SECONDS
+            self._retry_at = self._clock() + RETRY_SECONDS
             raise
         self._retry_at = None
         return result
@@ -45,7 +46,7 @@ class Breaker:
     async def _call(self, op: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         if self._retry_at is None:
             return await self._answered(op(*args, **kwargs))
-        if self._asking or time.monotonic() < self._retry_at:
+        if self._asking or self._clock() < self._retry_at:
             raise StoreUnavailable("not asked again yet")
         # Cancelled meanwhile (a request that went away), the next call asks instead.
         self._asking = True
