@@ -1,8 +1,8 @@
 """The kit's two failures: a request's bearer token is refused, or the issuer cannot be reached.
 
-RFC 6750 §3 fixes how a refused token is answered: 401 (or 403 for missing privileges) with a
-``WWW-Authenticate: Bearer`` challenge. Both HTTP integrations render through
-:func:`error_response` so they answer alike.
+RFC 6750 §3 fixes how a refused token is answered: 401 (or 403 for missing privileges, 400 for
+a malformed request) with a ``WWW-Authenticate: Bearer`` challenge. Both HTTP integrations
+render through :func:`error_response` so they answer alike.
 """
 
 from __future__ import annotations
@@ -10,14 +10,18 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-BearerErrorCode = Literal["invalid_token", "insufficient_scope"]
+BearerErrorCode = Literal["invalid_request", "invalid_token", "insufficient_scope"]
 
 # RFC 6455 §7.4.1: 1008 policy violation; 1013 try again later.
 WS_REFUSED, WS_UNAVAILABLE = 1008, 1013
 
 
+# RFC 6750 §3.1; every other refusal, no error code included, is 401.
+_STATUS: dict[BearerErrorCode | None, int] = {"invalid_request": 400, "insufficient_scope": 403}
+
+
 class BearerTokenError(Exception):
-    """A request's bearer token was missing, invalid, or grants too little.
+    """A request's bearer token was missing, malformed, invalid, or grants too little.
 
     ``error`` is the RFC 6750 §3.1 code; it is ``None`` when the request carried no bearer
     token at all, for which §3.1 says to send a challenge without an error code.
@@ -31,7 +35,7 @@ class BearerTokenError(Exception):
 
     @property
     def status_code(self) -> int:
-        return 403 if self.error == "insufficient_scope" else 401
+        return _STATUS.get(self.error, 401)
 
     @property
     def www_authenticate(self) -> str:

@@ -53,12 +53,19 @@ def token_required() -> BearerTokenError:
 
 
 def bearer_token(authorization: str | None) -> str:
-    """The token of an ``Authorization: Bearer`` header (RFC 6750 §2.1)."""
+    """The token of an ``Authorization: Bearer`` header (RFC 6750 §2.1). §3.1: no credentials
+    (or another scheme's) get the bare challenge; the Bearer scheme with no token after it is
+    a malformed request, ``invalid_request`` (400), as the issuer answers it at userinfo and
+    /api/v1 (identity.web.oauth, which this kit cannot import: it is the issuer's app)."""
     scheme, _, token = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer":
         raise token_required()
     token = token.strip()
-    if not token or " " in token:
+    if not token:
+        raise BearerTokenError(
+            "invalid_request", "The Authorization header names Bearer but no token."
+        )
+    if " " in token:
         raise invalid("The Authorization header is malformed.")
     return token
 

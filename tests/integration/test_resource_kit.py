@@ -100,6 +100,17 @@ async def test_the_guard_answers_401_without_a_token(http: httpx.AsyncClient) ->
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+async def test_the_guard_answers_400_invalid_request_for_the_bearer_scheme_alone(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get(
+        f"/accounts/{ACCOUNT_ID}/tickets", headers={"authorization": "Bearer"}
+    )
+    assert response.status_code == 400
+    assert response.headers["www-authenticate"].startswith('Bearer error="invalid_request"')
+    assert response.json()["error"] == "invalid_request"
+
+
 async def test_the_guard_answers_401_for_a_wrongly_signed_token(
     issuer: LocalIssuer, http: httpx.AsyncClient
 ) -> None:

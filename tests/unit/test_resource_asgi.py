@@ -66,6 +66,15 @@ async def test_a_request_without_a_token_gets_401_with_a_bare_challenge(
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+async def test_the_bearer_scheme_without_a_token_gets_400_invalid_request(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get("/profile", headers={"authorization": "Bearer"})
+    assert response.status_code == 400
+    assert response.headers["www-authenticate"].startswith('Bearer error="invalid_request"')
+    assert response.json()["error"] == "invalid_request"
+
+
 async def test_an_expired_token_gets_401_with_the_reason(
     issuer: LocalIssuer, http: httpx.AsyncClient
 ) -> None:

@@ -278,11 +278,23 @@ def test_a_request_without_a_bearer_token_gets_a_bare_challenge(header: str | No
     assert caught.value.www_authenticate == "Bearer"
 
 
-@pytest.mark.parametrize("header", ["Bearer", "Bearer  ", "Bearer one two"])
-def test_a_malformed_bearer_header_is_an_invalid_token(header: str) -> None:
+@pytest.mark.parametrize("header", ["Bearer", "Bearer  ", "bearer"])
+def test_the_bearer_scheme_without_a_token_is_an_invalid_request(header: str) -> None:
+    # RFC 6750 §3.1: a malformed request is 400 invalid_request, as the issuer's own
+    # userinfo and /api/v1 answer it; there is no token to call invalid.
     with pytest.raises(BearerTokenError) as caught:
         bearer_token(header)
-    assert caught.value.error == "invalid_token"
+    assert (caught.value.error, caught.value.status_code) == ("invalid_request", 400)
+    assert caught.value.www_authenticate == (
+        'Bearer error="invalid_request", '
+        'error_description="The Authorization header names Bearer but no token."'
+    )
+
+
+def test_a_token_with_a_space_in_it_is_an_invalid_token() -> None:
+    with pytest.raises(BearerTokenError) as caught:
+        bearer_token("Bearer one two")
+    assert (caught.value.error, caught.value.status_code) == ("invalid_token", 401)
 
 
 def test_the_bearer_scheme_is_case_insensitive() -> None:
