@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import math
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from html.parser import HTMLParser
@@ -123,10 +125,14 @@ def retry_after(response: httpx.Response) -> int:
     return int(response.headers["retry-after"])
 
 
-def waits_out(response: httpx.Response, window: int) -> bool:
+def waits_out(response: httpx.Response, window: int, since: float) -> bool:
     """Whether a 429 tells the client to wait out what is left of a ``window``-second limit
-    that began moments ago: all of it bar the seconds the test took, not a fixed guess."""
-    return window - 60 < retry_after(response) <= window
+    whose first count came after ``since`` (a ``time.monotonic()`` reading): all of it bar
+    the time gone since, which both stores round up to whole seconds (store/memory.py,
+    store/redis.py). Redis keeps time in whole milliseconds, so its reading of the time
+    gone may be a millisecond longer."""
+    gone = time.monotonic() - since
+    return math.ceil(window - gone - 0.001) <= retry_after(response) <= window
 
 
 class _InvalidFields(HTMLParser):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -35,7 +36,7 @@ from tests.browser import (
     submit_login,
 )
 from tests.conftest import serving
-from tests.integration.page_helpers import retry_after, served_for_sign_in, waits_out
+from tests.integration.page_helpers import served_for_sign_in, waits_out
 from tests.integration.recovery_helpers import (
     change_password_elsewhere,
     held_after,
@@ -267,37 +268,41 @@ async def _good(http: httpx.AsyncClient, **headers: str) -> httpx.Response:
     return await submit_login(http, page, **headers)
 
 
-def _throttled(response: httpx.Response, left: int = 15 * 60) -> bool:
-    """Refused, and told to wait what is ``left`` of the refusing limit's window (both
-    sign-in limits last login_lockout, 15 minutes: all of it, unless the clock moved)."""
+def _throttled(response: httpx.Response, since: float, left: int = 15 * 60) -> bool:
+    """Refused, and told to wait what is ``left`` of the refusing limit's window, first
+    counted after ``since`` (both sign-in limits last login_lockout, 15 minutes: all of it
+    bar the time gone since, unless the clock moved)."""
     return (
         response.status_code == 429
         and "try again later" in _message(response)
-        and waits_out(response, left)
+        and waits_out(response, left, since)
     )
 
 
 async def test_account_is_throttled_after_consecutive_failures_even_with_the_right_password(
     start: Any,
 ) -> None:
+    since = time.monotonic()  # before the window's first count
     async with start(login_max_failures=3) as (http, _):
         for _ in range(3):
             assert (await _fail(http)).status_code == 400
-        assert _throttled(await _good(http))
+        assert _throttled(await _good(http), since)
         # Another account from the same address is not affected by this account's count.
-        assert not _throttled(await _fail(http, "someone@example.com"))
+        assert not _throttled(await _fail(http, "someone@example.com"), since)
 
 
 async def test_unknown_email_is_throttled_like_a_known_one(start: Any) -> None:
+    since = time.monotonic()  # before the window's first count
     async with start(login_max_failures=2) as (http, _):
         for _ in range(2):
             await _fail(http, "nobody@example.com")
-        assert _throttled(await _fail(http, "NOBODY@example.com"))
+        assert _throttled(await _fail(http, "NOBODY@example.com"), since)
 
 
 async def test_every_spelling_of_an_address_counts_against_one_account(start: Any) -> None:
     # Each signs in to the same account (composed or decomposed accents, Unicode or
     # punycode domain, any case), so each must spend the same count.
+    since = time.monotonic()  # before the window's first count
     spellings = [
         "josé@bücher.example",
         "jose\u0301@bu\u0308cher.example",
@@ -305,17 +310,18 @@ async def test_every_spelling_of_an_address_counts_against_one_account(start: An
     ]
     async with start(login_max_failures=2) as (http, _):
         for spelling in spellings[:2]:
-            assert not _throttled(await _fail(http, spelling))
-        assert _throttled(await _fail(http, spellings[2]))
+            assert not _throttled(await _fail(http, spelling), since)
+        assert _throttled(await _fail(http, spellings[2]), since)
 
 
 async def test_success_resets_the_account_count(start: Any) -> None:
+    since = time.monotonic()  # before the window's first count
     async with start(login_max_failures=3) as (http, _):
         for _ in range(2):
             await _fail(http)
         redirected_to_client(await _good(http))
         for _ in range(2):
-            assert not _throttled(await _fail(http))
+            assert not _throttled(await _fail(http), since)
 
 
 async def test_lock_out_expires_with_its_window(
@@ -331,34 +337,38 @@ async def test_lock_out_expires_with_its_window(
             await _fail(http)
         clock[0] = runtime.settings.login_lockout - 1
         refused = await _good(http)
-        assert _throttled(refused, left=1) and retry_after(refused) == 1
+        # On the test's clock no time goes by from here: exactly the last second is left.
+        assert _throttled(refused, time.monotonic(), left=1)
         clock[0] = runtime.settings.login_lockout
         redirected_to_client(await _good(http))
 
 
 async def test_address_is_throttled_across_accounts(start: Any) -> None:
+    since = time.monotonic()  # before the window's first count
     async with start(login_max_failures_per_ip=3) as (http, _):
         for n in range(3):
             await _fail(http, f"user{n}@example.com")
-        assert _throttled(await _good(http))
+        assert _throttled(await _good(http), since)
 
 
 async def test_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(start: Any) -> None:
+    since = time.monotonic()  # before the window's first count
     async with start(login_max_failures_per_ip=3) as (http, _):
         for n in range(3):
             await _fail(http, f"user{n}@example.com", **{"X-Forwarded-For": f"198.51.100.{n}"})
-        assert _throttled(await _good(http, **{"X-Forwarded-For": "203.0.113.9"}))
+        assert _throttled(await _good(http, **{"X-Forwarded-For": "203.0.113.9"}), since)
 
 
 async def test_forwarded_for_from_a_trusted_proxy_names_the_client(start: Any) -> None:
+    since = time.monotonic()  # before the window's first count
     proxies = (ipaddress.ip_network("127.0.0.0/8"),)
     async with start(login_max_failures_per_ip=3, trusted_proxies=proxies) as (http, runtime):
         for n in range(3):
             await _fail(http, f"user{n}@example.com", **{"X-Forwarded-For": "198.51.100.7"})
-        assert _throttled(await _good(http, **{"X-Forwarded-For": "198.51.100.7"}))
+        assert _throttled(await _good(http, **{"X-Forwarded-For": "198.51.100.7"}), since)
         # A client's own spoofed entry sits left of the one the proxy appended: ignored.
         spoofed = "198.51.100.99, 198.51.100.7"
-        assert _throttled(await _good(http, **{"X-Forwarded-For": spoofed}))
+        assert _throttled(await _good(http, **{"X-Forwarded-For": spoofed}), since)
         redirected_to_client(await _good(http, **{"X-Forwarded-For": "203.0.113.9"}))
         sessions = await _sessions(runtime)
     assert [s.ip for s in sessions] == ["203.0.113.9"]
@@ -367,12 +377,13 @@ async def test_forwarded_for_from_a_trusted_proxy_names_the_client(start: Any) -
 async def test_clients_behind_a_proxy_that_writes_ports_are_throttled_apart(start: Any) -> None:
     # Azure Application Gateway and others append "address:port"; each connection comes from a
     # new port, yet it is one client, and another client's count is its own.
+    since = time.monotonic()  # before the window's first count
     proxies = (ipaddress.ip_network("127.0.0.0/8"),)
     async with start(login_max_failures_per_ip=3, trusted_proxies=proxies) as (http, runtime):
         for n in range(3):
             ported = f"198.51.100.7:{50000 + n}, 127.0.0.2:443"
             await _fail(http, f"user{n}@example.com", **{"X-Forwarded-For": ported})
-        assert _throttled(await _good(http, **{"X-Forwarded-For": "198.51.100.7:50003"}))
+        assert _throttled(await _good(http, **{"X-Forwarded-For": "198.51.100.7:50003"}), since)
         redirected_to_client(await _good(http, **{"X-Forwarded-For": "[2001:db8::9]:443"}))
         sessions = await _sessions(runtime)
     assert [s.ip for s in sessions] == ["2001:db8::9"]
@@ -381,12 +392,13 @@ async def test_clients_behind_a_proxy_that_writes_ports_are_throttled_apart(star
 async def test_ipv6_clients_are_throttled_by_their_64_network(start: Any) -> None:
     # One subscriber's line gets a whole /64 (RFC 6177): counted per /128, a guesser who takes
     # a new address for every attempt would never meet the per-address limit.
+    since = time.monotonic()  # before the window's first count
     proxies = (ipaddress.ip_network("127.0.0.0/8"),)
     async with start(login_max_failures_per_ip=3, trusted_proxies=proxies) as (http, runtime):
         for n in range(3):
             spread = {"X-Forwarded-For": f"2001:db8:0:1:{n}::{n + 1}"}
             await _fail(http, f"user{n}@example.com", **spread)
-        assert _throttled(await _good(http, **{"X-Forwarded-For": "2001:db8:0:1:ffff::9"}))
+        assert _throttled(await _good(http, **{"X-Forwarded-For": "2001:db8:0:1:ffff::9"}), since)
         # The neighbouring /64 is another subscriber; the address itself is recorded whole.
         redirected_to_client(await _good(http, **{"X-Forwarded-For": "2001:db8:0:2::9"}))
         sessions = await _sessions(runtime)
@@ -397,9 +409,10 @@ async def test_a_flood_of_pending_sign_ins_does_not_lift_a_lock_out(start: Any) 
     # Without Redis, this process's memory holds pending sign-ins and failure counts and is
     # bounded by dropping its oldest items: opening enough authorization requests (anyone
     # may) used to drop the counts first, and with them every lock-out.
+    since = time.monotonic()  # before the window's first count
     async with start(login_max_failures=2, redis_url=None) as (http, runtime):
         for _ in range(2):
             await _fail(http)
         for n in range(100_000):
             await runtime.store.set(f"flow:flood-{n}", b"{}", 600)
-        assert _throttled(await _good(http))
+        assert _throttled(await _good(http), since)
