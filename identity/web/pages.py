@@ -145,11 +145,12 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     ip = client_ip.of_request(request, settings.trusted_proxies)
     throttle = SignInThrottle(runtime.limiter, settings)
     client = client_ip.rate_subject(ip)
+    password = field(form, "password", MAX_PASSWORD)
     try:
         await throttle.admit(email, client)
     except RateLimited as exc:
-        return refused("login.throttled", 429, retry_after(exc))
-    password = field(form, "password", MAX_PASSWORD)
+        first = await _repeat_beyond_the_limit(request, runtime, repeat, email, password)
+        return first or refused("login.throttled", 429, retry_after(exc))
     previous = cookies.read(request.cookies, settings, cookies.SESSION)
     proof = await authenticate(runtime.db, runtime.passwords, email, password)
     if pending is None:
@@ -202,6 +203,25 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     if needs_code:
         return await second_factor.ask_for_code(request, runtime, pending, proof)
     return await signed_in(request, runtime, pending, established, repeat)
+
+
+async def _repeat_beyond_the_limit(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    repeat: str | None,
+    email: str,
+    password: str,
+) -> Response[Any] | None:
+    """The answer to a post the throttle refused that is the same post again (a double
+    click) as one that spent the last attempt and is signing in: the first post's sign-in,
+    once this post's own password proves right too (the key holds no password). None
+    otherwise, and then the refusal stands. Not counted, nor counted back: the throttle
+    admitted nothing."""
+    if not await repeated_posts.check_beyond_limit(runtime, repeat):
+        return None
+    if await authenticate(runtime.db, runtime.passwords, email, password) is None:
+        return None
+    return await signed_in_before(request, runtime, repeat)
 
 
 # --- consent -----------------------------------------------------------------------------

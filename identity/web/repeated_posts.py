@@ -52,6 +52,8 @@ _POLLS = 100
 _PREFIX = "repeated-post:"
 # Left by a first post whose answer is not known yet; sealed answers never look like it.
 _UNDER_WAY = b"-"
+# Beside a key, once a post of it refused by a throttle has been checked all the same.
+_BEYOND_LIMIT = ":beyond-limit"
 
 
 def key_of(request: Request[Any, Any, Any], runtime: Runtime, step: str, *typed: str) -> str | None:
@@ -85,6 +87,17 @@ async def take_turn(runtime: Runtime, key: str) -> bool:
             return False
         await asyncio.sleep(_POLL_SECONDS)
     return False
+
+
+async def check_beyond_limit(runtime: Runtime, key: str | None) -> bool:
+    """Whether a post of ``key`` that the throttle refused is checked all the same, as the
+    same post again whose first copy spent the last attempt: only while a post of ``key``
+    is under way or has answered (a sign-in step marks only a post that proved right), and
+    for one refused post of ``key``, so a right post buys at most one check beyond the limit
+    however many copies follow it."""
+    if key is None or await runtime.store.get(key) is None:
+        return False
+    return await runtime.store.add(key + _BEYOND_LIMIT, b"", WINDOW_SECONDS)
 
 
 async def withdraw(runtime: Runtime, key: str) -> None:

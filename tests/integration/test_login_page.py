@@ -291,6 +291,100 @@ async def test_account_is_throttled_after_consecutive_failures_even_with_the_rig
         assert not _throttled(await _fail(http, "someone@example.com"), since)
 
 
+async def _posted_again_at_the_last_attempt(
+    http: httpx.AsyncClient,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    passwords: list[str],
+) -> tuple[list[httpx.Response], int]:
+    """Two failures of three spent, then one sign-in form posted at once with each of
+    ``passwords`` (one email, so one repeat key): the first post, with the right password,
+    held once it is marked under way (before it takes the flow, or gives the count back) until
+    each later post has answered or, its own password checked, waits for the first one's
+    answer. The answers, and how many passwords argon2 checked in all."""
+    for _ in range(2):
+        assert (await _fail(http)).status_code == 400
+    fields = form_fields((await open_login(http, authorize_params(prompt="login"))).text)
+    reached, release, waiting = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    add, get, verify = runtime.store.add, runtime.store.get, Passwords.verify
+    checked = 0
+
+    async def held(key: str, value: bytes, ttl: int) -> bool:
+        added = await add(key, value, ttl)
+        if added and key.startswith("repeated-post:") and not reached.is_set():
+            reached.set()  # the first post, its password right, is under way: hold it there
+            await release.wait()
+        return added
+
+    async def counted(self: Passwords, stored: str | None, password: str) -> bool:
+        nonlocal checked
+        checked += 1
+        return await verify(self, stored, password)
+
+    async def noting_a_wait(key: str) -> bytes | None:
+        value = await get(key)
+        if key.startswith("repeated-post:") and value == b"-" and checked > 1:
+            waiting.set()  # a later post, its password checked, polls for the first's answer
+        return value
+
+    monkeypatch.setattr(runtime.store, "add", held)
+    monkeypatch.setattr(Passwords, "verify", counted)
+    monkeypatch.setattr(runtime.store, "get", noting_a_wait)
+    cookies = httpx.Cookies(http.cookies)
+    first = asyncio.create_task(
+        http.post("/login", data=fields | {"email": EMAIL, "password": PASSWORD})
+    )
+    await reached.wait()
+    answers = []
+    for password in passwords:
+        http.cookies = httpx.Cookies(cookies)
+        waiting.clear()
+        later = asyncio.create_task(
+            http.post("/login", data=fields | {"email": EMAIL, "password": password})
+        )
+        noticed = asyncio.create_task(waiting.wait())
+        await asyncio.wait({later, noticed}, return_when=asyncio.FIRST_COMPLETED)
+        noticed.cancel()
+        answers.append(later)
+    release.set()
+    return [await first, *[await answer for answer in answers]], checked
+
+
+async def test_a_right_password_posted_twice_at_once_at_the_last_attempt_signs_in_both(
+    start: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first post spends the last attempt and signs in; the same post again, at the same
+    # moment, was counted against the spent budget and told "too many attempts" (429).
+    async with start(login_max_failures=3) as (http, runtime):
+        answers, _ = await _posted_again_at_the_last_attempt(http, runtime, monkeypatch, [PASSWORD])
+
+        assert [a.status_code for a in answers] == [303, 303], answers[1].text
+        assert all(redirected_to_client(a) for a in answers)
+        # One sign-in, the first post's, under the same cookie in both answers.
+        (only,) = await _sessions(runtime)
+        assert only.revoked_at is None
+        assert answers[0].cookies["identity_session"] == answers[1].cookies["identity_session"]
+
+
+async def test_at_the_last_attempt_a_repeat_proves_its_password_and_only_one_is_checked(
+    start: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The repeat key holds no password: a wrong one in the same post again is refused as
+    # before, not handed the first post's sign-in; and beyond the limit one post of the key
+    # at most has its password checked, so a right sign-in under way buys an attacker at the
+    # limit one argon2 verify, however many copies they send.
+    async with start(login_max_failures=3) as (http, runtime):
+        answers, checked = await _posted_again_at_the_last_attempt(
+            http, runtime, monkeypatch, ["Wrong!Password1", PASSWORD]
+        )
+
+        assert answers[0].status_code == 303, answers[0].text
+        assert all(_throttled(a) for a in answers[1:]), [a.status_code for a in answers]
+        assert all("identity_session" not in a.headers.get("set-cookie", "") for a in answers[1:])
+        assert checked == 1 + 1  # the first post, and one copy beyond the limit
+        assert len(await _sessions(runtime)) == 1
+
+
 async def test_unknown_email_is_throttled_like_a_known_one(start: Any) -> None:
     since = time.monotonic()  # before the window's first count
     async with start(login_max_failures=2) as (http, _):
