@@ -268,7 +268,9 @@ Claim = Callable[[str], Awaitable[Flow]]
 
 
 @asynccontextmanager
-async def handing_over(runtime: Runtime, repeat: str | None) -> AsyncIterator[Claim]:
+async def handing_over(
+    runtime: Runtime, repeat: str | None, wait: repeated_posts.Wait
+) -> AsyncIterator[Claim]:
     """Around the check and the transaction of the one post of a sign-in step that hands its
     flow over (opens the session, goes on to a code); yields ``claim``, which takes the flow
     out of the store once that post's password or code has proved right, before anything is
@@ -286,13 +288,14 @@ async def handing_over(runtime: Runtime, repeat: str | None) -> AsyncIterator[Cl
     ``FlowTaken``, rather than spend an attempt of its own on the code this one is spending
     (at the last attempt, it was told "too many codes" while this one signed in). A post
     that hands nothing over (a wrong code, a failure) withdraws the mark on its way out, and
-    a repeat waiting for it is then checked as any post.
+    a repeat waiting for it is then checked as any post. ``wait`` is the post's one wait for
+    the first: what it spends here, ``signed_in_before`` does not wait again.
     """
     # Marked before the flow is taken, not in between: the same post again, landing between
     # the two, would find neither the flow nor the mark and be told to start again; and it
     # must not take a flow the first post has handed on to the next step under the same id
     # (consent), nor sign in a second time.
-    if repeat is not None and not await repeated_posts.take_turn(runtime, repeat):
+    if repeat is not None and not await repeated_posts.take_turn(runtime, repeat, wait):
         raise FlowTaken()
     flows = FlowStore(runtime.store)
     taken: list[Flow] = []
@@ -458,11 +461,15 @@ async def signed_in(
 
 
 async def signed_in_before(
-    request: Request[Any, Any, Any], runtime: Runtime, repeat: str | None
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    repeat: str | None,
+    wait: repeated_posts.Wait,
 ) -> Response[Any] | None:
     """The answer to a sign-in post made again (``repeated_posts``): its flow resumed with
-    the session the first post opened, now the browser's; None when it is no repeat."""
-    first = await repeated_posts.first_post(runtime, repeat)
+    the session the first post opened, now the browser's, once it has answered within what
+    is left of ``wait``; None when it is no repeat."""
+    first = await repeated_posts.first_post(runtime, repeat, wait)
     if first is None or first.session_token is None:
         return None
     return await proceed(
@@ -509,7 +516,7 @@ async def resume_once(
 async def _answered_before(
     request: Request[Any, Any, Any], runtime: Runtime, repeat: str
 ) -> Response[Any] | None:
-    first = await repeated_posts.first_post(runtime, repeat)
+    first = await repeated_posts.first_post(runtime, repeat, repeated_posts.Wait())
     if first is None or first.location is None:
         return None
     code = dict(parse_qsl(urlsplit(first.location).query)).get("code")

@@ -125,6 +125,8 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     # The same browser posting the email that just signed it in, in this flow (a double
     # click): once its password proves right again, it continues the first post's sign-in.
     repeat = repeated_posts.key_of(request, runtime, LOGIN, flow_id, email)
+    # Its one wait for the first post, however many steps below wait for it.
+    wait = repeated_posts.Wait()
     if pending is None and not await repeated_posts.recorded(runtime, repeat):
         return flow_expired(request, runtime, form)
 
@@ -149,7 +151,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     try:
         await throttle.admit(email, client)
     except RateLimited as exc:
-        first = await _repeat_beyond_the_limit(request, runtime, repeat, email, password)
+        first = await _repeat_beyond_the_limit(request, runtime, repeat, wait, email, password)
         return first or refused("login.throttled", 429, retry_after(exc))
     previous = cookies.read(request.cookies, settings, cookies.SESSION)
     proof = await authenticate(runtime.db, runtime.passwords, email, password)
@@ -161,13 +163,16 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
             throttle.failed()
             return flow_expired(request, runtime, form)
         await throttle.succeeded(email, client)
-        first = await signed_in_before(request, runtime, repeat)
+        first = await signed_in_before(request, runtime, repeat, wait)
         return first or flow_expired(request, runtime, form)
     try:
         # Only a right password marks the post under way: a wrong one, the same post again
         # in the repeat's key, must never be handed the first post's sign-in.
         marked = repeat if proof is not None else None
-        async with handing_over(runtime, marked) as claim, runtime.db.transaction() as session:
+        async with (
+            handing_over(runtime, marked, wait) as claim,
+            runtime.db.transaction() as session,
+        ):
             needs_code = proof is not None and await second_factor.requires_code(
                 session, proof.user_id
             )
@@ -193,7 +198,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         # The password was right: the post that took the flow signs in, this one made
         # nothing and gives its attempt back; the same post again answers as that one.
         await throttle.succeeded(email, client)
-        first = await signed_in_before(request, runtime, repeat)
+        first = await signed_in_before(request, runtime, repeat, wait)
         return first or flow_expired(request, runtime, form)
     if proof is None:
         throttle.failed()
@@ -209,6 +214,7 @@ async def _repeat_beyond_the_limit(
     request: Request[Any, Any, Any],
     runtime: Runtime,
     repeat: str | None,
+    wait: repeated_posts.Wait,
     email: str,
     password: str,
 ) -> Response[Any] | None:
@@ -221,7 +227,7 @@ async def _repeat_beyond_the_limit(
         return None
     if await authenticate(runtime.db, runtime.passwords, email, password) is None:
         return None
-    return await signed_in_before(request, runtime, repeat)
+    return await signed_in_before(request, runtime, repeat, wait)
 
 
 # --- consent -----------------------------------------------------------------------------

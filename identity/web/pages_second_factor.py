@@ -154,6 +154,8 @@ async def second_factor_submit(
     # The same browser posting the code that just signed it in, in this flow (a double
     # click): the code is spent and the flow gone, and the first post's answer is the one.
     repeat = repeated_posts.key_of(request, runtime, PATH, flow_id, code)
+    # Its one wait for the first post, however many steps below wait for it.
+    wait = repeated_posts.Wait()
     pending = await FlowStore(runtime.store).load(flow_id)
     proof = await _pending_proof(request, runtime, pending) if pending else None
     # Only a repeat finds the code step over: the flow gone, or handed on to consent under
@@ -161,7 +163,7 @@ async def second_factor_submit(
     if (
         proof is None
         and csrf_ok(request, runtime, form)
-        and (first := await signed_in_before(request, runtime, repeat))
+        and (first := await signed_in_before(request, runtime, repeat, wait))
     ):
         return first
     if pending is None or proof is None:
@@ -173,7 +175,10 @@ async def second_factor_submit(
     try:
         # The same post again waits on entry for this one's answer: checked as well, it
         # would be refused the code this one spends, or the attempt (429 at the last one).
-        async with handing_over(runtime, repeat) as claim, runtime.db.transaction() as session:
+        async with (
+            handing_over(runtime, repeat, wait) as claim,
+            runtime.db.transaction() as session,
+        ):
             amr = await SecondFactor.from_runtime(runtime).verify(session, proof.user_id, code, now)
             # A code that proved right: taking the flow rolls this back (the code unspent)
             # when another post of this step has taken it.
@@ -195,7 +200,7 @@ async def second_factor_submit(
         return flow_expired(request, runtime, form)
     except FlowTaken:
         # Posted again while the first post was under way: its answer, now it has one.
-        first = await signed_in_before(request, runtime, repeat)
+        first = await signed_in_before(request, runtime, repeat, wait)
         return first or flow_expired(request, runtime, form)
     except InvalidCode:
         return _code_form(request, runtime, pending, message_id="second_factor.invalid", status=400)

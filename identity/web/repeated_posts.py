@@ -46,7 +46,7 @@ from identity.web import cookies
 
 # As long as the Users page's invitation repeat: a double click or a quick reload, no more.
 WINDOW_SECONDS = 10
-# A repeat waits up to 5 seconds for a first post still under way to answer.
+# A repeat waits up to 5 seconds in all for a first post still under way to answer.
 _POLL_SECONDS = 0.05
 _POLLS = 100
 _PREFIX = "repeated-post:"
@@ -76,17 +76,34 @@ async def under_way(runtime: Runtime, key: str) -> bool:
     return await runtime.store.add(key, _UNDER_WAY, WINDOW_SECONDS)
 
 
-async def take_turn(runtime: Runtime, key: str) -> bool:
+class Wait:
+    """How long one post may still wait for the first post of its key: a few seconds in all,
+    however many times it waits (for its turn, then for the answer), so a first post that
+    never answers holds it once, not once per wait."""
+
+    def __init__(self) -> None:
+        self._polls_left = _POLLS
+
+    async def a_moment(self) -> bool:
+        """Wait one poll; False, at once, when the wait is over."""
+        # Polled: the first post may run in another process, and the store has no wake-up.
+        if not self._polls_left:
+            return False
+        self._polls_left -= 1
+        await asyncio.sleep(_POLL_SECONDS)
+        return True
+
+
+async def take_turn(runtime: Runtime, key: str, wait: Wait) -> bool:
     """Mark the post of ``key`` under way once no other post of ``key`` is: True for the post
     to make (the first, or one after a first that handed nothing over and withdrew); False
-    for a repeat of a post that has answered, or has not in a few seconds."""
-    for _ in range(_POLLS):
-        if await under_way(runtime, key):
-            return True
+    for a repeat of a post that has answered, or has not by the end of ``wait``."""
+    while not await under_way(runtime, key):
         if await runtime.store.get(key) not in (_UNDER_WAY, None):
+            return False  # answered
+        if not await wait.a_moment():
             return False
-        await asyncio.sleep(_POLL_SECONDS)
-    return False
+    return True
 
 
 async def check_beyond_limit(runtime: Runtime, key: str | None) -> bool:
@@ -128,16 +145,13 @@ async def recorded(runtime: Runtime, key: str | None) -> bool:
     return key is not None and await runtime.store.get(key) is not None
 
 
-async def _settled(runtime: Runtime, key: str) -> bytes | None:
+async def _settled(runtime: Runtime, key: str, wait: Wait) -> bytes | None:
     """What ``key`` keeps, once the first post has answered (None if it gave up, or has not
-    answered in a few seconds)."""
-    # Polled: the first post may run in another process, and the store has no wake-up.
-    for _ in range(_POLLS):
-        raw = await runtime.store.get(key)
-        if raw != _UNDER_WAY:
-            return raw
-        await asyncio.sleep(_POLL_SECONDS)
-    return None
+    answered by the end of ``wait``)."""
+    while (raw := await runtime.store.get(key)) == _UNDER_WAY:
+        if not await wait.a_moment():
+            return None
+    return raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +165,11 @@ class FirstPost:
     location: str | None = None
 
 
-async def first_post(runtime: Runtime, key: str | None) -> FirstPost | None:
-    """For a repeat of the post of ``key``, what the first one handed on; None when this is
-    no repeat (or the session the first post opened has ended since)."""
-    raw = await _settled(runtime, key) if key else None
+async def first_post(runtime: Runtime, key: str | None, wait: Wait) -> FirstPost | None:
+    """For a repeat of the post of ``key``, what the first one handed on, waited for as long
+    as ``wait`` has left; None when this is no repeat (or the session the first post opened
+    has ended since)."""
+    raw = await _settled(runtime, key, wait) if key else None
     if raw is None:
         return None
     try:

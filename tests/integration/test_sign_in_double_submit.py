@@ -21,6 +21,7 @@ from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
 from identity.store.base import StoreUnavailable
+from identity.web import repeated_posts
 from tests.browser import form_fields
 from tests.integration.account_helpers import SYSTEM
 from tests.integration.oauth_helpers import REDIRECT_URI, make_client, pkce_pair
@@ -336,6 +337,49 @@ async def test_the_same_post_landing_just_after_the_first_took_the_flow_waits_fo
     assert not done, second.result().text
     assert all(a.headers.get("location", "").startswith(REDIRECT_URI) for a in answers)
     assert len(await _sessions(runtime)) == 1
+
+
+async def test_the_same_post_waits_for_a_first_post_that_never_answers_once_not_twice(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A first post marked under way that does not answer (held, or gone quiet after taking
+    # the flow): the repeat waited ~5 s for its turn, then ~5 s again for the answer.
+    await new_user(runtime, ANA)
+    login = await _login_page(client, runtime)
+    fields = form_fields(login.text) | {"email": ANA, "password": PASSWORD}
+    marked, release = asyncio.Event(), asyncio.Event()
+    add, get = runtime.store.add, runtime.store.get
+    looks = 0
+
+    async def held_once_marked(key: str, value: bytes, ttl: int) -> bool:
+        added = await add(key, value, ttl)
+        if added and key.startswith("repeated-post:") and not marked.is_set():
+            marked.set()
+            await release.wait()
+        return added
+
+    async def counted(key: str) -> bytes | None:
+        nonlocal looks
+        value = await get(key)
+        looks += key.startswith("repeated-post:") and value == b"-"
+        return value
+
+    # Polls of no length: the repeat's wait is told by how many times it looks, not by the clock.
+    monkeypatch.setattr(repeated_posts, "_POLL_SECONDS", 0)
+    monkeypatch.setattr(runtime.store, "add", held_once_marked)
+    monkeypatch.setattr(runtime.store, "get", counted)
+    cookies = httpx.Cookies(client.cookies)
+    first = asyncio.create_task(client.post("/login", data=fields))
+    await marked.wait()
+    client.cookies = cookies
+    again = await client.post("/login", data=fields)
+    release.set()
+    await first
+
+    assert again.status_code == 400 and "has expired" in alert(again), again.text
+    # One wait: a look before each of its polls, one as it ends, and one by the wait for the
+    # answer, which finds nothing left to wait (twice as many polls, 200 looks, before).
+    assert looks == repeated_posts._POLLS + 2, looks
 
 
 async def test_a_code_step_posted_twice_before_consent_continues_the_first_sign_in(

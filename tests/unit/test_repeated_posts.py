@@ -62,7 +62,7 @@ async def test_the_first_post_is_found_sealed_for_ten_seconds_only() -> None:
     stored = await runtime.store.get(key)
     assert stored is not None and CODE.encode() not in stored and b"app" not in stored
     clock.now += repeated_posts.WINDOW_SECONDS - 1
-    first = await repeated_posts.first_post(runtime, key)
+    first = await repeated_posts.first_post(runtime, key, repeated_posts.Wait())
     assert first is not None and first.session_token is None
     assert (first.flow.id, first.flow.request.get("state"), first.flow.user_chose) == (
         flow.id,
@@ -70,7 +70,7 @@ async def test_the_first_post_is_found_sealed_for_ten_seconds_only() -> None:
         True,
     )
     clock.now += 1
-    assert await repeated_posts.first_post(runtime, key) is None
+    assert await repeated_posts.first_post(runtime, key, repeated_posts.Wait()) is None
 
 
 async def test_a_first_post_given_back_leaves_nothing_to_repeat() -> None:
@@ -81,22 +81,22 @@ async def test_a_first_post_given_back_leaves_nothing_to_repeat() -> None:
     assert await repeated_posts.recorded(runtime, key)
     await repeated_posts.withdraw(runtime, key)
     assert not await repeated_posts.recorded(runtime, key)
-    assert await repeated_posts.first_post(runtime, key) is None
+    assert await repeated_posts.first_post(runtime, key, repeated_posts.Wait()) is None
 
 
 async def test_the_same_post_takes_its_turn_once_the_first_withdraws_not_once_it_answers() -> None:
     runtime = _runtime(_Clock())
     key = repeated_posts.key_of(_post("seed"), runtime, "/login/second-factor", "flow", CODE)
     assert key is not None
-    assert await repeated_posts.take_turn(runtime, key)
+    assert await repeated_posts.take_turn(runtime, key, repeated_posts.Wait())
 
-    withdrawn = asyncio.create_task(repeated_posts.take_turn(runtime, key))
+    withdrawn = asyncio.create_task(repeated_posts.take_turn(runtime, key, repeated_posts.Wait()))
     await asyncio.sleep(0)
     assert not withdrawn.done()  # waits for the first post
     await repeated_posts.withdraw(runtime, key)
     assert await withdrawn
 
-    answered = asyncio.create_task(repeated_posts.take_turn(runtime, key))
+    answered = asyncio.create_task(repeated_posts.take_turn(runtime, key, repeated_posts.Wait()))
     await asyncio.sleep(0)
     assert not answered.done()
     await repeated_posts.answered(runtime, key, Flow(AuthorizationRequest({})), "token")
