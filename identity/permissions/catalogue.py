@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from identity.db.engine import Database
 from identity.display_names import display_name
 from identity.errors import DomainError, InvalidInput
 from identity.permissions import repository, role_holders
+from identity.permissions.models import Role
 from identity.settings import DEFAULT_POLICIES_DIR
 from identity.toml_file import UnreadableToml, read_toml
 
@@ -234,14 +235,18 @@ class Catalogue:
                 )
             stored = await repository.file_templates(session)
             held = await repository.role_permissions(session, [role.id for role in stored])
+            # Every template about to change is locked before any is (``replace_permissions``
+            # says why), all at once: ``lock_several_roles`` says why.
+            await repository.lock_several_roles(
+                session,
+                [role.id for role in stored if self._differs(role, held[role.id])],
+            )
             for role in stored:
                 template = self.policies.roles.get(role.key or "")
                 if template is None:
                     continue  # removed from the file: kept for its holders, now staff's to change
                 old = {"name": role.name, "permissions": held[role.id]}
                 if set(held[role.id]) != set(template.permissions):
-                    # Locked before it changes: ``replace_permissions`` says why.
-                    await repository.lock_role(session, role.id)
                     await role_holders.replace_permissions(
                         session, role.id, template.permissions, utcnow()
                     )
@@ -259,6 +264,16 @@ class Catalogue:
                         new=new,
                     )
         self._templates_ready = True
+
+    def _differs(self, role: Role, permissions: Sequence[str]) -> bool:
+        """Whether the copy rewrites the stored template ``role``, which holds
+        ``permissions``: its name or permissions are not the file's. One taken out of the
+        file is left as it is."""
+        template = self.policies.roles.get(role.key or "")
+        if template is None:
+            return False
+        names = (role.name, role.name_es) != (template.name["en"], template.name["es"])
+        return names or set(permissions) != set(template.permissions)
 
 
 _installed: Policies | None = None

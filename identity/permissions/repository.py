@@ -21,10 +21,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
+from identity.db.engine import is_lock_unavailable
 from identity.db.row_locks import lock_rows
 from identity.display_names import same_name
 from identity.permissions.models import (
@@ -454,6 +455,37 @@ async def lock_role(session: AsyncSession, role_id: uuid.UUID) -> Role | None:
     )
 
 
+async def lock_several_roles(session: AsyncSession, role_ids: Sequence[uuid.UUID]) -> None:
+    """Lock the roles as ``lock_role`` does, until the transaction ends, never waiting for
+    one while holding another (PostgreSQL; SQLite's one writer needs no row locks).
+
+    Members' changes share-lock roles in two batches, each in id order: those the acting
+    member holds (``hold_roles_of``), then those granted (``roles_by_id``). Whatever order
+    several roles were locked in, a member holding one of them and granting one this
+    transaction had locked already would close a cycle, which PostgreSQL breaks by aborting
+    one side. So all are taken at once without waiting (NOWAIT); when one is busy, those
+    taken are let go (the savepoint), each is waited for alone and let go, and all are tried
+    again. Roles are locked so only by the roles.toml copy, at a process's start.
+    """
+    if not role_ids or session.get_bind().dialect.name != "postgresql":
+        return
+    locked = select(Role.id).where(Role.id.in_(role_ids)).order_by(Role.id)
+    while True:
+        try:
+            async with session.begin_nested():
+                await session.execute(locked.with_for_update(key_share=True, nowait=True))
+            return
+        except DBAPIError as error:
+            if not is_lock_unavailable(error):
+                raise
+        for role_id in sorted(role_ids):
+            async with session.begin_nested() as alone:
+                await session.execute(
+                    select(Role.id).where(Role.id == role_id).with_for_update(key_share=True)
+                )
+                await alone.rollback()
+
+
 async def list_roles(session: AsyncSession, account_id: uuid.UUID | None) -> Sequence[Role]:
     """Templates when ``account_id`` is None, else that account's own roles."""
     owner = Role.account_id.is_(None) if account_id is None else Role.account_id == account_id
@@ -551,8 +583,8 @@ async def insert_template_if_missing(session: AsyncSession, key: str, name: str)
 
 
 async def file_templates(session: AsyncSession) -> Sequence[Role]:
-    # In id order: the roles.toml copy locks those it changes in this order, as every
-    # other holder of several roles' locks does (``roles_by_id``, ``hold_roles_of``).
+    # In id order, as the roles.toml copy rewrites them; it has locked all it rewrites
+    # before the first, without waiting while it holds any (``lock_several_roles``).
     return (
         await session.scalars(select(Role).where(Role.key.is_not(None)).order_by(Role.id))
     ).all()

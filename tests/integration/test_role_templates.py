@@ -15,6 +15,8 @@ from sqlalchemy import select
 from identity.accounts.models import User
 from identity.audit.models import AuditEvent
 from identity.db.engine import Database
+from identity.permissions import repository
+from identity.permissions.access import hold_member_rights
 from identity.permissions.catalogue import Catalogue, Policies, install, load_policies
 from identity.permissions.models import Account, Role, RolePermission
 from identity.permissions.service import RoleGrant
@@ -30,6 +32,7 @@ from tests.integration.account_helpers import (
     told_permissions_changed,
 )
 from tests.integration.oauth_helpers import RegisteredClient, refresh
+from tests.integration.recovery_helpers import until_waiting_or_done
 
 PROCESSES = 4
 
@@ -254,3 +257,42 @@ async def test_introspection_first_after_the_restart_narrows_to_what_the_templat
     )
 
     assert introspected.json()["permissions"] == sorted(kept)
+
+
+async def test_a_template_copy_and_a_grant_by_a_holder_of_another_template_both_complete(
+    runtime: Runtime,
+) -> None:
+    # A member changing the account share-locks the roles they hold (``hold_member_rights``),
+    # then a grant share-locks the roles it gives: two batches. A roles.toml copy that
+    # changes both templates locked them exclusively in id order: holding "low" it waited for
+    # "high", which the member held while waiting for "low". PostgreSQL broke the cycle by
+    # aborting one of them (a 503 for the member, or a failed start).
+    await runtime.catalogue.ensure_templates(runtime.db)
+    policies = runtime.catalogue.policies
+    async with runtime.db.transaction() as session:
+        templates = (await session.scalars(select(Role).where(Role.key.is_not(None)))).all()
+    low, high = sorted(templates, key=lambda role: role.id)[:2]
+    _, member, account = await account_with_member(runtime, roles=[RoleGrant(high.id)])
+    for role in (low, high):
+        assert role.key is not None
+        policies = _with_template(policies, role.key, policies.roles[role.key].permissions[:1])
+    holding, go_on = asyncio.Event(), asyncio.Event()
+
+    async def grant_low_holding_high() -> None:
+        async with runtime.db.transaction() as session:
+            assert await hold_member_rights(session, account.id, member.id)
+            holding.set()
+            await go_on.wait()
+            assert [role.id for role in await repository.roles_by_id(session, [low.id])] == [low.id]
+
+    granting = asyncio.create_task(grant_low_holding_high())
+    await holding.wait()
+    copying = asyncio.create_task(_restart_with(runtime, policies))
+    await until_waiting_or_done(runtime, copying, table="roles")
+    go_on.set()
+    await asyncio.gather(granting, copying)
+    async with runtime.db.transaction() as session:
+        held = await repository.role_permissions(session, [low.id, high.id])
+    assert {role_id: set(names) for role_id, names in held.items()} == {
+        role.id: set(policies.roles[role.key or ""].permissions) for role in (low, high)
+    }
