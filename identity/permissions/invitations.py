@@ -49,6 +49,7 @@ from identity.permissions.service import (
     check_grants,
     lapsed,
 )
+from identity.recovery.repository import email_now
 from identity.settings import Settings
 from identity.store.rate_limit import Limit, RateLimiter
 
@@ -634,10 +635,15 @@ async def accept_invitation_as_existing_user(
     the membership refused deep inside would look like no answer at all."""
     now = now or utcnow()
     invitation = await _open(session, token, now, accepting=True)
-    if normalise_email(user.email) != invitation.email:
+    # The user's row before the invitation's, as a change of their email takes them (it
+    # cancels the invitations to the address left): claimed first, the membership's foreign
+    # key then waited for a change holding the row, which waited for the claim. Share-locked,
+    # the address is compared as committed, and a change starting later waits.
+    email = await email_now(session, user.id)
+    if email is None or normalise_email(email) != invitation.email:
         raise Forbidden(
             f"This invitation was sent to {invitation.email}, but you are signed in as "
-            f"{user.email}. Sign in with the invited address to accept it."
+            f"{email or user.email}. Sign in with the invited address to accept it."
         )
     if await repository.get_membership(session, invitation.account_id, user.id) is not None:
         raise Conflict("You are a member of this account already.", reason="member")

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,9 @@ from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.crypto import digest
 from identity.errors import Conflict, InvalidInput
+from identity.permissions import invitations
+from identity.permissions import repository as permissions_repository
+from identity.recovery import email_change
 from identity.recovery import repository as email_change_repository
 from identity.recovery import service as recovery_service
 from identity.recovery.email_change import (
@@ -27,7 +31,7 @@ from identity.recovery.email_change import (
 from identity.recovery.service import assisted_email_change
 from identity.runtime import Runtime
 from identity.web.api import users as users_api
-from tests.integration.account_helpers import staff_headers
+from tests.integration.account_helpers import make_account, make_user, staff_headers, user_headers
 from tests.integration.page_helpers import (
     SECURITY,
     ask_email_change,
@@ -44,6 +48,7 @@ from tests.integration.recovery_helpers import (
     new_user,
     reset,
     told_after,
+    until_waiting_or_done,
 )
 
 NEW = "ana.new@example.org"
@@ -380,3 +385,60 @@ async def test_a_link_asked_for_before_the_upgrade_is_refused(runtime: Runtime) 
     await runtime.store.set(key, json.dumps(pending).encode(), 3600)
     with pytest.raises(InvalidConfirmationLink):
         await _confirm(runtime, token)
+
+
+async def test_a_confirmed_move_and_an_invitation_to_the_old_address_accepted_both_complete(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Accepting claims the invitation, then adds the membership, whose foreign key waits for
+    # a change of the user's email under way; the confirmation, holding the user's row, then
+    # cancels the invitations to the address left and waited for the claim: PostgreSQL
+    # aborted one of the two. Each is held at its point (the accept just after its claim,
+    # the confirmation just before it cancels) to meet the other there.
+    owner, invitee = await make_user(runtime), await new_user(runtime, "ana@example.com")
+    account = await make_account(runtime, owner)
+    invited = await client.post(
+        f"/api/v1/accounts/{account.id}/invitations",
+        json={"email": invitee.email},
+        headers=await user_headers(runtime, owner),
+    )
+    assert invited.status_code == 201, invited.text
+    (invitation,) = await mail_to(runtime, invitee.email)
+    match = re.search(r"/invitations/accept\?token=([A-Za-z0-9_-]+)", invitation.text_body)
+    assert match
+    confirmation = await _ask(runtime, invitee)
+    claimed, moved, go_on = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def claim_then_wait(*args: Any) -> None:
+        await real_claim(*args)
+        claimed.set()
+        await go_on.wait()
+
+    async def wait_then_cancel(*args: Any) -> None:
+        moved.set()
+        await go_on.wait()
+        await real_cancel(*args)
+
+    real_claim, real_cancel = invitations._claim, email_change.end_for_left_address
+    monkeypatch.setattr(invitations, "_claim", claim_then_wait)
+    monkeypatch.setattr(email_change, "end_for_left_address", wait_then_cancel)
+
+    async def accept() -> None:
+        async with runtime.db.transaction() as session:
+            await invitations.accept_invitation_as_existing_user(session, match[1], invitee)
+
+    accepting = asyncio.create_task(accept())
+    await claimed.wait()
+    confirming = asyncio.create_task(_confirm(runtime, confirmation))
+    # Held before its cancel, or waiting for the accept on the user's row.
+    at_cancel = asyncio.create_task(moved.wait())
+    waiting = asyncio.create_task(until_waiting_or_done(runtime, confirming))
+    await asyncio.wait({at_cancel, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    at_cancel.cancel()
+    waiting.cancel()
+    go_on.set()
+    await asyncio.gather(accepting, confirming)
+    async with runtime.db.transaction() as session:
+        assert await permissions_repository.get_membership(session, account.id, invitee.id)
+        moved_user = await permissions_repository.get_user(session, invitee.id)
+    assert moved_user is not None and moved_user.email == NEW
