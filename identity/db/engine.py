@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import sqlalchemy
 from sqlalchemy import Engine, Executable, event, make_url, text
-from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect
+from sqlalchemy.engine.interfaces import DBAPIConnection, Dialect, ExceptionContext
 from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
@@ -67,6 +67,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     text_guard.install(engine.sync_engine)
     if settings.is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        event.listen(engine.sync_engine, "handle_error", _discard_read_only_connection)
     return engine
 
 
@@ -89,6 +91,7 @@ def create_read_engine(
         options = _server_options(settings, settings.db_pool_size) | {"max_overflow": 0}
         reads = create_async_engine(url, isolation_level="AUTOCOMMIT", **options, **_EVERY_ENGINE)
         text_guard.install(reads.sync_engine)
+        event.listen(reads.sync_engine, "handle_error", _discard_read_only_connection)
         return reads
     if url.database in (None, "", ":memory:"):
         return None  # a private in-memory database: only the main engine's connection sees it
@@ -248,15 +251,31 @@ async def _translated_errors() -> AsyncIterator[None]:
 # PostgreSQL's lock_not_available (lock_timeout, NOWAIT); SQLite's busy and locked.
 _LOCK_SQLSTATE = "55P03"
 
+# PostgreSQL's read_only_sql_transaction: a write on a server that takes none. After a
+# failover the pool still holds connections to the old primary, now a standby, and every
+# write on them fails so until the connection is closed.
+_READ_ONLY_SQLSTATE = "25006"
+
 # SQLSTATEs of a server that cannot serve now rather than of a statement gone wrong, so the
 # same work is likely to succeed later: a connection exception (class 08), our login
 # refused (28), a serialization failure or deadlock that rolled the transaction back
 # (40001, 40P01), no connection slot, disk or memory left (53), a lock or the statement
 # timed out, or an operator's shutdown, restart or cancel (55P03, class 57), an I/O error
-# (58). The SQLSTATE decides whichever driver raised the error: psycopg calls all of these
-# ``OperationalError`` (and some statement errors too), while asyncpg's reach SQLAlchemy as
-# its generic ``Error`` whatever they say, and a lock timeout was a 500 there.
-_UNAVAILABLE_SQLSTATES = ("08", "28", "40001", "40P01", "53", _LOCK_SQLSTATE, "57", "58")
+# (58), a write on a standby (25006, see ``_discard_read_only_connection``). The SQLSTATE
+# decides whichever driver raised the error: psycopg calls all of these ``OperationalError``
+# (and some statement errors too), while asyncpg's reach SQLAlchemy as its generic ``Error``
+# whatever they say, and a lock timeout was a 500 there.
+_UNAVAILABLE_SQLSTATES = (
+    "08",
+    "28",
+    "40001",
+    "40P01",
+    "53",
+    _LOCK_SQLSTATE,
+    "57",
+    "58",
+    _READ_ONLY_SQLSTATE,
+)
 
 
 def _sqlstate(error: BaseException | None) -> str | None:
@@ -273,6 +292,16 @@ def _server_unavailable(error: BaseException | None, operational: bool) -> bool:
     the server did not answer with (a refused or lost connection)."""
     code = _sqlstate(error)
     return operational if code is None else code.startswith(_UNAVAILABLE_SQLSTATES)
+
+
+def _discard_read_only_connection(context: ExceptionContext) -> None:
+    """SQLAlchemy's ``handle_error`` hook: a connection refused a write as read-only is one
+    to a demoted primary, so it is treated as lost. SQLAlchemy then closes it instead of
+    returning it to the pool, and retires the pool's other connections, opened to the same
+    server, as they are next checked out: new connections find the new primary (with
+    ``target_session_attrs=read-write`` among several hosts) or fail as an outage does."""
+    if _sqlstate(context.original_exception) == _READ_ONLY_SQLSTATE:
+        context.is_disconnect = True
 
 
 _SQLITE_LOCK_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

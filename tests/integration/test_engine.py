@@ -194,3 +194,50 @@ async def test_a_timed_out_wait_is_unavailable_on_either_driver(
             async with other_driver.transaction() as session:
                 await session.execute(text(setting))
                 await session.execute(text(statement.format(schema=schema)))
+
+
+@pytest.fixture
+async def one_connection(
+    database: Settings, request: pytest.FixtureRequest
+) -> AsyncIterator[Database]:
+    """The test's database through the driver ``request.param`` names, with one pooled
+    connection, so that a request after a failed one gets the same connection unless it
+    was thrown away."""
+    url = make_url(database.database_url).set(drivername=f"postgresql+{request.param}", query={})
+    db = Database.from_settings(
+        dataclasses.replace(
+            database, database_url=url.render_as_string(hide_password=False), db_pool_size=1
+        )
+    )
+    yield db
+    await db.dispose()
+
+
+async def _backend_pid(db: Database) -> int:
+    async with db.engine.connect() as connection:
+        return int((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+@pytest.mark.parametrize("one_connection", ["psycopg", "asyncpg"], indirect=True)
+async def test_a_write_refused_as_read_only_is_unavailable_and_drops_its_connection(
+    db: Database, one_connection: Database
+) -> None:
+    # After a failover the pool holds connections to the old primary, now a standby, which
+    # refuses every write with SQLSTATE 25006. That was a 500, and the connection went back
+    # to the pool to fail the next write too, until a restart. A session made read-only is
+    # what such a connection is to the driver.
+    async with db.transaction() as session:
+        schema = await session.scalar(text("SELECT current_schema()"))
+    write = text(f'CREATE TABLE "{schema}".written (n integer)')
+    async with one_connection.engine.connect() as connection:
+        await connection.execute(text("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"))
+        await connection.commit()
+    demoted = await _backend_pid(one_connection)
+    assert await _backend_pid(one_connection) == demoted  # the pool's one connection
+    with pytest.raises(DatabaseUnavailable):
+        async with one_connection.transaction() as session:
+            await session.execute(write)
+    async with one_connection.transaction() as session:
+        await session.execute(write)
+        assert await session.scalar(text("SELECT pg_backend_pid()")) != demoted

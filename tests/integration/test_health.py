@@ -18,7 +18,8 @@ from identity.db.engine import create_engine
 from identity.settings import Settings
 from tests.backends import TEST_DATABASE_URL, TEST_REDIS_URL
 from tests.conftest import add_signing_key, create_schema, serving
-from tests.integration.oauth_helpers import service_client, service_token
+from tests.integration.account_helpers import staff_headers
+from tests.integration.oauth_helpers import make_user, service_client, service_token
 from tests.tcp_proxy import TcpProxy
 
 
@@ -112,6 +113,31 @@ async def test_introspection_answers_503_while_the_database_is_away_and_recovers
         await proxy.restore()
         again = await client.post("/introspect", data=introspection, headers=caller.basic)
         assert again.status_code == 200 and again.json()["active"] is True
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+async def test_a_write_on_a_demoted_primary_answers_503_and_the_next_request_reconnects(
+    database: Settings,
+) -> None:
+    # After a failover the pool's connections lead to the old primary, now a standby, and
+    # writes fail there with SQLSTATE 25006: a 500 each, for as long as the process kept
+    # the connection. One pooled connection: the second request gets the first one's
+    # unless it was thrown away.
+    app = create_app(dataclasses.replace(database, db_pool_size=1))
+    async with serving(app) as client:
+        runtime = app.state.runtime
+        await add_signing_key(runtime)
+        headers = await staff_headers(runtime)
+        owner = await make_user(runtime)
+        async with runtime.db.engine.connect() as connection:
+            await connection.execute(text("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"))
+            await connection.commit()
+        account = {"name": "Acme Hosting", "owner_user_id": str(owner.id)}
+        refused = await client.post("/api/v1/accounts", json=account, headers=headers)
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        again = await client.post("/api/v1/accounts", json=account, headers=headers)
+        assert again.status_code == 201, again.text
 
 
 @pytest.fixture
