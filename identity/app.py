@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Server
 
 from identity import __version__
+from identity.db import migrate
 from identity.logs import configure_logging
 from identity.runtime import Runtime
 from identity.settings import Settings
@@ -50,6 +52,7 @@ PAGE_ROUTES = [
 def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await asyncio.to_thread(migrate.read_scripts)
         runtime = Runtime(settings)
         app.state.runtime = runtime
         runtime.mail.start()

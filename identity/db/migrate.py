@@ -67,6 +67,14 @@ def code_heads() -> frozenset[str]:
     return frozenset(_scripts().get_heads())
 
 
+def read_scripts() -> None:
+    """Fill the caches above. Parsing the files is blocking file I/O (up to 0.1 s on a cold
+    disk): each process calls this at start, off the event loop, so that readiness's first
+    probe, with half a second to answer, does none of it."""
+    known_revisions()
+    code_heads()
+
+
 def is_behind(revisions: Collection[str]) -> bool:
     """Whether a database at ``revisions`` lacks migrations this version needs: each is
     ours, and not every head is among them. A revision this version does not know is a

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -263,3 +266,26 @@ async def test_a_database_a_newer_version_migrated_stays_ready(settings: Setting
         ready = await http.get("/health/ready")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"]["database"] == "ok"
+
+
+async def test_readiness_finds_the_migration_files_read_at_start(
+    database: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Readiness parsed the migration files on its first probe: blocking file reads on the
+    # event loop, up to 0.1 s cold, inside the probe's half second. Each process reads them
+    # as it starts, on a thread of its own.
+    readers: list[int] = []
+
+    class Spied(ScriptDirectory):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            readers.append(threading.get_ident())
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(migrate, "ScriptDirectory", Spied)
+    for cached in (migrate._scripts, migrate.known_revisions, migrate.code_heads):
+        cached.cache_clear()
+    async with serving(create_app(database)) as client:
+        assert len(readers) == 1 and readers[0] != threading.get_ident()
+        ready = await client.get("/health/ready")
+    assert ready.status_code == 200, ready.text
+    assert len(readers) == 1  # the probe read nothing
