@@ -197,6 +197,29 @@ async def test_a_database_that_stops_answering_gives_503_within_a_probe_timeout(
 
 
 @pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+async def test_probes_against_a_hung_database_run_one_ping_at_a_time(
+    proxied_postgres: tuple[Settings, TcpProxy],
+) -> None:
+    # A ping given up on after half a second went on running, holding a pooled connection
+    # while it waited out the driver's timeouts, and every probe started another: probes
+    # from every node of an orchestrator against a hung host piled up pings. Probes that
+    # arrive while one runs, or while one given up on unwinds, start none.
+    settings, proxy = proxied_postgres
+    app = create_app(settings)
+    async with serving(app) as client:
+        together = await asyncio.gather(*(client.get("/health/ready") for _ in range(3)))
+        assert [answer.status_code for answer in together] == [200] * 3
+        await proxy.blackhole()
+        together = await asyncio.gather(*(client.get("/health/ready") for _ in range(3)))
+        one_by_one = [await client.get("/health/ready") for _ in range(2)]
+        for down in (*together, *one_by_one):
+            assert down.status_code == 503
+            assert down.json()["checks"]["database"] == "unavailable"
+        assert app.state.runtime.db.engine.pool.checkedout() == 1
+        await proxy.heal()
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
 async def test_both_stopping_answering_still_gives_503_within_a_probe_timeout(
     proxied_postgres: tuple[Settings, TcpProxy], silent_redis: str
 ) -> None:
