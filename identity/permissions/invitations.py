@@ -24,6 +24,7 @@ from identity.audit.service import Actor, record_as
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.db.engine import Database
+from identity.db.paging import Page
 from identity.errors import Conflict, Forbidden, InvalidInput, NotFound
 from identity.i18n import DEFAULT_LOCALE, SUPPORTED_LOCALES
 from identity.mail import messages, outbox
@@ -270,9 +271,9 @@ async def _replace_dead_invitations(
 
 
 async def pending(
-    session: AsyncSession, account_id: uuid.UUID, now: datetime
+    session: AsyncSession, account_id: uuid.UUID, now: datetime, page: Page | None = None
 ) -> Sequence[Invitation]:
-    return await repository.pending_invitations(session, account_id, now)
+    return await repository.pending_invitations(session, account_id, now, page=page)
 
 
 async def pending_one(

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
 from identity.db.engine import is_lock_unavailable
+from identity.db.paging import Page, paged
 from identity.db.row_locks import lock_rows
 from identity.display_names import same_name
 from identity.permissions.models import (
@@ -201,14 +202,16 @@ async def role_holders(
 
 
 async def members(
-    session: AsyncSession, account_id: uuid.UUID
+    session: AsyncSession, account_id: uuid.UUID, page: Page | None = None
 ) -> Sequence[tuple[Membership, User]]:
-    result = await session.execute(
+    # Emails are unique: the order is total.
+    statement = (
         select(Membership, User)
         .join(User, User.id == Membership.user_id)
         .where(Membership.account_id == account_id)
         .order_by(User.email)
     )
+    result = await session.execute(paged(statement, page))
     return [(row[0], row[1]) for row in result]
 
 
@@ -486,10 +489,13 @@ async def lock_several_roles(session: AsyncSession, role_ids: Sequence[uuid.UUID
                 await alone.rollback()
 
 
-async def list_roles(session: AsyncSession, account_id: uuid.UUID | None) -> Sequence[Role]:
+async def list_roles(
+    session: AsyncSession, account_id: uuid.UUID | None, page: Page | None = None
+) -> Sequence[Role]:
     """Templates when ``account_id`` is None, else that account's own roles."""
     owner = Role.account_id.is_(None) if account_id is None else Role.account_id == account_id
-    return (await session.scalars(select(Role).where(owner).order_by(Role.name))).all()
+    statement = select(Role).where(owner).order_by(Role.name, Role.id)
+    return (await session.scalars(paged(statement, page))).all()
 
 
 async def role_name_taken(
@@ -653,7 +659,11 @@ async def invitation_by_token(session: AsyncSession, token_hash: str) -> Invitat
 
 
 async def pending_invitations(
-    session: AsyncSession, account_id: uuid.UUID, now: datetime, email: str | None = None
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    now: datetime,
+    email: str | None = None,
+    page: Page | None = None,
 ) -> Sequence[Invitation]:
     statement = (
         select(Invitation)
@@ -663,11 +673,11 @@ async def pending_invitations(
             Invitation.cancelled_at.is_(None),
             Invitation.expires_at > now,
         )
-        .order_by(Invitation.created_at)
+        .order_by(Invitation.created_at, Invitation.id)
     )
     if email is not None:
         statement = statement.where(Invitation.email == email)
-    return (await session.scalars(statement)).all()
+    return (await session.scalars(paged(statement, page))).all()
 
 
 async def pending_invitations_to(

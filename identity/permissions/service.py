@@ -19,6 +19,7 @@ from identity.accounts.emails import searched_forms
 from identity.accounts.models import User
 from identity.audit.repository import EventFilter
 from identity.audit.service import Actor, list_events, record_as
+from identity.db.paging import Page
 from identity.display_names import display_name
 from identity.errors import Conflict, Forbidden, NotFound
 from identity.permissions import repository, role_holders
@@ -381,9 +382,14 @@ async def _views(
 
 
 async def list_members(
-    session: AsyncSession, account_id: uuid.UUID, now: datetime, catalogue: Catalogue
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    now: datetime,
+    catalogue: Catalogue,
+    page: Page | None = None,
 ) -> list[MemberView]:
-    return await _views(session, await repository.members(session, account_id), now, catalogue)
+    rows = await repository.members(session, account_id, page)
+    return await _views(session, rows, now, catalogue)
 
 
 async def member(
@@ -911,9 +917,11 @@ async def _role_views(session: AsyncSession, roles: Sequence[Role]) -> list[Role
     return [RoleView(role, permissions[role.id]) for role in roles]
 
 
-async def list_roles(session: AsyncSession, account_id: uuid.UUID | None) -> list[RoleView]:
+async def list_roles(
+    session: AsyncSession, account_id: uuid.UUID | None, page: Page | None = None
+) -> list[RoleView]:
     """Templates (``account_id`` None), or an account's own roles."""
-    return await _role_views(session, await repository.list_roles(session, account_id))
+    return await _role_views(session, await repository.list_roles(session, account_id, page))
 
 
 async def get_role(

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.db import work_queue
+from identity.db.paging import Page, paged
 from identity.webhooks import url_key
 from identity.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
 
@@ -55,13 +56,16 @@ async def insert_subscription(session: AsyncSession, subscription: WebhookSubscr
 
 
 async def list_subscriptions(
-    session: AsyncSession, *, hold: bool = False
+    session: AsyncSession, page: Page | None = None, *, hold: bool = False
 ) -> Sequence[WebhookSubscription]:
     """Every subscription; with ``hold``, share-locked (PostgreSQL) until the transaction
     ends, for deliveries about to refer to them: a deletion waits, and its cascade then
     takes the new deliveries too, where it would have left their foreign key dangling.
     SQLite needs none: ``record_event`` asks after the event's INSERT took its write lock."""
-    statement = select(WebhookSubscription).order_by(WebhookSubscription.created_at)
+    statement = select(WebhookSubscription).order_by(
+        WebhookSubscription.created_at, WebhookSubscription.id
+    )
+    statement = paged(statement, page)
     if hold:
         statement = statement.with_for_update(read=True)
     return (await session.scalars(statement)).all()

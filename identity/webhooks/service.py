@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.audit.service import Actor, record_as
 from identity.crypto import Encryptor, random_token
+from identity.db.paging import Page
 from identity.display_names import display_name
 from identity.errors import Conflict, NotFound
 from identity.permissions.catalogue import invalid_field
@@ -195,8 +196,10 @@ def _subscribed_already(existing: uuid.UUID | None) -> Conflict:
     return Conflict(message, errors=[{"field": "url", "message": message}], **named)
 
 
-async def list_subscriptions(session: AsyncSession) -> Sequence[WebhookSubscription]:
-    return await repository.list_subscriptions(session)
+async def list_subscriptions(
+    session: AsyncSession, page: Page | None = None
+) -> Sequence[WebhookSubscription]:
+    return await repository.list_subscriptions(session, page)
 
 
 async def get_subscription(

@@ -9,12 +9,15 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from identity.clock import utcnow
+from identity.db.paging import Page
 from identity.permissions import invitations
 from identity.permissions.access import Action, check_manager_invite, delegation_for
 from identity.permissions.invitations import InvitationRequest
 from identity.web.api import schemas
 from identity.web.api.common import (
     CatalogueDep,
+    Limit,
+    Offset,
     PrincipalDep,
     allow,
     created,
@@ -32,12 +35,17 @@ class InvitationController(Controller):
 
     @get("", summary="Pending invitations (owner, manager, staff)")
     async def list_pending(
-        self, runtime: RuntimeDep, principal: PrincipalDep, account_id: FromPath[uuid.UUID]
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        account_id: FromPath[uuid.UUID],
+        offset: Offset = 0,
+        limit: Limit = 50,
     ) -> list[schemas.InvitationOut]:
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.INVITATION_READ, now, account_id)
-            found = await invitations.pending(session, account_id, now)
+            found = await invitations.pending(session, account_id, now, Page(offset, limit))
         return [invitation_out(invitation) for invitation in found]
 
     @get(

@@ -13,13 +13,23 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clock import utcnow
+from identity.db.paging import Page
 from identity.permissions import service
 from identity.permissions.access import Action, delegation_for
 from identity.permissions.catalogue import Catalogue
 from identity.runtime import Runtime
 from identity.web.api import schemas
 from identity.web.api.auth import Principal
-from identity.web.api.common import CatalogueDep, PrincipalDep, allow, created, once_each, role_out
+from identity.web.api.common import (
+    CatalogueDep,
+    Limit,
+    Offset,
+    PrincipalDep,
+    allow,
+    created,
+    once_each,
+    role_out,
+)
 from identity.web.dependencies import RuntimeDep
 from identity.web.openapi import LOCATION, problems
 
@@ -40,11 +50,15 @@ async def _allow_writing(
 
 
 async def _list(
-    runtime: Runtime, principal: Principal, action: Action, account_id: uuid.UUID | None
+    runtime: Runtime,
+    principal: Principal,
+    action: Action,
+    account_id: uuid.UUID | None,
+    page: Page,
 ) -> list[schemas.RoleOut]:
     async with runtime.db.transaction() as session:
         await allow(session, runtime, principal, action, utcnow(), account_id)
-        views = await service.list_roles(session, account_id)
+        views = await service.list_roles(session, account_id, page)
     return [role_out(view) for view in views]
 
 
@@ -138,9 +152,14 @@ class RoleTemplateController(Controller):
 
     @get("", summary="Role templates offered to every account")
     async def list_templates(
-        self, runtime: RuntimeDep, principal: PrincipalDep, catalogue: CatalogueDep
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        catalogue: CatalogueDep,
+        offset: Offset = 0,
+        limit: Limit = 50,
     ) -> list[schemas.RoleOut]:
-        return await _list(runtime, principal, Action.TEMPLATE_READ, None)
+        return await _list(runtime, principal, Action.TEMPLATE_READ, None, Page(offset, limit))
 
     @post(
         "",
@@ -199,9 +218,15 @@ class AccountRoleController(Controller):
 
     @get("", summary="The account's own roles (owner, manager, staff)")
     async def list_roles(
-        self, runtime: RuntimeDep, principal: PrincipalDep, account_id: FromPath[uuid.UUID]
+        self,
+        runtime: RuntimeDep,
+        principal: PrincipalDep,
+        account_id: FromPath[uuid.UUID],
+        offset: Offset = 0,
+        limit: Limit = 50,
     ) -> list[schemas.RoleOut]:
-        return await _list(runtime, principal, Action.ACCOUNT_ROLE_READ, account_id)
+        page = Page(offset, limit)
+        return await _list(runtime, principal, Action.ACCOUNT_ROLE_READ, account_id, page)
 
     @post(
         "",

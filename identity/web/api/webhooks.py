@@ -13,6 +13,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta
 
 from identity.clock import utcnow
+from identity.db.paging import Page
 from identity.permissions.access import Action
 from identity.web.api import schemas
 from identity.web.api.common import Limit, Offset, PrincipalDep, allow, created
@@ -124,11 +125,11 @@ class WebhookController(Controller):
 
     @get("", summary="Webhook subscriptions, without their secrets (staff)")
     async def list_subscriptions(
-        self, runtime: RuntimeDep, principal: PrincipalDep
+        self, runtime: RuntimeDep, principal: PrincipalDep, offset: Offset = 0, limit: Limit = 50
     ) -> list[WebhookOut]:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.WEBHOOK_MANAGE, utcnow())
-            rows = await service.list_subscriptions(session)
+            rows = await service.list_subscriptions(session, Page(offset, limit))
         return [_out(row) for row in rows]
 
     @get("/{subscription_id:uuid}", summary="A webhook subscription, without its secret (staff)")
