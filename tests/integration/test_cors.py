@@ -5,6 +5,8 @@ revocation endpoints, only a public client's)."""
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 
@@ -124,6 +126,31 @@ async def test_other_endpoints_never_allow_a_browser_origin(
 
     for response in (answered, posted):
         assert not any(h.startswith("access-control-") for h in response.headers)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/users", f"/api/v1/accounts/{uuid.UUID(int=1)}/members", "/api/v1/authz/check"],
+)
+@pytest.mark.parametrize("asked", [{}, preflight("POST")], ids=["plain", "preflight"])
+async def test_the_management_api_answers_options_without_a_token_and_without_cors(
+    client: httpx.AsyncClient, path: str, asked: dict[str, str]
+) -> None:
+    """A browser sends a preflight without credentials, and a client asking which methods a
+    route takes has no reason to send one: OPTIONS was 401. It gets Litestar's answer for
+    the route, 204 with Allow, and no CORS header: the API is for servers.
+
+    Allow is not compared whole: Litestar 2.25 keeps the OPTIONS handler of a path's first
+    handler when it adds the others (Router.add_route_handler), so it names only that one's
+    methods ("OPTIONS, POST" at /api/v1/users)."""
+    answered = await client.options(path, headers=asked)
+
+    assert answered.status_code == 204, answered.text
+    assert {"OPTIONS", "POST"} <= set(answered.headers["allow"].split(", "))
+    assert "www-authenticate" not in answered.headers
+    assert not any(h.startswith("access-control-") for h in answered.headers)
+    # Only OPTIONS: every other method still needs the token.
+    assert (await client.get(path)).status_code in (401, 405)
 
 
 # --- token endpoint ---------------------------------------------------------------------

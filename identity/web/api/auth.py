@@ -102,11 +102,18 @@ def _for_us(claims: dict[str, Any], issuer: str) -> bool:
 
 
 async def authenticate(
-    connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """The router's first guard. Guards run before a handler's body is parsed and before
     its dependencies: as a dependency, the token was checked after the content type (415)
-    and the body (400), which told a caller without one what each endpoint takes."""
+    and the body (400), which told a caller without one what each endpoint takes.
+
+    Litestar's own OPTIONS handler, the only one under /api/v1, needs none: it names the
+    route's methods (as a 405's ``Allow`` does to anyone) and nothing else, and a browser's
+    preflight never carries a token. It adds no CORS header (identity.web.cors), so a page
+    on another origin still may not call the API."""
+    if handler.http_methods == {"OPTIONS"}:
+        return
     request = cast("Request[Any, Any, Any]", connection)
     connection.state.principal = await _principal(request, connection.app.state.runtime)
 
