@@ -8,6 +8,7 @@ from sqlalchemy import bindparam, delete, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clients.models import OAuthClient
+from identity.db.paging import Page, paged
 from identity.db.row_locks import lock_statement
 
 
@@ -57,14 +58,9 @@ _DISABLED = (
 )
 
 
-async def list_clients(session: AsyncSession, offset: int, limit: int) -> Sequence[OAuthClient]:
-    result = await session.scalars(
-        select(OAuthClient)
-        .order_by(OAuthClient.created_at, OAuthClient.client_id)
-        .offset(offset)
-        .limit(limit)
-    )
-    return result.all()
+async def list_clients(session: AsyncSession, page: Page) -> Sequence[OAuthClient]:
+    statement = select(OAuthClient).order_by(OAuthClient.created_at, OAuthClient.client_id)
+    return (await session.scalars(paged(statement, page))).all()
 
 
 async def add_client(session: AsyncSession, client: OAuthClient) -> None:

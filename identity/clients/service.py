@@ -19,6 +19,7 @@ from identity.clients.models import MAX_NAME, OAuthClient
 from identity.clients.repository import add_client
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
+from identity.db.paging import Page
 from identity.display_names import display_name
 from identity.errors import Conflict, NotFound
 from identity.oauth import authorize, logout
@@ -360,8 +361,8 @@ async def existing_client(
     return found
 
 
-async def list_clients(session: AsyncSession, offset: int, limit: int) -> Sequence[OAuthClient]:
-    return await repository.list_clients(session, offset, limit)
+async def list_clients(session: AsyncSession, page: Page) -> Sequence[OAuthClient]:
+    return await repository.list_clients(session, page)
 
 
 async def create_client(

@@ -75,11 +75,9 @@ async def get_account(session: AsyncSession, account_id: uuid.UUID) -> Account |
     return await session.scalar(select(Account).where(Account.id == account_id))
 
 
-async def list_accounts(session: AsyncSession, offset: int, limit: int) -> Sequence[Account]:
-    result = await session.scalars(
-        select(Account).order_by(Account.created_at, Account.id).offset(offset).limit(limit)
-    )
-    return result.all()
+async def list_accounts(session: AsyncSession, page: Page) -> Sequence[Account]:
+    statement = select(Account).order_by(Account.created_at, Account.id)
+    return (await session.scalars(paged(statement, page))).all()
 
 
 async def accounts_of_user(
@@ -125,10 +123,10 @@ async def user_by_email(session: AsyncSession, email: str) -> User | None:
 
 
 async def list_users(
-    session: AsyncSession, email_parts: Sequence[str], offset: int, limit: int
+    session: AsyncSession, email_parts: Sequence[str], page: Page
 ) -> Sequence[User]:
     """Users in email order; with ``email_parts``, those whose email holds any of them."""
-    statement = select(User).order_by(User.email).offset(offset).limit(limit)
+    statement = paged(select(User).order_by(User.email), page)
     if email_parts:
         statement = statement.where(
             or_(*(User.email.contains(part, autoescape=True) for part in email_parts))

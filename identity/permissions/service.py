@@ -1173,13 +1173,13 @@ async def user(session: AsyncSession, user_id: uuid.UUID) -> User:
 
 
 async def list_users(
-    session: AsyncSession, email_contains: str | None, offset: int, limit: int
+    session: AsyncSession, email_contains: str | None, page: Page
 ) -> Sequence[User]:
     # The part looked for is put as addresses are stored (normalise_email): LIKE ignores case
     # on SQLite but not on PostgreSQL, and a domain is stored in IDNA.
     forms = searched_forms(email_contains) if email_contains else []
-    return await repository.list_users(session, forms, offset, limit)
+    return await repository.list_users(session, forms, page)
 
 
-async def list_accounts(session: AsyncSession, offset: int, limit: int) -> Sequence[Account]:
-    return await repository.list_accounts(session, offset, limit)
+async def list_accounts(session: AsyncSession, page: Page) -> Sequence[Account]:
+    return await repository.list_accounts(session, page)

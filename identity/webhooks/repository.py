@@ -131,8 +131,7 @@ async def list_deliveries(
     *,
     delivery_id: uuid.UUID | None = None,
     state: State | None = None,
-    offset: int = 0,
-    limit: int = 1,
+    page: Page | None = None,
 ) -> list[DeliveryView]:
     """The subscription's deliveries, newest event first (one of them, with ``delivery_id``)."""
     conditions = [WebhookDelivery.subscription_id == subscription_id]
@@ -140,14 +139,13 @@ async def list_deliveries(
         conditions.append(WebhookDelivery.id == delivery_id)
     if state is not None:
         conditions.extend(_in_state(state))
-    result = await session.execute(
+    statement = (
         select(WebhookDelivery, WebhookEvent.type, WebhookEvent.occurred_at)
         .join(WebhookEvent, WebhookDelivery.event_id == WebhookEvent.id)
         .where(*conditions)
         .order_by(WebhookEvent.occurred_at.desc(), WebhookDelivery.id.desc())
-        .offset(offset)
-        .limit(limit)
     )
+    result = await session.execute(paged(statement, page))
     return [DeliveryView(row[0], row[1], row[2]) for row in result]
 
 

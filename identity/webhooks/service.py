@@ -232,16 +232,13 @@ async def list_deliveries(
     session: AsyncSession,
     subscription_id: uuid.UUID,
     state: State | None,
-    offset: int,
-    limit: int,
+    page: Page,
 ) -> list[DeliveryView]:
     """What became of the events sent to a subscription, newest first, for as long as they
     are kept (finished ones for IDENTITY_SENT_RETENTION)."""
     if not await repository.subscription_exists(session, subscription_id):
         raise NotFound("No such webhook subscription.")
-    return await repository.list_deliveries(
-        session, subscription_id, state=state, offset=offset, limit=limit
-    )
+    return await repository.list_deliveries(session, subscription_id, state=state, page=page)
 
 
 async def resend_delivery(

@@ -9,6 +9,7 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import FromPath, JSONBody
 
 from identity.clock import utcnow
+from identity.db.paging import Page
 from identity.permissions import service
 from identity.permissions.access import Action
 from identity.web.api import schemas
@@ -56,7 +57,7 @@ class AccountController(Controller):
     ) -> list[schemas.AccountOut]:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.ACCOUNT_LIST_ALL, utcnow())
-            accounts = await service.list_accounts(session, offset, limit)
+            accounts = await service.list_accounts(session, Page(offset, limit))
         return [account_out(account) for account in accounts]
 
     @get("/{account_id:uuid}", summary="One account")

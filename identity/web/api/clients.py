@@ -13,6 +13,7 @@ from identity.clients import service
 from identity.clients.models import OAuthClient
 from identity.clients.service import ClientChange, ClientSpec
 from identity.clock import utcnow
+from identity.db.paging import Page
 from identity.permissions.access import Action
 from identity.web.api import schemas
 from identity.web.api.common import Limit, Offset, PrincipalDep, allow, created
@@ -45,7 +46,7 @@ class ClientController(Controller):
     ) -> list[schemas.ClientOut]:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.CLIENT_MANAGE, utcnow())
-            clients = await service.list_clients(session, offset, limit)
+            clients = await service.list_clients(session, Page(offset, limit))
         return [client_out(client) for client in clients]
 
     @get(

@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody, Parameter
 from identity.accounts.onboarding import onboard_user
 from identity.accounts.service import disable_user, enable_user, update_user
 from identity.clock import utcnow
+from identity.db.paging import Page
 from identity.mfa.service import SecondFactor
 from identity.permissions import service
 from identity.permissions.access import Action
@@ -38,7 +39,7 @@ class UserController(Controller):
     ) -> list[schemas.UserOut]:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.USER_READ, utcnow())
-            users = await service.list_users(session, email, offset, limit)
+            users = await service.list_users(session, email, Page(offset, limit))
         return [user_out(user) for user in users]
 
     @post(

@@ -167,7 +167,9 @@ class WebhookController(Controller):
     ) -> list[DeliveryOut]:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.WEBHOOK_MANAGE, utcnow())
-            views = await service.list_deliveries(session, subscription_id, wanted, offset, limit)
+            views = await service.list_deliveries(
+                session, subscription_id, wanted, Page(offset, limit)
+            )
         return [_delivery_out(view) for view in views]
 
     @post(
