@@ -47,12 +47,15 @@ async def establish(
     # Signing in again before the session expired continues it, and the ID tokens issued
     # through it still name it; after it expired, the sign-in starts a new one.
     continued = replaced if replaced is not None and replaced.expires_at > now else None
+    # A new sign-in gets a fresh sid, and so does one continuing a session begun before
+    # sessions had one (migration 0010).
+    sid = (continued.sid if continued else None) or uuid.uuid4()
     token = random_token()
     browser_session = BrowserSession(
         id=uuid.uuid4(),
         token_hash=digest(token),
         user_id=user_id,
-        sid=(continued.sid if continued else None) or uuid.uuid4(),
+        sid=sid,
         amr=amr,
         auth_time=now,
         created_at=now,
@@ -68,7 +71,7 @@ async def establish(
         # got through the replaced session is still this browser's sign-in, and ``end``
         # must find it under the new one. An expired session is over: its tokens stay its
         # own, living on to their own expiry as those of any expired sign-in do.
-        await hand_over(session, user_id, continued.id, browser_session.id)
+        await hand_over(session, user_id, continued.id, browser_session.id, sid)
         await hand_over_redeemed(session, user_id, continued.id, browser_session.id)
     return Established(token, browser_session)
 

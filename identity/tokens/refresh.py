@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, select, update
+from sqlalchemy import ColumnElement, Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import UpdateBase
 
@@ -43,10 +43,19 @@ async def rotate_refresh_token(
 
 
 async def hand_over(
-    session: AsyncSession, user_id: uuid.UUID, from_session: uuid.UUID, to_session: uuid.UUID
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    from_session: uuid.UUID,
+    to_session: uuid.UUID,
+    sid: uuid.UUID,
 ) -> None:
     """The refresh tokens issued through browser session ``from_session`` count from now on
-    as issued through ``to_session``, which ends them when it ends.
+    as issued through ``to_session``, whose ``sid`` is ``sid``, and which ends them when it
+    ends.
+
+    ``to_session`` keeps ``from_session``'s sid, so tokens holding one keep it. Those without
+    one come from a session begun before sessions had a sid (migration 0010), which
+    ``to_session`` has replaced with a fresh one: their ID tokens name it from now on.
 
     A rotation under way inserts the next token with the old session: ``_until_settled``
     moves that one too.
@@ -55,7 +64,7 @@ async def hand_over(
         session,
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.session_id == from_session)
-        .values(session_id=to_session)
+        .values(session_id=to_session, sid=func.coalesce(RefreshToken.sid, sid))
         .returning(RefreshToken.id),
     )
 

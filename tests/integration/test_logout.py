@@ -16,6 +16,7 @@ from identity.clock import utcnow
 from identity.keys.service import generate_key
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
+from identity.tokens.models import RefreshToken
 from tests.browser import (
     CLIENT_ID,
     POST_LOGOUT_URI,
@@ -423,6 +424,50 @@ async def test_signing_out_after_signing_in_again_ends_the_first_sign_in_s_token
         refused = await _refresh(client, before.json()["refresh_token"])
         assert refused.status_code == 400, refused.text
         assert refused.json()["error"] == "invalid_grant"
+
+
+async def test_signing_in_again_keeps_the_sid_the_first_sign_in_s_refresh_tokens_name(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """prompt=login continues the session under the same ``sid``: the ID tokens a handed-over
+    refresh token brings name it as before."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    first = await _signed_in_app_tokens(client)
+    again = await _signed_in_app_tokens(client, prompt="login")
+
+    refreshed = await _refresh(client, first["refresh_token"])
+
+    assert refreshed.status_code == 200, refreshed.text
+    sid = await _sid(client, refreshed.json()["id_token"])
+    assert sid == await _sid(client, first["id_token"]) == await _sid(client, again["id_token"])
+
+
+async def test_signing_in_again_in_a_session_without_sid_gives_its_refresh_tokens_the_new_one(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A session begun before sessions had a ``sid`` (migration 0010) has none, nor have its
+    refresh tokens. Signing in again there starts a new ``sid``; the refresh tokens handed
+    over to the new session bring ID tokens naming it, so that its logout hint works."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    first = await _signed_in_app_tokens(client)
+    async with runtime.db.transaction() as session:
+        for browser_session in await session.scalars(select(BrowserSession)):
+            browser_session.sid = None
+        for token in await session.scalars(select(RefreshToken)):
+            token.sid = None
+    again = await _signed_in_app_tokens(client, prompt="login")
+    async with runtime.db.transaction() as session:
+        new_sid = await session.scalar(
+            select(BrowserSession.sid).where(BrowserSession.revoked_at.is_(None))
+        )
+    assert new_sid is not None and await _sid(client, again["id_token"]) == str(new_sid)
+
+    refreshed = await _refresh(client, first["refresh_token"])
+
+    assert refreshed.status_code == 200, refreshed.text
+    assert await _sid(client, refreshed.json()["id_token"]) == str(new_sid)
 
 
 async def test_a_code_fetched_before_signing_in_again_stays_refused(
