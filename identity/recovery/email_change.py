@@ -64,7 +64,7 @@ async def request_email_change(
     limiter: RateLimiter,
     settings: Settings,
     actor: Actor,
-    user: User,
+    user_id: uuid.UUID,
     new_email: str,
     locale: str,
     now: datetime,
@@ -72,27 +72,28 @@ async def request_email_change(
     browser_id: uuid.UUID,
     password_set_at: datetime,
 ) -> str | None:
-    """Mail a confirmation link to ``new_email``, recorded for ``actor`` (the user, signed
-    in with the browser session ``browser_id``), who has just proved the password set at
-    ``password_set_at`` (``StoredPassword.set_at``), and return the address as stored; None,
-    and nothing mailed, if that session has ended or the user was disabled meanwhile.
+    """Mail a confirmation link to ``new_email``, recorded for ``actor`` (the user
+    ``user_id``, signed in with the browser session ``browser_id``), who has just proved the
+    password set at ``password_set_at`` (``StoredPassword.set_at``), and return the address
+    as stored; None, and nothing mailed, if that session has ended or the user was disabled
+    meanwhile. The link is mailed in the user's language, else in ``locale``, the page's.
     Raises ``InvalidInput`` or ``RateLimited``. Call ``runtime.mail.wake()`` after the
     commit."""
     new_email = deliverable_email(new_email)
     # The row first, as a disable or a move takes it: one under way is waited for and then
     # seen (its sessions ended), and one that starts later waits for this link to be stored
     # and then raises the count it holds. On SQLite, a write from the first statement on.
-    await repository.lock_user(session, user.id)
-    asking = await repository.asking_as(session, user.id, browser_id, now)
+    await repository.lock_user(session, user_id)
+    asking = await repository.asking_as(session, user_id, browser_id, now)
     if asking is None:
         return None
     if new_email == asking.email:
         raise InvalidInput("This is already the email address you sign in with.")
-    await limiter.spend(PER_USER, str(user.id), "Too many email changes; try again later.")
+    await limiter.spend(PER_USER, str(user_id), "Too many email changes; try again later.")
     token = random_token()
     pending = json.dumps(
         {
-            "user_id": str(user.id),
+            "user_id": str(user_id),
             "email": new_email,
             "epoch": asking.email_change_epoch,
             "password_set_at": password_set_at.isoformat(),
@@ -101,7 +102,7 @@ async def request_email_change(
     await store.set(_KEY + digest(token), pending, TTL_SECONDS)
     link = f"{settings.issuer}{CONFIRM_PAGE_PATH}?token={quote(token)}"
     message = messages.email_change_confirmation(
-        Recipient(new_email, user.locale or locale), settings.product_name, link, TTL_SECONDS
+        Recipient(new_email, asking.locale or locale), settings.product_name, link, TTL_SECONDS
     )
     await outbox.enqueue(session, message, now)
     # Nothing changes until the link is opened, but a link to an address of the session
@@ -111,7 +112,7 @@ async def request_email_change(
         actor,
         "user.email_change_requested",
         account_id=None,
-        target=("user", user.id),
+        target=("user", user_id),
         old=asking.email,
         new=new_email,
     )

@@ -82,20 +82,22 @@ async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> None:
 class AskingAs(NamedTuple):
     email: str
     email_change_epoch: int
+    # The language the user chose, if any.
+    locale: str | None
 
 
 async def asking_as(
     session: AsyncSession, user_id: uuid.UUID, browser_id: uuid.UUID, now: datetime
 ) -> AskingAs | None:
-    """The user's sign-in email and ``email_change_epoch``, read in one statement with the
-    asking browser session found live and the user enabled; None otherwise.
+    """The user's sign-in email, ``email_change_epoch`` and language, read in one statement
+    with the asking browser session found live and the user enabled; None otherwise.
 
     One statement, one snapshot: a disable that committed before it is seen (its user
     disabled, its sessions ended), and one that commits after it raises the count read here.
     """
     row = (
         await session.execute(
-            select(User.email, User.email_change_epoch)
+            select(User.email, User.email_change_epoch, User.locale)
             .join(BrowserSession, BrowserSession.user_id == User.id)
             .where(
                 User.id == user_id,
@@ -106,7 +108,7 @@ async def asking_as(
             )
         )
     ).first()
-    return AskingAs(row.email, row.email_change_epoch) if row else None
+    return AskingAs(row.email, row.email_change_epoch, row.locale) if row else None
 
 
 async def email_now(session: AsyncSession, user_id: uuid.UUID) -> str | None:

@@ -403,7 +403,7 @@ async def _change_email(posted: Posted) -> Outcome | Response[Any]:
             runtime.limiter,
             runtime.settings,
             posted.actor,
-            posted.visitor.user,
+            posted.visitor.user.id,
             new_email,
             posted.locale,
             posted.now,

@@ -94,7 +94,7 @@ async def ask_email_change(
             runtime.limiter,
             runtime.settings,
             Actor(user.id),
-            user,
+            user.id,
             new_email,
             locale,
             now,

@@ -102,6 +102,16 @@ async def test_reset_links_mailed_before_a_confirmed_email_change_no_longer_work
     assert await authenticate(runtime.db, runtime.passwords, NEW, PASSWORD) is not None
 
 
+@pytest.mark.parametrize(("chosen", "page"), [("es", "en"), (None, "es")], ids=["chosen", "page's"])
+async def test_the_link_is_mailed_in_the_user_s_language_else_the_page_s(
+    runtime: Runtime, chosen: str | None, page: str
+) -> None:
+    user = await new_user(runtime, "ana@example.com", locale=chosen)
+    await ask_email_change(runtime, user, NEW, locale=page)
+    (message,) = await mail_to(runtime, NEW)
+    assert message.subject == "Confirma tu nuevo correo electrónico de Identity"
+
+
 async def test_a_confirmation_link_works_once(runtime: Runtime) -> None:
     user = await new_user(runtime, "ana@example.com")
     token = await _ask(runtime, user)
