@@ -153,61 +153,66 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     except RateLimited as exc:
         first = await _repeat_beyond_the_limit(request, runtime, repeat, wait, email, password)
         return first or refused("login.throttled", 429, retry_after(exc))
-    previous = cookies.read(request.cookies, settings, cookies.SESSION)
-    proof = await authenticate(runtime.db, runtime.passwords, email, password)
-    if pending is None:
-        # Only a repeat gets here (a flow still there was claimed by no post yet, and one
-        # claimed meanwhile shows as FlowTaken below): the first post's answer once the
-        # password proved right; else another password, or a first sign-in ended since.
+    # Until this post is marked under way (its password right) or has answered: a copy the
+    # throttle refuses meanwhile waits to know which.
+    async with repeated_posts.checking(runtime, repeat):
+        previous = cookies.read(request.cookies, settings, cookies.SESSION)
+        proof = await authenticate(runtime.db, runtime.passwords, email, password)
+        if pending is None:
+            # Only a repeat gets here (a flow still there was claimed by no post yet, and one
+            # claimed meanwhile shows as FlowTaken below): the first post's answer once the
+            # password proved right; else another password, or a first sign-in ended since.
+            if proof is None:
+                throttle.failed()
+                return flow_expired(request, runtime, form)
+            await throttle.succeeded(email, client)
+            first = await signed_in_before(request, runtime, repeat, wait)
+            return first or flow_expired(request, runtime, form)
+        try:
+            # Only a right password marks the post under way: a wrong one, the same post again
+            # in the repeat's key, must never be handed the first post's sign-in.
+            marked = repeat if proof is not None else None
+            async with (
+                handing_over(runtime, marked, wait) as claim,
+                runtime.db.transaction() as session,
+            ):
+                needs_code = proof is not None and await second_factor.requires_code(
+                    session, proof.user_id
+                )
+                if proof is not None and not needs_code:
+                    pending = await claim(pending.id)
+                    established = await sessions.establish(
+                        session,
+                        user_id=proof.user_id,
+                        amr=["pwd"],
+                        now=utcnow(),
+                        ttl=settings.session_ttl,
+                        previous_token=previous,
+                        ip=ip,
+                        user_agent=request.headers.get("user-agent"),
+                    )
+                    await check_password_unchanged_since(
+                        session, proof.user_id, proof.password_set_at
+                    )
+        except PasswordChanged:
+            # Changed, and every session ended, while argon2 checked the old one (or before its
+            # change had committed); nothing was handed over, and the flow is back for the new
+            # password to try.
+            proof = None
+        except FlowTaken:
+            # The password was right: the post that took the flow signs in, this one made
+            # nothing and gives its attempt back; the same post again answers as that one.
+            await throttle.succeeded(email, client)
+            first = await signed_in_before(request, runtime, repeat, wait)
+            return first or flow_expired(request, runtime, form)
         if proof is None:
             throttle.failed()
-            return flow_expired(request, runtime, form)
+            # One message for an unknown email, a wrong password and a disabled account.
+            return refused("login.invalid", 400)
         await throttle.succeeded(email, client)
-        first = await signed_in_before(request, runtime, repeat, wait)
-        return first or flow_expired(request, runtime, form)
-    try:
-        # Only a right password marks the post under way: a wrong one, the same post again
-        # in the repeat's key, must never be handed the first post's sign-in.
-        marked = repeat if proof is not None else None
-        async with (
-            handing_over(runtime, marked, wait) as claim,
-            runtime.db.transaction() as session,
-        ):
-            needs_code = proof is not None and await second_factor.requires_code(
-                session, proof.user_id
-            )
-            if proof is not None and not needs_code:
-                pending = await claim(pending.id)
-                established = await sessions.establish(
-                    session,
-                    user_id=proof.user_id,
-                    amr=["pwd"],
-                    now=utcnow(),
-                    ttl=settings.session_ttl,
-                    previous_token=previous,
-                    ip=ip,
-                    user_agent=request.headers.get("user-agent"),
-                )
-                await check_password_unchanged_since(session, proof.user_id, proof.password_set_at)
-    except PasswordChanged:
-        # Changed, and every session ended, while argon2 checked the old one (or before its
-        # change had committed); nothing was handed over, and the flow is back for the new
-        # password to try.
-        proof = None
-    except FlowTaken:
-        # The password was right: the post that took the flow signs in, this one made
-        # nothing and gives its attempt back; the same post again answers as that one.
-        await throttle.succeeded(email, client)
-        first = await signed_in_before(request, runtime, repeat, wait)
-        return first or flow_expired(request, runtime, form)
-    if proof is None:
-        throttle.failed()
-        # One message for an unknown email, a wrong password and a disabled account.
-        return refused("login.invalid", 400)
-    await throttle.succeeded(email, client)
-    if needs_code:
-        return await second_factor.ask_for_code(request, runtime, pending, proof)
-    return await signed_in(request, runtime, pending, established, repeat)
+        if needs_code:
+            return await second_factor.ask_for_code(request, runtime, pending, proof)
+        return await signed_in(request, runtime, pending, established, repeat)
 
 
 async def _repeat_beyond_the_limit(
@@ -223,7 +228,7 @@ async def _repeat_beyond_the_limit(
     once this post's own password proves right too (the key holds no password). None
     otherwise, and then the refusal stands. Not counted, nor counted back: the throttle
     admitted nothing."""
-    if not await repeated_posts.check_beyond_limit(runtime, repeat):
+    if not await repeated_posts.check_beyond_limit(runtime, repeat, wait):
         return None
     if await authenticate(runtime.db, runtime.passwords, email, password) is None:
         return None

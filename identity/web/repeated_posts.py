@@ -31,6 +31,8 @@ import asyncio
 import hashlib
 import hmac
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +56,8 @@ _PREFIX = "repeated-post:"
 _UNDER_WAY = b"-"
 # Beside a key, once a post of it refused by a throttle has been checked all the same.
 _BEYOND_LIMIT = ":beyond-limit"
+# Beside a key, while a post of it that a throttle admitted has its password checked.
+_CHECKING = ":checking"
 
 
 def key_of(request: Request[Any, Any, Any], runtime: Runtime, step: str, *typed: str) -> str | None:
@@ -106,13 +110,38 @@ async def take_turn(runtime: Runtime, key: str, wait: Wait) -> bool:
     return True
 
 
-async def check_beyond_limit(runtime: Runtime, key: str | None) -> bool:
+@asynccontextmanager
+async def checking(runtime: Runtime, key: str | None) -> AsyncIterator[None]:
+    """Around what a post of ``key`` the throttle admitted does once admitted: a copy the
+    throttle refuses meanwhile (a double click lands while argon2 checks the first post's
+    password, before a right one marks the post under way) waits for it to be marked or
+    to end (``check_beyond_limit``)."""
+    if key is None:
+        yield
+        return
+    await runtime.store.set(key + _CHECKING, b"", WINDOW_SECONDS)
+    try:
+        yield
+    finally:
+        await runtime.store.delete(key + _CHECKING)
+
+
+async def check_beyond_limit(runtime: Runtime, key: str | None, wait: Wait) -> bool:
     """Whether a post of ``key`` that the throttle refused is checked all the same, as the
-    same post again whose first copy spent the last attempt: only while a post of ``key``
-    is under way or has answered (a sign-in step marks only a post that proved right), and
-    for one refused post of ``key``, so a right post buys at most one check beyond the limit
-    however many copies follow it."""
-    if key is None or await runtime.store.get(key) is None:
+    same post again whose first copy spent the last attempt: only once a post of ``key`` is
+    under way or has answered (a sign-in step marks only a post that proved right), waited
+    for while an admitted one is being ``checking``, and for one refused post of ``key``, so
+    a right post buys at most one check beyond the limit however many copies follow it.
+
+    The wait comes before this post's own password is checked, and lasts as long whatever
+    it is: how long the refusal takes tells nothing of the password it refuses."""
+    if key is None:
+        return False
+    # Read in this order: a first post marks its key before it stops checking.
+    while await runtime.store.get(key + _CHECKING) is not None:
+        if await runtime.store.get(key) is not None or not await wait.a_moment():
+            break
+    if await runtime.store.get(key) is None:
         return False
     return await runtime.store.add(key + _BEYOND_LIMIT, b"", WINDOW_SECONDS)
 

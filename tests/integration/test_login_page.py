@@ -386,6 +386,54 @@ async def test_at_the_last_attempt_a_repeat_proves_its_password_and_only_one_is_
         assert len(await _sessions(runtime)) == 1
 
 
+async def test_a_double_click_at_the_last_attempt_while_the_first_is_checked_signs_in_both(
+    start: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A double click lands while the first post's password is still in argon2, before a
+    # right one marks the post under way: the copy, refused by the throttle, found no mark
+    # and was told "too many attempts" (429) while the first post signed in.
+    async with start(login_max_failures=3) as (http, runtime):
+        for _ in range(2):
+            assert (await _fail(http)).status_code == 400
+        fields = form_fields((await open_login(http, authorize_params(prompt="login"))).text)
+        checking, release, polled = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        get, verify = runtime.store.get, Passwords.verify
+        reads = 0
+
+        async def held(self: Passwords, stored: str | None, password: str) -> bool:
+            if not checking.is_set():
+                checking.set()  # the first post, admitted at the last attempt, is checked
+                await release.wait()
+            return await verify(self, stored, password)
+
+        async def noting_polls(key: str) -> bytes | None:
+            nonlocal reads
+            if key.startswith("repeated-post:") and checking.is_set():
+                reads += 1
+                if reads > 1:
+                    polled.set()  # the copy reads its key again: it waits for the first
+            return await get(key)
+
+        monkeypatch.setattr(Passwords, "verify", held)
+        monkeypatch.setattr(runtime.store, "get", noting_polls)
+        cookies = httpx.Cookies(http.cookies)
+        data = fields | {"email": EMAIL, "password": PASSWORD}
+        first = asyncio.create_task(http.post("/login", data=data))
+        await checking.wait()
+        http.cookies = httpx.Cookies(cookies)
+        again = asyncio.create_task(http.post("/login", data=data))
+        noticed = asyncio.create_task(polled.wait())
+        await asyncio.wait({again, noticed}, return_when=asyncio.FIRST_COMPLETED)
+        noticed.cancel()
+        release.set()
+        answers = [await first, await again]
+
+        assert [a.status_code for a in answers] == [303, 303], answers[1].text
+        # One sign-in, the first post's, under the same cookie in both answers.
+        assert len(await _sessions(runtime)) == 1
+        assert answers[0].cookies["identity_session"] == answers[1].cookies["identity_session"]
+
+
 async def test_unknown_email_is_throttled_like_a_known_one(start: Any) -> None:
     since = time.monotonic()  # before the window's first count
     async with start(login_max_failures=2) as (http, _):
