@@ -9,14 +9,12 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import FromPath, JSONBody
 
 from identity.clock import utcnow
-from identity.db.paging import Page
 from identity.permissions import service
 from identity.permissions.access import Action
 from identity.web.api import schemas
 from identity.web.api.common import (
     CatalogueDep,
-    Limit,
-    Offset,
+    PageDep,
     PrincipalDep,
     account_out,
     allow,
@@ -53,11 +51,11 @@ class AccountController(Controller):
 
     @get("", summary="Every account, oldest first (staff)")
     async def list_all(
-        self, runtime: RuntimeDep, principal: PrincipalDep, offset: Offset = 0, limit: Limit = 50
+        self, runtime: RuntimeDep, principal: PrincipalDep, page: PageDep
     ) -> list[schemas.AccountOut]:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.ACCOUNT_LIST_ALL, utcnow())
-            accounts = await service.list_accounts(session, Page(offset, limit))
+            accounts = await service.list_accounts(session, page)
         return [account_out(account) for account in accounts]
 
     @get("/{account_id:uuid}", summary="One account")

@@ -13,10 +13,9 @@ from identity.clients import service
 from identity.clients.models import OAuthClient
 from identity.clients.service import ClientChange, ClientSpec
 from identity.clock import utcnow
-from identity.db.paging import Page
 from identity.permissions.access import Action
 from identity.web.api import schemas
-from identity.web.api.common import Limit, Offset, PrincipalDep, allow, created
+from identity.web.api.common import PageDep, PrincipalDep, allow, created
 from identity.web.dependencies import RuntimeDep
 from identity.web.openapi import LOCATION, problems
 
@@ -42,11 +41,11 @@ class ClientController(Controller):
 
     @get("", summary="Registered OAuth clients, without their secrets (staff)")
     async def list_clients(
-        self, runtime: RuntimeDep, principal: PrincipalDep, offset: Offset = 0, limit: Limit = 50
+        self, runtime: RuntimeDep, principal: PrincipalDep, page: PageDep
     ) -> list[schemas.ClientOut]:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.CLIENT_MANAGE, utcnow())
-            clients = await service.list_clients(session, Page(offset, limit))
+            clients = await service.list_clients(session, page)
         return [client_out(client) for client in clients]
 
     @get(

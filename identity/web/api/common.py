@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.models import User
 from identity.audit.models import AuditEvent
 from identity.audit.service import readable_details
+from identity.db.paging import Page
 from identity.permissions.access import Action, Relation, authorize
 from identity.permissions.catalogue import Catalogue, once_each
 from identity.permissions.models import Account, Invitation
@@ -29,7 +30,14 @@ PrincipalDep: TypeAlias = NamedDependency[Principal]
 CatalogueDep: TypeAlias = NamedDependency[Catalogue]
 Offset = Annotated[int, Parameter(ge=0, le=1_000_000, description="items to skip")]
 Limit = Annotated[int, Parameter(ge=1, le=200, description="items per page")]
+PageDep: TypeAlias = NamedDependency[Page]
 Body = TypeVar("Body")
+
+
+def provide_page(offset: Offset = 0, limit: Limit = 50) -> Page:
+    """The page of a list the query asks for: every list takes the same two parameters,
+    with the same limits (out of range is 400 naming the parameter, never clamped)."""
+    return Page(offset, limit)
 
 
 def created(request: Request[Any, Any, Any], body: Body, new_id: object) -> Response[Body]:

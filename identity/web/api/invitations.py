@@ -9,15 +9,13 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from identity.clock import utcnow
-from identity.db.paging import Page
 from identity.permissions import invitations
 from identity.permissions.access import Action, check_manager_invite, delegation_for
 from identity.permissions.invitations import InvitationRequest
 from identity.web.api import schemas
 from identity.web.api.common import (
     CatalogueDep,
-    Limit,
-    Offset,
+    PageDep,
     PrincipalDep,
     allow,
     created,
@@ -39,13 +37,12 @@ class InvitationController(Controller):
         runtime: RuntimeDep,
         principal: PrincipalDep,
         account_id: FromPath[uuid.UUID],
-        offset: Offset = 0,
-        limit: Limit = 50,
+        page: PageDep,
     ) -> list[schemas.InvitationOut]:
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.INVITATION_READ, now, account_id)
-            found = await invitations.pending(session, account_id, now, Page(offset, limit))
+            found = await invitations.pending(session, account_id, now, page)
         return [invitation_out(invitation) for invitation in found]
 
     @get(

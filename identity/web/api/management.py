@@ -30,7 +30,7 @@ from identity.web.api.auth import (
     bearer_refused_handler,
     provide_principal,
 )
-from identity.web.api.common import provide_catalogue
+from identity.web.api.common import provide_catalogue, provide_page
 from identity.web.api.password import NO_STORE, require_json
 from identity.web.openapi import BEARER_REQUIREMENT
 from identity.web.problems import http_exception_handler
@@ -84,6 +84,7 @@ ROUTER = Router(
     dependencies={
         "principal": Provide(provide_principal, sync_to_thread=False),
         "catalogue": Provide(provide_catalogue),
+        "page": Provide(provide_page, sync_to_thread=False),
     },
     exception_handlers={  # type: ignore[dict-item]
         BearerRefused: bearer_refused_handler,

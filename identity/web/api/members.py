@@ -12,7 +12,6 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clock import utcnow
-from identity.db.paging import Page
 from identity.permissions import service
 from identity.permissions.access import Action, Relation, check_manager_edit, delegation_for
 from identity.permissions.service import Grant, RoleGrant
@@ -21,8 +20,7 @@ from identity.web.api import schemas
 from identity.web.api.auth import Principal
 from identity.web.api.common import (
     CatalogueDep,
-    Limit,
-    Offset,
+    PageDep,
     PrincipalDep,
     allow,
     created,
@@ -60,11 +58,9 @@ class MemberController(Controller):
         principal: PrincipalDep,
         catalogue: CatalogueDep,
         account_id: FromPath[uuid.UUID],
-        offset: Offset = 0,
-        limit: Limit = 50,
+        page: PageDep,
     ) -> list[schemas.MemberOut]:
         now = utcnow()
-        page = Page(offset, limit)
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.MEMBER_READ, now, account_id)
             views = await service.list_members(session, account_id, now, catalogue, page)

@@ -22,8 +22,7 @@ from identity.web.api import schemas
 from identity.web.api.auth import Principal
 from identity.web.api.common import (
     CatalogueDep,
-    Limit,
-    Offset,
+    PageDep,
     PrincipalDep,
     allow,
     created,
@@ -156,10 +155,9 @@ class RoleTemplateController(Controller):
         runtime: RuntimeDep,
         principal: PrincipalDep,
         catalogue: CatalogueDep,
-        offset: Offset = 0,
-        limit: Limit = 50,
+        page: PageDep,
     ) -> list[schemas.RoleOut]:
-        return await _list(runtime, principal, Action.TEMPLATE_READ, None, Page(offset, limit))
+        return await _list(runtime, principal, Action.TEMPLATE_READ, None, page)
 
     @post(
         "",
@@ -222,10 +220,8 @@ class AccountRoleController(Controller):
         runtime: RuntimeDep,
         principal: PrincipalDep,
         account_id: FromPath[uuid.UUID],
-        offset: Offset = 0,
-        limit: Limit = 50,
+        page: PageDep,
     ) -> list[schemas.RoleOut]:
-        page = Page(offset, limit)
         return await _list(runtime, principal, Action.ACCOUNT_ROLE_READ, account_id, page)
 
     @post(

@@ -11,13 +11,12 @@ from litestar.params import FromPath, JSONBody, Parameter
 from identity.accounts.onboarding import onboard_user
 from identity.accounts.service import disable_user, enable_user, update_user
 from identity.clock import utcnow
-from identity.db.paging import Page
 from identity.mfa.service import SecondFactor
 from identity.permissions import service
 from identity.permissions.access import Action
 from identity.recovery.service import assisted_email_change
 from identity.web.api import schemas
-from identity.web.api.common import Limit, Offset, PrincipalDep, allow, created, user_out
+from identity.web.api.common import PageDep, PrincipalDep, allow, created, user_out
 from identity.web.dependencies import RuntimeDep
 from identity.web.openapi import LOCATION, problems
 
@@ -31,15 +30,14 @@ class UserController(Controller):
         self,
         runtime: RuntimeDep,
         principal: PrincipalDep,
+        page: PageDep,
         email: Annotated[
             str | None, Parameter(max_length=320, description="part of the email address")
         ] = None,
-        offset: Offset = 0,
-        limit: Limit = 50,
     ) -> list[schemas.UserOut]:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.USER_READ, utcnow())
-            users = await service.list_users(session, email, Page(offset, limit))
+            users = await service.list_users(session, email, page)
         return [user_out(user) for user in users]
 
     @post(

@@ -13,10 +13,9 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta
 
 from identity.clock import utcnow
-from identity.db.paging import Page
 from identity.permissions.access import Action
 from identity.web.api import schemas
-from identity.web.api.common import Limit, Offset, PrincipalDep, allow, created
+from identity.web.api.common import PageDep, PrincipalDep, allow, created
 from identity.web.dependencies import RuntimeDep
 from identity.web.openapi import LOCATION, problems
 from identity.webhooks import service
@@ -125,11 +124,11 @@ class WebhookController(Controller):
 
     @get("", summary="Webhook subscriptions, without their secrets (staff)")
     async def list_subscriptions(
-        self, runtime: RuntimeDep, principal: PrincipalDep, offset: Offset = 0, limit: Limit = 50
+        self, runtime: RuntimeDep, principal: PrincipalDep, page: PageDep
     ) -> list[WebhookOut]:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.WEBHOOK_MANAGE, utcnow())
-            rows = await service.list_subscriptions(session, Page(offset, limit))
+            rows = await service.list_subscriptions(session, page)
         return [_out(row) for row in rows]
 
     @get("/{subscription_id:uuid}", summary="A webhook subscription, without its secret (staff)")
@@ -158,18 +157,15 @@ class WebhookController(Controller):
         runtime: RuntimeDep,
         principal: PrincipalDep,
         subscription_id: FromPath[uuid.UUID],
+        page: PageDep,
         # "state" is a name Litestar keeps for the application state; the query says state.
         wanted: Annotated[
             State | None, QueryParameter(name="state", description="only deliveries in this state")
         ] = None,
-        offset: Offset = 0,
-        limit: Limit = 50,
     ) -> list[DeliveryOut]:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.WEBHOOK_MANAGE, utcnow())
-            views = await service.list_deliveries(
-                session, subscription_id, wanted, Page(offset, limit)
-            )
+            views = await service.list_deliveries(session, subscription_id, wanted, page)
         return [_delivery_out(view) for view in views]
 
     @post(
