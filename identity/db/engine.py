@@ -133,6 +133,12 @@ class Database:
         self._reads = reads
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._sqlite_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        # The read engine's connections lead where the main engine's did, but it runs only
+        # SELECTs, which a demoted primary still answers: it never sees the failover itself.
+        # The main engine's sign of one retires them too, before the next lone read.
+        self._reads_failed_over = False
+        if isinstance(reads, LoneReads | AsyncEngine):
+            event.listen(engine.sync_engine, "handle_error", self._note_failover)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -179,6 +185,9 @@ class Database:
         a writer holds: only crash recovery could make it wait.
         """
         async with _translated_errors():
+            if self._reads_failed_over:
+                self._reads_failed_over = False
+                await self._reconnect_reads()
             if isinstance(self._reads, LoneReads):
                 return await self._reads.first(statement, params)
             if isinstance(self._reads, Engine):
@@ -186,6 +195,21 @@ class Database:
                     return connection.execute(statement, params).first()
             async with (self._reads or self.engine).connect() as connection:
                 return (await connection.execute(statement, params)).first()
+
+    def _note_failover(self, context: ExceptionContext) -> None:
+        """The main engine's ``handle_error`` hook: marks the read engine's connections for
+        replacement when a write was refused as read-only (``_discard_read_only_connection``).
+        Only noted here, as the hook cannot wait; the next ``first`` waits for it."""
+        if _refused_as_read_only(context):
+            self._reads_failed_over = True
+
+    async def _reconnect_reads(self) -> None:
+        # New connections find the new primary as the main engine's do (the URL's hosts and
+        # its target_session_attrs are the read engine's too), or fail as in an outage.
+        if isinstance(self._reads, LoneReads):
+            await self._reads.reconnect()
+        elif isinstance(self._reads, AsyncEngine):
+            await self._reads.dispose()
 
     async def ping(self) -> None:
         try:
@@ -300,8 +324,14 @@ def _discard_read_only_connection(context: ExceptionContext) -> None:
     returning it to the pool, and retires the pool's other connections, opened to the same
     server, as they are next checked out: new connections find the new primary (with
     ``target_session_attrs=read-write`` among several hosts) or fail as an outage does."""
-    if _sqlstate(context.original_exception) == _READ_ONLY_SQLSTATE:
+    if _refused_as_read_only(context):
         context.is_disconnect = True
+
+
+def _refused_as_read_only(context: ExceptionContext) -> bool:
+    """Whether the error ``context`` reports is a write refused as read-only: the sign, on
+    a server that took writes, that it is no longer the primary."""
+    return _sqlstate(context.original_exception) == _READ_ONLY_SQLSTATE
 
 
 _SQLITE_LOCK_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

@@ -66,6 +66,11 @@ class LoneReads:
         if self._checking is None or self._checking.done():
             self._checking = asyncio.create_task(self._pool.check())
 
+    async def reconnect(self) -> None:
+        """Every connection replaced: the idle ones now, those in use as they come back."""
+        if self._opened:
+            await self._pool.drain()
+
     def _compiled(self, statement: Executable) -> str:
         # The SQL of each statement, in psycopg's placeholders, compiled once: the
         # statements asked here are module constants.

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -213,9 +213,32 @@ async def one_connection(
     await db.dispose()
 
 
+_BACKEND_PID = text("SELECT pg_backend_pid()")
+
+
 async def _backend_pid(db: Database) -> int:
     async with db.engine.connect() as connection:
-        return int((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        return int((await connection.execute(_BACKEND_PID)).scalar_one())
+
+
+async def _lone_read_pid(db: Database) -> int:
+    """The backend of ``db``'s lone reads (``Database.first``), a pool of their own."""
+    return int(await db.scalar(_BACKEND_PID, {}))
+
+
+async def _write_refused_as_read_only(db: Database, one_connection: Database) -> TextClause:
+    """Makes ``one_connection``'s pooled connection what one to a demoted primary is to the
+    driver, a read-only session, and sees a write on it answer 503; the write's statement."""
+    async with db.transaction() as session:
+        schema = await session.scalar(text("SELECT current_schema()"))
+    write = text(f'CREATE TABLE "{schema}".written (n integer)')
+    async with one_connection.engine.connect() as connection:
+        await connection.execute(text("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"))
+        await connection.commit()
+    with pytest.raises(DatabaseUnavailable):
+        async with one_connection.transaction() as session:
+            await session.execute(write)
+    return write
 
 
 @pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
@@ -225,19 +248,25 @@ async def test_a_write_refused_as_read_only_is_unavailable_and_drops_its_connect
 ) -> None:
     # After a failover the pool holds connections to the old primary, now a standby, which
     # refuses every write with SQLSTATE 25006. That was a 500, and the connection went back
-    # to the pool to fail the next write too, until a restart. A session made read-only is
-    # what such a connection is to the driver.
-    async with db.transaction() as session:
-        schema = await session.scalar(text("SELECT current_schema()"))
-    write = text(f'CREATE TABLE "{schema}".written (n integer)')
-    async with one_connection.engine.connect() as connection:
-        await connection.execute(text("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"))
-        await connection.commit()
+    # to the pool to fail the next write too, until a restart.
     demoted = await _backend_pid(one_connection)
     assert await _backend_pid(one_connection) == demoted  # the pool's one connection
-    with pytest.raises(DatabaseUnavailable):
-        async with one_connection.transaction() as session:
-            await session.execute(write)
+    write = await _write_refused_as_read_only(db, one_connection)
     async with one_connection.transaction() as session:
         await session.execute(write)
-        assert await session.scalar(text("SELECT pg_backend_pid()")) != demoted
+        assert await session.scalar(_BACKEND_PID) != demoted
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+@pytest.mark.parametrize("one_connection", ["psycopg", "asyncpg"], indirect=True)
+async def test_a_write_refused_as_read_only_drops_the_lone_reads_connections_too(
+    db: Database, one_connection: Database
+) -> None:
+    # The lone reads (the access-token deny list, client credentials) have a pool of their
+    # own and run only SELECTs, which the old primary still answers: they never see 25006
+    # and kept reading there, from data that may no longer change (a revoked token stayed
+    # valid), until their connections broke. The main engine's 25006 must retire them too.
+    demoted = await _lone_read_pid(one_connection)
+    assert await _lone_read_pid(one_connection) == demoted  # the lone reads' one connection
+    await _write_refused_as_read_only(db, one_connection)
+    assert await _lone_read_pid(one_connection) != demoted
