@@ -38,18 +38,21 @@ class SignInThrottle:
         self._per_account = Limit("signin-account", settings.login_max_failures, window)
         self._per_ip = Limit("signin-ip", settings.login_max_failures_per_ip, window)
 
-    async def admit(self, email: str, ip: str) -> None:
+    async def admit(self, email: str, ip: str) -> bool:
         """Count this attempt against both limits; ``RateLimited``, with the time left in
         the window of the limit that refused, when either is used up: refuse without
         checking the password. Every admitted attempt ends in ``failed`` (it stays counted)
-        or ``succeeded``."""
+        or ``succeeded``. Whether this attempt is the last either limit allows for now,
+        known from the counts themselves: only behind that one can the same post again
+        (a double click) be refused."""
         # The address first: a client refused for it makes no counter for each email it
         # names, which in bounded memory would push out older counters, its own among them.
         verdict = await self._limiter.hit(self._per_ip, ip)
         if verdict.allowed:
+            by_ip = verdict
             verdict = await self._limiter.hit(self._per_account, _account_key(email))
             if verdict.allowed:
-                return
+                return by_ip.left == 0 or verdict.left == 0
             # Refused for the account: nothing was tried from this address.
             await self._limiter.release(self._per_ip, ip)
         SIGN_INS.labels("throttled").inc()

@@ -42,6 +42,8 @@ class Verdict:
     allowed: bool
     count: int
     retry_after: int
+    # Attempts the window allows after this one: 0 for the last allowed, and once refused.
+    left: int
 
 
 class RateLimiter:
@@ -93,10 +95,11 @@ class RateLimiter:
 
         The increment is atomic, so of a burst at most ``limit.max`` are allowed."""
         count, remaining, shared = await self._call_incr(self._key(limit, subject), limit.window)
-        allowed = count <= (limit.max if shared else max(1, limit.max // self._processes))
+        most = limit.max if shared else max(1, limit.max // self._processes)
+        allowed = count <= most
         if not allowed:
             RATE_LIMITED.labels(limit.name).inc()
-        return Verdict(allowed, count, 0 if allowed else remaining)
+        return Verdict(allowed, count, 0 if allowed else remaining, max(0, most - count))
 
     async def spend(self, limit: Limit, subject: str, message: str, /, **extra: Any) -> None:
         """``hit``, refusing with ``RateLimited`` (``message``, when to retry) over the limit."""

@@ -149,13 +149,14 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     client = client_ip.rate_subject(ip)
     password = field(form, "password", MAX_PASSWORD)
     try:
-        await throttle.admit(email, client)
+        last = await throttle.admit(email, client)
     except RateLimited as exc:
         first = await _repeat_beyond_the_limit(request, runtime, repeat, wait, email, password)
         return first or refused("login.throttled", 429, retry_after(exc))
-    # Until this post is marked under way (its password right) or has answered: a copy the
-    # throttle refuses meanwhile waits to know which.
-    async with repeated_posts.checking(runtime, repeat):
+    # For a post that spent the last attempt, until it is marked under way (its password
+    # right) or has answered: a copy the throttle refuses meanwhile waits to know which. A
+    # post with attempts left behind it has no refused copy to tell: no note, no store trip.
+    async with repeated_posts.checking(runtime, repeat if last else None):
         previous = cookies.read(request.cookies, settings, cookies.SESSION)
         proof = await authenticate(runtime.db, runtime.passwords, email, password)
         if pending is None:

@@ -56,7 +56,8 @@ _PREFIX = "repeated-post:"
 _UNDER_WAY = b"-"
 # Beside a key, once a post of it refused by a throttle has been checked all the same.
 _BEYOND_LIMIT = ":beyond-limit"
-# Beside a key, while a post of it that a throttle admitted has its password checked.
+# Beside a key, while a post of it that a throttle admitted at its last attempt has its
+# password checked.
 _CHECKING = ":checking"
 
 
@@ -112,10 +113,11 @@ async def take_turn(runtime: Runtime, key: str, wait: Wait) -> bool:
 
 @asynccontextmanager
 async def checking(runtime: Runtime, key: str | None) -> AsyncIterator[None]:
-    """Around what a post of ``key`` the throttle admitted does once admitted: a copy the
-    throttle refuses meanwhile (a double click lands while argon2 checks the first post's
-    password, before a right one marks the post under way) waits for it to be marked or
-    to end (``check_beyond_limit``)."""
+    """Around what a post of ``key`` the throttle admitted at its last attempt does once
+    admitted: a copy the throttle refuses meanwhile (a double click lands while argon2
+    checks the first post's password, before a right one marks the post under way) waits
+    for it to be marked or to end (``check_beyond_limit``). None for a post with attempts
+    left: nothing is noted, as no copy of it is refused."""
     if key is None:
         yield
         return

@@ -434,6 +434,45 @@ async def test_a_double_click_at_the_last_attempt_while_the_first_is_checked_sig
         assert answers[0].cookies["identity_session"] == answers[1].cookies["identity_session"]
 
 
+@pytest.mark.parametrize(
+    ("limit", "emails"),
+    [
+        ("login_max_failures", [EMAIL] * 3),
+        ("login_max_failures_per_ip", [f"user{n}@example.com" for n in range(3)]),
+    ],
+)
+async def test_only_a_post_at_the_last_attempt_leaves_a_note_for_a_refused_copy(
+    start: Any, monkeypatch: pytest.MonkeyPatch, limit: str, emails: list[str]
+) -> None:
+    # Only a post that spends the last attempt of a limit can have a copy refused behind
+    # it, so only that post notes in the store that it is being checked; every sign-in
+    # post wrote and removed the note, two store round trips each.
+    async with start(**{limit: 3}) as (http, runtime):
+        writes: list[str] = []
+
+        def noting(name: str) -> None:
+            method = getattr(runtime.store, name)
+
+            async def noted(key: str, *args: Any) -> Any:
+                if key.startswith("repeated-post:"):
+                    writes.append(name)
+                return await method(key, *args)
+
+            monkeypatch.setattr(runtime.store, name, noted)
+
+        for name in ("set", "add", "delete"):
+            noting(name)
+        per_post = []
+        for email in emails:
+            page = await open_login(http, authorize_params(prompt="login"))
+            writes.clear()
+            failed = await submit_login(http, page, email=email, password="Wrong!Password1")
+            assert failed.status_code == 400
+            per_post.append(list(writes))
+
+        assert per_post == [[], [], ["set", "delete"]]
+
+
 async def test_unknown_email_is_throttled_like_a_known_one(start: Any) -> None:
     since = time.monotonic()  # before the window's first count
     async with start(login_max_failures=2) as (http, _):
