@@ -467,11 +467,15 @@ async def signed_in_before(
     wait: repeated_posts.Wait,
 ) -> Response[Any] | None:
     """The answer to a sign-in post made again (``repeated_posts``): its flow resumed with
-    the session the first post opened, now the browser's, once it has answered within what
-    is left of ``wait``; None when it is no repeat."""
+    the session the first post opened, now the browser's, or the code page the first post
+    went on to, once it has answered within what is left of ``wait``; None when it is no
+    repeat."""
     first = await repeated_posts.first_post(runtime, repeat, wait)
-    if first is None or first.session_token is None:
+    if first is None:
         return None
+    if first.session_token is None:
+        # A password step of a two-step account: the code page asks this browser alone.
+        return redirect(first.location) if first.location is not None else None
     return await proceed(
         request,
         runtime,

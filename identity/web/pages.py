@@ -180,8 +180,11 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
                 needs_code = proof is not None and await second_factor.requires_code(
                     session, proof.user_id
                 )
-                if proof is not None and not needs_code:
+                if proof is not None:
+                    # Handed over to a session or to the code step alike: the same post
+                    # again gets this one's answer, whichever it is.
                     pending = await claim(pending.id)
+                if proof is not None and not needs_code:
                     established = await sessions.establish(
                         session,
                         user_id=proof.user_id,
@@ -201,8 +204,9 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
             # password to try.
             proof = None
         except FlowTaken:
-            # The password was right: the post that took the flow signs in, this one made
-            # nothing and gives its attempt back; the same post again answers as that one.
+            # The password was right: the post that took the flow signs in (or asks for the
+            # code), this one made nothing and gives its attempt back; the same post again
+            # answers as that one.
             await throttle.succeeded(email, client)
             first = await signed_in_before(request, runtime, repeat, wait)
             return first or flow_expired(request, runtime, form)
@@ -212,7 +216,10 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
             return refused("login.invalid", 400)
         await throttle.succeeded(email, client)
         if needs_code:
-            return await second_factor.ask_for_code(request, runtime, pending, proof)
+            asked = await second_factor.ask_for_code(request, runtime, pending, proof)
+            if marked is not None:
+                await repeated_posts.answered(runtime, marked, pending, location=asked.url)
+            return asked
         return await signed_in(request, runtime, pending, established, repeat)
 
 

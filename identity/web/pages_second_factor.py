@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
 from litestar.params import FromQuery
-from litestar.response import Template
+from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.repository import PasswordChanged, check_password_unchanged_since
@@ -73,7 +73,7 @@ def _browser_seed(request: Request[Any, Any, Any], runtime: Runtime) -> str:
 
 async def ask_for_code(
     request: Request[Any, Any, Any], runtime: Runtime, flow: Flow, proved: Authenticated
-) -> Response[Any]:
+) -> Redirect:
     """Remember who the password proved, and which password, for this flow and this browser
     only, and go to the code page.
 

@@ -14,7 +14,8 @@ The repeat resumes the flow from where the first post left it. After a sign-in i
 first post's session and token, kept sealed in the record (the database holds only the
 token's digest): one session, the one the security page lists, and one cookie, whichever
 of three posts the server finishes last (a fresh token per repeat would leave every
-answer's cookie but the last finished dead, the one the browser shows among them). A step
+answer's cookie but the last finished dead, the one the browser shows among them). After a
+password step that went on to the code step, it gets the same code page. A step
 after sign-in (consent, the account picker) is answered once: the repeat gets the first
 post's redirect, so one answer gives the app one code; once the app has redeemed that code
 the repeat gets a page saying the request was answered, as presenting it again would be a

@@ -36,15 +36,18 @@ from tests.browser import (
     submit_login,
 )
 from tests.conftest import serving
-from tests.integration.page_helpers import served_for_sign_in, waits_out
+from tests.integration.page_helpers import second_step, served_for_sign_in, waits_out
+from tests.integration.recovery_helpers import PASSWORD as TWO_STEP_PASSWORD
 from tests.integration.recovery_helpers import (
     change_password_elsewhere,
+    enrolled_user,
     held_after,
     told_after,
     until_waiting_or_done,
 )
 
 Started = tuple[httpx.AsyncClient, Runtime]
+TWO_STEP = "two-step@example.com"
 
 
 @pytest.fixture
@@ -386,6 +389,51 @@ async def test_at_the_last_attempt_a_repeat_proves_its_password_and_only_one_is_
         assert len(await _sessions(runtime)) == 1
 
 
+async def _double_click_at_the_last_attempt_while_the_first_is_checked(
+    http: httpx.AsyncClient,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    email: str = EMAIL,
+    password: str = PASSWORD,
+) -> list[httpx.Response]:
+    """Two failures of three spent, then the sign-in form posted twice, the copy landing
+    while the first post's password is still in argon2 and polling for it: both answers."""
+    for _ in range(2):
+        assert (await _fail(http, email)).status_code == 400
+    fields = form_fields((await open_login(http, authorize_params(prompt="login"))).text)
+    checking, release, polled = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    get, verify = runtime.store.get, Passwords.verify
+    reads = 0
+
+    async def held(self: Passwords, stored: str | None, password: str) -> bool:
+        if not checking.is_set():
+            checking.set()  # the first post, admitted at the last attempt, is checked
+            await release.wait()
+        return await verify(self, stored, password)
+
+    async def noting_polls(key: str) -> bytes | None:
+        nonlocal reads
+        if key.startswith("repeated-post:") and checking.is_set():
+            reads += 1
+            if reads > 1:
+                polled.set()  # the copy reads its key again: it waits for the first
+        return await get(key)
+
+    monkeypatch.setattr(Passwords, "verify", held)
+    monkeypatch.setattr(runtime.store, "get", noting_polls)
+    cookies = httpx.Cookies(http.cookies)
+    data = fields | {"email": email, "password": password}
+    first = asyncio.create_task(http.post("/login", data=data))
+    await checking.wait()
+    http.cookies = httpx.Cookies(cookies)
+    again = asyncio.create_task(http.post("/login", data=data))
+    noticed = asyncio.create_task(polled.wait())
+    await asyncio.wait({again, noticed}, return_when=asyncio.FIRST_COMPLETED)
+    noticed.cancel()
+    release.set()
+    return [await first, await again]
+
+
 async def test_a_double_click_at_the_last_attempt_while_the_first_is_checked_signs_in_both(
     start: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -393,45 +441,33 @@ async def test_a_double_click_at_the_last_attempt_while_the_first_is_checked_sig
     # right one marks the post under way: the copy, refused by the throttle, found no mark
     # and was told "too many attempts" (429) while the first post signed in.
     async with start(login_max_failures=3) as (http, runtime):
-        for _ in range(2):
-            assert (await _fail(http)).status_code == 400
-        fields = form_fields((await open_login(http, authorize_params(prompt="login"))).text)
-        checking, release, polled = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        get, verify = runtime.store.get, Passwords.verify
-        reads = 0
-
-        async def held(self: Passwords, stored: str | None, password: str) -> bool:
-            if not checking.is_set():
-                checking.set()  # the first post, admitted at the last attempt, is checked
-                await release.wait()
-            return await verify(self, stored, password)
-
-        async def noting_polls(key: str) -> bytes | None:
-            nonlocal reads
-            if key.startswith("repeated-post:") and checking.is_set():
-                reads += 1
-                if reads > 1:
-                    polled.set()  # the copy reads its key again: it waits for the first
-            return await get(key)
-
-        monkeypatch.setattr(Passwords, "verify", held)
-        monkeypatch.setattr(runtime.store, "get", noting_polls)
-        cookies = httpx.Cookies(http.cookies)
-        data = fields | {"email": EMAIL, "password": PASSWORD}
-        first = asyncio.create_task(http.post("/login", data=data))
-        await checking.wait()
-        http.cookies = httpx.Cookies(cookies)
-        again = asyncio.create_task(http.post("/login", data=data))
-        noticed = asyncio.create_task(polled.wait())
-        await asyncio.wait({again, noticed}, return_when=asyncio.FIRST_COMPLETED)
-        noticed.cancel()
-        release.set()
-        answers = [await first, await again]
+        answers = await _double_click_at_the_last_attempt_while_the_first_is_checked(
+            http, runtime, monkeypatch
+        )
 
         assert [a.status_code for a in answers] == [303, 303], answers[1].text
         # One sign-in, the first post's, under the same cookie in both answers.
         assert len(await _sessions(runtime)) == 1
         assert answers[0].cookies["identity_session"] == answers[1].cookies["identity_session"]
+
+
+async def test_a_two_step_double_click_at_the_last_attempt_asks_for_the_code_both_times(
+    start: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first post goes on to the code page, handing over no session: it withdrew its
+    # mark, so the copy the throttle refused found none and was told "too many attempts".
+    async with start(login_max_failures=3) as (http, runtime):
+        _, generator, _ = await enrolled_user(runtime, TWO_STEP)
+        answers = await _double_click_at_the_last_attempt_while_the_first_is_checked(
+            http, runtime, monkeypatch, TWO_STEP, TWO_STEP_PASSWORD
+        )
+
+        assert [a.status_code for a in answers] == [303, 303], answers[1].text
+        location = answers[0].headers["location"]
+        assert location.startswith("/login/second-factor?")
+        assert answers[1].headers["location"] == location
+        redirected_to_client(await second_step(http, answers[1], generator.now()))
+        assert len(await _sessions(runtime)) == 1
 
 
 @pytest.mark.parametrize(
