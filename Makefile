@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/identity serve
 
+# Two passes: the suite in parallel, one worker per CPU (each test has its own database and
+# Redis prefix), then alone the tests that cut shared servers off or load the machine on
+# purpose (marker `serial`), which would fail the others or their own timings.
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto -m "not serial"
+	$(BIN)/pytest -m serial
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,11 +2,15 @@
 
 Set IDENTITY_TEST_DATABASE_URL (PostgreSQL) and IDENTITY_TEST_REDIS_URL to run the suite on
 real servers, as .ci/run does; each test then gets its own schema and its own key prefix.
+Under pytest-xdist each worker also has a database of its own (``test_gw0``...): advisory
+locks and ``pg_locks`` are per database, and race tests watch them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +39,31 @@ def _libpq_dsn(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+@functools.cache
+def _worker_database_url() -> str:
+    """TEST_DATABASE_URL, or under pytest-xdist the same server's database of this worker,
+    made on first use."""
+    assert TEST_DATABASE_URL is not None
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return TEST_DATABASE_URL
+    base = make_url(TEST_DATABASE_URL)
+    name = f"{base.database}_{worker}"
+    with psycopg.connect(_libpq_dsn(TEST_DATABASE_URL), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            # Workers starting together copy template1 at once, which PostgreSQL refuses to
+            # all but one ("being accessed by other users") while that one copies.
+            for attempt in range(50):
+                try:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+                    break
+                except psycopg.errors.ObjectInUse:
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.1)
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 @contextmanager
 def isolated_database(data_dir: Path) -> Iterator[dict[str, str]]:
     """Environment entries naming a fresh, empty database for one test."""
@@ -42,10 +71,11 @@ def isolated_database(data_dir: Path) -> Iterator[dict[str, str]]:
         yield {}
         return
     schema = f"t_{uuid.uuid4().hex[:16]}"
-    dsn = _libpq_dsn(TEST_DATABASE_URL)
+    database_url = _worker_database_url()
+    dsn = _libpq_dsn(database_url)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    base = make_url(TEST_DATABASE_URL)
+    base = make_url(database_url)
     if base.get_driver_name() not in ("psycopg", "asyncpg"):
         base = base.set(drivername="postgresql+psycopg")
     # search_path makes the schema the default one, for the app and for Alembic alike.

@@ -37,7 +37,8 @@ from tests.processes import free_port, identity_server
 from tests.smtp_server import smtp_server
 from tests.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.e2e
+# Loads a server, cuts its PostgreSQL, Redis or SMTP off and times the recovery: alone.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 EMAIL = "faults@example.com"
 PASSWORD = "Qz7!mVt#pX2w"

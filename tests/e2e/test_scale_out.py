@@ -23,6 +23,8 @@ from tests.processes import Server, identity_server
 
 pytestmark = [
     pytest.mark.e2e,
+    # Waits on caches and key refetches timed across two servers: alone.
+    pytest.mark.serial,
     pytest.mark.skipif(
         TEST_DATABASE_URL is None or TEST_REDIS_URL is None,
         reason="scale-out needs the PostgreSQL + Redis pass (.ci/run)",
