@@ -62,7 +62,13 @@ class VettingBackend(httpcore.AsyncNetworkBackend):
 
     async def _vetted(self, host: str) -> list[str]:
         try:
-            found = await self._resolve(host)
+            # "example.com." is "example.com" fully qualified: one host to the URL check and
+            # one subscription (url_key), so one name to look up. The system resolver's hosts
+            # file lookup knows no name with the dot ("localhost." did not resolve), and the
+            # numeric "127.0.0.1." is then read as the address the URL check judged it to be.
+            # A single label loses its dot's "no search domains": whatever a search domain
+            # finds is vetted below all the same.
+            found = await self._resolve(host.removesuffix("."))
         except OSError as exc:
             raise httpcore.ConnectError(f"{host} does not resolve: {exc}") from exc
         # Any internal address refuses the host, not just the one we would connect to: a name

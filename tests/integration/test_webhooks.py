@@ -335,10 +335,12 @@ async def test_an_error_answer_is_retried_and_the_last_attempt_gives_up(
     assert len(receiver.requests) == 2
 
 
+# "localhost." is the same host fully qualified, and is delivered to alike.
+@pytest.mark.parametrize("name", ["localhost", "localhost."])
 async def test_a_host_name_is_resolved_and_delivered_to_when_loopback_is_allowed(
-    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver, name: str
 ) -> None:
-    await subscribe(client, quiet, receiver.url.replace("127.0.0.1", "localhost"))
+    await subscribe(client, quiet, receiver.url.replace("127.0.0.1", name))
     account_id, user_id = await member_of_new_account(quiet)
     async with quiet.db.transaction() as session:
         await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
@@ -771,7 +773,10 @@ async def test_only_staff_manage_subscriptions(client: httpx.AsyncClient, runtim
         "http://127.0.0.1:8001/h",
         "http://localhost/h",
         "http://LOCALHOST./h",
+        "http://localhost.:8001/h",
+        "http://127.0.0.1./h",
         "http://api.localhost:8001/h",
+        "http://api.localhost./h",
         "http://[::1]/h",
     ],
 )
@@ -780,7 +785,9 @@ def test_http_to_loopback_needs_the_setting(url: str) -> None:
     assert refusal(url, allow_http_loopback=False) == "The URL must use https."
 
 
-@pytest.mark.parametrize("host", ["localhost.", "Api.LocalHost", "a.b.localhost."])
+@pytest.mark.parametrize(
+    "host", ["localhost.", "LOCALHOST.", "Api.LocalHost", "api.localhost.", "a.b.localhost."]
+)
 def test_every_name_under_localhost_is_loopback(host: str) -> None:
     # RFC 6761: such names never leave the machine, whatever a resolver is configured to say.
     assert refusal(f"https://{host}/h", allow_http_loopback=False) == (

@@ -181,11 +181,15 @@ def resolving_to(*found: str) -> Resolver:
     return resolve
 
 
-async def test_localhost_is_refused_unless_loopback_is_allowed(listener: int) -> None:
-    with pytest.raises(EgressRefused, match=r"localhost resolves to (127\.0\.0\.1|::1)"):
-        await VettingBackend(allow_loopback=False).connect_tcp("localhost", listener, timeout=5)
+# A trailing dot is the fully-qualified spelling of the same host: the URL check refuses it
+# as loopback and url_key makes it one subscription, so the system resolver must find it too
+# (its hosts file lookup matches "localhost" alone, and refused "localhost." as unknown).
+@pytest.mark.parametrize("host", ["localhost", "localhost.", "LOCALHOST.", "127.0.0.1."])
+async def test_localhost_is_refused_unless_loopback_is_allowed(listener: int, host: str) -> None:
+    with pytest.raises(EgressRefused, match=rf"{host} resolves to (127\.0\.0\.1|::1)"):
+        await VettingBackend(allow_loopback=False).connect_tcp(host, listener, timeout=5)
 
-    stream = await VettingBackend(allow_loopback=True).connect_tcp("localhost", listener, timeout=5)
+    stream = await VettingBackend(allow_loopback=True).connect_tcp(host, listener, timeout=5)
     assert stream.get_extra_info("server_addr") == ("127.0.0.1", listener)
     await stream.aclose()
 
@@ -338,12 +342,9 @@ async def test_tls_checks_a_host_name_written_with_a_trailing_dot_as_the_name(
 ) -> None:
     # "localhost." is "localhost" fully qualified, one host (and one subscription, url_key),
     # but no certificate names it with the dot, and SNI carries names without one (RFC 6066
-    # §3): sent as written, every delivery to such a URL failed the certificate check. (DNS
-    # resolves either; this machine's hosts file knows "localhost" alone.)
+    # §3): sent as written, every delivery to such a URL failed the certificate check.
     receiver, port, trusting = https
-    transport = VettedTransport(
-        allow_loopback=True, ssl_context=trusting, resolver=resolving_to("127.0.0.1")
-    )
+    transport = VettedTransport(allow_loopback=True, ssl_context=trusting)
     async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
         response = await client.get(f"https://localhost.:{port}/")
         assert response.status_code == 204

@@ -20,6 +20,8 @@ from identity.webhooks.url_key import digest, normalised
         ("https://billing.example.com", "https://billing.example.com/"),
         # A trailing dot names the same host (the fully-qualified spelling).
         ("https://Billing.Example.COM.:443/h", "https://billing.example.com/h"),
+        ("http://LOCALHOST.:8001/h", "http://localhost:8001/h"),
+        ("http://127.0.0.1.:80/h", "http://127.0.0.1/h"),
         # RFC 3986 §6.2.2.1: the case of a percent-escape's hex digits means nothing.
         ("https://billing.example.com/a%2fb?to=%2f", "https://billing.example.com/a%2Fb?to=%2F"),
         ("https://billing.example.com/%c3%bc", "https://billing.example.com/%C3%BC"),
