@@ -81,14 +81,15 @@ async def list_accounts(session: AsyncSession, page: Page) -> Sequence[Account]:
 
 
 async def accounts_of_user(
-    session: AsyncSession, user_id: uuid.UUID
+    session: AsyncSession, user_id: uuid.UUID, page: Page | None = None
 ) -> Sequence[tuple[Account, Membership]]:
-    result = await session.execute(
+    statement = (
         select(Account, Membership)
         .join(Membership, Membership.account_id == Account.id)
         .where(Membership.user_id == user_id)
-        .order_by(Account.name, Account.id)
+        .order_by(Account.name, Account.id)  # one membership per account: a total order
     )
+    result = await session.execute(paged(statement, page))
     return [(row[0], row[1]) for row in result]
 
 

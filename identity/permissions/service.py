@@ -336,10 +336,15 @@ class AccountChoice:
 
 
 async def accounts_of(
-    session: AsyncSession, user_id: uuid.UUID, now: datetime, catalogue: Catalogue | None = None
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    now: datetime,
+    catalogue: Catalogue | None = None,
+    page: Page | None = None,
 ) -> list[AccountChoice]:
-    """The accounts a user belongs to, by name, with their effective permissions in each."""
-    rows = await repository.accounts_of_user(session, user_id)
+    """The accounts a user belongs to, by name, with their effective permissions in each;
+    all of them without a ``page``."""
+    rows = await repository.accounts_of_user(session, user_id, page)
     effective = await _effective(session, [m for _, m in rows], now, _default(catalogue))
     return [AccountChoice(a, m.is_owner, effective[m.id]) for a, m in rows]
 

@@ -110,13 +110,15 @@ class MyAccountsController(Controller):
 
     @get("", summary="The accounts the caller belongs to, with their permissions in each")
     async def mine(
-        self, runtime: RuntimeDep, principal: PrincipalDep, catalogue: CatalogueDep
+        self, runtime: RuntimeDep, principal: PrincipalDep, catalogue: CatalogueDep, page: PageDep
     ) -> list[schemas.MyAccountOut]:
         now = utcnow()
         user_id = principal.caller.user_id
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.ACCOUNT_LIST_MINE, now)
-            choices = await service.accounts_of(session, user_id, now, catalogue) if user_id else []
+            choices = (
+                await service.accounts_of(session, user_id, now, catalogue, page) if user_id else []
+            )
         return [
             schemas.MyAccountOut(c.account.id, c.account.name, c.owner, sorted(c.permissions))
             for c in choices
