@@ -229,6 +229,35 @@ async def hold_user(session: AsyncSession, user_id: uuid.UUID) -> bool:
     return disabled is False
 
 
+async def hold_administrator(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Hold the acting administrator's own row until the caller's transaction ends; whether
+    they are still an enabled administrator, as committed when it was taken.
+
+    PostgreSQL: ``FOR KEY SHARE``, which other holds and the updates that touch no key
+    (``lock_administrators``, ``set_disabled``, a rename) do not wait for, so administrators'
+    requests do not queue behind each other through it. A demotion or a
+    disable takes its target ``FOR UPDATE`` (``hold_for_demotion``), which does: it waits for
+    the administrator's change in progress, and a hold that comes later waits for it and
+    reads what it left. SQLite: the one write lock first (a no-op write of the row), so the
+    flag is read as last committed and no other writer changes it until the caller commits.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        await lock_rows(session, User.is_admin, User.id == user_id)
+    found = await session.scalar(
+        select(User.is_admin)
+        .where(User.id == user_id, User.disabled.is_(False))
+        .with_for_update(key_share=True)
+    )
+    return found is True
+
+
+async def hold_for_demotion(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """The user as committed, locked ``FOR UPDATE`` until the caller's transaction ends: a
+    demotion or a disable waits for the user's staff change in progress
+    (``hold_administrator``), and their next one waits for it."""
+    return await session.get(User, user_id, populate_existing=True, with_for_update=True)
+
+
 async def lock_administrators(session: AsyncSession) -> None:
     """Serialise changes that may take away the last administrator (demotions and disables),
     until the transaction ends, as ``lock_account`` does for an account's last owner.

@@ -187,10 +187,14 @@ async def _keeping_an_administrator(session: AsyncSession, user_id: uuid.UUID) -
     demotion or a disable); ``Conflict`` if they are the last enabled administrator.
 
     The lock stays until the caller's transaction ends, so two such changes at once are
-    counted one after the other and cannot both take one of the last two.
+    counted one after the other and cannot both take one of the last two. The user's own
+    row is locked after it (the order staff changes take them, ``authorize``): a staff change
+    of theirs in progress commits first, and one that comes later finds them demoted.
     """
     await repository.lock_administrators(session)
-    user = await _user_now(session, user_id)  # read again under the lock
+    user = await repository.hold_for_demotion(session, user_id)  # read again under the lock
+    if user is None:
+        raise NotFound("No such user.")
     # A disabled administrator or a plain user leaves as many able to act as before.
     taking_an_active_one = user.is_admin and not user.disabled
     if taking_an_active_one and await repository.count_active_administrators(session) <= 1:

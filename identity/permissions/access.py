@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.repository import hold_user
+from identity.accounts.repository import hold_administrator, hold_user, lock_administrators
 from identity.clients.repository import get_client
 from identity.errors import Forbidden, NotFound
 from identity.oauth.scopes import SCOPE_ADMIN
@@ -139,8 +139,50 @@ _MEMBER_CHANGES = frozenset(
 )
 
 
+# What staff do that changes nothing: judged by the flag the token was checked against.
+_STAFF_READS = frozenset(
+    {
+        Action.ACCOUNT_LIST_ALL,
+        Action.ACCOUNT_LIST_MINE,
+        Action.ACCOUNT_READ,
+        Action.MEMBER_READ,
+        Action.INVITATION_READ,
+        Action.ACCOUNT_ROLE_READ,
+        Action.ACCOUNT_AUDIT_READ,
+        Action.TEMPLATE_READ,
+        Action.PERMISSION_READ,
+        Action.USER_READ,
+        Action.AUDIT_READ_ALL,
+        Action.AUTHZ_CHECK,
+    }
+)
+
+
+# The staff actions among which a demotion or a disable is.
+_MAY_DEMOTE = frozenset({Action.USER_WRITE, Action.USER_RECOVER})
+
+
 def allowed(action: Action, relation: Relation) -> bool:
     return relation in MATRIX[action]
+
+
+async def _hold_acting_staff(session: AsyncSession, caller: Caller, action: Action) -> None:
+    """Before an administrator's change, hold their flag until it commits. Read when the
+    request began, another administrator could demote or disable them and commit while the
+    change, judged by the flag read before, went on to commit after. The demotion or disable
+    now waits for the change in progress, or the change waits for it and is refused.
+
+    A demotion (``USER_WRITE``) or a disable (``USER_RECOVER``) takes the administrators'
+    lock before its target's row (``_keeping_an_administrator``); the acting administrator's
+    own row is held after that lock too, so two administrators demoting or disabling each
+    other queue at it, and the second finds itself demoted or disabled, instead of each
+    holding its own row while waiting for the other's (a deadlock on PostgreSQL)."""
+    if not caller.is_staff or caller.user_id is None or action in _STAFF_READS:
+        return  # a client acting for itself holds its authority from no user
+    if action in _MAY_DEMOTE:
+        await lock_administrators(session)
+    if not await hold_administrator(session, caller.user_id):
+        raise Forbidden("You may not do this.")
 
 
 async def _lock_acting_member(
@@ -215,6 +257,7 @@ async def authorize(
     account_id: uuid.UUID | None = None,
 ) -> Relation:
     """The caller's relation if the matrix lets it perform ``action``; else an error."""
+    await _hold_acting_staff(session, caller, action)
     await _lock_acting_member(session, caller, action, account_id)
     relation = await relation_to(session, caller, account_id, now, catalogue)
     # Staff relate to every account without a membership to read, so nothing else notices

@@ -155,24 +155,24 @@ def reset_token(message: EmailMessage) -> str:
 
 
 async def until_waiting_or_done(
-    runtime: Runtime, task: asyncio.Task[Any], table: str = "users"
+    runtime: Runtime, task: asyncio.Future[Any], table: str = "users", waiters: int = 1
 ) -> None:
-    """Return once ``task`` has ended or, on PostgreSQL, a transaction waits for a lock on a
-    row of this test's ``table``. A writer waiting on SQLite does so in its busy handler,
-    out of sight: there the task gets half a second (well within the busy timeout) to get as
-    far as it can."""
+    """Return once ``task`` has ended or, on PostgreSQL, ``waiters`` transactions wait for a
+    lock on a row of this test's ``table``. A writer waiting on SQLite does so in its busy
+    handler, out of sight: there the task gets half a second (well within the busy timeout)
+    to get as far as it can."""
     if runtime.db.engine.dialect.name == "sqlite":
         await asyncio.wait({task}, timeout=0.5)
         return
     waiting = text(
-        "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid)"
+        "SELECT count(DISTINCT pid) FROM pg_locks JOIN pg_stat_activity USING (pid)"
         " WHERE relation = CAST(:table AS regclass) AND wait_event_type = 'Lock'"
     )
     for _ in range(500):
         if task.done():
             return
         async with runtime.db.transaction() as session:
-            if await session.scalar(waiting, {"table": table}):
+            if await session.scalar(waiting, {"table": table}) >= waiters:
                 return
         await asyncio.sleep(0.01)
     raise AssertionError("the task neither ended nor waits for a lock")
