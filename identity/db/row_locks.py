@@ -10,11 +10,16 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 
 def lock_statement(column: InstrumentedAttribute[Any], *where: ColumnElement[bool]) -> Update:
-    """``lock_rows``'s statement, for a lock taken on every request to build once."""
+    """``lock_rows``'s statement, for a lock taken on every request to build once.
+
+    Columns kept up to date on every write (``onupdate``, such as ``users.updated_at``, the
+    ID token's claim) are set to themselves as well: a lock changes nothing in the row."""
+    table = column.class_.__table__
+    unchanged = {c: c for c in table.columns if c.onupdate is not None}
     return (
         update(column.class_)
         .where(*where)
-        .values({column: column})
+        .values({**unchanged, column.expression: column.expression})
         .execution_options(synchronize_session=False)
     )
 

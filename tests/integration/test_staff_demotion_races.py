@@ -185,3 +185,31 @@ async def test_two_administrators_taking_others_staff_at_once_both_succeed(
 
     assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
     assert await _administrators(runtime, first, second) == {first.id, second.id}
+
+
+async def _updated_at(runtime: Runtime, *users: User) -> dict[uuid.UUID, Any]:
+    async with runtime.db.transaction() as session:
+        rows = await session.execute(
+            select(User.id, User.updated_at).where(User.id.in_([u.id for u in users]))
+        )
+        return {user_id: at for user_id, at in rows}
+
+
+async def test_staff_changes_leave_the_administrators_updated_at_alone(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The locks a staff change takes on administrators' rows change nothing in them: their
+    ``updated_at`` (the ID token's claim) moves only when their own details do."""
+    other = await make_user(runtime, is_admin=True)
+    admin, headers = await _administrator(runtime)
+    owner = await make_user(runtime)
+    before = await _updated_at(runtime, admin, other)
+
+    created = await _create_account(client, headers, owner, f"Acme {uuid.uuid4().hex[:8]}")
+    assert created.status_code == 201, created.text
+    renamed = await client.patch(
+        f"/api/v1/users/{owner.id}", json={"name": "Renamed"}, headers=headers
+    )
+    assert renamed.status_code == 200, renamed.text
+
+    assert await _updated_at(runtime, admin, other) == before
