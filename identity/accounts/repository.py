@@ -246,7 +246,8 @@ async def hold_administrator(session: AsyncSession, user_id: uuid.UUID) -> bool:
     found = await session.scalar(
         select(User.is_admin)
         .where(User.id == user_id, User.disabled.is_(False))
-        .with_for_update(key_share=True)
+        # read=True: key_share alone is FOR NO KEY UPDATE, an exclusive lock.
+        .with_for_update(read=True, key_share=True)
     )
     return found is True
 

@@ -213,3 +213,37 @@ async def test_staff_changes_leave_the_administrators_updated_at_alone(
     assert renamed.status_code == 200, renamed.text
 
     assert await _updated_at(runtime, admin, other) == before
+
+
+async def test_a_staff_change_in_progress_holds_up_no_other_administrator(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The acting administrator's own row is held FOR KEY SHARE: another administrator's
+    user change (the administrators' lock, a no-op update of their rows) goes on beside the
+    change in progress."""
+    if runtime.db.engine.dialect.name == "sqlite":
+        pytest.skip("row locks: SQLite has one writer at a time")
+    _, other_headers = await _administrator(runtime)
+    _, headers = await _administrator(runtime)
+    owner, someone = await make_user(runtime), await make_user(runtime)
+    real_create = service.create_account
+    renamings: list[asyncio.Future[httpx.Response]] = []
+
+    async def create_while_another_renames(*args: Any, **kwargs: Any) -> Any:
+        renamings.append(
+            asyncio.ensure_future(
+                client.patch(
+                    f"/api/v1/users/{someone.id}", json={"name": "B"}, headers=other_headers
+                )
+            )
+        )
+        await until_waiting_or_done(runtime, renamings[0])
+        beside.append(renamings[0].done())
+        return await real_create(*args, **kwargs)
+
+    beside: list[bool] = []
+    monkeypatch.setattr(service, "create_account", create_while_another_renames)
+    created = await _create_account(client, headers, owner, f"Acme {uuid.uuid4().hex[:8]}")
+    assert created.status_code == 201, created.text
+    assert (await renamings[0]).status_code == 200
+    assert beside == [True]
