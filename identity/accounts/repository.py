@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, false, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -234,7 +234,7 @@ async def hold_administrator(session: AsyncSession, user_id: uuid.UUID) -> bool:
     they are still an enabled administrator, as committed when it was taken.
 
     PostgreSQL: ``FOR KEY SHARE``, which other holds and the updates that touch no key
-    (``lock_administrators``, ``set_disabled``, a rename) do not wait for, so administrators'
+    (``set_disabled``, a rename) do not wait for, so administrators'
     requests do not queue behind each other through it. A demotion or a
     disable takes its target ``FOR UPDATE`` (``hold_for_demotion``), which does: it waits for
     the administrator's change in progress, and a hold that comes later waits for it and
@@ -259,16 +259,26 @@ async def hold_for_demotion(session: AsyncSession, user_id: uuid.UUID) -> User |
     return await session.get(User, user_id, populate_existing=True, with_for_update=True)
 
 
+# The key of the PostgreSQL advisory lock below; any constant no other lock uses.
+_ADMINISTRATORS_LOCK = 0x61646D6E  # "admn"
+
+
 async def lock_administrators(session: AsyncSession) -> None:
     """Serialise changes that may take away the last administrator (demotions and disables),
-    until the transaction ends, as ``lock_account`` does for an account's last owner.
+    until the transaction ends, as ``lock_account`` does for an account's last owner: a
+    second one waits for the first to commit and then counts what it left.
 
-    A no-op write of every administrator's row: on PostgreSQL a second demotion or disable
-    waits for the first to commit and then counts what it left (rows the first demoted no
-    longer match and are skipped; one it disabled is no longer counted). On SQLite it takes
-    the one write lock before anything is counted.
+    PostgreSQL: an advisory lock, not the administrators' rows. A demotion goes on to wait
+    for its target's staff change in progress (``hold_for_demotion``); holding every
+    administrator's row meanwhile, it made an administrator's member change, which
+    share-locks its own row (``hold_user``) while holding the account, wait for it, and a
+    staff change waiting for that account closed the circle: a deadlock. SQLite: a no-op
+    write, which takes the one write lock before anything is counted.
     """
-    await lock_rows(session, User.is_admin, User.is_admin.is_(True))
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(_ADMINISTRATORS_LOCK)))
+    else:
+        await lock_rows(session, User.is_admin, false())
 
 
 async def count_active_administrators(session: AsyncSession) -> int:

@@ -155,18 +155,19 @@ def reset_token(message: EmailMessage) -> str:
 
 
 async def until_waiting_or_done(
-    runtime: Runtime, task: asyncio.Future[Any], table: str = "users", waiters: int = 1
+    runtime: Runtime, task: asyncio.Future[Any], table: str | None = "users", waiters: int = 1
 ) -> None:
     """Return once ``task`` has ended or, on PostgreSQL, ``waiters`` transactions wait for a
-    lock on a row of this test's ``table``. A writer waiting on SQLite does so in its busy
-    handler, out of sight: there the task gets half a second (well within the busy timeout)
-    to get as far as it can."""
+    lock on a row of this test's ``table`` (None: for an advisory lock). A writer waiting on
+    SQLite does so in its busy handler, out of sight: there the task gets half a second
+    (well within the busy timeout) to get as far as it can."""
     if runtime.db.engine.dialect.name == "sqlite":
         await asyncio.wait({task}, timeout=0.5)
         return
     waiting = text(
         "SELECT count(DISTINCT pid) FROM pg_locks JOIN pg_stat_activity USING (pid)"
-        " WHERE relation = CAST(:table AS regclass) AND wait_event_type = 'Lock'"
+        " WHERE wait_event_type = 'Lock' AND (relation = CAST(:table AS regclass)"
+        " OR CAST(:table AS regclass) IS NULL AND locktype = 'advisory')"
     )
     for _ in range(500):
         if task.done():

@@ -143,7 +143,7 @@ async def _at_once(
     async with runtime.db.transaction() as session:
         await lock_administrators(session)
         everyone = asyncio.ensure_future(asyncio.gather(*calls))
-        await until_waiting_or_done(runtime, everyone, waiters=len(calls))
+        await until_waiting_or_done(runtime, everyone, table=None, waiters=len(calls))
     return list(await everyone)
 
 
@@ -250,8 +250,6 @@ async def test_a_staff_change_in_progress_holds_up_no_other_administrator(
     assert beside == [True]
 
 
-# Reproduction, not yet fixed: PostgreSQL reports DeadlockDetected among the three.
-@pytest.mark.xfail(reason="three-way deadlock through lock_administrators", strict=False)
 async def test_a_staff_change_waiting_behind_an_administrators_member_change_meets_no_deadlock(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
