@@ -57,6 +57,8 @@ def _worker_database_url() -> str:
                 try:
                     conn.execute(f'CREATE DATABASE "{name}"')
                     break
+                except psycopg.errors.DuplicateDatabase:
+                    break  # another run on this server made it meanwhile
                 except psycopg.errors.ObjectInUse:
                     if attempt == 49:
                         raise
