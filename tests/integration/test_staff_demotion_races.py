@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
-from identity.accounts.repository import hold_for_demotion, lock_administrators
+from identity.accounts.repository import hold_for_demotion, hold_user, lock_administrators
 from identity.accounts.service import disable_user, update_user
 from identity.clock import utcnow
 from identity.permissions import service
@@ -26,6 +26,7 @@ from identity.permissions.access import hold_member_rights
 from identity.permissions.models import Account
 from identity.runtime import Runtime
 from identity.web.api.auth import SCOPE_ADMIN
+from tests.backends import TEST_DATABASE_URL
 from tests.integration.account_helpers import SYSTEM, make_account, make_user, user_headers
 from tests.integration.recovery_helpers import until_waiting_or_done
 
@@ -216,50 +217,45 @@ async def test_staff_changes_leave_the_administrators_updated_at_alone(
     assert await _updated_at(runtime, admin, other) == before
 
 
-async def test_a_staff_change_in_progress_holds_up_no_other_administrator(
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="row locks: PostgreSQL (.ci/run)")
+async def test_a_staff_change_in_progress_holds_up_none_of_its_authors_member_changes(
     client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The acting administrator's own row is held FOR KEY SHARE: another administrator's
-    user change (the administrators' lock, a no-op update of their rows) goes on beside the
-    change in progress."""
-    if runtime.db.engine.dialect.name == "sqlite":
-        pytest.skip("row locks: SQLite has one writer at a time")
-    _, other_headers = await _administrator(runtime)
-    _, headers = await _administrator(runtime)
-    owner, someone = await make_user(runtime), await make_user(runtime)
+    """The acting administrator's own row is held FOR KEY SHARE: what their member changes
+    elsewhere take on it (``hold_user``, FOR SHARE) goes on beside the staff change in
+    progress. An exclusive hold made each wait for the other."""
+    admin, headers = await _administrator(runtime)
+    owner = await make_user(runtime)
     real_create = service.create_account
-    renamings: list[asyncio.Future[httpx.Response]] = []
+    acting: list[asyncio.Task[None]] = []
+    beside: list[bool] = []
 
-    async def create_while_another_renames(*args: Any, **kwargs: Any) -> Any:
-        renamings.append(
-            asyncio.ensure_future(
-                client.patch(
-                    f"/api/v1/users/{someone.id}", json={"name": "B"}, headers=other_headers
-                )
-            )
-        )
-        await until_waiting_or_done(runtime, renamings[0])
-        beside.append(renamings[0].done())
+    async def member_change() -> None:
+        async with runtime.db.transaction() as session:
+            await hold_user(session, admin.id)
+
+    async def create_while_its_author_acts_as_member(*args: Any, **kwargs: Any) -> Any:
+        acting.append(asyncio.create_task(member_change()))
+        await until_waiting_or_done(runtime, acting[0])
+        beside.append(acting[0].done())
         return await real_create(*args, **kwargs)
 
-    beside: list[bool] = []
-    monkeypatch.setattr(service, "create_account", create_while_another_renames)
+    monkeypatch.setattr(service, "create_account", create_while_its_author_acts_as_member)
     created = await _create_account(client, headers, owner, f"Acme {uuid.uuid4().hex[:8]}")
+    await acting[0]
     assert created.status_code == 201, created.text
-    assert (await renamings[0]).status_code == 200
     assert beside == [True]
 
 
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="row locks: PostgreSQL (.ci/run)")
 async def test_a_staff_change_waiting_behind_an_administrators_member_change_meets_no_deadlock(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     """Administrator A renames an account with their staff token while its owner, also an
     administrator, changes it as its member (the hosted pages, an invitation they sent being
-    accepted: ``hold_member_rights``), and B demotes A. The member change holds the account
-    and waits for the owner's row, which B's administrators' lock holds; A waits for the
-    account; B must not then wait for A's own row."""
-    if runtime.db.engine.dialect.name == "sqlite":
-        pytest.skip("row locks: PostgreSQL")
+    accepted: ``hold_member_rights``), and B demotes A. When the administrators' lock was a
+    write of every administrator's row, the member change, holding the account, waited for
+    the owner's row; A waited for the account; B's demotion waited for A's row: a deadlock."""
     await _administrator(runtime)  # so that A is not the last
     admin, headers = await _administrator(runtime)
     owner = await make_user(runtime, is_admin=True)
