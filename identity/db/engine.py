@@ -91,7 +91,8 @@ def create_read_engine(
         options = _server_options(settings, settings.db_pool_size) | {"max_overflow": 0}
         reads = create_async_engine(url, isolation_level="AUTOCOMMIT", **options, **_EVERY_ENGINE)
         text_guard.install(reads.sync_engine)
-        event.listen(reads.sync_engine, "handle_error", _discard_read_only_connection)
+        # It only reads, so it never meets a write refused after a failover: the main
+        # engine's sign of one replaces its connections (``Database._note_failover``).
         return reads
     if url.database in (None, "", ":memory:"):
         return None  # a private in-memory database: only the main engine's connection sees it
