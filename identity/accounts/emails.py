@@ -86,11 +86,21 @@ def deliverable_email(raw: str) -> str:
     """``normalise_email``, for an address about to be stored (a new user, an invitation, a
     changed sign-in email): it must also fit in an SMTP path, or every email to it fails, and
     hold no encoded word, or emails to it go to another mailbox.
-    Look-ups use ``normalise_email``, so an address stored before this rule still signs in."""
+    Nor may it hold a compatibility character (the long s, a full-width or ligature letter,
+    a superscript): NFC keeps them, so "ſam@" would be a second account beside "sam@" that
+    reads the same in a members list or an invitation. The domain needs no such rule: IDNA
+    maps its full-width letters to the plain ones.
+    Look-ups use ``normalise_email``, so an address stored before these rules still signs in."""
     email = normalise_email(raw)
-    if _ENCODED_WORD.search(email.rpartition("@")[0]):
+    local = email.rpartition("@")[0]
+    if _ENCODED_WORD.search(local):
         raise InvalidInput(
             "The part of the email address before the @ may not hold an encoded word (=?...?=)."
+        )
+    if unicodedata.normalize("NFKC", local) != local:
+        raise InvalidInput(
+            "The part of the email address before the @ holds a full-width, ligature or other "
+            "compatibility character: write its letters in their plain form."
         )
     if len(email.encode()) > MAX_DELIVERABLE:
         raise InvalidInput(

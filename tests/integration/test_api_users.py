@@ -78,3 +78,18 @@ async def test_the_email_filter_ignores_spaces_around_a_pasted_address(
         headers=await staff_headers(runtime),
     )
     assert [row["id"] for row in found.json()] == [str(user.id)]
+
+
+async def test_staff_cannot_add_a_look_alike_beside_an_existing_address(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # "ſam@" (long s) and "ｓam@" (full-width s) were stored beside "sam@" as other users.
+    await make_user(runtime, email="sam@example.com")
+    headers = await staff_headers(runtime)
+    for look_alike in ("\u017fam@example.com", "\uff53am@example.com"):
+        refused = await client.post("/api/v1/users", json={"email": look_alike}, headers=headers)
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "plain form" in refused.json()["detail"]
+    listed = await client.get("/api/v1/users", params={"email": "am@"}, headers=headers)
+    assert [row["email"] for row in listed.json()] == ["sam@example.com"]

@@ -107,3 +107,27 @@ def test_an_encoded_word_in_the_local_part_is_refused_as_a_new_address(raw: str)
     one in an address): emails to it would reach the mailbox it decodes to."""
     with pytest.raises(InvalidInput, match="encoded"):
         deliverable_email(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "\u017fam@example.com",  # ſ, the long s: NFKC reads it as s
+        "\uff53am@example.com",  # ｓ, full-width, as a CJK input method types it
+        "\ufb01nance@example.com",  # ﬁ, one ligature character for "fi"
+        "ana\u00b2@example.com",  # ², a superscript two
+    ],
+)
+def test_a_look_alike_of_a_plain_address_is_refused_as_a_new_address(raw: str) -> None:
+    """NFC keeps compatibility characters, so "ſam@" was stored beside "sam@": two accounts
+    that read the same in a members list or an invitation. A new address takes the plain
+    letters; one stored before this rule still signs in."""
+    with pytest.raises(InvalidInput, match="plain form") as refused:
+        deliverable_email(raw)
+    assert "sam@" not in refused.value.detail  # says what to write, not the address itself
+    assert normalise_email(raw) == raw
+
+
+def test_a_unicode_local_part_without_compatibility_characters_is_a_new_address() -> None:
+    assert deliverable_email("josé.garcía@ejemplo.es") == "josé.garcía@ejemplo.es"
+    assert deliverable_email("张伟@例子.中国") == "张伟@xn--fsqu00a.xn--fiqs8s"
