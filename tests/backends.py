@@ -41,12 +41,13 @@ def _libpq_dsn(url: str) -> str:
 
 @functools.cache
 def _worker_database_url() -> str:
-    """TEST_DATABASE_URL, or under pytest-xdist the same server's database of this worker,
-    made on first use."""
+    """The database of this pytest-xdist worker on TEST_DATABASE_URL's server (``test_gw0``
+    for ``test``), or outside xdist (the serial tests, one file run alone) ``test_serial``;
+    made on first use. Never the database the URL names: whatever else runs there, a long
+    transaction makes ``identity migrate``'s CREATE INDEX CONCURRENTLY wait, and advisory
+    locks and ``pg_locks``, which race tests watch, are per database."""
     assert TEST_DATABASE_URL is not None
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker is None:
-        return TEST_DATABASE_URL
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "serial")
     base = make_url(TEST_DATABASE_URL)
     name = f"{base.database}_{worker}"
     with psycopg.connect(_libpq_dsn(TEST_DATABASE_URL), autocommit=True) as conn:
