@@ -172,6 +172,16 @@ CASES: list[tuple[str, str, Any, int, str]] = [
     ("PATCH", "/clients/{c}", {"resources": ["billing"]}, 422, "resources"),
     ("PATCH", "/clients/{c}", {"scope": 'bad"scope'}, 422, "scope"),
     ("PATCH", "/clients/{c}", {"disabled": "yes"}, 400, "disabled"),
+    # Null in a change was read as "leave it as it is": a manager clearing a member's
+    # permissions with null got 200, and the member kept every one of them.
+    ("PATCH", MEMBER, {"permissions": None}, 400, "permissions"),
+    ("PATCH", MEMBER, {"roles": None}, 400, "roles"),
+    ("PATCH", MEMBER, {"owner": None}, 400, "owner"),
+    ("PATCH", "/users/{t}", {"name": None}, 400, "name"),
+    ("PATCH", "/users/{t}", {"is_admin": None}, 400, "is_admin"),
+    ("PATCH", "/clients/{c}", {"resources": None}, 400, "resources"),
+    ("PATCH", "/accounts/{a}/roles/{r}", {"permissions": None}, 400, "permissions"),
+    ("PATCH", "/roles/{r}", {"description": None}, 400, "description"),
     ("POST", "/authz/check", {"checks": []}, 400, "checks"),
     (
         "POST",

@@ -93,7 +93,7 @@ class ClientController(Controller):
         client_id: FromPath[str],
         data: JSONBody[schemas.ClientUpdate],
     ) -> schemas.ClientOut:
-        change = ClientChange(**msgspec.structs.asdict(data))
+        change = ClientChange(**data.given())
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.CLIENT_MANAGE, now)

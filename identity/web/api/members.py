@@ -130,38 +130,39 @@ class MemberController(Controller):
     ) -> schemas.MemberOut:
         now = utcnow()
         actor = principal.actor
-        changes_grants = (data.all_permissions, data.permissions, data.roles) != (None, None, None)
+        given = data.given()
+        owner: bool | None = given.get("owner")
+        all_permissions: bool | None = given.get("all_permissions")
+        changes_grants = bool(given.keys() & {"all_permissions", "permissions", "roles"})
         async with runtime.db.transaction() as session:
             # Every check before any change: an owner who demotes themselves in this request
             # must not lose the right to the rest of it half-way.
-            if data.owner is not None:
+            if owner is not None:
                 await allow(session, runtime, principal, Action.OWNERSHIP_CHANGE, now, account_id)
-            if changes_grants or data.owner is None:
+            if changes_grants or owner is None:
                 relation = await allow(
                     session, runtime, principal, Action.MEMBER_GRANTS, now, account_id
                 )
                 target = await service.membership_of(session, account_id, user_id)
-                check_manager_edit(relation, target, all_permissions=data.all_permissions)
+                check_manager_edit(relation, target, all_permissions=all_permissions)
                 delegation = await delegation_for(
                     session, principal.caller.user_id, relation, account_id, now
                 )
-            if data.owner is not None:
-                await service.set_owner(session, actor, account_id, user_id, data.owner, now)
+            if owner is not None:
+                await service.set_owner(session, actor, account_id, user_id, owner, now)
             if changes_grants:
                 await service.set_grants(
                     session,
                     actor,
                     account_id,
                     user_id,
-                    all_permissions=data.all_permissions,
-                    permissions=grants_in(data.permissions),
-                    roles=role_grants_in(data.roles),
+                    all_permissions=all_permissions,
+                    permissions=grants_in(given.get("permissions")),
+                    roles=role_grants_in(given.get("roles")),
                     catalogue=catalogue,
                     now=now,
                     delegation=delegation,
-                    judge=partial(
-                        check_manager_edit, relation, all_permissions=data.all_permissions
-                    ),
+                    judge=partial(check_manager_edit, relation, all_permissions=all_permissions),
                 )
             view = await service.member(session, account_id, user_id, now, catalogue)
         return member_out(view, now)

@@ -113,16 +113,14 @@ async def _update(
     now = utcnow()
     async with runtime.db.transaction() as session:
         delegation = await _allow_writing(session, runtime, principal, action, now, account_id)
-        once_each("permissions", data.permissions or [])
+        given = data.given()
+        once_each("permissions", given.get("permissions", []))
         view = await service.update_role(
             session,
             principal.actor,
             account_id,
             role_id,
-            name=data.name,
-            name_es=data.name_es,
-            description=data.description,
-            permissions=data.permissions,
+            **given,
             catalogue=catalogue,
             now=now,
             delegation=delegation,

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from identity.permissions.catalogue import ANY_NAME_PATTERN, MAX_NAME
 
@@ -24,6 +24,21 @@ MAX_ITEMS = 500
 
 class Request(msgspec.Struct, forbid_unknown_fields=True):
     """A request body: unknown fields are refused."""
+
+
+class Change(Request):
+    """A PATCH body: each field given replaces that part, a field left out stays as it is.
+    Null is refused, not read as "leave it": ``{"permissions": null}`` reads as clearing a
+    member's permissions, and a manager told 200 while the member kept them all would
+    believe them gone."""
+
+    def given(self) -> dict[str, Any]:
+        """The fields the body gave, by name."""
+        return {
+            name: value
+            for name in self.__struct_fields__
+            if (value := getattr(self, name)) is not UNSET
+        }
 
 
 # --- accounts and members ------------------------------------------------------------------
@@ -75,13 +90,11 @@ class MemberAdd(Request):
     roles: RoleGrants = msgspec.field(default_factory=list)
 
 
-class MemberUpdate(Request):
-    """Each field given replaces that part; fields left out stay as they are."""
-
-    owner: bool | None = None
-    all_permissions: bool | None = None
-    permissions: Grants | None = None
-    roles: RoleGrants | None = None
+class MemberUpdate(Change):
+    owner: bool | UnsetType = UNSET
+    all_permissions: bool | UnsetType = UNSET
+    permissions: Grants | UnsetType = UNSET
+    roles: RoleGrants | UnsetType = UNSET
 
 
 class OwnershipHandOver(Request):
@@ -147,11 +160,11 @@ class RoleCreate(Request):
     )
 
 
-class RoleUpdate(Request):
-    name: RoleName | None = None
-    name_es: Annotated[str, Meta(max_length=100)] | None = None
-    description: Description | None = None
-    permissions: Annotated[list[PermissionName], Meta(max_length=MAX_ITEMS)] | None = None
+class RoleUpdate(Change):
+    name: RoleName | UnsetType = UNSET
+    name_es: Annotated[str, Meta(max_length=100)] | UnsetType = UNSET
+    description: Description | UnsetType = UNSET
+    permissions: Annotated[list[PermissionName], Meta(max_length=MAX_ITEMS)] | UnsetType = UNSET
 
 
 class RoleOut(msgspec.Struct):
@@ -201,11 +214,9 @@ class UserCreate(Request):
     locale: Literal["en", "es"] | None = None
 
 
-class UserUpdate(Request):
-    """What to change; a field left out stays as it is."""
-
-    name: Annotated[str, Meta(max_length=200)] | None = None
-    is_admin: bool | None = None
+class UserUpdate(Change):
+    name: Annotated[str, Meta(max_length=200)] | UnsetType = UNSET
+    is_admin: bool | UnsetType = UNSET
 
 
 class SecondFactorReset(Request):
@@ -300,21 +311,21 @@ class ClientCreate(Request):
     require_pkce: bool = True
 
 
-class ClientUpdate(Request):
-    """Each field given replaces that setting; fields left out stay as they are. Whether the
-    client is public cannot change."""
+class ClientUpdate(Change):
+    """Whether the client is public cannot change."""
 
-    name: ClientName | None = None
-    redirect_uris: Uris | None = None
-    post_logout_redirect_uris: Uris | None = None
-    first_party: bool | None = None
-    grant_types: GrantTypes | None = None
-    scope: ClientScope | None = None
-    resources: Uris | None = None
-    require_pkce: bool | None = None
+    name: ClientName | UnsetType = UNSET
+    redirect_uris: Uris | UnsetType = UNSET
+    post_logout_redirect_uris: Uris | UnsetType = UNSET
+    first_party: bool | UnsetType = UNSET
+    grant_types: GrantTypes | UnsetType = UNSET
+    scope: ClientScope | UnsetType = UNSET
+    resources: Uris | UnsetType = UNSET
+    require_pkce: bool | UnsetType = UNSET
     disabled: (
-        Annotated[bool, Meta(description="no tokens and no sign-ins until enabled again")] | None
-    ) = None
+        Annotated[bool, Meta(description="no tokens and no sign-ins until enabled again")]
+        | UnsetType
+    ) = UNSET
 
 
 class ClientOut(msgspec.Struct):

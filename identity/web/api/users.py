@@ -93,8 +93,13 @@ class UserController(Controller):
     ) -> schemas.UserOut:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.USER_WRITE, utcnow())
+            given = data.given()
             user = await update_user(
-                session, principal.actor, user_id, name=data.name, is_admin=data.is_admin
+                session,
+                principal.actor,
+                user_id,
+                name=given.get("name"),
+                is_admin=given.get("is_admin"),
             )
         return user_out(user)
 
