@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
 import uuid
@@ -288,3 +289,45 @@ async def test_a_client_refused_for_its_address_cannot_push_its_count_out(
             await throttle.admit(f"flood{n}@example.com", "198.51.100.7")
     with pytest.raises(RateLimited):
         await throttle.admit("user0@example.com", "198.51.100.7")
+
+
+@pytest.mark.parametrize("victims_count", ["all its guesses", "all but one of them"])
+async def test_a_flood_of_new_subjects_cannot_push_out_an_accounts_count(
+    settings: Settings, victims_count: str
+) -> None:
+    # Without Redis the counts live in this process's bounded memory. A flood from many
+    # addresses (IPv6 /64s are cheap), each naming a new email, used to fill it and push out
+    # the oldest counters: the attacked account's among them, and with it the lock-out.
+    store = MemoryStore(max_items=100)
+    throttle = SignInThrottle(
+        RateLimiter(store, shared=False),
+        dataclasses.replace(settings, login_max_failures=3, login_max_failures_per_ip=1000),
+    )
+    guesses = 3 if victims_count == "all its guesses" else 2
+    for n in range(guesses):
+        await throttle.admit("victim@example.com", f"2001:db8:{n}::1")
+    for n in range(1000):
+        with contextlib.suppress(RateLimited):
+            await throttle.admit(f"flood{n}@example.com", f"2001:db8:1:{n:x}::1")
+    # The guess left, from an address counted before the flood (a new one is refused now).
+    for _ in range(3 - guesses):
+        await throttle.admit("victim@example.com", "2001:db8:0::1")
+    with pytest.raises(RateLimited):
+        await throttle.admit("victim@example.com", "2001:db8:1::1")
+    assert all(len(counters) <= 100 for counters in store._counters.values())
+    assert len(store._items) == 0
+
+
+async def test_a_full_limit_refuses_new_subjects_of_that_limit_only() -> None:
+    now = [0.0]
+    limiter = RateLimiter(MemoryStore(clock=lambda: now[0], max_items=10), shared=False)
+    flooded, other = Limit("flooded", max=5, window=60), Limit("other", max=5, window=60)
+    for n in range(10):
+        assert (await limiter.hit(flooded, f"subject{n}")).allowed
+    now[0] = 15
+    refused = await limiter.hit(flooded, "newcomer")
+    assert (refused.allowed, refused.retry_after) == (False, 45)
+    assert (await limiter.hit(flooded, "subject0")).allowed  # a counted subject goes on
+    assert (await limiter.hit(other, "newcomer")).allowed
+    now[0] = 60  # the flood's counts have run out: room again
+    assert (await limiter.hit(flooded, "newcomer")).allowed
