@@ -136,8 +136,11 @@ class Database:
         self._sqlite_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         # The read engine's connections lead where the main engine's did, but it runs only
         # SELECTs, which a demoted primary still answers: it never sees the failover itself.
-        # The main engine's sign of one retires them too, before the next lone read.
-        self._reads_failed_over = False
+        # The main engine's sign of one retires them too, before the next lone read: the
+        # signs noted, and how many of them a finished reconnection has answered.
+        self._failovers_noted = 0
+        self._failovers_answered = 0
+        self._reconnecting = asyncio.Lock()
         if isinstance(reads, LoneReads | AsyncEngine):
             event.listen(engine.sync_engine, "handle_error", self._note_failover)
 
@@ -186,8 +189,7 @@ class Database:
         a writer holds: only crash recovery could make it wait.
         """
         async with _translated_errors():
-            if self._reads_failed_over:
-                self._reads_failed_over = False
+            if self._failovers_answered < self._failovers_noted:
                 await self._reconnect_reads()
             if isinstance(self._reads, LoneReads):
                 return await self._reads.first(statement, params)
@@ -202,15 +204,23 @@ class Database:
         replacement when a write was refused as read-only (``_discard_read_only_connection``).
         Only noted here, as the hook cannot wait; the next ``first`` waits for it."""
         if _refused_as_read_only(context):
-            self._reads_failed_over = True
+            self._failovers_noted += 1
 
     async def _reconnect_reads(self) -> None:
         # New connections find the new primary as the main engine's do (the URL's hosts and
         # its target_session_attrs are the read engine's too), or fail as in an outage.
-        if isinstance(self._reads, LoneReads):
-            await self._reads.reconnect()
-        elif isinstance(self._reads, AsyncEngine):
-            await self._reads.dispose()
+        # Lone reads that come meanwhile wait for this one, rather than read on a connection
+        # it has not closed yet or start a second; one that fails (a cancelled request)
+        # answers nothing, so the next lone read tries again.
+        async with self._reconnecting:
+            noted = self._failovers_noted
+            if self._failovers_answered >= noted:
+                return  # while this read waited, another reconnected
+            if isinstance(self._reads, LoneReads):
+                await self._reads.reconnect()
+            elif isinstance(self._reads, AsyncEngine):
+                await self._reads.dispose()
+            self._failovers_answered = noted
 
     async def ping(self) -> None:
         try:

@@ -270,3 +270,51 @@ async def test_a_write_refused_as_read_only_drops_the_lone_reads_connections_too
     assert await _lone_read_pid(one_connection) == demoted  # the lone reads' one connection
     await _write_refused_as_read_only(db, one_connection)
     assert await _lone_read_pid(one_connection) != demoted
+
+
+@pytest.fixture
+async def two_lone_reads(database: Settings) -> AsyncIterator[tuple[Database, set[int]]]:
+    """The test's database through asyncpg, whose read engine holds two open connections
+    (their backends returned), and whose read engine's ``dispose`` awaits the server for
+    each (psycopg's ``drain`` closes without waiting, so nothing can come between there)."""
+    url = make_url(database.database_url).set(drivername="postgresql+asyncpg", query={})
+    db = Database.from_settings(
+        dataclasses.replace(
+            database, database_url=url.render_as_string(hide_password=False), db_pool_size=2
+        )
+    )
+    demoted = set(await asyncio.gather(_lone_read_pid(db), _lone_read_pid(db)))
+    assert len(demoted) == 2
+    yield db, demoted
+    await db.dispose()
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+async def test_lone_reads_during_the_reconnection_after_a_failover_wait_for_it(
+    db: Database, two_lone_reads: tuple[Database, set[int]]
+) -> None:
+    # The failover mark was cleared as the first lone read began to replace the connections:
+    # a second one arriving meanwhile read on an old connection not closed yet.
+    reads, demoted = two_lone_reads
+    await _write_refused_as_read_only(db, reads)
+    pids = await asyncio.gather(_lone_read_pid(reads), _lone_read_pid(reads))
+    assert not demoted & set(pids), f"read on the old primary's connections {pids}"
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="needs the PostgreSQL pass (.ci/run)")
+async def test_a_reconnection_that_fails_leaves_the_failover_for_the_next_lone_read(
+    db: Database, two_lone_reads: tuple[Database, set[int]]
+) -> None:
+    # A request cancelled (its client went away) while its lone read replaced the
+    # connections left the mark cleared and the other old connection in the pool, read on
+    # until the next 25006.
+    reads, demoted = two_lone_reads
+    await _write_refused_as_read_only(db, reads)
+    cancelled = asyncio.create_task(_lone_read_pid(reads))
+    await asyncio.sleep(0)  # into the read engine's dispose, waiting on the server
+    assert not cancelled.done()
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    pid = await _lone_read_pid(reads)
+    assert pid not in demoted, f"read on the old primary's connection {pid}"
