@@ -232,16 +232,22 @@ class SecondFactor:
 
         Its transactions are its own: argon2 verifies the password between a short one that
         reads the stored hash and the one that checks the code and removes the factor.
-        Raises ``InvalidPassword``, ``InvalidCode``, ``RateLimited``, or ``NotFound`` when it
-        is off already (a double click's second post, or another tab's): not a failed
-        attempt, so it gives back the attempt it counted. Call ``runtime.mail.wake()``
-        afterwards.
+        Raises ``InvalidPassword``, ``InvalidCode``, ``RateLimited``, or ``NotFound``
+        (whatever the password) when it is off already (a double click's second post, or
+        another tab's): not a failed attempt, so one found off after it was counted gives
+        the attempt back. Call ``runtime.mail.wake()`` afterwards.
         """
+        async with db.transaction() as session:
+            # Off already: said before the password is looked at. Verified first, a right
+            # password ("it is off") and a wrong one ("not correct") were answered apart: a
+            # stolen session of a user without the factor had a password oracle here, with
+            # guesses of its own beside the other forms' count of wrong current passwords.
+            if not await self.is_enrolled(session, user.id):
+                raise NotFound("Two-step verification is not on.")
+            stored = await accounts.stored_password(session, user.id)
         # One attempt for the password and the code together: a stolen session must not be
         # a password oracle.
         await self._count_attempt(self._disable_failures, user.id)
-        async with db.transaction() as session:
-            stored = await accounts.stored_password(session, user.id)
         if not await passwords.verify(stored.hash if stored else None, password):
             raise InvalidPassword("The password is not correct.")
         async with db.transaction() as session:
