@@ -30,7 +30,8 @@ from identity.clock import utcnow
 from identity.db.models import metadata
 from identity.keys.service import ensure_key
 from identity.oauth.tokens import mint_access_token
-from identity.permissions import service
+from identity.permissions import account_roles, effective, grants
+from identity.permissions.members import grant_role
 from identity.permissions.models import Account, Membership, MembershipPermission
 from identity.runtime import Runtime
 from identity.settings import Settings
@@ -44,7 +45,7 @@ async def seed(runtime: Runtime, accounts: int, members: int) -> list[tuple[uuid
     """(user, account) pairs: owners, and members with direct grants and some roles."""
     await runtime.catalogue.ensure_templates(runtime.db)
     async with runtime.db.transaction() as session:
-        roles = await service.list_roles(session, None)
+        roles = await account_roles.list_roles(session, None)
     pairs = []
     rng = random.Random(7)
     async with runtime.db.transaction() as session:
@@ -64,12 +65,12 @@ async def seed(runtime: Runtime, accounts: int, members: int) -> list[tuple[uuid
                 )
                 if i % 3 == 1:
                     role = rng.choice(roles).role
-                    await service.grant_role(
+                    await grant_role(
                         session,
                         SYSTEM,
                         account.id,
                         person.id,
-                        service.RoleGrant(role.id),
+                        grants.RoleGrant(role.id),
                         catalogue=runtime.catalogue,
                         now=utcnow(),
                     )
@@ -129,7 +130,7 @@ async def run(seconds: float, accounts: int, members: int) -> None:
 
                 async def direct(batch: list = batch) -> int:
                     async with runtime.db.transaction() as session:
-                        return len(await service.check_batch(session, batch, utcnow()))
+                        return len(await effective.check_batch(session, batch, utcnow()))
 
                 body = {
                     "checks": [

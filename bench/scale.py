@@ -39,7 +39,7 @@ from identity.accounts.service import authenticate
 from identity.clock import utcnow
 from identity.commands import migrate
 from identity.db.engine import Database, create_engine
-from identity.permissions import service
+from identity.permissions import effective
 from identity.settings import DEFAULT_POLICIES_DIR, Settings
 
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -166,7 +166,7 @@ async def measure(data: Loaded, passwords: Passwords, rng: random.Random) -> dic
             async def check() -> None:
                 triples = [(*rng.choice(data.pairs), rng.choice(PERMISSIONS)) for _ in range(size)]
                 async with db.transaction() as session:
-                    await service.check_batch(session, triples, utcnow())
+                    await effective.check_batch(session, triples, utcnow())
 
             return check
 

@@ -23,7 +23,7 @@ HOUSEKEEPING = Actor(source="housekeeping")
 
 
 def _revoked(rule: Rule, row: Row[Any]) -> tuple[str, dict[str, Any]]:
-    """The action and the grant, as ``permissions.service`` records a revocation."""
+    """The action and the grant, as ``permissions.members`` records a revocation."""
     expires_at = row.expires_at.isoformat()
     if rule.model is MembershipPermission:
         return "member.permission_revoked", {"name": row.permission, "expires_at": expires_at}

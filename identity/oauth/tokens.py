@@ -63,7 +63,7 @@ def mint_access_token(
     """``expires_at``: the caller's, as it records it beside the grant (a revocation denies
     the token until then). ``account_claims``: ``account_id``, ``permissions``,
     ``account_owner`` of the account the authorization was for
-    (identity.permissions.service.token_claims_lasting). ``jti``: the token's id when the caller
+    (identity.permissions.effective.token_claims_lasting). ``jti``: the token's id when the caller
     chose it beforehand (``new_jti``), else a new one."""
     jti = jti or new_jti()
     claims: dict[str, Any] = {

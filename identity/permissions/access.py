@@ -22,14 +22,10 @@ from identity.errors import Forbidden, NotFound
 from identity.oauth.scopes import SCOPE_ADMIN
 from identity.permissions import repository
 from identity.permissions.catalogue import Catalogue
+from identity.permissions.effective import effective_permissions
+from identity.permissions.grants import Delegation, Grant, RoleGrant
+from identity.permissions.members import delegation_of
 from identity.permissions.models import Membership
-from identity.permissions.service import (
-    Delegation,
-    Grant,
-    RoleGrant,
-    delegation_of,
-    effective_permissions,
-)
 from identity.tokens.subjects import active_user
 
 # The permission that lets a member manage the account's users (policies/permissions.toml).

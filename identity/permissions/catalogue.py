@@ -288,3 +288,8 @@ def install(policies: Policies) -> None:
 def installed() -> Policies:
     """The process's catalogue, for callers with no runtime at hand (the token side)."""
     return _installed if _installed is not None else load_policies(DEFAULT_POLICIES_DIR)
+
+
+def or_installed(catalogue: Catalogue | None) -> Catalogue:
+    """The catalogue given, or the installed policies' when the caller has none at hand."""
+    return catalogue if catalogue is not None else Catalogue(installed())

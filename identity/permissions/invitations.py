@@ -41,15 +41,9 @@ from identity.permissions.access import (
     inviter_rights,
 )
 from identity.permissions.catalogue import Catalogue, installed, invalid_field
+from identity.permissions.grants import Delegation, Grant, RoleGrant, lapsed
+from identity.permissions.members import add_member, check_grants
 from identity.permissions.models import Account, Invitation, Membership
-from identity.permissions.service import (
-    Delegation,
-    Grant,
-    RoleGrant,
-    add_member,
-    check_grants,
-    lapsed,
-)
 from identity.recovery.repository import email_now
 from identity.settings import Settings
 from identity.store.rate_limit import Limit, RateLimiter

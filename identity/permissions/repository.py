@@ -612,7 +612,7 @@ async def registered_among(session: AsyncSession, names: Iterable[str]) -> set[s
 
 async def lock_catalogue(session: AsyncSession) -> None:
     """Until the transaction ends, be the only one registering a permission: each one
-    registered is measured against what the catalogue already holds (``service``'s size
+    registered is measured against what the catalogue already holds (``registration``'s size
     rule), which two registrations at once would each measure without the other. SQLite: any
     write, even one matching no row, takes its single write lock first."""
     if session.get_bind().dialect.name == "postgresql":

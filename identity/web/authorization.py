@@ -34,7 +34,7 @@ from identity.oauth.errors import OAuth2Error, ServerError, TemporarilyUnavailab
 from identity.oauth.id_token_hint import verify_id_token_hint
 from identity.oauth.interaction import Flow, FlowStore
 from identity.oauth.scopes import SCOPE_ADMIN, for_user
-from identity.permissions.service import account_ids_of
+from identity.permissions.customer_accounts import account_ids_of
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession

@@ -45,7 +45,7 @@ from identity.oauth.metadata import Published
 from identity.oauth.origins import OriginNotAllowed, check_origin
 from identity.oauth.parameters import CONTROL_CHARACTER
 from identity.oauth.tokens import user_claims, verify_access_token
-from identity.permissions import service as permissions
+from identity.permissions import effective
 from identity.runtime import Runtime
 from identity.store.base import StoreUnavailable
 from identity.tokens import refresh, revocations
@@ -352,7 +352,7 @@ async def _as_granted_now(
         claims = claims | {"scope": issued_scope(str(claims.get("scope", "")), user, client)}
         if "account_id" not in claims:
             return claims
-        account = await permissions.still_granted(
+        account = await effective.still_granted(
             session,
             user.id,
             uuid.UUID(str(claims["account_id"])),

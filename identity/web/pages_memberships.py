@@ -43,7 +43,7 @@ from identity.errors import (
 from identity.i18n import SUPPORTED_LOCALES
 from identity.oauth import account_selection
 from identity.oauth.interaction import Flow, FlowStore
-from identity.permissions import invitations, repository, service
+from identity.permissions import account_roles, customer_accounts, invitations, members, repository
 from identity.permissions.access import (
     Action,
     Caller,
@@ -53,9 +53,9 @@ from identity.permissions.access import (
     check_manager_invite,
     delegation_for,
 )
+from identity.permissions.grants import BEYOND_DELEGATION, Grant, RoleGrant, lapsed
 from identity.permissions.invitations import ACCEPT_PATH, InvitationRequest
 from identity.permissions.models import Membership
-from identity.permissions.service import BEYOND_DELEGATION, Grant, RoleGrant, lapsed
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
@@ -139,7 +139,7 @@ async def _picker(
     now = utcnow()
     async with runtime.db.transaction() as session:
         user = await _signed_in(session, request, runtime, now)
-        choices = await service.accounts_of(session, user.id, now) if user else []
+        choices = await customer_accounts.accounts_of(session, user.id, now) if user else []
     if user is None:
         # Signed out meanwhile: the authorization step sends the browser to sign in again.
         return await proceed(request, runtime, flow, session_token=_session_token(request, runtime))
@@ -231,22 +231,22 @@ async def _users_context(
 ) -> dict[str, Any]:
     now = utcnow()
     catalogue = runtime.catalogue
-    account = await service.get_account(session, account_id)
+    account = await customer_accounts.get_account(session, account_id)
     entries = await catalogue.entries(session)
     labels = {info.name: _label(info.label, locale) for info in entries}
     roles = [
-        *await service.list_roles(session, None),
-        *await service.list_roles(session, account_id),
+        *await account_roles.list_roles(session, None),
+        *await account_roles.list_roles(session, account_id),
     ]
     pending = await invitations.pending(session, account_id, now)
     # Offered only where the resend would be sent, not refused after the click.
     resendable = await invitations.resendable(
         session, relation, viewer.id, account_id, pending, now
     )
-    members = []
-    for view in await service.list_members(session, account_id, now, catalogue):
+    listed = []
+    for view in await members.list_members(session, account_id, now, catalogue):
         target = view.membership
-        members.append(
+        listed.append(
             {
                 "user_id": str(view.user.id),
                 "name": view.user.name,
@@ -268,7 +268,7 @@ async def _users_context(
         "account_id": str(account.id),
         "account_name": account.name,
         "can_grant_all": relation is Relation.OWNER,
-        "members": members,
+        "members": listed,
         "invitations": [
             {
                 "id": str(invitation.id),
@@ -560,16 +560,16 @@ async def grants_submit(
         # else's form lacks it, which leaves it as it is rather than taking it away unseen.
         ticked = field(form, "all_permissions") == "yes"
         all_permissions = ticked if ticked or relation is Relation.OWNER else None
-        target = await service.membership_of(session, account_id, user_id)
+        target = await members.membership_of(session, account_id, user_id)
         check_manager_edit(relation, target, all_permissions=all_permissions)
         # Grants that stay keep their expiry dates; the page sets no new ones. A lapsed one
         # ticked again is a new grant (the page showed it unticked).
-        view = await service.member(session, account_id, user_id, now, runtime.catalogue)
+        view = await members.member(session, account_id, user_id, now, runtime.catalogue)
         live = [g for g in view.permissions if not lapsed(g.expires_at, now)]
         live_roles = [g for g, _ in view.roles if not lapsed(g.expires_at, now)]
         kept = {g.permission: g.expires_at for g in live}
         kept_roles = {g.role_id: g.expires_at for g in live_roles}
-        await service.set_grants(
+        await members.set_grants(
             session,
             actor,
             account_id,
@@ -598,7 +598,7 @@ async def remove_submit(
     ) -> Question | None:
         if _confirmed(form) is not None:
             return None
-        target = await service.membership_of(session, account_id, user_id)
+        target = await members.membership_of(session, account_id, user_id)
         check_manager_edit(relation, target)
         return await _removal_question(session, viewer, target)
 
@@ -606,7 +606,7 @@ async def remove_submit(
         # Not the Users page, which is for members only; shown, not redirected to, as a
         # page to redirect to would name the account to anyone not in it. A reload posts
         # the confirmation again, which answers the same (see repeat).
-        account = await service.get_account(session, account_id)
+        account = await customer_accounts.get_account(session, account_id)
         return notice(
             request,
             runtime,
@@ -624,7 +624,7 @@ async def remove_submit(
             return None
         if await repository.get_membership(session, account_id, viewer.id) is not None:
             return None
-        if not await service.left_on_their_own(session, account_id, viewer.id):
+        if not await members.left_on_their_own(session, account_id, viewer.id):
             return None  # never a member: the matrix's 404, naming nothing
         return await left(session, form)
 
@@ -642,7 +642,7 @@ async def remove_submit(
         # or by someone else: what was confirmed is done, so it answers as done, with
         # nothing recorded or announced twice.
         with suppress(NotFound):
-            await service.remove_member(session, actor, account_id, user_id, now, judge=judge)
+            await members.remove_member(session, actor, account_id, user_id, now, judge=judge)
         return await left(session, form) if actor.user_id == user_id else None
 
     return await _change(
@@ -670,7 +670,7 @@ def _confirmed(form: FormMultiDict) -> uuid.UUID | None:
 async def _removal_question(session: AsyncSession, viewer: User, target: Membership) -> Question:
     """Whom the removal takes out of which account, named as the Users page names them."""
     person = await session.get(User, target.user_id)
-    account = await service.get_account(session, target.account_id)
+    account = await customer_accounts.get_account(session, target.account_id)
     if person is None:  # the membership's foreign key keeps the user while it exists
         raise NotFound("This user is not a member of the account.")
     email = shown_email(person.email)
@@ -902,7 +902,7 @@ async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
                     ip=ip,
                     user_agent=request.headers.get("user-agent"),
                 )
-            account = await service.get_account(session, membership.account_id)
+            account = await customer_accounts.get_account(session, membership.account_id)
     except PolicyViolation as exc:
         reasons = password_form.refusal_reasons(exc, locale)
         return await _accept_page(

@@ -25,7 +25,7 @@ from playwright.sync_api import Browser, Page, Route
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.db.engine import Database
-from identity.permissions import service
+from identity.permissions import customer_accounts, members
 from identity.permissions.catalogue import Catalogue, load_policies
 from identity.settings import Settings
 from tests.browser import PASSWORD, authorize_params, chromium, pkce_pair, query
@@ -43,7 +43,7 @@ async def _create_account(settings: Settings, owner_id: str) -> str:
     db = Database.from_settings(settings)
     try:
         async with db.transaction() as session:
-            account = await service.create_account(
+            account = await customer_accounts.create_account(
                 session,
                 Actor(client_id="e2e"),
                 name="Acme Hosting",
@@ -61,7 +61,7 @@ async def _add_member(
     db = Database.from_settings(settings)
     try:
         async with db.transaction() as session:
-            await service.add_member(
+            await members.add_member(
                 session,
                 Actor(client_id="e2e"),
                 uuid.UUID(account_id),

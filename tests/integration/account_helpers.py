@@ -29,10 +29,11 @@ from identity.clients.service import ClientSpec, build_client
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.mail.models import OutgoingEmail
-from identity.permissions import invitations, service
+from identity.permissions import customer_accounts, invitations, members
 from identity.permissions.catalogue import Catalogue
+from identity.permissions.effective import effective_permissions, token_claims_lasting
+from identity.permissions.grants import Grant, RoleGrant
 from identity.permissions.models import Account
-from identity.permissions.service import Grant, RoleGrant
 from identity.runtime import Runtime
 from identity.tokens.models import RefreshToken
 from identity.web.api.auth import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ
@@ -123,7 +124,7 @@ async def service_headers(runtime: Runtime, client_id: str = "billing") -> dict[
 
 async def make_account(runtime: Runtime, owner: User, name: str = "Acme") -> Account:
     async with runtime.db.transaction() as session:
-        return await service.create_account(
+        return await customer_accounts.create_account(
             session, SYSTEM, name=name, owner_user_id=owner.id, now=utcnow()
         )
 
@@ -142,7 +143,7 @@ async def add_member(
     await runtime.catalogue.ensure_templates(runtime.db)
     grants = [p if isinstance(p, Grant) else Grant(p) for p in permissions]
     async with runtime.db.transaction() as session:
-        await service.add_member(
+        await members.add_member(
             session,
             SYSTEM,
             account.id,
@@ -186,7 +187,7 @@ async def grant(
 ) -> None:
     """A later grant of ``permission`` to the member ``user_id`` (as staff would give it)."""
     async with runtime.db.transaction() as session:
-        await service.grant_permission(
+        await members.grant_permission(
             session,
             SYSTEM,
             account_id,
@@ -199,7 +200,7 @@ async def grant(
 
 async def effective(runtime: Runtime, user: User, account: Account) -> frozenset[str]:
     async with runtime.db.transaction() as session:
-        return await service.effective_permissions(session, user.id, account.id, utcnow())
+        return await effective_permissions(session, user.id, account.id, utcnow())
 
 
 async def token_claims(
@@ -210,7 +211,7 @@ async def token_claims(
     catalogue: Catalogue | None = None,
 ) -> dict[str, Any]:
     """The account claims a token issued at ``now`` would carry."""
-    lasting = await service.token_claims_lasting(
+    lasting = await token_claims_lasting(
         session, user_id, account_id, now, held_past=now, catalogue=catalogue
     )
     return lasting.claims

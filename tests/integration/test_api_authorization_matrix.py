@@ -16,10 +16,10 @@ from sqlalchemy import select
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
-from identity.permissions import invitations, service
+from identity.permissions import account_roles, invitations
 from identity.permissions.access import MATRIX, Action, Relation
+from identity.permissions.grants import RoleGrant
 from identity.permissions.invitations import InvitationRequest
-from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
 from identity.webhooks import events
 from identity.webhooks import service as webhooks
@@ -50,14 +50,14 @@ class World:
 async def _account_with_things(runtime: Runtime, prefix: str) -> dict[str, Any]:
     owner, manager, member, target = [await make_user(runtime) for _ in range(4)]
     account = await make_account(runtime, owner)
-    # A manager hands out only what they hold (service.Delegation): this one holds what the
+    # A manager hands out only what they hold (grants.Delegation): this one holds what the
     # endpoints below grant, so the matrix alone decides.
     await add_member(
         runtime, account, manager, ["users", "invoices", "quotes", "tickets", "domains"]
     )
     await add_member(runtime, account, member, ["tickets"])
     async with runtime.db.transaction() as session:
-        role = await service.create_role(
+        role = await account_roles.create_role(
             session,
             SYSTEM,
             account.id,
@@ -105,7 +105,7 @@ async def _world(runtime: Runtime) -> World:
     outsider = await make_user(runtime)
     await _enrol_second_factor(runtime, outsider)
     async with runtime.db.transaction() as session:
-        template = await service.create_role(
+        template = await account_roles.create_role(
             session,
             SYSTEM,
             None,

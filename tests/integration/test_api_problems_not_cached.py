@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from identity.db.engine import DatabaseUnavailable
-from identity.permissions import service
+from identity.permissions import directory
 from identity.runtime import Runtime
 from identity.store.rate_limit import Limit
 from identity.web.api import password
@@ -97,7 +97,7 @@ async def _database_down(
         raise DatabaseUnavailable("OperationalError")
 
     headers = await staff_headers(runtime)
-    monkeypatch.setattr(service, "list_users", down)
+    monkeypatch.setattr(directory, "list_users", down)
     return await client.get(USERS, headers=headers)
 
 

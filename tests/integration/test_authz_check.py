@@ -9,10 +9,10 @@ import httpx
 
 from identity.accounts.service import disable_user
 from identity.clock import utcnow
-from identity.permissions import repository, service
+from identity.permissions import account_roles, effective, repository
 from identity.permissions.catalogue import MAX_NAME
+from identity.permissions.grants import RoleGrant
 from identity.permissions.models import MembershipPermission, RolePermission
-from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
 from identity.web.api.schemas import MAX_CHECKS
 from tests.integration.account_helpers import (
@@ -72,7 +72,7 @@ async def test_a_batch_costs_a_few_queries_not_one_per_check(runtime: Runtime) -
     ]
     with counting_statements(runtime) as statements:
         async with runtime.db.transaction() as session:
-            decisions = await service.check_batch(session, checks, utcnow())
+            decisions = await effective.check_batch(session, checks, utcnow())
     assert len(checks) == 375
     # Owners: tickets and invoices in their own account; clerks: tickets in theirs.
     assert sum(decisions) == 5 * 2 + 20 * 1
@@ -178,7 +178,7 @@ async def test_a_permission_taken_out_of_the_catalogue_is_held_by_nobody(
     account = await make_account(runtime, owner)
     await add_member(runtime, account, clerk, ["invoices"])
     async with runtime.db.transaction() as session:
-        role = await service.create_role(
+        role = await account_roles.create_role(
             session,
             SYSTEM,
             account.id,
@@ -210,7 +210,7 @@ async def test_a_permission_taken_out_of_the_catalogue_is_held_by_nobody(
         for user in (clerk, crew):
             claims = await token_claims(session, user.id, account.id, utcnow(), runtime.catalogue)
             assert RETIRED not in claims["permissions"]
-            held = await service.effective_permissions(
+            held = await effective.effective_permissions(
                 session, user.id, account.id, utcnow(), runtime.catalogue
             )
             assert RETIRED not in held

@@ -16,9 +16,9 @@ from sqlalchemy import update
 from identity.accounts.models import User
 from identity.accounts.service import disable_user
 from identity.clock import utcnow
-from identity.permissions import service
+from identity.permissions import account_roles, registration
+from identity.permissions.grants import Grant, RoleGrant
 from identity.permissions.models import MembershipPermission, MembershipRole, Permission
-from identity.permissions.service import Grant, RoleGrant
 from identity.resource import ResourceServer, ResourceServerConfig, permits
 from identity.resource.decisions import Introspector
 from identity.runtime import Runtime
@@ -69,13 +69,13 @@ async def test_check_token_and_introspection_agree_for_every_kind_of_member(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     async with runtime.db.transaction() as session:
-        await service.register_permission(
+        await registration.register_permission(
             session,
             SYSTEM,
             Permission(name="billing:refunds", label_en="Refunds", label_es="Reembolsos"),
             runtime.catalogue,
         )
-        crew = await service.create_role(
+        crew = await account_roles.create_role(
             session,
             SYSTEM,
             None,

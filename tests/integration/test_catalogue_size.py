@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from identity.errors import Conflict
-from identity.permissions import service
+from identity.permissions import registration
 from identity.permissions.models import Permission
 from identity.resource.validator import DEFAULT_MAX_TOKEN_BYTES
 from identity.runtime import Runtime
@@ -27,13 +27,13 @@ def name(number: int, length: int = LONGEST) -> str:
 
 async def room_left(runtime: Runtime) -> int:
     async with runtime.db.transaction() as session:
-        listed = service._listed_size(await runtime.catalogue.names(session))
-    return service.MAX_CATALOGUE - listed
+        listed = registration._listed_size(await runtime.catalogue.names(session))
+    return registration.MAX_CATALOGUE - listed
 
 
 async def register(runtime: Runtime, permission: str) -> None:
     async with runtime.db.transaction() as session:
-        await service.register_permission(
+        await registration.register_permission(
             session,
             SYSTEM,
             Permission(name=permission, label_en="L", label_es="L"),

@@ -10,9 +10,9 @@ from sqlalchemy import update
 
 from identity.accounts.models import User
 from identity.clock import utcnow
-from identity.permissions import service
+from identity.permissions import effective
+from identity.permissions.grants import Grant, RoleGrant
 from identity.permissions.models import Account, MembershipPermission
-from identity.permissions.service import Grant, RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     account_with_member,
@@ -29,11 +29,11 @@ async def test_a_permission_counts_until_its_expiry_and_not_after(runtime: Runti
         runtime, [Grant("tickets", now + timedelta(days=14))]
     )
     async with runtime.db.transaction() as session:
-        today = await service.effective_permissions(session, helper.id, account.id, now)
-        day_13 = await service.effective_permissions(
+        today = await effective.effective_permissions(session, helper.id, account.id, now)
+        day_13 = await effective.effective_permissions(
             session, helper.id, account.id, now + timedelta(days=13)
         )
-        day_15 = await service.effective_permissions(
+        day_15 = await effective.effective_permissions(
             session, helper.id, account.id, now + timedelta(days=15)
         )
     assert (today, day_13, day_15) == ({"tickets"}, {"tickets"}, frozenset())
@@ -54,8 +54,8 @@ async def test_a_role_counts_until_its_expiry_and_not_after(
         roles=[RoleGrant(uuid.UUID(support["id"]), now + timedelta(days=1))],
     )
     async with runtime.db.transaction() as session:
-        before = await service.effective_permissions(session, helper.id, account.id, now)
-        after = await service.effective_permissions(
+        before = await effective.effective_permissions(session, helper.id, account.id, now)
+        after = await effective.effective_permissions(
             session, helper.id, account.id, now + timedelta(days=2)
         )
     assert before == set(support["permissions"])
@@ -69,8 +69,8 @@ async def test_batch_decisions_ignore_expired_grants(runtime: Runtime) -> None:
     )
     checks = [(helper.id, account.id, "tickets"), (helper.id, account.id, "invoices")]
     async with runtime.db.transaction() as session:
-        soon = await service.check_batch(session, checks, now)
-        later = await service.check_batch(session, checks, now + timedelta(hours=2))
+        soon = await effective.check_batch(session, checks, now)
+        later = await effective.check_batch(session, checks, now + timedelta(hours=2))
     assert (soon, later) == ([True, True], [False, True])
 
 

@@ -31,7 +31,7 @@ from identity.housekeeping.repository import ENDED_KEPT, RULES
 from identity.mail.models import OutgoingEmail
 from identity.mfa.models import RecoveryCode
 from identity.mfa.service import InvalidCode, SecondFactor
-from identity.permissions import service
+from identity.permissions import effective
 from identity.permissions.invitations import ACCEPT_PATH
 from identity.permissions.models import (
     Account,
@@ -598,9 +598,9 @@ async def test_deleting_an_expired_grant_changes_no_decision_and_the_api_lists_i
     async def answers() -> tuple[Any, ...]:
         async with runtime.db.transaction() as session:
             return (
-                await service.effective_permissions(session, member.id, account.id, now),
+                await effective.effective_permissions(session, member.id, account.id, now),
                 await token_claims(session, member.id, account.id, now),
-                await service.check_batch(session, checks, now),
+                await effective.check_batch(session, checks, now),
             )
 
     before = await answers()

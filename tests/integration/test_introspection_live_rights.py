@@ -12,7 +12,7 @@ from identity.accounts.models import User
 from identity.accounts.service import disable_user, update_user
 from identity.audit.service import Actor
 from identity.clock import utcnow
-from identity.permissions import repository, service
+from identity.permissions import grants, members, repository
 from identity.permissions.models import Account
 from identity.runtime import Runtime
 from tests.integration.account_helpers import SYSTEM, add_member, signed_in_member
@@ -25,7 +25,7 @@ from tests.integration.oauth_helpers import (
 
 
 async def _clerk_token(
-    client: httpx.AsyncClient, runtime: Runtime, permissions: list[str | service.Grant]
+    client: httpx.AsyncClient, runtime: Runtime, permissions: list[str | grants.Grant]
 ) -> tuple[RegisteredClient, Account, User, str]:
     clerk, account, app, body = await signed_in_member(client, runtime, permissions)
     return app, account, clerk, body["access_token"]
@@ -45,7 +45,7 @@ async def test_a_removed_members_access_token_is_inactive(
     app, account, clerk, token = await _clerk_token(client, runtime, ["invoices"])
     assert (await _introspect(client, app, token))["active"] is True
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+        await members.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
 
     assert await _introspect(client, app, token) == {"active": False}
 
@@ -57,7 +57,7 @@ async def test_adding_a_removed_member_back_does_not_revive_their_earlier_token(
     only tokens issued since are active."""
     app, account, clerk, token = await _clerk_token(client, runtime, ["invoices"])
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+        await members.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
     removed = await _introspect(client, app, token)
     later = utcnow() + timedelta(seconds=5)
     await add_member(runtime, account, clerk, ["invoices"], now=later)
@@ -78,7 +78,7 @@ async def test_a_token_issued_after_a_member_is_added_back_on_a_machine_ahead_is
     # read as older than the membership, and inactive for its whole life.
     app, account, clerk, _ = await _clerk_token(client, runtime, ["invoices"])
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+        await members.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
     ahead = utcnow() + timedelta(seconds=2)
     await add_member(runtime, account, clerk, ["invoices"], now=ahead)
     since = await signed_in_tokens(client, runtime, app, user=clerk, account_id=account.id)
@@ -102,14 +102,14 @@ async def test_a_withdrawn_permission_leaves_the_introspected_claims(
 ) -> None:
     app, account, clerk, token = await _clerk_token(client, runtime, ["invoices", "tickets"])
     async with runtime.db.transaction() as session:
-        await service.revoke_permission(session, SYSTEM, account.id, clerk.id, "tickets", utcnow())
+        await members.revoke_permission(session, SYSTEM, account.id, clerk.id, "tickets", utcnow())
         # A permission granted after the token was issued is not added to it.
-        await service.grant_permission(
+        await members.grant_permission(
             session,
             SYSTEM,
             account.id,
             clerk.id,
-            service.Grant("domains"),
+            grants.Grant("domains"),
             catalogue=runtime.catalogue,
             now=utcnow(),
         )
@@ -126,12 +126,11 @@ async def test_a_lapsed_grant_leaves_the_introspected_claims(
 ) -> None:
     soon = utcnow() + timedelta(minutes=5)
     app, account, clerk, token = await _clerk_token(
-        client, runtime, ["invoices", service.Grant("tickets", soon)]
+        client, runtime, ["invoices", grants.Grant("tickets", soon)]
     )
     async with runtime.db.transaction() as session:
-        membership = await service.membership_of(session, account.id, clerk.id)
-        grants = await repository.permission_grants(session, [membership.id])
-        for grant in grants:
+        membership = await members.membership_of(session, account.id, clerk.id)
+        for grant in await repository.permission_grants(session, [membership.id]):
             if grant.permission == "tickets":
                 grant.expires_at = utcnow() - timedelta(seconds=1)
 
@@ -143,7 +142,7 @@ async def test_a_demoted_owners_token_no_longer_says_owner(
 ) -> None:
     second, account, app, body = await signed_in_member(client, runtime, ["invoices"], owner=True)
     async with runtime.db.transaction() as session:
-        await service.set_owner(session, SYSTEM, account.id, second.id, False, utcnow())
+        await members.set_owner(session, SYSTEM, account.id, second.id, False, utcnow())
 
     answer = await _introspect(client, app, body["access_token"])
 

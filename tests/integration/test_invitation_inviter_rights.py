@@ -19,8 +19,9 @@ from identity.audit.models import AuditEvent
 from identity.clients.models import OAuthClient
 from identity.clock import utcnow
 from identity.errors import Conflict
-from identity.permissions import invitations, service
+from identity.permissions import invitations, members
 from identity.permissions.access import Relation
+from identity.permissions.grants import Grant
 from identity.permissions.models import Account, Invitation, Membership
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
@@ -62,7 +63,7 @@ async def _invite(
 
 
 async def _arrange(runtime: Runtime) -> tuple[User, User, Account]:
-    # A manager invites with no more than they hold (service.Delegation).
+    # A manager invites with no more than they hold (grants.Delegation).
     return await account_with_member(runtime, ["users", "invoices"])
 
 
@@ -98,7 +99,7 @@ async def test_a_removed_managers_invitation_cannot_be_accepted(
     invitee = await make_user(runtime, email=INVITEE)
     token = await _invite(client, runtime, account, manager)
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, account.id, manager.id, utcnow())
+        await members.remove_member(session, SYSTEM, account.id, manager.id, utcnow())
 
     await _refused_as_cancelled(runtime, token, invitee, account)
 
@@ -109,7 +110,7 @@ async def test_nor_by_a_new_person_once_the_manager_lost_the_users_permission(
     _, manager, account = await _arrange(runtime)
     token = await _invite(client, runtime, account, manager)
     async with runtime.db.transaction() as session:
-        await service.revoke_permission(session, SYSTEM, account.id, manager.id, "users", utcnow())
+        await members.revoke_permission(session, SYSTEM, account.id, manager.id, "users", utcnow())
 
     with pytest.raises(Conflict):
         await invitations.prepare_sign_up(
@@ -128,7 +129,7 @@ async def test_nor_once_the_manager_no_longer_holds_what_they_invited_with(
     invitee = await make_user(runtime, email=INVITEE)
     token = await _invite(client, runtime, account, manager)
     async with runtime.db.transaction() as session:
-        await service.revoke_permission(
+        await members.revoke_permission(
             session, SYSTEM, account.id, manager.id, "invoices", utcnow()
         )
 
@@ -160,13 +161,13 @@ async def test_all_permissions_need_the_sender_to_be_an_owner_still(
     token = await _invite(client, runtime, account, second, permissions=[], all_permissions=True)
     # Demoted to a manager: they could no longer invite with "all permissions".
     async with runtime.db.transaction() as session:
-        await service.set_owner(session, SYSTEM, account.id, second.id, False, utcnow())
-        await service.grant_permission(
+        await members.set_owner(session, SYSTEM, account.id, second.id, False, utcnow())
+        await members.grant_permission(
             session,
             SYSTEM,
             account.id,
             second.id,
-            service.Grant("users"),
+            Grant("users"),
             catalogue=runtime.catalogue,
             now=utcnow(),
         )
@@ -214,7 +215,7 @@ async def test_the_accept_page_says_the_link_no_longer_works(
     _, manager, account = await _arrange(runtime)
     token = await _invite(client, runtime, account, manager)
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, account.id, manager.id, utcnow())
+        await members.remove_member(session, SYSTEM, account.id, manager.id, utcnow())
 
     page = await client.get(invitations.ACCEPT_PATH, params={"token": token})
 
@@ -229,7 +230,7 @@ async def test_resending_an_invitation_its_sender_could_no_longer_send_is_refuse
     owner, manager, account = await _arrange(runtime)
     await _invite(client, runtime, account, manager)
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, account.id, manager.id, utcnow())
+        await members.remove_member(session, SYSTEM, account.id, manager.id, utcnow())
     headers = await user_headers(runtime, owner)
     base = f"/api/v1/accounts/{account.id}/invitations"
     (pending,) = (await client.get(base, headers=headers)).json()
@@ -306,7 +307,7 @@ async def test_a_new_invitation_replaces_one_whose_sender_could_no_longer_send_i
     owner, manager, account = await _arrange(runtime)
     dead = await _invite(client, runtime, account, manager)
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, account.id, manager.id, utcnow())
+        await members.remove_member(session, SYSTEM, account.id, manager.id, utcnow())
         (old,) = await invitations.pending(session, account.id, utcnow())
 
     await _owner_invites(client, runtime, account, owner, permissions=[{"name": "invoices"}])
@@ -422,7 +423,7 @@ async def test_a_client_that_may_still_act_as_staff_is_honoured(
 
 async def _take_users(runtime: Runtime, account: Account, manager: User) -> None:
     async with runtime.db.transaction() as session:
-        await service.revoke_permission(session, SYSTEM, account.id, manager.id, "users", utcnow())
+        await members.revoke_permission(session, SYSTEM, account.id, manager.id, "users", utcnow())
 
 
 async def test_an_acceptance_meeting_a_revoke_of_the_senders_users_in_progress_is_refused(
@@ -432,7 +433,7 @@ async def test_an_acceptance_meeting_a_revoke_of_the_senders_users_in_progress_i
     invitee = await make_user(runtime, email=INVITEE)
     token = await _invite(client, runtime, account, manager)
     async with runtime.db.transaction() as session:
-        await service.revoke_permission(session, SYSTEM, account.id, manager.id, "users", utcnow())
+        await members.revoke_permission(session, SYSTEM, account.id, manager.id, "users", utcnow())
         accepting = asyncio.create_task(_accept_as_existing(runtime, token, invitee))
         await until_waiting_or_done(runtime, accepting, "memberships")
 

@@ -22,8 +22,8 @@ from identity.mail.models import MAX_SUBJECT, OutgoingEmail
 from identity.mail.transport import build_message
 from identity.oauth.scopes import SCOPE_ACCOUNTS, SCOPE_ADMIN
 from identity.permissions import invitations, repository
+from identity.permissions.customer_accounts import MAX_ACCOUNT_NAME
 from identity.permissions.models import Account, Invitation, Membership
-from identity.permissions.service import MAX_ACCOUNT_NAME
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     add_member,

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.errors import Conflict
-from identity.permissions import service
+from identity.permissions import members
 from identity.permissions.models import Account, Membership
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
@@ -77,12 +77,12 @@ async def test_an_owner_may_step_down_once_another_owner_exists(
 
 async def _remove(runtime: Runtime, account: Account, by: uuid.UUID, whom: uuid.UUID) -> None:
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, Actor(by), account.id, whom, utcnow())
+        await members.remove_member(session, Actor(by), account.id, whom, utcnow())
 
 
 async def _demote(runtime: Runtime, account: Account, by: uuid.UUID, whom: uuid.UUID) -> None:
     async with runtime.db.transaction() as session:
-        await service.set_owner(session, Actor(by), account.id, whom, False, utcnow())
+        await members.set_owner(session, Actor(by), account.id, whom, False, utcnow())
 
 
 @pytest.mark.parametrize("change", [_remove, _demote], ids=["remove", "demote"])

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from identity.clock import utcnow
-from identity.permissions import service
+from identity.permissions import account_roles, directory, members
+from identity.permissions.grants import Grant, RoleGrant
 from identity.permissions.models import Account
-from identity.permissions.service import Grant, RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     SYSTEM,
@@ -45,7 +45,7 @@ class Desk:
 
 async def _role(runtime: Runtime, account: Account, name: str, permissions: list[str]) -> str:
     async with runtime.db.transaction() as session:
-        view = await service.create_role(
+        view = await account_roles.create_role(
             session,
             SYSTEM,
             account.id,
@@ -84,7 +84,7 @@ async def desk(runtime: Runtime) -> Desk:
 
 async def _as(runtime: Runtime, desk: Desk, who: str) -> dict[str, str]:
     async with runtime.db.transaction() as session:
-        user = await service.user(session, uuid.UUID(desk.ids[who]))
+        user = await directory.user(session, uuid.UUID(desk.ids[who]))
     return await user_headers(runtime, user)
 
 
@@ -96,7 +96,7 @@ def _refused(response: httpx.Response) -> None:
 
 async def _clerk_holds(runtime: Runtime, desk: Desk) -> frozenset[str]:
     async with runtime.db.transaction() as session:
-        clerk = await service.user(session, uuid.UUID(desk.ids["clerk"]))
+        clerk = await directory.user(session, uuid.UUID(desk.ids["clerk"]))
     return await effective(runtime, clerk, desk.account)
 
 
@@ -300,7 +300,7 @@ async def test_an_owner_taking_users_from_a_manager_waits_for_their_edit_in_prog
     rights the manager no longer had: it waits, so the grant lands first and the revoke
     after it."""
     manager, owner = await _as(runtime, desk, "manager"), await _as(runtime, desk, "owner")
-    real_grant = service.grant_permission
+    real_grant = members.grant_permission
     revoking: list[asyncio.Task[httpx.Response]] = []
     revoke_committed_in_between: list[bool] = []
 
@@ -311,7 +311,7 @@ async def test_an_owner_taking_users_from_a_manager_waits_for_their_edit_in_prog
         revoke_committed_in_between.append(revoking[0].done())
         return await real_grant(*args, **kwargs)
 
-    monkeypatch.setattr(service, "grant_permission", grant_during_a_revoke)
+    monkeypatch.setattr(members, "grant_permission", grant_during_a_revoke)
     granted = await client.post(
         desk.path("/members/{clerk}/permissions"), json={"name": "tickets"}, headers=manager
     )
@@ -333,7 +333,7 @@ async def test_a_managers_edit_meeting_a_revoke_of_their_users_in_progress_is_re
     edit comes: it waits for that change and is judged by the rights it left."""
     manager = await _as(runtime, desk, "manager")
     async with runtime.db.transaction() as session:
-        await service.revoke_permission(
+        await members.revoke_permission(
             session, SYSTEM, desk.account.id, uuid.UUID(desk.ids["manager"]), "users", utcnow()
         )
         granting = asyncio.create_task(

@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.models import User
 from identity.accounts.service import disable_user
 from identity.clock import utcnow
-from identity.permissions import service
+from identity.permissions import account_roles, members
+from identity.permissions.grants import RoleGrant
 from identity.permissions.models import Account
-from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     SYSTEM,
@@ -48,10 +48,10 @@ class Team:
     role_id: uuid.UUID
 
     async def delete_role(self, session: AsyncSession) -> None:
-        await service.delete_role(session, SYSTEM, self.role_account, self.role_id, utcnow())
+        await account_roles.delete_role(session, SYSTEM, self.role_account, self.role_id, utcnow())
 
     async def narrow_role(self, session: AsyncSession) -> None:
-        await service.update_role(
+        await account_roles.update_role(
             session,
             SYSTEM,
             self.role_account,
@@ -83,7 +83,7 @@ async def _team(runtime: Runtime, template: bool) -> Team:
     account = await make_account(runtime, owner)
     role_account = None if template else account.id
     async with runtime.db.transaction() as session:
-        view = await service.create_role(
+        view = await account_roles.create_role(
             session,
             SYSTEM,
             role_account,
@@ -134,7 +134,7 @@ async def test_the_loss_of_users_waits_for_a_managers_edit_in_progress(
     that change must not commit before the grant does, or the grant would land after it."""
     template, change = TAKING_USERS[name]
     team = await _team(runtime, template)
-    real_grant = service.grant_permission
+    real_grant = members.grant_permission
     taking: list[asyncio.Task[None]] = []
     committed_in_between: list[bool] = []
 
@@ -148,7 +148,7 @@ async def test_the_loss_of_users_waits_for_a_managers_edit_in_progress(
         committed_in_between.append(taking[0].done())
         return await real_grant(*args, **kwargs)
 
-    monkeypatch.setattr(service, "grant_permission", grant_while_users_is_taken)
+    monkeypatch.setattr(members, "grant_permission", grant_while_users_is_taken)
     granted = await _grant_tickets(client, team)
     assert committed_in_between == [False]
     assert granted.status_code == 201, granted.text

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from identity.audit.models import AuditEvent
 from identity.clock import utcnow
 from identity.errors import Forbidden
-from identity.permissions import service
+from identity.permissions import members, registration
+from identity.permissions.grants import Grant
 from identity.permissions.models import Permission
-from identity.permissions.service import Grant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     CLIENT_ID,
@@ -70,7 +70,7 @@ async def test_a_non_member_holds_nothing(runtime: Runtime) -> None:
 async def test_all_permissions_covers_a_permission_registered_later(runtime: Runtime) -> None:
     owner, deputy, account = await account_with_member(runtime, all_permissions=True)
     async with runtime.db.transaction() as session:
-        await service.register_permission(
+        await registration.register_permission(
             session,
             SYSTEM,
             Permission(name="billing:refunds", label_en="Refunds", label_es="Reembolsos"),
@@ -209,8 +209,8 @@ async def test_owner_hands_ownership_over_to_a_member(
     )
     assert response.status_code == 204, response.text
     async with runtime.db.transaction() as session:
-        old = await service.membership_of(session, account.id, owner.id)
-        new = await service.membership_of(session, account.id, heir.id)
+        old = await members.membership_of(session, account.id, owner.id)
+        new = await members.membership_of(session, account.id, heir.id)
     assert (old.is_owner, new.is_owner) == (False, True)
 
 

@@ -19,7 +19,7 @@ from identity.audit.models import AuditEvent
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.errors import Conflict, Forbidden
-from identity.permissions import repository, service
+from identity.permissions import members, repository
 from identity.permissions.models import Account, Membership
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
@@ -45,7 +45,7 @@ async def _hand_over(
     runtime: Runtime, account: Account, giver: uuid.UUID, receiver: uuid.UUID
 ) -> None:
     async with runtime.db.transaction() as session:
-        await service.hand_over_ownership(
+        await members.hand_over_ownership(
             session, Actor(giver), account.id, giver, receiver, utcnow()
         )
 
@@ -58,11 +58,11 @@ async def test_removing_the_receiver_of_a_hand_over_never_leaves_the_account_own
     with pytest.raises(Conflict):
         async with runtime.db.transaction() as removal:
             # The removal checks its target (a plain member, as the API's handler does) ...
-            assert not (await service.membership_of(removal, account.id, receiver.id)).is_owner
+            assert not (await members.membership_of(removal, account.id, receiver.id)).is_owner
             # ... the owner hands the account over to that member meanwhile ...
             await _hand_over(runtime, account, owner.id, receiver.id)
             # ... and the removal must now find the account's last owner.
-            await service.remove_member(removal, Actor(owner.id), account.id, receiver.id, utcnow())
+            await members.remove_member(removal, Actor(owner.id), account.id, receiver.id, utcnow())
 
     assert await _owners(runtime, account) == {receiver.id}
 
@@ -78,12 +78,12 @@ async def test_demoting_the_giver_of_a_hand_over_meanwhile_changes_nothing_more(
     async with runtime.db.transaction() as demotion:
         # The owner's demotion of the partner checks its target, and keeps it, as the API's
         # PATCH handler does ...
-        target = await service.membership_of(demotion, account.id, partner.id)
+        target = await members.membership_of(demotion, account.id, partner.id)
         assert target.is_owner
         # ... the partner hands their ownership to the receiver meanwhile ...
         await _hand_over(runtime, account, partner.id, receiver.id)
         # ... and the demotion finds the partner a plain member already: nothing to change.
-        await service.set_owner(demotion, Actor(owner.id), account.id, partner.id, False, utcnow())
+        await members.set_owner(demotion, Actor(owner.id), account.id, partner.id, False, utcnow())
 
     assert await _owners(runtime, account) == {owner.id, receiver.id}
     async with runtime.db.transaction() as session:
@@ -105,14 +105,14 @@ async def test_a_giver_demoted_meanwhile_hands_over_nothing(runtime: Runtime) ->
     with pytest.raises(Forbidden):
         async with runtime.db.transaction() as hand_over:
             # The hand-over checks that its caller owns the account (the API's authorization) ...
-            assert (await service.membership_of(hand_over, account.id, giver.id)).is_owner
+            assert (await members.membership_of(hand_over, account.id, giver.id)).is_owner
             # ... the partner demotes the giver meanwhile ...
             async with runtime.db.transaction() as demotion:
-                await service.set_owner(
+                await members.set_owner(
                     demotion, Actor(partner.id), account.id, giver.id, False, utcnow()
                 )
             # ... and the giver, no longer an owner, has no ownership to give.
-            await service.hand_over_ownership(
+            await members.hand_over_ownership(
                 hand_over, Actor(giver.id), account.id, giver.id, receiver.id, utcnow()
             )
 

@@ -18,10 +18,10 @@ from sqlalchemy import update
 from identity.accounts.models import User
 from identity.audit.service import Actor
 from identity.clock import utcnow
-from identity.permissions import invitations, repository, service
+from identity.permissions import account_roles, invitations, members, repository
+from identity.permissions.grants import Grant
 from identity.permissions.invitations import InvitationRequest
 from identity.permissions.models import Account, MembershipPermission
-from identity.permissions.service import Grant
 from identity.runtime import Runtime
 from tests.browser import PASSWORD, add_user, form_fields
 from tests.integration.account_helpers import SYSTEM, add_member, effective, grant, make_account
@@ -410,7 +410,7 @@ async def test_the_owner_invites_with_chosen_permissions_and_a_role(
 ) -> None:
     await runtime.catalogue.ensure_templates(runtime.db)
     async with runtime.db.transaction() as session:
-        role = (await service.list_roles(session, None))[0].role
+        role = (await account_roles.list_roles(session, None))[0].role
     csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
 
     sent = await client.post(
@@ -494,7 +494,7 @@ async def test_a_managers_save_leaves_all_permissions_they_were_not_shown(
 
     assert saved.status_code == 303
     async with runtime.db.transaction() as session:
-        view = await service.member(
+        view = await members.member(
             session, team.account.id, team.outsider.id, utcnow(), runtime.catalogue
         )
     assert view.membership.all_permissions
@@ -520,7 +520,7 @@ async def test_a_manager_cannot_change_or_remove_an_owner(
 async def _target_grants(runtime: Runtime, team: Team) -> dict[str, datetime | None]:
     """The target member's grants as the page's service shows them: permission to expiry."""
     async with runtime.db.transaction() as session:
-        view = await service.member(
+        view = await members.member(
             session, team.account.id, team.target.id, utcnow(), runtime.catalogue
         )
     return {g.permission: g.expires_at for g in view.permissions}
@@ -551,7 +551,7 @@ async def test_a_lapsed_grant_shows_unticked_and_the_form_saves_as_shown(
     # The lapsed grant's box was ticked, and saving the form unchanged was refused with "An
     # expiry date must be in the future."
     async with runtime.db.transaction() as session:
-        await service.grant_permission(
+        await members.grant_permission(
             session,
             SYSTEM,
             team.account.id,
@@ -704,7 +704,7 @@ async def test_a_permission_or_role_posted_twice_is_invited_once(
     # page and in the API) the same grant again and again, as the API refuses to.
     await runtime.catalogue.ensure_templates(runtime.db)
     async with runtime.db.transaction() as session:
-        role = (await service.list_roles(session, None))[0].role
+        role = (await account_roles.list_roles(session, None))[0].role
     csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
 
     sent = await client.post(
@@ -780,7 +780,7 @@ async def test_resending_an_invitation_its_sender_could_no_longer_send_says_so(
             settings=runtime.settings,
             now=utcnow(),
         )
-        await service.remove_member(session, SYSTEM, team.account.id, team.manager.id, utcnow())
+        await members.remove_member(session, SYSTEM, team.account.id, team.manager.id, utcnow())
     csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
 
     resent = await client.post(

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from identity.accounts.models import User
 from identity.audit.repository import EventFilter, list_events
 from identity.clock import utcnow
-from identity.permissions import service
+from identity.permissions import members
 from identity.runtime import Runtime
 from tests.browser import add_user, form_fields
 from tests.integration.account_helpers import SYSTEM, add_member
@@ -133,7 +133,7 @@ async def test_a_leave_confirmation_after_being_removed_by_someone_else_is_no_le
     csrf = await sign_in_at(client, users_path(team.account), "outsider@example.com")
     asked = await client.post(remove_path(team, team.outsider.id), data=csrf)
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, team.account.id, team.outsider.id, utcnow())
+        await members.remove_member(session, SYSTEM, team.account.id, team.outsider.id, utcnow())
 
     stale = await client.post(remove_path(team, team.outsider.id), data=form_fields(asked.text))
 
@@ -164,7 +164,7 @@ async def test_a_confirmation_for_a_member_already_gone_answers_as_done(
     csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
     asked = await client.post(remove_path(team, team.target.id), data=csrf)
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, team.account.id, team.target.id, utcnow())
+        await members.remove_member(session, SYSTEM, team.account.id, team.target.id, utcnow())
 
     again = await client.post(remove_path(team, team.target.id), data=form_fields(asked.text))
 
@@ -181,7 +181,7 @@ async def test_a_confirmation_does_not_remove_someone_who_left_and_came_back(
     csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
     asked = await client.post(remove_path(team, team.target.id), data=csrf)
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, team.account.id, team.target.id, utcnow())
+        await members.remove_member(session, SYSTEM, team.account.id, team.target.id, utcnow())
     await add_member(runtime, team.account, team.target, ["invoices"])
 
     stale = await client.post(remove_path(team, team.target.id), data=form_fields(asked.text))

@@ -13,9 +13,9 @@ import httpx
 
 from identity.audit.service import Actor
 from identity.clock import utcnow
-from identity.permissions import invitations, service
+from identity.permissions import account_roles, invitations, members
+from identity.permissions.grants import Grant, RoleGrant
 from identity.permissions.invitations import InvitationRequest
-from identity.permissions.service import Grant, RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import SYSTEM
 from tests.integration.db_helpers import counting_statements
@@ -54,7 +54,7 @@ async def test_an_invitation_whose_sender_is_gone_offers_cancel_only(
         runtime, team, team.manager.id, "by.manager@example.com", permissions=[Grant("tickets")]
     )
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, team.account.id, team.manager.id, utcnow())
+        await members.remove_member(session, SYSTEM, team.account.id, team.manager.id, utcnow())
     await sign_in_at(client, users_path(team.account), "owner@example.com")
 
     page = await client.get(users_path(team.account))
@@ -83,7 +83,7 @@ async def test_a_manager_is_not_offered_to_resend_what_they_could_not_send(
 async def _desk_role(runtime: Runtime, team: Team) -> uuid.UUID:
     """A role giving "domains", which the manager holds too."""
     async with runtime.db.transaction() as session:
-        role = await service.create_role(
+        role = await account_roles.create_role(
             session,
             SYSTEM,
             team.account.id,

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from identity.audit.models import AuditEvent
 from identity.clock import utcnow
 from identity.errors import InvalidInput
-from identity.permissions import repository, service
-from identity.permissions.service import RoleGrant
+from identity.permissions import account_roles, repository
+from identity.permissions.grants import RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     SYSTEM,
@@ -199,7 +199,7 @@ async def test_a_role_deleted_while_a_member_is_added_with_it_leaves_no_500(
 
     async def delete_role() -> None:
         async with runtime.db.transaction() as session:
-            await service.delete_role(session, SYSTEM, account.id, role_id, utcnow())
+            await account_roles.delete_role(session, SYSTEM, account.id, role_id, utcnow())
 
     async def get_user_as_the_role_goes(*args: Any, **kwargs: Any) -> Any:
         # After the roles were checked: the deletion gets its chance to commit in between.

@@ -18,8 +18,8 @@ from identity.db.engine import Database
 from identity.permissions import repository
 from identity.permissions.access import hold_member_rights
 from identity.permissions.catalogue import Catalogue, Policies, install, load_policies
+from identity.permissions.grants import RoleGrant
 from identity.permissions.models import Account, Role, RolePermission
-from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
 from identity.settings import Settings
 from tests.integration.account_helpers import (

@@ -11,8 +11,8 @@ from sqlalchemy import update
 
 from identity.accounts.models import User
 from identity.clock import utcnow
+from identity.permissions.grants import RoleGrant
 from identity.permissions.models import Account, MembershipRole, RolePermission
-from identity.permissions.service import RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import (
     add_member,

@@ -21,7 +21,7 @@ from identity.accounts.models import User
 from identity.accounts.repository import hold_for_demotion, hold_user, lock_administrators
 from identity.accounts.service import disable_user, update_user
 from identity.clock import utcnow
-from identity.permissions import service
+from identity.permissions import customer_accounts
 from identity.permissions.access import hold_member_rights
 from identity.permissions.models import Account
 from identity.runtime import Runtime
@@ -117,7 +117,7 @@ async def test_losing_staff_waits_for_a_staff_change_in_progress(
     admin, headers = await _administrator(runtime)
     owner = await make_user(runtime)
     account_name = f"Acme {uuid.uuid4().hex[:8]}"
-    real_create = service.create_account
+    real_create = customer_accounts.create_account
     taking: list[asyncio.Task[httpx.Response]] = []
     committed_in_between: list[bool] = []
 
@@ -127,7 +127,7 @@ async def test_losing_staff_waits_for_a_staff_change_in_progress(
         committed_in_between.append(taking[0].done())
         return await real_create(*args, **kwargs)
 
-    monkeypatch.setattr(service, "create_account", create_while_staff_is_taken)
+    monkeypatch.setattr(customer_accounts, "create_account", create_while_staff_is_taken)
     created = await _create_account(client, headers, owner, account_name)
     assert committed_in_between == [False]
     assert created.status_code == 201, created.text
@@ -226,7 +226,7 @@ async def test_a_staff_change_in_progress_holds_up_none_of_its_authors_member_ch
     progress. An exclusive hold made each wait for the other."""
     admin, headers = await _administrator(runtime)
     owner = await make_user(runtime)
-    real_create = service.create_account
+    real_create = customer_accounts.create_account
     acting: list[asyncio.Task[None]] = []
     beside: list[bool] = []
 
@@ -240,7 +240,7 @@ async def test_a_staff_change_in_progress_holds_up_none_of_its_authors_member_ch
         beside.append(acting[0].done())
         return await real_create(*args, **kwargs)
 
-    monkeypatch.setattr(service, "create_account", create_while_its_author_acts_as_member)
+    monkeypatch.setattr(customer_accounts, "create_account", create_while_its_author_acts_as_member)
     created = await _create_account(client, headers, owner, f"Acme {uuid.uuid4().hex[:8]}")
     await acting[0]
     assert created.status_code == 201, created.text

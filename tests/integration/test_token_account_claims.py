@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from identity.clock import utcnow
 from identity.crypto import digest
-from identity.permissions import service
+from identity.permissions import members
 from identity.runtime import Runtime
 from identity.tokens.models import AuthorizationCode
 from tests.integration.account_helpers import (
@@ -97,7 +97,7 @@ async def test_removing_a_permission_ends_the_refresh_tokens_for_the_account(
         client, runtime, ["invoices", "tickets"]
     )
     async with runtime.db.transaction() as session:
-        await service.revoke_permission(session, SYSTEM, account.id, clerk.id, "tickets", utcnow())
+        await members.revoke_permission(session, SYSTEM, account.id, clerk.id, "tickets", utcnow())
 
     refreshed = await refresh(client, registered, body["refresh_token"])
 
@@ -115,7 +115,7 @@ async def test_a_removed_member_cannot_refresh_or_redeem_a_code_for_the_account(
     clerk, account, registered, body = await signed_in_member(client, runtime, ["invoices"])
     fresh = await fresh_code(runtime, registered, user=clerk, account_id=account.id)
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+        await members.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
 
     refreshed = await refresh(client, registered, body["refresh_token"])
     redeemed = await fresh.redeem(client)
@@ -131,7 +131,7 @@ async def test_a_code_refused_for_a_removed_member_is_spent(
     _, clerk, account = await account_with_member(runtime, ["invoices"])
     fresh = await fresh_code(runtime, user=clerk, account_id=account.id)
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+        await members.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
 
     refused = await fresh.redeem(client)
     await add_member(runtime, account, clerk, ["invoices"])
@@ -149,7 +149,7 @@ async def test_a_code_issued_before_a_removal_is_no_good_once_the_member_is_back
     _, clerk, account = await account_with_member(runtime, ["invoices"])
     fresh = await fresh_code(runtime, user=clerk, account_id=account.id)
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+        await members.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
     await add_member(runtime, account, clerk, ["invoices"])
 
     redeemed = await fresh.redeem(client)
@@ -166,7 +166,7 @@ async def test_a_removal_leaves_the_members_codes_for_other_accounts_alone(
     await add_member(runtime, other, clerk, ["tickets"])
     fresh = await fresh_code(runtime, user=clerk, account_id=other.id)
     async with runtime.db.transaction() as session:
-        await service.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
+        await members.remove_member(session, SYSTEM, account.id, clerk.id, utcnow())
 
     redeemed = await fresh.redeem(client)
 
@@ -179,7 +179,7 @@ async def test_a_refresh_after_removal_fails_even_when_the_token_was_not_revoked
     # The membership is checked at every issue, not only through the revocation on removal.
     clerk, account, registered, body = await signed_in_member(client, runtime, ["invoices"])
     async with runtime.db.transaction() as session:
-        membership = await service.membership_of(session, account.id, clerk.id)
+        membership = await members.membership_of(session, account.id, clerk.id)
         await session.delete(membership)
 
     refreshed = await refresh(client, registered, body["refresh_token"])
@@ -237,7 +237,7 @@ async def test_a_code_redeemed_while_a_removal_commits_issues_nothing_it_misses(
         )
         assert expires_at is not None
         later = expires_at + timedelta(seconds=1)
-        await service.remove_member(session, SYSTEM, account.id, clerk.id, later)
+        await members.remove_member(session, SYSTEM, account.id, clerk.id, later)
         redeeming = asyncio.create_task(fresh.redeem(client))
         await until_waiting_or_done(runtime, redeeming, "authorization_codes")
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from identity.clock import utcnow
-from identity.permissions.service import Grant, RoleGrant
+from identity.permissions.grants import Grant, RoleGrant
 from identity.runtime import Runtime
 from tests.integration.account_helpers import signed_in_member, user_headers
 from tests.integration.oauth_helpers import make_user, refresh, verify_with_jwks

@@ -25,7 +25,7 @@ from identity.accounts import self_service
 from identity.accounts.service import enable_user
 from identity.audit.service import Actor
 from identity.clock import utcnow
-from identity.permissions import service as permissions
+from identity.permissions import members
 from identity.recovery.service import complete_reset
 from identity.resource.webhooks import SIGNATURE_HEADER, WebhookError, verify
 from identity.runtime import Runtime
@@ -159,13 +159,13 @@ async def test_a_rolled_back_change_emits_nothing_and_a_committed_one_emits_once
 
     with pytest.raises(Abandoned):
         async with quiet.db.transaction() as session:
-            await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+            await members.remove_member(session, SYSTEM, account_id, user_id, utcnow())
             raise Abandoned
     assert await event_types(quiet) == []
     assert await deliveries(quiet) == []
 
     async with quiet.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+        await members.remove_member(session, SYSTEM, account_id, user_id, utcnow())
     assert await event_types(quiet) == [events.MEMBER_REMOVED]
     assert len(await deliveries(quiet)) == 1
 
@@ -194,7 +194,7 @@ async def test_each_change_emits_its_event_to_the_subscriptions_that_want_it(
         locale="en",
     )
     async with quiet.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, member_id, utcnow())
+        await members.remove_member(session, SYSTEM, account_id, member_id, utcnow())
 
     assert await event_types(quiet) == [
         events.PERMISSIONS_CHANGED,
@@ -260,7 +260,7 @@ async def test_the_delivered_signature_refuses_replay_tampering_and_other_secret
     secret = (await subscribe(client, quiet, receiver.url))["secret"]
     account_id, user_id = await member_of_new_account(quiet)
     async with quiet.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+        await members.remove_member(session, SYSTEM, account_id, user_id, utcnow())
     await quiet.webhooks.run_once()
     ((headers, body),) = receiver.requests
     signed_at = int(headers[SIGNATURE_HEADER].split(",")[0].removeprefix("t="))
@@ -283,7 +283,7 @@ async def test_a_consumer_that_is_down_gets_the_event_with_backoff_once_back(
     secret = (await subscribe(client, quiet, url))["secret"]
     account_id, user_id = await member_of_new_account(quiet)
     async with quiet.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+        await members.remove_member(session, SYSTEM, account_id, user_id, utcnow())
 
     waits = []
     for attempt in (1, 2, 3):
@@ -319,7 +319,7 @@ async def test_an_error_answer_is_retried_and_the_last_attempt_gives_up(
     await subscribe(client, quiet, receiver.url)
     account_id, user_id = await member_of_new_account(quiet)
     async with quiet.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+        await members.remove_member(session, SYSTEM, account_id, user_id, utcnow())
     assert await quiet.webhooks.run_once() == 0
     (delivery,) = await deliveries(quiet)
     assert delivery.last_error == "HTTP 500" and delivery.failed_at is None
@@ -343,7 +343,7 @@ async def test_a_host_name_is_resolved_and_delivered_to_when_loopback_is_allowed
     await subscribe(client, quiet, receiver.url.replace("127.0.0.1", name))
     account_id, user_id = await member_of_new_account(quiet)
     async with quiet.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+        await members.remove_member(session, SYSTEM, account_id, user_id, utcnow())
     assert await quiet.webhooks.run_once() == 1
     assert len(receiver.requests) == 1
 
@@ -358,7 +358,7 @@ async def test_a_name_resolving_to_an_internal_address_fails_at_connection_and_i
     await subscribe(client, quiet, f"https://{name}/hooks/identity")
     account_id, user_id = await member_of_new_account(quiet)
     async with quiet.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+        await members.remove_member(session, SYSTEM, account_id, user_id, utcnow())
     answers = {name: ["127.0.0.1"]}
     asked: list[str] = []
 
@@ -406,7 +406,7 @@ async def _stored_before_the_check(runtime: Runtime, urls: list[str]) -> None:
             )
     account_id, user_id = await member_of_new_account(runtime)
     async with runtime.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+        await members.remove_member(session, SYSTEM, account_id, user_id, utcnow())
 
 
 async def test_a_subscription_stored_before_numeric_spellings_were_refused_gives_up_at_once(
@@ -481,7 +481,7 @@ async def test_deleting_a_subscription_drops_its_pending_deliveries(
     subscription = await subscribe(client, quiet, receiver.url)
     account_id, user_id = await member_of_new_account(quiet)
     async with quiet.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+        await members.remove_member(session, SYSTEM, account_id, user_id, utcnow())
     assert len(await deliveries(quiet)) == 1
     gone = await client.delete(f"{API}/{subscription['id']}", headers=await staff_headers(quiet))
     assert gone.status_code == 204
@@ -513,7 +513,7 @@ async def test_a_subscription_deleted_while_an_event_is_recorded_fails_neither(
 
     monkeypatch.setattr(webhooks_repository, "list_subscriptions", list_as_one_is_deleted)
     async with quiet.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+        await members.remove_member(session, SYSTEM, account_id, user_id, utcnow())
     gone = await deletions[0]
 
     assert gone.status_code == 204, gone.text
@@ -527,7 +527,7 @@ async def test_the_running_app_delivers_on_its_own(
     await subscribe(client, runtime, receiver.url)
     account_id, user_id = await member_of_new_account(runtime)
     async with runtime.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+        await members.remove_member(session, SYSTEM, account_id, user_id, utcnow())
     for _ in range(100):
         if receiver.requests:
             break
@@ -1041,7 +1041,7 @@ async def remove_a_member(runtime: Runtime) -> uuid.UUID:
     """One member.removed event; returns the removed user's id."""
     account_id, user_id = await member_of_new_account(runtime)
     async with runtime.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+        await members.remove_member(session, SYSTEM, account_id, user_id, utcnow())
     return user_id
 
 
@@ -1279,7 +1279,7 @@ async def deliver_one(client: httpx.AsyncClient, runtime: Runtime, url: str) -> 
     await subscribe(client, runtime, url)
     account_id, user_id = await member_of_new_account(runtime)
     async with runtime.db.transaction() as session:
-        await permissions.remove_member(session, SYSTEM, account_id, user_id, utcnow())
+        await members.remove_member(session, SYSTEM, account_id, user_id, utcnow())
     return await asyncio.wait_for(runtime.webhooks.run_once(), GUARD_SECONDS)
 
 

@@ -19,7 +19,7 @@ from identity.oauth import tokens
 from identity.oauth.errors import InvalidGrantError, InvalidRequestError, OAuth2Error
 from identity.oauth.resources import audience
 from identity.oauth.scopes import still_allowed, user_may_hold
-from identity.permissions.service import token_claims_lasting
+from identity.permissions.effective import token_claims_lasting
 from identity.settings import Settings
 from identity.tokens.models import RefreshToken
 from identity.tokens.refresh import insert_refresh_token

@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import FromPath, JSONBody
 
 from identity.clock import utcnow
-from identity.permissions import service
+from identity.permissions import customer_accounts, directory, members
 from identity.permissions.access import Action
 from identity.web.api import schemas
 from identity.web.api.common import (
@@ -44,7 +44,7 @@ class AccountController(Controller):
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.ACCOUNT_CREATE, now)
-            account = await service.create_account(
+            account = await customer_accounts.create_account(
                 session, principal.actor, name=data.name, owner_user_id=data.owner_user_id, now=now
             )
         return created(request, account_out(account), account.id)
@@ -55,7 +55,7 @@ class AccountController(Controller):
     ) -> list[schemas.AccountOut]:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.ACCOUNT_LIST_ALL, utcnow())
-            accounts = await service.list_accounts(session, page)
+            accounts = await directory.list_accounts(session, page)
         return [account_out(account) for account in accounts]
 
     @get("/{account_id:uuid}", summary="One account")
@@ -64,7 +64,7 @@ class AccountController(Controller):
     ) -> schemas.AccountOut:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.ACCOUNT_READ, utcnow(), account_id)
-            account = await service.get_account(session, account_id)
+            account = await customer_accounts.get_account(session, account_id)
         return account_out(account)
 
     @patch(
@@ -79,7 +79,9 @@ class AccountController(Controller):
     ) -> schemas.AccountOut:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.ACCOUNT_RENAME, utcnow(), account_id)
-            account = await service.rename_account(session, principal.actor, account_id, data.name)
+            account = await customer_accounts.rename_account(
+                session, principal.actor, account_id, data.name
+            )
         return account_out(account)
 
     @post(
@@ -99,7 +101,7 @@ class AccountController(Controller):
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.OWNERSHIP_HAND_OVER, now, account_id)
             assert principal.caller.user_id is not None  # only owners, who are users, get here
-            await service.hand_over_ownership(
+            await members.hand_over_ownership(
                 session, principal.actor, account_id, principal.caller.user_id, data.to_user_id, now
             )
 
@@ -117,7 +119,9 @@ class MyAccountsController(Controller):
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.ACCOUNT_LIST_MINE, now)
             choices = (
-                await service.accounts_of(session, user_id, now, catalogue, page) if user_id else []
+                await customer_accounts.accounts_of(session, user_id, now, catalogue, page)
+                if user_id
+                else []
             )
         return [
             schemas.MyAccountOut(c.account.id, c.account.name, c.owner, sorted(c.permissions))

@@ -6,7 +6,7 @@ from litestar import Controller, post
 from litestar.params import JSONBody
 
 from identity.clock import utcnow
-from identity.permissions import service
+from identity.permissions import effective
 from identity.permissions.access import Action
 from identity.web.api import schemas
 from identity.web.api.common import CatalogueDep, PrincipalDep, allow
@@ -39,7 +39,7 @@ class AuthzController(Controller):
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.AUTHZ_CHECK, now)
-            decisions = await service.check_batch(
+            decisions = await effective.check_batch(
                 session,
                 [(c.user_id, c.account_id, c.permission) for c in data.checks],
                 now,

@@ -18,9 +18,11 @@ from identity.audit.models import AuditEvent
 from identity.audit.service import readable_details
 from identity.db.paging import Page
 from identity.permissions.access import Action, Relation, authorize
+from identity.permissions.account_roles import RoleView
 from identity.permissions.catalogue import Catalogue, once_each
+from identity.permissions.grants import Grant, RoleGrant, lapsed
+from identity.permissions.members import MemberView
 from identity.permissions.models import Account, Invitation
-from identity.permissions.service import Grant, MemberView, RoleGrant, RoleView, lapsed
 from identity.runtime import Runtime
 from identity.web.api import schemas
 from identity.web.api.auth import Principal

@@ -12,9 +12,9 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clock import utcnow
-from identity.permissions import service
+from identity.permissions import members
 from identity.permissions.access import Action, Relation, check_manager_edit, delegation_for
-from identity.permissions.service import Grant, RoleGrant
+from identity.permissions.grants import Grant, RoleGrant
 from identity.runtime import Runtime
 from identity.web.api import schemas
 from identity.web.api.auth import Principal
@@ -43,7 +43,7 @@ async def _allow_member_edit(
 ) -> Relation:
     """The matrix allows ``action``, and a manager is not touching an owner."""
     relation = await allow(session, runtime, principal, action, now, account_id)
-    check_manager_edit(relation, await service.membership_of(session, account_id, user_id))
+    check_manager_edit(relation, await members.membership_of(session, account_id, user_id))
     return relation
 
 
@@ -63,7 +63,7 @@ class MemberController(Controller):
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.MEMBER_READ, now, account_id)
-            views = await service.list_members(session, account_id, now, catalogue, page)
+            views = await members.list_members(session, account_id, now, catalogue, page)
         return [member_out(view, now) for view in views]
 
     @post(
@@ -84,7 +84,7 @@ class MemberController(Controller):
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.MEMBER_ADD, now, account_id)
-            await service.add_member(
+            await members.add_member(
                 session,
                 principal.actor,
                 account_id,
@@ -96,7 +96,7 @@ class MemberController(Controller):
                 catalogue=catalogue,
                 now=now,
             )
-            view = await service.member(session, account_id, data.user_id, now, catalogue)
+            view = await members.member(session, account_id, data.user_id, now, catalogue)
         return created(request, member_out(view, now), data.user_id)
 
     @get("/{user_id:uuid}", summary="One member (owner, manager, staff)")
@@ -111,7 +111,7 @@ class MemberController(Controller):
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.MEMBER_READ, now, account_id)
-            view = await service.member(session, account_id, user_id, now, catalogue)
+            view = await members.member(session, account_id, user_id, now, catalogue)
         return member_out(view, now)
 
     @patch(
@@ -143,15 +143,15 @@ class MemberController(Controller):
                 relation = await allow(
                     session, runtime, principal, Action.MEMBER_GRANTS, now, account_id
                 )
-                target = await service.membership_of(session, account_id, user_id)
+                target = await members.membership_of(session, account_id, user_id)
                 check_manager_edit(relation, target, all_permissions=all_permissions)
                 delegation = await delegation_for(
                     session, principal.caller.user_id, relation, account_id, now
                 )
             if owner is not None:
-                await service.set_owner(session, actor, account_id, user_id, owner, now)
+                await members.set_owner(session, actor, account_id, user_id, owner, now)
             if changes_grants:
-                await service.set_grants(
+                await members.set_grants(
                     session,
                     actor,
                     account_id,
@@ -164,7 +164,7 @@ class MemberController(Controller):
                     delegation=delegation,
                     judge=partial(check_manager_edit, relation, all_permissions=all_permissions),
                 )
-            view = await service.member(session, account_id, user_id, now, catalogue)
+            view = await members.member(session, account_id, user_id, now, catalogue)
         return member_out(view, now)
 
     @delete(
@@ -184,7 +184,7 @@ class MemberController(Controller):
             relation = await allow(
                 session, runtime, principal, Action.MEMBER_REMOVE, now, account_id
             )
-            await service.remove_member(
+            await members.remove_member(
                 session,
                 principal.actor,
                 account_id,
@@ -212,7 +212,7 @@ class MemberController(Controller):
             relation = await _allow_member_edit(
                 session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
-            await service.grant_permission(
+            await members.grant_permission(
                 session,
                 principal.actor,
                 account_id,
@@ -224,7 +224,7 @@ class MemberController(Controller):
                     session, principal.caller.user_id, relation, account_id, now
                 ),
             )
-            view = await service.member(session, account_id, user_id, now, catalogue)
+            view = await members.member(session, account_id, user_id, now, catalogue)
         return member_out(view, now)
 
     @delete(
@@ -245,7 +245,7 @@ class MemberController(Controller):
             await _allow_member_edit(
                 session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
-            await service.revoke_permission(
+            await members.revoke_permission(
                 session, principal.actor, account_id, user_id, name, now
             )
 
@@ -268,7 +268,7 @@ class MemberController(Controller):
             relation = await _allow_member_edit(
                 session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
-            await service.grant_role(
+            await members.grant_role(
                 session,
                 principal.actor,
                 account_id,
@@ -280,7 +280,7 @@ class MemberController(Controller):
                     session, principal.caller.user_id, relation, account_id, now
                 ),
             )
-            view = await service.member(session, account_id, user_id, now, catalogue)
+            view = await members.member(session, account_id, user_id, now, catalogue)
         return member_out(view, now)
 
     @delete("/{user_id:uuid}/roles/{role_id:uuid}", summary="Take a role from a member")
@@ -297,4 +297,4 @@ class MemberController(Controller):
             await _allow_member_edit(
                 session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
-            await service.revoke_role(session, principal.actor, account_id, user_id, role_id, now)
+            await members.revoke_role(session, principal.actor, account_id, user_id, role_id, now)

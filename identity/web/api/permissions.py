@@ -6,7 +6,7 @@ from litestar import Controller, get, post
 from litestar.params import JSONBody
 
 from identity.clock import utcnow
-from identity.permissions import service
+from identity.permissions import registration
 from identity.permissions.access import Action
 from identity.permissions.catalogue import check_registered_name
 from identity.permissions.models import Permission
@@ -48,7 +48,7 @@ class PermissionController(Controller):
         now = utcnow()
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.PERMISSION_REGISTER, now)
-            row = await service.register_permission(
+            row = await registration.register_permission(
                 session,
                 principal.actor,
                 Permission(

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clock import utcnow
 from identity.db.paging import Page
-from identity.permissions import service
+from identity.permissions import account_roles, grants
 from identity.permissions.access import Action, delegation_for
 from identity.permissions.catalogue import Catalogue
 from identity.runtime import Runtime
@@ -40,7 +40,7 @@ async def _allow_writing(
     action: Action,
     now: datetime,
     account_id: uuid.UUID | None,
-) -> service.Delegation | None:
+) -> grants.Delegation | None:
     """The matrix allows ``action``; returns what a manager may put in an account's role."""
     relation = await allow(session, runtime, principal, action, now, account_id)
     if account_id is None:
@@ -57,7 +57,7 @@ async def _list(
 ) -> list[schemas.RoleOut]:
     async with runtime.db.transaction() as session:
         await allow(session, runtime, principal, action, utcnow(), account_id)
-        views = await service.list_roles(session, account_id, page)
+        views = await account_roles.list_roles(session, account_id, page)
     return [role_out(view) for view in views]
 
 
@@ -70,7 +70,7 @@ async def _read(
 ) -> schemas.RoleOut:
     async with runtime.db.transaction() as session:
         await allow(session, runtime, principal, action, utcnow(), account_id)
-        view = await service.get_role(session, account_id, role_id)
+        view = await account_roles.get_role(session, account_id, role_id)
     return role_out(view)
 
 
@@ -86,7 +86,7 @@ async def _create(
     async with runtime.db.transaction() as session:
         delegation = await _allow_writing(session, runtime, principal, action, now, account_id)
         once_each("permissions", data.permissions)
-        view = await service.create_role(
+        view = await account_roles.create_role(
             session,
             principal.actor,
             account_id,
@@ -115,7 +115,7 @@ async def _update(
         delegation = await _allow_writing(session, runtime, principal, action, now, account_id)
         given = data.given()
         once_each("permissions", given.get("permissions", []))
-        view = await service.update_role(
+        view = await account_roles.update_role(
             session,
             principal.actor,
             account_id,
@@ -138,7 +138,7 @@ async def _delete(
     now = utcnow()
     async with runtime.db.transaction() as session:
         await allow(session, runtime, principal, action, now, account_id)
-        await service.delete_role(
+        await account_roles.delete_role(
             session, principal.actor, account_id, role_id, now, runtime.catalogue
         )
 

@@ -12,7 +12,7 @@ from identity.accounts.onboarding import onboard_user
 from identity.accounts.service import disable_user, enable_user, update_user
 from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
-from identity.permissions import service
+from identity.permissions import directory
 from identity.permissions.access import Action
 from identity.recovery.service import assisted_email_change
 from identity.web.api import schemas
@@ -37,7 +37,7 @@ class UserController(Controller):
     ) -> list[schemas.UserOut]:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.USER_READ, utcnow())
-            users = await service.list_users(session, email, page)
+            users = await directory.list_users(session, email, page)
         return [user_out(user) for user in users]
 
     @post(
@@ -76,7 +76,7 @@ class UserController(Controller):
     ) -> schemas.UserOut:
         async with runtime.db.transaction() as session:
             await allow(session, runtime, principal, Action.USER_READ, utcnow())
-            user = await service.user(session, user_id)
+            user = await directory.user(session, user_id)
         return user_out(user)
 
     @patch(
