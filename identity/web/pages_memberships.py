@@ -252,6 +252,7 @@ async def _users_context(
                 "name": view.user.name,
                 "email": shown_email(view.user.email),
                 "owner": target.is_owner,
+                "disabled": view.user.disabled,
                 "all_permissions": target.all_permissions,
                 # A lapsed grant gives nothing, so its box is not ticked: ticking it grants
                 # the permission again, with no expiry.

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from identity.accounts.service import disable_user
 from identity.audit.models import AuditEvent
 from identity.clock import utcnow
 from identity.errors import Forbidden
@@ -119,6 +120,29 @@ async def test_staff_create_an_account_whose_owner_is_the_named_user(
     assert mine.json() == [
         {"id": account_id, "name": "Acme Hosting", "owner": True, "permissions": sorted(WHMCS)}
     ]
+
+
+async def test_the_members_list_and_a_member_say_whether_staff_disabled_them(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # A disabled member holds nothing in tokens or authz/check: an owner reading the list
+    # must not take them for one who can act.
+    owner, clerk, account = await account_with_member(runtime, ["tickets"])
+    async with runtime.db.transaction() as session:
+        await disable_user(session, SYSTEM, clerk.id, "Left the company", utcnow())
+    headers = await user_headers(runtime, owner)
+    base = f"/api/v1/accounts/{account.id}/members"
+
+    listed = await client.get(base, headers=headers)
+    one = await client.get(f"{base}/{clerk.id}", headers=headers)
+
+    assert listed.status_code == 200, listed.text
+    assert {m["user_id"]: m.get("disabled") for m in listed.json()} == {
+        str(owner.id): False,
+        str(clerk.id): True,
+    }
+    assert one.status_code == 200, one.text
+    assert one.json().get("disabled") is True
 
 
 async def test_owner_replaces_a_members_permissions_and_roles(

@@ -236,3 +236,14 @@ async def test_every_request_body_documents_that_unknown_fields_are_refused(
         one.format(user_id=user.id), json={"nickname": "Ada"}, headers=staff
     )
     assert unknown.status_code == 400 and "400" in document["paths"][one]["patch"]["responses"]
+
+
+def test_a_member_documents_whether_staff_disabled_them(document: dict[str, Any]) -> None:
+    members = "/api/v1/accounts/{account_id}/members"
+    for path in (members, members + "/{user_id}"):
+        (body,) = document["paths"][path]["get"]["responses"]["200"]["content"].values()
+        (member,) = [
+            o for o in _objects_in(document, body["schema"]) if "joined_at" in o["properties"]
+        ]
+        assert member["properties"].get("disabled", {}).get("type") == "boolean", path
+        assert "disabled" in member["required"], path

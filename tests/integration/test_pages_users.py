@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import update
 
 from identity.accounts.models import User
+from identity.accounts.service import disable_user
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.permissions import account_roles, invitations, members, repository
@@ -210,6 +211,29 @@ async def test_international_addresses_are_shown_as_people_write_them(
     assert "<td>nina@bücher.de</td>" in page.text
     assert "jan@straße.de" in page.text.split("<table")[0]  # "signed in as"
     assert "xn--" not in page.text
+
+
+def member_row(page: httpx.Response, user: User) -> str:
+    """The Users page's table row of one member."""
+    return page.text.split(f'<tr id="member-{user.id}">')[1].split("</tr>")[0]
+
+
+@pytest.mark.parametrize(
+    ("language", "marker"), [("en", "Disabled"), ("es", "Desactivado")], ids=["en", "es"]
+)
+async def test_a_member_staff_disabled_is_marked_disabled(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team, language: str, marker: str
+) -> None:
+    async with runtime.db.transaction() as session:
+        await disable_user(session, SYSTEM, team.target.id, "Left the company", utcnow())
+    headers = {"Accept-Language": language}
+    await sign_in_at(client, users_path(team.account), "owner@example.com", **headers)
+
+    page = await client.get(users_path(team.account), headers=headers)
+
+    assert page.status_code == 200, page.text
+    assert f'<span class="badge">{marker}</span>' in member_row(page, team.target)
+    assert marker not in member_row(page, team.member)
 
 
 async def test_the_page_speaks_spanish_with_the_catalogue_labels(

@@ -103,6 +103,7 @@ def member_out(view: MemberView, now: datetime) -> schemas.MemberOut:
         ],
         effective_permissions=sorted(view.effective),
         joined_at=membership.created_at,
+        disabled=user.disabled,
     )
 
 

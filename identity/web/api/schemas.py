@@ -124,6 +124,13 @@ class MemberOut(msgspec.Struct):
     roles: list[RoleGrantOut]
     effective_permissions: list[str]
     joined_at: datetime
+    disabled: Annotated[
+        bool,
+        Meta(
+            description="Staff disabled the user: they cannot sign in, and hold none of these"
+            " permissions in tokens or checks until enabled again."
+        ),
+    ]
 
 
 # --- invitations ---------------------------------------------------------------------------
