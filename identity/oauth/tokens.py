@@ -20,7 +20,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from identity.accounts.models import User
 from identity.keys.service import SUPPORTED_ALGS, KeySet
-from identity.oauth.errors import InvalidTokenError
+from identity.oauth.errors import InvalidTargetError, InvalidTokenError
 
 # RFC 9068 §2.1: the type keeps an ID token from passing as an access token.
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
@@ -28,6 +28,10 @@ ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 # verify each other's tokens, often the moment they are issued (userinfo right after the
 # token endpoint), and their clocks differ a little; the resource kit forgives as much.
 ISSUED_AT_SKEW = 30
+# The longest access token services can be sent: nginx's ``large_client_header_buffers``
+# (8k, also what the resource kit accepts) must hold the whole header line carrying it.
+# A longer token would be issued and then refused by every service behind such a proxy.
+MAX_ACCESS_TOKEN_BYTES = 8192 - len("Authorization: Bearer \r\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +84,17 @@ def mint_access_token(
         claims["auth_time"] = int(auth_time.timestamp())
     if account_claims:
         claims |= account_claims
-    return IssuedAccessToken(_sign(keyset, claims, ACCESS_TOKEN_TYPE), jti, expires_at)
+    token = _sign(keyset, claims, ACCESS_TOKEN_TYPE)
+    # The scope and the permissions are capped where they are registered so that a token
+    # for the client itself always fits; resources (RFC 8707) are what a request makes grow.
+    # Refused as node-oidc-provider refuses an audience it will not issue: the transaction
+    # rolls back, so a code or refresh token stays usable for fewer resources.
+    if len(token) > MAX_ACCESS_TOKEN_BYTES and audience != client_id:
+        raise InvalidTargetError(
+            "The access token for these resources would be longer than services accept"
+            f" ({MAX_ACCESS_TOKEN_BYTES} bytes): ask for fewer resources."
+        )
+    return IssuedAccessToken(token, jti, expires_at)
 
 
 def user_claims(user: User, scope: Sequence[str]) -> dict[str, Any]:
