@@ -1,5 +1,6 @@
-"""The caps on what an access token lists keep one for the client itself (no resource)
-within what services accept, at the largest the caps allow."""
+"""Tokens at the largest their caps allow still fit where they are sent: an access token for
+the client itself (no resource) in an ``Authorization`` header, an ID token in an
+``id_token_hint``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from identity.accounts.models import User
 from identity.clients.service import MAX_SCOPE
 from identity.keys.service import SUPPORTED_ALGS, KeySet, generate_key
-from identity.oauth.tokens import MAX_ACCESS_TOKEN_BYTES, mint_access_token
+from identity.oauth.authorize import MAX_HINT_LENGTH, MAX_VALUE_LENGTH
+from identity.oauth.tokens import MAX_ACCESS_TOKEN_BYTES, mint_access_token, mint_id_token
 from identity.permissions.service import MAX_CATALOGUE
 
 
@@ -50,3 +53,35 @@ def test_largest_token_for_the_client_itself_fits_in_a_header(alg: str) -> None:
     )
 
     assert len(issued.token) <= MAX_ACCESS_TOKEN_BYTES
+
+
+@pytest.mark.parametrize("alg", SUPPORTED_ALGS)
+def test_largest_id_token_still_fits_in_an_id_token_hint(alg: str) -> None:
+    key = generate_key(alg)
+    now = datetime.now(UTC)
+    widest = "\U0001f600"  # four bytes in UTF-8, as the token carries it
+    user = User(
+        id=uuid.uuid4(),
+        name=widest * 200,  # the longest name a user may have
+        email=widest * 308 + "@example.com",  # the longest email, 320 characters
+        email_verified=True,
+        locale="es-419",
+        updated_at=now,
+    )
+
+    token = mint_id_token(
+        KeySet(key, alg, {key.kid: key}, {}),
+        issuer="https://identity.example.com/auth",
+        user=user,
+        client_id="c" * 64,
+        scope=["openid", "profile", "email"],
+        now=now,
+        ttl=3600,
+        auth_time=now,
+        amr=["pwd", "otp"],
+        access_token="a" * MAX_ACCESS_TOKEN_BYTES,
+        nonce=widest * (MAX_VALUE_LENGTH // 4),
+        sid=str(uuid.uuid4()),
+    )
+
+    assert len(token) <= MAX_HINT_LENGTH
