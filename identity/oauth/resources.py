@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from identity.oauth.errors import InvalidTargetError
+from identity.oauth.tokens import MAX_ACCESS_TOKEN_BYTES
 
 
 def is_resource_uri(value: str) -> bool:
@@ -24,7 +26,15 @@ def check_resources(requested: Sequence[str], allowed: Sequence[str]) -> list[st
             raise InvalidTargetError("resource must be an absolute URI without a fragment.")
         if resource not in allowed:
             raise InvalidTargetError("resource is not allowed for this client.")
-    return list(dict.fromkeys(requested))
+    resources = list(dict.fromkeys(requested))
+    # Only an access token as issued shows whether it fits (identity.oauth.tokens); resources
+    # whose names alone, base64url encoded, pass the limit are refused here already, before a
+    # user signs in for a token that could never be issued.
+    if len(json.dumps(resources).encode()) * 4 // 3 > MAX_ACCESS_TOKEN_BYTES:
+        raise InvalidTargetError(
+            "These resources are too many for one access token: ask for fewer resources."
+        )
+    return resources
 
 
 def granted_resources(

@@ -10,6 +10,7 @@ import base64
 import httpx
 
 from identity.runtime import Runtime
+from tests.browser import add_oauth_client, add_user, authorize_params, redirected_to_client
 from tests.integration.oauth_helpers import fresh_code, make_client, verify_with_jwks
 
 LIMIT = 8192 - len("Authorization: Bearer \r\n")
@@ -74,7 +75,8 @@ async def test_resources_just_under_the_limit_work_and_just_over_are_invalid_tar
 async def test_a_code_asking_for_too_many_resources_stays_usable_for_fewer(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    resources = [LONG.format(n) for n in range(5)]
+    # Their names alone would fit: only the token as issued, with its other claims, does not.
+    resources = [LONG.format(n) for n in range(3)]
     app = await make_client(runtime, resources=resources)
     code = await fresh_code(runtime, app, resources=resources)
 
@@ -86,3 +88,18 @@ async def test_a_code_asking_for_too_many_resources_stays_usable_for_fewer(
     assert narrowed.status_code == 200, narrowed.text
     claims = (await verify_with_jwks(client, narrowed.json()["access_token"])).claims
     assert claims["aud"] == resources[0]
+
+
+async def test_authorize_refuses_resources_no_access_token_could_hold(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Their names alone, base64url encoded, pass the limit: no sign-in could end in a token.
+    resources = [LONG.format(n) for n in range(5)]
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True, resources=resources)
+
+    response = await client.get("/authorize", params=authorize_params() | {"resource": resources})
+
+    result = redirected_to_client(response)
+    assert result["error"] == "invalid_target"
+    assert result["state"] == "af0ifjsldkj"
