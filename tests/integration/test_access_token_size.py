@@ -11,7 +11,7 @@ import httpx
 
 from identity.runtime import Runtime
 from tests.browser import add_oauth_client, add_user, authorize_params, redirected_to_client
-from tests.integration.oauth_helpers import fresh_code, make_client, verify_with_jwks
+from tests.integration.oauth_helpers import fresh_code, make_client, refresh, verify_with_jwks
 
 LIMIT = 8192 - len("Authorization: Bearer \r\n")
 LONG = "https://r{}.example.com/" + "a" * 1990
@@ -103,3 +103,24 @@ async def test_authorize_refuses_resources_no_access_token_could_hold(
     result = redirected_to_client(response)
     assert result["error"] == "invalid_target"
     assert result["state"] == "af0ifjsldkj"
+
+
+async def test_a_refresh_for_too_many_resources_keeps_the_refresh_token_usable_for_fewer(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    resources = [LONG.format(n) for n in range(3)]
+    app = await make_client(runtime, resources=resources)
+    first = (
+        await (await fresh_code(runtime, app, resources=resources)).redeem(
+            client, resource=resources[0]
+        )
+    ).json()
+
+    refused = await refresh(client, app, first["refresh_token"])
+    narrowed = await refresh(client, app, first["refresh_token"], resource=resources[1])
+
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_target"
+    assert narrowed.status_code == 200, narrowed.text
+    claims = (await verify_with_jwks(client, narrowed.json()["access_token"])).claims
+    assert claims["aud"] == resources[1]
