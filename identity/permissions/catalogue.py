@@ -6,6 +6,7 @@ with the file and key named instead of surfacing later as a permission nobody ca
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,7 @@ from identity.display_names import display_name
 from identity.errors import DomainError, InvalidInput
 from identity.permissions import repository, role_holders
 from identity.permissions.models import Role
+from identity.resource.validator import DEFAULT_MAX_TOKEN_BYTES
 from identity.settings import DEFAULT_POLICIES_DIR
 from identity.toml_file import UnreadableToml, read_toml
 
@@ -38,6 +40,16 @@ _WORD = r"[a-z][a-z0-9_-]*"
 BUILTIN_NAME = re.compile(_WORD)
 REGISTERED_NAME = re.compile(rf"{_WORD}:{_WORD}")
 ANY_NAME_PATTERN = rf"^{_WORD}(:{_WORD})?$"
+# An owner's access token lists the whole catalogue, and services refuse a token longer than
+# the resource kit's limit (8 KB) as malformed: past that, every owner would be locked out of
+# every service at their next token. Half the limit for the list leaves the rest of the token
+# (a signature, the other claims, base64's third more) room below it. The file's names and
+# the registered ones together.
+MAX_CATALOGUE = DEFAULT_MAX_TOKEN_BYTES // 2
+CATALOGUE_FULL = (
+    "The permission catalogue is full: an owner's access token lists every permission, and"
+    f" their names may take at most {MAX_CATALOGUE} bytes so that services still accept it."
+)
 
 
 class CatalogueError(ValueError):
@@ -138,6 +150,11 @@ def _entry(path: Path, key: str, value: Any, allowed: set[str]) -> dict[str, Any
     return value
 
 
+def listed_size(names: Iterable[str]) -> int:
+    """The bytes of the ``permissions`` claim listing ``names``."""
+    return len(json.dumps(sorted(names), separators=(",", ":")).encode())
+
+
 def load_permissions(path: Path) -> dict[str, PermissionInfo]:
     permissions: dict[str, PermissionInfo] = {}
     for name, raw in _section(path, _read(path), "permissions").items():
@@ -151,6 +168,13 @@ def load_permissions(path: Path) -> dict[str, PermissionInfo]:
             description=_texts(
                 path, f"{key}.description", entry.get("description"), MAX_PERMISSION_DESCRIPTION
             ),
+        )
+    if (size := listed_size(permissions)) > MAX_CATALOGUE:
+        raise CatalogueError(
+            path,
+            "permissions",
+            f"the names take {size} bytes listed, over {MAX_CATALOGUE}: an owner's access"
+            " token lists every permission, and services refuse one that long",
         )
     return permissions
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from identity.errors import Conflict
-from identity.permissions import registration
+from identity.permissions import catalogue, registration
 from identity.permissions.models import Permission
 from identity.resource.validator import DEFAULT_MAX_TOKEN_BYTES
 from identity.runtime import Runtime
@@ -27,8 +27,8 @@ def name(number: int, length: int = LONGEST) -> str:
 
 async def room_left(runtime: Runtime) -> int:
     async with runtime.db.transaction() as session:
-        listed = registration._listed_size(await runtime.catalogue.names(session))
-    return registration.MAX_CATALOGUE - listed
+        listed = catalogue.listed_size(await runtime.catalogue.names(session))
+    return catalogue.MAX_CATALOGUE - listed
 
 
 async def register(runtime: Runtime, permission: str) -> None:

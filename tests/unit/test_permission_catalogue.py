@@ -178,3 +178,22 @@ def test_malformed_registered_names_are_refused_naming_the_field(name: str) -> N
     with pytest.raises(InvalidInput) as error:
         check_registered_name(name)
     assert error.value.extra["errors"][0]["field"] == "name"
+
+
+def test_a_file_catalogue_too_long_for_an_owners_token_is_refused(tmp_path: Path) -> None:
+    # An owner's access token lists every permission. Registration through the API kept the
+    # list within MAX_CATALOGUE, but the file was never measured: a long permissions.toml
+    # made every owner's token too long for the services that read it.
+    def entries(count: int) -> str:
+        return GOOD_PERMISSIONS + "".join(
+            f'[permissions.p{i:03d}_{"x" * 90}]\nlabel = {{ en = "P", es = "P" }}\n'
+            f'description = {{ en = "P", es = "P" }}\n'
+            for i in range(count)
+        )
+
+    # Each listed name takes 98 bytes with its quotes and comma, "tickets" 10, the brackets
+    # 2: 41 fit in 4,096 bytes (4,029), 42 do not (4,127).
+    assert len(load_policies(_policies(tmp_path, entries(41))).permissions) == 42
+    with pytest.raises(CatalogueError, match="4127 bytes") as refused:
+        load_policies(_policies(tmp_path, entries(42)))
+    assert "permissions.toml" in str(refused.value)

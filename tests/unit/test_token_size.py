@@ -15,7 +15,7 @@ from identity.clients.service import MAX_SCOPE
 from identity.keys.service import SUPPORTED_ALGS, KeySet, generate_key
 from identity.oauth.authorize import MAX_HINT_LENGTH, MAX_VALUE_LENGTH
 from identity.oauth.tokens import MAX_ACCESS_TOKEN_BYTES, mint_access_token, mint_id_token
-from identity.permissions.registration import MAX_CATALOGUE
+from identity.permissions.catalogue import MAX_CATALOGUE
 
 
 def _largest_catalogue() -> list[str]:
