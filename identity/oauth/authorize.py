@@ -12,6 +12,7 @@ unverified address); afterwards it carries the redirect URI and the state to sen
 from __future__ import annotations
 
 import enum
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -112,10 +113,12 @@ def _too_long(name: str, value: str) -> bool:
     if name == "id_token_hint":
         return len(value) > MAX_HINT_LENGTH
     if name == "nonce":
-        # The ID token carries it UTF-8 encoded: 2048 characters of four bytes made ID
-        # tokens too long to come back as an id_token_hint. Counted in bytes, an ID token at
-        # its largest (longest name and email too) stays within MAX_HINT_LENGTH.
-        return len(value.encode(errors="surrogatepass")) > MAX_VALUE_LENGTH
+        # The ID token carries it as a JSON string, UTF-8 encoded: 2048 characters of four
+        # bytes, or of quotes JSON escapes as two, made ID tokens too long to come back as an
+        # id_token_hint. Counted as carried, an ID token at its largest (longest name and
+        # email too) stays within MAX_HINT_LENGTH.
+        carried = json.dumps(value, ensure_ascii=False)[1:-1]
+        return len(carried.encode(errors="surrogatepass")) > MAX_VALUE_LENGTH
     return len(value) > MAX_VALUE_LENGTH
 
 

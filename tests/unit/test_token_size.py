@@ -13,7 +13,7 @@ import pytest
 from identity.accounts.models import User
 from identity.clients.service import MAX_SCOPE
 from identity.keys.service import SUPPORTED_ALGS, KeySet, generate_key
-from identity.oauth.authorize import MAX_HINT_LENGTH, MAX_VALUE_LENGTH
+from identity.oauth.authorize import MAX_HINT_LENGTH, MAX_VALUE_LENGTH, parse
 from identity.oauth.tokens import MAX_ACCESS_TOKEN_BYTES, mint_access_token, mint_id_token
 from identity.permissions.catalogue import MAX_CATALOGUE
 
@@ -55,8 +55,18 @@ def test_largest_token_for_the_client_itself_fits_in_a_header(alg: str) -> None:
     assert len(issued.token) <= MAX_ACCESS_TOKEN_BYTES
 
 
+def _longest_nonce_of(character: str) -> str:
+    """The longest run of ``character`` /authorize takes as a nonce."""
+    count = MAX_VALUE_LENGTH
+    while "nonce" in parse([("nonce", character * count)]).too_long:
+        count -= 1
+    return character * count
+
+
 @pytest.mark.parametrize("alg", SUPPORTED_ALGS)
-def test_largest_id_token_still_fits_in_an_id_token_hint(alg: str) -> None:
+# Four bytes in UTF-8; a quote and a backslash, two each as JSON escapes them in the token.
+@pytest.mark.parametrize("nonce_character", ["\U0001f600", '"', "\\"])
+def test_largest_id_token_still_fits_in_an_id_token_hint(alg: str, nonce_character: str) -> None:
     key = generate_key(alg)
     now = datetime.now(UTC)
     widest = "\U0001f600"  # four bytes in UTF-8, as the token carries it
@@ -80,7 +90,7 @@ def test_largest_id_token_still_fits_in_an_id_token_hint(alg: str) -> None:
         auth_time=now,
         amr=["pwd", "otp"],
         access_token="a" * MAX_ACCESS_TOKEN_BYTES,
-        nonce=widest * (MAX_VALUE_LENGTH // 4),
+        nonce=_longest_nonce_of(nonce_character),
         sid=str(uuid.uuid4()),
     )
 
