@@ -124,3 +124,21 @@ async def test_a_refresh_for_too_many_resources_keeps_the_refresh_token_usable_f
     assert narrowed.status_code == 200, narrowed.text
     claims = (await verify_with_jwks(client, narrowed.json()["access_token"])).claims
     assert claims["aud"] == resources[1]
+
+
+async def test_a_resource_of_accented_letters_that_fits_in_a_token_is_issued_for(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # Two bytes each in the token's UTF-8: some 5,400 characters of base64url with the rest,
+    # well under the limit, though \u00e9 escapes (six bytes each) would be far over it.
+    resource = "https://r.example.com/" + "\u00e9" * 2000
+    app = await make_client(
+        runtime, grant_types=["client_credentials"], redirect_uris=[], resources=[resource]
+    )
+
+    response = await _service_token(client, app.basic, [resource])
+
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    assert len(token) <= LIMIT
+    assert (await verify_with_jwks(client, token)).claims["aud"] == resource
