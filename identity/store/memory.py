@@ -6,14 +6,14 @@ each call is atomic just as the Redis commands are.
 Memory is bounded (``max_items``) against a flood of distinct keys, but not the same way for
 everything. Values (pending sign-ins, a form's first answer) are dropped oldest first when
 full: losing one makes someone start a step again. Rate-limit counters (keys under
-``COUNTER_PREFIX``) are never dropped while their window runs, as a dropped count is a fresh
-set of attempts for its subject: each kind of counter (each limit) has ``max_items`` of its
-own, and while one is full of live counters a new subject of that kind is refused
-(``CountersFull``), stricter and never open, while the other limits go on counting.
+``COUNTER_PREFIX``) are dropped lowest count first, as a dropped count is a fresh set of
+attempts for its subject, and each kind of counter (each limit) has ``max_items`` of its own,
+so that a flood of one limit's subjects pushes out no other limit's counts.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -22,15 +22,6 @@ from collections.abc import Callable
 COUNTER_PREFIX = "rl:"
 
 _Table = dict[str, tuple[bytes, float]]
-
-
-class CountersFull(Exception):
-    """No room for a new counter of this kind until one of its live ones expires, in
-    ``retry_after`` seconds."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"counters full; retry after {retry_after} s")
-        self.retry_after = retry_after
 
 
 class MemoryStore:
@@ -55,42 +46,38 @@ class MemoryStore:
             return None
         return item
 
-    def _make_room(self, key: str) -> None:
-        """Room for ``key``, not yet in its table."""
-        table = self._table(key)
-        if table is self._items:
-            self._evict()
-            return
+    def _make_room(self, table: _Table) -> None:
+        """Room for one more key in ``table``. Bounded memory: a flood of distinct keys (one
+        opened sign-in, or one new email, per request) must not grow the process without
+        limit. When full, expired items go, then, down to nine tenths of the bound, the
+        oldest values or the lowest counts: the scan, milliseconds at 100,000, comes once per
+        tenth of the bound new keys, not for every key of a flood."""
         if len(table) < self._max_items:
             return
-        # A kind's counters are made in order and live one window each, so the first ones
-        # expire first: dropping expired ones from the front costs nothing per new key
-        # while a flood keeps the table full of live ones.
         now = self._clock()
-        while table and next(iter(table.values()))[1] <= now:
-            del table[next(iter(table))]
-        if len(table) >= self._max_items:
-            raise CountersFull(max(1, math.ceil(next(iter(table.values()))[1] - now)))
-
-    def _evict(self) -> None:
-        # Bounded memory: a flood of distinct keys (say, one opened sign-in per request)
-        # must not grow the process without limit. Drop expired items, then the oldest ones
-        # down to nine tenths of the bound: the scan for expired items, milliseconds at
-        # 100,000, then comes once per tenth of the bound new keys, not for every key of a
-        # flood.
-        if len(self._items) < self._max_items:
+        for key in [k for k, (_, expires) in table.items() if expires <= now]:
+            del table[key]
+        excess = len(table) - (self._max_items - max(1, self._max_items // 10))
+        if excess <= 0:
             return
-        now = self._clock()
-        for key in [k for k, (_, expires) in self._items.items() if expires <= now]:
-            del self._items[key]
-        while len(self._items) > self._max_items - max(1, self._max_items // 10):
-            del self._items[next(iter(self._items))]
+        if table is self._items:
+            dropped = list(itertools.islice(table, excess))  # the oldest
+        else:
+            # A count dropped hands its subject a fresh set of attempts. The lowest go first,
+            # of equal ones the newest, so a flood pushes out an attacked account's count only
+            # if every one of its subjects was tried more often than that account was. Never
+            # refused for want of room: a flood would then lock out everyone not yet counted.
+            ranked = sorted(
+                enumerate(table.items()), key=lambda item: (int(item[1][1][0]), -item[0])
+            )
+            dropped = [key for _, (key, _) in ranked[:excess]]
+        for key in dropped:
+            del table[key]
 
     async def set(self, key: str, value: bytes, ttl: int) -> None:
-        """Raises ``CountersFull`` for a new counter of a full kind."""
         table = self._table(key)
         if self._live(key) is None:
-            self._make_room(key)
+            self._make_room(table)
         elif table is self._items:
             del table[key]  # set again, it is dropped last
         table[key] = (value, self._clock() + ttl)
@@ -116,12 +103,11 @@ class MemoryStore:
         self._table(key).pop(key, None)
 
     async def incr(self, key: str, ttl: int) -> tuple[int, int]:
-        """Raises ``CountersFull`` for a new counter of a full kind."""
         item = self._live(key)
         now = self._clock()
         table = self._table(key)
         if item is None:
-            self._make_room(key)
+            self._make_room(table)
             table[key] = (b"1", now + ttl)
             return 1, ttl
         count = int(item[0]) + 1

@@ -17,7 +17,6 @@ be a failure gives its count back (``release``) or clears the count (``reset``).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any
 from identity.errors import RateLimited
 from identity.metrics import RATE_LIMIT_FALLBACKS, RATE_LIMITED
 from identity.store.base import Store, StoreUnavailable
-from identity.store.memory import COUNTER_PREFIX, CountersFull, MemoryStore
+from identity.store.memory import COUNTER_PREFIX, MemoryStore
 
 log = logging.getLogger(__name__)
 
@@ -87,26 +86,15 @@ class RateLimiter:
         # overwritten by it, each answer would open this process's share again.
         seen = await self._fallback.get(key)
         if seen is None or int(seen) < count:
-            # Not kept when this limit's memory is full: the shared store still counts it,
-            # and in an outage a subject this process has no count of is refused while full.
-            with contextlib.suppress(CountersFull):
-                await self._fallback.set(key, str(count).encode(), remaining)
+            await self._fallback.set(key, str(count).encode(), remaining)
         return count, remaining, True
 
     async def hit(self, limit: Limit, subject: str) -> Verdict:
         """Count one attempt; refused once the window holds more than ``limit.max``, or
         than this process's share of it while the shared store is down.
 
-        The increment is atomic, so of a burst at most ``limit.max`` are allowed. Refused
-        too when the subject is new and this process's memory of the limit is full of live
-        counts (``CountersFull``): none of them may be forgotten early."""
-        try:
-            count, remaining, shared = await self._call_incr(
-                self._key(limit, subject), limit.window
-            )
-        except CountersFull as full:
-            RATE_LIMITED.labels(limit.name).inc()
-            return Verdict(False, limit.max + 1, full.retry_after, 0)
+        The increment is atomic, so of a burst at most ``limit.max`` are allowed."""
+        count, remaining, shared = await self._call_incr(self._key(limit, subject), limit.window)
         most = limit.max if shared else max(1, limit.max // self._processes)
         allowed = count <= most
         if not allowed:

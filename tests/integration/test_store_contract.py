@@ -318,16 +318,24 @@ async def test_a_flood_of_new_subjects_cannot_push_out_an_accounts_count(
     assert len(store._items) == 0
 
 
-async def test_a_full_limit_refuses_new_subjects_of_that_limit_only() -> None:
-    now = [0.0]
-    limiter = RateLimiter(MemoryStore(clock=lambda: now[0], max_items=10), shared=False)
-    flooded, other = Limit("flooded", max=5, window=60), Limit("other", max=5, window=60)
-    for n in range(10):
-        assert (await limiter.hit(flooded, f"subject{n}")).allowed
-    now[0] = 15
-    refused = await limiter.hit(flooded, "newcomer")
-    assert (refused.allowed, refused.retry_after) == (False, 45)
-    assert (await limiter.hit(flooded, "subject0")).allowed  # a counted subject goes on
-    assert (await limiter.hit(other, "newcomer")).allowed
-    now[0] = 60  # the flood's counts have run out: room again
-    assert (await limiter.hit(flooded, "newcomer")).allowed
+async def test_a_full_limit_still_counts_new_subjects_and_keeps_the_highest_counts() -> None:
+    # A full limit that refused every subject it had no count of let a flood lock out
+    # everyone not yet counted. It drops the lowest counts, the newest of equal ones, so only
+    # a flood whose every subject was tried more often than an account pushes its count out.
+    limiter = RateLimiter(MemoryStore(max_items=10), shared=False)
+    flooded, other = Limit("flooded", max=3, window=60), Limit("other", max=3, window=60)
+    for _ in range(2):
+        await limiter.hit(flooded, "attacked")
+    await limiter.hit(other, "counted elsewhere")
+    for n in range(50):  # tried as often as the attacked account: pushes nothing out
+        for _ in range(2):
+            await limiter.hit(flooded, f"flood{n}")
+    newcomer = await limiter.hit(flooded, "newcomer")
+    assert (newcomer.allowed, newcomer.count) == (True, 1)
+    assert (await limiter.hit(flooded, "attacked")).count == 3
+    assert not (await limiter.hit(flooded, "attacked")).allowed
+    assert (await limiter.hit(other, "counted elsewhere")).count == 2
+    for n in range(50):  # each tried more often than the account: its count goes at last
+        for _ in range(5):
+            await limiter.hit(flooded, f"outcounting{n}")
+    assert (await limiter.hit(flooded, "attacked")).count == 1
