@@ -59,10 +59,13 @@ def _given(params: dict[str, str | None]) -> list[tuple[str, str]]:
 
 
 def with_query(uri: str, params: dict[str, str | None]) -> str:
-    """``uri`` with ``params`` added to any query it already has (RFC 6749 §3.1.2)."""
+    """``uri`` with ``params`` added after any query it already has, which stays as written
+    (RFC 6749 §3.1.2: retained): decoded and encoded again, ``index.php?/oauth/callback``
+    became ``index.php?%2Foauth%2Fcallback=``, a route its app no longer matched."""
     parts = urlsplit(uri)
-    query = parse_qsl(parts.query, keep_blank_values=True) + _given(params)
-    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    added = urlencode(_given(params), quote_via=quote)
+    query = "&".join(part for part in (parts.query, added) if part)
+    return urlunsplit(parts._replace(query=query))
 
 
 def with_fragment(uri: str, params: dict[str, str | None]) -> str:

@@ -687,3 +687,28 @@ async def test_a_confidential_client_s_loopback_redirect_matches_exactly(
     )
     params = authorize_params(redirect_uri="http://127.0.0.1:51004/callback")
     assert_error_page(await client.get("/authorize", params=params))
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        "https://app.example/index.php?/oauth/callback",
+        "https://app.example/cb?a=1;b=2",
+        "https://app.example/cb?next=%2Fhome",
+    ],
+    ids=["path-as-query", "semicolons", "encoded-slash"],
+)
+async def test_code_goes_to_the_redirect_uri_with_its_own_query_kept_verbatim(
+    client: httpx.AsyncClient, runtime: Runtime, redirect_uri: str
+) -> None:
+    """RFC 6749 §3.1.2: the query of a registered redirect URI MUST be retained; re-encoded,
+    index.php?/oauth/callback became index.php?/oauth/callback= and its route no longer
+    matched."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True, redirect_uris=[REDIRECT_URI, redirect_uri])
+    await signed_in(client)
+    response = await client.get("/authorize", params=authorize_params(redirect_uri=redirect_uri))
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert location.startswith(redirect_uri + "&code="), location
+    assert query(location)["state"] == "af0ifjsldkj"
