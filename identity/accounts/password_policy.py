@@ -351,19 +351,32 @@ def _holding(parts: list[str]) -> Callable[[str], bool]:
     wanted = [*parts, *(part for part in joined if len(part) >= MIN_PERSONAL_PART)]
 
     def holds(password: str) -> bool:
-        folded = fold(password)
-        return any(part in folded for part in wanted)
+        folded = [fold(written) for written in _cases(password)]
+        return any(part in text for part in wanted for text in folded)
 
     return holds
 
 
+def _cases(text: str) -> tuple[str, str]:
+    """``text`` as written and lower-cased, each to be folded. Folding reads a Greek or
+    Cyrillic capital as the Latin letter it looks like and its lower case as itself (Н is an
+    H, н looks like no h), so "Наташа" and "наташа" fold apart: a name is found in a password
+    when either form of the one is in either form of the other, as a Latin name is in any
+    case."""
+    return text, text.casefold()
+
+
 def name_parts(text: str) -> list[str]:
-    """Folded ``text`` and its words, each long enough to be worth refusing."""
-    # Accents come off first: in a decomposed name each combining mark is a separator, which
-    # would cut "Yáñez" into "Ya", "n", "ez", and a mark is no letter to count.
-    plain = unaccented(text)
-    candidates = [plain, *_SEPARATORS.split(plain)]
-    return sorted({leet_undone(p) for p in candidates if len(p.strip()) >= MIN_PERSONAL_PART})
+    """Folded ``text`` and its words, each long enough to be worth refusing, as written and
+    lower-cased (``_cases``)."""
+    parts: set[str] = set()
+    for written in _cases(text):
+        # Accents come off first: in a decomposed name each combining mark is a separator,
+        # which would cut "Yáñez" into "Ya", "n", "ez", and a mark is no letter to count.
+        plain = unaccented(written)
+        candidates = [plain, *_SEPARATORS.split(plain)]
+        parts.update(leet_undone(p) for p in candidates if len(p.strip()) >= MIN_PERSONAL_PART)
+    return sorted(parts)
 
 
 def personal_parts(email: str, name: str) -> list[str]:
@@ -374,7 +387,7 @@ def personal_parts(email: str, name: str) -> list[str]:
     labels = [part for label in domain.split(".")[:-1] for part in name_parts(decoded_host(label))]
     parts = {*name_parts(name), *name_parts(local), *labels}
     if len(email.strip()) >= MIN_PERSONAL_PART:  # not a letter or two typed so far
-        parts.add(fold(email))
+        parts.update(fold(written) for written in _cases(email))
     return sorted(parts)
 
 

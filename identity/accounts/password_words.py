@@ -82,9 +82,16 @@ def visible(text: str) -> str:
 def unaccented(text: str) -> str:
     """Lower-case and without accents, in whatever form they were composed, or invisibles,
     with letters of other scripts that look Latin read as the Latin ones."""
-    # Look-alikes first: Cyrillic Н is an H, but its lower case н looks like no h.
-    decomposed = unicodedata.normalize("NFKD", visible(text).translate(_LOOK_ALIKES).casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    # Accents off before look-alikes are read, so that ά is the α that looks like a, and Ё
+    # the Е that looks like E; look-alikes before lower-casing: Cyrillic Н is an H, but its
+    # lower case н looks like no h. Lower-casing can bring marks back (İ is i and a dot).
+    return _without_marks(_without_marks(visible(text)).translate(_LOOK_ALIKES).casefold())
+
+
+def _without_marks(text: str) -> str:
+    return "".join(
+        ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
+    )
 
 
 def fold(text: str) -> str:

@@ -132,6 +132,27 @@ def test_a_name_ending_in_a_final_sigma_is_seen(portal: PasswordPolicy) -> None:
 
 
 @pytest.mark.parametrize(
+    ("details", "spelt"),
+    [
+        ({"name": "Наташа Иванова"}, "наташа"),
+        ({"name": "Наташа Иванова"}, "НАТАША"),
+        ({"name": "Наташа Иванова"}, "ИВАНОВА"),
+        ({"email": "наташа@example.com"}, "НАТАША"),
+        ({"name": "Σωκράτης Vu"}, "σωκρατης"),
+        ({"name": "Σωκράτης Vu"}, "ΣΩΚΡΑΤΗΣ"),
+        ({"name": "Ёлкина Vu"}, "Елкина"),
+    ],
+)
+def test_a_greek_or_cyrillic_name_is_seen_in_any_case_and_without_its_accents(
+    portal: PasswordPolicy, details: dict[str, str], spelt: str
+) -> None:
+    """As a Latin one is: look-alikes were read before lower-casing and before the accents
+    came off, so "Наташа" folded to "haтaшa" and "наташа" to "нaтaшa", and ά stayed Greek
+    where α became a: the user's own name, lower-cased or without its accent, was allowed."""
+    assert "password.personal_info" in portal.check(f"Kx#Qz97{spelt}", **details).reason_ids
+
+
+@pytest.mark.parametrize(
     ("email", "password"),
     [
         ("ines@zorvex-cloud.com", "Kx#Qz97Zorvex"),  # a word of a hyphenated domain
