@@ -61,8 +61,16 @@ async def _request_json(
         # httpx would raise a RuntimeError, a 500 for the service.
         raise IssuerUnavailable(f"{request}: the resource server is closed")
     try:
+        # Never followed, whatever the client passed in does by default: a redirect could take
+        # the keys of an https issuer to plain http, or re-post an introspection (the token
+        # and the client secret) to wherever its Location points.
         async with http.stream(
-            method, url, data=data, auth=auth, headers={"accept": "application/json"}
+            method,
+            url,
+            data=data,
+            auth=auth,
+            headers={"accept": "application/json"},
+            follow_redirects=False,
         ) as response:
             if response.status_code != 200:
                 raise IssuerUnavailable(f"{request} answered {response.status_code}")

@@ -43,7 +43,7 @@ class ResourceServer:
     """Validates bearer tokens of one issuer; use ``async with`` or call :meth:`aclose`.
 
     ``http`` may be passed to share a client (its timeouts are then the caller's); otherwise
-    one is made with ``config.http_timeout`` and no redirects followed.
+    one is made with ``config.http_timeout``. Redirects are never followed, by either.
     """
 
     def __init__(self, config: ResourceServerConfig, http: httpx.AsyncClient | None = None):
