@@ -84,7 +84,8 @@ async def _request_json(
         raise IssuerUnavailable(f"{request} failed: {exc!r}") from exc
     try:
         document = json.loads(body)
-    except ValueError as exc:
+    # A few KB of nested brackets exhaust the parser's depth: RecursionError, no ValueError.
+    except (ValueError, RecursionError) as exc:
         raise IssuerUnavailable(f"{request} answered something that is not JSON") from exc
     if not isinstance(document, dict):
         raise IssuerUnavailable(f"{request} answered JSON that is not an object")

@@ -51,3 +51,12 @@ async def test_a_redirect_is_refused_even_by_a_shared_client_that_follows_them()
         with pytest.raises(IssuerUnavailable, match="answered 307"):
             await fetch_json(http, url + "/introspect", method="POST", data={"token": "t"})
     assert len(heads) == 1, heads
+
+
+async def test_json_nested_past_the_parsers_depth_is_the_issuer_unavailable() -> None:
+    # 2 KB, far under the size cap: json.loads raises RecursionError, no ValueError, which
+    # escaped every fetch as a 500 of the service (and, for the JWKS, of every waiting request).
+    nested = b'{"keys":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    async with answering(ok(nested)) as (url, _), httpx.AsyncClient() as http:
+        with pytest.raises(IssuerUnavailable, match="not JSON"):
+            await fetch_json(http, url + "/jwks")
