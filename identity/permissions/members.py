@@ -554,14 +554,18 @@ async def hand_over_ownership(
     to_user_id: uuid.UUID,
     now: datetime,
 ) -> None:
-    """``to_user_id`` (a member) becomes owner and ``from_user_id`` stops being one."""
+    """``to_user_id`` (a member) becomes owner and ``from_user_id`` stops being one. The
+    heir is named in the body (``to_user_id``): one who is no other member is refused naming
+    that field, not answered 404, which reads as the account in the path not existing."""
     if from_user_id == to_user_id:
-        raise invalid_field("user_id", "Hand ownership to another member.")
+        raise invalid_field("to_user_id", "Hand ownership to another member.")
     # The caller's ownership was checked before the account's lock: another owner may have
     # demoted or removed them since, and a former owner has no ownership left to give.
     await repository.lock_account(session, account_id)
     giver = await repository.lock_membership(session, account_id, from_user_id)
     if giver is None or not giver.is_owner:
         raise Forbidden("Only an owner can hand over their ownership.")
+    if await repository.get_membership(session, account_id, to_user_id) is None:
+        raise invalid_field("to_user_id", "This user is not a member of the account.")
     await set_owner(session, actor, account_id, to_user_id, True, now)
     await set_owner(session, actor, account_id, from_user_id, False, now)

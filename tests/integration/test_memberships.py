@@ -238,6 +238,23 @@ async def test_owner_hands_ownership_over_to_a_member(
     assert (old.is_owner, new.is_owner) == (False, True)
 
 
+@pytest.mark.parametrize("heir", ["self", "non-member"])
+async def test_handing_ownership_to_no_other_member_names_to_user_id(
+    client: httpx.AsyncClient, runtime: Runtime, heir: str
+) -> None:
+    owner, _, account = await account_with_member(runtime)
+    to_user = owner if heir == "self" else await make_user(runtime)
+    response = await client.post(
+        f"/api/v1/accounts/{account.id}/ownership-transfer",
+        json={"to_user_id": str(to_user.id)},
+        headers=await user_headers(runtime, owner),
+    )
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["to_user_id"]
+    async with runtime.db.transaction() as session:
+        assert (await members.membership_of(session, account.id, owner.id)).is_owner
+
+
 async def test_a_manager_cannot_grant_all_permissions_nor_touch_an_owner(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
