@@ -157,9 +157,10 @@ def _invitations(at: Cutoffs) -> ColumnElement[bool]:
     # From then on no listing shows it (permissions.repository.pending_invitations) and its
     # link is never accepted, but the link still says why it stopped working (accepted,
     # cancelled, expired: 410) where a deleted one answers as an unknown link does (404, "not
-    # valid, ask for a new invitation"), and an owner may still resend an expired one by id.
-    # So it is kept 30 days, long after anyone follows an emailed link or resends; the audit
-    # log keeps the history. No index: rate limits and this retention bound the table.
+    # valid, ask for a new invitation"), and a resend of an expired one by id is 409 ("invite
+    # again"), not 404. So it is kept 30 days, long after anyone follows an emailed link or
+    # resends; the audit log keeps the history. No index: rate limits and this retention
+    # bound the table.
     return or_(
         Invitation.accepted_at <= at.ended,
         Invitation.cancelled_at <= at.ended,
