@@ -20,6 +20,7 @@ from identity.resource.audience import warn_if_any_audience
 from identity.resource.claims import AccessToken, canonical_account_id
 from identity.resource.errors import BearerTokenError, IssuerUnavailable
 from identity.resource.fetch import FetchedJSON, fetch_json
+from identity.resource.validator import DEFAULT_MAX_TOKEN_BYTES, refuse_oversized
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +63,10 @@ class Introspector:
         client_id: str,
         client_secret: str,
         audience: str | None = None,
+        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
     ) -> None:
         self._http = http
+        self._max_token_bytes = max_token_bytes
         self._locate = locate
         self._issuer = issuer
         # RFC 6749 §2.3.1: id and secret are form-encoded before Basic's base64.
@@ -75,6 +78,7 @@ class Introspector:
         self._closed = False
 
     async def introspect(self, token: str) -> AccessToken:
+        refuse_oversized(token, self._max_token_bytes)
         try:
             answer = await self._ask(token)
         except IssuerUnavailable:

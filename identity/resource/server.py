@@ -89,6 +89,7 @@ class ResourceServer:
                 audience=self.config.audience,
                 client_id=client_id,
                 client_secret=client_secret,
+                max_token_bytes=self.config.max_token_bytes,
             )
         return made
 

@@ -47,6 +47,13 @@ def invalid(description: str) -> BearerTokenError:
     return BearerTokenError("invalid_token", description)
 
 
+def refuse_oversized(token: str, max_token_bytes: int) -> None:
+    """Refused unread, validated or introspected: a token longer than any we issue is not
+    worth parsing, nor sending on to the issuer on every request."""
+    if len(token) > max_token_bytes:
+        raise invalid("The access token is too large.")
+
+
 def token_required() -> BearerTokenError:
     """A request without a bearer token: a bare challenge, no error code (RFC 6750 §3.1)."""
     return BearerTokenError(None, "A bearer access token is required.")
@@ -117,8 +124,7 @@ class TokenValidator:
         )
 
     async def validate(self, token: str) -> AccessToken:
-        if len(token) > self._max_token_bytes:
-            raise invalid("The access token is too large.")
+        refuse_oversized(token, self._max_token_bytes)
         try:
             signed = jws.extract_compact(token.encode("ascii"), registry=self._registry)
         except (JoseError, ValueError):

@@ -22,6 +22,7 @@ from identity.resource import (
     permits,
 )
 from identity.resource.fetch import MAX_DOCUMENT_BYTES
+from identity.resource.validator import DEFAULT_MAX_TOKEN_BYTES
 from tests.resource_issuer import (
     ACCOUNT_ID,
     AUDIENCE,
@@ -129,6 +130,20 @@ async def test_an_active_answer_for_something_else_is_refused(
     with pytest.raises(BearerTokenError) as caught:
         await introspector.introspect("t")
     assert caught.value.description == "The access token is not meant for us."
+
+
+async def test_a_token_over_the_kits_cap_is_refused_without_asking_the_issuer(
+    issuer: LocalIssuer, introspector: Introspector
+) -> None:
+    # The validator refuses a token longer than the kit's cap before reading it; the
+    # introspector forwarded one of any length to the issuer on every request.
+    issuer.introspection_answer = active(issuer)
+    asked = len(issuer.introspection_requests)
+    await introspector.introspect("t" * DEFAULT_MAX_TOKEN_BYTES)
+    with pytest.raises(BearerTokenError) as caught:
+        await introspector.introspect("t" * (DEFAULT_MAX_TOKEN_BYTES + 1))
+    assert caught.value.description == "The access token is too large."
+    assert len(issuer.introspection_requests) == asked + 1
 
 
 async def test_an_introspection_the_issuer_fails_is_unavailable_and_logged(
