@@ -65,8 +65,8 @@ class MemoryStore:
         else:
             # A count dropped hands its subject a fresh set of attempts. The lowest go first,
             # of equal ones the newest, so a flood pushes out an attacked account's count only
-            # if every one of its subjects was tried more often than that account was. Never
-            # refused for want of room: a flood would then lock out everyone not yet counted.
+            # once every count it leaves is higher, or as high and older. Never refused for
+            # want of room: a flood would then lock out everyone not yet counted.
             ranked = sorted(
                 enumerate(table.items()), key=lambda item: (int(item[1][1][0]), -item[0])
             )
