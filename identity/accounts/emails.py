@@ -83,24 +83,32 @@ def searched_forms(part: str) -> list[str]:
 
 
 def deliverable_email(raw: str) -> str:
-    """``normalise_email``, for an address about to be stored (a new user, an invitation, a
-    changed sign-in email): it must also fit in an SMTP path, or every email to it fails, and
-    hold no encoded word, or emails to it go to another mailbox.
+    """``mailable_email``, for an address about to be stored (a new user, an invitation to
+    an address no user has, a changed sign-in email).
     Nor may it hold a compatibility character (the long s, a full-width or ligature letter,
     a superscript): NFC keeps them, so "ſam@" would be a second account beside "sam@" that
     reads the same in a members list or an invitation. The domain needs no such rule: IDNA
     maps its full-width letters to the plain ones.
     Look-ups use ``normalise_email``, so an address stored before these rules still signs in."""
-    email = normalise_email(raw)
+    email = mailable_email(raw)
     local = email.rpartition("@")[0]
-    if _ENCODED_WORD.search(local):
-        raise InvalidInput(
-            "The part of the email address before the @ may not hold an encoded word (=?...?=)."
-        )
     if unicodedata.normalize("NFKC", local) != local:
         raise InvalidInput(
             "The part of the email address before the @ holds a full-width, ligature or other "
             "compatibility character: write its letters in their plain form."
+        )
+    return email
+
+
+def mailable_email(raw: str) -> str:
+    """``normalise_email``, for an address an email is about to be sent to: it must fit in
+    an SMTP path, or every email to it fails, and hold no encoded word, or emails to it go to
+    another mailbox (``identity.mail.transport`` gives such a message up). An address stored
+    before ``deliverable_email``'s rules may fail this."""
+    email = normalise_email(raw)
+    if _ENCODED_WORD.search(email.rpartition("@")[0]):
+        raise InvalidInput(
+            "The part of the email address before the @ may not hold an encoded word (=?...?=)."
         )
     if len(email.encode()) > MAX_DELIVERABLE:
         raise InvalidInput(

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.emails import deliverable_email, normalise_email
+from identity.accounts.emails import deliverable_email, mailable_email, normalise_email
 from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import NewUser, create_user, prepare_user
@@ -127,6 +127,19 @@ async def send_invitation_email(
     await outbox.enqueue(session, message, now)
 
 
+async def _invitee(session: AsyncSession, raw: str) -> tuple[str, User | None]:
+    """The address to invite, as stored, and its user if it has one. A user's address stored
+    before ``deliverable_email``'s rules still signs in, so it is invited as it is; but the
+    link goes only by email, so mail must be able to reach it, and one it cannot is refused
+    in the words a new address would be (which tell no one that it has a user)."""
+    try:
+        email = normalise_email(raw)
+        user = await repository.user_by_email(session, email)
+        return (mailable_email(email) if user else deliverable_email(email)), user
+    except InvalidInput as exc:
+        raise invalid_field("email", exc.detail) from None
+
+
 def _check_invitee(user: User | None, *, by_staff: bool) -> None:
     """A disabled user cannot sign in to accept. Staff, who see who is disabled anyway, are
     refused a link that could not be used (``Conflict``); anyone else is not told, as sign-in
@@ -166,10 +179,7 @@ async def invite(
     """Invite ``request.email``; the email with the link is queued in this transaction. A
     manager (``delegation``) invites with no more than they hold themselves. Staff
     (``by_staff``) are refused an invitation to a disabled user (see ``_check_invitee``)."""
-    try:
-        email = deliverable_email(request.email)
-    except InvalidInput as exc:
-        raise invalid_field("email", exc.detail) from None
+    email, existing = await _invitee(session, request.email)
     if request.locale is not None and request.locale not in SUPPORTED_LOCALES:
         raise invalid_field("locale", "The language must be one of " + ", ".join(SUPPORTED_LOCALES))
     # One pending invitation per address and account: invitations to the account wait for
@@ -181,7 +191,6 @@ async def invite(
     await check_grants(
         session, catalogue, account_id, request.permissions, request.roles, now, delegation
     )
-    existing = await repository.user_by_email(session, email)
     if existing and await repository.get_membership(session, account_id, existing.id):
         raise invalid_field("email", "This person is already a member of the account.", Conflict)
     _check_invitee(existing, by_staff=by_staff)

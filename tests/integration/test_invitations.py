@@ -271,6 +271,64 @@ async def test_inviting_a_member_is_refused_naming_the_email(
     assert "already a member" in response.json()["detail"]
 
 
+async def test_a_user_whose_address_predates_the_rules_for_new_ones_can_be_invited(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # "ſam@" (long s) is refused as a new address, but one stored before that rule still
+    # signs in: its user was refused every invitation (422).
+    owner, account = await _arrange(runtime)
+    legacy = await make_user(runtime, email="\u017fam@example.com")
+
+    response = await _invite(client, runtime, account, owner, email="\u017fAM@Example.com")
+
+    assert response.status_code == 201, response.text
+    assert response.json()["email"] == legacy.email
+    (email,) = await _emails(runtime, legacy.email)
+    async with runtime.db.transaction() as session:
+        await invitations.accept_invitation_as_existing_user(session, _token(email), legacy)
+    assert [m.user_id for m in await _memberships(runtime, account)] == [owner.id, legacy.id]
+
+
+async def test_an_address_no_user_has_is_still_held_to_the_rules_for_new_ones(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, account = await _arrange(runtime)
+    await make_user(runtime, email="sam@example.com")
+
+    response = await _invite(client, runtime, account, owner, email="\u017fam@example.com")
+
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "email"
+    assert "plain form" in response.json()["detail"]
+    assert await _emails(runtime, "\u017fam@example.com") == []
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("a" * 64 + "@" + ".".join(["b" * 63, "c" * 63, "d" * 58, "com"]), "too long"),
+        ("=?utf-8?q?olga=40example=2ecom?=@example.com", "encoded word"),
+    ],
+    ids=["255-bytes", "encoded-word"],
+)
+async def test_a_user_whose_stored_address_mail_cannot_reach_is_not_invited(
+    client: httpx.AsyncClient, runtime: Runtime, address: str, why: str
+) -> None:
+    # Their invitation's email could never be sent (refused by a mail server, or given up as
+    # reading as another address), and the link is nowhere else: refused, saying why, as a
+    # new address would be (a customer must not learn from the answer that it has a user).
+    owner, account = await _arrange(runtime)
+    await make_user(runtime, email=address)
+
+    response = await _invite(client, runtime, account, owner, email=address)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "email"
+    assert why in response.json()["detail"]
+    async with runtime.db.transaction() as session:
+        assert await session.scalar(select(Invitation.id)) is None
+
+
 async def test_staff_inviting_a_disabled_user_are_told_to_enable_them_first(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

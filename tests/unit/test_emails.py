@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from identity.accounts.emails import deliverable_email, normalise_email, shown_email
+from identity.accounts.emails import (
+    deliverable_email,
+    mailable_email,
+    normalise_email,
+    shown_email,
+)
 from identity.errors import InvalidInput
 
 
@@ -131,3 +136,13 @@ def test_a_look_alike_of_a_plain_address_is_refused_as_a_new_address(raw: str) -
 def test_a_unicode_local_part_without_compatibility_characters_is_a_new_address() -> None:
     assert deliverable_email("josé.garcía@ejemplo.es") == "josé.garcía@ejemplo.es"
     assert deliverable_email("张伟@例子.中国") == "张伟@xn--fsqu00a.xn--fiqs8s"
+
+
+def test_an_address_stored_before_the_rules_is_mailable_while_mail_can_reach_it() -> None:
+    """Invitations to an existing user's address ask only what mail needs: a look-alike
+    stored before that rule is reachable, one too long or spelled as an encoded word is not."""
+    assert mailable_email("\u017fAM@example.com") == "\u017fam@example.com"
+    with pytest.raises(InvalidInput, match="254"):
+        mailable_email("a" * 64 + "@" + DOMAIN_189.replace("d" * 57, "d" * 58))
+    with pytest.raises(InvalidInput, match="encoded"):
+        mailable_email("=?utf-8?q?olga=40example=2ecom?=@example.com")
