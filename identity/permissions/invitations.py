@@ -383,16 +383,26 @@ async def cancel(
     invitation_id: uuid.UUID,
     now: datetime,
 ) -> None:
-    invitation = await _get(session, account_id, invitation_id)
-    if not await _cancelled(session, actor, invitation, now):
-        raise Conflict("The invitation was accepted or cancelled already.")
+    """Cancel a pending invitation. One accepted, cancelled or expired is not found, as
+    ``pending_one`` (the read) answers: nothing is left to cancel, and nothing is recorded."""
+    invitation = await pending_one(session, account_id, invitation_id, now)
+    if not await _cancelled(session, actor, invitation, now):  # ended since it was read
+        raise NotFound("No such invitation.")
+
+
+async def cancelled_already(
+    session: AsyncSession, account_id: uuid.UUID, invitation_id: uuid.UUID
+) -> bool:
+    """Whether the invitation was cancelled (for a cancel posted twice, which finds it so)."""
+    invitation = await repository.get_invitation(session, account_id, invitation_id)
+    return invitation is not None and invitation.cancelled_at is not None
 
 
 async def _cancelled(
     session: AsyncSession, actor: Actor, invitation: Invitation, now: datetime
 ) -> bool:
-    """Cancel a pending invitation and record it; False when it was accepted or cancelled
-    meanwhile."""
+    """Cancel a pending invitation and record it; False when it was accepted, cancelled or
+    expired meanwhile."""
     if not await repository.cancel_invitation(session, invitation.id, now):
         return False
     await record_as(

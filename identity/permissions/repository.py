@@ -723,6 +723,7 @@ async def cancel_invitation(session: AsyncSession, invitation_id: uuid.UUID, now
             Invitation.id == invitation_id,
             Invitation.accepted_at.is_(None),
             Invitation.cancelled_at.is_(None),
+            Invitation.expires_at > now,
         )
         .values(cancelled_at=now)
     )

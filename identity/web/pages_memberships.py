@@ -735,7 +735,14 @@ async def cancel_submit(
     async def change(
         session: AsyncSession, actor: Actor, relation: Relation, form: FormMultiDict, now: datetime
     ) -> None:
-        await invitations.cancel(session, actor, account_id, invitation_id, now)
+        try:
+            await invitations.cancel(session, actor, account_id, invitation_id, now)
+        except NotFound:
+            # Cancelled already, by this form posted a moment ago (a double click, a reload)
+            # or by someone else: what was asked is done, so it answers as done, with nothing
+            # recorded twice. One accepted or expired is not found, as in the API.
+            if not await invitations.cancelled_already(session, account_id, invitation_id):
+                raise
 
     return await _change(
         request,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +16,7 @@ from sqlalchemy import select, update
 
 from identity.accounts.models import User
 from identity.accounts.service import MAX_NAME
+from identity.audit.models import AuditEvent
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.errors import Conflict, Forbidden, NotFound, PolicyViolation
@@ -228,6 +230,54 @@ async def test_resending_replaces_the_link_and_cancelling_ends_it(
     async with runtime.db.transaction() as session:
         with pytest.raises(Conflict, match="cancelled"):
             await invitations.accept_invitation_as_existing_user(session, _token(second), invitee)
+
+
+async def _cancellations(runtime: Runtime) -> list[str | None]:
+    async with runtime.db.transaction() as session:
+        result = await session.scalars(
+            select(AuditEvent.target_id).where(AuditEvent.action == "invitation.cancelled")
+        )
+        return list(result.all())
+
+
+@pytest.mark.parametrize("ended", ["expired", "accepted", "cancelled"])
+async def test_cancelling_an_invitation_no_longer_pending_is_not_found_as_reading_it(
+    client: httpx.AsyncClient, runtime: Runtime, ended: str
+) -> None:
+    # An expired one answered 204, was marked cancelled and recorded as cancelled, while
+    # reading it answered 404 and resending it 409.
+    owner, account = await _arrange(runtime)
+    invitee = await make_user(runtime, email="new.hire@example.com")
+    sent = (await _invite(client, runtime, account, owner)).json()
+    headers = await user_headers(runtime, owner)
+    url = f"/api/v1/accounts/{account.id}/invitations/{sent['id']}"
+    if ended == "expired":
+        async with runtime.db.transaction() as session:
+            await session.execute(
+                update(Invitation).values(expires_at=utcnow() - timedelta(minutes=1))
+            )
+    elif ended == "accepted":
+        token = _token((await _emails(runtime, invitee.email))[0])
+        async with runtime.db.transaction() as session:
+            await invitations.accept_invitation_as_existing_user(session, token, invitee)
+    else:
+        assert (await client.delete(url, headers=headers)).status_code == 204
+    async with runtime.db.transaction() as session:
+        before = await session.get(Invitation, uuid.UUID(sent["id"]))
+        assert before is not None
+        cancelled_at = before.cancelled_at
+    recorded = await _cancellations(runtime)
+
+    cancelled = await client.delete(url, headers=headers)
+    read = await client.get(url, headers=headers)
+
+    assert (cancelled.status_code, read.status_code) == (404, 404), cancelled.text
+    assert cancelled.headers["content-type"] == "application/problem+json"
+    assert cancelled.json()["detail"] == read.json()["detail"]
+    async with runtime.db.transaction() as session:
+        after = await session.get(Invitation, uuid.UUID(sent["id"]))
+        assert after is not None and after.cancelled_at == cancelled_at
+    assert await _cancellations(runtime) == recorded
 
 
 async def test_an_expired_invitation_is_not_revived_by_a_resend(

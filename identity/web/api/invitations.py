@@ -137,7 +137,7 @@ class InvitationController(Controller):
         runtime.mail.wake()
         return invitation_out(invitation)
 
-    @delete("/{invitation_id:uuid}", summary="Cancel a pending invitation", responses=problems(409))
+    @delete("/{invitation_id:uuid}", summary="Cancel a pending invitation")
     async def cancel(
         self,
         runtime: RuntimeDep,
