@@ -347,11 +347,15 @@ async def grant_permission(
     now: datetime,
     delegation: Delegation | None = None,
 ) -> None:
-    """Grant one permission ("tickets for 14 days"); granting again replaces the expiry."""
+    """Grant one permission ("tickets for 14 days"); granting again replaces the expiry.
+    One held so already is no change: kept, as ``set_grants`` keeps it, whatever the
+    manager's ``delegation``, which judges only what changes."""
     membership = await membership_of(session, account_id, user_id, lock=True)
-    await check_grants(session, catalogue, account_id, [grant], [], now, delegation, ONE_PERMISSION)
-    if grant in (await _current_grants(session, membership))[0]:
-        return  # held so already: no change to record or tell
+    held = grant in (await _current_grants(session, membership))[0]
+    judged = None if held else delegation
+    await check_grants(session, catalogue, account_id, [grant], [], now, judged, ONE_PERMISSION)
+    if held:
+        return  # no change to record or tell
     await repository.put_permission_grant(session, membership.id, grant.name, grant.expires_at)
     await record_as(
         session,
@@ -398,10 +402,14 @@ async def grant_role(
     now: datetime,
     delegation: Delegation | None = None,
 ) -> None:
+    """Give one role; giving it again replaces the expiry. One held so already is kept, as
+    ``grant_permission`` keeps a permission."""
     membership = await membership_of(session, account_id, user_id, lock=True)
-    await check_grants(session, catalogue, account_id, [], [grant], now, delegation, ONE_ROLE)
-    if grant in (await _current_grants(session, membership))[1]:
-        return  # held so already: no change to record or tell
+    held = grant in (await _current_grants(session, membership))[1]
+    judged = None if held else delegation
+    await check_grants(session, catalogue, account_id, [], [grant], now, judged, ONE_ROLE)
+    if held:
+        return  # no change to record or tell
     await repository.put_role_grant(session, membership.id, grant.role_id, grant.expires_at)
     await record_as(
         session,

@@ -10,7 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from identity.audit.models import AuditEvent
 from identity.clock import utcnow
 from identity.permissions import account_roles, directory, members
 from identity.permissions.grants import Grant, RoleGrant
@@ -226,6 +228,59 @@ async def test_grants_the_manager_lacks_may_stay_or_go_but_not_come(
         await client.patch(member, json={"permissions": [{"name": "invoices"}]}, headers=headers)
     )
     assert await _clerk_holds(runtime, desk) == frozenset()
+
+
+async def _grants_recorded(runtime: Runtime, desk: Desk) -> list[str]:
+    async with runtime.db.transaction() as session:
+        result = await session.scalars(
+            select(AuditEvent.action).where(
+                AuditEvent.account_id == desk.account.id,
+                AuditEvent.action.in_(["member.permission_granted", "member.role_granted"]),
+            )
+        )
+        return list(result.all())
+
+
+async def test_a_grant_the_member_holds_already_sent_again_is_kept_whoever_sends_it(
+    client: httpx.AsyncClient, runtime: Runtime, desk: Desk
+) -> None:
+    # Sent back in a PATCH it was kept, but POSTed alone it was refused as beyond the
+    # manager's rights, though it changes nothing: delegation judges only what changes.
+    owner = await _as(runtime, desk, "owner")
+    given = await client.post(
+        desk.path("/members/{clerk}/roles"), json={"role_id": desk.ids["billing"]}, headers=owner
+    )
+    assert given.status_code == 201, given.text
+    recorded = await _grants_recorded(runtime, desk)
+    headers = await _as(runtime, desk, "manager")
+
+    permission = await client.post(
+        desk.path("/members/{clerk}/permissions"), json={"name": "invoices"}, headers=headers
+    )
+    role = await client.post(
+        desk.path("/members/{clerk}/roles"), json={"role_id": desk.ids["billing"]}, headers=headers
+    )
+
+    assert permission.status_code == 201, permission.text
+    assert role.status_code == 201, role.text
+    assert await _grants_recorded(runtime, desk) == recorded
+    # With another expiry it is a change, judged as any.
+    until = (utcnow() + timedelta(days=1)).isoformat()
+    _refused(
+        await client.post(
+            desk.path("/members/{clerk}/permissions"),
+            json={"name": "invoices", "expires_at": until},
+            headers=headers,
+        )
+    )
+    _refused(
+        await client.post(
+            desk.path("/members/{clerk}/roles"),
+            json={"role_id": desk.ids["billing"], "expires_at": until},
+            headers=headers,
+        )
+    )
+    assert await _clerk_holds(runtime, desk) == {"invoices"}
 
 
 async def test_owners_are_not_limited(
