@@ -111,8 +111,10 @@ def _refuse_response_parameters(
     uri: str, parts: SplitResult, reserved: frozenset[str], what: str, field: str
 ) -> None:
     """The answer sent to ``uri`` adds the ``reserved`` names to its query: one already there
-    would reach the client twice, and which of the two is ours would be up to its parser."""
-    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+    would reach the client twice, and which of the two is ours would be up to its parser.
+    The query goes back as written, and many frameworks split it on ";" as on "&", so a name
+    after either counts."""
+    for name, _ in parse_qsl(parts.query.replace(";", "&"), keep_blank_values=True):
         if name in reserved:
             raise invalid_field(
                 field,

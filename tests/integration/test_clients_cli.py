@@ -129,6 +129,12 @@ def _refused(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int |
         # The authorization response adds these: the client would get them twice.
         (["--redirect-uri", "https://app.example.com/cb?code=1"], "'code'"),
         (["--redirect-uri", "https://app.example.com/cb?a=1&iss=x"], "'iss'"),
+        # The query is sent back as written, and some frameworks split it on ";" too.
+        (["--redirect-uri", "https://app.example.com/cb?a=1;state=x"], "'state'"),
+        (
+            ["--redirect-uri", URI, "--post-logout-redirect-uri", "https://a.example/?a;state"],
+            "'state'",
+        ),
         (
             ["--redirect-uri", URI, "--post-logout-redirect-uri", "https://a.example/?state="],
             "'state'",
