@@ -61,11 +61,20 @@ def _given(params: dict[str, str | None]) -> list[tuple[str, str]]:
 def with_query(uri: str, params: dict[str, str | None]) -> str:
     """``uri`` with ``params`` added after any query it already has, which stays as written
     (RFC 6749 §3.1.2: retained): decoded and encoded again, ``index.php?/oauth/callback``
-    became ``index.php?%2Foauth%2Fcallback=``, a route its app no longer matched."""
-    parts = urlsplit(uri)
+    became ``index.php?%2Foauth%2Fcallback=``, a route its app no longer matched.
+
+    Joined as text, not through ``urlunsplit``, which drops an empty query: a logout without
+    state sent ``https://app.example/cb?`` back as ``https://app.example/cb``, not the URI
+    registered. A query ending in "&" is already separated from what follows."""
     added = urlencode(_given(params), quote_via=quote)
-    query = "&".join(part for part in (parts.query, added) if part)
-    return urlunsplit(parts._replace(query=query))
+    if not added:
+        return uri
+    base, hash_, fragment = uri.partition("#")
+    if "?" not in base:
+        base += "?"
+    elif not base.endswith(("?", "&")):
+        base += "&"
+    return base + added + hash_ + fragment
 
 
 def with_fragment(uri: str, params: dict[str, str | None]) -> str:
