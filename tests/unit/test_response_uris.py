@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from identity.web.authorization import with_query
+from identity.web.authorization import with_fragment, with_query
 
 
 @pytest.mark.parametrize(
@@ -32,3 +32,26 @@ def test_with_query_keeps_the_uri_as_written_and_adds_after_it(
     uri: str, params: dict[str, str | None], expected: str
 ) -> None:
     assert with_query(uri, params) == expected
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        # The query is not decoded and encoded again (index.php?/oauth/callback stays a route),
+        # and an empty one keeps its "?": the answer starts with the URI registered.
+        (
+            "https://app.example/index.php?/oauth/callback",
+            "https://app.example/index.php?/oauth/callback#error=e&state=s%20t",
+        ),
+        (
+            "https://app.example/cb?a=1;b=%2F",
+            "https://app.example/cb?a=1;b=%2F#error=e&state=s%20t",
+        ),
+        ("https://app.example/cb?", "https://app.example/cb?#error=e&state=s%20t"),
+        ("https://app.example/cb", "https://app.example/cb#error=e&state=s%20t"),
+    ],
+)
+def test_with_fragment_keeps_the_uri_as_written_and_answers_after_it(
+    uri: str, expected: str
+) -> None:
+    assert with_fragment(uri, {"error": "e", "state": "s t", "iss": None}) == expected
