@@ -31,7 +31,7 @@ from identity.db.models import metadata
 from identity.keys.service import ensure_key
 from identity.oauth.tokens import mint_access_token
 from identity.permissions import account_roles, effective, grants
-from identity.permissions.members import grant_role
+from identity.permissions.members import grant_one
 from identity.permissions.models import Account, Membership, MembershipPermission
 from identity.runtime import Runtime
 from identity.settings import Settings
@@ -65,7 +65,7 @@ async def seed(runtime: Runtime, accounts: int, members: int) -> list[tuple[uuid
                 )
                 if i % 3 == 1:
                     role = rng.choice(roles).role
-                    await grant_role(
+                    await grant_one(
                         session,
                         SYSTEM,
                         account.id,

@@ -336,113 +336,71 @@ async def _revoke_if_narrowed(
         )
 
 
-async def grant_permission(
+async def grant_one(
     session: AsyncSession,
     actor: Actor,
     account_id: uuid.UUID,
     user_id: uuid.UUID,
-    grant: Grant,
+    grant: Grant | RoleGrant,
     *,
     catalogue: Catalogue,
     now: datetime,
     delegation: Delegation | None = None,
 ) -> None:
-    """Grant one permission ("tickets for 14 days"); granting again replaces the expiry.
-    One held so already is no change: kept, as ``set_grants`` keeps it, whatever the
-    manager's ``delegation``, which judges only what changes."""
+    """Grant one permission ("tickets for 14 days") or role; granting again replaces the
+    expiry. One held so already is no change: kept, as ``set_grants`` keeps it, whatever
+    the manager's ``delegation``, which judges only what changes."""
+    permissions = [g for g in (grant,) if isinstance(g, Grant)]
+    roles = [g for g in (grant,) if isinstance(g, RoleGrant)]
     membership = await membership_of(session, account_id, user_id, lock=True)
-    held = grant in (await _current_grants(session, membership))[0]
+    held_permissions, held_roles = await _current_grants(session, membership)
+    held = grant in held_permissions or grant in held_roles
     judged = None if held else delegation
-    await check_grants(session, catalogue, account_id, [grant], [], now, judged, ONE_PERMISSION)
+    fields = ONE_PERMISSION if permissions else ONE_ROLE
+    await check_grants(session, catalogue, account_id, permissions, roles, now, judged, fields)
     if held:
         return  # no change to record or tell
-    await repository.put_permission_grant(session, membership.id, grant.name, grant.expires_at)
+    await _apply_grants(session, membership, permissions, roles)
+    # The grant as the lists of ``member.grants_changed`` show it.
+    listed = _grants_record(False, permissions, roles)
     await record_as(
         session,
         actor,
-        "member.permission_granted",
+        "member.permission_granted" if permissions else "member.role_granted",
         account_id=account_id,
         target=("user", user_id),
-        new={"name": grant.name, "expires_at": _when(grant.expires_at)},
+        new=(listed["permissions"] + listed["roles"])[0],
     )
     await emit(session, PERMISSIONS_CHANGED, about_member(account_id, user_id))
 
 
-async def revoke_permission(
+async def revoke_one(
     session: AsyncSession,
     actor: Actor,
     account_id: uuid.UUID,
     user_id: uuid.UUID,
-    name: str,
+    held: str | uuid.UUID,
     now: datetime,
 ) -> None:
+    """Take a permission granted directly (by name) or a role (by id) from a member."""
     membership = await membership_of(session, account_id, user_id, lock=True)
-    if not await repository.delete_permission_grant(session, membership.id, name):
-        raise NotFound("The member has no such permission granted directly.")
+    if isinstance(held, uuid.UUID):
+        found = await repository.delete_role_grant(session, membership.id, held)
+        action, old, missing = "member.role_revoked", {"role_id": str(held)}, NO_SUCH_ROLE
+    else:
+        found = await repository.delete_permission_grant(session, membership.id, held)
+        action, old, missing = "member.permission_revoked", {"name": held}, NO_SUCH_PERMISSION
+    if not found:
+        raise NotFound(missing)
     await record_as(
-        session,
-        actor,
-        "member.permission_revoked",
-        account_id=account_id,
-        target=("user", user_id),
-        old={"name": name},
+        session, actor, action, account_id=account_id, target=("user", user_id), old=old
     )
     await repository.revoke_refresh_tokens(session, user_id, account_id, now)
     await emit(session, PERMISSIONS_CHANGED, about_member(account_id, user_id))
 
 
-async def grant_role(
-    session: AsyncSession,
-    actor: Actor,
-    account_id: uuid.UUID,
-    user_id: uuid.UUID,
-    grant: RoleGrant,
-    *,
-    catalogue: Catalogue,
-    now: datetime,
-    delegation: Delegation | None = None,
-) -> None:
-    """Give one role; giving it again replaces the expiry. One held so already is kept, as
-    ``grant_permission`` keeps a permission."""
-    membership = await membership_of(session, account_id, user_id, lock=True)
-    held = grant in (await _current_grants(session, membership))[1]
-    judged = None if held else delegation
-    await check_grants(session, catalogue, account_id, [], [grant], now, judged, ONE_ROLE)
-    if held:
-        return  # no change to record or tell
-    await repository.put_role_grant(session, membership.id, grant.role_id, grant.expires_at)
-    await record_as(
-        session,
-        actor,
-        "member.role_granted",
-        account_id=account_id,
-        target=("user", user_id),
-        new={"role_id": str(grant.role_id), "expires_at": _when(grant.expires_at)},
-    )
-    await emit(session, PERMISSIONS_CHANGED, about_member(account_id, user_id))
-
-
-async def revoke_role(
-    session: AsyncSession,
-    actor: Actor,
-    account_id: uuid.UUID,
-    user_id: uuid.UUID,
-    role_id: uuid.UUID,
-    now: datetime,
-) -> None:
-    membership = await membership_of(session, account_id, user_id, lock=True)
-    if not await repository.delete_role_grant(session, membership.id, role_id):
-        raise NotFound("The member does not hold this role.")
-    await record_as(
-        session,
-        actor,
-        "member.role_revoked",
-        account_id=account_id,
-        target=("user", user_id),
-        old={"role_id": str(role_id)},
-    )
-    await repository.revoke_refresh_tokens(session, user_id, account_id, now)
-    await emit(session, PERMISSIONS_CHANGED, about_member(account_id, user_id))
+NO_SUCH_PERMISSION = "The member has no such permission granted directly."
+NO_SUCH_ROLE = "The member does not hold this role."
 
 
 # --- owners and removal --------------------------------------------------------------------

@@ -187,7 +187,7 @@ async def grant(
 ) -> None:
     """A later grant of ``permission`` to the member ``user_id`` (as staff would give it)."""
     async with runtime.db.transaction() as session:
-        await members.grant_permission(
+        await members.grant_one(
             session,
             SYSTEM,
             account_id,

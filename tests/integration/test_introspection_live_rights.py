@@ -102,9 +102,9 @@ async def test_a_withdrawn_permission_leaves_the_introspected_claims(
 ) -> None:
     app, account, clerk, token = await _clerk_token(client, runtime, ["invoices", "tickets"])
     async with runtime.db.transaction() as session:
-        await members.revoke_permission(session, SYSTEM, account.id, clerk.id, "tickets", utcnow())
+        await members.revoke_one(session, SYSTEM, account.id, clerk.id, "tickets", utcnow())
         # A permission granted after the token was issued is not added to it.
-        await members.grant_permission(
+        await members.grant_one(
             session,
             SYSTEM,
             account.id,

@@ -110,7 +110,7 @@ async def test_nor_by_a_new_person_once_the_manager_lost_the_users_permission(
     _, manager, account = await _arrange(runtime)
     token = await _invite(client, runtime, account, manager)
     async with runtime.db.transaction() as session:
-        await members.revoke_permission(session, SYSTEM, account.id, manager.id, "users", utcnow())
+        await members.revoke_one(session, SYSTEM, account.id, manager.id, "users", utcnow())
 
     with pytest.raises(Conflict):
         await invitations.prepare_sign_up(
@@ -129,9 +129,7 @@ async def test_nor_once_the_manager_no_longer_holds_what_they_invited_with(
     invitee = await make_user(runtime, email=INVITEE)
     token = await _invite(client, runtime, account, manager)
     async with runtime.db.transaction() as session:
-        await members.revoke_permission(
-            session, SYSTEM, account.id, manager.id, "invoices", utcnow()
-        )
+        await members.revoke_one(session, SYSTEM, account.id, manager.id, "invoices", utcnow())
 
     with pytest.raises(Conflict):
         await _accept_as_existing(runtime, token, invitee)
@@ -162,7 +160,7 @@ async def test_all_permissions_need_the_sender_to_be_an_owner_still(
     # Demoted to a manager: they could no longer invite with "all permissions".
     async with runtime.db.transaction() as session:
         await members.set_owner(session, SYSTEM, account.id, second.id, False, utcnow())
-        await members.grant_permission(
+        await members.grant_one(
             session,
             SYSTEM,
             account.id,
@@ -423,7 +421,7 @@ async def test_a_client_that_may_still_act_as_staff_is_honoured(
 
 async def _take_users(runtime: Runtime, account: Account, manager: User) -> None:
     async with runtime.db.transaction() as session:
-        await members.revoke_permission(session, SYSTEM, account.id, manager.id, "users", utcnow())
+        await members.revoke_one(session, SYSTEM, account.id, manager.id, "users", utcnow())
 
 
 async def test_an_acceptance_meeting_a_revoke_of_the_senders_users_in_progress_is_refused(
@@ -433,7 +431,7 @@ async def test_an_acceptance_meeting_a_revoke_of_the_senders_users_in_progress_i
     invitee = await make_user(runtime, email=INVITEE)
     token = await _invite(client, runtime, account, manager)
     async with runtime.db.transaction() as session:
-        await members.revoke_permission(session, SYSTEM, account.id, manager.id, "users", utcnow())
+        await members.revoke_one(session, SYSTEM, account.id, manager.id, "users", utcnow())
         accepting = asyncio.create_task(_accept_as_existing(runtime, token, invitee))
         await until_waiting_or_done(runtime, accepting, "memberships")
 

@@ -355,7 +355,7 @@ async def test_an_owner_taking_users_from_a_manager_waits_for_their_edit_in_prog
     rights the manager no longer had: it waits, so the grant lands first and the revoke
     after it."""
     manager, owner = await _as(runtime, desk, "manager"), await _as(runtime, desk, "owner")
-    real_grant = members.grant_permission
+    real_grant = members.grant_one
     revoking: list[asyncio.Task[httpx.Response]] = []
     revoke_committed_in_between: list[bool] = []
 
@@ -366,7 +366,7 @@ async def test_an_owner_taking_users_from_a_manager_waits_for_their_edit_in_prog
         revoke_committed_in_between.append(revoking[0].done())
         return await real_grant(*args, **kwargs)
 
-    monkeypatch.setattr(members, "grant_permission", grant_during_a_revoke)
+    monkeypatch.setattr(members, "grant_one", grant_during_a_revoke)
     granted = await client.post(
         desk.path("/members/{clerk}/permissions"), json={"name": "tickets"}, headers=manager
     )
@@ -388,7 +388,7 @@ async def test_a_managers_edit_meeting_a_revoke_of_their_users_in_progress_is_re
     edit comes: it waits for that change and is judged by the rights it left."""
     manager = await _as(runtime, desk, "manager")
     async with runtime.db.transaction() as session:
-        await members.revoke_permission(
+        await members.revoke_one(
             session, SYSTEM, desk.account.id, uuid.UUID(desk.ids["manager"]), "users", utcnow()
         )
         granting = asyncio.create_task(

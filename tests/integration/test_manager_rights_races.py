@@ -134,7 +134,7 @@ async def test_the_loss_of_users_waits_for_a_managers_edit_in_progress(
     that change must not commit before the grant does, or the grant would land after it."""
     template, change = TAKING_USERS[name]
     team = await _team(runtime, template)
-    real_grant = members.grant_permission
+    real_grant = members.grant_one
     taking: list[asyncio.Task[None]] = []
     committed_in_between: list[bool] = []
 
@@ -148,7 +148,7 @@ async def test_the_loss_of_users_waits_for_a_managers_edit_in_progress(
         committed_in_between.append(taking[0].done())
         return await real_grant(*args, **kwargs)
 
-    monkeypatch.setattr(members, "grant_permission", grant_while_users_is_taken)
+    monkeypatch.setattr(members, "grant_one", grant_while_users_is_taken)
     granted = await _grant_tickets(client, team)
     assert committed_in_between == [False]
     assert granted.status_code == 201, granted.text

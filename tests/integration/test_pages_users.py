@@ -576,7 +576,7 @@ async def test_a_lapsed_grant_shows_unticked_and_the_form_saves_as_shown(
     # The lapsed grant's box was ticked, and saving the form unchanged was refused with "An
     # expiry date must be in the future."
     async with runtime.db.transaction() as session:
-        await members.grant_permission(
+        await members.grant_one(
             session,
             SYSTEM,
             team.account.id,

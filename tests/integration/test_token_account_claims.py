@@ -97,7 +97,7 @@ async def test_removing_a_permission_ends_the_refresh_tokens_for_the_account(
         client, runtime, ["invoices", "tickets"]
     )
     async with runtime.db.transaction() as session:
-        await members.revoke_permission(session, SYSTEM, account.id, clerk.id, "tickets", utcnow())
+        await members.revoke_one(session, SYSTEM, account.id, clerk.id, "tickets", utcnow())
 
     refreshed = await refresh(client, registered, body["refresh_token"])
 

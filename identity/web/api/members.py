@@ -212,7 +212,7 @@ class MemberController(Controller):
             relation = await _allow_member_edit(
                 session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
-            await members.grant_permission(
+            await members.grant_one(
                 session,
                 principal.actor,
                 account_id,
@@ -245,9 +245,7 @@ class MemberController(Controller):
             await _allow_member_edit(
                 session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
-            await members.revoke_permission(
-                session, principal.actor, account_id, user_id, name, now
-            )
+            await members.revoke_one(session, principal.actor, account_id, user_id, name, now)
 
     @post(
         "/{user_id:uuid}/roles",
@@ -268,7 +266,7 @@ class MemberController(Controller):
             relation = await _allow_member_edit(
                 session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
-            await members.grant_role(
+            await members.grant_one(
                 session,
                 principal.actor,
                 account_id,
@@ -297,4 +295,4 @@ class MemberController(Controller):
             await _allow_member_edit(
                 session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
             )
-            await members.revoke_role(session, principal.actor, account_id, user_id, role_id, now)
+            await members.revoke_one(session, principal.actor, account_id, user_id, role_id, now)
