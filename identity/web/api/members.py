@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.clock import utcnow
 from identity.permissions import members
 from identity.permissions.access import Action, Relation, check_manager_edit, delegation_for
+from identity.permissions.catalogue import Catalogue
 from identity.permissions.grants import Grant, RoleGrant
 from identity.runtime import Runtime
 from identity.web.api import schemas
@@ -45,6 +46,35 @@ async def _allow_member_edit(
     relation = await allow(session, runtime, principal, action, now, account_id)
     check_manager_edit(relation, await members.membership_of(session, account_id, user_id))
     return relation
+
+
+async def _grant_one(
+    runtime: Runtime,
+    principal: Principal,
+    catalogue: Catalogue,
+    account_id: uuid.UUID,
+    user_id: uuid.UUID,
+    grant: Grant | RoleGrant,
+) -> schemas.MemberOut:
+    now = utcnow()
+    async with runtime.db.transaction() as session:
+        relation = await _allow_member_edit(
+            session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
+        )
+        await members.grant_one(
+            session,
+            principal.actor,
+            account_id,
+            user_id,
+            grant,
+            catalogue=catalogue,
+            now=now,
+            delegation=await delegation_for(
+                session, principal.caller.user_id, relation, account_id, now
+            ),
+        )
+        view = await members.member(session, account_id, user_id, now, catalogue)
+    return member_out(view, now)
 
 
 class MemberController(Controller):
@@ -207,25 +237,9 @@ class MemberController(Controller):
         user_id: FromPath[uuid.UUID],
         data: JSONBody[schemas.GrantIn],
     ) -> schemas.MemberOut:
-        now = utcnow()
-        async with runtime.db.transaction() as session:
-            relation = await _allow_member_edit(
-                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
-            )
-            await members.grant_one(
-                session,
-                principal.actor,
-                account_id,
-                user_id,
-                Grant(data.name, data.expires_at),
-                catalogue=catalogue,
-                now=now,
-                delegation=await delegation_for(
-                    session, principal.caller.user_id, relation, account_id, now
-                ),
-            )
-            view = await members.member(session, account_id, user_id, now, catalogue)
-        return member_out(view, now)
+        return await _grant_one(
+            runtime, principal, catalogue, account_id, user_id, Grant(data.name, data.expires_at)
+        )
 
     @delete(
         "/{user_id:uuid}/permissions/{name:str}",
@@ -261,25 +275,8 @@ class MemberController(Controller):
         user_id: FromPath[uuid.UUID],
         data: JSONBody[schemas.RoleGrantIn],
     ) -> schemas.MemberOut:
-        now = utcnow()
-        async with runtime.db.transaction() as session:
-            relation = await _allow_member_edit(
-                session, runtime, principal, Action.MEMBER_GRANTS, now, account_id, user_id
-            )
-            await members.grant_one(
-                session,
-                principal.actor,
-                account_id,
-                user_id,
-                RoleGrant(data.role_id, data.expires_at),
-                catalogue=catalogue,
-                now=now,
-                delegation=await delegation_for(
-                    session, principal.caller.user_id, relation, account_id, now
-                ),
-            )
-            view = await members.member(session, account_id, user_id, now, catalogue)
-        return member_out(view, now)
+        grant = RoleGrant(data.role_id, data.expires_at)
+        return await _grant_one(runtime, principal, catalogue, account_id, user_id, grant)
 
     @delete("/{user_id:uuid}/roles/{role_id:uuid}", summary="Take a role from a member")
     async def revoke_role(
