@@ -648,6 +648,24 @@ async def test_signing_out_everywhere_else_ends_a_copy_of_this_browsers_cookie(
     assert redeemed.status_code == 400 and redeemed.json()["error"] == "invalid_grant"
 
 
+async def test_sign_out_everywhere_else_is_offered_when_this_browser_is_the_only_one_listed(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    """A thief with a copy of this browser's cookie is listed as this session, and an app
+    signed in through a session that has since expired is not listed at all: with nothing
+    else in the list, the button that signs both out must still be there to press."""
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    copy = client.cookies["identity_session"]
+
+    assert page.text.count("<li>", page.text.index('class="sessions"')) == 1
+    assert f'action="{SECURITY}/sessions?ui_locales=en"' in page.text
+    assert "Sign out everywhere else" in page.text
+    done = await followed(client, await post_form(client, page, f"{SECURITY}/sessions"))
+    assert notice(done) == "Your other sessions were signed out (0)."
+    assert not await _live(runtime, copy)
+    assert await _live(runtime, client.cookies["identity_session"])
+
+
 async def test_asking_for_email_changes_is_limited_so_the_page_cannot_send_mail_to_everyone(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
