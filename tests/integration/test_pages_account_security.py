@@ -666,6 +666,26 @@ async def test_sign_out_everywhere_else_is_offered_when_this_browser_is_the_only
     assert await _live(runtime, client.cookies["identity_session"])
 
 
+async def test_this_browser_signs_out_from_the_security_page(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    """Someone who signed in on a shared computer to change their password must be able to
+    sign out there, in the page's language, without an app to ask for it."""
+    page = await sign_in_to_security_page(client, ANA, PASSWORD, **SPANISH)
+    signed_in = client.cookies["identity_session"]
+    form = re.search(
+        r'<form method="post" action="/logout\?ui_locales=es">(.*?)</form>', page.text, re.S
+    )
+    assert form is not None, page.text
+    assert "Cerrar sesión</button>" in form.group(1)
+
+    out = await client.post("/logout?ui_locales=es", data=form_fields(form.group(0)))
+
+    assert out.status_code == 200 and "Has cerrado la sesión" in out.text, out.text
+    assert not await _live(runtime, signed_in)
+    assert (await client.get(SECURITY)).status_code == 303
+
+
 async def test_asking_for_email_changes_is_limited_so_the_page_cannot_send_mail_to_everyone(
     client: httpx.AsyncClient, runtime: Runtime, ana: User
 ) -> None:
