@@ -52,9 +52,17 @@ def select_account(
         # a session, a single account or its own account_id would decide alone. Never with
         # prompt=none: authorize.check_prompt refuses the pair.
         return Selection(must_pick=True)
-    for candidate in (_as_uuid(chosen), _as_uuid(requested)):
-        if candidate is not None and candidate in member_of:
-            return Selection(candidate)
+    if chosen:
+        picked = _as_uuid(chosen)
+        if picked in member_of:
+            return Selection(picked)
+        # The user picked an account they are not in (removed while the page was open, or
+        # a form edited by hand): asked again, never given the client's or their only
+        # other account in its place, which they did not choose.
+        return Selection(must_pick=True)
+    candidate = _as_uuid(requested)
+    if candidate is not None and candidate in member_of:
+        return Selection(candidate)
     if not member_of:
         # Nothing to choose from: tokens without account claims (also when an account was
         # requested; the token then names none, which the client can see).

@@ -144,6 +144,7 @@ async def _picker(
         # Signed out meanwhile: the authorization step sends the browser to sign in again.
         return await proceed(request, runtime, flow, session_token=_session_token(request, runtime))
     requested = flow.request.get(account_selection.PARAMETER)
+    mine = {str(c.account.id) for c in choices}
     return page(
         request,
         runtime,
@@ -155,8 +156,9 @@ async def _picker(
             "accounts": [(str(c.account.id), c.account.name, c.owner) for c in choices],
             "signed_in_user": str(user.id),
             "signed_in_email": user.email,
-            "requested_unknown": requested is not None
-            and requested not in {str(c.account.id) for c in choices},
+            "requested_unknown": requested is not None and requested not in mine,
+            # The user's own pick on this page, asked again (``select_account``).
+            "chosen_unknown": flow.account_id is not None and flow.account_id not in mine,
             "message_id": message_id,
         },
     )

@@ -11,6 +11,7 @@ from identity.accounts.models import User
 from identity.audit.service import Actor
 from identity.clients.service import ClientChange, update_client
 from identity.clock import utcnow
+from identity.permissions import members
 from identity.permissions.models import Account
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
@@ -25,7 +26,7 @@ from tests.browser import (
     redirected_to_client,
     sign_in,
 )
-from tests.integration.account_helpers import add_member, make_account
+from tests.integration.account_helpers import SYSTEM, add_member, make_account
 from tests.integration.oauth_helpers import make_user, verify_with_jwks
 from tests.integration.page_helpers import other_session, posted_twice
 
@@ -206,6 +207,35 @@ async def test_picking_an_account_of_someone_else_shows_the_picker_again(
 
     assert chosen.status_code == 303
     assert chosen.headers["location"].startswith("/login/account?flow=")
+
+
+async def test_an_account_left_while_the_picker_was_open_is_not_swapped_for_another(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The user chose Globex; removed from it while the page was open, they are asked again,
+    told why, rather than sent to the app signed in to Acme, which they never chose."""
+    await add_oauth_client(runtime, first_party=True)
+    ana, acme, globex = await _two_accounts(runtime)
+    verifier, challenge = pkce_pair()
+    signed_in = await sign_in(client, authorize_params(code_challenge=challenge))
+    picker = await client.get(signed_in.headers["location"])
+    async with runtime.db.transaction() as session:
+        await members.remove_member(session, SYSTEM, globex.id, ana.id, utcnow())
+
+    chosen = await client.post(
+        "/login/account", data=form_fields(picker.text) | {"account_id": str(globex.id)}
+    )
+
+    assert chosen.status_code == 303
+    assert chosen.headers["location"].startswith("/login/account?flow=")
+    again = await client.get(chosen.headers["location"])
+    assert "The account you chose is no longer one of yours" in again.text
+    assert "Globex" not in again.text
+    # Acme, chosen now, is the account the app gets.
+    confirmed = await client.post(
+        "/login/account", data=form_fields(again.text) | {"account_id": str(acme.id)}
+    )
+    assert (await _access_claims(client, confirmed, verifier))["account_id"] == str(acme.id)
 
 
 async def test_a_picker_left_open_while_another_user_signed_in_picks_nothing(

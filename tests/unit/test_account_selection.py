@@ -24,7 +24,10 @@ A, B, C = (uuid.UUID(int=n) for n in (1, 2, 3))
         ({A, B}, None, str(B), Selection(B)),
         ({A, B}, str(A), str(B), Selection(A)),
         ({A, B}, str(C), None, Selection(must_pick=True)),
-        ({A, B}, str(C), str(B), Selection(B)),
+        ({A, B}, str(C), str(B), Selection(must_pick=True)),
+        ({A}, str(C), None, Selection(must_pick=True)),
+        (set(), str(C), None, Selection(must_pick=True)),
+        ({A}, "not-a-uuid", None, Selection(must_pick=True)),
     ],
 )
 def test_selection(
