@@ -52,23 +52,21 @@ def select_account(
         # a session, a single account or its own account_id would decide alone. Never with
         # prompt=none: authorize.check_prompt refuses the pair.
         return Selection(must_pick=True)
-    if chosen:
-        picked = _as_uuid(chosen)
-        if picked in member_of:
-            return Selection(picked)
-        # The user picked an account they are not in (removed while the page was open, or
-        # a form edited by hand): asked again, never given the client's or their only
-        # other account in its place, which they did not choose.
-        return Selection(must_pick=True)
+    picked = _as_uuid(chosen)
+    if picked is not None and picked in member_of:
+        return Selection(picked)
+    # A pick is the user's answer: one they are no longer in (removed while the page was
+    # open, or a form edited by hand) asks again below, never given the client's account or
+    # their only other one in its place, which they did not choose.
     candidate = _as_uuid(requested)
-    if candidate is not None and candidate in member_of:
+    if not chosen and candidate is not None and candidate in member_of:
         return Selection(candidate)
     if not member_of:
         # Nothing to choose from: tokens without account claims (also when an account was
-        # requested; the token then names none, which the client can see).
+        # requested or picked; the token then names none, which the client can see).
         return Selection(None)
     # A request for an account the user is not in is not silently swapped for another one.
-    if len(member_of) == 1 and requested is None:
+    if len(member_of) == 1 and requested is None and not chosen:
         return Selection(next(iter(member_of)))
     if "none" in prompt:
         raise AccountSelectionRequiredError(description="The user must choose an account.")

@@ -26,7 +26,7 @@ A, B, C = (uuid.UUID(int=n) for n in (1, 2, 3))
         ({A, B}, str(C), None, Selection(must_pick=True)),
         ({A, B}, str(C), str(B), Selection(must_pick=True)),
         ({A}, str(C), None, Selection(must_pick=True)),
-        (set(), str(C), None, Selection(must_pick=True)),
+        (set(), str(C), None, Selection(None)),
         ({A}, "not-a-uuid", None, Selection(must_pick=True)),
     ],
 )
@@ -45,6 +45,9 @@ def test_prompt_none_cannot_show_the_picker() -> None:
     assert select_account(
         {A, B}, chosen=None, requested=str(A), prompt=frozenset({"none"})
     ) == Selection(A)
+    # A pick no longer valid asks again, which prompt=none cannot: never a page.
+    with pytest.raises(AccountSelectionRequiredError):
+        select_account({A}, chosen=str(C), requested=None, prompt=frozenset({"none"}))
 
 
 SELECT = frozenset({"select_account"})
