@@ -79,6 +79,28 @@ def _is_host(host: str) -> bool:
         return False
 
 
+def _reads_as_ipv4(host: str) -> bool:
+    """Whether a browser reads ``host`` as an IPv4 address though it is not written as one
+    (WHATWG URL's "ends in a number": a last label of digits, or 0x and hex digits):
+    ``127.1``, ``2130706433``, ``0x7f.1`` and ``127.0.0.1.`` all send the browser to
+    127.0.0.1, and ``app.example.123`` to no host at all, while the URI names neither."""
+    try:
+        ipaddress.ip_address(host)
+        return False
+    except ValueError:
+        pass
+    try:
+        labels = ascii_host(host).split(".")
+    except UnicodeError:
+        return False  # refused by ``_is_host``
+    if len(labels) > 1 and labels[-1] == "":
+        labels.pop()
+    last = labels[-1].lower()
+    if last.isdigit():
+        return True
+    return last.startswith("0x") and all(c in "0123456789abcdef" for c in last[2:])
+
+
 def _has_space_or_control(uri: str) -> bool:
     """Whether ``uri`` holds what no request can spell as is (and a NUL PostgreSQL's JSON
     keeps): such a URI, matched exactly, never matches."""
@@ -153,6 +175,12 @@ def check_redirect_uri(
     if scheme == "https":
         if not parts.hostname:
             raise invalid_field(field, f"The {what} {uri!r} has no host.")
+        if _reads_as_ipv4(parts.hostname):
+            raise invalid_field(
+                field,
+                f"The {what} {uri!r} ends its host with a number, so browsers read it as an "
+                "IPv4 address: write an address as four decimal numbers (192.0.2.10).",
+            )
         if not _is_host(parts.hostname):
             raise invalid_field(
                 field,

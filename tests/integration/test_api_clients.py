@@ -487,6 +487,45 @@ async def test_a_redirect_uri_query_without_response_parameters_is_accepted(
     assert created["redirect_uris"] == [uri]
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.1",  # 127.0.0.1, the last parts filled with zeros
+        "2130706433",  # 127.0.0.1 as one number
+        "0x7f.1",  # hexadecimal
+        "0177.0.0.1",  # octal
+        "127.0.0.1.",  # a final dot
+        "\uff11\uff12\uff17.\uff10.\uff10.\uff11",  # full-width digits
+        "app.example.123",  # not an address at all: no browser opens it
+        "app.example.0x",
+    ],
+)
+@pytest.mark.parametrize("field", ["redirect_uris", "post_logout_redirect_uris"])
+async def test_a_host_a_browser_reads_as_another_ip_address_is_refused(
+    client: httpx.AsyncClient, runtime: Runtime, host: str, field: str
+) -> None:
+    # WHATWG URL: a host whose last label is a number is an IPv4 address, so the browser is
+    # sent to 127.0.0.1 by a URI that names no such address (or to no host at all); staff
+    # reading the registration, or the audit log, could not tell where codes go.
+    staff = await staff_headers(runtime)
+    body = PORTAL | {field: [f"https://{host}/cb"]}
+    refused = await client.post("/api/v1/clients", json=body, headers=staff)
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["errors"][0]
+    assert error["field"] == field and "IPv4" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "192.0.2.10", "[::1]", "app1.example.com", "1.example.com", "a.0xg"]
+)
+async def test_an_ip_address_or_a_name_with_numbers_is_a_host(
+    client: httpx.AsyncClient, runtime: Runtime, host: str
+) -> None:
+    uri = f"https://{host}/cb"
+    created = await _register(client, await staff_headers(runtime), redirect_uris=[uri])
+    assert created["redirect_uris"] == [uri]
+
+
 async def test_a_resource_with_a_password_is_refused_without_showing_it(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
