@@ -62,9 +62,12 @@ _LOOK_ALIKES = str.maketrans(
 
 
 # Unicode's default-ignorable code points other than format characters (Cf): variation
-# selectors, the combining grapheme joiner, Khmer and Mongolian invisibles, Hangul fillers.
+# selectors, the combining grapheme joiner, Khmer and Mongolian invisibles, Hangul fillers;
+# and the braille blank (U+2800), a symbol Unicode does not call ignorable but that is
+# drawn as nothing, so it serves as an "invisible character" where spaces are refused.
 _IGNORABLE = frozenset(
-    {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x3164, 0xFFA0}
+    {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F, 0x2800, 0x3164}
+    | {0xFFA0}
     | set(range(0xFE00, 0xFE10))
     | set(range(0xE0100, 0xE01F0))
 )

@@ -36,6 +36,8 @@ def test_ordinary_names_are_kept_trimmed(name: str) -> None:
         ("Acme\u2028Accept at https://evil.example", "line breaks"),
         ("Acme\u2029x", "line breaks"),
         ("\u200b\u00ad\u2060", "visible character"),
+        # The braille blank: a symbol, not a space or a format character, yet drawn as nothing.
+        ("\u2800\u2800", "visible character"),
     ],
 )
 def test_names_that_read_as_something_else_are_refused(name: str, phrase: str) -> None:

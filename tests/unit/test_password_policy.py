@@ -266,8 +266,9 @@ def test_an_email_too_short_to_be_personal_refuses_nothing(
     assert portal.check("Kx7#mQ9!vB2$a", email=email).accepted
 
 
-# Zero-width space and joiner, soft hyphen, word joiner, variation selector, grapheme joiner.
-INVISIBLE = ["\u200b", "\u200d", "\u00ad", "\u2060", "\ufe0f", "\u034f"]
+# Zero-width space and joiner, soft hyphen, word joiner, variation selector, grapheme joiner,
+# Hangul filler, braille blank.
+INVISIBLE = ["\u200b", "\u200d", "\u00ad", "\u2060", "\ufe0f", "\u034f", "\u3164", "\u2800"]
 
 
 @pytest.mark.parametrize("mark", INVISIBLE)
