@@ -462,6 +462,9 @@ async def signed_in(
     established, and give the browser its cookie. ``repeat``: the key of the post that
     signed in, for ``signed_in_before`` to answer the same post again."""
     flow.login_session_id = str(established.session.id)
+    # An account picked earlier in this flow was the previous user's answer ("Use another
+    # user" after the picker): whoever signs in now chooses for themselves.
+    flow.account_id = None
     if repeat is not None:
         await repeated_posts.answered(runtime, repeat, flow, established.token)
     return await proceed(

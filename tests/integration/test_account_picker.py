@@ -25,6 +25,7 @@ from tests.browser import (
     pkce_pair,
     redirected_to_client,
     sign_in,
+    submit_login,
 )
 from tests.integration.account_helpers import SYSTEM, add_member, make_account
 from tests.integration.oauth_helpers import make_user, verify_with_jwks
@@ -263,6 +264,35 @@ async def test_a_picker_left_open_while_another_user_signed_in_picks_nothing(
         "/login/account", data=form_fields(refused.text) | {"account_id": str(acme.id)}
     )
     assert redirected_to_client(chosen)["code"]
+
+
+async def test_a_pick_is_the_choice_of_the_user_who_made_it_not_of_the_next_one(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Ana picked Globex, then "Use another user" signed Bea in to the same sign-in: Bea,
+    in Globex too, is asked which account, not given Ana's pick."""
+    await add_oauth_client(runtime)
+    _, acme, globex = await _two_accounts(runtime)
+    bea = await add_user(runtime, "bea@example.com")
+    await add_member(runtime, acme, bea, ["tickets"])
+    await add_member(runtime, globex, bea, ["tickets"])
+    signed_in = await sign_in(client, authorize_params(prompt="consent"))
+    picker = await client.get(signed_in.headers["location"])
+    chosen = await client.post(
+        "/login/account", data=form_fields(picker.text) | {"account_id": str(globex.id)}
+    )
+    assert chosen.headers["location"].startswith("/consent?flow=")
+    flow = chosen.headers["location"].removeprefix("/consent?flow=")
+
+    login = await client.get(f"/login?flow={flow}")
+    assert login.status_code == 200, login.text
+    as_bea = await submit_login(client, login, email="bea@example.com")
+
+    assert as_bea.status_code == 303
+    assert as_bea.headers["location"].startswith("/login/account?flow="), as_bea.headers
+    bea_picker = await client.get(as_bea.headers["location"])
+    assert "Acme" in bea_picker.text and "Globex" in bea_picker.text
+    assert "no longer one of yours" not in bea_picker.text
 
 
 async def test_the_picker_refuses_a_post_without_its_csrf_token(
