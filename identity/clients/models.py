@@ -28,4 +28,8 @@ class OAuthClient(Base):
     scope: Mapped[str] = mapped_column(Text, default="openid")
     resources: Mapped[list[str]] = mapped_column(default=list)
     disabled: Mapped[bool] = mapped_column(default=False)
+    # When staff last stopped the client acting for itself (disabled it, or took
+    # client_credentials away). Its own access tokens are recorded nowhere to be denied one
+    # by one: those issued until then stay refused once it may act for itself again.
+    own_tokens_not_before: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = now_column()

@@ -422,7 +422,10 @@ async def update_client(
     """Apply ``change`` under the rules of registration; the audit log gets the fields that
     changed, before and after. Disabling refuses the client at the token and authorization
     endpoints and denies the access tokens it holds; its refresh tokens stay, refused while
-    it is disabled, so enabling it again lets its users go on where they were.
+    it is disabled, so enabling it again lets its users go on where they were. Its own
+    access tokens (client_credentials), recorded nowhere, are refused from ``now`` on through
+    ``own_tokens_not_before`` when it is disabled or loses that grant, so that enabling it or
+    giving the grant back does not revive them (a thief's among them).
     """
     client = await existing_client(session, client_id, for_update=True)
     old = client_state(client)
@@ -455,6 +458,8 @@ async def update_client(
         return client
     if client.disabled and not old["disabled"]:
         await client_grants.deny_access_tokens(session, client_id, now)
+    if _acts_for_itself(old) and not _acts_for_itself(new):
+        client.own_tokens_not_before = now
     await record_as(
         session,
         actor,
@@ -465,6 +470,11 @@ async def update_client(
         new={name: new[name] for name in changed},
     )
     return client
+
+
+def _acts_for_itself(state: dict[str, Any]) -> bool:
+    """Whether a client in ``state`` (``client_state``) may use its own access tokens."""
+    return not state["disabled"] and "client_credentials" in state["grant_types"]
 
 
 async def rotate_secret(

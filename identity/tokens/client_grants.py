@@ -16,7 +16,7 @@ from identity.tokens.refresh import revoke_matching
 async def deny_access_tokens(session: AsyncSession, client_id: str, now: datetime) -> None:
     """Put the client's unexpired access tokens on the deny list: those a code redemption or
     a refresh token recorded. client_credentials tokens are recorded nowhere, as that grant
-    writes nothing, so they run to their expiry.
+    writes nothing: the client's ``own_tokens_not_before`` refuses them (``update_client``).
     """
     await revocations.deny_recorded(
         session,

@@ -32,10 +32,32 @@ async def client_now(
     else:
         client = await runtime.clients.get(session, client_id)
     # RFC 9068 §2.2: a client acting for itself is its token's subject.
-    acting_for_itself = claims.get("sub") == client_id
-    if client is not None and acting_for_itself and "client_credentials" not in client.grant_types:
+    if (
+        client is not None
+        and claims.get("sub") == client_id
+        and not _may_act_for_itself(client, claims)
+    ):
         return None
     return client
+
+
+def _may_act_for_itself(client: OAuthClient, claims: dict[str, Any]) -> bool:
+    """Whether ``client`` may use its own token ``claims``: it still has client_credentials,
+    and the token was not issued before staff last stopped it acting for itself (disabled
+    it or took the grant away; such tokens are recorded nowhere to be denied one by one).
+
+    ``iat`` is in whole seconds, so a token issued in the second of the stop may have been
+    issued before it: every token of that second is refused. One the client got in that
+    second after being let go on again is refused too; it asks for another.
+    """
+    if "client_credentials" not in client.grant_types:
+        return False
+    stopped = client.own_tokens_not_before
+    if stopped is None:
+        return True
+    # Ours always carry iat; one without cannot show it came after the stop.
+    issued = claims.get("iat")
+    return issued is not None and int(issued) > int(stopped.timestamp())
 
 
 def scope_of(claims: dict[str, Any], client: OAuthClient) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Coroutine
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -219,6 +220,116 @@ async def test_a_client_no_longer_acting_for_itself_loses_its_own_tokens_at_once
     assert (await client.get("/api/v1/clients", headers=its_own)).status_code == 401
     introspector = await make_client(runtime, grant_types=["client_credentials"], redirect_uris=[])
     assert not await is_active(client, introspector, token)
+
+
+# Each way staff stop a client acting for itself, and the change that lets it again.
+STOP_AND_RESUME = {
+    "disabled": ({"disabled": True}, {"disabled": False}),
+    "client_credentials taken": (
+        {"grant_types": ["authorization_code", "refresh_token"]},
+        {"grant_types": PORTAL["grant_types"]},
+    ),
+}
+
+
+async def _own_token(
+    http: httpx.AsyncClient, robot: RegisteredClient, monkeypatch: pytest.MonkeyPatch, at: datetime
+) -> str:
+    """A client_credentials token the token endpoint issues to ``robot`` at ``at``."""
+    with monkeypatch.context() as clock:
+        clock.setattr("identity.web.oauth.utcnow", lambda: at)
+        data = {"grant_type": "client_credentials", "scope": "identity:authz"}
+        answer = await http.post("/token", data=data, headers=robot.basic)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+async def _change_at(
+    http: httpx.AsyncClient,
+    staff: dict[str, str],
+    client_id: str,
+    change: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    at: datetime,
+) -> None:
+    """Staff's PATCH of the client, made at ``at``."""
+    with monkeypatch.context() as clock:
+        clock.setattr("identity.web.api.clients.utcnow", lambda: at)
+        answer = await http.patch(f"/api/v1/clients/{client_id}", json=change, headers=staff)
+    assert answer.status_code == 200, answer.text
+
+
+async def _accepted(http: httpx.AsyncClient, runtime: Runtime, token: str) -> bool:
+    """Whether /api/v1 takes the token and introspection calls it active (both, or neither)."""
+    bearer = {"Authorization": f"Bearer {token}"}
+    answer = await http.post("/api/v1/authz/check", json={"checks": []}, headers=bearer)
+    introspector = await make_client(runtime, grant_types=["client_credentials"], redirect_uris=[])
+    active = await is_active(http, introspector, token)
+    assert (answer.status_code != 401) == active, answer.text
+    return active
+
+
+@pytest.mark.parametrize("stop", STOP_AND_RESUME)
+async def test_a_clients_own_tokens_stay_refused_once_it_may_act_for_itself_again(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, stop: str
+) -> None:
+    # The answer to a leaked secret: stop the client, rotate its secret, let it go on. The
+    # tokens a thief got before the stop are recorded nowhere, and must not come back with
+    # the client; those the client gets afterwards work.
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff, scope="identity:authz")
+    robot = RegisteredClient(created["client_id"], created["client_secret"])
+    now = utcnow()
+    stolen = await _own_token(client, robot, monkeypatch, now - timedelta(seconds=10))
+    assert await _accepted(client, runtime, stolen)
+
+    stopping, resuming = STOP_AND_RESUME[stop]
+    await _change_at(
+        client, staff, robot.client_id, stopping, monkeypatch, now - timedelta(seconds=5)
+    )
+    rotated = await client.post(f"/api/v1/clients/{robot.client_id}/secret", headers=staff)
+    robot = RegisteredClient(robot.client_id, rotated.json()["client_secret"])
+    await _change_at(client, staff, robot.client_id, resuming, monkeypatch, now)
+
+    assert not await _accepted(client, runtime, stolen)
+    assert await _accepted(client, runtime, await _own_token(client, robot, monkeypatch, now))
+
+
+@pytest.mark.parametrize("stop", STOP_AND_RESUME)
+async def test_a_clients_own_token_issued_in_the_second_it_was_stopped_stays_refused(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch, stop: str
+) -> None:
+    # A token's iat is whole seconds: one issued a moment before the stop, in the same
+    # second, carries an iat earlier than the stop's time, and must be refused all the same.
+    staff = await staff_headers(runtime)
+    created = await _register(client, staff, scope="identity:authz")
+    robot = RegisteredClient(created["client_id"], created["client_secret"])
+    second = utcnow().replace(microsecond=0) - timedelta(seconds=10)
+    stolen = await _own_token(client, robot, monkeypatch, second + timedelta(milliseconds=100))
+
+    stopping, resuming = STOP_AND_RESUME[stop]
+    await _change_at(
+        client, staff, robot.client_id, stopping, monkeypatch, second + timedelta(milliseconds=200)
+    )
+    await _change_at(client, staff, robot.client_id, resuming, monkeypatch, utcnow())
+
+    assert not await _accepted(client, runtime, stolen)
+
+
+async def test_giving_client_credentials_back_leaves_its_users_tokens_alone(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the client's own tokens are marked: its users' tokens are not what it acts with.
+    staff = await staff_headers(runtime)
+    portal = await _registered(client, staff)
+    tokens = await signed_in_tokens(client, runtime, portal)
+    stopping, resuming = STOP_AND_RESUME["client_credentials taken"]
+    later = utcnow() + timedelta(seconds=5)
+    await _change_at(client, staff, portal.client_id, stopping, monkeypatch, later)
+    await _change_at(client, staff, portal.client_id, resuming, monkeypatch, later)
+
+    introspector = await make_client(runtime, grant_types=["client_credentials"], redirect_uris=[])
+    assert await is_active(client, introspector, tokens["access_token"])
 
 
 async def test_a_scope_taken_from_a_client_leaves_its_users_tokens_at_once(

@@ -379,6 +379,39 @@ async def test_refresh_tokens_from_before_0017_hold_their_sessions_sid_where_it_
         await engine.dispose()
 
 
+async def test_clients_stopped_before_0018_refuse_their_own_tokens_issued_until_the_upgrade(
+    settings: Settings,
+) -> None:
+    # A client disabled, or without client_credentials, may have been stopped a moment
+    # before the upgrade with its own tokens still live: they must not come back with it.
+    await asyncio.to_thread(migrate.upgrade, settings, "0017")
+    clients = metadata.tables["oauth_clients"]
+    service = ["client_credentials"]
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(clients).values(name="App"),
+                [
+                    {"client_id": "acting", "grant_types": service, "disabled": False},
+                    {"client_id": "disabled", "grant_types": service, "disabled": True},
+                    {"client_id": "no-grant", "grant_types": ["refresh_token"], "disabled": False},
+                ],
+            )
+        before = utcnow()
+        await asyncio.to_thread(migrate.upgrade, settings)
+        after = utcnow()
+        async with engine.connect() as connection:
+            held = await connection.execute(
+                select(clients.c.client_id, clients.c.own_tokens_not_before)
+            )
+            marks = dict(held.all())
+        assert marks["acting"] is None
+        assert before <= marks["disabled"] == marks["no-grant"] <= after
+    finally:
+        await engine.dispose()
+
+
 async def test_the_index_of_urls_0012_built_as_released_gives_way_to_the_digests(
     settings: Settings,
 ) -> None:
