@@ -171,6 +171,10 @@ def parse_database_url(raw: str) -> str:
         raise ValueError(BAD_PORT) from None
     if url.port is not None and not 0 < url.port < 65536:
         raise ValueError(BAD_PORT)
+    # First, so that a database we do not serve is named as such: asked for its driver,
+    # SQLAlchemy looks a URL without one ("redis://") up among its dialects, and one it has
+    # none for stopped the command with a traceback.
+    url = async_database_url(url)
     _check_asyncpg_options(url)
     if url.get_backend_name() == "sqlite" and url.query:
         # The server opens the file itself (identity.db.sqlite_inline) and would ignore them,
@@ -186,7 +190,7 @@ def parse_database_url(raw: str) -> str:
             "names an in-memory SQLite database, which nothing outlives; name a file, "
             "such as sqlite:////var/lib/identity/identity.db"
         )
-    return async_database_url(url).render_as_string(hide_password=False)
+    return url.render_as_string(hide_password=False)
 
 
 # Query options SQLAlchemy's asyncpg dialect takes itself rather than passing them on.
@@ -226,6 +230,9 @@ def async_database_url(url: URL) -> URL:
         if driver in ("psycopg2", "pg8000", "psycopg2cffi", ""):
             return url.set(drivername="postgresql+psycopg")
         raise ValueError(f"uses the PostgreSQL driver {driver!r}; use psycopg or asyncpg")
+    if backend == "postgres":
+        # libpq's and many hosts' spelling, which SQLAlchemy no longer takes.
+        raise ValueError("starts with postgres://; write postgresql:// for PostgreSQL")
     raise ValueError(f"names the database {backend!r}; only SQLite and PostgreSQL are supported")
 
 
