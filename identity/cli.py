@@ -104,18 +104,48 @@ def cmd_keys_retire(args: argparse.Namespace, settings: Settings) -> int:
 
 def _password_from_stdin() -> str:
     """The first line of stdin, as UTF-8 whatever the locale: the browser sends UTF-8, so
-    the same password typed there must give the same text here."""
+    the same password typed there must give the same text here. Typed at a terminal, it is
+    asked for twice and not shown."""
     if sys.stdin is None:  # started with file descriptor 0 closed
         raise CommandError(
             "--password-stdin found standard input closed; give the password as a line on stdin."
         )
-    line = sys.stdin.buffer.readline()
+    if not sys.stdin.isatty():
+        return _decoded_password(sys.stdin.buffer.readline())
+    first = _decoded_password(_typed_unseen("Password: "))
+    if _decoded_password(_typed_unseen("Repeat the password: ")) != first:
+        # Typed unseen, a slip would give the user a password nobody knows.
+        raise CommandError("the two passwords typed differ; no user was created.")
+    return first
+
+
+def _decoded_password(line: bytes) -> str:
     if not line:  # at its end already: nothing was piped in
         raise CommandError("--password-stdin read nothing; give the password as a line on stdin.")
     try:
         return line.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:
         raise CommandError("the password on stdin is not valid UTF-8 text.") from None
+
+
+def _typed_unseen(prompt: str) -> bytes:
+    """A line typed at the terminal on stdin, with its echo off: shown, the password stayed
+    on the screen and in the terminal's scrollback. The prompt goes to stderr, since stdout
+    carries the JSON for scripts."""
+    import termios
+
+    stdin = sys.stdin.fileno()
+    echoing = termios.tcgetattr(stdin)
+    unseen = list(echoing)
+    unseen[3] &= ~termios.ECHO  # the local modes
+    termios.tcsetattr(stdin, termios.TCSAFLUSH, unseen)
+    try:
+        # Asked once the echo is off: what is typed on seeing the prompt stays unseen.
+        print(prompt, end="", file=sys.stderr, flush=True)
+        return sys.stdin.buffer.readline()
+    finally:  # Ctrl-C too: the terminal is left echoing as it was
+        termios.tcsetattr(stdin, termios.TCSAFLUSH, echoing)
+        print(file=sys.stderr, flush=True)  # the line break the Enter key did not show
 
 
 def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
