@@ -123,7 +123,9 @@ def _decoded_password(line: bytes) -> str:
     if not line:  # at its end already: nothing was piped in
         raise CommandError("--password-stdin read nothing; give the password as a line on stdin.")
     try:
-        return line.decode("utf-8").rstrip("\r\n")
+        # utf-8-sig: a file a Windows editor saved starts with a byte order mark, which no
+        # keyboard types; kept, it made a password nobody could sign in with.
+        return line.decode("utf-8-sig").rstrip("\r\n")
     except UnicodeDecodeError:
         raise CommandError("the password on stdin is not valid UTF-8 text.") from None
 

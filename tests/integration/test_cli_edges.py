@@ -3,6 +3,7 @@ answered with one sentence on stderr and the right exit status, never a tracebac
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pty
@@ -14,6 +15,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from identity.accounts.service import authenticate
+from identity.runtime import Runtime
+from identity.settings import Settings
 from tests.processes import run_identity
 
 PASSWORD = "Kx7#mQ9!vB2$"
@@ -151,3 +155,24 @@ def test_two_different_passwords_typed_at_a_terminal_create_no_user(
         env=migrated, stdin=PASSWORD + "\n",
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
+
+
+async def _signs_in(settings: Settings, email: str, password: str) -> bool:
+    runtime = Runtime(settings)
+    try:
+        return await authenticate(runtime.db, runtime.passwords, email, password) is not None
+    finally:
+        await runtime.close()
+
+
+def test_a_password_file_saved_with_a_byte_order_mark_gives_the_password_without_it(
+    migrated: dict[str, str], settings: Settings
+) -> None:
+    # Windows editors start a UTF-8 file with U+FEFF. Kept, it became the password's first
+    # character, one no keyboard types: the user could never sign in with what the file shows.
+    result = run_identity(
+        "users", "create", "--email", "ana@example.com", "--password-stdin",
+        env=migrated, stdin="\ufeff" + PASSWORD + "\r\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert asyncio.run(_signs_in(settings, "ana@example.com", PASSWORD))
