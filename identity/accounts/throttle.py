@@ -1,4 +1,5 @@
-"""Sign-in throttling: consecutive failures per account and per client address.
+"""Sign-in throttling: consecutive failures per account and per client address, the
+address's count holding wrong second-factor codes too.
 
 Counters live in ``runtime.limiter`` (Redis when configured, so every server process shares
 them) in fixed windows that expire on their own: a victim's account is never locked for
@@ -57,6 +58,24 @@ class SignInThrottle:
             await self._limiter.release(self._per_ip, ip)
         SIGN_INS.labels("throttled").inc()
         raise RateLimited("Too many failed sign-in attempts; try again later.", verdict.retry_after)
+
+    async def admit_code(self, ip: str) -> None:
+        """Count a second-factor code against the client address's limit before it is
+        checked: a wrong code is a failed sign-in from that address as a wrong password is.
+        The user's own count of codes is identity.mfa's; counted per user alone, one client
+        holding many users' passwords (a leaked list) guessed each user's codes in full.
+        ``RateLimited`` when the address's attempts are used up; ``not_failed`` gives the
+        attempt back when the code was right or not checked."""
+        verdict = await self._limiter.hit(self._per_ip, ip)
+        if not verdict.allowed:
+            raise RateLimited(
+                "Too many failed sign-in attempts; try again later.", verdict.retry_after
+            )
+
+    async def not_failed(self, ip: str) -> None:
+        """Give back the address's count of an attempt ``admit_code`` admitted that was no
+        failure: a right code, or one refused unchecked (the user's own limit)."""
+        await self._limiter.release(self._per_ip, ip)
 
     def failed(self) -> None:
         # Every password sign-in ends in exactly one of throttled, failed or succeeded, so

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.repository import PasswordChanged, check_password_unchanged_since
 from identity.accounts.service import Authenticated
+from identity.accounts.throttle import SignInThrottle
 from identity.clock import utcnow
 from identity.crypto import digest, digest_matches
 from identity.errors import NotFound, RateLimited
@@ -145,6 +146,29 @@ async def _can_still_finish(runtime: Runtime, flow: Flow, proof: PasswordProof) 
     return True
 
 
+async def _checked_code(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    code: str,
+    now: datetime,
+) -> tuple[str, ...]:
+    """``SecondFactor.verify``, the attempt counted against the client address as well as
+    the user; raises what it raises, or ``RateLimited`` for the address."""
+    throttle = SignInThrottle(runtime.limiter, runtime.settings)
+    client = client_ip.rate_subject(client_ip.of_request(request, runtime.settings.trusted_proxies))
+    await throttle.admit_code(client)
+    try:
+        amr = await SecondFactor.from_runtime(runtime).verify(session, user_id, code, now)
+    except (RateLimited, NotFound):
+        # Refused for the user, or no factor left to check: nothing was tried.
+        await throttle.not_failed(client)
+        raise
+    await throttle.not_failed(client)
+    return amr
+
+
 @post(PATH, include_in_schema=False, cache=False)
 async def second_factor_submit(
     request: Request[Any, Any, Any], runtime: RuntimeDep
@@ -179,7 +203,7 @@ async def second_factor_submit(
             handing_over(runtime, repeat, wait) as claim,
             runtime.db.transaction() as session,
         ):
-            amr = await SecondFactor.from_runtime(runtime).verify(session, proof.user_id, code, now)
+            amr = await _checked_code(request, runtime, session, proof.user_id, code, now)
             # A code that proved right: taking the flow rolls this back (the code unspent)
             # when another post of this step has taken it.
             pending = await claim(pending.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,13 +15,16 @@ from sqlalchemy import select
 
 from identity.accounts.models import User
 from identity.accounts.service import disable_user
+from identity.app import create_app
 from identity.audit.service import Actor
 from identity.clock import utcnow
 from identity.mfa.service import SecondFactor
 from identity.runtime import Runtime
 from identity.sessions.models import BrowserSession
+from identity.settings import Settings
 from identity.store.rate_limit import Limit
 from tests.browser import form_fields, query
+from tests.conftest import serving
 from tests.integration.account_helpers import SYSTEM
 from tests.integration.oauth_helpers import (
     REDIRECT_URI,
@@ -54,11 +58,16 @@ def env(env: dict[str, str]) -> dict[str, str]:
 
 
 async def _password_step(
-    http: httpx.AsyncClient, app: RegisteredClient, challenge: str, **params: str
+    http: httpx.AsyncClient,
+    app: RegisteredClient,
+    challenge: str,
+    *,
+    email: str = ANA,
+    **params: str,
 ) -> httpx.Response:
-    """Authorize and pass the password; returns the second-factor page."""
+    """Authorize and pass ``email``'s password; returns the second-factor page."""
     login = await login_page(http, app, challenge, **params)
-    step = await post_form(http, login, "/login", email=ANA, password=PASSWORD)
+    step = await post_form(http, login, "/login", email=email, password=PASSWORD)
     assert step.status_code == 303, step.text
     assert step.headers["location"].startswith("/login/second-factor?flow=")
     assert "identity_session" not in step.headers.get("set-cookie", "")
@@ -134,6 +143,37 @@ async def test_wrong_codes_are_refused_then_throttled_in_spanish(
     assert alert(blocked) == "Demasiados códigos incorrectos. Inténtalo de nuevo más tarde."
     assert waits_out(blocked, runtime.settings.login_lockout, since)
     assert await _sessions(runtime) == []
+
+
+async def test_wrong_codes_spread_over_users_are_throttled_by_the_client_address(
+    database: Settings,
+) -> None:
+    # Someone holding the passwords of many users with two-step verification (a leaked list)
+    # spreads code guesses over them: counted per user alone, one client address got
+    # IDENTITY_LOGIN_MAX_FAILURES guesses at each user's codes per window, however many
+    # users, where wrong passwords are counted per address as well.
+    changes = {"login_max_failures": 3, "login_max_failures_per_ip": 5}
+    app = create_app(dataclasses.replace(database, **changes))
+    async with serving(app) as http:
+        runtime: Runtime = app.state.runtime
+        client = await make_client(runtime, first_party=True)
+        _, challenge = pkce_pair()
+        answers = []
+        since = time.monotonic()  # before the window's first count
+        for email in ("ana@example.com", "bo@example.com", "cy@example.com"):
+            _, generator, _ = await enrolled_user(runtime, email)
+            page = await _password_step(http, client, challenge, email=email)
+            for _ in range(2):
+                code = wrong_code(generator.secret)
+                answers.append(await post_form(http, page, "/login/second-factor", code=code))
+        right = await post_form(http, page, "/login/second-factor", code=generator.now())
+
+    # Two users' codes, then the third's password (right: it gives its count back) and codes.
+    assert [answer.status_code for answer in answers] == [400] * 5 + [429]
+    assert alert(answers[-1]) == "Too many wrong codes. Please try again later."
+    # The right code too, as a right password is refused over the address's limit.
+    assert right.status_code == 429
+    assert waits_out(right, runtime.settings.login_lockout, since)
 
 
 async def test_a_code_post_without_the_csrf_token_is_refused(
