@@ -56,7 +56,11 @@ JUST_SENT = timedelta(seconds=10)
 ACCEPT_PATH = "/invitations/accept"
 # An account invites a team, not a mailing list; one address is not pestered with resends.
 PER_ACCOUNT = Limit("invitations-account", max=50, window=3600)
-PER_EMAIL = Limit("invitations-email", max=5, window=86400)
+# Counted per account and address: counted per address alone, one customer inviting and
+# cancelling a stranger's address used up its day, and no other customer could invite that
+# person. The address's own cap, across accounts, still bounds the mail it gets.
+PER_ACCOUNT_EMAIL = Limit("invitations-account-email", max=5, window=86400)
+PER_EMAIL = Limit("invitations-email", max=10, window=86400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +161,13 @@ async def _limit(limiter: RateLimiter, limit: Limit, subject: str) -> None:
     await limiter.spend(limit, subject, "Too many invitations; try again later.", limit=limit.name)
 
 
+async def _address_limits(limiter: RateLimiter, account_id: uuid.UUID, email: str) -> None:
+    """One more email to ``email`` from this account: the account's own count of that address
+    first, so that an account at its limit spends nothing of the address's shared one."""
+    await _limit(limiter, PER_ACCOUNT_EMAIL, f"{account_id}:{email}")
+    await _limit(limiter, PER_EMAIL, email)
+
+
 async def _inviter_name(session: AsyncSession, actor: Actor) -> str | None:
     """The person sending, as the email names them; ``None`` for a client acting alone."""
     inviter = await repository.get_user(session, actor.user_id) if actor.user_id else None
@@ -196,7 +207,7 @@ async def invite(
     _check_invitee(existing, by_staff=by_staff)
     await _replace_dead_invitations(session, actor, account_id, email, request, now)
     await _limit(limiter, PER_ACCOUNT, str(account_id))
-    await _limit(limiter, PER_EMAIL, email)
+    await _address_limits(limiter, account_id, email)
     token = random_token()
     invitation = Invitation(
         account_id=account_id,
@@ -346,7 +357,7 @@ async def resend(
         ) from None
     if relation is Relation.STAFF:
         _check_invitee(await repository.user_by_email(session, invitation.email), by_staff=True)
-    await _limit(limiter, PER_EMAIL, invitation.email)
+    await _address_limits(limiter, account_id, invitation.email)
     token = random_token()
     expires_at = now + INVITATION_TTL
     if not await repository.renew_invitation_token(

@@ -460,6 +460,35 @@ async def test_too_many_invitations_are_refused_with_retry_after(
     assert response.json()["type"].endswith("rate-limited")
 
 
+async def test_one_account_using_up_an_address_leaves_it_to_the_others(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """An account that sent an address its five invitations of the day is refused more, but
+    another customer can still invite that person; only many accounts together reach the
+    address's own cap, which bounds the mail one address gets."""
+    owner, account = await _arrange(runtime)
+    sent = await _invite(client, runtime, account, owner)
+    assert sent.status_code == 201, sent.text
+    resend = f"/api/v1/accounts/{account.id}/invitations/{sent.json()['id']}/resend"
+    headers = await user_headers(runtime, owner)
+    per_account = invitations.PER_ACCOUNT_EMAIL.max
+    resent = [(await client.post(resend, headers=headers)).status_code for _ in range(per_account)]
+    assert resent == [200] * (per_account - 1) + [429]
+
+    others = invitations.PER_EMAIL.max - invitations.PER_ACCOUNT_EMAIL.max
+    assert others > 0
+    for number in range(others):
+        other_owner = await make_user(runtime, email=f"owner{number}@example.com")
+        other = await make_account(runtime, other_owner, f"Other {number}")
+        assert (await _invite(client, runtime, other, other_owner)).status_code == 201
+    last_owner = await make_user(runtime, email="owner-last@example.com")
+    last = await make_account(runtime, last_owner, "Last")
+    capped = await _invite(client, runtime, last, last_owner)
+    assert capped.status_code == 429
+    assert capped.json()["type"].endswith("rate-limited")
+    assert len(await _emails(runtime, "new.hire@example.com")) == invitations.PER_EMAIL.max
+
+
 async def test_concurrent_accepts_create_exactly_one_membership(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
