@@ -252,6 +252,23 @@ async def test_memory_store_stays_bounded_under_a_flood_of_keys() -> None:
     assert len(store._items) <= 100
 
 
+async def test_memory_store_stays_bounded_in_bytes_under_a_flood_of_large_values() -> None:
+    # A pending sign-in holds its authorization request, up to the 32 KiB a request head may
+    # carry (a state and login_hint of 2048 emoji each): 100,000 of them, which one client
+    # opens in minutes, held over 3 GB in a process bounded by count alone.
+    store = MemoryStore(max_items=1000, max_bytes=100_000)
+    for i in range(100):
+        await store.set(f"flow:{i}", b"x" * 10_000, ttl=60)
+    assert sum(len(value) for value, _ in store._items.values()) <= 100_000
+    assert await store.get("flow:0") is None  # the oldest went first
+    assert await store.get("flow:99") == b"x" * 10_000
+    # Replacing a value with a larger one is bounded too.
+    for _ in range(3):
+        await store.set("flow:99", b"y" * 60_000, ttl=60)
+    assert sum(len(value) for value, _ in store._items.values()) <= 100_000
+    assert await store.get("flow:99") == b"y" * 60_000
+
+
 class _CountingScans(dict[str, tuple[bytes, float]]):
     scans = 0
 
