@@ -18,7 +18,13 @@ from identity.permissions.models import (
     RolePermission,
 )
 from identity.sessions.models import BrowserSession
-from identity.tokens.models import AuthorizationCode, Consent, RefreshToken, RevokedAccessToken
+from identity.tokens.models import (
+    AuthorizationCode,
+    Consent,
+    ConsentAccount,
+    RefreshToken,
+    RevokedAccessToken,
+)
 from identity.webhooks.models import WebhookDelivery, WebhookEvent, WebhookSubscription
 
 metadata = Base.metadata
@@ -29,6 +35,7 @@ __all__ = [
     "AuthorizationCode",
     "BrowserSession",
     "Consent",
+    "ConsentAccount",
     "Invitation",
     "Membership",
     "MembershipPermission",

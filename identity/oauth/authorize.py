@@ -427,14 +427,25 @@ class Interaction:
     # True when that session was created by signing in during this very request's flow,
     # which satisfies prompt=login and max_age however they are set.
     signed_in_now: bool
-    # The user's remembered consent covers the requested scopes (or the client needs none).
+    # The user's remembered consent covers the requested scopes and the account picked (or
+    # the client needs none).
     consent_covers: bool
     # The user's answer on the consent page during this flow, if asked.
     consent_given: bool | None
 
 
 def next_step(request: ValidRequest, interaction: Interaction, now: datetime) -> Step:
-    """OIDC Core §3.1.2.1 prompt and max_age, §3.1.2.6 errors for prompt=none."""
+    """OIDC Core §3.1.2.1 prompt and max_age, §3.1.2.6 errors for prompt=none.
+
+    The two halves apart: between them the caller picks the customer account
+    (``Step.ACCOUNT``), which the consent is for (``consent_covers``)."""
+    if must_sign_in(request, interaction, now):
+        return Step.LOGIN
+    return after_sign_in(request, interaction)
+
+
+def must_sign_in(request: ValidRequest, interaction: Interaction, now: datetime) -> bool:
+    """Whether the browser must sign in first; ``login_required`` if it must but may not."""
     # OIDC Core §3.1.2.1: a hint naming someone else than the signed-in user.
     other_user = interaction.hinted_subject not in (None, interaction.subject)
     if interaction.auth_time is None:
@@ -456,19 +467,24 @@ def next_step(request: ValidRequest, interaction: Interaction, now: datetime) ->
             request.max_age == 0 or (now - interaction.auth_time).total_seconds() > request.max_age
         )
         needs_login = "login" in request.prompt or too_old or other_user
-    if needs_login:
-        if "none" in request.prompt:
-            raise redirectable(
-                LoginRequiredError("The user is not signed in."),
-                request.redirect_uri,
-                request.state,
-            )
-        return Step.LOGIN
+    if needs_login and "none" in request.prompt:
+        raise redirectable(
+            LoginRequiredError("The user is not signed in."), request.redirect_uri, request.state
+        )
+    return needs_login
 
+
+def check_not_denied(request: ValidRequest, interaction: Interaction) -> None:
+    """The user's "Deny" ends the request, whatever else has changed since the page."""
     if interaction.consent_given is False:
         raise redirectable(
             AccessDeniedError("The user denied the request."), request.redirect_uri, request.state
         )
+
+
+def after_sign_in(request: ValidRequest, interaction: Interaction) -> Step:
+    """Consent, or the code, for a signed-in user (with their account picked)."""
+    check_not_denied(request, interaction)
     if request.client.first_party or interaction.consent_given:
         return Step.ISSUE
     if "consent" in request.prompt or not interaction.consent_covers:

@@ -31,6 +31,9 @@ class Flow:
     account_id: str | None = None
     # The user answered /login/account during this flow: prompt=select_account is satisfied.
     user_chose: bool = False
+    # The account the consent page asks about (None: tokens without one). An answer counts
+    # only for the account the page named: the one picked may have changed since.
+    consent_account_id: str | None = None
     # A flow with no authorization request: after sign-in the browser goes back to this
     # local path (a hosted page such as /account/users that needed a signed-in user).
     return_to: str | None = None
@@ -42,6 +45,7 @@ class Flow:
                 "login_session_id": self.login_session_id,
                 "account_id": self.account_id,
                 "user_chose": self.user_chose,
+                "consent_account_id": self.consent_account_id,
                 "return_to": self.return_to,
             }
         ).encode()
@@ -56,6 +60,7 @@ class Flow:
             # Flows saved by a process that predates these fields have none.
             account_id=data.get("account_id"),
             user_chose=data.get("user_chose", False),
+            consent_account_id=data.get("consent_account_id"),
             return_to=data.get("return_to"),
         )
 

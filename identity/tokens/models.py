@@ -105,3 +105,20 @@ class Consent(Base):
     scope: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = now_column()
     updated_at: Mapped[datetime] = now_column()
+
+
+class ConsentAccount(Base):
+    """A customer account a consent was given for. The client's tokens for the user there
+    carry that account's permissions: consent for one account does not cover another. Goes
+    with the consent, and with the account; not with a membership, as tokens carry the
+    member's permissions as they are when issued."""
+
+    __tablename__ = "consent_accounts"
+
+    consent_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("consents.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Indexed: deleting an account finds its rows by it.
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )

@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -196,21 +197,25 @@ async def _hinted_subject(runtime: Runtime, valid: ValidRequest) -> str | None:
 async def _consent_covers(
     session: AsyncSession,
     valid: ValidRequest,
-    browser: BrowserSession | None,
+    browser: BrowserSession,
+    account_id: uuid.UUID | None,
     consent_given: bool | None,
     now: datetime,
 ) -> bool:
-    """Whether remembered consent covers the request; records consent just given."""
-    if browser is None or valid.client.first_party:
+    """Whether remembered consent covers the request, for the account its tokens are for
+    (they carry its permissions); records consent just given."""
+    if valid.client.first_party:
         return False
     # What the page listed, and the tokens will carry: identity:admin allowed by a user who
     # is not staff was never shown to them, and must not count once they are made staff.
     scopes = await scopes_for_user(session, valid.scopes, browser.user_id)
+    client_id = valid.client.client_id
     if consent_given:
-        await consents.remember(session, browser.user_id, valid.client.client_id, scopes, now)
+        await consents.remember(
+            session, browser.user_id, client_id, scopes, now, account_id=account_id
+        )
         return True
-    granted = await consents.granted_scopes(session, browser.user_id, valid.client.client_id)
-    return set(scopes) <= granted
+    return await consents.covers(session, browser.user_id, client_id, scopes, account_id)
 
 
 async def _select_account(
@@ -228,6 +233,46 @@ async def _select_account(
         )
     except OAuth2Error as exc:
         raise authorize.redirectable(exc, valid.redirect_uri, valid.state) from None
+
+
+async def _next_step(
+    session: AsyncSession,
+    valid: ValidRequest,
+    flow: Flow,
+    browser: BrowserSession | None,
+    hinted_subject: str | None,
+    consent_given: bool | None,
+    now: datetime,
+) -> tuple[Step, uuid.UUID | None]:
+    """``authorize.next_step`` with the customer account picked between sign-in and consent,
+    and that account (None: tokens without account claims, or not known yet): the consent
+    asked for, or remembered, is for it."""
+    interaction = Interaction(
+        auth_time=browser.auth_time if browser else None,
+        subject=str(browser.user_id) if browser else None,
+        hinted_subject=hinted_subject,
+        signed_in_now=browser is not None and flow.login_session_id == str(browser.id),
+        consent_covers=False,
+        consent_given=consent_given,
+    )
+    if authorize.must_sign_in(valid, interaction, now) or browser is None:
+        return Step.LOGIN, None
+    # A "Deny" is the answer, even if the account must be picked again since the page.
+    authorize.check_not_denied(valid, interaction)
+    selection = await _select_account(session, valid, flow, browser)
+    if selection.must_pick:
+        return Step.ACCOUNT, None
+    account_id = selection.account_id
+    if consent_given and flow.consent_account_id != _flow_value(account_id):
+        # Allowed on a page that named another account (or none): not an answer for this one.
+        consent_given = None
+    covers = await _consent_covers(session, valid, browser, account_id, consent_given, now)
+    answered = replace(interaction, consent_covers=covers, consent_given=consent_given)
+    return authorize.after_sign_in(valid, answered), account_id
+
+
+def _flow_value(account_id: uuid.UUID | None) -> str | None:
+    return str(account_id) if account_id is not None else None
 
 
 async def _return_to(
@@ -410,27 +455,11 @@ async def proceed(
         async with runtime.db.transaction() as session:
             if browser is None:
                 browser = await sessions.current(session, session_token, now)
-            covers = await _consent_covers(session, valid, browser, consent_given, now)
-            step = authorize.next_step(
-                valid,
-                Interaction(
-                    auth_time=browser.auth_time if browser else None,
-                    subject=str(browser.user_id) if browser else None,
-                    hinted_subject=hinted_subject,
-                    signed_in_now=browser is not None and flow.login_session_id == str(browser.id),
-                    consent_covers=covers,
-                    consent_given=consent_given,
-                ),
-                now,
+            step, account_id = await _next_step(
+                session, valid, flow, browser, hinted_subject, consent_given, now
             )
-            if step is not Step.LOGIN and browser is not None:
-                selection = await _select_account(session, valid, flow, browser)
-                if selection.must_pick:
-                    step = Step.ACCOUNT
             if step is Step.ISSUE and browser is not None:
-                code = await _issue_code(
-                    session, runtime, valid, browser, selection.account_id, now
-                )
+                code = await _issue_code(session, runtime, valid, browser, account_id, now)
     except OAuth2Error as exc:
         return await _ended(request, runtime, flows, flow, exc, locale, response_cookies)
     except Exception as exc:
@@ -446,6 +475,8 @@ async def proceed(
             {"code": code, "state": valid.state, "iss": runtime.settings.issuer},
         )
         return redirect(location, response_cookies)
+    if step is Step.CONSENT:
+        flow.consent_account_id = _flow_value(account_id)
     await flows.save(flow)
     page = {Step.LOGIN: "/login", Step.ACCOUNT: ACCOUNT_PAGE, Step.CONSENT: "/consent"}[step]
     return redirect(f"{page}?{urlencode({'flow': flow.id})}", response_cookies)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,6 +15,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.repository import PasswordChanged, check_password_unchanged_since
 from identity.accounts.service import authenticate
@@ -27,6 +29,8 @@ from identity.oauth.errors import OAuth2Error
 from identity.oauth.id_token_hint import verify_id_token_hint
 from identity.oauth.interaction import Flow, FlowStore
 from identity.oauth.scopes import SCOPES_SUPPORTED, for_user, requested_at_authorize
+from identity.permissions.models import Account
+from identity.permissions.repository import get_account
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.settings import PACKAGE_ROOT
@@ -267,6 +271,7 @@ async def _consent_form(
             if browser
             else for_user(asked, is_admin=False)
         )
+        account = await _consent_account(session, flow)
     if client is None:
         # Deleted or disabled since the sign-in began: the page /authorize shows for it,
         # which ends the sign-in.
@@ -286,9 +291,19 @@ async def _consent_form(
             # shown by name.
             "labelled_scopes": SCOPES_SUPPORTED,
             "signed_in_user": browser.user_id if browser else "",
+            # The tokens carry this account's permissions: the consent is for it.
+            "account_name": account.name if account else None,
             "message_id": message_id,
         },
     )
+
+
+async def _consent_account(session: AsyncSession, flow: Flow) -> Account | None:
+    """The account the page asks about; None for tokens without one, or one deleted since
+    (allowing then counts for none: ``proceed`` asks again for the account it picks)."""
+    if flow.consent_account_id is None:
+        return None
+    return await get_account(session, uuid.UUID(flow.consent_account_id))
 
 
 @get(CONSENT, include_in_schema=False, cache=False)

@@ -20,6 +20,7 @@ from tests.browser import (
     REDIRECT_URI,
     add_oauth_client,
     add_user,
+    approve_consent,
     authorize_params,
     form_fields,
     pkce_pair,
@@ -395,3 +396,56 @@ async def test_a_choice_posted_again_after_signing_out_is_no_repeat(
 
     again = await client.post("/login/account", data=fields)
     assert again.status_code == 400 and "expired" in again.text
+
+
+async def _pick(
+    http: httpx.AsyncClient, response: httpx.Response, account: Account
+) -> httpx.Response:
+    assert response.headers["location"].startswith("/login/account?flow="), response.headers
+    picker = await http.get(response.headers["location"])
+    fields = form_fields(picker.text) | {"account_id": str(account.id)}
+    return await http.post("/login/account", data=fields)
+
+
+async def test_a_third_party_app_asks_consent_for_the_account_picked(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The account is picked before consent, and the consent is for it: allowing the app in
+    Globex is not allowing it in Acme, picked the next time."""
+    await add_oauth_client(runtime)
+    _, acme, globex = await _two_accounts(runtime)
+    verifier, challenge = pkce_pair()
+
+    picked = await _pick(
+        client, await sign_in(client, authorize_params(code_challenge=challenge)), globex
+    )
+
+    assert picked.headers["location"].startswith("/consent?flow="), picked.headers
+    page = await client.get(picked.headers["location"])
+    assert "for the account Globex" in page.text and "Acme" not in page.text
+    allowed = await client.post("/consent", data=form_fields(page.text) | {"decision": "allow"})
+    assert (await _access_claims(client, allowed, verifier))["account_id"] == str(globex.id)
+
+    other = await _pick(client, await client.get("/authorize", params=authorize_params()), acme)
+
+    assert other.headers["location"].startswith("/consent?flow="), other.headers
+    assert "for the account Acme" in (await client.get(other.headers["location"])).text
+    remembered = authorize_params(prompt="none", account_id=str(globex.id))
+    assert redirected_to_client(await client.get("/authorize", params=remembered))["code"]
+
+
+async def test_prompt_none_answers_the_account_question_before_the_consent_one(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The picker comes before the consent page: with neither answered and prompt=none, the
+    client is told to have the user choose an account first."""
+    await add_oauth_client(runtime)
+    _, acme, _ = await _two_accounts(runtime)
+    await approve_consent(
+        client,
+        (await sign_in(client, authorize_params(account_id=str(acme.id)))).headers["location"],
+    )
+
+    silent = await client.get("/authorize", params=authorize_params(prompt="none"))
+
+    assert redirected_to_client(silent)["error"] == "account_selection_required"

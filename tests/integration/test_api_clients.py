@@ -415,7 +415,7 @@ async def test_deleting_a_client_ends_what_it_holds(
     tokens = await signed_in_tokens(client, runtime, portal, user=user)
     await issue_code(runtime, portal, user)
     async with runtime.db.transaction() as session:
-        await remember(session, user.id, portal.client_id, ["openid"], utcnow())
+        await remember(session, user.id, portal.client_id, ["openid"], utcnow(), account_id=None)
 
     deleted = await client.delete(f"/api/v1/clients/{portal.client_id}", headers=staff)
 

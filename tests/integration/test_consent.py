@@ -1,4 +1,5 @@
-"""The consent page: asked of third-party clients, remembered per client and scope."""
+"""The consent page: asked of third-party clients, remembered per client, scope and customer
+account."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from sqlalchemy import func, select, update
 
 from identity.accounts.models import User
 from identity.clock import utcnow
+from identity.permissions import members
+from identity.permissions.models import Account
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.tokens import consents
@@ -26,6 +29,8 @@ from tests.browser import (
     redirected_to_client,
     sign_in,
 )
+from tests.integration.account_helpers import SYSTEM, add_member, make_account
+from tests.integration.oauth_helpers import make_user
 from tests.integration.page_helpers import other_session, posted_twice
 
 
@@ -323,3 +328,167 @@ async def test_a_consent_posted_again_after_signing_out_is_no_repeat(
     again = await client.post("/consent", data=fields)
     assert again.status_code == 400 and "expired" in again.text
     assert (await client.get(location.replace("/consent", "/login"))).status_code == 400
+
+
+async def _in_two_accounts(runtime: Runtime) -> tuple[User, Account, Account]:
+    """Ana owns her small Acme and may pay invoices at the large Globex."""
+    ana = await add_user(runtime)
+    acme = await make_account(runtime, ana, "Acme")
+    globex = await make_account(runtime, await make_user(runtime), "Globex")
+    await add_member(runtime, globex, ana, ["invoices"])
+    await add_oauth_client(runtime)
+    return ana, acme, globex
+
+
+def for_account(account: Account, **params: str) -> dict[str, str]:
+    return authorize_params(account_id=str(account.id), **params)
+
+
+async def test_consent_given_for_one_account_does_not_cover_another(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Tokens carry the account's permissions: allowing the app in Acme is not allowing it
+    to act in Globex, which it could otherwise pre-select with no question asked."""
+    _, acme, globex = await _in_two_accounts(runtime)
+    first = await client.get(sent_to_consent(await sign_in(client, for_account(acme))))
+    assert "for the account Acme" in first.text
+    await client.post("/consent", data=form_fields(first.text) | {"decision": "allow"})
+
+    silent = await client.get("/authorize", params=for_account(globex, prompt="none"))
+    assert redirected_to_client(silent)["error"] == "consent_required"
+    asked = await client.get("/authorize", params=for_account(globex))
+    page = await client.get(sent_to_consent(asked))
+    assert "for the account Globex" in page.text and "Acme" not in page.text
+    # The account consented to before is still covered, without a question.
+    again = await client.get("/authorize", params=for_account(acme, prompt="none"))
+    assert redirected_to_client(again)["code"]
+
+    allowed = await client.post("/consent", data=form_fields(page.text) | {"decision": "allow"})
+
+    assert redirected_to_client(allowed)["code"]
+    for account in (acme, globex):
+        both = await client.get("/authorize", params=for_account(account, prompt="none"))
+        assert redirected_to_client(both)["code"]
+
+
+async def test_denying_another_account_keeps_the_first_one_allowed(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, acme, globex = await _in_two_accounts(runtime)
+    await approve_consent(client, sent_to_consent(await sign_in(client, for_account(acme))))
+    page = await client.get(
+        sent_to_consent(await client.get("/authorize", params=for_account(globex)))
+    )
+
+    denied = await client.post("/consent", data=form_fields(page.text) | {"decision": "deny"})
+
+    assert redirected_to_client(denied)["error"] == "access_denied"
+    silent = await client.get("/authorize", params=for_account(globex, prompt="none"))
+    assert redirected_to_client(silent)["error"] == "consent_required"
+    kept = await client.get("/authorize", params=for_account(acme, prompt="none"))
+    assert redirected_to_client(kept)["code"]
+
+
+async def test_consent_given_without_an_account_is_asked_again_once_in_one(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A user in no account consented for tokens without account claims (as did everyone
+    before consents named accounts): once in an account, its tokens carry its permissions."""
+    ana = await add_user(runtime)
+    await add_oauth_client(runtime)
+    await approve_consent(client, sent_to_consent(await sign_in(client)))
+    acme = await make_account(runtime, ana, "Acme")
+
+    silent = await client.get("/authorize", params=authorize_params(prompt="none"))
+
+    assert redirected_to_client(silent)["error"] == "consent_required"
+    page = await client.get(
+        sent_to_consent(await client.get("/authorize", params=authorize_params()))
+    )
+    assert "for the account Acme" in page.text
+    await client.post("/consent", data=form_fields(page.text) | {"decision": "allow"})
+    assert redirected_to_client(await client.get("/authorize", params=for_account(acme)))["code"]
+
+
+async def test_a_member_removed_and_added_again_keeps_the_consent(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Consent is the user's word about the app in that account; the app's tokens carry the
+    permissions the member has now, so a new membership changes what they allow, not who."""
+    ana, _, globex = await _in_two_accounts(runtime)
+    await approve_consent(client, sent_to_consent(await sign_in(client, for_account(globex))))
+    async with runtime.db.transaction() as session:
+        await members.remove_member(session, SYSTEM, globex.id, ana.id, utcnow())
+    await add_member(runtime, globex, ana, ["invoices"])
+
+    silent = await client.get("/authorize", params=for_account(globex, prompt="none"))
+
+    assert redirected_to_client(silent)["code"]
+
+
+async def test_the_account_is_named_in_spanish_and_escaped(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    ana = await add_user(runtime)
+    await make_account(runtime, ana, "<b>Tom & Jerry</b>")
+    await add_oauth_client(runtime)
+
+    signed_in = await sign_in(client, authorize_params(ui_locales="es"))
+    page = await client.get(sent_to_consent(signed_in))
+
+    assert "para la cuenta &lt;b&gt;Tom &amp; Jerry&lt;/b&gt;" in page.text
+    assert "<b>Tom" not in page.text
+
+
+async def test_allowing_a_page_that_named_another_account_asks_again(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Moved from Acme to Globex while the page naming Acme was open: the single account
+    picked on resume is Globex, which the user was never asked about."""
+    ana, owner = await add_user(runtime), await make_user(runtime)
+    acme = await make_account(runtime, owner, "Acme")
+    globex = await make_account(runtime, owner, "Globex")
+    await add_member(runtime, acme, ana, ["invoices"])
+    await add_oauth_client(runtime)
+    page = await client.get(sent_to_consent(await sign_in(client)))
+    assert "for the account Acme" in page.text
+    async with runtime.db.transaction() as session:
+        await members.remove_member(session, SYSTEM, acme.id, ana.id, utcnow())
+    await add_member(runtime, globex, ana, ["invoices"])
+
+    allowed = await client.post("/consent", data=form_fields(page.text) | {"decision": "allow"})
+
+    again = await client.get(sent_to_consent(allowed))
+    assert "for the account Globex" in again.text
+    async with runtime.db.transaction() as session:
+        assert await consents.granted_accounts(session, ana.id, CLIENT_ID) == set()
+
+
+@pytest.mark.parametrize("existing", [False, True])
+async def test_two_accounts_allowed_at_once_are_both_remembered(
+    client: httpx.AsyncClient, runtime: Runtime, existing: bool
+) -> None:
+    """Two tabs, one page per account, allowed together: neither answer is lost, whether
+    both insert the consent or both add an account to one given before."""
+    ana, acme, globex = await _in_two_accounts(runtime)
+    initech = await make_account(runtime, ana, "Initech")
+    signed_in = await sign_in(client, for_account(acme))
+    if existing:
+        await approve_consent(client, sent_to_consent(signed_in))
+    pages = [
+        await client.get(sent_to_consent(await client.get("/authorize", params=for_account(a))))
+        for a in (globex, initech)
+    ]
+
+    approvals = await asyncio.gather(
+        *(
+            client.post("/consent", data=form_fields(page.text) | {"decision": "allow"})
+            for page in pages
+        )
+    )
+
+    for approval in approvals:
+        assert redirected_to_client(approval)["code"]
+    async with runtime.db.transaction() as session:
+        granted = await consents.granted_accounts(session, ana.id, CLIENT_ID)
+    assert granted == {globex.id, initech.id} | ({acme.id} if existing else set())

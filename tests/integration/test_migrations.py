@@ -412,6 +412,48 @@ async def test_clients_stopped_before_0018_refuse_their_own_tokens_issued_until_
         await engine.dispose()
 
 
+async def test_consents_from_before_0019_keep_their_scopes_and_name_no_account(
+    settings: Settings,
+) -> None:
+    """They then cover requests without an account only: the user is asked once more. An
+    account named later goes with the account."""
+    before = ScriptDirectory.from_config(migrate.alembic_config(settings))
+    await asyncio.to_thread(migrate.upgrade, settings, before.get_revision("0019").down_revision)
+    users, clients = metadata.tables["users"], metadata.tables["oauth_clients"]
+    accounts, consents = metadata.tables["accounts"], metadata.tables["consents"]
+    consent_accounts = metadata.tables["consent_accounts"]
+    now = utcnow()
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            user_id = await connection.scalar(
+                insert(users).values(email="ada@example.com").returning(users.c.id)
+            )
+            await connection.execute(insert(clients).values(client_id="app", name="App"))
+            consent = {"user_id": user_id, "client_id": "app", "scope": "openid profile"}
+            consent_id = await connection.scalar(
+                insert(consents)
+                .values(consent | {"created_at": now, "updated_at": now})
+                .returning(consents.c.id)
+            )
+        await asyncio.to_thread(migrate.upgrade, settings)
+        async with engine.begin() as connection:
+            assert (await connection.execute(select(consents.c.scope))).scalars().all() == [
+                "openid profile"
+            ]
+            assert (await connection.execute(select(consent_accounts))).all() == []
+            account_id = await connection.scalar(
+                insert(accounts).values(name="Acme", created_at=now).returning(accounts.c.id)
+            )
+            await connection.execute(
+                insert(consent_accounts).values(consent_id=consent_id, account_id=account_id)
+            )
+            await connection.execute(accounts.delete())
+            assert (await connection.execute(select(consent_accounts))).all() == []
+    finally:
+        await engine.dispose()
+
+
 async def test_the_index_of_urls_0012_built_as_released_gives_way_to_the_digests(
     settings: Settings,
 ) -> None:
