@@ -10,6 +10,8 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import Policy, default
@@ -109,6 +111,10 @@ class SmtpTransport:
         self._username = unquote(parts.username) if parts.username else None
         self._password = unquote(parts.password) if parts.password else None
         self._tls = ssl.create_default_context()
+        # A thread of its own: in asyncio's shared pool a conversation could wait behind
+        # unrelated work (webhook deliveries resolving host names) for longer than a lease.
+        # The sender hands over one message at a time, so one thread never keeps it waiting.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="smtp")
 
     def _client(self) -> smtplib.SMTP:
         """A client not yet connected, so the deadline's watchdog can reach its socket while
@@ -122,9 +128,14 @@ class SmtpTransport:
         client._host = self._host
         return client
 
-    def _send_blocking(self, message: EmailMessage, session: _Session) -> None:
-        client = self._client()
-        watchdog = _Watchdog(client, SMTP_DEADLINE_SECONDS)
+    def _send_blocking(self, message: EmailMessage, session: _Session, deadline: float) -> None:
+        client = self._client()  # here, not on the event loop: it looks up this host's name
+        left = deadline - time.monotonic()
+        if left <= 0:
+            # The deadline passed before this thread took the message up: another sender may
+            # hold it by now, and nothing may reach the server.
+            raise TimeoutError(f"the conversation could not begin within {SMTP_DEADLINE_SECONDS} s")
+        watchdog = _Watchdog(client, left)
         try:
             code, greeting = client.connect(self._host, self._port)
             watchdog.check()
@@ -159,9 +170,15 @@ class SmtpTransport:
 
     async def send(self, message: EmailMessage) -> None:
         session = _Session()
+        # The deadline runs from here, just after the dispatcher took its lease, not from
+        # when a thread begins the conversation: the message is handed over within the lease
+        # or not at all.
+        deadline = time.monotonic() + SMTP_DEADLINE_SECONDS
         try:
             # smtplib blocks; a slow mail server must not stall the event loop.
-            await asyncio.to_thread(self._send_blocking, message, session)
+            await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._send_blocking, message, session, deadline
+            )
         except (smtplib.SMTPException, OSError) as exc:
             raise TransportError(
                 f"{type(exc).__name__}: {exc}",

@@ -7,6 +7,7 @@ import ssl
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,6 +20,7 @@ from sqlalchemy import select, update
 
 from identity.clock import utcnow
 from identity.db.engine import Database, create_engine
+from identity.mail import dispatcher as mail_dispatcher
 from identity.mail import outbox, transport
 from identity.mail.dispatcher import BACKOFF, LEASE, MailDispatcher
 from identity.mail.models import OutgoingEmail
@@ -110,6 +112,34 @@ async def test_a_tls_handshake_that_trickles_is_cut_off_at_the_deadline(
 def test_the_lease_outlasts_a_whole_attempt() -> None:
     # The deadline counts from before connecting; as long again is left to record the result.
     assert LEASE.total_seconds() >= 2 * transport.SMTP_DEADLINE_SECONDS
+
+
+async def test_a_send_kept_waiting_for_a_thread_past_its_lease_is_not_made(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # smtplib ran in asyncio's shared thread pool, where webhook deliveries resolve their
+    # consumers' host names: a name whose DNS servers do not answer holds a thread for many
+    # seconds. A send queued there behind them began only then, and its deadline with it:
+    # it went out after its lease had run out, alongside the process that had taken the
+    # message over meanwhile.
+    monkeypatch.setattr(transport, "SMTP_DEADLINE_SECONDS", 1)
+    monkeypatch.setattr(mail_dispatcher, "LEASE", timedelta(seconds=2))
+    await _queue(db)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(1))
+    busy = threading.Event()
+    shared_pool_busy = loop.run_in_executor(None, busy.wait, 10)
+    with smtp_server() as (port, inbox):
+        url = f"smtp://127.0.0.1:{port}"
+        first = asyncio.create_task(MailDispatcher(db, SmtpTransport(url), "a@x.test").run_once())
+        await asyncio.sleep(2.5)  # the first's lease runs out
+        second = asyncio.create_task(MailDispatcher(db, SmtpTransport(url), "a@x.test").run_once())
+        await asyncio.sleep(0.2)
+        busy.set()
+        await asyncio.wait_for(asyncio.gather(first, second, shared_pool_busy), timeout=10)
+    assert len(inbox.messages) == 1
+    (row,) = await _rows(db)
+    assert row.sent_at is not None
 
 
 class _RudeGoodbye(Inbox):
