@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import smtplib
 import socket
@@ -301,6 +302,20 @@ def _file_policy(message: EmailMessage) -> Policy:
     return message.policy if ascii_only else message.policy.clone(utf8=True)
 
 
+def _sync_folder(folder: Path) -> None:
+    """Put the folder's entries on the disk: a renamed file's new name is held there."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # A file system that cannot sync a folder (some network ones) keeps its entries as
+        # it may: failing every message over it would only give them all up.
+        if exc.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(fd)
+
+
 class OutboxTransport:
     """One ``.eml`` file per message, written whole (temporary file, then rename)."""
 
@@ -314,7 +329,12 @@ class OutboxTransport:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(message.as_bytes(policy=_file_policy(message)))
+                # On the disk before it takes its name and the message is recorded as sent: a
+                # power cut could otherwise leave an empty file, never written again.
+                handle.flush()
+                os.fsync(handle.fileno())
             os.replace(temporary, self._folder / f"{name}.eml")
+            _sync_folder(self._folder)
         except BaseException:
             # A full disk would otherwise keep a part of the message (its link too) at every
             # attempt.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import threading
 import time
@@ -333,6 +334,30 @@ async def test_without_smtp_each_message_is_one_eml_file(db: Database, tmp_path:
     assert "To: ana@example.com" in text
     assert "multipart/alternative" in text
     assert not list(folder.glob(".tmp-*"))
+
+
+async def test_an_eml_file_is_on_disk_before_its_message_is_marked_sent(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file was renamed into place unsynced while the database recorded the message as
+    # sent (a commit, synced): after a power cut the file could be empty or missing, for a
+    # message never written again. Its content must reach the disk before it takes its
+    # name, and the folder's entry for it after.
+    synced: list[tuple[str, int]] = []
+    fsync = os.fsync
+
+    def recorded(fd: int) -> None:
+        fsync(fd)
+        synced.append((Path(os.readlink(f"/proc/self/fd/{fd}")).name, os.fstat(fd).st_size))
+
+    monkeypatch.setattr(os, "fsync", recorded)
+    await _queue(db)
+    folder = tmp_path / "mail"
+    assert await MailDispatcher(db, OutboxTransport(folder), "a@x.test").run_once() == 1
+    (written,) = folder.glob("*.eml")
+    (temporary, size), (entry, _) = synced
+    assert temporary.startswith(".tmp-") and size == written.stat().st_size
+    assert entry == folder.name
 
 
 async def test_a_backlog_larger_than_a_batch_goes_out_in_one_run(
