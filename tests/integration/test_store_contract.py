@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import random
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -356,3 +357,43 @@ async def test_a_full_limit_still_counts_new_subjects_and_keeps_the_highest_coun
         for _ in range(5):
             await limiter.hit(flooded, f"outcounting{n}")
     assert (await limiter.hit(flooded, "attacked")).count == 1
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_memory_store_byte_count_is_the_size_of_the_values_it_holds(seed: int) -> None:
+    # ``_bytes`` decides when values are dropped: one that drifts from the values really held
+    # either drops sign-ins for nothing or lets memory grow past its bound. Every method, with
+    # expiry and both kinds of eviction, on values and counters sharing keys.
+    rng = random.Random(seed)
+    now = [0.0]
+    store = MemoryStore(clock=lambda: now[0], max_items=20, max_bytes=2_000)
+    values = [f"v:{i}" for i in range(30)]
+    # Counts outside ``COUNTER_PREFIX`` are values like any other; incr and decr only on these.
+    counts = [f"n:{i}" for i in range(10)] + [f"rl:lim:{i}" for i in range(5)]
+    for _ in range(2_000):
+        operation = rng.randrange(8)
+        key = rng.choice(counts if operation in (4, 5) else values + counts)
+        if operation in (0, 1) and key in counts:
+            key = rng.choice(values)
+        value = b"x" * rng.choice([0, 1, 5, 50, 300, 1_900])
+        if operation == 0:
+            await store.set(key, value, ttl=rng.randint(1, 20))
+        elif operation == 1:
+            await store.add(key, value, ttl=rng.randint(1, 20))
+        elif operation == 2:
+            await store.consume(key)
+        elif operation == 3:
+            await store.delete(key)
+        elif operation == 4:
+            await store.incr(key, ttl=rng.randint(1, 20))
+        elif operation == 5:
+            await store.decr(key)
+        elif operation == 6:
+            await store.get(key)
+        else:
+            now[0] += rng.choice([0.5, 3, 10])
+        assert store._bytes == sum(len(value) for value, _ in store._items.values())
+        assert store._bytes <= 2_000
+        assert len(store._items) <= 20
+    await store.close()
+    assert store._bytes == 0
