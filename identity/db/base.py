@@ -68,14 +68,17 @@ def now_column() -> Mapped[datetime]:
 DIGEST = String(64)
 
 
-def waiting_index(table: str, done: str) -> Index:
+def waiting_index(table: str, done: str, per: str | None = None) -> Index:
     """The index background senders find due work by (``identity.db.work_queue``): next
     attempt times of the rows neither ``done`` nor given up. Finished rows are kept a day for
-    operators with their old times, first in a full index: every poll would read them all."""
+    operators with their old times, first in a full index: every poll would read them all.
+    With ``per``, the times of each value of that column apart: each one's due work is then
+    a range of its own, read without passing the others'."""
     where = text(f"{done} IS NULL AND failed_at IS NULL")
-    return Index(
-        f"ix_{table}_waiting", "next_attempt_at", postgresql_where=where, sqlite_where=where
-    )
+    name, columns = f"ix_{table}_waiting", ["next_attempt_at"]
+    if per is not None:
+        name, columns = f"{name}_per_{per}", [per, *columns]
+    return Index(name, *columns, postgresql_where=where, sqlite_where=where)
 
 
 def sparse_index(table: str, column: str) -> Index:

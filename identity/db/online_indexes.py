@@ -28,15 +28,17 @@ def create(indexes: Sequence[tuple[str, str]], *, sparse: bool = False) -> None:
             )
 
 
-def create_one(name: str, table: str, column: str, where: str | None = None) -> None:
-    """One index on ``column``, of only the rows ``where`` holds for when given; inside an
-    ``autocommit_block``."""
+def create_one(
+    name: str, table: str, columns: str | Sequence[str], where: str | None = None
+) -> None:
+    """One index on ``columns`` (one column, or several in order), of only the rows ``where``
+    holds for when given; inside an ``autocommit_block``."""
     _drop_if_invalid(name)
     condition = sa.text(where) if where else None
     op.create_index(
         name,
         table,
-        [column],
+        [columns] if isinstance(columns, str) else list(columns),
         unique=False,
         if_not_exists=True,
         postgresql_concurrently=True,

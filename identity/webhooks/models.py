@@ -51,7 +51,12 @@ class WebhookEvent(Base):
 
 class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (waiting_index("webhook_deliveries", "delivered_at"),)
+    __table_args__ = (
+        waiting_index("webhook_deliveries", "delivered_at"),
+        # ``due`` takes each subscription's first due deliveries, however large another's
+        # backlog.
+        waiting_index("webhook_deliveries", "delivered_at", per="subscription_id"),
+    )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     event_id: Mapped[uuid.UUID] = mapped_column(

@@ -6,9 +6,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -183,42 +183,83 @@ async def record_event(session: AsyncSession, event: WebhookEvent) -> None:
     await session.flush()
 
 
-# How many of the longest-waiting deliveries ``due`` shares out in turns.
-CANDIDATES = 1000
-
-
 async def due(session: AsyncSession, now: datetime, limit: int) -> Sequence[uuid.UUID]:
     """The ids of up to ``limit`` deliveries due now, taken in turns: each subscription's
     longest waiting, then each one's second, and so on. A subscription with a backlog (a role
     change reaching thousands of members) then leaves room in every batch for the others'
-    deliveries, however much older its own are, yet fills a batch when it alone has any due.
-    Each subscription's own come in the order they became due, events in the order they
-    occurred where that ties (deliveries deferred together, see ``defer``)."""
-    # Turns are taken among the CANDIDATES longest waiting, read through the due index:
-    # ranking every due delivery would sort a whole backlog (100,000 after a role change
-    # reaching as many members) for each batch. A down consumer's backlog leaves that window
-    # at its first batch without an answer (``defer``).
-    waiting = work_queue.longest_waiting(
-        WebhookDelivery, WebhookDelivery.delivered_at, now, CANDIDATES
+    deliveries, however much older and more its own are, yet fills a batch when it alone has
+    any due. Each subscription's own come in the order they became due, events in the order
+    they occurred where that ties (deliveries deferred together, see ``defer``)."""
+    # Turns are taken among every subscription with work due, from the first ``limit`` of
+    # each: no more can come out of one. Each is a range of the per-subscription due index,
+    # so a batch reads (subscriptions x limit) rows whatever the backlogs, where ranking every
+    # due delivery would sort a whole backlog (100,000 after a role change). A window of the
+    # longest waiting of all subscriptions together would be filled by one backlog that keeps
+    # being retried (a consumer answering errors), holding the others until it was tried whole.
+    subscriptions = await _with_work_due(session, now)
+    if not subscriptions:
+        return []
+    firsts = union_all(*(_first_due(s, now, limit) for s in subscriptions)).subquery()
+    in_order = (firsts.c.next_attempt_at, firsts.c.occurred_at, firsts.c.id)
+    ranked = select(
+        *in_order,
+        func.row_number()
+        .over(partition_by=firsts.c.subscription_id, order_by=in_order)
+        .label("turn"),
     ).subquery()
-    in_order = (waiting.c.next_attempt_at, WebhookEvent.occurred_at, waiting.c.id)
-    ranked = (
-        select(
-            waiting.c.id,
-            func.row_number()
-            .over(partition_by=waiting.c.subscription_id, order_by=in_order)
-            .label("turn"),
-            *in_order[:2],
-        )
-        .join(WebhookEvent, waiting.c.event_id == WebhookEvent.id)
-        .subquery()
-    )
     result = await session.scalars(
         select(ranked.c.id)
         .order_by(ranked.c.turn, ranked.c.next_attempt_at, ranked.c.occurred_at, ranked.c.id)
         .limit(limit)
     )
     return result.all()
+
+
+def _due_to(
+    subscription_id: ColumnElement[uuid.UUID] | uuid.UUID, now: datetime
+) -> tuple[ColumnElement[bool], ...]:
+    """The subscription's deliveries leasable now: a range of its due index."""
+    return (
+        WebhookDelivery.subscription_id == subscription_id,
+        *work_queue.leasable(WebhookDelivery, WebhookDelivery.delivered_at, now),
+    )
+
+
+async def _with_work_due(session: AsyncSession, now: datetime) -> Sequence[uuid.UUID]:
+    """The subscriptions with a delivery due now, each asked of its first in the due index
+    (subscriptions are tens, their backlogs up to hundreds of thousands)."""
+    # Its first in due order, not EXISTS: PostgreSQL answered EXISTS through the index of
+    # all the subscription's deliveries, reading through a day of delivered ones.
+    first = (
+        select(WebhookDelivery.next_attempt_at)
+        .where(*_due_to(WebhookSubscription.id, now))
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(1)
+        .scalar_subquery()
+    )
+    statement = (
+        select(WebhookSubscription.id).where(first.is_not(None)).order_by(WebhookSubscription.id)
+    )
+    return (await session.scalars(statement)).all()
+
+
+def _first_due(subscription_id: uuid.UUID, now: datetime, limit: int) -> Select[Any]:
+    """The subscription's first ``limit`` deliveries due now, in their order."""
+    first = (
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.subscription_id,
+            WebhookDelivery.next_attempt_at,
+            WebhookEvent.occurred_at,
+        )
+        .join(WebhookEvent, WebhookDelivery.event_id == WebhookEvent.id)
+        .where(*_due_to(subscription_id, now))
+        .order_by(WebhookDelivery.next_attempt_at, WebhookEvent.occurred_at, WebhookDelivery.id)
+        .limit(limit)
+        .subquery()
+    )
+    # Selected from as a subquery: SQLite takes no LIMIT on a part of a UNION itself.
+    return select(first)
 
 
 async def defer(

@@ -454,6 +454,28 @@ async def test_consents_from_before_0019_keep_their_scopes_and_name_no_account(
         await engine.dispose()
 
 
+async def test_the_per_subscription_index_0020_built_before_a_run_stopped_is_kept(
+    settings: Settings,
+) -> None:
+    """On PostgreSQL 0020 builds its index outside the revision's transaction: a run
+    stopped after the build, before 0020 was recorded, must finish when run again."""
+    await asyncio.to_thread(migrate.upgrade, settings, "0019")
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "CREATE INDEX ix_webhook_deliveries_waiting_per_subscription_id"
+                    " ON webhook_deliveries (subscription_id, next_attempt_at)"
+                    " WHERE delivered_at IS NULL AND failed_at IS NULL"
+                )
+            )
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(migrate.upgrade, settings)
+    assert await _inspect(settings, _differences) == []
+
+
 async def test_the_index_of_urls_0012_built_as_released_gives_way_to_the_digests(
     settings: Settings,
 ) -> None:

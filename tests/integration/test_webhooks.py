@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from identity.accounts import self_service
 from identity.accounts.service import enable_user
@@ -622,6 +622,62 @@ async def test_a_down_consumer_with_a_backlog_does_not_hold_up_the_others(
     assert sum(row.attempts for row in waiting) == 10
     assert all(row.delivered_at is None and row.failed_at is None for row in waiting)
     assert min(row.next_attempt_at for row in waiting) > utcnow()
+
+
+# More than the 1,000 longest-waiting deliveries ``due`` once took turns among.
+LARGE_BACKLOG = 1_100
+
+
+async def queue_backlog(runtime: Runtime, subscription: dict[str, Any], count: int) -> None:
+    """``count`` events for the subscription alone, older than any emitted after; inserted
+    in bulk, as emitting each would take seconds."""
+    now = utcnow()
+    rows = [
+        (uuid.uuid4(), now - timedelta(hours=1) + timedelta(milliseconds=k)) for k in range(count)
+    ]
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            insert(WebhookEvent),
+            [
+                {"id": i, "type": events.MEMBER_REMOVED, "occurred_at": at, "body": "{}"}
+                for i, at in rows
+            ],
+        )
+        await session.execute(
+            insert(WebhookDelivery),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "event_id": i,
+                    "subscription_id": uuid.UUID(subscription["id"]),
+                    "attempts": 0,
+                    "next_attempt_at": at,
+                }
+                for i, at in rows
+            ],
+        )
+
+
+async def test_a_consumer_answering_errors_with_a_large_backlog_does_not_hold_up_the_others(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver
+) -> None:
+    """A consumer that answers (500 here) is not deferred as a silent one is, so its backlog
+    stays due. Turns were taken only among the 1,000 longest-waiting deliveries, which its
+    backlog filled: the other consumer's event waited until all of it had been tried once
+    (after a role change reaching 100,000 members, thousands of batches)."""
+    with Receiver(status=500).running() as failing:
+        busy = await subscribe(client, quiet, failing.url)
+        await queue_backlog(quiet, busy, LARGE_BACKLOG)
+        await subscribe(client, quiet, receiver.url)
+        async with quiet.db.transaction() as session:
+            await members.remove_member(
+                session, SYSTEM, *await member_of_new_account(quiet), utcnow()
+            )
+
+        assert await quiet.webhooks.run_batch() == (1, dispatcher.BATCH)
+
+    assert len(receiver.requests) == 1
+    assert len(failing.requests) == dispatcher.BATCH - 1
 
 
 async def test_a_down_consumer_s_backlog_keeps_its_order_and_arrives_whole_once_back(
