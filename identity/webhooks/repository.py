@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, delete, func, select, union_all, update
+from sqlalchemy import ColumnElement, Select, delete, func, literal, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -243,18 +243,32 @@ async def _with_work_due(session: AsyncSession, now: datetime) -> Sequence[uuid.
     return (await session.scalars(statement)).all()
 
 
+# How many of one subscription's longest waiting deliveries ``_first_due`` puts in event
+# order. A consumer back from a deferral has its whole backlog due at one time, and ordering
+# all of it by event, a join and a sort of 100,000 rows, took a quarter of a second for each
+# batch of 20; the window is read straight from the index, and deliveries are inserted as
+# their events occur, so it holds the earliest of them.
+WINDOW = 1000
+
+
 def _first_due(subscription_id: uuid.UUID, now: datetime, limit: int) -> Select[Any]:
     """The subscription's first ``limit`` deliveries due now, in their order."""
+    window = (
+        select(WebhookDelivery.id, WebhookDelivery.event_id, WebhookDelivery.next_attempt_at)
+        .where(*_due_to(subscription_id, now))
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(WINDOW)
+        .subquery()
+    )
     first = (
         select(
-            WebhookDelivery.id,
-            WebhookDelivery.subscription_id,
-            WebhookDelivery.next_attempt_at,
+            window.c.id,
+            literal(subscription_id).label("subscription_id"),
+            window.c.next_attempt_at,
             WebhookEvent.occurred_at,
         )
-        .join(WebhookEvent, WebhookDelivery.event_id == WebhookEvent.id)
-        .where(*_due_to(subscription_id, now))
-        .order_by(WebhookDelivery.next_attempt_at, WebhookEvent.occurred_at, WebhookDelivery.id)
+        .join(WebhookEvent, window.c.event_id == WebhookEvent.id)
+        .order_by(window.c.next_attempt_at, WebhookEvent.occurred_at, window.c.id)
         .limit(limit)
         .subquery()
     )
