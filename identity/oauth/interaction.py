@@ -37,6 +37,9 @@ class Flow:
     # A flow with no authorization request: after sign-in the browser goes back to this
     # local path (a hosted page such as /account/users that needed a signed-in user).
     return_to: str | None = None
+    # Read from the store (not written with it): saving it again stores no new flow, which is
+    # what a client address is limited in (web/authorization.py NEW_FLOWS).
+    stored: bool = False
 
     def dumps(self) -> bytes:
         return json.dumps(
@@ -62,6 +65,7 @@ class Flow:
             user_chose=data.get("user_chose", False),
             consent_account_id=data.get("consent_account_id"),
             return_to=data.get("return_to"),
+            stored=True,
         )
 
 

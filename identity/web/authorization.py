@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
 from identity.db.engine import DatabaseUnavailable
+from identity.errors import RateLimited
 from identity.oauth import account_selection, authorize
 from identity.oauth.account_selection import Selection, select_account
 from identity.oauth.authorize import Interaction, Step, ValidRequest
@@ -41,18 +42,31 @@ from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
 from identity.sessions.service import Established
 from identity.store.base import StoreUnavailable
+from identity.store.rate_limit import Limit
 from identity.tokens import consents
 from identity.tokens.codes import insert_code, is_unredeemed
 from identity.tokens.models import AuthorizationCode
 from identity.tokens.subjects import active_user
 from identity.web import cookies, repeated_posts
+from identity.web.client_ip import of_request, rate_subject
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import page_locale, read_form
 from identity.web.rendering import error_page, locale_for
+from identity.web.retry_after import retry_after
 
 log = logging.getLogger(__name__)
 # Where a user with several accounts picks the one this authorization is for.
 ACCOUNT_PAGE = "/login/account"
+# New pending sign-ins (flows) one client address may open (IPv6: its /64). Each is kept
+# FLOW_TTL (15 minutes) in the store that also holds the rate-limit counters: unbounded, one
+# client knowing a client_id and its redirect URI (both public) stored ~500 a second, a
+# gigabyte of Redis in under a minute. 15 minutes meet at most three 10-minute windows, so
+# an address holds at most 1,800 flows: about 1 MB of usual ones (~570 bytes), 74 MB of the
+# longest (~41 KB, every parameter at its length limit). An office of hundreds behind one NAT
+# signing in around 9 am starts one a second at most; a flow saved again (the login, picker
+# and consent pages resuming it) or an answer given at once (a code, prompt=none) stores no
+# new one and is not counted.
+NEW_FLOWS = Limit("flows-new", max=600, window=600)
 
 
 def _given(params: dict[str, str | None]) -> list[tuple[str, str]]:
@@ -298,6 +312,7 @@ async def _return_to(
 
 
 async def sign_in_then(
+    request: Request[Any, Any, Any],
     runtime: Runtime,
     return_to: str,
     *,
@@ -306,12 +321,27 @@ async def sign_in_then(
 ) -> Response[Any]:
     """For a hosted page that needs a signed-in user: to the login page (in ``ui_locales``,
     the email filled in with ``login_hint``), and back to ``return_to`` (a local path, in
-    ``ui_locales`` too) once signed in."""
+    ``ui_locales`` too) once signed in. A 429 page instead when the browser's address has
+    opened NEW_FLOWS sign-ins already."""
     wanted = {"login_hint": login_hint, "ui_locales": ui_locales}
     params = {name: value for name, value in wanted.items() if value}
     flow = Flow(authorize.AuthorizationRequest(params), return_to=return_to)
-    await FlowStore(runtime.store).save(flow)
+    try:
+        await _open(request, runtime, flow)
+    except RateLimited as exc:
+        locale = locale_for(request, ui_locales)
+        page = error_page(request, runtime, "error.too_many_sign_ins", locale=locale, status=429)
+        page.headers.update(retry_after(exc))
+        return page
     return redirect(f"/login?{urlencode({'flow': flow.id})}")
+
+
+async def _open(request: Request[Any, Any, Any], runtime: Runtime, flow: Flow) -> None:
+    """Store a new flow, counted against the client's address: ``RateLimited`` beyond
+    NEW_FLOWS, and then nothing is stored."""
+    address = rate_subject(of_request(request, runtime.settings.trusted_proxies))
+    await runtime.limiter.spend(NEW_FLOWS, address, "Too many sign-ins started; try again later.")
+    await FlowStore(runtime.store).save(flow)
 
 
 def flow_locale(request: Request[Any, Any, Any], flow: Flow | None) -> str:
@@ -477,7 +507,13 @@ async def proceed(
         return redirect(location, response_cookies)
     if step is Step.CONSENT:
         flow.consent_account_id = _flow_value(account_id)
-    await flows.save(flow)
+    try:
+        await (flows.save(flow) if flow.stored else _open(request, runtime, flow))
+    except RateLimited:
+        # RFC 6749 §4.1.2.1: the server is "temporarily overloaded"; the client may retry.
+        busy = TemporarilyUnavailableError("Too many sign-ins started; try again later.")
+        error = authorize.redirectable(busy, valid.redirect_uri, valid.state)
+        return error_response(request, runtime, error, locale, response_cookies)
     page = {Step.LOGIN: "/login", Step.ACCOUNT: ACCOUNT_PAGE, Step.CONSENT: "/consent"}[step]
     return redirect(f"{page}?{urlencode({'flow': flow.id})}", response_cookies)
 

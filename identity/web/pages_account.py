@@ -87,6 +87,8 @@ class Posted:
     now: datetime
     # The visitor, from where they are: who the audit log says made a change.
     actor: Actor
+    # The post itself: a visitor signed out meanwhile is sent to sign in from its address.
+    request: Request[Any, Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +161,7 @@ async def _security_page(
         visitor = await _visitor(session, request, runtime, now)
         if visitor is None:
             # Signed out meanwhile: another tab's sign-out, or a password reset.
-            return await sign_in_then(runtime, PATH, ui_locales=locale)
+            return await sign_in_then(request, runtime, PATH, ui_locales=locale)
         user_id = visitor.user.id
         left = await shown_once.take(runtime, shown, user_id) or {}
         secret = None
@@ -229,11 +231,11 @@ async def _admitted(
     """The post of a signed-in visitor with a valid CSRF token, or the answer to any other."""
     visitor = await _visitor(session, request, runtime, now)
     if visitor is None:
-        return await sign_in_then(runtime, PATH, ui_locales=locale)
+        return await sign_in_then(request, runtime, PATH, ui_locales=locale)
     if refused := refusal(request, runtime, form, visitor.user.id):
         return Outcome(message_id=refused.message_id, status=refused.status)
     actor = page_actor(request, runtime, visitor.user.id)
-    return Posted(runtime, visitor, form, locale, now, actor)
+    return Posted(runtime, visitor, form, locale, now, actor, request)
 
 
 async def _act(
@@ -412,7 +414,7 @@ async def _change_email(posted: Posted) -> Outcome | Response[Any]:
         )
     if pending is None:
         # Signed out (or disabled) while the password was checked: nothing was sent.
-        return await sign_in_then(runtime, PATH, ui_locales=posted.locale)
+        return await sign_in_then(posted.request, runtime, PATH, ui_locales=posted.locale)
     # As stored (no stray capitals) and as people write it, as every page shows an address.
     return Outcome(notice_id="security.email_sent", notice_values={"email": shown_email(pending)})
 

@@ -358,7 +358,7 @@ async def users_page(
     async with runtime.db.transaction() as session:
         user = await _signed_in(session, request, runtime, utcnow())
     if user is None:
-        return await sign_in_then(runtime, users_url(account_id), ui_locales=locale)
+        return await sign_in_then(request, runtime, users_url(account_id), ui_locales=locale)
     return await _users_page(request, runtime, user, account_id, locale, done=done)
 
 
@@ -438,7 +438,7 @@ async def _change(
     async with runtime.db.transaction() as session:
         user = await _signed_in(session, request, runtime, now)
     if user is None:
-        return await sign_in_then(runtime, users_url(account_id), ui_locales=locale)
+        return await sign_in_then(request, runtime, users_url(account_id), ui_locales=locale)
     # On a refused invitation the form comes back filled in, so nothing is typed twice.
     invite = (
         {
@@ -805,7 +805,7 @@ async def _accept_page(
         mode = "confirm" if normalise_email(user.email) == invitation.email else "wrong_user"
     elif registered:
         return await sign_in_then(
-            runtime, _accept_url(token), login_hint=invitation.email, ui_locales=locale
+            request, runtime, _accept_url(token), login_hint=invitation.email, ui_locales=locale
         )
     else:
         mode = "new"

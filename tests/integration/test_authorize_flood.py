@@ -1,0 +1,194 @@
+"""Pending sign-ins (flows) one client address may open: /authorize and the hosted pages store
+one for 15 minutes in the shared store, and a client that knows one client_id and redirect
+URI (both public) could otherwise fill Redis with them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from litestar import Litestar
+from redis.asyncio import Redis
+
+from identity.runtime import Runtime
+from identity.store.memory import MemoryStore
+from identity.store.rate_limit import Limit
+from identity.web import authorization
+from tests.browser import (
+    PASSWORD,
+    add_oauth_client,
+    add_user,
+    approve_consent,
+    authorize_params,
+    form_fields,
+    redirected_to_client,
+    sign_in,
+)
+from tests.integration.account_helpers import add_member, make_account
+from tests.integration.oauth_helpers import make_user
+from tests.integration.page_helpers import posted_twice
+
+MAX = 3
+SECURITY = "/account/security"
+
+
+@pytest.fixture(autouse=True)
+def few_flows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        authorization, "NEW_FLOWS", Limit("flows-new", max=MAX, window=600), raising=False
+    )
+
+
+@pytest.fixture
+async def other_address(
+    app: Litestar, client: httpx.AsyncClient
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser at another address than ``client``'s, on the same app."""
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 50001))
+    async with httpx.AsyncClient(transport=transport, base_url=str(client.base_url)) as other:
+        yield other
+
+
+async def stored_flows(runtime: Runtime) -> int:
+    """How many pending sign-ins the store holds."""
+    settings = runtime.settings
+    if settings.redis_url is None:
+        assert isinstance(runtime.store, MemoryStore)
+        return sum(key.startswith("flow:") for key in runtime.store._items)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        pattern = f"{settings.redis_key_prefix}flow:*"
+        return len([key async for key in redis.scan_iter(match=pattern, count=500)])
+    finally:
+        await redis.aclose()
+
+
+async def open_flows(http: httpx.AsyncClient, count: int, **overrides: str) -> None:
+    for _ in range(count):
+        response = await http.get("/authorize", params=authorize_params(**overrides))
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/login?flow="), response.headers
+
+
+async def test_new_flows_beyond_the_limit_go_back_to_the_client_temporarily_unavailable(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    await add_oauth_client(runtime)
+    await open_flows(client, MAX)
+
+    refused = await client.get("/authorize", params=authorize_params(state="s-42"))
+
+    answer = redirected_to_client(refused)
+    assert answer["error"] == "temporarily_unavailable"
+    assert answer["state"] == "s-42"
+    assert answer["iss"] == runtime.settings.issuer
+    assert await stored_flows(runtime) == MAX
+
+
+async def test_an_unknown_client_still_gets_the_error_page_beyond_the_limit(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Nothing is redirected before the redirect URI is verified, limit or not."""
+    await add_oauth_client(runtime)
+    await open_flows(client, MAX)
+
+    response = await client.get("/authorize", params=authorize_params(client_id="nobody"))
+
+    assert response.status_code == 400 and "location" not in response.headers
+
+
+async def test_another_address_still_opens_flows(
+    client: httpx.AsyncClient, runtime: Runtime, other_address: httpx.AsyncClient
+) -> None:
+    await add_oauth_client(runtime)
+    await open_flows(client, MAX)
+
+    await open_flows(other_address, 1)
+
+    assert await stored_flows(runtime) == MAX + 1
+
+
+async def test_answers_given_at_once_do_not_count(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A signed-in browser that gets its code straight away (or login_required for
+    prompt=none) stores nothing, and is not refused however often it asks."""
+    await add_user(runtime)
+    await add_oauth_client(runtime, first_party=True)
+    redirected_to_client(await sign_in(client))  # the one flow counted
+
+    for _ in range(MAX + 1):
+        assert "code" in redirected_to_client(
+            await client.get("/authorize", params=authorize_params())
+        )
+        silent = authorize_params(prompt="none")
+        assert "code" in redirected_to_client(await client.get("/authorize", params=silent))
+
+    await open_flows(client, MAX - 1, prompt="login")  # new flows, up to the limit
+    assert await stored_flows(runtime) == MAX - 1
+    refused = await client.get("/authorize", params=authorize_params(prompt="login"))
+    assert redirected_to_client(refused)["error"] == "temporarily_unavailable"
+
+
+async def test_a_flow_saved_again_does_not_count(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signing in (twice, a double click), picking an account and consenting each store the
+    same flow again: with room for one new flow, the sign-in still ends with a code."""
+    monkeypatch.setattr(
+        authorization, "NEW_FLOWS", Limit("flows-new", max=1, window=600), raising=False
+    )
+    await add_oauth_client(runtime)
+    ana = await add_user(runtime)
+    await make_account(runtime, ana, "Acme")
+    globex = await make_account(runtime, await make_user(runtime), "Globex")
+    await add_member(runtime, globex, ana, ["invoices"])
+
+    page = await client.get("/authorize", params=authorize_params())
+    login = await client.get(page.headers["location"])
+    fields = form_fields(login.text) | {"email": ana.email, "password": PASSWORD}
+    _, signed_in = await posted_twice(client, "/login", fields)
+    assert signed_in.headers["location"].startswith("/login/account?flow="), signed_in.text
+    picker = await client.get(signed_in.headers["location"])
+    picked = await client.post(
+        "/login/account", data=form_fields(picker.text) | {"account_id": str(globex.id)}
+    )
+    assert picked.headers["location"].startswith("/consent?flow="), picked.text
+
+    assert "code" in redirected_to_client(await approve_consent(client, picked.headers["location"]))
+
+
+async def test_hosted_pages_refuse_new_sign_ins_beyond_the_limit_with_a_429_page(
+    client: httpx.AsyncClient, runtime: Runtime, other_address: httpx.AsyncClient
+) -> None:
+    for _ in range(MAX):
+        to_login = await client.get(SECURITY)
+        assert to_login.headers["location"].startswith("/login?flow=")
+
+    refused = await client.get(SECURITY)
+
+    assert refused.status_code == 429
+    assert refused.headers["content-type"].startswith("text/html")
+    assert 0 < int(refused.headers["retry-after"]) <= 600
+    assert "Too many sign-ins" in refused.text
+    assert await stored_flows(runtime) == MAX
+    # Spanish too, and another address is not affected.
+    spanish = await client.get(SECURITY, headers={"accept-language": "es"})
+    assert spanish.status_code == 429 and "Demasiados" in spanish.text
+    assert (await other_address.get(SECURITY)).headers["location"].startswith("/login?flow=")
+
+
+async def test_authorize_beyond_the_limit_keeps_the_fragment_for_a_fragment_client(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Only response_mode=query is supported, so a request asking for the fragment is refused
+    as invalid before any flow: the limit never has to answer it, and it still gets its
+    refusal in the fragment."""
+    await add_oauth_client(runtime)
+    await open_flows(client, MAX)
+
+    asked = authorize_params(response_mode="fragment")
+    answer = redirected_to_client(await client.get("/authorize", params=asked), fragment=True)
+
+    assert answer["error"] == "invalid_request"
