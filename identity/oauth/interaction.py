@@ -42,16 +42,22 @@ class Flow:
     stored: bool = False
 
     def dumps(self) -> bytes:
-        return json.dumps(
-            {
-                "request": self.request.to_json(),
-                "login_session_id": self.login_session_id,
-                "account_id": self.account_id,
-                "user_chose": self.user_chose,
-                "consent_account_id": self.consent_account_id,
-                "return_to": self.return_to,
-            }
-        ).encode()
+        data = {
+            "request": self.request.to_json(),
+            "login_session_id": self.login_session_id,
+            "account_id": self.account_id,
+            "user_chose": self.user_chose,
+            "consent_account_id": self.consent_account_id,
+            "return_to": self.return_to,
+        }
+        # UTF-8, not JSON's \uXXXX escapes: those spend 12 bytes on an emoji (6 on any other
+        # letter beyond ASCII) that UTF-8 writes in 4, and a flood of flows holds the store.
+        # Half a surrogate pair has no UTF-8: only an escape carries it, as before. ``loads``
+        # reads both, so flows saved by an earlier version still resume.
+        try:
+            return json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            return json.dumps(data).encode()
 
     @classmethod
     def loads(cls, flow_id: str, raw: bytes) -> Flow:

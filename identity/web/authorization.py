@@ -61,11 +61,11 @@ ACCOUNT_PAGE = "/login/account"
 # FLOW_TTL (15 minutes) in the store that also holds the rate-limit counters: unbounded, one
 # client knowing a client_id and its redirect URI (both public) stored ~500 a second, a
 # gigabyte of Redis in under a minute. 15 minutes meet at most three 10-minute windows, so
-# an address holds at most 1,800 flows: about 1 MB of usual ones (~570 bytes), 74 MB of the
-# longest (~41 KB, every parameter at its length limit). An office of hundreds behind one NAT
-# signing in around 9 am starts one a second at most; a flow saved again (the login, picker
-# and consent pages resuming it) or an answer given at once (a code, prompt=none) stores no
-# new one and is not counted.
+# an address holds at most 1,800 flows: about 1 MB of usual ones (~570 bytes), 23 MB of the
+# longest (~13 KB: a 32 KiB request head of emoji, stored as UTF-8). An office of hundreds
+# behind one NAT signing in around 9 am starts one a second at most; a flow saved again (the
+# login, picker and consent pages resuming it) or an answer given at once (a code,
+# prompt=none) stores no new one and is not counted.
 NEW_FLOWS = Limit("flows-new", max=600, window=600)
 
 
