@@ -362,6 +362,7 @@ class Settings:
     reset_limit_per_email: Rate = Rate(3, 30 * 60)
     reset_limit_per_ip: Rate = Rate(20, 3600)
     reset_limit_global: Rate = Rate(1000, 3600)
+    sign_in_limit_per_ip: Rate = Rate(600, 600)
     # How often each process deletes rows that can no longer matter (identity.housekeeping).
     housekeeping_interval: int = 600
     # How long sent (or given-up) emails and webhook deliveries stay for an operator to see.
@@ -490,6 +491,7 @@ class Settings:
             reset_limit_per_email=read("RESET_LIMIT_PER_EMAIL", parse_rate, Rate(3, 30 * 60)),
             reset_limit_per_ip=read("RESET_LIMIT_PER_IP", parse_rate, Rate(20, 3600)),
             reset_limit_global=read("RESET_LIMIT_GLOBAL", parse_rate, Rate(1000, 3600)),
+            sign_in_limit_per_ip=read("SIGN_IN_LIMIT_PER_IP", parse_rate, Rate(600, 600)),
             housekeeping_interval=read("HOUSEKEEPING_INTERVAL", parse_duration, 600),
             sent_retention=read("SENT_RETENTION", parse_duration, 86400),
         )

@@ -57,16 +57,17 @@ from identity.web.retry_after import retry_after
 log = logging.getLogger(__name__)
 # Where a user with several accounts picks the one this authorization is for.
 ACCOUNT_PAGE = "/login/account"
-# New pending sign-ins (flows) one client address may open (IPv6: its /64). Each is kept
-# FLOW_TTL (15 minutes) in the store that also holds the rate-limit counters: unbounded, one
-# client knowing a client_id and its redirect URI (both public) stored ~500 a second, a
-# gigabyte of Redis in under a minute. 15 minutes meet at most three 10-minute windows, so
-# an address holds at most 1,800 flows: about 1 MB of usual ones (~570 bytes), 23 MB of the
-# longest (~13 KB: a 32 KiB request head of emoji, stored as UTF-8). An office of hundreds
-# behind one NAT signing in around 9 am starts one a second at most; a flow saved again (the
-# login, picker and consent pages resuming it) or an answer given at once (a code,
-# prompt=none) stores no new one and is not counted.
-NEW_FLOWS = Limit("flows-new", max=600, window=600)
+# New pending sign-ins (flows) one client address may open (IPv6: its /64), per
+# IDENTITY_SIGN_IN_LIMIT_PER_IP. Each is kept FLOW_TTL (15 minutes) in the store that also
+# holds the rate-limit counters: unbounded, one client knowing a client_id and its redirect
+# URI (both public) stored ~500 a second, a gigabyte of Redis in under a minute. With the
+# default, 600 per 10 minutes, 15 minutes meet at most three windows, so an address holds at
+# most 1,800 flows: about 1 MB of usual ones (~570 bytes), 23 MB of the longest (~13 KB: a
+# 32 KiB request head of emoji, stored as UTF-8). An office of hundreds behind one NAT
+# signing in around 9 am starts one a second at most; a flow saved again (the login, picker
+# and consent pages resuming it) or an answer given at once (a code, prompt=none) stores no
+# new one and is not counted.
+NEW_FLOWS = "flows-new"
 
 
 def _given(params: dict[str, str | None]) -> list[tuple[str, str]]:
@@ -322,7 +323,7 @@ async def sign_in_then(
     """For a hosted page that needs a signed-in user: to the login page (in ``ui_locales``,
     the email filled in with ``login_hint``), and back to ``return_to`` (a local path, in
     ``ui_locales`` too) once signed in. A 429 page instead when the browser's address has
-    opened NEW_FLOWS sign-ins already."""
+    opened its IDENTITY_SIGN_IN_LIMIT_PER_IP of sign-ins already."""
     wanted = {"login_hint": login_hint, "ui_locales": ui_locales}
     params = {name: value for name, value in wanted.items() if value}
     flow = Flow(authorize.AuthorizationRequest(params), return_to=return_to)
@@ -338,9 +339,11 @@ async def sign_in_then(
 
 async def _open(request: Request[Any, Any, Any], runtime: Runtime, flow: Flow) -> None:
     """Store a new flow, counted against the client's address: ``RateLimited`` beyond
-    NEW_FLOWS, and then nothing is stored."""
+    IDENTITY_SIGN_IN_LIMIT_PER_IP, and then nothing is stored."""
     address = rate_subject(of_request(request, runtime.settings.trusted_proxies))
-    await runtime.limiter.spend(NEW_FLOWS, address, "Too many sign-ins started; try again later.")
+    rate = runtime.settings.sign_in_limit_per_ip
+    limit = Limit(NEW_FLOWS, rate.count, rate.window)
+    await runtime.limiter.spend(limit, address, "Too many sign-ins started; try again later.")
     await FlowStore(runtime.store).save(flow)
 
 

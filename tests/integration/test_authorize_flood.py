@@ -4,6 +4,7 @@ URI (both public) could otherwise fill Redis with them."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import httpx
@@ -13,9 +14,8 @@ from redis.asyncio import Redis
 
 from identity.oauth.interaction import FlowStore
 from identity.runtime import Runtime
+from identity.settings import Rate
 from identity.store.memory import MemoryStore
-from identity.store.rate_limit import Limit
-from identity.web import authorization
 from tests.browser import (
     PASSWORD,
     add_oauth_client,
@@ -34,11 +34,9 @@ MAX = 3
 SECURITY = "/account/security"
 
 
-@pytest.fixture(autouse=True)
-def few_flows(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        authorization, "NEW_FLOWS", Limit("flows-new", max=MAX, window=600), raising=False
-    )
+@pytest.fixture
+def env(env: dict[str, str]) -> dict[str, str]:
+    return env | {"IDENTITY_SIGN_IN_LIMIT_PER_IP": f"{MAX}/10m"}
 
 
 @pytest.fixture
@@ -137,9 +135,8 @@ async def test_a_flow_saved_again_does_not_count(
 ) -> None:
     """Signing in (twice, a double click), picking an account and consenting each store the
     same flow again: with room for one new flow, the sign-in still ends with a code."""
-    monkeypatch.setattr(
-        authorization, "NEW_FLOWS", Limit("flows-new", max=1, window=600), raising=False
-    )
+    one = dataclasses.replace(runtime.settings, sign_in_limit_per_ip=Rate(1, 600))
+    monkeypatch.setattr(runtime, "settings", one)
     await add_oauth_client(runtime)
     ana = await add_user(runtime)
     await make_account(runtime, ana, "Acme")

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from identity.settings import Settings, SettingsError
+from identity.settings import Rate, Settings, SettingsError
 
 
 def test_defaults_give_the_embedded_sqlite_database_in_the_data_folder(tmp_path: Path) -> None:
@@ -244,3 +244,11 @@ def test_an_issuer_in_capitals_is_written_as_clients_see_it_and_counts_as_https(
     settings = Settings.from_env({"IDENTITY_ISSUER": "HTTPS://ID.Example.COM:8443/Tenant/"})
     assert settings.issuer == "https://id.example.com:8443/Tenant"
     assert settings.https
+
+
+def test_the_sign_in_limit_per_address_is_a_count_per_period() -> None:
+    assert Settings.from_env({}).sign_in_limit_per_ip == Rate(600, 600)
+    raised = Settings.from_env({"IDENTITY_SIGN_IN_LIMIT_PER_IP": "5000/10m"})
+    assert raised.sign_in_limit_per_ip == Rate(5000, 600)
+    with pytest.raises(SettingsError, match="IDENTITY_SIGN_IN_LIMIT_PER_IP"):
+        Settings.from_env({"IDENTITY_SIGN_IN_LIMIT_PER_IP": "600"})
