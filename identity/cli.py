@@ -197,7 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("keys", help="manage token signing keys")
     key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    rotate = key_commands.add_parser("rotate", help="add a new signing key and make it current")
+    rotate = key_commands.add_parser(
+        "rotate",
+        help="add a new signing key, published at once, current IDENTITY_KEYS_REFRESH + 30 s later",
+    )
     rotate.add_argument("--alg", choices=("RS256", "ES256"), help="default: IDENTITY_SIGNING_ALG")
     rotate.set_defaults(handler=cmd_keys_rotate)
     retire = key_commands.add_parser("retire", help="remove a signing key from the JWKS")
@@ -207,13 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     users = commands.add_parser("users", help="manage users")
     user_commands = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
     create_user = user_commands.add_parser("create", help="create a verified user")
-    create_user.add_argument("--email", required=True)
+    create_user.add_argument("--email", required=True, help="the sign-in address")
     password = create_user.add_mutually_exclusive_group()
     password.add_argument("--password", help="visible in the process list; prefer --password-stdin")
     password.add_argument(
-        "--password-stdin", action="store_true", help="read the password from stdin"
+        "--password-stdin",
+        action="store_true",
+        help="read the password's first line from stdin (at a terminal: asked twice, not shown)",
     )
-    create_user.add_argument("--name", default="")
+    create_user.add_argument("--name", default="", help="the name shown to people (optional)")
     create_user.add_argument("--admin", action="store_true", help="staff administrator")
     create_user.set_defaults(handler=cmd_users_create)
 
@@ -222,10 +227,22 @@ def build_parser() -> argparse.ArgumentParser:
         dest="clients_command", metavar="ACTION", required=True
     )
     create_client = client_commands.add_parser("create", help="register an OAuth client")
-    create_client.add_argument("--name", required=True)
-    create_client.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris")
+    create_client.add_argument("--name", required=True, help="shown on the consent page")
     create_client.add_argument(
-        "--post-logout-redirect-uri", action="append", default=[], dest="post_logout_redirect_uris"
+        "--redirect-uri",
+        action="append",
+        default=[],
+        dest="redirect_uris",
+        metavar="URI",
+        help="repeatable; matched exactly",
+    )
+    create_client.add_argument(
+        "--post-logout-redirect-uri",
+        action="append",
+        default=[],
+        dest="post_logout_redirect_uris",
+        metavar="URI",
+        help="repeatable; where logout may send the browser back",
     )
     create_client.add_argument("--public", action="store_true", help="no secret; PKCE always")
     create_client.add_argument("--first-party", action="store_true", help="skip the consent page")
@@ -236,8 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("authorization_code", "refresh_token", "client_credentials"),
         help="repeatable; default authorization_code and refresh_token",
     )
-    create_client.add_argument("--scope", help='allowed scopes, e.g. "openid profile email"')
-    create_client.add_argument("--resource", action="append", default=[], dest="resources")
+    create_client.add_argument(
+        "--scope", help='allowed scopes, space-separated (default "openid profile email")'
+    )
+    create_client.add_argument(
+        "--resource",
+        action="append",
+        default=[],
+        dest="resources",
+        metavar="URI",
+        help="repeatable; a resource server the client may ask tokens for (RFC 8707)",
+    )
     create_client.add_argument(
         "--no-require-pkce", action="store_true", help="let a confidential client omit PKCE"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import shutil
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import select, text
 
 from identity import cli
+from identity.clients.service import DEFAULT_SCOPE
 from identity.db.engine import Database, create_engine
 from identity.keys.models import SigningKey
 from identity.settings import DEFAULT_POLICIES_DIR, Settings
@@ -26,6 +28,23 @@ def test_help_lists_the_commands(env: dict[str, str]) -> None:
     assert result.returncode == 0
     for command in ("serve", "migrate", "users", "clients", "keys"):
         assert command in result.stdout
+
+
+def _subcommand(parser: argparse.ArgumentParser, *path: str) -> argparse.ArgumentParser:
+    for name in path:
+        (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = commands.choices[name]
+    return parser
+
+
+def test_every_option_of_the_create_commands_says_what_it_takes() -> None:
+    # An option listed bare (--resource RESOURCES) left the operator to the README.
+    for path in (("users", "create"), ("clients", "create")):
+        command = _subcommand(cli.build_parser(), *path)
+        bare = [a.option_strings for a in command._actions if not a.help]
+        assert bare == [], (path, bare)
+    scope = _subcommand(cli.build_parser(), "clients", "create").format_help()
+    assert f'default "{DEFAULT_SCOPE}"' in " ".join(scope.split())
 
 
 def test_a_bad_setting_stops_with_one_sentence_naming_it(env: dict[str, str]) -> None:
