@@ -1,8 +1,8 @@
 """The authorization endpoint's rules: RFC 6749 §4.1, OIDC Core §3.1.2, RFC 7636, RFC 8707.
 
 A request is parsed once into an ``AuthorizationRequest``; ``validate`` runs the named checks
-in order and returns a ``ValidRequest``; ``next_step`` decides whether the browser must sign
-in, consent, or can have its code. Nothing here touches SQL, HTML or HTTP.
+in order and returns a ``ValidRequest``; ``must_sign_in`` and ``after_sign_in`` decide whether
+the browser must sign in, consent, or can have its code. Nothing here touches SQL, HTML or HTTP.
 
 Errors are Authlib's OAuth error classes. Until the redirect URI is verified an error carries
 no ``redirect_uri`` and the caller renders a page (RFC 6749 §4.1.2.1: never redirect to an
@@ -434,18 +434,10 @@ class Interaction:
     consent_given: bool | None
 
 
-def next_step(request: ValidRequest, interaction: Interaction, now: datetime) -> Step:
-    """OIDC Core §3.1.2.1 prompt and max_age, §3.1.2.6 errors for prompt=none.
-
-    The two halves apart: between them the caller picks the customer account
-    (``Step.ACCOUNT``), which the consent is for (``consent_covers``)."""
-    if must_sign_in(request, interaction, now):
-        return Step.LOGIN
-    return after_sign_in(request, interaction)
-
-
 def must_sign_in(request: ValidRequest, interaction: Interaction, now: datetime) -> bool:
-    """Whether the browser must sign in first; ``login_required`` if it must but may not."""
+    """Whether the browser must sign in first; ``login_required`` if it must but may not
+    (OIDC Core §3.1.2.1 prompt and max_age, §3.1.2.6 errors for prompt=none). Then, once the
+    caller has picked the customer account the consent is for, ``after_sign_in``."""
     # OIDC Core §3.1.2.1: a hint naming someone else than the signed-in user.
     other_user = interaction.hinted_subject not in (None, interaction.subject)
     if interaction.auth_time is None:

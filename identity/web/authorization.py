@@ -259,9 +259,9 @@ async def _next_step(
     consent_given: bool | None,
     now: datetime,
 ) -> tuple[Step, uuid.UUID | None]:
-    """``authorize.next_step`` with the customer account picked between sign-in and consent,
-    and that account (None: tokens without account claims, or not known yet): the consent
-    asked for, or remembered, is for it."""
+    """``authorize.must_sign_in``, then the customer account picked, then
+    ``authorize.after_sign_in`` for it; and that account (None: tokens without account
+    claims, or not known yet): the consent asked for, or remembered, is for it."""
     interaction = Interaction(
         auth_time=browser.auth_time if browser else None,
         subject=str(browser.user_id) if browser else None,

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from identity.clients.models import OAuthClient
-from identity.oauth.authorize import Interaction, Step, ValidRequest, next_step, parse, validate
+from identity.oauth.authorize import (
+    Interaction,
+    Step,
+    ValidRequest,
+    after_sign_in,
+    must_sign_in,
+    parse,
+    validate,
+)
 from identity.oauth.errors import OAuth2Error
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -79,6 +87,13 @@ def interaction(**fields: object) -> Interaction:
         "consent_given": None,
     } | fields
     return Interaction(**values)  # type: ignore[arg-type]
+
+
+def next_step(request: ValidRequest, interaction: Interaction, now: datetime) -> Step:
+    """The two halves as the authorization step runs them, with the account already picked."""
+    if must_sign_in(request, interaction, now):
+        return Step.LOGIN
+    return after_sign_in(request, interaction)
 
 
 @pytest.mark.parametrize(
