@@ -87,7 +87,12 @@ class Runtime:
                     started = time.monotonic()
                     cutoff = signing_cutoff(utcnow(), self.settings.keys_refresh)
                     async with self.db.transaction() as session:
-                        keyset = await load_keyset(session, self.key_encryptor, cutoff)
+                        keyset = await load_keyset(
+                            session,
+                            self.key_encryptor,
+                            cutoff,
+                            known=self._keyset.by_kid if self._keyset else None,
+                        )
                     if keyset is None:
                         raise SigningKeyMissing("no signing key; run `identity keys rotate`")
                     self._keyset, self._keyset_loaded_at = keyset, started

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -105,17 +106,22 @@ def signer(rows: Sequence[SigningKey], cutoff: datetime) -> SigningKey:
 
 
 async def load_keyset(
-    session: AsyncSession, encryptor: Encryptor, cutoff: datetime
+    session: AsyncSession,
+    encryptor: Encryptor,
+    cutoff: datetime,
+    known: Mapping[str, RSAKey | ECKey] | None = None,
 ) -> KeySet | None:
-    """The active keys, signing with :func:`signer`'s choice."""
+    """The active keys, signing with :func:`signer`'s choice. A kid is its key's thumbprint,
+    so a key in ``known`` (the last key set's) is taken as it is; the others are opened on a
+    thread, as importing an RSA private key checks it and takes ~30 ms of CPU: done on the
+    event loop at every reread, it held up every request of the process."""
     rows = await repository.active_keys(session)
     if not rows:
         return None
-    by_kid: dict[str, RSAKey | ECKey] = {}
-    for row in rows:
-        data = json.loads(encryptor.decrypt(row.private_jwk_encrypted))
-        key_type = RSAKey if row.alg == "RS256" else ECKey
-        by_kid[row.kid] = key_type.import_key(data)
+    known = known or {}
+    sealed = {row.kid: (row.alg, row.private_jwk_encrypted) for row in rows if row.kid not in known}
+    opened = await asyncio.to_thread(_open_keys, encryptor, sealed) if sealed else {}
+    by_kid = {row.kid: known[row.kid] if row.kid in known else opened[row.kid] for row in rows}
     current = signer(rows, cutoff)
     return KeySet(
         current=by_kid[current.kid],
@@ -123,3 +129,14 @@ async def load_keyset(
         by_kid=by_kid,
         public_jwks={"keys": [row.public_jwk for row in rows]},
     )
+
+
+def _open_keys(
+    encryptor: Encryptor, sealed: Mapping[str, tuple[str, str]]
+) -> dict[str, RSAKey | ECKey]:
+    by_kid: dict[str, RSAKey | ECKey] = {}
+    for kid, (alg, private_jwk_encrypted) in sealed.items():
+        data = json.loads(encryptor.decrypt(private_jwk_encrypted))
+        key_type = RSAKey if alg == "RS256" else ECKey
+        by_kid[kid] = key_type.import_key(data)
+    return by_kid

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import text, update
 
 from identity.app import create_app
@@ -134,6 +136,36 @@ async def test_a_rotated_key_does_not_sign_as_soon_as_every_process_publishes_it
     token = await client_token(client, runtime)
 
     assert (await verify_with_jwks(client, token)).header["kid"] != new_kid
+
+
+async def test_a_reread_opens_only_the_keys_it_does_not_hold_and_off_the_event_loop(
+    runtime: Runtime, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening an RSA private key checks it (~30 ms of CPU): done for every key at every
+    reread, on the event loop, it stalled each process every IDENTITY_KEYS_REFRESH."""
+    held = await runtime.keyset()
+    opened_on: list[tuple[str, threading.Thread]] = []
+    for key_type in (RSAKey, ECKey):
+        import_key = key_type.import_key
+
+        def recorded(value: Any, *args: Any, _import: Any = import_key, **kwargs: Any) -> Any:
+            key = _import(value, *args, **kwargs)
+            opened_on.append((key.kid, threading.current_thread()))
+            return key
+
+        monkeypatch.setattr(key_type, "import_key", recorded)
+
+    reread = await runtime.keyset(refresh=True)
+    assert reread is not held and reread.by_kid == held.by_kid
+    assert opened_on == []
+
+    new_kid = await rotate_signing_key(settings, "RS256", show=_quiet)
+    opened_on.clear()  # the command checks the stored keys open with the secret key
+    rotated = await runtime.keyset(refresh=True)
+
+    assert all(rotated.by_kid[kid] is key for kid, key in held.by_kid.items())
+    assert [kid for kid, _ in opened_on] == [new_kid]
+    assert opened_on[0][1] is not threading.main_thread()
 
 
 def test_keys_rotate_command_prints_the_new_kid(
