@@ -42,7 +42,11 @@ async def establish(
         await repository.revoke(session, digest(previous_token), now) if previous_token else None
     )
     if replaced is not None and replaced.user_id != user_id:
-        # Another person signing in in this browser: nothing of the first one carries over.
+        # Another person signing in in this browser (a shared computer) signs the first one
+        # out, as /logout would: nothing of theirs carries over, and what their apps got
+        # through that sign-in ends with it. An expired one was over already (see below).
+        if replaced.expires_at > now:
+            await end_tokens(session, replaced.user_id, now, through=replaced.id)
         replaced = None
     # Signing in again before the session expired continues it, and the ID tokens issued
     # through it still name it; after it expired, the sign-in starts a new one.

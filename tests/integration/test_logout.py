@@ -426,6 +426,30 @@ async def test_signing_out_after_signing_in_again_ends_the_first_sign_in_s_token
         assert refused.json()["error"] == "invalid_grant"
 
 
+async def test_someone_else_signing_in_in_the_browser_ends_the_first_user_s_tokens(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """On a shared computer Bea signs in over Ana's session: that ends Ana's sign-in there as
+    her own sign-out would, so the tokens her apps got through it (a browser app keeps them
+    on this computer) stop working. Her sign-in in another browser keeps its own."""
+    ana = await add_user(runtime)
+    await add_user(runtime, "bea@example.com")
+    await add_oauth_client(runtime, first_party=True)
+    service = await make_client(runtime)
+    app = RegisteredClient(CLIENT_ID, None)
+    hers = await _signed_in_app_tokens(client)
+    elsewhere = await signed_in_tokens(client, runtime, app, user=ana, redirect_uri=REDIRECT_URI)
+
+    bea = await _signed_in_app_tokens(client, prompt="login", email="bea@example.com")
+
+    await assert_access_token_dead(client, service, hers["access_token"])
+    refused = await _refresh(client, hers["refresh_token"])
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "invalid_grant"
+    assert (await _refresh(client, elsewhere["refresh_token"])).status_code == 200
+    assert (await _refresh(client, bea["refresh_token"])).status_code == 200
+
+
 async def test_signing_in_again_keeps_the_sid_the_first_sign_in_s_refresh_tokens_name(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
@@ -511,11 +535,15 @@ async def test_a_link_to_logout_leaves_the_tokens_of_an_expired_sign_in_alone(
     assert (await _refresh(client, issued.json()["refresh_token"])).status_code == 200
 
 
-async def _signed_in_app_tokens(client: httpx.AsyncClient, prompt: str | None = None) -> Any:
+async def _signed_in_app_tokens(
+    client: httpx.AsyncClient, prompt: str | None = None, **credentials: str
+) -> Any:
     """Sign in through the app in ``client``'s browser; the app's token response."""
     verifier, challenge = pkce_pair()
     extra = {"prompt": prompt} if prompt else {}
-    signed_in = await sign_in(client, authorize_params(code_challenge=challenge, **extra))
+    signed_in = await sign_in(
+        client, authorize_params(code_challenge=challenge, **extra), **credentials
+    )
     code = redirected_to_client(signed_in)["code"]
     issued = await redeem(
         client, RegisteredClient(CLIENT_ID, None), code, verifier, redirect_uri=REDIRECT_URI
