@@ -302,6 +302,13 @@ def checked_settings(spec: ClientSpec) -> dict[str, Any]:
         )
         for u in spec.post_logout_redirect_uris
     ]
+    scope = check_scope(spec.scope if spec.scope is not None else DEFAULT_SCOPE)
+    if "authorization_code" in grant_types and "openid" not in scope.split():
+        # Every authorization request must ask for openid (OpenID Connect Core §3.1.2.1):
+        # without it allowed, each of the client's sign-ins would end in invalid_scope.
+        raise invalid_field(
+            "scope", "The authorization_code grant needs the openid scope in the client's scope."
+        )
     return {
         "name": display_name(spec.name, MAX_NAME),
         "first_party": spec.first_party,
@@ -309,7 +316,7 @@ def checked_settings(spec: ClientSpec) -> dict[str, Any]:
         "redirect_uris": redirect_uris,
         "post_logout_redirect_uris": post_logout,
         "grant_types": grant_types,
-        "scope": check_scope(spec.scope if spec.scope is not None else DEFAULT_SCOPE),
+        "scope": scope,
         "resources": [check_resource(r) for r in spec.resources],
     }
 
