@@ -111,12 +111,28 @@ def _password_from_stdin() -> str:
             "--password-stdin found standard input closed; give the password as a line on stdin."
         )
     if not sys.stdin.isatty():
-        return _decoded_password(sys.stdin.buffer.readline())
+        return _decoded_password(_line_at_most(sys.stdin.buffer.readline))
     first = _decoded_password(_typed_unseen("Password: "))
     if _decoded_password(_typed_unseen("Repeat the password: ")) != first:
         # Typed unseen, a slip would give the user a password nobody knows.
         raise CommandError("the two passwords typed differ; no user was created.")
     return first
+
+
+def _line_at_most(readline: Callable[[int], bytes]) -> bytes:
+    """A line of at most what any password policy allows (its longest max_length, 4 UTF-8
+    bytes a character, a byte order mark and a line break): a file with no line break
+    (a binary piped in by mistake) was read whole into memory before the policy refused it."""
+    from identity.accounts.password_policy_file import LONGEST_MAX_LENGTH
+
+    most = LONGEST_MAX_LENGTH * 4 + 5
+    line = readline(most + 1)
+    if len(line) > most:
+        raise CommandError(
+            f"the password on stdin is longer than any password may be ({LONGEST_MAX_LENGTH} "
+            "characters)."
+        )
+    return line
 
 
 def _decoded_password(line: bytes) -> str:
@@ -144,7 +160,7 @@ def _typed_unseen(prompt: str) -> bytes:
     try:
         # Asked once the echo is off: what is typed on seeing the prompt stays unseen.
         print(prompt, end="", file=sys.stderr, flush=True)
-        return sys.stdin.buffer.readline()
+        return _line_at_most(sys.stdin.buffer.readline)
     finally:  # Ctrl-C too: the terminal is left echoing as it was
         termios.tcsetattr(stdin, termios.TCSAFLUSH, echoing)
         print(file=sys.stderr, flush=True)  # the line break the Enter key did not show

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from identity.cli import main
+from identity.accounts.password_policy_file import LONGEST_MAX_LENGTH
+from identity.cli import _password_from_stdin, main
 from identity.settings import Settings
 from tests.processes import UNWRITABLE_STDOUTS, run_identity, run_identity_unwritable
 
@@ -156,3 +157,30 @@ def test_a_user_that_cannot_be_shown_is_not_kept(
     )
     again = run_identity(*command, env=environment)
     assert again.returncode == 0, again.stderr
+
+
+def test_a_password_line_longer_than_any_policy_allows_is_refused_unread(
+    environment: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A binary piped in by mistake has no line break: it was read whole into memory first.
+    piped = _stdin(b"x" * 10_000_000)
+    monkeypatch.setattr("sys.stdin", piped)
+    with pytest.raises(SystemExit) as exit_:
+        main(["users", "create", "--email", "ana@example.com", "--password-stdin"])
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == (
+        "identity: the password on stdin is longer than any password may be "
+        f"({LONGEST_MAX_LENGTH} characters).\n"
+    )
+    assert piped.buffer.tell() <= LONGEST_MAX_LENGTH * 4 + 6
+
+
+def test_the_longest_password_any_policy_allows_is_read_whole(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At the limit: a byte order mark, the longest max_length in 4-byte characters, CRLF.
+    line = b"\xef\xbb\xbf" + "😀".encode() * LONGEST_MAX_LENGTH + b"\r\n"
+    monkeypatch.setattr("sys.stdin", _stdin(line))
+    assert _password_from_stdin() == "😀" * LONGEST_MAX_LENGTH
