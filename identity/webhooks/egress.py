@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import httpcore
 
@@ -18,10 +20,19 @@ from identity.webhooks import addresses
 
 Resolver = Callable[[str], Awaitable[list[str]]]
 
+# The system resolver blocks a thread for as long as a consumer's DNS takes to answer or
+# give up (seconds per try). Run on asyncio's shared pool, a few hanging look-ups held every
+# thread of it, and whatever else waited there (the database driver's own look-ups, signing
+# keys being opened, .eml files written) waited too: a consumer's DNS outage stalled sign-ins.
+# On their own threads they hold up only other webhook look-ups, and no more than this many.
+_LOOKUPS = ThreadPoolExecutor(4, thread_name_prefix="webhook-dns")
+
 
 async def resolve(host: str) -> list[str]:
     """The addresses ``host`` resolves to, in the order the system prefers them."""
-    found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    found = await asyncio.get_running_loop().run_in_executor(
+        _LOOKUPS, partial(socket.getaddrinfo, host, None, type=socket.SOCK_STREAM)
+    )
     return list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
+import socket
 import ssl
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpcore
 import httpx
@@ -247,6 +250,27 @@ async def test_resolving_counts_against_the_connect_timeout() -> None:
     backend = VettingBackend(allow_loopback=False, resolver=never)
     with pytest.raises(httpcore.ConnectTimeout):
         await backend.connect_tcp("slow.example", 443, timeout=0.05)
+
+
+async def test_hanging_look_ups_leave_the_shared_thread_pool_free(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A consumer whose DNS hangs must not hold the threads the database driver, signing keys
+    and the mail outbox wait for (asyncio's default pool: at most 32)."""
+    answer = threading.Event()
+
+    def hanging(host: str, *args: Any, **kwargs: Any) -> Any:
+        answer.wait(30)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    lookups = [asyncio.create_task(resolve("hangs.example")) for _ in range(40)]
+    try:
+        await asyncio.sleep(0.1)
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 2) == "free"
+    finally:
+        answer.set()
+    assert await asyncio.gather(*lookups) == [["93.184.216.34"]] * 40
 
 
 async def test_a_name_that_does_not_resolve_is_a_connect_error() -> None:
