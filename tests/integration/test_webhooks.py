@@ -551,6 +551,30 @@ async def test_a_backlog_larger_than_a_batch_goes_out_without_waiting_between_ba
     assert len(receiver.requests) == count
 
 
+async def test_batches_load_the_certificate_authorities_once_and_off_the_event_loop(
+    client: httpx.AsyncClient, quiet: Runtime, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading the trusted certificate authorities takes ~25 ms of CPU: done on the event
+    loop for every batch with something due, it held up every request in flight."""
+    loaded_on: list[threading.Thread] = []
+    create_ssl_context = httpx.create_ssl_context
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        loaded_on.append(threading.current_thread())
+        return create_ssl_context(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "create_ssl_context", recorded)
+    await subscribe(client, quiet, receiver.url)
+    for _ in range(2):
+        async with quiet.db.transaction() as session:
+            await events.emit(session, events.MEMBER_REMOVED, events.about_user(uuid.uuid4()))
+        assert await quiet.webhooks.run_once() == 1
+
+    assert len(receiver.requests) == 2
+    assert len(loaded_on) == 1
+    assert loaded_on[0] is not threading.main_thread()
+
+
 # --- a consumer that is down does not hold up the others -----------------------------------
 
 
