@@ -7,14 +7,19 @@ so each test compares values before and after what it does.
 
 from __future__ import annotations
 
+import threading
+
 import httpx
+import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from identity.accounts.models import PasswordResetToken
 from identity.clock import utcnow
 from identity.crypto import digest, random_token
+from identity.metrics import exposition
 from identity.runtime import Runtime
+from identity.web import metrics as web_metrics
 from tests.browser import add_oauth_client, add_user, authorize_params, open_login, submit_login
 
 
@@ -117,3 +122,23 @@ async def test_rows_deleted_by_housekeeping_are_counted_by_table(
     scraped = await _scraped(client)
     labels = frozenset({"table": "password_reset_tokens"}.items())
     assert scraped[("identity_housekeeping_deleted_total", labels)] == before + 3
+
+
+async def test_a_scrape_is_written_off_the_event_loop(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The text takes ~0.3 ms of CPU per series, and several times that summed from the
+    workers' files: tens of milliseconds at every scrape, which on the event loop held up
+    every request in flight."""
+    written_on: list[threading.Thread] = []
+
+    def recorded() -> tuple[bytes, str]:
+        written_on.append(threading.current_thread())
+        return exposition()
+
+    monkeypatch.setattr(web_metrics, "exposition", recorded)
+
+    await _scraped(client)
+
+    assert len(written_on) == 1
+    assert written_on[0] is not threading.main_thread()
