@@ -38,8 +38,9 @@ from identity.oauth.errors import (
     OAuth2Error,
     ServerError,
     TemporarilyUnavailableError,
+    UnauthorizedClientError,
 )
-from identity.oauth.grants import TokenRequest, exchange
+from identity.oauth.grants import TokenRequest, check_grant_type, exchange
 from identity.oauth.grants.base import issued_scope
 from identity.oauth.metadata import Published
 from identity.oauth.origins import OriginNotAllowed, check_origin
@@ -404,8 +405,12 @@ async def _refresh_token_now(
     session: AsyncSession, client: OAuthClient, presented: str, issuer: str, now: datetime
 ) -> dict[str, Any] | None:
     """The caller's own live refresh token, with the scope a refresh would issue now (the
-    row keeps what was granted, RFC 6749 §6); None when it is not live, or its user is
-    disabled."""
+    row keeps what was granted, RFC 6749 §6); None when it is not live, its client may not
+    refresh now, or its user is disabled."""
+    try:
+        check_grant_type(client, "refresh_token")
+    except UnauthorizedClientError:
+        return None
     found = await refresh.find_refresh_token(session, digest(presented), now)
     if (
         found is None

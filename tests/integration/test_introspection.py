@@ -5,7 +5,13 @@ from __future__ import annotations
 import httpx
 
 from identity.runtime import Runtime
-from tests.integration.oauth_helpers import RegisteredClient, make_client, signed_in_tokens
+from tests.integration.account_helpers import staff_headers
+from tests.integration.oauth_helpers import (
+    RegisteredClient,
+    make_client,
+    refresh,
+    signed_in_tokens,
+)
 
 
 async def introspect(
@@ -94,3 +100,40 @@ async def test_the_caller_is_authenticated_before_its_request_is_judged(
         response = await client.post(path, data={"client_id": "x", "client_secret": "y"})
         assert response.status_code == 401, path
         assert response.json()["error"] == "invalid_client"
+
+
+async def _introspected_and_refreshed(
+    http: httpx.AsyncClient, app: RegisteredClient, refresh_token: str
+) -> tuple[dict[str, object], httpx.Response]:
+    """What introspection says of ``refresh_token`` (asked first: a refresh spends it), and
+    what a refresh with it is answered."""
+    introspected = (await introspect(http, app, refresh_token)).json()
+    return introspected, await refresh(http, app, refresh_token)
+
+
+async def test_a_refresh_token_whose_client_lost_the_refresh_grant_is_inactive(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """RFC 7662 §2.2: active only while the token endpoint would take it. Without the grant
+    the client is refused every refresh; the token is kept, and good again with the grant."""
+    staff = await staff_headers(runtime)
+    app = await make_client(runtime)
+    tokens = await signed_in_tokens(client, runtime, app)
+    path = f"/api/v1/clients/{app.client_id}"
+
+    taken = await client.patch(path, json={"grant_types": ["authorization_code"]}, headers=staff)
+    assert taken.status_code == 200, taken.text
+    introspected, refreshed = await _introspected_and_refreshed(
+        client, app, tokens["refresh_token"]
+    )
+    assert refreshed.json()["error"] == "unauthorized_client"
+    assert introspected == {"active": False}
+
+    grants = ["authorization_code", "refresh_token"]
+    given = await client.patch(path, json={"grant_types": grants}, headers=staff)
+    assert given.status_code == 200, given.text
+    introspected, refreshed = await _introspected_and_refreshed(
+        client, app, tokens["refresh_token"]
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    assert introspected["active"] is True

@@ -14,6 +14,7 @@ from typing import Any
 
 from identity.clients import repository as clients_repository
 from identity.clients.cache import ClientCache
+from identity.clients.models import OAuthClient
 from identity.db.engine import Database
 from identity.keys.service import KeySet
 from identity.oauth import client_auth
@@ -49,6 +50,15 @@ GRANTS: dict[str, Grant | ClientCredentialsGrant] = {
 }
 
 
+def check_grant_type(client: OAuthClient, grant_type: str) -> None:
+    """RFC 6749 §5.2 ``unauthorized_client`` unless ``client`` is registered for the grant
+    type now. Staff may take one away at any time: what the client holds of that grant (its
+    refresh tokens) is refused from then on, and introspection calls it inactive, until
+    the grant type is given back."""
+    if grant_type not in client.grant_types:
+        raise UnauthorizedClientError("The client may not use this grant type.")
+
+
 async def exchange(
     db: Database,
     clients: ClientCache,
@@ -69,8 +79,7 @@ async def exchange(
         raise UnsupportedGrantTypeError(grant_type[:50])
     client = await authenticate_client(db, clients, credentials)
     check_origin(client, origin)
-    if grant_type not in client.grant_types:
-        raise UnauthorizedClientError("The client may not use this grant type.")
+    check_grant_type(client, grant_type)
     ctx = GrantContext(settings, keyset, client, now)
     if isinstance(grant, ClientCredentialsGrant):
         return grant.respond(ctx, grant.validate(ctx, request))
