@@ -29,17 +29,33 @@ async def rotate_refresh_token(
     """
     result = await session.execute(
         update(RefreshToken)
-        .where(
-            RefreshToken.token_hash == token_hash,
-            RefreshToken.client_id == client_id,
-            RefreshToken.rotated_at.is_(None),
-            RefreshToken.revoked_at.is_(None),
-            RefreshToken.expires_at > now,
-        )
+        .where(*_live(token_hash, client_id, now))
         .values(rotated_at=now)
         .returning(RefreshToken)
     )
     return result.scalar_one_or_none()
+
+
+async def live_refresh_token(
+    session: AsyncSession, token_hash: str, client_id: str, now: datetime
+) -> RefreshToken | None:
+    """The token ``rotate_refresh_token`` would rotate now, left as it is (introspection)."""
+    return await session.scalar(
+        select(RefreshToken)
+        .where(*_live(token_hash, client_id, now))
+        .execution_options(populate_existing=True)
+    )
+
+
+def _live(token_hash: str, client_id: str, now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """The token ``token_hash`` of ``client_id``, neither replaced, revoked nor expired."""
+    return (
+        RefreshToken.token_hash == token_hash,
+        RefreshToken.client_id == client_id,
+        RefreshToken.rotated_at.is_(None),
+        RefreshToken.revoked_at.is_(None),
+        RefreshToken.expires_at > now,
+    )
 
 
 async def hand_over(

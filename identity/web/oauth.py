@@ -38,9 +38,8 @@ from identity.oauth.errors import (
     OAuth2Error,
     ServerError,
     TemporarilyUnavailableError,
-    UnauthorizedClientError,
 )
-from identity.oauth.grants import TokenRequest, check_grant_type, exchange
+from identity.oauth.grants import TokenRequest, exchange, refresh_now
 from identity.oauth.grants.base import issued_scope
 from identity.oauth.metadata import Published
 from identity.oauth.origins import OriginNotAllowed, check_origin
@@ -404,32 +403,20 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
 async def _refresh_token_now(
     session: AsyncSession, client: OAuthClient, presented: str, issuer: str, now: datetime
 ) -> dict[str, Any] | None:
-    """The caller's own live refresh token, with the scope a refresh would issue now (the
-    row keeps what was granted, RFC 6749 §6); None when it is not live, its client may not
-    refresh now, or its user is disabled."""
-    try:
-        check_grant_type(client, "refresh_token")
-    except UnauthorizedClientError:
+    """The caller's own refresh token as a refresh would take it now, with the scope that
+    refresh would issue (the row keeps what was granted, RFC 6749 §6); None when the token
+    endpoint would refuse it."""
+    live = await refresh_now(session, client, digest(presented), now)
+    if live is None:
         return None
-    found = await refresh.find_refresh_token(session, digest(presented), now)
-    if (
-        found is None
-        or found.client_id != client.client_id
-        or found.rotated_at is not None
-        or found.revoked_at is not None
-        or found.user_id is None
-    ):
-        return None
-    user = await active_user(session, found.user_id)
-    if user is None:
-        return None
+    found = live.previous
     answer = {
         "active": True,
         "token_type": "refresh_token",
         "iss": issuer,
         "client_id": found.client_id,
-        "scope": issued_scope(found.scope, user, client),
-        "sub": str(found.user_id),
+        "scope": issued_scope(live.scope, live.user, client),
+        "sub": str(live.user.id),
         "iat": int(found.created_at.timestamp()),
         "exp": int(found.expires_at.timestamp()),
     }

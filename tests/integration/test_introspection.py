@@ -7,11 +7,14 @@ import httpx
 from identity.runtime import Runtime
 from tests.integration.account_helpers import staff_headers
 from tests.integration.oauth_helpers import (
+    BILLING,
     RegisteredClient,
     make_client,
     refresh,
     signed_in_tokens,
 )
+
+PLANS = "https://plans.example.com"
 
 
 async def introspect(
@@ -135,5 +138,30 @@ async def test_a_refresh_token_whose_client_lost_the_refresh_grant_is_inactive(
     introspected, refreshed = await _introspected_and_refreshed(
         client, app, tokens["refresh_token"]
     )
+    assert refreshed.status_code == 200, refreshed.text
+    assert introspected["active"] is True
+
+
+async def test_a_refresh_token_whose_every_resource_was_taken_from_its_client_is_inactive(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A grant for resources the client is no longer registered for brings no token at all
+    (``invalid_target``: the user signs in again), so it is not active; one with a resource
+    still registered goes on for that one."""
+    staff = await staff_headers(runtime)
+    app = await make_client(runtime, resources=[BILLING, PLANS])
+    only_billing = await signed_in_tokens(client, runtime, app, resources=[BILLING])
+    both = await signed_in_tokens(client, runtime, app, resources=[BILLING, PLANS])
+
+    path = f"/api/v1/clients/{app.client_id}"
+    taken = await client.patch(path, json={"resources": [PLANS]}, headers=staff)
+    assert taken.status_code == 200, taken.text
+
+    introspected, refreshed = await _introspected_and_refreshed(
+        client, app, only_billing["refresh_token"]
+    )
+    assert refreshed.json()["error"] == "invalid_target"
+    assert introspected == {"active": False}
+    introspected, refreshed = await _introspected_and_refreshed(client, app, both["refresh_token"])
     assert refreshed.status_code == 200, refreshed.text
     assert introspected["active"] is True

@@ -12,6 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from identity.clients import repository as clients_repository
 from identity.clients.cache import ClientCache
 from identity.clients.models import OAuthClient
@@ -23,13 +25,14 @@ from identity.oauth.client_auth import (
     ClientCredentials,
     authenticate_client,
 )
-from identity.oauth.errors import UnauthorizedClientError, UnsupportedGrantTypeError
+from identity.oauth.errors import OAuth2Error, UnauthorizedClientError, UnsupportedGrantTypeError
 from identity.oauth.grants.authorization_code import AuthorizationCodeGrant
 from identity.oauth.grants.base import Grant, GrantContext, Refusal, TokenRequest
 from identity.oauth.grants.client_credentials import ClientCredentialsGrant
-from identity.oauth.grants.refresh_token import RefreshTokenGrant
+from identity.oauth.grants.refresh_token import RefreshTokenGrant, RotatedToken, continued
 from identity.oauth.origins import check_origin
 from identity.settings import Settings
+from identity.tokens import refresh
 
 # The token request's parameters, of every grant; any other is ignored (RFC 6749 §3.2).
 # ``resource`` alone may repeat (RFC 8707 §2).
@@ -57,6 +60,27 @@ def check_grant_type(client: OAuthClient, grant_type: str) -> None:
     the grant type is given back."""
     if grant_type not in client.grant_types:
         raise UnauthorizedClientError("The client may not use this grant type.")
+
+
+async def refresh_now(
+    session: AsyncSession, client: OAuthClient, token_hash: str, now: datetime
+) -> RotatedToken | None:
+    """What a refresh by ``client`` with the token ``token_hash`` would go on with now,
+    asking for nothing narrower; None where the token endpoint would refuse it. RFC 7662
+    §2.2 calls a token active only while it is usable: introspection asks this, which
+    runs the token endpoint's own checks (``exchange`` and the refresh grant) without
+    spending the token."""
+    try:
+        check_grant_type(client, "refresh_token")
+    except UnauthorizedClientError:
+        return None
+    token = await refresh.live_refresh_token(session, token_hash, client.client_id, now)
+    if token is None:
+        return None
+    try:
+        return await continued(session, client, token, TokenRequest({}))
+    except OAuth2Error:
+        return None
 
 
 async def exchange(

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
+from identity.clients.models import OAuthClient
 from identity.crypto import digest
 from identity.oauth.errors import InvalidGrantError
 from identity.oauth.grants.base import GrantContext, Issue, Refusal, TokenRequest, issue_user_tokens
@@ -30,6 +31,21 @@ class RotatedToken:
     resources: list[str]
 
 
+async def continued(
+    session: AsyncSession, client: OAuthClient, previous: RefreshToken, request: TokenRequest
+) -> RotatedToken:
+    """What a refresh with the live token ``previous`` goes on with, as ``request`` asks:
+    raises the OAuth error that refuses it. Introspection asks this too (with a request
+    for nothing narrower), so it calls a refresh token active exactly when a refresh with
+    it would be answered."""
+    scope = narrow_scope(request.params.get("scope"), previous.scope)
+    resources = granted_resources(request.resources, previous.resources, client.resources)
+    user = await active_user(session, previous.user_id) if previous.user_id else None
+    if user is None:
+        raise InvalidGrantError(INVALID)
+    return RotatedToken(previous, user, scope, resources)
+
+
 class RefreshTokenGrant:
     async def validate(
         self, session: AsyncSession, ctx: GrantContext, request: TokenRequest
@@ -40,12 +56,7 @@ class RefreshTokenGrant:
         )
         if previous is None:
             return await self.refuse_reuse(session, ctx, token_hash)
-        scope = narrow_scope(request.params.get("scope"), previous.scope)
-        resources = granted_resources(request.resources, previous.resources, ctx.client.resources)
-        user = await active_user(session, previous.user_id) if previous.user_id else None
-        if user is None:
-            raise InvalidGrantError(INVALID)
-        return RotatedToken(previous, user, scope, resources)
+        return await continued(session, ctx.client, previous, request)
 
     async def refuse_reuse(
         self, session: AsyncSession, ctx: GrantContext, token_hash: str
