@@ -19,22 +19,6 @@ def _of(user_id: uuid.UUID, client_id: str) -> tuple[ColumnElement[bool], ...]:
     return (Consent.user_id == user_id, Consent.client_id == client_id)
 
 
-async def granted_scopes(session: AsyncSession, user_id: uuid.UUID, client_id: str) -> set[str]:
-    scope = await session.scalar(select(Consent.scope).where(*_of(user_id, client_id)))
-    return set(scope.split()) if scope else set()
-
-
-async def granted_accounts(
-    session: AsyncSession, user_id: uuid.UUID, client_id: str
-) -> set[uuid.UUID]:
-    rows = await session.scalars(
-        select(ConsentAccount.account_id)
-        .join(Consent, Consent.id == ConsentAccount.consent_id)
-        .where(*_of(user_id, client_id))
-    )
-    return set(rows)
-
-
 async def covers(
     session: AsyncSession,
     user_id: uuid.UUID,

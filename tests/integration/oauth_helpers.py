@@ -15,7 +15,7 @@ from urllib.parse import quote_plus
 import httpx
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from identity.accounts.models import User
 from identity.audit.service import Actor
@@ -25,7 +25,7 @@ from identity.crypto import digest, random_token
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.tokens.codes import insert_code
-from identity.tokens.models import AuthorizationCode, RefreshToken
+from identity.tokens.models import AuthorizationCode, Consent, ConsentAccount, RefreshToken
 
 REDIRECT_URI = "https://app.example.com/callback"
 BILLING = "https://billing.example.com"
@@ -250,3 +250,25 @@ async def verify_with_jwks(http: httpx.AsyncClient, token: str) -> jwt.Token:
     """What a separate resource server does: fetch the JWKS and check the signature."""
     keys = KeySet.import_key_set((await http.get("/jwks.json")).json())
     return jwt.decode(token, keys, algorithms=["RS256", "ES256"])
+
+
+async def consented_scopes(runtime: Runtime, user_id: uuid.UUID, client_id: str) -> set[str]:
+    """The scopes the user's stored consent gives the client."""
+    async with runtime.db.transaction() as session:
+        scope = await session.scalar(
+            select(Consent.scope).where(Consent.user_id == user_id, Consent.client_id == client_id)
+        )
+    return set(scope.split()) if scope else set()
+
+
+async def consented_accounts(
+    runtime: Runtime, user_id: uuid.UUID, client_id: str
+) -> set[uuid.UUID]:
+    """The customer accounts the user's stored consent to the client names."""
+    async with runtime.db.transaction() as session:
+        rows = await session.scalars(
+            select(ConsentAccount.account_id)
+            .join(Consent, Consent.id == ConsentAccount.consent_id)
+            .where(Consent.user_id == user_id, Consent.client_id == client_id)
+        )
+        return set(rows)

@@ -15,7 +15,6 @@ from identity.permissions import members
 from identity.permissions.models import Account
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
-from identity.tokens import consents
 from identity.tokens.models import AuthorizationCode
 from tests.browser import (
     CLIENT_ID,
@@ -30,7 +29,7 @@ from tests.browser import (
     sign_in,
 )
 from tests.integration.account_helpers import SYSTEM, add_member, make_account
-from tests.integration.oauth_helpers import make_user
+from tests.integration.oauth_helpers import consented_accounts, consented_scopes, make_user
 from tests.integration.page_helpers import other_session, posted_twice
 
 
@@ -271,8 +270,7 @@ async def test_a_page_left_open_while_another_user_signed_in_gives_no_consent(
 
     assert refused.status_code == 409, refused.headers
     assert "This page was opened while someone else was signed in" in refused.text
-    async with runtime.db.transaction() as session:
-        assert await consents.granted_scopes(session, bea.id, CLIENT_ID) == set()
+    assert await consented_scopes(runtime, bea.id, CLIENT_ID) == set()
     # The page it answered with is Bea's own, and works.
     allowed = await client.post("/consent", data=form_fields(refused.text) | {"decision": "allow"})
     assert redirected_to_client(allowed)["code"]
@@ -460,8 +458,7 @@ async def test_allowing_a_page_that_named_another_account_asks_again(
 
     again = await client.get(sent_to_consent(allowed))
     assert "for the account Globex" in again.text
-    async with runtime.db.transaction() as session:
-        assert await consents.granted_accounts(session, ana.id, CLIENT_ID) == set()
+    assert await consented_accounts(runtime, ana.id, CLIENT_ID) == set()
 
 
 @pytest.mark.parametrize("existing", [False, True])
@@ -489,6 +486,5 @@ async def test_two_accounts_allowed_at_once_are_both_remembered(
 
     for approval in approvals:
         assert redirected_to_client(approval)["code"]
-    async with runtime.db.transaction() as session:
-        granted = await consents.granted_accounts(session, ana.id, CLIENT_ID)
+    granted = await consented_accounts(runtime, ana.id, CLIENT_ID)
     assert granted == {globex.id, initech.id} | ({acme.id} if existing else set())

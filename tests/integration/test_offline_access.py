@@ -7,7 +7,6 @@ import httpx
 import pytest
 
 from identity.runtime import Runtime
-from identity.tokens import consents
 from tests.browser import (
     CLIENT_ID,
     REDIRECT_URI,
@@ -20,6 +19,7 @@ from tests.browser import (
     sign_in,
 )
 from tests.integration.oauth_helpers import (
+    consented_scopes,
     make_client,
     refresh,
     signed_in_tokens,
@@ -60,8 +60,7 @@ async def test_offline_access_is_accepted_and_dropped_from_what_is_granted(
     assert tokens.status_code == 200, tokens.text
     assert tokens.json()["scope"] == "openid profile"
     assert ("refresh_token" in tokens.json()) is has_refresh_grant
-    async with runtime.db.transaction() as session:
-        remembered = await consents.granted_scopes(session, user.id, CLIENT_ID)
+    remembered = await consented_scopes(runtime, user.id, CLIENT_ID)
     assert remembered == {"openid", "profile"}
 
 
