@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from email.headerregistry import Address, AddressHeader
 from pathlib import Path
 from typing import TypeVar, cast
@@ -71,6 +72,19 @@ def parse_positive_int(raw: str) -> int:
     if value <= 0:
         raise ValueError("must be greater than zero")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLifetime:
+    """A browser session lasts ``ttl`` seconds from its sign-in at most, and ends once
+    unused for ``idle`` seconds."""
+
+    ttl: int
+    idle: int
+
+    def expiry(self, signed_in: datetime, used: datetime) -> datetime:
+        """When a session signed in at ``signed_in`` and last used at ``used`` ends."""
+        return min(signed_in + timedelta(seconds=self.ttl), used + timedelta(seconds=self.idle))
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +364,9 @@ class Settings:
     authorization_code_ttl: int = 60
     refresh_token_ttl: int = 30 * 86400
     session_ttl: int = 12 * 3600
+    # A browser session unused this long ends, however long it had left (Keycloak's "SSO
+    # Session Idle"): a computer left signed in is signed out of the hosted pages.
+    session_idle: int = 30 * 60
     # How often each process rereads the signing keys, so a rotation reaches all of them.
     keys_refresh: int = 30
     # Webhooks may go to http://127.0.0.1 (and other loopback) only when this is on: for
@@ -379,6 +396,10 @@ class Settings:
                 f"({self.reset_token_ttl} seconds): once someone else used up an address's "
                 "requests, its owner would be left with no working link until the count ends",
             )
+
+    @property
+    def session_lifetime(self) -> SessionLifetime:
+        return SessionLifetime(self.session_ttl, self.session_idle)
 
     @property
     def outbox_dir(self) -> Path:
@@ -482,6 +503,7 @@ class Settings:
             authorization_code_ttl=read("AUTHORIZATION_CODE_TTL", parse_duration, 60),
             refresh_token_ttl=read("REFRESH_TOKEN_TTL", parse_duration, 30 * 86400),
             session_ttl=read("SESSION_TTL", parse_duration, 12 * 3600),
+            session_idle=read("SESSION_IDLE", parse_duration, 30 * 60),
             keys_refresh=read("KEYS_REFRESH", parse_duration, 30),
             webhooks_allow_http_loopback=read("WEBHOOKS_ALLOW_HTTP_LOOPBACK", parse_bool, False),
             login_max_failures=read("LOGIN_MAX_FAILURES", parse_positive_int, 5),

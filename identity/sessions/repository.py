@@ -36,6 +36,12 @@ async def find_live(session: AsyncSession, token_hash: str, now: datetime) -> Br
     return result.scalar_one_or_none()
 
 
+def seen(browser_session: BrowserSession, now: datetime, expires_at: datetime) -> None:
+    """Record a use of a live session, and the expiry it moves it to (written with the
+    caller's transaction; the columns set leave a sign-out meanwhile in force)."""
+    browser_session.last_seen_at, browser_session.expires_at = now, expires_at
+
+
 async def hold_unrevoked(
     session: AsyncSession, session_id: uuid.UUID | None
 ) -> BrowserSession | None:

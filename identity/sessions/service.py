@@ -17,8 +17,13 @@ from identity.crypto import digest, random_token
 from identity.sessions import repository
 from identity.sessions.models import BrowserSession
 from identity.sessions.revocation import end_tokens
+from identity.settings import SessionLifetime
 from identity.tokens.codes import hand_over_redeemed
 from identity.tokens.refresh import hand_over
+
+# A use is recorded at most this often, so that page views do not each write: a session
+# may end up to this much before its idle time is over.
+SEEN_EVERY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +38,7 @@ async def establish(
     user_id: uuid.UUID,
     amr: list[str],
     now: datetime,
-    ttl: int,
+    lifetime: SessionLifetime,
     previous_token: str | None,
     ip: str | None,
     user_agent: str | None,
@@ -64,7 +69,7 @@ async def establish(
         auth_time=now,
         created_at=now,
         last_seen_at=now,
-        expires_at=now + timedelta(seconds=ttl),
+        expires_at=lifetime.expiry(now, now),
         ip=ip[:45] if ip else None,
         user_agent=user_agent[:300] if user_agent else None,
         revoked_at=None,
@@ -87,10 +92,16 @@ async def new_token(session: AsyncSession, session_id: uuid.UUID) -> str | None:
     return token if await repository.replace_token(session, session_id, digest(token)) else None
 
 
-async def current(session: AsyncSession, token: str | None, now: datetime) -> BrowserSession | None:
+async def current(
+    session: AsyncSession, token: str | None, now: datetime, lifetime: SessionLifetime
+) -> BrowserSession | None:
+    """The browser's live session; its use moves its idle expiry on, within its lifetime."""
     if not token:
         return None
-    return await repository.find_live(session, digest(token), now)
+    found = await repository.find_live(session, digest(token), now)
+    if found is not None and now - found.last_seen_at >= SEEN_EVERY:
+        repository.seen(found, now, lifetime.expiry(found.created_at, now))
+    return found
 
 
 async def end(session: AsyncSession, token: str | None, now: datetime) -> uuid.UUID | None:

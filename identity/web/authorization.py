@@ -302,7 +302,9 @@ async def _return_to(
     assert flow.return_to is not None
     if browser is None:
         async with runtime.db.transaction() as session:
-            browser = await sessions.current(session, session_token, utcnow())
+            browser = await sessions.current(
+                session, session_token, utcnow(), runtime.settings.session_lifetime
+            )
     if browser is None:
         await flows.save(flow)
         return redirect(f"/login?{urlencode({'flow': flow.id})}", response_cookies)
@@ -487,7 +489,9 @@ async def proceed(
         hinted_subject = await _hinted_subject(runtime, valid)
         async with runtime.db.transaction() as session:
             if browser is None:
-                browser = await sessions.current(session, session_token, now)
+                browser = await sessions.current(
+                    session, session_token, now, runtime.settings.session_lifetime
+                )
             step, account_id = await _next_step(
                 session, valid, flow, browser, hinted_subject, consent_given, now
             )

@@ -194,7 +194,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
                         user_id=proof.user_id,
                         amr=["pwd"],
                         now=utcnow(),
-                        ttl=settings.session_ttl,
+                        lifetime=settings.session_lifetime,
                         previous_token=previous,
                         ip=ip,
                         user_agent=request.headers.get("user-agent"),
@@ -262,7 +262,9 @@ async def _consent_form(
     token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
     async with runtime.db.transaction() as session:
         client = await get_client(session, flow.request.get("client_id") or "")
-        browser = await sessions.current(session, token, utcnow())
+        browser = await sessions.current(
+            session, token, utcnow(), runtime.settings.session_lifetime
+        )
         asked = requested_at_authorize(flow.request.get("scope") or "")
         # What the tokens will carry, and consent records: a user who is not staff is not
         # asked to allow identity:admin, which their tokens leave out.
@@ -323,7 +325,9 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
     flow_id = field(form, "flow")
     token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
     async with runtime.db.transaction() as session:
-        browser = await sessions.current(session, token, utcnow())
+        browser = await sessions.current(
+            session, token, utcnow(), runtime.settings.session_lifetime
+        )
     if refused := refusal(request, runtime, form, browser.user_id if browser else None):
         pending = await flows.load(flow_id)
         if pending is None:
@@ -378,7 +382,7 @@ async def logout(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Respon
             client = await get_client(session, client_id) if client_id else None
             resolved = logout_rules.check(params, claims, client)
             token = cookies.read(request.cookies, settings, cookies.SESSION)
-            browser = await sessions.current(session, token, now)
+            browser = await sessions.current(session, token, now, settings.session_lifetime)
     except OAuth2Error:
         return error_page(request, runtime, "error.logout_invalid", locale=locale)
 

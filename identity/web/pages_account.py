@@ -143,7 +143,7 @@ async def _visitor(
 ) -> Visitor | None:
     """The signed-in visitor, by the browser's session cookie."""
     token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
-    browser = await sessions.current(session, token, now)
+    browser = await sessions.current(session, token, now, runtime.settings.session_lifetime)
     user = await active_user(session, browser.user_id) if browser else None
     return Visitor(user, browser) if user and browser else None
 

@@ -114,7 +114,7 @@ async def _signed_in(
 ) -> User | None:
     """The user of the browser's live session, if any (and not disabled)."""
     browser: BrowserSession | None = await sessions.current(
-        session, _session_token(request, runtime), now
+        session, _session_token(request, runtime), now, runtime.settings.session_lifetime
     )
     return await active_user(session, browser.user_id) if browser else None
 
@@ -907,7 +907,7 @@ async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
                     user_id=user.id,
                     amr=["pwd"],
                     now=now,
-                    ttl=settings.session_ttl,
+                    lifetime=settings.session_lifetime,
                     previous_token=previous,
                     ip=ip,
                     user_agent=request.headers.get("user-agent"),

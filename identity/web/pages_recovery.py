@@ -208,7 +208,7 @@ async def _dead_session_cookie(request: Request[Any, Any, Any], runtime: Runtime
     if token is None:
         return []
     async with runtime.db.transaction() as session:
-        live = await sessions.current(session, token, utcnow())
+        live = await sessions.current(session, token, utcnow(), runtime.settings.session_lifetime)
     return [] if live else [cookies.clear_session(runtime.settings)]
 
 

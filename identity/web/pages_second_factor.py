@@ -212,7 +212,7 @@ async def second_factor_submit(
                 user_id=proof.user_id,
                 amr=list(amr),
                 now=now,
-                ttl=settings.session_ttl,
+                lifetime=settings.session_lifetime,
                 previous_token=cookies.read(request.cookies, settings, cookies.SESSION),
                 ip=client_ip.of_request(request, settings.trusted_proxies),
                 user_agent=request.headers.get("user-agent"),

@@ -213,5 +213,7 @@ async def first_post(runtime: Runtime, key: str | None, wait: Wait) -> FirstPost
     if token is None:
         return FirstPost(flow, location=record.get("location"))
     async with runtime.db.transaction() as session:
-        browser = await sessions.current(session, token, utcnow())
+        browser = await sessions.current(
+            session, token, utcnow(), runtime.settings.session_lifetime
+        )
     return FirstPost(flow, token, browser) if browser is not None else None

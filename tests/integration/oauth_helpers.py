@@ -108,7 +108,8 @@ async def issue_code(
     async with runtime.db.transaction() as session:
         if session_id is None:
             browser = await sessions.establish(
-                session, user_id=user.id, amr=["pwd"], now=now, ttl=3600,
+                session, user_id=user.id, amr=["pwd"], now=now,
+                lifetime=runtime.settings.session_lifetime,
                 previous_token=None, ip=None, user_agent=None,
             )  # fmt: skip
             session_id = browser.session.id

@@ -92,7 +92,10 @@ async def _user(runtime: Runtime, user: User) -> User:
 
 async def _live(runtime: Runtime, token: str) -> bool:
     async with runtime.db.transaction() as session:
-        return await sessions.current(session, token, utcnow()) is not None
+        return (
+            await sessions.current(session, token, utcnow(), runtime.settings.session_lifetime)
+            is not None
+        )
 
 
 async def test_signed_out_visitors_sign_in_first_and_come_back_in_their_language(
@@ -606,7 +609,9 @@ async def test_list_sessions_and_sign_out_the_others(
     other = await other_session(runtime, ana)
     # A refresh token issued through the other browser's session ends with it.
     async with runtime.db.transaction() as session:
-        other_id = (await sessions.current(session, other, utcnow())).id  # type: ignore[union-attr]
+        other_id = (
+            await sessions.current(session, other, utcnow(), runtime.settings.session_lifetime)
+        ).id  # type: ignore[union-attr]
     app = await make_client(runtime)
     issued = await signed_in_tokens(client, runtime, app, user=ana, session_id=other_id)
     page = await sign_in_to_security_page(client, ANA, PASSWORD)

@@ -107,7 +107,8 @@ async def test_the_emailed_link_sets_a_new_password_and_signs_out_everywhere(
     user = await new_user(runtime, ANA)
     async with runtime.db.transaction() as session:
         browser = await sessions.establish(
-            session, user_id=user.id, amr=["pwd"], now=utcnow(), ttl=3600,
+            session, user_id=user.id, amr=["pwd"], now=utcnow(),
+            lifetime=runtime.settings.session_lifetime,
             previous_token=None, ip=None, user_agent=None,
         )  # fmt: skip
     app = await make_client(runtime)
@@ -127,7 +128,12 @@ async def test_the_emailed_link_sets_a_new_password_and_signs_out_everywhere(
     assert await _password_works(runtime, NEW_PASSWORD)
     assert not await _password_works(runtime, PASSWORD)
     async with runtime.db.transaction() as session:
-        assert await sessions.current(session, browser.token, utcnow()) is None
+        assert (
+            await sessions.current(
+                session, browser.token, utcnow(), runtime.settings.session_lifetime
+            )
+            is None
+        )
     assert (await refresh(client, app, tokens["refresh_token"])).status_code == 400
     await assert_access_token_dead(client, app, tokens["access_token"])
     (_, notice) = await mail(runtime, inbox, 2)

@@ -112,7 +112,8 @@ async def test_signing_out_a_browser_revokes_refreshes_racing_it(
     user = await make_user(runtime)
     async with runtime.db.transaction() as session:
         browser = await sessions.establish(
-            session, user_id=user.id, amr=["pwd"], now=utcnow(), ttl=3600,
+            session, user_id=user.id, amr=["pwd"], now=utcnow(),
+            lifetime=runtime.settings.session_lifetime,
             previous_token=None, ip=None, user_agent=None,
         )  # fmt: skip
     through_browser = {"user": user, "session_id": browser.session.id}

@@ -144,6 +144,7 @@ def test_durations_accept_units() -> None:
         {
             "IDENTITY_REFRESH_TOKEN_TTL": "30d",
             "IDENTITY_SESSION_TTL": "8h",
+            "IDENTITY_SESSION_IDLE": "45m",
             "IDENTITY_ID_TOKEN_TTL": "15m",
             "IDENTITY_HOUSEKEEPING_INTERVAL": "5m",
             "IDENTITY_SENT_RETENTION": "7d",
@@ -152,6 +153,7 @@ def test_durations_accept_units() -> None:
     )
     assert settings.refresh_token_ttl == 30 * 86400
     assert settings.session_ttl == 8 * 3600
+    assert settings.session_idle == 45 * 60
     assert settings.id_token_ttl == 900
     assert settings.housekeeping_interval == 300
     assert settings.sent_retention == 7 * 86400
