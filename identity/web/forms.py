@@ -42,10 +42,17 @@ async def read_form(request: Request[Any, Any, Any]) -> FormMultiDict:
 MAX_PASSWORD = LONGEST_MAX_LENGTH * RAW_LENGTH_FACTOR + 1
 
 
+def sent(form: FormMultiDict, name: str, limit: int = 4096) -> str | None:
+    """A text field cut to ``limit`` characters; None when absent or a file part. A browser
+    sends every text field of a form, emptied or not: only a hand-made post leaves one out,
+    which must not read as a field the user emptied (a name cleared)."""
+    value = form.get(name)
+    return value[:limit] if isinstance(value, str) else None
+
+
 def field(form: FormMultiDict, name: str, limit: int = 4096) -> str:
     """A text field cut to ``limit`` characters; "" when absent or a file part."""
-    value = form.get(name)
-    return value[:limit] if isinstance(value, str) else ""
+    return sent(form, name, limit) or ""
 
 
 def csrf_ok(request: Request[Any, Any, Any], runtime: Runtime, form: FormMultiDict) -> bool:

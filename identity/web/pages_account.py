@@ -60,7 +60,15 @@ from identity.web import cookies, password_form, shown_once
 from identity.web.actors import page_actor
 from identity.web.authorization import redirect, sign_in_then, with_query
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import LOCALE_FIELD, MAX_PASSWORD, field, page_locale, read_form, refusal
+from identity.web.forms import (
+    LOCALE_FIELD,
+    MAX_PASSWORD,
+    field,
+    page_locale,
+    read_form,
+    refusal,
+    sent,
+)
 from identity.web.head_requests import asked_with_head
 from identity.web.rendering import page
 from identity.web.retry_after import retry_after
@@ -359,9 +367,10 @@ async def security_page(
 
 
 async def _change_name(session: AsyncSession, posted: Posted) -> Outcome:
-    await self_service.change_name(
-        session, posted.visitor.user, field(posted.form, "name", MAX_NAME)
-    )
+    name = sent(posted.form, "name", MAX_NAME)
+    if name is None:
+        raise InvalidInput("The form has no name field.")
+    await self_service.change_name(session, posted.visitor.user, name)
     return Outcome(notice_id="security.name_saved")
 
 
