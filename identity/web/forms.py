@@ -43,15 +43,17 @@ MAX_PASSWORD = LONGEST_MAX_LENGTH * RAW_LENGTH_FACTOR + 1
 
 
 def sent(form: FormMultiDict, name: str, limit: int = 4096) -> str | None:
-    """A text field cut to ``limit`` characters; None when absent or a file part. A browser
-    sends every text field of a form, emptied or not: only a hand-made post leaves one out,
-    which must not read as a field the user emptied (a name cleared)."""
-    value = form.get(name)
-    return value[:limit] if isinstance(value, str) else None
+    """A text field cut to ``limit`` characters; None when absent, sent more than once, or
+    a file part. A browser sends every text field of a form once, emptied or not: only a
+    hand-made post leaves one out, which must not read as a field the user emptied (a name
+    cleared), or repeats one, of whose values none is known to be the user's."""
+    values = form.getall(name, [])
+    return values[0][:limit] if len(values) == 1 and isinstance(values[0], str) else None
 
 
 def field(form: FormMultiDict, name: str, limit: int = 4096) -> str:
-    """A text field cut to ``limit`` characters; "" when absent or a file part."""
+    """A text field cut to ``limit`` characters; "" when not ``sent``: each page refuses
+    an empty field it needs."""
     return sent(form, name, limit) or ""
 
 

@@ -81,6 +81,7 @@ from identity.web.forms import (
     page_locale,
     read_form,
     refusal,
+    sent,
 )
 from identity.web.notices import notice
 from identity.web.pages import MAX_EMAIL
@@ -103,6 +104,16 @@ def _fields(form: FormMultiDict, name: str) -> list[str]:
     and a hand-made post that does must not grant or invite the same thing twice over."""
     values = [value[:200] for value in form.getall(name, []) if isinstance(value, str)]
     return list(dict.fromkeys(values))
+
+
+def _all_permissions(form: FormMultiDict) -> bool:
+    """Whether the "all permissions" box is ticked (a box is sent only when it is). Sent
+    twice, or with another value, by a hand-made post, it is refused, not read either way."""
+    if "all_permissions" not in form:
+        return False
+    if sent(form, "all_permissions") != "yes":
+        raise InvalidInput("Tick the box or leave it.", errors=[{"field": "permissions"}])
+    return True
 
 
 def _session_token(request: Request[Any, Any, Any], runtime: Runtime) -> str | None:
@@ -509,7 +520,7 @@ async def invite_submit(
     async def change(
         session: AsyncSession, actor: Actor, relation: Relation, form: FormMultiDict, now: datetime
     ) -> None:
-        all_permissions = field(form, "all_permissions") == "yes"
+        all_permissions = _all_permissions(form)
         check_manager_invite(relation, all_permissions=all_permissions)
         locale = field(form, "locale", 8)
         try:
@@ -561,7 +572,7 @@ async def grants_submit(
     ) -> None:
         # Only an owner is shown the "all permissions" box (``can_grant_all``): anyone
         # else's form lacks it, which leaves it as it is rather than taking it away unseen.
-        ticked = field(form, "all_permissions") == "yes"
+        ticked = _all_permissions(form)
         all_permissions = ticked if ticked or relation is Relation.OWNER else None
         target = await members.membership_of(session, account_id, user_id)
         check_manager_edit(relation, target, all_permissions=all_permissions)

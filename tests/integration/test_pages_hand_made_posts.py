@@ -10,10 +10,15 @@ import httpx
 import pytest
 
 from identity.accounts.models import User
+from identity.accounts.service import authenticate
 from identity.runtime import Runtime
 from tests.browser import form_fields
+from tests.integration.account_helpers import effective
 from tests.integration.page_helpers import SECURITY, alert, sign_in_to_security_page
-from tests.integration.recovery_helpers import PASSWORD, new_user
+from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, new_user
+from tests.integration.test_pages_users import Team, sign_in_at, team, users_path
+
+__all__ = ["team"]  # the Users page's fixture
 
 ANA = "ana@example.com"
 NAME_INVALID = (
@@ -42,3 +47,35 @@ async def test_a_name_form_without_the_name_keeps_the_name(
     assert response.status_code == 400, response.text
     assert alert(response) == NAME_INVALID
     assert await _name_of(runtime, ana) == "Ana"
+
+
+async def test_a_field_sent_twice_is_refused_as_one_left_out(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    page = await sign_in_to_security_page(client, ANA, PASSWORD)
+    fields = form_fields(page.text)
+    renamed = await client.post(f"{SECURITY}/name", data=fields | {"name": ["Mallory", "Eve"]})
+    assert renamed.status_code == 400, renamed.text
+    assert alert(renamed) == NAME_INVALID
+    assert await _name_of(runtime, ana) == "Ana"
+    twice = {"password": [NEW_PASSWORD, "another, not typed twice"]}
+    changed = await client.post(
+        f"{SECURITY}/password",
+        data=fields | {"current_password": PASSWORD, "password_confirm": NEW_PASSWORD} | twice,
+    )
+    assert changed.status_code == 400, changed.text
+    assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is not None
+
+
+async def test_the_all_permissions_box_sent_twice_changes_no_grants(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    csrf = await sign_in_at(client, users_path(team.account), "owner@example.com")
+    for twice in (["yes", "no"], ["no", "yes"]):
+        refused = await client.post(
+            f"{users_path(team.account)}/{team.target.id}/grants",
+            data=csrf | {"all_permissions": twice, "permission": "invoices"},
+        )
+        assert refused.status_code == 422, refused.text
+        assert "Choose permissions and roles from the lists on this page." in refused.text
+    assert await effective(runtime, team.target, team.account) == {"invoices"}
