@@ -19,6 +19,8 @@ from identity.web.rendering import locale_for
 # A hidden field (and query parameter) that keeps the page's language across posts, as the
 # sign-in flow's ui_locales does for the login page.
 LOCALE_FIELD = "ui_locales"
+# The message of a post that lacks a field the page needs, or repeats one: hand-made.
+INCOMPLETE = "form.incomplete"
 # A hidden field naming the user a signed-in page was shown to (see ``refusal``).
 SIGNED_IN_FIELD = "signed_in_user"
 

@@ -53,7 +53,7 @@ from identity.web.authorization import (
 )
 from identity.web.conditional import not_modified_middleware
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import MAX_PASSWORD, field, read_form, refusal
+from identity.web.forms import INCOMPLETE, MAX_PASSWORD, Refusal, field, read_form, refusal
 from identity.web.rendering import error_page, locale_for, page
 from identity.web.retry_after import retry_after
 
@@ -62,6 +62,8 @@ MAX_EMAIL = 320
 # The login and consent pages; also the names of their posts for repeated_posts.
 LOGIN = "/login"
 CONSENT = "/consent"
+# The consent page's two buttons; the decision is the value of the one pressed.
+DECISIONS = frozenset({"allow", "deny"})
 
 
 # --- login -------------------------------------------------------------------------------
@@ -328,14 +330,18 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
         browser = await sessions.current(
             session, token, utcnow(), runtime.settings.session_lifetime
         )
-    if refused := refusal(request, runtime, form, browser.user_id if browser else None):
+    refused = refusal(request, runtime, form, browser.user_id if browser else None)
+    decision = field(form, "decision")
+    if refused is None and decision not in DECISIONS:
+        # Not a button's: a hand-made post must not end the sign-in as a refusal would.
+        refused = Refusal(INCOMPLETE, 400)
+    if refused:
         pending = await flows.load(flow_id)
         if pending is None:
             return flow_expired(request, runtime, form)
         return await _consent_form(
             request, runtime, pending, message_id=refused.message_id, status=refused.status
         )
-    decision = field(form, "decision")
     # Signed out since the first post: its sign-in is over, and no repeat brings it back.
     # The decision is not in the key: the first answer is the one, and a second (allow, then
     # deny) is told its outcome rather than the consent and code it already gave.

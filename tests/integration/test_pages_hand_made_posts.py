@@ -6,13 +6,15 @@ user's choice, so it is refused with the page's message and changes nothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
 from identity.accounts.models import User
 from identity.accounts.service import authenticate
 from identity.runtime import Runtime
-from tests.browser import form_fields
+from tests.browser import add_oauth_client, add_user, form_fields, redirected_to_client, sign_in
 from tests.integration.account_helpers import effective
 from tests.integration.page_helpers import SECURITY, alert, sign_in_to_security_page
 from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, new_user
@@ -23,6 +25,15 @@ __all__ = ["team"]  # the Users page's fixture
 ANA = "ana@example.com"
 NAME_INVALID = (
     "Use a name of at most 200 characters, without line breaks or text direction controls."
+)
+
+INCOMPLETE = (
+    "The form came without some of its fields, or with one twice, so nothing was changed. "
+    "Please try again."
+)
+INCOMPLETE_ES = (
+    "El formulario llegó sin alguno de sus campos, o con uno repetido, así que no se ha "
+    "cambiado nada. Inténtalo de nuevo."
 )
 
 
@@ -36,6 +47,29 @@ async def _name_of(runtime: Runtime, user: User) -> str:
         found = await session.get(User, user.id)
     assert found is not None
     return found.name
+
+
+@pytest.mark.parametrize(
+    "decision", [{}, {"decision": ""}, {"decision": ["allow", "deny"]}, {"decision": "maybe"}]
+)
+async def test_a_consent_without_a_decision_asks_again(
+    client: httpx.AsyncClient, runtime: Runtime, decision: dict[str, Any]
+) -> None:
+    await add_user(runtime)
+    await add_oauth_client(runtime)
+    signed_in = await sign_in(client)
+    page = await client.get(signed_in.headers["location"])
+    fields = form_fields(page.text)
+    undecided = await client.post("/consent", data=fields | decision)
+    assert undecided.status_code == 400, undecided.text
+    assert alert(undecided) == INCOMPLETE
+    spanish = await client.post(
+        "/consent", data=fields | decision, headers={"Accept-Language": "es"}
+    )
+    assert alert(spanish) == INCOMPLETE_ES
+    # The sign-in goes on: the page asked again, its Allow still works.
+    allowed = await client.post("/consent", data=fields | {"decision": "allow"})
+    assert "code" in redirected_to_client(allowed)
 
 
 async def test_a_name_form_without_the_name_keeps_the_name(
