@@ -78,16 +78,21 @@ def refusal(
     runtime: Runtime,
     form: FormMultiDict,
     signed_in: uuid.UUID | None,
+    *,
+    complete: bool = True,
 ) -> Refusal | None:
     """Why a post from a page acting as the ``signed_in`` user (None: nobody is) must change
-    nothing, if it must: a bad CSRF token, or a page shown to another user. The CSRF token
-    is one per browser, so it still matches once another tab has signed in as someone else:
-    the page's ``SIGNED_IN_FIELD`` keeps a page left open from acting on that person's
+    nothing, if it must: a bad CSRF token, a page shown to another user, or a form not
+    ``complete`` (without the field a button of the page sends, or with it twice). The CSRF
+    token is one per browser, so it still matches once another tab has signed in as someone
+    else: the page's ``SIGNED_IN_FIELD`` keeps a page left open from acting on that person's
     account."""
     if not csrf_ok(request, runtime, form):
         return Refusal("form.csrf_failed", 400)
     if signed_in is not None and field(form, SIGNED_IN_FIELD, 64) != str(signed_in):
         return Refusal("form.other_user", 409)
+    if not complete:
+        return Refusal(INCOMPLETE, 400)
     return None
 
 

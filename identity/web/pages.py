@@ -53,7 +53,7 @@ from identity.web.authorization import (
 )
 from identity.web.conditional import not_modified_middleware
 from identity.web.dependencies import RuntimeDep
-from identity.web.forms import INCOMPLETE, MAX_PASSWORD, Refusal, field, read_form, refusal
+from identity.web.forms import MAX_PASSWORD, field, read_form, refusal
 from identity.web.rendering import error_page, locale_for, page
 from identity.web.retry_after import retry_after
 
@@ -330,12 +330,11 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
         browser = await sessions.current(
             session, token, utcnow(), runtime.settings.session_lifetime
         )
-    refused = refusal(request, runtime, form, browser.user_id if browser else None)
     decision = field(form, "decision")
-    if refused is None and decision not in DECISIONS:
-        # Not a button's: a hand-made post must not end the sign-in as a refusal would.
-        refused = Refusal(INCOMPLETE, 400)
-    if refused:
+    # Not a button's: a hand-made post must not end the sign-in as Deny would.
+    complete = decision in DECISIONS
+    signed_in = browser.user_id if browser else None
+    if refused := refusal(request, runtime, form, signed_in, complete=complete):
         pending = await flows.load(flow_id)
         if pending is None:
             return flow_expired(request, runtime, form)

@@ -192,14 +192,17 @@ async def account_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
     flow_id = field(form, "flow")
     async with runtime.db.transaction() as session:
         user = await _signed_in(session, request, runtime, utcnow())
-    if refused := refusal(request, runtime, form, user.id if user else None):
+    # "" is the page's own choice of no account (its one button when there is none to pick).
+    chosen = sent(form, account_selection.PARAMETER, 64)
+    signed_in = user.id if user else None
+    if refused := refusal(request, runtime, form, signed_in, complete=chosen is not None):
         pending = await flows.load(flow_id)
         if pending is None:
             return flow_expired(request, runtime, form)
         return await _picker(
             request, runtime, pending, message_id=refused.message_id, status=refused.status
         )
-    chosen = field(form, account_selection.PARAMETER, 64)
+    assert chosen is not None  # else refused as not complete
     token = _session_token(request, runtime)
     # Signed out since the first post: its sign-in is over, and no repeat brings it back.
     repeat = (

@@ -15,7 +15,8 @@ from identity.accounts.models import User
 from identity.accounts.service import authenticate
 from identity.runtime import Runtime
 from tests.browser import add_oauth_client, add_user, form_fields, redirected_to_client, sign_in
-from tests.integration.account_helpers import effective
+from tests.integration.account_helpers import add_member, effective, make_account
+from tests.integration.oauth_helpers import make_user
 from tests.integration.page_helpers import SECURITY, alert, sign_in_to_security_page
 from tests.integration.recovery_helpers import NEW_PASSWORD, PASSWORD, new_user
 from tests.integration.test_pages_users import Team, sign_in_at, team, users_path
@@ -70,6 +71,23 @@ async def test_a_consent_without_a_decision_asks_again(
     # The sign-in goes on: the page asked again, its Allow still works.
     allowed = await client.post("/consent", data=fields | {"decision": "allow"})
     assert "code" in redirected_to_client(allowed)
+
+
+@pytest.mark.parametrize("choice", [{}, {"account_id": ["", ""]}])
+async def test_the_account_picker_without_a_choice_asks_again(
+    client: httpx.AsyncClient, runtime: Runtime, choice: dict[str, Any]
+) -> None:
+    await add_oauth_client(runtime, first_party=True)
+    ana = await add_user(runtime)
+    acme = await make_account(runtime, ana, "Acme")
+    await add_member(runtime, await make_account(runtime, await make_user(runtime), "Globex"), ana)
+    picker = await client.get((await sign_in(client)).headers["location"])
+    fields = form_fields(picker.text)
+    unchosen = await client.post("/login/account", data=fields | choice)
+    assert unchosen.status_code == 400, unchosen.text
+    assert alert(unchosen) == INCOMPLETE
+    chosen = await client.post("/login/account", data=fields | {"account_id": str(acme.id)})
+    assert "code" in redirected_to_client(chosen)
 
 
 async def test_a_name_form_without_the_name_keeps_the_name(
