@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
@@ -42,20 +42,42 @@ def seen(browser_session: BrowserSession, now: datetime, expires_at: datetime) -
     browser_session.last_seen_at, browser_session.expires_at = now, expires_at
 
 
-async def hold_unrevoked(
-    session: AsyncSession, session_id: uuid.UUID | None
-) -> BrowserSession | None:
-    """The session, if it still exists unrevoked. On PostgreSQL its row is share-locked until
-    the caller's transaction ends: a sign-out in progress is waited for and then seen, and one
-    that starts later waits for the caller, whose refresh tokens it then finds and revokes
-    (identity.sessions.revocation). SQLite's one writer at a time needs no lock."""
+class SignedIn(NamedTuple):
+    user: User
+    sid: uuid.UUID | None
+
+
+async def hold_signed_in(
+    session: AsyncSession, session_id: uuid.UUID | None, user_id: uuid.UUID
+) -> SignedIn | None:
+    """The user of a sign-in and its session's ``sid``, while the session exists unrevoked
+    and the user enabled; None otherwise. One statement, as a code redemption reads both.
+
+    On PostgreSQL the session's row is share-locked until the caller's transaction ends: a
+    sign-out in progress is waited for and then seen, and one that starts later waits for
+    the caller, whose refresh tokens it then finds and revokes (identity.sessions.revocation).
+    The user's row is only read, as ``identity.tokens.subjects.active_user`` reads it.
+    SQLite's one writer at a time needs no lock."""
     if session_id is None:
         return None
-    return await session.scalar(
-        select(BrowserSession)
-        .where(BrowserSession.id == session_id, BrowserSession.revoked_at.is_(None))
-        .with_for_update(read=True)
+    row = (
+        await session.execute(_SIGNED_IN, {"session_id": session_id, "user_id": user_id})
+    ).one_or_none()
+    return None if row is None else SignedIn(row[0], row[1])
+
+
+# Built once: read by every code redemption.
+_SIGNED_IN = (
+    select(User, BrowserSession.sid)
+    .join(BrowserSession, BrowserSession.user_id == User.id)
+    .where(
+        BrowserSession.id == bindparam("session_id"),
+        BrowserSession.revoked_at.is_(None),
+        User.id == bindparam("user_id"),
+        User.disabled.is_(False),
     )
+    .with_for_update(read=True, of=BrowserSession)
+)
 
 
 class Revoked(NamedTuple):

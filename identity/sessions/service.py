@@ -112,7 +112,7 @@ async def end(session: AsyncSession, token: str | None, now: datetime) -> uuid.U
     (and calls its access tokens inactive at introspection) and node-oidc-provider revokes
     the session's grants: an app the user signed out of gets no new tokens, and services
     that introspect stop accepting the ones it holds. A code redemption under way holds the
-    session's row (``repository.hold_unrevoked``), so the update above waits for it and this
+    session's row (``repository.hold_signed_in``), so the update above waits for it and this
     then finds the tokens it issued.
     """
     if not token:

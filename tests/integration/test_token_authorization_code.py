@@ -17,6 +17,7 @@ from identity.clock import utcnow
 from identity.crypto import digest
 from identity.runtime import Runtime
 from identity.tokens.models import AuthorizationCode, RefreshToken
+from tests.integration.db_helpers import counting_statements
 from tests.integration.oauth_helpers import (
     REDIRECT_URI,
     RegisteredClient,
@@ -266,3 +267,23 @@ async def test_scope_without_openid_gets_no_id_token(
     assert "id_token" not in body
     claims = (await verify_with_jwks(client, body["access_token"])).claims
     assert claims["scope"] == "profile"
+
+
+async def test_code_exchange_reads_session_and_user_in_one_statement(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The statements of a code redemption, each a round trip and SQLAlchemy's work on
+    every sign-in: the client held, the code spent, the sign-in and its user read together,
+    the refresh token stored (and on SQLite, first, its write lock)."""
+    app = await make_client(runtime)
+    user = await make_user(runtime)
+    # The first exchange fills this process's caches (client, signing keys, role templates).
+    await redeemed_code(client, runtime, app, user=user)
+    fresh = await fresh_code(runtime, app, user=user)
+
+    with counting_statements(runtime) as statements:
+        response = await fresh.redeem(client)
+
+    assert response.status_code == 200, response.text
+    sqlite_write_lock = 1 if runtime.db.engine.dialect.name == "sqlite" else 0
+    assert len(statements) == 4 + sqlite_write_lock, statements

@@ -21,7 +21,6 @@ from identity.oauth.resources import granted_resources
 from identity.sessions import repository as browser_sessions
 from identity.tokens import codes, refresh, revocations
 from identity.tokens.models import AuthorizationCode
-from identity.tokens.subjects import active_user
 
 UNREGISTERED = "redirect_uri is no longer registered for this client."
 
@@ -69,13 +68,12 @@ class AuthorizationCodeGrant:
         # A code stands for the sign-in it came from, as in Keycloak: once that has ended (a
         # sign-out, or every session ended by a password reset), whoever still holds the code
         # must not turn it into a refresh token that outlives the sign-out.
-        signed_in = await browser_sessions.hold_unrevoked(session, code.session_id)
-        user = await active_user(session, code.user_id)
-        if user is None or signed_in is None:
+        signed_in = await browser_sessions.hold_signed_in(session, code.session_id, code.user_id)
+        if signed_in is None:
             # Spent, as for an unregistered redirect URI: enabling the user again within
             # the code's lifetime must not revive a code refused for them.
             return Refusal(InvalidGrantError("The code is invalid, expired or already used."))
-        return RedeemedCode(code, user, resources, access_jti, signed_in.sid)
+        return RedeemedCode(code, signed_in.user, resources, access_jti, signed_in.sid)
 
     async def refuse_replay(
         self,
