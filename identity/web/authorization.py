@@ -262,15 +262,17 @@ async def _next_step(
     """``authorize.must_sign_in``, then the customer account picked, then
     ``authorize.after_sign_in`` for it; and that account (None: tokens without account
     claims, or not known yet): the consent asked for, or remembered, is for it."""
+    if browser is None:
+        return _signed_out_step(valid, hinted_subject, consent_given, now), None
     interaction = Interaction(
-        auth_time=browser.auth_time if browser else None,
-        subject=str(browser.user_id) if browser else None,
+        auth_time=browser.auth_time,
+        subject=str(browser.user_id),
         hinted_subject=hinted_subject,
-        signed_in_now=browser is not None and flow.login_session_id == str(browser.id),
+        signed_in_now=flow.login_session_id == str(browser.id),
         consent_covers=False,
         consent_given=consent_given,
     )
-    if authorize.must_sign_in(valid, interaction, now) or browser is None:
+    if authorize.must_sign_in(valid, interaction, now):
         return Step.LOGIN, None
     # A "Deny" is the answer, even if the account must be picked again since the page.
     authorize.check_not_denied(valid, interaction)
@@ -284,6 +286,23 @@ async def _next_step(
     covers = await _consent_covers(session, valid, browser, account_id, consent_given, now)
     answered = replace(interaction, consent_covers=covers, consent_given=consent_given)
     return authorize.after_sign_in(valid, answered), account_id
+
+
+def _signed_out_step(
+    valid: ValidRequest, hinted_subject: str | None, consent_given: bool | None, now: datetime
+) -> Step:
+    """The step of a browser nobody is signed in with: the login, unless the request may
+    not show it (``login_required`` for prompt=none)."""
+    nobody = Interaction(
+        auth_time=None,
+        subject=None,
+        hinted_subject=hinted_subject,
+        signed_in_now=False,
+        consent_covers=False,
+        consent_given=consent_given,
+    )
+    authorize.must_sign_in(valid, nobody, now)
+    return Step.LOGIN
 
 
 def _flow_value(account_id: uuid.UUID | None) -> str | None:
@@ -487,16 +506,21 @@ async def proceed(
         client = await runtime.clients.lookup(runtime.db, client_id) if client_id else None
         valid = authorize.validate(flow.request, client)
         hinted_subject = await _hinted_subject(runtime, valid)
-        async with runtime.db.transaction() as session:
-            if browser is None:
-                browser = await sessions.current(
-                    session, session_token, now, runtime.settings.session_lifetime
+        if browser is None and not session_token:
+            # No session cookie, so nobody to read: a sign-in's first request opens no
+            # transaction, which costs a session, its begin and its commit even when empty.
+            step, account_id = _signed_out_step(valid, hinted_subject, consent_given, now), None
+        else:
+            async with runtime.db.transaction() as session:
+                if browser is None:
+                    browser = await sessions.current(
+                        session, session_token, now, runtime.settings.session_lifetime
+                    )
+                step, account_id = await _next_step(
+                    session, valid, flow, browser, hinted_subject, consent_given, now
                 )
-            step, account_id = await _next_step(
-                session, valid, flow, browser, hinted_subject, consent_given, now
-            )
-            if step is Step.ISSUE and browser is not None:
-                code = await _issue_code(session, runtime, valid, browser, account_id, now)
+                if step is Step.ISSUE and browser is not None:
+                    code = await _issue_code(session, runtime, valid, browser, account_id, now)
     except OAuth2Error as exc:
         return await _ended(request, runtime, flows, flow, exc, locale, response_cookies)
     except Exception as exc:

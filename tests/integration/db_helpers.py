@@ -8,6 +8,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from identity.runtime import Runtime
 
@@ -35,3 +36,22 @@ def counting_statements(runtime: Runtime) -> Iterator[list[str]]:
     finally:
         _IN_TEST.reset(marked)
         event.remove(engine, "before_cursor_execute", count)
+
+
+@contextmanager
+def counting_transactions(runtime: Runtime) -> Iterator[list[Any]]:
+    """The ORM transactions the test's own task begins meanwhile, whether or not they run a
+    statement: an empty one still costs a session, its begin and its commit."""
+    seen: list[Any] = []
+
+    def count(_session: Any, transaction: Any) -> None:
+        if _IN_TEST.get() and transaction.parent is None:
+            seen.append(transaction)
+
+    event.listen(Session, "after_transaction_create", count)
+    marked = _IN_TEST.set(True)
+    try:
+        yield seen
+    finally:
+        _IN_TEST.reset(marked)
+        event.remove(Session, "after_transaction_create", count)

@@ -33,6 +33,7 @@ from tests.browser import (
     submit_login,
 )
 from tests.integration.account_helpers import staff_headers
+from tests.integration.db_helpers import counting_transactions
 
 
 @pytest.fixture
@@ -712,3 +713,18 @@ async def test_code_goes_to_the_redirect_uri_with_its_own_query_kept_verbatim(
     location = response.headers["location"]
     assert location.startswith(redirect_uri + "&code="), location
     assert query(location)["state"] == "af0ifjsldkj"
+
+
+async def test_authorize_without_session_cookie_opens_no_transaction(
+    client: httpx.AsyncClient, runtime: Runtime, first_party: None
+) -> None:
+    """A sign-in's first request: with no session cookie there is nobody to read, and an
+    empty transaction still costs a session, its begin and its commit."""
+    await open_login(client, authorize_params())  # this process's client cache filled
+    client.cookies.clear()
+
+    with counting_transactions(runtime) as transactions:
+        response = await client.get("/authorize", params=authorize_params())
+
+    assert response.headers["location"].startswith("/login?flow="), response.text
+    assert transactions == []
