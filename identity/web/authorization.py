@@ -262,17 +262,8 @@ async def _next_step(
     """``authorize.must_sign_in``, then the customer account picked, then
     ``authorize.after_sign_in`` for it; and that account (None: tokens without account
     claims, or not known yet): the consent asked for, or remembered, is for it."""
-    if browser is None:
-        return _signed_out_step(valid, hinted_subject, consent_given, now), None
-    interaction = Interaction(
-        auth_time=browser.auth_time,
-        subject=str(browser.user_id),
-        hinted_subject=hinted_subject,
-        signed_in_now=flow.login_session_id == str(browser.id),
-        consent_covers=False,
-        consent_given=consent_given,
-    )
-    if authorize.must_sign_in(valid, interaction, now):
+    interaction = _interaction(flow, browser, hinted_subject, consent_given)
+    if authorize.must_sign_in(valid, interaction, now) or browser is None:
         return Step.LOGIN, None
     # A "Deny" is the answer, even if the account must be picked again since the page.
     authorize.check_not_denied(valid, interaction)
@@ -288,20 +279,33 @@ async def _next_step(
     return authorize.after_sign_in(valid, answered), account_id
 
 
-def _signed_out_step(
-    valid: ValidRequest, hinted_subject: str | None, consent_given: bool | None, now: datetime
-) -> Step:
-    """The step of a browser nobody is signed in with: the login, unless the request may
-    not show it (``login_required`` for prompt=none)."""
-    nobody = Interaction(
-        auth_time=None,
-        subject=None,
+def _interaction(
+    flow: Flow,
+    browser: BrowserSession | None,
+    hinted_subject: str | None,
+    consent_given: bool | None,
+) -> Interaction:
+    """The sign-in as the authorization rules see it, before consent is looked up."""
+    return Interaction(
+        auth_time=browser.auth_time if browser else None,
+        subject=str(browser.user_id) if browser else None,
         hinted_subject=hinted_subject,
-        signed_in_now=False,
+        signed_in_now=browser is not None and flow.login_session_id == str(browser.id),
         consent_covers=False,
         consent_given=consent_given,
     )
-    authorize.must_sign_in(valid, nobody, now)
+
+
+def _signed_out_step(
+    valid: ValidRequest,
+    flow: Flow,
+    hinted_subject: str | None,
+    consent_given: bool | None,
+    now: datetime,
+) -> Step:
+    """The step of a browser nobody is signed in with, which needs no transaction: the
+    login, unless the request may not show it (``login_required`` for prompt=none)."""
+    authorize.must_sign_in(valid, _interaction(flow, None, hinted_subject, consent_given), now)
     return Step.LOGIN
 
 
@@ -509,7 +513,8 @@ async def proceed(
         if browser is None and not session_token:
             # No session cookie, so nobody to read: a sign-in's first request opens no
             # transaction, which costs a session, its begin and its commit even when empty.
-            step, account_id = _signed_out_step(valid, hinted_subject, consent_given, now), None
+            step = _signed_out_step(valid, flow, hinted_subject, consent_given, now)
+            account_id = None
         else:
             async with runtime.db.transaction() as session:
                 if browser is None:
