@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -20,38 +20,38 @@ _IN_TEST = ContextVar("in_test", default=False)
 
 
 @contextmanager
-def counting_statements(runtime: Runtime) -> Iterator[list[str]]:
-    """The statements the test's own task runs meanwhile, in order."""
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if _IN_TEST.get():
-            seen.append(statement)
-
-    engine = runtime.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    marked = _IN_TEST.set(True)
-    try:
-        yield seen
-    finally:
-        _IN_TEST.reset(marked)
-        event.remove(engine, "before_cursor_execute", count)
-
-
-@contextmanager
-def counting_transactions(runtime: Runtime) -> Iterator[list[Any]]:
-    """The ORM transactions the test's own task begins meanwhile, whether or not they run a
-    statement: an empty one still costs a session, its begin and its commit."""
+def _recording(target: Any, name: str, item: Callable[..., Any]) -> Iterator[list[Any]]:
+    """What ``item`` makes of each ``name`` event of ``target`` that the test's own task
+    fires meanwhile, in order (None: left out)."""
     seen: list[Any] = []
 
-    def count(_session: Any, transaction: Any) -> None:
-        if _IN_TEST.get() and transaction.parent is None:
-            seen.append(transaction)
+    def record(*args: Any) -> None:
+        if _IN_TEST.get() and (found := item(*args)) is not None:
+            seen.append(found)
 
-    event.listen(Session, "after_transaction_create", count)
+    event.listen(target, name, record)
     marked = _IN_TEST.set(True)
     try:
         yield seen
     finally:
         _IN_TEST.reset(marked)
-        event.remove(Session, "after_transaction_create", count)
+        event.remove(target, name, record)
+
+
+def counting_statements(runtime: Runtime) -> AbstractContextManager[list[str]]:
+    """The statements the test's own task runs meanwhile, in order."""
+    return _recording(
+        runtime.db.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _conn, _cursor, statement, *_: statement,
+    )
+
+
+def counting_transactions(runtime: Runtime) -> AbstractContextManager[list[Any]]:
+    """The ORM transactions the test's own task begins meanwhile, whether or not they run a
+    statement: an empty one still costs a session, its begin and its commit."""
+    return _recording(
+        Session,
+        "after_transaction_create",
+        lambda _session, transaction: transaction if transaction.parent is None else None,
+    )
