@@ -17,6 +17,19 @@ def test_defaults_give_the_embedded_sqlite_database_in_the_data_folder(tmp_path:
     assert settings.sent_retention == 86400
 
 
+def test_sign_in_and_reset_limits_default_to_the_documented_values() -> None:
+    """The README's tables promise these numbers; the tests that exercise the limits read
+    them from the settings, so a changed default would pass those unnoticed."""
+    settings = Settings.from_env({})
+    assert settings.login_max_failures == 5
+    assert settings.login_max_failures_per_ip == 20
+    assert settings.login_lockout == 15 * 60
+    assert settings.reset_token_ttl == 30 * 60
+    assert settings.reset_limit_per_email == Rate(3, 30 * 60)
+    assert settings.reset_limit_per_ip == Rate(20, 3600)
+    assert settings.reset_limit_global == Rate(1000, 3600)
+
+
 def test_empty_values_count_as_unset() -> None:
     assert Settings.from_env({"IDENTITY_REDIS_URL": " "}).redis_url is None
 
