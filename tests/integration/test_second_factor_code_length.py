@@ -52,6 +52,28 @@ async def test_a_too_long_code_at_sign_in_is_refused_as_invalid(
     assert done.status_code == 303, done.text
 
 
+@pytest.mark.parametrize("which", ["totp", "recovery"])
+async def test_a_code_with_spaces_beyond_the_longest_taken_is_refused_at_sign_in(
+    client: httpx.AsyncClient, runtime: Runtime, which: str
+) -> None:
+    """The form keeps the whole of a code one character too long, and spaces alone make it
+    so: without spaces it is the right code, and it is still refused, as the README says
+    of any code over 64 characters."""
+    _, generator, codes = await enrolled_user(runtime)
+    code = generator.now() if which == "totp" else codes[0]
+    app = await make_client(runtime, first_party=True)
+    _, challenge = pkce_pair()
+    login = await login_page(client, app, challenge)
+    step = await post_form(client, login, "/login", email=ANA, password=PASSWORD)
+    page = await client.get(step.headers["location"])
+
+    spaced = code + " " * (MAX_CODE + 1 - len(code))
+    refused = await post_form(client, page, "/login/second-factor", code=spaced)
+
+    assert refused.status_code == 400, refused.text
+    assert "This code is not valid." in alert(refused)
+
+
 async def test_a_too_long_code_does_not_turn_two_step_verification_on(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
