@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import html
 import time
+from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from identity.accounts import repository as accounts
+from identity.accounts.models import PasswordResetToken
 from identity.accounts.service import authenticate, disable_user
 from identity.audit.service import Actor
 from identity.clock import utcnow
@@ -221,6 +224,26 @@ async def test_unknown_used_or_tampered_links_show_a_way_to_ask_again(
         client, spent, RESET, password=NEW_PASSWORD, password_confirm=NEW_PASSWORD
     )
     assert used.status_code == 400 and text in notice(used)
+
+
+async def test_an_expired_link_opens_on_a_way_to_ask_again_not_on_the_form(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """Not a form to fill in that the post would then refuse: the page says at once that
+    the link has expired and offers a new one."""
+    await new_user(runtime, ANA)
+    link = await _reset_link(client, runtime)
+    async with runtime.db.transaction() as session:
+        await session.execute(
+            update(PasswordResetToken).values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+    page = await client.get(link)
+
+    assert page.status_code == 400
+    assert "has expired, has already been used" in notice(page)
+    assert 'href="/password/forgot?ui_locales=' in page.text
+    assert 'name="password"' not in page.text
 
 
 async def test_a_link_that_expires_while_the_new_password_hashes_changes_nothing(
