@@ -569,6 +569,21 @@ async def test_address_is_throttled_across_accounts(start: Any) -> None:
         assert _throttled(await _good(http), since)
 
 
+async def test_posts_refused_for_a_locked_account_spend_nothing_of_the_address(
+    start: Any,
+) -> None:
+    """Refused before its password is checked, such a post is no failed sign-in: someone
+    on a shared address (an office, a NAT) hammering a locked account does not use up the
+    address's attempts for everyone else behind it."""
+    since = time.monotonic()  # before the window's first count
+    async with start(login_max_failures=2, login_max_failures_per_ip=4) as (http, _):
+        for _ in range(2):
+            await _fail(http, "nobody@example.com")
+        for _ in range(3):
+            assert _throttled(await _fail(http, "nobody@example.com"), since)
+        redirected_to_client(await _good(http))
+
+
 async def test_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(start: Any) -> None:
     since = time.monotonic()  # before the window's first count
     async with start(login_max_failures_per_ip=3) as (http, _):
