@@ -19,6 +19,7 @@ from identity.clock import utcnow
 from identity.recovery.service import ResetLimits
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
+from identity.store.memory import MemoryStore
 from tests.browser import form_fields
 from tests.integration.page_helpers import (
     alert,
@@ -342,6 +343,28 @@ async def test_a_reset_posted_twice_resets_once_and_both_say_done(
     assert await authenticate(runtime.db, runtime.passwords, ANA, NEW_PASSWORD) is not None
     subjects = [m.subject for m in await mail_to(runtime, ANA)]
     assert subjects == ["Change your Identity password", "Your Identity password was changed"]
+
+
+async def test_the_form_posted_again_shows_its_reset_for_five_minutes(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's five minutes, on a clock the test moves: after them, a reload is
+    answered as any spent link is."""
+    await new_user(runtime, ANA)
+    form = await client.get(await _reset_link(client, runtime))
+    clock = [0.0]
+    monkeypatch.setattr(runtime, "store", MemoryStore(clock=lambda: clock[0]))
+    posted = {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD}
+    done = await post_form(client, form, RESET, **posted)
+
+    clock[0] = 5 * 60 - 1
+    again = await post_form(client, form, RESET, **posted)
+    clock[0] = 5 * 60
+    late = await post_form(client, form, RESET, **posted)
+
+    assert (done.status_code, again.status_code) == (200, 200)
+    assert notice(again) == notice(done)
+    assert late.status_code == 400 and "has already been used" in notice(late)
 
 
 async def test_a_reset_whose_user_was_disabled_since_is_not_done_when_posted_again(
