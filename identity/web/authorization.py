@@ -38,7 +38,6 @@ from identity.oauth.interaction import Flow, FlowStore
 from identity.oauth.scopes import SCOPE_ADMIN, for_user
 from identity.permissions.customer_accounts import account_ids_of
 from identity.runtime import Runtime
-from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
 from identity.sessions.service import Established
 from identity.store.base import StoreUnavailable
@@ -47,7 +46,7 @@ from identity.tokens import consents
 from identity.tokens.codes import insert_code, is_unredeemed
 from identity.tokens.models import AuthorizationCode
 from identity.tokens.subjects import active_user
-from identity.web import cookies, repeated_posts
+from identity.web import browser_session, cookies, repeated_posts
 from identity.web.client_ip import of_request, rate_subject
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import page_locale, read_form
@@ -325,9 +324,7 @@ async def _return_to(
     assert flow.return_to is not None
     if browser is None:
         async with runtime.db.transaction() as session:
-            browser = await sessions.current(
-                session, session_token, utcnow(), runtime.settings.session_lifetime
-            )
+            browser = await browser_session.live(session, runtime.settings, session_token)
     if browser is None:
         await flows.save(flow)
         return redirect(f"/login?{urlencode({'flow': flow.id})}", response_cookies)
@@ -518,8 +515,8 @@ async def proceed(
         else:
             async with runtime.db.transaction() as session:
                 if browser is None:
-                    browser = await sessions.current(
-                        session, session_token, now, runtime.settings.session_lifetime
+                    browser = await browser_session.live(
+                        session, runtime.settings, session_token, now
                     )
                 step, account_id = await _next_step(
                     session, valid, flow, browser, hinted_subject, consent_given, now
@@ -669,7 +666,7 @@ def _parameters(items: Any) -> list[tuple[str, str]]:
 async def authorization_endpoint(
     request: Request[Any, Any, Any], runtime: RuntimeDep
 ) -> Response[Any]:
-    session_token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
+    session_token = browser_session.cookie_token(request, runtime.settings)
     if request.method == "POST":
         items = _parameters((await read_form(request)).multi_items())
         known = [

@@ -34,7 +34,7 @@ from identity.permissions.repository import get_account
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.settings import PACKAGE_ROOT
-from identity.web import client_ip, cookies, csrf, repeated_posts
+from identity.web import browser_session, client_ip, cookies, csrf, repeated_posts
 from identity.web import pages_second_factor as second_factor
 from identity.web.authorization import (
     FlowTaken,
@@ -163,7 +163,7 @@ async def login_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
     # right) or has answered: a copy the throttle refuses meanwhile waits to know which. A
     # post with attempts left behind it has no refused copy to tell: no note, no store trip.
     async with repeated_posts.checking(runtime, repeat if last else None):
-        previous = cookies.read(request.cookies, settings, cookies.SESSION)
+        previous = browser_session.cookie_token(request, settings)
         proof = await authenticate(runtime.db, runtime.passwords, email, password)
         if pending is None:
             # Only a repeat gets here (a flow still there was claimed by no post yet, and one
@@ -261,12 +261,9 @@ async def _consent_form(
     status: int = 200,
 ) -> Response[Any]:
     locale = flow_locale(request, flow)
-    token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
     async with runtime.db.transaction() as session:
         client = await get_client(session, flow.request.get("client_id") or "")
-        browser = await sessions.current(
-            session, token, utcnow(), runtime.settings.session_lifetime
-        )
+        browser = await browser_session.signed_in(session, request, runtime.settings)
         asked = requested_at_authorize(flow.request.get("scope") or "")
         # What the tokens will carry, and consent records: a user who is not staff is not
         # asked to allow identity:admin, which their tokens leave out.
@@ -325,11 +322,9 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
     form = await read_form(request)
     flows = FlowStore(runtime.store)
     flow_id = field(form, "flow")
-    token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
+    token = browser_session.cookie_token(request, runtime.settings)
     async with runtime.db.transaction() as session:
-        browser = await sessions.current(
-            session, token, utcnow(), runtime.settings.session_lifetime
-        )
+        browser = await browser_session.live(session, runtime.settings, token)
     decision = field(form, "decision")
     # Not a button's: a hand-made post must not end the sign-in as Deny would.
     complete = decision in DECISIONS
@@ -386,8 +381,8 @@ async def logout(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Respon
         async with runtime.db.transaction() as session:
             client = await get_client(session, client_id) if client_id else None
             resolved = logout_rules.check(params, claims, client)
-            token = cookies.read(request.cookies, settings, cookies.SESSION)
-            browser = await sessions.current(session, token, now, settings.session_lifetime)
+            token = browser_session.cookie_token(request, settings)
+            browser = await browser_session.live(session, settings, token, now)
     except OAuth2Error:
         return error_page(request, runtime, "error.logout_invalid", locale=locale)
 

@@ -53,10 +53,9 @@ from identity.mfa.service import (
 from identity.recovery.email_change import request_email_change
 from identity.recovery.service import PasswordMismatch
 from identity.runtime import Runtime
-from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
 from identity.tokens.subjects import active_user
-from identity.web import cookies, password_form, shown_once
+from identity.web import browser_session, cookies, password_form, shown_once
 from identity.web.actors import page_actor
 from identity.web.authorization import redirect, sign_in_then, with_query
 from identity.web.dependencies import RuntimeDep
@@ -150,8 +149,7 @@ async def _visitor(
     now: datetime,
 ) -> Visitor | None:
     """The signed-in visitor, by the browser's session cookie."""
-    token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
-    browser = await sessions.current(session, token, now, runtime.settings.session_lifetime)
+    browser = await browser_session.signed_in(session, request, runtime.settings, now)
     user = await active_user(session, browser.user_id) if browser else None
     return Visitor(user, browser) if user and browser else None
 

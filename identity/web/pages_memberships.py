@@ -58,9 +58,8 @@ from identity.permissions.invitations import ACCEPT_PATH, InvitationRequest
 from identity.permissions.models import Membership
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
-from identity.sessions.models import BrowserSession
 from identity.tokens.subjects import active_user
-from identity.web import client_ip, cookies, password_form, repeated_posts
+from identity.web import browser_session, client_ip, cookies, password_form, repeated_posts
 from identity.web.actors import page_actor
 from identity.web.authorization import (
     ACCOUNT_PAGE,
@@ -116,17 +115,11 @@ def _all_permissions(form: FormMultiDict) -> bool:
     return True
 
 
-def _session_token(request: Request[Any, Any, Any], runtime: Runtime) -> str | None:
-    return cookies.read(request.cookies, runtime.settings, cookies.SESSION)
-
-
 async def _signed_in(
     session: AsyncSession, request: Request[Any, Any, Any], runtime: Runtime, now: datetime
 ) -> User | None:
     """The user of the browser's live session, if any (and not disabled)."""
-    browser: BrowserSession | None = await sessions.current(
-        session, _session_token(request, runtime), now, runtime.settings.session_lifetime
-    )
+    browser = await browser_session.signed_in(session, request, runtime.settings, now)
     return await active_user(session, browser.user_id) if browser else None
 
 
@@ -153,7 +146,12 @@ async def _picker(
         choices = await customer_accounts.accounts_of(session, user.id, now) if user else []
     if user is None:
         # Signed out meanwhile: the authorization step sends the browser to sign in again.
-        return await proceed(request, runtime, flow, session_token=_session_token(request, runtime))
+        return await proceed(
+            request,
+            runtime,
+            flow,
+            session_token=browser_session.cookie_token(request, runtime.settings),
+        )
     requested = flow.request.get(account_selection.PARAMETER)
     mine = {str(c.account.id) for c in choices}
     return page(
@@ -203,7 +201,7 @@ async def account_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
             request, runtime, pending, message_id=refused.message_id, status=refused.status
         )
     assert chosen is not None  # else refused as not complete
-    token = _session_token(request, runtime)
+    token = browser_session.cookie_token(request, runtime.settings)
     # Signed out since the first post: its sign-in is over, and no repeat brings it back.
     repeat = (
         repeated_posts.key_of(request, runtime, ACCOUNT_PAGE, flow_id, token, chosen)
@@ -876,7 +874,7 @@ async def accept_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) ->
     ip = client_ip.of_request(request, settings.trusted_proxies)
     request_id = request.scope.get("state", {}).get("request_id")
     password = field(form, "password", MAX_PASSWORD)
-    previous = _session_token(request, runtime)
+    previous = browser_session.cookie_token(request, runtime.settings)
     async with runtime.db.transaction() as session:
         signed_in = await _signed_in(session, request, runtime, now)
     if signed_in is None and not name:

@@ -33,8 +33,7 @@ from identity.recovery.service import (
     reset_token_owner,
 )
 from identity.runtime import Runtime
-from identity.sessions import service as sessions
-from identity.web import client_ip, cookies, password_form
+from identity.web import browser_session, client_ip, cookies, password_form
 from identity.web.actors import request_origin
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import MAX_PASSWORD, csrf_ok, field, page_locale, read_form
@@ -204,11 +203,11 @@ async def _dead_session_cookie(request: Request[Any, Any, Any], runtime: Runtime
     """The browser's session cookie, to be dropped, when the reset ended its session (it was
     the user's). A browser signed in as someone else stays so: the reset is not theirs, and
     dropping the cookie would only hide a session that lives on."""
-    token = cookies.read(request.cookies, runtime.settings, cookies.SESSION)
+    token = browser_session.cookie_token(request, runtime.settings)
     if token is None:
         return []
     async with runtime.db.transaction() as session:
-        live = await sessions.current(session, token, utcnow(), runtime.settings.session_lifetime)
+        live = await browser_session.live(session, runtime.settings, token)
     return [] if live else [cookies.clear_session(runtime.settings)]
 
 

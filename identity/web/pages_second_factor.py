@@ -33,7 +33,7 @@ from identity.mfa.service import MAX_CODE, InvalidCode, SecondFactor
 from identity.oauth.interaction import FLOW_TTL, Flow, FlowStore
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
-from identity.web import client_ip, cookies, repeated_posts
+from identity.web import browser_session, client_ip, cookies, repeated_posts
 from identity.web.authorization import (
     FlowTaken,
     flow_expired,
@@ -213,7 +213,7 @@ async def second_factor_submit(
                 amr=list(amr),
                 now=now,
                 lifetime=settings.session_lifetime,
-                previous_token=cookies.read(request.cookies, settings, cookies.SESSION),
+                previous_token=browser_session.cookie_token(request, settings),
                 ip=client_ip.of_request(request, settings.trusted_proxies),
                 user_agent=request.headers.get("user-agent"),
             )

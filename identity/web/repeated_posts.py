@@ -39,13 +39,11 @@ from typing import Any
 
 from litestar import Request
 
-from identity.clock import utcnow
 from identity.crypto import DecryptionFailed, Encryptor
 from identity.oauth.interaction import Flow
 from identity.runtime import Runtime
-from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
-from identity.web import cookies
+from identity.web import browser_session, cookies
 
 # As long as the Users page's invitation repeat: a double click or a quick reload, no more.
 WINDOW_SECONDS = 10
@@ -213,7 +211,5 @@ async def first_post(runtime: Runtime, key: str | None, wait: Wait) -> FirstPost
     if token is None:
         return FirstPost(flow, location=record.get("location"))
     async with runtime.db.transaction() as session:
-        browser = await sessions.current(
-            session, token, utcnow(), runtime.settings.session_lifetime
-        )
+        browser = await browser_session.live(session, runtime.settings, token)
     return FirstPost(flow, token, browser) if browser is not None else None
