@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts import repository
 from identity.accounts.models import User
-from identity.accounts.passwords import Passwords
+from identity.accounts.passwords import Passwords, password_bytes
 from identity.accounts.service import checked_name, hash_password
 from identity.audit.service import Actor, record_as
 from identity.db.engine import Database
+from identity.errors import DomainError
 from identity.mail import messages, outbox
 from identity.mail.messages import Recipient
 from identity.mfa.service import InvalidPassword
@@ -69,6 +70,14 @@ async def prove_password(
     return stored
 
 
+class PasswordUnchanged(DomainError):
+    """The new password is the current one: saying it changed would leave a password the
+    user fears is known working, and their other devices signed out for nothing."""
+
+    code = "password-unchanged"
+    status = 422
+
+
 async def change_password(
     db: Database,
     passwords: Passwords,
@@ -95,11 +104,15 @@ async def change_password(
     audit entry.
     Raises ``RateLimited``, ``InvalidPassword`` (also when the password was changed
     meanwhile, in another tab or by a reset: the one typed is no longer current),
-    ``PasswordMismatch`` or ``PolicyViolation``. Call ``runtime.mail.wake()`` afterwards.
+    ``PasswordMismatch``, ``PasswordUnchanged`` or ``PolicyViolation``. Call
+    ``runtime.mail.wake()`` afterwards.
     """
     stored = await prove_password(db, passwords, limiter, settings, user, current)
     if new != confirm:
         raise PasswordMismatch("The two passwords are not the same.")
+    # As the hash sees them: NFKC makes a full-width letter the same password.
+    if password_bytes(new) == password_bytes(current):
+        raise PasswordUnchanged("The new password is the current one.")
     new_hash = await hash_password(passwords, new, email=user.email, name=user.name)
     async with db.write_transaction() as session:
         if not await repository.swap_hash(

@@ -475,9 +475,11 @@ async def change_password(request: Request[Any, Any, Any], runtime: RuntimeDep) 
         {
             InvalidPassword: "security.wrong_password",
             PasswordMismatch: "reset.mismatch",
+            self_service.PasswordUnchanged: "security.password_unchanged",
             RateLimited: "security.throttled",
         },
-        _current_password_at_fault("current_password"),
+        _current_password_at_fault("current_password")
+        | {"reset.mismatch": ("password_confirm",), "security.password_unchanged": ("password",)},
     )
 
 

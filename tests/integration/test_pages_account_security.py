@@ -468,6 +468,41 @@ async def test_password_change_refusals_are_readable(
     assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is not None
 
 
+@pytest.mark.parametrize(
+    ("headers", "said"),
+    [
+        ({}, "Choose a new password: this one is your current password."),
+        (SPANISH, "Elige una contraseña nueva: esta es tu contraseña actual."),
+    ],
+)
+async def test_the_current_password_is_refused_as_the_new_one_and_nothing_is_ended(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    ana: User,
+    headers: dict[str, str],
+    said: str,
+) -> None:
+    # A user changing a password they fear is known must not be told it changed, and
+    # have their other devices signed out, while the known one still works. Full-width
+    # letters are the same password to the hash (NFKC), so they are the same here too.
+    other = await other_session(runtime, ana)
+    page = await sign_in_to_security_page(client, ANA, PASSWORD, **headers)
+    same = PASSWORD.replace(PASSWORD[0], chr(ord(PASSWORD[0]) + 0xFEE0), 1)
+    answer = await post_form(
+        client,
+        page,
+        f"{SECURITY}/password",
+        current_password=PASSWORD,
+        password=same,
+        password_confirm=same,
+    )
+    assert answer.status_code == 400 and alert(answer) == said
+    assert invalid_fields(answer) == {"password": "message password-rules"}
+    assert await _live(runtime, other)
+    assert await mail_to(runtime, ANA) == []
+    assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is not None
+
+
 class TestAPolicyAllowingTheLongestPasswords:
     @pytest.fixture
     def env(self, env: dict[str, str], tmp_path: Path) -> dict[str, str]:
