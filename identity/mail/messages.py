@@ -17,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from identity.accounts.emails import shown_email
 from identity.i18n import Messages
+from identity.i18n.moments import shown_minute
 from identity.mail.outbox import Message
 from identity.settings import PACKAGE_ROOT
 
@@ -95,7 +96,7 @@ def _expires_at(prefix: str, expires: datetime) -> dict[str, object]:
     """The expiry line of a link that lives days: a moment rather than a number of minutes."""
     return {
         "expiry_id": f"{prefix}.expiry",
-        "expiry": {"expires": expires.strftime("%Y-%m-%d %H:%M UTC")},
+        "expiry": {"expires": shown_minute(expires)},
     }
 
 

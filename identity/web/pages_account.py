@@ -42,6 +42,7 @@ from identity.errors import (
     RateLimited,
     UnstorableText,
 )
+from identity.i18n.moments import shown_minute
 from identity.mfa import repository as mfa_repository
 from identity.mfa.service import (
     MAX_CODE,
@@ -202,7 +203,7 @@ async def _security_page(
             "sessions": [
                 {
                     "this": s.id == visitor.browser.id,
-                    "since": s.auth_time.strftime("%Y-%m-%d %H:%M UTC"),
+                    "since": shown_minute(s.auth_time),
                     "user_agent": s.user_agent,
                     "ip": s.ip,
                 }

@@ -41,6 +41,7 @@ from identity.errors import (
     UnstorableText,
 )
 from identity.i18n import SUPPORTED_LOCALES
+from identity.i18n.moments import shown_minute
 from identity.oauth import account_selection
 from identity.oauth.interaction import Flow, FlowStore
 from identity.permissions import account_roles, customer_accounts, invitations, members, repository
@@ -293,7 +294,7 @@ async def _users_context(
                     labels.get(g["name"], g["name"])
                     for g in invitation.grants.get("permissions", [])
                 ],
-                "expires": invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+                "expires": shown_minute(invitation.expires_at),
                 "resendable": invitation.id in resendable,
             }
             for invitation in pending
