@@ -204,6 +204,8 @@ async def _security_page(
                 {
                     "this": s.id == visitor.browser.id,
                     "since": shown_minute(s.auth_time),
+                    # Recorded at most once a minute (sessions.service.SEEN_EVERY).
+                    "last_used": shown_minute(s.last_seen_at),
                     "user_agent": s.user_agent,
                     "ip": s.ip,
                 }

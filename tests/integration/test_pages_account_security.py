@@ -8,6 +8,7 @@ import html
 import re
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -19,11 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from identity.accounts.models import User
 from identity.accounts.service import authenticate
 from identity.clock import utcnow
+from identity.crypto import digest
 from identity.mfa import repository as mfa_repository
 from identity.mfa.service import SecondFactor
 from identity.recovery import repository as recovery_repository
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
+from identity.sessions.models import BrowserSession
 from identity.settings import DEFAULT_POLICIES_DIR
 from identity.tokens.models import RefreshToken
 from tests.browser import (
@@ -665,6 +668,47 @@ async def test_list_sessions_and_sign_out_the_others(
     assert refresh_token.revoked_at is not None
     # Its access token too, at once, as Keycloak's introspection of an ended session.
     await assert_access_token_dead(client, app, issued["access_token"])
+
+
+def _listed_sessions(page: httpx.Response) -> list[str]:
+    """The rows of the page's list of sessions, as text."""
+    listed = re.search(r'<ul class="sessions">(.*?)</ul>', page.text, re.S)
+    assert listed is not None, page.text
+    rows = re.findall(r"<li>(.*?)</li>", listed.group(1), re.S)
+    return [html.unescape(re.sub(r"<[^>]+>", "", row)) for row in rows]
+
+
+async def test_each_session_shows_when_it_was_last_used_to_the_minute(
+    client: httpx.AsyncClient, runtime: Runtime, ana: User
+) -> None:
+    """A session left signed in on another computer an hour ago must be told apart from one
+    in use now (Keycloak's "Last accessed"). A use is recorded at most once a minute, so the
+    list gives the minute of the last one, never seconds it does not know."""
+    other = digest(await other_session(runtime, ana))
+    now = utcnow()
+    signed_in = (now - timedelta(hours=3)).replace(second=1)
+    used = (now - timedelta(minutes=20)).replace(second=59, microsecond=999_000)
+    async with runtime.db.transaction() as session:
+        browser = await session.scalar(
+            select(BrowserSession).where(BrowserSession.token_hash == other)
+        )
+        assert browser is not None
+        browser.created_at = browser.auth_time = signed_in
+        browser.last_seen_at = used
+        browser.expires_at = runtime.settings.session_lifetime.expiry(signed_in, used)
+    since, last = f"{signed_in:%Y-%m-%d %H:%M} UTC", f"{used:%Y-%m-%d %H:%M} UTC"
+
+    english = await sign_in_to_security_page(client, ANA, PASSWORD)
+    spanish = await client.get(SECURITY, headers=SPANISH)
+
+    assert f"Other Browser · 198.51.100.7 · since {since} · last used {last}" in (
+        _listed_sessions(english)
+    )
+    assert f"Other Browser · 198.51.100.7 · desde {since} · último uso {last}" in (
+        _listed_sessions(spanish)
+    )
+    (this,) = (row for row in _listed_sessions(english) if "this browser" in row)
+    assert re.search(r" · last used \d{4}-\d\d-\d\d \d\d:\d\d UTC · this browser$", this), this
 
 
 async def test_signing_out_everywhere_else_ends_a_copy_of_this_browsers_cookie(
