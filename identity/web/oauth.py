@@ -7,7 +7,6 @@ OAuth errors leave as RFC 6749 §5.2 JSON, anything unexpected as ``server_error
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
@@ -45,16 +44,14 @@ from identity.oauth.metadata import Published
 from identity.oauth.origins import OriginNotAllowed, check_origin
 from identity.oauth.parameters import CONTROL_CHARACTER
 from identity.oauth.tokens import user_claims, verify_access_token
-from identity.permissions import effective
 from identity.runtime import Runtime
 from identity.store.base import StoreUnavailable
 from identity.tokens import refresh, revocations
-from identity.tokens.subjects import active_user
 from identity.web import cors
 from identity.web.conditional import etag_matches
 from identity.web.dependencies import RuntimeDep
 from identity.web.retry_after import UNAVAILABLE
-from identity.web.token_scope import client_now, scope_of
+from identity.web.token_standing import standing
 
 log = logging.getLogger(__name__)
 
@@ -283,24 +280,15 @@ async def userinfo(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Resp
     # Only tokens meant for this client's own use (no resource indicator) reach userinfo.
     if claims["aud"] != claims["client_id"]:
         raise InvalidTokenError("The access token is meant for another audience.")
-    async with runtime.db.transaction() as session:
-        if await revocations.is_revoked(session, claims["jti"]):
-            raise InvalidTokenError()
-        client = await client_now(runtime, claims, session)
-        if client is None:
-            raise InvalidTokenError()
-        check_origin(client, request.headers.get("origin"), bearer=True)
-        scope = scope_of(claims, client).split()
-        if "openid" not in scope:
-            raise InsufficientScopeError("The access token lacks the openid scope.", scope="openid")
-        try:
-            user_id = uuid.UUID(str(claims["sub"]))
-        except ValueError:
-            raise InvalidTokenError("The access token has no user.") from None
-        user = await active_user(session, user_id)
-    if user is None:
+    live = await standing(runtime, claims, now)
+    if live is None:
         raise InvalidTokenError()
-    return Response(user_claims(user, scope), headers=NO_STORE)
+    check_origin(live.client, request.headers.get("origin"), bearer=True)
+    if "openid" not in live.scope:
+        raise InsufficientScopeError("The access token lacks the openid scope.", scope="openid")
+    if live.user is None:
+        raise InvalidTokenError("The access token has no user.")
+    return Response(user_claims(live.user, live.scope), headers=NO_STORE)
 
 
 # --- introspection and revocation -----------------------------------------------------
@@ -321,46 +309,6 @@ def _required_token(form: dict[str, str]) -> str:
 
 def _looks_like_jwt(value: str) -> bool:
     return value.count(".") == 2
-
-
-async def _as_granted_now(
-    runtime: Runtime, claims: dict[str, Any], now: datetime
-) -> dict[str, Any] | None:
-    """An access token as rights stand now, which is what a service introspects for: None
-    (inactive) once its client is disabled or gone, or its user disabled or out of the
-    token's account (a removal denies the tokens it had, so adding the member back does not
-    revive them); its scopes narrowed to what the client's registration still allows
-    (and identity:admin to administrators), and its account claims to what the member
-    still holds."""
-    client = await client_now(runtime, claims)
-    if client is None:
-        return None
-    if claims["sub"] == claims["client_id"]:
-        return claims | {"scope": scope_of(claims, client)}
-    if "account_id" in claims:
-        # Narrowed by the roles as stored, which must be roles.toml's first (see ``token``).
-        await runtime.catalogue.ensure_templates(runtime.db)
-    async with runtime.db.transaction() as session:
-        try:
-            user = await active_user(session, uuid.UUID(str(claims["sub"])))
-        except ValueError:
-            user = None
-        if user is None:
-            return None
-        # The rule a refresh applies, so that introspection reports what a token issued
-        # now would carry, for access and refresh tokens alike.
-        claims = claims | {"scope": issued_scope(str(claims.get("scope", "")), user, client)}
-        if "account_id" not in claims:
-            return claims
-        account = await effective.still_granted(
-            session,
-            user.id,
-            uuid.UUID(str(claims["account_id"])),
-            [str(name) for name in claims.get("permissions", [])],
-            claims.get("account_owner") is True,
-            now,
-        )
-    return None if account is None else claims | account
 
 
 @post(
@@ -388,12 +336,10 @@ async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
             claims = verify_access_token(keyset, presented, issuer=settings.issuer, now=now)
         except InvalidTokenError:
             claims = None
-        # Only a token that verifies and is unexpired costs a look at the deny list, and
-        # that look is never cached: a revocation made by any process shows at once.
-        if claims is not None and not await revocations.is_revoked(runtime.db, claims["jti"]):
-            live = await _as_granted_now(runtime, claims, now)
-            if live is not None:
-                answer = {"active": True, "token_type": "Bearer"} | live
+        # Only a token that verifies and is unexpired costs a look at how it stands.
+        live = None if claims is None else await standing(runtime, claims, now)
+        if live is not None:
+            answer = {"active": True, "token_type": "Bearer"} | live.claims
         return Response(answer, headers=NO_STORE)
     async with runtime.db.transaction() as session:
         live = await _refresh_token_now(session, client, presented, settings.issuer, now)

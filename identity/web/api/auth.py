@@ -7,7 +7,6 @@ client itself or our issuer, not another resource server), and carries one of ou
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -27,12 +26,10 @@ from identity.oauth.scopes import SCOPE_ACCOUNTS, SCOPE_ADMIN, SCOPE_AUTHZ
 from identity.oauth.tokens import verify_access_token
 from identity.permissions.access import Caller
 from identity.runtime import Runtime
-from identity.tokens import revocations
-from identity.tokens.subjects import active_user
 from identity.web.client_ip import of_request
 from identity.web.oauth import bearer_token
 from identity.web.problems import problem
-from identity.web.token_scope import scope_now
+from identity.web.token_standing import standing
 
 
 class BearerRefused(Exception):
@@ -135,27 +132,13 @@ async def _principal(request: Request[Any, Any, Any], runtime: Runtime) -> Princ
         raise BearerRefused(invalid) from None
     if not _for_us(claims, runtime.settings.issuer):
         raise BearerRefused("The access token is meant for another resource server.")
-    client_id = str(claims["client_id"])
-    # RFC 9068 §2.2: a client acting for itself is its own subject.
-    acting_for_itself = claims["sub"] == client_id
-    async with runtime.db.transaction() as session:
-        if await revocations.is_revoked(session, claims["jti"]):
-            raise BearerRefused(invalid)
-        scope = await scope_now(runtime, claims, session)
-        if scope is None:
-            raise BearerRefused(invalid)
-        if acting_for_itself:
-            user_id, is_admin = None, True
-        else:
-            try:
-                user = await active_user(session, uuid.UUID(str(claims["sub"])))
-            except ValueError:
-                user = None
-            if user is None:
-                raise BearerRefused(invalid)
-            user_id, is_admin = user.id, user.is_admin
-    scopes = frozenset(scope.split())
-    is_staff = SCOPE_ADMIN in scopes and is_admin
+    live = await standing(runtime, claims, now)
+    if live is None:
+        raise BearerRefused(invalid)
+    user_id = None if live.user is None else live.user.id
+    # The scope as it stands: identity:admin is left to a user only while an administrator.
+    scopes = frozenset(live.scope)
+    is_staff = SCOPE_ADMIN in scopes
     is_service = user_id is None and SCOPE_AUTHZ in scopes
     as_user = user_id is not None and SCOPE_ACCOUNTS in scopes
     if not (is_staff or is_service or as_user):
@@ -163,7 +146,7 @@ async def _principal(request: Request[Any, Any, Any], runtime: Runtime) -> Princ
             "The access token lacks a scope this API accepts.", insufficient_scope=True
         )
     return Principal(
-        caller=Caller(user_id, client_id, is_staff, is_service),
+        caller=Caller(user_id, live.client.client_id, is_staff, is_service),
         scopes=scopes,
         ip=of_request(request, runtime.settings.trusted_proxies),
         request_id=request.scope.get("state", {}).get("request_id"),
