@@ -40,6 +40,10 @@ class Flow:
     # Read from the store (not written with it): saving it again stores no new flow, which is
     # what a client address is limited in (web/authorization.py NEW_FLOWS).
     stored: bool = False
+    # In the store now: read or saved, and not taken out since. A flow that is not has
+    # nothing to delete when it ends (a code given at once, or one given after the login or
+    # code post took the flow): one store round trip fewer.
+    in_store: bool = False
 
     def dumps(self) -> bytes:
         data = {
@@ -72,6 +76,7 @@ class Flow:
             consent_account_id=data.get("consent_account_id"),
             return_to=data.get("return_to"),
             stored=True,
+            in_store=True,
         )
 
 
@@ -81,6 +86,7 @@ class FlowStore:
 
     async def save(self, flow: Flow) -> None:
         await self._store.set(_PREFIX + flow.id, flow.dumps(), FLOW_TTL)
+        flow.in_store = True
 
     async def load(self, flow_id: str | None) -> Flow | None:
         if not flow_id:
@@ -93,7 +99,17 @@ class FlowStore:
         if not flow_id:
             return None
         raw = await self._store.consume(_PREFIX + flow_id)
-        return Flow.loads(flow_id, raw) if raw is not None else None
+        if raw is None:
+            return None
+        flow = Flow.loads(flow_id, raw)
+        flow.in_store = False
+        return flow
+
+    async def end(self, flow: Flow) -> None:
+        """The sign-in is over (answered, failed, or gone back to its page): nothing
+        resumes the flow."""
+        if flow.in_store:
+            await self.delete(flow.id)
 
     async def delete(self, flow_id: str) -> None:
         await self._store.delete(_PREFIX + flow_id)

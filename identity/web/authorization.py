@@ -328,7 +328,7 @@ async def _return_to(
     if browser is None:
         await flows.save(flow)
         return redirect(f"/login?{urlencode({'flow': flow.id})}", response_cookies)
-    await flows.delete(flow.id)
+    await flows.end(flow)
     # Back in the language the page sent the browser to sign in with.
     back = with_query(flow.return_to, {"ui_locales": flow.request.get("ui_locales")})
     return redirect(back, response_cookies)
@@ -456,7 +456,7 @@ async def _ended(
     nothing resumes a sign-in the client (or the page) was told had ended. With the store
     out of reach the flow cannot be read either; the error is still told."""
     with suppress(StoreUnavailable):
-        await flows.delete(flow.id)
+        await flows.end(flow)
     return error_response(request, runtime, exc, locale, response_cookies)
 
 
@@ -532,7 +532,7 @@ async def proceed(
         return await _ended(request, runtime, flows, flow, error, locale, response_cookies)
 
     if step is Step.ISSUE:
-        await flows.delete(flow.id)
+        await flows.end(flow)
         location = with_query(
             valid.redirect_uri,
             {"code": code, "state": valid.state, "iss": runtime.settings.issuer},

@@ -276,7 +276,7 @@ async def _consent_form(
     if client is None:
         # Deleted or disabled since the sign-in began: the page /authorize shows for it,
         # which ends the sign-in.
-        await FlowStore(runtime.store).delete(flow.id)
+        await FlowStore(runtime.store).end(flow)
         return error_response(request, runtime, unknown_client(), locale)
     return page(
         request,
