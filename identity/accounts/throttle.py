@@ -84,5 +84,7 @@ class SignInThrottle:
 
     async def succeeded(self, email: str, ip: str) -> None:
         SIGN_INS.labels("succeeded").inc()
-        await self._limiter.reset(self._per_account, _account_key(email))
-        await self._limiter.release(self._per_ip, ip)
+        # One store call, not two: the sign-in's round trips are most of its cost beyond argon2.
+        await self._limiter.release_and_reset(
+            self._per_ip, ip, self._per_account, _account_key(email)
+        )

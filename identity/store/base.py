@@ -34,6 +34,10 @@ class Store(Protocol):
         """Take one off a live counter, keeping its expiry; nothing when it has expired or
         is at zero (a counter must never outlive its window or go below zero)."""
 
+    async def decr_and_delete(self, decr: str, delete: str) -> None:
+        """``decr`` of one counter and ``delete`` of another, in one step and one round trip:
+        a sign-in that succeeds gives its attempt back to one count and clears another."""
+
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` when the store cannot be reached."""
 

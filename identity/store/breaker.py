@@ -76,6 +76,9 @@ class Breaker:
     async def decr(self, key: str) -> None:
         await self._call(self._store.decr, key)
 
+    async def decr_and_delete(self, decr: str, delete: str) -> None:
+        await self._call(self._store.decr_and_delete, decr, delete)
+
     async def ping(self) -> None:
         await self._answered(self._store.ping())
 

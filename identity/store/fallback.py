@@ -11,9 +11,9 @@ less safe (a single-use value still exists in one place only).
 Once Redis has failed to answer, it is not asked again for a few seconds (breaker.py): a
 Redis that stops answering rather than refusing would make every call wait out a timeout.
 
-Counters (``incr``, ``decr``) are not taken over here: ``RateLimiter`` has its own per-process
-fallback and counts when it uses it. ``ping`` reports the shared store as it is, for
-readiness.
+Counters (``incr``, ``decr``, ``decr_and_delete``) are not taken over here: ``RateLimiter``
+has its own per-process fallback and counts when it uses it. ``ping`` reports the shared
+store as it is, for readiness.
 """
 
 from __future__ import annotations
@@ -106,6 +106,9 @@ class FallbackStore:
 
     async def decr(self, key: str) -> None:
         await self._shared.decr(key)
+
+    async def decr_and_delete(self, decr: str, delete: str) -> None:
+        await self._shared.decr_and_delete(decr, delete)
 
     async def ping(self) -> None:
         await self._shared.ping()

@@ -156,6 +156,10 @@ class MemoryStore:
         if item is not None and int(item[0]) > 0:
             self._put(self._table(key), key, str(int(item[0]) - 1).encode(), item[1])
 
+    async def decr_and_delete(self, decr: str, delete: str) -> None:
+        await self.decr(decr)
+        await self.delete(delete)
+
     async def ping(self) -> None:
         return None
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,8 +112,20 @@ class RateLimiter:
         """Give back one attempt counted by ``hit`` that was not a failure after all."""
         key = self._key(limit, subject)
         await self._fallback.decr(key)
+        await self._given_back(self._store.decr(key))
+
+    async def release_and_reset(
+        self, release: Limit, released: str, reset: Limit, cleared: str
+    ) -> None:
+        """``release`` one subject's attempt and ``reset`` another's count, in one store call."""
+        given, gone = self._key(release, released), self._key(reset, cleared)
+        await self._fallback.decr(given)
+        await self._fallback.delete(gone)
+        await self._given_back(self._store.decr_and_delete(given, gone))
+
+    async def _given_back(self, call: Awaitable[None]) -> None:
         try:
-            await self._store.decr(key)
+            await call
         except StoreUnavailable:
             self.degraded = True
             RATE_LIMIT_FALLBACKS.inc()

@@ -28,6 +28,10 @@ local count = tonumber(redis.call('GET', KEYS[1]))
 if count and count > 0 then redis.call('DECR', KEYS[1]) end
 """
 
+# A sign-in's two counts settled in one round trip: one given back as ``_DECR`` does, the
+# other cleared.
+_DECR_AND_DELETE = _DECR + "redis.call('DEL', KEYS[2])\n"
+
 
 class RedisStore:
     def __init__(self, url: str, prefix: str) -> None:
@@ -40,6 +44,7 @@ class RedisStore:
         self._prefix = prefix
         self._incr = self._redis.register_script(_INCR)
         self._decr = self._redis.register_script(_DECR)
+        self._decr_and_delete = self._redis.register_script(_DECR_AND_DELETE)
 
     def _key(self, key: str) -> str:
         return self._prefix + key
@@ -84,6 +89,12 @@ class RedisStore:
     async def decr(self, key: str) -> None:
         try:
             await self._decr(keys=[self._key(key)])
+        except RedisError as exc:
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    async def decr_and_delete(self, decr: str, delete: str) -> None:
+        try:
+            await self._decr_and_delete(keys=[self._key(decr), self._key(delete)])
         except RedisError as exc:
             raise StoreUnavailable(type(exc).__name__) from exc
 

@@ -13,7 +13,7 @@ from identity.runtime import Runtime
 from identity.store.fallback import FallbackStore
 
 # Every call of the store contract (identity.store.base.Store) but ping and close.
-_CALLS = ("set", "add", "get", "consume", "delete", "incr", "decr")
+_CALLS = ("set", "add", "get", "consume", "delete", "incr", "decr", "decr_and_delete")
 
 
 def _shared_stores(runtime: Runtime) -> list[Any]:

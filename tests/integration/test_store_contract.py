@@ -22,6 +22,7 @@ from identity.store.memory import MemoryStore
 from identity.store.rate_limit import Limit, RateLimiter
 from identity.store.redis import RedisStore
 from tests.backends import TEST_REDIS_URL, isolated_redis
+from tests.integration.store_helpers import counting_redis_round_trips
 
 BACKENDS = ["memory"] + (["redis"] if TEST_REDIS_URL else [])
 
@@ -163,6 +164,41 @@ async def test_decr_never_makes_a_counter_that_does_not_expire(
     await elapse(1.2)
     assert await store.get("c") is None
     assert (await store.incr("c", ttl=60))[0] == 1
+
+
+async def test_decr_and_delete_gives_one_back_and_clears_the_other(
+    store: Store, elapse: Elapse
+) -> None:
+    for _ in range(2):
+        await store.incr("given", ttl=1)
+        await store.incr("cleared", ttl=1)
+    await store.decr_and_delete("given", "cleared")
+    assert await store.get("given") == b"1"
+    assert await store.get("cleared") is None
+    # As ``decr``: a counter gone makes none that does not expire.
+    await store.decr_and_delete("gone", "cleared")
+    assert await store.get("gone") is None
+    await elapse(1.2)
+    assert await store.get("given") is None
+
+
+async def test_decr_and_delete_is_one_round_trip(store: Store) -> None:
+    await store.decr_and_delete("given", "cleared")  # the first may load Redis's script
+    with counting_redis_round_trips() as trips:
+        await store.decr_and_delete("given", "cleared")
+    assert len(trips) == (0 if isinstance(store, MemoryStore) else 1)
+
+
+async def test_release_and_reset_in_one_call(store: Store) -> None:
+    limiter = RateLimiter(store)
+    given, cleared = Limit("ip", max=2, window=60), Limit("account", max=1, window=60)
+    for _ in range(2):
+        await limiter.hit(given, "x")
+    await limiter.hit(cleared, "y")
+    await limiter.release_and_reset(given, "x", cleared, "y")
+    assert (await limiter.hit(given, "x")).allowed
+    assert not (await limiter.hit(given, "x")).allowed
+    assert (await limiter.hit(cleared, "y")).allowed
 
 
 async def test_a_burst_of_hits_allows_exactly_the_maximum(store: Store) -> None:
