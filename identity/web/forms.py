@@ -53,6 +53,15 @@ def sent(form: FormMultiDict, name: str, limit: int = 4096) -> str | None:
     return values[0][:limit] if len(values) == 1 and isinstance(values[0], str) else None
 
 
+def ticked(form: FormMultiDict, name: str) -> bool | None:
+    """Whether the checkbox ``name`` (value "yes") is ticked: a browser sends it once when
+    it is, and not at all when it is not. None for a hand-made post that sends it twice or
+    with another value, which is no answer either way: the page refuses it."""
+    if name not in form:
+        return False
+    return True if sent(form, name) == "yes" else None
+
+
 def field(form: FormMultiDict, name: str, limit: int = 4096) -> str:
     """A text field cut to ``limit`` characters; "" when not ``sent``: each page refuses
     an empty field it needs."""

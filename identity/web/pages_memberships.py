@@ -82,6 +82,7 @@ from identity.web.forms import (
     read_form,
     refusal,
     sent,
+    ticked,
 )
 from identity.web.notices import notice
 from identity.web.pages import MAX_EMAIL
@@ -109,11 +110,10 @@ def _fields(form: FormMultiDict, name: str) -> list[str]:
 def _all_permissions(form: FormMultiDict) -> bool:
     """Whether the "all permissions" box is ticked (a box is sent only when it is). Sent
     twice, or with another value, by a hand-made post, it is refused, not read either way."""
-    if "all_permissions" not in form:
-        return False
-    if sent(form, "all_permissions") != "yes":
+    chosen = ticked(form, "all_permissions")
+    if chosen is None:
         raise InvalidInput("Tick the box or leave it.", errors=[{"field": "permissions"}])
-    return True
+    return chosen
 
 
 async def _signed_in(

@@ -57,6 +57,7 @@ from tests.integration.page_helpers import (
     notice,
     other_session,
     post_form,
+    session_live,
     sign_in_to_security_page,
     totp_secret,
     waits_out,
@@ -91,14 +92,6 @@ async def _user(runtime: Runtime, user: User) -> User:
         found = await session.get(User, user.id)
     assert found is not None
     return found
-
-
-async def _live(runtime: Runtime, token: str) -> bool:
-    async with runtime.db.transaction() as session:
-        return (
-            await sessions.current(session, token, utcnow(), runtime.settings.session_lifetime)
-            is not None
-        )
 
 
 async def test_signed_out_visitors_sign_in_first_and_come_back_in_their_language(
@@ -170,7 +163,7 @@ async def test_a_page_left_open_while_another_user_signed_in_changes_nothing(
     assert (await _user(runtime, ana)).name == "Ana"
     # Nor does Bea's page offer what was typed on Ana's, to be saved as Bea's by mistake.
     assert form_fields(renamed.text)["name"] == "Bea"
-    assert await _live(runtime, bea_elsewhere)
+    assert await session_live(runtime, bea_elsewhere)
     # The page it answered with is Bea's own, and works.
     await followed(client, await post_form(client, renamed, f"{SECURITY}/name", name="Beatriz"))
     assert (await _user(runtime, bea)).name == "Beatriz"
@@ -375,11 +368,11 @@ async def test_change_the_password_signs_out_the_other_sessions_and_sends_a_noti
     before = client.cookies["identity_session"]
     changed = await followed(client, await change_password(client, page, PASSWORD, NEW_PASSWORD))
     assert notice(changed) == "Your password was changed. Your other devices were signed out."
-    assert not await _live(runtime, other)
+    assert not await session_live(runtime, other)
     # This browser stays signed in with a new token: a copy of its old cookie is worthless.
     after = client.cookies["identity_session"]
     assert after != before
-    assert await _live(runtime, after) and not await _live(runtime, before)
+    assert await session_live(runtime, after) and not await session_live(runtime, before)
     assert (await client.get(SECURITY)).status_code == 200
     async with runtime.db.transaction() as session:
         refresh_tokens = list(await session.scalars(select(RefreshToken)))
@@ -501,7 +494,7 @@ async def test_the_current_password_is_refused_as_the_new_one_and_nothing_is_end
     )
     assert answer.status_code == 400 and alert(answer) == said
     assert invalid_fields(answer) == {"password": "message password-rules"}
-    assert await _live(runtime, other)
+    assert await session_live(runtime, other)
     assert await mail_to(runtime, ANA) == []
     assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is not None
 
@@ -660,8 +653,8 @@ async def test_list_sessions_and_sign_out_the_others(
     assert page.text.count("<li>", page.text.index('class="sessions"')) >= 2
     done = await followed(client, await post_form(client, page, f"{SECURITY}/sessions"))
     assert notice(done) == "Your other sessions were signed out (1)."
-    assert not await _live(runtime, other)
-    assert await _live(runtime, client.cookies["identity_session"])
+    assert not await session_live(runtime, other)
+    assert await session_live(runtime, client.cookies["identity_session"])
     assert "Other Browser" not in done.text
     async with runtime.db.transaction() as session:
         (refresh_token,) = await session.scalars(select(RefreshToken))
@@ -726,9 +719,9 @@ async def test_signing_out_everywhere_else_ends_a_copy_of_this_browsers_cookie(
 
     await followed(client, await post_form(client, page, f"{SECURITY}/sessions"))
 
-    assert not await _live(runtime, copy)
+    assert not await session_live(runtime, copy)
     assert client.cookies["identity_session"] != copy
-    assert await _live(runtime, client.cookies["identity_session"])
+    assert await session_live(runtime, client.cookies["identity_session"])
     assert (await client.get(SECURITY)).status_code == 200
     app = RegisteredClient(CLIENT_ID, None)
     redeemed = await redeem(client, app, code, verifier, redirect_uri=REDIRECT_URI)
@@ -749,8 +742,8 @@ async def test_sign_out_everywhere_else_is_offered_when_this_browser_is_the_only
     assert "Sign out everywhere else" in page.text
     done = await followed(client, await post_form(client, page, f"{SECURITY}/sessions"))
     assert notice(done) == "Your other sessions were signed out (0)."
-    assert not await _live(runtime, copy)
-    assert await _live(runtime, client.cookies["identity_session"])
+    assert not await session_live(runtime, copy)
+    assert await session_live(runtime, client.cookies["identity_session"])
 
 
 async def test_this_browser_signs_out_from_the_security_page(
@@ -769,7 +762,7 @@ async def test_this_browser_signs_out_from_the_security_page(
     out = await client.post("/logout?ui_locales=es", data=form_fields(form.group(0)))
 
     assert out.status_code == 200 and "Has cerrado la sesión" in out.text, out.text
-    assert not await _live(runtime, signed_in)
+    assert not await session_live(runtime, signed_in)
     assert (await client.get(SECURITY)).status_code == 303
 
 
