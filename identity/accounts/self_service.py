@@ -156,8 +156,22 @@ async def sign_out_others(
     """End the user's other sessions (the security page's "sign out everywhere else"),
     recorded for ``actor``, and give the kept one a new token: whoever holds a copy of this
     browser's cookie is somewhere else too, though listed as this session."""
-    ended = await revoke_other_sessions(session, user_id, keep_session_id, now)
+    ended = await end_other_sessions(session, actor, user_id, keep_session_id, now)
     token = await sessions_service.new_token(session, keep_session_id)
+    return SignedOutOthers(ended, token)
+
+
+async def end_other_sessions(
+    session: AsyncSession,
+    actor: Actor,
+    user_id: uuid.UUID,
+    keep_session_id: uuid.UUID,
+    now: datetime,
+) -> int:
+    """End the user's sessions but ``keep_session_id`` and what apps got through them
+    (``revoke_other_sessions``), recorded for ``actor``; returns how many sessions ended.
+    Its token stays: see ``sign_out_others`` for a caller that replaces it."""
+    ended = await revoke_other_sessions(session, user_id, keep_session_id, now)
     await record_as(
         session,
         actor,
@@ -166,4 +180,4 @@ async def sign_out_others(
         target=("user", user_id),
         new={"sessions_ended": ended},
     )
-    return SignedOutOthers(ended, token)
+    return ended

@@ -61,6 +61,7 @@ from identity.web.actors import page_actor
 from identity.web.authorization import redirect, sign_in_then, with_query
 from identity.web.dependencies import RuntimeDep
 from identity.web.forms import (
+    INCOMPLETE,
     LOCALE_FIELD,
     MAX_PASSWORD,
     field,
@@ -68,6 +69,7 @@ from identity.web.forms import (
     read_form,
     refusal,
     sent,
+    ticked,
 )
 from identity.web.head_requests import asked_with_head
 from identity.web.rendering import page
@@ -498,7 +500,9 @@ def _enrol_page(
     *,
     message_id: str | None = None,
     status: int = 200,
+    sign_out_others: bool = True,
 ) -> Response[Any]:
+    """The set-up; shown again after a wrong code, with the box as the user left it."""
     return page(
         request,
         runtime,
@@ -511,6 +515,7 @@ def _enrol_page(
             "enrolment": digest(enrolment.secret),
             "signed_in_user": user_id,
             "message_id": message_id,
+            "sign_out_others": sign_out_others,
         },
     )
 
@@ -582,6 +587,11 @@ async def _confirmed_again(session: AsyncSession, posted: Posted, enrolment: str
     return Outcome(message_id="enrol.expired", status=400)
 
 
+# The set-up's box, ticked by default: turning two-step on because the password may be
+# known is when a thief's session must end (Keycloak's "Sign out from other devices").
+SIGN_OUT_OTHERS = "sign_out_others"
+
+
 @post(f"{PATH}/totp/confirm", include_in_schema=False, cache=False)
 async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Response[Any]:
     async def confirm(session: AsyncSession, posted: Posted) -> Outcome | Response[Any]:
@@ -591,6 +601,23 @@ async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         if secret is None:
             return await _confirmed_again(session, posted, enrolment)
         mfa = SecondFactor.from_runtime(posted.runtime)
+
+        async def shown_again(message_id: str, sign_out_others: bool = True) -> Response[Any]:
+            enrolment_page = await mfa.enrolment(secret, posted.visitor.user.email)
+            return _enrol_page(
+                request,
+                posted.runtime,
+                posted.locale,
+                user_id,
+                enrolment_page,
+                message_id=message_id,
+                status=400,
+                sign_out_others=sign_out_others,
+            )
+
+        sign_out_others = ticked(posted.form, SIGN_OUT_OTHERS)
+        if sign_out_others is None:
+            return await shown_again(INCOMPLETE)  # before the code is spent
         code = field(posted.form, "code", MAX_CODE + 1)
         try:
             codes = await mfa.confirm_enrolment(
@@ -603,19 +630,19 @@ async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
             # waited to turn it on.
             if await _turned_on_by(session, posted, enrolment):
                 return Outcome(handle=_codes_handle(enrolment))
-            enrolment_page = await mfa.enrolment(secret, posted.visitor.user.email)
-            return _enrol_page(
-                request,
-                posted.runtime,
-                posted.locale,
-                user_id,
-                enrolment_page,
-                message_id="enrol.invalid",
-                status=400,
+            return await shown_again("enrol.invalid", sign_out_others)
+        intro = "enrol.codes_intro"
+        if sign_out_others:
+            # This browser keeps its token, unlike "sign out everywhere else": a double
+            # click's second post carries the cookie the first was made with, and must find
+            # this browser still signed in to be led to the codes.
+            await self_service.end_other_sessions(
+                session, posted.actor, user_id, posted.visitor.browser.id, posted.now
             )
+            intro = "enrol.codes_intro_signed_out"
         # Left before the commit, not after as a secret: the commit lets a second post of
         # this form through, whose answer sends the browser to the codes at once.
-        codes_shown = {"codes": codes, "intro": "enrol.codes_intro"}
+        codes_shown = {"codes": codes, "intro": intro}
         handle = await shown_once.leave(
             posted.runtime, user_id, codes_shown, _codes_handle(enrolment)
         )

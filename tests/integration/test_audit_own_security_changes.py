@@ -220,11 +220,15 @@ async def test_turning_two_step_verification_on_and_off_is_recorded(
     )
     assert notice(off) == "Two-step verification is off."
 
-    on_entry, off_entry = await _entries(client, runtime, ana)
+    on_entry, signed_out, off_entry = await _entries(client, runtime, ana)
     assert on_entry["action"] == "user.second_factor_enabled"
     assert off_entry["action"] == "user.second_factor_disabled"
     for entry in (on_entry, off_entry):
         assert entry["details"] == {"old": None, "new": None}
+    # The set-up's box, ticked as the page sends it, signed the other devices out.
+    assert signed_out["action"] == "user.other_sessions_revoked"
+    assert signed_out["details"] == {"old": None, "new": {"sessions_ended": 0}}
+    for entry in (on_entry, signed_out, off_entry):
         _by_the_user(entry, ana, PASSWORD, secret, first_code, *codes)
 
 

@@ -20,10 +20,14 @@ from identity.mfa import recovery_codes
 from identity.mfa.models import RecoveryCode
 from identity.runtime import Runtime
 from identity.web import shown_once
+from tests.browser import form_fields
 from tests.integration.page_helpers import (
     SECURITY,
     followed,
+    other_session,
     post_form,
+    posted_twice,
+    session_live,
     sign_in_to_security_page,
     totp_secret,
 )
@@ -132,3 +136,25 @@ async def test_the_second_answer_followed_at_once_finds_the_codes_already_left(
     await first
 
     assert {recovery_codes.code_digest(c) for c in _codes(shown)} == await _stored(runtime, ana)
+
+
+async def test_a_double_click_that_signs_out_the_other_devices_still_shows_the_codes(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    # The first post ends every session but this browser's: the second, made with the same
+    # cookie, must still find this browser signed in and lead to the codes.
+    ana = await new_user(runtime, ANA)
+    other = await other_session(runtime, ana)
+    set_up = await _set_up_page(client)
+    code = pyotp.TOTP(totp_secret(set_up)).now()
+    fields = form_fields(set_up.text) | {"code": code}
+    assert fields["sign_out_others"] == "yes"  # as the page sends it, ticked
+
+    first, second = await posted_twice(client, f"{SECURITY}/totp/confirm", fields)
+
+    assert [first.status_code, second.status_code] == [303, 303], second.text
+    assert first.headers["location"] == second.headers["location"]
+    shown = await followed(client, second)
+    assert {recovery_codes.code_digest(c) for c in _codes(shown)} == await _stored(runtime, ana)
+    assert not await session_live(runtime, other)
+    assert await session_live(runtime, client.cookies["identity_session"])
