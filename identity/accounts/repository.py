@@ -229,6 +229,23 @@ async def hold_user(session: AsyncSession, user_id: uuid.UUID) -> bool:
     return disabled is False
 
 
+async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Take the user's row before a change that reads what it changes, so that two such
+    changes of one user run one at a time and the later one sees what the earlier left.
+
+    A change of the sign-in email: two at once (staff twice, or staff and the user's own
+    confirmation link) each read the address before the other had replaced it, the audit
+    log recorded both as moves away from the first address, and the address in between was
+    never told it was left. Ending the user's other sessions: two browsers at once each held
+    their own session's row and waited for the other's (``sessions.revocation``).
+    A no-op write, exclusive where ``hold_user``'s share lock is not (two share locks, then
+    two writes, would deadlock): the row lock on PostgreSQL, not ``FOR UPDATE`` (the email is
+    set to itself, no key changes), so inserts of rows that refer to the user go on; the
+    write lock on SQLite.
+    """
+    await lock_rows(session, User.email, User.id == user_id)
+
+
 async def hold_administrator(session: AsyncSession, user_id: uuid.UUID) -> bool:
     """Hold the acting administrator's own row until the caller's transaction ends; whether
     they are still an enabled administrator, as committed when it was taken.

@@ -169,9 +169,12 @@ async def end_other_sessions(
     now: datetime,
 ) -> int:
     """End the user's sessions but ``keep_session_id`` and what apps got through them
-    (``revoke_other_sessions``), recorded for ``actor``; returns how many sessions ended.
+    (``revoke_other_sessions``), recorded for ``actor``; returns how many sessions ended
+    (none when ``keep_session_id`` itself ended meanwhile, nothing recorded then).
     Its token stays: see ``sign_out_others`` for a caller that replaces it."""
     ended = await revoke_other_sessions(session, user_id, keep_session_id, now)
+    if ended is None:
+        return 0
     await record_as(
         session,
         actor,

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts import repository as accounts_repository
 from identity.accounts.emails import deliverable_email
 from identity.accounts.models import PasswordCredential, User
 from identity.audit.service import Actor, record_as
@@ -83,7 +84,7 @@ async def request_email_change(
     # The row first, as a disable or a move takes it: one under way is waited for and then
     # seen (its sessions ended), and one that starts later waits for this link to be stored
     # and then raises the count it holds. On SQLite, a write from the first statement on.
-    await repository.lock_user(session, user_id)
+    await accounts_repository.lock_user(session, user_id)
     asking = await repository.asking_as(session, user_id, browser_id, now)
     if asking is None:
         return None
@@ -175,7 +176,7 @@ async def confirm_email_change(
     if seen is None:
         raise InvalidConfirmationLink("This confirmation link is not valid any more.")
     asked = json.loads(seen)
-    await repository.lock_user(session, uuid.UUID(asked["user_id"]))
+    await accounts_repository.lock_user(session, uuid.UUID(asked["user_id"]))
     await mark_spent(store, _SPENT_KIND, token, asked)
     raw = await store.consume(_KEY + digest(token))
     if raw is None:

@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import PasswordCredential, PasswordResetToken, User
-from identity.db.row_locks import lock_rows
 from identity.sessions.models import BrowserSession
 
 
@@ -64,19 +63,6 @@ async def user_with_credential(
         )
     ).first()
     return (row[0], row[1]) if row else None
-
-
-async def lock_user(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Take the user's row for a change of their sign-in email, before reading it.
-
-    Two changes at once (staff twice, or staff and the user's own confirmation link) each
-    read the address before the other had replaced it: the audit log recorded both as moves
-    away from the first address, and the address in between was never told it was left.
-    A no-op write, exclusive where ``accounts.repository.hold_user``'s share lock is not
-    (two share locks, then two writes, would deadlock): the row lock on PostgreSQL, the
-    write lock on SQLite.
-    """
-    await lock_rows(session, User.email, User.id == user_id)
 
 
 class AskingAs(NamedTuple):

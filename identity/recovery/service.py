@@ -354,7 +354,7 @@ async def assisted_email_change(
         new_email = deliverable_email(new_email)
     except InvalidInput as exc:
         raise invalid_field("email", exc.detail) from None
-    await repository.lock_user(session, user_id)
+    await accounts.lock_user(session, user_id)
     found = await repository.user_with_credential(session, user_id)
     if found is None:
         raise NotFound("No such user.")

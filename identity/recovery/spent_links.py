@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts import repository as accounts_repository
 from identity.accounts.models import PasswordCredential, User
 from identity.crypto import digest
 from identity.recovery import repository
@@ -49,7 +50,7 @@ async def just_spent(
         return None
     record = json.loads(raw)
     user_id = uuid.UUID(record["user_id"])
-    await repository.lock_user(session, user_id)
+    await accounts_repository.lock_user(session, user_id)
     found = await repository.user_with_credential(session, user_id)
     if found is None or found[0].disabled:
         return None

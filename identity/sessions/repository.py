@@ -36,10 +36,22 @@ async def find_live(session: AsyncSession, token_hash: str, now: datetime) -> Br
     return result.scalar_one_or_none()
 
 
-def seen(browser_session: BrowserSession, now: datetime, expires_at: datetime) -> None:
-    """Record a use of a live session, and the expiry it moves it to (written with the
-    caller's transaction; the columns set leave a sign-out meanwhile in force)."""
-    browser_session.last_seen_at, browser_session.expires_at = now, expires_at
+async def seen(
+    session: AsyncSession, session_id: uuid.UUID, now: datetime, expires_at: datetime
+) -> None:
+    """Record a use of a session at ``now``, and the expiry it moves it to: unless it was
+    ended meanwhile, or a later use was recorded first (uses are recorded after the
+    request, so two may arrive out of order)."""
+    await session.execute(
+        update(BrowserSession)
+        .where(
+            BrowserSession.id == session_id,
+            BrowserSession.revoked_at.is_(None),
+            BrowserSession.last_seen_at < now,
+        )
+        .values(last_seen_at=now, expires_at=expires_at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 class SignedIn(NamedTuple):

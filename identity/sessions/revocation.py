@@ -12,9 +12,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, or_, update
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts.repository import lock_user
 from identity.sessions.models import BrowserSession
 from identity.tokens import revocations
 from identity.tokens.codes import end_unredeemed
@@ -73,7 +74,7 @@ async def revoke_all_for_user(
 
 async def revoke_other_sessions(
     session: AsyncSession, user_id: uuid.UUID, keep_session_id: uuid.UUID, now: datetime
-) -> int:
+) -> int | None:
     """Sign out the user's other browsers, every code not yet redeemed (this browser's too: a
     copy of its cookie may have fetched one) and every refresh and access token not issued
     through this one; returns how many sessions ended.
@@ -81,7 +82,17 @@ async def revoke_other_sessions(
     The tokens are found by user, not through the sessions that ended: an app signed
     in through a browser session that has since expired holds tokens that outlive it, and
     housekeeping deletes expired sessions.
+
+    Ends nothing when the kept session has itself ended meanwhile (returns None): two
+    browsers pressing "sign out everywhere else" at once take the user one after the other
+    (``lock_user``), and the later one, signed out by the earlier, must not sign it out in
+    turn and leave nobody signed in. The lock comes first, before any of the user's rows:
+    each of the two held its own session's row and waited for the other's, a deadlock on
+    PostgreSQL (a use of the session is recorded in a transaction of its own for this).
     """
+    await lock_user(session, user_id)
+    if await session.scalar(_UNREVOKED, {"session_id": keep_session_id}) is None:
+        return None
     await end_unredeemed(session, user_id, now)
     ended = (
         (
@@ -104,3 +115,8 @@ async def revoke_other_sessions(
     # their own end them, and the user's remaining session is theirs to keep checking.
     await emit(session, SESSIONS_REVOKED, about_user(user_id))
     return len(ended)
+
+
+_UNREVOKED = select(BrowserSession.id).where(
+    BrowserSession.id == bindparam("session_id"), BrowserSession.revoked_at.is_(None)
+)

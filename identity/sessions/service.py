@@ -92,16 +92,32 @@ async def new_token(session: AsyncSession, session_id: uuid.UUID) -> str | None:
     return token if await repository.replace_token(session, session_id, digest(token)) else None
 
 
-async def current(
-    session: AsyncSession, token: str | None, now: datetime, lifetime: SessionLifetime
-) -> BrowserSession | None:
-    """The browser's live session; its use moves its idle expiry on, within its lifetime."""
+async def current(session: AsyncSession, token: str | None, now: datetime) -> BrowserSession | None:
+    """The browser's live session. Only read: its use is ``record_use``'s to record."""
     if not token:
         return None
-    found = await repository.find_live(session, digest(token), now)
-    if found is not None and now - found.last_seen_at >= SEEN_EVERY:
-        repository.seen(found, now, lifetime.expiry(found.created_at, now))
-    return found
+    return await repository.find_live(session, digest(token), now)
+
+
+def use_to_record(found: BrowserSession, now: datetime) -> bool:
+    """Whether a use of ``found`` at ``now`` is to be recorded (see ``SEEN_EVERY``)."""
+    return now - found.last_seen_at >= SEEN_EVERY
+
+
+async def record_use(
+    session: AsyncSession,
+    session_id: uuid.UUID,
+    created_at: datetime,
+    now: datetime,
+    lifetime: SessionLifetime,
+) -> None:
+    """Record a use of a session at ``now``: its idle expiry moves on, within its lifetime.
+
+    In a transaction of its own, the only row it holds: a request that also ends the
+    user's other sessions would otherwise hold its own session's row while it waits for
+    theirs, and deadlock with another browser doing the same (``revoke_other_sessions``).
+    """
+    await repository.seen(session, session_id, now, lifetime.expiry(created_at, now))
 
 
 async def end(session: AsyncSession, token: str | None, now: datetime) -> uuid.UUID | None:

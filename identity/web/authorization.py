@@ -324,7 +324,7 @@ async def _return_to(
     assert flow.return_to is not None
     if browser is None:
         async with runtime.db.transaction() as session:
-            browser = await browser_session.live(session, runtime.settings, session_token)
+            browser = await browser_session.live(session, runtime, session_token)
     if browser is None:
         await flows.save(flow)
         return redirect(f"/login?{urlencode({'flow': flow.id})}", response_cookies)
@@ -515,9 +515,7 @@ async def proceed(
         else:
             async with runtime.db.transaction() as session:
                 if browser is None:
-                    browser = await browser_session.live(
-                        session, runtime.settings, session_token, now
-                    )
+                    browser = await browser_session.live(session, runtime, session_token, now)
                 step, account_id = await _next_step(
                     session, valid, flow, browser, hinted_subject, consent_given, now
                 )

@@ -6,6 +6,7 @@ session is a use of it (its idle expiry moves on) wherever it happens.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clock import utcnow
+from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
 from identity.settings import Settings
@@ -25,17 +27,32 @@ def cookie_token(request: Request[Any, Any, Any], settings: Settings) -> str | N
 
 
 async def live(
-    session: AsyncSession, settings: Settings, token: str | None, now: datetime | None = None
+    session: AsyncSession, runtime: Runtime, token: str | None, now: datetime | None = None
 ) -> BrowserSession | None:
-    """The live session of ``token``, if any; reading it counts as its use."""
-    return await sessions.current(session, token, now or utcnow(), settings.session_lifetime)
+    """The live session of ``token``, if any; reading it counts as its use, recorded once
+    the answer has left (``sessions.record_use``)."""
+    now = now or utcnow()
+    found = await sessions.current(session, token, now)
+    if found is not None and sessions.use_to_record(found, now):
+        runtime.background.start(
+            _record_use(runtime, found.id, found.created_at, now), name="session-use"
+        )
+    return found
+
+
+async def _record_use(
+    runtime: Runtime, session_id: uuid.UUID, created_at: datetime, now: datetime
+) -> None:
+    async with runtime.db.write_transaction() as session:
+        lifetime = runtime.settings.session_lifetime
+        await sessions.record_use(session, session_id, created_at, now, lifetime)
 
 
 async def signed_in(
     session: AsyncSession,
     request: Request[Any, Any, Any],
-    settings: Settings,
+    runtime: Runtime,
     now: datetime | None = None,
 ) -> BrowserSession | None:
     """The live session the browser's cookie names, if any."""
-    return await live(session, settings, cookie_token(request, settings), now)
+    return await live(session, runtime, cookie_token(request, runtime.settings), now)

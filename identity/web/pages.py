@@ -263,7 +263,7 @@ async def _consent_form(
     locale = flow_locale(request, flow)
     async with runtime.db.transaction() as session:
         client = await get_client(session, flow.request.get("client_id") or "")
-        browser = await browser_session.signed_in(session, request, runtime.settings)
+        browser = await browser_session.signed_in(session, request, runtime)
         asked = requested_at_authorize(flow.request.get("scope") or "")
         # What the tokens will carry, and consent records: a user who is not staff is not
         # asked to allow identity:admin, which their tokens leave out.
@@ -324,7 +324,7 @@ async def consent_submit(request: Request[Any, Any, Any], runtime: RuntimeDep) -
     flow_id = field(form, "flow")
     token = browser_session.cookie_token(request, runtime.settings)
     async with runtime.db.transaction() as session:
-        browser = await browser_session.live(session, runtime.settings, token)
+        browser = await browser_session.live(session, runtime, token)
     decision = field(form, "decision")
     # Not a button's: a hand-made post must not end the sign-in as Deny would.
     complete = decision in DECISIONS
@@ -382,7 +382,7 @@ async def logout(request: Request[Any, Any, Any], runtime: RuntimeDep) -> Respon
             client = await get_client(session, client_id) if client_id else None
             resolved = logout_rules.check(params, claims, client)
             token = browser_session.cookie_token(request, settings)
-            browser = await browser_session.live(session, settings, token, now)
+            browser = await browser_session.live(session, runtime, token, now)
     except OAuth2Error:
         return error_page(request, runtime, "error.logout_invalid", locale=locale)
 

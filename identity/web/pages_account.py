@@ -152,7 +152,7 @@ async def _visitor(
     now: datetime,
 ) -> Visitor | None:
     """The signed-in visitor, by the browser's session cookie."""
-    browser = await browser_session.signed_in(session, request, runtime.settings, now)
+    browser = await browser_session.signed_in(session, request, runtime, now)
     user = await active_user(session, browser.user_id) if browser else None
     return Visitor(user, browser) if user and browser else None
 
@@ -202,17 +202,7 @@ async def _security_page(
             "email": shown_email(visitor.user.email),
             "enrolled": enrolled,
             "recovery_left": recovery_left,
-            "sessions": [
-                {
-                    "this": s.id == visitor.browser.id,
-                    "since": shown_minute(s.auth_time),
-                    # Recorded at most once a minute (sessions.service.SEEN_EVERY).
-                    "last_used": shown_minute(s.last_seen_at),
-                    "user_agent": s.user_agent,
-                    "ip": s.ip,
-                }
-                for s in live
-            ],
+            "sessions": [_listed(s, s.id == visitor.browser.id, now) for s in live],
             "notice_id": outcome.notice_id,
             "notice_values": outcome.notice_values,
             "message_id": outcome.message_id,
@@ -229,6 +219,19 @@ async def _security_page(
     )
     shown.headers.update(outcome.headers)
     return shown
+
+
+def _listed(browser: BrowserSession, this: bool, now: datetime) -> dict[str, Any]:
+    """A live session as the page lists it."""
+    return {
+        "this": this,
+        "since": shown_minute(browser.auth_time),
+        # Recorded at most once a minute (sessions.service.SEEN_EVERY), and this view's use
+        # only once the page has left: this session's last use is now.
+        "last_used": shown_minute(now if this else browser.last_seen_at),
+        "user_agent": browser.user_agent,
+        "ip": browser.ip,
+    }
 
 
 async def _admitted(

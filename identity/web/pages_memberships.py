@@ -120,7 +120,7 @@ async def _signed_in(
     session: AsyncSession, request: Request[Any, Any, Any], runtime: Runtime, now: datetime
 ) -> User | None:
     """The user of the browser's live session, if any (and not disabled)."""
-    browser = await browser_session.signed_in(session, request, runtime.settings, now)
+    browser = await browser_session.signed_in(session, request, runtime, now)
     return await active_user(session, browser.user_id) if browser else None
 
 

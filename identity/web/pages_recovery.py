@@ -207,7 +207,7 @@ async def _dead_session_cookie(request: Request[Any, Any, Any], runtime: Runtime
     if token is None:
         return []
     async with runtime.db.transaction() as session:
-        live = await browser_session.live(session, runtime.settings, token)
+        live = await browser_session.live(session, runtime, token)
     return [] if live else [cookies.clear_session(runtime.settings)]
 
 

@@ -211,5 +211,5 @@ async def first_post(runtime: Runtime, key: str | None, wait: Wait) -> FirstPost
     if token is None:
         return FirstPost(flow, location=record.get("location"))
     async with runtime.db.transaction() as session:
-        browser = await browser_session.live(session, runtime.settings, token)
+        browser = await browser_session.live(session, runtime, token)
     return FirstPost(flow, token, browser) if browser is not None else None

@@ -250,8 +250,7 @@ async def other_session(runtime: Runtime, user: User) -> str:
 async def session_live(runtime: Runtime, token: str) -> bool:
     """Whether the browser session whose cookie is ``token`` still signs its browser in."""
     async with runtime.db.transaction() as session:
-        lifetime = runtime.settings.session_lifetime
-        return await sessions.current(session, token, utcnow(), lifetime) is not None
+        return await sessions.current(session, token, utcnow()) is not None
 
 
 async def change_password(

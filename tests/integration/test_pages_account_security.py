@@ -17,13 +17,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.accounts import repository as accounts_repository
 from identity.accounts.models import User
 from identity.accounts.service import authenticate
 from identity.clock import utcnow
 from identity.crypto import digest
 from identity.mfa import repository as mfa_repository
 from identity.mfa.service import SecondFactor
-from identity.recovery import repository as recovery_repository
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
@@ -300,7 +300,7 @@ async def test_a_confirmation_posted_twice_at_once_changes_once_and_both_say_don
     # Late: the post that spent the link took the user's row only afterwards, so the repeat
     # could take it first, read the email not yet changed, and say the link was used.
     confirm = await _confirmation_page(client, runtime, "ana@new.example")
-    lock_user = recovery_repository.lock_user
+    lock_user = accounts_repository.lock_user
     calls = 0
 
     async def first_one_late(session: AsyncSession, user_id: uuid.UUID) -> None:
@@ -311,7 +311,7 @@ async def test_a_confirmation_posted_twice_at_once_changes_once_and_both_say_don
         await lock_user(session, user_id)
 
     if first_takes_the_user_late:
-        monkeypatch.setattr(recovery_repository, "lock_user", first_one_late)
+        monkeypatch.setattr(accounts_repository, "lock_user", first_one_late)
     answers = await asyncio.gather(*(post_form(client, confirm, "/confirm-email") for _ in "ab"))
 
     assert [a.status_code for a in answers] == [200, 200]
@@ -643,9 +643,7 @@ async def test_list_sessions_and_sign_out_the_others(
     other = await other_session(runtime, ana)
     # A refresh token issued through the other browser's session ends with it.
     async with runtime.db.transaction() as session:
-        other_id = (
-            await sessions.current(session, other, utcnow(), runtime.settings.session_lifetime)
-        ).id  # type: ignore[union-attr]
+        other_id = (await sessions.current(session, other, utcnow())).id  # type: ignore[union-attr]
     app = await make_client(runtime)
     issued = await signed_in_tokens(client, runtime, app, user=ana, session_id=other_id)
     page = await sign_in_to_security_page(client, ANA, PASSWORD)

@@ -149,10 +149,7 @@ async def test_reset_page_sets_a_new_password_and_signs_out_everywhere(
     assert "every device signed in to your account was signed out" in notice(done)
     assert 'href="/account/security?ui_locales=en"' in done.text
     async with runtime.db.transaction() as session:
-        assert (
-            await sessions.current(session, other, utcnow(), runtime.settings.session_lifetime)
-            is None
-        )
+        assert await sessions.current(session, other, utcnow()) is None
         assert await authenticate(runtime.db, runtime.passwords, ANA, PASSWORD) is None
         assert await authenticate(runtime.db, runtime.passwords, ANA, NEW_PASSWORD) is not None
     subjects = [m.subject for m in await mail_to(runtime, ANA)]
@@ -336,10 +333,7 @@ async def test_a_reset_posted_twice_resets_once_and_both_say_done(
     assert all(a.headers["set-cookie"].startswith('identity_session="";') for a in answers)
     assert "set-cookie" not in again.headers
     async with runtime.db.transaction() as session:
-        assert (
-            await sessions.current(session, other, utcnow(), runtime.settings.session_lifetime)
-            is None
-        )
+        assert await sessions.current(session, other, utcnow()) is None
     assert await authenticate(runtime.db, runtime.passwords, ANA, NEW_PASSWORD) is not None
     subjects = [m.subject for m in await mail_to(runtime, ANA)]
     assert subjects == ["Change your Identity password", "Your Identity password was changed"]

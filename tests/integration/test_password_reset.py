@@ -128,12 +128,7 @@ async def test_the_emailed_link_sets_a_new_password_and_signs_out_everywhere(
     assert await _password_works(runtime, NEW_PASSWORD)
     assert not await _password_works(runtime, PASSWORD)
     async with runtime.db.transaction() as session:
-        assert (
-            await sessions.current(
-                session, browser.token, utcnow(), runtime.settings.session_lifetime
-            )
-            is None
-        )
+        assert await sessions.current(session, browser.token, utcnow()) is None
     assert (await refresh(client, app, tokens["refresh_token"])).status_code == 400
     await assert_access_token_dead(client, app, tokens["access_token"])
     (_, notice) = await mail(runtime, inbox, 2)

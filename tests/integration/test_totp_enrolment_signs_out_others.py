@@ -59,7 +59,7 @@ async def _elsewhere(
     """Another browser signed in as ``user``, and an app's tokens issued through it."""
     other = await other_session(runtime, user)
     async with runtime.db.transaction() as session:
-        found = await sessions.current(session, other, utcnow(), runtime.settings.session_lifetime)
+        found = await sessions.current(session, other, utcnow())
     assert found is not None
     app = await make_client(runtime)
     issued = await signed_in_tokens(client, runtime, app, user=user, session_id=found.id)
