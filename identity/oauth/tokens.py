@@ -21,6 +21,8 @@ from joserfc.jwt import JWTClaimsRegistry
 from identity.accounts.models import User
 from identity.keys.service import SUPPORTED_ALGS, KeySet
 from identity.oauth.errors import InvalidTargetError, InvalidTokenError
+from identity.resource.claims import AccessToken
+from identity.resource.errors import BearerTokenError
 
 # RFC 9068 §2.1: the type keeps an ID token from passing as an access token.
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
@@ -206,7 +208,11 @@ def verify_access_token(
         registry.validate({name: v for name, v in decoded.claims.items() if name != "iat"})
         if "iat" in decoded.claims:
             JWTClaimsRegistry(now=at, leeway=ISSUED_AT_SKEW).validate_iat(decoded.claims["iat"])
-    except (JoseError, ValueError, TypeError):
+        # Shaped as the tokens we issue, by the rule our resource servers apply: a token
+        # signed with our key but carrying, say, an account id that is no UUID is one we
+        # never issued, and every reader of its claims would otherwise meet it unprepared.
+        AccessToken.from_claims(decoded.claims)
+    except (JoseError, ValueError, TypeError, BearerTokenError):
         raise InvalidTokenError() from None
     if len(_VERIFIED) >= _VERIFIED_MAX:
         _VERIFIED.clear()

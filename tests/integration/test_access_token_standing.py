@@ -9,7 +9,8 @@ service that would otherwise make the change.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from identity.clients.models import OAuthClient
 from identity.oauth.scopes import SCOPE_ACCOUNTS
 from identity.permissions.models import Account, Membership
 from identity.runtime import Runtime
-from tests.integration.account_helpers import account_with_member, bearer
+from tests.integration.account_helpers import account_with_member, bearer, mint
 from tests.integration.oauth_helpers import RegisteredClient, make_client, signed_in_tokens
 
 
@@ -163,3 +164,37 @@ async def test_a_scope_taken_from_the_client_is_gone_at_all_three(
 
     assert verdicts == {"userinfo": 200, "api": 403, "introspection": True}
     assert introspected.json()["scope"] == "openid profile"
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        {"account_id": "not-a-uuid"},
+        {"account_id": 7},
+        {"permissions": 7},
+        {"permissions": [7]},
+        {"account_owner": "yes"},
+        {"scope": ["openid"]},
+        {"sub": 7},
+    ],
+    ids=lambda value: "-".join(f"{k}={v!r}" for k, v in value.items()),
+)
+async def test_a_token_of_ours_carrying_claims_we_never_issue_stands_nowhere(
+    client: httpx.AsyncClient, runtime: Runtime, malformed: dict[str, Any]
+) -> None:
+    """Signed with our key, yet shaped as no token we issue (a key that leaked into another
+    issuer's hands, or one of our bugs): each endpoint refuses it as it refuses any token it
+    cannot read, never with an error of its own (a non-UUID account was a 500)."""
+    issued = await _issued(client, runtime)
+    extra = {"account_id": str(issued.account.id), "permissions": ["invoices"]} | malformed
+    token = await mint(
+        runtime,
+        sub=str(issued.member.id),
+        scope=f"openid profile {SCOPE_ACCOUNTS}",
+        client_id=issued.app.client_id,
+        extra=extra,
+    )
+
+    verdicts = await _verdicts(client, replace(issued, token=token))
+
+    assert verdicts == {"userinfo": 401, "api": 401, "introspection": False}
