@@ -75,10 +75,7 @@ class RateLimiter:
         try:
             count, remaining = await self._store.incr(key, ttl)
         except StoreUnavailable:
-            if not self.degraded:
-                log.warning("rate limits fall back to per-process counts: shared store down")
-            self.degraded = True
-            RATE_LIMIT_FALLBACKS.inc()
+            self._missed()
             return *await self._fallback.incr(key, ttl), False
         self.degraded = False
         if not self._shared:
@@ -123,17 +120,20 @@ class RateLimiter:
         await self._fallback.delete(gone)
         await self._given_back(self._store.decr_and_delete(given, gone))
 
+    async def reset(self, limit: Limit, subject: str) -> None:
+        key = self._key(limit, subject)
+        await self._fallback.delete(key)
+        await self._given_back(self._store.delete(key))
+
     async def _given_back(self, call: Awaitable[None]) -> None:
         try:
             await call
         except StoreUnavailable:
-            self.degraded = True
-            RATE_LIMIT_FALLBACKS.inc()
+            self._missed()
 
-    async def reset(self, limit: Limit, subject: str) -> None:
-        key = self._key(limit, subject)
-        await self._fallback.delete(key)
-        try:
-            await self._store.delete(key)
-        except StoreUnavailable:
-            self.degraded = True
+    def _missed(self) -> None:
+        """The shared store did not answer: counts are this process's until it does."""
+        if not self.degraded:
+            log.warning("rate limits fall back to per-process counts: shared store down")
+        self.degraded = True
+        RATE_LIMIT_FALLBACKS.inc()

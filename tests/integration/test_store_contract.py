@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from identity.accounts.throttle import SignInThrottle
 from identity.errors import RateLimited
@@ -228,6 +229,31 @@ async def test_rate_limits_fall_back_to_process_counts_when_redis_is_down() -> N
     verdicts = [await limiter.hit(limit, "victim@example.com") for _ in range(3)]
     # Still limiting (never open) while the shared store is down, and saying so.
     assert [v.allowed for v in verdicts] == [True, True, False]
+    assert limiter.degraded
+    await store.close()
+
+
+def _fallbacks() -> float:
+    return REGISTRY.get_sample_value("identity_rate_limit_fallbacks_total") or 0.0
+
+
+@pytest.mark.parametrize("call", ["hit", "release", "release_and_reset", "reset"])
+async def test_every_call_the_shared_store_misses_is_counted_as_a_fallback(call: str) -> None:
+    """/metrics tells operators how often limits were counted in process memory: a call
+    that the store did not answer is one, whichever it was (a reset was missed)."""
+    store = RedisStore(f"redis://127.0.0.1:{_closed_port()}/0", f"{uuid.uuid4().hex}:")
+    limiter, limit = RateLimiter(store), Limit("login", max=3, window=60)
+    calls = {
+        "hit": lambda: limiter.hit(limit, "x"),
+        "release": lambda: limiter.release(limit, "x"),
+        "release_and_reset": lambda: limiter.release_and_reset(limit, "x", limit, "y"),
+        "reset": lambda: limiter.reset(limit, "x"),
+    }
+    before = _fallbacks()
+
+    await calls[call]()
+
+    assert _fallbacks() == before + 1
     assert limiter.degraded
     await store.close()
 
