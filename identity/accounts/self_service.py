@@ -78,6 +78,14 @@ class PasswordUnchanged(DomainError):
     status = 422
 
 
+class SignedOutMeanwhile(DomainError):
+    """The browser asking for a change was signed out while its password was checked: by
+    another of the user's browsers, maybe the owner's ending a thief's session."""
+
+    code = "signed-out"
+    status = 401
+
+
 async def change_password(
     db: Database,
     passwords: Passwords,
@@ -92,11 +100,11 @@ async def change_password(
     keep_session_id: uuid.UUID,
     locale: str,
     now: datetime,
-) -> str | None:
+) -> str:
     """Replace the password, proven by the current one; signs out the user's other sessions,
     revokes every refresh token, queues a notice email, records the change for ``actor`` (the
-    user, from where they are) and returns the new token of the session kept (None if it
-    ended meanwhile): its old one may be in a thief's hands.
+    user, from where they are) and returns the new token of the session kept: its old one may
+    be in a thief's hands.
 
     Its transactions are its own and short: one reads the stored hash, argon2 verifies the
     current password and hashes the new one with none open, and one stores the new hash
@@ -104,8 +112,8 @@ async def change_password(
     audit entry.
     Raises ``RateLimited``, ``InvalidPassword`` (also when the password was changed
     meanwhile, in another tab or by a reset: the one typed is no longer current),
-    ``PasswordMismatch``, ``PasswordUnchanged`` or ``PolicyViolation``. Call
-    ``runtime.mail.wake()`` afterwards.
+    ``PasswordMismatch``, ``PasswordUnchanged``, ``PolicyViolation`` or ``SignedOutMeanwhile``
+    (nothing changed). Call ``runtime.mail.wake()`` afterwards.
     """
     stored = await prove_password(db, passwords, limiter, settings, user, current)
     if new != confirm:
@@ -115,13 +123,20 @@ async def change_password(
         raise PasswordUnchanged("The new password is the current one.")
     new_hash = await hash_password(passwords, new, email=user.email, name=user.name)
     async with db.write_transaction() as session:
+        # The user's row first, as "sign out everywhere else" takes it before any session:
+        # without it, a change and that press in another browser each held the session the
+        # other was ending, a deadlock on PostgreSQL; and a change after the press, from the
+        # browser it had signed out, signed out the browser that pressed, nobody left.
+        await repository.lock_user(session, user.id)
         if not await repository.swap_hash(
             session, user.id, stored.hash, new_hash, new_password=True
         ):
             # Not counted as a failure: the password typed was right when it was verified.
             raise InvalidPassword("The password is not correct.")
-        await revoke_all_for_user(session, user.id, now, keep_session_id=keep_session_id)
         token = await sessions_service.new_token(session, keep_session_id)
+        if token is None:
+            raise SignedOutMeanwhile("This browser was signed out.")
+        await revoke_all_for_user(session, user.id, now, keep_session_id=keep_session_id)
         notice = messages.password_changed(
             Recipient(user.email, user.locale or locale), settings.product_name, everywhere=False
         )

@@ -453,24 +453,27 @@ async def change_email(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
 # --- password ----------------------------------------------------------------------------
 
 
-async def _change_password(posted: Posted) -> Outcome:
+async def _change_password(posted: Posted) -> Outcome | Response[Any]:
     if password_form.wants_suggestion(posted.form):
         return Outcome(suggest=True)
     runtime = posted.runtime
-    token = await self_service.change_password(
-        runtime.db,
-        runtime.passwords,
-        runtime.limiter,
-        runtime.settings,
-        posted.visitor.user,
-        actor=posted.actor,
-        current=field(posted.form, "current_password", MAX_PASSWORD),
-        new=field(posted.form, "password", MAX_PASSWORD),
-        confirm=field(posted.form, "password_confirm", MAX_PASSWORD),
-        keep_session_id=posted.visitor.browser.id,
-        locale=posted.locale,
-        now=posted.now,
-    )
+    try:
+        token = await self_service.change_password(
+            runtime.db,
+            runtime.passwords,
+            runtime.limiter,
+            runtime.settings,
+            posted.visitor.user,
+            actor=posted.actor,
+            current=field(posted.form, "current_password", MAX_PASSWORD),
+            new=field(posted.form, "password", MAX_PASSWORD),
+            confirm=field(posted.form, "password_confirm", MAX_PASSWORD),
+            keep_session_id=posted.visitor.browser.id,
+            locale=posted.locale,
+            now=posted.now,
+        )
+    except self_service.SignedOutMeanwhile:
+        return await sign_in_then(posted.request, runtime, PATH, ui_locales=posted.locale)
     return Outcome(notice_id="security.password_changed", session_token=token)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import delete, text, update
 
 from identity.accounts import repository as accounts_repository
 from identity.accounts import self_service
@@ -26,7 +26,9 @@ from identity.mail.models import OutgoingEmail
 from identity.mfa.service import SecondFactor
 from identity.recovery import repository as recovery_repository
 from identity.runtime import Runtime
-from tests.integration.page_helpers import mail_to
+from identity.sessions import service as sessions
+from identity.sessions.models import BrowserSession
+from tests.integration.page_helpers import mail_to, other_session
 from tests.smtp_server import Inbox
 
 PASSWORD = "Kx7#mQ9!vB2$"
@@ -95,7 +97,12 @@ async def change_password_elsewhere(
     runtime: Runtime, user: User, current: str = PASSWORD, new: str = NEW_PASSWORD
 ) -> None:
     """``user`` changes the password, proven by ``current``, in another browser: every
-    session but that one (none of this test's) ends and every refresh token is revoked."""
+    session but that one ends and every refresh token is revoked. That browser's session
+    is then deleted, so that the sessions a test counts are its own."""
+    elsewhere = await other_session(runtime, user)
+    async with runtime.db.transaction() as session:
+        browser = await sessions.current(session, elsewhere, utcnow())
+    assert browser is not None
     await self_service.change_password(
         runtime.db,
         runtime.passwords,
@@ -106,10 +113,12 @@ async def change_password_elsewhere(
         current=current,
         new=new,
         confirm=new,
-        keep_session_id=uuid.uuid4(),
+        keep_session_id=browser.id,
         locale="en",
         now=utcnow(),
     )
+    async with runtime.db.transaction() as session:
+        await session.execute(delete(BrowserSession).where(BrowserSession.id == browser.id))
 
 
 async def forgot(http: httpx.AsyncClient, email: str, **headers: str) -> httpx.Response:

@@ -184,7 +184,7 @@ async def test_a_password_changed_after_a_sign_in_found_it_unchanged_ends_its_se
             await real_check(*args, **kwargs)
             changing = change_password_elsewhere(runtime, owner, PASSWORD, "Hj4%kT8@mW2!")
             change.append(asyncio.create_task(changing))
-            await until_waiting_or_done(runtime, change[0], "password_credentials")
+            await until_waiting_or_done(runtime, change[0])  # the user's row, share-locked
 
         monkeypatch.setattr(pages, "check_password_unchanged_since", check_then_a_change)
         await submit_login(http, page)

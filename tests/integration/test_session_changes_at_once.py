@@ -1,0 +1,230 @@
+"""A change that ends some of one user's sessions, and "sign out everywhere else" pressed in
+another of their browsers at once: neither is answered with an error, and what is left is
+what one of them coming first would leave (see test_sign_out_everywhere_else_at_once)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pyotp
+import pytest
+from litestar import Litestar
+from sqlalchemy import update
+
+from identity.accounts.models import User
+from identity.accounts.repository import stored_password
+from identity.clock import utcnow
+from identity.runtime import Runtime
+from identity.sessions import service as sessions
+from identity.sessions.models import BrowserSession
+from tests.browser import form_fields
+from tests.integration.account_helpers import staff_headers
+from tests.integration.oauth_helpers import fresh_code, make_client, refresh
+from tests.integration.page_helpers import (
+    SECURITY,
+    change_password,
+    followed,
+    post_form,
+    session_live,
+    sign_in_to_security_page,
+    totp_secret,
+)
+from tests.integration.recovery_helpers import (
+    NEW_PASSWORD,
+    PASSWORD,
+    new_user,
+    reset,
+    stored_reset_token,
+)
+
+ANA = "ana@example.com"
+# A use older than a minute is recorded by the next one; one just made is not.
+LAST_USED = [timedelta(minutes=5), timedelta(seconds=0)]
+
+
+@pytest.fixture
+async def ana(runtime: Runtime) -> User:
+    return await new_user(runtime, ANA)
+
+
+@pytest.fixture
+async def browsers(
+    app: Litestar, client: httpx.AsyncClient, ana: User
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 50001))
+    async with httpx.AsyncClient(transport=transport, base_url=str(client.base_url)) as other:
+        yield client, other
+
+
+async def _last_used(runtime: Runtime, ago: timedelta) -> None:
+    async with runtime.db.transaction() as session:
+        await session.execute(update(BrowserSession).values(last_seen_at=utcnow() - ago))
+
+
+async def _live(runtime: Runtime, *browsers: httpx.AsyncClient) -> list[bool]:
+    return [await session_live(runtime, b.cookies["identity_session"]) for b in browsers]
+
+
+async def _password_is(runtime: Runtime, user: User, password: str) -> bool:
+    async with runtime.db.transaction() as session:
+        stored = await stored_password(session, user.id)
+    assert stored is not None
+    return await runtime.passwords.verify(stored.hash, password)
+
+
+async def _sign_out_others(browser: httpx.AsyncClient, page: httpx.Response) -> httpx.Response:
+    return await post_form(browser, page, f"{SECURITY}/sessions")
+
+
+@pytest.mark.parametrize("last_used", LAST_USED)
+async def test_a_password_change_and_sign_out_everywhere_else(
+    browsers: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    runtime: Runtime,
+    ana: User,
+    last_used: timedelta,
+) -> None:
+    a, b = browsers
+    pages = [await sign_in_to_security_page(browser, ANA, PASSWORD) for browser in browsers]
+    await _last_used(runtime, last_used)
+
+    changed, signed_out = await asyncio.gather(
+        change_password(a, pages[0], PASSWORD, NEW_PASSWORD), _sign_out_others(b, pages[1])
+    )
+
+    assert [changed.status_code, signed_out.status_code] == [303, 303], [
+        changed.text,
+        signed_out.text,
+    ]
+    # Either comes first and signs the other browser out; a change from a browser signed
+    # out meanwhile is not made.
+    live = await _live(runtime, a, b)
+    assert sorted(live) == [False, True]
+    assert await _password_is(runtime, ana, NEW_PASSWORD) is live[0]
+    assert changed.headers["location"].startswith("/login?") is not live[0]
+
+
+@pytest.mark.parametrize("last_used", LAST_USED)
+async def test_turning_two_step_on_and_sign_out_everywhere_else(
+    browsers: tuple[httpx.AsyncClient, httpx.AsyncClient], runtime: Runtime, last_used: timedelta
+) -> None:
+    a, b = browsers
+    page = await sign_in_to_security_page(b, ANA, PASSWORD)
+    set_up = await followed(
+        a,
+        await post_form(
+            a,
+            await sign_in_to_security_page(a, ANA, PASSWORD),
+            f"{SECURITY}/totp",
+            current_password=PASSWORD,
+        ),
+    )
+    await _last_used(runtime, last_used)
+
+    turned_on, signed_out = await asyncio.gather(
+        post_form(
+            a, set_up, f"{SECURITY}/totp/confirm", code=pyotp.TOTP(totp_secret(set_up)).now()
+        ),
+        _sign_out_others(b, page),
+    )
+
+    assert [turned_on.status_code, signed_out.status_code] == [303, 303]
+    assert sorted(await _live(runtime, a, b)) == [False, True]
+
+
+@pytest.mark.parametrize("last_used", LAST_USED)
+async def test_signing_this_browser_out_and_sign_out_everywhere_else(
+    browsers: tuple[httpx.AsyncClient, httpx.AsyncClient], runtime: Runtime, last_used: timedelta
+) -> None:
+    a, b = browsers
+    pages = [await sign_in_to_security_page(browser, ANA, PASSWORD) for browser in browsers]
+    form = re.search(r'<form method="post" action="/logout[^"]*">.*?</form>', pages[0].text, re.S)
+    assert form is not None
+    a_cookie = a.cookies["identity_session"]
+    await _last_used(runtime, last_used)
+
+    out, signed_out = await asyncio.gather(
+        a.post("/logout", data=form_fields(form.group(0))), _sign_out_others(b, pages[1])
+    )
+
+    assert [out.status_code, signed_out.status_code] == [200, 303], [out.text, signed_out.text]
+    assert not await session_live(runtime, a_cookie)
+    assert await _live(runtime, b) == [True]
+
+
+@pytest.mark.parametrize("last_used", LAST_USED)
+async def test_a_disable_and_sign_out_everywhere_else(
+    browsers: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    runtime: Runtime,
+    ana: User,
+    last_used: timedelta,
+) -> None:
+    a, b = browsers
+    page = await sign_in_to_security_page(b, ANA, PASSWORD)
+    headers = await staff_headers(runtime)
+    await _last_used(runtime, last_used)
+
+    disabled, signed_out = await asyncio.gather(
+        a.post(f"/api/v1/users/{ana.id}/disable", json={"reason": "Fraud"}, headers=headers),
+        _sign_out_others(b, page),
+    )
+
+    assert [disabled.status_code, signed_out.status_code] == [200, 303], [
+        disabled.text,
+        signed_out.text,
+    ]
+    assert await _live(runtime, b) == [False]
+
+
+@pytest.mark.parametrize("last_used", LAST_USED)
+async def test_a_password_reset_and_sign_out_everywhere_else(
+    browsers: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    runtime: Runtime,
+    ana: User,
+    last_used: timedelta,
+) -> None:
+    a, b = browsers
+    page = await sign_in_to_security_page(b, ANA, PASSWORD)
+    token = await stored_reset_token(runtime, ana)
+    await _last_used(runtime, last_used)
+
+    reset_done, signed_out = await asyncio.gather(reset(a, token), _sign_out_others(b, page))
+
+    assert [reset_done.status_code, signed_out.status_code] == [204, 303], [
+        reset_done.text,
+        signed_out.text,
+    ]
+    assert await _live(runtime, b) == [False]
+    assert await _password_is(runtime, ana, NEW_PASSWORD)
+
+
+@pytest.mark.parametrize("last_used", LAST_USED)
+async def test_a_code_redemption_and_sign_out_everywhere_else_in_another_browser(
+    browsers: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    runtime: Runtime,
+    ana: User,
+    last_used: timedelta,
+) -> None:
+    a, b = browsers
+    page = await sign_in_to_security_page(a, ANA, PASSWORD)
+    await sign_in_to_security_page(b, ANA, PASSWORD)
+    async with runtime.db.transaction() as session:
+        through_b = await sessions.current(session, b.cookies["identity_session"], utcnow())
+    assert through_b is not None
+    app = await make_client(runtime)
+    code = await fresh_code(runtime, app, user=ana, session_id=through_b.id)
+    await _last_used(runtime, last_used)
+
+    redeemed, signed_out = await asyncio.gather(code.redeem(b), _sign_out_others(a, page))
+
+    assert signed_out.status_code == 303
+    assert await _live(runtime, a, b) == [True, False]
+    # Redeemed first, its refresh token is ended by the sign-out; after it, refused.
+    if redeemed.status_code == 200:
+        refreshed = await refresh(b, app, redeemed.json()["refresh_token"])
+        assert refreshed.status_code == 400, refreshed.text
+    else:
+        assert redeemed.status_code == 400 and redeemed.json()["error"] == "invalid_grant"
