@@ -29,6 +29,7 @@ from identity.permissions import members
 from identity.recovery.service import complete_reset
 from identity.resource.webhooks import SIGNATURE_HEADER, WebhookError, verify
 from identity.runtime import Runtime
+from identity.sessions import service as sessions
 from identity.sessions.revocation import revoke_all_for_user
 from identity.webhooks import dispatcher, events
 from identity.webhooks import repository as webhooks_repository
@@ -52,6 +53,7 @@ from tests.integration.account_helpers import (
     staff_headers,
     user_headers,
 )
+from tests.integration.page_helpers import other_session
 from tests.integration.recovery_helpers import NEW_PASSWORD, new_user, stored_reset_token
 from tests.processes import free_port, serving_in_a_thread
 
@@ -217,8 +219,11 @@ async def test_signing_out_everywhere_else_emits_sessions_revoked_for_the_user(
     of its own must hear of it, as it does when a password change spares the browser."""
     await subscribe(client, quiet, receiver.url, [events.SESSIONS_REVOKED])
     user = await new_user(quiet, f"{uuid.uuid4().hex[:8]}@example.com")
+    browser = await other_session(quiet, user)
     async with quiet.db.transaction() as session:
-        await self_service.sign_out_others(session, Actor(user.id), user.id, uuid.uuid4(), utcnow())
+        kept = await sessions.current(session, browser, utcnow())
+        assert kept is not None
+        await self_service.sign_out_others(session, Actor(user.id), user.id, kept.id, utcnow())
 
     assert await event_types(quiet) == [events.SESSIONS_REVOKED]
     async with quiet.db.transaction() as session:
