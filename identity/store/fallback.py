@@ -32,9 +32,11 @@ class FallbackStore:
         self._local = local or MemoryStore()
         self._down = False
 
-    def _fell_back(self) -> None:
+    def _fell_back(self, failure: StoreUnavailable) -> None:
         if not self._down:
-            log.warning("shared store down: sign-in state is kept in this process meanwhile")
+            log.warning(
+                "shared store down (%s): sign-in state is kept in this process meanwhile", failure
+            )
         self._down = True
 
     def _recovered(self) -> None:
@@ -45,8 +47,8 @@ class FallbackStore:
     async def set(self, key: str, value: bytes, ttl: int) -> None:
         try:
             await self._shared.set(key, value, ttl)
-        except StoreUnavailable:
-            self._fell_back()
+        except StoreUnavailable as failure:
+            self._fell_back(failure)
             await self._local.set(key, value, ttl)
             return
         self._recovered()
@@ -60,8 +62,8 @@ class FallbackStore:
             return False
         try:
             added = await self._shared.add(key, value, ttl)
-        except StoreUnavailable:
-            self._fell_back()
+        except StoreUnavailable as failure:
+            self._fell_back(failure)
             return await self._local.add(key, value, ttl)
         self._recovered()
         return added
@@ -69,8 +71,8 @@ class FallbackStore:
     async def get(self, key: str) -> bytes | None:
         try:
             value = await self._shared.get(key)
-        except StoreUnavailable:
-            self._fell_back()
+        except StoreUnavailable as failure:
+            self._fell_back(failure)
             return await self._local.get(key)
         self._recovered()
         # A copy kept here is newer than the shared one (a write the shared store takes
@@ -84,8 +86,8 @@ class FallbackStore:
         kept = await self._local.consume(key)
         try:
             value = await self._shared.consume(key)
-        except StoreUnavailable:
-            self._fell_back()
+        except StoreUnavailable as failure:
+            self._fell_back(failure)
             return kept
         self._recovered()
         return kept if kept is not None else value
@@ -94,10 +96,10 @@ class FallbackStore:
         await self._local.delete(key)
         try:
             await self._shared.delete(key)
-        except StoreUnavailable:
+        except StoreUnavailable as failure:
             # What is deleted is finished sign-in state, which expires on its own within
             # minutes; single-use values are taken with ``consume``, never left behind.
-            self._fell_back()
+            self._fell_back(failure)
             return
         self._recovered()
 

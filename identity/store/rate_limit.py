@@ -74,8 +74,8 @@ class RateLimiter:
         """The count and seconds left in the window, and whether the shared store counted."""
         try:
             count, remaining = await self._store.incr(key, ttl)
-        except StoreUnavailable:
-            self._missed()
+        except StoreUnavailable as failure:
+            self._missed(failure)
             return *await self._fallback.incr(key, ttl), False
         self.degraded = False
         if not self._shared:
@@ -128,12 +128,14 @@ class RateLimiter:
     async def _given_back(self, call: Awaitable[None]) -> None:
         try:
             await call
-        except StoreUnavailable:
-            self._missed()
+        except StoreUnavailable as failure:
+            self._missed(failure)
 
-    def _missed(self) -> None:
+    def _missed(self, failure: StoreUnavailable) -> None:
         """The shared store did not answer: counts are this process's until it does."""
         if not self.degraded:
-            log.warning("rate limits fall back to per-process counts: shared store down")
+            log.warning(
+                "rate limits fall back to per-process counts: shared store down (%s)", failure
+            )
         self.degraded = True
         RATE_LIMIT_FALLBACKS.inc()

@@ -127,3 +127,20 @@ async def test_a_value_added_while_down_is_still_there_for_add_after_recovery() 
     assert await store.get("mark:1") == b"first"
     assert await store.add("mark:2", b"new", 60)
     assert await shared.get("mark:2") == b"new"
+
+
+async def test_the_warnings_name_what_the_shared_store_answered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # "Down" after a timeout and "down" after a refused connection call for different
+    # remedies (a slow host against a stopped one): the log says which it was.
+    shared = FlakyStore()
+    store = FallbackStore(shared)
+    limiter = RateLimiter(shared)
+    shared.down = True
+    with caplog.at_level("WARNING"):
+        await store.get("flow:1")
+        await limiter.hit(Limit("login", 5, 60), "a@example.com")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2
+    assert all("(down)" in w for w in warnings), warnings
