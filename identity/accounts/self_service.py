@@ -123,19 +123,16 @@ async def change_password(
         raise PasswordUnchanged("The new password is the current one.")
     new_hash = await hash_password(passwords, new, email=user.email, name=user.name)
     async with db.write_transaction() as session:
-        # The user's row first, as "sign out everywhere else" takes it before any session:
-        # without it, a change and that press in another browser each held the session the
-        # other was ending, a deadlock on PostgreSQL; and a change after the press, from the
-        # browser it had signed out, signed out the browser that pressed, nobody left.
-        await repository.lock_user(session, user.id)
+        # A change after "sign out everywhere else" pressed in another browser, from the
+        # browser it signed out, would sign out the browser that pressed: nobody left.
+        if not await sessions.lock_user_signed_in(session, user.id, keep_session_id):
+            raise SignedOutMeanwhile("This browser was signed out.")
         if not await repository.swap_hash(
             session, user.id, stored.hash, new_hash, new_password=True
         ):
             # Not counted as a failure: the password typed was right when it was verified.
             raise InvalidPassword("The password is not correct.")
         token = await sessions_service.new_token(session, keep_session_id)
-        if token is None:
-            raise SignedOutMeanwhile("This browser was signed out.")
         await revoke_all_for_user(session, user.id, now, keep_session_id=keep_session_id)
         notice = messages.password_changed(
             Recipient(user.email, user.locale or locale), settings.product_name, everywhere=False
@@ -157,8 +154,7 @@ async def live_sessions(
 @dataclass(frozen=True, slots=True)
 class SignedOutOthers:
     ended: int
-    # The kept session's new token (None if it ended meanwhile).
-    token: str | None
+    token: str  # the kept session's new one
 
 
 async def sign_out_others(
@@ -167,13 +163,15 @@ async def sign_out_others(
     user_id: uuid.UUID,
     keep_session_id: uuid.UUID,
     now: datetime,
-) -> SignedOutOthers:
+) -> SignedOutOthers | None:
     """End the user's other sessions (the security page's "sign out everywhere else"),
     recorded for ``actor``, and give the kept one a new token: whoever holds a copy of this
-    browser's cookie is somewhere else too, though listed as this session."""
+    browser's cookie is somewhere else too, though listed as this session. None, nothing
+    done, when the kept one has ended meanwhile."""
     ended = await end_other_sessions(session, actor, user_id, keep_session_id, now)
-    token = await sessions_service.new_token(session, keep_session_id)
-    return SignedOutOthers(ended, token)
+    if ended is None:
+        return None
+    return SignedOutOthers(ended, await sessions_service.new_token(session, keep_session_id))
 
 
 async def end_other_sessions(
@@ -182,14 +180,14 @@ async def end_other_sessions(
     user_id: uuid.UUID,
     keep_session_id: uuid.UUID,
     now: datetime,
-) -> int:
+) -> int | None:
     """End the user's sessions but ``keep_session_id`` and what apps got through them
     (``revoke_other_sessions``), recorded for ``actor``; returns how many sessions ended
-    (none when ``keep_session_id`` itself ended meanwhile, nothing recorded then).
+    (None, nothing done, when ``keep_session_id`` itself ended meanwhile).
     Its token stays: see ``sign_out_others`` for a caller that replaces it."""
     ended = await revoke_other_sessions(session, user_id, keep_session_id, now)
     if ended is None:
-        return 0
+        return None
     await record_as(
         session,
         actor,

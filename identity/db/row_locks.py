@@ -26,13 +26,14 @@ def lock_statement(column: InstrumentedAttribute[Any], *where: ColumnElement[boo
 
 async def lock_rows(
     session: AsyncSession, column: InstrumentedAttribute[Any], *where: ColumnElement[bool]
-) -> None:
+) -> int:
     """Hold the rows of ``column``'s table that match ``where`` until the transaction ends,
-    by setting ``column`` to itself.
+    by setting ``column`` to itself; returns how many it holds.
 
     On PostgreSQL that takes the rows' lock: a second caller waits, and its later statements
     see the first one's commit. ``column`` is one no foreign key refers to, so the lock does
     not block inserts of rows that refer to these. On SQLite any write, even one that
     matches no row, takes the database's one write lock before anything else is read.
     """
-    await session.execute(lock_statement(column, *where))
+    result = await session.execute(lock_statement(column, *where))
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -10,7 +10,9 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
+from identity.accounts.repository import lock_user
 from identity.db.core_insert import insert_of, insert_row
+from identity.db.row_locks import lock_rows
 from identity.sessions.models import BrowserSession
 
 _INSERT = insert_of(BrowserSession)
@@ -116,14 +118,29 @@ async def revoke(session: AsyncSession, token_hash: str, now: datetime) -> Revok
     return None if row is None else Revoked(row.id, row.user_id, row.sid, row.expires_at)
 
 
-async def replace_token(session: AsyncSession, session_id: uuid.UUID, token_hash: str) -> bool:
-    """Give a live session a new token; False when it ended meanwhile."""
-    result = await session.execute(
-        update(BrowserSession)
-        .where(BrowserSession.id == session_id, BrowserSession.revoked_at.is_(None))
-        .values(token_hash=token_hash)
+async def lock_user_signed_in(
+    session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID
+) -> bool:
+    """Take the user's row (``lock_user``), then browser session ``session_id``'s while it is
+    live, until the transaction ends; whether it is live.
+
+    For a change a browser asks for in its user's name: it runs before or after any other
+    that signs the user's browsers out, never across it, and is not made once one has signed
+    this browser out (the other browser may be the owner's, ending a thief's session). The
+    user's row always first: two browsers pressing "sign out everywhere else" at once each
+    held their own session's row and waited for the other's, a deadlock on PostgreSQL. The
+    session's row then stays live to the end: a cookie-held sign-out of this browser (another
+    tab's /logout), which takes no user row, waits for the change.
+    """
+    await lock_user(session, user_id)
+    live = BrowserSession.id == session_id, BrowserSession.revoked_at.is_(None)
+    return await lock_rows(session, BrowserSession.token_hash, *live) == 1
+
+
+async def replace_token(session: AsyncSession, session_id: uuid.UUID, token_hash: str) -> None:
+    await session.execute(
+        update(BrowserSession).where(BrowserSession.id == session_id).values(token_hash=token_hash)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def live_for_user(

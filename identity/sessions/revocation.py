@@ -12,11 +12,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.accounts.repository import lock_user
 from identity.sessions.models import BrowserSession
+from identity.sessions.repository import lock_user_signed_in
 from identity.tokens import revocations
 from identity.tokens.codes import end_unredeemed
 from identity.tokens.models import AuthorizationCode, RefreshToken
@@ -85,13 +85,10 @@ async def revoke_other_sessions(
 
     Ends nothing when the kept session has itself ended meanwhile (returns None): two
     browsers pressing "sign out everywhere else" at once take the user one after the other
-    (``lock_user``), and the later one, signed out by the earlier, must not sign it out in
-    turn and leave nobody signed in. The lock comes first, before any of the user's rows:
-    each of the two held its own session's row and waited for the other's, a deadlock on
-    PostgreSQL (a use of the session is recorded in a transaction of its own for this).
+    (``lock_user_signed_in``), and the later one, signed out by the earlier, must not sign it
+    out in turn and leave nobody signed in.
     """
-    await lock_user(session, user_id)
-    if await session.scalar(_UNREVOKED, {"session_id": keep_session_id}) is None:
+    if not await lock_user_signed_in(session, user_id, keep_session_id):
         return None
     await end_unredeemed(session, user_id, now)
     ended = (
@@ -115,8 +112,3 @@ async def revoke_other_sessions(
     # their own end them, and the user's remaining session is theirs to keep checking.
     await emit(session, SESSIONS_REVOKED, about_user(user_id))
     return len(ended)
-
-
-_UNREVOKED = select(BrowserSession.id).where(
-    BrowserSession.id == bindparam("session_id"), BrowserSession.revoked_at.is_(None)
-)

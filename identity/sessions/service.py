@@ -85,11 +85,13 @@ async def establish(
     return Established(token, browser_session)
 
 
-async def new_token(session: AsyncSession, session_id: uuid.UUID) -> str | None:
-    """A fresh token for a live session, the one it had no longer valid: after a password
-    change, whoever copied this browser's cookie is signed out too. None if it has ended."""
+async def new_token(session: AsyncSession, session_id: uuid.UUID) -> str:
+    """A fresh token for a session the caller holds live (``repository.lock_user_signed_in``),
+    the one it had no longer valid: after a password change, whoever copied this browser's
+    cookie is signed out too."""
     token = random_token()
-    return token if await repository.replace_token(session, session_id, digest(token)) else None
+    await repository.replace_token(session, session_id, digest(token))
+    return token
 
 
 async def current(session: AsyncSession, token: str | None, now: datetime) -> BrowserSession | None:

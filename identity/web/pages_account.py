@@ -54,6 +54,7 @@ from identity.mfa.service import (
 from identity.recovery.email_change import request_email_change
 from identity.recovery.service import PasswordMismatch
 from identity.runtime import Runtime
+from identity.sessions import repository as sessions_repository
 from identity.sessions.models import BrowserSession
 from identity.tokens.subjects import active_user
 from identity.web import browser_session, cookies, password_form, shown_once
@@ -297,6 +298,12 @@ async def _act_on_password(
     return await _answer(request, runtime, after_the_look, errors, at_fault)
 
 
+async def _signed_out_meanwhile(posted: Posted) -> Response[Any]:
+    """For a change from a browser that another of the user's has signed out since it was
+    admitted (maybe the owner's, ending a thief's session): nothing changed, sign in again."""
+    return await sign_in_then(posted.request, posted.runtime, PATH, ui_locales=posted.locale)
+
+
 async def _see_other(posted: Posted, result: Outcome | Response[Any]) -> Outcome | Response[Any]:
     """A post that was carried out: to the page, by a redirect naming what it shows once (a
     post refused, or a suggestion, is answered with the page itself)."""
@@ -473,7 +480,7 @@ async def _change_password(posted: Posted) -> Outcome | Response[Any]:
             now=posted.now,
         )
     except self_service.SignedOutMeanwhile:
-        return await sign_in_then(posted.request, runtime, PATH, ui_locales=posted.locale)
+        return await _signed_out_meanwhile(posted)
     return Outcome(notice_id="security.password_changed", session_token=token)
 
 
@@ -625,6 +632,9 @@ async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
         if sign_out_others is None:
             return await shown_again(INCOMPLETE)  # before the code is spent
         code = field(posted.form, "code", MAX_CODE + 1)
+        browser = posted.visitor.browser.id
+        if not await sessions_repository.lock_user_signed_in(session, user_id, browser):
+            return await _signed_out_meanwhile(posted)
         try:
             codes = await mfa.confirm_enrolment(
                 session, posted.actor, user_id, code, posted.now, locale=posted.locale
@@ -643,7 +653,7 @@ async def confirm_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
             # click's second post carries the cookie the first was made with, and must find
             # this browser still signed in to be led to the codes.
             await self_service.end_other_sessions(
-                session, posted.actor, user_id, posted.visitor.browser.id, posted.now
+                session, posted.actor, user_id, browser, posted.now
             )
             intro = "enrol.codes_intro_signed_out"
         # Left before the commit, not after as a secret: the commit lets a second post of
@@ -728,11 +738,13 @@ async def disable_totp(request: Request[Any, Any, Any], runtime: RuntimeDep) -> 
 # --- sessions ----------------------------------------------------------------------------
 
 
-async def _sign_out_others(session: AsyncSession, posted: Posted) -> Outcome:
+async def _sign_out_others(session: AsyncSession, posted: Posted) -> Outcome | Response[Any]:
     visitor = posted.visitor
     signed_out = await self_service.sign_out_others(
         session, posted.actor, visitor.user.id, visitor.browser.id, posted.now
     )
+    if signed_out is None:
+        return await _signed_out_meanwhile(posted)
     return Outcome(
         notice_id="security.signed_out_others",
         notice_values={"count": str(signed_out.ended)},

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import Pool
 
 from identity import commands
+from identity.accounts import self_service
+from identity.accounts.models import User
 from identity.accounts.passwords import Passwords
 from identity.accounts.service import authenticate, create_user, prepare_user
 from identity.audit.service import Actor
@@ -25,6 +27,7 @@ from identity.clock import utcnow
 from identity.mfa.service import InvalidPassword, SecondFactor
 from identity.recovery.service import complete_reset
 from identity.runtime import Runtime
+from identity.sessions import repository as sessions
 from tests.browser import form_fields
 from tests.integration.account_helpers import invite_and_read_link, make_account, make_user
 from tests.integration.page_helpers import (
@@ -184,33 +187,69 @@ async def test_turning_two_step_verification_off(runtime: Runtime, held: list[in
     assert held == [0]
 
 
-async def test_a_password_reset_while_a_change_hashes_is_not_overwritten(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+async def _another_tab_changes(runtime: Runtime, user: User) -> None:
+    """The password changed in another tab of the browser a change is made from (the one
+    browser ``user`` is signed in with): that browser stays signed in."""
+    async with runtime.db.transaction() as session:
+        [browser] = await sessions.live_for_user(session, user.id, utcnow())
+    await self_service.change_password(
+        runtime.db,
+        runtime.passwords,
+        runtime.limiter,
+        runtime.settings,
+        user,
+        actor=Actor(user.id),
+        current=PASSWORD,
+        new=NEW_PASSWORD,
+        confirm=NEW_PASSWORD,
+        keep_session_id=browser.id,
+        locale="en",
+        now=utcnow(),
+    )
+
+
+async def _a_reset_lands(runtime: Runtime, user: User) -> None:
+    """A reset by email, which signs every browser out."""
+    await complete_reset(
+        runtime.db,
+        runtime.store,
+        runtime.passwords,
+        await stored_reset_token(runtime, user),
+        NEW_PASSWORD,
+        NEW_PASSWORD,
+        origin=Actor(),
+        product_name="Identity",
+        locale="en",
+    )
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "refused"),
+    [
+        (_another_tab_changes, InvalidPassword),
+        (_a_reset_lands, self_service.SignedOutMeanwhile),
+    ],
+)
+async def test_a_password_changed_while_a_change_hashes_is_not_overwritten(
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    meanwhile: Callable[[Runtime, User], Awaitable[None]],
+    refused: type[Exception],
 ) -> None:
     """With no transaction held across argon2, another request can change the password
     meanwhile: the change then stores nothing (its hash replaces only the one it verified)
-    and says the current password is not correct any more."""
+    and says the current password is not correct any more, or, when that request signed
+    its browser out, sends it to sign in."""
     user = await new_user(runtime, ANA)
-    token = await stored_reset_token(runtime, user)
     real_hash = Passwords.hash
 
-    async def hash_while_a_reset_lands(self: Passwords, password: str) -> str:
-        monkeypatch.setattr(Passwords, "hash", real_hash)  # the reset hashes too
-        await complete_reset(
-            runtime.db,
-            runtime.store,
-            runtime.passwords,
-            token,
-            NEW_PASSWORD,
-            NEW_PASSWORD,
-            origin=Actor(),
-            product_name="Identity",
-            locale="en",
-        )
+    async def hash_while_another_change_lands(self: Passwords, password: str) -> str:
+        monkeypatch.setattr(Passwords, "hash", real_hash)  # the other change hashes too
+        await meanwhile(runtime, user)
         return await real_hash(self, password)
 
-    monkeypatch.setattr(Passwords, "hash", hash_while_a_reset_lands)
-    with pytest.raises(InvalidPassword):
+    monkeypatch.setattr(Passwords, "hash", hash_while_another_change_lands)
+    with pytest.raises(refused):
         await change_password_elsewhere(runtime, user, new="Hj4%kT8@mW2!")
     assert await authenticate(runtime.db, runtime.passwords, ANA, NEW_PASSWORD) is not None
     assert await authenticate(runtime.db, runtime.passwords, ANA, "Hj4%kT8@mW2!") is None

@@ -15,9 +15,12 @@ import pytest
 from litestar import Litestar
 from sqlalchemy import update
 
+from identity.accounts import self_service
 from identity.accounts.models import User
 from identity.accounts.repository import stored_password
+from identity.audit.service import Actor
 from identity.clock import utcnow
+from identity.mfa import repository as mfa_repository
 from identity.runtime import Runtime
 from identity.sessions import service as sessions
 from identity.sessions.models import BrowserSession
@@ -152,6 +155,47 @@ async def test_turning_two_step_on_and_sign_out_everywhere_else(
 
     assert [turned_on.status_code, signed_out.status_code] == [303, 303]
     assert sorted(await _live(runtime, a, b)) == [False, True]
+
+
+@pytest.mark.parametrize("ticked", [True, False])
+async def test_a_set_up_confirmed_from_a_browser_signed_out_meanwhile_turns_nothing_on(
+    browsers: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    runtime: Runtime,
+    ana: User,
+    ticked: bool,
+) -> None:
+    """The press in the other browser commits after the confirmation found its browser
+    signed in: turning two-step on then would leave a second factor set up from a session
+    the owner had just ended, maybe a thief's, with its recovery codes shown to nobody."""
+    a, b = browsers
+    await sign_in_to_security_page(b, ANA, PASSWORD)
+    set_up = await followed(
+        a,
+        await post_form(
+            a,
+            await sign_in_to_security_page(a, ANA, PASSWORD),
+            f"{SECURITY}/totp",
+            current_password=PASSWORD,
+        ),
+    )
+    fields = form_fields(set_up.text) | {"code": pyotp.TOTP(totp_secret(set_up)).now()}
+    if not ticked:
+        del fields["sign_out_others"]
+
+    async with runtime.db.write_transaction() as session:
+        kept = await sessions.current(session, b.cookies["identity_session"], utcnow())
+        assert kept is not None
+        await self_service.end_other_sessions(session, Actor(ana.id), ana.id, kept.id, utcnow())
+        confirmed = asyncio.create_task(a.post(f"{SECURITY}/totp/confirm", data=fields))
+        # The confirmation is admitted (the press is not committed) and goes on to its work.
+        await asyncio.sleep(0.5)
+    answer = await confirmed
+
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"].startswith("/login?")
+    async with runtime.db.transaction() as session:
+        assert not await mfa_repository.is_confirmed(session, ana.id)
+    assert await _live(runtime, a, b) == [False, True]
 
 
 @pytest.mark.parametrize("last_used", LAST_USED)
