@@ -168,9 +168,9 @@ async def sign_out_others(
     recorded for ``actor``, and give the kept one a new token: whoever holds a copy of this
     browser's cookie is somewhere else too, though listed as this session. None, nothing
     done, when the kept one has ended meanwhile."""
-    ended = await end_other_sessions(session, actor, user_id, keep_session_id, now)
-    if ended is None:
+    if not await sessions.lock_user_signed_in(session, user_id, keep_session_id):
         return None
+    ended = await end_other_sessions(session, actor, user_id, keep_session_id, now)
     return SignedOutOthers(ended, await sessions_service.new_token(session, keep_session_id))
 
 
@@ -180,14 +180,12 @@ async def end_other_sessions(
     user_id: uuid.UUID,
     keep_session_id: uuid.UUID,
     now: datetime,
-) -> int | None:
-    """End the user's sessions but ``keep_session_id`` and what apps got through them
-    (``revoke_other_sessions``), recorded for ``actor``; returns how many sessions ended
-    (None, nothing done, when ``keep_session_id`` itself ended meanwhile).
+) -> int:
+    """End the user's sessions but ``keep_session_id``, which the caller holds
+    (``lock_user_signed_in``), and what apps got through them (``revoke_other_sessions``),
+    recorded for ``actor``; returns how many sessions ended.
     Its token stays: see ``sign_out_others`` for a caller that replaces it."""
     ended = await revoke_other_sessions(session, user_id, keep_session_id, now)
-    if ended is None:
-        return None
     await record_as(
         session,
         actor,

@@ -16,7 +16,6 @@ from sqlalchemy import ColumnElement, and_, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.sessions.models import BrowserSession
-from identity.sessions.repository import lock_user_signed_in
 from identity.tokens import revocations
 from identity.tokens.codes import end_unredeemed
 from identity.tokens.models import AuthorizationCode, RefreshToken
@@ -74,22 +73,19 @@ async def revoke_all_for_user(
 
 async def revoke_other_sessions(
     session: AsyncSession, user_id: uuid.UUID, keep_session_id: uuid.UUID, now: datetime
-) -> int | None:
+) -> int:
     """Sign out the user's other browsers, every code not yet redeemed (this browser's too: a
     copy of its cookie may have fetched one) and every refresh and access token not issued
     through this one; returns how many sessions ended.
 
+    The caller holds the user and the kept session, found live (``lock_user_signed_in``):
+    of two browsers pressing "sign out everywhere else" at once, the later one, signed out
+    by the earlier, must not sign it out in turn and leave nobody signed in.
+
     The tokens are found by user, not through the sessions that ended: an app signed
     in through a browser session that has since expired holds tokens that outlive it, and
     housekeeping deletes expired sessions.
-
-    Ends nothing when the kept session has itself ended meanwhile (returns None): two
-    browsers pressing "sign out everywhere else" at once take the user one after the other
-    (``lock_user_signed_in``), and the later one, signed out by the earlier, must not sign it
-    out in turn and leave nobody signed in.
     """
-    if not await lock_user_signed_in(session, user_id, keep_session_id):
-        return None
     await end_unredeemed(session, user_id, now)
     ended = (
         (
