@@ -103,7 +103,17 @@ async def change_password_elsewhere(
     async with runtime.db.transaction() as session:
         browser = await sessions.current(session, elsewhere, utcnow())
     assert browser is not None
-    await self_service.change_password(
+    await change_password_from(runtime, user, browser.id, current, new)
+    async with runtime.db.transaction() as session:
+        await session.execute(delete(BrowserSession).where(BrowserSession.id == browser.id))
+
+
+async def change_password_from(
+    runtime: Runtime, user: User, browser_id: uuid.UUID, current: str, new: str
+) -> str:
+    """``user`` changes the password on the security page of the browser whose session is
+    ``browser_id``; returns that browser's new session token."""
+    return await self_service.change_password(
         runtime.db,
         runtime.passwords,
         runtime.limiter,
@@ -113,12 +123,10 @@ async def change_password_elsewhere(
         current=current,
         new=new,
         confirm=new,
-        keep_session_id=browser.id,
+        keep_session_id=browser_id,
         locale="en",
         now=utcnow(),
     )
-    async with runtime.db.transaction() as session:
-        await session.execute(delete(BrowserSession).where(BrowserSession.id == browser.id))
 
 
 async def forgot(http: httpx.AsyncClient, email: str, **headers: str) -> httpx.Response:

@@ -41,6 +41,7 @@ from tests.integration.recovery_helpers import (
     NEW_PASSWORD,
     PASSWORD,
     change_password_elsewhere,
+    change_password_from,
     enrolled_user,
     new_user,
     reset,
@@ -192,20 +193,7 @@ async def _another_tab_changes(runtime: Runtime, user: User) -> None:
     browser ``user`` is signed in with): that browser stays signed in."""
     async with runtime.db.transaction() as session:
         [browser] = await sessions.live_for_user(session, user.id, utcnow())
-    await self_service.change_password(
-        runtime.db,
-        runtime.passwords,
-        runtime.limiter,
-        runtime.settings,
-        user,
-        actor=Actor(user.id),
-        current=PASSWORD,
-        new=NEW_PASSWORD,
-        confirm=NEW_PASSWORD,
-        keep_session_id=browser.id,
-        locale="en",
-        now=utcnow(),
-    )
+    await change_password_from(runtime, user, browser.id, PASSWORD, NEW_PASSWORD)
 
 
 async def _a_reset_lands(runtime: Runtime, user: User) -> None:
