@@ -199,6 +199,11 @@ async def _apply_grants(
         )
 
 
+# With its reason, as an invitation's acceptance says it: one accepted as staff add the
+# invitee is refused here, and the accept page tells the invitee they are a member already.
+ALREADY_MEMBER = "This user is already a member of the account."
+
+
 async def add_member(
     session: AsyncSession,
     actor: Actor,
@@ -217,7 +222,7 @@ async def add_member(
     # grant's foreign key, so the write lock comes first: the no-op write on the membership,
     # not there yet, takes it (on PostgreSQL it locks nothing: the roles are share-locked).
     if await repository.lock_membership(session, account_id, user_id) is not None:
-        raise Conflict("This user is already a member of the account.")
+        raise Conflict(ALREADY_MEMBER, reason="member")
     await check_grants(session, catalogue, account_id, permissions, roles, now)
     added = await repository.get_user(session, user_id)
     if added is None:
@@ -234,7 +239,7 @@ async def add_member(
     try:
         await repository.insert_membership(session, membership)
     except repository.Duplicate:
-        raise Conflict("This user is already a member of the account.") from None
+        raise Conflict(ALREADY_MEMBER, reason="member") from None
     await _apply_grants(session, membership, permissions, roles)
     await record_as(
         session,

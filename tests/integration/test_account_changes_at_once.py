@@ -102,9 +102,9 @@ async def _invitation_id(runtime: Runtime, shop: Shop) -> uuid.UUID:
     return pending.id
 
 
-async def _accept(runtime: Runtime, shop: Shop, token: str) -> None:
+async def _accept(runtime: Runtime, token: str, user: User) -> None:
     async with runtime.db.transaction() as session:
-        await invitations.accept_invitation_as_existing_user(session, token, shop.invitee)
+        await invitations.accept_invitation_as_existing_user(session, token, user)
 
 
 async def _is_member(runtime: Runtime, shop: Shop, user: User) -> bool:
@@ -153,7 +153,7 @@ async def test_an_invitation_cancelled_while_it_is_being_accepted_is_not_accepte
         await invitations.cancel(
             session, Actor(shop.owner.id), shop.account.id, invitation_id, utcnow()
         )
-        accepting = asyncio.create_task(_accept(runtime, shop, token))
+        accepting = asyncio.create_task(_accept(runtime, token, shop.invitee))
         await until_waiting_or_done(runtime, accepting, "accounts")
 
     with pytest.raises(Conflict) as refused:
@@ -183,6 +183,46 @@ async def test_a_cancel_pressed_while_the_invitation_is_being_accepted_cancels_n
     assert await _recorded(runtime, shop) == ["invitation.accepted"]
 
 
+async def test_an_invitation_accepted_while_staff_add_the_invitee_says_they_are_a_member(
+    runtime: Runtime, shop: Shop
+) -> None:
+    """Sent by a client, an invitation has no sender whose rights its acceptance holds, so
+    it takes no lock of the account: the invitee added by staff meanwhile made the membership
+    fail deep inside, a refusal the accept page could not tell from no answer."""
+    joiner = await add_user(runtime, "joiner@example.com")
+    async with runtime.db.transaction() as session:
+        await invitations.invite(
+            session,
+            SYSTEM,
+            shop.account.id,
+            InvitationRequest(email=joiner.email, permissions=[Grant("tickets")]),
+            catalogue=runtime.catalogue,
+            limiter=runtime.limiter,
+            settings=runtime.settings,
+            now=utcnow(),
+        )
+    (message,) = await mail_to(runtime, joiner.email)
+    token = token_of(link_in(message, invitations.ACCEPT_PATH))
+    async with runtime.db.transaction() as session:
+        await members.add_member(
+            session,
+            SYSTEM,
+            shop.account.id,
+            joiner.id,
+            permissions=[Grant("invoices")],
+            catalogue=runtime.catalogue,
+            now=utcnow(),
+        )
+        accepting = asyncio.create_task(_accept(runtime, token, joiner))
+        # It waits for the new membership (PostgreSQL) or the write lock (SQLite).
+        await asyncio.wait({accepting}, timeout=0.5)
+
+    with pytest.raises(Conflict) as refused:
+        await accepting
+    assert refused.value.extra.get("reason") == "member"
+    assert await _recorded(runtime, shop) == []
+
+
 async def test_an_invitation_whose_sender_is_being_removed_is_not_accepted(
     client: httpx.AsyncClient, runtime: Runtime, shop: Shop
 ) -> None:
@@ -191,7 +231,7 @@ async def test_an_invitation_whose_sender_is_being_removed_is_not_accepted(
         await members.remove_member(
             session, Actor(shop.owner.id), shop.account.id, shop.manager.id, utcnow()
         )
-        accepting = asyncio.create_task(_accept(runtime, shop, token))
+        accepting = asyncio.create_task(_accept(runtime, token, shop.invitee))
         await until_waiting_or_done(runtime, accepting, "accounts")
 
     with pytest.raises(Conflict) as refused:
@@ -226,7 +266,7 @@ async def test_an_invitation_whose_sender_is_being_disabled_is_not_accepted(
     token = await _link(runtime)
     async with runtime.db.transaction() as session:
         await disable_user(session, SYSTEM, shop.manager.id, "left the company", utcnow())
-        accepting = asyncio.create_task(_accept(runtime, shop, token))
+        accepting = asyncio.create_task(_accept(runtime, token, shop.invitee))
         await until_waiting_or_done(runtime, accepting, "users")
 
     with pytest.raises(Conflict) as refused:
