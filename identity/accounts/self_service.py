@@ -78,12 +78,10 @@ class PasswordUnchanged(DomainError):
     status = 422
 
 
-class SignedOutMeanwhile(DomainError):
+class SignedOutMeanwhile(Exception):
     """The browser asking for a change was signed out while its password was checked: by
-    another of the user's browsers, maybe the owner's ending a thief's session."""
-
-    code = "signed-out"
-    status = 401
+    another of the user's browsers, maybe the owner's ending a thief's session. Not a
+    ``DomainError``: no API raises it, and the page that can sends the browser to sign in."""
 
 
 async def change_password(
