@@ -93,6 +93,16 @@ async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
         yield test_client
 
 
+@pytest.fixture
+async def other_browser(
+    app: Litestar, client: httpx.AsyncClient
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A second browser, at another address than ``client``'s, on the same app."""
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 50001))
+    async with httpx.AsyncClient(transport=transport, base_url=str(client.base_url)) as other:
+        yield other
+
+
 async def add_signing_key(runtime: Runtime) -> None:
     """The first signing key, as ``identity serve`` makes one on an empty database."""
     async with runtime.db.transaction() as session:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
 import pytest
-from litestar import Litestar
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.accounts.models import User
 from identity.accounts.service import disable_user
@@ -82,15 +82,6 @@ async def shop(runtime: Runtime) -> Shop:
     return Shop(account, owner, co_owner, manager, member, invitee)
 
 
-@pytest.fixture
-async def other_browser(
-    app: Litestar, client: httpx.AsyncClient
-) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 50001))
-    async with httpx.AsyncClient(transport=transport, base_url=str(client.base_url)) as other:
-        yield other
-
-
 async def _link(runtime: Runtime) -> str:
     (message,) = await mail_to(runtime, INVITEE)
     return token_of(link_in(message, invitations.ACCEPT_PATH))
@@ -105,6 +96,25 @@ async def _invitation_id(runtime: Runtime, shop: Shop) -> uuid.UUID:
 async def _accept(runtime: Runtime, token: str, user: User) -> None:
     async with runtime.db.transaction() as session:
         await invitations.accept_invitation_as_existing_user(session, token, user)
+
+
+async def _refused_meanwhile(
+    runtime: Runtime,
+    token: str,
+    user: User,
+    change: Callable[[AsyncSession], Awaitable[object]],
+    table: str = "accounts",
+) -> Conflict:
+    """``user`` accepts the invitation of ``token`` while ``change`` is made and not yet
+    committed, so that the acceptance waits for its lock on a row of ``table``: the
+    acceptance's refusal once the change has committed."""
+    async with runtime.db.transaction() as session:
+        await change(session)
+        accepting = asyncio.create_task(_accept(runtime, token, user))
+        await until_waiting_or_done(runtime, accepting, table)
+    with pytest.raises(Conflict) as refused:
+        await accepting
+    return refused.value
 
 
 async def _is_member(runtime: Runtime, shop: Shop, user: User) -> bool:
@@ -149,16 +159,14 @@ async def test_an_invitation_cancelled_while_it_is_being_accepted_is_not_accepte
 ) -> None:
     token = await _link(runtime)
     invitation_id = await _invitation_id(runtime, shop)
-    async with runtime.db.transaction() as session:
-        await invitations.cancel(
+
+    def cancel(session: AsyncSession) -> Awaitable[object]:
+        return invitations.cancel(
             session, Actor(shop.owner.id), shop.account.id, invitation_id, utcnow()
         )
-        accepting = asyncio.create_task(_accept(runtime, token, shop.invitee))
-        await until_waiting_or_done(runtime, accepting, "accounts")
 
-    with pytest.raises(Conflict) as refused:
-        await accepting
-    assert refused.value.extra["reason"] == "cancelled"
+    refused = await _refused_meanwhile(runtime, token, shop.invitee, cancel)
+    assert refused.extra["reason"] == "cancelled"
     assert not await _is_member(runtime, shop, shop.invitee)
     assert await _recorded(runtime, shop) == ["invitation.cancelled"]
 
@@ -227,16 +235,14 @@ async def test_an_invitation_whose_sender_is_being_removed_is_not_accepted(
     client: httpx.AsyncClient, runtime: Runtime, shop: Shop
 ) -> None:
     token = await _link(runtime)
-    async with runtime.db.transaction() as session:
-        await members.remove_member(
+
+    def remove(session: AsyncSession) -> Awaitable[object]:
+        return members.remove_member(
             session, Actor(shop.owner.id), shop.account.id, shop.manager.id, utcnow()
         )
-        accepting = asyncio.create_task(_accept(runtime, token, shop.invitee))
-        await until_waiting_or_done(runtime, accepting, "accounts")
 
-    with pytest.raises(Conflict) as refused:
-        await accepting
-    assert refused.value.extra["reason"] == "cancelled"
+    refused = await _refused_meanwhile(runtime, token, shop.invitee, remove)
+    assert refused.extra["reason"] == "cancelled"
     assert not await _is_member(runtime, shop, shop.invitee)
     assert await _recorded(runtime, shop) == ["member.removed"]
 
@@ -264,14 +270,12 @@ async def test_an_invitation_whose_sender_is_being_disabled_is_not_accepted(
     client: httpx.AsyncClient, runtime: Runtime, shop: Shop
 ) -> None:
     token = await _link(runtime)
-    async with runtime.db.transaction() as session:
-        await disable_user(session, SYSTEM, shop.manager.id, "left the company", utcnow())
-        accepting = asyncio.create_task(_accept(runtime, token, shop.invitee))
-        await until_waiting_or_done(runtime, accepting, "users")
 
-    with pytest.raises(Conflict) as refused:
-        await accepting
-    assert refused.value.extra["reason"] == "cancelled"
+    def disable(session: AsyncSession) -> Awaitable[object]:
+        return disable_user(session, SYSTEM, shop.manager.id, "left the company", utcnow())
+
+    refused = await _refused_meanwhile(runtime, token, shop.invitee, disable, "users")
+    assert refused.extra["reason"] == "cancelled"
     assert not await _is_member(runtime, shop, shop.invitee)
 
 

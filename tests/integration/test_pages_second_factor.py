@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar
 from sqlalchemy import select
 
 from identity.accounts.models import User
@@ -211,7 +210,7 @@ async def test_the_code_page_needs_a_flow_whose_password_was_right(
 
 
 async def test_the_code_step_belongs_to_the_browser_that_passed_the_password(
-    client: httpx.AsyncClient, runtime: Runtime, app: Litestar
+    client: httpx.AsyncClient, runtime: Runtime, other_browser: httpx.AsyncClient
 ) -> None:
     """The flow's id is in the code page's address (history, logs, a shared screenshot):
     with it, another browser holding a code (a phone looked at, an app's backup) signed in
@@ -222,15 +221,13 @@ async def test_the_code_step_belongs_to_the_browser_that_passed_the_password(
     _, challenge = pkce_pair()
     page = await _password_step(client, oauth_app, challenge)
     flow = form_fields(page.text)["flow"]
-    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 50001))
-    async with httpx.AsyncClient(transport=transport, base_url=str(client.base_url)) as other:
-        opened = await other.get(f"/login/second-factor?flow={flow}")
-        assert opened.status_code == 400 and "has expired" in alert(opened)
-        a_form = await other.get("/password/forgot")  # any form: this browser's CSRF token
-        posted = await post_form(
-            other, a_form, "/login/second-factor", flow=flow, code=generator.now()
-        )
-        assert posted.status_code == 400 and "has expired" in alert(posted)
+    opened = await other_browser.get(f"/login/second-factor?flow={flow}")
+    assert opened.status_code == 400 and "has expired" in alert(opened)
+    a_form = await other_browser.get("/password/forgot")  # any form: this browser's CSRF token
+    posted = await post_form(
+        other_browser, a_form, "/login/second-factor", flow=flow, code=generator.now()
+    )
+    assert posted.status_code == 400 and "has expired" in alert(posted)
     assert await _sessions(runtime) == []
     done = await post_form(client, page, "/login/second-factor", code=generator.now())
     assert done.status_code == 303 and done.headers["location"].startswith(REDIRECT_URI)

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
 import pyotp
 import pytest
-from litestar import Litestar
 from sqlalchemy import update
 
 from identity.accounts import self_service
@@ -55,12 +53,10 @@ async def ana(runtime: Runtime) -> User:
 
 
 @pytest.fixture
-async def browsers(
-    app: Litestar, client: httpx.AsyncClient, ana: User
-) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 50001))
-    async with httpx.AsyncClient(transport=transport, base_url=str(client.base_url)) as other:
-        yield client, other
+def browsers(
+    client: httpx.AsyncClient, other_browser: httpx.AsyncClient, ana: User
+) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+    return client, other_browser
 
 
 async def _last_used(runtime: Runtime, ago: timedelta) -> None:
