@@ -53,6 +53,7 @@ class Action(StrEnum):
     MEMBER_ADD = "member.add"
     MEMBER_GRANTS = "member.grants"
     MEMBER_REMOVE = "member.remove"
+    MEMBER_LEAVE = "member.leave"
     INVITATION_READ = "invitation.read"
     INVITATION_WRITE = "invitation.write"
     ACCOUNT_ROLE_READ = "account-role.read"
@@ -92,6 +93,8 @@ MATRIX: dict[Action, frozenset[Relation]] = {
     Action.MEMBER_ADD: frozenset({STAFF}),
     Action.MEMBER_GRANTS: frozenset({STAFF, OWNER, MANAGER}),
     Action.MEMBER_REMOVE: frozenset({STAFF, OWNER, MANAGER}),
+    # Removing oneself: any member may leave, as from a GitHub organisation.
+    Action.MEMBER_LEAVE: frozenset({STAFF, OWNER, MANAGER, MEMBER}),
     Action.INVITATION_READ: frozenset({STAFF, OWNER, MANAGER}),
     Action.INVITATION_WRITE: frozenset({STAFF, OWNER, MANAGER}),
     Action.ACCOUNT_ROLE_READ: frozenset({STAFF, OWNER, MANAGER}),
@@ -129,6 +132,7 @@ _MEMBER_CHANGES = frozenset(
         Action.OWNERSHIP_HAND_OVER,
         Action.MEMBER_GRANTS,
         Action.MEMBER_REMOVE,
+        Action.MEMBER_LEAVE,
         Action.INVITATION_WRITE,
         Action.ACCOUNT_ROLE_WRITE,
     }
@@ -160,6 +164,12 @@ _MAY_DEMOTE = frozenset({Action.USER_WRITE, Action.USER_RECOVER})
 
 def allowed(action: Action, relation: Relation) -> bool:
     return relation in MATRIX[action]
+
+
+def removal(caller: Caller, user_id: uuid.UUID) -> Action:
+    """What taking ``user_id`` out of an account is for the matrix: leaving when the caller
+    is that user (a staff token's own membership too), else removing someone."""
+    return Action.MEMBER_LEAVE if caller.user_id == user_id else Action.MEMBER_REMOVE
 
 
 async def _hold_acting_staff(session: AsyncSession, caller: Caller, action: Action) -> None:

@@ -90,8 +90,9 @@ async def user_headers(runtime: Runtime, user: User, scope: str = SCOPE_ACCOUNTS
     return bearer(await mint(runtime, sub=str(user.id), scope=scope))
 
 
-async def staff_headers(runtime: Runtime) -> dict[str, str]:
-    admin = await make_user(runtime, is_admin=True)
+async def staff_headers(runtime: Runtime, admin: User | None = None) -> dict[str, str]:
+    """A staff token of ``admin``, or of a new administrator."""
+    admin = admin or await make_user(runtime, is_admin=True)
     return await user_headers(runtime, admin, f"{SCOPE_ADMIN} {SCOPE_ACCOUNTS}")
 
 

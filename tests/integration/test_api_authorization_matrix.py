@@ -41,15 +41,21 @@ from tests.integration.oauth_helpers import make_client
 class World:
     """Account ``a`` with a plain member ``t`` to act on, a role ``r`` that ``t`` holds, a
     pending invitation ``i``, a staff template ``tr``; account ``x`` with the same kinds of
-    things, as another customer's; and a user ``u`` who belongs to no account."""
+    things, as another customer's; and a user ``u`` who belongs to no account. ``me`` is each
+    relation's own user: in ``a`` for staff (so its own membership may be left) and a second
+    owner (so the owner is not the last), ``u`` for a client that acts for no user."""
 
     ids: dict[str, str]
     headers: dict[Relation, dict[str, str]]
+    me: dict[Relation, str]
 
 
 async def _account_with_things(runtime: Runtime, prefix: str) -> dict[str, Any]:
-    owner, manager, member, target = [await make_user(runtime) for _ in range(4)]
+    owner, co_owner, manager, member, target = [await make_user(runtime) for _ in range(5)]
+    admin = await make_user(runtime, is_admin=True)
     account = await make_account(runtime, owner)
+    await add_member(runtime, account, co_owner, owner=True)
+    await add_member(runtime, account, admin)
     # A manager hands out only what they hold (grants.Delegation): this one holds what the
     # endpoints below grant, so the matrix alone decides.
     await add_member(
@@ -80,6 +86,7 @@ async def _account_with_things(runtime: Runtime, prefix: str) -> dict[str, Any]:
         )
     return {
         "owner": owner,
+        "admin": admin,
         "manager": manager,
         "member": member,
         prefix: str(account.id),
@@ -150,16 +157,26 @@ async def _world(runtime: Runtime) -> World:
         "w": str(subscription.subscription.id),
         "d": str(delivery_id),
         "c": (await make_client(runtime)).client_id,
+        # Whose membership "{me}" names, where no relation is at hand: the owner's own.
+        "me": str(ours["owner"].id),
     }
     headers = {
-        Relation.STAFF: await staff_headers(runtime),
+        Relation.STAFF: await staff_headers(runtime, ours["admin"]),
         Relation.OWNER: await user_headers(runtime, ours["owner"]),
         Relation.MANAGER: await user_headers(runtime, ours["manager"]),
         Relation.MEMBER: await user_headers(runtime, ours["member"]),
         Relation.OTHER_USER: await user_headers(runtime, outsider),
         Relation.SERVICE: await service_headers(runtime),
     }
-    return World(ids, headers)
+    users = {
+        Relation.STAFF: ours["admin"],
+        Relation.OWNER: ours["owner"],
+        Relation.MANAGER: ours["manager"],
+        Relation.MEMBER: ours["member"],
+        Relation.OTHER_USER: outsider,
+    }
+    me = {relation: str(user.id) for relation, user in users.items()}
+    return World(ids, headers, me | {Relation.SERVICE: ids["u"]})
 
 
 @dataclass(frozen=True)
@@ -198,6 +215,7 @@ ENDPOINTS = [
     ),
     Endpoint("PATCH", "/accounts/{a}/members/{t}", Action.OWNERSHIP_CHANGE, {"owner": True}),
     Endpoint("DELETE", "/accounts/{a}/members/{t}", Action.MEMBER_REMOVE),
+    Endpoint("DELETE", "/accounts/{a}/members/{me}", Action.MEMBER_LEAVE),
     Endpoint(
         "POST", "/accounts/{a}/members/{t}/permissions", Action.MEMBER_GRANTS, {"name": "quotes"}
     ),
@@ -320,7 +338,7 @@ async def test_each_relation_gets_what_the_matrix_says(
     outcomes = {}
     for relation in Relation:
         world = await _world(runtime)
-        method, path, body = endpoint.request(world)
+        method, path, body = endpoint.request(world, me=world.me[relation])
         response = await client.request(method, path, json=body, headers=world.headers[relation])
         expected = _expected(endpoint, relation)
         ok = (
@@ -370,11 +388,13 @@ async def test_staff_naming_an_account_that_does_not_exist_get_404(
     refusal read as a duplicate)."""
     user = await make_user(runtime)
     ids = {name: str(uuid.uuid4()) for name in ("a", "t", "r", "i")}
+    staff = await make_user(runtime, is_admin=True)
     world = World(
         ids | {"u": str(user.id), "fresh": f"{uuid.uuid4().hex[:8]}@example.com"},
-        {Relation.STAFF: await staff_headers(runtime)},
+        {Relation.STAFF: await staff_headers(runtime, staff)},
+        {Relation.STAFF: str(staff.id)},
     )
-    method, path, body = endpoint.request(world)
+    method, path, body = endpoint.request(world, me=world.me[Relation.STAFF])
     response = await client.request(method, path, json=body, headers=world.headers[Relation.STAFF])
     assert response.status_code == 404, response.text
     assert response.json()["detail"] == "No such account.", response.text

@@ -208,6 +208,55 @@ async def test_removing_a_member_takes_their_rights_and_refresh_tokens(
     assert await refresh_token_revoked(runtime, token_id)
 
 
+async def test_a_plain_member_leaves_on_their_own_and_the_account_is_then_not_found(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    _, clerk, account = await account_with_member(runtime, ["tickets"])
+    token_id = await give_refresh_token(runtime, clerk, account)
+    headers = await user_headers(runtime, clerk)
+    member = f"/api/v1/accounts/{account.id}/members/{clerk.id}"
+
+    left = await client.delete(member, headers=headers)
+
+    assert left.status_code == 204, left.text
+    assert await effective(runtime, clerk, account) == frozenset()
+    assert await refresh_token_revoked(runtime, token_id)
+    async with runtime.db.transaction() as session:
+        assert await members.left_on_their_own(session, account.id, clerk.id)
+    read = await client.get(f"/api/v1/accounts/{account.id}", headers=headers)
+    again = await client.delete(member, headers=headers)
+    assert (read.status_code, again.status_code) == (404, 404)
+
+
+async def test_a_plain_member_cannot_remove_another_member(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    owner, clerk, account = await account_with_member(runtime, ["tickets"])
+    colleague = await make_user(runtime)
+    await add_member(runtime, account, colleague, ["tickets"])
+    headers = await user_headers(runtime, clerk)
+    members_path = f"/api/v1/accounts/{account.id}/members"
+
+    for other in (colleague, owner):
+        response = await client.delete(f"{members_path}/{other.id}", headers=headers)
+        assert response.status_code == 403, response.text
+    assert await effective(runtime, colleague, account) == {"tickets"}
+
+
+async def test_the_last_owner_cannot_leave(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    owner, _, account = await account_with_member(runtime)
+
+    response = await client.delete(
+        f"/api/v1/accounts/{account.id}/members/{owner.id}",
+        headers=await user_headers(runtime, owner),
+    )
+
+    assert response.status_code == 409, response.text
+    assert "at least one owner" in response.json()["detail"]
+    async with runtime.db.transaction() as session:
+        assert (await members.membership_of(session, account.id, owner.id)).is_owner
+
+
 async def test_narrowing_permissions_revokes_refresh_tokens_for_the_account(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:

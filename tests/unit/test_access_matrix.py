@@ -7,7 +7,15 @@ import uuid
 import pytest
 
 from identity.errors import Forbidden
-from identity.permissions.access import MATRIX, Action, Relation, allowed, check_manager_edit
+from identity.permissions.access import (
+    MATRIX,
+    Action,
+    Caller,
+    Relation,
+    allowed,
+    check_manager_edit,
+    removal,
+)
 from identity.permissions.models import Membership
 
 STAFF_ONLY = {
@@ -38,8 +46,10 @@ def test_staff_may_do_everything_except_hand_over_an_ownership_they_lack(action:
 
 
 @pytest.mark.parametrize("action", list(Action))
-def test_a_plain_member_may_only_read_the_account_itself(action: Action) -> None:
-    assert allowed(action, Relation.MEMBER) == (action is Action.ACCOUNT_READ)
+def test_a_plain_member_may_only_read_the_account_itself_and_leave_it(action: Action) -> None:
+    assert allowed(action, Relation.MEMBER) == (
+        action in {Action.ACCOUNT_READ, Action.MEMBER_LEAVE}
+    )
 
 
 @pytest.mark.parametrize(
@@ -58,6 +68,7 @@ def test_managers_manage_members_invitations_and_roles_but_not_owners_or_the_log
         Action.MEMBER_READ,
         Action.MEMBER_GRANTS,
         Action.MEMBER_REMOVE,
+        Action.MEMBER_LEAVE,
         Action.INVITATION_READ,
         Action.INVITATION_WRITE,
         Action.ACCOUNT_ROLE_READ,
@@ -94,3 +105,12 @@ def test_a_manager_cannot_change_an_owner_nor_grant_everything() -> None:
         check_manager_edit(Relation.MANAGER, _membership(owner=False), all_permissions=True)
     check_manager_edit(Relation.MANAGER, _membership(owner=False), all_permissions=False)
     check_manager_edit(Relation.OWNER, _membership(owner=True), all_permissions=True)
+
+
+def test_taking_oneself_out_is_leaving_and_anyone_else_a_removal() -> None:
+    me, someone = uuid.uuid4(), uuid.uuid4()
+    member = Caller(me, "app", is_staff=False, is_service=False)
+    service = Caller(None, "billing", is_staff=False, is_service=True)
+    assert removal(member, me) is Action.MEMBER_LEAVE
+    assert removal(member, someone) is Action.MEMBER_REMOVE
+    assert removal(service, someone) is Action.MEMBER_REMOVE

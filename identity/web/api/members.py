@@ -13,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.clock import utcnow
 from identity.permissions import members
-from identity.permissions.access import Action, Relation, check_manager_edit, delegation_for
+from identity.permissions.access import (
+    Action,
+    Relation,
+    check_manager_edit,
+    delegation_for,
+    removal,
+)
 from identity.permissions.catalogue import Catalogue
 from identity.permissions.grants import Grant, RoleGrant
 from identity.runtime import Runtime
@@ -199,7 +205,7 @@ class MemberController(Controller):
 
     @delete(
         "/{user_id:uuid}",
-        summary="Remove a member (owner, manager, staff)",
+        summary="Remove a member (owner, manager, staff), or leave (any member)",
         responses=problems(409),
     )
     async def remove(
@@ -211,9 +217,8 @@ class MemberController(Controller):
     ) -> None:
         now = utcnow()
         async with runtime.db.transaction() as session:
-            relation = await allow(
-                session, runtime, principal, Action.MEMBER_REMOVE, now, account_id
-            )
+            action = removal(principal.caller, user_id)
+            relation = await allow(session, runtime, principal, action, now, account_id)
             await members.remove_member(
                 session,
                 principal.actor,
