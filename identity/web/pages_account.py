@@ -2,6 +2,8 @@
 
 Profile (name, sign-in email), password, two-step verification and the list of sessions,
 each changed by a plain form post (CSRF-checked), so everything works without JavaScript.
+It also lists the accounts the user belongs to, each with a Leave button: the Users page's
+own removal of the viewer (identity.web.pages_memberships), which any member may make.
 A post that changed something is answered with a redirect (303) to the page, which shows
 its notice, or the secret it made (new recovery codes, a set-up's key), once
 (identity.web.shown_once): reloading that page never posts the form again. A refused post
@@ -51,6 +53,7 @@ from identity.mfa.service import (
     InvalidPassword,
     SecondFactor,
 )
+from identity.permissions import customer_accounts
 from identity.recovery.email_change import request_email_change
 from identity.recovery.service import PasswordMismatch
 from identity.runtime import Runtime
@@ -185,6 +188,7 @@ async def _security_page(
         enrolled = await mfa.is_enrolled(session, user_id)
         recovery_left = await mfa.unused_recovery_codes(session, user_id) if enrolled else 0
         live = await self_service.live_sessions(session, user_id, now)
+        accounts = await customer_accounts.accounts_of(session, user_id, now, runtime.catalogue)
     if "codes" in left:
         return _codes_page(request, runtime, locale, left["codes"], left["intro"])
     if secret is not None:
@@ -204,6 +208,8 @@ async def _security_page(
             "enrolled": enrolled,
             "recovery_left": recovery_left,
             "sessions": [_listed(s, s.id == visitor.browser.id, now) for s in live],
+            # Leave is offered on every one, the last owner's too: their post says why not.
+            "accounts": [{"id": str(c.account.id), "name": c.account.name} for c in accounts],
             "notice_id": outcome.notice_id,
             "notice_values": outcome.notice_values,
             "message_id": outcome.message_id,
@@ -220,6 +226,20 @@ async def _security_page(
     )
     shown.headers.update(outcome.headers)
     return shown
+
+
+async def refused_page(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    locale: str,
+    *,
+    message_id: str,
+    status: int,
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
+    """The page telling why a post it offered elsewhere (a Leave) was refused."""
+    outcome = Outcome(message_id=message_id, status=status, headers=headers or {})
+    return await _security_page(request, runtime, locale, outcome)
 
 
 def _listed(browser: BrowserSession, this: bool, now: datetime) -> dict[str, Any]:

@@ -4,9 +4,11 @@ page (owners and managers), and accepting an invitation.
 They work without JavaScript: every change is a form post carrying the CSRF token, answered
 with a redirect back to the page (or the page again with a translated message). Removing a
 member takes two: the row's post only asks, on a page naming whom and from where (leaving,
-the user's own removal, ends on a page saying so: the Users page is for members). Who may do
-what is decided by identity.permissions.access, the same matrix the management API uses,
-with the signed-in browser session as the caller.
+the user's own removal, ends on a page saying so: the Users page is for members). Any member
+may leave, from the security page's list of their accounts, though only owners and managers
+see the Users page: for anyone else, the question's Cancel and a refusal go back to the
+security page instead. Who may do what is decided by identity.permissions.access, the same
+matrix the management API uses, with the signed-in browser session as the caller.
 """
 
 from __future__ import annotations
@@ -49,10 +51,12 @@ from identity.permissions.access import (
     Action,
     Caller,
     Relation,
+    allowed,
     authorize,
     check_manager_edit,
     check_manager_invite,
     delegation_for,
+    removal,
 )
 from identity.permissions.grants import BEYOND_DELEGATION, Grant, RoleGrant, lapsed
 from identity.permissions.invitations import ACCEPT_PATH, InvitationRequest
@@ -87,6 +91,7 @@ from identity.web.forms import (
 from identity.web.notices import notice
 from identity.web.pages import MAX_EMAIL
 from identity.web.pages_account import PATH as SECURITY_PATH
+from identity.web.pages_account import refused_page as security_refusal
 from identity.web.rendering import error_page, page
 from identity.web.retry_after import retry_after
 
@@ -323,10 +328,12 @@ async def _users_page(
     headers: dict[str, str] | None = None,
     done: str | None = None,
     invite: dict[str, Any] | None = None,
+    leaving: bool = False,
 ) -> Response[Any]:
     """The page, if the user may see it, with a refusal's ``headers``; else the error page
     (404 to anyone outside the account, so ids cannot be probed; 403 to a member without the
-    right)."""
+    right). A refused ``leaving`` of such a member is told on the security page instead,
+    where they pressed Leave."""
     await runtime.catalogue.ensure_templates(runtime.db)
     try:
         async with runtime.db.transaction() as session:
@@ -337,6 +344,10 @@ async def _users_page(
     except NotFound:
         return error_page(request, runtime, "users.not_found", locale=locale, status=404)
     except Forbidden:
+        if leaving and message_id is not None:
+            return await security_refusal(
+                request, runtime, locale, message_id=message_id, status=status, headers=headers
+            )
         return error_page(request, runtime, "users.forbidden", locale=locale, status=403)
     shown = page(
         request,
@@ -442,9 +453,11 @@ async def _change(
     invite_form: bool = False,
     ask: Ask | None = None,
     repeat: Repeat | None = None,
+    removing: uuid.UUID | None = None,
 ) -> Response[Any]:
     """One Users-page form post: sign-in, CSRF, the matrix's verdict, the change (or the
-    question ``ask`` puts first), redirect (or the change's own answer)."""
+    question ``ask`` puts first), redirect (or the change's own answer). ``removing``: the
+    user a removal takes out, whose own is leaving, not ``action``."""
     form = await read_form(request)
     locale = page_locale(request, form)
     now = utcnow()
@@ -452,6 +465,9 @@ async def _change(
         user = await _signed_in(session, request, runtime, now)
     if user is None:
         return await sign_in_then(request, runtime, users_url(account_id), ui_locales=locale)
+    if removing is not None:
+        action = removal(_caller(user), removing)
+    leaving = action is Action.MEMBER_LEAVE
     # On a refused invitation the form comes back filled in, so nothing is typed twice.
     invite = (
         {
@@ -473,6 +489,7 @@ async def _change(
             message_id=refused.message_id,
             status=refused.status,
             invite=invite,
+            leaving=leaving,
         )
     await runtime.catalogue.ensure_templates(runtime.db)
     try:
@@ -499,6 +516,7 @@ async def _change(
             status=exc.status,
             headers=retry_after(exc),
             invite=invite,
+            leaving=leaving,
         )
     if question is not None:
         context = question.context | {"signed_in_user": str(user.id)}
@@ -616,7 +634,7 @@ async def remove_submit(
             return None
         target = await members.membership_of(session, account_id, user_id)
         check_manager_edit(relation, target)
-        return await _removal_question(session, viewer, target)
+        return await _removal_question(session, viewer, relation, target)
 
     async def left(session: AsyncSession, form: FormMultiDict) -> Response[Any]:
         # Not the Users page, which is for members only; shown, not redirected to, as a
@@ -671,6 +689,7 @@ async def remove_submit(
         conflict_message="users.error.last_owner",
         ask=ask,
         repeat=repeat,
+        removing=user_id,
     )
 
 
@@ -683,8 +702,12 @@ def _confirmed(form: FormMultiDict) -> uuid.UUID | None:
         return None
 
 
-async def _removal_question(session: AsyncSession, viewer: User, target: Membership) -> Question:
-    """Whom the removal takes out of which account, named as the Users page names them."""
+async def _removal_question(
+    session: AsyncSession, viewer: User, relation: Relation, target: Membership
+) -> Question:
+    """Whom the removal takes out of which account, named as the Users page names them;
+    Cancel goes back to the Users page, or for a member who may not see it (one leaving from
+    the security page), to the security page."""
     person = await session.get(User, target.user_id)
     account = await customer_accounts.get_account(session, target.account_id)
     if person is None:  # the membership's foreign key keeps the user while it exists
@@ -700,6 +723,9 @@ async def _removal_question(session: AsyncSession, viewer: User, target: Members
             "named": person.name or email,
             "who": f"{person.name} ({email})" if person.name else email,
             "yourself": person.id == viewer.id,
+            "cancel": users_url(account.id)
+            if allowed(Action.MEMBER_READ, relation)
+            else SECURITY_PATH,
         },
     )
 

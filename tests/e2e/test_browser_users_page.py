@@ -1,6 +1,7 @@
 """An owner invites a sub-user on the Users page in Chromium; the sub-user accepts from the
 emailed link as a new person, signs in, and gets a token for the account with exactly the
-permissions the owner ticked. And removing a member there asks first: "Cancel" keeps them."""
+permissions the owner ticked. And removing a member there asks first: "Cancel" keeps them;
+a plain member leaves from the security page."""
 
 from __future__ import annotations
 
@@ -275,3 +276,24 @@ def test_leaving_an_account_posted_twice_says_one_has_left(env: dict[str, str]) 
         with page.expect_navigation():
             page.get_by_role("link", name="Security").click()
         assert page.url == f"{base_url}/account/security?ui_locales=en"
+
+
+@pytest.mark.e2e
+def test_a_plain_member_leaves_from_the_security_page(env: dict[str, str]) -> None:
+    # Signed in where the Users page refuses them (no `users`), and free to leave all the same.
+    with _users_page_of(env, COLLEAGUE, colleague_owner=False) as page:
+        security = page.url.split("/accounts/")[0] + "/account/security"
+        page.goto(security)
+        leave = page.get_by_role("button", name="Leave Acme Hosting")
+        with page.expect_navigation():
+            leave.click()
+        assert page.locator("h1").text_content() == "Leave Acme Hosting?"
+        with page.expect_navigation():
+            page.get_by_role("link", name="Cancel").click()
+        assert page.url == f"{security}?ui_locales=en"
+
+        with page.expect_navigation():
+            leave.click()
+        with page.expect_navigation():
+            page.get_by_role("button", name="Remove", exact=True).click()
+        assert page.get_by_role("status").text_content() == "You have left Acme Hosting."

@@ -15,9 +15,22 @@ from identity.audit.repository import EventFilter, list_events
 from identity.clock import utcnow
 from identity.permissions import members
 from identity.runtime import Runtime
+from identity.web.pages_account import PATH as SECURITY_PATH
 from tests.browser import add_user, form_fields
-from tests.integration.account_helpers import SYSTEM, add_member
-from tests.integration.test_pages_users import Team, is_member, sign_in_at, team, users_path
+from tests.integration.account_helpers import (
+    SYSTEM,
+    add_member,
+    give_refresh_token,
+    refresh_token_revoked,
+)
+from tests.integration.test_pages_users import (
+    Team,
+    confirming,
+    is_member,
+    sign_in_at,
+    team,
+    users_path,
+)
 
 __all__ = ["team"]  # the fixture, shared with the page's other tests
 
@@ -222,3 +235,88 @@ async def test_asking_needs_the_csrf_token_and_the_right_to_remove(
     assert unknown.status_code == 404
     for response in (forged, owner, unknown):
         assert "lose access" not in response.text
+
+
+# --- leaving from the security page, which lists every account the user belongs to --------
+
+
+async def test_a_plain_member_leaves_from_the_security_page(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    # Not allowed the Users page (no `users`), yet free to leave.
+    token_id = await give_refresh_token(runtime, team.member, team.account)
+    csrf = await sign_in_at(client, SECURITY_PATH, "member@example.com")
+    security = await client.get(SECURITY_PATH)
+    leave = remove_path(team, team.member.id)
+    assert security.status_code == 200, security.text
+    assert "Your accounts" in security.text and "Acme" in security.text
+    assert f'action="{leave}?ui_locales=en"' in security.text
+    assert 'aria-label="Leave Acme"' in security.text
+
+    asked = await client.post(leave, data=csrf)
+
+    assert asked.status_code == 200, asked.text
+    assert "<h1>Leave Acme?</h1>" in asked.text
+    # "Cancel" goes back where they came from: the Users page is not theirs to see.
+    assert f'href="{SECURITY_PATH}?ui_locales=en"' in asked.text
+    assert await is_member(runtime, team.account, team.member)
+    confirmation = form_fields(asked.text)
+
+    first = await client.post(leave, data=confirmation)
+    second = await client.post(leave, data=confirmation)
+
+    for answer in (first, second):
+        assert answer.status_code == 200, answer.text
+        assert "You have left Acme." in answer.text
+    assert not await is_member(runtime, team.account, team.member)
+    assert await refresh_token_revoked(runtime, token_id)
+    assert await removals(runtime, team, team.member) == 1
+    async with runtime.db.transaction() as session:
+        assert await members.left_on_their_own(session, team.account.id, team.member.id)
+    assert "Acme" not in (await client.get(SECURITY_PATH)).text
+
+
+async def test_the_security_pages_accounts_in_spanish(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    spanish = {"Accept-Language": "es"}
+    await sign_in_at(client, SECURITY_PATH, "member@example.com", **spanish)
+
+    security = await client.get(SECURITY_PATH, headers=spanish)
+
+    assert "Tus cuentas" in security.text
+    assert 'aria-label="Salir de Acme"' in security.text and ">Salir</button>" in security.text
+
+
+async def test_a_plain_member_may_not_remove_anyone_else(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    csrf = await sign_in_at(client, SECURITY_PATH, "member@example.com")
+
+    asked = await client.post(remove_path(team, team.target.id), data=csrf)
+    confirmed = await client.post(
+        remove_path(team, team.target.id),
+        data=csrf | await confirming(runtime, team.account, team.target),
+    )
+
+    assert (asked.status_code, confirmed.status_code) == (403, 403)
+    assert await is_member(runtime, team.account, team.target)
+
+
+async def test_a_plain_members_refused_leave_is_told_on_the_security_page(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    # Removed in another tab and added back since: the question was about the membership
+    # that ended. The Users page, where a refusal is told, is not theirs to see.
+    csrf = await sign_in_at(client, SECURITY_PATH, "member@example.com")
+    asked = await client.post(remove_path(team, team.member.id), data=csrf)
+    async with runtime.db.transaction() as session:
+        await members.remove_member(session, SYSTEM, team.account.id, team.member.id, utcnow())
+    await add_member(runtime, team.account, team.member, ["invoices"])
+
+    stale = await client.post(remove_path(team, team.member.id), data=form_fields(asked.text))
+
+    assert stale.status_code == 409, stale.text
+    assert "left the account and joined it again" in stale.text
+    assert "<h1>Security</h1>" in stale.text
+    assert await is_member(runtime, team.account, team.member)
