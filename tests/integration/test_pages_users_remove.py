@@ -4,6 +4,7 @@ then costs a click on "Cancel", not a colleague's access."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import httpx
@@ -99,6 +100,7 @@ async def test_removing_oneself_asks_in_the_first_person_and_says_one_has_left(
 
     assert "<h1>Leave Acme?</h1>" in asked.text
     assert "You lose access to Acme at once" in asked.text
+    assert re.search(r'<button type="submit"[^>]*>Leave</button>', asked.text)
     # Not the Users page: that one is for members, which the person no longer is.
     assert left.status_code == 200, left.text
     assert "You have left Acme." in left.text
