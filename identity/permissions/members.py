@@ -414,6 +414,8 @@ NO_SUCH_ROLE = "The member does not hold this role."
 LAST_OWNER = (
     "An account must keep at least one owner who can sign in; make another member owner first."
 )
+# The problem's reason, which the Users page turns into its own sentence.
+LAST_OWNER_REASON = "last_owner"
 DISABLED_OWNER = "A disabled user cannot sign in, so cannot own an account; enable them first."
 
 
@@ -437,7 +439,7 @@ async def _keeping_an_owner(session: AsyncSession, membership: Membership) -> No
         session, membership.account_id, membership.user_id
     )
     if others == 0:
-        raise Conflict(LAST_OWNER)
+        raise Conflict(LAST_OWNER, reason=LAST_OWNER_REASON)
 
 
 async def remove_member(

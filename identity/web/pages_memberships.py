@@ -410,6 +410,8 @@ def _message_for(exc: DomainError, conflict_message: str) -> str:
             return "users.error.sender_gone"
         if exc.extra.get("reason") == MEMBER_CHANGED_REASON:
             return "users.error.member_changed"
+        if exc.extra.get("reason") == members.LAST_OWNER_REASON:
+            return "users.error.last_owner"
         return conflict_message
     return "users.error.invalid"
 
@@ -686,7 +688,6 @@ async def remove_submit(
         Action.MEMBER_REMOVE,
         change,
         done="removed",
-        conflict_message="users.error.last_owner",
         ask=ask,
         repeat=repeat,
         removing=user_id,

@@ -44,6 +44,7 @@ async def test_removing_the_last_owner_is_refused(
     )
     assert response.status_code == 409
     assert "at least one owner" in response.json()["detail"]
+    assert response.json()["reason"] == "last_owner"
     assert await _owners(runtime, account) == 1
 
 
@@ -58,6 +59,7 @@ async def test_demoting_the_last_owner_is_refused(
         headers=await user_headers(runtime, owner),
     )
     assert response.status_code == 409
+    assert response.json()["reason"] == "last_owner"
     assert await _owners(runtime, account) == 1
 
 

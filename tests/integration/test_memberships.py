@@ -252,7 +252,7 @@ async def test_the_last_owner_cannot_leave(client: httpx.AsyncClient, runtime: R
     )
 
     assert response.status_code == 409, response.text
-    assert "at least one owner" in response.json()["detail"]
+    assert response.json()["reason"] == "last_owner"
     async with runtime.db.transaction() as session:
         assert (await members.membership_of(session, account.id, owner.id)).is_owner
 
