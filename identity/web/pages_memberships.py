@@ -80,6 +80,7 @@ from identity.web.dependencies import RuntimeDep
 from identity.web.forms import (
     LOCALE_FIELD,
     MAX_PASSWORD,
+    SIGNED_IN_FIELD,
     csrf_ok,
     field,
     page_locale,
@@ -466,7 +467,11 @@ async def _change(
     async with runtime.db.transaction() as session:
         user = await _signed_in(session, request, runtime, now)
     if user is None:
-        return await sign_in_then(request, runtime, users_url(account_id), ui_locales=locale)
+        # A leave (the form names its viewer as the one it takes out) starts again where a
+        # plain member, who may not see the Users page, can press Leave: the security page.
+        leave = removing is not None and field(form, SIGNED_IN_FIELD, 64) == str(removing)
+        back = SECURITY_PATH if leave else users_url(account_id)
+        return await sign_in_then(request, runtime, back, ui_locales=locale)
     if removing is not None:
         action = removal(_caller(user), removing)
     leaving = action is Action.MEMBER_LEAVE

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ from identity.clock import utcnow
 from identity.permissions import members
 from identity.runtime import Runtime
 from identity.web.pages_account import PATH as SECURITY_PATH
-from tests.browser import add_user, form_fields
+from tests.browser import PASSWORD, add_user, form_fields
 from tests.integration.account_helpers import (
     SYSTEM,
     add_member,
@@ -321,4 +322,24 @@ async def test_a_plain_members_refused_leave_is_told_on_the_security_page(
     assert stale.status_code == 409, stale.text
     assert "left the account and joined it again" in stale.text
     assert "<h1>Security</h1>" in stale.text
+    assert await is_member(runtime, team.account, team.member)
+
+
+async def test_a_leave_from_a_signed_out_browser_signs_in_back_to_the_security_page(
+    client: httpx.AsyncClient, runtime: Runtime, team: Team
+) -> None:
+    # Signed out (elsewhere, or the session ran out) with the security page still open: the
+    # Users page, where other posts of this kind start again, is not a plain member's to see.
+    posted = await client.post(
+        remove_path(team, team.member.id), data={"signed_in_user": str(team.member.id)}
+    )
+    assert posted.status_code == 303, posted.text
+    login = await client.get(posted.headers["location"])
+    back = await client.post(
+        "/login",
+        data=form_fields(login.text) | {"email": "member@example.com", "password": PASSWORD},
+    )
+
+    assert back.status_code == 303, back.text
+    assert urlsplit(back.headers["location"]).path == SECURITY_PATH
     assert await is_member(runtime, team.account, team.member)
