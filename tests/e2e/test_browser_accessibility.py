@@ -219,6 +219,9 @@ def _walk(browser: Browser, site: Site, audit: Audit) -> None:
     security = f"{base_url}/account/security"
     page.goto(security)
     audit(page, "security")
+    _submit(page, "#accounts button[type=submit] >> nth=0")
+    audit(page, "leave question")
+    page.goto(security)
     page.fill("#current_password", PASSWORD)
     page.fill("input#password", WEAK)
     page.fill("#password_confirm", WEAK)
