@@ -51,6 +51,12 @@ async def accounts_of(
     return [AccountChoice(a, m.is_owner, effective[m.id]) for a, m in rows]
 
 
+async def accounts_listed_for(session: AsyncSession, user_id: uuid.UUID) -> list[Account]:
+    """The accounts a user belongs to, by name, without the permissions ``accounts_of``
+    works out: the security page lists them to leave."""
+    return [account for account, _ in await repository.accounts_of_user(session, user_id)]
+
+
 async def account_ids_of(session: AsyncSession, user_id: uuid.UUID) -> set[uuid.UUID]:
     """The accounts a user belongs to, by id alone: all that choosing one at sign-in needs,
     read on every authorization without the permissions ``accounts_of`` works out."""

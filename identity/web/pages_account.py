@@ -188,7 +188,7 @@ async def _security_page(
         enrolled = await mfa.is_enrolled(session, user_id)
         recovery_left = await mfa.unused_recovery_codes(session, user_id) if enrolled else 0
         live = await self_service.live_sessions(session, user_id, now)
-        accounts = await customer_accounts.accounts_of(session, user_id, now, runtime.catalogue)
+        accounts = await customer_accounts.accounts_listed_for(session, user_id)
     if "codes" in left:
         return _codes_page(request, runtime, locale, left["codes"], left["intro"])
     if secret is not None:
@@ -209,7 +209,7 @@ async def _security_page(
             "recovery_left": recovery_left,
             "sessions": [_listed(s, s.id == visitor.browser.id, now) for s in live],
             # Leave is offered on every one, the last owner's too: their post says why not.
-            "accounts": [{"id": str(c.account.id), "name": c.account.name} for c in accounts],
+            "accounts": [{"id": str(a.id), "name": a.name} for a in accounts],
             "notice_id": outcome.notice_id,
             "notice_values": outcome.notice_values,
             "message_id": outcome.message_id,
